@@ -1,0 +1,14 @@
+/* lmsd: cache fusion. Today the daemon runs on the skeleton alone: it starts,
+ * registers in the proc table, answers status, ping, config and reload, and says in its
+ * status line that its own service is not there yet. */
+#include "daemon.h"
+
+static const struct coral_daemon_def lmsd_def = {
+	.id = CORAL_D_LMSD,
+	.service = "not yet: cache fusion (the Global Cache Service) is not built yet (issue 5); this daemon only answers control requests",
+};
+
+int main(int argc, char **argv)
+{
+	return coral_daemon_main(argc, argv, &lmsd_def);
+}

@@ -1,0 +1,14 @@
+/* replicad: redo and standbys. Today the daemon runs on the skeleton alone: it starts,
+ * registers in the proc table, answers status, ping, config and reload, and says in its
+ * status line that its own service is not there yet. */
+#include "daemon.h"
+
+static const struct coral_daemon_def replicad_def = {
+	.id = CORAL_D_REPLICAD,
+	.service = "not yet: redo group commit and shipping to standbys are not built yet; this daemon only answers control requests",
+};
+
+int main(int argc, char **argv)
+{
+	return coral_daemon_main(argc, argv, &replicad_def);
+}

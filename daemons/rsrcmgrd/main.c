@@ -1,0 +1,14 @@
+/* rsrcmgrd: resource manager. Today the daemon runs on the skeleton alone: it starts,
+ * registers in the proc table, answers status, ping, config and reload, and says in its
+ * status line that its own service is not there yet. */
+#include "daemon.h"
+
+static const struct coral_daemon_def rsrcmgrd_def = {
+	.id = CORAL_D_RSRCMGRD,
+	.service = "not yet: the resource manager (consumer groups, plans, session pools) is not built yet; this daemon only answers control requests",
+};
+
+int main(int argc, char **argv)
+{
+	return coral_daemon_main(argc, argv, &rsrcmgrd_def);
+}

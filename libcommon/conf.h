@@ -1,0 +1,169 @@
+/* The cluster configuration file: one INI file with [cluster], one [node.LABEL] section per
+ * node, [storage], [tls], [supervisor] and one section per daemon. Every section's options
+ * are declared once, in a table {name, type, default, min, max, reloadable, help}; parsing,
+ * validation, printing (-nv, coralctl config) and reload (SIGHUP) all walk those tables. */
+#ifndef CORAL_CONF_H
+#define CORAL_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CORAL_MAX_NODES 64
+#define CORAL_STR_MAX 256
+#define CORAL_LABEL_MAX 32
+#define CORAL_CLUSTER_NAME_MAX 32
+#define CORAL_PORTS_PER_NODE 16   /* base_port .. base_port+15 belong to one node */
+#define CORAL_MAX_OPTS 32
+#define CORAL_ERRMSG_MAX 512
+
+/* The daemons of a node, in start order (raftd first: everyone else needs membership).
+ * Stop order is the reverse. The index is the daemon's proc-table slot. */
+#define CORAL_DAEMONS(X)   \
+	X(RAFTD, raftd)    \
+	X(GRDD, grdd)      \
+	X(LMSD, lmsd)      \
+	X(LMDD, lmdd)      \
+	X(SMOND, smond)    \
+	X(REPLICAD, replicad) \
+	X(RSRCMGRD, rsrcmgrd)
+
+enum coral_daemon_id {
+#define CORAL__D_ENUM(up, low) CORAL_D_##up,
+	CORAL_DAEMONS(CORAL__D_ENUM)
+#undef CORAL__D_ENUM
+	CORAL_NDAEMONS
+};
+extern const char *const coral_daemon_names[CORAL_NDAEMONS];
+/* Daemon index for a name, or -1. */
+int coral_daemon_lookup(const char *name);
+
+enum coral_opt_type {
+	CORAL_OPT_STR,      /* free text; min/max bound the length */
+	CORAL_OPT_PATH,     /* absolute path */
+	CORAL_OPT_HOST,     /* IPv4/IPv6 literal or host name */
+	CORAL_OPT_INT,
+	CORAL_OPT_SIZE,     /* bytes, with K/M/G suffixes */
+	CORAL_OPT_BOOL,     /* yes/no, true/false, on/off, 1/0 */
+	CORAL_OPT_LOGLEVEL, /* debug, info, notice, warning, error */
+};
+
+struct coral_opt {
+	const char *name;
+	enum coral_opt_type type;
+	const char *def;    /* NULL: required */
+	int64_t min, max;
+	bool reloadable;
+	size_t off;         /* offset of the int64_t or char[CORAL_STR_MAX] field */
+	const char *help;
+};
+
+/* What the parser knows about one section instance: which options the file set, where. */
+struct coral_sect_meta {
+	uint64_t set;                 /* bit i: option i was set in the file */
+	int line;                     /* line of the first option seen (0: section absent) */
+	int opt_line[CORAL_MAX_OPTS];
+};
+
+struct coral_cluster_conf {
+	char name[CORAL_STR_MAX];
+	int64_t admin_uid;            /* -1: the uid that runs the daemons */
+	int64_t admin_gid;            /* -1: none */
+	int64_t max_frame;
+	int64_t ipc_timeout_ms;
+	int64_t log_stderr;
+	int64_t log_syslog;
+	int64_t log_burst;
+	int64_t log_interval_ms;
+};
+
+struct coral_node_conf {
+	char label[CORAL_LABEL_MAX];  /* LABEL of [node.LABEL] */
+	int64_t id;
+	char host[CORAL_STR_MAX];
+	int64_t base_port;
+	char run_dir[CORAL_STR_MAX];
+	int64_t sga_size;
+	char sga_name[CORAL_STR_MAX]; /* empty in the file: /coral.CLUSTER.ID */
+	struct coral_sect_meta meta;
+};
+
+struct coral_storage_conf {
+	char shared_dir[CORAL_STR_MAX];
+	int64_t block_size;
+};
+
+struct coral_tls_conf {
+	int64_t enabled;
+	char ca_file[CORAL_STR_MAX];
+	char cert_file[CORAL_STR_MAX];
+	char key_file[CORAL_STR_MAX];
+};
+
+struct coral_supervisor_conf {
+	char bin_dir[CORAL_STR_MAX];
+	int64_t ready_timeout_ms;
+	int64_t stop_grace_ms;
+	int64_t restart_max;
+	int64_t restart_window_s;
+	int64_t restart_backoff_ms;
+	int64_t restart_backoff_max_ms;
+	int64_t hang_timeout_ms;
+};
+
+/* Options every daemon section has. Daemon-specific options join later issues' tables. */
+struct coral_daemon_conf {
+	int64_t log_level;
+	int64_t heartbeat_ms;
+	int64_t max_clients;
+	int64_t out_queue;
+};
+
+struct coral_conf {
+	char path[CORAL_STR_MAX];
+	struct coral_cluster_conf cluster;
+	struct coral_storage_conf storage;
+	struct coral_tls_conf tls;
+	struct coral_supervisor_conf supervisor;
+	struct coral_daemon_conf daemon[CORAL_NDAEMONS];
+	struct coral_sect_meta cluster_meta, storage_meta, tls_meta, supervisor_meta;
+	struct coral_sect_meta daemon_meta[CORAL_NDAEMONS];
+	int nnodes;
+	struct coral_node_conf nodes[CORAL_MAX_NODES];
+	char errmsg[CORAL_ERRMSG_MAX];
+};
+
+/* Reads and validates a file. On error returns CORAL_ECONFIG (or ENOMEM) and leaves
+ * "FILE:LINE: [section] option: reason" in conf->errmsg. */
+int coral_conf_load(struct coral_conf *conf, const char *path);
+
+/* Default path: $CORAL_CONF, else /etc/coral/coral.conf. */
+const char *coral_conf_default_path(void);
+
+/* Node by id (1..) or by label; NULL if none. */
+const struct coral_node_conf *coral_conf_node(const struct coral_conf *conf, const char *key);
+const struct coral_node_conf *coral_conf_node_by_id(const struct coral_conf *conf, int64_t id);
+
+/* Walks every option of every section in print order. */
+typedef void (*coral_conf_visit_fn)(void *arg, const char *section, const struct coral_opt *opt,
+				    const char *value, bool is_default);
+void coral_conf_foreach(const struct coral_conf *conf, coral_conf_visit_fn fn, void *arg);
+
+/* Prints the effective configuration in INI form (what -nv shows). */
+void coral_conf_print(const struct coral_conf *conf, FILE *out);
+
+/* Applies the reloadable differences of next to cur and reports every difference, applied
+ * or not, through fn (one line each). Returns how many options were applied. */
+int coral_conf_apply_reload(struct coral_conf *cur, const struct coral_conf *next,
+			    void (*fn)(void *arg, const char *line), void *arg);
+
+const char *coral_loglevel_name(int64_t level);
+
+/* Unix socket, pidfile and log paths of a daemon on a node. */
+void coral_conf_sock_path(const struct coral_node_conf *node, const char *daemon, char *buf,
+			  size_t bufsz);
+void coral_conf_run_path(const struct coral_node_conf *node, const char *file, char *buf,
+			 size_t bufsz);
+
+#endif

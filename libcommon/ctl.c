@@ -1,0 +1,225 @@
+/* Control message family: codecs, blocking call, async client (see ctl.h). */
+#include "ctl.h"
+#include "errors.h"
+#include "frame.h"
+#include "ipc.h"
+#include "util.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+Coral__CtlRequest *coral_ctl_request_decode(const uint8_t *data, size_t len)
+{
+	return coral__ctl_request__unpack(NULL, len, data);
+}
+
+void coral_ctl_request_free(Coral__CtlRequest *req)
+{
+	if (req)
+		coral__ctl_request__free_unpacked(req, NULL);
+}
+
+Coral__CtlResponse *coral_ctl_response_decode(const uint8_t *data, size_t len)
+{
+	return coral__ctl_response__unpack(NULL, len, data);
+}
+
+void coral_ctl_response_free(Coral__CtlResponse *resp)
+{
+	if (resp)
+		coral__ctl_response__free_unpacked(resp, NULL);
+}
+
+const char *coral_ctl_request_name(const Coral__CtlRequest *req)
+{
+	switch (req->body_case) {
+	case CORAL__CTL_REQUEST__BODY_STATUS: return "status";
+	case CORAL__CTL_REQUEST__BODY_PING: return "ping";
+	case CORAL__CTL_REQUEST__BODY_CONFIG: return "config";
+	case CORAL__CTL_REQUEST__BODY_RELOAD: return "reload";
+	default: return "unknown";
+	}
+}
+
+int coral_ctl_call(const char *sock, Coral__CtlRequest *req, size_t max_frame, int timeout_ms,
+		   Coral__CtlResponse **resp, char *err, size_t errsz)
+{
+	uint64_t deadline = coral_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+	int fd;
+	int rc = coral_ipc_connect(sock, &fd);
+	if (rc != 0) {
+		if (rc == CORAL_ENOTRUNNING)
+			snprintf(err, errsz, "nothing is listening on %s", sock);
+		else if (rc == CORAL_EPERM)
+			snprintf(err, errsz, "no permission to connect to %s", sock);
+		else
+			snprintf(err, errsz, "cannot connect to %s: %s", sock, coral_strerror(rc));
+		return rc;
+	}
+	static uint64_t next_id = 1;
+	if (req->hdr)
+		req->hdr->request_id = next_id++;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	rc = coral_frame_encode(&req->base, max_frame, &buf, &len);
+	if (rc == 0)
+		rc = coral_frame_write_fd(fd, buf, len, deadline);
+	free(buf);
+	uint8_t *payload = NULL;
+	uint32_t plen = 0;
+	if (rc == 0)
+		rc = coral_frame_read_fd(fd, max_frame, deadline, &payload, &plen);
+	close(fd);
+	if (rc != 0) {
+		if (rc == CORAL_ETIMEDOUT)
+			snprintf(err, errsz, "no answer from %s within %d ms", sock, timeout_ms);
+		else if (rc == CORAL_ECLOSED)
+			snprintf(err, errsz, "%s closed the connection without answering", sock);
+		else
+			snprintf(err, errsz, "%s: %s", sock, coral_strerror(rc));
+		return rc;
+	}
+	*resp = coral_ctl_response_decode(payload, plen);
+	free(payload);
+	if (*resp == NULL) {
+		snprintf(err, errsz, "%s sent an answer that could not be decoded", sock);
+		return CORAL_EDECODE;
+	}
+	if (req->hdr && (*resp)->hdr && (*resp)->hdr->request_id != req->hdr->request_id) {
+		coral_ctl_response_free(*resp);
+		*resp = NULL;
+		snprintf(err, errsz, "%s answered another request", sock);
+		return CORAL_EDECODE;
+	}
+	return 0;
+}
+
+/* ---- async client ----------------------------------------------------------------- */
+
+struct coral__pending {
+	struct coral_ctl_client *cc;
+	uint64_t id;          /* 0: free */
+	coral_ctl_done_fn done;
+	void *arg;
+	struct event *timer;
+};
+
+struct coral_ctl_client {
+	struct coral_ipc_client *ipc;
+	uint64_t next_id;
+	uint64_t late;
+	struct coral__pending pending[CORAL_CTL_MAX_PENDING];
+};
+
+static void coral__finish(struct coral__pending *p, int err, const Coral__CtlResponse *resp)
+{
+	coral_ctl_done_fn done = p->done;
+	void *arg = p->arg;
+	p->id = 0;
+	evtimer_del(p->timer);
+	done(arg, err, resp);
+}
+
+static void coral__timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct coral__pending *p = arg;
+	if (p->id != 0)
+		coral__finish(p, CORAL_ETIMEDOUT, NULL);
+}
+
+static void coral__on_frame(void *arg, const uint8_t *data, uint32_t len)
+{
+	struct coral_ctl_client *cc = arg;
+	Coral__CtlResponse *resp = coral_ctl_response_decode(data, len);
+	if (resp == NULL || resp->hdr == NULL) {
+		coral_ctl_response_free(resp);
+		cc->late++; /* undecodable: nobody to give it to */
+		return;
+	}
+	for (int i = 0; i < CORAL_CTL_MAX_PENDING; i++) {
+		struct coral__pending *p = &cc->pending[i];
+		if (p->id != 0 && p->id == resp->hdr->request_id) {
+			coral__finish(p, 0, resp);
+			coral_ctl_response_free(resp);
+			return;
+		}
+	}
+	cc->late++; /* an answer to a call that already timed out */
+	coral_ctl_response_free(resp);
+}
+
+static void coral__on_close(void *arg, int err)
+{
+	struct coral_ctl_client *cc = arg;
+	for (int i = 0; i < CORAL_CTL_MAX_PENDING; i++)
+		if (cc->pending[i].id != 0)
+			coral__finish(&cc->pending[i], err ? err : CORAL_ECLOSED, NULL);
+}
+
+struct coral_ctl_client *coral_ctl_client_new(struct event_base *base, const char *sock,
+					      size_t max_frame)
+{
+	struct coral_ctl_client *cc = calloc(1, sizeof(*cc));
+	if (cc == NULL)
+		return NULL;
+	cc->next_id = 1;
+	for (int i = 0; i < CORAL_CTL_MAX_PENDING; i++) {
+		cc->pending[i].cc = cc;
+		cc->pending[i].timer = evtimer_new(base, coral__timeout, &cc->pending[i]);
+		if (cc->pending[i].timer == NULL) {
+			coral_ctl_client_free(cc);
+			return NULL;
+		}
+	}
+	cc->ipc = coral_ipc_client_new(base, sock, max_frame, max_frame * 2, coral__on_frame,
+				       coral__on_close, cc);
+	if (cc->ipc == NULL) {
+		coral_ctl_client_free(cc);
+		return NULL;
+	}
+	return cc;
+}
+
+int coral_ctl_client_call(struct coral_ctl_client *cc, Coral__CtlRequest *req, int timeout_ms,
+			  coral_ctl_done_fn done, void *arg)
+{
+	if (req->hdr == NULL)
+		return CORAL_EINVAL;
+	struct coral__pending *slot = NULL;
+	for (int i = 0; i < CORAL_CTL_MAX_PENDING && slot == NULL; i++)
+		if (cc->pending[i].id == 0)
+			slot = &cc->pending[i];
+	if (slot == NULL)
+		return CORAL_EBUSY;
+	req->hdr->request_id = cc->next_id++;
+	int rc = coral_ipc_client_send(cc->ipc, &req->base);
+	if (rc != 0)
+		return rc;
+	slot->id = req->hdr->request_id;
+	slot->done = done;
+	slot->arg = arg;
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	evtimer_add(slot->timer, &tv);
+	return 0;
+}
+
+uint64_t coral_ctl_client_late(const struct coral_ctl_client *cc)
+{
+	return cc->late;
+}
+
+void coral_ctl_client_free(struct coral_ctl_client *cc)
+{
+	if (cc == NULL)
+		return;
+	coral_ipc_client_free(cc->ipc);
+	for (int i = 0; i < CORAL_CTL_MAX_PENDING; i++)
+		if (cc->pending[i].timer)
+			event_free(cc->pending[i].timer);
+	free(cc);
+}

@@ -1,0 +1,42 @@
+/* The control message family (proto/ctl.proto): the status, ping, config and reload
+ * requests every daemon answers. Encoding and decoding live here and nowhere else; the
+ * blocking call is what coralctl and coral-node use, the async client is for daemons
+ * (request ids, a bounded table of pending calls, a timeout for each). */
+#ifndef CORAL_CTL_H
+#define CORAL_CTL_H
+
+#include "ctl.pb-c.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CORAL_CTL_MAX_PENDING 64
+
+struct event_base;
+
+Coral__CtlRequest *coral_ctl_request_decode(const uint8_t *data, size_t len);
+void coral_ctl_request_free(Coral__CtlRequest *req);
+Coral__CtlResponse *coral_ctl_response_decode(const uint8_t *data, size_t len);
+void coral_ctl_response_free(Coral__CtlResponse *resp);
+
+/* Short name of the request's body ("status", "ping"...), for logs. */
+const char *coral_ctl_request_name(const Coral__CtlRequest *req);
+
+/* Sends one request to the daemon listening at sock and waits for its answer. The caller
+ * frees *resp. On error returns a CORAL_E* code and says what to do in err. */
+int coral_ctl_call(const char *sock, Coral__CtlRequest *req, size_t max_frame, int timeout_ms,
+		   Coral__CtlResponse **resp, char *err, size_t errsz);
+
+/* Async client. done is called exactly once per accepted call: with the answer, or with
+ * CORAL_ETIMEDOUT / CORAL_ECLOSED and resp NULL. The answer is freed after done returns. */
+struct coral_ctl_client;
+typedef void (*coral_ctl_done_fn)(void *arg, int err, const Coral__CtlResponse *resp);
+struct coral_ctl_client *coral_ctl_client_new(struct event_base *base, const char *sock,
+					      size_t max_frame);
+/* CORAL_EBUSY when CORAL_CTL_MAX_PENDING calls are already waiting. */
+int coral_ctl_client_call(struct coral_ctl_client *cc, Coral__CtlRequest *req, int timeout_ms,
+			  coral_ctl_done_fn done, void *arg);
+uint64_t coral_ctl_client_late(const struct coral_ctl_client *cc); /* answers after timeout */
+void coral_ctl_client_free(struct coral_ctl_client *cc);
+
+#endif

@@ -1,0 +1,58 @@
+/* The daemon skeleton every Coral daemon runs on: options (-c FILE, -N NODE, -n, -nv),
+ * configuration, pidfile, SGA attach, proc-table registration, one libevent loop with
+ * signals (TERM/INT stop, HUP reloads the reloadable options and logs what changed), a
+ * heartbeat timer, readiness reported through the proc table, and the control requests
+ * every daemon answers (status, ping, config, reload) from one handler table. A daemon's
+ * own service plugs in through init/fini and the status line. */
+#ifndef CORAL_DAEMON_H
+#define CORAL_DAEMON_H
+
+#include "conf.h"
+#include "ipc.h"
+#include "proc.h"
+#include "sga.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_base;
+struct event;
+
+struct coral_daemon;
+
+struct coral_daemon_def {
+	int id;                 /* CORAL_D_* */
+	const char *service;    /* one line for status: the service, or why it is not there */
+	bool service_ready;     /* false until the daemon's own service exists */
+	int (*init)(struct coral_daemon *d);
+	void (*fini)(struct coral_daemon *d);
+};
+
+struct coral_daemon {
+	const struct coral_daemon_def *def;
+	const char *name;
+	struct coral_conf conf;
+	const struct coral_node_conf *node;
+	struct coral_sga sga;
+	struct coral_proc_table *proc;
+	struct event_base *base;
+	struct coral_ipc_server *ipc;
+	struct event *ev_sig[3];
+	struct event *ev_heartbeat;
+	struct event *ev_test_crash;
+	int pidfd;
+	char pidfile[CORAL_STR_MAX + 32];
+	char sockpath[CORAL_STR_MAX + 32];
+	uint64_t start_mono_ns;
+	int exit_code;
+};
+
+/* Runs the daemon; returns the process exit status. */
+int coral_daemon_main(int argc, char **argv, const struct coral_daemon_def *def);
+
+/* Re-reads the configuration file and applies what may be applied; each change (applied or
+ * not) is logged and, if changes is not NULL, copied there (at most max lines). Returns the
+ * number of lines, or a negative CORAL_E* code if the file is invalid (nothing applied). */
+int coral_daemon_reload(struct coral_daemon *d, char (*changes)[CORAL_ERRMSG_MAX], int max);
+
+#endif

@@ -1,0 +1,173 @@
+/* Frame encoding and decoding (see frame.h). This file and the per-family message files
+ * are the only places that call protobuf-c's pack functions. */
+#include "frame.h"
+#include "errors.h"
+#include "util.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int coral_frame_check(const uint8_t *buf, size_t avail, size_t max, uint32_t *len)
+{
+	if (avail < CORAL_FRAME_HDR)
+		return 0;
+	uint32_t n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
+	if (n == 0)
+		return CORAL_EEMPTY;
+	if (n > max)
+		return CORAL_ETOOBIG;
+	*len = n;
+	return avail - CORAL_FRAME_HDR >= n ? 1 : 0;
+}
+
+int coral_frame_next(struct evbuffer *in, size_t max, const uint8_t **payload, uint32_t *len)
+{
+	uint8_t hdr[CORAL_FRAME_HDR];
+	size_t avail = evbuffer_get_length(in);
+	if (avail < CORAL_FRAME_HDR)
+		return 0;
+	evbuffer_copyout(in, hdr, sizeof(hdr));
+	uint32_t n;
+	/* Check the header alone first so an oversize frame is refused before we wait for it. */
+	int rc = coral_frame_check(hdr, CORAL_FRAME_HDR, max, &n);
+	if (rc < 0)
+		return rc;
+	if (avail - CORAL_FRAME_HDR < n)
+		return 0;
+	unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)(CORAL_FRAME_HDR + n));
+	if (p == NULL)
+		return CORAL_ENOMEM;
+	*payload = p + CORAL_FRAME_HDR;
+	*len = n;
+	return 1;
+}
+
+void coral_frame_consume(struct evbuffer *in, uint32_t len)
+{
+	evbuffer_drain(in, CORAL_FRAME_HDR + (size_t)len);
+}
+
+static void coral__put_len(uint8_t *p, uint32_t n)
+{
+	p[0] = (uint8_t)(n >> 24);
+	p[1] = (uint8_t)(n >> 16);
+	p[2] = (uint8_t)(n >> 8);
+	p[3] = (uint8_t)n;
+}
+
+int coral_frame_append(struct evbuffer *out, const ProtobufCMessage *msg, size_t max)
+{
+	size_t n = protobuf_c_message_get_packed_size(msg);
+	if (n > max || n > UINT32_MAX)
+		return CORAL_ETOOBIG;
+	if (n == 0) {
+		/* An empty message is legal protobuf but an empty frame is not: every Coral
+		 * envelope carries a header, so this is a caller bug. */
+		return CORAL_EEMPTY;
+	}
+	struct evbuffer_iovec v;
+	if (evbuffer_reserve_space(out, (ev_ssize_t)(n + CORAL_FRAME_HDR), &v, 1) < 1)
+		return CORAL_ENOMEM;
+	coral__put_len(v.iov_base, (uint32_t)n);
+	protobuf_c_message_pack(msg, (uint8_t *)v.iov_base + CORAL_FRAME_HDR);
+	v.iov_len = n + CORAL_FRAME_HDR;
+	return evbuffer_commit_space(out, &v, 1) == 0 ? 0 : CORAL_ENOMEM;
+}
+
+int coral_frame_encode(const ProtobufCMessage *msg, size_t max, uint8_t **buf, size_t *len)
+{
+	size_t n = protobuf_c_message_get_packed_size(msg);
+	if (n > max || n > UINT32_MAX)
+		return CORAL_ETOOBIG;
+	if (n == 0)
+		return CORAL_EEMPTY;
+	uint8_t *p = malloc(n + CORAL_FRAME_HDR);
+	if (p == NULL)
+		return CORAL_ENOMEM;
+	coral__put_len(p, (uint32_t)n);
+	protobuf_c_message_pack(msg, p + CORAL_FRAME_HDR);
+	*buf = p;
+	*len = n + CORAL_FRAME_HDR;
+	return 0;
+}
+
+static int coral__wait(int fd, short ev, uint64_t deadline_ns)
+{
+	for (;;) {
+		uint64_t now = coral_now_mono_ns();
+		if (now >= deadline_ns)
+			return CORAL_ETIMEDOUT;
+		int ms = (int)((deadline_ns - now + 999999) / 1000000);
+		struct pollfd p = {.fd = fd, .events = ev};
+		int rc = poll(&p, 1, ms);
+		if (rc > 0)
+			return 0;
+		if (rc < 0 && errno != EINTR)
+			return CORAL_ESYS;
+	}
+}
+
+int coral_frame_write_fd(int fd, const uint8_t *buf, size_t len, uint64_t deadline_ns)
+{
+	size_t off = 0;
+	while (off < len) {
+		int rc = coral__wait(fd, POLLOUT, deadline_ns);
+		if (rc != 0)
+			return rc;
+		ssize_t n = write(fd, buf + off, len - off);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return CORAL_ECLOSED;
+		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+static int coral__read_full(int fd, uint8_t *buf, size_t len, uint64_t deadline_ns)
+{
+	size_t off = 0;
+	while (off < len) {
+		int rc = coral__wait(fd, POLLIN, deadline_ns);
+		if (rc != 0)
+			return rc;
+		ssize_t n = read(fd, buf + off, len - off);
+		if (n == 0)
+			return CORAL_ECLOSED;
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return CORAL_ECLOSED;
+		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+int coral_frame_read_fd(int fd, size_t max, uint64_t deadline_ns, uint8_t **payload, uint32_t *len)
+{
+	uint8_t hdr[CORAL_FRAME_HDR];
+	int rc = coral__read_full(fd, hdr, sizeof(hdr), deadline_ns);
+	if (rc != 0)
+		return rc;
+	uint32_t n;
+	rc = coral_frame_check(hdr, sizeof(hdr), max, &n);
+	if (rc < 0)
+		return rc;
+	uint8_t *p = malloc(n);
+	if (p == NULL)
+		return CORAL_ENOMEM;
+	rc = coral__read_full(fd, p, n, deadline_ns);
+	if (rc != 0) {
+		free(p);
+		return rc;
+	}
+	*payload = p;
+	*len = n;
+	return 0;
+}

@@ -1,0 +1,34 @@
+/* Framing, the same on Unix sockets and TCP: a 4-byte big-endian length, then one
+ * protobuf-c message. A frame longer than the configured maximum, or of length zero, is
+ * refused; the caller closes the connection and counts it. */
+#ifndef CORAL_FRAME_H
+#define CORAL_FRAME_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CORAL_FRAME_HDR 4
+
+struct evbuffer;
+
+/* Looks at the bytes buffered so far. Returns 1 with *len set when a whole frame is there,
+ * 0 when more bytes are needed, CORAL_ETOOBIG or CORAL_EEMPTY for a frame to refuse. */
+int coral_frame_check(const uint8_t *buf, size_t avail, size_t max, uint32_t *len);
+
+/* The same on an evbuffer; on 1, *payload points at the frame's message bytes, valid until
+ * coral_frame_consume(). */
+int coral_frame_next(struct evbuffer *in, size_t max, const uint8_t **payload, uint32_t *len);
+void coral_frame_consume(struct evbuffer *in, uint32_t len);
+
+/* Packs msg as one frame at the end of out. CORAL_ETOOBIG if it exceeds max. */
+int coral_frame_append(struct evbuffer *out, const ProtobufCMessage *msg, size_t max);
+/* Packs msg as one frame into a new malloc'ed buffer. */
+int coral_frame_encode(const ProtobufCMessage *msg, size_t max, uint8_t **buf, size_t *len);
+
+/* Blocking helpers for tools: whole frames over a file descriptor, within a deadline
+ * (CLOCK_MONOTONIC ns). read returns a malloc'ed payload. */
+int coral_frame_write_fd(int fd, const uint8_t *buf, size_t len, uint64_t deadline_ns);
+int coral_frame_read_fd(int fd, size_t max, uint64_t deadline_ns, uint8_t **payload, uint32_t *len);
+
+#endif

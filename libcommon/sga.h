@@ -1,0 +1,80 @@
+/* The SGA: one POSIX shared-memory segment per node, created by the supervisor before any
+ * daemon starts and removed when the node stops. A header (magic, layout version, size,
+ * cluster name, node id) is followed by a table of named sections; every subsystem that
+ * keeps state in the SGA declares a size function and an init function in the one
+ * registry in sga.c, in dependency order. Sections hold offsets, never pointers. */
+#ifndef CORAL_SGA_H
+#define CORAL_SGA_H
+
+#include "conf.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CORAL_SGA_MAGIC 0x4147534c41524f43ull /* "CORALSGA" little-endian */
+#define CORAL_SGA_VERSION 1u
+#define CORAL_SGA_MAX_SECTIONS 16
+#define CORAL_SGA_ALIGN 64
+
+struct coral_sga_section {
+	char name[24];
+	uint64_t offset;
+	uint64_t size;
+};
+
+struct coral_sga_hdr {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t nsections;
+	uint64_t size;
+	char cluster[CORAL_CLUSTER_NAME_MAX + 8];
+	uint32_t node_id;
+	int32_t creator_pid;
+	uint64_t created_real_ns;
+	_Atomic uint32_t ready;   /* set last by the creator; attach waits for it */
+	struct coral_sga_section sections[CORAL_SGA_MAX_SECTIONS];
+};
+
+struct coral_sga {
+	char name[CORAL_STR_MAX];
+	void *base;
+	size_t size;
+	bool readonly;
+	struct coral_sga_hdr *hdr;
+	char errmsg[CORAL_ERRMSG_MAX];
+};
+
+/* One entry per subsystem that lives in the SGA. */
+struct coral_sga_subsys {
+	const char *name;
+	size_t (*size)(const struct coral_conf *conf);
+	int (*init)(void *section, size_t size, const struct coral_conf *conf,
+		    const struct coral_node_conf *node);
+	/* fill: entries in use and capacity, for coralctl sga */
+	void (*fill)(const void *section, uint64_t *used, uint64_t *capacity);
+};
+
+const struct coral_sga_subsys *coral_sga_subsystems(size_t *n);
+
+/* Creates the node's segment (fails with CORAL_EEXIST if it is there), initialises every
+ * section and marks it ready. Only the supervisor calls this. */
+int coral_sga_create(struct coral_sga *sga, const struct coral_conf *conf,
+		     const struct coral_node_conf *node);
+/* Attaches an existing segment after checking magic, version, size and layout. */
+int coral_sga_attach(struct coral_sga *sga, const struct coral_conf *conf,
+		     const struct coral_node_conf *node, bool readonly);
+void coral_sga_detach(struct coral_sga *sga);
+/* Removes the segment name; mappings stay valid until detached. */
+int coral_sga_destroy(const char *name);
+bool coral_sga_exists(const char *name);
+
+/* Address and size of a named section, or NULL. */
+void *coral_sga_section(const struct coral_sga *sga, const char *name, size_t *size);
+
+/* Bytes of sections and header needed for this configuration (with overflow check). */
+int coral_sga_layout_size(const struct coral_conf *conf, uint64_t *total);
+
+#endif

@@ -1,0 +1,223 @@
+/* Implementation of the small helpers in util.h. */
+#include "util.h"
+#include "errors.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <limits.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t coral__clock_ns(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t coral_now_mono_ns(void) { return coral__clock_ns(CLOCK_MONOTONIC); }
+uint64_t coral_now_real_ns(void) { return coral__clock_ns(CLOCK_REALTIME); }
+
+bool coral_strlcpy(char *dst, const char *src, size_t dstsz)
+{
+	size_t n = strlen(src);
+	if (dstsz == 0)
+		return n == 0;
+	size_t c = n < dstsz - 1 ? n : dstsz - 1;
+	memcpy(dst, src, c);
+	dst[c] = '\0';
+	return c == n;
+}
+
+bool coral_parse_int(const char *s, int64_t *out)
+{
+	if (s == NULL || *s == '\0')
+		return false;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || isspace((unsigned char)*s))
+		return false;
+	*out = v;
+	return true;
+}
+
+bool coral_parse_size(const char *s, int64_t *out)
+{
+	if (s == NULL || !isdigit((unsigned char)*s))
+		return false;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return false;
+	unsigned shift = 0;
+	switch (*end) {
+	case '\0': break;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	default: return false;
+	}
+	if (*end == 'i' || *end == 'B') { /* accept KiB / KB spellings */
+		if (*end == 'i')
+			end++;
+		if (*end == 'B')
+			end++;
+	}
+	if (*end != '\0' || v > ((unsigned long long)INT64_MAX >> shift))
+		return false;
+	*out = (int64_t)(v << shift);
+	return true;
+}
+
+void coral_format_size(int64_t v, char *buf, size_t bufsz)
+{
+	static const char *const unit[] = {"GiB", "MiB", "KiB"};
+	static const int shift[] = {30, 20, 10};
+	for (size_t i = 0; i < 3; i++) {
+		int64_t u = (int64_t)1 << shift[i];
+		if (v >= u && v % u == 0) {
+			snprintf(buf, bufsz, "%lld %s", (long long)(v / u), unit[i]);
+			return;
+		}
+	}
+	snprintf(buf, bufsz, "%lld B", (long long)v);
+}
+
+int coral_mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	if (!coral_strlcpy(tmp, path, sizeof(tmp)))
+		return CORAL_EINVAL;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+			return CORAL_ESYS;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+		return CORAL_ESYS;
+	struct stat st;
+	if (stat(tmp, &st) != 0 || !S_ISDIR(st.st_mode))
+		return CORAL_ESYS;
+	return 0;
+}
+
+static bool coral__addr_is_mine(const char *host)
+{
+	unsigned char want[16];
+	int fam = AF_INET;
+	if (inet_pton(AF_INET, host, want) != 1) {
+		fam = AF_INET6;
+		if (inet_pton(AF_INET6, host, want) != 1)
+			return false;
+	}
+	if (fam == AF_INET && want[0] == 127)
+		return true;
+	if (fam == AF_INET6 && memcmp(want, &in6addr_loopback, 16) == 0)
+		return true;
+	struct ifaddrs *ifa, *it;
+	if (getifaddrs(&ifa) != 0)
+		return false;
+	bool mine = false;
+	for (it = ifa; it && !mine; it = it->ifa_next) {
+		if (it->ifa_addr == NULL || it->ifa_addr->sa_family != fam)
+			continue;
+		if (fam == AF_INET)
+			mine = memcmp(&((struct sockaddr_in *)it->ifa_addr)->sin_addr, want, 4) == 0;
+		else
+			mine = memcmp(&((struct sockaddr_in6 *)it->ifa_addr)->sin6_addr, want, 16) == 0;
+	}
+	freeifaddrs(ifa);
+	return mine;
+}
+
+bool coral_host_is_local(const char *host)
+{
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	char name[256];
+	if (gethostname(name, sizeof(name)) == 0) {
+		name[sizeof(name) - 1] = '\0';
+		if (strcmp(name, host) == 0)
+			return true;
+	}
+	return coral__addr_is_mine(host);
+}
+
+bool coral_host_is_valid(const char *host)
+{
+	unsigned char buf[16];
+	if (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1)
+		return true;
+	size_t n = strlen(host);
+	if (n == 0 || n > 253)
+		return false;
+	/* All digits and dots: it meant to be an IPv4 address and is not one. */
+	if (strspn(host, "0123456789.") == n)
+		return false;
+	size_t label = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = host[i];
+		if (c == '.') {
+			if (label == 0 || host[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)c) && c != '-')
+			return false;
+		if (c == '-' && label == 0)
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return label > 0 && host[n - 1] != '-';
+}
+
+int coral_self_dir(char *buf, size_t bufsz)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, bufsz - 1);
+	if (n <= 0)
+		return CORAL_ESYS;
+	buf[n] = '\0';
+	char *slash = strrchr(buf, '/');
+	if (slash == NULL)
+		return CORAL_ESYS;
+	*slash = '\0';
+	return 0;
+}
+
+bool coral_pid_alive(pid_t pid)
+{
+	if (pid <= 0)
+		return false;
+	return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+bool coral_pid_is(pid_t pid, const char *comm)
+{
+	char path[64], buf[64];
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	bool ok = fgets(buf, sizeof(buf), f) != NULL;
+	fclose(f);
+	if (!ok)
+		return false;
+	buf[strcspn(buf, "\n")] = '\0';
+	/* comm is cut at 15 characters */
+	return strncmp(buf, comm, 15) == 0;
+}

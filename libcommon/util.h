@@ -1,0 +1,42 @@
+/* Small helpers shared by every program: clocks, bounded string copy, number and size
+ * parsing, directories, and the question "is this host address this machine?". */
+#ifndef CORAL_UTIL_H
+#define CORAL_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CORAL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+uint64_t coral_now_mono_ns(void);   /* CLOCK_MONOTONIC: the same clock in every process */
+uint64_t coral_now_real_ns(void);   /* CLOCK_REALTIME, for wall-clock display only */
+
+/* Copies at most dstsz-1 bytes and terminates; returns false if src was cut. */
+bool coral_strlcpy(char *dst, const char *src, size_t dstsz);
+
+/* Parses a whole string as a signed integer; false on junk or overflow. */
+bool coral_parse_int(const char *s, int64_t *out);
+/* Parses "4096", "64K", "64M", "2G" (powers of 1024); false on junk or overflow. */
+bool coral_parse_size(const char *s, int64_t *out);
+/* Formats a byte count as "64 MiB" when it divides evenly, else bytes. */
+void coral_format_size(int64_t v, char *buf, size_t bufsz);
+
+/* mkdir -p with the given mode for each created component. */
+int coral_mkdir_p(const char *path, mode_t mode);
+
+/* True if host is a loopback name/address or an address or name of this machine. */
+bool coral_host_is_local(const char *host);
+/* True if host is a valid IPv4/IPv6 literal or a syntactically valid host name. */
+bool coral_host_is_valid(const char *host);
+
+/* Directory holding the running executable, from /proc/self/exe. */
+int coral_self_dir(char *buf, size_t bufsz);
+
+/* True if a process with this pid exists (and we may or may not signal it). */
+bool coral_pid_alive(pid_t pid);
+/* True if /proc/PID/comm names this program (guards against pid reuse). */
+bool coral_pid_is(pid_t pid, const char *comm);
+
+#endif
