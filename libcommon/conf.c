@@ -635,7 +635,8 @@ static void coral__print_one(void *arg, const char *section, const struct coral_
 		fprintf(pr->out, "%s[%s]\n", pr->last[0] ? "\n" : "", section);
 		coral_strlcpy(pr->last, section, sizeof(pr->last));
 	}
-	fprintf(pr->out, "%s = %s%s\n", opt->name, value, is_default ? "    ; default" : "");
+	fprintf(pr->out, "%s =%s%s%s\n", opt->name, *value ? " " : "", value,
+		is_default ? "    ; default" : "");
 }
 
 void coral_conf_print(const struct coral_conf *conf, FILE *out)

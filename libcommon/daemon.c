@@ -504,7 +504,7 @@ int coral_daemon_main(int argc, char **argv, const struct coral_daemon_def *def)
 		coral__teardown(d);
 		return 1;
 	}
-	coral_proc_set_state(d->proc, def->id, CORAL_PROC_READY, "");
+	coral_proc_set_state(d->proc, def->id, CORAL_PROC_READY, NULL); /* keeps the last exit */
 	log_info("ready on %s (%s)", d->sockpath, def->service);
 	event_base_dispatch(d->base);
 	if (def->fini)
