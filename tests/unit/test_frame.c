@@ -1,0 +1,197 @@
+/* Framing tests: a frame fed one split at every byte boundary, oversize, zero length,
+ * garbage, and a truncated message, through the same evbuffer path the daemons use. */
+#include "ctl.h"
+#include "errors.h"
+#include "frame.h"
+#include "util.h"
+
+#include <criterion/criterion.h>
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static uint8_t *sample(size_t *len)
+{
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	hdr.sender = "test";
+	hdr.request_id = 424242;
+	Coral__PingRequest ping = CORAL__PING_REQUEST__INIT;
+	ping.sent_ns = 123456789;
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	req.hdr = &hdr;
+	req.body_case = CORAL__CTL_REQUEST__BODY_PING;
+	req.ping = &ping;
+	uint8_t *buf;
+	cr_assert_eq(coral_frame_encode(&req.base, 1 << 20, &buf, len), 0);
+	return buf;
+}
+
+static void check_decoded(const uint8_t *data, uint32_t len)
+{
+	Coral__CtlRequest *r = coral_ctl_request_decode(data, len);
+	cr_assert_not_null(r);
+	cr_expect_eq(r->hdr->request_id, 424242);
+	cr_expect_eq(r->body_case, CORAL__CTL_REQUEST__BODY_PING);
+	cr_expect_eq(r->ping->sent_ns, 123456789);
+	coral_ctl_request_free(r);
+}
+
+Test(frame, split_at_every_byte_boundary)
+{
+	size_t len;
+	uint8_t *buf = sample(&len);
+	/* two frames back to back, cut once at every position */
+	uint8_t two[512];
+	cr_assert_lt(2 * len, sizeof(two));
+	memcpy(two, buf, len);
+	memcpy(two + len, buf, len);
+	for (size_t cut = 0; cut <= 2 * len; cut++) {
+		struct evbuffer *in = evbuffer_new();
+		int frames = 0;
+		const uint8_t *p;
+		uint32_t n;
+		evbuffer_add(in, two, cut);
+		while (coral_frame_next(in, 1 << 20, &p, &n) == 1) {
+			check_decoded(p, n);
+			coral_frame_consume(in, n);
+			frames++;
+		}
+		cr_expect_eq(frames, (int)(cut / len), "cut %zu: %d frames early", cut, frames);
+		evbuffer_add(in, two + cut, 2 * len - cut);
+		while (coral_frame_next(in, 1 << 20, &p, &n) == 1) {
+			check_decoded(p, n);
+			coral_frame_consume(in, n);
+			frames++;
+		}
+		cr_expect_eq(frames, 2, "cut %zu", cut);
+		cr_expect_eq(evbuffer_get_length(in), 0);
+		evbuffer_free(in);
+	}
+	free(buf);
+}
+
+Test(frame, one_byte_at_a_time)
+{
+	size_t len;
+	uint8_t *buf = sample(&len);
+	struct evbuffer *in = evbuffer_new();
+	int frames = 0;
+	for (size_t i = 0; i < len; i++) {
+		const uint8_t *p;
+		uint32_t n;
+		evbuffer_add(in, buf + i, 1);
+		int rc = coral_frame_next(in, 1 << 20, &p, &n);
+		cr_assert_geq(rc, 0);
+		if (rc == 1) {
+			check_decoded(p, n);
+			coral_frame_consume(in, n);
+			frames++;
+		}
+		cr_expect_eq(frames, i == len - 1 ? 1 : 0);
+	}
+	evbuffer_free(in);
+	free(buf);
+}
+
+Test(frame, oversize_refused_from_the_header_alone)
+{
+	uint8_t hdr[4] = {0x00, 0x10, 0x00, 0x01}; /* 1 MiB + 1 */
+	struct evbuffer *in = evbuffer_new();
+	evbuffer_add(in, hdr, 4);
+	const uint8_t *p;
+	uint32_t n;
+	cr_expect_eq(coral_frame_next(in, 1 << 20, &p, &n), CORAL_ETOOBIG);
+	uint32_t ln;
+	cr_expect_eq(coral_frame_check(hdr, 4, 1 << 20, &ln), CORAL_ETOOBIG);
+	uint8_t big[4] = {0xff, 0xff, 0xff, 0xff};
+	cr_expect_eq(coral_frame_check(big, 4, 1 << 20, &ln), CORAL_ETOOBIG);
+	evbuffer_free(in);
+}
+
+Test(frame, oversize_refused_when_encoding)
+{
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	char name[2048];
+	memset(name, 'x', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	hdr.sender = name;
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	req.hdr = &hdr;
+	uint8_t *buf;
+	size_t len;
+	cr_expect_eq(coral_frame_encode(&req.base, 1024, &buf, &len), CORAL_ETOOBIG);
+	struct evbuffer *out = evbuffer_new();
+	cr_expect_eq(coral_frame_append(out, &req.base, 1024), CORAL_ETOOBIG);
+	cr_expect_eq(evbuffer_get_length(out), 0, "nothing half-written");
+	evbuffer_free(out);
+}
+
+Test(frame, zero_length_refused)
+{
+	uint8_t zero[4] = {0, 0, 0, 0};
+	uint32_t n;
+	cr_expect_eq(coral_frame_check(zero, 4, 1 << 20, &n), CORAL_EEMPTY);
+	Coral__CtlRequest empty = CORAL__CTL_REQUEST__INIT;
+	struct evbuffer *out = evbuffer_new();
+	cr_expect_eq(coral_frame_append(out, &empty.base, 1024), CORAL_EEMPTY);
+	evbuffer_free(out);
+}
+
+Test(frame, garbage_does_not_decode)
+{
+	/* deterministic junk: wire type 7 does not exist */
+	uint8_t junk[64];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)(0xff - i * 7);
+	cr_expect_null(coral_ctl_request_decode(junk, sizeof(junk)));
+	uint8_t bad_wire[] = {0x0f, 0x01, 0x02};
+	cr_expect_null(coral_ctl_request_decode(bad_wire, sizeof(bad_wire)));
+}
+
+Test(frame, truncated_message_does_not_decode)
+{
+	size_t len;
+	uint8_t *buf = sample(&len);
+	/* the frame claims its true length but the message inside is cut: every strict prefix
+	 * that ends inside a field must fail to decode rather than produce a wrong request */
+	int undecodable = 0;
+	for (size_t cut = 1; cut < len - 4; cut++) {
+		Coral__CtlRequest *r = coral_ctl_request_decode(buf + 4, cut);
+		if (r == NULL)
+			undecodable++;
+		else {
+			/* a prefix that ends between fields decodes to fewer fields, never wrong ones */
+			if (r->hdr && r->hdr->request_id)
+				cr_expect_eq(r->hdr->request_id, 424242);
+			coral_ctl_request_free(r);
+		}
+	}
+	cr_expect_gt(undecodable, 0);
+	free(buf);
+}
+
+Test(frame, blocking_fd_roundtrip_and_timeout)
+{
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	size_t len;
+	uint8_t *buf = sample(&len);
+	uint64_t deadline = coral_now_mono_ns() + 1000000000ull;
+	cr_assert_eq(coral_frame_write_fd(sv[0], buf, len, deadline), 0);
+	uint8_t *payload;
+	uint32_t plen;
+	cr_assert_eq(coral_frame_read_fd(sv[1], 1 << 20, deadline, &payload, &plen), 0);
+	check_decoded(payload, plen);
+	free(payload);
+	/* nothing more to read: the deadline passes */
+	uint64_t t0 = coral_now_mono_ns();
+	cr_expect_eq(coral_frame_read_fd(sv[1], 1 << 20, t0 + 50000000ull, &payload, &plen),
+		     CORAL_ETIMEDOUT);
+	close(sv[0]);
+	cr_expect_eq(coral_frame_read_fd(sv[1], 1 << 20, t0 + 1000000000ull, &payload, &plen),
+		     CORAL_ECLOSED);
+	close(sv[1]);
+	free(buf);
+}
