@@ -90,6 +90,13 @@ void coral_format_size(int64_t v, char *buf, size_t bufsz)
 			return;
 		}
 	}
+	for (size_t i = 0; i < 3; i++) {
+		int64_t u = (int64_t)1 << shift[i];
+		if (v >= u) {
+			snprintf(buf, bufsz, "%.1f %s", (double)v / (double)u, unit[i]);
+			return;
+		}
+	}
 	snprintf(buf, bufsz, "%lld B", (long long)v);
 }
 

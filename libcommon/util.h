@@ -20,7 +20,7 @@ bool coral_strlcpy(char *dst, const char *src, size_t dstsz);
 bool coral_parse_int(const char *s, int64_t *out);
 /* Parses "4096", "64K", "64M", "2G" (powers of 1024); false on junk or overflow. */
 bool coral_parse_size(const char *s, int64_t *out);
-/* Formats a byte count as "64 MiB" when it divides evenly, else bytes. */
+/* Formats a byte count: "64 MiB" when exact, else "63.9 MiB", or bytes below 1 KiB. */
 void coral_format_size(int64_t v, char *buf, size_t bufsz);
 
 /* mkdir -p with the given mode for each created component. */

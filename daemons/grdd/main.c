@@ -5,7 +5,7 @@
 
 static const struct coral_daemon_def grdd_def = {
 	.id = CORAL_D_GRDD,
-	.service = "not yet: the global resource directory (mastering, remastering, rebuild) is not built yet (issue 4); this daemon only answers control requests",
+	.service = "service not built yet (global resource directory: mastering, remastering, rebuild); answers control requests only",
 };
 
 int main(int argc, char **argv)

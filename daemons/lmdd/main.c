@@ -5,7 +5,7 @@
 
 static const struct coral_daemon_def lmdd_def = {
 	.id = CORAL_D_LMDD,
-	.service = "not yet: global enqueues and deadlock detection are not built yet; this daemon only answers control requests",
+	.service = "service not built yet (global enqueues and deadlock detection); answers control requests only",
 };
 
 int main(int argc, char **argv)

@@ -5,7 +5,7 @@
 
 static const struct coral_daemon_def lmsd_def = {
 	.id = CORAL_D_LMSD,
-	.service = "not yet: cache fusion (the Global Cache Service) is not built yet (issue 5); this daemon only answers control requests",
+	.service = "service not built yet (cache fusion: the Global Cache Service); answers control requests only",
 };
 
 int main(int argc, char **argv)

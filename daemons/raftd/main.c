@@ -5,7 +5,7 @@
 
 static const struct coral_daemon_def raftd_def = {
 	.id = CORAL_D_RAFTD,
-	.service = "not yet: Raft consensus, membership, failure detection and fencing are not built yet (issue 3); this daemon only answers control requests",
+	.service = "service not built yet (Raft consensus, membership, failure detection, fencing); answers control requests only",
 };
 
 int main(int argc, char **argv)

@@ -5,7 +5,7 @@
 
 static const struct coral_daemon_def replicad_def = {
 	.id = CORAL_D_REPLICAD,
-	.service = "not yet: redo group commit and shipping to standbys are not built yet; this daemon only answers control requests",
+	.service = "service not built yet (redo group commit, shipping to standbys); answers control requests only",
 };
 
 int main(int argc, char **argv)

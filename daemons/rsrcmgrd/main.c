@@ -5,7 +5,7 @@
 
 static const struct coral_daemon_def rsrcmgrd_def = {
 	.id = CORAL_D_RSRCMGRD,
-	.service = "not yet: the resource manager (consumer groups, plans, session pools) is not built yet; this daemon only answers control requests",
+	.service = "service not built yet (resource manager: consumer groups, plans, session pools); answers control requests only",
 };
 
 int main(int argc, char **argv)

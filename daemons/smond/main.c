@@ -5,7 +5,7 @@
 
 static const struct coral_daemon_def smond_def = {
 	.id = CORAL_D_SMOND,
-	.service = "not yet: instance recovery is not built yet; this daemon only answers control requests",
+	.service = "service not built yet (instance recovery); answers control requests only",
 };
 
 int main(int argc, char **argv)

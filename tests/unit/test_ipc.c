@@ -266,8 +266,13 @@ Test(ipc, slow_reader_is_paused_then_served)
 	hdr.request_id = 1;
 	cr_assert_eq(coral_frame_encode(&req.base, 1 << 20, &buf, &len), 0);
 	uint64_t deadline = coral_now_mono_ns() + 5000000000ull;
+	/* one write of 100 pipelined requests: 100 small writes would each hold a kernel buffer
+	 * of their own against a server that (rightly) no longer reads them */
+	uint8_t *all = malloc(100 * len);
 	for (int i = 0; i < 100; i++)
-		cr_assert_eq(coral_frame_write_fd(fd, buf, len, deadline), 0);
+		memcpy(all + i * len, buf, len);
+	cr_assert_eq(coral_frame_write_fd(fd, all, 100 * len, deadline), 0);
+	free(all);
 	free(buf);
 	usleep(300000);
 	uint64_t read_while_stalled = atomic_load(&c_frames);

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds Coral twice (plain, and with ASan+UBSan) and runs every test in both: criterion
+# unit tests and the integration tests that start real three-node clusters. Ends with one
+# line "Coral tests: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh || exit 1
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+passed=0; failed=0; status=0
+run_suite() { # BUILD_DIR LABEL MESON_OPTIONS...
+  local dir=$1 label=$2; shift 2
+  echo "== $label: building in $dir"
+  if ! ./scripts/build.sh "$dir" "$@"; then
+    echo "== $label: BUILD FAILED"; status=1; failed=$((failed + 1)); return
+  fi
+  echo "== $label: running the tests"
+  local start=$SECONDS
+  meson test -C "$dir" --print-errorlogs --num-processes 2 > "$dir/test-output.txt" 2>&1
+  local rc=$?
+  grep -E '^ *[0-9]+/[0-9]+ ' "$dir/test-output.txt" || true
+  # every criterion program ends with "[====] Synthesis: Tested: N | Passing: N | Failing: N
+  # | Crashing: N"; a program that died before it has no such line and counts as failed.
+  local sub_ok sub_fail programs synth
+  read -r sub_ok sub_fail synth < <(awk -F'|' '/Synthesis: Tested/ {
+      split($2, p, ": "); split($3, f, ": "); split($4, c, ": ");
+      ok += p[2]; bad += f[2] + c[2]; n++ } END { print ok + 0, bad + 0, n + 0 }' \
+      "$dir/meson-logs/testlog.txt")
+  programs=$(grep -oE '^ *[0-9]+/[0-9]+ [a-z]+:[a-z]+ / [a-z-]+' "$dir/test-output.txt" | sort -u | wc -l)
+  sub_fail=$((sub_fail + programs - synth))
+  echo "== $label: ${sub_ok} tests passed, ${sub_fail} failed, $programs programs, $((SECONDS - start)) s"
+  passed=$((passed + sub_ok)); failed=$((failed + sub_fail))
+  if [ $rc -ne 0 ]; then
+    status=1
+    sed -n '/^=* *[0-9]*\/[0-9]* .*FAIL/,$p' "$dir/test-output.txt" | tail -80
+  fi
+}
+
+run_suite build "plain build"
+run_suite build-asan "ASan+UBSan build" -Db_sanitize=address,undefined -Db_lundef=false
+
+leftover=$(ls /dev/shm 2>/dev/null | grep -E '^coral[.-]' || true)
+if [ -n "$leftover" ]; then
+  echo "== left in /dev/shm after the tests: $leftover"; status=1
+fi
+echo "Coral tests: $passed passed, $failed failed"
+exit $status
