@@ -59,9 +59,10 @@ int coral_ctl_call(const char *sock, Coral__CtlRequest *req, size_t max_frame, i
 			snprintf(err, errsz, "cannot connect to %s: %s", sock, coral_strerror(rc));
 		return rc;
 	}
-	static uint64_t next_id = 1;
+	/* one call per connection: the monotonic clock makes an id that a stale answer on a
+	 * reused descriptor cannot match, without a process-global counter */
 	if (req->hdr)
-		req->hdr->request_id = next_id++;
+		req->hdr->request_id = coral_now_mono_ns();
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	rc = coral_frame_encode(&req->base, max_frame, &buf, &len);

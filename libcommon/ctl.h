@@ -37,6 +37,7 @@ struct coral_ctl_client *coral_ctl_client_new(struct event_base *base, const cha
 int coral_ctl_client_call(struct coral_ctl_client *cc, Coral__CtlRequest *req, int timeout_ms,
 			  coral_ctl_done_fn done, void *arg);
 uint64_t coral_ctl_client_late(const struct coral_ctl_client *cc); /* answers after timeout */
+/* Closes the connection; calls still pending are dropped without calling their done. */
 void coral_ctl_client_free(struct coral_ctl_client *cc);
 
 #endif

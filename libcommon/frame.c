@@ -7,8 +7,10 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 int coral_frame_check(const uint8_t *buf, size_t avail, size_t max, uint32_t *len)
@@ -111,14 +113,22 @@ static int coral__wait(int fd, short ev, uint64_t deadline_ns)
 	}
 }
 
-int coral_frame_write_fd(int fd, const uint8_t *buf, size_t len, uint64_t deadline_ns)
+/* Reads or writes all of buf before the deadline. */
+static int coral__io_full(int fd, uint8_t *buf, size_t len, bool writing, uint64_t deadline_ns)
 {
 	size_t off = 0;
 	while (off < len) {
-		int rc = coral__wait(fd, POLLOUT, deadline_ns);
+		int rc = coral__wait(fd, writing ? POLLOUT : POLLIN, deadline_ns);
 		if (rc != 0)
 			return rc;
-		ssize_t n = write(fd, buf + off, len - off);
+		/* MSG_NOSIGNAL: a peer that went away is an error to report, not a SIGPIPE that
+		 * kills the tool */
+		ssize_t n = writing ? send(fd, buf + off, len - off, MSG_NOSIGNAL)
+				    : read(fd, buf + off, len - off);
+		if (n < 0 && writing && errno == ENOTSOCK)
+			n = write(fd, buf + off, len - off);
+		if (n == 0 && !writing)
+			return CORAL_ECLOSED;
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -129,24 +139,14 @@ int coral_frame_write_fd(int fd, const uint8_t *buf, size_t len, uint64_t deadli
 	return 0;
 }
 
+int coral_frame_write_fd(int fd, const uint8_t *buf, size_t len, uint64_t deadline_ns)
+{
+	return coral__io_full(fd, (uint8_t *)buf, len, true, deadline_ns);
+}
+
 static int coral__read_full(int fd, uint8_t *buf, size_t len, uint64_t deadline_ns)
 {
-	size_t off = 0;
-	while (off < len) {
-		int rc = coral__wait(fd, POLLIN, deadline_ns);
-		if (rc != 0)
-			return rc;
-		ssize_t n = read(fd, buf + off, len - off);
-		if (n == 0)
-			return CORAL_ECLOSED;
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return CORAL_ECLOSED;
-		}
-		off += (size_t)n;
-	}
-	return 0;
+	return coral__io_full(fd, buf, len, false, deadline_ns);
 }
 
 int coral_frame_read_fd(int fd, size_t max, uint64_t deadline_ns, uint8_t **payload, uint32_t *len)

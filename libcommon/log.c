@@ -129,6 +129,16 @@ static bool coral__ratelimit(int level, const char *fmt)
 	return false;
 }
 
+static void coral__vlog(int level, bool limited, const char *fmt, va_list ap)
+{
+	char msg[1024];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	pthread_mutex_lock(&coral__log.mu);
+	if (!limited || coral__ratelimit(level, fmt))
+		coral__emit(level, msg);
+	pthread_mutex_unlock(&coral__log.mu);
+}
+
 void coral_log_msg(int level, const char *fmt, ...)
 {
 	if (level < 0)
@@ -137,26 +147,17 @@ void coral_log_msg(int level, const char *fmt, ...)
 		level = CORAL_LOG_DEBUG;
 	if (level > coral_log_level())
 		return;
-	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	coral__vlog(level, true, fmt, ap);
 	va_end(ap);
-	pthread_mutex_lock(&coral__log.mu);
-	if (coral__ratelimit(level, fmt))
-		coral__emit(level, msg);
-	pthread_mutex_unlock(&coral__log.mu);
 }
 
 void coral_fatal(const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	coral__vlog(CORAL_LOG_ERROR, false, fmt, ap);
 	va_end(ap);
-	pthread_mutex_lock(&coral__log.mu);
-	coral__emit(CORAL_LOG_ERROR, msg);
-	pthread_mutex_unlock(&coral__log.mu);
 	abort();
 }

@@ -81,26 +81,45 @@ static bool coral__slot_ok(int daemon)
 	return daemon >= 0 && daemon < CORAL_NDAEMONS;
 }
 
-int coral_proc_register(struct coral_proc_table *t, int daemon, pid_t pid)
+/* Takes the table lock; true when held (also after an EOWNERDEAD repair). */
+static bool coral__lock(struct coral_proc_table *t)
+{
+	int rc = coral_proc_lock(t);
+	return rc == 0 || rc == CORAL_EOWNERDEAD;
+}
+
+/* A new process in a slot: pid, starting, start times, fresh heartbeat. The supervisor
+ * calls it at spawn (so a daemon dying before it registers is still attributed, and the
+ * restart counted); the daemon again when it registers (fresh counters). */
+static int coral__slot_begin(struct coral_proc_table *t, int daemon, pid_t pid, bool restart,
+			     bool reset_counters)
 {
 	if (!coral__slot_ok(daemon))
 		return CORAL_EINVAL;
 	struct coral_proc_slot *s = &t->slots[daemon];
-	int rc = coral_proc_lock(t);
-	if (rc != 0 && rc != CORAL_EOWNERDEAD)
-		return rc;
+	if (!coral__lock(t))
+		return CORAL_ESYS;
 	coral_seq_write_begin(&s->seq);
 	s->pid = pid;
 	s->state = CORAL_PROC_STARTING;
 	s->start_real_ns = coral_now_real_ns();
 	s->start_mono_ns = coral_now_mono_ns();
+	if (restart)
+		s->restarts++;
 	coral_seq_write_end(&s->seq);
 	atomic_store(&s->heartbeat_mono_ns, coral_now_mono_ns());
-	atomic_store(&s->requests, 0);
-	atomic_store(&s->refused, 0);
-	atomic_store(&s->clients, 0);
+	if (reset_counters) {
+		atomic_store(&s->requests, 0);
+		atomic_store(&s->refused, 0);
+		atomic_store(&s->clients, 0);
+	}
 	coral_proc_unlock(t);
 	return 0;
+}
+
+int coral_proc_register(struct coral_proc_table *t, int daemon, pid_t pid)
+{
+	return coral__slot_begin(t, daemon, pid, false, true);
 }
 
 void coral_proc_set_state(struct coral_proc_table *t, int daemon, enum coral_proc_state st,
@@ -109,8 +128,7 @@ void coral_proc_set_state(struct coral_proc_table *t, int daemon, enum coral_pro
 	if (!coral__slot_ok(daemon))
 		return;
 	struct coral_proc_slot *s = &t->slots[daemon];
-	int rc = coral_proc_lock(t);
-	if (rc != 0 && rc != CORAL_EOWNERDEAD)
+	if (!coral__lock(t))
 		return;
 	coral_seq_write_begin(&s->seq);
 	s->state = st;
@@ -131,31 +149,13 @@ void coral_proc_heartbeat(struct coral_proc_table *t, int daemon)
 
 void coral_proc_spawned(struct coral_proc_table *t, int daemon, pid_t pid, bool is_restart)
 {
-	if (!coral__slot_ok(daemon))
-		return;
-	struct coral_proc_slot *s = &t->slots[daemon];
-	int rc = coral_proc_lock(t);
-	if (rc != 0 && rc != CORAL_EOWNERDEAD)
-		return;
-	coral_seq_write_begin(&s->seq);
-	/* The daemon fills in the rest when it registers; the pid is set here so that a
-	 * daemon dying before it registers is still attributed. */
-	s->pid = pid;
-	s->state = CORAL_PROC_STARTING;
-	s->start_real_ns = coral_now_real_ns();
-	s->start_mono_ns = coral_now_mono_ns();
-	if (is_restart)
-		s->restarts++;
-	coral_seq_write_end(&s->seq);
-	atomic_store(&s->heartbeat_mono_ns, coral_now_mono_ns());
-	coral_proc_unlock(t);
+	coral__slot_begin(t, daemon, pid, is_restart, false);
 }
 
 void coral_proc_set_node(struct coral_proc_table *t, enum coral_node_state st, const char *reason,
 			 pid_t supervisor)
 {
-	int rc = coral_proc_lock(t);
-	if (rc != 0 && rc != CORAL_EOWNERDEAD)
+	if (!coral__lock(t))
 		return;
 	coral_seq_write_begin(&t->seq);
 	t->node_state = st;

@@ -233,7 +233,13 @@ static int cmd_config(int argc, char **argv)
 	return 0;
 }
 
-static int cmd_ping(int argc, char **argv)
+/* Sends req to DAEMON or to every daemon, collecting answers with the wanted body; show
+ * prints one answer (as text, or into the JSON array). */
+typedef void (*show_fn)(const char *daemon, const Coral__CtlResponse *resp, uint64_t rtt_ns,
+			json_t *arr);
+
+static int fan_out(int argc, char **argv, Coral__CtlRequest *req,
+		   Coral__CtlResponse__BodyCase want, show_fn show)
 {
 	int list[CORAL_NDAEMONS], n;
 	if (argc != 1 || (n = daemons_arg(argv[0], list)) < 0)
@@ -241,29 +247,23 @@ static int cmd_ping(int argc, char **argv)
 	int rc = 0;
 	json_t *arr = json_array();
 	for (int i = 0; i < n; i++) {
-		Coral__PingRequest pr = CORAL__PING_REQUEST__INIT;
-		Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
-		req.body_case = CORAL__CTL_REQUEST__BODY_PING;
-		req.ping = &pr;
-		pr.sent_ns = coral_now_mono_ns();
-		char err[CORAL_ERRMSG_MAX];
-		Coral__CtlResponse *resp = call(list[i], &req, err, sizeof(err));
 		const char *name = coral_daemon_names[list[i]];
-		if (resp == NULL) {
+		char err[CORAL_ERRMSG_MAX];
+		uint64_t t0 = coral_now_mono_ns();
+		Coral__CtlResponse *resp = call(list[i], req, err, sizeof(err));
+		uint64_t rtt = coral_now_mono_ns() - t0;
+		if (resp && resp->body_case != want)
+			snprintf(err, sizeof(err), "%s on node %lld sent an unexpected answer", name,
+				 (long long)node->id);
+		if (resp == NULL || resp->body_case != want) {
 			rc = 1;
 			if (opt_json)
 				json_array_append_new(arr, json_pack("{s:s, s:s}", "daemon", name, "error", err));
 			else
 				fprintf(stderr, "coralctl: %s\n", err);
-			continue;
+		} else {
+			show(name, resp, rtt, arr);
 		}
-		uint64_t rtt = coral_now_mono_ns() - pr.sent_ns;
-		if (opt_json)
-			json_array_append_new(arr, json_pack("{s:s, s:I}", "daemon", name, "rtt_us",
-							     (json_int_t)(rtt / 1000)));
-		else
-			printf("%s on node %lld: answered in %llu us\n", name, (long long)node->id,
-			       (unsigned long long)(rtt / 1000));
 		coral_ctl_response_free(resp);
 	}
 	if (opt_json)
@@ -273,51 +273,50 @@ static int cmd_ping(int argc, char **argv)
 	return rc;
 }
 
+static void show_ping(const char *name, const Coral__CtlResponse *resp, uint64_t rtt, json_t *arr)
+{
+	(void)resp;
+	if (opt_json)
+		json_array_append_new(arr, json_pack("{s:s, s:I}", "daemon", name, "rtt_us",
+						     (json_int_t)(rtt / 1000)));
+	else
+		printf("%s on node %lld: answered in %llu us\n", name, (long long)node->id,
+		       (unsigned long long)(rtt / 1000));
+}
+
+static int cmd_ping(int argc, char **argv)
+{
+	Coral__PingRequest pr = CORAL__PING_REQUEST__INIT;
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	req.body_case = CORAL__CTL_REQUEST__BODY_PING;
+	req.ping = &pr;
+	pr.sent_ns = coral_now_mono_ns();
+	return fan_out(argc, argv, &req, CORAL__CTL_RESPONSE__BODY_PING, show_ping);
+}
+
+static void show_reload(const char *name, const Coral__CtlResponse *resp, uint64_t rtt, json_t *arr)
+{
+	(void)rtt;
+	const Coral__ReloadReply *r = resp->reload;
+	if (!opt_json) {
+		printf("%s on node %lld: %zu change(s)\n", name, (long long)node->id, r->n_changes);
+		for (size_t k = 0; k < r->n_changes; k++)
+			printf("  %s\n", r->changes[k]);
+		return;
+	}
+	json_t *ch = json_array();
+	for (size_t k = 0; k < r->n_changes; k++)
+		json_array_append_new(ch, json_string(r->changes[k]));
+	json_array_append_new(arr, json_pack("{s:s, s:o}", "daemon", name, "changes", ch));
+}
+
 static int cmd_reload(int argc, char **argv)
 {
-	int list[CORAL_NDAEMONS], n;
-	if (argc != 1 || (n = daemons_arg(argv[0], list)) < 0)
-		return 2;
-	int rc = 0;
-	json_t *arr = json_array();
-	for (int i = 0; i < n; i++) {
-		Coral__ReloadRequest rr = CORAL__RELOAD_REQUEST__INIT;
-		Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
-		req.body_case = CORAL__CTL_REQUEST__BODY_RELOAD;
-		req.reload = &rr;
-		char err[CORAL_ERRMSG_MAX];
-		Coral__CtlResponse *resp = call(list[i], &req, err, sizeof(err));
-		const char *name = coral_daemon_names[list[i]];
-		if (resp == NULL || resp->body_case != CORAL__CTL_RESPONSE__BODY_RELOAD) {
-			rc = 1;
-			if (opt_json)
-				json_array_append_new(arr, json_pack("{s:s, s:s}", "daemon", name, "error", err));
-			else
-				fprintf(stderr, "coralctl: %s\n", resp ? "unexpected answer" : err);
-			coral_ctl_response_free(resp);
-			continue;
-		}
-		json_t *ch = json_array();
-		if (!opt_json)
-			printf("%s on node %lld: %zu change(s)\n", name, (long long)node->id,
-			       resp->reload->n_changes);
-		for (size_t k = 0; k < resp->reload->n_changes; k++) {
-			if (opt_json)
-				json_array_append_new(ch, json_string(resp->reload->changes[k]));
-			else
-				printf("  %s\n", resp->reload->changes[k]);
-		}
-		if (opt_json)
-			json_array_append_new(arr, json_pack("{s:s, s:o}", "daemon", name, "changes", ch));
-		else
-			json_decref(ch);
-		coral_ctl_response_free(resp);
-	}
-	if (opt_json)
-		print_json(arr);
-	else
-		json_decref(arr);
-	return rc;
+	Coral__ReloadRequest rr = CORAL__RELOAD_REQUEST__INIT;
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	req.body_case = CORAL__CTL_REQUEST__BODY_RELOAD;
+	req.reload = &rr;
+	return fan_out(argc, argv, &req, CORAL__CTL_RESPONSE__BODY_RELOAD, show_reload);
 }
 
 int main(int argc, char **argv)
