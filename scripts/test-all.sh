@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds Coral twice (plain, and with ASan+UBSan) and runs every test in both: criterion
 # unit tests and the integration tests that start real three-node clusters. Ends with one
-# line "Coral tests: N passed, N failed".
+# line "Total: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh || exit 1
@@ -45,5 +45,5 @@ leftover=$(ls /dev/shm 2>/dev/null | grep -E '^coral[.-]' || true)
 if [ -n "$leftover" ]; then
   echo "== left in /dev/shm after the tests: $leftover"; status=1
 fi
-echo "Coral tests: $passed passed, $failed failed"
+echo "Total: $passed passed, $failed failed"
 exit $status
