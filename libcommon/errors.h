@@ -26,6 +26,7 @@
 	X(ENOTRUNNING, "not running")                                     \
 	X(EUNSUPPORTED, "request not supported")                          \
 	X(EOWNERDEAD, "lock owner died; state repaired")                  \
+	X(ENOTLEADER, "not the leader")                                  \
 	X(ESYS, "system call failed")
 
 enum coral_err {

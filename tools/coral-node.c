@@ -90,30 +90,33 @@ static void describe_exit(int status, char *buf, size_t bufsz)
 		snprintf(buf, bufsz, "ended (wait status %d)", status);
 }
 
+static bool is_program(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+/* bin_dir if set; else next to coral-node, then the build tree (daemons/NAME or
+ * daemons/NAME/NAME), then ../sbin. */
 static int find_binary(const struct coral_conf *conf, const char *name, char *out, size_t outsz)
 {
-	char self[PATH_MAX];
-	const char *dirs[4];
+	char self[PATH_MAX] = "";
+	char cand[4][PATH_MAX + 64];
 	int n = 0;
-	char d1[PATH_MAX + 32], d2[PATH_MAX + 32], d3[PATH_MAX + 32];
 	if (conf->supervisor.bin_dir[0]) {
-		dirs[n++] = conf->supervisor.bin_dir;
+		snprintf(cand[n++], sizeof(cand[0]), "%s/%s", conf->supervisor.bin_dir, name);
 	} else if (coral_self_dir(self, sizeof(self)) == 0) {
-		snprintf(d1, sizeof(d1), "%s", self);
-		snprintf(d2, sizeof(d2), "%s/../daemons", self); /* the build tree */
-		snprintf(d3, sizeof(d3), "%s/../sbin", self);
-		dirs[n++] = d1;
-		dirs[n++] = d2;
-		dirs[n++] = d3;
+		snprintf(cand[n++], sizeof(cand[0]), "%s/%s", self, name);
+		snprintf(cand[n++], sizeof(cand[0]), "%s/../daemons/%s", self, name);
+		snprintf(cand[n++], sizeof(cand[0]), "%s/../daemons/%s/%s", self, name, name);
+		snprintf(cand[n++], sizeof(cand[0]), "%s/../sbin/%s", self, name);
 	}
 	for (int i = 0; i < n; i++) {
-		snprintf(out, outsz, "%s/%s", dirs[i], name);
-		if (access(out, X_OK) == 0) {
-			char real[PATH_MAX];
-			if (realpath(out, real))
-				coral_strlcpy(out, real, outsz);
-			return 0;
-		}
+		if (!is_program(cand[i]))
+			continue;
+		if (realpath(cand[i], out) == NULL)
+			coral_strlcpy(out, cand[i], outsz);
+		return 0;
 	}
 	return CORAL_ENOENT;
 }
