@@ -698,7 +698,8 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 		size_t drop = (size_t)(s->index - r->snap.index);
 		for (size_t i = 0; i < drop; i++)
 			entry_free(&r->log[i]);
-		memmove(r->log, r->log + drop, (r->n - drop) * sizeof(*r->log));
+		if (r->n > drop)
+			memmove(r->log, r->log + drop, (r->n - drop) * sizeof(*r->log));
 		r->n -= drop;
 		if (r->stable < s->index)
 			r->stable = s->index;
@@ -1085,7 +1086,8 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
 	for (size_t i = 0; i < rd->n_msgs; i++)
 		raft_msg_free(&r->msgs[i]);
 	/* messages queued during this batch (none: the host may not step in between) stay */
-	memmove(r->msgs, r->msgs + rd->n_msgs, (r->n_msgs - rd->n_msgs) * sizeof(*r->msgs));
+	if (r->n_msgs > rd->n_msgs)
+		memmove(r->msgs, r->msgs + rd->n_msgs, (r->n_msgs - rd->n_msgs) * sizeof(*r->msgs));
 	r->n_msgs -= rd->n_msgs;
 	r->n_ready_reads = 0;
 	if (r->role == RAFT_LEADER) {
@@ -1119,7 +1121,8 @@ int raft_compact(struct raft *r, uint64_t index, const void *data, size_t len)
 	uint64_t term = raft_term_at(r, index);
 	for (size_t i = 0; i < drop; i++)
 		entry_free(&r->log[i]);
-	memmove(r->log, r->log + drop, (r->n - drop) * sizeof(*r->log));
+	if (r->n > drop)
+		memmove(r->log, r->log + drop, (r->n - drop) * sizeof(*r->log));
 	r->n -= drop;
 	free(r->snap.data);
 	r->snap = (struct raft_snapshot){.index = index, .term = term, .conf = conf, .data = copy,

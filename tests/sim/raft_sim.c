@@ -196,12 +196,14 @@ static void store_snapshot(struct node *n, const struct raft_snapshot *sn, bool 
 		drop = n->n;
 	for (size_t i = 0; i < drop; i++)
 		free(n->log[i].data);
-	memmove(n->log, n->log + drop, (n->n - drop) * sizeof(*n->log));
+	if (n->n > drop)
+		memmove(n->log, n->log + drop, (n->n - drop) * sizeof(*n->log));
 	n->n -= drop;
 	free(n->snap.data);
 	n->snap = *sn;
 	n->snap.data = malloc(sn->len ? sn->len : 1);
-	memcpy(n->snap.data, sn->data, sn->len);
+	if (sn->len)
+		memcpy(n->snap.data, sn->data, sn->len);
 }
 
 static void free_storage(struct node *n)
@@ -281,7 +283,8 @@ static void clone_msg(struct raft_msg *d, const struct raft_msg *m)
 		d->snap = malloc(sizeof(*d->snap));
 		*d->snap = *m->snap;
 		d->snap->data = malloc(m->snap->len ? m->snap->len : 1);
-		memcpy(d->snap->data, m->snap->data, m->snap->len);
+		if (m->snap->len)
+			memcpy(d->snap->data, m->snap->data, m->snap->len);
 	}
 }
 
