@@ -1,0 +1,11 @@
+/* CRC32C (Castagnoli), the checksum of every Coral record and block. */
+#ifndef CORAL_CRC32C_H
+#define CORAL_CRC32C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Continues crc over buf; start with 0. */
+uint32_t coral_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif
