@@ -367,7 +367,8 @@ int raft_store_open(struct raft_store **out, const char *dir, size_t segment_byt
 	}
 	if (d)
 		closedir(d);
-	qsort(seqs, nseq, sizeof(*seqs), cmp_u64);
+	if (nseq > 1)
+		qsort(seqs, nseq, sizeof(*seqs), cmp_u64);
 	uint64_t expect = 0;
 	for (size_t i = 0; i < nseq && rc == 0; i++) {
 		struct seg *g = seg_add(s, seqs[i]);
@@ -658,7 +659,8 @@ int raft_store_save_snapshot(struct raft_store *s, const struct raft_snapshot *s
 		unlink(p);
 		free(s->segs[i].off);
 	}
-	memmove(s->segs, s->segs + drop, (s->nsegs - drop) * sizeof(*s->segs));
+	if (s->nsegs > drop)
+		memmove(s->segs, s->segs + drop, (s->nsegs - drop) * sizeof(*s->segs));
 	s->nsegs -= drop;
 	return sync_dir(s);
 }
