@@ -44,7 +44,7 @@ struct raft_store {
 	bool have_hs;
 	struct raft_snapshot snap;
 	struct raft_entry *ents;   /* what open() recovered, for raft_store_boot */
-	size_t nents;
+	size_t nents, capents;
 	struct raft_store_stats st;
 	char errmsg[512];
 };
@@ -193,10 +193,15 @@ static int keep_entry(struct raft_store *s, const struct raft_entry *e)
 {
 	if (e->index <= s->snap.index)
 		return 0;
-	struct raft_entry *p = realloc(s->ents, (s->nents + 1) * sizeof(*p));
-	if (p == NULL)
-		return CORAL_ENOMEM;
-	s->ents = p;
+	if (s->nents == s->capents) {
+		/* doubling: a long log is read in one pass at start-up */
+		size_t cap = s->capents ? s->capents * 2 : 256;
+		struct raft_entry *p = realloc(s->ents, cap * sizeof(*p));
+		if (p == NULL)
+			return CORAL_ENOMEM;
+		s->ents = p;
+		s->capents = cap;
+	}
 	struct raft_entry *d = &s->ents[s->nents++];
 	*d = *e;
 	d->data = NULL;
@@ -402,7 +407,7 @@ static void free_loaded(struct raft_store *s)
 		free(s->ents[i].data);
 	free(s->ents);
 	s->ents = NULL;
-	s->nents = 0;
+	s->nents = s->capents = 0;
 }
 
 void raft_store_close(struct raft_store *s)
