@@ -73,6 +73,8 @@ static const struct coral_opt coral__node_opts[] = {
 	    "size of the node's shared memory segment"),
 	OPT(coral_node_conf, sga_name, STR, "", 0, 200, false,
 	    "POSIX shm name of the SGA (empty: /coral.CLUSTER.ID)"),
+	OPT(coral_node_conf, data_dir, STR, "", 0, 200, false,
+	    "node-local durable state: the Raft log, snapshots, incarnation (empty: RUN_DIR/data)"),
 };
 
 static const struct coral_opt coral__storage_opts[] = {
@@ -86,6 +88,63 @@ static const struct coral_opt coral__tls_opts[] = {
 	OPT(coral_tls_conf, ca_file, STR, "", 0, S - 1, false, "CA certificate (PEM)"),
 	OPT(coral_tls_conf, cert_file, STR, "", 0, S - 1, false, "this node's certificate (PEM)"),
 	OPT(coral_tls_conf, key_file, STR, "", 0, S - 1, false, "this node's private key (PEM)"),
+};
+
+static const struct coral_opt coral__raft_opts[] = {
+	OPT(coral_raft_conf, tick_ms, INT, "100", 5, 10000, false,
+	    "Raft's clock: the leader sends heartbeats once a tick"),
+	OPT(coral_raft_conf, election_timeout_ms, INT, "500", 20, 600000, false,
+	    "a follower that hears no leader for this long (randomized up to twice) starts an election"),
+	OPT(coral_raft_conf, heartbeat_interval_ms, INT, "100", 5, 60000, false,
+	    "failure-detector heartbeats between raftd peers"),
+	OPT(coral_raft_conf, phi_threshold, INT, "8", 1, 100, false,
+	    "phi-accrual suspicion level above which a peer is suspected"),
+	OPT(coral_raft_conf, phi_window, INT, "100", 4, 10000, false,
+	    "heartbeat inter-arrival times kept per peer"),
+	OPT(coral_raft_conf, phi_min_stddev_ms, INT, "25", 1, 60000, false,
+	    "floor of the inter-arrival standard deviation, so a very regular peer is not suspected at once"),
+	OPT(coral_raft_conf, evict_grace_ms, INT, "2000", 0, 3600000, false,
+	    "a peer suspected this long is evicted by the leader"),
+	OPT(coral_raft_conf, lease_ms, INT, "1000", 10, 600000, false,
+	    "a node that has not reached a quorum for this long fences itself"),
+	OPT(coral_raft_conf, lease_drift_ms, INT, "200", 0, 600000, false,
+	    "margin for clock-rate drift added before the leader acts on a lost lease"),
+	OPT(coral_raft_conf, max_uncommitted, SIZE, "16M", 4096, (int64_t)1 << 32, false,
+	    "uncommitted entry bytes before proposals are refused"),
+	OPT(coral_raft_conf, max_batch, INT, "256", 1, 65536, false, "entries per append message"),
+	OPT(coral_raft_conf, max_inflight, INT, "32", 1, 64, false,
+	    "append messages in flight to one follower"),
+	OPT(coral_raft_conf, segment_size, SIZE, "16M", 65536, (int64_t)1 << 32, false,
+	    "size at which a Raft log segment is closed and a new one started"),
+	OPT(coral_raft_conf, snapshot_entries, INT, "10000", 16, 100000000, false,
+	    "applied entries after which the registry is snapshotted and the log compacted"),
+	OPT(coral_raft_conf, max_pending, INT, "4096", 16, 1000000, false,
+	    "proposals and reads waiting for an answer; more are refused as busy"),
+	OPT(coral_raft_conf, kv_max_keys, INT, "100000", 16, 10000000, false,
+	    "keys the config store holds; more puts are refused"),
+	OPT(coral_raft_conf, kv_max_value, SIZE, "64K", 16, 1 << 20, false,
+	    "largest value in the config store"),
+	OPT(coral_raft_conf, history_size, INT, "256", 8, 65536, false,
+	    "leader changes and evictions kept for coralctl raft history"),
+	OPT(coral_raft_conf, founders, STR, "", 0, 200, false,
+	    "comma-separated node ids that found the cluster on first start (empty: every node in this file)"),
+	OPT(coral_raft_conf, http, BOOL, "yes", 0, 1, false,
+	    "serve the HTTP/JSON API on base_port+1"),
+};
+
+static const struct coral_opt coral__interconnect_opts[] = {
+	OPT(coral_interconnect_conf, send_queue, SIZE, "8M", 4096, (int64_t)1 << 32, false,
+	    "bytes queued to one peer before senders are told to wait"),
+	OPT(coral_interconnect_conf, reconnect_min_ms, INT, "50", 1, 600000, false,
+	    "first reconnect delay; doubles with each failure, with jitter"),
+	OPT(coral_interconnect_conf, reconnect_max_ms, INT, "2000", 1, 600000, false,
+	    "longest reconnect delay"),
+	OPT(coral_interconnect_conf, compress_above, SIZE, "4K", 0, 1 << 30, false,
+	    "payloads larger than this are compressed with lz4 (0: never)"),
+	OPT(coral_interconnect_conf, ping_interval_ms, INT, "1000", 10, 600000, false,
+	    "how often the round-trip time to each peer is measured"),
+	OPT(coral_interconnect_conf, connect_timeout_ms, INT, "1000", 10, 600000, false,
+	    "a connection attempt or hello that takes longer is abandoned"),
 };
 
 static const struct coral_opt coral__supervisor_opts[] = {
@@ -120,7 +179,11 @@ static const struct coral_opt coral__daemon_opts[] = {
 #undef OPT
 #undef S
 
-enum coral__sect_kind { SK_CLUSTER, SK_STORAGE, SK_TLS, SK_SUPERVISOR, SK_NODE, SK_DAEMON };
+enum coral__sect_kind {
+	SK_CLUSTER, SK_STORAGE, SK_TLS, SK_SUPERVISOR, SK_RAFT, SK_INTERCONNECT, /* one each */
+	SK_NODE, SK_DAEMON
+};
+#define SK_LAST_SINGLE SK_INTERCONNECT
 
 struct coral__sect_def {
 	const char *name;
@@ -135,6 +198,8 @@ static const struct coral__sect_def coral__sections[] = {
 	SECT("storage", SK_STORAGE, coral__storage_opts),
 	SECT("tls", SK_TLS, coral__tls_opts),
 	SECT("supervisor", SK_SUPERVISOR, coral__supervisor_opts),
+	SECT("raft", SK_RAFT, coral__raft_opts),
+	SECT("interconnect", SK_INTERCONNECT, coral__interconnect_opts),
 	SECT("node", SK_NODE, coral__node_opts),
 	SECT("daemon", SK_DAEMON, coral__daemon_opts),
 };
@@ -154,6 +219,8 @@ static void *coral__sect_base(struct coral_conf *c, enum coral__sect_kind k, int
 	case SK_STORAGE: *meta = &c->storage_meta; return &c->storage;
 	case SK_TLS: *meta = &c->tls_meta; return &c->tls;
 	case SK_SUPERVISOR: *meta = &c->supervisor_meta; return &c->supervisor;
+	case SK_RAFT: *meta = &c->raft_meta; return &c->raft;
+	case SK_INTERCONNECT: *meta = &c->interconnect_meta; return &c->interconnect;
 	case SK_NODE: *meta = &c->nodes[idx].meta; return &c->nodes[idx];
 	case SK_DAEMON: *meta = &c->daemon_meta[idx]; return &c->daemon[idx];
 	}
@@ -372,12 +439,12 @@ static int coral__handler(void *user, const char *section, const char *name, con
 		kind = SK_DAEMON;
 	} else {
 		idx = 0;
-		for (kind = SK_CLUSTER; kind <= SK_SUPERVISOR; kind++)
+		for (kind = SK_CLUSTER; kind <= SK_LAST_SINGLE; kind++)
 			if (strcmp(section, coral__sect(kind)->name) == 0)
 				break;
-		if (kind > SK_SUPERVISOR) {
+		if (kind > SK_LAST_SINGLE) {
 			coral__fail(p, p->line, "[%s]: unknown section (known: cluster, node.LABEL, "
-				    "storage, tls, supervisor, and one per daemon)", section);
+				    "storage, tls, supervisor, raft, interconnect, and one per daemon)", section);
 			return 0;
 		}
 	}
@@ -440,14 +507,14 @@ static int coral__node_line(const struct coral_node_conf *n, int opt)
 	return n->meta.opt_line[opt] ? n->meta.opt_line[opt] : n->meta.line;
 }
 
-enum { NODE_ID = 0, NODE_HOST, NODE_BASE_PORT, NODE_RUN_DIR, NODE_SGA_SIZE, NODE_SGA_NAME };
+enum { NODE_ID = 0, NODE_HOST, NODE_BASE_PORT, NODE_RUN_DIR, NODE_SGA_SIZE, NODE_SGA_NAME, NODE_DATA_DIR };
 
 static void coral__validate(struct coral__parse *p)
 {
 	struct coral_conf *c = p->conf;
 	char sec[64];
 
-	for (int k = SK_CLUSTER; k <= SK_SUPERVISOR && !p->failed; k++)
+	for (int k = SK_CLUSTER; k <= SK_LAST_SINGLE && !p->failed; k++)
 		coral__defaults(p, (enum coral__sect_kind)k, 0, coral__sect(k)->name);
 	for (int d = 0; d < CORAL_NDAEMONS && !p->failed; d++)
 		coral__defaults(p, SK_DAEMON, d, coral_daemon_names[d]);
@@ -475,6 +542,13 @@ static void coral__validate(struct coral__parse *p)
 			coral__fail(p, coral__node_line(a, NODE_SGA_NAME),
 				    "[node.%s] sga_name: must be one '/' followed by a name without '/'",
 				    a->label);
+			return;
+		}
+		if (a->data_dir[0] == '\0')
+			snprintf(a->data_dir, sizeof(a->data_dir), "%s/data", a->run_dir);
+		else if (a->data_dir[0] != '/') {
+			coral__fail(p, coral__node_line(a, NODE_DATA_DIR),
+				    "[node.%s] data_dir: '%s' is not an absolute path", a->label, a->data_dir);
 			return;
 		}
 		char sock[PATH_MAX];
@@ -532,11 +606,57 @@ static void coral__validate(struct coral__parse *p)
 			}
 		}
 	}
+	const struct coral_raft_conf *rc = &c->raft;
+	if (rc->election_timeout_ms < 3 * rc->tick_ms) {
+		coral__fail(p, c->raft_meta.opt_line[1] ? c->raft_meta.opt_line[1] : c->raft_meta.line,
+			    "[raft] election_timeout_ms: %lld is less than three "
+			    "ticks (tick_ms %lld): elections would start between two heartbeats",
+			    (long long)rc->election_timeout_ms, (long long)rc->tick_ms);
+		return;
+	}
+	if (c->interconnect.reconnect_max_ms < c->interconnect.reconnect_min_ms) {
+		coral__fail(p, c->interconnect_meta.line,
+			    "[interconnect] reconnect_max_ms: less than reconnect_min_ms");
+		return;
+	}
+	uint64_t founders;
+	char why[256];
+	if (coral_conf_founders(c, &founders, why, sizeof(why)) != 0) {
+		coral__fail(p, c->raft_meta.opt_line[18] ? c->raft_meta.opt_line[18] : c->raft_meta.line,
+			    "[raft] founders: %s", why);
+		return;
+	}
 	if ((c->storage.block_size & (c->storage.block_size - 1)) != 0) {
 		coral__fail(p, c->storage_meta.opt_line[1], "[storage] block_size: %lld is not a power of two",
 			    (long long)c->storage.block_size);
 		return;
 	}
+}
+
+int coral_conf_founders(const struct coral_conf *c, uint64_t *mask, char *why, size_t whysz)
+{
+	*mask = 0;
+	if (c->raft.founders[0] == '\0') {
+		for (int i = 0; i < c->nnodes; i++)
+			*mask |= 1ull << (c->nodes[i].id - 1);
+		return 0;
+	}
+	char buf[CORAL_STR_MAX];
+	coral_strlcpy(buf, c->raft.founders, sizeof(buf));
+	char *save = NULL;
+	for (char *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+		int64_t id;
+		if (!coral_parse_int(tok, &id) || coral_conf_node_by_id(c, id) == NULL) {
+			snprintf(why, whysz, "'%s' is not the id of a node in this file", tok);
+			return CORAL_EINVAL;
+		}
+		*mask |= 1ull << (id - 1);
+	}
+	if (*mask == 0) {
+		snprintf(why, whysz, "no node id given");
+		return CORAL_EINVAL;
+	}
+	return 0;
 }
 
 int coral_conf_load(struct coral_conf *conf, const char *path)
@@ -612,7 +732,7 @@ static void coral__visit_section(const struct coral_conf *conf, enum coral__sect
 void coral_conf_foreach(const struct coral_conf *conf, coral_conf_visit_fn fn, void *arg)
 {
 	char sec[64];
-	for (int k = SK_CLUSTER; k <= SK_SUPERVISOR; k++)
+	for (int k = SK_CLUSTER; k <= SK_LAST_SINGLE; k++)
 		coral__visit_section(conf, (enum coral__sect_kind)k, 0, coral__sect(k)->name, fn, arg);
 	for (int i = 0; i < conf->nnodes; i++) {
 		snprintf(sec, sizeof(sec), "node.%s", conf->nodes[i].label);
@@ -683,7 +803,7 @@ int coral_conf_apply_reload(struct coral_conf *cur, const struct coral_conf *nex
 {
 	int applied = 0;
 	char sec[64];
-	for (int k = SK_CLUSTER; k <= SK_SUPERVISOR; k++)
+	for (int k = SK_CLUSTER; k <= SK_LAST_SINGLE; k++)
 		applied += coral__reload_section(cur, next, (enum coral__sect_kind)k, 0,
 						 coral__sect(k)->name, fn, arg);
 	for (int d = 0; d < CORAL_NDAEMONS; d++)

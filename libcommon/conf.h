@@ -15,7 +15,10 @@
 #define CORAL_LABEL_MAX 32
 #define CORAL_CLUSTER_NAME_MAX 32
 #define CORAL_PORTS_PER_NODE 16   /* base_port .. base_port+15 belong to one node */
-#define CORAL_MAX_OPTS 32
+/* Offsets from base_port. */
+#define CORAL_PORT_RAFTD 0        /* raftd interconnect */
+#define CORAL_PORT_RAFTD_HTTP 1   /* raftd HTTP/JSON */
+#define CORAL_MAX_OPTS 48
 #define CORAL_ERRMSG_MAX 512
 
 /* The daemons of a node, in start order (raftd first: everyone else needs membership).
@@ -86,6 +89,7 @@ struct coral_node_conf {
 	char run_dir[CORAL_STR_MAX];
 	int64_t sga_size;
 	char sga_name[CORAL_STR_MAX]; /* empty in the file: /coral.CLUSTER.ID */
+	char data_dir[CORAL_STR_MAX]; /* empty in the file: RUN_DIR/data */
 	struct coral_sect_meta meta;
 };
 
@@ -99,6 +103,40 @@ struct coral_tls_conf {
 	char ca_file[CORAL_STR_MAX];
 	char cert_file[CORAL_STR_MAX];
 	char key_file[CORAL_STR_MAX];
+};
+
+/* Consensus, failure detection and fencing. Every node must use the same values. */
+struct coral_raft_conf {
+	int64_t tick_ms;               /* Raft's clock: leader heartbeats go out once a tick */
+	int64_t election_timeout_ms;   /* randomized in [t, 2t) */
+	int64_t heartbeat_interval_ms; /* failure-detector heartbeats between raftd peers */
+	int64_t phi_threshold;
+	int64_t phi_window;            /* inter-arrival samples kept per peer */
+	int64_t phi_min_stddev_ms;
+	int64_t evict_grace_ms;        /* phi above the threshold this long: evict */
+	int64_t lease_ms;
+	int64_t lease_drift_ms;
+	int64_t max_uncommitted;
+	int64_t max_batch;
+	int64_t max_inflight;
+	int64_t segment_size;
+	int64_t snapshot_entries;      /* compact after this many applied entries */
+	int64_t max_pending;           /* proposals and reads waiting for an answer */
+	int64_t kv_max_keys;
+	int64_t kv_max_value;
+	int64_t history_size;
+	char founders[CORAL_STR_MAX];  /* ids that found the cluster; empty: every configured node */
+	int64_t http;                  /* serve HTTP/JSON on base_port+1 */
+};
+
+/* TCP between the same daemon on every node. */
+struct coral_interconnect_conf {
+	int64_t send_queue;            /* bytes queued to one peer before senders are refused */
+	int64_t reconnect_min_ms;
+	int64_t reconnect_max_ms;
+	int64_t compress_above;        /* lz4 for payloads above this many bytes; 0: never */
+	int64_t ping_interval_ms;      /* round-trip measurement */
+	int64_t connect_timeout_ms;
 };
 
 struct coral_supervisor_conf {
@@ -126,8 +164,11 @@ struct coral_conf {
 	struct coral_storage_conf storage;
 	struct coral_tls_conf tls;
 	struct coral_supervisor_conf supervisor;
+	struct coral_raft_conf raft;
+	struct coral_interconnect_conf interconnect;
 	struct coral_daemon_conf daemon[CORAL_NDAEMONS];
-	struct coral_sect_meta cluster_meta, storage_meta, tls_meta, supervisor_meta;
+	struct coral_sect_meta cluster_meta, storage_meta, tls_meta, supervisor_meta, raft_meta,
+		interconnect_meta;
 	struct coral_sect_meta daemon_meta[CORAL_NDAEMONS];
 	int nnodes;
 	struct coral_node_conf nodes[CORAL_MAX_NODES];
@@ -159,6 +200,9 @@ int coral_conf_apply_reload(struct coral_conf *cur, const struct coral_conf *nex
 			    void (*fn)(void *arg, const char *line), void *arg);
 
 const char *coral_loglevel_name(int64_t level);
+
+/* Node ids that found the cluster ([raft] founders, or every node), as a bit mask over id-1. */
+int coral_conf_founders(const struct coral_conf *conf, uint64_t *mask, char *why, size_t whysz);
 
 /* Unix socket, pidfile and log paths of a daemon on a node. */
 void coral_conf_sock_path(const struct coral_node_conf *node, const char *daemon, char *buf,

@@ -80,6 +80,8 @@ GOLDEN(bad_label, "bad-label")
 GOLDEN(no_nodes, "no-nodes")
 GOLDEN(block_size, "block-size")
 GOLDEN(long_line, "long-line")
+GOLDEN(bad_founders, "bad-founders")
+GOLDEN(short_election, "short-election")
 
 static void unset_visit(void *arg, const char *section, const struct coral_opt *opt,
 			const char *value, bool is_default)
