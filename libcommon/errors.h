@@ -27,7 +27,12 @@
 	X(EUNSUPPORTED, "request not supported")                          \
 	X(EOWNERDEAD, "lock owner died; state repaired")                  \
 	X(ENOTLEADER, "not the leader")                                  \
-	X(ESYS, "system call failed")
+	X(ESYS, "system call failed")                                     \
+	X(ENOTCONN, "peer not connected")                                 \
+	X(EFENCED, "node is fenced: it has lost its lease or was evicted")\
+	X(EEVICTED, "incarnation evicted from the cluster")               \
+	X(ECLUSTER, "wrong cluster")                                      \
+	X(ERETRY, "answer unknown: retry")
 
 enum coral_err {
 	CORAL_OK = 0,
