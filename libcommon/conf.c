@@ -105,7 +105,7 @@ static const struct coral_opt coral__raft_opts[] = {
 	    "floor of the inter-arrival standard deviation, so a very regular peer is not suspected at once"),
 	OPT(coral_raft_conf, evict_grace_ms, INT, "2000", 0, 3600000, false,
 	    "a peer suspected this long is evicted by the leader"),
-	OPT(coral_raft_conf, lease_ms, INT, "1000", 10, 600000, false,
+	OPT(coral_raft_conf, lease_ms, INT, "2000", 10, 600000, false,
 	    "a node that has not reached a quorum for this long fences itself"),
 	OPT(coral_raft_conf, lease_drift_ms, INT, "200", 0, 600000, false,
 	    "margin for clock-rate drift added before the leader acts on a lost lease"),

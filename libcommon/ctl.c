@@ -40,6 +40,14 @@ const char *coral_ctl_request_name(const Coral__CtlRequest *req)
 	case CORAL__CTL_REQUEST__BODY_PING: return "ping";
 	case CORAL__CTL_REQUEST__BODY_CONFIG: return "config";
 	case CORAL__CTL_REQUEST__BODY_RELOAD: return "reload";
+	case CORAL__CTL_REQUEST__BODY_RAFT_STATUS: return "raft status";
+	case CORAL__CTL_REQUEST__BODY_RAFT_HISTORY: return "raft history";
+	case CORAL__CTL_REQUEST__BODY_RAFT_TRANSFER: return "raft transfer-leader";
+	case CORAL__CTL_REQUEST__BODY_MEMBERS: return "cluster members";
+	case CORAL__CTL_REQUEST__BODY_ADD_NODE: return "cluster add-node";
+	case CORAL__CTL_REQUEST__BODY_REMOVE_NODE: return "cluster remove-node";
+	case CORAL__CTL_REQUEST__BODY_KV: return "kv";
+	case CORAL__CTL_REQUEST__BODY_WATCH: return "watch";
 	default: return "unknown";
 	}
 }

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,12 +187,17 @@ static void coral__on_frame(void *arg, struct coral_ipc_conn *conn, const uint8_
 	for (size_t i = 0; i < CORAL_ARRAY_LEN(coral__ctl_handlers); i++)
 		if (coral__ctl_handlers[i].body == req->body_case)
 			h = &coral__ctl_handlers[i];
-	if (h == NULL) {
+	const struct coral_daemon_request *own = NULL;
+	for (size_t i = 0; h == NULL && i < d->def->nrequests; i++)
+		if (d->def->requests[i].body == (int)req->body_case)
+			own = &d->def->requests[i];
+	bool admin = h ? h->admin : own ? own->admin : false;
+	if (h == NULL && own == NULL) {
 		r.resp.code = CORAL_EUNSUPPORTED;
 		snprintf(r.errbuf, sizeof(r.errbuf), "%s does not know this request", d->name);
 		r.resp.error = r.errbuf;
 		atomic_fetch_add(&d->proc->slots[d->def->id].refused, 1);
-	} else if (h->admin && !peer->admin) {
+	} else if (admin && !peer->admin) {
 		r.resp.code = CORAL_EPERM;
 		snprintf(r.errbuf, sizeof(r.errbuf),
 			 "%s needs admin rights: uid %d is not root, the daemon's user, admin_uid or "
@@ -200,6 +206,12 @@ static void coral__on_frame(void *arg, struct coral_ipc_conn *conn, const uint8_
 		log_notice("refused %s from pid %d uid %d: not admin", coral_ctl_request_name(req),
 			   (int)peer->pid, (int)peer->uid);
 		atomic_fetch_add(&d->proc->slots[d->def->id].refused, 1);
+	} else if (own) {
+		/* the service answers, now or later, through coral_daemon_answer() */
+		atomic_fetch_add(&d->proc->slots[d->def->id].requests, 1);
+		own->fn(d, coral_ipc_conn_id(conn), req);
+		coral_ctl_request_free(req);
+		return;
 	} else {
 		atomic_fetch_add(&d->proc->slots[d->def->id].requests, 1);
 		h->fn(d, req, &r);
@@ -212,6 +224,36 @@ static void coral__on_frame(void *arg, struct coral_ipc_conn *conn, const uint8_
 	free(r.changes);
 	free(r.changep);
 	coral_ctl_request_free(req);
+}
+
+int coral_daemon_answer(struct coral_daemon *d, uint64_t conn_id, uint64_t request_id,
+			Coral__CtlResponse *resp)
+{
+	struct coral_ipc_conn *conn = d->ipc ? coral_ipc_server_conn(d->ipc, conn_id) : NULL;
+	if (conn == NULL)
+		return CORAL_ECLOSED;
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	hdr.sender_node = (uint32_t)d->node->id;
+	hdr.sender = (char *)d->name;
+	hdr.request_id = request_id;
+	resp->hdr = &hdr;
+	int rc = coral_ipc_conn_send(conn, &resp->base);
+	resp->hdr = NULL;
+	return rc;
+}
+
+int coral_daemon_answer_error(struct coral_daemon *d, uint64_t conn_id, uint64_t request_id,
+			      int code, const char *fmt, ...)
+{
+	char buf[CORAL_ERRMSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.code = code;
+	resp.error = buf;
+	return coral_daemon_answer(d, conn_id, request_id, &resp);
 }
 
 /* ---- reload, signals, timers ------------------------------------------------------ */

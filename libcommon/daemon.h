@@ -19,6 +19,16 @@ struct event_base;
 struct event;
 
 struct coral_daemon;
+struct coral_ipc_conn;
+struct Coral__CtlRequest;
+
+/* A request of a daemon's own service. The handler answers through coral_daemon_answer(),
+ * at once or later (it keeps the connection id and request id, not the request). */
+struct coral_daemon_request {
+	int body;               /* Coral__CtlRequest__BodyCase */
+	bool admin;
+	void (*fn)(struct coral_daemon *d, uint64_t conn_id, const struct Coral__CtlRequest *req);
+};
 
 struct coral_daemon_def {
 	int id;                 /* CORAL_D_* */
@@ -26,6 +36,8 @@ struct coral_daemon_def {
 	bool service_ready;     /* false until the daemon's own service exists */
 	int (*init)(struct coral_daemon *d);
 	void (*fini)(struct coral_daemon *d);
+	const struct coral_daemon_request *requests;
+	size_t nrequests;
 };
 
 struct coral_daemon {
@@ -45,10 +57,20 @@ struct coral_daemon {
 	char sockpath[CORAL_STR_MAX + 32];
 	uint64_t start_mono_ns;
 	int exit_code;
+	void *svc;              /* the daemon's own state, set by its init */
 };
 
 /* Runs the daemon; returns the process exit status. */
 int coral_daemon_main(int argc, char **argv, const struct coral_daemon_def *def);
+
+/* Sends resp (its header is filled in) to the client with this id, if it is still there.
+ * Returns CORAL_ECLOSED if it has gone. */
+struct Coral__CtlResponse;
+int coral_daemon_answer(struct coral_daemon *d, uint64_t conn_id, uint64_t request_id,
+			struct Coral__CtlResponse *resp);
+/* Answers with an error code and text. */
+int coral_daemon_answer_error(struct coral_daemon *d, uint64_t conn_id, uint64_t request_id,
+			      int code, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Re-reads the configuration file and applies what may be applied; each change (applied or
  * not) is logged and, if changes is not NULL, copied there (at most max lines). Returns the

@@ -26,6 +26,7 @@ struct coral_ipc_conn {
 	bool paused;       /* not read until its output drains */
 	bool closing;
 	bool in_cb;
+	uint64_t id;       /* never reused: answers sent later find the client by it */
 	struct coral_ipc_conn *prev, *next;
 };
 
@@ -41,6 +42,7 @@ struct coral_ipc_server {
 	void *arg;
 	struct coral_ipc_counters ctr;
 	int nconns;
+	uint64_t next_id;
 	struct coral_ipc_conn *conns;
 };
 
@@ -166,6 +168,7 @@ static void coral__accept(struct evconnlistener *lis, evutil_socket_t fd, struct
 	}
 	c->srv = s;
 	c->bev = bev;
+	c->id = ++s->next_id;
 	c->peer.pid = cred.pid;
 	c->peer.uid = cred.uid;
 	c->peer.gid = cred.gid;
@@ -250,6 +253,19 @@ void coral_ipc_server_free(struct coral_ipc_server *s)
 	evconnlistener_free(s->lis);
 	unlink(s->path);
 	free(s);
+}
+
+uint64_t coral_ipc_conn_id(const struct coral_ipc_conn *c)
+{
+	return c->id;
+}
+
+struct coral_ipc_conn *coral_ipc_server_conn(struct coral_ipc_server *s, uint64_t id)
+{
+	for (struct coral_ipc_conn *c = s->conns; c; c = c->next)
+		if (c->id == id && !c->closing)
+			return c;
+	return NULL;
 }
 
 const struct coral_ipc_peer *coral_ipc_conn_peer(const struct coral_ipc_conn *c)

@@ -61,6 +61,10 @@ void coral_ipc_server_free(struct coral_ipc_server *srv);
 int coral_ipc_server_nclients(const struct coral_ipc_server *srv);
 
 const struct coral_ipc_peer *coral_ipc_conn_peer(const struct coral_ipc_conn *conn);
+/* A client's id, never reused; an answer given later looks the client up by it (NULL if it
+ * has gone). The table is bounded by max_clients, so the lookup walks at most that many. */
+uint64_t coral_ipc_conn_id(const struct coral_ipc_conn *conn);
+struct coral_ipc_conn *coral_ipc_server_conn(struct coral_ipc_server *srv, uint64_t id);
 /* Queues msg as a frame to the client; past the queue bound the client is no longer read. */
 int coral_ipc_conn_send(struct coral_ipc_conn *conn, const ProtobufCMessage *msg);
 /* Closes the client after this callback, logging the reason and counting it as refused. */

@@ -4,6 +4,7 @@
 #include "sga.h"
 #include "errors.h"
 #include "log.h"
+#include "cluster.h"
 #include "proc.h"
 #include "util.h"
 
@@ -18,6 +19,7 @@
 
 static const struct coral_sga_subsys coral__registry[] = {
 	{"proc", coral_proc_sga_size, coral_proc_sga_init, coral_proc_sga_fill},
+	{"cluster", coral_cluster_sga_size, coral_cluster_sga_init, coral_cluster_sga_fill},
 };
 
 const struct coral_sga_subsys *coral_sga_subsystems(size_t *n)

@@ -1,0 +1,172 @@
+/* raftd's state, shared by its two halves: raftd.c runs consensus (the Raft core, storage
+ * through the group-commit thread, the interconnect, heartbeats, phi, leases, eviction,
+ * the registry and its publication in the SGA); api.c serves requests (the Unix-socket
+ * control service and HTTP/JSON) through the pending-request table defined here. */
+#ifndef CORAL_RAFTD_H
+#define CORAL_RAFTD_H
+
+#include "cluster.h"
+#include "daemon.h"
+#include "net.h"
+#include "phi.h"
+#include "raft.h"
+#include "registry.h"
+#include "storage.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct evhttp;
+struct evhttp_request;
+
+enum { MSG_RAFT = CORAL_NET_APP, MSG_BEAT, MSG_FORWARD, MSG_FORWARD_RESP };
+
+/* What a waiting request needs to be answered. */
+enum req_type { RQ_KV_GET, RQ_KV_LIST, RQ_KV_PUT, RQ_KV_DEL, RQ_MEMBERS, RQ_ADD_NODE,
+		RQ_REMOVE_NODE, RQ_JOIN, RQ_EVICT, RQ_WATCH };
+enum origin { OR_CTL, OR_HTTP, OR_FWD, OR_INTERNAL };
+enum pstate {
+	PS_FREE,
+	PS_COMMIT,      /* leader: proposed at (index, term), waiting for it to be applied */
+	PS_FORWARDED,   /* sent to the leader, waiting for its answer */
+	PS_READINDEX,   /* leader: ReadIndex asked, waiting for the confirmed index */
+	PS_APPLY,       /* waiting for applied >= index, then answered from local state */
+	PS_WATCH,       /* waiting for a change after index */
+	PS_QUEUED,      /* waiting for the I/O thread to free the core (cmd: a write, else a read) */
+	PS_NEW,         /* taken, not submitted yet */
+};
+
+struct pending {
+	uint64_t id;              /* slot | generation << 32 */
+	uint8_t state, type, origin;
+	uint64_t conn_id, request_id;     /* OR_CTL */
+	struct evhttp_request *http;      /* OR_HTTP; NULL once the client has gone */
+	uint32_t fwd_node;                /* OR_FWD */
+	uint64_t fwd_req;
+	uint64_t deadline_ns;
+	uint64_t index, term;
+	int code;
+	char error[160];
+	char key[REG_KEY_MAX];
+	bool stale, watch_members;
+	uint32_t node;
+	uint8_t *cmd;                     /* PS_QUEUED write */
+	size_t cmd_len;
+};
+
+#define INBOX_MAX 8192
+
+struct inbox_item {
+	struct raft_msg msg;
+};
+
+struct peerstate {
+	struct phi phi;
+	uint64_t acked_sent_ns;     /* latest send time of one of our beats this peer answered in our term */
+	uint64_t last_answered_ns;  /* leader: when we last answered this peer's beat as leader */
+	uint64_t suspect_since_ns;
+	uint64_t evict_sent_ns;
+	uint64_t last_heard_ns;
+};
+
+struct history_event {
+	uint64_t at_ns, term, epoch;
+	uint32_t node;
+	char kind[16];
+	char reason[160];
+};
+
+struct io_job {
+	const struct raft_entry *entries;
+	size_t n;
+	bool hs;
+	struct raft_hard_state hsv;
+	const struct raft_snapshot *snap;
+	bool log_reset;
+	bool sync;
+	int rc;
+	uint64_t ns;
+};
+
+struct raftd {
+	struct coral_daemon *d;
+	const struct coral_conf *conf;
+	const struct coral_raft_conf *rc;
+	uint32_t self;
+	uint64_t incarnation;
+	uint64_t last_bump_ns;
+	char data_dir[CORAL_STR_MAX + 16];
+
+	struct raft raft;
+	struct raft_store *store;
+	struct registry reg;
+	struct coral_net *net;
+	struct coral_cluster_sga *sga;
+	uint64_t rng;
+
+	/* group commit: one job at a time on the I/O thread; the core is not stepped meanwhile */
+	pthread_t io_thread;
+	pthread_mutex_t io_mu;
+	pthread_cond_t io_cv;
+	bool io_has_job, io_stop, io_thread_up;
+	int io_efd;
+	struct event *ev_io;
+	bool io_busy;
+	struct io_job job;
+	struct raft_ready rd;
+	uint64_t syncs, entries_synced, sync_ns_total;
+
+	struct inbox_item *inbox;
+	size_t in_head, in_count;
+	uint64_t inbox_dropped;
+	int missed_ticks;
+
+	struct pending *pend;
+	size_t npend, pend_used, pend_hi, pend_apply_waiting, n_queued;
+	uint32_t pend_gen;
+	uint64_t proposals, refused_busy;
+
+	struct peerstate peers[CORAL_MAX_NODES + 1];
+	uint64_t lease_from_ns;     /* follower: send time of the beat the leader last answered */
+	uint64_t leader_since_ns;
+	uint32_t last_leader;
+	enum raft_role last_role;
+	bool fenced;
+	char fence_reason[128];
+
+	struct history_event *hist;
+	size_t hist_start, hist_n;
+	uint64_t hist_dropped;
+
+	struct event *ev_tick, *ev_beat;
+	struct evhttp *http;
+	bool join_pending;
+	uint64_t join_sent_ns;
+};
+
+/* raftd.c */
+int raftd_submit_write(struct raftd *r, struct pending *p, const Coral__RegCmd *cmd);
+int raftd_submit_read(struct raftd *r, struct pending *p);
+int raftd_transfer(struct raftd *r, uint32_t to, char *why, size_t whysz);
+int raftd_conf_change(struct raftd *r, enum raft_entry_type type, uint32_t node, char *why,
+		      size_t whysz);
+void raftd_history(struct raftd *r, const char *kind, uint32_t node, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+bool raftd_is_leader(const struct raftd *r);
+void raftd_status_fill(struct raftd *r, Coral__RaftStatusReply *st, Coral__RaftPeer *peers,
+		       Coral__RaftPeer **peerp);
+
+/* api.c: the pending table and answers */
+struct pending *pending_new(struct raftd *r, uint8_t type, uint8_t origin, int timeout_ms);
+struct pending *pending_find(struct raftd *r, uint64_t id);
+void pending_answer(struct raftd *r, struct pending *p, int code, const char *error);
+void pending_check_applied(struct raftd *r);
+void pending_expire(struct raftd *r);
+void pending_watch_notify(struct raftd *r);
+int api_http_start(struct raftd *r, char *err, size_t errsz);
+void api_http_stop(struct raftd *r);
+extern const struct coral_daemon_request raftd_requests[];
+extern const size_t raftd_nrequests;
+
+#endif

@@ -1,0 +1,61 @@
+/* The cluster view in the SGA: what raftd has committed about membership (members, their
+ * incarnations and states, the epoch, the leader) and whether this node is fenced. raftd is
+ * the only writer; every other daemon and coralctl reads it without locks or IPC through
+ * the sequence counter, and must stop serving while `fenced` is set. */
+#ifndef CORAL_CLUSTER_H
+#define CORAL_CLUSTER_H
+
+#include "conf.h"
+#include "sga.h"
+#include "sync.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum coral_member_state {
+	CORAL_MEMBER_NONE,
+	CORAL_MEMBER_JOINING,   /* added, not yet running as a member */
+	CORAL_MEMBER_ACTIVE,
+	CORAL_MEMBER_EVICTED,   /* this incarnation is out; a new one may join */
+	CORAL_MEMBER_REMOVED,   /* out for good; the id is never reused */
+	CORAL_MEMBER_NSTATES
+};
+const char *coral_member_state_name(int state);
+
+struct coral_member_view {
+	uint32_t id;
+	uint8_t state;
+	uint64_t incarnation;
+};
+
+struct coral_cluster_view {
+	uint64_t epoch;
+	uint64_t term;
+	uint32_t leader;           /* 0: none known */
+	uint64_t commit, applied;
+	uint64_t incarnation;      /* this node's */
+	bool fenced;
+	char fence_reason[128];
+	uint64_t lease_until_ns;   /* CLOCK_MONOTONIC */
+	uint32_t nmembers;
+	struct coral_member_view members[CORAL_MAX_NODES];
+	uint64_t updates;
+};
+
+struct coral_cluster_sga {
+	struct coral_seq seq;
+	struct coral_cluster_view v;
+};
+
+size_t coral_cluster_sga_size(const struct coral_conf *conf);
+int coral_cluster_sga_init(void *section, size_t size, const struct coral_conf *conf,
+			   const struct coral_node_conf *node);
+void coral_cluster_sga_fill(const void *section, uint64_t *used, uint64_t *capacity);
+
+struct coral_cluster_sga *coral_cluster_sga(const struct coral_sga *sga);
+/* A consistent copy of the view (retries while raftd is writing). */
+void coral_cluster_read(const struct coral_cluster_sga *c, struct coral_cluster_view *out);
+/* raftd only. */
+void coral_cluster_publish(struct coral_cluster_sga *c, const struct coral_cluster_view *v);
+
+#endif
