@@ -1,6 +1,7 @@
 /* coralctl: inspect and steer the daemons of a node. It parses one command, reads the SGA
  * or sends one request per daemon over its Unix socket, and prints the answer as text or,
  * with --json, as JSON. Exit status: 0 ok, 1 error, 2 usage. */
+#include "coralctl.h"
 #include "conf.h"
 #include "ctl.h"
 #include "errors.h"
@@ -16,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static struct coral_conf conf;
-static const struct coral_node_conf *node;
-static bool opt_json;
+struct coral_conf conf;
+const struct coral_node_conf *node;
+bool opt_json;
 
 static void usage(FILE *f)
 {
@@ -30,11 +31,18 @@ static void usage(FILE *f)
 		"  config [DAEMON]        effective configuration of the file, or running in DAEMON\n"
 		"  ping DAEMON|all        round trip to a daemon over its socket\n"
 		"  reload DAEMON|all      re-read the file and apply reloadable options (admin)\n"
+		"  raft status            term, role, leader, commit/applied, log, lease, peers (match, lag, phi)\n"
+		"  raft history           leader changes, evictions, fencing, with their reasons\n"
+		"  raft transfer-leader N hand leadership to voter N (admin)\n"
+		"  cluster members [--stale]       members, incarnations, states, epoch\n"
+		"  cluster add-node ID HOST:PORT   add a node (a learner, promoted once caught up) (admin)\n"
+		"  cluster remove-node ID          remove a node for good; its id is never reused (admin)\n"
+		"  kv get KEY [--stale] | put KEY VALUE | del KEY | list [PREFIX]   the config store\n"
 		"NODE: id or label; default $CORAL_NODE, else the first node on this machine.\n"
 		"Exit status: 0 ok, 1 error, 2 usage. See coralctl(8).\n");
 }
 
-static void print_json(json_t *j)
+void print_json(json_t *j)
 {
 	json_dumpf(j, stdout, JSON_INDENT(2));
 	putchar('\n');
@@ -44,7 +52,7 @@ static void print_json(json_t *j)
 static Coral__Header hdr = CORAL__HEADER__INIT;
 
 /* One control request to one daemon; on failure prints what to do and returns NULL. */
-static Coral__CtlResponse *call(int daemon, Coral__CtlRequest *req, char *err, size_t errsz)
+Coral__CtlResponse *call(int daemon, Coral__CtlRequest *req, char *err, size_t errsz)
 {
 	char sock[CORAL_STR_MAX + 32];
 	coral_conf_sock_path(node, coral_daemon_names[daemon], sock, sizeof(sock));
@@ -384,6 +392,12 @@ int main(int argc, char **argv)
 		return cmd_ping(nrest, rest);
 	if (strcmp(cmd, "reload") == 0)
 		return cmd_reload(nrest, rest);
+	if (strcmp(cmd, "raft") == 0)
+		return cmd_raft(nrest, rest);
+	if (strcmp(cmd, "cluster") == 0)
+		return cmd_cluster(nrest, rest);
+	if (strcmp(cmd, "kv") == 0)
+		return cmd_kv(nrest, rest);
 	fprintf(stderr, "coralctl: unknown command or wrong arguments: %s\n", cmd);
 	usage(stderr);
 	return 2;

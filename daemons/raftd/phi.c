@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int phi_init(struct phi *p, size_t window, double min_stddev_ms)
+int phi_init(struct phi *p, size_t window, double min_stddev_ms, double expected_ms)
 {
 	memset(p, 0, sizeof(*p));
 	if (window < 2 || window > PHI_MAX_WINDOW)
@@ -16,6 +16,7 @@ int phi_init(struct phi *p, size_t window, double min_stddev_ms)
 		return CORAL_ENOMEM;
 	p->window = window;
 	p->min_stddev_ms = min_stddev_ms;
+	p->expected_ms = expected_ms;
 	return 0;
 }
 
@@ -54,11 +55,13 @@ void phi_heartbeat(struct phi *p, uint64_t now_ns)
 
 double phi_value(const struct phi *p, uint64_t now_ns)
 {
-	if (p->n < 1 || p->last_ns == 0 || now_ns <= p->last_ns)
+	if (p->last_ns == 0 || now_ns <= p->last_ns)
 		return 0;
-	double mean = p->sum / (double)p->n;
-	double var = p->sumsq / (double)p->n - mean * mean;
-	double sd = var > 0 ? sqrt(var) : 0;
+	/* before the first interval is known, assume the configured one (Akka does the same):
+	 * a peer that goes silent right after its first heartbeat is still suspected */
+	double mean = p->n ? p->sum / (double)p->n : p->expected_ms;
+	double var = p->n ? p->sumsq / (double)p->n - mean * mean : 0;
+	double sd = var > 0 ? sqrt(var) : p->n ? 0 : p->expected_ms / 4;
 	if (sd < p->min_stddev_ms)
 		sd = p->min_stddev_ms;
 	double t = (double)(now_ns - p->last_ns) / 1e6;

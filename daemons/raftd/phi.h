@@ -17,13 +17,14 @@ struct phi {
 	double sum, sumsq;
 	uint64_t last_ns;    /* last arrival, 0: none yet */
 	double min_stddev_ms;
+	double expected_ms;  /* the heartbeat interval, used until an interval is measured */
 };
 
-int phi_init(struct phi *p, size_t window, double min_stddev_ms);
+int phi_init(struct phi *p, size_t window, double min_stddev_ms, double expected_ms);
 void phi_free(struct phi *p);
 void phi_reset(struct phi *p);
 void phi_heartbeat(struct phi *p, uint64_t now_ns);
-/* 0 before two heartbeats were seen. */
+/* 0 before any heartbeat was seen. */
 double phi_value(const struct phi *p, uint64_t now_ns);
 
 #endif

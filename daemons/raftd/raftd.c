@@ -68,10 +68,19 @@ void raftd_history(struct raftd *r, const char *kind, uint32_t node, const char 
 		   (unsigned long long)e->term, (unsigned long long)e->epoch);
 }
 
+static void send_beat(struct raftd *r, uint32_t to, bool ack, uint64_t sent_ns);
+
 /* Records what the core did since we last looked. */
 static void note_events(struct raftd *r)
 {
 	struct raft *c = &r->raft;
+	if (r->last_role == RAFT_LEADER && c->role != RAFT_LEADER) {
+		/* a deposed leader keeps the lease its majority gave it, as a follower */
+		uint64_t until = r->leader_lease_cache;
+		uint64_t lease = (uint64_t)r->rc->lease_ms * 1000000ull;
+		if (until > lease && until - lease > r->lease_from_ns)
+			r->lease_from_ns = until - lease;
+	}
 	if (c->last_event != RAFT_EV_NONE) {
 		switch (c->last_event) {
 		case RAFT_EV_ELECTED:
@@ -96,8 +105,10 @@ static void note_events(struct raftd *r)
 			raftd_history(r, "stepdown", r->self, "removed from the configuration");
 			break;
 		case RAFT_EV_ELECTION_TIMEOUT:
-			raftd_history(r, "election", r->self,
-				      "election timeout: no leader heard (last leader node %u)", r->last_leader);
+			if (r->last_role != RAFT_PRECANDIDATE) /* the vote after a pre-vote is one election */
+				raftd_history(r, "election", r->self,
+					      "election timeout: no leader heard (last leader node %u)",
+					      r->last_leader);
 			break;
 		case RAFT_EV_TRANSFER:
 			raftd_history(r, "election", r->self, "leadership transfer from node %u",
@@ -113,7 +124,10 @@ static void note_events(struct raftd *r)
 			raftd_history(r, "leader", c->leader, "node %u is leader of term %llu", c->leader,
 				      (unsigned long long)c->term);
 		r->last_leader = c->leader;
-		r->lease_from_ns = 0; /* a new leader must answer us before we hold a lease */
+		/* The lease granted by the last leader runs its course: a new leader waits a lease
+		 * before it evicts anyone, so it stays sound; only the current leader renews it. */
+		if (c->leader && c->leader != r->self)
+			send_beat(r, c->leader, false, now_ns()); /* ask at once, not a beat later */
 	}
 	r->last_role = c->role;
 }
@@ -196,7 +210,7 @@ static uint64_t leader_lease_until(struct raftd *r)
 static uint64_t lease_until(struct raftd *r)
 {
 	if (r->raft.role == RAFT_LEADER)
-		return leader_lease_until(r);
+		return r->leader_lease_cache = leader_lease_until(r);
 	return r->lease_from_ns ? r->lease_from_ns + (uint64_t)r->rc->lease_ms * 1000000ull : 0;
 }
 
@@ -1346,7 +1360,7 @@ static int raftd_init(struct coral_daemon *d)
 		return CORAL_ENOMEM;
 	for (uint32_t id = 1; id <= CORAL_MAX_NODES; id++)
 		if (phi_init(&r->peers[id].phi, (size_t)r->rc->phi_window,
-			     (double)r->rc->phi_min_stddev_ms) != 0)
+			     (double)r->rc->phi_min_stddev_ms, (double)r->rc->heartbeat_interval_ms) != 0)
 			return CORAL_ENOMEM;
 
 	/* the group-commit thread */

@@ -130,6 +130,7 @@ struct raftd {
 	struct peerstate peers[CORAL_MAX_NODES + 1];
 	uint64_t lease_from_ns;     /* follower: send time of the beat the leader last answered */
 	uint64_t leader_since_ns;
+	uint64_t leader_lease_cache;  /* our lease as leader when last computed */
 	uint32_t last_leader;
 	enum raft_role last_role;
 	bool fenced;

@@ -1,0 +1,280 @@
+/* raftd on real processes: three nodes from etc/coral.conf (ports, names and directories of
+ * their own) under coral-node. The cluster forms and elects a leader; kill -9 of the
+ * leader's raftd is followed by a new leader committing within 2 s and the killed node
+ * rejoining under a new incarnation; a follower stopped with SIGSTOP past the grace period
+ * is evicted (epoch up, history says why by phi) and after SIGCONT finds itself fenced and
+ * rejoins with a new incarnation. */
+#include "util.h"
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CORAL_NODE CORAL_BUILDDIR "/tools/coral-node"
+#define CORALCTL CORAL_BUILDDIR "/tools/coralctl"
+
+static struct {
+	char dir[64], conf[128];
+} cl;
+static char out[65536];
+
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	strncat(cmd, " 2>&1", sizeof(cmd) - strlen(cmd) - 1);
+	FILE *p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	size_t n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static char *replace_all(char *text, const char *from, const char *to)
+{
+	size_t fl = strlen(from), tl = strlen(to);
+	char *res = malloc(strlen(text) * 2 + 4096), *o = res;
+	for (char *p = text; *p;) {
+		if (strncmp(p, from, fl) == 0) {
+			memcpy(o, to, tl);
+			o += tl;
+			p += fl;
+		} else {
+			*o++ = *p++;
+		}
+	}
+	*o = '\0';
+	free(text);
+	return res;
+}
+
+static void setup(void)
+{
+	snprintf(cl.dir, sizeof(cl.dir), "/tmp/coral-rt-XXXXXX");
+	cr_assert_not_null(mkdtemp(cl.dir));
+	snprintf(cl.conf, sizeof(cl.conf), "%s/coral.conf", cl.dir);
+	FILE *f = fopen(CORAL_SRCDIR "/etc/coral.conf", "r");
+	cr_assert_not_null(f);
+	char *text = calloc(1, 65536);
+	size_t n = fread(text, 1, 65535, f);
+	fclose(f);
+	text[n] = '\0';
+	text = replace_all(text, "/tmp/coral", cl.dir);
+	char buf[64];
+	snprintf(buf, sizeof(buf), "name = rt%d", (int)getpid());
+	text = replace_all(text, "name = coral", buf);
+	/* a raftd stopped with SIGSTOP must not be restarted by its supervisor */
+	text = replace_all(text, "hang_timeout_ms = 15000", "hang_timeout_ms = 0");
+	int base = 10000 + (int)(getpid() % 460) * 64;
+	for (int i = 1; i <= 3; i++) {
+		char from[32], to[32];
+		snprintf(from, sizeof(from), "base_port = 7%d00", i);
+		snprintf(to, sizeof(to), "base_port = %d", base + (i - 1) * 16);
+		text = replace_all(text, from, to);
+	}
+	f = fopen(cl.conf, "w");
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+	free(text);
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf), 0, "%s", out);
+}
+
+static void teardown(void)
+{
+	if (run("%s -c %s stop all", CORAL_NODE, cl.conf) != 0)
+		fprintf(stderr, "teardown: %s\n", out);
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	run("rm -rf %s", cl.dir);
+}
+
+static json_t *ctl_json(int node, const char *cmd)
+{
+	if (run("%s -c %s -n %d --json %s", CORALCTL, cl.conf, node, cmd) != 0)
+		return NULL;
+	return json_loads(out, 0, NULL);
+}
+
+static int64_t jint(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
+
+/* Waits until every listed node agrees on one leader and is not fenced; returns it. */
+static int wait_leader(int ms, unsigned nodes_mask)
+{
+	uint64_t end = coral_now_mono_ns() + (uint64_t)ms * 1000000ull;
+	while (coral_now_mono_ns() < end) {
+		int leader = -1;
+		bool ok = true;
+		for (int n = 1; n <= 3 && ok; n++) {
+			if (!(nodes_mask & (1u << n)))
+				continue;
+			json_t *st = ctl_json(n, "raft status");
+			if (st == NULL) {
+				ok = false;
+				break;
+			}
+			int l = (int)jint(st, "leader");
+			ok = l > 0 && (leader < 0 || l == leader) && !json_is_true(json_object_get(st, "fenced"));
+			leader = l;
+			json_decref(st);
+		}
+		if (ok)
+			return leader;
+		usleep(50000);
+	}
+	return -1;
+}
+
+static pid_t raftd_pid(int node)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/node%d/raftd.pid", cl.dir, node);
+	FILE *f = fopen(path, "r");
+	int pid = 0;
+	if (f) {
+		if (fscanf(f, "%d", &pid) != 1)
+			pid = 0;
+		fclose(f);
+	}
+	return (pid_t)pid;
+}
+
+static json_t *member(json_t *members, int id)
+{
+	json_t *arr = json_object_get(members, "members");
+	for (size_t i = 0; i < json_array_size(arr); i++)
+		if (jint(json_array_get(arr, i), "id") == id)
+			return json_array_get(arr, i);
+	return NULL;
+}
+
+TestSuite(raftd, .init = setup, .fini = teardown, .timeout = 120);
+
+Test(raftd, cluster_forms_elects_and_replicates)
+{
+	int leader = wait_leader(10000, 0xe);
+	cr_assert_gt(leader, 0, "no leader agreed by all three nodes within 10 s");
+	json_t *m = ctl_json(1, "cluster members");
+	cr_assert_not_null(m, "%s", out);
+	cr_expect_geq(jint(m, "epoch"), 3, "three joins, three epochs");
+	for (int id = 1; id <= 3; id++) {
+		json_t *e = member(m, id);
+		cr_assert_not_null(e);
+		cr_expect_str_eq(json_string_value(json_object_get(e, "state")), "active");
+		cr_expect_str_eq(json_string_value(json_object_get(e, "raft")), "voter");
+	}
+	json_decref(m);
+	/* a write through a follower is readable, linearizably, on every node */
+	int follower = leader == 1 ? 2 : 1;
+	cr_assert_eq(run("%s -c %s -n %d kv put conf/x 42", CORALCTL, cl.conf, follower), 0, "%s", out);
+	for (int n = 1; n <= 3; n++) {
+		cr_assert_eq(run("%s -c %s -n %d kv get conf/x", CORALCTL, cl.conf, n), 0, "%s", out);
+		cr_expect_str_eq(out, "42\n");
+	}
+	cr_expect_eq(run("%s -c %s -n 1 kv get nothing/here", CORALCTL, cl.conf), 1);
+	cr_expect(strstr(out, "no key") != NULL, "%s", out);
+}
+
+Test(raftd, leader_kill_9_new_leader_commits_within_2s_and_old_one_rejoins)
+{
+	int leader = wait_leader(10000, 0xe);
+	cr_assert_gt(leader, 0);
+	json_t *st = ctl_json(leader, "raft status");
+	int64_t inc = jint(st, "incarnation");
+	json_decref(st);
+	int other = leader == 1 ? 2 : 1;
+	pid_t pid = raftd_pid(leader);
+	cr_assert_gt(pid, 0);
+	uint64_t t0 = coral_now_mono_ns();
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	uint64_t took = 0;
+	while (coral_now_mono_ns() - t0 < 10000000000ull) {
+		if (run("%s -c %s -n %d kv put failover/x 1", CORALCTL, cl.conf, other) == 0) {
+			took = (coral_now_mono_ns() - t0) / 1000000ull;
+			break;
+		}
+		usleep(20000);
+	}
+	cr_assert_gt(took, 0, "no write committed within 10 s of the leader's death");
+	fprintf(stderr, "failover: first commit %llu ms after kill -9 of the leader\n",
+		(unsigned long long)took);
+	cr_expect_lt(took, 2000, "new leader committed only after %llu ms", (unsigned long long)took);
+	/* the supervisor restarts it; it rejoins under the next incarnation */
+	cr_assert_gt(wait_leader(10000, 0xe), 0, "the cluster did not settle with the old leader back");
+	st = ctl_json(leader, "raft status");
+	cr_assert_not_null(st);
+	cr_expect_eq(jint(st, "incarnation"), inc + 1);
+	json_decref(st);
+	json_t *m = ctl_json(other, "cluster members");
+	cr_assert_not_null(m);
+	json_t *e = member(m, leader);
+	cr_expect_str_eq(json_string_value(json_object_get(e, "state")), "active");
+	cr_expect_eq(jint(e, "incarnation"), inc + 1);
+	json_decref(m);
+}
+
+Test(raftd, stopped_follower_is_evicted_then_rejoins_with_a_new_incarnation)
+{
+	int leader = wait_leader(10000, 0xe);
+	cr_assert_gt(leader, 0);
+	int victim = leader == 3 ? 2 : 3;
+	json_t *m = ctl_json(leader, "cluster members");
+	int64_t epoch0 = jint(m, "epoch");
+	int64_t inc = jint(member(m, victim), "incarnation");
+	json_decref(m);
+	pid_t pid = raftd_pid(victim);
+	cr_assert_eq(kill(pid, SIGSTOP), 0);
+	/* grace 2 s after phi crosses 8, and the victim's lease (2 s + 0.2 s drift) */
+	bool evicted = false;
+	uint64_t t0 = coral_now_mono_ns();
+	while (!evicted && coral_now_mono_ns() - t0 < 15000000000ull) {
+		usleep(200000);
+		m = ctl_json(leader, "cluster members");
+		if (m) {
+			evicted = strcmp(json_string_value(json_object_get(member(m, victim), "state")), "evicted") == 0;
+			if (evicted)
+				cr_expect_gt(jint(m, "epoch"), epoch0, "eviction bumps the epoch");
+			json_decref(m);
+		}
+	}
+	uint64_t took = (coral_now_mono_ns() - t0) / 1000000ull;
+	if (!evicted)
+		run("%s -c %s -n %d raft status; %s -c %s -n %d raft history", CORALCTL, cl.conf, leader,
+		    CORALCTL, cl.conf, leader);
+	kill(pid, SIGCONT);
+	cr_assert(evicted, "node %d was not evicted within 15 s (leader %d):\n%s", victim, leader, out);
+	cr_expect_geq(took, 2000, "evicted after %llu ms: before its lease could have run out",
+		      (unsigned long long)took);
+	cr_assert_eq(run("%s -c %s -n %d raft history", CORALCTL, cl.conf, leader), 0);
+	cr_expect(strstr(out, "eviction") && strstr(out, "phi"), "history does not say why:\n%s", out);
+	/* back from SIGCONT: fenced, then a member again under the next incarnation */
+	bool back = false;
+	t0 = coral_now_mono_ns();
+	while (!back && coral_now_mono_ns() - t0 < 15000000000ull) {
+		usleep(200000);
+		m = ctl_json(leader, "cluster members");
+		if (m) {
+			json_t *e = member(m, victim);
+			back = strcmp(json_string_value(json_object_get(e, "state")), "active") == 0 &&
+			       jint(e, "incarnation") > inc;
+			json_decref(m);
+		}
+	}
+	cr_assert(back, "node %d did not rejoin with a new incarnation", victim);
+	cr_assert_eq(run("%s -c %s -n %d raft history", CORALCTL, cl.conf, victim), 0);
+	cr_expect(strstr(out, "fenced") != NULL, "the stopped node's history has no fencing:\n%s", out);
+	cr_expect_gt(wait_leader(10000, 0xe), 0);
+}

@@ -1,0 +1,25 @@
+/* What coralctl's command files share: the configuration, the node addressed, --json, and
+ * one control request to one daemon of that node. */
+#ifndef CORAL_CORALCTL_H
+#define CORAL_CORALCTL_H
+
+#include "conf.h"
+#include "ctl.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+extern struct coral_conf conf;
+extern const struct coral_node_conf *node;
+extern bool opt_json;
+
+void print_json(json_t *j);
+/* On failure prints nothing, leaves what to do in err and returns NULL. */
+Coral__CtlResponse *call(int daemon, Coral__CtlRequest *req, char *err, size_t errsz);
+
+/* coralctl_raft.c: raft status|history|transfer-leader, cluster ..., kv ... */
+int cmd_raft(int argc, char **argv);
+int cmd_cluster(int argc, char **argv);
+int cmd_kv(int argc, char **argv);
+
+#endif

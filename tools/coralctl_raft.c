@@ -1,0 +1,344 @@
+/* coralctl's raftd commands: raft status, history and transfer-leader; cluster members,
+ * add-node and remove-node; kv get, put, del and list. Each is one request to the node's
+ * raftd, which forwards to the leader what only the leader can do. */
+#include "coralctl.h"
+#include "cluster.h"
+#include "errors.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int usage_error(const char *what)
+{
+	fprintf(stderr, "coralctl: usage: coralctl %s (see coralctl(8))\n", what);
+	return 2;
+}
+
+/* Sends req to raftd; prints the error and returns NULL on failure. */
+static Coral__CtlResponse *raftd_call(Coral__CtlRequest *req, Coral__CtlResponse__BodyCase want)
+{
+	char err[CORAL_ERRMSG_MAX];
+	Coral__CtlResponse *resp = call(CORAL_D_RAFTD, req, err, sizeof(err));
+	if (resp == NULL) {
+		if (opt_json)
+			print_json(json_pack("{s:s}", "error", err));
+		else
+			fprintf(stderr, "coralctl: %s\n", err);
+		return NULL;
+	}
+	if (want && resp->body_case != want) {
+		fprintf(stderr, "coralctl: raftd sent an unexpected answer\n");
+		coral_ctl_response_free(resp);
+		return NULL;
+	}
+	return resp;
+}
+
+static bool parse_id(const char *s, uint32_t *id)
+{
+	int64_t v;
+	if (!coral_parse_int(s, &v) || v < 1 || v > CORAL_MAX_NODES)
+		return false;
+	*id = (uint32_t)v;
+	return true;
+}
+
+static void fmt_time(uint64_t ns, char *buf, size_t bufsz)
+{
+	time_t t = (time_t)(ns / 1000000000ull);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	size_t n = strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, bufsz - n, ".%03lluZ", (unsigned long long)(ns / 1000000ull % 1000));
+}
+
+/* ---- raft ----------------------------------------------------------------------------- */
+
+static int raft_status(void)
+{
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__RaftStatusRequest body = CORAL__RAFT_STATUS_REQUEST__INIT;
+	req.body_case = CORAL__CTL_REQUEST__BODY_RAFT_STATUS;
+	req.raft_status = &body;
+	Coral__CtlResponse *resp = raftd_call(&req, CORAL__CTL_RESPONSE__BODY_RAFT_STATUS);
+	if (resp == NULL)
+		return 1;
+	const Coral__RaftStatusReply *s = resp->raft_status;
+	if (opt_json) {
+		json_t *peers = json_array();
+		for (size_t i = 0; i < s->n_peers; i++) {
+			const Coral__RaftPeer *p = s->peers[i];
+			json_array_append_new(peers, json_pack(
+				"{s:i, s:s, s:I, s:I, s:I, s:f, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:s}",
+				"id", (int)p->id, "role", p->role, "match", (json_int_t)p->match,
+				"lag", (json_int_t)p->lag, "incarnation", (json_int_t)p->incarnation,
+				"phi", p->phi, "suspected", p->suspected, "connected", p->connected,
+				"rtt_us", (json_int_t)p->rtt_us, "msgs_out", (json_int_t)p->msgs_out,
+				"msgs_in", (json_int_t)p->msgs_in, "reconnects", (json_int_t)p->reconnects,
+				"last_heard_ms", (json_int_t)(p->last_heard_ms == UINT64_MAX ? -1 : (int64_t)p->last_heard_ms),
+				"last_error", p->last_error));
+		}
+		print_json(json_pack("{s:i, s:s, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, "
+				     "s:s, s:I, s:I, s:I, s:I, s:I, s:o}",
+				     "node", (int)s->node_id, "role", s->role, "term", (json_int_t)s->term,
+				     "leader", (int)s->leader, "commit", (json_int_t)s->commit,
+				     "applied", (json_int_t)s->applied, "last_index", (json_int_t)s->last_index,
+				     "snapshot_index", (json_int_t)s->snapshot_index,
+				     "log_bytes", (json_int_t)s->log_bytes,
+				     "log_segments", (json_int_t)s->log_segments,
+				     "epoch", (json_int_t)s->epoch, "incarnation", (json_int_t)s->incarnation,
+				     "fenced", s->fenced, "fence_reason", s->fence_reason,
+				     "lease_left_ms", (json_int_t)s->lease_left_ms,
+				     "syncs", (json_int_t)s->syncs, "entries_synced", (json_int_t)s->entries_synced,
+				     "pending", (json_int_t)s->pending, "refused_busy", (json_int_t)s->refused_busy,
+				     "peers", peers));
+	} else {
+		printf("node %u: %s, term %llu, leader %u\n", s->node_id, s->role,
+		       (unsigned long long)s->term, s->leader);
+		printf("commit %llu, applied %llu, last index %llu, snapshot at %llu (%llu bytes)\n",
+		       (unsigned long long)s->commit, (unsigned long long)s->applied,
+		       (unsigned long long)s->last_index, (unsigned long long)s->snapshot_index,
+		       (unsigned long long)s->snapshot_bytes);
+		printf("log %llu bytes in %llu segment(s); %llu syncs for %llu entries",
+		       (unsigned long long)s->log_bytes, (unsigned long long)s->log_segments,
+		       (unsigned long long)s->syncs, (unsigned long long)s->entries_synced);
+		if (s->syncs)
+			printf(" (%.1f per sync)", (double)s->entries_synced / (double)s->syncs);
+		printf("\nepoch %llu, incarnation %llu, %s", (unsigned long long)s->epoch,
+		       (unsigned long long)s->incarnation, s->fenced ? "FENCED: " : "not fenced");
+		if (s->fenced)
+			printf("%s", s->fence_reason);
+		printf(", lease %lld ms left\n", (long long)s->lease_left_ms);
+		printf("%-4s %-8s %10s %8s %6s %8s %5s %9s %9s %s\n", "PEER", "ROLE", "MATCH", "LAG", "PHI",
+		       "RTT_US", "CONN", "HEARD_MS", "INC", "LAST_ERROR");
+		for (size_t i = 0; i < s->n_peers; i++) {
+			const Coral__RaftPeer *p = s->peers[i];
+			char heard[24];
+			if (p->id == s->node_id)
+				snprintf(heard, sizeof(heard), "self");
+			else if (p->last_heard_ms == UINT64_MAX)
+				snprintf(heard, sizeof(heard), "never");
+			else
+				snprintf(heard, sizeof(heard), "%llu", (unsigned long long)p->last_heard_ms);
+			printf("%-4u %-8s %10llu %8llu %6.1f %8llu %5s %9s %9llu %s\n", p->id, p->role,
+			       (unsigned long long)p->match, (unsigned long long)p->lag, p->phi,
+			       (unsigned long long)p->rtt_us, p->connected ? "yes" : "no", heard,
+			       (unsigned long long)p->incarnation, p->last_error);
+		}
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+static int raft_history(void)
+{
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__RaftHistoryRequest body = CORAL__RAFT_HISTORY_REQUEST__INIT;
+	req.body_case = CORAL__CTL_REQUEST__BODY_RAFT_HISTORY;
+	req.raft_history = &body;
+	Coral__CtlResponse *resp = raftd_call(&req, CORAL__CTL_RESPONSE__BODY_RAFT_HISTORY);
+	if (resp == NULL)
+		return 1;
+	const Coral__RaftHistoryReply *h = resp->raft_history;
+	json_t *arr = opt_json ? json_array() : NULL;
+	if (!opt_json && h->dropped)
+		printf("(%llu older events dropped: history_size)\n", (unsigned long long)h->dropped);
+	for (size_t i = 0; i < h->n_events; i++) {
+		const Coral__RaftHistoryEvent *e = h->events[i];
+		char t[40];
+		fmt_time(e->at_ns, t, sizeof(t));
+		if (opt_json)
+			json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:s, s:i, s:s}", "at", t,
+							     "term", (json_int_t)e->term, "epoch",
+							     (json_int_t)e->epoch, "kind", e->kind,
+							     "node", (int)e->node, "reason", e->reason));
+		else
+			printf("%s term %-4llu epoch %-4llu %-9s node %-3u %s\n", t,
+			       (unsigned long long)e->term, (unsigned long long)e->epoch, e->kind, e->node,
+			       e->reason);
+	}
+	if (opt_json)
+		print_json(json_pack("{s:o, s:I}", "events", arr, "dropped", (json_int_t)h->dropped));
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+static int raft_transfer(const char *arg)
+{
+	uint32_t to;
+	if (!parse_id(arg, &to))
+		return usage_error("raft transfer-leader NODE_ID");
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__RaftTransferRequest body = CORAL__RAFT_TRANSFER_REQUEST__INIT;
+	body.to = to;
+	req.body_case = CORAL__CTL_REQUEST__BODY_RAFT_TRANSFER;
+	req.raft_transfer = &body;
+	Coral__CtlResponse *resp = raftd_call(&req, 0);
+	if (resp == NULL)
+		return 1;
+	if (opt_json)
+		print_json(json_pack("{s:i}", "transfer_to", (int)to));
+	else
+		printf("leadership transfer to node %u started; see coralctl raft status\n", to);
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+int cmd_raft(int argc, char **argv)
+{
+	if (argc == 1 && strcmp(argv[0], "status") == 0)
+		return raft_status();
+	if (argc == 1 && strcmp(argv[0], "history") == 0)
+		return raft_history();
+	if (argc == 2 && strcmp(argv[0], "transfer-leader") == 0)
+		return raft_transfer(argv[1]);
+	return usage_error("raft status|history|transfer-leader NODE_ID");
+}
+
+/* ---- cluster -------------------------------------------------------------------------- */
+
+static int cluster_members(bool stale)
+{
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__MembersRequest body = CORAL__MEMBERS_REQUEST__INIT;
+	body.stale = stale;
+	req.body_case = CORAL__CTL_REQUEST__BODY_MEMBERS;
+	req.members = &body;
+	Coral__CtlResponse *resp = raftd_call(&req, CORAL__CTL_RESPONSE__BODY_MEMBERS);
+	if (resp == NULL)
+		return 1;
+	const Coral__MembersReply *m = resp->members;
+	json_t *arr = opt_json ? json_array() : NULL;
+	if (!opt_json) {
+		printf("epoch %llu, leader node %u\n", (unsigned long long)m->epoch, m->leader);
+		printf("%-4s %-22s %-8s %-8s %5s  %s\n", "ID", "ADDRESS", "STATE", "RAFT", "INC", "REASON");
+	}
+	for (size_t i = 0; i < m->n_members; i++) {
+		const Coral__Member *e = m->members[i];
+		if (opt_json)
+			json_array_append_new(arr, json_pack("{s:i, s:s, s:s, s:s, s:I, s:s, s:I}", "id",
+							     (int)e->id, "address", e->address, "state",
+							     e->state, "raft", e->raft_role, "incarnation",
+							     (json_int_t)e->incarnation, "reason", e->reason,
+							     "changed_index", (json_int_t)e->changed_index));
+		else
+			printf("%-4u %-22s %-8s %-8s %5llu  %s\n", e->id, e->address[0] ? e->address : "-",
+			       e->state, e->raft_role, (unsigned long long)e->incarnation, e->reason);
+	}
+	if (opt_json)
+		print_json(json_pack("{s:I, s:i, s:o}", "epoch", (json_int_t)m->epoch, "leader",
+				     (int)m->leader, "members", arr));
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+int cmd_cluster(int argc, char **argv)
+{
+	if (argc >= 1 && strcmp(argv[0], "members") == 0 &&
+	    (argc == 1 || (argc == 2 && strcmp(argv[1], "--stale") == 0)))
+		return cluster_members(argc == 2);
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	uint32_t id;
+	if (argc == 3 && strcmp(argv[0], "add-node") == 0) {
+		if (!parse_id(argv[1], &id) || strchr(argv[2], ':') == NULL)
+			return usage_error("cluster add-node ID HOST:PORT");
+		Coral__AddNodeRequest body = CORAL__ADD_NODE_REQUEST__INIT;
+		body.id = id;
+		body.address = argv[2];
+		req.body_case = CORAL__CTL_REQUEST__BODY_ADD_NODE;
+		req.add_node = &body;
+		Coral__CtlResponse *resp = raftd_call(&req, 0);
+		if (resp == NULL)
+			return 1;
+		printf("node %u added at %s as a learner; it becomes a voter once caught up\n", id, argv[2]);
+		coral_ctl_response_free(resp);
+		return 0;
+	}
+	if (argc == 2 && strcmp(argv[0], "remove-node") == 0) {
+		if (!parse_id(argv[1], &id))
+			return usage_error("cluster remove-node ID");
+		Coral__RemoveNodeRequest body = CORAL__REMOVE_NODE_REQUEST__INIT;
+		body.id = id;
+		req.body_case = CORAL__CTL_REQUEST__BODY_REMOVE_NODE;
+		req.remove_node = &body;
+		Coral__CtlResponse *resp = raftd_call(&req, 0);
+		if (resp == NULL)
+			return 1;
+		printf("node %u removed; its id is never reused\n", id);
+		coral_ctl_response_free(resp);
+		return 0;
+	}
+	return usage_error("cluster members [--stale] | add-node ID HOST:PORT | remove-node ID");
+}
+
+/* ---- kv ------------------------------------------------------------------------------- */
+
+static void print_value(const ProtobufCBinaryData *v)
+{
+	fwrite(v->data, 1, v->len, stdout);
+	putchar('\n');
+}
+
+int cmd_kv(int argc, char **argv)
+{
+	bool stale = false;
+	int n = 0;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--stale") == 0)
+			stale = true;
+		else
+			argv[n++] = argv[i];
+	}
+	argc = n;
+	Coral__KvRequest body = CORAL__KV_REQUEST__INIT;
+	body.stale = stale;
+	if (argc == 2 && strcmp(argv[0], "get") == 0) {
+		body.op = 1;
+		body.key = argv[1];
+	} else if (argc == 3 && strcmp(argv[0], "put") == 0) {
+		body.op = 2;
+		body.key = argv[1];
+		body.value.data = (uint8_t *)argv[2];
+		body.value.len = strlen(argv[2]);
+	} else if (argc == 2 && strcmp(argv[0], "del") == 0) {
+		body.op = 3;
+		body.key = argv[1];
+	} else if ((argc == 1 || argc == 2) && strcmp(argv[0], "list") == 0) {
+		body.op = 4;
+		body.key = argc == 2 ? argv[1] : "";
+	} else {
+		return usage_error("kv get KEY [--stale] | put KEY VALUE | del KEY | list [PREFIX] [--stale]");
+	}
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	req.body_case = CORAL__CTL_REQUEST__BODY_KV;
+	req.kv = &body;
+	Coral__CtlResponse *resp = raftd_call(&req, CORAL__CTL_RESPONSE__BODY_KV);
+	if (resp == NULL)
+		return 1;
+	const Coral__KvReply *k = resp->kv;
+	if (opt_json) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < k->n_kv; i++) {
+			json_t *v = json_stringn((const char *)k->kv[i]->value.data, k->kv[i]->value.len);
+			json_array_append_new(arr, json_pack("{s:s, s:o, s:I, s:I}", "key", k->kv[i]->key,
+							     "value", v ? v : json_null(), "create_index",
+							     (json_int_t)k->kv[i]->create_index, "mod_index",
+							     (json_int_t)k->kv[i]->mod_index));
+		}
+		print_json(json_pack("{s:o, s:I}", "kvs", arr, "index", (json_int_t)k->index));
+	} else if (body.op == 1 && k->n_kv == 1) {
+		print_value(&k->kv[0]->value);
+	} else if (body.op == 4) {
+		for (size_t i = 0; i < k->n_kv; i++) {
+			printf("%s = ", k->kv[i]->key);
+			print_value(&k->kv[i]->value);
+		}
+	} else {
+		printf("ok (index %llu)\n", (unsigned long long)k->index);
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
