@@ -74,11 +74,7 @@ struct coral_net {
 
 static uint64_t next_rand(struct coral_net *n)
 {
-	/* splitmix64: reproducible jitter from the configured seed */
-	uint64_t z = (n->rng += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return coral_splitmix64(&n->rng); /* reproducible jitter from the configured seed */
 }
 
 static struct peer *peer_of(struct coral_net *n, uint32_t id)

@@ -11,7 +11,16 @@
 #define CORAL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 uint64_t coral_now_mono_ns(void);   /* CLOCK_MONOTONIC: the same clock in every process */
-uint64_t coral_now_real_ns(void);   /* CLOCK_REALTIME, for wall-clock display only */
+uint64_t coral_now_real_ns(void);
+
+/* splitmix64: a small reproducible generator; *state is the seed and advances. */
+static inline uint64_t coral_splitmix64(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}   /* CLOCK_REALTIME, for wall-clock display only */
 
 /* Copies at most dstsz-1 bytes and terminates; returns false if src was cut. */
 bool coral_strlcpy(char *dst, const char *src, size_t dstsz);

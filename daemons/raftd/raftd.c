@@ -28,11 +28,7 @@ static uint64_t now_ns(void) { return coral_now_mono_ns(); }
 
 static uint64_t rnd(void *arg)
 {
-	struct raftd *r = arg;
-	uint64_t z = (r->rng += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return coral_splitmix64(&((struct raftd *)arg)->rng);
 }
 
 bool raftd_is_leader(const struct raftd *r)

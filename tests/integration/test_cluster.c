@@ -2,6 +2,7 @@
  * etc/coral.conf rewritten into a temporary directory with a cluster name (and so SGA
  * names) of their own. Every test stops what it started and removes its directory; the
  * checks look at processes, /dev/shm and the run directories themselves. */
+#include "harness.h"
 #include "util.h"
 
 #include <criterion/criterion.h>
@@ -31,80 +32,17 @@ static struct {
 	int base_port;
 } cl;
 
-struct result {
-	int code;
-	char out[65536];
-};
-
-static struct result res;
-
-/* Runs a shell command, capturing stdout and stderr together. */
-static struct result *run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static struct result *run(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	strncat(cmd, " 2>&1", sizeof(cmd) - strlen(cmd) - 1);
-	FILE *p = popen(cmd, "r");
-	cr_assert_not_null(p);
-	size_t n = fread(res.out, 1, sizeof(res.out) - 1, p);
-	res.out[n] = '\0';
-	int st = pclose(p);
-	res.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-	return &res;
-}
-
-static char *replace_all(char *text, const char *from, const char *to)
-{
-	size_t fl = strlen(from), tl = strlen(to);
-	size_t cap = strlen(text) * 2 + 4096;
-	char *out = malloc(cap), *o = out;
-	for (char *p = text; *p;) {
-		if (strncmp(p, from, fl) == 0) {
-			memcpy(o, to, tl);
-			o += tl;
-			p += fl;
-		} else {
-			*o++ = *p++;
-		}
-	}
-	*o = '\0';
-	free(text);
-	return out;
-}
-
 static void write_conf(const char *extra_from, const char *extra_to)
 {
-	FILE *f = fopen(CORAL_SRCDIR "/etc/coral.conf", "r");
-	cr_assert_not_null(f);
-	char *text = calloc(1, 65536);
-	size_t n = fread(text, 1, 65535, f);
-	text[n] = '\0';
-	fclose(f);
-	text = replace_all(text, "/tmp/coral", cl.dir);
-	char name[64];
-	snprintf(name, sizeof(name), "name = %s", cl.name);
-	text = replace_all(text, "name = coral", name);
+	char *text = test_conf_text(cl.dir, cl.name, &cl.base_port);
 	/* quicker supervision for tests: 3 restarts, short backoff and grace, hang after 1.5 s */
 	text = replace_all(text, "restart_max = 5", "restart_max = 3");
 	text = replace_all(text, "restart_backoff_ms = 100", "restart_backoff_ms = 50");
 	text = replace_all(text, "stop_grace_ms = 5000", "stop_grace_ms = 2000");
 	text = replace_all(text, "hang_timeout_ms = 15000", "hang_timeout_ms = 1500");
-	/* ports of their own (10000-39500), so a test never meets a developer's cluster */
-	int base = 10000 + (int)(getpid() % 460) * 64;
-	char from[32], to[32];
-	for (int i = 1; i <= 3; i++) {
-		snprintf(from, sizeof(from), "base_port = 7%d00", i);
-		snprintf(to, sizeof(to), "base_port = %d", base + (i - 1) * 16);
-		text = replace_all(text, from, to);
-	}
-	cl.base_port = base;
 	if (extra_from)
 		text = replace_all(text, extra_from, extra_to);
-	f = fopen(cl.conf, "w");
+	FILE *f = fopen(cl.conf, "w");
 	cr_assert_not_null(f);
 	fputs(text, f);
 	fclose(f);

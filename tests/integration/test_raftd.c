@@ -4,6 +4,7 @@
  * rejoining under a new incarnation; a follower stopped with SIGSTOP past the grace period
  * is evicted (epoch up, history says why by phi) and after SIGCONT finds itself fenced and
  * rejoins with a new incarnation. */
+#include "harness.h"
 #include "util.h"
 
 #include <criterion/criterion.h>
@@ -23,80 +24,29 @@
 static struct {
 	char dir[64], conf[128];
 } cl;
-static char out[65536];
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	strncat(cmd, " 2>&1", sizeof(cmd) - strlen(cmd) - 1);
-	FILE *p = popen(cmd, "r");
-	cr_assert_not_null(p);
-	size_t n = fread(out, 1, sizeof(out) - 1, p);
-	out[n] = '\0';
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static char *replace_all(char *text, const char *from, const char *to)
-{
-	size_t fl = strlen(from), tl = strlen(to);
-	char *res = malloc(strlen(text) * 2 + 4096), *o = res;
-	for (char *p = text; *p;) {
-		if (strncmp(p, from, fl) == 0) {
-			memcpy(o, to, tl);
-			o += tl;
-			p += fl;
-		} else {
-			*o++ = *p++;
-		}
-	}
-	*o = '\0';
-	free(text);
-	return res;
-}
-
 static void setup(void)
 {
 	snprintf(cl.dir, sizeof(cl.dir), "/tmp/coral-rt-XXXXXX");
 	cr_assert_not_null(mkdtemp(cl.dir));
 	snprintf(cl.conf, sizeof(cl.conf), "%s/coral.conf", cl.dir);
-	FILE *f = fopen(CORAL_SRCDIR "/etc/coral.conf", "r");
-	cr_assert_not_null(f);
-	char *text = calloc(1, 65536);
-	size_t n = fread(text, 1, 65535, f);
-	fclose(f);
-	text[n] = '\0';
-	text = replace_all(text, "/tmp/coral", cl.dir);
-	char buf[64];
-	snprintf(buf, sizeof(buf), "name = rt%d", (int)getpid());
-	text = replace_all(text, "name = coral", buf);
+	char name[32];
+	snprintf(name, sizeof(name), "rt%d", (int)getpid());
+	char *text = test_conf_text(cl.dir, name, NULL);
 	/* a raftd stopped with SIGSTOP must not be restarted by its supervisor */
 	text = replace_all(text, "hang_timeout_ms = 15000", "hang_timeout_ms = 0");
-	int base = 10000 + (int)(getpid() % 460) * 64;
-	for (int i = 1; i <= 3; i++) {
-		char from[32], to[32];
-		snprintf(from, sizeof(from), "base_port = 7%d00", i);
-		snprintf(to, sizeof(to), "base_port = %d", base + (i - 1) * 16);
-		text = replace_all(text, from, to);
-	}
-	f = fopen(cl.conf, "w");
+	FILE *f = fopen(cl.conf, "w");
 	cr_assert_not_null(f);
 	fputs(text, f);
 	fclose(f);
 	free(text);
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
-	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf), 0, "%s", out);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
 }
 
 static void teardown(void)
 {
-	if (run("%s -c %s stop all", CORAL_NODE, cl.conf) != 0)
-		fprintf(stderr, "teardown: %s\n", out);
+	if (run("%s -c %s stop all", CORAL_NODE, cl.conf)->code != 0)
+		fprintf(stderr, "teardown: %s\n", res.out);
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
 	run("rm -rf %s", cl.dir);
@@ -104,9 +54,9 @@ static void teardown(void)
 
 static json_t *ctl_json(int node, const char *cmd)
 {
-	if (run("%s -c %s -n %d --json %s", CORALCTL, cl.conf, node, cmd) != 0)
+	if (run("%s -c %s -n %d --json %s", CORALCTL, cl.conf, node, cmd)->code != 0)
 		return NULL;
-	return json_loads(out, 0, NULL);
+	return json_loads(res.out, 0, NULL);
 }
 
 static int64_t jint(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
@@ -168,7 +118,7 @@ Test(raftd, cluster_forms_elects_and_replicates)
 	int leader = wait_leader(10000, 0xe);
 	cr_assert_gt(leader, 0, "no leader agreed by all three nodes within 10 s");
 	json_t *m = ctl_json(1, "cluster members");
-	cr_assert_not_null(m, "%s", out);
+	cr_assert_not_null(m, "%s", res.out);
 	cr_expect_geq(jint(m, "epoch"), 3, "three joins, three epochs");
 	for (int id = 1; id <= 3; id++) {
 		json_t *e = member(m, id);
@@ -179,13 +129,13 @@ Test(raftd, cluster_forms_elects_and_replicates)
 	json_decref(m);
 	/* a write through a follower is readable, linearizably, on every node */
 	int follower = leader == 1 ? 2 : 1;
-	cr_assert_eq(run("%s -c %s -n %d kv put conf/x 42", CORALCTL, cl.conf, follower), 0, "%s", out);
+	cr_assert_eq(run("%s -c %s -n %d kv put conf/x 42", CORALCTL, cl.conf, follower)->code, 0, "%s", res.out);
 	for (int n = 1; n <= 3; n++) {
-		cr_assert_eq(run("%s -c %s -n %d kv get conf/x", CORALCTL, cl.conf, n), 0, "%s", out);
-		cr_expect_str_eq(out, "42\n");
+		cr_assert_eq(run("%s -c %s -n %d kv get conf/x", CORALCTL, cl.conf, n)->code, 0, "%s", res.out);
+		cr_expect_str_eq(res.out, "42\n");
 	}
-	cr_expect_eq(run("%s -c %s -n 1 kv get nothing/here", CORALCTL, cl.conf), 1);
-	cr_expect(strstr(out, "no key") != NULL, "%s", out);
+	cr_expect_eq(run("%s -c %s -n 1 kv get nothing/here", CORALCTL, cl.conf)->code, 1);
+	cr_expect(strstr(res.out, "no key") != NULL, "%s", res.out);
 }
 
 Test(raftd, leader_kill_9_new_leader_commits_within_2s_and_old_one_rejoins)
@@ -202,7 +152,7 @@ Test(raftd, leader_kill_9_new_leader_commits_within_2s_and_old_one_rejoins)
 	cr_assert_eq(kill(pid, SIGKILL), 0);
 	uint64_t took = 0;
 	while (coral_now_mono_ns() - t0 < 10000000000ull) {
-		if (run("%s -c %s -n %d kv put failover/x 1", CORALCTL, cl.conf, other) == 0) {
+		if (run("%s -c %s -n %d kv put failover/x 1", CORALCTL, cl.conf, other)->code == 0) {
 			took = (coral_now_mono_ns() - t0) / 1000000ull;
 			break;
 		}
@@ -255,11 +205,11 @@ Test(raftd, stopped_follower_is_evicted_then_rejoins_with_a_new_incarnation)
 		run("%s -c %s -n %d raft status; %s -c %s -n %d raft history", CORALCTL, cl.conf, leader,
 		    CORALCTL, cl.conf, leader);
 	kill(pid, SIGCONT);
-	cr_assert(evicted, "node %d was not evicted within 15 s (leader %d):\n%s", victim, leader, out);
+	cr_assert(evicted, "node %d was not evicted within 15 s (leader %d):\n%s", victim, leader, res.out);
 	cr_expect_geq(took, 2000, "evicted after %llu ms: before its lease could have run out",
 		      (unsigned long long)took);
-	cr_assert_eq(run("%s -c %s -n %d raft history", CORALCTL, cl.conf, leader), 0);
-	cr_expect(strstr(out, "eviction") && strstr(out, "phi"), "history does not say why:\n%s", out);
+	cr_assert_eq(run("%s -c %s -n %d raft history", CORALCTL, cl.conf, leader)->code, 0);
+	cr_expect(strstr(res.out, "eviction") && strstr(res.out, "phi"), "history does not say why:\n%s", res.out);
 	/* back from SIGCONT: fenced, then a member again under the next incarnation */
 	bool back = false;
 	t0 = coral_now_mono_ns();
@@ -274,7 +224,7 @@ Test(raftd, stopped_follower_is_evicted_then_rejoins_with_a_new_incarnation)
 		}
 	}
 	cr_assert(back, "node %d did not rejoin with a new incarnation", victim);
-	cr_assert_eq(run("%s -c %s -n %d raft history", CORALCTL, cl.conf, victim), 0);
-	cr_expect(strstr(out, "fenced") != NULL, "the stopped node's history has no fencing:\n%s", out);
+	cr_assert_eq(run("%s -c %s -n %d raft history", CORALCTL, cl.conf, victim)->code, 0);
+	cr_expect(strstr(res.out, "fenced") != NULL, "the stopped node's history has no fencing:\n%s", res.out);
 	cr_expect_gt(wait_leader(10000, 0xe), 0);
 }

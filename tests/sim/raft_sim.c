@@ -2,6 +2,7 @@
  * deliver due messages, tick every live node, carry out every node's ready batch (persist,
  * then send, then apply), then check the invariants. */
 #include "raft_sim.h"
+#include "util.h"
 #include "raft.h"
 
 #include <stdarg.h>
@@ -16,10 +17,7 @@
 
 static uint64_t splitmix(uint64_t *s)
 {
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return coral_splitmix64(s);
 }
 
 static uint64_t node_rand(void *arg)
