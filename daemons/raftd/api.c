@@ -20,30 +20,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-void raftd_answer_forward(struct raftd *r, struct pending *p, int code, const char *error);
-int raftd_admin(struct raftd *r, struct pending *p, uint32_t kind, const Coral__RegCmd *cmd);
-
 /* ---- the pending table ---------------------------------------------------------------- */
 
 struct pending *pending_new(struct raftd *r, uint8_t type, uint8_t origin, int timeout_ms)
 {
-	for (size_t k = 0; k < r->npend; k++) {
-		struct pending *p = &r->pend[k];
-		if (p->state != PS_FREE || p->id != 0)
-			continue;
-		memset(p, 0, sizeof(*p));
-		p->id = (uint64_t)k | (uint64_t)(++r->pend_gen ? r->pend_gen : ++r->pend_gen) << 32;
-		p->type = type;
-		p->origin = origin;
-		p->deadline_ns = coral_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
-		p->state = PS_NEW;
-		r->pend_used++;
-		if (k + 1 > r->pend_hi)
-			r->pend_hi = k + 1;
-		return p;
+	if (r->nfree == 0) {
+		r->refused_busy++;
+		return NULL;
 	}
-	r->refused_busy++;
-	return NULL;
+	size_t k = r->pend_free[--r->nfree];
+	struct pending *p = &r->pend[k];
+	memset(p, 0, sizeof(*p));
+	if (++r->pend_gen == 0)
+		r->pend_gen = 1;                 /* id 0 is never handed out */
+	p->id = (uint64_t)k | (uint64_t)r->pend_gen << 32;
+	p->type = type;
+	p->origin = origin;
+	p->deadline_ns = coral_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+	p->state = PS_NEW;
+	r->pend_used++;
+	if (k + 1 > r->pend_hi)
+		r->pend_hi = k + 1;
+	return p;
 }
 
 struct pending *pending_find(struct raftd *r, uint64_t id)
@@ -56,8 +54,10 @@ struct pending *pending_find(struct raftd *r, uint64_t id)
 
 static void pending_release(struct raftd *r, struct pending *p)
 {
+	size_t k = (size_t)(p->id & 0xffffffffu);
 	free(p->cmd);
 	memset(p, 0, sizeof(*p));
+	r->pend_free[r->nfree++] = (uint32_t)k;
 	r->pend_used--;
 	while (r->pend_hi > 0 && r->pend[r->pend_hi - 1].state == PS_FREE)
 		r->pend_hi--;

@@ -595,7 +595,6 @@ static void finish_ready(struct raftd *r)
 				pending_answer(r, p, 0, NULL); /* the follower waits for its own apply */
 			} else {
 				p->state = PS_APPLY;
-				r->pend_apply_waiting++;
 			}
 		}
 	}
@@ -612,9 +611,9 @@ static void drain_inbox(struct raftd *r)
 		r->missed_ticks--;
 	}
 	while (r->in_count > 0) {
-		struct inbox_item *it = &r->inbox[r->in_head];
-		raft_step(&r->raft, &it->msg);
-		raft_msg_free(&it->msg);
+		struct raft_msg *m = &r->inbox[r->in_head];
+		raft_step(&r->raft, m);
+		raft_msg_free(m);
 		r->in_head = (r->in_head + 1) % INBOX_MAX;
 		r->in_count--;
 	}
@@ -690,7 +689,7 @@ static void step_or_queue(struct raftd *r, struct raft_msg *m)
 		raft_msg_free(m);
 		return; /* Raft retransmits; a bound keeps a flood from growing memory */
 	}
-	r->inbox[(r->in_head + r->in_count) % INBOX_MAX].msg = *m;
+	r->inbox[(r->in_head + r->in_count) % INBOX_MAX] = *m;
 	r->in_count++;
 	pump(r);
 }
@@ -807,7 +806,6 @@ int raftd_submit_read(struct raftd *r, struct pending *p)
 	if (p->stale) {
 		p->index = 0;
 		p->state = PS_APPLY;
-		r->pend_apply_waiting++;
 		pending_check_applied(r);
 		return 0;
 	}
@@ -878,7 +876,6 @@ int raftd_conf_change(struct raftd *r, enum raft_entry_type type, uint32_t node,
 
 /* Operator requests that only the leader can carry out: 3 transfer (cmd->node), 4 add a
  * member (cmd: MEMBER_ADD), 5 remove one. On a follower they are forwarded. */
-int raftd_admin(struct raftd *r, struct pending *p, uint32_t kind, const Coral__RegCmd *cmd);
 int raftd_admin(struct raftd *r, struct pending *p, uint32_t kind, const Coral__RegCmd *cmd)
 {
 	if (!raftd_is_leader(r)) {
@@ -1006,7 +1003,6 @@ static void answer_forward(struct raftd *r, uint32_t to, uint64_t req_id, int co
 	coral_net_send(r->net, to, MSG_FORWARD_RESP, buf, n);
 }
 
-void raftd_answer_forward(struct raftd *r, struct pending *p, int code, const char *error);
 void raftd_answer_forward(struct raftd *r, struct pending *p, int code, const char *error)
 {
 	answer_forward(r, p->fwd_node, p->fwd_req, code, error, p->index);
@@ -1065,7 +1061,6 @@ static void on_forward_resp(struct raftd *r, const uint8_t *data, size_t len)
 			/* answered once this node has applied as far: reads see the write */
 			p->index = a->index;
 			p->state = PS_APPLY;
-			r->pend_apply_waiting++;
 			pending_check_applied(r);
 		}
 	}
@@ -1114,12 +1109,10 @@ static void on_net_refused(void *arg, uint32_t peer, int code, const char *why)
 	/* one bump per eviction: later goodbyes to the old incarnation are echoes */
 	if (now_ns() - r->last_bump_ns < 1000000000ull)
 		return;
-	uint64_t old = r->incarnation;
 	if (bump_incarnation(r) != 0)
 		return;
 	raftd_history(r, "fenced", r->self, "node %u says %s; rejoining as incarnation %llu", peer, why,
 		      (unsigned long long)r->incarnation);
-	(void)old;
 	coral_net_set_incarnation(r->net, r->incarnation);
 	publish(r);
 }
@@ -1352,8 +1345,11 @@ static int raftd_init(struct coral_daemon *d)
 	r->inbox = calloc(INBOX_MAX, sizeof(*r->inbox));
 	r->npend = (size_t)r->rc->max_pending;
 	r->pend = calloc(r->npend, sizeof(*r->pend));
-	if (r->hist == NULL || r->inbox == NULL || r->pend == NULL)
+	r->pend_free = calloc(r->npend, sizeof(*r->pend_free));
+	if (r->hist == NULL || r->inbox == NULL || r->pend == NULL || r->pend_free == NULL)
 		return CORAL_ENOMEM;
+	for (size_t k = 0; k < r->npend; k++)   /* lowest slots first: pend_hi stays small */
+		r->pend_free[r->nfree++] = (uint32_t)(r->npend - 1 - k);
 	for (uint32_t id = 1; id <= CORAL_MAX_NODES; id++)
 		if (phi_init(&r->peers[id].phi, (size_t)r->rc->phi_window,
 			     (double)r->rc->phi_min_stddev_ms, (double)r->rc->heartbeat_interval_ms) != 0)
@@ -1460,7 +1456,7 @@ static void raftd_fini(struct coral_daemon *d)
 	if (r->io_efd >= 0)
 		close(r->io_efd);
 	while (r->inbox && r->in_count) {
-		raft_msg_free(&r->inbox[r->in_head].msg);
+		raft_msg_free(&r->inbox[r->in_head]);
 		r->in_head = (r->in_head + 1) % INBOX_MAX;
 		r->in_count--;
 	}
@@ -1472,6 +1468,7 @@ static void raftd_fini(struct coral_daemon *d)
 	free(r->hist);
 	free(r->inbox);
 	free(r->pend);
+	free(r->pend_free);
 	if (r->sga) {
 		struct coral_cluster_view v;
 		coral_cluster_read(r->sga, &v);

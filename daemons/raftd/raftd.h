@@ -55,11 +55,7 @@ struct pending {
 	size_t cmd_len;
 };
 
-#define INBOX_MAX 8192
-
-struct inbox_item {
-	struct raft_msg msg;
-};
+#define INBOX_MAX 8192   /* messages held while a write is in flight; more are dropped */
 
 struct peerstate {
 	struct phi phi;
@@ -117,13 +113,14 @@ struct raftd {
 	struct raft_ready rd;
 	uint64_t syncs, entries_synced, sync_ns_total;
 
-	struct inbox_item *inbox;
+	struct raft_msg *inbox;
 	size_t in_head, in_count;
 	uint64_t inbox_dropped;
 	int missed_ticks;
 
 	struct pending *pend;
-	size_t npend, pend_used, pend_hi, pend_apply_waiting, n_queued;
+	uint32_t *pend_free;            /* free slots, a stack */
+	size_t npend, nfree, pend_used, pend_hi, n_queued;
 	uint32_t pend_gen;
 	uint64_t proposals, refused_busy;
 
@@ -157,6 +154,10 @@ void raftd_history(struct raftd *r, const char *kind, uint32_t node, const char 
 bool raftd_is_leader(const struct raftd *r);
 void raftd_status_fill(struct raftd *r, Coral__RaftStatusReply *st, Coral__RaftPeer *peers,
 		       Coral__RaftPeer **peerp);
+
+void raftd_answer_forward(struct raftd *r, struct pending *p, int code, const char *error);
+/* Operator requests only the leader carries out (3 transfer, 4 add, 5 remove). */
+int raftd_admin(struct raftd *r, struct pending *p, uint32_t kind, const Coral__RegCmd *cmd);
 
 /* api.c: the pending table and answers */
 struct pending *pending_new(struct raftd *r, uint8_t type, uint8_t origin, int timeout_ms);
