@@ -34,7 +34,9 @@ run_suite() { # BUILD_DIR LABEL MESON_OPTIONS...
   passed=$((passed + sub_ok)); failed=$((failed + sub_fail))
   if [ $rc -ne 0 ]; then
     status=1
-    sed -n '/^=* *[0-9]*\/[0-9]* .*FAIL/,$p' "$dir/test-output.txt" | tail -80
+    # what the failing programs printed: criterion's failed assertions and the lines
+    # around them, whether meson called it FAIL, ERROR (exit status) or TIMEOUT
+    grep -E -B12 -A4 '\[(FAIL|----)\]|ERROR:|runtime error|TIMEOUT' "$dir/meson-logs/testlog.txt" | tail -120
   fi
 }
 

@@ -1,7 +1,8 @@
 /* What the integration tests share: running a command and capturing its output, and
  * writing a copy of etc/coral.conf for a test with its own directory, cluster name and
- * ports (10000-39500, so a test never meets a developer's cluster). Header-only: each
- * test program is one file. */
+ * ports (10000-28047: below Linux's ephemeral range, which starts at 32768, so an outgoing
+ * connection never holds a port a test is about to listen on, and away from a developer's
+ * cluster on 7100-7399). Header-only: each test program is one file. */
 #ifndef CORAL_TEST_HARNESS_H
 #define CORAL_TEST_HARNESS_H
 
@@ -74,7 +75,7 @@ static char *test_conf_text(const char *dir, const char *name, int *base_port)
 	char buf[64];
 	snprintf(buf, sizeof(buf), "name = %s", name);
 	text = replace_all(text, "name = coral", buf);
-	int base = 10000 + (int)(getpid() % 460) * 64;
+	int base = 10000 + (int)(getpid() % 282) * 64;
 	for (int i = 1; i <= 3; i++) {
 		char from[32], to[32];
 		snprintf(from, sizeof(from), "base_port = 7%d00", i);
