@@ -597,6 +597,19 @@ static void coral__validate(struct coral__parse *p)
 		const char *files[] = {c->tls.ca_file, c->tls.cert_file, c->tls.key_file};
 		const char *names[] = {"ca_file", "cert_file", "key_file"};
 		for (int i = 0; i < 3; i++) {
+			char one[PATH_MAX];
+			/* a name with %n is per node, and only the nodes of this machine have
+			 * theirs here: raftd checks its own when it starts */
+			if (files[i][0] != '\0' && strchr(files[i], '%') != NULL) {
+				if (coral_conf_tls_path(files[i], 1, one, sizeof(one)) != 0) {
+					coral__fail(p, c->tls_meta.opt_line[i + 1] ? c->tls_meta.opt_line[i + 1]
+										  : c->tls_meta.line,
+						    "[tls] %s: '%s': only %%n (node id) and %%%% may follow a %%",
+						    names[i], files[i]);
+					return;
+				}
+				continue;
+			}
 			if (files[i][0] == '\0' || access(files[i], R_OK) != 0) {
 				coral__fail(p, c->tls_meta.opt_line[i + 1] ? c->tls_meta.opt_line[i + 1]
 									  : c->tls_meta.line,
@@ -690,6 +703,36 @@ const char *coral_conf_default_path(void)
 {
 	const char *e = getenv("CORAL_CONF");
 	return e && *e ? e : "/etc/coral/coral.conf";
+}
+
+int coral_conf_tls_path(const char *pattern, int64_t node_id, char *out, size_t outsz)
+{
+	size_t o = 0;
+	for (const char *p = pattern; *p; p++) {
+		char num[24];
+		const char *add = num;
+		if (*p != '%') {
+			num[0] = *p;
+			num[1] = '\0';
+		} else if (p[1] == 'n') {
+			snprintf(num, sizeof(num), "%lld", (long long)node_id);
+			p++;
+		} else if (p[1] == '%') {
+			add = "%";
+			p++;
+		} else {
+			return -1;
+		}
+		size_t n = strlen(add);
+		if (o + n >= outsz)
+			return -1;
+		memcpy(out + o, add, n);
+		o += n;
+	}
+	if (outsz == 0)
+		return -1;
+	out[o] = '\0';
+	return 0;
 }
 
 const struct coral_node_conf *coral_conf_node_by_id(const struct coral_conf *conf, int64_t id)

@@ -186,6 +186,11 @@ const char *coral_conf_default_path(void);
 const struct coral_node_conf *coral_conf_node(const struct coral_conf *conf, const char *key);
 const struct coral_node_conf *coral_conf_node_by_id(const struct coral_conf *conf, int64_t id);
 
+/* A [tls] file name for node id: "%n" becomes the id and "%%" a percent sign, so that one
+ * file serves every node (cert_file = /etc/coral/tls/node%n.pem). 0, or -1 if it does not
+ * fit in outsz or has another % sequence. */
+int coral_conf_tls_path(const char *pattern, int64_t node_id, char *out, size_t outsz);
+
 /* Walks every option of every section in print order. */
 typedef void (*coral_conf_visit_fn)(void *arg, const char *section, const struct coral_opt *opt,
 				    const char *value, bool is_default);

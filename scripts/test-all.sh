@@ -47,5 +47,10 @@ leftover=$(ls /dev/shm 2>/dev/null | grep -E '^coral[.-]' || true)
 if [ -n "$leftover" ]; then
   echo "== left in /dev/shm after the tests: $leftover"; status=1
 fi
+# daemons of a test cluster name its configuration under /tmp/coral-PREFIX-XXXXXX
+stray=$(pgrep -af -- '-c /tmp/coral-[a-z]+-[A-Za-z0-9]{6}/coral.conf' || true)
+if [ -n "$stray" ]; then
+  echo "== processes left running by the tests:"; echo "$stray"; status=1
+fi
 echo "Total: $passed passed, $failed failed"
 exit $status

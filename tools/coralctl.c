@@ -38,6 +38,7 @@ static void usage(FILE *f)
 		"  cluster add-node ID HOST:PORT   add a node (a learner, promoted once caught up) (admin)\n"
 		"  cluster remove-node ID          remove a node for good; its id is never reused (admin)\n"
 		"  kv get KEY [--stale] | put KEY VALUE | del KEY | list [PREFIX]   the config store\n"
+		"  kv watch [PREFIX] [--members] [--from INDEX] [--count N] [--for MS]  changes as they commit\n"
 		"NODE: id or label; default $CORAL_NODE, else the first node on this machine.\n"
 		"Exit status: 0 ok, 1 error, 2 usage. See coralctl(8).\n");
 }

@@ -151,7 +151,8 @@ static int raft_history(void)
 		char t[40];
 		fmt_time(e->at_ns, t, sizeof(t));
 		if (opt_json)
-			json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:s, s:i, s:s}", "at", t,
+			json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:I, s:s, s:i, s:s}", "at", t,
+							     "at_ms", (json_int_t)(e->at_ns / 1000000ull),
 							     "term", (json_int_t)e->term, "epoch",
 							     (json_int_t)e->epoch, "kind", e->kind,
 							     "node", (int)e->node, "reason", e->reason));
@@ -282,8 +283,100 @@ static void print_value(const ProtobufCBinaryData *v)
 	putchar('\n');
 }
 
+/* kv watch: long polls, one after another, each shorter than the control timeout; prints
+ * every change under the prefix (and membership changes with --members) as it commits.
+ * Ends after --count events or --for ms, else runs until interrupted. */
+static int kv_watch(int argc, char **argv)
+{
+	Coral__WatchRequest w = CORAL__WATCH_REQUEST__INIT;
+	w.prefix = "";
+	int64_t count = 0, for_ms = 0, from = 0;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--members") == 0)
+			w.members = true;
+		else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc && coral_parse_int(argv[i + 1], &from) && from >= 0)
+			i++;
+		else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc && coral_parse_int(argv[i + 1], &count) && count > 0)
+			i++;
+		else if (strcmp(argv[i], "--for") == 0 && i + 1 < argc && coral_parse_int(argv[i + 1], &for_ms) && for_ms > 0)
+			i++;
+		else if (argv[i][0] != '-' && w.prefix[0] == '\0')
+			w.prefix = argv[i];
+		else
+			return usage_error("kv watch [PREFIX] [--members] [--from INDEX] [--count N] [--for MS]");
+	}
+	int64_t poll = conf.cluster.ipc_timeout_ms - 500;
+	w.timeout_ms = (uint32_t)(poll < 100 ? 100 : poll);
+	w.after_index = (uint64_t)from;
+	uint64_t end = for_ms ? coral_now_mono_ns() + (uint64_t)for_ms * 1000000ull : 0;
+	int64_t seen = 0;
+	/* without --from, start at the current index: only changes from now on */
+	bool now_only = from == 0;
+	for (;;) {
+		if (end) {
+			uint64_t now = coral_now_mono_ns();
+			if (now >= end)
+				return 0;
+			if ((end - now) / 1000000ull < w.timeout_ms)
+				w.timeout_ms = (uint32_t)((end - now) / 1000000ull) + 1;
+		}
+		Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+		req.body_case = CORAL__CTL_REQUEST__BODY_WATCH;
+		req.watch = &w;
+		if (now_only)
+			w.after_index = UINT64_MAX; /* answered at once with the current index */
+		Coral__CtlResponse *resp = raftd_call(&req, CORAL__CTL_RESPONSE__BODY_WATCH);
+		if (resp == NULL)
+			return 1;
+		const Coral__WatchReply *r = resp->watch;
+		if (now_only) {
+			now_only = false;
+			w.after_index = r->index;
+			coral_ctl_response_free(resp);
+			continue;
+		}
+		if (r->compacted)
+			fprintf(stderr, "coralctl: changes after index %llu are no longer kept (the "
+					"watch ring holds the last 4096); going on from index %llu\n",
+				(unsigned long long)w.after_index, (unsigned long long)r->index);
+		for (size_t i = 0; i < r->n_events && (count == 0 || seen < count); i++, seen++) {
+			const Coral__WatchEvent *e = r->events[i];
+			bool members = strcmp(e->key, "@members") == 0;
+			if (opt_json) {
+				json_t *v = json_stringn((const char *)e->value.data, e->value.len);
+				print_json(json_pack("{s:I, s:s, s:o, s:b, s:I}", "index", (json_int_t)e->index,
+						     "key", e->key, "value", v ? v : json_null(),
+						     "deleted", e->deleted, "value_index",
+						     (json_int_t)e->value_index));
+			} else if (members) {
+				printf("%llu membership changed (coralctl cluster members)\n",
+				       (unsigned long long)e->index);
+			} else if (e->deleted) {
+				printf("%llu %s deleted\n", (unsigned long long)e->index, e->key);
+			} else if (e->value_index == 0) {
+				printf("%llu %s written, deleted since\n", (unsigned long long)e->index, e->key);
+			} else if (e->value_index != e->index) {
+				printf("%llu %s written; now (index %llu) = ", (unsigned long long)e->index,
+				       e->key, (unsigned long long)e->value_index);
+				print_value(&e->value);
+			} else {
+				printf("%llu %s = ", (unsigned long long)e->index, e->key);
+				print_value(&e->value);
+			}
+			fflush(stdout);
+		}
+		if (r->index > w.after_index)
+			w.after_index = r->index;
+		coral_ctl_response_free(resp);
+		if (count && seen >= count)
+			return 0;
+	}
+}
+
 int cmd_kv(int argc, char **argv)
 {
+	if (argc >= 1 && strcmp(argv[0], "watch") == 0)
+		return kv_watch(argc - 1, argv + 1);
 	bool stale = false;
 	int n = 0;
 	for (int i = 0; i < argc; i++) {
@@ -310,7 +403,8 @@ int cmd_kv(int argc, char **argv)
 		body.op = 4;
 		body.key = argc == 2 ? argv[1] : "";
 	} else {
-		return usage_error("kv get KEY [--stale] | put KEY VALUE | del KEY | list [PREFIX] [--stale]");
+		return usage_error("kv get KEY [--stale] | put KEY VALUE | del KEY | list [PREFIX] [--stale] | "
+				   "watch [PREFIX] [--members] [--from INDEX] [--count N] [--for MS]");
 	}
 	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
 	req.body_case = CORAL__CTL_REQUEST__BODY_KV;

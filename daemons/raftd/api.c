@@ -186,9 +186,10 @@ static void answer_ctl(struct raftd *r, struct pending *p, int code, const char 
 					wev[i].deleted = ch[i]->deleted;
 					wev[i].index = ch[i]->index;
 					const struct reg_kv *kv = ch[i]->deleted ? NULL : registry_get(&r->reg, ch[i]->key);
-					if (kv) {
+					if (kv) { /* the value now, which may be newer than the change */
 						wev[i].value.data = kv->value;
 						wev[i].value.len = kv->vlen;
+						wev[i].value_index = kv->mod_index;
 					}
 					wevp[i] = &wev[i];
 				}
@@ -705,7 +706,12 @@ static void h_watch(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	p->watch_members = w->members;
 	coral_strlcpy(p->key, w->prefix, sizeof(p->key));
 	p->state = PS_WATCH;
-	pending_watch_notify(r);
+	/* asking past what is applied here (UINT64_MAX: "from now on") is answered at once with
+	 * the current index, to watch after */
+	if (p->index > r->raft.applied)
+		pending_answer(r, p, 0, NULL);
+	else
+		pending_watch_notify(r);
 }
 
 const struct coral_daemon_request raftd_requests[] = {

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <limits.h>
 #include <unistd.h>
 
 static struct raftd g_raftd;   /* one per process; large, so not on the stack */
@@ -1371,6 +1372,16 @@ static int raftd_init(struct coral_daemon *d)
 	/* the interconnect */
 	const struct coral_tls_conf *tls = &d->conf.tls;
 	const struct coral_interconnect_conf *ic = &d->conf.interconnect;
+	char tls_files[3][PATH_MAX];
+	const char *tls_pat[3] = {tls->ca_file, tls->cert_file, tls->key_file};
+	for (int i = 0; i < 3 && tls->enabled; i++) {
+		if (coral_conf_tls_path(tls_pat[i], r->self, tls_files[i], sizeof(tls_files[i])) != 0 ||
+		    access(tls_files[i], R_OK) != 0) {
+			log_error("[tls] '%s' (for node %u: '%s') is not a readable file", tls_pat[i],
+				  r->self, tls_files[i]);
+			return CORAL_ECONFIG;
+		}
+	}
 	struct coral_net_opts no = {
 		.cluster = d->conf.cluster.name, .daemon = "raftd", .node_id = r->self,
 		.incarnation = r->incarnation, .listen_host = d->node->host,
@@ -1380,9 +1391,9 @@ static int raftd_init(struct coral_daemon *d)
 		.reconnect_min_ms = (int)ic->reconnect_min_ms, .reconnect_max_ms = (int)ic->reconnect_max_ms,
 		.ping_interval_ms = (int)ic->ping_interval_ms,
 		.connect_timeout_ms = (int)ic->connect_timeout_ms, .seed = r->rng,
-		.ca_file = tls->enabled ? tls->ca_file : NULL,
-		.cert_file = tls->enabled ? tls->cert_file : NULL,
-		.key_file = tls->enabled ? tls->key_file : NULL,
+		.ca_file = tls->enabled ? tls_files[0] : NULL,
+		.cert_file = tls->enabled ? tls_files[1] : NULL,
+		.key_file = tls->enabled ? tls_files[2] : NULL,
 		.on_msg = on_net_msg, .on_refused = on_net_refused, .arg = r,
 	};
 	char err[CORAL_ERRMSG_MAX];

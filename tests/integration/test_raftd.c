@@ -4,8 +4,7 @@
  * rejoining under a new incarnation; a follower stopped with SIGSTOP past the grace period
  * is evicted (epoch up, history says why by phi) and after SIGCONT finds itself fenced and
  * rejoins with a new incarnation. */
-#include "harness.h"
-#include "util.h"
+#include "raft_harness.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -18,100 +17,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CORAL_NODE CORAL_BUILDDIR "/tools/coral-node"
-#define CORALCTL CORAL_BUILDDIR "/tools/coralctl"
-
-static struct {
-	char dir[64], conf[128];
-} cl;
 static void setup(void)
 {
-	snprintf(cl.dir, sizeof(cl.dir), "/tmp/coral-rt-XXXXXX");
-	cr_assert_not_null(mkdtemp(cl.dir));
-	snprintf(cl.conf, sizeof(cl.conf), "%s/coral.conf", cl.dir);
-	char name[32];
-	snprintf(name, sizeof(name), "rt%d", (int)getpid());
-	char *text = test_conf_text(cl.dir, name, NULL);
-	/* a raftd stopped with SIGSTOP must not be restarted by its supervisor */
-	text = replace_all(text, "hang_timeout_ms = 15000", "hang_timeout_ms = 0");
-	FILE *f = fopen(cl.conf, "w");
-	cr_assert_not_null(f);
-	fputs(text, f);
-	fclose(f);
-	free(text);
-	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	cl_prepare("rt", NULL);
 	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
 }
 
-static void teardown(void)
-{
-	if (run("%s -c %s stop all", CORAL_NODE, cl.conf)->code != 0)
-		fprintf(stderr, "teardown: %s\n", res.out);
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
-	run("rm -rf %s", cl.dir);
-}
-
-static json_t *ctl_json(int node, const char *cmd)
-{
-	if (run("%s -c %s -n %d --json %s", CORALCTL, cl.conf, node, cmd)->code != 0)
-		return NULL;
-	return json_loads(res.out, 0, NULL);
-}
-
-static int64_t jint(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
-
-/* Waits until every listed node agrees on one leader and is not fenced; returns it. */
-static int wait_leader(int ms, unsigned nodes_mask)
-{
-	uint64_t end = coral_now_mono_ns() + (uint64_t)ms * 1000000ull;
-	while (coral_now_mono_ns() < end) {
-		int leader = -1;
-		bool ok = true;
-		for (int n = 1; n <= 3 && ok; n++) {
-			if (!(nodes_mask & (1u << n)))
-				continue;
-			json_t *st = ctl_json(n, "raft status");
-			if (st == NULL) {
-				ok = false;
-				break;
-			}
-			int l = (int)jint(st, "leader");
-			ok = l > 0 && (leader < 0 || l == leader) && !json_is_true(json_object_get(st, "fenced"));
-			leader = l;
-			json_decref(st);
-		}
-		if (ok)
-			return leader;
-		usleep(50000);
-	}
-	return -1;
-}
-
-static pid_t raftd_pid(int node)
-{
-	char path[128];
-	snprintf(path, sizeof(path), "%s/node%d/raftd.pid", cl.dir, node);
-	FILE *f = fopen(path, "r");
-	int pid = 0;
-	if (f) {
-		if (fscanf(f, "%d", &pid) != 1)
-			pid = 0;
-		fclose(f);
-	}
-	return (pid_t)pid;
-}
-
-static json_t *member(json_t *members, int id)
-{
-	json_t *arr = json_object_get(members, "members");
-	for (size_t i = 0; i < json_array_size(arr); i++)
-		if (jint(json_array_get(arr, i), "id") == id)
-			return json_array_get(arr, i);
-	return NULL;
-}
-
-TestSuite(raftd, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(raftd, .init = setup, .fini = cl_teardown, .timeout = 120);
 
 Test(raftd, cluster_forms_elects_and_replicates)
 {
@@ -123,7 +35,7 @@ Test(raftd, cluster_forms_elects_and_replicates)
 	for (int id = 1; id <= 3; id++) {
 		json_t *e = member(m, id);
 		cr_assert_not_null(e);
-		cr_expect_str_eq(json_string_value(json_object_get(e, "state")), "active");
+		cr_expect_str_eq(jstr(e, "state"), "active");
 		cr_expect_str_eq(json_string_value(json_object_get(e, "raft")), "voter");
 	}
 	json_decref(m);
@@ -171,7 +83,7 @@ Test(raftd, leader_kill_9_new_leader_commits_within_2s_and_old_one_rejoins)
 	json_t *m = ctl_json(other, "cluster members");
 	cr_assert_not_null(m);
 	json_t *e = member(m, leader);
-	cr_expect_str_eq(json_string_value(json_object_get(e, "state")), "active");
+	cr_expect_str_eq(jstr(e, "state"), "active");
 	cr_expect_eq(jint(e, "incarnation"), inc + 1);
 	json_decref(m);
 }
@@ -218,7 +130,7 @@ Test(raftd, stopped_follower_is_evicted_then_rejoins_with_a_new_incarnation)
 		m = ctl_json(leader, "cluster members");
 		if (m) {
 			json_t *e = member(m, victim);
-			back = strcmp(json_string_value(json_object_get(e, "state")), "active") == 0 &&
+			back = strcmp(jstr(e, "state"), "active") == 0 &&
 			       jint(e, "incarnation") > inc;
 			json_decref(m);
 		}

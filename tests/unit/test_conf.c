@@ -76,6 +76,7 @@ GOLDEN(bad_loglevel, "bad-loglevel")
 GOLDEN(relative_path, "relative-path")
 GOLDEN(syntax_error, "syntax-error")
 GOLDEN(tls_missing, "tls-missing")
+GOLDEN(tls_bad_pattern, "tls-bad-pattern")
 GOLDEN(bad_label, "bad-label")
 GOLDEN(no_nodes, "no-nodes")
 GOLDEN(block_size, "block-size")
@@ -171,6 +172,20 @@ Test(conf, node_lookup_by_id_and_label)
 	cr_expect_not_null(coral_conf_node(&conf, "a"));
 	cr_expect_null(coral_conf_node(&conf, "8"));
 	cr_expect_str_eq(conf.nodes[0].sga_name, "/coral.coral.7");
+}
+
+Test(conf, tls_file_per_node)
+{
+	char out[64];
+	cr_assert_eq(coral_conf_tls_path("/etc/coral/node%n.pem", 12, out, sizeof(out)), 0);
+	cr_expect_str_eq(out, "/etc/coral/node12.pem");
+	cr_assert_eq(coral_conf_tls_path("/a/100%%/%n/%n.key", 3, out, sizeof(out)), 0);
+	cr_expect_str_eq(out, "/a/100%/3/3.key");
+	cr_assert_eq(coral_conf_tls_path("/plain.pem", 3, out, sizeof(out)), 0);
+	cr_expect_str_eq(out, "/plain.pem");
+	cr_expect_eq(coral_conf_tls_path("/x/%d.pem", 3, out, sizeof(out)), -1);
+	cr_expect_eq(coral_conf_tls_path("/x/%", 3, out, sizeof(out)), -1);
+	cr_expect_eq(coral_conf_tls_path("/a/long/name/%n.pem", 123456, out, 12), -1);
 }
 
 Test(util, sizes_and_hosts)

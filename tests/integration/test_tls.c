@@ -1,0 +1,102 @@
+/* Mutual TLS between raftd processes: certificates made here with the openssl command
+ * (one CA for the cluster, node%n.pem naming each node), [tls] enabled in the test's copy
+ * of etc/coral.conf. Three nodes whose certificates the CA signed form a cluster and
+ * replicate; a node whose certificate comes from another CA is refused by the others, who
+ * say so in their logs, and never becomes a member, while the two form the cluster. */
+#include "raft_harness.h"
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *rogue_ca; /* the CA that signs node 3's certificate */
+
+static void make_ca(const char *dir, const char *ca)
+{
+	cr_assert_eq(run("cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+			 "-nodes -days 2 -subj /CN=%s -keyout %s.key -out %s.pem",
+			 dir, ca, ca, ca)->code,
+		     0, "openssl: %s", res.out);
+}
+
+static void make_cert(const char *dir, const char *ca, int node)
+{
+	cr_assert_eq(run("cd %s && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+			 "-subj /CN=node%d -keyout node%d.key -out node%d.csr && openssl x509 -req "
+			 "-in node%d.csr -CA %s.pem -CAkey %s.key -CAcreateserial -days 2 "
+			 "-out node%d.pem",
+			 dir, node, node, node, node, ca, ca, node)->code,
+		     0, "openssl: %s", res.out);
+}
+
+static char *edit_tls(char *text)
+{
+	char dir[128], conf[512];
+	snprintf(dir, sizeof(dir), "%s/tls", cl.dir);
+	cr_assert_eq(run("mkdir -p %s", dir)->code, 0);
+	make_ca(dir, "ca");
+	if (rogue_ca)
+		make_ca(dir, rogue_ca);
+	for (int n = 1; n <= 3; n++)
+		make_cert(dir, n == 3 && rogue_ca ? rogue_ca : "ca", n);
+	snprintf(conf, sizeof(conf),
+		 "enabled = yes\nca_file = %s/ca.pem\ncert_file = %s/node%%n.pem\n"
+		 "key_file = %s/node%%n.key\n",
+		 dir, dir, dir);
+	return replace_all(text, "enabled = no\nca_file =\ncert_file =\nkey_file =\n", conf);
+}
+
+static void start(void)
+{
+	cl_prepare("tl", edit_tls);
+	cr_assert_eq(run("grep -c 'node%%n.pem' %s", cl.conf)->code, 0, "[tls] was not rewritten");
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+}
+
+TestSuite(tls, .fini = cl_teardown, .timeout = 120);
+
+Test(tls, cluster_forms_and_replicates_over_mutual_tls)
+{
+	start();
+	int leader = wait_leader(15000, 0xe);
+	cr_assert_gt(leader, 0, "no leader agreed by all three nodes over TLS within 15 s");
+	cr_assert_eq(run("%s -c %s -n 3 kv put tls/x yes", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	for (int n = 1; n <= 3; n++) {
+		cr_assert_eq(run("%s -c %s -n %d kv get tls/x", CORALCTL, cl.conf, n)->code, 0, "%s", res.out);
+		cr_expect_str_eq(res.out, "yes\n");
+	}
+}
+
+Test(tls, node_with_a_certificate_from_another_ca_is_refused)
+{
+	rogue_ca = "rogue";
+	start();
+	int leader = wait_leader(15000, 0x6);
+	cr_assert_gt(leader, 0, "nodes 1 and 2 did not elect a leader within 15 s");
+	/* node 3 keeps dialling for a while; it never gets in */
+	sleep(3);
+	json_t *m = ctl_json(leader, "cluster members");
+	cr_assert_not_null(m);
+	json_t *e = member(m, 3);
+	cr_expect(e == NULL || strcmp(jstr(e, "state"), "active") != 0,
+		  "node 3 became an active member with a certificate from another CA");
+	cr_expect_eq(jint(member(m, 1), "id"), 1);
+	json_decref(m);
+	json_t *st = ctl_json(3, "raft status");
+	cr_assert_not_null(st);
+	cr_expect_eq(jint(st, "leader"), 0, "node 3 follows a leader it cannot have reached");
+	json_decref(st);
+	/* the refusal is in the logs of the nodes it dialled and that dialled it */
+	run("grep -h 'TLS with node 3 failed: peer certificate' %s/node1/node.log %s/node2/node.log | head -1",
+	    cl.dir, cl.dir);
+	cr_expect(strstr(res.out, "TLS with node 3 failed: peer certificate") != NULL,
+		  "nodes 1 and 2 did not log why node 3's certificate was refused");
+	fprintf(stderr, "tls: %s", res.out);
+	run("grep -h 'refused an inbound TLS connection: peer certificate' %s/node1/node.log "
+	    "%s/node2/node.log | head -1", cl.dir, cl.dir);
+	cr_expect(strstr(res.out, "refused an inbound TLS connection") != NULL,
+		  "node 3's connections to nodes 1 and 2 were not refused");
+}
