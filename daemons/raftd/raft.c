@@ -273,6 +273,7 @@ static void reset_timers(struct raft *r)
 	r->heartbeat_elapsed = 0;
 	uint64_t span = (uint64_t)r->o.election_ticks;
 	r->randomized_timeout = r->o.election_ticks + (int)(r->o.rand(r->o.rand_arg) % span);
+	r->lost_leader = 0;
 }
 
 static void reset_term(struct raft *r, uint64_t term)
@@ -329,6 +330,7 @@ static void become_leader(struct raft *r)
 static void campaign(struct raft *r, bool pre, bool transfer)
 {
 	uint64_t msg_term;
+	uint32_t lost = r->lost_leader, was_leader = r->leader; /* both reset below */
 	if (pre) {
 		r->role = RAFT_PRECANDIDATE;
 		r->leader = 0;
@@ -341,7 +343,8 @@ static void campaign(struct raft *r, bool pre, bool transfer)
 		r->vote = r->o.id;
 		msg_term = r->term;
 	}
-	r->last_event = transfer ? RAFT_EV_TRANSFER : RAFT_EV_ELECTION_TIMEOUT;
+	r->last_event = transfer ? RAFT_EV_TRANSFER : lost ? RAFT_EV_LEADER_LOST : RAFT_EV_ELECTION_TIMEOUT;
+	r->last_event_peer = transfer ? was_leader : lost;
 	r->votes_for = BIT(r->o.id);
 	if (quorum(r, r->votes_for)) {
 		if (pre)
@@ -948,6 +951,20 @@ void raft_tick(struct raft *r)
 	r->election_elapsed++;
 	if (promotable(r) && r->election_elapsed >= r->randomized_timeout)
 		campaign(r, r->o.pre_vote, false);
+}
+
+void raft_leader_lost(struct raft *r, uint32_t peer)
+{
+	if (!r->o.pre_vote || r->role != RAFT_FOLLOWER || peer == 0 || r->leader != peer ||
+	    !promotable(r))
+		return;
+	/* past the lease, so that we grant the other followers' (pre-)votes too; the wait is
+	 * random so that two followers who both saw the link close rarely split the vote */
+	if (r->election_elapsed < r->o.election_ticks)
+		r->election_elapsed = r->o.election_ticks;
+	r->randomized_timeout =
+		r->election_elapsed + 1 + (int)(r->o.rand(r->o.rand_arg) % (uint64_t)r->o.election_ticks);
+	r->lost_leader = peer;
 }
 
 /* ---- proposals ---------------------------------------------------------------------- */

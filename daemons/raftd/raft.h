@@ -107,6 +107,7 @@ enum raft_event {
 	RAFT_EV_STEPDOWN_REMOVED,     /* removed from the configuration */
 	RAFT_EV_ELECTION_TIMEOUT,     /* started an election */
 	RAFT_EV_TRANSFER,             /* started an election on a leadership transfer */
+	RAFT_EV_LEADER_LOST,          /* started an election early: the leader's link closed */
 };
 
 struct raft_ready {
@@ -185,6 +186,7 @@ struct raft {
 	size_t uncommitted_bytes;
 
 	int election_elapsed, heartbeat_elapsed, randomized_timeout;
+	uint32_t lost_leader;      /* raft_leader_lost() hurried the next election */
 	uint64_t votes_for, votes_against;
 	uint32_t transferee;
 	int transfer_elapsed;
@@ -213,6 +215,13 @@ int raft_init(struct raft *r, const struct raft_opts *o, const struct raft_boot 
 void raft_free(struct raft *r);
 
 void raft_tick(struct raft *r);
+
+/* The host saw its connection to `peer` close (a process that dies closes its sockets).
+ * If peer is this follower's leader and pre-vote is on, the leader's lease is taken as
+ * over and an election starts within 1 to election_ticks ticks instead of a full
+ * randomized timeout. Safe without pre-vote's help only if the leader is dead; with it, a
+ * leader still heard by a majority keeps them from granting, so nothing is disrupted. */
+void raft_leader_lost(struct raft *r, uint32_t peer);
 /* m is not consumed: its entries and snapshot are copied as needed. */
 void raft_step(struct raft *r, const struct raft_msg *m);
 

@@ -107,6 +107,11 @@ static void note_events(struct raftd *r)
 					      "election timeout: no leader heard (last leader node %u)",
 					      r->last_leader);
 			break;
+		case RAFT_EV_LEADER_LOST:
+			raftd_history(r, "election", r->self,
+				      "the connection to leader node %u closed (its process ended?)",
+				      c->last_event_peer);
+			break;
 		case RAFT_EV_TRANSFER:
 			raftd_history(r, "election", r->self, "leadership transfer from node %u",
 				      c->last_event_peer);
@@ -261,6 +266,18 @@ static void publish(struct raftd *r)
 	}
 	if (r->sga)
 		coral_cluster_publish(r->sga, &v);
+	if (!fenced && r->ev_lease) {
+		uint64_t left = until - now + 1000000ull; /* 1 ms past, so the check sees it over */
+		struct timeval tv = {(time_t)(left / 1000000000ull), (suseconds_t)(left % 1000000000ull / 1000)};
+		event_add(r->ev_lease, &tv);
+	}
+}
+
+static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	publish(arg);
 }
 
 /* ---- peers -------------------------------------------------------------------------- */
@@ -607,6 +624,10 @@ static void finish_ready(struct raftd *r)
 
 static void drain_inbox(struct raftd *r)
 {
+	if (r->leader_link_lost) {
+		raft_leader_lost(&r->raft, r->leader_link_lost);
+		r->leader_link_lost = 0;
+	}
 	while (r->missed_ticks > 0) {
 		raft_tick(&r->raft);
 		r->missed_ticks--;
@@ -1102,6 +1123,17 @@ static void on_net_msg(void *arg, uint32_t from, uint64_t inc, uint8_t type, con
 	}
 }
 
+/* Our connection to the leader closed: most often its process died (the kernel closes its
+ * sockets), so the core may start an election at once rather than after a full timeout. */
+static void on_net_link(void *arg, uint32_t peer, bool up)
+{
+	struct raftd *r = arg;
+	if (up || peer != r->raft.leader || r->raft.role == RAFT_LEADER)
+		return;
+	r->leader_link_lost = peer;
+	pump(r);
+}
+
 static void on_net_refused(void *arg, uint32_t peer, int code, const char *why)
 {
 	struct raftd *r = arg;
@@ -1394,7 +1426,7 @@ static int raftd_init(struct coral_daemon *d)
 		.ca_file = tls->enabled ? tls_files[0] : NULL,
 		.cert_file = tls->enabled ? tls_files[1] : NULL,
 		.key_file = tls->enabled ? tls_files[2] : NULL,
-		.on_msg = on_net_msg, .on_refused = on_net_refused, .arg = r,
+		.on_msg = on_net_msg, .on_refused = on_net_refused, .on_link = on_net_link, .arg = r,
 	};
 	char err[CORAL_ERRMSG_MAX];
 	r->net = coral_net_new(d->base, &no, err, sizeof(err));
@@ -1420,9 +1452,10 @@ static int raftd_init(struct coral_daemon *d)
 
 	r->ev_tick = event_new(d->base, -1, EV_PERSIST, on_tick, r);
 	r->ev_beat = event_new(d->base, -1, EV_PERSIST, on_beat_timer, r);
+	r->ev_lease = evtimer_new(d->base, on_lease_timer, r);
 	struct timeval tt = {r->rc->tick_ms / 1000, (r->rc->tick_ms % 1000) * 1000};
 	struct timeval bt = {r->rc->heartbeat_interval_ms / 1000, (r->rc->heartbeat_interval_ms % 1000) * 1000};
-	if (r->ev_tick == NULL || r->ev_beat == NULL || event_add(r->ev_tick, &tt) != 0 ||
+	if (r->ev_tick == NULL || r->ev_beat == NULL || r->ev_lease == NULL || event_add(r->ev_tick, &tt) != 0 ||
 	    event_add(r->ev_beat, &bt) != 0)
 		return CORAL_ENOMEM;
 	if (r->rc->http) {
@@ -1463,6 +1496,8 @@ static void raftd_fini(struct coral_daemon *d)
 		event_free(r->ev_tick);
 	if (r->ev_beat)
 		event_free(r->ev_beat);
+	if (r->ev_lease)
+		event_free(r->ev_lease);
 	coral_net_free(r->net);
 	if (r->io_efd >= 0)
 		close(r->io_efd);

@@ -117,6 +117,7 @@ struct raftd {
 	size_t in_head, in_count;
 	uint64_t inbox_dropped;
 	int missed_ticks;
+	uint32_t leader_link_lost;   /* for raft_leader_lost() once the core may be stepped */
 
 	struct pending *pend;
 	uint32_t *pend_free;            /* free slots, a stack */
@@ -138,6 +139,7 @@ struct raftd {
 	uint64_t hist_dropped;
 
 	struct event *ev_tick, *ev_beat;
+	struct event *ev_lease;      /* fires when the lease runs out, so fencing is not a tick late */
 	struct evhttp *http;
 	bool join_pending;
 	uint64_t join_sent_ns;

@@ -1,7 +1,8 @@
 /* Deterministic unit tests of the Raft core with scripted message delivery: the commit
  * rule of section 3.6.2 (the "Figure 8" condition), proposals and their refusals, the
  * bound on uncommitted data, one configuration change at a time, ids never reused, a
- * lone voter, and leadership transfer. */
+ * lone voter, leadership transfer, and the election hurried when the leader's link closes
+ * (harmless when only one follower lost it). */
 #include "errors.h"
 #include "raft.h"
 
@@ -255,5 +256,59 @@ Test(raft_core, check_quorum_steps_down_an_isolated_leader)
 	}
 	cr_expect_eq(n->r[1].role, RAFT_FOLLOWER);
 	cr_expect_eq(n->r[1].last_event, RAFT_EV_STEPDOWN_QUORUM);
+	net_free(n, N);
+}
+
+static bool not_from_or_to_1(const struct raft_msg *m) { return m->from != 1 && m->to != 1; }
+
+Test(raft_core, leader_lost_hurries_the_election_and_is_ignored_otherwise)
+{
+	struct net *n = net_new(N, 64, NULL, 1);
+	elect(n, N, 1);
+	flush(n, N);
+	deliver(n, N, NULL);
+	cr_assert_eq(n->r[2].leader, 1);
+	/* about a node that is not the leader, or on the leader itself: nothing changes */
+	int before = n->r[2].randomized_timeout;
+	raft_leader_lost(&n->r[2], 3);
+	raft_leader_lost(&n->r[1], 2);
+	cr_expect_eq(n->r[2].randomized_timeout, before);
+	cr_expect_eq(n->r[2].lost_leader, 0);
+	/* node 1 dies: both followers hear its link close and one of them wins within an
+	 * election timeout (10 ticks), where a full randomized timeout is 10-19 */
+	raft_leader_lost(&n->r[2], 1);
+	raft_leader_lost(&n->r[3], 1);
+	int t = 0;
+	for (; t < 10 && n->r[2].role != RAFT_LEADER && n->r[3].role != RAFT_LEADER; t++) {
+		raft_tick(&n->r[2]);
+		raft_tick(&n->r[3]);
+		flush(n, N);
+		deliver(n, N, not_from_or_to_1);
+	}
+	cr_expect(n->r[2].role == RAFT_LEADER || n->r[3].role == RAFT_LEADER,
+		  "no new leader %d ticks after the leader's link closed", t);
+	int w = n->r[2].role == RAFT_LEADER ? 2 : 3;
+	cr_expect_eq(n->r[w].term, 3);
+	net_free(n, N);
+}
+
+Test(raft_core, leader_lost_by_one_follower_does_not_disrupt_a_live_leader)
+{
+	struct net *n = net_new(N, 64, NULL, 1);
+	elect(n, N, 1);
+	flush(n, N);
+	deliver(n, N, NULL);
+	uint64_t term = n->r[1].term;
+	/* only node 3 lost its link to the leader; node 2 still hears it, so node 3's
+	 * pre-vote fails and nobody's term moves */
+	raft_leader_lost(&n->r[3], 1);
+	for (int t = 0; t < 12; t++) {
+		raft_tick(&n->r[3]);
+		flush(n, N);
+		deliver(n, N, NULL);
+	}
+	cr_expect_eq(n->r[1].role, RAFT_LEADER);
+	cr_expect_eq(n->r[1].term, term);
+	cr_expect_eq(n->r[2].term, term);
 	net_free(n, N);
 }
