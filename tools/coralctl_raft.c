@@ -284,18 +284,19 @@ static void print_value(const ProtobufCBinaryData *v)
 }
 
 /* kv watch: long polls, one after another, each shorter than the control timeout; prints
- * every change under the prefix (and membership changes with --members) as it commits.
+ * every change under the prefix (with --members: membership changes instead) as it commits.
  * Ends after --count events or --for ms, else runs until interrupted. */
 static int kv_watch(int argc, char **argv)
 {
 	Coral__WatchRequest w = CORAL__WATCH_REQUEST__INIT;
 	w.prefix = "";
 	int64_t count = 0, for_ms = 0, from = 0;
+	bool from_given = false;
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--members") == 0)
 			w.members = true;
 		else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc && coral_parse_int(argv[i + 1], &from) && from >= 0)
-			i++;
+			i++, from_given = true;
 		else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc && coral_parse_int(argv[i + 1], &count) && count > 0)
 			i++;
 		else if (strcmp(argv[i], "--for") == 0 && i + 1 < argc && coral_parse_int(argv[i + 1], &for_ms) && for_ms > 0)
@@ -311,7 +312,7 @@ static int kv_watch(int argc, char **argv)
 	uint64_t end = for_ms ? coral_now_mono_ns() + (uint64_t)for_ms * 1000000ull : 0;
 	int64_t seen = 0;
 	/* without --from, start at the current index: only changes from now on */
-	bool now_only = from == 0;
+	bool now_only = !from_given;
 	for (;;) {
 		if (end) {
 			uint64_t now = coral_now_mono_ns();
