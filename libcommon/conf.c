@@ -147,6 +147,33 @@ static const struct coral_opt coral__interconnect_opts[] = {
 	    "a connection attempt or hello that takes longer is abandoned"),
 };
 
+static const struct coral_opt coral__grd_opts[] = {
+	OPT(coral_grd_conf, directory_entries, INT, "16384", 64, 1 << 24, false,
+	    "resources whose master-side state this node's directory holds (SGA section grd_dir)"),
+	OPT(coral_grd_conf, held_entries, INT, "16384", 64, 1 << 24, false,
+	    "resources this node holds, reported to a new master after an eviction (SGA section grd_held)"),
+	OPT(coral_grd_conf, max_overrides, INT, "1024", 0, 4096, false,
+	    "resource overrides (and, separately, bucket overrides) the map may carry"),
+	OPT(coral_grd_conf, affinity, BOOL, "yes", 0, 1, false,
+	    "move a resource to the node that uses it most"),
+	OPT(coral_grd_conf, affinity_threshold, INT, "100", 1, 1000000000, false,
+	    "accesses from one remote node (within the window) before a resource moves to it"),
+	OPT(coral_grd_conf, affinity_ratio, INT, "2", 1, 1000, false,
+	    "... and that node must have this many times the accesses of any other, the master included"),
+	OPT(coral_grd_conf, affinity_window_ms, INT, "10000", 100, 86400000, false,
+	    "access counts are halved this often"),
+	OPT(coral_grd_conf, affinity_cooldown_ms, INT, "60000", 0, 86400000, false,
+	    "a resource moved by affinity stays where it went at least this long"),
+	OPT(coral_grd_conf, remaster_bandwidth, SIZE, "32M", 4096, (int64_t)1 << 40, false,
+	    "bytes per second of master state a node ships while remastering"),
+	OPT(coral_grd_conf, freeze_timeout_ms, INT, "5000", 100, 600000, false,
+	    "a move whose new map is not committed by then is abandoned and what it froze is served again"),
+	OPT(coral_grd_conf, request_timeout_ms, INT, "5000", 10, 600000, false,
+	    "a client request is retried at newer map versions for this long"),
+	OPT(coral_grd_conf, max_pending, INT, "1024", 1, 1000000, false,
+	    "client requests in flight on a node; more are refused as busy"),
+};
+
 static const struct coral_opt coral__supervisor_opts[] = {
 	OPT(coral_supervisor_conf, bin_dir, STR, "", 0, S - 1, false,
 	    "where the daemon binaries are (empty: next to coral-node, then the build tree)"),
@@ -180,10 +207,10 @@ static const struct coral_opt coral__daemon_opts[] = {
 #undef S
 
 enum coral__sect_kind {
-	SK_CLUSTER, SK_STORAGE, SK_TLS, SK_SUPERVISOR, SK_RAFT, SK_INTERCONNECT, /* one each */
+	SK_CLUSTER, SK_STORAGE, SK_TLS, SK_SUPERVISOR, SK_RAFT, SK_INTERCONNECT, SK_GRD, /* one each */
 	SK_NODE, SK_DAEMON
 };
-#define SK_LAST_SINGLE SK_INTERCONNECT
+#define SK_LAST_SINGLE SK_GRD
 
 struct coral__sect_def {
 	const char *name;
@@ -200,6 +227,7 @@ static const struct coral__sect_def coral__sections[] = {
 	SECT("supervisor", SK_SUPERVISOR, coral__supervisor_opts),
 	SECT("raft", SK_RAFT, coral__raft_opts),
 	SECT("interconnect", SK_INTERCONNECT, coral__interconnect_opts),
+	SECT("grd", SK_GRD, coral__grd_opts),
 	SECT("node", SK_NODE, coral__node_opts),
 	SECT("daemon", SK_DAEMON, coral__daemon_opts),
 };
@@ -221,6 +249,7 @@ static void *coral__sect_base(struct coral_conf *c, enum coral__sect_kind k, int
 	case SK_SUPERVISOR: *meta = &c->supervisor_meta; return &c->supervisor;
 	case SK_RAFT: *meta = &c->raft_meta; return &c->raft;
 	case SK_INTERCONNECT: *meta = &c->interconnect_meta; return &c->interconnect;
+	case SK_GRD: *meta = &c->grd_meta; return &c->grd;
 	case SK_NODE: *meta = &c->nodes[idx].meta; return &c->nodes[idx];
 	case SK_DAEMON: *meta = &c->daemon_meta[idx]; return &c->daemon[idx];
 	}

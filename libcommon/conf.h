@@ -18,6 +18,7 @@
 /* Offsets from base_port. */
 #define CORAL_PORT_RAFTD 0        /* raftd interconnect */
 #define CORAL_PORT_RAFTD_HTTP 1   /* raftd HTTP/JSON */
+#define CORAL_PORT_GRDD 2         /* grdd interconnect */
 #define CORAL_MAX_OPTS 48
 #define CORAL_ERRMSG_MAX 512
 
@@ -139,6 +140,23 @@ struct coral_interconnect_conf {
 	int64_t connect_timeout_ms;
 };
 
+/* The resource directory (grdd). Capacities size SGA sections; the rest must be the same on
+ * every node. */
+struct coral_grd_conf {
+	int64_t directory_entries;     /* master-side entries this node's directory holds */
+	int64_t held_entries;          /* resources this node holds (reported for rebuilds) */
+	int64_t max_overrides;         /* resource overrides (and bucket overrides) in the map */
+	int64_t affinity;              /* remaster by affinity */
+	int64_t affinity_threshold;    /* accesses from one remote node before a move */
+	int64_t affinity_ratio;        /* ... and this many times anyone else's */
+	int64_t affinity_window_ms;    /* access counts halve this often */
+	int64_t affinity_cooldown_ms;  /* a moved resource stays at least this long */
+	int64_t remaster_bandwidth;    /* bytes per second of master state shipped */
+	int64_t freeze_timeout_ms;     /* a move not committed by then is abandoned */
+	int64_t request_timeout_ms;    /* a client request retried at new versions this long */
+	int64_t max_pending;           /* client requests in flight on this node */
+};
+
 struct coral_supervisor_conf {
 	char bin_dir[CORAL_STR_MAX];
 	int64_t ready_timeout_ms;
@@ -166,9 +184,10 @@ struct coral_conf {
 	struct coral_supervisor_conf supervisor;
 	struct coral_raft_conf raft;
 	struct coral_interconnect_conf interconnect;
+	struct coral_grd_conf grd;
 	struct coral_daemon_conf daemon[CORAL_NDAEMONS];
 	struct coral_sect_meta cluster_meta, storage_meta, tls_meta, supervisor_meta, raft_meta,
-		interconnect_meta;
+		interconnect_meta, grd_meta;
 	struct coral_sect_meta daemon_meta[CORAL_NDAEMONS];
 	int nnodes;
 	struct coral_node_conf nodes[CORAL_MAX_NODES];

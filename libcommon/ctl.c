@@ -48,6 +48,12 @@ const char *coral_ctl_request_name(const Coral__CtlRequest *req)
 	case CORAL__CTL_REQUEST__BODY_REMOVE_NODE: return "cluster remove-node";
 	case CORAL__CTL_REQUEST__BODY_KV: return "kv";
 	case CORAL__CTL_REQUEST__BODY_WATCH: return "watch";
+	case CORAL__CTL_REQUEST__BODY_GRD_STATUS: return "grd status";
+	case CORAL__CTL_REQUEST__BODY_GRD_RESOURCE: return "grd resource";
+	case CORAL__CTL_REQUEST__BODY_GRD_TOP: return "grd top";
+	case CORAL__CTL_REQUEST__BODY_GRD_REMASTER: return "grd remaster";
+	case CORAL__CTL_REQUEST__BODY_GRD_HISTORY: return "grd history";
+	case CORAL__CTL_REQUEST__BODY_GRD_LOCK: return "grd lock";
 	default: return "unknown";
 	}
 }

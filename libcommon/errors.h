@@ -32,7 +32,13 @@
 	X(EFENCED, "node is fenced: it has lost its lease or was evicted")\
 	X(EEVICTED, "incarnation evicted from the cluster")               \
 	X(ECLUSTER, "wrong cluster")                                      \
-	X(ERETRY, "answer unknown: retry")
+	X(ERETRY, "answer unknown: retry")                                \
+	X(ENOTMASTER, "not the master at this map version: retry")      \
+	X(ERECOVERY, "resource needs instance recovery")                 \
+	X(EFROZEN, "resource is being remastered: retry")                \
+	X(ECONFLICT, "changed meanwhile: compare-and-swap failed")       \
+	X(ECANCELED, "cancelled")                                         \
+	X(EHELD, "held elsewhere in an incompatible mode")
 
 enum coral_err {
 	CORAL_OK = 0,

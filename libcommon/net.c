@@ -1,5 +1,6 @@
 /* The interconnect (see net.h). */
 #include "net.h"
+#include "conf.h"
 #include "errors.h"
 #include "log.h"
 #include "net.pb-c.h"
@@ -7,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -939,4 +941,47 @@ void coral_net_peer_stats(const struct coral_net *n, uint32_t id, struct coral_n
 	st->known = p->known;
 	if (p->out && p->out->bev)
 		st->queued = evbuffer_get_length(bufferevent_get_output(p->out->bev));
+}
+
+int coral_net_opts_from_conf(struct coral_net_opts *o, struct coral_net_files *files,
+			     const struct coral_conf *conf, const struct coral_node_conf *node,
+			     const char *daemon, int port_offset, uint64_t incarnation, uint64_t seed,
+			     char *err, size_t errsz)
+{
+	const struct coral_tls_conf *tls = &conf->tls;
+	const struct coral_interconnect_conf *ic = &conf->interconnect;
+	char *out[3] = {files->ca, files->cert, files->key};
+	const char *pat[3] = {tls->ca_file, tls->cert_file, tls->key_file};
+	for (int i = 0; i < 3 && tls->enabled; i++) {
+		if (coral_conf_tls_path(pat[i], node->id, out[i], sizeof(files->ca)) != 0 ||
+		    access(out[i], R_OK) != 0) {
+			snprintf(err, errsz, "[tls] '%s' (for node %lld: '%s') is not a readable file", pat[i],
+				 (long long)node->id, out[i]);
+			return CORAL_ECONFIG;
+		}
+	}
+	*o = (struct coral_net_opts){
+		.cluster = conf->cluster.name, .daemon = daemon, .node_id = (uint32_t)node->id,
+		.incarnation = incarnation, .listen_host = node->host,
+		.listen_port = (int)(node->base_port + port_offset),
+		.max_frame = (size_t)conf->cluster.max_frame, .send_queue = (size_t)ic->send_queue,
+		.compress_above = (size_t)ic->compress_above,
+		.reconnect_min_ms = (int)ic->reconnect_min_ms, .reconnect_max_ms = (int)ic->reconnect_max_ms,
+		.ping_interval_ms = (int)ic->ping_interval_ms,
+		.connect_timeout_ms = (int)ic->connect_timeout_ms, .seed = seed,
+		.ca_file = tls->enabled ? files->ca : NULL,
+		.cert_file = tls->enabled ? files->cert : NULL,
+		.key_file = tls->enabled ? files->key : NULL,
+	};
+	return 0;
+}
+
+void coral_net_add_conf_peers(struct coral_net *net, const struct coral_conf *conf, uint32_t self,
+			      int port_offset)
+{
+	for (int i = 0; i < conf->nnodes; i++) {
+		const struct coral_node_conf *n = &conf->nodes[i];
+		if ((uint32_t)n->id != self)
+			coral_net_add_peer(net, (uint32_t)n->id, n->host, (int)(n->base_port + port_offset));
+	}
 }

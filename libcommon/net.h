@@ -90,4 +90,21 @@ void coral_net_fence_peer(struct coral_net *net, uint32_t id, uint64_t min_incar
 
 void coral_net_peer_stats(const struct coral_net *net, uint32_t id, struct coral_net_peer_stats *st);
 
+/* Options for `daemon`'s interconnect from the configuration: it listens on the node's host
+ * at base_port + port_offset; queues and timing come from [interconnect], mutual TLS from
+ * [tls] with %n resolved for this node (files holds the paths and must outlive the net).
+ * Callbacks are left for the caller. CORAL_ECONFIG with the reason in err. */
+struct coral_conf;
+struct coral_node_conf;
+struct coral_net_files {
+	char ca[4096], cert[4096], key[4096];
+};
+int coral_net_opts_from_conf(struct coral_net_opts *o, struct coral_net_files *files,
+			     const struct coral_conf *conf, const struct coral_node_conf *node,
+			     const char *daemon, int port_offset, uint64_t incarnation, uint64_t seed,
+			     char *err, size_t errsz);
+/* Adds every configured node but this one as a peer, at base_port + port_offset. */
+void coral_net_add_conf_peers(struct coral_net *net, const struct coral_conf *conf, uint32_t self,
+			      int port_offset);
+
 #endif

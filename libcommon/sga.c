@@ -5,6 +5,7 @@
 #include "errors.h"
 #include "log.h"
 #include "cluster.h"
+#include "grd.h"
 #include "proc.h"
 #include "util.h"
 
@@ -20,6 +21,9 @@
 static const struct coral_sga_subsys coral__registry[] = {
 	{"proc", coral_proc_sga_size, coral_proc_sga_init, coral_proc_sga_fill},
 	{"cluster", coral_cluster_sga_size, coral_cluster_sga_init, coral_cluster_sga_fill},
+	{"grd_map", coral_grd_map_sga_size, coral_grd_map_sga_init, coral_grd_map_sga_fill},
+	{"grd_dir", coral_grd_dir_sga_size, coral_grd_dir_sga_init, coral_grd_dir_sga_fill},
+	{"grd_held", coral_grd_held_sga_size, coral_grd_held_sga_init, coral_grd_dir_sga_fill},
 };
 
 const struct coral_sga_subsys *coral_sga_subsystems(size_t *n)

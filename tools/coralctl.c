@@ -328,6 +328,25 @@ static int cmd_reload(int argc, char **argv)
 	return fan_out(argc, argv, &req, CORAL__CTL_RESPONSE__BODY_RELOAD, show_reload);
 }
 
+Coral__CtlResponse *daemon_call(int daemon, Coral__CtlRequest *req, int want)
+{
+	char err[CORAL_ERRMSG_MAX];
+	Coral__CtlResponse *resp = call(daemon, req, err, sizeof(err));
+	if (resp == NULL) {
+		if (opt_json)
+			print_json(json_pack("{s:s}", "error", err));
+		else
+			fprintf(stderr, "coralctl: %s\n", err);
+		return NULL;
+	}
+	if (want && (int)resp->body_case != want) {
+		fprintf(stderr, "coralctl: %s sent an unexpected answer\n", coral_daemon_names[daemon]);
+		coral_ctl_response_free(resp);
+		return NULL;
+	}
+	return resp;
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = coral_conf_default_path();
@@ -399,6 +418,8 @@ int main(int argc, char **argv)
 		return cmd_cluster(nrest, rest);
 	if (strcmp(cmd, "kv") == 0)
 		return cmd_kv(nrest, rest);
+	if (strcmp(cmd, "grd") == 0)
+		return cmd_grd(nrest, rest);
 	fprintf(stderr, "coralctl: unknown command or wrong arguments: %s\n", cmd);
 	usage(stderr);
 	return 2;

@@ -17,6 +17,13 @@ void print_json(json_t *j);
 /* On failure prints nothing, leaves what to do in err and returns NULL. */
 Coral__CtlResponse *call(int daemon, Coral__CtlRequest *req, char *err, size_t errsz);
 
+/* Sends req to one daemon of the node; prints the error (as JSON with --json) and returns
+ * NULL on failure or when the answer is not of the kind wanted (0: any). */
+Coral__CtlResponse *daemon_call(int daemon, Coral__CtlRequest *req, int want);
+
+/* coralctl_grd.c: grd status|resource|top|remaster|history|lock|unlock */
+int cmd_grd(int argc, char **argv);
+
 /* coralctl_raft.c: raft status|history|transfer-leader, cluster ..., kv ... */
 int cmd_raft(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);

@@ -17,24 +17,9 @@ static int usage_error(const char *what)
 	return 2;
 }
 
-/* Sends req to raftd; prints the error and returns NULL on failure. */
 static Coral__CtlResponse *raftd_call(Coral__CtlRequest *req, Coral__CtlResponse__BodyCase want)
 {
-	char err[CORAL_ERRMSG_MAX];
-	Coral__CtlResponse *resp = call(CORAL_D_RAFTD, req, err, sizeof(err));
-	if (resp == NULL) {
-		if (opt_json)
-			print_json(json_pack("{s:s}", "error", err));
-		else
-			fprintf(stderr, "coralctl: %s\n", err);
-		return NULL;
-	}
-	if (want && resp->body_case != want) {
-		fprintf(stderr, "coralctl: raftd sent an unexpected answer\n");
-		coral_ctl_response_free(resp);
-		return NULL;
-	}
-	return resp;
+	return daemon_call(CORAL_D_RAFTD, req, want);
 }
 
 static bool parse_id(const char *s, uint32_t *id)

@@ -637,7 +637,7 @@ static void h_remove_node(struct coral_daemon *d, uint64_t conn, const Coral__Ct
 
 /* Shared by the control socket and HTTP: a kv operation on a pending request. */
 static int kv_submit(struct raftd *r, struct pending *p, uint32_t op, const char *key,
-		     const uint8_t *value, size_t vlen)
+		     const uint8_t *value, size_t vlen, bool cas, uint64_t expect_index)
 {
 	if (!coral_strlcpy(p->key, key, sizeof(p->key))) {
 		snprintf(p->error, sizeof(p->error), "key longer than %d bytes", REG_KEY_MAX - 1);
@@ -666,6 +666,8 @@ static int kv_submit(struct raftd *r, struct pending *p, uint32_t op, const char
 	c.key = (char *)key;
 	c.value.data = (uint8_t *)value;
 	c.value.len = vlen;
+	c.cas = cas && op == 2;
+	c.expect_index = expect_index;
 	return raftd_submit_write(r, p, &c);
 }
 
@@ -683,7 +685,7 @@ static void h_kv(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest 
 	if (p == NULL)
 		return;
 	p->stale = k->stale;
-	int rc = kv_submit(r, p, k->op, k->key, k->value.data, k->value.len);
+	int rc = kv_submit(r, p, k->op, k->key, k->value.data, k->value.len, k->cas, k->expect_index);
 	if (rc != 0)
 		pending_answer(r, p, rc, p->error[0] ? p->error : coral_strerror(rc));
 }
@@ -794,9 +796,9 @@ static void http_cb(struct evhttp_request *req, void *arg)
 		if (key == NULL) {
 			rc = CORAL_ENOMEM;
 		} else if (cmd == EVHTTP_REQ_GET && (key[0] == '\0' || prefix)) {
-			rc = kv_submit(r, p, 4, prefix ? prefix : key, NULL, 0);
+			rc = kv_submit(r, p, 4, prefix ? prefix : key, NULL, 0, false, 0);
 		} else if (cmd == EVHTTP_REQ_GET) {
-			rc = kv_submit(r, p, 1, key, NULL, 0);
+			rc = kv_submit(r, p, 1, key, NULL, 0, false, 0);
 		} else if (cmd == EVHTTP_REQ_PUT || cmd == EVHTTP_REQ_POST) {
 			struct evbuffer *in = evhttp_request_get_input_buffer(req);
 			size_t len = evbuffer_get_length(in);
@@ -805,10 +807,10 @@ static void http_cb(struct evhttp_request *req, void *arg)
 				snprintf(p->error, sizeof(p->error), "value of %zu bytes is larger than kv_max_value", len);
 			} else {
 				const uint8_t *v = len ? evbuffer_pullup(in, (ssize_t)len) : (const uint8_t *)"";
-				rc = kv_submit(r, p, 2, key, v, len);
+				rc = kv_submit(r, p, 2, key, v, len, false, 0);
 			}
 		} else if (cmd == EVHTTP_REQ_DELETE) {
-			rc = kv_submit(r, p, 3, key, NULL, 0);
+			rc = kv_submit(r, p, 3, key, NULL, 0, false, 0);
 		} else {
 			rc = CORAL_EINVAL;
 			snprintf(p->error, sizeof(p->error), "method not supported on /v1/kv");

@@ -1402,33 +1402,19 @@ static int raftd_init(struct coral_daemon *d)
 		return CORAL_ESYS;
 
 	/* the interconnect */
-	const struct coral_tls_conf *tls = &d->conf.tls;
-	const struct coral_interconnect_conf *ic = &d->conf.interconnect;
-	char tls_files[3][PATH_MAX];
-	const char *tls_pat[3] = {tls->ca_file, tls->cert_file, tls->key_file};
-	for (int i = 0; i < 3 && tls->enabled; i++) {
-		if (coral_conf_tls_path(tls_pat[i], r->self, tls_files[i], sizeof(tls_files[i])) != 0 ||
-		    access(tls_files[i], R_OK) != 0) {
-			log_error("[tls] '%s' (for node %u: '%s') is not a readable file", tls_pat[i],
-				  r->self, tls_files[i]);
-			return CORAL_ECONFIG;
-		}
-	}
-	struct coral_net_opts no = {
-		.cluster = d->conf.cluster.name, .daemon = "raftd", .node_id = r->self,
-		.incarnation = r->incarnation, .listen_host = d->node->host,
-		.listen_port = (int)(d->node->base_port + CORAL_PORT_RAFTD),
-		.max_frame = (size_t)d->conf.cluster.max_frame, .send_queue = (size_t)ic->send_queue,
-		.compress_above = (size_t)ic->compress_above,
-		.reconnect_min_ms = (int)ic->reconnect_min_ms, .reconnect_max_ms = (int)ic->reconnect_max_ms,
-		.ping_interval_ms = (int)ic->ping_interval_ms,
-		.connect_timeout_ms = (int)ic->connect_timeout_ms, .seed = r->rng,
-		.ca_file = tls->enabled ? tls_files[0] : NULL,
-		.cert_file = tls->enabled ? tls_files[1] : NULL,
-		.key_file = tls->enabled ? tls_files[2] : NULL,
-		.on_msg = on_net_msg, .on_refused = on_net_refused, .on_link = on_net_link, .arg = r,
-	};
+	static struct coral_net_files tls_files;
+	struct coral_net_opts no;
 	char err[CORAL_ERRMSG_MAX];
+	rc = coral_net_opts_from_conf(&no, &tls_files, &d->conf, d->node, "raftd", CORAL_PORT_RAFTD,
+				      r->incarnation, r->rng, err, sizeof(err));
+	if (rc != 0) {
+		log_error("%s", err);
+		return rc;
+	}
+	no.on_msg = on_net_msg;
+	no.on_refused = on_net_refused;
+	no.on_link = on_net_link;
+	no.arg = r;
 	r->net = coral_net_new(d->base, &no, err, sizeof(err));
 	if (r->net == NULL) {
 		log_error("interconnect: %s", err);

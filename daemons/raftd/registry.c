@@ -144,6 +144,12 @@ static void put(struct registry *r, uint64_t index, const Coral__RegCmd *c, stru
 	}
 	bool found;
 	size_t i = find(r, c->key, &found);
+	uint64_t now = found ? r->kv[i].mod_index : 0;
+	if (c->cas && now != c->expect_index) {
+		refuse(res, CORAL_ECONFLICT, "key '%s' was last written at index %llu, not %llu", c->key,
+		       (unsigned long long)now, (unsigned long long)c->expect_index);
+		return;
+	}
 	uint8_t *v = malloc(c->value.len ? c->value.len : 1);
 	if (v == NULL) {
 		refuse(res, CORAL_ENOMEM, "out of memory");

@@ -1,0 +1,745 @@
+/* grdd: the global resource directory daemon. It runs the core (core.c) on the SGA's map and
+ * directory, carries its messages over the interconnect (base_port+2) to the grdd of every
+ * other node, keeps the map record in raftd's config store (read, watched, written with
+ * compare-and-swap through raftd's Unix socket), follows the cluster view raftd publishes in
+ * the SGA, and answers coralctl's grd requests. */
+#include "core.h"
+
+#include "cluster.h"
+#include "ctl.h"
+#include "daemon.h"
+#include "errors.h"
+#include "grd.h"
+#include "log.h"
+#include "net.h"
+#include "util.h"
+
+#include <event2/event.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SELFQ 4096
+#define WAITS 1024
+#define TICK_MS 10
+
+struct selfmsg {
+	uint8_t type;
+	uint8_t *data;
+	size_t len;
+};
+
+struct ctlwait {
+	bool used;
+	uint64_t conn, req_id;
+	int kind;                    /* body case of the answer */
+	uint64_t started_ns;
+};
+
+struct grdd {
+	struct coral_daemon *d;
+	uint32_t self;
+	struct grd_core *core;
+	struct coral_net *net;
+	struct coral_net_files files;
+	struct coral_ctl_client *raft;
+	struct coral_cluster_sga *cl;
+	struct coral_grd_map_sga *map;
+	struct coral_grd_dir *dir, *held;
+	struct event *ev_tick, *ev_self;
+	struct selfmsg selfq[SELFQ];
+	size_t self_head, self_n;
+	uint64_t self_dropped;
+	uint64_t incarnation;
+	uint64_t fenced_inc[CORAL_MAX_NODES + 1];
+	bool read_done, get_out, watch_out;
+	uint64_t watch_index, raft_retry_ms;
+	struct ctlwait waits[WAITS];
+};
+
+static struct grdd *svc(struct coral_daemon *d) { return d->svc; }
+static uint64_t req_id(const Coral__CtlRequest *req) { return req->hdr ? req->hdr->request_id : 0; }
+static uint64_t now_ms(void) { return coral_now_mono_ns() / 1000000ull; }
+
+/* ---- core ops ------------------------------------------------------------------------- */
+
+static int op_send(void *arg, uint32_t to, uint8_t type, const uint8_t *buf, size_t len)
+{
+	struct grdd *g = arg;
+	if (to == g->self) {
+		if (g->self_n == SELFQ) {
+			g->self_dropped++;
+			return CORAL_EBUSY;
+		}
+		struct selfmsg *m = &g->selfq[(g->self_head + g->self_n) % SELFQ];
+		m->data = malloc(len ? len : 1);
+		if (m->data == NULL)
+			return CORAL_ENOMEM;
+		if (len)
+			memcpy(m->data, buf, len);
+		m->len = len;
+		m->type = type;
+		g->self_n++;
+		event_active(g->ev_self, EV_READ, 0);
+		return 0;
+	}
+	if (g->net == NULL)
+		return CORAL_ENOTCONN;
+	return coral_net_send(g->net, to, type, buf, len);
+}
+
+static void on_self(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct grdd *g = arg;
+	/* only what was queued before this round: handlers may queue more */
+	size_t n = g->self_n;
+	while (n-- > 0 && g->self_n > 0) {
+		struct selfmsg m = g->selfq[g->self_head];
+		g->self_head = (g->self_head + 1) % SELFQ;
+		g->self_n--;
+		grd_core_recv(g->core, g->self, m.type, m.data, m.len);
+		free(m.data);
+	}
+	if (g->self_n > 0)
+		event_active(g->ev_self, EV_READ, 0);
+}
+
+static void on_store_done(void *arg, int err, const Coral__CtlResponse *resp)
+{
+	uint64_t *cookie = arg;
+	struct grdd *g = (struct grdd *)(uintptr_t)cookie[1];
+	int code = err != 0 ? err : resp->code;
+	uint64_t index = err == 0 && resp->kv ? resp->kv->index : 0;
+	if (code != 0 && code != CORAL_ECONFLICT)
+		log_warn("storing the map in raftd failed: %s", err ? coral_strerror(err) : resp->error);
+	grd_core_store_done(g->core, cookie[0], code, index);
+	free(cookie);
+}
+
+static int op_store(void *arg, const uint8_t *buf, size_t len, uint64_t expect_index, uint64_t cookie)
+{
+	struct grdd *g = arg;
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	Coral__KvRequest kv = CORAL__KV_REQUEST__INIT;
+	hdr.sender_node = g->self;
+	hdr.sender = (char *)"grdd";
+	req.hdr = &hdr;
+	kv.op = 2;
+	kv.key = (char *)GRD_MAP_KEY;
+	kv.value.data = (uint8_t *)buf;
+	kv.value.len = len;
+	kv.cas = true;
+	kv.expect_index = expect_index;
+	req.body_case = CORAL__CTL_REQUEST__BODY_KV;
+	req.kv = &kv;
+	uint64_t *ck = malloc(2 * sizeof(uint64_t));
+	if (ck == NULL)
+		return CORAL_ENOMEM;
+	ck[0] = cookie;
+	ck[1] = (uint64_t)(uintptr_t)g;
+	int rc = coral_ctl_client_call(g->raft, &req, 5000, on_store_done, ck);
+	if (rc != 0)
+		free(ck);
+	return rc;
+}
+
+static struct ctlwait *wait_take(struct grdd *g, uint64_t cookie)
+{
+	if (cookie == 0 || cookie > WAITS || !g->waits[cookie - 1].used)
+		return NULL;
+	struct ctlwait *w = &g->waits[cookie - 1];
+	w->used = false;
+	return w;
+}
+
+static uint64_t wait_add(struct grdd *g, uint64_t conn, const Coral__CtlRequest *req)
+{
+	for (size_t i = 0; i < WAITS; i++) {
+		if (g->waits[i].used)
+			continue;
+		g->waits[i] = (struct ctlwait){true, conn, req_id(req), 0, coral_now_mono_ns()};
+		return i + 1;
+	}
+	return 0;
+}
+
+static void op_answer(void *arg, uint64_t cookie, int code, const char *error, const struct grd_answer *a)
+{
+	struct grdd *g = arg;
+	struct ctlwait *w = wait_take(g, cookie);
+	if (w == NULL)
+		return;
+	if (code != 0) {
+		coral_daemon_answer_error(g->d, w->conn, w->req_id, code, "%s", error ? error : coral_strerror(code));
+		return;
+	}
+	Coral__GrdLockReply r = CORAL__GRD_LOCK_REPLY__INIT;
+	r.master = a->master;
+	r.map_version = a->version;
+	r.attempts = a->attempts;
+	r.elapsed_us = (coral_now_mono_ns() - w->started_ns) / 1000;
+	char mode[8] = "";
+	r.mode = mode;
+	snprintf(mode, sizeof(mode), "%d", a->mode);
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GRD_LOCK;
+	resp.grd_lock = &r;
+	coral_daemon_answer(g->d, w->conn, w->req_id, &resp);
+}
+
+static void op_remastered(void *arg, uint64_t cookie, int code, const char *error,
+			  const Coral__GrdRemasterReply *rr)
+{
+	struct grdd *g = arg;
+	struct ctlwait *w = wait_take(g, cookie);
+	if (w == NULL)
+		return;
+	if (code != 0) {
+		coral_daemon_answer_error(g->d, w->conn, w->req_id, code, "%s", error && error[0] ? error : coral_strerror(code));
+		return;
+	}
+	Coral__GrdRemasterReply empty = CORAL__GRD_REMASTER_REPLY__INIT;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GRD_REMASTER;
+	resp.grd_remaster = rr ? (Coral__GrdRemasterReply *)rr : &empty;
+	coral_daemon_answer(g->d, w->conn, w->req_id, &resp);
+}
+
+static void op_log(void *arg, int level, const char *msg)
+{
+	(void)arg;
+	switch (level) {
+	case 0: log_debug("%s", msg); break;
+	case 1: log_info("%s", msg); break;
+	case 2: log_notice("%s", msg); break;
+	default: log_warn("%s", msg); break;
+	}
+}
+
+/* ---- raftd: the map record ----------------------------------------------------------- */
+
+static void raft_call(struct grdd *g, Coral__CtlRequest *req, int timeout, coral_ctl_done_fn fn)
+{
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	hdr.sender_node = g->self;
+	hdr.sender = (char *)"grdd";
+	req->hdr = &hdr;
+	if (coral_ctl_client_call(g->raft, req, timeout, fn, g) != 0) {
+		g->get_out = g->watch_out = false;
+		g->raft_retry_ms = now_ms() + 200;
+	}
+}
+
+static void on_get(void *arg, int err, const Coral__CtlResponse *resp)
+{
+	struct grdd *g = arg;
+	g->get_out = false;
+	int code = err ? err : resp->code;
+	if (code == CORAL_ENOENT) {
+		g->read_done = true;
+		g->watch_index = resp->kv ? resp->kv->index : 0;
+		grd_core_apply(g->core, NULL, 0, 0);
+		return;
+	}
+	if (code != 0 || resp->kv == NULL) {
+		g->raft_retry_ms = now_ms() + 200;
+		return;
+	}
+	g->read_done = true;
+	g->watch_index = resp->kv->index;
+	if (resp->kv->n_kv == 1)
+		grd_core_apply(g->core, resp->kv->kv[0]->value.data, resp->kv->kv[0]->value.len,
+			       resp->kv->kv[0]->mod_index);
+	else
+		grd_core_apply(g->core, NULL, 0, 0);
+}
+
+static void on_watch(void *arg, int err, const Coral__CtlResponse *resp)
+{
+	struct grdd *g = arg;
+	g->watch_out = false;
+	int code = err ? err : resp->code;
+	if (code != 0 || resp->watch == NULL) {
+		if (code != CORAL_ETIMEDOUT)
+			g->raft_retry_ms = now_ms() + 200;
+		return;
+	}
+	const Coral__WatchReply *w = resp->watch;
+	if (w->compacted) {
+		g->read_done = false; /* read the key again */
+		return;
+	}
+	for (size_t i = 0; i < w->n_events; i++) {
+		const Coral__WatchEvent *e = w->events[i];
+		if (strcmp(e->key, GRD_MAP_KEY) == 0 && !e->deleted && e->value_index != 0)
+			grd_core_apply(g->core, e->value.data, e->value.len, e->value_index);
+	}
+	if (w->index > g->watch_index)
+		g->watch_index = w->index;
+}
+
+static void raft_poll(struct grdd *g)
+{
+	if (g->get_out || g->watch_out || now_ms() < g->raft_retry_ms)
+		return;
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	if (!g->read_done) {
+		Coral__KvRequest kv = CORAL__KV_REQUEST__INIT;
+		kv.op = 1;
+		kv.key = (char *)GRD_MAP_KEY;
+		req.body_case = CORAL__CTL_REQUEST__BODY_KV;
+		req.kv = &kv;
+		g->get_out = true;
+		raft_call(g, &req, 5000, on_get);
+		return;
+	}
+	Coral__WatchRequest w = CORAL__WATCH_REQUEST__INIT;
+	w.prefix = (char *)GRD_MAP_KEY;
+	w.after_index = g->watch_index;
+	w.timeout_ms = 10000;
+	req.body_case = CORAL__CTL_REQUEST__BODY_WATCH;
+	req.watch = &w;
+	g->watch_out = true;
+	raft_call(g, &req, 12000, on_watch);
+}
+
+/* ---- the interconnect ----------------------------------------------------------------- */
+
+static void on_net_msg(void *arg, uint32_t from, uint64_t inc, uint8_t type, const uint8_t *data, size_t len)
+{
+	(void)inc;
+	struct grdd *g = arg;
+	grd_core_recv(g->core, from, type, data, len);
+}
+
+static void on_net_refused(void *arg, uint32_t peer, int code, const char *why)
+{
+	(void)arg;
+	log_debug("grdd on node %u refused us (%s): %s", peer, coral_strerror(code), why);
+}
+
+static int net_start(struct grdd *g, uint64_t inc)
+{
+	struct coral_net_opts no;
+	char err[CORAL_ERRMSG_MAX];
+	int rc = coral_net_opts_from_conf(&no, &g->files, &g->d->conf, g->d->node, "grdd", CORAL_PORT_GRDD,
+					  inc, coral_now_mono_ns() ^ g->self, err, sizeof(err));
+	if (rc != 0) {
+		log_error("%s", err);
+		return rc;
+	}
+	no.on_msg = on_net_msg;
+	no.on_refused = on_net_refused;
+	no.arg = g;
+	g->net = coral_net_new(g->d->base, &no, err, sizeof(err));
+	if (g->net == NULL) {
+		log_error("interconnect: %s", err);
+		return CORAL_ESYS;
+	}
+	coral_net_add_conf_peers(g->net, &g->d->conf, g->self, CORAL_PORT_GRDD);
+	return 0;
+}
+
+/* ---- the tick ------------------------------------------------------------------------- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct grdd *g = arg;
+	struct coral_cluster_view v;
+	coral_cluster_read(g->cl, &v);
+	if (v.incarnation != 0 && g->net == NULL) {
+		if (net_start(g, v.incarnation) != 0) {
+			g->d->exit_code = 1;
+			event_base_loopbreak(g->d->base);
+			return;
+		}
+		g->incarnation = v.incarnation;
+	} else if (g->net && v.incarnation != 0 && v.incarnation != g->incarnation) {
+		coral_net_set_incarnation(g->net, v.incarnation);
+		g->incarnation = v.incarnation;
+	}
+	struct grd_member m[CORAL_MAX_NODES];
+	size_t n = 0;
+	for (uint32_t i = 0; i < v.nmembers && i < CORAL_MAX_NODES; i++) {
+		const struct coral_member_view *mv = &v.members[i];
+		m[n].id = mv->id;
+		m[n].incarnation = mv->incarnation;
+		m[n].active = mv->state == CORAL_MEMBER_ACTIVE;
+		m[n].reachable = mv->id == g->self;
+		if (g->net && mv->id != g->self) {
+			struct coral_net_peer_stats st;
+			coral_net_peer_stats(g->net, mv->id, &st);
+			m[n].reachable = st.out_up && st.in_up;
+		}
+		/* an evicted incarnation's messages are refused from now on */
+		if (g->net && mv->state == CORAL_MEMBER_EVICTED && mv->id <= CORAL_MAX_NODES &&
+		    g->fenced_inc[mv->id] != mv->incarnation + 1) {
+			coral_net_fence_peer(g->net, mv->id, mv->incarnation + 1);
+			g->fenced_inc[mv->id] = mv->incarnation + 1;
+		}
+		n++;
+	}
+	grd_core_set_cluster(g->core, v.fenced ? 0 : v.leader, v.fenced, m, n);
+	grd_core_tick(g->core, now_ms(), coral_now_real_ns() / 1000000ull);
+	raft_poll(g);
+}
+
+/* ---- control requests ------------------------------------------------------------------ */
+
+static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct grdd *g = svc(d);
+	Coral__GrdStatusReply r = CORAL__GRD_STATUS_REPLY__INIT;
+	uint32_t seq;
+	uint32_t per[CORAL_MAX_NODES + 1];
+	uint32_t members[CORAL_MAX_NODES];
+	uint32_t nm;
+	uint32_t lost = 0, nres, nbo;
+	do {
+		seq = coral_seq_read_begin(&g->map->seq);
+		memset(per, 0, sizeof(per));
+		lost = 0;
+		for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++) {
+			per[g->map->owner[b] <= CORAL_MAX_NODES ? g->map->owner[b] : 0]++;
+			lost += g->map->lost_owner[b] != 0;
+		}
+		r.map_version = g->map->version;
+		nm = g->map->nmembers;
+		memcpy(members, g->map->members, sizeof(members));
+		nres = g->map->nres;
+		nbo = g->map->nbo;
+	} while (coral_seq_read_retry(&g->map->seq, seq));
+	Coral__GrdNodeStat ns[CORAL_MAX_NODES], *nsp[CORAL_MAX_NODES];
+	double sum = 0, sq = 0;
+	for (uint32_t i = 0; i < nm && i < CORAL_MAX_NODES; i++) {
+		coral__grd_node_stat__init(&ns[i]);
+		ns[i].node = members[i];
+		ns[i].buckets = per[members[i]];
+		if (members[i] == g->self) {
+			ns[i].resources = g->dir->used;
+			ns[i].capacity = g->dir->capacity;
+		}
+		nsp[i] = &ns[i];
+		sum += per[members[i]];
+		sq += (double)per[members[i]] * per[members[i]];
+	}
+	r.nodes = nsp;
+	r.n_nodes = nm;
+	if (nm > 0) {
+		double mean = sum / nm, var = sq / nm - mean * mean;
+		r.load_stddev_pct = mean > 0 ? 100.0 * sqrt(var > 0 ? var : 0) / mean : 0;
+	}
+	r.node_id = g->self;
+	r.coordinator = grd_core_coordinator(g->core);
+	uint64_t rem[CORAL_GRD_NCAUSES];
+	char *causes[CORAL_GRD_NCAUSES];
+	for (int i = 0; i < CORAL_GRD_NCAUSES; i++) {
+		rem[i] = atomic_load(&g->map->remasters[i]);
+		causes[i] = (char *)coral_grd_cause_name(i);
+	}
+	r.remasters = rem;
+	r.n_remasters = CORAL_GRD_NCAUSES;
+	r.causes = causes;
+	r.n_causes = CORAL_GRD_NCAUSES;
+	r.resources = g->dir->used;
+	r.capacity = g->dir->capacity;
+	r.evictions = atomic_load(&g->dir->evictions);
+	r.refused_full = atomic_load(&g->dir->refused_full);
+	r.held = g->held->used;
+	r.held_capacity = g->held->capacity;
+	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++) {
+		int s = atomic_load(&g->dir->bstate[b]);
+		r.frozen_buckets += s == CORAL_GRDB_FROZEN;
+		r.rebuilding_buckets += s == CORAL_GRDB_REBUILDING;
+	}
+	r.lost_buckets = lost;
+	r.res_overrides = nres;
+	r.bucket_overrides = nbo;
+	char move[256];
+	grd_core_move_line(g->core, move, sizeof(move));
+	r.move = move;
+	const struct grd_stats *st = grd_core_stats(g->core);
+	r.requests = st->requests;
+	r.granted = st->granted;
+	r.retried = st->retried;
+	r.refused = st->refused;
+	r.remastered_buckets = atomic_load(&g->map->remastered_buckets);
+	r.remastered_resources = atomic_load(&g->map->remastered_resources);
+	r.remaster_bytes = atomic_load(&g->map->remaster_bytes);
+	r.moves_cancelled = atomic_load(&g->map->moves_cancelled);
+	r.moves_failed = atomic_load(&g->map->moves_failed);
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GRD_STATUS;
+	resp.grd_status = &r;
+	coral_daemon_answer(d, conn, req_id(req), &resp);
+}
+
+static void h_resource(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct grdd *g = svc(d);
+	struct coral_resid id;
+	char err[256];
+	if (coral_resid_parse(req->grd_resource->id, &id, err, sizeof(err)) != 0) {
+		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EINVAL, "%s", err);
+		return;
+	}
+	struct coral_grd_where w;
+	coral_grd_lookup(g->map, &id, &w);
+	Coral__GrdResourceReply r = CORAL__GRD_RESOURCE_REPLY__INIT;
+	char ids[64];
+	coral_resid_format(&id, ids, sizeof(ids));
+	r.id = ids;
+	r.bucket = w.bucket;
+	r.master = w.master;
+	r.map_version = w.version;
+	r.overridden = w.overridden;
+	r.lost_owner = w.lost_owner;
+	Coral__GrdEntry em;
+	struct grd_entry_buf eb;
+	uint8_t lvb[CORAL_GRD_LVB];
+	char state[96] = "not mastered here";
+	if (w.master == g->self) {
+		int bs = atomic_load(&g->dir->bstate[w.bucket]);
+		coral_grd_dir_lock(g->dir, w.bucket);
+		struct coral_grd_entry *e = coral_grd_dir_find(g->dir, &id);
+		if (e) {
+			grd_entry_to_msg(e, &em, &eb);
+			memcpy(lvb, e->lvb, sizeof(lvb)); /* copied: the answer is packed after unlock */
+			em.lvb.data = lvb;
+			r.entry = &em;
+			r.found = true;
+			snprintf(state, sizeof(state), "%s", (e->flags & CORAL_GRDE_RECOVERY) ? "needs recovery"
+							   : (e->flags & CORAL_GRDE_FROZEN) ? "frozen (moving)"
+							   : (e->flags & CORAL_GRDE_STAGED) ? "staged" : "active");
+		} else {
+			snprintf(state, sizeof(state), "%s", w.lost_owner ? "unknown since its master was lost: needs recovery"
+							     : "no entry (never requested, or evicted while unheld)");
+		}
+		coral_grd_dir_unlock(g->dir, w.bucket);
+		if (bs != CORAL_GRDB_ACTIVE)
+			snprintf(state, sizeof(state), "bucket %s", bs == CORAL_GRDB_FROZEN ? "frozen (moving)" : "being rebuilt");
+	}
+	r.state = state;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GRD_RESOURCE;
+	resp.grd_resource = &r;
+	coral_daemon_answer(d, conn, req_id(req), &resp);
+}
+
+struct topent {
+	uint64_t accesses;
+	uint32_t index;
+};
+
+static int top_cmp(const void *a, const void *b)
+{
+	const struct topent *x = a, *y = b;
+	return x->accesses < y->accesses ? 1 : x->accesses > y->accesses ? -1 : 0;
+}
+
+static void h_top(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct grdd *g = svc(d);
+	uint32_t want = req->grd_top->count ? req->grd_top->count : 10;
+	if (want > 100)
+		want = 100;
+	struct topent top[101];
+	size_t n = 0;
+	for (uint32_t i = 0; i < g->dir->capacity; i++) {
+		const struct coral_grd_entry *e = coral_grd_dir_entry(g->dir, i);
+		if (!(e->flags & CORAL_GRDE_USED) || e->accesses == 0)
+			continue;
+		if (n < want) {
+			top[n++] = (struct topent){e->accesses, i};
+			qsort(top, n, sizeof(top[0]), top_cmp);
+		} else if (e->accesses > top[n - 1].accesses) {
+			top[n - 1] = (struct topent){e->accesses, i};
+			qsort(top, n, sizeof(top[0]), top_cmp);
+		}
+	}
+	Coral__GrdTopItem it[100], *itp[100];
+	Coral__GrdAffinity af[100][CORAL_GRD_AFF], *afp[100][CORAL_GRD_AFF];
+	char ids[100][64];
+	for (size_t i = 0; i < n; i++) {
+		struct coral_grd_entry *e = coral_grd_dir_entry(g->dir, top[i].index);
+		coral_grd_dir_lock(g->dir, e->bucket);
+		coral__grd_top_item__init(&it[i]);
+		coral_resid_format(&e->id, ids[i], sizeof(ids[i]));
+		it[i].id = ids[i];
+		it[i].accesses = e->accesses;
+		it[i].master = g->self;
+		size_t na = 0;
+		for (int k = 0; k < CORAL_GRD_AFF; k++) {
+			if (e->aff[k].node == 0)
+				continue;
+			coral__grd_affinity__init(&af[i][na]);
+			af[i][na].node = e->aff[k].node;
+			af[i][na].count = e->aff[k].count;
+			afp[i][na] = &af[i][na];
+			na++;
+		}
+		coral_grd_dir_unlock(g->dir, e->bucket);
+		it[i].affinity = afp[i];
+		it[i].n_affinity = na;
+		itp[i] = &it[i];
+	}
+	Coral__GrdTopReply r = CORAL__GRD_TOP_REPLY__INIT;
+	r.items = itp;
+	r.n_items = n;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GRD_TOP;
+	resp.grd_top = &r;
+	coral_daemon_answer(d, conn, req_id(req), &resp);
+}
+
+static void h_remaster(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct grdd *g = svc(d);
+	uint64_t cookie = wait_add(g, conn, req);
+	if (cookie == 0) {
+		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EBUSY, "too many requests waiting");
+		return;
+	}
+	grd_core_remaster(g->core, req->grd_remaster, cookie);
+}
+
+static void h_history(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct grdd *g = svc(d);
+	static Coral__GrdHistoryItem items[GRD_HISTORY];
+	Coral__GrdHistoryItem *ip[GRD_HISTORY];
+	size_t n = grd_core_history(g->core, items, GRD_HISTORY);
+	for (size_t i = 0; i < n; i++)
+		ip[i] = &items[i];
+	Coral__GrdHistoryReply r = CORAL__GRD_HISTORY_REPLY__INIT;
+	r.items = ip;
+	r.n_items = n;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GRD_HISTORY;
+	resp.grd_history = &r;
+	coral_daemon_answer(d, conn, req_id(req), &resp);
+}
+
+static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct grdd *g = svc(d);
+	const Coral__GrdLockRequest *l = req->grd_lock;
+	struct coral_resid id;
+	char err[256];
+	if (coral_resid_parse(l->id, &id, err, sizeof(err)) != 0) {
+		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EINVAL, "%s", err);
+		return;
+	}
+	bool block = coral_resid_is_block(&id);
+	int mode = 0;
+	if (l->op == 1) {
+		mode = coral_grd_mode_parse(block, l->mode ? l->mode : "");
+		if (mode <= 0) {
+			coral_daemon_answer_error(d, conn, req_id(req), CORAL_EINVAL,
+						  "'%s' is not a mode to acquire %s in: %s", l->mode ? l->mode : "", l->id,
+						  block ? "S or X" : "CR, CW, PR, PW or EX");
+			return;
+		}
+	} else if (l->op != 2) {
+		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EINVAL, "op is 1 (acquire) or 2 (release)");
+		return;
+	}
+	uint64_t cookie = wait_add(g, conn, req);
+	if (cookie == 0) {
+		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EBUSY, "too many requests waiting");
+		return;
+	}
+	int rc = grd_core_lock(g->core, &id, (int)l->op, mode, cookie);
+	if (rc != 0) {
+		wait_take(g, cookie);
+		coral_daemon_answer_error(d, conn, req_id(req), rc, "max_pending (%lld) requests are in flight",
+					  (long long)d->conf.grd.max_pending);
+	}
+}
+
+static const struct coral_daemon_request grdd_requests[] = {
+	{CORAL__CTL_REQUEST__BODY_GRD_STATUS, false, h_status},
+	{CORAL__CTL_REQUEST__BODY_GRD_RESOURCE, false, h_resource},
+	{CORAL__CTL_REQUEST__BODY_GRD_TOP, false, h_top},
+	{CORAL__CTL_REQUEST__BODY_GRD_REMASTER, true, h_remaster},
+	{CORAL__CTL_REQUEST__BODY_GRD_HISTORY, false, h_history},
+	{CORAL__CTL_REQUEST__BODY_GRD_LOCK, true, h_lock},
+};
+
+/* ---- start and stop --------------------------------------------------------------------- */
+
+static int grdd_init(struct coral_daemon *d)
+{
+	struct grdd *g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		return CORAL_ENOMEM;
+	d->svc = g;
+	g->d = d;
+	g->self = (uint32_t)d->node->id;
+	g->cl = coral_cluster_sga(&d->sga);
+	g->map = coral_grd_map_sga(&d->sga);
+	g->dir = coral_grd_dir_sga(&d->sga, "grd_dir");
+	g->held = coral_grd_dir_sga(&d->sga, "grd_held");
+	if (!g->cl || !g->map || !g->dir || !g->held) {
+		log_error("the SGA has no cluster, grd_map, grd_dir or grd_held section: restart the node");
+		return CORAL_EVERSION;
+	}
+	struct grd_core_ops ops = {
+		.send = op_send, .store = op_store, .answer = op_answer, .remastered = op_remastered,
+		.log = op_log, .arg = g,
+	};
+	g->core = grd_core_new(g->self, &d->conf.grd, g->map, g->dir, g->held, &ops);
+	char sock[CORAL_STR_MAX + 32];
+	coral_conf_sock_path(d->node, "raftd", sock, sizeof(sock));
+	g->raft = coral_ctl_client_new(d->base, sock, (size_t)d->conf.cluster.max_frame);
+	g->ev_tick = event_new(d->base, -1, EV_PERSIST, on_tick, g);
+	g->ev_self = event_new(d->base, -1, 0, on_self, g);
+	struct timeval tv = {0, TICK_MS * 1000};
+	if (g->core == NULL || g->raft == NULL || g->ev_tick == NULL || g->ev_self == NULL ||
+	    event_add(g->ev_tick, &tv) != 0)
+		return CORAL_ENOMEM;
+	return 0;
+}
+
+static void grdd_fini(struct coral_daemon *d)
+{
+	struct grdd *g = svc(d);
+	if (g == NULL)
+		return;
+	if (g->ev_tick)
+		event_free(g->ev_tick);
+	if (g->ev_self)
+		event_free(g->ev_self);
+	while (g->self_n > 0) {
+		free(g->selfq[g->self_head].data);
+		g->self_head = (g->self_head + 1) % SELFQ;
+		g->self_n--;
+	}
+	if (g->raft)
+		coral_ctl_client_free(g->raft);
+	if (g->net)
+		coral_net_free(g->net);
+	grd_core_free(g->core);
+	free(g);
+	d->svc = NULL;
+}
+
+static const struct coral_daemon_def grdd_def = {
+	.id = CORAL_D_GRDD,
+	.service = "global resource directory: bucket map, mastering, remastering, rebuild",
+	.service_ready = true,
+	.init = grdd_init,
+	.fini = grdd_fini,
+	.requests = grdd_requests,
+	.nrequests = CORAL_ARRAY_LEN(grdd_requests),
+};
+
+int main(int argc, char **argv)
+{
+	return coral_daemon_main(argc, argv, &grdd_def);
+}
