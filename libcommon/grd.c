@@ -141,18 +141,21 @@ void coral_grd_map_compute(const uint32_t *members, size_t n,
 		for (uint32_t k = 0; k < CORAL_GRD_VNODES; k++)
 			ring[nr++] = (struct coral__vnode){coral__vnode_point(members[i], k), members[i]};
 	qsort(ring, nr, sizeof(ring[0]), coral__vnode_cmp);
+	/* first ring position for each 16-bit prefix: a probe then scans a few entries instead
+	 * of a binary search (the map is recomputed on every version and every lost node) */
+	static _Thread_local uint32_t first[65537];
+	for (uint32_t h = 0, i = 0; h <= 65536; h++) {
+		while (i < nr && (ring[i].point >> 16) < h)
+			i++;
+		first[h] = i;
+	}
 	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++) {
 		uint32_t best = UINT32_MAX, owner = ring[0].node;
 		for (uint32_t p = 0; p < CORAL_GRD_PROBES; p++) {
 			uint32_t pt = coral__probe_point(b, p);
-			size_t lo = 0, hi = nr;
-			while (lo < hi) {
-				size_t mid = (lo + hi) / 2;
-				if (ring[mid].point < pt)
-					lo = mid + 1;
-				else
-					hi = mid;
-			}
+			size_t lo = first[pt >> 16];
+			while (lo < nr && ring[lo].point < pt)
+				lo++;
 			const struct coral__vnode *v = &ring[lo == nr ? 0 : lo];
 			uint32_t dist = v->point - pt; /* wraps around the ring */
 			if (dist < best || (dist == best && v->node < owner)) {
@@ -226,7 +229,7 @@ static uint32_t coral__slot_of(const struct coral_grd_map_sga *m, const struct c
 
 int coral_grd_map_publish(struct coral_grd_map_sga *m, const struct coral_grd_map_def *def)
 {
-	if (def->nres > m->res_cap / 2 || def->nlost > CORAL_GRD_MAX_LOST ||
+	if (def->nres + def->nlost_res > m->res_cap / 2 || def->nlost > CORAL_GRD_MAX_LOST ||
 	    def->nmembers > CORAL_MAX_NODES)
 		return CORAL_EFULL;
 	uint8_t *owner = malloc(CORAL_GRD_BUCKETS), *lost = calloc(1, CORAL_GRD_BUCKETS);
@@ -271,6 +274,17 @@ int coral_grd_map_publish(struct coral_grd_map_sga *m, const struct coral_grd_ma
 		slots[s].id = def->res[i].id;
 		slots[s].node = def->res[i].node;
 	}
+	for (size_t i = 0; i < def->nlost_res; i++) {
+		uint32_t s = coral__slot_of(m, &def->lost_res[i].id);
+		while (slots[s].node != 0 && !coral_resid_eq(&slots[s].id, &def->lost_res[i].id))
+			s = (s + 1) & (m->res_cap - 1);
+		if (slots[s].node != 0)
+			continue; /* overridden again since: that master has its state */
+		slots[s].id = def->lost_res[i].id;
+		slots[s].node = def->lost_res[i].node;
+		slots[s].lost = def->lost_res[i].node;
+		nres++;
+	}
 	coral_seq_write_begin(&m->seq);
 	m->version = def->version;
 	m->record_index = def->record_index;
@@ -310,8 +324,12 @@ void coral_grd_lookup(const struct coral_grd_map_sga *m, const struct coral_resi
 				if (slots[s].node == 0)
 					break;
 				if (coral_resid_eq(&slots[s].id, r)) {
-					out->master = slots[s].node;
-					out->overridden = true;
+					if (slots[s].lost) {
+						out->lost_owner = slots[s].lost;
+					} else {
+						out->master = slots[s].node;
+						out->overridden = true;
+					}
 					break;
 				}
 			}

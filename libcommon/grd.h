@@ -120,7 +120,8 @@ struct coral_grd_map_sga {
 struct coral_grd_res_slot {
 	struct coral_resid id;
 	uint32_t node;                  /* 0: empty */
-	uint32_t pad;
+	uint32_t lost;                  /* mastered by this lost node through an override: the
+					 * bucket's master rebuilds it */
 };
 
 enum coral_grd_cause {
@@ -147,6 +148,8 @@ struct coral_grd_map_def {
 	const struct coral_grd_lost *lost;
 	const struct coral_grd_bucket_override *lost_bo;   /* bucket overrides the lost had */
 	size_t nlost_bo;
+	const struct coral_grd_res_override *lost_res;     /* resource overrides the lost had */
+	size_t nlost_res;
 };
 /* grdd only: computes the owners outside the sequence counter, then swaps them in.
  * CORAL_EFULL if there are more resource overrides than slots, CORAL_ENOMEM. */
@@ -173,6 +176,8 @@ enum {
 	CORAL_GRDE_RECOVERY = 1 << 3,   /* a lost holder may have changed it: not granted */
 	CORAL_GRDE_LRU = 1 << 4,        /* on the LRU list (no holders, evictable) */
 	CORAL_GRDE_LVB = 1 << 5,        /* the lock value block is valid */
+	CORAL_GRDE_MARK = 1 << 6,       /* made only to mark a resource frozen: not state, never
+					 * shipped (an unknown resource must stay unknown) */
 };
 
 struct coral_grd_aff {

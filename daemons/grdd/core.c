@@ -75,12 +75,18 @@ struct grd_move {
 	char detail[160];
 };
 
+/* A rebuild outlives map versions: it ends when every survivor has reported (or is gone),
+ * never earlier, since what survivors hold is known only from their reports. */
 struct grd_rebuild {
+	uint64_t id;
 	uint32_t lost;
 	uint64_t version;
 	uint64_t waiting;                 /* bit id-1: survivors yet to report */
 	uint64_t asked_ms;
 	uint32_t buckets;
+	uint8_t *bitmap;                  /* CORAL_GRD_BUCKETS bits: the buckets rebuilt */
+	struct coral_resid *res;          /* and resources (the lost node's overrides) */
+	size_t nres;
 };
 
 struct grd_pending {
@@ -349,6 +355,10 @@ void grd_core_free(struct grd_core *c)
 	if (c->rec)
 		coral__grd_map_record__free_unpacked(c->rec, NULL);
 	move_clear(&c->mv);
+	for (size_t i = 0; i < c->nrebuild; i++) {
+		free(c->rebuild[i].bitmap);
+		free(c->rebuild[i].res);
+	}
 	free(c->src.items);
 	free(c->pending);
 	free(c->scratch_owner);
@@ -388,7 +398,7 @@ static Coral__GrdMapRecord *rec_copy(const Coral__GrdMapRecord *r)
 /* The record's content as a map definition (pointers into scratch arrays owned by caller). */
 struct map_scratch {
 	struct coral_grd_bucket_override *bo, *lbo;
-	struct coral_grd_res_override *res;
+	struct coral_grd_res_override *res, *lres;
 	struct coral_grd_lost lost[CORAL_GRD_MAX_LOST];
 };
 
@@ -405,8 +415,15 @@ static int rec_def(const Coral__GrdMapRecord *r, uint64_t index, struct coral_gr
 	s->bo = calloc(r->n_bucket_overrides + 1, sizeof(*s->bo));
 	s->lbo = calloc(r->n_lost_bucket_overrides + 1, sizeof(*s->lbo));
 	s->res = calloc(r->n_res_overrides + 1, sizeof(*s->res));
-	if (!s->bo || !s->lbo || !s->res)
+	s->lres = calloc(r->n_lost_res_overrides + 1, sizeof(*s->lres));
+	if (!s->bo || !s->lbo || !s->res || !s->lres)
 		return CORAL_ENOMEM;
+	for (size_t i = 0; i < r->n_lost_res_overrides; i++) {
+		if (!res_from_msg(r->lost_res_overrides[i]->id, &s->lres[d->nlost_res].id))
+			continue;
+		s->lres[d->nlost_res++].node = r->lost_res_overrides[i]->node;
+	}
+	d->lost_res = s->lres;
 	for (size_t i = 0; i < r->n_bucket_overrides; i++)
 		s->bo[d->nbo++] = (struct coral_grd_bucket_override){r->bucket_overrides[i]->bucket,
 								     r->bucket_overrides[i]->node};
@@ -430,6 +447,7 @@ static int rec_def(const Coral__GrdMapRecord *r, uint64_t index, struct coral_gr
 
 static void scratch_free(struct map_scratch *s)
 {
+	free(s->lres);
 	free(s->bo);
 	free(s->lbo);
 	free(s->res);
@@ -510,6 +528,8 @@ size_t grd_core_history(const struct grd_core *c, Coral__GrdHistoryItem *out, si
 
 /* ---- serving ------------------------------------------------------------------------- */
 
+static bool rebuilding_res(const struct grd_core *c, const struct coral_resid *id);
+
 bool grd_core_serving(struct grd_core *c, const struct coral_resid *id)
 {
 	if (c->fenced || c->rec == NULL)
@@ -520,7 +540,7 @@ bool grd_core_serving(struct grd_core *c, const struct coral_resid *id)
 		return false;
 	coral_grd_dir_lock(c->dir, w.bucket);
 	struct coral_grd_entry *e = coral_grd_dir_find(c->dir, id);
-	bool ok = e == NULL ? w.lost_owner == 0
+	bool ok = e == NULL ? w.lost_owner == 0 && !rebuilding_res(c, id)
 			    : !(e->flags & (CORAL_GRDE_FROZEN | CORAL_GRDE_STAGED | CORAL_GRDE_RECOVERY));
 	coral_grd_dir_unlock(c->dir, w.bucket);
 	return ok;
@@ -583,6 +603,16 @@ static void maybe_propose(struct grd_core *c, struct coral_grd_entry *e)
 	PACK_MSG(c, c->leader, GRD_MSG_PROPOSE, coral__grd_propose, &p);
 }
 
+/* A resource (not a whole bucket: those are marked REBUILDING) still being rebuilt here. */
+static bool rebuilding_res(const struct grd_core *c, const struct coral_resid *id)
+{
+	for (size_t i = 0; i < c->nrebuild; i++)
+		for (size_t k = 0; k < c->rebuild[i].nres; k++)
+			if (coral_resid_eq(&c->rebuild[i].res[k], id))
+				return true;
+	return false;
+}
+
 static void on_request(struct grd_core *c, uint32_t from, const Coral__GrdRequest *q)
 {
 	struct coral_resid id;
@@ -629,6 +659,11 @@ static void on_request(struct grd_core *c, uint32_t from, const Coral__GrdReques
 		reply(c, from, q->req_id, CORAL_ERECOVERY, 0, 0,
 		      "%s was held by lost node %u in a mode that may have changed it: it needs instance "
 		      "recovery before it is granted", rs, e->recovery_node);
+		return;
+	}
+	if (e == NULL && rebuilding_res(c, &id)) {
+		coral_grd_dir_unlock(c->dir, w.bucket);
+		reply(c, from, q->req_id, CORAL_EFROZEN, v, 0, "%s is being rebuilt after its master was lost", rs);
 		return;
 	}
 	if (e == NULL && w.lost_owner != 0) {
@@ -725,9 +760,19 @@ static void pending_done(struct grd_core *c, struct grd_pending *p, int code, co
 	c->ops.answer(c->ops.arg, p->cookie, code, err, &a);
 }
 
+static int held_record(struct grd_core *c, const struct coral_resid *id, int op, int mode);
+
 int grd_core_lock(struct grd_core *c, const struct coral_resid *id, int op, int mode, uint64_t cookie)
 {
 	c->st.requests++;
+	/* one request per resource at a time from a node: answers of overlapping requests
+	 * could otherwise be applied to the held table in another order than the master's */
+	for (size_t i = 0; i < c->npending_cap; i++)
+		if (c->pending[i].used && coral_resid_eq(&c->pending[i].id, id))
+			return CORAL_EBUSY;
+	/* a release stops the use first: the held table never claims more than the master knows */
+	if (op == 2)
+		held_record(c, id, 2, 0);
 	for (size_t i = 0; i < c->npending_cap; i++) {
 		struct grd_pending *p = &c->pending[i];
 		if (p->used)
@@ -868,11 +913,17 @@ static void src_unfreeze(struct grd_core *c)
 		struct grd_item *it = &s->items[i];
 		uint32_t b = it->is_res ? coral_resid_bucket(&it->id) : it->bucket;
 		coral_grd_dir_lock(c->dir, b);
-		for (struct coral_grd_entry *e = coral_grd_dir_first(c->dir, b); e; e = coral_grd_dir_next(c->dir, e))
-			if (!it->is_res || coral_resid_eq(&e->id, &it->id)) {
-				e->flags &= (uint16_t)~CORAL_GRDE_FROZEN;
-				coral_grd_dir_touch(c->dir, e);
+		for (struct coral_grd_entry *e = coral_grd_dir_first(c->dir, b), *nx; e; e = nx) {
+			nx = coral_grd_dir_next(c->dir, e);
+			if (it->is_res && !coral_resid_eq(&e->id, &it->id))
+				continue;
+			if (e->flags & CORAL_GRDE_MARK) {
+				coral_grd_dir_remove(c->dir, e);
+				continue;
 			}
+			e->flags &= (uint16_t)~CORAL_GRDE_FROZEN;
+			coral_grd_dir_touch(c->dir, e);
+		}
 		if (!it->is_res)
 			atomic_store(&c->dir->bstate[b], CORAL_GRDB_ACTIVE);
 		coral_grd_dir_unlock(c->dir, b);
@@ -912,6 +963,17 @@ static void on_freeze(struct grd_core *c, uint32_t from, const Coral__GrdFreeze 
 			 (unsigned long long)version(c), (unsigned long long)f->base_version);
 		send_ready(c, from, f->move_id, c->self, 0, CORAL_ENOTMASTER, err, 0, 0);
 		return;
+	}
+	for (size_t i = 0; i < f->n_items; i++) {
+		struct coral_resid id;
+		const Coral__GrdMoveItem *it = f->items[i];
+		uint32_t b = it->is_res && res_from_msg(it->id, &id) ? coral_resid_bucket(&id) : it->bucket % CORAL_GRD_BUCKETS;
+		if (atomic_load(&c->dir->bstate[b]) == CORAL_GRDB_REBUILDING || (it->is_res && rebuilding_res(c, &id))) {
+			char err[128];
+			snprintf(err, sizeof(err), "node %u is still rebuilding bucket %u after a loss", c->self, b);
+			send_ready(c, from, f->move_id, c->self, 0, CORAL_EBUSY, err, 0, 0);
+			return;
+		}
 	}
 	if (c->src.active) {
 		if (c->src.move_id == f->move_id)
@@ -967,7 +1029,7 @@ static void on_freeze(struct grd_core *c, uint32_t from, const Coral__GrdFreeze 
 			/* an entry marks the resource frozen even if nobody holds it yet */
 			struct coral_grd_entry *e = coral_grd_dir_insert(c->dir, &it->id);
 			if (e) {
-				e->flags |= CORAL_GRDE_FROZEN;
+				e->flags |= CORAL_GRDE_FROZEN | CORAL_GRDE_MARK;
 				coral_grd_dir_touch(c->dir, e);
 			}
 		}
@@ -1011,7 +1073,7 @@ static void src_pump(struct grd_core *c)
 			for (; e && n < GRD_CHUNK_ENTRIES; e = coral_grd_dir_next(c->dir, e)) {
 				if (it->is_res && !coral_resid_eq(&e->id, &it->id))
 					continue;
-				if (e->flags & CORAL_GRDE_STAGED)
+				if (e->flags & (CORAL_GRDE_STAGED | CORAL_GRDE_MARK))
 					continue;
 				if (k++ < s->skip)
 					continue;
@@ -1563,6 +1625,16 @@ static void start_request(struct grd_core *c, struct grd_request_q *q)
 					n->lost_bucket_overrides[k++] = n->lost_bucket_overrides[i];
 			}
 			n->n_lost_bucket_overrides = k;
+			k = 0;
+			for (size_t i = 0; i < n->n_lost_res_overrides; i++) {
+				if (n->lost_res_overrides[i]->node == req->node) {
+					free(n->lost_res_overrides[i]->id);
+					free(n->lost_res_overrides[i]);
+				} else {
+					n->lost_res_overrides[k++] = n->lost_res_overrides[i];
+				}
+			}
+			n->n_lost_res_overrides = k;
 		}
 		if (!n || !found) {
 			if (n)
@@ -1804,9 +1876,8 @@ static void coordinate(struct grd_core *c)
 				l->since_version = version(c) + 1;
 				n->lost[n->n_lost++] = l;
 			}
-			/* its bucket overrides go with it (kept to know which buckets were its);
-			 * its resource overrides are dropped: those resources fall back to their
-			 * bucket's master */
+			/* its overrides go with it, kept to know what was its: those buckets and
+			 * resources are rebuilt by their new masters */
 			for (size_t k = 0; k < n->n_bucket_overrides;) {
 				if (n->bucket_overrides[k]->node != d) {
 					k++;
@@ -1825,8 +1896,12 @@ static void coordinate(struct grd_core *c)
 					k++;
 					continue;
 				}
-				free(n->res_overrides[k]->id);
-				free(n->res_overrides[k]);
+				Coral__GrdResOverride **p = realloc(n->lost_res_overrides,
+					(n->n_lost_res_overrides + 1) * sizeof(*p));
+				if (p == NULL)
+					break;
+				n->lost_res_overrides = p;
+				p[n->n_lost_res_overrides++] = n->res_overrides[k];
 				n->res_overrides[k] = n->res_overrides[--n->n_res_overrides];
 			}
 		}
@@ -1938,11 +2013,13 @@ struct report_buf {
 	size_t n;
 };
 
-static void report_flush(struct grd_core *c, struct report_buf *rb, uint32_t to, uint32_t lost, bool last)
+static void report_flush(struct grd_core *c, struct report_buf *rb, uint32_t to,
+			 const Coral__GrdReportRequest *q, bool last)
 {
 	Coral__GrdReport r = CORAL__GRD_REPORT__INIT;
 	r.version = version(c);
-	r.lost_node = lost;
+	r.lost_node = q->lost_node;
+	r.rebuild_id = q->rebuild_id;
 	r.last = last;
 	r.entries = rb->entp;
 	r.n_entries = rb->n;
@@ -1950,17 +2027,33 @@ static void report_flush(struct grd_core *c, struct report_buf *rb, uint32_t to,
 	rb->n = 0;
 }
 
-/* What this node holds in buckets that were `lost`'s and are now `to`'s, in chunks. */
-static void report_to(struct grd_core *c, uint32_t to, uint32_t lost)
+static bool in_rebuild(const struct coral_grd_entry *e, const uint8_t *bitmap, size_t bmlen,
+		       Coral__GrdRes *const *res, size_t nres)
+{
+	if (bitmap && e->bucket / 8 < bmlen && (bitmap[e->bucket / 8] & (1u << (e->bucket % 8))))
+		return true;
+	for (size_t i = 0; i < nres; i++) {
+		struct coral_resid x;
+		if (res_from_msg(res[i], &x) && coral_resid_eq(&x, &e->id))
+			return true;
+	}
+	return false;
+}
+
+/* What this node holds of what a rebuilding master asks for, in chunks. */
+static void report_to(struct grd_core *c, uint32_t to, const Coral__GrdReportRequest *q)
 {
 	struct report_buf *rb = calloc(1, sizeof(*rb));
 	if (rb == NULL)
 		return;
-	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++) {
-		if (c->map->lost_owner[b] != lost || c->map->owner[b] != to)
+	for (uint32_t i = 0; i < c->held->capacity; i++) {
+		struct coral_grd_entry *e = coral_grd_dir_entry(c->held, i);
+		if (!(e->flags & CORAL_GRDE_USED))
 			continue;
+		uint32_t b = e->bucket;
 		coral_grd_dir_lock(c->held, b);
-		for (struct coral_grd_entry *e = coral_grd_dir_first(c->held, b); e; e = coral_grd_dir_next(c->held, e)) {
+		if ((e->flags & CORAL_GRDE_USED) &&
+		    in_rebuild(e, q->buckets.data, q->buckets.len, q->resources, q->n_resources)) {
 			size_t n = rb->n;
 			coral__grd_entry__init(&rb->ents[n]);
 			res_to_msg(&e->id, &rb->ids[n]);
@@ -1974,25 +2067,17 @@ static void report_to(struct grd_core *c, uint32_t to, uint32_t lost)
 			rb->ents[n].n_holders = 1;
 			rb->entp[n] = &rb->ents[n];
 			if (++rb->n == GRD_CHUNK_ENTRIES)
-				report_flush(c, rb, to, lost, false);
+				report_flush(c, rb, to, q, false);
 		}
 		coral_grd_dir_unlock(c->held, b);
 	}
-	report_flush(c, rb, to, lost, true);
+	report_flush(c, rb, to, q, true);
 	free(rb);
 }
 
 static void on_report_req(struct grd_core *c, uint32_t from, const Coral__GrdReportRequest *q)
 {
-	if (q->version != version(c)) {
-		Coral__GrdReport r = CORAL__GRD_REPORT__INIT;
-		r.version = version(c);
-		r.lost_node = q->lost_node;
-		r.code = CORAL_ENOTMASTER;
-		PACK_MSG(c, from, GRD_MSG_REPORT, coral__grd_report, &r);
-		return;
-	}
-	report_to(c, from, q->lost_node);
+	report_to(c, from, q);
 }
 
 static void rebuild_install(struct grd_core *c, uint32_t from, const Coral__GrdEntry *m)
@@ -2023,8 +2108,10 @@ static void rebuild_install(struct grd_core *c, uint32_t from, const Coral__GrdE
 static void rebuild_finish(struct grd_core *c, struct grd_rebuild *rb)
 {
 	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++)
-		if (c->map->lost_owner[b] == rb->lost && c->map->owner[b] == c->self)
+		if (rb->bitmap[b / 8] & (1u << (b % 8)))
 			atomic_store(&c->dir->bstate[b], CORAL_GRDB_ACTIVE);
+	free(rb->bitmap);
+	free(rb->res);
 	core_log(c, 1, "rebuilt %u buckets of lost node %u at map version %llu", rb->buckets, rb->lost,
 	     (unsigned long long)rb->version);
 	*rb = c->rebuild[--c->nrebuild];
@@ -2034,10 +2121,8 @@ static void on_report(struct grd_core *c, uint32_t from, const Coral__GrdReport 
 {
 	for (size_t i = 0; i < c->nrebuild; i++) {
 		struct grd_rebuild *rb = &c->rebuild[i];
-		if (rb->lost != r->lost_node || rb->version != r->version || !(rb->waiting & bit(from)))
+		if (rb->id != r->rebuild_id || !(rb->waiting & bit(from)))
 			continue;
-		if (r->code != 0)
-			return; /* not there yet: asked again on the tick */
 		for (size_t k = 0; k < r->n_entries; k++)
 			rebuild_install(c, from, r->entries[k]);
 		if (r->last) {
@@ -2054,10 +2139,28 @@ static void rebuild_ask(struct grd_core *c, struct grd_rebuild *rb)
 	Coral__GrdReportRequest q = CORAL__GRD_REPORT_REQUEST__INIT;
 	q.version = rb->version;
 	q.lost_node = rb->lost;
+	q.rebuild_id = rb->id;
+	q.buckets.data = rb->bitmap;
+	q.buckets.len = CORAL_GRD_BUCKETS / 8;
+	Coral__GrdRes *rs = calloc(rb->nres + 1, sizeof(*rs));
+	Coral__GrdRes **rp = calloc(rb->nres + 1, sizeof(*rp));
+	if (rs == NULL || rp == NULL) {
+		free(rs);
+		free(rp);
+		return;
+	}
+	for (size_t i = 0; i < rb->nres; i++) {
+		res_to_msg(&rb->res[i], &rs[i]);
+		rp[i] = &rs[i];
+	}
+	q.resources = rp;
+	q.n_resources = rb->nres;
 	rb->asked_ms = c->now_ms;
 	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++)
 		if (rb->waiting & bit(n))
 			PACK_MSG(c, n, GRD_MSG_REPORT_REQ, coral__grd_report_request, &q);
+	free(rs);
+	free(rp);
 }
 
 static void rebuild_tick(struct grd_core *c)
@@ -2068,7 +2171,7 @@ static void rebuild_tick(struct grd_core *c)
 		for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++)
 			if ((rb->waiting & bit(n)) && !member_active(c, n))
 				rb->waiting &= ~bit(n);
-		if (rb->waiting == 0 || rb->version != version(c)) {
+		if (rb->waiting == 0) {
 			rebuild_finish(c, rb);
 			continue;
 		}
@@ -2099,34 +2202,63 @@ static void on_new_lost(struct grd_core *c, uint32_t lost)
 		}
 		coral_grd_dir_unlock(c->dir, e->bucket);
 	}
-	uint32_t nb = 0;
+	if (c->nrebuild >= CORAL_GRD_MAX_LOST)
+		return;
+	struct grd_rebuild *rb = &c->rebuild[c->nrebuild];
+	memset(rb, 0, sizeof(*rb));
+	rb->bitmap = calloc(CORAL_GRD_BUCKETS / 8, 1);
+	rb->res = calloc(c->rec->n_lost_res_overrides + 1, sizeof(*rb->res));
+	if (rb->bitmap == NULL || rb->res == NULL) {
+		free(rb->bitmap);
+		free(rb->res);
+		return;
+	}
 	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++)
 		if (c->map->lost_owner[b] == lost && c->map->owner[b] == c->self) {
+			/* moves refuse REBUILDING buckets until the rebuild ends */
 			atomic_store(&c->dir->bstate[b], CORAL_GRDB_REBUILDING);
-			nb++;
+			rb->bitmap[b / 8] |= (uint8_t)(1u << (b % 8));
+			rb->buckets++;
 		}
-	if (nb == 0 || c->nrebuild >= CORAL_GRD_MAX_LOST)
+	/* resources it mastered through overrides are rebuilt by their bucket's master too */
+	for (size_t i = 0; i < c->rec->n_lost_res_overrides; i++) {
+		struct coral_resid id;
+		if (c->rec->lost_res_overrides[i]->node == lost && res_from_msg(c->rec->lost_res_overrides[i]->id, &id) &&
+		    c->map->owner[coral_resid_bucket(&id)] == c->self)
+			rb->res[rb->nres++] = id;
+	}
+	if (rb->buckets == 0 && rb->nres == 0) {
+		free(rb->bitmap);
+		free(rb->res);
 		return;
-	struct grd_rebuild *rb = &c->rebuild[c->nrebuild++];
-	memset(rb, 0, sizeof(*rb));
+	}
+	c->nrebuild++;
+	rb->id = ((uint64_t)c->self << 48) | (c->next_move_seq++ & 0xffffffffffffull);
 	rb->lost = lost;
 	rb->version = version(c);
-	rb->buckets = nb;
-	for (size_t i = 0; i < c->rec->n_members; i++)
-		if (c->rec->members[i] != c->self)
-			rb->waiting |= bit(c->rec->members[i]);
+	/* every active member reports, not only those on the ring: a node that has joined but
+	 * does not master anything yet may hold resources all the same */
+	for (size_t i = 0; i < c->nmembers; i++)
+		if (c->members[i].active && c->members[i].id != c->self)
+			rb->waiting |= bit(c->members[i].id);
 	/* this node is a survivor too: its own holds, straight from its table */
-	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++) {
-		if (c->map->lost_owner[b] != lost || c->map->owner[b] != c->self)
+	for (uint32_t i = 0; i < c->held->capacity; i++) {
+		struct coral_grd_entry *e = coral_grd_dir_entry(c->held, i);
+		if (!(e->flags & CORAL_GRDE_USED))
 			continue;
-		coral_grd_dir_lock(c->held, b);
-		for (struct coral_grd_entry *e = coral_grd_dir_first(c->held, b); e; e = coral_grd_dir_next(c->held, e)) {
+		bool mine = rb->bitmap[e->bucket / 8] & (1u << (e->bucket % 8));
+		for (size_t k = 0; k < rb->nres && !mine; k++)
+			mine = coral_resid_eq(&rb->res[k], &e->id);
+		if (!mine)
+			continue;
+		coral_grd_dir_lock(c->held, e->bucket);
+		if (e->flags & CORAL_GRDE_USED) {
 			Coral__GrdEntry m;
 			struct grd_entry_buf eb;
 			grd_entry_to_msg(e, &m, &eb);
 			rebuild_install(c, c->self, &m);
 		}
-		coral_grd_dir_unlock(c->held, b);
+		coral_grd_dir_unlock(c->held, e->bucket);
 	}
 	if (rb->waiting == 0)
 		rebuild_finish(c, rb);

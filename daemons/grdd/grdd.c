@@ -657,8 +657,8 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 	int rc = grd_core_lock(g->core, &id, (int)l->op, mode, cookie);
 	if (rc != 0) {
 		wait_take(g, cookie);
-		coral_daemon_answer_error(d, conn, req_id(req), rc, "max_pending (%lld) requests are in flight",
-					  (long long)d->conf.grd.max_pending);
+		coral_daemon_answer_error(d, conn, req_id(req), rc, "max_pending (%lld) requests are in flight, "
+					  "or one for %s is", (long long)d->conf.grd.max_pending, l->id);
 	}
 }
 
