@@ -36,7 +36,6 @@ static void distribution(size_t n)
 		if (dev > worst)
 			worst = dev;
 	}
-	printf("# %zu nodes: worst node %.2f%% off even\n", n, 100 * worst);
 	free(own);
 }
 
@@ -77,8 +76,6 @@ static void join_leave(size_t n)
 		}
 	frac = (double)moved / CORAL_GRD_BUCKETS;
 	cr_assert(frac > ideal * 0.85 && frac < ideal * 1.15, "leave moved %.2f%%, ideal %.2f%%", 100 * frac, 100 * ideal);
-	printf("# %zu -> %zu nodes: %.2f%% moved (ideal %.2f%%)\n", n, n + 1, 100.0 * moved / CORAL_GRD_BUCKETS,
-	       100 * ideal);
 	free(a);
 	free(b);
 }
