@@ -110,7 +110,6 @@ struct coral_grd_map_sga {
 	uint8_t owner[CORAL_GRD_BUCKETS];   /* node id per bucket, overrides applied */
 	uint8_t lost_owner[CORAL_GRD_BUCKETS]; /* lost node whose bucket this was, or 0 */
 	/* counters (grdd writes, coralctl and metrics read; not under seq) */
-	_Atomic uint64_t lookups;
 	_Atomic uint64_t remasters[8];  /* by cause, enum coral_grd_cause */
 	_Atomic uint64_t remastered_buckets, remastered_resources, remaster_bytes;
 	_Atomic uint64_t moves_cancelled, moves_failed;

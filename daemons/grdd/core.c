@@ -227,7 +227,6 @@ static int send_msg(struct grd_core *c, uint32_t to, uint8_t type, const Protobu
 	free(buf);
 	return rc;
 }
-#define PACK_MSG(c, to, type, fn, msg) send_msg(c, to, type, (const ProtobufCMessage *)(msg))
 
 void grd_entry_to_msg(const struct coral_grd_entry *e, Coral__GrdEntry *m, struct grd_entry_buf *b)
 {
@@ -576,7 +575,7 @@ static void reply(struct grd_core *c, uint32_t to, uint64_t req_id, int code, ui
 		c->st.recovery_refusals++;
 	else if (code == CORAL_EFULL)
 		c->st.full_refusals++;
-	PACK_MSG(c, to, GRD_MSG_REPLY, coral__grd_reply, &r);
+	send_msg(c, to, GRD_MSG_REPLY, (const ProtobufCMessage *)&r);
 }
 
 static void maybe_propose(struct grd_core *c, struct coral_grd_entry *e)
@@ -600,7 +599,7 @@ static void maybe_propose(struct grd_core *c, struct coral_grd_entry *e)
 	p.count = count;
 	p.version = version(c);
 	c->st.proposals++;
-	PACK_MSG(c, c->leader, GRD_MSG_PROPOSE, coral__grd_propose, &p);
+	send_msg(c, c->leader, GRD_MSG_PROPOSE, (const ProtobufCMessage *)&p);
 }
 
 /* A resource (not a whole bucket: those are marked REBUILDING) still being rebuilt here. */
@@ -745,7 +744,7 @@ static void pending_send(struct grd_core *c, struct grd_pending *p)
 	q.id = &r;
 	q.op = (uint32_t)p->op;
 	q.mode = (uint32_t)p->mode;
-	PACK_MSG(c, w.master, GRD_MSG_REQUEST, coral__grd_request, &q);
+	send_msg(c, w.master, GRD_MSG_REQUEST, (const ProtobufCMessage *)&q);
 }
 
 static void pending_done(struct grd_core *c, struct grd_pending *p, int code, const char *err,
@@ -836,7 +835,7 @@ static void on_reply(struct grd_core *c, uint32_t from, const Coral__GrdReply *r
 			q.map_version = r->map_version;
 			q.id = &rr;
 			q.op = 2;
-			PACK_MSG(c, from, GRD_MSG_REQUEST, coral__grd_request, &q);
+			send_msg(c, from, GRD_MSG_REQUEST, (const ProtobufCMessage *)&q);
 			pending_done(c, p, rc, "this node's table of held resources is full: raise [grd] held_entries",
 				     from, r->map_version, 0);
 			return;
@@ -903,7 +902,7 @@ static void send_ready(struct grd_core *c, uint32_t coord, uint64_t move_id, uin
 	r.error = (char *)(error ? error : "");
 	r.entries = entries;
 	r.bytes = bytes;
-	PACK_MSG(c, coord, GRD_MSG_READY, coral__grd_ready, &r);
+	send_msg(c, coord, GRD_MSG_READY, (const ProtobufCMessage *)&r);
 }
 
 static void src_unfreeze(struct grd_core *c)
@@ -1228,7 +1227,7 @@ static void remaster_answer(struct grd_core *c, bool has_origin, uint32_t origin
 	a.code = code;
 	a.error = (char *)(err ? err : "");
 	a.reply = (Coral__GrdRemasterReply *)r;
-	PACK_MSG(c, origin, GRD_MSG_REMASTER_ANS, coral__grd_remaster_ans, &a);
+	send_msg(c, origin, GRD_MSG_REMASTER_ANS, (const ProtobufCMessage *)&a);
 }
 
 static void move_reply(struct grd_core *c, Coral__GrdRemasterReply *r)
@@ -1255,7 +1254,7 @@ static void move_abort(struct grd_core *c, int code, const char *why)
 		uint64_t notify = mv->sources | mv->dests;
 		for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++)
 			if (notify & bit(n))
-				PACK_MSG(c, n, GRD_MSG_ABORT, coral__grd_abort, &a);
+				send_msg(c, n, GRD_MSG_ABORT, (const ProtobufCMessage *)&a);
 		if (code == CORAL_ECANCELED)
 			atomic_fetch_add(&c->map->moves_cancelled, 1);
 		else
@@ -1483,7 +1482,7 @@ static void move_start(struct grd_core *c, Coral__GrdMapRecord *next, int cause,
 		f.items = items[n - 1];
 		f.n_items = nitems[n - 1];
 		f.dry_run = dry_run;
-		if (PACK_MSG(c, n, GRD_MSG_FREEZE, coral__grd_freeze, &f) != 0)
+		if (send_msg(c, n, GRD_MSG_FREEZE, (const ProtobufCMessage *)&f) != 0)
 			unreachable |= bit(n);
 		for (size_t i = 0; i < nitems[n - 1]; i++)
 			free(items[n - 1][i]);
@@ -1766,7 +1765,7 @@ void grd_core_remaster(struct grd_core *c, const Coral__GrdRemasterRequest *req,
 		Coral__GrdRemasterFwd f = CORAL__GRD_REMASTER_FWD__INIT;
 		f.cookie = cookie;
 		f.req = (Coral__GrdRemasterRequest *)req;
-		PACK_MSG(c, c->leader, GRD_MSG_REMASTER_FWD, coral__grd_remaster_fwd, &f);
+		send_msg(c, c->leader, GRD_MSG_REMASTER_FWD, (const ProtobufCMessage *)&f);
 		return;
 	}
 	enqueue_request(c, req, c->self, cookie, CORAL_GRD_CAUSE_MANUAL);
@@ -2023,7 +2022,7 @@ static void report_flush(struct grd_core *c, struct report_buf *rb, uint32_t to,
 	r.last = last;
 	r.entries = rb->entp;
 	r.n_entries = rb->n;
-	PACK_MSG(c, to, GRD_MSG_REPORT, coral__grd_report, &r);
+	send_msg(c, to, GRD_MSG_REPORT, (const ProtobufCMessage *)&r);
 	rb->n = 0;
 }
 
@@ -2158,7 +2157,7 @@ static void rebuild_ask(struct grd_core *c, struct grd_rebuild *rb)
 	rb->asked_ms = c->now_ms;
 	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++)
 		if (rb->waiting & bit(n))
-			PACK_MSG(c, n, GRD_MSG_REPORT_REQ, coral__grd_report_request, &q);
+			send_msg(c, n, GRD_MSG_REPORT_REQ, (const ProtobufCMessage *)&q);
 	free(rs);
 	free(rp);
 }
@@ -2414,7 +2413,7 @@ void grd_core_recv(struct grd_core *c, uint32_t from, uint8_t type, const uint8_
 	}
 	case GRD_MSG_FREEZE: {
 		UNPACK(Coral__GrdFreeze, coral__grd_freeze, f);
-		if (f->coordinator == from)
+		if (f->coordinator == from && from == c->leader)
 			on_freeze(c, from, f);
 		else
 			c->st.msgs_refused++;
@@ -2423,7 +2422,10 @@ void grd_core_recv(struct grd_core *c, uint32_t from, uint8_t type, const uint8_
 	}
 	case GRD_MSG_SHIP: {
 		UNPACK(Coral__GrdShip, coral__grd_ship, s);
-		on_ship(c, from, s);
+		if (member_active(c, from))
+			on_ship(c, from, s);
+		else
+			c->st.msgs_refused++;
 		coral__grd_ship__free_unpacked(s, NULL);
 		return;
 	}

@@ -477,7 +477,6 @@ int grd_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct grd_sim_re
 			node_free(&s->nodes[i]);
 	for (size_t i = 0; i < s->nq; i++)
 		free(s->q[i].data);
-	out->final_version = 0;
 	free(s->store);
 	free(s->q);
 	bool failed = s->failed;

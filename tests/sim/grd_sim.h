@@ -9,7 +9,6 @@
 struct grd_sim_result {
 	uint64_t requests, granted, refused, recovery_refusals;
 	uint64_t remasters, cancelled, versions, messages, joins, losses;
-	uint64_t final_version;
 };
 
 /* 0 when every invariant held; CORAL_EINVAL with the violation in err otherwise. */
