@@ -240,24 +240,24 @@ int coral_grd_map_publish(struct coral_grd_map_sga *m, const struct coral_grd_ma
 		return CORAL_ENOMEM;
 	}
 	coral_grd_map_compute(def->members, def->nmembers, def->bo, def->nbo, owner);
-	/* a lost node's buckets: those it would own were it still a member */
+	/* a lost node's buckets: exactly those it owned in the version before its loss (its
+	 * ring then, less what was overridden away, plus its own overrides), whatever joined or
+	 * was lost since; the later loss wins a bucket both owned in turn, since the later
+	 * master had the state */
 	for (size_t l = 0; l < def->nlost; l++) {
-		uint32_t with[CORAL_MAX_NODES + 1];
-		size_t n = 0;
-		bool in = false;
-		for (size_t i = 0; i < def->nmembers; i++) {
-			with[n++] = def->members[i];
-			in |= def->members[i] == def->lost[l].node;
-		}
-		if (!in)
-			with[n++] = def->lost[l].node;
-		coral_grd_map_compute(with, n, def->bo, def->nbo, tmp);
-		for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++)
-			if (tmp[b] == def->lost[l].node && lost[b] == 0)
-				lost[b] = (uint8_t)def->lost[l].node;
+		const struct coral_grd_lost *L = &def->lost[l];
+		if (L->nring == 0 || L->nring > CORAL_MAX_NODES)
+			continue;
+		coral_grd_map_compute(L->ring, L->nring, NULL, 0, tmp);
+		for (size_t i = 0; i < def->nlost_away; i++)
+			if (def->lost_away[i].node == L->node && def->lost_away[i].bucket < CORAL_GRD_BUCKETS)
+				tmp[def->lost_away[i].bucket] = 0;
 		for (size_t i = 0; i < def->nlost_bo; i++)
-			if (def->lost_bo[i].node == def->lost[l].node && def->lost_bo[i].bucket < CORAL_GRD_BUCKETS)
-				lost[def->lost_bo[i].bucket] = (uint8_t)def->lost[l].node;
+			if (def->lost_bo[i].node == L->node && def->lost_bo[i].bucket < CORAL_GRD_BUCKETS)
+				tmp[def->lost_bo[i].bucket] = (uint8_t)L->node;
+		for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++)
+			if (tmp[b] == L->node)
+				lost[b] = (uint8_t)L->node;
 	}
 	size_t nres = 0;
 	for (size_t i = 0; i < def->nres; i++) {

@@ -92,6 +92,8 @@ struct coral_grd_lost {
 	uint32_t node;
 	uint64_t incarnation;
 	uint64_t since_version;
+	uint32_t nring;                 /* the members of the version before the loss */
+	uint32_t ring[CORAL_MAX_NODES];
 };
 
 /* The map as published in the SGA. */
@@ -149,6 +151,10 @@ struct coral_grd_map_def {
 	size_t nlost_bo;
 	const struct coral_grd_res_override *lost_res;     /* resource overrides the lost had */
 	size_t nlost_res;
+	/* buckets a lost node's ring position gave it but an override gave to another node
+	 * (node: the lost node) */
+	const struct coral_grd_bucket_override *lost_away;
+	size_t nlost_away;
 };
 /* grdd only: computes the owners outside the sequence counter, then swaps them in.
  * CORAL_EFULL if there are more resource overrides than slots, CORAL_ENOMEM. */

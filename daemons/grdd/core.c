@@ -396,7 +396,7 @@ static Coral__GrdMapRecord *rec_copy(const Coral__GrdMapRecord *r)
 
 /* The record's content as a map definition (pointers into scratch arrays owned by caller). */
 struct map_scratch {
-	struct coral_grd_bucket_override *bo, *lbo;
+	struct coral_grd_bucket_override *bo, *lbo, *away;
 	struct coral_grd_res_override *res, *lres;
 	struct coral_grd_lost lost[CORAL_GRD_MAX_LOST];
 };
@@ -434,9 +434,24 @@ static int rec_def(const Coral__GrdMapRecord *r, uint64_t index, struct coral_gr
 			continue;
 		s->res[d->nres++].node = r->res_overrides[i]->node;
 	}
-	for (size_t i = 0; i < r->n_lost && d->nlost < CORAL_GRD_MAX_LOST; i++)
-		s->lost[d->nlost++] = (struct coral_grd_lost){r->lost[i]->node, r->lost[i]->incarnation,
-							      r->lost[i]->since_version};
+	size_t naway = 0;
+	for (size_t i = 0; i < r->n_lost; i++)
+		naway += r->lost[i]->n_away;
+	s->away = calloc(naway + 1, sizeof(*s->away));
+	if (s->away == NULL)
+		return CORAL_ENOMEM;
+	for (size_t i = 0; i < r->n_lost && d->nlost < CORAL_GRD_MAX_LOST; i++) {
+		const Coral__GrdLost *l = r->lost[i];
+		struct coral_grd_lost *o = &s->lost[d->nlost++];
+		o->node = l->node;
+		o->incarnation = l->incarnation;
+		o->since_version = l->since_version;
+		for (size_t k = 0; k < l->n_ring && o->nring < CORAL_MAX_NODES; k++)
+			o->ring[o->nring++] = l->ring[k];
+		for (size_t k = 0; k < l->n_away; k++)
+			s->away[d->nlost_away++] = (struct coral_grd_bucket_override){l->away[k], l->node};
+	}
+	d->lost_away = s->away;
 	d->bo = s->bo;
 	d->lost_bo = s->lbo;
 	d->res = s->res;
@@ -446,6 +461,7 @@ static int rec_def(const Coral__GrdMapRecord *r, uint64_t index, struct coral_gr
 
 static void scratch_free(struct map_scratch *s)
 {
+	free(s->away);
 	free(s->lres);
 	free(s->bo);
 	free(s->lbo);
@@ -1607,14 +1623,19 @@ static void start_request(struct grd_core *c, struct grd_request_q *q)
 	if (req->recovered) {
 		Coral__GrdMapRecord *n = rec_edit(c);
 		bool found = false;
+		/* every entry of the node (it may have been lost more than once), keeping the
+		 * order: a later loss wins the buckets two lost nodes owned in turn */
+		size_t kept = 0;
 		for (size_t i = 0; n && i < n->n_lost; i++) {
-			if (n->lost[i]->node != req->node)
-				continue;
-			free(n->lost[i]);
-			n->lost[i] = n->lost[--n->n_lost];
-			found = true;
-			break;
+			if (n->lost[i]->node == req->node) {
+				coral__grd_lost__free_unpacked(n->lost[i], NULL);
+				found = true;
+			} else {
+				n->lost[kept++] = n->lost[i];
+			}
 		}
+		if (n)
+			n->n_lost = kept;
 		if (n && found) {
 			size_t k = 0;
 			for (size_t i = 0; i < n->n_lost_bucket_overrides; i++) {
@@ -1805,6 +1826,31 @@ static size_t wanted_members(const struct grd_core *c, uint32_t *out)
 	return n;
 }
 
+/* Records in l which buckets the lost node owned in the current version: the ring (members)
+ * of that version and, of the buckets its ring position gave it, those an override gave to
+ * another node. The record frees both arrays. */
+static int lost_buckets(struct grd_core *c, Coral__GrdLost *l)
+{
+	l->ring = malloc((c->rec->n_members + 1) * sizeof(uint32_t));
+	if (l->ring == NULL)
+		return CORAL_ENOMEM;
+	memcpy(l->ring, c->rec->members, c->rec->n_members * sizeof(uint32_t));
+	l->n_ring = c->rec->n_members;
+	if (c->rec->n_bucket_overrides == 0)
+		return 0;
+	l->away = malloc(c->rec->n_bucket_overrides * sizeof(uint32_t));
+	if (l->away == NULL)
+		return CORAL_ENOMEM;
+	coral_grd_map_compute(c->rec->members, c->rec->n_members, NULL, 0, c->scratch_owner);
+	for (size_t i = 0; i < c->rec->n_bucket_overrides; i++) {
+		const Coral__GrdBucketOverride *o = c->rec->bucket_overrides[i];
+		if (o->bucket < CORAL_GRD_BUCKETS && o->node != l->node &&
+		    c->scratch_owner[o->bucket] == l->node)
+			l->away[l->n_away++] = o->bucket;
+	}
+	return 0;
+}
+
 static void coordinate(struct grd_core *c)
 {
 	if (c->leader != c->self || c->fenced || !c->store_read || c->store_busy)
@@ -1874,6 +1920,8 @@ static void coordinate(struct grd_core *c)
 				l->incarnation = member_inc(c, d);
 				l->since_version = version(c) + 1;
 				n->lost[n->n_lost++] = l;
+				if (lost_buckets(c, l) != 0)
+					break;
 			}
 			/* its overrides go with it, kept to know what was its: those buckets and
 			 * resources are rebuilt by their new masters */
@@ -2182,7 +2230,15 @@ static void rebuild_tick(struct grd_core *c)
 
 /* A lost node's holds on what this node masters: gone, and what it may have changed needs
  * recovery. Then the buckets this node inherits from it are rebuilt from the survivors. */
-static void on_new_lost(struct grd_core *c, uint32_t lost)
+/* A node lost: its holds leave every entry here (those in a mode that may have changed the
+ * data mark the entry as needing recovery), and the buckets and override resources it
+ * mastered that this node masters now are rebuilt from every survivor's report. Normally
+ * the record lists it as lost and the map's lost_owner says which buckets were its. If this
+ * node skipped the versions between its loss and its recovery (watches coalesce), it is
+ * already recovered: then old_owner (this node's previous map) and old's overrides say
+ * what was its, and nothing is marked as needing recovery. */
+static void on_new_lost(struct grd_core *c, uint32_t lost, const uint8_t *old_owner,
+			const Coral__GrdMapRecord *old)
 {
 	for (uint32_t i = 0; i < c->dir->capacity; i++) {
 		struct coral_grd_entry *e = coral_grd_dir_entry(c->dir, i);
@@ -2191,7 +2247,8 @@ static void on_new_lost(struct grd_core *c, uint32_t lost)
 		coral_grd_dir_lock(c->dir, e->bucket);
 		if ((e->flags & CORAL_GRDE_USED) && ((e->holders | e->pi) & bit(lost))) {
 			bool block = coral_resid_is_block(&e->id);
-			if (coral_grd_mode_writes(block, e->mode[lost - 1]) || (e->pi & bit(lost))) {
+			if (old_owner == NULL &&
+			    (coral_grd_mode_writes(block, e->mode[lost - 1]) || (e->pi & bit(lost)))) {
 				e->flags |= CORAL_GRDE_RECOVERY;
 				e->recovery_node = (uint8_t)lost;
 			}
@@ -2206,24 +2263,30 @@ static void on_new_lost(struct grd_core *c, uint32_t lost)
 	struct grd_rebuild *rb = &c->rebuild[c->nrebuild];
 	memset(rb, 0, sizeof(*rb));
 	rb->bitmap = calloc(CORAL_GRD_BUCKETS / 8, 1);
-	rb->res = calloc(c->rec->n_lost_res_overrides + 1, sizeof(*rb->res));
+	const Coral__GrdMapRecord *ro = old_owner ? old : c->rec;
+	size_t nro = old_owner ? (old ? old->n_res_overrides : 0) : c->rec->n_lost_res_overrides;
+	rb->res = calloc(nro + 1, sizeof(*rb->res));
 	if (rb->bitmap == NULL || rb->res == NULL) {
 		free(rb->bitmap);
 		free(rb->res);
 		return;
 	}
 	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++)
-		if (c->map->lost_owner[b] == lost && c->map->owner[b] == c->self) {
+		if ((old_owner ? old_owner[b] : c->map->lost_owner[b]) == lost && c->map->owner[b] == c->self) {
 			/* moves refuse REBUILDING buckets until the rebuild ends */
 			atomic_store(&c->dir->bstate[b], CORAL_GRDB_REBUILDING);
 			rb->bitmap[b / 8] |= (uint8_t)(1u << (b % 8));
 			rb->buckets++;
 		}
-	/* resources it mastered through overrides are rebuilt by their bucket's master too */
-	for (size_t i = 0; i < c->rec->n_lost_res_overrides; i++) {
+	/* resources it mastered through overrides are rebuilt by their new master too */
+	for (size_t i = 0; i < nro; i++) {
+		const Coral__GrdResOverride *o = old_owner ? ro->res_overrides[i] : ro->lost_res_overrides[i];
 		struct coral_resid id;
-		if (c->rec->lost_res_overrides[i]->node == lost && res_from_msg(c->rec->lost_res_overrides[i]->id, &id) &&
-		    c->map->owner[coral_resid_bucket(&id)] == c->self)
+		struct coral_grd_where w;
+		if (o->node != lost || !res_from_msg(o->id, &id))
+			continue;
+		coral_grd_lookup(c->map, &id, &w);
+		if (w.master == c->self)
 			rb->res[rb->nres++] = id;
 	}
 	if (rb->buckets == 0 && rb->nres == 0) {
@@ -2313,6 +2376,21 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 		return;
 	}
 	Coral__GrdMapRecord *old = c->rec;
+	/* members gone without a lost entry (lost and recovered between two versions this node
+	 * saw): their buckets are rebuilt all the same, from the owners it had */
+	uint32_t gone[CORAL_MAX_NODES];
+	size_t ngone = 0;
+	for (size_t i = 0; old && i < old->n_members; i++) {
+		uint32_t d = old->members[i];
+		bool listed = in_u32(r->members, r->n_members, d);
+		for (size_t k = 0; k < r->n_lost && !listed; k++)
+			listed = r->lost[k]->node == d;
+		if (!listed)
+			gone[ngone++] = d;
+	}
+	uint8_t *old_owner = ngone ? malloc(CORAL_GRD_BUCKETS) : NULL;
+	if (old_owner)
+		rec_owners(old, old_owner);
 	c->rec = r;
 	c->rec_index = index;
 	history_push(c, r);
@@ -2335,8 +2413,11 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 			was |= old->lost[k]->node == r->lost[i]->node &&
 			       old->lost[k]->incarnation == r->lost[i]->incarnation;
 		if (!was)
-			on_new_lost(c, r->lost[i]->node);
+			on_new_lost(c, r->lost[i]->node, NULL, NULL);
 	}
+	for (size_t i = 0; i < ngone && old_owner; i++)
+		on_new_lost(c, gone[i], old_owner, old);
+	free(old_owner);
 	/* nodes marked recovered: their entries are available again */
 	for (size_t k = 0; old && k < old->n_lost; k++) {
 		bool still = false;

@@ -23,7 +23,7 @@ static void seeds(uint64_t first, int n, uint32_t nodes)
 	cr_assert_gt(granted, (uint64_t)n * 50);
 	cr_assert_gt(losses, 0);
 	cr_assert_gt(joins, 0);
-	printf("# %d seeds x %u nodes: %llu versions, %llu remasters, %llu grants, %llu joins, %llu losses\n", n,
+	fprintf(stderr, "%d seeds x %u nodes: %llu versions, %llu remasters, %llu grants, %llu joins, %llu losses\n", n,
 	       nodes, (unsigned long long)versions, (unsigned long long)remasters, (unsigned long long)granted,
 	       (unsigned long long)joins, (unsigned long long)losses);
 }

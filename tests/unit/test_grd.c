@@ -97,7 +97,7 @@ Test(grd_map, publish_and_lookup)
 	coral_grd_lookup(m, &r, &w);
 	cr_assert_eq(w.master, 0, "no map: no master");
 	struct coral_grd_res_override ro = {r, 3};
-	struct coral_grd_lost lost = {2, 7, 2};
+	struct coral_grd_lost lost = {2, 7, 2, 3, {1, 2, 3}};
 	struct coral_grd_map_def d = {.version = 2, .nmembers = 2, .members = {1, 3}, .res = &ro, .nres = 1,
 				      .lost = &lost, .nlost = 1};
 	cr_assert_eq(coral_grd_map_publish(m, &d), 0);
@@ -119,6 +119,44 @@ Test(grd_map, publish_and_lookup)
 	d.nres = 20;
 	cr_assert_eq(coral_grd_map_publish(m, &d), CORAL_EFULL);
 	free(own);
+	free(m);
+}
+
+/* Two nodes lost in turn, then a join: each lost node keeps exactly the buckets it owned in
+ * the version before its loss (the later loss wins the buckets the first one's took over),
+ * whatever the ring is now; overrides it had, and those away from it, count. */
+Test(grd_map, lost_buckets_survive_later_changes)
+{
+	struct coral_conf cf;
+	memset(&cf, 0, sizeof(cf));
+	cf.grd.max_overrides = 8;
+	size_t sz = coral_grd_map_sga_size(&cf);
+	struct coral_grd_map_sga *m = calloc(1, sz);
+	cr_assert_eq(coral_grd_map_sga_init(m, sz, &cf, NULL), 0);
+	uint32_t v1[4] = {1, 2, 3, 4}, v2[3] = {1, 2, 4};
+	uint8_t *o1 = malloc(CORAL_GRD_BUCKETS), *o2 = malloc(CORAL_GRD_BUCKETS);
+	coral_grd_map_compute(v1, 4, NULL, 0, o1);
+	coral_grd_map_compute(v2, 3, NULL, 0, o2);
+	uint32_t given = 0, away = 0;
+	while (o2[given] != 2)
+		given++; /* node 1 had bucket `given` by an override */
+	while (o2[away] != 1)
+		away++;  /* and lost bucket `away` to node 4 by another */
+	struct coral_grd_lost lost[2] = {{3, 1, 2, 4, {1, 2, 3, 4}}, {1, 1, 3, 3, {1, 2, 4}}};
+	struct coral_grd_bucket_override lbo = {given, 1}, aw = {away, 1};
+	struct coral_grd_map_def d = {.version = 4, .nmembers = 3, .members = {2, 4, 5},
+				      .lost = lost, .nlost = 2, .lost_bo = &lbo, .nlost_bo = 1,
+				      .lost_away = &aw, .nlost_away = 1};
+	cr_assert_eq(coral_grd_map_publish(m, &d), 0);
+	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++) {
+		uint32_t want = o1[b] == 3 ? 3 : 0;
+		if ((o2[b] == 1 && b != away) || b == given)
+			want = 1;
+		cr_assert_eq(m->lost_owner[b], want, "bucket %u: lost owner %u, want %u", b,
+			     m->lost_owner[b], want);
+	}
+	free(o1);
+	free(o2);
 	free(m);
 }
 
