@@ -43,6 +43,7 @@ struct grd_dst {
 	uint64_t done_sources;        /* bit id-1 */
 	uint64_t entries[CORAL_MAX_NODES], bytes[CORAL_MAX_NODES];
 	size_t staged;
+	uint8_t staged_bm[CORAL_GRD_BUCKETS / 8]; /* buckets with staged entries */
 };
 
 enum grd_mv_state { MV_IDLE, MV_FREEZING, MV_COMMITTING };
@@ -145,6 +146,7 @@ struct grd_core {
 
 	struct grd_stats st;
 	uint8_t *scratch_owner;           /* CORAL_GRD_BUCKETS */
+	uint8_t *prev_owner;              /* the owners before the version being applied */
 };
 
 static void core_log(struct grd_core *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -330,7 +332,8 @@ struct grd_core *grd_core_new(uint32_t self, const struct coral_grd_conf *conf,
 	c->npending_cap = (size_t)conf->max_pending;
 	c->pending = calloc(c->npending_cap, sizeof(*c->pending));
 	c->scratch_owner = malloc(CORAL_GRD_BUCKETS);
-	if (c->pending == NULL || c->scratch_owner == NULL) {
+	c->prev_owner = malloc(CORAL_GRD_BUCKETS);
+	if (c->pending == NULL || c->scratch_owner == NULL || c->prev_owner == NULL) {
 		grd_core_free(c);
 		return NULL;
 	}
@@ -361,6 +364,7 @@ void grd_core_free(struct grd_core *c)
 	free(c->src.items);
 	free(c->pending);
 	free(c->scratch_owner);
+	free(c->prev_owner);
 	free(c);
 }
 
@@ -947,6 +951,9 @@ static void src_unfreeze(struct grd_core *c)
 	memset(s, 0, sizeof(*s));
 }
 
+static void src_pump(struct grd_core *c);
+static void coordinate(struct grd_core *c);
+
 static void on_freeze(struct grd_core *c, uint32_t from, const Coral__GrdFreeze *f)
 {
 	if (f->dry_run) {
@@ -1052,6 +1059,9 @@ static void on_freeze(struct grd_core *c, uint32_t from, const Coral__GrdFreeze 
 	}
 	core_log(c, 1, "move %llu: froze %zu items at version %llu for coordinator %u",
 	     (unsigned long long)s->move_id, s->nitems, (unsigned long long)s->base_version, from);
+	/* ship what the budget allows now rather than at the next tick: a small move is over
+	 * in one round trip */
+	src_pump(c);
 }
 
 /* Ships what the budget allows. */
@@ -1151,7 +1161,10 @@ static void on_ship(struct grd_core *c, uint32_t from, const Coral__GrdShip *sh)
 		return;
 	}
 	if (d->move_id != sh->move_id) {
-		memset(d, 0, sizeof(*d));
+		/* entries another move staged stay marked in staged_bm: the next settle drops them */
+		d->done_sources = 0;
+		memset(d->entries, 0, sizeof(d->entries));
+		memset(d->bytes, 0, sizeof(d->bytes));
 		d->move_id = sh->move_id;
 		d->base_version = sh->base_version;
 	}
@@ -1175,6 +1188,7 @@ static void on_ship(struct grd_core *c, uint32_t from, const Coral__GrdShip *sh)
 		}
 		entry_from_msg(e, sh->entries[i]);
 		e->flags |= CORAL_GRDE_STAGED;
+		d->staged_bm[b / 8] |= (uint8_t)(1u << (b % 8));
 		e->move_id = sh->move_id;
 		coral_grd_dir_touch(c->dir, e);
 		coral_grd_dir_unlock(c->dir, b);
@@ -1200,13 +1214,14 @@ static void dst_settle(struct grd_core *c, const Coral__GrdMapRecord *r)
 	if (d->staged == 0)
 		return;
 	bool committed = committed_move(r, d->move_id);
-	for (uint32_t i = 0; i < c->dir->capacity; i++) {
-		struct coral_grd_entry *e = coral_grd_dir_entry(c->dir, i);
-		if (!(e->flags & CORAL_GRDE_STAGED))
+	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++) {
+		if (!(d->staged_bm[b / 8] & (1u << (b % 8))))
 			continue;
-		uint32_t b = e->bucket;
 		coral_grd_dir_lock(c->dir, b);
-		if (e->flags & CORAL_GRDE_STAGED) {
+		for (struct coral_grd_entry *e = coral_grd_dir_first(c->dir, b), *next; e; e = next) {
+			next = coral_grd_dir_next(c->dir, e);
+			if (!(e->flags & CORAL_GRDE_STAGED))
+				continue;
 			if (committed && e->move_id == d->move_id) {
 				e->flags &= (uint16_t)~CORAL_GRDE_STAGED;
 				e->moved_ns = c->now_ms * 1000000ull;
@@ -1774,6 +1789,7 @@ static void enqueue_request(struct grd_core *c, const Coral__GrdRemasterRequest 
 	q->origin = origin;
 	q->cookie = cookie;
 	q->cause = cause;
+	coordinate(c); /* start it now if nothing else is in flight, not at the next tick */
 }
 
 void grd_core_remaster(struct grd_core *c, const Coral__GrdRemasterRequest *req, uint64_t cookie)
@@ -2330,23 +2346,44 @@ static void on_new_lost(struct grd_core *c, uint32_t lost, const uint8_t *old_ow
 
 /* ---- applying a committed record ---------------------------------------------------- */
 
-static void drop_unowned(struct grd_core *c)
+/* Drops the non-staged entries of bucket b whose master is no longer this node. */
+static void drop_bucket(struct grd_core *c, uint32_t b)
 {
-	for (uint32_t i = 0; i < c->dir->capacity; i++) {
-		struct coral_grd_entry *e = coral_grd_dir_entry(c->dir, i);
-		if (!(e->flags & CORAL_GRDE_USED) || (e->flags & CORAL_GRDE_STAGED))
+	coral_grd_dir_lock(c->dir, b);
+	for (struct coral_grd_entry *e = coral_grd_dir_first(c->dir, b), *next; e; e = next) {
+		next = coral_grd_dir_next(c->dir, e);
+		if (e->flags & CORAL_GRDE_STAGED)
 			continue;
 		struct coral_grd_where w;
 		coral_grd_lookup(c->map, &e->id, &w);
-		if (w.master == c->self)
-			continue;
-		coral_grd_dir_lock(c->dir, e->bucket);
-		if ((e->flags & CORAL_GRDE_USED) && !(e->flags & CORAL_GRDE_STAGED)) {
+		if (w.master != c->self) {
 			coral_grd_dir_remove(c->dir, e);
 			c->st.dropped_unowned++;
 		}
-		coral_grd_dir_unlock(c->dir, w.bucket);
 	}
+	coral_grd_dir_unlock(c->dir, b);
+}
+
+static void drop_overridden(struct grd_core *c, Coral__GrdResOverride *const *o, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct coral_resid id;
+		if (res_from_msg(o[i]->id, &id))
+			drop_bucket(c, coral_resid_bucket(&id));
+	}
+}
+
+/* After a new version: entries this node no longer masters go. Only the buckets it lost
+ * and the resources whose override changed are looked at, not the whole table, so that
+ * applying a version costs what changed. */
+static void drop_unowned(struct grd_core *c, const Coral__GrdMapRecord *old, const Coral__GrdMapRecord *r)
+{
+	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++)
+		if (c->prev_owner[b] == c->self && c->map->owner[b] != c->self)
+			drop_bucket(c, b);
+	if (old)
+		drop_overridden(c, old->res_overrides, old->n_res_overrides);
+	drop_overridden(c, r->res_overrides, r->n_res_overrides);
 }
 
 void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t index)
@@ -2366,6 +2403,7 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 	struct coral_grd_map_def d;
 	struct map_scratch s;
 	int rc = rec_def(r, index, &d, &s);
+	memcpy(c->prev_owner, c->map->owner, CORAL_GRD_BUCKETS);
 	if (rc == 0)
 		rc = coral_grd_map_publish(c->map, &d);
 	scratch_free(&s);
@@ -2405,7 +2443,7 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 	if (c->src.active && r->version > c->src.base_version)
 		src_unfreeze(c);
 	dst_settle(c, r);
-	drop_unowned(c);
+	drop_unowned(c, old, r);
 	/* nodes newly lost */
 	for (size_t i = 0; i < r->n_lost; i++) {
 		bool was = false;
