@@ -127,6 +127,22 @@ static uint32_t coral__probe_point(uint32_t bucket, uint32_t probe)
 	return (uint32_t)(coral__mix(((uint64_t)(0x5bd1e995u + probe) << 32) | bucket) >> 32);
 }
 
+/* The owners a member set gives, before overrides, for the last few member sets asked:
+ * grdd asks for the same few sets again and again (the current ring, each lost node's ring,
+ * the ring of a move being planned), and one computation is half a million probes. */
+#define CORAL__RING_CACHE 8
+struct coral__ring_cache {
+	struct {
+		size_t n;
+		uint64_t used;
+		uint32_t members[CORAL_MAX_NODES];
+		uint8_t owner[CORAL_GRD_BUCKETS];
+	} e[CORAL__RING_CACHE];
+	uint64_t clock;
+};
+
+static void coral__ring_owners(const uint32_t *members, size_t n, uint8_t *out);
+
 void coral_grd_map_compute(const uint32_t *members, size_t n,
 			   const struct coral_grd_bucket_override *bo, size_t nbo, uint8_t *out)
 {
@@ -135,6 +151,41 @@ void coral_grd_map_compute(const uint32_t *members, size_t n,
 		return;
 	if (n > CORAL_MAX_NODES)
 		n = CORAL_MAX_NODES;
+	static _Thread_local struct coral__ring_cache *cache;
+	if (cache == NULL)
+		cache = calloc(1, sizeof(*cache)); /* kept for the thread's life; NULL: no cache */
+	int hit = -1, victim = 0;
+	for (int i = 0; cache && i < CORAL__RING_CACHE; i++) {
+		if (cache->e[i].n == n && memcmp(cache->e[i].members, members, n * sizeof(uint32_t)) == 0) {
+			hit = i;
+			break;
+		}
+		if (cache->e[i].used < cache->e[victim].used)
+			victim = i;
+	}
+	if (hit >= 0) {
+		memcpy(out, cache->e[hit].owner, CORAL_GRD_BUCKETS);
+		cache->e[hit].used = ++cache->clock;
+	} else {
+		coral__ring_owners(members, n, out);
+		if (cache) {
+			cache->e[victim].n = n;
+			memcpy(cache->e[victim].members, members, n * sizeof(uint32_t));
+			memcpy(cache->e[victim].owner, out, CORAL_GRD_BUCKETS);
+			cache->e[victim].used = ++cache->clock;
+		}
+	}
+	for (size_t i = 0; i < nbo; i++) {
+		if (bo[i].bucket >= CORAL_GRD_BUCKETS)
+			continue;
+		for (size_t j = 0; j < n; j++)
+			if (members[j] == bo[i].node)
+				out[bo[i].bucket] = (uint8_t)bo[i].node;
+	}
+}
+
+static void coral__ring_owners(const uint32_t *members, size_t n, uint8_t *out)
+{
 	static _Thread_local struct coral__vnode ring[CORAL_MAX_NODES * CORAL_GRD_VNODES];
 	size_t nr = 0;
 	for (size_t i = 0; i < n; i++)
@@ -164,13 +215,6 @@ void coral_grd_map_compute(const uint32_t *members, size_t n,
 			}
 		}
 		out[b] = (uint8_t)owner;
-	}
-	for (size_t i = 0; i < nbo; i++) {
-		if (bo[i].bucket >= CORAL_GRD_BUCKETS)
-			continue;
-		for (size_t j = 0; j < n; j++)
-			if (members[j] == bo[i].node)
-				out[bo[i].bucket] = (uint8_t)bo[i].node;
 	}
 }
 

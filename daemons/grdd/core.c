@@ -2652,6 +2652,13 @@ static void affinity_decay(struct grd_core *c)
 	}
 }
 
+void grd_core_clock(struct grd_core *c, uint64_t now_ms, uint64_t wall_ms)
+{
+	if (now_ms > c->now_ms)
+		c->now_ms = now_ms;
+	c->wall_ms = wall_ms;
+}
+
 void grd_core_tick(struct grd_core *c, uint64_t now_ms, uint64_t wall_ms)
 {
 	c->now_ms = now_ms;

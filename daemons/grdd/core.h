@@ -103,6 +103,8 @@ void grd_core_set_cluster(struct grd_core *c, uint32_t leader, bool fenced,
 void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t index);
 void grd_core_store_done(struct grd_core *c, uint64_t cookie, int code, uint64_t index);
 void grd_core_recv(struct grd_core *c, uint32_t from, uint8_t type, const uint8_t *data, size_t len);
+/* Sets the clocks without doing the tick's work (the daemon calls it before each input). */
+void grd_core_clock(struct grd_core *c, uint64_t now_ms, uint64_t wall_ms);
 /* now_ms: a monotonic clock; wall_ms: the real clock, only written into records. */
 void grd_core_tick(struct grd_core *c, uint64_t now_ms, uint64_t wall_ms);
 

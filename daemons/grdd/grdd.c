@@ -61,6 +61,14 @@ static struct grdd *svc(struct coral_daemon *d) { return d->svc; }
 static uint64_t req_id(const Coral__CtlRequest *req) { return req->hdr ? req->hdr->request_id : 0; }
 static uint64_t now_ms(void) { return coral_now_mono_ns() / 1000000ull; }
 
+/* The core, its clock brought to now: timestamps and budgets taken between two ticks are
+ * then exact rather than up to a tick old. */
+static struct grd_core *core(struct grdd *g)
+{
+	grd_core_clock(g->core, now_ms(), coral_now_real_ns() / 1000000ull);
+	return g->core;
+}
+
 /* ---- core ops ------------------------------------------------------------------------- */
 
 static int op_send(void *arg, uint32_t to, uint8_t type, const uint8_t *buf, size_t len)
@@ -99,7 +107,7 @@ static void on_self(evutil_socket_t fd, short what, void *arg)
 		struct selfmsg m = g->selfq[g->self_head];
 		g->self_head = (g->self_head + 1) % SELFQ;
 		g->self_n--;
-		grd_core_recv(g->core, g->self, m.type, m.data, m.len);
+		grd_core_recv(core(g), g->self, m.type, m.data, m.len);
 		free(m.data);
 	}
 	if (g->self_n > 0)
@@ -114,7 +122,7 @@ static void on_store_done(void *arg, int err, const Coral__CtlResponse *resp)
 	uint64_t index = err == 0 && resp->kv ? resp->kv->index : 0;
 	if (code != 0 && code != CORAL_ECONFLICT)
 		log_warn("storing the map in raftd failed: %s", err ? coral_strerror(err) : resp->error);
-	grd_core_store_done(g->core, cookie[0], code, index);
+	grd_core_store_done(core(g), cookie[0], code, index);
 	free(cookie);
 }
 
@@ -241,7 +249,7 @@ static void on_get(void *arg, int err, const Coral__CtlResponse *resp)
 	if (code == CORAL_ENOENT) {
 		g->read_done = true;
 		g->watch_index = resp->kv ? resp->kv->index : 0;
-		grd_core_apply(g->core, NULL, 0, 0);
+		grd_core_apply(core(g), NULL, 0, 0);
 		return;
 	}
 	if (code != 0 || resp->kv == NULL) {
@@ -251,11 +259,13 @@ static void on_get(void *arg, int err, const Coral__CtlResponse *resp)
 	g->read_done = true;
 	g->watch_index = resp->kv->index;
 	if (resp->kv->n_kv == 1)
-		grd_core_apply(g->core, resp->kv->kv[0]->value.data, resp->kv->kv[0]->value.len,
+		grd_core_apply(core(g), resp->kv->kv[0]->value.data, resp->kv->kv[0]->value.len,
 			       resp->kv->kv[0]->mod_index);
 	else
-		grd_core_apply(g->core, NULL, 0, 0);
+		grd_core_apply(core(g), NULL, 0, 0);
 }
+
+static void raft_poll(struct grdd *g);
 
 static void on_watch(void *arg, int err, const Coral__CtlResponse *resp)
 {
@@ -275,10 +285,11 @@ static void on_watch(void *arg, int err, const Coral__CtlResponse *resp)
 	for (size_t i = 0; i < w->n_events; i++) {
 		const Coral__WatchEvent *e = w->events[i];
 		if (strcmp(e->key, GRD_MAP_KEY) == 0 && !e->deleted && e->value_index != 0)
-			grd_core_apply(g->core, e->value.data, e->value.len, e->value_index);
+			grd_core_apply(core(g), e->value.data, e->value.len, e->value_index);
 	}
 	if (w->index > g->watch_index)
 		g->watch_index = w->index;
+	raft_poll(g); /* watch again now: the next version may be committed before the tick */
 }
 
 static void raft_poll(struct grdd *g)
@@ -312,7 +323,7 @@ static void on_net_msg(void *arg, uint32_t from, uint64_t inc, uint8_t type, con
 {
 	(void)inc;
 	struct grdd *g = arg;
-	grd_core_recv(g->core, from, type, data, len);
+	grd_core_recv(core(g), from, type, data, len);
 }
 
 static void on_net_refused(void *arg, uint32_t peer, int code, const char *why)
@@ -605,7 +616,7 @@ static void h_remaster(struct coral_daemon *d, uint64_t conn, const Coral__CtlRe
 		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EBUSY, "too many requests waiting");
 		return;
 	}
-	grd_core_remaster(g->core, req->grd_remaster, cookie);
+	grd_core_remaster(core(g), req->grd_remaster, cookie);
 }
 
 static void h_history(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
@@ -654,7 +665,7 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EBUSY, "too many requests waiting");
 		return;
 	}
-	int rc = grd_core_lock(g->core, &id, (int)l->op, mode, cookie);
+	int rc = grd_core_lock(core(g), &id, (int)l->op, mode, cookie);
 	if (rc != 0) {
 		wait_take(g, cookie);
 		coral_daemon_answer_error(d, conn, req_id(req), rc, "max_pending (%lld) requests are in flight, "
