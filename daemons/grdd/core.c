@@ -1824,8 +1824,7 @@ static void on_propose(struct grd_core *c, uint32_t from, const Coral__GrdPropos
 	Coral__GrdRemasterRequest req = CORAL__GRD_REMASTER_REQUEST__INIT;
 	req.target = target;
 	req.node = p->to;
-	enqueue_request(c, &req, 0, 0, CORAL_GRD_CAUSE_AFFINITY);
-	c->queue[c->nqueue - 1].origin = 0; /* nobody waits for the answer */
+	enqueue_request(c, &req, 0, 0, CORAL_GRD_CAUSE_AFFINITY); /* origin 0: nobody waits */
 }
 
 /* Members that should be on the ring: the active ones whose grdd is reachable (a member
