@@ -38,7 +38,8 @@
 	X(EFROZEN, "resource is being remastered: retry")                \
 	X(ECONFLICT, "changed meanwhile: compare-and-swap failed")       \
 	X(ECANCELED, "cancelled")                                         \
-	X(EHELD, "held elsewhere in an incompatible mode")
+	X(EHELD, "held elsewhere in an incompatible mode")               \
+	X(ECORRUPT, "checksum mismatch: data is damaged")
 
 enum coral_err {
 	CORAL_OK = 0,

@@ -39,6 +39,9 @@ static void usage(FILE *f)
 		"  cluster remove-node ID          remove a node for good; its id is never reused (admin)\n"
 		"  kv get KEY [--stale] | put KEY VALUE | del KEY | list [PREFIX]   the config store\n"
 		"  kv watch [PREFIX] [--members] [--from INDEX] [--count N] [--for MS]  changes as they commit\n"
+		"  grd status|resource ID|top [N]|remaster RES|BUCKET NODE [--dry-run]|remaster --cancel|\n"
+		"      recovered NODE|history|lock ID MODE|unlock ID   the global resource directory\n"
+		"  datafile create NAME BLOCKS | list [--verify]     data files of the shared storage\n"
 		"NODE: id or label; default $CORAL_NODE, else the first node on this machine.\n"
 		"Exit status: 0 ok, 1 error, 2 usage. See coralctl(8).\n");
 }
@@ -420,6 +423,8 @@ int main(int argc, char **argv)
 		return cmd_kv(nrest, rest);
 	if (strcmp(cmd, "grd") == 0)
 		return cmd_grd(nrest, rest);
+	if (strcmp(cmd, "datafile") == 0)
+		return cmd_datafile(nrest, rest);
 	fprintf(stderr, "coralctl: unknown command or wrong arguments: %s\n", cmd);
 	usage(stderr);
 	return 2;

@@ -24,6 +24,9 @@ Coral__CtlResponse *daemon_call(int daemon, Coral__CtlRequest *req, int want);
 /* coralctl_grd.c: grd status|resource|top|remaster|history|lock|unlock */
 int cmd_grd(int argc, char **argv);
 
+/* coralctl_storage.c: datafile create|list */
+int cmd_datafile(int argc, char **argv);
+
 /* coralctl_raft.c: raft status|history|transfer-leader, cluster ..., kv ... */
 int cmd_raft(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
