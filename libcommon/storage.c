@@ -121,6 +121,8 @@ int coral_ctlfile_load(const struct coral_conf *conf, struct coral_ctlfile *cf, 
 		memset(cf->files, 0, sizeof(cf->files));
 		return rc;
 	}
+	for (uint32_t i = 0; i < h.nfiles; i++) /* a name is used as a C string and a path */
+		cf->files[i].name[sizeof(cf->files[i].name) - 1] = '\0';
 	cf->nfiles = h.nfiles;
 	cf->next_id = h.next_id;
 	cf->seq = h.seq;

@@ -451,7 +451,8 @@ static int rec_def(const Coral__GrdMapRecord *r, uint64_t index, struct coral_gr
 		o->incarnation = l->incarnation;
 		o->since_version = l->since_version;
 		for (size_t k = 0; k < l->n_ring && o->nring < CORAL_MAX_NODES; k++)
-			o->ring[o->nring++] = l->ring[k];
+			if (l->ring[k] >= 1 && l->ring[k] <= CORAL_MAX_NODES) /* as members are */
+				o->ring[o->nring++] = l->ring[k];
 		for (size_t k = 0; k < l->n_away; k++)
 			s->away[d->nlost_away++] = (struct coral_grd_bucket_override){l->away[k], l->node};
 	}
@@ -2255,6 +2256,8 @@ static void rebuild_tick(struct grd_core *c)
 static void on_new_lost(struct grd_core *c, uint32_t lost, const uint8_t *old_owner,
 			const Coral__GrdMapRecord *old)
 {
+	if (bit(lost) == 0)
+		return; /* not a node id: a damaged record */
 	for (uint32_t i = 0; i < c->dir->capacity; i++) {
 		struct coral_grd_entry *e = coral_grd_dir_entry(c->dir, i);
 		if (!(e->flags & CORAL_GRDE_USED) || !((e->holders | e->pi) & bit(lost)))

@@ -182,6 +182,8 @@ static int cmd_lookup(int argc, char **argv)
 	pthread_create(&th, NULL, echo_thread, &ea);
 	size_t nrt = 20000;
 	uint64_t *t_look = calloc((size_t)rounds, 8), *t_arr = calloc((size_t)rounds, 8), *t_rt = calloc((size_t)rounds, 8);
+	if (!t_look || !t_arr || !t_rt)
+		return 1;
 	printf("master lookup from %s; %zu lookups per round, %d rounds, alternating\n", where, n, rounds);
 	printf("%-6s %14s %14s %16s\n", "round", "lookup_ns", "array_ns", "loopback_rt_ns");
 	for (int r = 0; r < rounds; r++) {
@@ -427,6 +429,8 @@ static int cmd_remaster(int argc, char **argv)
 	for (int k = 0; k < 2; k++) {
 		mv[k] = calloc((size_t)count, 8);
 		fz[k] = calloc((size_t)count, 8);
+		if (!mv[k] || !fz[k] || !put)
+			return 1;
 	}
 	char err[CORAL_ERRMSG_MAX];
 	int nput = 0, rc = 0;
