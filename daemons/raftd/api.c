@@ -414,6 +414,24 @@ void pending_watch_notify(struct raftd *r)
 	}
 }
 
+/* A request forwarded to a leader that is no longer the leader would otherwise wait out its
+ * whole timeout (the old leader may be dead, its socket not yet known closed). It is answered
+ * at once, as etcd does: whether the old leader committed it is unknown, so the client is
+ * told to check and retry rather than having it sent again on its behalf. */
+void pending_leader_changed(struct raftd *r, uint32_t leader)
+{
+	for (size_t k = 0; k < r->pend_hi; k++) {
+		struct pending *p = &r->pend[k];
+		if (p->state != PS_FORWARDED || p->fwd_to == leader)
+			continue;
+		char why[160];
+		snprintf(why, sizeof(why),
+			 "the leader changed (node %u, now %s) before it answered: the request may or "
+			 "may not have taken effect; retry", p->fwd_to, leader ? "another" : "none known");
+		pending_answer(r, p, CORAL_ENOTLEADER, why);
+	}
+}
+
 void pending_expire(struct raftd *r)
 {
 	uint64_t now = coral_now_mono_ns();

@@ -126,6 +126,7 @@ static void note_events(struct raftd *r)
 			raftd_history(r, "leader", c->leader, "node %u is leader of term %llu", c->leader,
 				      (unsigned long long)c->term);
 		r->last_leader = c->leader;
+		pending_leader_changed(r, c->leader);
 		/* The lease granted by the last leader runs its course: a new leader waits a lease
 		 * before it evicts anyone, so it stays sound; only the current leader renews it. */
 		if (c->leader && c->leader != r->self)
@@ -743,6 +744,7 @@ static int forward(struct raftd *r, struct pending *p, uint32_t kind, const uint
 		return rc;
 	}
 	p->state = PS_FORWARDED;
+	p->fwd_to = leader;
 	return 0;
 }
 

@@ -44,6 +44,7 @@ struct pending {
 	struct evhttp_request *http;      /* OR_HTTP; NULL once the client has gone */
 	uint32_t fwd_node;                /* OR_FWD */
 	uint64_t fwd_req;
+	uint32_t fwd_to;                  /* PS_FORWARDED: the leader it went to */
 	uint64_t deadline_ns;
 	uint64_t index, term;
 	int code;
@@ -165,6 +166,7 @@ int raftd_admin(struct raftd *r, struct pending *p, uint32_t kind, const Coral__
 struct pending *pending_new(struct raftd *r, uint8_t type, uint8_t origin, int timeout_ms);
 struct pending *pending_find(struct raftd *r, uint64_t id);
 void pending_answer(struct raftd *r, struct pending *p, int code, const char *error);
+void pending_leader_changed(struct raftd *r, uint32_t leader);
 void pending_check_applied(struct raftd *r);
 void pending_expire(struct raftd *r);
 void pending_watch_notify(struct raftd *r);
