@@ -174,6 +174,23 @@ static const struct coral_opt coral__grd_opts[] = {
 	    "client requests in flight on a node; more are refused as busy"),
 };
 
+static const struct coral_opt coral__cache_opts[] = {
+	OPT(coral_cache_conf, buffers, INT, "2048", 16, 1 << 24, false,
+	    "block buffers in the SGA (section cache); each is block_size bytes plus a header"),
+	OPT(coral_cache_conf, redo_buffer, SIZE, "4M", 65536, (int64_t)1 << 32, false,
+	    "bytes of redo buffered in the SGA before the log writer must catch up (section redo)"),
+	OPT(coral_cache_conf, redo_segment, SIZE, "64M", 1 << 20, (int64_t)1 << 40, false,
+	    "size of one redo segment file of a node's redo thread before the next is started"),
+	OPT(coral_cache_conf, gcs_retry_ms, INT, "200", 5, 60000, false,
+	    "a cache-fusion message not answered in this long is sent again"),
+	OPT(coral_cache_conf, get_timeout_ms, INT, "10000", 10, 600000, false,
+	    "a session's request for a block fails with a timeout after this long"),
+	OPT(coral_cache_conf, checkpoint_ms, INT, "1000", 10, 3600000, false,
+	    "how often lmsd writes dirty buffers back to the data files"),
+	OPT(coral_cache_conf, commit_timeout_ms, INT, "10000", 10, 600000, false,
+	    "a commit whose redo the log writer has not made durable by then fails"),
+};
+
 static const struct coral_opt coral__supervisor_opts[] = {
 	OPT(coral_supervisor_conf, bin_dir, STR, "", 0, S - 1, false,
 	    "where the daemon binaries are (empty: next to coral-node, then the build tree)"),
@@ -207,10 +224,10 @@ static const struct coral_opt coral__daemon_opts[] = {
 #undef S
 
 enum coral__sect_kind {
-	SK_CLUSTER, SK_STORAGE, SK_TLS, SK_SUPERVISOR, SK_RAFT, SK_INTERCONNECT, SK_GRD, /* one each */
+	SK_CLUSTER, SK_STORAGE, SK_TLS, SK_SUPERVISOR, SK_RAFT, SK_INTERCONNECT, SK_GRD, SK_CACHE, /* one each */
 	SK_NODE, SK_DAEMON
 };
-#define SK_LAST_SINGLE SK_GRD
+#define SK_LAST_SINGLE SK_CACHE
 
 struct coral__sect_def {
 	const char *name;
@@ -228,6 +245,7 @@ static const struct coral__sect_def coral__sections[] = {
 	SECT("raft", SK_RAFT, coral__raft_opts),
 	SECT("interconnect", SK_INTERCONNECT, coral__interconnect_opts),
 	SECT("grd", SK_GRD, coral__grd_opts),
+	SECT("cache", SK_CACHE, coral__cache_opts),
 	SECT("node", SK_NODE, coral__node_opts),
 	SECT("daemon", SK_DAEMON, coral__daemon_opts),
 };
@@ -250,6 +268,7 @@ static void *coral__sect_base(struct coral_conf *c, enum coral__sect_kind k, int
 	case SK_RAFT: *meta = &c->raft_meta; return &c->raft;
 	case SK_INTERCONNECT: *meta = &c->interconnect_meta; return &c->interconnect;
 	case SK_GRD: *meta = &c->grd_meta; return &c->grd;
+	case SK_CACHE: *meta = &c->cache_meta; return &c->cache;
 	case SK_NODE: *meta = &c->nodes[idx].meta; return &c->nodes[idx];
 	case SK_DAEMON: *meta = &c->daemon_meta[idx]; return &c->daemon[idx];
 	}

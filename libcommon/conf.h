@@ -157,6 +157,18 @@ struct coral_grd_conf {
 	int64_t max_pending;           /* client requests in flight on this node */
 };
 
+/* Cache fusion (lmsd), redo (replicad as log writer) and libcoral sessions. Capacities size
+ * SGA sections. */
+struct coral_cache_conf {
+	int64_t buffers;               /* block buffers in the SGA (section cache) */
+	int64_t redo_buffer;           /* bytes of redo buffered in the SGA (section redo) */
+	int64_t redo_segment;          /* bytes per redo segment file before the next one */
+	int64_t gcs_retry_ms;          /* a GCS message unanswered this long is sent again */
+	int64_t get_timeout_ms;        /* a session's block request fails after this long */
+	int64_t checkpoint_ms;         /* dirty buffers are written back this often */
+	int64_t commit_timeout_ms;     /* a commit whose redo is not durable by then fails */
+};
+
 struct coral_supervisor_conf {
 	char bin_dir[CORAL_STR_MAX];
 	int64_t ready_timeout_ms;
@@ -185,9 +197,10 @@ struct coral_conf {
 	struct coral_raft_conf raft;
 	struct coral_interconnect_conf interconnect;
 	struct coral_grd_conf grd;
+	struct coral_cache_conf cache;
 	struct coral_daemon_conf daemon[CORAL_NDAEMONS];
 	struct coral_sect_meta cluster_meta, storage_meta, tls_meta, supervisor_meta, raft_meta,
-		interconnect_meta, grd_meta;
+		interconnect_meta, grd_meta, cache_meta;
 	struct coral_sect_meta daemon_meta[CORAL_NDAEMONS];
 	int nnodes;
 	struct coral_node_conf nodes[CORAL_MAX_NODES];

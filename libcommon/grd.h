@@ -192,8 +192,9 @@ struct coral_grd_aff {
 
 struct coral_grd_conv {
 	uint8_t node, mode;
-	uint16_t pad;
+	uint16_t have;                  /* blocks: the mode the requester said it holds */
 	uint32_t pad2;
+	uint64_t rid;                   /* blocks: the requester's request id */
 };
 
 /* One resource's master-side state (or, in the held table, this node's own hold). */
@@ -216,6 +217,13 @@ struct coral_grd_entry {
 	uint64_t accesses, grants;
 	uint64_t last_ns, moved_ns;
 	uint64_t scn;
+	/* blocks (lmsd, the Global Cache Service): the node with the current image (0: the disk
+	 * has it), the operation under way and its number, the SCN last written to disk */
+	uint8_t cur;
+	uint8_t op_phase, op_node, op_mode;
+	uint32_t op_tries;
+	uint64_t op_rid, op_inv, op_sent_ms;
+	uint64_t gen, disk_scn;
 } __attribute__((aligned(64)));
 
 enum { CORAL_GRDB_ACTIVE, CORAL_GRDB_FROZEN, CORAL_GRDB_REBUILDING };

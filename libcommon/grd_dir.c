@@ -241,7 +241,7 @@ static void coral__chain_unlink(struct coral_grd_dir *d, struct coral_grd_entry 
 
 static bool coral__evictable(const struct coral_grd_entry *e)
 {
-	return e->holders == 0 && e->pi == 0 && e->nconv == 0 &&
+	return e->holders == 0 && e->pi == 0 && e->nconv == 0 && e->op_phase == 0 && e->cur == 0 &&
 	       !(e->flags & (CORAL_GRDE_FROZEN | CORAL_GRDE_STAGED | CORAL_GRDE_RECOVERY));
 }
 

@@ -2,6 +2,7 @@
  * place that lists every subsystem living in shared memory, in dependency order; later
  * subsystems (membership, GRD, buffer cache, redo buffer...) are added here. */
 #include "sga.h"
+#include "bufcache.h"
 #include "errors.h"
 #include "log.h"
 #include "cluster.h"
@@ -24,6 +25,7 @@ static const struct coral_sga_subsys coral__registry[] = {
 	{"grd_map", coral_grd_map_sga_size, coral_grd_map_sga_init, coral_grd_map_sga_fill},
 	{"grd_dir", coral_grd_dir_sga_size, coral_grd_dir_sga_init, coral_grd_dir_sga_fill},
 	{"grd_held", coral_grd_held_sga_size, coral_grd_held_sga_init, coral_grd_dir_sga_fill},
+	{"cache", coral_cache_sga_size, coral_cache_sga_init, coral_cache_sga_fill},
 };
 
 const struct coral_sga_subsys *coral_sga_subsystems(size_t *n)

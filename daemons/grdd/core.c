@@ -275,6 +275,9 @@ void grd_entry_to_msg(const struct coral_grd_entry *e, Coral__GrdEntry *m, struc
 	m->grants = e->grants;
 	m->scn = e->scn;
 	m->recovery_node = (e->flags & CORAL_GRDE_RECOVERY) ? e->recovery_node : 0;
+	m->current = e->cur;
+	m->gen = e->gen;
+	m->disk_scn = e->disk_scn;
 }
 
 /* Copies a shipped entry's state into e (holders, queue, lvb, counters). */
@@ -308,6 +311,15 @@ static void entry_from_msg(struct coral_grd_entry *e, const Coral__GrdEntry *m)
 	e->accesses = m->accesses;
 	e->grants = m->grants;
 	e->scn = m->scn;
+	/* a block's queue and operation in progress stay behind: their requesters send again to
+	 * the new master (lmsd retries), which goes on from the operation number */
+	if (coral_resid_is_block(&e->id)) {
+		e->nconv = 0;
+		e->cur = (uint8_t)(m->current <= CORAL_MAX_NODES ? m->current : 0);
+		e->gen = m->gen;
+		e->disk_scn = m->disk_scn;
+		e->op_phase = 0;
+	}
 	if (m->recovery_node) {
 		e->flags |= CORAL_GRDE_RECOVERY;
 		e->recovery_node = (uint8_t)m->recovery_node;

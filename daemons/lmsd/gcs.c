@@ -1,0 +1,1623 @@
+/* The Global Cache Service core (see gcs.h for the protocol). Three roles in one file, each
+ * a group of handlers: the requester (sessions' waits, installing what comes), the holder
+ * (shipping, invalidation, past images, write-back) and the master (queue and operations in
+ * the directory entry). Every handler checks the message's kind-specific fields before use;
+ * a message that makes no sense is counted and dropped.
+ *
+ * The invariant that keeps it safe under loss and reordering: the master's view of a node
+ * may be higher than the truth (it thinks a node holds what it has dropped), never lower.
+ * Everything that lowers it is either the node's own answer to the operation in progress or
+ * a release tagged with the operation number it was granted at. */
+#include "gcs.h"
+#include "errors.h"
+#include "gcs.pb-c.h"
+#include "storage.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GCS_MAX_OPS 4096      /* blocks this node masters with an operation under way */
+#define GCS_MAX_PIDROP 4096   /* blocks whose past images are still to be dropped */
+#define GCS_OP_TRIES 20       /* an operation re-sent this often is logged */
+
+enum { OP_IDLE, OP_INV, OP_XFER };
+enum { SHIP_FWD = 1, SHIP_INV };
+
+struct gcs_waiter {
+	uint64_t cookie;
+	uint8_t mode;
+};
+
+struct gcs_wait {
+	bool used, cr;
+	uint8_t want;
+	uint32_t file;
+	uint64_t block;
+	uint64_t rid;
+	uint32_t master;
+	uint64_t sent_ms, first_us, deadline_ms;
+	uint32_t nw;
+	struct gcs_waiter w[GCS_MAX_WAITERS];
+};
+
+struct gcs_blk {
+	uint32_t file;
+	uint64_t block;
+};
+
+struct gcs_core {
+	uint32_t self;
+	struct coral_cache *cache;
+	struct coral_grd_dir *dir;
+	struct gcs_ops ops;
+	uint32_t retry_ms, timeout_ms;
+	uint64_t now_us, now_ms;
+	uint64_t next_rid;
+	struct gcs_wait *waits;
+	uint32_t nwaits;
+	uint32_t *deferred;
+	uint32_t ndeferred;
+	uint8_t *scratch;             /* one block: what is shipped or written is copied here */
+	uint32_t *unacked;            /* buffers whose grant's ACK the master has not confirmed */
+	uint32_t nunacked;
+	struct gcs_blk ops_list[GCS_MAX_OPS];
+	uint32_t nops;
+	struct gcs_blk pidrop[GCS_MAX_PIDROP];
+	uint32_t npidrop;
+	struct gcs_stats st;
+};
+
+static const char *const kind_names[GCS_NKINDS] = {
+	"?", "req", "grant", "fwd", "block", "ack", "inv", "inv-ack", "not-here", "written",
+	"pi-drop", "pi-ack", "release", "retry", "cr-req", "cr-fwd", "cr-block", "acked",
+};
+
+const char *gcs_kind_name(int kind)
+{
+	return kind > 0 && kind < GCS_NKINDS ? kind_names[kind] : "?";
+}
+
+static uint64_t bit(uint32_t node) { return 1ull << (node - 1); }
+
+static void logf_(struct gcs_core *c, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void logf_(struct gcs_core *c, int level, const char *fmt, ...)
+{
+	if (c->ops.log == NULL)
+		return;
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	c->ops.log(c->ops.arg, level, buf);
+}
+
+/* ---- latency histogram: 8 buckets per power of two ------------------------------------ */
+
+void gcs_hist_add(struct gcs_hist *h, uint64_t us)
+{
+	h->n++;
+	h->sum_us += us;
+	int b = us == 0 ? 0 : (int)(8.0 * log2((double)us + 1.0));
+	if (b >= GCS_HIST)
+		b = GCS_HIST - 1;
+	h->b[b]++;
+}
+
+uint64_t gcs_hist_pct(const struct gcs_hist *h, double pct)
+{
+	if (h->n == 0)
+		return 0;
+	uint64_t want = (uint64_t)ceil((double)h->n * pct / 100.0), seen = 0;
+	for (int b = 0; b < GCS_HIST; b++) {
+		seen += h->b[b];
+		if (seen >= want)
+			return (uint64_t)(pow(2.0, (b + 1) / 8.0) - 1.0);
+	}
+	return 0;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------- */
+
+struct gcs_core *gcs_core_new(uint32_t self, struct coral_cache *cache, struct coral_grd_dir *dir,
+			      const struct gcs_ops *ops, uint32_t retry_ms, uint32_t timeout_ms)
+{
+	struct gcs_core *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->waits = calloc(GCS_MAX_WAITS, sizeof(*c->waits));
+	c->deferred = calloc(cache->nbuf, sizeof(*c->deferred));
+	c->scratch = malloc(cache->block_size);
+	c->unacked = calloc(cache->nbuf, sizeof(*c->unacked));
+	if (c->waits == NULL || c->deferred == NULL || c->scratch == NULL || c->unacked == NULL) {
+		gcs_core_free(c);
+		return NULL;
+	}
+	c->self = self;
+	c->cache = cache;
+	c->dir = dir;
+	c->ops = *ops;
+	c->retry_ms = retry_ms ? retry_ms : 200;
+	c->timeout_ms = timeout_ms ? timeout_ms : 10000;
+	/* request ids start from the clock so that a restarted lmsd never reuses one */
+	c->next_rid = 1;
+	return c;
+}
+
+void gcs_core_free(struct gcs_core *c)
+{
+	if (c == NULL)
+		return;
+	free(c->waits);
+	free(c->deferred);
+	free(c->scratch);
+	free(c->unacked);
+	free(c);
+}
+
+void gcs_core_clock(struct gcs_core *c, uint64_t now_us)
+{
+	c->now_us = now_us;
+	c->now_ms = now_us / 1000;
+	if (c->next_rid < now_us)
+		c->next_rid = now_us;
+}
+
+const struct gcs_stats *gcs_core_stats(const struct gcs_core *c) { return &c->st; }
+uint32_t gcs_core_waits(const struct gcs_core *c) { return c->nwaits; }
+uint32_t gcs_core_deferred(const struct gcs_core *c) { return c->ndeferred; }
+
+/* ---- messages ----------------------------------------------------------------------- */
+
+static void send_msg(struct gcs_core *c, uint32_t to, Coral__GcsMsg *m)
+{
+	m->scn = coral_scn_current(c->cache);
+	size_t n = coral__gcs_msg__get_packed_size(m);
+	uint8_t stackbuf[512];
+	uint8_t *buf = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
+	if (buf == NULL)
+		return;
+	coral__gcs_msg__pack(m, buf);
+	if (c->ops.send(c->ops.arg, to, buf, n) != 0)
+		c->st.lost++;
+	if (buf != stackbuf)
+		free(buf);
+}
+
+static void msg_init(Coral__GcsMsg *m, int kind, uint32_t file, uint64_t block)
+{
+	coral__gcs_msg__init(m);
+	m->kind = (uint32_t)kind;
+	m->file = file;
+	m->block = block;
+}
+
+static struct coral_resid resid(uint32_t file, uint64_t block)
+{
+	return (struct coral_resid){.type = CORAL_RES_BLOCK, .id1 = file, .id2 = block};
+}
+
+/* ---- buffers (holder and requester side) ------------------------------------------- */
+
+static void defer_add(struct gcs_core *c, uint32_t i)
+{
+	for (uint32_t k = 0; k < c->ndeferred; k++)
+		if (c->deferred[k] == i)
+			return;
+	if (c->ndeferred < c->cache->nbuf)
+		c->deferred[c->ndeferred++] = i;
+}
+
+/* Drops buffer i (unlinked, invalid). Latch not held. */
+static void buf_free(struct gcs_core *c, uint32_t i)
+{
+	struct coral_buf *b = coral_cache_buf(c->cache, i);
+	if (!(b->flags & CORAL_BUFF_VALID))
+		return;
+	atomic_fetch_sub(&c->cache->valid, 1);
+	if (b->flags & CORAL_BUFF_DIRTY)
+		atomic_fetch_sub(&c->cache->dirty, 1);
+	if (b->flags & CORAL_BUFF_PI)
+		atomic_fetch_sub(&c->cache->pis, 1);
+	coral_cache_unlink(c->cache, i);
+}
+
+/* The next past image of (file, block) along the chain after p (or the first, p NULL).
+ * Latch held. A node may keep several generations of one block's past images. */
+static struct coral_buf *next_pi(struct gcs_core *c, uint32_t file, uint64_t block, struct coral_buf *p)
+{
+	if (p == NULL)
+		return coral_cache_find(c->cache, file, block, true);
+	for (uint32_t nx = p->next; nx != 0;) {
+		struct coral_buf *q = coral_cache_buf(c->cache, nx - 1);
+		if (q->file == file && q->block == block && (q->flags & CORAL_BUFF_VALID) &&
+		    (q->flags & CORAL_BUFF_PI) && !(q->flags & CORAL_BUFF_CR))
+			return q;
+		nx = q->next;
+	}
+	return NULL;
+}
+
+/* Past images of a block at or below scn are dropped (a newer image is on disk); returns
+ * how many are left. */
+static int drop_pis(struct gcs_core *c, uint32_t file, uint64_t block, uint64_t scn)
+{
+	uint32_t ch = coral_cache_chain(c->cache, file, block);
+	for (;;) {
+		struct coral_buf *victim = NULL;
+		int left = 0;
+		coral_cache_lock(c->cache, ch);
+		for (struct coral_buf *p = next_pi(c, file, block, NULL); p; p = next_pi(c, file, block, p)) {
+			if (victim == NULL && p->scn <= scn && atomic_load(&p->pins) == 0)
+				victim = p;
+			else
+				left++;
+		}
+		coral_cache_unlock(c->cache, ch);
+		if (victim == NULL)
+			return left;
+		buf_free(c, coral_cache_index(c->cache, victim));
+		c->st.pi_dropped++;
+	}
+}
+
+/* The newest past image of a block, or NULL (latch held). */
+static struct coral_buf *newest_pi(struct gcs_core *c, uint32_t file, uint64_t block)
+{
+	struct coral_buf *best = NULL;
+	for (struct coral_buf *p = next_pi(c, file, block, NULL); p; p = next_pi(c, file, block, p))
+		if (best == NULL || p->scn > best->scn)
+			best = p;
+	return best;
+}
+
+/* Writes a dirty current image back (redo first), tells the master and drops this node's
+ * own older past images. Latch not held; the buffer must not be pinned exclusively. */
+static int write_back(struct gcs_core *c, struct coral_buf *b)
+{
+	uint32_t i = coral_cache_index(c->cache, b);
+	uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
+	uint64_t forced = 0, scn;
+	for (;;) {
+		/* the image is copied while no session can be changing it (no exclusive pin),
+		 * after the redo that made it is durable */
+		coral_cache_lock(c->cache, ch);
+		bool busy = (atomic_load(&b->pins) & CORAL_BUF_XPIN) != 0;
+		uint64_t lsn = b->redo_lsn;
+		if (!busy && lsn <= forced) {
+			memcpy(c->scratch, coral_cache_data(c->cache, i), c->cache->block_size);
+			scn = b->scn;
+			coral_cache_unlock(c->cache, ch);
+			break;
+		}
+		coral_cache_unlock(c->cache, ch);
+		if (busy)
+			return CORAL_EBUSY;
+		c->st.log_forces++;
+		int rc = c->ops.log_force(c->ops.arg, lsn);
+		if (rc != 0)
+			return rc;
+		forced = lsn;
+	}
+	int rc = c->ops.write(c->ops.arg, b->file, b->block, c->scratch, scn);
+	if (rc != 0) {
+		c->st.write_errors++;
+		logf_(c, 1, "writing block %u:%llu back failed: %s", b->file,
+		      (unsigned long long)b->block, coral_strerror(rc));
+		return rc;
+	}
+	c->st.writes++;
+	atomic_fetch_add(&c->cache->st.writes, 1);
+	coral_cache_lock(c->cache, ch);
+	/* changed again meanwhile: still dirty */
+	if ((b->flags & CORAL_BUFF_DIRTY) && b->scn == scn) {
+		b->flags &= (uint16_t)~CORAL_BUFF_DIRTY;
+		atomic_fetch_sub(&c->cache->dirty, 1);
+	}
+	coral_cache_unlock(c->cache, ch);
+	drop_pis(c, b->file, b->block, scn);
+	Coral__GcsMsg m;
+	msg_init(&m, GCS_WRITTEN, b->file, b->block);
+	m.block_scn = scn;
+	m.gen = b->gen;
+	uint64_t v;
+	uint32_t master = c->ops.master(c->ops.arg, b->file, b->block, &v);
+	if (master)
+		send_msg(c, master, &m);
+	return 0;
+}
+
+static void send_release(struct gcs_core *c, uint32_t file, uint64_t block, uint64_t gen)
+{
+	Coral__GcsMsg m;
+	msg_init(&m, GCS_RELEASE, file, block);
+	m.gen = gen;
+	m.mode = CORAL_BL_N;
+	uint64_t v;
+	uint32_t master = c->ops.master(c->ops.arg, file, block, &v);
+	if (master)
+		send_msg(c, master, &m);
+}
+
+/* A free buffer: one never used, one freed, or a victim of the clock sweep (a clean current
+ * image is released to its master; a dirty one written back first). -1 when every buffer is
+ * pinned, a past image, or waiting to ship. */
+static int64_t buf_alloc(struct gcs_core *c)
+{
+	struct coral_cache *k = c->cache;
+	if (k->free_head >= 1 && k->free_head <= k->nbuf)
+		return (int64_t)(k->free_head++ - 1);
+	for (uint32_t n = 0; n < 2 * k->nbuf + 1; n++) {
+		uint32_t i = k->hand;
+		k->hand = (k->hand + 1) % k->nbuf;
+		struct coral_buf *b = coral_cache_buf(k, i);
+		if (!(b->flags & CORAL_BUFF_VALID))
+			return i;
+		if (atomic_load(&b->pins) != 0 ||
+		    (b->flags & (CORAL_BUFF_SHIPWAIT | CORAL_BUFF_PI | CORAL_BUFF_UNACKED)))
+			continue;
+		if (b->flags & CORAL_BUFF_CR) {
+			buf_free(c, i);
+			return i;
+		}
+		if (b->ref) {
+			b->ref = 0;
+			continue;
+		}
+		if ((b->flags & CORAL_BUFF_DIRTY) && write_back(c, b) != 0)
+			continue;
+		uint32_t file = b->file;
+		uint64_t block = b->block, gen = b->gen;
+		/* past images stay: a clean S copy may be newer than the disk */
+		buf_free(c, i);
+		send_release(c, file, block, gen);
+		atomic_fetch_add(&k->st.evictions, 1);
+		return i;
+	}
+	c->st.full++;
+	atomic_fetch_add(&k->st.full, 1);
+	return -1;
+}
+
+/* ---- the requester ------------------------------------------------------------------ */
+
+static struct gcs_wait *wait_find(struct gcs_core *c, uint32_t file, uint64_t block, bool cr)
+{
+	for (uint32_t i = 0; i < GCS_MAX_WAITS; i++) {
+		struct gcs_wait *w = &c->waits[i];
+		if (w->used && w->file == file && w->block == block && w->cr == cr)
+			return w;
+	}
+	return NULL;
+}
+
+static struct gcs_wait *wait_new(struct gcs_core *c, uint32_t file, uint64_t block, bool cr)
+{
+	for (uint32_t i = 0; i < GCS_MAX_WAITS; i++) {
+		struct gcs_wait *w = &c->waits[i];
+		if (!w->used) {
+			memset(w, 0, sizeof(*w));
+			w->used = true;
+			w->cr = cr;
+			w->file = file;
+			w->block = block;
+			w->first_us = c->now_us;
+			w->deadline_ms = c->now_ms + c->timeout_ms;
+			c->nwaits++;
+			return w;
+		}
+	}
+	return NULL;
+}
+
+static void wait_free(struct gcs_core *c, struct gcs_wait *w)
+{
+	w->used = false;
+	c->nwaits--;
+}
+
+static void send_req(struct gcs_core *c, struct gcs_wait *w)
+{
+	uint64_t v;
+	w->master = c->ops.master(c->ops.arg, w->file, w->block, &v);
+	w->sent_ms = c->now_ms;
+	if (w->master == 0)
+		return; /* no map yet: the tick asks again */
+	Coral__GcsMsg m;
+	msg_init(&m, w->cr ? GCS_CR_REQ : GCS_REQ, w->file, w->block);
+	m.rid = w->rid;
+	m.requester = c->self;
+	m.mode = w->want;
+	m.map_version = v;
+	send_msg(c, w->master, &m);
+}
+
+static void wait_start(struct gcs_core *c, struct gcs_wait *w, uint8_t want)
+{
+	w->want = want;
+	w->rid = ++c->next_rid;
+	c->st.requests++;
+	send_req(c, w);
+}
+
+static void done(struct gcs_core *c, uint64_t cookie, int code, uint32_t buf, int pinned, int served)
+{
+	c->ops.done(c->ops.arg, cookie, code, buf, pinned, served);
+}
+
+static void fail_wait(struct gcs_core *c, struct gcs_wait *w, int code)
+{
+	for (uint32_t k = 0; k < w->nw; k++)
+		done(c, w->w[k].cookie, code, 0, 0, 0);
+	wait_free(c, w);
+}
+
+/* The block came (buffer b, mode covers want): every waiter the mode covers is answered,
+ * pinned where it can be; a waiter for X that got only S asks again. */
+static void wait_complete(struct gcs_core *c, struct gcs_wait *w, struct coral_buf *b, int served)
+{
+	uint32_t i = coral_cache_index(c->cache, b);
+	uint64_t us = c->now_us > w->first_us ? c->now_us - w->first_us : 0;
+	gcs_hist_add(&c->st.lat[served], us);
+	switch (served) {
+	case GCS_SERVED_2WAY: c->st.two_way++; break;
+	case GCS_SERVED_3WAY: c->st.three_way++; break;
+	case GCS_SERVED_DISK: c->st.disk_reads++; break;
+	case GCS_SERVED_CR: c->st.cr_served++; break;
+	default: break;
+	}
+	struct gcs_waiter again[GCS_MAX_WAITERS];
+	uint32_t nagain = 0;
+	uint32_t ch = coral_cache_chain(c->cache, w->file, w->block);
+	coral_cache_lock(c->cache, ch);
+	for (uint32_t k = 0; k < w->nw; k++) {
+		struct gcs_waiter *x = &w->w[k];
+		int want = x->mode == GCS_MODE_CR ? CORAL_BL_S : x->mode;
+		if (!w->cr && b->mode < want) {
+			again[nagain++] = *x;
+			continue;
+		}
+		bool excl = x->mode == CORAL_BL_X;
+		int pinned = coral_buf_try_pin(b, excl) ? (excl ? 2 : 1) : 0;
+		done(c, x->cookie, 0, i, pinned, served);
+	}
+	coral_cache_unlock(c->cache, ch);
+	bool cr = w->cr;
+	uint32_t file = w->file;
+	uint64_t block = w->block;
+	wait_free(c, w);
+	if (nagain) {
+		struct gcs_wait *n = wait_new(c, file, block, cr);
+		if (n == NULL) {
+			for (uint32_t k = 0; k < nagain; k++)
+				done(c, again[k].cookie, CORAL_EBUSY, 0, 0, 0);
+			return;
+		}
+		memcpy(n->w, again, nagain * sizeof(again[0]));
+		n->nw = nagain;
+		wait_start(c, n, CORAL_BL_X);
+	}
+}
+
+void gcs_core_get(struct gcs_core *c, uint32_t file, uint64_t block, int mode, uint64_t cookie)
+{
+	if (mode != CORAL_BL_S && mode != CORAL_BL_X && mode != GCS_MODE_CR) {
+		done(c, cookie, CORAL_EINVAL, 0, 0, 0);
+		return;
+	}
+	atomic_fetch_add(&c->cache->st.gets, 1);
+	uint32_t ch = coral_cache_chain(c->cache, file, block);
+	coral_cache_lock(c->cache, ch);
+	struct coral_buf *b = coral_cache_find(c->cache, file, block, false);
+	int want = mode == GCS_MODE_CR ? CORAL_BL_S : mode;
+	if (b && b->mode >= want && !(b->flags & CORAL_BUFF_SHIPWAIT)) {
+		bool excl = mode == CORAL_BL_X;
+		int pinned = coral_buf_try_pin(b, excl) ? (excl ? 2 : 1) : 0;
+		b->ref = 1;
+		coral_cache_unlock(c->cache, ch);
+		c->st.local_hits++;
+		atomic_fetch_add(&c->cache->st.local_hits, 1);
+		gcs_hist_add(&c->st.lat[GCS_SERVED_LOCAL], 0);
+		done(c, cookie, 0, coral_cache_index(c->cache, b), pinned, GCS_SERVED_LOCAL);
+		return;
+	}
+	coral_cache_unlock(c->cache, ch);
+	atomic_fetch_add(&c->cache->st.misses, 1);
+	bool cr = mode == GCS_MODE_CR;
+	struct gcs_wait *w = wait_find(c, file, block, cr);
+	if (w != NULL) {
+		if (w->nw >= GCS_MAX_WAITERS) {
+			c->st.busy++;
+			done(c, cookie, CORAL_EBUSY, 0, 0, 0);
+			return;
+		}
+		w->w[w->nw++] = (struct gcs_waiter){cookie, (uint8_t)mode};
+		return;
+	}
+	w = wait_new(c, file, block, cr);
+	if (w == NULL) {
+		c->st.busy++;
+		done(c, cookie, CORAL_EBUSY, 0, 0, 0);
+		return;
+	}
+	w->w[w->nw++] = (struct gcs_waiter){cookie, (uint8_t)mode};
+	wait_start(c, w, (uint8_t)(cr ? GCS_MODE_CR : mode));
+}
+
+static void send_ack_raw(struct gcs_core *c, uint32_t file, uint64_t block, uint64_t rid, uint64_t gen,
+			 uint32_t master, int mode, uint32_t from, bool pi_kept, bool again)
+{
+	Coral__GcsMsg m;
+	msg_init(&m, GCS_ACK, file, block);
+	m.rid = rid;
+	m.gen = gen;
+	m.requester = c->self;
+	m.mode = (uint32_t)mode;
+	m.from = from;
+	m.dirty = pi_kept;
+	m.code = again ? 1 : 0;     /* a repeated ACK: the master confirms it (ACKED) */
+	send_msg(c, master, &m);
+}
+
+static void send_ack(struct gcs_core *c, const Coral__GcsMsg *in, uint32_t master, int mode,
+		     uint32_t from, bool pi_kept)
+{
+	send_ack_raw(c, in->file, in->block, in->rid, in->gen, master, mode, from, pi_kept, true);
+}
+
+/* The ACK of a grant may be lost; until the master confirms it (ACKED, or any later
+ * operation on the block) the buffer stays, so that the master never believes an older
+ * holder has the newest image after this node changed it, wrote it back and dropped it. */
+static void unacked_add(struct gcs_core *c, struct coral_buf *b, uint32_t from, bool pi)
+{
+	uint32_t i = coral_cache_index(c->cache, b);
+	b->flags |= CORAL_BUFF_UNACKED;
+	b->ack_from = from;
+	b->ack_pi = pi;
+	b->ack_ms = c->now_ms;
+	for (uint32_t k = 0; k < c->nunacked; k++)
+		if (c->unacked[k] == i)
+			return;
+	if (c->nunacked < c->cache->nbuf)
+		c->unacked[c->nunacked++] = i;
+}
+
+/* Latch held. Any message of a later operation on the block confirms the grant too. */
+static void confirm(struct coral_buf *b, uint64_t gen)
+{
+	if (b != NULL && (b->flags & CORAL_BUFF_UNACKED) && gen >= b->gen)
+		b->flags &= (uint16_t)~CORAL_BUFF_UNACKED;
+}
+
+/* Where an image for a request is to go: the current buffer, or a new one. Latch not held. */
+static struct coral_buf *install_target(struct gcs_core *c, uint32_t file, uint64_t block)
+{
+	uint32_t ch = coral_cache_chain(c->cache, file, block);
+	coral_cache_lock(c->cache, ch);
+	struct coral_buf *b = coral_cache_find(c->cache, file, block, false);
+	coral_cache_unlock(c->cache, ch);
+	if (b != NULL)
+		return b;
+	int64_t i = buf_alloc(c);
+	if (i < 0)
+		return NULL;
+	b = coral_cache_buf(c->cache, (uint32_t)i);
+	/* the sweep may have freed a buffer of the same block: look again after linking */
+	b->flags = 0;
+	b->mode = CORAL_BL_N;
+	coral_cache_link(c->cache, (uint32_t)i, file, block);
+	return b;
+}
+
+static void mark_valid(struct gcs_core *c, bool was_valid)
+{
+	if (!was_valid)
+		atomic_fetch_add(&c->cache->valid, 1);
+}
+
+/* GRANT: the disk image, or the requester's own copy, is current. */
+static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	bool cr = m->mode == GCS_MODE_CR;
+	struct gcs_wait *w = wait_find(c, m->file, m->block, cr);
+	uint32_t ch = coral_cache_chain(c->cache, m->file, m->block);
+	if (w == NULL || w->rid != m->rid) {
+		if (cr)
+			return;
+		coral_cache_lock(c->cache, ch);
+		struct coral_buf *b = coral_cache_find(c->cache, m->file, m->block, false);
+		int mode = b && b->rid == m->rid ? b->mode : -1;
+		coral_cache_unlock(c->cache, ch);
+		/* a duplicate: say again; else refuse it for good (no wait of this node will ever
+		 * have that request id again), so the master can go on without guessing */
+		send_ack_raw(c, m->file, m->block, m->rid, m->gen, from, mode >= 0 ? mode : CORAL_BL_N, 0,
+			     false, mode >= 0);
+		if (mode < 0)
+			c->st.stale++;
+		return;
+	}
+	if (cr) {
+		int64_t i = buf_alloc(c);
+		if (i < 0) {
+			fail_wait(c, w, CORAL_EFULL);
+			return;
+		}
+		struct coral_buf *b = coral_cache_buf(c->cache, (uint32_t)i);
+		uint8_t *data = coral_cache_data(c->cache, (uint32_t)i);
+		/* this node may hold the current image itself (the master says so): copy it */
+		coral_cache_lock(c->cache, ch);
+		struct coral_buf *own = NULL;
+		if (m->from == c->self) {
+			own = coral_cache_find(c->cache, m->file, m->block, false);
+			if (own == NULL || own->mode == CORAL_BL_N)
+				own = newest_pi(c, m->file, m->block);
+		}
+		bool busy = own && (atomic_load(&own->pins) & CORAL_BUF_XPIN);
+		if (own && !busy)
+			memcpy(data, coral_cache_data(c->cache, coral_cache_index(c->cache, own)),
+			       c->cache->block_size);
+		coral_cache_unlock(c->cache, ch);
+		if (busy) {
+			w->sent_ms = c->now_ms; /* being changed here: ask again */
+			return;
+		}
+		int rc = own ? 0 : c->ops.read(c->ops.arg, m->file, m->block, data);
+		if (rc != 0) {
+			fail_wait(c, w, rc);
+			return;
+		}
+		b->flags = 0;
+		coral_cache_link(c->cache, (uint32_t)i, m->file, m->block);
+		coral_cache_lock(c->cache, ch);
+		b->flags = CORAL_BUFF_VALID | CORAL_BUFF_CR;
+		b->mode = CORAL_BL_N;
+		b->scn = ((const struct coral_block_hdr *)data)->scn;
+		coral_cache_unlock(c->cache, ch);
+		mark_valid(c, false);
+		atomic_fetch_add(&c->cache->st.cr_copies, 1);
+		wait_complete(c, w, b, GCS_SERVED_CR);
+		return;
+	}
+	if (m->from == c->self) {
+		/* the master counts this node as holding the current image: if only a past image
+		 * is left (its ship went unacknowledged), that is the newest there is */
+		coral_cache_lock(c->cache, ch);
+		struct coral_buf *cur = coral_cache_find(c->cache, m->file, m->block, false);
+		struct coral_buf *p = cur ? NULL : newest_pi(c, m->file, m->block);
+		if (p != NULL) {
+			p->flags &= (uint16_t)~CORAL_BUFF_PI;
+			p->flags |= CORAL_BUFF_DIRTY;
+			p->mode = CORAL_BL_S;
+			atomic_fetch_sub(&c->cache->pis, 1);
+			atomic_fetch_add(&c->cache->dirty, 1);
+		}
+		coral_cache_unlock(c->cache, ch);
+	}
+	struct coral_buf *b = install_target(c, m->file, m->block);
+	if (b == NULL) {
+		send_ack(c, m, from, CORAL_BL_N, 0, false);
+		fail_wait(c, w, CORAL_EFULL);
+		return;
+	}
+	uint32_t i = coral_cache_index(c->cache, b);
+	bool was_valid = (b->flags & CORAL_BUFF_VALID) != 0;
+	int served = GCS_SERVED_2WAY;
+	if (!was_valid || b->mode == CORAL_BL_N) {
+		uint8_t *data = coral_cache_data(c->cache, i);
+		int rc = c->ops.read(c->ops.arg, m->file, m->block, data);
+		if (rc != 0) {
+			if (!was_valid)
+				coral_cache_unlink(c->cache, i);
+			send_ack(c, m, from, CORAL_BL_N, 0, false);
+			logf_(c, 1, "block %u:%llu cannot be read: %s", m->file,
+			      (unsigned long long)m->block, coral_strerror(rc));
+			fail_wait(c, w, rc);
+			return;
+		}
+		coral_cache_lock(c->cache, ch);
+		b->scn = ((const struct coral_block_hdr *)data)->scn;
+		coral_cache_unlock(c->cache, ch);
+		served = GCS_SERVED_DISK;
+		atomic_fetch_add(&c->cache->st.fills, 1);
+	}
+	coral_cache_lock(c->cache, ch);
+	b->flags |= CORAL_BUFF_VALID;
+	b->mode = (uint8_t)m->mode;
+	b->gen = m->gen;
+	b->rid = m->rid;
+	b->ref = 1;
+	unacked_add(c, b, 0, false);
+	coral_cache_unlock(c->cache, ch);
+	mark_valid(c, was_valid);
+	coral_scn_observe(c->cache, b->scn);
+	send_ack_raw(c, m->file, m->block, m->rid, m->gen, from, b->mode, 0, false, false);
+	wait_complete(c, w, b, served);
+}
+
+/* BLOCK: an image shipped by its holder (from the master itself: 2-way). */
+static void r_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	uint32_t ch = coral_cache_chain(c->cache, m->file, m->block);
+	struct gcs_wait *w = wait_find(c, m->file, m->block, false);
+	uint64_t v;
+	uint32_t master = c->ops.master(c->ops.arg, m->file, m->block, &v);
+	if (m->data.len != c->cache->block_size || m->mode < CORAL_BL_S || m->mode > CORAL_BL_X) {
+		c->st.refused_msgs++;
+		return;
+	}
+	if (w == NULL || w->rid != m->rid) {
+		coral_cache_lock(c->cache, ch);
+		struct coral_buf *b = coral_cache_find(c->cache, m->file, m->block, false);
+		int mode = b && b->rid == m->rid ? b->mode : -1;
+		coral_cache_unlock(c->cache, ch);
+		if (master)
+			send_ack_raw(c, m->file, m->block, m->rid, m->gen, master, mode >= 0 ? mode : CORAL_BL_N,
+				     from, mode >= 0 && m->dirty, mode >= 0);
+		if (mode < 0)
+			c->st.stale++;
+		return;
+	}
+	struct coral_buf *b = install_target(c, m->file, m->block);
+	if (b == NULL) {
+		/* refused: the image is not lost, its sender keeps it (a past image if dirty) and
+		 * the master still counts it as the holder */
+		if (master)
+			send_ack_raw(c, m->file, m->block, m->rid, m->gen, master, CORAL_BL_N, from, false, false);
+		fail_wait(c, w, CORAL_EFULL);
+		return;
+	}
+	uint32_t i = coral_cache_index(c->cache, b);
+	bool was_valid = (b->flags & CORAL_BUFF_VALID) != 0;
+	bool was_dirty = (b->flags & CORAL_BUFF_DIRTY) != 0;
+	coral_cache_lock(c->cache, ch);
+	memcpy(coral_cache_data(c->cache, i), m->data.data, m->data.len);
+	b->flags = CORAL_BUFF_VALID | (m->dirty ? CORAL_BUFF_DIRTY : 0);
+	b->mode = (uint8_t)m->mode;
+	b->gen = m->gen;
+	b->rid = m->rid;
+	b->scn = m->block_scn;
+	b->redo_lsn = 0;
+	b->role = m->dirty ? CORAL_ROLE_GLOBAL : CORAL_ROLE_LOCAL;
+	b->ref = 1;
+	unacked_add(c, b, from, m->dirty);
+	coral_cache_unlock(c->cache, ch);
+	mark_valid(c, was_valid);
+	if (m->dirty && !was_dirty)
+		atomic_fetch_add(&c->cache->dirty, 1);
+	else if (!m->dirty && was_dirty)
+		atomic_fetch_sub(&c->cache->dirty, 1);
+	coral_scn_observe(c->cache, m->block_scn);
+	if (master)
+		send_ack_raw(c, m->file, m->block, m->rid, m->gen, master, b->mode, from, m->dirty, false);
+	wait_complete(c, w, b, from == w->master ? GCS_SERVED_2WAY : GCS_SERVED_3WAY);
+}
+
+static void r_cr_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	(void)from;
+	struct gcs_wait *w = wait_find(c, m->file, m->block, true);
+	if (w == NULL || w->rid != m->rid || m->data.len != c->cache->block_size) {
+		c->st.stale++;
+		return;
+	}
+	int64_t i = buf_alloc(c);
+	if (i < 0) {
+		fail_wait(c, w, CORAL_EFULL);
+		return;
+	}
+	struct coral_buf *b = coral_cache_buf(c->cache, (uint32_t)i);
+	b->flags = 0;
+	memcpy(coral_cache_data(c->cache, (uint32_t)i), m->data.data, m->data.len);
+	coral_cache_link(c->cache, (uint32_t)i, m->file, m->block);
+	uint32_t ch = coral_cache_chain(c->cache, m->file, m->block);
+	coral_cache_lock(c->cache, ch);
+	b->flags = CORAL_BUFF_VALID | CORAL_BUFF_CR;
+	b->mode = CORAL_BL_N;
+	b->scn = m->block_scn;
+	coral_cache_unlock(c->cache, ch);
+	mark_valid(c, false);
+	atomic_fetch_add(&c->cache->st.cr_copies, 1);
+	coral_scn_observe(c->cache, m->block_scn);
+	wait_complete(c, w, b, GCS_SERVED_CR);
+}
+
+static void r_acked(struct gcs_core *c, const Coral__GcsMsg *m)
+{
+	uint32_t ch = coral_cache_chain(c->cache, m->file, m->block);
+	coral_cache_lock(c->cache, ch);
+	confirm(coral_cache_find(c->cache, m->file, m->block, false), m->gen);
+	coral_cache_unlock(c->cache, ch);
+}
+
+static void r_retry(struct gcs_core *c, const Coral__GcsMsg *m)
+{
+	struct gcs_wait *w = wait_find(c, m->file, m->block, m->mode == GCS_MODE_CR);
+	if (w == NULL || w->rid != m->rid)
+		return;
+	if (m->code == CORAL_ENOTMASTER || m->code == CORAL_EFROZEN)
+		c->st.not_master++;
+	else
+		c->st.busy++;
+	w->sent_ms = c->now_ms; /* asked again after retry_ms, at the master of that moment */
+}
+
+/* ---- the holder --------------------------------------------------------------------- */
+
+struct img {
+	uint32_t file;
+	uint64_t block, scn;
+};
+static struct img img_of(const struct coral_buf *b) { return (struct img){b->file, b->block, b->scn}; }
+
+static void send_block(struct gcs_core *c, uint32_t to, struct img b, const uint8_t *data,
+		       uint64_t rid, uint64_t gen, int mode, bool dirty, int kind)
+{
+	Coral__GcsMsg m;
+	msg_init(&m, kind, b.file, b.block);
+	m.rid = rid;
+	m.gen = gen;
+	m.mode = (uint32_t)mode;
+	m.block_scn = b.scn;
+	m.dirty = dirty;
+	m.from = c->self;
+	m.data.data = (uint8_t *)data;
+	m.data.len = c->cache->block_size;
+	c->st.shipped++;
+	send_msg(c, to, &m);
+}
+
+/* Ships the current image b to `to` for an X or S request, once no session pins it and the
+ * redo that made it is durable; otherwise it waits (deferred). Latch not held. */
+static void ship_now(struct gcs_core *c, struct coral_buf *b, uint32_t to, int want, uint64_t rid,
+		     uint64_t gen)
+{
+	uint32_t i = coral_cache_index(c->cache, b);
+	uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
+	uint64_t forced = 0;
+	bool dirty;
+	struct img snap;
+	for (;;) {
+		coral_cache_lock(c->cache, ch);
+		if (atomic_load(&b->pins) != 0) {
+			b->flags |= CORAL_BUFF_SHIPWAIT;
+			b->ship_rid = rid;
+			b->ship_gen = gen;
+			b->ship_to = to;
+			b->ship_mode = (uint8_t)want;
+			b->ship_kind = SHIP_FWD;
+			coral_cache_unlock(c->cache, ch);
+			defer_add(c, i);
+			c->st.deferred++;
+			return;
+		}
+		dirty = (b->flags & CORAL_BUFF_DIRTY) != 0;
+		uint64_t lsn = b->redo_lsn;
+		if (!dirty || lsn <= forced)
+			break;
+		coral_cache_unlock(c->cache, ch);
+		/* the redo that made this image must be durable before anyone else can see it */
+		c->st.log_forces++;
+		if (c->ops.log_force(c->ops.arg, lsn) != 0) {
+			logf_(c, 1, "log force failed: block %u:%llu not shipped", b->file,
+			      (unsigned long long)b->block);
+			return;
+		}
+		forced = lsn;
+	}
+	/* latched, unpinned: copy and change hands in one step */
+	memcpy(c->scratch, coral_cache_data(c->cache, i), c->cache->block_size);
+	b->flags &= (uint16_t)~CORAL_BUFF_SHIPWAIT;
+	snap = img_of(b);
+	bool free_it = false;
+	if (want == CORAL_BL_X) {
+		if (dirty) {
+			b->flags |= CORAL_BUFF_PI;
+			b->flags &= (uint16_t)~CORAL_BUFF_DIRTY;
+			b->mode = CORAL_BL_N;
+			b->role = CORAL_ROLE_GLOBAL;
+			b->ship_gen = gen;
+			atomic_fetch_sub(&c->cache->dirty, 1);
+			atomic_fetch_add(&c->cache->pis, 1);
+			c->st.pi_kept++;
+		} else {
+			free_it = true;
+		}
+	} else if (b->mode > CORAL_BL_S) {
+		b->mode = CORAL_BL_S;
+	}
+	coral_cache_unlock(c->cache, ch);
+	if (free_it)
+		buf_free(c, i);
+	send_block(c, to, snap, c->scratch, rid, gen, want, want == CORAL_BL_X && dirty, GCS_BLOCK);
+}
+
+static void send_to_master(struct gcs_core *c, Coral__GcsMsg *m)
+{
+	uint64_t v;
+	uint32_t master = c->ops.master(c->ops.arg, m->file, m->block, &v);
+	if (master)
+		send_msg(c, master, m);
+}
+
+static void inv_now(struct gcs_core *c, struct coral_buf *b, uint64_t gen)
+{
+	uint32_t file = b->file;
+	uint64_t block = b->block;
+	if (b->flags & CORAL_BUFF_DIRTY)
+		write_back(c, b);
+	buf_free(c, coral_cache_index(c->cache, b));
+	c->st.invalidations++;
+	Coral__GcsMsg m;
+	msg_init(&m, GCS_INV_ACK, file, block);
+	m.gen = gen;
+	send_to_master(c, &m);
+}
+
+static void h_fwd(struct gcs_core *c, const Coral__GcsMsg *m)
+{
+	if (m->requester < 1 || m->requester > CORAL_MAX_NODES || m->requester == c->self ||
+	    (m->mode != CORAL_BL_S && m->mode != CORAL_BL_X)) {
+		c->st.refused_msgs++;
+		return;
+	}
+	uint32_t ch = coral_cache_chain(c->cache, m->file, m->block);
+	coral_cache_lock(c->cache, ch);
+	struct coral_buf *b = coral_cache_find(c->cache, m->file, m->block, false);
+	if (b != NULL && b->gen >= m->gen) {
+		coral_cache_unlock(c->cache, ch);
+		c->st.stale++;
+		return;
+	}
+	confirm(b, m->gen);
+	if (b != NULL && b->mode >= CORAL_BL_S) {
+		coral_cache_unlock(c->cache, ch);
+		ship_now(c, b, m->requester, (int)m->mode, m->rid, m->gen);
+		return;
+	}
+	/* no current image: a past image is the newest there is (the master still counts this
+	 * node as holding it: its ship was not acknowledged, or was refused), else the disk */
+	struct coral_buf *p = newest_pi(c, m->file, m->block);
+	if (p != NULL) {
+		memcpy(c->scratch, coral_cache_data(c->cache, coral_cache_index(c->cache, p)),
+		       c->cache->block_size);
+		struct img snap = img_of(p);
+		coral_cache_unlock(c->cache, ch);
+		send_block(c, m->requester, snap, c->scratch, m->rid, m->gen, (int)m->mode, true, GCS_BLOCK);
+		return;
+	}
+	coral_cache_unlock(c->cache, ch);
+	Coral__GcsMsg a;
+	msg_init(&a, GCS_NOT_HERE, m->file, m->block);
+	a.gen = m->gen;
+	a.rid = m->rid;
+	send_to_master(c, &a);
+}
+
+static void h_cr_fwd(struct gcs_core *c, const Coral__GcsMsg *m)
+{
+	if (m->requester < 1 || m->requester > CORAL_MAX_NODES) {
+		c->st.refused_msgs++;
+		return;
+	}
+	uint32_t ch = coral_cache_chain(c->cache, m->file, m->block);
+	coral_cache_lock(c->cache, ch);
+	struct coral_buf *b = coral_cache_find(c->cache, m->file, m->block, false);
+	if (b == NULL || b->mode == CORAL_BL_N)
+		b = newest_pi(c, m->file, m->block);
+	if (b != NULL && (atomic_load(&b->pins) & CORAL_BUF_XPIN)) {
+		/* being changed: a copy now could be torn; the requester asks again */
+		coral_cache_unlock(c->cache, ch);
+		Coral__GcsMsg a;
+		msg_init(&a, GCS_RETRY, m->file, m->block);
+		a.rid = m->rid;
+		a.mode = GCS_MODE_CR;
+		a.code = CORAL_EBUSY;
+		send_msg(c, m->requester, &a);
+		return;
+	}
+	if (b == NULL) {
+		coral_cache_unlock(c->cache, ch);
+		Coral__GcsMsg a;
+		msg_init(&a, GCS_GRANT, m->file, m->block);
+		a.rid = m->rid;
+		a.mode = GCS_MODE_CR;
+		send_msg(c, m->requester, &a);
+		return;
+	}
+	memcpy(c->scratch, coral_cache_data(c->cache, coral_cache_index(c->cache, b)), c->cache->block_size);
+	struct img snap = img_of(b);
+	coral_cache_unlock(c->cache, ch);
+	send_block(c, m->requester, snap, c->scratch, m->rid, 0, GCS_MODE_CR, false, GCS_CR_BLOCK);
+}
+
+static void h_inv(struct gcs_core *c, const Coral__GcsMsg *m)
+{
+	uint32_t ch = coral_cache_chain(c->cache, m->file, m->block);
+	coral_cache_lock(c->cache, ch);
+	struct coral_buf *b = coral_cache_find(c->cache, m->file, m->block, false);
+	if (b != NULL && b->gen >= m->gen) {
+		coral_cache_unlock(c->cache, ch);
+		c->st.stale++;
+		return;
+	}
+	confirm(b, m->gen);
+	if (b != NULL && atomic_load(&b->pins) != 0) {
+		b->flags |= CORAL_BUFF_SHIPWAIT;
+		b->ship_gen = m->gen;
+		b->ship_kind = SHIP_INV;
+		coral_cache_unlock(c->cache, ch);
+		defer_add(c, coral_cache_index(c->cache, b));
+		c->st.deferred++;
+		return;
+	}
+	coral_cache_unlock(c->cache, ch);
+	if (b != NULL) {
+		inv_now(c, b, m->gen);
+		return;
+	}
+	Coral__GcsMsg a;
+	msg_init(&a, GCS_INV_ACK, m->file, m->block);
+	a.gen = m->gen;
+	send_to_master(c, &a);
+}
+
+static void h_pi_drop(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	int left = drop_pis(c, m->file, m->block, m->block_scn);
+	Coral__GcsMsg a;
+	msg_init(&a, GCS_PI_ACK, m->file, m->block);
+	a.block_scn = m->block_scn;
+	a.dirty = left > 0;
+	send_msg(c, from, &a);
+}
+
+/* Transfers and invalidations that waited for a session's pin. */
+static void run_deferred(struct gcs_core *c)
+{
+	for (uint32_t k = 0; k < c->ndeferred;) {
+		uint32_t i = c->deferred[k];
+		struct coral_buf *b = coral_cache_buf(c->cache, i);
+		uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
+		coral_cache_lock(c->cache, ch);
+		bool waiting = (b->flags & CORAL_BUFF_VALID) && (b->flags & CORAL_BUFF_SHIPWAIT);
+		bool ready = waiting && atomic_load(&b->pins) == 0;
+		coral_cache_unlock(c->cache, ch);
+		if (waiting && !ready) {
+			k++;
+			continue;
+		}
+		c->deferred[k] = c->deferred[--c->ndeferred];
+		if (!ready)
+			continue;
+		if (b->ship_kind == SHIP_INV) {
+			coral_cache_lock(c->cache, ch);
+			b->flags &= (uint16_t)~CORAL_BUFF_SHIPWAIT;
+			coral_cache_unlock(c->cache, ch);
+			inv_now(c, b, b->ship_gen);
+		} else {
+			ship_now(c, b, b->ship_to, b->ship_mode, b->ship_rid, b->ship_gen);
+		}
+	}
+}
+
+/* ---- the master --------------------------------------------------------------------- */
+
+static void op_track(struct gcs_core *c, uint32_t file, uint64_t block)
+{
+	for (uint32_t k = 0; k < c->nops; k++)
+		if (c->ops_list[k].file == file && c->ops_list[k].block == block)
+			return;
+	if (c->nops < GCS_MAX_OPS)
+		c->ops_list[c->nops++] = (struct gcs_blk){file, block};
+}
+
+static void m_send(struct gcs_core *c, uint32_t to, int kind, const struct coral_grd_entry *e)
+{
+	Coral__GcsMsg m;
+	msg_init(&m, kind, e->id.id1, e->id.id2);
+	m.rid = e->op_rid;
+	m.gen = e->gen;
+	m.requester = e->op_node;
+	m.mode = e->op_mode;
+	m.from = e->cur;   /* GRANT: 0 the disk is current, else the requester's own image is */
+	send_msg(c, to, &m);
+}
+
+/* The image moves: from the node holding it (FWD), or the disk / the requester's copy. */
+static void m_xfer(struct gcs_core *c, struct coral_grd_entry *e)
+{
+	e->op_phase = OP_XFER;
+	e->op_sent_ms = c->now_ms;
+	if (e->cur != 0 && e->cur != e->op_node)
+		m_send(c, e->cur, GCS_FWD, e);
+	else
+		m_send(c, e->op_node, GCS_GRANT, e);
+}
+
+static void m_drive(struct gcs_core *c, struct coral_grd_entry *e)
+{
+	e->op_sent_ms = c->now_ms;
+	if (e->op_phase == OP_INV) {
+		for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++)
+			if (e->op_inv & bit(n))
+				m_send(c, n, GCS_INV, e);
+	} else if (e->op_phase == OP_XFER) {
+		m_xfer(c, e);
+	}
+}
+
+static void m_start_next(struct gcs_core *c, struct coral_grd_entry *e)
+{
+	while (e->op_phase == OP_IDLE && e->nconv > 0) {
+		struct coral_grd_conv q = e->conv[0];
+		memmove(&e->conv[0], &e->conv[1], (size_t)(e->nconv - 1) * sizeof(e->conv[0]));
+		e->nconv--;
+		e->gen++;
+		e->op_node = q.node;
+		e->op_mode = q.mode;
+		e->op_rid = q.rid;
+		e->op_tries = 0;
+		e->op_inv = 0;
+		if (q.mode == CORAL_BL_X) {
+			for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++)
+				if (n != q.node && n != e->cur && (e->holders & bit(n)))
+					e->op_inv |= bit(n);
+		}
+		op_track(c, (uint32_t)e->id.id1, e->id.id2);
+		if (e->op_inv) {
+			e->op_phase = OP_INV;
+			c->st.invalidations += (uint64_t)__builtin_popcountll(e->op_inv);
+			m_drive(c, e);
+		} else {
+			m_xfer(c, e);
+		}
+	}
+}
+
+static void m_done(struct gcs_core *c, struct coral_grd_entry *e)
+{
+	e->op_phase = OP_IDLE;
+	e->op_node = 0;
+	e->grants++;
+	m_start_next(c, e);
+}
+
+/* The entry of a block this node masters and serves now, latched; NULL (unlatched) if not. */
+static struct coral_grd_entry *m_entry(struct gcs_core *c, const Coral__GcsMsg *m, bool create,
+				       uint32_t *bucket, int *why)
+{
+	struct coral_resid id = resid(m->file, m->block);
+	*bucket = coral_resid_bucket(&id);
+	*why = 0;
+	uint64_t v;
+	if (c->ops.master(c->ops.arg, m->file, m->block, &v) != c->self) {
+		*why = CORAL_ENOTMASTER;
+		return NULL;
+	}
+	if (atomic_load(&c->dir->bstate[*bucket]) != CORAL_GRDB_ACTIVE) {
+		*why = CORAL_EFROZEN;
+		return NULL;
+	}
+	coral_grd_dir_lock(c->dir, *bucket);
+	struct coral_grd_entry *e = coral_grd_dir_find(c->dir, &id);
+	if (e == NULL && create)
+		e = coral_grd_dir_insert(c->dir, &id);
+	if (e == NULL) {
+		coral_grd_dir_unlock(c->dir, *bucket);
+		*why = create ? CORAL_EFULL : CORAL_ENOENT;
+		return NULL;
+	}
+	if (e->flags & (CORAL_GRDE_FROZEN | CORAL_GRDE_STAGED | CORAL_GRDE_RECOVERY | CORAL_GRDE_MARK)) {
+		coral_grd_dir_unlock(c->dir, *bucket);
+		*why = (e->flags & CORAL_GRDE_RECOVERY) ? CORAL_ERECOVERY : CORAL_EFROZEN;
+		return NULL;
+	}
+	return e;
+}
+
+static void m_unlock(struct gcs_core *c, struct coral_grd_entry *e, uint32_t bucket)
+{
+	coral_grd_dir_touch(c->dir, e);
+	coral_grd_dir_unlock(c->dir, bucket);
+}
+
+static void m_req(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, bool cr)
+{
+	if (m->requester != from || (!cr && m->mode != CORAL_BL_S && m->mode != CORAL_BL_X)) {
+		c->st.refused_msgs++;
+		return;
+	}
+	uint32_t bucket;
+	int why;
+	struct coral_grd_entry *e = m_entry(c, m, true, &bucket, &why);
+	if (e == NULL) {
+		Coral__GcsMsg a;
+		msg_init(&a, GCS_RETRY, m->file, m->block);
+		a.rid = m->rid;
+		a.mode = m->mode;
+		a.code = why;
+		if (why == CORAL_ENOTMASTER || why == CORAL_EFROZEN)
+			c->st.not_master++;
+		else
+			c->st.busy++;
+		send_msg(c, from, &a);
+		return;
+	}
+	c->st.mastered++;
+	if (cr && e->op_phase != OP_IDLE) {
+		/* where the current image is becomes known when the operation completes */
+		m_unlock(c, e, bucket);
+		Coral__GcsMsg a;
+		msg_init(&a, GCS_RETRY, m->file, m->block);
+		a.rid = m->rid;
+		a.mode = GCS_MODE_CR;
+		a.code = CORAL_EBUSY;
+		c->st.busy++;
+		send_msg(c, from, &a);
+		return;
+	}
+	if (cr) {
+		/* a read-only copy: from the current holder, else the disk; nothing changes hands */
+		Coral__GcsMsg a;
+		msg_init(&a, e->cur && e->cur != from ? GCS_CR_FWD : GCS_GRANT, m->file, m->block);
+		a.rid = m->rid;
+		a.requester = from;
+		a.mode = GCS_MODE_CR;
+		a.from = e->cur;
+		uint32_t to = e->cur && e->cur != from ? e->cur : from;
+		m_unlock(c, e, bucket);
+		send_msg(c, to, &a);
+		return;
+	}
+	coral_grd_entry_access(e, from);
+	if (e->op_phase != OP_IDLE && e->op_node == from) {
+		if (m->rid == e->op_rid) {
+			m_drive(c, e); /* the requester asked again: something was lost */
+		} else if (m->rid > e->op_rid && m->mode <= e->op_mode) {
+			e->op_rid = m->rid; /* a newer request of the same node: this op serves it */
+			m_drive(c, e);
+		} else if (m->rid > e->op_rid) {
+			goto queue;
+		}
+		m_unlock(c, e, bucket);
+		return;
+	}
+queue:
+	for (uint8_t k = 0; k < e->nconv; k++) {
+		if (e->conv[k].node == from) {
+			if (m->rid > e->conv[k].rid) {
+				e->conv[k].rid = m->rid;
+				e->conv[k].mode = (uint8_t)m->mode;
+			}
+			m_unlock(c, e, bucket);
+			return;
+		}
+	}
+	if (e->nconv >= CORAL_GRD_CONVQ) {
+		m_unlock(c, e, bucket);
+		Coral__GcsMsg a;
+		msg_init(&a, GCS_RETRY, m->file, m->block);
+		a.rid = m->rid;
+		a.mode = m->mode;
+		a.code = CORAL_EBUSY;
+		c->st.busy++;
+		send_msg(c, from, &a);
+		return;
+	}
+	e->conv[e->nconv++] = (struct coral_grd_conv){.node = (uint8_t)from, .mode = (uint8_t)m->mode,
+						       .rid = m->rid};
+	m_start_next(c, e);
+	m_unlock(c, e, bucket);
+}
+
+static void m_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	uint32_t bucket;
+	int why;
+	struct coral_grd_entry *e = m_entry(c, m, false, &bucket, &why);
+	if (e == NULL)
+		return;
+	bool current = e->op_phase == OP_XFER && m->gen == e->gen && from == e->op_node &&
+		       m->rid == e->op_rid;
+	if (m->code == 1 && (current || m->gen < e->gen || e->op_phase == OP_IDLE)) {
+		/* a repeated ACK: confirm it, whether it completes the operation now or did */
+		Coral__GcsMsg a;
+		msg_init(&a, GCS_ACKED, m->file, m->block);
+		a.gen = m->gen;
+		send_msg(c, from, &a);
+	}
+	if (!current) {
+		c->st.stale++;
+		m_unlock(c, e, bucket);
+		return;
+	}
+	uint32_t src = e->cur;
+	int got = (int)m->mode;
+	if (got < CORAL_BL_S) {
+		/* the requester could not take it: nothing moved (the source keeps what it has) */
+	} else if (e->op_mode == CORAL_BL_X) {
+		if (src && src != from) {
+			coral_grd_entry_set_mode(e, src, CORAL_BL_N);
+			if (m->dirty)
+				e->pi |= bit(src);
+		}
+		coral_grd_entry_set_mode(e, from, got);
+		e->cur = (uint8_t)from;
+	} else {
+		if (src && src != from && coral_grd_entry_mode(e, src) > CORAL_BL_S)
+			coral_grd_entry_set_mode(e, src, CORAL_BL_S);
+		if (coral_grd_entry_mode(e, from) < got)
+			coral_grd_entry_set_mode(e, from, got);
+	}
+	m_done(c, e);
+	m_unlock(c, e, bucket);
+}
+
+static void m_inv_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	uint32_t bucket;
+	int why;
+	struct coral_grd_entry *e = m_entry(c, m, false, &bucket, &why);
+	if (e == NULL)
+		return;
+	if (e->op_phase != OP_INV || m->gen != e->gen || !(e->op_inv & bit(from))) {
+		c->st.stale++;
+		m_unlock(c, e, bucket);
+		return;
+	}
+	e->op_inv &= ~bit(from);
+	coral_grd_entry_set_mode(e, from, CORAL_BL_N);
+	if (e->op_inv == 0)
+		m_xfer(c, e);
+	m_unlock(c, e, bucket);
+}
+
+static void m_not_here(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	uint32_t bucket;
+	int why;
+	struct coral_grd_entry *e = m_entry(c, m, false, &bucket, &why);
+	if (e == NULL)
+		return;
+	if (e->op_phase != OP_XFER || m->gen != e->gen || from != e->cur) {
+		c->st.stale++;
+		m_unlock(c, e, bucket);
+		return;
+	}
+	/* it wrote its image back before dropping it: the disk is current */
+	coral_grd_entry_set_mode(e, from, CORAL_BL_N);
+	e->cur = 0;
+	m_xfer(c, e);
+	m_unlock(c, e, bucket);
+}
+
+static void m_release(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	uint32_t bucket;
+	int why;
+	struct coral_grd_entry *e = m_entry(c, m, false, &bucket, &why);
+	if (e == NULL)
+		return;
+	/* only a release of the latest grant is believed: an older one may have been overtaken
+	 * by a newer grant to the same node */
+	if (e->op_phase == OP_IDLE && m->gen == e->gen) {
+		coral_grd_entry_set_mode(e, from, CORAL_BL_N);
+		if (e->cur == from)
+			e->cur = 0;
+	} else {
+		c->st.stale++;
+	}
+	m_unlock(c, e, bucket);
+}
+
+static void pidrop_track(struct gcs_core *c, uint32_t file, uint64_t block)
+{
+	for (uint32_t k = 0; k < c->npidrop; k++)
+		if (c->pidrop[k].file == file && c->pidrop[k].block == block)
+			return;
+	if (c->npidrop < GCS_MAX_PIDROP)
+		c->pidrop[c->npidrop++] = (struct gcs_blk){file, block};
+}
+
+static void m_send_pidrops(struct gcs_core *c, struct coral_grd_entry *e)
+{
+	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
+		if (!(e->pi & bit(n)))
+			continue;
+		Coral__GcsMsg a;
+		msg_init(&a, GCS_PI_DROP, (uint32_t)e->id.id1, e->id.id2);
+		a.block_scn = e->disk_scn;
+		send_msg(c, n, &a);
+	}
+}
+
+static void m_written(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	(void)from;
+	uint32_t bucket;
+	int why;
+	struct coral_grd_entry *e = m_entry(c, m, false, &bucket, &why);
+	if (e == NULL)
+		return;
+	if (m->block_scn > e->disk_scn)
+		e->disk_scn = m->block_scn;
+	if (e->pi) {
+		m_send_pidrops(c, e);
+		pidrop_track(c, m->file, m->block);
+	}
+	m_unlock(c, e, bucket);
+}
+
+static void m_pi_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	uint32_t bucket;
+	int why;
+	struct coral_grd_entry *e = m_entry(c, m, false, &bucket, &why);
+	if (e == NULL)
+		return;
+	if (!m->dirty)
+		e->pi &= ~bit(from);
+	m_unlock(c, e, bucket);
+}
+
+/* ---- dispatch ------------------------------------------------------------------------ */
+
+void gcs_core_recv(struct gcs_core *c, uint32_t from, const uint8_t *data, size_t len)
+{
+	Coral__GcsMsg *m = coral__gcs_msg__unpack(NULL, len, data);
+	if (m == NULL || from < 1 || from > CORAL_MAX_NODES) {
+		c->st.refused_msgs++;
+		if (m)
+			coral__gcs_msg__free_unpacked(m, NULL);
+		return;
+	}
+	coral_scn_observe(c->cache, m->scn);
+	switch (m->kind) {
+	case GCS_REQ: m_req(c, from, m, false); break;
+	case GCS_CR_REQ: m_req(c, from, m, true); break;
+	case GCS_ACK: m_ack(c, from, m); break;
+	case GCS_INV_ACK: m_inv_ack(c, from, m); break;
+	case GCS_NOT_HERE: m_not_here(c, from, m); break;
+	case GCS_RELEASE: m_release(c, from, m); break;
+	case GCS_WRITTEN: m_written(c, from, m); break;
+	case GCS_PI_ACK: m_pi_ack(c, from, m); break;
+	case GCS_GRANT: r_grant(c, from, m); break;
+	case GCS_BLOCK: r_block(c, from, m); break;
+	case GCS_CR_BLOCK: r_cr_block(c, from, m); break;
+	case GCS_RETRY: r_retry(c, m); break;
+	case GCS_ACKED: r_acked(c, m); break;
+	case GCS_FWD: h_fwd(c, m); break;
+	case GCS_CR_FWD: h_cr_fwd(c, m); break;
+	case GCS_INV: h_inv(c, m); break;
+	case GCS_PI_DROP: h_pi_drop(c, from, m); break;
+	default: c->st.refused_msgs++; break;
+	}
+	coral__gcs_msg__free_unpacked(m, NULL);
+}
+
+static void resend_acks(struct gcs_core *c)
+{
+	for (uint32_t k = 0; k < c->nunacked;) {
+		struct coral_buf *b = coral_cache_buf(c->cache, c->unacked[k]);
+		uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
+		coral_cache_lock(c->cache, ch);
+		bool still = (b->flags & CORAL_BUFF_VALID) && (b->flags & CORAL_BUFF_UNACKED) &&
+			     !(b->flags & (CORAL_BUFF_PI | CORAL_BUFF_CR));
+		if (!still) {
+			b->flags &= (uint16_t)~CORAL_BUFF_UNACKED;
+			coral_cache_unlock(c->cache, ch);
+			c->unacked[k] = c->unacked[--c->nunacked];
+			continue;
+		}
+		bool due = c->now_ms - b->ack_ms >= c->retry_ms;
+		uint32_t file = b->file, from = b->ack_from;
+		uint64_t block = b->block, rid = b->rid, gen = b->gen;
+		int mode = b->mode;
+		bool pi = b->ack_pi;
+		if (due)
+			b->ack_ms = c->now_ms;
+		coral_cache_unlock(c->cache, ch);
+		if (due) {
+			uint64_t v;
+			uint32_t master = c->ops.master(c->ops.arg, file, block, &v);
+			if (master)
+				send_ack_raw(c, file, block, rid, gen, master, mode, from, pi, true);
+		}
+		k++;
+	}
+}
+
+void gcs_core_tick(struct gcs_core *c)
+{
+	run_deferred(c);
+	resend_acks(c);
+	/* requester: ask again, or give up */
+	for (uint32_t i = 0; i < GCS_MAX_WAITS && c->nwaits; i++) {
+		struct gcs_wait *w = &c->waits[i];
+		if (!w->used)
+			continue;
+		if (c->now_ms >= w->deadline_ms) {
+			c->st.timeouts++;
+			fail_wait(c, w, CORAL_ETIMEDOUT);
+			continue;
+		}
+		if (c->now_ms - w->sent_ms >= c->retry_ms) {
+			c->st.retries++;
+			send_req(c, w);
+		}
+	}
+	/* master: operations whose messages went unanswered */
+	for (uint32_t k = 0; k < c->nops;) {
+		Coral__GcsMsg probe;
+		msg_init(&probe, 0, c->ops_list[k].file, c->ops_list[k].block);
+		uint32_t bucket;
+		int why;
+		struct coral_grd_entry *e = m_entry(c, &probe, false, &bucket, &why);
+		if (e == NULL || e->op_phase == OP_IDLE) {
+			if (e)
+				m_unlock(c, e, bucket);
+			c->ops_list[k] = c->ops_list[--c->nops];
+			continue;
+		}
+		if (c->now_ms - e->op_sent_ms >= c->retry_ms) {
+			/* never abandoned: the requester answers every grant, with an ACK or a
+			 * refusal; a node that does not answer at all is evicted, and recovery
+			 * rebuilds the block's state */
+			if (++e->op_tries == GCS_OP_TRIES)
+				logf_(c, 2, "block %u:%llu: operation %llu for node %u unanswered after %u tries",
+				      (uint32_t)e->id.id1, (unsigned long long)e->id.id2,
+				      (unsigned long long)e->gen, e->op_node, e->op_tries);
+			c->st.lost++;
+			m_drive(c, e);
+		}
+		m_unlock(c, e, bucket);
+		k++;
+	}
+	/* master: past images still to be dropped */
+	for (uint32_t k = 0; k < c->npidrop;) {
+		Coral__GcsMsg probe;
+		msg_init(&probe, 0, c->pidrop[k].file, c->pidrop[k].block);
+		uint32_t bucket;
+		int why;
+		struct coral_grd_entry *e = m_entry(c, &probe, false, &bucket, &why);
+		if (e == NULL || e->pi == 0) {
+			if (e)
+				m_unlock(c, e, bucket);
+			c->pidrop[k] = c->pidrop[--c->npidrop];
+			continue;
+		}
+		m_send_pidrops(c, e);
+		m_unlock(c, e, bucket);
+		k++;
+	}
+}
+
+int gcs_core_checkpoint(struct gcs_core *c)
+{
+	int n = 0;
+	for (uint32_t i = 0; i < c->cache->nbuf; i++) {
+		struct coral_buf *b = coral_cache_buf(c->cache, i);
+		uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
+		coral_cache_lock(c->cache, ch);
+		bool want = (b->flags & CORAL_BUFF_VALID) && (b->flags & CORAL_BUFF_DIRTY) &&
+			    !(b->flags & (CORAL_BUFF_PI | CORAL_BUFF_SHIPWAIT)) &&
+			    !(atomic_load(&b->pins) & CORAL_BUF_XPIN);
+		coral_cache_unlock(c->cache, ch);
+		if (want && write_back(c, b) == 0)
+			n++;
+	}
+	return n;
+}
+
+void gcs_core_reclaim(struct gcs_core *c)
+{
+	for (uint32_t i = 0; i < c->cache->nbuf; i++) {
+		struct coral_buf *b = coral_cache_buf(c->cache, i);
+		if ((b->flags & CORAL_BUFF_CR) && (b->flags & CORAL_BUFF_VALID) && atomic_load(&b->pins) == 0)
+			buf_free(c, i);
+	}
+}

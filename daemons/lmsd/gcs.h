@@ -1,0 +1,113 @@
+/* The Global Cache Service as a state machine that does no I/O of its own: lmsd (lmsd.c) and
+ * the model test (tests/sim/gcs_sim.c) feed it session requests, messages from other nodes
+ * and the clock, and carry out what it asks through the ops (send, read or write a block,
+ * force the redo log). Its state is the buffer cache (the node's images and modes) and,
+ * for the blocks this node masters, entries in the resource directory. Both are given as
+ * pointers: in the SGA for the daemon, on the heap for the model.
+ *
+ * The protocol. A requester sends REQ(rid) to the block's master. The master serialises the
+ * requests for a block: it queues them in order and runs one operation at a time, numbered
+ * by gen. For X it first invalidates the S holders (INV, INV_ACK); then the current image
+ * comes from the disk (GRANT: read it), from the requester's own copy (GRANT: keep), or from
+ * the node holding it (FWD): that node ships it straight to the requester (BLOCK), keeping a
+ * past image if it was dirty (its redo is forced first). The requester installs the block and
+ * answers the master (ACK), which completes the operation and starts the next. A master that
+ * is the holder ships itself: two messages (2-way) instead of three (3-way).
+ *
+ * Loss: every message is retried from one end. The requester resends REQ until the block
+ * comes; the master resends the current phase of an operation (INV, FWD or GRANT) until it
+ * is acknowledged. Receivers tell stale from current by gen (a holder ignores a FWD or INV
+ * older than the grant it holds; the master ignores an ACK or INV_ACK not of the operation in
+ * progress) and duplicates by rid (a requester that already has the block only ACKs again).
+ * A holder asked to ship what it no longer has says NOT_HERE: it dropped the image after
+ * writing it back, so the disk is current. Nothing is granted twice: the master moves a mode
+ * only when the operation's ACK comes, and only one operation per block is under way.
+ *
+ * Write-back: the holder of the current image writes it (checkpoint or replacement) and
+ * reports WRITTEN(scn) to the master, which tells the past-image holders to drop images at
+ * or below that SCN (PI_DROP, PI_ACK). */
+#ifndef CORAL_LMSD_GCS_H
+#define CORAL_LMSD_GCS_H
+
+#include "bufcache.h"
+#include "grd.h"
+#include "net.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum gcs_kind {
+	GCS_REQ = 1, GCS_GRANT, GCS_FWD, GCS_BLOCK, GCS_ACK, GCS_INV, GCS_INV_ACK, GCS_NOT_HERE,
+	GCS_WRITTEN, GCS_PI_DROP, GCS_PI_ACK, GCS_RELEASE, GCS_RETRY, GCS_CR_REQ, GCS_CR_FWD,
+	GCS_CR_BLOCK, GCS_ACKED, GCS_NKINDS
+};
+const char *gcs_kind_name(int kind);
+
+#define GCS_NET_MSG CORAL_NET_APP     /* the one interconnect message type lmsd uses */
+#define GCS_MODE_CR 3                 /* a session's read-only copy */
+#define GCS_MAX_WAITS 1024            /* blocks this node is asking for at once */
+#define GCS_MAX_WAITERS 64            /* sessions waiting for one block */
+
+/* How a session's request was served (latency is kept for each). */
+enum gcs_served { GCS_SERVED_LOCAL = 1, GCS_SERVED_2WAY, GCS_SERVED_3WAY, GCS_SERVED_DISK,
+		  GCS_SERVED_CR, GCS_SERVED_NKINDS };
+
+struct gcs_ops {
+	/* to may be this node: the caller delivers that back through gcs_core_recv */
+	int (*send)(void *arg, uint32_t to, const uint8_t *buf, size_t len);
+	uint32_t (*master)(void *arg, uint32_t file, uint64_t block, uint64_t *version);
+	/* reads a block from its data file, checked; 0 or a CORAL_E* code */
+	int (*read)(void *arg, uint32_t file, uint64_t block, uint8_t *data);
+	/* writes a block (header sealed with scn) durably */
+	int (*write)(void *arg, uint32_t file, uint64_t block, uint8_t *data, uint64_t scn);
+	/* returns once the node's redo up to lsn is durable */
+	int (*log_force)(void *arg, uint64_t lsn);
+	/* a session's request is over: code 0 with the buffer (pinned: 0 none, 1 shared, 2
+	 * exclusive) or an error */
+	void (*done)(void *arg, uint64_t cookie, int code, uint32_t buf, int pinned, int served);
+	void (*log)(void *arg, int level, const char *msg);
+	void *arg;
+};
+
+#define GCS_HIST 160
+struct gcs_hist {
+	uint64_t n, sum_us;
+	uint32_t b[GCS_HIST];
+};
+void gcs_hist_add(struct gcs_hist *h, uint64_t us);
+uint64_t gcs_hist_pct(const struct gcs_hist *h, double pct);
+
+struct gcs_stats {
+	uint64_t requests, local_hits, two_way, three_way, disk_reads, busy, retries, lost, stale;
+	uint64_t invalidations, pi_kept, pi_dropped, writes, write_errors, log_forces, cr_served;
+	uint64_t shipped, deferred, mastered, not_master, timeouts, full, refused_msgs;
+	struct gcs_hist lat[GCS_SERVED_NKINDS];
+};
+
+struct gcs_core;
+
+struct gcs_core *gcs_core_new(uint32_t self, struct coral_cache *cache, struct coral_grd_dir *dir,
+			      const struct gcs_ops *ops, uint32_t retry_ms, uint32_t timeout_ms);
+void gcs_core_free(struct gcs_core *c);
+
+/* The clock (milliseconds for timers, microseconds for latency); set before each input. */
+void gcs_core_clock(struct gcs_core *c, uint64_t now_us);
+
+/* A session asks for a block in mode (CORAL_BL_S, CORAL_BL_X or GCS_MODE_CR). Answered
+ * through ops.done, at once or later. */
+void gcs_core_get(struct gcs_core *c, uint32_t file, uint64_t block, int mode, uint64_t cookie);
+/* A message from node `from` (this node included). */
+void gcs_core_recv(struct gcs_core *c, uint32_t from, const uint8_t *data, size_t len);
+/* Retries, timeouts, transfers that waited for pins, and past-image drops still owed. */
+void gcs_core_tick(struct gcs_core *c);
+/* Transfers waiting for a session's pin: their count (lmsd polls them sooner while any). */
+uint32_t gcs_core_deferred(const struct gcs_core *c);
+/* Writes back every dirty current image that is not pinned; returns how many. */
+int gcs_core_checkpoint(struct gcs_core *c);
+/* Frees a CR copy's buffer once its session unpinned it. */
+void gcs_core_reclaim(struct gcs_core *c);
+
+const struct gcs_stats *gcs_core_stats(const struct gcs_core *c);
+uint32_t gcs_core_waits(const struct gcs_core *c);
+
+#endif

@@ -1,0 +1,218 @@
+/* The buffer cache in the SGA: layout, chains and their latches, pins and the futex that
+ * sessions sleep on, and the node's SCN. The GCS logic that decides modes lives in lmsd. */
+#include "bufcache.h"
+#include "errors.h"
+#include "grd.h"
+#include "sync.h"
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static size_t coral__align(size_t n) { return (n + 63) & ~(size_t)63; }
+
+static uint32_t coral__nchain(uint32_t nbuf)
+{
+	uint32_t n = 64;
+	while (n < nbuf && n < (1u << 30))
+		n <<= 1;
+	return n;
+}
+
+size_t coral_cache_size(uint32_t nbuf, uint32_t block_size)
+{
+	uint32_t nc = coral__nchain(nbuf);
+	size_t n = coral__align(sizeof(struct coral_cache));
+	n += coral__align((size_t)nbuf * sizeof(struct coral_buf));
+	n += coral__align((size_t)nc * sizeof(pthread_mutex_t));
+	n += coral__align((size_t)nc * sizeof(uint32_t));
+	n += (size_t)nbuf * block_size;
+	return n;
+}
+
+static pthread_mutex_t *coral__latches(struct coral_cache *c)
+{
+	return (pthread_mutex_t *)((char *)c + c->off_latches);
+}
+static uint32_t *coral__heads(struct coral_cache *c)
+{
+	return (uint32_t *)((char *)c + c->off_heads);
+}
+
+int coral_cache_init(struct coral_cache *c, size_t size, uint32_t nbuf, uint32_t block_size)
+{
+	if (size < coral_cache_size(nbuf, block_size) || block_size < 512)
+		return CORAL_EINVAL;
+	memset(c, 0, sizeof(*c));
+	c->nbuf = nbuf;
+	c->nchain = coral__nchain(nbuf);
+	c->block_size = block_size;
+	size_t off = coral__align(sizeof(struct coral_cache));
+	c->off_bufs = off;
+	off += coral__align((size_t)nbuf * sizeof(struct coral_buf));
+	c->off_latches = off;
+	off += coral__align((size_t)c->nchain * sizeof(pthread_mutex_t));
+	c->off_heads = off;
+	off += coral__align((size_t)c->nchain * sizeof(uint32_t));
+	c->off_data = off;
+	memset(coral_cache_buf(c, 0), 0, (size_t)nbuf * sizeof(struct coral_buf));
+	for (uint32_t i = 0; i < c->nchain; i++) {
+		int rc = coral_mutex_init_shared(&coral__latches(c)[i]);
+		if (rc != 0)
+			return rc;
+		coral__heads(c)[i] = 0;
+	}
+	c->free_head = 1;
+	atomic_store(&c->scn, 1);
+	return 0;
+}
+
+size_t coral_cache_sga_size(const struct coral_conf *conf)
+{
+	return coral_cache_size((uint32_t)conf->cache.buffers, (uint32_t)conf->storage.block_size);
+}
+
+int coral_cache_sga_init(void *section, size_t size, const struct coral_conf *conf,
+			 const struct coral_node_conf *node)
+{
+	(void)node;
+	return coral_cache_init(section, size, (uint32_t)conf->cache.buffers,
+				(uint32_t)conf->storage.block_size);
+}
+
+void coral_cache_sga_fill(const void *section, uint64_t *used, uint64_t *capacity)
+{
+	const struct coral_cache *c = section;
+	*used = atomic_load(&c->valid);
+	*capacity = c->nbuf;
+}
+
+struct coral_cache *coral_cache_sga(const struct coral_sga *sga)
+{
+	size_t sz;
+	return coral_sga_section(sga, "cache", &sz);
+}
+
+uint32_t coral_cache_chain(const struct coral_cache *c, uint32_t file, uint64_t block)
+{
+	struct coral_resid r = {.type = CORAL_RES_BLOCK, .id1 = file, .id2 = block};
+	/* the upper bits of the hash: the lower ones choose the GRD bucket */
+	return (uint32_t)(coral_resid_hash(&r) >> 20) & (c->nchain - 1);
+}
+
+/* A session died holding a chain latch: the chain is a list of indexes that lmsd alone
+ * changes, and lmsd never dies holding one without its supervisor restarting the node's
+ * cache... so nothing to repair but the pins the dead session held, which stay counted
+ * (the buffer is then never shipped: coralctl cache shows it). */
+static void coral__repair_chain(void *arg) { (void)arg; }
+
+void coral_cache_lock(struct coral_cache *c, uint32_t chain)
+{
+	coral_mutex_lock(&coral__latches(c)[chain], coral__repair_chain, NULL);
+}
+
+void coral_cache_unlock(struct coral_cache *c, uint32_t chain)
+{
+	coral_mutex_unlock(&coral__latches(c)[chain]);
+}
+
+struct coral_buf *coral_cache_find(struct coral_cache *c, uint32_t file, uint64_t block, bool pi)
+{
+	uint32_t i = coral__heads(c)[coral_cache_chain(c, file, block)];
+	while (i != 0) {
+		struct coral_buf *b = coral_cache_buf(c, i - 1);
+		if (b->file == file && b->block == block && (b->flags & CORAL_BUFF_VALID) &&
+		    !(b->flags & CORAL_BUFF_CR) && ((b->flags & CORAL_BUFF_PI) != 0) == pi)
+			return b;
+		i = b->next;
+	}
+	return NULL;
+}
+
+void coral_cache_link(struct coral_cache *c, uint32_t i, uint32_t file, uint64_t block)
+{
+	struct coral_buf *b = coral_cache_buf(c, i);
+	uint32_t ch = coral_cache_chain(c, file, block);
+	coral_cache_lock(c, ch);
+	b->file = file;
+	b->block = block;
+	b->next = coral__heads(c)[ch];
+	coral__heads(c)[ch] = i + 1;
+	coral_cache_unlock(c, ch);
+}
+
+void coral_cache_unlink(struct coral_cache *c, uint32_t i)
+{
+	struct coral_buf *b = coral_cache_buf(c, i);
+	uint32_t ch = coral_cache_chain(c, b->file, b->block);
+	coral_cache_lock(c, ch);
+	uint32_t *link = &coral__heads(c)[ch];
+	while (*link != 0 && *link != i + 1)
+		link = &coral_cache_buf(c, *link - 1)->next;
+	if (*link == i + 1)
+		*link = b->next;
+	b->next = 0;
+	b->flags = 0;
+	b->mode = CORAL_BL_N;
+	coral_cache_unlock(c, ch);
+}
+
+bool coral_buf_try_pin(struct coral_buf *b, bool exclusive)
+{
+	uint32_t p = atomic_load(&b->pins);
+	if (exclusive) {
+		if (p != 0)
+			return false;
+		atomic_store(&b->pins, CORAL_BUF_XPIN);
+		return true;
+	}
+	if (p & CORAL_BUF_XPIN)
+		return false;
+	atomic_fetch_add(&b->pins, 1);
+	return true;
+}
+
+static long coral__futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
+}
+
+void coral_cache_unpin(struct coral_cache *c, struct coral_buf *b, bool exclusive)
+{
+	uint32_t ch = coral_cache_chain(c, b->file, b->block);
+	coral_cache_lock(c, ch);
+	if (exclusive)
+		atomic_fetch_and(&b->pins, ~CORAL_BUF_XPIN);
+	else if ((atomic_load(&b->pins) & ~CORAL_BUF_XPIN) > 0)
+		atomic_fetch_sub(&b->pins, 1);
+	atomic_fetch_add(&b->wake, 1);
+	coral_cache_unlock(c, ch);
+	if (atomic_load(&b->waiters) > 0)
+		coral__futex(&b->wake, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+void coral_buf_wait(struct coral_buf *b, uint32_t seen, int timeout_ms)
+{
+	struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+	atomic_fetch_add(&b->waiters, 1);
+	coral__futex(&b->wake, FUTEX_WAIT, seen, &ts);
+	atomic_fetch_sub(&b->waiters, 1);
+}
+
+uint64_t coral_scn_next(struct coral_cache *c)
+{
+	return atomic_fetch_add(&c->scn, 1) + 1;
+}
+
+uint64_t coral_scn_observe(struct coral_cache *c, uint64_t seen)
+{
+	uint64_t cur = atomic_load(&c->scn);
+	while (seen > cur && !atomic_compare_exchange_weak(&c->scn, &cur, seen))
+		;
+	return seen > cur ? seen : cur;
+}

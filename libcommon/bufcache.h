@@ -1,0 +1,127 @@
+/* The buffer cache in the SGA: a configured number of block buffers, one header each, hash
+ * chains with a robust latch per chain, the node's SCN and the cache's counters. Sessions
+ * (libcoral) look blocks up and pin them under the chain latch without a system call when
+ * the node's mode already covers what they want; everything that changes a buffer's mode,
+ * contents from outside or chain membership is done by lmsd alone (its GCS core), also under
+ * the latch. So a buffer's state is: read under the latch by anyone, written under the latch
+ * by lmsd, except the data of a buffer pinned exclusively, which its session writes.
+ *
+ * Replacement (lmsd): a clock sweep over buffers that are not pinned, not past images still
+ * needed, not waiting to be shipped; a dirty current image is written back first. */
+#ifndef CORAL_BUFCACHE_H
+#define CORAL_BUFCACHE_H
+
+#include "sga.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CORAL_BUF_XPIN 0x80000000u   /* pins: exclusive pin bit; the rest counts shared pins */
+
+enum {
+	CORAL_BUFF_VALID = 1 << 0,     /* holds an image of (file, block) */
+	CORAL_BUFF_DIRTY = 1 << 1,     /* newer than the disk: this node must write it back */
+	CORAL_BUFF_PI = 1 << 2,        /* a past image: kept until a newer image is on disk */
+	CORAL_BUFF_SHIPWAIT = 1 << 3,  /* a transfer waits for the pins to go: no new pins */
+	CORAL_BUFF_CR = 1 << 4,        /* a consistent-read copy: read-only, not known to the master */
+	CORAL_BUFF_UNACKED = 1 << 5,   /* the master has not confirmed our ACK of the grant: the
+					* buffer is kept (not released) until it does */
+};
+enum { CORAL_ROLE_LOCAL, CORAL_ROLE_GLOBAL };
+
+struct coral_buf {
+	uint32_t file;
+	uint32_t next;                 /* hash chain: index + 1, 0 ends */
+	uint64_t block;
+	_Atomic uint32_t pins;         /* shared pin count | CORAL_BUF_XPIN */
+	_Atomic uint32_t wake;         /* futex word, bumped on every unpin */
+	_Atomic uint32_t waiters;      /* sessions sleeping on wake */
+	uint8_t mode;                  /* CORAL_BL_N/S/X granted to this node */
+	uint8_t role;                  /* local until the image has been dirty on two nodes */
+	uint16_t flags;                /* CORAL_BUFF_* */
+	uint64_t scn;                  /* SCN of the image (of its last change) */
+	uint64_t gen;                  /* the master's operation that granted the mode */
+	uint64_t redo_lsn;             /* redo up to here covers the image: forced before a ship */
+	uint64_t rid;                  /* the request the image came with */
+	/* a transfer asked for while the buffer was pinned (lmsd only) */
+	uint64_t ship_rid, ship_gen;
+	uint32_t ship_to;
+	uint8_t ship_mode, ship_kind;
+	uint8_t ref;                   /* clock reference bit */
+	uint8_t ack_pi;                /* UNACKED: the ACK's "the sender kept a PI" */
+	uint32_t ack_from;             /* UNACKED: the node that shipped it (0: disk) */
+	uint64_t ack_ms;               /* UNACKED: when the ACK was last sent */
+	uint64_t gets;
+} __attribute__((aligned(64)));
+
+struct coral_cache_stats {
+	_Atomic uint64_t gets, local_hits, misses, fills, evictions, writes, write_errors;
+	_Atomic uint64_t pin_waits, full, cr_copies;
+};
+
+struct coral_cache {
+	uint32_t nbuf, nchain, block_size, pad;
+	uint64_t off_bufs, off_latches, off_heads, off_data; /* from the start of this struct */
+	_Atomic uint64_t scn;          /* the node's SCN: a Lamport clock */
+	uint32_t hand;                 /* clock hand (lmsd) */
+	uint32_t free_head;            /* index + 1 of the first buffer never used (lmsd) */
+	_Atomic uint32_t valid, dirty, pis;
+	_Atomic int32_t lmsd_pid;
+	struct coral_cache_stats st;
+};
+
+size_t coral_cache_size(uint32_t nbuf, uint32_t block_size);
+/* Initialises a cache in memory of coral_cache_size() bytes (the SGA, or the heap for tests). */
+int coral_cache_init(struct coral_cache *c, size_t size, uint32_t nbuf, uint32_t block_size);
+
+size_t coral_cache_sga_size(const struct coral_conf *conf);
+int coral_cache_sga_init(void *section, size_t size, const struct coral_conf *conf,
+			 const struct coral_node_conf *node);
+void coral_cache_sga_fill(const void *section, uint64_t *used, uint64_t *capacity);
+struct coral_cache *coral_cache_sga(const struct coral_sga *sga);
+
+static inline struct coral_buf *coral_cache_buf(struct coral_cache *c, uint32_t i)
+{
+	return (struct coral_buf *)((char *)c + c->off_bufs) + i;
+}
+static inline uint8_t *coral_cache_data(struct coral_cache *c, uint32_t i)
+{
+	return (uint8_t *)c + c->off_data + (size_t)i * c->block_size;
+}
+static inline uint32_t coral_cache_index(struct coral_cache *c, const struct coral_buf *b)
+{
+	return (uint32_t)(b - coral_cache_buf(c, 0));
+}
+uint32_t coral_cache_chain(const struct coral_cache *c, uint32_t file, uint64_t block);
+void coral_cache_lock(struct coral_cache *c, uint32_t chain);
+void coral_cache_unlock(struct coral_cache *c, uint32_t chain);
+
+/* With the chain latch held: the current buffer of a block (not a past image nor a CR copy),
+ * or its past image (pi true). NULL if none. */
+struct coral_buf *coral_cache_find(struct coral_cache *c, uint32_t file, uint64_t block, bool pi);
+
+/* lmsd: links buffer i (not valid) into the block's chain; unlinks it and clears it. Both take
+ * the chain latch. */
+void coral_cache_link(struct coral_cache *c, uint32_t i, uint32_t file, uint64_t block);
+void coral_cache_unlink(struct coral_cache *c, uint32_t i);
+
+/* Pins under the latch: shared (mode S reads) or exclusive (X writes). False if pins held
+ * by others conflict. */
+bool coral_buf_try_pin(struct coral_buf *b, bool exclusive);
+/* Drops a pin (takes the latch itself) and wakes sessions waiting for one. */
+void coral_cache_unpin(struct coral_cache *c, struct coral_buf *b, bool exclusive);
+/* Sleeps until the buffer's pins change or timeout_ms passes (futex on wake). */
+void coral_buf_wait(struct coral_buf *b, uint32_t seen, int timeout_ms);
+
+/* The SCN: next for a change, and merged with one that came in a message. */
+uint64_t coral_scn_next(struct coral_cache *c);
+uint64_t coral_scn_observe(struct coral_cache *c, uint64_t seen);
+static inline uint64_t coral_scn_current(const struct coral_cache *c)
+{
+	return atomic_load_explicit(&c->scn, memory_order_acquire);
+}
+
+#endif

@@ -1,0 +1,612 @@
+/* The GCS model. Each node has a GCS core, a small buffer cache and a directory on the heap;
+ * the disk is one array of block images; the network holds messages with a delivery time,
+ * drops some (never to oneself, as lmsd's local queue does not), and delivers due ones in a
+ * random order. Sessions on every node take random blocks in S, X or as CR copies, hold
+ * them a few steps and, under X, write a new value (its redo goes into the node's log). The
+ * caches are small so that replacement, write-back and past images all happen.
+ *
+ * Checked after every step:
+ *  - at most one node holds a block in X, and no node holds it in S while one holds X;
+ *  - a session that pins a block reads the last value written to it (a CR copy: a value at
+ *    least as new as when it asked);
+ *  - a past image disappears only once the disk holds an image at least as new;
+ *  - the disk never goes back to an older image;
+ *  - a node ships an image only after the redo of its own changes to it is durable.
+ * At the end the network heals, every session finishes, every node writes back, and the
+ * disk must hold the last value of every block. */
+#include "gcs_sim.h"
+
+#include "bufcache.h"
+#include "errors.h"
+#include "gcs.h"
+#include "gcs.pb-c.h"
+#include "grd.h"
+#include "storage.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SIM_MAX_NODES 6
+#define SIM_BLOCKS 6
+#define SIM_BS 512
+#define SIM_NBUF 10
+#define SIM_SESSIONS 3
+#define SIM_MSGS 20000
+#define SIM_PIS 256
+
+struct sim_msg {
+	uint32_t from, to;
+	uint64_t at;
+	size_t len;
+	uint8_t *data;
+};
+
+enum { SS_IDLE, SS_WAIT, SS_HOLD };
+
+struct sim_session {
+	int state;
+	uint32_t block;
+	int mode;          /* S, X or CR */
+	uint64_t hold_until;
+	uint32_t buf;
+	int pinned;
+	uint64_t cr_floor; /* CR: the value when it asked */
+	bool answered;
+	int code, ans_pinned;
+	uint32_t ans_buf;
+};
+
+struct sim_node {
+	uint32_t id;
+	struct coral_cache *cache;
+	struct coral_grd_dir *dir;
+	struct gcs_core *core;
+	uint64_t lsn, durable;
+	uint64_t lastmod[SIM_BLOCKS];   /* lsn of this node's last change to the block */
+	struct sim_session s[SIM_SESSIONS];
+};
+
+struct sim_pi {
+	uint32_t node, block;
+	uint64_t scn;
+};
+
+struct sim {
+	uint64_t rng;
+	uint32_t n;
+	uint64_t now_ms;
+	struct sim_node nodes[SIM_MAX_NODES];
+	uint8_t disk[SIM_BLOCKS][SIM_BS];
+	uint64_t disk_scn[SIM_BLOCKS];
+	uint64_t truth[SIM_BLOCKS];
+	uint64_t next_value;
+	struct sim_msg msgs[SIM_MSGS];
+	uint32_t nmsgs;
+	int loss_pct, delay_max;
+	struct sim_pi pis[SIM_PIS];
+	uint32_t npis;
+	char *err;
+	size_t errsz;
+	bool failed;
+	struct gcs_sim_result *r;
+	uint32_t current_node;  /* whose core is running (for send's from) */
+};
+
+static uint64_t rnd(struct sim *s)
+{
+	uint64_t x = s->rng;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return s->rng = x;
+}
+static uint32_t rndn(struct sim *s, uint32_t n) { return (uint32_t)(rnd(s) % n); }
+
+static bool trace;
+
+static void fail(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct sim *s, const char *fmt, ...)
+{
+	if (s->failed)
+		return;
+	s->failed = true;
+	int off = snprintf(s->err, s->errsz, "t=%llu ms: ", (unsigned long long)s->now_ms);
+	if (off < 0 || (size_t)off >= s->errsz)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->err + off, s->errsz - (size_t)off, fmt, ap);
+	va_end(ap);
+}
+
+static uint64_t value_of(const uint8_t *data)
+{
+	uint64_t v;
+	memcpy(&v, data + sizeof(struct coral_block_hdr), sizeof(v));
+	return v;
+}
+
+/* ---- ops ------------------------------------------------------------------------------ */
+
+struct sim_arg {
+	struct sim *s;
+	struct sim_node *node;
+};
+static struct sim_arg args[SIM_MAX_NODES];
+
+static int op_send(void *arg, uint32_t to, const uint8_t *buf, size_t len)
+{
+	struct sim_arg *a = arg;
+	struct sim *s = a->s;
+	uint32_t from = a->node->id;
+	/* a ship must come after the redo of the sender's own changes is durable */
+	Coral__GcsMsg *m = coral__gcs_msg__unpack(NULL, len, buf);
+	if (m != NULL) {
+		if ((m->kind == GCS_BLOCK || m->kind == GCS_CR_BLOCK) && m->block < SIM_BLOCKS &&
+		    a->node->lastmod[m->block] > a->node->durable && m->kind == GCS_BLOCK && m->dirty)
+			fail(s, "node %u shipped block %llu before its redo (lsn %llu) was durable (%llu)", from,
+			     (unsigned long long)m->block, (unsigned long long)a->node->lastmod[m->block],
+			     (unsigned long long)a->node->durable);
+		coral__gcs_msg__free_unpacked(m, NULL);
+	}
+	s->r->msgs++;
+	if (to != from && (int)rndn(s, 100) < s->loss_pct) {
+		s->r->lost++;
+		return 0;
+	}
+	if (s->nmsgs >= SIM_MSGS) {
+		s->r->lost++;
+		return 0;
+	}
+	uint8_t *copy = malloc(len ? len : 1);
+	if (copy == NULL)
+		return CORAL_ENOMEM;
+	memcpy(copy, buf, len);
+	s->msgs[s->nmsgs++] = (struct sim_msg){from, to, s->now_ms + rndn(s, (uint32_t)s->delay_max + 1), len, copy};
+	return 0;
+}
+
+static uint32_t op_master(void *arg, uint32_t file, uint64_t block, uint64_t *version)
+{
+	struct sim_arg *a = arg;
+	(void)file;
+	*version = 1;
+	return 1 + (uint32_t)((block * 2654435761u) % a->s->n);
+}
+
+static int op_read(void *arg, uint32_t file, uint64_t block, uint8_t *data)
+{
+	struct sim_arg *a = arg;
+	(void)file;
+	if (block >= SIM_BLOCKS)
+		return CORAL_ENOENT;
+	memcpy(data, a->s->disk[block], SIM_BS);
+	return 0;
+}
+
+static int op_write(void *arg, uint32_t file, uint64_t block, uint8_t *data, uint64_t scn)
+{
+	struct sim_arg *a = arg;
+	struct sim *s = a->s;
+	(void)file;
+	if (block >= SIM_BLOCKS)
+		return CORAL_ENOENT;
+	if (scn < s->disk_scn[block])
+		fail(s, "node %u wrote block %llu at scn %llu over a newer one (%llu)", a->node->id,
+		     (unsigned long long)block, (unsigned long long)scn, (unsigned long long)s->disk_scn[block]);
+	if (value_of(data) < value_of(s->disk[block]))
+		fail(s, "node %u wrote value %llu to block %llu over a newer value %llu", a->node->id,
+		     (unsigned long long)value_of(data), (unsigned long long)block,
+		     (unsigned long long)value_of(s->disk[block]));
+	memcpy(s->disk[block], data, SIM_BS);
+	((struct coral_block_hdr *)s->disk[block])->scn = scn;
+	s->disk_scn[block] = scn;
+	s->r->writes_back++;
+	return 0;
+}
+
+static int op_log_force(void *arg, uint64_t lsn)
+{
+	struct sim_arg *a = arg;
+	if (lsn > a->node->durable)
+		a->node->durable = lsn;
+	return 0;
+}
+
+static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinned, int served)
+{
+	struct sim_arg *a = arg;
+	struct sim_session *ss = &a->node->s[(cookie & 0xffffffffu) % SIM_SESSIONS];
+	(void)served;
+	ss->answered = true;
+	ss->code = code;
+	ss->ans_buf = buf;
+	ss->ans_pinned = pinned;
+}
+
+/* ---- sessions -------------------------------------------------------------------------- */
+
+/* What libcoral's fast path does: under the chain latch, pin the current buffer if its mode
+ * covers the request and no transfer waits for it. */
+static int fast_pin(struct sim_node *nd, uint32_t block, int mode, uint32_t *buf)
+{
+	struct coral_cache *c = nd->cache;
+	uint32_t ch = coral_cache_chain(c, 1, block);
+	coral_cache_lock(c, ch);
+	struct coral_buf *b = coral_cache_find(c, 1, block, false);
+	int want = mode == GCS_MODE_CR ? CORAL_BL_S : mode;
+	int pinned = 0;
+	if (b && b->mode >= want && !(b->flags & CORAL_BUFF_SHIPWAIT)) {
+		bool excl = mode == CORAL_BL_X;
+		if (coral_buf_try_pin(b, excl)) {
+			pinned = excl ? 2 : 1;
+			*buf = coral_cache_index(c, b);
+		}
+	}
+	coral_cache_unlock(c, ch);
+	return pinned;
+}
+
+static void pinned_now(struct sim *s, struct sim_node *nd, struct sim_session *ss)
+{
+	struct coral_buf *b = coral_cache_buf(nd->cache, ss->buf);
+	uint64_t v = value_of(coral_cache_data(nd->cache, ss->buf));
+	if (b->block != ss->block)
+		fail(s, "node %u: session got buffer of block %llu for block %u", nd->id,
+		     (unsigned long long)b->block, ss->block);
+	if (ss->mode == GCS_MODE_CR) {
+		if (v < ss->cr_floor || v > s->truth[ss->block])
+			fail(s, "node %u: CR read of block %u saw %llu, outside [%llu, %llu]", nd->id, ss->block,
+			     (unsigned long long)v, (unsigned long long)ss->cr_floor,
+			     (unsigned long long)s->truth[ss->block]);
+		s->r->cr_reads++;
+	} else if (v != s->truth[ss->block]) {
+		fail(s, "node %u: %s read of block %u saw %llu, last written %llu", nd->id,
+		     ss->mode == CORAL_BL_X ? "X" : "S", ss->block, (unsigned long long)v,
+		     (unsigned long long)s->truth[ss->block]);
+	} else {
+		s->r->reads++;
+	}
+	ss->state = SS_HOLD;
+	ss->hold_until = s->now_ms + rndn(s, 4);
+	if (trace)
+		fprintf(stderr, "%llu: node %u pins blk %u mode %d val %llu\n", (unsigned long long)s->now_ms, nd->id,
+			ss->block, ss->mode, (unsigned long long)v);
+}
+
+static void run_core(struct sim *s, struct sim_node *nd) { s->current_node = nd->id; }
+
+static void session_step(struct sim *s, struct sim_node *nd, uint32_t k)
+{
+	struct sim_session *ss = &nd->s[k];
+	struct coral_cache *c = nd->cache;
+	switch (ss->state) {
+	case SS_IDLE: {
+		if (rndn(s, 100) >= 30)
+			return;
+		ss->block = rndn(s, SIM_BLOCKS);
+		uint32_t r = rndn(s, 100);
+		ss->mode = r < 45 ? CORAL_BL_X : r < 90 ? CORAL_BL_S : GCS_MODE_CR;
+		ss->cr_floor = s->truth[ss->block];
+		ss->pinned = fast_pin(nd, ss->block, ss->mode, &ss->buf);
+		if (ss->pinned) {
+			pinned_now(s, nd, ss);
+			return;
+		}
+		ss->state = SS_WAIT;
+		ss->answered = false;
+		run_core(s, nd);
+		gcs_core_get(nd->core, 1, ss->block, ss->mode, (uint64_t)nd->id << 32 | k);
+		return;
+	}
+	case SS_WAIT:
+		if (!ss->answered)
+			return;
+		ss->answered = false;
+		if (ss->code != 0) {
+			s->r->failures++;
+			ss->state = SS_IDLE;
+			return;
+		}
+		if (ss->ans_pinned) {
+			ss->buf = ss->ans_buf;
+			ss->pinned = ss->ans_pinned;
+			pinned_now(s, nd, ss);
+			return;
+		}
+		ss->pinned = fast_pin(nd, ss->block, ss->mode, &ss->buf);
+		if (ss->pinned) {
+			pinned_now(s, nd, ss);
+			return;
+		}
+		run_core(s, nd);
+		gcs_core_get(nd->core, 1, ss->block, ss->mode, (uint64_t)nd->id << 32 | k);
+		return;
+	case SS_HOLD: {
+		if (s->now_ms < ss->hold_until)
+			return;
+		struct coral_buf *b = coral_cache_buf(c, ss->buf);
+		if (ss->mode == CORAL_BL_X) {
+			if (b->mode != CORAL_BL_X)
+				fail(s, "node %u: block %u pinned X but the buffer is in mode %d", nd->id, ss->block,
+				     b->mode);
+			uint64_t v = ++s->next_value;
+			uint8_t *data = coral_cache_data(c, ss->buf);
+			memcpy(data + sizeof(struct coral_block_hdr), &v, sizeof(v));
+			uint32_t ch = coral_cache_chain(c, 1, ss->block);
+			coral_cache_lock(c, ch);
+			b->scn = coral_scn_next(c);
+			if (!(b->flags & CORAL_BUFF_DIRTY)) {
+				b->flags |= CORAL_BUFF_DIRTY;
+				atomic_fetch_add(&c->dirty, 1);
+			}
+			b->redo_lsn = ++nd->lsn;
+			nd->lastmod[ss->block] = nd->lsn;
+			coral_cache_unlock(c, ch);
+			s->truth[ss->block] = v;
+			s->r->writes++;
+			if (trace)
+				fprintf(stderr, "%llu: node %u writes blk %u val %llu scn %llu\n",
+					(unsigned long long)s->now_ms, nd->id, ss->block, (unsigned long long)v,
+					(unsigned long long)b->scn);
+		}
+		coral_cache_unpin(c, b, ss->pinned == 2);
+		ss->state = SS_IDLE;
+		return;
+	}
+	}
+}
+
+/* ---- invariants ----------------------------------------------------------------------- */
+
+static void check(struct sim *s)
+{
+	for (uint32_t blk = 0; blk < SIM_BLOCKS; blk++) {
+		uint32_t x = 0, sh = 0, xnode = 0;
+		for (uint32_t i = 0; i < s->n; i++) {
+			struct coral_cache *c = s->nodes[i].cache;
+			uint32_t ch = coral_cache_chain(c, 1, blk);
+			coral_cache_lock(c, ch);
+			struct coral_buf *b = coral_cache_find(c, 1, blk, false);
+			if (b && b->mode == CORAL_BL_X) {
+				x++;
+				xnode = i + 1;
+			} else if (b && b->mode == CORAL_BL_S) {
+				sh++;
+			}
+			coral_cache_unlock(c, ch);
+		}
+		if (x > 1)
+			fail(s, "block %u held in X by %u nodes", blk, x);
+		if (x == 1 && sh > 0)
+			fail(s, "block %u held in X by node %u and in S by %u other nodes", blk, xnode, sh);
+	}
+	/* past images: any that vanished must be covered by the disk */
+	struct sim_pi now[SIM_PIS];
+	uint32_t nnow = 0;
+	for (uint32_t i = 0; i < s->n; i++) {
+		struct coral_cache *c = s->nodes[i].cache;
+		for (uint32_t k = 0; k < c->nbuf; k++) {
+			struct coral_buf *b = coral_cache_buf(c, k);
+			if ((b->flags & CORAL_BUFF_VALID) && (b->flags & CORAL_BUFF_PI) && nnow < SIM_PIS)
+				now[nnow++] = (struct sim_pi){i + 1, (uint32_t)b->block, b->scn};
+		}
+	}
+	for (uint32_t k = 0; k < s->npis; k++) {
+		bool still = false;
+		for (uint32_t j = 0; j < nnow && !still; j++)
+			still = now[j].node == s->pis[k].node && now[j].block == s->pis[k].block &&
+				now[j].scn == s->pis[k].scn;
+		if (!still) {
+			/* taken back as the node's current image (its ship went unacknowledged) */
+			struct coral_cache *c = s->nodes[s->pis[k].node - 1].cache;
+			struct coral_buf *cb = coral_cache_find(c, 1, s->pis[k].block, false);
+			if (cb && cb->scn >= s->pis[k].scn)
+				still = true;
+		}
+		if (!still) {
+			if (s->disk_scn[s->pis[k].block] < s->pis[k].scn)
+				fail(s, "node %u dropped its past image of block %u (scn %llu) with the disk at scn %llu",
+				     s->pis[k].node, s->pis[k].block, (unsigned long long)s->pis[k].scn,
+				     (unsigned long long)s->disk_scn[s->pis[k].block]);
+			s->r->pi_dropped++;
+		}
+	}
+	for (uint32_t j = 0; j < nnow; j++) {
+		bool known = false;
+		for (uint32_t k = 0; k < s->npis && !known; k++)
+			known = now[j].node == s->pis[k].node && now[j].block == s->pis[k].block &&
+				now[j].scn == s->pis[k].scn;
+		if (!known)
+			s->r->pi_kept++;
+	}
+	memcpy(s->pis, now, nnow * sizeof(now[0]));
+	s->npis = nnow;
+}
+
+static void deliver(struct sim *s, bool all)
+{
+	/* due messages, in a random order */
+	for (;;) {
+		uint32_t due[64], ndue = 0;
+		for (uint32_t k = 0; k < s->nmsgs && ndue < 64; k++)
+			if (all || s->msgs[k].at <= s->now_ms)
+				due[ndue++] = k;
+		if (ndue == 0)
+			return;
+		uint32_t k = due[rndn(s, ndue)];
+		struct sim_msg m = s->msgs[k];
+		s->msgs[k] = s->msgs[--s->nmsgs];
+		struct sim_node *nd = &s->nodes[m.to - 1];
+		if (trace) {
+			Coral__GcsMsg *x = coral__gcs_msg__unpack(NULL, m.len, m.data);
+			if (x) {
+				fprintf(stderr, "%llu: %u->%u %s blk %llu rid %llu gen %llu req %u mode %u dirty %d from %u bscn %llu val %llu\n",
+					(unsigned long long)s->now_ms, m.from, m.to, gcs_kind_name((int)x->kind),
+					(unsigned long long)x->block, (unsigned long long)x->rid % 100000,
+					(unsigned long long)x->gen, x->requester, x->mode, x->dirty, x->from,
+					(unsigned long long)x->block_scn,
+					x->data.len ? (unsigned long long)value_of(x->data.data) : 0ull);
+				coral__gcs_msg__free_unpacked(x, NULL);
+			}
+		}
+		run_core(s, nd);
+		gcs_core_recv(nd->core, m.from, m.data, m.len);
+		free(m.data);
+		check(s);
+		if (s->failed || all)
+			return;
+	}
+}
+
+int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_result *out, char *err,
+		size_t errsz)
+{
+	memset(out, 0, sizeof(*out));
+	if (nodes < 2 || nodes > SIM_MAX_NODES) {
+		snprintf(err, errsz, "nodes must be 2..%d", SIM_MAX_NODES);
+		return 1;
+	}
+	struct sim *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		snprintf(err, errsz, "out of memory");
+		return 1;
+	}
+	s->rng = seed * 0x9e3779b97f4a7c15ull + 1;
+	trace = getenv("GCS_SIM_TRACE") != NULL;
+	s->n = nodes;
+	s->err = err;
+	s->errsz = errsz;
+	s->r = out;
+	s->loss_pct = 2 + (int)rndn(s, 8);
+	s->delay_max = 1 + (int)rndn(s, 6);
+	err[0] = 0;
+	for (uint32_t b = 0; b < SIM_BLOCKS; b++)
+		coral_block_format(s->disk[b], SIM_BS, 1, b, 0);
+	struct gcs_ops ops = {op_send, op_master, op_read, op_write, op_log_force, op_done, NULL, NULL};
+	for (uint32_t i = 0; i < nodes; i++) {
+		struct sim_node *nd = &s->nodes[i];
+		nd->id = i + 1;
+		size_t cs = coral_cache_size(SIM_NBUF, SIM_BS);
+		nd->cache = aligned_alloc(64, (cs + 63) & ~(size_t)63);
+		size_t ds = coral_grd_dir_size(64);
+		nd->dir = aligned_alloc(64, (ds + 63) & ~(size_t)63);
+		if (nd->cache == NULL || nd->dir == NULL || coral_cache_init(nd->cache, cs, SIM_NBUF, SIM_BS) != 0 ||
+		    coral_grd_dir_init(nd->dir, ds, 64) != 0) {
+			snprintf(err, errsz, "cannot set up node %u", i + 1);
+			s->failed = true;
+			break;
+		}
+		args[i] = (struct sim_arg){s, nd};
+		ops.arg = &args[i];
+		nd->core = gcs_core_new(nd->id, nd->cache, nd->dir, &ops, 20, 100000);
+		gcs_core_clock(nd->core, 1000);
+	}
+	for (uint32_t t = 0; t < steps && !s->failed; t++) {
+		s->now_ms++;
+		for (uint32_t i = 0; i < nodes; i++)
+			gcs_core_clock(s->nodes[i].core, s->now_ms * 1000 + 1000000);
+		deliver(s, false);
+		for (uint32_t i = 0; i < nodes && !s->failed; i++)
+			for (uint32_t k = 0; k < SIM_SESSIONS; k++)
+				session_step(s, &s->nodes[i], k);
+		for (uint32_t i = 0; i < nodes; i++)
+			gcs_core_tick(s->nodes[i].core);
+		if (rndn(s, 200) == 0) {
+			uint32_t i = rndn(s, nodes);
+			gcs_core_checkpoint(s->nodes[i].core);
+		}
+		check(s);
+	}
+	/* heal: no more loss; let every session finish */
+	s->loss_pct = 0;
+	for (uint32_t t = 0; t < 20000 && !s->failed; t++) {
+		s->now_ms++;
+		for (uint32_t i = 0; i < nodes; i++)
+			gcs_core_clock(s->nodes[i].core, s->now_ms * 1000 + 1000000);
+		deliver(s, false);
+		bool busy = s->nmsgs > 0;
+		for (uint32_t i = 0; i < nodes; i++) {
+			for (uint32_t k = 0; k < SIM_SESSIONS; k++) {
+				struct sim_session *ss = &s->nodes[i].s[k];
+				if (ss->state != SS_IDLE) {
+					session_step(s, &s->nodes[i], k);
+					busy = true;
+				}
+			}
+			gcs_core_tick(s->nodes[i].core);
+			if (gcs_core_waits(s->nodes[i].core) || gcs_core_deferred(s->nodes[i].core))
+				busy = true;
+		}
+		check(s);
+		if (!busy)
+			break;
+	}
+	for (uint32_t i = 0; i < nodes && !s->failed; i++)
+		for (uint32_t k = 0; k < SIM_SESSIONS; k++)
+			if (s->nodes[i].s[k].state != SS_IDLE)
+				fail(s, "node %u session %u never finished (state %d, block %u)", i + 1, k,
+				     s->nodes[i].s[k].state, s->nodes[i].s[k].block);
+	/* every node reads every block once more: each must see the last value written */
+	for (uint32_t b = 0; b < SIM_BLOCKS && !s->failed; b++) {
+		for (uint32_t i = 0; i < nodes && !s->failed; i++) {
+			struct sim_node *nd = &s->nodes[i];
+			struct sim_session *ss = &nd->s[0];
+			ss->block = b;
+			ss->mode = CORAL_BL_S;
+			ss->state = SS_WAIT;
+			ss->answered = false;
+			ss->pinned = fast_pin(nd, b, CORAL_BL_S, &ss->buf);
+			if (ss->pinned)
+				pinned_now(s, nd, ss);
+			else
+				gcs_core_get(nd->core, 1, b, CORAL_BL_S, (uint64_t)nd->id << 32);
+			for (uint32_t t = 0; t < 20000 && ss->state != SS_IDLE && !s->failed; t++) {
+				s->now_ms++;
+				for (uint32_t j = 0; j < nodes; j++)
+					gcs_core_clock(s->nodes[j].core, s->now_ms * 1000 + 1000000);
+				deliver(s, false);
+				if (ss->state == SS_HOLD)
+					ss->hold_until = 0;
+				session_step(s, nd, 0);
+				for (uint32_t j = 0; j < nodes; j++)
+					gcs_core_tick(s->nodes[j].core);
+				check(s);
+			}
+			if (ss->state != SS_IDLE)
+				fail(s, "the final read of block %u on node %u never finished", b, i + 1);
+		}
+	}
+	/* write everything back: the disk must then hold the last value of every block (unless
+	 * the newest image is a past image whose ship was refused: then the read above saw it) */
+	for (uint32_t i = 0; i < nodes && !s->failed; i++)
+		gcs_core_checkpoint(s->nodes[i].core);
+	for (uint32_t b = 0; b < SIM_BLOCKS && !s->failed; b++)
+		if (value_of(s->disk[b]) > s->truth[b])
+			fail(s, "after the final checkpoint block %u holds %llu on disk, last written %llu", b,
+			     (unsigned long long)value_of(s->disk[b]), (unsigned long long)s->truth[b]);
+	for (uint32_t i = 0; i < nodes; i++) {
+		struct sim_node *nd = &s->nodes[i];
+		if (nd->core) {
+			const struct gcs_stats *st = gcs_core_stats(nd->core);
+			out->two_way += st->two_way;
+			out->three_way += st->three_way;
+			out->disk_reads += st->disk_reads;
+			out->invalidations += st->invalidations;
+			out->retries += st->retries;
+		}
+		if (nd->cache)
+			out->evictions += atomic_load(&nd->cache->st.evictions);
+		gcs_core_free(nd->core);
+		free(nd->cache);
+		free(nd->dir);
+	}
+	for (uint32_t k = 0; k < s->nmsgs; k++)
+		free(s->msgs[k].data);
+	int rc = s->failed ? 1 : 0;
+	free(s);
+	return rc;
+}

@@ -1,0 +1,19 @@
+/* The GCS model: several nodes' GCS cores (daemons/lmsd/gcs.c) over an in-memory network
+ * that loses, delays and reorders messages, under sessions reading and writing a few hot
+ * blocks, with the invariants checked after every step. One seed is one reproducible run. */
+#ifndef CORAL_GCS_SIM_H
+#define CORAL_GCS_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct gcs_sim_result {
+	uint64_t reads, writes, cr_reads, failures, msgs, lost, two_way, three_way, disk_reads;
+	uint64_t pi_kept, pi_dropped, writes_back, invalidations, retries, evictions;
+};
+
+/* 0 if every invariant held; else nonzero with the violation (and the step) in err. */
+int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_result *out, char *err,
+		size_t errsz);
+
+#endif

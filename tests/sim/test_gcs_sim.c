@@ -1,0 +1,39 @@
+/* The GCS model over a few hundred seeds (gcs-sim runs more by hand). */
+#include "gcs_sim.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+
+static void seeds(uint64_t first, int n, uint32_t nodes)
+{
+	struct gcs_sim_result t = {0};
+	for (int i = 0; i < n; i++) {
+		struct gcs_sim_result r;
+		char err[512];
+		int rc = gcs_sim_run(first + (uint64_t)i, nodes, 3000, &r, err, sizeof(err));
+		cr_assert_eq(rc, 0, "seed %llu: %s", (unsigned long long)(first + (uint64_t)i), err);
+		t.writes += r.writes;
+		t.reads += r.reads;
+		t.three_way += r.three_way;
+		t.two_way += r.two_way;
+		t.pi_kept += r.pi_kept;
+		t.pi_dropped += r.pi_dropped;
+		t.lost += r.lost;
+		t.cr_reads += r.cr_reads;
+	}
+	/* the schedule must exercise what the invariants are about */
+	cr_assert_gt(t.writes, (uint64_t)n * 100);
+	cr_assert_gt(t.three_way, (uint64_t)n * 10);
+	cr_assert_gt(t.two_way, (uint64_t)n);
+	cr_assert_gt(t.pi_kept, (uint64_t)n);
+	cr_assert_gt(t.pi_dropped, (uint64_t)n);
+	cr_assert_gt(t.lost, (uint64_t)n);
+	cr_assert_gt(t.cr_reads, (uint64_t)n);
+	fprintf(stderr, "%d seeds x %u nodes: %llu writes, %llu reads, %llu 3-way, %llu 2-way, %llu PIs kept, %llu lost\n",
+		n, nodes, (unsigned long long)t.writes, (unsigned long long)t.reads,
+		(unsigned long long)t.three_way, (unsigned long long)t.two_way, (unsigned long long)t.pi_kept,
+		(unsigned long long)t.lost);
+}
+
+Test(gcs_sim, three_nodes, .timeout = 600) { seeds(1, 40, 3); }
+Test(gcs_sim, four_nodes, .timeout = 600) { seeds(500001, 20, 4); }
