@@ -19,6 +19,7 @@
 #define CORAL_PORT_RAFTD 0        /* raftd interconnect */
 #define CORAL_PORT_RAFTD_HTTP 1   /* raftd HTTP/JSON */
 #define CORAL_PORT_GRDD 2         /* grdd interconnect */
+#define CORAL_PORT_LMSD 3         /* lmsd interconnect (cache fusion) */
 #define CORAL_MAX_OPTS 48
 #define CORAL_ERRMSG_MAX 512
 

@@ -54,32 +54,24 @@ const char *coral_ctl_request_name(const Coral__CtlRequest *req)
 	case CORAL__CTL_REQUEST__BODY_GRD_REMASTER: return "grd remaster";
 	case CORAL__CTL_REQUEST__BODY_GRD_HISTORY: return "grd history";
 	case CORAL__CTL_REQUEST__BODY_GRD_LOCK: return "grd lock";
+	case CORAL__CTL_REQUEST__BODY_GCS_GET: return "gcs get";
+	case CORAL__CTL_REQUEST__BODY_GCS_STATS: return "gcs stats";
+	case CORAL__CTL_REQUEST__BODY_GCS_BLOCK: return "gcs block";
 	default: return "unknown";
 	}
 }
 
-int coral_ctl_call(const char *sock, Coral__CtlRequest *req, size_t max_frame, int timeout_ms,
-		   Coral__CtlResponse **resp, char *err, size_t errsz)
+int coral_ctl_call_fd(int fd, const char *what, Coral__CtlRequest *req, size_t max_frame, int timeout_ms,
+		      Coral__CtlResponse **resp, char *err, size_t errsz)
 {
 	uint64_t deadline = coral_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
-	int fd;
-	int rc = coral_ipc_connect(sock, &fd);
-	if (rc != 0) {
-		if (rc == CORAL_ENOTRUNNING)
-			snprintf(err, errsz, "nothing is listening on %s", sock);
-		else if (rc == CORAL_EPERM)
-			snprintf(err, errsz, "no permission to connect to %s", sock);
-		else
-			snprintf(err, errsz, "cannot connect to %s: %s", sock, coral_strerror(rc));
-		return rc;
-	}
-	/* one call per connection: the monotonic clock makes an id that a stale answer on a
-	 * reused descriptor cannot match, without a process-global counter */
+	/* the monotonic clock makes an id that a stale answer on a reused descriptor cannot
+	 * match, without a process-global counter */
 	if (req->hdr)
 		req->hdr->request_id = coral_now_mono_ns();
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	rc = coral_frame_encode(&req->base, max_frame, &buf, &len);
+	int rc = coral_frame_encode(&req->base, max_frame, &buf, &len);
 	if (rc == 0)
 		rc = coral_frame_write_fd(fd, buf, len, deadline);
 	free(buf);
@@ -87,29 +79,52 @@ int coral_ctl_call(const char *sock, Coral__CtlRequest *req, size_t max_frame, i
 	uint32_t plen = 0;
 	if (rc == 0)
 		rc = coral_frame_read_fd(fd, max_frame, deadline, &payload, &plen);
-	close(fd);
 	if (rc != 0) {
 		if (rc == CORAL_ETIMEDOUT)
-			snprintf(err, errsz, "no answer from %s within %d ms", sock, timeout_ms);
+			snprintf(err, errsz, "no answer from %s within %d ms", what, timeout_ms);
 		else if (rc == CORAL_ECLOSED)
-			snprintf(err, errsz, "%s closed the connection without answering", sock);
+			snprintf(err, errsz, "%s closed the connection without answering", what);
 		else
-			snprintf(err, errsz, "%s: %s", sock, coral_strerror(rc));
+			snprintf(err, errsz, "%s: %s", what, coral_strerror(rc));
 		return rc;
 	}
 	*resp = coral_ctl_response_decode(payload, plen);
 	free(payload);
 	if (*resp == NULL) {
-		snprintf(err, errsz, "%s sent an answer that could not be decoded", sock);
+		snprintf(err, errsz, "%s sent an answer that could not be decoded", what);
 		return CORAL_EDECODE;
 	}
 	if (req->hdr && (*resp)->hdr && (*resp)->hdr->request_id != req->hdr->request_id) {
 		coral_ctl_response_free(*resp);
 		*resp = NULL;
-		snprintf(err, errsz, "%s answered another request", sock);
+		snprintf(err, errsz, "%s answered another request", what);
 		return CORAL_EDECODE;
 	}
 	return 0;
+}
+
+int coral_ctl_connect(const char *sock, int *fd, char *err, size_t errsz)
+{
+	int rc = coral_ipc_connect(sock, fd);
+	if (rc == CORAL_ENOTRUNNING)
+		snprintf(err, errsz, "nothing is listening on %s", sock);
+	else if (rc == CORAL_EPERM)
+		snprintf(err, errsz, "no permission to connect to %s", sock);
+	else if (rc != 0)
+		snprintf(err, errsz, "cannot connect to %s: %s", sock, coral_strerror(rc));
+	return rc;
+}
+
+int coral_ctl_call(const char *sock, Coral__CtlRequest *req, size_t max_frame, int timeout_ms,
+		   Coral__CtlResponse **resp, char *err, size_t errsz)
+{
+	int fd;
+	int rc = coral_ctl_connect(sock, &fd, err, errsz);
+	if (rc != 0)
+		return rc;
+	rc = coral_ctl_call_fd(fd, sock, req, max_frame, timeout_ms, resp, err, errsz);
+	close(fd);
+	return rc;
 }
 
 /* ---- async client ----------------------------------------------------------------- */

@@ -27,6 +27,12 @@ const char *coral_ctl_request_name(const Coral__CtlRequest *req);
 int coral_ctl_call(const char *sock, Coral__CtlRequest *req, size_t max_frame, int timeout_ms,
 		   Coral__CtlResponse **resp, char *err, size_t errsz);
 
+/* The same over a connection the caller keeps (coral_ctl_connect), one call at a time; what
+ * names the peer in messages. */
+int coral_ctl_connect(const char *sock, int *fd, char *err, size_t errsz);
+int coral_ctl_call_fd(int fd, const char *what, Coral__CtlRequest *req, size_t max_frame, int timeout_ms,
+		      Coral__CtlResponse **resp, char *err, size_t errsz);
+
 /* Async client. done is called exactly once per accepted call: with the answer, or with
  * CORAL_ETIMEDOUT / CORAL_ECLOSED and resp NULL. The answer is freed after done returns. */
 struct coral_ctl_client;

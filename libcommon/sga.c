@@ -3,6 +3,7 @@
  * subsystems (membership, GRD, buffer cache, redo buffer...) are added here. */
 #include "sga.h"
 #include "bufcache.h"
+#include "redo.h"
 #include "errors.h"
 #include "log.h"
 #include "cluster.h"
@@ -26,6 +27,7 @@ static const struct coral_sga_subsys coral__registry[] = {
 	{"grd_dir", coral_grd_dir_sga_size, coral_grd_dir_sga_init, coral_grd_dir_sga_fill},
 	{"grd_held", coral_grd_held_sga_size, coral_grd_held_sga_init, coral_grd_dir_sga_fill},
 	{"cache", coral_cache_sga_size, coral_cache_sga_init, coral_cache_sga_fill},
+	{"redo", coral_redo_sga_size, coral_redo_sga_init, coral_redo_sga_fill},
 };
 
 const struct coral_sga_subsys *coral_sga_subsystems(size_t *n)

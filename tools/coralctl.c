@@ -42,6 +42,10 @@ static void usage(FILE *f)
 		"  grd status|resource ID|top [N]|remaster RES|BUCKET NODE [--dry-run]|remaster --cancel|\n"
 		"      recovered NODE|history|lock ID MODE|unlock ID   the global resource directory\n"
 		"  datafile create NAME BLOCKS | list [--verify]     data files of the shared storage\n"
+		"  gcs stats              cache fusion: requests, local hits, 2-way/3-way, PIs, latency by kind\n"
+		"  gcs block FILE BLOCK   a block's master, holders, modes, past images, SCNs\n"
+		"  cache                  the node's buffer cache: buffers, dirty, past images, hit ratio\n"
+		"  redo                   the node's redo thread: LSN, durable LSN/SCN, group-commit batches\n"
 		"NODE: id or label; default $CORAL_NODE, else the first node on this machine.\n"
 		"Exit status: 0 ok, 1 error, 2 usage. See coralctl(8).\n");
 }
@@ -425,6 +429,12 @@ int main(int argc, char **argv)
 		return cmd_grd(nrest, rest);
 	if (strcmp(cmd, "datafile") == 0)
 		return cmd_datafile(nrest, rest);
+	if (strcmp(cmd, "gcs") == 0)
+		return cmd_gcs(nrest, rest);
+	if (strcmp(cmd, "cache") == 0)
+		return cmd_cache(nrest, rest);
+	if (strcmp(cmd, "redo") == 0)
+		return cmd_redo(nrest, rest);
 	fprintf(stderr, "coralctl: unknown command or wrong arguments: %s\n", cmd);
 	usage(stderr);
 	return 2;

@@ -27,6 +27,11 @@ int cmd_grd(int argc, char **argv);
 /* coralctl_storage.c: datafile create|list */
 int cmd_datafile(int argc, char **argv);
 
+/* coralctl_gcs.c: gcs stats|block, cache, redo */
+int cmd_gcs(int argc, char **argv);
+int cmd_cache(int argc, char **argv);
+int cmd_redo(int argc, char **argv);
+
 /* coralctl_raft.c: raft status|history|transfer-leader, cluster ..., kv ... */
 int cmd_raft(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);

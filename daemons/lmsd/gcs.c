@@ -61,6 +61,8 @@ struct gcs_core {
 	uint32_t *deferred;
 	uint32_t ndeferred;
 	uint8_t *scratch;             /* one block: what is shipped or written is copied here */
+	uint32_t *ckpt;               /* checkpoint: buffers written, and their SCNs */
+	uint64_t *ckpt_scn;
 	uint32_t *unacked;            /* buffers whose grant's ACK the master has not confirmed */
 	uint32_t nunacked;
 	struct gcs_blk ops_list[GCS_MAX_OPS];
@@ -133,7 +135,10 @@ struct gcs_core *gcs_core_new(uint32_t self, struct coral_cache *cache, struct c
 	c->deferred = calloc(cache->nbuf, sizeof(*c->deferred));
 	c->scratch = malloc(cache->block_size);
 	c->unacked = calloc(cache->nbuf, sizeof(*c->unacked));
-	if (c->waits == NULL || c->deferred == NULL || c->scratch == NULL || c->unacked == NULL) {
+	c->ckpt = calloc(cache->nbuf, sizeof(*c->ckpt));
+	c->ckpt_scn = calloc(cache->nbuf, sizeof(*c->ckpt_scn));
+	if (c->waits == NULL || c->deferred == NULL || c->scratch == NULL || c->unacked == NULL ||
+	    c->ckpt == NULL || c->ckpt_scn == NULL) {
 		gcs_core_free(c);
 		return NULL;
 	}
@@ -156,6 +161,8 @@ void gcs_core_free(struct gcs_core *c)
 	free(c->deferred);
 	free(c->scratch);
 	free(c->unacked);
+	free(c->ckpt);
+	free(c->ckpt_scn);
 	free(c);
 }
 
@@ -275,16 +282,16 @@ static struct coral_buf *newest_pi(struct gcs_core *c, uint32_t file, uint64_t b
 	return best;
 }
 
-/* Writes a dirty current image back (redo first), tells the master and drops this node's
- * own older past images. Latch not held; the buffer must not be pinned exclusively. */
-static int write_back(struct gcs_core *c, struct coral_buf *b)
+/* Write-back in two steps, so a checkpoint syncs each data file once for many blocks: the
+ * image is copied while no session can be changing it (no exclusive pin) after the redo that
+ * made it is durable, and written (no sync); once synced, the buffer is clean if it did not
+ * change meanwhile, this node's older past images go, and the master hears of it. */
+static int wb_write(struct gcs_core *c, struct coral_buf *b, uint64_t *scn_out)
 {
 	uint32_t i = coral_cache_index(c->cache, b);
 	uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
 	uint64_t forced = 0, scn;
 	for (;;) {
-		/* the image is copied while no session can be changing it (no exclusive pin),
-		 * after the redo that made it is durable */
 		coral_cache_lock(c->cache, ch);
 		bool busy = (atomic_load(&b->pins) & CORAL_BUF_XPIN) != 0;
 		uint64_t lsn = b->redo_lsn;
@@ -297,38 +304,56 @@ static int write_back(struct gcs_core *c, struct coral_buf *b)
 		coral_cache_unlock(c->cache, ch);
 		if (busy)
 			return CORAL_EBUSY;
-		c->st.log_forces++;
 		int rc = c->ops.log_force(c->ops.arg, lsn);
-		if (rc != 0)
+		if (rc < 0)
 			return rc;
+		c->st.log_forces += (uint64_t)rc;
 		forced = lsn;
 	}
 	int rc = c->ops.write(c->ops.arg, b->file, b->block, c->scratch, scn);
 	if (rc != 0) {
 		c->st.write_errors++;
-		logf_(c, 1, "writing block %u:%llu back failed: %s", b->file,
-		      (unsigned long long)b->block, coral_strerror(rc));
+		logf_(c, 1, "writing block %u:%llu back failed: %s", b->file, (unsigned long long)b->block,
+		      coral_strerror(rc));
 		return rc;
 	}
+	*scn_out = scn;
+	return 0;
+}
+
+static void wb_done(struct gcs_core *c, struct coral_buf *b, uint64_t scn)
+{
 	c->st.writes++;
 	atomic_fetch_add(&c->cache->st.writes, 1);
+	uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
 	coral_cache_lock(c->cache, ch);
-	/* changed again meanwhile: still dirty */
 	if ((b->flags & CORAL_BUFF_DIRTY) && b->scn == scn) {
 		b->flags &= (uint16_t)~CORAL_BUFF_DIRTY;
 		atomic_fetch_sub(&c->cache->dirty, 1);
 	}
+	uint32_t file = b->file;
+	uint64_t block = b->block, gen = b->gen;
 	coral_cache_unlock(c->cache, ch);
-	drop_pis(c, b->file, b->block, scn);
+	drop_pis(c, file, block, scn);
 	Coral__GcsMsg m;
-	msg_init(&m, GCS_WRITTEN, b->file, b->block);
+	msg_init(&m, GCS_WRITTEN, file, block);
 	m.block_scn = scn;
-	m.gen = b->gen;
+	m.gen = gen;
 	uint64_t v;
-	uint32_t master = c->ops.master(c->ops.arg, b->file, b->block, &v);
+	uint32_t master = c->ops.master(c->ops.arg, file, block, &v);
 	if (master)
 		send_msg(c, master, &m);
-	return 0;
+}
+
+static int write_back(struct gcs_core *c, struct coral_buf *b)
+{
+	uint64_t scn;
+	int rc = wb_write(c, b, &scn);
+	if (rc == 0)
+		rc = c->ops.sync(c->ops.arg);
+	if (rc == 0)
+		wb_done(c, b, scn);
+	return rc;
 }
 
 static void send_release(struct gcs_core *c, uint32_t file, uint64_t block, uint64_t gen)
@@ -900,8 +925,9 @@ static void ship_now(struct gcs_core *c, struct coral_buf *b, uint32_t to, int w
 			break;
 		coral_cache_unlock(c->cache, ch);
 		/* the redo that made this image must be durable before anyone else can see it */
-		c->st.log_forces++;
-		if (c->ops.log_force(c->ops.arg, lsn) != 0) {
+		int rc = c->ops.log_force(c->ops.arg, lsn);
+		c->st.log_forces += rc > 0 ? (uint64_t)rc : 0;
+		if (rc < 0) {
 			logf_(c, 1, "log force failed: block %u:%llu not shipped", b->file,
 			      (unsigned long long)b->block);
 			return;
@@ -1598,7 +1624,10 @@ void gcs_core_tick(struct gcs_core *c)
 
 int gcs_core_checkpoint(struct gcs_core *c)
 {
-	int n = 0;
+	uint32_t *list = c->ckpt;
+	uint64_t *scns = c->ckpt_scn;
+	uint32_t n = 0;
+	uint64_t lsn = 0;
 	for (uint32_t i = 0; i < c->cache->nbuf; i++) {
 		struct coral_buf *b = coral_cache_buf(c->cache, i);
 		uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
@@ -1606,11 +1635,30 @@ int gcs_core_checkpoint(struct gcs_core *c)
 		bool want = (b->flags & CORAL_BUFF_VALID) && (b->flags & CORAL_BUFF_DIRTY) &&
 			    !(b->flags & (CORAL_BUFF_PI | CORAL_BUFF_SHIPWAIT)) &&
 			    !(atomic_load(&b->pins) & CORAL_BUF_XPIN);
+		if (want && b->redo_lsn > lsn)
+			lsn = b->redo_lsn;
 		coral_cache_unlock(c->cache, ch);
-		if (want && write_back(c, b) == 0)
-			n++;
+		if (want)
+			list[n++] = i;
 	}
-	return n;
+	if (n == 0)
+		return 0;
+	/* one log force and one sync for all of them */
+	if (lsn) {
+		int rc = c->ops.log_force(c->ops.arg, lsn);
+		if (rc < 0)
+			return 0;
+		c->st.log_forces += (uint64_t)rc;
+	}
+	uint32_t m = 0;
+	for (uint32_t k = 0; k < n; k++)
+		if (wb_write(c, coral_cache_buf(c->cache, list[k]), &scns[m]) == 0)
+			list[m++] = list[k];
+	if (m == 0 || c->ops.sync(c->ops.arg) != 0)
+		return 0;
+	for (uint32_t k = 0; k < m; k++)
+		wb_done(c, coral_cache_buf(c->cache, list[k]), scns[k]);
+	return (int)m;
 }
 
 void gcs_core_reclaim(struct gcs_core *c)

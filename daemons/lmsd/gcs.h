@@ -58,9 +58,11 @@ struct gcs_ops {
 	uint32_t (*master)(void *arg, uint32_t file, uint64_t block, uint64_t *version);
 	/* reads a block from its data file, checked; 0 or a CORAL_E* code */
 	int (*read)(void *arg, uint32_t file, uint64_t block, uint8_t *data);
-	/* writes a block (header sealed with scn) durably */
+	/* writes a block (header sealed with scn); durable only after sync */
 	int (*write)(void *arg, uint32_t file, uint64_t block, uint8_t *data, uint64_t scn);
-	/* returns once the node's redo up to lsn is durable */
+	int (*sync)(void *arg);
+	/* returns once the node's redo up to lsn is durable: 0 if it already was, 1 if it had to
+	 * wait, or a negative CORAL_E* code */
 	int (*log_force)(void *arg, uint64_t lsn);
 	/* a session's request is over: code 0 with the buffer (pinned: 0 none, 1 shared, 2
 	 * exclusive) or an error */

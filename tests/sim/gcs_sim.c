@@ -208,12 +208,19 @@ static int op_write(void *arg, uint32_t file, uint64_t block, uint8_t *data, uin
 	return 0;
 }
 
+static int op_sync(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
 static int op_log_force(void *arg, uint64_t lsn)
 {
 	struct sim_arg *a = arg;
-	if (lsn > a->node->durable)
-		a->node->durable = lsn;
-	return 0;
+	if (lsn <= a->node->durable)
+		return 0;
+	a->node->durable = lsn;
+	return 1;
 }
 
 static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinned, int served)
@@ -486,7 +493,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 	err[0] = 0;
 	for (uint32_t b = 0; b < SIM_BLOCKS; b++)
 		coral_block_format(s->disk[b], SIM_BS, 1, b, 0);
-	struct gcs_ops ops = {op_send, op_master, op_read, op_write, op_log_force, op_done, NULL, NULL};
+	struct gcs_ops ops = {op_send, op_master, op_read, op_write, op_sync, op_log_force, op_done, NULL, NULL};
 	for (uint32_t i = 0; i < nodes; i++) {
 		struct sim_node *nd = &s->nodes[i];
 		nd->id = i + 1;

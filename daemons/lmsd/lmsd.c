@@ -1,0 +1,576 @@
+/* lmsd: the Global Cache Service daemon. It runs the GCS core (gcs.c) on the SGA's buffer
+ * cache and grdd's directory, carries its messages over the interconnect (base_port+3) to the
+ * lmsd of every other node, reads and writes blocks of the shared data files, forces redo
+ * through the log writer (replicad) before it ships a dirty block, and answers libcoral
+ * sessions' block requests and coralctl's gcs requests on its Unix socket. */
+#include "gcs.h"
+
+#include "bufcache.h"
+#include "cluster.h"
+#include "ctl.h"
+#include "daemon.h"
+#include "errors.h"
+#include "grd.h"
+#include "log.h"
+#include "net.h"
+#include "redo.h"
+#include "storage.h"
+#include "util.h"
+
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SELFQ 4096
+#define WAITS 4096
+#define TICK_MS 2
+
+struct selfmsg {
+	uint8_t *data;
+	size_t len;
+};
+
+struct ctlwait {
+	bool used;
+	uint64_t conn, req_id;
+};
+
+struct lmsd {
+	struct coral_daemon *d;
+	uint32_t self;
+	struct gcs_core *core;
+	struct coral_net *net;
+	struct coral_net_files files;
+	struct coral_cluster_sga *cl;
+	struct coral_grd_map_sga *map;
+	struct coral_grd_dir *dir;
+	struct coral_cache *cache;
+	struct coral_redo *redo;
+	struct event *ev_tick, *ev_self;
+	struct selfmsg selfq[SELFQ];
+	size_t self_head, self_n;
+	uint64_t self_dropped;
+	uint64_t incarnation;
+	uint64_t fenced_inc[CORAL_MAX_NODES + 1];
+	uint64_t next_checkpoint_ms;
+	int fds[CORAL_MAX_DATAFILES + 1];
+	bool unsynced[CORAL_MAX_DATAFILES + 1];
+	struct ctlwait waits[WAITS];
+	uint32_t wait_hint;
+};
+
+static struct lmsd *svc(struct coral_daemon *d) { return d->svc; }
+static uint64_t req_id(const Coral__CtlRequest *req) { return req->hdr ? req->hdr->request_id : 0; }
+
+static struct gcs_core *core(struct lmsd *l)
+{
+	gcs_core_clock(l->core, coral_now_mono_ns() / 1000ull);
+	return l->core;
+}
+
+/* ---- core ops ------------------------------------------------------------------------- */
+
+static int op_send(void *arg, uint32_t to, const uint8_t *buf, size_t len)
+{
+	struct lmsd *l = arg;
+	if (to == l->self) {
+		if (l->self_n == SELFQ) {
+			l->self_dropped++;
+			return CORAL_EBUSY;
+		}
+		struct selfmsg *m = &l->selfq[(l->self_head + l->self_n) % SELFQ];
+		m->data = malloc(len ? len : 1);
+		if (m->data == NULL)
+			return CORAL_ENOMEM;
+		if (len)
+			memcpy(m->data, buf, len);
+		m->len = len;
+		l->self_n++;
+		event_active(l->ev_self, EV_READ, 0);
+		return 0;
+	}
+	if (l->net == NULL)
+		return CORAL_ENOTCONN;
+	return coral_net_send(l->net, to, GCS_NET_MSG, buf, len);
+}
+
+static void on_self(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct lmsd *l = arg;
+	size_t n = l->self_n;
+	while (n-- > 0 && l->self_n > 0) {
+		struct selfmsg m = l->selfq[l->self_head];
+		l->self_head = (l->self_head + 1) % SELFQ;
+		l->self_n--;
+		gcs_core_recv(core(l), l->self, m.data, m.len);
+		free(m.data);
+	}
+	if (l->self_n > 0)
+		event_active(l->ev_self, EV_READ, 0);
+}
+
+static uint32_t op_master(void *arg, uint32_t file, uint64_t block, uint64_t *version)
+{
+	struct lmsd *l = arg;
+	struct coral_resid r = {.type = CORAL_RES_BLOCK, .id1 = file, .id2 = block};
+	struct coral_grd_where w;
+	coral_grd_lookup(l->map, &r, &w);
+	*version = w.version;
+	return w.master;
+}
+
+/* The data file of an id, opened once (the control file is read again for a new id). */
+static int file_fd(struct lmsd *l, uint32_t file)
+{
+	if (file == 0 || file > CORAL_MAX_DATAFILES)
+		return CORAL_ENOENT;
+	if (l->fds[file] > 0)
+		return l->fds[file];
+	struct coral_ctlfile *cf = malloc(sizeof(*cf));
+	if (cf == NULL)
+		return CORAL_ENOMEM;
+	char err[CORAL_ERRMSG_MAX];
+	int rc = coral_ctlfile_load(&l->d->conf, cf, err, sizeof(err));
+	if (rc != 0) {
+		log_warn("control file: %s", err);
+		free(cf);
+		return rc;
+	}
+	rc = CORAL_ENOENT;
+	for (uint32_t i = 0; i < cf->nfiles; i++) {
+		if (cf->files[i].id != file)
+			continue;
+		char path[CORAL_STR_MAX + 64];
+		coral_datafile_path(&l->d->conf, cf->files[i].name, path, sizeof(path));
+		int fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0) {
+			log_warn("cannot open data file %s: %s", path, strerror(errno));
+			rc = CORAL_EIO;
+		} else {
+			l->fds[file] = fd;
+			rc = fd;
+		}
+		break;
+	}
+	free(cf);
+	return rc;
+}
+
+static int op_read(void *arg, uint32_t file, uint64_t block, uint8_t *data)
+{
+	struct lmsd *l = arg;
+	int fd = file_fd(l, file);
+	if (fd < 0)
+		return fd;
+	char err[CORAL_ERRMSG_MAX];
+	int rc = coral_block_read(fd, l->cache->block_size, file, block, data, err, sizeof(err));
+	if (rc != 0)
+		log_error("block %u:%llu: %s", file, (unsigned long long)block, err);
+	return rc;
+}
+
+static int op_write(void *arg, uint32_t file, uint64_t block, uint8_t *data, uint64_t scn)
+{
+	struct lmsd *l = arg;
+	int fd = file_fd(l, file);
+	if (fd < 0)
+		return fd;
+	struct coral_block_hdr *h = (struct coral_block_hdr *)data;
+	if (h->file != file || h->block != block)
+		return CORAL_EINVAL;
+	h->scn = scn;
+	char err[CORAL_ERRMSG_MAX];
+	int rc = coral_block_write(fd, l->cache->block_size, data, err, sizeof(err));
+	if (rc != 0)
+		log_error("writing block %u:%llu: %s", file, (unsigned long long)block, err);
+	else
+		l->unsynced[file] = true;
+	return rc;
+}
+
+static int op_sync(void *arg)
+{
+	struct lmsd *l = arg;
+	int rc = 0;
+	for (int f = 1; f <= CORAL_MAX_DATAFILES; f++) {
+		if (!l->unsynced[f])
+			continue;
+		if (fdatasync(l->fds[f]) != 0) {
+			log_error("syncing data file %d: %s", f, strerror(errno));
+			rc = CORAL_EIO;
+			continue;
+		}
+		l->unsynced[f] = false;
+	}
+	return rc;
+}
+
+static int op_log_force(void *arg, uint64_t lsn)
+{
+	struct lmsd *l = arg;
+	if (atomic_load(&l->redo->durable) >= lsn)
+		return 0;
+	int rc = coral_redo_wait(l->redo, lsn, (int)l->d->conf.cache.commit_timeout_ms);
+	if (rc != 0)
+		log_warn("log force to LSN %llu: %s (is replicad running?)", (unsigned long long)lsn, coral_strerror(rc));
+	return rc == 0 ? 1 : rc;
+}
+
+static struct ctlwait *wait_take(struct lmsd *l, uint64_t cookie)
+{
+	if (cookie == 0 || cookie > WAITS || !l->waits[cookie - 1].used)
+		return NULL;
+	struct ctlwait *w = &l->waits[cookie - 1];
+	w->used = false;
+	return w;
+}
+
+static uint64_t wait_add(struct lmsd *l, uint64_t conn, const Coral__CtlRequest *req)
+{
+	for (size_t k = 0; k < WAITS; k++) {
+		size_t i = (l->wait_hint + k) % WAITS;
+		if (l->waits[i].used)
+			continue;
+		l->waits[i] = (struct ctlwait){true, conn, req_id(req)};
+		l->wait_hint = (uint32_t)(i + 1);
+		return i + 1;
+	}
+	return 0;
+}
+
+static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinned, int served)
+{
+	struct lmsd *l = arg;
+	struct ctlwait *w = wait_take(l, cookie);
+	if (w == NULL) {
+		/* the session went away: a pin taken for it is dropped again */
+		if (code == 0 && pinned)
+			coral_cache_unpin(l->cache, coral_cache_buf(l->cache, buf), pinned == 2);
+		return;
+	}
+	if (code != 0) {
+		coral_daemon_answer_error(l->d, w->conn, w->req_id, code, "%s", coral_strerror(code));
+		return;
+	}
+	Coral__GcsGetReply r = CORAL__GCS_GET_REPLY__INIT;
+	r.buf = buf;
+	r.pinned = (uint32_t)pinned;
+	r.kind = (uint32_t)served;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_GET;
+	resp.gcs_get = &r;
+	if (coral_daemon_answer(l->d, w->conn, w->req_id, &resp) != 0 && pinned)
+		coral_cache_unpin(l->cache, coral_cache_buf(l->cache, buf), pinned == 2);
+}
+
+static void op_log(void *arg, int level, const char *msg)
+{
+	(void)arg;
+	switch (level) {
+	case 0: log_debug("%s", msg); break;
+	case 1: log_warn("%s", msg); break;
+	default: log_notice("%s", msg); break;
+	}
+}
+
+/* ---- the interconnect ----------------------------------------------------------------- */
+
+static void on_net_msg(void *arg, uint32_t from, uint64_t inc, uint8_t type, const uint8_t *data, size_t len)
+{
+	(void)inc;
+	struct lmsd *l = arg;
+	if (type != GCS_NET_MSG)
+		return;
+	gcs_core_recv(core(l), from, data, len);
+}
+
+static void on_net_refused(void *arg, uint32_t peer, int code, const char *why)
+{
+	(void)arg;
+	log_debug("lmsd on node %u refused us (%s): %s", peer, coral_strerror(code), why);
+}
+
+static int net_start(struct lmsd *l, uint64_t inc)
+{
+	struct coral_net_opts no;
+	char err[CORAL_ERRMSG_MAX];
+	int rc = coral_net_opts_from_conf(&no, &l->files, &l->d->conf, l->d->node, "lmsd", CORAL_PORT_LMSD,
+					  inc, coral_now_mono_ns() ^ l->self, err, sizeof(err));
+	if (rc != 0) {
+		log_error("%s", err);
+		return rc;
+	}
+	no.on_msg = on_net_msg;
+	no.on_refused = on_net_refused;
+	no.arg = l;
+	l->net = coral_net_new(l->d->base, &no, err, sizeof(err));
+	if (l->net == NULL) {
+		log_error("interconnect: %s", err);
+		return CORAL_ESYS;
+	}
+	coral_net_add_conf_peers(l->net, &l->d->conf, l->self, CORAL_PORT_LMSD);
+	return 0;
+}
+
+/* ---- the tick ------------------------------------------------------------------------- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct lmsd *l = arg;
+	struct coral_cluster_view v;
+	coral_cluster_read(l->cl, &v);
+	if (v.incarnation != 0 && l->net == NULL) {
+		if (net_start(l, v.incarnation) != 0) {
+			l->d->exit_code = 1;
+			event_base_loopbreak(l->d->base);
+			return;
+		}
+		l->incarnation = v.incarnation;
+	} else if (l->net && v.incarnation != 0 && v.incarnation != l->incarnation) {
+		coral_net_set_incarnation(l->net, v.incarnation);
+		l->incarnation = v.incarnation;
+	}
+	for (uint32_t i = 0; i < v.nmembers && i < CORAL_MAX_NODES && l->net; i++) {
+		const struct coral_member_view *mv = &v.members[i];
+		if (mv->state == CORAL_MEMBER_EVICTED && mv->id <= CORAL_MAX_NODES &&
+		    l->fenced_inc[mv->id] != mv->incarnation + 1) {
+			coral_net_fence_peer(l->net, mv->id, mv->incarnation + 1);
+			l->fenced_inc[mv->id] = mv->incarnation + 1;
+		}
+	}
+	struct gcs_core *c = core(l);
+	gcs_core_tick(c);
+	gcs_core_reclaim(c);
+	uint64_t now = coral_now_mono_ns() / 1000000ull;
+	/* past images and dirty buffers filling the cache: write back sooner, so that their
+	 * masters can have the past images dropped */
+	uint32_t pressure = atomic_load(&l->cache->pis) + atomic_load(&l->cache->dirty);
+	if (pressure > l->cache->nbuf / 4 && now + (uint64_t)l->d->conf.cache.checkpoint_ms >= l->next_checkpoint_ms + 50)
+		l->next_checkpoint_ms = now;
+	if (now >= l->next_checkpoint_ms) {
+		l->next_checkpoint_ms = now + (uint64_t)l->d->conf.cache.checkpoint_ms;
+		int n = gcs_core_checkpoint(c);
+		if (n > 0)
+			log_debug("checkpoint: %d blocks written back", n);
+	}
+}
+
+/* ---- control requests ------------------------------------------------------------------ */
+
+static void h_get(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct lmsd *l = svc(d);
+	const Coral__GcsGetRequest *g = req->gcs_get;
+	if (g->file == 0 || (g->mode != CORAL_BL_S && g->mode != CORAL_BL_X && g->mode != GCS_MODE_CR)) {
+		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EINVAL,
+					  "a block request needs a data file id and mode S (1), X (2) or CR (3)");
+		return;
+	}
+	uint64_t cookie = wait_add(l, conn, req);
+	if (cookie == 0) {
+		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EBUSY, "too many block requests waiting");
+		return;
+	}
+	gcs_core_get(core(l), g->file, g->block, (int)g->mode, cookie);
+}
+
+static void kind_stats(Coral__GcsKindStats *k, Coral__GcsKindStats **kp, const char *name,
+		       const struct gcs_hist *h)
+{
+	coral__gcs_kind_stats__init(k);
+	k->kind = (char *)name;
+	k->count = h->n;
+	k->avg_us = h->n ? h->sum_us / h->n : 0;
+	k->p99_us = gcs_hist_pct(h, 99.0);
+	*kp = k;
+}
+
+static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct lmsd *l = svc(d);
+	const struct gcs_stats *s = gcs_core_stats(l->core);
+	Coral__GcsStatsReply r = CORAL__GCS_STATS_REPLY__INIT;
+	/* local hits are counted in the SGA: most never reach lmsd */
+	r.requests = atomic_load(&l->cache->st.gets);
+	r.local_hits = atomic_load(&l->cache->st.local_hits);
+	r.two_way = s->two_way;
+	r.three_way = s->three_way;
+	r.disk_reads = s->disk_reads;
+	r.busy = s->busy;
+	r.retries = s->retries;
+	r.lost = s->lost;
+	r.stale = s->stale;
+	r.invalidations = s->invalidations;
+	r.pi_kept = s->pi_kept;
+	r.pi_dropped = s->pi_dropped;
+	r.writes = s->writes;
+	r.log_forces = s->log_forces;
+	r.cr_served = s->cr_served;
+	r.shipped = s->shipped;
+	r.deferred = s->deferred;
+	r.scn = coral_scn_current(l->cache);
+	r.mastered = s->mastered;
+	r.not_master = s->not_master;
+	static const char *const names[GCS_SERVED_NKINDS] = {"?", "local", "2-way", "3-way", "disk", "cr"};
+	Coral__GcsKindStats k[GCS_SERVED_NKINDS], *kp[GCS_SERVED_NKINDS];
+	size_t n = 0;
+	/* local hits are served in the sessions (no latency to speak of): counted above */
+	for (int i = GCS_SERVED_2WAY; i < GCS_SERVED_NKINDS; i++, n++)
+		kind_stats(&k[n], &kp[n], names[i], &s->lat[i]);
+	r.kinds = kp;
+	r.n_kinds = n;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_STATS;
+	resp.gcs_stats = &r;
+	coral_daemon_answer(d, conn, req_id(req), &resp);
+}
+
+static void h_block(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct lmsd *l = svc(d);
+	const Coral__GcsBlockRequest *q = req->gcs_block;
+	Coral__GcsBlockReply r = CORAL__GCS_BLOCK_REPLY__INIT;
+	struct coral_resid id = {.type = CORAL_RES_BLOCK, .id1 = q->file, .id2 = q->block};
+	struct coral_grd_where w;
+	coral_grd_lookup(l->map, &id, &w);
+	r.master = w.master;
+	r.map_version = w.version;
+	Coral__GcsHolder h[CORAL_MAX_NODES], *hp[CORAL_MAX_NODES];
+	char op[96] = "";
+	size_t nh = 0;
+	if (w.master == l->self) {
+		uint32_t bucket = coral_resid_bucket(&id);
+		coral_grd_dir_lock(l->dir, bucket);
+		struct coral_grd_entry *e = coral_grd_dir_find(l->dir, &id);
+		if (e != NULL) {
+			r.found = true;
+			for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
+				int mode = coral_grd_entry_mode(e, n);
+				bool pi = (e->pi >> (n - 1)) & 1;
+				if (mode == 0 && !pi && e->cur != n)
+					continue;
+				coral__gcs_holder__init(&h[nh]);
+				h[nh].node = n;
+				h[nh].mode = (char *)coral_grd_mode_name(true, mode);
+				h[nh].pi = pi;
+				h[nh].current = e->cur == n;
+				hp[nh] = &h[nh];
+				nh++;
+			}
+			r.gen = e->gen;
+			r.disk_scn = e->disk_scn;
+			r.queued = e->nconv;
+			if (e->op_phase)
+				snprintf(op, sizeof(op), "%s for node %u in %s (operation %llu)",
+					 e->op_phase == 1 ? "invalidating" : "transferring", e->op_node,
+					 coral_grd_mode_name(true, e->op_mode), (unsigned long long)e->gen);
+		}
+		coral_grd_dir_unlock(l->dir, bucket);
+	}
+	r.holders = hp;
+	r.n_holders = nh;
+	r.op = op;
+	uint32_t ch = coral_cache_chain(l->cache, q->file, q->block);
+	coral_cache_lock(l->cache, ch);
+	struct coral_buf *b = coral_cache_find(l->cache, q->file, q->block, false);
+	struct coral_buf *p = coral_cache_find(l->cache, q->file, q->block, true);
+	r.local_mode = (char *)coral_grd_mode_name(true, b ? b->mode : 0);
+	r.local_scn = b ? b->scn : p ? p->scn : 0;
+	r.local_dirty = b && (b->flags & CORAL_BUFF_DIRTY);
+	r.local_pi = p != NULL;
+	r.local_pins = b ? (atomic_load(&b->pins) & ~CORAL_BUF_XPIN) + ((atomic_load(&b->pins) & CORAL_BUF_XPIN) ? 1 : 0) : 0;
+	coral_cache_unlock(l->cache, ch);
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_BLOCK;
+	resp.gcs_block = &r;
+	coral_daemon_answer(d, conn, req_id(req), &resp);
+}
+
+static const struct coral_daemon_request lmsd_requests[] = {
+	{CORAL__CTL_REQUEST__BODY_GCS_GET, false, h_get},
+	{CORAL__CTL_REQUEST__BODY_GCS_STATS, false, h_stats},
+	{CORAL__CTL_REQUEST__BODY_GCS_BLOCK, false, h_block},
+};
+
+/* ---- lifecycle ------------------------------------------------------------------------- */
+
+static int lmsd_init(struct coral_daemon *d)
+{
+	struct lmsd *l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return CORAL_ENOMEM;
+	d->svc = l;
+	l->d = d;
+	l->self = (uint32_t)d->node->id;
+	l->cl = coral_cluster_sga(&d->sga);
+	l->map = coral_grd_map_sga(&d->sga);
+	l->dir = coral_grd_dir_sga(&d->sga, "grd_dir");
+	l->cache = coral_cache_sga(&d->sga);
+	l->redo = coral_redo_sga(&d->sga);
+	if (!l->cl || !l->map || !l->dir || !l->cache || !l->redo) {
+		log_error("the SGA has no cluster, grd_map, grd_dir, cache or redo section: restart the node");
+		return CORAL_EVERSION;
+	}
+	atomic_store(&l->cache->lmsd_pid, (int32_t)getpid());
+	struct gcs_ops ops = {
+		.send = op_send, .master = op_master, .read = op_read, .write = op_write, .sync = op_sync,
+		.log_force = op_log_force, .done = op_done, .log = op_log, .arg = l,
+	};
+	l->core = gcs_core_new(l->self, l->cache, l->dir, &ops, (uint32_t)d->conf.cache.gcs_retry_ms,
+			       (uint32_t)d->conf.cache.get_timeout_ms);
+	l->ev_tick = event_new(d->base, -1, EV_PERSIST, on_tick, l);
+	l->ev_self = event_new(d->base, -1, 0, on_self, l);
+	struct timeval tv = {0, TICK_MS * 1000};
+	if (l->core == NULL || l->ev_tick == NULL || l->ev_self == NULL || event_add(l->ev_tick, &tv) != 0)
+		return CORAL_ENOMEM;
+	l->next_checkpoint_ms = coral_now_mono_ns() / 1000000ull + (uint64_t)d->conf.cache.checkpoint_ms;
+	return 0;
+}
+
+static void lmsd_fini(struct coral_daemon *d)
+{
+	struct lmsd *l = svc(d);
+	if (l == NULL)
+		return;
+	/* dirty images go to disk on a clean stop (a crash leaves them to instance recovery) */
+	if (l->core)
+		gcs_core_checkpoint(core(l));
+	if (l->ev_tick)
+		event_free(l->ev_tick);
+	if (l->ev_self)
+		event_free(l->ev_self);
+	while (l->self_n > 0) {
+		free(l->selfq[l->self_head].data);
+		l->self_head = (l->self_head + 1) % SELFQ;
+		l->self_n--;
+	}
+	if (l->net)
+		coral_net_free(l->net);
+	gcs_core_free(l->core);
+	for (int i = 0; i <= CORAL_MAX_DATAFILES; i++)
+		if (l->fds[i] > 0)
+			close(l->fds[i]);
+	free(l);
+	d->svc = NULL;
+}
+
+static const struct coral_daemon_def lmsd_def = {
+	.id = CORAL_D_LMSD,
+	.service = "Global Cache Service: block modes, 2-way and 3-way transfers, past images, write-back",
+	.service_ready = true,
+	.init = lmsd_init,
+	.fini = lmsd_fini,
+	.requests = lmsd_requests,
+	.nrequests = CORAL_ARRAY_LEN(lmsd_requests),
+};
+
+int main(int argc, char **argv)
+{
+	return coral_daemon_main(argc, argv, &lmsd_def);
+}

@@ -1,0 +1,105 @@
+/* replicad: the node's log writer. A worker thread group-commits the redo buffer in the SGA
+ * to the node's redo thread in shared storage (libcommon/redo.c): it writes everything
+ * appended since the last sync with one write and one fdatasync, then wakes every committer
+ * waiting for it. The event loop answers control requests (redo status). Shipping redo to
+ * standbys is a later part of this daemon. */
+#include "ctl.h"
+#include "daemon.h"
+#include "errors.h"
+#include "log.h"
+#include "redo.h"
+#include "util.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct replicad {
+	struct coral_daemon *d;
+	struct coral_redo *redo;
+	struct coral_redo_writer *w;
+	pthread_t thread;
+	bool started;
+	_Atomic bool stop;
+	_Atomic uint64_t last_error_ms;
+};
+
+/* The writer: nothing else runs in this thread, so a slow disk never stalls the loop. */
+static void *writer_main(void *arg)
+{
+	struct replicad *r = arg;
+	uint64_t errors = 0;
+	while (!atomic_load(&r->stop)) {
+		int64_t n = coral_redo_writer_step(r->w, 50);
+		if (n < 0) {
+			/* nothing is acknowledged that is not durable: committers keep waiting and
+			 * time out; the error is logged, not hidden */
+			if (errors++ % 100 == 0)
+				log_error("writing the redo thread failed: %s", coral_strerror((int)n));
+			struct timespec ts = {0, 10 * 1000000L};
+			nanosleep(&ts, NULL);
+		}
+	}
+	/* what is appended before a clean stop still goes out */
+	while (coral_redo_writer_step(r->w, 0) > 0)
+		;
+	return NULL;
+}
+
+static int replicad_init(struct coral_daemon *d)
+{
+	struct replicad *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return CORAL_ENOMEM;
+	d->svc = r;
+	r->d = d;
+	r->redo = coral_redo_sga(&d->sga);
+	if (r->redo == NULL) {
+		log_error("the SGA has no redo section: restart the node");
+		return CORAL_EVERSION;
+	}
+	char err[CORAL_ERRMSG_MAX];
+	int rc = coral_redo_writer_open(r->redo, d->conf.storage.shared_dir, (uint32_t)d->node->id,
+					(uint64_t)d->conf.cache.redo_segment, &r->w, err, sizeof(err));
+	if (rc != 0) {
+		log_error("redo thread %lld: %s", (long long)d->node->id, err);
+		return rc;
+	}
+	log_info("redo thread %lld opened at LSN %llu under %s/redo", (long long)d->node->id,
+		 (unsigned long long)atomic_load(&r->redo->durable), d->conf.storage.shared_dir);
+	if (pthread_create(&r->thread, NULL, writer_main, r) != 0)
+		return CORAL_ESYS;
+	r->started = true;
+	return 0;
+}
+
+static void replicad_fini(struct coral_daemon *d)
+{
+	struct replicad *r = d->svc;
+	if (r == NULL)
+		return;
+	if (r->started) {
+		atomic_store(&r->stop, true);
+		coral_redo_kick(r->redo);
+		pthread_join(r->thread, NULL);
+	}
+	if (r->redo)
+		atomic_store(&r->redo->writer_pid, 0);
+	coral_redo_writer_close(r->w);
+	free(r);
+	d->svc = NULL;
+}
+
+static const struct coral_daemon_def replicad_def = {
+	.id = CORAL_D_REPLICAD,
+	.service = "log writer: group commit of the node's redo thread (shipping to standbys: not yet)",
+	.service_ready = true,
+	.init = replicad_init,
+	.fini = replicad_fini,
+};
+
+int main(int argc, char **argv)
+{
+	return coral_daemon_main(argc, argv, &replicad_def);
+}

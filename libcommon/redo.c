@@ -1,0 +1,429 @@
+/* Redo: the ring in the SGA (appenders, waiters), the log writer that group-commits it to
+ * the node's thread of segment files, and a reader of the thread. */
+#include "redo.h"
+#include "crc32c.h"
+#include "errors.h"
+#include "sync.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t align8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+static long futex(_Atomic uint32_t *addr, int op, uint32_t val, int timeout_ms)
+{
+	struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+	return syscall(SYS_futex, (uint32_t *)addr, op, val, timeout_ms >= 0 ? &ts : NULL, NULL, 0);
+}
+
+size_t coral_redo_size(uint64_t ring)
+{
+	return align64(sizeof(struct coral_redo)) + (size_t)ring;
+}
+
+int coral_redo_init(struct coral_redo *r, size_t size, uint64_t ring, uint32_t thread)
+{
+	if (size < coral_redo_size(ring) || ring < 65536)
+		return CORAL_EINVAL;
+	memset(r, 0, sizeof(*r));
+	r->size = ring;
+	r->off_ring = align64(sizeof(struct coral_redo));
+	r->thread = thread;
+	return coral_mutex_init_shared(&r->latch);
+}
+
+size_t coral_redo_sga_size(const struct coral_conf *conf)
+{
+	return coral_redo_size((uint64_t)conf->cache.redo_buffer);
+}
+
+int coral_redo_sga_init(void *section, size_t size, const struct coral_conf *conf,
+			const struct coral_node_conf *node)
+{
+	return coral_redo_init(section, size, (uint64_t)conf->cache.redo_buffer, (uint32_t)node->id);
+}
+
+void coral_redo_sga_fill(const void *section, uint64_t *used, uint64_t *capacity)
+{
+	const struct coral_redo *r = section;
+	*used = atomic_load(&r->tail) - atomic_load(&r->durable);
+	*capacity = r->size;
+}
+
+struct coral_redo *coral_redo_sga(const struct coral_sga *sga)
+{
+	size_t sz;
+	return coral_sga_section(sga, "redo", &sz);
+}
+
+static uint8_t *ring(struct coral_redo *r) { return (uint8_t *)r + r->off_ring; }
+
+static void ring_put(struct coral_redo *r, uint64_t lsn, const void *src, size_t n)
+{
+	size_t at = (size_t)(lsn % r->size), first = r->size - at < n ? r->size - at : n;
+	memcpy(ring(r) + at, src, first);
+	if (first < n)
+		memcpy(ring(r), (const uint8_t *)src + first, n - first);
+}
+
+static void ring_get(struct coral_redo *r, uint64_t lsn, void *dst, size_t n)
+{
+	size_t at = (size_t)(lsn % r->size), first = r->size - at < n ? r->size - at : n;
+	memcpy(dst, ring(r) + at, first);
+	if (first < n)
+		memcpy((uint8_t *)dst + first, ring(r), n - first);
+}
+
+static void repair_latch(void *arg) { (void)arg; }
+
+void coral_redo_kick(struct coral_redo *r)
+{
+	atomic_fetch_add(&r->work_seq, 1);
+	futex(&r->work_seq, FUTEX_WAKE, INT_MAX, -1);
+}
+
+int coral_redo_append(struct coral_redo *r, uint8_t type, uint64_t scn, uint32_t session, uint32_t file,
+		      uint64_t block, uint32_t offset, const void *bytes, uint32_t nbytes, int timeout_ms,
+		      uint64_t *lsn)
+{
+	if (nbytes > CORAL_REDO_MAX_BYTES)
+		return CORAL_EINVAL;
+	uint64_t len = align8(sizeof(struct coral_redo_rec) + nbytes);
+	if (len > r->size / 2)
+		return CORAL_EINVAL;
+	if (atomic_load(&r->writer_pid) == 0)
+		return CORAL_ENOTRUNNING;
+	struct coral_redo_rec h = {.magic = CORAL_REDO_MAGIC, .len = (uint32_t)len, .type = type,
+				   .scn = scn, .session = session, .file = file, .block = block,
+				   .offset = offset, .nbytes = nbytes};
+	static const uint8_t zeros[8];
+	size_t padn = (size_t)(len - sizeof(h) - nbytes);
+	uint64_t deadline = coral_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t tail;
+	for (;;) {
+		coral_mutex_lock(&r->latch, repair_latch, NULL);
+		tail = atomic_load(&r->tail);
+		if (tail + len - atomic_load(&r->durable) <= r->size)
+			break;
+		coral_mutex_unlock(&r->latch);
+		/* the ring is full: wait for the log writer to make room */
+		atomic_fetch_add(&r->full_waits, 1);
+		int rc = coral_redo_wait(r, atomic_load(&r->durable) + 1, 10);
+		if (rc != 0 && rc != CORAL_ETIMEDOUT)
+			return rc;
+		if (coral_now_mono_ns() > deadline)
+			return CORAL_ETIMEDOUT;
+	}
+	h.lsn = tail + len;
+	uint32_t crc = coral_crc32c(0, &h, sizeof(h));
+	crc = coral_crc32c(crc, bytes, nbytes);
+	h.crc = coral_crc32c(crc, zeros, padn);
+	ring_put(r, tail, &h, sizeof(h));
+	if (nbytes)
+		ring_put(r, tail + sizeof(h), bytes, nbytes);
+	if (padn)
+		ring_put(r, tail + sizeof(h) + nbytes, zeros, padn);
+	atomic_store_explicit(&r->tail, tail + len, memory_order_release);
+	coral_mutex_unlock(&r->latch);
+	atomic_fetch_add(&r->records, 1);
+	atomic_fetch_add(&r->bytes, len);
+	if (type == CORAL_REDO_COMMIT)
+		atomic_fetch_add(&r->commits, 1);
+	*lsn = tail + len;
+	return 0;
+}
+
+int coral_redo_wait(struct coral_redo *r, uint64_t lsn, int timeout_ms)
+{
+	uint64_t deadline = coral_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		uint32_t seq = atomic_load(&r->durable_seq);
+		if (atomic_load(&r->durable) >= lsn)
+			return 0;
+		uint64_t f = atomic_load(&r->force_to);
+		while (f < lsn && !atomic_compare_exchange_weak(&r->force_to, &f, lsn))
+			;
+		coral_redo_kick(r);
+		uint64_t now = coral_now_mono_ns();
+		if (now >= deadline)
+			return CORAL_ETIMEDOUT;
+		int ms = (int)((deadline - now) / 1000000ull) + 1;
+		atomic_fetch_add(&r->waiters, 1);
+		futex(&r->durable_seq, FUTEX_WAIT, seq, ms < 100 ? ms : 100);
+		atomic_fetch_sub(&r->waiters, 1);
+	}
+}
+
+/* ---- the log writer --------------------------------------------------------------------- */
+
+struct coral_redo_writer {
+	struct coral_redo *r;
+	char dir[CORAL_STR_MAX + 64];
+	uint64_t segsize;
+	int fd;
+	uint64_t fd_seg;
+	uint8_t *buf;
+	size_t bufsz;
+};
+
+static void seg_path(const char *dir, uint64_t seg, char *out, size_t n)
+{
+	snprintf(out, n, "%s/%08llu.redo", dir, (unsigned long long)seg);
+}
+
+static int thread_dir(const char *shared_dir, uint32_t thread, char *out, size_t n)
+{
+	int k = snprintf(out, n, "%s/redo/thread_%u", shared_dir, thread);
+	return k < 0 || (size_t)k >= n ? CORAL_EINVAL : 0;
+}
+
+struct scan_end {
+	uint64_t end;
+};
+static int scan_end_fn(void *arg, const struct coral_redo_rec *rec, const uint8_t *bytes)
+{
+	(void)bytes;
+	((struct scan_end *)arg)->end = rec->lsn;
+	return 0;
+}
+
+int coral_redo_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t thread,
+			   uint64_t segment_size, struct coral_redo_writer **out, char *err, size_t errsz)
+{
+	struct coral_redo_writer *w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return CORAL_ENOMEM;
+	w->r = r;
+	w->segsize = segment_size;
+	w->fd = -1;
+	if (thread_dir(shared_dir, thread, w->dir, sizeof(w->dir)) != 0 || coral_mkdir_p(w->dir, 0750) != 0) {
+		snprintf(err, errsz, "cannot create the redo thread directory %s: %s", w->dir, strerror(errno));
+		free(w);
+		return CORAL_EIO;
+	}
+	if (atomic_load(&r->tail) == 0 && atomic_load(&r->base) == 0) {
+		/* a new SGA: the thread goes on where the files end (a torn last record is cut) */
+		struct scan_end se = {0};
+		uint64_t end = 0;
+		int64_t n = coral_redo_scan(shared_dir, thread, segment_size, scan_end_fn, &se, &end, err, errsz);
+		if (n < 0) {
+			free(w);
+			return (int)n;
+		}
+		uint64_t seg = end / segment_size;
+		char p[sizeof(w->dir) + 32];
+		seg_path(w->dir, seg, p, sizeof(p));
+		if (truncate(p, (off_t)(end % segment_size)) != 0 && errno != ENOENT) {
+			snprintf(err, errsz, "cannot cut %s at the end of its last whole record: %s", p, strerror(errno));
+			free(w);
+			return CORAL_EIO;
+		}
+		for (uint64_t k = seg + 1;; k++) {
+			seg_path(w->dir, k, p, sizeof(p));
+			if (unlink(p) != 0)
+				break;
+		}
+		coral_mutex_lock(&r->latch, repair_latch, NULL);
+		atomic_store(&r->base, end);
+		atomic_store(&r->tail, end);
+		atomic_store(&r->durable, end);
+		coral_mutex_unlock(&r->latch);
+	}
+	atomic_store(&r->writer_pid, (int32_t)getpid());
+	*out = w;
+	return 0;
+}
+
+static int seg_fd(struct coral_redo_writer *w, uint64_t seg)
+{
+	if (w->fd >= 0 && w->fd_seg == seg)
+		return w->fd;
+	if (w->fd >= 0) {
+		fdatasync(w->fd);
+		close(w->fd);
+	}
+	char p[sizeof(w->dir) + 32];
+	seg_path(w->dir, seg, p, sizeof(p));
+	w->fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+	w->fd_seg = seg;
+	if (w->fd >= 0) {
+		/* a new segment's name must survive a crash too */
+		int dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+	}
+	return w->fd;
+}
+
+int64_t coral_redo_writer_step(struct coral_redo_writer *w, int wait_ms)
+{
+	struct coral_redo *r = w->r;
+	uint32_t seq = atomic_load(&r->work_seq);
+	uint64_t d = atomic_load(&r->durable);
+	uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+	if (t == d) {
+		if (wait_ms > 0)
+			futex(&r->work_seq, FUTEX_WAIT, seq, wait_ms);
+		return 0;
+	}
+	uint64_t t0 = coral_now_mono_ns();
+	/* count the commits and the highest SCN in what goes out */
+	uint64_t commits = 0, scn = atomic_load(&r->durable_scn);
+	for (uint64_t at = d; at < t;) {
+		struct coral_redo_rec h;
+		ring_get(r, at, &h, sizeof(h));
+		if (h.magic != CORAL_REDO_MAGIC || h.len < sizeof(h) || at + h.len > t) {
+			atomic_fetch_add(&r->errors, 1);
+			return CORAL_ECORRUPT;
+		}
+		if (h.type == CORAL_REDO_COMMIT)
+			commits++;
+		if (h.scn > scn)
+			scn = h.scn;
+		at += h.len;
+	}
+	for (uint64_t at = d; at < t;) {
+		uint64_t seg = at / w->segsize, off = at % w->segsize;
+		size_t ridx = (size_t)(at % r->size);
+		uint64_t n = t - at;
+		if (n > w->segsize - off)
+			n = w->segsize - off;
+		if (n > r->size - ridx)
+			n = r->size - ridx;
+		int fd = seg_fd(w, seg);
+		if (fd < 0 || pwrite(fd, ring(r) + ridx, (size_t)n, (off_t)off) != (ssize_t)n) {
+			atomic_fetch_add(&r->errors, 1);
+			return CORAL_EIO;
+		}
+		at += n;
+	}
+	if (fdatasync(w->fd) != 0) {
+		atomic_fetch_add(&r->errors, 1);
+		return CORAL_EIO;
+	}
+	atomic_store(&r->durable_scn, scn);
+	atomic_store_explicit(&r->durable, t, memory_order_release);
+	atomic_fetch_add(&r->durable_seq, 1);
+	futex(&r->durable_seq, FUTEX_WAKE, INT_MAX, -1);
+	atomic_fetch_add(&r->syncs, 1);
+	atomic_fetch_add(&r->sync_us, (coral_now_mono_ns() - t0) / 1000);
+	if (commits) {
+		atomic_fetch_add(&r->commits_synced, commits);
+		int b = 0;
+		while (b < CORAL_REDO_BATCH_BUCKETS - 1 && (1ull << (b + 1)) <= commits)
+			b++;
+		atomic_fetch_add(&r->batch[b], 1);
+		uint64_t mx = atomic_load(&r->max_batch);
+		while (commits > mx && !atomic_compare_exchange_weak(&r->max_batch, &mx, commits))
+			;
+	}
+	return (int64_t)(t - d);
+}
+
+void coral_redo_writer_close(struct coral_redo_writer *w)
+{
+	if (w == NULL)
+		return;
+	if (w->fd >= 0) {
+		fdatasync(w->fd);
+		close(w->fd);
+	}
+	free(w->buf);
+	free(w);
+}
+
+/* ---- reading a thread back ------------------------------------------------------------- */
+
+struct reader {
+	char dir[CORAL_STR_MAX + 64];
+	uint64_t segsize, pos;
+	int fd;
+	uint64_t fd_seg;
+};
+
+/* Reads n bytes of the thread at r->pos; returns bytes read (short at the end). */
+static size_t rd(struct reader *r, void *dst, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		uint64_t seg = r->pos / r->segsize, off = r->pos % r->segsize;
+		if (r->fd < 0 || r->fd_seg != seg) {
+			if (r->fd >= 0)
+				close(r->fd);
+			char p[sizeof(r->dir) + 32];
+			seg_path(r->dir, seg, p, sizeof(p));
+			r->fd = open(p, O_RDONLY | O_CLOEXEC);
+			r->fd_seg = seg;
+			if (r->fd < 0)
+				return got;
+		}
+		size_t want = n - got;
+		if (want > r->segsize - off)
+			want = (size_t)(r->segsize - off);
+		ssize_t k = pread(r->fd, (uint8_t *)dst + got, want, (off_t)off);
+		if (k <= 0)
+			return got;
+		got += (size_t)k;
+		r->pos += (uint64_t)k;
+	}
+	return got;
+}
+
+int64_t coral_redo_scan(const char *shared_dir, uint32_t thread, uint64_t segment_size,
+			coral_redo_visit_fn fn, void *arg, uint64_t *end_lsn, char *err, size_t errsz)
+{
+	struct reader r = {.segsize = segment_size, .fd = -1};
+	if (thread_dir(shared_dir, thread, r.dir, sizeof(r.dir)) != 0) {
+		snprintf(err, errsz, "shared_dir is too long");
+		return CORAL_EINVAL;
+	}
+	uint8_t *body = malloc(CORAL_REDO_MAX_BYTES + 64);
+	if (body == NULL)
+		return CORAL_ENOMEM;
+	int64_t n = 0;
+	uint64_t end = 0;
+	for (;;) {
+		struct coral_redo_rec h;
+		r.pos = end;
+		if (rd(&r, &h, sizeof(h)) != sizeof(h))
+			break;
+		if (h.magic != CORAL_REDO_MAGIC || h.len < sizeof(h) || h.len > sizeof(h) + CORAL_REDO_MAX_BYTES + 8 ||
+		    h.lsn != end + h.len || h.nbytes > h.len - sizeof(h))
+			break;
+		size_t rest = h.len - sizeof(h);
+		if (rd(&r, body, rest) != rest)
+			break;
+		uint32_t crc = h.crc;
+		h.crc = 0;
+		uint32_t c = coral_crc32c(coral_crc32c(0, &h, sizeof(h)), body, rest);
+		h.crc = crc;
+		if (c != crc)
+			break;
+		if (fn && fn(arg, &h, body) != 0)
+			break;
+		end = h.lsn;
+		n++;
+	}
+	if (r.fd >= 0)
+		close(r.fd);
+	free(body);
+	if (end_lsn)
+		*end_lsn = end;
+	(void)err;
+	(void)errsz;
+	return n;
+}

@@ -1,0 +1,107 @@
+/* Redo: the node's redo buffer in the SGA and its redo thread in shared storage.
+ *
+ * Sessions (libcoral) append checksummed records to a ring in the SGA under one robust latch;
+ * a record's LSN is its end offset in the thread's byte stream. The log writer (replicad)
+ * copies whatever has been appended to the thread's current segment file with one write and
+ * one fdatasync, then advances the durable LSN and wakes every waiter at once: every commit
+ * that arrived during the previous sync rides on the next one (group commit). Waiters sleep
+ * on a futex in the SGA; lmsd forces the log the same way before it ships a dirty block.
+ *
+ * The thread: SHARED_DIR/redo/thread_N/SEQ.redo, segments of [cache] redo_segment bytes each
+ * covering a fixed range of LSNs (segment k holds [k*size, (k+1)*size)); a record may cross
+ * from one segment into the next. */
+#ifndef CORAL_REDO_H
+#define CORAL_REDO_H
+
+#include "conf.h"
+#include "sga.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { CORAL_REDO_CHANGE = 1, CORAL_REDO_COMMIT = 2 };
+
+#define CORAL_REDO_MAGIC 0x4f444552u /* "REDO" */
+#define CORAL_REDO_MAX_BYTES 65536   /* largest change one record carries */
+
+/* On disk and in the ring, 8-byte aligned; bytes follow, then padding to 8. */
+struct coral_redo_rec {
+	uint32_t magic;
+	uint32_t len;          /* whole record, padding included */
+	uint32_t crc;          /* CRC32C of the record with crc zero */
+	uint8_t type;
+	uint8_t pad[3];
+	uint64_t lsn;          /* end of this record in the thread */
+	uint64_t scn;
+	uint32_t session;
+	uint32_t file;
+	uint64_t block;
+	uint32_t offset;
+	uint32_t nbytes;
+};
+
+#define CORAL_REDO_BATCH_BUCKETS 8 /* commits per sync: 1, 2-3, 4-7, ... 128+ */
+
+struct coral_redo {
+	uint64_t size;                 /* ring bytes */
+	uint64_t off_ring;
+	uint32_t thread;               /* the node id */
+	uint32_t pad;
+	pthread_mutex_t latch;         /* appenders; protects tail and the ring bytes past durable */
+	_Atomic uint64_t tail;         /* LSN after the last appended record */
+	_Atomic uint64_t durable;      /* LSN up to which the thread is on disk */
+	_Atomic uint64_t durable_scn;  /* highest SCN in durable redo */
+	_Atomic uint64_t base;         /* LSN the ring started at (after a restart) */
+	_Atomic uint32_t durable_seq;  /* futex: bumped when durable moves */
+	_Atomic uint32_t work_seq;     /* futex: bumped when there is something to write */
+	_Atomic uint32_t waiters;      /* sleeping on durable_seq */
+	_Atomic int32_t writer_pid;    /* the log writer (0: none yet) */
+	_Atomic uint64_t force_to;     /* highest LSN anyone waits for */
+	/* counters */
+	_Atomic uint64_t records, commits, bytes, syncs, sync_us, full_waits, errors;
+	_Atomic uint64_t commits_synced;
+	_Atomic uint64_t batch[CORAL_REDO_BATCH_BUCKETS];
+	_Atomic uint64_t max_batch;
+	/* then the ring */
+};
+
+size_t coral_redo_sga_size(const struct coral_conf *conf);
+int coral_redo_sga_init(void *section, size_t size, const struct coral_conf *conf,
+			const struct coral_node_conf *node);
+void coral_redo_sga_fill(const void *section, uint64_t *used, uint64_t *capacity);
+struct coral_redo *coral_redo_sga(const struct coral_sga *sga);
+/* For tests: a redo buffer in memory of coral_redo_size(ring) bytes. */
+size_t coral_redo_size(uint64_t ring);
+int coral_redo_init(struct coral_redo *r, size_t size, uint64_t ring, uint32_t thread);
+
+/* Appends one record; returns 0 and its LSN, or CORAL_ETIMEDOUT when the ring stayed full
+ * (no log writer) for timeout_ms, CORAL_EINVAL for a change too large. */
+int coral_redo_append(struct coral_redo *r, uint8_t type, uint64_t scn, uint32_t session, uint32_t file,
+		      uint64_t block, uint32_t offset, const void *bytes, uint32_t nbytes, int timeout_ms,
+		      uint64_t *lsn);
+/* Waits until everything up to lsn is durable; CORAL_ETIMEDOUT after timeout_ms. */
+int coral_redo_wait(struct coral_redo *r, uint64_t lsn, int timeout_ms);
+
+/* The log writer. */
+struct coral_redo_writer;
+/* Opens the node's thread under shared_dir (creating it), finds its end (a torn last record
+ * is cut off) and starts the ring there. */
+int coral_redo_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t thread,
+			   uint64_t segment_size, struct coral_redo_writer **out, char *err, size_t errsz);
+/* Writes and syncs what is there; waits up to wait_ms for work when there is none. Returns
+ * the number of bytes made durable, or a negative CORAL_E* code. */
+int64_t coral_redo_writer_step(struct coral_redo_writer *w, int wait_ms);
+void coral_redo_writer_close(struct coral_redo_writer *w);
+/* Wakes a writer sleeping in step (shutdown). */
+void coral_redo_kick(struct coral_redo *r);
+
+/* Reading a thread back (coralctl redo, coral-bank's check): calls fn for every valid record
+ * from the start; stops at the first torn or damaged one. Returns records read, or < 0. */
+typedef int (*coral_redo_visit_fn)(void *arg, const struct coral_redo_rec *rec, const uint8_t *bytes);
+int64_t coral_redo_scan(const char *shared_dir, uint32_t thread, uint64_t segment_size,
+			coral_redo_visit_fn fn, void *arg, uint64_t *end_lsn, char *err, size_t errsz);
+
+#endif

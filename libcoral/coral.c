@@ -1,0 +1,324 @@
+/* libcoral: sessions, blocks and commits (see coral.h). The fast path is the SGA's buffer
+ * cache under its chain latch (an uncontended robust mutex: no system call); the slow path is
+ * one request to the node's lmsd over a Unix socket the session keeps open. Redo goes into
+ * the SGA's redo buffer; a commit waits on its futex for replicad's group commit. */
+#include "coral.h"
+
+#include "bufcache.h"
+#include "conf.h"
+#include "ctl.h"
+#include "errors.h"
+#include "grd.h"
+#include "redo.h"
+#include "sga.h"
+#include "storage.h"
+#include "util.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct coral_block {
+	bool used;
+	bool cr;
+	uint8_t pinned;           /* 1 shared, 2 exclusive */
+	uint32_t buf;
+	uint32_t file;
+	uint64_t block;
+	const void *payload;
+};
+
+struct coral_session {
+	struct coral_conf conf;
+	const struct coral_node_conf *node;
+	struct coral_sga sga;
+	bool attached;
+	struct coral_cache *cache;
+	struct coral_redo *redo;
+	int fd;                   /* to lmsd */
+	char sock[CORAL_STR_MAX + 32];
+	uint32_t id;
+	char user[64], program[64];
+	struct coral_block pins[CORAL_SESSION_MAX_PINS];
+	struct coral_session_stats st;
+	char errmsg[CORAL_ERRMSG_MAX];
+};
+
+static int fail(struct coral_session *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct coral_session *s, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+const char *coral_error_name(int code) { return coral_strerror(code); }
+const char *coral_session_error(const struct coral_session *s) { return s ? s->errmsg : "no session"; }
+
+int coral_session_open(const char *conf, int node, const char *user, const char *program,
+		       struct coral_session **out)
+{
+	*out = NULL;
+	struct coral_session *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return CORAL_ENOMEM;
+	*out = s;
+	s->fd = -1;
+	snprintf(s->user, sizeof(s->user), "%s", user ? user : "");
+	snprintf(s->program, sizeof(s->program), "%s", program ? program : "");
+	int rc = coral_conf_load(&s->conf, conf ? conf : coral_conf_default_path());
+	if (rc != 0)
+		return fail(s, rc, "%s", s->conf.errmsg);
+	s->node = coral_conf_node_by_id(&s->conf, node);
+	if (s->node == NULL)
+		return fail(s, CORAL_ENOENT, "node %d is not in %s", node, s->conf.path);
+	rc = coral_sga_attach(&s->sga, &s->conf, s->node, false);
+	if (rc != 0)
+		return fail(s, rc, "%s", s->sga.errmsg);
+	s->attached = true;
+	s->cache = coral_cache_sga(&s->sga);
+	s->redo = coral_redo_sga(&s->sga);
+	if (s->cache == NULL || s->redo == NULL)
+		return fail(s, CORAL_EVERSION, "the SGA of node %d has no cache or redo section: restart the node", node);
+	coral_conf_sock_path(s->node, "lmsd", s->sock, sizeof(s->sock));
+	rc = coral_ctl_connect(s->sock, &s->fd, s->errmsg, sizeof(s->errmsg));
+	if (rc != 0)
+		return rc;
+	/* a session number for redo records: unique among the node's live processes and
+	 * sessions of one process */
+	static _Atomic uint32_t counter;
+	s->id = ((uint32_t)getpid() << 8) ^ (atomic_fetch_add(&counter, 1) & 0xff);
+	return 0;
+}
+
+void coral_session_close(struct coral_session *s)
+{
+	if (s == NULL)
+		return;
+	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
+		if (s->pins[i].used)
+			coral_block_release(s, &s->pins[i]);
+	if (s->fd >= 0)
+		close(s->fd);
+	if (s->attached)
+		coral_sga_detach(&s->sga);
+	free(s);
+}
+
+size_t coral_block_size(const struct coral_session *s) { return s->cache ? s->cache->block_size : 0; }
+size_t coral_block_payload(const struct coral_session *s)
+{
+	return s->cache ? s->cache->block_size - CORAL_BLOCK_HDR : 0;
+}
+
+static struct coral_block *handle(struct coral_session *s, uint32_t buf, int pinned, uint32_t file,
+				  uint64_t block)
+{
+	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++) {
+		struct coral_block *h = &s->pins[i];
+		if (h->used)
+			continue;
+		h->used = true;
+		h->buf = buf;
+		h->pinned = (uint8_t)pinned;
+		h->file = file;
+		h->block = block;
+		h->cr = (coral_cache_buf(s->cache, buf)->flags & CORAL_BUFF_CR) != 0;
+		h->payload = coral_cache_data(s->cache, buf) + CORAL_BLOCK_HDR;
+		return h;
+	}
+	return NULL;
+}
+
+/* The fast path: pins the current buffer if the node's mode covers the request. Returns 1
+ * (pinned), 0 (not here: ask lmsd) or -1 (here, but pinned by another session: wait). */
+static int fast_pin(struct coral_session *s, uint32_t file, uint64_t block, int mode, uint32_t *buf,
+		    uint32_t *seen)
+{
+	struct coral_cache *c = s->cache;
+	uint32_t ch = coral_cache_chain(c, file, block);
+	coral_cache_lock(c, ch);
+	struct coral_buf *b = coral_cache_find(c, file, block, false);
+	int want = mode == CORAL_MODE_CR ? CORAL_BL_S : mode;
+	int r = 0;
+	if (b && b->mode >= want && !(b->flags & CORAL_BUFF_SHIPWAIT)) {
+		if (coral_buf_try_pin(b, mode == CORAL_MODE_X)) {
+			b->ref = 1;
+			*buf = coral_cache_index(c, b);
+			r = 1;
+		} else {
+			*seen = atomic_load(&b->wake);
+			*buf = coral_cache_index(c, b);
+			r = -1;
+		}
+	}
+	coral_cache_unlock(c, ch);
+	return r;
+}
+
+static int ask_lmsd(struct coral_session *s, uint32_t file, uint64_t block, int mode, uint32_t *buf,
+		    int *pinned, int timeout_ms)
+{
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	Coral__GcsGetRequest g = CORAL__GCS_GET_REQUEST__INIT;
+	hdr.sender = s->program;
+	req.hdr = &hdr;
+	g.file = file;
+	g.block = block;
+	g.mode = (uint32_t)mode;
+	g.session = s->id;
+	req.body_case = CORAL__CTL_REQUEST__BODY_GCS_GET;
+	req.gcs_get = &g;
+	Coral__CtlResponse *resp = NULL;
+	char err[CORAL_ERRMSG_MAX];
+	int rc = coral_ctl_call_fd(s->fd, s->sock, &req, (size_t)s->conf.cluster.max_frame, timeout_ms, &resp,
+				   err, sizeof(err));
+	if (rc != 0) {
+		/* the connection is in an unknown state: a fresh one for the next call */
+		close(s->fd);
+		s->fd = -1;
+		coral_ctl_connect(s->sock, &s->fd, s->errmsg, sizeof(s->errmsg));
+		return fail(s, rc, "block %u:%llu: %s", file, (unsigned long long)block, err);
+	}
+	if (resp->code != 0 || resp->gcs_get == NULL) {
+		rc = resp->code ? resp->code : CORAL_EDECODE;
+		fail(s, rc, "block %u:%llu in %s: %s", file, (unsigned long long)block,
+		     mode == CORAL_MODE_X ? "X" : mode == CORAL_MODE_S ? "S" : "CR",
+		     resp->error && resp->error[0] ? resp->error : coral_strerror(rc));
+		coral_ctl_response_free(resp);
+		return rc;
+	}
+	*buf = resp->gcs_get->buf;
+	*pinned = (int)resp->gcs_get->pinned;
+	coral_ctl_response_free(resp);
+	if (*buf >= s->cache->nbuf)
+		return fail(s, CORAL_EDECODE, "lmsd named buffer %u of %u", *buf, s->cache->nbuf);
+	return 0;
+}
+
+int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int mode, struct coral_block **out)
+{
+	*out = NULL;
+	if (s == NULL || s->cache == NULL)
+		return CORAL_EINVAL;
+	if (mode != CORAL_MODE_S && mode != CORAL_MODE_X && mode != CORAL_MODE_CR)
+		return fail(s, CORAL_EINVAL, "mode %d: use CORAL_MODE_S, CORAL_MODE_X or CORAL_MODE_CR", mode);
+	if (s->fd < 0 && coral_ctl_connect(s->sock, &s->fd, s->errmsg, sizeof(s->errmsg)) != 0)
+		return CORAL_ENOTRUNNING;
+	int n = 0;
+	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
+		n += s->pins[i].used;
+	if (n == CORAL_SESSION_MAX_PINS)
+		return fail(s, CORAL_EFULL, "the session already holds %d pinned blocks", n);
+	s->st.gets++;
+	int timeout = (int)s->conf.cache.get_timeout_ms;
+	uint64_t deadline = coral_now_mono_ns() + (uint64_t)timeout * 1000000ull;
+	for (;;) {
+		uint32_t buf = 0, seen = 0;
+		int r = fast_pin(s, file, block, mode, &buf, &seen);
+		if (r == 1) {
+			s->st.local_hits++;
+			atomic_fetch_add(&s->cache->st.gets, 1);
+			atomic_fetch_add(&s->cache->st.local_hits, 1);
+			*out = handle(s, buf, mode == CORAL_MODE_X ? 2 : 1, file, block);
+			return 0;
+		}
+		uint64_t now = coral_now_mono_ns();
+		if (now >= deadline)
+			return fail(s, CORAL_ETIMEDOUT, "block %u:%llu not obtained within %d ms", file,
+				    (unsigned long long)block, timeout);
+		if (r == -1) {
+			/* another session of this node has it pinned: sleep until it unpins */
+			s->st.pin_waits++;
+			atomic_fetch_add(&s->cache->st.pin_waits, 1);
+			coral_buf_wait(coral_cache_buf(s->cache, buf), seen, 10);
+			continue;
+		}
+		int pinned = 0;
+		s->st.remote_gets++;
+		int rc = ask_lmsd(s, file, block, mode, &buf, &pinned, (int)((deadline - now) / 1000000ull) + 1);
+		if (rc != 0)
+			return rc;
+		if (pinned) {
+			*out = handle(s, buf, pinned, file, block);
+			return 0;
+		}
+		/* granted but pinned by someone else meanwhile: the fast path again */
+	}
+}
+
+const void *coral_block_data(const struct coral_block *b) { return b ? b->payload : NULL; }
+
+uint64_t coral_block_scn(const struct coral_session *s, const struct coral_block *b)
+{
+	return coral_cache_buf(s->cache, b->buf)->scn;
+}
+
+int coral_block_modify(struct coral_session *s, struct coral_block *b, uint32_t offset, const void *bytes,
+		       uint32_t len)
+{
+	if (b == NULL || !b->used)
+		return fail(s, CORAL_EINVAL, "not a pinned block");
+	if (b->pinned != 2)
+		return fail(s, CORAL_EPERM, "block %u:%llu is not pinned in X", b->file, (unsigned long long)b->block);
+	size_t payload = coral_block_payload(s);
+	if ((size_t)offset + len > payload)
+		return fail(s, CORAL_EINVAL, "change of %u bytes at %u is past the %zu-byte payload", len, offset,
+			    payload);
+	struct coral_buf *buf = coral_cache_buf(s->cache, b->buf);
+	uint64_t scn = coral_scn_next(s->cache);
+	uint64_t lsn;
+	int rc = coral_redo_append(s->redo, CORAL_REDO_CHANGE, scn, s->id, b->file, b->block, offset, bytes, len,
+				   (int)s->conf.cache.commit_timeout_ms, &lsn);
+	if (rc != 0)
+		return fail(s, rc, "redo for block %u:%llu: %s%s", b->file, (unsigned long long)b->block,
+			    coral_strerror(rc), rc == CORAL_ENOTRUNNING ? " (the log writer, replicad, is not running)" : "");
+	memcpy(coral_cache_data(s->cache, b->buf) + CORAL_BLOCK_HDR + offset, bytes, len);
+	uint32_t ch = coral_cache_chain(s->cache, b->file, b->block);
+	coral_cache_lock(s->cache, ch);
+	buf->scn = scn;
+	buf->redo_lsn = lsn;
+	if (!(buf->flags & CORAL_BUFF_DIRTY)) {
+		buf->flags |= CORAL_BUFF_DIRTY;
+		atomic_fetch_add(&s->cache->dirty, 1);
+	}
+	coral_cache_unlock(s->cache, ch);
+	s->st.modifies++;
+	return 0;
+}
+
+void coral_block_release(struct coral_session *s, struct coral_block *b)
+{
+	if (s == NULL || b == NULL || !b->used)
+		return;
+	coral_cache_unpin(s->cache, coral_cache_buf(s->cache, b->buf), b->pinned == 2);
+	b->used = false;
+}
+
+int coral_commit(struct coral_session *s, uint64_t *scn_out)
+{
+	uint64_t scn = coral_scn_next(s->cache), lsn;
+	uint64_t t0 = coral_now_mono_ns();
+	int timeout = (int)s->conf.cache.commit_timeout_ms;
+	int rc = coral_redo_append(s->redo, CORAL_REDO_COMMIT, scn, s->id, 0, 0, 0, NULL, 0, timeout, &lsn);
+	if (rc != 0)
+		return fail(s, rc, "commit record: %s%s", coral_strerror(rc),
+			    rc == CORAL_ENOTRUNNING ? " (the log writer, replicad, is not running)" : "");
+	rc = coral_redo_wait(s->redo, lsn, timeout);
+	if (rc != 0)
+		return fail(s, rc, "commit at LSN %llu not durable within %d ms (replicad?)", (unsigned long long)lsn,
+			    timeout);
+	s->st.commits++;
+	s->st.commit_wait_us += (coral_now_mono_ns() - t0) / 1000;
+	if (scn_out)
+		*scn_out = scn;
+	return 0;
+}
+
+void coral_session_stats(const struct coral_session *s, struct coral_session_stats *out) { *out = s->st; }

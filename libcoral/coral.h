@@ -1,0 +1,88 @@
+/* libcoral: the Coral client library for database engines.
+ *
+ * A session attaches to its node's SGA and talks to the node's lmsd. Blocks of the shared
+ * data files are read and written in the node's buffer cache, under the cluster-wide modes of
+ * the Global Cache Service (cache fusion): a block wanted in a mode the node already holds is
+ * pinned straight from the shared memory, without a system call; anything else is asked of
+ * lmsd, which gets the block from another node's cache (2-way or 3-way) or from disk.
+ *
+ *   struct coral_session *s;
+ *   if (coral_session_open("/etc/coral/coral.conf", 1, "app", "bank", &s) != 0) ...
+ *   struct coral_block *b;
+ *   coral_block_get(s, file, 42, CORAL_MODE_X, &b);       pinned exclusively
+ *   const uint8_t *p = coral_block_data(b);               coral_block_payload(s) bytes
+ *   coral_block_modify(s, b, 16, &v, sizeof(v));          redo first, then the change
+ *   coral_block_release(s, b);                            unpinned; the mode stays cached
+ *   coral_commit(s, &scn);                                returns once the redo is durable
+ *
+ * Every function returns 0 or a negative error code (coral_error_name(), and the session's
+ * coral_session_error() says what happened). A session is one thread's: calls on one session
+ * must not overlap; open one session per thread. */
+#ifndef CORAL_LIBCORAL_H
+#define CORAL_LIBCORAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Block modes. S: shared (read); X: exclusive (write); CR: a read-only copy of the current
+ * image that takes no mode (it never moves the block away from its holder). */
+#define CORAL_MODE_S 1
+#define CORAL_MODE_X 2
+#define CORAL_MODE_CR 3
+
+/* Blocks one session may hold pinned at once. */
+#define CORAL_SESSION_MAX_PINS 64
+
+struct coral_session;
+struct coral_block;
+
+/* Opens a session on node `node` (its id) of the cluster configured in conf (NULL: $CORAL_CONF
+ * or /etc/coral/coral.conf). user and program name the session in logs. On failure *out is
+ * still set when memory allowed, so coral_session_error() can say why; close it anyway. */
+int coral_session_open(const char *conf, int node, const char *user, const char *program,
+		       struct coral_session **out);
+void coral_session_close(struct coral_session *s);
+/* The last error's explanation ("" if none). */
+const char *coral_session_error(const struct coral_session *s);
+/* A short name for an error code. */
+const char *coral_error_name(int code);
+
+/* Block size of the data files, and the bytes of a block a session may use (the rest is the
+ * block header: file, block, SCN, checksum). */
+size_t coral_block_size(const struct coral_session *s);
+size_t coral_block_payload(const struct coral_session *s);
+
+/* Gets block `block` of data file `file` in mode, pinned, waiting as long as [cache]
+ * get_timeout_ms allows. */
+int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int mode,
+		    struct coral_block **out);
+/* The payload of a pinned block (valid until it is released). */
+const void *coral_block_data(const struct coral_block *b);
+/* The block's SCN (of its last change). */
+uint64_t coral_block_scn(const struct coral_session *s, const struct coral_block *b);
+/* Changes len bytes at offset of the payload of a block pinned in X: the change is appended
+ * to the node's redo (not yet durable) and then made in the buffer. */
+int coral_block_modify(struct coral_session *s, struct coral_block *b, uint32_t offset, const void *bytes,
+		       uint32_t len);
+/* Unpins the block. The node keeps its mode until another node asks for the block. */
+void coral_block_release(struct coral_session *s, struct coral_block *b);
+
+/* Writes a commit record and waits until the redo up to it is durable (group commit with
+ * every other session of the node). *scn (if not NULL) gets the commit's SCN. */
+int coral_commit(struct coral_session *s, uint64_t *scn);
+
+struct coral_session_stats {
+	uint64_t gets, local_hits, remote_gets, pin_waits, modifies, commits;
+	uint64_t commit_wait_us;
+};
+void coral_session_stats(const struct coral_session *s, struct coral_session_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

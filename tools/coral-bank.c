@@ -1,0 +1,461 @@
+/* coral-bank: a workload for cache fusion. N accounts live in the blocks of a data file
+ * (a few per block, so that transfers meet on blocks); sessions on every node (threads, each
+ * with its own libcoral session) move money between two random accounts: both blocks in X,
+ * in block order (no session waits for a block while holding a higher one), both balances
+ * changed with redo, then commit. At the end one session reads every account back through
+ * the cache: the total must be unchanged and every account must hold exactly its initial
+ * balance plus the committed transfers that touched it (so each committed transfer is there,
+ * and nothing else is). It also counts the commit records in every node's redo thread.
+ *
+ * Usage: coral-bank [-c FILE] [--accounts N] [--per-block K] [--seconds S] [--sessions P]
+ *                   [--nodes 1,2,3] [--file NAME] [--seed X] [--json] */
+#include "coral.h"
+
+#include "conf.h"
+#include "ctl.h"
+#include "errors.h"
+#include "redo.h"
+#include "storage.h"
+#include "util.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define INITIAL 1000
+#define ACCT_BYTES 16   /* u64 account id, i64 balance */
+#define MAX_SESSIONS 512
+#define LAT_BUCKETS 200
+
+struct xfer {
+	uint32_t from, to;
+	int32_t amount;
+};
+
+struct worker {
+	pthread_t t;
+	int node;
+	uint64_t rng;
+	struct coral_session *s;
+	struct xfer *log;
+	size_t nlog, caplog;
+	uint64_t done, refused, errors;
+	uint32_t lat[LAT_BUCKETS];     /* 8 buckets per power of two of microseconds */
+	struct coral_session_stats st;
+	char err[256];
+};
+
+static const char *conf_path;
+static uint32_t file_id, accounts = 1000, per_block = 8;
+static double seconds = 5;
+static _Atomic bool stop;
+
+static uint64_t rnd(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+static uint64_t block_of(uint32_t a) { return a / per_block; }
+static uint32_t slot_of(uint32_t a) { return (a % per_block) * ACCT_BYTES; }
+
+static int64_t balance(const struct coral_block *b, uint32_t a)
+{
+	int64_t v;
+	memcpy(&v, (const uint8_t *)coral_block_data(b) + slot_of(a) + 8, 8);
+	return v;
+}
+
+static void lat_add(struct worker *w, uint64_t us)
+{
+	int b = us == 0 ? 0 : (int)(8.0 * log2((double)us + 1.0));
+	w->lat[b < LAT_BUCKETS ? b : LAT_BUCKETS - 1]++;
+}
+
+static int transfer(struct worker *w)
+{
+	uint32_t a = (uint32_t)(rnd(&w->rng) % accounts), b;
+	do
+		b = (uint32_t)(rnd(&w->rng) % accounts);
+	while (b == a);
+	int32_t amount = (int32_t)(1 + rnd(&w->rng) % 100);
+	uint64_t ba = block_of(a), bb = block_of(b);
+	uint64_t lo = ba < bb ? ba : bb, hi = ba < bb ? bb : ba;
+	struct coral_block *blo = NULL, *bhi = NULL;
+	int rc = coral_block_get(w->s, file_id, lo, CORAL_MODE_X, &blo);
+	if (rc == 0 && hi != lo)
+		rc = coral_block_get(w->s, file_id, hi, CORAL_MODE_X, &bhi);
+	if (rc != 0) {
+		snprintf(w->err, sizeof(w->err), "%s", coral_session_error(w->s));
+		if (blo)
+			coral_block_release(w->s, blo);
+		return rc;
+	}
+	struct coral_block *xa = ba == lo ? blo : bhi, *xb = bb == lo ? blo : bhi;
+	if (hi == lo)
+		xa = xb = blo;
+	int64_t va = balance(xa, a), vb = balance(xb, b);
+	if (va < amount) {
+		coral_block_release(w->s, blo);
+		if (bhi)
+			coral_block_release(w->s, bhi);
+		w->refused++;
+		return 0;
+	}
+	va -= amount;
+	vb += amount;
+	rc = coral_block_modify(w->s, xa, slot_of(a) + 8, &va, 8);
+	if (rc == 0)
+		rc = coral_block_modify(w->s, xb, slot_of(b) + 8, &vb, 8);
+	coral_block_release(w->s, blo);
+	if (bhi)
+		coral_block_release(w->s, bhi);
+	if (rc == 0)
+		rc = coral_commit(w->s, NULL);
+	if (rc != 0) {
+		snprintf(w->err, sizeof(w->err), "%s", coral_session_error(w->s));
+		return rc;
+	}
+	if (w->nlog == w->caplog) {
+		size_t cap = w->caplog ? w->caplog * 2 : 4096;
+		struct xfer *n = realloc(w->log, cap * sizeof(*n));
+		if (n == NULL)
+			return CORAL_ENOMEM;
+		w->log = n;
+		w->caplog = cap;
+	}
+	w->log[w->nlog++] = (struct xfer){a, b, amount};
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	while (!atomic_load(&stop)) {
+		uint64_t t0 = coral_now_mono_ns();
+		int rc = transfer(w);
+		if (rc != 0) {
+			w->errors++;
+			/* a failed commit leaves its outcome unknown: the check cannot be exact */
+			if (w->errors > 100)
+				break;
+			continue;
+		}
+		w->done++;
+		lat_add(w, (coral_now_mono_ns() - t0) / 1000);
+	}
+	coral_session_stats(w->s, &w->st);
+	return NULL;
+}
+
+static uint64_t lat_pct(const uint32_t *lat, double pct)
+{
+	uint64_t n = 0, seen = 0;
+	for (int i = 0; i < LAT_BUCKETS; i++)
+		n += lat[i];
+	if (n == 0)
+		return 0;
+	uint64_t want = (uint64_t)ceil((double)n * pct / 100.0);
+	for (int i = 0; i < LAT_BUCKETS; i++) {
+		seen += lat[i];
+		if (seen >= want)
+			return (uint64_t)(pow(2.0, (i + 1) / 8.0) - 1.0);
+	}
+	return 0;
+}
+
+/* The data file: created on first use, every account set to INITIAL from node `node`. */
+static int setup(struct coral_conf *conf, const char *name, int node)
+{
+	struct coral_ctlfile *cf = malloc(sizeof(*cf));
+	char err[CORAL_ERRMSG_MAX];
+	if (cf == NULL)
+		return CORAL_ENOMEM;
+	int rc = coral_ctlfile_load(conf, cf, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "coral-bank: %s\n", err);
+		free(cf);
+		return rc;
+	}
+	uint64_t blocks = (accounts + per_block - 1) / per_block;
+	bool exists = false;
+	for (uint32_t i = 0; i < cf->nfiles; i++) {
+		if (strcmp(cf->files[i].name, name) == 0) {
+			exists = true;
+			file_id = cf->files[i].id;
+			if (cf->files[i].blocks < blocks) {
+				fprintf(stderr, "coral-bank: data file %s has %llu blocks; %u accounts at %u per block need %llu\n",
+					name, (unsigned long long)cf->files[i].blocks, accounts, per_block,
+					(unsigned long long)blocks);
+				free(cf);
+				return CORAL_EINVAL;
+			}
+		}
+	}
+	free(cf);
+	if (!exists) {
+		rc = coral_datafile_create(conf, name, blocks, &file_id, err, sizeof(err));
+		if (rc != 0) {
+			fprintf(stderr, "coral-bank: creating data file %s: %s\n", name, err);
+			return rc;
+		}
+	}
+	struct coral_session *s;
+	rc = coral_session_open(conf_path, node, "bank", "coral-bank", &s);
+	if (rc != 0) {
+		fprintf(stderr, "coral-bank: session on node %d: %s\n", node, coral_session_error(s));
+		coral_session_close(s);
+		return rc;
+	}
+	for (uint64_t blk = 0; blk < blocks && rc == 0; blk++) {
+		struct coral_block *b;
+		rc = coral_block_get(s, file_id, blk, CORAL_MODE_X, &b);
+		for (uint32_t a = (uint32_t)(blk * per_block); rc == 0 && a < accounts && block_of(a) == blk; a++) {
+			uint64_t rec[2] = {a, INITIAL};
+			rc = coral_block_modify(s, b, slot_of(a), rec, sizeof(rec));
+		}
+		if (b)
+			coral_block_release(s, b);
+	}
+	if (rc == 0)
+		rc = coral_commit(s, NULL);
+	if (rc != 0)
+		fprintf(stderr, "coral-bank: setting up the accounts: %s\n", coral_session_error(s));
+	coral_session_close(s);
+	return rc;
+}
+
+struct redo_count {
+	uint64_t commits;
+};
+static int count_commits(void *arg, const struct coral_redo_rec *rec, const uint8_t *bytes)
+{
+	(void)bytes;
+	if (rec->type == CORAL_REDO_COMMIT)
+		((struct redo_count *)arg)->commits++;
+	return 0;
+}
+
+static int gcs_counts(const struct coral_conf *conf, int node, uint64_t *two, uint64_t *three)
+{
+	const struct coral_node_conf *n = coral_conf_node_by_id(conf, node);
+	char sock[CORAL_STR_MAX + 32];
+	coral_conf_sock_path(n, "lmsd", sock, sizeof(sock));
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	Coral__GcsStatsRequest g = CORAL__GCS_STATS_REQUEST__INIT;
+	req.hdr = &hdr;
+	req.body_case = CORAL__CTL_REQUEST__BODY_GCS_STATS;
+	req.gcs_stats = &g;
+	Coral__CtlResponse *resp;
+	char err[CORAL_ERRMSG_MAX];
+	int rc = coral_ctl_call(sock, &req, (size_t)conf->cluster.max_frame, 5000, &resp, err, sizeof(err));
+	if (rc != 0)
+		return rc;
+	if (resp->gcs_stats) {
+		*two += resp->gcs_stats->two_way;
+		*three += resp->gcs_stats->three_way;
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *name = "bank", *nodes_arg = NULL;
+	int sessions = 4;
+	bool json = false;
+	uint64_t seed = 1;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--json") == 0) { json = true; continue; }
+		if (v == NULL) goto usage;
+		if (strcmp(a, "-c") == 0) conf_path = v;
+		else if (strcmp(a, "--accounts") == 0) accounts = (uint32_t)strtoul(v, NULL, 10);
+		else if (strcmp(a, "--per-block") == 0) per_block = (uint32_t)strtoul(v, NULL, 10);
+		else if (strcmp(a, "--seconds") == 0) seconds = strtod(v, NULL);
+		else if (strcmp(a, "--sessions") == 0) sessions = atoi(v);
+		else if (strcmp(a, "--nodes") == 0) nodes_arg = v;
+		else if (strcmp(a, "--file") == 0) name = v;
+		else if (strcmp(a, "--seed") == 0) seed = strtoull(v, NULL, 10);
+		else goto usage;
+		i++;
+	}
+	if (conf_path == NULL)
+		conf_path = coral_conf_default_path();
+	struct coral_conf *conf = calloc(1, sizeof(*conf));
+	if (conf == NULL || coral_conf_load(conf, conf_path) != 0) {
+		fprintf(stderr, "coral-bank: %s\n", conf ? conf->errmsg : "out of memory");
+		return 2;
+	}
+	uint32_t payload = (uint32_t)conf->storage.block_size - CORAL_BLOCK_HDR;
+	if (accounts < 2 || per_block < 1 || per_block * ACCT_BYTES > payload || sessions < 1 || seconds <= 0) {
+		fprintf(stderr, "coral-bank: need at least 2 accounts, 1..%u per block, 1 session and a duration\n",
+			payload / ACCT_BYTES);
+		return 2;
+	}
+	int nodes[CORAL_MAX_NODES], nn = 0;
+	if (nodes_arg) {
+		for (const char *p = nodes_arg; *p && nn < CORAL_MAX_NODES;) {
+			nodes[nn++] = atoi(p);
+			p = strchr(p, ',');
+			if (p == NULL)
+				break;
+			p++;
+		}
+	} else {
+		for (int i = 0; i < conf->nnodes; i++)
+			nodes[nn++] = (int)conf->nodes[i].id;
+	}
+	if (nn * sessions > MAX_SESSIONS) {
+		fprintf(stderr, "coral-bank: at most %d sessions in all\n", MAX_SESSIONS);
+		return 2;
+	}
+	if (setup(conf, name, nodes[0]) != 0)
+		return 1;
+	/* the accounts as they are now: a previous run may have moved money already */
+	int64_t *start = calloc(accounts, sizeof(int64_t)), *expect = calloc(accounts, sizeof(int64_t));
+	struct worker *w = calloc((size_t)(nn * sessions), sizeof(*w));
+	if (start == NULL || expect == NULL || w == NULL)
+		return 1;
+	struct coral_session *chk;
+	if (coral_session_open(conf_path, nodes[0], "bank", "coral-bank-check", &chk) != 0) {
+		fprintf(stderr, "coral-bank: %s\n", coral_session_error(chk));
+		return 1;
+	}
+	int64_t total0 = 0;
+	for (uint64_t blk = 0; blk * per_block < accounts; blk++) {
+		struct coral_block *b;
+		if (coral_block_get(chk, file_id, blk, CORAL_MODE_S, &b) != 0) {
+			fprintf(stderr, "coral-bank: reading block %llu: %s\n", (unsigned long long)blk,
+				coral_session_error(chk));
+			return 1;
+		}
+		for (uint32_t a = (uint32_t)(blk * per_block); a < accounts && block_of(a) == blk; a++)
+			total0 += start[a] = balance(b, a);
+		coral_block_release(chk, b);
+	}
+	uint64_t two0 = 0, three0 = 0;
+	for (int i = 0; i < nn; i++)
+		gcs_counts(conf, nodes[i], &two0, &three0);
+	uint64_t t0 = coral_now_mono_ns();
+	int nw = 0;
+	for (int i = 0; i < nn; i++) {
+		for (int k = 0; k < sessions; k++, nw++) {
+			w[nw].node = nodes[i];
+			w[nw].rng = seed * 0x9e3779b97f4a7c15ull + (uint64_t)nw * 7919 + 1;
+			if (coral_session_open(conf_path, nodes[i], "bank", "coral-bank", &w[nw].s) != 0) {
+				fprintf(stderr, "coral-bank: session on node %d: %s\n", nodes[i],
+					coral_session_error(w[nw].s));
+				return 1;
+			}
+		}
+	}
+	for (int i = 0; i < nw; i++)
+		pthread_create(&w[i].t, NULL, worker_main, &w[i]);
+	struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+	nanosleep(&ts, NULL);
+	atomic_store(&stop, true);
+	for (int i = 0; i < nw; i++)
+		pthread_join(w[i].t, NULL);
+	double elapsed = (double)(coral_now_mono_ns() - t0) / 1e9;
+	uint64_t two1 = 0, three1 = 0;
+	for (int i = 0; i < nn; i++)
+		gcs_counts(conf, nodes[i], &two1, &three1);
+
+	/* the check: every account as its committed transfers say */
+	memcpy(expect, start, accounts * sizeof(int64_t));
+	uint64_t done = 0, refused = 0, errors = 0, gets = 0, hits = 0, commits = 0, waits = 0;
+	uint32_t lat[LAT_BUCKETS] = {0};
+	for (int i = 0; i < nw; i++) {
+		for (size_t k = 0; k < w[i].nlog; k++) {
+			expect[w[i].log[k].from] -= w[i].log[k].amount;
+			expect[w[i].log[k].to] += w[i].log[k].amount;
+		}
+		done += w[i].nlog;
+		refused += w[i].refused;
+		errors += w[i].errors;
+		gets += w[i].st.gets;
+		hits += w[i].st.local_hits;
+		commits += w[i].st.commits;
+		waits += w[i].st.pin_waits;
+		for (int b = 0; b < LAT_BUCKETS; b++)
+			lat[b] += w[i].lat[b];
+		if (w[i].errors)
+			fprintf(stderr, "coral-bank: session %d on node %d: %llu errors, last: %s\n", i, w[i].node,
+				(unsigned long long)w[i].errors, w[i].err);
+		coral_session_close(w[i].s);
+	}
+	int64_t total1 = 0;
+	uint32_t wrong = 0, first_wrong = 0;
+	for (uint64_t blk = 0; blk * per_block < accounts; blk++) {
+		struct coral_block *b;
+		if (coral_block_get(chk, file_id, blk, CORAL_MODE_S, &b) != 0) {
+			fprintf(stderr, "coral-bank: reading block %llu: %s\n", (unsigned long long)blk,
+				coral_session_error(chk));
+			return 1;
+		}
+		for (uint32_t a = (uint32_t)(blk * per_block); a < accounts && block_of(a) == blk; a++) {
+			int64_t v = balance(b, a);
+			total1 += v;
+			if (v != expect[a] && wrong++ == 0)
+				first_wrong = a;
+		}
+		coral_block_release(chk, b);
+	}
+	coral_session_close(chk);
+	uint64_t redo_commits = 0;
+	for (int i = 0; i < nn; i++) {
+		struct redo_count rcnt = {0};
+		char err[256];
+		coral_redo_scan(conf->storage.shared_dir, (uint32_t)nodes[i], (uint64_t)conf->cache.redo_segment,
+				count_commits, &rcnt, NULL, err, sizeof(err));
+		redo_commits += rcnt.commits;
+	}
+	bool ok = total1 == total0 && wrong == 0 && errors == 0 && redo_commits >= done;
+	if (json) {
+		printf("{\"ok\":%s,\"transfers\":%llu,\"per_second\":%.0f,\"p50_us\":%llu,\"p99_us\":%llu,"
+		       "\"refused\":%llu,\"errors\":%llu,\"total_before\":%lld,\"total_after\":%lld,"
+		       "\"wrong_accounts\":%u,\"gets\":%llu,\"local_hits\":%llu,\"two_way\":%llu,\"three_way\":%llu,"
+		       "\"redo_commits\":%llu}\n",
+		       ok ? "true" : "false", (unsigned long long)done, (double)done / elapsed,
+		       (unsigned long long)lat_pct(lat, 50), (unsigned long long)lat_pct(lat, 99),
+		       (unsigned long long)refused, (unsigned long long)errors, (long long)total0, (long long)total1,
+		       wrong, (unsigned long long)gets, (unsigned long long)hits,
+		       (unsigned long long)(two1 - two0), (unsigned long long)(three1 - three0),
+		       (unsigned long long)redo_commits);
+	} else {
+		printf("coral-bank: %u accounts in %llu blocks of data file %s (%u per block), %d sessions on each of %d nodes, %.1f s\n",
+		       accounts, (unsigned long long)((accounts + per_block - 1) / per_block), name, per_block, sessions, nn,
+		       elapsed);
+		printf("  transfers committed  %llu (%.0f/s), refused for funds %llu, errors %llu\n",
+		       (unsigned long long)done, (double)done / elapsed, (unsigned long long)refused,
+		       (unsigned long long)errors);
+		printf("  latency              p50 %llu us, p99 %llu us\n", (unsigned long long)lat_pct(lat, 50),
+		       (unsigned long long)lat_pct(lat, 99));
+		printf("  block gets           %llu: %llu local hits (%.1f%%), 2-way %llu, 3-way %llu, pin waits %llu\n",
+		       (unsigned long long)gets, (unsigned long long)hits, gets ? 100.0 * (double)hits / (double)gets : 0.0,
+		       (unsigned long long)(two1 - two0), (unsigned long long)(three1 - three0), (unsigned long long)waits);
+		printf("  commits              %llu by sessions, %llu commit records in the redo threads\n",
+		       (unsigned long long)commits, (unsigned long long)redo_commits);
+		printf("  total                %lld before, %lld after: %s\n", (long long)total0, (long long)total1,
+		       total1 == total0 ? "unchanged" : "CHANGED");
+		if (wrong)
+			printf("  accounts             %u differ from their committed transfers (first: %u)\n", wrong,
+			       first_wrong);
+		else
+			printf("  accounts             every one holds exactly its committed transfers\n");
+		printf("  check                %s\n", ok ? "PASSED" : "FAILED");
+	}
+	return ok ? 0 : 1;
+usage:
+	fprintf(stderr, "usage: coral-bank [-c FILE] [--accounts N] [--per-block K] [--seconds S] [--sessions P]\n"
+			"                  [--nodes 1,2,3] [--file NAME] [--seed X] [--json]\n");
+	return 2;
+}
