@@ -242,7 +242,8 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 		}
 		int pinned = 0;
 		s->st.remote_gets++;
-		int rc = ask_lmsd(s, file, block, mode, &buf, &pinned, (int)((deadline - now) / 1000000ull) + 1);
+		/* lmsd gives up at get_timeout_ms and says why; the socket waits a little longer */
+		int rc = ask_lmsd(s, file, block, mode, &buf, &pinned, (int)((deadline - now) / 1000000ull) + 2000);
 		if (rc != 0)
 			return rc;
 		if (pinned) {

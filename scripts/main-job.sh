@@ -3,8 +3,11 @@
 # raftd forming the cluster and electing a leader, writes and reads the replicated config
 # store through different nodes, kills the leader with kill -9 and times the first commit
 # under the new one, shows the history that explains it, exercises every daemon over its
-# socket, and stops the cluster cleanly, checking that nothing is left behind. (grdd, lmsd
-# and the others answer control requests only until their issues are done.)
+# socket, runs coral-bank (money moved between accounts in shared blocks by sessions on all
+# three nodes, through cache fusion, with its invariant checked) and shows lmsd's, the
+# cache's and the redo thread's figures, and stops the cluster cleanly, checking that
+# nothing is left behind. (lmdd, smond and rsrcmgrd answer control requests only until
+# their issues are done.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD_DIR:-build}
@@ -19,7 +22,7 @@ $node -n
 
 say "stopping anything left from an earlier run; a fresh cluster (data dirs removed)"
 $node stop all
-rm -rf /tmp/coral/node1/data /tmp/coral/node2/data /tmp/coral/node3/data
+rm -rf /tmp/coral/node1/data /tmp/coral/node2/data /tmp/coral/node3/data /tmp/coral/shared
 
 trap '$node stop all >/dev/null 2>&1 || true' EXIT
 say "starting every node of $CONF on this machine"
@@ -80,6 +83,29 @@ for _ in $(seq 1 100); do
   if [ -n "$now" ] && [ "$now" != "$victim" ] && $ctl -n 3 ping lmsd >/dev/null 2>&1; then break; fi
 done
 $ctl -n 3 status | sed -n '1,2p;/lmsd/p'
+
+say "waiting for every node's grdd to hold the agreed bucket map (block masters come from it)"
+for n in 1 2 3; do
+  for _ in $(seq 1 200); do
+    v=$($ctl -n "$n" grd status 2>/dev/null | sed -n 's/^map version \([0-9]*\).*/\1/p')
+    if [ -n "$v" ] && [ "$v" != 0 ]; then break; fi
+    sleep 0.1
+  done
+  echo "node $n: map version ${v:-none}"
+done
+
+say "coral-bank: 1000 accounts, 8 per block, 2 sessions on each node, 5 s"
+$B/tools/coral-bank -c "$CONF" --accounts 1000 --per-block 8 --sessions 2 --seconds 5
+for n in 1 2 3; do
+  say "coralctl -n $n gcs stats"
+  $ctl -n "$n" gcs stats
+done
+say "coralctl -n 1 cache; coralctl -n 1 redo; coralctl -n 1 gcs block 1 0"
+$ctl -n 1 cache
+$ctl -n 1 redo
+$ctl -n 1 gcs block 1 0
+say "coralctl datafile list --verify"
+$ctl datafile list --verify
 
 say "stopping the cluster"
 $node stop all

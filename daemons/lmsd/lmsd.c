@@ -253,7 +253,13 @@ static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinn
 		return;
 	}
 	if (code != 0) {
-		coral_daemon_answer_error(l->d, w->conn, w->req_id, code, "%s", coral_strerror(code));
+		struct coral_grd_where gw = {0};
+		if (code == CORAL_ETIMEDOUT)
+			gw.version = l->map->version;
+		coral_daemon_answer_error(l->d, w->conn, w->req_id, code, "%s%s", coral_strerror(code),
+					  code == CORAL_ETIMEDOUT && gw.version == 0
+						  ? " (no bucket map agreed yet: is grdd up on every node? coralctl grd status)"
+						  : code == CORAL_ETIMEDOUT ? " (coralctl gcs block FILE BLOCK shows its master and holders)" : "");
 		return;
 	}
 	Coral__GcsGetReply r = CORAL__GCS_GET_REPLY__INIT;

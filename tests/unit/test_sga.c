@@ -21,7 +21,7 @@ static void setup(void)
 	node = &conf.nodes[0];
 	snprintf(node->sga_name, sizeof(node->sga_name), "/coral-unit-%d", (int)getpid());
 	/* the grd sections need a latch per bucket: about 16 MiB with the default capacities */
-	node->sga_size = 32 << 20;
+	node->sga_size = 64 << 20;
 	coral_sga_destroy(node->sga_name);
 }
 
@@ -83,10 +83,10 @@ Test(sga, size_mismatch_refused)
 {
 	struct coral_sga a, b;
 	cr_assert_eq(coral_sga_create(&a, &conf, node), 0);
-	node->sga_size = 64 << 20;
+	node->sga_size = 96 << 20;
 	cr_expect_eq(coral_sga_attach(&b, &conf, node, false), CORAL_ESIZE);
-	cr_expect(strstr(b.errmsg, "32 MiB") && strstr(b.errmsg, "64 MiB"), "%s", b.errmsg);
-	node->sga_size = 32 << 20;
+	cr_expect(strstr(b.errmsg, "64 MiB") && strstr(b.errmsg, "96 MiB"), "%s", b.errmsg);
+	node->sga_size = 64 << 20;
 	coral_sga_detach(&a);
 }
 

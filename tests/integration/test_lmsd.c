@@ -1,0 +1,92 @@
+/* Cache fusion on three real nodes: coral-bank moves money between accounts in shared blocks
+ * from sessions on every node (2-way and 3-way transfers, past images, write-back, group
+ * commit) and its check holds (total unchanged, every account exactly as its committed
+ * transfers say); a block damaged on disk is reported by coralctl datafile list --verify and
+ * refused to a session with its file and number, while its neighbours are still served. */
+#include "harness.h"
+#include "raft_harness.h"
+
+#include "coral.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+
+TestSuite(lmsd, .init = NULL, .fini = cl_teardown, .timeout = 240);
+
+static int64_t map_version(int node)
+{
+	json_t *s = ctl_json(node, "grd status");
+	int64_t v = s ? jint(s, "map_version") : -1;
+	json_decref(s);
+	return v;
+}
+
+Test(lmsd, bank_on_three_nodes_then_a_damaged_block_is_refused)
+{
+	cl_prepare("lms", NULL);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_geq(wait_leader(15000, 0xE), 1);
+	for (int i = 0; i < 150 && (map_version(1) < 1 || map_version(2) < 1 || map_version(3) < 1); i++)
+		usleep(100000);
+	for (int n = 1; n <= 3; n++)
+		cr_assert_geq(map_version(n), 1, "node %d has no map", n);
+
+	cr_assert_eq(run("%s/tools/coral-bank -c %s --accounts 400 --per-block 8 --sessions 2 --seconds 3 --json",
+			 CORAL_BUILDDIR, cl.conf)->code, 0, "%s", res.out);
+	json_t *b = json_loads(res.out, 0, NULL);
+	cr_assert_not_null(b, "%s", res.out);
+	cr_expect(json_is_true(json_object_get(b, "ok")), "%s", res.out);
+	cr_expect_gt(jint(b, "transfers"), 100, "%s", res.out);
+	cr_expect_eq(jint(b, "total_before"), jint(b, "total_after"));
+	cr_expect_eq(jint(b, "wrong_accounts"), 0);
+	cr_expect_gt(jint(b, "three_way"), 0, "no 3-way transfer: %s", res.out);
+	cr_expect_gt(jint(b, "two_way"), 0, "no 2-way transfer: %s", res.out);
+	cr_expect_gt(jint(b, "local_hits"), 0, "%s", res.out);
+	fprintf(stderr, "bank: %s", res.out);
+	json_decref(b);
+
+	/* what lmsd, the cache and the redo thread say */
+	json_t *g = ctl_json(2, "gcs stats");
+	cr_assert_not_null(g, "%s", res.out);
+	cr_expect_gt(jint(g, "three_way") + jint(g, "two_way"), 0);
+	cr_expect_gt(jint(g, "pi_kept"), 0, "no past image was ever kept");
+	json_decref(g);
+	json_t *r = ctl_json(3, "redo");
+	cr_assert_not_null(r, "%s", res.out);
+	cr_expect_gt(jint(r, "commits"), 0);
+	cr_expect_eq(jint(r, "durable_lsn"), jint(r, "lsn"), "redo left undurable after the run");
+	json_decref(r);
+
+	/* a data file with one damaged block */
+	json_t *df = ctl_json(1, "datafile create victim 4");
+	cr_assert_not_null(df, "%s", res.out);
+	uint32_t fid = (uint32_t)jint(df, "id");
+	const char *path = jstr(df, "path");
+	int fd = open(path, O_WRONLY);
+	cr_assert_geq(fd, 0, "%s", path);
+	cr_assert_eq(pwrite(fd, "garbage!", 8, 2 * 8192 + 100), 8);
+	close(fd);
+	json_decref(df);
+	cr_expect_eq(run("%s -c %s datafile list --verify", CORALCTL, cl.conf)->code, 1, "%s", res.out);
+	cr_expect(strstr(res.out, "victim") != NULL, "%s", res.out);
+	fprintf(stderr, "verify: %s", res.out);
+
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(cl.conf, 2, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
+	struct coral_block *blk = NULL;
+	int rc = coral_block_get(s, fid, 2, CORAL_MODE_S, &blk);
+	cr_expect_neq(rc, 0, "a damaged block was served");
+	char want[32];
+	snprintf(want, sizeof(want), "block %u:2", fid);
+	cr_expect(strstr(coral_session_error(s), want) && strstr(coral_session_error(s), "damaged"),
+		  "the error does not name the block: %s", coral_session_error(s));
+	fprintf(stderr, "damaged block: %s\n", coral_session_error(s));
+	cr_expect_eq(coral_block_get(s, fid, 1, CORAL_MODE_X, &blk), 0, "%s", coral_session_error(s));
+	if (blk) {
+		uint64_t v = 42;
+		cr_expect_eq(coral_block_modify(s, blk, 0, &v, sizeof(v)), 0, "%s", coral_session_error(s));
+		coral_block_release(s, blk);
+		cr_expect_eq(coral_commit(s, NULL), 0, "%s", coral_session_error(s));
+	}
+	coral_session_close(s);
+}
