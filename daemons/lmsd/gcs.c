@@ -420,6 +420,20 @@ static struct gcs_wait *wait_find(struct gcs_core *c, uint32_t file, uint64_t bl
 	return NULL;
 }
 
+/* A CR copy must be at least as new as the moment its session asked: CR requests are never
+ * merged, so several CR waits of one block are told apart by request id. */
+static struct gcs_wait *wait_find_rid(struct gcs_core *c, uint32_t file, uint64_t block, bool cr, uint64_t rid)
+{
+	if (!cr)
+		return wait_find(c, file, block, false);
+	for (uint32_t i = 0; i < GCS_MAX_WAITS; i++) {
+		struct gcs_wait *w = &c->waits[i];
+		if (w->used && w->cr && w->file == file && w->block == block && w->rid == rid)
+			return w;
+	}
+	return NULL;
+}
+
 static struct gcs_wait *wait_new(struct gcs_core *c, uint32_t file, uint64_t block, bool cr)
 {
 	for (uint32_t i = 0; i < GCS_MAX_WAITS; i++) {
@@ -553,7 +567,7 @@ void gcs_core_get(struct gcs_core *c, uint32_t file, uint64_t block, int mode, u
 	coral_cache_unlock(c->cache, ch);
 	atomic_fetch_add(&c->cache->st.misses, 1);
 	bool cr = mode == GCS_MODE_CR;
-	struct gcs_wait *w = wait_find(c, file, block, cr);
+	struct gcs_wait *w = cr ? NULL : wait_find(c, file, block, false);
 	if (w != NULL) {
 		if (w->nw >= GCS_MAX_WAITERS) {
 			c->st.busy++;
@@ -648,7 +662,7 @@ static void mark_valid(struct gcs_core *c, bool was_valid)
 static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 {
 	bool cr = m->mode == GCS_MODE_CR;
-	struct gcs_wait *w = wait_find(c, m->file, m->block, cr);
+	struct gcs_wait *w = wait_find_rid(c, m->file, m->block, cr, m->rid);
 	uint32_t ch = coral_cache_chain(c->cache, m->file, m->block);
 	if (w == NULL || w->rid != m->rid) {
 		if (cr)
@@ -824,7 +838,7 @@ static void r_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 static void r_cr_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 {
 	(void)from;
-	struct gcs_wait *w = wait_find(c, m->file, m->block, true);
+	struct gcs_wait *w = wait_find_rid(c, m->file, m->block, true, m->rid);
 	if (w == NULL || w->rid != m->rid || m->data.len != c->cache->block_size) {
 		c->st.stale++;
 		return;
@@ -860,7 +874,7 @@ static void r_acked(struct gcs_core *c, const Coral__GcsMsg *m)
 
 static void r_retry(struct gcs_core *c, const Coral__GcsMsg *m)
 {
-	struct gcs_wait *w = wait_find(c, m->file, m->block, m->mode == GCS_MODE_CR);
+	struct gcs_wait *w = wait_find_rid(c, m->file, m->block, m->mode == GCS_MODE_CR, m->rid);
 	if (w == NULL || w->rid != m->rid)
 		return;
 	if (m->code == CORAL_ENOTMASTER || m->code == CORAL_EFROZEN)
@@ -956,8 +970,12 @@ static void ship_now(struct gcs_core *c, struct coral_buf *b, uint32_t to, int w
 		b->mode = CORAL_BL_S;
 	}
 	coral_cache_unlock(c->cache, ch);
-	if (free_it)
+	if (free_it) {
+		/* a clean current image is the disk's: older past images here are covered by it,
+		 * and must go, or a repeated FWD would find one and ship it as the newest */
 		buf_free(c, i);
+		drop_pis(c, snap.file, snap.block, snap.scn);
+	}
 	send_block(c, to, snap, c->scratch, rid, gen, want, want == CORAL_BL_X && dirty, GCS_BLOCK);
 }
 

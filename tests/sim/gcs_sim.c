@@ -280,8 +280,9 @@ static void pinned_now(struct sim *s, struct sim_node *nd, struct sim_session *s
 	ss->state = SS_HOLD;
 	ss->hold_until = s->now_ms + rndn(s, 4);
 	if (trace)
-		fprintf(stderr, "%llu: node %u pins blk %u mode %d val %llu\n", (unsigned long long)s->now_ms, nd->id,
-			ss->block, ss->mode, (unsigned long long)v);
+		fprintf(stderr, "%llu: node %u pins blk %u mode %d val %llu (buffer %u flags %#x mode %d gen %llu)\n",
+			(unsigned long long)s->now_ms, nd->id, ss->block, ss->mode, (unsigned long long)v, ss->buf,
+			b->flags, b->mode, (unsigned long long)b->gen);
 }
 
 static void run_core(struct sim *s, struct sim_node *nd) { s->current_node = nd->id; }
