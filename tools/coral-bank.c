@@ -453,6 +453,12 @@ int main(int argc, char **argv)
 			printf("  accounts             every one holds exactly its committed transfers\n");
 		printf("  check                %s\n", ok ? "PASSED" : "FAILED");
 	}
+	for (int i = 0; i < nw; i++)
+		free(w[i].log);
+	free(w);
+	free(start);
+	free(expect);
+	free(conf);
 	return ok ? 0 : 1;
 usage:
 	fprintf(stderr, "usage: coral-bank [-c FILE] [--accounts N] [--per-block K] [--seconds S] [--sessions P]\n"
