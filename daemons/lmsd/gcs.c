@@ -61,6 +61,7 @@ struct gcs_core {
 	uint32_t *deferred;
 	uint32_t ndeferred;
 	uint8_t *scratch;             /* one block: what is shipped or written is copied here */
+	uint8_t *scratch2;            /* one more, for a disk image to compare with */
 	uint32_t *ckpt;               /* checkpoint: buffers written, and their SCNs */
 	uint64_t *ckpt_scn;
 	uint32_t *unacked;            /* buffers whose grant's ACK the master has not confirmed */
@@ -134,10 +135,11 @@ struct gcs_core *gcs_core_new(uint32_t self, struct coral_cache *cache, struct c
 	c->waits = calloc(GCS_MAX_WAITS, sizeof(*c->waits));
 	c->deferred = calloc(cache->nbuf, sizeof(*c->deferred));
 	c->scratch = malloc(cache->block_size);
+	c->scratch2 = malloc(cache->block_size);
 	c->unacked = calloc(cache->nbuf, sizeof(*c->unacked));
 	c->ckpt = calloc(cache->nbuf, sizeof(*c->ckpt));
 	c->ckpt_scn = calloc(cache->nbuf, sizeof(*c->ckpt_scn));
-	if (c->waits == NULL || c->deferred == NULL || c->scratch == NULL || c->unacked == NULL ||
+	if (c->waits == NULL || c->deferred == NULL || c->scratch == NULL || c->scratch2 == NULL || c->unacked == NULL ||
 	    c->ckpt == NULL || c->ckpt_scn == NULL) {
 		gcs_core_free(c);
 		return NULL;
@@ -160,6 +162,7 @@ void gcs_core_free(struct gcs_core *c)
 	free(c->waits);
 	free(c->deferred);
 	free(c->scratch);
+	free(c->scratch2);
 	free(c->unacked);
 	free(c->ckpt);
 	free(c->ckpt_scn);
@@ -1030,8 +1033,15 @@ static void h_fwd(struct gcs_core *c, const Coral__GcsMsg *m)
 		       c->cache->block_size);
 		struct img snap = img_of(p);
 		coral_cache_unlock(c->cache, ch);
-		send_block(c, m->requester, snap, c->scratch, m->rid, m->gen, (int)m->mode, true, GCS_BLOCK);
-		return;
+		/* unless the disk holds an image at least as new: then this node's current image
+		 * was the disk's when it let it go, and the disk is what the requester needs */
+		int rc = c->ops.read(c->ops.arg, m->file, m->block, c->scratch2);
+		if (rc != 0 || ((const struct coral_block_hdr *)c->scratch2)->scn < snap.scn) {
+			send_block(c, m->requester, snap, c->scratch, m->rid, m->gen, (int)m->mode, true, GCS_BLOCK);
+			return;
+		}
+		ch = coral_cache_chain(c->cache, m->file, m->block);
+		coral_cache_lock(c->cache, ch);
 	}
 	coral_cache_unlock(c->cache, ch);
 	Coral__GcsMsg a;
