@@ -731,6 +731,16 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 		struct coral_buf *cur = coral_cache_find(c->cache, m->file, m->block, false);
 		struct coral_buf *p = cur ? NULL : newest_pi(c, m->file, m->block);
 		if (p != NULL) {
+			/* ... unless the disk has one at least as new (this node's current image
+			 * was the disk's when it let it go) */
+			uint64_t pscn = p->scn;
+			coral_cache_unlock(c->cache, ch);
+			int rc = c->ops.read(c->ops.arg, m->file, m->block, c->scratch2);
+			coral_cache_lock(c->cache, ch);
+			if (rc == 0 && ((const struct coral_block_hdr *)c->scratch2)->scn >= pscn)
+				p = NULL;
+		}
+		if (p != NULL) {
 			p->flags &= (uint16_t)~CORAL_BUFF_PI;
 			p->flags |= CORAL_BUFF_DIRTY;
 			p->mode = CORAL_BL_S;
