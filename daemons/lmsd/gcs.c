@@ -39,6 +39,7 @@ struct gcs_wait {
 	uint64_t rid;
 	uint32_t master;
 	uint64_t sent_ms, first_us, deadline_ms;
+	uint32_t pos;                 /* its place in live[] */
 	uint32_t nw;
 	struct gcs_waiter w[GCS_MAX_WAITERS];
 };
@@ -57,7 +58,10 @@ struct gcs_core {
 	uint64_t now_us, now_ms;
 	uint64_t next_rid;
 	struct gcs_wait *waits;
-	uint32_t nwaits;
+	/* the waits in use, densely, and the free ones: a lookup touches only live waits (a
+	 * wait is a kilobyte; scanning the whole table on every message was a megabyte) */
+	uint32_t live[GCS_MAX_WAITS], nwaits;
+	uint32_t freeidx[GCS_MAX_WAITS], nfree;
 	uint32_t *deferred;
 	uint32_t ndeferred;
 	uint8_t *scratch;             /* one block: what is shipped or written is copied here */
@@ -144,6 +148,8 @@ struct gcs_core *gcs_core_new(uint32_t self, struct coral_cache *cache, struct c
 		gcs_core_free(c);
 		return NULL;
 	}
+	for (uint32_t i = 0; i < GCS_MAX_WAITS; i++)
+		c->freeidx[c->nfree++] = GCS_MAX_WAITS - 1 - i;
 	c->self = self;
 	c->cache = cache;
 	c->dir = dir;
@@ -415,9 +421,9 @@ static int64_t buf_alloc(struct gcs_core *c)
 
 static struct gcs_wait *wait_find(struct gcs_core *c, uint32_t file, uint64_t block, bool cr)
 {
-	for (uint32_t i = 0; i < GCS_MAX_WAITS; i++) {
-		struct gcs_wait *w = &c->waits[i];
-		if (w->used && w->file == file && w->block == block && w->cr == cr)
+	for (uint32_t k = 0; k < c->nwaits; k++) {
+		struct gcs_wait *w = &c->waits[c->live[k]];
+		if (w->file == file && w->block == block && w->cr == cr)
 			return w;
 	}
 	return NULL;
@@ -429,9 +435,9 @@ static struct gcs_wait *wait_find_rid(struct gcs_core *c, uint32_t file, uint64_
 {
 	if (!cr)
 		return wait_find(c, file, block, false);
-	for (uint32_t i = 0; i < GCS_MAX_WAITS; i++) {
-		struct gcs_wait *w = &c->waits[i];
-		if (w->used && w->cr && w->file == file && w->block == block && w->rid == rid)
+	for (uint32_t k = 0; k < c->nwaits; k++) {
+		struct gcs_wait *w = &c->waits[c->live[k]];
+		if (w->cr && w->file == file && w->block == block && w->rid == rid)
 			return w;
 	}
 	return NULL;
@@ -439,27 +445,29 @@ static struct gcs_wait *wait_find_rid(struct gcs_core *c, uint32_t file, uint64_
 
 static struct gcs_wait *wait_new(struct gcs_core *c, uint32_t file, uint64_t block, bool cr)
 {
-	for (uint32_t i = 0; i < GCS_MAX_WAITS; i++) {
-		struct gcs_wait *w = &c->waits[i];
-		if (!w->used) {
-			memset(w, 0, sizeof(*w));
-			w->used = true;
-			w->cr = cr;
-			w->file = file;
-			w->block = block;
-			w->first_us = c->now_us;
-			w->deadline_ms = c->now_ms + c->timeout_ms;
-			c->nwaits++;
-			return w;
-		}
-	}
-	return NULL;
+	if (c->nfree == 0)
+		return NULL;
+	uint32_t i = c->freeidx[--c->nfree];
+	struct gcs_wait *w = &c->waits[i];
+	memset(w, 0, sizeof(*w));
+	w->used = true;
+	w->cr = cr;
+	w->file = file;
+	w->block = block;
+	w->first_us = c->now_us;
+	w->deadline_ms = c->now_ms + c->timeout_ms;
+	w->pos = c->nwaits;
+	c->live[c->nwaits++] = i;
+	return w;
 }
 
 static void wait_free(struct gcs_core *c, struct gcs_wait *w)
 {
+	uint32_t i = (uint32_t)(w - c->waits), last = c->live[--c->nwaits];
+	c->live[w->pos] = last;
+	c->waits[last].pos = w->pos;
 	w->used = false;
-	c->nwaits--;
+	c->freeidx[c->nfree++] = i;
 }
 
 static void send_req(struct gcs_core *c, struct gcs_wait *w)
@@ -1599,11 +1607,10 @@ void gcs_core_tick(struct gcs_core *c)
 {
 	run_deferred(c);
 	resend_acks(c);
-	/* requester: ask again, or give up */
-	for (uint32_t i = 0; i < GCS_MAX_WAITS && c->nwaits; i++) {
-		struct gcs_wait *w = &c->waits[i];
-		if (!w->used)
-			continue;
+	/* requester: ask again, or give up (backwards: a wait given up is replaced in live[]
+	 * by the last one, already seen) */
+	for (uint32_t k = c->nwaits; k-- > 0;) {
+		struct gcs_wait *w = &c->waits[c->live[k]];
 		if (c->now_ms >= w->deadline_ms) {
 			c->st.timeouts++;
 			fail_wait(c, w, CORAL_ETIMEDOUT);
@@ -1697,13 +1704,4 @@ int gcs_core_checkpoint(struct gcs_core *c)
 	for (uint32_t k = 0; k < m; k++)
 		wb_done(c, coral_cache_buf(c->cache, list[k]), scns[k]);
 	return (int)m;
-}
-
-void gcs_core_reclaim(struct gcs_core *c)
-{
-	for (uint32_t i = 0; i < c->cache->nbuf; i++) {
-		struct coral_buf *b = coral_cache_buf(c->cache, i);
-		if ((b->flags & CORAL_BUFF_CR) && (b->flags & CORAL_BUFF_VALID) && atomic_load(&b->pins) == 0)
-			buf_free(c, i);
-	}
 }

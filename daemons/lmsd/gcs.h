@@ -106,8 +106,6 @@ void gcs_core_tick(struct gcs_core *c);
 uint32_t gcs_core_deferred(const struct gcs_core *c);
 /* Writes back every dirty current image that is not pinned; returns how many. */
 int gcs_core_checkpoint(struct gcs_core *c);
-/* Frees a CR copy's buffer once its session unpinned it. */
-void gcs_core_reclaim(struct gcs_core *c);
 
 const struct gcs_stats *gcs_core_stats(const struct gcs_core *c);
 uint32_t gcs_core_waits(const struct gcs_core *c);

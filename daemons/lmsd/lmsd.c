@@ -352,7 +352,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	struct gcs_core *c = core(l);
 	gcs_core_tick(c);
-	gcs_core_reclaim(c);
 	uint64_t now = coral_now_mono_ns() / 1000000ull;
 	/* past images and dirty buffers filling the cache: write back sooner, so that their
 	 * masters can have the past images dropped */
