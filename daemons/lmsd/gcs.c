@@ -1386,13 +1386,8 @@ queue:
 	m_unlock(c, e, bucket);
 }
 
-static void m_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+static void m_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, struct coral_grd_entry *e)
 {
-	uint32_t bucket;
-	int why;
-	struct coral_grd_entry *e = m_entry(c, m, false, &bucket, &why);
-	if (e == NULL)
-		return;
 	bool current = e->op_phase == OP_XFER && m->gen == e->gen && from == e->op_node &&
 		       m->rid == e->op_rid;
 	if (m->code == 1 && (current || m->gen < e->gen || e->op_phase == OP_IDLE)) {
@@ -1404,7 +1399,6 @@ static void m_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 	}
 	if (!current) {
 		c->st.stale++;
-		m_unlock(c, e, bucket);
 		return;
 	}
 	uint32_t src = e->cur;
@@ -1426,54 +1420,34 @@ static void m_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 			coral_grd_entry_set_mode(e, from, got);
 	}
 	m_done(c, e);
-	m_unlock(c, e, bucket);
 }
 
-static void m_inv_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+static void m_inv_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, struct coral_grd_entry *e)
 {
-	uint32_t bucket;
-	int why;
-	struct coral_grd_entry *e = m_entry(c, m, false, &bucket, &why);
-	if (e == NULL)
-		return;
 	if (e->op_phase != OP_INV || m->gen != e->gen || !(e->op_inv & bit(from))) {
 		c->st.stale++;
-		m_unlock(c, e, bucket);
 		return;
 	}
 	e->op_inv &= ~bit(from);
 	coral_grd_entry_set_mode(e, from, CORAL_BL_N);
 	if (e->op_inv == 0)
 		m_xfer(c, e);
-	m_unlock(c, e, bucket);
 }
 
-static void m_not_here(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+static void m_not_here(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, struct coral_grd_entry *e)
 {
-	uint32_t bucket;
-	int why;
-	struct coral_grd_entry *e = m_entry(c, m, false, &bucket, &why);
-	if (e == NULL)
-		return;
 	if (e->op_phase != OP_XFER || m->gen != e->gen || from != e->cur) {
 		c->st.stale++;
-		m_unlock(c, e, bucket);
 		return;
 	}
 	/* it wrote its image back before dropping it: the disk is current */
 	coral_grd_entry_set_mode(e, from, CORAL_BL_N);
 	e->cur = 0;
 	m_xfer(c, e);
-	m_unlock(c, e, bucket);
 }
 
-static void m_release(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+static void m_release(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, struct coral_grd_entry *e)
 {
-	uint32_t bucket;
-	int why;
-	struct coral_grd_entry *e = m_entry(c, m, false, &bucket, &why);
-	if (e == NULL)
-		return;
 	/* only a release of the latest grant is believed: an older one may have been overtaken
 	 * by a newer grant to the same node */
 	if (e->op_phase == OP_IDLE && m->gen == e->gen) {
@@ -1483,7 +1457,6 @@ static void m_release(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 	} else {
 		c->st.stale++;
 	}
-	m_unlock(c, e, bucket);
 }
 
 static void pidrop_track(struct gcs_core *c, uint32_t file, uint64_t block)
@@ -1507,32 +1480,36 @@ static void m_send_pidrops(struct gcs_core *c, struct coral_grd_entry *e)
 	}
 }
 
-static void m_written(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+static void m_written(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, struct coral_grd_entry *e)
 {
 	(void)from;
-	uint32_t bucket;
-	int why;
-	struct coral_grd_entry *e = m_entry(c, m, false, &bucket, &why);
-	if (e == NULL)
-		return;
 	if (m->block_scn > e->disk_scn)
 		e->disk_scn = m->block_scn;
 	if (e->pi) {
 		m_send_pidrops(c, e);
 		pidrop_track(c, m->file, m->block);
 	}
-	m_unlock(c, e, bucket);
 }
 
-static void m_pi_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+static void m_pi_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, struct coral_grd_entry *e)
+{
+	(void)c;
+	if (!m->dirty)
+		e->pi &= ~bit(from);
+}
+
+/* The answers to a master's operation: each handler runs with the block's entry latched,
+ * only if this node masters and serves the block now. */
+typedef void (*m_handler)(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, struct coral_grd_entry *e);
+
+static void m_with_entry(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, m_handler fn)
 {
 	uint32_t bucket;
 	int why;
 	struct coral_grd_entry *e = m_entry(c, m, false, &bucket, &why);
 	if (e == NULL)
 		return;
-	if (!m->dirty)
-		e->pi &= ~bit(from);
+	fn(c, from, m, e);
 	m_unlock(c, e, bucket);
 }
 
@@ -1551,12 +1528,12 @@ void gcs_core_recv(struct gcs_core *c, uint32_t from, const uint8_t *data, size_
 	switch (m->kind) {
 	case GCS_REQ: m_req(c, from, m, false); break;
 	case GCS_CR_REQ: m_req(c, from, m, true); break;
-	case GCS_ACK: m_ack(c, from, m); break;
-	case GCS_INV_ACK: m_inv_ack(c, from, m); break;
-	case GCS_NOT_HERE: m_not_here(c, from, m); break;
-	case GCS_RELEASE: m_release(c, from, m); break;
-	case GCS_WRITTEN: m_written(c, from, m); break;
-	case GCS_PI_ACK: m_pi_ack(c, from, m); break;
+	case GCS_ACK: m_with_entry(c, from, m, m_ack); break;
+	case GCS_INV_ACK: m_with_entry(c, from, m, m_inv_ack); break;
+	case GCS_NOT_HERE: m_with_entry(c, from, m, m_not_here); break;
+	case GCS_RELEASE: m_with_entry(c, from, m, m_release); break;
+	case GCS_WRITTEN: m_with_entry(c, from, m, m_written); break;
+	case GCS_PI_ACK: m_with_entry(c, from, m, m_pi_ack); break;
 	case GCS_GRANT: r_grant(c, from, m); break;
 	case GCS_BLOCK: r_block(c, from, m); break;
 	case GCS_CR_BLOCK: r_cr_block(c, from, m); break;
