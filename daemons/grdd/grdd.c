@@ -12,6 +12,7 @@
 #include "grd.h"
 #include "log.h"
 #include "net.h"
+#include "selfq.h"
 #include "util.h"
 
 #include <event2/event.h>
@@ -22,12 +23,6 @@
 #define SELFQ 4096
 #define WAITS 1024
 #define TICK_MS 10
-
-struct selfmsg {
-	uint8_t type;
-	uint8_t *data;
-	size_t len;
-};
 
 struct ctlwait {
 	bool used;
@@ -46,10 +41,8 @@ struct grdd {
 	struct coral_cluster_sga *cl;
 	struct coral_grd_map_sga *map;
 	struct coral_grd_dir *dir, *held;
-	struct event *ev_tick, *ev_self;
-	struct selfmsg selfq[SELFQ];
-	size_t self_head, self_n;
-	uint64_t self_dropped;
+	struct event *ev_tick;
+	struct coral_selfq *selfq;
 	uint64_t incarnation;
 	uint64_t fenced_inc[CORAL_MAX_NODES + 1];
 	bool read_done, get_out, watch_out;
@@ -74,44 +67,17 @@ static struct grd_core *core(struct grdd *g)
 static int op_send(void *arg, uint32_t to, uint8_t type, const uint8_t *buf, size_t len)
 {
 	struct grdd *g = arg;
-	if (to == g->self) {
-		if (g->self_n == SELFQ) {
-			g->self_dropped++;
-			return CORAL_EBUSY;
-		}
-		struct selfmsg *m = &g->selfq[(g->self_head + g->self_n) % SELFQ];
-		m->data = malloc(len ? len : 1);
-		if (m->data == NULL)
-			return CORAL_ENOMEM;
-		if (len)
-			memcpy(m->data, buf, len);
-		m->len = len;
-		m->type = type;
-		g->self_n++;
-		event_active(g->ev_self, EV_READ, 0);
-		return 0;
-	}
+	if (to == g->self)
+		return coral_selfq_push(g->selfq, type, buf, len);
 	if (g->net == NULL)
 		return CORAL_ENOTCONN;
 	return coral_net_send(g->net, to, type, buf, len);
 }
 
-static void on_self(evutil_socket_t fd, short what, void *arg)
+static void on_self(void *arg, uint8_t type, const uint8_t *data, size_t len)
 {
-	(void)fd;
-	(void)what;
 	struct grdd *g = arg;
-	/* only what was queued before this round: handlers may queue more */
-	size_t n = g->self_n;
-	while (n-- > 0 && g->self_n > 0) {
-		struct selfmsg m = g->selfq[g->self_head];
-		g->self_head = (g->self_head + 1) % SELFQ;
-		g->self_n--;
-		grd_core_recv(core(g), g->self, m.type, m.data, m.len);
-		free(m.data);
-	}
-	if (g->self_n > 0)
-		event_active(g->ev_self, EV_READ, 0);
+	grd_core_recv(core(g), g->self, type, data, len);
 }
 
 static void on_store_done(void *arg, int err, const Coral__CtlResponse *resp)
@@ -326,32 +292,10 @@ static void on_net_msg(void *arg, uint32_t from, uint64_t inc, uint8_t type, con
 	grd_core_recv(core(g), from, type, data, len);
 }
 
-static void on_net_refused(void *arg, uint32_t peer, int code, const char *why)
-{
-	(void)arg;
-	log_debug("grdd on node %u refused us (%s): %s", peer, coral_strerror(code), why);
-}
-
 static int net_start(struct grdd *g, uint64_t inc)
 {
-	struct coral_net_opts no;
-	char err[CORAL_ERRMSG_MAX];
-	int rc = coral_net_opts_from_conf(&no, &g->files, &g->d->conf, g->d->node, "grdd", CORAL_PORT_GRDD,
-					  inc, coral_now_mono_ns() ^ g->self, err, sizeof(err));
-	if (rc != 0) {
-		log_error("%s", err);
-		return rc;
-	}
-	no.on_msg = on_net_msg;
-	no.on_refused = on_net_refused;
-	no.arg = g;
-	g->net = coral_net_new(g->d->base, &no, err, sizeof(err));
-	if (g->net == NULL) {
-		log_error("interconnect: %s", err);
-		return CORAL_ESYS;
-	}
-	coral_net_add_conf_peers(g->net, &g->d->conf, g->self, CORAL_PORT_GRDD);
-	return 0;
+	g->net = coral_daemon_net(g->d, CORAL_PORT_GRDD, inc, &g->files, on_net_msg, g);
+	return g->net ? 0 : CORAL_ESYS;
 }
 
 /* ---- the tick ------------------------------------------------------------------------- */
@@ -709,9 +653,9 @@ static int grdd_init(struct coral_daemon *d)
 	coral_conf_sock_path(d->node, "raftd", sock, sizeof(sock));
 	g->raft = coral_ctl_client_new(d->base, sock, (size_t)d->conf.cluster.max_frame);
 	g->ev_tick = event_new(d->base, -1, EV_PERSIST, on_tick, g);
-	g->ev_self = event_new(d->base, -1, 0, on_self, g);
+	g->selfq = coral_selfq_new(d->base, SELFQ, on_self, g);
 	struct timeval tv = {0, TICK_MS * 1000};
-	if (g->core == NULL || g->raft == NULL || g->ev_tick == NULL || g->ev_self == NULL ||
+	if (g->core == NULL || g->raft == NULL || g->ev_tick == NULL || g->selfq == NULL ||
 	    event_add(g->ev_tick, &tv) != 0)
 		return CORAL_ENOMEM;
 	return 0;
@@ -724,13 +668,7 @@ static void grdd_fini(struct coral_daemon *d)
 		return;
 	if (g->ev_tick)
 		event_free(g->ev_tick);
-	if (g->ev_self)
-		event_free(g->ev_self);
-	while (g->self_n > 0) {
-		free(g->selfq[g->self_head].data);
-		g->self_head = (g->self_head + 1) % SELFQ;
-		g->self_n--;
-	}
+	coral_selfq_free(g->selfq);
 	if (g->raft)
 		coral_ctl_client_free(g->raft);
 	if (g->net)

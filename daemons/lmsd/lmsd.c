@@ -13,6 +13,7 @@
 #include "grd.h"
 #include "log.h"
 #include "net.h"
+#include "selfq.h"
 #include "redo.h"
 #include "storage.h"
 #include "util.h"
@@ -26,11 +27,6 @@
 #define SELFQ 4096
 #define WAITS 4096
 #define TICK_MS 2
-
-struct selfmsg {
-	uint8_t *data;
-	size_t len;
-};
 
 struct ctlwait {
 	bool used;
@@ -48,10 +44,8 @@ struct lmsd {
 	struct coral_grd_dir *dir;
 	struct coral_cache *cache;
 	struct coral_redo *redo;
-	struct event *ev_tick, *ev_self;
-	struct selfmsg selfq[SELFQ];
-	size_t self_head, self_n;
-	uint64_t self_dropped;
+	struct event *ev_tick;
+	struct coral_selfq *selfq;
 	uint64_t incarnation;
 	uint64_t fenced_inc[CORAL_MAX_NODES + 1];
 	uint64_t next_checkpoint_ms;
@@ -75,42 +69,18 @@ static struct gcs_core *core(struct lmsd *l)
 static int op_send(void *arg, uint32_t to, const uint8_t *buf, size_t len)
 {
 	struct lmsd *l = arg;
-	if (to == l->self) {
-		if (l->self_n == SELFQ) {
-			l->self_dropped++;
-			return CORAL_EBUSY;
-		}
-		struct selfmsg *m = &l->selfq[(l->self_head + l->self_n) % SELFQ];
-		m->data = malloc(len ? len : 1);
-		if (m->data == NULL)
-			return CORAL_ENOMEM;
-		if (len)
-			memcpy(m->data, buf, len);
-		m->len = len;
-		l->self_n++;
-		event_active(l->ev_self, EV_READ, 0);
-		return 0;
-	}
+	if (to == l->self)
+		return coral_selfq_push(l->selfq, GCS_NET_MSG, buf, len);
 	if (l->net == NULL)
 		return CORAL_ENOTCONN;
 	return coral_net_send(l->net, to, GCS_NET_MSG, buf, len);
 }
 
-static void on_self(evutil_socket_t fd, short what, void *arg)
+static void on_self(void *arg, uint8_t type, const uint8_t *data, size_t len)
 {
-	(void)fd;
-	(void)what;
 	struct lmsd *l = arg;
-	size_t n = l->self_n;
-	while (n-- > 0 && l->self_n > 0) {
-		struct selfmsg m = l->selfq[l->self_head];
-		l->self_head = (l->self_head + 1) % SELFQ;
-		l->self_n--;
-		gcs_core_recv(core(l), l->self, m.data, m.len);
-		free(m.data);
-	}
-	if (l->self_n > 0)
-		event_active(l->ev_self, EV_READ, 0);
+	(void)type;
+	gcs_core_recv(core(l), l->self, data, len);
 }
 
 static uint32_t op_master(void *arg, uint32_t file, uint64_t block, uint64_t *version)
@@ -294,32 +264,10 @@ static void on_net_msg(void *arg, uint32_t from, uint64_t inc, uint8_t type, con
 	gcs_core_recv(core(l), from, data, len);
 }
 
-static void on_net_refused(void *arg, uint32_t peer, int code, const char *why)
-{
-	(void)arg;
-	log_debug("lmsd on node %u refused us (%s): %s", peer, coral_strerror(code), why);
-}
-
 static int net_start(struct lmsd *l, uint64_t inc)
 {
-	struct coral_net_opts no;
-	char err[CORAL_ERRMSG_MAX];
-	int rc = coral_net_opts_from_conf(&no, &l->files, &l->d->conf, l->d->node, "lmsd", CORAL_PORT_LMSD,
-					  inc, coral_now_mono_ns() ^ l->self, err, sizeof(err));
-	if (rc != 0) {
-		log_error("%s", err);
-		return rc;
-	}
-	no.on_msg = on_net_msg;
-	no.on_refused = on_net_refused;
-	no.arg = l;
-	l->net = coral_net_new(l->d->base, &no, err, sizeof(err));
-	if (l->net == NULL) {
-		log_error("interconnect: %s", err);
-		return CORAL_ESYS;
-	}
-	coral_net_add_conf_peers(l->net, &l->d->conf, l->self, CORAL_PORT_LMSD);
-	return 0;
+	l->net = coral_daemon_net(l->d, CORAL_PORT_LMSD, inc, &l->files, on_net_msg, l);
+	return l->net ? 0 : CORAL_ESYS;
 }
 
 /* ---- the tick ------------------------------------------------------------------------- */
@@ -530,9 +478,9 @@ static int lmsd_init(struct coral_daemon *d)
 	l->core = gcs_core_new(l->self, l->cache, l->dir, &ops, (uint32_t)d->conf.cache.gcs_retry_ms,
 			       (uint32_t)d->conf.cache.get_timeout_ms);
 	l->ev_tick = event_new(d->base, -1, EV_PERSIST, on_tick, l);
-	l->ev_self = event_new(d->base, -1, 0, on_self, l);
+	l->selfq = coral_selfq_new(d->base, SELFQ, on_self, l);
 	struct timeval tv = {0, TICK_MS * 1000};
-	if (l->core == NULL || l->ev_tick == NULL || l->ev_self == NULL || event_add(l->ev_tick, &tv) != 0)
+	if (l->core == NULL || l->ev_tick == NULL || l->selfq == NULL || event_add(l->ev_tick, &tv) != 0)
 		return CORAL_ENOMEM;
 	l->next_checkpoint_ms = coral_now_mono_ns() / 1000000ull + (uint64_t)d->conf.cache.checkpoint_ms;
 	return 0;
@@ -548,13 +496,7 @@ static void lmsd_fini(struct coral_daemon *d)
 		gcs_core_checkpoint(core(l));
 	if (l->ev_tick)
 		event_free(l->ev_tick);
-	if (l->ev_self)
-		event_free(l->ev_self);
-	while (l->self_n > 0) {
-		free(l->selfq[l->self_head].data);
-		l->self_head = (l->self_head + 1) % SELFQ;
-		l->self_n--;
-	}
+	coral_selfq_free(l->selfq);
 	if (l->net)
 		coral_net_free(l->net);
 	gcs_core_free(l->core);
