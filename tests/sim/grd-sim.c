@@ -1,6 +1,7 @@
 /* grd-sim: runs the grdd model over many seeds. Usage: grd-sim [--seeds N] [--first S]
  * [--nodes K] [--steps T]. Prints a failing seed with its violation, and totals. */
 #include "grd_sim.h"
+#include "sim_args.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,15 +9,10 @@
 
 int main(int argc, char **argv)
 {
-	unsigned long long seeds = 1000, first = 1, nodes = 3, steps = 6000;
-	for (int i = 1; i + 1 < argc; i += 2) {
-		unsigned long long v = strtoull(argv[i + 1], NULL, 10);
-		if (strcmp(argv[i], "--seeds") == 0) seeds = v;
-		else if (strcmp(argv[i], "--first") == 0) first = v;
-		else if (strcmp(argv[i], "--nodes") == 0) nodes = v;
-		else if (strcmp(argv[i], "--steps") == 0) steps = v;
-		else { fprintf(stderr, "usage: grd-sim [--seeds N] [--first S] [--nodes K] [--steps T]\n"); return 2; }
-	}
+	struct sim_args a = {1000, 1, 3, 6000};
+	if (sim_args_parse(argc, argv, "grd-sim", &a) != 0)
+		return 2;
+	unsigned long long seeds = a.seeds, first = a.first, nodes = a.nodes, steps = a.steps;
 	unsigned long long failed = 0;
 	struct grd_sim_result tot = {0};
 	for (unsigned long long s = first; s < first + seeds; s++) {
