@@ -6,11 +6,13 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int coral_frame_check(const uint8_t *buf, size_t avail, size_t max, uint32_t *len)
@@ -80,6 +82,41 @@ int coral_frame_append(struct evbuffer *out, const ProtobufCMessage *msg, size_t
 	return evbuffer_commit_space(out, &v, 1) == 0 ? 0 : CORAL_ENOMEM;
 }
 
+int coral_bev_send(struct bufferevent *bev, const struct iovec *iov, int n)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	size_t sent = 0;
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	if (evbuffer_get_length(out) == 0 && fd >= 0) {
+		struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+		ssize_t k = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		/* an error is the event loop's to find and report on its own write */
+		sent = k > 0 ? (size_t)k : 0;
+	}
+	for (int i = 0; i < n; i++) {
+		if (sent >= iov[i].iov_len) {
+			sent -= iov[i].iov_len;
+			continue;
+		}
+		if (evbuffer_add(out, (const uint8_t *)iov[i].iov_base + sent, iov[i].iov_len - sent) != 0)
+			return CORAL_ENOMEM;
+		sent = 0;
+	}
+	return 0;
+}
+
+int coral_frame_send(struct bufferevent *bev, const ProtobufCMessage *msg, size_t max)
+{
+	size_t n = protobuf_c_message_get_packed_size(msg);
+	uint8_t small[4096];
+	if (n == 0 || n > max || n + CORAL_FRAME_HDR > sizeof(small))
+		return coral_frame_append(bufferevent_get_output(bev), msg, max);
+	coral__put_len(small, (uint32_t)n);
+	protobuf_c_message_pack(msg, small + CORAL_FRAME_HDR);
+	struct iovec v = {small, n + CORAL_FRAME_HDR};
+	return coral_bev_send(bev, &v, 1);
+}
+
 int coral_frame_encode(const ProtobufCMessage *msg, size_t max, uint8_t **buf, size_t *len)
 {
 	size_t n = protobuf_c_message_get_packed_size(msg);
@@ -113,25 +150,41 @@ static int coral__wait(int fd, short ev, uint64_t deadline_ns)
 	}
 }
 
-/* Reads or writes all of buf before the deadline. */
+/* Reads or writes all of buf before the deadline. The system call is tried first and poll()
+ * used only when it would block: a request and its answer then cost one send and one
+ * receive on an idle connection, not four calls. */
 static int coral__io_full(int fd, uint8_t *buf, size_t len, bool writing, uint64_t deadline_ns)
 {
 	size_t off = 0;
+	bool sock = true;
 	while (off < len) {
-		int rc = coral__wait(fd, writing ? POLLOUT : POLLIN, deadline_ns);
-		if (rc != 0)
-			return rc;
 		/* MSG_NOSIGNAL: a peer that went away is an error to report, not a SIGPIPE that
 		 * kills the tool */
-		ssize_t n = writing ? send(fd, buf + off, len - off, MSG_NOSIGNAL)
-				    : read(fd, buf + off, len - off);
-		if (n < 0 && writing && errno == ENOTSOCK)
-			n = write(fd, buf + off, len - off);
+		ssize_t n;
+		if (sock) {
+			n = writing ? send(fd, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT)
+				    : recv(fd, buf + off, len - off, MSG_DONTWAIT);
+			if (n < 0 && errno == ENOTSOCK) {
+				sock = false;
+				continue;
+			}
+		} else {
+			int rc = coral__wait(fd, writing ? POLLOUT : POLLIN, deadline_ns);
+			if (rc != 0)
+				return rc;
+			n = writing ? write(fd, buf + off, len - off) : read(fd, buf + off, len - off);
+		}
 		if (n == 0 && !writing)
 			return CORAL_ECLOSED;
 		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR)
 				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				int rc = coral__wait(fd, writing ? POLLOUT : POLLIN, deadline_ns);
+				if (rc != 0)
+					return rc;
+				continue;
+			}
 			return CORAL_ECLOSED;
 		}
 		off += (size_t)n;

@@ -23,6 +23,16 @@ void coral_frame_consume(struct evbuffer *in, uint32_t len);
 
 /* Packs msg as one frame at the end of out. CORAL_ETOOBIG if it exceeds max. */
 int coral_frame_append(struct evbuffer *out, const ProtobufCMessage *msg, size_t max);
+/* Sends the bytes of iov on a plain-socket bufferevent: written at once when nothing is
+ * queued before them, whatever the socket does not take (or everything, when something is
+ * queued or the write fails) queued in its output buffer for the event loop. A message on an
+ * idle connection then leaves now, not one loop iteration and three system calls later.
+ * Not for TLS bufferevents (their bytes must go through OpenSSL). */
+struct bufferevent;
+struct iovec;
+int coral_bev_send(struct bufferevent *bev, const struct iovec *iov, int n);
+/* coral_frame_append() through coral_bev_send(). */
+int coral_frame_send(struct bufferevent *bev, const ProtobufCMessage *msg, size_t max);
 /* Packs msg as one frame into a new malloc'ed buffer. */
 int coral_frame_encode(const ProtobufCMessage *msg, size_t max, uint8_t **buf, size_t *len);
 

@@ -278,7 +278,7 @@ int coral_ipc_conn_send(struct coral_ipc_conn *c, const ProtobufCMessage *msg)
 	if (c->closing)
 		return CORAL_ECLOSED;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	int rc = coral_frame_append(out, msg, c->srv->max_frame);
+	int rc = coral_frame_send(c->bev, msg, c->srv->max_frame);
 	if (rc != 0)
 		return rc;
 	if (evbuffer_get_length(out) > c->srv->out_queue && !c->paused) {

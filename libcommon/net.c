@@ -2,6 +2,7 @@
 #include "net.h"
 #include "conf.h"
 #include "errors.h"
+#include "frame.h"
 #include "log.h"
 #include "net.pb-c.h"
 #include "util.h"
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 enum { T_HELLO = 1, T_HELLO_ACK, T_PING, T_PONG, T_GOODBYE };
 enum { F_LZ4 = 1 };
@@ -163,6 +165,15 @@ static int write_frame(struct conn *c, uint8_t type, uint8_t flags, const void *
 	memcpy(hdr, &be, 4);
 	hdr[4] = type;
 	hdr[5] = flags;
+	if (c->ssl == NULL) {
+		struct iovec v[3] = {{hdr, HDR}};
+		int n = 1;
+		if (alen)
+			v[n++] = (struct iovec){(void *)a, alen};
+		if (blen)
+			v[n++] = (struct iovec){(void *)b, blen};
+		return coral_bev_send(c->bev, v, n);
+	}
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	if (evbuffer_add(out, hdr, HDR) != 0 || (alen && evbuffer_add(out, a, alen) != 0) ||
 	    (blen && evbuffer_add(out, b, blen) != 0))
