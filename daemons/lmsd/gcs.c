@@ -243,7 +243,8 @@ static void buf_free(struct gcs_core *c, uint32_t i)
 }
 
 /* The next past image of (file, block) along the chain after p (or the first, p NULL).
- * Latch held. A node may keep several generations of one block's past images. */
+ * Latch held. A node may keep several generations of one block's past images for a while
+ * (one pinned when a newer one was made, or one taken back and shipped again). */
 static struct coral_buf *next_pi(struct gcs_core *c, uint32_t file, uint64_t block, struct coral_buf *p)
 {
 	if (p == NULL)
@@ -794,8 +795,10 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 	coral_cache_unlock(c->cache, ch);
 	mark_valid(c, was_valid);
 	coral_scn_observe(c->cache, b->scn);
-	send_ack_raw(c, m->file, m->block, m->rid, m->gen, from, b->mode, 0, false, false);
+	/* the waiting sessions first: the acknowledgement is off their path */
+	int mode = b->mode;
 	wait_complete(c, w, b, served);
+	send_ack_raw(c, m->file, m->block, m->rid, m->gen, from, mode, 0, false, false);
 }
 
 /* BLOCK: an image shipped by its holder (from the master itself: 2-way). */
@@ -851,9 +854,13 @@ static void r_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 	else if (!m->dirty && was_dirty)
 		atomic_fetch_sub(&c->cache->dirty, 1);
 	coral_scn_observe(c->cache, m->block_scn);
+	/* the waiting sessions first: the acknowledgement is off their path. A transfer is
+	 * 2-way when it took two messages: the master shipped, or this node is the master and
+	 * asked the holder */
+	int mode = b->mode;
+	wait_complete(c, w, b, from == w->master || w->master == c->self ? GCS_SERVED_2WAY : GCS_SERVED_3WAY);
 	if (master)
-		send_ack_raw(c, m->file, m->block, m->rid, m->gen, master, b->mode, from, m->dirty, false);
-	wait_complete(c, w, b, from == w->master ? GCS_SERVED_2WAY : GCS_SERVED_3WAY);
+		send_ack_raw(c, m->file, m->block, m->rid, m->gen, master, mode, from, m->dirty, false);
 }
 
 static void r_cr_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
@@ -996,6 +1003,11 @@ static void ship_now(struct gcs_core *c, struct coral_buf *b, uint32_t to, int w
 		 * and must go, or a repeated FWD would find one and ship it as the newest */
 		buf_free(c, i);
 		drop_pis(c, snap.file, snap.block, snap.scn);
+	} else if (want == CORAL_BL_X && dirty && snap.scn > 0) {
+		/* the new past image holds every change the older ones here hold: only the newest
+		 * is ever used (reshipped, taken back, or read by recovery), so the older go now
+		 * instead of filling the cache and the block's hash chain until the next write */
+		drop_pis(c, snap.file, snap.block, snap.scn - 1);
 	}
 	send_block(c, to, snap, c->scratch, rid, gen, want, want == CORAL_BL_X && dirty, GCS_BLOCK);
 }

@@ -415,6 +415,10 @@ static void check(struct sim *s)
 			if (cb && cb->scn >= s->pis[k].scn)
 				still = true;
 		}
+		/* superseded by a newer past image of the block on the same node */
+		for (uint32_t j = 0; j < nnow && !still; j++)
+			still = now[j].node == s->pis[k].node && now[j].block == s->pis[k].block &&
+				now[j].scn > s->pis[k].scn;
 		if (!still) {
 			if (s->disk_scn[s->pis[k].block] < s->pis[k].scn)
 				fail(s, "node %u dropped its past image of block %u (scn %llu) with the disk at scn %llu",
