@@ -19,6 +19,8 @@
 #include "sga.h"
 #include "util.h"
 
+#include "bench_util.h"
+
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -32,82 +34,6 @@
 
 static struct coral_conf conf;
 static const struct coral_node_conf *node;
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static uint64_t median(uint64_t *v, size_t n)
-{
-	if (n == 0)
-		return 0;
-	qsort(v, n, sizeof(*v), cmp_u64);
-	return v[n / 2];
-}
-
-static uint64_t pct(uint64_t *v, size_t n, double p)
-{
-	if (n == 0)
-		return 0;
-	qsort(v, n, sizeof(*v), cmp_u64);
-	size_t i = (size_t)(p * (double)(n - 1) + 0.5);
-	return v[i];
-}
-
-/* ---- a loopback TCP pair --------------------------------------------------------------- */
-
-struct pair {
-	int a, b;
-};
-
-static int tcp_pair(struct pair *p)
-{
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t sl = sizeof(sa);
-	if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(l, 1) != 0 ||
-	    getsockname(l, (struct sockaddr *)&sa, &sl) != 0)
-		return -1;
-	p->a = socket(AF_INET, SOCK_STREAM, 0);
-	if (p->a < 0 || connect(p->a, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-		return -1;
-	p->b = accept(l, NULL, NULL);
-	close(l);
-	int one = 1;
-	setsockopt(p->a, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(p->b, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return p->b < 0 ? -1 : 0;
-}
-
-static int full_io(int fd, void *buf, size_t n, bool wr)
-{
-	uint8_t *p = buf;
-	while (n > 0) {
-		ssize_t k = wr ? write(fd, p, n) : read(fd, p, n);
-		if (k <= 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
-struct echo_arg {
-	int fd;
-	size_t msg;
-};
-
-/* Echoes fixed-size messages until the peer closes. */
-static void *echo_thread(void *arg)
-{
-	struct echo_arg *e = arg;
-	uint8_t buf[256];
-	while (full_io(e->fd, buf, e->msg, false) == 0 && full_io(e->fd, buf, e->msg, true) == 0)
-		;
-	return NULL;
-}
 
 /* ---- lookup --------------------------------------------------------------------------- */
 
@@ -171,15 +97,11 @@ static int cmd_lookup(int argc, char **argv)
 		else
 			ids[i] = (struct coral_resid){CORAL_RES_TYPE('T', 'X'), 0, (uint32_t)((r >> 1) % 100), (r >> 8) % 100000};
 	}
-	struct pair p;
-	pthread_t th;
-	struct echo_arg ea;
-	if (tcp_pair(&p) != 0) {
+	struct bench_rt *lrt = malloc(sizeof(*lrt));
+	if (lrt == NULL || bench_rt_start(lrt, 64, 64) != 0) {
 		fprintf(stderr, "grd-bench: loopback socket: %s\n", strerror(errno));
 		return 1;
 	}
-	ea = (struct echo_arg){p.b, 64};
-	pthread_create(&th, NULL, echo_thread, &ea);
 	size_t nrt = 20000;
 	uint64_t *t_look = calloc((size_t)rounds, 8), *t_arr = calloc((size_t)rounds, 8), *t_rt = calloc((size_t)rounds, 8);
 	if (!t_look || !t_arr || !t_rt)
@@ -204,9 +126,8 @@ static int cmd_lookup(int argc, char **argv)
 				t_arr[r] = (coral_now_mono_ns() - t0) * 1000 / n;
 			} else {
 				/* what asking a daemon would cost at the least: one 64-byte round trip */
-				uint8_t buf[64] = {0};
 				for (size_t i = 0; i < nrt; i++)
-					if (full_io(p.a, buf, 64, true) != 0 || full_io(p.a, buf, 64, false) != 0)
+					if (bench_rt_once(lrt) != 0)
 						return 1;
 				t_rt[r] = (coral_now_mono_ns() - t0) * 1000 / nrt;
 			}
@@ -214,11 +135,10 @@ static int cmd_lookup(int argc, char **argv)
 		}
 		printf("%-6d %14.1f %14.1f %16.1f\n", r + 1, t_look[r] / 1000.0, t_arr[r] / 1000.0, t_rt[r] / 1000.0);
 	}
-	close(p.a);
-	pthread_join(th, NULL);
-	close(p.b);
-	double look = median(t_look, (size_t)rounds) / 1000.0, arr = median(t_arr, (size_t)rounds) / 1000.0,
-	       rt = median(t_rt, (size_t)rounds) / 1000.0;
+	bench_rt_stop(lrt);
+	free(lrt);
+	double look = bench_median(t_look, (size_t)rounds) / 1000.0, arr = bench_median(t_arr, (size_t)rounds) / 1000.0,
+	       rt = bench_median(t_rt, (size_t)rounds) / 1000.0;
 	printf("median: lookup %.1f ns (goal < 100 ns), array read %.1f ns, loopback round trip %.0f ns\n", look, arr, rt);
 	printf("ratio lookup/array %.2f, lookup/loopback %.4f (a lookup costs 1/%.0f of a round trip)\n", look / arr,
 	       look / rt, rt / look);
@@ -331,7 +251,7 @@ static int cmd_load(int argc, char **argv)
 	printf("node %lld: %llu of %llu TX:%llu:* acquired in %s in %.2f s (%.0f/s, window %u), p50 %.2f ms, p99 %.2f ms",
 	       (long long)node->id, (unsigned long long)l.ok, (unsigned long long)l.count,
 	       (unsigned long long)l.id1, l.mode, secs, (double)l.ok / secs, l.window,
-	       (double)median(l.lat, l.done) / 1e6, (double)pct(l.lat, l.done, 0.99) / 1e6);
+	       (double)bench_median(l.lat, l.done) / 1e6, (double)bench_pct(l.lat, l.done, 0.99) / 1e6);
 	if (l.failed)
 		printf("; %llu failed, the first: %s", (unsigned long long)l.failed, l.first_msg);
 	printf("\n");
@@ -470,13 +390,13 @@ static int cmd_remaster(int argc, char **argv)
 		}
 	}
 	if (rc == 0) {
-		double p = (double)median(put, (size_t)nput) / 1e6;
+		double p = (double)bench_median(put, (size_t)nput) / 1e6;
 		printf("raftd put (one consensus commit through the control socket): median %.2f ms over %d\n", p, nput);
 		for (int k = 0; k < 2; k++) {
-			double a = (double)median(mv[k], (size_t)count) / 1e6, f = (double)median(fz[k], (size_t)count) / 1e3;
+			double a = (double)bench_median(mv[k], (size_t)count) / 1e6, f = (double)bench_median(fz[k], (size_t)count) / 1e3;
 			printf("remaster of one %s: median %.2f ms end to end (p99 %.2f ms), frozen %.2f ms; "
 			       "ratio to a raftd put %.2f\n",
-			       what[k], a, (double)pct(mv[k], (size_t)count, 0.99) / 1e6, f, a / p);
+			       what[k], a, (double)bench_pct(mv[k], (size_t)count, 0.99) / 1e6, f, a / p);
 		}
 	}
 	for (int k = 0; k < 2; k++) {
@@ -527,8 +447,8 @@ static int cmd_copy(int argc, char **argv)
 		return 1;
 	memset(buf, 0x5a, 65536);
 	for (int r = 0; r < rounds; r++) {
-		struct pair p;
-		if (tcp_pair(&p) != 0)
+		struct bench_pair p;
+		if (bench_tcp_pair(&p) != 0)
 			return 1;
 		struct sink_arg s = {p.b, bytes};
 		pthread_t th;
@@ -536,19 +456,19 @@ static int cmd_copy(int argc, char **argv)
 		pthread_create(&th, NULL, sink_thread, &s);
 		for (size_t left = bytes; left > 0;) {
 			size_t k = left < 65536 ? left : 65536;
-			if (full_io(p.a, buf, k, true) != 0)
+			if (bench_full_io(p.a, buf, k, true) != 0)
 				return 1;
 			left -= k;
 		}
 		uint8_t ack;
-		if (full_io(p.a, &ack, 1, false) != 0)
+		if (bench_full_io(p.a, &ack, 1, false) != 0)
 			return 1;
 		t[r] = coral_now_mono_ns() - t0;
 		pthread_join(th, NULL);
 		close(p.a);
 		close(p.b);
 	}
-	printf("%.3f\n", (double)median(t, (size_t)rounds) / 1e6);
+	printf("%.3f\n", (double)bench_median(t, (size_t)rounds) / 1e6);
 	free(t);
 	free(buf);
 	return 0;
