@@ -219,13 +219,19 @@ static struct coral_resid resid(uint32_t file, uint64_t block)
 
 /* ---- buffers (holder and requester side) ------------------------------------------- */
 
+/* Adds buffer index i to a set of at most cap (one entry per buffer: never more). */
+static void idx_set_add(uint32_t *set, uint32_t *n, uint32_t cap, uint32_t i)
+{
+	for (uint32_t k = 0; k < *n; k++)
+		if (set[k] == i)
+			return;
+	if (*n < cap)
+		set[(*n)++] = i;
+}
+
 static void defer_add(struct gcs_core *c, uint32_t i)
 {
-	for (uint32_t k = 0; k < c->ndeferred; k++)
-		if (c->deferred[k] == i)
-			return;
-	if (c->ndeferred < c->cache->nbuf)
-		c->deferred[c->ndeferred++] = i;
+	idx_set_add(c->deferred, &c->ndeferred, c->cache->nbuf, i);
 }
 
 /* Drops buffer i (unlinked, invalid). Latch not held. */
@@ -630,11 +636,7 @@ static void unacked_add(struct gcs_core *c, struct coral_buf *b, uint32_t from, 
 	b->ack_from = from;
 	b->ack_pi = pi;
 	b->ack_ms = c->now_ms;
-	for (uint32_t k = 0; k < c->nunacked; k++)
-		if (c->unacked[k] == i)
-			return;
-	if (c->nunacked < c->cache->nbuf)
-		c->unacked[c->nunacked++] = i;
+	idx_set_add(c->unacked, &c->nunacked, c->cache->nbuf, i);
 }
 
 /* Latch held. Any message of a later operation on the block confirms the grant too. */
