@@ -116,9 +116,13 @@ void coral_cache_lock(struct coral_cache *c, uint32_t chain)
 	coral_mutex_lock(&coral__latches(c)[chain], coral__repair_chain, NULL);
 }
 
+void (*coral_cache_unlock_hook)(struct coral_cache *c);
+
 void coral_cache_unlock(struct coral_cache *c, uint32_t chain)
 {
 	coral_mutex_unlock(&coral__latches(c)[chain]);
+	if (coral_cache_unlock_hook)
+		coral_cache_unlock_hook(c);
 }
 
 struct coral_buf *coral_cache_find(struct coral_cache *c, uint32_t file, uint64_t block, bool pi)

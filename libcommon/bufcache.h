@@ -98,6 +98,9 @@ static inline uint32_t coral_cache_index(struct coral_cache *c, const struct cor
 uint32_t coral_cache_chain(const struct coral_cache *c, uint32_t file, uint64_t block);
 void coral_cache_lock(struct coral_cache *c, uint32_t chain);
 void coral_cache_unlock(struct coral_cache *c, uint32_t chain);
+/* Tests only (NULL elsewhere): called after every unlock, where a session on another CPU
+ * could step in; the GCS model runs a session's fast path there. */
+extern void (*coral_cache_unlock_hook)(struct coral_cache *c);
 
 /* With the chain latch held: the current buffer of a block (not a past image nor a CR copy),
  * or its past image (pi true). NULL if none. */

@@ -18,10 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define GCS_MAX_OPS 4096      /* blocks this node masters with an operation under way */
 #define GCS_MAX_PIDROP 4096   /* blocks whose past images are still to be dropped */
 #define GCS_OP_TRIES 20       /* an operation re-sent this often is logged */
+#define GCS_TRACE_MAX 20000000 /* lines in a trace file (a few GB) */
 
 enum { OP_IDLE, OP_INV, OP_XFER };
 enum { SHIP_FWD = 1, SHIP_INV };
@@ -40,6 +42,7 @@ struct gcs_wait {
 	uint32_t master;
 	uint64_t sent_ms, first_us, deadline_ms;
 	uint32_t pos;                 /* its place in live[] */
+	int code;                     /* why it waits again (CORAL_EFULL), the error at its deadline */
 	uint32_t nw;
 	struct gcs_waiter w[GCS_MAX_WAITERS];
 };
@@ -75,6 +78,9 @@ struct gcs_core {
 	struct gcs_blk pidrop[GCS_MAX_PIDROP];
 	uint32_t npidrop;
 	struct gcs_stats st;
+	bool ckpt_wanted;             /* a wait found no free buffer: the tick writes back */
+	FILE *trace;                  /* CORAL_GCS_TRACE: every message and image change, for debugging */
+	uint64_t trace_lines;         /* bounded: the trace stops at GCS_TRACE_MAX lines */
 };
 
 static const char *const kind_names[GCS_NKINDS] = {
@@ -85,6 +91,37 @@ static const char *const kind_names[GCS_NKINDS] = {
 const char *gcs_kind_name(int kind)
 {
 	return kind > 0 && kind < GCS_NKINDS ? kind_names[kind] : "?";
+}
+
+/* The trace (lmsd(8), ENVIRONMENT): one line per message sent or received and per change
+ * of a block's image in this cache, wall-clock stamped so that the nodes' files merge. */
+static void tr(struct gcs_core *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tr(struct gcs_core *c, const char *fmt, ...)
+{
+	if (++c->trace_lines > GCS_TRACE_MAX) {
+		fprintf(c->trace, "trace stopped after %d lines\n", GCS_TRACE_MAX);
+		fclose(c->trace);
+		c->trace = NULL;
+		return;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	fprintf(c->trace, "%lld.%06ld n%u ", (long long)ts.tv_sec, ts.tv_nsec / 1000, c->self);
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(c->trace, fmt, ap);
+	va_end(ap);
+	fputc('\n', c->trace);
+	fflush(c->trace);
+}
+#define TR(c, ...) do { if ((c)->trace) tr((c), __VA_ARGS__); } while (0)
+
+static void tr_msg(struct gcs_core *c, const char *dir, uint32_t peer, const Coral__GcsMsg *m)
+{
+	tr(c, "%s %u %s %u:%llu rid %llu gen %llu mode %u req %u bscn %llu dirty %d code %d scn %llu", dir, peer,
+	   gcs_kind_name((int)m->kind), m->file, (unsigned long long)m->block, (unsigned long long)m->rid,
+	   (unsigned long long)m->gen, m->mode, m->requester, (unsigned long long)m->block_scn, (int)m->dirty,
+	   (int)m->code, (unsigned long long)m->scn);
 }
 
 static uint64_t bit(uint32_t node) { return 1ull << (node - 1); }
@@ -158,6 +195,12 @@ struct gcs_core *gcs_core_new(uint32_t self, struct coral_cache *cache, struct c
 	c->timeout_ms = timeout_ms ? timeout_ms : 10000;
 	/* request ids start from the clock so that a restarted lmsd never reuses one */
 	c->next_rid = 1;
+	const char *trace = getenv("CORAL_GCS_TRACE");
+	if (trace && trace[0]) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s.%u", trace, self);
+		c->trace = fopen(path, "a");
+	}
 	return c;
 }
 
@@ -172,6 +215,8 @@ void gcs_core_free(struct gcs_core *c)
 	free(c->unacked);
 	free(c->ckpt);
 	free(c->ckpt_scn);
+	if (c->trace)
+		fclose(c->trace);
 	free(c);
 }
 
@@ -198,6 +243,8 @@ static void send_msg(struct gcs_core *c, uint32_t to, Coral__GcsMsg *m)
 	if (buf == NULL)
 		return;
 	coral__gcs_msg__pack(m, buf);
+	if (c->trace)
+		tr_msg(c, "send", to, m);
 	if (c->ops.send(c->ops.arg, to, buf, n) != 0)
 		c->st.lost++;
 	if (buf != stackbuf)
@@ -240,6 +287,8 @@ static void buf_free(struct gcs_core *c, uint32_t i)
 	struct coral_buf *b = coral_cache_buf(c->cache, i);
 	if (!(b->flags & CORAL_BUFF_VALID))
 		return;
+	TR(c, "free %u:%llu buf %u flags %#x mode %u scn %llu", b->file, (unsigned long long)b->block, i, b->flags,
+	   b->mode, (unsigned long long)b->scn);
 	atomic_fetch_sub(&c->cache->valid, 1);
 	if (b->flags & CORAL_BUFF_DIRTY)
 		atomic_fetch_sub(&c->cache->dirty, 1);
@@ -247,6 +296,14 @@ static void buf_free(struct gcs_core *c, uint32_t i)
 		atomic_fetch_sub(&c->cache->pis, 1);
 	coral_cache_unlink(c->cache, i);
 }
+
+/* Latch held, no pins: the current buffer b is to leave this cache once the latch is
+ * dropped (shipped, invalidated or evicted; freed perhaps only after a write-back). Its mode
+ * goes to N now, so that no session pins it in between: a session's fast path pins any
+ * current buffer whose mode covers its request, and a change made to a buffer that has been
+ * copied for shipping, or released to the master, is lost. (It was: coral-bank lost a
+ * transfer when a clean block in X was shipped and a session changed it before the free.) */
+static void retire_locked(struct coral_buf *b) { b->mode = CORAL_BL_N; }
 
 /* The next past image of (file, block) along the chain after p (or the first, p NULL).
  * Latch held. A node may keep several generations of one block's past images for a while
@@ -315,6 +372,8 @@ static int wb_write(struct gcs_core *c, struct coral_buf *b, uint64_t *scn_out)
 			memcpy(c->scratch, coral_cache_data(c->cache, i), c->cache->block_size);
 			scn = b->scn;
 			coral_cache_unlock(c->cache, ch);
+			TR(c, "wb-copy %u:%llu scn %llu flags %#x", b->file, (unsigned long long)b->block,
+			   (unsigned long long)scn, b->flags);
 			break;
 		}
 		coral_cache_unlock(c->cache, ch);
@@ -343,6 +402,8 @@ static void wb_done(struct gcs_core *c, struct coral_buf *b, uint64_t scn)
 	atomic_fetch_add(&c->cache->st.writes, 1);
 	uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
 	coral_cache_lock(c->cache, ch);
+	TR(c, "written %u:%llu scn %llu now %llu flags %#x", b->file, (unsigned long long)b->block,
+	   (unsigned long long)scn, (unsigned long long)b->scn, b->flags);
 	if ((b->flags & CORAL_BUFF_DIRTY) && b->scn == scn) {
 		b->flags &= (uint16_t)~CORAL_BUFF_DIRTY;
 		atomic_fetch_sub(&c->cache->dirty, 1);
@@ -409,8 +470,23 @@ static int64_t buf_alloc(struct gcs_core *c)
 			b->ref = 0;
 			continue;
 		}
-		if ((b->flags & CORAL_BUFF_DIRTY) && write_back(c, b) != 0)
+		/* the look above was unlatched: sessions pin current buffers on their own */
+		uint32_t ch = coral_cache_chain(k, b->file, b->block);
+		coral_cache_lock(k, ch);
+		uint8_t mode = b->mode;
+		bool idle = atomic_load(&b->pins) == 0 &&
+			    !(b->flags & (CORAL_BUFF_SHIPWAIT | CORAL_BUFF_PI | CORAL_BUFF_UNACKED));
+		if (idle)
+			retire_locked(b);
+		coral_cache_unlock(k, ch);
+		if (!idle)
 			continue;
+		if ((b->flags & CORAL_BUFF_DIRTY) && write_back(c, b) != 0) {
+			coral_cache_lock(k, ch);
+			b->mode = mode;     /* it stays: sessions may pin it again */
+			coral_cache_unlock(k, ch);
+			continue;
+		}
 		uint32_t file = b->file;
 		uint64_t block = b->block, gen = b->gen;
 		/* past images stay: a clean S copy may be newer than the disk */
@@ -511,6 +587,19 @@ static void fail_wait(struct gcs_core *c, struct gcs_wait *w, int code)
 	for (uint32_t k = 0; k < w->nw; k++)
 		done(c, w->w[k].cookie, code, 0, 0, 0);
 	wait_free(c, w);
+}
+
+/* No buffer for what came: every one is pinned, a past image, in transit or unconfirmed.
+ * The sender has been told no (its image stays where it is, the master moves nothing), so
+ * the wait asks again under a new request id after gcs_retry_ms, and the tick runs a
+ * checkpoint first: blocks written back become replaceable, and the other nodes' write-backs
+ * have the past images here dropped. The sessions fail only at their deadline. */
+static void wait_full(struct gcs_core *c, struct gcs_wait *w)
+{
+	c->ckpt_wanted = true;
+	w->code = CORAL_EFULL;
+	w->rid = ++c->next_rid;
+	w->sent_ms = c->now_ms;
 }
 
 /* The block came (buffer b, mode covers want): every waiter the mode covers is answered,
@@ -696,7 +785,7 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 	if (cr) {
 		int64_t i = buf_alloc(c);
 		if (i < 0) {
-			fail_wait(c, w, CORAL_EFULL);
+			wait_full(c, w);
 			return;
 		}
 		struct coral_buf *b = coral_cache_buf(c->cache, (uint32_t)i);
@@ -752,6 +841,8 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 				p = NULL;
 		}
 		if (p != NULL) {
+			TR(c, "pi-reclaim %u:%llu scn %llu", m->file, (unsigned long long)m->block,
+			   (unsigned long long)p->scn);
 			p->flags &= (uint16_t)~CORAL_BUFF_PI;
 			p->flags |= CORAL_BUFF_DIRTY;
 			p->mode = CORAL_BL_S;
@@ -763,7 +854,7 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 	struct coral_buf *b = install_target(c, m->file, m->block);
 	if (b == NULL) {
 		send_ack(c, m, from, CORAL_BL_N, 0, false);
-		fail_wait(c, w, CORAL_EFULL);
+		wait_full(c, w);
 		return;
 	}
 	uint32_t i = coral_cache_index(c->cache, b);
@@ -795,6 +886,8 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 	b->ref = 1;
 	unacked_add(c, b, 0, false);
 	coral_cache_unlock(c->cache, ch);
+	TR(c, "grant-install %u:%llu buf %u served %d mode %u scn %llu flags %#x", m->file,
+	   (unsigned long long)m->block, i, served, b->mode, (unsigned long long)b->scn, b->flags);
 	mark_valid(c, was_valid);
 	coral_scn_observe(c->cache, b->scn);
 	/* the waiting sessions first: the acknowledgement is off their path */
@@ -832,7 +925,7 @@ static void r_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 		 * the master still counts it as the holder */
 		if (master)
 			send_ack_raw(c, m->file, m->block, m->rid, m->gen, master, CORAL_BL_N, from, false, false);
-		fail_wait(c, w, CORAL_EFULL);
+		wait_full(c, w);
 		return;
 	}
 	uint32_t i = coral_cache_index(c->cache, b);
@@ -850,6 +943,8 @@ static void r_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 	b->ref = 1;
 	unacked_add(c, b, from, m->dirty);
 	coral_cache_unlock(c->cache, ch);
+	TR(c, "block-install %u:%llu buf %u was %d/%d mode %u scn %llu", m->file, (unsigned long long)m->block, i,
+	   was_valid, was_dirty, b->mode, (unsigned long long)b->scn);
 	mark_valid(c, was_valid);
 	if (m->dirty && !was_dirty)
 		atomic_fetch_add(&c->cache->dirty, 1);
@@ -875,7 +970,7 @@ static void r_cr_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m
 	}
 	int64_t i = buf_alloc(c);
 	if (i < 0) {
-		fail_wait(c, w, CORAL_EFULL);
+		wait_full(c, w);
 		return;
 	}
 	struct coral_buf *b = coral_cache_buf(c->cache, (uint32_t)i);
@@ -995,11 +1090,14 @@ static void ship_now(struct gcs_core *c, struct coral_buf *b, uint32_t to, int w
 			c->st.pi_kept++;
 		} else {
 			free_it = true;
+			retire_locked(b);
 		}
 	} else if (b->mode > CORAL_BL_S) {
 		b->mode = CORAL_BL_S;
 	}
 	coral_cache_unlock(c->cache, ch);
+	TR(c, "ship %u:%llu to %u want %d dirty %d scn %llu pins %u", snap.file, (unsigned long long)snap.block, to,
+	   want, dirty, (unsigned long long)snap.scn, atomic_load(&b->pins));
 	if (free_it) {
 		/* a clean current image is the disk's: older past images here are covered by it,
 		 * and must go, or a repeated FWD would find one and ship it as the newest */
@@ -1140,6 +1238,8 @@ static void h_inv(struct gcs_core *c, const Coral__GcsMsg *m)
 		c->st.deferred++;
 		return;
 	}
+	if (b != NULL)
+		retire_locked(b);
 	coral_cache_unlock(c->cache, ch);
 	if (b != NULL) {
 		inv_now(c, b, m->gen);
@@ -1171,6 +1271,11 @@ static void run_deferred(struct gcs_core *c)
 		coral_cache_lock(c->cache, ch);
 		bool waiting = (b->flags & CORAL_BUFF_VALID) && (b->flags & CORAL_BUFF_SHIPWAIT);
 		bool ready = waiting && atomic_load(&b->pins) == 0;
+		bool inv = ready && b->ship_kind == SHIP_INV;
+		if (inv) {
+			b->flags &= (uint16_t)~CORAL_BUFF_SHIPWAIT;
+			retire_locked(b);
+		}
 		coral_cache_unlock(c->cache, ch);
 		if (waiting && !ready) {
 			k++;
@@ -1179,10 +1284,7 @@ static void run_deferred(struct gcs_core *c)
 		c->deferred[k] = c->deferred[--c->ndeferred];
 		if (!ready)
 			continue;
-		if (b->ship_kind == SHIP_INV) {
-			coral_cache_lock(c->cache, ch);
-			b->flags &= (uint16_t)~CORAL_BUFF_SHIPWAIT;
-			coral_cache_unlock(c->cache, ch);
+		if (inv) {
 			inv_now(c, b, b->ship_gen);
 		} else {
 			ship_now(c, b, b->ship_to, b->ship_mode, b->ship_rid, b->ship_gen);
@@ -1539,6 +1641,8 @@ void gcs_core_recv(struct gcs_core *c, uint32_t from, const uint8_t *data, size_
 		return;
 	}
 	coral_scn_observe(c->cache, m->scn);
+	if (c->trace)
+		tr_msg(c, "recv", from, m);
 	switch (m->kind) {
 	case GCS_REQ: m_req(c, from, m, false); break;
 	case GCS_CR_REQ: m_req(c, from, m, true); break;
@@ -1596,6 +1700,10 @@ static void resend_acks(struct gcs_core *c)
 
 void gcs_core_tick(struct gcs_core *c)
 {
+	if (c->ckpt_wanted) {
+		c->ckpt_wanted = false;
+		gcs_core_checkpoint(c);
+	}
 	run_deferred(c);
 	resend_acks(c);
 	/* requester: ask again, or give up (backwards: a wait given up is replaced in live[]
@@ -1604,7 +1712,7 @@ void gcs_core_tick(struct gcs_core *c)
 		struct gcs_wait *w = &c->waits[c->live[k]];
 		if (c->now_ms >= w->deadline_ms) {
 			c->st.timeouts++;
-			fail_wait(c, w, CORAL_ETIMEDOUT);
+			fail_wait(c, w, w->code ? w->code : CORAL_ETIMEDOUT);
 			continue;
 		}
 		if (c->now_ms - w->sent_ms >= c->retry_ms) {

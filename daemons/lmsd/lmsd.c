@@ -229,7 +229,10 @@ static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinn
 		coral_daemon_answer_error(l->d, w->conn, w->req_id, code, "%s%s", coral_strerror(code),
 					  code == CORAL_ETIMEDOUT && gw.version == 0
 						  ? " (no bucket map agreed yet: is grdd up on every node? coralctl grd status)"
-						  : code == CORAL_ETIMEDOUT ? " (coralctl gcs block FILE BLOCK shows its master and holders)" : "");
+					  : code == CORAL_ETIMEDOUT ? " (coralctl gcs block FILE BLOCK shows its master and holders)"
+					  : code == CORAL_EFULL ? ": no free buffer until the deadline, every one pinned, a past "
+								  "image or in transit (coralctl cache; [cache] buffers)"
+								: "");
 		return;
 	}
 	Coral__GcsGetReply r = CORAL__GCS_GET_REPLY__INIT;

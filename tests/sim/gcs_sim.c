@@ -57,6 +57,7 @@ struct sim_session {
 	bool answered;
 	int code, ans_pinned;
 	uint32_t ans_buf;
+	bool stepping;     /* in session_step: the unlock hook leaves it alone */
 };
 
 struct sim_node {
@@ -86,6 +87,8 @@ struct sim {
 	struct sim_msg msgs[SIM_MSGS];
 	uint32_t nmsgs;
 	int loss_pct, delay_max;
+	int interleave_pct;     /* how often a session steps in where a latch is let go */
+	bool healing;           /* the end: sessions step in only to finish */
 	struct sim_pi pis[SIM_PIS];
 	uint32_t npis;
 	char *err;
@@ -287,10 +290,49 @@ static void pinned_now(struct sim *s, struct sim_node *nd, struct sim_session *s
 
 static void run_core(struct sim *s, struct sim_node *nd) { s->current_node = nd->id; }
 
+/* A session lets its block go: under X it writes a new value first (the data, then the
+ * header fields under the latch, as libcoral does). */
+static void session_release(struct sim *s, struct sim_node *nd, struct sim_session *ss)
+{
+	struct coral_cache *c = nd->cache;
+	struct coral_buf *b = coral_cache_buf(c, ss->buf);
+	if (ss->mode == CORAL_BL_X) {
+		if (b->mode != CORAL_BL_X)
+			fail(s, "node %u: block %u pinned X but the buffer is in mode %d", nd->id, ss->block, b->mode);
+		uint64_t v = ++s->next_value;
+		uint8_t *data = coral_cache_data(c, ss->buf);
+		memcpy(data + sizeof(struct coral_block_hdr), &v, sizeof(v));
+		s->truth[ss->block] = v;
+		uint32_t ch = coral_cache_chain(c, 1, ss->block);
+		coral_cache_lock(c, ch);
+		b->scn = coral_scn_next(c);
+		if (!(b->flags & CORAL_BUFF_DIRTY)) {
+			b->flags |= CORAL_BUFF_DIRTY;
+			atomic_fetch_add(&c->dirty, 1);
+		}
+		b->redo_lsn = ++nd->lsn;
+		nd->lastmod[ss->block] = nd->lsn;
+		coral_cache_unlock(c, ch);
+		s->r->writes++;
+		if (trace)
+			fprintf(stderr, "%llu: node %u writes blk %u val %llu scn %llu\n", (unsigned long long)s->now_ms,
+				nd->id, ss->block, (unsigned long long)v, (unsigned long long)b->scn);
+	}
+	ss->state = SS_IDLE;
+	coral_cache_unpin(c, b, ss->pinned == 2);
+}
+
+static void session_step_(struct sim *s, struct sim_node *nd, uint32_t k);
 static void session_step(struct sim *s, struct sim_node *nd, uint32_t k)
 {
+	nd->s[k].stepping = true;
+	session_step_(s, nd, k);
+	nd->s[k].stepping = false;
+}
+
+static void session_step_(struct sim *s, struct sim_node *nd, uint32_t k)
+{
 	struct sim_session *ss = &nd->s[k];
-	struct coral_cache *c = nd->cache;
 	switch (ss->state) {
 	case SS_IDLE: {
 		if (rndn(s, 100) >= 30)
@@ -333,39 +375,51 @@ static void session_step(struct sim *s, struct sim_node *nd, uint32_t k)
 		run_core(s, nd);
 		gcs_core_get(nd->core, 1, ss->block, ss->mode, (uint64_t)nd->id << 32 | k);
 		return;
-	case SS_HOLD: {
-		if (s->now_ms < ss->hold_until)
-			return;
-		struct coral_buf *b = coral_cache_buf(c, ss->buf);
-		if (ss->mode == CORAL_BL_X) {
-			if (b->mode != CORAL_BL_X)
-				fail(s, "node %u: block %u pinned X but the buffer is in mode %d", nd->id, ss->block,
-				     b->mode);
-			uint64_t v = ++s->next_value;
-			uint8_t *data = coral_cache_data(c, ss->buf);
-			memcpy(data + sizeof(struct coral_block_hdr), &v, sizeof(v));
-			uint32_t ch = coral_cache_chain(c, 1, ss->block);
-			coral_cache_lock(c, ch);
-			b->scn = coral_scn_next(c);
-			if (!(b->flags & CORAL_BUFF_DIRTY)) {
-				b->flags |= CORAL_BUFF_DIRTY;
-				atomic_fetch_add(&c->dirty, 1);
-			}
-			b->redo_lsn = ++nd->lsn;
-			nd->lastmod[ss->block] = nd->lsn;
-			coral_cache_unlock(c, ch);
-			s->truth[ss->block] = v;
-			s->r->writes++;
-			if (trace)
-				fprintf(stderr, "%llu: node %u writes blk %u val %llu scn %llu\n",
-					(unsigned long long)s->now_ms, nd->id, ss->block, (unsigned long long)v,
-					(unsigned long long)b->scn);
-		}
-		coral_cache_unpin(c, b, ss->pinned == 2);
-		ss->state = SS_IDLE;
+	case SS_HOLD:
+		if (s->now_ms >= ss->hold_until)
+			session_release(s, nd, ss);
 		return;
 	}
+}
+
+/* Sessions run on other CPUs than lmsd: wherever a latch is let go (in the middle of a GCS
+ * operation too), one of that node's sessions may take its fast path — pin a block its
+ * node's mode covers, change it under X, unpin — before lmsd goes on. */
+static struct sim *hook_sim;
+static bool in_hook;
+
+static void unlock_hook(struct coral_cache *c)
+{
+	struct sim *s = hook_sim;
+	if (s == NULL || in_hook || s->failed || (int)rndn(s, 100) >= s->interleave_pct)
+		return;
+	struct sim_node *nd = NULL;
+	for (uint32_t i = 0; i < s->n; i++)
+		if (s->nodes[i].cache == c)
+			nd = &s->nodes[i];
+	if (nd == NULL)
+		return;
+	in_hook = true;
+	struct sim_session *ss = &nd->s[rndn(s, SIM_SESSIONS)];
+	if (ss->stepping) {
+		in_hook = false;
+		return;
 	}
+	if (ss->state == SS_IDLE && !s->healing) {
+		ss->block = rndn(s, SIM_BLOCKS);
+		ss->mode = rndn(s, 2) ? CORAL_BL_X : CORAL_BL_S;
+		ss->pinned = fast_pin(nd, ss->block, ss->mode, &ss->buf);
+		if (ss->pinned) {
+			s->r->interleaved++;
+			pinned_now(s, nd, ss);
+			if (rndn(s, 2))
+				session_release(s, nd, ss);
+		}
+	} else if (ss->state == SS_HOLD) {
+		s->r->interleaved++;
+		session_release(s, nd, ss);
+	}
+	in_hook = false;
 }
 
 /* ---- invariants ----------------------------------------------------------------------- */
@@ -495,6 +549,9 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 	s->r = out;
 	s->loss_pct = 2 + (int)rndn(s, 8);
 	s->delay_max = 1 + (int)rndn(s, 6);
+	s->interleave_pct = 5 + (int)rndn(s, 30);
+	hook_sim = s;
+	coral_cache_unlock_hook = unlock_hook;
 	err[0] = 0;
 	for (uint32_t b = 0; b < SIM_BLOCKS; b++)
 		coral_block_format(s->disk[b], SIM_BS, 1, b, 0);
@@ -535,6 +592,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 	}
 	/* heal: no more loss; let every session finish */
 	s->loss_pct = 0;
+	s->healing = true;
 	for (uint32_t t = 0; t < 20000 && !s->failed; t++) {
 		s->now_ms++;
 		for (uint32_t i = 0; i < nodes; i++)
@@ -553,6 +611,10 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 			if (gcs_core_waits(s->nodes[i].core) || gcs_core_deferred(s->nodes[i].core))
 				busy = true;
 		}
+		/* a session may have stepped in during the ticks */
+		for (uint32_t i = 0; i < nodes; i++)
+			for (uint32_t k = 0; k < SIM_SESSIONS; k++)
+				busy |= s->nodes[i].s[k].state != SS_IDLE;
 		check(s);
 		if (!busy)
 			break;
@@ -562,7 +624,9 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 			if (s->nodes[i].s[k].state != SS_IDLE)
 				fail(s, "node %u session %u never finished (state %d, block %u)", i + 1, k,
 				     s->nodes[i].s[k].state, s->nodes[i].s[k].block);
-	/* every node reads every block once more: each must see the last value written */
+	/* every node reads every block once more: each must see the last value written (no
+	 * session steps in any more: they would keep writing) */
+	s->interleave_pct = 0;
 	for (uint32_t b = 0; b < SIM_BLOCKS && !s->failed; b++) {
 		for (uint32_t i = 0; i < nodes && !s->failed; i++) {
 			struct sim_node *nd = &s->nodes[i];
@@ -619,6 +683,8 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 	for (uint32_t k = 0; k < s->nmsgs; k++)
 		free(s->msgs[k].data);
 	int rc = s->failed ? 1 : 0;
+	coral_cache_unlock_hook = NULL;
+	hook_sim = NULL;
 	free(s);
 	return rc;
 }

@@ -20,6 +20,7 @@ static void seeds(uint64_t first, int n, uint32_t nodes)
 		t.pi_dropped += r.pi_dropped;
 		t.lost += r.lost;
 		t.cr_reads += r.cr_reads;
+		t.interleaved += r.interleaved;
 	}
 	/* the schedule must exercise what the invariants are about */
 	cr_assert_gt(t.writes, (uint64_t)n * 100);
@@ -29,6 +30,7 @@ static void seeds(uint64_t first, int n, uint32_t nodes)
 	cr_assert_gt(t.pi_dropped, (uint64_t)n);
 	cr_assert_gt(t.lost, (uint64_t)n);
 	cr_assert_gt(t.cr_reads, (uint64_t)n);
+	cr_assert_gt(t.interleaved, (uint64_t)n * 100);
 	fprintf(stderr, "%d seeds x %u nodes: %llu writes, %llu reads, %llu 3-way, %llu 2-way, %llu PIs kept, %llu lost\n",
 		n, nodes, (unsigned long long)t.writes, (unsigned long long)t.reads,
 		(unsigned long long)t.three_way, (unsigned long long)t.two_way, (unsigned long long)t.pi_kept,
