@@ -33,6 +33,9 @@
 struct xfer {
 	uint32_t from, to;
 	int32_t amount;
+	uint64_t scn;        /* the commit's SCN on its node: for the report of a failed check */
+	int64_t from_after, to_after;   /* the balances it wrote, and */
+	uint64_t from_scn, to_scn;      /* the SCN of each block after its change: likewise */
 };
 
 struct worker {
@@ -113,11 +116,13 @@ static int transfer(struct worker *w)
 	rc = coral_block_modify(w->s, xa, slot_of(a) + 8, &va, 8);
 	if (rc == 0)
 		rc = coral_block_modify(w->s, xb, slot_of(b) + 8, &vb, 8);
+	uint64_t scn_a = coral_block_scn(w->s, xa), scn_b = coral_block_scn(w->s, xb);
 	coral_block_release(w->s, blo);
 	if (bhi)
 		coral_block_release(w->s, bhi);
+	uint64_t scn = 0;
 	if (rc == 0)
-		rc = coral_commit(w->s, NULL);
+		rc = coral_commit(w->s, &scn);
 	if (rc != 0) {
 		snprintf(w->err, sizeof(w->err), "%s", coral_session_error(w->s));
 		return rc;
@@ -130,7 +135,7 @@ static int transfer(struct worker *w)
 		w->log = n;
 		w->caplog = cap;
 	}
-	w->log[w->nlog++] = (struct xfer){a, b, amount};
+	w->log[w->nlog++] = (struct xfer){a, b, amount, scn, va, vb, scn_a, scn_b};
 	return 0;
 }
 
@@ -168,6 +173,72 @@ static uint64_t lat_pct(const uint32_t *lat, double pct)
 			return (uint64_t)(pow(2.0, (i + 1) / 8.0) - 1.0);
 	}
 	return 0;
+}
+
+/* A failed check says what it can to whoever chases the cause: the account, what it should
+ * hold and holds, and where the chain of its committed transfers breaks. Each transfer
+ * recorded the block's SCN after its change (a block's changes have increasing SCNs in
+ * every order any session saw them) and the balance it left, so, in SCN order, each one
+ * must have started from the balance the one before left. */
+struct touch {
+	uint64_t scn;
+	int64_t before, after;
+	int node;
+	const struct xfer *x;
+};
+static int touch_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct touch *)a)->scn, y = ((const struct touch *)b)->scn;
+	return x < y ? -1 : x > y;
+}
+
+static void report_wrong(const struct worker *w, int nw, uint32_t a, int64_t start, int64_t want, int64_t got,
+			 uint64_t scn)
+{
+	fprintf(stderr, "coral-bank: account %u (block %llu) holds %lld, its committed transfers say %lld "
+			"(image SCN %llu)\n",
+		a, (unsigned long long)block_of(a), (long long)got, (long long)want, (unsigned long long)scn);
+	size_t n = 0, cap = 0;
+	struct touch *t = NULL;
+	for (int i = 0; i < nw; i++)
+		for (size_t k = 0; k < w[i].nlog; k++) {
+			const struct xfer *x = &w[i].log[k];
+			if (x->from != a && x->to != a)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				struct touch *nt = realloc(t, cap * sizeof(*t));
+				if (nt == NULL) {
+					free(t);
+					return;
+				}
+				t = nt;
+			}
+			bool out = x->from == a;
+			int64_t after = out ? x->from_after : x->to_after;
+			t[n++] = (struct touch){out ? x->from_scn : x->to_scn, out ? after + x->amount : after - x->amount,
+						after, w[i].node, x};
+		}
+	qsort(t, n, sizeof(*t), touch_cmp);
+	int64_t prev = start;
+	int shown = 0;
+	for (size_t i = 0; i < n && shown < 4; i++) {
+		if (t[i].before != prev) {
+			shown++;
+			fprintf(stderr, "  the chain breaks at transfer %zu of %zu: it found %lld where the one before left %lld\n",
+				i + 1, n, (long long)t[i].before, (long long)prev);
+			for (size_t j = i >= 2 ? i - 2 : 0; j < n && j <= i + 1; j++)
+				fprintf(stderr, "    %s node %d block SCN %llu commit SCN %llu: %u -> %u amount %d, found %lld left %lld\n",
+					j == i ? ">" : " ", t[j].node, (unsigned long long)t[j].scn,
+					(unsigned long long)t[j].x->scn, t[j].x->from, t[j].x->to, t[j].x->amount,
+					(long long)t[j].before, (long long)t[j].after);
+		}
+		prev = t[i].after;
+	}
+	if (shown == 0)
+		fprintf(stderr, "  its %zu transfers chain without a break from %lld to %lld\n", n, (long long)start,
+			(long long)prev);
+	free(t);
 }
 
 /* The data file: created on first use, every account set to INITIAL from node `node`. */
@@ -393,7 +464,7 @@ int main(int argc, char **argv)
 		coral_session_close(w[i].s);
 	}
 	int64_t total1 = 0;
-	uint32_t wrong = 0, first_wrong = 0;
+	uint32_t wrong = 0, first_wrong = 0, reported = 0;
 	for (uint64_t blk = 0; blk * per_block < accounts; blk++) {
 		struct coral_block *b;
 		if (coral_block_get(chk, file_id, blk, CORAL_MODE_S, &b) != 0) {
@@ -406,6 +477,8 @@ int main(int argc, char **argv)
 			total1 += v;
 			if (v != expect[a] && wrong++ == 0)
 				first_wrong = a;
+			if (v != expect[a] && reported++ < 4)
+				report_wrong(w, nw, a, start[a], expect[a], v, coral_block_scn(chk, b));
 		}
 		coral_block_release(chk, b);
 	}
