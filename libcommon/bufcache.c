@@ -138,6 +138,20 @@ struct coral_buf *coral_cache_find(struct coral_cache *c, uint32_t file, uint64_
 	return NULL;
 }
 
+uint32_t coral_cache_cr_source(struct coral_cache *c, uint32_t file, uint64_t block)
+{
+	uint32_t ch = coral_cache_chain(c, file, block), node = 0;
+	coral_cache_lock(c, ch);
+	for (uint32_t i = coral__heads(c)[ch]; i != 0 && node == 0;) {
+		const struct coral_buf *b = coral_cache_buf(c, i - 1);
+		if (b->file == file && b->block == block && (b->flags & CORAL_BUFF_VALID) && (b->flags & CORAL_BUFF_CR))
+			node = b->ack_from;
+		i = b->next;
+	}
+	coral_cache_unlock(c, ch);
+	return node;
+}
+
 void coral_cache_link(struct coral_cache *c, uint32_t i, uint32_t file, uint64_t block)
 {
 	struct coral_buf *b = coral_cache_buf(c, i);

@@ -52,7 +52,8 @@ struct coral_buf {
 	uint8_t ship_mode, ship_kind;
 	uint8_t ref;                   /* clock reference bit */
 	uint8_t ack_pi;                /* UNACKED: the ACK's "the sender kept a PI" */
-	uint32_t ack_from;             /* UNACKED: the node that shipped it (0: disk) */
+	uint32_t ack_from;             /* UNACKED: the node that shipped it (0: disk); a CR copy:
+					* the node that served it (sessions read it again there) */
 	uint64_t ack_ms;               /* UNACKED: when the ACK was last sent */
 	uint64_t gets;
 } __attribute__((aligned(64)));
@@ -105,6 +106,10 @@ extern void (*coral_cache_unlock_hook)(struct coral_cache *c);
 /* With the chain latch held: the current buffer of a block (not a past image nor a CR copy),
  * or its past image (pi true). NULL if none. */
 struct coral_buf *coral_cache_find(struct coral_cache *c, uint32_t file, uint64_t block, bool pi);
+
+/* The node that served a CR copy of the block still in this cache (0: none): where sessions
+ * may read the block's next CR copies themselves. Takes the latch. */
+uint32_t coral_cache_cr_source(struct coral_cache *c, uint32_t file, uint64_t block);
 
 /* lmsd: links buffer i (not valid) into the block's chain; unlinks it and clears it. Both take
  * the chain latch. */

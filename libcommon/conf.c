@@ -189,6 +189,9 @@ static const struct coral_opt coral__cache_opts[] = {
 	    "how often lmsd writes dirty buffers back to the data files"),
 	OPT(coral_cache_conf, commit_timeout_ms, INT, "10000", 10, 600000, false,
 	    "a commit whose redo the log writer has not made durable by then fails"),
+	OPT(coral_cache_conf, cr_direct, BOOL, "yes", 0, 1, false,
+	    "sessions read consistent-read copies straight from the node holding the block "
+	    "(lmsd listens on base_port+4; off when [tls] is enabled)"),
 };
 
 static const struct coral_opt coral__supervisor_opts[] = {

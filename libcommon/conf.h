@@ -20,6 +20,7 @@
 #define CORAL_PORT_RAFTD_HTTP 1   /* raftd HTTP/JSON */
 #define CORAL_PORT_GRDD 2         /* grdd interconnect */
 #define CORAL_PORT_LMSD 3         /* lmsd interconnect (cache fusion) */
+#define CORAL_PORT_LMSD_CR 4      /* lmsd: consistent-read copies for other nodes' sessions */
 #define CORAL_MAX_OPTS 48
 #define CORAL_ERRMSG_MAX 512
 
@@ -168,6 +169,7 @@ struct coral_cache_conf {
 	int64_t get_timeout_ms;        /* a session's block request fails after this long */
 	int64_t checkpoint_ms;         /* dirty buffers are written back this often */
 	int64_t commit_timeout_ms;     /* a commit whose redo is not durable by then fails */
+	int64_t cr_direct;             /* sessions read CR copies straight from the holder */
 };
 
 struct coral_supervisor_conf {

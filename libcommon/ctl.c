@@ -5,7 +5,13 @@
 #include "ipc.h"
 #include "util.h"
 
+#include <errno.h>
 #include <event2/event.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +119,44 @@ int coral_ctl_connect(const char *sock, int *fd, char *err, size_t errsz)
 	else if (rc != 0)
 		snprintf(err, errsz, "cannot connect to %s: %s", sock, coral_strerror(rc));
 	return rc;
+}
+
+int coral_ctl_connect_tcp(const char *host, int port, int timeout_ms, int *fd, char *err, size_t errsz)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	struct addrinfo *ai = NULL;
+	char ps[16];
+	snprintf(ps, sizeof(ps), "%d", port);
+	int rc = getaddrinfo(host, ps, &hints, &ai);
+	if (rc != 0 || ai == NULL) {
+		snprintf(err, errsz, "cannot resolve %s: %s", host, gai_strerror(rc));
+		return CORAL_ENOENT;
+	}
+	int s = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0) {
+		freeaddrinfo(ai);
+		snprintf(err, errsz, "socket: %s", strerror(errno));
+		return CORAL_ESYS;
+	}
+	rc = connect(s, ai->ai_addr, ai->ai_addrlen);
+	freeaddrinfo(ai);
+	if (rc != 0 && errno == EINPROGRESS) {
+		struct pollfd p = {.fd = s, .events = POLLOUT};
+		int e = 0;
+		socklen_t el = sizeof(e);
+		rc = poll(&p, 1, timeout_ms) == 1 && getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e == 0 ? 0 : -1;
+		if (rc != 0)
+			errno = e ? e : ETIMEDOUT;
+	}
+	if (rc != 0) {
+		snprintf(err, errsz, "cannot connect to %s:%d: %s", host, port, strerror(errno));
+		close(s);
+		return errno == ETIMEDOUT ? CORAL_ETIMEDOUT : CORAL_ENOTRUNNING;
+	}
+	int one = 1;
+	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	*fd = s;
+	return 0;
 }
 
 int coral_ctl_call(const char *sock, Coral__CtlRequest *req, size_t max_frame, int timeout_ms,

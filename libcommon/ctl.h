@@ -30,6 +30,9 @@ int coral_ctl_call(const char *sock, Coral__CtlRequest *req, size_t max_frame, i
 /* The same over a connection the caller keeps (coral_ctl_connect), one call at a time; what
  * names the peer in messages. */
 int coral_ctl_connect(const char *sock, int *fd, char *err, size_t errsz);
+/* A TCP connection to host:port for coral_ctl_call_fd (lmsd's consistent-read port),
+ * TCP_NODELAY, given up after timeout_ms. */
+int coral_ctl_connect_tcp(const char *host, int port, int timeout_ms, int *fd, char *err, size_t errsz);
 int coral_ctl_call_fd(int fd, const char *what, Coral__CtlRequest *req, size_t max_frame, int timeout_ms,
 		      Coral__CtlResponse **resp, char *err, size_t errsz);
 

@@ -105,16 +105,48 @@ int coral_bev_send(struct bufferevent *bev, const struct iovec *iov, int n)
 	return 0;
 }
 
+size_t coral_bev_read_more(struct bufferevent *bev, size_t need)
+{
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	struct evbuffer *in = bufferevent_get_input(bev);
+	/* room for what is missing and for the next few messages behind it */
+	size_t want = need + 16384;
+	struct evbuffer_iovec v[2];
+	int nv = fd >= 0 ? evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2) : -1;
+	if (nv <= 0)
+		return 0;
+	struct iovec iov[2];
+	for (int i = 0; i < nv; i++)
+		iov[i] = (struct iovec){v[i].iov_base, v[i].iov_len};
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)nv};
+	ssize_t k = recvmsg(fd, &mh, MSG_DONTWAIT);
+	size_t got = k > 0 ? (size_t)k : 0;
+	for (int i = 0; i < nv; i++) {
+		size_t here = got < v[i].iov_len ? got : v[i].iov_len;
+		v[i].iov_len = here;
+		got -= here;
+	}
+	evbuffer_commit_space(in, v, nv);
+	return k > 0 ? (size_t)k : 0;
+}
+
 int coral_frame_send(struct bufferevent *bev, const ProtobufCMessage *msg, size_t max)
 {
 	size_t n = protobuf_c_message_get_packed_size(msg);
 	uint8_t small[4096];
-	if (n == 0 || n > max || n + CORAL_FRAME_HDR > sizeof(small))
+	if (n == 0 || n > max || n > UINT32_MAX)
 		return coral_frame_append(bufferevent_get_output(bev), msg, max);
-	coral__put_len(small, (uint32_t)n);
-	protobuf_c_message_pack(msg, small + CORAL_FRAME_HDR);
-	struct iovec v = {small, n + CORAL_FRAME_HDR};
-	return coral_bev_send(bev, &v, 1);
+	/* a block-sized answer too goes out now rather than at the next loop turn */
+	uint8_t *buf = n + CORAL_FRAME_HDR <= sizeof(small) ? small : malloc(n + CORAL_FRAME_HDR);
+	if (buf == NULL)
+		return CORAL_ENOMEM;
+	coral__put_len(buf, (uint32_t)n);
+	protobuf_c_message_pack(msg, buf + CORAL_FRAME_HDR);
+	struct iovec v = {buf, n + CORAL_FRAME_HDR};
+	int rc = coral_bev_send(bev, &v, 1);
+	if (buf != small)
+		free(buf);
+	return rc;
 }
 
 int coral_frame_encode(const ProtobufCMessage *msg, size_t max, uint8_t **buf, size_t *len)

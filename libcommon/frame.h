@@ -31,6 +31,12 @@ int coral_frame_append(struct evbuffer *out, const ProtobufCMessage *msg, size_t
 struct bufferevent;
 struct iovec;
 int coral_bev_send(struct bufferevent *bev, const struct iovec *iov, int n);
+/* Reads at least `need` more bytes (if the socket has them now) straight into a plain-socket
+ * bufferevent's input buffer, without waiting for the event loop: libevent 2.1 reads at most
+ * 4096 bytes per loop iteration, so an 8 KiB block would take three. Returns the bytes read
+ * (0: none there yet; the loop reads the rest, and any end of file or error, itself). Not
+ * for TLS bufferevents. */
+size_t coral_bev_read_more(struct bufferevent *bev, size_t need);
 /* coral_frame_append() through coral_bev_send(). */
 int coral_frame_send(struct bufferevent *bev, const ProtobufCMessage *msg, size_t max);
 /* Packs msg as one frame into a new malloc'ed buffer. */

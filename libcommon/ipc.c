@@ -11,6 +11,9 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +37,7 @@ struct coral_ipc_server {
 	struct event_base *base;
 	struct evconnlistener *lis;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	bool tcp;
 	size_t max_frame;
 	int max_clients;
 	size_t out_queue;
@@ -143,9 +147,12 @@ static void coral__accept(struct evconnlistener *lis, evutil_socket_t fd, struct
 	(void)sa;
 	(void)salen;
 	struct coral_ipc_server *s = arg;
-	struct ucred cred;
+	struct ucred cred = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
 	socklen_t cl = sizeof(cred);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) {
+	if (s->tcp) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	} else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) {
 		log_warn("refusing a client: cannot read its credentials: %s", strerror(errno));
 		coral__count(s->ctr.refused);
 		close(fd);
@@ -172,7 +179,7 @@ static void coral__accept(struct evconnlistener *lis, evutil_socket_t fd, struct
 	c->peer.pid = cred.pid;
 	c->peer.uid = cred.uid;
 	c->peer.gid = cred.gid;
-	c->peer.admin = coral_ipc_is_admin(cred.uid, cred.gid, s->admin_uid, s->admin_gid);
+	c->peer.admin = !s->tcp && coral_ipc_is_admin(cred.uid, cred.gid, s->admin_uid, s->admin_gid);
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
@@ -184,10 +191,63 @@ static void coral__accept(struct evconnlistener *lis, evutil_socket_t fd, struct
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
+static struct coral_ipc_server *coral__server_alloc(struct event_base *base,
+						  const struct coral_ipc_server_opts *o)
+{
+	struct coral_ipc_server *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	s->base = base;
+	s->max_frame = o->max_frame;
+	s->max_clients = o->max_clients;
+	s->out_queue = o->out_queue;
+	s->admin_uid = o->admin_uid;
+	s->admin_gid = o->admin_gid;
+	s->on_frame = o->on_frame;
+	s->arg = o->arg;
+	s->ctr = o->counters;
+	return s;
+}
+
+static struct coral_ipc_server *coral__server_tcp(struct event_base *base,
+						const struct coral_ipc_server_opts *o, char *err,
+						size_t errsz)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE};
+	struct addrinfo *ai = NULL;
+	char port[16];
+	snprintf(port, sizeof(port), "%d", o->tcp_port);
+	int rc = getaddrinfo(o->tcp_host, port, &hints, &ai);
+	if (rc != 0 || ai == NULL) {
+		snprintf(err, errsz, "cannot resolve %s: %s", o->tcp_host, gai_strerror(rc));
+		return NULL;
+	}
+	struct coral_ipc_server *s = coral__server_alloc(base, o);
+	if (s == NULL) {
+		freeaddrinfo(ai);
+		snprintf(err, errsz, "out of memory");
+		return NULL;
+	}
+	s->tcp = true;
+	s->lis = evconnlistener_new_bind(base, coral__accept, s,
+					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 64,
+					 ai->ai_addr, (int)ai->ai_addrlen);
+	freeaddrinfo(ai);
+	if (s->lis == NULL) {
+		snprintf(err, errsz, "cannot listen on %s:%d: %s", o->tcp_host, o->tcp_port, strerror(errno));
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
 struct coral_ipc_server *coral_ipc_server_new(struct event_base *base,
 					      const struct coral_ipc_server_opts *o, char *err,
 					      size_t errsz)
 {
+	if (o->tcp_port > 0)
+		return coral__server_tcp(base, o, err, errsz);
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	if (!coral_strlcpy(sun.sun_path, o->path, sizeof(sun.sun_path))) {
 		snprintf(err, errsz, "socket path %s is too long", o->path);
@@ -202,21 +262,12 @@ struct coral_ipc_server *coral_ipc_server_new(struct event_base *base,
 		return NULL;
 	}
 	unlink(o->path);
-	struct coral_ipc_server *s = calloc(1, sizeof(*s));
+	struct coral_ipc_server *s = coral__server_alloc(base, o);
 	if (s == NULL) {
 		snprintf(err, errsz, "out of memory");
 		return NULL;
 	}
-	s->base = base;
 	coral_strlcpy(s->path, o->path, sizeof(s->path));
-	s->max_frame = o->max_frame;
-	s->max_clients = o->max_clients;
-	s->out_queue = o->out_queue;
-	s->admin_uid = o->admin_uid;
-	s->admin_gid = o->admin_gid;
-	s->on_frame = o->on_frame;
-	s->arg = o->arg;
-	s->ctr = o->counters;
 	mode_t old = umask(0117); /* socket mode 0660 from the start, no window */
 	s->lis = evconnlistener_new_bind(base, coral__accept, s,
 					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 64,
@@ -251,7 +302,8 @@ void coral_ipc_server_free(struct coral_ipc_server *s)
 	while (s->conns)
 		coral__conn_free(s->conns);
 	evconnlistener_free(s->lis);
-	unlink(s->path);
+	if (!s->tcp)
+		unlink(s->path);
 	free(s);
 }
 

@@ -37,6 +37,10 @@ typedef void (*coral_ipc_frame_fn)(void *arg, struct coral_ipc_conn *conn, const
 
 struct coral_ipc_server_opts {
 	const char *path;
+	/* instead of path: a TCP listener on tcp_host:tcp_port, for clients of other machines
+	 * (no credentials: never admin; TCP_NODELAY) */
+	const char *tcp_host;
+	int tcp_port;
 	size_t max_frame;
 	int max_clients;
 	size_t out_queue;

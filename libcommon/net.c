@@ -452,7 +452,10 @@ static void conn_read(struct bufferevent *bev, void *arg)
 			conn_close(c);
 			break;
 		}
-		if (evbuffer_get_length(in) < 4 + (size_t)len)
+		size_t have = evbuffer_get_length(in);
+		if (have < 4 + (size_t)len &&
+		    (c->ssl != NULL || coral_bev_read_more(bev, 4 + (size_t)len - have) == 0 ||
+		     evbuffer_get_length(in) < 4 + (size_t)len))
 			break;
 		const uint8_t *data = evbuffer_pullup(in, 4 + (ssize_t)len);
 		if (data == NULL)

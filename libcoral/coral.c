@@ -1,7 +1,10 @@
 /* libcoral: sessions, blocks and commits (see coral.h). The fast path is the SGA's buffer
  * cache under its chain latch (an uncontended robust mutex: no system call); the slow path is
- * one request to the node's lmsd over a Unix socket the session keeps open. Redo goes into
- * the SGA's redo buffer; a commit waits on its futex for replicad's group commit. */
+ * one request to the node's lmsd over a Unix socket the session keeps open. A consistent-read
+ * copy of a block another node holds is read straight from that node's lmsd once the session
+ * knows the holder ([cache] cr_direct): a request and the block, into the session's own
+ * memory. Redo goes into the SGA's redo buffer; a commit waits on its futex for replicad's
+ * group commit. */
 #include "coral.h"
 
 #include "bufcache.h"
@@ -21,10 +24,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#define CR_HINTS 4096             /* blocks whose holder the session remembers (direct-mapped) */
+
 struct coral_block {
 	bool used;
 	bool cr;
+	bool own;                 /* a CR copy read straight from its holder: in `copy`, no pin */
 	uint8_t pinned;           /* 1 shared, 2 exclusive */
+	uint64_t scn;             /* own: the image's SCN */
+	uint8_t *copy;            /* own: block_size bytes, kept for the slot's next use */
 	uint32_t buf;
 	uint32_t file;
 	uint64_t block;
@@ -43,6 +51,10 @@ struct coral_session {
 	uint32_t id;
 	char user[64], program[64];
 	struct coral_block pins[CORAL_SESSION_MAX_PINS];
+	bool cr_direct;
+	int cr_fd[CORAL_MAX_NODES + 1];          /* to each node's lmsd CR port, -1: none */
+	uint64_t cr_down_until[CORAL_MAX_NODES + 1]; /* a node that refused a connection: not before */
+	struct cr_hint { uint32_t file, node; uint64_t block; } *hints;
 	struct coral_session_stats st;
 	char errmsg[CORAL_ERRMSG_MAX];
 };
@@ -69,6 +81,8 @@ int coral_session_open(const char *conf, int node, const char *user, const char 
 		return CORAL_ENOMEM;
 	*out = s;
 	s->fd = -1;
+	for (int i = 0; i <= CORAL_MAX_NODES; i++)
+		s->cr_fd[i] = -1;
 	snprintf(s->user, sizeof(s->user), "%s", user ? user : "");
 	snprintf(s->program, sizeof(s->program), "%s", program ? program : "");
 	int rc = coral_conf_load(&s->conf, conf ? conf : coral_conf_default_path());
@@ -85,6 +99,9 @@ int coral_session_open(const char *conf, int node, const char *user, const char 
 	s->redo = coral_redo_sga(&s->sga);
 	if (s->cache == NULL || s->redo == NULL)
 		return fail(s, CORAL_EVERSION, "the SGA of node %d has no cache or redo section: restart the node", node);
+	s->cr_direct = s->conf.cache.cr_direct && !s->conf.tls.enabled;
+	if (s->cr_direct && (s->hints = calloc(CR_HINTS, sizeof(*s->hints))) == NULL)
+		return CORAL_ENOMEM;
 	coral_conf_sock_path(s->node, "lmsd", s->sock, sizeof(s->sock));
 	rc = coral_ctl_connect(s->sock, &s->fd, s->errmsg, sizeof(s->errmsg));
 	if (rc != 0)
@@ -105,6 +122,12 @@ void coral_session_close(struct coral_session *s)
 			coral_block_release(s, &s->pins[i]);
 	if (s->fd >= 0)
 		close(s->fd);
+	for (int i = 0; i <= CORAL_MAX_NODES; i++)
+		if (s->cr_fd[i] >= 0)
+			close(s->cr_fd[i]);
+	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
+		free(s->pins[i].copy);
+	free(s->hints);
 	if (s->attached)
 		coral_sga_detach(&s->sga);
 	free(s);
@@ -124,6 +147,7 @@ static struct coral_block *handle(struct coral_session *s, uint32_t buf, int pin
 		if (h->used)
 			continue;
 		h->used = true;
+		h->own = false;
 		h->buf = buf;
 		h->pinned = (uint8_t)pinned;
 		h->file = file;
@@ -202,6 +226,102 @@ static int ask_lmsd(struct coral_session *s, uint32_t file, uint64_t block, int 
 	return 0;
 }
 
+/* ---- consistent-read copies straight from the holder ---------------------------------- */
+
+static struct cr_hint *hint_slot(struct coral_session *s, uint32_t file, uint64_t block)
+{
+	uint64_t h = (block * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)file << 40);
+	return &s->hints[(h >> 32) % CR_HINTS];
+}
+
+static uint32_t hint_get(struct coral_session *s, uint32_t file, uint64_t block)
+{
+	struct cr_hint *h = hint_slot(s, file, block);
+	return h->file == file && h->block == block ? h->node : 0;
+}
+
+static void hint_set(struct coral_session *s, uint32_t file, uint64_t block, uint32_t node)
+{
+	*hint_slot(s, file, block) = (struct cr_hint){file, node, block};
+}
+
+static void cr_drop_conn(struct coral_session *s, uint32_t node)
+{
+	close(s->cr_fd[node]);
+	s->cr_fd[node] = -1;
+}
+
+/* A CR copy of the block from the lmsd of `node`, which served it last: 0 and *out, or an
+ * error after which the caller takes the full path (the node no longer holds the block, is
+ * changing it, or cannot be reached). */
+static int cr_direct(struct coral_session *s, uint32_t node, uint32_t file, uint64_t block, struct coral_block **out)
+{
+	const struct coral_node_conf *n = coral_conf_node_by_id(&s->conf, (int)node);
+	uint64_t now = coral_now_mono_ns();
+	if (n == NULL || now < s->cr_down_until[node])
+		return CORAL_ENOTRUNNING;
+	char what[64];
+	snprintf(what, sizeof(what), "lmsd of node %u", node);
+	char err[CORAL_ERRMSG_MAX];
+	int timeout = (int)s->conf.cache.gcs_retry_ms * 5;
+	if (s->cr_fd[node] < 0 &&
+	    coral_ctl_connect_tcp(n->host, (int)(n->base_port + CORAL_PORT_LMSD_CR), timeout, &s->cr_fd[node], err,
+				  sizeof(err)) != 0) {
+		s->cr_down_until[node] = now + 1000000000ull;  /* not on every read for a second */
+		return CORAL_ENOTRUNNING;
+	}
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	Coral__GcsCrReadRequest g = CORAL__GCS_CR_READ_REQUEST__INIT;
+	hdr.sender = s->program;
+	req.hdr = &hdr;
+	g.file = file;
+	g.block = block;
+	req.body_case = CORAL__CTL_REQUEST__BODY_GCS_CR_READ;
+	req.gcs_cr_read = &g;
+	Coral__CtlResponse *resp = NULL;
+	int rc = coral_ctl_call_fd(s->cr_fd[node], what, &req, (size_t)s->conf.cluster.max_frame, timeout, &resp, err,
+				   sizeof(err));
+	if (rc != 0) {
+		cr_drop_conn(s, node);
+		return rc;
+	}
+	const Coral__GcsCrReadReply *r = resp->gcs_cr_read;
+	const struct coral_block_hdr *bh = r ? (const struct coral_block_hdr *)r->data.data : NULL;
+	if (resp->code != 0 || r == NULL || r->data.len != s->cache->block_size || bh->file != file ||
+	    bh->block != block) {
+		rc = resp->code ? resp->code : CORAL_EDECODE;
+		coral_ctl_response_free(resp);
+		if (rc != CORAL_ENOENT && rc != CORAL_EBUSY)
+			cr_drop_conn(s, node);
+		return rc;
+	}
+	struct coral_block *h = NULL;
+	for (int i = 0; i < CORAL_SESSION_MAX_PINS && h == NULL; i++)
+		if (!s->pins[i].used)
+			h = &s->pins[i];
+	if (h != NULL && h->copy == NULL)
+		h->copy = malloc(s->cache->block_size);
+	if (h == NULL || h->copy == NULL) {
+		coral_ctl_response_free(resp);
+		return CORAL_ENOMEM;
+	}
+	memcpy(h->copy, r->data.data, r->data.len);
+	h->used = true;
+	h->own = true;
+	h->cr = true;
+	h->pinned = 1;
+	h->buf = 0;
+	h->file = file;
+	h->block = block;
+	h->scn = r->scn;
+	h->payload = h->copy + CORAL_BLOCK_HDR;
+	coral_scn_observe(s->cache, r->scn);
+	coral_ctl_response_free(resp);
+	*out = h;
+	return 0;
+}
+
 int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int mode, struct coral_block **out)
 {
 	*out = NULL;
@@ -240,6 +360,21 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 			coral_buf_wait(coral_cache_buf(s->cache, buf), seen, 10);
 			continue;
 		}
+		if (mode == CORAL_MODE_CR && s->cr_direct) {
+			/* the session's own memory first, then the CR copies other sessions of this
+			 * node read through lmsd (their buffers say who served them) */
+			uint32_t holder = hint_get(s, file, block);
+			if (holder == 0)
+				holder = coral_cache_cr_source(s->cache, file, block);
+			if (holder != 0 && holder != (uint32_t)s->node->id) {
+				if (cr_direct(s, holder, file, block, out) == 0) {
+					s->st.cr_direct++;
+					return 0;
+				}
+				s->st.cr_direct_missed++;
+				hint_set(s, file, block, 0);
+			}
+		}
 		int pinned = 0;
 		s->st.remote_gets++;
 		/* lmsd gives up at get_timeout_ms and says why; the socket waits a little longer */
@@ -248,6 +383,10 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 			return rc;
 		if (pinned) {
 			*out = handle(s, buf, pinned, file, block);
+			/* a CR copy remembers who served it: the next read of the block goes there */
+			const struct coral_buf *cb = coral_cache_buf(s->cache, buf);
+			if (mode == CORAL_MODE_CR && s->cr_direct && (cb->flags & CORAL_BUFF_CR) && cb->ack_from != 0)
+				hint_set(s, file, block, cb->ack_from);
 			return 0;
 		}
 		/* granted but pinned by someone else meanwhile: the fast path again */
@@ -258,7 +397,7 @@ const void *coral_block_data(const struct coral_block *b) { return b ? b->payloa
 
 uint64_t coral_block_scn(const struct coral_session *s, const struct coral_block *b)
 {
-	return coral_cache_buf(s->cache, b->buf)->scn;
+	return b->own ? b->scn : coral_cache_buf(s->cache, b->buf)->scn;
 }
 
 int coral_block_modify(struct coral_session *s, struct coral_block *b, uint32_t offset, const void *bytes,
@@ -298,7 +437,8 @@ void coral_block_release(struct coral_session *s, struct coral_block *b)
 {
 	if (s == NULL || b == NULL || !b->used)
 		return;
-	coral_cache_unpin(s->cache, coral_cache_buf(s->cache, b->buf), b->pinned == 2);
+	if (!b->own)
+		coral_cache_unpin(s->cache, coral_cache_buf(s->cache, b->buf), b->pinned == 2);
 	b->used = false;
 }
 

@@ -29,7 +29,11 @@ extern "C" {
 #endif
 
 /* Block modes. S: shared (read); X: exclusive (write); CR: a read-only copy of the current
- * image that takes no mode (it never moves the block away from its holder). */
+ * image that takes no mode (it never moves the block away from its holder): at least as new
+ * as the moment it was asked for. With [cache] cr_direct (the default without TLS) a session
+ * that has read a CR copy of a block reads the next ones straight from the node that served
+ * it (a request and the block over TCP, into the session's own memory), and goes back to its
+ * own lmsd when that node no longer holds the block. */
 #define CORAL_MODE_S 1
 #define CORAL_MODE_X 2
 #define CORAL_MODE_CR 3
@@ -77,6 +81,8 @@ int coral_commit(struct coral_session *s, uint64_t *scn);
 
 struct coral_session_stats {
 	uint64_t gets, local_hits, remote_gets, pin_waits, modifies, commits;
+	uint64_t cr_direct;          /* CR copies read straight from the holder's lmsd */
+	uint64_t cr_direct_missed;   /* ... tried there, then taken the full path */
 	uint64_t commit_wait_us;
 };
 void coral_session_stats(const struct coral_session *s, struct coral_session_stats *out);

@@ -10,8 +10,9 @@
 # Then each node's `coralctl gcs stats` and node 1's `coralctl redo`.
 # A benchmark prints figures; it asserts nothing.
 #
-#   scripts/bench-gcs.sh [ROUNDS (5)] [SECONDS (2)] [TRANSFERS (300)]
+#   scripts/bench-gcs.sh [ROUNDS (5)] [SECONDS (2)] [TRANSFERS (300)] [WHAT...]
 #
+# WHAT picks parts (pingpong local serve commit; default all).
 # Installs redis-server and redis-tools with apt-get if missing. Works in
 # ${BENCH_DIR:-/var/tmp/coral-bench-gcs} (on disk: the commit figures need a real fdatasync);
 # uses ports 18500-18799 (Coral) and 18899 (Redis).
@@ -20,6 +21,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
 SECS=${2:-2}
 TRANSFERS=${3:-300}
+shift $(( $# < 3 ? $# : 3 ))
 DIR=${BENCH_DIR:-/var/tmp/coral-bench-gcs}
 B=${BUILD_DIR:-build}
 RPORT=18899
@@ -69,7 +71,7 @@ echo "$(nproc) CPUs: the three nodes, redis and the load generators share them"
 
 echo
 "$B/tests/bench/gcs-bench" -c "$CONF" --rounds "$ROUNDS" --seconds "$SECS" --transfers "$TRANSFERS" \
-  --redis-port "$RPORT"
+  --redis-port "$RPORT" "$@"
 
 echo
 for i in 1 2 3; do echo "== node $i: coralctl gcs stats"; $ctl -n "$i" gcs stats; done

@@ -50,6 +50,8 @@ static int gcs_stats(void)
 		json_object_set_new(j, "deferred", json_integer((json_int_t)r->deferred));
 		json_object_set_new(j, "mastered", json_integer((json_int_t)r->mastered));
 		json_object_set_new(j, "not_master", json_integer((json_int_t)r->not_master));
+		json_object_set_new(j, "cr_direct", json_integer((json_int_t)r->cr_direct));
+		json_object_set_new(j, "cr_direct_refused", json_integer((json_int_t)r->cr_direct_refused));
 		json_object_set_new(j, "kinds", kinds);
 		print_json(j);
 	} else {
@@ -68,6 +70,8 @@ static int gcs_stats(void)
 		       (unsigned long long)r->shipped, (unsigned long long)r->deferred, (unsigned long long)r->pi_kept,
 		       (unsigned long long)r->pi_dropped, (unsigned long long)r->writes,
 		       (unsigned long long)r->log_forces);
+		printf("  CR copies straight to other nodes' sessions %llu (%llu asked when not held here)\n",
+		       (unsigned long long)r->cr_direct, (unsigned long long)r->cr_direct_refused);
 		printf("  retries %llu, resent after a timeout %llu, late or duplicate messages %llu\n",
 		       (unsigned long long)r->retries, (unsigned long long)r->lost, (unsigned long long)r->stale);
 		printf("  %-8s %10s %10s %10s\n", "KIND", "COUNT", "AVG_US", "P99_US");

@@ -818,6 +818,7 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 		b->flags = CORAL_BUFF_VALID | CORAL_BUFF_CR;
 		b->mode = CORAL_BL_N;
 		b->scn = ((const struct coral_block_hdr *)data)->scn;
+		b->ack_from = own ? c->self : 0;
 		coral_cache_unlock(c->cache, ch);
 		mark_valid(c, false);
 		atomic_fetch_add(&c->cache->st.cr_copies, 1);
@@ -962,7 +963,6 @@ static void r_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 
 static void r_cr_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 {
-	(void)from;
 	struct gcs_wait *w = wait_find_rid(c, m->file, m->block, true, m->rid);
 	if (w == NULL || w->rid != m->rid || m->data.len != c->cache->block_size) {
 		c->st.stale++;
@@ -982,6 +982,7 @@ static void r_cr_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m
 	b->flags = CORAL_BUFF_VALID | CORAL_BUFF_CR;
 	b->mode = CORAL_BL_N;
 	b->scn = m->block_scn;
+	b->ack_from = from;
 	coral_cache_unlock(c->cache, ch);
 	mark_valid(c, false);
 	atomic_fetch_add(&c->cache->st.cr_copies, 1);

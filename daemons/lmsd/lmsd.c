@@ -2,7 +2,8 @@
  * cache and grdd's directory, carries its messages over the interconnect (base_port+3) to the
  * lmsd of every other node, reads and writes blocks of the shared data files, forces redo
  * through the log writer (replicad) before it ships a dirty block, and answers libcoral
- * sessions' block requests and coralctl's gcs requests on its Unix socket. */
+ * sessions' block requests and coralctl's gcs requests on its Unix socket, and other nodes'
+ * sessions' consistent-read copies on base_port+4 ([cache] cr_direct). */
 #include "gcs.h"
 
 #include "bufcache.h"
@@ -11,6 +12,7 @@
 #include "daemon.h"
 #include "errors.h"
 #include "grd.h"
+#include "ipc.h"
 #include "log.h"
 #include "net.h"
 #include "selfq.h"
@@ -53,6 +55,9 @@ struct lmsd {
 	bool unsynced[CORAL_MAX_DATAFILES + 1];
 	struct ctlwait waits[WAITS];
 	uint32_t wait_hint;
+	struct coral_ipc_server *cr_srv;   /* base_port+4: CR copies for other nodes' sessions */
+	uint8_t *cr_copy;
+	uint64_t cr_direct, cr_direct_refused;
 };
 
 static struct lmsd *svc(struct coral_daemon *d) { return d->svc; }
@@ -373,6 +378,8 @@ static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	r.scn = coral_scn_current(l->cache);
 	r.mastered = s->mastered;
 	r.not_master = s->not_master;
+	r.cr_direct = l->cr_direct;
+	r.cr_direct_refused = l->cr_direct_refused;
 	static const char *const names[GCS_SERVED_NKINDS] = {"?", "local", "2-way", "3-way", "disk", "cr"};
 	Coral__GcsKindStats k[GCS_SERVED_NKINDS], *kp[GCS_SERVED_NKINDS];
 	size_t n = 0;
@@ -448,6 +455,85 @@ static void h_block(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	coral_daemon_answer(d, conn, req_id(req), &resp);
 }
 
+/* ---- consistent-read copies for other nodes' sessions ([cache] cr_direct) --------------- */
+
+/* A session of another node asks for a CR copy straight from this node, which it last saw
+ * holding the block. This node's current image in S or X is the newest there is (an X holder
+ * has the only current image; S holders exist only while no node holds X), so a copy taken
+ * now is at least as new as the moment the session asked. A block being changed (X pin) or
+ * not held here is refused; the session then takes the full path through its own lmsd. The
+ * port carries nothing else: no control request is accepted on it. */
+static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *data, uint32_t len)
+{
+	struct lmsd *l = arg;
+	Coral__CtlRequest *req = coral__ctl_request__unpack(NULL, len, data);
+	if (req == NULL || req->body_case != CORAL__CTL_REQUEST__BODY_GCS_CR_READ) {
+		if (req)
+			coral__ctl_request__free_unpacked(req, NULL);
+		coral_ipc_conn_refuse(conn, "not a consistent-read request");
+		return;
+	}
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	Coral__GcsCrReadReply r = CORAL__GCS_CR_READ_REPLY__INIT;
+	hdr.sender_node = l->self;
+	hdr.sender = (char *)l->d->name;
+	hdr.request_id = req_id(req);
+	resp.hdr = &hdr;
+	uint32_t file = req->gcs_cr_read->file;
+	uint64_t block = req->gcs_cr_read->block;
+	uint32_t ch = coral_cache_chain(l->cache, file, block);
+	coral_cache_lock(l->cache, ch);
+	struct coral_buf *b = coral_cache_find(l->cache, file, block, false);
+	bool held = b != NULL && b->mode >= CORAL_BL_S;
+	bool busy = held && (atomic_load(&b->pins) & CORAL_BUF_XPIN);
+	if (held && !busy) {
+		memcpy(l->cr_copy, coral_cache_data(l->cache, coral_cache_index(l->cache, b)), l->cache->block_size);
+		r.scn = b->scn;
+	}
+	coral_cache_unlock(l->cache, ch);
+	if (held && !busy) {
+		l->cr_direct++;
+		r.data.data = l->cr_copy;
+		r.data.len = l->cache->block_size;
+		resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_CR_READ;
+		resp.gcs_cr_read = &r;
+	} else {
+		l->cr_direct_refused++;
+		resp.code = busy ? CORAL_EBUSY : CORAL_ENOENT;
+		resp.error = busy ? "being changed here" : "not held here";
+	}
+	coral_ipc_conn_send(conn, &resp.base);
+	coral__ctl_request__free_unpacked(req, NULL);
+}
+
+static int cr_start(struct lmsd *l)
+{
+	const struct coral_conf *conf = &l->d->conf;
+	if (!conf->cache.cr_direct || conf->tls.enabled)
+		return 0;
+	l->cr_copy = malloc(l->cache->block_size);
+	if (l->cr_copy == NULL)
+		return CORAL_ENOMEM;
+	struct coral_ipc_server_opts o = {
+		.tcp_host = l->d->node->host,
+		.tcp_port = (int)(l->d->node->base_port + CORAL_PORT_LMSD_CR),
+		.max_frame = (size_t)conf->cluster.max_frame,
+		/* the same bounds as the daemon's own socket ([lmsd] max_clients, out_queue) */
+		.max_clients = (int)conf->daemon[CORAL_D_LMSD].max_clients,
+		.out_queue = (size_t)conf->daemon[CORAL_D_LMSD].out_queue,
+		.on_frame = on_cr_frame,
+		.arg = l,
+	};
+	char err[256];
+	l->cr_srv = coral_ipc_server_new(l->d->base, &o, err, sizeof(err));
+	if (l->cr_srv == NULL) {
+		log_error("consistent-read port: %s", err);
+		return CORAL_ESYS;
+	}
+	return 0;
+}
+
 static const struct coral_daemon_request lmsd_requests[] = {
 	{CORAL__CTL_REQUEST__BODY_GCS_GET, false, h_get},
 	{CORAL__CTL_REQUEST__BODY_GCS_STATS, false, h_stats},
@@ -486,7 +572,7 @@ static int lmsd_init(struct coral_daemon *d)
 	if (l->core == NULL || l->ev_tick == NULL || l->selfq == NULL || event_add(l->ev_tick, &tv) != 0)
 		return CORAL_ENOMEM;
 	l->next_checkpoint_ms = coral_now_mono_ns() / 1000000ull + (uint64_t)d->conf.cache.checkpoint_ms;
-	return 0;
+	return cr_start(l);
 }
 
 static void lmsd_fini(struct coral_daemon *d)
@@ -500,6 +586,8 @@ static void lmsd_fini(struct coral_daemon *d)
 	if (l->ev_tick)
 		event_free(l->ev_tick);
 	coral_selfq_free(l->selfq);
+	coral_ipc_server_free(l->cr_srv);
+	free(l->cr_copy);
 	if (l->net)
 		coral_net_free(l->net);
 	gcs_core_free(l->core);

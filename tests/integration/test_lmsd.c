@@ -7,6 +7,9 @@
 #include "raft_harness.h"
 
 #include "coral.h"
+#include "conf.h"
+#include "ctl.h"
+#include "errors.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -99,4 +102,87 @@ Test(lmsd, bank_on_three_nodes_then_a_damaged_block_is_refused)
 		cr_expect_eq(coral_commit(s, NULL), 0, "%s", coral_session_error(s));
 	}
 	coral_session_close(s);
+}
+
+/* One session changes a block, in X on node `node`, to value v (committed). */
+static void put(int node, uint32_t fid, uint64_t v)
+{
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(cl.conf, node, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
+	struct coral_block *b = NULL;
+	cr_assert_eq(coral_block_get(s, fid, 0, CORAL_MODE_X, &b), 0, "%s", coral_session_error(s));
+	cr_assert_eq(coral_block_modify(s, b, 0, &v, sizeof(v)), 0, "%s", coral_session_error(s));
+	coral_block_release(s, b);
+	cr_assert_eq(coral_commit(s, NULL), 0, "%s", coral_session_error(s));
+	coral_session_close(s);
+}
+
+static uint64_t cr_read(struct coral_session *s, uint32_t fid)
+{
+	struct coral_block *b = NULL;
+	cr_assert_eq(coral_block_get(s, fid, 0, CORAL_MODE_CR, &b), 0, "%s", coral_session_error(s));
+	uint64_t v;
+	memcpy(&v, coral_block_data(b), sizeof(v));
+	coral_block_release(s, b);
+	return v;
+}
+
+/* [cache] cr_direct: a session reads a CR copy through its own lmsd once, then straight from
+ * the holder's lmsd; each copy is the newest image; when the block has moved on, the old
+ * holder refuses and the session takes the full path, then reads from the new holder. */
+Test(lmsd, cr_copies_come_straight_from_the_holder)
+{
+	cl_prepare("lmc", NULL);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_geq(wait_leader(15000, 0xE), 1);
+	for (int i = 0; i < 150 && (map_version(1) < 1 || map_version(2) < 1 || map_version(3) < 1); i++)
+		usleep(100000);
+	json_t *df = ctl_json(1, "datafile create crt 4");
+	cr_assert_not_null(df, "%s", res.out);
+	uint32_t fid = (uint32_t)jint(df, "id");
+	json_decref(df);
+
+	put(1, fid, 1);
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(cl.conf, 2, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
+	struct coral_session_stats st;
+	cr_expect_eq(cr_read(s, fid), 1);
+	coral_session_stats(s, &st);
+	cr_expect_eq(st.cr_direct, 0, "the first copy comes through the session's own lmsd");
+	cr_expect_eq(cr_read(s, fid), 1);
+	put(1, fid, 2);
+	cr_expect_eq(cr_read(s, fid), 2, "a direct copy is the newest image");
+	coral_session_stats(s, &st);
+	cr_expect_eq(st.cr_direct, 2, "the copies after the first come straight from node 1");
+
+	put(3, fid, 3);  /* the block moves to node 3; node 1 keeps a past image */
+	cr_expect_eq(cr_read(s, fid), 3, "a past image is never served as a CR copy");
+	coral_session_stats(s, &st);
+	cr_expect_eq(st.cr_direct_missed, 1, "node 1 should have refused");
+	cr_expect_eq(cr_read(s, fid), 3);
+	coral_session_stats(s, &st);
+	cr_expect_eq(st.cr_direct, 3, "then straight from node 3");
+	coral_session_close(s);
+
+	/* the CR port takes nothing else: a control request closes the connection */
+	int fd = -1;
+	char err[256];
+	cr_assert_eq(coral_ctl_connect_tcp("127.0.0.1", cl.base_port + CORAL_PORT_LMSD_CR, 1000, &fd, err, sizeof(err)), 0,
+		     "%s", err);
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__StatusRequest st_req = CORAL__STATUS_REQUEST__INIT;
+	req.body_case = CORAL__CTL_REQUEST__BODY_STATUS;
+	req.status = &st_req;
+	Coral__CtlResponse *resp = NULL;
+	cr_expect_eq(coral_ctl_call_fd(fd, "the CR port", &req, 1 << 20, 2000, &resp, err, sizeof(err)), CORAL_ECLOSED,
+		     "a status request on the CR port: %s", err);
+	if (resp)
+		coral_ctl_response_free(resp);
+	close(fd);
+
+	json_t *g = ctl_json(1, "gcs stats");
+	cr_assert_not_null(g, "%s", res.out);
+	cr_expect_eq(jint(g, "cr_direct"), 2, "%s", res.out);
+	cr_expect_eq(jint(g, "cr_direct_refused"), 1, "%s", res.out);
+	json_decref(g);
 }
