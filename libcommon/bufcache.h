@@ -71,6 +71,7 @@ struct coral_cache {
 	uint32_t free_head;            /* index + 1 of the first buffer never used (lmsd) */
 	_Atomic uint32_t valid, dirty, pis;
 	_Atomic int32_t lmsd_pid;
+	_Atomic uint32_t spinners;     /* sessions spinning for lmsd's answer ([cache] spin_us) */
 	struct coral_cache_stats st;
 };
 

@@ -192,6 +192,9 @@ static const struct coral_opt coral__cache_opts[] = {
 	OPT(coral_cache_conf, cr_direct, BOOL, "yes", 0, 1, false,
 	    "sessions read consistent-read copies straight from the node holding the block "
 	    "(lmsd listens on base_port+4; off when [tls] is enabled)"),
+	OPT(coral_cache_conf, spin_us, INT, "200", 0, 100000, false,
+	    "a session waiting for its lmsd spins this long before it sleeps (at most half the "
+	    "node's CPUs spin at once; 0: never)"),
 };
 
 static const struct coral_opt coral__supervisor_opts[] = {

@@ -166,6 +166,26 @@ int coral_frame_encode(const ProtobufCMessage *msg, size_t max, uint8_t **buf, s
 	return 0;
 }
 
+static __thread uint64_t coral__spin_ns;
+
+void coral_frame_spin(uint64_t ns) { coral__spin_ns = ns; }
+
+/* Tries to receive for coral__spin_ns; the bytes read, or -1 (errno set) */
+static ssize_t coral__spin_recv(int fd, uint8_t *buf, size_t len)
+{
+	uint64_t until = coral_now_mono_ns() + coral__spin_ns;
+	ssize_t n;
+	do {
+		n = recv(fd, buf, len, MSG_DONTWAIT);
+		if (n >= 0 || errno != EAGAIN)
+			return n;
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause();
+#endif
+	} while (coral_now_mono_ns() < until);
+	return n;
+}
+
 static int coral__wait(int fd, short ev, uint64_t deadline_ns)
 {
 	for (;;) {
@@ -212,6 +232,15 @@ static int coral__io_full(int fd, uint8_t *buf, size_t len, bool writing, uint64
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				if (!writing && sock && coral__spin_ns > 0) {
+					n = coral__spin_recv(fd, buf + off, len - off);
+					if (n == 0)
+						return CORAL_ECLOSED;
+					if (n > 0) {
+						off += (size_t)n;
+						continue;
+					}
+				}
 				int rc = coral__wait(fd, writing ? POLLOUT : POLLIN, deadline_ns);
 				if (rc != 0)
 					return rc;

@@ -37,6 +37,11 @@ int coral_bev_send(struct bufferevent *bev, const struct iovec *iov, int n);
  * (0: none there yet; the loop reads the rest, and any end of file or error, itself). Not
  * for TLS bufferevents. */
 size_t coral_bev_read_more(struct bufferevent *bev, size_t need);
+/* For this thread's next blocking reads (coral_frame_read_fd, so coral_ctl_call_fd): when
+ * the answer is not there yet, keep trying for this many ns before sleeping in poll(). An
+ * answer expected within a few tens of microseconds is then taken without a wake-up (on a
+ * virtual machine an idle CPU's wake-up alone costs about that). 0: sleep at once. */
+void coral_frame_spin(uint64_t ns);
 /* coral_frame_append() through coral_bev_send(). */
 int coral_frame_send(struct bufferevent *bev, const ProtobufCMessage *msg, size_t max);
 /* Packs msg as one frame into a new malloc'ed buffer. */

@@ -11,6 +11,7 @@
 #include "conf.h"
 #include "ctl.h"
 #include "errors.h"
+#include "frame.h"
 #include "grd.h"
 #include "redo.h"
 #include "sga.h"
@@ -52,6 +53,7 @@ struct coral_session {
 	char user[64], program[64];
 	struct coral_block pins[CORAL_SESSION_MAX_PINS];
 	bool cr_direct;
+	uint32_t max_spinners;                   /* half the node's CPUs, at least one */
 	int cr_fd[CORAL_MAX_NODES + 1];          /* to each node's lmsd CR port, -1: none */
 	uint64_t cr_down_until[CORAL_MAX_NODES + 1]; /* a node that refused a connection: not before */
 	struct cr_hint { uint32_t file, node; uint64_t block; } *hints;
@@ -100,6 +102,8 @@ int coral_session_open(const char *conf, int node, const char *user, const char 
 	if (s->cache == NULL || s->redo == NULL)
 		return fail(s, CORAL_EVERSION, "the SGA of node %d has no cache or redo section: restart the node", node);
 	s->cr_direct = s->conf.cache.cr_direct && !s->conf.tls.enabled;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	s->max_spinners = cpus > 2 ? (uint32_t)(cpus / 2) : 1;
 	if (s->cr_direct && (s->hints = calloc(CR_HINTS, sizeof(*s->hints))) == NULL)
 		return CORAL_ENOMEM;
 	coral_conf_sock_path(s->node, "lmsd", s->sock, sizeof(s->sock));
@@ -201,8 +205,18 @@ static int ask_lmsd(struct coral_session *s, uint32_t file, uint64_t block, int 
 	req.gcs_get = &g;
 	Coral__CtlResponse *resp = NULL;
 	char err[CORAL_ERRMSG_MAX];
+	/* a transfer takes tens of microseconds: the session spins for the answer instead of
+	 * sleeping, so that no wake-up is added to it, if few enough other sessions of the node
+	 * spin already (their CPUs are lmsd's too) */
+	bool spin = s->conf.cache.spin_us > 0 && atomic_fetch_add(&s->cache->spinners, 1) < s->max_spinners;
+	if (s->conf.cache.spin_us > 0 && !spin)
+		atomic_fetch_sub(&s->cache->spinners, 1);
+	coral_frame_spin(spin ? (uint64_t)s->conf.cache.spin_us * 1000 : 0);
 	int rc = coral_ctl_call_fd(s->fd, s->sock, &req, (size_t)s->conf.cluster.max_frame, timeout_ms, &resp,
 				   err, sizeof(err));
+	coral_frame_spin(0);
+	if (spin)
+		atomic_fetch_sub(&s->cache->spinners, 1);
 	if (rc != 0) {
 		/* the connection is in an unknown state: a fresh one for the next call */
 		close(s->fd);
