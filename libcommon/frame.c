@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,9 +180,8 @@ static ssize_t coral__spin_recv(int fd, uint8_t *buf, size_t len)
 		n = recv(fd, buf, len, MSG_DONTWAIT);
 		if (n >= 0 || errno != EAGAIN)
 			return n;
-#if defined(__x86_64__) || defined(__i386__)
-		__builtin_ia32_pause();
-#endif
+		/* the CPU goes to anything else runnable on it (lmsd, say) */
+		sched_yield();
 	} while (coral_now_mono_ns() < until);
 	return n;
 }
