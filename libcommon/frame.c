@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <netdb.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -104,6 +106,28 @@ int coral_bev_send(struct bufferevent *bev, const struct iovec *iov, int n)
 		sent = 0;
 	}
 	return 0;
+}
+
+struct evconnlistener *coral_tcp_listen(struct event_base *base, const char *host, int port,
+					void (*cb)(struct evconnlistener *, int, struct sockaddr *, int, void *),
+					void *arg, char *err, size_t errsz)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+	struct addrinfo *ai = NULL;
+	char ps[16];
+	snprintf(ps, sizeof(ps), "%d", port);
+	int rc = getaddrinfo(host, ps, &hints, &ai);
+	if (rc != 0 || ai == NULL) {
+		snprintf(err, errsz, "cannot resolve %s: %s", host, gai_strerror(rc));
+		return NULL;
+	}
+	struct evconnlistener *lis =
+		evconnlistener_new_bind(base, cb, arg, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+					64, ai->ai_addr, (int)ai->ai_addrlen);
+	freeaddrinfo(ai);
+	if (lis == NULL)
+		snprintf(err, errsz, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+	return lis;
 }
 
 size_t coral_bev_read_more(struct bufferevent *bev, size_t need)

@@ -42,6 +42,14 @@ size_t coral_bev_read_more(struct bufferevent *bev, size_t need);
  * answer expected within a few tens of microseconds is then taken without a wake-up (on a
  * virtual machine an idle CPU's wake-up alone costs about that). 0: sleep at once. */
 void coral_frame_spin(uint64_t ns);
+/* A TCP listener on host:port (resolved; address reuse, close-on-exec), accepting into cb.
+ * NULL with err set when the name does not resolve or the port cannot be bound. */
+struct event_base;
+struct evconnlistener;
+struct sockaddr;
+struct evconnlistener *coral_tcp_listen(struct event_base *base, const char *host, int port,
+					void (*cb)(struct evconnlistener *, int, struct sockaddr *, int, void *),
+					void *arg, char *err, size_t errsz);
 /* coral_frame_append() through coral_bev_send(). */
 int coral_frame_send(struct bufferevent *bev, const ProtobufCMessage *msg, size_t max);
 /* Packs msg as one frame into a new malloc'ed buffer. */

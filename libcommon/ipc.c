@@ -11,7 +11,6 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -213,29 +212,14 @@ static struct coral_ipc_server *coral__server_tcp(struct event_base *base,
 						const struct coral_ipc_server_opts *o, char *err,
 						size_t errsz)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE};
-	struct addrinfo *ai = NULL;
-	char port[16];
-	snprintf(port, sizeof(port), "%d", o->tcp_port);
-	int rc = getaddrinfo(o->tcp_host, port, &hints, &ai);
-	if (rc != 0 || ai == NULL) {
-		snprintf(err, errsz, "cannot resolve %s: %s", o->tcp_host, gai_strerror(rc));
-		return NULL;
-	}
 	struct coral_ipc_server *s = coral__server_alloc(base, o);
 	if (s == NULL) {
-		freeaddrinfo(ai);
 		snprintf(err, errsz, "out of memory");
 		return NULL;
 	}
 	s->tcp = true;
-	s->lis = evconnlistener_new_bind(base, coral__accept, s,
-					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 64,
-					 ai->ai_addr, (int)ai->ai_addrlen);
-	freeaddrinfo(ai);
+	s->lis = coral_tcp_listen(base, o->tcp_host, o->tcp_port, coral__accept, s, err, errsz);
 	if (s->lis == NULL) {
-		snprintf(err, errsz, "cannot listen on %s:%d: %s", o->tcp_host, o->tcp_port, strerror(errno));
 		free(s);
 		return NULL;
 	}

@@ -769,24 +769,8 @@ struct coral_net *coral_net_new(struct event_base *base, const struct coral_net_
 			goto nomem;
 		}
 	}
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE};
-	struct addrinfo *ai = NULL;
-	char port[16];
-	snprintf(port, sizeof(port), "%d", o->listen_port);
-	int rc = getaddrinfo(o->listen_host, port, &hints, &ai);
-	if (rc != 0 || ai == NULL) {
-		snprintf(err, errsz, "cannot resolve %s: %s", o->listen_host, gai_strerror(rc));
-		coral_net_free(n);
-		return NULL;
-	}
-	n->lis = evconnlistener_new_bind(base, on_accept, n,
-					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-					 64, ai->ai_addr, (int)ai->ai_addrlen);
-	freeaddrinfo(ai);
+	n->lis = coral_tcp_listen(base, o->listen_host, o->listen_port, on_accept, n, err, errsz);
 	if (n->lis == NULL) {
-		snprintf(err, errsz, "cannot listen on %s:%d: %s", o->listen_host, o->listen_port,
-			 strerror(errno));
 		coral_net_free(n);
 		return NULL;
 	}

@@ -24,6 +24,18 @@ static int64_t map_version(int node)
 	return v;
 }
 
+/* Three nodes up, with a leader and a bucket map on each (block masters are known). */
+static void start_three(const char *prefix, char *(*edit)(char *text))
+{
+	cl_prepare(prefix, edit);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_geq(wait_leader(15000, 0xE), 1);
+	for (int i = 0; i < 150 && (map_version(1) < 1 || map_version(2) < 1 || map_version(3) < 1); i++)
+		usleep(100000);
+	for (int n = 1; n <= 3; n++)
+		cr_assert_geq(map_version(n), 1, "node %d has no map", n);
+}
+
 /* A small cache and frequent checkpoints: blocks are evicted, written back and shipped
  * clean as well as dirty, while sessions keep pinning them (a clean block in X shipped
  * while a session changed it once lost a transfer; with the default cache it showed in one
@@ -36,13 +48,7 @@ static char *small_cache(char *text)
 
 Test(lmsd, bank_on_three_nodes_then_a_damaged_block_is_refused)
 {
-	cl_prepare("lms", small_cache);
-	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
-	cr_assert_geq(wait_leader(15000, 0xE), 1);
-	for (int i = 0; i < 150 && (map_version(1) < 1 || map_version(2) < 1 || map_version(3) < 1); i++)
-		usleep(100000);
-	for (int n = 1; n <= 3; n++)
-		cr_assert_geq(map_version(n), 1, "node %d has no map", n);
+	start_three("lms", small_cache);
 
 	cr_assert_eq(run("%s/tools/coral-bank -c %s --accounts 400 --per-block 8 --sessions 2 --seconds 3 --json",
 			 CORAL_BUILDDIR, cl.conf)->code, 0, "%s", res.out);
@@ -132,11 +138,7 @@ static uint64_t cr_read(struct coral_session *s, uint32_t fid)
  * holder refuses and the session takes the full path, then reads from the new holder. */
 Test(lmsd, cr_copies_come_straight_from_the_holder)
 {
-	cl_prepare("lmc", NULL);
-	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
-	cr_assert_geq(wait_leader(15000, 0xE), 1);
-	for (int i = 0; i < 150 && (map_version(1) < 1 || map_version(2) < 1 || map_version(3) < 1); i++)
-		usleep(100000);
+	start_three("lmc", NULL);
 	json_t *df = ctl_json(1, "datafile create crt 4");
 	cr_assert_not_null(df, "%s", res.out);
 	uint32_t fid = (uint32_t)jint(df, "id");
