@@ -123,15 +123,10 @@ int coral_ctl_connect(const char *sock, int *fd, char *err, size_t errsz)
 
 int coral_ctl_connect_tcp(const char *host, int port, int timeout_ms, int *fd, char *err, size_t errsz)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-	struct addrinfo *ai = NULL;
-	char ps[16];
-	snprintf(ps, sizeof(ps), "%d", port);
-	int rc = getaddrinfo(host, ps, &hints, &ai);
-	if (rc != 0 || ai == NULL) {
-		snprintf(err, errsz, "cannot resolve %s: %s", host, gai_strerror(rc));
-		return CORAL_ENOENT;
-	}
+	struct addrinfo *ai;
+	int rc = coral_tcp_resolve(host, port, 0, &ai, err, errsz);
+	if (rc != 0)
+		return rc;
 	int s = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (s < 0) {
 		freeaddrinfo(ai);

@@ -108,19 +108,27 @@ int coral_bev_send(struct bufferevent *bev, const struct iovec *iov, int n)
 	return 0;
 }
 
+int coral_tcp_resolve(const char *host, int port, int passive, struct addrinfo **ai, char *err, size_t errsz)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0};
+	char ps[16];
+	snprintf(ps, sizeof(ps), "%d", port);
+	*ai = NULL;
+	int rc = getaddrinfo(host, ps, &hints, ai);
+	if (rc != 0 || *ai == NULL) {
+		snprintf(err, errsz, "cannot resolve %s: %s", host, gai_strerror(rc));
+		return CORAL_ENOENT;
+	}
+	return 0;
+}
+
 struct evconnlistener *coral_tcp_listen(struct event_base *base, const char *host, int port,
 					void (*cb)(struct evconnlistener *, int, struct sockaddr *, int, void *),
 					void *arg, char *err, size_t errsz)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-	struct addrinfo *ai = NULL;
-	char ps[16];
-	snprintf(ps, sizeof(ps), "%d", port);
-	int rc = getaddrinfo(host, ps, &hints, &ai);
-	if (rc != 0 || ai == NULL) {
-		snprintf(err, errsz, "cannot resolve %s: %s", host, gai_strerror(rc));
+	struct addrinfo *ai;
+	if (coral_tcp_resolve(host, port, 1, &ai, err, errsz) != 0)
 		return NULL;
-	}
 	struct evconnlistener *lis =
 		evconnlistener_new_bind(base, cb, arg, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
 					64, ai->ai_addr, (int)ai->ai_addrlen);

@@ -42,6 +42,9 @@ size_t coral_bev_read_more(struct bufferevent *bev, size_t need);
  * answer expected within a few tens of microseconds is then taken without a wake-up (on a
  * virtual machine an idle CPU's wake-up alone costs about that). 0: sleep at once. */
 void coral_frame_spin(uint64_t ns);
+/* host:port resolved for a stream socket (passive: to listen on); free with freeaddrinfo. */
+struct addrinfo;
+int coral_tcp_resolve(const char *host, int port, int passive, struct addrinfo **ai, char *err, size_t errsz);
 /* A TCP listener on host:port (resolved; address reuse, close-on-exec), accepting into cb.
  * NULL with err set when the name does not resolve or the port cannot be bound. */
 struct event_base;
