@@ -94,8 +94,8 @@ for n in 1 2 3; do
   echo "node $n: map version ${v:-none}"
 done
 
-say "coral-bank: 1000 accounts, 8 per block, 2 sessions on each node, 5 s"
-$B/tools/coral-bank -c "$CONF" --accounts 1000 --per-block 8 --sessions 2 --seconds 5
+say "coral-bank: 1000 accounts, 8 per block, 2 sessions and 1 reader on each node, 5 s"
+$B/tools/coral-bank -c "$CONF" --accounts 1000 --per-block 8 --sessions 2 --readers 1 --seconds 5
 for n in 1 2 3; do
   say "coralctl -n $n gcs stats"
   $ctl -n "$n" gcs stats

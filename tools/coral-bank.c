@@ -7,8 +7,14 @@
  * balance plus the committed transfers that touched it (so each committed transfer is there,
  * and nothing else is). It also counts the commit records in every node's redo thread.
  *
+ * Each block also holds the total of its accounts, changed in the same X hold as the
+ * balances. Readers (--readers R sessions on every node) take consistent-read copies of
+ * random blocks meanwhile and check each image: its balances add up to its total (a copy
+ * taken while a session was changing the block would not), and no copy of a block is older
+ * than the one the same reader saw before (SCNs never go back).
+ *
  * Usage: coral-bank [-c FILE] [--accounts N] [--per-block K] [--seconds S] [--sessions P]
- *                   [--nodes 1,2,3] [--file NAME] [--seed X] [--json] */
+ *                   [--readers R] [--nodes 1,2,3] [--file NAME] [--seed X] [--json] */
 #include "coral.h"
 
 #include "conf.h"
@@ -67,12 +73,29 @@ static uint64_t rnd(uint64_t *s)
 
 static uint64_t block_of(uint32_t a) { return a / per_block; }
 static uint32_t slot_of(uint32_t a) { return (a % per_block) * ACCT_BYTES; }
+static uint32_t total_at(void) { return per_block * ACCT_BYTES; }  /* the block's total */
 
 static int64_t balance(const struct coral_block *b, uint32_t a)
 {
 	int64_t v;
 	memcpy(&v, (const uint8_t *)coral_block_data(b) + slot_of(a) + 8, 8);
 	return v;
+}
+
+static int64_t block_total(const struct coral_block *b)
+{
+	int64_t v;
+	memcpy(&v, (const uint8_t *)coral_block_data(b) + total_at(), 8);
+	return v;
+}
+
+/* The sum of the balances in block blk's image, and the total it records */
+static void block_sums(const struct coral_block *b, uint64_t blk, int64_t *sum, int64_t *total)
+{
+	*sum = 0;
+	for (uint32_t a = (uint32_t)(blk * per_block); a < accounts && block_of(a) == blk; a++)
+		*sum += balance(b, a);
+	*total = block_total(b);
 }
 
 static void lat_add(struct worker *w, uint64_t us)
@@ -116,6 +139,12 @@ static int transfer(struct worker *w)
 	rc = coral_block_modify(w->s, xa, slot_of(a) + 8, &va, 8);
 	if (rc == 0)
 		rc = coral_block_modify(w->s, xb, slot_of(b) + 8, &vb, 8);
+	if (rc == 0 && xa != xb) {
+		int64_t ta = block_total(xa) - amount, tb = block_total(xb) + amount;
+		rc = coral_block_modify(w->s, xa, total_at(), &ta, 8);
+		if (rc == 0)
+			rc = coral_block_modify(w->s, xb, total_at(), &tb, 8);
+	}
 	uint64_t scn_a = coral_block_scn(w->s, xa), scn_b = coral_block_scn(w->s, xb);
 	coral_block_release(w->s, blo);
 	if (bhi)
@@ -137,6 +166,48 @@ static int transfer(struct worker *w)
 	}
 	w->log[w->nlog++] = (struct xfer){a, b, amount, scn, va, vb, scn_a, scn_b};
 	return 0;
+}
+
+struct reader {
+	pthread_t t;
+	int node;
+	uint64_t rng;
+	struct coral_session *s;
+	uint64_t *seen;               /* per block: the SCN of the last copy read */
+	uint64_t reads, torn, went_back, errors;
+	struct coral_session_stats st;
+	char err[256];
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	uint64_t blocks = (accounts + per_block - 1) / per_block;
+	while (!atomic_load(&stop)) {
+		uint64_t blk = rnd(&r->rng) % blocks;
+		struct coral_block *b;
+		if (coral_block_get(r->s, file_id, blk, CORAL_MODE_CR, &b) != 0) {
+			snprintf(r->err, sizeof(r->err), "%s", coral_session_error(r->s));
+			if (++r->errors > 100)
+				break;
+			continue;
+		}
+		int64_t sum, total;
+		block_sums(b, blk, &sum, &total);
+		uint64_t scn = coral_block_scn(r->s, b);
+		coral_block_release(r->s, b);
+		r->reads++;
+		if (sum != total && r->torn++ == 0)
+			snprintf(r->err, sizeof(r->err), "block %llu (SCN %llu): balances add up to %lld, its total is %lld",
+				 (unsigned long long)blk, (unsigned long long)scn, (long long)sum, (long long)total);
+		if (scn < r->seen[blk] && r->went_back++ == 0 && r->torn == 0)
+			snprintf(r->err, sizeof(r->err), "block %llu: a copy at SCN %llu after one at SCN %llu",
+				 (unsigned long long)blk, (unsigned long long)scn, (unsigned long long)r->seen[blk]);
+		if (scn > r->seen[blk])
+			r->seen[blk] = scn;
+	}
+	coral_session_stats(r->s, &r->st);
+	return NULL;
 }
 
 static void *worker_main(void *arg)
@@ -287,10 +358,14 @@ static int setup(struct coral_conf *conf, const char *name, int node)
 	for (uint64_t blk = 0; blk < blocks && rc == 0; blk++) {
 		struct coral_block *b;
 		rc = coral_block_get(s, file_id, blk, CORAL_MODE_X, &b);
+		int64_t total = 0;
 		for (uint32_t a = (uint32_t)(blk * per_block); rc == 0 && a < accounts && block_of(a) == blk; a++) {
 			uint64_t rec[2] = {a, INITIAL};
 			rc = coral_block_modify(s, b, slot_of(a), rec, sizeof(rec));
+			total += INITIAL;
 		}
+		if (rc == 0)
+			rc = coral_block_modify(s, b, total_at(), &total, sizeof(total));
 		if (b)
 			coral_block_release(s, b);
 	}
@@ -340,7 +415,7 @@ static int gcs_counts(const struct coral_conf *conf, int node, uint64_t *two, ui
 int main(int argc, char **argv)
 {
 	const char *name = "bank", *nodes_arg = NULL;
-	int sessions = 4;
+	int sessions = 4, readers = 0;
 	bool json = false;
 	uint64_t seed = 1;
 	for (int i = 1; i < argc; i++) {
@@ -352,6 +427,7 @@ int main(int argc, char **argv)
 		else if (strcmp(a, "--per-block") == 0) per_block = (uint32_t)strtoul(v, NULL, 10);
 		else if (strcmp(a, "--seconds") == 0) seconds = strtod(v, NULL);
 		else if (strcmp(a, "--sessions") == 0) sessions = atoi(v);
+		else if (strcmp(a, "--readers") == 0) readers = atoi(v);
 		else if (strcmp(a, "--nodes") == 0) nodes_arg = v;
 		else if (strcmp(a, "--file") == 0) name = v;
 		else if (strcmp(a, "--seed") == 0) seed = strtoull(v, NULL, 10);
@@ -366,9 +442,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	uint32_t payload = (uint32_t)conf->storage.block_size - CORAL_BLOCK_HDR;
-	if (accounts < 2 || per_block < 1 || per_block * ACCT_BYTES > payload || sessions < 1 || seconds <= 0) {
-		fprintf(stderr, "coral-bank: need at least 2 accounts, 1..%u per block, 1 session and a duration\n",
-			payload / ACCT_BYTES);
+	if (accounts < 2 || per_block < 1 || per_block * ACCT_BYTES + 8 > payload || sessions < 1 || readers < 0 ||
+	    seconds <= 0) {
+		fprintf(stderr, "coral-bank: need at least 2 accounts, 1..%u per block, 1 session, 0 or more readers "
+				"and a duration\n",
+			(payload - 8) / ACCT_BYTES);
 		return 2;
 	}
 	int nodes[CORAL_MAX_NODES], nn = 0;
@@ -384,7 +462,7 @@ int main(int argc, char **argv)
 		for (int i = 0; i < conf->nnodes; i++)
 			nodes[nn++] = (int)conf->nodes[i].id;
 	}
-	if (nn * sessions > MAX_SESSIONS) {
+	if (nn * (sessions + readers) > MAX_SESSIONS) {
 		fprintf(stderr, "coral-bank: at most %d sessions in all\n", MAX_SESSIONS);
 		return 2;
 	}
@@ -393,7 +471,8 @@ int main(int argc, char **argv)
 	/* the accounts as they are now: a previous run may have moved money already */
 	int64_t *start = calloc(accounts, sizeof(int64_t)), *expect = calloc(accounts, sizeof(int64_t));
 	struct worker *w = calloc((size_t)(nn * sessions), sizeof(*w));
-	if (start == NULL || expect == NULL || w == NULL)
+	struct reader *rd = calloc((size_t)(nn * readers) + 1, sizeof(*rd));
+	if (start == NULL || expect == NULL || w == NULL || rd == NULL)
 		return 1;
 	struct coral_session *chk;
 	if (coral_session_open(conf_path, nodes[0], "bank", "coral-bank-check", &chk) != 0) {
@@ -428,13 +507,47 @@ int main(int argc, char **argv)
 			}
 		}
 	}
+	int nr = 0;
+	uint64_t blocks = (accounts + per_block - 1) / per_block;
+	for (int i = 0; i < nn; i++) {
+		for (int k = 0; k < readers; k++, nr++) {
+			rd[nr].node = nodes[i];
+			rd[nr].rng = seed * 0x2545f4914f6cdd1dull + (uint64_t)nr * 104729 + 1;
+			if ((rd[nr].seen = calloc(blocks, sizeof(uint64_t))) == NULL)
+				return 1;
+			if (coral_session_open(conf_path, nodes[i], "bank", "coral-bank-reader", &rd[nr].s) != 0) {
+				fprintf(stderr, "coral-bank: reader on node %d: %s\n", nodes[i],
+					coral_session_error(rd[nr].s));
+				return 1;
+			}
+		}
+	}
 	for (int i = 0; i < nw; i++)
 		pthread_create(&w[i].t, NULL, worker_main, &w[i]);
+	for (int i = 0; i < nr; i++)
+		pthread_create(&rd[i].t, NULL, reader_main, &rd[i]);
 	struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
 	nanosleep(&ts, NULL);
 	atomic_store(&stop, true);
 	for (int i = 0; i < nw; i++)
 		pthread_join(w[i].t, NULL);
+	uint64_t cr_reads = 0, torn = 0, went_back = 0, cr_errors = 0, cr_direct = 0;
+	for (int i = 0; i < nr; i++) {
+		pthread_join(rd[i].t, NULL);
+		cr_reads += rd[i].reads;
+		torn += rd[i].torn;
+		went_back += rd[i].went_back;
+		cr_errors += rd[i].errors;
+		cr_direct += rd[i].st.cr_direct;
+		if (rd[i].torn || rd[i].went_back || rd[i].errors)
+			fprintf(stderr, "coral-bank: reader %d on node %d: %llu torn copies, %llu older than before, %llu errors; "
+					"first: %s\n",
+				i, rd[i].node, (unsigned long long)rd[i].torn, (unsigned long long)rd[i].went_back,
+				(unsigned long long)rd[i].errors, rd[i].err);
+		coral_session_close(rd[i].s);
+		free(rd[i].seen);
+	}
+	free(rd);
 	double elapsed = (double)(coral_now_mono_ns() - t0) / 1e9;
 	uint64_t two1 = 0, three1 = 0;
 	for (int i = 0; i < nn; i++)
@@ -464,7 +577,7 @@ int main(int argc, char **argv)
 		coral_session_close(w[i].s);
 	}
 	int64_t total1 = 0;
-	uint32_t wrong = 0, first_wrong = 0, reported = 0;
+	uint32_t wrong = 0, first_wrong = 0, reported = 0, wrong_totals = 0;
 	for (uint64_t blk = 0; blk * per_block < accounts; blk++) {
 		struct coral_block *b;
 		if (coral_block_get(chk, file_id, blk, CORAL_MODE_S, &b) != 0) {
@@ -480,6 +593,11 @@ int main(int argc, char **argv)
 			if (v != expect[a] && reported++ < 4)
 				report_wrong(w, nw, a, start[a], expect[a], v, coral_block_scn(chk, b));
 		}
+		int64_t sum, total;
+		block_sums(b, blk, &sum, &total);
+		if (sum != total && wrong_totals++ < 4)
+			fprintf(stderr, "coral-bank: block %llu: balances add up to %lld, its total is %lld\n",
+				(unsigned long long)blk, (long long)sum, (long long)total);
 		coral_block_release(chk, b);
 	}
 	coral_session_close(chk);
@@ -491,18 +609,22 @@ int main(int argc, char **argv)
 				count_commits, &rcnt, NULL, err, sizeof(err));
 		redo_commits += rcnt.commits;
 	}
-	bool ok = total1 == total0 && wrong == 0 && errors == 0 && redo_commits >= done;
+	bool ok = total1 == total0 && wrong == 0 && wrong_totals == 0 && errors == 0 && redo_commits >= done &&
+		  torn == 0 && went_back == 0 && cr_errors == 0;
 	if (json) {
 		printf("{\"ok\":%s,\"transfers\":%llu,\"per_second\":%.0f,\"p50_us\":%llu,\"p99_us\":%llu,"
 		       "\"refused\":%llu,\"errors\":%llu,\"total_before\":%lld,\"total_after\":%lld,"
 		       "\"wrong_accounts\":%u,\"gets\":%llu,\"local_hits\":%llu,\"two_way\":%llu,\"three_way\":%llu,"
-		       "\"redo_commits\":%llu}\n",
+		       "\"redo_commits\":%llu,\"wrong_block_totals\":%u,\"cr_reads\":%llu,\"cr_torn\":%llu,"
+		       "\"cr_went_back\":%llu,\"cr_errors\":%llu,\"cr_direct\":%llu}\n",
 		       ok ? "true" : "false", (unsigned long long)done, (double)done / elapsed,
 		       (unsigned long long)lat_pct(lat, 50), (unsigned long long)lat_pct(lat, 99),
 		       (unsigned long long)refused, (unsigned long long)errors, (long long)total0, (long long)total1,
 		       wrong, (unsigned long long)gets, (unsigned long long)hits,
 		       (unsigned long long)(two1 - two0), (unsigned long long)(three1 - three0),
-		       (unsigned long long)redo_commits);
+		       (unsigned long long)redo_commits, wrong_totals, (unsigned long long)cr_reads,
+		       (unsigned long long)torn, (unsigned long long)went_back, (unsigned long long)cr_errors,
+		       (unsigned long long)cr_direct);
 	} else {
 		printf("coral-bank: %u accounts in %llu blocks of data file %s (%u per block), %d sessions on each of %d nodes, %.1f s\n",
 		       accounts, (unsigned long long)((accounts + per_block - 1) / per_block), name, per_block, sessions, nn,
@@ -517,6 +639,11 @@ int main(int argc, char **argv)
 		       (unsigned long long)(two1 - two0), (unsigned long long)(three1 - three0), (unsigned long long)waits);
 		printf("  commits              %llu by sessions, %llu commit records in the redo threads\n",
 		       (unsigned long long)commits, (unsigned long long)redo_commits);
+		if (nr > 0)
+			printf("  CR reads             %llu by %d readers (%llu straight from the holder): %llu torn, %llu "
+			       "older than the reader's previous copy, %llu errors\n",
+			       (unsigned long long)cr_reads, nr, (unsigned long long)cr_direct, (unsigned long long)torn,
+			       (unsigned long long)went_back, (unsigned long long)cr_errors);
 		printf("  total                %lld before, %lld after: %s\n", (long long)total0, (long long)total1,
 		       total1 == total0 ? "unchanged" : "CHANGED");
 		if (wrong)
@@ -524,6 +651,8 @@ int main(int argc, char **argv)
 			       first_wrong);
 		else
 			printf("  accounts             every one holds exactly its committed transfers\n");
+		if (wrong_totals)
+			printf("  blocks               %u whose balances do not add up to their total\n", wrong_totals);
 		printf("  check                %s\n", ok ? "PASSED" : "FAILED");
 	}
 	for (int i = 0; i < nw; i++)
@@ -535,6 +664,6 @@ int main(int argc, char **argv)
 	return ok ? 0 : 1;
 usage:
 	fprintf(stderr, "usage: coral-bank [-c FILE] [--accounts N] [--per-block K] [--seconds S] [--sessions P]\n"
-			"                  [--nodes 1,2,3] [--file NAME] [--seed X] [--json]\n");
+			"                  [--readers R] [--nodes 1,2,3] [--file NAME] [--seed X] [--json]\n");
 	return 2;
 }

@@ -799,6 +799,9 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 				own = newest_pi(c, m->file, m->block);
 		}
 		bool busy = own && (atomic_load(&own->pins) & CORAL_BUF_XPIN);
+		/* a cached image's SCN is its header's; the header in the data is set only
+		 * when the block is written */
+		uint64_t own_scn = own ? own->scn : 0;
 		if (own && !busy)
 			memcpy(data, coral_cache_data(c->cache, coral_cache_index(c->cache, own)),
 			       c->cache->block_size);
@@ -817,7 +820,7 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 		coral_cache_lock(c->cache, ch);
 		b->flags = CORAL_BUFF_VALID | CORAL_BUFF_CR;
 		b->mode = CORAL_BL_N;
-		b->scn = ((const struct coral_block_hdr *)data)->scn;
+		b->scn = own ? own_scn : ((const struct coral_block_hdr *)data)->scn;
 		b->ack_from = own ? c->self : 0;
 		coral_cache_unlock(c->cache, ch);
 		mark_valid(c, false);

@@ -1,7 +1,8 @@
 /* Cache fusion on three real nodes: coral-bank moves money between accounts in shared blocks
  * from sessions on every node (2-way and 3-way transfers, past images, write-back, group
  * commit) and its check holds (total unchanged, every account exactly as its committed
- * transfers say); a block damaged on disk is reported by coralctl datafile list --verify and
+ * transfers say) while readers on every node take consistent-read copies (never torn, never
+ * older than the one before); a block damaged on disk is reported by coralctl datafile list --verify and
  * refused to a session with its file and number, while its neighbours are still served. */
 #include "harness.h"
 #include "raft_harness.h"
@@ -50,7 +51,8 @@ Test(lmsd, bank_on_three_nodes_then_a_damaged_block_is_refused)
 {
 	start_three("lms", small_cache);
 
-	cr_assert_eq(run("%s/tools/coral-bank -c %s --accounts 400 --per-block 8 --sessions 2 --seconds 3 --json",
+	cr_assert_eq(run("%s/tools/coral-bank -c %s --accounts 400 --per-block 8 --sessions 2 --readers 2 --seconds 3 "
+			 "--json",
 			 CORAL_BUILDDIR, cl.conf)->code, 0, "%s", res.out);
 	json_t *b = json_loads(res.out, 0, NULL);
 	cr_assert_not_null(b, "%s", res.out);
@@ -61,6 +63,13 @@ Test(lmsd, bank_on_three_nodes_then_a_damaged_block_is_refused)
 	cr_expect_gt(jint(b, "three_way"), 0, "no 3-way transfer: %s", res.out);
 	cr_expect_gt(jint(b, "two_way"), 0, "no 2-way transfer: %s", res.out);
 	cr_expect_gt(jint(b, "local_hits"), 0, "%s", res.out);
+	/* consistent reads meanwhile: never torn, never older than before, some straight
+	 * from the holder */
+	cr_expect_gt(jint(b, "cr_reads"), 100, "%s", res.out);
+	cr_expect_eq(jint(b, "cr_torn"), 0, "%s", res.out);
+	cr_expect_eq(jint(b, "cr_went_back"), 0, "%s", res.out);
+	cr_expect_eq(jint(b, "wrong_block_totals"), 0, "%s", res.out);
+	cr_expect_gt(jint(b, "cr_direct"), 0, "%s", res.out);
 	fprintf(stderr, "bank: %s", res.out);
 	json_decref(b);
 
