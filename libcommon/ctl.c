@@ -67,24 +67,34 @@ const char *coral_ctl_request_name(const Coral__CtlRequest *req)
 	}
 }
 
-int coral_ctl_call_fd(int fd, const char *what, Coral__CtlRequest *req, size_t max_frame, int timeout_ms,
-		      Coral__CtlResponse **resp, char *err, size_t errsz)
+int coral_ctl_call_rd(int fd, struct coral_frame_rd *rd, ProtobufCAllocator *al, const char *what, Coral__CtlRequest *req,
+		      size_t max_frame, int timeout_ms, Coral__CtlResponse **resp, char *err, size_t errsz)
 {
-	uint64_t deadline = coral_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t now = coral_now_mono_ns(), deadline = now + (uint64_t)timeout_ms * 1000000ull;
 	/* the monotonic clock makes an id that a stale answer on a reused descriptor cannot
 	 * match, without a process-global counter */
 	if (req->hdr)
-		req->hdr->request_id = coral_now_mono_ns();
-	uint8_t *buf = NULL;
+		req->hdr->request_id = now;
+	uint8_t *buf = NULL, *payload = NULL;
+	const uint8_t *answer = NULL;
 	size_t len = 0;
-	int rc = coral_frame_encode(&req->base, max_frame, &buf, &len);
-	if (rc == 0)
-		rc = coral_frame_write_fd(fd, buf, len, deadline);
-	free(buf);
-	uint8_t *payload = NULL;
 	uint32_t plen = 0;
-	if (rc == 0)
-		rc = coral_frame_read_fd(fd, max_frame, deadline, &payload, &plen);
+	int rc;
+	if (rd != NULL) {
+		rc = coral_frame_pack_rd(rd, &req->base, max_frame, &len);
+		if (rc == 0)
+			rc = coral_frame_write_fd(fd, rd->buf, len, deadline);
+		if (rc == 0)
+			rc = coral_frame_read_rd(fd, rd, max_frame, deadline, &answer, &plen);
+	} else {
+		rc = coral_frame_encode(&req->base, max_frame, &buf, &len);
+		if (rc == 0)
+			rc = coral_frame_write_fd(fd, buf, len, deadline);
+		free(buf);
+		if (rc == 0)
+			rc = coral_frame_read_fd(fd, max_frame, deadline, &payload, &plen);
+		answer = payload;
+	}
 	if (rc != 0) {
 		if (rc == CORAL_ETIMEDOUT)
 			snprintf(err, errsz, "no answer from %s within %d ms", what, timeout_ms);
@@ -94,19 +104,25 @@ int coral_ctl_call_fd(int fd, const char *what, Coral__CtlRequest *req, size_t m
 			snprintf(err, errsz, "%s: %s", what, coral_strerror(rc));
 		return rc;
 	}
-	*resp = coral_ctl_response_decode(payload, plen);
+	*resp = coral__ctl_response__unpack(al, plen, answer);
 	free(payload);
 	if (*resp == NULL) {
 		snprintf(err, errsz, "%s sent an answer that could not be decoded", what);
 		return CORAL_EDECODE;
 	}
 	if (req->hdr && (*resp)->hdr && (*resp)->hdr->request_id != req->hdr->request_id) {
-		coral_ctl_response_free(*resp);
+		coral__ctl_response__free_unpacked(*resp, al);
 		*resp = NULL;
 		snprintf(err, errsz, "%s answered another request", what);
 		return CORAL_EDECODE;
 	}
 	return 0;
+}
+
+int coral_ctl_call_fd(int fd, const char *what, Coral__CtlRequest *req, size_t max_frame, int timeout_ms,
+		      Coral__CtlResponse **resp, char *err, size_t errsz)
+{
+	return coral_ctl_call_rd(fd, NULL, NULL, what, req, max_frame, timeout_ms, resp, err, errsz);
 }
 
 int coral_ctl_connect(const char *sock, int *fd, char *err, size_t errsz)

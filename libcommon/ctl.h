@@ -36,6 +36,14 @@ int coral_ctl_connect_tcp(const char *host, int port, int timeout_ms, int *fd, c
 int coral_ctl_call_fd(int fd, const char *what, Coral__CtlRequest *req, size_t max_frame, int timeout_ms,
 		      Coral__CtlResponse **resp, char *err, size_t errsz);
 
+/* The same through a receive buffer kept by the caller (frame.h: coral_frame_rd), on a
+ * connection made blocking with coral_sock_blocking(): a call is then one send and, most
+ * of the time, one receive. The answer is decoded with al (NULL: malloc) and freed by the
+ * caller with coral__ctl_response__free_unpacked(resp, al). */
+struct coral_frame_rd;
+int coral_ctl_call_rd(int fd, struct coral_frame_rd *rd, ProtobufCAllocator *al, const char *what, Coral__CtlRequest *req,
+		      size_t max_frame, int timeout_ms, Coral__CtlResponse **resp, char *err, size_t errsz);
+
 /* Async client. done is called exactly once per accepted call: with the answer, or with
  * CORAL_ETIMEDOUT / CORAL_ECLOSED and resp NULL. The answer is freed after done returns. */
 struct coral_ctl_client;

@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sched.h>
@@ -163,22 +164,77 @@ size_t coral_bev_read_more(struct bufferevent *bev, size_t need)
 	return k > 0 ? (size_t)k : 0;
 }
 
+/* A ProtobufCBuffer that copies a message's small pieces into a scratch area and keeps its
+ * large ones (a block's bytes) where they are, as iovecs for one sendmsg(): a block-sized
+ * answer then leaves without being copied into a packing buffer first. */
+#define GATHER_IOV 16
+#define GATHER_BIG 1024
+struct coral__gather {
+	ProtobufCBuffer base;
+	struct iovec iov[GATHER_IOV];
+	int n;
+	bool overflow;
+	size_t used;
+	uint8_t scratch[2048];
+};
+
+static void coral__gather_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
+{
+	struct coral__gather *g = (struct coral__gather *)b;
+	if (len == 0 || g->overflow)
+		return;
+	struct iovec *last = g->n ? &g->iov[g->n - 1] : NULL;
+	if (len < GATHER_BIG && g->used + len <= sizeof(g->scratch)) {
+		uint8_t *at = g->scratch + g->used;
+		memcpy(at, data, len);
+		g->used += len;
+		if (last && (uint8_t *)last->iov_base + last->iov_len == at) {
+			last->iov_len += len;
+			return;
+		}
+		data = at;
+	} else if (len < GATHER_BIG) {
+		g->overflow = true;
+		return;
+	}
+	if (g->n == GATHER_IOV) {
+		g->overflow = true;
+		return;
+	}
+	g->iov[g->n++] = (struct iovec){(void *)data, len};
+}
+
 int coral_frame_send(struct bufferevent *bev, const ProtobufCMessage *msg, size_t max)
 {
 	size_t n = protobuf_c_message_get_packed_size(msg);
 	uint8_t small[4096];
 	if (n == 0 || n > max || n > UINT32_MAX)
 		return coral_frame_append(bufferevent_get_output(bev), msg, max);
-	/* a block-sized answer too goes out now rather than at the next loop turn */
-	uint8_t *buf = n + CORAL_FRAME_HDR <= sizeof(small) ? small : malloc(n + CORAL_FRAME_HDR);
+	if (n + CORAL_FRAME_HDR <= sizeof(small)) {
+		coral__put_len(small, (uint32_t)n);
+		protobuf_c_message_pack(msg, small + CORAL_FRAME_HDR);
+		struct iovec v = {small, n + CORAL_FRAME_HDR};
+		return coral_bev_send(bev, &v, 1);
+	}
+	/* a block-sized answer too goes out now rather than at the next loop turn, gathered */
+	struct coral__gather gs, *g = &gs;
+	g->base.append = coral__gather_append;
+	g->n = 0;
+	g->used = 0;
+	g->overflow = false;
+	coral__gather_append(&g->base, CORAL_FRAME_HDR, (const uint8_t[CORAL_FRAME_HDR]){0});
+	coral__put_len(g->scratch, (uint32_t)n);
+	protobuf_c_message_pack_to_buffer(msg, &g->base);
+	if (!g->overflow)
+		return coral_bev_send(bev, g->iov, g->n);
+	uint8_t *buf = malloc(n + CORAL_FRAME_HDR);
 	if (buf == NULL)
 		return CORAL_ENOMEM;
 	coral__put_len(buf, (uint32_t)n);
 	protobuf_c_message_pack(msg, buf + CORAL_FRAME_HDR);
 	struct iovec v = {buf, n + CORAL_FRAME_HDR};
 	int rc = coral_bev_send(bev, &v, 1);
-	if (buf != small)
-		free(buf);
+	free(buf);
 	return rc;
 }
 
@@ -293,6 +349,101 @@ int coral_frame_write_fd(int fd, const uint8_t *buf, size_t len, uint64_t deadli
 static int coral__read_full(int fd, uint8_t *buf, size_t len, uint64_t deadline_ns)
 {
 	return coral__io_full(fd, buf, len, false, deadline_ns);
+}
+
+void coral_frame_rd_free(struct coral_frame_rd *rd)
+{
+	free(rd->buf);
+	rd->buf = NULL;
+	rd->cap = 0;
+}
+
+static int coral__rd_room(struct coral_frame_rd *rd, size_t need)
+{
+	if (rd->cap >= need)
+		return 0;
+	size_t cap = rd->cap ? rd->cap : 16384;
+	while (cap < need)
+		cap *= 2;
+	uint8_t *p = realloc(rd->buf, cap);
+	if (p == NULL)
+		return CORAL_ENOMEM;
+	rd->buf = p;
+	rd->cap = cap;
+	return 0;
+}
+
+int coral_sock_blocking(int fd, int slice_ms)
+{
+	int fl = fcntl(fd, F_GETFL);
+	struct timeval tv = {.tv_sec = slice_ms / 1000, .tv_usec = (slice_ms % 1000) * 1000};
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0)
+		return CORAL_ESYS;
+	return 0;
+}
+
+int coral_frame_pack_rd(struct coral_frame_rd *rd, const ProtobufCMessage *msg, size_t max, size_t *len)
+{
+	size_t n = protobuf_c_message_get_packed_size(msg);
+	if (n > max || n > UINT32_MAX)
+		return CORAL_ETOOBIG;
+	if (n == 0)
+		return CORAL_EEMPTY;
+	if (coral__rd_room(rd, n + CORAL_FRAME_HDR) != 0)
+		return CORAL_ENOMEM;
+	coral__put_len(rd->buf, (uint32_t)n);
+	protobuf_c_message_pack(msg, rd->buf + CORAL_FRAME_HDR);
+	*len = n + CORAL_FRAME_HDR;
+	return 0;
+}
+
+int coral_frame_read_rd(int fd, struct coral_frame_rd *rd, size_t max, uint64_t deadline_ns, const uint8_t **payload,
+			uint32_t *len)
+{
+	size_t have = 0;
+	bool spun = coral__spin_ns == 0;
+	if (coral__rd_room(rd, CORAL_FRAME_HDR) != 0)
+		return CORAL_ENOMEM;
+	for (;;) {
+		uint32_t n = 0;
+		int c = coral_frame_check(rd->buf, have, max, &n);
+		if (c < 0)
+			return c;
+		if (c == 1) {
+			if (have != CORAL_FRAME_HDR + (size_t)n)
+				return CORAL_EDECODE;
+			*payload = rd->buf + CORAL_FRAME_HDR;
+			*len = n;
+			return 0;
+		}
+		if (have >= CORAL_FRAME_HDR && coral__rd_room(rd, CORAL_FRAME_HDR + (size_t)n) != 0)
+			return CORAL_ENOMEM;
+		ssize_t k;
+		bool spinning = !spun;
+		if (spinning) {
+			spun = true;
+			k = coral__spin_recv(fd, rd->buf + have, rd->cap - have);
+		} else {
+			k = recv(fd, rd->buf + have, rd->cap - have, 0);
+		}
+		if (k == 0)
+			return CORAL_ECLOSED;
+		if (k < 0) {
+			if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+				return CORAL_ECLOSED;
+			/* the receive timeout passed (or the socket does not block after all):
+			 * poll() for the rest of the time */
+			if (errno != EINTR && !spinning) {
+				int rc = coral__wait(fd, POLLIN, deadline_ns);
+				if (rc != 0)
+					return rc;
+			}
+			continue;
+		}
+		have += (size_t)k;
+	}
 }
 
 int coral_frame_read_fd(int fd, size_t max, uint64_t deadline_ns, uint8_t **payload, uint32_t *len)

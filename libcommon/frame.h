@@ -42,6 +42,27 @@ size_t coral_bev_read_more(struct bufferevent *bev, size_t need);
  * answer expected within a few tens of microseconds is then taken without a wake-up (on a
  * virtual machine an idle CPU's wake-up alone costs about that). 0: sleep at once. */
 void coral_frame_spin(uint64_t ns);
+/* A receive buffer kept from call to call on one blocking connection used one call at a
+ * time (a libcoral session's connections): the request is packed into it and the whole
+ * answer read into it, usually header and payload in one recv(), with no malloc per call.
+ * The socket must block with a receive timeout (coral_sock_blocking): the thread sleeps in
+ * recv() itself, where a non-blocking socket costs a recv() that finds nothing, a poll() and
+ * then two receives. */
+struct coral_frame_rd {
+	uint8_t *buf;
+	size_t cap;
+};
+void coral_frame_rd_free(struct coral_frame_rd *rd);
+/* Makes fd blocking, each receive and send waiting at most slice_ms (the reader goes back
+ * to its deadline after each slice). */
+int coral_sock_blocking(int fd, int slice_ms);
+/* Packs msg as one frame into rd's buffer; *len is the frame's length. */
+int coral_frame_pack_rd(struct coral_frame_rd *rd, const ProtobufCMessage *msg, size_t max, size_t *len);
+/* Reads one frame into rd's buffer before the deadline (spinning first as coral_frame_spin
+ * says); *payload stays valid until rd's next use. Bytes beyond the frame are an error
+ * (CORAL_EDECODE): one call at a time leaves nothing behind an answer. */
+int coral_frame_read_rd(int fd, struct coral_frame_rd *rd, size_t max, uint64_t deadline_ns, const uint8_t **payload,
+			uint32_t *len);
 /* host:port resolved for a stream socket (passive: to listen on); free with freeaddrinfo. */
 struct addrinfo;
 int coral_tcp_resolve(const char *host, int port, int passive, struct addrinfo **ai, char *err, size_t errsz);

@@ -18,6 +18,7 @@
 #include "storage.h"
 #include "util.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,7 +34,8 @@ struct coral_block {
 	bool own;                 /* a CR copy read straight from its holder: in `copy`, no pin */
 	uint8_t pinned;           /* 1 shared, 2 exclusive */
 	uint64_t scn;             /* own: the image's SCN */
-	uint8_t *copy;            /* own: block_size bytes, kept for the slot's next use */
+	uint8_t *copy;            /* own: the answer's memory (block_size + CR_ARENA_EXTRA),
+				   * kept for the slot's next use */
 	uint32_t buf;
 	uint32_t file;
 	uint64_t block;
@@ -57,9 +59,26 @@ struct coral_session {
 	int cr_fd[CORAL_MAX_NODES + 1];          /* to each node's lmsd CR port, -1: none */
 	uint64_t cr_down_until[CORAL_MAX_NODES + 1]; /* a node that refused a connection: not before */
 	struct cr_hint { uint32_t file, node; uint64_t block; } *hints;
+	struct coral_frame_rd rd;                /* every call's request and answer, one at a time */
 	struct coral_session_stats st;
 	char errmsg[CORAL_ERRMSG_MAX];
 };
+
+/* A connection of the session blocks in recv() for its answers (ctl.h: coral_ctl_call_rd),
+ * waking at most every RECV_SLICE_MS to look at the call's deadline. */
+#define RECV_SLICE_MS 20
+
+static int lmsd_connect(struct coral_session *s)
+{
+	int rc = coral_ctl_connect(s->sock, &s->fd, s->errmsg, sizeof(s->errmsg));
+	if (rc == 0 && coral_sock_blocking(s->fd, RECV_SLICE_MS) != 0) {
+		close(s->fd);
+		s->fd = -1;
+		snprintf(s->errmsg, sizeof(s->errmsg), "socket options on %s: %s", s->sock, strerror(errno));
+		rc = CORAL_ESYS;
+	}
+	return rc;
+}
 
 static int fail(struct coral_session *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(struct coral_session *s, int code, const char *fmt, ...)
@@ -107,7 +126,7 @@ int coral_session_open(const char *conf, int node, const char *user, const char 
 	if (s->cr_direct && (s->hints = calloc(CR_HINTS, sizeof(*s->hints))) == NULL)
 		return CORAL_ENOMEM;
 	coral_conf_sock_path(s->node, "lmsd", s->sock, sizeof(s->sock));
-	rc = coral_ctl_connect(s->sock, &s->fd, s->errmsg, sizeof(s->errmsg));
+	rc = lmsd_connect(s);
 	if (rc != 0)
 		return rc;
 	/* a session number for redo records: unique among the node's live processes and
@@ -132,6 +151,7 @@ void coral_session_close(struct coral_session *s)
 	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
 		free(s->pins[i].copy);
 	free(s->hints);
+	coral_frame_rd_free(&s->rd);
 	if (s->attached)
 		coral_sga_detach(&s->sga);
 	free(s);
@@ -143,13 +163,21 @@ size_t coral_block_payload(const struct coral_session *s)
 	return s->cache ? s->cache->block_size - CORAL_BLOCK_HDR : 0;
 }
 
+/* The session's first free handle, or NULL when it holds CORAL_SESSION_MAX_PINS blocks
+ * (a session holds a few: the scan ends early) */
+static struct coral_block *free_slot(struct coral_session *s)
+{
+	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
+		if (!s->pins[i].used)
+			return &s->pins[i];
+	return NULL;
+}
+
 static struct coral_block *handle(struct coral_session *s, uint32_t buf, int pinned, uint32_t file,
 				  uint64_t block)
 {
-	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++) {
-		struct coral_block *h = &s->pins[i];
-		if (h->used)
-			continue;
+	struct coral_block *h = free_slot(s);
+	if (h != NULL) {
 		h->used = true;
 		h->own = false;
 		h->buf = buf;
@@ -158,9 +186,8 @@ static struct coral_block *handle(struct coral_session *s, uint32_t buf, int pin
 		h->block = block;
 		h->cr = (coral_cache_buf(s->cache, buf)->flags & CORAL_BUFF_CR) != 0;
 		h->payload = coral_cache_data(s->cache, buf) + CORAL_BLOCK_HDR;
-		return h;
 	}
-	return NULL;
+	return h;
 }
 
 /* The fast path: pins the current buffer if the node's mode covers the request. Returns 1
@@ -212,7 +239,7 @@ static int ask_lmsd(struct coral_session *s, uint32_t file, uint64_t block, int 
 	if (s->conf.cache.spin_us > 0 && !spin)
 		atomic_fetch_sub(&s->cache->spinners, 1);
 	coral_frame_spin(spin ? (uint64_t)s->conf.cache.spin_us * 1000 : 0);
-	int rc = coral_ctl_call_fd(s->fd, s->sock, &req, (size_t)s->conf.cluster.max_frame, timeout_ms, &resp,
+	int rc = coral_ctl_call_rd(s->fd, &s->rd, NULL, s->sock, &req, (size_t)s->conf.cluster.max_frame, timeout_ms, &resp,
 				   err, sizeof(err));
 	coral_frame_spin(0);
 	if (spin)
@@ -221,7 +248,7 @@ static int ask_lmsd(struct coral_session *s, uint32_t file, uint64_t block, int 
 		/* the connection is in an unknown state: a fresh one for the next call */
 		close(s->fd);
 		s->fd = -1;
-		coral_ctl_connect(s->sock, &s->fd, s->errmsg, sizeof(s->errmsg));
+		lmsd_connect(s);
 		return fail(s, rc, "block %u:%llu: %s", file, (unsigned long long)block, err);
 	}
 	if (resp->code != 0 || resp->gcs_get == NULL) {
@@ -265,24 +292,54 @@ static void cr_drop_conn(struct coral_session *s, uint32_t node)
 	s->cr_fd[node] = -1;
 }
 
+/* A direct CR answer is decoded into the pin slot's own memory: the block's bytes are copied
+ * once, from the receive buffer to where the session reads them, with no malloc. Room for
+ * the answer's small parts besides the block: */
+#define CR_ARENA_EXTRA 2048
+
+struct arena {
+	uint8_t *base;
+	size_t cap, used;
+};
+
+static void *arena_alloc(void *a, size_t n)
+{
+	struct arena *ar = a;
+	size_t off = (ar->used + 15) & ~(size_t)15;
+	if (off > ar->cap || n > ar->cap - off)
+		return NULL;  /* the decode fails: an answer that big is not a CR copy */
+	ar->used = off + n;
+	return ar->base + off;
+}
+
+static void arena_free(void *a, void *p)
+{
+	(void)a;
+	(void)p;
+}
+
 /* A CR copy of the block from the lmsd of `node`, which served it last: 0 and *out, or an
  * error after which the caller takes the full path (the node no longer holds the block, is
  * changing it, or cannot be reached). */
 static int cr_direct(struct coral_session *s, uint32_t node, uint32_t file, uint64_t block, struct coral_block **out)
 {
 	const struct coral_node_conf *n = coral_conf_node_by_id(&s->conf, (int)node);
-	uint64_t now = coral_now_mono_ns();
-	if (n == NULL || now < s->cr_down_until[node])
+	if (n == NULL || (s->cr_down_until[node] != 0 && coral_now_mono_ns() < s->cr_down_until[node]))
 		return CORAL_ENOTRUNNING;
-	char what[64];
-	snprintf(what, sizeof(what), "lmsd of node %u", node);
+	const char *what = n->label;
 	char err[CORAL_ERRMSG_MAX];
 	int timeout = (int)s->conf.cache.gcs_retry_ms * 5;
-	if (s->cr_fd[node] < 0 &&
-	    coral_ctl_connect_tcp(n->host, (int)(n->base_port + CORAL_PORT_LMSD_CR), timeout, &s->cr_fd[node], err,
-				  sizeof(err)) != 0) {
-		s->cr_down_until[node] = now + 1000000000ull;  /* not on every read for a second */
-		return CORAL_ENOTRUNNING;
+	if (s->cr_fd[node] < 0) {
+		if (coral_ctl_connect_tcp(n->host, (int)(n->base_port + CORAL_PORT_LMSD_CR), timeout, &s->cr_fd[node],
+					  err, sizeof(err)) != 0) {
+			/* not on every read for a second */
+			s->cr_down_until[node] = coral_now_mono_ns() + 1000000000ull;
+			return CORAL_ENOTRUNNING;
+		}
+		if (coral_sock_blocking(s->cr_fd[node], RECV_SLICE_MS) != 0) {
+			cr_drop_conn(s, node);
+			return CORAL_ESYS;
+		}
 	}
 	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
 	Coral__Header hdr = CORAL__HEADER__INIT;
@@ -293,9 +350,16 @@ static int cr_direct(struct coral_session *s, uint32_t node, uint32_t file, uint
 	g.block = block;
 	req.body_case = CORAL__CTL_REQUEST__BODY_GCS_CR_READ;
 	req.gcs_cr_read = &g;
+	struct coral_block *h = free_slot(s);
+	if (h != NULL && h->copy == NULL)
+		h->copy = malloc(s->cache->block_size + CR_ARENA_EXTRA);
+	if (h == NULL || h->copy == NULL)
+		return CORAL_ENOMEM;
+	struct arena ar = {h->copy, s->cache->block_size + CR_ARENA_EXTRA, 0};
+	ProtobufCAllocator al = {arena_alloc, arena_free, &ar};
 	Coral__CtlResponse *resp = NULL;
-	int rc = coral_ctl_call_fd(s->cr_fd[node], what, &req, (size_t)s->conf.cluster.max_frame, timeout, &resp, err,
-				   sizeof(err));
+	int rc = coral_ctl_call_rd(s->cr_fd[node], &s->rd, &al, what, &req, (size_t)s->conf.cluster.max_frame, timeout,
+				   &resp, err, sizeof(err));
 	if (rc != 0) {
 		cr_drop_conn(s, node);
 		return rc;
@@ -305,22 +369,11 @@ static int cr_direct(struct coral_session *s, uint32_t node, uint32_t file, uint
 	if (resp->code != 0 || r == NULL || r->data.len != s->cache->block_size || bh->file != file ||
 	    bh->block != block) {
 		rc = resp->code ? resp->code : CORAL_EDECODE;
-		coral_ctl_response_free(resp);
 		if (rc != CORAL_ENOENT && rc != CORAL_EBUSY)
 			cr_drop_conn(s, node);
 		return rc;
 	}
-	struct coral_block *h = NULL;
-	for (int i = 0; i < CORAL_SESSION_MAX_PINS && h == NULL; i++)
-		if (!s->pins[i].used)
-			h = &s->pins[i];
-	if (h != NULL && h->copy == NULL)
-		h->copy = malloc(s->cache->block_size);
-	if (h == NULL || h->copy == NULL) {
-		coral_ctl_response_free(resp);
-		return CORAL_ENOMEM;
-	}
-	memcpy(h->copy, r->data.data, r->data.len);
+	/* nothing to free: the answer lives in h->copy until the slot's next use */
 	h->used = true;
 	h->own = true;
 	h->cr = true;
@@ -329,9 +382,8 @@ static int cr_direct(struct coral_session *s, uint32_t node, uint32_t file, uint
 	h->file = file;
 	h->block = block;
 	h->scn = r->scn;
-	h->payload = h->copy + CORAL_BLOCK_HDR;
+	h->payload = r->data.data + CORAL_BLOCK_HDR;
 	coral_scn_observe(s->cache, r->scn);
-	coral_ctl_response_free(resp);
 	*out = h;
 	return 0;
 }
@@ -343,16 +395,13 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 		return CORAL_EINVAL;
 	if (mode != CORAL_MODE_S && mode != CORAL_MODE_X && mode != CORAL_MODE_CR)
 		return fail(s, CORAL_EINVAL, "mode %d: use CORAL_MODE_S, CORAL_MODE_X or CORAL_MODE_CR", mode);
-	if (s->fd < 0 && coral_ctl_connect(s->sock, &s->fd, s->errmsg, sizeof(s->errmsg)) != 0)
+	if (s->fd < 0 && lmsd_connect(s) != 0)
 		return CORAL_ENOTRUNNING;
-	int n = 0;
-	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
-		n += s->pins[i].used;
-	if (n == CORAL_SESSION_MAX_PINS)
-		return fail(s, CORAL_EFULL, "the session already holds %d pinned blocks", n);
+	if (free_slot(s) == NULL)
+		return fail(s, CORAL_EFULL, "the session already holds %d pinned blocks", CORAL_SESSION_MAX_PINS);
 	s->st.gets++;
 	int timeout = (int)s->conf.cache.get_timeout_ms;
-	uint64_t deadline = coral_now_mono_ns() + (uint64_t)timeout * 1000000ull;
+	uint64_t deadline = 0;  /* set at the first miss: a local hit reads no clock */
 	for (;;) {
 		uint32_t buf = 0, seen = 0;
 		int r = fast_pin(s, file, block, mode, &buf, &seen);
@@ -364,6 +413,8 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 			return 0;
 		}
 		uint64_t now = coral_now_mono_ns();
+		if (deadline == 0)
+			deadline = now + (uint64_t)timeout * 1000000ull;
 		if (now >= deadline)
 			return fail(s, CORAL_ETIMEDOUT, "block %u:%llu not obtained within %d ms", file,
 				    (unsigned long long)block, timeout);

@@ -56,7 +56,6 @@ struct lmsd {
 	struct ctlwait waits[WAITS];
 	uint32_t wait_hint;
 	struct coral_ipc_server *cr_srv;   /* base_port+4: CR copies for other nodes' sessions */
-	uint8_t *cr_copy;
 	uint64_t cr_direct, cr_direct_refused;
 };
 
@@ -486,24 +485,28 @@ static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *d
 	coral_cache_lock(l->cache, ch);
 	struct coral_buf *b = coral_cache_find(l->cache, file, block, false);
 	bool held = b != NULL && b->mode >= CORAL_BL_S;
-	bool busy = held && (atomic_load(&b->pins) & CORAL_BUF_XPIN);
-	if (held && !busy) {
-		memcpy(l->cr_copy, coral_cache_data(l->cache, coral_cache_index(l->cache, b)), l->cache->block_size);
+	/* a shared pin keeps sessions from changing the image while the socket copies it
+	 * straight out of the buffer (a session wanting X waits those microseconds, as behind
+	 * a local reader); the pin goes before this handler returns, so nothing of lmsd's own
+	 * ever finds it */
+	bool pinned = held && coral_buf_try_pin(b, false);
+	if (pinned)
 		r.scn = b->scn;
-	}
 	coral_cache_unlock(l->cache, ch);
-	if (held && !busy) {
+	if (pinned) {
 		l->cr_direct++;
-		r.data.data = l->cr_copy;
+		r.data.data = (uint8_t *)coral_cache_data(l->cache, coral_cache_index(l->cache, b));
 		r.data.len = l->cache->block_size;
 		resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_CR_READ;
 		resp.gcs_cr_read = &r;
 	} else {
 		l->cr_direct_refused++;
-		resp.code = busy ? CORAL_EBUSY : CORAL_ENOENT;
-		resp.error = busy ? "being changed here" : "not held here";
+		resp.code = held ? CORAL_EBUSY : CORAL_ENOENT;
+		resp.error = held ? "being changed here" : "not held here";
 	}
 	coral_ipc_conn_send(conn, &resp.base);
+	if (pinned)
+		coral_cache_unpin(l->cache, b, false);
 	coral__ctl_request__free_unpacked(req, NULL);
 }
 
@@ -512,9 +515,6 @@ static int cr_start(struct lmsd *l)
 	const struct coral_conf *conf = &l->d->conf;
 	if (!conf->cache.cr_direct || conf->tls.enabled)
 		return 0;
-	l->cr_copy = malloc(l->cache->block_size);
-	if (l->cr_copy == NULL)
-		return CORAL_ENOMEM;
 	struct coral_ipc_server_opts o = {
 		.tcp_host = l->d->node->host,
 		.tcp_port = (int)(l->d->node->base_port + CORAL_PORT_LMSD_CR),
@@ -587,7 +587,6 @@ static void lmsd_fini(struct coral_daemon *d)
 		event_free(l->ev_tick);
 	coral_selfq_free(l->selfq);
 	coral_ipc_server_free(l->cr_srv);
-	free(l->cr_copy);
 	if (l->net)
 		coral_net_free(l->net);
 	gcs_core_free(l->core);

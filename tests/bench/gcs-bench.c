@@ -16,7 +16,9 @@
  *             uncontended mutex lock + unlock and the raw round trip
  *   serve     50 sessions (on nodes 2 and 3) reading consistent-read copies of 1,024 blocks
  *             held in X by node 1: every get is a transfer; against redis-benchmark GET of
- *             8 KiB values at 50 clients (needs --redis-port of a running redis-server)
+ *             8 KiB values at 50 clients (needs --redis-port of a running redis-server);
+ *             also the CPU time per get of each side (requesters, server), which varies
+ *             less from run to run than the rates on a shared machine
  *   commit    change + commit loops from 1 and from 32 sessions of node 1, against
  *             fdatasync/s of 512-byte appends to a file in the shared directory (the disk the
  *             redo threads are on)
@@ -38,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define FILE_BLOCKS 4096
@@ -411,6 +414,61 @@ static void *serve_thread(void *arg)
 	return NULL;
 }
 
+/* CPU seconds (user + system) of this process, or of its waited-for children */
+static double rusage_s(int who)
+{
+	struct rusage ru;
+	getrusage(who, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* CPU seconds of node `node`'s lmsd (its pidfile in the run directory), or -1 */
+static double lmsd_cpu_s(int node)
+{
+	const struct coral_node_conf *n = coral_conf_node_by_id(conf, node);
+	char path[CORAL_STR_MAX + 32], line[1024];
+	if (n == NULL)
+		return -1;
+	snprintf(path, sizeof(path), "%s/lmsd.pid", n->run_dir);
+	FILE *f = fopen(path, "r");
+	long pid = 0;
+	if (f == NULL || fscanf(f, "%ld", &pid) != 1)
+		pid = 0;
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	if (pid <= 0 || (f = fopen(path, "r")) == NULL)
+		return -1;
+	char *ok = fgets(line, sizeof(line), f);
+	fclose(f);
+	char *p = ok ? strrchr(line, ')') : NULL;
+	unsigned long long ut = 0, st = 0;
+	/* after "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds redis-server has used (INFO cpu), or -1 */
+static double redis_cpu_s(void)
+{
+	char cmd[128], line[256];
+	snprintf(cmd, sizeof(cmd), "redis-cli -p %d info cpu 2>/dev/null", redis_port);
+	FILE *f = popen(cmd, "r");
+	if (f == NULL)
+		return -1;
+	double sys = -1, user = -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "used_cpu_sys:", 13) == 0)
+			sys = strtod(line + 13, NULL);
+		else if (strncmp(line, "used_cpu_user:", 14) == 0)
+			user = strtod(line + 14, NULL);
+	}
+	pclose(f);
+	return sys < 0 || user < 0 ? -1 : sys + user;
+}
+
 /* GETs/s of one redis-benchmark run (8 KiB values, 50 clients), or a negative value. */
 static double redis_get_rate(size_t requests)
 {
@@ -474,9 +532,14 @@ static int cmd_serve(void)
 	printf("block serving: %d sessions (nodes 2 and 3) reading CR copies of %d blocks held in X by node 1, "
 	       "%.1f s per round, against redis-benchmark GET -d 8192 -c %d; %d rounds, alternating\n",
 	       SERVE_SESSIONS, SERVE_BLOCKS, seconds, SERVE_SESSIONS, rounds);
+	/* CPU per get, both sides, summed over the rounds: the requesters (this process; the
+	 * redis-benchmark child), the server (lmsd of node 1, and those of nodes 2 and 3;
+	 * redis-server) */
+	double cpu_cl[2] = {0, 0}, cpu_sv[2] = {0, 0}, cpu_other = 0, ops[2] = {0, 0};
 	for (int r = 0; r < rounds; r++) {
 		for (int k = 0; k < 2; k++) {
 			if ((k + r) % 2 == 0) {
+				double c0 = rusage_s(RUSAGE_SELF), l0 = lmsd_cpu_s(1), o0 = lmsd_cpu_s(2) + lmsd_cpu_s(3);
 				uint64_t t0 = now_ns(), total = 0;
 				for (int i = 0; i < SERVE_SESSIONS; i++) {
 					sv[i].deadline = t0 + (uint64_t)(seconds * 1e9);
@@ -488,8 +551,16 @@ static int cmd_serve(void)
 					total += sv[i].done;
 				}
 				ours[r] = (double)total * 1e9 / (double)(now_ns() - t0);
+				cpu_cl[0] += rusage_s(RUSAGE_SELF) - c0;
+				cpu_sv[0] += lmsd_cpu_s(1) - l0;
+				cpu_other += lmsd_cpu_s(2) + lmsd_cpu_s(3) - o0;
+				ops[0] += (double)total;
 			} else {
+				double r0 = redis_cpu_s(), c0 = rusage_s(RUSAGE_CHILDREN);
 				theirs[r] = redis_get_rate(redis_n);
+				cpu_cl[1] += rusage_s(RUSAGE_CHILDREN) - c0;
+				cpu_sv[1] += redis_cpu_s() - r0;
+				ops[1] += (double)redis_n;
 				if (theirs[r] <= 0) {
 					fprintf(stderr, "gcs-bench: redis-benchmark gave no GET rate\n");
 					return 1;
@@ -519,6 +590,10 @@ static int cmd_serve(void)
 	}
 	print_row("coral CR get latency (all rounds)", all, nall, 0);
 	printf("  mean of rounds: coral %.0f/s, redis %.0f/s, ratio %.2fx (goal >= 0.8x)\n", o / rounds, t / rounds, o / t);
+	printf("  CPU per get: coral requesters %.1f us + lmsd of node 1 %.1f us (+ nodes 2, 3: %.1f us); "
+	       "redis-benchmark %.1f us + redis-server %.1f us\n",
+	       cpu_cl[0] * 1e6 / ops[0], cpu_sv[0] * 1e6 / ops[0], cpu_other * 1e6 / ops[0], cpu_cl[1] * 1e6 / ops[1],
+	       cpu_sv[1] * 1e6 / ops[1]);
 	for (int i = 0; i < SERVE_SESSIONS; i++) {
 		coral_session_close(sv[i].s);
 		free(sv[i].lat);

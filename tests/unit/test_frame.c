@@ -1,5 +1,7 @@
 /* Framing tests: a frame fed one split at every byte boundary, oversize, zero length,
- * garbage, and a truncated message, through the same evbuffer path the daemons use. */
+ * garbage, and a truncated message, through the same evbuffer path the daemons use; the
+ * blocking reader, the kept-buffer reader of libcoral's sessions, and the gathered send of
+ * a large frame. */
 #include "ctl.h"
 #include "errors.h"
 #include "frame.h"
@@ -7,6 +9,9 @@
 
 #include <criterion/criterion.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -194,4 +199,159 @@ Test(frame, blocking_fd_roundtrip_and_timeout)
 		     CORAL_ECLOSED);
 	close(sv[1]);
 	free(buf);
+}
+
+/* A CR answer with a block of n pseudo-random bytes, packed as one frame */
+static uint8_t *big_answer(size_t n, uint8_t **data, size_t *len)
+{
+	*data = malloc(n);
+	cr_assert_not_null(*data);
+	uint64_t seed = 7;
+	for (size_t i = 0; i < n; i++)
+		(*data)[i] = (uint8_t)coral_splitmix64(&seed);
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	hdr.request_id = 99;
+	Coral__GcsCrReadReply r = CORAL__GCS_CR_READ_REPLY__INIT;
+	r.scn = 1234;
+	r.data.data = *data;
+	r.data.len = n;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.hdr = &hdr;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_CR_READ;
+	resp.gcs_cr_read = &r;
+	uint8_t *buf;
+	cr_assert_eq(coral_frame_encode(&resp.base, 1 << 20, &buf, len), 0);
+	return buf;
+}
+
+static void check_answer(const uint8_t *payload, uint32_t plen, const uint8_t *data, size_t n)
+{
+	Coral__CtlResponse *r = coral_ctl_response_decode(payload, plen);
+	cr_assert_not_null(r);
+	cr_assert_not_null(r->gcs_cr_read);
+	cr_expect_eq(r->hdr->request_id, 99);
+	cr_expect_eq(r->gcs_cr_read->scn, 1234);
+	cr_assert_eq(r->gcs_cr_read->data.len, n);
+	cr_expect_eq(memcmp(r->gcs_cr_read->data.data, data, n), 0);
+	coral_ctl_response_free(r);
+}
+
+struct dribble {
+	int fd;
+	const uint8_t *buf;
+	size_t len;
+};
+
+/* writes the frame in 7 pieces, 2 ms apart */
+static void *dribble_thread(void *arg)
+{
+	struct dribble *d = arg;
+	size_t step = d->len / 7 + 1;
+	for (size_t off = 0; off < d->len; off += step) {
+		size_t k = d->len - off < step ? d->len - off : step;
+		cr_assert_eq(write(d->fd, d->buf + off, k), (ssize_t)k);
+		usleep(2000);
+	}
+	return NULL;
+}
+
+Test(frame, kept_buffer_reader_in_pieces_timeout_trailing_bytes_and_close)
+{
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	cr_assert_eq(coral_sock_blocking(sv[1], 20), 0);
+	uint8_t *data;
+	size_t len, n = 40000;  /* larger than the reader's first buffer: it grows */
+	uint8_t *buf = big_answer(n, &data, &len);
+	struct coral_frame_rd rd = {0};
+	struct dribble d = {sv[0], buf, len};
+	pthread_t th;
+	pthread_create(&th, NULL, dribble_thread, &d);
+	const uint8_t *payload;
+	uint32_t plen;
+	uint64_t t0 = coral_now_mono_ns();
+	cr_assert_eq(coral_frame_read_rd(sv[1], &rd, 1 << 20, t0 + 2000000000ull, &payload, &plen), 0);
+	pthread_join(th, NULL);
+	check_answer(payload, plen, data, n);
+	/* again on the same buffer, whole */
+	cr_assert_eq(write(sv[0], buf, len), (ssize_t)len);
+	cr_assert_eq(coral_frame_read_rd(sv[1], &rd, 1 << 20, t0 + 2000000000ull, &payload, &plen), 0);
+	check_answer(payload, plen, data, n);
+	/* nothing comes: the deadline holds though the socket blocks (20 ms slices) */
+	t0 = coral_now_mono_ns();
+	cr_expect_eq(coral_frame_read_rd(sv[1], &rd, 1 << 20, t0 + 60000000ull, &payload, &plen), CORAL_ETIMEDOUT);
+	uint64_t took = coral_now_mono_ns() - t0;
+	cr_expect_geq(took, 60000000ull);
+	cr_expect_lt(took, 2000000000ull, "a reader past its deadline returns (took %llu ns)", (unsigned long long)took);
+	/* two answers where one call expects one: the second is a stale or foreign answer */
+	size_t slen;
+	uint8_t *small = sample(&slen);
+	uint8_t two[512];
+	cr_assert_lt(2 * slen, sizeof(two));
+	memcpy(two, small, slen);
+	memcpy(two + slen, small, slen);
+	cr_assert_eq(write(sv[0], two, 2 * slen), (ssize_t)(2 * slen));
+	usleep(10000);
+	cr_expect_eq(coral_frame_read_rd(sv[1], &rd, 1 << 20, coral_now_mono_ns() + 1000000000ull, &payload, &plen),
+		     CORAL_EDECODE);
+	/* the request side: packed into the same buffer */
+	Coral__PingRequest ping = CORAL__PING_REQUEST__INIT;
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	req.body_case = CORAL__CTL_REQUEST__BODY_PING;
+	req.ping = &ping;
+	size_t plen2;
+	cr_assert_eq(coral_frame_pack_rd(&rd, &req.base, 1 << 20, &plen2), 0);
+	cr_expect_eq(coral_frame_pack_rd(&rd, &req.base, plen2 - CORAL_FRAME_HDR - 1, &plen2), CORAL_ETOOBIG);
+	close(sv[0]);
+	cr_expect_eq(coral_frame_read_rd(sv[1], &rd, 1 << 20, coral_now_mono_ns() + 1000000000ull, &payload, &plen),
+		     CORAL_ECLOSED);
+	close(sv[1]);
+	coral_frame_rd_free(&rd);
+	free(small);
+	free(buf);
+	free(data);
+}
+
+/* coral_frame_send gathers a block-sized message: the block's bytes go to sendmsg() where
+ * they are; what the socket does not take at once is queued and the loop sends it */
+Test(frame, large_frame_sent_gathered_arrives_whole)
+{
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	int small = 4096;
+	/* a small send buffer: most of a 300 KB answer is queued, not sent at once */
+	cr_assert_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	struct event_base *base = event_base_new();
+	evutil_make_socket_nonblocking(sv[0]);
+	struct bufferevent *bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	cr_assert_not_null(bev);
+	bufferevent_enable(bev, EV_WRITE);
+	uint8_t *data;
+	size_t len;
+	size_t sizes[] = {8192, 300000};
+	for (int k = 0; k < 2; k++) {
+		size_t n = sizes[k];
+		uint8_t *buf = big_answer(n, &data, &len);
+		Coral__CtlResponse *resp = coral_ctl_response_decode(buf + CORAL_FRAME_HDR, len - CORAL_FRAME_HDR);
+		cr_assert_not_null(resp);
+		cr_assert_eq(coral_frame_send(bev, &resp->base, 1 << 20), 0);
+		/* the message's memory may change or go once coral_frame_send returns */
+		memset(resp->gcs_cr_read->data.data, 0xaa, n);
+		coral_ctl_response_free(resp);
+		uint8_t *got = malloc(len);
+		size_t have = 0;
+		while (have < len) {
+			event_base_loop(base, EVLOOP_NONBLOCK);
+			ssize_t r = recv(sv[1], got + have, len - have, MSG_DONTWAIT);
+			if (r > 0)
+				have += (size_t)r;
+		}
+		cr_expect_eq(memcmp(got, buf, len), 0, "the %zu-byte answer arrives as packed", n);
+		free(got);
+		free(buf);
+		free(data);
+	}
+	bufferevent_free(bev);
+	event_base_free(base);
+	close(sv[1]);
 }
