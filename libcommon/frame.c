@@ -351,6 +351,30 @@ static int coral__read_full(int fd, uint8_t *buf, size_t len, uint64_t deadline_
 	return coral__io_full(fd, buf, len, false, deadline_ns);
 }
 
+static void *coral__arena_alloc(void *arg, size_t n)
+{
+	struct coral_pb_arena *a = arg;
+	size_t off = (a->used + 15) & ~(size_t)15;
+	if (off > a->cap || n > a->cap - off)
+		return NULL;
+	a->used = off + n;
+	return a->base + off;
+}
+
+static void coral__arena_free(void *arg, void *p)
+{
+	(void)arg;
+	(void)p;
+}
+
+void coral_pb_arena_init(struct coral_pb_arena *a, void *mem, size_t cap)
+{
+	a->al = (ProtobufCAllocator){coral__arena_alloc, coral__arena_free, a};
+	a->base = mem;
+	a->cap = cap;
+	a->used = 0;
+}
+
 void coral_frame_rd_free(struct coral_frame_rd *rd)
 {
 	free(rd->buf);

@@ -42,6 +42,16 @@ size_t coral_bev_read_more(struct bufferevent *bev, size_t need);
  * answer expected within a few tens of microseconds is then taken without a wake-up (on a
  * virtual machine an idle CPU's wake-up alone costs about that). 0: sleep at once. */
 void coral_frame_spin(uint64_t ns);
+/* A bump allocator over the caller's memory for protobuf-c's unpack (pass &a->al): a decoded
+ * message then costs no malloc, and freeing it is a no-op (the memory is the caller's). An
+ * unpack that does not fit fails (NULL). */
+struct coral_pb_arena {
+	ProtobufCAllocator al;
+	uint8_t *base;
+	size_t cap, used;
+};
+void coral_pb_arena_init(struct coral_pb_arena *a, void *mem, size_t cap);
+
 /* A receive buffer kept from call to call on one blocking connection used one call at a
  * time (a libcoral session's connections): the request is packed into it and the whole
  * answer read into it, usually header and payload in one recv(), with no malloc per call.

@@ -297,27 +297,6 @@ static void cr_drop_conn(struct coral_session *s, uint32_t node)
  * the answer's small parts besides the block: */
 #define CR_ARENA_EXTRA 2048
 
-struct arena {
-	uint8_t *base;
-	size_t cap, used;
-};
-
-static void *arena_alloc(void *a, size_t n)
-{
-	struct arena *ar = a;
-	size_t off = (ar->used + 15) & ~(size_t)15;
-	if (off > ar->cap || n > ar->cap - off)
-		return NULL;  /* the decode fails: an answer that big is not a CR copy */
-	ar->used = off + n;
-	return ar->base + off;
-}
-
-static void arena_free(void *a, void *p)
-{
-	(void)a;
-	(void)p;
-}
-
 /* A CR copy of the block from the lmsd of `node`, which served it last: 0 and *out, or an
  * error after which the caller takes the full path (the node no longer holds the block, is
  * changing it, or cannot be reached). */
@@ -355,10 +334,10 @@ static int cr_direct(struct coral_session *s, uint32_t node, uint32_t file, uint
 		h->copy = malloc(s->cache->block_size + CR_ARENA_EXTRA);
 	if (h == NULL || h->copy == NULL)
 		return CORAL_ENOMEM;
-	struct arena ar = {h->copy, s->cache->block_size + CR_ARENA_EXTRA, 0};
-	ProtobufCAllocator al = {arena_alloc, arena_free, &ar};
+	struct coral_pb_arena ar;
+	coral_pb_arena_init(&ar, h->copy, s->cache->block_size + CR_ARENA_EXTRA);
 	Coral__CtlResponse *resp = NULL;
-	int rc = coral_ctl_call_rd(s->cr_fd[node], &s->rd, &al, what, &req, (size_t)s->conf.cluster.max_frame, timeout,
+	int rc = coral_ctl_call_rd(s->cr_fd[node], &s->rd, &ar.al, what, &req, (size_t)s->conf.cluster.max_frame, timeout,
 				   &resp, err, sizeof(err));
 	if (rc != 0) {
 		cr_drop_conn(s, node);

@@ -11,6 +11,7 @@
 #include "ctl.h"
 #include "daemon.h"
 #include "errors.h"
+#include "frame.h"
 #include "grd.h"
 #include "ipc.h"
 #include "log.h"
@@ -465,10 +466,13 @@ static void h_block(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *data, uint32_t len)
 {
 	struct lmsd *l = arg;
-	Coral__CtlRequest *req = coral__ctl_request__unpack(NULL, len, data);
+	/* a CR request is a few dozen bytes: decoded on the stack (no malloc, nothing to free);
+	 * anything bigger fails to decode and is refused */
+	_Alignas(16) uint8_t mem[1024];
+	struct coral_pb_arena ar;
+	coral_pb_arena_init(&ar, mem, sizeof(mem));
+	Coral__CtlRequest *req = coral__ctl_request__unpack(&ar.al, len, data);
 	if (req == NULL || req->body_case != CORAL__CTL_REQUEST__BODY_GCS_CR_READ) {
-		if (req)
-			coral__ctl_request__free_unpacked(req, NULL);
 		coral_ipc_conn_refuse(conn, "not a consistent-read request");
 		return;
 	}
@@ -507,7 +511,6 @@ static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *d
 	coral_ipc_conn_send(conn, &resp.base);
 	if (pinned)
 		coral_cache_unpin(l->cache, b, false);
-	coral__ctl_request__free_unpacked(req, NULL);
 }
 
 static int cr_start(struct lmsd *l)

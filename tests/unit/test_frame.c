@@ -355,3 +355,26 @@ Test(frame, large_frame_sent_gathered_arrives_whole)
 	event_base_free(base);
 	close(sv[1]);
 }
+
+Test(frame, arena_decode_fits_or_fails)
+{
+	uint8_t *data;
+	size_t len;
+	uint8_t *buf = big_answer(8192, &data, &len);
+	_Alignas(16) static uint8_t mem[8192 + 1024];
+	struct coral_pb_arena a;
+	coral_pb_arena_init(&a, mem, sizeof(mem));
+	Coral__CtlResponse *r = coral__ctl_response__unpack(&a.al, len - CORAL_FRAME_HDR, buf + CORAL_FRAME_HDR);
+	cr_assert_not_null(r);
+	cr_expect((uint8_t *)r >= mem && (uint8_t *)r < mem + sizeof(mem), "the message is in the arena");
+	cr_expect(r->gcs_cr_read->data.data >= mem && r->gcs_cr_read->data.data + 8192 <= mem + sizeof(mem));
+	cr_expect_eq(memcmp(r->gcs_cr_read->data.data, data, 8192), 0);
+	coral__ctl_response__free_unpacked(r, &a.al);  /* a no-op, as promised */
+	/* too small for the block: the decode fails, nothing is written past the arena */
+	coral_pb_arena_init(&a, mem, 4096);
+	mem[4096] = 0x5a;
+	cr_expect_null(coral__ctl_response__unpack(&a.al, len - CORAL_FRAME_HDR, buf + CORAL_FRAME_HDR));
+	cr_expect_eq(mem[4096], 0x5a);
+	free(buf);
+	free(data);
+}
