@@ -1,6 +1,7 @@
 /* Shared storage: data file creation and the control file, checked block reads (a damaged or
  * misplaced block is named and refused), block writes, and two processes creating data files
- * at once under the control lock. */
+ * at once under the control lock; CRC32C (the CPU's instruction against the table). */
+#include "crc32c.h"
 #include "errors.h"
 #include "storage.h"
 #include "util.h"
@@ -175,4 +176,26 @@ Test(storage, concurrent_creators_get_distinct_ids)
 		close(fd);
 	}
 	free(c);
+}
+
+Test(crc32c, instruction_agrees_with_the_table_and_the_standard_vector)
+{
+	cr_expect_eq(coral_crc32c(0, "123456789", 9), 0xe3069283u, "the CRC32C check value");
+	cr_expect_eq(coral_crc32c_table(0, "123456789", 9), 0xe3069283u);
+	cr_expect_eq(coral_crc32c(0, "", 0), 0);
+	static uint8_t buf[8192 + 64];
+	uint64_t seed = 3;
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)coral_splitmix64(&seed);
+	/* every alignment and short length, and whole blocks */
+	for (size_t off = 0; off < 8; off++) {
+		for (size_t len = 0; len < 80; len++)
+			cr_assert_eq(coral_crc32c(7, buf + off, len), coral_crc32c_table(7, buf + off, len),
+				     "offset %zu length %zu (%s)", off, len, coral_crc32c_impl());
+		cr_assert_eq(coral_crc32c(0, buf + off, 8192), coral_crc32c_table(0, buf + off, 8192));
+	}
+	/* continuing over pieces is the CRC of the whole */
+	uint32_t whole = coral_crc32c(0, buf, 8192);
+	uint32_t parts = coral_crc32c(coral_crc32c(coral_crc32c(0, buf, 13), buf + 13, 4000), buf + 4013, 8192 - 4013);
+	cr_expect_eq(parts, whole);
 }
