@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -31,6 +32,7 @@ size_t coral_cache_size(uint32_t nbuf, uint32_t block_size)
 	n += coral__align((size_t)nbuf * sizeof(struct coral_buf));
 	n += coral__align((size_t)nc * sizeof(pthread_mutex_t));
 	n += coral__align((size_t)nc * sizeof(uint32_t));
+	n += coral__align((size_t)CORAL_CACHE_SESSIONS * sizeof(struct coral_sess_slot));
 	n += (size_t)nbuf * block_size;
 	return n;
 }
@@ -59,8 +61,11 @@ int coral_cache_init(struct coral_cache *c, size_t size, uint32_t nbuf, uint32_t
 	off += coral__align((size_t)c->nchain * sizeof(pthread_mutex_t));
 	c->off_heads = off;
 	off += coral__align((size_t)c->nchain * sizeof(uint32_t));
+	c->off_sess = off;
+	off += coral__align((size_t)CORAL_CACHE_SESSIONS * sizeof(struct coral_sess_slot));
 	c->off_data = off;
 	memset(coral_cache_buf(c, 0), 0, (size_t)nbuf * sizeof(struct coral_buf));
+	memset(coral_cache_sess(c, 0), 0, (size_t)CORAL_CACHE_SESSIONS * sizeof(struct coral_sess_slot));
 	for (uint32_t i = 0; i < c->nchain; i++) {
 		int rc = coral_mutex_init_shared(&coral__latches(c)[i]);
 		if (rc != 0)
@@ -200,18 +205,93 @@ static long coral__futex(_Atomic uint32_t *addr, int op, uint32_t val, const str
 	return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
 }
 
-void coral_cache_unpin(struct coral_cache *c, struct coral_buf *b, bool exclusive)
+/* With the latch held: one pin less; the waiters are woken after the latch goes */
+static void coral__unpin_locked(struct coral_buf *b, bool exclusive)
 {
-	uint32_t ch = coral_cache_chain(c, b->file, b->block);
-	coral_cache_lock(c, ch);
 	if (exclusive)
 		atomic_fetch_and(&b->pins, ~CORAL_BUF_XPIN);
 	else if ((atomic_load(&b->pins) & ~CORAL_BUF_XPIN) > 0)
 		atomic_fetch_sub(&b->pins, 1);
 	atomic_fetch_add(&b->wake, 1);
-	coral_cache_unlock(c, ch);
+}
+
+static void coral__wake_waiters(struct coral_buf *b)
+{
 	if (atomic_load(&b->waiters) > 0)
 		coral__futex(&b->wake, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+void coral_cache_unpin_rec(struct coral_cache *c, struct coral_buf *b, bool exclusive, _Atomic uint32_t *rec)
+{
+	uint32_t ch = coral_cache_chain(c, b->file, b->block);
+	coral_cache_lock(c, ch);
+	coral__unpin_locked(b, exclusive);
+	if (rec)
+		atomic_store(rec, 0);
+	coral_cache_unlock(c, ch);
+	coral__wake_waiters(b);
+}
+
+void coral_cache_unpin(struct coral_cache *c, struct coral_buf *b, bool exclusive)
+{
+	coral_cache_unpin_rec(c, b, exclusive, NULL);
+}
+
+int coral_cache_sess_claim(struct coral_cache *c, uint32_t id)
+{
+	int32_t me = (int32_t)getpid();
+	for (int i = 0; i < CORAL_CACHE_SESSIONS; i++) {
+		struct coral_sess_slot *s = coral_cache_sess(c, (uint32_t)i);
+		int32_t free_ = 0;
+		if (atomic_load(&s->pid) == 0 && atomic_compare_exchange_strong(&s->pid, &free_, me)) {
+			s->id = id;
+			return i;
+		}
+	}
+	return -1;
+}
+
+void coral_cache_sess_free(struct coral_cache *c, int slot)
+{
+	if (slot >= 0 && slot < CORAL_CACHE_SESSIONS)
+		atomic_store(&coral_cache_sess(c, (uint32_t)slot)->pid, 0);
+}
+
+int coral_cache_sess_reap(struct coral_cache *c, uint64_t *pins)
+{
+	int dead = 0;
+	*pins = 0;
+	for (uint32_t i = 0; i < CORAL_CACHE_SESSIONS; i++) {
+		struct coral_sess_slot *s = coral_cache_sess(c, i);
+		int32_t pid = atomic_load(&s->pid);
+		if (pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		for (int k = 0; k < CORAL_CACHE_SLOT_PINS; k++) {
+			uint32_t v = atomic_load(&s->pins[k]);
+			uint32_t idx = (v & ~CORAL_PINREC_X) - 1;
+			if (v == 0 || idx >= c->nbuf)
+				continue;
+			/* a pinned buffer stays in its chain: its block names the latch */
+			struct coral_buf *b = coral_cache_buf(c, idx);
+			uint32_t ch = coral_cache_chain(c, b->file, b->block);
+			coral_cache_lock(c, ch);
+			bool still = atomic_load(&s->pins[k]) == v;
+			if (still) {
+				coral__unpin_locked(b, (v & CORAL_PINREC_X) != 0);
+				atomic_store(&s->pins[k], 0);
+			}
+			coral_cache_unlock(c, ch);
+			if (still) {
+				(*pins)++;
+				coral__wake_waiters(b);
+			}
+		}
+		atomic_store(&s->pid, 0);
+		dead++;
+	}
+	atomic_fetch_add(&c->st.dead_sessions, (uint64_t)dead);
+	atomic_fetch_add(&c->st.dead_pins, *pins);
+	return dead;
 }
 
 void coral_buf_wait(struct coral_buf *b, uint32_t seen, int timeout_ms)

@@ -61,11 +61,27 @@ struct coral_buf {
 struct coral_cache_stats {
 	_Atomic uint64_t gets, local_hits, misses, fills, evictions, writes, write_errors;
 	_Atomic uint64_t pin_waits, full, cr_copies;
+	_Atomic uint64_t dead_sessions, dead_pins;   /* pins of sessions whose process died, released */
+};
+
+/* The sessions of the node's processes and the pins each holds, so that lmsd can release the
+ * pins of a session whose process died (as PMON cleans up after a dead process): a pinned
+ * buffer is never shipped, written or evicted, and a pin nobody will drop would hold its
+ * block on this node for good. A pin is recorded in the same hold of the block's chain latch
+ * that takes it (by the session on the fast path, by lmsd when it pins for a session) and
+ * cleared in the one that drops it, so lmsd, under that latch, never releases a pin twice. */
+#define CORAL_CACHE_SESSIONS 1024     /* session slots per node */
+#define CORAL_CACHE_SLOT_PINS 64      /* pins per session (libcoral's CORAL_SESSION_MAX_PINS) */
+#define CORAL_PINREC_X 0x80000000u    /* a record: buffer index + 1, | this bit for an X pin */
+struct coral_sess_slot {
+	_Atomic int32_t pid;           /* 0: free */
+	uint32_t id;                   /* the session's number (redo records, lmsd requests) */
+	_Atomic uint32_t pins[CORAL_CACHE_SLOT_PINS];
 };
 
 struct coral_cache {
 	uint32_t nbuf, nchain, block_size, pad;
-	uint64_t off_bufs, off_latches, off_heads, off_data; /* from the start of this struct */
+	uint64_t off_bufs, off_latches, off_heads, off_data, off_sess; /* from the start of this struct */
 	_Atomic uint64_t scn;          /* the node's SCN: a Lamport clock */
 	uint32_t hand;                 /* clock hand (lmsd) */
 	uint32_t free_head;            /* index + 1 of the first buffer never used (lmsd) */
@@ -97,6 +113,17 @@ static inline uint32_t coral_cache_index(struct coral_cache *c, const struct cor
 {
 	return (uint32_t)(b - coral_cache_buf(c, 0));
 }
+static inline struct coral_sess_slot *coral_cache_sess(struct coral_cache *c, uint32_t i)
+{
+	return (struct coral_sess_slot *)((char *)c + c->off_sess) + i;
+}
+/* A session slot for the calling process's session id (its index), or -1 when all
+ * CORAL_CACHE_SESSIONS are taken. */
+int coral_cache_sess_claim(struct coral_cache *c, uint32_t id);
+void coral_cache_sess_free(struct coral_cache *c, int slot);
+/* lmsd: releases the pins of sessions whose process is gone and frees their slots; the
+ * number of sessions found dead (*pins: the pins released). */
+int coral_cache_sess_reap(struct coral_cache *c, uint64_t *pins);
 uint32_t coral_cache_chain(const struct coral_cache *c, uint32_t file, uint64_t block);
 void coral_cache_lock(struct coral_cache *c, uint32_t chain);
 void coral_cache_unlock(struct coral_cache *c, uint32_t chain);
@@ -120,8 +147,10 @@ void coral_cache_unlink(struct coral_cache *c, uint32_t i);
 /* Pins under the latch: shared (mode S reads) or exclusive (X writes). False if pins held
  * by others conflict. */
 bool coral_buf_try_pin(struct coral_buf *b, bool exclusive);
-/* Drops a pin (takes the latch itself) and wakes sessions waiting for one. */
+/* Drops a pin (takes the latch itself) and wakes sessions waiting for one; rec, if not NULL,
+ * is the pin's record in a session slot, cleared in the same latch hold. */
 void coral_cache_unpin(struct coral_cache *c, struct coral_buf *b, bool exclusive);
+void coral_cache_unpin_rec(struct coral_cache *c, struct coral_buf *b, bool exclusive, _Atomic uint32_t *rec);
 /* Sleeps until the buffer's pins change or timeout_ms passes (futex on wake). */
 void coral_buf_wait(struct coral_buf *b, uint32_t seen, int timeout_ms);
 

@@ -60,6 +60,7 @@ struct coral_session {
 	uint64_t cr_down_until[CORAL_MAX_NODES + 1]; /* a node that refused a connection: not before */
 	struct cr_hint { uint32_t file, node; uint64_t block; } *hints;
 	struct coral_frame_rd rd;                /* every call's request and answer, one at a time */
+	int slot;                                /* the session's slot in the SGA (its pins), -1 none */
 	struct coral_session_stats st;
 	char errmsg[CORAL_ERRMSG_MAX];
 };
@@ -102,6 +103,7 @@ int coral_session_open(const char *conf, int node, const char *user, const char 
 		return CORAL_ENOMEM;
 	*out = s;
 	s->fd = -1;
+	s->slot = -1;
 	for (int i = 0; i <= CORAL_MAX_NODES; i++)
 		s->cr_fd[i] = -1;
 	snprintf(s->user, sizeof(s->user), "%s", user ? user : "");
@@ -133,6 +135,13 @@ int coral_session_open(const char *conf, int node, const char *user, const char 
 	 * sessions of one process */
 	static _Atomic uint32_t counter;
 	s->id = ((uint32_t)getpid() << 8) ^ (atomic_fetch_add(&counter, 1) & 0xff);
+	/* where its pins are recorded, for lmsd to release them if this process dies */
+	s->slot = coral_cache_sess_claim(s->cache, s->id);
+	if (s->slot < 0)
+		return fail(s, CORAL_EFULL,
+			    "node %d has %d sessions open already (those of processes that died are freed by lmsd "
+			    "within a second)",
+			    node, CORAL_CACHE_SESSIONS);
 	return 0;
 }
 
@@ -150,6 +159,8 @@ void coral_session_close(struct coral_session *s)
 			close(s->cr_fd[i]);
 	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
 		free(s->pins[i].copy);
+	if (s->cache)
+		coral_cache_sess_free(s->cache, s->slot);
 	free(s->hints);
 	coral_frame_rd_free(&s->rd);
 	if (s->attached)
@@ -163,6 +174,8 @@ size_t coral_block_payload(const struct coral_session *s)
 	return s->cache ? s->cache->block_size - CORAL_BLOCK_HDR : 0;
 }
 
+_Static_assert(CORAL_SESSION_MAX_PINS == CORAL_CACHE_SLOT_PINS, "a session slot records every pin");
+
 /* The session's first free handle, or NULL when it holds CORAL_SESSION_MAX_PINS blocks
  * (a session holds a few: the scan ends early) */
 static struct coral_block *free_slot(struct coral_session *s)
@@ -173,26 +186,23 @@ static struct coral_block *free_slot(struct coral_session *s)
 	return NULL;
 }
 
-static struct coral_block *handle(struct coral_session *s, uint32_t buf, int pinned, uint32_t file,
-				  uint64_t block)
+static struct coral_block *handle(struct coral_session *s, struct coral_block *h, uint32_t buf, int pinned,
+				  uint32_t file, uint64_t block)
 {
-	struct coral_block *h = free_slot(s);
-	if (h != NULL) {
-		h->used = true;
-		h->own = false;
-		h->buf = buf;
-		h->pinned = (uint8_t)pinned;
-		h->file = file;
-		h->block = block;
-		h->cr = (coral_cache_buf(s->cache, buf)->flags & CORAL_BUFF_CR) != 0;
-		h->payload = coral_cache_data(s->cache, buf) + CORAL_BLOCK_HDR;
-	}
+	h->used = true;
+	h->own = false;
+	h->buf = buf;
+	h->pinned = (uint8_t)pinned;
+	h->file = file;
+	h->block = block;
+	h->cr = (coral_cache_buf(s->cache, buf)->flags & CORAL_BUFF_CR) != 0;
+	h->payload = coral_cache_data(s->cache, buf) + CORAL_BLOCK_HDR;
 	return h;
 }
 
 /* The fast path: pins the current buffer if the node's mode covers the request. Returns 1
  * (pinned), 0 (not here: ask lmsd) or -1 (here, but pinned by another session: wait). */
-static int fast_pin(struct coral_session *s, uint32_t file, uint64_t block, int mode, uint32_t *buf,
+static int fast_pin(struct coral_session *s, uint32_t file, uint64_t block, int mode, int pin, uint32_t *buf,
 		    uint32_t *seen)
 {
 	struct coral_cache *c = s->cache;
@@ -205,6 +215,10 @@ static int fast_pin(struct coral_session *s, uint32_t file, uint64_t block, int 
 		if (coral_buf_try_pin(b, mode == CORAL_MODE_X)) {
 			b->ref = 1;
 			*buf = coral_cache_index(c, b);
+			/* recorded in the latch hold that pins: a process that dies now leaves a
+			 * pin lmsd can find */
+			atomic_store(&coral_cache_sess(c, (uint32_t)s->slot)->pins[pin],
+				     (*buf + 1) | (mode == CORAL_MODE_X ? CORAL_PINREC_X : 0));
 			r = 1;
 		} else {
 			*seen = atomic_load(&b->wake);
@@ -216,7 +230,7 @@ static int fast_pin(struct coral_session *s, uint32_t file, uint64_t block, int 
 	return r;
 }
 
-static int ask_lmsd(struct coral_session *s, uint32_t file, uint64_t block, int mode, uint32_t *buf,
+static int ask_lmsd(struct coral_session *s, uint32_t file, uint64_t block, int mode, int pin, uint32_t *buf,
 		    int *pinned, int timeout_ms)
 {
 	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
@@ -228,6 +242,8 @@ static int ask_lmsd(struct coral_session *s, uint32_t file, uint64_t block, int 
 	g.block = block;
 	g.mode = (uint32_t)mode;
 	g.session = s->id;
+	g.slot = (uint32_t)s->slot + 1;  /* lmsd records the pin it takes for us there */
+	g.pin = (uint32_t)pin + 1;
 	req.body_case = CORAL__CTL_REQUEST__BODY_GCS_GET;
 	req.gcs_get = &g;
 	Coral__CtlResponse *resp = NULL;
@@ -300,7 +316,8 @@ static void cr_drop_conn(struct coral_session *s, uint32_t node)
 /* A CR copy of the block from the lmsd of `node`, which served it last: 0 and *out, or an
  * error after which the caller takes the full path (the node no longer holds the block, is
  * changing it, or cannot be reached). */
-static int cr_direct(struct coral_session *s, uint32_t node, uint32_t file, uint64_t block, struct coral_block **out)
+static int cr_direct(struct coral_session *s, struct coral_block *h, uint32_t node, uint32_t file, uint64_t block,
+		     struct coral_block **out)
 {
 	const struct coral_node_conf *n = coral_conf_node_by_id(&s->conf, (int)node);
 	if (n == NULL || (s->cr_down_until[node] != 0 && coral_now_mono_ns() < s->cr_down_until[node]))
@@ -329,10 +346,9 @@ static int cr_direct(struct coral_session *s, uint32_t node, uint32_t file, uint
 	g.block = block;
 	req.body_case = CORAL__CTL_REQUEST__BODY_GCS_CR_READ;
 	req.gcs_cr_read = &g;
-	struct coral_block *h = free_slot(s);
-	if (h != NULL && h->copy == NULL)
+	if (h->copy == NULL)
 		h->copy = malloc(s->cache->block_size + CR_ARENA_EXTRA);
-	if (h == NULL || h->copy == NULL)
+	if (h->copy == NULL)
 		return CORAL_ENOMEM;
 	struct coral_pb_arena ar;
 	coral_pb_arena_init(&ar, h->copy, s->cache->block_size + CR_ARENA_EXTRA);
@@ -376,19 +392,21 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 		return fail(s, CORAL_EINVAL, "mode %d: use CORAL_MODE_S, CORAL_MODE_X or CORAL_MODE_CR", mode);
 	if (s->fd < 0 && lmsd_connect(s) != 0)
 		return CORAL_ENOTRUNNING;
-	if (free_slot(s) == NULL)
+	struct coral_block *h = free_slot(s);  /* the handle this get fills */
+	if (h == NULL)
 		return fail(s, CORAL_EFULL, "the session already holds %d pinned blocks", CORAL_SESSION_MAX_PINS);
+	int pin = (int)(h - s->pins);
 	s->st.gets++;
 	int timeout = (int)s->conf.cache.get_timeout_ms;
 	uint64_t deadline = 0;  /* set at the first miss: a local hit reads no clock */
 	for (;;) {
 		uint32_t buf = 0, seen = 0;
-		int r = fast_pin(s, file, block, mode, &buf, &seen);
+		int r = fast_pin(s, file, block, mode, pin, &buf, &seen);
 		if (r == 1) {
 			s->st.local_hits++;
 			atomic_fetch_add(&s->cache->st.gets, 1);
 			atomic_fetch_add(&s->cache->st.local_hits, 1);
-			*out = handle(s, buf, mode == CORAL_MODE_X ? 2 : 1, file, block);
+			*out = handle(s, h, buf, mode == CORAL_MODE_X ? 2 : 1, file, block);
 			return 0;
 		}
 		uint64_t now = coral_now_mono_ns();
@@ -411,7 +429,7 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 			if (holder == 0)
 				holder = coral_cache_cr_source(s->cache, file, block);
 			if (holder != 0 && holder != (uint32_t)s->node->id) {
-				if (cr_direct(s, holder, file, block, out) == 0) {
+				if (cr_direct(s, h, holder, file, block, out) == 0) {
 					s->st.cr_direct++;
 					return 0;
 				}
@@ -422,11 +440,11 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 		int pinned = 0;
 		s->st.remote_gets++;
 		/* lmsd gives up at get_timeout_ms and says why; the socket waits a little longer */
-		int rc = ask_lmsd(s, file, block, mode, &buf, &pinned, (int)((deadline - now) / 1000000ull) + 2000);
+		int rc = ask_lmsd(s, file, block, mode, pin, &buf, &pinned, (int)((deadline - now) / 1000000ull) + 2000);
 		if (rc != 0)
 			return rc;
 		if (pinned) {
-			*out = handle(s, buf, pinned, file, block);
+			*out = handle(s, h, buf, pinned, file, block);
 			/* a CR copy remembers who served it: the next read of the block goes there */
 			const struct coral_buf *cb = coral_cache_buf(s->cache, buf);
 			if (mode == CORAL_MODE_CR && s->cr_direct && (cb->flags & CORAL_BUFF_CR) && cb->ack_from != 0)
@@ -482,7 +500,8 @@ void coral_block_release(struct coral_session *s, struct coral_block *b)
 	if (s == NULL || b == NULL || !b->used)
 		return;
 	if (!b->own)
-		coral_cache_unpin(s->cache, coral_cache_buf(s->cache, b->buf), b->pinned == 2);
+		coral_cache_unpin_rec(s->cache, coral_cache_buf(s->cache, b->buf), b->pinned == 2,
+				      &coral_cache_sess(s->cache, (uint32_t)s->slot)->pins[b - s->pins]);
 	b->used = false;
 }
 

@@ -185,8 +185,17 @@ int cmd_cache(int argc, char **argv)
 		pinned += atomic_load(&b->pins) != 0;
 	}
 	uint64_t gets = atomic_load(&c->st.gets), hits = atomic_load(&c->st.local_hits);
+	uint32_t sessions = 0, session_pins = 0;
+	for (uint32_t i = 0; i < CORAL_CACHE_SESSIONS; i++) {
+		struct coral_sess_slot *ss = coral_cache_sess(c, i);
+		if (atomic_load(&ss->pid) == 0)
+			continue;
+		sessions++;
+		for (int k = 0; k < CORAL_CACHE_SLOT_PINS; k++)
+			session_pins += atomic_load(&ss->pins[k]) != 0;
+	}
 	if (opt_json) {
-		print_json(json_pack("{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
+		json_t *j = json_pack("{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
 				     "node", (json_int_t)node->id, "buffers", (int)c->nbuf, "block_size",
 				     (int)c->block_size, "valid", (int)atomic_load(&c->valid), "dirty",
 				     (int)atomic_load(&c->dirty), "past_images", (int)atomic_load(&c->pis), "shared",
@@ -195,7 +204,12 @@ int cmd_cache(int argc, char **argv)
 				     gets ? (double)hits / (double)gets : 0.0, "fills",
 				     (json_int_t)atomic_load(&c->st.fills), "evictions",
 				     (json_int_t)atomic_load(&c->st.evictions), "writes",
-				     (json_int_t)atomic_load(&c->st.writes), "full", (json_int_t)atomic_load(&c->st.full)));
+				     (json_int_t)atomic_load(&c->st.writes), "full", (json_int_t)atomic_load(&c->st.full));
+		json_object_set_new(j, "sessions", json_integer(sessions));
+		json_object_set_new(j, "session_pins", json_integer(session_pins));
+		json_object_set_new(j, "dead_sessions", json_integer((json_int_t)atomic_load(&c->st.dead_sessions)));
+		json_object_set_new(j, "dead_session_pins", json_integer((json_int_t)atomic_load(&c->st.dead_pins)));
+		print_json(j);
 	} else {
 		printf("node %lld cache: %u buffers of %u bytes: %u in use (S %u, X %u, past images %u, CR %u), "
 		       "%u dirty, %u pinned\n",
@@ -207,6 +221,10 @@ int cmd_cache(int argc, char **argv)
 		       (unsigned long long)atomic_load(&c->st.fills), (unsigned long long)atomic_load(&c->st.evictions),
 		       (unsigned long long)atomic_load(&c->st.writes), (unsigned long long)atomic_load(&c->st.full),
 		       (unsigned long long)atomic_load(&c->st.pin_waits));
+		printf("  sessions %u of %d (holding %u pins); sessions of dead processes cleaned up %llu, their pins "
+		       "released %llu\n",
+		       sessions, CORAL_CACHE_SESSIONS, session_pins, (unsigned long long)atomic_load(&c->st.dead_sessions),
+		       (unsigned long long)atomic_load(&c->st.dead_pins));
 	}
 	coral_sga_detach(&sga);
 	return 0;

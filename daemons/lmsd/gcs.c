@@ -617,7 +617,11 @@ static void wait_complete(struct gcs_core *c, struct gcs_wait *w, struct coral_b
 	default: break;
 	}
 	struct gcs_waiter again[GCS_MAX_WAITERS];
-	uint32_t nagain = 0;
+	uint32_t nagain = 0, nserved = 0;
+	struct {
+		uint64_t cookie;
+		int pinned;
+	} res[GCS_MAX_WAITERS];
 	uint32_t ch = coral_cache_chain(c->cache, w->file, w->block);
 	coral_cache_lock(c->cache, ch);
 	for (uint32_t k = 0; k < w->nw; k++) {
@@ -628,10 +632,14 @@ static void wait_complete(struct gcs_core *c, struct gcs_wait *w, struct coral_b
 			continue;
 		}
 		bool excl = x->mode == CORAL_BL_X;
-		int pinned = coral_buf_try_pin(b, excl) ? (excl ? 2 : 1) : 0;
-		done(c, x->cookie, 0, i, pinned, served);
+		res[nserved].cookie = x->cookie;
+		res[nserved++].pinned = coral_buf_try_pin(b, excl) ? (excl ? 2 : 1) : 0;
 	}
 	coral_cache_unlock(c->cache, ch);
+	/* answered once the latch is gone: lmsd may take it again there (to drop a pin whose
+	 * session went away) */
+	for (uint32_t k = 0; k < nserved; k++)
+		done(c, res[k].cookie, 0, i, res[k].pinned, served);
 	bool cr = w->cr;
 	uint32_t file = w->file;
 	uint64_t block = w->block;

@@ -34,6 +34,7 @@
 struct ctlwait {
 	bool used;
 	uint64_t conn, req_id;
+	uint32_t session, slot, pin;   /* where a pin taken for the session is recorded (+1; 0: nowhere) */
 };
 
 struct lmsd {
@@ -51,7 +52,7 @@ struct lmsd {
 	struct coral_selfq *selfq;
 	uint64_t incarnation;
 	uint64_t fenced_inc[CORAL_MAX_NODES + 1];
-	uint64_t next_checkpoint_ms;
+	uint64_t next_checkpoint_ms, next_reap_ms;
 	int fds[CORAL_MAX_DATAFILES + 1];
 	bool unsynced[CORAL_MAX_DATAFILES + 1];
 	struct ctlwait waits[WAITS];
@@ -210,11 +211,30 @@ static uint64_t wait_add(struct lmsd *l, uint64_t conn, const Coral__CtlRequest 
 		size_t i = (l->wait_hint + k) % WAITS;
 		if (l->waits[i].used)
 			continue;
-		l->waits[i] = (struct ctlwait){true, conn, req_id(req)};
+		const Coral__GcsGetRequest *g = req->body_case == CORAL__CTL_REQUEST__BODY_GCS_GET ? req->gcs_get : NULL;
+		l->waits[i] = (struct ctlwait){true, conn, req_id(req), g ? g->session : 0, g ? g->slot : 0, g ? g->pin : 0};
 		l->wait_hint = (uint32_t)(i + 1);
 		return i + 1;
 	}
 	return 0;
+}
+
+/* The record of a pin taken for the waiting session, in its slot (NULL: it gave none, or
+ * the slot is another session's now). No latch: gcs.c may hold the block's already, and
+ * nothing else writes this entry meanwhile (the session waits for this answer; the reaper of
+ * dead sessions' pins is lmsd itself). Only an empty entry is taken, so that the late answer
+ * of a session that gave up cannot overwrite a pin it recorded since. */
+static _Atomic uint32_t *pin_record(struct lmsd *l, const struct ctlwait *w, uint32_t buf, int pinned)
+{
+	if (w->slot == 0 || w->slot > CORAL_CACHE_SESSIONS || w->pin == 0 || w->pin > CORAL_CACHE_SLOT_PINS)
+		return NULL;
+	struct coral_sess_slot *ss = coral_cache_sess(l->cache, w->slot - 1);
+	if (atomic_load(&ss->pid) == 0 || ss->id != w->session)
+		return NULL;
+	_Atomic uint32_t *rec = &ss->pins[w->pin - 1];
+	uint32_t empty = 0;
+	return atomic_compare_exchange_strong(rec, &empty, (buf + 1) | (pinned == 2 ? CORAL_PINREC_X : 0)) ? rec
+													      : NULL;
 }
 
 static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinned, int served)
@@ -247,8 +267,9 @@ static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinn
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_GET;
 	resp.gcs_get = &r;
+	_Atomic uint32_t *rec = pinned ? pin_record(l, w, buf, pinned) : NULL;
 	if (coral_daemon_answer(l->d, w->conn, w->req_id, &resp) != 0 && pinned)
-		coral_cache_unpin(l->cache, coral_cache_buf(l->cache, buf), pinned == 2);
+		coral_cache_unpin_rec(l->cache, coral_cache_buf(l->cache, buf), pinned == 2, rec);
 }
 
 static void op_log(void *arg, int level, const char *msg)
@@ -319,6 +340,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		int n = gcs_core_checkpoint(c);
 		if (n > 0)
 			log_debug("checkpoint: %d blocks written back", n);
+	}
+	/* once a second: the pins of sessions whose process died go (a pinned buffer is never
+	 * shipped, written back or evicted) */
+	if (now >= l->next_reap_ms) {
+		l->next_reap_ms = now + 1000;
+		uint64_t pins = 0;
+		int dead = coral_cache_sess_reap(l->cache, &pins);
+		if (dead > 0)
+			log_notice("%d session%s of processes that died: %llu pinned block%s released", dead,
+				   dead == 1 ? "" : "s", (unsigned long long)pins, pins == 1 ? "" : "s");
 	}
 }
 

@@ -14,6 +14,7 @@
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <signal.h>
 
 TestSuite(lmsd, .init = NULL, .fini = cl_teardown, .timeout = 240);
 
@@ -196,4 +197,69 @@ Test(lmsd, cr_copies_come_straight_from_the_holder)
 	cr_expect_eq(jint(g, "cr_direct"), 2, "%s", res.out);
 	cr_expect_eq(jint(g, "cr_direct_refused"), 1, "%s", res.out);
 	json_decref(g);
+}
+
+/* A process killed while its session holds blocks pinned (one pinned on the fast path, one
+ * pinned by lmsd for it): lmsd releases both within a second or so, and another node then
+ * gets them in X (a pinned buffer is never shipped: before, they stayed on node 1 for good). */
+Test(lmsd, pins_of_a_killed_session_are_released)
+{
+	start_three("lmk", NULL);
+	json_t *df = ctl_json(1, "datafile create pins 4");
+	cr_assert_not_null(df, "%s", res.out);
+	uint32_t fid = (uint32_t)jint(df, "id");
+	json_decref(df);
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		struct coral_session *s;
+		struct coral_block *a = NULL, *b = NULL;
+		char ok = 'n';
+		if (coral_session_open(cl.conf, 1, "test", "test_lmsd-victim", &s) == 0 &&
+		    coral_block_get(s, fid, 0, CORAL_MODE_X, &a) == 0) {
+			coral_block_release(s, a);
+			/* block 0 again: the node holds it in X, the fast path pins it; block 1
+			 * comes through lmsd, which pins it for the session */
+			if (coral_block_get(s, fid, 0, CORAL_MODE_X, &a) == 0 &&
+			    coral_block_get(s, fid, 1, CORAL_MODE_X, &b) == 0)
+				ok = 'y';
+		}
+		if (write(p[1], &ok, 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(p[1]);
+	char ok = 0;
+	cr_assert_eq(read(p[0], &ok, 1), 1);
+	close(p[0]);
+	cr_assert_eq(ok, 'y', "the victim session could not pin its blocks");
+	json_t *c = ctl_json(1, "cache");
+	cr_assert_not_null(c, "%s", res.out);
+	cr_expect_geq(jint(c, "session_pins"), 2, "%s", res.out);
+	json_decref(c);
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(cl.conf, 2, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
+	uint64_t t0 = coral_now_mono_ns();
+	for (uint64_t blk = 0; blk < 2; blk++) {
+		struct coral_block *b = NULL;
+		cr_expect_eq(coral_block_get(s, fid, blk, CORAL_MODE_X, &b), 0, "block %llu: %s", (unsigned long long)blk,
+			     coral_session_error(s));
+		if (b)
+			coral_block_release(s, b);
+	}
+	double took = (double)(coral_now_mono_ns() - t0) / 1e9;
+	cr_expect_lt(took, 8.0, "both blocks within %.1f s (get_timeout_ms is 10 s)", took);
+	coral_session_close(s);
+	c = ctl_json(1, "cache");
+	cr_assert_not_null(c, "%s", res.out);
+	cr_expect_eq(jint(c, "dead_sessions"), 1, "%s", res.out);
+	cr_expect_eq(jint(c, "dead_session_pins"), 2, "%s", res.out);
+	cr_expect_eq(jint(c, "session_pins"), 0, "%s", res.out);
+	json_decref(c);
 }
