@@ -121,6 +121,19 @@ Test(lmsd, bank_on_three_nodes_then_a_damaged_block_is_refused)
 }
 
 /* One session changes a block, in X on node `node`, to value v (committed). */
+/* start_three() with the default configuration, and a new 4-block data file: its id */
+static uint32_t start_three_with_file(const char *prefix, const char *name)
+{
+	start_three(prefix, NULL);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "datafile create %s 4", name);
+	json_t *df = ctl_json(1, cmd);
+	cr_assert_not_null(df, "%s", res.out);
+	uint32_t fid = (uint32_t)jint(df, "id");
+	json_decref(df);
+	return fid;
+}
+
 static void put(int node, uint32_t fid, uint64_t v)
 {
 	struct coral_session *s;
@@ -148,11 +161,7 @@ static uint64_t cr_read(struct coral_session *s, uint32_t fid)
  * holder refuses and the session takes the full path, then reads from the new holder. */
 Test(lmsd, cr_copies_come_straight_from_the_holder)
 {
-	start_three("lmc", NULL);
-	json_t *df = ctl_json(1, "datafile create crt 4");
-	cr_assert_not_null(df, "%s", res.out);
-	uint32_t fid = (uint32_t)jint(df, "id");
-	json_decref(df);
+	uint32_t fid = start_three_with_file("lmc", "crt");
 
 	put(1, fid, 1);
 	struct coral_session *s;
@@ -204,11 +213,7 @@ Test(lmsd, cr_copies_come_straight_from_the_holder)
  * gets them in X (a pinned buffer is never shipped: before, they stayed on node 1 for good). */
 Test(lmsd, pins_of_a_killed_session_are_released)
 {
-	start_three("lmk", NULL);
-	json_t *df = ctl_json(1, "datafile create pins 4");
-	cr_assert_not_null(df, "%s", res.out);
-	uint32_t fid = (uint32_t)jint(df, "id");
-	json_decref(df);
+	uint32_t fid = start_three_with_file("lmk", "pins");
 	int p[2];
 	cr_assert_eq(pipe(p), 0);
 	pid_t child = fork();
