@@ -293,6 +293,8 @@ int coral_ctl_client_call(struct coral_ctl_client *cc, Coral__CtlRequest *req, i
 	return 0;
 }
 
+bool coral_ctl_client_closed(const struct coral_ctl_client *cc) { return coral_ipc_client_closed(cc->ipc); }
+
 uint64_t coral_ctl_client_late(const struct coral_ctl_client *cc)
 {
 	return cc->late;

@@ -7,6 +7,7 @@
 
 #include "ctl.pb-c.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,9 @@ struct coral_ctl_client *coral_ctl_client_new(struct event_base *base, const cha
 int coral_ctl_client_call(struct coral_ctl_client *cc, Coral__CtlRequest *req, int timeout_ms,
 			  coral_ctl_done_fn done, void *arg);
 uint64_t coral_ctl_client_late(const struct coral_ctl_client *cc); /* answers after timeout */
+/* True once the connection is gone (the daemon exited or restarted): every call fails with
+ * CORAL_ECLOSED from then on; free the client and make a new one, outside its callbacks. */
+bool coral_ctl_client_closed(const struct coral_ctl_client *cc);
 /* Closes the connection; calls still pending are dropped without calling their done. */
 void coral_ctl_client_free(struct coral_ctl_client *cc);
 

@@ -418,6 +418,8 @@ int coral_ipc_client_send(struct coral_ipc_client *c, const ProtobufCMessage *ms
 	return coral_frame_append(out, msg, c->max_frame);
 }
 
+bool coral_ipc_client_closed(const struct coral_ipc_client *c) { return c->closed; }
+
 void coral_ipc_client_free(struct coral_ipc_client *c)
 {
 	if (c == NULL)

@@ -85,6 +85,9 @@ struct coral_ipc_client *coral_ipc_client_new(struct event_base *base, const cha
 /* CORAL_EBUSY when the output queue is past its bound: the producer must wait. */
 int coral_ipc_client_send(struct coral_ipc_client *c, const ProtobufCMessage *msg);
 void coral_ipc_client_free(struct coral_ipc_client *c);
+/* True once the connection is gone (the peer closed it or an error ended it): nothing more
+ * can be sent on it; the caller makes a new client. */
+bool coral_ipc_client_closed(const struct coral_ipc_client *c);
 
 /* Blocking connect for tools; CORAL_ENOTRUNNING when nothing listens at path. */
 int coral_ipc_connect(const char *path, int *fd);

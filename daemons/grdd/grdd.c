@@ -46,6 +46,7 @@ struct grdd {
 	uint64_t incarnation;
 	uint64_t fenced_inc[CORAL_MAX_NODES + 1];
 	bool read_done, get_out, watch_out;
+	bool raft_answered;  /* the current connection to raftd has answered */
 	uint64_t watch_index, raft_retry_ms;
 	struct ctlwait waits[WAITS];
 };
@@ -114,7 +115,7 @@ static int op_store(void *arg, const uint8_t *buf, size_t len, uint64_t expect_i
 		return CORAL_ENOMEM;
 	ck[0] = cookie;
 	ck[1] = (uint64_t)(uintptr_t)g;
-	int rc = coral_ctl_client_call(g->raft, &req, 5000, on_store_done, ck);
+	int rc = g->raft ? coral_ctl_client_call(g->raft, &req, 5000, on_store_done, ck) : CORAL_ECLOSED;
 	if (rc != 0)
 		free(ck);
 	return rc;
@@ -201,7 +202,7 @@ static void raft_call(struct grdd *g, Coral__CtlRequest *req, int timeout, coral
 	hdr.sender_node = g->self;
 	hdr.sender = (char *)"grdd";
 	req->hdr = &hdr;
-	if (coral_ctl_client_call(g->raft, req, timeout, fn, g) != 0) {
+	if (g->raft == NULL || coral_ctl_client_call(g->raft, req, timeout, fn, g) != 0) {
 		g->get_out = g->watch_out = false;
 		g->raft_retry_ms = now_ms() + 200;
 	}
@@ -211,6 +212,7 @@ static void on_get(void *arg, int err, const Coral__CtlResponse *resp)
 {
 	struct grdd *g = arg;
 	g->get_out = false;
+	g->raft_answered |= err == 0;
 	int code = err ? err : resp->code;
 	if (code == CORAL_ENOENT) {
 		g->read_done = true;
@@ -237,6 +239,7 @@ static void on_watch(void *arg, int err, const Coral__CtlResponse *resp)
 {
 	struct grdd *g = arg;
 	g->watch_out = false;
+	g->raft_answered |= err == 0;
 	int code = err ? err : resp->code;
 	if (code != 0 || resp->watch == NULL) {
 		if (code != CORAL_ETIMEDOUT)
@@ -300,11 +303,38 @@ static int net_start(struct grdd *g, uint64_t inc)
 
 /* ---- the tick ------------------------------------------------------------------------- */
 
+/* The connection to the node's raftd is made again once it is gone (raftd killed or
+ * restarted by the supervisor): without this grdd stayed deaf to the map record for good,
+ * and a grdd that had not read the map yet stayed at map version 0 (the main job, killing
+ * the leader's raftd, showed it in about one run in four). The key is read again: changes
+ * made meanwhile were not watched. */
+static void raft_reconnect(struct grdd *g)
+{
+	if (g->raft != NULL && !coral_ctl_client_closed(g->raft))
+		return;
+	if (g->raft != NULL) {
+		coral_ctl_client_free(g->raft);
+		g->raft = NULL;
+		if (g->raft_answered)  /* once per loss, not for each refused attempt after it */
+			log_notice("connection to raftd lost: connecting again");
+		g->raft_answered = false;
+	}
+	char sock[CORAL_STR_MAX + 32];
+	coral_conf_sock_path(g->d->node, "raftd", sock, sizeof(sock));
+	g->raft = coral_ctl_client_new(g->d->base, sock, (size_t)g->d->conf.cluster.max_frame);
+	if (g->raft == NULL)
+		return;  /* not listening yet: the next tick tries again */
+	g->get_out = g->watch_out = false;
+	g->read_done = false;
+	g->raft_retry_ms = 0;
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct grdd *g = arg;
+	raft_reconnect(g);
 	struct coral_cluster_view v;
 	coral_cluster_read(g->cl, &v);
 	if (v.incarnation != 0 && g->net == NULL) {
@@ -649,13 +679,11 @@ static int grdd_init(struct coral_daemon *d)
 		.log = op_log, .arg = g,
 	};
 	g->core = grd_core_new(g->self, &d->conf.grd, g->map, g->dir, g->held, &ops);
-	char sock[CORAL_STR_MAX + 32];
-	coral_conf_sock_path(d->node, "raftd", sock, sizeof(sock));
-	g->raft = coral_ctl_client_new(d->base, sock, (size_t)d->conf.cluster.max_frame);
+	raft_reconnect(g);  /* raftd not listening yet: the tick connects later */
 	g->ev_tick = event_new(d->base, -1, EV_PERSIST, on_tick, g);
 	g->selfq = coral_selfq_new(d->base, SELFQ, on_self, g);
 	struct timeval tv = {0, TICK_MS * 1000};
-	if (g->core == NULL || g->raft == NULL || g->ev_tick == NULL || g->selfq == NULL ||
+	if (g->core == NULL || g->ev_tick == NULL || g->selfq == NULL ||
 	    event_add(g->ev_tick, &tv) != 0)
 		return CORAL_ENOMEM;
 	return 0;
