@@ -45,6 +45,11 @@ static inline void cl_teardown(void)
 {
 	if (run("%s -c %s stop all", CORAL_NODE, cl.conf)->code != 0)
 		fprintf(stderr, "teardown: %s\n", res.out);
+	/* the directory goes: what went wrong in the nodes stays in the test's log (a node
+	 * that did not start, a daemon that died) */
+	if (run("grep -HE '\\] (error|warning): |exited|killed' %s/node*/node.log | grep -v 'stopped by' | tail -n 30",
+		cl.dir)->code == 0 && res.out[0])
+		fprintf(stderr, "teardown: errors and warnings in the node logs:\n%s", res.out);
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
 	run("rm -rf %s", cl.dir);
