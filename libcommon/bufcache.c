@@ -243,8 +243,12 @@ int coral_cache_sess_claim(struct coral_cache *c, uint32_t id)
 	for (int i = 0; i < CORAL_CACHE_SESSIONS; i++) {
 		struct coral_sess_slot *s = coral_cache_sess(c, (uint32_t)i);
 		int32_t free_ = 0;
-		if (atomic_load(&s->pid) == 0 && atomic_compare_exchange_strong(&s->pid, &free_, me)) {
+		/* claimed as -pid first: the reaper takes no slot whose start it may not read yet */
+		if (atomic_load(&s->pid) == 0 && atomic_compare_exchange_strong(&s->pid, &free_, -me)) {
 			s->id = id;
+			s->start = coral_pid_start(me);
+			atomic_store(&s->spinning, 0);
+			atomic_store(&s->pid, me);
 			return i;
 		}
 	}
@@ -264,8 +268,19 @@ int coral_cache_sess_reap(struct coral_cache *c, uint64_t *pins)
 	for (uint32_t i = 0; i < CORAL_CACHE_SESSIONS; i++) {
 		struct coral_sess_slot *s = coral_cache_sess(c, i);
 		int32_t pid = atomic_load(&s->pid);
-		if (pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+		if (pid == 0)
 			continue;
+		if (pid < 0) {
+			/* died while claiming: nothing recorded yet */
+			if (!coral_pid_alive(-pid))
+				atomic_compare_exchange_strong(&s->pid, &pid, 0);
+			continue;
+		}
+		uint64_t start = coral_pid_start(pid);
+		if (start != 0 && (start == s->start || start == UINT64_MAX || s->start == UINT64_MAX))
+			continue;
+		if (atomic_exchange(&s->spinning, 0))
+			atomic_fetch_sub(&c->spinners, 1);
 		for (int k = 0; k < CORAL_CACHE_SLOT_PINS; k++) {
 			uint32_t v = atomic_load(&s->pins[k]);
 			uint32_t idx = (v & ~CORAL_PINREC_X) - 1;

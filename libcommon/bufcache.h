@@ -74,8 +74,11 @@ struct coral_cache_stats {
 #define CORAL_CACHE_SLOT_PINS 64      /* pins per session (libcoral's CORAL_SESSION_MAX_PINS) */
 #define CORAL_PINREC_X 0x80000000u    /* a record: buffer index + 1, | this bit for an X pin */
 struct coral_sess_slot {
-	_Atomic int32_t pid;           /* 0: free */
+	_Atomic int32_t pid;           /* 0: free; -pid while the process claims it */
 	uint32_t id;                   /* the session's number (redo records, lmsd requests) */
+	uint64_t start;                /* coral_pid_start() of the process: a reused pid is not it */
+	_Atomic uint32_t spinning;     /* counted in the cache's spinners */
+	uint32_t pad;
 	_Atomic uint32_t pins[CORAL_CACHE_SLOT_PINS];
 };
 

@@ -206,24 +206,52 @@ int coral_self_dir(char *buf, size_t bufsz)
 	return 0;
 }
 
-bool coral_pid_alive(pid_t pid)
+/* Reads /proc/PID/stat: -1 if the process is gone or a zombie (it has exited; its parent,
+ * maybe an init that reaps slowly, just has not collected it), 0 with *start its start time
+ * (clock ticks after boot), 1 if it exists but its stat cannot be read. */
+static int pid_stat(pid_t pid, uint64_t *start)
 {
+	*start = 0;
 	if (pid <= 0)
-		return false;
+		return -1;
 	if (kill(pid, 0) != 0 && errno != EPERM)
-		return false;
-	/* A zombie has exited; its parent (maybe an init that reaps slowly) just has not
-	 * collected it. The state is the field after the parenthesised command name. */
-	char path[64], buf[512];
+		return -1;
+	char path[64], buf[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	FILE *f = fopen(path, "r");
 	if (f == NULL)
-		return true;
+		return 1;
 	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = '\0';
+	/* the fields after the parenthesised command name (which may hold anything) */
 	char *rp = strrchr(buf, ')');
-	return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
+	if (rp == NULL || rp[1] != ' ')
+		return 1;
+	if (rp[2] == 'Z' || rp[2] == 'X')
+		return -1;
+	/* state is field 3, starttime field 22 */
+	char *p = rp + 2;
+	for (int field = 3; field < 22 && p; field++)
+		if ((p = strchr(p, ' ')) != NULL)
+			p++;
+	if (p == NULL)
+		return 1;
+	*start = strtoull(p, NULL, 10);
+	return 0;
+}
+
+bool coral_pid_alive(pid_t pid)
+{
+	uint64_t start;
+	return pid_stat(pid, &start) >= 0;
+}
+
+uint64_t coral_pid_start(pid_t pid)
+{
+	uint64_t start;
+	int rc = pid_stat(pid, &start);
+	return rc < 0 ? 0 : rc > 0 ? UINT64_MAX : start + 1;
 }
 
 bool coral_pid_is(pid_t pid, const char *comm)

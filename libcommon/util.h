@@ -45,6 +45,10 @@ int coral_self_dir(char *buf, size_t bufsz);
 
 /* True if a process with this pid exists (and we may or may not signal it). */
 bool coral_pid_alive(pid_t pid);
+/* When the process started (clock ticks after boot from /proc/PID/stat, plus one): with the
+ * pid it names one process for good, as a pid alone does not once the pid is reused. 0 if the
+ * process is gone or a zombie, UINT64_MAX if it exists but its start cannot be read. */
+uint64_t coral_pid_start(pid_t pid);
 /* True if /proc/PID/comm names this program (guards against pid reuse). */
 bool coral_pid_is(pid_t pid, const char *comm);
 

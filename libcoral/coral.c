@@ -254,11 +254,15 @@ static int ask_lmsd(struct coral_session *s, uint32_t file, uint64_t block, int 
 	bool spin = s->conf.cache.spin_us > 0 && atomic_fetch_add(&s->cache->spinners, 1) < s->max_spinners;
 	if (s->conf.cache.spin_us > 0 && !spin)
 		atomic_fetch_sub(&s->cache->spinners, 1);
+	/* marked in the slot, so that lmsd gives the count back if this process dies spinning */
+	struct coral_sess_slot *slot = coral_cache_sess(s->cache, (uint32_t)s->slot);
+	if (spin)
+		atomic_store(&slot->spinning, 1);
 	coral_frame_spin(spin ? (uint64_t)s->conf.cache.spin_us * 1000 : 0);
 	int rc = coral_ctl_call_rd(s->fd, &s->rd, NULL, s->sock, &req, (size_t)s->conf.cluster.max_frame, timeout_ms, &resp,
 				   err, sizeof(err));
 	coral_frame_spin(0);
-	if (spin)
+	if (spin && atomic_exchange(&slot->spinning, 0))
 		atomic_fetch_sub(&s->cache->spinners, 1);
 	if (rc != 0) {
 		/* the connection is in an unknown state: a fresh one for the next call */

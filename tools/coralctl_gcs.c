@@ -188,7 +188,7 @@ int cmd_cache(int argc, char **argv)
 	uint32_t sessions = 0, session_pins = 0;
 	for (uint32_t i = 0; i < CORAL_CACHE_SESSIONS; i++) {
 		struct coral_sess_slot *ss = coral_cache_sess(c, i);
-		if (atomic_load(&ss->pid) == 0)
+		if (atomic_load(&ss->pid) <= 0)
 			continue;
 		sessions++;
 		for (int k = 0; k < CORAL_CACHE_SLOT_PINS; k++)

@@ -229,7 +229,7 @@ static _Atomic uint32_t *pin_record(struct lmsd *l, const struct ctlwait *w, uin
 	if (w->slot == 0 || w->slot > CORAL_CACHE_SESSIONS || w->pin == 0 || w->pin > CORAL_CACHE_SLOT_PINS)
 		return NULL;
 	struct coral_sess_slot *ss = coral_cache_sess(l->cache, w->slot - 1);
-	if (atomic_load(&ss->pid) == 0 || ss->id != w->session)
+	if (atomic_load(&ss->pid) <= 0 || ss->id != w->session)
 		return NULL;
 	_Atomic uint32_t *rec = &ss->pins[w->pin - 1];
 	uint32_t empty = 0;

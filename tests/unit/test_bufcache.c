@@ -1,0 +1,127 @@
+/* The buffer cache's session slots: lmsd's reaper releases the pins of a session whose
+ * process died and gives back its place among the spinners, keeps the slots of live
+ * processes, and takes a live pid that names a newer process (the pid reused) for the dead
+ * one it is. The cache lives in shared anonymous memory, as in the SGA, so that a forked
+ * child can claim a slot and die. */
+#include "bufcache.h"
+#include "util.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NBUF 8
+#define BS 4096
+
+static struct coral_cache *c;
+static size_t csize;
+
+static void setup(void)
+{
+	csize = coral_cache_size(NBUF, BS);
+	c = mmap(NULL, csize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(c, MAP_FAILED);
+	cr_assert_eq(coral_cache_init(c, csize, NBUF, BS), 0);
+}
+
+static void teardown(void)
+{
+	munmap(c, csize);
+}
+
+TestSuite(sessions, .init = setup, .fini = teardown);
+
+/* As a session does under the block's latch: pin buffer i of (1, block) and record it. */
+static void pin_recorded(int slot, int k, uint32_t i, uint64_t block, bool x)
+{
+	struct coral_buf *b = coral_cache_buf(c, i);
+	uint32_t ch = coral_cache_chain(c, 1, block);
+	coral_cache_lock(c, ch);
+	b->file = 1;
+	b->block = block;
+	b->flags = CORAL_BUFF_VALID;
+	atomic_fetch_add(&b->pins, x ? CORAL_BUF_XPIN : 1);
+	atomic_store(&coral_cache_sess(c, (uint32_t)slot)->pins[k], (i + 1) | (x ? CORAL_PINREC_X : 0));
+	coral_cache_unlock(c, ch);
+}
+
+static void spin_on(int slot)
+{
+	atomic_fetch_add(&c->spinners, 1);
+	atomic_store(&coral_cache_sess(c, (uint32_t)slot)->spinning, 1);
+}
+
+Test(sessions, pins_and_spin_of_a_dead_process_are_released_live_ones_kept)
+{
+	int mine = coral_cache_sess_claim(c, 7);
+	cr_assert_geq(mine, 0);
+	pin_recorded(mine, 0, 0, 10, false);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		int s = coral_cache_sess_claim(c, 8);
+		if (s < 0)
+			_exit(2);
+		pin_recorded(s, 0, 1, 11, true);
+		pin_recorded(s, 5, 2, 12, false);
+		spin_on(s);
+		_exit(0); /* without releasing anything, as a killed process */
+	}
+	int st;
+	cr_assert_eq(waitpid(child, &st, 0), child);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	cr_assert_eq(atomic_load(&c->spinners), 1);
+
+	uint64_t pins = 0;
+	cr_assert_eq(coral_cache_sess_reap(c, &pins), 1, "one session died");
+	cr_assert_eq(pins, 2);
+	cr_assert_eq(atomic_load(&coral_cache_buf(c, 1)->pins), 0, "the dead session's X pin is gone");
+	cr_assert_eq(atomic_load(&coral_cache_buf(c, 2)->pins), 0, "and its shared pin");
+	cr_assert_eq(atomic_load(&coral_cache_buf(c, 0)->pins), 1, "a live session's pin stays");
+	cr_assert_eq(atomic_load(&c->spinners), 0, "the dead session's place among the spinners is given back");
+	cr_assert_eq(atomic_load(&coral_cache_sess(c, (uint32_t)mine)->pid), (int32_t)getpid());
+	cr_assert_eq(atomic_load(&c->st.dead_sessions), 1);
+	cr_assert_eq(atomic_load(&c->st.dead_pins), 2);
+
+	/* nothing more to do on a second pass */
+	cr_assert_eq(coral_cache_sess_reap(c, &pins), 0);
+	cr_assert_eq(pins, 0);
+}
+
+Test(sessions, a_reused_pid_does_not_keep_the_dead_sessions_pins)
+{
+	int s = coral_cache_sess_claim(c, 9);
+	cr_assert_geq(s, 0);
+	struct coral_sess_slot *ss = coral_cache_sess(c, (uint32_t)s);
+	uint64_t start = coral_pid_start(getpid());
+	cr_assert(start != 0 && start != UINT64_MAX, "this process's start time from /proc");
+	cr_assert_eq(ss->start, start);
+	pin_recorded(s, 3, 4, 20, true);
+	uint64_t pins = 0;
+	cr_assert_eq(coral_cache_sess_reap(c, &pins), 0, "the slot's process is alive");
+	/* the slot as an earlier process with this pid would have left it */
+	ss->start = start - 1;
+	cr_assert_eq(coral_cache_sess_reap(c, &pins), 1, "the pid names another process now");
+	cr_assert_eq(pins, 1);
+	cr_assert_eq(atomic_load(&coral_cache_buf(c, 4)->pins), 0);
+	cr_assert_eq(atomic_load(&ss->pid), 0, "the slot is free again");
+}
+
+Test(sessions, a_slot_half_claimed_by_a_dead_process_is_freed)
+{
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0)
+		_exit(0);
+	cr_assert_eq(waitpid(child, NULL, 0), child);
+	struct coral_sess_slot *a = coral_cache_sess(c, 0), *b = coral_cache_sess(c, 1);
+	atomic_store(&a->pid, -(int32_t)child);
+	atomic_store(&b->pid, -(int32_t)getpid()); /* claiming now: left alone */
+	uint64_t pins = 0;
+	coral_cache_sess_reap(c, &pins);
+	cr_assert_eq(atomic_load(&a->pid), 0);
+	cr_assert_eq(atomic_load(&b->pid), -(int32_t)getpid());
+	cr_assert_eq(coral_cache_sess_claim(c, 1), 0, "the freed slot is claimed again");
+}
