@@ -53,6 +53,12 @@ int coral_cluster_sga_init(void *section, size_t size, const struct coral_conf *
 void coral_cluster_sga_fill(const void *section, uint64_t *used, uint64_t *capacity);
 
 struct coral_cluster_sga *coral_cluster_sga(const struct coral_sga *sga);
+/* Whether raftd has fenced this node: one byte, read without the sequence counter, as the
+ * data paths (libcoral, lmsd, the log writer) ask on every call. */
+static inline bool coral_cluster_fenced(const struct coral_cluster_sga *c)
+{
+	return c && __atomic_load_n(&c->v.fenced, __ATOMIC_ACQUIRE);
+}
 /* A consistent copy of the view (retries while raftd is writing). */
 void coral_cluster_read(const struct coral_cluster_sga *c, struct coral_cluster_view *out);
 /* raftd only. */

@@ -94,6 +94,13 @@ void coral_redo_kick(struct coral_redo *r)
 	futex(&r->work_seq, FUTEX_WAKE, INT_MAX, -1);
 }
 
+void coral_redo_set_fenced(struct coral_redo *r, bool fenced)
+{
+	atomic_store(&r->fenced, fenced ? 1u : 0u);
+	atomic_fetch_add(&r->durable_seq, 1);
+	futex(&r->durable_seq, FUTEX_WAKE, INT_MAX, -1);
+}
+
 int coral_redo_append(struct coral_redo *r, uint8_t type, uint64_t scn, uint32_t session, uint32_t file,
 		      uint64_t block, uint32_t offset, const void *bytes, uint32_t nbytes, int timeout_ms,
 		      uint64_t *lsn)
@@ -152,6 +159,8 @@ int coral_redo_wait(struct coral_redo *r, uint64_t lsn, int timeout_ms)
 		uint32_t seq = atomic_load(&r->durable_seq);
 		if (atomic_load(&r->durable) >= lsn)
 			return 0;
+		if (atomic_load(&r->fenced))
+			return CORAL_EFENCED;
 		uint64_t f = atomic_load(&r->force_to);
 		while (f < lsn && !atomic_compare_exchange_weak(&r->force_to, &f, lsn))
 			;

@@ -49,7 +49,7 @@ struct coral_redo {
 	uint64_t size;                 /* ring bytes */
 	uint64_t off_ring;
 	uint32_t thread;               /* the node id */
-	uint32_t pad;
+	_Atomic uint32_t fenced;       /* the log writer stopped: the node is fenced (waits fail) */
 	pthread_mutex_t latch;         /* appenders; protects tail and the ring bytes past durable */
 	_Atomic uint64_t tail;         /* LSN after the last appended record */
 	_Atomic uint64_t durable;      /* LSN up to which the thread is on disk */
@@ -82,8 +82,12 @@ int coral_redo_init(struct coral_redo *r, size_t size, uint64_t ring, uint32_t t
 int coral_redo_append(struct coral_redo *r, uint8_t type, uint64_t scn, uint32_t session, uint32_t file,
 		      uint64_t block, uint32_t offset, const void *bytes, uint32_t nbytes, int timeout_ms,
 		      uint64_t *lsn);
-/* Waits until everything up to lsn is durable; CORAL_ETIMEDOUT after timeout_ms. */
+/* Waits until everything up to lsn is durable; CORAL_ETIMEDOUT after timeout_ms,
+ * CORAL_EFENCED at once while the log writer is stopped by a fence. */
 int coral_redo_wait(struct coral_redo *r, uint64_t lsn, int timeout_ms);
+/* The log writer: stopped (or resumed) because the node is fenced (unfenced); waiters are
+ * woken to see it. */
+void coral_redo_set_fenced(struct coral_redo *r, bool fenced);
 
 /* The log writer. */
 struct coral_redo_writer;

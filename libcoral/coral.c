@@ -8,6 +8,7 @@
 #include "coral.h"
 
 #include "bufcache.h"
+#include "cluster.h"
 #include "conf.h"
 #include "ctl.h"
 #include "errors.h"
@@ -49,6 +50,7 @@ struct coral_session {
 	bool attached;
 	struct coral_cache *cache;
 	struct coral_redo *redo;
+	struct coral_cluster_sga *cl;
 	int fd;                   /* to lmsd */
 	char sock[CORAL_STR_MAX + 32];
 	uint32_t id;
@@ -91,6 +93,26 @@ static int fail(struct coral_session *s, int code, const char *fmt, ...)
 	return code;
 }
 
+/* coral.h's codes are errors.h's */
+_Static_assert(CORAL_ERR_INVAL == CORAL_EINVAL && CORAL_ERR_PERM == CORAL_EPERM &&
+		       CORAL_ERR_TIMEDOUT == CORAL_ETIMEDOUT && CORAL_ERR_BUSY == CORAL_EBUSY &&
+		       CORAL_ERR_FULL == CORAL_EFULL && CORAL_ERR_NOTRUNNING == CORAL_ENOTRUNNING &&
+		       CORAL_ERR_FENCED == CORAL_EFENCED && CORAL_ERR_CORRUPT == CORAL_ECORRUPT,
+	       "coral.h's error codes differ from errors.h's");
+
+/* A fenced node (no quorum for its lease, or evicted) gives out no block, takes no change and
+ * makes no commit durable: the majority may be recovering its blocks. One byte of the SGA
+ * says so; the reason is read only on the way out. */
+static int fenced(struct coral_session *s)
+{
+	if (!coral_cluster_fenced(s->cl))
+		return 0;
+	struct coral_cluster_view v;
+	coral_cluster_read(s->cl, &v);
+	return fail(s, CORAL_EFENCED, "node %lld is fenced (%s): no blocks, changes or commits until it is unfenced",
+		    (long long)s->node->id, v.fence_reason);
+}
+
 const char *coral_error_name(int code) { return coral_strerror(code); }
 const char *coral_session_error(const struct coral_session *s) { return s ? s->errmsg : "no session"; }
 
@@ -120,7 +142,8 @@ int coral_session_open(const char *conf, int node, const char *user, const char 
 	s->attached = true;
 	s->cache = coral_cache_sga(&s->sga);
 	s->redo = coral_redo_sga(&s->sga);
-	if (s->cache == NULL || s->redo == NULL)
+	s->cl = coral_cluster_sga(&s->sga);
+	if (s->cache == NULL || s->redo == NULL || s->cl == NULL)
 		return fail(s, CORAL_EVERSION, "the SGA of node %d has no cache or redo section: restart the node", node);
 	s->cr_direct = s->conf.cache.cr_direct && !s->conf.tls.enabled;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -394,6 +417,8 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 		return CORAL_EINVAL;
 	if (mode != CORAL_MODE_S && mode != CORAL_MODE_X && mode != CORAL_MODE_CR)
 		return fail(s, CORAL_EINVAL, "mode %d: use CORAL_MODE_S, CORAL_MODE_X or CORAL_MODE_CR", mode);
+	if (fenced(s))
+		return CORAL_EFENCED;
 	if (s->fd < 0 && lmsd_connect(s) != 0)
 		return CORAL_ENOTRUNNING;
 	struct coral_block *h = free_slot(s);  /* the handle this get fills */
@@ -477,6 +502,8 @@ int coral_block_modify(struct coral_session *s, struct coral_block *b, uint32_t 
 	if ((size_t)offset + len > payload)
 		return fail(s, CORAL_EINVAL, "change of %u bytes at %u is past the %zu-byte payload", len, offset,
 			    payload);
+	if (fenced(s))
+		return CORAL_EFENCED;
 	struct coral_buf *buf = coral_cache_buf(s->cache, b->buf);
 	uint64_t scn = coral_scn_next(s->cache);
 	uint64_t lsn;
@@ -511,6 +538,8 @@ void coral_block_release(struct coral_session *s, struct coral_block *b)
 
 int coral_commit(struct coral_session *s, uint64_t *scn_out)
 {
+	if (fenced(s))
+		return CORAL_EFENCED;
 	uint64_t scn = coral_scn_next(s->cache), lsn;
 	uint64_t t0 = coral_now_mono_ns();
 	int timeout = (int)s->conf.cache.commit_timeout_ms;
@@ -519,6 +548,9 @@ int coral_commit(struct coral_session *s, uint64_t *scn_out)
 		return fail(s, rc, "commit record: %s%s", coral_strerror(rc),
 			    rc == CORAL_ENOTRUNNING ? " (the log writer, replicad, is not running)" : "");
 	rc = coral_redo_wait(s->redo, lsn, timeout);
+	if (rc == CORAL_EFENCED)
+		return fail(s, rc, "commit at LSN %llu: the node was fenced before it was durable (it becomes durable "
+			    "only if the node is unfenced without being evicted)", (unsigned long long)lsn);
 	if (rc != 0)
 		return fail(s, rc, "commit at LSN %llu not durable within %d ms (replicad?)", (unsigned long long)lsn,
 			    timeout);

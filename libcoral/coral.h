@@ -38,6 +38,16 @@ extern "C" {
 #define CORAL_MODE_X 2
 #define CORAL_MODE_CR 3
 
+/* Error codes a caller acts on (any other: coral_error_name() and coral_session_error()). */
+#define CORAL_ERR_INVAL (-999)      /* a bad argument: nothing was done */
+#define CORAL_ERR_PERM (-994)       /* e.g. a change to a block not pinned in X */
+#define CORAL_ERR_TIMEDOUT (-986)   /* get_timeout_ms or commit_timeout_ms passed */
+#define CORAL_ERR_BUSY (-983)       /* lmsd's queue of waiting requests is full: retry */
+#define CORAL_ERR_FULL (-982)       /* the session's pins, or the node's sessions */
+#define CORAL_ERR_NOTRUNNING (-980) /* the node's lmsd or log writer is not running */
+#define CORAL_ERR_FENCED (-974)     /* the node lost its lease or was evicted: see below */
+#define CORAL_ERR_CORRUPT (-964)    /* the block on disk fails its checksum */
+
 /* Blocks one session may hold pinned at once. */
 #define CORAL_SESSION_MAX_PINS 64
 
@@ -63,7 +73,14 @@ size_t coral_block_size(const struct coral_session *s);
 size_t coral_block_payload(const struct coral_session *s);
 
 /* Gets block `block` of data file `file` in mode, pinned, waiting as long as [cache]
- * get_timeout_ms allows. */
+ * get_timeout_ms allows.
+ *
+ * While the node is fenced (raftd found no quorum for its lease, or the cluster evicted it,
+ * or it has not joined yet), coral_block_get, coral_block_modify and coral_commit fail with
+ * CORAL_ERR_FENCED and do nothing: the node serves no block, not even one it holds, and
+ * writes neither blocks nor redo to the shared storage, as the majority may be taking its
+ * blocks over. A commit that was waiting when the fence came fails with it; its redo becomes
+ * durable only if the node is unfenced without having been evicted. */
 int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int mode,
 		    struct coral_block **out);
 /* The payload of a pinned block (valid until it is released). */

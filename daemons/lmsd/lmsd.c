@@ -51,6 +51,8 @@ struct lmsd {
 	struct event *ev_tick;
 	struct coral_selfq *selfq;
 	uint64_t incarnation;
+	bool fenced;                       /* raftd fenced this node: no sessions served, no writes */
+	bool was_unfenced;                 /* a fence before this is the start's (joining) */
 	uint64_t fenced_inc[CORAL_MAX_NODES + 1];
 	uint64_t next_checkpoint_ms, next_reap_ms;
 	int fds[CORAL_MAX_DATAFILES + 1];
@@ -158,6 +160,11 @@ static int op_write(void *arg, uint32_t file, uint64_t block, uint8_t *data, uin
 	struct coral_block_hdr *h = (struct coral_block_hdr *)data;
 	if (h->file != file || h->block != block)
 		return CORAL_EINVAL;
+	/* a fenced node writes nothing to the shared files: the majority may have evicted it
+	 * and be recovering its blocks (asked here, not only at the tick, as raftd may have
+	 * fenced the node since) */
+	if (coral_cluster_fenced(l->cl))
+		return CORAL_EFENCED;
 	h->scn = scn;
 	char err[CORAL_ERRMSG_MAX];
 	int rc = coral_block_write(fd, l->cache->block_size, data, err, sizeof(err));
@@ -327,6 +334,18 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			l->fenced_inc[mv->id] = mv->incarnation + 1;
 		}
 	}
+	if (v.fenced != l->fenced || !l->was_unfenced) {
+		if (v.fenced && !l->was_unfenced && !l->fenced)
+			log_info("the node is fenced until it has joined (%s): no block requests served yet",
+				 v.fence_reason);
+		else if (v.fenced && l->was_unfenced)
+			log_warn("the node is fenced (%s): no block requests are served and no blocks written "
+				 "until it is unfenced", v.fence_reason);
+		else if (!v.fenced)
+			log_notice("the node is unfenced: serving block requests");
+		l->was_unfenced |= !v.fenced;
+		l->fenced = v.fenced;
+	}
 	struct gcs_core *c = core(l);
 	gcs_core_tick(c);
 	uint64_t now = coral_now_mono_ns() / 1000000ull;
@@ -335,7 +354,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	uint32_t pressure = atomic_load(&l->cache->pis) + atomic_load(&l->cache->dirty);
 	if (pressure > l->cache->nbuf / 4 && now + (uint64_t)l->d->conf.cache.checkpoint_ms >= l->next_checkpoint_ms + 50)
 		l->next_checkpoint_ms = now;
-	if (now >= l->next_checkpoint_ms) {
+	if (now >= l->next_checkpoint_ms && !l->fenced) {
 		l->next_checkpoint_ms = now + (uint64_t)l->d->conf.cache.checkpoint_ms;
 		int n = gcs_core_checkpoint(c);
 		if (n > 0)
@@ -362,6 +381,13 @@ static void h_get(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest
 	if (g->file == 0 || (g->mode != CORAL_BL_S && g->mode != CORAL_BL_X && g->mode != GCS_MODE_CR)) {
 		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EINVAL,
 					  "a block request needs a data file id and mode S (1), X (2) or CR (3)");
+		return;
+	}
+	if (coral_cluster_fenced(l->cl)) {
+		struct coral_cluster_view v;
+		coral_cluster_read(l->cl, &v);
+		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EFENCED, "node %u is fenced (%s)", l->self,
+					  v.fence_reason);
 		return;
 	}
 	uint64_t cookie = wait_add(l, conn, req);
@@ -519,7 +545,8 @@ static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *d
 	uint32_t ch = coral_cache_chain(l->cache, file, block);
 	coral_cache_lock(l->cache, ch);
 	struct coral_buf *b = coral_cache_find(l->cache, file, block, false);
-	bool held = b != NULL && b->mode >= CORAL_BL_S;
+	/* a fenced node serves no copies: the full path elsewhere gives the current one */
+	bool held = b != NULL && b->mode >= CORAL_BL_S && !coral_cluster_fenced(l->cl);
 	/* a shared pin keeps sessions from changing the image while the socket copies it
 	 * straight out of the buffer (a session wanting X waits those microseconds, as behind
 	 * a local reader); the pin goes before this handler returns, so nothing of lmsd's own

@@ -230,12 +230,12 @@ static void publish(struct raftd *r)
 	uint64_t now = now_ns(), until = lease_until(r);
 	v.lease_until_ns = until;
 	const struct reg_member *me = &r->reg.members[r->self];
-	bool fenced = true;
+	bool fenced = true, joining = false;
 	char why[128];
 	if (me->state == CORAL_MEMBER_EVICTED && me->incarnation == r->incarnation)
 		snprintf(why, sizeof(why), "evicted (incarnation %llu): rejoining",
 			 (unsigned long long)r->incarnation);
-	else if (me->state != CORAL_MEMBER_ACTIVE || me->incarnation != r->incarnation)
+	else if ((joining = me->state != CORAL_MEMBER_ACTIVE || me->incarnation != r->incarnation))
 		snprintf(why, sizeof(why), "not a member under incarnation %llu yet (joining)",
 			 (unsigned long long)r->incarnation);
 	else if (until <= now)
@@ -244,7 +244,9 @@ static void publish(struct raftd *r)
 	else
 		fenced = false;
 	if (fenced != r->fenced || (fenced && strcmp(why, r->fence_reason) != 0)) {
-		if (fenced)
+		if (fenced && joining) /* every start: nothing to worry about */
+			log_notice("fenced: %s", why);
+		else if (fenced)
 			log_warn("fenced: %s", why);
 		else
 			log_notice("unfenced: member under incarnation %llu, lease held",

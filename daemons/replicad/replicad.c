@@ -3,6 +3,7 @@
  * appended since the last sync with one write and one fdatasync, then wakes every committer
  * waiting for it. The event loop answers control requests (redo status). Shipping redo to
  * standbys is a later part of this daemon. */
+#include "cluster.h"
 #include "ctl.h"
 #include "daemon.h"
 #include "errors.h"
@@ -18,12 +19,34 @@
 struct replicad {
 	struct coral_daemon *d;
 	struct coral_redo *redo;
+	struct coral_cluster_sga *cl;
 	struct coral_redo_writer *w;
 	pthread_t thread;
 	bool started;
 	_Atomic bool stop;
 	_Atomic uint64_t last_error_ms;
+	bool was_unfenced;  /* a fence before this is the start's (joining) */
 };
+
+/* Follows raftd's fence: a fenced node writes nothing to its redo thread in shared storage
+ * (once evicted, another node's instance recovery reads that thread), and its committers
+ * are told at once instead of timing out. True while fenced. */
+static bool writer_fenced(struct replicad *r)
+{
+	bool fenced = coral_cluster_fenced(r->cl);
+	if (fenced != (atomic_load(&r->redo->fenced) != 0)) {
+		if (fenced && !r->was_unfenced)
+			log_info("the node is fenced until it has joined: no redo written yet");
+		else if (fenced)
+			log_warn("the node is fenced: redo writes stop (%llu bytes appended, not durable)",
+				 (unsigned long long)(atomic_load(&r->redo->tail) - atomic_load(&r->redo->durable)));
+		else
+			log_notice("the node is unfenced: redo is written");
+		r->was_unfenced |= !fenced;
+		coral_redo_set_fenced(r->redo, fenced);
+	}
+	return fenced;
+}
 
 /* The writer: nothing else runs in this thread, so a slow disk never stalls the loop. */
 static void *writer_main(void *arg)
@@ -31,6 +54,11 @@ static void *writer_main(void *arg)
 	struct replicad *r = arg;
 	uint64_t errors = 0;
 	while (!atomic_load(&r->stop)) {
+		if (writer_fenced(r)) {
+			struct timespec ts = {0, 10 * 1000000L};
+			nanosleep(&ts, NULL);
+			continue;
+		}
 		int64_t n = coral_redo_writer_step(r->w, 50);
 		if (n < 0) {
 			/* nothing is acknowledged that is not durable: committers keep waiting and
@@ -41,8 +69,8 @@ static void *writer_main(void *arg)
 			nanosleep(&ts, NULL);
 		}
 	}
-	/* what is appended before a clean stop still goes out */
-	while (coral_redo_writer_step(r->w, 0) > 0)
+	/* what is appended before a clean stop still goes out, unless fenced */
+	while (!writer_fenced(r) && coral_redo_writer_step(r->w, 0) > 0)
 		;
 	return NULL;
 }
@@ -55,6 +83,7 @@ static int replicad_init(struct coral_daemon *d)
 	d->svc = r;
 	r->d = d;
 	r->redo = coral_redo_sga(&d->sga);
+	r->cl = coral_cluster_sga(&d->sga);
 	if (r->redo == NULL) {
 		log_error("the SGA has no redo section: restart the node");
 		return CORAL_EVERSION;

@@ -7,7 +7,10 @@
  * not refused, as a pulled cable would. The test then compares, by the wall clock every
  * process here shares, when node 3's history says it fenced itself and when the
  * majority's leader applied its eviction; after the link comes back node 3 finds itself
- * evicted and rejoins under a new incarnation. Needs root (ip netns). */
+ * evicted and rejoins under a new incarnation. While fenced, node 3 gives its sessions no
+ * block (not even one it holds in X), takes no change, makes no commit, and writes no block
+ * back to the shared data file. Needs root (ip netns). */
+#include "coral.h"
 #include "raft_harness.h"
 
 #include <criterion/criterion.h>
@@ -100,6 +103,14 @@ static void teardown(void)
 	}
 }
 
+static int64_t cache_counter(int node, const char *key)
+{
+	json_t *c = ctl_json(node, "cache");
+	int64_t v = c ? jint(c, key) : -1;
+	json_decref(c);
+	return v;
+}
+
 static bool fenced(int node)
 {
 	json_t *st = ctl_json(node, "raft status");
@@ -119,6 +130,20 @@ Test(partition, cut_off_node_fences_itself_before_the_majority_evicts_it)
 	int64_t inc = jint(member(m, 3), "incarnation"), epoch0 = jint(m, "epoch");
 	json_decref(m);
 
+	/* node 3 takes block 0 in X, changes and commits it, and keeps it pinned: a pinned
+	 * buffer is not written back, so it is still dirty when the node is fenced */
+	json_t *df = ctl_json(1, "datafile create pt 4");
+	cr_assert_not_null(df, "%s", res.out);
+	uint32_t fid = (uint32_t)jint(df, "id");
+	json_decref(df);
+	struct coral_session *s3;
+	cr_assert_eq(coral_session_open(cl.conf, 3, "test", "test_partition", &s3), 0, "%s", coral_session_error(s3));
+	struct coral_block *b = NULL;
+	cr_assert_eq(coral_block_get(s3, fid, 0, CORAL_MODE_X, &b), 0, "%s", coral_session_error(s3));
+	uint64_t v = 42;
+	cr_assert_eq(coral_block_modify(s3, b, 0, &v, sizeof(v)), 0, "%s", coral_session_error(s3));
+	cr_assert_eq(coral_commit(s3, NULL), 0, "%s", coral_session_error(s3));
+
 	int64_t cut = now_real_ms();
 	cr_assert_eq(run("ip netns exec %s ip link set %s down", px.ns, px.ns_if)->code, 0, "%s", res.out);
 	/* wait for the majority's leader (1 or 2) to apply the eviction */
@@ -134,6 +159,28 @@ Test(partition, cut_off_node_fences_itself_before_the_majority_evicts_it)
 	 * must say it is fenced. (A sample taken before looking at the history proves
 	 * nothing: on a slow run the eviction can land between the sample and the look.) */
 	bool fenced_after_eviction = evicted_at != 0 && fenced(3);
+
+	/* node 3's data path while fenced: the pin goes, and the dirty block stays unwritten
+	 * through two checkpoint intervals (1 s each) */
+	coral_block_release(s3, b);
+	int64_t writes0 = cache_counter(3, "writes");
+	static const struct { uint64_t block; int mode; } asks[] = {
+		{0, CORAL_MODE_X}, {1, CORAL_MODE_S}, {1, CORAL_MODE_CR}};
+	for (size_t k = 0; k < sizeof(asks) / sizeof(asks[0]); k++) {
+		struct coral_block *b2 = NULL;
+		int rc = coral_block_get(s3, fid, asks[k].block, asks[k].mode, &b2);
+		cr_expect_eq(rc, CORAL_ERR_FENCED, "block %llu in mode %d while fenced: %d %s",
+			     (unsigned long long)asks[k].block, asks[k].mode, rc, coral_session_error(s3));
+		cr_expect(rc != CORAL_ERR_FENCED || strstr(coral_session_error(s3), "fenced"), "%s",
+			  coral_session_error(s3));
+		if (rc == 0)
+			coral_block_release(s3, b2);
+	}
+	cr_expect_eq(coral_commit(s3, NULL), CORAL_ERR_FENCED, "%s", coral_session_error(s3));
+	usleep(2500000);
+	cr_expect_eq(cache_counter(3, "writes"), writes0, "node 3 wrote blocks back while fenced");
+	cr_expect_geq(cache_counter(3, "dirty"), 1, "node 3's changed block is no longer dirty");
+	coral_session_close(s3);
 	fenced_at = history_at(3, "fenced", 3, cut);
 	run("%s -c %s -n 3 raft status", CORALCTL, cl.conf);
 	fprintf(stderr, "partition: node 3 fenced itself %lld ms after the cut, evicted by node %d "
