@@ -50,6 +50,10 @@ static inline void cl_teardown(void)
 	if (run("grep -HE '\\] (error|warning): |exited|killed' %s/node*/node.log | grep -v 'stopped by' | tail -n 30",
 		cl.dir)->code == 0 && res.out[0])
 		fprintf(stderr, "teardown: errors and warnings in the node logs:\n%s", res.out);
+	/* a sanitizer's report (the supervisor's and daemons' stderr go to node.log) */
+	if (run("grep -H -m1 -A40 -E 'Sanitizer|runtime error' %s/node*/node.log | head -n 120", cl.dir)->code == 0 &&
+	    res.out[0])
+		fprintf(stderr, "teardown: sanitizer report in the node logs:\n%s", res.out);
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
 	run("rm -rf %s", cl.dir);
