@@ -68,3 +68,17 @@ void coral_cluster_publish(struct coral_cluster_sga *c, const struct coral_clust
 	c->v.updates = updates;
 	coral_seq_write_end(&c->seq);
 }
+
+void coral_cluster_fence_reason(const struct coral_cluster_sga *c, char *buf, size_t n)
+{
+	struct coral_cluster_view v;
+	coral_cluster_read(c, &v);
+	uint64_t now = coral_now_mono_ns();
+	if (v.fenced)
+		snprintf(buf, n, "%s", v.fence_reason);
+	else if (v.lease_until_ns != 0 && now > v.lease_until_ns)
+		snprintf(buf, n, "lease ran out %llu ms ago and raftd has not renewed it: is raftd running?",
+			 (unsigned long long)((now - v.lease_until_ns) / 1000000ull));
+	else
+		snprintf(buf, n, "not fenced");
+}

@@ -8,6 +8,7 @@
 #include "conf.h"
 #include "sga.h"
 #include "sync.h"
+#include "util.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -53,12 +54,21 @@ int coral_cluster_sga_init(void *section, size_t size, const struct coral_conf *
 void coral_cluster_sga_fill(const void *section, uint64_t *used, uint64_t *capacity);
 
 struct coral_cluster_sga *coral_cluster_sga(const struct coral_sga *sga);
-/* Whether raftd has fenced this node: one byte, read without the sequence counter, as the
- * data paths (libcoral, lmsd, the log writer) ask on every call. */
+/* Whether this node is fenced: raftd says so, or the lease raftd last published has run out
+ * (raftd died or hangs, and nobody renews it: the majority evicts the node lease_drift_ms
+ * later). Read without the sequence counter (a byte and an aligned word), as the data paths
+ * (libcoral, lmsd, the log writer) ask on every call. */
 static inline bool coral_cluster_fenced(const struct coral_cluster_sga *c)
 {
-	return c && __atomic_load_n(&c->v.fenced, __ATOMIC_ACQUIRE);
+	if (c == NULL)
+		return false;
+	if (__atomic_load_n(&c->v.fenced, __ATOMIC_ACQUIRE))
+		return true;
+	uint64_t until = __atomic_load_n(&c->v.lease_until_ns, __ATOMIC_ACQUIRE);
+	return until != 0 && coral_now_mono_ns() > until;
 }
+/* Why coral_cluster_fenced() said so, into buf. */
+void coral_cluster_fence_reason(const struct coral_cluster_sga *c, char *buf, size_t n);
 /* A consistent copy of the view (retries while raftd is writing). */
 void coral_cluster_read(const struct coral_cluster_sga *c, struct coral_cluster_view *out);
 /* raftd only. */

@@ -107,10 +107,10 @@ static int fenced(struct coral_session *s)
 {
 	if (!coral_cluster_fenced(s->cl))
 		return 0;
-	struct coral_cluster_view v;
-	coral_cluster_read(s->cl, &v);
+	char why[192];
+	coral_cluster_fence_reason(s->cl, why, sizeof(why));
 	return fail(s, CORAL_EFENCED, "node %lld is fenced (%s): no blocks, changes or commits until it is unfenced",
-		    (long long)s->node->id, v.fence_reason);
+		    (long long)s->node->id, why);
 }
 
 const char *coral_error_name(int code) { return coral_strerror(code); }

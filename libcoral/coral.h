@@ -76,7 +76,8 @@ size_t coral_block_payload(const struct coral_session *s);
  * get_timeout_ms allows.
  *
  * While the node is fenced (raftd found no quorum for its lease, or the cluster evicted it,
- * or it has not joined yet), coral_block_get, coral_block_modify and coral_commit fail with
+ * or it has not joined yet, or the lease raftd last renewed has run out because raftd died
+ * or hangs), coral_block_get, coral_block_modify and coral_commit fail with
  * CORAL_ERR_FENCED and do nothing: the node serves no block, not even one it holds, and
  * writes neither blocks nor redo to the shared storage, as the majority may be taking its
  * blocks over. A commit that was waiting when the fence came fails with it; its redo becomes

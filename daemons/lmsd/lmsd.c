@@ -334,17 +334,19 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			l->fenced_inc[mv->id] = mv->incarnation + 1;
 		}
 	}
-	if (v.fenced != l->fenced || !l->was_unfenced) {
-		if (v.fenced && !l->was_unfenced && !l->fenced)
-			log_info("the node is fenced until it has joined (%s): no block requests served yet",
-				 v.fence_reason);
-		else if (v.fenced && l->was_unfenced)
+	bool fenced = coral_cluster_fenced(l->cl);
+	if (fenced != l->fenced || !l->was_unfenced) {
+		char why[192];
+		coral_cluster_fence_reason(l->cl, why, sizeof(why));
+		if (fenced && !l->was_unfenced && !l->fenced)
+			log_info("the node is fenced until it has joined (%s): no block requests served yet", why);
+		else if (fenced && l->was_unfenced && !l->fenced)
 			log_warn("the node is fenced (%s): no block requests are served and no blocks written "
-				 "until it is unfenced", v.fence_reason);
-		else if (!v.fenced)
+				 "until it is unfenced", why);
+		else if (!fenced && l->fenced)
 			log_notice("the node is unfenced: serving block requests");
-		l->was_unfenced |= !v.fenced;
-		l->fenced = v.fenced;
+		l->was_unfenced |= !fenced;
+		l->fenced = fenced;
 	}
 	struct gcs_core *c = core(l);
 	gcs_core_tick(c);
@@ -384,10 +386,9 @@ static void h_get(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest
 		return;
 	}
 	if (coral_cluster_fenced(l->cl)) {
-		struct coral_cluster_view v;
-		coral_cluster_read(l->cl, &v);
-		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EFENCED, "node %u is fenced (%s)", l->self,
-					  v.fence_reason);
+		char why[192];
+		coral_cluster_fence_reason(l->cl, why, sizeof(why));
+		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EFENCED, "node %u is fenced (%s)", l->self, why);
 		return;
 	}
 	uint64_t cookie = wait_add(l, conn, req);

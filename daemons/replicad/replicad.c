@@ -37,9 +37,12 @@ static bool writer_fenced(struct replicad *r)
 	if (fenced != (atomic_load(&r->redo->fenced) != 0)) {
 		if (fenced && !r->was_unfenced)
 			log_info("the node is fenced until it has joined: no redo written yet");
-		else if (fenced)
-			log_warn("the node is fenced: redo writes stop (%llu bytes appended, not durable)",
+		else if (fenced) {
+			char why[192];
+			coral_cluster_fence_reason(r->cl, why, sizeof(why));
+			log_warn("the node is fenced (%s): redo writes stop (%llu bytes appended, not durable)", why,
 				 (unsigned long long)(atomic_load(&r->redo->tail) - atomic_load(&r->redo->durable)));
+		}
 		else
 			log_notice("the node is unfenced: redo is written");
 		r->was_unfenced |= !fenced;

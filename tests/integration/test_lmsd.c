@@ -3,7 +3,9 @@
  * commit) and its check holds (total unchanged, every account exactly as its committed
  * transfers say) while readers on every node take consistent-read copies (never torn, never
  * older than the one before); a block damaged on disk is reported by coralctl datafile list --verify and
- * refused to a session with its file and number, while its neighbours are still served. */
+ * refused to a session with its file and number, while its neighbours are still served.
+ * Also: CR copies straight from the holder, pins of a killed session released, and a node
+ * whose raftd stops fenced once its lease runs out. */
 #include "harness.h"
 #include "raft_harness.h"
 
@@ -267,4 +269,50 @@ Test(lmsd, pins_of_a_killed_session_are_released)
 	cr_expect_eq(jint(c, "dead_session_pins"), 2, "%s", res.out);
 	cr_expect_eq(jint(c, "session_pins"), 0, "%s", res.out);
 	json_decref(c);
+}
+
+/* raftd of node 3 stops (SIGSTOP: as hung as a dead one, without a restart by the
+ * supervisor): nobody renews the node's lease, and once it has run out node 3's sessions
+ * get nothing, not even the block they hold in X, though raftd never said "fenced". */
+Test(lmsd, a_node_whose_raftd_stops_is_fenced_when_its_lease_runs_out)
+{
+	uint32_t fid = start_three_with_file("lmf", "fen");
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(cl.conf, 3, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
+	struct coral_block *b = NULL;
+	cr_assert_eq(coral_block_get(s, fid, 0, CORAL_MODE_X, &b), 0, "%s", coral_session_error(s));
+	uint64_t v = 7;
+	cr_assert_eq(coral_block_modify(s, b, 0, &v, sizeof(v)), 0, "%s", coral_session_error(s));
+	coral_block_release(s, b);
+	cr_assert_eq(coral_commit(s, NULL), 0, "%s", coral_session_error(s));
+
+	pid_t rp = raftd_pid(3);
+	cr_assert_gt(rp, 0);
+	uint64_t t0 = coral_now_mono_ns();
+	cr_assert_eq(kill(rp, SIGSTOP), 0);
+	int rc = 0;
+	uint64_t hits = 0;
+	while (coral_now_mono_ns() - t0 < 8000000000ull) {
+		rc = coral_block_get(s, fid, 0, CORAL_MODE_X, &b);
+		if (rc != 0)
+			break;
+		hits++;
+		coral_block_release(s, b);
+		usleep(20000);
+	}
+	uint64_t ms = (coral_now_mono_ns() - t0) / 1000000ull;
+	char err[512];
+	snprintf(err, sizeof(err), "%s", coral_session_error(s));
+	int commit_rc = coral_commit(s, NULL);
+	kill(rp, SIGCONT);
+	fprintf(stderr, "raftd stopped: block still served %llu times, refused after %llu ms: %s\n",
+		(unsigned long long)hits, (unsigned long long)ms, err);
+	cr_expect_eq(rc, CORAL_ERR_FENCED, "got %d after %llu ms: %s", rc, (unsigned long long)ms, err);
+	cr_expect(strstr(err, "raftd") != NULL, "the error does not point at raftd: %s", err);
+	/* the lease is 2 s from the last quorum contact, published every 100 ms */
+	cr_expect_geq(ms, 1500, "fenced too early");
+	cr_expect_leq(ms, 3000, "fenced too late");
+	cr_expect_gt(hits, 10, "the block was not served from the cache before the lease ran out");
+	cr_expect_eq(commit_rc, CORAL_ERR_FENCED, "%s", coral_session_error(s));
+	coral_session_close(s);
 }
