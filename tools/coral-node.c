@@ -578,9 +578,11 @@ static int supervise(struct coral_conf *conf, const struct coral_node_conf *node
 	}
 	if (rc != 0) {
 		log_error("start-up failed: %s", err);
+		/* said first, so that nothing in the clean-up can hide it (the caller waits for
+		 * this process to exit before it returns) */
+		report(fd, "ERR %s\n", err);
 		stop_all(sv, "start-up failed");
 		remove_node_files(node, false);
-		report(fd, "ERR %s\n", err);
 		return 1;
 	}
 	coral_proc_set_node(sv->proc, CORAL_NODE_RUNNING, "", 0);
