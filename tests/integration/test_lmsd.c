@@ -7,9 +7,8 @@
  * Also: CR copies straight from the holder, pins of a killed session released, and a node
  * whose raftd stops fenced once its lease runs out. */
 #include "harness.h"
-#include "raft_harness.h"
+#include "coral_harness.h"
 
-#include "coral.h"
 #include "conf.h"
 #include "ctl.h"
 #include "errors.h"
@@ -140,11 +139,7 @@ static void put(int node, uint32_t fid, uint64_t v)
 {
 	struct coral_session *s;
 	cr_assert_eq(coral_session_open(cl.conf, node, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
-	struct coral_block *b = NULL;
-	cr_assert_eq(coral_block_get(s, fid, 0, CORAL_MODE_X, &b), 0, "%s", coral_session_error(s));
-	cr_assert_eq(coral_block_modify(s, b, 0, &v, sizeof(v)), 0, "%s", coral_session_error(s));
-	coral_block_release(s, b);
-	cr_assert_eq(coral_commit(s, NULL), 0, "%s", coral_session_error(s));
+	coral_block_release(s, x_change_commit(s, fid, 0, v));
 	coral_session_close(s);
 }
 
@@ -279,12 +274,8 @@ Test(lmsd, a_node_whose_raftd_stops_is_fenced_when_its_lease_runs_out)
 	uint32_t fid = start_three_with_file("lmf", "fen");
 	struct coral_session *s;
 	cr_assert_eq(coral_session_open(cl.conf, 3, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
-	struct coral_block *b = NULL;
-	cr_assert_eq(coral_block_get(s, fid, 0, CORAL_MODE_X, &b), 0, "%s", coral_session_error(s));
-	uint64_t v = 7;
-	cr_assert_eq(coral_block_modify(s, b, 0, &v, sizeof(v)), 0, "%s", coral_session_error(s));
+	struct coral_block *b = x_change_commit(s, fid, 0, 7);
 	coral_block_release(s, b);
-	cr_assert_eq(coral_commit(s, NULL), 0, "%s", coral_session_error(s));
 
 	pid_t rp = raftd_pid(3);
 	cr_assert_gt(rp, 0);

@@ -10,8 +10,7 @@
  * evicted and rejoins under a new incarnation. While fenced, node 3 gives its sessions no
  * block (not even one it holds in X), takes no change, makes no commit, and writes no block
  * back to the shared data file. Needs root (ip netns). */
-#include "coral.h"
-#include "raft_harness.h"
+#include "coral_harness.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -138,11 +137,7 @@ Test(partition, cut_off_node_fences_itself_before_the_majority_evicts_it)
 	json_decref(df);
 	struct coral_session *s3;
 	cr_assert_eq(coral_session_open(cl.conf, 3, "test", "test_partition", &s3), 0, "%s", coral_session_error(s3));
-	struct coral_block *b = NULL;
-	cr_assert_eq(coral_block_get(s3, fid, 0, CORAL_MODE_X, &b), 0, "%s", coral_session_error(s3));
-	uint64_t v = 42;
-	cr_assert_eq(coral_block_modify(s3, b, 0, &v, sizeof(v)), 0, "%s", coral_session_error(s3));
-	cr_assert_eq(coral_commit(s3, NULL), 0, "%s", coral_session_error(s3));
+	struct coral_block *b = x_change_commit(s3, fid, 0, 42);
 
 	int64_t cut = now_real_ms();
 	cr_assert_eq(run("ip netns exec %s ip link set %s down", px.ns, px.ns_if)->code, 0, "%s", res.out);
