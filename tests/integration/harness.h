@@ -40,6 +40,19 @@ static struct result *run(const char *fmt, ...)
 	return &res;
 }
 
+/* Before a test's directory goes: what went wrong in its nodes stays in the test's log (a
+ * node that did not start, a daemon that died, a sanitizer's report: the supervisor's and
+ * daemons' stderr go to node.log). */
+static void print_node_log_errors(const char *dir)
+{
+	if (run("grep -HE '\\] (error|warning): |exited|killed' %s/node*/node.log | grep -v 'stopped by' | tail -n 30",
+		dir)->code == 0 && res.out[0])
+		fprintf(stderr, "teardown: errors and warnings in the node logs:\n%s", res.out);
+	if (run("grep -H -m1 -A40 -E 'Sanitizer|runtime error' %s/node*/node.log | head -n 120", dir)->code == 0 &&
+	    res.out[0])
+		fprintf(stderr, "teardown: sanitizer report in the node logs:\n%s", res.out);
+}
+
 static char *replace_all(char *text, const char *from, const char *to)
 {
 	size_t fl = strlen(from), tl = strlen(to);

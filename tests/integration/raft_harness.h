@@ -45,15 +45,7 @@ static inline void cl_teardown(void)
 {
 	if (run("%s -c %s stop all", CORAL_NODE, cl.conf)->code != 0)
 		fprintf(stderr, "teardown: %s\n", res.out);
-	/* the directory goes: what went wrong in the nodes stays in the test's log (a node
-	 * that did not start, a daemon that died) */
-	if (run("grep -HE '\\] (error|warning): |exited|killed' %s/node*/node.log | grep -v 'stopped by' | tail -n 30",
-		cl.dir)->code == 0 && res.out[0])
-		fprintf(stderr, "teardown: errors and warnings in the node logs:\n%s", res.out);
-	/* a sanitizer's report (the supervisor's and daemons' stderr go to node.log) */
-	if (run("grep -H -m1 -A40 -E 'Sanitizer|runtime error' %s/node*/node.log | head -n 120", cl.dir)->code == 0 &&
-	    res.out[0])
-		fprintf(stderr, "teardown: sanitizer report in the node logs:\n%s", res.out);
+	print_node_log_errors(cl.dir);
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
 	run("rm -rf %s", cl.dir);

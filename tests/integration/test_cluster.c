@@ -101,6 +101,7 @@ static void teardown(void)
 		fprintf(stderr, "teardown: coral-node stop all failed: %s\n", r->out);
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		; /* orphans of a killed supervisor were given to us (subreaper) */
+	print_node_log_errors(cl.dir);
 	run("rm -rf %s", cl.dir);
 }
 
