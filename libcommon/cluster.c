@@ -69,7 +69,7 @@ void coral_cluster_publish(struct coral_cluster_sga *c, const struct coral_clust
 	coral_seq_write_end(&c->seq);
 }
 
-void coral_cluster_fence_reason(const struct coral_cluster_sga *c, char *buf, size_t n)
+bool coral_cluster_fence_reason(const struct coral_cluster_sga *c, char *buf, size_t n)
 {
 	struct coral_cluster_view v;
 	coral_cluster_read(c, &v);
@@ -81,4 +81,5 @@ void coral_cluster_fence_reason(const struct coral_cluster_sga *c, char *buf, si
 			 (unsigned long long)((now - v.lease_until_ns) / 1000000ull));
 	else
 		snprintf(buf, n, "not fenced");
+	return v.fenced && v.joining;
 }

@@ -36,6 +36,7 @@ struct coral_cluster_view {
 	uint64_t commit, applied;
 	uint64_t incarnation;      /* this node's */
 	bool fenced;
+	bool joining;              /* fenced only because it is not a member (yet, or again) */
 	char fence_reason[128];
 	uint64_t lease_until_ns;   /* CLOCK_MONOTONIC */
 	uint32_t nmembers;
@@ -67,8 +68,9 @@ static inline bool coral_cluster_fenced(const struct coral_cluster_sga *c)
 	uint64_t until = __atomic_load_n(&c->v.lease_until_ns, __ATOMIC_ACQUIRE);
 	return until != 0 && coral_now_mono_ns() > until;
 }
-/* Why coral_cluster_fenced() said so, into buf. */
-void coral_cluster_fence_reason(const struct coral_cluster_sga *c, char *buf, size_t n);
+/* Why coral_cluster_fenced() said so, into buf; true if only because the node has not
+ * joined (every start: logged as news, not as a warning). */
+bool coral_cluster_fence_reason(const struct coral_cluster_sga *c, char *buf, size_t n);
 /* A consistent copy of the view (retries while raftd is writing). */
 void coral_cluster_read(const struct coral_cluster_sga *c, struct coral_cluster_view *out);
 /* raftd only. */

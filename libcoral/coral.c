@@ -144,7 +144,7 @@ int coral_session_open(const char *conf, int node, const char *user, const char 
 	s->redo = coral_redo_sga(&s->sga);
 	s->cl = coral_cluster_sga(&s->sga);
 	if (s->cache == NULL || s->redo == NULL || s->cl == NULL)
-		return fail(s, CORAL_EVERSION, "the SGA of node %d has no cache or redo section: restart the node", node);
+		return fail(s, CORAL_EVERSION, "the SGA of node %d has no cache, redo or cluster section: restart the node", node);
 	s->cr_direct = s->conf.cache.cr_direct && !s->conf.tls.enabled;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	s->max_spinners = cpus > 2 ? (uint32_t)(cpus / 2) : 1;

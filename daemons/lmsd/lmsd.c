@@ -51,8 +51,7 @@ struct lmsd {
 	struct event *ev_tick;
 	struct coral_selfq *selfq;
 	uint64_t incarnation;
-	bool fenced;                       /* raftd fenced this node: no sessions served, no writes */
-	bool was_unfenced;                 /* a fence before this is the start's (joining) */
+	bool fenced;                       /* the node is fenced: no sessions served, no writes */
 	uint64_t fenced_inc[CORAL_MAX_NODES + 1];
 	uint64_t next_checkpoint_ms, next_reap_ms;
 	int fds[CORAL_MAX_DATAFILES + 1];
@@ -335,17 +334,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	bool fenced = coral_cluster_fenced(l->cl);
-	if (fenced != l->fenced || !l->was_unfenced) {
+	if (fenced != l->fenced) {
 		char why[192];
-		coral_cluster_fence_reason(l->cl, why, sizeof(why));
-		if (fenced && !l->was_unfenced && !l->fenced)
+		bool joining = coral_cluster_fence_reason(l->cl, why, sizeof(why));
+		if (fenced && joining)
 			log_info("the node is fenced until it has joined (%s): no block requests served yet", why);
-		else if (fenced && l->was_unfenced && !l->fenced)
+		else if (fenced)
 			log_warn("the node is fenced (%s): no block requests are served and no blocks written "
 				 "until it is unfenced", why);
-		else if (!fenced && l->fenced)
+		else
 			log_notice("the node is unfenced: serving block requests");
-		l->was_unfenced |= !fenced;
 		l->fenced = fenced;
 	}
 	struct gcs_core *c = core(l);
@@ -544,10 +542,11 @@ static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *d
 	uint32_t file = req->gcs_cr_read->file;
 	uint64_t block = req->gcs_cr_read->block;
 	uint32_t ch = coral_cache_chain(l->cache, file, block);
+	/* a fenced node serves no copies: the full path elsewhere gives the current one */
+	bool fenced = coral_cluster_fenced(l->cl);
 	coral_cache_lock(l->cache, ch);
 	struct coral_buf *b = coral_cache_find(l->cache, file, block, false);
-	/* a fenced node serves no copies: the full path elsewhere gives the current one */
-	bool held = b != NULL && b->mode >= CORAL_BL_S && !coral_cluster_fenced(l->cl);
+	bool held = b != NULL && b->mode >= CORAL_BL_S && !fenced;
 	/* a shared pin keeps sessions from changing the image while the socket copies it
 	 * straight out of the buffer (a session wanting X waits those microseconds, as behind
 	 * a local reader); the pin goes before this handler returns, so nothing of lmsd's own

@@ -260,6 +260,7 @@ static void publish(struct raftd *r)
 	r->fenced = fenced;
 	coral_strlcpy(r->fence_reason, fenced ? why : "", sizeof(r->fence_reason));
 	v.fenced = fenced;
+	v.joining = fenced && joining;
 	coral_strlcpy(v.fence_reason, r->fence_reason, sizeof(v.fence_reason));
 	for (uint32_t id = 1; id <= CORAL_MAX_NODES; id++) {
 		const struct reg_member *m = &r->reg.members[id];

@@ -25,7 +25,6 @@ struct replicad {
 	bool started;
 	_Atomic bool stop;
 	_Atomic uint64_t last_error_ms;
-	bool was_unfenced;  /* a fence before this is the start's (joining) */
 };
 
 /* Follows raftd's fence: a fenced node writes nothing to its redo thread in shared storage
@@ -35,17 +34,15 @@ static bool writer_fenced(struct replicad *r)
 {
 	bool fenced = coral_cluster_fenced(r->cl);
 	if (fenced != (atomic_load(&r->redo->fenced) != 0)) {
-		if (fenced && !r->was_unfenced)
+		char why[192];
+		bool joining = coral_cluster_fence_reason(r->cl, why, sizeof(why));
+		if (fenced && joining)
 			log_info("the node is fenced until it has joined: no redo written yet");
-		else if (fenced) {
-			char why[192];
-			coral_cluster_fence_reason(r->cl, why, sizeof(why));
+		else if (fenced)
 			log_warn("the node is fenced (%s): redo writes stop (%llu bytes appended, not durable)", why,
 				 (unsigned long long)(atomic_load(&r->redo->tail) - atomic_load(&r->redo->durable)));
-		}
 		else
 			log_notice("the node is unfenced: redo is written");
-		r->was_unfenced |= !fenced;
 		coral_redo_set_fenced(r->redo, fenced);
 	}
 	return fenced;
