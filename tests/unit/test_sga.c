@@ -60,6 +60,29 @@ Test(sga, create_attach_sections)
 	coral_sga_detach(&a);
 }
 
+/* The supervisor records a fork after the child has run: a child that has registered and
+ * become ready already keeps its READY (it used to be put back to STARTING, and the node's
+ * start waited out ready_timeout_ms for a readiness that had come). */
+Test(sga, a_ready_child_stays_ready_when_its_spawn_is_recorded_late)
+{
+	struct coral_sga a;
+	cr_assert_eq(coral_sga_create(&a, &conf, node), 0, "%s", a.errmsg);
+	struct coral_proc_table *t = coral_proc_table(&a);
+	coral_proc_register(t, CORAL_D_SMOND, 5151);
+	coral_proc_set_state(t, CORAL_D_SMOND, CORAL_PROC_READY, NULL);
+	coral_proc_spawned(t, CORAL_D_SMOND, 5151, true);
+	struct coral_proc_snapshot snap;
+	coral_proc_snapshot(t, &snap);
+	cr_expect_eq(snap.slot[CORAL_D_SMOND].state, CORAL_PROC_READY);
+	cr_expect_eq(snap.slot[CORAL_D_SMOND].restarts, 1, "the restart is still counted");
+	/* the usual order: the fork recorded first, then the child registers */
+	coral_proc_spawned(t, CORAL_D_LMSD, 6161, false);
+	coral_proc_snapshot(t, &snap);
+	cr_expect_eq(snap.slot[CORAL_D_LMSD].state, CORAL_PROC_STARTING);
+	cr_expect_eq(snap.slot[CORAL_D_LMSD].pid, 6161);
+	coral_sga_detach(&a);
+}
+
 Test(sga, attach_missing_says_start_the_node)
 {
 	struct coral_sga a;
