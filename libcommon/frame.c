@@ -146,9 +146,17 @@ size_t coral_bev_read_more(struct bufferevent *bev, size_t need)
 	/* room for what is missing and for the next few messages behind it */
 	size_t want = need + 16384;
 	struct evbuffer_iovec v[2];
-	int nv = fd >= 0 ? evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2) : -1;
-	if (nv <= 0)
+	if (fd < 0)
 		return 0;
+	/* a socket bufferevent freezes its input's end (only its own reads add to it): without
+	 * lifting that for this read, the reservation fails and the rest of the frame waits for
+	 * the loop's next turns, 4 KiB each */
+	evbuffer_unfreeze(in, 0);
+	int nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
+	if (nv <= 0) {
+		evbuffer_freeze(in, 0);
+		return 0;
+	}
 	struct iovec iov[2];
 	for (int i = 0; i < nv; i++)
 		iov[i] = (struct iovec){v[i].iov_base, v[i].iov_len};
@@ -161,6 +169,7 @@ size_t coral_bev_read_more(struct bufferevent *bev, size_t need)
 		got -= here;
 	}
 	evbuffer_commit_space(in, v, nv);
+	evbuffer_freeze(in, 0);
 	return k > 0 ? (size_t)k : 0;
 }
 

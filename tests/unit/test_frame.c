@@ -378,3 +378,37 @@ Test(frame, arena_decode_fits_or_fails)
 	free(buf);
 	free(data);
 }
+
+/* The rest of a large frame is read without waiting for the event loop's next turns (libevent
+ * 2.1 reads 4 KiB per turn): a plain socket bufferevent's input takes it at once, stays
+ * usable by the loop afterwards, and an empty socket gives 0. */
+Test(frame, rest_of_a_frame_read_at_once_into_a_bufferevent)
+{
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	struct event_base *base = event_base_new();
+	evutil_make_socket_nonblocking(sv[0]);
+	struct bufferevent *bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	cr_assert_not_null(bev);
+	bufferevent_enable(bev, EV_READ);
+	struct evbuffer *in = bufferevent_get_input(bev);
+	uint8_t out[8222], got[8222 + 100];
+	for (size_t i = 0; i < sizeof(out); i++)
+		out[i] = (uint8_t)(i * 7 + 1);
+	cr_assert_eq(write(sv[1], out, sizeof(out)), (ssize_t)sizeof(out));
+	size_t k = coral_bev_read_more(bev, sizeof(out));
+	cr_expect_eq(k, sizeof(out), "read %zu of %zu bytes at once", k, sizeof(out));
+	cr_expect_eq(evbuffer_get_length(in), sizeof(out));
+	cr_expect_eq(coral_bev_read_more(bev, 1), 0, "nothing more to read");
+	/* the loop's own reads still land behind what was read here */
+	cr_assert_eq(write(sv[1], out, 100), 100);
+	for (int i = 0; i < 100 && evbuffer_get_length(in) < sizeof(out) + 100; i++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	cr_assert_eq(evbuffer_get_length(in), sizeof(out) + 100);
+	cr_assert_eq(evbuffer_remove(in, got, sizeof(got)), (int)sizeof(got));
+	cr_expect_eq(memcmp(got, out, sizeof(out)), 0);
+	cr_expect_eq(memcmp(got + sizeof(out), out, 100), 0);
+	bufferevent_free(bev);
+	event_base_free(base);
+	close(sv[1]);
+}
