@@ -30,6 +30,7 @@
 
 enum { T_HELLO = 1, T_HELLO_ACK, T_PING, T_PONG, T_GOODBYE };
 enum { F_LZ4 = 1 };
+#define Z_SKIP_MAX 64             /* payloads sent as they are after lz4 stopped paying */
 #define HDR 6   /* length, type, flags */
 
 struct coral_net;
@@ -59,6 +60,9 @@ struct peer {
 	int backoff_ms;
 	uint64_t min_incarnation;
 	uint64_t ping_sent_ns;
+	/* compression that did not pay: the next z_skip payloads go as they are, and each
+	 * further miss doubles the skip (up to Z_SKIP_MAX); a payload that compresses ends it */
+	uint32_t z_skip, z_backoff;
 	struct coral_net_peer_stats st;
 };
 
@@ -863,7 +867,13 @@ int coral_net_send(struct coral_net *n, uint32_t to, uint8_t type, const void *d
 		return CORAL_EBUSY;
 	}
 	int rc;
-	if (n->o.compress_above && len > n->o.compress_above && len < (size_t)LZ4_MAX_INPUT_SIZE) {
+	bool try_z = n->o.compress_above && len > n->o.compress_above && len < (size_t)LZ4_MAX_INPUT_SIZE;
+	if (try_z && p->z_skip > 0) {
+		p->z_skip--;
+		p->st.not_compressed++;
+		try_z = false;
+	}
+	if (try_z) {
 		size_t bound = (size_t)LZ4_compressBound((int)len);
 		if (bound > n->zcap) {
 			uint8_t *z = realloc(n->zbuf, bound);
@@ -881,8 +891,14 @@ int coral_net_send(struct coral_net *n, uint32_t to, uint8_t type, const void *d
 				p->st.msgs_out++;
 				p->st.bytes_out += HDR + 4 + (size_t)zlen;
 			}
+			p->z_backoff = 0;
 			return rc;
 		}
+		/* incompressible (random or already compressed bytes): lz4 spent a few
+		 * microseconds per 8 KiB for nothing, and such payloads tend to come in runs */
+		p->z_backoff = p->z_backoff ? (p->z_backoff * 2 > Z_SKIP_MAX ? Z_SKIP_MAX : p->z_backoff * 2) : 1;
+		p->z_skip = p->z_backoff;
+		p->st.not_compressed++;
 	}
 	rc = write_frame(p->out, type, 0, data, len, NULL, 0);
 	if (rc == 0) {

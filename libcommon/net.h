@@ -6,7 +6,8 @@
  * the dialer logs and hands to its owner. Failed or lost connections are retried with
  * exponential backoff and jitter. Every peer's send queue is bounded: past it a send is
  * refused as busy and the producer must wait or drop. Payloads above a size are compressed
- * with lz4. Per-peer counters: messages, bytes, reconnects, refusals, round-trip time.
+ * with lz4, unless recent ones to that peer did not compress (then lz4 is skipped for a
+ * growing number of payloads, up to 64, and tried again). Per-peer counters: messages, bytes, reconnects, refusals, round-trip time.
  *
  * Wire: a frame is [u32 big-endian length][u8 type][u8 flags][payload], the length counting
  * type, flags and payload. With flag LZ4 the payload is [u32 raw length][lz4 block]. Types
@@ -64,6 +65,8 @@ struct coral_net_peer_stats {
 	uint64_t msgs_out, msgs_in, bytes_out, bytes_in;
 	uint64_t reconnects, connect_failures, refused, busy, dropped;
 	uint64_t compressed;
+	uint64_t not_compressed;      /* above the threshold but sent as they were: lz4 did not
+				       * shrink them, or recent ones to this peer (skipped) */
 	uint64_t rtt_us, rtt_avg_us;  /* last and smoothed (0: not measured yet) */
 	size_t queued;
 	char last_error[160];

@@ -1,6 +1,7 @@
 /* Interconnect tests: two or three nets in one process and one event loop on loopback.
  * Hello and delivery both ways, refusal of a wrong cluster and of an evicted incarnation
- * (with the dialer told why), lz4 above the threshold, the send-queue bound, reconnection
+ * (with the dialer told why), lz4 above the threshold and skipped after payloads it did not
+ * shrink, the send-queue bound, reconnection
  * after a peer restarts, and mutual TLS: a certificate from another CA, or naming another
  * node, is refused. Certificates are made with the openssl command in a temporary dir. */
 #include "errors.h"
@@ -213,6 +214,57 @@ Test(net, lz4_above_the_threshold)
 	cr_assert_eq(st.compressed, 1);
 	cr_assert_lt(st.bytes_out, 10000, "sent %llu bytes for 60000 compressible ones",
 		     (unsigned long long)st.bytes_out);
+}
+
+static int want_got;
+static bool got_want(void) { return nodes[2].got >= want_got; }
+
+/* Payloads lz4 cannot shrink go as they are, and after a miss the next ones to that peer
+ * skip lz4 (a growing run): a compressible payload right after a run of random ones is sent
+ * as it is, and compression comes back within 65 payloads. Everything arrives intact. */
+Test(net, lz4_skipped_after_payloads_it_did_not_shrink)
+{
+	start(1, opts(1, "c", 1));
+	start(2, opts(2, "c", 1));
+	connect_pair(1, 2);
+	cr_assert(run_until(both_up, 3000));
+	static uint8_t rnd[8192], text[8192];
+	uint64_t seed = 11;
+	for (size_t i = 0; i < sizeof(rnd); i += 8) {
+		uint64_t v = coral_splitmix64(&seed);
+		memcpy(rnd + i, &v, 8);
+	}
+	for (size_t i = 0; i < sizeof(text); i++)
+		text[i] = (uint8_t)("coral"[i % 5]);
+	for (int i = 0; i < 9; i++) {
+		cr_assert_eq(coral_net_send(nodes[1].net, 2, CORAL_NET_APP, rnd, sizeof(rnd)), 0);
+		want_got = i + 1;
+		cr_assert(run_until(got_want, 2000));
+		cr_assert_eq(nodes[2].last_len, sizeof(rnd));
+		cr_assert_eq(memcmp(nodes[2].last, rnd, sizeof(rnd)), 0);
+	}
+	struct coral_net_peer_stats st;
+	coral_net_peer_stats(nodes[1].net, 2, &st);
+	cr_assert_eq(st.compressed, 0);
+	cr_assert_eq(st.not_compressed, 9);
+	int sends = 0;
+	while (st.compressed == 0 && sends < 100) {
+		cr_assert_eq(coral_net_send(nodes[1].net, 2, CORAL_NET_APP, text, sizeof(text)), 0);
+		sends++;
+		want_got = 9 + sends;
+		cr_assert(run_until(got_want, 2000));
+		cr_assert_eq(memcmp(nodes[2].last, text, sizeof(text)), 0);
+		coral_net_peer_stats(nodes[1].net, 2, &st);
+	}
+	cr_expect_gt(sends, 1, "the payload after a run of misses skipped lz4");
+	cr_expect_leq(sends, 65, "compression came back after %d payloads", sends);
+	cr_expect_eq(st.compressed, 1);
+	/* and stays: the next compressible one is compressed at once */
+	cr_assert_eq(coral_net_send(nodes[1].net, 2, CORAL_NET_APP, text, sizeof(text)), 0);
+	want_got = 10 + sends;
+	cr_assert(run_until(got_want, 2000));
+	coral_net_peer_stats(nodes[1].net, 2, &st);
+	cr_expect_eq(st.compressed, 2);
 }
 
 Test(net, send_queue_bound_pushes_back)
