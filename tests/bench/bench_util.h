@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -73,31 +74,56 @@ static inline int bench_full_io(int fd, void *buf, size_t n, bool wr)
 	return 0;
 }
 
-/* A raw round trip: `req` bytes one way, `reply` bytes back, answered by a thread. */
+/* A raw round trip: `req` bytes one way, `reply` bytes back, answered by a thread (on CPU
+ * server_cpu if it is not negative: see bench_rt_start_on). */
 #define BENCH_RT_MAX 65536
 struct bench_rt {
 	struct bench_pair p;
 	pthread_t th;
 	size_t req, reply;
+	int server_cpu;
 	uint8_t sbuf[BENCH_RT_MAX], cbuf[BENCH_RT_MAX];
 };
+
+/* Keeps the calling thread on one CPU (cpu >= 0), or lets it run anywhere again (cpu < 0). */
+static inline int bench_pin(int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	if (cpu >= 0)
+		CPU_SET(cpu, &set);
+	else
+		for (int i = 0; i < CPU_SETSIZE && i < (int)sysconf(_SC_NPROCESSORS_ONLN); i++)
+			CPU_SET(i, &set);
+	return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0 ? 0 : -1;
+}
 
 static inline void *bench_rt_server(void *arg)
 {
 	struct bench_rt *rt = arg;
+	if (rt->server_cpu >= 0)
+		bench_pin(rt->server_cpu);
 	while (bench_full_io(rt->p.b, rt->sbuf, rt->req, false) == 0 &&
 	       bench_full_io(rt->p.b, rt->sbuf, rt->reply, true) == 0)
 		;
 	return NULL;
 }
 
-static inline int bench_rt_start(struct bench_rt *rt, size_t req, size_t reply)
+/* The answering thread stays on CPU server_cpu (negative: anywhere). The caller pins its own
+ * side with bench_pin around its bench_rt_once calls. */
+static inline int bench_rt_start_on(struct bench_rt *rt, size_t req, size_t reply, int server_cpu)
 {
 	if (req == 0 || req > BENCH_RT_MAX || reply == 0 || reply > BENCH_RT_MAX || bench_tcp_pair(&rt->p) != 0)
 		return -1;
 	rt->req = req;
 	rt->reply = reply;
+	rt->server_cpu = server_cpu;
 	return pthread_create(&rt->th, NULL, bench_rt_server, rt) == 0 ? 0 : -1;
+}
+
+static inline int bench_rt_start(struct bench_rt *rt, size_t req, size_t reply)
+{
+	return bench_rt_start_on(rt, req, reply, -1);
 }
 
 static inline int bench_rt_once(struct bench_rt *rt)
