@@ -196,6 +196,19 @@ Test(net, evicted_incarnation_is_refused_and_dropped)
 	cr_assert_eq(nodes[2].last_inc, 4);
 }
 
+static int want_got;
+static bool got_want(void) { return nodes[2].got >= want_got; }
+
+/* Node 1 sends a payload to node 2, which must get it, whole, as its next message. */
+static void send_1_to_2(const uint8_t *buf, size_t len)
+{
+	want_got = nodes[2].got + 1;
+	cr_assert_eq(coral_net_send(nodes[1].net, 2, CORAL_NET_APP, buf, len), 0);
+	cr_assert(run_until(got_want, 2000));
+	cr_assert_eq(nodes[2].last_len, len);
+	cr_assert_eq(memcmp(nodes[2].last, buf, len), 0);
+}
+
 Test(net, lz4_above_the_threshold)
 {
 	start(1, opts(1, "c", 1));
@@ -205,10 +218,7 @@ Test(net, lz4_above_the_threshold)
 	static uint8_t buf[60000];
 	for (size_t i = 0; i < sizeof(buf); i++)
 		buf[i] = (uint8_t)("coral"[i % 5]);
-	cr_assert_eq(coral_net_send(nodes[1].net, 2, CORAL_NET_APP + 1, buf, sizeof(buf)), 0);
-	cr_assert(run_until(got_one, 2000));
-	cr_assert_eq(nodes[2].last_len, sizeof(buf));
-	cr_assert_eq(memcmp(nodes[2].last, buf, sizeof(buf)), 0);
+	send_1_to_2(buf, sizeof(buf));
 	struct coral_net_peer_stats st;
 	coral_net_peer_stats(nodes[1].net, 2, &st);
 	cr_assert_eq(st.compressed, 1);
@@ -216,8 +226,6 @@ Test(net, lz4_above_the_threshold)
 		     (unsigned long long)st.bytes_out);
 }
 
-static int want_got;
-static bool got_want(void) { return nodes[2].got >= want_got; }
 
 /* Payloads lz4 cannot shrink go as they are, and after a miss the next ones to that peer
  * skip lz4 (a growing run): a compressible payload right after a run of random ones is sent
@@ -236,33 +244,23 @@ Test(net, lz4_skipped_after_payloads_it_did_not_shrink)
 	}
 	for (size_t i = 0; i < sizeof(text); i++)
 		text[i] = (uint8_t)("coral"[i % 5]);
-	for (int i = 0; i < 9; i++) {
-		cr_assert_eq(coral_net_send(nodes[1].net, 2, CORAL_NET_APP, rnd, sizeof(rnd)), 0);
-		want_got = i + 1;
-		cr_assert(run_until(got_want, 2000));
-		cr_assert_eq(nodes[2].last_len, sizeof(rnd));
-		cr_assert_eq(memcmp(nodes[2].last, rnd, sizeof(rnd)), 0);
-	}
+	for (int i = 0; i < 9; i++)
+		send_1_to_2(rnd, sizeof(rnd));
 	struct coral_net_peer_stats st;
 	coral_net_peer_stats(nodes[1].net, 2, &st);
 	cr_assert_eq(st.compressed, 0);
 	cr_assert_eq(st.not_compressed, 9);
 	int sends = 0;
 	while (st.compressed == 0 && sends < 100) {
-		cr_assert_eq(coral_net_send(nodes[1].net, 2, CORAL_NET_APP, text, sizeof(text)), 0);
+		send_1_to_2(text, sizeof(text));
 		sends++;
-		want_got = 9 + sends;
-		cr_assert(run_until(got_want, 2000));
-		cr_assert_eq(memcmp(nodes[2].last, text, sizeof(text)), 0);
 		coral_net_peer_stats(nodes[1].net, 2, &st);
 	}
 	cr_expect_gt(sends, 1, "the payload after a run of misses skipped lz4");
 	cr_expect_leq(sends, 65, "compression came back after %d payloads", sends);
 	cr_expect_eq(st.compressed, 1);
 	/* and stays: the next compressible one is compressed at once */
-	cr_assert_eq(coral_net_send(nodes[1].net, 2, CORAL_NET_APP, text, sizeof(text)), 0);
-	want_got = 10 + sends;
-	cr_assert(run_until(got_want, 2000));
+	send_1_to_2(text, sizeof(text));
 	coral_net_peer_stats(nodes[1].net, 2, &st);
 	cr_expect_eq(st.compressed, 2);
 }
