@@ -7,7 +7,8 @@
  * exponential backoff and jitter. Every peer's send queue is bounded: past it a send is
  * refused as busy and the producer must wait or drop. Payloads above a size are compressed
  * with lz4, unless recent ones to that peer did not compress (then lz4 is skipped for a
- * growing number of payloads, up to 64, and tried again). Per-peer counters: messages, bytes, reconnects, refusals, round-trip time.
+ * growing number of payloads, up to 64, and tried again). Per-peer counters: messages,
+ * bytes, reconnects, refusals, round-trip time.
  *
  * Wire: a frame is [u32 big-endian length][u8 type][u8 flags][payload], the length counting
  * type, flags and payload. With flag LZ4 the payload is [u32 raw length][lz4 block]. Types
