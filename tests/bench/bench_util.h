@@ -82,6 +82,7 @@ struct bench_rt {
 	pthread_t th;
 	size_t req, reply;
 	int server_cpu;
+	_Atomic int server_pin_failed;  /* set by the answering thread if it could not be pinned */
 	uint8_t sbuf[BENCH_RT_MAX], cbuf[BENCH_RT_MAX];
 };
 
@@ -101,8 +102,8 @@ static inline int bench_pin(int cpu)
 static inline void *bench_rt_server(void *arg)
 {
 	struct bench_rt *rt = arg;
-	if (rt->server_cpu >= 0)
-		bench_pin(rt->server_cpu);
+	if (rt->server_cpu >= 0 && bench_pin(rt->server_cpu) != 0)
+		rt->server_pin_failed = 1;
 	while (bench_full_io(rt->p.b, rt->sbuf, rt->req, false) == 0 &&
 	       bench_full_io(rt->p.b, rt->sbuf, rt->reply, true) == 0)
 		;
@@ -118,6 +119,7 @@ static inline int bench_rt_start_on(struct bench_rt *rt, size_t req, size_t repl
 	rt->req = req;
 	rt->reply = reply;
 	rt->server_cpu = server_cpu;
+	rt->server_pin_failed = 0;
 	return pthread_create(&rt->th, NULL, bench_rt_server, rt) == 0 ? 0 : -1;
 }
 

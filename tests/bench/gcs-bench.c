@@ -272,6 +272,7 @@ static int cmd_pingpong(void)
 			return 1;
 		}
 	}
+	bool pin_failed = false;
 	size_t cap = transfers * (size_t)rounds;
 	static const char *const names[NK] = {"raw loopback RT (64 B, 8 KiB back)", "  ends on one CPU (pinned)",
 					      "  ends on two CPUs (pinned)", "2-way, clean", "3-way, clean",
@@ -294,7 +295,8 @@ static int cmd_pingpong(void)
 			if (which <= RAW2) {
 				if (rt[which] == NULL)
 					continue;
-				bench_pin(which == RAW ? -1 : 0);
+				if (bench_pin(which == RAW ? -1 : 0) != 0 && which != RAW)
+					pin_failed = true;
 				for (size_t i = 0; i < transfers; i++) {
 					uint64_t t0 = now_ns();
 					if (bench_rt_once(rt[which]) != 0)
@@ -315,6 +317,8 @@ static int cmd_pingpong(void)
 	}
 	for (int k = RAW; k <= RAW2; k++)
 		if (rt[k] != NULL) {
+			if (rt[k]->server_pin_failed)
+				pin_failed = true;
 			bench_rt_stop(rt[k]);
 			free(rt[k]);
 		}
@@ -322,7 +326,9 @@ static int cmd_pingpong(void)
 	double raw2 = n[RAW2] ? (double)bench_pct(lat[RAW2], n[RAW2], 0.5) / 1000.0 : 0;
 	for (int k = 0; k < NK; k++)
 		print_row(names[k], lat[k], n[k], k <= RAW2 ? 0 : raw);
-	if (raw2 > 0) {
+	if (pin_failed)
+		printf("  (a thread could not be pinned to its CPU: the pinned rows are not what they say)\n");
+	if (raw2 > 0 && !pin_failed) {
 		printf("  p50 ratios against the raw round trip with its ends on two CPUs (%.1f us):", raw2);
 		for (int k = C2; k < NK; k++)
 			if (n[k])
