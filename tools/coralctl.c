@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct coral_conf conf;
 const struct coral_node_conf *node;
@@ -62,6 +63,12 @@ static Coral__Header hdr = CORAL__HEADER__INIT;
 /* One control request to one daemon; on failure prints what to do and returns NULL. */
 Coral__CtlResponse *call(int daemon, Coral__CtlRequest *req, char *err, size_t errsz)
 {
+	int code;
+	return call_code(daemon, req, err, errsz, &code);
+}
+
+Coral__CtlResponse *call_code(int daemon, Coral__CtlRequest *req, char *err, size_t errsz, int *code)
+{
 	char sock[CORAL_STR_MAX + 32];
 	coral_conf_sock_path(node, coral_daemon_names[daemon], sock, sizeof(sock));
 	hdr.sender = "coralctl";
@@ -70,6 +77,7 @@ Coral__CtlResponse *call(int daemon, Coral__CtlRequest *req, char *err, size_t e
 	char why[CORAL_ERRMSG_MAX];
 	int rc = coral_ctl_call(sock, req, (size_t)conf.cluster.max_frame,
 				(int)conf.cluster.ipc_timeout_ms, &resp, why, sizeof(why));
+	*code = rc;
 	if (rc != 0) {
 		if (rc == CORAL_ENOTRUNNING && !coral_sga_exists(node->sga_name))
 			snprintf(err, errsz, "node %lld is not running: coral-node start %lld",
@@ -83,6 +91,7 @@ Coral__CtlResponse *call(int daemon, Coral__CtlRequest *req, char *err, size_t e
 		return NULL;
 	}
 	if (resp->code != 0) {
+		*code = resp->code;
 		snprintf(err, errsz, "%s on node %lld refused: %s (%s)", coral_daemon_names[daemon],
 			 (long long)node->id, resp->error, coral_strerror(resp->code));
 		coral_ctl_response_free(resp);
@@ -337,8 +346,18 @@ static int cmd_reload(int argc, char **argv)
 
 Coral__CtlResponse *daemon_call(int daemon, Coral__CtlRequest *req, int want)
 {
+	return daemon_call_busy(daemon, req, want, 0);
+}
+
+Coral__CtlResponse *daemon_call_busy(int daemon, Coral__CtlRequest *req, int want, int busy_ms)
+{
 	char err[CORAL_ERRMSG_MAX];
-	Coral__CtlResponse *resp = call(daemon, req, err, sizeof(err));
+	int code = 0;
+	uint64_t end = coral_now_mono_ns() + (uint64_t)(busy_ms > 0 ? busy_ms : 0) * 1000000ull;
+	Coral__CtlResponse *resp;
+	while ((resp = call_code(daemon, req, err, sizeof(err), &code)) == NULL && code == CORAL_EBUSY &&
+	       coral_now_mono_ns() < end)
+		usleep(50000);
 	if (resp == NULL) {
 		if (opt_json)
 			print_json(json_pack("{s:s}", "error", err));

@@ -17,6 +17,11 @@ static int usage_error(const char *what)
 	return 2;
 }
 
+/* A membership change or leadership transfer that raftd refuses as busy (its log write in
+ * progress, or the previous change not committed yet) changed nothing: it is asked again for
+ * this long, as an operator would, rather than failing on a moment's overlap. */
+#define CHANGE_BUSY_MS 5000
+
 static Coral__CtlResponse *raftd_call(Coral__CtlRequest *req, Coral__CtlResponse__BodyCase want)
 {
 	return daemon_call(CORAL_D_RAFTD, req, want);
@@ -162,7 +167,7 @@ static int raft_transfer(const char *arg)
 	body.to = to;
 	req.body_case = CORAL__CTL_REQUEST__BODY_RAFT_TRANSFER;
 	req.raft_transfer = &body;
-	Coral__CtlResponse *resp = raftd_call(&req, 0);
+	Coral__CtlResponse *resp = daemon_call_busy(CORAL_D_RAFTD, &req, 0, CHANGE_BUSY_MS);
 	if (resp == NULL)
 		return 1;
 	if (opt_json)
@@ -236,7 +241,7 @@ int cmd_cluster(int argc, char **argv)
 		body.address = argv[2];
 		req.body_case = CORAL__CTL_REQUEST__BODY_ADD_NODE;
 		req.add_node = &body;
-		Coral__CtlResponse *resp = raftd_call(&req, 0);
+		Coral__CtlResponse *resp = daemon_call_busy(CORAL_D_RAFTD, &req, 0, CHANGE_BUSY_MS);
 		if (resp == NULL)
 			return 1;
 		printf("node %u added at %s as a learner; it becomes a voter once caught up\n", id, argv[2]);
@@ -250,7 +255,7 @@ int cmd_cluster(int argc, char **argv)
 		body.id = id;
 		req.body_case = CORAL__CTL_REQUEST__BODY_REMOVE_NODE;
 		req.remove_node = &body;
-		Coral__CtlResponse *resp = raftd_call(&req, 0);
+		Coral__CtlResponse *resp = daemon_call_busy(CORAL_D_RAFTD, &req, 0, CHANGE_BUSY_MS);
 		if (resp == NULL)
 			return 1;
 		printf("node %u removed; its id is never reused\n", id);
