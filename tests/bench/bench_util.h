@@ -86,16 +86,22 @@ struct bench_rt {
 	uint8_t sbuf[BENCH_RT_MAX], cbuf[BENCH_RT_MAX];
 };
 
-/* Keeps the calling thread on one CPU (cpu >= 0), or lets it run anywhere again (cpu < 0). */
+/* Keeps the calling thread on one CPU (cpu >= 0), or gives it back the CPUs the process
+ * started with (cpu < 0: not every online one, so a run under taskset stays inside it). */
 static inline int bench_pin(int cpu)
 {
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	if (cpu >= 0)
+	static cpu_set_t start;
+	static int have_start;
+	if (!have_start) {
+		if (sched_getaffinity(0, sizeof(start), &start) != 0)
+			return -1;
+		have_start = 1;
+	}
+	cpu_set_t set = start;
+	if (cpu >= 0) {
+		CPU_ZERO(&set);
 		CPU_SET(cpu, &set);
-	else
-		for (int i = 0; i < CPU_SETSIZE && i < (int)sysconf(_SC_NPROCESSORS_ONLN); i++)
-			CPU_SET(i, &set);
+	}
 	return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0 ? 0 : -1;
 }
 

@@ -263,6 +263,7 @@ static int cmd_pingpong(void)
 	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	enum { RAW, RAW1, RAW2, C2, C3, D2, D3, NK };
 	struct bench_rt *rt[RAW2 + 1] = {NULL};
+	bench_pin(-1); /* records the CPUs we started with, before any thread is pinned */
 	for (int k = RAW; k <= RAW2; k++) {
 		if (k == RAW2 && ncpu < 2)
 			continue;
