@@ -20,6 +20,12 @@ void coral_ctl_request_free(Coral__CtlRequest *req);
 Coral__CtlResponse *coral_ctl_response_decode(const uint8_t *data, size_t len);
 void coral_ctl_response_free(Coral__CtlResponse *resp);
 
+/* The request id the caller gave, to be named in the answer (0 if none). */
+static inline uint64_t coral_ctl_request_id(const Coral__CtlRequest *req)
+{
+	return req->hdr ? req->hdr->request_id : 0;
+}
+
 /* Short name of the request's body ("status", "ping"...), for logs. */
 const char *coral_ctl_request_name(const Coral__CtlRequest *req);
 

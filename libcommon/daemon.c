@@ -3,7 +3,6 @@
 #include "ctl.h"
 #include "errors.h"
 #include "log.h"
-#include "net.h"
 #include "util.h"
 
 #include <errno.h>
@@ -555,37 +554,4 @@ int coral_daemon_main(int argc, char **argv, const struct coral_daemon_def *def)
 	coral__teardown(d);
 	log_info("stopped");
 	return d->exit_code;
-}
-
-/* The log line already names the daemon and node (arg is the daemon's own state). */
-static void coral__net_refused(void *arg, uint32_t peer, int code, const char *why)
-{
-	(void)arg;
-	coral_log_msg(CORAL_LOG_DEBUG, "the same daemon on node %u refused us (%s): %s", peer, coral_strerror(code), why);
-}
-
-struct coral_net *coral_daemon_net(struct coral_daemon *d, int port_offset, uint64_t incarnation,
-				   struct coral_net_files *files,
-				   void (*on_msg)(void *arg, uint32_t from, uint64_t inc, uint8_t type,
-						  const uint8_t *data, size_t len),
-				   void *arg)
-{
-	struct coral_net_opts no;
-	char err[CORAL_ERRMSG_MAX];
-	uint32_t self = (uint32_t)d->node->id;
-	if (coral_net_opts_from_conf(&no, files, &d->conf, d->node, d->name, port_offset, incarnation,
-				     coral_now_mono_ns() ^ self, err, sizeof(err)) != 0) {
-		coral_log_msg(CORAL_LOG_ERROR, "%s", err);
-		return NULL;
-	}
-	no.on_msg = on_msg;
-	no.on_refused = coral__net_refused;
-	no.arg = arg;
-	struct coral_net *net = coral_net_new(d->base, &no, err, sizeof(err));
-	if (net == NULL) {
-		coral_log_msg(CORAL_LOG_ERROR, "interconnect: %s", err);
-		return NULL;
-	}
-	coral_net_add_conf_peers(net, &d->conf, self, port_offset);
-	return net;
 }

@@ -72,17 +72,6 @@ int coral_daemon_answer(struct coral_daemon *d, uint64_t conn_id, uint64_t reque
 int coral_daemon_answer_error(struct coral_daemon *d, uint64_t conn_id, uint64_t request_id,
 			      int code, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* The daemon's interconnect to the same daemon on every other configured node: it listens on
- * base_port + port_offset and dials the others under incarnation; messages go to on_msg,
- * refusals are logged. files must outlive the net. NULL after logging why. */
-struct coral_net;
-struct coral_net_files;
-struct coral_net *coral_daemon_net(struct coral_daemon *d, int port_offset, uint64_t incarnation,
-				   struct coral_net_files *files,
-				   void (*on_msg)(void *arg, uint32_t from, uint64_t inc, uint8_t type,
-						  const uint8_t *data, size_t len),
-				   void *arg);
-
 /* Re-reads the configuration file and applies what may be applied; each change (applied or
  * not) is logged and, if changes is not NULL, copied there (at most max lines). Returns the
  * number of lines, or a negative CORAL_E* code if the file is invalid (nothing applied). */

@@ -1070,7 +1070,7 @@ static void on_freeze(struct grd_core *c, uint32_t from, const Coral__GrdFreeze 
 		}
 		coral_grd_dir_unlock(c->dir, it->bucket);
 	}
-	core_log(c, 1, "move %llu: froze %zu items at version %llu for coordinator %u",
+	core_log(c, CORAL_LOG_INFO, "move %llu: froze %zu items at version %llu for coordinator %u",
 	     (unsigned long long)s->move_id, s->nitems, (unsigned long long)s->base_version, from);
 	/* ship what the budget allows now rather than at the next tick: a small move is over
 	 * in one round trip */
@@ -1304,7 +1304,7 @@ static void move_abort(struct grd_core *c, int code, const char *why)
 		else
 			atomic_fetch_add(&c->map->moves_failed, 1);
 	}
-	core_log(c, 2, "move %llu (%s) abandoned: %s", (unsigned long long)mv->id,
+	core_log(c, CORAL_LOG_NOTICE, "move %llu (%s) abandoned: %s", (unsigned long long)mv->id,
 	     coral_grd_cause_name(mv->cause), why);
 	Coral__GrdRemasterReply r;
 	move_reply(c, &r);
@@ -1535,7 +1535,7 @@ static void move_start(struct grd_core *c, Coral__GrdMapRecord *next, int cause,
 	free(resv);
 	if (dry_run)
 		memset(mv->need, 0, sizeof(mv->need));
-	core_log(c, 1, "move %llu (%s%s): %u buckets, %u resources from version %llu: %s",
+	core_log(c, CORAL_LOG_INFO, "move %llu (%s%s): %u buckets, %u resources from version %llu: %s",
 	     (unsigned long long)mv->id, coral_grd_cause_name(cause), dry_run ? ", dry run" : "",
 	     mv->buckets, mv->resources, (unsigned long long)mv->base_version, detail);
 	if (unreachable) {
@@ -1993,7 +1993,7 @@ static void coordinate(struct grd_core *c)
 				n->moved_buckets += c->scratch_owner[b] != newo[b];
 			free(newo);
 		}
-		core_log(c, 2, "map version %llu: %s; %u buckets get new masters and are rebuilt",
+		core_log(c, CORAL_LOG_NOTICE, "map version %llu: %s; %u buckets get new masters and are rebuilt",
 		     (unsigned long long)n->version, detail, n->moved_buckets);
 		c->store_busy = true;
 		if (record_store(c, n, GRD_STORE_LEAVE) != 0)
@@ -2057,7 +2057,7 @@ void grd_core_store_done(struct grd_core *c, uint64_t cookie, int code, uint64_t
 			c->await_version = version(c) + 1;
 			c->await_until_ms = c->now_ms + 2000;
 		} else {
-			core_log(c, 2, "storing the map failed: %s", coral_strerror(code));
+			core_log(c, CORAL_LOG_NOTICE, "storing the map failed: %s", coral_strerror(code));
 			c->replan_after_ms = c->now_ms + GRD_REPLAN_MS;
 		}
 		return;
@@ -2175,7 +2175,7 @@ static void rebuild_install(struct grd_core *c, uint32_t from, const Coral__GrdE
 		coral_grd_dir_touch(c->dir, e);
 		c->st.rebuilt_entries++;
 	} else {
-		core_log(c, 3, "rebuild: the directory is full; a resource reported by node %u is not recorded", from);
+		core_log(c, CORAL_LOG_WARNING, "rebuild: the directory is full; a resource reported by node %u is not recorded", from);
 	}
 	coral_grd_dir_unlock(c->dir, b);
 }
@@ -2187,7 +2187,7 @@ static void rebuild_finish(struct grd_core *c, struct grd_rebuild *rb)
 			atomic_store(&c->dir->bstate[b], CORAL_GRDB_ACTIVE);
 	free(rb->bitmap);
 	free(rb->res);
-	core_log(c, 1, "rebuilt %u buckets of lost node %u at map version %llu", rb->buckets, rb->lost,
+	core_log(c, CORAL_LOG_INFO, "rebuilt %u buckets of lost node %u at map version %llu", rb->buckets, rb->lost,
 	     (unsigned long long)rb->version);
 	*rb = c->rebuild[--c->nrebuild];
 }
@@ -2407,7 +2407,7 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 		return;
 	Coral__GrdMapRecord *r = coral__grd_map_record__unpack(NULL, len, buf);
 	if (r == NULL) {
-		core_log(c, 3, "the map record at index %llu cannot be decoded; ignored", (unsigned long long)index);
+		core_log(c, CORAL_LOG_WARNING, "the map record at index %llu cannot be decoded; ignored", (unsigned long long)index);
 		return;
 	}
 	if (r->version <= version(c)) {
@@ -2422,7 +2422,7 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 		rc = coral_grd_map_publish(c->map, &d);
 	scratch_free(&s);
 	if (rc != 0) {
-		core_log(c, 3, "map version %llu cannot be published: %s", (unsigned long long)r->version,
+		core_log(c, CORAL_LOG_WARNING, "map version %llu cannot be published: %s", (unsigned long long)r->version,
 		     coral_strerror(rc));
 		coral__grd_map_record__free_unpacked(r, NULL);
 		return;
@@ -2495,7 +2495,7 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 			move_reply(c, &rr);
 			rr.map_version = r->version;
 			rr.freeze_us = r->freeze_ms * 1000;
-			core_log(c, 1, "map version %llu committed move %llu (%s): %u buckets, %u resources, %llu entries, %llu bytes, %llu ms",
+			core_log(c, CORAL_LOG_INFO, "map version %llu committed move %llu (%s): %u buckets, %u resources, %llu entries, %llu bytes, %llu ms",
 			     (unsigned long long)r->version, (unsigned long long)c->mv.id, coral_grd_cause_name(c->mv.cause),
 			     c->mv.buckets, c->mv.resources, (unsigned long long)c->mv.entries,
 			     (unsigned long long)c->mv.bytes, (unsigned long long)(c->now_ms - c->mv.started_ms));
@@ -2571,7 +2571,7 @@ void grd_core_recv(struct grd_core *c, uint32_t from, uint8_t type, const uint8_
 	case GRD_MSG_ABORT: {
 		UNPACK(Coral__GrdAbort, coral__grd_abort, a);
 		if (c->src.active && c->src.move_id == a->move_id && c->src.coordinator == from) {
-			core_log(c, 1, "move %llu aborted by node %u: %s", (unsigned long long)a->move_id, from, a->reason);
+			core_log(c, CORAL_LOG_INFO, "move %llu aborted by node %u: %s", (unsigned long long)a->move_id, from, a->reason);
 			src_unfreeze(c);
 		}
 		if (c->dst.move_id == a->move_id && c->rec) {
@@ -2642,7 +2642,7 @@ static void src_tick(struct grd_core *c)
 		snprintf(detail, sizeof(detail), "move %llu of coordinator %u abandoned by node %u",
 			 (unsigned long long)s->move_id, s->coordinator, c->self);
 		record_stamp(c, n, CORAL_GRD_CAUSE_ABANDON, 0, detail, wall_ms(c));
-		core_log(c, 2, "%s after %lld ms frozen", detail, (long long)(c->now_ms - s->since_ms));
+		core_log(c, CORAL_LOG_NOTICE, "%s after %lld ms frozen", detail, (long long)(c->now_ms - s->since_ms));
 		s->abandon_sent = true;
 		if (record_store(c, n, GRD_STORE_ABANDON) != 0)
 			s->abandon_sent = false;

@@ -69,7 +69,7 @@ struct grd_core_ops {
 	void (*answer)(void *arg, uint64_t cookie, int code, const char *error, const struct grd_answer *a);
 	void (*remastered)(void *arg, uint64_t cookie, int code, const char *error,
 			   const Coral__GrdRemasterReply *r);
-	void (*log)(void *arg, int level, const char *msg);
+	void (*log)(void *arg, int level, const char *msg);   /* level: a CORAL_LOG_* */
 	void *arg;
 };
 

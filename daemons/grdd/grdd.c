@@ -10,9 +10,9 @@
 #include "daemon.h"
 #include "errors.h"
 #include "grd.h"
+#include "kit.h"
 #include "log.h"
 #include "net.h"
-#include "selfq.h"
 #include "util.h"
 
 #include <event2/event.h>
@@ -20,65 +20,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SELFQ 4096
-#define WAITS 1024
 #define TICK_MS 10
-
-struct ctlwait {
-	bool used;
-	uint64_t conn, req_id;
-	int kind;                    /* body case of the answer */
-	uint64_t started_ns;
-};
 
 struct grdd {
 	struct coral_daemon *d;
+	struct coral_kit kit;
 	uint32_t self;
 	struct grd_core *core;
-	struct coral_net *net;
-	struct coral_net_files files;
 	struct coral_ctl_client *raft;
-	struct coral_cluster_sga *cl;
 	struct coral_grd_map_sga *map;
 	struct coral_grd_dir *dir, *held;
-	struct event *ev_tick;
-	struct coral_selfq *selfq;
-	uint64_t incarnation;
-	uint64_t fenced_inc[CORAL_MAX_NODES + 1];
 	bool read_done, get_out, watch_out;
 	bool raft_answered;  /* the current connection to raftd has answered */
 	uint64_t watch_index, raft_retry_ms;
-	struct ctlwait waits[WAITS];
 };
 
-static struct grdd *svc(struct coral_daemon *d) { return d->svc; }
-static uint64_t req_id(const Coral__CtlRequest *req) { return req->hdr ? req->hdr->request_id : 0; }
 static uint64_t now_ms(void) { return coral_now_mono_ns() / 1000000ull; }
-
-/* The core, its clock brought to now: timestamps and budgets taken between two ticks are
- * then exact rather than up to a tick old. */
-static struct grd_core *core(struct grdd *g)
-{
-	grd_core_clock(g->core, now_ms(), coral_now_real_ns() / 1000000ull);
-	return g->core;
-}
+static struct grd_core *core(struct grdd *g) { return coral_kit_core(&g->kit); }
 
 /* ---- core ops ------------------------------------------------------------------------- */
 
 static int op_send(void *arg, uint32_t to, uint8_t type, const uint8_t *buf, size_t len)
 {
 	struct grdd *g = arg;
-	if (to == g->self)
-		return coral_selfq_push(g->selfq, type, buf, len);
-	if (g->net == NULL)
-		return CORAL_ENOTCONN;
-	return coral_net_send(g->net, to, type, buf, len);
-}
-
-static void on_self(void *arg, uint8_t type, const uint8_t *data, size_t len)
-{
-	struct grdd *g = arg;
-	grd_core_recv(core(g), g->self, type, data, len);
+	return coral_kit_send(&g->kit, to, type, buf, len);
 }
 
 static void on_store_done(void *arg, int err, const Coral__CtlResponse *resp)
@@ -121,31 +86,11 @@ static int op_store(void *arg, const uint8_t *buf, size_t len, uint64_t expect_i
 	return rc;
 }
 
-static struct ctlwait *wait_take(struct grdd *g, uint64_t cookie)
-{
-	if (cookie == 0 || cookie > WAITS || !g->waits[cookie - 1].used)
-		return NULL;
-	struct ctlwait *w = &g->waits[cookie - 1];
-	w->used = false;
-	return w;
-}
-
-static uint64_t wait_add(struct grdd *g, uint64_t conn, const Coral__CtlRequest *req)
-{
-	for (size_t i = 0; i < WAITS; i++) {
-		if (g->waits[i].used)
-			continue;
-		g->waits[i] = (struct ctlwait){true, conn, req_id(req), 0, coral_now_mono_ns()};
-		return i + 1;
-	}
-	return 0;
-}
-
 static void op_answer(void *arg, uint64_t cookie, int code, const char *error, const struct grd_answer *a)
 {
 	struct grdd *g = arg;
-	struct ctlwait *w = wait_take(g, cookie);
-	if (w == NULL)
+	struct coral_wait wt, *w = &wt;
+	if (!coral_kit_wait_take(&g->kit, cookie, w))
 		return;
 	if (code != 0) {
 		coral_daemon_answer_error(g->d, w->conn, w->req_id, code, "%s", error ? error : coral_strerror(code));
@@ -169,8 +114,8 @@ static void op_remastered(void *arg, uint64_t cookie, int code, const char *erro
 			  const Coral__GrdRemasterReply *rr)
 {
 	struct grdd *g = arg;
-	struct ctlwait *w = wait_take(g, cookie);
-	if (w == NULL)
+	struct coral_wait wt, *w = &wt;
+	if (!coral_kit_wait_take(&g->kit, cookie, w))
 		return;
 	if (code != 0) {
 		coral_daemon_answer_error(g->d, w->conn, w->req_id, code, "%s", error && error[0] ? error : coral_strerror(code));
@@ -181,17 +126,6 @@ static void op_remastered(void *arg, uint64_t cookie, int code, const char *erro
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GRD_REMASTER;
 	resp.grd_remaster = rr ? (Coral__GrdRemasterReply *)rr : &empty;
 	coral_daemon_answer(g->d, w->conn, w->req_id, &resp);
-}
-
-static void op_log(void *arg, int level, const char *msg)
-{
-	(void)arg;
-	switch (level) {
-	case 0: log_debug("%s", msg); break;
-	case 1: log_info("%s", msg); break;
-	case 2: log_notice("%s", msg); break;
-	default: log_warn("%s", msg); break;
-	}
 }
 
 /* ---- raftd: the map record ----------------------------------------------------------- */
@@ -286,21 +220,6 @@ static void raft_poll(struct grdd *g)
 	raft_call(g, &req, 12000, on_watch);
 }
 
-/* ---- the interconnect ----------------------------------------------------------------- */
-
-static void on_net_msg(void *arg, uint32_t from, uint64_t inc, uint8_t type, const uint8_t *data, size_t len)
-{
-	(void)inc;
-	struct grdd *g = arg;
-	grd_core_recv(core(g), from, type, data, len);
-}
-
-static int net_start(struct grdd *g, uint64_t inc)
-{
-	g->net = coral_daemon_net(g->d, CORAL_PORT_GRDD, inc, &g->files, on_net_msg, g);
-	return g->net ? 0 : CORAL_ESYS;
-}
-
 /* ---- the tick ------------------------------------------------------------------------- */
 
 /* The connection to the node's raftd is made again once it is gone (raftd killed or
@@ -329,25 +248,11 @@ static void raft_reconnect(struct grdd *g)
 	g->raft_retry_ms = 0;
 }
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
+static void on_tick(void *arg, const struct coral_cluster_view *vp)
 {
-	(void)fd;
-	(void)what;
 	struct grdd *g = arg;
+	const struct coral_cluster_view v = *vp;
 	raft_reconnect(g);
-	struct coral_cluster_view v;
-	coral_cluster_read(g->cl, &v);
-	if (v.incarnation != 0 && g->net == NULL) {
-		if (net_start(g, v.incarnation) != 0) {
-			g->d->exit_code = 1;
-			event_base_loopbreak(g->d->base);
-			return;
-		}
-		g->incarnation = v.incarnation;
-	} else if (g->net && v.incarnation != 0 && v.incarnation != g->incarnation) {
-		coral_net_set_incarnation(g->net, v.incarnation);
-		g->incarnation = v.incarnation;
-	}
 	struct grd_member m[CORAL_MAX_NODES];
 	size_t n = 0;
 	for (uint32_t i = 0; i < v.nmembers && i < CORAL_MAX_NODES; i++) {
@@ -356,16 +261,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		m[n].incarnation = mv->incarnation;
 		m[n].active = mv->state == CORAL_MEMBER_ACTIVE;
 		m[n].reachable = mv->id == g->self;
-		if (g->net && mv->id != g->self) {
+		if (g->kit.net && mv->id != g->self) {
 			struct coral_net_peer_stats st;
-			coral_net_peer_stats(g->net, mv->id, &st);
+			coral_net_peer_stats(g->kit.net, mv->id, &st);
 			m[n].reachable = st.out_up && st.in_up;
-		}
-		/* an evicted incarnation's messages are refused from now on */
-		if (g->net && mv->state == CORAL_MEMBER_EVICTED && mv->id <= CORAL_MAX_NODES &&
-		    g->fenced_inc[mv->id] != mv->incarnation + 1) {
-			coral_net_fence_peer(g->net, mv->id, mv->incarnation + 1);
-			g->fenced_inc[mv->id] = mv->incarnation + 1;
 		}
 		n++;
 	}
@@ -378,7 +277,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
-	struct grdd *g = svc(d);
+	struct grdd *g = d->svc;
 	Coral__GrdStatusReply r = CORAL__GRD_STATUS_REPLY__INIT;
 	uint32_t seq;
 	uint32_t per[CORAL_MAX_NODES + 1];
@@ -461,16 +360,16 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GRD_STATUS;
 	resp.grd_status = &r;
-	coral_daemon_answer(d, conn, req_id(req), &resp);
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
 }
 
 static void h_resource(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
-	struct grdd *g = svc(d);
+	struct grdd *g = d->svc;
 	struct coral_resid id;
 	char err[256];
 	if (coral_resid_parse(req->grd_resource->id, &id, err, sizeof(err)) != 0) {
-		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EINVAL, "%s", err);
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_EINVAL, "%s", err);
 		return;
 	}
 	struct coral_grd_where w;
@@ -513,7 +412,7 @@ static void h_resource(struct coral_daemon *d, uint64_t conn, const Coral__CtlRe
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GRD_RESOURCE;
 	resp.grd_resource = &r;
-	coral_daemon_answer(d, conn, req_id(req), &resp);
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
 }
 
 struct topent {
@@ -529,7 +428,7 @@ static int top_cmp(const void *a, const void *b)
 
 static void h_top(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
-	struct grdd *g = svc(d);
+	struct grdd *g = d->svc;
 	uint32_t want = req->grd_top->count ? req->grd_top->count : 10;
 	if (want > 100)
 		want = 100;
@@ -579,15 +478,15 @@ static void h_top(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GRD_TOP;
 	resp.grd_top = &r;
-	coral_daemon_answer(d, conn, req_id(req), &resp);
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
 }
 
 static void h_remaster(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
-	struct grdd *g = svc(d);
-	uint64_t cookie = wait_add(g, conn, req);
+	struct grdd *g = d->svc;
+	uint64_t cookie = coral_kit_wait_add(&g->kit, conn, req, NULL);
 	if (cookie == 0) {
-		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EBUSY, "too many requests waiting");
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_EBUSY, "too many requests waiting");
 		return;
 	}
 	grd_core_remaster(core(g), req->grd_remaster, cookie);
@@ -595,7 +494,7 @@ static void h_remaster(struct coral_daemon *d, uint64_t conn, const Coral__CtlRe
 
 static void h_history(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
-	struct grdd *g = svc(d);
+	struct grdd *g = d->svc;
 	static Coral__GrdHistoryItem items[GRD_HISTORY];
 	Coral__GrdHistoryItem *ip[GRD_HISTORY];
 	size_t n = grd_core_history(g->core, items, GRD_HISTORY);
@@ -607,17 +506,17 @@ static void h_history(struct coral_daemon *d, uint64_t conn, const Coral__CtlReq
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GRD_HISTORY;
 	resp.grd_history = &r;
-	coral_daemon_answer(d, conn, req_id(req), &resp);
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
 }
 
 static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
-	struct grdd *g = svc(d);
+	struct grdd *g = d->svc;
 	const Coral__GrdLockRequest *l = req->grd_lock;
 	struct coral_resid id;
 	char err[256];
 	if (coral_resid_parse(l->id, &id, err, sizeof(err)) != 0) {
-		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EINVAL, "%s", err);
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_EINVAL, "%s", err);
 		return;
 	}
 	bool block = coral_resid_is_block(&id);
@@ -625,24 +524,25 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 	if (l->op == 1) {
 		mode = coral_grd_mode_parse(block, l->mode ? l->mode : "");
 		if (mode <= 0) {
-			coral_daemon_answer_error(d, conn, req_id(req), CORAL_EINVAL,
+			coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_EINVAL,
 						  "'%s' is not a mode to acquire %s in: %s", l->mode ? l->mode : "", l->id,
 						  block ? "S or X" : "CR, CW, PR, PW or EX");
 			return;
 		}
 	} else if (l->op != 2) {
-		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EINVAL, "op is 1 (acquire) or 2 (release)");
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_EINVAL, "op is 1 (acquire) or 2 (release)");
 		return;
 	}
-	uint64_t cookie = wait_add(g, conn, req);
+	uint64_t cookie = coral_kit_wait_add(&g->kit, conn, req, NULL);
 	if (cookie == 0) {
-		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EBUSY, "too many requests waiting");
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_EBUSY, "too many requests waiting");
 		return;
 	}
 	int rc = grd_core_lock(core(g), &id, (int)l->op, mode, cookie);
 	if (rc != 0) {
-		wait_take(g, cookie);
-		coral_daemon_answer_error(d, conn, req_id(req), rc, "max_pending (%lld) requests are in flight, "
+		struct coral_wait dropped;
+		coral_kit_wait_take(&g->kit, cookie, &dropped);
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), rc, "max_pending (%lld) requests are in flight, "
 					  "or one for %s is", (long long)d->conf.grd.max_pending, l->id);
 	}
 }
@@ -658,6 +558,21 @@ static const struct coral_daemon_request grdd_requests[] = {
 
 /* ---- start and stop --------------------------------------------------------------------- */
 
+static void kit_clock(void *c, uint64_t mono_ns, uint64_t real_ns)
+{
+	grd_core_clock(c, mono_ns / 1000000ull, real_ns / 1000000ull);
+}
+
+static void kit_recv(void *c, uint32_t from, uint8_t type, const uint8_t *data, size_t len)
+{
+	grd_core_recv(c, from, type, data, len);
+}
+
+static const struct coral_kit_def grdd_kit = {
+	.port = CORAL_PORT_GRDD, .tick_ms = TICK_MS, .selfq = 4096, .waits = 1024,
+	.clock = kit_clock, .recv = kit_recv, .tick = on_tick,
+};
+
 static int grdd_init(struct coral_daemon *d)
 {
 	struct grdd *g = calloc(1, sizeof(*g));
@@ -666,41 +581,33 @@ static int grdd_init(struct coral_daemon *d)
 	d->svc = g;
 	g->d = d;
 	g->self = (uint32_t)d->node->id;
-	g->cl = coral_cluster_sga(&d->sga);
 	g->map = coral_grd_map_sga(&d->sga);
 	g->dir = coral_grd_dir_sga(&d->sga, "grd_dir");
 	g->held = coral_grd_dir_sga(&d->sga, "grd_held");
-	if (!g->cl || !g->map || !g->dir || !g->held) {
-		log_error("the SGA has no cluster, grd_map, grd_dir or grd_held section: restart the node");
+	if (!g->map || !g->dir || !g->held) {
+		log_error("the SGA has no grd_map, grd_dir or grd_held section: restart the node");
 		return CORAL_EVERSION;
 	}
+	int rc = coral_kit_init(&g->kit, d, &grdd_kit, g);
+	if (rc != 0)
+		return rc;
 	struct grd_core_ops ops = {
 		.send = op_send, .store = op_store, .answer = op_answer, .remastered = op_remastered,
-		.log = op_log, .arg = g,
+		.log = coral_kit_log, .arg = g,
 	};
 	g->core = grd_core_new(g->self, &d->conf.grd, g->map, g->dir, g->held, &ops);
 	raft_reconnect(g);  /* raftd not listening yet: the tick connects later */
-	g->ev_tick = event_new(d->base, -1, EV_PERSIST, on_tick, g);
-	g->selfq = coral_selfq_new(d->base, SELFQ, on_self, g);
-	struct timeval tv = {0, TICK_MS * 1000};
-	if (g->core == NULL || g->ev_tick == NULL || g->selfq == NULL ||
-	    event_add(g->ev_tick, &tv) != 0)
-		return CORAL_ENOMEM;
-	return 0;
+	return coral_kit_start(&g->kit, g->core);
 }
 
 static void grdd_fini(struct coral_daemon *d)
 {
-	struct grdd *g = svc(d);
+	struct grdd *g = d->svc;
 	if (g == NULL)
 		return;
-	if (g->ev_tick)
-		event_free(g->ev_tick);
-	coral_selfq_free(g->selfq);
 	if (g->raft)
 		coral_ctl_client_free(g->raft);
-	if (g->net)
-		coral_net_free(g->net);
+	coral_kit_fini(&g->kit);
 	grd_core_free(g->core);
 	free(g);
 	d->svc = NULL;

@@ -9,6 +9,7 @@
  * Everything that lowers it is either the node's own answer to the operation in progress or
  * a release tagged with the operation number it was granted at. */
 #include "gcs.h"
+#include "log.h"
 #include "errors.h"
 #include "gcs.pb-c.h"
 #include "storage.h"
@@ -245,7 +246,7 @@ static void send_msg(struct gcs_core *c, uint32_t to, Coral__GcsMsg *m)
 	coral__gcs_msg__pack(m, buf);
 	if (c->trace)
 		tr_msg(c, "send", to, m);
-	if (c->ops.send(c->ops.arg, to, buf, n) != 0)
+	if (c->ops.send(c->ops.arg, to, GCS_NET_MSG, buf, n) != 0)
 		c->st.lost++;
 	if (buf != stackbuf)
 		free(buf);
@@ -388,7 +389,7 @@ static int wb_write(struct gcs_core *c, struct coral_buf *b, uint64_t *scn_out)
 	int rc = c->ops.write(c->ops.arg, b->file, b->block, c->scratch, scn);
 	if (rc != 0) {
 		c->st.write_errors++;
-		logf_(c, 1, "writing block %u:%llu back failed: %s", b->file, (unsigned long long)b->block,
+		logf_(c, CORAL_LOG_WARNING, "writing block %u:%llu back failed: %s", b->file, (unsigned long long)b->block,
 		      coral_strerror(rc));
 		return rc;
 	}
@@ -879,7 +880,7 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 			if (!was_valid)
 				coral_cache_unlink(c->cache, i);
 			send_ack(c, m, from, CORAL_BL_N, 0, false);
-			logf_(c, 1, "block %u:%llu cannot be read: %s", m->file,
+			logf_(c, CORAL_LOG_WARNING, "block %u:%llu cannot be read: %s", m->file,
 			      (unsigned long long)m->block, coral_strerror(rc));
 			fail_wait(c, w, rc);
 			return;
@@ -1079,7 +1080,7 @@ static void ship_now(struct gcs_core *c, struct coral_buf *b, uint32_t to, int w
 		int rc = c->ops.log_force(c->ops.arg, lsn);
 		c->st.log_forces += rc > 0 ? (uint64_t)rc : 0;
 		if (rc < 0) {
-			logf_(c, 1, "log force failed: block %u:%llu not shipped", b->file,
+			logf_(c, CORAL_LOG_WARNING, "log force failed: block %u:%llu not shipped", b->file,
 			      (unsigned long long)b->block);
 			return;
 		}
@@ -1643,9 +1644,9 @@ static void m_with_entry(struct gcs_core *c, uint32_t from, const Coral__GcsMsg 
 
 /* ---- dispatch ------------------------------------------------------------------------ */
 
-void gcs_core_recv(struct gcs_core *c, uint32_t from, const uint8_t *data, size_t len)
+void gcs_core_recv(struct gcs_core *c, uint32_t from, uint8_t type, const uint8_t *data, size_t len)
 {
-	Coral__GcsMsg *m = coral__gcs_msg__unpack(NULL, len, data);
+	Coral__GcsMsg *m = type == GCS_NET_MSG ? coral__gcs_msg__unpack(NULL, len, data) : NULL;
 	if (m == NULL || from < 1 || from > CORAL_MAX_NODES) {
 		c->st.refused_msgs++;
 		if (m)
@@ -1750,7 +1751,7 @@ void gcs_core_tick(struct gcs_core *c)
 			 * refusal; a node that does not answer at all is evicted, and recovery
 			 * rebuilds the block's state */
 			if (++e->op_tries == GCS_OP_TRIES)
-				logf_(c, 2, "block %u:%llu: operation %llu for node %u unanswered after %u tries",
+				logf_(c, CORAL_LOG_NOTICE, "block %u:%llu: operation %llu for node %u unanswered after %u tries",
 				      (uint32_t)e->id.id1, (unsigned long long)e->id.id2,
 				      (unsigned long long)e->gen, e->op_node, e->op_tries);
 			c->st.lost++;

@@ -54,7 +54,7 @@ enum gcs_served { GCS_SERVED_LOCAL = 1, GCS_SERVED_2WAY, GCS_SERVED_3WAY, GCS_SE
 
 struct gcs_ops {
 	/* to may be this node: the caller delivers that back through gcs_core_recv */
-	int (*send)(void *arg, uint32_t to, const uint8_t *buf, size_t len);
+	int (*send)(void *arg, uint32_t to, uint8_t type, const uint8_t *buf, size_t len);
 	uint32_t (*master)(void *arg, uint32_t file, uint64_t block, uint64_t *version);
 	/* reads a block from its data file, checked; 0 or a CORAL_E* code */
 	int (*read)(void *arg, uint32_t file, uint64_t block, uint8_t *data);
@@ -67,7 +67,7 @@ struct gcs_ops {
 	/* a session's request is over: code 0 with the buffer (pinned: 0 none, 1 shared, 2
 	 * exclusive) or an error */
 	void (*done)(void *arg, uint64_t cookie, int code, uint32_t buf, int pinned, int served);
-	void (*log)(void *arg, int level, const char *msg);
+	void (*log)(void *arg, int level, const char *msg);   /* level: a CORAL_LOG_* */
 	void *arg;
 };
 
@@ -98,8 +98,8 @@ void gcs_core_clock(struct gcs_core *c, uint64_t now_us);
 /* A session asks for a block in mode (CORAL_BL_S, CORAL_BL_X or GCS_MODE_CR). Answered
  * through ops.done, at once or later. */
 void gcs_core_get(struct gcs_core *c, uint32_t file, uint64_t block, int mode, uint64_t cookie);
-/* A message from node `from` (this node included). */
-void gcs_core_recv(struct gcs_core *c, uint32_t from, const uint8_t *data, size_t len);
+/* A message from node `from` (this node included); type is GCS_NET_MSG (others are refused). */
+void gcs_core_recv(struct gcs_core *c, uint32_t from, uint8_t type, const uint8_t *data, size_t len);
 /* Retries, timeouts, transfers that waited for pins, and past-image drops still owed. */
 void gcs_core_tick(struct gcs_core *c);
 /* Transfers waiting for a session's pin: their count (lmsd polls them sooner while any). */

@@ -14,9 +14,9 @@
 #include "frame.h"
 #include "grd.h"
 #include "ipc.h"
+#include "kit.h"
 #include "log.h"
 #include "net.h"
-#include "selfq.h"
 #include "redo.h"
 #include "storage.h"
 #include "util.h"
@@ -27,67 +27,37 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SELFQ 4096
-#define WAITS 4096
 #define TICK_MS 2
-
-struct ctlwait {
-	bool used;
-	uint64_t conn, req_id;
-	uint32_t session, slot, pin;   /* where a pin taken for the session is recorded (+1; 0: nowhere) */
-};
 
 struct lmsd {
 	struct coral_daemon *d;
+	struct coral_kit kit;
 	uint32_t self;
 	struct gcs_core *core;
-	struct coral_net *net;
-	struct coral_net_files files;
 	struct coral_cluster_sga *cl;
 	struct coral_grd_map_sga *map;
 	struct coral_grd_dir *dir;
 	struct coral_cache *cache;
 	struct coral_redo *redo;
-	struct event *ev_tick;
-	struct coral_selfq *selfq;
-	uint64_t incarnation;
 	bool fenced;                       /* the node is fenced: no sessions served, no writes */
-	uint64_t fenced_inc[CORAL_MAX_NODES + 1];
 	uint64_t next_checkpoint_ms, next_reap_ms;
 	int fds[CORAL_MAX_DATAFILES + 1];
 	bool unsynced[CORAL_MAX_DATAFILES + 1];
-	struct ctlwait waits[WAITS];
-	uint32_t wait_hint;
 	struct coral_ipc_server *cr_srv;   /* base_port+4: CR copies for other nodes' sessions */
 	uint64_t cr_direct, cr_direct_refused;
 };
 
-static struct lmsd *svc(struct coral_daemon *d) { return d->svc; }
-static uint64_t req_id(const Coral__CtlRequest *req) { return req->hdr ? req->hdr->request_id : 0; }
+/* A waiting session's request keeps where a pin taken for it is recorded (+1; 0: nowhere). */
+enum { W_SESSION, W_SLOT, W_PIN };
 
-static struct gcs_core *core(struct lmsd *l)
-{
-	gcs_core_clock(l->core, coral_now_mono_ns() / 1000ull);
-	return l->core;
-}
+static struct gcs_core *core(struct lmsd *l) { return coral_kit_core(&l->kit); }
 
 /* ---- core ops ------------------------------------------------------------------------- */
 
-static int op_send(void *arg, uint32_t to, const uint8_t *buf, size_t len)
+static int op_send(void *arg, uint32_t to, uint8_t type, const uint8_t *buf, size_t len)
 {
 	struct lmsd *l = arg;
-	if (to == l->self)
-		return coral_selfq_push(l->selfq, GCS_NET_MSG, buf, len);
-	if (l->net == NULL)
-		return CORAL_ENOTCONN;
-	return coral_net_send(l->net, to, GCS_NET_MSG, buf, len);
-}
-
-static void on_self(void *arg, uint8_t type, const uint8_t *data, size_t len)
-{
-	struct lmsd *l = arg;
-	(void)type;
-	gcs_core_recv(core(l), l->self, data, len);
+	return coral_kit_send(&l->kit, to, type, buf, len);
 }
 
 static uint32_t op_master(void *arg, uint32_t file, uint64_t block, uint64_t *version)
@@ -202,42 +172,20 @@ static int op_log_force(void *arg, uint64_t lsn)
 	return rc == 0 ? 1 : rc;
 }
 
-static struct ctlwait *wait_take(struct lmsd *l, uint64_t cookie)
-{
-	if (cookie == 0 || cookie > WAITS || !l->waits[cookie - 1].used)
-		return NULL;
-	struct ctlwait *w = &l->waits[cookie - 1];
-	w->used = false;
-	return w;
-}
-
-static uint64_t wait_add(struct lmsd *l, uint64_t conn, const Coral__CtlRequest *req)
-{
-	for (size_t k = 0; k < WAITS; k++) {
-		size_t i = (l->wait_hint + k) % WAITS;
-		if (l->waits[i].used)
-			continue;
-		const Coral__GcsGetRequest *g = req->body_case == CORAL__CTL_REQUEST__BODY_GCS_GET ? req->gcs_get : NULL;
-		l->waits[i] = (struct ctlwait){true, conn, req_id(req), g ? g->session : 0, g ? g->slot : 0, g ? g->pin : 0};
-		l->wait_hint = (uint32_t)(i + 1);
-		return i + 1;
-	}
-	return 0;
-}
-
 /* The record of a pin taken for the waiting session, in its slot (NULL: it gave none, or
  * the slot is another session's now). No latch: gcs.c may hold the block's already, and
  * nothing else writes this entry meanwhile (the session waits for this answer; the reaper of
  * dead sessions' pins is lmsd itself). Only an empty entry is taken, so that the late answer
  * of a session that gave up cannot overwrite a pin it recorded since. */
-static _Atomic uint32_t *pin_record(struct lmsd *l, const struct ctlwait *w, uint32_t buf, int pinned)
+static _Atomic uint32_t *pin_record(struct lmsd *l, const struct coral_wait *w, uint32_t buf, int pinned)
 {
-	if (w->slot == 0 || w->slot > CORAL_CACHE_SESSIONS || w->pin == 0 || w->pin > CORAL_CACHE_SLOT_PINS)
+	uint32_t slot = w->aux[W_SLOT], pin = w->aux[W_PIN];
+	if (slot == 0 || slot > CORAL_CACHE_SESSIONS || pin == 0 || pin > CORAL_CACHE_SLOT_PINS)
 		return NULL;
-	struct coral_sess_slot *ss = coral_cache_sess(l->cache, w->slot - 1);
-	if (atomic_load(&ss->pid) <= 0 || ss->id != w->session)
+	struct coral_sess_slot *ss = coral_cache_sess(l->cache, slot - 1);
+	if (atomic_load(&ss->pid) <= 0 || ss->id != w->aux[W_SESSION])
 		return NULL;
-	_Atomic uint32_t *rec = &ss->pins[w->pin - 1];
+	_Atomic uint32_t *rec = &ss->pins[pin - 1];
 	uint32_t empty = 0;
 	return atomic_compare_exchange_strong(rec, &empty, (buf + 1) | (pinned == 2 ? CORAL_PINREC_X : 0)) ? rec
 													      : NULL;
@@ -246,8 +194,8 @@ static _Atomic uint32_t *pin_record(struct lmsd *l, const struct ctlwait *w, uin
 static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinned, int served)
 {
 	struct lmsd *l = arg;
-	struct ctlwait *w = wait_take(l, cookie);
-	if (w == NULL) {
+	struct coral_wait wt, *w = &wt;
+	if (!coral_kit_wait_take(&l->kit, cookie, w)) {
 		/* the session went away: a pin taken for it is dropped again */
 		if (code == 0 && pinned)
 			coral_cache_unpin(l->cache, coral_cache_buf(l->cache, buf), pinned == 2);
@@ -278,61 +226,12 @@ static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinn
 		coral_cache_unpin_rec(l->cache, coral_cache_buf(l->cache, buf), pinned == 2, rec);
 }
 
-static void op_log(void *arg, int level, const char *msg)
-{
-	(void)arg;
-	switch (level) {
-	case 0: log_debug("%s", msg); break;
-	case 1: log_warn("%s", msg); break;
-	default: log_notice("%s", msg); break;
-	}
-}
-
-/* ---- the interconnect ----------------------------------------------------------------- */
-
-static void on_net_msg(void *arg, uint32_t from, uint64_t inc, uint8_t type, const uint8_t *data, size_t len)
-{
-	(void)inc;
-	struct lmsd *l = arg;
-	if (type != GCS_NET_MSG)
-		return;
-	gcs_core_recv(core(l), from, data, len);
-}
-
-static int net_start(struct lmsd *l, uint64_t inc)
-{
-	l->net = coral_daemon_net(l->d, CORAL_PORT_LMSD, inc, &l->files, on_net_msg, l);
-	return l->net ? 0 : CORAL_ESYS;
-}
-
 /* ---- the tick ------------------------------------------------------------------------- */
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
+static void on_tick(void *arg, const struct coral_cluster_view *v)
 {
-	(void)fd;
-	(void)what;
+	(void)v;
 	struct lmsd *l = arg;
-	struct coral_cluster_view v;
-	coral_cluster_read(l->cl, &v);
-	if (v.incarnation != 0 && l->net == NULL) {
-		if (net_start(l, v.incarnation) != 0) {
-			l->d->exit_code = 1;
-			event_base_loopbreak(l->d->base);
-			return;
-		}
-		l->incarnation = v.incarnation;
-	} else if (l->net && v.incarnation != 0 && v.incarnation != l->incarnation) {
-		coral_net_set_incarnation(l->net, v.incarnation);
-		l->incarnation = v.incarnation;
-	}
-	for (uint32_t i = 0; i < v.nmembers && i < CORAL_MAX_NODES && l->net; i++) {
-		const struct coral_member_view *mv = &v.members[i];
-		if (mv->state == CORAL_MEMBER_EVICTED && mv->id <= CORAL_MAX_NODES &&
-		    l->fenced_inc[mv->id] != mv->incarnation + 1) {
-			coral_net_fence_peer(l->net, mv->id, mv->incarnation + 1);
-			l->fenced_inc[mv->id] = mv->incarnation + 1;
-		}
-	}
 	bool fenced = coral_cluster_fenced(l->cl);
 	if (fenced != l->fenced) {
 		char why[192];
@@ -346,7 +245,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			log_notice("the node is unfenced: serving block requests");
 		l->fenced = fenced;
 	}
-	struct gcs_core *c = core(l);
+	struct gcs_core *c = l->core;  /* the kit has brought its clock to now */
 	gcs_core_tick(c);
 	uint64_t now = coral_now_mono_ns() / 1000000ull;
 	/* past images and dirty buffers filling the cache: write back sooner, so that their
@@ -376,22 +275,22 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 static void h_get(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
-	struct lmsd *l = svc(d);
+	struct lmsd *l = d->svc;
 	const Coral__GcsGetRequest *g = req->gcs_get;
 	if (g->file == 0 || (g->mode != CORAL_BL_S && g->mode != CORAL_BL_X && g->mode != GCS_MODE_CR)) {
-		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EINVAL,
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_EINVAL,
 					  "a block request needs a data file id and mode S (1), X (2) or CR (3)");
 		return;
 	}
 	if (coral_cluster_fenced(l->cl)) {
 		char why[192];
 		coral_cluster_fence_reason(l->cl, why, sizeof(why));
-		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EFENCED, "node %u is fenced (%s)", l->self, why);
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_EFENCED, "node %u is fenced (%s)", l->self, why);
 		return;
 	}
-	uint64_t cookie = wait_add(l, conn, req);
+	uint64_t cookie = coral_kit_wait_add(&l->kit, conn, req, (uint32_t[3]){g->session, g->slot, g->pin});
 	if (cookie == 0) {
-		coral_daemon_answer_error(d, conn, req_id(req), CORAL_EBUSY, "too many block requests waiting");
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_EBUSY, "too many block requests waiting");
 		return;
 	}
 	gcs_core_get(core(l), g->file, g->block, (int)g->mode, cookie);
@@ -410,7 +309,7 @@ static void kind_stats(Coral__GcsKindStats *k, Coral__GcsKindStats **kp, const c
 
 static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
-	struct lmsd *l = svc(d);
+	struct lmsd *l = d->svc;
 	const struct gcs_stats *s = gcs_core_stats(l->core);
 	Coral__GcsStatsReply r = CORAL__GCS_STATS_REPLY__INIT;
 	/* local hits are counted in the SGA: most never reach lmsd */
@@ -447,12 +346,12 @@ static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_STATS;
 	resp.gcs_stats = &r;
-	coral_daemon_answer(d, conn, req_id(req), &resp);
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
 }
 
 static void h_block(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
-	struct lmsd *l = svc(d);
+	struct lmsd *l = d->svc;
 	const Coral__GcsBlockRequest *q = req->gcs_block;
 	Coral__GcsBlockReply r = CORAL__GCS_BLOCK_REPLY__INIT;
 	struct coral_resid id = {.type = CORAL_RES_BLOCK, .id1 = q->file, .id2 = q->block};
@@ -508,7 +407,7 @@ static void h_block(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_BLOCK;
 	resp.gcs_block = &r;
-	coral_daemon_answer(d, conn, req_id(req), &resp);
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
 }
 
 /* ---- consistent-read copies for other nodes' sessions ([cache] cr_direct) --------------- */
@@ -537,7 +436,7 @@ static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *d
 	Coral__GcsCrReadReply r = CORAL__GCS_CR_READ_REPLY__INIT;
 	hdr.sender_node = l->self;
 	hdr.sender = (char *)l->d->name;
-	hdr.request_id = req_id(req);
+	hdr.request_id = coral_ctl_request_id(req);
 	resp.hdr = &hdr;
 	uint32_t file = req->gcs_cr_read->file;
 	uint64_t block = req->gcs_cr_read->block;
@@ -603,6 +502,22 @@ static const struct coral_daemon_request lmsd_requests[] = {
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
 
+static void kit_clock(void *c, uint64_t mono_ns, uint64_t real_ns)
+{
+	(void)real_ns;
+	gcs_core_clock(c, mono_ns / 1000ull);
+}
+
+static void kit_recv(void *c, uint32_t from, uint8_t type, const uint8_t *data, size_t len)
+{
+	gcs_core_recv(c, from, type, data, len);
+}
+
+static const struct coral_kit_def lmsd_kit = {
+	.port = CORAL_PORT_LMSD, .tick_ms = TICK_MS, .selfq = 4096, .waits = 4096,
+	.clock = kit_clock, .recv = kit_recv, .tick = on_tick,
+};
+
 static int lmsd_init(struct coral_daemon *d)
 {
 	struct lmsd *l = calloc(1, sizeof(*l));
@@ -621,35 +536,32 @@ static int lmsd_init(struct coral_daemon *d)
 		return CORAL_EVERSION;
 	}
 	atomic_store(&l->cache->lmsd_pid, (int32_t)getpid());
+	int rc = coral_kit_init(&l->kit, d, &lmsd_kit, l);
+	if (rc != 0)
+		return rc;
 	struct gcs_ops ops = {
 		.send = op_send, .master = op_master, .read = op_read, .write = op_write, .sync = op_sync,
-		.log_force = op_log_force, .done = op_done, .log = op_log, .arg = l,
+		.log_force = op_log_force, .done = op_done, .log = coral_kit_log, .arg = l,
 	};
 	l->core = gcs_core_new(l->self, l->cache, l->dir, &ops, (uint32_t)d->conf.cache.gcs_retry_ms,
 			       (uint32_t)d->conf.cache.get_timeout_ms);
-	l->ev_tick = event_new(d->base, -1, EV_PERSIST, on_tick, l);
-	l->selfq = coral_selfq_new(d->base, SELFQ, on_self, l);
-	struct timeval tv = {0, TICK_MS * 1000};
-	if (l->core == NULL || l->ev_tick == NULL || l->selfq == NULL || event_add(l->ev_tick, &tv) != 0)
-		return CORAL_ENOMEM;
+	rc = coral_kit_start(&l->kit, l->core);
+	if (rc != 0)
+		return rc;
 	l->next_checkpoint_ms = coral_now_mono_ns() / 1000000ull + (uint64_t)d->conf.cache.checkpoint_ms;
 	return cr_start(l);
 }
 
 static void lmsd_fini(struct coral_daemon *d)
 {
-	struct lmsd *l = svc(d);
+	struct lmsd *l = d->svc;
 	if (l == NULL)
 		return;
 	/* dirty images go to disk on a clean stop (a crash leaves them to instance recovery) */
 	if (l->core)
 		gcs_core_checkpoint(core(l));
-	if (l->ev_tick)
-		event_free(l->ev_tick);
-	coral_selfq_free(l->selfq);
 	coral_ipc_server_free(l->cr_srv);
-	if (l->net)
-		coral_net_free(l->net);
+	coral_kit_fini(&l->kit);
 	gcs_core_free(l->core);
 	for (int i = 0; i <= CORAL_MAX_DATAFILES; i++)
 		if (l->fds[i] > 0)

@@ -140,8 +140,9 @@ struct sim_arg {
 };
 static struct sim_arg args[SIM_MAX_NODES];
 
-static int op_send(void *arg, uint32_t to, const uint8_t *buf, size_t len)
+static int op_send(void *arg, uint32_t to, uint8_t type, const uint8_t *buf, size_t len)
 {
+	(void)type;
 	struct sim_arg *a = arg;
 	struct sim *s = a->s;
 	uint32_t from = a->node->id;
@@ -520,7 +521,7 @@ static void deliver(struct sim *s, bool all)
 			}
 		}
 		run_core(s, nd);
-		gcs_core_recv(nd->core, m.from, m.data, m.len);
+		gcs_core_recv(nd->core, m.from, GCS_NET_MSG, m.data, m.len);
 		free(m.data);
 		check(s);
 		if (s->failed || all)
