@@ -283,5 +283,11 @@ void coral_grd_entry_access(struct coral_grd_entry *e, uint32_t node);
 void coral_grd_entry_top(const struct coral_grd_entry *e, uint32_t except, uint32_t *node,
 			 uint32_t *count, uint32_t *others);
 void coral_grd_entry_decay(struct coral_grd_entry *e);
+/* A block whose GCS operation (lmsd's) is under way (latch held): a move ships the entry
+ * only once it is over, as the operation may have moved the image already. */
+static inline bool coral_grd_entry_busy(const struct coral_grd_entry *e)
+{
+	return e->op_phase != 0;
+}
 
 #endif

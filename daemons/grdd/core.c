@@ -1077,6 +1077,15 @@ static void on_freeze(struct grd_core *c, uint32_t from, const Coral__GrdFreeze 
 	src_pump(c);
 }
 
+/* An entry of the item has a block operation under way (the bucket's latch held). */
+static bool item_busy(struct grd_core *c, const struct grd_item *it)
+{
+	for (struct coral_grd_entry *e = coral_grd_dir_first(c->dir, it->bucket); e; e = coral_grd_dir_next(c->dir, e))
+		if ((!it->is_res || coral_resid_eq(&e->id, &it->id)) && coral_grd_entry_busy(e))
+			return true;
+	return false;
+}
+
 /* Ships what the budget allows. */
 static void src_pump(struct grd_core *c)
 {
@@ -1101,11 +1110,17 @@ static void src_pump(struct grd_core *c)
 			return;
 		}
 		size_t n = 0;
-		bool last = false;
-		/* entries are copied out under the latch; a frozen bucket does not change */
+		bool last = false, wait = false;
+		/* entries are copied out under the latch; a frozen bucket does not change, once the
+		 * block operations that were under way when it froze are over */
 		while (n < GRD_CHUNK_ENTRIES && s->cursor < s->nitems && s->items[s->cursor].to == to) {
 			struct grd_item *it = &s->items[s->cursor];
 			coral_grd_dir_lock(c->dir, it->bucket);
+			if (s->skip == 0 && item_busy(c, it)) {
+				coral_grd_dir_unlock(c->dir, it->bucket);
+				wait = true;
+				break;
+			}
 			uint32_t k = 0;
 			struct coral_grd_entry *e = coral_grd_dir_first(c->dir, it->bucket);
 			for (; e && n < GRD_CHUNK_ENTRIES; e = coral_grd_dir_next(c->dir, e)) {
@@ -1132,6 +1147,11 @@ static void src_pump(struct grd_core *c)
 				break;
 			}
 			coral_grd_dir_unlock(c->dir, it->bucket);
+		}
+		if (wait && n == 0) {
+			/* the tick tries again */
+			free(ents); free(entp); free(bufs);
+			return;
 		}
 		if (s->cursor >= s->nitems || s->items[s->cursor].to != to)
 			last = true;

@@ -1351,8 +1351,12 @@ static void m_drive(struct gcs_core *c, struct coral_grd_entry *e)
 	}
 }
 
+/* The next queued request becomes the operation, unless a move has frozen the block: then
+ * the queue stays behind, and its requesters ask the new master. */
 static void m_start_next(struct gcs_core *c, struct coral_grd_entry *e)
 {
+	if ((e->flags & CORAL_GRDE_FROZEN) || atomic_load(&c->dir->bstate[e->bucket]) != CORAL_GRDB_ACTIVE)
+		return;
 	while (e->op_phase == OP_IDLE && e->nconv > 0) {
 		struct coral_grd_conv q = e->conv[0];
 		memmove(&e->conv[0], &e->conv[1], (size_t)(e->nconv - 1) * sizeof(e->conv[0]));
@@ -1387,9 +1391,32 @@ static void m_done(struct gcs_core *c, struct coral_grd_entry *e)
 	m_start_next(c, e);
 }
 
+/* How m_entry() is asked: to start or queue something (a request), or to finish the
+ * operation under way (its answers, and the tick's resends). */
+enum { M_SERVE, M_SERVE_CREATE, M_FINISH };
+
+/* Whether an entry (latched) may be used as asked. A move freezes a bucket or a resource
+ * (grdd): nothing new starts there, but an operation under way is finished, and grdd ships
+ * the entry only once none is (coral_grd_entry_busy), so that the new master takes over
+ * a holder and modes that are true. Shipped in the middle of an operation, the entry told
+ * the new master that the old holder still had the block after it had shipped it: the new
+ * master granted it again from the disk, two nodes changed it in X, and coral-bank lost
+ * transfers (in about one run in six of integration-lmsd under ASan). */
+static int m_usable(const struct coral_grd_entry *e, int bstate, int how)
+{
+	bool frozen = bstate != CORAL_GRDB_ACTIVE || (e->flags & CORAL_GRDE_FROZEN);
+	if (e->flags & CORAL_GRDE_RECOVERY)
+		return CORAL_ERECOVERY;
+	if (e->flags & (CORAL_GRDE_STAGED | CORAL_GRDE_MARK))
+		return CORAL_EFROZEN;
+	if (frozen && !(how == M_FINISH && bstate != CORAL_GRDB_REBUILDING && e->op_phase != OP_IDLE))
+		return CORAL_EFROZEN;
+	return 0;
+}
+
 /* The entry of a block this node masters and serves now, latched; NULL (unlatched) if not. */
-static struct coral_grd_entry *m_entry(struct gcs_core *c, const Coral__GcsMsg *m, bool create,
-				       uint32_t *bucket, int *why)
+static struct coral_grd_entry *m_entry(struct gcs_core *c, const Coral__GcsMsg *m, int how, uint32_t *bucket,
+				       int *why)
 {
 	struct coral_resid id = resid(m->file, m->block);
 	*bucket = coral_resid_bucket(&id);
@@ -1399,22 +1426,26 @@ static struct coral_grd_entry *m_entry(struct gcs_core *c, const Coral__GcsMsg *
 		*why = CORAL_ENOTMASTER;
 		return NULL;
 	}
-	if (atomic_load(&c->dir->bstate[*bucket]) != CORAL_GRDB_ACTIVE) {
+	int bs = atomic_load(&c->dir->bstate[*bucket]);
+	if (bs != CORAL_GRDB_ACTIVE && how != M_FINISH) {
 		*why = CORAL_EFROZEN;
 		return NULL;
 	}
 	coral_grd_dir_lock(c->dir, *bucket);
+	/* again under the latch: grdd freezes a bucket before it takes the latch to mark its
+	 * entries, so an entry created or an operation started from here on is seen by grdd */
+	bs = atomic_load(&c->dir->bstate[*bucket]);
 	struct coral_grd_entry *e = coral_grd_dir_find(c->dir, &id);
-	if (e == NULL && create)
+	if (e == NULL && how == M_SERVE_CREATE && bs == CORAL_GRDB_ACTIVE)
 		e = coral_grd_dir_insert(c->dir, &id);
 	if (e == NULL) {
 		coral_grd_dir_unlock(c->dir, *bucket);
-		*why = create ? CORAL_EFULL : CORAL_ENOENT;
+		*why = bs != CORAL_GRDB_ACTIVE ? CORAL_EFROZEN : how == M_SERVE_CREATE ? CORAL_EFULL : CORAL_ENOENT;
 		return NULL;
 	}
-	if (e->flags & (CORAL_GRDE_FROZEN | CORAL_GRDE_STAGED | CORAL_GRDE_RECOVERY | CORAL_GRDE_MARK)) {
+	*why = m_usable(e, bs, how);
+	if (*why != 0) {
 		coral_grd_dir_unlock(c->dir, *bucket);
-		*why = (e->flags & CORAL_GRDE_RECOVERY) ? CORAL_ERECOVERY : CORAL_EFROZEN;
 		return NULL;
 	}
 	return e;
@@ -1434,7 +1465,7 @@ static void m_req(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, boo
 	}
 	uint32_t bucket;
 	int why;
-	struct coral_grd_entry *e = m_entry(c, m, true, &bucket, &why);
+	struct coral_grd_entry *e = m_entry(c, m, M_SERVE_CREATE, &bucket, &why);
 	if (e == NULL) {
 		Coral__GcsMsg a;
 		msg_init(&a, GCS_RETRY, m->file, m->block);
@@ -1631,11 +1662,11 @@ static void m_pi_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, 
  * only if this node masters and serves the block now. */
 typedef void (*m_handler)(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, struct coral_grd_entry *e);
 
-static void m_with_entry(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, m_handler fn)
+static void m_with_entry(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, int how, m_handler fn)
 {
 	uint32_t bucket;
 	int why;
-	struct coral_grd_entry *e = m_entry(c, m, false, &bucket, &why);
+	struct coral_grd_entry *e = m_entry(c, m, how, &bucket, &why);
 	if (e == NULL)
 		return;
 	fn(c, from, m, e);
@@ -1659,12 +1690,12 @@ void gcs_core_recv(struct gcs_core *c, uint32_t from, uint8_t type, const uint8_
 	switch (m->kind) {
 	case GCS_REQ: m_req(c, from, m, false); break;
 	case GCS_CR_REQ: m_req(c, from, m, true); break;
-	case GCS_ACK: m_with_entry(c, from, m, m_ack); break;
-	case GCS_INV_ACK: m_with_entry(c, from, m, m_inv_ack); break;
-	case GCS_NOT_HERE: m_with_entry(c, from, m, m_not_here); break;
-	case GCS_RELEASE: m_with_entry(c, from, m, m_release); break;
-	case GCS_WRITTEN: m_with_entry(c, from, m, m_written); break;
-	case GCS_PI_ACK: m_with_entry(c, from, m, m_pi_ack); break;
+	case GCS_ACK: m_with_entry(c, from, m, M_FINISH, m_ack); break;
+	case GCS_INV_ACK: m_with_entry(c, from, m, M_FINISH, m_inv_ack); break;
+	case GCS_NOT_HERE: m_with_entry(c, from, m, M_FINISH, m_not_here); break;
+	case GCS_RELEASE: m_with_entry(c, from, m, M_SERVE, m_release); break;
+	case GCS_WRITTEN: m_with_entry(c, from, m, M_SERVE, m_written); break;
+	case GCS_PI_ACK: m_with_entry(c, from, m, M_SERVE, m_pi_ack); break;
 	case GCS_GRANT: r_grant(c, from, m); break;
 	case GCS_BLOCK: r_block(c, from, m); break;
 	case GCS_CR_BLOCK: r_cr_block(c, from, m); break;
@@ -1739,7 +1770,7 @@ void gcs_core_tick(struct gcs_core *c)
 		msg_init(&probe, 0, c->ops_list[k].file, c->ops_list[k].block);
 		uint32_t bucket;
 		int why;
-		struct coral_grd_entry *e = m_entry(c, &probe, false, &bucket, &why);
+		struct coral_grd_entry *e = m_entry(c, &probe, M_FINISH, &bucket, &why);
 		if (e == NULL || e->op_phase == OP_IDLE) {
 			if (e)
 				m_unlock(c, e, bucket);
@@ -1766,7 +1797,7 @@ void gcs_core_tick(struct gcs_core *c)
 		msg_init(&probe, 0, c->pidrop[k].file, c->pidrop[k].block);
 		uint32_t bucket;
 		int why;
-		struct coral_grd_entry *e = m_entry(c, &probe, false, &bucket, &why);
+		struct coral_grd_entry *e = m_entry(c, &probe, M_SERVE, &bucket, &why);
 		if (e == NULL || e->pi == 0) {
 			if (e)
 				m_unlock(c, e, bucket);

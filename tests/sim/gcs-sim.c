@@ -27,14 +27,15 @@ int main(int argc, char **argv)
 		t.disk_reads += r.disk_reads; t.pi_kept += r.pi_kept; t.pi_dropped += r.pi_dropped;
 		t.writes_back += r.writes_back; t.invalidations += r.invalidations; t.retries += r.retries;
 		t.evictions += r.evictions; t.interleaved += r.interleaved;
+		t.moves += r.moves; t.moves_abandoned += r.moves_abandoned;
 	}
 	double n = (double)seeds;
 	printf("%llu passed, %llu failed; per run: %.0f reads, %.0f writes, %.0f CR reads, %.1f failed gets, "
 	       "%.0f messages (%.0f lost), %.0f 2-way, %.0f 3-way, %.0f disk reads, %.0f PIs kept, %.0f dropped, "
-	       "%.0f write-backs, %.0f invalidations, %.0f retries, %.0f evictions, %.0f session steps inside lmsd's operations\n",
+	       "%.0f write-backs, %.0f invalidations, %.0f retries, %.0f evictions, %.0f session steps inside lmsd's operations, %.1f masters moved (%.1f moves given up)\n",
 	       seeds - failed, failed, t.reads / n, t.writes / n, t.cr_reads / n, t.failures / n, t.msgs / n,
 	       t.lost / n, t.two_way / n, t.three_way / n, t.disk_reads / n, t.pi_kept / n, t.pi_dropped / n,
 	       t.writes_back / n, t.invalidations / n, t.retries / n, t.evictions / n,
-	       t.interleaved / n);
+	       t.interleaved / n, t.moves / n, t.moves_abandoned / n);
 	return failed ? 1 : 0;
 }

@@ -12,6 +12,10 @@
  *  - a past image disappears only once the disk holds an image at least as new;
  *  - the disk never goes back to an older image;
  *  - a node ships an image only after the redo of its own changes to it is durable.
+ * Now and then a block's master moves to another node as grdd moves it (remaster.c's
+ * freeze, ship and commit, in one step here): the old master's bucket freezes, the entry is
+ * copied to the new master once no operation is under way on it (or the move is abandoned
+ * after a while), and the map switches. Queued requests stay behind and are asked again.
  * At the end the network heals, every session finishes, every node writes back, and the
  * disk must hold the last value of every block. */
 #include "gcs_sim.h"
@@ -96,6 +100,14 @@ struct sim {
 	bool failed;
 	struct gcs_sim_result *r;
 	uint32_t current_node;  /* whose core is running (for send's from) */
+	uint32_t master[SIM_BLOCKS];
+	uint64_t map_version;
+	bool movable[SIM_BLOCKS];   /* its bucket holds no other block of the model */
+	struct {
+		bool on;
+		uint32_t block, from, to;
+		uint64_t since_ms;
+	} mv;
 };
 
 static uint64_t rnd(struct sim *s)
@@ -177,8 +189,8 @@ static uint32_t op_master(void *arg, uint32_t file, uint64_t block, uint64_t *ve
 {
 	struct sim_arg *a = arg;
 	(void)file;
-	*version = 1;
-	return 1 + (uint32_t)((block * 2654435761u) % a->s->n);
+	*version = a->s->map_version;
+	return block < SIM_BLOCKS ? a->s->master[block] : 0;
 }
 
 static int op_read(void *arg, uint32_t file, uint64_t block, uint8_t *data)
@@ -423,6 +435,102 @@ static void unlock_hook(struct coral_cache *c)
 	in_hook = false;
 }
 
+/* ---- remastering ----------------------------------------------------------------------- */
+
+static uint32_t block_bucket(uint32_t block)
+{
+	struct coral_resid id = {.type = CORAL_RES_BLOCK, .id1 = 1, .id2 = block};
+	return coral_resid_bucket(&id);
+}
+
+static void set_frozen(struct coral_grd_dir *d, uint32_t bucket, bool frozen)
+{
+	atomic_store(&d->bstate[bucket], frozen ? CORAL_GRDB_FROZEN : CORAL_GRDB_ACTIVE);
+	coral_grd_dir_lock(d, bucket);
+	for (struct coral_grd_entry *e = coral_grd_dir_first(d, bucket); e; e = coral_grd_dir_next(d, e)) {
+		if (frozen)
+			e->flags |= CORAL_GRDE_FROZEN;
+		else
+			e->flags &= (uint16_t)~CORAL_GRDE_FROZEN;
+	}
+	coral_grd_dir_unlock(d, bucket);
+}
+
+/* The entry has arrived: what grdd's entry_from_msg keeps of a block (holders, past images,
+ * the current holder, the operation number, the disk's SCN; not the queue). */
+static void move_entry(struct sim *s, uint32_t bucket, const struct coral_grd_entry *src)
+{
+	struct coral_grd_dir *d = s->nodes[s->mv.to - 1].dir;
+	coral_grd_dir_lock(d, bucket);
+	struct coral_grd_entry *e = coral_grd_dir_find(d, &src->id);
+	if (e == NULL)
+		e = coral_grd_dir_insert(d, &src->id);
+	if (e == NULL) {
+		coral_grd_dir_unlock(d, bucket);
+		fail(s, "the directory of node %u is full", s->mv.to);
+		return;
+	}
+	e->holders = src->holders;
+	e->pi = src->pi;
+	memcpy(e->mode, src->mode, sizeof(e->mode));
+	e->cur = src->cur;
+	e->gen = src->gen;
+	e->disk_scn = src->disk_scn;
+	e->nconv = 0;
+	e->op_phase = 0;
+	coral_grd_dir_unlock(d, bucket);
+}
+
+static void remaster_step(struct sim *s)
+{
+	if (!s->mv.on) {
+		if (s->healing || rndn(s, 100) != 0)
+			return;
+		uint32_t b = rndn(s, SIM_BLOCKS);
+		uint32_t to = 1 + rndn(s, s->n);
+		if (!s->movable[b] || to == s->master[b])
+			return;
+		s->mv.on = true;
+		s->mv.block = b;
+		s->mv.from = s->master[b];
+		s->mv.to = to;
+		s->mv.since_ms = s->now_ms;
+		set_frozen(s->nodes[s->mv.from - 1].dir, block_bucket(b), true);
+		return;
+	}
+	uint32_t bucket = block_bucket(s->mv.block);
+	struct coral_grd_dir *d = s->nodes[s->mv.from - 1].dir;
+	struct coral_resid id = {.type = CORAL_RES_BLOCK, .id1 = 1, .id2 = s->mv.block};
+	coral_grd_dir_lock(d, bucket);
+	struct coral_grd_entry *e = coral_grd_dir_find(d, &id);
+	bool busy = e && coral_grd_entry_busy(e);
+	struct coral_grd_entry copy;
+	if (e)
+		copy = *e;
+	coral_grd_dir_unlock(d, bucket);
+	if (busy) {
+		if (s->now_ms - s->mv.since_ms > 500) {
+			/* the coordinator gives up: nothing moves */
+			set_frozen(d, bucket, false);
+			s->mv.on = false;
+			s->r->moves_abandoned++;
+		}
+		return;
+	}
+	if (e)
+		move_entry(s, bucket, &copy);
+	s->master[s->mv.block] = s->mv.to;
+	s->map_version++;
+	coral_grd_dir_lock(d, bucket);
+	e = coral_grd_dir_find(d, &id);
+	if (e)
+		coral_grd_dir_remove(d, e);
+	coral_grd_dir_unlock(d, bucket);
+	set_frozen(d, bucket, false);
+	s->mv.on = false;
+	s->r->moves++;
+}
+
 /* ---- invariants ----------------------------------------------------------------------- */
 
 static void check(struct sim *s)
@@ -554,8 +662,15 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 	hook_sim = s;
 	coral_cache_unlock_hook = unlock_hook;
 	err[0] = 0;
-	for (uint32_t b = 0; b < SIM_BLOCKS; b++)
+	s->map_version = 1;
+	for (uint32_t b = 0; b < SIM_BLOCKS; b++) {
 		coral_block_format(s->disk[b], SIM_BS, 1, b, 0);
+		s->master[b] = 1 + (uint32_t)((b * 2654435761u) % nodes);
+		s->movable[b] = true;
+		for (uint32_t o = 0; o < SIM_BLOCKS; o++)
+			if (o != b && block_bucket(o) == block_bucket(b))
+				s->movable[b] = false;
+	}
 	struct gcs_ops ops = {op_send, op_master, op_read, op_write, op_sync, op_log_force, op_done, NULL, NULL};
 	for (uint32_t i = 0; i < nodes; i++) {
 		struct sim_node *nd = &s->nodes[i];
@@ -589,13 +704,16 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 			uint32_t i = rndn(s, nodes);
 			gcs_core_checkpoint(s->nodes[i].core);
 		}
+		remaster_step(s);
 		check(s);
 	}
-	/* heal: no more loss; let every session finish */
+	/* heal: no more loss; let every session finish (a move under way ends first) */
 	s->loss_pct = 0;
 	s->healing = true;
 	for (uint32_t t = 0; t < 20000 && !s->failed; t++) {
 		s->now_ms++;
+		if (s->mv.on)
+			remaster_step(s);
 		for (uint32_t i = 0; i < nodes; i++)
 			gcs_core_clock(s->nodes[i].core, s->now_ms * 1000 + 1000000);
 		deliver(s, false);

@@ -11,6 +11,7 @@ struct gcs_sim_result {
 	uint64_t reads, writes, cr_reads, failures, msgs, lost, two_way, three_way, disk_reads;
 	uint64_t pi_kept, pi_dropped, writes_back, invalidations, retries, evictions;
 	uint64_t interleaved;   /* session fast paths run where lmsd had let a latch go */
+	uint64_t moves, moves_abandoned;   /* masters moved, and moves given up on a busy block */
 };
 
 /* 0 if every invariant held; else nonzero with the violation (and the step) in err. */
