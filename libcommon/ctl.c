@@ -22,6 +22,11 @@ Coral__CtlRequest *coral_ctl_request_decode(const uint8_t *data, size_t len)
 	return coral__ctl_request__unpack(NULL, len, data);
 }
 
+Coral__CtlRequest *coral_ctl_request_decode_in(struct coral_pb_arena *ar, const uint8_t *data, size_t len)
+{
+	return coral__ctl_request__unpack(&ar->al, len, data);
+}
+
 void coral_ctl_request_free(Coral__CtlRequest *req)
 {
 	if (req)

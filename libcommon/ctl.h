@@ -17,6 +17,10 @@ struct event_base;
 
 Coral__CtlRequest *coral_ctl_request_decode(const uint8_t *data, size_t len);
 void coral_ctl_request_free(Coral__CtlRequest *req);
+/* Decoded into the caller's arena (frame.h): no malloc, nothing to free; NULL when it does
+ * not decode or does not fit (lmsd's consistent-read port decodes each request so). */
+struct coral_pb_arena;
+Coral__CtlRequest *coral_ctl_request_decode_in(struct coral_pb_arena *ar, const uint8_t *data, size_t len);
 Coral__CtlResponse *coral_ctl_response_decode(const uint8_t *data, size_t len);
 void coral_ctl_response_free(Coral__CtlResponse *resp);
 

@@ -220,11 +220,10 @@ static int send_msg(struct grd_core *c, uint32_t to, uint8_t type, const Protobu
 {
 	if (to == 0)
 		return CORAL_ENOENT;
-	size_t len = protobuf_c_message_get_packed_size(m);
-	uint8_t *buf = malloc(len ? len : 1);
+	size_t len;
+	uint8_t *buf = grd_msg_pack(m, &len);
 	if (buf == NULL)
 		return CORAL_ENOMEM;
-	protobuf_c_message_pack(m, buf);
 	int rc = c->ops.send(c->ops.arg, to, type, buf, len);
 	free(buf);
 	return rc;
@@ -357,7 +356,7 @@ struct grd_core *grd_core_new(uint32_t self, const struct coral_grd_conf *conf,
 static void move_clear(struct grd_move *mv)
 {
 	if (mv->next)
-		coral__grd_map_record__free_unpacked(mv->next, NULL);
+		grd_record_free(mv->next);
 	free(mv->packed);
 	memset(mv, 0, sizeof(*mv));
 }
@@ -367,7 +366,7 @@ void grd_core_free(struct grd_core *c)
 	if (c == NULL)
 		return;
 	if (c->rec)
-		coral__grd_map_record__free_unpacked(c->rec, NULL);
+		grd_record_free(c->rec);
 	move_clear(&c->mv);
 	for (size_t i = 0; i < c->nrebuild; i++) {
 		free(c->rebuild[i].bitmap);
@@ -397,18 +396,7 @@ const struct grd_stats *grd_core_stats(const struct grd_core *c)
 
 /* ---- records ------------------------------------------------------------------------- */
 
-/* A deep copy of a record that can be edited: packed and unpacked again. */
-static Coral__GrdMapRecord *rec_copy(const Coral__GrdMapRecord *r)
-{
-	size_t len = coral__grd_map_record__get_packed_size(r);
-	uint8_t *buf = malloc(len ? len : 1);
-	if (buf == NULL)
-		return NULL;
-	coral__grd_map_record__pack(r, buf);
-	Coral__GrdMapRecord *out = coral__grd_map_record__unpack(NULL, len, buf);
-	free(buf);
-	return out;
-}
+static Coral__GrdMapRecord *rec_copy(const Coral__GrdMapRecord *r) { return grd_record_copy(r); }
 
 /* The record's content as a map definition (pointers into scratch arrays owned by caller). */
 struct map_scratch {
@@ -645,8 +633,9 @@ static bool rebuilding_res(const struct grd_core *c, const struct coral_resid *i
 	return false;
 }
 
-static void on_request(struct grd_core *c, uint32_t from, const Coral__GrdRequest *q)
+static void on_request(struct grd_core *c, uint32_t from, const void *msg)
 {
+	const Coral__GrdRequest *q = msg;
 	struct coral_resid id;
 	if (!res_from_msg(q->id, &id) || (q->op != 1 && q->op != 2)) {
 		c->st.msgs_refused++;
@@ -846,8 +835,9 @@ static int held_record(struct grd_core *c, const struct coral_resid *id, int op,
 	return rc;
 }
 
-static void on_reply(struct grd_core *c, uint32_t from, const Coral__GrdReply *r)
+static void on_reply(struct grd_core *c, uint32_t from, const void *msg)
 {
+	const Coral__GrdReply *r = msg;
 	struct grd_pending *p = NULL;
 	for (size_t i = 0; i < c->npending_cap; i++)
 		if (c->pending[i].used && c->pending[i].waiting_reply && c->pending[i].req_id == r->req_id) {
@@ -967,8 +957,13 @@ static void src_unfreeze(struct grd_core *c)
 static void src_pump(struct grd_core *c);
 static void coordinate(struct grd_core *c);
 
-static void on_freeze(struct grd_core *c, uint32_t from, const Coral__GrdFreeze *f)
+static void on_freeze(struct grd_core *c, uint32_t from, const void *msg)
 {
+	const Coral__GrdFreeze *f = msg;
+	if (f->coordinator != from) {
+		c->st.msgs_refused++;
+		return;
+	}
 	if (f->dry_run) {
 		/* count what would move, per destination, without freezing */
 		uint64_t entries = 0, bytes = 0;
@@ -985,7 +980,7 @@ static void on_freeze(struct grd_core *c, uint32_t from, const Coral__GrdFreeze 
 				struct grd_entry_buf eb;
 				grd_entry_to_msg(e, &m, &eb);
 				entries++;
-				bytes += coral__grd_entry__get_packed_size(&m);
+				bytes += grd_msg_size(&m.base);
 			}
 			coral_grd_dir_unlock(c->dir, b);
 		}
@@ -1163,10 +1158,9 @@ static void src_pump(struct grd_core *c)
 		sh.last = last;
 		sh.entries = entp;
 		sh.n_entries = n;
-		size_t len = coral__grd_ship__get_packed_size(&sh);
-		uint8_t *buf = malloc(len ? len : 1);
+		size_t len;
+		uint8_t *buf = grd_msg_pack(&sh.base, &len);
 		if (buf) {
-			coral__grd_ship__pack(&sh, buf);
 			if (to != 0)
 				c->ops.send(c->ops.arg, to, GRD_MSG_SHIP, buf, len);
 			free(buf);
@@ -1182,8 +1176,9 @@ static void src_pump(struct grd_core *c)
 	}
 }
 
-static void on_ship(struct grd_core *c, uint32_t from, const Coral__GrdShip *sh)
+static void on_ship(struct grd_core *c, uint32_t from, const void *msg)
 {
+	const Coral__GrdShip *sh = msg;
 	struct grd_dst *d = &c->dst;
 	if (sh->base_version != version(c)) {
 		char err[128];
@@ -1230,7 +1225,7 @@ static void on_ship(struct grd_core *c, uint32_t from, const Coral__GrdShip *sh)
 	}
 	if (from >= 1 && from <= CORAL_MAX_NODES) {
 		d->entries[from - 1] += sh->n_entries;
-		d->bytes[from - 1] += coral__grd_ship__get_packed_size(sh);
+		d->bytes[from - 1] += grd_msg_size(&sh->base);
 	}
 	if (code != 0 || sh->last) {
 		d->done_sources |= bit(from);
@@ -1362,11 +1357,10 @@ static void record_stamp(struct grd_core *c, Coral__GrdMapRecord *n, int cause, 
 
 static int record_store(struct grd_core *c, Coral__GrdMapRecord *n, uint64_t cookie_kind)
 {
-	size_t len = coral__grd_map_record__get_packed_size(n);
-	uint8_t *buf = malloc(len ? len : 1);
+	size_t len;
+	uint8_t *buf = grd_record_pack(n, &len);
 	if (buf == NULL)
 		return CORAL_ENOMEM;
-	coral__grd_map_record__pack(n, buf);
 	int rc = c->ops.store(c->ops.arg, buf, len, c->rec_index, cookie_kind);
 	free(buf);
 	return rc;
@@ -1398,8 +1392,10 @@ static void move_commit(struct grd_core *c)
 		move_abort(c, CORAL_ECONN, "the map could not be sent to raftd");
 }
 
-static void on_ready(struct grd_core *c, const Coral__GrdReady *r)
+static void on_ready(struct grd_core *c, uint32_t from, const void *msg)
 {
+	(void)from;
+	const Coral__GrdReady *r = msg;
 	struct grd_move *mv = &c->mv;
 	if (mv->state != MV_FREEZING || r->move_id != mv->id)
 		return;
@@ -1438,7 +1434,7 @@ static void move_start(struct grd_core *c, Coral__GrdMapRecord *next, int cause,
 	struct grd_move *mv = &c->mv;
 	uint8_t *newo = malloc(CORAL_GRD_BUCKETS);
 	if (newo == NULL) {
-		coral__grd_map_record__free_unpacked(next, NULL);
+		grd_record_free(next);
 		remaster_answer(c, has_origin, origin, cookie, CORAL_ENOMEM, "out of memory", NULL);
 		return;
 	}
@@ -1518,7 +1514,7 @@ static void move_start(struct grd_core *c, Coral__GrdMapRecord *next, int cause,
 			free(items[n]);
 		}
 		free(resv);
-		coral__grd_map_record__free_unpacked(next, NULL);
+		grd_record_free(next);
 		memset(mv, 0, sizeof(*mv));
 		remaster_answer(c, has_origin, origin, cookie, CORAL_ENOMEM, "out of memory", NULL);
 		return;
@@ -1676,7 +1672,7 @@ static void start_request(struct grd_core *c, struct grd_request_q *q)
 		size_t kept = 0;
 		for (size_t i = 0; n && i < n->n_lost; i++) {
 			if (n->lost[i]->node == req->node) {
-				coral__grd_lost__free_unpacked(n->lost[i], NULL);
+				grd_msg_free(n->lost[i]);
 				found = true;
 			} else {
 				n->lost[kept++] = n->lost[i];
@@ -1706,7 +1702,7 @@ static void start_request(struct grd_core *c, struct grd_request_q *q)
 		}
 		if (!n || !found) {
 			if (n)
-				coral__grd_map_record__free_unpacked(n, NULL);
+				grd_record_free(n);
 			snprintf(err, sizeof(err), "node %u is not listed as lost at map version %llu", req->node,
 				 (unsigned long long)version(c));
 			remaster_answer(c, true, q->origin, q->cookie, CORAL_ENOENT, err, NULL);
@@ -1733,7 +1729,7 @@ static void start_request(struct grd_core *c, struct grd_request_q *q)
 	rec_owners(c->rec, c->scratch_owner);
 	if (coral_parse_int(q->target, &bucket)) {
 		if (bucket < 0 || bucket >= (int64_t)CORAL_GRD_BUCKETS) {
-			coral__grd_map_record__free_unpacked(n, NULL);
+			grd_record_free(n);
 			snprintf(err, sizeof(err), "bucket %lld is out of range 0-%u", (long long)bucket, CORAL_GRD_BUCKETS - 1);
 			remaster_answer(c, true, q->origin, q->cookie, CORAL_EINVAL, err, NULL);
 			return;
@@ -1741,14 +1737,14 @@ static void start_request(struct grd_core *c, struct grd_request_q *q)
 		/* an override equal to what the ring gives is no override: drop it */
 		uint8_t *ring = malloc(CORAL_GRD_BUCKETS);
 		if (ring == NULL) {
-			coral__grd_map_record__free_unpacked(n, NULL);
+			grd_record_free(n);
 			remaster_answer(c, true, q->origin, q->cookie, CORAL_ENOMEM, "out of memory", NULL);
 			return;
 		}
 		coral_grd_map_compute(n->members, n->n_members, NULL, 0, ring);
 		if (c->scratch_owner[bucket] == req->node) {
 			free(ring);
-			coral__grd_map_record__free_unpacked(n, NULL);
+			grd_record_free(n);
 			Coral__GrdRemasterReply r = CORAL__GRD_REMASTER_REPLY__INIT;
 			snprintf(err, sizeof(err), "bucket %lld is already mastered by node %u", (long long)bucket, req->node);
 			r.map_version = version(c);
@@ -1765,7 +1761,7 @@ static void start_request(struct grd_core *c, struct grd_request_q *q)
 		uint32_t bo = c->scratch_owner[coral_resid_bucket(&id)];
 		uint32_t now = rec_master(c->rec, c->scratch_owner, &id);
 		if (now == req->node) {
-			coral__grd_map_record__free_unpacked(n, NULL);
+			grd_record_free(n);
 			Coral__GrdRemasterReply r = CORAL__GRD_REMASTER_REPLY__INIT;
 			snprintf(err, sizeof(err), "%s is already mastered by node %u", q->target, now);
 			r.map_version = version(c);
@@ -1776,12 +1772,12 @@ static void start_request(struct grd_core *c, struct grd_request_q *q)
 		rc = set_res_override(n, &id, bo == req->node ? 0 : req->node, (size_t)c->conf->max_overrides);
 		snprintf(err, sizeof(err), "%s from node %u to node %u", q->target, now, req->node);
 	} else {
-		coral__grd_map_record__free_unpacked(n, NULL);
+		grd_record_free(n);
 		remaster_answer(c, true, q->origin, q->cookie, CORAL_EINVAL, err, NULL);
 		return;
 	}
 	if (rc != 0) {
-		coral__grd_map_record__free_unpacked(n, NULL);
+		grd_record_free(n);
 		snprintf(err, sizeof(err), rc == CORAL_EFULL ? "the map already carries max_overrides (%lld) overrides of that kind"
 							     : "out of memory", (long long)c->conf->max_overrides);
 		remaster_answer(c, true, q->origin, q->cookie, rc, err, NULL);
@@ -1841,8 +1837,9 @@ void grd_core_remaster(struct grd_core *c, const Coral__GrdRemasterRequest *req,
 	enqueue_request(c, req, c->self, cookie, CORAL_GRD_CAUSE_MANUAL);
 }
 
-static void on_propose(struct grd_core *c, uint32_t from, const Coral__GrdPropose *p)
+static void on_propose(struct grd_core *c, uint32_t from, const void *msg)
 {
+	const Coral__GrdPropose *p = msg;
 	(void)from;
 	if (c->leader != c->self || p->version != version(c) || c->nqueue >= GRD_QUEUE / 2)
 		return;
@@ -2001,7 +1998,7 @@ static void coordinate(struct grd_core *c)
 			}
 		}
 		if (set_members(n, keep, nkeep) != 0) {
-			coral__grd_map_record__free_unpacked(n, NULL);
+			grd_record_free(n);
 			return;
 		}
 		record_stamp(c, n, CORAL_GRD_CAUSE_LEAVE, 0, detail, wall_ms(c));
@@ -2018,14 +2015,14 @@ static void coordinate(struct grd_core *c)
 		c->store_busy = true;
 		if (record_store(c, n, GRD_STORE_LEAVE) != 0)
 			c->store_busy = false;
-		coral__grd_map_record__free_unpacked(n, NULL);
+		grd_record_free(n);
 		return;
 	}
 	if (nkeep < nwant) {
 		Coral__GrdMapRecord *n = rec_edit(c);
 		if (n == NULL || set_members(n, want, nwant) != 0) {
 			if (n)
-				coral__grd_map_record__free_unpacked(n, NULL);
+				grd_record_free(n);
 			return;
 		}
 		char detail[160];
@@ -2170,8 +2167,9 @@ static void report_to(struct grd_core *c, uint32_t to, const Coral__GrdReportReq
 	free(rb);
 }
 
-static void on_report_req(struct grd_core *c, uint32_t from, const Coral__GrdReportRequest *q)
+static void on_report_req(struct grd_core *c, uint32_t from, const void *msg)
 {
+	const Coral__GrdReportRequest *q = msg;
 	report_to(c, from, q);
 }
 
@@ -2212,8 +2210,9 @@ static void rebuild_finish(struct grd_core *c, struct grd_rebuild *rb)
 	*rb = c->rebuild[--c->nrebuild];
 }
 
-static void on_report(struct grd_core *c, uint32_t from, const Coral__GrdReport *r)
+static void on_report(struct grd_core *c, uint32_t from, const void *msg)
 {
+	const Coral__GrdReport *r = msg;
 	for (size_t i = 0; i < c->nrebuild; i++) {
 		struct grd_rebuild *rb = &c->rebuild[i];
 		if (rb->id != r->rebuild_id || !(rb->waiting & bit(from)))
@@ -2425,13 +2424,13 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 	c->store_read = true;
 	if (buf == NULL)
 		return;
-	Coral__GrdMapRecord *r = coral__grd_map_record__unpack(NULL, len, buf);
+	Coral__GrdMapRecord *r = grd_record_decode(buf, len);
 	if (r == NULL) {
 		core_log(c, CORAL_LOG_WARNING, "the map record at index %llu cannot be decoded; ignored", (unsigned long long)index);
 		return;
 	}
 	if (r->version <= version(c)) {
-		coral__grd_map_record__free_unpacked(r, NULL);
+		grd_record_free(r);
 		return;
 	}
 	struct coral_grd_map_def d;
@@ -2444,7 +2443,7 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 	if (rc != 0) {
 		core_log(c, CORAL_LOG_WARNING, "map version %llu cannot be published: %s", (unsigned long long)r->version,
 		     coral_strerror(rc));
-		coral__grd_map_record__free_unpacked(r, NULL);
+		grd_record_free(r);
 		return;
 	}
 	Coral__GrdMapRecord *old = c->rec;
@@ -2526,7 +2525,7 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 		}
 	}
 	if (old)
-		coral__grd_map_record__free_unpacked(old, NULL);
+		grd_record_free(old);
 }
 
 /* ---- inputs -------------------------------------------------------------------------- */
@@ -2543,107 +2542,85 @@ void grd_core_set_cluster(struct grd_core *c, uint32_t leader, bool fenced,
 		move_abort(c, CORAL_ENOTLEADER, "this node is no longer the coordinator");
 }
 
+static void on_abort(struct grd_core *c, uint32_t from, const void *msg)
+{
+	const Coral__GrdAbort *a = msg;
+	if (c->src.active && c->src.move_id == a->move_id && c->src.coordinator == from) {
+		core_log(c, CORAL_LOG_INFO, "move %llu aborted by node %u: %s", (unsigned long long)a->move_id, from, a->reason);
+		src_unfreeze(c);
+	}
+	if (c->dst.move_id == a->move_id && c->rec) {
+		/* drop what was staged for it: settle against a record that does not commit it */
+		Coral__GrdMapRecord none = CORAL__GRD_MAP_RECORD__INIT;
+		dst_settle(c, &none);
+	}
+}
+
+static void on_remaster_fwd(struct grd_core *c, uint32_t from, const void *msg)
+{
+	const Coral__GrdRemasterFwd *f = msg;
+	if (f->req == NULL)
+		c->st.msgs_refused++;
+	else if (c->leader != c->self)
+		remaster_answer(c, true, from, f->cookie, CORAL_ENOTLEADER, "the coordinator changed: retry", NULL);
+	else
+		enqueue_request(c, f->req, from, f->cookie, CORAL_GRD_CAUSE_MANUAL);
+}
+
+static void on_remaster_ans(struct grd_core *c, uint32_t from, const void *msg)
+{
+	(void)from;
+	const Coral__GrdRemasterAns *a = msg;
+	c->ops.remastered(c->ops.arg, a->cookie, a->code, a->error, a->reply);
+}
+
+/* Who may send a message: any node the interconnect let in, the coordinator (the grdd next
+ * to the Raft leader), or an active member. */
+enum { FROM_ANY, FROM_COORDINATOR, FROM_ACTIVE };
+
+static const struct grd_handler {
+	uint8_t type;
+	uint8_t from;
+	void (*fn)(struct grd_core *c, uint32_t from, const void *msg);
+} grd_handlers[] = {
+	{GRD_MSG_REQUEST, FROM_ANY, on_request},
+	{GRD_MSG_REPLY, FROM_ANY, on_reply},
+	{GRD_MSG_FREEZE, FROM_COORDINATOR, on_freeze},
+	{GRD_MSG_SHIP, FROM_ACTIVE, on_ship},
+	{GRD_MSG_READY, FROM_ANY, on_ready},
+	{GRD_MSG_ABORT, FROM_ANY, on_abort},
+	{GRD_MSG_REPORT_REQ, FROM_ANY, on_report_req},
+	{GRD_MSG_REPORT, FROM_ANY, on_report},
+	{GRD_MSG_PROPOSE, FROM_ANY, on_propose},
+	{GRD_MSG_REMASTER_FWD, FROM_ANY, on_remaster_fwd},
+	{GRD_MSG_REMASTER_ANS, FROM_ANY, on_remaster_ans},
+};
+
+static bool sender_ok(struct grd_core *c, uint8_t who, uint32_t from)
+{
+	switch (who) {
+	case FROM_COORDINATOR: return from == c->leader;
+	case FROM_ACTIVE: return member_active(c, from);
+	default: return true;
+	}
+}
+
 void grd_core_recv(struct grd_core *c, uint32_t from, uint8_t type, const uint8_t *data, size_t len)
 {
-#define UNPACK(T, fn, var)                                                         \
-	T *var = fn##__unpack(NULL, len, data);                                      \
-	if (var == NULL) {                                                          \
-		c->st.msgs_refused++;                                               \
-		return;                                                             \
-	}
-	switch (type) {
-	case GRD_MSG_REQUEST: {
-		UNPACK(Coral__GrdRequest, coral__grd_request, q);
-		on_request(c, from, q);
-		coral__grd_request__free_unpacked(q, NULL);
-		return;
-	}
-	case GRD_MSG_REPLY: {
-		UNPACK(Coral__GrdReply, coral__grd_reply, r);
-		on_reply(c, from, r);
-		coral__grd_reply__free_unpacked(r, NULL);
-		return;
-	}
-	case GRD_MSG_FREEZE: {
-		UNPACK(Coral__GrdFreeze, coral__grd_freeze, f);
-		if (f->coordinator == from && from == c->leader)
-			on_freeze(c, from, f);
-		else
-			c->st.msgs_refused++;
-		coral__grd_freeze__free_unpacked(f, NULL);
-		return;
-	}
-	case GRD_MSG_SHIP: {
-		UNPACK(Coral__GrdShip, coral__grd_ship, s);
-		if (member_active(c, from))
-			on_ship(c, from, s);
-		else
-			c->st.msgs_refused++;
-		coral__grd_ship__free_unpacked(s, NULL);
-		return;
-	}
-	case GRD_MSG_READY: {
-		UNPACK(Coral__GrdReady, coral__grd_ready, r);
-		on_ready(c, r);
-		coral__grd_ready__free_unpacked(r, NULL);
-		return;
-	}
-	case GRD_MSG_ABORT: {
-		UNPACK(Coral__GrdAbort, coral__grd_abort, a);
-		if (c->src.active && c->src.move_id == a->move_id && c->src.coordinator == from) {
-			core_log(c, CORAL_LOG_INFO, "move %llu aborted by node %u: %s", (unsigned long long)a->move_id, from, a->reason);
-			src_unfreeze(c);
-		}
-		if (c->dst.move_id == a->move_id && c->rec) {
-			/* drop what was staged for it: settle against a record that does not commit it */
-			Coral__GrdMapRecord none = CORAL__GRD_MAP_RECORD__INIT;
-			dst_settle(c, &none);
-		}
-		coral__grd_abort__free_unpacked(a, NULL);
-		return;
-	}
-	case GRD_MSG_REPORT_REQ: {
-		UNPACK(Coral__GrdReportRequest, coral__grd_report_request, q);
-		on_report_req(c, from, q);
-		coral__grd_report_request__free_unpacked(q, NULL);
-		return;
-	}
-	case GRD_MSG_REPORT: {
-		UNPACK(Coral__GrdReport, coral__grd_report, r);
-		on_report(c, from, r);
-		coral__grd_report__free_unpacked(r, NULL);
-		return;
-	}
-	case GRD_MSG_PROPOSE: {
-		UNPACK(Coral__GrdPropose, coral__grd_propose, p);
-		on_propose(c, from, p);
-		coral__grd_propose__free_unpacked(p, NULL);
-		return;
-	}
-	case GRD_MSG_REMASTER_FWD: {
-		UNPACK(Coral__GrdRemasterFwd, coral__grd_remaster_fwd, f);
-		if (f->req == NULL) {
-			c->st.msgs_refused++;
-		} else if (c->leader != c->self) {
-			remaster_answer(c, true, from, f->cookie, CORAL_ENOTLEADER,
-					"the coordinator changed: retry", NULL);
-		} else {
-			enqueue_request(c, f->req, from, f->cookie, CORAL_GRD_CAUSE_MANUAL);
-		}
-		coral__grd_remaster_fwd__free_unpacked(f, NULL);
-		return;
-	}
-	case GRD_MSG_REMASTER_ANS: {
-		UNPACK(Coral__GrdRemasterAns, coral__grd_remaster_ans, a);
-		c->ops.remastered(c->ops.arg, a->cookie, a->code, a->error, a->reply);
-		coral__grd_remaster_ans__free_unpacked(a, NULL);
-		return;
-	}
-	default:
+	const struct grd_handler *h = NULL;
+	for (size_t i = 0; i < CORAL_ARRAY_LEN(grd_handlers) && h == NULL; i++)
+		if (grd_handlers[i].type == type)
+			h = &grd_handlers[i];
+	if (h != NULL && !sender_ok(c, h->from, from)) {
 		c->st.msgs_refused++;
 		return;
 	}
-#undef UNPACK
+	const ProtobufCMessage *m = grd_msg_decode(type, data, len, &c->st.msgs_refused);
+	if (m == NULL)
+		return;
+	if (h != NULL)
+		h->fn(c, from, m);
+	grd_msg_free(m);
 }
 
 static void src_tick(struct grd_core *c)
@@ -2666,7 +2643,7 @@ static void src_tick(struct grd_core *c)
 		s->abandon_sent = true;
 		if (record_store(c, n, GRD_STORE_ABANDON) != 0)
 			s->abandon_sent = false;
-		coral__grd_map_record__free_unpacked(n, NULL);
+		grd_record_free(n);
 	}
 }
 

@@ -24,27 +24,11 @@
 
 #include "conf.h"
 #include "grd.h"
-#include "grd.pb-c.h"
-#include "net.h"
+#include "grd_msg.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
-enum grd_msg {
-	GRD_MSG_REQUEST = CORAL_NET_APP,
-	GRD_MSG_REPLY,
-	GRD_MSG_FREEZE,
-	GRD_MSG_SHIP,
-	GRD_MSG_READY,
-	GRD_MSG_ABORT,
-	GRD_MSG_REPORT_REQ,
-	GRD_MSG_REPORT,
-	GRD_MSG_PROPOSE,
-	GRD_MSG_REMASTER_FWD,
-	GRD_MSG_REMASTER_ANS,
-};
-
-#define GRD_MAP_KEY "grd/map"
 #define GRD_HISTORY 256
 #define GRD_QUEUE 64
 #define GRD_RECENT_MOVES 16

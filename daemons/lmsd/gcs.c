@@ -11,7 +11,6 @@
 #include "gcs.h"
 #include "log.h"
 #include "errors.h"
-#include "gcs.pb-c.h"
 #include "storage.h"
 
 #include <math.h>
@@ -83,16 +82,6 @@ struct gcs_core {
 	FILE *trace;                  /* CORAL_GCS_TRACE: every message and image change, for debugging */
 	uint64_t trace_lines;         /* bounded: the trace stops at GCS_TRACE_MAX lines */
 };
-
-static const char *const kind_names[GCS_NKINDS] = {
-	"?", "req", "grant", "fwd", "block", "ack", "inv", "inv-ack", "not-here", "written",
-	"pi-drop", "pi-ack", "release", "retry", "cr-req", "cr-fwd", "cr-block", "acked",
-};
-
-const char *gcs_kind_name(int kind)
-{
-	return kind > 0 && kind < GCS_NKINDS ? kind_names[kind] : "?";
-}
 
 /* The trace (lmsd(8), ENVIRONMENT): one line per message sent or received and per change
  * of a block's image in this cache, wall-clock stamped so that the nodes' files merge. */
@@ -238,12 +227,11 @@ uint32_t gcs_core_deferred(const struct gcs_core *c) { return c->ndeferred; }
 static void send_msg(struct gcs_core *c, uint32_t to, Coral__GcsMsg *m)
 {
 	m->scn = coral_scn_current(c->cache);
-	size_t n = coral__gcs_msg__get_packed_size(m);
+	size_t n;
 	uint8_t stackbuf[512];
-	uint8_t *buf = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
+	uint8_t *buf = gcs_msg_pack(m, stackbuf, sizeof(stackbuf), &n);
 	if (buf == NULL)
 		return;
-	coral__gcs_msg__pack(m, buf);
 	if (c->trace)
 		tr_msg(c, "send", to, m);
 	if (c->ops.send(c->ops.arg, to, GCS_NET_MSG, buf, n) != 0)
@@ -1459,7 +1447,7 @@ static void m_unlock(struct gcs_core *c, struct coral_grd_entry *e, uint32_t buc
 
 static void m_req(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, bool cr)
 {
-	if (m->requester != from || (!cr && m->mode != CORAL_BL_S && m->mode != CORAL_BL_X)) {
+	if (!cr && m->mode != CORAL_BL_S && m->mode != CORAL_BL_X) {
 		c->st.refused_msgs++;
 		return;
 	}
@@ -1675,39 +1663,68 @@ static void m_with_entry(struct gcs_core *c, uint32_t from, const Coral__GcsMsg 
 
 /* ---- dispatch ------------------------------------------------------------------------ */
 
+static void k_req(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { m_req(c, from, m, false); }
+static void k_cr_req(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { m_req(c, from, m, true); }
+static void k_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { m_with_entry(c, from, m, M_FINISH, m_ack); }
+static void k_inv_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { m_with_entry(c, from, m, M_FINISH, m_inv_ack); }
+static void k_not_here(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { m_with_entry(c, from, m, M_FINISH, m_not_here); }
+static void k_release(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { m_with_entry(c, from, m, M_SERVE, m_release); }
+static void k_written(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { m_with_entry(c, from, m, M_SERVE, m_written); }
+static void k_pi_ack(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { m_with_entry(c, from, m, M_SERVE, m_pi_ack); }
+static void k_retry(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { (void)from; r_retry(c, m); }
+static void k_acked(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { (void)from; r_acked(c, m); }
+static void k_fwd(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { (void)from; h_fwd(c, m); }
+static void k_cr_fwd(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { (void)from; h_cr_fwd(c, m); }
+static void k_inv(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { (void)from; h_inv(c, m); }
+
+/* Who may send a kind: any node of the cluster, or only the requester the message names
+ * (a request, and its acknowledgement of the grant). The handlers check the rest against
+ * the operation in progress. */
+enum { FROM_ANY, FROM_REQUESTER };
+
+static const struct gcs_handler {
+	uint8_t from;
+	void (*fn)(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m);
+} gcs_handlers[GCS_NKINDS] = {
+	/* the master's side */
+	[GCS_REQ] = {FROM_REQUESTER, k_req},
+	[GCS_CR_REQ] = {FROM_REQUESTER, k_cr_req},
+	[GCS_ACK] = {FROM_REQUESTER, k_ack},
+	[GCS_INV_ACK] = {FROM_ANY, k_inv_ack},
+	[GCS_NOT_HERE] = {FROM_ANY, k_not_here},
+	[GCS_RELEASE] = {FROM_ANY, k_release},
+	[GCS_WRITTEN] = {FROM_ANY, k_written},
+	[GCS_PI_ACK] = {FROM_ANY, k_pi_ack},
+	/* the requester's */
+	[GCS_GRANT] = {FROM_ANY, r_grant},
+	[GCS_BLOCK] = {FROM_ANY, r_block},
+	[GCS_CR_BLOCK] = {FROM_ANY, r_cr_block},
+	[GCS_RETRY] = {FROM_ANY, k_retry},
+	[GCS_ACKED] = {FROM_ANY, k_acked},
+	/* the holder's */
+	[GCS_FWD] = {FROM_ANY, k_fwd},
+	[GCS_CR_FWD] = {FROM_ANY, k_cr_fwd},
+	[GCS_INV] = {FROM_ANY, k_inv},
+	[GCS_PI_DROP] = {FROM_ANY, h_pi_drop},
+};
+
 void gcs_core_recv(struct gcs_core *c, uint32_t from, uint8_t type, const uint8_t *data, size_t len)
 {
-	Coral__GcsMsg *m = type == GCS_NET_MSG ? coral__gcs_msg__unpack(NULL, len, data) : NULL;
-	if (m == NULL || from < 1 || from > CORAL_MAX_NODES) {
+	Coral__GcsMsg *m = gcs_msg_decode(type, data, len, &c->st.refused_msgs);
+	if (m == NULL)
+		return;
+	const struct gcs_handler *h = m->kind < GCS_NKINDS ? &gcs_handlers[m->kind] : NULL;
+	if (h == NULL || h->fn == NULL || from < 1 || from > CORAL_MAX_NODES ||
+	    (h->from == FROM_REQUESTER && m->requester != from)) {
 		c->st.refused_msgs++;
-		if (m)
-			coral__gcs_msg__free_unpacked(m, NULL);
+		gcs_msg_free(m);
 		return;
 	}
 	coral_scn_observe(c->cache, m->scn);
 	if (c->trace)
 		tr_msg(c, "recv", from, m);
-	switch (m->kind) {
-	case GCS_REQ: m_req(c, from, m, false); break;
-	case GCS_CR_REQ: m_req(c, from, m, true); break;
-	case GCS_ACK: m_with_entry(c, from, m, M_FINISH, m_ack); break;
-	case GCS_INV_ACK: m_with_entry(c, from, m, M_FINISH, m_inv_ack); break;
-	case GCS_NOT_HERE: m_with_entry(c, from, m, M_FINISH, m_not_here); break;
-	case GCS_RELEASE: m_with_entry(c, from, m, M_SERVE, m_release); break;
-	case GCS_WRITTEN: m_with_entry(c, from, m, M_SERVE, m_written); break;
-	case GCS_PI_ACK: m_with_entry(c, from, m, M_SERVE, m_pi_ack); break;
-	case GCS_GRANT: r_grant(c, from, m); break;
-	case GCS_BLOCK: r_block(c, from, m); break;
-	case GCS_CR_BLOCK: r_cr_block(c, from, m); break;
-	case GCS_RETRY: r_retry(c, m); break;
-	case GCS_ACKED: r_acked(c, m); break;
-	case GCS_FWD: h_fwd(c, m); break;
-	case GCS_CR_FWD: h_cr_fwd(c, m); break;
-	case GCS_INV: h_inv(c, m); break;
-	case GCS_PI_DROP: h_pi_drop(c, from, m); break;
-	default: c->st.refused_msgs++; break;
-	}
-	coral__gcs_msg__free_unpacked(m, NULL);
+	h->fn(c, from, m);
+	gcs_msg_free(m);
 }
 
 static void resend_acks(struct gcs_core *c)

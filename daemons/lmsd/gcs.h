@@ -31,19 +31,11 @@
 
 #include "bufcache.h"
 #include "grd.h"
-#include "net.h"
+#include "gcs_msg.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
-enum gcs_kind {
-	GCS_REQ = 1, GCS_GRANT, GCS_FWD, GCS_BLOCK, GCS_ACK, GCS_INV, GCS_INV_ACK, GCS_NOT_HERE,
-	GCS_WRITTEN, GCS_PI_DROP, GCS_PI_ACK, GCS_RELEASE, GCS_RETRY, GCS_CR_REQ, GCS_CR_FWD,
-	GCS_CR_BLOCK, GCS_ACKED, GCS_NKINDS
-};
-const char *gcs_kind_name(int kind);
-
-#define GCS_NET_MSG CORAL_NET_APP     /* the one interconnect message type lmsd uses */
 #define GCS_MODE_CR 3                 /* a session's read-only copy */
 #define GCS_MAX_WAITS 1024            /* blocks this node is asking for at once */
 #define GCS_MAX_WAITERS 64            /* sessions waiting for one block */

@@ -426,7 +426,7 @@ static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *d
 	_Alignas(16) uint8_t mem[1024];
 	struct coral_pb_arena ar;
 	coral_pb_arena_init(&ar, mem, sizeof(mem));
-	Coral__CtlRequest *req = coral__ctl_request__unpack(&ar.al, len, data);
+	Coral__CtlRequest *req = coral_ctl_request_decode_in(&ar, data, len);
 	if (req == NULL || req->body_case != CORAL__CTL_REQUEST__BODY_GCS_CR_READ) {
 		coral_ipc_conn_refuse(conn, "not a consistent-read request");
 		return;
