@@ -23,8 +23,6 @@
 #include <limits.h>
 #include <unistd.h>
 
-static struct raftd g_raftd;   /* one per process; large, so not on the stack */
-
 static uint64_t now_ns(void) { return coral_now_mono_ns(); }
 
 static uint64_t rnd(void *arg)
@@ -35,6 +33,15 @@ static uint64_t rnd(void *arg)
 bool raftd_is_leader(const struct raftd *r)
 {
 	return r->raft.role == RAFT_LEADER;
+}
+
+const char *raftd_role_of(const struct raftd *r, uint32_t id)
+{
+	if (raft_conf_is_voter(&r->raft.conf, id))
+		return "voter";
+	if (raft_conf_is_learner(&r->raft.conf, id))
+		return "learner";
+	return "none";
 }
 
 /* ---- history ------------------------------------------------------------------------ */
@@ -350,138 +357,13 @@ static void submit_io(struct raftd *r)
 
 static void pump(struct raftd *r);
 static void run_queued(struct raftd *r);
-static int forward(struct raftd *r, struct pending *p, uint32_t kind, const uint8_t *data, size_t len);
-
-static int msg_to_pb(const struct raft_msg *m, uint8_t **buf, size_t *len)
-{
-	Coral__RaftMessage pm = CORAL__RAFT_MESSAGE__INIT;
-	pm.type = m->type;
-	pm.reject = m->reject;
-	pm.transfer = m->transfer;
-	pm.from = m->from;
-	pm.to = m->to;
-	pm.term = m->term;
-	pm.index = m->index;
-	pm.log_term = m->log_term;
-	pm.commit = m->commit;
-	pm.hint = m->hint;
-	pm.ctx = m->ctx;
-	Coral__RaftEntry *es = NULL, **ep = NULL;
-	if (m->n_entries) {
-		es = calloc(m->n_entries, sizeof(*es));
-		ep = calloc(m->n_entries, sizeof(*ep));
-		if (es == NULL || ep == NULL) {
-			free(es);
-			free(ep);
-			return CORAL_ENOMEM;
-		}
-		for (size_t i = 0; i < m->n_entries; i++) {
-			coral__raft_entry__init(&es[i]);
-			es[i].term = m->entries[i].term;
-			es[i].index = m->entries[i].index;
-			es[i].type = m->entries[i].type;
-			es[i].data.data = m->entries[i].data;
-			es[i].data.len = m->entries[i].len;
-			ep[i] = &es[i];
-		}
-		pm.entries = ep;
-		pm.n_entries = m->n_entries;
-	}
-	Coral__RaftSnap sn = CORAL__RAFT_SNAP__INIT;
-	if (m->snap) {
-		sn.index = m->snap->index;
-		sn.term = m->snap->term;
-		sn.voters = m->snap->conf.voters;
-		sn.learners = m->snap->conf.learners;
-		sn.removed = m->snap->conf.removed;
-		sn.data.data = m->snap->data;
-		sn.data.len = m->snap->len;
-		pm.snap = &sn;
-	}
-	*len = protobuf_c_message_get_packed_size(&pm.base);
-	*buf = malloc(*len ? *len : 1);
-	int rc = *buf ? 0 : CORAL_ENOMEM;
-	if (*buf)
-		protobuf_c_message_pack(&pm.base, *buf);
-	free(es);
-	free(ep);
-	return rc;
-}
-
-/* Decodes into m; m owns its entries and snapshot (raft_msg_free). */
-static int msg_from_pb(const uint8_t *data, size_t len, struct raft_msg *m)
-{
-	Coral__RaftMessage *pm = coral__raft_message__unpack(NULL, len, data);
-	if (pm == NULL)
-		return CORAL_EDECODE;
-	memset(m, 0, sizeof(*m));
-	int rc = 0;
-	m->type = (uint8_t)pm->type;
-	m->reject = pm->reject;
-	m->transfer = pm->transfer;
-	m->from = pm->from;
-	m->to = pm->to;
-	m->term = pm->term;
-	m->index = pm->index;
-	m->log_term = pm->log_term;
-	m->commit = pm->commit;
-	m->hint = pm->hint;
-	m->ctx = pm->ctx;
-	if (pm->type >= RAFT_MSG_NTYPES)
-		rc = CORAL_EDECODE;
-	if (rc == 0 && pm->n_entries) {
-		m->entries = calloc(pm->n_entries, sizeof(*m->entries));
-		if (m->entries == NULL)
-			rc = CORAL_ENOMEM;
-		for (size_t i = 0; rc == 0 && i < pm->n_entries; i++) {
-			const Coral__RaftEntry *e = pm->entries[i];
-			struct raft_entry *o = &m->entries[i];
-			o->term = e->term;
-			o->index = e->index;
-			o->type = (uint8_t)e->type;
-			o->len = (uint32_t)e->data.len;
-			if (e->data.len) {
-				o->data = malloc(e->data.len);
-				if (o->data == NULL) {
-					rc = CORAL_ENOMEM;
-					break;
-				}
-				memcpy(o->data, e->data.data, e->data.len);
-			}
-			m->n_entries = i + 1;
-		}
-	}
-	if (rc == 0 && pm->snap) {
-		m->snap = calloc(1, sizeof(*m->snap));
-		if (m->snap == NULL)
-			rc = CORAL_ENOMEM;
-		else {
-			m->snap->index = pm->snap->index;
-			m->snap->term = pm->snap->term;
-			m->snap->conf = (struct raft_conf){pm->snap->voters, pm->snap->learners,
-							   pm->snap->removed};
-			m->snap->len = pm->snap->data.len;
-			if (m->snap->len) {
-				m->snap->data = malloc(m->snap->len);
-				if (m->snap->data == NULL)
-					rc = CORAL_ENOMEM;
-				else
-					memcpy(m->snap->data, pm->snap->data.data, m->snap->len);
-			}
-		}
-	}
-	coral__raft_message__free_unpacked(pm, NULL);
-	if (rc != 0)
-		raft_msg_free(m);
-	return rc;
-}
 
 static void send_msgs(struct raftd *r, const struct raft_msg *msgs, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *buf;
 		size_t len;
-		if (msg_to_pb(&msgs[i], &buf, &len) != 0)
+		if (raft_msg_encode(&msgs[i], &buf, &len) != 0)
 			continue;
 		int rc = coral_net_send(r->net, msgs[i].to, MSG_RAFT, buf, len);
 		if (rc != 0 && rc != CORAL_ENOTCONN)
@@ -720,36 +602,7 @@ static void step_or_queue(struct raftd *r, struct raft_msg *m)
 	pump(r);
 }
 
-/* ---- requests from api.c -------------------------------------------------------------- */
-
-static int forward(struct raftd *r, struct pending *p, uint32_t kind, const uint8_t *data, size_t len)
-{
-	uint32_t leader = r->raft.leader;
-	if (leader == 0 || leader == r->self) {
-		snprintf(p->error, sizeof(p->error), "no leader known (an election is under way): retry");
-		return CORAL_ENOTLEADER;
-	}
-	Coral__RaftForward f = CORAL__RAFT_FORWARD__INIT;
-	f.req_id = p->id;
-	f.kind = kind;
-	f.data.data = (uint8_t *)data;
-	f.data.len = len;
-	size_t n = protobuf_c_message_get_packed_size(&f.base);
-	uint8_t *buf = malloc(n ? n : 1);
-	if (buf == NULL)
-		return CORAL_ENOMEM;
-	protobuf_c_message_pack(&f.base, buf);
-	int rc = coral_net_send(r->net, leader, MSG_FORWARD, buf, n);
-	free(buf);
-	if (rc != 0) {
-		snprintf(p->error, sizeof(p->error), "cannot reach the leader (node %u): %s", leader,
-			 coral_strerror(rc));
-		return rc;
-	}
-	p->state = PS_FORWARDED;
-	p->fwd_to = leader;
-	return 0;
-}
+/* ---- requests: from the control socket, HTTP and forwards ------------------------------- */
 
 /* Proposes on the leader; the core must not be holding a write (callers check io_busy). */
 static int propose_now(struct raftd *r, struct pending *p, const uint8_t *data, size_t len)
@@ -795,7 +648,8 @@ static void run_queued(struct raftd *r)
 		r->n_queued--;
 		int rc;
 		if (!raftd_is_leader(r))
-			rc = p->cmd ? forward(r, p, 1, p->cmd, p->cmd_len) : forward(r, p, 2, NULL, 0);
+			rc = p->cmd ? forward_send(r, p, CORAL__RAFT_FORWARD_KIND__FORWARD_WRITE, p->cmd, p->cmd_len)
+				    : forward_send(r, p, CORAL__RAFT_FORWARD_KIND__FORWARD_READ, NULL, 0);
 		else if (p->cmd)
 			rc = propose_now(r, p, p->cmd, p->cmd_len);
 		else
@@ -821,7 +675,8 @@ int raftd_submit_write(struct raftd *r, struct pending *p, const Coral__RegCmd *
 		r->n_queued++;
 		return 0;
 	}
-	rc = raftd_is_leader(r) ? propose_now(r, p, buf, len) : forward(r, p, 1, buf, len);
+	rc = raftd_is_leader(r) ? propose_now(r, p, buf, len)
+				 : forward_send(r, p, CORAL__RAFT_FORWARD_KIND__FORWARD_WRITE, buf, len);
 	free(buf);
 	if (rc == 0)
 		pump(r);
@@ -837,7 +692,7 @@ int raftd_submit_read(struct raftd *r, struct pending *p)
 		return 0;
 	}
 	if (!raftd_is_leader(r))
-		return forward(r, p, 2, NULL, 0);
+		return forward_send(r, p, CORAL__RAFT_FORWARD_KIND__FORWARD_READ, NULL, 0);
 	if (r->io_busy) {
 		p->state = PS_QUEUED;
 		r->n_queued++;
@@ -901,16 +756,16 @@ int raftd_conf_change(struct raftd *r, enum raft_entry_type type, uint32_t node,
 	return 0;
 }
 
-/* Operator requests that only the leader can carry out: 3 transfer (cmd->node), 4 add a
- * member (cmd: MEMBER_ADD), 5 remove one. On a follower they are forwarded. */
-int raftd_admin(struct raftd *r, struct pending *p, uint32_t kind, const Coral__RegCmd *cmd)
+/* Operator requests that only the leader can carry out: a transfer (to cmd->node), adding a
+ * member (cmd: MEMBER_ADD), removing one. On a follower they are forwarded. */
+int raftd_admin(struct raftd *r, struct pending *p, Coral__RaftForwardKind kind, const Coral__RegCmd *cmd)
 {
 	if (!raftd_is_leader(r)) {
 		uint8_t *buf;
 		size_t len;
 		int rc = registry_cmd_pack(cmd, &buf, &len);
 		if (rc == 0) {
-			rc = forward(r, p, kind, buf, len);
+			rc = forward_send(r, p, kind, buf, len);
 			free(buf);
 		}
 		return rc;
@@ -920,7 +775,7 @@ int raftd_admin(struct raftd *r, struct pending *p, uint32_t kind, const Coral__
 		snprintf(p->error, sizeof(p->error), "node id %u is out of range 1-%d", node, CORAL_MAX_NODES);
 		return CORAL_EINVAL;
 	}
-	if (kind == 3) {
+	if (kind == CORAL__RAFT_FORWARD_KIND__FORWARD_TRANSFER) {
 		int rc = raftd_transfer(r, node, p->error, sizeof(p->error));
 		if (rc == 0)
 			pending_answer(r, p, 0, NULL);
@@ -928,7 +783,7 @@ int raftd_admin(struct raftd *r, struct pending *p, uint32_t kind, const Coral__
 	}
 	const struct reg_member *m = &r->reg.members[node];
 	bool in_raft = raft_conf_is_voter(&r->raft.conf, node) || raft_conf_is_learner(&r->raft.conf, node);
-	if (kind == 4) {
+	if (kind == CORAL__RAFT_FORWARD_KIND__FORWARD_ADD_NODE) {
 		if (m->state == CORAL_MEMBER_REMOVED || (r->raft.conf.removed & (1ull << (node - 1)))) {
 			snprintf(p->error, sizeof(p->error), "node id %u was removed and is never reused", node);
 			return CORAL_EINVAL;
@@ -947,7 +802,7 @@ int raftd_admin(struct raftd *r, struct pending *p, uint32_t kind, const Coral__
 		add_peer_addr(r, node, cmd->address);
 		return raftd_submit_write(r, p, cmd);
 	}
-	if (kind == 5) {
+	if (kind == CORAL__RAFT_FORWARD_KIND__FORWARD_REMOVE_NODE) {
 		if (node == r->self) {
 			snprintf(p->error, sizeof(p->error),
 				 "node %u is the leader: transfer leadership first (coralctl raft transfer-leader)", node);
@@ -979,15 +834,15 @@ static void send_beat(struct raftd *r, uint32_t to, bool ack, uint64_t sent_ns)
 	b.leader = raftd_is_leader(r);
 	b.epoch = r->reg.epoch;
 	uint8_t buf[64];
-	size_t n = coral__raft_beat__pack(&b, buf);
+	size_t n;
+	raftd_msg_pack(&b.base, buf, sizeof(buf), &n);  /* a beat is a few dozen bytes */
 	coral_net_send(r->net, to, MSG_BEAT, buf, n);
 }
 
-static void on_beat(struct raftd *r, uint32_t from, const uint8_t *data, size_t len)
+static void on_beat(struct raftd *r, uint32_t from, const Coral__RaftBeat *b)
 {
-	Coral__RaftBeat *b = coral__raft_beat__unpack(NULL, len, data);
-	if (b == NULL || from > CORAL_MAX_NODES)
-		goto out;
+	if (from > CORAL_MAX_NODES)
+		return;
 	struct peerstate *ps = &r->peers[from];
 	uint64_t now = now_ns();
 	ps->last_heard_ns = now;
@@ -998,10 +853,10 @@ static void on_beat(struct raftd *r, uint32_t from, const uint8_t *data, size_t 
 		 * its messages, so reaching here means it is current */
 		if (raftd_is_leader(r))
 			ps->last_answered_ns = now;
-		goto out;
+		return;
 	}
 	if (b->term != r->raft.term || b->sent_ns > now)
-		goto out;
+		return;
 	if (raftd_is_leader(r)) {
 		if (b->sent_ns > ps->acked_sent_ns)
 			ps->acked_sent_ns = b->sent_ns;
@@ -1009,123 +864,53 @@ static void on_beat(struct raftd *r, uint32_t from, const uint8_t *data, size_t 
 		if (b->sent_ns > r->lease_from_ns)
 			r->lease_from_ns = b->sent_ns;
 	}
-out:
-	if (b)
-		coral__raft_beat__free_unpacked(b, NULL);
 }
 
-static void answer_forward(struct raftd *r, uint32_t to, uint64_t req_id, int code,
-			   const char *error, uint64_t index)
+static void on_raft_msg(struct raftd *r, uint32_t from, const uint8_t *data, size_t len)
 {
-	Coral__RaftForwardResp a = CORAL__RAFT_FORWARD_RESP__INIT;
-	a.req_id = req_id;
-	a.code = code;
-	a.error = (char *)(error ? error : "");
-	a.index = index;
-	a.leader = r->raft.leader;
-	uint8_t buf[512];
-	if (protobuf_c_message_get_packed_size(&a.base) > sizeof(buf))
-		a.error = (char *)"";
-	size_t n = coral__raft_forward_resp__pack(&a, buf);
-	coral_net_send(r->net, to, MSG_FORWARD_RESP, buf, n);
+	struct raft_msg m;
+	if (raft_msg_decode(data, len, &m, &r->msgs_refused) != 0)
+		return;
+	if (m.from != from) {
+		log_warn("Raft message from node %u claims to be from node %u: dropped", from, m.from);
+		r->msgs_refused++;
+		raft_msg_free(&m);
+		return;
+	}
+	step_or_queue(r, &m);
 }
 
-void raftd_answer_forward(struct raftd *r, struct pending *p, int code, const char *error)
-{
-	answer_forward(r, p->fwd_node, p->fwd_req, code, error, p->index);
-}
+static void k_beat(struct raftd *r, uint32_t from, const void *m) { on_beat(r, from, m); }
+static void k_forward(struct raftd *r, uint32_t from, const void *m) { forward_recv(r, from, m); }
+static void k_forward_resp(struct raftd *r, uint32_t from, const void *m) { (void)from; forward_recv_answer(r, m); }
 
-static void on_forward(struct raftd *r, uint32_t from, const uint8_t *data, size_t len)
-{
-	Coral__RaftForward *f = coral__raft_forward__unpack(NULL, len, data);
-	if (f == NULL)
-		return;
-	if (!raftd_is_leader(r)) {
-		answer_forward(r, from, f->req_id, CORAL_ENOTLEADER, "not the leader any more", 0);
-		coral__raft_forward__free_unpacked(f, NULL);
-		return;
-	}
-	struct pending *p = pending_new(r, f->kind == 2 ? RQ_KV_GET : RQ_KV_PUT, OR_FWD, 5000);
-	int rc;
-	if (p == NULL) {
-		answer_forward(r, from, f->req_id, CORAL_EBUSY, "the leader's request table is full", 0);
-		coral__raft_forward__free_unpacked(f, NULL);
-		return;
-	}
-	p->fwd_node = from;
-	p->fwd_req = f->req_id;
-	if (f->kind >= 3) {
-		Coral__RegCmd *cmd = coral__reg_cmd__unpack(NULL, f->data.len, f->data.data);
-		rc = cmd ? raftd_admin(r, p, f->kind, cmd) : CORAL_EDECODE;
-		if (cmd)
-			coral__reg_cmd__free_unpacked(cmd, NULL);
-	} else if (f->kind == 2) {
-		rc = raftd_submit_read(r, p);
-	} else {
-		Coral__RegCmd *cmd = coral__reg_cmd__unpack(NULL, f->data.len, f->data.data);
-		if (cmd == NULL) {
-			rc = CORAL_EDECODE;
-		} else {
-			rc = raftd_submit_write(r, p, cmd);
-			coral__reg_cmd__free_unpacked(cmd, NULL);
-		}
-	}
-	if (rc != 0)
-		pending_answer(r, p, rc, p->error[0] ? p->error : coral_strerror(rc));
-	coral__raft_forward__free_unpacked(f, NULL);
-}
-
-static void on_forward_resp(struct raftd *r, const uint8_t *data, size_t len)
-{
-	Coral__RaftForwardResp *a = coral__raft_forward_resp__unpack(NULL, len, data);
-	if (a == NULL)
-		return;
-	struct pending *p = pending_find(r, a->req_id);
-	if (p && p->state == PS_FORWARDED) {
-		if (a->code != 0) {
-			pending_answer(r, p, a->code, a->error);
-		} else {
-			/* answered once this node has applied as far: reads see the write */
-			p->index = a->index;
-			p->state = PS_APPLY;
-			pending_check_applied(r);
-		}
-	}
-	coral__raft_forward_resp__free_unpacked(a, NULL);
-}
+/* Every node the interconnect let in (its hello checked, its incarnation not evicted) may
+ * send each of these; a Raft message must also name its sender truly. */
+static const struct raftd_handler {
+	uint8_t type;
+	void (*fn)(struct raftd *r, uint32_t from, const void *msg);
+} raftd_handlers[] = {
+	{MSG_BEAT, k_beat},
+	{MSG_FORWARD, k_forward},
+	{MSG_FORWARD_RESP, k_forward_resp},
+};
 
 static void on_net_msg(void *arg, uint32_t from, uint64_t inc, uint8_t type, const uint8_t *data,
 		       size_t len)
 {
 	(void)inc;
 	struct raftd *r = arg;
-	switch (type) {
-	case MSG_RAFT: {
-		struct raft_msg m;
-		if (msg_from_pb(data, len, &m) != 0) {
-			log_warn("undecodable Raft message from node %u", from);
-			return;
-		}
-		if (m.from != from) {
-			log_warn("Raft message from node %u claims to be from node %u: dropped", from, m.from);
-			raft_msg_free(&m);
-			return;
-		}
-		step_or_queue(r, &m);
+	if (type == MSG_RAFT) {  /* decoded into the core's own form, not a protobuf message */
+		on_raft_msg(r, from, data, len);
 		return;
 	}
-	case MSG_BEAT:
-		on_beat(r, from, data, len);
+	const ProtobufCMessage *m = raftd_msg_decode(type, data, len, &r->msgs_refused);
+	if (m == NULL)
 		return;
-	case MSG_FORWARD:
-		on_forward(r, from, data, len);
-		return;
-	case MSG_FORWARD_RESP:
-		on_forward_resp(r, data, len);
-		return;
-	default:
-		log_warn("unknown message type %u from node %u", type, from);
-	}
+	for (size_t i = 0; i < CORAL_ARRAY_LEN(raftd_handlers); i++)
+		if (raftd_handlers[i].type == type)
+			raftd_handlers[i].fn(r, from, m);
+	raftd_msg_free(m);
 }
 
 /* Our connection to the leader closed: most often its process died (the kernel closes its
@@ -1324,11 +1109,8 @@ static int open_storage(struct raftd *r, uint64_t founders)
 	return 0;
 }
 
-static int raftd_init(struct coral_daemon *d)
+int raftd_start(struct raftd *r, struct coral_daemon *d)
 {
-	struct raftd *r = &g_raftd;
-	memset(r, 0, sizeof(*r));
-	d->svc = r;
 	r->d = d;
 	r->conf = &d->conf;
 	r->rc = &d->conf.raft;
@@ -1381,13 +1163,8 @@ static int raftd_init(struct coral_daemon *d)
 	}
 	r->hist = calloc((size_t)r->rc->history_size, sizeof(*r->hist));
 	r->inbox = calloc(INBOX_MAX, sizeof(*r->inbox));
-	r->npend = (size_t)r->rc->max_pending;
-	r->pend = calloc(r->npend, sizeof(*r->pend));
-	r->pend_free = calloc(r->npend, sizeof(*r->pend_free));
-	if (r->hist == NULL || r->inbox == NULL || r->pend == NULL || r->pend_free == NULL)
+	if (r->hist == NULL || r->inbox == NULL)
 		return CORAL_ENOMEM;
-	for (size_t k = 0; k < r->npend; k++)   /* lowest slots first: pend_hi stays small */
-		r->pend_free[r->nfree++] = (uint32_t)(r->npend - 1 - k);
 	for (uint32_t id = 1; id <= CORAL_MAX_NODES; id++)
 		if (phi_init(&r->peers[id].phi, (size_t)r->rc->phi_window,
 			     (double)r->rc->phi_min_stddev_ms, (double)r->rc->heartbeat_interval_ms) != 0)
@@ -1449,13 +1226,6 @@ static int raftd_init(struct coral_daemon *d)
 	if (r->ev_tick == NULL || r->ev_beat == NULL || r->ev_lease == NULL || event_add(r->ev_tick, &tt) != 0 ||
 	    event_add(r->ev_beat, &bt) != 0)
 		return CORAL_ENOMEM;
-	if (r->rc->http) {
-		rc = api_http_start(r, err, sizeof(err));
-		if (rc != 0) {
-			log_error("HTTP: %s", err);
-			return rc;
-		}
-	}
 	raftd_history(r, "start", r->self, "incarnation %llu, term %llu, log %llu..%llu, commit %llu",
 		      (unsigned long long)r->incarnation, (unsigned long long)r->raft.term,
 		      (unsigned long long)r->raft.snap.index + 1,
@@ -1465,22 +1235,17 @@ static int raftd_init(struct coral_daemon *d)
 	return 0;
 }
 
-static void raftd_fini(struct coral_daemon *d)
+/* The I/O thread stops first: nothing is written after this. */
+void raftd_stop(struct raftd *r)
 {
-	struct raftd *r = d->svc;
-	if (r == NULL)
-		return;
 	if (r->io_thread_up) {
 		pthread_mutex_lock(&r->io_mu);
 		r->io_stop = true;
 		pthread_cond_signal(&r->io_cv);
 		pthread_mutex_unlock(&r->io_mu);
 		pthread_join(r->io_thread, NULL);
+		r->io_thread_up = false;
 	}
-	api_http_stop(r);
-	for (size_t k = 0; r->pend && k < r->npend; k++)
-		if (r->pend[k].state != PS_FREE)
-			pending_answer(r, &r->pend[k], CORAL_ECLOSED, "raftd is stopping");
 	if (r->ev_io)
 		event_free(r->ev_io);
 	if (r->ev_tick)
@@ -1504,8 +1269,6 @@ static void raftd_fini(struct coral_daemon *d)
 		phi_free(&r->peers[id].phi);
 	free(r->hist);
 	free(r->inbox);
-	free(r->pend);
-	free(r->pend_free);
 	if (r->sga) {
 		struct coral_cluster_view v;
 		coral_cluster_read(r->sga, &v);
@@ -1513,21 +1276,4 @@ static void raftd_fini(struct coral_daemon *d)
 		coral_strlcpy(v.fence_reason, "raftd stopped", sizeof(v.fence_reason));
 		coral_cluster_publish(r->sga, &v);
 	}
-}
-
-static const struct coral_daemon_def raftd_def = {
-	.id = CORAL_D_RAFTD,
-	.service = "Raft consensus, membership, failure detection, fencing, config store",
-	.service_ready = true,
-	.init = raftd_init,
-	.fini = raftd_fini,
-	.requests = raftd_requests,
-	.nrequests = 0, /* set in main from raftd_nrequests */
-};
-
-int main(int argc, char **argv)
-{
-	struct coral_daemon_def def = raftd_def;
-	def.nrequests = raftd_nrequests;
-	return coral_daemon_main(argc, argv, &def);
 }

@@ -1,7 +1,10 @@
-/* raftd's state, shared by its two halves: raftd.c runs consensus (the Raft core, storage
- * through the group-commit thread, the interconnect, heartbeats, phi, leases, eviction,
- * the registry and its publication in the SGA); api.c serves requests (the Unix-socket
- * control service and HTTP/JSON) through the pending-request table defined here. */
+/* raftd's state, shared by its files: main.c wires the daemon; raftd.c runs consensus (the
+ * Raft core, storage through the group-commit thread, the interconnect, heartbeats, phi,
+ * leases, eviction, the registry and its publication in the SGA) and takes requests into
+ * it; pending.c keeps the table every waiting request lives in; forward.c carries requests
+ * from a follower to the leader; api.c serves the control socket and http.c HTTP/JSON;
+ * raft_msg.c is the codec. Requests flow one way: api.c and http.c call raftd.c and
+ * pending.c; raftd.c and pending.c answer through the functions main.c gives them. */
 #ifndef CORAL_RAFTD_H
 #define CORAL_RAFTD_H
 
@@ -11,7 +14,8 @@
 #include "phi.h"
 #include "raft.h"
 #include "registry.h"
-#include "storage.h"
+#include "raft_msg.h"
+#include "raft_store.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -20,12 +24,15 @@
 struct evhttp;
 struct evhttp_request;
 
-enum { MSG_RAFT = CORAL_NET_APP, MSG_BEAT, MSG_FORWARD, MSG_FORWARD_RESP };
-
 /* What a waiting request needs to be answered. */
 enum req_type { RQ_KV_GET, RQ_KV_LIST, RQ_KV_PUT, RQ_KV_DEL, RQ_MEMBERS, RQ_ADD_NODE,
-		RQ_REMOVE_NODE, RQ_JOIN, RQ_EVICT, RQ_WATCH };
+		RQ_REMOVE_NODE, RQ_TRANSFER, RQ_JOIN, RQ_EVICT, RQ_WATCH };
+/* Where a request came from, which says how it is answered (the first three through
+ * raftd->answer[]; an internal one, a join or an eviction, is only logged). */
 enum origin { OR_CTL, OR_HTTP, OR_FWD, OR_INTERNAL };
+struct raftd;
+struct pending;
+typedef void (*raftd_answer_fn)(struct raftd *r, struct pending *p, int code, const char *error);
 enum pstate {
 	PS_FREE,
 	PS_COMMIT,      /* leader: proposed at (index, term), waiting for it to be applied */
@@ -142,37 +149,58 @@ struct raftd {
 	struct event *ev_tick, *ev_beat;
 	struct event *ev_lease;      /* fires when the lease runs out, so fencing is not a tick late */
 	struct evhttp *http;
+	raftd_answer_fn answer[OR_INTERNAL];
+	uint64_t msgs_refused;       /* interconnect messages that did not decode or lied */
 	bool join_pending;
 	uint64_t join_sent_ns;
 };
 
-/* raftd.c */
+/* raftd.c: consensus, and the way requests enter it */
+int raftd_start(struct raftd *r, struct coral_daemon *d);
+void raftd_stop(struct raftd *r);
 int raftd_submit_write(struct raftd *r, struct pending *p, const Coral__RegCmd *cmd);
 int raftd_submit_read(struct raftd *r, struct pending *p);
 int raftd_transfer(struct raftd *r, uint32_t to, char *why, size_t whysz);
 int raftd_conf_change(struct raftd *r, enum raft_entry_type type, uint32_t node, char *why,
 		      size_t whysz);
+/* Operator requests only the leader carries out (forwarded from a follower). */
+int raftd_admin(struct raftd *r, struct pending *p, Coral__RaftForwardKind kind, const Coral__RegCmd *cmd);
 void raftd_history(struct raftd *r, const char *kind, uint32_t node, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 bool raftd_is_leader(const struct raftd *r);
-void raftd_status_fill(struct raftd *r, Coral__RaftStatusReply *st, Coral__RaftPeer *peers,
-		       Coral__RaftPeer **peerp);
+const char *raftd_role_of(const struct raftd *r, uint32_t id);
 
-void raftd_answer_forward(struct raftd *r, struct pending *p, int code, const char *error);
-/* Operator requests only the leader carries out (3 transfer, 4 add, 5 remove). */
-int raftd_admin(struct raftd *r, struct pending *p, uint32_t kind, const Coral__RegCmd *cmd);
-
-/* api.c: the pending table and answers */
+/* pending.c: the table */
+int pending_init(struct raftd *r);
+void pending_fini(struct raftd *r);     /* answers what still waits: raftd is stopping */
 struct pending *pending_new(struct raftd *r, uint8_t type, uint8_t origin, int timeout_ms);
 struct pending *pending_find(struct raftd *r, uint64_t id);
+/* Answers through the origin's function and frees the slot. */
 void pending_answer(struct raftd *r, struct pending *p, int code, const char *error);
 void pending_leader_changed(struct raftd *r, uint32_t leader);
 void pending_check_applied(struct raftd *r);
 void pending_expire(struct raftd *r);
 void pending_watch_notify(struct raftd *r);
-int api_http_start(struct raftd *r, char *err, size_t errsz);
-void api_http_stop(struct raftd *r);
+
+/* forward.c */
+int forward_send(struct raftd *r, struct pending *p, Coral__RaftForwardKind kind, const uint8_t *data, size_t len);
+void forward_answer(struct raftd *r, struct pending *p, int code, const char *error);
+void forward_recv(struct raftd *r, uint32_t from, const Coral__RaftForward *f);
+void forward_recv_answer(struct raftd *r, const Coral__RaftForwardResp *a);
+
+/* api.c: the control socket */
 extern const struct coral_daemon_request raftd_requests[];
 extern const size_t raftd_nrequests;
+void api_answer_ctl(struct raftd *r, struct pending *p, int code, const char *error);
+void raftd_status_fill(struct raftd *r, Coral__RaftStatusReply *st, Coral__RaftPeer *peers,
+		       Coral__RaftPeer **peerp);
+/* A kv operation on a pending request (shared with HTTP); 0, or an error with p->error. */
+int api_kv_submit(struct raftd *r, struct pending *p, Coral__KvOp op, const char *key,
+		  const uint8_t *value, size_t vlen, bool cas, uint64_t expect_index);
+
+/* http.c */
+int http_start(struct raftd *r, char *err, size_t errsz);
+void http_stop(struct raftd *r);
+void http_answer(struct raftd *r, struct pending *p, int code, const char *error);
 
 #endif

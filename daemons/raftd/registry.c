@@ -1,5 +1,6 @@
 /* The cluster registry (see registry.h). */
 #include "registry.h"
+#include "raft_msg.h"
 #include "errors.h"
 #include "util.h"
 
@@ -290,7 +291,7 @@ void registry_apply(struct registry *r, uint64_t index, const uint8_t *data, siz
 	memset(res, 0, sizeof(*res));
 	if (index > r->applied)
 		r->applied = index;
-	Coral__RegCmd *c = coral__reg_cmd__unpack(NULL, len, data);
+	Coral__RegCmd *c = raft_cmd_decode(data, len);
 	if (c == NULL) {
 		refuse(res, CORAL_EDECODE, "undecodable registry command at index %llu",
 		       (unsigned long long)index);
@@ -307,7 +308,7 @@ void registry_apply(struct registry *r, uint64_t index, const uint8_t *data, siz
 	case REG_MEMBER_REMOVE: membership(r, index, c, res); break;
 	default: refuse(res, CORAL_EINVAL, "unknown registry operation %u", c->op); break;
 	}
-	coral__reg_cmd__free_unpacked(c, NULL);
+	raft_cmd_free(c);
 }
 
 void registry_skip(struct registry *r, uint64_t index)
@@ -318,12 +319,7 @@ void registry_skip(struct registry *r, uint64_t index)
 
 int registry_cmd_pack(const Coral__RegCmd *cmd, uint8_t **buf, size_t *len)
 {
-	*len = protobuf_c_message_get_packed_size(&cmd->base);
-	*buf = malloc(*len ? *len : 1);
-	if (*buf == NULL)
-		return CORAL_ENOMEM;
-	protobuf_c_message_pack(&cmd->base, *buf);
-	return 0;
+	return raft_pack(&cmd->base, buf, len);
 }
 
 int registry_snapshot(const struct registry *r, uint8_t **buf, size_t *len)
@@ -366,13 +362,7 @@ int registry_snapshot(const struct registry *r, uint8_t **buf, size_t *len)
 	}
 	s.kv = kvp;
 	s.n_kv = r->nkv;
-	*len = protobuf_c_message_get_packed_size(&s.base);
-	*buf = malloc(*len ? *len : 1);
-	int rc = 0;
-	if (*buf == NULL)
-		rc = CORAL_ENOMEM;
-	else
-		protobuf_c_message_pack(&s.base, *buf);
+	int rc = raft_pack(&s.base, buf, len);
 	free(kv);
 	free(kvp);
 	return rc;
@@ -380,7 +370,7 @@ int registry_snapshot(const struct registry *r, uint8_t **buf, size_t *len)
 
 int registry_restore(struct registry *r, const uint8_t *buf, size_t len)
 {
-	Coral__RegSnapshot *s = coral__reg_snapshot__unpack(NULL, len, buf);
+	Coral__RegSnapshot *s = raft_snap_decode(buf, len);
 	if (s == NULL)
 		return CORAL_EDECODE;
 	size_t max_keys = r->max_keys, max_value = r->max_value;
@@ -428,6 +418,6 @@ int registry_restore(struct registry *r, const uint8_t *buf, size_t len)
 		k->mod_index = o->mod_index;
 		r->nkv++;
 	}
-	coral__reg_snapshot__free_unpacked(s, NULL);
+	raft_snap_free(s);
 	return rc;
 }

@@ -2,7 +2,7 @@
  * write at every byte offset of the last record (recovers), a bad checksum before the tail
  * (refuses, saying so), lost committed entries (refuses), and snapshots. */
 #include "errors.h"
-#include "storage.h"
+#include "raft_store.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

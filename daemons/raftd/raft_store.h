@@ -9,8 +9,8 @@
  * refuses to start, as does a log that ends before the committed index. Committed data is
  * never silently dropped. Snapshots are written to a temporary file, synced, renamed, and
  * the directory synced. */
-#ifndef CORAL_RAFT_STORAGE_H
-#define CORAL_RAFT_STORAGE_H
+#ifndef CORAL_RAFTD_RAFT_STORE_H
+#define CORAL_RAFTD_RAFT_STORE_H
 
 #include "raft.h"
 

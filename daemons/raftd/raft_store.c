@@ -1,5 +1,5 @@
-/* raftd's durable storage (see storage.h). */
-#include "storage.h"
+/* raftd's durable storage (see raft_store.h). */
+#include "raft_store.h"
 #include "crc32c.h"
 #include "errors.h"
 #include "util.h"

@@ -1,0 +1,304 @@
+/* raftd's HTTP/JSON API on base_port+1 (/v1/kv/KEY, /v1/members, /v1/status): each request
+ * becomes a pending request of origin OR_HTTP, answered as JSON once consensus is done. */
+#include "raftd.h"
+
+#include "errors.h"
+#include "log.h"
+#include "util.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int http_status(int code)
+{
+	switch (code) {
+	case 0: return 200;
+	case CORAL_ENOENT: return 404;
+	case CORAL_EINVAL: return 400;
+	case CORAL_EDECODE: return 400;
+	case CORAL_ETOOBIG: return 413;
+	case CORAL_EEXIST: return 409;
+	case CORAL_EPERM: return 403;
+	case CORAL_ENOTLEADER: return 503;
+	case CORAL_EBUSY: return 503;
+	case CORAL_EFULL: return 507;
+	case CORAL_ETIMEDOUT: return 504;
+	case CORAL_ERETRY: return 503;
+	default: return 500;
+	}
+}
+
+static json_t *json_value(const uint8_t *v, size_t len, const char **field)
+{
+	json_t *s = json_stringn((const char *)v, len);
+	if (s) {
+		*field = "value";
+		return s;
+	}
+	char *b = malloc(4 * ((len + 2) / 3) + 1);
+	if (b == NULL)
+		return NULL;
+	EVP_EncodeBlock((unsigned char *)b, v, (int)len);
+	s = json_string(b);
+	free(b);
+	*field = "value_base64";
+	return s;
+}
+
+static json_t *json_kv(const struct reg_kv *kv)
+{
+	const char *field;
+	json_t *o = json_object();
+	json_object_set_new(o, "key", json_string(kv->key));
+	json_t *v = json_value(kv->value, kv->vlen, &field);
+	if (v)
+		json_object_set_new(o, field, v);
+	json_object_set_new(o, "create_index", json_integer((json_int_t)kv->create_index));
+	json_object_set_new(o, "mod_index", json_integer((json_int_t)kv->mod_index));
+	return o;
+}
+
+static json_t *json_members(struct raftd *r)
+{
+	json_t *o = json_object(), *arr = json_array();
+	json_object_set_new(o, "epoch", json_integer((json_int_t)r->reg.epoch));
+	json_object_set_new(o, "leader", json_integer(r->raft.leader));
+	for (uint32_t id = 1; id <= CORAL_MAX_NODES; id++) {
+		const struct reg_member *m = &r->reg.members[id];
+		bool in_raft = raft_conf_is_voter(&r->raft.conf, id) || raft_conf_is_learner(&r->raft.conf, id);
+		if (m->state == CORAL_MEMBER_NONE && !in_raft)
+			continue;
+		json_t *e = json_object();
+		json_object_set_new(e, "id", json_integer(id));
+		json_object_set_new(e, "address", json_string(m->address));
+		json_object_set_new(e, "incarnation", json_integer((json_int_t)m->incarnation));
+		json_object_set_new(e, "state", json_string(coral_member_state_name(m->state)));
+		json_object_set_new(e, "raft", json_string(raftd_role_of(r, id)));
+		json_object_set_new(e, "reason", json_string(m->reason));
+		json_array_append_new(arr, e);
+	}
+	json_object_set_new(o, "members", arr);
+	return o;
+}
+
+static json_t *json_status(struct raftd *r)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "node", json_integer(r->self));
+	json_object_set_new(o, "role", json_string(raft_role_name(r->raft.role)));
+	json_object_set_new(o, "term", json_integer((json_int_t)r->raft.term));
+	json_object_set_new(o, "leader", json_integer(r->raft.leader));
+	json_object_set_new(o, "commit", json_integer((json_int_t)r->raft.committed));
+	json_object_set_new(o, "applied", json_integer((json_int_t)r->raft.applied));
+	json_object_set_new(o, "last_index", json_integer((json_int_t)raft_last_index(&r->raft)));
+	json_object_set_new(o, "epoch", json_integer((json_int_t)r->reg.epoch));
+	json_object_set_new(o, "incarnation", json_integer((json_int_t)r->incarnation));
+	json_object_set_new(o, "fenced", json_boolean(r->fenced));
+	if (r->fenced)
+		json_object_set_new(o, "fence_reason", json_string(r->fence_reason));
+	return o;
+}
+
+static void http_send_json(struct evhttp_request *req, int status, json_t *body)
+{
+	char *text = json_dumps(body, JSON_COMPACT);
+	struct evbuffer *out = evbuffer_new();
+	if (text && out) {
+		evbuffer_add(out, text, strlen(text));
+		evbuffer_add(out, "\n", 1);
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+	evhttp_send_reply(req, status, status == 200 ? "OK" : "Error", out);
+	if (out)
+		evbuffer_free(out);
+	free(text);
+}
+
+static void http_error(struct raftd *r, struct evhttp_request *req, int code, const char *error)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "error", json_string(error ? error : coral_strerror(code)));
+	json_object_set_new(o, "code", json_string(coral_strerror(code)));
+	if (r->raft.leader)
+		json_object_set_new(o, "leader", json_integer(r->raft.leader));
+	http_send_json(req, http_status(code), o);
+	json_decref(o);
+}
+
+void http_answer(struct raftd *r, struct pending *p, int code, const char *error)
+{
+	struct evhttp_request *req = p->http;
+	if (req == NULL)
+		return;
+	evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+	if (code != 0) {
+		http_error(r, req, code, error);
+		return;
+	}
+	json_t *o = NULL;
+	switch (p->type) {
+	case RQ_KV_GET: {
+		const struct reg_kv *kv = registry_get(&r->reg, p->key);
+		if (kv == NULL) {
+			char buf[REG_KEY_MAX + 16];
+			snprintf(buf, sizeof(buf), "no key '%s'", p->key);
+			http_error(r, req, CORAL_ENOENT, buf);
+			return;
+		}
+		o = json_kv(kv);
+		break;
+	}
+	case RQ_KV_LIST: {
+		size_t first, n;
+		registry_range(&r->reg, p->key, &first, &n);
+		o = json_object();
+		json_t *arr = json_array();
+		for (size_t i = 0; i < n && i < 10000; i++)
+			json_array_append_new(arr, json_kv(&r->reg.kv[first + i]));
+		json_object_set_new(o, "kvs", arr);
+		json_object_set_new(o, "index", json_integer((json_int_t)r->raft.applied));
+		break;
+	}
+	case RQ_MEMBERS:
+		o = json_members(r);
+		break;
+	default:
+		o = json_object();
+		json_object_set_new(o, "index", json_integer((json_int_t)p->index));
+		break;
+	}
+	http_send_json(req, 200, o);
+	json_decref(o);
+}
+
+struct http_ctx {
+	struct raftd *r;
+};
+static struct http_ctx g_http;
+
+static void http_client_gone(struct evhttp_connection *evcon, void *arg)
+{
+	(void)evcon;
+	struct pending *p = pending_find(g_http.r, (uint64_t)(uintptr_t)arg);
+	if (p)
+		p->http = NULL;  /* libevent frees the request; the answer is dropped */
+}
+
+static void http_cb(struct evhttp_request *req, void *arg)
+{
+	struct raftd *r = arg;
+	const char *uri = evhttp_request_get_uri(req);
+	struct evhttp_uri *u = evhttp_uri_parse(uri);
+	if (u == NULL) {
+		http_error(r, req, CORAL_EINVAL, "bad URI");
+		return;
+	}
+	const char *path = evhttp_uri_get_path(u);
+	const char *query = evhttp_uri_get_query(u);
+	struct evkeyvalq q;
+	TAILQ_INIT(&q);
+	if (query)
+		evhttp_parse_query_str(query, &q);
+	bool stale = evhttp_find_header(&q, "stale") && strcmp(evhttp_find_header(&q, "stale"), "0") != 0;
+	const char *prefix = evhttp_find_header(&q, "prefix");
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	struct pending *p = NULL;
+	int rc = 0;
+	if (path && strcmp(path, "/v1/status") == 0 && cmd == EVHTTP_REQ_GET) {
+		json_t *o = json_status(r);
+		http_send_json(req, 200, o);
+		json_decref(o);
+		goto out;
+	}
+	bool kv = path && strncmp(path, "/v1/kv", 6) == 0 && (path[6] == '\0' || path[6] == '/');
+	bool members = path && strcmp(path, "/v1/members") == 0;
+	if (!kv && !members) {
+		http_error(r, req, CORAL_ENOENT, "unknown path: use /v1/kv/KEY, /v1/members, /v1/status");
+		goto out;
+	}
+	p = pending_new(r, RQ_MEMBERS, OR_HTTP, (int)r->conf->cluster.ipc_timeout_ms);
+	if (p == NULL) {
+		http_error(r, req, CORAL_EBUSY, "too many requests waiting (max_pending): retry");
+		goto out;
+	}
+	p->http = req;
+	p->stale = stale;
+	evhttp_connection_set_closecb(evhttp_request_get_connection(req), http_client_gone,
+				      (void *)(uintptr_t)p->id);
+	if (members) {
+		if (cmd != EVHTTP_REQ_GET) {
+			rc = CORAL_EINVAL;
+			snprintf(p->error, sizeof(p->error), "/v1/members takes GET");
+		} else {
+			rc = raftd_submit_read(r, p);
+		}
+	} else {
+		char *key = path[6] ? evhttp_uridecode(path + 7, 0, NULL) : strdup("");
+		if (key == NULL) {
+			rc = CORAL_ENOMEM;
+		} else if (cmd == EVHTTP_REQ_GET && (key[0] == '\0' || prefix)) {
+			rc = api_kv_submit(r, p, CORAL__KV_OP__KV_LIST, prefix ? prefix : key, NULL, 0, false, 0);
+		} else if (cmd == EVHTTP_REQ_GET) {
+			rc = api_kv_submit(r, p, CORAL__KV_OP__KV_GET, key, NULL, 0, false, 0);
+		} else if (cmd == EVHTTP_REQ_PUT || cmd == EVHTTP_REQ_POST) {
+			struct evbuffer *in = evhttp_request_get_input_buffer(req);
+			size_t len = evbuffer_get_length(in);
+			if (len > (size_t)r->rc->kv_max_value) {
+				rc = CORAL_ETOOBIG;
+				snprintf(p->error, sizeof(p->error), "value of %zu bytes is larger than kv_max_value", len);
+			} else {
+				const uint8_t *v = len ? evbuffer_pullup(in, (ssize_t)len) : (const uint8_t *)"";
+				rc = api_kv_submit(r, p, CORAL__KV_OP__KV_PUT, key, v, len, false, 0);
+			}
+		} else if (cmd == EVHTTP_REQ_DELETE) {
+			rc = api_kv_submit(r, p, CORAL__KV_OP__KV_DEL, key, NULL, 0, false, 0);
+		} else {
+			rc = CORAL_EINVAL;
+			snprintf(p->error, sizeof(p->error), "method not supported on /v1/kv");
+		}
+		free(key);
+	}
+	if (rc != 0)
+		pending_answer(r, p, rc, p->error[0] ? p->error : coral_strerror(rc));
+out:
+	evhttp_clear_headers(&q);
+	evhttp_uri_free(u);
+}
+
+int http_start(struct raftd *r, char *err, size_t errsz)
+{
+	g_http.r = r;
+	r->http = evhttp_new(r->d->base);
+	if (r->http == NULL) {
+		snprintf(err, errsz, "cannot create the HTTP server");
+		return CORAL_ENOMEM;
+	}
+	evhttp_set_allowed_methods(r->http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_POST |
+				   EVHTTP_REQ_DELETE);
+	evhttp_set_max_body_size(r->http, (ev_ssize_t)r->rc->kv_max_value + 1);
+	evhttp_set_timeout(r->http, 60);
+	evhttp_set_gencb(r->http, http_cb, r);
+	int port = (int)(r->d->node->base_port + CORAL_PORT_RAFTD_HTTP);
+	if (evhttp_bind_socket(r->http, r->d->node->host, (ev_uint16_t)port) != 0) {
+		snprintf(err, errsz, "cannot listen on %s:%d", r->d->node->host, port);
+		evhttp_free(r->http);
+		r->http = NULL;
+		return CORAL_ESYS;
+	}
+	return 0;
+}
+
+void http_stop(struct raftd *r)
+{
+	if (r->http)
+		evhttp_free(r->http);
+	r->http = NULL;
+}
