@@ -2,6 +2,7 @@
  * add-node and remove-node; kv get, put, del and list. Each is one request to the node's
  * raftd, which forwards to the leader what only the leader can do. */
 #include "coralctl.h"
+#include "kv.h"
 #include "cluster.h"
 #include "errors.h"
 #include "util.h"
@@ -278,27 +279,28 @@ static void print_value(const ProtobufCBinaryData *v)
  * Ends after --count events or --for ms, else runs until interrupted. */
 static int kv_watch(int argc, char **argv)
 {
-	Coral__WatchRequest w = CORAL__WATCH_REQUEST__INIT;
-	w.prefix = "";
+	const char *prefix = "";
+	bool members = false;
 	int64_t count = 0, for_ms = 0, from = 0;
 	bool from_given = false;
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--members") == 0)
-			w.members = true;
+			members = true;
 		else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc && coral_parse_int(argv[i + 1], &from) && from >= 0)
 			i++, from_given = true;
 		else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc && coral_parse_int(argv[i + 1], &count) && count > 0)
 			i++;
 		else if (strcmp(argv[i], "--for") == 0 && i + 1 < argc && coral_parse_int(argv[i + 1], &for_ms) && for_ms > 0)
 			i++;
-		else if (argv[i][0] != '-' && w.prefix[0] == '\0')
-			w.prefix = argv[i];
+		else if (argv[i][0] != '-' && prefix[0] == '\0')
+			prefix = argv[i];
 		else
 			return usage_error("kv watch [PREFIX] [--members] [--from INDEX] [--count N] [--for MS]");
 	}
 	int64_t poll = conf.cluster.ipc_timeout_ms - 500;
-	w.timeout_ms = (uint32_t)(poll < 100 ? 100 : poll);
-	w.after_index = (uint64_t)from;
+	struct coral_kv_req kr;
+	coral_kv_watch(&kr, prefix, members, (uint64_t)from, (uint32_t)(poll < 100 ? 100 : poll));
+	Coral__WatchRequest *w = &kr.watch;  /* adjusted from poll to poll */
 	uint64_t end = for_ms ? coral_now_mono_ns() + (uint64_t)for_ms * 1000000ull : 0;
 	int64_t seen = 0;
 	/* without --from, start at the current index: only changes from now on */
@@ -308,28 +310,25 @@ static int kv_watch(int argc, char **argv)
 			uint64_t now = coral_now_mono_ns();
 			if (now >= end)
 				return 0;
-			if ((end - now) / 1000000ull < w.timeout_ms)
-				w.timeout_ms = (uint32_t)((end - now) / 1000000ull) + 1;
+			if ((end - now) / 1000000ull < w->timeout_ms)
+				w->timeout_ms = (uint32_t)((end - now) / 1000000ull) + 1;
 		}
-		Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
-		req.body_case = CORAL__CTL_REQUEST__BODY_WATCH;
-		req.watch = &w;
 		if (now_only)
-			w.after_index = UINT64_MAX; /* answered at once with the current index */
-		Coral__CtlResponse *resp = raftd_call(&req, CORAL__CTL_RESPONSE__BODY_WATCH);
+			w->after_index = UINT64_MAX; /* answered at once with the current index */
+		Coral__CtlResponse *resp = raftd_call(&kr.req, CORAL__CTL_RESPONSE__BODY_WATCH);
 		if (resp == NULL)
 			return 1;
 		const Coral__WatchReply *r = resp->watch;
 		if (now_only) {
 			now_only = false;
-			w.after_index = r->index;
+			w->after_index = r->index;
 			coral_ctl_response_free(resp);
 			continue;
 		}
 		if (r->compacted)
 			fprintf(stderr, "coralctl: changes after index %llu are no longer kept (the "
 					"watch ring holds the last 4096); going on from index %llu\n",
-				(unsigned long long)w.after_index, (unsigned long long)r->index);
+				(unsigned long long)w->after_index, (unsigned long long)r->index);
 		for (size_t i = 0; i < r->n_events && (count == 0 || seen < count); i++, seen++) {
 			const Coral__WatchEvent *e = r->events[i];
 			bool members = strcmp(e->key, "@members") == 0;
@@ -356,8 +355,8 @@ static int kv_watch(int argc, char **argv)
 			}
 			fflush(stdout);
 		}
-		if (r->index > w.after_index)
-			w.after_index = r->index;
+		if (r->index > w->after_index)
+			w->after_index = r->index;
 		coral_ctl_response_free(resp);
 		if (count && seen >= count)
 			return 0;
@@ -377,30 +376,19 @@ int cmd_kv(int argc, char **argv)
 			argv[n++] = argv[i];
 	}
 	argc = n;
-	Coral__KvRequest body = CORAL__KV_REQUEST__INIT;
-	body.stale = stale;
-	if (argc == 2 && strcmp(argv[0], "get") == 0) {
-		body.op = 1;
-		body.key = argv[1];
-	} else if (argc == 3 && strcmp(argv[0], "put") == 0) {
-		body.op = 2;
-		body.key = argv[1];
-		body.value.data = (uint8_t *)argv[2];
-		body.value.len = strlen(argv[2]);
-	} else if (argc == 2 && strcmp(argv[0], "del") == 0) {
-		body.op = 3;
-		body.key = argv[1];
-	} else if ((argc == 1 || argc == 2) && strcmp(argv[0], "list") == 0) {
-		body.op = 4;
-		body.key = argc == 2 ? argv[1] : "";
-	} else {
+	struct coral_kv_req kr;
+	if (argc == 2 && strcmp(argv[0], "get") == 0)
+		coral_kv_get(&kr, argv[1], stale);
+	else if (argc == 3 && strcmp(argv[0], "put") == 0)
+		coral_kv_put(&kr, argv[1], argv[2], strlen(argv[2]));
+	else if (argc == 2 && strcmp(argv[0], "del") == 0)
+		coral_kv_del(&kr, argv[1]);
+	else if ((argc == 1 || argc == 2) && strcmp(argv[0], "list") == 0)
+		coral_kv_list(&kr, argc == 2 ? argv[1] : "", stale);
+	else
 		return usage_error("kv get KEY [--stale] | put KEY VALUE | del KEY | list [PREFIX] [--stale] | "
 				   "watch [PREFIX] [--members] [--from INDEX] [--count N] [--for MS]");
-	}
-	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
-	req.body_case = CORAL__CTL_REQUEST__BODY_KV;
-	req.kv = &body;
-	Coral__CtlResponse *resp = raftd_call(&req, CORAL__CTL_RESPONSE__BODY_KV);
+	Coral__CtlResponse *resp = raftd_call(&kr.req, CORAL__CTL_RESPONSE__BODY_KV);
 	if (resp == NULL)
 		return 1;
 	const Coral__KvReply *k = resp->kv;
@@ -414,9 +402,9 @@ int cmd_kv(int argc, char **argv)
 							     (json_int_t)k->kv[i]->mod_index));
 		}
 		print_json(json_pack("{s:o, s:I}", "kvs", arr, "index", (json_int_t)k->index));
-	} else if (body.op == 1 && k->n_kv == 1) {
+	} else if (kr.kv.op == CORAL__KV_OP__KV_GET && k->n_kv == 1) {
 		print_value(&k->kv[0]->value);
-	} else if (body.op == 4) {
+	} else if (kr.kv.op == CORAL__KV_OP__KV_LIST) {
 		for (size_t i = 0; i < k->n_kv; i++) {
 			printf("%s = ", k->kv[i]->key);
 			print_value(&k->kv[i]->value);

@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "grd.h"
 #include "kit.h"
+#include "kv.h"
 #include "log.h"
 #include "net.h"
 #include "util.h"
@@ -61,26 +62,15 @@ static void on_store_done(void *arg, int err, const Coral__CtlResponse *resp)
 static int op_store(void *arg, const uint8_t *buf, size_t len, uint64_t expect_index, uint64_t cookie)
 {
 	struct grdd *g = arg;
-	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
-	Coral__Header hdr = CORAL__HEADER__INIT;
-	Coral__KvRequest kv = CORAL__KV_REQUEST__INIT;
-	hdr.sender_node = g->self;
-	hdr.sender = (char *)"grdd";
-	req.hdr = &hdr;
-	kv.op = 2;
-	kv.key = (char *)GRD_MAP_KEY;
-	kv.value.data = (uint8_t *)buf;
-	kv.value.len = len;
-	kv.cas = true;
-	kv.expect_index = expect_index;
-	req.body_case = CORAL__CTL_REQUEST__BODY_KV;
-	req.kv = &kv;
+	struct coral_kv_req r;
+	coral_kv_cas(&r, GRD_MAP_KEY, buf, len, expect_index);
+	coral_kv_from(&r, "grdd", g->self);
 	uint64_t *ck = malloc(2 * sizeof(uint64_t));
 	if (ck == NULL)
 		return CORAL_ENOMEM;
 	ck[0] = cookie;
 	ck[1] = (uint64_t)(uintptr_t)g;
-	int rc = g->raft ? coral_ctl_client_call(g->raft, &req, 5000, on_store_done, ck) : CORAL_ECLOSED;
+	int rc = g->raft ? coral_ctl_client_call(g->raft, &r.req, 5000, on_store_done, ck) : CORAL_ECLOSED;
 	if (rc != 0)
 		free(ck);
 	return rc;
@@ -130,13 +120,10 @@ static void op_remastered(void *arg, uint64_t cookie, int code, const char *erro
 
 /* ---- raftd: the map record ----------------------------------------------------------- */
 
-static void raft_call(struct grdd *g, Coral__CtlRequest *req, int timeout, coral_ctl_done_fn fn)
+static void raft_call(struct grdd *g, struct coral_kv_req *r, int timeout, coral_ctl_done_fn fn)
 {
-	Coral__Header hdr = CORAL__HEADER__INIT;
-	hdr.sender_node = g->self;
-	hdr.sender = (char *)"grdd";
-	req->hdr = &hdr;
-	if (g->raft == NULL || coral_ctl_client_call(g->raft, req, timeout, fn, g) != 0) {
+	coral_kv_from(r, "grdd", g->self);
+	if (g->raft == NULL || coral_ctl_client_call(g->raft, &r->req, timeout, fn, g) != 0) {
 		g->get_out = g->watch_out = false;
 		g->raft_retry_ms = now_ms() + 200;
 	}
@@ -199,25 +186,16 @@ static void raft_poll(struct grdd *g)
 {
 	if (g->get_out || g->watch_out || now_ms() < g->raft_retry_ms)
 		return;
-	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	struct coral_kv_req r;
 	if (!g->read_done) {
-		Coral__KvRequest kv = CORAL__KV_REQUEST__INIT;
-		kv.op = 1;
-		kv.key = (char *)GRD_MAP_KEY;
-		req.body_case = CORAL__CTL_REQUEST__BODY_KV;
-		req.kv = &kv;
+		coral_kv_get(&r, GRD_MAP_KEY, false);
 		g->get_out = true;
-		raft_call(g, &req, 5000, on_get);
+		raft_call(g, &r, 5000, on_get);
 		return;
 	}
-	Coral__WatchRequest w = CORAL__WATCH_REQUEST__INIT;
-	w.prefix = (char *)GRD_MAP_KEY;
-	w.after_index = g->watch_index;
-	w.timeout_ms = 10000;
-	req.body_case = CORAL__CTL_REQUEST__BODY_WATCH;
-	req.watch = &w;
+	coral_kv_watch(&r, GRD_MAP_KEY, false, g->watch_index, 10000);
 	g->watch_out = true;
-	raft_call(g, &req, 12000, on_watch);
+	raft_call(g, &r, 12000, on_watch);
 }
 
 /* ---- the tick ------------------------------------------------------------------------- */

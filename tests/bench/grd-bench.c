@@ -14,6 +14,7 @@
  *       a raw loopback TCP transfer of BYTES: the floor of shipping that much master state */
 #include "conf.h"
 #include "ctl.h"
+#include "kv.h"
 #include "errors.h"
 #include "grd.h"
 #include "sga.h"
@@ -304,19 +305,13 @@ static int remaster_one(const char *target, uint32_t to, uint64_t *ns, uint64_t 
 
 static int kv_put(int i, uint64_t *ns, char *err, size_t errsz)
 {
-	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
-	Coral__KvRequest body = CORAL__KV_REQUEST__INIT;
 	char key[64];
 	uint8_t val[64] = {0};
 	snprintf(key, sizeof(key), "bench/grd/%d", i);
-	body.op = 2;
-	body.key = key;
-	body.value.data = val;
-	body.value.len = sizeof(val);
-	req.body_case = CORAL__CTL_REQUEST__BODY_KV;
-	req.kv = &body;
+	struct coral_kv_req kr;
+	coral_kv_put(&kr, key, val, sizeof(val));
 	uint64_t t0 = coral_now_mono_ns();
-	Coral__CtlResponse *resp = call("raftd", &req, err, errsz);
+	Coral__CtlResponse *resp = call("raftd", &kr.req, err, errsz);
 	*ns = coral_now_mono_ns() - t0;
 	if (resp == NULL)
 		return -1;
