@@ -1,5 +1,5 @@
-/* Redo: the ring in the SGA (appenders, waiters), the log writer that group-commits it to
- * the node's thread of segment files, and a reader of the thread. */
+/* Redo: the ring in the SGA (appenders, waiters), what the log writer (replicad's
+ * log_writer.c) needs of it, and a reader of a node's thread. */
 #include "redo.h"
 #include "crc32c.h"
 #include "errors.h"
@@ -175,161 +175,54 @@ int coral_redo_wait(struct coral_redo *r, uint64_t lsn, int timeout_ms)
 	}
 }
 
-/* ---- the log writer --------------------------------------------------------------------- */
+/* ---- for the log writer (replicad/log_writer.c) --------------------------------------------- */
 
-struct coral_redo_writer {
-	struct coral_redo *r;
-	char dir[CORAL_STR_MAX + 64];
-	uint64_t segsize;
-	int fd;
-	uint64_t fd_seg;
-	uint8_t *buf;
-	size_t bufsz;
-};
-
-static void seg_path(const char *dir, uint64_t seg, char *out, size_t n)
+void coral_redo_seg_path(const char *dir, uint64_t seg, char *out, size_t n)
 {
 	snprintf(out, n, "%s/%08llu.redo", dir, (unsigned long long)seg);
 }
 
-static int thread_dir(const char *shared_dir, uint32_t thread, char *out, size_t n)
+int coral_redo_thread_dir(const char *shared_dir, uint32_t thread, char *out, size_t n)
 {
 	int k = snprintf(out, n, "%s/redo/thread_%u", shared_dir, thread);
 	return k < 0 || (size_t)k >= n ? CORAL_EINVAL : 0;
 }
 
-struct scan_end {
-	uint64_t end;
-};
-static int scan_end_fn(void *arg, const struct coral_redo_rec *rec, const uint8_t *bytes)
+void coral_redo_ring_read(const struct coral_redo *r, uint64_t lsn, void *dst, size_t n)
 {
-	(void)bytes;
-	((struct scan_end *)arg)->end = rec->lsn;
-	return 0;
+	ring_get((struct coral_redo *)r, lsn, dst, n);
 }
 
-int coral_redo_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t thread,
-			   uint64_t segment_size, struct coral_redo_writer **out, char *err, size_t errsz)
+const uint8_t *coral_redo_ring_at(const struct coral_redo *r, uint64_t lsn, uint64_t *contiguous)
 {
-	struct coral_redo_writer *w = calloc(1, sizeof(*w));
-	if (w == NULL)
-		return CORAL_ENOMEM;
-	w->r = r;
-	w->segsize = segment_size;
-	w->fd = -1;
-	if (thread_dir(shared_dir, thread, w->dir, sizeof(w->dir)) != 0 || coral_mkdir_p(w->dir, 0750) != 0) {
-		snprintf(err, errsz, "cannot create the redo thread directory %s: %s", w->dir, strerror(errno));
-		free(w);
-		return CORAL_EIO;
-	}
-	if (atomic_load(&r->tail) == 0 && atomic_load(&r->base) == 0) {
-		/* a new SGA: the thread goes on where the files end (a torn last record is cut) */
-		struct scan_end se = {0};
-		uint64_t end = 0;
-		int64_t n = coral_redo_scan(shared_dir, thread, segment_size, scan_end_fn, &se, &end, err, errsz);
-		if (n < 0) {
-			free(w);
-			return (int)n;
-		}
-		uint64_t seg = end / segment_size;
-		char p[sizeof(w->dir) + 32];
-		seg_path(w->dir, seg, p, sizeof(p));
-		if (truncate(p, (off_t)(end % segment_size)) != 0 && errno != ENOENT) {
-			snprintf(err, errsz, "cannot cut %s at the end of its last whole record: %s", p, strerror(errno));
-			free(w);
-			return CORAL_EIO;
-		}
-		for (uint64_t k = seg + 1;; k++) {
-			seg_path(w->dir, k, p, sizeof(p));
-			if (unlink(p) != 0)
-				break;
-		}
-		coral_mutex_lock(&r->latch, repair_latch, NULL);
-		atomic_store(&r->base, end);
-		atomic_store(&r->tail, end);
-		atomic_store(&r->durable, end);
-		coral_mutex_unlock(&r->latch);
-	}
-	atomic_store(&r->writer_pid, (int32_t)getpid());
-	*out = w;
-	return 0;
+	size_t i = (size_t)(lsn % r->size);
+	*contiguous = r->size - i;
+	return ring((struct coral_redo *)r) + i;
 }
 
-static int seg_fd(struct coral_redo_writer *w, uint64_t seg)
+void coral_redo_start_at(struct coral_redo *r, uint64_t end)
 {
-	if (w->fd >= 0 && w->fd_seg == seg)
-		return w->fd;
-	if (w->fd >= 0) {
-		fdatasync(w->fd);
-		close(w->fd);
-	}
-	char p[sizeof(w->dir) + 32];
-	seg_path(w->dir, seg, p, sizeof(p));
-	w->fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
-	w->fd_seg = seg;
-	if (w->fd >= 0) {
-		/* a new segment's name must survive a crash too */
-		int dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
-	}
-	return w->fd;
+	coral_mutex_lock(&r->latch, repair_latch, NULL);
+	atomic_store(&r->base, end);
+	atomic_store(&r->tail, end);
+	atomic_store(&r->durable, end);
+	coral_mutex_unlock(&r->latch);
 }
 
-int64_t coral_redo_writer_step(struct coral_redo_writer *w, int wait_ms)
+void coral_redo_await_work(struct coral_redo *r, uint32_t seq, int wait_ms)
 {
-	struct coral_redo *r = w->r;
-	uint32_t seq = atomic_load(&r->work_seq);
-	uint64_t d = atomic_load(&r->durable);
-	uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
-	if (t == d) {
-		if (wait_ms > 0)
-			futex(&r->work_seq, FUTEX_WAIT, seq, wait_ms);
-		return 0;
-	}
-	uint64_t t0 = coral_now_mono_ns();
-	/* count the commits and the highest SCN in what goes out */
-	uint64_t commits = 0, scn = atomic_load(&r->durable_scn);
-	for (uint64_t at = d; at < t;) {
-		struct coral_redo_rec h;
-		ring_get(r, at, &h, sizeof(h));
-		if (h.magic != CORAL_REDO_MAGIC || h.len < sizeof(h) || at + h.len > t) {
-			atomic_fetch_add(&r->errors, 1);
-			return CORAL_ECORRUPT;
-		}
-		if (h.type == CORAL_REDO_COMMIT)
-			commits++;
-		if (h.scn > scn)
-			scn = h.scn;
-		at += h.len;
-	}
-	for (uint64_t at = d; at < t;) {
-		uint64_t seg = at / w->segsize, off = at % w->segsize;
-		size_t ridx = (size_t)(at % r->size);
-		uint64_t n = t - at;
-		if (n > w->segsize - off)
-			n = w->segsize - off;
-		if (n > r->size - ridx)
-			n = r->size - ridx;
-		int fd = seg_fd(w, seg);
-		if (fd < 0 || pwrite(fd, ring(r) + ridx, (size_t)n, (off_t)off) != (ssize_t)n) {
-			atomic_fetch_add(&r->errors, 1);
-			return CORAL_EIO;
-		}
-		at += n;
-	}
-	if (fdatasync(w->fd) != 0) {
-		atomic_fetch_add(&r->errors, 1);
-		return CORAL_EIO;
-	}
+	if (wait_ms > 0)
+		futex(&r->work_seq, FUTEX_WAIT, seq, wait_ms);
+}
+
+void coral_redo_made_durable(struct coral_redo *r, uint64_t lsn, uint64_t scn, uint64_t commits, uint64_t sync_us)
+{
 	atomic_store(&r->durable_scn, scn);
-	atomic_store_explicit(&r->durable, t, memory_order_release);
+	atomic_store_explicit(&r->durable, lsn, memory_order_release);
 	atomic_fetch_add(&r->durable_seq, 1);
 	futex(&r->durable_seq, FUTEX_WAKE, INT_MAX, -1);
 	atomic_fetch_add(&r->syncs, 1);
-	atomic_fetch_add(&r->sync_us, (coral_now_mono_ns() - t0) / 1000);
+	atomic_fetch_add(&r->sync_us, sync_us);
 	if (commits) {
 		atomic_fetch_add(&r->commits_synced, commits);
 		int b = 0;
@@ -340,19 +233,6 @@ int64_t coral_redo_writer_step(struct coral_redo_writer *w, int wait_ms)
 		while (commits > mx && !atomic_compare_exchange_weak(&r->max_batch, &mx, commits))
 			;
 	}
-	return (int64_t)(t - d);
-}
-
-void coral_redo_writer_close(struct coral_redo_writer *w)
-{
-	if (w == NULL)
-		return;
-	if (w->fd >= 0) {
-		fdatasync(w->fd);
-		close(w->fd);
-	}
-	free(w->buf);
-	free(w);
 }
 
 /* ---- reading a thread back ------------------------------------------------------------- */
@@ -374,7 +254,7 @@ static size_t rd(struct reader *r, void *dst, size_t n)
 			if (r->fd >= 0)
 				close(r->fd);
 			char p[sizeof(r->dir) + 32];
-			seg_path(r->dir, seg, p, sizeof(p));
+			coral_redo_seg_path(r->dir, seg, p, sizeof(p));
 			r->fd = open(p, O_RDONLY | O_CLOEXEC);
 			r->fd_seg = seg;
 			if (r->fd < 0)
@@ -396,7 +276,7 @@ int64_t coral_redo_scan(const char *shared_dir, uint32_t thread, uint64_t segmen
 			coral_redo_visit_fn fn, void *arg, uint64_t *end_lsn, char *err, size_t errsz)
 {
 	struct reader r = {.segsize = segment_size, .fd = -1};
-	if (thread_dir(shared_dir, thread, r.dir, sizeof(r.dir)) != 0) {
+	if (coral_redo_thread_dir(shared_dir, thread, r.dir, sizeof(r.dir)) != 0) {
 		snprintf(err, errsz, "shared_dir is too long");
 		return CORAL_EINVAL;
 	}

@@ -89,18 +89,23 @@ int coral_redo_wait(struct coral_redo *r, uint64_t lsn, int timeout_ms);
  * woken to see it. */
 void coral_redo_set_fenced(struct coral_redo *r, bool fenced);
 
-/* The log writer. */
-struct coral_redo_writer;
-/* Opens the node's thread under shared_dir (creating it), finds its end (a torn last record
- * is cut off) and starts the ring there. */
-int coral_redo_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t thread,
-			   uint64_t segment_size, struct coral_redo_writer **out, char *err, size_t errsz);
-/* Writes and syncs what is there; waits up to wait_ms for work when there is none. Returns
- * the number of bytes made durable, or a negative CORAL_E* code. */
-int64_t coral_redo_writer_step(struct coral_redo_writer *w, int wait_ms);
-void coral_redo_writer_close(struct coral_redo_writer *w);
-/* Wakes a writer sleeping in step (shutdown). */
+/* Wakes a log writer waiting for work (shutdown). */
 void coral_redo_kick(struct coral_redo *r);
+
+/* For the log writer (replicad/log_writer.c). The thread's directory under shared_dir, and a
+ * segment's file in it. */
+int coral_redo_thread_dir(const char *shared_dir, uint32_t thread, char *out, size_t n);
+void coral_redo_seg_path(const char *dir, uint64_t seg, char *out, size_t n);
+/* n bytes of the ring from lsn; the ring's bytes at lsn, and how many follow contiguously. */
+void coral_redo_ring_read(const struct coral_redo *r, uint64_t lsn, void *dst, size_t n);
+const uint8_t *coral_redo_ring_at(const struct coral_redo *r, uint64_t lsn, uint64_t *contiguous);
+/* A new ring goes on where the thread's files end. */
+void coral_redo_start_at(struct coral_redo *r, uint64_t end);
+/* Sleeps up to wait_ms unless work_seq has moved past seq. */
+void coral_redo_await_work(struct coral_redo *r, uint32_t seq, int wait_ms);
+/* Everything up to lsn is durable (its highest SCN scn, commits commits, after a sync of
+ * sync_us): waiters are woken and the counters kept. */
+void coral_redo_made_durable(struct coral_redo *r, uint64_t lsn, uint64_t scn, uint64_t commits, uint64_t sync_us);
 
 /* Reading a thread back (coralctl redo, coral-bank's check): calls fn for every valid record
  * from the start; stops at the first torn or damaged one. Returns records read, or < 0. */

@@ -1,14 +1,14 @@
-/* replicad: the node's log writer. A worker thread group-commits the redo buffer in the SGA
- * to the node's redo thread in shared storage (libcommon/redo.c): it writes everything
- * appended since the last sync with one write and one fdatasync, then wakes every committer
- * waiting for it. The event loop answers control requests (redo status). Shipping redo to
+/* replicad: the node's redo. How it is wired: a worker thread runs the log writer
+ * (log_writer.c), which group-commits the redo buffer in the SGA to the node's redo thread
+ * in shared storage and wakes every committer waiting for it, and stops writing while the
+ * node is fenced; the event loop answers control requests (redo status). Shipping redo to
  * standbys is a later part of this daemon. */
 #include "cluster.h"
 #include "ctl.h"
 #include "daemon.h"
 #include "errors.h"
 #include "log.h"
-#include "redo.h"
+#include "log_writer.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -20,7 +20,7 @@ struct replicad {
 	struct coral_daemon *d;
 	struct coral_redo *redo;
 	struct coral_cluster_sga *cl;
-	struct coral_redo_writer *w;
+	struct log_writer *w;
 	pthread_t thread;
 	bool started;
 	_Atomic bool stop;
@@ -59,7 +59,7 @@ static void *writer_main(void *arg)
 			nanosleep(&ts, NULL);
 			continue;
 		}
-		int64_t n = coral_redo_writer_step(r->w, 50);
+		int64_t n = log_writer_step(r->w, 50);
 		if (n < 0) {
 			/* nothing is acknowledged that is not durable: committers keep waiting and
 			 * time out; the error is logged, not hidden */
@@ -70,7 +70,7 @@ static void *writer_main(void *arg)
 		}
 	}
 	/* what is appended before a clean stop still goes out, unless fenced */
-	while (!writer_fenced(r) && coral_redo_writer_step(r->w, 0) > 0)
+	while (!writer_fenced(r) && log_writer_step(r->w, 0) > 0)
 		;
 	return NULL;
 }
@@ -89,7 +89,7 @@ static int replicad_init(struct coral_daemon *d)
 		return CORAL_EVERSION;
 	}
 	char err[CORAL_ERRMSG_MAX];
-	int rc = coral_redo_writer_open(r->redo, d->conf.storage.shared_dir, (uint32_t)d->node->id,
+	int rc = log_writer_open(r->redo, d->conf.storage.shared_dir, (uint32_t)d->node->id,
 					(uint64_t)d->conf.cache.redo_segment, &r->w, err, sizeof(err));
 	if (rc != 0) {
 		log_error("redo thread %lld: %s", (long long)d->node->id, err);
@@ -115,7 +115,7 @@ static void replicad_fini(struct coral_daemon *d)
 	}
 	if (r->redo)
 		atomic_store(&r->redo->writer_pid, 0);
-	coral_redo_writer_close(r->w);
+	log_writer_close(r->w);
 	free(r);
 	d->svc = NULL;
 }

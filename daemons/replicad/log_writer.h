@@ -1,0 +1,23 @@
+/* The log writer: group-commits the node's redo ring (SGA, libcommon/redo.h) to its redo
+ * thread in shared storage, SHARED_DIR/redo/thread_N/SEQ.redo. Whatever has been appended
+ * since the last sync goes out with one write per segment touched and one fdatasync; then
+ * the durable LSN moves and every committer waiting for it is woken at once. */
+#ifndef CORAL_REPLICAD_LOG_WRITER_H
+#define CORAL_REPLICAD_LOG_WRITER_H
+
+#include "redo.h"
+
+#include <stdint.h>
+
+struct log_writer;
+
+/* Opens the node's thread under shared_dir (creating it); a new ring (a new SGA) goes on
+ * where the thread's files end, a torn last record cut off. */
+int log_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t thread, uint64_t segment_size,
+		    struct log_writer **out, char *err, size_t errsz);
+/* Writes and syncs what is there; waits up to wait_ms for work when there is none. Returns
+ * the number of bytes made durable, or a negative CORAL_E* code. */
+int64_t log_writer_step(struct log_writer *w, int wait_ms);
+void log_writer_close(struct log_writer *w);
+
+#endif
