@@ -72,19 +72,8 @@ bool coral_grd_mode_writes(bool block, int mode);
 
 /* ---- the bucket map --------------------------------------------------------------- */
 
-struct coral_grd_bucket_override {
-	uint32_t bucket;
-	uint32_t node;
-};
-struct coral_grd_res_override {
-	struct coral_resid id;
-	uint32_t node;
-};
-
-/* Owners of every bucket for a member list and bucket overrides (overrides naming a node
- * that is not a member are ignored). out has CORAL_GRD_BUCKETS entries. */
-void coral_grd_map_compute(const uint32_t *members, size_t n,
-			   const struct coral_grd_bucket_override *bo, size_t nbo, uint8_t *out);
+/* What the map is (owners per bucket, overrides, lost nodes) is computed and published by
+ * grdd (daemons/grdd/map.c); every other program only looks it up. */
 
 /* A node lost without handing over its buckets: the buckets it mastered are rebuilt, and a
  * resource in them that no survivor reports needs instance recovery. */
@@ -138,27 +127,9 @@ int coral_grd_map_sga_init(void *section, size_t size, const struct coral_conf *
 void coral_grd_map_sga_fill(const void *section, uint64_t *used, uint64_t *capacity);
 struct coral_grd_map_sga *coral_grd_map_sga(const struct coral_sga *sga);
 
-/* What a map version says: everything needed to compute owners. */
-struct coral_grd_map_def {
-	uint64_t version, record_index;
-	uint32_t nmembers;
-	uint32_t members[CORAL_MAX_NODES];
-	size_t nbo, nres, nlost;
-	const struct coral_grd_bucket_override *bo;
-	const struct coral_grd_res_override *res;
-	const struct coral_grd_lost *lost;
-	const struct coral_grd_bucket_override *lost_bo;   /* bucket overrides the lost had */
-	size_t nlost_bo;
-	const struct coral_grd_res_override *lost_res;     /* resource overrides the lost had */
-	size_t nlost_res;
-	/* buckets a lost node's ring position gave it but an override gave to another node
-	 * (node: the lost node) */
-	const struct coral_grd_bucket_override *lost_away;
-	size_t nlost_away;
-};
-/* grdd only: computes the owners outside the sequence counter, then swaps them in.
- * CORAL_EFULL if there are more resource overrides than slots, CORAL_ENOMEM. */
-int coral_grd_map_publish(struct coral_grd_map_sga *m, const struct coral_grd_map_def *def);
+/* The resource-override slots after the map (grdd's publication writes them). */
+struct coral_grd_res_slot *coral_grd_map_slots(const struct coral_grd_map_sga *m);
+uint32_t coral_grd_map_slot_of(const struct coral_grd_map_sga *m, const struct coral_resid *id);
 
 /* The master of a resource: node id (0 when no map is agreed yet), the map version it was
  * read at, and the lost node if the bucket belonged to one. Lock-free. */

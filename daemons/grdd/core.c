@@ -400,12 +400,12 @@ static Coral__GrdMapRecord *rec_copy(const Coral__GrdMapRecord *r) { return grd_
 
 /* The record's content as a map definition (pointers into scratch arrays owned by caller). */
 struct map_scratch {
-	struct coral_grd_bucket_override *bo, *lbo, *away;
-	struct coral_grd_res_override *res, *lres;
+	struct grd_bucket_override *bo, *lbo, *away;
+	struct grd_res_override *res, *lres;
 	struct coral_grd_lost lost[CORAL_GRD_MAX_LOST];
 };
 
-static int rec_def(const Coral__GrdMapRecord *r, uint64_t index, struct coral_grd_map_def *d,
+static int rec_def(const Coral__GrdMapRecord *r, uint64_t index, struct grd_map_def *d,
 		   struct map_scratch *s)
 {
 	memset(d, 0, sizeof(*d));
@@ -428,10 +428,10 @@ static int rec_def(const Coral__GrdMapRecord *r, uint64_t index, struct coral_gr
 	}
 	d->lost_res = s->lres;
 	for (size_t i = 0; i < r->n_bucket_overrides; i++)
-		s->bo[d->nbo++] = (struct coral_grd_bucket_override){r->bucket_overrides[i]->bucket,
+		s->bo[d->nbo++] = (struct grd_bucket_override){r->bucket_overrides[i]->bucket,
 								     r->bucket_overrides[i]->node};
 	for (size_t i = 0; i < r->n_lost_bucket_overrides; i++)
-		s->lbo[d->nlost_bo++] = (struct coral_grd_bucket_override){
+		s->lbo[d->nlost_bo++] = (struct grd_bucket_override){
 			r->lost_bucket_overrides[i]->bucket, r->lost_bucket_overrides[i]->node};
 	for (size_t i = 0; i < r->n_res_overrides; i++) {
 		if (!res_from_msg(r->res_overrides[i]->id, &s->res[d->nres].id))
@@ -454,7 +454,7 @@ static int rec_def(const Coral__GrdMapRecord *r, uint64_t index, struct coral_gr
 			if (l->ring[k] >= 1 && l->ring[k] <= CORAL_MAX_NODES) /* as members are */
 				o->ring[o->nring++] = l->ring[k];
 		for (size_t k = 0; k < l->n_away; k++)
-			s->away[d->nlost_away++] = (struct coral_grd_bucket_override){l->away[k], l->node};
+			s->away[d->nlost_away++] = (struct grd_bucket_override){l->away[k], l->node};
 	}
 	d->lost_away = s->away;
 	d->bo = s->bo;
@@ -476,10 +476,10 @@ static void scratch_free(struct map_scratch *s)
 /* Owners under a record, into out (CORAL_GRD_BUCKETS). */
 static void rec_owners(const Coral__GrdMapRecord *r, uint8_t *out)
 {
-	struct coral_grd_map_def d;
+	struct grd_map_def d;
 	struct map_scratch s;
 	if (rec_def(r, 0, &d, &s) == 0)
-		coral_grd_map_compute(d.members, d.nmembers, d.bo, d.nbo, out);
+		grd_map_compute(d.members, d.nmembers, d.bo, d.nbo, out);
 	else
 		memset(out, 0, CORAL_GRD_BUCKETS);
 	scratch_free(&s);
@@ -1741,7 +1741,7 @@ static void start_request(struct grd_core *c, struct grd_request_q *q)
 			remaster_answer(c, true, q->origin, q->cookie, CORAL_ENOMEM, "out of memory", NULL);
 			return;
 		}
-		coral_grd_map_compute(n->members, n->n_members, NULL, 0, ring);
+		grd_map_compute(n->members, n->n_members, NULL, 0, ring);
 		if (c->scratch_owner[bucket] == req->node) {
 			free(ring);
 			grd_record_free(n);
@@ -1886,7 +1886,7 @@ static int lost_buckets(struct grd_core *c, Coral__GrdLost *l)
 	l->away = malloc(c->rec->n_bucket_overrides * sizeof(uint32_t));
 	if (l->away == NULL)
 		return CORAL_ENOMEM;
-	coral_grd_map_compute(c->rec->members, c->rec->n_members, NULL, 0, c->scratch_owner);
+	grd_map_compute(c->rec->members, c->rec->n_members, NULL, 0, c->scratch_owner);
 	for (size_t i = 0; i < c->rec->n_bucket_overrides; i++) {
 		const Coral__GrdBucketOverride *o = c->rec->bucket_overrides[i];
 		if (o->bucket < CORAL_GRD_BUCKETS && o->node != l->node &&
@@ -2433,12 +2433,12 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 		grd_record_free(r);
 		return;
 	}
-	struct coral_grd_map_def d;
+	struct grd_map_def d;
 	struct map_scratch s;
 	int rc = rec_def(r, index, &d, &s);
 	memcpy(c->prev_owner, c->map->owner, CORAL_GRD_BUCKETS);
 	if (rc == 0)
-		rc = coral_grd_map_publish(c->map, &d);
+		rc = grd_map_publish(c->map, &d);
 	scratch_free(&s);
 	if (rc != 0) {
 		core_log(c, CORAL_LOG_WARNING, "map version %llu cannot be published: %s", (unsigned long long)r->version,

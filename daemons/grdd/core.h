@@ -25,6 +25,7 @@
 #include "conf.h"
 #include "grd.h"
 #include "grd_msg.h"
+#include "map.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -15,6 +15,7 @@
 #include "conf.h"
 #include "ctl.h"
 #include "kv.h"
+#include "map.h"
 #include "errors.h"
 #include "grd.h"
 #include "sga.h"
@@ -75,13 +76,13 @@ static int cmd_lookup(int argc, char **argv)
 		if (own == NULL || coral_grd_map_sga_init(own, sz, &cf, NULL) != 0)
 			return 1;
 		/* three members, 500 resource overrides, one lost node: a busy map */
-		struct coral_grd_res_override ro[500];
+		struct grd_res_override ro[500];
 		for (int i = 0; i < 500; i++)
-			ro[i] = (struct coral_grd_res_override){{CORAL_RES_BLOCK, 0, 1, (uint64_t)i * 7}, (uint32_t)(1 + i % 3)};
+			ro[i] = (struct grd_res_override){{CORAL_RES_BLOCK, 0, 1, (uint64_t)i * 7}, (uint32_t)(1 + i % 3)};
 		struct coral_grd_lost lost = {4, 1, 2, 4, {1, 2, 3, 4}};
-		struct coral_grd_map_def d = {.version = 3, .nmembers = 3, .members = {1, 2, 3}, .res = ro,
+		struct grd_map_def d = {.version = 3, .nmembers = 3, .members = {1, 2, 3}, .res = ro,
 					      .nres = 500, .lost = &lost, .nlost = 1};
-		if (coral_grd_map_publish(own, &d) != 0)
+		if (grd_map_publish(own, &d) != 0)
 			return 1;
 		m = own;
 		where = "a map published in this process (3 members, 500 resource overrides, 1 lost node)";

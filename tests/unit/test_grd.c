@@ -3,6 +3,7 @@
  * directory table at capacity. */
 #include "errors.h"
 #include "grd.h"
+#include "map.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@ static void distribution(size_t n)
 	uint32_t m[CORAL_MAX_NODES];
 	members(m, n);
 	uint8_t *own = malloc(CORAL_GRD_BUCKETS);
-	coral_grd_map_compute(m, n, NULL, 0, own);
+	grd_map_compute(m, n, NULL, 0, own);
 	uint32_t cnt[CORAL_MAX_NODES + 1] = {0};
 	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++) {
 		cr_assert(own[b] >= 1 && own[b] <= n, "bucket %u has owner %u", b, own[b]);
@@ -50,8 +51,8 @@ static void join_leave(size_t n)
 	uint32_t m[CORAL_MAX_NODES];
 	members(m, n + 1);
 	uint8_t *a = malloc(CORAL_GRD_BUCKETS), *b = malloc(CORAL_GRD_BUCKETS);
-	coral_grd_map_compute(m, n, NULL, 0, a);
-	coral_grd_map_compute(m, n + 1, NULL, 0, b);
+	grd_map_compute(m, n, NULL, 0, a);
+	grd_map_compute(m, n + 1, NULL, 0, b);
 	uint32_t moved = 0;
 	for (uint32_t i = 0; i < CORAL_GRD_BUCKETS; i++)
 		if (a[i] != b[i]) {
@@ -67,7 +68,7 @@ static void join_leave(size_t n)
 	for (size_t i = 0; i < n + 1; i++)
 		if (m[i] != 2)
 			rest[k++] = m[i];
-	coral_grd_map_compute(rest, k, NULL, 0, a);
+	grd_map_compute(rest, k, NULL, 0, a);
 	moved = 0;
 	for (uint32_t i = 0; i < CORAL_GRD_BUCKETS; i++)
 		if (a[i] != b[i]) {
@@ -96,11 +97,11 @@ Test(grd_map, publish_and_lookup)
 	struct coral_grd_where w;
 	coral_grd_lookup(m, &r, &w);
 	cr_assert_eq(w.master, 0, "no map: no master");
-	struct coral_grd_res_override ro = {r, 3};
+	struct grd_res_override ro = {r, 3};
 	struct coral_grd_lost lost = {2, 7, 2, 3, {1, 2, 3}};
-	struct coral_grd_map_def d = {.version = 2, .nmembers = 2, .members = {1, 3}, .res = &ro, .nres = 1,
+	struct grd_map_def d = {.version = 2, .nmembers = 2, .members = {1, 3}, .res = &ro, .nres = 1,
 				      .lost = &lost, .nlost = 1};
-	cr_assert_eq(coral_grd_map_publish(m, &d), 0);
+	cr_assert_eq(grd_map_publish(m, &d), 0);
 	coral_grd_lookup(m, &r, &w);
 	cr_assert_eq(w.master, 3);
 	cr_assert(w.overridden);
@@ -108,16 +109,16 @@ Test(grd_map, publish_and_lookup)
 	/* the lost node's buckets are exactly those it would own among 1, 2, 3 */
 	uint32_t with[3] = {1, 2, 3};
 	uint8_t *own = malloc(CORAL_GRD_BUCKETS);
-	coral_grd_map_compute(with, 3, NULL, 0, own);
+	grd_map_compute(with, 3, NULL, 0, own);
 	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++)
 		cr_assert_eq(m->lost_owner[b], own[b] == 2 ? 2 : 0, "bucket %u", b);
 	/* too many overrides for the table */
-	struct coral_grd_res_override many[20];
+	struct grd_res_override many[20];
 	for (int i = 0; i < 20; i++)
-		many[i] = (struct coral_grd_res_override){{CORAL_RES_BLOCK, 0, 1, (uint64_t)i}, 1};
+		many[i] = (struct grd_res_override){{CORAL_RES_BLOCK, 0, 1, (uint64_t)i}, 1};
 	d.res = many;
 	d.nres = 20;
-	cr_assert_eq(coral_grd_map_publish(m, &d), CORAL_EFULL);
+	cr_assert_eq(grd_map_publish(m, &d), CORAL_EFULL);
 	free(own);
 	free(m);
 }
@@ -135,19 +136,19 @@ Test(grd_map, lost_buckets_survive_later_changes)
 	cr_assert_eq(coral_grd_map_sga_init(m, sz, &cf, NULL), 0);
 	uint32_t v1[4] = {1, 2, 3, 4}, v2[3] = {1, 2, 4};
 	uint8_t *o1 = malloc(CORAL_GRD_BUCKETS), *o2 = malloc(CORAL_GRD_BUCKETS);
-	coral_grd_map_compute(v1, 4, NULL, 0, o1);
-	coral_grd_map_compute(v2, 3, NULL, 0, o2);
+	grd_map_compute(v1, 4, NULL, 0, o1);
+	grd_map_compute(v2, 3, NULL, 0, o2);
 	uint32_t given = 0, away = 0;
 	while (o2[given] != 2)
 		given++; /* node 1 had bucket `given` by an override */
 	while (o2[away] != 1)
 		away++;  /* and lost bucket `away` to node 4 by another */
 	struct coral_grd_lost lost[2] = {{3, 1, 2, 4, {1, 2, 3, 4}}, {1, 1, 3, 3, {1, 2, 4}}};
-	struct coral_grd_bucket_override lbo = {given, 1}, aw = {away, 1};
-	struct coral_grd_map_def d = {.version = 4, .nmembers = 3, .members = {2, 4, 5},
+	struct grd_bucket_override lbo = {given, 1}, aw = {away, 1};
+	struct grd_map_def d = {.version = 4, .nmembers = 3, .members = {2, 4, 5},
 				      .lost = lost, .nlost = 2, .lost_bo = &lbo, .nlost_bo = 1,
 				      .lost_away = &aw, .nlost_away = 1};
-	cr_assert_eq(coral_grd_map_publish(m, &d), 0);
+	cr_assert_eq(grd_map_publish(m, &d), 0);
 	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++) {
 		uint32_t want = o1[b] == 3 ? 3 : 0;
 		if ((o2[b] == 1 && b != away) || b == given)
