@@ -157,33 +157,7 @@ uint32_t coral_cache_cr_source(struct coral_cache *c, uint32_t file, uint64_t bl
 	return node;
 }
 
-void coral_cache_link(struct coral_cache *c, uint32_t i, uint32_t file, uint64_t block)
-{
-	struct coral_buf *b = coral_cache_buf(c, i);
-	uint32_t ch = coral_cache_chain(c, file, block);
-	coral_cache_lock(c, ch);
-	b->file = file;
-	b->block = block;
-	b->next = coral__heads(c)[ch];
-	coral__heads(c)[ch] = i + 1;
-	coral_cache_unlock(c, ch);
-}
-
-void coral_cache_unlink(struct coral_cache *c, uint32_t i)
-{
-	struct coral_buf *b = coral_cache_buf(c, i);
-	uint32_t ch = coral_cache_chain(c, b->file, b->block);
-	coral_cache_lock(c, ch);
-	uint32_t *link = &coral__heads(c)[ch];
-	while (*link != 0 && *link != i + 1)
-		link = &coral_cache_buf(c, *link - 1)->next;
-	if (*link == i + 1)
-		*link = b->next;
-	b->next = 0;
-	b->flags = 0;
-	b->mode = CORAL_BL_N;
-	coral_cache_unlock(c, ch);
-}
+uint32_t *coral_cache_heads(struct coral_cache *c) { return coral__heads(c); }
 
 bool coral_buf_try_pin(struct coral_buf *b, bool exclusive)
 {
@@ -261,52 +235,19 @@ void coral_cache_sess_free(struct coral_cache *c, int slot)
 		atomic_store(&coral_cache_sess(c, (uint32_t)slot)->pid, 0);
 }
 
-int coral_cache_sess_reap(struct coral_cache *c, uint64_t *pins)
+bool coral_cache_unpin_if(struct coral_cache *c, struct coral_buf *b, _Atomic uint32_t *rec, uint32_t v)
 {
-	int dead = 0;
-	*pins = 0;
-	for (uint32_t i = 0; i < CORAL_CACHE_SESSIONS; i++) {
-		struct coral_sess_slot *s = coral_cache_sess(c, i);
-		int32_t pid = atomic_load(&s->pid);
-		if (pid == 0)
-			continue;
-		if (pid < 0) {
-			/* died while claiming: nothing recorded yet */
-			if (!coral_pid_alive(-pid))
-				atomic_compare_exchange_strong(&s->pid, &pid, 0);
-			continue;
-		}
-		uint64_t start = coral_pid_start(pid);
-		if (start != 0 && (start == s->start || start == UINT64_MAX || s->start == UINT64_MAX))
-			continue;
-		if (atomic_exchange(&s->spinning, 0))
-			atomic_fetch_sub(&c->spinners, 1);
-		for (int k = 0; k < CORAL_CACHE_SLOT_PINS; k++) {
-			uint32_t v = atomic_load(&s->pins[k]);
-			uint32_t idx = (v & ~CORAL_PINREC_X) - 1;
-			if (v == 0 || idx >= c->nbuf)
-				continue;
-			/* a pinned buffer stays in its chain: its block names the latch */
-			struct coral_buf *b = coral_cache_buf(c, idx);
-			uint32_t ch = coral_cache_chain(c, b->file, b->block);
-			coral_cache_lock(c, ch);
-			bool still = atomic_load(&s->pins[k]) == v;
-			if (still) {
-				coral__unpin_locked(b, (v & CORAL_PINREC_X) != 0);
-				atomic_store(&s->pins[k], 0);
-			}
-			coral_cache_unlock(c, ch);
-			if (still) {
-				(*pins)++;
-				coral__wake_waiters(b);
-			}
-		}
-		atomic_store(&s->pid, 0);
-		dead++;
+	uint32_t ch = coral_cache_chain(c, b->file, b->block);
+	coral_cache_lock(c, ch);
+	bool still = atomic_load(rec) == v;
+	if (still) {
+		coral__unpin_locked(b, (v & CORAL_PINREC_X) != 0);
+		atomic_store(rec, 0);
 	}
-	atomic_fetch_add(&c->st.dead_sessions, (uint64_t)dead);
-	atomic_fetch_add(&c->st.dead_pins, *pins);
-	return dead;
+	coral_cache_unlock(c, ch);
+	if (still)
+		coral__wake_waiters(b);
+	return still;
 }
 
 void coral_buf_wait(struct coral_buf *b, uint32_t seen, int timeout_ms)

@@ -124,9 +124,6 @@ static inline struct coral_sess_slot *coral_cache_sess(struct coral_cache *c, ui
  * CORAL_CACHE_SESSIONS are taken. */
 int coral_cache_sess_claim(struct coral_cache *c, uint32_t id);
 void coral_cache_sess_free(struct coral_cache *c, int slot);
-/* lmsd: releases the pins of sessions whose process is gone and frees their slots; the
- * number of sessions found dead (*pins: the pins released). */
-int coral_cache_sess_reap(struct coral_cache *c, uint64_t *pins);
 uint32_t coral_cache_chain(const struct coral_cache *c, uint32_t file, uint64_t block);
 void coral_cache_lock(struct coral_cache *c, uint32_t chain);
 void coral_cache_unlock(struct coral_cache *c, uint32_t chain);
@@ -142,10 +139,9 @@ struct coral_buf *coral_cache_find(struct coral_cache *c, uint32_t file, uint64_
  * may read the block's next CR copies themselves. Takes the latch. */
 uint32_t coral_cache_cr_source(struct coral_cache *c, uint32_t file, uint64_t block);
 
-/* lmsd: links buffer i (not valid) into the block's chain; unlinks it and clears it. Both take
- * the chain latch. */
-void coral_cache_link(struct coral_cache *c, uint32_t i, uint32_t file, uint64_t block);
-void coral_cache_unlink(struct coral_cache *c, uint32_t i);
+/* The hash chains' heads (buffer index + 1, 0 ends), one per chain, each under its latch:
+ * lmsd links and unlinks buffers (lmsd/cache.c), everyone else only follows them. */
+uint32_t *coral_cache_heads(struct coral_cache *c);
 
 /* Pins under the latch: shared (mode S reads) or exclusive (X writes). False if pins held
  * by others conflict. */
@@ -154,6 +150,10 @@ bool coral_buf_try_pin(struct coral_buf *b, bool exclusive);
  * is the pin's record in a session slot, cleared in the same latch hold. */
 void coral_cache_unpin(struct coral_cache *c, struct coral_buf *b, bool exclusive);
 void coral_cache_unpin_rec(struct coral_cache *c, struct coral_buf *b, bool exclusive, _Atomic uint32_t *rec);
+/* Drops the pin recorded at rec if the record still reads v (a pin record of a session
+ * slot: buffer index + 1, CORAL_PINREC_X for an exclusive pin), clearing it in the same
+ * latch hold; false if it changed meanwhile. */
+bool coral_cache_unpin_if(struct coral_cache *c, struct coral_buf *b, _Atomic uint32_t *rec, uint32_t v);
 /* Sleeps until the buffer's pins change or timeout_ms passes (futex on wake). */
 void coral_buf_wait(struct coral_buf *b, uint32_t seen, int timeout_ms);
 

@@ -9,6 +9,7 @@
  * Everything that lowers it is either the node's own answer to the operation in progress or
  * a release tagged with the operation number it was granted at. */
 #include "gcs.h"
+#include "cache.h"
 #include "log.h"
 #include "errors.h"
 #include "storage.h"
@@ -283,7 +284,7 @@ static void buf_free(struct gcs_core *c, uint32_t i)
 		atomic_fetch_sub(&c->cache->dirty, 1);
 	if (b->flags & CORAL_BUFF_PI)
 		atomic_fetch_sub(&c->cache->pis, 1);
-	coral_cache_unlink(c->cache, i);
+	lmsd_cache_unlink(c->cache, i);
 }
 
 /* Latch held, no pins: the current buffer b is to leave this cache once the latch is
@@ -748,7 +749,7 @@ static struct coral_buf *install_target(struct gcs_core *c, uint32_t file, uint6
 	/* the sweep may have freed a buffer of the same block: look again after linking */
 	b->flags = 0;
 	b->mode = CORAL_BL_N;
-	coral_cache_link(c->cache, (uint32_t)i, file, block);
+	lmsd_cache_link(c->cache, (uint32_t)i, file, block);
 	return b;
 }
 
@@ -813,7 +814,7 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 			return;
 		}
 		b->flags = 0;
-		coral_cache_link(c->cache, (uint32_t)i, m->file, m->block);
+		lmsd_cache_link(c->cache, (uint32_t)i, m->file, m->block);
 		coral_cache_lock(c->cache, ch);
 		b->flags = CORAL_BUFF_VALID | CORAL_BUFF_CR;
 		b->mode = CORAL_BL_N;
@@ -866,7 +867,7 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 		int rc = c->ops.read(c->ops.arg, m->file, m->block, data);
 		if (rc != 0) {
 			if (!was_valid)
-				coral_cache_unlink(c->cache, i);
+				lmsd_cache_unlink(c->cache, i);
 			send_ack(c, m, from, CORAL_BL_N, 0, false);
 			logf_(c, CORAL_LOG_WARNING, "block %u:%llu cannot be read: %s", m->file,
 			      (unsigned long long)m->block, coral_strerror(rc));
@@ -976,7 +977,7 @@ static void r_cr_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m
 	struct coral_buf *b = coral_cache_buf(c->cache, (uint32_t)i);
 	b->flags = 0;
 	memcpy(coral_cache_data(c->cache, (uint32_t)i), m->data.data, m->data.len);
-	coral_cache_link(c->cache, (uint32_t)i, m->file, m->block);
+	lmsd_cache_link(c->cache, (uint32_t)i, m->file, m->block);
 	uint32_t ch = coral_cache_chain(c->cache, m->file, m->block);
 	coral_cache_lock(c->cache, ch);
 	b->flags = CORAL_BUFF_VALID | CORAL_BUFF_CR;

@@ -7,6 +7,7 @@
 #include "gcs.h"
 
 #include "bufcache.h"
+#include "cache.h"
 #include "cluster.h"
 #include "ctl.h"
 #include "daemon.h"
@@ -264,7 +265,7 @@ static void on_tick(void *arg, const struct coral_cluster_view *v)
 	if (now >= l->next_reap_ms) {
 		l->next_reap_ms = now + 1000;
 		uint64_t pins = 0;
-		int dead = coral_cache_sess_reap(l->cache, &pins);
+		int dead = lmsd_sess_reap(l->cache, &pins);
 		if (dead > 0)
 			log_notice("%d session%s of processes that died: %llu pinned block%s released", dead,
 				   dead == 1 ? "" : "s", (unsigned long long)pins, pins == 1 ? "" : "s");

@@ -4,6 +4,7 @@
  * one it is. The cache lives in shared anonymous memory, as in the SGA, so that a forked
  * child can claim a slot and die. */
 #include "bufcache.h"
+#include "cache.h"
 #include "util.h"
 
 #include <criterion/criterion.h>
@@ -75,7 +76,7 @@ Test(sessions, pins_and_spin_of_a_dead_process_are_released_live_ones_kept)
 	cr_assert_eq(atomic_load(&c->spinners), 1);
 
 	uint64_t pins = 0;
-	cr_assert_eq(coral_cache_sess_reap(c, &pins), 1, "one session died");
+	cr_assert_eq(lmsd_sess_reap(c, &pins), 1, "one session died");
 	cr_assert_eq(pins, 2);
 	cr_assert_eq(atomic_load(&coral_cache_buf(c, 1)->pins), 0, "the dead session's X pin is gone");
 	cr_assert_eq(atomic_load(&coral_cache_buf(c, 2)->pins), 0, "and its shared pin");
@@ -86,7 +87,7 @@ Test(sessions, pins_and_spin_of_a_dead_process_are_released_live_ones_kept)
 	cr_assert_eq(atomic_load(&c->st.dead_pins), 2);
 
 	/* nothing more to do on a second pass */
-	cr_assert_eq(coral_cache_sess_reap(c, &pins), 0);
+	cr_assert_eq(lmsd_sess_reap(c, &pins), 0);
 	cr_assert_eq(pins, 0);
 }
 
@@ -100,10 +101,10 @@ Test(sessions, a_reused_pid_does_not_keep_the_dead_sessions_pins)
 	cr_assert_eq(ss->start, start);
 	pin_recorded(s, 3, 4, 20, true);
 	uint64_t pins = 0;
-	cr_assert_eq(coral_cache_sess_reap(c, &pins), 0, "the slot's process is alive");
+	cr_assert_eq(lmsd_sess_reap(c, &pins), 0, "the slot's process is alive");
 	/* the slot as an earlier process with this pid would have left it */
 	ss->start = start - 1;
-	cr_assert_eq(coral_cache_sess_reap(c, &pins), 1, "the pid names another process now");
+	cr_assert_eq(lmsd_sess_reap(c, &pins), 1, "the pid names another process now");
 	cr_assert_eq(pins, 1);
 	cr_assert_eq(atomic_load(&coral_cache_buf(c, 4)->pins), 0);
 	cr_assert_eq(atomic_load(&ss->pid), 0, "the slot is free again");
@@ -120,7 +121,7 @@ Test(sessions, a_slot_half_claimed_by_a_dead_process_is_freed)
 	atomic_store(&a->pid, -(int32_t)child);
 	atomic_store(&b->pid, -(int32_t)getpid()); /* claiming now: left alone */
 	uint64_t pins = 0;
-	coral_cache_sess_reap(c, &pins);
+	lmsd_sess_reap(c, &pins);
 	cr_assert_eq(atomic_load(&a->pid), 0);
 	cr_assert_eq(atomic_load(&b->pid), -(int32_t)getpid());
 	cr_assert_eq(coral_cache_sess_claim(c, 1), 0, "the freed slot is claimed again");
