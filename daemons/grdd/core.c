@@ -1,8 +1,10 @@
 /* grdd's core (see core.h): its life, the messages it takes (a table of who may send
  * what), the tick, the history of applied versions and the helpers every part uses. The
- * other parts: serve.c (a master serving requests, and this node's own requests),
- * move.c (a current master's side of a move), coordinate.c (the coordinator), rebuild.c
- * (rebuilding a lost node's buckets), record.c (the map record). No I/O, no clock:
+ * other parts share core_int.h: serve.c (a master serving requests, and this node's own
+ * requests), move.c (a current master's side of a move, and a new master's), coordinate.c
+ * (the coordinator's step and its queue of requests), remaster.c (a move at the
+ * coordinator), rebuild.c (rebuilding a lost node's buckets), record.c (the map record);
+ * map.c computes and publishes the bucket map and grd_msg.c is the codec. No I/O, no clock:
  * everything comes in through the grd_core_* calls. */
 
 #include "core_int.h"

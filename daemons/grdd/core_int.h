@@ -186,15 +186,9 @@ static inline bool in_u32(const uint32_t *a, size_t n, uint32_t v)
 /* coordinate.c */
 
 void grd_coordinate(struct grd_core *c);
-void grd_move_abort(struct grd_core *c, int code, const char *why);
-void grd_move_clear(struct grd_move *mv);
-void grd_move_reply(struct grd_core *c, Coral__GrdRemasterReply *r);
 void grd_on_propose(struct grd_core *c, uint32_t from, const void *msg);
-void grd_on_ready(struct grd_core *c, uint32_t from, const void *msg);
 void grd_on_remaster_ans(struct grd_core *c, uint32_t from, const void *msg);
 void grd_on_remaster_fwd(struct grd_core *c, uint32_t from, const void *msg);
-void grd_remaster_answer(struct grd_core *c, bool has_origin, uint32_t origin, uint64_t cookie,
-			    int code, const char *err, const Coral__GrdRemasterReply *r);
 
 /* core.c */
 
@@ -203,6 +197,17 @@ void grd_history_push(struct grd_core *c, const Coral__GrdMapRecord *r);
 bool grd_res_from_msg(const Coral__GrdRes *m, struct coral_resid *r);
 void grd_res_to_msg(const struct coral_resid *r, Coral__GrdRes *m);
 int grd_send_msg(struct grd_core *c, uint32_t to, uint8_t type, const ProtobufCMessage *m);
+
+/* remaster.c: a move at the coordinator (next is the move's from here on) */
+
+void grd_move_start(struct grd_core *c, Coral__GrdMapRecord *next, int cause, bool dry_run, bool has_origin,
+		    uint32_t origin, uint64_t cookie, const char *detail);
+void grd_move_abort(struct grd_core *c, int code, const char *why);
+void grd_move_clear(struct grd_move *mv);
+void grd_move_reply(struct grd_core *c, Coral__GrdRemasterReply *r);
+void grd_on_ready(struct grd_core *c, uint32_t from, const void *msg);
+void grd_remaster_answer(struct grd_core *c, bool has_origin, uint32_t origin, uint64_t cookie,
+			 int code, const char *err, const Coral__GrdRemasterReply *r);
 
 /* move.c */
 

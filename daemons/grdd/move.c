@@ -66,69 +66,63 @@ void grd_src_unfreeze(struct grd_core *c)
 	memset(s, 0, sizeof(*s));
 }
 
-void grd_on_freeze(struct grd_core *c, uint32_t from, const void *msg)
+/* A dry run: what would move, counted per destination, without freezing. */
+static void freeze_dry_run(struct grd_core *c, uint32_t from, const Coral__GrdFreeze *f)
 {
-	const Coral__GrdFreeze *f = msg;
-	if (f->coordinator != from) {
-		c->st.msgs_refused++;
-		return;
-	}
-	if (f->dry_run) {
-		/* count what would move, per destination, without freezing */
-		uint64_t entries = 0, bytes = 0;
-		for (size_t i = 0; i < f->n_items; i++) {
-			const Coral__GrdMoveItem *it = f->items[i];
-			struct coral_resid id;
-			bool is_res = it->is_res && grd_res_from_msg(it->id, &id);
-			uint32_t b = is_res ? coral_resid_bucket(&id) : it->bucket % CORAL_GRD_BUCKETS;
-			coral_grd_dir_lock(c->dir, b);
-			for (struct coral_grd_entry *e = coral_grd_dir_first(c->dir, b); e; e = coral_grd_dir_next(c->dir, e)) {
-				if (is_res && !coral_resid_eq(&e->id, &id))
-					continue;
-				Coral__GrdEntry m;
-				struct grd_entry_buf eb;
-				grd_entry_to_msg(e, &m, &eb);
-				entries++;
-				bytes += grd_msg_size(&m.base);
-			}
-			coral_grd_dir_unlock(c->dir, b);
+	uint64_t entries = 0, bytes = 0;
+	for (size_t i = 0; i < f->n_items; i++) {
+		const Coral__GrdMoveItem *it = f->items[i];
+		struct coral_resid id;
+		bool is_res = it->is_res && grd_res_from_msg(it->id, &id);
+		uint32_t b = is_res ? coral_resid_bucket(&id) : it->bucket % CORAL_GRD_BUCKETS;
+		coral_grd_dir_lock(c->dir, b);
+		for (struct coral_grd_entry *e = coral_grd_dir_first(c->dir, b); e; e = coral_grd_dir_next(c->dir, e)) {
+			if (is_res && !coral_resid_eq(&e->id, &id))
+				continue;
+			Coral__GrdEntry m;
+			struct grd_entry_buf eb;
+			grd_entry_to_msg(e, &m, &eb);
+			entries++;
+			bytes += grd_msg_size(&m.base);
 		}
-		send_ready(c, from, f->move_id, c->self, 0, 0, NULL, entries, bytes);
-		return;
+		coral_grd_dir_unlock(c->dir, b);
 	}
+	send_ready(c, from, f->move_id, c->self, 0, 0, NULL, entries, bytes);
+}
+
+/* Why this node cannot freeze for the move now (a CORAL_E* code, err saying why), 1 for a
+ * FREEZE it has already taken, or 0. */
+static int freeze_refused(struct grd_core *c, const Coral__GrdFreeze *f, char *err, size_t errsz)
+{
 	if (f->base_version != version(c)) {
-		char err[128];
-		snprintf(err, sizeof(err), "node %u is at map version %llu, the move at %llu", c->self,
+		snprintf(err, errsz, "node %u is at map version %llu, the move at %llu", c->self,
 			 (unsigned long long)version(c), (unsigned long long)f->base_version);
-		send_ready(c, from, f->move_id, c->self, 0, CORAL_ENOTMASTER, err, 0, 0);
-		return;
+		return CORAL_ENOTMASTER;
 	}
 	for (size_t i = 0; i < f->n_items; i++) {
 		struct coral_resid id;
 		const Coral__GrdMoveItem *it = f->items[i];
 		uint32_t b = it->is_res && grd_res_from_msg(it->id, &id) ? coral_resid_bucket(&id) : it->bucket % CORAL_GRD_BUCKETS;
 		if (atomic_load(&c->dir->bstate[b]) == CORAL_GRDB_REBUILDING || (it->is_res && grd_rebuilding_res(c, &id))) {
-			char err[128];
-			snprintf(err, sizeof(err), "node %u is still rebuilding bucket %u after a loss", c->self, b);
-			send_ready(c, from, f->move_id, c->self, 0, CORAL_EBUSY, err, 0, 0);
-			return;
+			snprintf(err, errsz, "node %u is still rebuilding bucket %u after a loss", c->self, b);
+			return CORAL_EBUSY;
 		}
 	}
 	if (c->src.active) {
 		if (c->src.move_id == f->move_id)
-			return; /* a duplicate */
-		char err[128];
-		snprintf(err, sizeof(err), "node %u is still frozen for move %llu", c->self,
-			 (unsigned long long)c->src.move_id);
-		send_ready(c, from, f->move_id, c->self, 0, CORAL_EBUSY, err, 0, 0);
-		return;
+			return 1;
+		snprintf(err, errsz, "node %u is still frozen for move %llu", c->self, (unsigned long long)c->src.move_id);
+		return CORAL_EBUSY;
 	}
-	struct grd_src *s = &c->src;
+	return 0;
+}
+
+/* The items to ship, sorted by destination; false when out of memory. */
+static bool src_items(struct grd_src *s, const Coral__GrdFreeze *f)
+{
 	s->items = calloc(f->n_items + 1, sizeof(*s->items));
-	if (s->items == NULL) {
-		send_ready(c, from, f->move_id, c->self, 0, CORAL_ENOMEM, "out of memory", 0, 0);
-		return;
-	}
+	if (s->items == NULL)
+		return false;
 	for (size_t i = 0; i < f->n_items; i++) {
 		const Coral__GrdMoveItem *it = f->items[i];
 		struct grd_item *x = &s->items[s->nitems];
@@ -146,12 +140,13 @@ void grd_on_freeze(struct grd_core *c, uint32_t from, const void *msg)
 		s->nitems++;
 	}
 	qsort(s->items, s->nitems, sizeof(*s->items), item_cmp);
-	s->active = true;
-	s->move_id = f->move_id;
-	s->base_version = f->base_version;
-	s->coordinator = from;
-	s->since_ms = c->now_ms;
-	/* freeze only what moves: the bucket state first, so no new request starts on it */
+	return true;
+}
+
+/* Freezes only what moves: the bucket state first, so that no new request starts on it,
+ * then its entries (a resource not held yet gets an entry that marks it frozen). */
+static void freeze_items(struct grd_core *c, struct grd_src *s)
+{
 	for (size_t i = 0; i < s->nitems; i++) {
 		struct grd_item *it = &s->items[i];
 		if (!it->is_res)
@@ -165,7 +160,6 @@ void grd_on_freeze(struct grd_core *c, uint32_t from, const void *msg)
 				found = true;
 			}
 		if (it->is_res && !found) {
-			/* an entry marks the resource frozen even if nobody holds it yet */
 			struct coral_grd_entry *e = coral_grd_dir_insert(c->dir, &it->id);
 			if (e) {
 				e->flags |= CORAL_GRDE_FROZEN | CORAL_GRDE_MARK;
@@ -174,8 +168,40 @@ void grd_on_freeze(struct grd_core *c, uint32_t from, const void *msg)
 		}
 		coral_grd_dir_unlock(c->dir, it->bucket);
 	}
+}
+
+void grd_on_freeze(struct grd_core *c, uint32_t from, const void *msg)
+{
+	const Coral__GrdFreeze *f = msg;
+	if (f->coordinator != from) {
+		c->st.msgs_refused++;
+		return;
+	}
+	if (f->dry_run) {
+		freeze_dry_run(c, from, f);
+		return;
+	}
+	char err[128];
+	int rc = freeze_refused(c, f, err, sizeof(err));
+	if (rc == 1)
+		return; /* a duplicate */
+	if (rc != 0) {
+		send_ready(c, from, f->move_id, c->self, 0, rc, err, 0, 0);
+		return;
+	}
+	struct grd_src *s = &c->src;
+	if (!src_items(s, f)) {
+		send_ready(c, from, f->move_id, c->self, 0, CORAL_ENOMEM, "out of memory", 0, 0);
+		return;
+	}
+	s->active = true;
+	s->move_id = f->move_id;
+	s->base_version = f->base_version;
+	s->coordinator = from;
+	s->since_ms = c->now_ms;
+	freeze_items(c, s);
 	grd_log(c, CORAL_LOG_INFO, "move %llu: froze %zu items at version %llu for coordinator %u",
-	     (unsigned long long)s->move_id, s->nitems, (unsigned long long)s->base_version, from);
+		(unsigned long long)s->move_id, s->nitems, (unsigned long long)s->base_version, from);
 	/* ship what the budget allows now rather than at the next tick: a small move is over
 	 * in one round trip */
 	src_pump(c);
@@ -191,11 +217,10 @@ static bool item_busy(struct grd_core *c, const struct grd_item *it)
 }
 
 /* Ships what the budget allows. */
-static void src_pump(struct grd_core *c)
+/* The bandwidth budget: tokens refill at remaster_bandwidth bytes per second, up to a burst
+ * of a tenth of a second (64 KiB at least). */
+static void refill_tokens(struct grd_core *c)
 {
-	struct grd_src *s = &c->src;
-	if (!s->active || s->shipped)
-		return;
 	double rate = (double)c->conf->remaster_bandwidth;
 	double burst = rate / 10 > 65536 ? rate / 10 : 65536;
 	if (c->tokens_ms == 0)
@@ -204,82 +229,102 @@ static void src_pump(struct grd_core *c)
 	c->tokens_ms = c->now_ms;
 	if (c->tokens > burst)
 		c->tokens = burst;
+}
+
+/* One shipment's entries, copied out of the directory. */
+struct chunk {
+	Coral__GrdEntry ents[GRD_CHUNK_ENTRIES];
+	Coral__GrdEntry *entp[GRD_CHUNK_ENTRIES];
+	struct grd_entry_buf bufs[GRD_CHUNK_ENTRIES];
+	size_t n;
+};
+
+/* Copies the entries of one item, from where the last chunk stopped, while they fit; true
+ * once the item is done. Latch held. */
+static bool collect_item(struct grd_core *c, struct grd_src *s, const struct grd_item *it, struct chunk *ch)
+{
+	uint32_t k = 0;
+	struct coral_grd_entry *e = coral_grd_dir_first(c->dir, it->bucket);
+	for (; e && ch->n < GRD_CHUNK_ENTRIES; e = coral_grd_dir_next(c->dir, e)) {
+		if (it->is_res && !coral_resid_eq(&e->id, &it->id))
+			continue;
+		if (e->flags & (CORAL_GRDE_STAGED | CORAL_GRDE_MARK))
+			continue;
+		if (k++ < s->skip)
+			continue;
+		/* the entry's lvb points into the SGA: a frozen entry does not change */
+		grd_entry_to_msg(e, &ch->ents[ch->n], &ch->bufs[ch->n]);
+		ch->entp[ch->n] = &ch->ents[ch->n];
+		ch->n++;
+		s->skip++;
+	}
+	return e == NULL;
+}
+
+/* Fills a chunk for destination `to` from the items in turn; false (nothing collected) when
+ * the next item has a block operation under way: the tick tries again. A frozen bucket does
+ * not change once the operations under way when it froze are over. */
+static bool collect_chunk(struct grd_core *c, struct grd_src *s, uint32_t to, struct chunk *ch)
+{
+	while (ch->n < GRD_CHUNK_ENTRIES && s->cursor < s->nitems && s->items[s->cursor].to == to) {
+		struct grd_item *it = &s->items[s->cursor];
+		coral_grd_dir_lock(c->dir, it->bucket);
+		if (s->skip == 0 && item_busy(c, it)) {
+			coral_grd_dir_unlock(c->dir, it->bucket);
+			return ch->n > 0;
+		}
+		bool done = collect_item(c, s, it, ch);
+		coral_grd_dir_unlock(c->dir, it->bucket);
+		if (!done)
+			break;
+		s->cursor++;
+		s->skip = 0;
+	}
+	return true;
+}
+
+static void send_chunk(struct grd_core *c, struct grd_src *s, uint32_t to, struct chunk *ch)
+{
+	Coral__GrdShip sh = CORAL__GRD_SHIP__INIT;
+	sh.move_id = s->move_id;
+	sh.base_version = s->base_version;
+	sh.coordinator = s->coordinator;
+	sh.seq = s->seq++;
+	sh.last = s->cursor >= s->nitems || s->items[s->cursor].to != to;
+	sh.entries = ch->entp;
+	sh.n_entries = ch->n;
+	size_t len;
+	uint8_t *buf = grd_msg_pack(&sh.base, &len);
+	if (buf) {
+		if (to != 0)
+			c->ops.send(c->ops.arg, to, GRD_MSG_SHIP, buf, len);
+		free(buf);
+	}
+	s->entries += ch->n;
+	s->bytes += len;
+	c->st.shipped_entries += ch->n;
+	c->st.shipped_bytes += len;
+	c->tokens -= (double)len;
+}
+
+/* Ships what the budget allows, a chunk at a time, in the order of destinations. */
+static void src_pump(struct grd_core *c)
+{
+	struct grd_src *s = &c->src;
+	if (!s->active || s->shipped)
+		return;
+	refill_tokens(c);
 	while (c->tokens > 0 && !s->shipped) {
 		uint32_t to = s->cursor < s->nitems ? s->items[s->cursor].to : 0;
-		Coral__GrdEntry *ents = calloc(GRD_CHUNK_ENTRIES, sizeof(*ents));
-		Coral__GrdEntry **entp = calloc(GRD_CHUNK_ENTRIES, sizeof(*entp));
-		struct grd_entry_buf *bufs = calloc(GRD_CHUNK_ENTRIES, sizeof(*bufs));
-		if (!ents || !entp || !bufs) {
-			free(ents); free(entp); free(bufs);
+		struct chunk *ch = calloc(1, sizeof(*ch));
+		if (ch == NULL)
+			return;
+		if (!collect_chunk(c, s, to, ch)) {
+			free(ch);
 			return;
 		}
-		size_t n = 0;
-		bool last = false, wait = false;
-		/* entries are copied out under the latch; a frozen bucket does not change, once the
-		 * block operations that were under way when it froze are over */
-		while (n < GRD_CHUNK_ENTRIES && s->cursor < s->nitems && s->items[s->cursor].to == to) {
-			struct grd_item *it = &s->items[s->cursor];
-			coral_grd_dir_lock(c->dir, it->bucket);
-			if (s->skip == 0 && item_busy(c, it)) {
-				coral_grd_dir_unlock(c->dir, it->bucket);
-				wait = true;
-				break;
-			}
-			uint32_t k = 0;
-			struct coral_grd_entry *e = coral_grd_dir_first(c->dir, it->bucket);
-			for (; e && n < GRD_CHUNK_ENTRIES; e = coral_grd_dir_next(c->dir, e)) {
-				if (it->is_res && !coral_resid_eq(&e->id, &it->id))
-					continue;
-				if (e->flags & (CORAL_GRDE_STAGED | CORAL_GRDE_MARK))
-					continue;
-				if (k++ < s->skip)
-					continue;
-				grd_entry_to_msg(e, &ents[n], &bufs[n]);
-				/* the entry's lvb pointer refers to the SGA; pack happens before unlock */
-				entp[n] = &ents[n];
-				n++;
-				s->skip++;
-			}
-			bool done = e == NULL;
-			if (done) {
-				s->cursor++;
-				s->skip = 0;
-			}
-			if (!done || n == GRD_CHUNK_ENTRIES) {
-				/* pack now while the latch protects the entries we point into */
-				coral_grd_dir_unlock(c->dir, it->bucket);
-				break;
-			}
-			coral_grd_dir_unlock(c->dir, it->bucket);
-		}
-		if (wait && n == 0) {
-			/* the tick tries again */
-			free(ents); free(entp); free(bufs);
-			return;
-		}
-		if (s->cursor >= s->nitems || s->items[s->cursor].to != to)
-			last = true;
-		Coral__GrdShip sh = CORAL__GRD_SHIP__INIT;
-		sh.move_id = s->move_id;
-		sh.base_version = s->base_version;
-		sh.coordinator = s->coordinator;
-		sh.seq = s->seq++;
-		sh.last = last;
-		sh.entries = entp;
-		sh.n_entries = n;
-		size_t len;
-		uint8_t *buf = grd_msg_pack(&sh.base, &len);
-		if (buf) {
-			if (to != 0)
-				c->ops.send(c->ops.arg, to, GRD_MSG_SHIP, buf, len);
-			free(buf);
-		}
-		s->entries += n;
-		s->bytes += len;
-		c->st.shipped_entries += n;
-		c->st.shipped_bytes += len;
-		c->tokens -= (double)len;
-		free(ents); free(entp); free(bufs);
+		send_chunk(c, s, to, ch);
+		free(ch);
 		if (s->cursor >= s->nitems)
 			s->shipped = true;
 	}

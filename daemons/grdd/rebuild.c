@@ -199,11 +199,10 @@ void grd_rebuild_tick(struct grd_core *c)
  * node skipped the versions between its loss and its recovery (watches coalesce), it is
  * already recovered: then old_owner (this node's previous map) and old's overrides say
  * what was its, and nothing is marked as needing recovery. */
-void grd_on_new_lost(struct grd_core *c, uint32_t lost, const uint8_t *old_owner,
-			const Coral__GrdMapRecord *old)
+/* The lost node's holds leave every entry this node masters; with nothing to rebuild from
+ * (old_owner NULL), one it held in a mode that writes, or as a past image, needs recovery. */
+static void forget_holds(struct grd_core *c, uint32_t lost, bool mark_recovery)
 {
-	if (bit(lost) == 0)
-		return; /* not a node id: a damaged record */
 	for (uint32_t i = 0; i < c->dir->capacity; i++) {
 		struct coral_grd_entry *e = coral_grd_dir_entry(c->dir, i);
 		if (!(e->flags & CORAL_GRDE_USED) || !((e->holders | e->pi) & bit(lost)))
@@ -211,8 +210,7 @@ void grd_on_new_lost(struct grd_core *c, uint32_t lost, const uint8_t *old_owner
 		coral_grd_dir_lock(c->dir, e->bucket);
 		if ((e->flags & CORAL_GRDE_USED) && ((e->holders | e->pi) & bit(lost))) {
 			bool block = coral_resid_is_block(&e->id);
-			if (old_owner == NULL &&
-			    (coral_grd_mode_writes(block, e->mode[lost - 1]) || (e->pi & bit(lost)))) {
+			if (mark_recovery && (coral_grd_mode_writes(block, e->mode[lost - 1]) || (e->pi & bit(lost)))) {
 				e->flags |= CORAL_GRDE_RECOVERY;
 				e->recovery_node = (uint8_t)lost;
 			}
@@ -222,19 +220,20 @@ void grd_on_new_lost(struct grd_core *c, uint32_t lost, const uint8_t *old_owner
 		}
 		coral_grd_dir_unlock(c->dir, e->bucket);
 	}
-	if (c->nrebuild >= CORAL_GRD_MAX_LOST)
-		return;
-	struct grd_rebuild *rb = &c->rebuild[c->nrebuild];
-	memset(rb, 0, sizeof(*rb));
+}
+
+/* What this node rebuilds for the lost node: the buckets it masters now that the lost node
+ * owned (by old_owner, or the map's lost owners), and the resources it mastered through
+ * overrides. False when there is nothing, or no memory. */
+static bool rebuild_scope(struct grd_core *c, struct grd_rebuild *rb, uint32_t lost, const uint8_t *old_owner,
+			  const Coral__GrdMapRecord *old)
+{
 	rb->bitmap = calloc(CORAL_GRD_BUCKETS / 8, 1);
 	const Coral__GrdMapRecord *ro = old_owner ? old : c->rec;
 	size_t nro = old_owner ? (old ? old->n_res_overrides : 0) : c->rec->n_lost_res_overrides;
 	rb->res = calloc(nro + 1, sizeof(*rb->res));
-	if (rb->bitmap == NULL || rb->res == NULL) {
-		free(rb->bitmap);
-		free(rb->res);
-		return;
-	}
+	if (rb->bitmap == NULL || rb->res == NULL)
+		return false;
 	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++)
 		if ((old_owner ? old_owner[b] : c->map->lost_owner[b]) == lost && c->map->owner[b] == c->self) {
 			/* moves refuse REBUILDING buckets until the rebuild ends */
@@ -242,7 +241,6 @@ void grd_on_new_lost(struct grd_core *c, uint32_t lost, const uint8_t *old_owner
 			rb->bitmap[b / 8] |= (uint8_t)(1u << (b % 8));
 			rb->buckets++;
 		}
-	/* resources it mastered through overrides are rebuilt by their new master too */
 	for (size_t i = 0; i < nro; i++) {
 		const Coral__GrdResOverride *o = old_owner ? ro->res_overrides[i] : ro->lost_res_overrides[i];
 		struct coral_resid id;
@@ -253,21 +251,12 @@ void grd_on_new_lost(struct grd_core *c, uint32_t lost, const uint8_t *old_owner
 		if (w.master == c->self)
 			rb->res[rb->nres++] = id;
 	}
-	if (rb->buckets == 0 && rb->nres == 0) {
-		free(rb->bitmap);
-		free(rb->res);
-		return;
-	}
-	c->nrebuild++;
-	rb->id = ((uint64_t)c->self << 48) | (c->next_move_seq++ & 0xffffffffffffull);
-	rb->lost = lost;
-	rb->version = version(c);
-	/* every active member reports, not only those on the ring: a node that has joined but
-	 * does not master anything yet may hold resources all the same */
-	for (size_t i = 0; i < c->nmembers; i++)
-		if (c->members[i].active && c->members[i].id != c->self)
-			rb->waiting |= bit(c->members[i].id);
-	/* this node is a survivor too: its own holds, straight from its table */
+	return rb->buckets != 0 || rb->nres != 0;
+}
+
+/* This node is a survivor too: its own holds in what is rebuilt, straight from its table. */
+static void report_own(struct grd_core *c, const struct grd_rebuild *rb)
+{
 	for (uint32_t i = 0; i < c->held->capacity; i++) {
 		struct coral_grd_entry *e = coral_grd_dir_entry(c->held, i);
 		if (!(e->flags & CORAL_GRDE_USED))
@@ -286,6 +275,35 @@ void grd_on_new_lost(struct grd_core *c, uint32_t lost, const uint8_t *old_owner
 		}
 		coral_grd_dir_unlock(c->held, e->bucket);
 	}
+}
+
+/* A node lost: what it held leaves the entries here, and the buckets and resources it
+ * mastered that this node masters now are rebuilt from every survivor's report. */
+void grd_on_new_lost(struct grd_core *c, uint32_t lost, const uint8_t *old_owner,
+			const Coral__GrdMapRecord *old)
+{
+	if (bit(lost) == 0)
+		return; /* not a node id: a damaged record */
+	forget_holds(c, lost, old_owner == NULL);
+	if (c->nrebuild >= CORAL_GRD_MAX_LOST)
+		return;
+	struct grd_rebuild *rb = &c->rebuild[c->nrebuild];
+	memset(rb, 0, sizeof(*rb));
+	if (!rebuild_scope(c, rb, lost, old_owner, old)) {
+		free(rb->bitmap);
+		free(rb->res);
+		return;
+	}
+	c->nrebuild++;
+	rb->id = ((uint64_t)c->self << 48) | (c->next_move_seq++ & 0xffffffffffffull);
+	rb->lost = lost;
+	rb->version = version(c);
+	/* every active member reports, not only those on the ring: a node that has joined but
+	 * does not master anything yet may hold resources all the same */
+	for (size_t i = 0; i < c->nmembers; i++)
+		if (c->members[i].active && c->members[i].id != c->self)
+			rb->waiting |= bit(c->members[i].id);
+	report_own(c, rb);
 	if (rb->waiting == 0)
 		rebuild_finish(c, rb);
 	else

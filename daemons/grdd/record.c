@@ -169,7 +169,9 @@ uint64_t grd_wall_ms(struct grd_core *c)
 	return c->wall_ms;
 }
 
-/* An edited copy of the current record, or NULL. */
+/* A copy of the applied record to edit into the next version (NULL: none, or no memory). The records are edited in
+ * place with protobuf-c's own allocator (malloc), since they were unpacked with it and are
+ * freed with grd_record_free. */
 Coral__GrdMapRecord *grd_rec_edit(struct grd_core *c)
 {
 	return c->rec ? rec_copy(c->rec) : NULL;
@@ -300,37 +302,10 @@ static void drop_unowned(struct grd_core *c, const Coral__GrdMapRecord *old, con
 	drop_overridden(c, r->res_overrides, r->n_res_overrides);
 }
 
-void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t index)
+/* Members of old that r neither keeps nor lists as lost (lost and recovered between two
+ * versions this node saw): their buckets are rebuilt all the same, from the owners it had. */
+static size_t gone_members(const Coral__GrdMapRecord *old, const Coral__GrdMapRecord *r, uint32_t *gone)
 {
-	c->store_read = true;
-	if (buf == NULL)
-		return;
-	Coral__GrdMapRecord *r = grd_record_decode(buf, len);
-	if (r == NULL) {
-		grd_log(c, CORAL_LOG_WARNING, "the map record at index %llu cannot be decoded; ignored", (unsigned long long)index);
-		return;
-	}
-	if (r->version <= version(c)) {
-		grd_record_free(r);
-		return;
-	}
-	struct grd_map_def d;
-	struct map_scratch s;
-	int rc = rec_def(r, index, &d, &s);
-	memcpy(c->prev_owner, c->map->owner, CORAL_GRD_BUCKETS);
-	if (rc == 0)
-		rc = grd_map_publish(c->map, &d);
-	scratch_free(&s);
-	if (rc != 0) {
-		grd_log(c, CORAL_LOG_WARNING, "map version %llu cannot be published: %s", (unsigned long long)r->version,
-		     coral_strerror(rc));
-		grd_record_free(r);
-		return;
-	}
-	Coral__GrdMapRecord *old = c->rec;
-	/* members gone without a lost entry (lost and recovered between two versions this node
-	 * saw): their buckets are rebuilt all the same, from the owners it had */
-	uint32_t gone[CORAL_MAX_NODES];
 	size_t ngone = 0;
 	for (size_t i = 0; old && i < old->n_members; i++) {
 		uint32_t d = old->members[i];
@@ -340,37 +315,36 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 		if (!listed)
 			gone[ngone++] = d;
 	}
-	uint8_t *old_owner = ngone ? malloc(CORAL_GRD_BUCKETS) : NULL;
-	if (old_owner)
-		grd_rec_owners(old, old_owner);
-	c->rec = r;
-	c->rec_index = index;
-	grd_history_push(c, r);
-	if (r->cause < 8 && r->version > 1 && (r->moved_buckets || r->moved_resources ||
-						r->cause == CORAL_GRD_CAUSE_LEAVE)) {
+	return ngone;
+}
+
+static void count_remasters(struct grd_core *c, const Coral__GrdMapRecord *r)
+{
+	if (r->cause < 8 && r->version > 1 &&
+	    (r->moved_buckets || r->moved_resources || r->cause == CORAL_GRD_CAUSE_LEAVE)) {
 		atomic_fetch_add(&c->map->remasters[r->cause], 1);
 		atomic_fetch_add(&c->map->remastered_buckets, r->moved_buckets);
 		atomic_fetch_add(&c->map->remastered_resources, r->moved_resources);
 		atomic_fetch_add(&c->map->remaster_bytes, r->moved_bytes);
 	}
-	/* a node that froze for a move is released by any newer version */
-	if (c->src.active && r->version > c->src.base_version)
-		grd_src_unfreeze(c);
-	grd_dst_settle(c, r);
-	drop_unowned(c, old, r);
-	/* nodes newly lost */
+}
+
+/* Nodes lost in r and not in old (a loss is its node and incarnation) start a rebuild. */
+static void new_losses(struct grd_core *c, const Coral__GrdMapRecord *old, const Coral__GrdMapRecord *r)
+{
 	for (size_t i = 0; i < r->n_lost; i++) {
 		bool was = false;
 		for (size_t k = 0; old && k < old->n_lost; k++)
-			was |= old->lost[k]->node == r->lost[i]->node &&
-			       old->lost[k]->incarnation == r->lost[i]->incarnation;
+			was |= old->lost[k]->node == r->lost[i]->node && old->lost[k]->incarnation == r->lost[i]->incarnation;
 		if (!was)
 			grd_on_new_lost(c, r->lost[i]->node, NULL, NULL);
 	}
-	for (size_t i = 0; i < ngone && old_owner; i++)
-		grd_on_new_lost(c, gone[i], old_owner, old);
-	free(old_owner);
-	/* nodes marked recovered: their entries are available again */
+}
+
+/* Nodes old listed as lost and r does not were marked recovered: their entries are
+ * available again. */
+static void recovered_losses(struct grd_core *c, const Coral__GrdMapRecord *old, const Coral__GrdMapRecord *r)
+{
 	for (size_t k = 0; old && k < old->n_lost; k++) {
 		bool still = false;
 		for (size_t i = 0; i < r->n_lost; i++)
@@ -388,23 +362,81 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 			}
 		}
 	}
-	/* the coordinator's move: committed, or overtaken by another version */
-	if (c->mv.state != MV_IDLE && !c->mv.dry_run) {
-		if (grd_committed_move(r, c->mv.id)) {
-			Coral__GrdRemasterReply rr;
-			grd_move_reply(c, &rr);
-			rr.map_version = r->version;
-			rr.freeze_us = r->freeze_ms * 1000;
-			grd_log(c, CORAL_LOG_INFO, "map version %llu committed move %llu (%s): %u buckets, %u resources, %llu entries, %llu bytes, %llu ms",
-			     (unsigned long long)r->version, (unsigned long long)c->mv.id, coral_grd_cause_name(c->mv.cause),
-			     c->mv.buckets, c->mv.resources, (unsigned long long)c->mv.entries,
-			     (unsigned long long)c->mv.bytes, (unsigned long long)(c->now_ms - c->mv.started_ms));
-			grd_remaster_answer(c, c->mv.has_origin, c->mv.origin, c->mv.origin_cookie, 0, NULL, &rr);
-			grd_move_clear(&c->mv);
-		} else {
-			grd_move_abort(c, CORAL_ECONFLICT, "the map changed while the move was prepared");
-		}
+}
+
+/* The coordinator's move: committed by r, or overtaken by another version. */
+static void move_settle(struct grd_core *c, const Coral__GrdMapRecord *r)
+{
+	if (c->mv.state == MV_IDLE || c->mv.dry_run)
+		return;
+	if (!grd_committed_move(r, c->mv.id)) {
+		grd_move_abort(c, CORAL_ECONFLICT, "the map changed while the move was prepared");
+		return;
 	}
+	Coral__GrdRemasterReply rr;
+	grd_move_reply(c, &rr);
+	rr.map_version = r->version;
+	rr.freeze_us = r->freeze_ms * 1000;
+	grd_log(c, CORAL_LOG_INFO,
+		"map version %llu committed move %llu (%s): %u buckets, %u resources, %llu entries, %llu bytes, %llu ms",
+		(unsigned long long)r->version, (unsigned long long)c->mv.id, coral_grd_cause_name(c->mv.cause),
+		c->mv.buckets, c->mv.resources, (unsigned long long)c->mv.entries, (unsigned long long)c->mv.bytes,
+		(unsigned long long)(c->now_ms - c->mv.started_ms));
+	grd_remaster_answer(c, c->mv.has_origin, c->mv.origin, c->mv.origin_cookie, 0, NULL, &rr);
+	grd_move_clear(&c->mv);
+}
+
+/* Publishes r's map in the SGA; 0 or a CORAL_E* code (logged). */
+static int publish(struct grd_core *c, const Coral__GrdMapRecord *r, uint64_t index)
+{
+	struct grd_map_def d;
+	struct map_scratch s;
+	int rc = rec_def(r, index, &d, &s);
+	memcpy(c->prev_owner, c->map->owner, CORAL_GRD_BUCKETS);
+	if (rc == 0)
+		rc = grd_map_publish(c->map, &d);
+	scratch_free(&s);
+	if (rc != 0)
+		grd_log(c, CORAL_LOG_WARNING, "map version %llu cannot be published: %s", (unsigned long long)r->version,
+			coral_strerror(rc));
+	return rc;
+}
+
+void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t index)
+{
+	c->store_read = true;
+	if (buf == NULL)
+		return;
+	Coral__GrdMapRecord *r = grd_record_decode(buf, len);
+	if (r == NULL) {
+		grd_log(c, CORAL_LOG_WARNING, "the map record at index %llu cannot be decoded; ignored", (unsigned long long)index);
+		return;
+	}
+	if (r->version <= version(c) || publish(c, r, index) != 0) {
+		grd_record_free(r);
+		return;
+	}
+	Coral__GrdMapRecord *old = c->rec;
+	uint32_t gone[CORAL_MAX_NODES];
+	size_t ngone = gone_members(old, r, gone);
+	uint8_t *old_owner = ngone ? malloc(CORAL_GRD_BUCKETS) : NULL;
+	if (old_owner)
+		grd_rec_owners(old, old_owner);
+	c->rec = r;
+	c->rec_index = index;
+	grd_history_push(c, r);
+	count_remasters(c, r);
+	/* a node that froze for a move is released by any newer version */
+	if (c->src.active && r->version > c->src.base_version)
+		grd_src_unfreeze(c);
+	grd_dst_settle(c, r);
+	drop_unowned(c, old, r);
+	new_losses(c, old, r);
+	for (size_t i = 0; i < ngone && old_owner; i++)
+		grd_on_new_lost(c, gone[i], old_owner, old);
+	free(old_owner);
+	recovered_losses(c, old, r);
+	move_settle(c, r);
 	if (old)
 		grd_record_free(old);
 }

@@ -31,35 +31,50 @@ bool grd_core_serving(struct grd_core *c, const struct coral_resid *id)
 	return ok;
 }
 
-static void reply(struct grd_core *c, uint32_t to, uint64_t req_id, int code, uint64_t retry,
-		  int mode, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
-static void reply(struct grd_core *c, uint32_t to, uint64_t req_id, int code, uint64_t retry,
-		  int mode, const char *fmt, ...)
+/* A master's answer to a request: a code, the map version to retry at (frozen or not the
+ * master), the mode granted, and why. */
+struct verdict {
+	int code;
+	uint64_t retry;
+	int mode;
+	char why[200];
+};
+
+static void verdict(struct verdict *v, int code, uint64_t retry, int mode, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static void verdict(struct verdict *v, int code, uint64_t retry, int mode, const char *fmt, ...)
 {
-	char err[200] = "";
+	v->code = code;
+	v->retry = retry;
+	v->mode = mode;
+	v->why[0] = '\0';
 	if (fmt) {
 		va_list ap;
 		va_start(ap, fmt);
-		vsnprintf(err, sizeof(err), fmt, ap);
+		vsnprintf(v->why, sizeof(v->why), fmt, ap);
 		va_end(ap);
 	}
+}
+
+static void reply(struct grd_core *c, uint32_t to, uint64_t req_id, const struct verdict *v)
+{
 	Coral__GrdReply r = CORAL__GRD_REPLY__INIT;
 	r.req_id = req_id;
-	r.code = code;
-	r.error = err;
+	r.code = v->code;
+	r.error = (char *)v->why;
 	r.map_version = version(c);
-	r.retry_version = retry;
+	r.retry_version = v->retry;
 	r.master = c->self;
-	r.mode = (uint32_t)mode;
-	if (code == 0)
+	r.mode = (uint32_t)v->mode;
+	if (v->code == 0)
 		c->st.served++;
-	else if (code == CORAL_ENOTMASTER)
+	else if (v->code == CORAL_ENOTMASTER)
 		c->st.not_master++;
-	else if (code == CORAL_EFROZEN)
+	else if (v->code == CORAL_EFROZEN)
 		c->st.frozen_refusals++;
-	else if (code == CORAL_ERECOVERY)
+	else if (v->code == CORAL_ERECOVERY)
 		c->st.recovery_refusals++;
-	else if (code == CORAL_EFULL)
+	else if (v->code == CORAL_EFULL)
 		c->st.full_refusals++;
 	grd_send_msg(c, to, GRD_MSG_REPLY, (const ProtobufCMessage *)&r);
 }
@@ -98,6 +113,91 @@ bool grd_rebuilding_res(const struct grd_core *c, const struct coral_resid *id)
 	return false;
 }
 
+/* What is decided before the latch: a fenced node, a request of another map version, a
+ * resource mastered elsewhere, a bucket moving or being rebuilt. True if decided. */
+static bool decide_unlatched(struct grd_core *c, const Coral__GrdRequest *q, const char *rs,
+			     const struct coral_grd_where *w, struct verdict *v)
+{
+	uint64_t ver = version(c);
+	if (c->fenced)
+		verdict(v, CORAL_EFENCED, 0, 0, "node %u is fenced", c->self);
+	else if (q->map_version != ver)
+		verdict(v, CORAL_ENOTMASTER, q->map_version > ver ? q->map_version : ver, 0,
+			"node %u is at map version %llu, the request at %llu", c->self, (unsigned long long)ver,
+			(unsigned long long)q->map_version);
+	else if (w->master != c->self)
+		verdict(v, CORAL_ENOTMASTER, ver, 0, "%s is mastered by node %u at version %llu", rs, w->master,
+			(unsigned long long)ver);
+	else if (atomic_load(&c->dir->bstate[w->bucket]) != CORAL_GRDB_ACTIVE)
+		verdict(v, CORAL_EFROZEN, ver + 1, 0, "bucket %u is %s", w->bucket,
+			atomic_load(&c->dir->bstate[w->bucket]) == CORAL_GRDB_FROZEN ? "moving" : "being rebuilt");
+	else
+		return false;
+	return true;
+}
+
+/* The resource's entry (latch held), made if need be; NULL with the verdict given when the
+ * request is decided without one (moving, needs recovery, a release of nothing, full). */
+static struct coral_grd_entry *entry_for(struct grd_core *c, const Coral__GrdRequest *q, const struct coral_resid *id,
+					 const char *rs, const struct coral_grd_where *w, struct verdict *v)
+{
+	uint64_t ver = version(c);
+	struct coral_grd_entry *e = coral_grd_dir_find(c->dir, id);
+	if (e && (e->flags & (CORAL_GRDE_FROZEN | CORAL_GRDE_STAGED)))
+		verdict(v, CORAL_EFROZEN, ver + 1, 0, "%s is moving", rs);
+	else if (e && (e->flags & CORAL_GRDE_RECOVERY))
+		verdict(v, CORAL_ERECOVERY, 0, 0,
+			"%s was held by lost node %u in a mode that may have changed it: it needs instance "
+			"recovery before it is granted", rs, e->recovery_node);
+	else if (e == NULL && grd_rebuilding_res(c, id))
+		verdict(v, CORAL_EFROZEN, ver, 0, "%s is being rebuilt after its master was lost", rs);
+	else if (e == NULL && w->lost_owner != 0)
+		verdict(v, CORAL_ERECOVERY, 0, 0,
+			"%s was mastered by lost node %u and no survivor holds it: it needs instance "
+			"recovery before it is granted", rs, w->lost_owner);
+	else if (e == NULL && q->op == 2)
+		verdict(v, 0, 0, 0, NULL);
+	else if (e == NULL && (e = coral_grd_dir_insert(c->dir, id)) == NULL)
+		verdict(v, CORAL_EFULL, 0, 0,
+			"the directory of node %u is full (%u entries, all with holders): raise [grd] "
+			"directory_entries", c->self, c->dir->capacity);
+	else
+		return e;
+	return NULL;
+}
+
+/* A release, or a grant if no other node holds the resource in an incompatible mode. */
+static void grant(struct grd_core *c, uint32_t from, const Coral__GrdRequest *q, struct coral_grd_entry *e,
+		  bool block, const char *rs, struct verdict *v)
+{
+	coral_grd_entry_access(e, from);
+	coral_grd_dir_touch(c->dir, e);
+	if (q->op == 2) {
+		coral_grd_entry_set_mode(e, from, 0);
+		e->pi &= ~bit(from);
+		verdict(v, 0, 0, 0, NULL);
+		return;
+	}
+	int want = (int)q->mode;
+	if (want < 0 || want >= (block ? CORAL_BL_NMODES : CORAL_LK_NMODES)) {
+		verdict(v, CORAL_EINVAL, 0, 0, "mode %d is not a mode of %s", want, rs);
+		return;
+	}
+	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
+		if (n != from && (e->holders & bit(n)) && !coral_grd_compatible(block, e->mode[n - 1], want)) {
+			verdict(v, CORAL_EHELD, 0, 0, "%s is held by node %u in %s", rs, n,
+				coral_grd_mode_name(block, e->mode[n - 1]));
+			return;
+		}
+	}
+	coral_grd_entry_set_mode(e, from, want);
+	e->grants++;
+	if (from != c->self)
+		maybe_propose(c, e);
+	verdict(v, 0, 0, want, NULL);
+}
+
+/* A request at this master: acquire (op 1) or release (op 2) a resource for node `from`. */
 void grd_on_request(struct grd_core *c, uint32_t from, const void *msg)
 {
 	const Coral__GrdRequest *q = msg;
@@ -106,105 +206,19 @@ void grd_on_request(struct grd_core *c, uint32_t from, const void *msg)
 		c->st.msgs_refused++;
 		return;
 	}
-	bool block = coral_resid_is_block(&id);
 	char rs[64];
 	coral_resid_format(&id, rs, sizeof(rs));
-	if (c->fenced) {
-		reply(c, from, q->req_id, CORAL_EFENCED, 0, 0, "node %u is fenced", c->self);
-		return;
-	}
-	uint64_t v = version(c);
-	if (q->map_version != v) {
-		reply(c, from, q->req_id, CORAL_ENOTMASTER, q->map_version > v ? q->map_version : v, 0,
-		      "node %u is at map version %llu, the request at %llu", c->self,
-		      (unsigned long long)v, (unsigned long long)q->map_version);
-		return;
-	}
 	struct coral_grd_where w;
 	coral_grd_lookup(c->map, &id, &w);
-	if (w.master != c->self) {
-		reply(c, from, q->req_id, CORAL_ENOTMASTER, v, 0, "%s is mastered by node %u at version %llu",
-		      rs, w.master, (unsigned long long)v);
-		return;
-	}
-	int bs = atomic_load(&c->dir->bstate[w.bucket]);
-	if (bs != CORAL_GRDB_ACTIVE) {
-		reply(c, from, q->req_id, CORAL_EFROZEN, v + 1, 0, "bucket %u is %s", w.bucket,
-		      bs == CORAL_GRDB_FROZEN ? "moving" : "being rebuilt");
-		return;
-	}
-	coral_grd_dir_lock(c->dir, w.bucket);
-	struct coral_grd_entry *e = coral_grd_dir_find(c->dir, &id);
-	if (e && (e->flags & (CORAL_GRDE_FROZEN | CORAL_GRDE_STAGED))) {
+	struct verdict v;
+	if (!decide_unlatched(c, q, rs, &w, &v)) {
+		coral_grd_dir_lock(c->dir, w.bucket);
+		struct coral_grd_entry *e = entry_for(c, q, &id, rs, &w, &v);
+		if (e != NULL)
+			grant(c, from, q, e, coral_resid_is_block(&id), rs, &v);
 		coral_grd_dir_unlock(c->dir, w.bucket);
-		reply(c, from, q->req_id, CORAL_EFROZEN, v + 1, 0, "%s is moving", rs);
-		return;
 	}
-	if (e && (e->flags & CORAL_GRDE_RECOVERY)) {
-		coral_grd_dir_unlock(c->dir, w.bucket);
-		reply(c, from, q->req_id, CORAL_ERECOVERY, 0, 0,
-		      "%s was held by lost node %u in a mode that may have changed it: it needs instance "
-		      "recovery before it is granted", rs, e->recovery_node);
-		return;
-	}
-	if (e == NULL && grd_rebuilding_res(c, &id)) {
-		coral_grd_dir_unlock(c->dir, w.bucket);
-		reply(c, from, q->req_id, CORAL_EFROZEN, v, 0, "%s is being rebuilt after its master was lost", rs);
-		return;
-	}
-	if (e == NULL && w.lost_owner != 0) {
-		coral_grd_dir_unlock(c->dir, w.bucket);
-		reply(c, from, q->req_id, CORAL_ERECOVERY, 0, 0,
-		      "%s was mastered by lost node %u and no survivor holds it: it needs instance "
-		      "recovery before it is granted", rs, w.lost_owner);
-		return;
-	}
-	if (e == NULL && q->op == 2) {
-		coral_grd_dir_unlock(c->dir, w.bucket);
-		reply(c, from, q->req_id, 0, 0, 0, NULL);
-		return;
-	}
-	if (e == NULL && (e = coral_grd_dir_insert(c->dir, &id)) == NULL) {
-		coral_grd_dir_unlock(c->dir, w.bucket);
-		reply(c, from, q->req_id, CORAL_EFULL, 0, 0,
-		      "the directory of node %u is full (%u entries, all with holders): raise [grd] "
-		      "directory_entries", c->self, c->dir->capacity);
-		return;
-	}
-	coral_grd_entry_access(e, from);
-	if (q->op == 2) {
-		coral_grd_entry_set_mode(e, from, 0);
-		e->pi &= ~bit(from);
-		coral_grd_dir_touch(c->dir, e);
-		coral_grd_dir_unlock(c->dir, w.bucket);
-		reply(c, from, q->req_id, 0, 0, 0, NULL);
-		return;
-	}
-	int want = (int)q->mode;
-	if (want < 0 || want >= (block ? CORAL_BL_NMODES : CORAL_LK_NMODES)) {
-		coral_grd_dir_unlock(c->dir, w.bucket);
-		reply(c, from, q->req_id, CORAL_EINVAL, 0, 0, "mode %d is not a mode of %s", want, rs);
-		return;
-	}
-	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
-		if (n == from || !(e->holders & bit(n)))
-			continue;
-		if (!coral_grd_compatible(block, e->mode[n - 1], want)) {
-			int held = e->mode[n - 1];
-			coral_grd_dir_touch(c->dir, e);
-			coral_grd_dir_unlock(c->dir, w.bucket);
-			reply(c, from, q->req_id, CORAL_EHELD, 0, 0, "%s is held by node %u in %s", rs, n,
-			      coral_grd_mode_name(block, held));
-			return;
-		}
-	}
-	coral_grd_entry_set_mode(e, from, want);
-	e->grants++;
-	if (from != c->self)
-		maybe_propose(c, e);
-	coral_grd_dir_touch(c->dir, e);
-	coral_grd_dir_unlock(c->dir, w.bucket);
-	reply(c, from, q->req_id, 0, 0, want, NULL);
+	reply(c, from, q->req_id, &v);
 }
 
 /* ---- the client side ------------------------------------------------------------------ */
