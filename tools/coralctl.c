@@ -18,38 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-struct coral_conf conf;
-const struct coral_node_conf *node;
-bool opt_json;
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: coralctl [-c FILE] [-n NODE] [--json] COMMAND\n"
-		"commands:\n"
-		"  status                 daemons of the node: pid, state, uptime, restarts, heartbeat\n"
-		"  sga                    the node's shared memory: header and sections with fill\n"
-		"  config [DAEMON]        effective configuration of the file, or running in DAEMON\n"
-		"  ping DAEMON|all        round trip to a daemon over its socket\n"
-		"  reload DAEMON|all      re-read the file and apply reloadable options (admin)\n"
-		"  raft status            term, role, leader, commit/applied, log, lease, peers (match, lag, phi)\n"
-		"  raft history           leader changes, evictions, fencing, with their reasons\n"
-		"  raft transfer-leader N hand leadership to voter N (admin)\n"
-		"  cluster members [--stale]       members, incarnations, states, epoch\n"
-		"  cluster add-node ID HOST:PORT   add a node (a learner, promoted once caught up) (admin)\n"
-		"  cluster remove-node ID          remove a node for good; its id is never reused (admin)\n"
-		"  kv get KEY [--stale] | put KEY VALUE | del KEY | list [PREFIX]   the config store\n"
-		"  kv watch [PREFIX] [--members] [--from INDEX] [--count N] [--for MS]  changes as they commit\n"
-		"  grd status|resource ID|top [N]|remaster RES|BUCKET NODE [--dry-run]|remaster --cancel|\n"
-		"      recovered NODE|history|lock ID MODE|unlock ID   the global resource directory\n"
-		"  datafile create NAME BLOCKS | list [--verify]     data files of the shared storage\n"
-		"  gcs stats              cache fusion: requests, local hits, 2-way/3-way, PIs, latency by kind\n"
-		"  gcs block FILE BLOCK   a block's master, holders, modes, past images, SCNs\n"
-		"  cache                  the node's buffer cache: buffers, dirty, past images, hit ratio\n"
-		"  redo                   the node's redo thread: LSN, durable LSN/SCN, group-commit batches\n"
-		"NODE: id or label; default $CORAL_NODE, else the first node on this machine.\n"
-		"Exit status: 0 ok, 1 error, 2 usage. See coralctl(8).\n");
-}
+struct coralctl_ctx ctx;
 
 void print_json(json_t *j)
 {
@@ -70,30 +39,30 @@ Coral__CtlResponse *call(int daemon, Coral__CtlRequest *req, char *err, size_t e
 Coral__CtlResponse *call_code(int daemon, Coral__CtlRequest *req, char *err, size_t errsz, int *code)
 {
 	char sock[CORAL_STR_MAX + 32];
-	coral_conf_sock_path(node, coral_daemon_names[daemon], sock, sizeof(sock));
+	coral_conf_sock_path(ctx.node, coral_daemon_names[daemon], sock, sizeof(sock));
 	hdr.sender = "coralctl";
 	req->hdr = &hdr;
 	Coral__CtlResponse *resp = NULL;
 	char why[CORAL_ERRMSG_MAX];
-	int rc = coral_ctl_call(sock, req, (size_t)conf.cluster.max_frame,
-				(int)conf.cluster.ipc_timeout_ms, &resp, why, sizeof(why));
+	int rc = coral_ctl_call(sock, req, (size_t)ctx.conf.cluster.max_frame,
+				(int)ctx.conf.cluster.ipc_timeout_ms, &resp, why, sizeof(why));
 	*code = rc;
 	if (rc != 0) {
-		if (rc == CORAL_ENOTRUNNING && !coral_sga_exists(node->sga_name))
+		if (rc == CORAL_ENOTRUNNING && !coral_sga_exists(ctx.node->sga_name))
 			snprintf(err, errsz, "node %lld is not running: coral-node start %lld",
-				 (long long)node->id, (long long)node->id);
+				 (long long)ctx.node->id, (long long)ctx.node->id);
 		else if (rc == CORAL_ENOTRUNNING)
 			snprintf(err, errsz, "%s on node %lld is not answering (%s): coral-node status %lld",
-				 coral_daemon_names[daemon], (long long)node->id, why, (long long)node->id);
+				 coral_daemon_names[daemon], (long long)ctx.node->id, why, (long long)ctx.node->id);
 		else
 			snprintf(err, errsz, "%s on node %lld: %s", coral_daemon_names[daemon],
-				 (long long)node->id, why);
+				 (long long)ctx.node->id, why);
 		return NULL;
 	}
 	if (resp->code != 0) {
 		*code = resp->code;
 		snprintf(err, errsz, "%s on node %lld refused: %s (%s)", coral_daemon_names[daemon],
-			 (long long)node->id, resp->error, coral_strerror(resp->code));
+			 (long long)ctx.node->id, resp->error, coral_strerror(resp->code));
 		coral_ctl_response_free(resp);
 		return NULL;
 	}
@@ -118,25 +87,27 @@ static int daemons_arg(const char *arg, int list[CORAL_NDAEMONS])
 	return 1;
 }
 
-static int cmd_status(void)
+static int run_status(int argc, char **argv)
 {
+	(void)argc, (void)argv;
 	struct coral_node_status st;
 	char err[CORAL_ERRMSG_MAX];
-	if (coral_status_collect(&conf, node, true, &st, err, sizeof(err)) != 0) {
+	if (coral_status_collect(&ctx.conf, ctx.node, true, &st, err, sizeof(err)) != 0) {
 		fprintf(stderr, "coralctl: %s\n", err);
 		return 1;
 	}
-	if (opt_json)
+	if (ctx.json)
 		print_json(coral_status_json(&st));
 	else
 		coral_status_print(stdout, &st);
 	return 0;
 }
 
-static int cmd_sga(void)
+static int run_sga(int argc, char **argv)
 {
+	(void)argc, (void)argv;
 	struct coral_sga sga;
-	if (coral_sga_attach(&sga, &conf, node, true) != 0) {
+	if (coral_sga_attach(&sga, &ctx.conf, ctx.node, true) != 0) {
 		fprintf(stderr, "coralctl: %s\n", sga.errmsg);
 		return 1;
 	}
@@ -147,7 +118,7 @@ static int cmd_sga(void)
 	json_t *secs = json_array();
 	char sz[32], total[32];
 	coral_format_size((int64_t)h->size, total, sizeof(total));
-	if (!opt_json) {
+	if (!ctx.json) {
 		printf("SGA %s: cluster %s, node %u, layout version %u, %s, created by pid %d\n",
 		       sga.name, h->cluster, h->node_id, h->version, total, (int)h->creator_pid);
 		printf("  %-12s %12s %12s %10s %10s\n", "SECTION", "OFFSET", "BYTES", "USED", "CAPACITY");
@@ -159,7 +130,7 @@ static int cmd_sga(void)
 		if (p && subs[i].fill)
 			subs[i].fill(p, &used, &cap);
 		used_bytes = s->offset + s->size;
-		if (opt_json)
+		if (ctx.json)
 			json_array_append_new(secs, json_pack("{s:s, s:I, s:I, s:I, s:I}", "name", s->name,
 							      "offset", (json_int_t)s->offset, "bytes",
 							      (json_int_t)s->size, "used", (json_int_t)used,
@@ -170,7 +141,7 @@ static int cmd_sga(void)
 			       (unsigned long long)used, (unsigned long long)cap);
 	}
 	coral_format_size((int64_t)(h->size - used_bytes), sz, sizeof(sz));
-	if (opt_json)
+	if (ctx.json)
 		print_json(json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:I, s:o}", "name", sga.name,
 				     "cluster", h->cluster, "node", (json_int_t)h->node_id, "version",
 				     (json_int_t)h->version, "size", (json_int_t)h->size, "free",
@@ -199,15 +170,15 @@ static void cfg_to_json(void *arg, const char *section, const struct coral_opt *
 	json_object_set_new(sec, opt->name, json_string(value));
 }
 
-static int cmd_config(int argc, char **argv)
+static int run_config(int argc, char **argv)
 {
 	if (argc == 0) {
-		if (!opt_json) {
-			coral_conf_print(&conf, stdout);
+		if (!ctx.json) {
+			coral_conf_print(&ctx.conf, stdout);
 			return 0;
 		}
 		struct cfg_json c = {.root = json_object()};
-		coral_conf_foreach(&conf, cfg_to_json, &c);
+		coral_conf_foreach(&ctx.conf, cfg_to_json, &c);
 		print_json(c.root);
 		return 0;
 	}
@@ -230,12 +201,12 @@ static int cmd_config(int argc, char **argv)
 	}
 	json_t *root = json_object();
 	const char *last = "";
-	if (!opt_json)
+	if (!ctx.json)
 		printf("; running configuration of %s on node %lld (read from %s)\n", argv[0],
-		       (long long)node->id, resp->config->path);
+		       (long long)ctx.node->id, resp->config->path);
 	for (size_t i = 0; i < resp->config->n_items; i++) {
 		const Coral__ConfigItem *it = resp->config->items[i];
-		if (opt_json) {
+		if (ctx.json) {
 			json_t *sec = json_object_get(root, it->section);
 			if (sec == NULL) {
 				sec = json_object();
@@ -250,7 +221,7 @@ static int cmd_config(int argc, char **argv)
 		printf("%s =%s%s%s\n", it->name, *it->value ? " " : "", it->value,
 		       it->is_default ? "    ; default" : "");
 	}
-	if (opt_json)
+	if (ctx.json)
 		print_json(root);
 	else
 		json_decref(root);
@@ -279,10 +250,10 @@ static int fan_out(int argc, char **argv, Coral__CtlRequest *req,
 		uint64_t rtt = coral_now_mono_ns() - t0;
 		if (resp && resp->body_case != want)
 			snprintf(err, sizeof(err), "%s on node %lld sent an unexpected answer", name,
-				 (long long)node->id);
+				 (long long)ctx.node->id);
 		if (resp == NULL || resp->body_case != want) {
 			rc = 1;
-			if (opt_json)
+			if (ctx.json)
 				json_array_append_new(arr, json_pack("{s:s, s:s}", "daemon", name, "error", err));
 			else
 				fprintf(stderr, "coralctl: %s\n", err);
@@ -291,7 +262,7 @@ static int fan_out(int argc, char **argv, Coral__CtlRequest *req,
 		}
 		coral_ctl_response_free(resp);
 	}
-	if (opt_json)
+	if (ctx.json)
 		print_json(arr);
 	else
 		json_decref(arr);
@@ -301,15 +272,15 @@ static int fan_out(int argc, char **argv, Coral__CtlRequest *req,
 static void show_ping(const char *name, const Coral__CtlResponse *resp, uint64_t rtt, json_t *arr)
 {
 	(void)resp;
-	if (opt_json)
+	if (ctx.json)
 		json_array_append_new(arr, json_pack("{s:s, s:I}", "daemon", name, "rtt_us",
 						     (json_int_t)(rtt / 1000)));
 	else
-		printf("%s on node %lld: answered in %llu us\n", name, (long long)node->id,
+		printf("%s on node %lld: answered in %llu us\n", name, (long long)ctx.node->id,
 		       (unsigned long long)(rtt / 1000));
 }
 
-static int cmd_ping(int argc, char **argv)
+static int run_ping(int argc, char **argv)
 {
 	Coral__PingRequest pr = CORAL__PING_REQUEST__INIT;
 	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
@@ -323,8 +294,8 @@ static void show_reload(const char *name, const Coral__CtlResponse *resp, uint64
 {
 	(void)rtt;
 	const Coral__ReloadReply *r = resp->reload;
-	if (!opt_json) {
-		printf("%s on node %lld: %zu change(s)\n", name, (long long)node->id, r->n_changes);
+	if (!ctx.json) {
+		printf("%s on node %lld: %zu change(s)\n", name, (long long)ctx.node->id, r->n_changes);
 		for (size_t k = 0; k < r->n_changes; k++)
 			printf("  %s\n", r->changes[k]);
 		return;
@@ -335,7 +306,7 @@ static void show_reload(const char *name, const Coral__CtlResponse *resp, uint64
 	json_array_append_new(arr, json_pack("{s:s, s:o}", "daemon", name, "changes", ch));
 }
 
-static int cmd_reload(int argc, char **argv)
+static int run_reload(int argc, char **argv)
 {
 	Coral__ReloadRequest rr = CORAL__RELOAD_REQUEST__INIT;
 	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
@@ -359,7 +330,7 @@ Coral__CtlResponse *daemon_call_busy(int daemon, Coral__CtlRequest *req, int wan
 	       coral_now_mono_ns() < end)
 		usleep(50000);
 	if (resp == NULL) {
-		if (opt_json)
+		if (ctx.json)
 			print_json(json_pack("{s:s}", "error", err));
 		else
 			fprintf(stderr, "coralctl: %s\n", err);
@@ -371,6 +342,154 @@ Coral__CtlResponse *daemon_call_busy(int daemon, Coral__CtlRequest *req, int wan
 		return NULL;
 	}
 	return resp;
+}
+
+/* ---- the commands ------------------------------------------------------------------- */
+
+static int run_completion(int argc, char **argv);
+
+static const struct coralctl_cmd cmds[] = {
+	{"status", NULL, -1, 0, 0, "", "daemons of the node: pid, state, uptime, restarts, heartbeat", run_status},
+	{"sga", NULL, -1, 0, 0, "", "the node's shared memory: header and sections with fill", run_sga},
+	{"config", NULL, -1, 0, 1, "[DAEMON]", "effective configuration of the file, or running in DAEMON", run_config},
+	{"ping", NULL, -1, 1, 1, "DAEMON|all", "round trip to a daemon over its socket", run_ping},
+	{"reload", NULL, -1, 1, 1, "DAEMON|all", "re-read the file and apply reloadable options (admin)", run_reload},
+	{"raft", "status", CORAL_D_RAFTD, 0, 0, "", "term, role, leader, commit/applied, log, lease, peers (match, lag, phi)", run_raft_status},
+	{"raft", "history", CORAL_D_RAFTD, 0, 0, "", "leader changes, evictions, fencing, with their reasons", run_raft_history},
+	{"raft", "transfer-leader", CORAL_D_RAFTD, 1, 1, "NODE_ID", "hand leadership to a voter (admin)", run_raft_transfer},
+	{"cluster", "members", CORAL_D_RAFTD, 0, 1, "[--stale]", "members, incarnations, states, epoch", run_cluster_members},
+	{"cluster", "add-node", CORAL_D_RAFTD, 2, 2, "ID HOST:PORT", "add a node (a learner, promoted once caught up) (admin)", run_cluster_add_node},
+	{"cluster", "remove-node", CORAL_D_RAFTD, 1, 1, "ID", "remove a node for good; its id is never reused (admin)", run_cluster_remove_node},
+	{"kv", "get", CORAL_D_RAFTD, 1, 2, "KEY [--stale]", "a key of the config store", run_kv_get},
+	{"kv", "put", CORAL_D_RAFTD, 2, 2, "KEY VALUE", "write a key (admin)", run_kv_put},
+	{"kv", "del", CORAL_D_RAFTD, 1, 1, "KEY", "delete a key (admin)", run_kv_del},
+	{"kv", "list", CORAL_D_RAFTD, 0, 2, "[PREFIX] [--stale]", "the keys under a prefix", run_kv_list},
+	{"kv", "watch", CORAL_D_RAFTD, 0, 8, "[PREFIX] [--members] [--from INDEX] [--count N] [--for MS]", "changes as they commit", run_kv_watch},
+	{"grd", "status", CORAL_D_GRDD, 0, 0, "", "the bucket map, masters, moves, the directory's fill", run_grd_status},
+	{"grd", "resource", CORAL_D_GRDD, 1, 1, "ID", "a resource's master, holders and state", run_grd_resource},
+	{"grd", "top", CORAL_D_GRDD, 0, 1, "[N]", "the most accessed resources mastered here", run_grd_top},
+	{"grd", "remaster", CORAL_D_GRDD, 1, 3, "RESOURCE|BUCKET NODE [--dry-run] | --cancel", "move mastership (admin)", run_grd_remaster},
+	{"grd", "recovered", CORAL_D_GRDD, 1, 1, "NODE", "last resort: mark a lost node's resources recovered (admin)", run_grd_recovered},
+	{"grd", "history", CORAL_D_GRDD, 0, 0, "", "map versions with their causes", run_grd_history},
+	{"grd", "lock", CORAL_D_GRDD, 2, 2, "ID MODE", "acquire a resource from this node (admin)", run_grd_lock},
+	{"grd", "unlock", CORAL_D_GRDD, 1, 1, "ID", "release it (admin)", run_grd_unlock},
+	{"datafile", "create", -1, 2, 2, "NAME BLOCKS", "format a data file in the shared storage", run_datafile_create},
+	{"datafile", "list", -1, 0, 1, "[--verify]", "data files, and with --verify every damaged block", run_datafile_list},
+	{"gcs", "stats", CORAL_D_LMSD, 0, 0, "", "cache fusion: requests, local hits, 2-way/3-way, PIs, latency by kind", run_gcs_stats},
+	{"gcs", "block", CORAL_D_LMSD, 2, 2, "FILE BLOCK", "a block's master, holders, modes, past images, SCNs", run_gcs_block},
+	{"cache", NULL, -1, 0, 0, "", "the node's buffer cache: buffers, dirty, past images, hit ratio", run_cache},
+	{"redo", NULL, -1, 0, 0, "", "the node's redo thread: LSN, durable LSN/SCN, group-commit batches", run_redo},
+	{"completion", "bash", -1, 0, 0, "", "the bash completion script for coralctl, made from this table", run_completion},
+};
+
+static void cmd_line(const struct coralctl_cmd *c, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s%s%s%s%s", c->area, c->verb ? " " : "", c->verb ? c->verb : "", c->args[0] ? " " : "",
+		 c->args);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: coralctl [-c FILE] [-n NODE] [--json] COMMAND\ncommands:\n");
+	for (size_t i = 0; i < CORAL_ARRAY_LEN(cmds); i++) {
+		char line[160];
+		cmd_line(&cmds[i], line, sizeof(line));
+		if (strlen(line) > 28)
+			fprintf(f, "  %s\n  %28s %s\n", line, "", cmds[i].help);
+		else
+			fprintf(f, "  %-28s %s\n", line, cmds[i].help);
+	}
+	fprintf(f, "NODE: id or label; default $CORAL_NODE, else the first node on this machine.\n"
+		   "Exit status: 0 ok, 1 error, 2 usage. See coralctl(8).\n");
+}
+
+int coralctl_usage_error(void)
+{
+	char line[160] = "COMMAND";
+	if (ctx.cmd)
+		cmd_line(ctx.cmd, line, sizeof(line));
+	fprintf(stderr, "coralctl: usage: coralctl %s (see coralctl(8))\n", line);
+	return 2;
+}
+
+/* Words completed after "coralctl": areas, then an area's verbs, then the daemons where a
+ * command takes DAEMON, and the options. */
+static int run_completion(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	printf("# bash completion for coralctl; made by 'coralctl completion bash' from its table of commands\n"
+	       "_coralctl()\n{\n"
+	       "\tlocal cur=${COMP_WORDS[COMP_CWORD]} i area= n=0\n"
+	       "\tfor ((i = 1; i < COMP_CWORD; i++)); do\n"
+	       "\t\tcase ${COMP_WORDS[i]} in\n"
+	       "\t\t-c|-n|--config|--node) ((i++));;\n"
+	       "\t\t-*) ;;\n"
+	       "\t\t*) [ -z \"$area\" ] && area=${COMP_WORDS[i]}; ((n++));;\n"
+	       "\t\tesac\n\tdone\n"
+	       "\tcase ${COMP_WORDS[COMP_CWORD-1]} in\n"
+	       "\t-c|--config) COMPREPLY=($(compgen -f -- \"$cur\")); return;;\n"
+	       "\tesac\n"
+	       "\tif [ $n -eq 0 ]; then\n\t\tCOMPREPLY=($(compgen -W \"");
+	for (size_t i = 0; i < CORAL_ARRAY_LEN(cmds); i++)
+		if (i == 0 || strcmp(cmds[i].area, cmds[i - 1].area) != 0)
+			printf("%s%s", i ? " " : "", cmds[i].area);
+	printf(" --json -c -n\" -- \"$cur\"))\n\t\treturn\n\tfi\n\tcase $area in\n");
+	for (size_t i = 0; i < CORAL_ARRAY_LEN(cmds); i++) {
+		if (i > 0 && strcmp(cmds[i].area, cmds[i - 1].area) == 0)
+			continue;
+		printf("\t%s)", cmds[i].area);
+		if (cmds[i].verb) {
+			printf(" [ $n -eq 1 ] && COMPREPLY=($(compgen -W \"");
+			for (size_t k = i; k < CORAL_ARRAY_LEN(cmds) && strcmp(cmds[k].area, cmds[i].area) == 0; k++)
+				printf("%s%s", k > i ? " " : "", cmds[k].verb);
+			printf("\" -- \"$cur\"));;\n");
+		} else if (strstr(cmds[i].args, "DAEMON")) {
+			printf(" [ $n -eq 1 ] && COMPREPLY=($(compgen -W \"");
+			for (int d = 0; d < CORAL_NDAEMONS; d++)
+				printf("%s ", coral_daemon_names[d]);
+			printf("all\" -- \"$cur\"));;\n");
+		} else {
+			printf(";;\n");
+		}
+	}
+	printf("\tesac\n}\ncomplete -F _coralctl coralctl\n");
+	return 0;
+}
+
+/* The command argv names: its entry, or NULL (*area_known: the area exists). */
+static const struct coralctl_cmd *cmd_find(int argc, char **argv, bool *area_known)
+{
+	*area_known = false;
+	for (size_t i = 0; i < CORAL_ARRAY_LEN(cmds); i++) {
+		const struct coralctl_cmd *c = &cmds[i];
+		if (strcmp(c->area, argv[0]) != 0)
+			continue;
+		*area_known = true;
+		if (c->verb == NULL || (argc > 1 && strcmp(c->verb, argv[1]) == 0))
+			return c;
+	}
+	return NULL;
+}
+
+/* The node addressed: -n, $CORAL_NODE, else the first node of the file on this machine. */
+static int pick_node(const char *which)
+{
+	if (which) {
+		ctx.node = coral_conf_node(&ctx.conf, which);
+		if (ctx.node == NULL) {
+			fprintf(stderr, "coralctl: %s has no node '%s'\n", ctx.conf.path, which);
+			return 2;
+		}
+		return 0;
+	}
+	for (int i = 0; i < ctx.conf.nnodes && ctx.node == NULL; i++)
+		if (coral_host_is_local(ctx.conf.nodes[i].host))
+			ctx.node = &ctx.conf.nodes[i];
+	if (ctx.node == NULL) {
+		fprintf(stderr, "coralctl: no node of %s is on this machine: give -n NODE\n", ctx.conf.path);
+		return 2;
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -387,7 +506,7 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'c': path = optarg; break;
 		case 'n': which = optarg; break;
-		case 'j': opt_json = true; break;
+		case 'j': ctx.json = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -396,7 +515,7 @@ int main(int argc, char **argv)
 	int nargs = 0;
 	for (int i = optind; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
-			opt_json = true;
+			ctx.json = true;
 		else
 			argv[optind + nargs++] = argv[i];
 	}
@@ -404,57 +523,28 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	char **args = argv + optind;
+	bool area_known;
+	ctx.cmd = cmd_find(nargs, args, &area_known);
+	if (ctx.cmd == NULL) {
+		fprintf(stderr, "coralctl: %s: %s\n", area_known ? "unknown verb" : "unknown command",
+			area_known && nargs > 1 ? args[1] : args[0]);
+		usage(stderr);
+		return 2;
+	}
+	int skip = ctx.cmd->verb ? 2 : 1;
+	if (nargs - skip < ctx.cmd->min_args || nargs - skip > ctx.cmd->max_args)
+		return coralctl_usage_error();
+	if (ctx.cmd->run == run_completion)
+		return run_completion(0, NULL);
 	struct coral_log_opts lo = {.program = "coralctl", .level = CORAL_LOG_WARNING, .to_stderr = true};
 	coral_log_init(&lo);
-	if (coral_conf_load(&conf, path) != 0) {
-		fprintf(stderr, "coralctl: %s\n", conf.errmsg);
+	if (coral_conf_load(&ctx.conf, path) != 0) {
+		fprintf(stderr, "coralctl: %s\n", ctx.conf.errmsg);
 		return 1;
 	}
-	if (which) {
-		node = coral_conf_node(&conf, which);
-		if (node == NULL) {
-			fprintf(stderr, "coralctl: %s has no node '%s'\n", conf.path, which);
-			return 2;
-		}
-	} else {
-		for (int i = 0; i < conf.nnodes && node == NULL; i++)
-			if (coral_host_is_local(conf.nodes[i].host))
-				node = &conf.nodes[i];
-		if (node == NULL) {
-			fprintf(stderr, "coralctl: no node of %s is on this machine: give -n NODE\n", conf.path);
-			return 2;
-		}
-	}
-	const char *cmd = argv[optind];
-	char **rest = argv + optind + 1;
-	int nrest = nargs - 1;
-	if (strcmp(cmd, "status") == 0 && nrest == 0)
-		return cmd_status();
-	if (strcmp(cmd, "sga") == 0 && nrest == 0)
-		return cmd_sga();
-	if (strcmp(cmd, "config") == 0)
-		return cmd_config(nrest, rest);
-	if (strcmp(cmd, "ping") == 0)
-		return cmd_ping(nrest, rest);
-	if (strcmp(cmd, "reload") == 0)
-		return cmd_reload(nrest, rest);
-	if (strcmp(cmd, "raft") == 0)
-		return cmd_raft(nrest, rest);
-	if (strcmp(cmd, "cluster") == 0)
-		return cmd_cluster(nrest, rest);
-	if (strcmp(cmd, "kv") == 0)
-		return cmd_kv(nrest, rest);
-	if (strcmp(cmd, "grd") == 0)
-		return cmd_grd(nrest, rest);
-	if (strcmp(cmd, "datafile") == 0)
-		return cmd_datafile(nrest, rest);
-	if (strcmp(cmd, "gcs") == 0)
-		return cmd_gcs(nrest, rest);
-	if (strcmp(cmd, "cache") == 0)
-		return cmd_cache(nrest, rest);
-	if (strcmp(cmd, "redo") == 0)
-		return cmd_redo(nrest, rest);
-	fprintf(stderr, "coralctl: unknown command or wrong arguments: %s\n", cmd);
-	usage(stderr);
-	return 2;
+	int rc = pick_node(which);
+	if (rc != 0)
+		return rc;
+	return ctx.cmd->run(nargs - skip, args + skip);
 }

@@ -1,5 +1,6 @@
-/* What coralctl's command files share: the configuration, the node addressed, --json, and
- * one control request to one daemon of that node. */
+/* What coralctl's command files share: the context of the run (the configuration, the
+ * node addressed, --json, the command being run), the table of commands, and one control
+ * request to one daemon of that node. */
 #ifndef CORAL_CORALCTL_H
 #define CORAL_CORALCTL_H
 
@@ -9,9 +10,30 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-extern struct coral_conf conf;
-extern const struct coral_node_conf *node;
-extern bool opt_json;
+/* One command: coralctl AREA [VERB] ARGUMENTS. coralctl.c holds the table of them, from
+ * which the usage text, the argument counts checked before run and the shell completion
+ * (coralctl completion bash; packaging/bash-completion/coralctl) are made. */
+struct coralctl_cmd {
+	const char *area;
+	const char *verb;        /* NULL: the area is the whole command */
+	int daemon;              /* CORAL_D_* that answers, or -1 (the SGA, files, several) */
+	int min_args, max_args;  /* after AREA [VERB] */
+	const char *args;        /* their usage: "ID HOST:PORT" */
+	const char *help;
+	int (*run)(int argc, char **argv);
+};
+
+/* The run: one per process, set up by main before a command runs. */
+struct coralctl_ctx {
+	struct coral_conf conf;
+	const struct coral_node_conf *node;
+	bool json;
+	const struct coralctl_cmd *cmd;   /* the command being run */
+};
+extern struct coralctl_ctx ctx;
+
+/* The running command's usage on stderr; returns 2 (the usage exit status). */
+int coralctl_usage_error(void);
 
 void print_json(json_t *j);
 /* On failure prints nothing, leaves what to do in err and returns NULL. */
@@ -26,20 +48,35 @@ Coral__CtlResponse *daemon_call(int daemon, Coral__CtlRequest *req, int want);
  * (CORAL_EBUSY: a refusal that says retry, which nothing was done for). */
 Coral__CtlResponse *daemon_call_busy(int daemon, Coral__CtlRequest *req, int want, int busy_ms);
 
-/* coralctl_grd.c: grd status|resource|top|remaster|history|lock|unlock */
-int cmd_grd(int argc, char **argv);
-
-/* coralctl_storage.c: datafile create|list */
-int cmd_datafile(int argc, char **argv);
-
-/* coralctl_gcs.c: gcs stats|block, cache, redo */
-int cmd_gcs(int argc, char **argv);
-int cmd_cache(int argc, char **argv);
-int cmd_redo(int argc, char **argv);
-
-/* coralctl_raft.c: raft status|history|transfer-leader, cluster ..., kv ... */
-int cmd_raft(int argc, char **argv);
-int cmd_cluster(int argc, char **argv);
-int cmd_kv(int argc, char **argv);
+/* The commands, by file (argc, argv: the arguments after AREA [VERB], counted already). */
+/* coralctl_raft.c */
+int run_raft_status(int argc, char **argv);
+int run_raft_history(int argc, char **argv);
+int run_raft_transfer(int argc, char **argv);
+int run_cluster_members(int argc, char **argv);
+int run_cluster_add_node(int argc, char **argv);
+int run_cluster_remove_node(int argc, char **argv);
+int run_kv_get(int argc, char **argv);
+int run_kv_put(int argc, char **argv);
+int run_kv_del(int argc, char **argv);
+int run_kv_list(int argc, char **argv);
+int run_kv_watch(int argc, char **argv);
+/* coralctl_grd.c */
+int run_grd_status(int argc, char **argv);
+int run_grd_resource(int argc, char **argv);
+int run_grd_top(int argc, char **argv);
+int run_grd_remaster(int argc, char **argv);
+int run_grd_recovered(int argc, char **argv);
+int run_grd_history(int argc, char **argv);
+int run_grd_lock(int argc, char **argv);
+int run_grd_unlock(int argc, char **argv);
+/* coralctl_storage.c */
+int run_datafile_create(int argc, char **argv);
+int run_datafile_list(int argc, char **argv);
+/* coralctl_gcs.c */
+int run_gcs_stats(int argc, char **argv);
+int run_gcs_block(int argc, char **argv);
+int run_cache(int argc, char **argv);
+int run_redo(int argc, char **argv);
 
 #endif

@@ -12,12 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int usage_error(const char *what)
-{
-	fprintf(stderr, "coralctl: usage: coralctl %s (see coralctl(8))\n", what);
-	return 2;
-}
-
 static int gcs_stats(void)
 {
 	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
@@ -28,7 +22,7 @@ static int gcs_stats(void)
 	if (resp == NULL)
 		return 1;
 	const Coral__GcsStatsReply *r = resp->gcs_stats;
-	if (opt_json) {
+	if (ctx.json) {
 		json_t *kinds = json_array();
 		for (size_t i = 0; i < r->n_kinds; i++)
 			json_array_append_new(kinds, json_pack("{s:s, s:I, s:I, s:I}", "kind", r->kinds[i]->kind,
@@ -36,7 +30,7 @@ static int gcs_stats(void)
 							       (json_int_t)r->kinds[i]->avg_us, "p99_us",
 							       (json_int_t)r->kinds[i]->p99_us));
 		json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-				      "node", (json_int_t)node->id, "requests", (json_int_t)r->requests,
+				      "node", (json_int_t)ctx.node->id, "requests", (json_int_t)r->requests,
 				      "local_hits", (json_int_t)r->local_hits, "two_way", (json_int_t)r->two_way,
 				      "three_way", (json_int_t)r->three_way, "disk_reads", (json_int_t)r->disk_reads,
 				      "busy", (json_int_t)r->busy, "retries", (json_int_t)r->retries, "lost",
@@ -55,7 +49,7 @@ static int gcs_stats(void)
 		json_object_set_new(j, "kinds", kinds);
 		print_json(j);
 	} else {
-		printf("node %lld: %llu block requests, %llu local hits (%.1f%%), SCN %llu\n", (long long)node->id,
+		printf("node %lld: %llu block requests, %llu local hits (%.1f%%), SCN %llu\n", (long long)ctx.node->id,
 		       (unsigned long long)r->requests, (unsigned long long)r->local_hits,
 		       r->requests ? 100.0 * (double)r->local_hits / (double)r->requests : 0.0,
 		       (unsigned long long)r->scn);
@@ -102,7 +96,7 @@ static int gcs_block(const char *file, const char *block)
 	if (resp == NULL)
 		return 1;
 	const Coral__GcsBlockReply *r = resp->gcs_block;
-	if (opt_json) {
+	if (ctx.json) {
 		json_t *h = json_array();
 		for (size_t i = 0; i < r->n_holders; i++)
 			json_array_append_new(h, json_pack("{s:i, s:s, s:b, s:b}", "node", (int)r->holders[i]->node, "mode",
@@ -119,7 +113,7 @@ static int gcs_block(const char *file, const char *block)
 	} else {
 		printf("block %lu:%llu: master node %u (map version %llu)\n", f, b, r->master,
 		       (unsigned long long)r->map_version);
-		if (r->master != (uint32_t)node->id)
+		if (r->master != (uint32_t)ctx.node->id)
 			printf("  (the master's view: coralctl -n %u gcs block %lu %llu)\n", r->master, f, b);
 		else if (!r->found)
 			printf("  not in the master's directory: nobody holds it\n");
@@ -138,20 +132,23 @@ static int gcs_block(const char *file, const char *block)
 	return 0;
 }
 
-int cmd_gcs(int argc, char **argv)
+int run_gcs_stats(int argc, char **argv)
 {
-	if (argc >= 1 && strcmp(argv[0], "stats") == 0 && argc == 1)
-		return gcs_stats();
-	if (argc == 3 && strcmp(argv[0], "block") == 0)
-		return gcs_block(argv[1], argv[2]);
-	return usage_error("gcs stats | gcs block FILE BLOCK");
+	(void)argc, (void)argv;
+	return gcs_stats();
+}
+
+int run_gcs_block(int argc, char **argv)
+{
+	(void)argc;
+	return gcs_block(argv[0], argv[1]);
 }
 
 static int attach(struct coral_sga *sga)
 {
-	int rc = coral_sga_attach(sga, &conf, node, true);
+	int rc = coral_sga_attach(sga, &ctx.conf, ctx.node, true);
 	if (rc != 0) {
-		if (opt_json)
+		if (ctx.json)
 			print_json(json_pack("{s:s}", "error", sga->errmsg));
 		else
 			fprintf(stderr, "coralctl: %s\n", sga->errmsg);
@@ -159,11 +156,9 @@ static int attach(struct coral_sga *sga)
 	return rc;
 }
 
-int cmd_cache(int argc, char **argv)
+int run_cache(int argc, char **argv)
 {
-	(void)argv;
-	if (argc != 0)
-		return usage_error("cache");
+	(void)argc, (void)argv;
 	struct coral_sga sga;
 	if (attach(&sga) != 0)
 		return 1;
@@ -194,9 +189,9 @@ int cmd_cache(int argc, char **argv)
 		for (int k = 0; k < CORAL_CACHE_SLOT_PINS; k++)
 			session_pins += atomic_load(&ss->pins[k]) != 0;
 	}
-	if (opt_json) {
+	if (ctx.json) {
 		json_t *j = json_pack("{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:f, s:I, s:I, s:I, s:I}",
-				     "node", (json_int_t)node->id, "buffers", (int)c->nbuf, "block_size",
+				     "node", (json_int_t)ctx.node->id, "buffers", (int)c->nbuf, "block_size",
 				     (int)c->block_size, "valid", (int)atomic_load(&c->valid), "dirty",
 				     (int)atomic_load(&c->dirty), "past_images", (int)atomic_load(&c->pis), "shared",
 				     (int)modes[1], "exclusive", (int)modes[2], "cr_copies", (int)cr, "pinned",
@@ -213,7 +208,7 @@ int cmd_cache(int argc, char **argv)
 	} else {
 		printf("node %lld cache: %u buffers of %u bytes: %u in use (S %u, X %u, past images %u, CR %u), "
 		       "%u dirty, %u pinned\n",
-		       (long long)node->id, c->nbuf, c->block_size, atomic_load(&c->valid), modes[1], modes[2],
+		       (long long)ctx.node->id, c->nbuf, c->block_size, atomic_load(&c->valid), modes[1], modes[2],
 		       atomic_load(&c->pis), cr, atomic_load(&c->dirty), pinned);
 		printf("  gets %llu, local hits %llu (hit ratio %.1f%%), filled from disk %llu, evicted %llu, "
 		       "written back %llu, no free buffer %llu, waits for a pin %llu\n",
@@ -230,11 +225,9 @@ int cmd_cache(int argc, char **argv)
 	return 0;
 }
 
-int cmd_redo(int argc, char **argv)
+int run_redo(int argc, char **argv)
 {
-	(void)argv;
-	if (argc != 0)
-		return usage_error("redo");
+	(void)argc, (void)argv;
 	struct coral_sga sga;
 	if (attach(&sga) != 0)
 		return 1;
@@ -248,7 +241,7 @@ int cmd_redo(int argc, char **argv)
 	uint64_t syncs = atomic_load(&r->syncs), synced = atomic_load(&r->commits_synced);
 	static const char *const bname[CORAL_REDO_BATCH_BUCKETS] = {"1", "2-3", "4-7", "8-15", "16-31", "32-63",
 								     "64-127", "128+"};
-	if (opt_json) {
+	if (ctx.json) {
 		json_t *batches = json_object();
 		for (int i = 0; i < CORAL_REDO_BATCH_BUCKETS; i++)
 			json_object_set_new(batches, bname[i], json_integer((json_int_t)atomic_load(&r->batch[i])));
@@ -265,7 +258,7 @@ int cmd_redo(int argc, char **argv)
 		print_json(j);
 	} else {
 		printf("node %lld redo thread %u: LSN %llu, durable to %llu (SCN %llu), %llu bytes buffered of %llu\n",
-		       (long long)node->id, r->thread, (unsigned long long)tail, (unsigned long long)durable,
+		       (long long)ctx.node->id, r->thread, (unsigned long long)tail, (unsigned long long)durable,
 		       (unsigned long long)atomic_load(&r->durable_scn), (unsigned long long)(tail - durable),
 		       (unsigned long long)r->size);
 		printf("  log writer: %s (pid %d), %llu syncs (avg %llu us), %llu errors\n",

@@ -11,14 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-static int usage_error(void)
-{
-	fprintf(stderr, "coralctl: usage: coralctl grd status | resource ID | top [N] | "
-			"remaster RESOURCE|BUCKET NODE [--dry-run] | remaster --cancel | recovered NODE | "
-			"history | lock ID MODE | unlock ID (see coralctl(8))\n");
-	return 2;
-}
-
 static Coral__CtlResponse *grdd_call(Coral__CtlRequest *req, int want)
 {
 	return daemon_call(CORAL_D_GRDD, req, want);
@@ -64,7 +56,7 @@ static int grd_status(void)
 	if (resp == NULL)
 		return 1;
 	const Coral__GrdStatusReply *s = resp->grd_status;
-	if (opt_json) {
+	if (ctx.json) {
 		json_t *nodes = json_array(), *rem = json_object();
 		for (size_t i = 0; i < s->n_nodes; i++)
 			json_array_append_new(nodes, json_pack("{s:i, s:i}", "node", (int)s->nodes[i]->node, "buckets",
@@ -140,21 +132,21 @@ static int grd_resource(const char *id)
 	const Coral__GrdResourceReply *r = resp->grd_resource;
 	/* the entry lives at the master: ask that node's grdd when it runs on this machine */
 	Coral__CtlResponse *m = NULL;
-	if (r->master != 0 && r->master != (uint32_t)node->id) {
+	if (r->master != 0 && r->master != (uint32_t)ctx.node->id) {
 		char label[16];
 		snprintf(label, sizeof(label), "%u", r->master);
-		const struct coral_node_conf *mn = coral_conf_node(&conf, label);
+		const struct coral_node_conf *mn = coral_conf_node(&ctx.conf, label);
 		if (mn && coral_host_is_local(mn->host)) {
-			const struct coral_node_conf *keep = node;
-			node = mn;
+			const struct coral_node_conf *keep = ctx.node;
+			ctx.node = mn;
 			char err[CORAL_ERRMSG_MAX];
 			m = call(CORAL_D_GRDD, &req, err, sizeof(err));
-			node = keep;
+			ctx.node = keep;
 			if (m && m->body_case == CORAL__CTL_RESPONSE__BODY_GRD_RESOURCE)
 				r = m->grd_resource;
 		}
 	}
-	if (opt_json) {
+	if (ctx.json) {
 		json_t *o = json_pack("{s:s, s:i, s:i, s:I, s:b, s:b, s:s, s:i}", "id", r->id, "bucket", (int)r->bucket,
 				      "master", (int)r->master, "map_version", (json_int_t)r->map_version,
 				      "overridden", r->overridden, "found", r->found, "state", r->state,
@@ -199,12 +191,12 @@ static int grd_top(int n)
 	if (resp == NULL)
 		return 1;
 	const Coral__GrdTopReply *t = resp->grd_top;
-	json_t *arr = opt_json ? json_array() : NULL;
-	if (!opt_json)
+	json_t *arr = ctx.json ? json_array() : NULL;
+	if (!ctx.json)
 		printf("%-24s %10s  %s\n", "RESOURCE", "ACCESSES", "BY NODE (decaying counts)");
 	for (size_t i = 0; i < t->n_items; i++) {
 		const Coral__GrdTopItem *it = t->items[i];
-		if (opt_json) {
+		if (ctx.json) {
 			json_t *a = json_array();
 			for (size_t k = 0; k < it->n_affinity; k++)
 				json_array_append_new(a, json_pack("{s:i, s:i}", "node", (int)it->affinity[k]->node,
@@ -218,7 +210,7 @@ static int grd_top(int n)
 			printf(" node %u: %u", it->affinity[k]->node, it->affinity[k]->count);
 		printf("\n");
 	}
-	if (opt_json)
+	if (ctx.json)
 		print_json(arr);
 	coral_ctl_response_free(resp);
 	return 0;
@@ -239,7 +231,7 @@ static int grd_remaster(const char *target, uint32_t to, bool dry_run, bool canc
 	if (resp == NULL)
 		return 1;
 	const Coral__GrdRemasterReply *r = resp->grd_remaster;
-	if (opt_json) {
+	if (ctx.json) {
 		print_json(json_pack("{s:I, s:I, s:i, s:i, s:I, s:I, s:I, s:I, s:s, s:b}", "move_id",
 				     (json_int_t)r->move_id, "map_version", (json_int_t)r->map_version, "buckets",
 				     (int)r->buckets, "resources", (int)r->resources, "entries", (json_int_t)r->entries,
@@ -270,10 +262,10 @@ static int grd_history(void)
 	if (resp == NULL)
 		return 1;
 	const Coral__GrdHistoryReply *h = resp->grd_history;
-	json_t *arr = opt_json ? json_array() : NULL;
+	json_t *arr = ctx.json ? json_array() : NULL;
 	for (size_t i = 0; i < h->n_items; i++) {
 		const Coral__GrdHistoryItem *it = h->items[i];
-		if (opt_json) {
+		if (ctx.json) {
 			json_t *m = json_array();
 			for (size_t k = 0; k < it->n_members; k++)
 				json_array_append_new(m, json_integer(it->members[k]));
@@ -295,7 +287,7 @@ static int grd_history(void)
 		       (unsigned long long)it->moved_entries, (unsigned long long)it->moved_bytes,
 		       (unsigned long long)it->freeze_ms, it->detail);
 	}
-	if (opt_json)
+	if (ctx.json)
 		print_json(arr);
 	coral_ctl_response_free(resp);
 	return 0;
@@ -314,7 +306,7 @@ static int grd_lock(const char *id, int op, const char *mode)
 	if (resp == NULL)
 		return 1;
 	const Coral__GrdLockReply *r = resp->grd_lock;
-	if (opt_json)
+	if (ctx.json)
 		print_json(json_pack("{s:i, s:I, s:i, s:I}", "master", (int)r->master, "map_version",
 				     (json_int_t)r->map_version, "attempts", (int)r->attempts, "elapsed_us",
 				     (json_int_t)r->elapsed_us));
@@ -326,55 +318,74 @@ static int grd_lock(const char *id, int op, const char *mode)
 	return 0;
 }
 
-int cmd_grd(int argc, char **argv)
+int run_grd_status(int argc, char **argv)
 {
-	if (argc == 0)
-		return usage_error();
-	const char *sub = argv[0];
-	if (strcmp(sub, "status") == 0 && argc == 1)
-		return grd_status();
-	if (strcmp(sub, "resource") == 0 && argc == 2)
-		return grd_resource(argv[1]);
-	if (strcmp(sub, "top") == 0 && argc <= 2) {
-		int64_t n = 10;
-		if (argc == 2 && (!coral_parse_int(argv[1], &n) || n < 1 || n > 100)) {
-			fprintf(stderr, "coralctl: grd top N takes 1-100\n");
-			return 2;
-		}
-		return grd_top((int)n);
+	(void)argc, (void)argv;
+	return grd_status();
+}
+
+int run_grd_resource(int argc, char **argv)
+{
+	(void)argc;
+	return grd_resource(argv[0]);
+}
+
+int run_grd_top(int argc, char **argv)
+{
+	int64_t n = 10;
+	if (argc == 1 && (!coral_parse_int(argv[0], &n) || n < 1 || n > 100)) {
+		fprintf(stderr, "coralctl: grd top N takes 1-100\n");
+		return 2;
 	}
-	if (strcmp(sub, "history") == 0 && argc == 1)
-		return grd_history();
-	if (strcmp(sub, "remaster") == 0) {
-		bool dry = false, cancel = false;
-		const char *pos[2];
-		int np = 0;
-		for (int i = 1; i < argc; i++) {
-			if (strcmp(argv[i], "--dry-run") == 0)
-				dry = true;
-			else if (strcmp(argv[i], "--cancel") == 0)
-				cancel = true;
-			else if (np < 2)
-				pos[np++] = argv[i];
-			else
-				return usage_error();
-		}
-		if (cancel && np == 0 && !dry)
-			return grd_remaster(NULL, 0, false, true, false);
-		uint32_t to;
-		if (cancel || np != 2 || !parse_node(pos[1], &to))
-			return usage_error();
-		return grd_remaster(pos[0], to, dry, false, false);
+	return grd_top((int)n);
+}
+
+int run_grd_history(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	return grd_history();
+}
+
+int run_grd_remaster(int argc, char **argv)
+{
+	bool dry = false, cancel = false;
+	const char *pos[2];
+	int np = 0;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--dry-run") == 0)
+			dry = true;
+		else if (strcmp(argv[i], "--cancel") == 0)
+			cancel = true;
+		else if (np < 2)
+			pos[np++] = argv[i];
+		else
+			return coralctl_usage_error();
 	}
-	if (strcmp(sub, "recovered") == 0 && argc == 2) {
-		uint32_t n;
-		if (!parse_node(argv[1], &n))
-			return 2;
-		return grd_remaster(NULL, n, false, false, true);
-	}
-	if (strcmp(sub, "lock") == 0 && argc == 3)
-		return grd_lock(argv[1], 1, argv[2]);
-	if (strcmp(sub, "unlock") == 0 && argc == 2)
-		return grd_lock(argv[1], 2, NULL);
-	return usage_error();
+	if (cancel && np == 0 && !dry)
+		return grd_remaster(NULL, 0, false, true, false);
+	uint32_t to;
+	if (cancel || np != 2 || !parse_node(pos[1], &to))
+		return coralctl_usage_error();
+	return grd_remaster(pos[0], to, dry, false, false);
+}
+
+int run_grd_recovered(int argc, char **argv)
+{
+	(void)argc;
+	uint32_t n;
+	if (!parse_node(argv[0], &n))
+		return 2;
+	return grd_remaster(NULL, n, false, false, true);
+}
+
+int run_grd_lock(int argc, char **argv)
+{
+	(void)argc;
+	return grd_lock(argv[0], 1, argv[1]);
+}
+
+int run_grd_unlock(int argc, char **argv)
+{
+	(void)argc;
+	return grd_lock(argv[0], 2, NULL);
 }

@@ -12,11 +12,6 @@
 #include <string.h>
 #include <time.h>
 
-static int usage_error(const char *what)
-{
-	fprintf(stderr, "coralctl: usage: coralctl %s (see coralctl(8))\n", what);
-	return 2;
-}
 
 /* A membership change or leadership transfer that raftd refuses as busy (its log write in
  * progress, or the previous change not committed yet) changed nothing: it is asked again for
@@ -58,7 +53,7 @@ static int raft_status(void)
 	if (resp == NULL)
 		return 1;
 	const Coral__RaftStatusReply *s = resp->raft_status;
-	if (opt_json) {
+	if (ctx.json) {
 		json_t *peers = json_array();
 		for (size_t i = 0; i < s->n_peers; i++) {
 			const Coral__RaftPeer *p = s->peers[i];
@@ -134,14 +129,14 @@ static int raft_history(void)
 	if (resp == NULL)
 		return 1;
 	const Coral__RaftHistoryReply *h = resp->raft_history;
-	json_t *arr = opt_json ? json_array() : NULL;
-	if (!opt_json && h->dropped)
+	json_t *arr = ctx.json ? json_array() : NULL;
+	if (!ctx.json && h->dropped)
 		printf("(%llu older events dropped: history_size)\n", (unsigned long long)h->dropped);
 	for (size_t i = 0; i < h->n_events; i++) {
 		const Coral__RaftHistoryEvent *e = h->events[i];
 		char t[40];
 		fmt_time(e->at_ns, t, sizeof(t));
-		if (opt_json)
+		if (ctx.json)
 			json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:I, s:s, s:i, s:s}", "at", t,
 							     "at_ms", (json_int_t)(e->at_ns / 1000000ull),
 							     "term", (json_int_t)e->term, "epoch",
@@ -152,7 +147,7 @@ static int raft_history(void)
 			       (unsigned long long)e->term, (unsigned long long)e->epoch, e->kind, e->node,
 			       e->reason);
 	}
-	if (opt_json)
+	if (ctx.json)
 		print_json(json_pack("{s:o, s:I}", "events", arr, "dropped", (json_int_t)h->dropped));
 	coral_ctl_response_free(resp);
 	return 0;
@@ -162,7 +157,7 @@ static int raft_transfer(const char *arg)
 {
 	uint32_t to;
 	if (!parse_id(arg, &to))
-		return usage_error("raft transfer-leader NODE_ID");
+		return coralctl_usage_error();
 	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
 	Coral__RaftTransferRequest body = CORAL__RAFT_TRANSFER_REQUEST__INIT;
 	body.to = to;
@@ -171,7 +166,7 @@ static int raft_transfer(const char *arg)
 	Coral__CtlResponse *resp = daemon_call_busy(CORAL_D_RAFTD, &req, 0, CHANGE_BUSY_MS);
 	if (resp == NULL)
 		return 1;
-	if (opt_json)
+	if (ctx.json)
 		print_json(json_pack("{s:i}", "transfer_to", (int)to));
 	else
 		printf("leadership transfer to node %u started; see coralctl raft status\n", to);
@@ -179,15 +174,22 @@ static int raft_transfer(const char *arg)
 	return 0;
 }
 
-int cmd_raft(int argc, char **argv)
+int run_raft_status(int argc, char **argv)
 {
-	if (argc == 1 && strcmp(argv[0], "status") == 0)
-		return raft_status();
-	if (argc == 1 && strcmp(argv[0], "history") == 0)
-		return raft_history();
-	if (argc == 2 && strcmp(argv[0], "transfer-leader") == 0)
-		return raft_transfer(argv[1]);
-	return usage_error("raft status|history|transfer-leader NODE_ID");
+	(void)argc, (void)argv;
+	return raft_status();
+}
+
+int run_raft_history(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	return raft_history();
+}
+
+int run_raft_transfer(int argc, char **argv)
+{
+	(void)argc;
+	return raft_transfer(argv[0]);
 }
 
 /* ---- cluster -------------------------------------------------------------------------- */
@@ -203,14 +205,14 @@ static int cluster_members(bool stale)
 	if (resp == NULL)
 		return 1;
 	const Coral__MembersReply *m = resp->members;
-	json_t *arr = opt_json ? json_array() : NULL;
-	if (!opt_json) {
+	json_t *arr = ctx.json ? json_array() : NULL;
+	if (!ctx.json) {
 		printf("epoch %llu, leader node %u\n", (unsigned long long)m->epoch, m->leader);
 		printf("%-4s %-22s %-8s %-8s %5s  %s\n", "ID", "ADDRESS", "STATE", "RAFT", "INC", "REASON");
 	}
 	for (size_t i = 0; i < m->n_members; i++) {
 		const Coral__Member *e = m->members[i];
-		if (opt_json)
+		if (ctx.json)
 			json_array_append_new(arr, json_pack("{s:i, s:s, s:s, s:s, s:I, s:s, s:I}", "id",
 							     (int)e->id, "address", e->address, "state",
 							     e->state, "raft", e->raft_role, "incarnation",
@@ -220,50 +222,57 @@ static int cluster_members(bool stale)
 			printf("%-4u %-22s %-8s %-8s %5llu  %s\n", e->id, e->address[0] ? e->address : "-",
 			       e->state, e->raft_role, (unsigned long long)e->incarnation, e->reason);
 	}
-	if (opt_json)
+	if (ctx.json)
 		print_json(json_pack("{s:I, s:i, s:o}", "epoch", (json_int_t)m->epoch, "leader",
 				     (int)m->leader, "members", arr));
 	coral_ctl_response_free(resp);
 	return 0;
 }
 
-int cmd_cluster(int argc, char **argv)
+int run_cluster_members(int argc, char **argv)
 {
-	if (argc >= 1 && strcmp(argv[0], "members") == 0 &&
-	    (argc == 1 || (argc == 2 && strcmp(argv[1], "--stale") == 0)))
-		return cluster_members(argc == 2);
-	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	if (argc == 1 && strcmp(argv[0], "--stale") != 0)
+		return coralctl_usage_error();
+	return cluster_members(argc == 1);
+}
+
+int run_cluster_add_node(int argc, char **argv)
+{
+	(void)argc;
 	uint32_t id;
-	if (argc == 3 && strcmp(argv[0], "add-node") == 0) {
-		if (!parse_id(argv[1], &id) || strchr(argv[2], ':') == NULL)
-			return usage_error("cluster add-node ID HOST:PORT");
-		Coral__AddNodeRequest body = CORAL__ADD_NODE_REQUEST__INIT;
-		body.id = id;
-		body.address = argv[2];
-		req.body_case = CORAL__CTL_REQUEST__BODY_ADD_NODE;
-		req.add_node = &body;
-		Coral__CtlResponse *resp = daemon_call_busy(CORAL_D_RAFTD, &req, 0, CHANGE_BUSY_MS);
-		if (resp == NULL)
-			return 1;
-		printf("node %u added at %s as a learner; it becomes a voter once caught up\n", id, argv[2]);
-		coral_ctl_response_free(resp);
-		return 0;
-	}
-	if (argc == 2 && strcmp(argv[0], "remove-node") == 0) {
-		if (!parse_id(argv[1], &id))
-			return usage_error("cluster remove-node ID");
-		Coral__RemoveNodeRequest body = CORAL__REMOVE_NODE_REQUEST__INIT;
-		body.id = id;
-		req.body_case = CORAL__CTL_REQUEST__BODY_REMOVE_NODE;
-		req.remove_node = &body;
-		Coral__CtlResponse *resp = daemon_call_busy(CORAL_D_RAFTD, &req, 0, CHANGE_BUSY_MS);
-		if (resp == NULL)
-			return 1;
-		printf("node %u removed; its id is never reused\n", id);
-		coral_ctl_response_free(resp);
-		return 0;
-	}
-	return usage_error("cluster members [--stale] | add-node ID HOST:PORT | remove-node ID");
+	if (!parse_id(argv[0], &id) || strchr(argv[1], ':') == NULL)
+		return coralctl_usage_error();
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__AddNodeRequest body = CORAL__ADD_NODE_REQUEST__INIT;
+	body.id = id;
+	body.address = argv[1];
+	req.body_case = CORAL__CTL_REQUEST__BODY_ADD_NODE;
+	req.add_node = &body;
+	Coral__CtlResponse *resp = daemon_call_busy(CORAL_D_RAFTD, &req, 0, CHANGE_BUSY_MS);
+	if (resp == NULL)
+		return 1;
+	printf("node %u added at %s as a learner; it becomes a voter once caught up\n", id, argv[1]);
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+int run_cluster_remove_node(int argc, char **argv)
+{
+	(void)argc;
+	uint32_t id;
+	if (!parse_id(argv[0], &id))
+		return coralctl_usage_error();
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__RemoveNodeRequest body = CORAL__REMOVE_NODE_REQUEST__INIT;
+	body.id = id;
+	req.body_case = CORAL__CTL_REQUEST__BODY_REMOVE_NODE;
+	req.remove_node = &body;
+	Coral__CtlResponse *resp = daemon_call_busy(CORAL_D_RAFTD, &req, 0, CHANGE_BUSY_MS);
+	if (resp == NULL)
+		return 1;
+	printf("node %u removed; its id is never reused\n", id);
+	coral_ctl_response_free(resp);
+	return 0;
 }
 
 /* ---- kv ------------------------------------------------------------------------------- */
@@ -277,7 +286,7 @@ static void print_value(const ProtobufCBinaryData *v)
 /* kv watch: long polls, one after another, each shorter than the control timeout; prints
  * every change under the prefix (with --members: membership changes instead) as it commits.
  * Ends after --count events or --for ms, else runs until interrupted. */
-static int kv_watch(int argc, char **argv)
+int run_kv_watch(int argc, char **argv)
 {
 	const char *prefix = "";
 	bool members = false;
@@ -295,9 +304,9 @@ static int kv_watch(int argc, char **argv)
 		else if (argv[i][0] != '-' && prefix[0] == '\0')
 			prefix = argv[i];
 		else
-			return usage_error("kv watch [PREFIX] [--members] [--from INDEX] [--count N] [--for MS]");
+			return coralctl_usage_error();
 	}
-	int64_t poll = conf.cluster.ipc_timeout_ms - 500;
+	int64_t poll = ctx.conf.cluster.ipc_timeout_ms - 500;
 	struct coral_kv_req kr;
 	coral_kv_watch(&kr, prefix, members, (uint64_t)from, (uint32_t)(poll < 100 ? 100 : poll));
 	Coral__WatchRequest *w = &kr.watch;  /* adjusted from poll to poll */
@@ -332,7 +341,7 @@ static int kv_watch(int argc, char **argv)
 		for (size_t i = 0; i < r->n_events && (count == 0 || seen < count); i++, seen++) {
 			const Coral__WatchEvent *e = r->events[i];
 			bool members = strcmp(e->key, "@members") == 0;
-			if (opt_json) {
+			if (ctx.json) {
 				json_t *v = json_stringn((const char *)e->value.data, e->value.len);
 				print_json(json_pack("{s:I, s:s, s:o, s:b, s:I}", "index", (json_int_t)e->index,
 						     "key", e->key, "value", v ? v : json_null(),
@@ -363,36 +372,15 @@ static int kv_watch(int argc, char **argv)
 	}
 }
 
-int cmd_kv(int argc, char **argv)
+/* The answer to a kv request: the value (get), KEY = VALUE lines (list), the index (put,
+ * del); with --json, the pairs and the index. */
+static int kv_print(struct coral_kv_req *kr)
 {
-	if (argc >= 1 && strcmp(argv[0], "watch") == 0)
-		return kv_watch(argc - 1, argv + 1);
-	bool stale = false;
-	int n = 0;
-	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--stale") == 0)
-			stale = true;
-		else
-			argv[n++] = argv[i];
-	}
-	argc = n;
-	struct coral_kv_req kr;
-	if (argc == 2 && strcmp(argv[0], "get") == 0)
-		coral_kv_get(&kr, argv[1], stale);
-	else if (argc == 3 && strcmp(argv[0], "put") == 0)
-		coral_kv_put(&kr, argv[1], argv[2], strlen(argv[2]));
-	else if (argc == 2 && strcmp(argv[0], "del") == 0)
-		coral_kv_del(&kr, argv[1]);
-	else if ((argc == 1 || argc == 2) && strcmp(argv[0], "list") == 0)
-		coral_kv_list(&kr, argc == 2 ? argv[1] : "", stale);
-	else
-		return usage_error("kv get KEY [--stale] | put KEY VALUE | del KEY | list [PREFIX] [--stale] | "
-				   "watch [PREFIX] [--members] [--from INDEX] [--count N] [--for MS]");
-	Coral__CtlResponse *resp = raftd_call(&kr.req, CORAL__CTL_RESPONSE__BODY_KV);
+	Coral__CtlResponse *resp = raftd_call(&kr->req, CORAL__CTL_RESPONSE__BODY_KV);
 	if (resp == NULL)
 		return 1;
 	const Coral__KvReply *k = resp->kv;
-	if (opt_json) {
+	if (ctx.json) {
 		json_t *arr = json_array();
 		for (size_t i = 0; i < k->n_kv; i++) {
 			json_t *v = json_stringn((const char *)k->kv[i]->value.data, k->kv[i]->value.len);
@@ -402,9 +390,9 @@ int cmd_kv(int argc, char **argv)
 							     (json_int_t)k->kv[i]->mod_index));
 		}
 		print_json(json_pack("{s:o, s:I}", "kvs", arr, "index", (json_int_t)k->index));
-	} else if (kr.kv.op == CORAL__KV_OP__KV_GET && k->n_kv == 1) {
+	} else if (kr->kv.op == CORAL__KV_OP__KV_GET && k->n_kv == 1) {
 		print_value(&k->kv[0]->value);
-	} else if (kr.kv.op == CORAL__KV_OP__KV_LIST) {
+	} else if (kr->kv.op == CORAL__KV_OP__KV_LIST) {
 		for (size_t i = 0; i < k->n_kv; i++) {
 			printf("%s = ", k->kv[i]->key);
 			print_value(&k->kv[i]->value);
@@ -414,4 +402,58 @@ int cmd_kv(int argc, char **argv)
 	}
 	coral_ctl_response_free(resp);
 	return 0;
+}
+
+/* The positional arguments, and whether --stale was among them; false if anything else
+ * starting with -- was. */
+static bool stale_arg(int *argc, char **argv, bool *stale)
+{
+	int n = 0;
+	*stale = false;
+	for (int i = 0; i < *argc; i++) {
+		if (strcmp(argv[i], "--stale") == 0)
+			*stale = true;
+		else if (strncmp(argv[i], "--", 2) == 0)
+			return false;
+		else
+			argv[n++] = argv[i];
+	}
+	*argc = n;
+	return true;
+}
+
+int run_kv_get(int argc, char **argv)
+{
+	bool stale;
+	if (!stale_arg(&argc, argv, &stale) || argc != 1)
+		return coralctl_usage_error();
+	struct coral_kv_req kr;
+	coral_kv_get(&kr, argv[0], stale);
+	return kv_print(&kr);
+}
+
+int run_kv_list(int argc, char **argv)
+{
+	bool stale;
+	if (!stale_arg(&argc, argv, &stale) || argc > 1)
+		return coralctl_usage_error();
+	struct coral_kv_req kr;
+	coral_kv_list(&kr, argc == 1 ? argv[0] : "", stale);
+	return kv_print(&kr);
+}
+
+int run_kv_put(int argc, char **argv)
+{
+	(void)argc;
+	struct coral_kv_req kr;
+	coral_kv_put(&kr, argv[0], argv[1], strlen(argv[1]));
+	return kv_print(&kr);
+}
+
+int run_kv_del(int argc, char **argv)
+{
+	(void)argc;
+	struct coral_kv_req kr;
+	coral_kv_del(&kr, argv[0]);
+	return kv_print(&kr);
 }

@@ -15,12 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static int usage_error(void)
-{
-	fprintf(stderr, "coralctl: usage: coralctl datafile create NAME BLOCKS | list [--verify] (see coralctl(8))\n");
-	return 2;
-}
-
 static int df_create(const char *name, const char *nblocks)
 {
 	char *end;
@@ -32,22 +26,22 @@ static int df_create(const char *name, const char *nblocks)
 	}
 	char err[CORAL_ERRMSG_MAX];
 	uint32_t id = 0;
-	int rc = coral_datafile_create(&conf, name, n, &id, err, sizeof(err));
+	int rc = coral_datafile_create(&ctx.conf, name, n, &id, err, sizeof(err));
 	if (rc != 0) {
-		if (opt_json)
+		if (ctx.json)
 			print_json(json_pack("{s:s}", "error", err));
 		else
 			fprintf(stderr, "coralctl: %s\n", err);
 		return 1;
 	}
 	char path[CORAL_STR_MAX + 64];
-	coral_datafile_path(&conf, name, path, sizeof(path));
-	if (opt_json)
+	coral_datafile_path(&ctx.conf, name, path, sizeof(path));
+	if (ctx.json)
 		print_json(json_pack("{s:i, s:s, s:I, s:I, s:s}", "id", (int)id, "name", name, "blocks", (json_int_t)n,
-				     "block_size", (json_int_t)conf.storage.block_size, "path", path));
+				     "block_size", (json_int_t)ctx.conf.storage.block_size, "path", path));
 	else
 		printf("data file %u %s: %llu blocks of %lld bytes (%s)\n", id, name, n,
-		       (long long)conf.storage.block_size, path);
+		       (long long)ctx.conf.storage.block_size, path);
 	return 0;
 }
 
@@ -55,7 +49,7 @@ static int df_create(const char *name, const char *nblocks)
 static long long df_verify(const struct coral_datafile *f, json_t *bad)
 {
 	char path[CORAL_STR_MAX + 64], err[CORAL_ERRMSG_MAX];
-	coral_datafile_path(&conf, f->name, path, sizeof(path));
+	coral_datafile_path(&ctx.conf, f->name, path, sizeof(path));
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		if (bad)
@@ -64,7 +58,7 @@ static long long df_verify(const struct coral_datafile *f, json_t *bad)
 			fprintf(stderr, "coralctl: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	uint32_t bs = (uint32_t)conf.storage.block_size;
+	uint32_t bs = (uint32_t)ctx.conf.storage.block_size;
 	uint8_t *buf = malloc(bs);
 	long long nbad = 0;
 	for (uint64_t b = 0; buf && b < f->blocks; b++) {
@@ -88,24 +82,24 @@ static int df_list(bool verify)
 	char err[CORAL_ERRMSG_MAX];
 	if (cf == NULL)
 		return 1;
-	int rc = coral_ctlfile_load(&conf, cf, err, sizeof(err));
+	int rc = coral_ctlfile_load(&ctx.conf, cf, err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "coralctl: %s\n", err);
 		free(cf);
 		return 1;
 	}
-	json_t *arr = opt_json ? json_array() : NULL, *bad = opt_json && verify ? json_array() : NULL;
+	json_t *arr = ctx.json ? json_array() : NULL, *bad = ctx.json && verify ? json_array() : NULL;
 	long long total_bad = 0;
-	if (!opt_json)
+	if (!ctx.json)
 		printf("%-5s %-24s %12s %10s  %s\n", "ID", "NAME", "BLOCKS", "SIZE", "CREATED");
 	for (uint32_t i = 0; i < cf->nfiles; i++) {
 		const struct coral_datafile *f = &cf->files[i];
 		char size[32], when[32];
-		coral_format_size((int64_t)(f->blocks * (uint64_t)conf.storage.block_size), size, sizeof(size));
+		coral_format_size((int64_t)(f->blocks * (uint64_t)ctx.conf.storage.block_size), size, sizeof(size));
 		time_t t = (time_t)(f->created_ns / 1000000000ull);
 		struct tm tm;
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-		if (opt_json)
+		if (ctx.json)
 			json_array_append_new(arr, json_pack("{s:i, s:s, s:I, s:s}", "id", (int)f->id, "name", f->name,
 							     "blocks", (json_int_t)f->blocks, "created", when));
 		else
@@ -115,9 +109,9 @@ static int df_list(bool verify)
 			total_bad += n < 0 ? 1 : n;
 		}
 	}
-	if (opt_json) {
-		json_t *o = json_pack("{s:s, s:i, s:I, s:o}", "shared_dir", conf.storage.shared_dir, "block_size",
-				      (int)conf.storage.block_size, "control_seq", (json_int_t)cf->seq, "files", arr);
+	if (ctx.json) {
+		json_t *o = json_pack("{s:s, s:i, s:I, s:o}", "shared_dir", ctx.conf.storage.shared_dir, "block_size",
+				      (int)ctx.conf.storage.block_size, "control_seq", (json_int_t)cf->seq, "files", arr);
 		if (bad)
 			json_object_set_new(o, "bad", bad);
 		print_json(o);
@@ -129,14 +123,15 @@ static int df_list(bool verify)
 	return total_bad ? 1 : 0;
 }
 
-int cmd_datafile(int argc, char **argv)
+int run_datafile_create(int argc, char **argv)
 {
-	if (argc == 3 && strcmp(argv[0], "create") == 0)
-		return df_create(argv[1], argv[2]);
-	if (argc >= 1 && argc <= 2 && strcmp(argv[0], "list") == 0) {
-		if (argc == 2 && strcmp(argv[1], "--verify") != 0)
-			return usage_error();
-		return df_list(argc == 2);
-	}
-	return usage_error();
+	(void)argc;
+	return df_create(argv[0], argv[1]);
+}
+
+int run_datafile_list(int argc, char **argv)
+{
+	if (argc == 1 && strcmp(argv[0], "--verify") != 0)
+		return coralctl_usage_error();
+	return df_list(argc == 1);
 }
