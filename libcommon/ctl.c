@@ -22,6 +22,23 @@ Coral__CtlRequest *coral_ctl_request_decode(const uint8_t *data, size_t len)
 	return coral__ctl_request__unpack(NULL, len, data);
 }
 
+int coral_ctl_request_empty(Coral__CtlRequest *req, Coral__CtlRequest__BodyCase body, void *mem, size_t memsz)
+{
+	coral__ctl_request__init(req);
+	const ProtobufCFieldDescriptor *f =
+		protobuf_c_message_descriptor_get_field(&coral__ctl_request__descriptor, (unsigned)body);
+	if (f == NULL || f->type != PROTOBUF_C_TYPE_MESSAGE)
+		return CORAL_EINVAL;
+	const ProtobufCMessageDescriptor *d = f->descriptor;
+	if (d->sizeof_message > memsz)
+		return CORAL_ETOOBIG;
+	protobuf_c_message_init(d, mem);
+	/* the body is a oneof: a pointer at the field's offset, and the case that names it */
+	*(void **)((char *)req + f->offset) = mem;
+	req->body_case = body;
+	return 0;
+}
+
 Coral__CtlRequest *coral_ctl_request_decode_in(struct coral_pb_arena *ar, const uint8_t *data, size_t len)
 {
 	return coral__ctl_request__unpack(&ar->al, len, data);

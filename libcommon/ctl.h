@@ -24,6 +24,10 @@ Coral__CtlRequest *coral_ctl_request_decode_in(struct coral_pb_arena *ar, const 
 Coral__CtlResponse *coral_ctl_response_decode(const uint8_t *data, size_t len);
 void coral_ctl_response_free(Coral__CtlResponse *resp);
 
+/* A request whose body is the empty message of that case (status, history, stats), built
+ * in mem (memsz bytes, aligned for a message). CORAL_EINVAL for a case with no message. */
+int coral_ctl_request_empty(Coral__CtlRequest *req, Coral__CtlRequest__BodyCase body, void *mem, size_t memsz);
+
 /* The request id the caller gave, to be named in the answer (0 if none). */
 static inline uint64_t coral_ctl_request_id(const Coral__CtlRequest *req)
 {

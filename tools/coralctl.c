@@ -315,6 +315,17 @@ static int run_reload(int argc, char **argv)
 	return fan_out(argc, argv, &req, CORAL__CTL_RESPONSE__BODY_RELOAD, show_reload);
 }
 
+Coral__CtlResponse *daemon_ask(int daemon, Coral__CtlRequest__BodyCase body, int want)
+{
+	Coral__CtlRequest req;
+	_Alignas(16) uint8_t mem[256];
+	if (coral_ctl_request_empty(&req, body, mem, sizeof(mem)) != 0) {
+		fprintf(stderr, "coralctl: request %d has no empty form\n", (int)body);
+		return NULL;
+	}
+	return daemon_call(daemon, &req, want);
+}
+
 Coral__CtlResponse *daemon_call(int daemon, Coral__CtlRequest *req, int want)
 {
 	return daemon_call_busy(daemon, req, want, 0);

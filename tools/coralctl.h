@@ -44,6 +44,8 @@ Coral__CtlResponse *call_code(int daemon, Coral__CtlRequest *req, char *err, siz
 /* Sends req to one daemon of the node; prints the error (as JSON with --json) and returns
  * NULL on failure or when the answer is not of the kind wanted (0: any). */
 Coral__CtlResponse *daemon_call(int daemon, Coral__CtlRequest *req, int want);
+/* daemon_call() with a request that carries nothing but its kind (status, history, stats). */
+Coral__CtlResponse *daemon_ask(int daemon, Coral__CtlRequest__BodyCase body, int want);
 /* daemon_call(), asking again every 50 ms for up to busy_ms while the daemon answers busy
  * (CORAL_EBUSY: a refusal that says retry, which nothing was done for). */
 Coral__CtlResponse *daemon_call_busy(int daemon, Coral__CtlRequest *req, int want, int busy_ms);

@@ -14,11 +14,7 @@
 
 static int gcs_stats(void)
 {
-	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
-	Coral__GcsStatsRequest g = CORAL__GCS_STATS_REQUEST__INIT;
-	req.body_case = CORAL__CTL_REQUEST__BODY_GCS_STATS;
-	req.gcs_stats = &g;
-	Coral__CtlResponse *resp = daemon_call(CORAL_D_LMSD, &req, CORAL__CTL_RESPONSE__BODY_GCS_STATS);
+	Coral__CtlResponse *resp = daemon_ask(CORAL_D_LMSD, CORAL__CTL_REQUEST__BODY_GCS_STATS, CORAL__CTL_RESPONSE__BODY_GCS_STATS);
 	if (resp == NULL)
 		return 1;
 	const Coral__GcsStatsReply *r = resp->gcs_stats;

@@ -48,11 +48,7 @@ static json_t *entry_json(const Coral__GrdEntry *e)
 
 static int grd_status(void)
 {
-	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
-	Coral__GrdStatusRequest body = CORAL__GRD_STATUS_REQUEST__INIT;
-	req.body_case = CORAL__CTL_REQUEST__BODY_GRD_STATUS;
-	req.grd_status = &body;
-	Coral__CtlResponse *resp = grdd_call(&req, CORAL__CTL_RESPONSE__BODY_GRD_STATUS);
+	Coral__CtlResponse *resp = daemon_ask(CORAL_D_GRDD, CORAL__CTL_REQUEST__BODY_GRD_STATUS, CORAL__CTL_RESPONSE__BODY_GRD_STATUS);
 	if (resp == NULL)
 		return 1;
 	const Coral__GrdStatusReply *s = resp->grd_status;
@@ -254,11 +250,7 @@ static int grd_remaster(const char *target, uint32_t to, bool dry_run, bool canc
 
 static int grd_history(void)
 {
-	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
-	Coral__GrdHistoryRequest body = CORAL__GRD_HISTORY_REQUEST__INIT;
-	req.body_case = CORAL__CTL_REQUEST__BODY_GRD_HISTORY;
-	req.grd_history = &body;
-	Coral__CtlResponse *resp = grdd_call(&req, CORAL__CTL_RESPONSE__BODY_GRD_HISTORY);
+	Coral__CtlResponse *resp = daemon_ask(CORAL_D_GRDD, CORAL__CTL_REQUEST__BODY_GRD_HISTORY, CORAL__CTL_RESPONSE__BODY_GRD_HISTORY);
 	if (resp == NULL)
 		return 1;
 	const Coral__GrdHistoryReply *h = resp->grd_history;

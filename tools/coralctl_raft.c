@@ -45,11 +45,7 @@ static void fmt_time(uint64_t ns, char *buf, size_t bufsz)
 
 static int raft_status(void)
 {
-	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
-	Coral__RaftStatusRequest body = CORAL__RAFT_STATUS_REQUEST__INIT;
-	req.body_case = CORAL__CTL_REQUEST__BODY_RAFT_STATUS;
-	req.raft_status = &body;
-	Coral__CtlResponse *resp = raftd_call(&req, CORAL__CTL_RESPONSE__BODY_RAFT_STATUS);
+	Coral__CtlResponse *resp = daemon_ask(CORAL_D_RAFTD, CORAL__CTL_REQUEST__BODY_RAFT_STATUS, CORAL__CTL_RESPONSE__BODY_RAFT_STATUS);
 	if (resp == NULL)
 		return 1;
 	const Coral__RaftStatusReply *s = resp->raft_status;
@@ -121,11 +117,7 @@ static int raft_status(void)
 
 static int raft_history(void)
 {
-	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
-	Coral__RaftHistoryRequest body = CORAL__RAFT_HISTORY_REQUEST__INIT;
-	req.body_case = CORAL__CTL_REQUEST__BODY_RAFT_HISTORY;
-	req.raft_history = &body;
-	Coral__CtlResponse *resp = raftd_call(&req, CORAL__CTL_RESPONSE__BODY_RAFT_HISTORY);
+	Coral__CtlResponse *resp = daemon_ask(CORAL_D_RAFTD, CORAL__CTL_REQUEST__BODY_RAFT_HISTORY, CORAL__CTL_RESPONSE__BODY_RAFT_HISTORY);
 	if (resp == NULL)
 		return 1;
 	const Coral__RaftHistoryReply *h = resp->raft_history;
