@@ -1,10 +1,10 @@
-/* lmsd: the Global Cache Service daemon. It runs the GCS core (gcs.c) on the SGA's buffer
- * cache and grdd's directory, carries its messages over the interconnect (base_port+3) to the
- * lmsd of every other node, reads and writes blocks of the shared data files, forces redo
- * through the log writer (replicad) before it ships a dirty block, and answers libcoral
- * sessions' block requests and coralctl's gcs requests on its Unix socket, and other nodes'
- * sessions' consistent-read copies on base_port+4 ([cache] cr_direct). */
-#include "gcs.h"
+/* lmsd: the Global Cache Service daemon. How it is wired: the kit (libcommon/kit.c) carries
+ * the GCS core's (gcs.c) messages over the interconnect (base_port+3) to the lmsd of every
+ * other node and ticks it; the core's operations read and write blocks of the shared data
+ * files and force redo through the log writer (replicad) before a dirty block leaves;
+ * sessions' block requests come on the Unix socket (h_get), coralctl's gcs requests too
+ * (ctl.c), and other nodes' sessions' consistent-read copies on base_port+4 (cr.c). */
+#include "lmsd.h"
 
 #include "bufcache.h"
 #include "cache.h"
@@ -29,24 +29,6 @@
 #include <unistd.h>
 
 #define TICK_MS 2
-
-struct lmsd {
-	struct coral_daemon *d;
-	struct coral_kit kit;
-	uint32_t self;
-	struct gcs_core *core;
-	struct coral_cluster_sga *cl;
-	struct coral_grd_map_sga *map;
-	struct coral_grd_dir *dir;
-	struct coral_cache *cache;
-	struct coral_redo *redo;
-	bool fenced;                       /* the node is fenced: no sessions served, no writes */
-	uint64_t next_checkpoint_ms, next_reap_ms;
-	int fds[CORAL_MAX_DATAFILES + 1];
-	bool unsynced[CORAL_MAX_DATAFILES + 1];
-	struct coral_ipc_server *cr_srv;   /* base_port+4: CR copies for other nodes' sessions */
-	uint64_t cr_direct, cr_direct_refused;
-};
 
 /* A waiting session's request keeps where a pin taken for it is recorded (+1; 0: nowhere). */
 enum { W_SESSION, W_SLOT, W_PIN };
@@ -297,208 +279,10 @@ static void h_get(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest
 	gcs_core_get(core(l), g->file, g->block, (int)g->mode, cookie);
 }
 
-static void kind_stats(Coral__GcsKindStats *k, Coral__GcsKindStats **kp, const char *name,
-		       const struct gcs_hist *h)
-{
-	coral__gcs_kind_stats__init(k);
-	k->kind = (char *)name;
-	k->count = h->n;
-	k->avg_us = h->n ? h->sum_us / h->n : 0;
-	k->p99_us = gcs_hist_pct(h, 99.0);
-	*kp = k;
-}
-
-static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
-{
-	struct lmsd *l = d->svc;
-	const struct gcs_stats *s = gcs_core_stats(l->core);
-	Coral__GcsStatsReply r = CORAL__GCS_STATS_REPLY__INIT;
-	/* local hits are counted in the SGA: most never reach lmsd */
-	r.requests = atomic_load(&l->cache->st.gets);
-	r.local_hits = atomic_load(&l->cache->st.local_hits);
-	r.two_way = s->two_way;
-	r.three_way = s->three_way;
-	r.disk_reads = s->disk_reads;
-	r.busy = s->busy;
-	r.retries = s->retries;
-	r.lost = s->lost;
-	r.stale = s->stale;
-	r.invalidations = s->invalidations;
-	r.pi_kept = s->pi_kept;
-	r.pi_dropped = s->pi_dropped;
-	r.writes = s->writes;
-	r.log_forces = s->log_forces;
-	r.cr_served = s->cr_served;
-	r.shipped = s->shipped;
-	r.deferred = s->deferred;
-	r.scn = coral_scn_current(l->cache);
-	r.mastered = s->mastered;
-	r.not_master = s->not_master;
-	r.cr_direct = l->cr_direct;
-	r.cr_direct_refused = l->cr_direct_refused;
-	static const char *const names[GCS_SERVED_NKINDS] = {"?", "local", "2-way", "3-way", "disk", "cr"};
-	Coral__GcsKindStats k[GCS_SERVED_NKINDS], *kp[GCS_SERVED_NKINDS];
-	size_t n = 0;
-	/* local hits are served in the sessions (no latency to speak of): counted above */
-	for (int i = GCS_SERVED_2WAY; i < GCS_SERVED_NKINDS; i++, n++)
-		kind_stats(&k[n], &kp[n], names[i], &s->lat[i]);
-	r.kinds = kp;
-	r.n_kinds = n;
-	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
-	resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_STATS;
-	resp.gcs_stats = &r;
-	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
-}
-
-static void h_block(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
-{
-	struct lmsd *l = d->svc;
-	const Coral__GcsBlockRequest *q = req->gcs_block;
-	Coral__GcsBlockReply r = CORAL__GCS_BLOCK_REPLY__INIT;
-	struct coral_resid id = {.type = CORAL_RES_BLOCK, .id1 = q->file, .id2 = q->block};
-	struct coral_grd_where w;
-	coral_grd_lookup(l->map, &id, &w);
-	r.master = w.master;
-	r.map_version = w.version;
-	Coral__GcsHolder h[CORAL_MAX_NODES], *hp[CORAL_MAX_NODES];
-	char op[96] = "";
-	size_t nh = 0;
-	if (w.master == l->self) {
-		uint32_t bucket = coral_resid_bucket(&id);
-		coral_grd_dir_lock(l->dir, bucket);
-		struct coral_grd_entry *e = coral_grd_dir_find(l->dir, &id);
-		if (e != NULL) {
-			r.found = true;
-			for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
-				int mode = coral_grd_entry_mode(e, n);
-				bool pi = (e->pi >> (n - 1)) & 1;
-				if (mode == 0 && !pi && e->cur != n)
-					continue;
-				coral__gcs_holder__init(&h[nh]);
-				h[nh].node = n;
-				h[nh].mode = (char *)coral_grd_mode_name(true, mode);
-				h[nh].pi = pi;
-				h[nh].current = e->cur == n;
-				hp[nh] = &h[nh];
-				nh++;
-			}
-			r.gen = e->gen;
-			r.disk_scn = e->disk_scn;
-			r.queued = e->nconv;
-			if (e->op_phase)
-				snprintf(op, sizeof(op), "%s for node %u in %s (operation %llu)",
-					 e->op_phase == 1 ? "invalidating" : "transferring", e->op_node,
-					 coral_grd_mode_name(true, e->op_mode), (unsigned long long)e->gen);
-		}
-		coral_grd_dir_unlock(l->dir, bucket);
-	}
-	r.holders = hp;
-	r.n_holders = nh;
-	r.op = op;
-	uint32_t ch = coral_cache_chain(l->cache, q->file, q->block);
-	coral_cache_lock(l->cache, ch);
-	struct coral_buf *b = coral_cache_find(l->cache, q->file, q->block, false);
-	struct coral_buf *p = coral_cache_find(l->cache, q->file, q->block, true);
-	r.local_mode = (char *)coral_grd_mode_name(true, b ? b->mode : 0);
-	r.local_scn = b ? b->scn : p ? p->scn : 0;
-	r.local_dirty = b && (b->flags & CORAL_BUFF_DIRTY);
-	r.local_pi = p != NULL;
-	r.local_pins = b ? (atomic_load(&b->pins) & ~CORAL_BUF_XPIN) + ((atomic_load(&b->pins) & CORAL_BUF_XPIN) ? 1 : 0) : 0;
-	coral_cache_unlock(l->cache, ch);
-	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
-	resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_BLOCK;
-	resp.gcs_block = &r;
-	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
-}
-
-/* ---- consistent-read copies for other nodes' sessions ([cache] cr_direct) --------------- */
-
-/* A session of another node asks for a CR copy straight from this node, which it last saw
- * holding the block. This node's current image in S or X is the newest there is (an X holder
- * has the only current image; S holders exist only while no node holds X), so a copy taken
- * now is at least as new as the moment the session asked. A block being changed (X pin) or
- * not held here is refused; the session then takes the full path through its own lmsd. The
- * port carries nothing else: no control request is accepted on it. */
-static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *data, uint32_t len)
-{
-	struct lmsd *l = arg;
-	/* a CR request is a few dozen bytes: decoded on the stack (no malloc, nothing to free);
-	 * anything bigger fails to decode and is refused */
-	_Alignas(16) uint8_t mem[1024];
-	struct coral_pb_arena ar;
-	coral_pb_arena_init(&ar, mem, sizeof(mem));
-	Coral__CtlRequest *req = coral_ctl_request_decode_in(&ar, data, len);
-	if (req == NULL || req->body_case != CORAL__CTL_REQUEST__BODY_GCS_CR_READ) {
-		coral_ipc_conn_refuse(conn, "not a consistent-read request");
-		return;
-	}
-	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
-	Coral__Header hdr = CORAL__HEADER__INIT;
-	Coral__GcsCrReadReply r = CORAL__GCS_CR_READ_REPLY__INIT;
-	hdr.sender_node = l->self;
-	hdr.sender = (char *)l->d->name;
-	hdr.request_id = coral_ctl_request_id(req);
-	resp.hdr = &hdr;
-	uint32_t file = req->gcs_cr_read->file;
-	uint64_t block = req->gcs_cr_read->block;
-	uint32_t ch = coral_cache_chain(l->cache, file, block);
-	/* a fenced node serves no copies: the full path elsewhere gives the current one */
-	bool fenced = coral_cluster_fenced(l->cl);
-	coral_cache_lock(l->cache, ch);
-	struct coral_buf *b = coral_cache_find(l->cache, file, block, false);
-	bool held = b != NULL && b->mode >= CORAL_BL_S && !fenced;
-	/* a shared pin keeps sessions from changing the image while the socket copies it
-	 * straight out of the buffer (a session wanting X waits those microseconds, as behind
-	 * a local reader); the pin goes before this handler returns, so nothing of lmsd's own
-	 * ever finds it */
-	bool pinned = held && coral_buf_try_pin(b, false);
-	if (pinned)
-		r.scn = b->scn;
-	coral_cache_unlock(l->cache, ch);
-	if (pinned) {
-		l->cr_direct++;
-		r.data.data = (uint8_t *)coral_cache_data(l->cache, coral_cache_index(l->cache, b));
-		r.data.len = l->cache->block_size;
-		resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_CR_READ;
-		resp.gcs_cr_read = &r;
-	} else {
-		l->cr_direct_refused++;
-		resp.code = held ? CORAL_EBUSY : CORAL_ENOENT;
-		resp.error = held ? "being changed here" : "not held here";
-	}
-	coral_ipc_conn_send(conn, &resp.base);
-	if (pinned)
-		coral_cache_unpin(l->cache, b, false);
-}
-
-static int cr_start(struct lmsd *l)
-{
-	const struct coral_conf *conf = &l->d->conf;
-	if (!conf->cache.cr_direct || conf->tls.enabled)
-		return 0;
-	struct coral_ipc_server_opts o = {
-		.tcp_host = l->d->node->host,
-		.tcp_port = (int)(l->d->node->base_port + CORAL_PORT_LMSD_CR),
-		.max_frame = (size_t)conf->cluster.max_frame,
-		/* the same bounds as the daemon's own socket ([lmsd] max_clients, out_queue) */
-		.max_clients = (int)conf->daemon[CORAL_D_LMSD].max_clients,
-		.out_queue = (size_t)conf->daemon[CORAL_D_LMSD].out_queue,
-		.on_frame = on_cr_frame,
-		.arg = l,
-	};
-	char err[256];
-	l->cr_srv = coral_ipc_server_new(l->d->base, &o, err, sizeof(err));
-	if (l->cr_srv == NULL) {
-		log_error("consistent-read port: %s", err);
-		return CORAL_ESYS;
-	}
-	return 0;
-}
-
 static const struct coral_daemon_request lmsd_requests[] = {
 	{CORAL__CTL_REQUEST__BODY_GCS_GET, false, h_get},
-	{CORAL__CTL_REQUEST__BODY_GCS_STATS, false, h_stats},
-	{CORAL__CTL_REQUEST__BODY_GCS_BLOCK, false, h_block},
+	{CORAL__CTL_REQUEST__BODY_GCS_STATS, false, lmsd_h_stats},
+	{CORAL__CTL_REQUEST__BODY_GCS_BLOCK, false, lmsd_h_block},
 };
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
@@ -550,7 +334,7 @@ static int lmsd_init(struct coral_daemon *d)
 	if (rc != 0)
 		return rc;
 	l->next_checkpoint_ms = coral_now_mono_ns() / 1000000ull + (uint64_t)d->conf.cache.checkpoint_ms;
-	return cr_start(l);
+	return lmsd_cr_start(l);
 }
 
 static void lmsd_fini(struct coral_daemon *d)

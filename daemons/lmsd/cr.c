@@ -1,0 +1,93 @@
+/* lmsd's consistent-read port (base_port+4, [cache] cr_direct): a session of another node
+ * reads a CR copy of a block straight from this node, which it last saw holding it. */
+#include "lmsd.h"
+
+#include "errors.h"
+#include "frame.h"
+#include "log.h"
+#include "util.h"
+
+#include <string.h>
+
+/* A session of another node asks for a CR copy straight from this node, which it last saw
+ * holding the block. This node's current image in S or X is the newest there is (an X holder
+ * has the only current image; S holders exist only while no node holds X), so a copy taken
+ * now is at least as new as the moment the session asked. A block being changed (X pin) or
+ * not held here is refused; the session then takes the full path through its own lmsd. The
+ * port carries nothing else: no control request is accepted on it. */
+static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *data, uint32_t len)
+{
+	struct lmsd *l = arg;
+	/* a CR request is a few dozen bytes: decoded on the stack (no malloc, nothing to free);
+	 * anything bigger fails to decode and is refused */
+	_Alignas(16) uint8_t mem[1024];
+	struct coral_pb_arena ar;
+	coral_pb_arena_init(&ar, mem, sizeof(mem));
+	Coral__CtlRequest *req = coral_ctl_request_decode_in(&ar, data, len);
+	if (req == NULL || req->body_case != CORAL__CTL_REQUEST__BODY_GCS_CR_READ) {
+		coral_ipc_conn_refuse(conn, "not a consistent-read request");
+		return;
+	}
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	Coral__GcsCrReadReply r = CORAL__GCS_CR_READ_REPLY__INIT;
+	hdr.sender_node = l->self;
+	hdr.sender = (char *)l->d->name;
+	hdr.request_id = coral_ctl_request_id(req);
+	resp.hdr = &hdr;
+	uint32_t file = req->gcs_cr_read->file;
+	uint64_t block = req->gcs_cr_read->block;
+	uint32_t ch = coral_cache_chain(l->cache, file, block);
+	/* a fenced node serves no copies: the full path elsewhere gives the current one */
+	bool fenced = coral_cluster_fenced(l->cl);
+	coral_cache_lock(l->cache, ch);
+	struct coral_buf *b = coral_cache_find(l->cache, file, block, false);
+	bool held = b != NULL && b->mode >= CORAL_BL_S && !fenced;
+	/* a shared pin keeps sessions from changing the image while the socket copies it
+	 * straight out of the buffer (a session wanting X waits those microseconds, as behind
+	 * a local reader); the pin goes before this handler returns, so nothing of lmsd's own
+	 * ever finds it */
+	bool pinned = held && coral_buf_try_pin(b, false);
+	if (pinned)
+		r.scn = b->scn;
+	coral_cache_unlock(l->cache, ch);
+	if (pinned) {
+		l->cr_direct++;
+		r.data.data = (uint8_t *)coral_cache_data(l->cache, coral_cache_index(l->cache, b));
+		r.data.len = l->cache->block_size;
+		resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_CR_READ;
+		resp.gcs_cr_read = &r;
+	} else {
+		l->cr_direct_refused++;
+		resp.code = held ? CORAL_EBUSY : CORAL_ENOENT;
+		resp.error = held ? "being changed here" : "not held here";
+	}
+	coral_ipc_conn_send(conn, &resp.base);
+	if (pinned)
+		coral_cache_unpin(l->cache, b, false);
+}
+
+int lmsd_cr_start(struct lmsd *l)
+{
+	const struct coral_conf *conf = &l->d->conf;
+	if (!conf->cache.cr_direct || conf->tls.enabled)
+		return 0;
+	struct coral_ipc_server_opts o = {
+		.tcp_host = l->d->node->host,
+		.tcp_port = (int)(l->d->node->base_port + CORAL_PORT_LMSD_CR),
+		.max_frame = (size_t)conf->cluster.max_frame,
+		/* the same bounds as the daemon's own socket ([lmsd] max_clients, out_queue) */
+		.max_clients = (int)conf->daemon[CORAL_D_LMSD].max_clients,
+		.out_queue = (size_t)conf->daemon[CORAL_D_LMSD].out_queue,
+		.on_frame = on_cr_frame,
+		.arg = l,
+	};
+	char err[256];
+	l->cr_srv = coral_ipc_server_new(l->d->base, &o, err, sizeof(err));
+	if (l->cr_srv == NULL) {
+		log_error("consistent-read port: %s", err);
+		return CORAL_ESYS;
+	}
+	return 0;
+}
+

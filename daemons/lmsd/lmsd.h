@@ -1,0 +1,46 @@
+/* lmsd's state, shared by its wiring (lmsd.c: the kit, the GCS core's operations on data
+ * files and the log, sessions' block requests, the tick), its status requests (ctl.c) and its
+ * consistent-read port (cr.c). */
+#ifndef CORAL_LMSD_LMSD_H
+#define CORAL_LMSD_LMSD_H
+
+#include "gcs.h"
+
+#include "bufcache.h"
+#include "cluster.h"
+#include "ctl.h"
+#include "daemon.h"
+#include "grd.h"
+#include "ipc.h"
+#include "kit.h"
+#include "redo.h"
+#include "storage.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct lmsd {
+	struct coral_daemon *d;
+	struct coral_kit kit;
+	uint32_t self;
+	struct gcs_core *core;
+	struct coral_cluster_sga *cl;
+	struct coral_grd_map_sga *map;
+	struct coral_grd_dir *dir;
+	struct coral_cache *cache;
+	struct coral_redo *redo;
+	bool fenced;                       /* the node is fenced: no sessions served, no writes */
+	uint64_t next_checkpoint_ms, next_reap_ms;
+	int fds[CORAL_MAX_DATAFILES + 1];
+	bool unsynced[CORAL_MAX_DATAFILES + 1];
+	struct coral_ipc_server *cr_srv;   /* base_port+4: CR copies for other nodes' sessions */
+	uint64_t cr_direct, cr_direct_refused;
+};
+
+/* ctl.c: coralctl gcs stats, gcs block */
+void lmsd_h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req);
+void lmsd_h_block(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req);
+/* cr.c: the consistent-read port on base_port+4 ([cache] cr_direct) */
+int lmsd_cr_start(struct lmsd *l);
+
+#endif
