@@ -76,6 +76,8 @@ static int grd_status(void)
 		json_object_set_new(o, "granted", json_integer((json_int_t)s->granted));
 		json_object_set_new(o, "retried", json_integer((json_int_t)s->retried));
 		json_object_set_new(o, "refused", json_integer((json_int_t)s->refused));
+		json_object_set_new(o, "records_refused", json_integer((json_int_t)s->records_refused));
+		json_object_set_new(o, "messages_refused", json_integer((json_int_t)s->messages_refused));
 		json_object_set_new(o, "remastered_buckets", json_integer((json_int_t)s->remastered_buckets));
 		json_object_set_new(o, "remastered_resources", json_integer((json_int_t)s->remastered_resources));
 		json_object_set_new(o, "remaster_bytes", json_integer((json_int_t)s->remaster_bytes));
@@ -109,6 +111,9 @@ static int grd_status(void)
 	printf("client requests from this node: %llu, granted %llu, retried %llu, refused %llu\n",
 	       (unsigned long long)s->requests, (unsigned long long)s->granted, (unsigned long long)s->retried,
 	       (unsigned long long)s->refused);
+	if (s->records_refused || s->messages_refused)
+		printf("refused: %llu map records that disagree with raftd's membership, %llu messages\n",
+		       (unsigned long long)s->records_refused, (unsigned long long)s->messages_refused);
 	if (s->move && s->move[0])
 		printf("in flight: %s\n", s->move);
 	coral_ctl_response_free(resp);

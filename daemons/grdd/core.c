@@ -22,6 +22,8 @@ void grd_core_free(struct grd_core *c);
 
 void grd_log(struct grd_core *c, int level, const char *fmt, ...)
 {
+	if (c)
+		free(c->held_rec);
 	char buf[512];
 	va_list ap;
 	va_start(ap, fmt);
@@ -272,6 +274,12 @@ void grd_core_set_cluster(struct grd_core *c, uint32_t leader, bool fenced,
 		memcpy(c->members, m, c->nmembers * sizeof(*m));
 	if (leader != c->self && c->mv.state == MV_FREEZING)
 		grd_move_abort(c, CORAL_ENOTLEADER, "this node is no longer the coordinator");
+	if (c->held_rec != NULL && c->nmembers > 0) {
+		uint8_t *buf = c->held_rec;
+		c->held_rec = NULL;
+		grd_core_apply(c, buf, c->held_len, c->held_index);
+		free(buf);
+	}
 }
 
 /* Who may send a message: any node the interconnect let in, the coordinator (the grdd next

@@ -70,6 +70,7 @@ struct grd_stats {
 	uint64_t recovery_refusals, full_refusals, proposals, dropped_unowned, shipped_entries;
 	uint64_t shipped_bytes, staged_entries, rebuilt_entries, abandoned, store_conflicts;
 	uint64_t msgs_refused;
+	uint64_t records_refused;   /* map records that disagree with raftd's membership: never applied */
 };
 
 struct grd_core;

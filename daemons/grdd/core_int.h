@@ -115,6 +115,9 @@ struct grd_core {
 	size_t nmembers;
 
 	Coral__GrdMapRecord *rec;         /* the applied record (NULL: none yet) */
+	uint8_t *held_rec;                /* one that came before raftd's view: checked once it does */
+	size_t held_len;
+	uint64_t held_index;
 	uint64_t rec_index;
 	bool store_read;                  /* the store has been read once (absent or not) */
 

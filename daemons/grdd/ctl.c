@@ -108,6 +108,8 @@ void grdd_h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 	r.granted = st->granted;
 	r.retried = st->retried;
 	r.refused = st->refused;
+	r.records_refused = st->records_refused;
+	r.messages_refused = st->msgs_refused;
 	r.remastered_buckets = atomic_load(&g->map->remastered_buckets);
 	r.remastered_resources = atomic_load(&g->map->remastered_resources);
 	r.remaster_bytes = atomic_load(&g->map->remaster_bytes);

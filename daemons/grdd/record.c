@@ -402,6 +402,55 @@ static int publish(struct grd_core *c, const Coral__GrdMapRecord *r, uint64_t in
 	return rc;
 }
 
+static bool known_member(const struct grd_core *c, uint32_t id)
+{
+	for (size_t i = 0; i < c->nmembers; i++)
+		if (c->members[i].id == id)
+			return true;
+	return false;
+}
+
+/* Why a record that decodes cannot be trusted (raftd's store takes what an admin or grdd
+ * writes, so a record is checked against what raftd says before it is applied), or NULL:
+ * every member on its ring and its coordinator are members raftd knows, no node twice, every
+ * override names a node of the ring, every lost node is a node id. */
+static const char *untrusted(const struct grd_core *c, const Coral__GrdMapRecord *r, char *why, size_t n)
+{
+	if (r->n_members == 0 || r->n_members > CORAL_MAX_NODES)
+		return snprintf(why, n, "%zu members on its ring", r->n_members), why;
+	for (size_t i = 0; i < r->n_members; i++) {
+		if (!known_member(c, r->members[i]))
+			return snprintf(why, n, "node %u on its ring is not a member raftd knows", r->members[i]), why;
+		if (in_u32(r->members, i, r->members[i]))
+			return snprintf(why, n, "node %u is on its ring twice", r->members[i]), why;
+	}
+	if (r->coordinator != 0 && !known_member(c, r->coordinator))
+		return snprintf(why, n, "its coordinator, node %u, is not a member raftd knows", r->coordinator), why;
+	for (size_t i = 0; i < r->n_bucket_overrides; i++)
+		if (!in_u32(r->members, r->n_members, r->bucket_overrides[i]->node))
+			return snprintf(why, n, "a bucket override names node %u, not on its ring", r->bucket_overrides[i]->node), why;
+	for (size_t i = 0; i < r->n_res_overrides; i++)
+		if (!in_u32(r->members, r->n_members, r->res_overrides[i]->node))
+			return snprintf(why, n, "a resource override names node %u, not on its ring", r->res_overrides[i]->node), why;
+	for (size_t i = 0; i < r->n_lost; i++)
+		if (r->lost[i]->node < 1 || r->lost[i]->node > CORAL_MAX_NODES)
+			return snprintf(why, n, "it lists node %u as lost", r->lost[i]->node), why;
+	return NULL;
+}
+
+/* Keeps a record that came before raftd's view until the view comes (grd_core_set_cluster). */
+static void hold(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t index)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+	if (copy == NULL)
+		return;
+	memcpy(copy, buf, len);
+	free(c->held_rec);
+	c->held_rec = copy;
+	c->held_len = len;
+	c->held_index = index;
+}
+
 void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t index)
 {
 	c->store_read = true;
@@ -412,7 +461,24 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 		grd_log(c, CORAL_LOG_WARNING, "the map record at index %llu cannot be decoded; ignored", (unsigned long long)index);
 		return;
 	}
-	if (r->version <= version(c) || publish(c, r, index) != 0) {
+	if (r->version <= version(c)) {
+		grd_record_free(r);
+		return;
+	}
+	if (c->nmembers == 0) {
+		hold(c, buf, len, index);
+		grd_record_free(r);
+		return;
+	}
+	char why[160];
+	if (untrusted(c, r, why, sizeof(why))) {
+		c->st.records_refused++;
+		grd_log(c, CORAL_LOG_WARNING, "map record version %llu at index %llu refused, not applied: %s",
+			(unsigned long long)r->version, (unsigned long long)index, why);
+		grd_record_free(r);
+		return;
+	}
+	if (publish(c, r, index) != 0) {
 		grd_record_free(r);
 		return;
 	}

@@ -1,7 +1,9 @@
 /* grdd's core, driven by hand: one node's core with the directory on the heap, its messages
  * captured. A move ships a block's entry only once the cache-fusion operation under way on it
  * is over (shipped in the middle, the new master believed the old holder still had the
- * image, granted it again from the disk, and coral-bank lost transfers). */
+ * image, granted it again from the disk, and coral-bank lost transfers). A map record that
+ * disagrees with raftd's membership is refused, never applied (one naming a node 99, written
+ * into raftd's store by anyone, once made grdd drop its directory and the bank lost money). */
 #include "core.h"
 
 #include "errors.h"
@@ -142,4 +144,107 @@ Test(grd_core, a_block_entry_ships_only_once_its_operation_is_over)
 	free(map);
 	free(dir);
 	free(held);
+}
+
+/* A core of node 1 leading members 1 and 2, with map version 1 applied. */
+struct one {
+	struct coral_grd_map_sga *map;
+	struct coral_grd_dir *dir, *held;
+	struct grd_core *c;
+	struct coral_grd_conf gc;
+};
+
+static void one_start(struct one *o, bool view_first)
+{
+	o->gc = (struct coral_grd_conf){
+		.directory_entries = 64, .held_entries = 64, .max_overrides = 8, .remaster_bandwidth = 1000000,
+		.freeze_timeout_ms = 5000, .request_timeout_ms = 1500, .max_pending = 16,
+	};
+	struct coral_conf cf;
+	memset(&cf, 0, sizeof(cf));
+	cf.grd = o->gc;
+	size_t msz = coral_grd_map_sga_size(&cf), dsz = coral_grd_dir_size(64);
+	o->map = calloc(1, msz);
+	o->dir = calloc(1, dsz);
+	o->held = calloc(1, dsz);
+	cr_assert_eq(coral_grd_map_sga_init(o->map, msz, &cf, NULL), 0);
+	cr_assert_eq(coral_grd_dir_init(o->dir, dsz, 64), 0);
+	cr_assert_eq(coral_grd_dir_init(o->held, dsz, 64), 0);
+	struct grd_core_ops ops = {op_send, op_store, op_answer, op_remastered, NULL, NULL};
+	o->c = grd_core_new(1, &o->gc, o->map, o->dir, o->held, &ops);
+	struct grd_member m[2] = {{1, 1, true, true}, {2, 1, true, true}};
+	uint32_t members[2] = {1, 2};
+	Coral__GrdMapRecord r = CORAL__GRD_MAP_RECORD__INIT;
+	r.version = 1;
+	r.members = members;
+	r.n_members = 2;
+	r.coordinator = 1;
+	size_t len;
+	uint8_t *buf = grd_record_pack(&r, &len);
+	if (view_first)
+		grd_core_set_cluster(o->c, 1, false, m, 2);
+	grd_core_apply(o->c, buf, len, 1);
+	free(buf);
+	if (!view_first) {
+		cr_expect_eq(grd_core_version(o->c), 0, "applied before raftd's view came");
+		grd_core_set_cluster(o->c, 1, false, m, 2);
+	}
+	cr_assert_eq(grd_core_version(o->c), 1);
+}
+
+static void one_stop(struct one *o)
+{
+	grd_core_free(o->c);
+	free(o->map);
+	free(o->dir);
+	free(o->held);
+}
+
+Test(grd_core, a_record_naming_a_node_raftd_does_not_know_is_refused)
+{
+	struct one o;
+	one_start(&o, true);
+	uint32_t members[3] = {1, 2, 99};
+	Coral__GrdMapRecord r = CORAL__GRD_MAP_RECORD__INIT;
+	r.version = 2;
+	r.members = members;
+	r.n_members = 3;
+	r.coordinator = 1;
+	size_t len;
+	uint8_t *buf = grd_record_pack(&r, &len);
+	grd_core_apply(o.c, buf, len, 2);
+	cr_expect_eq(grd_core_version(o.c), 1, "a record naming node 99 was applied");
+	cr_expect_eq(grd_core_stats(o.c)->records_refused, 1);
+	/* a bucket override to a node off the ring, and a node twice, likewise */
+	Coral__GrdBucketOverride bo = CORAL__GRD_BUCKET_OVERRIDE__INIT, *bop = &bo;
+	bo.bucket = 7;
+	bo.node = 3;
+	r.n_members = 2;
+	r.bucket_overrides = &bop;
+	r.n_bucket_overrides = 1;
+	free(buf);
+	buf = grd_record_pack(&r, &len);
+	grd_core_apply(o.c, buf, len, 3);
+	members[1] = 1;
+	r.n_bucket_overrides = 0;
+	free(buf);
+	buf = grd_record_pack(&r, &len);
+	grd_core_apply(o.c, buf, len, 4);
+	cr_expect_eq(grd_core_version(o.c), 1);
+	cr_expect_eq(grd_core_stats(o.c)->records_refused, 3);
+	/* the real next version goes in */
+	members[1] = 2;
+	free(buf);
+	buf = grd_record_pack(&r, &len);
+	grd_core_apply(o.c, buf, len, 5);
+	cr_expect_eq(grd_core_version(o.c), 2);
+	free(buf);
+	one_stop(&o);
+}
+
+Test(grd_core, a_record_read_before_raftds_view_is_applied_once_it_comes)
+{
+	struct one o;
+	one_start(&o, false);
+	one_stop(&o);
 }
