@@ -130,6 +130,18 @@ static const struct coral_opt coral__raft_opts[] = {
 	    "comma-separated node ids that found the cluster on first start (empty: every node in this file)"),
 	OPT(coral_raft_conf, http, BOOL, "yes", 0, 1, false,
 	    "serve the HTTP/JSON API on base_port+1"),
+	OPT(coral_raft_conf, http_bind, STR, "", 0, 200, false,
+	    "address the HTTP API listens on (empty: the node's host)"),
+	OPT(coral_raft_conf, http_token_file, STR, "", 0, 200, false,
+	    "file holding the token an HTTP write or delete must carry (Authorization: Bearer TOKEN); it must "
+	    "not be readable by others. Empty: HTTP takes no writes (with [tls] on, a client certificate of "
+	    "the cluster's CA is the identity instead)"),
+	OPT(coral_raft_conf, http_open_reads, BOOL, "yes", 0, 1, false,
+	    "HTTP reads need no identity (no: the token or a client certificate, as writes do)"),
+	OPT(coral_raft_conf, http_max_header, SIZE, "8K", 1024, 1 << 20, false,
+	    "bytes of one HTTP request's headers; a longer request is refused (431)"),
+	OPT(coral_raft_conf, http_idle_ms, INT, "30000", 100, 3600000, false,
+	    "an HTTP connection idle this long is closed"),
 };
 
 static const struct coral_opt coral__interconnect_opts[] = {

@@ -130,6 +130,11 @@ struct coral_raft_conf {
 	int64_t history_size;
 	char founders[CORAL_STR_MAX];  /* ids that found the cluster; empty: every configured node */
 	int64_t http;                  /* serve HTTP/JSON on base_port+1 */
+	char http_bind[CORAL_STR_MAX]; /* the address it listens on; empty: the node's host */
+	char http_token_file[CORAL_STR_MAX]; /* the admin token HTTP writes must carry */
+	int64_t http_open_reads;       /* reads need no identity */
+	int64_t http_max_header;       /* bytes of a request's headers */
+	int64_t http_idle_ms;          /* a connection idle this long is closed */
 };
 
 /* TCP between the same daemon on every node. */

@@ -739,6 +739,20 @@ fail:
 	return NULL;
 }
 
+SSL_CTX *coral_tls_ctx_from_conf(const struct coral_conf *conf, const struct coral_node_conf *node, char *err,
+				 size_t errsz)
+{
+	struct coral_net_opts o;
+	struct coral_net_files files;
+	if (!conf->tls.enabled) {
+		snprintf(err, errsz, "[tls] is not enabled");
+		return NULL;
+	}
+	if (coral_net_opts_from_conf(&o, &files, conf, node, "tls", 0, 0, 0, err, errsz) != 0)
+		return NULL;
+	return tls_ctx(&o, err, errsz);
+}
+
 struct coral_net *coral_net_new(struct event_base *base, const struct coral_net_opts *o, char *err,
 				size_t errsz)
 {

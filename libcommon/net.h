@@ -108,6 +108,13 @@ int coral_net_opts_from_conf(struct coral_net_opts *o, struct coral_net_files *f
 			     const char *daemon, int port_offset, uint64_t incarnation, uint64_t seed,
 			     char *err, size_t errsz);
 /* Adds every configured node but this one as a peer, at base_port + port_offset. */
+/* A TLS context with this node's certificate ([tls], %n resolved) that requires the peer's
+ * and verifies it against the cluster's CA: for the node's other ports (raftd's HTTPS,
+ * lmsd's consistent-read port). NULL with err when [tls] is off or a file does not load. */
+typedef struct ssl_ctx_st SSL_CTX;
+SSL_CTX *coral_tls_ctx_from_conf(const struct coral_conf *conf, const struct coral_node_conf *node, char *err,
+				 size_t errsz);
+
 void coral_net_add_conf_peers(struct coral_net *net, const struct coral_conf *conf, uint32_t self,
 			      int port_offset);
 

@@ -35,8 +35,12 @@ fi
 rm -rf "$DIR"
 mkdir -p "$DIR"
 CONF=$DIR/coral.conf
+# HTTP writes carry the admin token of [raft] http_token_file
+TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+(umask 077; echo "$TOKEN" > "$DIR/http.token")
 sed -e "s#/tmp/coral#$DIR/coral#g" -e 's/^name = coral$/name = bench/' \
-    -e 's/^base_port = 7\([123]\)00$/base_port = 17\100/' etc/coral.conf > "$CONF"
+    -e 's/^base_port = 7\([123]\)00$/base_port = 17\100/' \
+    -e "s#^http_token_file =\$#http_token_file = $DIR/http.token#" etc/coral.conf > "$CONF"
 node="$B/tools/coral-node -c $CONF"
 ctl="$B/tools/coralctl -c $CONF"
 
@@ -93,7 +97,7 @@ echo "raftd leader: node $rl; etcd leader: e$el"
 
 # hey against one system; prints "writes/s p50_ms p99_ms errors"
 hey_raftd() { # CLIENTS
-  hey -z "${SECS}s" -c "$1" -m PUT -d 'v' "$(raftd_url "$(raftd_leader)")/v1/kv/bench" > "$DIR/hey.out" 2>&1
+  hey -z "${SECS}s" -c "$1" -m PUT -H "Authorization: Bearer $TOKEN" -d 'v' "$(raftd_url "$(raftd_leader)")/v1/kv/bench" > "$DIR/hey.out" 2>&1
   hey_parse
 }
 hey_etcd() { # CLIENTS; key "bench", value "v" in base64
@@ -140,7 +144,7 @@ done
 
 # Failover: kill -9 the leader, then put through a surviving member until one succeeds.
 now_ms() { date +%s%3N; }
-put_raftd() { curl -s -o /dev/null -w '%{http_code}' --max-time 1 -X PUT -d v "$(raftd_url "$1")/v1/kv/failover" | grep -q 200; }
+put_raftd() { curl -s -o /dev/null -w '%{http_code}' --max-time 1 -H "Authorization: Bearer $TOKEN" -X PUT -d v "$(raftd_url "$1")/v1/kv/failover" | grep -q 200; }
 put_etcd() { curl -s --max-time 1 -X POST -d '{"key":"ZmFpbG92ZXI=","value":"dg=="}' "$(etcd_url "$1")/v3/kv/put" | grep -q '"revision"'; }
 # Each sets ms; not run in $(...), which would lose etcd_pid of a restarted member.
 failover_raftd() {

@@ -48,9 +48,11 @@ $ctl -n 2 cluster members
 
 other=$(( leader % 3 + 1 ))
 say "kv put through node $other, get from every node (linearizable reads)"
-$ctl -n "$other" kv put grd/bucket-map/overrides '{"17":2}'
-for n in 1 2 3; do printf 'node %s: ' "$n"; $ctl -n "$n" kv get grd/bucket-map/overrides; done
-printf 'HTTP on node 3: '; curl -s "http://127.0.0.1:7301/v1/kv/grd/bucket-map/overrides" || echo "(curl not installed)"
+$ctl -n "$other" kv put app/settings '{"batch":17}'
+for n in 1 2 3; do printf 'node %s: ' "$n"; $ctl -n "$n" kv get app/settings; done
+printf 'HTTP on node 3: '; curl -s "http://127.0.0.1:7301/v1/kv/app/settings" || echo "(curl not installed)"
+printf 'HTTP write without a token: '; curl -s -X PUT -d x "http://127.0.0.1:7301/v1/kv/app/settings" || true
+printf 'grd/map written by anyone but grdd: '; $ctl -n 1 kv put grd/map junk 2>&1 || true
 
 victim=$(cat /tmp/coral/node$leader/raftd.pid)
 say "kill -9 raftd of the leader, node $leader (pid $victim); time to the first commit under a new leader"

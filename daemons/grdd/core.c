@@ -22,8 +22,6 @@ void grd_core_free(struct grd_core *c);
 
 void grd_log(struct grd_core *c, int level, const char *fmt, ...)
 {
-	if (c)
-		free(c->held_rec);
 	char buf[512];
 	va_list ap;
 	va_start(ap, fmt);
@@ -197,6 +195,7 @@ void grd_core_free(struct grd_core *c)
 		return;
 	if (c->rec)
 		grd_record_free(c->rec);
+	free(c->held_rec);
 	grd_move_clear(&c->mv);
 	for (size_t i = 0; i < c->nrebuild; i++) {
 		free(c->rebuild[i].bitmap);
@@ -269,12 +268,16 @@ void grd_core_set_cluster(struct grd_core *c, uint32_t leader, bool fenced,
 {
 	c->leader = leader;
 	c->fenced = fenced;
-	c->nmembers = n < CORAL_MAX_NODES ? n : CORAL_MAX_NODES;
+	n = n < CORAL_MAX_NODES ? n : CORAL_MAX_NODES;
+	bool view_changed = n != c->nmembers;
+	for (size_t i = 0; i < n && !view_changed; i++)
+		view_changed = m[i].id != c->members[i].id;
+	c->nmembers = n;
 	if (c->nmembers)
 		memcpy(c->members, m, c->nmembers * sizeof(*m));
 	if (leader != c->self && c->mv.state == MV_FREEZING)
 		grd_move_abort(c, CORAL_ENOTLEADER, "this node is no longer the coordinator");
-	if (c->held_rec != NULL && c->nmembers > 0) {
+	if (c->held_rec != NULL && c->nmembers > 0 && view_changed) {
 		uint8_t *buf = c->held_rec;
 		c->held_rec = NULL;
 		grd_core_apply(c, buf, c->held_len, c->held_index);

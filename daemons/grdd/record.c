@@ -410,35 +410,40 @@ static bool known_member(const struct grd_core *c, uint32_t id)
 	return false;
 }
 
-/* Why a record that decodes cannot be trusted (raftd's store takes what an admin or grdd
- * writes, so a record is checked against what raftd says before it is applied), or NULL:
- * every member on its ring and its coordinator are members raftd knows, no node twice, every
- * override names a node of the ring, every lost node is a node id. */
-static const char *untrusted(const struct grd_core *c, const Coral__GrdMapRecord *r, char *why, size_t n)
+/* Whether a record that decodes can be trusted (raftd's store takes what grdd writes, so a
+ * record is checked against what raftd says before it is applied): REC_OK; REC_WAIT when it
+ * names a node raftd's view here does not know (yet: this node's raftd may lag the leader's,
+ * so it waits for a view that does, and is never applied before); REC_BAD, with why, when it
+ * cannot be right: no node twice on its ring, every override naming a node of the ring,
+ * every lost node a node id. */
+enum { REC_OK, REC_WAIT, REC_BAD };
+
+static int untrusted(const struct grd_core *c, const Coral__GrdMapRecord *r, char *why, size_t n)
 {
 	if (r->n_members == 0 || r->n_members > CORAL_MAX_NODES)
-		return snprintf(why, n, "%zu members on its ring", r->n_members), why;
-	for (size_t i = 0; i < r->n_members; i++) {
-		if (!known_member(c, r->members[i]))
-			return snprintf(why, n, "node %u on its ring is not a member raftd knows", r->members[i]), why;
+		return snprintf(why, n, "%zu members on its ring", r->n_members), REC_BAD;
+	for (size_t i = 0; i < r->n_members; i++)
 		if (in_u32(r->members, i, r->members[i]))
-			return snprintf(why, n, "node %u is on its ring twice", r->members[i]), why;
-	}
-	if (r->coordinator != 0 && !known_member(c, r->coordinator))
-		return snprintf(why, n, "its coordinator, node %u, is not a member raftd knows", r->coordinator), why;
+			return snprintf(why, n, "node %u is on its ring twice", r->members[i]), REC_BAD;
 	for (size_t i = 0; i < r->n_bucket_overrides; i++)
 		if (!in_u32(r->members, r->n_members, r->bucket_overrides[i]->node))
-			return snprintf(why, n, "a bucket override names node %u, not on its ring", r->bucket_overrides[i]->node), why;
+			return snprintf(why, n, "a bucket override names node %u, not on its ring", r->bucket_overrides[i]->node), REC_BAD;
 	for (size_t i = 0; i < r->n_res_overrides; i++)
 		if (!in_u32(r->members, r->n_members, r->res_overrides[i]->node))
-			return snprintf(why, n, "a resource override names node %u, not on its ring", r->res_overrides[i]->node), why;
+			return snprintf(why, n, "a resource override names node %u, not on its ring", r->res_overrides[i]->node), REC_BAD;
 	for (size_t i = 0; i < r->n_lost; i++)
 		if (r->lost[i]->node < 1 || r->lost[i]->node > CORAL_MAX_NODES)
-			return snprintf(why, n, "it lists node %u as lost", r->lost[i]->node), why;
-	return NULL;
+			return snprintf(why, n, "it lists node %u as lost", r->lost[i]->node), REC_BAD;
+	for (size_t i = 0; i < r->n_members; i++)
+		if (!known_member(c, r->members[i]))
+			return snprintf(why, n, "node %u on its ring is not a member raftd knows", r->members[i]), REC_WAIT;
+	if (r->coordinator != 0 && !known_member(c, r->coordinator))
+		return snprintf(why, n, "its coordinator, node %u, is not a member raftd knows", r->coordinator), REC_WAIT;
+	return REC_OK;
 }
 
-/* Keeps a record that came before raftd's view until the view comes (grd_core_set_cluster). */
+/* Keeps a record that waits for raftd's view (none yet, or one without a node it names)
+ * until the view changes (grd_core_set_cluster); a newer record replaces it. */
 static void hold(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t index)
 {
 	uint8_t *copy = malloc(len ? len : 1);
@@ -471,7 +476,16 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 		return;
 	}
 	char why[160];
-	if (untrusted(c, r, why, sizeof(why))) {
+	int trust = untrusted(c, r, why, sizeof(why));
+	if (trust == REC_WAIT) {
+		if (c->held_rec == NULL || c->held_index != index)
+			grd_log(c, CORAL_LOG_NOTICE, "map record version %llu at index %llu waits for raftd's view here: %s",
+				(unsigned long long)r->version, (unsigned long long)index, why);
+		hold(c, buf, len, index);
+		grd_record_free(r);
+		return;
+	}
+	if (trust == REC_BAD) {
 		c->st.records_refused++;
 		grd_log(c, CORAL_LOG_WARNING, "map record version %llu at index %llu refused, not applied: %s",
 			(unsigned long long)r->version, (unsigned long long)index, why);

@@ -353,6 +353,35 @@ static void h_remove_node(struct coral_daemon *d, uint64_t conn, const Coral__Ct
 		pending_answer(r, p, rc, p->error);
 }
 
+/* Keys a daemon keeps, by prefix. */
+static const struct {
+	const char *prefix, *owner;
+} owned_keys[] = {
+	{"grd/", "grdd"}, {"lmsd/", "lmsd"}, {"lmdd/", "lmdd"}, {"smond/", "smond"}, {"replicad/", "replicad"},
+	{"rsrcmgrd/", "rsrcmgrd"},
+};
+
+const char *api_key_owner(const char *key)
+{
+	for (size_t i = 0; i < CORAL_ARRAY_LEN(owned_keys); i++)
+		if (strncmp(key, owned_keys[i].prefix, strlen(owned_keys[i].prefix)) == 0)
+			return owned_keys[i].owner;
+	return NULL;
+}
+
+/* The name of a local process (its /proc/PID/comm), or "?". */
+static void proc_name(int pid, char *out, size_t n)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL || fgets(out, (int)n, f) == NULL)
+		coral_strlcpy(out, "?", n);
+	if (f)
+		fclose(f);
+	out[strcspn(out, "\n")] = '\0';
+}
+
 /* Shared by the control socket and HTTP: a kv operation on a pending request. */
 int api_kv_submit(struct raftd *r, struct pending *p, Coral__KvOp op, const char *key,
 		  const uint8_t *value, size_t vlen, bool cas, uint64_t expect_index)
@@ -395,9 +424,22 @@ static void h_kv(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest 
 	struct raftd *r = d->svc;
 	const Coral__KvRequest *k = req->kv;
 	bool write = k->op == CORAL__KV_OP__KV_PUT || k->op == CORAL__KV_OP__KV_DEL;
-	if (write && !coral_ipc_conn_peer(coral_ipc_server_conn(d->ipc, conn))->admin) {
+	const struct coral_ipc_peer *peer = coral_ipc_conn_peer(coral_ipc_server_conn(d->ipc, conn));
+	if (write && !peer->admin) {
 		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_EPERM,
 					  "kv put and del need admin rights");
+		return;
+	}
+	/* a daemon's own keys: only that daemon writes them (the peer's process, by SO_PEERCRED's
+	 * pid, not the name a request gives itself) */
+	const char *owner = write && k->key ? api_key_owner(k->key) : NULL;
+	char who[32];
+	if (owner)
+		proc_name((int)peer->pid, who, sizeof(who));
+	if (owner && strcmp(who, owner) != 0) {
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_EPERM,
+					  "%s is kept by %s and written by it only (this request came from pid %d, %s)",
+					  k->key, owner, (int)peer->pid, who);
 		return;
 	}
 	struct pending *p = ctl_pending(r, RQ_KV_GET, conn, req);

@@ -1,5 +1,12 @@
 /* raftd's HTTP/JSON API on base_port+1 (/v1/kv/KEY, /v1/members, /v1/status): each request
- * becomes a pending request of origin OR_HTTP, answered as JSON once consensus is done. */
+ * becomes a pending request of origin OR_HTTP, answered as JSON once consensus is done.
+ *
+ * Who may do what: a write or delete needs an identity, the token of [raft] http_token_file
+ * (Authorization: Bearer TOKEN, compared in constant time) or, with [tls] on (HTTPS on the
+ * same port), the client certificate the cluster's CA signed, which the handshake already
+ * required. Reads need none unless http_open_reads is off. Keys a daemon keeps (grd/ and the
+ * prefixes of the daemons to come) are never written over HTTP, only by their daemon through
+ * its Unix socket. Headers, body and idle time are bounded. */
 #include "raftd.h"
 
 #include "errors.h"
@@ -12,7 +19,13 @@
 #include <event2/keyvalq_struct.h>
 #include <sys/queue.h>
 #include <jansson.h>
+#include <event2/bufferevent_ssl.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +205,52 @@ static void http_client_gone(struct evhttp_connection *evcon, void *arg)
 		p->http = NULL;  /* libevent frees the request; the answer is dropped */
 }
 
+/* ---- identity ------------------------------------------------------------------------ */
+
+enum { ID_NONE, ID_WRONG, ID_OK };
+
+/* Who is asking: a verified client certificate (HTTPS), the right token, a wrong one, or
+ * nothing. */
+static int identity(const struct raftd *r, struct evhttp_request *req)
+{
+	if (r->http_ssl != NULL)
+		return ID_OK; /* the handshake required a certificate the cluster's CA signed */
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	if (h == NULL)
+		return ID_NONE;
+	if (r->http_token == NULL || strncmp(h, "Bearer ", 7) != 0)
+		return ID_WRONG;
+	const char *t = h + 7;
+	size_t n = strlen(t), want = strlen(r->http_token);
+	/* the same work whatever the length, and no early exit on the first differing byte */
+	bool ok = n == want;
+	ok &= CRYPTO_memcmp(t, r->http_token, ok ? want : 0) == 0;
+	return ok ? ID_OK : ID_WRONG;
+}
+
+/* Refuses a request without the identity it needs (401 none given, 403 a wrong one). */
+static bool refused_identity(struct raftd *r, struct evhttp_request *req, bool write)
+{
+	if (!write && r->rc->http_open_reads)
+		return false;
+	int id = identity(r, req);
+	if (id == ID_OK)
+		return false;
+	json_t *o = json_object();
+	json_object_set_new(o, "error", json_string(
+		id == ID_NONE ? (r->http_token ? "this needs an identity: Authorization: Bearer TOKEN ([raft] http_token_file)"
+					       : "HTTP takes no writes here: no [raft] http_token_file (and [tls] is off); "
+						 "use coralctl kv")
+			      : "wrong token"));
+	json_object_set_new(o, "code", json_string(coral_strerror(CORAL_EPERM)));
+	if (id == ID_NONE)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+	http_send_json(req, id == ID_NONE ? 401 : 403, o);
+	json_decref(o);
+	r->http_refused++;
+	return true;
+}
+
 static void http_cb(struct evhttp_request *req, void *arg)
 {
 	struct raftd *r = arg;
@@ -212,6 +271,8 @@ static void http_cb(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	struct pending *p = NULL;
 	int rc = 0;
+	if (refused_identity(r, req, cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD))
+		goto out;
 	if (path && strcmp(path, "/v1/status") == 0 && cmd == EVHTTP_REQ_GET) {
 		json_t *o = json_status(r);
 		http_send_json(req, 200, o);
@@ -242,8 +303,13 @@ static void http_cb(struct evhttp_request *req, void *arg)
 		}
 	} else {
 		char *key = path[6] ? evhttp_uridecode(path + 7, 0, NULL) : strdup("");
+		const char *owner = key ? api_key_owner(key) : NULL;
 		if (key == NULL) {
 			rc = CORAL_ENOMEM;
+		} else if (owner && cmd != EVHTTP_REQ_GET) {
+			rc = CORAL_EPERM;
+			snprintf(p->error, sizeof(p->error), "%s is kept by %s: it writes it itself, through its Unix socket; "
+				 "never over HTTP", key, owner);
 		} else if (cmd == EVHTTP_REQ_GET && (key[0] == '\0' || prefix)) {
 			rc = api_kv_submit(r, p, CORAL__KV_OP__KV_LIST, prefix ? prefix : key, NULL, 0, false, 0);
 		} else if (cmd == EVHTTP_REQ_GET) {
@@ -273,6 +339,48 @@ out:
 	evhttp_uri_free(u);
 }
 
+/* The token of [raft] http_token_file: not readable by others, at least 16 characters, the
+ * first line of the file. */
+static int load_token(struct raftd *r, char *err, size_t errsz)
+{
+	const char *path = r->rc->http_token_file;
+	if (path[0] == '\0')
+		return 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		snprintf(err, errsz, "[raft] http_token_file %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return CORAL_ECONFIG;
+	}
+	char buf[512];
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (st.st_mode & (S_IROTH | S_IWOTH)) {
+		snprintf(err, errsz, "[raft] http_token_file %s is readable or writable by others: chmod o-rw %s", path, path);
+		return CORAL_ECONFIG;
+	}
+	buf[n > 0 ? n : 0] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (strlen(buf) < 16) {
+		snprintf(err, errsz, "[raft] http_token_file %s holds a token shorter than 16 characters", path);
+		return CORAL_ECONFIG;
+	}
+	r->http_token = strdup(buf);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return r->http_token ? 0 : CORAL_ENOMEM;
+}
+
+/* HTTPS: every connection a TLS one whose client certificate the cluster's CA signed. */
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+{
+	struct raftd *r = arg;
+	SSL *ssl = SSL_new(r->http_ssl);
+	return ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
+		   : NULL;
+}
+
 int http_start(struct raftd *r, char *err, size_t errsz)
 {
 	g_http.r = r;
@@ -284,16 +392,27 @@ int http_start(struct raftd *r, char *err, size_t errsz)
 	evhttp_set_allowed_methods(r->http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_POST |
 				   EVHTTP_REQ_DELETE);
 	evhttp_set_max_body_size(r->http, (ev_ssize_t)r->rc->kv_max_value + 1);
-	evhttp_set_timeout(r->http, 60);
+	evhttp_set_max_headers_size(r->http, (ev_ssize_t)r->rc->http_max_header);
+	struct timeval idle = {r->rc->http_idle_ms / 1000, (r->rc->http_idle_ms % 1000) * 1000};
+	evhttp_set_timeout_tv(r->http, &idle);
 	evhttp_set_gencb(r->http, http_cb, r);
-	int port = (int)(r->d->node->base_port + CORAL_PORT_RAFTD_HTTP);
-	if (evhttp_bind_socket(r->http, r->d->node->host, (ev_uint16_t)port) != 0) {
-		snprintf(err, errsz, "cannot listen on %s:%d", r->d->node->host, port);
-		evhttp_free(r->http);
-		r->http = NULL;
-		return CORAL_ESYS;
+	int rc = load_token(r, err, errsz);
+	if (rc == 0 && r->conf->tls.enabled) {
+		r->http_ssl = coral_tls_ctx_from_conf(r->conf, r->d->node, err, errsz);
+		if (r->http_ssl == NULL)
+			rc = CORAL_ECONFIG;
+		else
+			evhttp_set_bevcb(r->http, tls_bev, r);
 	}
-	return 0;
+	const char *host = r->rc->http_bind[0] ? r->rc->http_bind : r->d->node->host;
+	int port = (int)(r->d->node->base_port + CORAL_PORT_RAFTD_HTTP);
+	if (rc == 0 && evhttp_bind_socket(r->http, host, (ev_uint16_t)port) != 0) {
+		snprintf(err, errsz, "cannot listen on %s:%d ([raft] http_bind)", host, port);
+		rc = CORAL_ESYS;
+	}
+	if (rc != 0)
+		http_stop(r);
+	return rc;
 }
 
 void http_stop(struct raftd *r)
@@ -301,4 +420,11 @@ void http_stop(struct raftd *r)
 	if (r->http)
 		evhttp_free(r->http);
 	r->http = NULL;
+	if (r->http_ssl)
+		SSL_CTX_free(r->http_ssl);
+	r->http_ssl = NULL;
+	if (r->http_token)
+		OPENSSL_cleanse(r->http_token, strlen(r->http_token));
+	free(r->http_token);
+	r->http_token = NULL;
 }

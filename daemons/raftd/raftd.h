@@ -149,6 +149,9 @@ struct raftd {
 	struct event *ev_tick, *ev_beat;
 	struct event *ev_lease;      /* fires when the lease runs out, so fencing is not a tick late */
 	struct evhttp *http;
+	SSL_CTX *http_ssl;           /* HTTPS ([tls] on): client certificates required */
+	char *http_token;            /* [raft] http_token_file's token */
+	uint64_t http_refused;       /* HTTP requests refused for want of an identity */
 	raftd_answer_fn answer[OR_INTERNAL];
 	uint64_t msgs_refused;       /* interconnect messages that did not decode or lied */
 	bool join_pending;
@@ -194,6 +197,9 @@ extern const size_t raftd_nrequests;
 void api_answer_ctl(struct raftd *r, struct pending *p, int code, const char *error);
 void raftd_status_fill(struct raftd *r, Coral__RaftStatusReply *st, Coral__RaftPeer *peers,
 		       Coral__RaftPeer **peerp);
+/* The daemon that keeps a key (grd/ is grdd's, and each daemon to come has its NAME/), or
+ * NULL: such a key is written only by that daemon, through its Unix socket. */
+const char *api_key_owner(const char *key);
 /* A kv operation on a pending request (shared with HTTP); 0, or an error with p->error. */
 int api_kv_submit(struct raftd *r, struct pending *p, Coral__KvOp op, const char *key,
 		  const uint8_t *value, size_t vlen, bool cas, uint64_t expect_index);

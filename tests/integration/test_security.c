@@ -1,0 +1,109 @@
+/* Who may do what, tried as an outsider would against a three-node cluster: HTTP reads are
+ * open, an HTTP write without the token of [raft] http_token_file is refused (401), with a
+ * wrong one too (403), with the right one it commits; nobody writes grd/map over HTTP, nor
+ * through raftd's socket unless it is grdd; an oversized header is refused; and the bank
+ * still adds up afterwards, the bucket map unchanged. */
+#include "raft_harness.h"
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define TOKEN "s3cret-token-of-the-test-0123456789"
+
+TestSuite(security, .fini = cl_teardown, .timeout = 240);
+
+static char *with_token(char *text)
+{
+	char path[160], line[200];
+	snprintf(path, sizeof(path), "%s/http.token", cl.dir);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "%s\n", TOKEN);
+	fclose(f);
+	cr_assert_eq(chmod(path, 0640), 0);
+	snprintf(line, sizeof(line), "http_token_file = %s\n", path);
+	return replace_all(text, "http_token_file =\n", line);
+}
+
+/* The HTTP status of a request to node 1's API (and its body in res.out after a newline). */
+static int http(const char *method, const char *path, const char *auth, const char *body)
+{
+	char hdr[256] = "";
+	if (auth)
+		snprintf(hdr, sizeof(hdr), "-H 'Authorization: %s'", auth);
+	run("curl -s -m 5 -o /dev/stdout -w '\\n%%{http_code}' -X %s %s %s%s%s 'http://127.0.0.1:%d%s'", method, hdr,
+	    body ? "--data-binary '" : "", body ? body : "", body ? "'" : "", cl.base_port + 1, path);
+	const char *nl = strrchr(res.out, '\n');
+	return nl ? atoi(nl + 1) : -1;
+}
+
+static int64_t map_version(int node)
+{
+	json_t *s = ctl_json(node, "grd status");
+	int64_t v = s ? jint(s, "map_version") : -1;
+	json_decref(s);
+	return v;
+}
+
+Test(security, http_writes_need_an_identity_and_daemon_keys_their_daemon)
+{
+	cl_prepare("sec", with_token);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_geq(wait_leader(15000, 0xE), 1);
+	for (int i = 0; i < 150 && map_version(1) < 1; i++)
+		usleep(100000);
+	int64_t v0 = map_version(1);
+	cr_assert_geq(v0, 1);
+
+	cr_expect_eq(http("GET", "/v1/status", NULL, NULL), 200, "reads are open: %s", res.out);
+	cr_expect_eq(http("PUT", "/v1/kv/app/x", NULL, "1"), 401, "no identity: %s", res.out);
+	cr_expect_eq(http("DELETE", "/v1/kv/app/x", NULL, NULL), 401, "%s", res.out);
+	cr_expect_eq(http("PUT", "/v1/kv/app/x", "Bearer not-the-token-at-all-no", "1"), 403, "%s", res.out);
+	cr_expect_eq(http("PUT", "/v1/kv/app/x", "Basic " TOKEN, "1"), 403, "%s", res.out);
+	cr_expect_eq(http("PUT", "/v1/kv/app/x", "Bearer " TOKEN, "42"), 200, "the token: %s", res.out);
+	cr_expect_eq(run("%s -c %s -n 2 kv get app/x", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_expect(strncmp(res.out, "42", 2) == 0, "%s", res.out);
+
+	/* grdd's map: not over HTTP, even with the token; not through the socket but by grdd */
+	cr_expect_eq(http("PUT", "/v1/kv/grd/map", "Bearer " TOKEN, "junk"), 403, "%s", res.out);
+	cr_expect(strstr(res.out, "kept by grdd") != NULL, "%s", res.out);
+	cr_expect_eq(http("DELETE", "/v1/kv/grd/map", "Bearer " TOKEN, NULL), 403, "%s", res.out);
+	cr_expect_neq(run("%s -c %s -n 1 kv put grd/map junk", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_expect(strstr(res.out, "written by it only") != NULL, "%s", res.out);
+	cr_expect_neq(run("%s -c %s -n 1 kv del grd/map", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+
+	/* a header past http_max_header (8K) */
+	run("curl -s -m 5 -o /dev/null -w '%%{http_code}' -H \"X-Big: $(head -c 20000 /dev/zero | tr '\\0' a)\" "
+	    "'http://127.0.0.1:%d/v1/status'", cl.base_port + 1);
+	cr_expect_neq(atoi(res.out), 200, "a 20 KB header was taken: %s", res.out);
+	cr_expect_eq(http("GET", "/v1/status", NULL, NULL), 200, "raftd serves on after it: %s", res.out);
+
+	/* nothing of it reached grdd; the bank adds up */
+	cr_expect_eq(map_version(1), v0);
+	json_t *g = ctl_json(1, "grd status");
+	cr_assert_not_null(g);
+	cr_expect_eq(jint(g, "records_refused"), 0);
+	json_decref(g);
+	cr_assert_eq(run("%s/tools/coral-bank -c %s --accounts 200 --per-block 8 --sessions 1 --readers 0 --seconds 2 "
+			 "--json", CORAL_BUILDDIR, cl.conf)->code, 0, "%s", res.out);
+	json_t *b = json_loads(res.out, 0, NULL);
+	cr_assert_not_null(b, "%s", res.out);
+	cr_expect(json_is_true(json_object_get(b, "ok")), "%s", res.out);
+	cr_expect_eq(jint(b, "total_before"), jint(b, "total_after"));
+	json_decref(b);
+}
+
+Test(security, a_token_file_readable_by_others_is_refused_at_start)
+{
+	cl_prepare("sep", with_token);
+	char path[160];
+	snprintf(path, sizeof(path), "%s/http.token", cl.dir);
+	cr_assert_eq(chmod(path, 0644), 0);
+	cr_expect_neq(run("%s -c %s start 1", CORAL_NODE, cl.conf)->code, 0, "raftd started with a world-readable token");
+	cr_expect_eq(run("grep -c 'readable or writable by others' %s/node1/node.log", cl.dir)->code, 0,
+		     "the log does not say why: %s", res.out);
+}
