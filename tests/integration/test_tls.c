@@ -1,8 +1,10 @@
 /* Mutual TLS between raftd processes: certificates made here with the openssl command
  * (one CA for the cluster, node%n.pem naming each node), [tls] enabled in the test's copy
  * of etc/coral.conf. Three nodes whose certificates the CA signed form a cluster and
- * replicate; a node whose certificate comes from another CA is refused by the others, who
- * say so in their logs, and never becomes a member, while the two form the cluster. */
+ * replicate, and their HTTP API is HTTPS that takes a write from a client certificate of the
+ * CA and no connection without one; a node whose certificate comes from another CA is
+ * refused by the others, who say so in their logs, and never becomes a member, while the two
+ * form the cluster. */
 #include "raft_harness.h"
 
 #include <criterion/criterion.h>
@@ -68,6 +70,19 @@ Test(tls, cluster_forms_and_replicates_over_mutual_tls)
 		cr_assert_eq(run("%s -c %s -n %d kv get tls/x", CORALCTL, cl.conf, n)->code, 0, "%s", res.out);
 		cr_expect_str_eq(res.out, "yes\n");
 	}
+	/* HTTP is HTTPS: a client certificate of the cluster's CA is the identity that writes */
+	char tls[96];
+	snprintf(tls, sizeof(tls), "%s/tls", cl.dir);
+	run("curl -s -k -m 5 -o /dev/null -w '%%{http_code}' --cert %s/node1.pem --key %s/node1.key -X PUT "
+	    "--data-binary 42 https://127.0.0.1:%d/v1/kv/tls/https", tls, tls, cl.base_port + 1);
+	cr_expect_str_eq(res.out, "200", "a PUT with the cluster's certificate: %s", res.out);
+	cr_assert_eq(run("%s -c %s -n 2 kv get tls/https", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_expect_str_eq(res.out, "42\n");
+	/* without a certificate there is no HTTPS connection at all, and plain HTTP gets nowhere */
+	run("curl -s -k -m 5 -o /dev/null -w '%%{http_code}' https://127.0.0.1:%d/v1/status", cl.base_port + 1);
+	cr_expect_str_eq(res.out, "000", "HTTPS without a client certificate: %s", res.out);
+	run("curl -s -m 5 -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/v1/status", cl.base_port + 1);
+	cr_expect_str_eq(res.out, "000", "plain HTTP on a TLS cluster: %s", res.out);
 }
 
 Test(tls, node_with_a_certificate_from_another_ca_is_refused)
