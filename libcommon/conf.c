@@ -233,8 +233,11 @@ static const struct coral_opt coral__daemon_opts[] = {
 	    "least severe level logged: debug, info, notice, warning, error"),
 	OPT(coral_daemon_conf, heartbeat_ms, INT, "500", 10, 60000, true,
 	    "how often the daemon refreshes its heartbeat in the proc table"),
-	OPT(coral_daemon_conf, max_clients, INT, "64", 1, 4096, true,
-	    "Unix-socket connections served at once; more are refused"),
+	OPT(coral_daemon_conf, max_clients, INT, "64", 2, 4096, true,
+	    "Unix-socket connections served at once, the last kept for an admin; more are refused and told why "
+	    "(lmsd serves at least one per session slot, 1024, and a few more)"),
+	OPT(coral_daemon_conf, client_idle_ms, INT, "60000", 0, 86400000, true,
+	    "a Unix-socket client idle this long is closed (0: never; lmsd's sessions are exempt)"),
 	OPT(coral_daemon_conf, out_queue, SIZE, "1M", 4096, 1 << 30, true,
 	    "bytes queued to one client before its requests are no longer read"),
 };

@@ -195,6 +195,7 @@ struct coral_daemon_conf {
 	int64_t heartbeat_ms;
 	int64_t max_clients;
 	int64_t out_queue;
+	int64_t client_idle_ms;
 };
 
 struct coral_conf {

@@ -102,19 +102,23 @@ int coral_ctl_call_rd(int fd, struct coral_frame_rd *rd, ProtobufCAllocator *al,
 	size_t len = 0;
 	uint32_t plen = 0;
 	int rc;
+	/* a server that refused the connection at the door said why before closing it: that is
+	 * read even when the request could not be written */
 	if (rd != NULL) {
 		rc = coral_frame_pack_rd(rd, &req->base, max_frame, &len);
+		int wrc = rc == 0 ? coral_frame_write_fd(fd, rd->buf, len, deadline) : rc;
 		if (rc == 0)
-			rc = coral_frame_write_fd(fd, rd->buf, len, deadline);
-		if (rc == 0)
-			rc = coral_frame_read_rd(fd, rd, max_frame, deadline, &answer, &plen);
+			rc = coral_frame_read_rd(fd, rd, max_frame, wrc == 0 ? deadline : now + 100000000ull, &answer, &plen);
+		if (rc != 0 && wrc != 0)
+			rc = wrc;
 	} else {
 		rc = coral_frame_encode(&req->base, max_frame, &buf, &len);
-		if (rc == 0)
-			rc = coral_frame_write_fd(fd, buf, len, deadline);
+		int wrc = rc == 0 ? coral_frame_write_fd(fd, buf, len, deadline) : rc;
 		free(buf);
 		if (rc == 0)
-			rc = coral_frame_read_fd(fd, max_frame, deadline, &payload, &plen);
+			rc = coral_frame_read_fd(fd, max_frame, wrc == 0 ? deadline : now + 100000000ull, &payload, &plen);
+		if (rc != 0 && wrc != 0)
+			rc = wrc;
 		answer = payload;
 	}
 	if (rc != 0) {

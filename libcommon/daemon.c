@@ -267,14 +267,21 @@ static void coral__arm_heartbeat(struct coral_daemon *d)
 		evtimer_add(d->ev_heartbeat, &tv);
 }
 
+/* [DAEMON] max_clients, or more when the daemon needs them (lmsd: a session slot each). */
+static int coral__max_clients(const struct coral_daemon *d)
+{
+	int n = (int)d->conf.daemon[d->def->id].max_clients;
+	return n > d->def->min_clients ? n : d->def->min_clients;
+}
+
 static void coral__apply_runtime(struct coral_daemon *d)
 {
 	const struct coral_daemon_conf *dc = &d->conf.daemon[d->def->id];
 	coral_log_set_level((int)dc->log_level);
 	coral_log_set_ratelimit((int)d->conf.cluster.log_burst, (int)d->conf.cluster.log_interval_ms);
 	if (d->ipc)
-		coral_ipc_server_set_limits(d->ipc, (int)dc->max_clients, (size_t)dc->out_queue,
-					    d->conf.cluster.admin_uid, d->conf.cluster.admin_gid);
+		coral_ipc_server_set_limits(d->ipc, coral__max_clients(d), (size_t)dc->out_queue,
+					    d->conf.cluster.admin_uid, d->conf.cluster.admin_gid, dc->client_idle_ms);
 	coral__arm_heartbeat(d);
 }
 
@@ -406,13 +413,21 @@ static int coral__setup_loop(struct coral_daemon *d)
 	coral_conf_sock_path(d->node, d->name, d->sockpath, sizeof(d->sockpath));
 	const struct coral_daemon_conf *dc = &d->conf.daemon[d->def->id];
 	struct coral_proc_slot *slot = &d->proc->slots[d->def->id];
+	snprintf(d->who, sizeof(d->who), "node %lld's %s", (long long)d->node->id, d->name);
+	if (d->def->clients_limit)
+		snprintf(d->limit, sizeof(d->limit), "%s", d->def->clients_limit);
+	else
+		snprintf(d->limit, sizeof(d->limit), "[%s] max_clients", d->name);
 	struct coral_ipc_server_opts o = {
 		.path = d->sockpath,
 		.max_frame = (size_t)d->conf.cluster.max_frame,
-		.max_clients = (int)dc->max_clients,
+		.max_clients = coral__max_clients(d),
 		.out_queue = (size_t)dc->out_queue,
 		.admin_uid = d->conf.cluster.admin_uid,
 		.admin_gid = d->conf.cluster.admin_gid,
+		.idle_ms = dc->client_idle_ms,
+		.who = d->who,
+		.limit = d->limit,
 		.on_frame = coral__on_frame,
 		.arg = d,
 		.counters = {.refused = &slot->refused, .clients = &slot->clients},

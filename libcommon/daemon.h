@@ -38,6 +38,8 @@ struct coral_daemon_def {
 	void (*fini)(struct coral_daemon *d);
 	const struct coral_daemon_request *requests;
 	size_t nrequests;
+	int min_clients;            /* its socket serves at least this many clients */
+	const char *clients_limit;  /* what caps them, told to a client refused (NULL: max_clients) */
 };
 
 struct coral_daemon {
@@ -55,6 +57,7 @@ struct coral_daemon {
 	int pidfd;
 	char pidfile[CORAL_STR_MAX + 32];
 	char sockpath[CORAL_STR_MAX + 32];
+	char who[64], limit[96];    /* "node 2's lmsd", "[lmsd] max_clients": for refused clients */
 	uint64_t start_mono_ns;
 	int exit_code;
 	void *svc;              /* the daemon's own state, set by its init */

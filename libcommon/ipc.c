@@ -1,6 +1,7 @@
 /* Unix-socket server and async client (see ipc.h). */
 #include "ipc.h"
 #include "errors.h"
+#include "ctl.pb-c.h"
 #include "frame.h"
 #include "log.h"
 #include "util.h"
@@ -29,6 +30,7 @@ struct coral_ipc_conn {
 	bool closing;
 	bool in_cb;
 	uint64_t id;       /* never reused: answers sent later find the client by it */
+	uint64_t active_ns; /* when it last sent a frame or was sent one */
 	struct coral_ipc_conn *prev, *next;
 };
 
@@ -41,6 +43,9 @@ struct coral_ipc_server {
 	int max_clients;
 	size_t out_queue;
 	int64_t admin_uid, admin_gid;
+	int64_t idle_ms;         /* clients idle longer are closed (0: never) */
+	char limit[128];         /* what caps the clients, for a refused one */
+	struct event *ev_idle;
 	coral_ipc_frame_fn on_frame;
 	void *arg;
 	struct coral_ipc_counters ctr;
@@ -109,6 +114,7 @@ static void coral__conn_read(struct bufferevent *bev, void *arg)
 			break;
 		}
 		coral__count(c->srv->ctr.frames);
+		c->active_ns = coral_now_mono_ns();
 		c->srv->on_frame(c->srv->arg, c, data, len);
 		coral_frame_consume(in, len);
 	}
@@ -139,6 +145,45 @@ static void coral__conn_event(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
+/* A client refused at the door is told why (a response with no header, which a client
+ * takes as the answer to whatever it asks first) before the connection closes. */
+static void coral__tell_and_close(int fd, int code, const char *why)
+{
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.code = code;
+	resp.error = (char *)why;
+	uint8_t *buf;
+	size_t len;
+	if (coral_frame_encode(&resp.base, 1 << 16, &buf, &len) == 0) {
+		ssize_t n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		(void)n; /* a full buffer: the client hears only the close */
+		free(buf);
+	}
+	close(fd);
+}
+
+/* Closes clients idle past the bound: a client that connects and says nothing does not hold
+ * a slot for long. */
+static void coral__idle_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct coral_ipc_server *s = arg;
+	if (s->idle_ms <= 0)
+		return;
+	uint64_t now = coral_now_mono_ns(), bound = (uint64_t)s->idle_ms * 1000000ull;
+	for (struct coral_ipc_conn *c = s->conns, *next; c; c = next) {
+		next = c->next;
+		bool busy = evbuffer_get_length(bufferevent_get_output(c->bev)) > 0;
+		if (!busy && now - c->active_ns > bound) {
+			log_info("closing client pid %d uid %d: idle for %lld ms", (int)c->peer.pid, (int)c->peer.uid,
+				 (long long)s->idle_ms);
+			coral__count(s->ctr.idle_closed);
+			coral__conn_free(c);
+		}
+	}
+}
+
 static void coral__accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 			  int salen, void *arg)
 {
@@ -157,11 +202,17 @@ static void coral__accept(struct evconnlistener *lis, evutil_socket_t fd, struct
 		close(fd);
 		return;
 	}
-	if (s->nconns >= s->max_clients) {
-		log_warn("refusing client pid %d: %d clients already (max_clients)", (int)cred.pid,
-			 s->nconns);
+	bool admin = !s->tcp && coral_ipc_is_admin(cred.uid, cred.gid, s->admin_uid, s->admin_gid);
+	/* the last slot is kept for an admin (coralctl), so clients of other users cannot lock
+	 * the operator out; idle ones are closed by the idle timer */
+	int cap = admin || s->tcp || s->max_clients < 2 ? s->max_clients : s->max_clients - 1;
+	if (s->nconns >= cap) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s serves %d clients already: the limit of %s%s", s->limit, s->nconns,
+			 s->limit + strlen(s->limit) + 1, admin ? "" : " (one more slot is kept for an admin)");
+		log_warn("refusing client pid %d uid %d: %s", (int)cred.pid, (int)cred.uid, why);
 		coral__count(s->ctr.refused);
-		close(fd);
+		coral__tell_and_close(fd, CORAL_EBUSY, why);
 		return;
 	}
 	struct coral_ipc_conn *c = calloc(1, sizeof(*c));
@@ -178,7 +229,8 @@ static void coral__accept(struct evconnlistener *lis, evutil_socket_t fd, struct
 	c->peer.pid = cred.pid;
 	c->peer.uid = cred.uid;
 	c->peer.gid = cred.gid;
-	c->peer.admin = !s->tcp && coral_ipc_is_admin(cred.uid, cred.gid, s->admin_uid, s->admin_gid);
+	c->peer.admin = admin;
+	c->active_ns = coral_now_mono_ns();
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
@@ -202,9 +254,23 @@ static struct coral_ipc_server *coral__server_alloc(struct event_base *base,
 	s->out_queue = o->out_queue;
 	s->admin_uid = o->admin_uid;
 	s->admin_gid = o->admin_gid;
+	s->idle_ms = o->idle_ms;
+	/* "WHO\0LIMIT": who serves, and the option that caps the clients */
+	snprintf(s->limit, sizeof(s->limit), "%s", o->who ? o->who : "this daemon");
+	size_t w = strlen(s->limit) + 1;
+	if (w < sizeof(s->limit))
+		snprintf(s->limit + w, sizeof(s->limit) - w, "%s", o->limit ? o->limit : "max_clients");
 	s->on_frame = o->on_frame;
 	s->arg = o->arg;
 	s->ctr = o->counters;
+	s->ev_idle = event_new(base, -1, EV_PERSIST, coral__idle_tick, s);
+	struct timeval tv = {1, 0};
+	if (s->ev_idle == NULL || event_add(s->ev_idle, &tv) != 0) {
+		if (s->ev_idle)
+			event_free(s->ev_idle);
+		free(s);
+		return NULL;
+	}
 	return s;
 }
 
@@ -220,6 +286,7 @@ static struct coral_ipc_server *coral__server_tcp(struct event_base *base,
 	s->tcp = true;
 	s->lis = coral_tcp_listen(base, o->tcp_host, o->tcp_port, coral__accept, s, err, errsz);
 	if (s->lis == NULL) {
+		event_free(s->ev_idle);
 		free(s);
 		return NULL;
 	}
@@ -259,6 +326,7 @@ struct coral_ipc_server *coral_ipc_server_new(struct event_base *base,
 	umask(old);
 	if (s->lis == NULL) {
 		snprintf(err, errsz, "cannot listen on %s: %s", o->path, strerror(errno));
+		event_free(s->ev_idle);
 		free(s);
 		return NULL;
 	}
@@ -266,8 +334,9 @@ struct coral_ipc_server *coral_ipc_server_new(struct event_base *base,
 }
 
 void coral_ipc_server_set_limits(struct coral_ipc_server *s, int max_clients, size_t out_queue,
-				 int64_t admin_uid, int64_t admin_gid)
+				 int64_t admin_uid, int64_t admin_gid, int64_t idle_ms)
 {
+	s->idle_ms = idle_ms;
 	s->max_clients = max_clients;
 	s->out_queue = out_queue;
 	s->admin_uid = admin_uid;
@@ -285,6 +354,8 @@ void coral_ipc_server_free(struct coral_ipc_server *s)
 		return;
 	while (s->conns)
 		coral__conn_free(s->conns);
+	if (s->ev_idle)
+		event_free(s->ev_idle);
 	evconnlistener_free(s->lis);
 	if (!s->tcp)
 		unlink(s->path);

@@ -30,6 +30,7 @@ struct coral_ipc_counters {
 	_Atomic uint64_t *frames;
 	_Atomic uint64_t *refused;
 	_Atomic uint32_t *clients;
+	_Atomic uint64_t *idle_closed;
 };
 
 typedef void (*coral_ipc_frame_fn)(void *arg, struct coral_ipc_conn *conn, const uint8_t *data,
@@ -46,6 +47,10 @@ struct coral_ipc_server_opts {
 	size_t out_queue;
 	int64_t admin_uid;   /* -1: our own uid */
 	int64_t admin_gid;   /* -1: none */
+	int64_t idle_ms;     /* a client idle this long is closed (0: never) */
+	/* for a client refused because all slots are taken: who serves ("node 2's lmsd") and the
+	 * option that caps the clients ("[lmsd] max_clients"); the last slot is kept for an admin */
+	const char *who, *limit;
 	coral_ipc_frame_fn on_frame;
 	void *arg;
 	struct coral_ipc_counters counters;
@@ -59,7 +64,7 @@ struct coral_ipc_server *coral_ipc_server_new(struct event_base *base,
 					      size_t errsz);
 /* Applies reloadable limits; existing clients keep their admin status. */
 void coral_ipc_server_set_limits(struct coral_ipc_server *srv, int max_clients, size_t out_queue,
-				 int64_t admin_uid, int64_t admin_gid);
+				 int64_t admin_uid, int64_t admin_gid, int64_t idle_ms);
 /* Closes every client, the listener, and unlinks the socket. */
 void coral_ipc_server_free(struct coral_ipc_server *srv);
 int coral_ipc_server_nclients(const struct coral_ipc_server *srv);

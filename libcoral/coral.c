@@ -284,6 +284,15 @@ static int ask_lmsd(struct coral_session *s, uint32_t file, uint64_t block, int 
 	coral_frame_spin(spin ? (uint64_t)s->conf.cache.spin_us * 1000 : 0);
 	int rc = coral_ctl_call_rd(s->fd, &s->rd, NULL, s->sock, &req, (size_t)s->conf.cluster.max_frame, timeout_ms, &resp,
 				   err, sizeof(err));
+	if ((rc == CORAL_ECLOSED || rc == CORAL_ECONN) && s->fd >= 0) {
+		/* lmsd closed the connection while it was idle ([lmsd] client_idle_ms): nothing of
+		 * this request reached it, so it is sent once more on a new one */
+		close(s->fd);
+		s->fd = -1;
+		if (lmsd_connect(s) == 0)
+			rc = coral_ctl_call_rd(s->fd, &s->rd, NULL, s->sock, &req, (size_t)s->conf.cluster.max_frame,
+					       timeout_ms, &resp, err, sizeof(err));
+	}
 	coral_frame_spin(0);
 	if (spin && atomic_exchange(&slot->spinning, 0))
 		atomic_fetch_sub(&s->cache->spinners, 1);

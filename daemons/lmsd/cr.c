@@ -76,9 +76,13 @@ int lmsd_cr_start(struct lmsd *l)
 		.tcp_host = l->d->node->host,
 		.tcp_port = (int)(l->d->node->base_port + CORAL_PORT_LMSD_CR),
 		.max_frame = (size_t)conf->cluster.max_frame,
-		/* the same bounds as the daemon's own socket ([lmsd] max_clients, out_queue) */
-		.max_clients = (int)conf->daemon[CORAL_D_LMSD].max_clients,
+		/* a connection per session of the other nodes, closed when idle ([lmsd]
+		 * client_idle_ms: the session reconnects), the output bound of lmsd's socket */
+		.max_clients = CORAL_CACHE_SESSIONS + 8,
 		.out_queue = (size_t)conf->daemon[CORAL_D_LMSD].out_queue,
+		.idle_ms = conf->daemon[CORAL_D_LMSD].client_idle_ms,
+		.who = "the consistent-read port",
+		.limit = "1032 connections",
 		.on_frame = on_cr_frame,
 		.arg = l,
 	};

@@ -363,6 +363,9 @@ static const struct coral_daemon_def lmsd_def = {
 	.fini = lmsd_fini,
 	.requests = lmsd_requests,
 	.nrequests = CORAL_ARRAY_LEN(lmsd_requests),
+	/* a connection per session slot, and a few for coralctl */
+	.min_clients = CORAL_CACHE_SESSIONS + 8,
+	.clients_limit = "the node's 1024 session slots and [lmsd] max_clients",
 };
 
 int main(int argc, char **argv)

@@ -2,7 +2,9 @@
  * open, an HTTP write without the token of [raft] http_token_file is refused (401), with a
  * wrong one too (403), with the right one it commits; nobody writes grd/map over HTTP, nor
  * through raftd's socket unless it is grdd; an oversized header is refused; and the bank
- * still adds up afterwards, the bucket map unchanged. */
+ * still adds up afterwards, the bucket map unchanged. 100 idle clients on raftd's socket:
+ * coralctl is told why it is refused while they hold every slot, and answered once they
+ * have been closed for idling. */
 #include "raft_harness.h"
 
 #include <criterion/criterion.h>
@@ -10,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #define TOKEN "s3cret-token-of-the-test-0123456789"
 
@@ -106,4 +110,48 @@ Test(security, a_token_file_readable_by_others_is_refused_at_start)
 	cr_expect_neq(run("%s -c %s start 1", CORAL_NODE, cl.conf)->code, 0, "raftd started with a world-readable token");
 	cr_expect_eq(run("grep -c 'readable or writable by others' %s/node1/node.log", cl.dir)->code, 0,
 		     "the log does not say why: %s", res.out);
+}
+
+static char *with_short_idle(char *text)
+{
+	return replace_all(text, "[raftd]\nlog_level = info\nheartbeat_ms = 500\nmax_clients = 64\nout_queue = 1M\n"
+				 "client_idle_ms = 60000\n",
+			   "[raftd]\nlog_level = info\nheartbeat_ms = 500\nmax_clients = 64\nout_queue = 1M\n"
+			   "client_idle_ms = 2000\n");
+}
+
+Test(security, idle_clients_do_not_lock_coralctl_out)
+{
+	cl_prepare("sei", with_short_idle);
+	cr_assert_eq(run("grep -c 'client_idle_ms = 2000' %s", cl.conf)->code, 0, "[raftd] was not rewritten");
+	cr_assert_eq(run("%s -c %s start 1", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	char path[160];
+	snprintf(path, sizeof(path), "%s/node1/raftd.sock", cl.dir);
+	int fds[100];
+	int n = 0;
+	for (int i = 0; i < 100; i++) {
+		struct sockaddr_un sun = {.sun_family = AF_UNIX};
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		cr_assert_geq(fd, 0);
+		cr_assert_eq(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0, "%s: %m", path);
+		fds[n++] = fd;
+	}
+	usleep(300000);
+	/* every slot taken by the idle ones: coralctl is told why, not "closed without answering" */
+	cr_expect_neq(run("%s -c %s -n 1 ping raftd", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_expect(strstr(res.out, "node 1's raftd serves 64 clients already: the limit of [raftd] max_clients"),
+		  "%s", res.out);
+	/* closed for idling within client_idle_ms and a tick: coralctl gets in */
+	int ok = 1;
+	for (int i = 0; i < 60 && (ok = run("%s -c %s -n 1 ping raftd", CORALCTL, cl.conf)->code) != 0; i++)
+		usleep(100000);
+	cr_expect_eq(ok, 0, "coralctl still locked out 6 s later: %s", res.out);
+	char b;
+	int closed = 0;
+	for (int i = 0; i < n; i++) {
+		closed += recv(fds[i], &b, 1, MSG_DONTWAIT) == 0;
+		close(fds[i]);
+	}
+	cr_expect_geq(closed, 60, "only %d of the idle clients were closed", closed);
 }
