@@ -509,6 +509,13 @@ int coral_daemon_main(int argc, char **argv, const struct coral_daemon_def *def)
 		return 1;
 	}
 	if (check) {
+		for (int i = 0; i < d->conf.nnodes; i++) {
+			char err[CORAL_ERRMSG_MAX];
+			if (coral_sga_check(&d->conf, &d->conf.nodes[i], err, sizeof(err)) != 0) {
+				fprintf(stderr, "%s: %s: %s\n", d->name, d->conf.path, err);
+				return 1;
+			}
+		}
 		if (verbose)
 			coral_conf_print(&d->conf, stdout);
 		else

@@ -57,6 +57,46 @@ int coral_sga_layout_size(const struct coral_conf *conf, uint64_t *total)
 	return 0;
 }
 
+/* What sets each section's size, for an operator who must make them fit. */
+static const char *coral__sized_by(const char *section)
+{
+	static const struct {
+		const char *section, *by;
+	} by[] = {
+		{"grd_map", "[grd] max_overrides"}, {"grd_dir", "[grd] directory_entries"},
+		{"grd_held", "[grd] held_entries"}, {"cache", "[cache] buffers x [storage] block_size"},
+		{"redo", "[cache] redo_buffer"},
+	};
+	for (size_t i = 0; i < CORAL_ARRAY_LEN(by); i++)
+		if (strcmp(by[i].section, section) == 0)
+			return by[i].by;
+	return NULL;
+}
+
+int coral_sga_check(const struct coral_conf *conf, const struct coral_node_conf *node, char *err, size_t errsz)
+{
+	uint64_t need;
+	if (coral_sga_layout_size(conf, &need) != 0) {
+		snprintf(err, errsz, "[node.%s]: the SGA's size overflows: lower the section sizes", node->label);
+		return CORAL_ESIZE;
+	}
+	if (need <= (uint64_t)node->sga_size)
+		return 0;
+	char a[32], b[32], s[32];
+	coral_format_size((int64_t)need, a, sizeof(a));
+	coral_format_size(node->sga_size, b, sizeof(b));
+	int off = snprintf(err, errsz, "[node.%s] sga_size is %s but the SGA's sections need %s:", node->label, b, a);
+	for (size_t i = 0; i < CORAL_ARRAY_LEN(coral__registry) && off > 0 && (size_t)off < errsz; i++) {
+		const char *by = coral__sized_by(coral__registry[i].name);
+		coral_format_size((int64_t)coral__registry[i].size(conf), s, sizeof(s));
+		off += snprintf(err + off, errsz - (size_t)off, " %s %s%s%s%s", coral__registry[i].name, s, by ? " (" : "",
+				by ? by : "", by ? ")" : "");
+	}
+	if (off > 0 && (size_t)off < errsz)
+		snprintf(err + off, errsz - (size_t)off, ": raise sga_size to %s or lower those options", a);
+	return CORAL_ESIZE;
+}
+
 static int coral__err(struct coral_sga *sga, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -74,17 +114,8 @@ int coral_sga_create(struct coral_sga *sga, const struct coral_conf *conf,
 {
 	memset(sga, 0, sizeof(*sga));
 	coral_strlcpy(sga->name, node->sga_name, sizeof(sga->name));
-	uint64_t need;
-	if (coral_sga_layout_size(conf, &need) != 0)
-		return coral__err(sga, CORAL_ESIZE, "SGA layout size overflows");
-	if (need > (uint64_t)node->sga_size) {
-		char a[32], b[32];
-		coral_format_size((int64_t)need, a, sizeof(a));
-		coral_format_size(node->sga_size, b, sizeof(b));
-		return coral__err(sga, CORAL_ESIZE,
-				  "the SGA sections need %s but [node.%s] sga_size is %s: raise sga_size",
-				  a, node->label, b);
-	}
+	if (coral_sga_check(conf, node, sga->errmsg, sizeof(sga->errmsg)) != 0)
+		return CORAL_ESIZE;
 	int fd = shm_open(sga->name, O_RDWR | O_CREAT | O_EXCL, 0640);
 	if (fd < 0) {
 		if (errno == EEXIST)

@@ -76,5 +76,8 @@ void *coral_sga_section(const struct coral_sga *sga, const char *name, size_t *s
 
 /* Bytes of sections and header needed for this configuration (with overflow check). */
 int coral_sga_layout_size(const struct coral_conf *conf, uint64_t *total);
+/* Whether the node's sga_size holds the sections the configuration needs: 0, or CORAL_ESIZE
+ * with why in err, naming each section's size and the options that set the big ones. */
+int coral_sga_check(const struct coral_conf *conf, const struct coral_node_conf *node, char *err, size_t errsz);
 
 #endif

@@ -784,6 +784,17 @@ int main(int argc, char **argv)
 	if (realpath(conf_path, abs_path) != NULL)
 		conf_path = abs_path; /* daemons run with another working directory */
 	if (check) {
+		/* every node's SGA must hold the sections this configuration gives it */
+		int bad = 0;
+		for (int i = 0; i < conf.nnodes; i++) {
+			char err[CORAL_ERRMSG_MAX];
+			if (coral_sga_check(&conf, &conf.nodes[i], err, sizeof(err)) != 0) {
+				fprintf(stderr, "coral-node: %s: %s\n", conf.path, err);
+				bad++;
+			}
+		}
+		if (bad)
+			return 1;
 		if (verbose)
 			coral_conf_print(&conf, stdout);
 		else

@@ -130,6 +130,13 @@ Test(sga, too_small_for_sections)
 	cr_expect_eq(coral_sga_create(&a, &conf, node), CORAL_ESIZE);
 	cr_expect(strstr(a.errmsg, "raise sga_size") != NULL, "%s", a.errmsg);
 	cr_expect(!coral_sga_exists(node->sga_name));
+	/* the check coral-node -n and every daemon's -n run says what each section needs */
+	char err[CORAL_ERRMSG_MAX];
+	cr_expect_eq(coral_sga_check(&conf, node, err, sizeof(err)), CORAL_ESIZE);
+	cr_expect(strstr(err, "sga_size is 1 KiB") != NULL, "%s", err);
+	cr_expect(strstr(err, "cache ") != NULL && strstr(err, "([cache] buffers x [storage] block_size)") != NULL,
+		  "%s", err);
+	cr_expect(strstr(err, "([grd] directory_entries)") != NULL, "%s", err);
 	node->sga_size = 1 << 20;
 }
 
