@@ -31,6 +31,7 @@ struct coral_ipc_conn {
 	bool in_cb;
 	uint64_t id;       /* never reused: answers sent later find the client by it */
 	uint64_t active_ns; /* when it last sent a frame or was sent one */
+	uint64_t tag;       /* the owner's */
 	struct coral_ipc_conn *prev, *next;
 };
 
@@ -84,6 +85,9 @@ static void coral__conn_free(struct coral_ipc_conn *c)
 	bufferevent_free(c->bev);
 	free(c);
 }
+
+void coral_ipc_conn_set_tag(struct coral_ipc_conn *c, uint64_t tag) { c->tag = tag; }
+uint64_t coral_ipc_conn_tag(const struct coral_ipc_conn *c) { return c->tag; }
 
 void coral_ipc_conn_refuse(struct coral_ipc_conn *c, const char *reason)
 {

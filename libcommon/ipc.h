@@ -76,6 +76,9 @@ uint64_t coral_ipc_conn_id(const struct coral_ipc_conn *conn);
 struct coral_ipc_conn *coral_ipc_server_conn(struct coral_ipc_server *srv, uint64_t id);
 /* Queues msg as a frame to the client; past the queue bound the client is no longer read. */
 int coral_ipc_conn_send(struct coral_ipc_conn *conn, const ProtobufCMessage *msg);
+/* A value the server's owner keeps per client (0 at accept): what the client has shown. */
+void coral_ipc_conn_set_tag(struct coral_ipc_conn *conn, uint64_t tag);
+uint64_t coral_ipc_conn_tag(const struct coral_ipc_conn *conn);
 /* Closes the client after this callback, logging the reason and counting it as refused. */
 void coral_ipc_conn_refuse(struct coral_ipc_conn *conn, const char *reason);
 

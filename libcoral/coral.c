@@ -352,6 +352,37 @@ static void cr_drop_conn(struct coral_session *s, uint32_t node)
 /* A CR copy of the block from the lmsd of `node`, which served it last: 0 and *out, or an
  * error after which the caller takes the full path (the node no longer holds the block, is
  * changing it, or cannot be reached). */
+/* The hello that opens a connection to another node's consistent-read port: this cluster,
+ * this node and its incarnation as raftd published it here. 0, or the port's refusal. */
+static int cr_hello(struct coral_session *s, int fd, const char *what, int timeout)
+{
+	struct coral_cluster_view v;
+	coral_cluster_read(s->cl, &v);
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	Coral__GcsCrHello hello = CORAL__GCS_CR_HELLO__INIT;
+	hdr.sender = s->program;
+	hdr.sender_node = (uint32_t)s->node->id;
+	hdr.incarnation = v.incarnation;
+	hdr.epoch = v.epoch;
+	req.hdr = &hdr;
+	hello.cluster = s->conf.cluster.name;
+	hello.node = (uint32_t)s->node->id;
+	hello.incarnation = v.incarnation;
+	hello.epoch = v.epoch;
+	req.body_case = CORAL__CTL_REQUEST__BODY_GCS_CR_HELLO;
+	req.gcs_cr_hello = &hello;
+	Coral__CtlResponse *resp = NULL;
+	char err[CORAL_ERRMSG_MAX];
+	int rc = coral_ctl_call_rd(fd, &s->rd, NULL, what, &req, (size_t)s->conf.cluster.max_frame, timeout, &resp, err,
+				   sizeof(err));
+	if (rc == 0) {
+		rc = resp->code;
+		coral_ctl_response_free(resp);
+	}
+	return rc;
+}
+
 static int cr_direct(struct coral_session *s, struct coral_block *h, uint32_t node, uint32_t file, uint64_t block,
 		     struct coral_block **out)
 {
@@ -368,9 +399,11 @@ static int cr_direct(struct coral_session *s, struct coral_block *h, uint32_t no
 			s->cr_down_until[node] = coral_now_mono_ns() + 1000000000ull;
 			return CORAL_ENOTRUNNING;
 		}
-		if (coral_sock_blocking(s->cr_fd[node], RECV_SLICE_MS) != 0) {
+		if (coral_sock_blocking(s->cr_fd[node], RECV_SLICE_MS) != 0 ||
+		    cr_hello(s, s->cr_fd[node], what, timeout) != 0) {
 			cr_drop_conn(s, node);
-			return CORAL_ESYS;
+			s->cr_down_until[node] = coral_now_mono_ns() + 1000000000ull;
+			return CORAL_ENOTRUNNING;
 		}
 	}
 	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;

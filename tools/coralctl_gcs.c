@@ -42,6 +42,7 @@ static int gcs_stats(void)
 		json_object_set_new(j, "not_master", json_integer((json_int_t)r->not_master));
 		json_object_set_new(j, "cr_direct", json_integer((json_int_t)r->cr_direct));
 		json_object_set_new(j, "cr_direct_refused", json_integer((json_int_t)r->cr_direct_refused));
+		json_object_set_new(j, "cr_port_refused", json_integer((json_int_t)r->cr_port_refused));
 		json_object_set_new(j, "kinds", kinds);
 		print_json(j);
 	} else {
@@ -60,8 +61,10 @@ static int gcs_stats(void)
 		       (unsigned long long)r->shipped, (unsigned long long)r->deferred, (unsigned long long)r->pi_kept,
 		       (unsigned long long)r->pi_dropped, (unsigned long long)r->writes,
 		       (unsigned long long)r->log_forces);
-		printf("  CR copies straight to other nodes' sessions %llu (%llu asked when not held here)\n",
-		       (unsigned long long)r->cr_direct, (unsigned long long)r->cr_direct_refused);
+		printf("  CR copies straight to other nodes' sessions %llu (%llu asked when not held here); "
+		       "CR port connections refused %llu (no hello, or a wrong one)\n",
+		       (unsigned long long)r->cr_direct, (unsigned long long)r->cr_direct_refused,
+		       (unsigned long long)r->cr_port_refused);
 		printf("  retries %llu, resent after a timeout %llu, late or duplicate messages %llu\n",
 		       (unsigned long long)r->retries, (unsigned long long)r->lost, (unsigned long long)r->stale);
 		printf("  %-8s %10s %10s %10s\n", "KIND", "COUNT", "AVG_US", "P99_US");

@@ -1,5 +1,8 @@
 /* lmsd's consistent-read port (base_port+4, [cache] cr_direct): a session of another node
- * reads a CR copy of a block straight from this node, which it last saw holding it. */
+ * reads a CR copy of a block straight from this node, which it last saw holding it. A
+ * connection begins with a hello (the cluster's name, the session's node and its current
+ * incarnation, checked against raftd's view here); before it, nothing is accepted and not a
+ * byte of a block is sent, and a node evicted since is refused on its next read. */
 #include "lmsd.h"
 
 #include "errors.h"
@@ -15,6 +18,52 @@
  * now is at least as new as the moment the session asked. A block being changed (X pin) or
  * not held here is refused; the session then takes the full path through its own lmsd. The
  * port carries nothing else: no control request is accepted on it. */
+/* A connection's tag once its hello was taken: the node and its incarnation. */
+static uint64_t hello_tag(uint32_t node, uint64_t inc) { return (uint64_t)node << 48 | (inc & 0xffffffffffffull); }
+
+/* Whether node is an active member of raftd's view here under incarnation inc: NULL, or why not. */
+static const char *not_member(struct lmsd *l, uint32_t node, uint64_t inc, char *why, size_t n)
+{
+	if (node == 0 || node > CORAL_MAX_NODES || node == l->self)
+		return snprintf(why, n, "node %u is not another node of the cluster", node), why;
+	struct coral_cluster_view v;
+	coral_cluster_read(l->cl, &v);
+	for (uint32_t i = 0; i < v.nmembers && i < CORAL_MAX_NODES; i++) {
+		const struct coral_member_view *m = &v.members[i];
+		if (m->id != node)
+			continue;
+		if (m->state != CORAL_MEMBER_ACTIVE || (m->incarnation & 0xffffffffffffull) != (inc & 0xffffffffffffull))
+			return snprintf(why, n, "node %u under incarnation %llu is not an active member (raftd's view: %s, "
+					"incarnation %llu)", node, (unsigned long long)inc,
+					coral_member_state_name(m->state), (unsigned long long)m->incarnation), why;
+		return NULL;
+	}
+	return snprintf(why, n, "node %u is not a member", node), why;
+}
+
+static void on_hello(struct lmsd *l, struct coral_ipc_conn *conn, const Coral__CtlRequest *req)
+{
+	const Coral__GcsCrHello *h = req->gcs_cr_hello;
+	char why[192];
+	const char *no = strcmp(h->cluster ? h->cluster : "", l->d->conf.cluster.name) != 0
+				 ? (snprintf(why, sizeof(why), "a hello for cluster '%s', not '%s'", h->cluster ? h->cluster : "",
+					     l->d->conf.cluster.name), why)
+				 : not_member(l, h->node, h->incarnation, why, sizeof(why));
+	if (no) {
+		l->cr_port_refused++;
+		coral_ipc_conn_refuse(conn, no);
+		return;
+	}
+	coral_ipc_conn_set_tag(conn, hello_tag(h->node, h->incarnation));
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	hdr.sender_node = l->self;
+	hdr.sender = (char *)l->d->name;
+	hdr.request_id = coral_ctl_request_id(req);
+	resp.hdr = &hdr;
+	coral_ipc_conn_send(conn, &resp.base);
+}
+
 static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *data, uint32_t len)
 {
 	struct lmsd *l = arg;
@@ -24,8 +73,20 @@ static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *d
 	struct coral_pb_arena ar;
 	coral_pb_arena_init(&ar, mem, sizeof(mem));
 	Coral__CtlRequest *req = coral_ctl_request_decode_in(&ar, data, len);
-	if (req == NULL || req->body_case != CORAL__CTL_REQUEST__BODY_GCS_CR_READ) {
-		coral_ipc_conn_refuse(conn, "not a consistent-read request");
+	uint64_t tag = coral_ipc_conn_tag(conn);
+	if (req != NULL && tag == 0 && req->body_case == CORAL__CTL_REQUEST__BODY_GCS_CR_HELLO) {
+		on_hello(l, conn, req);
+		return;
+	}
+	if (req == NULL || req->body_case != CORAL__CTL_REQUEST__BODY_GCS_CR_READ || tag == 0) {
+		l->cr_port_refused++;
+		coral_ipc_conn_refuse(conn, tag == 0 ? "no hello first" : "not a consistent-read request");
+		return;
+	}
+	char why[192];
+	if (not_member(l, (uint32_t)(tag >> 48), tag & 0xffffffffffffull, why, sizeof(why))) {
+		l->cr_port_refused++;
+		coral_ipc_conn_refuse(conn, why);
 		return;
 	}
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;

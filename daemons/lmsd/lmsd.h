@@ -35,6 +35,7 @@ struct lmsd {
 	bool unsynced[CORAL_MAX_DATAFILES + 1];
 	struct coral_ipc_server *cr_srv;   /* base_port+4: CR copies for other nodes' sessions */
 	uint64_t cr_direct, cr_direct_refused;
+	uint64_t cr_port_refused;          /* CR connections closed: no hello, or a wrong one */
 };
 
 /* ctl.c: coralctl gcs stats, gcs block */

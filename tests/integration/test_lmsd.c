@@ -182,7 +182,8 @@ Test(lmsd, cr_copies_come_straight_from_the_holder)
 	cr_expect_eq(st.cr_direct, 3, "then straight from node 3");
 	coral_session_close(s);
 
-	/* the CR port takes nothing else: a control request closes the connection */
+	/* the CR port takes nothing else: a control request closes the connection, as does a CR
+	 * read without the hello first, and a hello naming a node that is not a member */
 	int fd = -1;
 	char err[256];
 	cr_assert_eq(coral_ctl_connect_tcp("127.0.0.1", cl.base_port + CORAL_PORT_LMSD_CR, 1000, &fd, err, sizeof(err)), 0,
@@ -197,11 +198,39 @@ Test(lmsd, cr_copies_come_straight_from_the_holder)
 	if (resp)
 		coral_ctl_response_free(resp);
 	close(fd);
+	cr_assert_eq(coral_ctl_connect_tcp("127.0.0.1", cl.base_port + CORAL_PORT_LMSD_CR, 1000, &fd, err, sizeof(err)), 0,
+		     "%s", err);
+	Coral__GcsCrReadRequest rd = CORAL__GCS_CR_READ_REQUEST__INIT;
+	rd.file = fid;
+	rd.block = 1;
+	req.body_case = CORAL__CTL_REQUEST__BODY_GCS_CR_READ;
+	req.gcs_cr_read = &rd;
+	resp = NULL;
+	cr_expect_eq(coral_ctl_call_fd(fd, "the CR port", &req, 1 << 20, 2000, &resp, err, sizeof(err)), CORAL_ECLOSED,
+		     "a CR read without a hello got an answer (%s)", resp && resp->gcs_cr_read ? "a block" : err);
+	if (resp)
+		coral_ctl_response_free(resp);
+	close(fd);
+	cr_assert_eq(coral_ctl_connect_tcp("127.0.0.1", cl.base_port + CORAL_PORT_LMSD_CR, 1000, &fd, err, sizeof(err)), 0,
+		     "%s", err);
+	Coral__GcsCrHello hello = CORAL__GCS_CR_HELLO__INIT;
+	hello.cluster = cl.name;
+	hello.node = 9;
+	hello.incarnation = 1;
+	req.body_case = CORAL__CTL_REQUEST__BODY_GCS_CR_HELLO;
+	req.gcs_cr_hello = &hello;
+	resp = NULL;
+	cr_expect_eq(coral_ctl_call_fd(fd, "the CR port", &req, 1 << 20, 2000, &resp, err, sizeof(err)), CORAL_ECLOSED,
+		     "a hello naming node 9 was taken");
+	if (resp)
+		coral_ctl_response_free(resp);
+	close(fd);
 
 	json_t *g = ctl_json(1, "gcs stats");
 	cr_assert_not_null(g, "%s", res.out);
 	cr_expect_eq(jint(g, "cr_direct"), 2, "%s", res.out);
 	cr_expect_eq(jint(g, "cr_direct_refused"), 1, "%s", res.out);
+	cr_expect_eq(jint(g, "cr_port_refused"), 3, "%s", res.out);
 	json_decref(g);
 }
 
