@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds Coral twice (plain, and with ASan+UBSan) and runs every test in both: criterion
-# unit tests and the integration tests that start real three-node clusters. Ends with one
-# line "Total: N passed, N failed".
+# unit tests and the integration tests that start real three-node clusters; then builds the
+# fuzz targets with clang and runs each for FUZZ_SECONDS (15). Ends with one line
+# "Total: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh || exit 1
@@ -42,6 +43,21 @@ run_suite() { # BUILD_DIR LABEL MESON_OPTIONS...
 
 run_suite build "plain build"
 run_suite build-asan "ASan+UBSan build" -Db_sanitize=address,undefined -Db_lundef=false
+
+# the fuzz targets (tests/fuzz, clang's libFuzzer), each for a short while from its seeds;
+# scripts/fuzz.sh SECONDS runs them longer
+fuzz_s=${FUZZ_SECONDS:-15}
+echo "== fuzz: every target for ${fuzz_s} s (scripts/fuzz.sh)"
+start=$SECONDS
+./scripts/fuzz.sh "$fuzz_s" > fuzz-output.txt 2>&1
+frc=$?
+grep -E '^fuzz: ' fuzz-output.txt
+fok=$(grep -cE '^fuzz: [a-z_]+: .* no crash$' fuzz-output.txt)
+fbad=$(grep -cE '^fuzz: [a-z_]+ FAILED' fuzz-output.txt)
+if [ $frc -ne 0 ] && [ "$fbad" -eq 0 ]; then fbad=1; tail -20 fuzz-output.txt; fi
+echo "== fuzz: $fok targets without a crash, $fbad failed, $((SECONDS - start)) s"
+passed=$((passed + fok)); failed=$((failed + fbad))
+[ "$fbad" -eq 0 ] || status=1
 
 leftover=$(ls /dev/shm 2>/dev/null | grep -E '^coral[.-]' || true)
 if [ -n "$leftover" ]; then

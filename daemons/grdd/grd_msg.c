@@ -2,6 +2,10 @@
 #include "grd_msg.h"
 
 #include "codec.h"
+#include "errors.h"
+
+#include <stdlib.h>
+#include <string.h>
 #include "util.h"
 
 static const struct coral_codec_type grd_types[] = {
@@ -45,3 +49,14 @@ Coral__GrdMapRecord *grd_record_copy(const Coral__GrdMapRecord *r)
 }
 
 void grd_record_free(Coral__GrdMapRecord *r) { coral_codec_free(r ? &r->base : NULL); }
+
+int grd_record_set_detail(Coral__GrdMapRecord *r, const char *detail)
+{
+	char *d = strdup(detail ? detail : "");
+	if (d == NULL)
+		return CORAL_ENOMEM;
+	if (r->detail != protobuf_c_empty_string)
+		free(r->detail);
+	r->detail = d;
+	return 0;
+}

@@ -40,5 +40,9 @@ uint8_t *grd_record_pack(const Coral__GrdMapRecord *r, size_t *len);
 /* A deep copy that can be edited. */
 Coral__GrdMapRecord *grd_record_copy(const Coral__GrdMapRecord *r);
 void grd_record_free(Coral__GrdMapRecord *r);
+/* Sets the record's detail in an edited copy: 0 or CORAL_ENOMEM. (An absent string of a
+ * decoded message is protobuf-c's shared empty string, never to be freed: the fuzzer found
+ * grdd freeing it for a record whose detail was empty.) */
+int grd_record_set_detail(Coral__GrdMapRecord *r, const char *detail);
 
 #endif

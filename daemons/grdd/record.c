@@ -133,8 +133,7 @@ void grd_record_stamp(struct grd_core *c, Coral__GrdMapRecord *n, int cause, uin
 	n->move_id = move_id;
 	n->coordinator = c->self;
 	n->at_ms = at_ms;
-	free(n->detail);
-	n->detail = strdup(detail ? detail : "");
+	grd_record_set_detail(n, detail);
 	n->moved_buckets = n->moved_resources = 0;
 	n->moved_entries = n->moved_bytes = n->freeze_ms = 0;
 	if (move_id != 0) {

@@ -89,7 +89,7 @@ static void conf_apply(struct raft_conf *c, const struct raft_entry *e)
 
 static bool quorum(const struct raft *r, uint64_t mask)
 {
-	return 2 * __builtin_popcountll(mask & r->conf.voters) > (unsigned)raft_conf_voters(&r->conf);
+	return (unsigned)(2 * __builtin_popcountll(mask & r->conf.voters)) > (unsigned)raft_conf_voters(&r->conf);
 }
 
 /* ---- log ---------------------------------------------------------------------------- */
