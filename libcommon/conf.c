@@ -201,6 +201,10 @@ static const struct coral_opt coral__cache_opts[] = {
 	    "how often lmsd writes dirty buffers back to the data files"),
 	OPT(coral_cache_conf, commit_timeout_ms, INT, "10000", 10, 600000, false,
 	    "a commit whose redo the log writer has not made durable by then fails"),
+	OPT(coral_cache_conf, log_error_ms, INT, "1000", 10, 600000, false,
+	    "a commit or log force fails with the log writer's cause (no space, read-only, I/O error) once "
+	    "the writer has failed to write the redo thread for this long; the writer keeps trying, so the "
+	    "node goes on when the cause goes (a commit failed so may still become durable then)"),
 	OPT(coral_cache_conf, cr_direct, BOOL, "yes", 0, 1, false,
 	    "sessions read consistent-read copies straight from the node holding the block "
 	    "(lmsd listens on base_port+4; off when [tls] is enabled)"),

@@ -174,6 +174,7 @@ struct coral_cache_conf {
 	int64_t get_timeout_ms;        /* a session's block request fails after this long */
 	int64_t checkpoint_ms;         /* dirty buffers are written back this often */
 	int64_t commit_timeout_ms;     /* a commit whose redo is not durable by then fails */
+	int64_t log_error_ms;          /* ... and sooner, with the cause, once the log writer has failed this long */
 	int64_t cr_direct;             /* sessions read CR copies straight from the holder */
 	int64_t spin_us;               /* a session spins this long for lmsd's answer */
 };

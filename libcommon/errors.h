@@ -39,7 +39,9 @@
 	X(ECONFLICT, "changed meanwhile: compare-and-swap failed")       \
 	X(ECANCELED, "cancelled")                                         \
 	X(EHELD, "held elsewhere in an incompatible mode")               \
-	X(ECORRUPT, "checksum mismatch: data is damaged")
+	X(ECORRUPT, "checksum mismatch: data is damaged")                \
+	X(ENOSPC, "no space left on the device")                          \
+	X(EROFS, "read-only file system")
 
 enum coral_err {
 	CORAL_OK = 0,
@@ -52,5 +54,7 @@ enum coral_err {
 
 /* Text for a CORAL_E* code (negative) or 0; never NULL. */
 const char *coral_strerror(int code);
+/* The CORAL_E* code of a failed write's errno: ENOSPC (and EDQUOT), EROFS, else EIO. */
+int coral_err_from_errno(int e);
 
 #endif

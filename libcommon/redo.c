@@ -161,6 +161,10 @@ int coral_redo_wait(struct coral_redo *r, uint64_t lsn, int timeout_ms)
 			return 0;
 		if (atomic_load(&r->fenced))
 			return CORAL_EFENCED;
+		int io = atomic_load(&r->io_error);
+		if (io != 0 && coral_now_mono_ns() - atomic_load(&r->io_error_since_ns) >=
+				       (uint64_t)atomic_load(&r->fail_after_ms) * 1000000ull)
+			return io;
 		uint64_t f = atomic_load(&r->force_to);
 		while (f < lsn && !atomic_compare_exchange_weak(&r->force_to, &f, lsn))
 			;
@@ -213,6 +217,18 @@ void coral_redo_await_work(struct coral_redo *r, uint32_t seq, int wait_ms)
 {
 	if (wait_ms > 0)
 		futex(&r->work_seq, FUTEX_WAIT, seq, wait_ms);
+}
+
+void coral_redo_io_error(struct coral_redo *r, int code, uint64_t seg)
+{
+	int was = atomic_exchange(&r->io_error, code);
+	if (code != 0 && was == 0)
+		atomic_store(&r->io_error_since_ns, coral_now_mono_ns());
+	atomic_store(&r->io_error_seg, seg);
+	if (code != was) {
+		atomic_fetch_add(&r->durable_seq, 1);
+		futex(&r->durable_seq, FUTEX_WAKE, INT_MAX, -1);
+	}
 }
 
 void coral_redo_made_durable(struct coral_redo *r, uint64_t lsn, uint64_t scn, uint64_t commits, uint64_t sync_us)

@@ -60,6 +60,11 @@ struct coral_redo {
 	_Atomic uint32_t waiters;      /* sleeping on durable_seq */
 	_Atomic int32_t writer_pid;    /* the log writer (0: none yet) */
 	_Atomic uint64_t force_to;     /* highest LSN anyone waits for */
+	/* the log writer cannot write: the cause (a CORAL_E* code, 0: none), since when, and the
+	 * segment; waiters give up with the cause once it has lasted fail_after_ms */
+	_Atomic int32_t io_error;
+	_Atomic uint64_t io_error_since_ns, io_error_seg;
+	_Atomic uint32_t fail_after_ms;
 	/* counters */
 	_Atomic uint64_t records, commits, bytes, syncs, sync_us, full_waits, errors;
 	_Atomic uint64_t commits_synced;
@@ -83,7 +88,9 @@ int coral_redo_append(struct coral_redo *r, uint8_t type, uint64_t scn, uint32_t
 		      uint64_t block, uint32_t offset, const void *bytes, uint32_t nbytes, int timeout_ms,
 		      uint64_t *lsn);
 /* Waits until everything up to lsn is durable; CORAL_ETIMEDOUT after timeout_ms,
- * CORAL_EFENCED at once while the log writer is stopped by a fence. */
+ * CORAL_EFENCED at once while the log writer is stopped by a fence, and the writer's cause
+ * (CORAL_ENOSPC, CORAL_EROFS, CORAL_EIO) once it has failed to write for fail_after_ms. A
+ * wait given up so may still become durable if the writer succeeds later. */
 int coral_redo_wait(struct coral_redo *r, uint64_t lsn, int timeout_ms);
 /* The log writer: stopped (or resumed) because the node is fenced (unfenced); waiters are
  * woken to see it. */
@@ -103,6 +110,9 @@ const uint8_t *coral_redo_ring_at(const struct coral_redo *r, uint64_t lsn, uint
 void coral_redo_start_at(struct coral_redo *r, uint64_t end);
 /* Sleeps up to wait_ms unless work_seq has moved past seq. */
 void coral_redo_await_work(struct coral_redo *r, uint32_t seq, int wait_ms);
+/* The writer failed to write segment seg (code a CORAL_E*), or wrote again (code 0):
+ * waiters are woken to see it. */
+void coral_redo_io_error(struct coral_redo *r, int code, uint64_t seg);
 /* Everything up to lsn is durable (its highest SCN scn, commits commits, after a sync of
  * sync_us): waiters are woken and the counters kept. */
 void coral_redo_made_durable(struct coral_redo *r, uint64_t lsn, uint64_t scn, uint64_t commits, uint64_t sync_us);

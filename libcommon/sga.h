@@ -15,7 +15,8 @@
 #include <stdint.h>
 
 #define CORAL_SGA_MAGIC 0x4147534c41524f43ull /* "CORALSGA" little-endian */
-#define CORAL_SGA_VERSION 3u  /* 2: the cache section has session slots; 3: with start times */
+#define CORAL_SGA_VERSION 4u  /* 2: the cache section has session slots; 3: with start times;
+				  * 4: the redo section keeps the log writer's I/O error */
 #define CORAL_SGA_MAX_SECTIONS 16
 #define CORAL_SGA_ALIGN 64
 

@@ -588,14 +588,23 @@ int coral_commit(struct coral_session *s, uint64_t *scn_out)
 	int rc = coral_redo_append(s->redo, CORAL_REDO_COMMIT, scn, s->id, 0, 0, 0, NULL, 0, timeout, &lsn);
 	if (rc != 0)
 		return fail(s, rc, "commit record: %s%s", coral_strerror(rc),
-			    rc == CORAL_ENOTRUNNING ? " (the log writer, replicad, is not running)" : "");
+			    rc == CORAL_ENOTRUNNING ? " (the log writer, replicad, is not running)"
+			    : rc == CORAL_ENOSPC || rc == CORAL_EROFS || rc == CORAL_EIO ? " (the log writer cannot write the redo thread)"
+										     : "");
 	rc = coral_redo_wait(s->redo, lsn, timeout);
 	if (rc == CORAL_EFENCED)
 		return fail(s, rc, "commit at LSN %llu: the node was fenced before it was durable (it becomes durable "
 			    "only if the node is unfenced without being evicted)", (unsigned long long)lsn);
+	if (rc == CORAL_ENOSPC || rc == CORAL_EROFS || rc == CORAL_EIO) {
+		char dir[CORAL_STR_MAX + 64], seg[CORAL_STR_MAX + 96];
+		coral_redo_thread_dir(s->conf.storage.shared_dir, (uint32_t)s->node->id, dir, sizeof(dir));
+		coral_redo_seg_path(dir, atomic_load(&s->redo->io_error_seg), seg, sizeof(seg));
+		return fail(s, rc, "commit at LSN %llu: %s writing the redo thread (%s): not durable; it becomes so if the "
+			    "log writer succeeds later", (unsigned long long)lsn, coral_strerror(rc), seg);
+	}
 	if (rc != 0)
-		return fail(s, rc, "commit at LSN %llu not durable within %d ms (replicad?)", (unsigned long long)lsn,
-			    timeout);
+		return fail(s, rc, "commit at LSN %llu not durable within %d ms: is replicad running? (coralctl status)",
+			    (unsigned long long)lsn, timeout);
 	s->st.commits++;
 	s->st.commit_wait_us += (coral_now_mono_ns() - t0) / 1000;
 	if (scn_out)

@@ -151,7 +151,8 @@ static int op_log_force(void *arg, uint64_t lsn)
 		return 0;
 	int rc = coral_redo_wait(l->redo, lsn, (int)l->d->conf.cache.commit_timeout_ms);
 	if (rc != 0)
-		log_warn("log force to LSN %llu: %s (is replicad running?)", (unsigned long long)lsn, coral_strerror(rc));
+		log_warn("log force to LSN %llu: %s%s", (unsigned long long)lsn, coral_strerror(rc),
+			 rc == CORAL_ETIMEDOUT ? " (is replicad running?)" : " (the log writer cannot write: replicad's log says why)");
 	return rc == 0 ? 1 : rc;
 }
 

@@ -18,6 +18,7 @@ struct log_writer {
 	uint64_t segsize;
 	int fd;
 	uint64_t fd_seg;
+	char error[CORAL_STR_MAX + 160];  /* the last failure: the cause and the file */
 };
 
 static int scan_end_fn(void *arg, const struct coral_redo_rec *rec, const uint8_t *bytes)
@@ -116,6 +117,21 @@ static int count(struct coral_redo *r, uint64_t d, uint64_t t, uint64_t *commits
 	return 0;
 }
 
+/* A write, sync or open of segment seg failed with errno e: the real cause and the file are
+ * kept for the log, and published so that committers give up with it. */
+static int64_t failed(struct log_writer *w, uint64_t seg, const char *what, int e)
+{
+	char p[sizeof(w->dir) + 32];
+	coral_redo_seg_path(w->dir, seg, p, sizeof(p));
+	snprintf(w->error, sizeof(w->error), "%s %s: %s", what, p, strerror(e));
+	int code = coral_err_from_errno(e);
+	atomic_fetch_add(&w->r->errors, 1);
+	coral_redo_io_error(w->r, code, seg);
+	return code;
+}
+
+const char *log_writer_error(const struct log_writer *w) { return w->error; }
+
 int64_t log_writer_step(struct log_writer *w, int wait_ms)
 {
 	struct coral_redo *r = w->r;
@@ -141,16 +157,17 @@ int64_t log_writer_step(struct log_writer *w, int wait_ms)
 		if (n > in_ring)
 			n = in_ring;
 		int fd = seg_fd(w, seg);
-		if (fd < 0 || pwrite(fd, src, (size_t)n, (off_t)off) != (ssize_t)n) {
-			atomic_fetch_add(&r->errors, 1);
-			return CORAL_EIO;
-		}
+		if (fd < 0)
+			return failed(w, seg, "opening", errno);
+		ssize_t k = pwrite(fd, src, (size_t)n, (off_t)off);
+		if (k != (ssize_t)n)
+			return failed(w, seg, "writing", k < 0 ? errno : ENOSPC); /* short: the device filled */
 		at += n;
 	}
-	if (fdatasync(w->fd) != 0) {
-		atomic_fetch_add(&r->errors, 1);
-		return CORAL_EIO;
-	}
+	if (fdatasync(w->fd) != 0)
+		return failed(w, w->fd_seg, "syncing", errno);
+	if (atomic_load(&r->io_error) != 0)
+		coral_redo_io_error(r, 0, 0);
 	coral_redo_made_durable(r, t, scn, commits, (coral_now_mono_ns() - t0) / 1000);
 	return (int64_t)(t - d);
 }

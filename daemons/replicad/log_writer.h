@@ -19,5 +19,7 @@ int log_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t threa
  * the number of bytes made durable, or a negative CORAL_E* code. */
 int64_t log_writer_step(struct log_writer *w, int wait_ms);
 void log_writer_close(struct log_writer *w);
+/* The last failure, with its cause and file ("writing SEG: No space left on device"). */
+const char *log_writer_error(const struct log_writer *w);
 
 #endif

@@ -61,12 +61,17 @@ static void *writer_main(void *arg)
 		}
 		int64_t n = log_writer_step(r->w, 50);
 		if (n < 0) {
-			/* nothing is acknowledged that is not durable: committers keep waiting and
-			 * time out; the error is logged, not hidden */
+			/* nothing is acknowledged that is not durable: committers give up with the cause
+			 * after [cache] log_error_ms and the writer tries again, so that the node goes
+			 * on when space returns; the error is logged, not hidden */
 			if (errors++ % 100 == 0)
-				log_error("writing the redo thread failed: %s", coral_strerror((int)n));
+				log_error("the redo thread cannot be written (%s): %s; trying again", coral_strerror((int)n),
+					  log_writer_error(r->w));
 			struct timespec ts = {0, 10 * 1000000L};
 			nanosleep(&ts, NULL);
+		} else if (n > 0 && errors > 0) {
+			log_notice("the redo thread is written again after %llu failed attempts", (unsigned long long)errors);
+			errors = 0;
 		}
 	}
 	/* what is appended before a clean stop still goes out, unless fenced */
@@ -95,6 +100,7 @@ static int replicad_init(struct coral_daemon *d)
 		log_error("redo thread %lld: %s", (long long)d->node->id, err);
 		return rc;
 	}
+	atomic_store(&r->redo->fail_after_ms, (uint32_t)d->conf.cache.log_error_ms);
 	log_info("redo thread %lld opened at LSN %llu under %s/redo", (long long)d->node->id,
 		 (unsigned long long)atomic_load(&r->redo->durable), d->conf.storage.shared_dir);
 	if (pthread_create(&r->thread, NULL, writer_main, r) != 0)
