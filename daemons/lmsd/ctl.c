@@ -48,6 +48,8 @@ void lmsd_h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest
 	r.cr_direct = l->cr_direct;
 	r.cr_direct_refused = l->cr_direct_refused;
 	r.cr_port_refused = l->cr_port_refused;
+	r.write_errors = s->write_errors;
+	r.inv_held = s->inv_held;
 	static const char *const names[GCS_SERVED_NKINDS] = {"?", "local", "2-way", "3-way", "disk", "cr"};
 	Coral__GcsKindStats k[GCS_SERVED_NKINDS], *kp[GCS_SERVED_NKINDS];
 	size_t n = 0;

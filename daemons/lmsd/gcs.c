@@ -1122,12 +1122,22 @@ static void send_to_master(struct gcs_core *c, Coral__GcsMsg *m)
 		send_msg(c, master, m);
 }
 
-static void inv_now(struct gcs_core *c, struct coral_buf *b, uint64_t gen)
+/* The buffer goes (already retired from mode 'was'); a dirty one is written first. If that
+ * write fails the image stays, in its mode, and the master hears nothing: its resend of the
+ * INV tries again, so no change leaves this node before it is on disk. */
+static void inv_now(struct gcs_core *c, struct coral_buf *b, uint64_t gen, int was)
 {
 	uint32_t file = b->file;
 	uint64_t block = b->block;
-	if (b->flags & CORAL_BUFF_DIRTY)
-		write_back(c, b);
+	if ((b->flags & CORAL_BUFF_DIRTY) && write_back(c, b) != 0) {
+		uint32_t ch = coral_cache_chain(c->cache, file, block);
+		coral_cache_lock(c->cache, ch);
+		if ((b->flags & CORAL_BUFF_VALID) && b->file == file && b->block == block)
+			b->mode = (uint8_t)was;
+		coral_cache_unlock(c->cache, ch);
+		c->st.inv_held++;
+		return;
+	}
 	buf_free(c, coral_cache_index(c->cache, b));
 	c->st.invalidations++;
 	Coral__GcsMsg m;
@@ -1240,11 +1250,12 @@ static void h_inv(struct gcs_core *c, const Coral__GcsMsg *m)
 		c->st.deferred++;
 		return;
 	}
+	int was = b != NULL ? b->mode : CORAL_BL_N;
 	if (b != NULL)
 		retire_locked(b);
 	coral_cache_unlock(c->cache, ch);
 	if (b != NULL) {
-		inv_now(c, b, m->gen);
+		inv_now(c, b, m->gen, was);
 		return;
 	}
 	Coral__GcsMsg a;
@@ -1274,6 +1285,7 @@ static void run_deferred(struct gcs_core *c)
 		bool waiting = (b->flags & CORAL_BUFF_VALID) && (b->flags & CORAL_BUFF_SHIPWAIT);
 		bool ready = waiting && atomic_load(&b->pins) == 0;
 		bool inv = ready && b->ship_kind == SHIP_INV;
+		int was = b->mode;
 		if (inv) {
 			b->flags &= (uint16_t)~CORAL_BUFF_SHIPWAIT;
 			retire_locked(b);
@@ -1287,7 +1299,7 @@ static void run_deferred(struct gcs_core *c)
 		if (!ready)
 			continue;
 		if (inv) {
-			inv_now(c, b, b->ship_gen);
+			inv_now(c, b, b->ship_gen, was);
 		} else {
 			ship_now(c, b, b->ship_to, b->ship_mode, b->ship_rid, b->ship_gen);
 		}

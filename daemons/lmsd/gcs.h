@@ -74,6 +74,7 @@ uint64_t gcs_hist_pct(const struct gcs_hist *h, double pct);
 struct gcs_stats {
 	uint64_t requests, local_hits, two_way, three_way, disk_reads, busy, retries, lost, stale;
 	uint64_t invalidations, pi_kept, pi_dropped, writes, write_errors, log_forces, cr_served;
+	uint64_t inv_held;      /* INVs left unanswered: the dirty image could not be written */
 	uint64_t shipped, deferred, mastered, not_master, timeouts, full, refused_msgs;
 	struct gcs_hist lat[GCS_SERVED_NKINDS];
 };

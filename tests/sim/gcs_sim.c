@@ -91,6 +91,7 @@ struct sim {
 	struct sim_msg msgs[SIM_MSGS];
 	uint32_t nmsgs;
 	int loss_pct, delay_max;
+	int write_fail_pct;     /* data-file writes that fail (a full or failing disk) */
 	int interleave_pct;     /* how often a session steps in where a latch is let go */
 	bool healing;           /* the end: sessions step in only to finish */
 	struct sim_pi pis[SIM_PIS];
@@ -210,6 +211,10 @@ static int op_write(void *arg, uint32_t file, uint64_t block, uint8_t *data, uin
 	(void)file;
 	if (block >= SIM_BLOCKS)
 		return CORAL_ENOENT;
+	if ((int)rndn(s, 100) < s->write_fail_pct) {
+		s->r->write_errors++;
+		return CORAL_EIO;
+	}
 	if (scn < s->disk_scn[block])
 		fail(s, "node %u wrote block %llu at scn %llu over a newer one (%llu)", a->node->id,
 		     (unsigned long long)block, (unsigned long long)scn, (unsigned long long)s->disk_scn[block]);
@@ -304,14 +309,16 @@ static void pinned_now(struct sim *s, struct sim_node *nd, struct sim_session *s
 static void run_core(struct sim *s, struct sim_node *nd) { s->current_node = nd->id; }
 
 /* A session lets its block go: under X it writes a new value first (the data, then the
- * header fields under the latch, as libcoral does). */
+ * header fields under the latch, as libcoral does), unless it was one that locked the block
+ * and changed nothing (one in four): then an image only this node's X buffer would hold, if
+ * lmsd had let a dirty copy go unwritten, shows up as a lost value. */
 static void session_release(struct sim *s, struct sim_node *nd, struct sim_session *ss)
 {
 	struct coral_cache *c = nd->cache;
 	struct coral_buf *b = coral_cache_buf(c, ss->buf);
-	if (ss->mode == CORAL_BL_X) {
-		if (b->mode != CORAL_BL_X)
-			fail(s, "node %u: block %u pinned X but the buffer is in mode %d", nd->id, ss->block, b->mode);
+	if (ss->mode == CORAL_BL_X && b->mode != CORAL_BL_X)
+		fail(s, "node %u: block %u pinned X but the buffer is in mode %d", nd->id, ss->block, b->mode);
+	if (ss->mode == CORAL_BL_X && rndn(s, 4) != 0) {
 		uint64_t v = ++s->next_value;
 		uint8_t *data = coral_cache_data(c, ss->buf);
 		memcpy(data + sizeof(struct coral_block_hdr), &v, sizeof(v));
@@ -659,6 +666,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 	s->loss_pct = 2 + (int)rndn(s, 8);
 	s->delay_max = 1 + (int)rndn(s, 6);
 	s->interleave_pct = 5 + (int)rndn(s, 30);
+	s->write_fail_pct = (int)rndn(s, 3) == 0 ? 0 : 5 + (int)rndn(s, 40);
 	hook_sim = s;
 	coral_cache_unlock_hook = unlock_hook;
 	err[0] = 0;
@@ -709,6 +717,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 	}
 	/* heal: no more loss; let every session finish (a move under way ends first) */
 	s->loss_pct = 0;
+	s->write_fail_pct = 0;
 	s->healing = true;
 	for (uint32_t t = 0; t < 20000 && !s->failed; t++) {
 		s->now_ms++;
@@ -717,7 +726,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 		for (uint32_t i = 0; i < nodes; i++)
 			gcs_core_clock(s->nodes[i].core, s->now_ms * 1000 + 1000000);
 		deliver(s, false);
-		bool busy = s->nmsgs > 0;
+		bool busy = s->nmsgs > 0 || s->mv.on;
 		for (uint32_t i = 0; i < nodes; i++) {
 			for (uint32_t k = 0; k < SIM_SESSIONS; k++) {
 				struct sim_session *ss = &s->nodes[i].s[k];
@@ -761,6 +770,8 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 				gcs_core_get(nd->core, 1, b, CORAL_BL_S, (uint64_t)nd->id << 32);
 			for (uint32_t t = 0; t < 20000 && ss->state != SS_IDLE && !s->failed; t++) {
 				s->now_ms++;
+				if (s->mv.on)
+					remaster_step(s);
 				for (uint32_t j = 0; j < nodes; j++)
 					gcs_core_clock(s->nodes[j].core, s->now_ms * 1000 + 1000000);
 				deliver(s, false);
@@ -792,6 +803,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 			out->disk_reads += st->disk_reads;
 			out->invalidations += st->invalidations;
 			out->retries += st->retries;
+			out->inv_held += st->inv_held;
 		}
 		if (nd->cache)
 			out->evictions += atomic_load(&nd->cache->st.evictions);

@@ -12,6 +12,8 @@ struct gcs_sim_result {
 	uint64_t pi_kept, pi_dropped, writes_back, invalidations, retries, evictions;
 	uint64_t interleaved;   /* session fast paths run where lmsd had let a latch go */
 	uint64_t moves, moves_abandoned;   /* masters moved, and moves given up on a busy block */
+	uint64_t write_errors;  /* data-file writes the model failed */
+	uint64_t inv_held;      /* INVs held back: a dirty image could not be written */
 };
 
 /* 0 if every invariant held; else nonzero with the violation (and the step) in err. */
