@@ -41,7 +41,8 @@
 	X(EHELD, "held elsewhere in an incompatible mode")               \
 	X(ECORRUPT, "checksum mismatch: data is damaged")                \
 	X(ENOSPC, "no space left on the device")                          \
-	X(EROFS, "read-only file system")
+	X(EROFS, "read-only file system")                                 \
+	X(EPENDING, "asked for: not done yet")
 
 enum coral_err {
 	CORAL_OK = 0,

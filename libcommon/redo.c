@@ -152,23 +152,31 @@ int coral_redo_append(struct coral_redo *r, uint8_t type, uint64_t scn, uint32_t
 	return 0;
 }
 
+int coral_redo_poll(struct coral_redo *r, uint64_t lsn)
+{
+	if (atomic_load(&r->durable) >= lsn)
+		return 0;
+	if (atomic_load(&r->fenced))
+		return CORAL_EFENCED;
+	int io = atomic_load(&r->io_error);
+	if (io != 0 && coral_now_mono_ns() - atomic_load(&r->io_error_since_ns) >=
+			       (uint64_t)atomic_load(&r->fail_after_ms) * 1000000ull)
+		return io;
+	uint64_t f = atomic_load(&r->force_to);
+	while (f < lsn && !atomic_compare_exchange_weak(&r->force_to, &f, lsn))
+		;
+	coral_redo_kick(r);
+	return CORAL_EPENDING;
+}
+
 int coral_redo_wait(struct coral_redo *r, uint64_t lsn, int timeout_ms)
 {
 	uint64_t deadline = coral_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
 	for (;;) {
 		uint32_t seq = atomic_load(&r->durable_seq);
-		if (atomic_load(&r->durable) >= lsn)
-			return 0;
-		if (atomic_load(&r->fenced))
-			return CORAL_EFENCED;
-		int io = atomic_load(&r->io_error);
-		if (io != 0 && coral_now_mono_ns() - atomic_load(&r->io_error_since_ns) >=
-				       (uint64_t)atomic_load(&r->fail_after_ms) * 1000000ull)
-			return io;
-		uint64_t f = atomic_load(&r->force_to);
-		while (f < lsn && !atomic_compare_exchange_weak(&r->force_to, &f, lsn))
-			;
-		coral_redo_kick(r);
+		int rc = coral_redo_poll(r, lsn);
+		if (rc != CORAL_EPENDING)
+			return rc;
 		uint64_t now = coral_now_mono_ns();
 		if (now >= deadline)
 			return CORAL_ETIMEDOUT;

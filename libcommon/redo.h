@@ -92,6 +92,9 @@ int coral_redo_append(struct coral_redo *r, uint8_t type, uint64_t scn, uint32_t
  * (CORAL_ENOSPC, CORAL_EROFS, CORAL_EIO) once it has failed to write for fail_after_ms. A
  * wait given up so may still become durable if the writer succeeds later. */
 int coral_redo_wait(struct coral_redo *r, uint64_t lsn, int timeout_ms);
+/* The same without waiting: 0 if durable, the error coral_redo_wait would give now, else
+ * the log writer is asked to write up to lsn and CORAL_EPENDING. */
+int coral_redo_poll(struct coral_redo *r, uint64_t lsn);
 /* The log writer: stopped (or resumed) because the node is fenced (unfenced); waiters are
  * woken to see it. */
 void coral_redo_set_fenced(struct coral_redo *r, bool fenced);

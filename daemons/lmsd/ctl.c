@@ -1,6 +1,7 @@
 /* lmsd's status requests: coralctl gcs stats (counters and latency by how requests were
  * served) and gcs block (a block's master, holders and this node's image of it). */
 #include "lmsd.h"
+#include "logwait.h"
 
 #include "errors.h"
 #include "util.h"
@@ -50,6 +51,9 @@ void lmsd_h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest
 	r.cr_port_refused = l->cr_port_refused;
 	r.write_errors = s->write_errors;
 	r.inv_held = s->inv_held;
+	r.log_waits = s->log_waits;
+	uint64_t waits;   /* the waiter's wake-ups: not reported */
+	lmsd_logwait_stats(l->logwait, &waits, &r.log_wait_us);
 	static const char *const names[GCS_SERVED_NKINDS] = {"?", "local", "2-way", "3-way", "disk", "cr"};
 	Coral__GcsKindStats k[GCS_SERVED_NKINDS], *kp[GCS_SERVED_NKINDS];
 	size_t n = 0;

@@ -371,7 +371,7 @@ static int wb_write(struct gcs_core *c, struct coral_buf *b, uint64_t *scn_out)
 			return CORAL_EBUSY;
 		int rc = c->ops.log_force(c->ops.arg, lsn);
 		if (rc < 0)
-			return rc;
+			return rc;  /* CORAL_EPENDING: asked for, written once it is durable */
 		c->st.log_forces += (uint64_t)rc;
 		forced = lsn;
 	}
@@ -1046,9 +1046,10 @@ static void ship_now(struct gcs_core *c, struct coral_buf *b, uint32_t to, int w
 	uint64_t forced = 0;
 	bool dirty;
 	struct img snap;
+	bool pending = false;
 	for (;;) {
 		coral_cache_lock(c->cache, ch);
-		if (atomic_load(&b->pins) != 0) {
+		if (atomic_load(&b->pins) != 0 || pending) {
 			b->flags |= CORAL_BUFF_SHIPWAIT;
 			b->ship_rid = rid;
 			b->ship_gen = gen;
@@ -1057,7 +1058,10 @@ static void ship_now(struct gcs_core *c, struct coral_buf *b, uint32_t to, int w
 			b->ship_kind = SHIP_FWD;
 			coral_cache_unlock(c->cache, ch);
 			defer_add(c, i);
-			c->st.deferred++;
+			if (pending)
+				c->st.log_waits++;
+			else
+				c->st.deferred++;
 			return;
 		}
 		dirty = (b->flags & CORAL_BUFF_DIRTY) != 0;
@@ -1065,9 +1069,14 @@ static void ship_now(struct gcs_core *c, struct coral_buf *b, uint32_t to, int w
 		if (!dirty || lsn <= forced)
 			break;
 		coral_cache_unlock(c->cache, ch);
-		/* the redo that made this image must be durable before anyone else can see it */
+		/* the redo that made this image must be durable before anyone else can see it: asked
+		 * for, the ship waits with the block (no session pins it meanwhile) */
 		int rc = c->ops.log_force(c->ops.arg, lsn);
 		c->st.log_forces += rc > 0 ? (uint64_t)rc : 0;
+		if (rc == CORAL_EPENDING) {
+			pending = true;
+			continue;
+		}
 		if (rc < 0) {
 			logf_(c, CORAL_LOG_WARNING, "log force failed: block %u:%llu not shipped", b->file,
 			      (unsigned long long)b->block);
@@ -1129,13 +1138,26 @@ static void inv_now(struct gcs_core *c, struct coral_buf *b, uint64_t gen, int w
 {
 	uint32_t file = b->file;
 	uint64_t block = b->block;
-	if ((b->flags & CORAL_BUFF_DIRTY) && write_back(c, b) != 0) {
+	int rc = (b->flags & CORAL_BUFF_DIRTY) ? write_back(c, b) : 0;
+	if (rc != 0) {
 		uint32_t ch = coral_cache_chain(c->cache, file, block);
 		coral_cache_lock(c->cache, ch);
-		if ((b->flags & CORAL_BUFF_VALID) && b->file == file && b->block == block)
+		bool same = (b->flags & CORAL_BUFF_VALID) && b->file == file && b->block == block;
+		if (same)
 			b->mode = (uint8_t)was;
+		if (same && rc == CORAL_EPENDING) {
+			/* its redo is not durable yet: the INV waits for it with the block */
+			b->flags |= CORAL_BUFF_SHIPWAIT;
+			b->ship_gen = gen;
+			b->ship_kind = SHIP_INV;
+		}
 		coral_cache_unlock(c->cache, ch);
-		c->st.inv_held++;
+		if (same && rc == CORAL_EPENDING) {
+			defer_add(c, coral_cache_index(c->cache, b));
+			c->st.log_waits++;
+		} else {
+			c->st.inv_held++;
+		}
 		return;
 	}
 	buf_free(c, coral_cache_index(c->cache, b));
@@ -1274,12 +1296,27 @@ static void h_pi_drop(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 	send_msg(c, from, &a);
 }
 
-/* Transfers and invalidations that waited for a session's pin. */
+/* Whether a dirty image still waits for its redo to become durable (asked for again: the
+ * log waiter calls gcs_core_log_ready when it is). Latch not held. */
+static bool log_pending(struct gcs_core *c, struct coral_buf *b)
+{
+	uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
+	coral_cache_lock(c->cache, ch);
+	uint64_t lsn = (b->flags & CORAL_BUFF_DIRTY) ? b->redo_lsn : 0;
+	coral_cache_unlock(c->cache, ch);
+	return lsn != 0 && c->ops.log_force(c->ops.arg, lsn) == CORAL_EPENDING;
+}
+
+/* Transfers and invalidations that waited for a session's pin or for the log. */
 static void run_deferred(struct gcs_core *c)
 {
 	for (uint32_t k = 0; k < c->ndeferred;) {
 		uint32_t i = c->deferred[k];
 		struct coral_buf *b = coral_cache_buf(c->cache, i);
+		if (log_pending(c, b)) {
+			k++;
+			continue;
+		}
 		uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
 		coral_cache_lock(c->cache, ch);
 		bool waiting = (b->flags & CORAL_BUFF_VALID) && (b->flags & CORAL_BUFF_SHIPWAIT);
@@ -1772,6 +1809,8 @@ static void resend_acks(struct gcs_core *c)
 	}
 }
 
+void gcs_core_log_ready(struct gcs_core *c) { run_deferred(c); }
+
 void gcs_core_tick(struct gcs_core *c)
 {
 	if (c->ckpt_wanted) {
@@ -1863,10 +1902,11 @@ int gcs_core_checkpoint(struct gcs_core *c)
 		return 0;
 	/* one log force and one sync for all of them */
 	if (lsn) {
+		/* not durable yet: the images whose redo is are written now, the rest next time */
 		int rc = c->ops.log_force(c->ops.arg, lsn);
-		if (rc < 0)
+		if (rc < 0 && rc != CORAL_EPENDING)
 			return 0;
-		c->st.log_forces += (uint64_t)rc;
+		c->st.log_forces += rc > 0 ? (uint64_t)rc : 0;
 	}
 	uint32_t m = 0;
 	for (uint32_t k = 0; k < n; k++)

@@ -53,8 +53,9 @@ struct gcs_ops {
 	/* writes a block (header sealed with scn); durable only after sync */
 	int (*write)(void *arg, uint32_t file, uint64_t block, uint8_t *data, uint64_t scn);
 	int (*sync)(void *arg);
-	/* returns once the node's redo up to lsn is durable: 0 if it already was, 1 if it had to
-	 * wait, or a negative CORAL_E* code */
+	/* the node's redo up to lsn: 0 if it is durable already, 1 if it became durable in the
+	 * call, CORAL_EPENDING if the log writer was asked and gcs_core_log_ready follows once it
+	 * is durable (lmsd never waits in its loop), or a negative CORAL_E* code */
 	int (*log_force)(void *arg, uint64_t lsn);
 	/* a session's request is over: code 0 with the buffer (pinned: 0 none, 1 shared, 2
 	 * exclusive) or an error */
@@ -75,6 +76,7 @@ struct gcs_stats {
 	uint64_t requests, local_hits, two_way, three_way, disk_reads, busy, retries, lost, stale;
 	uint64_t invalidations, pi_kept, pi_dropped, writes, write_errors, log_forces, cr_served;
 	uint64_t inv_held;      /* INVs left unanswered: the dirty image could not be written */
+	uint64_t log_waits;     /* ships and INVs that waited for their redo to become durable */
 	uint64_t shipped, deferred, mastered, not_master, timeouts, full, refused_msgs;
 	struct gcs_hist lat[GCS_SERVED_NKINDS];
 };
@@ -93,6 +95,9 @@ void gcs_core_clock(struct gcs_core *c, uint64_t now_us);
 void gcs_core_get(struct gcs_core *c, uint32_t file, uint64_t block, int mode, uint64_t cookie);
 /* A message from node `from` (this node included); type is GCS_NET_MSG (others are refused). */
 void gcs_core_recv(struct gcs_core *c, uint32_t from, uint8_t type, const uint8_t *data, size_t len);
+/* The redo asked for by a log force has become durable (or the log writer has failed):
+ * the ships and invalidations waiting for it go on. */
+void gcs_core_log_ready(struct gcs_core *c);
 /* Retries, timeouts, transfers that waited for pins, and past-image drops still owed. */
 void gcs_core_tick(struct gcs_core *c);
 /* Transfers waiting for a session's pin: their count (lmsd polls them sooner while any). */

@@ -5,6 +5,7 @@
  * sessions' block requests come on the Unix socket (h_get), coralctl's gcs requests too
  * (ctl.c), and other nodes' sessions' consistent-read copies on base_port+4 (cr.c). */
 #include "lmsd.h"
+#include "logwait.h"
 
 #include "bufcache.h"
 #include "cache.h"
@@ -144,16 +145,29 @@ static int op_sync(void *arg)
 	return rc;
 }
 
+/* Never waits in the loop: the log waiter thread wakes it (on_log_ready) once the redo is
+ * durable. Only the last checkpoint of a clean stop waits, the loop being over. */
 static int op_log_force(void *arg, uint64_t lsn)
 {
 	struct lmsd *l = arg;
 	if (atomic_load(&l->redo->durable) >= lsn)
 		return 0;
-	int rc = coral_redo_wait(l->redo, lsn, (int)l->d->conf.cache.commit_timeout_ms);
-	if (rc != 0)
+	int rc = l->logwait && !l->stopping ? lmsd_logwait_force(l->logwait, lsn)
+					    : coral_redo_wait(l->redo, lsn, (int)l->d->conf.cache.commit_timeout_ms);
+	if (rc == CORAL_EPENDING)
+		return rc;
+	if (rc != 0 && coral_now_mono_ns() >= l->log_warned_ns + 1000000000ull) {
+		l->log_warned_ns = coral_now_mono_ns();
 		log_warn("log force to LSN %llu: %s%s", (unsigned long long)lsn, coral_strerror(rc),
 			 rc == CORAL_ETIMEDOUT ? " (is replicad running?)" : " (the log writer cannot write: replicad's log says why)");
+	}
 	return rc == 0 ? 1 : rc;
+}
+
+static void on_log_ready(void *arg)
+{
+	struct lmsd *l = arg;
+	gcs_core_log_ready(core(l));
 }
 
 /* The record of a pin taken for the waiting session, in its slot (NULL: it gave none, or
@@ -331,6 +345,12 @@ static int lmsd_init(struct coral_daemon *d)
 	};
 	l->core = gcs_core_new(l->self, l->cache, l->dir, &ops, (uint32_t)d->conf.cache.gcs_retry_ms,
 			       (uint32_t)d->conf.cache.get_timeout_ms);
+	char err[256];
+	l->logwait = lmsd_logwait_new(d->base, l->redo, on_log_ready, l, err, sizeof(err));
+	if (l->logwait == NULL) {
+		log_error("%s", err);
+		return CORAL_ESYS;
+	}
 	rc = coral_kit_start(&l->kit, l->core);
 	if (rc != 0)
 		return rc;
@@ -343,9 +363,12 @@ static void lmsd_fini(struct coral_daemon *d)
 	struct lmsd *l = d->svc;
 	if (l == NULL)
 		return;
-	/* dirty images go to disk on a clean stop (a crash leaves them to instance recovery) */
+	/* dirty images go to disk on a clean stop (a crash leaves them to instance recovery):
+	 * the log forces of this last checkpoint wait */
+	l->stopping = true;
 	if (l->core)
 		gcs_core_checkpoint(core(l));
+	lmsd_logwait_free(l->logwait);
 	coral_ipc_server_free(l->cr_srv);
 	coral_kit_fini(&l->kit);
 	gcs_core_free(l->core);

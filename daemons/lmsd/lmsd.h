@@ -36,6 +36,9 @@ struct lmsd {
 	struct coral_ipc_server *cr_srv;   /* base_port+4: CR copies for other nodes' sessions */
 	uint64_t cr_direct, cr_direct_refused;
 	uint64_t cr_port_refused;          /* CR connections closed: no hello, or a wrong one */
+	struct lmsd_logwait *logwait;      /* log forces: a thread waits, the loop does not */
+	uint64_t log_warned_ns;            /* a failing log force is logged once a second */
+	bool stopping;                     /* lmsd_fini: the last checkpoint may wait */
 };
 
 /* ctl.c: coralctl gcs stats, gcs block */

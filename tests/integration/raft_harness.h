@@ -97,10 +97,11 @@ static inline int wait_leader(int ms, unsigned nodes_mask)
 	return -1;
 }
 
-static inline pid_t raftd_pid(int node)
+/* The pid of a daemon of a node (its pid file), or 0. */
+static inline pid_t daemon_pid(int node, const char *name)
 {
-	char path[128];
-	snprintf(path, sizeof(path), "%s/node%d/raftd.pid", cl.dir, node);
+	char path[160];
+	snprintf(path, sizeof(path), "%s/node%d/%s.pid", cl.dir, node, name);
 	FILE *f = fopen(path, "r");
 	int pid = 0;
 	if (f) {
@@ -110,6 +111,8 @@ static inline pid_t raftd_pid(int node)
 	}
 	return (pid_t)pid;
 }
+
+static inline pid_t raftd_pid(int node) { return daemon_pid(node, "raftd"); }
 
 /* The entry of member id in a `cluster members --json` answer, or NULL. */
 static inline json_t *member(json_t *members, int id)

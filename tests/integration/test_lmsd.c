@@ -15,6 +15,7 @@
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 
 TestSuite(lmsd, .init = NULL, .fini = cl_teardown, .timeout = 240);
@@ -334,5 +335,74 @@ Test(lmsd, a_node_whose_raftd_stops_is_fenced_when_its_lease_runs_out)
 	cr_expect_leq(ms, 3000, "fenced too late");
 	cr_expect_gt(hits, 10, "the block was not served from the cache before the lease ran out");
 	cr_expect_eq(commit_rc, CORAL_ERR_FENCED, "%s", coral_session_error(s));
+	coral_session_close(s);
+}
+
+/* A block read by another node's session, from a thread (libcoral's calls block). */
+struct far_read {
+	uint32_t fid;
+	int rc;
+	uint64_t v;
+	char err[256];
+};
+
+static void *far_read_run(void *arg)
+{
+	struct far_read *f = arg;
+	struct coral_session *s;
+	f->rc = coral_session_open(cl.conf, 2, "test", "test_lmsd", &s);
+	if (f->rc != 0) {
+		snprintf(f->err, sizeof(f->err), "%s", coral_session_error(s));
+		return NULL;
+	}
+	struct coral_block *b = NULL;
+	f->rc = coral_block_get(s, f->fid, 0, CORAL_MODE_S, &b);
+	snprintf(f->err, sizeof(f->err), "%s", coral_session_error(s));
+	if (f->rc == 0) {
+		memcpy(&f->v, coral_block_data(b), sizeof(f->v));
+		coral_block_release(s, b);
+	}
+	coral_session_close(s);
+	return NULL;
+}
+
+/* Node 1's log writer stops (replicad SIGSTOPped) while a session there has changed a block
+ * (its redo in the buffer, not durable), and node 2 asks for the block. Node 1's lmsd must not
+ * ship the image before its redo is durable, and must not wait for that in its event loop:
+ * it answers coralctl at once meanwhile, counting the ship as waiting for the log; once the
+ * writer goes on, node 2 gets the block with the change. */
+Test(lmsd, a_ship_waits_for_the_log_and_lmsd_serves_on_meanwhile)
+{
+	uint32_t fid = start_three_with_file("lml", "lwt");
+	put(1, fid, 1);
+	pid_t rp = daemon_pid(1, "replicad");
+	cr_assert_gt(rp, 0);
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(cl.conf, 1, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
+	cr_assert_eq(kill(rp, SIGSTOP), 0);
+	struct coral_block *b = NULL;
+	cr_assert_eq(coral_block_get(s, fid, 0, CORAL_MODE_X, &b), 0, "%s", coral_session_error(s));
+	uint64_t v = 42;
+	cr_assert_eq(coral_block_modify(s, b, 0, &v, sizeof(v)), 0, "%s", coral_session_error(s));
+	coral_block_release(s, b);
+
+	struct far_read f = {.fid = fid, .rc = -1};
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, far_read_run, &f), 0);
+	usleep(500000);
+	uint64_t t0 = coral_now_mono_ns();
+	json_t *g = ctl_json(1, "gcs stats");
+	uint64_t ms = (coral_now_mono_ns() - t0) / 1000000ull;
+	kill(rp, SIGCONT);
+	cr_assert_not_null(g, "%s", res.out);
+	fprintf(stderr, "log writer stopped: coralctl answered in %llu ms, %lld ships waiting for the log\n",
+		(unsigned long long)ms, (long long)jint(g, "log_waits"));
+	cr_expect_geq(jint(g, "log_waits"), 1, "%s", res.out);
+	cr_expect_lt(ms, 2000, "lmsd was stuck in its loop for %llu ms", (unsigned long long)ms);
+	json_decref(g);
+	pthread_join(t, NULL);
+	cr_expect_eq(f.rc, 0, "node 2's read: %s", f.err);
+	cr_expect_eq(f.v, 42, "node 2 read %llu", (unsigned long long)f.v);
+	cr_expect_eq(coral_commit(s, NULL), 0, "%s", coral_session_error(s));
 	coral_session_close(s);
 }

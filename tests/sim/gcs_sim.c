@@ -70,7 +70,9 @@ struct sim_node {
 	struct coral_grd_dir *dir;
 	struct gcs_core *core;
 	uint64_t lsn, durable;
+	uint64_t force_to;    /* asked of the log writer, not yet durable */
 	uint64_t lastmod[SIM_BLOCKS];   /* lsn of this node's last change to the block */
+	uint64_t lastval[SIM_BLOCKS];   /* ... and the value it wrote */
 	struct sim_session s[SIM_SESSIONS];
 };
 
@@ -92,6 +94,7 @@ struct sim {
 	uint32_t nmsgs;
 	int loss_pct, delay_max;
 	int write_fail_pct;     /* data-file writes that fail (a full or failing disk) */
+	int log_slow_pct;       /* log forces that are not durable at once (lmsd's loop goes on) */
 	int interleave_pct;     /* how often a session steps in where a latch is let go */
 	bool healing;           /* the end: sessions step in only to finish */
 	struct sim_pi pis[SIM_PIS];
@@ -215,6 +218,11 @@ static int op_write(void *arg, uint32_t file, uint64_t block, uint8_t *data, uin
 		s->r->write_errors++;
 		return CORAL_EIO;
 	}
+	/* the log first: an image whose redo is not durable must not reach the disk */
+	if (value_of(data) == a->node->lastval[block] && a->node->lastmod[block] > a->node->durable)
+		fail(s, "node %u wrote block %llu before its redo (lsn %llu) was durable (%llu)", a->node->id,
+		     (unsigned long long)block, (unsigned long long)a->node->lastmod[block],
+		     (unsigned long long)a->node->durable);
 	if (scn < s->disk_scn[block])
 		fail(s, "node %u wrote block %llu at scn %llu over a newer one (%llu)", a->node->id,
 		     (unsigned long long)block, (unsigned long long)scn, (unsigned long long)s->disk_scn[block]);
@@ -235,13 +243,33 @@ static int op_sync(void *arg)
 	return 0;
 }
 
+/* As lmsd's: durable at once, or asked for and made durable by a later step (log_step),
+ * which then calls gcs_core_log_ready as lmsd's log waiter does. */
 static int op_log_force(void *arg, uint64_t lsn)
 {
 	struct sim_arg *a = arg;
+	struct sim *s = a->s;
 	if (lsn <= a->node->durable)
 		return 0;
+	if (a->node->force_to >= lsn || (int)rndn(s, 100) < s->log_slow_pct) {
+		if (lsn > a->node->force_to)
+			a->node->force_to = lsn;
+		s->r->log_pending++;
+		return CORAL_EPENDING;
+	}
 	a->node->durable = lsn;
 	return 1;
+}
+
+static void log_step(struct sim *s)
+{
+	for (uint32_t i = 0; i < s->n; i++) {
+		struct sim_node *nd = &s->nodes[i];
+		if (nd->force_to > nd->durable && (s->healing || rndn(s, 4) == 0)) {
+			nd->durable = nd->force_to;
+			gcs_core_log_ready(nd->core);
+		}
+	}
 }
 
 static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinned, int served)
@@ -332,6 +360,7 @@ static void session_release(struct sim *s, struct sim_node *nd, struct sim_sessi
 		}
 		b->redo_lsn = ++nd->lsn;
 		nd->lastmod[ss->block] = nd->lsn;
+		nd->lastval[ss->block] = v;
 		coral_cache_unlock(c, ch);
 		s->r->writes++;
 		if (trace)
@@ -667,6 +696,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 	s->delay_max = 1 + (int)rndn(s, 6);
 	s->interleave_pct = 5 + (int)rndn(s, 30);
 	s->write_fail_pct = (int)rndn(s, 3) == 0 ? 0 : 5 + (int)rndn(s, 40);
+	s->log_slow_pct = (int)rndn(s, 4) == 0 ? 0 : 10 + (int)rndn(s, 80);
 	hook_sim = s;
 	coral_cache_unlock_hook = unlock_hook;
 	err[0] = 0;
@@ -703,6 +733,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 		for (uint32_t i = 0; i < nodes; i++)
 			gcs_core_clock(s->nodes[i].core, s->now_ms * 1000 + 1000000);
 		deliver(s, false);
+		log_step(s);
 		for (uint32_t i = 0; i < nodes && !s->failed; i++)
 			for (uint32_t k = 0; k < SIM_SESSIONS; k++)
 				session_step(s, &s->nodes[i], k);
@@ -726,6 +757,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 		for (uint32_t i = 0; i < nodes; i++)
 			gcs_core_clock(s->nodes[i].core, s->now_ms * 1000 + 1000000);
 		deliver(s, false);
+		log_step(s);
 		bool busy = s->nmsgs > 0 || s->mv.on;
 		for (uint32_t i = 0; i < nodes; i++) {
 			for (uint32_t k = 0; k < SIM_SESSIONS; k++) {
@@ -775,6 +807,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 				for (uint32_t j = 0; j < nodes; j++)
 					gcs_core_clock(s->nodes[j].core, s->now_ms * 1000 + 1000000);
 				deliver(s, false);
+				log_step(s);
 				if (ss->state == SS_HOLD)
 					ss->hold_until = 0;
 				session_step(s, nd, 0);
@@ -804,6 +837,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 			out->invalidations += st->invalidations;
 			out->retries += st->retries;
 			out->inv_held += st->inv_held;
+			out->log_waits += st->log_waits;
 		}
 		if (nd->cache)
 			out->evictions += atomic_load(&nd->cache->st.evictions);

@@ -14,6 +14,8 @@ struct gcs_sim_result {
 	uint64_t moves, moves_abandoned;   /* masters moved, and moves given up on a busy block */
 	uint64_t write_errors;  /* data-file writes the model failed */
 	uint64_t inv_held;      /* INVs held back: a dirty image could not be written */
+	uint64_t log_pending;   /* log forces answered 'asked for, not durable yet' */
+	uint64_t log_waits;     /* ships and INVs that waited for the log so */
 };
 
 /* 0 if every invariant held; else nonzero with the violation (and the step) in err. */
