@@ -4,6 +4,7 @@
  * (forward.c) and answered once this node has applied them. The kv operation is shared with
  * the HTTP API (http.c). */
 #include "raftd.h"
+#include "http_route.h"
 #include "ctl.h"
 #include "errors.h"
 #include "log.h"
@@ -353,22 +354,6 @@ static void h_remove_node(struct coral_daemon *d, uint64_t conn, const Coral__Ct
 		pending_answer(r, p, rc, p->error);
 }
 
-/* Keys a daemon keeps, by prefix. */
-static const struct {
-	const char *prefix, *owner;
-} owned_keys[] = {
-	{"grd/", "grdd"}, {"lmsd/", "lmsd"}, {"lmdd/", "lmdd"}, {"smond/", "smond"}, {"replicad/", "replicad"},
-	{"rsrcmgrd/", "rsrcmgrd"},
-};
-
-const char *api_key_owner(const char *key)
-{
-	for (size_t i = 0; i < CORAL_ARRAY_LEN(owned_keys); i++)
-		if (strncmp(key, owned_keys[i].prefix, strlen(owned_keys[i].prefix)) == 0)
-			return owned_keys[i].owner;
-	return NULL;
-}
-
 /* The name of a local process (its /proc/PID/comm), or "?". */
 static void proc_name(int pid, char *out, size_t n)
 {
@@ -432,7 +417,7 @@ static void h_kv(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest 
 	}
 	/* a daemon's own keys: only that daemon writes them (the peer's process, by SO_PEERCRED's
 	 * pid, not the name a request gives itself) */
-	const char *owner = write && k->key ? api_key_owner(k->key) : NULL;
+	const char *owner = write && k->key ? raftd_key_owner(k->key) : NULL;
 	char who[32];
 	if (owner)
 		proc_name((int)peer->pid, who, sizeof(who));

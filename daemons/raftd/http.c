@@ -8,6 +8,7 @@
  * prefixes of the daemons to come) are never written over HTTP, only by their daemon through
  * its Unix socket. Headers, body and idle time are bounded. */
 #include "raftd.h"
+#include "http_route.h"
 
 #include "errors.h"
 #include "log.h"
@@ -16,12 +17,9 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <sys/queue.h>
 #include <jansson.h>
 #include <event2/bufferevent_ssl.h>
 #include <fcntl.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <sys/stat.h>
@@ -205,138 +203,76 @@ static void http_client_gone(struct evhttp_connection *evcon, void *arg)
 		p->http = NULL;  /* libevent frees the request; the answer is dropped */
 }
 
-/* ---- identity ------------------------------------------------------------------------ */
-
-enum { ID_NONE, ID_WRONG, ID_OK };
-
-/* Who is asking: a verified client certificate (HTTPS), the right token, a wrong one, or
- * nothing. */
-static int identity(const struct raftd *r, struct evhttp_request *req)
+/* Answers a request refused for want of an identity (401 none given, 403 a wrong one). */
+static void refuse(struct raftd *r, struct evhttp_request *req, int status, const char *why)
 {
-	if (r->http_ssl != NULL)
-		return ID_OK; /* the handshake required a certificate the cluster's CA signed */
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-	if (h == NULL)
-		return ID_NONE;
-	if (r->http_token == NULL || strncmp(h, "Bearer ", 7) != 0)
-		return ID_WRONG;
-	const char *t = h + 7;
-	size_t n = strlen(t), want = strlen(r->http_token);
-	/* the same work whatever the length, and no early exit on the first differing byte */
-	bool ok = n == want;
-	ok &= CRYPTO_memcmp(t, r->http_token, ok ? want : 0) == 0;
-	return ok ? ID_OK : ID_WRONG;
-}
-
-/* Refuses a request without the identity it needs (401 none given, 403 a wrong one). */
-static bool refused_identity(struct raftd *r, struct evhttp_request *req, bool write)
-{
-	if (!write && r->rc->http_open_reads)
-		return false;
-	int id = identity(r, req);
-	if (id == ID_OK)
-		return false;
 	json_t *o = json_object();
-	json_object_set_new(o, "error", json_string(
-		id == ID_NONE ? (r->http_token ? "this needs an identity: Authorization: Bearer TOKEN ([raft] http_token_file)"
-					       : "HTTP takes no writes here: no [raft] http_token_file (and [tls] is off); "
-						 "use coralctl kv")
-			      : "wrong token"));
+	json_object_set_new(o, "error", json_string(why));
 	json_object_set_new(o, "code", json_string(coral_strerror(CORAL_EPERM)));
-	if (id == ID_NONE)
+	if (status == 401)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
-	http_send_json(req, id == ID_NONE ? 401 : 403, o);
+	http_send_json(req, status, o);
 	json_decref(o);
 	r->http_refused++;
-	return true;
 }
 
+static int route_method(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET: return HR_GET;
+	case EVHTTP_REQ_HEAD: return HR_HEAD;
+	case EVHTTP_REQ_PUT: return HR_PUT;
+	case EVHTTP_REQ_POST: return HR_POST;
+	case EVHTTP_REQ_DELETE: return HR_DELETE;
+	default: return HR_OTHER;
+	}
+}
+
+/* What the request is (http_route.c), then done: answered at once, or submitted and
+ * answered by http_answer once consensus is done. */
 static void http_cb(struct evhttp_request *req, void *arg)
 {
 	struct raftd *r = arg;
-	const char *uri = evhttp_request_get_uri(req);
-	struct evhttp_uri *u = evhttp_uri_parse(uri);
-	if (u == NULL) {
-		http_error(r, req, CORAL_EINVAL, "bad URI");
-		return;
-	}
-	const char *path = evhttp_uri_get_path(u);
-	const char *query = evhttp_uri_get_query(u);
-	struct evkeyvalq q;
-	TAILQ_INIT(&q);
-	if (query)
-		evhttp_parse_query_str(query, &q);
-	bool stale = evhttp_find_header(&q, "stale") && strcmp(evhttp_find_header(&q, "stale"), "0") != 0;
-	const char *prefix = evhttp_find_header(&q, "prefix");
-	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	struct evbuffer *body = evhttp_request_get_input_buffer(req);
+	struct http_route_conf hc = {r->http_token, r->http_ssl != NULL, r->rc->http_open_reads,
+				     (size_t)r->rc->kv_max_value};
+	struct http_route_in in = {route_method(evhttp_request_get_command(req)), evhttp_request_get_uri(req),
+				   evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"),
+				   evbuffer_get_length(body)};
+	struct http_route rt;
+	http_route(&hc, &in, &rt);
 	struct pending *p = NULL;
-	int rc = 0;
-	if (refused_identity(r, req, cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD))
-		goto out;
-	if (path && strcmp(path, "/v1/status") == 0 && cmd == EVHTTP_REQ_GET) {
+	if (rt.kind == HR_REFUSED) {
+		refuse(r, req, rt.code, rt.error);
+	} else if (rt.kind == HR_ERROR) {
+		http_error(r, req, rt.code, rt.error);
+	} else if (rt.kind == HR_STATUS) {
 		json_t *o = json_status(r);
 		http_send_json(req, 200, o);
 		json_decref(o);
-		goto out;
-	}
-	bool kv = path && strncmp(path, "/v1/kv", 6) == 0 && (path[6] == '\0' || path[6] == '/');
-	bool members = path && strcmp(path, "/v1/members") == 0;
-	if (!kv && !members) {
-		http_error(r, req, CORAL_ENOENT, "unknown path: use /v1/kv/KEY, /v1/members, /v1/status");
-		goto out;
-	}
-	p = pending_new(r, RQ_MEMBERS, OR_HTTP, (int)r->conf->cluster.ipc_timeout_ms);
-	if (p == NULL) {
+	} else if ((p = pending_new(r, RQ_MEMBERS, OR_HTTP, (int)r->conf->cluster.ipc_timeout_ms)) == NULL) {
 		http_error(r, req, CORAL_EBUSY, "too many requests waiting (max_pending): retry");
-		goto out;
-	}
-	p->http = req;
-	p->stale = stale;
-	evhttp_connection_set_closecb(evhttp_request_get_connection(req), http_client_gone,
-				      (void *)(uintptr_t)p->id);
-	if (members) {
-		if (cmd != EVHTTP_REQ_GET) {
-			rc = CORAL_EINVAL;
-			snprintf(p->error, sizeof(p->error), "/v1/members takes GET");
-		} else {
-			rc = raftd_submit_read(r, p);
-		}
 	} else {
-		char *key = path[6] ? evhttp_uridecode(path + 7, 0, NULL) : strdup("");
-		const char *owner = key ? api_key_owner(key) : NULL;
-		if (key == NULL) {
-			rc = CORAL_ENOMEM;
-		} else if (owner && cmd != EVHTTP_REQ_GET) {
-			rc = CORAL_EPERM;
-			snprintf(p->error, sizeof(p->error), "%s is kept by %s: it writes it itself, through its Unix socket; "
-				 "never over HTTP", key, owner);
-		} else if (cmd == EVHTTP_REQ_GET && (key[0] == '\0' || prefix)) {
-			rc = api_kv_submit(r, p, CORAL__KV_OP__KV_LIST, prefix ? prefix : key, NULL, 0, false, 0);
-		} else if (cmd == EVHTTP_REQ_GET) {
-			rc = api_kv_submit(r, p, CORAL__KV_OP__KV_GET, key, NULL, 0, false, 0);
-		} else if (cmd == EVHTTP_REQ_PUT || cmd == EVHTTP_REQ_POST) {
-			struct evbuffer *in = evhttp_request_get_input_buffer(req);
-			size_t len = evbuffer_get_length(in);
-			if (len > (size_t)r->rc->kv_max_value) {
-				rc = CORAL_ETOOBIG;
-				snprintf(p->error, sizeof(p->error), "value of %zu bytes is larger than kv_max_value", len);
-			} else {
-				const uint8_t *v = len ? evbuffer_pullup(in, (ssize_t)len) : (const uint8_t *)"";
-				rc = api_kv_submit(r, p, CORAL__KV_OP__KV_PUT, key, v, len, false, 0);
-			}
-		} else if (cmd == EVHTTP_REQ_DELETE) {
-			rc = api_kv_submit(r, p, CORAL__KV_OP__KV_DEL, key, NULL, 0, false, 0);
-		} else {
-			rc = CORAL_EINVAL;
-			snprintf(p->error, sizeof(p->error), "method not supported on /v1/kv");
+		p->http = req;
+		p->stale = rt.stale;
+		evhttp_connection_set_closecb(evhttp_request_get_connection(req), http_client_gone,
+					      (void *)(uintptr_t)p->id);
+		int rc;
+		switch (rt.kind) {
+		case HR_MEMBERS: rc = raftd_submit_read(r, p); break;
+		case HR_KV_LIST: rc = api_kv_submit(r, p, CORAL__KV_OP__KV_LIST, rt.key, NULL, 0, false, 0); break;
+		case HR_KV_GET: rc = api_kv_submit(r, p, CORAL__KV_OP__KV_GET, rt.key, NULL, 0, false, 0); break;
+		case HR_KV_DEL: rc = api_kv_submit(r, p, CORAL__KV_OP__KV_DEL, rt.key, NULL, 0, false, 0); break;
+		default: {
+			size_t len = in.body_len;
+			const uint8_t *v = len ? evbuffer_pullup(body, (ssize_t)len) : (const uint8_t *)"";
+			rc = api_kv_submit(r, p, CORAL__KV_OP__KV_PUT, rt.key, v, len, false, 0);
 		}
-		free(key);
+		}
+		if (rc != 0)
+			pending_answer(r, p, rc, p->error[0] ? p->error : coral_strerror(rc));
 	}
-	if (rc != 0)
-		pending_answer(r, p, rc, p->error[0] ? p->error : coral_strerror(rc));
-out:
-	evhttp_clear_headers(&q);
-	evhttp_uri_free(u);
+	http_route_free(&rt);
 }
 
 /* The token of [raft] http_token_file: not readable by others, at least 16 characters, the

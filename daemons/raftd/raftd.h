@@ -197,9 +197,6 @@ extern const size_t raftd_nrequests;
 void api_answer_ctl(struct raftd *r, struct pending *p, int code, const char *error);
 void raftd_status_fill(struct raftd *r, Coral__RaftStatusReply *st, Coral__RaftPeer *peers,
 		       Coral__RaftPeer **peerp);
-/* The daemon that keeps a key (grd/ is grdd's, and each daemon to come has its NAME/), or
- * NULL: such a key is written only by that daemon, through its Unix socket. */
-const char *api_key_owner(const char *key);
 /* A kv operation on a pending request (shared with HTTP); 0, or an error with p->error. */
 int api_kv_submit(struct raftd *r, struct pending *p, Coral__KvOp op, const char *key,
 		  const uint8_t *value, size_t vlen, bool cas, uint64_t expect_index);

@@ -1,44 +1,60 @@
 /* The HTTP front of raftd's API: libevent's request parser under raftd's limits (header and
- * body size, methods) fed the bytes as a client connection, and what raftd does with a
- * request before it reaches consensus: the URI and its query parsed, the key decoded, its
- * owner looked up, the Authorization header compared. */
+ * body size, methods) fed the bytes as a client connection, then raftd's own router
+ * (daemons/raftd/http_route.c: identity, path, key, owner, limits) on what it parsed, with
+ * its promises checked on every request: no write without the token, no write of a key a
+ * daemon keeps, no value over kv_max_value. */
 #include "fuzz.h"
+#include "http_route.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <fcntl.h>
-#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+
+#define TOKEN "fuzz-token-0123456789abcdef"
+#define MAX_VALUE 4096
+
+static int method_of(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET: return HR_GET;
+	case EVHTTP_REQ_HEAD: return HR_HEAD;
+	case EVHTTP_REQ_PUT: return HR_PUT;
+	case EVHTTP_REQ_POST: return HR_POST;
+	case EVHTTP_REQ_DELETE: return HR_DELETE;
+	default: return HR_OTHER;
+	}
+}
 
 static void front(struct evhttp_request *req, void *arg)
 {
 	(void)arg;
-	const char *uri = evhttp_request_get_uri(req);
-	struct evhttp_uri *u = uri ? evhttp_uri_parse(uri) : NULL;
-	if (u) {
-		const char *path = evhttp_uri_get_path(u), *query = evhttp_uri_get_query(u);
-		struct evkeyvalq q;
-		TAILQ_INIT(&q);
-		if (query)
-			evhttp_parse_query_str(query, &q);
-		(void)evhttp_find_header(&q, "prefix");
-		if (path && strncmp(path, "/v1/kv/", 7) == 0) {
-			char *key = evhttp_uridecode(path + 7, 0, NULL);
-			if (key && strncmp(key, "grd/", 4) == 0)
-				key[0] = 'G';
-			free(key);
-		}
-		evhttp_clear_headers(&q);
-		evhttp_uri_free(u);
-	}
 	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-	if (auth && strncmp(auth, "Bearer ", 7) == 0)
-		(void)strlen(auth + 7);
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	(void)evbuffer_pullup(in, -1);
+	struct http_route_in in = {method_of(evhttp_request_get_command(req)), evhttp_request_get_uri(req), auth,
+				   evbuffer_get_length(evhttp_request_get_input_buffer(req))};
+	/* open reads on, then off: the same request both ways */
+	for (int open = 0; open < 2; open++) {
+		struct http_route_conf c = {TOKEN, false, open == 1, MAX_VALUE};
+		struct http_route r;
+		http_route(&c, &in, &r);
+		bool write = r.kind == HR_KV_PUT || r.kind == HR_KV_DEL;
+		bool any = write || r.kind == HR_KV_GET || r.kind == HR_KV_LIST || r.kind == HR_MEMBERS ||
+			   r.kind == HR_STATUS;
+		bool token = auth != NULL && strcmp(auth, "Bearer " TOKEN) == 0;
+		if (write && !token)
+			abort();        /* a write without the token */
+		if (any && !open && !token)
+			abort();        /* a read without it, reads being closed */
+		if (write && raftd_key_owner(r.key) != NULL)
+			abort();        /* a daemon's key written over HTTP */
+		if (r.kind == HR_KV_PUT && in.body_len > MAX_VALUE)
+			abort();
+		if ((r.kind == HR_ERROR || r.kind == HR_REFUSED) && r.error[0] == '\0')
+			abort();        /* refused without a word */
+		http_route_free(&r);
+	}
 	evhttp_send_reply(req, 200, "OK", NULL);
 }
 

@@ -248,7 +248,9 @@ static void http_seeds(void)
 {
 	const char *reqs[] = {
 		"GET /v1/kv/app/x?stale=1 HTTP/1.1\r\nHost: a\r\n\r\n",
-		"PUT /v1/kv/app%2Fy HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer 0123456789abcdef\r\nContent-Length: 2\r\n\r\n42",
+		"PUT /v1/kv/app%2Fy HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer fuzz-token-0123456789abcdef\r\nContent-Length: 2\r\n\r\n42",
+		"PUT /v1/kv/grd%2Fmap HTTP/1.1\r\nAuthorization: Bearer fuzz-token-0123456789abcdef\r\nContent-Length: 1\r\n\r\nx",
+		"GET /v1/kv/?prefix=app/ HTTP/1.1\r\nAuthorization: Bearer wrong\r\n\r\nGET /v1/members HTTP/1.1\r\n\r\n",
 		"DELETE /v1/kv/grd/map HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\nGET /v1/status HTTP/1.1\r\n\r\n",
 		"POST /v1/kv/a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
 	};
