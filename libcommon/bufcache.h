@@ -29,6 +29,9 @@ enum {
 	CORAL_BUFF_CR = 1 << 4,        /* a consistent-read copy: read-only, not known to the master */
 	CORAL_BUFF_UNACKED = 1 << 5,   /* the master has not confirmed our ACK of the grant: the
 					* buffer is kept (not released) until it does */
+	CORAL_BUFF_SYNCING = 1 << 6,   /* written back, its data file's sync under way: it does
+					* not leave the node before (another node's newer write
+					* could otherwise be overwritten by this one's) */
 };
 enum { CORAL_ROLE_LOCAL, CORAL_ROLE_GLOBAL };
 

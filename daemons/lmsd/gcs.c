@@ -53,6 +53,12 @@ struct gcs_blk {
 	uint64_t block;
 };
 
+/* A block written back, until its data file is synced. */
+struct gcs_written {
+	uint32_t buf, file;
+	uint64_t block, scn, gen;
+};
+
 struct gcs_core {
 	uint32_t self;
 	struct coral_cache *cache;
@@ -70,8 +76,10 @@ struct gcs_core {
 	uint32_t ndeferred;
 	uint8_t *scratch;             /* one block: what is shipped or written is copied here */
 	uint8_t *scratch2;            /* one more, for a disk image to compare with */
-	uint32_t *ckpt;               /* checkpoint: buffers written, and their SCNs */
-	uint64_t *ckpt_scn;
+	uint32_t *ckpt;               /* checkpoint: the buffers to write */
+	struct gcs_written *ckpt_w;   /* ... those written, waiting for their sync */
+	uint32_t nckpt_w;
+	bool ckpt_syncing;            /* their sync runs off the loop (ops.sync_start) */
 	uint32_t *unacked;            /* buffers whose grant's ACK the master has not confirmed */
 	uint32_t nunacked;
 	struct gcs_blk ops_list[GCS_MAX_OPS];
@@ -170,9 +178,9 @@ struct gcs_core *gcs_core_new(uint32_t self, struct coral_cache *cache, struct c
 	c->scratch2 = malloc(cache->block_size);
 	c->unacked = calloc(cache->nbuf, sizeof(*c->unacked));
 	c->ckpt = calloc(cache->nbuf, sizeof(*c->ckpt));
-	c->ckpt_scn = calloc(cache->nbuf, sizeof(*c->ckpt_scn));
+	c->ckpt_w = calloc(cache->nbuf, sizeof(*c->ckpt_w));
 	if (c->waits == NULL || c->deferred == NULL || c->scratch == NULL || c->scratch2 == NULL || c->unacked == NULL ||
-	    c->ckpt == NULL || c->ckpt_scn == NULL) {
+	    c->ckpt == NULL || c->ckpt_w == NULL) {
 		gcs_core_free(c);
 		return NULL;
 	}
@@ -205,7 +213,7 @@ void gcs_core_free(struct gcs_core *c)
 	free(c->scratch2);
 	free(c->unacked);
 	free(c->ckpt);
-	free(c->ckpt_scn);
+	free(c->ckpt_w);
 	if (c->trace)
 		fclose(c->trace);
 	free(c);
@@ -386,26 +394,35 @@ static int wb_write(struct gcs_core *c, struct coral_buf *b, uint64_t *scn_out)
 	return 0;
 }
 
-static void wb_done(struct gcs_core *c, struct coral_buf *b, uint64_t scn)
+/* What a write-back wrote: the buffer may have been reused for another block by the time
+ * the data file is synced (a checkpoint's sync runs off the loop). */
+static struct gcs_written written_of(struct gcs_core *c, struct coral_buf *b, uint64_t scn)
+{
+	return (struct gcs_written){coral_cache_index(c->cache, b), b->file, b->block, scn, b->gen};
+}
+
+static void wb_done(struct gcs_core *c, const struct gcs_written *w)
 {
 	c->st.writes++;
 	atomic_fetch_add(&c->cache->st.writes, 1);
-	uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
+	struct coral_buf *b = coral_cache_buf(c->cache, w->buf);
+	uint32_t ch = coral_cache_chain(c->cache, w->file, w->block);
 	coral_cache_lock(c->cache, ch);
-	TR(c, "written %u:%llu scn %llu now %llu flags %#x", b->file, (unsigned long long)b->block,
-	   (unsigned long long)scn, (unsigned long long)b->scn, b->flags);
-	if ((b->flags & CORAL_BUFF_DIRTY) && b->scn == scn) {
+	TR(c, "written %u:%llu scn %llu now %llu flags %#x", w->file, (unsigned long long)w->block,
+	   (unsigned long long)w->scn, (unsigned long long)b->scn, b->flags);
+	if ((b->flags & CORAL_BUFF_VALID) && b->file == w->file && b->block == w->block &&
+	    (b->flags & CORAL_BUFF_DIRTY) && b->scn == w->scn) {
 		b->flags &= (uint16_t)~CORAL_BUFF_DIRTY;
 		atomic_fetch_sub(&c->cache->dirty, 1);
 	}
-	uint32_t file = b->file;
-	uint64_t block = b->block, gen = b->gen;
 	coral_cache_unlock(c->cache, ch);
+	uint32_t file = w->file;
+	uint64_t block = w->block, scn = w->scn;
 	drop_pis(c, file, block, scn);
 	Coral__GcsMsg m;
 	msg_init(&m, GCS_WRITTEN, file, block);
 	m.block_scn = scn;
-	m.gen = gen;
+	m.gen = w->gen;
 	uint64_t v;
 	uint32_t master = c->ops.master(c->ops.arg, file, block, &v);
 	if (master)
@@ -416,10 +433,11 @@ static int write_back(struct gcs_core *c, struct coral_buf *b)
 {
 	uint64_t scn;
 	int rc = wb_write(c, b, &scn);
+	struct gcs_written w = written_of(c, b, scn);
 	if (rc == 0)
 		rc = c->ops.sync(c->ops.arg);
 	if (rc == 0)
-		wb_done(c, b, scn);
+		wb_done(c, &w);
 	return rc;
 }
 
@@ -882,6 +900,10 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 	}
 	coral_cache_lock(c->cache, ch);
 	b->flags |= CORAL_BUFF_VALID;
+	/* a ship or invalidation that waited here belongs to an operation the master has ended
+	 * since (it grants a newer one): it must not run, nor keep the sessions off the block */
+	if ((b->flags & CORAL_BUFF_SHIPWAIT) && b->ship_gen <= m->gen)
+		b->flags &= (uint16_t)~CORAL_BUFF_SHIPWAIT;
 	b->mode = (uint8_t)m->mode;
 	b->gen = m->gen;
 	b->rid = m->rid;
@@ -1049,6 +1071,8 @@ static void ship_now(struct gcs_core *c, struct coral_buf *b, uint32_t to, int w
 	bool pending = false;
 	for (;;) {
 		coral_cache_lock(c->cache, ch);
+		if (b->flags & CORAL_BUFF_SYNCING)
+			pending = true;
 		if (atomic_load(&b->pins) != 0 || pending) {
 			b->flags |= CORAL_BUFF_SHIPWAIT;
 			b->ship_rid = rid;
@@ -1296,15 +1320,17 @@ static void h_pi_drop(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 	send_msg(c, from, &a);
 }
 
-/* Whether a dirty image still waits for its redo to become durable (asked for again: the
- * log waiter calls gcs_core_log_ready when it is). Latch not held. */
-static bool log_pending(struct gcs_core *c, struct coral_buf *b)
+/* Whether an image still waits for its redo to become durable (asked for again: the log
+ * waiter calls gcs_core_log_ready when it is), or for the sync of its write-back
+ * (gcs_core_synced). Latch not held. */
+static bool io_pending(struct gcs_core *c, struct coral_buf *b)
 {
 	uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
 	coral_cache_lock(c->cache, ch);
+	bool syncing = (b->flags & CORAL_BUFF_SYNCING) != 0;
 	uint64_t lsn = (b->flags & CORAL_BUFF_DIRTY) ? b->redo_lsn : 0;
 	coral_cache_unlock(c->cache, ch);
-	return lsn != 0 && c->ops.log_force(c->ops.arg, lsn) == CORAL_EPENDING;
+	return syncing || (lsn != 0 && c->ops.log_force(c->ops.arg, lsn) == CORAL_EPENDING);
 }
 
 /* Transfers and invalidations that waited for a session's pin or for the log. */
@@ -1313,12 +1339,17 @@ static void run_deferred(struct gcs_core *c)
 	for (uint32_t k = 0; k < c->ndeferred;) {
 		uint32_t i = c->deferred[k];
 		struct coral_buf *b = coral_cache_buf(c->cache, i);
-		if (log_pending(c, b)) {
+		if (io_pending(c, b)) {
 			k++;
 			continue;
 		}
 		uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
 		coral_cache_lock(c->cache, ch);
+		if ((b->flags & CORAL_BUFF_SHIPWAIT) && b->gen >= b->ship_gen) {
+			/* its operation is over: this node was granted a newer one since */
+			b->flags &= (uint16_t)~CORAL_BUFF_SHIPWAIT;
+			c->st.stale++;
+		}
 		bool waiting = (b->flags & CORAL_BUFF_VALID) && (b->flags & CORAL_BUFF_SHIPWAIT);
 		bool ready = waiting && atomic_load(&b->pins) == 0;
 		bool inv = ready && b->ship_kind == SHIP_INV;
@@ -1879,10 +1910,26 @@ void gcs_core_tick(struct gcs_core *c)
 	}
 }
 
+/* The SYNCING mark of a block written back, while it is still that block. */
+static void mark_syncing(struct gcs_core *c, const struct gcs_written *w, bool on)
+{
+	struct coral_buf *b = coral_cache_buf(c->cache, w->buf);
+	uint32_t ch = coral_cache_chain(c->cache, w->file, w->block);
+	coral_cache_lock(c->cache, ch);
+	if ((b->flags & CORAL_BUFF_VALID) && b->file == w->file && b->block == w->block) {
+		if (on)
+			b->flags |= CORAL_BUFF_SYNCING;
+		else
+			b->flags &= (uint16_t)~CORAL_BUFF_SYNCING;
+	}
+	coral_cache_unlock(c->cache, ch);
+}
+
 int gcs_core_checkpoint(struct gcs_core *c)
 {
+	if (c->ckpt_syncing)
+		return 0;  /* the last one's sync is under way */
 	uint32_t *list = c->ckpt;
-	uint64_t *scns = c->ckpt_scn;
 	uint32_t n = 0;
 	uint64_t lsn = 0;
 	for (uint32_t i = 0; i < c->cache->nbuf; i++) {
@@ -1909,12 +1956,41 @@ int gcs_core_checkpoint(struct gcs_core *c)
 		c->st.log_forces += rc > 0 ? (uint64_t)rc : 0;
 	}
 	uint32_t m = 0;
-	for (uint32_t k = 0; k < n; k++)
-		if (wb_write(c, coral_cache_buf(c->cache, list[k]), &scns[m]) == 0)
-			list[m++] = list[k];
-	if (m == 0 || c->ops.sync(c->ops.arg) != 0)
+	for (uint32_t k = 0; k < n; k++) {
+		struct coral_buf *b = coral_cache_buf(c->cache, list[k]);
+		uint64_t scn;
+		if (wb_write(c, b, &scn) == 0)
+			c->ckpt_w[m++] = written_of(c, b, scn);
+	}
+	c->nckpt_w = m;
+	if (m == 0)
 		return 0;
-	for (uint32_t k = 0; k < m; k++)
-		wb_done(c, coral_cache_buf(c->cache, list[k]), scns[k]);
+	/* one sync for them all: off the loop where lmsd can (gcs_core_synced follows), the
+	 * blocks staying here until it is done */
+	if (c->ops.sync_start && c->ops.sync_start(c->ops.arg) == 0) {
+		c->ckpt_syncing = true;
+		for (uint32_t k = 0; k < m; k++)
+			mark_syncing(c, &c->ckpt_w[k], true);
+		return (int)m;
+	}
+	gcs_core_synced(c, c->ops.sync(c->ops.arg));
 	return (int)m;
+}
+
+void gcs_core_synced(struct gcs_core *c, int rc)
+{
+	if (!c->ckpt_syncing)
+		return;
+	c->ckpt_syncing = false;
+	for (uint32_t k = 0; k < c->nckpt_w; k++) {
+		mark_syncing(c, &c->ckpt_w[k], false);
+		if (rc == 0)
+			wb_done(c, &c->ckpt_w[k]);
+	}
+	c->nckpt_w = 0;
+	if (rc != 0) {
+		c->st.write_errors++;
+		logf_(c, CORAL_LOG_WARNING, "a checkpoint's sync failed: %s (its blocks stay dirty)", coral_strerror(rc));
+	}
+	run_deferred(c);
 }

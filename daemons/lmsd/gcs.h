@@ -53,6 +53,9 @@ struct gcs_ops {
 	/* writes a block (header sealed with scn); durable only after sync */
 	int (*write)(void *arg, uint32_t file, uint64_t block, uint8_t *data, uint64_t scn);
 	int (*sync)(void *arg);
+	/* starts that sync without waiting: 0 and gcs_core_synced follows with its result, or
+	 * an error (then ops.sync is used); NULL: ops.sync only */
+	int (*sync_start)(void *arg);
 	/* the node's redo up to lsn: 0 if it is durable already, 1 if it became durable in the
 	 * call, CORAL_EPENDING if the log writer was asked and gcs_core_log_ready follows once it
 	 * is durable (lmsd never waits in its loop), or a negative CORAL_E* code */
@@ -102,8 +105,12 @@ void gcs_core_log_ready(struct gcs_core *c);
 void gcs_core_tick(struct gcs_core *c);
 /* Transfers waiting for a session's pin: their count (lmsd polls them sooner while any). */
 uint32_t gcs_core_deferred(const struct gcs_core *c);
-/* Writes back every dirty current image that is not pinned; returns how many. */
+/* Writes back every dirty current image that is not pinned and whose redo is durable;
+ * returns how many were written. With ops.sync_start the sync runs off the loop and the
+ * images are clean (and their masters told) at gcs_core_synced; no checkpoint starts while
+ * one's sync is under way. */
 int gcs_core_checkpoint(struct gcs_core *c);
+void gcs_core_synced(struct gcs_core *c, int rc);
 
 const struct gcs_stats *gcs_core_stats(const struct gcs_core *c);
 uint32_t gcs_core_waits(const struct gcs_core *c);

@@ -6,6 +6,7 @@
  * (ctl.c), and other nodes' sessions' consistent-read copies on base_port+4 (cr.c). */
 #include "lmsd.h"
 #include "logwait.h"
+#include "worker.h"
 
 #include "bufcache.h"
 #include "cache.h"
@@ -83,6 +84,8 @@ static int file_fd(struct lmsd *l, uint32_t file)
 			rc = CORAL_EIO;
 		} else {
 			l->fds[file] = fd;
+			free(l->paths[file]);
+			l->paths[file] = strdup(path);
 			rc = fd;
 		}
 		break;
@@ -122,9 +125,19 @@ static int op_write(void *arg, uint32_t file, uint64_t block, uint8_t *data, uin
 	char err[CORAL_ERRMSG_MAX];
 	int rc = coral_block_write(fd, l->cache->block_size, data, err, sizeof(err));
 	if (rc != 0)
-		log_error("writing block %u:%llu: %s", file, (unsigned long long)block, err);
+		log_error("writing block %u:%llu to %s: %s", file, (unsigned long long)block,
+			  l->paths[file] ? l->paths[file] : "?", err);
 	else
 		l->unsynced[file] = true;
+	return rc;
+}
+
+static int sync_file(struct lmsd *l, uint32_t f)
+{
+	if (fdatasync(l->fds[f]) == 0)
+		return 0;
+	int rc = coral_err_from_errno(errno);
+	log_error("syncing data file %u (%s): %s", f, l->paths[f] ? l->paths[f] : "?", strerror(errno));
 	return rc;
 }
 
@@ -132,17 +145,60 @@ static int op_sync(void *arg)
 {
 	struct lmsd *l = arg;
 	int rc = 0;
-	for (int f = 1; f <= CORAL_MAX_DATAFILES; f++) {
+	for (uint32_t f = 1; f <= CORAL_MAX_DATAFILES; f++) {
 		if (!l->unsynced[f])
 			continue;
-		if (fdatasync(l->fds[f]) != 0) {
-			log_error("syncing data file %d: %s", f, strerror(errno));
-			rc = CORAL_EIO;
+		int r = sync_file(l, f);
+		if (r != 0) {
+			rc = r;
 			continue;
 		}
 		l->unsynced[f] = false;
 	}
 	return rc;
+}
+
+/* A checkpoint's sync, in the syncer's thread: the files written since the last one. */
+static int sync_run(void *arg, const _Atomic bool *stop)
+{
+	(void)stop;  /* a sync is not cut short */
+	struct lmsd *l = arg;
+	int rc = 0;
+	for (uint32_t k = 0; k < l->nsync_files; k++) {
+		int r = sync_file(l, l->sync_files[k]);
+		if (r != 0) {
+			rc = r;
+			atomic_store(&l->sync_failed, l->sync_files[k]);
+		}
+	}
+	return rc;
+}
+
+static void sync_done(void *arg, int rc)
+{
+	struct lmsd *l = arg;
+	/* a file that failed is synced again by the next checkpoint */
+	uint32_t f = atomic_exchange(&l->sync_failed, 0);
+	if (f != 0)
+		l->unsynced[f] = true;
+	gcs_core_synced(core(l), rc);
+}
+
+/* Starts the sync of what was written; the syncer reports to sync_done. */
+static int op_sync_start(void *arg)
+{
+	struct lmsd *l = arg;
+	if (l->syncer == NULL || l->stopping || lmsd_worker_busy(l->syncer))
+		return CORAL_EBUSY;
+	l->nsync_files = 0;
+	for (uint32_t f = 1; f <= CORAL_MAX_DATAFILES; f++) {
+		if (!l->unsynced[f])
+			continue;
+		l->unsynced[f] = false;
+		l->sync_files[l->nsync_files++] = f;
+	}
+	lmsd_worker_kick(l->syncer);
+	return 0;
 }
 
 /* Never waits in the loop: the log waiter thread wakes it (on_log_ready) once the redo is
@@ -341,13 +397,16 @@ static int lmsd_init(struct coral_daemon *d)
 		return rc;
 	struct gcs_ops ops = {
 		.send = op_send, .master = op_master, .read = op_read, .write = op_write, .sync = op_sync,
+		.sync_start = op_sync_start,
 		.log_force = op_log_force, .done = op_done, .log = coral_kit_log, .arg = l,
 	};
 	l->core = gcs_core_new(l->self, l->cache, l->dir, &ops, (uint32_t)d->conf.cache.gcs_retry_ms,
 			       (uint32_t)d->conf.cache.get_timeout_ms);
 	char err[256];
 	l->logwait = lmsd_logwait_new(d->base, l->redo, on_log_ready, l, err, sizeof(err));
-	if (l->logwait == NULL) {
+	if (l->logwait != NULL)
+		l->syncer = lmsd_worker_new(d->base, "data-file syncer", sync_run, sync_done, l, err, sizeof(err));
+	if (l->logwait == NULL || l->syncer == NULL) {
 		log_error("%s", err);
 		return CORAL_ESYS;
 	}
@@ -366,15 +425,24 @@ static void lmsd_fini(struct coral_daemon *d)
 	/* dirty images go to disk on a clean stop (a crash leaves them to instance recovery):
 	 * the log forces of this last checkpoint wait */
 	l->stopping = true;
-	if (l->core)
+	lmsd_worker_free(l->syncer);   /* a sync under way ends first */
+	l->syncer = NULL;
+	uint32_t failed = atomic_exchange(&l->sync_failed, 0);
+	if (failed != 0)
+		l->unsynced[failed] = true;
+	if (l->core) {
+		gcs_core_synced(core(l), op_sync(l));
 		gcs_core_checkpoint(core(l));
+	}
 	lmsd_logwait_free(l->logwait);
 	coral_ipc_server_free(l->cr_srv);
 	coral_kit_fini(&l->kit);
 	gcs_core_free(l->core);
-	for (int i = 0; i <= CORAL_MAX_DATAFILES; i++)
+	for (int i = 0; i <= CORAL_MAX_DATAFILES; i++) {
 		if (l->fds[i] > 0)
 			close(l->fds[i]);
+		free(l->paths[i]);
+	}
 	free(l);
 	d->svc = NULL;
 }

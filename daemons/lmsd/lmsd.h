@@ -32,7 +32,12 @@ struct lmsd {
 	bool fenced;                       /* the node is fenced: no sessions served, no writes */
 	uint64_t next_checkpoint_ms, next_reap_ms;
 	int fds[CORAL_MAX_DATAFILES + 1];
+	char *paths[CORAL_MAX_DATAFILES + 1];  /* each open data file's path, for the log */
 	bool unsynced[CORAL_MAX_DATAFILES + 1];
+	struct lmsd_worker *syncer;        /* a checkpoint's fdatasync, off the loop */
+	uint32_t sync_files[CORAL_MAX_DATAFILES];  /* the files it syncs */
+	uint32_t nsync_files;
+	_Atomic uint32_t sync_failed;      /* the file whose sync failed, 0: none */
 	struct coral_ipc_server *cr_srv;   /* base_port+4: CR copies for other nodes' sessions */
 	uint64_t cr_direct, cr_direct_refused;
 	uint64_t cr_port_refused;          /* CR connections closed: no hello, or a wrong one */

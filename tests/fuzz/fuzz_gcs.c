@@ -24,7 +24,8 @@ static struct gcs_core *make_core(void)
 	struct coral_grd_dir *dir = aligned_alloc(64, (ds + 63) & ~(size_t)63);
 	coral_cache_init(cache, cs, 8, BS);
 	coral_grd_dir_init(dir, ds, 64);
-	struct gcs_ops ops = {op_send, op_master, op_read, op_write, op_sync, op_force, op_done, NULL, NULL};
+	struct gcs_ops ops = {.send = op_send, .master = op_master, .read = op_read, .write = op_write, .sync = op_sync,
+			      .log_force = op_force, .done = op_done};
 	return gcs_core_new(1, cache, dir, &ops, 20, 1000);
 }
 

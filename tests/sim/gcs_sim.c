@@ -71,6 +71,10 @@ struct sim_node {
 	struct gcs_core *core;
 	uint64_t lsn, durable;
 	uint64_t force_to;    /* asked of the log writer, not yet durable */
+	bool syncing;         /* a checkpoint's sync under way (ops.sync_start) */
+	bool pending[SIM_BLOCKS];             /* written, not yet synced to the disk */
+	uint64_t pend_scn[SIM_BLOCKS];
+	uint8_t pend[SIM_BLOCKS][SIM_BS];
 	uint64_t lastmod[SIM_BLOCKS];   /* lsn of this node's last change to the block */
 	uint64_t lastval[SIM_BLOCKS];   /* ... and the value it wrote */
 	struct sim_session s[SIM_SESSIONS];
@@ -223,23 +227,54 @@ static int op_write(void *arg, uint32_t file, uint64_t block, uint8_t *data, uin
 		fail(s, "node %u wrote block %llu before its redo (lsn %llu) was durable (%llu)", a->node->id,
 		     (unsigned long long)block, (unsigned long long)a->node->lastmod[block],
 		     (unsigned long long)a->node->durable);
-	if (scn < s->disk_scn[block])
-		fail(s, "node %u wrote block %llu at scn %llu over a newer one (%llu)", a->node->id,
-		     (unsigned long long)block, (unsigned long long)scn, (unsigned long long)s->disk_scn[block]);
-	if (value_of(data) < value_of(s->disk[block]))
-		fail(s, "node %u wrote value %llu to block %llu over a newer value %llu", a->node->id,
-		     (unsigned long long)value_of(data), (unsigned long long)block,
-		     (unsigned long long)value_of(s->disk[block]));
-	memcpy(s->disk[block], data, SIM_BS);
-	((struct coral_block_hdr *)s->disk[block])->scn = scn;
-	s->disk_scn[block] = scn;
+	/* written, not yet on the shared disk: the storage is taken as incoherent (another
+	 * node's read does not see it, and it lands only at this node's sync, perhaps over a
+	 * newer image another node wrote and synced meanwhile, which the checks then catch) */
+	memcpy(a->node->pend[block], data, SIM_BS);
+	((struct coral_block_hdr *)a->node->pend[block])->scn = scn;
+	a->node->pend_scn[block] = scn;
+	a->node->pending[block] = true;
 	s->r->writes_back++;
 	return 0;
 }
 
+/* A node's written blocks reach the disk (its sync), or are lost (a failed sync). */
+static void land(struct sim *s, struct sim_node *nd, bool lost)
+{
+	for (uint32_t block = 0; block < SIM_BLOCKS; block++) {
+		if (!nd->pending[block])
+			continue;
+		nd->pending[block] = false;
+		if (lost)
+			continue;
+		uint64_t scn = nd->pend_scn[block];
+		const uint8_t *data = nd->pend[block];
+		if (scn < s->disk_scn[block])
+			fail(s, "node %u wrote block %u at scn %llu over a newer one (%llu)", nd->id, block,
+			     (unsigned long long)scn, (unsigned long long)s->disk_scn[block]);
+		if (value_of(data) < value_of(s->disk[block]))
+			fail(s, "node %u wrote value %llu to block %u over a newer value %llu", nd->id,
+			     (unsigned long long)value_of(data), block, (unsigned long long)value_of(s->disk[block]));
+		memcpy(s->disk[block], data, SIM_BS);
+		s->disk_scn[block] = scn;
+	}
+}
+
 static int op_sync(void *arg)
 {
-	(void)arg;
+	struct sim_arg *a = arg;
+	land(a->s, a->node, false);
+	return 0;
+}
+
+/* As lmsd's: a checkpoint's sync runs off the loop and ends a few steps later (sync_step),
+ * now and then failing; one start in four is refused (the core then syncs in the call). */
+static int op_sync_start(void *arg)
+{
+	struct sim_arg *a = arg;
+	if (rndn(a->s, 4) == 0)
+		return CORAL_EBUSY;
+	a->node->syncing = true;
 	return 0;
 }
 
@@ -265,6 +300,13 @@ static void log_step(struct sim *s)
 {
 	for (uint32_t i = 0; i < s->n; i++) {
 		struct sim_node *nd = &s->nodes[i];
+		if (nd->syncing && (s->healing || rndn(s, 4) == 0)) {
+			nd->syncing = false;
+			s->r->syncs_async++;
+			bool lost = !s->healing && rndn(s, 10) == 0;
+			land(s, nd, lost);
+			gcs_core_synced(nd->core, lost ? CORAL_EIO : 0);
+		}
 		if (nd->force_to > nd->durable && (s->healing || rndn(s, 4) == 0)) {
 			nd->durable = nd->force_to;
 			gcs_core_log_ready(nd->core);
@@ -709,7 +751,8 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 			if (o != b && block_bucket(o) == block_bucket(b))
 				s->movable[b] = false;
 	}
-	struct gcs_ops ops = {op_send, op_master, op_read, op_write, op_sync, op_log_force, op_done, NULL, NULL};
+	struct gcs_ops ops = {.send = op_send, .master = op_master, .read = op_read, .write = op_write, .sync = op_sync,
+			      .sync_start = op_sync_start, .log_force = op_log_force, .done = op_done};
 	for (uint32_t i = 0; i < nodes; i++) {
 		struct sim_node *nd = &s->nodes[i];
 		nd->id = i + 1;
@@ -739,7 +782,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 				session_step(s, &s->nodes[i], k);
 		for (uint32_t i = 0; i < nodes; i++)
 			gcs_core_tick(s->nodes[i].core);
-		if (rndn(s, 200) == 0) {
+		if (rndn(s, 60) == 0) {
 			uint32_t i = rndn(s, nodes);
 			gcs_core_checkpoint(s->nodes[i].core);
 		}
@@ -821,8 +864,15 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 	}
 	/* write everything back: the disk must then hold the last value of every block (unless
 	 * the newest image is a past image whose ship was refused: then the read above saw it) */
-	for (uint32_t i = 0; i < nodes && !s->failed; i++)
-		gcs_core_checkpoint(s->nodes[i].core);
+	for (uint32_t i = 0; i < nodes && !s->failed; i++) {
+		struct sim_node *nd = &s->nodes[i];
+		gcs_core_checkpoint(nd->core);
+		if (nd->syncing) {
+			nd->syncing = false;
+			land(s, nd, false);
+			gcs_core_synced(nd->core, 0);
+		}
+	}
 	for (uint32_t b = 0; b < SIM_BLOCKS && !s->failed; b++)
 		if (value_of(s->disk[b]) > s->truth[b])
 			fail(s, "after the final checkpoint block %u holds %llu on disk, last written %llu", b,

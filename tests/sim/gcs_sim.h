@@ -15,6 +15,7 @@ struct gcs_sim_result {
 	uint64_t write_errors;  /* data-file writes the model failed */
 	uint64_t inv_held;      /* INVs held back: a dirty image could not be written */
 	uint64_t log_pending;   /* log forces answered 'asked for, not durable yet' */
+	uint64_t syncs_async;   /* checkpoints' syncs that ended steps after they began */
 	uint64_t log_waits;     /* ships and INVs that waited for the log so */
 };
 
