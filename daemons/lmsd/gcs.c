@@ -454,8 +454,8 @@ static void send_release(struct gcs_core *c, uint32_t file, uint64_t block, uint
 }
 
 /* A free buffer: one never used, one freed, or a victim of the clock sweep (a clean current
- * image is released to its master; a dirty one written back first). -1 when every buffer is
- * pinned, a past image, or waiting to ship. */
+ * image, released to its master; a dirty one is left to the checkpoint). -1 when every
+ * buffer is pinned, dirty, a past image, or waiting to ship. */
 static int64_t buf_alloc(struct gcs_core *c)
 {
 	struct coral_cache *k = c->cache;
@@ -478,23 +478,22 @@ static int64_t buf_alloc(struct gcs_core *c)
 			b->ref = 0;
 			continue;
 		}
+		if (b->flags & CORAL_BUFF_DIRTY) {
+			/* not written here (that would stop the loop): the checkpoint the tick runs
+			 * makes it clean, and replaceable */
+			c->ckpt_wanted = true;
+			continue;
+		}
 		/* the look above was unlatched: sessions pin current buffers on their own */
 		uint32_t ch = coral_cache_chain(k, b->file, b->block);
 		coral_cache_lock(k, ch);
-		uint8_t mode = b->mode;
 		bool idle = atomic_load(&b->pins) == 0 &&
-			    !(b->flags & (CORAL_BUFF_SHIPWAIT | CORAL_BUFF_PI | CORAL_BUFF_UNACKED));
+			    !(b->flags & (CORAL_BUFF_SHIPWAIT | CORAL_BUFF_PI | CORAL_BUFF_UNACKED | CORAL_BUFF_DIRTY));
 		if (idle)
 			retire_locked(b);
 		coral_cache_unlock(k, ch);
 		if (!idle)
 			continue;
-		if ((b->flags & CORAL_BUFF_DIRTY) && write_back(c, b) != 0) {
-			coral_cache_lock(k, ch);
-			b->mode = mode;     /* it stays: sessions may pin it again */
-			coral_cache_unlock(k, ch);
-			continue;
-		}
 		uint32_t file = b->file;
 		uint64_t block = b->block, gen = b->gen;
 		/* past images stay: a clean S copy may be newer than the disk */
@@ -799,14 +798,8 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 		return;
 	}
 	if (cr) {
-		int64_t i = buf_alloc(c);
-		if (i < 0) {
-			wait_full(c, w);
-			return;
-		}
-		struct coral_buf *b = coral_cache_buf(c->cache, (uint32_t)i);
-		uint8_t *data = coral_cache_data(c->cache, (uint32_t)i);
-		/* this node may hold the current image itself (the master says so): copy it */
+		/* this node may hold the current image itself (the master says so): copied first,
+		 * as finding a buffer for the copy may replace the very buffer that holds it */
 		coral_cache_lock(c->cache, ch);
 		struct coral_buf *own = NULL;
 		if (m->from == c->self) {
@@ -818,15 +811,35 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 		/* a cached image's SCN is its header's; the header in the data is set only
 		 * when the block is written */
 		uint64_t own_scn = own ? own->scn : 0;
+		bool own_pi = own && (own->flags & CORAL_BUFF_PI);
 		if (own && !busy)
-			memcpy(data, coral_cache_data(c->cache, coral_cache_index(c->cache, own)),
+			memcpy(c->scratch2, coral_cache_data(c->cache, coral_cache_index(c->cache, own)),
 			       c->cache->block_size);
 		coral_cache_unlock(c->cache, ch);
 		if (busy) {
 			w->sent_ms = c->now_ms; /* being changed here: ask again */
 			return;
 		}
-		int rc = own ? 0 : c->ops.read(c->ops.arg, m->file, m->block, data);
+		int64_t i = buf_alloc(c);
+		if (i < 0) {
+			wait_full(c, w);
+			return;
+		}
+		struct coral_buf *b = coral_cache_buf(c->cache, (uint32_t)i);
+		uint8_t *data = coral_cache_data(c->cache, (uint32_t)i);
+		int rc = 0;
+		if (own_pi) {
+			/* only a past image is left here (the current one went since the master
+			 * looked): the disk may hold a newer one */
+			rc = c->ops.read(c->ops.arg, m->file, m->block, data);
+			if (rc == 0 && ((const struct coral_block_hdr *)data)->scn >= own_scn)
+				own = NULL;
+			rc = 0;
+		}
+		if (own)
+			memcpy(data, c->scratch2, c->cache->block_size);
+		else if (!own_pi)
+			rc = c->ops.read(c->ops.arg, m->file, m->block, data);
 		if (rc != 0) {
 			fail_wait(c, w, rc);
 			return;
@@ -1162,6 +1175,8 @@ static void inv_now(struct gcs_core *c, struct coral_buf *b, uint64_t gen, int w
 {
 	uint32_t file = b->file;
 	uint64_t block = b->block;
+	/* h_inv and run_deferred let only a clean copy come here (a dirty one waits for the
+	 * checkpoint); written here all the same if it is not, rather than lost */
 	int rc = (b->flags & CORAL_BUFF_DIRTY) ? write_back(c, b) : 0;
 	if (rc != 0) {
 		uint32_t ch = coral_cache_chain(c->cache, file, block);
@@ -1287,13 +1302,17 @@ static void h_inv(struct gcs_core *c, const Coral__GcsMsg *m)
 		return;
 	}
 	confirm(b, m->gen);
-	if (b != NULL && atomic_load(&b->pins) != 0) {
+	bool dirty = b != NULL && (b->flags & CORAL_BUFF_DIRTY);
+	if (b != NULL && (atomic_load(&b->pins) != 0 || dirty)) {
+		/* a pin goes first; a dirty copy is written by the next checkpoint, off the loop */
 		b->flags |= CORAL_BUFF_SHIPWAIT;
 		b->ship_gen = m->gen;
 		b->ship_kind = SHIP_INV;
 		coral_cache_unlock(c->cache, ch);
 		defer_add(c, coral_cache_index(c->cache, b));
 		c->st.deferred++;
+		if (dirty)
+			c->ckpt_wanted = true;
 		return;
 	}
 	int was = b != NULL ? b->mode : CORAL_BL_N;
@@ -1352,6 +1371,10 @@ static void run_deferred(struct gcs_core *c)
 		}
 		bool waiting = (b->flags & CORAL_BUFF_VALID) && (b->flags & CORAL_BUFF_SHIPWAIT);
 		bool ready = waiting && atomic_load(&b->pins) == 0;
+		if (ready && b->ship_kind == SHIP_INV && (b->flags & CORAL_BUFF_DIRTY)) {
+			ready = false;             /* written by the checkpoint first */
+			c->ckpt_wanted = true;
+		}
 		bool inv = ready && b->ship_kind == SHIP_INV;
 		int was = b->mode;
 		if (inv) {
@@ -1936,8 +1959,10 @@ int gcs_core_checkpoint(struct gcs_core *c)
 		struct coral_buf *b = coral_cache_buf(c->cache, i);
 		uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
 		coral_cache_lock(c->cache, ch);
+		/* an invalidation waits for the write of its dirty copy: that is written too */
+		bool inv = (b->flags & CORAL_BUFF_SHIPWAIT) && b->ship_kind == SHIP_INV;
 		bool want = (b->flags & CORAL_BUFF_VALID) && (b->flags & CORAL_BUFF_DIRTY) &&
-			    !(b->flags & (CORAL_BUFF_PI | CORAL_BUFF_SHIPWAIT)) &&
+			    !(b->flags & CORAL_BUFF_PI) && (!(b->flags & CORAL_BUFF_SHIPWAIT) || inv) &&
 			    !(atomic_load(&b->pins) & CORAL_BUF_XPIN);
 		if (want && b->redo_lsn > lsn)
 			lsn = b->redo_lsn;
