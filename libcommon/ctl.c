@@ -106,7 +106,7 @@ int coral_ctl_call_rd(int fd, struct coral_frame_rd *rd, ProtobufCAllocator *al,
 	 * read even when the request could not be written */
 	if (rd != NULL) {
 		rc = coral_frame_pack_rd(rd, &req->base, max_frame, &len);
-		int wrc = rc == 0 ? coral_frame_write_fd(fd, rd->buf, len, deadline) : rc;
+		int wrc = rc == 0 ? coral_frame_write_rd(fd, rd, len, deadline) : rc;
 		if (rc == 0)
 			rc = coral_frame_read_rd(fd, rd, max_frame, wrc == 0 ? deadline : now + 100000000ull, &answer, &plen);
 		if (rc != 0 && wrc != 0)

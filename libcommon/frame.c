@@ -7,12 +7,16 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -91,7 +95,9 @@ int coral_bev_send(struct bufferevent *bev, const struct iovec *iov, int n)
 	struct evbuffer *out = bufferevent_get_output(bev);
 	size_t sent = 0;
 	evutil_socket_t fd = bufferevent_getfd(bev);
-	if (evbuffer_get_length(out) == 0 && fd >= 0) {
+	/* straight to the socket when nothing waits before it; never under TLS, whose records
+	 * only the bufferevent writes */
+	if (evbuffer_get_length(out) == 0 && fd >= 0 && bufferevent_openssl_get_ssl(bev) == NULL) {
 		struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
 		ssize_t k = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		/* an error is the event loop's to find and report on its own write */
@@ -432,6 +438,69 @@ int coral_frame_pack_rd(struct coral_frame_rd *rd, const ProtobufCMessage *msg, 
 	return 0;
 }
 
+/* One SSL_read or SSL_write, waiting (within the deadline) as long as it wants the socket:
+ * the bytes moved, or a CORAL_E* code. */
+static ssize_t coral__ssl_io(SSL *ssl, int fd, uint8_t *buf, size_t len, bool writing, uint64_t deadline_ns)
+{
+	for (;;) {
+		ERR_clear_error();
+		int n = writing ? SSL_write(ssl, buf, (int)len) : SSL_read(ssl, buf, (int)len);
+		if (n > 0)
+			return n;
+		int e = SSL_get_error(ssl, n);
+		if (e == SSL_ERROR_ZERO_RETURN)
+			return CORAL_ECLOSED;
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+			return e == SSL_ERROR_SYSCALL && errno == EINTR ? 0 : CORAL_ECLOSED;
+		int rc = coral__wait(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline_ns);
+		if (rc != 0)
+			return rc;
+	}
+}
+
+int coral_tls_connect(SSL *ssl, int fd, uint64_t deadline_ns, char *err, size_t errsz)
+{
+	if (SSL_set_fd(ssl, fd) != 1) {
+		snprintf(err, errsz, "TLS: cannot use the socket");
+		return CORAL_ESYS;
+	}
+	for (;;) {
+		ERR_clear_error();
+		int n = SSL_connect(ssl);
+		if (n == 1)
+			return 0;
+		int e = SSL_get_error(ssl, n);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			int rc = coral__wait(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline_ns);
+			if (rc != 0) {
+				snprintf(err, errsz, "TLS handshake: %s", coral_strerror(rc));
+				return rc;
+			}
+			continue;
+		}
+		long v = SSL_get_verify_result(ssl);
+		unsigned long q = ERR_peek_last_error();
+		snprintf(err, errsz, "TLS handshake failed: %s",
+			 v != X509_V_OK ? X509_verify_cert_error_string(v)
+			 : q	       ? ERR_reason_error_string(q)
+					: "the peer closed the connection");
+		return CORAL_EPERM;
+	}
+}
+
+int coral_frame_write_rd(int fd, struct coral_frame_rd *rd, size_t len, uint64_t deadline_ns)
+{
+	if (rd->ssl == NULL)
+		return coral_frame_write_fd(fd, rd->buf, len, deadline_ns);
+	for (size_t off = 0; off < len;) {
+		ssize_t n = coral__ssl_io(rd->ssl, fd, rd->buf + off, len - off, true, deadline_ns);
+		if (n < 0)
+			return (int)n;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
 int coral_frame_read_rd(int fd, struct coral_frame_rd *rd, size_t max, uint64_t deadline_ns, const uint8_t **payload,
 			uint32_t *len)
 {
@@ -454,7 +523,16 @@ int coral_frame_read_rd(int fd, struct coral_frame_rd *rd, size_t max, uint64_t 
 		if (have >= CORAL_FRAME_HDR && coral__rd_room(rd, CORAL_FRAME_HDR + (size_t)n) != 0)
 			return CORAL_ENOMEM;
 		ssize_t k;
-		bool spinning = !spun;
+		bool spinning = !spun && rd->ssl == NULL;
+		if (rd->ssl != NULL) {
+			k = coral__ssl_io(rd->ssl, fd, rd->buf + have, rd->cap - have, false, deadline_ns);
+			if (k < 0)
+				return (int)k;
+			if (k == 0)
+				continue;  /* interrupted */
+			have += (size_t)k;
+			continue;
+		}
 		if (spinning) {
 			spun = true;
 			k = coral__spin_recv(fd, rd->buf + have, rd->cap - have);

@@ -61,6 +61,8 @@ void coral_pb_arena_init(struct coral_pb_arena *a, void *mem, size_t cap);
 struct coral_frame_rd {
 	uint8_t *buf;
 	size_t cap;
+	struct ssl_st *ssl;     /* set: the next call goes through this TLS session (the CR port
+				 * under [tls]), not the plain socket */
 };
 void coral_frame_rd_free(struct coral_frame_rd *rd);
 /* Makes fd blocking, each receive and send waiting at most slice_ms (the reader goes back
@@ -73,6 +75,11 @@ int coral_frame_pack_rd(struct coral_frame_rd *rd, const ProtobufCMessage *msg, 
  * (CORAL_EDECODE): one call at a time leaves nothing behind an answer. */
 int coral_frame_read_rd(int fd, struct coral_frame_rd *rd, size_t max, uint64_t deadline_ns, const uint8_t **payload,
 			uint32_t *len);
+/* Writes len bytes of rd's buffer (a frame packed there) before the deadline. */
+int coral_frame_write_rd(int fd, struct coral_frame_rd *rd, size_t len, uint64_t deadline_ns);
+/* A TLS client handshake on the blocking socket fd before the deadline: 0, or an error and
+ * why (the peer's certificate unverified, or no answer). */
+int coral_tls_connect(struct ssl_st *ssl, int fd, uint64_t deadline_ns, char *err, size_t errsz);
 /* host:port resolved for a stream socket (passive: to listen on); free with freeaddrinfo. */
 struct addrinfo;
 int coral_tcp_resolve(const char *host, int port, int passive, struct addrinfo **ai, char *err, size_t errsz);

@@ -9,11 +9,13 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,7 @@ struct coral_ipc_conn {
 	uint64_t id;       /* never reused: answers sent later find the client by it */
 	uint64_t active_ns; /* when it last sent a frame or was sent one */
 	uint64_t tag;       /* the owner's */
+	SSL *ssl;           /* a TLS client's session (freed with bev) */
 	struct coral_ipc_conn *prev, *next;
 };
 
@@ -45,6 +48,7 @@ struct coral_ipc_server {
 	size_t out_queue;
 	int64_t admin_uid, admin_gid;
 	int64_t idle_ms;         /* clients idle longer are closed (0: never) */
+	SSL_CTX *ssl_ctx;        /* TLS clients (TCP only) */
 	char limit[128];         /* what caps the clients, for a refused one */
 	struct event *ev_idle;
 	coral_ipc_frame_fn on_frame;
@@ -85,6 +89,8 @@ static void coral__conn_free(struct coral_ipc_conn *c)
 	bufferevent_free(c->bev);
 	free(c);
 }
+
+struct ssl_st *coral_ipc_conn_ssl(const struct coral_ipc_conn *conn) { return conn->ssl; }
 
 void coral_ipc_conn_set_tag(struct coral_ipc_conn *c, uint64_t tag) { c->tag = tag; }
 uint64_t coral_ipc_conn_tag(const struct coral_ipc_conn *c) { return c->tag; }
@@ -220,7 +226,18 @@ static void coral__accept(struct evconnlistener *lis, evutil_socket_t fd, struct
 		return;
 	}
 	struct coral_ipc_conn *c = calloc(1, sizeof(*c));
-	struct bufferevent *bev = c ? bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+	struct bufferevent *bev = NULL;
+	if (c != NULL && s->ssl_ctx != NULL) {
+		SSL *ssl = SSL_new(s->ssl_ctx);
+		bev = ssl ? bufferevent_openssl_socket_new(s->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+							   BEV_OPT_CLOSE_ON_FREE)
+			  : NULL;
+		if (bev == NULL && ssl != NULL)
+			SSL_free(ssl);
+		c->ssl = ssl;
+	} else if (c != NULL) {
+		bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
 	if (bev == NULL) {
 		free(c);
 		close(fd);
@@ -259,6 +276,7 @@ static struct coral_ipc_server *coral__server_alloc(struct event_base *base,
 	s->admin_uid = o->admin_uid;
 	s->admin_gid = o->admin_gid;
 	s->idle_ms = o->idle_ms;
+	s->ssl_ctx = o->tcp_host ? o->ssl_ctx : NULL;
 	/* "WHO\0LIMIT": who serves, and the option that caps the clients */
 	snprintf(s->limit, sizeof(s->limit), "%s", o->who ? o->who : "this daemon");
 	size_t w = strlen(s->limit) + 1;

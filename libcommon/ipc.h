@@ -51,6 +51,9 @@ struct coral_ipc_server_opts {
 	/* for a client refused because all slots are taken: who serves ("node 2's lmsd") and the
 	 * option that caps the clients ("[lmsd] max_clients"); the last slot is kept for an admin */
 	const char *who, *limit;
+	/* TCP only: TLS with this context (the caller's: it outlives the server), the client's
+	 * certificate required and verified by the handshake */
+	struct ssl_ctx_st *ssl_ctx;
 	coral_ipc_frame_fn on_frame;
 	void *arg;
 	struct coral_ipc_counters counters;
@@ -79,6 +82,8 @@ int coral_ipc_conn_send(struct coral_ipc_conn *conn, const ProtobufCMessage *msg
 /* A value the server's owner keeps per client (0 at accept): what the client has shown. */
 void coral_ipc_conn_set_tag(struct coral_ipc_conn *conn, uint64_t tag);
 uint64_t coral_ipc_conn_tag(const struct coral_ipc_conn *conn);
+/* The TLS session of a client of a server with ssl_ctx, else NULL. */
+struct ssl_st *coral_ipc_conn_ssl(const struct coral_ipc_conn *conn);
 /* Closes the client after this callback, logging the reason and counting it as refused. */
 void coral_ipc_conn_refuse(struct coral_ipc_conn *conn, const char *reason);
 

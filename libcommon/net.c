@@ -213,12 +213,14 @@ static void send_ack(struct conn *c, int code, const char *error)
 	write_pb(c, code == 0 ? T_HELLO_ACK : T_GOODBYE, &a.base);
 }
 
-/* The common name of the peer's certificate must be node<ID>. */
 static int check_cert(struct conn *c, uint32_t id, char *why, size_t whysz)
 {
-	if (c->ssl == NULL)
-		return 0;
-	X509 *cert = SSL_get1_peer_certificate(c->ssl);
+	return c->ssl == NULL ? 0 : coral_tls_peer_is(c->ssl, id, why, whysz);
+}
+
+int coral_tls_peer_is(SSL *ssl, uint32_t id, char *why, size_t whysz)
+{
+	X509 *cert = SSL_get1_peer_certificate(ssl);
 	if (cert == NULL) {
 		snprintf(why, whysz, "no certificate presented");
 		return CORAL_EPERM;

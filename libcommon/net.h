@@ -114,6 +114,11 @@ int coral_net_opts_from_conf(struct coral_net_opts *o, struct coral_net_files *f
 typedef struct ssl_ctx_st SSL_CTX;
 SSL_CTX *coral_tls_ctx_from_conf(const struct coral_conf *conf, const struct coral_node_conf *node, char *err,
 				 size_t errsz);
+/* Whether the peer of a TLS connection showed the certificate of node id (its common name
+ * node<ID>; the handshake has checked that the cluster's CA signed it): 0, or CORAL_EPERM
+ * and why. */
+typedef struct ssl_st SSL;
+int coral_tls_peer_is(SSL *ssl, uint32_t id, char *why, size_t whysz);
 
 void coral_net_add_conf_peers(struct coral_net *net, const struct coral_conf *conf, uint32_t self,
 			      int port_offset);

@@ -13,6 +13,7 @@
 #include "ctl.h"
 #include "errors.h"
 #include "frame.h"
+#include "net.h"
 #include "grd.h"
 #include "redo.h"
 #include "sga.h"
@@ -20,6 +21,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -59,6 +61,8 @@ struct coral_session {
 	bool cr_direct;
 	uint32_t max_spinners;                   /* half the node's CPUs, at least one */
 	int cr_fd[CORAL_MAX_NODES + 1];          /* to each node's lmsd CR port, -1: none */
+	SSL_CTX *tls;                            /* [tls] on: the node's certificate for the CR ports */
+	SSL *cr_ssl[CORAL_MAX_NODES + 1];        /* ... and each connection's session */
 	uint64_t cr_down_until[CORAL_MAX_NODES + 1]; /* a node that refused a connection: not before */
 	struct cr_hint { uint32_t file, node; uint64_t block; } *hints;
 	struct coral_frame_rd rd;                /* every call's request and answer, one at a time */
@@ -66,6 +70,14 @@ struct coral_session {
 	struct coral_session_stats st;
 	char errmsg[CORAL_ERRMSG_MAX];
 };
+
+static void cr_drop_conn(struct coral_session *s, uint32_t node)
+{
+	SSL_free(s->cr_ssl[node]);
+	s->cr_ssl[node] = NULL;
+	close(s->cr_fd[node]);
+	s->cr_fd[node] = -1;
+}
 
 /* A connection of the session blocks in recv() for its answers (ctl.h: coral_ctl_call_rd),
  * waking at most every RECV_SLICE_MS to look at the call's deadline. */
@@ -145,7 +157,14 @@ int coral_session_open(const char *conf, int node, const char *user, const char 
 	s->cl = coral_cluster_sga(&s->sga);
 	if (s->cache == NULL || s->redo == NULL || s->cl == NULL)
 		return fail(s, CORAL_EVERSION, "the SGA of node %d has no cache, redo or cluster section: restart the node", node);
-	s->cr_direct = s->conf.cache.cr_direct && !s->conf.tls.enabled;
+	s->cr_direct = s->conf.cache.cr_direct;
+	if (s->cr_direct && s->conf.tls.enabled) {
+		/* the CR ports are TLS: this node's certificate and key, as its daemons use them;
+		 * a process that cannot read the key takes the full path for every CR read */
+		char err[256];
+		s->tls = coral_tls_ctx_from_conf(&s->conf, s->node, err, sizeof(err));
+		s->cr_direct = s->tls != NULL;
+	}
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	s->max_spinners = cpus > 2 ? (uint32_t)(cpus / 2) : 1;
 	if (s->cr_direct && (s->hints = calloc(CR_HINTS, sizeof(*s->hints))) == NULL)
@@ -179,7 +198,8 @@ void coral_session_close(struct coral_session *s)
 		close(s->fd);
 	for (int i = 0; i <= CORAL_MAX_NODES; i++)
 		if (s->cr_fd[i] >= 0)
-			close(s->cr_fd[i]);
+			cr_drop_conn(s, (uint32_t)i);
+	SSL_CTX_free(s->tls);
 	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
 		free(s->pins[i].copy);
 	if (s->cache)
@@ -338,11 +358,6 @@ static void hint_set(struct coral_session *s, uint32_t file, uint64_t block, uin
 	*hint_slot(s, file, block) = (struct cr_hint){file, node, block};
 }
 
-static void cr_drop_conn(struct coral_session *s, uint32_t node)
-{
-	close(s->cr_fd[node]);
-	s->cr_fd[node] = -1;
-}
 
 /* A direct CR answer is decoded into the pin slot's own memory: the block's bytes are copied
  * once, from the receive buffer to where the session reads them, with no malloc. Room for
@@ -352,9 +367,36 @@ static void cr_drop_conn(struct coral_session *s, uint32_t node)
 /* A CR copy of the block from the lmsd of `node`, which served it last: 0 and *out, or an
  * error after which the caller takes the full path (the node no longer holds the block, is
  * changing it, or cannot be reached). */
+/* Under [tls]: the handshake, and the node's own certificate on the other end. */
+static int cr_tls(struct coral_session *s, uint32_t node, int timeout)
+{
+	if (s->tls == NULL)
+		return 0;
+	char err[256];
+	s->cr_ssl[node] = SSL_new(s->tls);
+	if (s->cr_ssl[node] == NULL)
+		return CORAL_ENOMEM;
+	int rc = coral_tls_connect(s->cr_ssl[node], s->cr_fd[node],
+				   coral_now_mono_ns() + (uint64_t)timeout * 1000000ull, err, sizeof(err));
+	if (rc == 0)
+		rc = coral_tls_peer_is(s->cr_ssl[node], node, err, sizeof(err));
+	return rc;
+}
+
+/* A call on the CR connection to node: through its TLS session, if any. */
+static int cr_call(struct coral_session *s, uint32_t node, ProtobufCAllocator *al, const char *what,
+		   Coral__CtlRequest *req, int timeout, Coral__CtlResponse **resp, char *err, size_t errsz)
+{
+	s->rd.ssl = s->cr_ssl[node];
+	int rc = coral_ctl_call_rd(s->cr_fd[node], &s->rd, al, what, req, (size_t)s->conf.cluster.max_frame, timeout,
+				   resp, err, errsz);
+	s->rd.ssl = NULL;
+	return rc;
+}
+
 /* The hello that opens a connection to another node's consistent-read port: this cluster,
  * this node and its incarnation as raftd published it here. 0, or the port's refusal. */
-static int cr_hello(struct coral_session *s, int fd, const char *what, int timeout)
+static int cr_hello(struct coral_session *s, uint32_t node, const char *what, int timeout)
 {
 	struct coral_cluster_view v;
 	coral_cluster_read(s->cl, &v);
@@ -374,7 +416,7 @@ static int cr_hello(struct coral_session *s, int fd, const char *what, int timeo
 	req.gcs_cr_hello = &hello;
 	Coral__CtlResponse *resp = NULL;
 	char err[CORAL_ERRMSG_MAX];
-	int rc = coral_ctl_call_rd(fd, &s->rd, NULL, what, &req, (size_t)s->conf.cluster.max_frame, timeout, &resp, err,
+	int rc = cr_call(s, node, NULL, what, &req, timeout, &resp, err,
 				   sizeof(err));
 	if (rc == 0) {
 		rc = resp->code;
@@ -399,8 +441,8 @@ static int cr_direct(struct coral_session *s, struct coral_block *h, uint32_t no
 			s->cr_down_until[node] = coral_now_mono_ns() + 1000000000ull;
 			return CORAL_ENOTRUNNING;
 		}
-		if (coral_sock_blocking(s->cr_fd[node], RECV_SLICE_MS) != 0 ||
-		    cr_hello(s, s->cr_fd[node], what, timeout) != 0) {
+		if (coral_sock_blocking(s->cr_fd[node], RECV_SLICE_MS) != 0 || cr_tls(s, node, timeout) != 0 ||
+		    cr_hello(s, node, what, timeout) != 0) {
 			cr_drop_conn(s, node);
 			s->cr_down_until[node] = coral_now_mono_ns() + 1000000000ull;
 			return CORAL_ENOTRUNNING;
@@ -422,8 +464,7 @@ static int cr_direct(struct coral_session *s, struct coral_block *h, uint32_t no
 	struct coral_pb_arena ar;
 	coral_pb_arena_init(&ar, h->copy, s->cache->block_size + CR_ARENA_EXTRA);
 	Coral__CtlResponse *resp = NULL;
-	int rc = coral_ctl_call_rd(s->cr_fd[node], &s->rd, &ar.al, what, &req, (size_t)s->conf.cluster.max_frame, timeout,
-				   &resp, err, sizeof(err));
+	int rc = cr_call(s, node, &ar.al, what, &req, timeout, &resp, err, sizeof(err));
 	if (rc != 0) {
 		cr_drop_conn(s, node);
 		return rc;

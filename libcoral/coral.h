@@ -30,7 +30,8 @@ extern "C" {
 
 /* Block modes. S: shared (read); X: exclusive (write); CR: a read-only copy of the current
  * image that takes no mode (it never moves the block away from its holder): at least as new
- * as the moment it was asked for. With [cache] cr_direct (the default without TLS) a session
+ * as the moment it was asked for. With [cache] cr_direct (the default; TLS under [tls], the
+ * session showing its node's certificate, whose key its process must be able to read) a session
  * that has read a CR copy of a block reads the next ones straight from the node that served
  * it (a request and the block over TCP, into the session's own memory), and goes back to its
  * own lmsd when that node no longer holds the block. */

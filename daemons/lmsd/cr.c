@@ -2,14 +2,17 @@
  * reads a CR copy of a block straight from this node, which it last saw holding it. A
  * connection begins with a hello (the cluster's name, the session's node and its current
  * incarnation, checked against raftd's view here); before it, nothing is accepted and not a
- * byte of a block is sent, and a node evicted since is refused on its next read. */
+ * byte of a block is sent, and a node evicted since is refused on its next read. With [tls]
+ * on, the port is TLS and the client shows the certificate of the node its hello names. */
 #include "lmsd.h"
 
 #include "errors.h"
 #include "frame.h"
 #include "log.h"
+#include "net.h"
 #include "util.h"
 
+#include <openssl/ssl.h>
 #include <string.h>
 
 /* A session of another node asks for a CR copy straight from this node, which it last saw
@@ -49,6 +52,10 @@ static void on_hello(struct lmsd *l, struct coral_ipc_conn *conn, const Coral__C
 				 ? (snprintf(why, sizeof(why), "a hello for cluster '%s', not '%s'", h->cluster ? h->cluster : "",
 					     l->d->conf.cluster.name), why)
 				 : not_member(l, h->node, h->incarnation, why, sizeof(why));
+	/* under TLS the certificate must be the node's the hello names */
+	SSL *ssl = coral_ipc_conn_ssl(conn);
+	if (no == NULL && ssl != NULL && coral_tls_peer_is(ssl, h->node, why, sizeof(why)) != 0)
+		no = why;
 	if (no) {
 		l->cr_port_refused++;
 		coral_ipc_conn_refuse(conn, no);
@@ -131,8 +138,17 @@ static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *d
 int lmsd_cr_start(struct lmsd *l)
 {
 	const struct coral_conf *conf = &l->d->conf;
-	if (!conf->cache.cr_direct || conf->tls.enabled)
+	if (!conf->cache.cr_direct)
 		return 0;
+	char err[256];
+	if (conf->tls.enabled) {
+		/* the interconnect's certificates: a client shows its node's, signed by the CA */
+		l->cr_tls = coral_tls_ctx_from_conf(conf, l->d->node, err, sizeof(err));
+		if (l->cr_tls == NULL) {
+			log_error("consistent-read port: %s", err);
+			return CORAL_ECONFIG;
+		}
+	}
 	struct coral_ipc_server_opts o = {
 		.tcp_host = l->d->node->host,
 		.tcp_port = (int)(l->d->node->base_port + CORAL_PORT_LMSD_CR),
@@ -144,10 +160,10 @@ int lmsd_cr_start(struct lmsd *l)
 		.idle_ms = conf->daemon[CORAL_D_LMSD].client_idle_ms,
 		.who = "the consistent-read port",
 		.limit = "1032 connections",
+		.ssl_ctx = l->cr_tls,
 		.on_frame = on_cr_frame,
 		.arg = l,
 	};
-	char err[256];
 	l->cr_srv = coral_ipc_server_new(l->d->base, &o, err, sizeof(err));
 	if (l->cr_srv == NULL) {
 		log_error("consistent-read port: %s", err);

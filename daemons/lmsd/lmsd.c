@@ -25,6 +25,7 @@
 #include "util.h"
 
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -436,6 +437,7 @@ static void lmsd_fini(struct coral_daemon *d)
 	}
 	lmsd_logwait_free(l->logwait);
 	coral_ipc_server_free(l->cr_srv);
+	SSL_CTX_free(l->cr_tls);
 	coral_kit_fini(&l->kit);
 	gcs_core_free(l->core);
 	for (int i = 0; i <= CORAL_MAX_DATAFILES; i++) {

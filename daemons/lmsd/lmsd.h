@@ -39,6 +39,7 @@ struct lmsd {
 	uint32_t nsync_files;
 	_Atomic uint32_t sync_failed;      /* the file whose sync failed, 0: none */
 	struct coral_ipc_server *cr_srv;   /* base_port+4: CR copies for other nodes' sessions */
+	struct ssl_ctx_st *cr_tls;         /* ... over TLS when [tls] is on */
 	uint64_t cr_direct, cr_direct_refused;
 	uint64_t cr_port_refused;          /* CR connections closed: no hello, or a wrong one */
 	struct lmsd_logwait *logwait;      /* log forces: a thread waits, the loop does not */

@@ -4,8 +4,13 @@
  * replicate, and their HTTP API is HTTPS that takes a write from a client certificate of the
  * CA and no connection without one; a node whose certificate comes from another CA is
  * refused by the others, who say so in their logs, and never becomes a member, while the two
- * form the cluster. */
-#include "raft_harness.h"
+ * form the cluster. Sessions read CR copies straight from another node's lmsd over TLS, each
+ * end showing its node's certificate; a client without one gets no connection. */
+#include "coral_harness.h"
+
+#include "conf.h"
+#include "ctl.h"
+#include "errors.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -114,4 +119,76 @@ Test(tls, node_with_a_certificate_from_another_ca_is_refused)
 	    "%s/node2/node.log | head -1", cl.dir, cl.dir);
 	cr_expect(strstr(res.out, "refused an inbound TLS connection") != NULL,
 		  "node 3's connections to nodes 1 and 2 were not refused");
+}
+
+static int64_t map_version(int node)
+{
+	json_t *s = ctl_json(node, "grd status");
+	int64_t v = s ? jint(s, "map_version") : -1;
+	json_decref(s);
+	return v;
+}
+
+static uint64_t cr_read(struct coral_session *s, uint32_t fid)
+{
+	struct coral_block *b = NULL;
+	cr_assert_eq(coral_block_get(s, fid, 0, CORAL_MODE_CR, &b), 0, "%s", coral_session_error(s));
+	uint64_t v;
+	memcpy(&v, coral_block_data(b), sizeof(v));
+	coral_block_release(s, b);
+	return v;
+}
+
+/* [cache] cr_direct under [tls]: the CR port is TLS; a session of node 2 reads copies
+ * straight from node 1's lmsd (after the first, through its own), and a client that shows no
+ * certificate, or speaks plain TCP, is refused before a byte of a block. */
+Test(tls, cr_copies_come_straight_from_the_holder_over_tls)
+{
+	start();
+	cr_assert_gt(wait_leader(15000, 0xe), 0);
+	for (int i = 0; i < 150 && (map_version(1) < 1 || map_version(2) < 1 || map_version(3) < 1); i++)
+		usleep(100000);
+	json_t *df = ctl_json(1, "datafile create crt 4");
+	cr_assert_not_null(df, "%s", res.out);
+	uint32_t fid = (uint32_t)jint(df, "id");
+	json_decref(df);
+	struct coral_session *w, *s;
+	cr_assert_eq(coral_session_open(cl.conf, 1, "test", "test_tls", &w), 0, "%s", coral_session_error(w));
+	coral_block_release(w, x_change_commit(w, fid, 0, 7));
+	cr_assert_eq(coral_session_open(cl.conf, 2, "test", "test_tls", &s), 0, "%s", coral_session_error(s));
+	for (int i = 0; i < 3; i++)
+		cr_expect_eq(cr_read(s, fid), 7);
+	coral_block_release(w, x_change_commit(w, fid, 0, 8));
+	cr_expect_eq(cr_read(s, fid), 8, "a direct copy is the newest image");
+	struct coral_session_stats st;
+	coral_session_stats(s, &st);
+	cr_expect_eq(st.cr_direct, 3, "the copies after the first come straight from node 1 over TLS");
+	coral_session_close(s);
+	coral_session_close(w);
+	json_t *g = ctl_json(1, "gcs stats");
+	cr_assert_not_null(g, "%s", res.out);
+	cr_expect_eq(jint(g, "cr_direct"), 3, "%s", res.out);
+	json_decref(g);
+
+	/* no certificate: no TLS connection; plain TCP: no answer either */
+	run("echo | timeout 5 openssl s_client -connect 127.0.0.1:%d -CAfile %s/tls/ca.pem 2>&1 | "
+	    "grep -c -i 'alert\\|errno\\|error'",
+	    cl.base_port + CORAL_PORT_LMSD_CR, cl.dir);
+	cr_expect_neq(atoi(res.out), 0, "a client without a certificate was not refused: %s", res.out);
+	int fd = -1;
+	char err[256];
+	cr_assert_eq(coral_ctl_connect_tcp("127.0.0.1", cl.base_port + CORAL_PORT_LMSD_CR, 1000, &fd, err, sizeof(err)), 0,
+		     "%s", err);
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__GcsCrHello hello = CORAL__GCS_CR_HELLO__INIT;
+	hello.cluster = (char *)"coral";
+	hello.node = 2;
+	req.body_case = CORAL__CTL_REQUEST__BODY_GCS_CR_HELLO;
+	req.gcs_cr_hello = &hello;
+	Coral__CtlResponse *resp = NULL;
+	int rc = coral_ctl_call_fd(fd, "the CR port", &req, 1 << 20, 2000, &resp, err, sizeof(err));
+	cr_expect_neq(rc, 0, "a plain hello on the TLS port was answered");
+	if (resp)
+		coral_ctl_response_free(resp);
+	close(fd);
 }
