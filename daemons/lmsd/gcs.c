@@ -78,8 +78,10 @@ struct gcs_core {
 	uint8_t *scratch2;            /* one more, for a disk image to compare with */
 	uint32_t *ckpt;               /* checkpoint: the buffers to write */
 	struct gcs_written *ckpt_w;   /* ... those written, waiting for their sync */
+	struct gcs_write *ckpt_io;    /* ... what ops.flush_start writes: their images, */
+	uint8_t *ckpt_data;           /* ... copied here (GCS_CKPT_BATCH blocks) */
 	uint32_t nckpt_w;
-	bool ckpt_syncing;            /* their sync runs off the loop (ops.sync_start) */
+	bool ckpt_syncing;            /* written and synced off the loop (ops.flush_start) */
 	uint32_t *unacked;            /* buffers whose grant's ACK the master has not confirmed */
 	uint32_t nunacked;
 	struct gcs_blk ops_list[GCS_MAX_OPS];
@@ -178,9 +180,11 @@ struct gcs_core *gcs_core_new(uint32_t self, struct coral_cache *cache, struct c
 	c->scratch2 = malloc(cache->block_size);
 	c->unacked = calloc(cache->nbuf, sizeof(*c->unacked));
 	c->ckpt = calloc(cache->nbuf, sizeof(*c->ckpt));
-	c->ckpt_w = calloc(cache->nbuf, sizeof(*c->ckpt_w));
+	c->ckpt_w = calloc(GCS_CKPT_BATCH, sizeof(*c->ckpt_w));
+	c->ckpt_io = calloc(GCS_CKPT_BATCH, sizeof(*c->ckpt_io));
+	c->ckpt_data = malloc((size_t)GCS_CKPT_BATCH * cache->block_size);
 	if (c->waits == NULL || c->deferred == NULL || c->scratch == NULL || c->scratch2 == NULL || c->unacked == NULL ||
-	    c->ckpt == NULL || c->ckpt_w == NULL) {
+	    c->ckpt == NULL || c->ckpt_w == NULL || c->ckpt_io == NULL || c->ckpt_data == NULL) {
 		gcs_core_free(c);
 		return NULL;
 	}
@@ -214,6 +218,8 @@ void gcs_core_free(struct gcs_core *c)
 	free(c->unacked);
 	free(c->ckpt);
 	free(c->ckpt_w);
+	free(c->ckpt_io);
+	free(c->ckpt_data);
 	if (c->trace)
 		fclose(c->trace);
 	free(c);
@@ -353,11 +359,11 @@ static struct coral_buf *newest_pi(struct gcs_core *c, uint32_t file, uint64_t b
 	return best;
 }
 
-/* Write-back in two steps, so a checkpoint syncs each data file once for many blocks: the
- * image is copied while no session can be changing it (no exclusive pin) after the redo that
- * made it is durable, and written (no sync); once synced, the buffer is clean if it did not
- * change meanwhile, this node's older past images go, and the master hears of it. */
-static int wb_write(struct gcs_core *c, struct coral_buf *b, uint64_t *scn_out)
+/* Write-back in steps, so a checkpoint writes and syncs many blocks at once, off the loop:
+ * the image is copied (to dst) while no session can be changing it (no exclusive pin) after
+ * the redo that made it is durable; then written and synced; then the buffer is clean if it
+ * did not change meanwhile, this node's older past images go, and the master hears of it. */
+static int wb_copy(struct gcs_core *c, struct coral_buf *b, uint8_t *dst, uint64_t *scn_out)
 {
 	uint32_t i = coral_cache_index(c->cache, b);
 	uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
@@ -367,7 +373,7 @@ static int wb_write(struct gcs_core *c, struct coral_buf *b, uint64_t *scn_out)
 		bool busy = (atomic_load(&b->pins) & CORAL_BUF_XPIN) != 0;
 		uint64_t lsn = b->redo_lsn;
 		if (!busy && lsn <= forced) {
-			memcpy(c->scratch, coral_cache_data(c->cache, i), c->cache->block_size);
+			memcpy(dst, coral_cache_data(c->cache, i), c->cache->block_size);
 			scn = b->scn;
 			coral_cache_unlock(c->cache, ch);
 			TR(c, "wb-copy %u:%llu scn %llu flags %#x", b->file, (unsigned long long)b->block,
@@ -383,15 +389,19 @@ static int wb_write(struct gcs_core *c, struct coral_buf *b, uint64_t *scn_out)
 		c->st.log_forces += (uint64_t)rc;
 		forced = lsn;
 	}
-	int rc = c->ops.write(c->ops.arg, b->file, b->block, c->scratch, scn);
-	if (rc != 0) {
-		c->st.write_errors++;
-		logf_(c, CORAL_LOG_WARNING, "writing block %u:%llu back failed: %s", b->file, (unsigned long long)b->block,
-		      coral_strerror(rc));
-		return rc;
-	}
 	*scn_out = scn;
 	return 0;
+}
+
+static int wb_write(struct gcs_core *c, uint32_t file, uint64_t block, uint8_t *data, uint64_t scn)
+{
+	int rc = c->ops.write(c->ops.arg, file, block, data, scn);
+	if (rc != 0) {
+		c->st.write_errors++;
+		logf_(c, CORAL_LOG_WARNING, "writing block %u:%llu back failed: %s", file, (unsigned long long)block,
+		      coral_strerror(rc));
+	}
+	return rc;
 }
 
 /* What a write-back wrote: the buffer may have been reused for another block by the time
@@ -432,8 +442,10 @@ static void wb_done(struct gcs_core *c, const struct gcs_written *w)
 static int write_back(struct gcs_core *c, struct coral_buf *b)
 {
 	uint64_t scn;
-	int rc = wb_write(c, b, &scn);
+	int rc = wb_copy(c, b, c->scratch, &scn);
 	struct gcs_written w = written_of(c, b, scn);
+	if (rc == 0)
+		rc = wb_write(c, w.file, w.block, c->scratch, scn);
 	if (rc == 0)
 		rc = c->ops.sync(c->ops.arg);
 	if (rc == 0)
@@ -1867,7 +1879,7 @@ void gcs_core_log_ready(struct gcs_core *c) { run_deferred(c); }
 
 void gcs_core_tick(struct gcs_core *c)
 {
-	if (c->ckpt_wanted) {
+	if (c->ckpt_wanted && !c->ckpt_syncing) {
 		c->ckpt_wanted = false;
 		gcs_core_checkpoint(c);
 	}
@@ -1981,25 +1993,37 @@ int gcs_core_checkpoint(struct gcs_core *c)
 		c->st.log_forces += rc > 0 ? (uint64_t)rc : 0;
 	}
 	uint32_t m = 0;
-	for (uint32_t k = 0; k < n; k++) {
+	for (uint32_t k = 0; k < n && m < GCS_CKPT_BATCH; k++) {
 		struct coral_buf *b = coral_cache_buf(c->cache, list[k]);
+		uint8_t *dst = c->ckpt_data + (size_t)m * c->cache->block_size;
 		uint64_t scn;
-		if (wb_write(c, b, &scn) == 0)
-			c->ckpt_w[m++] = written_of(c, b, scn);
+		if (wb_copy(c, b, dst, &scn) == 0) {
+			c->ckpt_w[m] = written_of(c, b, scn);
+			c->ckpt_io[m] = (struct gcs_write){c->ckpt_w[m].file, c->ckpt_w[m].block, scn, dst};
+			m++;
+		}
 	}
+	if (m == GCS_CKPT_BATCH)
+		c->ckpt_wanted = true;  /* more than a batch: the next one at the tick after */
 	c->nckpt_w = m;
 	if (m == 0)
 		return 0;
-	/* one sync for them all: off the loop where lmsd can (gcs_core_synced follows), the
-	 * blocks staying here until it is done */
-	if (c->ops.sync_start && c->ops.sync_start(c->ops.arg) == 0) {
+	/* written and synced off the loop where lmsd can (gcs_core_synced follows), the blocks
+	 * staying here until it is done */
+	if (c->ops.flush_start && c->ops.flush_start(c->ops.arg, c->ckpt_io, m) == 0) {
 		c->ckpt_syncing = true;
 		for (uint32_t k = 0; k < m; k++)
 			mark_syncing(c, &c->ckpt_w[k], true);
 		return (int)m;
 	}
+	uint32_t w = 0;
+	for (uint32_t k = 0; k < m; k++)
+		if (wb_write(c, c->ckpt_io[k].file, c->ckpt_io[k].block, c->ckpt_io[k].data, c->ckpt_io[k].scn) == 0)
+			c->ckpt_w[w++] = c->ckpt_w[k];
+	c->nckpt_w = w;
+	c->ckpt_syncing = true;
 	gcs_core_synced(c, c->ops.sync(c->ops.arg));
-	return (int)m;
+	return (int)w;
 }
 
 void gcs_core_synced(struct gcs_core *c, int rc)

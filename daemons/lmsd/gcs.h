@@ -44,6 +44,17 @@
 enum gcs_served { GCS_SERVED_LOCAL = 1, GCS_SERVED_2WAY, GCS_SERVED_3WAY, GCS_SERVED_DISK,
 		  GCS_SERVED_CR, GCS_SERVED_NKINDS };
 
+/* A block a checkpoint writes: its image (header sealed with scn by the writer). */
+struct gcs_write {
+	uint32_t file;
+	uint64_t block, scn;
+	uint8_t *data;
+};
+
+/* Blocks one checkpoint writes at most (the rest at the next, at once); their images are
+ * copied for the writer, GCS_CKPT_BATCH blocks of memory. */
+#define GCS_CKPT_BATCH 256
+
 struct gcs_ops {
 	/* to may be this node: the caller delivers that back through gcs_core_recv */
 	int (*send)(void *arg, uint32_t to, uint8_t type, const uint8_t *buf, size_t len);
@@ -53,9 +64,10 @@ struct gcs_ops {
 	/* writes a block (header sealed with scn); durable only after sync */
 	int (*write)(void *arg, uint32_t file, uint64_t block, uint8_t *data, uint64_t scn);
 	int (*sync)(void *arg);
-	/* starts that sync without waiting: 0 and gcs_core_synced follows with its result, or
-	 * an error (then ops.sync is used); NULL: ops.sync only */
-	int (*sync_start)(void *arg);
+	/* a checkpoint's blocks written and synced without waiting: 0 and gcs_core_synced
+	 * follows with the result (the images stay where they are until then), or an error (then
+	 * ops.write and ops.sync are used); NULL: those only */
+	int (*flush_start)(void *arg, const struct gcs_write *w, uint32_t n);
 	/* the node's redo up to lsn: 0 if it is durable already, 1 if it became durable in the
 	 * call, CORAL_EPENDING if the log writer was asked and gcs_core_log_ready follows once it
 	 * is durable (lmsd never waits in its loop), or a negative CORAL_E* code */

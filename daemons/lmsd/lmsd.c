@@ -159,46 +159,59 @@ static int op_sync(void *arg)
 	return rc;
 }
 
-/* A checkpoint's sync, in the syncer's thread: the files written since the last one. */
-static int sync_run(void *arg, const _Atomic bool *stop)
+/* A checkpoint's blocks, in the flusher's thread: each written (not by a fenced node), then
+ * each file written once synced. Any failure fails the whole: the blocks stay dirty and the
+ * next checkpoint writes them again. */
+static int flush_run(void *arg, const _Atomic bool *stop)
 {
-	(void)stop;  /* a sync is not cut short */
+	(void)stop;  /* a flush is not cut short */
 	struct lmsd *l = arg;
 	int rc = 0;
-	for (uint32_t k = 0; k < l->nsync_files; k++) {
-		int r = sync_file(l, l->sync_files[k]);
-		if (r != 0) {
-			rc = r;
-			atomic_store(&l->sync_failed, l->sync_files[k]);
+	uint32_t files[GCS_CKPT_BATCH], nfiles = 0;
+	for (uint32_t k = 0; k < l->nflush && rc == 0; k++) {
+		const struct gcs_write *w = &l->flush[k];
+		if (coral_cluster_fenced(l->cl)) {
+			rc = CORAL_EFENCED;
+			break;
 		}
+		((struct coral_block_hdr *)w->data)->scn = w->scn;
+		char err[CORAL_ERRMSG_MAX];
+		rc = coral_block_write(l->fds[w->file], l->cache->block_size, w->data, err, sizeof(err));
+		if (rc != 0) {
+			log_error("writing block %u:%llu to %s: %s", w->file, (unsigned long long)w->block,
+				  l->paths[w->file] ? l->paths[w->file] : "?", err);
+			break;
+		}
+		bool seen = false;
+		for (uint32_t f = 0; f < nfiles && !seen; f++)
+			seen = files[f] == w->file;
+		if (!seen)
+			files[nfiles++] = w->file;
 	}
+	for (uint32_t f = 0; f < nfiles && rc == 0; f++)
+		rc = sync_file(l, files[f]);
 	return rc;
 }
 
-static void sync_done(void *arg, int rc)
+static void flush_done(void *arg, int rc)
 {
 	struct lmsd *l = arg;
-	/* a file that failed is synced again by the next checkpoint */
-	uint32_t f = atomic_exchange(&l->sync_failed, 0);
-	if (f != 0)
-		l->unsynced[f] = true;
 	gcs_core_synced(core(l), rc);
 }
 
-/* Starts the sync of what was written; the syncer reports to sync_done. */
-static int op_sync_start(void *arg)
+/* Starts the writing and syncing of a checkpoint's blocks; the flusher reports to
+ * flush_done. The files are opened here, in the loop. */
+static int op_flush_start(void *arg, const struct gcs_write *w, uint32_t n)
 {
 	struct lmsd *l = arg;
-	if (l->syncer == NULL || l->stopping || lmsd_worker_busy(l->syncer))
+	if (l->flusher == NULL || l->stopping || lmsd_worker_busy(l->flusher) || coral_cluster_fenced(l->cl))
 		return CORAL_EBUSY;
-	l->nsync_files = 0;
-	for (uint32_t f = 1; f <= CORAL_MAX_DATAFILES; f++) {
-		if (!l->unsynced[f])
-			continue;
-		l->unsynced[f] = false;
-		l->sync_files[l->nsync_files++] = f;
-	}
-	lmsd_worker_kick(l->syncer);
+	for (uint32_t k = 0; k < n; k++)
+		if (file_fd(l, w[k].file) < 0)
+			return CORAL_EIO;
+	l->flush = w;
+	l->nflush = n;
+	lmsd_worker_kick(l->flusher);
 	return 0;
 }
 
@@ -398,7 +411,7 @@ static int lmsd_init(struct coral_daemon *d)
 		return rc;
 	struct gcs_ops ops = {
 		.send = op_send, .master = op_master, .read = op_read, .write = op_write, .sync = op_sync,
-		.sync_start = op_sync_start,
+		.flush_start = op_flush_start,
 		.log_force = op_log_force, .done = op_done, .log = coral_kit_log, .arg = l,
 	};
 	l->core = gcs_core_new(l->self, l->cache, l->dir, &ops, (uint32_t)d->conf.cache.gcs_retry_ms,
@@ -406,8 +419,8 @@ static int lmsd_init(struct coral_daemon *d)
 	char err[256];
 	l->logwait = lmsd_logwait_new(d->base, l->redo, on_log_ready, l, err, sizeof(err));
 	if (l->logwait != NULL)
-		l->syncer = lmsd_worker_new(d->base, "data-file syncer", sync_run, sync_done, l, err, sizeof(err));
-	if (l->logwait == NULL || l->syncer == NULL) {
+		l->flusher = lmsd_worker_new(d->base, "checkpoint writer", flush_run, flush_done, l, err, sizeof(err));
+	if (l->logwait == NULL || l->flusher == NULL) {
 		log_error("%s", err);
 		return CORAL_ESYS;
 	}
@@ -426,14 +439,15 @@ static void lmsd_fini(struct coral_daemon *d)
 	/* dirty images go to disk on a clean stop (a crash leaves them to instance recovery):
 	 * the log forces of this last checkpoint wait */
 	l->stopping = true;
-	lmsd_worker_free(l->syncer);   /* a sync under way ends first */
-	l->syncer = NULL;
-	uint32_t failed = atomic_exchange(&l->sync_failed, 0);
-	if (failed != 0)
-		l->unsynced[failed] = true;
+	lmsd_worker_free(l->flusher);  /* a flush under way ends first (its blocks are on disk,
+					* or stay dirty and are written again below) */
+	l->flusher = NULL;
 	if (l->core) {
-		gcs_core_synced(core(l), op_sync(l));
-		gcs_core_checkpoint(core(l));
+		gcs_core_synced(core(l), CORAL_ECANCELED);
+		/* batch by batch, each waiting (a bound: sessions may still be changing blocks) */
+		for (uint32_t k = 0; k <= l->cache->nbuf / GCS_CKPT_BATCH + 1; k++)
+			if (gcs_core_checkpoint(core(l)) <= 0)
+				break;
 	}
 	lmsd_logwait_free(l->logwait);
 	coral_ipc_server_free(l->cr_srv);

@@ -34,10 +34,9 @@ struct lmsd {
 	int fds[CORAL_MAX_DATAFILES + 1];
 	char *paths[CORAL_MAX_DATAFILES + 1];  /* each open data file's path, for the log */
 	bool unsynced[CORAL_MAX_DATAFILES + 1];
-	struct lmsd_worker *syncer;        /* a checkpoint's fdatasync, off the loop */
-	uint32_t sync_files[CORAL_MAX_DATAFILES];  /* the files it syncs */
-	uint32_t nsync_files;
-	_Atomic uint32_t sync_failed;      /* the file whose sync failed, 0: none */
+	struct lmsd_worker *flusher;       /* a checkpoint's writes and fdatasync, off the loop */
+	const struct gcs_write *flush;     /* ... the blocks it writes (the core's, until synced) */
+	uint32_t nflush;
 	struct coral_ipc_server *cr_srv;   /* base_port+4: CR copies for other nodes' sessions */
 	struct ssl_ctx_st *cr_tls;         /* ... over TLS when [tls] is on */
 	uint64_t cr_direct, cr_direct_refused;

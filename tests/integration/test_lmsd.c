@@ -406,3 +406,35 @@ Test(lmsd, a_ship_waits_for_the_log_and_lmsd_serves_on_meanwhile)
 	cr_expect_eq(coral_commit(s, NULL), 0, "%s", coral_session_error(s));
 	coral_session_close(s);
 }
+
+/* A clean stop writes every dirty block back (the last checkpoint, batch after batch, each
+ * waiting for its redo): after `stop all` and `start all` the changes made on every node are
+ * read back from the data files. */
+Test(lmsd, a_clean_stop_writes_every_change_back)
+{
+	uint32_t fid = start_three_with_file("lmr", "rst");
+	for (uint64_t b = 0; b < 4; b++) {
+		struct coral_session *s;
+		int node = 1 + (int)(b % 3);
+		cr_assert_eq(coral_session_open(cl.conf, node, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
+		coral_block_release(s, x_change_commit(s, fid, b, 100 + b));
+		coral_session_close(s);
+	}
+	cr_assert_eq(run("%s -c %s stop all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_geq(wait_leader(15000, 0xE), 1);
+	for (int i = 0; i < 150 && (map_version(1) < 1 || map_version(2) < 1 || map_version(3) < 1); i++)
+		usleep(100000);
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(cl.conf, 2, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
+	for (uint64_t b = 0; b < 4; b++) {
+		struct coral_block *blk = NULL;
+		cr_assert_eq(coral_block_get(s, fid, b, CORAL_MODE_S, &blk), 0, "%s", coral_session_error(s));
+		uint64_t v;
+		memcpy(&v, coral_block_data(blk), sizeof(v));
+		coral_block_release(s, blk);
+		cr_expect_eq(v, 100 + b, "block %llu: %llu after a clean restart", (unsigned long long)b,
+			     (unsigned long long)v);
+	}
+	coral_session_close(s);
+}

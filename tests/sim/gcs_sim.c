@@ -71,7 +71,8 @@ struct sim_node {
 	struct gcs_core *core;
 	uint64_t lsn, durable;
 	uint64_t force_to;    /* asked of the log writer, not yet durable */
-	bool syncing;         /* a checkpoint's sync under way (ops.sync_start) */
+	bool syncing;         /* a checkpoint's flush under way (ops.flush_start) */
+	bool flush_failed;    /* ... and one of its writes failed */
 	bool pending[SIM_BLOCKS];             /* written, not yet synced to the disk */
 	uint64_t pend_scn[SIM_BLOCKS];
 	uint8_t pend[SIM_BLOCKS][SIM_BS];
@@ -267,13 +268,17 @@ static int op_sync(void *arg)
 	return 0;
 }
 
-/* As lmsd's: a checkpoint's sync runs off the loop and ends a few steps later (sync_step),
- * now and then failing; one start in four is refused (the core then syncs in the call). */
-static int op_sync_start(void *arg)
+/* As lmsd's: a checkpoint's blocks are written and synced off the loop, ending a few steps
+ * later (log_step), now and then failing; one start in four is refused (the core then
+ * writes and syncs in the call). */
+static int op_flush_start(void *arg, const struct gcs_write *w, uint32_t n)
 {
 	struct sim_arg *a = arg;
 	if (rndn(a->s, 4) == 0)
 		return CORAL_EBUSY;
+	a->node->flush_failed = false;
+	for (uint32_t k = 0; k < n && !a->node->flush_failed; k++)
+		a->node->flush_failed = op_write(arg, w[k].file, w[k].block, w[k].data, w[k].scn) != 0;
 	a->node->syncing = true;
 	return 0;
 }
@@ -303,7 +308,7 @@ static void log_step(struct sim *s)
 		if (nd->syncing && (s->healing || rndn(s, 4) == 0)) {
 			nd->syncing = false;
 			s->r->syncs_async++;
-			bool lost = !s->healing && rndn(s, 10) == 0;
+			bool lost = nd->flush_failed || (!s->healing && rndn(s, 10) == 0);
 			land(s, nd, lost);
 			gcs_core_synced(nd->core, lost ? CORAL_EIO : 0);
 		}
@@ -752,7 +757,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 				s->movable[b] = false;
 	}
 	struct gcs_ops ops = {.send = op_send, .master = op_master, .read = op_read, .write = op_write, .sync = op_sync,
-			      .sync_start = op_sync_start, .log_force = op_log_force, .done = op_done};
+			      .flush_start = op_flush_start, .log_force = op_log_force, .done = op_done};
 	for (uint32_t i = 0; i < nodes; i++) {
 		struct sim_node *nd = &s->nodes[i];
 		nd->id = i + 1;
@@ -869,8 +874,8 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 		gcs_core_checkpoint(nd->core);
 		if (nd->syncing) {
 			nd->syncing = false;
-			land(s, nd, false);
-			gcs_core_synced(nd->core, 0);
+			land(s, nd, nd->flush_failed);
+			gcs_core_synced(nd->core, nd->flush_failed ? CORAL_EIO : 0);
 		}
 	}
 	for (uint32_t b = 0; b < SIM_BLOCKS && !s->failed; b++)
