@@ -216,18 +216,6 @@ static void refuse(struct raftd *r, struct evhttp_request *req, int status, cons
 	r->http_refused++;
 }
 
-static int route_method(enum evhttp_cmd_type cmd)
-{
-	switch (cmd) {
-	case EVHTTP_REQ_GET: return HR_GET;
-	case EVHTTP_REQ_HEAD: return HR_HEAD;
-	case EVHTTP_REQ_PUT: return HR_PUT;
-	case EVHTTP_REQ_POST: return HR_POST;
-	case EVHTTP_REQ_DELETE: return HR_DELETE;
-	default: return HR_OTHER;
-	}
-}
-
 /* What the request is (http_route.c), then done: answered at once, or submitted and
  * answered by http_answer once consensus is done. */
 static void http_cb(struct evhttp_request *req, void *arg)
@@ -236,7 +224,7 @@ static void http_cb(struct evhttp_request *req, void *arg)
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
 	struct http_route_conf hc = {r->http_token, r->http_ssl != NULL, r->rc->http_open_reads,
 				     (size_t)r->rc->kv_max_value};
-	struct http_route_in in = {route_method(evhttp_request_get_command(req)), evhttp_request_get_uri(req),
+	struct http_route_in in = {http_route_method((int)evhttp_request_get_command(req)), evhttp_request_get_uri(req),
 				   evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"),
 				   evbuffer_get_length(body)};
 	struct http_route rt;

@@ -132,6 +132,18 @@ void http_route(const struct http_route_conf *c, const struct http_route_in *in,
 	evhttp_uri_free(u);
 }
 
+int http_route_method(int evhttp_cmd)
+{
+	switch (evhttp_cmd) {
+	case EVHTTP_REQ_GET: return HR_GET;
+	case EVHTTP_REQ_HEAD: return HR_HEAD;
+	case EVHTTP_REQ_PUT: return HR_PUT;
+	case EVHTTP_REQ_POST: return HR_POST;
+	case EVHTTP_REQ_DELETE: return HR_DELETE;
+	default: return HR_OTHER;
+	}
+}
+
 void http_route_free(struct http_route *r)
 {
 	free(r->key);

@@ -30,6 +30,8 @@ struct http_route_conf {
 
 /* The request: its method (HR_GET...), URI, Authorization header (or NULL), body size. */
 enum { HR_GET, HR_HEAD, HR_PUT, HR_POST, HR_DELETE, HR_OTHER };
+/* HR_GET... of libevent's enum evhttp_cmd_type. */
+int http_route_method(int evhttp_cmd);
 struct http_route_in {
 	int method;
 	const char *uri;

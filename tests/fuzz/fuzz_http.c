@@ -16,23 +16,11 @@
 #define TOKEN "fuzz-token-0123456789abcdef"
 #define MAX_VALUE 4096
 
-static int method_of(enum evhttp_cmd_type cmd)
-{
-	switch (cmd) {
-	case EVHTTP_REQ_GET: return HR_GET;
-	case EVHTTP_REQ_HEAD: return HR_HEAD;
-	case EVHTTP_REQ_PUT: return HR_PUT;
-	case EVHTTP_REQ_POST: return HR_POST;
-	case EVHTTP_REQ_DELETE: return HR_DELETE;
-	default: return HR_OTHER;
-	}
-}
-
 static void front(struct evhttp_request *req, void *arg)
 {
 	(void)arg;
 	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-	struct http_route_in in = {method_of(evhttp_request_get_command(req)), evhttp_request_get_uri(req), auth,
+	struct http_route_in in = {http_route_method((int)evhttp_request_get_command(req)), evhttp_request_get_uri(req), auth,
 				   evbuffer_get_length(evhttp_request_get_input_buffer(req))};
 	/* open reads on, then off: the same request both ways */
 	for (int open = 0; open < 2; open++) {

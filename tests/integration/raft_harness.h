@@ -114,6 +114,15 @@ static inline pid_t daemon_pid(int node, const char *name)
 
 static inline pid_t raftd_pid(int node) { return daemon_pid(node, "raftd"); }
 
+/* The bucket map version grdd of a node has applied (-1: no answer). */
+static inline int64_t map_version(int node)
+{
+	json_t *s = ctl_json(node, "grd status");
+	int64_t v = s ? jint(s, "map_version") : -1;
+	json_decref(s);
+	return v;
+}
+
 /* The entry of member id in a `cluster members --json` answer, or NULL. */
 static inline json_t *member(json_t *members, int id)
 {

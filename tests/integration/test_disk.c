@@ -24,14 +24,6 @@ static void teardown(void)
 
 TestSuite(disk, .fini = teardown, .timeout = 240);
 
-static int64_t map_version(int node)
-{
-	json_t *s = ctl_json(node, "grd status");
-	int64_t v = s ? jint(s, "map_version") : -1;
-	json_decref(s);
-	return v;
-}
-
 Test(disk, a_commit_on_a_full_disk_fails_fast_and_the_node_goes_on_when_space_returns)
 {
 	cl_prepare("dsk", NULL);

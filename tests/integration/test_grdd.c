@@ -10,14 +10,6 @@
 
 TestSuite(grdd, .init = NULL, .fini = cl_teardown, .timeout = 180);
 
-static int64_t map_version(int node)
-{
-	json_t *s = ctl_json(node, "grd status");
-	int64_t v = s ? jint(s, "map_version") : -1;
-	json_decref(s);
-	return v;
-}
-
 static int master_of(int on, const char *id)
 {
 	char cmd[128];

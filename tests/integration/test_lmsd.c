@@ -20,14 +20,6 @@
 
 TestSuite(lmsd, .init = NULL, .fini = cl_teardown, .timeout = 240);
 
-static int64_t map_version(int node)
-{
-	json_t *s = ctl_json(node, "grd status");
-	int64_t v = s ? jint(s, "map_version") : -1;
-	json_decref(s);
-	return v;
-}
-
 /* Three nodes up, with a leader and a bucket map on each (block masters are known). */
 static void start_three(const char *prefix, char *(*edit)(char *text))
 {
@@ -142,16 +134,6 @@ static void put(int node, uint32_t fid, uint64_t v)
 	cr_assert_eq(coral_session_open(cl.conf, node, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
 	coral_block_release(s, x_change_commit(s, fid, 0, v));
 	coral_session_close(s);
-}
-
-static uint64_t cr_read(struct coral_session *s, uint32_t fid)
-{
-	struct coral_block *b = NULL;
-	cr_assert_eq(coral_block_get(s, fid, 0, CORAL_MODE_CR, &b), 0, "%s", coral_session_error(s));
-	uint64_t v;
-	memcpy(&v, coral_block_data(b), sizeof(v));
-	coral_block_release(s, b);
-	return v;
 }
 
 /* [cache] cr_direct: a session reads a CR copy through its own lmsd once, then straight from

@@ -45,14 +45,6 @@ static int http(const char *method, const char *path, const char *auth, const ch
 	return nl ? atoi(nl + 1) : -1;
 }
 
-static int64_t map_version(int node)
-{
-	json_t *s = ctl_json(node, "grd status");
-	int64_t v = s ? jint(s, "map_version") : -1;
-	json_decref(s);
-	return v;
-}
-
 Test(security, http_writes_need_an_identity_and_daemon_keys_their_daemon)
 {
 	cl_prepare("sec", with_token);

@@ -121,24 +121,6 @@ Test(tls, node_with_a_certificate_from_another_ca_is_refused)
 		  "node 3's connections to nodes 1 and 2 were not refused");
 }
 
-static int64_t map_version(int node)
-{
-	json_t *s = ctl_json(node, "grd status");
-	int64_t v = s ? jint(s, "map_version") : -1;
-	json_decref(s);
-	return v;
-}
-
-static uint64_t cr_read(struct coral_session *s, uint32_t fid)
-{
-	struct coral_block *b = NULL;
-	cr_assert_eq(coral_block_get(s, fid, 0, CORAL_MODE_CR, &b), 0, "%s", coral_session_error(s));
-	uint64_t v;
-	memcpy(&v, coral_block_data(b), sizeof(v));
-	coral_block_release(s, b);
-	return v;
-}
-
 /* [cache] cr_direct under [tls]: the CR port is TLS; a session of node 2 reads copies
  * straight from node 1's lmsd (after the first, through its own), and a client that shows no
  * certificate, or speaks plain TCP, is refused before a byte of a block. */
