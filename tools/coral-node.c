@@ -378,7 +378,8 @@ static void stop_all(struct supervisor *sv, const char *why)
 	coral_proc_set_node(sv->proc, CORAL_NODE_STOPPING, why, 0);
 	for (int i = NCHILDREN - 1; i >= 0; i--) {
 		struct child *c = &sv->child[i];
-		evtimer_del(c->restart_timer);
+		if (c->restart_timer) /* none yet for a daemon a failed start-up never reached */
+			evtimer_del(c->restart_timer);
 		if (c->pid <= 0)
 			continue;
 		coral_proc_set_state(sv->proc, c->def->id, CORAL_PROC_STOPPING, NULL);

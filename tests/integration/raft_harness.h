@@ -123,6 +123,27 @@ static inline int64_t map_version(int node)
 	return v;
 }
 
+/* The version of the first map of node 1 that holds n nodes, once nodes 1..n have all applied
+ * it (0 if that does not happen within 15 s). The first map may be made before the last node
+ * has joined: a test that compares versions later must start from the full one. */
+static inline int64_t wait_full_map(int n)
+{
+	int64_t want = 0;
+	for (int i = 0; i < 150; i++) {
+		json_t *st = ctl_json(1, "grd status");
+		if (st && (int)json_array_size(json_object_get(st, "nodes")) == n)
+			want = jint(st, "map_version");
+		json_decref(st);
+		bool all = want > 0;
+		for (int k = 2; k <= n && all; k++)
+			all = map_version(k) >= want;
+		if (all)
+			return want;
+		usleep(100000);
+	}
+	return 0;
+}
+
 /* The entry of member id in a `cluster members --json` answer, or NULL. */
 static inline json_t *member(json_t *members, int id)
 {

@@ -38,22 +38,8 @@ Test(grdd, remaster_under_load_then_rebuild_after_eviction)
 	cl_prepare("grd", NULL);
 	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
 	cr_assert_geq(wait_leader(15000, 0xE), 1);
-	/* the first map may be made before the last node has joined (two nodes), the next one
-	 * holds all three: wait for a map of three nodes on every node */
-	int64_t want = 0;
-	for (int i = 0; i < 150; i++) {
-		json_t *st = ctl_json(1, "grd status");
-		if (st && json_array_size(json_object_get(st, "nodes")) == 3)
-			want = jint(st, "map_version");
-		json_decref(st);
-		if (want > 0 && map_version(2) >= want && map_version(3) >= want)
-			break;
-		usleep(100000);
-	}
-	cr_assert_gt(want, 0, "node 1's map never held the three nodes");
-	for (int n = 1; n <= 3; n++)
-		cr_assert_geq(map_version(n), want, "node %d does not have the map of three nodes (version %lld)", n,
-			      (long long)want);
+	int64_t want = wait_full_map(3);
+	cr_assert_gt(want, 0, "the map of three nodes did not reach every node");
 
 	int k = 0;
 	char held3[32], moved3[32];

@@ -50,10 +50,8 @@ Test(security, http_writes_need_an_identity_and_daemon_keys_their_daemon)
 	cl_prepare("sec", with_token);
 	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
 	cr_assert_geq(wait_leader(15000, 0xE), 1);
-	for (int i = 0; i < 150 && map_version(1) < 1; i++)
-		usleep(100000);
-	int64_t v0 = map_version(1);
-	cr_assert_geq(v0, 1);
+	int64_t v0 = wait_full_map(3);
+	cr_assert_geq(v0, 1, "the map of three nodes did not reach every node");
 
 	cr_expect_eq(http("GET", "/v1/status", NULL, NULL), 200, "reads are open: %s", res.out);
 	cr_expect_eq(http("PUT", "/v1/kv/app/x", NULL, "1"), 401, "no identity: %s", res.out);
