@@ -58,7 +58,11 @@ struct coral_buf {
 	uint32_t ack_from;             /* UNACKED: the node that shipped it (0: disk); a CR copy:
 					* the node that served it (sessions read it again there) */
 	uint64_t ack_ms;               /* UNACKED: when the ACK was last sent */
-	uint64_t gets;
+	/* where this node's redo of the changes to the image not yet on disk begins, plus one
+	 * (0: none; a thread's first record is at LSN 0): set by the session that dirties it,
+	 * before its redo is appended; cleared when the image is written, or freed. The thread's
+	 * checkpoint is the least of these. */
+	uint64_t first_lsn;
 } __attribute__((aligned(64)));
 
 struct coral_cache_stats {

@@ -340,3 +340,91 @@ int64_t coral_redo_scan(const char *shared_dir, uint32_t thread, uint64_t segmen
 	(void)errsz;
 	return n;
 }
+
+/* ---- the thread's checkpoint file ------------------------------------------------------ */
+
+static uint32_t ckpt_crc(const struct coral_redo_ckpt *c)
+{
+	struct coral_redo_ckpt x = *c;
+	x.crc = 0;
+	return coral_crc32c(0, &x, sizeof(x));
+}
+
+int coral_redo_ckpt_write(const char *thread_dir, uint32_t thread, uint64_t lsn, uint64_t ns, char *err,
+			  size_t errsz)
+{
+	struct coral_redo_ckpt c = {CORAL_REDO_CKPT_MAGIC, thread, lsn, ns, 0, 0};
+	c.crc = ckpt_crc(&c);
+	char tmp[PATH_MAX], path[PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "%s/checkpoint.tmp", thread_dir);
+	snprintf(path, sizeof(path), "%s/checkpoint", thread_dir);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	bool ok = fd >= 0 && write(fd, &c, sizeof(c)) == (ssize_t)sizeof(c) && fsync(fd) == 0;
+	int e = errno;
+	if (fd >= 0)
+		close(fd);
+	if (ok && rename(tmp, path) != 0) {
+		ok = false;
+		e = errno;
+	}
+	if (!ok) {
+		snprintf(err, errsz, "writing %s: %s", path, strerror(e));
+		return coral_err_from_errno(e);
+	}
+	int dfd = open(thread_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+int coral_redo_ckpt_read(const char *shared_dir, uint32_t thread, struct coral_redo_ckpt *out, char *err,
+			 size_t errsz)
+{
+	memset(out, 0, sizeof(*out));
+	char dir[PATH_MAX], path[PATH_MAX + 16];
+	if (coral_redo_thread_dir(shared_dir, thread, dir, sizeof(dir)) != 0)
+		return CORAL_EINVAL;
+	snprintf(path, sizeof(path), "%s/checkpoint", dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errsz, "%s: %s", path, strerror(errno));
+		return CORAL_EIO;
+	}
+	struct coral_redo_ckpt c;
+	ssize_t n = read(fd, &c, sizeof(c));
+	close(fd);
+	if (n != (ssize_t)sizeof(c) || c.magic != CORAL_REDO_CKPT_MAGIC || c.crc != ckpt_crc(&c) || c.thread != thread) {
+		snprintf(err, errsz, "%s is damaged (or not thread %u's)", path, thread);
+		return CORAL_ECORRUPT;
+	}
+	*out = c;
+	return 0;
+}
+
+int coral_redo_segments(const char *shared_dir, uint32_t thread, uint64_t *n, uint64_t *first, uint64_t *last)
+{
+	*n = *first = *last = 0;
+	char dir[PATH_MAX];
+	if (coral_redo_thread_dir(shared_dir, thread, dir, sizeof(dir)) != 0)
+		return CORAL_EINVAL;
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return errno == ENOENT ? 0 : CORAL_EIO;
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		unsigned long long seq;
+		char tail[8];
+		if (sscanf(e->d_name, "%llu.%7s", &seq, tail) != 2 || strcmp(tail, "redo") != 0)
+			continue;
+		if (*n == 0 || seq < *first)
+			*first = seq;
+		if (*n == 0 || seq > *last)
+			*last = seq;
+		(*n)++;
+	}
+	closedir(d);
+	return 0;
+}

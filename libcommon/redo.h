@@ -65,6 +65,9 @@ struct coral_redo {
 	_Atomic int32_t io_error;
 	_Atomic uint64_t io_error_since_ns, io_error_seg;
 	_Atomic uint32_t fail_after_ms;
+	/* the thread's checkpoint (lmsd): recovery of this node reads its redo from ckpt_lsn;
+	 * every change before it is on disk. ckpt_ns: when it was taken (wall clock) */
+	_Atomic uint64_t ckpt_lsn, ckpt_ns;
 	/* counters */
 	_Atomic uint64_t records, commits, bytes, syncs, sync_us, full_waits, errors;
 	_Atomic uint64_t commits_synced;
@@ -119,6 +122,26 @@ void coral_redo_io_error(struct coral_redo *r, int code, uint64_t seg);
 /* Everything up to lsn is durable (its highest SCN scn, commits commits, after a sync of
  * sync_us): waiters are woken and the counters kept. */
 void coral_redo_made_durable(struct coral_redo *r, uint64_t lsn, uint64_t scn, uint64_t commits, uint64_t sync_us);
+
+/* The thread's checkpoint kept in its directory (SHARED_DIR/redo/thread_N/checkpoint): the
+ * LSN recovery reads the thread from, and about when that redo was written. Written whole
+ * (a temporary file, fsync, rename, the directory fsync'd) by the log writer as lmsd moves
+ * it; read by recovery and coralctl. A missing file is LSN 0 (read the whole thread). */
+struct coral_redo_ckpt {
+	uint32_t magic;        /* CORAL_REDO_CKPT_MAGIC */
+	uint32_t thread;
+	uint64_t lsn, ns;
+	uint32_t pad;
+	uint32_t crc;          /* CRC32C of the rest, this field zero */
+};
+#define CORAL_REDO_CKPT_MAGIC 0x54504b43u /* "CKPT" */
+int coral_redo_ckpt_write(const char *thread_dir, uint32_t thread, uint64_t lsn, uint64_t ns, char *err,
+			  size_t errsz);
+int coral_redo_ckpt_read(const char *shared_dir, uint32_t thread, struct coral_redo_ckpt *out, char *err,
+			 size_t errsz);
+
+/* The thread's segment files: how many, and the first and last sequence numbers. */
+int coral_redo_segments(const char *shared_dir, uint32_t thread, uint64_t *n, uint64_t *first, uint64_t *last);
 
 /* Reading a thread back (coralctl redo, coral-bank's check): calls fn for every valid record
  * from the start; stops at the first torn or damaged one. Returns records read, or < 0. */

@@ -588,6 +588,17 @@ int coral_block_modify(struct coral_session *s, struct coral_block *b, uint32_t 
 	if (fenced(s))
 		return CORAL_EFENCED;
 	struct coral_buf *buf = coral_cache_buf(s->cache, b->buf);
+	uint32_t ch = coral_cache_chain(s->cache, b->file, b->block);
+	/* dirty before the redo exists, with where it will begin at the latest: lmsd's
+	 * checkpoint never passes a change it has not seen (the X pin keeps the buffer here) */
+	coral_cache_lock(s->cache, ch);
+	if (buf->first_lsn == 0)
+		buf->first_lsn = atomic_load(&s->redo->tail) + 1;
+	if (!(buf->flags & CORAL_BUFF_DIRTY)) {
+		buf->flags |= CORAL_BUFF_DIRTY;
+		atomic_fetch_add(&s->cache->dirty, 1);
+	}
+	coral_cache_unlock(s->cache, ch);
 	uint64_t scn = coral_scn_next(s->cache);
 	uint64_t lsn;
 	int rc = coral_redo_append(s->redo, CORAL_REDO_CHANGE, scn, s->id, b->file, b->block, offset, bytes, len,
@@ -596,14 +607,9 @@ int coral_block_modify(struct coral_session *s, struct coral_block *b, uint32_t 
 		return fail(s, rc, "redo for block %u:%llu: %s%s", b->file, (unsigned long long)b->block,
 			    coral_strerror(rc), rc == CORAL_ENOTRUNNING ? " (the log writer, replicad, is not running)" : "");
 	memcpy(coral_cache_data(s->cache, b->buf) + CORAL_BLOCK_HDR + offset, bytes, len);
-	uint32_t ch = coral_cache_chain(s->cache, b->file, b->block);
 	coral_cache_lock(s->cache, ch);
 	buf->scn = scn;
 	buf->redo_lsn = lsn;
-	if (!(buf->flags & CORAL_BUFF_DIRTY)) {
-		buf->flags |= CORAL_BUFF_DIRTY;
-		atomic_fetch_add(&s->cache->dirty, 1);
-	}
 	coral_cache_unlock(s->cache, ch);
 	s->st.modifies++;
 	return 0;

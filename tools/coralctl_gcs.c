@@ -246,6 +246,15 @@ int run_redo(int argc, char **argv)
 		return 1;
 	}
 	uint64_t tail = atomic_load(&r->tail), durable = atomic_load(&r->durable);
+	/* the checkpoint: lmsd's (live), and the one kept in the thread's directory */
+	uint64_t ckpt = atomic_load(&r->ckpt_lsn), ckpt_ns = atomic_load(&r->ckpt_ns), now = coral_now_real_ns();
+	double behind_s = ckpt_ns && now > ckpt_ns ? (double)(now - ckpt_ns) / 1e9 : 0.0;
+	struct coral_redo_ckpt kept;
+	char kerr[256] = "";
+	const char *shared = ctx.conf.storage.shared_dir;
+	int krc = coral_redo_ckpt_read(shared, r->thread, &kept, kerr, sizeof(kerr));
+	uint64_t nseg, seg_first, seg_last;
+	coral_redo_segments(shared, r->thread, &nseg, &seg_first, &seg_last);
 	uint64_t syncs = atomic_load(&r->syncs), synced = atomic_load(&r->commits_synced);
 	static const char *const bname[CORAL_REDO_BATCH_BUCKETS] = {"1", "2-3", "4-7", "8-15", "16-31", "32-63",
 								     "64-127", "128+"};
@@ -263,12 +272,29 @@ int run_redo(int argc, char **argv)
 		json_object_set_new(j, "writer_pid", json_integer(atomic_load(&r->writer_pid)));
 		json_object_set_new(j, "avg_sync_us", json_integer(syncs ? (json_int_t)(atomic_load(&r->sync_us) / syncs) : 0));
 		json_object_set_new(j, "batches", batches);
+		json_object_set_new(j, "checkpoint_lsn", json_integer((json_int_t)ckpt));
+		json_object_set_new(j, "checkpoint_behind_bytes", json_integer((json_int_t)(durable > ckpt ? durable - ckpt : 0)));
+		json_object_set_new(j, "checkpoint_behind_s", json_real(behind_s));
+		json_object_set_new(j, "checkpoint_kept_lsn", json_integer(krc == 0 ? (json_int_t)kept.lsn : -1));
+		json_object_set_new(j, "segments", json_integer((json_int_t)nseg));
+		json_object_set_new(j, "first_segment", json_integer((json_int_t)seg_first));
 		print_json(j);
 	} else {
 		printf("node %lld redo thread %u: LSN %llu, durable to %llu (SCN %llu), %llu bytes buffered of %llu\n",
 		       (long long)ctx.node->id, r->thread, (unsigned long long)tail, (unsigned long long)durable,
 		       (unsigned long long)atomic_load(&r->durable_scn), (unsigned long long)(tail - durable),
 		       (unsigned long long)r->size);
+		char kept_s[300];
+		if (krc != 0)
+			snprintf(kept_s, sizeof(kept_s), "%s", kerr);
+		else if (kept.lsn == 0)
+			snprintf(kept_s, sizeof(kept_s), "none yet");
+		else
+			snprintf(kept_s, sizeof(kept_s), "LSN %llu", (unsigned long long)kept.lsn);
+		printf("  checkpoint: LSN %llu, %llu bytes and %.1f s behind the durable end (in the thread's directory: "
+		       "%s); %llu segments, %llu to %llu\n",
+		       (unsigned long long)ckpt, (unsigned long long)(durable > ckpt ? durable - ckpt : 0), behind_s, kept_s,
+		       (unsigned long long)nseg, (unsigned long long)seg_first, (unsigned long long)seg_last);
 		printf("  log writer: %s (pid %d), %llu syncs (avg %llu us), %llu errors\n",
 		       atomic_load(&r->writer_pid) ? "replicad" : "NOT RUNNING", atomic_load(&r->writer_pid),
 		       (unsigned long long)syncs, syncs ? (unsigned long long)(atomic_load(&r->sync_us) / syncs) : 0ull,

@@ -31,6 +31,7 @@ void lmsd_cache_unlink(struct coral_cache *c, uint32_t i)
 	b->next = 0;
 	b->flags = 0;
 	b->mode = CORAL_BL_N;
+	b->first_lsn = 0;
 	coral_cache_unlock(c, ch);
 }
 

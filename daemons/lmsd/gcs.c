@@ -423,6 +423,7 @@ static void wb_done(struct gcs_core *c, const struct gcs_written *w)
 	if ((b->flags & CORAL_BUFF_VALID) && b->file == w->file && b->block == w->block &&
 	    (b->flags & CORAL_BUFF_DIRTY) && b->scn == w->scn) {
 		b->flags &= (uint16_t)~CORAL_BUFF_DIRTY;
+		b->first_lsn = 0;
 		atomic_fetch_sub(&c->cache->dirty, 1);
 	}
 	coral_cache_unlock(c->cache, ch);
@@ -988,6 +989,10 @@ static void r_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 	b->rid = m->rid;
 	b->scn = m->block_scn;
 	b->redo_lsn = 0;
+	/* an image on disk has none of this node's changes left to recover; a dirty one may
+	 * hold some this buffer held (kept: the checkpoint stays behind them) */
+	if (!m->dirty)
+		b->first_lsn = 0;
 	b->role = m->dirty ? CORAL_ROLE_GLOBAL : CORAL_ROLE_LOCAL;
 	b->ref = 1;
 	unacked_add(c, b, from, m->dirty);
@@ -1148,6 +1153,12 @@ static void ship_now(struct gcs_core *c, struct coral_buf *b, uint32_t to, int w
 			atomic_fetch_sub(&c->cache->dirty, 1);
 			atomic_fetch_add(&c->cache->pis, 1);
 			c->st.pi_kept++;
+			/* the older past images here go below: this one holds their changes, and
+			 * the checkpoint must stay behind the first of them, not only its own */
+			for (struct coral_buf *p = next_pi(c, b->file, b->block, NULL); p;
+			     p = next_pi(c, b->file, b->block, p))
+				if (p != b && p->first_lsn != 0 && (b->first_lsn == 0 || p->first_lsn < b->first_lsn))
+					b->first_lsn = p->first_lsn;
 		} else {
 			free_it = true;
 			retire_locked(b);
@@ -2024,6 +2035,21 @@ int gcs_core_checkpoint(struct gcs_core *c)
 	c->ckpt_syncing = true;
 	gcs_core_synced(c, c->ops.sync(c->ops.arg));
 	return (int)w;
+}
+
+uint64_t gcs_core_ckpt_lsn(struct gcs_core *c, uint64_t tail)
+{
+	uint64_t ckpt = tail;
+	for (uint32_t i = 0; i < c->cache->nbuf; i++) {
+		struct coral_buf *b = coral_cache_buf(c->cache, i);
+		uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
+		coral_cache_lock(c->cache, ch);
+		uint64_t f = (b->flags & CORAL_BUFF_VALID) ? b->first_lsn : 0;
+		coral_cache_unlock(c->cache, ch);
+		if (f != 0 && f - 1 < ckpt)
+			ckpt = f - 1;
+	}
+	return ckpt;
 }
 
 void gcs_core_synced(struct gcs_core *c, int rc)

@@ -123,6 +123,10 @@ uint32_t gcs_core_deferred(const struct gcs_core *c);
  * one's sync is under way. */
 int gcs_core_checkpoint(struct gcs_core *c);
 void gcs_core_synced(struct gcs_core *c, int rc);
+/* The redo thread's checkpoint: the least first-change LSN of the images here (current or
+ * past) whose changes are not all on disk, or tail (the thread's end, read before: a change
+ * begun since is marked with an LSN at or past it) if there is none. */
+uint64_t gcs_core_ckpt_lsn(struct gcs_core *c, uint64_t tail);
 
 const struct gcs_stats *gcs_core_stats(const struct gcs_core *c);
 uint32_t gcs_core_waits(const struct gcs_core *c);

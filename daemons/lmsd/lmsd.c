@@ -193,10 +193,42 @@ static int flush_run(void *arg, const _Atomic bool *stop)
 	return rc;
 }
 
+/* The redo thread's checkpoint, published in the SGA for the log writer (which keeps it in
+ * the thread's directory) and coralctl: every change of this node before it is on disk or
+ * in an image another node keeps (a past image here holds its checkpoint back until the
+ * disk has a newer image). Never past the durable end of the thread. */
+static void publish_ckpt(struct lmsd *l)
+{
+	uint64_t tail = atomic_load(&l->redo->tail), now = coral_now_real_ns();
+	uint64_t ck = gcs_core_ckpt_lsn(core(l), tail);
+	uint64_t durable = atomic_load(&l->redo->durable);
+	if (ck > durable)
+		ck = durable;
+	/* when the redo at the checkpoint was written, about: the last sample of the thread's
+	 * end at or before it (one a checkpoint, LSN_HIST of them) */
+	struct lmsd_lsn_at *h = l->lsn_hist;
+	uint32_t last = (l->nlsn_hist + LSN_HIST - 1) % LSN_HIST;
+	if (l->nlsn_hist == 0 || h[last].lsn != tail)
+		h[l->nlsn_hist++ % LSN_HIST] = (struct lmsd_lsn_at){tail, now};
+	uint64_t at = now;
+	uint32_t n = l->nlsn_hist < LSN_HIST ? l->nlsn_hist : LSN_HIST;
+	for (uint32_t k = 0; k < n; k++) {
+		const struct lmsd_lsn_at *e = &h[(l->nlsn_hist - 1 - k) % LSN_HIST];
+		at = e->ns;
+		if (e->lsn <= ck)
+			break;
+	}
+	if (ck >= atomic_load(&l->redo->ckpt_lsn)) {
+		atomic_store(&l->redo->ckpt_lsn, ck);
+		atomic_store(&l->redo->ckpt_ns, ck == tail ? now : at);
+	}
+}
+
 static void flush_done(void *arg, int rc)
 {
 	struct lmsd *l = arg;
 	gcs_core_synced(core(l), rc);
+	publish_ckpt(l);
 }
 
 /* Starts the writing and syncing of a checkpoint's blocks; the flusher reports to
@@ -326,6 +358,7 @@ static void on_tick(void *arg, const struct coral_cluster_view *v)
 		int n = gcs_core_checkpoint(c);
 		if (n > 0)
 			log_debug("checkpoint: %d blocks written back", n);
+		publish_ckpt(l);
 	}
 	/* once a second: the pins of sessions whose process died go (a pinned buffer is never
 	 * shipped, written back or evicted) */
@@ -448,6 +481,7 @@ static void lmsd_fini(struct coral_daemon *d)
 		for (uint32_t k = 0; k <= l->cache->nbuf / GCS_CKPT_BATCH + 1; k++)
 			if (gcs_core_checkpoint(core(l)) <= 0)
 				break;
+		publish_ckpt(l);
 	}
 	lmsd_logwait_free(l->logwait);
 	coral_ipc_server_free(l->cr_srv);

@@ -19,6 +19,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The thread's end at a moment: how far behind the checkpoint is, in time. */
+struct lmsd_lsn_at {
+	uint64_t lsn, ns;
+};
+#define LSN_HIST 256
+
 struct lmsd {
 	struct coral_daemon *d;
 	struct coral_kit kit;
@@ -41,6 +47,8 @@ struct lmsd {
 	struct ssl_ctx_st *cr_tls;         /* ... over TLS when [tls] is on */
 	uint64_t cr_direct, cr_direct_refused;
 	uint64_t cr_port_refused;          /* CR connections closed: no hello, or a wrong one */
+	struct lmsd_lsn_at lsn_hist[LSN_HIST];  /* ... one a checkpoint */
+	uint32_t nlsn_hist;
 	struct lmsd_logwait *logwait;      /* log forces: a thread waits, the loop does not */
 	uint64_t log_warned_ns;            /* a failing log force is logged once a second */
 	bool stopping;                     /* lmsd_fini: the last checkpoint may wait */

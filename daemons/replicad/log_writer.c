@@ -19,6 +19,8 @@ struct log_writer {
 	int fd;
 	uint64_t fd_seg;
 	char error[CORAL_STR_MAX + 160];  /* the last failure: the cause and the file */
+	uint32_t thread;
+	uint64_t ckpt_kept, ckpt_kept_ns;  /* the checkpoint last written to the thread's directory */
 };
 
 static int scan_end_fn(void *arg, const struct coral_redo_rec *rec, const uint8_t *bytes)
@@ -58,6 +60,7 @@ int log_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t threa
 	if (w == NULL)
 		return CORAL_ENOMEM;
 	w->r = r;
+	w->thread = thread;
 	w->segsize = segment_size;
 	w->fd = -1;
 	if (coral_redo_thread_dir(shared_dir, thread, w->dir, sizeof(w->dir)) != 0 || coral_mkdir_p(w->dir, 0750) != 0) {
@@ -131,6 +134,23 @@ static int64_t failed(struct log_writer *w, uint64_t seg, const char *what, int 
 }
 
 const char *log_writer_error(const struct log_writer *w) { return w->error; }
+
+int log_writer_keep_ckpt(struct log_writer *w, bool now)
+{
+	uint64_t lsn = atomic_load(&w->r->ckpt_lsn), t = coral_now_mono_ns();
+	/* at most once a second: recovery reads a little more redo if the file lags */
+	if (lsn <= w->ckpt_kept || (!now && t - w->ckpt_kept_ns < 1000000000ull))
+		return 0;
+	char err[CORAL_STR_MAX + 160];
+	int rc = coral_redo_ckpt_write(w->dir, w->thread, lsn, atomic_load(&w->r->ckpt_ns), err, sizeof(err));
+	if (rc != 0) {
+		snprintf(w->error, sizeof(w->error), "%s", err);
+		return rc;
+	}
+	w->ckpt_kept = lsn;
+	w->ckpt_kept_ns = t;
+	return 0;
+}
 
 int64_t log_writer_step(struct log_writer *w, int wait_ms)
 {

@@ -60,6 +60,8 @@ static void *writer_main(void *arg)
 			continue;
 		}
 		int64_t n = log_writer_step(r->w, 50);
+		if (n >= 0 && log_writer_keep_ckpt(r->w, false) != 0 && errors++ % 100 == 0)
+			log_error("the redo thread's checkpoint cannot be kept: %s", log_writer_error(r->w));
 		if (n < 0) {
 			/* nothing is acknowledged that is not durable: committers give up with the cause
 			 * after [cache] log_error_ms and the writer tries again, so that the node goes
@@ -77,6 +79,8 @@ static void *writer_main(void *arg)
 	/* what is appended before a clean stop still goes out, unless fenced */
 	while (!writer_fenced(r) && log_writer_step(r->w, 0) > 0)
 		;
+	if (!writer_fenced(r))
+		log_writer_keep_ckpt(r->w, true);
 	return NULL;
 }
 

@@ -420,3 +420,52 @@ Test(lmsd, a_clean_stop_writes_every_change_back)
 	}
 	coral_session_close(s);
 }
+
+static json_t *redo_json(int node)
+{
+	json_t *j = ctl_json(node, "redo");
+	cr_assert_not_null(j, "%s", res.out);
+	return j;
+}
+
+/* The redo thread's checkpoint: a block changed and held in X (so that it cannot be written)
+ * keeps node 1's checkpoint at or before its change while the thread goes on; once let go it
+ * is written by a checkpoint and the checkpoint reaches the durable end, and the log writer
+ * keeps it in the thread's directory. */
+Test(lmsd, the_checkpoint_stays_behind_an_unwritten_change_and_then_catches_up)
+{
+	uint32_t fid = start_three_with_file("lmk", "ckp");
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(cl.conf, 1, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
+	json_t *j = redo_json(1);
+	int64_t before = jint(j, "lsn");
+	json_decref(j);
+	struct coral_block *held = x_change_commit(s, fid, 0, 5);  /* left pinned in X */
+	for (int i = 0; i < 20; i++)
+		coral_block_release(s, x_change_commit(s, fid, 1, 10 + (uint64_t)i));
+	usleep(2500000);  /* two checkpoints */
+	j = redo_json(1);
+	int64_t ckpt = jint(j, "checkpoint_lsn"), durable = jint(j, "durable_lsn");
+	fprintf(stderr, "checkpoint with a change held: %lld, durable %lld, the change after %lld\n", (long long)ckpt,
+		(long long)durable, (long long)before);
+	cr_expect_leq(ckpt, before, "the checkpoint passed a change that is not on disk");
+	cr_expect_gt(durable, before);
+	json_decref(j);
+	coral_block_release(s, held);
+	coral_session_close(s);
+	int64_t kept = -1;
+	for (int i = 0; i < 50; i++) {
+		usleep(100000);
+		j = redo_json(1);
+		ckpt = jint(j, "checkpoint_lsn");
+		durable = jint(j, "durable_lsn");
+		kept = jint(j, "checkpoint_kept_lsn");
+		json_decref(j);
+		if (ckpt == durable && kept == ckpt)
+			break;
+	}
+	fprintf(stderr, "checkpoint once let go: %lld (kept %lld), durable %lld\n", (long long)ckpt, (long long)kept,
+		(long long)durable);
+	cr_expect_eq(ckpt, durable, "every change is on disk: the checkpoint is the durable end");
+	cr_expect_eq(kept, ckpt, "the thread's directory does not keep the checkpoint");
+}

@@ -78,6 +78,10 @@ struct sim_node {
 	uint8_t pend[SIM_BLOCKS][SIM_BS];
 	uint64_t lastmod[SIM_BLOCKS];   /* lsn of this node's last change to the block */
 	uint64_t lastval[SIM_BLOCKS];   /* ... and the value it wrote */
+	/* this node's changes to each block, (value, LSN), while the disk may not have them: the
+	 * thread's checkpoint must never pass the oldest of them */
+	struct sim_change { uint64_t value, lsn; } *undisk[SIM_BLOCKS];
+	uint32_t nundisk[SIM_BLOCKS], capundisk[SIM_BLOCKS];
 	struct sim_session s[SIM_SESSIONS];
 };
 
@@ -383,6 +387,19 @@ static void pinned_now(struct sim *s, struct sim_node *nd, struct sim_session *s
 
 static void run_core(struct sim *s, struct sim_node *nd) { s->current_node = nd->id; }
 
+static void undisk_add(struct sim_node *nd, uint32_t block, uint64_t value, uint64_t lsn)
+{
+	if (nd->nundisk[block] == nd->capundisk[block]) {
+		uint32_t cap = nd->capundisk[block] ? 2 * nd->capundisk[block] : 64;
+		struct sim_change *p = realloc(nd->undisk[block], cap * sizeof(*p));
+		if (p == NULL)
+			abort();
+		nd->undisk[block] = p;
+		nd->capundisk[block] = cap;
+	}
+	nd->undisk[block][nd->nundisk[block]++] = (struct sim_change){value, lsn};
+}
+
 /* A session lets its block go: under X it writes a new value first (the data, then the
  * header fields under the latch, as libcoral does), unless it was one that locked the block
  * and changed nothing (one in four): then an image only this node's X buffer would hold, if
@@ -394,6 +411,12 @@ static void session_release(struct sim *s, struct sim_node *nd, struct sim_sessi
 	if (ss->mode == CORAL_BL_X && b->mode != CORAL_BL_X)
 		fail(s, "node %u: block %u pinned X but the buffer is in mode %d", nd->id, ss->block, b->mode);
 	if (ss->mode == CORAL_BL_X && rndn(s, 4) != 0) {
+		/* as libcoral: dirty, with where its redo will begin, before the redo exists */
+		uint32_t pch = coral_cache_chain(c, 1, ss->block);
+		coral_cache_lock(c, pch);
+		if (b->first_lsn == 0)
+			b->first_lsn = nd->lsn + 1 + 1;
+		coral_cache_unlock(c, pch);
 		uint64_t v = ++s->next_value;
 		uint8_t *data = coral_cache_data(c, ss->buf);
 		memcpy(data + sizeof(struct coral_block_hdr), &v, sizeof(v));
@@ -408,6 +431,7 @@ static void session_release(struct sim *s, struct sim_node *nd, struct sim_sessi
 		b->redo_lsn = ++nd->lsn;
 		nd->lastmod[ss->block] = nd->lsn;
 		nd->lastval[ss->block] = v;
+		undisk_add(nd, ss->block, v, nd->lsn);
 		coral_cache_unlock(c, ch);
 		s->r->writes++;
 		if (trace)
@@ -616,8 +640,33 @@ static void remaster_step(struct sim *s)
 
 /* ---- invariants ----------------------------------------------------------------------- */
 
+/* Every node's redo checkpoint is at or before each of its changes the disk lacks: a
+ * recovery of the node's thread from there would find them (values only grow, so a disk
+ * value at or past a change's holds it). */
+static void check_ckpt(struct sim *s)
+{
+	for (uint32_t i = 0; i < s->n && !s->failed; i++) {
+		struct sim_node *nd = &s->nodes[i];
+		uint64_t ck = gcs_core_ckpt_lsn(nd->core, nd->lsn + 1);
+		for (uint32_t b = 0; b < SIM_BLOCKS; b++) {
+			uint64_t on_disk = value_of(s->disk[b]);
+			uint32_t k = 0;
+			while (k < nd->nundisk[b] && nd->undisk[b][k].value <= on_disk)
+				k++;
+			memmove(nd->undisk[b], nd->undisk[b] + k, (nd->nundisk[b] - k) * sizeof(nd->undisk[b][0]));
+			nd->nundisk[b] -= k;
+			if (nd->nundisk[b] > 0 && nd->undisk[b][0].lsn < ck)
+				fail(s, "node %u's checkpoint (LSN %llu) passed its change at LSN %llu to block %u (value %llu), "
+				     "which the disk (value %llu) does not have", nd->id, (unsigned long long)ck,
+				     (unsigned long long)nd->undisk[b][0].lsn, b, (unsigned long long)nd->undisk[b][0].value,
+				     (unsigned long long)on_disk);
+		}
+	}
+}
+
 static void check(struct sim *s)
 {
+	check_ckpt(s);
 	for (uint32_t blk = 0; blk < SIM_BLOCKS; blk++) {
 		uint32_t x = 0, sh = 0, xnode = 0;
 		for (uint32_t i = 0; i < s->n; i++) {
@@ -899,6 +948,8 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 		gcs_core_free(nd->core);
 		free(nd->cache);
 		free(nd->dir);
+		for (uint32_t b = 0; b < SIM_BLOCKS; b++)
+			free(nd->undisk[b]);
 	}
 	for (uint32_t k = 0; k < s->nmsgs; k++)
 		free(s->msgs[k].data);
