@@ -653,8 +653,10 @@ static void check_ckpt(struct sim *s)
 			uint32_t k = 0;
 			while (k < nd->nundisk[b] && nd->undisk[b][k].value <= on_disk)
 				k++;
-			memmove(nd->undisk[b], nd->undisk[b] + k, (nd->nundisk[b] - k) * sizeof(nd->undisk[b][0]));
-			nd->nundisk[b] -= k;
+			if (k > 0) {
+				memmove(nd->undisk[b], nd->undisk[b] + k, (nd->nundisk[b] - k) * sizeof(nd->undisk[b][0]));
+				nd->nundisk[b] -= k;
+			}
 			if (nd->nundisk[b] > 0 && nd->undisk[b][0].lsn < ck)
 				fail(s, "node %u's checkpoint (LSN %llu) passed its change at LSN %llu to block %u (value %llu), "
 				     "which the disk (value %llu) does not have", nd->id, (unsigned long long)ck,
