@@ -222,6 +222,7 @@ int coral_cache_sess_claim(struct coral_cache *c, uint32_t id)
 			s->id = id;
 			s->start = coral_pid_start(me);
 			atomic_store(&s->spinning, 0);
+			atomic_store(&s->txn_first, 0);
 			atomic_store(&s->pid, me);
 			return i;
 		}
@@ -231,8 +232,10 @@ int coral_cache_sess_claim(struct coral_cache *c, uint32_t id)
 
 void coral_cache_sess_free(struct coral_cache *c, int slot)
 {
-	if (slot >= 0 && slot < CORAL_CACHE_SESSIONS)
+	if (slot >= 0 && slot < CORAL_CACHE_SESSIONS) {
+		atomic_store(&coral_cache_sess(c, (uint32_t)slot)->txn_first, 0);
 		atomic_store(&coral_cache_sess(c, (uint32_t)slot)->pid, 0);
+	}
 }
 
 bool coral_cache_unpin_if(struct coral_cache *c, struct coral_buf *b, _Atomic uint32_t *rec, uint32_t v)

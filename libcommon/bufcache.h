@@ -86,6 +86,10 @@ struct coral_sess_slot {
 	uint64_t start;                /* coral_pid_start() of the process: a reused pid is not it */
 	_Atomic uint32_t spinning;     /* counted in the cache's spinners */
 	uint32_t pad;
+	/* the open transaction's first change: the thread's LSN before it, plus one (0: none).
+	 * The thread's checkpoint stays at or before it, so that recovery finds the undo of
+	 * every change of a transaction that may still roll back. */
+	_Atomic uint64_t txn_first;
 	_Atomic uint32_t pins[CORAL_CACHE_SLOT_PINS];
 };
 

@@ -101,22 +101,24 @@ void coral_redo_set_fenced(struct coral_redo *r, bool fenced)
 	futex(&r->durable_seq, FUTEX_WAKE, INT_MAX, -1);
 }
 
-int coral_redo_append(struct coral_redo *r, uint8_t type, uint64_t scn, uint32_t session, uint32_t file,
-		      uint64_t block, uint32_t offset, const void *bytes, uint32_t nbytes, int timeout_ms,
-		      uint64_t *lsn)
+int coral_redo_append(struct coral_redo *r, uint8_t type, uint8_t flags, uint64_t scn, uint32_t session,
+		      uint32_t file, uint64_t block, uint32_t offset, const void *bytes, const void *before,
+		      uint32_t nbytes, int timeout_ms, uint64_t *lsn)
 {
 	if (nbytes > CORAL_REDO_MAX_BYTES)
 		return CORAL_EINVAL;
-	uint64_t len = align8(sizeof(struct coral_redo_rec) + nbytes);
+	flags = (uint8_t)((flags & ~CORAL_REDO_F_UNDO) | (before ? CORAL_REDO_F_UNDO : 0));
+	uint32_t nbody = before ? 2 * nbytes : nbytes;
+	uint64_t len = align8(sizeof(struct coral_redo_rec) + nbody);
 	if (len > r->size / 2)
 		return CORAL_EINVAL;
 	if (atomic_load(&r->writer_pid) == 0)
 		return CORAL_ENOTRUNNING;
-	struct coral_redo_rec h = {.magic = CORAL_REDO_MAGIC, .len = (uint32_t)len, .type = type,
+	struct coral_redo_rec h = {.magic = CORAL_REDO_MAGIC, .len = (uint32_t)len, .type = type, .flags = flags,
 				   .scn = scn, .session = session, .file = file, .block = block,
 				   .offset = offset, .nbytes = nbytes};
 	static const uint8_t zeros[8];
-	size_t padn = (size_t)(len - sizeof(h) - nbytes);
+	size_t padn = (size_t)(len - sizeof(h) - nbody);
 	uint64_t deadline = coral_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
 	uint64_t tail;
 	for (;;) {
@@ -136,12 +138,16 @@ int coral_redo_append(struct coral_redo *r, uint8_t type, uint64_t scn, uint32_t
 	h.lsn = tail + len;
 	uint32_t crc = coral_crc32c(0, &h, sizeof(h));
 	crc = coral_crc32c(crc, bytes, nbytes);
+	if (before)
+		crc = coral_crc32c(crc, before, nbytes);
 	h.crc = coral_crc32c(crc, zeros, padn);
 	ring_put(r, tail, &h, sizeof(h));
 	if (nbytes)
 		ring_put(r, tail + sizeof(h), bytes, nbytes);
+	if (before && nbytes)
+		ring_put(r, tail + sizeof(h) + nbytes, before, nbytes);
 	if (padn)
-		ring_put(r, tail + sizeof(h) + nbytes, zeros, padn);
+		ring_put(r, tail + sizeof(h) + nbody, zeros, padn);
 	atomic_store_explicit(&r->tail, tail + len, memory_order_release);
 	coral_mutex_unlock(&r->latch);
 	atomic_fetch_add(&r->records, 1);
@@ -296,48 +302,69 @@ static size_t rd(struct reader *r, void *dst, size_t n)
 	return got;
 }
 
-int64_t coral_redo_scan(const char *shared_dir, uint32_t thread, uint64_t segment_size,
+int64_t coral_redo_scan(const char *shared_dir, uint32_t thread, uint64_t segment_size, uint64_t from,
 			coral_redo_visit_fn fn, void *arg, uint64_t *end_lsn, char *err, size_t errsz)
 {
 	struct reader r = {.segsize = segment_size, .fd = -1};
+	if (err && errsz)
+		err[0] = '\0';
 	if (coral_redo_thread_dir(shared_dir, thread, r.dir, sizeof(r.dir)) != 0) {
-		snprintf(err, errsz, "shared_dir is too long");
+		if (err)
+			snprintf(err, errsz, "shared_dir is too long");
 		return CORAL_EINVAL;
 	}
-	uint8_t *body = malloc(CORAL_REDO_MAX_BYTES + 64);
+	if (segment_size == 0 || from % 8 != 0) {
+		if (err)
+			snprintf(err, errsz, "no segment size, or LSN %llu is not a record's start", (unsigned long long)from);
+		return CORAL_EINVAL;
+	}
+	uint8_t *body = malloc(2 * CORAL_REDO_MAX_BYTES + 64);
 	if (body == NULL)
 		return CORAL_ENOMEM;
 	int64_t n = 0;
-	uint64_t end = 0;
+	uint64_t end = from;
+	const char *why = NULL;
 	for (;;) {
 		struct coral_redo_rec h;
 		r.pos = end;
-		if (rd(&r, &h, sizeof(h)) != sizeof(h))
+		size_t got = rd(&r, &h, sizeof(h));
+		if (got != sizeof(h)) {
+			if (got > 0)
+				why = "a record's header is not whole";
 			break;
-		if (h.magic != CORAL_REDO_MAGIC || h.len < sizeof(h) || h.len > sizeof(h) + CORAL_REDO_MAX_BYTES + 8 ||
-		    h.lsn != end + h.len || h.nbytes > h.len - sizeof(h))
+		}
+		if (h.magic != CORAL_REDO_MAGIC || h.len < sizeof(h) || h.len > sizeof(h) + 2 * CORAL_REDO_MAX_BYTES + 8 ||
+		    h.len % 8 != 0 || h.lsn != end + h.len ||
+		    (uint64_t)h.nbytes * ((h.flags & CORAL_REDO_F_UNDO) ? 2 : 1) > h.len - sizeof(h)) {
+			why = "a record's header is damaged";
 			break;
+		}
 		size_t rest = h.len - sizeof(h);
-		if (rd(&r, body, rest) != rest)
+		if (rd(&r, body, rest) != rest) {
+			why = "a record is not whole";
 			break;
+		}
 		uint32_t crc = h.crc;
 		h.crc = 0;
 		uint32_t c = coral_crc32c(coral_crc32c(0, &h, sizeof(h)), body, rest);
 		h.crc = crc;
-		if (c != crc)
+		if (c != crc) {
+			why = "a record's checksum is wrong";
 			break;
+		}
 		if (fn && fn(arg, &h, body) != 0)
 			break;
 		end = h.lsn;
 		n++;
 	}
+	if (why && err)
+		snprintf(err, errsz, "%s at LSN %llu (segment %llu)", why, (unsigned long long)end,
+			 (unsigned long long)(end / segment_size));
 	if (r.fd >= 0)
 		close(r.fd);
 	free(body);
 	if (end_lsn)
 		*end_lsn = end;
-	(void)err;
-	(void)errsz;
 	return n;
 }
 

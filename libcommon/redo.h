@@ -23,17 +23,24 @@
 #include <stdint.h>
 
 enum { CORAL_REDO_CHANGE = 1, CORAL_REDO_COMMIT = 2 };
+/* A change record's flags. UNDO: the bytes the change replaced follow its new bytes (as
+ * many), so that recovery can take back a change whose transaction never committed. BEGIN:
+ * the first change of its session's transaction (a session whose earlier transaction has no
+ * commit record by then abandoned it). */
+enum { CORAL_REDO_F_UNDO = 1, CORAL_REDO_F_BEGIN = 2 };
 
 #define CORAL_REDO_MAGIC 0x4f444552u /* "REDO" */
 #define CORAL_REDO_MAX_BYTES 65536   /* largest change one record carries */
 
-/* On disk and in the ring, 8-byte aligned; bytes follow, then padding to 8. */
+/* On disk and in the ring, 8-byte aligned; bytes follow (the new ones, then with UNDO the
+ * old ones), then padding to 8. */
 struct coral_redo_rec {
 	uint32_t magic;
 	uint32_t len;          /* whole record, padding included */
 	uint32_t crc;          /* CRC32C of the record with crc zero */
 	uint8_t type;
-	uint8_t pad[3];
+	uint8_t flags;         /* CORAL_REDO_F_* */
+	uint8_t pad[2];
 	uint64_t lsn;          /* end of this record in the thread */
 	uint64_t scn;
 	uint32_t session;
@@ -86,10 +93,11 @@ size_t coral_redo_size(uint64_t ring);
 int coral_redo_init(struct coral_redo *r, size_t size, uint64_t ring, uint32_t thread);
 
 /* Appends one record; returns 0 and its LSN, or CORAL_ETIMEDOUT when the ring stayed full
- * (no log writer) for timeout_ms, CORAL_EINVAL for a change too large. */
-int coral_redo_append(struct coral_redo *r, uint8_t type, uint64_t scn, uint32_t session, uint32_t file,
-		      uint64_t block, uint32_t offset, const void *bytes, uint32_t nbytes, int timeout_ms,
-		      uint64_t *lsn);
+ * (no log writer) for timeout_ms, CORAL_EINVAL for a change too large. before (NULL: none)
+ * holds the nbytes the change replaces (the record gets CORAL_REDO_F_UNDO). */
+int coral_redo_append(struct coral_redo *r, uint8_t type, uint8_t flags, uint64_t scn, uint32_t session,
+		      uint32_t file, uint64_t block, uint32_t offset, const void *bytes, const void *before,
+		      uint32_t nbytes, int timeout_ms, uint64_t *lsn);
 /* Waits until everything up to lsn is durable; CORAL_ETIMEDOUT after timeout_ms,
  * CORAL_EFENCED at once while the log writer is stopped by a fence, and the writer's cause
  * (CORAL_ENOSPC, CORAL_EROFS, CORAL_EIO) once it has failed to write for fail_after_ms. A
@@ -143,10 +151,19 @@ int coral_redo_ckpt_read(const char *shared_dir, uint32_t thread, struct coral_r
 /* The thread's segment files: how many, and the first and last sequence numbers. */
 int coral_redo_segments(const char *shared_dir, uint32_t thread, uint64_t *n, uint64_t *first, uint64_t *last);
 
-/* Reading a thread back (coralctl redo, coral-bank's check): calls fn for every valid record
- * from the start; stops at the first torn or damaged one. Returns records read, or < 0. */
+/* Reading a thread back (recovery, the log writer's start, coral-bank's check): calls fn for
+ * every valid record from LSN from (a record's start: 0, or a checkpoint); stops at the end
+ * of the files, at the first torn or damaged record, or when fn returns non-zero. Returns
+ * records read, or < 0; *end_lsn gets the end of the last valid record. err says why it
+ * stopped if that was not the end of the files (a record that is not whole, or whose header,
+ * LSN or checksum is wrong: a torn last write, or damage), "" otherwise. */
 typedef int (*coral_redo_visit_fn)(void *arg, const struct coral_redo_rec *rec, const uint8_t *bytes);
-int64_t coral_redo_scan(const char *shared_dir, uint32_t thread, uint64_t segment_size,
+int64_t coral_redo_scan(const char *shared_dir, uint32_t thread, uint64_t segment_size, uint64_t from,
 			coral_redo_visit_fn fn, void *arg, uint64_t *end_lsn, char *err, size_t errsz);
+/* The old bytes of a change record with CORAL_REDO_F_UNDO (NULL without). */
+static inline const uint8_t *coral_redo_undo(const struct coral_redo_rec *rec, const uint8_t *bytes)
+{
+	return (rec->flags & CORAL_REDO_F_UNDO) ? bytes + rec->nbytes : NULL;
+}
 
 #endif

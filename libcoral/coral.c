@@ -43,7 +43,17 @@ struct coral_block {
 	uint32_t file;
 	uint64_t block;
 	const void *payload;
+	bool changed;             /* changed by the open transaction: pinned until it ends */
+	bool held;                /* ... and released by the caller: the pin waits for the commit */
 };
+
+/* The open transaction's undo, in the session's memory: each change's old bytes, in order, so
+ * that coral_rollback can take them back (the redo records carry them too, for recovery). */
+struct undo_ent {
+	uint32_t pin, offset, len;
+	uint64_t at;              /* in undo_bytes */
+};
+#define TXN_MAX_UNDO (4u << 20)  /* bytes of old images a transaction may hold */
 
 struct coral_session {
 	struct coral_conf conf;
@@ -67,6 +77,11 @@ struct coral_session {
 	struct cr_hint { uint32_t file, node; uint64_t block; } *hints;
 	struct coral_frame_rd rd;                /* every call's request and answer, one at a time */
 	int slot;                                /* the session's slot in the SGA (its pins), -1 none */
+	bool txn;                                /* a transaction is open (it has changed something) */
+	struct undo_ent *undo;
+	uint32_t nundo, capundo;
+	uint8_t *undo_bytes;
+	size_t undo_used, undo_cap;
 	struct coral_session_stats st;
 	char errmsg[CORAL_ERRMSG_MAX];
 };
@@ -191,9 +206,16 @@ void coral_session_close(struct coral_session *s)
 {
 	if (s == NULL)
 		return;
+	/* an open transaction is taken back: nobody else has seen its changes */
+	if (s->txn)
+		coral_rollback(s);
 	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
-		if (s->pins[i].used)
+		if (s->pins[i].used) {
+			s->pins[i].changed = false;
 			coral_block_release(s, &s->pins[i]);
+		}
+	free(s->undo);
+	free(s->undo_bytes);
 	if (s->fd >= 0)
 		close(s->fd);
 	for (int i = 0; i <= CORAL_MAX_NODES; i++)
@@ -234,6 +256,8 @@ static struct coral_block *handle(struct coral_session *s, struct coral_block *h
 {
 	h->used = true;
 	h->own = false;
+	h->changed = false;
+	h->held = false;
 	h->buf = buf;
 	h->pinned = (uint8_t)pinned;
 	h->file = file;
@@ -504,6 +528,18 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 		return CORAL_EFENCED;
 	if (s->fd < 0 && lmsd_connect(s) != 0)
 		return CORAL_ENOTRUNNING;
+	/* a block this transaction changed and released is still pinned in X: it is the
+	 * caller's again (waiting for its own pin would never end) */
+	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++) {
+		struct coral_block *k = &s->pins[i];
+		if (k->used && k->held && k->file == file && k->block == block) {
+			k->held = false;
+			s->st.gets++;
+			s->st.local_hits++;
+			*out = k;
+			return 0;
+		}
+	}
 	struct coral_block *h = free_slot(s);  /* the handle this get fills */
 	if (h == NULL)
 		return fail(s, CORAL_EFULL, "the session already holds %d pinned blocks", CORAL_SESSION_MAX_PINS);
@@ -574,21 +610,59 @@ uint64_t coral_block_scn(const struct coral_session *s, const struct coral_block
 	return b->own ? b->scn : coral_cache_buf(s->cache, b->buf)->scn;
 }
 
-int coral_block_modify(struct coral_session *s, struct coral_block *b, uint32_t offset, const void *bytes,
-		       uint32_t len)
+/* Keeps the old bytes of a change for coral_rollback; CORAL_EFULL past TXN_MAX_UNDO. */
+static int undo_push(struct coral_session *s, uint32_t pin, uint32_t offset, const uint8_t *old, uint32_t len)
 {
-	if (b == NULL || !b->used)
-		return fail(s, CORAL_EINVAL, "not a pinned block");
-	if (b->pinned != 2)
-		return fail(s, CORAL_EPERM, "block %u:%llu is not pinned in X", b->file, (unsigned long long)b->block);
-	size_t payload = coral_block_payload(s);
-	if ((size_t)offset + len > payload)
-		return fail(s, CORAL_EINVAL, "change of %u bytes at %u is past the %zu-byte payload", len, offset,
-			    payload);
+	if (s->undo_used + len > TXN_MAX_UNDO)
+		return fail(s, CORAL_EFULL, "the transaction's changes passed %u bytes: commit more often", TXN_MAX_UNDO);
+	if (s->nundo == s->capundo) {
+		uint32_t cap = s->capundo ? 2 * s->capundo : 64;
+		struct undo_ent *p = realloc(s->undo, cap * sizeof(*p));
+		if (p == NULL)
+			return fail(s, CORAL_ENOMEM, "no memory for the transaction's undo");
+		s->undo = p;
+		s->capundo = cap;
+	}
+	if (s->undo_used + len > s->undo_cap) {
+		size_t cap = s->undo_cap ? s->undo_cap : 4096;
+		while (cap < s->undo_used + len)
+			cap *= 2;
+		uint8_t *p = realloc(s->undo_bytes, cap);
+		if (p == NULL)
+			return fail(s, CORAL_ENOMEM, "no memory for the transaction's undo");
+		s->undo_bytes = p;
+		s->undo_cap = cap;
+	}
+	memcpy(s->undo_bytes + s->undo_used, old, len);
+	s->undo[s->nundo++] = (struct undo_ent){pin, offset, len, s->undo_used};
+	s->undo_used += len;
+	return 0;
+}
+
+/* The change itself: redo (with the old bytes), then the buffer. keep_undo: also in the
+ * session's undo (not for rollback's own changes). */
+static int modify(struct coral_session *s, struct coral_block *b, uint32_t offset, const void *bytes, uint32_t len,
+		  bool keep_undo)
+{
 	if (fenced(s))
 		return CORAL_EFENCED;
+	uint8_t *at = coral_cache_data(s->cache, b->buf) + CORAL_BLOCK_HDR + offset;
+	if (keep_undo) {
+		int rc = undo_push(s, (uint32_t)(b - s->pins), offset, at, len);
+		if (rc != 0)
+			return rc;
+	}
 	struct coral_buf *buf = coral_cache_buf(s->cache, b->buf);
 	uint32_t ch = coral_cache_chain(s->cache, b->file, b->block);
+	uint8_t flags = 0;
+	if (!s->txn) {
+		/* the transaction's first change: the checkpoint stays behind it from before
+		 * its redo exists until it ends (see lmsd's publish_ckpt) */
+		struct coral_sess_slot *slot = coral_cache_sess(s->cache, (uint32_t)s->slot);
+		if (atomic_load(&slot->txn_first) == 0)
+			atomic_store(&slot->txn_first, atomic_load(&s->redo->tail) + 1);
+		flags = CORAL_REDO_F_BEGIN;
+	}
 	/* dirty before the redo exists, with where it will begin at the latest: lmsd's
 	 * checkpoint never passes a change it has not seen (the X pin keeps the buffer here) */
 	coral_cache_lock(s->cache, ch);
@@ -601,12 +675,17 @@ int coral_block_modify(struct coral_session *s, struct coral_block *b, uint32_t 
 	coral_cache_unlock(s->cache, ch);
 	uint64_t scn = coral_scn_next(s->cache);
 	uint64_t lsn;
-	int rc = coral_redo_append(s->redo, CORAL_REDO_CHANGE, scn, s->id, b->file, b->block, offset, bytes, len,
-				   (int)s->conf.cache.commit_timeout_ms, &lsn);
-	if (rc != 0)
+	int rc = coral_redo_append(s->redo, CORAL_REDO_CHANGE, flags, scn, s->id, b->file, b->block, offset, bytes, at,
+				   len, (int)s->conf.cache.commit_timeout_ms, &lsn);
+	if (rc != 0) {
+		if (keep_undo)
+			s->undo_used -= s->undo[--s->nundo].len;
 		return fail(s, rc, "redo for block %u:%llu: %s%s", b->file, (unsigned long long)b->block,
 			    coral_strerror(rc), rc == CORAL_ENOTRUNNING ? " (the log writer, replicad, is not running)" : "");
-	memcpy(coral_cache_data(s->cache, b->buf) + CORAL_BLOCK_HDR + offset, bytes, len);
+	}
+	s->txn = true;
+	b->changed = true;
+	memcpy(at, bytes, len);
 	coral_cache_lock(s->cache, ch);
 	buf->scn = scn;
 	buf->redo_lsn = lsn;
@@ -615,24 +694,42 @@ int coral_block_modify(struct coral_session *s, struct coral_block *b, uint32_t 
 	return 0;
 }
 
+int coral_block_modify(struct coral_session *s, struct coral_block *b, uint32_t offset, const void *bytes,
+		       uint32_t len)
+{
+	if (b == NULL || !b->used || b->held)
+		return fail(s, CORAL_EINVAL, "not a pinned block");
+	if (b->pinned != 2)
+		return fail(s, CORAL_EPERM, "block %u:%llu is not pinned in X", b->file, (unsigned long long)b->block);
+	size_t payload = coral_block_payload(s);
+	if ((size_t)offset + len > payload)
+		return fail(s, CORAL_EINVAL, "change of %u bytes at %u is past the %zu-byte payload", len, offset,
+			    payload);
+	return modify(s, b, offset, bytes, len, true);
+}
+
 void coral_block_release(struct coral_session *s, struct coral_block *b)
 {
 	if (s == NULL || b == NULL || !b->used)
 		return;
+	if (b->changed) {
+		b->held = true; /* until the transaction ends */
+		return;
+	}
 	if (!b->own)
 		coral_cache_unpin_rec(s->cache, coral_cache_buf(s->cache, b->buf), b->pinned == 2,
 				      &coral_cache_sess(s->cache, (uint32_t)s->slot)->pins[b - s->pins]);
 	b->used = false;
 }
 
-int coral_commit(struct coral_session *s, uint64_t *scn_out)
+static int commit(struct coral_session *s, uint64_t *scn_out)
 {
 	if (fenced(s))
 		return CORAL_EFENCED;
 	uint64_t scn = coral_scn_next(s->cache), lsn;
 	uint64_t t0 = coral_now_mono_ns();
 	int timeout = (int)s->conf.cache.commit_timeout_ms;
-	int rc = coral_redo_append(s->redo, CORAL_REDO_COMMIT, scn, s->id, 0, 0, 0, NULL, 0, timeout, &lsn);
+	int rc = coral_redo_append(s->redo, CORAL_REDO_COMMIT, 0, scn, s->id, 0, 0, 0, NULL, NULL, 0, timeout, &lsn);
 	if (rc != 0)
 		return fail(s, rc, "commit record: %s%s", coral_strerror(rc),
 			    rc == CORAL_ENOTRUNNING ? " (the log writer, replicad, is not running)"
@@ -657,6 +754,60 @@ int coral_commit(struct coral_session *s, uint64_t *scn_out)
 	if (scn_out)
 		*scn_out = scn;
 	return 0;
+}
+
+/* The transaction is over, whatever its commit gave: its blocks go, its undo is forgotten.
+ * The slot's first LSN stays after a failed commit (its outcome is not known: recovery may
+ * still have to take it back) until a commit succeeds. */
+static void txn_end(struct coral_session *s, bool committed)
+{
+	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++) {
+		struct coral_block *k = &s->pins[i];
+		if (!k->used || !k->changed)
+			continue;
+		k->changed = false;
+		if (k->held) {
+			k->held = false;
+			coral_block_release(s, k);
+		}
+	}
+	s->nundo = 0;
+	s->undo_used = 0;
+	s->txn = false;
+	if (committed && s->slot >= 0)
+		atomic_store(&coral_cache_sess(s->cache, (uint32_t)s->slot)->txn_first, 0);
+}
+
+int coral_commit(struct coral_session *s, uint64_t *scn_out)
+{
+	int rc = commit(s, scn_out);
+	txn_end(s, rc == 0);
+	return rc;
+}
+
+int coral_rollback(struct coral_session *s)
+{
+	if (s == NULL)
+		return CORAL_EINVAL;
+	if (!s->txn)
+		return 0;
+	int rc = 0;
+	/* newest first: each change is taken back by a change of its own (its redo carries
+	 * what it undoes too), and the whole ends with a commit: recovery replays the pair or,
+	 * without the commit, takes both back */
+	for (uint32_t k = s->nundo; k-- > 0 && rc == 0;) {
+		const struct undo_ent *u = &s->undo[k];
+		struct coral_block *b = &s->pins[u->pin];
+		if (!b->used || b->pinned != 2) {
+			rc = fail(s, CORAL_EINVAL, "rollback: a changed block is no longer pinned");
+			break;
+		}
+		rc = modify(s, b, u->offset, s->undo_bytes + u->at, u->len, false);
+	}
+	if (rc == 0)
+		rc = commit(s, NULL);
+	txn_end(s, rc == 0);
+	return rc;
 }
 
 void coral_session_stats(const struct coral_session *s, struct coral_session_stats *out) { *out = s->st; }

@@ -90,15 +90,37 @@ const void *coral_block_data(const struct coral_block *b);
 /* The block's SCN (of its last change). */
 uint64_t coral_block_scn(const struct coral_session *s, const struct coral_block *b);
 /* Changes len bytes at offset of the payload of a block pinned in X: the change is appended
- * to the node's redo (not yet durable) and then made in the buffer. */
+ * to the node's redo with the bytes it replaces (not yet durable) and then made in the
+ * buffer. The first change after a commit opens the session's transaction.
+ *
+ * Transactions. A block a transaction changed stays pinned in X by its session until the
+ * transaction ends (coral_commit, coral_rollback, coral_session_close), even once the caller
+ * releases it: no other session, on this node or another, reads or changes it before then
+ * (a read in S or CR, or a get in X, waits; a later get of it by the same session returns the
+ * same pin). So an uncommitted change is seen by its own session only, and no committed change
+ * is ever made on top of one: taking an uncommitted change back (coral_rollback, or instance
+ * recovery after a node's loss, which rolls back every transaction without a durable commit
+ * record) restores bytes nobody else has changed since, and never takes away another
+ * session's committed work. A transaction changes at most CORAL_SESSION_MAX_PINS blocks (the
+ * pins a session holds) and 4 MiB of old bytes (then CORAL_ERR_FULL: commit more often).
+ * Blocks are taken in an order of the caller's: two sessions that take the same two blocks
+ * in opposite orders wait for each other until get_timeout_ms. */
 int coral_block_modify(struct coral_session *s, struct coral_block *b, uint32_t offset, const void *bytes,
 		       uint32_t len);
-/* Unpins the block. The node keeps its mode until another node asks for the block. */
+/* Unpins the block (a block the open transaction changed: when it ends). The node keeps its
+ * mode until another node asks for the block. */
 void coral_block_release(struct coral_session *s, struct coral_block *b);
 
 /* Writes a commit record and waits until the redo up to it is durable (group commit with
- * every other session of the node). *scn (if not NULL) gets the commit's SCN. */
+ * every other session of the node). *scn (if not NULL) gets the commit's SCN. Whatever it
+ * returns, the transaction is over and its blocks are released; after a failure its outcome
+ * is not known (it becomes durable if the log writer writes it later, else recovery takes
+ * it back). */
 int coral_commit(struct coral_session *s, uint64_t *scn);
+/* Takes back every change of the open transaction, newest first (each by a change logged
+ * with its own undo), then commits that: the blocks hold what they held before it. 0 if
+ * there was nothing to take back. coral_session_close does it for a transaction left open. */
+int coral_rollback(struct coral_session *s);
 
 struct coral_session_stats {
 	uint64_t gets, local_hits, remote_gets, pin_waits, modifies, commits;

@@ -605,7 +605,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nn; i++) {
 		struct redo_count rcnt = {0};
 		char err[256];
-		coral_redo_scan(conf->storage.shared_dir, (uint32_t)nodes[i], (uint64_t)conf->cache.redo_segment,
+		coral_redo_scan(conf->storage.shared_dir, (uint32_t)nodes[i], (uint64_t)conf->cache.redo_segment, 0,
 				count_commits, &rcnt, NULL, err, sizeof(err));
 		redo_commits += rcnt.commits;
 	}

@@ -201,6 +201,14 @@ static void publish_ckpt(struct lmsd *l)
 {
 	uint64_t tail = atomic_load(&l->redo->tail), now = coral_now_real_ns();
 	uint64_t ck = gcs_core_ckpt_lsn(core(l), tail);
+	/* ... and at or before the first change of every open transaction: recovery may have
+	 * to take it back, from the old bytes in its redo */
+	for (uint32_t i = 0; i < CORAL_CACHE_SESSIONS; i++) {
+		struct coral_sess_slot *ss = coral_cache_sess(l->cache, i);
+		uint64_t f = atomic_load(&ss->pid) != 0 ? atomic_load(&ss->txn_first) : 0;
+		if (f != 0 && f - 1 < ck)
+			ck = f - 1;
+	}
 	uint64_t durable = atomic_load(&l->redo->durable);
 	if (ck > durable)
 		ck = durable;

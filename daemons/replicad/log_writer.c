@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,13 +31,29 @@ static int scan_end_fn(void *arg, const struct coral_redo_rec *rec, const uint8_
 	return 0;
 }
 
-/* A new ring starts where the thread's last whole record ends; what follows is cut. */
+/* A new ring starts where the thread's last whole record ends; what follows is cut. The
+ * thread is read from its kept checkpoint (everything before it is on the data files and
+ * whole), unless the checkpoint is past the files' end. */
 static int start_at_end(struct log_writer *w, const char *shared_dir, uint32_t thread, char *err, size_t errsz)
 {
-	uint64_t last = 0, end = 0;
-	int64_t n = coral_redo_scan(shared_dir, thread, w->segsize, scan_end_fn, &last, &end, err, errsz);
+	uint64_t last = 0, end = 0, from = 0;
+	struct coral_redo_ckpt k;
+	char kerr[CORAL_STR_MAX + 64];
+	if (coral_redo_ckpt_read(shared_dir, thread, &k, kerr, sizeof(kerr)) == 0 && k.lsn > 0) {
+		char p[sizeof(w->dir) + 32];
+		struct stat st;
+		coral_redo_seg_path(w->dir, k.lsn / w->segsize, p, sizeof(p));
+		if (stat(p, &st) == 0 && (uint64_t)st.st_size >= k.lsn % w->segsize) {
+			from = k.lsn;
+			w->ckpt_kept = k.lsn;
+			atomic_store(&w->r->ckpt_lsn, k.lsn);
+			atomic_store(&w->r->ckpt_ns, k.ns);
+		}
+	}
+	int64_t n = coral_redo_scan(shared_dir, thread, w->segsize, from, scan_end_fn, &last, &end, err, errsz);
 	if (n < 0)
 		return (int)n;
+	err[0] = '\0';
 	uint64_t seg = end / w->segsize;
 	char p[sizeof(w->dir) + 32];
 	coral_redo_seg_path(w->dir, seg, p, sizeof(p));

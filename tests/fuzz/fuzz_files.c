@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	default: {
 		fuzz_file("shared/redo/thread_1/00000000.redo", data + 1, len - 1, path, sizeof(path));
 		uint64_t end;
-		(void)coral_redo_scan(conf.storage.shared_dir, 1, 1 << 20, NULL, NULL, &end, err, sizeof(err));
+		(void)coral_redo_scan(conf.storage.shared_dir, 1, 1 << 20, 0, NULL, NULL, &end, err, sizeof(err));
 		unlink(path);
 		break;
 	}

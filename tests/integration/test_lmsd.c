@@ -16,6 +16,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 
 TestSuite(lmsd, .init = NULL, .fini = cl_teardown, .timeout = 240);
@@ -326,6 +327,7 @@ struct far_read {
 	int rc;
 	uint64_t v;
 	char err[256];
+	_Atomic bool done;
 };
 
 static void *far_read_run(void *arg)
@@ -345,22 +347,29 @@ static void *far_read_run(void *arg)
 		coral_block_release(s, b);
 	}
 	coral_session_close(s);
+	atomic_store(&f->done, true);
 	return NULL;
 }
 
 /* Node 1's log writer stops (replicad SIGSTOPped) while a session there has changed a block
- * (its redo in the buffer, not durable), and node 2 asks for the block. Node 1's lmsd must not
- * ship the image before its redo is durable, and must not wait for that in its event loop:
- * it answers coralctl at once meanwhile, counting the ship as waiting for the log; once the
- * writer goes on, node 2 gets the block with the change. */
+ * (its redo in the buffer, not durable), and node 2 asks for the block. The session keeps the
+ * block until its commit gives up (commit_timeout_ms 1000 for it; the change is then of
+ * unknown outcome, and the block released). Node 1's lmsd must not ship the image before its
+ * redo is durable, and must not wait for that in its event loop: it answers coralctl at once
+ * meanwhile, counting the ship as waiting for the log; once the writer goes on, node 2 gets
+ * the block with the change. */
 Test(lmsd, a_ship_waits_for_the_log_and_lmsd_serves_on_meanwhile)
 {
 	uint32_t fid = start_three_with_file("lml", "lwt");
 	put(1, fid, 1);
 	pid_t rp = daemon_pid(1, "replicad");
 	cr_assert_gt(rp, 0);
+	char short_conf[200];
+	snprintf(short_conf, sizeof(short_conf), "%s/short-commit.conf", cl.dir);
+	cr_assert_eq(run("sed 's/^commit_timeout_ms = .*/commit_timeout_ms = 1000/' %s > %s && grep -c "
+			 "'commit_timeout_ms = 1000' %s", cl.conf, short_conf, short_conf)->code, 0, "%s", res.out);
 	struct coral_session *s;
-	cr_assert_eq(coral_session_open(cl.conf, 1, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
+	cr_assert_eq(coral_session_open(short_conf, 1, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
 	cr_assert_eq(kill(rp, SIGSTOP), 0);
 	struct coral_block *b = NULL;
 	cr_assert_eq(coral_block_get(s, fid, 0, CORAL_MODE_X, &b), 0, "%s", coral_session_error(s));
@@ -371,7 +380,9 @@ Test(lmsd, a_ship_waits_for_the_log_and_lmsd_serves_on_meanwhile)
 	struct far_read f = {.fid = fid, .rc = -1};
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, far_read_run, &f), 0);
-	usleep(500000);
+	usleep(200000);
+	cr_expect_eq(coral_commit(s, NULL), CORAL_ERR_TIMEDOUT, "%s", coral_session_error(s));
+	usleep(300000);
 	uint64_t t0 = coral_now_mono_ns();
 	json_t *g = ctl_json(1, "gcs stats");
 	uint64_t ms = (coral_now_mono_ns() - t0) / 1000000ull;
@@ -385,7 +396,6 @@ Test(lmsd, a_ship_waits_for_the_log_and_lmsd_serves_on_meanwhile)
 	pthread_join(t, NULL);
 	cr_expect_eq(f.rc, 0, "node 2's read: %s", f.err);
 	cr_expect_eq(f.v, 42, "node 2 read %llu", (unsigned long long)f.v);
-	cr_expect_eq(coral_commit(s, NULL), 0, "%s", coral_session_error(s));
 	coral_session_close(s);
 }
 
@@ -468,4 +478,44 @@ Test(lmsd, the_checkpoint_stays_behind_an_unwritten_change_and_then_catches_up)
 		(long long)durable);
 	cr_expect_eq(ckpt, durable, "every change is on disk: the checkpoint is the durable end");
 	cr_expect_eq(kept, ckpt, "the thread's directory does not keep the checkpoint");
+}
+
+/* libcoral's transactions (coral.h): a block changed and released before the commit stays
+ * the transaction's; a session of another node reading it waits, and reads what was there
+ * before once the change is rolled back (by coral_rollback, or by closing the session with
+ * the transaction open); the same session gets its own block again without waiting for
+ * itself. */
+Test(lmsd, nobody_sees_an_uncommitted_change_and_rollback_takes_it_back)
+{
+	uint32_t fid = start_three_with_file("lmr", "rbk");
+	put(1, fid, 5);
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(cl.conf, 1, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
+	for (int round = 0; round < 2; round++) {
+		struct coral_block *b = NULL;
+		cr_assert_eq(coral_block_get(s, fid, 0, CORAL_MODE_X, &b), 0, "%s", coral_session_error(s));
+		uint64_t v = 99;
+		cr_assert_eq(coral_block_modify(s, b, 0, &v, sizeof(v)), 0, "%s", coral_session_error(s));
+		coral_block_release(s, b);
+		struct coral_block *again = NULL;
+		cr_assert_eq(coral_block_get(s, fid, 0, CORAL_MODE_S, &again), 0, "%s", coral_session_error(s));
+		cr_expect_eq(*(const uint64_t *)coral_block_data(again), 99, "the session sees its own change");
+		coral_block_release(s, again);
+
+		struct far_read f = {.fid = fid, .rc = -1};
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, far_read_run, &f), 0);
+		usleep(700000);
+		cr_expect(!atomic_load(&f.done), "node 2 read the block (%llu) while a transaction held it",
+			  (unsigned long long)f.v);
+		if (round == 0) {
+			cr_expect_eq(coral_rollback(s), 0, "%s", coral_session_error(s));
+		} else {
+			coral_session_close(s);
+			s = NULL;
+		}
+		pthread_join(t, NULL);
+		cr_expect_eq(f.rc, 0, "node 2's read: %s", f.err);
+		cr_expect_eq(f.v, 5, "round %d: node 2 read %llu, not what was committed", round, (unsigned long long)f.v);
+	}
 }

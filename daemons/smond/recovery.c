@@ -1,0 +1,293 @@
+/* Instance recovery's core: the transactions and changes of the lost threads, sorted by
+ * block, applied and rolled back on images in memory (see recovery.h). */
+#include "recovery.h"
+
+#include "errors.h"
+#include "storage.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct change {
+	uint64_t scn;
+	uint64_t block;
+	uint64_t at;          /* the new bytes in the arena, then (with undo) the old */
+	uint32_t file, offset, len;
+	uint32_t txn;
+	bool has_undo;
+};
+
+struct txn {
+	uint32_t thread, session;
+	bool committed, open;  /* open: still the session's current one while reading */
+};
+
+struct recovery {
+	uint64_t max_bytes;
+	struct change *ch;
+	uint64_t nch, capch;
+	uint8_t *arena;
+	uint64_t used, cap;
+	struct txn *tx;
+	uint32_t ntx, captx;
+	/* the blocks of the recovery set: the index of each block's first change */
+	uint64_t *first;
+	uint64_t nblocks;
+	bool planned;
+	struct recovery_stats st;
+};
+
+struct recovery *recovery_new(uint64_t max_bytes)
+{
+	struct recovery *r = calloc(1, sizeof(*r));
+	if (r)
+		r->max_bytes = max_bytes;
+	return r;
+}
+
+void recovery_free(struct recovery *r)
+{
+	if (r == NULL)
+		return;
+	free(r->ch);
+	free(r->arena);
+	free(r->tx);
+	free(r->first);
+	free(r);
+}
+
+const struct recovery_stats *recovery_stats(const struct recovery *r) { return &r->st; }
+
+/* The session's open transaction in thread, or -1. Transactions open at one time are few
+ * (one a live session), so the newest are searched first. */
+static int64_t open_txn(const struct recovery *r, uint32_t thread, uint32_t session)
+{
+	for (uint32_t k = r->ntx; k-- > 0;)
+		if (r->tx[k].open && r->tx[k].thread == thread && r->tx[k].session == session)
+			return k;
+	return -1;
+}
+
+static int64_t new_txn(struct recovery *r, uint32_t thread, uint32_t session)
+{
+	if (r->ntx == r->captx) {
+		uint32_t cap = r->captx ? 2 * r->captx : 256;
+		struct txn *p = realloc(r->tx, cap * sizeof(*p));
+		if (p == NULL)
+			return CORAL_ENOMEM;
+		r->tx = p;
+		r->captx = cap;
+	}
+	r->tx[r->ntx] = (struct txn){thread, session, false, true};
+	r->st.txns++;
+	return r->ntx++;
+}
+
+int recovery_add_record(struct recovery *r, uint32_t thread, const struct coral_redo_rec *rec, const uint8_t *bytes)
+{
+	if (r->planned)
+		return CORAL_EINVAL;
+	r->st.records++;
+	r->st.bytes += rec->len;
+	if (rec->scn > r->st.max_scn)
+		r->st.max_scn = rec->scn;
+	int64_t t = open_txn(r, thread, rec->session);
+	if (rec->type == CORAL_REDO_COMMIT) {
+		r->st.commits++;
+		if (t >= 0) {
+			r->tx[t].committed = true;
+			r->tx[t].open = false;
+		}
+		return 0;
+	}
+	if (rec->type != CORAL_REDO_CHANGE)
+		return 0; /* a kind this version does not know changes no block */
+	if (t >= 0 && (rec->flags & CORAL_REDO_F_BEGIN)) {
+		/* the session began anew without a commit: the earlier one was abandoned */
+		r->tx[t].open = false;
+		t = -1;
+	}
+	if (t < 0 && (t = new_txn(r, thread, rec->session)) < 0)
+		return (int)t;
+	bool undo = (rec->flags & CORAL_REDO_F_UNDO) != 0;
+	uint64_t need = (uint64_t)rec->nbytes * (undo ? 2 : 1);
+	if (r->used + need > r->max_bytes)
+		return CORAL_EFULL;
+	if (r->used + need > r->cap) {
+		uint64_t cap = r->cap ? r->cap : 1 << 16;
+		while (cap < r->used + need)
+			cap *= 2;
+		uint8_t *p = realloc(r->arena, cap);
+		if (p == NULL)
+			return CORAL_ENOMEM;
+		r->arena = p;
+		r->cap = cap;
+	}
+	if (r->nch == r->capch) {
+		uint64_t cap = r->capch ? 2 * r->capch : 1024;
+		struct change *p = realloc(r->ch, cap * sizeof(*p));
+		if (p == NULL)
+			return CORAL_ENOMEM;
+		r->ch = p;
+		r->capch = cap;
+	}
+	memcpy(r->arena + r->used, bytes, need);
+	r->ch[r->nch++] = (struct change){.scn = rec->scn, .block = rec->block, .at = r->used, .file = rec->file,
+					  .offset = rec->offset, .len = rec->nbytes, .txn = (uint32_t)t,
+					  .has_undo = undo};
+	r->used += need;
+	r->st.changes++;
+	return 0;
+}
+
+struct read_ctx {
+	struct recovery *r;
+	uint32_t thread;
+	int rc;
+};
+
+static int visit(void *arg, const struct coral_redo_rec *rec, const uint8_t *bytes)
+{
+	struct read_ctx *x = arg;
+	x->rc = recovery_add_record(x->r, x->thread, rec, bytes);
+	return x->rc;
+}
+
+int64_t recovery_read_thread(struct recovery *r, const char *shared_dir, uint32_t thread, uint64_t segment_size,
+			     uint64_t from, uint64_t *end, char *why, size_t whysz)
+{
+	struct read_ctx x = {r, thread, 0};
+	char buf[256];
+	int64_t n = coral_redo_scan(shared_dir, thread, segment_size, from, visit, &x, end, why ? why : buf,
+				    why ? whysz : sizeof(buf));
+	if (x.rc != 0)
+		return x.rc;
+	/* transactions still open at the thread's end never committed */
+	for (uint32_t k = 0; k < r->ntx; k++)
+		if (r->tx[k].thread == thread)
+			r->tx[k].open = false;
+	return n;
+}
+
+static int by_block_scn(const void *a, const void *b)
+{
+	const struct change *x = a, *y = b;
+	if (x->file != y->file)
+		return x->file < y->file ? -1 : 1;
+	if (x->block != y->block)
+		return x->block < y->block ? -1 : 1;
+	if (x->scn != y->scn)
+		return x->scn < y->scn ? -1 : 1;
+	return 0;
+}
+
+uint64_t recovery_plan(struct recovery *r)
+{
+	if (r->planned)
+		return r->nblocks;
+	r->planned = true;
+	/* records of one session in one thread are in LSN order and their SCNs grow, so a
+	 * stable order is not needed: no two changes of one block share an SCN */
+	qsort(r->ch, r->nch, sizeof(*r->ch), by_block_scn);
+	uint64_t nb = 0;
+	for (uint64_t i = 0; i < r->nch; i++)
+		if (i == 0 || r->ch[i].file != r->ch[i - 1].file || r->ch[i].block != r->ch[i - 1].block)
+			nb++;
+	r->first = malloc((nb + 1) * sizeof(*r->first));
+	if (r->first == NULL) {
+		r->planned = false;
+		return 0;
+	}
+	nb = 0;
+	for (uint64_t i = 0; i < r->nch; i++)
+		if (i == 0 || r->ch[i].file != r->ch[i - 1].file || r->ch[i].block != r->ch[i - 1].block)
+			r->first[nb++] = i;
+	r->first[nb] = r->nch;
+	r->nblocks = nb;
+	r->st.blocks = nb;
+	for (uint32_t k = 0; k < r->ntx; k++)
+		if (!r->tx[k].committed)
+			r->st.txns_open++;
+	return nb;
+}
+
+void recovery_block(const struct recovery *r, uint64_t i, uint32_t *file, uint64_t *block)
+{
+	const struct change *c = &r->ch[r->first[i]];
+	*file = c->file;
+	*block = c->block;
+}
+
+bool recovery_needs(const struct recovery *r, uint32_t file, uint64_t block)
+{
+	uint64_t lo = 0, hi = r->nblocks;
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		const struct change *c = &r->ch[r->first[mid]];
+		if (c->file < file || (c->file == file && c->block < block))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < r->nblocks && r->ch[r->first[lo]].file == file && r->ch[r->first[lo]].block == block;
+}
+
+int recovery_apply(struct recovery *r, uint64_t i, uint8_t *image, uint32_t block_size)
+{
+	if (!r->planned || i >= r->nblocks || block_size <= CORAL_BLOCK_HDR)
+		return CORAL_EINVAL;
+	uint64_t a = r->first[i], b = r->first[i + 1];
+	uint32_t payload = block_size - CORAL_BLOCK_HDR;
+	bool rollback = false;
+	for (uint64_t k = a; k < b; k++) {
+		const struct change *c = &r->ch[k];
+		if ((uint64_t)c->offset + c->len > payload)
+			return CORAL_ECORRUPT;
+		if (!r->tx[c->txn].committed) {
+			if (!c->has_undo)
+				return CORAL_ECORRUPT; /* cannot be taken back */
+			rollback = true;
+		}
+	}
+	struct coral_block_hdr *h = (struct coral_block_hdr *)image;
+	uint8_t *data = image + CORAL_BLOCK_HDR;
+	uint64_t scn = h->scn, applied = 0, skipped = 0, undone = 0, kept = 0;
+	for (uint64_t k = a; k < b; k++) {
+		const struct change *c = &r->ch[k];
+		if (c->scn <= scn) {
+			skipped++;
+			continue;
+		}
+		memcpy(data + c->offset, r->arena + c->at, c->len);
+		scn = c->scn;
+		applied++;
+	}
+	if (rollback) {
+		/* a committed change after an uncommitted one would break libcoral's contract
+		 * (a process's pins released without its transaction taken back): what it was
+		 * made on stays, committed work is never taken away */
+		uint64_t last_committed = 0;
+		for (uint64_t k = a; k < b; k++)
+			if (r->tx[r->ch[k].txn].committed)
+				last_committed = r->ch[k].scn;
+		for (uint64_t k = b; k-- > a;) {
+			const struct change *c = &r->ch[k];
+			if (r->tx[c->txn].committed)
+				continue;
+			if (c->scn < last_committed) {
+				kept++;
+				continue;
+			}
+			memcpy(data + c->offset, r->arena + c->at + c->len, c->len);
+			undone++;
+		}
+		/* an image that no node ever held: newer than every one that was */
+		scn = r->st.max_scn + 1;
+	}
+	h->scn = scn;
+	__atomic_fetch_add(&r->st.applied, applied, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&r->st.skipped, skipped, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&r->st.undone, undone, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&r->st.kept, kept, __ATOMIC_RELAXED);
+	return 0;
+}
