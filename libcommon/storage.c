@@ -356,3 +356,43 @@ int coral_block_write(int fd, uint32_t block_size, void *buf, char *err, size_t 
 			 strerror(errno));
 	return rc;
 }
+
+int coral_instance_lock(const struct coral_conf *conf, bool exclusive, int wait_ms, int *fd, char *err, size_t errsz)
+{
+	char path[CORAL_STR_MAX + 32];
+	snprintf(path, sizeof(path), "%s/instance.lock", conf->storage.shared_dir);
+	if (*fd < 0) {
+		if (coral_mkdir_p(conf->storage.shared_dir, 0750) != 0) {
+			int e = errno;
+			snprintf(err, errsz, "cannot create shared_dir %s: %s", conf->storage.shared_dir, strerror(e));
+			return coral_err_from_errno(e);
+		}
+		*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+		if (*fd < 0) {
+			int e = errno;
+			snprintf(err, errsz, "cannot open %s: %s", path, strerror(e));
+			return coral_err_from_errno(e);
+		}
+	}
+	struct flock fl = {.l_type = exclusive ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET};
+	uint64_t deadline = coral_now_mono_ns() + (uint64_t)(wait_ms > 0 ? wait_ms : 0) * 1000000ull;
+	for (;;) {
+		if (fcntl(*fd, F_OFD_SETLK, &fl) == 0)
+			return 0;
+		int e = errno;
+		if (e != EAGAIN && e != EACCES && e != EINTR) {
+			snprintf(err, errsz, "cannot lock %s: %s", path, strerror(e));
+			return coral_err_from_errno(e);
+		}
+		if (exclusive) {
+			snprintf(err, errsz, "%s is held: an instance runs", path);
+			return CORAL_EBUSY;
+		}
+		if (coral_now_mono_ns() >= deadline) {
+			snprintf(err, errsz, "%s stayed locked for %d ms: a cold-start recovery is under way on another "
+				 "node (its smond's log says how far)", path, wait_ms);
+			return CORAL_ETIMEDOUT;
+		}
+		usleep(50000);
+	}
+}

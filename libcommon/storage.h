@@ -7,6 +7,11 @@
  * Layout of [storage] shared_dir:
  *   control        the control file (written whole: control.tmp, fsync, rename, dir fsync)
  *   control.lock   fcntl-locked while the control file is changed, by any node
+ *   instance.lock  held shared by every running instance (its smond and its lmsd), taken
+ *                  exclusive by a starting smond to know that no instance runs anywhere
+ *                  (a cold start: every thread is recovered before anything is served);
+ *                  across hosts this needs a cluster file system whose fcntl locks are
+ *                  cluster-wide (NFSv4, GFS2, OCFS2)
  *   NAME.dbf       one data file per entry
  */
 #ifndef CORAL_STORAGE_H
@@ -76,6 +81,12 @@ int coral_block_check(const void *buf, uint32_t block_size, uint32_t file, uint6
 /* pread of one block, checked. CORAL_EIO past the end or on a read error. */
 int coral_block_read(int fd, uint32_t block_size, uint32_t file, uint64_t block, void *buf, char *err,
 		     size_t errsz);
+/* The instance lock (see above; an open file description lock, released when fd is closed or
+ * the process dies). exclusive: tried once, CORAL_EBUSY if any instance holds it; shared:
+ * waited for up to wait_ms (a cold-start recovery holds it exclusive), then CORAL_ETIMEDOUT.
+ * *fd gets the descriptor that holds it. Converting: call again on the same *fd >= 0. */
+int coral_instance_lock(const struct coral_conf *conf, bool exclusive, int wait_ms, int *fd, char *err, size_t errsz);
+
 /* Seals buf and pwrites it at its block (the header says which). No fsync. */
 int coral_block_write(int fd, uint32_t block_size, void *buf, char *err, size_t errsz);
 

@@ -266,6 +266,7 @@ bool coral_pid_is(pid_t pid, const char *comm)
 	if (!ok)
 		return false;
 	buf[strcspn(buf, "\n")] = '\0';
-	/* comm is cut at 15 characters */
-	return strncmp(buf, comm, 15) == 0;
+	/* comm is cut at 15 characters; a zombie (killed, not yet reaped by a pid 1 that is
+	 * slow to: containers) keeps its comm but runs nothing */
+	return strncmp(buf, comm, 15) == 0 && coral_pid_alive(pid);
 }

@@ -6,8 +6,9 @@
 # socket, runs coral-bank (money moved between accounts in shared blocks by sessions on all
 # three nodes, through cache fusion, with its invariant checked) and shows lmsd's, the
 # cache's and the redo thread's figures, and stops the cluster cleanly, checking that
-# nothing is left behind. (lmdd, smond and rsrcmgrd answer control requests only until
-# their issues are done.)
+# then kills every node under the bank's load (a power loss), starts them again (smond
+# recovers every redo thread first) and checks the bank's total. (lmdd and rsrcmgrd answer
+# control requests only until their issues are done.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD_DIR:-build}
@@ -108,6 +109,34 @@ $ctl -n 1 redo
 $ctl -n 1 gcs block 1 0
 say "coralctl datafile list --verify"
 $ctl datafile list --verify
+
+say "a power loss of the whole cluster under load: coral-bank runs, every supervisor and daemon gets kill -9"
+$B/tools/coral-bank -c "$CONF" --accounts 1000 --per-block 8 --sessions 2 --readers 0 --seconds 60 \
+  >/dev/null 2>&1 &
+bank=$!
+sleep 3
+$ctl -n 1 redo | sed -n '1,2p'
+kill -9 "$bank" $(cat /tmp/coral/node*/coral-node.pid /tmp/coral/node*/*.pid 2>/dev/null | sort -u) 2>/dev/null || true
+wait "$bank" 2>/dev/null || true
+sleep 0.5
+declare -A seen
+for n in 1 2 3; do seen[$n]=$(wc -l < /tmp/coral/node$n/node.log); done
+say "starting every node again: the first smond finds no instance running and recovers every redo thread"
+$node start all
+for n in 1 2 3; do
+  tail -n +"$(( ${seen[$n]} + 1 ))" /tmp/coral/node$n/node.log | grep 'cold start:' | sed 's/^[^ ]* //' || true
+done
+for n in 1 2 3; do
+  for _ in $(seq 1 200); do
+    v=$($ctl -n "$n" grd status 2>/dev/null | sed -n 's/^map version \([0-9]*\).*/\1/p')
+    if [ -n "$v" ] && [ "$v" != 0 ] && $ctl -n "$n" --json raft status 2>/dev/null | grep -q '"fenced": false'; then
+      break
+    fi
+    sleep 0.1
+  done
+done
+say "coral-bank again, 2 s: the total it finds before it starts must be 1000 accounts x 1000"
+$B/tools/coral-bank -c "$CONF" --accounts 1000 --per-block 8 --sessions 2 --readers 1 --seconds 2
 
 say "stopping the cluster"
 $node stop all

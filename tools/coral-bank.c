@@ -368,9 +368,11 @@ static int setup(struct coral_conf *conf, const char *name, int node)
 			rc = coral_block_modify(s, b, total_at(), &total, sizeof(total));
 		if (b)
 			coral_block_release(s, b);
+		/* a block a transaction, as a transaction keeps every block it changed pinned
+		 * until its commit (coral.h) and a session holds 64 pins at most */
+		if (rc == 0)
+			rc = coral_commit(s, NULL);
 	}
-	if (rc == 0)
-		rc = coral_commit(s, NULL);
 	if (rc != 0)
 		fprintf(stderr, "coral-bank: setting up the accounts: %s\n", coral_session_error(s));
 	coral_session_close(s);

@@ -43,9 +43,11 @@ struct child_def {
 };
 
 static const struct child_def children[] = {
+	/* smond before lmsd: after every node was lost, it recovers every redo thread before
+	 * lmsd serves a block (and lmsd waits for that on the instance lock) */
 	{"raftd", CORAL_D_RAFTD, NULL},       {"grdd", CORAL_D_GRDD, NULL},
-	{"lmsd", CORAL_D_LMSD, NULL},         {"lmdd", CORAL_D_LMDD, NULL},
-	{"smond", CORAL_D_SMOND, NULL},       {"replicad", CORAL_D_REPLICAD, NULL},
+	{"smond", CORAL_D_SMOND, NULL},       {"lmsd", CORAL_D_LMSD, NULL},
+	{"lmdd", CORAL_D_LMDD, NULL},         {"replicad", CORAL_D_REPLICAD, NULL},
 	{"rsrcmgrd", CORAL_D_RSRCMGRD, NULL},
 };
 #define NCHILDREN ((int)CORAL_ARRAY_LEN(children))

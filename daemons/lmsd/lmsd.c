@@ -436,6 +436,7 @@ static int lmsd_init(struct coral_daemon *d)
 		return CORAL_ENOMEM;
 	d->svc = l;
 	l->d = d;
+	l->lock_fd = -1;
 	l->self = (uint32_t)d->node->id;
 	l->cl = coral_cluster_sga(&d->sga);
 	l->map = coral_grd_map_sga(&d->sga);
@@ -446,8 +447,17 @@ static int lmsd_init(struct coral_daemon *d)
 		log_error("the SGA has no cluster, grd_map, grd_dir, cache or redo section: restart the node");
 		return CORAL_EVERSION;
 	}
+	/* the instance lock, shared, for lmsd's life: no cold-start recovery begins while it
+	 * serves, and it serves nothing while one runs (see smond) */
+	char lerr[CORAL_STR_MAX + 256];
+	int rc = coral_instance_lock(&d->conf, false, (int)d->conf.supervisor.ready_timeout_ms, &l->lock_fd, lerr,
+				     sizeof(lerr));
+	if (rc != 0) {
+		log_error("the instance lock: %s", lerr);
+		return rc;
+	}
 	atomic_store(&l->cache->lmsd_pid, (int32_t)getpid());
-	int rc = coral_kit_init(&l->kit, d, &lmsd_kit, l);
+	rc = coral_kit_init(&l->kit, d, &lmsd_kit, l);
 	if (rc != 0)
 		return rc;
 	struct gcs_ops ops = {
@@ -492,6 +502,8 @@ static void lmsd_fini(struct coral_daemon *d)
 		publish_ckpt(l);
 	}
 	lmsd_logwait_free(l->logwait);
+	if (l->lock_fd >= 0)
+		close(l->lock_fd); /* after the last checkpoint's writes */
 	coral_ipc_server_free(l->cr_srv);
 	SSL_CTX_free(l->cr_tls);
 	coral_kit_fini(&l->kit);

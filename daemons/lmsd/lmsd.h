@@ -52,6 +52,7 @@ struct lmsd {
 	struct lmsd_logwait *logwait;      /* log forces: a thread waits, the loop does not */
 	uint64_t log_warned_ns;            /* a failing log force is logged once a second */
 	bool stopping;                     /* lmsd_fini: the last checkpoint may wait */
+	int lock_fd;                       /* the instance lock, held shared */
 };
 
 /* ctl.c: coralctl gcs stats, gcs block */

@@ -1,0 +1,223 @@
+/* smond: instance recovery. Its wiring on the daemon kit and the cold start; the recovery
+ * itself is recovery.c.
+ *
+ * Cold start: a starting smond tries the instance lock exclusive (storage.h). It gets it only
+ * if no instance runs anywhere in the cluster (every running smond and lmsd holds it shared),
+ * which is the case after every node was stopped or lost together. Then, before its node's
+ * lmsd starts (smond is started before it, and lmsd waits for the lock shared), it recovers
+ * every redo thread in shared storage: each is read from its kept checkpoint to its last
+ * valid record, the changes are applied to the data files' blocks in SCN order across
+ * threads, the transactions without a commit record are taken back, the blocks written and
+ * synced, and each thread's checkpoint moved to its end. A thread closed cleanly (its
+ * checkpoint at its end) costs nothing. Then smond holds the lock shared for its life.
+ *
+ * Not built yet: recovery of a node lost while others run (smond would claim the thread
+ * through raftd, wait for the fence, join grdd's rebuild and recover online). */
+#include "daemon.h"
+#include "errors.h"
+#include "log.h"
+#include "recovery.h"
+#include "redo.h"
+#include "storage.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RECOVERY_MAX_BYTES (1ull << 30) /* change bytes a recovery holds in memory */
+
+struct smond {
+	int lock_fd;
+};
+
+static uint64_t ms_since(uint64_t t0) { return (coral_now_mono_ns() - t0) / 1000000ull; }
+
+/* The threads in shared_dir/redo (thread_N directories), into ids; how many. */
+static int list_threads(const char *shared, uint32_t *ids, int max)
+{
+	char path[CORAL_STR_MAX + 16];
+	snprintf(path, sizeof(path), "%s/redo", shared);
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return 0;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && n < max) {
+		unsigned id;
+		char rest;
+		if (sscanf(e->d_name, "thread_%u%c", &id, &rest) == 1 && id > 0)
+			ids[n++] = id;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Applies the recovery set to the data files; 0, or the first failure (in err). */
+static int apply_all(struct recovery *r, const struct coral_conf *conf, char *err, size_t errsz)
+{
+	static struct coral_ctlfile cf; /* large: not on the stack */
+	int rc = coral_ctlfile_load(conf, &cf, err, errsz);
+	if (rc != 0)
+		return rc;
+	int fds[CORAL_MAX_DATAFILES];
+	for (uint32_t k = 0; k < cf.nfiles; k++)
+		fds[k] = -1;
+	uint8_t *img = malloc(cf.block_size);
+	if (img == NULL)
+		return CORAL_ENOMEM;
+	uint64_t nb = recovery_plan(r);
+	for (uint64_t i = 0; i < nb && rc == 0; i++) {
+		uint32_t file;
+		uint64_t block;
+		recovery_block(r, i, &file, &block);
+		uint32_t k = 0;
+		while (k < cf.nfiles && cf.files[k].id != file)
+			k++;
+		if (k == cf.nfiles) {
+			snprintf(err, errsz, "block %u:%llu: no data file %u in the control file", file,
+				 (unsigned long long)block, file);
+			rc = CORAL_ENOENT;
+			break;
+		}
+		if (fds[k] < 0) {
+			char path[CORAL_STR_MAX + 64];
+			coral_datafile_path(conf, cf.files[k].name, path, sizeof(path));
+			fds[k] = open(path, O_RDWR | O_CLOEXEC);
+			if (fds[k] < 0) {
+				snprintf(err, errsz, "cannot open %s: %s", path, strerror(errno));
+				rc = CORAL_EIO;
+				break;
+			}
+		}
+		rc = coral_block_read(fds[k], cf.block_size, file, block, img, err, errsz);
+		if (rc == 0 && (rc = recovery_apply(r, i, img, cf.block_size)) != 0)
+			snprintf(err, errsz, "block %u:%llu: its redo does not fit it: %s", file, (unsigned long long)block,
+				 coral_strerror(rc));
+		if (rc == 0)
+			rc = coral_block_write(fds[k], cf.block_size, img, err, errsz);
+	}
+	for (uint32_t k = 0; k < cf.nfiles; k++) {
+		if (fds[k] < 0)
+			continue;
+		if (rc == 0 && fdatasync(fds[k]) != 0) {
+			snprintf(err, errsz, "syncing data file %s: %s", cf.files[k].name, strerror(errno));
+			rc = coral_err_from_errno(errno);
+		}
+		close(fds[k]);
+	}
+	free(img);
+	return rc;
+}
+
+/* Recovers every thread (the lock is held exclusive). */
+static int cold_recover(const struct coral_conf *conf, char *err, size_t errsz)
+{
+	const char *shared = conf->storage.shared_dir;
+	uint64_t segsize = (uint64_t)conf->cache.redo_segment;
+	uint32_t ids[CORAL_MAX_NODES * 4];
+	uint64_t ends[CORAL_MAX_NODES * 4];
+	int n = list_threads(shared, ids, (int)CORAL_ARRAY_LEN(ids));
+	uint64_t t0 = coral_now_mono_ns();
+	struct recovery *r = recovery_new(RECOVERY_MAX_BYTES);
+	if (r == NULL)
+		return CORAL_ENOMEM;
+	int rc = 0;
+	for (int i = 0; i < n && rc == 0; i++) {
+		struct coral_redo_ckpt k;
+		char why[256] = "";
+		if (coral_redo_ckpt_read(shared, ids[i], &k, why, sizeof(why)) != 0) {
+			/* no usable checkpoint: the whole thread (still correct, only longer) */
+			log_warn("cold start: thread %u's checkpoint cannot be read (%s): reading it whole", ids[i], why);
+			k.lsn = 0;
+		}
+		int64_t got = recovery_read_thread(r, shared, ids[i], segsize, k.lsn, &ends[i], why, sizeof(why));
+		if (got < 0) {
+			snprintf(err, errsz, "reading redo thread %u: %s%s%s", ids[i], coral_strerror((int)got),
+				 why[0] ? ": " : "", why);
+			rc = (int)got;
+			break;
+		}
+		log_info("cold start: thread %u: %lld records from LSN %llu to %llu%s%s", ids[i], (long long)got,
+			 (unsigned long long)k.lsn, (unsigned long long)ends[i], why[0] ? "; it ends with " : "", why);
+	}
+	uint64_t t_read = ms_since(t0);
+	if (rc == 0)
+		rc = apply_all(r, conf, err, errsz);
+	const struct recovery_stats *st = recovery_stats(r);
+	if (rc == 0) {
+		/* every change up to each thread's end is on disk now */
+		for (int i = 0; i < n && rc == 0; i++) {
+			char dir[CORAL_STR_MAX + 64];
+			coral_redo_thread_dir(shared, ids[i], dir, sizeof(dir));
+			rc = coral_redo_ckpt_write(dir, ids[i], ends[i], coral_now_real_ns(), err, errsz);
+		}
+	}
+	if (rc == 0)
+		log_info("cold start: %d threads recovered in %llu ms (read %llu ms: %llu records, %llu bytes; %llu blocks: "
+			 "%llu changes applied, %llu already on disk; %llu transactions of %llu never committed: %llu "
+			 "changes taken back%s)",
+			 n, (unsigned long long)ms_since(t0), (unsigned long long)t_read,
+			 (unsigned long long)st->records, (unsigned long long)st->bytes, (unsigned long long)st->blocks,
+			 (unsigned long long)st->applied, (unsigned long long)st->skipped,
+			 (unsigned long long)st->txns_open, (unsigned long long)st->txns, (unsigned long long)st->undone,
+			 st->kept ? "; some left: committed changes were made on them" : "");
+	recovery_free(r);
+	return rc;
+}
+
+static int smond_init(struct coral_daemon *d)
+{
+	struct smond *m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return CORAL_ENOMEM;
+	m->lock_fd = -1;
+	d->svc = m;
+	char err[CORAL_STR_MAX + 256];
+	int rc = coral_instance_lock(&d->conf, true, 0, &m->lock_fd, err, sizeof(err));
+	if (rc == 0) {
+		log_info("cold start: no instance runs in the cluster; recovering every redo thread first");
+		rc = cold_recover(&d->conf, err, sizeof(err));
+		if (rc != 0) {
+			log_error("cold start: recovery failed, nothing is served: %s", err);
+			return rc;
+		}
+	} else if (rc != CORAL_EBUSY) {
+		log_error("the instance lock: %s", err);
+		return rc;
+	}
+	/* from exclusive (or nothing) to shared: this node's instance runs from now */
+	rc = coral_instance_lock(&d->conf, false, (int)d->conf.supervisor.ready_timeout_ms, &m->lock_fd, err,
+				 sizeof(err));
+	if (rc != 0)
+		log_error("the instance lock: %s", err);
+	return rc;
+}
+
+static void smond_fini(struct coral_daemon *d)
+{
+	struct smond *m = d->svc;
+	if (m == NULL)
+		return;
+	if (m->lock_fd >= 0)
+		close(m->lock_fd);
+	free(m);
+	d->svc = NULL;
+}
+
+static const struct coral_daemon_def smond_def = {
+	.id = CORAL_D_SMOND,
+	.service = "instance recovery: cold start only (recovery of a node lost while others run is not built yet)",
+	.service_ready = false,
+	.init = smond_init,
+	.fini = smond_fini,
+};
+
+int main(int argc, char **argv)
+{
+	return coral_daemon_main(argc, argv, &smond_def);
+}

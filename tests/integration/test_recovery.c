@@ -1,0 +1,211 @@
+/* Instance recovery on real processes: every node of a three-node cluster killed with
+ * SIGKILL (supervisors and daemons) while their caches hold committed changes the data files
+ * do not have, and one transaction is open; `coral-node start all` recovers every redo thread
+ * (smond, before lmsd serves) and the sessions read exactly what was committed. */
+#include "harness.h"
+#include "coral_harness.h"
+#include "raft_harness.h"
+
+#include "conf.h"
+#include "coral.h"
+#include "storage.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+TestSuite(recovery, .init = NULL, .fini = cl_teardown, .timeout = 240);
+
+/* Checkpoints far apart: committed changes stay in the caches only. */
+static char *rare_checkpoints(char *text) { return replace_all(text, "checkpoint_ms = 1000", "checkpoint_ms = 600000"); }
+
+static void start_all(void)
+{
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_geq(wait_leader(15000, 0xE), 1);
+	cr_assert_gt(wait_full_map(3), 0, "the map of three nodes did not reach every node");
+}
+
+static void commit_on(int node, uint32_t fid, uint64_t block, uint64_t v)
+{
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(cl.conf, node, "test", "test_recovery", &s), 0, "%s", coral_session_error(s));
+	coral_block_release(s, x_change_commit(s, fid, block, v));
+	coral_session_close(s);
+}
+
+static uint64_t read_on(int node, uint32_t fid, uint64_t block)
+{
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(cl.conf, node, "test", "test_recovery", &s), 0, "%s", coral_session_error(s));
+	struct coral_block *b = NULL;
+	cr_assert_eq(coral_block_get(s, fid, block, CORAL_MODE_S, &b), 0, "%s", coral_session_error(s));
+	uint64_t v;
+	memcpy(&v, coral_block_data(b), sizeof(v));
+	coral_block_release(s, b);
+	coral_session_close(s);
+	return v;
+}
+
+/* The first 8 payload bytes of a block as the data file has them. */
+static uint64_t on_disk(uint32_t fid, uint64_t block)
+{
+	static struct coral_conf conf;
+	static struct coral_ctlfile cf;
+	char err[512];
+	cr_assert_eq(coral_conf_load(&conf, cl.conf), 0, "%s", conf.errmsg);
+	cr_assert_eq(coral_ctlfile_load(&conf, &cf, err, sizeof(err)), 0, "%s", err);
+	char path[CORAL_STR_MAX + 64] = "";
+	for (uint32_t k = 0; k < cf.nfiles; k++)
+		if (cf.files[k].id == fid)
+			coral_datafile_path(&conf, cf.files[k].name, path, sizeof(path));
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0, "%s", path);
+	uint8_t buf[65536];
+	cr_assert_eq(coral_block_read(fd, cf.block_size, fid, block, buf, err, sizeof(err)), 0, "%s", err);
+	close(fd);
+	uint64_t v;
+	memcpy(&v, buf + CORAL_BLOCK_HDR, sizeof(v));
+	return v;
+}
+
+Test(recovery, every_node_killed_then_started_recovers_every_thread)
+{
+	cl_prepare("rcv", rare_checkpoints);
+	start_all();
+	json_t *df = ctl_json(1, "datafile create rcv 8");
+	cr_assert_not_null(df, "%s", res.out);
+	uint32_t fid = (uint32_t)jint(df, "id");
+	json_decref(df);
+
+	commit_on(1, fid, 0, 11);
+	commit_on(2, fid, 1, 22);
+	commit_on(3, fid, 2, 33);
+	/* one block through every node: past images, and changes of three threads merged */
+	commit_on(1, fid, 3, 1);
+	commit_on(2, fid, 3, 2);
+	commit_on(3, fid, 3, 3);
+	commit_on(2, fid, 4, 44);
+
+	/* a transaction left open on node 2 (its redo made durable by a later commit there) */
+	int ready[2];
+	cr_assert_eq(pipe(ready), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		struct coral_session *s;
+		if (coral_session_open(cl.conf, 2, "test", "open-txn", &s) != 0)
+			_exit(1);
+		struct coral_block *b = NULL;
+		uint64_t v = 99;
+		if (coral_block_get(s, fid, 4, CORAL_MODE_X, &b) != 0 || coral_block_modify(s, b, 0, &v, sizeof(v)) != 0)
+			_exit(2);
+		coral_block_release(s, b);
+		if (write(ready[1], "k", 1) != 1)
+			_exit(3);
+		pause();
+		_exit(0);
+	}
+	char k;
+	cr_assert_eq(read(ready[0], &k, 1), 1, "the child's transaction did not start");
+	commit_on(2, fid, 5, 55);
+
+	for (uint64_t b = 0; b < 6; b++)
+		cr_expect_eq(on_disk(fid, b), 0, "block %llu was written before the kill: the test would prove nothing",
+			     (unsigned long long)b);
+	json_t *r = ctl_json(2, "redo");
+	cr_assert_not_null(r, "%s", res.out);
+	fprintf(stderr, "node 2 before the kill: checkpoint %lld, durable %lld\n", (long long)jint(r, "checkpoint_lsn"),
+		(long long)jint(r, "durable_lsn"));
+	json_decref(r);
+
+	/* a power loss of the whole cluster */
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	for (int n = 1; n <= 3; n++)
+		run("kill -9 $(cat %s/node%d/coral-node.pid) $(cat %s/node%d/*.pid | sort -u) 2>/dev/null; true", cl.dir, n,
+		    cl.dir, n);
+	/* the daemons were this process's to reap (it is their subreaper): zombies count as alive */
+	for (int i = 0; i < 50; i++) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		usleep(20000);
+	}
+
+	start_all();
+	cr_expect_eq(read_on(1, fid, 0), 11);
+	cr_expect_eq(read_on(3, fid, 1), 22);
+	cr_expect_eq(read_on(2, fid, 2), 33);
+	cr_expect_eq(read_on(1, fid, 3), 3, "the block's last committed value, after three nodes' changes");
+	cr_expect_eq(read_on(1, fid, 4), 44, "the open transaction's change was not taken back");
+	cr_expect_eq(read_on(3, fid, 5), 55);
+	cr_expect_eq(on_disk(fid, 3), 3, "recovery wrote the block");
+	cr_expect_eq(run("grep -h 'cold start: 3 threads recovered' %s/node*/node.log", cl.dir)->code, 0,
+		     "no smond says it recovered the threads");
+	fprintf(stderr, "%s", res.out);
+	cr_expect(strstr(res.out, "transactions of") != NULL && strstr(res.out, " 1 transactions of") != NULL,
+		  "one transaction never committed: %s", res.out);
+	/* and the cluster goes on */
+	commit_on(2, fid, 3, 4);
+	cr_expect_eq(read_on(3, fid, 3), 4);
+}
+
+/* coral-bank's transfers on three nodes, and a power loss of the whole cluster (the bank
+ * with it) in the middle: after `start all` the money is all there (every transfer whole or
+ * not at all: a commit lost with the redo of both its changes durable, or one of them, is
+ * taken back), and the bank goes on. */
+Test(recovery, the_bank_adds_up_after_the_whole_cluster_was_killed_under_load)
+{
+	cl_prepare("rcb", rare_checkpoints);
+	start_all();
+	const char *args = "--accounts 200 --per-block 8 --sessions 2 --readers 0 --json";
+	cr_assert_eq(run("%s/tools/coral-bank -c %s %s --seconds 1", CORAL_BUILDDIR, cl.conf, args)->code, 0, "%s",
+		     res.out);
+	json_t *b = json_loads(res.out, 0, NULL);
+	cr_assert_not_null(b, "%s", res.out);
+	cr_assert_eq(jint(b, "total_after"), 200 * 1000, "%s", res.out);
+	json_decref(b);
+
+	pid_t bank = fork();
+	cr_assert_geq(bank, 0);
+	if (bank == 0) {
+		char conf[200];
+		snprintf(conf, sizeof(conf), "%s", cl.conf);
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		char exe[300];
+		snprintf(exe, sizeof(exe), "%s/tools/coral-bank", CORAL_BUILDDIR);
+		execl(exe, exe, "-c", conf, "--accounts", "200", "--per-block", "8", "--sessions", "2", "--readers", "0",
+		      "--seconds", "60", (char *)NULL);
+		_exit(127);
+	}
+	sleep(3);
+	json_t *g = ctl_json(1, "redo");
+	cr_assert_not_null(g, "%s", res.out);
+	fprintf(stderr, "node 1 at the kill: %lld commits, checkpoint %lld, durable %lld\n", (long long)jint(g, "commits"),
+		(long long)jint(g, "checkpoint_lsn"), (long long)jint(g, "durable_lsn"));
+	cr_expect_gt(jint(g, "commits"), 50, "the bank did little before the kill");
+	json_decref(g);
+	kill(bank, SIGKILL);
+	for (int n = 1; n <= 3; n++)
+		run("kill -9 $(cat %s/node%d/coral-node.pid) $(cat %s/node%d/*.pid | sort -u) 2>/dev/null; true", cl.dir, n,
+		    cl.dir, n);
+	for (int i = 0; i < 50; i++) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		usleep(20000);
+	}
+
+	start_all();
+	cr_assert_eq(run("grep -h 'cold start: 3 threads recovered' %s/node*/node.log", cl.dir)->code, 0,
+		     "no smond says it recovered the threads");
+	fprintf(stderr, "%s", res.out);
+	cr_assert_eq(run("%s/tools/coral-bank -c %s %s --seconds 1", CORAL_BUILDDIR, cl.conf, args)->code, 0, "%s",
+		     res.out);
+	b = json_loads(res.out, 0, NULL);
+	cr_assert_not_null(b, "%s", res.out);
+	cr_expect_eq(jint(b, "total_before"), 200 * 1000, "money was made or lost in the crash: %s", res.out);
+	cr_expect(json_is_true(json_object_get(b, "ok")), "%s", res.out);
+	json_decref(b);
+}
