@@ -22,6 +22,8 @@ struct log_writer {
 	char error[CORAL_STR_MAX + 160];  /* the last failure: the cause and the file */
 	uint32_t thread;
 	uint64_t ckpt_kept, ckpt_kept_ns;  /* the checkpoint last written to the thread's directory */
+	uint64_t recycle_from;             /* the first segment that may still exist */
+	uint64_t recycled;                 /* segments removed */
 };
 
 static int scan_end_fn(void *arg, const struct coral_redo_rec *rec, const uint8_t *bytes)
@@ -85,6 +87,9 @@ int log_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t threa
 		free(w);
 		return CORAL_EIO;
 	}
+	uint64_t nseg, first, last;
+	if (coral_redo_segments(shared_dir, thread, &nseg, &first, &last) == 0 && nseg > 0)
+		w->recycle_from = first;
 	if (atomic_load(&r->tail) == 0 && atomic_load(&r->base) == 0) {
 		int rc = start_at_end(w, shared_dir, thread, err, errsz);
 		if (rc != 0) {
@@ -166,8 +171,23 @@ int log_writer_keep_ckpt(struct log_writer *w, bool now)
 	}
 	w->ckpt_kept = lsn;
 	w->ckpt_kept_ns = t;
+	/* segments wholly below the kept checkpoint hold nothing recovery reads: recycled
+	 * (every change in them is on the data files, and no open transaction began there) */
+	uint64_t below = lsn / w->segsize;
+	for (; w->recycle_from < below; w->recycle_from++) {
+		char p[sizeof(w->dir) + 32];
+		coral_redo_seg_path(w->dir, w->recycle_from, p, sizeof(p));
+		if (unlink(p) == 0)
+			w->recycled++;
+		else if (errno != ENOENT) {
+			snprintf(w->error, sizeof(w->error), "recycling %s: %s", p, strerror(errno));
+			return coral_err_from_errno(errno);
+		}
+	}
 	return 0;
 }
+
+uint64_t log_writer_recycled(const struct log_writer *w) { return w->recycled; }
 
 int64_t log_writer_step(struct log_writer *w, int wait_ms)
 {

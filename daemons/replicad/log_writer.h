@@ -21,8 +21,11 @@ int log_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t threa
 int64_t log_writer_step(struct log_writer *w, int wait_ms);
 void log_writer_close(struct log_writer *w);
 /* Keeps lmsd's checkpoint (the SGA's) in the thread's directory if it moved: at most once a
- * second unless now. 0, or the error (log_writer_error says which file). */
+ * second unless now; then removes the segments wholly below it. 0, or the error
+ * (log_writer_error says which file). */
 int log_writer_keep_ckpt(struct log_writer *w, bool now);
+/* Segments removed so far. */
+uint64_t log_writer_recycled(const struct log_writer *w);
 /* The last failure, with its cause and file ("writing SEG: No space left on device"). */
 const char *log_writer_error(const struct log_writer *w);
 

@@ -52,7 +52,7 @@ static bool writer_fenced(struct replicad *r)
 static void *writer_main(void *arg)
 {
 	struct replicad *r = arg;
-	uint64_t errors = 0;
+	uint64_t errors = 0, ckpt_errors = 0, recycled = 0;
 	while (!atomic_load(&r->stop)) {
 		if (writer_fenced(r)) {
 			struct timespec ts = {0, 10 * 1000000L};
@@ -60,8 +60,13 @@ static void *writer_main(void *arg)
 			continue;
 		}
 		int64_t n = log_writer_step(r->w, 50);
-		if (n >= 0 && log_writer_keep_ckpt(r->w, false) != 0 && errors++ % 100 == 0)
+		if (n >= 0 && log_writer_keep_ckpt(r->w, false) != 0 && ckpt_errors++ % 100 == 0)
 			log_error("the redo thread's checkpoint cannot be kept: %s", log_writer_error(r->w));
+		if (log_writer_recycled(r->w) != recycled) {
+			log_info("%llu redo segment(s) recycled, wholly below the checkpoint",
+				 (unsigned long long)(log_writer_recycled(r->w) - recycled));
+			recycled = log_writer_recycled(r->w);
+		}
 		if (n < 0) {
 			/* nothing is acknowledged that is not durable: committers give up with the cause
 			 * after [cache] log_error_ms and the writer tries again, so that the node goes

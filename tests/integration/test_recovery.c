@@ -209,3 +209,68 @@ Test(recovery, the_bank_adds_up_after_the_whole_cluster_was_killed_under_load)
 	cr_expect(json_is_true(json_object_get(b, "ok")), "%s", res.out);
 	json_decref(b);
 }
+
+/* Segments of 1 MiB: under the bank's load each thread's segments wholly below its kept
+ * checkpoint are removed as it moves (redo no longer grows without bound), and a cold start
+ * still recovers from the checkpoints. */
+static char *small_segments(char *text) { return replace_all(text, "redo_segment = 64M", "redo_segment = 1M"); }
+
+Test(recovery, redo_segments_are_recycled_and_a_cold_start_still_recovers)
+{
+	cl_prepare("rcs", small_segments);
+	cr_assert_eq(run("grep -c 'redo_segment = 1M' %s", cl.conf)->code, 0, "[cache] was not rewritten");
+	start_all();
+	const char *args = "--accounts 200 --per-block 8 --sessions 2 --readers 0 --json";
+	int64_t first = 0, segs = 0, ckpt = 0, durable = 0;
+	for (int round = 0; round < 6 && first == 0; round++) {
+		cr_assert_eq(run("%s/tools/coral-bank -c %s %s --seconds 3", CORAL_BUILDDIR, cl.conf, args)->code, 0, "%s",
+			     res.out);
+		usleep(1500000); /* a checkpoint, and its keeping by the log writer */
+		json_t *r = ctl_json(1, "redo");
+		cr_assert_not_null(r, "%s", res.out);
+		first = jint(r, "first_segment");
+		segs = jint(r, "segments");
+		ckpt = jint(r, "checkpoint_kept_lsn");
+		durable = jint(r, "durable_lsn");
+		json_decref(r);
+	}
+	fprintf(stderr, "node 1: durable %lld, kept checkpoint %lld, %lld segments from %lld\n", (long long)durable,
+		(long long)ckpt, (long long)segs, (long long)first);
+	cr_expect_gt(first, 0, "no segment was recycled (durable end %lld)", (long long)durable);
+	cr_expect_eq(first, ckpt / (1 << 20), "a segment wholly below the checkpoint is kept, or one above it is gone");
+	cr_expect_eq(run("grep -c 'recycled, wholly below the checkpoint' %s/node1/node.log", cl.dir)->code, 0,
+		     "replicad does not say it recycled");
+
+	pid_t bank = fork();
+	cr_assert_geq(bank, 0);
+	if (bank == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		char exe[300];
+		snprintf(exe, sizeof(exe), "%s/tools/coral-bank", CORAL_BUILDDIR);
+		execl(exe, exe, "-c", cl.conf, "--accounts", "200", "--per-block", "8", "--sessions", "2", "--readers", "0",
+		      "--seconds", "60", (char *)NULL);
+		_exit(127);
+	}
+	sleep(2);
+	kill(bank, SIGKILL);
+	for (int n = 1; n <= 3; n++)
+		run("kill -9 $(cat %s/node%d/coral-node.pid) $(cat %s/node%d/*.pid | sort -u) 2>/dev/null; true", cl.dir, n,
+		    cl.dir, n);
+	for (int i = 0; i < 50; i++) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		usleep(20000);
+	}
+	start_all();
+	cr_assert_eq(run("grep -h 'cold start: 3 threads recovered' %s/node*/node.log", cl.dir)->code, 0,
+		     "no smond says it recovered the threads");
+	cr_assert_eq(run("%s/tools/coral-bank -c %s %s --seconds 1", CORAL_BUILDDIR, cl.conf, args)->code, 0, "%s",
+		     res.out);
+	json_t *b = json_loads(res.out, 0, NULL);
+	cr_assert_not_null(b, "%s", res.out);
+	cr_expect_eq(jint(b, "total_before"), 200 * 1000, "money was made or lost in the crash: %s", res.out);
+	cr_expect(json_is_true(json_object_get(b, "ok")), "%s", res.out);
+	json_decref(b);
+}
