@@ -131,7 +131,8 @@ int recovery_add_record(struct recovery *r, uint32_t thread, const struct coral_
 		r->ch = p;
 		r->capch = cap;
 	}
-	memcpy(r->arena + r->used, bytes, need);
+	if (need > 0)
+		memcpy(r->arena + r->used, bytes, need);
 	r->ch[r->nch++] = (struct change){.scn = rec->scn, .block = rec->block, .at = r->used, .file = rec->file,
 					  .offset = rec->offset, .len = rec->nbytes, .txn = (uint32_t)t,
 					  .has_undo = undo};
@@ -188,7 +189,8 @@ uint64_t recovery_plan(struct recovery *r)
 	r->planned = true;
 	/* records of one session in one thread are in LSN order and their SCNs grow, so a
 	 * stable order is not needed: no two changes of one block share an SCN */
-	qsort(r->ch, r->nch, sizeof(*r->ch), by_block_scn);
+	if (r->nch > 0)
+		qsort(r->ch, r->nch, sizeof(*r->ch), by_block_scn);
 	uint64_t nb = 0;
 	for (uint64_t i = 0; i < r->nch; i++)
 		if (i == 0 || r->ch[i].file != r->ch[i - 1].file || r->ch[i].block != r->ch[i - 1].block)
@@ -251,10 +253,12 @@ int recovery_apply(struct recovery *r, uint64_t i, uint8_t *image, uint32_t bloc
 	}
 	struct coral_block_hdr *h = (struct coral_block_hdr *)image;
 	uint8_t *data = image + CORAL_BLOCK_HDR;
-	uint64_t scn = h->scn, applied = 0, skipped = 0, undone = 0, kept = 0;
+	/* against the image's own SCN: changes of one SCN (none from libcoral, but records are
+	 * not trusted to be so) all apply or none */
+	uint64_t base = h->scn, scn = h->scn, applied = 0, skipped = 0, undone = 0, kept = 0;
 	for (uint64_t k = a; k < b; k++) {
 		const struct change *c = &r->ch[k];
-		if (c->scn <= scn) {
+		if (c->scn <= base) {
 			skipped++;
 			continue;
 		}

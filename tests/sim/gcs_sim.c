@@ -11,7 +11,11 @@
  *    least as new as when it asked);
  *  - a past image disappears only once the disk holds an image at least as new;
  *  - the disk never goes back to an older image;
- *  - a node ships an image only after the redo of its own changes to it is durable.
+ *  - a node ships an image only after the redo of its own changes to it is durable;
+ *  - no node's redo checkpoint passes a change of its that the disk does not have;
+ *  - (every 32nd step) were every node lost now, instance recovery (smond's recovery.c)
+ *    of every thread from its checkpoint over the disk's images gives every block the
+ *    value of its last durable change.
  * Now and then a block's master moves to another node as grdd moves it (remaster.c's
  * freeze, ship and commit, in one step here): the old master's bucket freezes, the entry is
  * copied to the new master once no operation is under way on it (or the move is abandoned
@@ -25,6 +29,8 @@
 #include "gcs.h"
 #include "gcs.pb-c.h"
 #include "grd.h"
+#include "recovery.h"
+#include "redo.h"
 #include "storage.h"
 
 #include <stdarg.h>
@@ -82,6 +88,10 @@ struct sim_node {
 	 * thread's checkpoint must never pass the oldest of them */
 	struct sim_change { uint64_t value, lsn; } *undisk[SIM_BLOCKS];
 	uint32_t nundisk[SIM_BLOCKS], capundisk[SIM_BLOCKS];
+	/* the node's redo thread: every change, with the value it replaced */
+	struct sim_rec { uint64_t lsn, scn, newv, oldv, old_slot; uint32_t block; } *log;
+	uint32_t nlog, caplog;
+	uint32_t exp_upto;    /* records folded into the model's expected blocks */
 	struct sim_session s[SIM_SESSIONS];
 };
 
@@ -98,6 +108,8 @@ struct sim {
 	uint8_t disk[SIM_BLOCKS][SIM_BS];
 	uint64_t disk_scn[SIM_BLOCKS];
 	uint64_t truth[SIM_BLOCKS];
+	uint64_t nchecks;
+	uint64_t expect[SIM_BLOCKS][9];  /* the blocks as their durable changes leave them */
 	uint64_t next_value;
 	struct sim_msg msgs[SIM_MSGS];
 	uint32_t nmsgs;
@@ -387,6 +399,19 @@ static void pinned_now(struct sim *s, struct sim_node *nd, struct sim_session *s
 
 static void run_core(struct sim *s, struct sim_node *nd) { s->current_node = nd->id; }
 
+static void log_add(struct sim_node *nd, struct sim_rec r)
+{
+	if (nd->nlog == nd->caplog) {
+		uint32_t cap = nd->caplog ? 2 * nd->caplog : 256;
+		struct sim_rec *p = realloc(nd->log, cap * sizeof(*p));
+		if (p == NULL)
+			abort();
+		nd->log = p;
+		nd->caplog = cap;
+	}
+	nd->log[nd->nlog++] = r;
+}
+
 static void undisk_add(struct sim_node *nd, uint32_t block, uint64_t value, uint64_t lsn)
 {
 	if (nd->nundisk[block] == nd->capundisk[block]) {
@@ -419,7 +444,13 @@ static void session_release(struct sim *s, struct sim_node *nd, struct sim_sessi
 		coral_cache_unlock(c, pch);
 		uint64_t v = ++s->next_value;
 		uint8_t *data = coral_cache_data(c, ss->buf);
+		uint64_t old = value_of(data), old_slot;
 		memcpy(data + sizeof(struct coral_block_hdr), &v, sizeof(v));
+		/* and in one of eight slots: a recovery that missed an older change of the block
+		 * leaves its slot behind (the first word alone would be overwritten anyway) */
+		uint8_t *slot = data + sizeof(struct coral_block_hdr) + 8 * (1 + v % 8);
+		memcpy(&old_slot, slot, 8);
+		memcpy(slot, &v, 8);
 		s->truth[ss->block] = v;
 		uint32_t ch = coral_cache_chain(c, 1, ss->block);
 		coral_cache_lock(c, ch);
@@ -432,6 +463,7 @@ static void session_release(struct sim *s, struct sim_node *nd, struct sim_sessi
 		nd->lastmod[ss->block] = nd->lsn;
 		nd->lastval[ss->block] = v;
 		undisk_add(nd, ss->block, v, nd->lsn);
+		log_add(nd, (struct sim_rec){nd->lsn, b->scn, v, old, old_slot, ss->block});
 		coral_cache_unlock(c, ch);
 		s->r->writes++;
 		if (trace)
@@ -666,9 +698,84 @@ static void check_ckpt(struct sim *s)
 	}
 }
 
+/* If every node were lost now: instance recovery (smond's recovery.c) of every thread from
+ * its checkpoint to its durable end, over the images on the disk, must give every block the
+ * value of its last durable change (each change is its own committed transaction here: its
+ * commit record goes out with it), and leave the blocks it does not touch at that value. */
+static void check_recovery(struct sim *s)
+{
+	struct recovery *r = recovery_new(1 << 26);
+	uint64_t (*expect)[9] = s->expect;
+	for (uint32_t i = 0; i < s->n && !s->failed; i++) {
+		struct sim_node *nd = &s->nodes[i];
+		/* what is durable now, folded in once */
+		for (; nd->exp_upto < nd->nlog && nd->log[nd->exp_upto].lsn <= nd->durable; nd->exp_upto++) {
+			const struct sim_rec *x = &nd->log[nd->exp_upto];
+			uint32_t k8 = (uint32_t)(1 + x->newv % 8);
+			if (x->newv > expect[x->block][0])
+				expect[x->block][0] = x->newv;
+			if (x->newv > expect[x->block][k8])
+				expect[x->block][k8] = x->newv;
+		}
+		uint64_t ck = gcs_core_ckpt_lsn(nd->core, nd->lsn + 1);
+		/* the thread from its checkpoint (records are in LSN order) */
+		uint32_t lo = 0, hi = nd->nlog;
+		while (lo < hi) {
+			uint32_t mid = lo + (hi - lo) / 2;
+			if (nd->log[mid].lsn < ck)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (uint32_t k = lo; k < nd->nlog; k++) {
+			const struct sim_rec *x = &nd->log[k];
+			if (x->lsn > nd->durable)
+				break;
+			uint32_t k8 = (uint32_t)(1 + x->newv % 8);
+			/* the change's two records, as libcoral would write them */
+			for (int part = 0; part < 2; part++) {
+				struct coral_redo_rec h = {.magic = CORAL_REDO_MAGIC, .type = CORAL_REDO_CHANGE,
+							   .flags = (uint8_t)((part ? 0 : CORAL_REDO_F_BEGIN) | CORAL_REDO_F_UNDO),
+							   .lsn = x->lsn, .scn = x->scn, .session = 1, .file = 1,
+							   .block = x->block, .offset = part ? 8 * k8 : 0, .nbytes = 8};
+				uint64_t bytes[2] = {x->newv, part ? x->old_slot : x->oldv};
+				h.len = (uint32_t)(sizeof(h) + sizeof(bytes));
+				if (recovery_add_record(r, nd->id, &h, (const uint8_t *)bytes) != 0)
+					fail(s, "recovery refused a record of node %u", nd->id);
+			}
+			struct coral_redo_rec cm = {.magic = CORAL_REDO_MAGIC, .type = CORAL_REDO_COMMIT, .lsn = x->lsn,
+						    .scn = x->scn, .session = 1, .len = sizeof(cm)};
+			recovery_add_record(r, nd->id, &cm, NULL);
+		}
+	}
+	uint64_t nb = recovery_plan(r);
+	for (uint32_t b = 0; b < SIM_BLOCKS && !s->failed; b++) {
+		uint8_t img[SIM_BS];
+		memcpy(img, s->disk[b], SIM_BS);
+		for (uint64_t i = 0; i < nb; i++) {
+			uint32_t f;
+			uint64_t blk;
+			recovery_block(r, i, &f, &blk);
+			if (blk == b && recovery_apply(r, i, img, SIM_BS) != 0)
+				fail(s, "recovery could not apply block %u", b);
+		}
+		for (uint32_t w = 0; w < 9 && !s->failed; w++) {
+			uint64_t got;
+			memcpy(&got, img + sizeof(struct coral_block_hdr) + 8 * w, 8);
+			if (got != expect[b][w])
+				fail(s, "if every node were lost now, recovery would give block %u word %u the value %llu (disk "
+				     "%llu), not the last durable %llu", b, w, (unsigned long long)got,
+				     (unsigned long long)value_of(s->disk[b]), (unsigned long long)expect[b][w]);
+		}
+	}
+	recovery_free(r);
+}
+
 static void check(struct sim *s)
 {
 	check_ckpt(s);
+	if (s->nchecks++ % 32 == 0)
+		check_recovery(s);
 	for (uint32_t blk = 0; blk < SIM_BLOCKS; blk++) {
 		uint32_t x = 0, sh = 0, xnode = 0;
 		for (uint32_t i = 0; i < s->n; i++) {
@@ -952,6 +1059,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 		free(nd->dir);
 		for (uint32_t b = 0; b < SIM_BLOCKS; b++)
 			free(nd->undisk[b]);
+		free(nd->log);
 	}
 	for (uint32_t k = 0; k < s->nmsgs; k++)
 		free(s->msgs[k].data);

@@ -319,3 +319,17 @@ Test(recovery, the_memory_bound_is_kept)
 	cr_expect_eq(recovery_read_thread(r, shared, 1, SEG, 0, &end, NULL, 0), CORAL_EFULL);
 	recovery_free(r);
 }
+
+/* No thread, or threads without a change: nothing to do, and nothing touched. */
+Test(recovery, nothing_to_recover)
+{
+	struct recovery *r = recovery_new(1 << 20);
+	cr_expect_eq(recovery_plan(r), 0);
+	cr_expect(!recovery_needs(r, 1, 0));
+	recovery_free(r);
+	commit(1, 5, 7);
+	write_thread(1);
+	r = read_all(1, NULL);
+	cr_expect_eq(recovery_plan(r), 0);
+	recovery_free(r);
+}
