@@ -69,6 +69,59 @@ static uint64_t on_disk(uint32_t fid, uint64_t block)
 	return v;
 }
 
+/* A power loss of the whole cluster: every supervisor and daemon (and child, if any) gets
+ * SIGKILL; their zombies are reaped (this process is their subreaper: a zombie counts as a
+ * running daemon). */
+static void kill_all(pid_t child)
+{
+	if (child > 0)
+		kill(child, SIGKILL);
+	for (int n = 1; n <= 3; n++)
+		run("kill -9 $(cat %s/node%d/coral-node.pid) $(cat %s/node%d/*.pid | sort -u) 2>/dev/null; true", cl.dir, n,
+		    cl.dir, n);
+	for (int i = 0; i < 50; i++) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		usleep(20000);
+	}
+}
+
+#define BANK_ARGS "--accounts 200 --per-block 8 --sessions 2 --readers 0"
+
+/* coral-bank for 60 s in a child process (killed with the cluster). */
+static pid_t bank_in_background(void)
+{
+	pid_t bank = fork();
+	cr_assert_geq(bank, 0);
+	if (bank == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		char cmd[600];
+		snprintf(cmd, sizeof(cmd), "exec %s/tools/coral-bank -c %s " BANK_ARGS " --seconds 60", CORAL_BUILDDIR,
+			 cl.conf);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	return bank;
+}
+
+/* After the restart: smond said it recovered, and a short bank run finds every account's
+ * money (200 accounts of 1000) and passes its check. */
+static void recovered_and_the_bank_adds_up(void)
+{
+	cr_assert_eq(run("grep -h 'cold start: 3 threads recovered' %s/node*/node.log", cl.dir)->code, 0,
+		     "no smond says it recovered the threads");
+	fprintf(stderr, "%s", res.out);
+	cr_assert_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --json --seconds 1", CORAL_BUILDDIR, cl.conf)->code, 0,
+		     "%s", res.out);
+	json_t *b = json_loads(res.out, 0, NULL);
+	cr_assert_not_null(b, "%s", res.out);
+	cr_expect_eq(jint(b, "total_before"), 200 * 1000, "money was made or lost in the crash: %s", res.out);
+	cr_expect(json_is_true(json_object_get(b, "ok")), "%s", res.out);
+	json_decref(b);
+}
+
 Test(recovery, every_node_killed_then_started_recovers_every_thread)
 {
 	cl_prepare("rcv", rare_checkpoints);
@@ -120,17 +173,7 @@ Test(recovery, every_node_killed_then_started_recovers_every_thread)
 	json_decref(r);
 
 	/* a power loss of the whole cluster */
-	kill(child, SIGKILL);
-	waitpid(child, NULL, 0);
-	for (int n = 1; n <= 3; n++)
-		run("kill -9 $(cat %s/node%d/coral-node.pid) $(cat %s/node%d/*.pid | sort -u) 2>/dev/null; true", cl.dir, n,
-		    cl.dir, n);
-	/* the daemons were this process's to reap (it is their subreaper): zombies count as alive */
-	for (int i = 0; i < 50; i++) {
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			;
-		usleep(20000);
-	}
+	kill_all(child);
 
 	start_all();
 	cr_expect_eq(read_on(1, fid, 0), 11);
@@ -158,28 +201,14 @@ Test(recovery, the_bank_adds_up_after_the_whole_cluster_was_killed_under_load)
 {
 	cl_prepare("rcb", rare_checkpoints);
 	start_all();
-	const char *args = "--accounts 200 --per-block 8 --sessions 2 --readers 0 --json";
-	cr_assert_eq(run("%s/tools/coral-bank -c %s %s --seconds 1", CORAL_BUILDDIR, cl.conf, args)->code, 0, "%s",
-		     res.out);
+	cr_assert_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --json --seconds 1", CORAL_BUILDDIR, cl.conf)->code, 0,
+		     "%s", res.out);
 	json_t *b = json_loads(res.out, 0, NULL);
 	cr_assert_not_null(b, "%s", res.out);
 	cr_assert_eq(jint(b, "total_after"), 200 * 1000, "%s", res.out);
 	json_decref(b);
 
-	pid_t bank = fork();
-	cr_assert_geq(bank, 0);
-	if (bank == 0) {
-		char conf[200];
-		snprintf(conf, sizeof(conf), "%s", cl.conf);
-		int fd = open("/dev/null", O_WRONLY);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		char exe[300];
-		snprintf(exe, sizeof(exe), "%s/tools/coral-bank", CORAL_BUILDDIR);
-		execl(exe, exe, "-c", conf, "--accounts", "200", "--per-block", "8", "--sessions", "2", "--readers", "0",
-		      "--seconds", "60", (char *)NULL);
-		_exit(127);
-	}
+	pid_t bank = bank_in_background();
 	sleep(3);
 	json_t *g = ctl_json(1, "redo");
 	cr_assert_not_null(g, "%s", res.out);
@@ -187,27 +216,9 @@ Test(recovery, the_bank_adds_up_after_the_whole_cluster_was_killed_under_load)
 		(long long)jint(g, "checkpoint_lsn"), (long long)jint(g, "durable_lsn"));
 	cr_expect_gt(jint(g, "commits"), 50, "the bank did little before the kill");
 	json_decref(g);
-	kill(bank, SIGKILL);
-	for (int n = 1; n <= 3; n++)
-		run("kill -9 $(cat %s/node%d/coral-node.pid) $(cat %s/node%d/*.pid | sort -u) 2>/dev/null; true", cl.dir, n,
-		    cl.dir, n);
-	for (int i = 0; i < 50; i++) {
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			;
-		usleep(20000);
-	}
-
+	kill_all(bank);
 	start_all();
-	cr_assert_eq(run("grep -h 'cold start: 3 threads recovered' %s/node*/node.log", cl.dir)->code, 0,
-		     "no smond says it recovered the threads");
-	fprintf(stderr, "%s", res.out);
-	cr_assert_eq(run("%s/tools/coral-bank -c %s %s --seconds 1", CORAL_BUILDDIR, cl.conf, args)->code, 0, "%s",
-		     res.out);
-	b = json_loads(res.out, 0, NULL);
-	cr_assert_not_null(b, "%s", res.out);
-	cr_expect_eq(jint(b, "total_before"), 200 * 1000, "money was made or lost in the crash: %s", res.out);
-	cr_expect(json_is_true(json_object_get(b, "ok")), "%s", res.out);
-	json_decref(b);
+	recovered_and_the_bank_adds_up();
 }
 
 /* Segments of 1 MiB: under the bank's load each thread's segments wholly below its kept
@@ -220,11 +231,10 @@ Test(recovery, redo_segments_are_recycled_and_a_cold_start_still_recovers)
 	cl_prepare("rcs", small_segments);
 	cr_assert_eq(run("grep -c 'redo_segment = 1M' %s", cl.conf)->code, 0, "[cache] was not rewritten");
 	start_all();
-	const char *args = "--accounts 200 --per-block 8 --sessions 2 --readers 0 --json";
 	int64_t first = 0, segs = 0, ckpt = 0, durable = 0;
 	for (int round = 0; round < 6 && first == 0; round++) {
-		cr_assert_eq(run("%s/tools/coral-bank -c %s %s --seconds 3", CORAL_BUILDDIR, cl.conf, args)->code, 0, "%s",
-			     res.out);
+		cr_assert_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --seconds 3", CORAL_BUILDDIR, cl.conf)->code, 0,
+			     "%s", res.out);
 		usleep(1500000); /* a checkpoint, and its keeping by the log writer */
 		json_t *r = ctl_json(1, "redo");
 		cr_assert_not_null(r, "%s", res.out);
@@ -241,36 +251,9 @@ Test(recovery, redo_segments_are_recycled_and_a_cold_start_still_recovers)
 	cr_expect_eq(run("grep -c 'recycled, wholly below the checkpoint' %s/node1/node.log", cl.dir)->code, 0,
 		     "replicad does not say it recycled");
 
-	pid_t bank = fork();
-	cr_assert_geq(bank, 0);
-	if (bank == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		char exe[300];
-		snprintf(exe, sizeof(exe), "%s/tools/coral-bank", CORAL_BUILDDIR);
-		execl(exe, exe, "-c", cl.conf, "--accounts", "200", "--per-block", "8", "--sessions", "2", "--readers", "0",
-		      "--seconds", "60", (char *)NULL);
-		_exit(127);
-	}
+	pid_t bank = bank_in_background();
 	sleep(2);
-	kill(bank, SIGKILL);
-	for (int n = 1; n <= 3; n++)
-		run("kill -9 $(cat %s/node%d/coral-node.pid) $(cat %s/node%d/*.pid | sort -u) 2>/dev/null; true", cl.dir, n,
-		    cl.dir, n);
-	for (int i = 0; i < 50; i++) {
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			;
-		usleep(20000);
-	}
+	kill_all(bank);
 	start_all();
-	cr_assert_eq(run("grep -h 'cold start: 3 threads recovered' %s/node*/node.log", cl.dir)->code, 0,
-		     "no smond says it recovered the threads");
-	cr_assert_eq(run("%s/tools/coral-bank -c %s %s --seconds 1", CORAL_BUILDDIR, cl.conf, args)->code, 0, "%s",
-		     res.out);
-	json_t *b = json_loads(res.out, 0, NULL);
-	cr_assert_not_null(b, "%s", res.out);
-	cr_expect_eq(jint(b, "total_before"), 200 * 1000, "money was made or lost in the crash: %s", res.out);
-	cr_expect(json_is_true(json_object_get(b, "ok")), "%s", res.out);
-	json_decref(b);
+	recovered_and_the_bank_adds_up();
 }
