@@ -223,6 +223,7 @@ int coral_cache_sess_claim(struct coral_cache *c, uint32_t id)
 			s->start = coral_pid_start(me);
 			atomic_store(&s->spinning, 0);
 			atomic_store(&s->txn_first, 0);
+			atomic_store(&s->txn_dead, 0);
 			atomic_store(&s->pid, me);
 			return i;
 		}

@@ -69,6 +69,7 @@ struct coral_cache_stats {
 	_Atomic uint64_t gets, local_hits, misses, fills, evictions, writes, write_errors;
 	_Atomic uint64_t pin_waits, full, cr_copies;
 	_Atomic uint64_t dead_sessions, dead_pins;   /* pins of sessions whose process died, released */
+	_Atomic uint64_t dead_txns, dead_txn_changes; /* their open transactions smond took back */
 };
 
 /* The sessions of the node's processes and the pins each holds, so that lmsd can release the
@@ -85,7 +86,10 @@ struct coral_sess_slot {
 	uint32_t id;                   /* the session's number (redo records, lmsd requests) */
 	uint64_t start;                /* coral_pid_start() of the process: a reused pid is not it */
 	_Atomic uint32_t spinning;     /* counted in the cache's spinners */
-	uint32_t pad;
+	/* the process died with a transaction open (txn_first set): lmsd leaves the slot and
+	 * its pins to smond, which takes the transaction back, then releases them and frees
+	 * the slot (1: waiting for smond) */
+	_Atomic uint32_t txn_dead;
 	/* the open transaction's first change: the thread's LSN before it, plus one (0: none).
 	 * The thread's checkpoint stays at or before it, so that recovery finds the undo of
 	 * every change of a transaction that may still roll back. */

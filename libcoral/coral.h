@@ -59,7 +59,8 @@ struct coral_block;
  * or /etc/coral/coral.conf). user and program name the session in logs. On failure *out is
  * still set when memory allowed, so coral_session_error() can say why; close it anyway.
  * A node has room for 1,024 open sessions (beyond, an error whose name is "table full"). If the process dies with
- * blocks pinned, the node's lmsd releases them within about a second. */
+ * blocks pinned, the node's lmsd releases them within about a second; if it dies with a
+ * transaction open, smond first takes the transaction back (its blocks wait for that). */
 int coral_session_open(const char *conf, int node, const char *user, const char *program,
 		       struct coral_session **out);
 void coral_session_close(struct coral_session *s);

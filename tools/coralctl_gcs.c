@@ -212,6 +212,9 @@ int run_cache(int argc, char **argv)
 		json_object_set_new(j, "session_pins", json_integer(session_pins));
 		json_object_set_new(j, "dead_sessions", json_integer((json_int_t)atomic_load(&c->st.dead_sessions)));
 		json_object_set_new(j, "dead_session_pins", json_integer((json_int_t)atomic_load(&c->st.dead_pins)));
+		json_object_set_new(j, "dead_transactions", json_integer((json_int_t)atomic_load(&c->st.dead_txns)));
+		json_object_set_new(j, "dead_transaction_changes",
+				    json_integer((json_int_t)atomic_load(&c->st.dead_txn_changes)));
 		print_json(j);
 	} else {
 		printf("node %lld cache: %u buffers of %u bytes: %u in use (S %u, X %u, past images %u, CR %u), "
@@ -225,9 +228,10 @@ int run_cache(int argc, char **argv)
 		       (unsigned long long)atomic_load(&c->st.writes), (unsigned long long)atomic_load(&c->st.full),
 		       (unsigned long long)atomic_load(&c->st.pin_waits));
 		printf("  sessions %u of %d (holding %u pins); sessions of dead processes cleaned up %llu, their pins "
-		       "released %llu\n",
+		       "released %llu, their open transactions taken back by smond %llu (%llu changes)\n",
 		       sessions, CORAL_CACHE_SESSIONS, session_pins, (unsigned long long)atomic_load(&c->st.dead_sessions),
-		       (unsigned long long)atomic_load(&c->st.dead_pins));
+		       (unsigned long long)atomic_load(&c->st.dead_pins), (unsigned long long)atomic_load(&c->st.dead_txns),
+		       (unsigned long long)atomic_load(&c->st.dead_txn_changes));
 	}
 	coral_sga_detach(&sga);
 	return 0;

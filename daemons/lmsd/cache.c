@@ -50,11 +50,20 @@ int lmsd_sess_reap(struct coral_cache *c, uint64_t *pins)
 				atomic_compare_exchange_strong(&s->pid, &pid, 0);
 			continue;
 		}
+		if (atomic_load(&s->txn_dead))
+			continue; /* smond's */
 		uint64_t start = coral_pid_start(pid);
 		if (start != 0 && (start == s->start || start == UINT64_MAX || s->start == UINT64_MAX))
 			continue;
 		if (atomic_exchange(&s->spinning, 0))
 			atomic_fetch_sub(&c->spinners, 1);
+		if (atomic_load(&s->txn_first) != 0) {
+			/* its open transaction's blocks stay pinned in X, so that nobody sees or
+			 * builds on its changes, until smond has taken it back */
+			atomic_store(&s->txn_dead, 1);
+			dead++;
+			continue;
+		}
 		for (int k = 0; k < CORAL_CACHE_SLOT_PINS; k++) {
 			uint32_t v = atomic_load(&s->pins[k]);
 			uint32_t idx = (v & ~CORAL_PINREC_X) - 1;

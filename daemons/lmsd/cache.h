@@ -12,7 +12,9 @@
 void lmsd_cache_link(struct coral_cache *c, uint32_t i, uint32_t file, uint64_t block);
 void lmsd_cache_unlink(struct coral_cache *c, uint32_t i);
 /* Releases the pins of sessions whose process is gone (or whose pid names another process
- * now) and frees their slots; the number of sessions found dead (*pins: pins released). */
+ * now) and frees their slots; the number of sessions found dead (*pins: pins released). A
+ * dead session with a transaction open keeps its slot and X pins: it is marked for smond,
+ * which takes the transaction back first (smond/deadtxn.c). */
 int lmsd_sess_reap(struct coral_cache *c, uint64_t *pins);
 
 #endif

@@ -11,9 +11,13 @@
  * synced, and each thread's checkpoint moved to its end. A thread closed cleanly (its
  * checkpoint at its end) costs nothing. Then smond holds the lock shared for its life.
  *
+ * While the node runs, smond also takes back the open transactions of processes that died
+ * (deadtxn.c).
+ *
  * Not built yet: recovery of a node lost while others run (smond would claim the thread
  * through raftd, wait for the fence, join grdd's rebuild and recover online). */
 #include "daemon.h"
+#include "deadtxn.h"
 #include "errors.h"
 #include "log.h"
 #include "recovery.h"
@@ -22,6 +26,7 @@
 #include "util.h"
 
 #include <dirent.h>
+#include <event2/event.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -33,7 +38,16 @@
 
 struct smond {
 	int lock_fd;
+	struct smond_deadtxn dt;
+	struct event *ev_dt;
 };
+
+static void on_deadtxn(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	smond_deadtxn_step(arg);
+}
 
 static uint64_t ms_since(uint64_t t0) { return (coral_now_mono_ns() - t0) / 1000000ull; }
 
@@ -193,9 +207,17 @@ static int smond_init(struct coral_daemon *d)
 	/* from exclusive (or nothing) to shared: this node's instance runs from now */
 	rc = coral_instance_lock(&d->conf, false, (int)d->conf.supervisor.ready_timeout_ms, &m->lock_fd, err,
 				 sizeof(err));
-	if (rc != 0)
+	if (rc != 0) {
 		log_error("the instance lock: %s", err);
-	return rc;
+		return rc;
+	}
+	/* the transactions of processes that die while the node runs */
+	m->dt = (struct smond_deadtxn){&d->conf, coral_cache_sga(&d->sga), coral_redo_sga(&d->sga)};
+	m->ev_dt = event_new(d->base, -1, EV_PERSIST, on_deadtxn, &m->dt);
+	struct timeval tv = {0, DEADTXN_MS * 1000};
+	if (m->ev_dt == NULL || event_add(m->ev_dt, &tv) != 0)
+		return CORAL_ENOMEM;
+	return 0;
 }
 
 static void smond_fini(struct coral_daemon *d)
@@ -203,6 +225,8 @@ static void smond_fini(struct coral_daemon *d)
 	struct smond *m = d->svc;
 	if (m == NULL)
 		return;
+	if (m->ev_dt)
+		event_free(m->ev_dt);
 	if (m->lock_fd >= 0)
 		close(m->lock_fd);
 	free(m);
@@ -211,7 +235,8 @@ static void smond_fini(struct coral_daemon *d)
 
 static const struct coral_daemon_def smond_def = {
 	.id = CORAL_D_SMOND,
-	.service = "instance recovery: cold start only (recovery of a node lost while others run is not built yet)",
+	.service = "instance recovery at a cold start, and of dead processes' transactions (of a node lost while "
+		   "others run: not built yet)",
 	.service_ready = false,
 	.init = smond_init,
 	.fini = smond_fini,

@@ -257,3 +257,61 @@ Test(recovery, redo_segments_are_recycled_and_a_cold_start_still_recovers)
 	start_all();
 	recovered_and_the_bank_adds_up();
 }
+
+/* A process dies (SIGKILL) with a transaction open on node 1: its block stays its own until
+ * smond has taken the change back (node 2's read waits for it, and reads what was committed),
+ * then the block serves on. Before, lmsd released the dead process's pins and its uncommitted
+ * change was read, and built on, by everyone. */
+Test(recovery, a_dead_process_s_open_transaction_is_taken_back)
+{
+	cl_prepare("rcd", NULL);
+	start_all();
+	json_t *df = ctl_json(1, "datafile create rcd 4");
+	cr_assert_not_null(df, "%s", res.out);
+	uint32_t fid = (uint32_t)jint(df, "id");
+	json_decref(df);
+	commit_on(1, fid, 0, 5);
+	commit_on(1, fid, 1, 7);
+
+	int ready[2];
+	cr_assert_eq(pipe(ready), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		struct coral_session *s;
+		if (coral_session_open(cl.conf, 1, "test", "dies", &s) != 0)
+			_exit(1);
+		struct coral_block *b = NULL, *b2 = NULL;
+		uint64_t v = 105, w = 107;
+		if (coral_block_get(s, fid, 0, CORAL_MODE_X, &b) != 0 || coral_block_modify(s, b, 0, &v, sizeof(v)) != 0 ||
+		    coral_block_get(s, fid, 1, CORAL_MODE_X, &b2) != 0 || coral_block_modify(s, b2, 0, &w, sizeof(w)) != 0 ||
+		    coral_block_modify(s, b, 0, &w, sizeof(w)) != 0)
+			_exit(2);
+		coral_block_release(s, b);
+		if (write(ready[1], "k", 1) != 1)
+			_exit(3);
+		pause();
+		_exit(0);
+	}
+	char k;
+	cr_assert_eq(read(ready[0], &k, 1), 1, "the child's transaction did not start");
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	cr_expect_eq(read_on(2, fid, 0), 5, "an uncommitted change of a dead process was read");
+	cr_expect_eq(read_on(1, fid, 1), 7);
+	json_t *c = ctl_json(1, "cache");
+	cr_assert_not_null(c, "%s", res.out);
+	cr_expect_eq(jint(c, "dead_transactions"), 1, "%s", res.out);
+	cr_expect_eq(jint(c, "dead_transaction_changes"), 3, "%s", res.out);
+	json_decref(c);
+	cr_expect_eq(run("grep -c 'took back the open transaction' %s/node1/node.log", cl.dir)->code, 0,
+		     "smond does not say it took the transaction back");
+	commit_on(2, fid, 0, 6);
+	cr_expect_eq(read_on(1, fid, 0), 6, "the block serves on");
+
+	/* and a cold start after it replays the taking back, not the change */
+	kill_all(0);
+	start_all();
+	cr_expect_eq(read_on(3, fid, 0), 6);
+	cr_expect_eq(read_on(3, fid, 1), 7);
+}
