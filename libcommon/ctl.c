@@ -85,6 +85,7 @@ const char *coral_ctl_request_name(const Coral__CtlRequest *req)
 	case CORAL__CTL_REQUEST__BODY_GCS_GET: return "gcs get";
 	case CORAL__CTL_REQUEST__BODY_GCS_STATS: return "gcs stats";
 	case CORAL__CTL_REQUEST__BODY_GCS_BLOCK: return "gcs block";
+	case CORAL__CTL_REQUEST__BODY_RECOVERY: return "recovery";
 	default: return "unknown";
 	}
 }

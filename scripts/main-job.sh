@@ -127,6 +127,10 @@ for n in 1 2 3; do
   tail -n +"$(( ${seen[$n]} + 1 ))" /tmp/coral/node$n/node.log | grep 'cold start:' | sed 's/^[^ ]* //' || true
 done
 for n in 1 2 3; do
+  say "coralctl -n $n recovery status"
+  $ctl -n "$n" recovery status
+done
+for n in 1 2 3; do
   for _ in $(seq 1 200); do
     v=$($ctl -n "$n" grd status 2>/dev/null | sed -n 's/^map version \([0-9]*\).*/\1/p')
     if [ -n "$v" ] && [ "$v" != 0 ] && $ctl -n "$n" --json raft status 2>/dev/null | grep -q '"fenced": false'; then

@@ -70,6 +70,8 @@ int run_grd_top(int argc, char **argv);
 int run_grd_remaster(int argc, char **argv);
 int run_grd_recovered(int argc, char **argv);
 int run_grd_history(int argc, char **argv);
+int run_recovery_status(int argc, char **argv);
+int run_recovery_history(int argc, char **argv);
 int run_grd_lock(int argc, char **argv);
 int run_grd_unlock(int argc, char **argv);
 /* coralctl_storage.c */

@@ -19,6 +19,7 @@
 #include "storage.h"
 #include "util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,6 +151,10 @@ static int rollback_slot(struct smond_deadtxn *dt, uint32_t i)
 		}
 	}
 	uint32_t undone = 0, left = 0;
+	uint64_t t0 = coral_now_mono_ns();
+	struct rcv_event ev = {.kind = "dead transaction", .at_ms = coral_now_real_ns() / 1000000ull,
+			       .session = ss->id, .pid = atomic_load(&ss->pid), .txns = 1, .txns_open = 1,
+			       .records = col.n};
 	for (uint32_t k = col.n; k-- > 0 && rc == 0;) {
 		const struct rec *x = &col.v[k];
 		int pin = pin_of(c, ss, x->file, x->block);
@@ -187,6 +192,13 @@ static int rollback_slot(struct smond_deadtxn *dt, uint32_t i)
 	log_notice("took back the open transaction of a process that died (pid %d, session %u): %u change%s, %u left "
 		   "(blocks no longer pinned); %u block%s released", (int)atomic_load(&ss->pid), ss->id, undone,
 		   undone == 1 ? "" : "s", left, pins, pins == 1 ? "" : "s");
+	ev.undone = undone;
+	ev.kept = left;
+	ev.blocks = pins;
+	ev.total_ms = ev.apply_ms = (coral_now_mono_ns() - t0) / 1000000ull;
+	snprintf(ev.result, sizeof(ev.result), "done");
+	if (dt->history)
+		rcv_history_add(dt->history, &ev);
 	atomic_fetch_add(&c->st.dead_txns, 1);
 	atomic_fetch_add(&c->st.dead_txn_changes, undone);
 	atomic_fetch_add(&c->st.dead_pins, pins);
@@ -194,6 +206,16 @@ static int rollback_slot(struct smond_deadtxn *dt, uint32_t i)
 	atomic_store(&ss->txn_dead, 0);
 	atomic_store(&ss->pid, 0);
 	return 0;
+}
+
+uint32_t smond_deadtxn_pending(const struct smond_deadtxn *dt)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; dt->cache && i < CORAL_CACHE_SESSIONS; i++) {
+		struct coral_sess_slot *ss = coral_cache_sess(dt->cache, i);
+		n += atomic_load(&ss->pid) > 0 && atomic_load(&ss->txn_dead);
+	}
+	return n;
 }
 
 int smond_deadtxn_step(struct smond_deadtxn *dt)

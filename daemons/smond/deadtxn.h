@@ -4,6 +4,7 @@
 
 #include "bufcache.h"
 #include "conf.h"
+#include "history.h"
 #include "redo.h"
 
 #define DEADTXN_MS 200 /* how often smond looks */
@@ -12,7 +13,11 @@ struct smond_deadtxn {
 	const struct coral_conf *conf;
 	struct coral_cache *cache;
 	struct coral_redo *redo;
+	struct rcv_history *history;   /* each transaction taken back is recorded here */
 };
+
+/* Dead processes' transactions waiting for smond now. */
+uint32_t smond_deadtxn_pending(const struct smond_deadtxn *dt);
 
 /* Takes back the transaction of every slot lmsd left to smond; how many slots were freed.
  * One that cannot be done now (the log writer stopped or slow, the node fenced) is tried at

@@ -16,9 +16,11 @@
  *
  * Not built yet: recovery of a node lost while others run (smond would claim the thread
  * through raftd, wait for the fence, join grdd's rebuild and recover online). */
+#include "ctl.h"
 #include "daemon.h"
 #include "deadtxn.h"
 #include "errors.h"
+#include "history.h"
 #include "log.h"
 #include "recovery.h"
 #include "redo.h"
@@ -40,6 +42,8 @@ struct smond {
 	int lock_fd;
 	struct smond_deadtxn dt;
 	struct event *ev_dt;
+	struct rcv_history history;
+	bool cold_start_ran;
 };
 
 static void on_deadtxn(evutil_socket_t fd, short what, void *arg)
@@ -128,8 +132,8 @@ static int apply_all(struct recovery *r, const struct coral_conf *conf, char *er
 	return rc;
 }
 
-/* Recovers every thread (the lock is held exclusive). */
-static int cold_recover(const struct coral_conf *conf, char *err, size_t errsz)
+/* Recovers every thread (the lock is held exclusive); what it did goes into ev. */
+static int cold_recover(const struct coral_conf *conf, struct rcv_event *ev, char *err, size_t errsz)
 {
 	const char *shared = conf->storage.shared_dir;
 	uint64_t segsize = (uint64_t)conf->cache.redo_segment;
@@ -171,6 +175,11 @@ static int cold_recover(const struct coral_conf *conf, char *err, size_t errsz)
 			rc = coral_redo_ckpt_write(dir, ids[i], ends[i], coral_now_real_ns(), err, errsz);
 		}
 	}
+	*ev = (struct rcv_event){.kind = "cold start", .at_ms = coral_now_real_ns() / 1000000ull - ms_since(t0),
+				 .threads = (uint32_t)n, .records = st->records, .bytes = st->bytes,
+				 .blocks = st->blocks, .applied = st->applied, .skipped = st->skipped, .txns = st->txns,
+				 .txns_open = st->txns_open, .undone = st->undone, .kept = st->kept, .read_ms = t_read,
+				 .apply_ms = ms_since(t0) - t_read, .total_ms = ms_since(t0)};
 	if (rc == 0)
 		log_info("cold start: %d threads recovered in %llu ms (read %llu ms: %llu records, %llu bytes; %llu blocks: "
 			 "%llu changes applied, %llu already on disk; %llu transactions of %llu never committed: %llu "
@@ -195,7 +204,11 @@ static int smond_init(struct coral_daemon *d)
 	int rc = coral_instance_lock(&d->conf, true, 0, &m->lock_fd, err, sizeof(err));
 	if (rc == 0) {
 		log_info("cold start: no instance runs in the cluster; recovering every redo thread first");
-		rc = cold_recover(&d->conf, err, sizeof(err));
+		struct rcv_event ev = {.kind = "cold start"};
+		rc = cold_recover(&d->conf, &ev, err, sizeof(err));
+		snprintf(ev.result, sizeof(ev.result), "%s", rc == 0 ? "done" : err);
+		rcv_history_add(&m->history, &ev);
+		m->cold_start_ran = true;
 		if (rc != 0) {
 			log_error("cold start: recovery failed, nothing is served: %s", err);
 			return rc;
@@ -212,7 +225,7 @@ static int smond_init(struct coral_daemon *d)
 		return rc;
 	}
 	/* the transactions of processes that die while the node runs */
-	m->dt = (struct smond_deadtxn){&d->conf, coral_cache_sga(&d->sga), coral_redo_sga(&d->sga)};
+	m->dt = (struct smond_deadtxn){&d->conf, coral_cache_sga(&d->sga), coral_redo_sga(&d->sga), &m->history};
 	m->ev_dt = event_new(d->base, -1, EV_PERSIST, on_deadtxn, &m->dt);
 	struct timeval tv = {0, DEADTXN_MS * 1000};
 	if (m->ev_dt == NULL || event_add(m->ev_dt, &tv) != 0)
@@ -233,6 +246,64 @@ static void smond_fini(struct coral_daemon *d)
 	d->svc = NULL;
 }
 
+/* coralctl recovery status|history: the recoveries this smond made, oldest first. */
+static void h_recovery(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct smond *m = d->svc;
+	const struct rcv_history *h = &m->history;
+	uint64_t first = h->n > RECOVERY_HISTORY ? h->n - RECOVERY_HISTORY : 0;
+	size_t n = (size_t)(h->n - first);
+	Coral__RecoveryEvent *ev = calloc(n ? n : 1, sizeof(*ev));
+	Coral__RecoveryEvent **evp = calloc(n ? n : 1, sizeof(*evp));
+	Coral__RecoveryReply r = CORAL__RECOVERY_REPLY__INIT;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	if (ev == NULL || evp == NULL) {
+		free(ev);
+		free(evp);
+		resp.code = CORAL_ENOMEM;
+		resp.error = (char *)"out of memory";
+		coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct rcv_event *e = &h->ev[(first + i) % RECOVERY_HISTORY];
+		Coral__RecoveryEvent *x = &ev[i];
+		coral__recovery_event__init(x);
+		x->kind = (char *)e->kind;
+		x->at_ms = e->at_ms;
+		x->result = (char *)e->result;
+		x->threads = e->threads;
+		x->records = e->records;
+		x->bytes = e->bytes;
+		x->blocks = e->blocks;
+		x->applied = e->applied;
+		x->skipped = e->skipped;
+		x->txns = e->txns;
+		x->txns_open = e->txns_open;
+		x->undone = e->undone;
+		x->kept = e->kept;
+		x->read_ms = e->read_ms;
+		x->apply_ms = e->apply_ms;
+		x->total_ms = e->total_ms;
+		x->session = e->session;
+		x->pid = e->pid;
+		evp[i] = x;
+	}
+	r.events = evp;
+	r.n_events = n;
+	r.dead_pending = smond_deadtxn_pending(&m->dt);
+	r.cold_start_ran = m->cold_start_ran;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_RECOVERY;
+	resp.recovery = &r;
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+	free(ev);
+	free(evp);
+}
+
+static const struct coral_daemon_request smond_requests[] = {
+	{CORAL__CTL_REQUEST__BODY_RECOVERY, false, h_recovery},
+};
+
 static const struct coral_daemon_def smond_def = {
 	.id = CORAL_D_SMOND,
 	.service = "instance recovery at a cold start, and of dead processes' transactions (of a node lost while "
@@ -240,6 +311,8 @@ static const struct coral_daemon_def smond_def = {
 	.service_ready = false,
 	.init = smond_init,
 	.fini = smond_fini,
+	.requests = smond_requests,
+	.nrequests = CORAL_ARRAY_LEN(smond_requests),
 };
 
 int main(int argc, char **argv)

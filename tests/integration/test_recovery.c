@@ -306,12 +306,34 @@ Test(recovery, a_dead_process_s_open_transaction_is_taken_back)
 	json_decref(c);
 	cr_expect_eq(run("grep -c 'took back the open transaction' %s/node1/node.log", cl.dir)->code, 0,
 		     "smond does not say it took the transaction back");
+	json_t *h = ctl_json(1, "recovery history");
+	cr_assert_not_null(h, "%s", res.out);
+	json_t *last = json_array_get(h, json_array_size(h) - 1);
+	cr_expect_str_eq(jstr(last, "kind"), "dead transaction", "%s", res.out);
+	cr_expect_eq(jint(last, "undone"), 3, "%s", res.out);
+	cr_expect_eq(jint(last, "pid"), child, "%s", res.out);
+	json_decref(h);
 	commit_on(2, fid, 0, 6);
 	cr_expect_eq(read_on(1, fid, 0), 6, "the block serves on");
 
 	/* and a cold start after it replays the taking back, not the change */
 	kill_all(0);
 	start_all();
+	json_t *st = NULL;
+	int cold = 0;
+	for (int n = 1; n <= 3; n++) {
+		st = ctl_json(n, "recovery status");
+		cr_assert_not_null(st, "%s", res.out);
+		if (json_is_true(json_object_get(st, "cold_start_ran"))) {
+			cold++;
+			json_t *l = json_object_get(st, "last");
+			cr_expect_str_eq(jstr(l, "kind"), "cold start", "%s", res.out);
+			cr_expect_eq(jint(l, "threads"), 3, "%s", res.out);
+			cr_expect_str_eq(jstr(l, "result"), "done", "%s", res.out);
+		}
+		json_decref(st);
+	}
+	cr_expect_eq(cold, 1, "one smond, the first to start, recovers every thread");
 	cr_expect_eq(read_on(3, fid, 0), 6);
 	cr_expect_eq(read_on(3, fid, 1), 7);
 }

@@ -1,0 +1,97 @@
+/* coralctl recovery status|history: what smond's recoveries did on this node (a cold start's
+ * recovery of every thread, dead processes' transactions taken back). */
+#include "coralctl.h"
+#include "errors.h"
+
+#include <stdio.h>
+#include <time.h>
+
+static json_t *event_json(const Coral__RecoveryEvent *e)
+{
+	json_t *j = json_pack("{s:s, s:I, s:s, s:i, s:I, s:I, s:I, s:I, s:I}", "kind", e->kind, "at_ms",
+			      (json_int_t)e->at_ms, "result", e->result, "threads", (int)e->threads, "records",
+			      (json_int_t)e->records, "bytes", (json_int_t)e->bytes, "blocks", (json_int_t)e->blocks,
+			      "applied", (json_int_t)e->applied, "skipped", (json_int_t)e->skipped);
+	json_object_set_new(j, "transactions", json_integer((json_int_t)e->txns));
+	json_object_set_new(j, "never_committed", json_integer((json_int_t)e->txns_open));
+	json_object_set_new(j, "undone", json_integer((json_int_t)e->undone));
+	json_object_set_new(j, "kept", json_integer((json_int_t)e->kept));
+	json_object_set_new(j, "read_ms", json_integer((json_int_t)e->read_ms));
+	json_object_set_new(j, "apply_ms", json_integer((json_int_t)e->apply_ms));
+	json_object_set_new(j, "total_ms", json_integer((json_int_t)e->total_ms));
+	json_object_set_new(j, "session", json_integer((json_int_t)e->session));
+	json_object_set_new(j, "pid", json_integer((json_int_t)e->pid));
+	return j;
+}
+
+static void event_line(const Coral__RecoveryEvent *e)
+{
+	time_t t = (time_t)(e->at_ms / 1000);
+	struct tm tm;
+	char when[32];
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (e->session != 0 || e->pid != 0)
+		printf("%s %-16s pid %d session %u: %llu changes taken back, %llu left, %llu blocks released, %llu ms: %s\n",
+		       when, e->kind, (int)e->pid, e->session, (unsigned long long)e->undone, (unsigned long long)e->kept,
+		       (unsigned long long)e->blocks, (unsigned long long)e->total_ms, e->result);
+	else
+		printf("%s %-16s %u threads, %llu records (%llu bytes) read in %llu ms; %llu blocks: %llu changes applied, "
+		       "%llu already on disk; %llu of %llu transactions never committed, %llu changes taken back; %llu ms "
+		       "in all: %s\n",
+		       when, e->kind, e->threads, (unsigned long long)e->records, (unsigned long long)e->bytes,
+		       (unsigned long long)e->read_ms, (unsigned long long)e->blocks, (unsigned long long)e->applied,
+		       (unsigned long long)e->skipped, (unsigned long long)e->txns_open, (unsigned long long)e->txns,
+		       (unsigned long long)e->undone, (unsigned long long)e->total_ms, e->result);
+}
+
+static int recovery(bool history)
+{
+	Coral__CtlResponse *resp = daemon_ask(CORAL_D_SMOND, CORAL__CTL_REQUEST__BODY_RECOVERY, CORAL__CTL_RESPONSE__BODY_RECOVERY);
+	if (resp == NULL)
+		return 1;
+	const Coral__RecoveryReply *r = resp->recovery;
+	if (ctx.json) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < r->n_events; i++)
+			json_array_append_new(arr, event_json(r->events[i]));
+		if (history) {
+			print_json(arr);
+		} else {
+			json_t *j = json_pack("{s:I, s:b, s:I, s:o}", "node", (json_int_t)ctx.node->id, "cold_start_ran",
+					      (int)r->cold_start_ran, "dead_pending", (json_int_t)r->dead_pending, "last",
+					      r->n_events ? json_incref(json_array_get(arr, r->n_events - 1)) : json_null());
+			json_decref(arr);
+			print_json(j);
+		}
+	} else if (history) {
+		if (r->n_events == 0)
+			printf("node %lld: no recovery since smond started\n", (long long)ctx.node->id);
+		for (size_t i = 0; i < r->n_events; i++)
+			event_line(r->events[i]);
+	} else {
+		printf("node %lld: %s; %u dead process%s' transaction%s waiting to be taken back\n", (long long)ctx.node->id,
+		       r->cold_start_ran ? "smond recovered every redo thread when it started (a cold start)"
+					 : "an instance was running when smond started (no cold start)",
+		       r->dead_pending, r->dead_pending == 1 ? "" : "es", r->dead_pending == 1 ? "" : "s");
+		if (r->n_events > 0) {
+			printf("  last: ");
+			event_line(r->events[r->n_events - 1]);
+		}
+		printf("  recovery of a node lost while others run: not built yet\n");
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+int run_recovery_status(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	return recovery(false);
+}
+
+int run_recovery_history(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	return recovery(true);
+}
