@@ -272,13 +272,28 @@ struct reader {
 	uint64_t segsize, pos;
 	int fd;
 	uint64_t fd_seg;
+	/* read ahead: a record is two small reads, a system call each without it (recovery
+	 * read 8 MiB/s so) */
+	uint8_t *buf;
+	size_t cap, len;
+	uint64_t at;          /* the thread's LSN of buf[0] */
 };
+#define READ_AHEAD (1u << 20)
 
 /* Reads n bytes of the thread at r->pos; returns bytes read (short at the end). */
 static size_t rd(struct reader *r, void *dst, size_t n)
 {
 	size_t got = 0;
 	while (got < n) {
+		if (r->buf && r->pos >= r->at && r->pos < r->at + r->len) {
+			size_t k = (size_t)(r->at + r->len - r->pos);
+			if (k > n - got)
+				k = n - got;
+			memcpy((uint8_t *)dst + got, r->buf + (r->pos - r->at), k);
+			got += k;
+			r->pos += k;
+			continue;
+		}
 		uint64_t seg = r->pos / r->segsize, off = r->pos % r->segsize;
 		if (r->fd < 0 || r->fd_seg != seg) {
 			if (r->fd >= 0)
@@ -289,6 +304,17 @@ static size_t rd(struct reader *r, void *dst, size_t n)
 			r->fd_seg = seg;
 			if (r->fd < 0)
 				return got;
+		}
+		if (r->buf) {
+			size_t want = r->cap;
+			if (want > r->segsize - off)
+				want = (size_t)(r->segsize - off);
+			ssize_t k = pread(r->fd, r->buf, want, (off_t)off);
+			if (k <= 0)
+				return got;
+			r->at = r->pos;
+			r->len = (size_t)k;
+			continue;
 		}
 		size_t want = n - got;
 		if (want > r->segsize - off)
@@ -305,7 +331,7 @@ static size_t rd(struct reader *r, void *dst, size_t n)
 int64_t coral_redo_scan(const char *shared_dir, uint32_t thread, uint64_t segment_size, uint64_t from,
 			coral_redo_visit_fn fn, void *arg, uint64_t *end_lsn, char *err, size_t errsz)
 {
-	struct reader r = {.segsize = segment_size, .fd = -1};
+	struct reader r = {.segsize = segment_size, .fd = -1, .cap = READ_AHEAD};
 	if (err && errsz)
 		err[0] = '\0';
 	if (coral_redo_thread_dir(shared_dir, thread, r.dir, sizeof(r.dir)) != 0) {
@@ -318,9 +344,12 @@ int64_t coral_redo_scan(const char *shared_dir, uint32_t thread, uint64_t segmen
 			snprintf(err, errsz, "no segment size, or LSN %llu is not a record's start", (unsigned long long)from);
 		return CORAL_EINVAL;
 	}
+	r.buf = malloc(READ_AHEAD); /* without it, reads go straight to the files */
 	uint8_t *body = malloc(2 * CORAL_REDO_MAX_BYTES + 64);
-	if (body == NULL)
+	if (body == NULL) {
+		free(r.buf);
 		return CORAL_ENOMEM;
+	}
 	int64_t n = 0;
 	uint64_t end = from;
 	const char *why = NULL;
@@ -363,6 +392,7 @@ int64_t coral_redo_scan(const char *shared_dir, uint32_t thread, uint64_t segmen
 	if (r.fd >= 0)
 		close(r.fd);
 	free(body);
+	free(r.buf);
 	if (end_lsn)
 		*end_lsn = end;
 	return n;

@@ -30,6 +30,8 @@ struct recovery {
 	uint64_t used, cap;
 	struct txn *tx;
 	uint32_t ntx, captx;
+	uint32_t *open;       /* the transactions still open while reading: few (one a session) */
+	uint32_t nopen, capopen;
 	/* the blocks of the recovery set: the index of each block's first change */
 	uint64_t *first;
 	uint64_t nblocks;
@@ -52,20 +54,33 @@ void recovery_free(struct recovery *r)
 	free(r->ch);
 	free(r->arena);
 	free(r->tx);
+	free(r->open);
 	free(r->first);
 	free(r);
 }
 
 const struct recovery_stats *recovery_stats(const struct recovery *r) { return &r->st; }
 
-/* The session's open transaction in thread, or -1. Transactions open at one time are few
- * (one a live session), so the newest are searched first. */
+/* The session's open transaction in thread, or -1 (among the open ones only: a thread holds
+ * many closed ones). */
 static int64_t open_txn(const struct recovery *r, uint32_t thread, uint32_t session)
 {
-	for (uint32_t k = r->ntx; k-- > 0;)
-		if (r->tx[k].open && r->tx[k].thread == thread && r->tx[k].session == session)
-			return k;
+	for (uint32_t k = 0; k < r->nopen; k++) {
+		const struct txn *t = &r->tx[r->open[k]];
+		if (t->thread == thread && t->session == session)
+			return r->open[k];
+	}
 	return -1;
+}
+
+static void close_txn(struct recovery *r, uint32_t t)
+{
+	r->tx[t].open = false;
+	for (uint32_t k = 0; k < r->nopen; k++)
+		if (r->open[k] == t) {
+			r->open[k] = r->open[--r->nopen];
+			return;
+		}
 }
 
 static int64_t new_txn(struct recovery *r, uint32_t thread, uint32_t session)
@@ -78,7 +93,16 @@ static int64_t new_txn(struct recovery *r, uint32_t thread, uint32_t session)
 		r->tx = p;
 		r->captx = cap;
 	}
+	if (r->nopen == r->capopen) {
+		uint32_t cap = r->capopen ? 2 * r->capopen : 64;
+		uint32_t *p = realloc(r->open, cap * sizeof(*p));
+		if (p == NULL)
+			return CORAL_ENOMEM;
+		r->open = p;
+		r->capopen = cap;
+	}
 	r->tx[r->ntx] = (struct txn){thread, session, false, true};
+	r->open[r->nopen++] = r->ntx;
 	r->st.txns++;
 	return r->ntx++;
 }
@@ -96,7 +120,7 @@ int recovery_add_record(struct recovery *r, uint32_t thread, const struct coral_
 		r->st.commits++;
 		if (t >= 0) {
 			r->tx[t].committed = true;
-			r->tx[t].open = false;
+			close_txn(r, (uint32_t)t);
 		}
 		return 0;
 	}
@@ -104,7 +128,7 @@ int recovery_add_record(struct recovery *r, uint32_t thread, const struct coral_
 		return 0; /* a kind this version does not know changes no block */
 	if (t >= 0 && (rec->flags & CORAL_REDO_F_BEGIN)) {
 		/* the session began anew without a commit: the earlier one was abandoned */
-		r->tx[t].open = false;
+		close_txn(r, (uint32_t)t);
 		t = -1;
 	}
 	if (t < 0 && (t = new_txn(r, thread, rec->session)) < 0)
@@ -164,9 +188,9 @@ int64_t recovery_read_thread(struct recovery *r, const char *shared_dir, uint32_
 	if (x.rc != 0)
 		return x.rc;
 	/* transactions still open at the thread's end never committed */
-	for (uint32_t k = 0; k < r->ntx; k++)
-		if (r->tx[k].thread == thread)
-			r->tx[k].open = false;
+	for (uint32_t k = r->nopen; k-- > 0;)
+		if (r->tx[r->open[k]].thread == thread)
+			close_txn(r, r->open[k]);
 	return n;
 }
 
