@@ -328,6 +328,42 @@ static size_t rd(struct reader *r, void *dst, size_t n)
 	return got;
 }
 
+#define PROBE_MAX (64ull << 20) /* how far past a bad record a whole one is looked for */
+
+/* The record at LSN at: 1 and *h, body if it is whole and valid; 0 at the end of the files;
+ * -1 if it is torn or damaged (*why says how). */
+static int read_rec(struct reader *r, uint64_t at, struct coral_redo_rec *h, uint8_t *body, const char **why)
+{
+	r->pos = at;
+	size_t got = rd(r, h, sizeof(*h));
+	if (got != sizeof(*h)) {
+		if (got == 0)
+			return 0;
+		*why = "a record's header is not whole";
+		return -1;
+	}
+	if (h->magic != CORAL_REDO_MAGIC || h->len < sizeof(*h) || h->len > sizeof(*h) + 2 * CORAL_REDO_MAX_BYTES + 8 ||
+	    h->len % 8 != 0 || h->lsn != at + h->len ||
+	    (uint64_t)h->nbytes * ((h->flags & CORAL_REDO_F_UNDO) ? 2 : 1) > h->len - sizeof(*h)) {
+		*why = "a record's header is damaged";
+		return -1;
+	}
+	size_t rest = h->len - sizeof(*h);
+	if (rd(r, body, rest) != rest) {
+		*why = "a record is not whole";
+		return -1;
+	}
+	uint32_t crc = h->crc;
+	h->crc = 0;
+	uint32_t c = coral_crc32c(coral_crc32c(0, h, sizeof(*h)), body, rest);
+	h->crc = crc;
+	if (c != crc) {
+		*why = "a record's checksum is wrong";
+		return -1;
+	}
+	return 1;
+}
+
 int64_t coral_redo_scan(const char *shared_dir, uint32_t thread, uint64_t segment_size, uint64_t from,
 			coral_redo_visit_fn fn, void *arg, uint64_t *end_lsn, char *err, size_t errsz)
 {
@@ -353,49 +389,43 @@ int64_t coral_redo_scan(const char *shared_dir, uint32_t thread, uint64_t segmen
 	int64_t n = 0;
 	uint64_t end = from;
 	const char *why = NULL;
-	for (;;) {
-		struct coral_redo_rec h;
-		r.pos = end;
-		size_t got = rd(&r, &h, sizeof(h));
-		if (got != sizeof(h)) {
-			if (got > 0)
-				why = "a record's header is not whole";
-			break;
-		}
-		if (h.magic != CORAL_REDO_MAGIC || h.len < sizeof(h) || h.len > sizeof(h) + 2 * CORAL_REDO_MAX_BYTES + 8 ||
-		    h.len % 8 != 0 || h.lsn != end + h.len ||
-		    (uint64_t)h.nbytes * ((h.flags & CORAL_REDO_F_UNDO) ? 2 : 1) > h.len - sizeof(h)) {
-			why = "a record's header is damaged";
-			break;
-		}
-		size_t rest = h.len - sizeof(h);
-		if (rd(&r, body, rest) != rest) {
-			why = "a record is not whole";
-			break;
-		}
-		uint32_t crc = h.crc;
-		h.crc = 0;
-		uint32_t c = coral_crc32c(coral_crc32c(0, &h, sizeof(h)), body, rest);
-		h.crc = crc;
-		if (c != crc) {
-			why = "a record's checksum is wrong";
-			break;
-		}
+	struct coral_redo_rec h;
+	int v;
+	while ((v = read_rec(&r, end, &h, body, &why)) == 1) {
 		if (fn && fn(arg, &h, body) != 0)
 			break;
 		end = h.lsn;
 		n++;
 	}
+	uint64_t follows = 0;
+	if (why) {
+		/* a torn last write has nothing whole after it; a valid record further on means the
+		 * thread is damaged in the middle, and what follows would be lost without a word */
+		for (uint64_t at = end + 8; at < end + PROBE_MAX && follows == 0; at += 8) {
+			struct coral_redo_rec p;
+			r.pos = at;
+			if (rd(&r, &p, sizeof(p)) != sizeof(p))
+				break;
+			const char *w2;
+			if (p.magic == CORAL_REDO_MAGIC && p.lsn == at + p.len && read_rec(&r, at, &p, body, &w2) == 1)
+				follows = at;
+		}
+	}
 	if (why && err)
-		snprintf(err, errsz, "%s at LSN %llu (segment %llu)", why, (unsigned long long)end,
-			 (unsigned long long)(end / segment_size));
+		snprintf(err, errsz, "%s at LSN %llu (segment %llu)%s", why, (unsigned long long)end,
+			 (unsigned long long)(end / segment_size),
+			 follows ? ", and a whole record follows: the thread is damaged in the middle" : "");
+	if (follows && err) {
+		size_t l = strlen(err);
+		snprintf(err + l, errsz - l, " (at LSN %llu)", (unsigned long long)follows);
+	}
 	if (r.fd >= 0)
 		close(r.fd);
 	free(body);
 	free(r.buf);
 	if (end_lsn)
 		*end_lsn = end;
-	return n;
+	return follows ? CORAL_ECORRUPT : n;
 }
 
 /* ---- the thread's checkpoint file ------------------------------------------------------ */

@@ -156,7 +156,9 @@ int coral_redo_segments(const char *shared_dir, uint32_t thread, uint64_t *n, ui
  * of the files, at the first torn or damaged record, or when fn returns non-zero. Returns
  * records read, or < 0; *end_lsn gets the end of the last valid record. err says why it
  * stopped if that was not the end of the files (a record that is not whole, or whose header,
- * LSN or checksum is wrong: a torn last write, or damage), "" otherwise. */
+ * LSN or checksum is wrong: a torn last write, or damage), "" otherwise. If a whole record
+ * follows the bad one (within 64 MiB), the thread is damaged in the middle: CORAL_ECORRUPT
+ * (the records before it were visited), and err says where both are. */
 typedef int (*coral_redo_visit_fn)(void *arg, const struct coral_redo_rec *rec, const uint8_t *bytes);
 int64_t coral_redo_scan(const char *shared_dir, uint32_t thread, uint64_t segment_size, uint64_t from,
 			coral_redo_visit_fn fn, void *arg, uint64_t *end_lsn, char *err, size_t errsz);

@@ -337,3 +337,26 @@ Test(recovery, a_dead_process_s_open_transaction_is_taken_back)
 	cr_expect_eq(read_on(3, fid, 0), 6);
 	cr_expect_eq(read_on(3, fid, 1), 7);
 }
+
+/* A byte of node 1's redo thread damaged in the middle (whole records after it), then every
+ * node killed: the cold start refuses to serve anything, and says where the thread is
+ * damaged, instead of recovering what comes before and losing what follows. */
+Test(recovery, a_thread_damaged_in_the_middle_stops_the_cold_start)
+{
+	cl_prepare("rcx", rare_checkpoints);
+	start_all();
+	json_t *df = ctl_json(1, "datafile create rcx 4");
+	cr_assert_not_null(df, "%s", res.out);
+	uint32_t fid = (uint32_t)jint(df, "id");
+	json_decref(df);
+	for (uint64_t v = 1; v <= 20; v++)
+		commit_on(1, fid, v % 4, v);
+	kill_all(0);
+	/* the 100th byte of the thread: inside its first records (a commit record is 56) */
+	cr_assert_eq(run("printf 'X' | dd of=%s/shared/redo/thread_1/00000000.redo bs=1 seek=100 conv=notrunc "
+			 "2>/dev/null && echo ok", cl.dir)->code, 0, "%s", res.out);
+	cr_expect_neq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "the cluster started on a damaged thread");
+	cr_expect_eq(run("grep -h 'damaged in the middle' %s/node*/node.log", cl.dir)->code, 0,
+		     "no log says the thread is damaged: %s", res.out);
+	fprintf(stderr, "%s", res.out);
+}
