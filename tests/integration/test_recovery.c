@@ -122,14 +122,55 @@ static void recovered_and_the_bank_adds_up(void)
 	json_decref(b);
 }
 
+/* A data file of `blocks` blocks, made through node 1. */
+static uint32_t new_file(const char *name, int blocks)
+{
+	char cmd[96];
+	snprintf(cmd, sizeof(cmd), "datafile create %s %d", name, blocks);
+	json_t *df = ctl_json(1, cmd);
+	cr_assert_not_null(df, "%s", res.out);
+	uint32_t fid = (uint32_t)jint(df, "id");
+	json_decref(df);
+	return fid;
+}
+
+/* A child process whose session on node `node` changes, in order, the first 8 bytes of each
+ * block of ch[i][0] to ch[i][1] in one transaction, releases the blocks and waits, the
+ * transaction open, to be killed. Returns once the changes are made. */
+static pid_t open_txn_child(int node, uint32_t fid, const uint64_t (*ch)[2], int n)
+{
+	int ready[2];
+	cr_assert_eq(pipe(ready), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		struct coral_session *s;
+		if (coral_session_open(cl.conf, node, "test", "open-txn", &s) != 0)
+			_exit(1);
+		for (int i = 0; i < n; i++) {
+			struct coral_block *b = NULL;
+			if (coral_block_get(s, fid, ch[i][0], CORAL_MODE_X, &b) != 0 ||
+			    coral_block_modify(s, b, 0, &ch[i][1], sizeof(ch[i][1])) != 0)
+				_exit(2);
+			coral_block_release(s, b);
+		}
+		if (write(ready[1], "k", 1) != 1)
+			_exit(3);
+		pause();
+		_exit(0);
+	}
+	char k;
+	cr_assert_eq(read(ready[0], &k, 1), 1, "the child's transaction did not start");
+	close(ready[0]);
+	close(ready[1]);
+	return child;
+}
+
 Test(recovery, every_node_killed_then_started_recovers_every_thread)
 {
 	cl_prepare("rcv", rare_checkpoints);
 	start_all();
-	json_t *df = ctl_json(1, "datafile create rcv 8");
-	cr_assert_not_null(df, "%s", res.out);
-	uint32_t fid = (uint32_t)jint(df, "id");
-	json_decref(df);
+	uint32_t fid = new_file("rcv", 8);
 
 	commit_on(1, fid, 0, 11);
 	commit_on(2, fid, 1, 22);
@@ -141,26 +182,8 @@ Test(recovery, every_node_killed_then_started_recovers_every_thread)
 	commit_on(2, fid, 4, 44);
 
 	/* a transaction left open on node 2 (its redo made durable by a later commit there) */
-	int ready[2];
-	cr_assert_eq(pipe(ready), 0);
-	pid_t child = fork();
-	cr_assert_geq(child, 0);
-	if (child == 0) {
-		struct coral_session *s;
-		if (coral_session_open(cl.conf, 2, "test", "open-txn", &s) != 0)
-			_exit(1);
-		struct coral_block *b = NULL;
-		uint64_t v = 99;
-		if (coral_block_get(s, fid, 4, CORAL_MODE_X, &b) != 0 || coral_block_modify(s, b, 0, &v, sizeof(v)) != 0)
-			_exit(2);
-		coral_block_release(s, b);
-		if (write(ready[1], "k", 1) != 1)
-			_exit(3);
-		pause();
-		_exit(0);
-	}
-	char k;
-	cr_assert_eq(read(ready[0], &k, 1), 1, "the child's transaction did not start");
+	static const uint64_t open_change[][2] = {{4, 99}};
+	pid_t child = open_txn_child(2, fid, open_change, 1);
 	commit_on(2, fid, 5, 55);
 
 	for (uint64_t b = 0; b < 6; b++)
@@ -266,35 +289,12 @@ Test(recovery, a_dead_process_s_open_transaction_is_taken_back)
 {
 	cl_prepare("rcd", NULL);
 	start_all();
-	json_t *df = ctl_json(1, "datafile create rcd 4");
-	cr_assert_not_null(df, "%s", res.out);
-	uint32_t fid = (uint32_t)jint(df, "id");
-	json_decref(df);
+	uint32_t fid = new_file("rcd", 4);
 	commit_on(1, fid, 0, 5);
 	commit_on(1, fid, 1, 7);
 
-	int ready[2];
-	cr_assert_eq(pipe(ready), 0);
-	pid_t child = fork();
-	cr_assert_geq(child, 0);
-	if (child == 0) {
-		struct coral_session *s;
-		if (coral_session_open(cl.conf, 1, "test", "dies", &s) != 0)
-			_exit(1);
-		struct coral_block *b = NULL, *b2 = NULL;
-		uint64_t v = 105, w = 107;
-		if (coral_block_get(s, fid, 0, CORAL_MODE_X, &b) != 0 || coral_block_modify(s, b, 0, &v, sizeof(v)) != 0 ||
-		    coral_block_get(s, fid, 1, CORAL_MODE_X, &b2) != 0 || coral_block_modify(s, b2, 0, &w, sizeof(w)) != 0 ||
-		    coral_block_modify(s, b, 0, &w, sizeof(w)) != 0)
-			_exit(2);
-		coral_block_release(s, b);
-		if (write(ready[1], "k", 1) != 1)
-			_exit(3);
-		pause();
-		_exit(0);
-	}
-	char k;
-	cr_assert_eq(read(ready[0], &k, 1), 1, "the child's transaction did not start");
+	static const uint64_t changes[][2] = {{0, 105}, {1, 107}, {0, 107}};
+	pid_t child = open_txn_child(1, fid, changes, 3);
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	cr_expect_eq(read_on(2, fid, 0), 5, "an uncommitted change of a dead process was read");
@@ -345,10 +345,7 @@ Test(recovery, a_thread_damaged_in_the_middle_stops_the_cold_start)
 {
 	cl_prepare("rcx", rare_checkpoints);
 	start_all();
-	json_t *df = ctl_json(1, "datafile create rcx 4");
-	cr_assert_not_null(df, "%s", res.out);
-	uint32_t fid = (uint32_t)jint(df, "id");
-	json_decref(df);
+	uint32_t fid = new_file("rcx", 4);
 	for (uint64_t v = 1; v <= 20; v++)
 		commit_on(1, fid, v % 4, v);
 	kill_all(0);
