@@ -286,7 +286,8 @@ int recovery_apply(struct recovery *r, uint64_t i, uint8_t *image, uint32_t bloc
 			skipped++;
 			continue;
 		}
-		memcpy(data + c->offset, r->arena + c->at, c->len);
+		if (c->len > 0) /* a change of no bytes moves the SCN only (no arena if all are) */
+			memcpy(data + c->offset, r->arena + c->at, c->len);
 		scn = c->scn;
 		applied++;
 	}
@@ -306,7 +307,8 @@ int recovery_apply(struct recovery *r, uint64_t i, uint8_t *image, uint32_t bloc
 				kept++;
 				continue;
 			}
-			memcpy(data + c->offset, r->arena + c->at + c->len, c->len);
+			if (c->len > 0)
+				memcpy(data + c->offset, r->arena + c->at + c->len, c->len);
 			undone++;
 		}
 		/* an image that no node ever held: newer than every one that was */
