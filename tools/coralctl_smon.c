@@ -4,6 +4,7 @@
 #include "errors.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static json_t *event_json(const Coral__RecoveryEvent *e)
@@ -31,7 +32,9 @@ static void event_line(const Coral__RecoveryEvent *e)
 	char when[32];
 	gmtime_r(&t, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	if (e->session != 0 || e->pid != 0)
+	if (strcmp(e->kind, "not recovered") == 0)
+		printf("%s %-16s %s\n", when, e->kind, e->result);
+	else if (e->session != 0 || e->pid != 0)
 		printf("%s %-16s pid %d session %u: %llu changes taken back, %llu left, %llu blocks released, %llu ms: %s\n",
 		       when, e->kind, (int)e->pid, e->session, (unsigned long long)e->undone, (unsigned long long)e->kept,
 		       (unsigned long long)e->blocks, (unsigned long long)e->total_ms, e->result);

@@ -193,6 +193,48 @@ static int cold_recover(const struct coral_conf *conf, struct rcv_event *ev, cha
 	return rc;
 }
 
+struct count_changes {
+	uint64_t changes, commits;
+};
+
+static int count_fn(void *arg, const struct coral_redo_rec *rec, const uint8_t *bytes)
+{
+	(void)bytes;
+	struct count_changes *c = arg;
+	c->changes += rec->type == CORAL_REDO_CHANGE;
+	c->commits += rec->type == CORAL_REDO_COMMIT;
+	return 0;
+}
+
+/* Not a cold start: other instances run. If this node's own thread has changes after its
+ * checkpoint, its previous incarnation ended without writing them back (killed, or lost)
+ * and no recovery applied them (the recovery of a node lost while others run is not built):
+ * committed changes of it may be missing from the data files. Said loudly, and recorded. */
+static void check_own_thread(struct smond *m, const struct coral_conf *conf, uint32_t thread)
+{
+	struct coral_redo_ckpt k;
+	char err[256];
+	if (coral_redo_ckpt_read(conf->storage.shared_dir, thread, &k, err, sizeof(err)) != 0)
+		k.lsn = 0;
+	struct count_changes c = {0};
+	uint64_t end;
+	int64_t n = coral_redo_scan(conf->storage.shared_dir, thread, (uint64_t)conf->cache.redo_segment, k.lsn, count_fn,
+				    &c, &end, err, sizeof(err));
+	if (n <= 0 || c.changes == 0)
+		return;
+	log_error("redo thread %u has %llu changes (%llu commit records, LSN %llu to %llu) after its checkpoint that no "
+		  "recovery applied: this node's previous incarnation ended without writing them back while other "
+		  "nodes ran, and the recovery of a lost node is not built yet: its committed changes to blocks no "
+		  "survivor held may be missing from the data files",
+		  thread, (unsigned long long)c.changes, (unsigned long long)c.commits, (unsigned long long)k.lsn,
+		  (unsigned long long)end);
+	struct rcv_event ev = {.kind = "not recovered", .at_ms = coral_now_real_ns() / 1000000ull, .threads = 1,
+			       .records = (uint64_t)n, .txns = c.commits};
+	snprintf(ev.result, sizeof(ev.result), "thread %u: %llu changes after the checkpoint (LSN %llu to %llu) not applied",
+		 thread, (unsigned long long)c.changes, (unsigned long long)k.lsn, (unsigned long long)end);
+	rcv_history_add(&m->history, &ev);
+}
+
 static int smond_init(struct coral_daemon *d)
 {
 	struct smond *m = calloc(1, sizeof(*m));
@@ -216,6 +258,8 @@ static int smond_init(struct coral_daemon *d)
 	} else if (rc != CORAL_EBUSY) {
 		log_error("the instance lock: %s", err);
 		return rc;
+	} else {
+		check_own_thread(m, &d->conf, (uint32_t)d->node->id);
 	}
 	/* from exclusive (or nothing) to shared: this node's instance runs from now */
 	rc = coral_instance_lock(&d->conf, false, (int)d->conf.supervisor.ready_timeout_ms, &m->lock_fd, err,

@@ -357,3 +357,28 @@ Test(recovery, a_thread_damaged_in_the_middle_stops_the_cold_start)
 		     "no log says the thread is damaged: %s", res.out);
 	fprintf(stderr, "%s", res.out);
 }
+
+/* Node 3 alone killed while nodes 1 and 2 run, with committed changes only in its cache:
+ * nothing recovers its thread yet (that is the recovery of a lost node, not built), and when
+ * it starts again its smond says so, loudly, and records it: it is not a silent loss. */
+Test(recovery, a_node_lost_alone_is_said_to_be_unrecovered_when_it_returns)
+{
+	cl_prepare("rcu", rare_checkpoints);
+	start_all();
+	uint32_t fid = new_file("rcu", 4);
+	commit_on(3, fid, 0, 33);
+	run("kill -9 $(cat %s/node3/coral-node.pid) $(cat %s/node3/*.pid | sort -u) 2>/dev/null; true", cl.dir, cl.dir);
+	for (int i = 0; i < 50; i++) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		usleep(20000);
+	}
+	cr_assert_eq(run("%s -c %s start 3", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_expect_eq(run("grep -h 'that no recovery applied' %s/node3/node.log", cl.dir)->code, 0,
+		     "node 3's smond does not say its thread was not recovered");
+	json_t *h = ctl_json(3, "recovery history");
+	cr_assert_not_null(h, "%s", res.out);
+	json_t *last = json_array_get(h, json_array_size(h) - 1);
+	cr_expect_str_eq(jstr(last, "kind"), "not recovered", "%s", res.out);
+	json_decref(h);
+}
