@@ -442,28 +442,7 @@ int coral_redo_ckpt_write(const char *thread_dir, uint32_t thread, uint64_t lsn,
 {
 	struct coral_redo_ckpt c = {CORAL_REDO_CKPT_MAGIC, thread, lsn, ns, 0, 0};
 	c.crc = ckpt_crc(&c);
-	char tmp[PATH_MAX], path[PATH_MAX];
-	snprintf(tmp, sizeof(tmp), "%s/checkpoint.tmp", thread_dir);
-	snprintf(path, sizeof(path), "%s/checkpoint", thread_dir);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	bool ok = fd >= 0 && write(fd, &c, sizeof(c)) == (ssize_t)sizeof(c) && fsync(fd) == 0;
-	int e = errno;
-	if (fd >= 0)
-		close(fd);
-	if (ok && rename(tmp, path) != 0) {
-		ok = false;
-		e = errno;
-	}
-	if (!ok) {
-		snprintf(err, errsz, "writing %s: %s", path, strerror(e));
-		return coral_err_from_errno(e);
-	}
-	int dfd = open(thread_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	return 0;
+	return coral_write_file_atomic(thread_dir, "checkpoint", &c, sizeof(c), 0640, err, errsz);
 }
 
 int coral_redo_ckpt_read(const char *shared_dir, uint32_t thread, struct coral_redo_ckpt *out, char *err,

@@ -141,28 +141,15 @@ static int ctlfile_store(const struct coral_conf *conf, struct coral_ctlfile *cf
 	h.next_id = cf->next_id;
 	h.seq = ++cf->seq;
 	h.crc = cf_crc(&h, cf->files, cf->nfiles);
-	char tmp[CORAL_STR_MAX + 32], path[CORAL_STR_MAX + 32];
-	cf_path(conf, "control.tmp", tmp, sizeof(tmp));
-	cf_path(conf, "control", path, sizeof(path));
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd < 0) {
-		snprintf(err, errsz, "%s: %s", tmp, strerror(errno));
-		return CORAL_EIO;
-	}
-	int rc = full_pwrite(fd, &h, sizeof(h), 0);
-	if (rc == 0 && cf->nfiles)
-		rc = full_pwrite(fd, cf->files, cf->nfiles * sizeof(cf->files[0]), sizeof(h));
-	if (rc == 0 && fsync(fd) != 0)
-		rc = CORAL_EIO;
-	close(fd);
-	if (rc == 0 && rename(tmp, path) != 0)
-		rc = CORAL_EIO;
-	if (rc == 0)
-		rc = fsync_dir(conf->storage.shared_dir);
-	if (rc != 0) {
-		snprintf(err, errsz, "writing %s: %s", path, strerror(errno));
-		unlink(tmp);
-	}
+	size_t len = sizeof(h) + cf->nfiles * sizeof(cf->files[0]);
+	uint8_t *buf = malloc(len);
+	if (buf == NULL)
+		return CORAL_ENOMEM;
+	memcpy(buf, &h, sizeof(h));
+	if (cf->nfiles)
+		memcpy(buf + sizeof(h), cf->files, cf->nfiles * sizeof(cf->files[0]));
+	int rc = coral_write_file_atomic(conf->storage.shared_dir, "control", buf, len, 0640, err, errsz);
+	free(buf);
 	return rc;
 }
 

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ifaddrs.h>
 #include <limits.h>
 #include <netdb.h>
@@ -269,4 +270,52 @@ bool coral_pid_is(pid_t pid, const char *comm)
 	/* comm is cut at 15 characters; a zombie (killed, not yet reaped by a pid 1 that is
 	 * slow to: containers) keeps its comm but runs nothing */
 	return strncmp(buf, comm, 15) == 0 && coral_pid_alive(pid);
+}
+
+int coral_write_file_atomic(const char *dir, const char *name, const void *data, size_t len, mode_t mode, char *err,
+			    size_t errsz)
+{
+	char tmp[PATH_MAX], path[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name) >= (int)sizeof(tmp) ||
+	    snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path)) {
+		snprintf(err, errsz, "%s/%s: path too long", dir, name);
+		return CORAL_EINVAL;
+	}
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	int e = 0;
+	if (fd < 0) {
+		e = errno;
+	} else {
+		const uint8_t *p = data;
+		for (size_t left = len; left > 0 && e == 0;) {
+			ssize_t k = write(fd, p, left);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				e = k < 0 ? errno : EIO;
+			else {
+				p += k;
+				left -= (size_t)k;
+			}
+		}
+		if (e == 0 && fsync(fd) != 0)
+			e = errno;
+		close(fd);
+	}
+	if (e == 0 && rename(tmp, path) != 0)
+		e = errno;
+	if (e == 0) {
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd) != 0)
+			e = errno ? errno : EIO;
+		if (dfd >= 0)
+			close(dfd);
+	}
+	if (e != 0) {
+		snprintf(err, errsz, "writing %s: %s", path, strerror(e));
+		if (fd >= 0)
+			unlink(tmp);
+		return coral_err_from_errno(e);
+	}
+	return 0;
 }

@@ -35,6 +35,12 @@ void coral_format_size(int64_t v, char *buf, size_t bufsz);
 /* mkdir -p with the given mode for each created component. */
 int coral_mkdir_p(const char *path, mode_t mode);
 
+/* Writes dir/name whole or not at all: dir/name.tmp written and fsync'd, renamed over it, the
+ * directory fsync'd (a reader finds the old file or the new one). 0, or a CORAL_E* code with
+ * the file and cause in err. */
+int coral_write_file_atomic(const char *dir, const char *name, const void *data, size_t len, mode_t mode, char *err,
+			    size_t errsz);
+
 /* True if host is a loopback name/address or an address or name of this machine. */
 bool coral_host_is_local(const char *host);
 /* True if host is a valid IPv4/IPv6 literal or a syntactically valid host name. */

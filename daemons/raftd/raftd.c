@@ -144,28 +144,6 @@ static void note_events(struct raftd *r)
 
 /* ---- incarnation -------------------------------------------------------------------- */
 
-static int write_file_atomic(const char *dir, const char *name, const char *text)
-{
-	char tmp[CORAL_STR_MAX + 64], dst[CORAL_STR_MAX + 64];
-	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name);
-	snprintf(dst, sizeof(dst), "%s/%s", dir, name);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd < 0)
-		return CORAL_ESYS;
-	size_t len = strlen(text);
-	int rc = (write(fd, text, len) == (ssize_t)len && fsync(fd) == 0) ? 0 : CORAL_EIO;
-	close(fd);
-	if (rc == 0 && rename(tmp, dst) != 0)
-		rc = CORAL_ESYS;
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		if (fsync(dfd) != 0 && rc == 0)
-			rc = CORAL_EIO;
-		close(dfd);
-	}
-	return rc;
-}
-
 /* Every start, and every rejoin after an eviction, is a new incarnation: the counter in
  * data_dir/incarnation goes up by one and is synced before the node says it. */
 static int bump_incarnation(struct raftd *r)
@@ -183,9 +161,10 @@ static int bump_incarnation(struct raftd *r)
 		inc = r->incarnation;
 	inc++;
 	snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)inc);
-	int rc = write_file_atomic(r->data_dir, "incarnation", buf);
+	char err[CORAL_STR_MAX + 128];
+	int rc = coral_write_file_atomic(r->data_dir, "incarnation", buf, strlen(buf), 0640, err, sizeof(err));
 	if (rc != 0) {
-		log_error("cannot write %s: %s", path, strerror(errno));
+		log_error("cannot keep the incarnation: %s", err);
 		return rc;
 	}
 	r->incarnation = inc;

@@ -69,14 +69,14 @@ static uint64_t on_disk(uint32_t fid, uint64_t block)
 	return v;
 }
 
-/* A power loss of the whole cluster: every supervisor and daemon (and child, if any) gets
+/* A power loss of nodes first..last: every supervisor and daemon (and child, if any) gets
  * SIGKILL; their zombies are reaped (this process is their subreaper: a zombie counts as a
  * running daemon). */
-static void kill_all(pid_t child)
+static void kill_nodes(pid_t child, int first, int last)
 {
 	if (child > 0)
 		kill(child, SIGKILL);
-	for (int n = 1; n <= 3; n++)
+	for (int n = first; n <= last; n++)
 		run("kill -9 $(cat %s/node%d/coral-node.pid) $(cat %s/node%d/*.pid | sort -u) 2>/dev/null; true", cl.dir, n,
 		    cl.dir, n);
 	for (int i = 0; i < 50; i++) {
@@ -85,6 +85,8 @@ static void kill_all(pid_t child)
 		usleep(20000);
 	}
 }
+
+static void kill_all(pid_t child) { kill_nodes(child, 1, 3); }
 
 #define BANK_ARGS "--accounts 200 --per-block 8 --sessions 2 --readers 0"
 
@@ -367,12 +369,7 @@ Test(recovery, a_node_lost_alone_is_said_to_be_unrecovered_when_it_returns)
 	start_all();
 	uint32_t fid = new_file("rcu", 4);
 	commit_on(3, fid, 0, 33);
-	run("kill -9 $(cat %s/node3/coral-node.pid) $(cat %s/node3/*.pid | sort -u) 2>/dev/null; true", cl.dir, cl.dir);
-	for (int i = 0; i < 50; i++) {
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			;
-		usleep(20000);
-	}
+	kill_nodes(0, 3, 3);
 	cr_assert_eq(run("%s -c %s start 3", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
 	cr_expect_eq(run("grep -h 'that no recovery applied' %s/node3/node.log", cl.dir)->code, 0,
 		     "node 3's smond does not say its thread was not recovered");
