@@ -529,8 +529,8 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 	if (s->fd < 0 && lmsd_connect(s) != 0)
 		return CORAL_ENOTRUNNING;
 	/* a block this transaction changed and released is still pinned in X: it is the
-	 * caller's again (waiting for its own pin would never end) */
-	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++) {
+	 * caller's again (waiting for its own pin would never end); none outside a transaction */
+	for (int i = 0; s->txn && i < CORAL_SESSION_MAX_PINS; i++) {
 		struct coral_block *k = &s->pins[i];
 		if (k->used && k->held && k->file == file && k->block == block) {
 			k->held = false;
