@@ -232,6 +232,17 @@ static const struct coral_opt coral__supervisor_opts[] = {
 	    "a daemon whose heartbeat is older than this is killed and restarted (0: never)"),
 };
 
+static const struct coral_opt coral__recovery_opts[] = {
+	OPT(coral_recovery_conf, workers, INT, "2", 1, 64, false,
+	    "threads applying redo, by block, in the recovery of a lost node"),
+	OPT(coral_recovery_conf, max_memory, SIZE, "1G", 1 << 20, (int64_t)1 << 40, false,
+	    "change bytes one recovery holds in memory (past it the recovery fails, loudly)"),
+	OPT(coral_recovery_conf, rejoin_wait_ms, INT, "8000", 0, 3600000, false,
+	    "a node starting again after its loss waits this long for its thread's recovery"),
+	OPT(coral_recovery_conf, peers_wait_ms, INT, "60000", 100, 3600000, false,
+	    "the survivor that claimed a lost thread waits this long for the others' part"),
+};
+
 static const struct coral_opt coral__daemon_opts[] = {
 	OPT(coral_daemon_conf, log_level, LOGLEVEL, "info", 0, 4, true,
 	    "least severe level logged: debug, info, notice, warning, error"),
@@ -250,9 +261,9 @@ static const struct coral_opt coral__daemon_opts[] = {
 
 enum coral__sect_kind {
 	SK_CLUSTER, SK_STORAGE, SK_TLS, SK_SUPERVISOR, SK_RAFT, SK_INTERCONNECT, SK_GRD, SK_CACHE, /* one each */
-	SK_NODE, SK_DAEMON
+	SK_RECOVERY, SK_NODE, SK_DAEMON
 };
-#define SK_LAST_SINGLE SK_CACHE
+#define SK_LAST_SINGLE SK_RECOVERY
 
 struct coral__sect_def {
 	const char *name;
@@ -271,6 +282,7 @@ static const struct coral__sect_def coral__sections[] = {
 	SECT("interconnect", SK_INTERCONNECT, coral__interconnect_opts),
 	SECT("grd", SK_GRD, coral__grd_opts),
 	SECT("cache", SK_CACHE, coral__cache_opts),
+	SECT("recovery", SK_RECOVERY, coral__recovery_opts),
 	SECT("node", SK_NODE, coral__node_opts),
 	SECT("daemon", SK_DAEMON, coral__daemon_opts),
 };
@@ -294,6 +306,7 @@ static void *coral__sect_base(struct coral_conf *c, enum coral__sect_kind k, int
 	case SK_INTERCONNECT: *meta = &c->interconnect_meta; return &c->interconnect;
 	case SK_GRD: *meta = &c->grd_meta; return &c->grd;
 	case SK_CACHE: *meta = &c->cache_meta; return &c->cache;
+	case SK_RECOVERY: *meta = &c->recovery_meta; return &c->recovery;
 	case SK_NODE: *meta = &c->nodes[idx].meta; return &c->nodes[idx];
 	case SK_DAEMON: *meta = &c->daemon_meta[idx]; return &c->daemon[idx];
 	}

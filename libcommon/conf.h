@@ -179,6 +179,14 @@ struct coral_cache_conf {
 	int64_t spin_us;               /* a session spins this long for lmsd's answer */
 };
 
+/* Instance recovery (smond). */
+struct coral_recovery_conf {
+	int64_t workers;               /* threads applying redo to the blocks of a lost node's recovery */
+	int64_t max_memory;            /* change bytes one recovery holds in memory */
+	int64_t rejoin_wait_ms;        /* a returning node waits this long for its thread's recovery */
+	int64_t peers_wait_ms;         /* the claimer waits this long for the other survivors' part */
+};
+
 struct coral_supervisor_conf {
 	char bin_dir[CORAL_STR_MAX];
 	int64_t ready_timeout_ms;
@@ -209,9 +217,10 @@ struct coral_conf {
 	struct coral_interconnect_conf interconnect;
 	struct coral_grd_conf grd;
 	struct coral_cache_conf cache;
+	struct coral_recovery_conf recovery;
 	struct coral_daemon_conf daemon[CORAL_NDAEMONS];
 	struct coral_sect_meta cluster_meta, storage_meta, tls_meta, supervisor_meta, raft_meta,
-		interconnect_meta, grd_meta, cache_meta;
+		interconnect_meta, grd_meta, cache_meta, recovery_meta;
 	struct coral_sect_meta daemon_meta[CORAL_NDAEMONS];
 	int nnodes;
 	struct coral_node_conf nodes[CORAL_MAX_NODES];

@@ -20,6 +20,7 @@
 #include "sync.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -199,6 +200,18 @@ struct coral_grd_entry {
 
 enum { CORAL_GRDB_ACTIVE, CORAL_GRDB_FROZEN, CORAL_GRDB_REBUILDING };
 
+/* A node's loss as this node's directory sees it. grdd counts a loss (seq, with the lost
+ * incarnation) before it publishes the map that names it; the buckets the lost node mastered
+ * are then refused here for blocks no survivor reported (no entry) until smond, having read
+ * the lost thread, has made an entry needing recovery for each block it must recover and
+ * sets released = seq. smond's part for a loss is over when done = seq. lmsd says gcs = seq
+ * once the blocks' state at this master is rebuilt from the survivors' reports and what was
+ * under way with the lost node is settled (smond waits for it). */
+struct coral_grd_loss {
+	_Atomic uint64_t seq, released, done, incarnation;
+	_Atomic uint64_t gcs;          /* = seq: lmsd has rebuilt and settled its blocks' state */
+};
+
 struct coral_grd_dir {
 	uint32_t capacity;
 	uint32_t pad;
@@ -209,10 +222,21 @@ struct coral_grd_dir {
 	uint32_t used, lru_len;
 	_Atomic uint8_t bstate[CORAL_GRD_BUCKETS]; /* CORAL_GRDB_*, written by grdd */
 	_Atomic uint64_t finds, inserts, evictions, refused_full, removes, latch_repairs;
+	struct coral_grd_loss loss[CORAL_MAX_NODES]; /* index id-1 */
 	/* then: latches[CORAL_GRD_BUCKETS], heads[CORAL_GRD_BUCKETS] (uint32), entries */
 };
 
 size_t coral_grd_dir_size(uint32_t capacity);
+
+/* Whether a block with no entry here, in a bucket lost_owner mastered (coral_grd_lookup),
+ * must wait for its recovery: the loss is not released yet. */
+static inline bool coral_grd_loss_pending(const struct coral_grd_dir *d, uint32_t lost_owner)
+{
+	if (lost_owner == 0 || lost_owner > CORAL_MAX_NODES)
+		return false;
+	const struct coral_grd_loss *l = &d->loss[lost_owner - 1];
+	return atomic_load(&l->released) != atomic_load(&l->seq);
+}
 /* Initialises a directory in memory of coral_grd_dir_size(capacity) bytes (SGA or heap). */
 int coral_grd_dir_init(struct coral_grd_dir *d, size_t size, uint32_t capacity);
 

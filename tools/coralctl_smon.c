@@ -1,5 +1,6 @@
 /* coralctl recovery status|history: what smond's recoveries did on this node (a cold start's
- * recovery of every thread, dead processes' transactions taken back). */
+ * recovery of every thread, this node's part of a lost node's recovery, dead processes'
+ * transactions taken back) and the one under way. */
 #include "coralctl.h"
 #include "errors.h"
 
@@ -22,6 +23,20 @@ static json_t *event_json(const Coral__RecoveryEvent *e)
 	json_object_set_new(j, "total_ms", json_integer((json_int_t)e->total_ms));
 	json_object_set_new(j, "session", json_integer((json_int_t)e->session));
 	json_object_set_new(j, "pid", json_integer((json_int_t)e->pid));
+	if (e->lost_node) {
+		json_object_set_new(j, "lost_node", json_integer((json_int_t)e->lost_node));
+		json_object_set_new(j, "lost_incarnation", json_integer((json_int_t)e->lost_incarnation));
+		json_object_set_new(j, "claimer", json_boolean(e->claimer));
+		json_t *ph = json_pack("{s:I, s:I, s:I, s:I, s:I}", "fence", (json_int_t)e->fence_ms, "rebuild",
+				       (json_int_t)e->rebuild_ms, "first_pass", (json_int_t)e->first_pass_ms, "release",
+				       (json_int_t)e->release_ms, "apply", (json_int_t)e->done_ms);
+		json_object_set_new(j, "phases_ms", ph);
+	}
+	if (e->phase && e->phase[0]) {
+		json_object_set_new(j, "phase", json_string(e->phase));
+		json_object_set_new(j, "blocks_done", json_integer((json_int_t)e->blocks_done));
+		json_object_set_new(j, "eta_ms", json_integer((json_int_t)e->eta_ms));
+	}
 	return j;
 }
 
@@ -34,6 +49,17 @@ static void event_line(const Coral__RecoveryEvent *e)
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	if (strcmp(e->kind, "not recovered") == 0)
 		printf("%s %-16s %s\n", when, e->kind, e->result);
+	else if (e->lost_node)
+		printf("%s %-16s node %u (incarnation %llu)%s: fenced +%llu ms, rebuilt +%llu, first pass +%llu (%llu "
+		       "records, %llu bytes), unaffected released +%llu, %llu blocks recovered here +%llu (%llu changes "
+		       "applied, %llu already on disk, %llu taken back); %llu ms in all: %s\n",
+		       when, e->kind, e->lost_node, (unsigned long long)e->lost_incarnation,
+		       e->claimer ? ", its thread claimed here" : "", (unsigned long long)e->fence_ms,
+		       (unsigned long long)e->rebuild_ms, (unsigned long long)e->first_pass_ms,
+		       (unsigned long long)e->records, (unsigned long long)e->bytes, (unsigned long long)e->release_ms,
+		       (unsigned long long)e->blocks, (unsigned long long)e->done_ms, (unsigned long long)e->applied,
+		       (unsigned long long)e->skipped, (unsigned long long)e->undone, (unsigned long long)e->total_ms,
+		       e->result);
 	else if (e->session != 0 || e->pid != 0)
 		printf("%s %-16s pid %d session %u: %llu changes taken back, %llu left, %llu blocks released, %llu ms: %s\n",
 		       when, e->kind, (int)e->pid, e->session, (unsigned long long)e->undone, (unsigned long long)e->kept,
@@ -61,9 +87,10 @@ static int recovery(bool history)
 		if (history) {
 			print_json(arr);
 		} else {
-			json_t *j = json_pack("{s:I, s:b, s:I, s:o}", "node", (json_int_t)ctx.node->id, "cold_start_ran",
+			json_t *j = json_pack("{s:I, s:b, s:I, s:o, s:o}", "node", (json_int_t)ctx.node->id, "cold_start_ran",
 					      (int)r->cold_start_ran, "dead_pending", (json_int_t)r->dead_pending, "last",
-					      r->n_events ? json_incref(json_array_get(arr, r->n_events - 1)) : json_null());
+					      r->n_events ? json_incref(json_array_get(arr, r->n_events - 1)) : json_null(),
+					      "current", r->current ? event_json(r->current) : json_null());
 			json_decref(arr);
 			print_json(j);
 		}
@@ -81,7 +108,18 @@ static int recovery(bool history)
 			printf("  last: ");
 			event_line(r->events[r->n_events - 1]);
 		}
-		printf("  recovery of a node lost while others run: not built yet\n");
+		const Coral__RecoveryEvent *c = r->current;
+		if (c)
+			printf("  under way: node %u (incarnation %llu)%s, phase %s, %llu ms so far; blocks recovered here: "
+			       "%llu of %llu%s",
+			       c->lost_node, (unsigned long long)c->lost_incarnation, c->claimer ? ", claimed here" : "",
+			       c->phase, (unsigned long long)c->total_ms, (unsigned long long)c->blocks_done,
+			       (unsigned long long)c->blocks, c->records ? "" : "\n");
+		if (c && c->records)
+			printf("; %llu redo records read (%llu bytes); about %llu ms left\n", (unsigned long long)c->records,
+			       (unsigned long long)c->bytes, (unsigned long long)c->eta_ms);
+		if (c == NULL)
+			printf("  no recovery of a lost node under way\n");
 	}
 	coral_ctl_response_free(resp);
 	return 0;

@@ -278,12 +278,43 @@ static int lost_buckets(struct grd_core *c, Coral__GrdLost *l)
 }
 
 /* The first map: the members there are now. */
+/* The incarnation member id had when it came on the ring of record r; 0: not known. */
+static uint64_t ring_inc(const Coral__GrdMapRecord *r, uint32_t id)
+{
+	if (r == NULL || r->n_member_incs != r->n_members)
+		return 0;
+	for (size_t i = 0; i < r->n_members; i++)
+		if (r->members[i] == id)
+			return r->member_incs[i];
+	return 0;
+}
+
+/* n's members' incarnations: each as raftd has it now (a member kept from the record has
+ * the same one, or it would not have been kept). */
+static int set_member_incs(struct grd_core *c, Coral__GrdMapRecord *n)
+{
+	uint64_t *a = malloc((n->n_members + 1) * sizeof(uint64_t));
+	if (a == NULL)
+		return CORAL_ENOMEM;
+	for (size_t i = 0; i < n->n_members; i++)
+		a[i] = member_inc(c, n->members[i]);
+	free(n->member_incs);
+	n->member_incs = a;
+	n->n_member_incs = n->n_members;
+	return 0;
+}
+
 static void commit_first(struct grd_core *c, uint32_t *want, size_t nwant)
 {
 	Coral__GrdMapRecord r = CORAL__GRD_MAP_RECORD__INIT;
+	uint64_t incs[CORAL_MAX_NODES];
+	for (size_t i = 0; i < nwant; i++)
+		incs[i] = member_inc(c, want[i]);
 	r.version = 1;
 	r.members = want;
 	r.n_members = nwant;
+	r.member_incs = incs;
+	r.n_member_incs = nwant;
 	r.cause = CORAL_GRD_CAUSE_INIT;
 	r.coordinator = c->self;
 	r.at_ms = grd_wall_ms(c);
@@ -308,7 +339,9 @@ static bool add_lost(struct grd_core *c, Coral__GrdMapRecord *n, uint32_t d)
 	}
 	coral__grd_lost__init(l);
 	l->node = d;
-	l->incarnation = member_inc(c, d);
+	/* the incarnation that was lost: the one on the ring (a node restarted since is a
+	 * member again under a new one) */
+	l->incarnation = ring_inc(c->rec, d) ? ring_inc(c->rec, d) : member_inc(c, d);
 	l->since_version = version(c) + 1;
 	n->lost[n->n_lost++] = l;
 	return lost_buckets(c, l) == 0;
@@ -359,23 +392,24 @@ static void nodes_line(char *buf, size_t n, const char *prefix, const uint32_t *
 }
 
 /* Departures: nothing can be shipped from a lost node, so no freeze; the next version drops
- * it (keep: the members that stay) and lists it as lost. */
-static void commit_leave(struct grd_core *c, const uint32_t *want, size_t nwant, const uint32_t *keep, size_t nkeep)
+ * it (keep: the members that stay) and lists it as lost. A member restarted since it came
+ * on the ring (raftd has it under a new incarnation) is lost too, and joins again after. */
+static void commit_leave(struct grd_core *c, const uint32_t *keep, size_t nkeep)
 {
 	Coral__GrdMapRecord *n = grd_rec_edit(c);
 	if (n == NULL)
 		return;
 	char detail[160];
-	nodes_line(detail, sizeof(detail), "lost", c->rec->members, c->rec->n_members, want, nwant);
+	nodes_line(detail, sizeof(detail), "lost", c->rec->members, c->rec->n_members, keep, nkeep);
 	for (size_t i = 0; i < c->rec->n_members; i++) {
 		uint32_t d = c->rec->members[i];
-		if (in_u32(want, nwant, d))
+		if (in_u32(keep, nkeep, d))
 			continue;
 		if (!add_lost(c, n, d))
 			break;
 		keep_lost_overrides(n, d);
 	}
-	if (grd_set_members(n, keep, nkeep) != 0) {
+	if (grd_set_members(n, keep, nkeep) != 0 || set_member_incs(c, n) != 0) {
 		grd_record_free(n);
 		return;
 	}
@@ -396,11 +430,30 @@ static void commit_leave(struct grd_core *c, const uint32_t *want, size_t nwant,
 	grd_record_free(n);
 }
 
+/* Every member restarted (a cold start): the members and their incarnations anew. */
+static void commit_restart(struct grd_core *c, const uint32_t *want, size_t nwant)
+{
+	Coral__GrdMapRecord *n = grd_rec_edit(c);
+	if (n == NULL)
+		return;
+	if (grd_set_members(n, want, nwant) != 0 || set_member_incs(c, n) != 0) {
+		grd_record_free(n);
+		return;
+	}
+	grd_record_stamp(c, n, CORAL_GRD_CAUSE_JOIN, 0, "every member restarted (a cold start)", grd_wall_ms(c));
+	grd_log(c, CORAL_LOG_NOTICE, "map version %llu: every member restarted (a cold start): the ring is made again",
+		(unsigned long long)n->version);
+	c->store_busy = true;
+	if (grd_record_store(c, n, GRD_STORE_LEAVE) != 0)
+		c->store_busy = false;
+	grd_record_free(n);
+}
+
 /* Arrivals: a move, frozen and shipped as any other. */
 static void start_join(struct grd_core *c, uint32_t *want, size_t nwant, const uint32_t *keep, size_t nkeep)
 {
 	Coral__GrdMapRecord *n = grd_rec_edit(c);
-	if (n == NULL || grd_set_members(n, want, nwant) != 0) {
+	if (n == NULL || grd_set_members(n, want, nwant) != 0 || set_member_incs(c, n) != 0) {
 		if (n)
 			grd_record_free(n);
 		return;
@@ -435,11 +488,21 @@ void grd_coordinate(struct grd_core *c)
 		return;
 	uint32_t keep[CORAL_MAX_NODES];
 	size_t nkeep = 0;
-	for (size_t i = 0; i < c->rec->n_members; i++)
-		if (in_u32(want, nwant, c->rec->members[i]))
-			keep[nkeep++] = c->rec->members[i];
+	for (size_t i = 0; i < c->rec->n_members; i++) {
+		uint32_t id = c->rec->members[i];
+		uint64_t was = ring_inc(c->rec, id);
+		if (in_u32(want, nwant, id) && (was == 0 || was == member_inc(c, id)))
+			keep[nkeep++] = id;
+	}
+	if (nkeep == 0 && c->rec->n_members > 0) {
+		/* every member restarted since the record was made: a cold start, whose smond
+		 * recovered every thread before any lmsd served (storage.h: the instance lock).
+		 * Nothing is lost; the ring is the members there are, under their incarnations */
+		commit_restart(c, want, nwant);
+		return;
+	}
 	if (nkeep < c->rec->n_members) {
-		commit_leave(c, want, nwant, keep, nkeep);
+		commit_leave(c, keep, nkeep);
 		return;
 	}
 	if (nkeep < nwant) {

@@ -205,12 +205,18 @@ static void forget_holds(struct grd_core *c, uint32_t lost, bool mark_recovery)
 {
 	for (uint32_t i = 0; i < c->dir->capacity; i++) {
 		struct coral_grd_entry *e = coral_grd_dir_entry(c->dir, i);
-		if (!(e->flags & CORAL_GRDE_USED) || !((e->holders | e->pi) & bit(lost)))
+		if (!(e->flags & CORAL_GRDE_USED) ||
+		    !(((e->holders | e->pi) & bit(lost)) || e->cur == lost || e->op_node == lost))
 			continue;
 		coral_grd_dir_lock(c->dir, e->bucket);
-		if ((e->flags & CORAL_GRDE_USED) && ((e->holders | e->pi) & bit(lost))) {
+		if ((e->flags & CORAL_GRDE_USED) && (((e->holders | e->pi) & bit(lost)) || e->cur == lost ||
+						     (e->op_node == lost && e->op_phase == 2))) {
 			bool block = coral_resid_is_block(&e->id);
-			if (mark_recovery && (coral_grd_mode_writes(block, e->mode[lost - 1]) || (e->pi & bit(lost)))) {
+			/* a block's current image with the lost node (in S too: the last writer
+			 * of a shared image keeps it dirty), or on its way there (lmsd's operation
+			 * in its transfer phase: the image may have arrived and been changed) */
+			bool had = block && (e->cur == lost || (e->op_node == lost && e->op_phase == 2));
+			if (mark_recovery && (had || coral_grd_mode_writes(block, e->mode[lost - 1]) || (e->pi & bit(lost)))) {
 				e->flags |= CORAL_GRDE_RECOVERY;
 				e->recovery_node = (uint8_t)lost;
 			}

@@ -340,6 +340,25 @@ static void new_losses(struct grd_core *c, const Coral__GrdMapRecord *old, const
 	}
 }
 
+/* Nodes lost in r and not in old are counted in the directory before r's map is published:
+ * from the moment a survivor masters a lost node's bucket, a block of it that no survivor
+ * reports waits for recovery (coral_grd_loss_pending) instead of being granted from a disk
+ * that may lack the lost node's committed changes. */
+static void count_losses(struct grd_core *c, const Coral__GrdMapRecord *old, const Coral__GrdMapRecord *r)
+{
+	for (size_t i = 0; i < r->n_lost; i++) {
+		uint32_t n = r->lost[i]->node;
+		bool was = false;
+		for (size_t k = 0; old && k < old->n_lost; k++)
+			was |= old->lost[k]->node == n && old->lost[k]->incarnation == r->lost[i]->incarnation;
+		if (was || n == 0 || n > CORAL_MAX_NODES)
+			continue;
+		struct coral_grd_loss *l = &c->dir->loss[n - 1];
+		atomic_store(&l->incarnation, r->lost[i]->incarnation);
+		atomic_fetch_add(&l->seq, 1);
+	}
+}
+
 /* Nodes old listed as lost and r does not were marked recovered: their entries are
  * available again. */
 static void recovered_losses(struct grd_core *c, const Coral__GrdMapRecord *old, const Coral__GrdMapRecord *r)
@@ -350,6 +369,14 @@ static void recovered_losses(struct grd_core *c, const Coral__GrdMapRecord *old,
 			still |= r->lost[i]->node == old->lost[k]->node;
 		if (still)
 			continue;
+		uint32_t n = old->lost[k]->node;
+		if (n >= 1 && n <= CORAL_MAX_NODES) {
+			/* smond's part, if it had one, is over: recovered, or by hand */
+			struct coral_grd_loss *l = &c->dir->loss[n - 1];
+			uint64_t seq = atomic_load(&l->seq);
+			atomic_store(&l->released, seq);
+			atomic_store(&l->done, seq);
+		}
 		for (uint32_t i = 0; i < c->dir->capacity; i++) {
 			struct coral_grd_entry *e = coral_grd_dir_entry(c->dir, i);
 			if ((e->flags & CORAL_GRDE_RECOVERY) && e->recovery_node == old->lost[k]->node) {
@@ -491,6 +518,7 @@ void grd_core_apply(struct grd_core *c, const uint8_t *buf, size_t len, uint64_t
 		grd_record_free(r);
 		return;
 	}
+	count_losses(c, c->rec, r);
 	if (publish(c, r, index) != 0) {
 		grd_record_free(r);
 		return;

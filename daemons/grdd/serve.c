@@ -25,7 +25,7 @@ bool grd_core_serving(struct grd_core *c, const struct coral_resid *id)
 		return false;
 	coral_grd_dir_lock(c->dir, w.bucket);
 	struct coral_grd_entry *e = coral_grd_dir_find(c->dir, id);
-	bool ok = e == NULL ? w.lost_owner == 0 && !grd_rebuilding_res(c, id)
+	bool ok = e == NULL ? !coral_grd_loss_pending(c->dir, w.lost_owner) && !grd_rebuilding_res(c, id)
 			    : !(e->flags & (CORAL_GRDE_FROZEN | CORAL_GRDE_STAGED | CORAL_GRDE_RECOVERY));
 	coral_grd_dir_unlock(c->dir, w.bucket);
 	return ok;
@@ -151,7 +151,7 @@ static struct coral_grd_entry *entry_for(struct grd_core *c, const Coral__GrdReq
 			"recovery before it is granted", rs, e->recovery_node);
 	else if (e == NULL && grd_rebuilding_res(c, id))
 		verdict(v, CORAL_EFROZEN, ver, 0, "%s is being rebuilt after its master was lost", rs);
-	else if (e == NULL && w->lost_owner != 0)
+	else if (e == NULL && coral_grd_loss_pending(c->dir, w->lost_owner))
 		verdict(v, CORAL_ERECOVERY, 0, 0,
 			"%s was mastered by lost node %u and no survivor holds it: it needs instance "
 			"recovery before it is granted", rs, w->lost_owner);

@@ -59,6 +59,23 @@ struct gcs_written {
 	uint64_t block, scn, gen;
 };
 
+#define GCS_MAX_QUERY 1024   /* transfers to a lost node being settled with their shipper */
+
+/* A node's loss, at this node as a master rebuilding the blocks of its buckets. */
+struct gcs_loss {
+	uint64_t inc;                 /* the lost incarnation; 0: none */
+	uint64_t seq;                 /* the directory's count of the loss */
+	uint64_t waiting;             /* survivors whose reports have not all come */
+	uint64_t asked_ms;            /* REPORT_REQ last sent */
+	uint32_t got[CORAL_MAX_NODES];/* reports received from each survivor */
+	bool settled;
+};
+
+struct gcs_query {
+	uint32_t file, lost, to;
+	uint64_t block, inc, sent_ms;
+};
+
 struct gcs_core {
 	uint32_t self;
 	struct coral_cache *cache;
@@ -90,6 +107,11 @@ struct gcs_core {
 	uint32_t npidrop;
 	struct gcs_stats st;
 	bool ckpt_wanted;             /* a wait found no free buffer: the tick writes back */
+	struct gcs_loss loss[CORAL_MAX_NODES];
+	uint64_t lost_mask;           /* nodes lost: nothing is shipped to them */
+	uint64_t early_ask[CORAL_MAX_NODES];  /* masters that asked for reports on a loss not seen here yet */
+	struct gcs_query query[GCS_MAX_QUERY];
+	uint32_t nquery;
 	FILE *trace;                  /* CORAL_GCS_TRACE: every message and image change, for debugging */
 	uint64_t trace_lines;         /* bounded: the trace stops at GCS_TRACE_MAX lines */
 };
@@ -1237,6 +1259,11 @@ static void h_fwd(struct gcs_core *c, const Coral__GcsMsg *m)
 		c->st.refused_msgs++;
 		return;
 	}
+	if (c->lost_mask & bit(m->requester)) {
+		/* sent before its master knew of the loss: the image stays here (settled by QUERY) */
+		c->st.stale++;
+		return;
+	}
 	uint32_t ch = coral_cache_chain(c->cache, m->file, m->block);
 	coral_cache_lock(c->cache, ch);
 	struct coral_buf *b = coral_cache_find(c->cache, m->file, m->block, false);
@@ -1457,7 +1484,9 @@ static void m_xfer(struct gcs_core *c, struct coral_grd_entry *e)
 static void m_drive(struct gcs_core *c, struct coral_grd_entry *e)
 {
 	e->op_sent_ms = c->now_ms;
-	if (e->op_phase == OP_INV) {
+	if (e->op_phase == OP_INV && e->op_inv == 0) {
+		m_xfer(c, e); /* those it waited for were lost */
+	} else if (e->op_phase == OP_INV) {
 		for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++)
 			if (e->op_inv & bit(n))
 				m_send(c, n, GCS_INV, e);
@@ -1551,11 +1580,18 @@ static struct coral_grd_entry *m_entry(struct gcs_core *c, const Coral__GcsMsg *
 	 * entries, so an entry created or an operation started from here on is seen by grdd */
 	bs = atomic_load(&c->dir->bstate[*bucket]);
 	struct coral_grd_entry *e = coral_grd_dir_find(c->dir, &id);
-	if (e == NULL && how == M_SERVE_CREATE && bs == CORAL_GRDB_ACTIVE)
+	/* a block of a lost node's bucket that no survivor reported: the disk may lack that
+	 * node's committed changes until smond has looked at its thread */
+	bool pending = e == NULL && c->ops.lost_owner &&
+		       coral_grd_loss_pending(c->dir, c->ops.lost_owner(c->ops.arg, m->file, m->block));
+	if (e == NULL && how == M_SERVE_CREATE && bs == CORAL_GRDB_ACTIVE && !pending)
 		e = coral_grd_dir_insert(c->dir, &id);
 	if (e == NULL) {
 		coral_grd_dir_unlock(c->dir, *bucket);
-		*why = bs != CORAL_GRDB_ACTIVE ? CORAL_EFROZEN : how == M_SERVE_CREATE ? CORAL_EFULL : CORAL_ENOENT;
+		*why = bs != CORAL_GRDB_ACTIVE ? CORAL_EFROZEN
+		       : pending		    ? CORAL_ERECOVERY
+		       : how == M_SERVE_CREATE	    ? CORAL_EFULL
+						    : CORAL_ENOENT;
 		return NULL;
 	}
 	*why = m_usable(e, bs, how);
@@ -1640,6 +1676,8 @@ queue:
 				e->conv[k].rid = m->rid;
 				e->conv[k].mode = (uint8_t)m->mode;
 			}
+			/* nothing under way (a recovery or a loss ended the operation): go on */
+			m_start_next(c, e);
 			m_unlock(c, e, bucket);
 			return;
 		}
@@ -1804,6 +1842,362 @@ static void k_fwd(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { (
 static void k_cr_fwd(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { (void)from; h_cr_fwd(c, m); }
 static void k_inv(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m) { (void)from; h_inv(c, m); }
 
+/* ---- a node's loss (see gcs.h) ------------------------------------------------------- */
+
+static void loss_ask(struct gcs_core *c, uint32_t lost)
+{
+	struct gcs_loss *L = &c->loss[lost - 1];
+	L->asked_ms = c->now_ms;
+	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
+		if (!(L->waiting & bit(n)))
+			continue;
+		Coral__GcsMsg q;
+		msg_init(&q, GCS_REPORT_REQ, 0, 0);
+		q.requester = lost;
+		q.gen = L->inc;
+		send_msg(c, n, &q);
+	}
+}
+
+static void query_send(struct gcs_core *c, struct gcs_query *q)
+{
+	Coral__GcsMsg m;
+	msg_init(&m, GCS_QUERY, q->file, q->block);
+	m.requester = q->lost;
+	m.gen = q->inc;
+	q->sent_ms = c->now_ms;
+	send_msg(c, q->to, &m);
+}
+
+static void mark_recovery(struct coral_grd_entry *e, uint32_t lost)
+{
+	e->flags |= CORAL_GRDE_RECOVERY;
+	e->recovery_node = (uint8_t)lost;
+}
+
+/* One entry this node masters (latched), once every survivor has reported. */
+static void loss_settle_entry(struct gcs_core *c, struct coral_grd_entry *e, uint32_t lost)
+{
+	uint32_t file = (uint32_t)e->id.id1;
+	uint64_t block = e->id.id2, v;
+	if (c->ops.master(c->ops.arg, file, block, &v) != c->self)
+		return;
+	uint8_t k2 = 0;
+	for (uint8_t k = 0; k < e->nconv; k++)
+		if (e->conv[k].node != lost)
+			e->conv[k2++] = e->conv[k];
+	e->nconv = k2;
+	if (c->ops.lost_owner && c->ops.lost_owner(c->ops.arg, file, block) == lost) {
+		/* rebuilt from the reports: the current image is the X holder's, else any S
+		 * holder's; with only past images left, recovery makes it from them and the redo */
+		uint32_t xh = 0, sh = 0;
+		for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
+			if (n == lost || !(e->holders & bit(n)))
+				continue;
+			if (e->mode[n - 1] == CORAL_BL_X)
+				xh = n;
+			else if (sh == 0)
+				sh = n;
+		}
+		if (e->cur != lost)
+			e->cur = (uint8_t)(xh ? xh : sh);
+		if (e->cur == 0 && (e->pi & ~bit(lost)))
+			mark_recovery(e, lost);
+	}
+	/* the lost node had the current image (in S too: the last writer keeps a shared image
+	 * dirty), or may have: smond recovers it (grdd marks the same) */
+	if (e->cur == lost || e->mode[lost - 1] == CORAL_BL_X)
+		mark_recovery(e, lost);
+	if (e->op_phase != OP_IDLE && e->op_node == lost) {
+		if (e->op_phase == OP_XFER && e->cur != 0 && e->cur != lost) {
+			/* did its holder ship it before it heard of the loss? */
+			mark_recovery(e, lost);
+			if (c->nquery < GCS_MAX_QUERY) {
+				struct gcs_query *q = &c->query[c->nquery++];
+				*q = (struct gcs_query){file, lost, e->cur, block, c->loss[lost - 1].inc, 0};
+				query_send(c, q);
+			}
+		} else {
+			if (e->op_phase == OP_XFER) {
+				/* granted from the disk or its own copy: it may have changed it */
+				e->cur = (uint8_t)lost;
+				mark_recovery(e, lost);
+			}
+			e->op_phase = OP_IDLE;
+			e->op_node = 0;
+		}
+	}
+	coral_grd_entry_set_mode(e, lost, 0);
+	if (e->op_phase == OP_INV && (e->op_inv & bit(lost)))
+		e->op_inv &= ~bit(lost);
+	if (!(e->flags & CORAL_GRDE_RECOVERY)) {
+		if (e->op_phase == OP_INV && e->op_inv == 0)
+			m_xfer(c, e);
+		else
+			m_start_next(c, e);
+	}
+	coral_grd_dir_touch(c->dir, e);
+}
+
+static bool loss_queries(const struct gcs_core *c, uint32_t lost)
+{
+	for (uint32_t k = 0; k < c->nquery; k++)
+		if (c->query[k].lost == lost)
+			return true;
+	return false;
+}
+
+static void loss_settle(struct gcs_core *c, uint32_t lost)
+{
+	for (uint32_t i = 0; i < c->dir->capacity; i++) {
+		struct coral_grd_entry *e = coral_grd_dir_entry(c->dir, i);
+		if (!(e->flags & CORAL_GRDE_USED) || !coral_resid_is_block(&e->id))
+			continue;
+		uint32_t b = e->bucket;
+		coral_grd_dir_lock(c->dir, b);
+		if ((e->flags & CORAL_GRDE_USED) && coral_resid_is_block(&e->id) && e->bucket == b)
+			loss_settle_entry(c, e, lost);
+		coral_grd_dir_unlock(c->dir, b);
+	}
+	struct gcs_loss *L = &c->loss[lost - 1];
+	L->settled = !loss_queries(c, lost);
+	logf_(c, CORAL_LOG_INFO, "node %u's loss: blocks of its buckets rebuilt from every survivor's report%s", lost,
+	      L->settled ? "" : "; transfers to it under way asked about");
+}
+
+static void h_report_req(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m);
+
+void gcs_core_node_lost(struct gcs_core *c, uint32_t lost, uint64_t inc, uint64_t seq, uint64_t survivors)
+{
+	if (lost < 1 || lost > CORAL_MAX_NODES || lost == c->self)
+		return;
+	c->lost_mask |= bit(lost);
+	struct gcs_loss *L = &c->loss[lost - 1];
+	if (L->inc == inc && L->seq == seq)
+		return;
+	*L = (struct gcs_loss){.inc = inc, .seq = seq, .waiting = (survivors | bit(c->self)) & ~bit(lost)};
+	loss_ask(c, lost);
+	/* the masters that asked before this node knew */
+	uint64_t asked = c->early_ask[lost - 1];
+	c->early_ask[lost - 1] = 0;
+	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
+		if (!(asked & bit(n)))
+			continue;
+		Coral__GcsMsg q;
+		msg_init(&q, GCS_REPORT_REQ, 0, 0);
+		q.requester = lost;
+		q.gen = inc;
+		h_report_req(c, n, &q);
+	}
+}
+
+void gcs_core_node_back(struct gcs_core *c, uint32_t node)
+{
+	if (node >= 1 && node <= CORAL_MAX_NODES)
+		c->lost_mask &= ~bit(node);
+}
+
+bool gcs_core_loss_settled(const struct gcs_core *c, uint32_t lost, uint64_t *seq)
+{
+	if (lost < 1 || lost > CORAL_MAX_NODES)
+		return false;
+	const struct gcs_loss *L = &c->loss[lost - 1];
+	*seq = L->seq;
+	return L->inc != 0 && L->settled;
+}
+
+/* Holder: what this node holds of the blocks of the lost node's buckets that the asker
+ * masters now, and their count. Only once this node has seen the loss itself (its map
+ * names the lost owner): before, it would say it holds nothing. */
+static void h_report_req(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	uint32_t lost = m->requester;
+	if (lost < 1 || lost > CORAL_MAX_NODES || c->ops.lost_owner == NULL) {
+		c->st.refused_msgs++;
+		return;
+	}
+	if (c->loss[lost - 1].inc != m->gen) {
+		/* answered once this node sees the loss (else at the master's next ask) */
+		c->early_ask[lost - 1] |= bit(from);
+		return;
+	}
+	uint64_t count = 0;
+	for (uint32_t i = 0; i < c->cache->nbuf; i++) {
+		struct coral_buf *b = coral_cache_buf(c->cache, i);
+		uint32_t file = b->file;
+		uint64_t block = b->block, v;
+		if (!(b->flags & CORAL_BUFF_VALID) || (b->flags & CORAL_BUFF_CR))
+			continue;
+		if (c->ops.lost_owner(c->ops.arg, file, block) != lost || c->ops.master(c->ops.arg, file, block, &v) != from)
+			continue;
+		uint32_t ch = coral_cache_chain(c->cache, file, block);
+		coral_cache_lock(c->cache, ch);
+		bool pi = (b->flags & CORAL_BUFF_PI) != 0;
+		bool ok = (b->flags & CORAL_BUFF_VALID) && b->file == file && b->block == block &&
+			  (pi || b->mode >= CORAL_BL_S);
+		Coral__GcsMsg r;
+		msg_init(&r, GCS_REPORT, file, block);
+		r.requester = lost;
+		r.gen = m->gen;
+		r.mode = pi ? 0 : b->mode;
+		r.dirty = pi;
+		r.block_scn = b->scn;
+		r.rid = b->gen; /* the lost master's operation numbers go on from the highest */
+		coral_cache_unlock(c->cache, ch);
+		if (!ok)
+			continue;
+		send_msg(c, from, &r);
+		count++;
+	}
+	Coral__GcsMsg e;
+	msg_init(&e, GCS_REPORT_END, 0, 0);
+	e.requester = lost;
+	e.gen = m->gen;
+	e.rid = count;
+	send_msg(c, from, &e);
+}
+
+/* Holder: a transfer to a lost node was under way from here: is the block still here? */
+static void h_query(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	uint32_t ch = coral_cache_chain(c->cache, m->file, m->block);
+	coral_cache_lock(c->cache, ch);
+	struct coral_buf *b = coral_cache_find(c->cache, m->file, m->block, false);
+	Coral__GcsMsg r;
+	msg_init(&r, GCS_REPORT, m->file, m->block);
+	r.requester = m->requester;
+	r.gen = m->gen;
+	r.mode = b ? b->mode : 0;
+	r.code = 1;
+	coral_cache_unlock(c->cache, ch);
+	send_msg(c, from, &r);
+}
+
+static void m_query_answer(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	uint32_t lost = m->requester;
+	uint32_t k = 0;
+	while (k < c->nquery && !(c->query[k].lost == lost && c->query[k].to == from && c->query[k].file == m->file &&
+				  c->query[k].block == m->block && c->query[k].inc == m->gen))
+		k++;
+	if (k == c->nquery)
+		return;
+	c->query[k] = c->query[--c->nquery];
+	struct coral_resid id = resid(m->file, m->block);
+	uint32_t bucket = coral_resid_bucket(&id);
+	coral_grd_dir_lock(c->dir, bucket);
+	struct coral_grd_entry *e = coral_grd_dir_find(c->dir, &id);
+	if (e && e->op_phase == OP_XFER && e->op_node == lost && e->cur == from) {
+		e->op_phase = OP_IDLE;
+		e->op_node = 0;
+		if (m->mode >= CORAL_BL_S) {
+			/* still there: nothing reached the lost node */
+			if ((e->flags & CORAL_GRDE_RECOVERY) && e->recovery_node == lost) {
+				e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
+				e->recovery_node = 0;
+			}
+			m_start_next(c, e);
+		} else {
+			e->cur = (uint8_t)lost; /* shipped: the lost node had the current image */
+			mark_recovery(e, lost);
+		}
+		coral_grd_dir_touch(c->dir, e);
+	}
+	coral_grd_dir_unlock(c->dir, bucket);
+	struct gcs_loss *L = &c->loss[lost - 1];
+	if (L->waiting == 0 && !loss_queries(c, lost))
+		L->settled = true;
+}
+
+/* Master: a survivor's image of a block of the lost node's bucket (or its answer to a QUERY). */
+static void m_report(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	uint32_t lost = m->requester;
+	if (lost < 1 || lost > CORAL_MAX_NODES || lost == from || m->mode > CORAL_BL_X) {
+		c->st.refused_msgs++;
+		return;
+	}
+	if (m->code == 1) {
+		m_query_answer(c, from, m);
+		return;
+	}
+	struct gcs_loss *L = &c->loss[lost - 1];
+	if (L->inc != m->gen || !(L->waiting & bit(from)))
+		return;
+	struct coral_resid id = resid(m->file, m->block);
+	uint32_t bucket = coral_resid_bucket(&id);
+	coral_grd_dir_lock(c->dir, bucket);
+	struct coral_grd_entry *e = coral_grd_dir_find(c->dir, &id);
+	if (e == NULL)
+		e = coral_grd_dir_insert(c->dir, &id);
+	if (e != NULL) {
+		/* a holder ignores an operation numbered at or below the grant it holds */
+		if (m->rid > e->gen)
+			e->gen = m->rid;
+		if (m->dirty)
+			e->pi |= bit(from);
+		else if (m->mode > (uint32_t)e->mode[from - 1])
+			coral_grd_entry_set_mode(e, from, (int)m->mode);
+		coral_grd_dir_touch(c->dir, e);
+	} else {
+		logf_(c, CORAL_LOG_WARNING, "node %u's loss: the directory is full; block %u:%llu held by node %u is not recorded",
+		      lost, m->file, (unsigned long long)m->block, from);
+	}
+	coral_grd_dir_unlock(c->dir, bucket);
+	L->got[from - 1]++;
+}
+
+static void m_report_end(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
+{
+	uint32_t lost = m->requester;
+	if (lost < 1 || lost > CORAL_MAX_NODES) {
+		c->st.refused_msgs++;
+		return;
+	}
+	struct gcs_loss *L = &c->loss[lost - 1];
+	if (L->inc != m->gen || !(L->waiting & bit(from)))
+		return;
+	if (L->got[from - 1] != m->rid) {
+		/* some report went missing: all of them again */
+		L->got[from - 1] = 0;
+		L->asked_ms = 0;
+		return;
+	}
+	L->waiting &= ~bit(from);
+	if (L->waiting == 0)
+		loss_settle(c, lost);
+}
+
+/* The tick's part: reports asked again, survivors lost meanwhile not waited for, queries
+ * asked again. */
+static void loss_tick(struct gcs_core *c)
+{
+	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
+		struct gcs_loss *L = &c->loss[n - 1];
+		if (L->inc == 0 || L->waiting == 0)
+			continue;
+		L->waiting &= ~c->lost_mask;
+		if (L->waiting == 0)
+			loss_settle(c, n);
+		else if (c->now_ms - L->asked_ms >= c->retry_ms)
+			loss_ask(c, n);
+	}
+	for (uint32_t k = 0; k < c->nquery;) {
+		struct gcs_query *q = &c->query[k];
+		if (c->lost_mask & bit(q->to)) {
+			/* its shipper was lost too: recovery reads both threads */
+			uint32_t lost = q->lost;
+			*q = c->query[--c->nquery];
+			if (c->loss[lost - 1].waiting == 0 && !loss_queries(c, lost))
+				c->loss[lost - 1].settled = true;
+			continue;
+		}
+		if (c->now_ms - q->sent_ms >= c->retry_ms)
+			query_send(c, q);
+		k++;
+	}
+}
+
 /* Who may send a kind: any node of the cluster, or only the requester the message names
  * (a request, and its acknowledgement of the grant). The handlers check the rest against
  * the operation in progress. */
@@ -1833,6 +2227,11 @@ static const struct gcs_handler {
 	[GCS_CR_FWD] = {FROM_ANY, k_cr_fwd},
 	[GCS_INV] = {FROM_ANY, k_inv},
 	[GCS_PI_DROP] = {FROM_ANY, h_pi_drop},
+	/* a node's loss */
+	[GCS_REPORT_REQ] = {FROM_ANY, h_report_req},
+	[GCS_REPORT] = {FROM_ANY, m_report},
+	[GCS_REPORT_END] = {FROM_ANY, m_report_end},
+	[GCS_QUERY] = {FROM_ANY, h_query},
 };
 
 void gcs_core_recv(struct gcs_core *c, uint32_t from, uint8_t type, const uint8_t *data, size_t len)
@@ -1896,6 +2295,7 @@ void gcs_core_tick(struct gcs_core *c)
 	}
 	run_deferred(c);
 	resend_acks(c);
+	loss_tick(c);
 	/* requester: ask again, or give up (backwards: a wait given up is replaced in live[]
 	 * by the last one, already seen) */
 	for (uint32_t k = c->nwaits; k-- > 0;) {

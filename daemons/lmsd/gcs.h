@@ -25,7 +25,23 @@
  *
  * Write-back: the holder of the current image writes it (checkpoint or replacement) and
  * reports WRITTEN(scn) to the master, which tells the past-image holders to drop images at
- * or below that SCN (PI_DROP, PI_ACK). */
+ * or below that SCN (PI_DROP, PI_ACK).
+ *
+ * A node's loss (gcs_core_node_lost, on every survivor). As a holder, a survivor ships
+ * nothing to the lost node from then on. As a master: the lost node leaves every queue;
+ * an invalidation that waited for it goes on without it; an operation for it that had not
+ * reached the transfer is dropped. The blocks of buckets the lost node mastered are rebuilt
+ * here: REPORT_REQ asks each survivor (this node too) for what it holds of them; it answers
+ * with a REPORT per image (its mode, or a past image) and REPORT_END with their count,
+ * asked again until the count matches. The current holder is then the X holder, else an S
+ * holder (S images are all the same image); a block that only past images remain of needs
+ * instance recovery. A transfer to the lost node under way from a survivor's image is
+ * settled by asking that survivor (QUERY, answered with a REPORT): if it still holds the
+ * block, the operation is dropped and nothing needs recovery; if it shipped it, the lost
+ * node had the current image and the block needs recovery. Once all is settled,
+ * gcs_core_loss_settled says so; smond recovers the blocks marked CORAL_GRDE_RECOVERY and
+ * clears the mark. A requester never waits on the master's memory of the lost node: queued
+ * requests start when their requester asks again. */
 #ifndef CORAL_LMSD_GCS_H
 #define CORAL_LMSD_GCS_H
 
@@ -76,6 +92,9 @@ struct gcs_ops {
 	 * exclusive) or an error */
 	void (*done)(void *arg, uint64_t cookie, int code, uint32_t buf, int pinned, int served);
 	void (*log)(void *arg, int level, const char *msg);   /* level: a CORAL_LOG_* */
+	/* the lost node whose bucket the block's was (coral_grd_where.lost_owner), or 0; NULL:
+	 * none ever (the model test without losses) */
+	uint32_t (*lost_owner)(void *arg, uint32_t file, uint64_t block);
 	void *arg;
 };
 
@@ -115,6 +134,15 @@ void gcs_core_recv(struct gcs_core *c, uint32_t from, uint8_t type, const uint8_
 void gcs_core_log_ready(struct gcs_core *c);
 /* Retries, timeouts, transfers that waited for pins, and past-image drops still owed. */
 void gcs_core_tick(struct gcs_core *c);
+/* Node `lost`, incarnation inc, is out (raftd evicted it); survivors: the active members
+ * (bit id-1), this node included; seq: the directory's count of the loss, given back by
+ * gcs_core_loss_settled. Again for the same incarnation: nothing new. */
+void gcs_core_node_lost(struct gcs_core *c, uint32_t lost, uint64_t inc, uint64_t seq, uint64_t survivors);
+/* A lost node of that incarnation is back (a new incarnation is a member): it is shipped to
+ * again. */
+void gcs_core_node_back(struct gcs_core *c, uint32_t node);
+/* Whether the loss of `lost` is settled at this master (*seq: its count). */
+bool gcs_core_loss_settled(const struct gcs_core *c, uint32_t lost, uint64_t *seq);
 /* Transfers waiting for a session's pin: their count (lmsd polls them sooner while any). */
 uint32_t gcs_core_deferred(const struct gcs_core *c);
 /* Writes back every dirty current image that is not pinned and whose redo is durable;

@@ -12,6 +12,7 @@ static const struct coral_codec gcs_codec = {"gcs", gcs_types, 1};
 static const char *const kind_names[GCS_NKINDS] = {
 	"?", "req", "grant", "fwd", "block", "ack", "inv", "inv-ack", "not-here", "written",
 	"pi-drop", "pi-ack", "release", "retry", "cr-req", "cr-fwd", "cr-block", "acked",
+	"report-req", "report", "report-end", "query",
 };
 
 const char *gcs_kind_name(int kind)

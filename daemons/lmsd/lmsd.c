@@ -46,6 +46,15 @@ static int op_send(void *arg, uint32_t to, uint8_t type, const uint8_t *buf, siz
 	return coral_kit_send(&l->kit, to, type, buf, len);
 }
 
+static uint32_t op_lost_owner(void *arg, uint32_t file, uint64_t block)
+{
+	struct lmsd *l = arg;
+	struct coral_resid r = {.type = CORAL_RES_BLOCK, .id1 = file, .id2 = block};
+	struct coral_grd_where w;
+	coral_grd_lookup(l->map, &r, &w);
+	return w.lost_owner;
+}
+
 static uint32_t op_master(void *arg, uint32_t file, uint64_t block, uint64_t *version)
 {
 	struct lmsd *l = arg;
@@ -336,10 +345,45 @@ static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinn
 
 /* ---- the tick ------------------------------------------------------------------------- */
 
+/* Nodes' losses as grdd counted them in the directory: each new one is handed to the core
+ * (the survivors: raftd's active members), and its settling told to smond. A lost node
+ * that is a member again, in a new incarnation, is shipped to again. */
+static void check_losses(struct lmsd *l, const struct coral_cluster_view *v)
+{
+	uint64_t survivors = 0;
+	for (uint32_t i = 0; i < v->nmembers; i++)
+		if (v->members[i].state == CORAL_MEMBER_ACTIVE && v->members[i].id >= 1 && v->members[i].id <= CORAL_MAX_NODES)
+			survivors |= 1ull << (v->members[i].id - 1);
+	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
+		struct coral_grd_loss *L = &l->dir->loss[n - 1];
+		uint64_t seq = atomic_load(&L->seq), inc = atomic_load(&L->incarnation);
+		if (n == l->self || seq == 0)
+			continue;
+		for (uint32_t i = 0; i < v->nmembers; i++)
+			if (v->members[i].id == n && v->members[i].state == CORAL_MEMBER_ACTIVE &&
+			    v->members[i].incarnation != inc)
+				gcs_core_node_back(core(l), n);
+		if (seq == atomic_load(&L->done))
+			continue;
+		/* grdd counts a loss just before it publishes the map that names it: the reports
+		 * are made from that map */
+		if (seq != l->loss_seen[n - 1] && memchr(l->map->lost_owner, (int)n, CORAL_GRD_BUCKETS) != NULL) {
+			log_notice("node %u (incarnation %llu) lost: rebuilding the state of the blocks it mastered from "
+				   "the survivors' reports", n, (unsigned long long)inc);
+			gcs_core_node_lost(core(l), n, inc, seq, survivors & ~(1ull << (n - 1)));
+			l->loss_seen[n - 1] = seq;
+		}
+		uint64_t s;
+		if (gcs_core_loss_settled(core(l), n, &s) && s == seq && atomic_load(&L->gcs) != seq)
+			atomic_store(&L->gcs, seq);
+	}
+}
+
 static void on_tick(void *arg, const struct coral_cluster_view *v)
 {
-	(void)v;
 	struct lmsd *l = arg;
+	if (v != NULL)
+		check_losses(l, v);
 	bool fenced = coral_cluster_fenced(l->cl);
 	if (fenced != l->fenced) {
 		char why[192];
@@ -463,7 +507,7 @@ static int lmsd_init(struct coral_daemon *d)
 	struct gcs_ops ops = {
 		.send = op_send, .master = op_master, .read = op_read, .write = op_write, .sync = op_sync,
 		.flush_start = op_flush_start,
-		.log_force = op_log_force, .done = op_done, .log = coral_kit_log, .arg = l,
+		.log_force = op_log_force, .done = op_done, .log = coral_kit_log, .lost_owner = op_lost_owner, .arg = l,
 	};
 	l->core = gcs_core_new(l->self, l->cache, l->dir, &ops, (uint32_t)d->conf.cache.gcs_retry_ms,
 			       (uint32_t)d->conf.cache.get_timeout_ms);

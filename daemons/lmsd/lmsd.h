@@ -53,6 +53,7 @@ struct lmsd {
 	uint64_t log_warned_ns;            /* a failing log force is logged once a second */
 	bool stopping;                     /* lmsd_fini: the last checkpoint may wait */
 	int lock_fd;                       /* the instance lock, held shared */
+	uint64_t loss_seen[CORAL_MAX_NODES];   /* each node's last loss handed to the core */
 };
 
 /* ctl.c: coralctl gcs stats, gcs block */

@@ -8,7 +8,7 @@
 #define RECOVERY_HISTORY 64
 
 struct rcv_event {
-	char kind[24];         /* "cold start", "dead transaction" */
+	char kind[24];         /* "cold start", "lost node", "dead transaction", "not recovered" */
 	uint64_t at_ms;        /* wall clock, when it began */
 	char result[200];      /* "done", or what stopped it */
 	uint32_t threads;
@@ -16,6 +16,11 @@ struct rcv_event {
 	uint64_t read_ms, apply_ms, total_ms;
 	uint32_t session;
 	int32_t pid;
+	/* a lost node's recovery: ms from detection to the end of each phase */
+	uint32_t lost_node;
+	uint64_t lost_inc;
+	bool claimer;
+	uint64_t fence_ms, rebuild_ms, first_pass_ms, release_ms, done_ms;
 };
 
 struct rcv_history {

@@ -22,8 +22,12 @@ struct txn {
 	bool committed, open;  /* open: still the session's current one while reading */
 };
 
+#define RECOVERY_MAX_LIVE 64
+
 struct recovery {
 	uint64_t max_bytes;
+	uint32_t live[RECOVERY_MAX_LIVE];  /* threads of running nodes: nothing of theirs is undone */
+	uint32_t nlive;
 	struct change *ch;
 	uint64_t nch, capch;
 	uint8_t *arena;
@@ -187,10 +191,17 @@ int64_t recovery_read_thread(struct recovery *r, const char *shared_dir, uint32_
 				    why ? whysz : sizeof(buf));
 	if (x.rc != 0)
 		return x.rc;
-	/* transactions still open at the thread's end never committed */
+	/* transactions still open at the thread's end never committed, unless their node
+	 * runs: then they are still open, on blocks its sessions hold (libcoral's contract),
+	 * and what this recovery writes never holds them */
+	bool live = false;
+	for (uint32_t k = 0; k < r->nlive; k++)
+		live |= r->live[k] == thread;
 	for (uint32_t k = r->nopen; k-- > 0;)
-		if (r->tx[r->open[k]].thread == thread)
+		if (r->tx[r->open[k]].thread == thread) {
+			r->tx[r->open[k]].committed = live;
 			close_txn(r, r->open[k]);
+		}
 	return n;
 }
 
@@ -244,7 +255,15 @@ void recovery_block(const struct recovery *r, uint64_t i, uint32_t *file, uint64
 	*block = c->block;
 }
 
-bool recovery_needs(const struct recovery *r, uint32_t file, uint64_t block)
+int recovery_set_live(struct recovery *r, uint32_t thread)
+{
+	if (r->nlive == RECOVERY_MAX_LIVE)
+		return CORAL_EFULL;
+	r->live[r->nlive++] = thread;
+	return 0;
+}
+
+int64_t recovery_find(const struct recovery *r, uint32_t file, uint64_t block)
 {
 	uint64_t lo = 0, hi = r->nblocks;
 	while (lo < hi) {
@@ -255,8 +274,11 @@ bool recovery_needs(const struct recovery *r, uint32_t file, uint64_t block)
 		else
 			hi = mid;
 	}
-	return lo < r->nblocks && r->ch[r->first[lo]].file == file && r->ch[r->first[lo]].block == block;
+	return lo < r->nblocks && r->ch[r->first[lo]].file == file && r->ch[r->first[lo]].block == block ? (int64_t)lo
+												     : -1;
 }
+
+bool recovery_needs(const struct recovery *r, uint32_t file, uint64_t block) { return recovery_find(r, file, block) >= 0; }
 
 int recovery_apply(struct recovery *r, uint64_t i, uint8_t *image, uint32_t block_size)
 {

@@ -46,6 +46,10 @@ struct recovery_stats {
 struct recovery *recovery_new(uint64_t max_bytes);
 void recovery_free(struct recovery *r);
 
+/* Before its records: thread `thread` is a running node's (online recovery of another): its
+ * transactions open at its end are still running, never taken back. */
+int recovery_set_live(struct recovery *r, uint32_t thread);
+
 /* First pass. A record of thread `thread` (records of one thread in LSN order). */
 int recovery_add_record(struct recovery *r, uint32_t thread, const struct coral_redo_rec *rec, const uint8_t *bytes);
 /* Reads thread `thread` from LSN from to its last valid record; *end gets that record's end,
@@ -57,8 +61,9 @@ int64_t recovery_read_thread(struct recovery *r, const char *shared_dir, uint32_
  * in the recovery set; recovery_block names the i-th. */
 uint64_t recovery_plan(struct recovery *r);
 void recovery_block(const struct recovery *r, uint64_t i, uint32_t *file, uint64_t *block);
-/* Whether (file, block) is in the recovery set (after recovery_plan). */
+/* Whether (file, block) is in the recovery set (after recovery_plan); its index, or -1. */
 bool recovery_needs(const struct recovery *r, uint32_t file, uint64_t block);
+int64_t recovery_find(const struct recovery *r, uint32_t file, uint64_t block);
 
 /* Second pass for the i-th block: image is the block (block_size bytes, header included),
  * the newest one there is; it is brought up to date and rolled back in place, and its header

@@ -11,16 +11,16 @@
  * synced, and each thread's checkpoint moved to its end. A thread closed cleanly (its
  * checkpoint at its end) costs nothing. Then smond holds the lock shared for its life.
  *
- * While the node runs, smond also takes back the open transactions of processes that died
- * (deadtxn.c).
- *
- * Not built yet: recovery of a node lost while others run (smond would claim the thread
- * through raftd, wait for the fence, join grdd's rebuild and recover online). */
+ * While the node runs, smond recovers the nodes lost while others run, with every other
+ * survivor (online.c), and takes back the open transactions of processes that died
+ * (deadtxn.c). A node starting again after its own loss waits for the survivors to have
+ * recovered its thread before its lmsd starts. */
 #include "ctl.h"
 #include "daemon.h"
 #include "deadtxn.h"
 #include "errors.h"
 #include "history.h"
+#include "online.h"
 #include "log.h"
 #include "recovery.h"
 #include "redo.h"
@@ -36,15 +36,23 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RECOVERY_MAX_BYTES (1ull << 30) /* change bytes a recovery holds in memory */
-
 struct smond {
 	int lock_fd;
 	struct smond_deadtxn dt;
 	struct event *ev_dt;
 	struct rcv_history history;
 	bool cold_start_ran;
+	struct smond_online online;
+	bool online_ready;
+	struct event *ev_online;
 };
+
+static void on_online(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	smond_online_step(arg);
+}
 
 static void on_deadtxn(evutil_socket_t fd, short what, void *arg)
 {
@@ -141,7 +149,7 @@ static int cold_recover(const struct coral_conf *conf, struct rcv_event *ev, cha
 	uint64_t ends[CORAL_MAX_NODES * 4];
 	int n = list_threads(shared, ids, (int)CORAL_ARRAY_LEN(ids));
 	uint64_t t0 = coral_now_mono_ns();
-	struct recovery *r = recovery_new(RECOVERY_MAX_BYTES);
+	struct recovery *r = recovery_new((uint64_t)conf->recovery.max_memory);
 	if (r == NULL)
 		return CORAL_ENOMEM;
 	int rc = 0;
@@ -207,9 +215,10 @@ static int count_fn(void *arg, const struct coral_redo_rec *rec, const uint8_t *
 }
 
 /* Not a cold start: other instances run. If this node's own thread has changes after its
- * checkpoint, its previous incarnation ended without writing them back (killed, or lost)
- * and no recovery applied them (the recovery of a node lost while others run is not built):
- * committed changes of it may be missing from the data files. Said loudly, and recorded. */
+ * checkpoint, its previous incarnation ended without writing them back (killed, or lost):
+ * the survivors recover it once raftd has evicted that incarnation, which this smond waits
+ * for ([recovery] rejoin_wait_ms) before the node's lmsd starts. Past that, committed
+ * changes of it may be missing from the data files: said loudly, and recorded. */
 static void check_own_thread(struct smond *m, const struct coral_conf *conf, uint32_t thread)
 {
 	struct coral_redo_ckpt k;
@@ -222,10 +231,21 @@ static void check_own_thread(struct smond *m, const struct coral_conf *conf, uin
 				    &c, &end, err, sizeof(err));
 	if (n <= 0 || c.changes == 0)
 		return;
+	log_notice("redo thread %u has %llu changes after its checkpoint (LSN %llu to %llu): this node's previous "
+		   "incarnation ended without writing them back; waiting up to %lld ms for the survivors to recover it",
+		   thread, (unsigned long long)c.changes, (unsigned long long)k.lsn, (unsigned long long)end,
+		   (long long)conf->recovery.rejoin_wait_ms);
+	uint64_t t0 = coral_now_mono_ns();
+	if (smond_online_wait_own(conf, thread, end, conf->recovery.rejoin_wait_ms) == 0) {
+		log_info("redo thread %u: recovered by the survivors (waited %llu ms)", thread,
+			 (unsigned long long)ms_since(t0));
+		return;
+	}
 	log_error("redo thread %u has %llu changes (%llu commit records, LSN %llu to %llu) after its checkpoint that no "
-		  "recovery applied: this node's previous incarnation ended without writing them back while other "
-		  "nodes ran, and the recovery of a lost node is not built yet: its committed changes to blocks no "
-		  "survivor held may be missing from the data files",
+		  "recovery applied within [recovery] rejoin_wait_ms: this node's previous incarnation ended without "
+		  "writing them back while other nodes ran, and the survivors have not recovered it (were they "
+		  "running? see coralctl recovery history on them): its committed changes to blocks no survivor "
+		  "held may be missing from the data files",
 		  thread, (unsigned long long)c.changes, (unsigned long long)c.commits, (unsigned long long)k.lsn,
 		  (unsigned long long)end);
 	struct rcv_event ev = {.kind = "not recovered", .at_ms = coral_now_real_ns() / 1000000ull, .threads = 1,
@@ -274,6 +294,21 @@ static int smond_init(struct coral_daemon *d)
 	struct timeval tv = {0, DEADTXN_MS * 1000};
 	if (m->ev_dt == NULL || event_add(m->ev_dt, &tv) != 0)
 		return CORAL_ENOMEM;
+	/* the nodes lost while this one runs */
+	m->online = (struct smond_online){.conf = &d->conf, .node = d->node, .dir = coral_grd_dir_sga(&d->sga, "grd_dir"),
+					  .map = coral_grd_map_sga(&d->sga), .cl = coral_cluster_sga(&d->sga),
+					  .history = &m->history};
+	if (m->online.dir == NULL || m->online.map == NULL || m->online.cl == NULL) {
+		log_error("the SGA has no grd_dir, grd_map or cluster section: restart the node");
+		return CORAL_EVERSION;
+	}
+	if (smond_online_init(&m->online) != 0)
+		return CORAL_ESYS;
+	m->online_ready = true;
+	m->ev_online = event_new(d->base, -1, EV_PERSIST, on_online, &m->online);
+	struct timeval to = {0, ONLINE_MS * 1000};
+	if (m->ev_online == NULL || event_add(m->ev_online, &to) != 0)
+		return CORAL_ENOMEM;
 	return 0;
 }
 
@@ -284,13 +319,20 @@ static void smond_fini(struct coral_daemon *d)
 		return;
 	if (m->ev_dt)
 		event_free(m->ev_dt);
+	if (m->ev_online)
+		event_free(m->ev_online);
+	if (m->online_ready)
+		smond_online_fini(&m->online);
 	if (m->lock_fd >= 0)
 		close(m->lock_fd);
 	free(m);
 	d->svc = NULL;
 }
 
-/* coralctl recovery status|history: the recoveries this smond made, oldest first. */
+static void event_msg(const struct rcv_event *e, Coral__RecoveryEvent *x);
+
+/* coralctl recovery status|history: the recoveries this smond made, oldest first, and the
+ * one under way. */
 static void h_recovery(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
 	struct smond *m = d->svc;
@@ -310,38 +352,60 @@ static void h_recovery(struct coral_daemon *d, uint64_t conn, const Coral__CtlRe
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const struct rcv_event *e = &h->ev[(first + i) % RECOVERY_HISTORY];
-		Coral__RecoveryEvent *x = &ev[i];
-		coral__recovery_event__init(x);
-		x->kind = (char *)e->kind;
-		x->at_ms = e->at_ms;
-		x->result = (char *)e->result;
-		x->threads = e->threads;
-		x->records = e->records;
-		x->bytes = e->bytes;
-		x->blocks = e->blocks;
-		x->applied = e->applied;
-		x->skipped = e->skipped;
-		x->txns = e->txns;
-		x->txns_open = e->txns_open;
-		x->undone = e->undone;
-		x->kept = e->kept;
-		x->read_ms = e->read_ms;
-		x->apply_ms = e->apply_ms;
-		x->total_ms = e->total_ms;
-		x->session = e->session;
-		x->pid = e->pid;
-		evp[i] = x;
+		event_msg(&h->ev[(first + i) % RECOVERY_HISTORY], &ev[i]);
+		evp[i] = &ev[i];
 	}
 	r.events = evp;
 	r.n_events = n;
 	r.dead_pending = smond_deadtxn_pending(&m->dt);
 	r.cold_start_ran = m->cold_start_ran;
+	struct rcv_event cur;
+	const char *phase;
+	uint64_t done, eta;
+	Coral__RecoveryEvent curm;
+	if (m->online_ready && smond_online_current(&m->online, &cur, &phase, &done, &eta)) {
+		event_msg(&cur, &curm);
+		curm.phase = (char *)phase;
+		curm.blocks_done = done;
+		curm.eta_ms = eta;
+		r.current = &curm;
+	}
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_RECOVERY;
 	resp.recovery = &r;
 	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
 	free(ev);
 	free(evp);
+}
+
+static void event_msg(const struct rcv_event *e, Coral__RecoveryEvent *x)
+{
+	coral__recovery_event__init(x);
+	x->kind = (char *)e->kind;
+	x->at_ms = e->at_ms;
+	x->result = (char *)e->result;
+	x->threads = e->threads;
+	x->records = e->records;
+	x->bytes = e->bytes;
+	x->blocks = e->blocks;
+	x->applied = e->applied;
+	x->skipped = e->skipped;
+	x->txns = e->txns;
+	x->txns_open = e->txns_open;
+	x->undone = e->undone;
+	x->kept = e->kept;
+	x->read_ms = e->read_ms;
+	x->apply_ms = e->apply_ms;
+	x->total_ms = e->total_ms;
+	x->session = e->session;
+	x->pid = e->pid;
+	x->lost_node = e->lost_node;
+	x->lost_incarnation = e->lost_inc;
+	x->claimer = e->claimer;
+	x->fence_ms = e->fence_ms;
+	x->rebuild_ms = e->rebuild_ms;
+	x->first_pass_ms = e->first_pass_ms;
+	x->release_ms = e->release_ms;
+	x->done_ms = e->done_ms;
 }
 
 static const struct coral_daemon_request smond_requests[] = {
@@ -350,8 +414,8 @@ static const struct coral_daemon_request smond_requests[] = {
 
 static const struct coral_daemon_def smond_def = {
 	.id = CORAL_D_SMOND,
-	.service = "instance recovery at a cold start, and of dead processes' transactions (of a node lost while "
-		   "others run: not built yet)",
+	.service = "instance recovery: at a cold start, of nodes lost while others run, of dead processes' "
+		   "transactions",
 	.service_ready = false,
 	.init = smond_init,
 	.fini = smond_fini,

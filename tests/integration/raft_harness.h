@@ -48,7 +48,11 @@ static inline void cl_teardown(void)
 	print_node_log_errors(cl.dir);
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
-	run("rm -rf %s", cl.dir);
+	/* CORAL_TEST_KEEP=1: the directory (logs, redo, data files) stays, for a post-mortem */
+	if (getenv("CORAL_TEST_KEEP") && getenv("CORAL_TEST_KEEP")[0] == '1')
+		fprintf(stderr, "teardown: kept %s\n", cl.dir);
+	else
+		run("rm -rf %s", cl.dir);
 }
 
 static inline json_t *ctl_json(int node, const char *cmd)

@@ -109,7 +109,10 @@ Test(grdd, remaster_under_load_then_rebuild_after_eviction)
 	}
 	cr_assert_gt(after, before, "no new map version after node 3 died");
 	json_t *h = ctl_json(1, "grd history");
-	cr_assert_str_eq(jstr(json_array_get(h, json_array_size(h) - 1), "cause"), "leave");
+	bool leave = false;
+	for (size_t i = 0; i < json_array_size(h); i++)
+		leave |= strcmp(jstr(json_array_get(h, i), "cause"), "leave") == 0;
+	cr_assert(leave, "no map version for node 3's loss: %s", res.out);
 	json_decref(h);
 	int m = 0;
 	for (int i = 0; i < 50 && (m = master_of(1, held3)) == 3; i++)
@@ -131,21 +134,19 @@ Test(grdd, remaster_under_load_then_rebuild_after_eviction)
 	json_decref(hr);
 	cr_assert_neq(run("%s -c %s -n 1 grd lock %s X", CORALCTL, cl.conf, held3)->code, 0);
 	cr_assert(strstr(res.out, "held by node 2") != NULL, "%s", res.out);
-	/* a resource of node 3's buckets that nobody holds: unknown, so not granted */
-	char unknown[32];
-	int k2 = 0;
-	for (; k2 < 2000; k2++) {
-		snprintf(unknown, sizeof(unknown), "BL:8:%d", k2);
-		snprintf(cmd, sizeof(cmd), "grd resource %s", unknown);
-		json_t *u = ctl_json(1, cmd);
-		bool lost = u && jint(u, "lost_owner") == 3;
-		json_decref(u);
-		if (lost)
-			break;
+	/* the survivors' smond recover node 3 with no operator step: its buckets' resources that
+	 * nobody held are granted again, and the last resort has nothing left to do */
+	int lost_buckets = -1;
+	for (int i = 0; i < 100 && lost_buckets != 0; i++) {
+		json_t *st = ctl_json(1, "grd status");
+		lost_buckets = st ? (int)jint(st, "lost_buckets") : -1;
+		json_decref(st);
+		if (lost_buckets != 0)
+			usleep(100000);
 	}
-	cr_assert_neq(run("%s -c %s -n 2 grd lock %s S", CORALCTL, cl.conf, unknown)->code, 0);
-	cr_assert(strstr(res.out, "needs instance recovery") != NULL, "%s", res.out);
-	cr_assert_eq(run("%s -c %s -n 2 grd recovered 3", CORALCTL, cl.conf)->code, 0, "%s", res.out);
-	cr_assert_eq(run("%s -c %s -n 2 grd lock %s S", CORALCTL, cl.conf, unknown)->code, 0, "%s", res.out);
+	cr_assert_eq(lost_buckets, 0, "node 3's buckets still await recovery: %s", res.out);
+	cr_assert_eq(run("%s -c %s -n 2 grd lock BL:8:1 S", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_neq(run("%s -c %s -n 2 grd recovered 3", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_assert(strstr(res.out, "not listed as lost") != NULL, "%s", res.out);
 	run("%s -c %s stop 3", CORAL_NODE, cl.conf);
 }
