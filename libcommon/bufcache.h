@@ -106,8 +106,18 @@ struct coral_cache {
 	_Atomic uint32_t valid, dirty, pis;
 	_Atomic int32_t lmsd_pid;
 	_Atomic uint32_t spinners;     /* sessions spinning for lmsd's answer ([cache] spin_us) */
+	_Atomic uint64_t since_inc;    /* the node's incarnation when this cache began to serve (lmsd):
+					* evicted since (coral_cluster_evicted_inc), it is void */
 	struct coral_cache_stats st;
 };
+
+/* Whether the cache's images belong to an incarnation of the node that was evicted (the
+ * other nodes recover what it held): nothing of it may be written, shipped or changed. */
+static inline bool coral_cache_void(struct coral_cache *c, uint64_t evicted_inc)
+{
+	uint64_t since = atomic_load(&c->since_inc);
+	return since != 0 && evicted_inc >= since;
+}
 
 size_t coral_cache_size(uint32_t nbuf, uint32_t block_size);
 /* Initialises a cache in memory of coral_cache_size() bytes (the SGA, or the heap for tests). */

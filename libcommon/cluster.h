@@ -27,6 +27,7 @@ struct coral_member_view {
 	uint32_t id;
 	uint8_t state;
 	uint64_t incarnation;
+	uint64_t instance;         /* its SGA at its last join: new when the whole node restarted */
 };
 
 struct coral_cluster_view {
@@ -39,6 +40,9 @@ struct coral_cluster_view {
 	bool joining;              /* fenced only because it is not a member (yet, or again) */
 	char fence_reason[128];
 	uint64_t lease_until_ns;   /* CLOCK_MONOTONIC */
+	uint64_t evicted_inc;      /* the newest incarnation of this node raftd has seen evicted: a
+				    * cache serving since an incarnation at or below it was recovered
+				    * by the others and must not be used (lmsd, libcoral) */
 	uint32_t nmembers;
 	struct coral_member_view members[CORAL_MAX_NODES];
 	uint64_t updates;
@@ -68,6 +72,12 @@ static inline bool coral_cluster_fenced(const struct coral_cluster_sga *c)
 	uint64_t until = __atomic_load_n(&c->v.lease_until_ns, __ATOMIC_ACQUIRE);
 	return until != 0 && coral_now_mono_ns() > until;
 }
+/* The newest evicted incarnation of this node (read as coral_cluster_fenced does). */
+static inline uint64_t coral_cluster_evicted_inc(const struct coral_cluster_sga *c)
+{
+	return c ? __atomic_load_n(&c->v.evicted_inc, __ATOMIC_ACQUIRE) : 0;
+}
+
 /* Why coral_cluster_fenced() said so, into buf; true if only because the node has not
  * joined (every start: logged as news, not as a warning). */
 bool coral_cluster_fence_reason(const struct coral_cluster_sga *c, char *buf, size_t n);

@@ -45,6 +45,7 @@ struct coral_block {
 	const void *payload;
 	bool changed;             /* changed by the open transaction: pinned until it ends */
 	bool held;                /* ... and released by the caller: the pin waits for the commit */
+	uint64_t since;           /* the cache's incarnation when it was pinned (void if evicted) */
 };
 
 /* The open transaction's undo, in the session's memory: each change's old bytes, in order, so
@@ -78,6 +79,7 @@ struct coral_session {
 	struct coral_frame_rd rd;                /* every call's request and answer, one at a time */
 	int slot;                                /* the session's slot in the SGA (its pins), -1 none */
 	bool txn;                                /* a transaction is open (it has changed something) */
+	uint64_t txn_since;                      /* the cache's incarnation when it began */
 	struct undo_ent *undo;
 	uint32_t nundo, capundo;
 	uint8_t *undo_bytes;
@@ -138,6 +140,20 @@ static int fenced(struct coral_session *s)
 	coral_cluster_fence_reason(s->cl, why, sizeof(why));
 	return fail(s, CORAL_EFENCED, "node %lld is fenced (%s): no blocks, changes or commits until it is unfenced",
 		    (long long)s->node->id, why);
+}
+
+/* Whether an image pinned, or a transaction begun, at cache incarnation `since` was made void
+ * by an eviction of the node since: the other nodes have recovered its blocks (taking back
+ * what had not committed); a change or a commit on it now would be lost. */
+static int evicted_since(struct coral_session *s, uint64_t since, const char *what)
+{
+	uint64_t ev = coral_cluster_evicted_inc(s->cl);
+	if (since == 0 || ev < since)
+		return 0;
+	return fail(s, CORAL_EFENCED,
+		    "node %lld was evicted (incarnation %llu) after %s: the other nodes recovered its blocks and "
+		    "took back what had not committed; roll back, and start again",
+		    (long long)s->node->id, (unsigned long long)ev, what);
 }
 
 const char *coral_error_name(int code) { return coral_strerror(code); }
@@ -258,6 +274,7 @@ static struct coral_block *handle(struct coral_session *s, struct coral_block *h
 	h->own = false;
 	h->changed = false;
 	h->held = false;
+	h->since = atomic_load(&s->cache->since_inc);
 	h->buf = buf;
 	h->pinned = (uint8_t)pinned;
 	h->file = file;
@@ -646,6 +663,9 @@ static int modify(struct coral_session *s, struct coral_block *b, uint32_t offse
 {
 	if (fenced(s))
 		return CORAL_EFENCED;
+	if (evicted_since(s, b->since, "this block was taken") ||
+	    (s->txn && evicted_since(s, s->txn_since, "this transaction began")))
+		return CORAL_EFENCED;
 	uint8_t *at = coral_cache_data(s->cache, b->buf) + CORAL_BLOCK_HDR + offset;
 	if (keep_undo) {
 		int rc = undo_push(s, (uint32_t)(b - s->pins), offset, at, len);
@@ -662,6 +682,7 @@ static int modify(struct coral_session *s, struct coral_block *b, uint32_t offse
 		if (atomic_load(&slot->txn_first) == 0)
 			atomic_store(&slot->txn_first, atomic_load(&s->redo->tail) + 1);
 		flags = CORAL_REDO_F_BEGIN;
+		s->txn_since = atomic_load(&s->cache->since_inc);
 	}
 	/* dirty before the redo exists, with where it will begin at the latest: lmsd's
 	 * checkpoint never passes a change it has not seen (the X pin keeps the buffer here) */
@@ -725,6 +746,8 @@ void coral_block_release(struct coral_session *s, struct coral_block *b)
 static int commit(struct coral_session *s, uint64_t *scn_out)
 {
 	if (fenced(s))
+		return CORAL_EFENCED;
+	if (s->txn && evicted_since(s, s->txn_since, "this transaction began"))
 		return CORAL_EFENCED;
 	uint64_t scn = coral_scn_next(s->cache), lsn;
 	uint64_t t0 = coral_now_mono_ns();

@@ -278,7 +278,8 @@ static int lost_buckets(struct grd_core *c, Coral__GrdLost *l)
 }
 
 /* The first map: the members there are now. */
-/* The incarnation member id had when it came on the ring of record r; 0: not known. */
+/* The incarnation member id had when it came on the ring of record r, and its SGA; 0: not
+ * known (a record of an older version). */
 static uint64_t ring_inc(const Coral__GrdMapRecord *r, uint32_t id)
 {
 	if (r == NULL || r->n_member_incs != r->n_members)
@@ -289,32 +290,62 @@ static uint64_t ring_inc(const Coral__GrdMapRecord *r, uint32_t id)
 	return 0;
 }
 
-/* n's members' incarnations: each as raftd has it now (a member kept from the record has
- * the same one, or it would not have been kept). */
+static uint64_t ring_instance(const Coral__GrdMapRecord *r, uint32_t id)
+{
+	if (r == NULL || r->n_member_instances != r->n_members)
+		return 0;
+	for (size_t i = 0; i < r->n_members; i++)
+		if (r->members[i] == id)
+			return r->member_instances[i];
+	return 0;
+}
+
+/* Whether member id of the record restarted since: raftd has it with another SGA. */
+static bool restarted(const struct grd_core *c, uint32_t id)
+{
+	uint64_t was = ring_instance(c->rec, id), now = member_instance(c, id);
+	return was != 0 && now != 0 && was != now;
+}
+
+/* n's members' incarnations and SGAs, as raftd has them now (a member kept from the record
+ * has the same SGA, or it would not have been kept). */
 static int set_member_incs(struct grd_core *c, Coral__GrdMapRecord *n)
 {
 	uint64_t *a = malloc((n->n_members + 1) * sizeof(uint64_t));
-	if (a == NULL)
+	uint64_t *b = malloc((n->n_members + 1) * sizeof(uint64_t));
+	if (a == NULL || b == NULL) {
+		free(a);
+		free(b);
 		return CORAL_ENOMEM;
-	for (size_t i = 0; i < n->n_members; i++)
+	}
+	for (size_t i = 0; i < n->n_members; i++) {
 		a[i] = member_inc(c, n->members[i]);
+		b[i] = member_instance(c, n->members[i]);
+	}
 	free(n->member_incs);
+	free(n->member_instances);
 	n->member_incs = a;
 	n->n_member_incs = n->n_members;
+	n->member_instances = b;
+	n->n_member_instances = n->n_members;
 	return 0;
 }
 
 static void commit_first(struct grd_core *c, uint32_t *want, size_t nwant)
 {
 	Coral__GrdMapRecord r = CORAL__GRD_MAP_RECORD__INIT;
-	uint64_t incs[CORAL_MAX_NODES];
-	for (size_t i = 0; i < nwant; i++)
+	uint64_t incs[CORAL_MAX_NODES], insts[CORAL_MAX_NODES];
+	for (size_t i = 0; i < nwant; i++) {
 		incs[i] = member_inc(c, want[i]);
+		insts[i] = member_instance(c, want[i]);
+	}
 	r.version = 1;
 	r.members = want;
 	r.n_members = nwant;
 	r.member_incs = incs;
 	r.n_member_incs = nwant;
+	r.member_instances = insts;
+	r.n_member_instances = nwant;
 	r.cause = CORAL_GRD_CAUSE_INIT;
 	r.coordinator = c->self;
 	r.at_ms = grd_wall_ms(c);
@@ -339,9 +370,9 @@ static bool add_lost(struct grd_core *c, Coral__GrdMapRecord *n, uint32_t d)
 	}
 	coral__grd_lost__init(l);
 	l->node = d;
-	/* the incarnation that was lost: the one on the ring (a node restarted since is a
-	 * member again under a new one) */
-	l->incarnation = ring_inc(c->rec, d) ? ring_inc(c->rec, d) : member_inc(c, d);
+	/* the incarnation that was lost: raftd's (evicted), or, for a node restarted since, the
+	 * one it had on the ring */
+	l->incarnation = restarted(c, d) && ring_inc(c->rec, d) ? ring_inc(c->rec, d) : member_inc(c, d);
 	l->since_version = version(c) + 1;
 	n->lost[n->n_lost++] = l;
 	return lost_buckets(c, l) == 0;
@@ -393,7 +424,7 @@ static void nodes_line(char *buf, size_t n, const char *prefix, const uint32_t *
 
 /* Departures: nothing can be shipped from a lost node, so no freeze; the next version drops
  * it (keep: the members that stay) and lists it as lost. A member restarted since it came
- * on the ring (raftd has it under a new incarnation) is lost too, and joins again after. */
+ * on the ring (raftd has it with another SGA) is lost too, and joins again after. */
 static void commit_leave(struct grd_core *c, const uint32_t *keep, size_t nkeep)
 {
 	Coral__GrdMapRecord *n = grd_rec_edit(c);
@@ -490,8 +521,7 @@ void grd_coordinate(struct grd_core *c)
 	size_t nkeep = 0;
 	for (size_t i = 0; i < c->rec->n_members; i++) {
 		uint32_t id = c->rec->members[i];
-		uint64_t was = ring_inc(c->rec, id);
-		if (in_u32(want, nwant, id) && (was == 0 || was == member_inc(c, id)))
+		if (in_u32(want, nwant, id) && !restarted(c, id))
 			keep[nkeep++] = id;
 	}
 	if (nkeep == 0 && c->rec->n_members > 0) {

@@ -61,6 +61,7 @@ struct grd_core_ops {
 struct grd_member {
 	uint32_t id;
 	uint64_t incarnation;
+	uint64_t instance;  /* its SGA: a new one is a restarted node */
 	bool active;
 	bool reachable;   /* its grdd answers on the interconnect */
 };

@@ -173,6 +173,14 @@ static inline uint64_t member_inc(const struct grd_core *c, uint32_t id)
 	return 0;
 }
 
+static inline uint64_t member_instance(const struct grd_core *c, uint32_t id)
+{
+	for (size_t i = 0; i < c->nmembers; i++)
+		if (c->members[i].id == id)
+			return c->members[i].instance;
+	return 0;
+}
+
 static inline uint64_t version(const struct grd_core *c)
 {
 	return c->rec ? c->rec->version : 0;

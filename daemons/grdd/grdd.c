@@ -223,6 +223,7 @@ static void on_tick(void *arg, const struct coral_cluster_view *vp)
 		const struct coral_member_view *mv = &v.members[i];
 		m[n].id = mv->id;
 		m[n].incarnation = mv->incarnation;
+		m[n].instance = mv->instance;
 		m[n].active = mv->state == CORAL_MEMBER_ACTIVE;
 		m[n].reachable = mv->id == g->self;
 		if (g->kit.net && mv->id != g->self) {

@@ -1991,6 +1991,45 @@ void gcs_core_node_lost(struct gcs_core *c, uint32_t lost, uint64_t inc, uint64_
 	}
 }
 
+void gcs_core_self_lost(struct gcs_core *c)
+{
+	uint64_t dropped = 0, kept = 0;
+	for (uint32_t i = 0; i < c->cache->nbuf; i++) {
+		struct coral_buf *b = coral_cache_buf(c->cache, i);
+		if (!(b->flags & CORAL_BUFF_VALID))
+			continue;
+		uint32_t file = b->file;
+		uint64_t block = b->block;
+		uint32_t ch = coral_cache_chain(c->cache, file, block);
+		coral_cache_lock(c->cache, ch);
+		bool same = (b->flags & CORAL_BUFF_VALID) && b->file == file && b->block == block;
+		bool free_it = false;
+		if (same) {
+			if (b->flags & CORAL_BUFF_DIRTY) {
+				b->flags &= (uint16_t)~CORAL_BUFF_DIRTY;
+				atomic_fetch_sub(&c->cache->dirty, 1);
+			}
+			b->flags &= (uint16_t)~(CORAL_BUFF_SHIPWAIT | CORAL_BUFF_UNACKED);
+			b->first_lsn = 0;
+			retire_locked(b);
+			free_it = atomic_load(&b->pins) == 0;
+			kept += !free_it;
+		}
+		coral_cache_unlock(c->cache, ch);
+		if (free_it) {
+			buf_free(c, i);
+			dropped++;
+		}
+	}
+	c->ndeferred = 0;
+	c->nunacked = 0;
+	c->nops = 0;
+	c->npidrop = 0;
+	c->nquery = 0;
+	logf_(c, CORAL_LOG_NOTICE, "cache dropped after this node's eviction: %llu images, %llu still pinned (in mode N)",
+	      (unsigned long long)dropped, (unsigned long long)kept);
+}
+
 void gcs_core_node_back(struct gcs_core *c, uint32_t node)
 {
 	if (node >= 1 && node <= CORAL_MAX_NODES)

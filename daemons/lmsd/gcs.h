@@ -141,6 +141,9 @@ void gcs_core_node_lost(struct gcs_core *c, uint32_t lost, uint64_t inc, uint64_
 /* A lost node of that incarnation is back (a new incarnation is a member): it is shipped to
  * again. */
 void gcs_core_node_back(struct gcs_core *c, uint32_t node);
+/* This node's own incarnation was evicted: every image in the cache goes, unwritten (a pinned
+ * one stays until its pin goes, in mode N and clean), and what was under way with it. */
+void gcs_core_self_lost(struct gcs_core *c);
 /* Whether the loss of `lost` is settled at this master (*seq: its count). */
 bool gcs_core_loss_settled(const struct gcs_core *c, uint32_t lost, uint64_t *seq);
 /* Transfers waiting for a session's pin: their count (lmsd polls them sooner while any). */

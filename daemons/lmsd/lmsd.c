@@ -128,8 +128,9 @@ static int op_write(void *arg, uint32_t file, uint64_t block, uint8_t *data, uin
 		return CORAL_EINVAL;
 	/* a fenced node writes nothing to the shared files: the majority may have evicted it
 	 * and be recovering its blocks (asked here, not only at the tick, as raftd may have
-	 * fenced the node since) */
-	if (coral_cluster_fenced(l->cl))
+	 * fenced the node since); nor does one whose cache an eviction made void, even once
+	 * it is a member again (its images are older than what the others recovered) */
+	if (coral_cluster_fenced(l->cl) || coral_cache_void(l->cache, coral_cluster_evicted_inc(l->cl)))
 		return CORAL_EFENCED;
 	h->scn = scn;
 	char err[CORAL_ERRMSG_MAX];
@@ -179,7 +180,7 @@ static int flush_run(void *arg, const _Atomic bool *stop)
 	uint32_t files[GCS_CKPT_BATCH], nfiles = 0;
 	for (uint32_t k = 0; k < l->nflush && rc == 0; k++) {
 		const struct gcs_write *w = &l->flush[k];
-		if (coral_cluster_fenced(l->cl)) {
+		if (coral_cluster_fenced(l->cl) || coral_cache_void(l->cache, coral_cluster_evicted_inc(l->cl))) {
 			rc = CORAL_EFENCED;
 			break;
 		}
@@ -379,9 +380,28 @@ static void check_losses(struct lmsd *l, const struct coral_cluster_view *v)
 	}
 }
 
+/* An eviction of this node made its cache void: the others have recovered what it held.
+ * Everything goes, unwritten (their changes are in the redo the others applied); then the
+ * cache serves again under the incarnation the node rejoins with. */
+static void check_own_eviction(struct lmsd *l, const struct coral_cluster_view *v)
+{
+	uint64_t ev = coral_cluster_evicted_inc(l->cl);
+	if (coral_cache_void(l->cache, ev)) {
+		log_warn("this node's incarnation %llu was evicted: the other nodes recover what it held; its "
+			 "cache (%u images, %u dirty, %u past images) is dropped unwritten",
+			 (unsigned long long)ev, atomic_load(&l->cache->valid), atomic_load(&l->cache->dirty),
+			 atomic_load(&l->cache->pis));
+		gcs_core_self_lost(core(l));
+		atomic_store(&l->cache->since_inc, 0);
+	}
+	if (atomic_load(&l->cache->since_inc) == 0 && v != NULL && !v->fenced && v->incarnation > ev)
+		atomic_store(&l->cache->since_inc, v->incarnation);
+}
+
 static void on_tick(void *arg, const struct coral_cluster_view *v)
 {
 	struct lmsd *l = arg;
+	check_own_eviction(l, v);
 	if (v != NULL)
 		check_losses(l, v);
 	bool fenced = coral_cluster_fenced(l->cl);

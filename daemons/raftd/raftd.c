@@ -213,6 +213,7 @@ static void publish(struct raftd *r)
 	v.commit = r->raft.committed;
 	v.applied = r->raft.applied;
 	v.incarnation = r->incarnation;
+	v.evicted_inc = r->evicted_inc;
 	uint64_t now = now_ns(), until = lease_until(r);
 	v.lease_until_ns = until;
 	const struct reg_member *me = &r->reg.members[r->self];
@@ -252,7 +253,7 @@ static void publish(struct raftd *r)
 		const struct reg_member *m = &r->reg.members[id];
 		if (m->state == CORAL_MEMBER_NONE)
 			continue;
-		v.members[v.nmembers++] = (struct coral_member_view){id, m->state, m->incarnation};
+		v.members[v.nmembers++] = (struct coral_member_view){id, m->state, m->incarnation, m->instance};
 	}
 	if (r->sga)
 		coral_cluster_publish(r->sga, &v);
@@ -386,6 +387,12 @@ static void apply_committed(struct raftd *r, const struct raft_entry *es, size_t
 				switch (res.op) {
 				case REG_EVICT:
 					raftd_history(r, "eviction", res.node, "%s", m->reason);
+					if (res.node == r->self && m->incarnation > r->evicted_inc) {
+						/* this node's cache of that incarnation is void: the
+						 * others recover it (lmsd drops it, libcoral refuses) */
+						r->evicted_inc = m->incarnation;
+						publish(r);
+					}
 					coral_net_fence_peer(r->net, res.node, m->incarnation + 1);
 					r->peers[res.node].evict_sent_ns = 0;
 					break;
@@ -962,6 +969,7 @@ static void join_self(struct raftd *r)
 	c.op = REG_JOIN;
 	c.node = r->self;
 	c.incarnation = r->incarnation;
+	c.instance = r->d->sga.hdr ? r->d->sga.hdr->created_real_ns : 0;
 	c.address = addr;
 	c.at_ns = coral_now_real_ns();
 	c.reason = (char *)"node started or rejoined";
@@ -1102,6 +1110,8 @@ int raftd_start(struct raftd *r, struct coral_daemon *d)
 		log_error("the SGA has no cluster section: recreate it (coral-node stop; coral-node start)");
 		return CORAL_EINVAL;
 	}
+	/* a restarted raftd goes on from what its predecessor published (the SGA outlives it) */
+	r->evicted_inc = coral_cluster_evicted_inc(r->sga);
 	if (coral_mkdir_p(r->data_dir, 0750) != 0) {
 		log_error("cannot create data_dir %s: %s", r->data_dir, strerror(errno));
 		return CORAL_ESYS;

@@ -99,6 +99,7 @@ struct raftd {
 	const struct coral_raft_conf *rc;
 	uint32_t self;
 	uint64_t incarnation;
+	uint64_t evicted_inc;        /* the newest incarnation of this node seen evicted (the view's) */
 	uint64_t last_bump_ns;
 	char data_dir[CORAL_STR_MAX + 16];
 

@@ -263,6 +263,7 @@ static void membership(struct registry *r, uint64_t index, const Coral__RegCmd *
 		if (m->state == CORAL_MEMBER_ACTIVE && c->incarnation == m->incarnation)
 			return; /* already in: no new epoch */
 		m->incarnation = c->incarnation;
+		m->instance = c->instance;
 		if (c->address && c->address[0])
 			coral_strlcpy(m->address, c->address, sizeof(m->address));
 		member_set(r, index, c, CORAL_MEMBER_ACTIVE, res);
@@ -337,6 +338,7 @@ int registry_snapshot(const struct registry *r, uint8_t **buf, size_t *len)
 		o->id = id;
 		o->address = (char *)m->address;
 		o->incarnation = m->incarnation;
+		o->instance = m->instance;
 		o->state = m->state;
 		o->reason = (char *)m->reason;
 		o->changed_index = m->changed_index;
@@ -388,6 +390,7 @@ int registry_restore(struct registry *r, const uint8_t *buf, size_t len)
 		m->id = o->id;
 		m->state = (uint8_t)o->state;
 		m->incarnation = o->incarnation;
+		m->instance = o->instance;
 		coral_strlcpy(m->address, o->address, sizeof(m->address));
 		coral_strlcpy(m->reason, o->reason, sizeof(m->reason));
 		m->changed_index = o->changed_index;

@@ -32,6 +32,7 @@ struct reg_member {
 	uint32_t id;
 	uint8_t state;               /* enum coral_member_state */
 	uint64_t incarnation;
+	uint64_t instance;           /* its SGA at its last join (RegCmd.instance) */
 	char address[128];
 	char reason[160];
 	uint64_t changed_index, changed_ns;

@@ -416,7 +416,7 @@ static const struct coral_daemon_def smond_def = {
 	.id = CORAL_D_SMOND,
 	.service = "instance recovery: at a cold start, of nodes lost while others run, of dead processes' "
 		   "transactions",
-	.service_ready = false,
+	.service_ready = true,
 	.init = smond_init,
 	.fini = smond_fini,
 	.requests = smond_requests,

@@ -30,7 +30,7 @@ static struct grd_core *make_core(void)
 	coral_grd_dir_init(held, dsz, 64);
 	struct grd_core_ops ops = {op_send, op_store, op_answer, op_remastered, NULL, NULL};
 	struct grd_core *c = grd_core_new(1, &gc, map, dir, held, &ops);
-	struct grd_member m[2] = {{1, 1, true, true}, {2, 1, true, true}};
+	struct grd_member m[2] = {{1, 1, 1, true, true}, {2, 1, 1, true, true}};
 	grd_core_set_cluster(c, 1, false, m, 2);
 	uint32_t members[2] = {1, 2};
 	Coral__GrdMapRecord r = CORAL__GRD_MAP_RECORD__INIT;

@@ -195,8 +195,9 @@ static void push_cluster(struct sim *s)
 	for (uint32_t i = 1; i <= s->n; i++) {
 		if (!s->nodes[i].active && s->nodes[i].alive)
 			continue; /* not yet a member */
-		m[k++] = (struct grd_member){i, 1, s->nodes[i].active && s->nodes[i].alive,
-					     s->nodes[i].alive};
+		m[k++] = (struct grd_member){.id = i, .incarnation = 1, .instance = 1,
+					     .active = s->nodes[i].active && s->nodes[i].alive,
+					     .reachable = s->nodes[i].alive};
 	}
 	uint32_t leader = leader_of(s);
 	for (uint32_t i = 1; i <= s->n; i++)

@@ -86,7 +86,7 @@ Test(grd_core, a_block_entry_ships_only_once_its_operation_is_over)
 	struct grd_core *c = grd_core_new(1, &gc, map, dir, held, &ops);
 	cr_assert_not_null(c);
 	grd_core_apply(c, NULL, 0, 0);
-	struct grd_member m[2] = {{1, 1, true, true}, {2, 1, true, true}};
+	struct grd_member m[2] = {{1, 1, 1, true, true}, {2, 1, 1, true, true}};
 	grd_core_set_cluster(c, 1, false, m, 2);
 	grd_core_tick(c, 1000, 1000);
 	cr_assert_not_null(stored, "the leader stored no map");
@@ -172,7 +172,7 @@ static void one_start(struct one *o, bool view_first)
 	cr_assert_eq(coral_grd_dir_init(o->held, dsz, 64), 0);
 	struct grd_core_ops ops = {op_send, op_store, op_answer, op_remastered, NULL, NULL};
 	o->c = grd_core_new(1, &o->gc, o->map, o->dir, o->held, &ops);
-	struct grd_member m[2] = {{1, 1, true, true}, {2, 1, true, true}};
+	struct grd_member m[2] = {{1, 1, 1, true, true}, {2, 1, 1, true, true}};
 	uint32_t members[2] = {1, 2};
 	Coral__GrdMapRecord r = CORAL__GRD_MAP_RECORD__INIT;
 	r.version = 1;
@@ -215,7 +215,7 @@ Test(grd_core, a_record_naming_a_node_raftd_does_not_know_is_refused)
 	grd_core_apply(o.c, buf, len, 2);
 	cr_expect_eq(grd_core_version(o.c), 1, "a record naming node 99 was applied");
 	/* it waits for a view of raftd's that knows node 99; the same view again changes nothing */
-	struct grd_member m[2] = {{1, 1, true, true}, {2, 1, true, true}};
+	struct grd_member m[2] = {{1, 1, 1, true, true}, {2, 1, 1, true, true}};
 	grd_core_set_cluster(o.c, 1, false, m, 2);
 	cr_expect_eq(grd_core_version(o.c), 1, "a record naming node 99 was applied");
 	/* a bucket override to a node off the ring, and a node twice, likewise */
