@@ -83,7 +83,13 @@ size_t coral_block_payload(const struct coral_session *s);
  * CORAL_ERR_FENCED and do nothing: the node serves no block, not even one it holds, and
  * writes neither blocks nor redo to the shared storage, as the majority may be taking its
  * blocks over. A commit that was waiting when the fence came fails with it; its redo becomes
- * durable only if the node is unfenced without having been evicted. */
+ * durable only if the node is unfenced without having been evicted. If the node was evicted,
+ * the other nodes recover what it held (its committed changes from its redo; its open
+ * transactions taken back): once it is back, a change or a commit on a block pinned, or in a
+ * transaction begun, before the eviction fails with CORAL_ERR_FENCED too (the session rolls
+ * back, which the recovery has done already, and starts again); the node's cache of that
+ * incarnation is dropped. A session on a node that survives another's loss waits for the
+ * blocks being recovered (up to get_timeout_ms, then CORAL_ERR_TIMEDOUT naming the block). */
 int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int mode,
 		    struct coral_block **out);
 /* The payload of a pinned block (valid until it is released). */
