@@ -28,14 +28,15 @@ rm -rf "$DIR"
 mkdir -p "$DIR"
 CONF=$DIR/coral.conf
 # caches and directories large enough, checkpoints rare: the dirty blocks stay in node 3's cache
-BUF=$(( (DIRTY + ENTRIES / 3) * 5 / 4 + 4096 ))
-DIRENT=$(( ENTRIES * 2 + 16384 ))
+BUF=$(( (DIRTY > ENTRIES / 2 ? DIRTY : ENTRIES / 2) * 5 / 4 + 4096 ))
+DIRENT=$(( ENTRIES + DIRTY + 16384 ))
+SGA=$(( (BUF * 9 + DIRENT * 1 / 2) / 1024 + 256 ))M   # 8 KiB blocks + headers, entries, the rest
 sed -e "s#/tmp/coral#$DIR/coral#g" -e 's/^name = coral$/name = benchrcv/' \
     -e 's/^base_port = 7100$/base_port = 18500/' -e 's/^base_port = 7200$/base_port = 18600/' \
     -e 's/^base_port = 7300$/base_port = 18700/' \
     -e "s/^buffers = 2048$/buffers = $BUF/" -e 's/^checkpoint_ms = 1000$/checkpoint_ms = 600000/' \
     -e "s/^directory_entries = 16384$/directory_entries = $DIRENT/" \
-    -e "s/^held_entries = 16384$/held_entries = $DIRENT/" etc/coral.conf > "$CONF"
+    -e "s/^sga_size = .*/sga_size = $SGA/" etc/coral.conf > "$CONF"
 node="$B/tools/coral-node -c $CONF"
 ctl="$B/tools/coralctl -c $CONF"
 bank_pid=""
@@ -47,7 +48,7 @@ trap cleanup EXIT
 jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 now_ms() { date +%s%3N; }
 
-echo "== three nodes ($CONF): $BUF buffers and $DIRENT directory entries each, checkpoints every 10 min"
+echo "== three nodes ($CONF): $BUF buffers, $DIRENT directory entries and an SGA of $SGA each, checkpoints every 10 min"
 $node start all >/dev/null
 for _ in $(seq 1 300); do
   ok=1
@@ -84,7 +85,7 @@ for _ in $(seq 1 600); do
      grep -q 'recovery of node 3: done' "$DIR/coral/node2/node.log"; then break; fi
   sleep 0.05
 done
-evicted=$($ctl -n 1 --json raft history | jq_py '[e["at_ms"] for e in d if e["kind"]=="eviction" and e["node"]==3][-1]')
+evicted=$($ctl -n 1 --json raft history | jq_py '[e["at_ms"] for e in d["events"] if e["kind"]=="eviction" and e["node"]==3][-1]')
 echo "kill at $t_kill ms, eviction committed at $evicted ms: $(( evicted - t_kill )) ms after the kill"
 for i in 1 2; do
   $ctl -n "$i" --json recovery history | jq_py "'\n'.join(

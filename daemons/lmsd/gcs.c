@@ -60,6 +60,17 @@ struct gcs_written {
 };
 
 #define GCS_MAX_QUERY 1024   /* transfers to a lost node being settled with their shipper */
+#define GCS_REPORT_REC 32    /* a REPORT's image: file u32, mode u8, past image u8, pad, block, gen, scn */
+#define GCS_REPORT_BATCH 200 /* images in one REPORT */
+#define GCS_REPORT_BATCHES 16 /* REPORTs a job sends in one go (then at the next tick) */
+#define GCS_MAX_REPORT_JOBS (2 * CORAL_MAX_NODES)
+
+/* Holder: the reports one master asked for about one loss, under way. */
+struct gcs_report_job {
+	bool active;
+	uint32_t to, lost, next;
+	uint64_t inc, count;
+};
 
 /* A node's loss, at this node as a master rebuilding the blocks of its buckets. */
 struct gcs_loss {
@@ -112,6 +123,7 @@ struct gcs_core {
 	uint64_t early_ask[CORAL_MAX_NODES];  /* masters that asked for reports on a loss not seen here yet */
 	struct gcs_query query[GCS_MAX_QUERY];
 	uint32_t nquery;
+	struct gcs_report_job jobs[GCS_MAX_REPORT_JOBS];
 	FILE *trace;                  /* CORAL_GCS_TRACE: every message and image change, for debugging */
 	uint64_t trace_lines;         /* bounded: the trace stops at GCS_TRACE_MAX lines */
 };
@@ -1575,6 +1587,15 @@ static struct coral_grd_entry *m_entry(struct gcs_core *c, const Coral__GcsMsg *
 		*why = CORAL_EFROZEN;
 		return NULL;
 	}
+	/* a block of a lost node's bucket waits for its rebuild here: an entry that only some
+	 * survivors' reports have made so far would grant it from the disk while another
+	 * survivor holds its current image */
+	uint32_t lo = c->ops.lost_owner ? c->ops.lost_owner(c->ops.arg, m->file, m->block) : 0;
+	if (lo >= 1 && lo <= CORAL_MAX_NODES &&
+	    atomic_load(&c->dir->loss[lo - 1].gcs) != atomic_load(&c->dir->loss[lo - 1].seq)) {
+		*why = CORAL_ERECOVERY;
+		return NULL;
+	}
 	coral_grd_dir_lock(c->dir, *bucket);
 	/* again under the latch: grdd freezes a bucket before it takes the latch to mark its
 	 * entries, so an entry created or an operation started from here on is seen by grdd */
@@ -1965,6 +1986,64 @@ static void loss_settle(struct gcs_core *c, uint32_t lost)
 	      L->settled ? "" : "; transfers to it under way asked about");
 }
 
+/* Holder: the reports asked for, a few batches per call (the tick calls again), so that
+ * no burst overflows the interconnect's queue to the master or the local queue: each
+ * REPORT carries up to GCS_REPORT_BATCH images (gcs.h), and REPORT_END their count. */
+static void report_pump(struct gcs_core *c)
+{
+	static uint8_t recs[GCS_REPORT_BATCH * GCS_REPORT_REC];
+	for (uint32_t k = 0; k < GCS_MAX_REPORT_JOBS; k++) {
+		struct gcs_report_job *j = &c->jobs[k];
+		for (uint32_t batches = 0; j->active && batches < GCS_REPORT_BATCHES; batches++) {
+			uint32_t n = 0;
+			while (j->next < c->cache->nbuf && n < GCS_REPORT_BATCH) {
+				struct coral_buf *b = coral_cache_buf(c->cache, j->next++);
+				uint32_t file = b->file;
+				uint64_t block = b->block, v;
+				if (!(b->flags & CORAL_BUFF_VALID) || (b->flags & CORAL_BUFF_CR))
+					continue;
+				if (c->ops.lost_owner(c->ops.arg, file, block) != j->lost ||
+				    c->ops.master(c->ops.arg, file, block, &v) != j->to)
+					continue;
+				uint32_t ch = coral_cache_chain(c->cache, file, block);
+				coral_cache_lock(c->cache, ch);
+				bool pi = (b->flags & CORAL_BUFF_PI) != 0;
+				bool ok = (b->flags & CORAL_BUFF_VALID) && b->file == file && b->block == block &&
+					  (pi || b->mode >= CORAL_BL_S);
+				uint8_t *r = recs + (size_t)n * GCS_REPORT_REC;
+				memset(r, 0, GCS_REPORT_REC);
+				memcpy(r, &file, 4);
+				r[4] = pi ? 0 : b->mode;
+				r[5] = pi;
+				memcpy(r + 8, &block, 8);
+				memcpy(r + 16, &b->gen, 8);  /* the lost master's operations go on from the highest */
+				memcpy(r + 24, &b->scn, 8);
+				coral_cache_unlock(c->cache, ch);
+				n += ok;
+			}
+			if (n > 0) {
+				Coral__GcsMsg r;
+				msg_init(&r, GCS_REPORT, 0, 0);
+				r.requester = j->lost;
+				r.gen = j->inc;
+				r.data.data = recs;
+				r.data.len = (size_t)n * GCS_REPORT_REC;
+				send_msg(c, j->to, &r);
+				j->count += n;
+			}
+			if (j->next >= c->cache->nbuf) {
+				Coral__GcsMsg e;
+				msg_init(&e, GCS_REPORT_END, 0, 0);
+				e.requester = j->lost;
+				e.gen = j->inc;
+				e.rid = j->count;
+				send_msg(c, j->to, &e);
+				j->active = false;
+			}
+		}
+	}
+}
+
 static void h_report_req(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m);
 
 void gcs_core_node_lost(struct gcs_core *c, uint32_t lost, uint64_t inc, uint64_t seq, uint64_t survivors)
@@ -2026,6 +2105,7 @@ void gcs_core_self_lost(struct gcs_core *c)
 	c->nops = 0;
 	c->npidrop = 0;
 	c->nquery = 0;
+	memset(c->jobs, 0, sizeof(c->jobs));
 	logf_(c, CORAL_LOG_NOTICE, "cache dropped after this node's eviction: %llu images, %llu still pinned (in mode N)",
 	      (unsigned long long)dropped, (unsigned long long)kept);
 }
@@ -2060,40 +2140,18 @@ static void h_report_req(struct gcs_core *c, uint32_t from, const Coral__GcsMsg 
 		c->early_ask[lost - 1] |= bit(from);
 		return;
 	}
-	uint64_t count = 0;
-	for (uint32_t i = 0; i < c->cache->nbuf; i++) {
-		struct coral_buf *b = coral_cache_buf(c->cache, i);
-		uint32_t file = b->file;
-		uint64_t block = b->block, v;
-		if (!(b->flags & CORAL_BUFF_VALID) || (b->flags & CORAL_BUFF_CR))
-			continue;
-		if (c->ops.lost_owner(c->ops.arg, file, block) != lost || c->ops.master(c->ops.arg, file, block, &v) != from)
-			continue;
-		uint32_t ch = coral_cache_chain(c->cache, file, block);
-		coral_cache_lock(c->cache, ch);
-		bool pi = (b->flags & CORAL_BUFF_PI) != 0;
-		bool ok = (b->flags & CORAL_BUFF_VALID) && b->file == file && b->block == block &&
-			  (pi || b->mode >= CORAL_BL_S);
-		Coral__GcsMsg r;
-		msg_init(&r, GCS_REPORT, file, block);
-		r.requester = lost;
-		r.gen = m->gen;
-		r.mode = pi ? 0 : b->mode;
-		r.dirty = pi;
-		r.block_scn = b->scn;
-		r.rid = b->gen; /* the lost master's operation numbers go on from the highest */
-		coral_cache_unlock(c->cache, ch);
-		if (!ok)
-			continue;
-		send_msg(c, from, &r);
-		count++;
-	}
-	Coral__GcsMsg e;
-	msg_init(&e, GCS_REPORT_END, 0, 0);
-	e.requester = lost;
-	e.gen = m->gen;
-	e.rid = count;
-	send_msg(c, from, &e);
+	/* asked again: the job starts over (the master counts again from nothing) */
+	struct gcs_report_job *j = NULL;
+	for (uint32_t k = 0; k < GCS_MAX_REPORT_JOBS && j == NULL; k++)
+		if (c->jobs[k].active && c->jobs[k].to == from && c->jobs[k].lost == lost)
+			j = &c->jobs[k];
+	for (uint32_t k = 0; k < GCS_MAX_REPORT_JOBS && j == NULL; k++)
+		if (!c->jobs[k].active)
+			j = &c->jobs[k];
+	if (j == NULL)
+		return; /* asked again later */
+	*j = (struct gcs_report_job){.active = true, .to = from, .lost = lost, .inc = m->gen};
+	report_pump(c);
 }
 
 /* Holder: a transfer to a lost node was under way from here: is the block still here? */
@@ -2163,27 +2221,46 @@ static void m_report(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 	struct gcs_loss *L = &c->loss[lost - 1];
 	if (L->inc != m->gen || !(L->waiting & bit(from)))
 		return;
-	struct coral_resid id = resid(m->file, m->block);
-	uint32_t bucket = coral_resid_bucket(&id);
-	coral_grd_dir_lock(c->dir, bucket);
-	struct coral_grd_entry *e = coral_grd_dir_find(c->dir, &id);
-	if (e == NULL)
-		e = coral_grd_dir_insert(c->dir, &id);
-	if (e != NULL) {
-		/* a holder ignores an operation numbered at or below the grant it holds */
-		if (m->rid > e->gen)
-			e->gen = m->rid;
-		if (m->dirty)
-			e->pi |= bit(from);
-		else if (m->mode > (uint32_t)e->mode[from - 1])
-			coral_grd_entry_set_mode(e, from, (int)m->mode);
-		coral_grd_dir_touch(c->dir, e);
-	} else {
-		logf_(c, CORAL_LOG_WARNING, "node %u's loss: the directory is full; block %u:%llu held by node %u is not recorded",
-		      lost, m->file, (unsigned long long)m->block, from);
+	if (m->data.len % GCS_REPORT_REC != 0 || m->data.len / GCS_REPORT_REC > GCS_REPORT_BATCH) {
+		c->st.refused_msgs++;
+		return;
 	}
-	coral_grd_dir_unlock(c->dir, bucket);
-	L->got[from - 1]++;
+	for (size_t k = 0; k < m->data.len / GCS_REPORT_REC; k++) {
+		const uint8_t *r = m->data.data + k * GCS_REPORT_REC;
+		uint32_t file;
+		uint64_t block, gen;
+		memcpy(&file, r, 4);
+		memcpy(&block, r + 8, 8);
+		memcpy(&gen, r + 16, 8);
+		uint8_t mode = r[4];
+		bool pi = r[5] != 0;
+		if (mode > CORAL_BL_X) {
+			c->st.refused_msgs++;
+			continue;
+		}
+		struct coral_resid id = resid(file, block);
+		uint32_t bucket = coral_resid_bucket(&id);
+		coral_grd_dir_lock(c->dir, bucket);
+		struct coral_grd_entry *e = coral_grd_dir_find(c->dir, &id);
+		if (e == NULL)
+			e = coral_grd_dir_insert(c->dir, &id);
+		if (e != NULL) {
+			/* a holder ignores an operation numbered at or below the grant it holds */
+			if (gen > e->gen)
+				e->gen = gen;
+			if (pi)
+				e->pi |= bit(from);
+			else if (mode > e->mode[from - 1])
+				coral_grd_entry_set_mode(e, from, mode);
+			coral_grd_dir_touch(c->dir, e);
+		} else {
+			logf_(c, CORAL_LOG_WARNING,
+			      "node %u's loss: the directory is full; block %u:%llu held by node %u is not recorded", lost,
+			      file, (unsigned long long)block, from);
+		}
+		coral_grd_dir_unlock(c->dir, bucket);
+		L->got[from - 1]++;
+	}
 }
 
 static void m_report_end(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
@@ -2211,6 +2288,7 @@ static void m_report_end(struct gcs_core *c, uint32_t from, const Coral__GcsMsg 
  * asked again. */
 static void loss_tick(struct gcs_core *c)
 {
+	report_pump(c);
 	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
 		struct gcs_loss *L = &c->loss[n - 1];
 		if (L->inc == 0 || L->waiting == 0)

@@ -32,7 +32,8 @@
  * an invalidation that waited for it goes on without it; an operation for it that had not
  * reached the transfer is dropped. The blocks of buckets the lost node mastered are rebuilt
  * here: REPORT_REQ asks each survivor (this node too) for what it holds of them; it answers
- * with a REPORT per image (its mode, or a past image) and REPORT_END with their count,
+ * with REPORTs of up to 200 images each (mode or past image, and the highest operation number
+ * it has seen), a few at a time so that no queue overflows, and REPORT_END with their count;
  * asked again until the count matches. The current holder is then the X holder, else an S
  * holder (S images are all the same image); a block that only past images remain of needs
  * instance recovery. A transfer to the lost node under way from a survivor's image is

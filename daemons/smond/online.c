@@ -57,7 +57,7 @@
 #define ONLINE_MAX_THREADS (CORAL_MAX_NODES * 4)
 
 static const char *const phase_names[] = {"", "fence", "rebuild", "claim", "first pass", "release", "apply",
-					  "waiting for the other survivors", "close"};
+					  "waiting for the other survivors", "close", "waiting for the claimer"};
 
 static uint64_t ms_since(uint64_t t0) { return (coral_now_mono_ns() - t0) / 1000000ull; }
 
@@ -619,6 +619,42 @@ static int wait_peers(struct run *x, char *err, size_t errsz)
 	return CORAL_ECANCELED;
 }
 
+/* Not the claimer: waits until the claimer says the recovery is done (0), or takes the claim
+ * over if its node is no longer a member (1), bounded by [recovery] peers_wait_ms. */
+static int watch_claimer(struct run *x, char *err, size_t errsz)
+{
+	char key[64];
+	snprintf(key, sizeof(key), "recovery/%u", x->lost);
+	uint64_t t0 = coral_now_mono_ns();
+	while (!stale(x)) {
+		struct coral_kv_req r;
+		coral_kv_get(&r, key, false);
+		Coral__CtlResponse *resp = NULL;
+		int rc = kv_call(x, &r, &resp, err, errsz);
+		struct claim_val c = {0};
+		bool ok = rc == 0 && resp->kv->n_kv == 1 &&
+			  parse_claim(resp->kv->kv[0]->value.data, resp->kv->kv[0]->value.len, &c);
+		if (resp)
+			coral_ctl_response_free(resp);
+		if (ok && c.inc == x->inc && strcmp(c.state, "done") == 0)
+			return 0;
+		if (ok && c.inc == x->inc && !member_active(x->o, c.claimer, c.claimer_inc)) {
+			log_notice("recovery of node %u: its claimer, node %u, is gone before it closed the thread: "
+				   "taking over", x->lost, c.claimer);
+			int got = claim(x, err, errsz);
+			if (got != 0)
+				return got;
+		}
+		if ((int64_t)ms_since(t0) > x->o->conf->recovery.peers_wait_ms) {
+			snprintf(err, errsz, "the claimer, node %u, has not closed the thread after %lld ms", c.claimer,
+				 (long long)x->o->conf->recovery.peers_wait_ms);
+			return CORAL_ETIMEDOUT;
+		}
+		sleep_ms(50);
+	}
+	return CORAL_ECANCELED;
+}
+
 /* The claimer: the lost thread closed at its end, and grdd's lost state ended. */
 static int close_thread(struct run *x, char *err, size_t errsz)
 {
@@ -702,15 +738,24 @@ static int recover(struct run *x, char *err, size_t errsz)
 	o->ev.undone = st->undone;
 	o->ev.kept = st->kept;
 	pthread_mutex_unlock(&o->mu);
-	atomic_store(&x->L->done, x->seq);
 	char key[64];
 	snprintf(key, sizeof(key), "recovery/%u/done/%u", x->lost, x->self);
 	for (int tries = 0; tries < 50 && (rc = kv_write(x, key, "done", 0, false, err, errsz)) != 0 && !stale(x); tries++)
 		sleep_ms(100);
 	if (rc != 0)
 		return rc;
-	if (claimed != 1)
-		return 0;
+	if (claimed != 1) {
+		/* the claimer closes the thread; if it is lost before, this node takes over */
+		set_phase(x, ONL_CLAIMER);
+		if ((claimed = watch_claimer(x, err, errsz)) <= 0) {
+			if (claimed == 0)
+				atomic_store(&x->L->done, x->seq);
+			return claimed;
+		}
+		pthread_mutex_lock(&o->mu);
+		o->ev.claimer = true;
+		pthread_mutex_unlock(&o->mu);
+	}
 	set_phase(x, ONL_PEERS);
 	if ((rc = wait_peers(x, err, errsz)) != 0)
 		return rc;
@@ -720,6 +765,7 @@ static int recover(struct run *x, char *err, size_t errsz)
 	snprintf(key, sizeof(key), "recovery/%u", x->lost);
 	if (kv_write(x, key, "done", 0, false, err, errsz) != 0)
 		log_warn("recovery of node %u: recording it done in raftd: %s", x->lost, err);
+	atomic_store(&x->L->done, x->seq);
 	return 0;
 }
 

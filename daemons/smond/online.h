@@ -16,7 +16,8 @@
 
 #define ONLINE_MS 20 /* how often the loop looks for a loss, or at the recovery under way */
 
-enum online_phase { ONL_FENCE = 1, ONL_REBUILD, ONL_CLAIM, ONL_READ, ONL_RELEASE, ONL_APPLY, ONL_PEERS, ONL_CLOSE };
+enum online_phase { ONL_FENCE = 1, ONL_REBUILD, ONL_CLAIM, ONL_READ, ONL_RELEASE, ONL_APPLY, ONL_PEERS, ONL_CLOSE,
+		   ONL_CLAIMER };
 
 struct smond_online {
 	const struct coral_conf *conf;
