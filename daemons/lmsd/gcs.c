@@ -1909,26 +1909,34 @@ static void loss_settle_entry(struct gcs_core *c, struct coral_grd_entry *e, uin
 			e->conv[k2++] = e->conv[k];
 	e->nconv = k2;
 	if (c->ops.lost_owner && c->ops.lost_owner(c->ops.arg, file, block) == lost) {
-		/* rebuilt from the reports: the current image is the X holder's, else any S
-		 * holder's; with only past images left, recovery makes it from them and the redo */
-		uint32_t xh = 0, sh = 0;
-		for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
-			if (n == lost || !(e->holders & bit(n)))
-				continue;
-			if (e->mode[n - 1] == CORAL_BL_X)
+		/* rebuilt from the reports: the current image is the X holder's, else the S
+		 * holder that wrote it (it said so); with clean S copies or past images only, the
+		 * lost node may have been the writer: recovery makes the disk current from the
+		 * disk and every thread's redo */
+		uint32_t xh = 0;
+		for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++)
+			if (n != lost && (e->holders & bit(n)) && e->mode[n - 1] == CORAL_BL_X)
 				xh = n;
-			else if (sh == 0)
-				sh = n;
-		}
-		if (e->cur != lost)
-			e->cur = (uint8_t)(xh ? xh : sh);
-		if (e->cur == 0 && (e->pi & ~bit(lost)))
+		bool writer = e->cur != 0 && e->cur != lost && (e->holders & bit(e->cur));
+		if (xh)
+			e->cur = (uint8_t)xh;
+		else if (!writer && e->cur != lost)
+			e->cur = 0;
+		if (e->cur == 0 && ((e->holders | e->pi) & ~bit(lost)))
 			mark_recovery(e, lost);
 	}
 	/* the lost node had the current image (in S too: the last writer keeps a shared image
 	 * dirty), or may have: smond recovers it (grdd marks the same) */
 	if (e->cur == lost || e->mode[lost - 1] == CORAL_BL_X)
 		mark_recovery(e, lost);
+	if (e->op_phase == OP_XFER && e->cur == lost && e->op_node != 0 && e->op_node != lost &&
+	    c->nquery < GCS_MAX_QUERY) {
+		/* the lost node was shipping it to a survivor: did the image arrive (its ACK may
+		 * come later, or never)? */
+		struct gcs_query *q = &c->query[c->nquery++];
+		*q = (struct gcs_query){file, lost, e->op_node, block, c->loss[lost - 1].inc, 0};
+		query_send(c, q);
+	}
 	if (e->op_phase != OP_IDLE && e->op_node == lost) {
 		if (e->op_phase == OP_XFER && e->cur != 0 && e->cur != lost) {
 			/* did its holder ship it before it heard of the loss? */
@@ -2015,6 +2023,7 @@ static void report_pump(struct gcs_core *c)
 				memcpy(r, &file, 4);
 				r[4] = pi ? 0 : b->mode;
 				r[5] = pi;
+				r[6] = !pi && (b->flags & CORAL_BUFF_DIRTY); /* the writer of a shared image */
 				memcpy(r + 8, &block, 8);
 				memcpy(r + 16, &b->gen, 8);  /* the lost master's operations go on from the highest */
 				memcpy(r + 24, &b->scn, 8);
@@ -2184,7 +2193,20 @@ static void m_query_answer(struct gcs_core *c, uint32_t from, const Coral__GcsMs
 	uint32_t bucket = coral_resid_bucket(&id);
 	coral_grd_dir_lock(c->dir, bucket);
 	struct coral_grd_entry *e = coral_grd_dir_find(c->dir, &id);
-	if (e && e->op_phase == OP_XFER && e->op_node == lost && e->cur == from) {
+	if (e && e->op_phase == OP_XFER && e->cur == lost && e->op_node == from) {
+		if (m->mode >= e->op_mode) {
+			/* it arrived: the transfer is over, the survivor has the current image */
+			coral_grd_entry_set_mode(e, from, e->op_mode);
+			e->cur = (uint8_t)from;
+			if ((e->flags & CORAL_GRDE_RECOVERY) && e->recovery_node == lost) {
+				e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
+				e->recovery_node = 0;
+			}
+			m_done(c, e);
+		}
+		/* else it did not: the lost node had it; recovered, it comes from the disk */
+		coral_grd_dir_touch(c->dir, e);
+	} else if (e && e->op_phase == OP_XFER && e->op_node == lost && e->cur == from) {
 		e->op_phase = OP_IDLE;
 		e->op_node = 0;
 		if (m->mode >= CORAL_BL_S) {
@@ -2233,7 +2255,7 @@ static void m_report(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 		memcpy(&block, r + 8, 8);
 		memcpy(&gen, r + 16, 8);
 		uint8_t mode = r[4];
-		bool pi = r[5] != 0;
+		bool pi = r[5] != 0, dirty = r[6] != 0;
 		if (mode > CORAL_BL_X) {
 			c->st.refused_msgs++;
 			continue;
@@ -2252,6 +2274,8 @@ static void m_report(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 				e->pi |= bit(from);
 			else if (mode > e->mode[from - 1])
 				coral_grd_entry_set_mode(e, from, mode);
+			if (!pi && dirty && mode >= CORAL_BL_S)
+				e->cur = (uint8_t)from;
 			coral_grd_dir_touch(c->dir, e);
 		} else {
 			logf_(c, CORAL_LOG_WARNING,
