@@ -494,3 +494,22 @@ int coral_redo_segments(const char *shared_dir, uint32_t thread, uint64_t *n, ui
 	closedir(d);
 	return 0;
 }
+
+int coral_redo_threads(const char *shared_dir, uint32_t *ids, int max)
+{
+	char path[CORAL_STR_MAX + 16];
+	snprintf(path, sizeof(path), "%s/redo", shared_dir);
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return 0;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && n < max) {
+		unsigned id;
+		char rest;
+		if (sscanf(e->d_name, "thread_%u%c", &id, &rest) == 1 && id > 0)
+			ids[n++] = id;
+	}
+	closedir(d);
+	return n;
+}

@@ -150,6 +150,8 @@ int coral_redo_ckpt_read(const char *shared_dir, uint32_t thread, struct coral_r
 
 /* The thread's segment files: how many, and the first and last sequence numbers. */
 int coral_redo_segments(const char *shared_dir, uint32_t thread, uint64_t *n, uint64_t *first, uint64_t *last);
+/* The threads in shared_dir/redo (thread_N directories) into ids (at most max); how many. */
+int coral_redo_threads(const char *shared_dir, uint32_t *ids, int max);
 
 /* Reading a thread back (recovery, the log writer's start, coral-bank's check): calls fn for
  * every valid record from LSN from (a record's start: 0, or a checkpoint); stops at the end

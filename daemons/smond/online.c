@@ -263,25 +263,6 @@ static int wait_rebuild(struct run *x)
 	return CORAL_ECANCELED;
 }
 
-static int list_threads(const char *shared, uint32_t *ids, int max)
-{
-	char path[CORAL_STR_MAX + 16];
-	snprintf(path, sizeof(path), "%s/redo", shared);
-	DIR *d = opendir(path);
-	if (d == NULL)
-		return 0;
-	int n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL && n < max) {
-		unsigned id;
-		char rest;
-		if (sscanf(e->d_name, "thread_%u%c", &id, &rest) == 1 && id > 0)
-			ids[n++] = id;
-	}
-	closedir(d);
-	return n;
-}
-
 /* Every thread from its checkpoint. A running node recycles its segments below its
  * checkpoint, possibly while they are read: then all is read again. */
 static int first_pass(struct run *x, char *err, size_t errsz)
@@ -295,7 +276,7 @@ static int first_pass(struct run *x, char *err, size_t errsz)
 		x->r = recovery_new((uint64_t)conf->recovery.max_memory);
 		if (x->r == NULL)
 			return CORAL_ENOMEM;
-		int n = list_threads(shared, ids, ONLINE_MAX_THREADS);
+		int n = coral_redo_threads(shared, ids, ONLINE_MAX_THREADS);
 		rc = 0;
 		for (int i = 0; i < n && rc == 0; i++)
 			if (ids[i] != x->lost && member_active(x->o, ids[i], 0))

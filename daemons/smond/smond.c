@@ -63,26 +63,6 @@ static void on_deadtxn(evutil_socket_t fd, short what, void *arg)
 
 static uint64_t ms_since(uint64_t t0) { return (coral_now_mono_ns() - t0) / 1000000ull; }
 
-/* The threads in shared_dir/redo (thread_N directories), into ids; how many. */
-static int list_threads(const char *shared, uint32_t *ids, int max)
-{
-	char path[CORAL_STR_MAX + 16];
-	snprintf(path, sizeof(path), "%s/redo", shared);
-	DIR *d = opendir(path);
-	if (d == NULL)
-		return 0;
-	int n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL && n < max) {
-		unsigned id;
-		char rest;
-		if (sscanf(e->d_name, "thread_%u%c", &id, &rest) == 1 && id > 0)
-			ids[n++] = id;
-	}
-	closedir(d);
-	return n;
-}
-
 /* Applies the recovery set to the data files; 0, or the first failure (in err). */
 static int apply_all(struct recovery *r, const struct coral_conf *conf, char *err, size_t errsz)
 {
@@ -147,7 +127,7 @@ static int cold_recover(const struct coral_conf *conf, struct rcv_event *ev, cha
 	uint64_t segsize = (uint64_t)conf->cache.redo_segment;
 	uint32_t ids[CORAL_MAX_NODES * 4];
 	uint64_t ends[CORAL_MAX_NODES * 4];
-	int n = list_threads(shared, ids, (int)CORAL_ARRAY_LEN(ids));
+	int n = coral_redo_threads(shared, ids, (int)CORAL_ARRAY_LEN(ids));
 	uint64_t t0 = coral_now_mono_ns();
 	struct recovery *r = recovery_new((uint64_t)conf->recovery.max_memory);
 	if (r == NULL)
