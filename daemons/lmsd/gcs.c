@@ -1003,6 +1003,14 @@ static void r_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 			c->st.stale++;
 		return;
 	}
+	if (w->master >= 1 && w->master <= CORAL_MAX_NODES && (c->lost_mask & bit(w->master))) {
+		/* shipped on the word of a master lost since: if this node had installed it after
+		 * reporting what it holds, the new master would not know; its sender keeps it (a
+		 * past image if dirty: reported) and this node asks the new master again */
+		c->st.stale++;
+		w->sent_ms = 0;
+		return;
+	}
 	struct coral_buf *b = install_target(c, m->file, m->block);
 	if (b == NULL) {
 		/* refused: the image is not lost, its sender keeps it (a past image if dirty) and
@@ -1094,6 +1102,9 @@ static void r_retry(struct gcs_core *c, const Coral__GcsMsg *m)
 		c->st.not_master++;
 	else
 		c->st.busy++;
+	/* at the deadline the session hears why it waited: the block's recovery */
+	if (m->code == CORAL_ERECOVERY)
+		w->code = CORAL_ERECOVERY;
 	w->sent_ms = c->now_ms; /* asked again after retry_ms, at the master of that moment */
 }
 
@@ -2195,14 +2206,24 @@ static void m_query_answer(struct gcs_core *c, uint32_t from, const Coral__GcsMs
 	struct coral_grd_entry *e = coral_grd_dir_find(c->dir, &id);
 	if (e && e->op_phase == OP_XFER && e->cur == lost && e->op_node == from) {
 		if (m->mode >= e->op_mode) {
-			/* it arrived: the transfer is over, the survivor has the current image */
+			/* it arrived: the transfer is over. In X the survivor has the current image
+			 * (dirty, as it came); an S copy is clean, the lost node kept the image dirty:
+			 * recovery still makes the disk current */
 			coral_grd_entry_set_mode(e, from, e->op_mode);
-			e->cur = (uint8_t)from;
-			if ((e->flags & CORAL_GRDE_RECOVERY) && e->recovery_node == lost) {
-				e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
-				e->recovery_node = 0;
+			if (e->op_mode == CORAL_BL_X) {
+				e->cur = (uint8_t)from;
+				if ((e->flags & CORAL_GRDE_RECOVERY) && e->recovery_node == lost) {
+					e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
+					e->recovery_node = 0;
+				}
 			}
-			m_done(c, e);
+			if (e->flags & CORAL_GRDE_RECOVERY) {
+				e->op_phase = OP_IDLE; /* the queue goes on once recovered */
+				e->op_node = 0;
+				e->grants++;
+			} else {
+				m_done(c, e);
+			}
 		}
 		/* else it did not: the lost node had it; recovered, it comes from the disk */
 		coral_grd_dir_touch(c->dir, e);

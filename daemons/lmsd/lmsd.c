@@ -323,12 +323,16 @@ static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinn
 		struct coral_grd_where gw = {0};
 		if (code == CORAL_ETIMEDOUT)
 			gw.version = l->map->version;
-		coral_daemon_answer_error(l->d, w->conn, w->req_id, code, "%s%s", coral_strerror(code),
+		/* a wait on a recovery is a timeout to the session (coral.h), said as such */
+		coral_daemon_answer_error(l->d, w->conn, w->req_id, code == CORAL_ERECOVERY ? CORAL_ETIMEDOUT : code,
+					  "%s%s", coral_strerror(code == CORAL_ERECOVERY ? CORAL_ETIMEDOUT : code),
 					  code == CORAL_ETIMEDOUT && gw.version == 0
 						  ? " (no bucket map agreed yet: is grdd up on every node? coralctl grd status)"
 					  : code == CORAL_ETIMEDOUT ? " (coralctl gcs block FILE BLOCK shows its master and holders)"
 					  : code == CORAL_EFULL ? ": no free buffer until the deadline, every one pinned, a past "
 								  "image or in transit (coralctl cache; [cache] buffers)"
+					  : code == CORAL_ERECOVERY ? ": the block waits for a lost node's recovery (coralctl "
+								      "recovery status, on any survivor)"
 								: "");
 		return;
 	}

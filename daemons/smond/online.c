@@ -491,12 +491,14 @@ static void apply_one(struct run *x, const struct coral_resid *id, uint8_t *img)
 	if (e && (e->flags & CORAL_GRDE_RECOVERY) && e->recovery_node == x->lost) {
 		e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
 		e->recovery_node = 0;
-		if (e->cur == x->lost)
-			e->cur = 0;
-		if (e->op_phase != 0 && e->op_node == x->lost) {
+		/* a transfer for or from the lost node is over: its requester (a survivor) asks
+		 * again and is granted the disk's image */
+		if (e->op_phase != 0 && (e->op_node == x->lost || e->cur == x->lost)) {
 			e->op_phase = 0;
 			e->op_node = 0;
 		}
+		if (e->cur == x->lost)
+			e->cur = 0;
 		if (h->scn > e->disk_scn)
 			e->disk_scn = h->scn;
 		coral_grd_dir_touch(d, e);
