@@ -116,10 +116,14 @@ $B/tools/coral-bank -c "$CONF" --accounts 1000 --per-block 8 --sessions 2 --read
   --ride-through 3000 >/tmp/coral/bank-loss.txt 2>&1 &
 bank=$!
 sleep 4
+# the logs go on from earlier runs: only what follows the kill counts
+l1=$(( $(wc -l < /tmp/coral/node1/node.log) + 1 ))
+l2=$(( $(wc -l < /tmp/coral/node2/node.log) + 1 ))
 kill -9 $(cat /tmp/coral/node3/coral-node.pid /tmp/coral/node3/*.pid 2>/dev/null | sort -u) 2>/dev/null || true
 t_kill=$(date +%s%N)
-for _ in $(seq 1 200); do
-  if grep -q 'recovery of node 3: done' /tmp/coral/node1/node.log && grep -q 'recovery of node 3: done' /tmp/coral/node2/node.log; then
+for _ in $(seq 1 300); do
+  if tail -n +"$l1" /tmp/coral/node1/node.log | grep -q 'recovery of node 3: done' &&
+     tail -n +"$l2" /tmp/coral/node2/node.log | grep -q 'recovery of node 3: done'; then
     break
   fi
   sleep 0.05
