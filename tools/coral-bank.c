@@ -741,9 +741,14 @@ int main(int argc, char **argv)
 	/* the actual balances, then the indeterminate transfers: each present entirely or not
 	 * at all (tried for every group of them that touch the same accounts) */
 	int64_t *actual = calloc(accounts, sizeof(int64_t));
-	if (actual == NULL)
+	uint64_t nblocks = (accounts + per_block - 1) / per_block;
+	uint64_t *blk_scn = calloc(nblocks, sizeof(uint64_t));
+	if (actual == NULL || blk_scn == NULL)
 		return 1;
-	for (uint64_t blk = 0; blk * per_block < accounts; blk++) {
+	/* one pass over the blocks: every balance, each image's SCN, each block's own total */
+	int64_t total1 = 0;
+	uint32_t wrong = 0, first_wrong = 0, reported = 0, wrong_totals = 0;
+	for (uint64_t blk = 0; blk < nblocks; blk++) {
 		struct coral_block *b;
 		if (coral_block_get(chk, file_id, blk, CORAL_MODE_S, &b) != 0) {
 			fprintf(stderr, "coral-bank: reading block %llu: %s\n", (unsigned long long)blk,
@@ -751,29 +756,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		for (uint32_t a = (uint32_t)(blk * per_block); a < accounts && block_of(a) == blk; a++)
-			actual[a] = balance(b, a);
-		coral_block_release(chk, b);
-	}
-	uint64_t present = 0;
-	bool unknown_ok = resolve_unknown(w, nw, expect, actual, &present);
-	free(actual);
-	int64_t total1 = 0;
-	uint32_t wrong = 0, first_wrong = 0, reported = 0, wrong_totals = 0;
-	for (uint64_t blk = 0; blk * per_block < accounts; blk++) {
-		struct coral_block *b;
-		if (coral_block_get(chk, file_id, blk, CORAL_MODE_S, &b) != 0) {
-			fprintf(stderr, "coral-bank: reading block %llu: %s\n", (unsigned long long)blk,
-				coral_session_error(chk));
-			return 1;
-		}
-		for (uint32_t a = (uint32_t)(blk * per_block); a < accounts && block_of(a) == blk; a++) {
-			int64_t v = balance(b, a);
-			total1 += v;
-			if (v != expect[a] && wrong++ == 0)
-				first_wrong = a;
-			if (v != expect[a] && reported++ < 4)
-				report_wrong(w, nw, a, start[a], expect[a], v, coral_block_scn(chk, b));
-		}
+			total1 += actual[a] = balance(b, a);
+		blk_scn[blk] = coral_block_scn(chk, b);
 		int64_t sum, total;
 		block_sums(b, blk, &sum, &total);
 		if (sum != total && wrong_totals++ < 4)
@@ -781,6 +765,20 @@ int main(int argc, char **argv)
 				(unsigned long long)blk, (long long)sum, (long long)total);
 		coral_block_release(chk, b);
 	}
+	/* the indeterminate transfers placed (the present ones join expect), then every account
+	 * as its transfers say */
+	uint64_t present = 0;
+	bool unknown_ok = resolve_unknown(w, nw, expect, actual, &present);
+	for (uint32_t a = 0; a < accounts; a++) {
+		if (actual[a] == expect[a])
+			continue;
+		if (wrong++ == 0)
+			first_wrong = a;
+		if (reported++ < 4)
+			report_wrong(w, nw, a, start[a], expect[a], actual[a], blk_scn[block_of(a)]);
+	}
+	free(actual);
+	free(blk_scn);
 	coral_session_close(chk);
 	/* the commit records written since the run began (from each thread's checkpoint then:
 	 * a record's start), unless the log writer has recycled that segment meanwhile */
