@@ -210,6 +210,9 @@ enum { CORAL_GRDB_ACTIVE, CORAL_GRDB_FROZEN, CORAL_GRDB_REBUILDING };
 struct coral_grd_loss {
 	_Atomic uint64_t seq, released, done, incarnation;
 	_Atomic uint64_t gcs;          /* = seq: lmsd has rebuilt and settled its blocks' state */
+	_Atomic uint64_t flushed;      /* = seq: lmsd has written every image here that may hold
+					* the lost node's changes (gcs_core_loss_flushed) */
+	_Atomic uint64_t flush_left;   /* ... the blocks still to write */
 };
 
 struct coral_grd_dir {

@@ -41,6 +41,7 @@ struct gcs_wait {
 	uint64_t block;
 	uint64_t rid;
 	uint32_t master;
+	uint64_t asked;               /* every master this request (rid) went to (bit id-1) */
 	uint64_t sent_ms, first_us, deadline_ms;
 	uint32_t pos;                 /* its place in live[] */
 	int code;                     /* why it waits again (CORAL_EFULL), the error at its deadline */
@@ -80,7 +81,20 @@ struct gcs_loss {
 	uint64_t asked_ms;            /* REPORT_REQ last sent */
 	uint32_t got[CORAL_MAX_NODES];/* reports received from each survivor */
 	bool settled;
+	/* the images here that may hold the lost node's changes unwritten (gcs_core_loss_flushed) */
+	struct gcs_flush *flush;      /* sorted by block; scn 0 once written */
+	uint32_t nflush, left;
+	uint64_t flush_ms;            /* last look at the cache, and checkpoint asked for */
+	bool flush_failed;            /* no memory to list them: never flushed */
 };
+
+/* An image the disk must reach before the lost node's thread may close: the block written
+ * at scn or newer. */
+struct gcs_flush {
+	uint32_t file;
+	uint64_t block, scn;
+};
+static void flush_written(struct gcs_core *c, uint32_t file, uint64_t block, uint64_t scn);
 
 struct gcs_query {
 	uint32_t file, lost, to;
@@ -254,6 +268,8 @@ void gcs_core_free(struct gcs_core *c)
 	free(c->ckpt_w);
 	free(c->ckpt_io);
 	free(c->ckpt_data);
+	for (uint32_t n = 0; n < CORAL_MAX_NODES; n++)
+		free(c->loss[n].flush);
 	if (c->trace)
 		fclose(c->trace);
 	free(c);
@@ -464,6 +480,7 @@ static void wb_done(struct gcs_core *c, const struct gcs_written *w)
 	uint32_t file = w->file;
 	uint64_t block = w->block, scn = w->scn;
 	drop_pis(c, file, block, scn);
+	flush_written(c, file, block, scn);
 	Coral__GcsMsg m;
 	msg_init(&m, GCS_WRITTEN, file, block);
 	m.block_scn = scn;
@@ -614,6 +631,8 @@ static void send_req(struct gcs_core *c, struct gcs_wait *w)
 	w->sent_ms = c->now_ms;
 	if (w->master == 0)
 		return; /* no map yet: the tick asks again */
+	if (w->master <= CORAL_MAX_NODES)
+		w->asked |= bit(w->master);
 	Coral__GcsMsg m;
 	msg_init(&m, w->cr ? GCS_CR_REQ : GCS_REQ, w->file, w->block);
 	m.rid = w->rid;
@@ -627,6 +646,7 @@ static void wait_start(struct gcs_core *c, struct gcs_wait *w, uint8_t want)
 {
 	w->want = want;
 	w->rid = ++c->next_rid;
+	w->asked = 0;
 	c->st.requests++;
 	send_req(c, w);
 }
@@ -653,6 +673,7 @@ static void wait_full(struct gcs_core *c, struct gcs_wait *w)
 	c->ckpt_wanted = true;
 	w->code = CORAL_EFULL;
 	w->rid = ++c->next_rid;
+	w->asked = 0;
 	w->sent_ms = c->now_ms;
 }
 
@@ -1003,7 +1024,7 @@ static void r_block(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 			c->st.stale++;
 		return;
 	}
-	if (w->master >= 1 && w->master <= CORAL_MAX_NODES && (c->lost_mask & bit(w->master))) {
+	if (w->asked & c->lost_mask) {
 		/* shipped on the word of a master lost since: if this node had installed it after
 		 * reporting what it holds, the new master would not know; its sender keeps it (a
 		 * past image if dirty: reported) and this node asks the new master again */
@@ -1219,6 +1240,7 @@ static void ship_now(struct gcs_core *c, struct coral_buf *b, uint32_t to, int w
 		 * and must go, or a repeated FWD would find one and ship it as the newest */
 		buf_free(c, i);
 		drop_pis(c, snap.file, snap.block, snap.scn);
+		flush_written(c, snap.file, snap.block, snap.scn);
 	} else if (want == CORAL_BL_X && dirty && snap.scn > 0) {
 		/* the new past image holds every change the older ones here hold: only the newest
 		 * is ever used (reshipped, taken back, or read by recovery), so the older go now
@@ -1405,6 +1427,7 @@ static void h_inv(struct gcs_core *c, const Coral__GcsMsg *m)
 static void h_pi_drop(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 {
 	int left = drop_pis(c, m->file, m->block, m->block_scn);
+	flush_written(c, m->file, m->block, m->block_scn);
 	Coral__GcsMsg a;
 	msg_init(&a, GCS_PI_ACK, m->file, m->block);
 	a.block_scn = m->block_scn;
@@ -2064,6 +2087,127 @@ static void report_pump(struct gcs_core *c)
 	}
 }
 
+/* ---- what the lost node's thread needs before it closes ---------------------------------
+ * Recovery moves the lost thread's checkpoint to its end: from then on no recovery reads its
+ * changes again. A change of the lost node that is in no image the recovery rebuilt is in a
+ * survivor's image, unwritten: a dirty current image that came here dirty from another node
+ * (role global), or a past image (its newer image elsewhere has it too, and may be on its way
+ * here or to a third node while the lists are made). Every such block is listed when this
+ * node learns of the loss, and crossed off once the disk has it at that SCN or newer (this
+ * node wrote it, or a write elsewhere dropped the past image here), or once this node holds
+ * no dirty or past image of it any more (written, or recovered, by whoever had it). Only
+ * then does this node's smond say its part is done. Without it, a survivor lost after the
+ * recovery took the lost node's changes it held with it. */
+
+static int flush_cmp(const void *a, const void *b)
+{
+	const struct gcs_flush *x = a, *y = b;
+	if (x->file != y->file)
+		return x->file < y->file ? -1 : 1;
+	return x->block < y->block ? -1 : x->block > y->block;
+}
+
+static void flush_list(struct gcs_core *c, struct gcs_loss *L)
+{
+	L->flush = malloc((size_t)c->cache->nbuf * sizeof(*L->flush));
+	if (L->flush == NULL) {
+		L->flush_failed = true;
+		logf_(c, CORAL_LOG_ERROR, "no memory to list the images that may hold the lost node's changes: its "
+			  "recovery cannot end here");
+		return;
+	}
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < c->cache->nbuf; i++) {
+		struct coral_buf *b = coral_cache_buf(c->cache, i);
+		uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
+		coral_cache_lock(c->cache, ch);
+		uint16_t f = b->flags;
+		bool want = (f & CORAL_BUFF_VALID) && !(f & CORAL_BUFF_CR) &&
+			    ((f & CORAL_BUFF_PI) || ((f & CORAL_BUFF_DIRTY) && b->role == CORAL_ROLE_GLOBAL));
+		if (want)
+			L->flush[n++] = (struct gcs_flush){b->file, b->block, b->scn ? b->scn : 1};
+		coral_cache_unlock(c->cache, ch);
+	}
+	qsort(L->flush, n, sizeof(*L->flush), flush_cmp);
+	/* one per block: the newest image's SCN (it holds every older one's changes) */
+	uint32_t m = 0;
+	for (uint32_t k = 0; k < n; k++) {
+		if (m > 0 && flush_cmp(&L->flush[m - 1], &L->flush[k]) == 0) {
+			if (L->flush[k].scn > L->flush[m - 1].scn)
+				L->flush[m - 1].scn = L->flush[k].scn;
+		} else {
+			L->flush[m++] = L->flush[k];
+		}
+	}
+	L->nflush = L->left = m;
+	L->flush_ms = 0;
+	if (m > 0)
+		c->ckpt_wanted = true;
+}
+
+/* The disk has (file, block) at scn or newer. */
+static void flush_written(struct gcs_core *c, uint32_t file, uint64_t block, uint64_t scn)
+{
+	for (uint32_t n = 0; n < CORAL_MAX_NODES; n++) {
+		struct gcs_loss *L = &c->loss[n];
+		if (L->left == 0 || L->flush == NULL)
+			continue;
+		struct gcs_flush key = {file, block, 0};
+		struct gcs_flush *f = bsearch(&key, L->flush, L->nflush, sizeof(key), flush_cmp);
+		if (f != NULL && f->scn != 0 && scn >= f->scn) {
+			f->scn = 0;
+			L->left--;
+		}
+	}
+}
+
+/* Now and then: the listed blocks this node no longer holds dirty or as a past image are
+ * crossed off, and a checkpoint writes the dirty ones. */
+static void flush_tick(struct gcs_core *c, struct gcs_loss *L)
+{
+	if (L->left == 0 || L->flush == NULL || c->now_ms - L->flush_ms < 100)
+		return;
+	L->flush_ms = c->now_ms;
+	uint32_t reads = 0;
+	for (uint32_t k = 0; k < L->nflush; k++) {
+		struct gcs_flush *f = &L->flush[k];
+		if (f->scn == 0)
+			continue;
+		uint32_t ch = coral_cache_chain(c->cache, f->file, f->block);
+		coral_cache_lock(c->cache, ch);
+		struct coral_buf *b = coral_cache_find(c->cache, f->file, f->block, false);
+		bool dirty = b != NULL && (b->flags & CORAL_BUFF_DIRTY);
+		bool pi = next_pi(c, f->file, f->block, NULL) != NULL;
+		coral_cache_unlock(c->cache, ch);
+		/* a past image alone: its newer image may have been recovered and written by smond,
+		 * which tells no past image's holder; the disk says */
+		if (!dirty && pi && reads < 256) {
+			reads++;
+			const struct coral_block_hdr *h = (const struct coral_block_hdr *)c->scratch2;
+			if (c->ops.read(c->ops.arg, f->file, f->block, c->scratch2) == 0 && h->scn >= f->scn) {
+				drop_pis(c, f->file, f->block, h->scn);
+				pi = false;
+			}
+		}
+		if (!dirty && !pi) {
+			f->scn = 0;
+			L->left--;
+		}
+	}
+	if (L->left > 0)
+		c->ckpt_wanted = true;
+}
+
+bool gcs_core_loss_flushed(const struct gcs_core *c, uint32_t lost, uint64_t *seq, uint32_t *left)
+{
+	if (lost < 1 || lost > CORAL_MAX_NODES)
+		return false;
+	const struct gcs_loss *L = &c->loss[lost - 1];
+	*seq = L->seq;
+	*left = L->left;
+	return L->inc != 0 && !L->flush_failed && L->left == 0;
+}
+
 static void h_report_req(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m);
 
 void gcs_core_node_lost(struct gcs_core *c, uint32_t lost, uint64_t inc, uint64_t seq, uint64_t survivors)
@@ -2074,7 +2218,21 @@ void gcs_core_node_lost(struct gcs_core *c, uint32_t lost, uint64_t inc, uint64_
 	struct gcs_loss *L = &c->loss[lost - 1];
 	if (L->inc == inc && L->seq == seq)
 		return;
+	free(L->flush);
 	*L = (struct gcs_loss){.inc = inc, .seq = seq, .waiting = (survivors | bit(c->self)) & ~bit(lost)};
+	/* a request the lost node had as master is asked again under a new number: an image
+	 * shipped on the lost master's word (its number) is then refused wherever it arrives,
+	 * even after the request went to the new master, which rebuilt the block's state from
+	 * reports that did not count it */
+	for (uint32_t k = 0; k < c->nwaits; k++) {
+		struct gcs_wait *w = &c->waits[c->live[k]];
+		if (w->asked & bit(lost)) {
+			w->rid = ++c->next_rid;
+			w->asked = 0;
+			w->sent_ms = 0;
+		}
+	}
+	flush_list(c, L);
 	loss_ask(c, lost);
 	/* the masters that asked before this node knew */
 	uint64_t asked = c->early_ask[lost - 1];
@@ -2336,6 +2494,7 @@ static void loss_tick(struct gcs_core *c)
 	report_pump(c);
 	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
 		struct gcs_loss *L = &c->loss[n - 1];
+		flush_tick(c, L);
 		if (L->inc == 0 || L->waiting == 0)
 			continue;
 		L->waiting &= ~c->lost_mask;
@@ -2479,6 +2638,12 @@ void gcs_core_tick(struct gcs_core *c)
 		uint32_t bucket;
 		int why;
 		struct coral_grd_entry *e = m_entry(c, &probe, M_FINISH, &bucket, &why);
+		if (e == NULL && (why == CORAL_ERECOVERY || why == CORAL_EFROZEN)) {
+			/* kept: its answer may have been refused meanwhile, and nothing else asks
+			 * again once the block is recovered (a requester acknowledges a grant once) */
+			k++;
+			continue;
+		}
 		if (e == NULL || e->op_phase == OP_IDLE) {
 			if (e)
 				m_unlock(c, e, bucket);

@@ -147,6 +147,10 @@ void gcs_core_node_back(struct gcs_core *c, uint32_t node);
 void gcs_core_self_lost(struct gcs_core *c);
 /* Whether the loss of `lost` is settled at this master (*seq: its count). */
 bool gcs_core_loss_settled(const struct gcs_core *c, uint32_t lost, uint64_t *seq);
+/* Whether every image here that may hold the lost node's changes unwritten (a dirty image
+ * that came dirty from another node, or a past image, when the loss was learnt) is on disk
+ * now, or no longer held here (*seq: the loss's count; *left: the blocks still to write). */
+bool gcs_core_loss_flushed(const struct gcs_core *c, uint32_t lost, uint64_t *seq, uint32_t *left);
 /* Transfers waiting for a session's pin: their count (lmsd polls them sooner while any). */
 uint32_t gcs_core_deferred(const struct gcs_core *c);
 /* Writes back every dirty current image that is not pinned and whose redo is durable;

@@ -381,6 +381,13 @@ static void check_losses(struct lmsd *l, const struct coral_cluster_view *v)
 		uint64_t s;
 		if (gcs_core_loss_settled(core(l), n, &s) && s == seq && atomic_load(&L->gcs) != seq)
 			atomic_store(&L->gcs, seq);
+		uint32_t left = 0;
+		bool flushed = gcs_core_loss_flushed(core(l), n, &s, &left);
+		if (s == seq) {
+			atomic_store(&L->flush_left, left);
+			if (flushed && atomic_load(&L->flushed) != seq)
+				atomic_store(&L->flushed, seq);
+		}
 	}
 }
 

@@ -371,6 +371,31 @@ static void apply_conf_entry(struct raftd *r, const struct raft_entry *e)
 	}
 }
 
+/* smond's claim of a lost node's thread, and its end, in the history: recovery/<node> holds
+ * "inc=<lost incarnation> claimer=<node> claimer_inc=<its incarnation> state=<claimed|done>" */
+static void history_recovery(struct raftd *r, const struct reg_result *res)
+{
+	unsigned node;
+	int end = 0;
+	if (res->key == NULL || sscanf(res->key, "recovery/%u%n", &node, &end) != 1 || res->key[end] != '\0' ||
+	    node < 1 || node > CORAL_MAX_NODES)
+		return;
+	char val[160];
+	size_t n = res->vlen < sizeof(val) - 1 ? res->vlen : sizeof(val) - 1;
+	memcpy(val, res->value, n);
+	val[n] = '\0';
+	unsigned long long inc, claimer_inc;
+	unsigned claimer;
+	char state[16];
+	if (sscanf(val, "inc=%llu claimer=%u claimer_inc=%llu state=%15s", &inc, &claimer, &claimer_inc, state) != 4)
+		return;
+	if (strcmp(state, "done") == 0)
+		raftd_history(r, "recovered", node, "incarnation %llu recovered: its thread closed by node %u", inc, claimer);
+	else
+		raftd_history(r, "recovery", node, "incarnation %llu: its recovery claimed by node %u (incarnation %llu)",
+			      inc, claimer, claimer_inc);
+}
+
 static void apply_committed(struct raftd *r, const struct raft_entry *es, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -382,6 +407,8 @@ static void apply_committed(struct raftd *r, const struct raft_entry *es, size_t
 		} else {
 			struct reg_result res;
 			registry_apply(&r->reg, e->index, e->data, e->len, &res);
+			if (res.code == 0 && res.op == REG_PUT)
+				history_recovery(r, &res);
 			if (res.code == 0 && res.members_changed) {
 				const struct reg_member *m = &r->reg.members[res.node];
 				switch (res.op) {

@@ -191,6 +191,9 @@ static void put(struct registry *r, uint64_t index, const Coral__RegCmd *c, stru
 		r->nkv++;
 	}
 	record(r, index, c->key, false);
+	res->key = r->kv[i].key;
+	res->value = r->kv[i].value;
+	res->vlen = r->kv[i].vlen;
 }
 
 static void del(struct registry *r, uint64_t index, const Coral__RegCmd *c, struct reg_result *res)

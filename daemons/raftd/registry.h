@@ -69,6 +69,10 @@ struct reg_result {
 	bool members_changed;
 	uint32_t node;               /* the member the command was about */
 	uint8_t op;
+	/* a put: its key and value (valid until the next command) */
+	const char *key;
+	const uint8_t *value;
+	size_t vlen;
 };
 
 void registry_init(struct registry *r, size_t max_keys, size_t max_value);

@@ -26,6 +26,9 @@
  *            in SCN order, and the lost node's uncommitted changes taken back (recovery.c),
  *            by several threads; each written and released at once (its master takes the
  *            disk as current), then the data files synced.
+ *   written  lmsd has written every image here that may hold the lost node's changes (one
+ *            that came dirty from another node, a past image): the thread's close below
+ *            ends every later recovery's reading of them (gcs.h).
  *   close    the claimer waits for every survivor's part (recovery/<node>/done/<id>), moves
  *            the lost thread's checkpoint to its end and asks grdd to drop the node from the
  *            map's lost list, which ends "needs recovery" everywhere.
@@ -57,7 +60,8 @@
 #define ONLINE_MAX_THREADS (CORAL_MAX_NODES * 4)
 
 static const char *const phase_names[] = {"", "fence", "rebuild", "claim", "first pass", "release", "apply",
-					  "waiting for the other survivors", "close", "waiting for the claimer"};
+					  "waiting for the other survivors", "close", "waiting for the claimer",
+					  "writing back the lost node's changes held here"};
 
 static uint64_t ms_since(uint64_t t0) { return (coral_now_mono_ns() - t0) / 1000000ull; }
 
@@ -67,13 +71,25 @@ static void sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
+/* One lost node of a recovery. */
+struct part {
+	uint32_t lost;
+	uint64_t seq, inc;             /* the directory's count of its loss, its incarnation */
+	struct coral_grd_loss *L;
+	uint64_t lost_end;             /* its thread's end, as read */
+	bool claimer;                  /* this node closes its thread */
+};
+
+/* A recovery: every node lost and not yet recovered when it began, together (their
+ * threads merged by SCN in one pass: a block changed by two of them needs both). */
 struct run {
 	struct smond_online *o;
-	uint32_t lost, self;
-	uint64_t seq, inc, self_inc;
-	struct coral_grd_loss *L;
+	uint32_t self;
+	uint64_t self_inc;
+	struct part p[CORAL_MAX_NODES];
+	uint32_t np;
+	uint64_t mask;                 /* bit id-1: the nodes lost */
 	struct recovery *r;
-	uint64_t lost_end;             /* the lost thread's end, as read */
 	struct coral_ctlfile *cf;
 	int fds[CORAL_MAX_DATAFILES];
 	/* apply: the marked blocks, taken by the workers in turn */
@@ -85,10 +101,39 @@ struct run {
 	pthread_mutex_t err_mu;
 };
 
-/* Whether the loss being recovered is still the latest one (or smond stops). */
+static bool lost_here(const struct run *x, uint32_t node)
+{
+	return node >= 1 && node <= CORAL_MAX_NODES && (x->mask & (1ull << (node - 1)));
+}
+
+/* Whether the losses being recovered are still the latest ones, with no other since (then
+ * all starts again, with it), or smond stops. */
 static bool stale(const struct run *x)
 {
-	return atomic_load(&x->L->seq) != x->seq || atomic_load(&x->o->stop);
+	if (atomic_load(&x->o->stop))
+		return true;
+	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
+		const struct coral_grd_loss *L = &x->o->dir->loss[n - 1];
+		uint64_t seq = atomic_load(&L->seq);
+		if (lost_here(x, n)) {
+			for (uint32_t k = 0; k < x->np; k++)
+				if (x->p[k].lost == n && x->p[k].seq != seq)
+					return true;
+		} else if (n != x->self && seq != 0 && seq != atomic_load(&L->done)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* "node 3" or "nodes 2 and 3" */
+static const char *nodes_str(const struct run *x, char *buf, size_t n)
+{
+	size_t off = (size_t)snprintf(buf, n, "node%s", x->np > 1 ? "s" : "");
+	for (uint32_t k = 0; k < x->np && off < n; k++)
+		off += (size_t)snprintf(buf + off, n - off, "%s%u", k == 0 ? " " : k + 1 == x->np ? " and " : ", ",
+				       x->p[k].lost);
+	return buf;
 }
 
 static void set_phase(struct run *x, int phase) { atomic_store(&x->o->phase, phase); }
@@ -155,11 +200,11 @@ static bool member_active(const struct smond_online *o, uint32_t id, uint64_t in
 	return false;
 }
 
-static int kv_write(struct run *x, const char *key, const char *state, uint64_t expect, bool cas, char *err,
-		    size_t errsz)
+static int kv_write(struct run *x, const struct part *p, const char *key, const char *state, uint64_t expect,
+		    bool cas, char *err, size_t errsz)
 {
 	char val[160];
-	snprintf(val, sizeof(val), "inc=%" PRIu64 " claimer=%" PRIu32 " claimer_inc=%" PRIu64 " state=%s", x->inc, x->self,
+	snprintf(val, sizeof(val), "inc=%" PRIu64 " claimer=%" PRIu32 " claimer_inc=%" PRIu64 " state=%s", p->inc, x->self,
 		 x->self_inc, state);
 	struct coral_kv_req r;
 	if (cas)
@@ -174,10 +219,10 @@ static int kv_write(struct run *x, const char *key, const char *state, uint64_t 
 }
 
 /* 1: this node claims the lost thread, 0: another live node has, or a CORAL_E* code. */
-static int claim(struct run *x, char *err, size_t errsz)
+static int claim(struct run *x, struct part *p, char *err, size_t errsz)
 {
 	char key[64];
-	snprintf(key, sizeof(key), "recovery/%u", x->lost);
+	snprintf(key, sizeof(key), "recovery/%u", p->lost);
 	for (int tries = 0; tries < 20 && !stale(x); tries++) {
 		struct coral_kv_req r;
 		coral_kv_get(&r, key, false);
@@ -190,12 +235,12 @@ static int claim(struct run *x, char *err, size_t errsz)
 			bool ok = parse_claim(kv->value.data, kv->value.len, &c);
 			expect = kv->mod_index;
 			coral_ctl_response_free(resp);
-			if (ok && c.inc == x->inc) {
+			if (ok && c.inc == p->inc) {
 				if (c.claimer == x->self && c.claimer_inc == x->self_inc)
 					return 1;
 				if (strcmp(c.state, "done") == 0 || member_active(x->o, c.claimer, c.claimer_inc))
 					return 0;
-				log_notice("recovery of node %u: its claimer, node %u, is gone: claiming it again", x->lost,
+				log_notice("recovery of node %u: its claimer, node %u, is gone: claiming it again", p->lost,
 					   c.claimer);
 			}
 		} else if (rc == CORAL_ENOENT) {
@@ -209,7 +254,7 @@ static int claim(struct run *x, char *err, size_t errsz)
 				continue;
 			}
 		}
-		rc = kv_write(x, key, "claimed", expect, true, err, errsz);
+		rc = kv_write(x, p, key, "claimed", expect, true, err, errsz);
 		if (rc == 0)
 			return 1;
 		if (rc != CORAL_ECONFLICT)
@@ -224,14 +269,18 @@ static int wait_fence(struct run *x, char *err, size_t errsz)
 {
 	uint64_t t0 = coral_now_mono_ns();
 	while (!stale(x)) {
-		if (!member_active(x->o, x->lost, x->inc))
+		uint32_t k = 0;
+		while (k < x->np && !member_active(x->o, x->p[k].lost, x->p[k].inc))
+			k++;
+		if (k == x->np)
 			return 0;
 		if (coral_cluster_fenced(x->o->cl)) {
 			snprintf(err, errsz, "this node is fenced");
 			return CORAL_EFENCED;
 		}
 		if (ms_since(t0) > 60000) {
-			snprintf(err, errsz, "node %u incarnation %" PRIu64 " is still a member after 60 s", x->lost, x->inc);
+			snprintf(err, errsz, "node %u incarnation %" PRIu64 " is still a member after 60 s", x->p[k].lost,
+				 x->p[k].inc);
 			return CORAL_ETIMEDOUT;
 		}
 		sleep_ms(10);
@@ -251,12 +300,15 @@ static int wait_rebuild(struct run *x)
 {
 	uint64_t t0 = coral_now_mono_ns(), said = 0;
 	while (!stale(x)) {
-		if (atomic_load(&x->L->gcs) == x->seq && !rebuilding(x->o->dir))
+		uint32_t k = 0;
+		while (k < x->np && atomic_load(&x->p[k].L->gcs) == x->p[k].seq)
+			k++;
+		if (k == x->np && !rebuilding(x->o->dir))
 			return 0;
 		if (ms_since(t0) / 5000 > said) {
 			said = ms_since(t0) / 5000;
-			log_notice("recovery of node %u: waiting for %s's rebuild of what it mastered (%llu s)", x->lost,
-				   atomic_load(&x->L->gcs) == x->seq ? "grdd" : "lmsd", (unsigned long long)(said * 5));
+			log_notice("recovery of node %u: waiting for %s's rebuild of what it mastered (%llu s)",
+				   x->p[k < x->np ? k : 0].lost, k == x->np ? "grdd" : "lmsd", (unsigned long long)(said * 5));
 		}
 		sleep_ms(5);
 	}
@@ -279,7 +331,7 @@ static int first_pass(struct run *x, char *err, size_t errsz)
 		int n = coral_redo_threads(shared, ids, ONLINE_MAX_THREADS);
 		rc = 0;
 		for (int i = 0; i < n && rc == 0; i++)
-			if (ids[i] != x->lost && member_active(x->o, ids[i], 0))
+			if (!lost_here(x, ids[i]) && member_active(x->o, ids[i], 0))
 				rc = recovery_set_live(x->r, ids[i]);
 		for (int i = 0; i < n && rc == 0; i++) {
 			struct coral_redo_ckpt k;
@@ -293,16 +345,20 @@ static int first_pass(struct run *x, char *err, size_t errsz)
 				rc = (int)got;
 				snprintf(err, errsz, "reading redo thread %u from LSN %llu: %s%s%s", ids[i],
 					 (unsigned long long)k.lsn, coral_strerror(rc), why[0] ? ": " : "", why);
-			} else if (ids[i] == x->lost) {
-				x->lost_end = end;
-				if (why[0])
-					log_info("recovery of node %u: its thread ends at LSN %llu with %s", x->lost,
-						 (unsigned long long)end, why);
+			} else {
+				for (uint32_t k = 0; k < x->np; k++) {
+					if (x->p[k].lost != ids[i])
+						continue;
+					x->p[k].lost_end = end;
+					if (why[0])
+						log_info("recovery of node %u: its thread ends at LSN %llu with %s", ids[i],
+							 (unsigned long long)end, why);
+				}
 			}
 		}
 		if (rc == 0 || stale(x) || rc == CORAL_EFULL || rc == CORAL_ENOMEM || rc == CORAL_ECORRUPT)
 			break;
-		log_notice("recovery of node %u: %s; reading again", x->lost, err);
+		log_notice("recovery: %s; reading again", err);
 	}
 	if (rc != 0)
 		return rc;
@@ -339,7 +395,7 @@ static int release(struct run *x, char *err, size_t errsz)
 		recovery_block(x->r, i, &file, &block);
 		id.id1 = file;
 		id.id2 = block;
-		if (!master_here(x, &id, &lo) || lo != x->lost)
+		if (!master_here(x, &id, &lo) || !lost_here(x, lo))
 			continue;
 		uint32_t b = coral_resid_bucket(&id);
 		coral_grd_dir_lock(d, b);
@@ -347,8 +403,8 @@ static int release(struct run *x, char *err, size_t errsz)
 		if (e == NULL && (e = coral_grd_dir_insert(d, &id)) == NULL) {
 			full++;
 		} else if (!(e->flags & CORAL_GRDE_RECOVERY) && e->holders == 0 && e->pi == 0 &&
-			   (e->cur == 0 || e->cur == x->lost) && e->op_phase == 0) {
-			mark(e, x->lost);
+			   (e->cur == 0 || lost_here(x, e->cur)) && e->op_phase == 0) {
+			mark(e, lo);
 			coral_grd_dir_touch(d, e);
 		}
 		coral_grd_dir_unlock(d, b);
@@ -360,18 +416,19 @@ static int release(struct run *x, char *err, size_t errsz)
 			 (unsigned long long)full);
 		return CORAL_EFULL;
 	}
-	atomic_store(&x->L->released, x->seq);
+	for (uint32_t k = 0; k < x->np; k++)
+		atomic_store(&x->p[k].L->released, x->p[k].seq);
 	/* marked blocks whose current image a survivor has */
 	uint64_t n = 0;
 	for (uint32_t i = 0; i < d->capacity; i++) {
 		struct coral_grd_entry *e = coral_grd_dir_entry(d, i);
-		if (!(e->flags & CORAL_GRDE_RECOVERY) || e->recovery_node != x->lost)
+		if (!(e->flags & CORAL_GRDE_RECOVERY) || !lost_here(x, e->recovery_node))
 			continue;
 		uint32_t b = e->bucket;
 		coral_grd_dir_lock(d, b);
-		if ((e->flags & CORAL_GRDE_USED) && (e->flags & CORAL_GRDE_RECOVERY) && e->recovery_node == x->lost &&
-		    coral_resid_is_block(&e->id) && e->cur != 0 && e->cur != x->lost &&
-		    !(e->op_phase != 0 && e->op_node == x->lost)) {
+		if ((e->flags & CORAL_GRDE_USED) && (e->flags & CORAL_GRDE_RECOVERY) && lost_here(x, e->recovery_node) &&
+		    coral_resid_is_block(&e->id) && e->cur != 0 && !lost_here(x, e->cur) &&
+		    !(e->op_phase != 0 && lost_here(x, e->op_node))) {
 			e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
 			e->recovery_node = 0;
 			coral_grd_dir_touch(d, e);
@@ -379,9 +436,10 @@ static int release(struct run *x, char *err, size_t errsz)
 		}
 		coral_grd_dir_unlock(d, b);
 	}
+	char who[96];
 	if (n)
-		log_info("recovery of node %u: %llu blocks whose current image a survivor has released", x->lost,
-			 (unsigned long long)n);
+		log_info("recovery of %s: %llu blocks whose current image a survivor has released",
+			 nodes_str(x, who, sizeof(who)), (unsigned long long)n);
 	return 0;
 }
 
@@ -415,12 +473,12 @@ static int collect(struct run *x, char *err, size_t errsz)
 		return CORAL_ENOMEM;
 	for (uint32_t i = 0; i < d->capacity; i++) {
 		struct coral_grd_entry *e = coral_grd_dir_entry(d, i);
-		if (!(e->flags & CORAL_GRDE_RECOVERY) || e->recovery_node != x->lost || !coral_resid_is_block(&e->id))
+		if (!(e->flags & CORAL_GRDE_RECOVERY) || !lost_here(x, e->recovery_node) || !coral_resid_is_block(&e->id))
 			continue;
 		uint32_t b = e->bucket;
 		coral_grd_dir_lock(d, b);
 		struct coral_resid id = e->id;
-		bool ok = (e->flags & CORAL_GRDE_USED) && (e->flags & CORAL_GRDE_RECOVERY) && e->recovery_node == x->lost;
+		bool ok = (e->flags & CORAL_GRDE_USED) && (e->flags & CORAL_GRDE_RECOVERY) && lost_here(x, e->recovery_node);
 		coral_grd_dir_unlock(d, b);
 		uint32_t lo;
 		if (!ok || !master_here(x, &id, &lo))
@@ -488,16 +546,16 @@ static void apply_one(struct run *x, const struct coral_resid *id, uint8_t *img)
 	uint32_t b = coral_resid_bucket(id);
 	coral_grd_dir_lock(d, b);
 	struct coral_grd_entry *e = coral_grd_dir_find(d, id);
-	if (e && (e->flags & CORAL_GRDE_RECOVERY) && e->recovery_node == x->lost) {
+	if (e && (e->flags & CORAL_GRDE_RECOVERY) && lost_here(x, e->recovery_node)) {
 		e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
 		e->recovery_node = 0;
-		/* a transfer for or from the lost node is over: its requester (a survivor) asks
+		/* a transfer for or from a lost node is over: its requester (a survivor) asks
 		 * again and is granted the disk's image */
-		if (e->op_phase != 0 && (e->op_node == x->lost || e->cur == x->lost)) {
+		if (e->op_phase != 0 && (lost_here(x, e->op_node) || lost_here(x, e->cur))) {
 			e->op_phase = 0;
 			e->op_node = 0;
 		}
-		if (e->cur == x->lost)
+		if (lost_here(x, e->cur))
 			e->cur = 0;
 		if (h->scn > e->disk_scn)
 			e->disk_scn = h->scn;
@@ -559,12 +617,41 @@ static int apply(struct run *x, char *err, size_t errsz)
 	return 0;
 }
 
+/* lmsd has written every image here that may hold a lost node's changes (a dirty image
+ * that came from another node, a past image): once its thread closes, no recovery reads
+ * them from it again, and this node may be lost next (gcs.h, gcs_core_loss_flushed). */
+static int wait_flushed(struct run *x, char *err, size_t errsz)
+{
+	uint64_t t0 = coral_now_mono_ns(), said = 0;
+	while (!stale(x)) {
+		uint32_t k = 0;
+		while (k < x->np && atomic_load(&x->p[k].L->flushed) == x->p[k].seq)
+			k++;
+		if (k == x->np)
+			return 0;
+		uint64_t left = atomic_load(&x->p[k].L->flush_left);
+		if ((int64_t)ms_since(t0) > x->o->conf->recovery.peers_wait_ms) {
+			snprintf(err, errsz, "lmsd has not written back the %llu blocks here that may hold node %u's "
+				 "changes after %lld ms", (unsigned long long)left, x->p[k].lost,
+				 (long long)x->o->conf->recovery.peers_wait_ms);
+			return CORAL_ETIMEDOUT;
+		}
+		if (ms_since(t0) / 5000 > said) {
+			said = ms_since(t0) / 5000;
+			log_notice("recovery of node %u: lmsd still has %llu blocks to write that may hold its changes (%llu s)",
+				   x->p[k].lost, (unsigned long long)left, (unsigned long long)(said * 5));
+		}
+		sleep_ms(10);
+	}
+	return CORAL_ECANCELED;
+}
+
 /* The claimer: every other survivor's part done. */
-static int wait_peers(struct run *x, char *err, size_t errsz)
+static int wait_peers(struct run *x, const struct part *p, char *err, size_t errsz)
 {
 	uint64_t t0 = coral_now_mono_ns();
 	char prefix[64];
-	snprintf(prefix, sizeof(prefix), "recovery/%u/done/", x->lost);
+	snprintf(prefix, sizeof(prefix), "recovery/%u/done/", p->lost);
 	while (!stale(x)) {
 		struct coral_kv_req r;
 		coral_kv_list(&r, prefix, false);
@@ -577,7 +664,7 @@ static int wait_peers(struct run *x, char *err, size_t errsz)
 				unsigned id;
 				struct claim_val c;
 				if (sscanf(kv->key + strlen(prefix), "%u", &id) == 1 && id >= 1 && id <= CORAL_MAX_NODES &&
-				    parse_claim(kv->value.data, kv->value.len, &c) && c.inc == x->inc)
+				    parse_claim(kv->value.data, kv->value.len, &c) && c.inc == p->inc)
 					done |= 1ull << (id - 1);
 			}
 		}
@@ -587,7 +674,7 @@ static int wait_peers(struct run *x, char *err, size_t errsz)
 		coral_cluster_read(x->o->cl, &v);
 		uint64_t missing = 0;
 		for (uint32_t i = 0; i < v.nmembers; i++)
-			if (v.members[i].state == CORAL_MEMBER_ACTIVE && v.members[i].id != x->lost &&
+			if (v.members[i].state == CORAL_MEMBER_ACTIVE && !lost_here(x, v.members[i].id) &&
 			    !(done & (1ull << (v.members[i].id - 1))))
 				missing |= 1ull << (v.members[i].id - 1);
 		if (rc == 0 && missing == 0)
@@ -604,10 +691,10 @@ static int wait_peers(struct run *x, char *err, size_t errsz)
 
 /* Not the claimer: waits until the claimer says the recovery is done (0), or takes the claim
  * over if its node is no longer a member (1), bounded by [recovery] peers_wait_ms. */
-static int watch_claimer(struct run *x, char *err, size_t errsz)
+static int watch_claimer(struct run *x, struct part *p, char *err, size_t errsz)
 {
 	char key[64];
-	snprintf(key, sizeof(key), "recovery/%u", x->lost);
+	snprintf(key, sizeof(key), "recovery/%u", p->lost);
 	uint64_t t0 = coral_now_mono_ns();
 	while (!stale(x)) {
 		struct coral_kv_req r;
@@ -619,18 +706,18 @@ static int watch_claimer(struct run *x, char *err, size_t errsz)
 			  parse_claim(resp->kv->kv[0]->value.data, resp->kv->kv[0]->value.len, &c);
 		if (resp)
 			coral_ctl_response_free(resp);
-		if (ok && c.inc == x->inc && strcmp(c.state, "done") == 0)
+		if (ok && c.inc == p->inc && strcmp(c.state, "done") == 0)
 			return 0;
-		if (ok && c.inc == x->inc && !member_active(x->o, c.claimer, c.claimer_inc)) {
+		if (ok && c.inc == p->inc && !member_active(x->o, c.claimer, c.claimer_inc)) {
 			log_notice("recovery of node %u: its claimer, node %u, is gone before it closed the thread: "
-				   "taking over", x->lost, c.claimer);
-			int got = claim(x, err, errsz);
+				   "taking over", p->lost, c.claimer);
+			int got = claim(x, p, err, errsz);
 			if (got != 0)
 				return got;
 		}
 		if ((int64_t)ms_since(t0) > x->o->conf->recovery.peers_wait_ms) {
-			snprintf(err, errsz, "the claimer, node %u, has not closed the thread after %lld ms", c.claimer,
-				 (long long)x->o->conf->recovery.peers_wait_ms);
+			snprintf(err, errsz, "the claimer of node %u's thread, node %u, has not closed it after %lld ms",
+				 p->lost, c.claimer, (long long)x->o->conf->recovery.peers_wait_ms);
 			return CORAL_ETIMEDOUT;
 		}
 		sleep_ms(50);
@@ -639,18 +726,18 @@ static int watch_claimer(struct run *x, char *err, size_t errsz)
 }
 
 /* The claimer: the lost thread closed at its end, and grdd's lost state ended. */
-static int close_thread(struct run *x, char *err, size_t errsz)
+static int close_thread(struct run *x, const struct part *p, char *err, size_t errsz)
 {
 	const char *shared = x->o->conf->storage.shared_dir;
 	char dir[CORAL_STR_MAX + 64];
-	coral_redo_thread_dir(shared, x->lost, dir, sizeof(dir));
-	int rc = coral_redo_ckpt_write(dir, x->lost, x->lost_end, coral_now_real_ns(), err, errsz);
+	coral_redo_thread_dir(shared, p->lost, dir, sizeof(dir));
+	int rc = coral_redo_ckpt_write(dir, p->lost, p->lost_end, coral_now_real_ns(), err, errsz);
 	if (rc != 0)
 		return rc;
 	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
 	Coral__GrdRemasterRequest body = CORAL__GRD_REMASTER_REQUEST__INIT;
 	body.target = (char *)"";
-	body.node = x->lost;
+	body.node = p->lost;
 	body.recovered = true;
 	req.body_case = CORAL__CTL_REQUEST__BODY_GRD_REMASTER;
 	req.grd_remaster = &body;
@@ -672,6 +759,25 @@ static int close_thread(struct run *x, char *err, size_t errsz)
 	return rc;
 }
 
+/* The claimer's end of one lost node: every survivor's part, the thread closed, the claim
+ * recorded done (raftd's history names the recovery). */
+static int finish(struct run *x, struct part *p, char *err, size_t errsz)
+{
+	set_phase(x, ONL_PEERS);
+	int rc = wait_peers(x, p, err, errsz);
+	if (rc != 0)
+		return rc;
+	set_phase(x, ONL_CLOSE);
+	if ((rc = close_thread(x, p, err, errsz)) != 0)
+		return rc;
+	char key[64];
+	snprintf(key, sizeof(key), "recovery/%u", p->lost);
+	if (kv_write(x, p, key, "done", 0, false, err, errsz) != 0)
+		log_warn("recovery of node %u: recording it done in raftd: %s", p->lost, err);
+	atomic_store(&p->L->done, p->seq);
+	return 0;
+}
+
 static int recover(struct run *x, char *err, size_t errsz)
 {
 	struct smond_online *o = x->o;
@@ -685,11 +791,16 @@ static int recover(struct run *x, char *err, size_t errsz)
 		return rc;
 	ev_set(x, &o->ev.rebuild_ms);
 	set_phase(x, ONL_CLAIM);
-	int claimed = claim(x, err, errsz);
-	if (claimed < 0)
-		return claimed;
+	bool any = false;
+	for (uint32_t k = 0; k < x->np; k++) {
+		int claimed = claim(x, &x->p[k], err, errsz);
+		if (claimed < 0)
+			return claimed;
+		x->p[k].claimer = claimed == 1;
+		any |= claimed == 1;
+	}
 	pthread_mutex_lock(&o->mu);
-	o->ev.claimer = claimed == 1;
+	o->ev.claimer = any;
 	pthread_mutex_unlock(&o->mu);
 	set_phase(x, ONL_READ);
 	uint64_t t_read = coral_now_mono_ns();
@@ -721,34 +832,44 @@ static int recover(struct run *x, char *err, size_t errsz)
 	o->ev.undone = st->undone;
 	o->ev.kept = st->kept;
 	pthread_mutex_unlock(&o->mu);
-	char key[64];
-	snprintf(key, sizeof(key), "recovery/%u/done/%u", x->lost, x->self);
-	for (int tries = 0; tries < 50 && (rc = kv_write(x, key, "done", 0, false, err, errsz)) != 0 && !stale(x); tries++)
-		sleep_ms(100);
-	if (rc != 0)
+	set_phase(x, ONL_FLUSH);
+	if ((rc = wait_flushed(x, err, errsz)) != 0)
 		return rc;
-	if (claimed != 1) {
+	for (uint32_t k = 0; k < x->np; k++) {
+		char key[64];
+		snprintf(key, sizeof(key), "recovery/%u/done/%u", x->p[k].lost, x->self);
+		for (int tries = 0; tries < 50 && (rc = kv_write(x, &x->p[k], key, "done", 0, false, err, errsz)) != 0 &&
+				    !stale(x);
+		     tries++)
+			sleep_ms(100);
+		if (rc != 0)
+			return rc;
+	}
+	/* the threads this node claimed first (another claimer may be waiting for this node's
+	 * part of its own, never the other way round), then the others' */
+	for (uint32_t k = 0; k < x->np; k++)
+		if (x->p[k].claimer && (rc = finish(x, &x->p[k], err, errsz)) != 0)
+			return rc;
+	for (uint32_t k = 0; k < x->np; k++) {
+		struct part *p = &x->p[k];
+		if (p->claimer)
+			continue;
 		/* the claimer closes the thread; if it is lost before, this node takes over */
 		set_phase(x, ONL_CLAIMER);
-		if ((claimed = watch_claimer(x, err, errsz)) <= 0) {
-			if (claimed == 0)
-				atomic_store(&x->L->done, x->seq);
+		int claimed = watch_claimer(x, p, err, errsz);
+		if (claimed < 0)
 			return claimed;
+		if (claimed == 0) {
+			atomic_store(&p->L->done, p->seq);
+			continue;
 		}
+		p->claimer = true;
 		pthread_mutex_lock(&o->mu);
 		o->ev.claimer = true;
 		pthread_mutex_unlock(&o->mu);
+		if ((rc = finish(x, p, err, errsz)) != 0)
+			return rc;
 	}
-	set_phase(x, ONL_PEERS);
-	if ((rc = wait_peers(x, err, errsz)) != 0)
-		return rc;
-	set_phase(x, ONL_CLOSE);
-	if ((rc = close_thread(x, err, errsz)) != 0)
-		return rc;
-	snprintf(key, sizeof(key), "recovery/%u", x->lost);
-	if (kv_write(x, key, "done", 0, false, err, errsz) != 0)
-		log_warn("recovery of node %u: recording it done in raftd: %s", x->lost, err);
-	atomic_store(&x->L->done, x->seq);
 	return 0;
 }
 
@@ -764,7 +885,7 @@ static void *run_thread(void *arg)
 		snprintf(o->ev.result, sizeof(o->ev.result), "done");
 	else if (rc == CORAL_ECANCELED)
 		snprintf(o->ev.result, sizeof(o->ev.result), "abandoned: %s",
-			 atomic_load(&o->stop) ? "smond stopped" : "a newer loss of the node");
+			 atomic_load(&o->stop) ? "smond stopped" : "a newer loss: recovered with it");
 	else
 		snprintf(o->ev.result, sizeof(o->ev.result), "%s: %s", coral_strerror(rc), err);
 	pthread_mutex_unlock(&o->mu);
@@ -787,37 +908,48 @@ int smond_online_init(struct smond_online *o)
 	return pthread_mutex_init(&o->mu, NULL) == 0 ? 0 : CORAL_ESYS;
 }
 
-static void start(struct smond_online *o, uint32_t lost)
+/* A recovery of every loss not yet recovered (mask: their nodes). */
+static void start(struct smond_online *o, uint64_t mask)
 {
-	struct coral_grd_loss *L = &o->dir->loss[lost - 1];
 	struct run *x = calloc(1, sizeof(*x));
 	struct coral_ctlfile *cf = malloc(sizeof(*cf));
 	char err[512];
 	if (x == NULL || cf == NULL || coral_ctlfile_load(o->conf, cf, err, sizeof(err)) != 0) {
 		if (x && cf)
-			log_error("recovery of node %u: the control file: %s", lost, err);
+			log_error("recovery: the control file: %s", err);
 		free(x);
 		free(cf);
 		return;
 	}
 	struct coral_cluster_view v;
 	coral_cluster_read(o->cl, &v);
-	*x = (struct run){.o = o, .lost = lost, .self = (uint32_t)o->node->id, .seq = atomic_load(&L->seq),
-			  .inc = atomic_load(&L->incarnation), .self_inc = v.incarnation, .L = L, .cf = cf};
+	*x = (struct run){.o = o, .self = (uint32_t)o->node->id, .self_inc = v.incarnation, .mask = mask, .cf = cf};
+	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
+		if (!(mask & (1ull << (n - 1))))
+			continue;
+		struct coral_grd_loss *L = &o->dir->loss[n - 1];
+		x->p[x->np++] = (struct part){.lost = n, .seq = atomic_load(&L->seq), .inc = atomic_load(&L->incarnation),
+					      .L = L};
+	}
 	for (uint32_t k = 0; k < CORAL_MAX_DATAFILES; k++)
 		x->fds[k] = -1;
 	pthread_mutex_init(&x->err_mu, NULL);
-	o->seq = x->seq;
+	o->mask = mask;
+	for (uint32_t k = 0; k < x->np; k++)
+		o->seqs[x->p[k].lost - 1] = x->p[k].seq;
 	o->started_ns = coral_now_mono_ns();
 	o->apply_ns = 0;
 	atomic_store(&o->blocks, 0);
 	atomic_store(&o->blocks_done, 0);
 	atomic_store(&o->finished, false);
-	o->ev = (struct rcv_event){.kind = "lost node", .at_ms = coral_now_real_ns() / 1000000ull, .threads = 1,
-				   .lost_node = lost, .lost_inc = x->inc};
-	log_notice("recovery of node %u (incarnation %llu) begins", lost, (unsigned long long)x->inc);
+	o->ev = (struct rcv_event){.kind = "lost node", .at_ms = coral_now_real_ns() / 1000000ull, .threads = x->np,
+				   .lost_node = x->p[0].lost, .lost_inc = x->p[0].inc};
+	char who[96];
+	nodes_str(x, who, sizeof(who));
+	snprintf(o->who, sizeof(o->who), "%s", who);
+	log_notice("recovery of %s begins", who);
 	if (pthread_create(&o->th, NULL, run_thread, x) != 0) {
-		log_error("recovery of node %u: no thread: %s", lost, strerror(errno));
+		log_error("recovery of %s: no thread: %s", who, strerror(errno));
 		pthread_mutex_destroy(&x->err_mu);
 		free(cf);
 		free(x);
@@ -835,35 +967,48 @@ void smond_online_step(struct smond_online *o)
 		o->running = false;
 		atomic_store(&o->phase, 0);
 		struct rcv_event ev = o->ev;
-		rcv_history_add(o->history, &ev);
 		bool ok = strcmp(ev.result, "done") == 0;
+		/* one entry per lost node, each naming the others recovered with it */
+		for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
+			if (!(o->mask & (1ull << (n - 1))))
+				continue;
+			struct rcv_event e = ev;
+			e.lost_node = n;
+			e.lost_inc = atomic_load(&o->dir->loss[n - 1].incarnation);
+			if (ok && ev.threads > 1)
+				snprintf(e.result, sizeof(e.result), "done (%s together)", o->who);
+			rcv_history_add(o->history, &e);
+		}
 		if (ok)
-			log_notice("recovery of node %u: done in %llu ms (fenced at %llu ms, rebuilt at %llu, first pass "
+			log_notice("recovery of %s: done in %llu ms (fenced at %llu ms, rebuilt at %llu, first pass "
 				   "at %llu: %llu records; unaffected released at %llu; %llu blocks recovered here at "
 				   "%llu: %llu changes applied, %llu taken back)%s",
-				   ev.lost_node, (unsigned long long)ev.total_ms, (unsigned long long)ev.fence_ms,
+				   o->who, (unsigned long long)ev.total_ms, (unsigned long long)ev.fence_ms,
 				   (unsigned long long)ev.rebuild_ms, (unsigned long long)ev.first_pass_ms,
 				   (unsigned long long)ev.records, (unsigned long long)ev.release_ms,
 				   (unsigned long long)ev.blocks, (unsigned long long)ev.done_ms,
 				   (unsigned long long)ev.applied, (unsigned long long)ev.undone,
 				   ev.claimer ? "; its thread closed by this node" : "");
 		else
-			log_error("recovery of node %u: %s", ev.lost_node, ev.result);
+			log_error("recovery of %s: %s", o->who, ev.result);
 		return;
 	}
 	if (coral_cluster_fenced(o->cl))
 		return;
+	uint64_t mask = 0;
+	bool fresh = false;
 	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
 		struct coral_grd_loss *L = &o->dir->loss[n - 1];
 		uint64_t seq = atomic_load(&L->seq);
 		if (n == (uint32_t)o->node->id || seq == 0 || seq == atomic_load(&L->done))
 			continue;
-		/* one that failed is tried again, no sooner than a second after */
-		if (seq == o->seq && o->ev.lost_node == n && ms_since(o->started_ns) < 1000)
-			continue;
-		start(o, n);
-		return;
+		mask |= 1ull << (n - 1);
+		fresh |= !(o->mask & (1ull << (n - 1))) || o->seqs[n - 1] != seq;
 	}
+	/* one that failed is tried again, no sooner than a second after */
+	if (mask == 0 || (!fresh && ms_since(o->started_ns) < 1000))
+		return;
+	start(o, mask);
 }
 
 void smond_online_fini(struct smond_online *o)

@@ -17,7 +17,7 @@
 #define ONLINE_MS 20 /* how often the loop looks for a loss, or at the recovery under way */
 
 enum online_phase { ONL_FENCE = 1, ONL_REBUILD, ONL_CLAIM, ONL_READ, ONL_RELEASE, ONL_APPLY, ONL_PEERS, ONL_CLOSE,
-		   ONL_CLAIMER };
+		   ONL_CLAIMER, ONL_FLUSH };
 
 struct smond_online {
 	const struct coral_conf *conf;
@@ -32,7 +32,10 @@ struct smond_online {
 	_Atomic bool finished, stop;
 	_Atomic int phase;
 	_Atomic uint64_t blocks, blocks_done;
-	uint64_t seq, started_ns, apply_ns;
+	uint64_t mask;                  /* the lost nodes it recovers (bit id-1) */
+	uint64_t seqs[CORAL_MAX_NODES]; /* ... the count of each one's loss */
+	char who[96];                   /* "node 3", "nodes 2 and 3" */
+	uint64_t started_ns, apply_ns;
 	pthread_mutex_t mu;
 	struct rcv_event ev;
 };

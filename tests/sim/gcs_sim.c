@@ -17,13 +17,19 @@
  *    of every thread from its checkpoint over the disk's images gives every block the
  *    value of its last durable change.
  * In half the runs of three nodes or more (unless GCS_SIM_LOSSES=0), one node is lost at a
- * random step (kill -9: its
- * cache, its unsynced writes and the redo it had not made durable are gone; nothing it sent
- * is delivered after): the survivors' cores rebuild what it mastered and settle what was
- * under way with it (gcs_core_node_lost), grdd's marking is done as grdd does it, and once
- * every survivor has settled, smond's online recovery (online.c: release, then apply over the
- * disk from every thread's checkpoint) runs in one step: every block it recovers must hold
- * the value of its last durable change, and the sessions go on reading the last values.
+ * random step (kill -9: its cache, its unsynced writes and the redo it had not made durable
+ * are gone; nothing it sent is delivered after), and with five nodes or more a second one in
+ * half of those, soon after: often while the first one's recovery is under way. The
+ * survivors' cores rebuild what it mastered and settle what was under way with it
+ * (gcs_core_node_lost), grdd's marking is done as grdd does it, and once every survivor has
+ * settled, smond's online recovery of every node lost and not yet recovered (online.c:
+ * release, then apply over the disk from every thread's checkpoint) runs in one step: every
+ * block it recovers must hold the value of its last durable change, and the sessions go on
+ * reading the last values. A loss before the lost threads close starts it again, with all of
+ * them. They close (their checkpoints move to their ends) once every survivor's lmsd has
+ * written what may hold their changes (gcs_core_loss_flushed); from then on the check of a
+ * recovery of every node above reads none of their changes, so one that only a survivor's
+ * unwritten image held shows up there.
  * Now and then a block's master moves to another node as grdd moves it (remaster.c's
  * freeze, ship and commit, in one step here): the old master's bucket freezes, the entry is
  * copied to the new master once no operation is under way on it (or the move is abandoned
@@ -138,10 +144,15 @@ struct sim {
 	uint32_t current_node;  /* whose core is running (for send's from) */
 	uint32_t master[SIM_BLOCKS];
 	uint32_t lost_owner[SIM_BLOCKS]; /* the lost node whose block it was, until recovered */
-	uint32_t dead;          /* the node lost (0: none) */
-	uint64_t dead_ckpt;     /* its thread's checkpoint when it was lost */
+	uint32_t dead;          /* the last node lost (0: none) */
+	uint64_t pending;       /* the nodes lost and not yet recovered (bit id-1) */
+	uint32_t ndead;
+	uint64_t dead_ckpt[SIM_MAX_NODES]; /* a lost node's thread's checkpoint */
 	bool recovering;        /* lost, not yet recovered */
+	bool applied;           /* ... its blocks recovered: the thread closes once every survivor
+				 * has written what may hold its changes */
 	uint32_t kill_step;     /* when (0: never) */
+	uint32_t kill_step2;    /* a second node's loss (0: none), maybe during the first's recovery */
 	uint64_t map_version;
 	bool movable[SIM_BLOCKS];   /* its bucket holds no other block of the model */
 	struct {
@@ -732,13 +743,18 @@ static void grdd_forget(struct coral_grd_dir *d, uint32_t lost)
 static void kill_node(struct sim *s)
 {
 	uint32_t d = 1 + rndn(s, s->n);
+	while (s->nodes[d - 1].dead)
+		d = 1 + d % s->n;
 	struct sim_node *nd = &s->nodes[d - 1];
-	s->dead_ckpt = gcs_core_ckpt_lsn(nd->core, nd->lsn + 1);
-	if (s->dead_ckpt > nd->durable + 1)
-		s->dead_ckpt = nd->durable + 1;
+	s->dead_ckpt[d - 1] = gcs_core_ckpt_lsn(nd->core, nd->lsn + 1);
+	if (s->dead_ckpt[d - 1] > nd->durable + 1)
+		s->dead_ckpt[d - 1] = nd->durable + 1;
 	nd->dead = true;
 	s->dead = d;
+	s->ndead++;
+	s->pending |= nbit(d);
 	s->recovering = true;
+	s->applied = false; /* a recovery under way starts again, with this node too (online.c) */
 	/* its unsynced writes never land; the redo it had not made durable is gone */
 	memset(nd->pending, 0, sizeof(nd->pending));
 	nd->syncing = false;
@@ -756,7 +772,7 @@ static void kill_node(struct sim *s)
 		if (!s->nodes[i].dead)
 			survivors |= nbit(i + 1);
 	/* the map: its blocks get new masters and are lost until recovered */
-	uint32_t next = 0;
+	uint32_t next = rndn(s, s->n);
 	for (uint32_t b = 0; b < SIM_BLOCKS; b++) {
 		if (s->master[b] != d)
 			continue;
@@ -780,7 +796,7 @@ static void kill_node(struct sim *s)
 	s->r->losses++;
 	if (trace)
 		fprintf(stderr, "%llu: node %u lost (checkpoint %llu, durable %llu)\n", (unsigned long long)s->now_ms, d,
-			(unsigned long long)s->dead_ckpt, (unsigned long long)nd->durable);
+			(unsigned long long)s->dead_ckpt[d - 1], (unsigned long long)nd->durable);
 }
 
 /* The newest durable change of block b in any thread: what recovery must give it. */
@@ -799,20 +815,36 @@ static uint64_t last_durable(const struct sim *s, uint32_t b)
 /* smond's online recovery (online.c), in one step once every survivor's lmsd has settled:
  * the first pass over every thread from its checkpoint (the survivors' live), the release,
  * then each marked block from the disk, written and released. */
+static void close_step(struct sim *s);
+
+static bool pending(const struct sim *s, uint32_t node)
+{
+	return node >= 1 && node <= SIM_MAX_NODES && (s->pending & nbit(node));
+}
+
 static void smond_step(struct sim *s)
 {
-	uint32_t d = s->dead;
-	for (uint32_t i = 0; i < s->n; i++) {
-		struct sim_node *m = &s->nodes[i];
-		if (m->dead)
-			continue;
-		struct coral_grd_loss *L = &m->dir->loss[d - 1];
-		uint64_t seq;
-		if (gcs_core_loss_settled(m->core, d, &seq) && seq == atomic_load(&L->seq))
-			atomic_store(&L->gcs, seq);
-		if (atomic_load(&L->gcs) != atomic_load(&L->seq))
-			return;
+	if (s->applied) {
+		close_step(s);
+		return;
 	}
+	bool settled = true;
+	for (uint32_t d = 1; d <= s->n; d++) {
+		if (!pending(s, d))
+			continue;
+		for (uint32_t i = 0; i < s->n; i++) {
+			struct sim_node *m = &s->nodes[i];
+			if (m->dead)
+				continue;
+			struct coral_grd_loss *L = &m->dir->loss[d - 1];
+			uint64_t seq;
+			if (gcs_core_loss_settled(m->core, d, &seq) && seq == atomic_load(&L->seq))
+				atomic_store(&L->gcs, seq);
+			settled &= atomic_load(&L->gcs) == atomic_load(&L->seq);
+		}
+	}
+	if (!settled)
+		return;
 	struct recovery *r = recovery_new(1 << 26);
 	for (uint32_t i = 0; i < s->n; i++)
 		if (!s->nodes[i].dead)
@@ -826,24 +858,25 @@ static void smond_step(struct sim *s)
 		uint32_t bk = coral_resid_bucket(&id);
 		coral_grd_dir_lock(dir, bk);
 		struct coral_grd_entry *e = coral_grd_dir_find(dir, &id);
-		if (s->lost_owner[b] == d && recovery_needs(r, 1, b)) {
+		if (pending(s, s->lost_owner[b]) && recovery_needs(r, 1, b)) {
 			if (e == NULL)
 				e = coral_grd_dir_insert(dir, &id);
 			if (e == NULL)
 				fail(s, "the directory of node %u is full", s->master[b]);
 			else if (!(e->flags & CORAL_GRDE_RECOVERY) && e->holders == 0 && e->pi == 0 &&
-				 (e->cur == 0 || e->cur == d) && e->op_phase == 0) {
+				 (e->cur == 0 || pending(s, e->cur)) && e->op_phase == 0) {
 				e->flags |= CORAL_GRDE_RECOVERY;
-				e->recovery_node = (uint8_t)d;
+				e->recovery_node = (uint8_t)s->lost_owner[b];
 			}
 		}
 		/* the current image with a survivor: nothing to do */
-		if (e && (e->flags & CORAL_GRDE_RECOVERY) && e->recovery_node == d && e->cur != 0 && e->cur != d &&
-		    !(e->op_phase != 0 && e->op_node == d)) {
+		if (e && (e->flags & CORAL_GRDE_RECOVERY) && pending(s, e->recovery_node) && e->cur != 0 &&
+		    !pending(s, e->cur) && !(e->op_phase != 0 && pending(s, e->op_node))) {
 			e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
 			e->recovery_node = 0;
 		}
-		bool todo = e && (e->flags & CORAL_GRDE_RECOVERY) && e->recovery_node == d;
+		uint32_t d = e ? e->recovery_node : 0;
+		bool todo = e && (e->flags & CORAL_GRDE_RECOVERY) && pending(s, d);
 		coral_grd_dir_unlock(dir, bk);
 		if (!todo)
 			continue;
@@ -874,14 +907,14 @@ static void smond_step(struct sim *s)
 					s->nodes[i].s[k].cr_floor = s->truth[b];
 		coral_grd_dir_lock(dir, bk);
 		e = coral_grd_dir_find(dir, &id);
-		if (e && (e->flags & CORAL_GRDE_RECOVERY) && e->recovery_node == d) {
+		if (e && (e->flags & CORAL_GRDE_RECOVERY) && pending(s, e->recovery_node)) {
 			e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
 			e->recovery_node = 0;
-			if (e->op_phase != 0 && (e->op_node == d || e->cur == d)) {
+			if (e->op_phase != 0 && (pending(s, e->op_node) || pending(s, e->cur))) {
 				e->op_phase = 0;
 				e->op_node = 0;
 			}
-			if (e->cur == d)
+			if (pending(s, e->cur))
 				e->cur = 0;
 			if (h->scn > e->disk_scn)
 				e->disk_scn = h->scn;
@@ -893,7 +926,8 @@ static void smond_step(struct sim *s)
 	/* a last write of the lost node that never became durable is gone (nothing else held
 	 * it: a ship waits for the redo) */
 	for (uint32_t b = 0; b < SIM_BLOCKS; b++) {
-		if (s->truth_by[b] != d || s->truth_lsn[b] <= s->nodes[d - 1].durable)
+		uint32_t by = s->truth_by[b];
+		if (!pending(s, by) || s->truth_lsn[b] <= s->nodes[by - 1].durable)
 			continue;
 		s->truth[b] = last_durable(s, b);
 		for (uint32_t i = 0; i < s->n; i++)
@@ -901,19 +935,55 @@ static void smond_step(struct sim *s)
 				if (s->nodes[i].s[k].block == b && s->nodes[i].s[k].cr_floor > s->truth[b])
 					s->nodes[i].s[k].cr_floor = s->truth[b];
 	}
-	/* recovered: grdd drops the node from the lost list everywhere */
+	for (uint32_t d = 1; d <= s->n; d++)
+		for (uint32_t i = 0; i < s->n && pending(s, d); i++) {
+			struct coral_grd_loss *L = &s->nodes[i].dir->loss[d - 1];
+			atomic_store(&L->released, atomic_load(&L->seq));
+		}
+	s->applied = true;
+	if (trace)
+		fprintf(stderr, "%llu: the lost nodes' blocks recovered (%#llx)\n", (unsigned long long)s->now_ms,
+			(unsigned long long)s->pending);
+}
+
+/* The claimer closes the lost thread (its checkpoint at its end: no recovery reads it
+ * again) once every survivor's lmsd has written what may hold its changes; grdd drops the
+ * node from the lost list everywhere. From then on the check of a recovery of every node
+ * reads none of its changes: one that only a survivor's unwritten image held shows up. */
+static void close_step(struct sim *s)
+{
+	for (uint32_t d = 1; d <= s->n; d++) {
+		if (!pending(s, d))
+			continue;
+		for (uint32_t i = 0; i < s->n; i++) {
+			struct sim_node *m = &s->nodes[i];
+			if (m->dead)
+				continue;
+			uint64_t seq;
+			uint32_t left;
+			if (!gcs_core_loss_flushed(m->core, d, &seq, &left) || seq != atomic_load(&m->dir->loss[d - 1].seq))
+				return;
+		}
+	}
+	for (uint32_t d = 1; d <= s->n; d++) {
+		if (!pending(s, d))
+			continue;
+		const struct sim_node *nd = &s->nodes[d - 1];
+		s->dead_ckpt[d - 1] = nd->durable + 1;
+		for (uint32_t i = 0; i < s->n; i++) {
+			struct coral_grd_loss *L = &s->nodes[i].dir->loss[d - 1];
+			atomic_store(&L->done, atomic_load(&L->seq));
+		}
+		if (trace)
+			fprintf(stderr, "%llu: node %u recovered, its thread closed at %llu\n", (unsigned long long)s->now_ms,
+				d, (unsigned long long)s->dead_ckpt[d - 1]);
+	}
 	for (uint32_t b = 0; b < SIM_BLOCKS; b++)
 		s->lost_owner[b] = 0;
 	s->map_version++;
-	for (uint32_t i = 0; i < s->n; i++) {
-		struct coral_grd_loss *L = &s->nodes[i].dir->loss[d - 1];
-		uint64_t seq = atomic_load(&L->seq);
-		atomic_store(&L->released, seq);
-		atomic_store(&L->done, seq);
-	}
+	s->pending = 0;
 	s->recovering = false;
-	if (trace)
-		fprintf(stderr, "%llu: node %u recovered\n", (unsigned long long)s->now_ms, d);
+	s->applied = false;
 }
 
 /* ---- invariants ----------------------------------------------------------------------- */
@@ -987,7 +1057,7 @@ static void add_thread(struct sim *s, struct recovery *r, const struct sim_node 
 /* The thread's checkpoint: the core's, or the lost node's when it was lost. */
 static uint64_t thread_ckpt(const struct sim *s, const struct sim_node *nd)
 {
-	return nd->dead ? s->dead_ckpt : gcs_core_ckpt_lsn(nd->core, nd->lsn + 1);
+	return nd->dead ? s->dead_ckpt[nd->id - 1] : gcs_core_ckpt_lsn(nd->core, nd->lsn + 1);
 }
 
 static void check_recovery(struct sim *s)
@@ -1179,6 +1249,13 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 	const char *losses = getenv("GCS_SIM_LOSSES");
 	if (!(losses && losses[0] == '0') && nodes >= 3 && seed % 2 == 0 && steps > 10)
 		s->kill_step = 1 + (uint32_t)((seed * 0x9e3779b97f4a7c15ull >> 20) % (steps - 1));
+	/* with five nodes or more (a quorum survives two), a second loss in half of those runs,
+	 * soon after the first: often while its recovery is under way */
+	if (s->kill_step && nodes >= 5 && seed % 4 == 0) {
+		uint64_t after = 1 + (seed * 0xbf58476d1ce4e5b9ull >> 24) % 300;
+		if (s->kill_step + after < steps)
+			s->kill_step2 = s->kill_step + (uint32_t)after;
+	}
 	for (uint32_t b = 0; b < SIM_BLOCKS; b++) {
 		coral_block_format(s->disk[b], SIM_BS, 1, b, 0);
 		s->master[b] = 1 + (uint32_t)((b * 2654435761u) % nodes);
@@ -1226,7 +1303,9 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 				gcs_core_checkpoint(s->nodes[i].core);
 		}
 		remaster_step(s);
-		if (t + 1 >= s->kill_step && s->kill_step && !s->dead && !s->mv.on)
+		if (t + 1 >= s->kill_step && s->kill_step && s->ndead == 0 && !s->mv.on)
+			kill_node(s);
+		else if (t + 1 >= s->kill_step2 && s->kill_step2 && s->ndead == 1 && !s->mv.on)
 			kill_node(s);
 		if (s->recovering)
 			smond_step(s);
@@ -1271,9 +1350,19 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 	}
 	for (uint32_t i = 0; i < nodes && !s->failed; i++)
 		for (uint32_t k = 0; k < SIM_SESSIONS && !s->nodes[i].dead; k++)
-			if (s->nodes[i].s[k].state != SS_IDLE)
-				fail(s, "node %u session %u never finished (state %d, block %u)", i + 1, k,
-				     s->nodes[i].s[k].state, s->nodes[i].s[k].block);
+			if (s->nodes[i].s[k].state != SS_IDLE) {
+				uint32_t b = s->nodes[i].s[k].block;
+				struct coral_resid id = {.type = CORAL_RES_BLOCK, .id1 = 1, .id2 = b};
+				const struct coral_grd_entry *e = coral_grd_dir_find(s->nodes[s->master[b] - 1].dir, &id);
+				fail(s, "node %u session %u never finished (state %d, block %u; at its master %u: %s%s%s cur %u op %u "
+				     "for %u gen %llu holders %#llx pi %#llx queue %u)", i + 1, k, s->nodes[i].s[k].state, b,
+				     s->master[b], e ? "entry" : "no entry",
+				     e && (e->flags & CORAL_GRDE_RECOVERY) ? " in recovery" : "",
+				     s->lost_owner[b] ? " lost owner" : "", e ? e->cur : 0, e ? e->op_phase : 0,
+				     e ? e->op_node : 0, e ? (unsigned long long)e->gen : 0ull,
+				     e ? (unsigned long long)e->holders : 0ull, e ? (unsigned long long)e->pi : 0ull,
+				     e ? e->nconv : 0);
+			}
 	/* every node reads every block once more: each must see the last value written (no
 	 * session steps in any more: they would keep writing) */
 	s->interleave_pct = 0;

@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 
-static void seeds(uint64_t first, int n, uint32_t nodes)
+static uint64_t seeds(uint64_t first, int n, uint32_t nodes)
 {
 	struct gcs_sim_result t = {0};
 	for (int i = 0; i < n; i++) {
@@ -21,6 +21,7 @@ static void seeds(uint64_t first, int n, uint32_t nodes)
 		t.lost += r.lost;
 		t.cr_reads += r.cr_reads;
 		t.interleaved += r.interleaved;
+		t.losses += r.losses;
 	}
 	/* the schedule must exercise what the invariants are about */
 	cr_assert_gt(t.writes, (uint64_t)n * 100);
@@ -35,7 +36,14 @@ static void seeds(uint64_t first, int n, uint32_t nodes)
 		n, nodes, (unsigned long long)t.writes, (unsigned long long)t.reads,
 		(unsigned long long)t.three_way, (unsigned long long)t.two_way, (unsigned long long)t.pi_kept,
 		(unsigned long long)t.lost);
+	return t.losses;
 }
 
 Test(gcs_sim, three_nodes, .timeout = 600) { seeds(1, 40, 3); }
 Test(gcs_sim, four_nodes, .timeout = 600) { seeds(500001, 20, 4); }
+/* a node lost in half the runs, and a second one soon after in half of those (gcs_sim.c) */
+Test(gcs_sim, five_nodes_two_losses, .timeout = 600)
+{
+	uint64_t losses = seeds(700001, 16, 5);
+	cr_assert_gt(losses, 10, "only %llu nodes lost in 16 runs", (unsigned long long)losses);
+}
