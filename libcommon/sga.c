@@ -299,3 +299,15 @@ void *coral_sga_section(const struct coral_sga *sga, const char *name, size_t *s
 	}
 	return NULL;
 }
+
+void coral_sga_prefault(const struct coral_sga *sga, const char *name)
+{
+	size_t size = 0;
+	const volatile uint8_t *p = coral_sga_section(sga, name, &size);
+	if (p == NULL)
+		return;
+	long pg = sysconf(_SC_PAGESIZE);
+	size_t step = pg > 0 ? (size_t)pg : 4096;
+	for (size_t off = 0; off < size; off += step)
+		(void)p[off];
+}

@@ -78,6 +78,10 @@ bool coral_sga_exists(const char *name);
 
 /* Address and size of a named section, or NULL. */
 void *coral_sga_section(const struct coral_sga *sga, const char *name, size_t *size);
+/* Maps every page of the named section into this process now (reads one byte a page): a
+ * process that will scan the section at a moment that counts (smond's recovery of a lost
+ * node walks the whole directory) takes the page faults at its start instead. */
+void coral_sga_prefault(const struct coral_sga *sga, const char *name);
 
 /* Bytes of sections and header needed for this configuration (with overflow check). */
 int coral_sga_layout_size(const struct coral_conf *conf, uint64_t *total);

@@ -279,6 +279,9 @@ static int grdd_init(struct coral_daemon *d)
 		log_error("the SGA has no grd_map, grd_dir or grd_held section: restart the node");
 		return CORAL_EVERSION;
 	}
+	/* a node's loss and a remaster walk the whole directory: not at a page fault an entry */
+	coral_sga_prefault(&d->sga, "grd_dir");
+	coral_sga_prefault(&d->sga, "grd_held");
 	int rc = coral_kit_init(&g->kit, d, &grdd_kit, g);
 	if (rc != 0)
 		return rc;

@@ -55,7 +55,10 @@ static void report_to(struct grd_core *c, uint32_t to, const Coral__GrdReportReq
 		return;
 	for (uint32_t i = 0; i < c->held->capacity; i++) {
 		struct coral_grd_entry *e = coral_grd_dir_entry(c->held, i);
-		if (!(e->flags & CORAL_GRDE_USED))
+		/* unlatched first, a hint (the latch below makes it exact): most of what this node
+		 * holds is in no bucket being rebuilt */
+		if (!(e->flags & CORAL_GRDE_USED) ||
+		    !in_rebuild(e, q->buckets.data, q->buckets.len, q->resources, q->n_resources))
 			continue;
 		uint32_t b = e->bucket;
 		coral_grd_dir_lock(c->held, b);

@@ -79,6 +79,7 @@ struct gcs_loss {
 	uint64_t seq;                 /* the directory's count of the loss */
 	uint64_t waiting;             /* survivors whose reports have not all come */
 	uint64_t asked_ms;            /* REPORT_REQ last sent */
+	uint64_t since_ms, asks;      /* learnt at; REPORT_REQ rounds */
 	uint32_t got[CORAL_MAX_NODES];/* reports received from each survivor */
 	bool settled;
 	/* the images here that may hold the lost node's changes unwritten (gcs_core_loss_flushed) */
@@ -1903,6 +1904,7 @@ static void loss_ask(struct gcs_core *c, uint32_t lost)
 {
 	struct gcs_loss *L = &c->loss[lost - 1];
 	L->asked_ms = c->now_ms;
+	L->asks++;
 	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
 		if (!(L->waiting & bit(n)))
 			continue;
@@ -2010,21 +2012,41 @@ static bool loss_queries(const struct gcs_core *c, uint32_t lost)
 	return false;
 }
 
+/* Whether an entry has anything to do with the lost node (read unlatched: a hint only; an
+ * entry a message changes meanwhile is one the lost node is no longer part of, or one the
+ * message's handler settles). */
+static bool loss_involves(struct gcs_core *c, const struct coral_grd_entry *e, uint32_t lost)
+{
+	if (((e->holders | e->pi) & bit(lost)) || e->cur == lost || e->op_node == lost || e->mode[lost - 1] ||
+	    (e->op_phase == OP_INV && (e->op_inv & bit(lost))))
+		return true;
+	for (uint8_t k = 0; k < e->nconv && k < CORAL_GRD_CONVQ; k++)
+		if (e->conv[k].node == lost)
+			return true;
+	return c->ops.lost_owner && c->ops.lost_owner(c->ops.arg, (uint32_t)e->id.id1, e->id.id2) == lost;
+}
+
 static void loss_settle(struct gcs_core *c, uint32_t lost)
 {
 	for (uint32_t i = 0; i < c->dir->capacity; i++) {
 		struct coral_grd_entry *e = coral_grd_dir_entry(c->dir, i);
 		if (!(e->flags & CORAL_GRDE_USED) || !coral_resid_is_block(&e->id))
 			continue;
+		/* unlatched first, a hint: grdd and smond change an entry under its latch, and
+		 * only this loop changes who holds it */
+		if (!loss_involves(c, e, lost))
+			continue;
 		uint32_t b = e->bucket;
 		coral_grd_dir_lock(c->dir, b);
-		if ((e->flags & CORAL_GRDE_USED) && coral_resid_is_block(&e->id) && e->bucket == b)
+		if ((e->flags & CORAL_GRDE_USED) && coral_resid_is_block(&e->id) && e->bucket == b &&
+		    loss_involves(c, e, lost))
 			loss_settle_entry(c, e, lost);
 		coral_grd_dir_unlock(c->dir, b);
 	}
 	struct gcs_loss *L = &c->loss[lost - 1];
 	L->settled = !loss_queries(c, lost);
-	logf_(c, CORAL_LOG_INFO, "node %u's loss: blocks of its buckets rebuilt from every survivor's report%s", lost,
+	logf_(c, CORAL_LOG_INFO, "node %u's loss: blocks of its buckets rebuilt from every survivor's report in %llu ms "
+	      "(%llu rounds of asking)%s", lost, (unsigned long long)(c->now_ms - L->since_ms), (unsigned long long)L->asks,
 	      L->settled ? "" : "; transfers to it under way asked about");
 }
 
@@ -2119,9 +2141,15 @@ static void flush_list(struct gcs_core *c, struct gcs_loss *L)
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < c->cache->nbuf; i++) {
 		struct coral_buf *b = coral_cache_buf(c->cache, i);
+		/* unlatched first: most buffers are clean. One clean now holds no other node's
+		 * unwritten change: only this loop installs images from other nodes, and a session
+		 * that dirties it later adds only this node's own */
+		uint16_t f = b->flags;
+		if (!(f & CORAL_BUFF_VALID) || !(f & (CORAL_BUFF_PI | CORAL_BUFF_DIRTY)))
+			continue;
 		uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
 		coral_cache_lock(c->cache, ch);
-		uint16_t f = b->flags;
+		f = b->flags;
 		bool want = (f & CORAL_BUFF_VALID) && !(f & CORAL_BUFF_CR) &&
 			    ((f & CORAL_BUFF_PI) || ((f & CORAL_BUFF_DIRTY) && b->role == CORAL_ROLE_GLOBAL));
 		if (want)
@@ -2219,7 +2247,8 @@ void gcs_core_node_lost(struct gcs_core *c, uint32_t lost, uint64_t inc, uint64_
 	if (L->inc == inc && L->seq == seq)
 		return;
 	free(L->flush);
-	*L = (struct gcs_loss){.inc = inc, .seq = seq, .waiting = (survivors | bit(c->self)) & ~bit(lost)};
+	*L = (struct gcs_loss){.inc = inc, .seq = seq, .waiting = (survivors | bit(c->self)) & ~bit(lost),
+			       .since_ms = c->now_ms};
 	/* a request the lost node had as master is asked again under a new number: an image
 	 * shipped on the lost master's word (its number) is then refused wherever it arrives,
 	 * even after the request went to the new master, which rebuilt the block's state from
@@ -2403,8 +2432,11 @@ static void m_query_answer(struct gcs_core *c, uint32_t from, const Coral__GcsMs
 	}
 	coral_grd_dir_unlock(c->dir, bucket);
 	struct gcs_loss *L = &c->loss[lost - 1];
-	if (L->waiting == 0 && !loss_queries(c, lost))
+	if (L->waiting == 0 && !loss_queries(c, lost) && !L->settled) {
 		L->settled = true;
+		logf_(c, CORAL_LOG_INFO, "node %u's loss: transfers to it settled %llu ms after it", lost,
+		      (unsigned long long)(c->now_ms - L->since_ms));
+	}
 }
 
 /* Master: a survivor's image of a block of the lost node's bucket (or its answer to a QUERY). */

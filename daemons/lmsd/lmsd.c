@@ -522,6 +522,8 @@ static int lmsd_init(struct coral_daemon *d)
 		log_error("the SGA has no cluster, grd_map, grd_dir, cache or redo section: restart the node");
 		return CORAL_EVERSION;
 	}
+	/* a node's loss walks the whole directory: not at a page fault an entry (sga.h) */
+	coral_sga_prefault(&d->sga, "grd_dir");
 	/* the instance lock, shared, for lmsd's life: no cold-start recovery begins while it
 	 * serves, and it serves nothing while one runs (see smond) */
 	char lerr[CORAL_STR_MAX + 256];

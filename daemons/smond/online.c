@@ -6,35 +6,38 @@
  *            once lease_ms + lease_drift_ms have passed since it last heard from it, and a
  *            node that has not reached a quorum for lease_ms fences itself (coral.conf(5)):
  *            an evicted node writes nothing more to the shared files.
+ *   first    every thread from its checkpoint: the lost ones to their last valid record,
+ *   pass     those of running nodes (their changes in past images that the disk lacks: a
+ *            past image holds its node's checkpoint back) with their open transactions left
+ *            alone. The blocks changed since are the recovery set. It needs only the lost
+ *            threads to have ended, and runs while the directory is rebuilt.
  *   rebuild  grdd has rebuilt the buckets the lost node mastered, and lmsd has rebuilt its
  *            blocks' state there from every survivor's report and settled every transfer
  *            that was under way with the lost node (gcs.h): then each block this node
  *            masters whose current image the lost node had, or may have had, is marked
  *            CORAL_GRDE_RECOVERY.
- *   claim    a compare-and-swap of recovery/<node> in raftd's store naming the lost
- *            incarnation and this node's; a claim whose node is no longer a member is taken
- *            over (every step is safe to repeat).
- *   first    every thread from its checkpoint: the lost one to its last valid record, those
- *   pass     of running nodes (their changes in past images that the disk lacks: a past
- *            image holds its node's checkpoint back) with their open transactions left
- *            alone. The blocks changed since are the recovery set.
  *   release  a block of a bucket the lost node mastered that no survivor reported is marked
  *            if it is in the recovery set; every other one is then served from the disk
  *            (the directory's loss is released). A marked block whose current image is
- *            with a survivor is released too.
+ *            with a survivor is released too, and so is one outside the recovery set (no
+ *            thread changed it since its checkpoint: the disk is current).
+ *   claim    a compare-and-swap of recovery/<node> in raftd's store naming the lost
+ *            incarnation and this node's; a claim whose node is no longer a member is taken
+ *            over (every step is safe to repeat).
  *   apply    each marked block: its disk image, every change of every thread newer than it,
- *            in SCN order, and the lost node's uncommitted changes taken back (recovery.c),
+ *            in SCN order, and the lost nodes' uncommitted changes taken back (recovery.c),
  *            by several threads; each written and released at once (its master takes the
  *            disk as current), then the data files synced.
- *   written  lmsd has written every image here that may hold the lost node's changes (one
+ *   written  lmsd has written every image here that may hold a lost node's changes (one
  *            that came dirty from another node, a past image): the thread's close below
  *            ends every later recovery's reading of them (gcs.h).
  *   close    the claimer waits for every survivor's part (recovery/<node>/done/<id>), moves
  *            the lost thread's checkpoint to its end and asks grdd to drop the node from the
  *            map's lost list, which ends "needs recovery" everywhere.
  *
- * A newer loss of the same node (its count in the directory moved) abandons the one under
- * way; the next does everything again. */
+ * One recovery takes every node lost and not recovered yet, their threads merged by SCN.
+ * A loss of one more node, or a newer loss of one of them (its count in the directory
+ * moved), abandons the one under way; the next does everything again, with all of them. */
 #include "online.h"
 
 #include "ctl.h"
@@ -418,28 +421,40 @@ static int release(struct run *x, char *err, size_t errsz)
 	}
 	for (uint32_t k = 0; k < x->np; k++)
 		atomic_store(&x->p[k].L->released, x->p[k].seq);
-	/* marked blocks whose current image a survivor has */
-	uint64_t n = 0;
-	for (uint32_t i = 0; i < d->capacity; i++) {
-		struct coral_grd_entry *e = coral_grd_dir_entry(d, i);
-		if (!(e->flags & CORAL_GRDE_RECOVERY) || !lost_here(x, e->recovery_node))
+	/* marked blocks of the lost buckets whose current image a survivor has, and those no
+	 * thread changed since its checkpoint (a lost node may have written them, or held them:
+	 * every change of theirs is on disk then, and the disk is current). Only the lost
+	 * buckets this node masters now, along their chains: a block marked elsewhere (the lost
+	 * node held it in X) is looked at by the apply, which leaves one with no change as it is */
+	uint64_t n = 0, ondisk = 0;
+	const struct coral_grd_map_sga *map = x->o->map;
+	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++) {
+		if (!lost_here(x, map->lost_owner[b]) || map->owner[b] != x->self)
 			continue;
-		uint32_t b = e->bucket;
 		coral_grd_dir_lock(d, b);
-		if ((e->flags & CORAL_GRDE_USED) && (e->flags & CORAL_GRDE_RECOVERY) && lost_here(x, e->recovery_node) &&
-		    coral_resid_is_block(&e->id) && e->cur != 0 && !lost_here(x, e->cur) &&
-		    !(e->op_phase != 0 && lost_here(x, e->op_node))) {
-			e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
-			e->recovery_node = 0;
-			coral_grd_dir_touch(d, e);
-			n++;
+		for (struct coral_grd_entry *e = coral_grd_dir_first(d, b); e != NULL; e = coral_grd_dir_next(d, e)) {
+			bool ours = (e->flags & CORAL_GRDE_USED) && (e->flags & CORAL_GRDE_RECOVERY) &&
+				    lost_here(x, e->recovery_node) && coral_resid_is_block(&e->id) &&
+				    !(e->op_phase != 0 && (lost_here(x, e->op_node) || lost_here(x, e->cur)));
+			bool survivor = ours && e->cur != 0 && !lost_here(x, e->cur);
+			bool clean = ours && !survivor && recovery_find(x->r, (uint32_t)e->id.id1, e->id.id2) < 0;
+			if (survivor || clean) {
+				e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
+				e->recovery_node = 0;
+				if (clean)
+					e->cur = 0;
+				coral_grd_dir_touch(d, e);
+				n += survivor;
+				ondisk += clean;
+			}
 		}
 		coral_grd_dir_unlock(d, b);
 	}
 	char who[96];
-	if (n)
-		log_info("recovery of %s: %llu blocks whose current image a survivor has released",
-			 nodes_str(x, who, sizeof(who)), (unsigned long long)n);
+	if (n || ondisk)
+		log_info("recovery of %s: released %llu blocks whose current image a survivor has and %llu with no change "
+			 "since the checkpoints (the disk is current)", nodes_str(x, who, sizeof(who)), (unsigned long long)n,
+			 (unsigned long long)ondisk);
 	return 0;
 }
 
@@ -525,6 +540,24 @@ static void apply_one(struct run *x, const struct coral_resid *id, uint8_t *img)
 	uint64_t block = id->id2;
 	uint32_t bs = x->cf->block_size;
 	char err[256];
+	struct coral_grd_dir *d = x->o->dir;
+	uint32_t b = coral_resid_bucket(id);
+	/* one whose current image a survivor has (marked outside the lost buckets, which the
+	 * release does not walk) needs nothing: released as it is */
+	coral_grd_dir_lock(d, b);
+	struct coral_grd_entry *e = coral_grd_dir_find(d, id);
+	bool survivor = e && (e->flags & CORAL_GRDE_RECOVERY) && lost_here(x, e->recovery_node) && e->cur != 0 &&
+			!lost_here(x, e->cur) && !(e->op_phase != 0 && lost_here(x, e->op_node));
+	if (survivor) {
+		e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
+		e->recovery_node = 0;
+		coral_grd_dir_touch(d, e);
+	}
+	coral_grd_dir_unlock(d, b);
+	if (survivor) {
+		atomic_fetch_add(&x->o->blocks_done, 1);
+		return;
+	}
 	int fd = file_fd(x, file, err, sizeof(err));
 	int rc = fd < 0 ? fd : coral_block_read(fd, bs, file, block, img, err, sizeof(err));
 	if (rc != 0) {
@@ -542,10 +575,8 @@ static void apply_one(struct run *x, const struct coral_resid *id, uint8_t *img)
 		fail(x, rc, "block %u:%llu: %s", file, (unsigned long long)block, err);
 		return;
 	}
-	struct coral_grd_dir *d = x->o->dir;
-	uint32_t b = coral_resid_bucket(id);
 	coral_grd_dir_lock(d, b);
-	struct coral_grd_entry *e = coral_grd_dir_find(d, id);
+	e = coral_grd_dir_find(d, id);
 	if (e && (e->flags & CORAL_GRDE_RECOVERY) && lost_here(x, e->recovery_node)) {
 		e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
 		e->recovery_node = 0;
@@ -786,10 +817,27 @@ static int recover(struct run *x, char *err, size_t errsz)
 	if (rc != 0)
 		return rc;
 	ev_set(x, &o->ev.fence_ms);
+	/* the first pass needs only the lost threads to have ended: it runs while lmsd and
+	 * grdd rebuild, and the release follows the later of the two */
+	set_phase(x, ONL_READ);
+	uint64_t t_read = coral_now_mono_ns();
+	if ((rc = first_pass(x, err, errsz)) != 0)
+		return rc;
+	const struct recovery_stats *st = recovery_stats(x->r);
+	pthread_mutex_lock(&o->mu);
+	o->ev.first_pass_ms = ms_since(o->started_ns);
+	o->ev.read_ms = ms_since(t_read);
+	o->ev.records = st->records;
+	o->ev.bytes = st->bytes;
+	pthread_mutex_unlock(&o->mu);
 	set_phase(x, ONL_REBUILD);
 	if ((rc = wait_rebuild(x)) != 0)
 		return rc;
 	ev_set(x, &o->ev.rebuild_ms);
+	set_phase(x, ONL_RELEASE);
+	if ((rc = release(x, err, errsz)) != 0)
+		return rc;
+	ev_set(x, &o->ev.release_ms);
 	set_phase(x, ONL_CLAIM);
 	bool any = false;
 	for (uint32_t k = 0; k < x->np; k++) {
@@ -802,21 +850,6 @@ static int recover(struct run *x, char *err, size_t errsz)
 	pthread_mutex_lock(&o->mu);
 	o->ev.claimer = any;
 	pthread_mutex_unlock(&o->mu);
-	set_phase(x, ONL_READ);
-	uint64_t t_read = coral_now_mono_ns();
-	if ((rc = first_pass(x, err, errsz)) != 0)
-		return rc;
-	const struct recovery_stats *st = recovery_stats(x->r);
-	pthread_mutex_lock(&o->mu);
-	o->ev.first_pass_ms = ms_since(o->started_ns);
-	o->ev.read_ms = ms_since(t_read);
-	o->ev.records = st->records;
-	o->ev.bytes = st->bytes;
-	pthread_mutex_unlock(&o->mu);
-	set_phase(x, ONL_RELEASE);
-	if ((rc = release(x, err, errsz)) != 0)
-		return rc;
-	ev_set(x, &o->ev.release_ms);
 	set_phase(x, ONL_APPLY);
 	uint64_t t_apply = coral_now_mono_ns();
 	if ((rc = apply(x, err, errsz)) != 0)

@@ -284,6 +284,8 @@ static int smond_init(struct coral_daemon *d)
 	}
 	if (smond_online_init(&m->online) != 0)
 		return CORAL_ESYS;
+	/* the recovery of a lost node walks the whole directory: not at a page fault an entry */
+	coral_sga_prefault(&d->sga, "grd_dir");
 	m->online_ready = true;
 	m->ev_online = event_new(d->base, -1, EV_PERSIST, on_online, &m->online);
 	struct timeval to = {0, ONLINE_MS * 1000};

@@ -869,7 +869,17 @@ static void smond_step(struct sim *s)
 				e->recovery_node = (uint8_t)s->lost_owner[b];
 			}
 		}
-		/* the current image with a survivor: nothing to do */
+		/* of a lost bucket, the current image with a survivor, or no change since the
+		 * checkpoints: nothing to do (online.c's release) */
+		if (e && pending(s, s->lost_owner[b]) && (e->flags & CORAL_GRDE_RECOVERY) && pending(s, e->recovery_node) &&
+		    !(e->op_phase != 0 && (pending(s, e->op_node) || pending(s, e->cur))) &&
+		    ((e->cur != 0 && !pending(s, e->cur)) || !recovery_needs(r, 1, b))) {
+			e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
+			e->recovery_node = 0;
+			if (pending(s, e->cur))
+				e->cur = 0;
+		}
+		/* one whose current image a survivor has is released as it is (online.c's apply) */
 		if (e && (e->flags & CORAL_GRDE_RECOVERY) && pending(s, e->recovery_node) && e->cur != 0 &&
 		    !pending(s, e->cur) && !(e->op_phase != 0 && pending(s, e->op_node))) {
 			e->flags &= (uint16_t)~CORAL_GRDE_RECOVERY;
