@@ -42,7 +42,8 @@
 	X(ECORRUPT, "checksum mismatch: data is damaged")                \
 	X(ENOSPC, "no space left on the device")                          \
 	X(EROFS, "read-only file system")                                 \
-	X(EPENDING, "asked for: not done yet")
+	X(EPENDING, "asked for: not done yet")                           \
+	X(EJOINING, "the node is not on the directory's ring yet: retry")
 
 enum coral_err {
 	CORAL_OK = 0,

@@ -89,7 +89,10 @@ size_t coral_block_payload(const struct coral_session *s);
  * transaction begun, before the eviction fails with CORAL_ERR_FENCED too (the session rolls
  * back, which the recovery has done already, and starts again); the node's cache of that
  * incarnation is dropped. A session on a node that survives another's loss waits for the
- * blocks being recovered (up to get_timeout_ms, then CORAL_ERR_TIMEDOUT naming the block). */
+ * blocks being recovered (up to get_timeout_ms, then CORAL_ERR_TIMEDOUT naming the block).
+ * A node that has just joined is served no block until grdd has put it on the directory's
+ * ring (a session waits for that too, bounded the same way): lost before, it held nothing
+ * that would need recovery. */
 int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int mode,
 		    struct coral_block **out);
 /* The payload of a pinned block (valid until it is released). */

@@ -536,8 +536,20 @@ void grd_coordinate(struct grd_core *c)
 		return;
 	}
 	if (nkeep < nwant) {
-		start_join(c, want, nwant, keep, nkeep);
-		return;
+		/* a node comes on the ring only once every lost node is recovered: a node restarted
+		 * after its loss masters nothing of what its old incarnation's recovery is still
+		 * settling, and no bucket in recovery moves (the requests below go on meanwhile:
+		 * smond's "recovered" among them) */
+		if (c->rec->n_lost == 0) {
+			start_join(c, want, nwant, keep, nkeep);
+			return;
+		}
+		if (c->now_ms - c->join_wait_said_ms >= 10000) {
+			c->join_wait_said_ms = c->now_ms;
+			grd_log(c, CORAL_LOG_NOTICE, "a node waits to join the ring until node %u's recovery ends "
+				"(coralctl recovery status; coralctl grd recovered only as a last resort)",
+				c->rec->lost[0]->node);
+		}
 	}
 	if (c->nqueue > 0) {
 		struct grd_request_q q = c->queue[0];

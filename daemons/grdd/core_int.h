@@ -125,6 +125,7 @@ struct grd_core {
 	struct grd_dst dst;
 	struct grd_move mv;
 	uint64_t replan_after_ms;
+	uint64_t join_wait_said_ms;     /* when a join waiting for a recovery was last said */
 	uint64_t next_move_seq;
 	bool store_busy;                  /* a leave/init/recovered commit is in flight */
 

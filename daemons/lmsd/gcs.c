@@ -1125,8 +1125,8 @@ static void r_retry(struct gcs_core *c, const Coral__GcsMsg *m)
 	else
 		c->st.busy++;
 	/* at the deadline the session hears why it waited: the block's recovery */
-	if (m->code == CORAL_ERECOVERY)
-		w->code = CORAL_ERECOVERY;
+	if (m->code == CORAL_ERECOVERY || m->code == CORAL_EJOINING)
+		w->code = m->code;
 	w->sent_ms = c->now_ms; /* asked again after retry_ms, at the master of that moment */
 }
 
@@ -1671,8 +1671,8 @@ static void m_req(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, boo
 		return;
 	}
 	uint32_t bucket;
-	int why;
-	struct coral_grd_entry *e = m_entry(c, m, M_SERVE_CREATE, &bucket, &why);
+	int why = c->ops.on_ring && !c->ops.on_ring(c->ops.arg, from) ? CORAL_EJOINING : 0;
+	struct coral_grd_entry *e = why ? NULL : m_entry(c, m, M_SERVE_CREATE, &bucket, &why);
 	if (e == NULL) {
 		Coral__GcsMsg a;
 		msg_init(&a, GCS_RETRY, m->file, m->block);

@@ -96,6 +96,10 @@ struct gcs_ops {
 	/* the lost node whose bucket the block's was (coral_grd_where.lost_owner), or 0; NULL:
 	 * none ever (the model test without losses) */
 	uint32_t (*lost_owner)(void *arg, uint32_t file, uint64_t block);
+	/* whether a node is on the directory's ring (a member of the published map); NULL: every
+	 * node is. A node not on it yet is served nothing: lost then, it is not recorded as
+	 * lost (it mastered nothing), so nothing of it may need recovery. */
+	bool (*on_ring)(void *arg, uint32_t node);
 	void *arg;
 };
 

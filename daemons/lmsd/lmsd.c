@@ -55,6 +55,16 @@ static uint32_t op_lost_owner(void *arg, uint32_t file, uint64_t block)
 	return w.lost_owner;
 }
 
+static bool op_on_ring(void *arg, uint32_t node)
+{
+	struct lmsd *l = arg;
+	uint32_t n = l->map->nmembers;
+	for (uint32_t i = 0; i < n && i < CORAL_MAX_NODES; i++)
+		if (l->map->members[i] == node)
+			return true;
+	return false;
+}
+
 static uint32_t op_master(void *arg, uint32_t file, uint64_t block, uint64_t *version)
 {
 	struct lmsd *l = arg;
@@ -323,9 +333,11 @@ static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinn
 		struct coral_grd_where gw = {0};
 		if (code == CORAL_ETIMEDOUT)
 			gw.version = l->map->version;
-		/* a wait on a recovery is a timeout to the session (coral.h), said as such */
-		coral_daemon_answer_error(l->d, w->conn, w->req_id, code == CORAL_ERECOVERY ? CORAL_ETIMEDOUT : code,
-					  "%s%s", coral_strerror(code == CORAL_ERECOVERY ? CORAL_ETIMEDOUT : code),
+		/* a wait on a recovery, or for this node to come on the ring, is a timeout to the
+		 * session (coral.h), said as such */
+		bool waited = code == CORAL_ERECOVERY || code == CORAL_EJOINING;
+		coral_daemon_answer_error(l->d, w->conn, w->req_id, waited ? CORAL_ETIMEDOUT : code,
+					  "%s%s", coral_strerror(waited ? CORAL_ETIMEDOUT : code),
 					  code == CORAL_ETIMEDOUT && gw.version == 0
 						  ? " (no bucket map agreed yet: is grdd up on every node? coralctl grd status)"
 					  : code == CORAL_ETIMEDOUT ? " (coralctl gcs block FILE BLOCK shows its master and holders)"
@@ -333,6 +345,8 @@ static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinn
 								  "image or in transit (coralctl cache; [cache] buffers)"
 					  : code == CORAL_ERECOVERY ? ": the block waits for a lost node's recovery (coralctl "
 								      "recovery status, on any survivor)"
+					  : code == CORAL_EJOINING ? ": this node is not on the directory's ring yet: its masters "
+								     "serve it nothing until grdd's join commits (coralctl grd status)"
 								: "");
 		return;
 	}
@@ -540,7 +554,7 @@ static int lmsd_init(struct coral_daemon *d)
 	struct gcs_ops ops = {
 		.send = op_send, .master = op_master, .read = op_read, .write = op_write, .sync = op_sync,
 		.flush_start = op_flush_start,
-		.log_force = op_log_force, .done = op_done, .log = coral_kit_log, .lost_owner = op_lost_owner, .arg = l,
+		.log_force = op_log_force, .done = op_done, .log = coral_kit_log, .lost_owner = op_lost_owner, .on_ring = op_on_ring, .arg = l,
 	};
 	l->core = gcs_core_new(l->self, l->cache, l->dir, &ops, (uint32_t)d->conf.cache.gcs_retry_ms,
 			       (uint32_t)d->conf.cache.get_timeout_ms);

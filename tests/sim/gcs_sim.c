@@ -153,6 +153,8 @@ struct sim {
 				 * has written what may hold its changes */
 	uint32_t kill_step;     /* when (0: never) */
 	uint32_t kill_step2;    /* a second node's loss (0: none), maybe during the first's recovery */
+	uint32_t joining;       /* a node not on the directory's ring until join_ms: served nothing */
+	uint64_t join_ms;
 	uint64_t map_version;
 	bool movable[SIM_BLOCKS];   /* its bucket holds no other block of the model */
 	struct {
@@ -243,6 +245,12 @@ static uint32_t op_master(void *arg, uint32_t file, uint64_t block, uint64_t *ve
 	(void)file;
 	*version = a->s->map_version;
 	return block < SIM_BLOCKS ? a->s->master[block] : 0;
+}
+
+static bool op_on_ring(void *arg, uint32_t node)
+{
+	struct sim_arg *a = arg;
+	return node != a->s->joining || a->s->now_ms >= a->s->join_ms;
 }
 
 static uint32_t op_lost_owner(void *arg, uint32_t file, uint64_t block)
@@ -409,6 +417,8 @@ static void pinned_now(struct sim *s, struct sim_node *nd, struct sim_session *s
 {
 	struct coral_buf *b = coral_cache_buf(nd->cache, ss->buf);
 	uint64_t v = value_of(coral_cache_data(nd->cache, ss->buf));
+	if (nd->id == s->joining && s->now_ms < s->join_ms)
+		fail(s, "node %u was served block %u before it came on the ring", nd->id, ss->block);
 	if (b->block != ss->block)
 		fail(s, "node %u: session got buffer of block %llu for block %u", nd->id,
 		     (unsigned long long)b->block, ss->block);
@@ -1259,6 +1269,11 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 	const char *losses = getenv("GCS_SIM_LOSSES");
 	if (!(losses && losses[0] == '0') && nodes >= 3 && seed % 2 == 0 && steps > 10)
 		s->kill_step = 1 + (uint32_t)((seed * 0x9e3779b97f4a7c15ull >> 20) % (steps - 1));
+	/* in a third of the runs the last node comes on the ring late: its sessions wait */
+	if (seed % 3 == 1) {
+		s->joining = nodes;
+		s->join_ms = 50 + (seed * 0x94d049bb133111ebull >> 33) % 500;
+	}
 	/* with five nodes or more (a quorum survives two), a second loss in half of those runs,
 	 * soon after the first: often while its recovery is under way */
 	if (s->kill_step && nodes >= 5 && seed % 4 == 0) {
@@ -1276,7 +1291,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 	}
 	struct gcs_ops ops = {.send = op_send, .master = op_master, .read = op_read, .write = op_write, .sync = op_sync,
 			      .flush_start = op_flush_start, .log_force = op_log_force, .done = op_done,
-			      .lost_owner = op_lost_owner};
+			      .lost_owner = op_lost_owner, .on_ring = op_on_ring};
 	for (uint32_t i = 0; i < nodes; i++) {
 		struct sim_node *nd = &s->nodes[i];
 		nd->id = i + 1;
