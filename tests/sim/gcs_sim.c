@@ -832,28 +832,42 @@ static bool pending(const struct sim *s, uint32_t node)
 	return node >= 1 && node <= SIM_MAX_NODES && (s->pending & nbit(node));
 }
 
+/* Whether ok holds for every survivor and every node lost and not yet recovered (each pair
+ * looked at, even after one fails: ok may publish what it finds). */
+static bool every_survivor(struct sim *s, bool (*ok)(struct sim_node *m, uint32_t lost))
+{
+	bool all = true;
+	for (uint32_t d = 1; d <= s->n; d++)
+		for (uint32_t i = 0; i < s->n && pending(s, d); i++)
+			if (!s->nodes[i].dead)
+				all &= ok(&s->nodes[i], d);
+	return all;
+}
+
+/* lmsd's check_losses: the loss settled at this master is published in the directory */
+static bool settled_at(struct sim_node *m, uint32_t d)
+{
+	struct coral_grd_loss *L = &m->dir->loss[d - 1];
+	uint64_t seq;
+	if (gcs_core_loss_settled(m->core, d, &seq) && seq == atomic_load(&L->seq))
+		atomic_store(&L->gcs, seq);
+	return atomic_load(&L->gcs) == atomic_load(&L->seq);
+}
+
+static bool flushed_at(struct sim_node *m, uint32_t d)
+{
+	uint64_t seq;
+	uint32_t left;
+	return gcs_core_loss_flushed(m->core, d, &seq, &left) && seq == atomic_load(&m->dir->loss[d - 1].seq);
+}
+
 static void smond_step(struct sim *s)
 {
 	if (s->applied) {
 		close_step(s);
 		return;
 	}
-	bool settled = true;
-	for (uint32_t d = 1; d <= s->n; d++) {
-		if (!pending(s, d))
-			continue;
-		for (uint32_t i = 0; i < s->n; i++) {
-			struct sim_node *m = &s->nodes[i];
-			if (m->dead)
-				continue;
-			struct coral_grd_loss *L = &m->dir->loss[d - 1];
-			uint64_t seq;
-			if (gcs_core_loss_settled(m->core, d, &seq) && seq == atomic_load(&L->seq))
-				atomic_store(&L->gcs, seq);
-			settled &= atomic_load(&L->gcs) == atomic_load(&L->seq);
-		}
-	}
-	if (!settled)
+	if (!every_survivor(s, settled_at))
 		return;
 	struct recovery *r = recovery_new(1 << 26);
 	for (uint32_t i = 0; i < s->n; i++)
@@ -972,19 +986,8 @@ static void smond_step(struct sim *s)
  * reads none of its changes: one that only a survivor's unwritten image held shows up. */
 static void close_step(struct sim *s)
 {
-	for (uint32_t d = 1; d <= s->n; d++) {
-		if (!pending(s, d))
-			continue;
-		for (uint32_t i = 0; i < s->n; i++) {
-			struct sim_node *m = &s->nodes[i];
-			if (m->dead)
-				continue;
-			uint64_t seq;
-			uint32_t left;
-			if (!gcs_core_loss_flushed(m->core, d, &seq, &left) || seq != atomic_load(&m->dir->loss[d - 1].seq))
-				return;
-		}
-	}
+	if (!every_survivor(s, flushed_at))
+		return;
 	for (uint32_t d = 1; d <= s->n; d++) {
 		if (!pending(s, d))
 			continue;
