@@ -532,24 +532,31 @@ void grd_coordinate(struct grd_core *c)
 		return;
 	}
 	if (nkeep < c->rec->n_members) {
+		/* members restarted while a kept one's grdd does not answer: likely the whole
+		 * cluster coming back (a cold start) with that one's join not yet in raftd; wait
+		 * a little for it rather than count the others as lost (a spurious recovery that
+		 * holds up their joins) */
+		bool silent = false;
+		for (size_t i = 0; i < nkeep; i++)
+			for (size_t k = 0; k < c->nmembers; k++)
+				silent |= c->members[k].id == keep[i] && keep[i] != c->self && !c->members[k].reachable;
+		bool restart = false;
+		for (size_t i = 0; i < c->rec->n_members; i++)
+			restart |= restarted(c, c->rec->members[i]);
+		if (restart && silent) {
+			if (c->leave_hold_ms == 0)
+				c->leave_hold_ms = c->now_ms;
+			if (c->now_ms - c->leave_hold_ms < GRD_LEAVE_HOLD_MS)
+				return;
+		}
+		c->leave_hold_ms = 0;
 		commit_leave(c, keep, nkeep);
 		return;
 	}
+	c->leave_hold_ms = 0;
 	if (nkeep < nwant) {
-		/* a node comes on the ring only once every lost node is recovered: a node restarted
-		 * after its loss masters nothing of what its old incarnation's recovery is still
-		 * settling, and no bucket in recovery moves (the requests below go on meanwhile:
-		 * smond's "recovered" among them) */
-		if (c->rec->n_lost == 0) {
-			start_join(c, want, nwant, keep, nkeep);
-			return;
-		}
-		if (c->now_ms - c->join_wait_said_ms >= 10000) {
-			c->join_wait_said_ms = c->now_ms;
-			grd_log(c, CORAL_LOG_NOTICE, "a node waits to join the ring until node %u's recovery ends "
-				"(coralctl recovery status; coralctl grd recovered only as a last resort)",
-				c->rec->lost[0]->node);
-		}
+		start_join(c, want, nwant, keep, nkeep);
+		return;
 	}
 	if (c->nqueue > 0) {
 		struct grd_request_q q = c->queue[0];

@@ -81,6 +81,7 @@ struct part {
 	struct coral_grd_loss *L;
 	uint64_t lost_end;             /* its thread's end, as read */
 	bool claimer;                  /* this node closes its thread */
+	bool finished;                 /* its thread closed (here or by its claimer) */
 };
 
 /* A recovery: every node lost and not yet recovered when it began, together (their
@@ -92,6 +93,7 @@ struct run {
 	struct part p[CORAL_MAX_NODES];
 	uint32_t np;
 	uint64_t mask;                 /* bit id-1: the nodes lost */
+	bool closing;                  /* this node's part is done: the threads close now */
 	struct recovery *r;
 	struct coral_ctlfile *cf;
 	int fds[CORAL_MAX_DATAFILES];
@@ -119,8 +121,12 @@ static bool stale(const struct run *x)
 		const struct coral_grd_loss *L = &x->o->dir->loss[n - 1];
 		uint64_t seq = atomic_load(&L->seq);
 		if (lost_here(x, n)) {
+			/* a newer loss, or this one ended elsewhere (recovered by another, or by
+			 * hand): lmsd no longer settles it, and nothing here waits for it */
 			for (uint32_t k = 0; k < x->np; k++)
-				if (x->p[k].lost == n && x->p[k].seq != seq)
+				if (x->p[k].lost == n &&
+				    (x->p[k].seq != seq ||
+				     (!x->closing && !x->p[k].finished && atomic_load(&L->done) == seq)))
 					return true;
 		} else if (n != x->self && seq != 0 && seq != atomic_load(&L->done)) {
 			return true;
@@ -737,7 +743,7 @@ static int watch_claimer(struct run *x, struct part *p, char *err, size_t errsz)
 			  parse_claim(resp->kv->kv[0]->value.data, resp->kv->kv[0]->value.len, &c);
 		if (resp)
 			coral_ctl_response_free(resp);
-		if (ok && c.inc == p->inc && strcmp(c.state, "done") == 0)
+		if ((ok && c.inc == p->inc && strcmp(c.state, "done") == 0) || atomic_load(&p->L->done) == p->seq)
 			return 0;
 		if (ok && c.inc == p->inc && !member_active(x->o, c.claimer, c.claimer_inc)) {
 			log_notice("recovery of node %u: its claimer, node %u, is gone before it closed the thread: "
@@ -805,6 +811,7 @@ static int finish(struct run *x, struct part *p, char *err, size_t errsz)
 	snprintf(key, sizeof(key), "recovery/%u", p->lost);
 	if (kv_write(x, p, key, "done", 0, false, err, errsz) != 0)
 		log_warn("recovery of node %u: recording it done in raftd: %s", p->lost, err);
+	p->finished = true;
 	atomic_store(&p->L->done, p->seq);
 	return 0;
 }
@@ -878,6 +885,7 @@ static int recover(struct run *x, char *err, size_t errsz)
 		if (rc != 0)
 			return rc;
 	}
+	x->closing = true;
 	/* the threads this node claimed first (another claimer may be waiting for this node's
 	 * part of its own, never the other way round), then the others' */
 	for (uint32_t k = 0; k < x->np; k++)
@@ -893,6 +901,7 @@ static int recover(struct run *x, char *err, size_t errsz)
 		if (claimed < 0)
 			return claimed;
 		if (claimed == 0) {
+			p->finished = true;
 			atomic_store(&p->L->done, p->seq);
 			continue;
 		}
@@ -918,7 +927,7 @@ static void *run_thread(void *arg)
 		snprintf(o->ev.result, sizeof(o->ev.result), "done");
 	else if (rc == CORAL_ECANCELED)
 		snprintf(o->ev.result, sizeof(o->ev.result), "abandoned: %s",
-			 atomic_load(&o->stop) ? "smond stopped" : "a newer loss: recovered with it");
+			 atomic_load(&o->stop) ? "smond stopped" : "a newer loss (recovered with it), or the loss ended elsewhere");
 	else
 		snprintf(o->ev.result, sizeof(o->ev.result), "%s: %s", coral_strerror(rc), err);
 	pthread_mutex_unlock(&o->mu);

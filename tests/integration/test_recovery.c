@@ -486,6 +486,84 @@ Test(recovery, the_bank_goes_on_through_a_node_s_loss)
 		     0, "%s", res.out);
 }
 
+/* Five nodes (a quorum survives two), nodes 4 and 5 killed together, their caches holding
+ * committed changes the data files lack: blocks only one of them had, and one changed by
+ * node 4 and then node 5 (node 4 keeps a past image), which needs both threads in SCN order.
+ * The survivors recover both in one pass (the history says "together" when the two losses
+ * came close enough; else the second restarts the first's recovery with both). */
+static char *five_nodes(char *text)
+{
+	text = rare_checkpoints(text);
+	/* nodes 4 and 5 in ports of their own: every test's first three take base .. base+47 */
+	int base = 28200 + (int)(getpid() % 64) * 32;
+	char more[1024];
+	snprintf(more, sizeof(more),
+		 "[node.4]\nid = 4\nhost = 127.0.0.1\nbase_port = %d\nrun_dir = %s/node4\nsga_size = 64M\nsga_name =\n"
+		 "data_dir =\n\n[node.5]\nid = 5\nhost = 127.0.0.1\nbase_port = %d\nrun_dir = %s/node5\nsga_size = 64M\n"
+		 "sga_name =\ndata_dir =\n\n[storage]",
+		 base, cl.dir, base + 16, cl.dir);
+	return replace_all(text, "[storage]", more);
+}
+
+/* Whether every survivor's history has lost_node's recovery done. */
+static bool recovered_everywhere(int lost, int first, int last)
+{
+	for (int n = first; n <= last; n++) {
+		json_t *h = ctl_json(n, "recovery history");
+		bool done = false;
+		for (size_t i = 0; h && i < json_array_size(h); i++) {
+			json_t *e = json_array_get(h, i);
+			done |= jint(e, "lost_node") == lost && strncmp(jstr(e, "result"), "done", 4) == 0;
+		}
+		json_decref(h);
+		if (!done)
+			return false;
+	}
+	return true;
+}
+
+Test(recovery, two_nodes_lost_together_are_recovered_together, .timeout = 300)
+{
+	cl_prepare("rc5", five_nodes);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_geq(wait_leader(20000, 0x3E), 1);
+	cr_assert_gt(wait_full_map(5), 0, "the map of five nodes did not reach every node");
+	uint32_t fid = new_file("rc5", 8);
+	commit_on(4, fid, 0, 40);
+	commit_on(4, fid, 1, 41);
+	commit_on(5, fid, 1, 51);
+	commit_on(5, fid, 2, 52);
+	commit_on(5, fid, 3, 53);
+	commit_on(1, fid, 3, 13);
+	commit_on(2, fid, 4, 24);
+	for (uint64_t b = 0; b < 5; b++)
+		cr_expect_eq(on_disk(fid, b), 0, "block %llu was written before the kill: the test would prove nothing",
+			     (unsigned long long)b);
+	kill_nodes(0, 4, 5);
+	bool done = false;
+	for (int i = 0; i < 300 && !done; i++) {
+		done = recovered_everywhere(4, 1, 3) && recovered_everywhere(5, 1, 3);
+		if (!done)
+			usleep(100000);
+	}
+	run("grep -h 'recovery of node' %s/node1/node.log %s/node2/node.log %s/node3/node.log", cl.dir, cl.dir, cl.dir);
+	fprintf(stderr, "%s", res.out);
+	cr_assert(done, "nodes 4 and 5 were not both recovered on nodes 1-3");
+	cr_expect_eq(read_on(1, fid, 0), 40, "a committed change only node 4 had");
+	cr_expect_eq(read_on(2, fid, 1), 51, "a block changed on node 4, then node 5: both lost");
+	cr_expect_eq(read_on(3, fid, 2), 52, "a committed change only node 5 had");
+	cr_expect_eq(read_on(1, fid, 3), 13, "node 5's change, then node 1's (a survivor has it)");
+	cr_expect_eq(read_on(2, fid, 4), 24);
+	/* every block is served again */
+	commit_on(3, fid, 1, 61);
+	cr_expect_eq(read_on(1, fid, 1), 61);
+	cr_expect_eq(run("%s/tools/coralctl -c %s -n 1 grd status", CORAL_BUILDDIR, cl.conf)->code, 0, "%s", res.out);
+	cr_expect(strstr(res.out, " 0 lost buckets awaiting recovery") != NULL, "%s", res.out);
+	run("%s/tools/coralctl -c %s -n 1 raft history | grep -i recover", CORAL_BUILDDIR, cl.conf);
+	fprintf(stderr, "%s", res.out);
+	cr_expect(strstr(res.out, "recovered") != NULL, "raftd's history names no recovery: %s", res.out);
+}
+
 /* A node killed alone and started again at once (faster than its eviction): raftd has it
  * under a new incarnation, grdd records the old one as lost, the survivors recover it, and
  * the node's smond waits for that before its lmsd serves. */
