@@ -2208,8 +2208,9 @@ static void flush_tick(struct gcs_core *c, struct gcs_loss *L)
 		bool pi = next_pi(c, f->file, f->block, NULL) != NULL;
 		coral_cache_unlock(c->cache, ch);
 		/* a past image alone: its newer image may have been recovered and written by smond,
-		 * which tells no past image's holder; the disk says */
-		if (!dirty && pi && reads < 256) {
+		 * which tells no past image's holder; the disk says (a few blocks a round: read on
+		 * the loop, which a cold page cache would stall) */
+		if (!dirty && pi && reads < 16) {
 			reads++;
 			const struct coral_block_hdr *h = (const struct coral_block_hdr *)c->scratch2;
 			if (c->ops.read(c->ops.arg, f->file, f->block, c->scratch2) == 0 && h->scn >= f->scn) {

@@ -19,12 +19,15 @@ TestSuite(recovery, .init = NULL, .fini = cl_teardown, .timeout = 240);
 /* Checkpoints far apart: committed changes stay in the caches only. */
 static char *rare_checkpoints(char *text) { return replace_all(text, "checkpoint_ms = 1000", "checkpoint_ms = 600000"); }
 
-static void start_all(void)
+/* Every node of the configuration (nodes 1..n) started, one leader, the map everywhere. */
+static void start_nodes(int n)
 {
 	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
-	cr_assert_geq(wait_leader(15000, 0xE), 1);
-	cr_assert_gt(wait_full_map(3), 0, "the map of three nodes did not reach every node");
+	cr_assert_geq(wait_leader(15000 + (n - 3) * 2500, ((1u << (n + 1)) - 1) & ~1u), 1);
+	cr_assert_gt(wait_full_map(n), 0, "the map of %d nodes did not reach every node", n);
 }
+
+static void start_all(void) { start_nodes(3); }
 
 static void commit_on(int node, uint32_t fid, uint64_t block, uint64_t v)
 {
@@ -525,9 +528,7 @@ static bool recovered_everywhere(int lost, int first, int last)
 Test(recovery, two_nodes_lost_together_are_recovered_together, .timeout = 300)
 {
 	cl_prepare("rc5", five_nodes);
-	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
-	cr_assert_geq(wait_leader(20000, 0x3E), 1);
-	cr_assert_gt(wait_full_map(5), 0, "the map of five nodes did not reach every node");
+	start_nodes(5);
 	uint32_t fid = new_file("rc5", 8);
 	commit_on(4, fid, 0, 40);
 	commit_on(4, fid, 1, 41);
