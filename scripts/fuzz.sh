@@ -28,6 +28,10 @@ mkdir -p "$C/fuzz_conf"
 cp etc/*.conf tests/unit/conf/*.conf "$C/fuzz_conf/" 2>/dev/null
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(fuzz_frame fuzz_ctl fuzz_grd fuzz_gcs fuzz_raft fuzz_conf fuzz_files fuzz_http fuzz_recovery)
+# the targets' own files, removed at the end whatever happens
+CORAL_FUZZ_TMP=$(mktemp -d /tmp/coral-fuzz-run-XXXXXX) || exit 1
+export CORAL_FUZZ_TMP
+trap 'rm -rf "$CORAL_FUZZ_TMP"' EXIT
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 status=0

@@ -15,13 +15,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char fuzz_dir[64];
+static char fuzz_dir[256];
 
-/* The target's own directory (under /tmp), made on first use. */
+/* The target's own directory, made on first use under $CORAL_FUZZ_TMP (scripts/fuzz.sh
+ * makes one and removes it after: libFuzzer ends a run without the target's clean-up),
+ * else /tmp. */
 __attribute__((unused)) static const char *fuzz_tmpdir(void)
 {
 	if (fuzz_dir[0] == '\0') {
-		snprintf(fuzz_dir, sizeof(fuzz_dir), "/tmp/coral-fuzz-XXXXXX");
+		const char *base = getenv("CORAL_FUZZ_TMP");
+		snprintf(fuzz_dir, sizeof(fuzz_dir), "%s/coral-fuzz-XXXXXX", base && base[0] ? base : "/tmp");
 		if (mkdtemp(fuzz_dir) == NULL)
 			abort();
 	}
