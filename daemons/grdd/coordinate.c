@@ -546,7 +546,7 @@ void grd_coordinate(struct grd_core *c)
 		if (restart && silent) {
 			if (c->leave_hold_ms == 0)
 				c->leave_hold_ms = c->now_ms;
-			if (c->now_ms - c->leave_hold_ms < GRD_LEAVE_HOLD_MS)
+			if (c->now_ms - c->leave_hold_ms < c->leave_hold_max_ms)
 				return;
 		}
 		c->leave_hold_ms = 0;

@@ -186,7 +186,13 @@ struct grd_core *grd_core_new(uint32_t self, const struct coral_grd_conf *conf,
 	}
 	c->next_move_seq = 1;
 	c->next_req_id = 1;
+	c->leave_hold_max_ms = GRD_LEAVE_HOLD_MS;
 	return c;
+}
+
+void grd_core_set_leave_hold(struct grd_core *c, uint64_t ms)
+{
+	c->leave_hold_max_ms = ms;
 }
 
 void grd_core_free(struct grd_core *c)

@@ -80,6 +80,9 @@ struct grd_core *grd_core_new(uint32_t self, const struct coral_grd_conf *conf,
 			      struct coral_grd_map_sga *map, struct coral_grd_dir *dir,
 			      struct coral_grd_dir *held, const struct grd_core_ops *ops);
 void grd_core_free(struct grd_core *c);
+/* How long the coordinator holds a leave of restarted members for a silent kept member
+ * (coordinate.c): as long as raftd may take to evict that member if it is dead too. */
+void grd_core_set_leave_hold(struct grd_core *c, uint64_t ms);
 
 /* The cluster as raftd sees it: the leader (whose grdd coordinates), whether this node is
  * fenced, and every member with its incarnation. */

@@ -14,7 +14,7 @@
 #define GRD_RETRY_MS 20
 #define GRD_RESEND_MS 1000
 #define GRD_REPLAN_MS 1000
-#define GRD_LEAVE_HOLD_MS 3000 /* a restarted member's leave waits this long for a silent kept one */
+#define GRD_LEAVE_HOLD_MS 3000 /* a restarted member's leave waits this long for a silent kept one (default) */
 
 struct grd_item {
 	bool is_res;
@@ -127,6 +127,7 @@ struct grd_core {
 	struct grd_move mv;
 	uint64_t replan_after_ms;
 	uint64_t leave_hold_ms;         /* since when a leave waits for a silent kept member */
+	uint64_t leave_hold_max_ms;     /* ... and for how long at most (grd_core_set_leave_hold) */
 	uint64_t next_move_seq;
 	bool store_busy;                  /* a leave/init/recovered commit is in flight */
 

@@ -290,6 +290,13 @@ static int grdd_init(struct coral_daemon *d)
 		.log = coral_kit_log, .arg = g,
 	};
 	g->core = grd_core_new(g->self, &d->conf.grd, g->map, g->dir, g->held, &ops);
+	if (g->core == NULL)
+		return CORAL_ENOMEM;
+	/* a dead member that never rejoins is evicted by a new leader once evict_grace_ms of
+	 * silence and lease_ms (+ drift) of leadership have passed: hold that long, and 1 s */
+	const struct coral_raft_conf *raft = &d->conf.raft;
+	int64_t wait = raft->evict_grace_ms > raft->lease_ms ? raft->evict_grace_ms : raft->lease_ms;
+	grd_core_set_leave_hold(g->core, (uint64_t)(wait + raft->lease_drift_ms + 1000));
 	raft_reconnect(g);  /* raftd not listening yet: the tick connects later */
 	return coral_kit_start(&g->kit, g->core);
 }

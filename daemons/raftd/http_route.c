@@ -19,6 +19,8 @@ static const struct {
 } owned_keys[] = {
 	{"grd/", "grdd"}, {"lmsd/", "lmsd"}, {"lmdd/", "lmdd"}, {"smond/", "smond"}, {"replicad/", "replicad"},
 	{"rsrcmgrd/", "rsrcmgrd"},
+	/* claims and ends of lost nodes' recoveries: the raftd history names them from these */
+	{"recovery/", "smond"},
 };
 
 const char *raftd_key_owner(const char *key)

@@ -69,6 +69,10 @@ Test(security, http_writes_need_an_identity_and_daemon_keys_their_daemon)
 	cr_expect_neq(run("%s -c %s -n 1 kv put grd/map junk", CORALCTL, cl.conf)->code, 0, "%s", res.out);
 	cr_expect(strstr(res.out, "written by it only") != NULL, "%s", res.out);
 	cr_expect_neq(run("%s -c %s -n 1 kv del grd/map", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	/* nor a recovery's claim or end, which the raftd history and every smond believe */
+	cr_expect_neq(run("%s -c %s -n 1 kv put recovery/3 junk", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_expect(strstr(res.out, "kept by smond") != NULL, "%s", res.out);
+	cr_expect_eq(http("PUT", "/v1/kv/recovery/3/done/1", "Bearer " TOKEN, "junk"), 403, "%s", res.out);
 
 	/* a header past http_max_header (8K) */
 	run("curl -s -m 5 -o /dev/null -w '%%{http_code}' -H \"X-Big: $(head -c 20000 /dev/zero | tr '\\0' a)\" "
