@@ -197,6 +197,10 @@ static const struct coral_opt coral__cache_opts[] = {
 	    "a cache-fusion message not answered in this long is sent again"),
 	OPT(coral_cache_conf, get_timeout_ms, INT, "10000", 10, 600000, false,
 	    "a session's request for a block fails with a timeout after this long"),
+	OPT(coral_cache_conf, restart_wait_ms, INT, "15000", 0, 600000, false,
+	    "a session call that finds the node's lmsd restarting, or the node fenced for a while (a raftd "
+	    "restart, a new leader, the node leaving and joining again after an lmsd restart), waits this "
+	    "long for it and goes on; past it the call fails and says which and since when (0: fail at once)"),
 	OPT(coral_cache_conf, checkpoint_ms, INT, "1000", 10, 3600000, false,
 	    "how often lmsd writes dirty buffers back to the data files"),
 	OPT(coral_cache_conf, commit_timeout_ms, INT, "10000", 10, 600000, false,

@@ -172,6 +172,7 @@ struct coral_cache_conf {
 	int64_t redo_segment;          /* bytes per redo segment file before the next one */
 	int64_t gcs_retry_ms;          /* a GCS message unanswered this long is sent again */
 	int64_t get_timeout_ms;        /* a session's block request fails after this long */
+	int64_t restart_wait_ms;       /* a session waits this long for lmsd's restart or the fence's end */
 	int64_t checkpoint_ms;         /* dirty buffers are written back this often */
 	int64_t commit_timeout_ms;     /* a commit whose redo is not durable by then fails */
 	int64_t log_error_ms;          /* ... and sooner, with the cause, once the log writer has failed this long */

@@ -74,6 +74,7 @@ const char *coral_ctl_request_name(const Coral__CtlRequest *req)
 	case CORAL__CTL_REQUEST__BODY_MEMBERS: return "cluster members";
 	case CORAL__CTL_REQUEST__BODY_ADD_NODE: return "cluster add-node";
 	case CORAL__CTL_REQUEST__BODY_REMOVE_NODE: return "cluster remove-node";
+	case CORAL__CTL_REQUEST__BODY_RAFT_LEAVE: return "raft leave";
 	case CORAL__CTL_REQUEST__BODY_KV: return "kv";
 	case CORAL__CTL_REQUEST__BODY_WATCH: return "watch";
 	case CORAL__CTL_REQUEST__BODY_GRD_STATUS: return "grd status";

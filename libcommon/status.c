@@ -1,5 +1,6 @@
 /* Node status collection and display (see status.h). */
 #include "status.h"
+#include "cluster.h"
 #include "ctl.h"
 #include "errors.h"
 #include "sga.h"
@@ -74,6 +75,11 @@ int coral_status_collect(const struct coral_conf *conf, const struct coral_node_
 		return CORAL_EINVAL;
 	}
 	coral_proc_snapshot(t, &st->snap);
+	/* a node fenced (not joined yet, no quorum, or leaving after a daemon could not resume) */
+	struct coral_cluster_sga *cl = coral_cluster_sga(&sga);
+	st->fenced = coral_cluster_fenced(cl);
+	if (st->fenced)
+		coral_cluster_fence_reason(cl, st->fence_reason, sizeof(st->fence_reason));
 	coral_sga_detach(&sga);
 	st->now_mono_ns = coral_now_mono_ns();
 	st->supervisor_alive = coral_pid_alive(st->snap.supervisor_pid);
@@ -107,6 +113,8 @@ void coral_status_print(FILE *out, const struct coral_node_status *st)
 		st->node->label, coral__node_state(st), (int)st->snap.supervisor_pid, st->sga_name);
 	if (st->snap.node_state == CORAL_NODE_DEGRADED && st->snap.reason[0])
 		fprintf(out, "  degraded: %s\n", st->snap.reason);
+	if (st->fenced)
+		fprintf(out, "  fenced: %s\n", st->fence_reason);
 	fprintf(out, "  %-9s %7s %-10s %8s %8s %9s  %s\n", "DAEMON", "PID", "STATE", "UPTIME",
 		"RESTARTS", "HEARTBEAT", "SERVICE");
 	for (int i = 0; i < CORAL_NDAEMONS; i++) {
@@ -154,8 +162,9 @@ json_t *coral_status_json(const struct coral_node_status *st)
 		}
 		json_array_append_new(daemons, o);
 	}
-	return json_pack("{s:I, s:s, s:s, s:i, s:b, s:s, s:s, s:o}", "node", (json_int_t)st->node->id,
+	return json_pack("{s:I, s:s, s:s, s:i, s:b, s:s, s:s, s:b, s:s, s:o}", "node", (json_int_t)st->node->id,
 			 "label", st->node->label, "state", coral__node_state(st), "supervisor_pid",
 			 (int)st->snap.supervisor_pid, "supervisor_alive", st->supervisor_alive,
-			 "reason", st->snap.reason, "sga", st->sga_name, "daemons", daemons);
+			 "reason", st->snap.reason, "sga", st->sga_name, "fenced", st->fenced, "fence_reason",
+			 st->fenced ? st->fence_reason : "", "daemons", daemons);
 }

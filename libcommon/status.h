@@ -18,6 +18,8 @@ struct coral_node_status {
 	bool supervisor_alive;
 	struct coral_proc_snapshot snap;
 	uint64_t now_mono_ns;
+	bool fenced;                   /* raftd's fence (cluster section), and why */
+	char fence_reason[192];
 	struct {
 		bool answered;
 		char service[256];

@@ -129,19 +129,6 @@ _Static_assert(CORAL_ERR_INVAL == CORAL_EINVAL && CORAL_ERR_PERM == CORAL_EPERM 
 		       CORAL_ERR_FENCED == CORAL_EFENCED && CORAL_ERR_CORRUPT == CORAL_ECORRUPT,
 	       "coral.h's error codes differ from errors.h's");
 
-/* A fenced node (no quorum for its lease, or evicted) gives out no block, takes no change and
- * makes no commit durable: the majority may be recovering its blocks. One byte of the SGA
- * says so; the reason is read only on the way out. */
-static int fenced(struct coral_session *s)
-{
-	if (!coral_cluster_fenced(s->cl))
-		return 0;
-	char why[192];
-	coral_cluster_fence_reason(s->cl, why, sizeof(why));
-	return fail(s, CORAL_EFENCED, "node %lld is fenced (%s): no blocks, changes or commits until it is unfenced",
-		    (long long)s->node->id, why);
-}
-
 /* Whether an image pinned, or a transaction begun, at cache incarnation `since` was made void
  * by an eviction of the node since: the other nodes have recovered its blocks (taking back
  * what had not committed); a change or a commit on it now would be lost. */
@@ -154,6 +141,60 @@ static int evicted_since(struct coral_session *s, uint64_t since, const char *wh
 		    "node %lld was evicted (incarnation %llu) after %s: the other nodes recovered its blocks and "
 		    "took back what had not committed; roll back, and start again",
 		    (long long)s->node->id, (unsigned long long)ev, what);
+}
+
+static void nap_ms(long ms)
+{
+	struct timespec ts = {0, ms * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* A fence that lasts a moment is waited through ([cache] restart_wait_ms): a raftd restart,
+ * a new leader, the node leaving and joining again after its lmsd died. What an eviction
+ * made void meanwhile (the transaction, a block pinned at `since`) fails at once. */
+static int wait_unfenced(struct coral_session *s, uint64_t since)
+{
+	if (!coral_cluster_fenced(s->cl))
+		return 0;
+	uint64_t t0 = coral_now_mono_ns(), bound = (uint64_t)s->conf.cache.restart_wait_ms * 1000000ull;
+	for (;;) {
+		if (evicted_since(s, since, "this block was taken") ||
+		    (s->txn && evicted_since(s, s->txn_since, "this transaction began")))
+			return CORAL_EFENCED;
+		if (!coral_cluster_fenced(s->cl))
+			return 0;
+		uint64_t waited = coral_now_mono_ns() - t0;
+		if (waited >= bound) {
+			char why[192];
+			coral_cluster_fence_reason(s->cl, why, sizeof(why));
+			return fail(s, CORAL_EFENCED,
+				    "node %lld is fenced (%s), still after %llu ms ([cache] restart_wait_ms): no blocks, "
+				    "changes or commits until it is unfenced",
+				    (long long)s->node->id, why, (unsigned long long)(waited / 1000000ull));
+		}
+		nap_ms(5);
+	}
+}
+
+/* The node's lmsd, connected to: waited for while nothing listens (the supervisor restarts
+ * it within a second) up to [cache] restart_wait_ms, then an error that says so. */
+static int wait_lmsd(struct coral_session *s)
+{
+	if (s->fd >= 0)
+		return 0;
+	uint64_t t0 = coral_now_mono_ns(), bound = (uint64_t)s->conf.cache.restart_wait_ms * 1000000ull;
+	while (lmsd_connect(s) != 0) {
+		uint64_t waited = coral_now_mono_ns() - t0;
+		if (waited >= bound) {
+			char err[sizeof(s->errmsg)];
+			snprintf(err, sizeof(err), "%s", s->errmsg);
+			return fail(s, CORAL_ENOTRUNNING,
+				    "%s, still after %llu ms ([cache] restart_wait_ms): is lmsd running on node %lld? "
+				    "(coralctl status)", err, (unsigned long long)(waited / 1000000ull), (long long)s->node->id);
+		}
+		nap_ms(10);
+	}
+	return 0;
 }
 
 const char *coral_error_name(int code) { return coral_strerror(code); }
@@ -541,9 +582,9 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 		return CORAL_EINVAL;
 	if (mode != CORAL_MODE_S && mode != CORAL_MODE_X && mode != CORAL_MODE_CR)
 		return fail(s, CORAL_EINVAL, "mode %d: use CORAL_MODE_S, CORAL_MODE_X or CORAL_MODE_CR", mode);
-	if (fenced(s))
+	if (wait_unfenced(s, 0) != 0)
 		return CORAL_EFENCED;
-	if (s->fd < 0 && lmsd_connect(s) != 0)
+	if (wait_lmsd(s) != 0)
 		return CORAL_ENOTRUNNING;
 	/* a block this transaction changed and released is still pinned in X: it is the
 	 * caller's again (waiting for its own pin would never end); none outside a transaction */
@@ -564,6 +605,7 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 	s->st.gets++;
 	int timeout = (int)s->conf.cache.get_timeout_ms;
 	uint64_t deadline = 0;  /* set at the first miss: a local hit reads no clock */
+	uint64_t restart_t0 = 0;  /* since when lmsd says the node is fenced or leaving */
 	for (;;) {
 		uint32_t buf = 0, seen = 0;
 		int r = fast_pin(s, file, block, mode, pin, &buf, &seen);
@@ -606,6 +648,30 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 		s->st.remote_gets++;
 		/* lmsd gives up at get_timeout_ms and says why; the socket waits a little longer */
 		int rc = ask_lmsd(s, file, block, mode, pin, &buf, &pinned, (int)((deadline - now) / 1000000ull) + 2000);
+		if (rc == CORAL_ECLOSED || rc == CORAL_ECONN || rc == CORAL_ENOTRUNNING) {
+			/* lmsd died under the request: its restart is waited for, and the request
+			 * asked again (the new lmsd answers, or says the node is leaving) */
+			if (restart_t0 == 0)
+				restart_t0 = coral_now_mono_ns();
+			if (coral_now_mono_ns() - restart_t0 >= (uint64_t)s->conf.cache.restart_wait_ms * 1000000ull)
+				return rc;
+			if (wait_lmsd(s) != 0)
+				return CORAL_ENOTRUNNING;
+			deadline = 0;
+			continue;
+		}
+		if (rc == CORAL_EFENCED && s->conf.cache.restart_wait_ms > 0) {
+			/* the node is leaving, or fenced a moment: waited through, then asked again */
+			if (restart_t0 == 0)
+				restart_t0 = coral_now_mono_ns();
+			if (coral_now_mono_ns() - restart_t0 >= (uint64_t)s->conf.cache.restart_wait_ms * 1000000ull)
+				return rc;
+			nap_ms(5);
+			if (wait_unfenced(s, 0) != 0)
+				return CORAL_EFENCED;
+			deadline = 0;
+			continue;
+		}
 		if (rc != 0)
 			return rc;
 		if (pinned) {
@@ -661,7 +727,7 @@ static int undo_push(struct coral_session *s, uint32_t pin, uint32_t offset, con
 static int modify(struct coral_session *s, struct coral_block *b, uint32_t offset, const void *bytes, uint32_t len,
 		  bool keep_undo)
 {
-	if (fenced(s))
+	if (wait_unfenced(s, b->since) != 0)
 		return CORAL_EFENCED;
 	if (evicted_since(s, b->since, "this block was taken") ||
 	    (s->txn && evicted_since(s, s->txn_since, "this transaction began")))
@@ -745,7 +811,7 @@ void coral_block_release(struct coral_session *s, struct coral_block *b)
 
 static int commit(struct coral_session *s, uint64_t *scn_out)
 {
-	if (fenced(s))
+	if (wait_unfenced(s, 0) != 0)
 		return CORAL_EFENCED;
 	if (s->txn && evicted_since(s, s->txn_since, "this transaction began"))
 		return CORAL_EFENCED;
@@ -759,6 +825,17 @@ static int commit(struct coral_session *s, uint64_t *scn_out)
 			    : rc == CORAL_ENOSPC || rc == CORAL_EROFS || rc == CORAL_EIO ? " (the log writer cannot write the redo thread)"
 										     : "");
 	rc = coral_redo_wait(s->redo, lsn, timeout);
+	while (rc == CORAL_EFENCED && s->conf.cache.restart_wait_ms > 0) {
+		/* a fence that ends without an eviction (a raftd restart, a new leader) lets the
+		 * log writer go on: the commit waits through it ([cache] restart_wait_ms) */
+		if (wait_unfenced(s, 0) != 0)
+			return CORAL_EFENCED;
+		int64_t left = (int64_t)timeout - (int64_t)((coral_now_mono_ns() - t0) / 1000000ull);
+		if (left <= 0)
+			break;
+		nap_ms(5);  /* the log writer sees the fence's end within its own 10 ms */
+		rc = coral_redo_wait(s->redo, lsn, (int)left);
+	}
 	if (rc == CORAL_EFENCED)
 		return fail(s, rc, "commit at LSN %llu: the node was fenced before it was durable (it becomes durable "
 			    "only if the node is unfenced without being evicted)", (unsigned long long)lsn);

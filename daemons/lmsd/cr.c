@@ -107,7 +107,7 @@ static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *d
 	uint64_t block = req->gcs_cr_read->block;
 	uint32_t ch = coral_cache_chain(l->cache, file, block);
 	/* a fenced node serves no copies: the full path elsewhere gives the current one */
-	bool fenced = coral_cluster_fenced(l->cl);
+	bool fenced = coral_cluster_fenced(l->cl) || l->escalating;
 	coral_cache_lock(l->cache, ch);
 	struct coral_buf *b = coral_cache_find(l->cache, file, block, false);
 	bool held = b != NULL && b->mode >= CORAL_BL_S && !fenced;

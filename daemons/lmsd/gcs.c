@@ -256,6 +256,11 @@ struct gcs_core *gcs_core_new(uint32_t self, struct coral_cache *cache, struct c
 	return c;
 }
 
+void *gcs_core_arg(const struct gcs_core *c)
+{
+	return c->ops.arg;
+}
+
 void gcs_core_free(struct gcs_core *c)
 {
 	if (c == NULL)

@@ -125,6 +125,8 @@ struct gcs_core;
 struct gcs_core *gcs_core_new(uint32_t self, struct coral_cache *cache, struct coral_grd_dir *dir,
 			      const struct gcs_ops *ops, uint32_t retry_ms, uint32_t timeout_ms);
 void gcs_core_free(struct gcs_core *c);
+/* The arg of the ops it was made with (the daemon, for its receive path). */
+void *gcs_core_arg(const struct gcs_core *c);
 
 /* The clock (milliseconds for timers, microseconds for latency); set before each input. */
 void gcs_core_clock(struct gcs_core *c, uint64_t now_us);

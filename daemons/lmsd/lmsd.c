@@ -140,7 +140,7 @@ static int op_write(void *arg, uint32_t file, uint64_t block, uint8_t *data, uin
 	 * and be recovering its blocks (asked here, not only at the tick, as raftd may have
 	 * fenced the node since); nor does one whose cache an eviction made void, even once
 	 * it is a member again (its images are older than what the others recovered) */
-	if (coral_cluster_fenced(l->cl) || coral_cache_void(l->cache, coral_cluster_evicted_inc(l->cl)))
+	if (l->escalating || coral_cluster_fenced(l->cl) || coral_cache_void(l->cache, coral_cluster_evicted_inc(l->cl)))
 		return CORAL_EFENCED;
 	h->scn = scn;
 	char err[CORAL_ERRMSG_MAX];
@@ -423,10 +423,53 @@ static void check_own_eviction(struct lmsd *l, const struct coral_cluster_view *
 		atomic_store(&l->cache->since_inc, v->incarnation);
 }
 
+/* Escalation (lmsd(8), RESTART): raftd is asked, once a second, to have the node leave;
+ * it ends when the eviction has made the cache void (check_own_eviction dropped it). */
+static void escalate(struct lmsd *l)
+{
+	uint64_t now = coral_now_mono_ns() / 1000000ull;
+	if (coral_cache_void(l->cache, coral_cluster_evicted_inc(l->cl)) || atomic_load(&l->cache->since_inc) == 0) {
+		log_notice("the node left the cluster after lmsd pid %d died (%llu ms): its cache is dropped; it "
+			   "serves again once the others have recovered it and it has joined under a new incarnation",
+			   (int)l->escalated_from, (unsigned long long)(now - l->escalate_since_ms));
+		l->escalating = false;
+		return;
+	}
+	if (l->escalate_sent_ms != 0 && now - l->escalate_sent_ms < 1000)
+		return;
+	l->escalate_sent_ms = now;
+	char sock[CORAL_STR_MAX + 64], reason[128], err[CORAL_ERRMSG_MAX];
+	coral_conf_sock_path(l->d->node, "raftd", sock, sizeof(sock));
+	snprintf(reason, sizeof(reason), "lmsd pid %d died with block transfers under way; they cannot be resumed",
+		 (int)l->escalated_from);
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	Coral__RaftLeaveRequest body = CORAL__RAFT_LEAVE_REQUEST__INIT;
+	hdr.sender = (char *)"lmsd";
+	req.hdr = &hdr;
+	body.reason = reason;
+	req.body_case = CORAL__CTL_REQUEST__BODY_RAFT_LEAVE;
+	req.raft_leave = &body;
+	Coral__CtlResponse *resp = NULL;
+	int rc = coral_ctl_call(sock, &req, (size_t)l->d->conf.cluster.max_frame, 500, &resp, err, sizeof(err));
+	if (rc == 0 && resp->code != 0) {
+		rc = resp->code;
+		snprintf(err, sizeof(err), "%s", resp->error ? resp->error : coral_strerror(rc));
+	}
+	coral_ctl_response_free(resp);
+	if (rc != 0)
+		log_warn("asking raftd that the node leave the cluster: %s (asked again in 1 s)", err);
+}
+
 static void on_tick(void *arg, const struct coral_cluster_view *v)
 {
 	struct lmsd *l = arg;
 	check_own_eviction(l, v);
+	if (l->escalating) {
+		escalate(l);
+		if (l->escalating)
+			return;  /* nothing served, shipped, written or reaped until the node has left */
+	}
 	if (v != NULL)
 		check_losses(l, v);
 	bool fenced = coral_cluster_fenced(l->cl);
@@ -480,6 +523,12 @@ static void h_get(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest
 					  "a block request needs a data file id and mode S (1), X (2) or CR (3)");
 		return;
 	}
+	if (l->escalating) {
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_EFENCED,
+					  "node %u is leaving the cluster: its lmsd restarted after pid %d died, and the "
+					  "others recover what it held before it joins again", l->self, (int)l->escalated_from);
+		return;
+	}
 	if (coral_cluster_fenced(l->cl)) {
 		char why[192];
 		coral_cluster_fence_reason(l->cl, why, sizeof(why));
@@ -510,6 +559,9 @@ static void kit_clock(void *c, uint64_t mono_ns, uint64_t real_ns)
 
 static void kit_recv(void *c, uint32_t from, uint8_t type, const uint8_t *data, size_t len)
 {
+	struct lmsd *l = gcs_core_arg(c);
+	if (l->escalating)
+		return;  /* the others recover what this node held: nothing is answered from it */
 	gcs_core_recv(c, from, type, data, len);
 }
 
@@ -547,7 +599,19 @@ static int lmsd_init(struct coral_daemon *d)
 		log_error("the instance lock: %s", lerr);
 		return rc;
 	}
-	atomic_store(&l->cache->lmsd_pid, (int32_t)getpid());
+	/* an lmsd before this one, with the cache serving: it died (or was killed as hung) with
+	 * transfers under way that nobody can finish, so the node leaves (escalate) */
+	int32_t prev = atomic_exchange(&l->cache->lmsd_pid, (int32_t)getpid());
+	if (prev != 0 && atomic_load(&l->cache->since_inc) != 0 &&
+	    !coral_cache_void(l->cache, coral_cluster_evicted_inc(l->cl))) {
+		l->escalating = true;
+		l->escalated_from = prev;
+		l->escalate_since_ms = coral_now_mono_ns() / 1000000ull;
+		log_error("lmsd pid %d ended while the cache served (incarnation %llu): the block transfers it had "
+			  "under way cannot be resumed; the node leaves the cluster, the others recover what it held, "
+			  "and it joins again with an empty cache", (int)prev,
+			  (unsigned long long)atomic_load(&l->cache->since_inc));
+	}
 	rc = coral_kit_init(&l->kit, d, &lmsd_kit, l);
 	if (rc != 0)
 		return rc;

@@ -54,6 +54,11 @@ struct lmsd {
 	bool stopping;                     /* lmsd_fini: the last checkpoint may wait */
 	int lock_fd;                       /* the instance lock, held shared */
 	uint64_t loss_seen[CORAL_MAX_NODES];   /* each node's last loss handed to the core */
+	/* started after an lmsd that died with the cache serving: the transfers it had under
+	 * way are gone with its memory, so the node leaves and is recovered (lmsd(8), restart) */
+	bool escalating;
+	int32_t escalated_from;            /* the pid of the lmsd that died */
+	uint64_t escalate_sent_ms, escalate_since_ms;
 };
 
 /* ctl.c: coralctl gcs stats, gcs block */

@@ -436,6 +436,32 @@ static void h_kv(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest 
 		pending_answer(r, p, rc, p->error[0] ? p->error : coral_strerror(rc));
 }
 
+/* A daemon of this node that cannot resume asks that the node leave (RaftLeaveRequest):
+ * only the node's own daemons and supervisor, by the peer's process, not by what it says. */
+static void h_leave(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct raftd *r = d->svc;
+	const struct coral_ipc_peer *peer = coral_ipc_conn_peer(coral_ipc_server_conn(d->ipc, conn));
+	static const char *const allowed[] = {"lmsd", "lmdd", "grdd", "smond", "replicad", "rsrcmgrd", "coral-node"};
+	char who[32];
+	proc_name((int)peer->pid, who, sizeof(who));
+	bool ok = false;
+	for (size_t i = 0; i < CORAL_ARRAY_LEN(allowed); i++)
+		ok |= strcmp(who, allowed[i]) == 0;
+	if (!ok) {
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_EPERM,
+					  "only this node's daemons ask it to leave the cluster (this request came from "
+					  "pid %d, %s)", (int)peer->pid, who);
+		return;
+	}
+	char reason[160];
+	snprintf(reason, sizeof(reason), "%s (pid %d): %.120s", who, (int)peer->pid,
+		 req->raft_leave->reason ? req->raft_leave->reason : "");
+	raftd_leave(r, reason);
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+}
+
 static void h_watch(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
 	struct raftd *r = d->svc;
@@ -471,6 +497,7 @@ const struct coral_daemon_request raftd_requests[] = {
 	{CORAL__CTL_REQUEST__BODY_REMOVE_NODE, true, h_remove_node},
 	{CORAL__CTL_REQUEST__BODY_KV, false, h_kv},
 	{CORAL__CTL_REQUEST__BODY_WATCH, false, h_watch},
+	{CORAL__CTL_REQUEST__BODY_RAFT_LEAVE, true, h_leave},
 };
 const size_t raftd_nrequests = sizeof(raftd_requests) / sizeof(raftd_requests[0]);
 

@@ -198,9 +198,15 @@ static uint64_t leader_lease_until(struct raftd *r)
 
 static uint64_t lease_until(struct raftd *r)
 {
-	if (r->raft.role == RAFT_LEADER)
-		return r->leader_lease_cache = leader_lease_until(r);
-	return r->lease_from_ns ? r->lease_from_ns + (uint64_t)r->rc->lease_ms * 1000000ull : 0;
+	uint64_t follower = r->lease_from_ns ? r->lease_from_ns + (uint64_t)r->rc->lease_ms * 1000000ull : 0;
+	if (r->raft.role != RAFT_LEADER)
+		return follower;
+	/* a new leader keeps the lease the last leader's majority gave it until its own
+	 * majority's answers carry it further: nobody evicts it before that lease has run out
+	 * (a new leader waits lease_ms before it evicts anyone), and without this a leader
+	 * elected after its predecessor died was fenced until the first answers came back */
+	uint64_t own = leader_lease_until(r);
+	return r->leader_lease_cache = own > follower ? own : follower;
 }
 
 static void publish(struct raftd *r)
@@ -225,6 +231,8 @@ static void publish(struct raftd *r)
 	else if ((joining = me->state != CORAL_MEMBER_ACTIVE || me->incarnation != r->incarnation))
 		snprintf(why, sizeof(why), "not a member under incarnation %llu yet (joining)",
 			 (unsigned long long)r->incarnation);
+	else if (r->leave_inc != 0 && r->leave_inc == r->incarnation)
+		snprintf(why, sizeof(why), "leaving the cluster: %s", r->leave_reason);
 	else if (until <= now)
 		snprintf(why, sizeof(why), "lease expired: no quorum reached for %lld ms",
 			 (long long)r->rc->lease_ms);
@@ -968,6 +976,53 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	pump(r);
 }
 
+/* Whether this node, evicted, may join again: once the others have recovered the evicted
+ * incarnation (smond's recovery/<node> says done for it), as until then they read its redo
+ * thread, which the new incarnation would write to (and move the checkpoint of). Past
+ * [recovery] rejoin_wait_ms (no recovery came: the node was not on grdd's ring, or no
+ * survivor runs) it joins anyway, said as an error, as smond does at a start. */
+static bool rejoin_allowed(struct raftd *r, const struct reg_member *me)
+{
+	if (me->state != CORAL_MEMBER_EVICTED) {
+		r->rejoin_wait_ns = 0;
+		return true;
+	}
+	char key[32];
+	snprintf(key, sizeof(key), "recovery/%u", r->self);
+	const struct reg_kv *kv = registry_get(&r->reg, key);
+	if (kv != NULL) {
+		char val[160];
+		size_t n = kv->vlen < sizeof(val) - 1 ? kv->vlen : sizeof(val) - 1;
+		memcpy(val, kv->value, n);
+		val[n] = '\0';
+		unsigned long long inc = 0;
+		if (sscanf(val, "inc=%llu", &inc) == 1 && inc >= me->incarnation && strstr(val, "state=done") != NULL) {
+			if (r->rejoin_wait_ns)
+				log_notice("incarnation %llu recovered by the others after %llu ms: joining again",
+					   (unsigned long long)me->incarnation,
+					   (unsigned long long)((now_ns() - r->rejoin_wait_ns) / 1000000ull));
+			r->rejoin_wait_ns = 0;
+			return true;
+		}
+	}
+	uint64_t now = now_ns();
+	if (r->rejoin_wait_ns == 0) {
+		r->rejoin_wait_ns = now;
+		log_notice("evicted (incarnation %llu): joining again once the others have recovered it (up to %lld ms)",
+			   (unsigned long long)me->incarnation, (long long)r->conf->recovery.rejoin_wait_ms);
+	}
+	if (now - r->rejoin_wait_ns < (uint64_t)r->conf->recovery.rejoin_wait_ms * 1000000ull)
+		return false;
+	log_error("evicted incarnation %llu not recovered by the others within [recovery] rejoin_wait_ms: joining "
+		  "anyway (its committed changes to blocks no survivor held may be missing from the data files "
+		  "if it was on grdd's ring; see coralctl recovery history on the others)",
+		  (unsigned long long)me->incarnation);
+	raftd_history(r, "fenced", r->self, "incarnation %llu not recovered within %lld ms: joining anyway",
+		      (unsigned long long)me->incarnation, (long long)r->conf->recovery.rejoin_wait_ms);
+	r->rejoin_wait_ns = 0;
+	return true;
+}
+
 static void join_self(struct raftd *r)
 {
 	const struct reg_member *me = &r->reg.members[r->self];
@@ -984,6 +1039,8 @@ static void join_self(struct raftd *r)
 		coral_net_set_incarnation(r->net, r->incarnation);
 	}
 	if (r->raft.leader == 0 || (r->join_pending && now_ns() - r->join_sent_ns < 2000000000ull))
+		return;
+	if (!rejoin_allowed(r, me))
 		return;
 	if (!raft_conf_is_voter(&r->raft.conf, r->self) && !raft_conf_is_learner(&r->raft.conf, r->self))
 		return;
@@ -1002,6 +1059,66 @@ static void join_self(struct raftd *r)
 	c.reason = (char *)"node started or rejoined";
 	r->join_pending = true;
 	r->join_sent_ns = now_ns();
+	int rc = raftd_submit_write(r, p, &c);
+	if (rc != 0)
+		pending_answer(r, p, rc, p->error);
+}
+
+void raftd_leave(struct raftd *r, const char *reason)
+{
+	if (r->leave_inc == r->incarnation)
+		return;  /* asked again: under way */
+	r->leave_inc = r->incarnation;
+	coral_strlcpy(r->leave_reason, reason && reason[0] ? reason : "asked by a daemon", sizeof(r->leave_reason));
+	/* the fence first, then the eviction once every daemon has seen it (as a partitioned
+	 * node's own fence comes lease_drift_ms before the majority evicts it): nothing of this
+	 * incarnation is written to the shared files after the others begin to recover it */
+	r->leave_at_ns = now_ns() + (uint64_t)r->rc->lease_drift_ms * 1000000ull;
+	r->leave_sent_ns = 0;
+	log_warn("leaving the cluster (incarnation %llu): %s", (unsigned long long)r->incarnation, r->leave_reason);
+	publish(r);
+}
+
+/* A leave asked for: this node's incarnation evicted, through the leader like any write. */
+static void leave_check(struct raftd *r)
+{
+	const struct reg_member *me = &r->reg.members[r->self];
+	/* a leader whose node is out (it left, or was evicted and waits to join again) hands
+	 * leadership on: grdd coordinates the map on the leader's node, and a fenced grdd does
+	 * nothing, so the others' recovery of this node would never start */
+	if (raftd_is_leader(r) && !r->io_busy && r->leave_inc != 0 && me->state == CORAL_MEMBER_EVICTED &&
+	    now_ns() - r->leave_xfer_ns > 1000000000ull) {
+		uint32_t to = 0;
+		for (uint32_t id = 1; id <= CORAL_MAX_NODES && to == 0; id++)
+			if (id != r->self && raft_conf_is_voter(&r->raft.conf, id) &&
+			    r->reg.members[id].state == CORAL_MEMBER_ACTIVE && r->peers[id].acked_sent_ns != 0)
+				to = id;
+		r->leave_xfer_ns = now_ns();
+		if (to != 0 && raft_transfer_leader(&r->raft, to) == 0) {
+			raftd_history(r, "transfer", to, "node %u is out of the cluster (it left): leadership to node %u",
+				      r->self, to);
+			pump(r);
+		}
+	}
+	if (r->leave_inc == 0 || r->leave_inc != r->incarnation || now_ns() < r->leave_at_ns)
+		return;
+	if (me->state != CORAL_MEMBER_ACTIVE || me->incarnation != r->leave_inc)
+		return;  /* out already: the rejoin is join_self's */
+	if (r->leave_sent_ns && now_ns() - r->leave_sent_ns < 2000000000ull)
+		return;
+	struct pending *p = pending_new(r, RQ_EVICT, OR_INTERNAL, 3000);
+	if (p == NULL)
+		return;
+	char reason[200];
+	snprintf(reason, sizeof(reason), "left: %s; incarnation %llu", r->leave_reason,
+		 (unsigned long long)r->leave_inc);
+	Coral__RegCmd c = CORAL__REG_CMD__INIT;
+	c.op = REG_EVICT;
+	c.node = r->self;
+	c.incarnation = r->leave_inc;
+	c.reason = reason;
+	c.at_ns = coral_now_real_ns();
+	r->leave_sent_ns = now_ns();
 	int rc = raftd_submit_write(r, p, &c);
 	if (rc != 0)
 		pending_answer(r, p, rc, p->error);
@@ -1078,6 +1195,7 @@ static void on_beat_timer(evutil_socket_t fd, short what, void *arg)
 			send_beat(r, id, false, now);
 	}
 	join_self(r);
+	leave_check(r);
 	evict_check(r);
 	publish(r);
 }

@@ -157,6 +157,11 @@ struct raftd {
 	uint64_t msgs_refused;       /* interconnect messages that did not decode or lied */
 	bool join_pending;
 	uint64_t join_sent_ns;
+	/* a leave a daemon asked for (api.c h_leave): the incarnation that leaves, fenced from
+	 * the request, evicted from leave_at_ns */
+	uint64_t leave_inc, leave_at_ns, leave_sent_ns, leave_xfer_ns;
+	uint64_t rejoin_wait_ns;     /* evicted: since when the join waits for the recovery */
+	char leave_reason[160];
 };
 
 /* raftd.c: consensus, and the way requests enter it */
@@ -172,6 +177,8 @@ int raftd_admin(struct raftd *r, struct pending *p, Coral__RaftForwardKind kind,
 void raftd_history(struct raftd *r, const char *kind, uint32_t node, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 bool raftd_is_leader(const struct raftd *r);
+/* A daemon of this node asked that it leave (see RaftLeaveRequest): fenced now, evicted soon. */
+void raftd_leave(struct raftd *r, const char *reason);
 const char *raftd_role_of(const struct raftd *r, uint32_t id);
 
 /* pending.c: the table */
