@@ -79,14 +79,19 @@ say "coralctl -n 2 ping all"
 $ctl -n 2 ping all
 
 victim=$(cat /tmp/coral/node3/lmsd.pid)
-say "kill -9 lmsd of node 3 (pid $victim); the supervisor restarts it"
+say "kill -9 lmsd of node 3 (pid $victim); the supervisor restarts it, and the new lmsd, which cannot resume its predecessor's transfers, has node 3 leave the cluster: nodes 1 and 2 recover it and it joins again"
+seen3=$(wc -l < /tmp/coral/node3/node.log)
 kill -9 "$victim"
-for _ in $(seq 1 100); do
+for _ in $(seq 1 200); do
   sleep 0.05
   now=$(cat /tmp/coral/node3/lmsd.pid 2>/dev/null || true)
-  if [ -n "$now" ] && [ "$now" != "$victim" ] && $ctl -n 3 ping lmsd >/dev/null 2>&1; then break; fi
+  if [ -n "$now" ] && [ "$now" != "$victim" ] && $ctl -n 3 ping lmsd >/dev/null 2>&1 &&
+     tail -n +"$(( seen3 + 1 ))" /tmp/coral/node3/node.log | grep -q 'joining again'; then break; fi
 done
-$ctl -n 3 status | sed -n '1,2p;/lmsd/p'
+$ctl -n 3 status | sed -n '1,3p;/lmsd/p'
+tail -n +"$(( seen3 + 1 ))" /tmp/coral/node3/node.log |
+  grep -E 'ended while the cache served|warning: leaving the cluster|the node left the cluster|joining again' |
+  sed 's/^[^ ]* //' || true
 
 say "waiting for every node's grdd to hold the agreed bucket map (block masters come from it)"
 for n in 1 2 3; do

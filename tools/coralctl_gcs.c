@@ -47,6 +47,7 @@ static int gcs_stats(void)
 		json_object_set_new(j, "inv_held", json_integer((json_int_t)r->inv_held));
 		json_object_set_new(j, "log_waits", json_integer((json_int_t)r->log_waits));
 		json_object_set_new(j, "log_wait_us", json_integer((json_int_t)r->log_wait_us));
+		json_object_set_new(j, "dropped_out", json_integer((json_int_t)r->dropped_out));
 		json_object_set_new(j, "kinds", kinds);
 		print_json(j);
 	} else {
@@ -73,6 +74,8 @@ static int gcs_stats(void)
 		       (unsigned long long)r->retries, (unsigned long long)r->lost, (unsigned long long)r->stale);
 		printf("  data-file writes failed %llu; invalidations held until a dirty image is on disk %llu\n",
 		       (unsigned long long)r->write_errors, (unsigned long long)r->inv_held);
+		printf("  peers' messages dropped while this node was out of the cluster (evicted, joining, leaving) %llu\n",
+		       (unsigned long long)r->dropped_out);
 		printf("  ships and invalidations that waited for their redo %llu (lmsd serving on meanwhile; "
 		       "the log waiter waited %.1f ms in all)\n",
 		       (unsigned long long)r->log_waits, (double)r->log_wait_us / 1000.0);

@@ -49,6 +49,7 @@ void lmsd_h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest
 	r.cr_direct = l->cr_direct;
 	r.cr_direct_refused = l->cr_direct_refused;
 	r.cr_port_refused = l->cr_port_refused;
+	r.dropped_out = l->dropped_out;
 	r.write_errors = s->write_errors;
 	r.inv_held = s->inv_held;
 	r.log_waits = s->log_waits;

@@ -560,8 +560,22 @@ static void kit_clock(void *c, uint64_t mono_ns, uint64_t real_ns)
 static void kit_recv(void *c, uint32_t from, uint8_t type, const uint8_t *data, size_t len)
 {
 	struct lmsd *l = gcs_core_arg(c);
-	if (l->escalating)
+	if (l->escalating) {
+		l->dropped_out++;
 		return;  /* the others recover what this node held: nothing is answered from it */
+	}
+	/* out of the cluster (evicted, or not a member under its incarnation yet): the SGA's
+	 * cache and directory are an evicted incarnation's, or nothing yet, and the others
+	 * master and recover its blocks; a grant or a ship from them would hand out an image
+	 * older than theirs. Only a member under its incarnation, with a cache that serves
+	 * since then, answers its peers (a fence without eviction, no quorum a moment, still
+	 * answers: lmsd(8), Fencing) */
+	char why[8];
+	if ((coral_cluster_fenced(l->cl) && coral_cluster_fence_reason(l->cl, why, sizeof(why))) ||
+	    atomic_load(&l->cache->since_inc) == 0 || coral_cache_void(l->cache, coral_cluster_evicted_inc(l->cl))) {
+		l->dropped_out++;
+		return;
+	}
 	gcs_core_recv(c, from, type, data, len);
 }
 

@@ -59,6 +59,7 @@ struct lmsd {
 	bool escalating;
 	int32_t escalated_from;            /* the pid of the lmsd that died */
 	uint64_t escalate_sent_ms, escalate_since_ms;
+	uint64_t dropped_out;              /* peers' messages dropped while out of the cluster */
 };
 
 /* ctl.c: coralctl gcs stats, gcs block */

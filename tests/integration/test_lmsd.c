@@ -117,9 +117,9 @@ Test(lmsd, bank_on_three_nodes_then_a_damaged_block_is_refused)
 
 /* One session changes a block, in X on node `node`, to value v (committed). */
 /* start_three() with the default configuration, and a new 4-block data file: its id */
-static uint32_t start_three_with_file(const char *prefix, const char *name)
+static uint32_t start_three_with_file_edit(const char *prefix, const char *name, char *(*ed)(char *text))
 {
-	start_three(prefix, NULL);
+	start_three(prefix, ed);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "datafile create %s 4", name);
 	json_t *df = ctl_json(1, cmd);
@@ -128,6 +128,14 @@ static uint32_t start_three_with_file(const char *prefix, const char *name)
 	json_decref(df);
 	return fid;
 }
+
+static uint32_t start_three_with_file(const char *prefix, const char *name)
+{
+	return start_three_with_file_edit(prefix, name, NULL);
+}
+
+/* Sessions fail at once on a fence instead of waiting for its end: the test is the refusal */
+static char *no_restart_wait(char *text) { return replace_all(text, "restart_wait_ms = 15000", "restart_wait_ms = 0"); }
 
 static void put(int node, uint32_t fid, uint64_t v)
 {
@@ -284,7 +292,7 @@ Test(lmsd, pins_of_a_killed_session_are_released)
  * get nothing, not even the block they hold in X, though raftd never said "fenced". */
 Test(lmsd, a_node_whose_raftd_stops_is_fenced_when_its_lease_runs_out)
 {
-	uint32_t fid = start_three_with_file("lmf", "fen");
+	uint32_t fid = start_three_with_file_edit("lmf", "fen", no_restart_wait);
 	struct coral_session *s;
 	cr_assert_eq(coral_session_open(cl.conf, 3, "test", "test_lmsd", &s), 0, "%s", coral_session_error(s));
 	struct coral_block *b = x_change_commit(s, fid, 0, 7);
