@@ -583,6 +583,9 @@ Test(recovery, a_node_killed_and_restarted_at_once_is_recovered_before_it_serves
 	cr_assert_gt(wait_full_map(3), 0, "node 3 did not join the map again");
 	cr_expect_eq(read_on(1, fid, 0), 33);
 	cr_expect_eq(read_on(3, fid, 1), 34);
+	/* node 3 goes on once the claimer wrote recovery/3 done; node 1's smond adds its
+	 * history entry when it next reaps its part, which may be a moment later */
+	wait_recovered(3, 1, 2);
 	json_t *ev = last_recovery(1);
 	cr_expect_str_eq(jstr(ev, "kind"), "lost node");
 	cr_expect_str_eq(jstr(ev, "result"), "done");
