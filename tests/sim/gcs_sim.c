@@ -30,6 +30,18 @@
  * written what may hold their changes (gcs_core_loss_flushed); from then on the check of a
  * recovery of every node above reads none of their changes, so one that only a survivor's
  * unwritten image held shows up there.
+ * In the runs without a loss (three nodes or more, unless GCS_SIM_RESTARTS=0), a node's lmsd
+ * restarts once or twice at random steps, as lmsd(8)'s RESTART says it does: the new lmsd
+ * has the SGA (the cache and the directory as they were, pins included) but none of the old
+ * one's memory (a new core over them), so it escalates: the node is fenced at once (its
+ * sessions' calls fail, a change under a held pin is refused, the redo not durable yet
+ * never becomes so), the writes its predecessor had issued land or not, its peers' messages
+ * are dropped (lmsd's kit_recv while out of the cluster) while what its predecessor sent
+ * before it died may still arrive, and a while later (the lease) raftd evicts it: the others
+ * settle and recover it as a lost node, its grdd drops the buckets it no longer masters and
+ * its lmsd drops the cache unwritten (gcs_core_self_lost). Once its recovery is closed it
+ * joins again under a new incarnation (gcs_core_node_back on the others), with an empty
+ * cache, and may be given blocks to master again. The invariants hold throughout.
  * Now and then a block's master moves to another node as grdd moves it (remaster.c's
  * freeze, ship and commit, in one step here): the old master's bucket freezes, the entry is
  * copied to the new master once no operation is under way on it (or the move is abandoned
@@ -87,6 +99,10 @@ struct sim_session {
 struct sim_node {
 	uint32_t id;
 	bool dead;            /* lost: nothing of it runs or arrives any more */
+	bool out;             /* its lmsd restarted: out of the cluster until it joins again */
+	uint64_t inc;         /* its incarnation (a new one when it joins again) */
+	uint64_t evict_at;    /* out, not yet evicted: when raftd evicts it */
+	uint64_t rejoin_at;   /* evicted and recovered: when it joins again (0: not yet) */
 	struct coral_cache *cache;
 	struct coral_grd_dir *dir;
 	struct gcs_core *core;
@@ -153,6 +169,9 @@ struct sim {
 				 * has written what may hold its changes */
 	uint32_t kill_step;     /* when (0: never) */
 	uint32_t kill_step2;    /* a second node's loss (0: none), maybe during the first's recovery */
+	uint32_t restart_step[2]; /* an lmsd's restarts (0: none) */
+	struct gcs_ops ops[SIM_MAX_NODES];
+	uint32_t nrestarts;     /* ... done */
 	uint32_t joining;       /* a node not on the directory's ring until join_ms: served nothing */
 	uint64_t join_ms;
 	uint64_t map_version;
@@ -363,7 +382,7 @@ static void log_step(struct sim *s)
 {
 	for (uint32_t i = 0; i < s->n; i++) {
 		struct sim_node *nd = &s->nodes[i];
-		if (nd->dead)
+		if (nd->dead || nd->out)
 			continue;
 		if (nd->syncing && (s->healing || rndn(s, 4) == 0)) {
 			nd->syncing = false;
@@ -597,8 +616,8 @@ static void unlock_hook(struct coral_cache *c)
 	for (uint32_t i = 0; i < s->n; i++)
 		if (s->nodes[i].cache == c)
 			nd = &s->nodes[i];
-	if (nd == NULL)
-		return;
+	if (nd == NULL || nd->out || nd->dead)
+		return;  /* a fenced node's sessions pin nothing (libcoral waits for the fence first) */
 	in_hook = true;
 	struct sim_session *ss = &nd->s[rndn(s, SIM_SESSIONS)];
 	if (ss->stepping) {
@@ -675,7 +694,8 @@ static void remaster_step(struct sim *s)
 			return;
 		uint32_t b = rndn(s, SIM_BLOCKS);
 		uint32_t to = 1 + rndn(s, s->n);
-		if (!s->movable[b] || to == s->master[b] || s->nodes[to - 1].dead || s->lost_owner[b] || s->recovering)
+		if (!s->movable[b] || to == s->master[b] || s->nodes[to - 1].dead || s->lost_owner[b] || s->recovering ||
+		    s->nodes[to - 1].out || s->nodes[s->master[b] - 1].out)
 			return;
 		s->mv.on = true;
 		s->mv.block = b;
@@ -716,6 +736,9 @@ static void remaster_step(struct sim *s)
 	set_frozen(d, bucket, false);
 	s->mv.on = false;
 	s->r->moves++;
+	if (trace)
+		fprintf(stderr, "%llu: block %u's master moves from %u to %u\n", (unsigned long long)s->now_ms, s->mv.block,
+			s->mv.from, s->mv.to);
 }
 
 
@@ -750,10 +773,12 @@ static void grdd_forget(struct coral_grd_dir *d, uint32_t lost)
 	}
 }
 
+static void evict(struct sim *s, uint32_t d);
+
 static void kill_node(struct sim *s)
 {
 	uint32_t d = 1 + rndn(s, s->n);
-	while (s->nodes[d - 1].dead)
+	while (s->nodes[d - 1].dead || s->nodes[d - 1].out)
 		d = 1 + d % s->n;
 	struct sim_node *nd = &s->nodes[d - 1];
 	s->dead_ckpt[d - 1] = gcs_core_ckpt_lsn(nd->core, nd->lsn + 1);
@@ -762,6 +787,25 @@ static void kill_node(struct sim *s)
 	nd->dead = true;
 	s->dead = d;
 	s->ndead++;
+	evict(s, d);
+	s->r->losses++;
+	if (trace)
+		fprintf(stderr, "%llu: node %u lost (checkpoint %llu, durable %llu)\n", (unsigned long long)s->now_ms, d,
+			(unsigned long long)s->dead_ckpt[d - 1], (unsigned long long)nd->durable);
+}
+
+/* What the survivors do at raftd's eviction of node d (dead from now on), and what is gone
+ * with it: the redo it had not made durable, its past images. */
+static void evict(struct sim *s, uint32_t d)
+{
+	struct sim_node *nd = &s->nodes[d - 1];
+	/* a move under way is given up: the loss makes a new map (grdd's commit_leave) */
+	if (s->mv.on) {
+		set_frozen(s->nodes[s->mv.from - 1].dir, block_bucket(s->mv.block), false);
+		s->mv.on = false;
+		s->r->moves_abandoned++;
+	}
+	nd->dead = true;
 	s->pending |= nbit(d);
 	s->recovering = true;
 	s->applied = false; /* a recovery under way starts again, with this node too (online.c) */
@@ -779,34 +823,166 @@ static void kill_node(struct sim *s)
 	s->npis = k;
 	uint64_t survivors = 0;
 	for (uint32_t i = 0; i < s->n; i++)
-		if (!s->nodes[i].dead)
+		if (!s->nodes[i].dead && !s->nodes[i].out)
 			survivors |= nbit(i + 1);
 	/* the map: its blocks get new masters and are lost until recovered */
 	uint32_t next = rndn(s, s->n);
 	for (uint32_t b = 0; b < SIM_BLOCKS; b++) {
 		if (s->master[b] != d)
 			continue;
-		while (s->nodes[next % s->n].dead)
+		while (s->nodes[next % s->n].dead || s->nodes[next % s->n].out)
 			next++;
 		s->master[b] = 1 + next++ % s->n;
 		s->lost_owner[b] = d;
+		if (trace)
+			fprintf(stderr, "%llu: block %u's master is %u now\n", (unsigned long long)s->now_ms, b, s->master[b]);
 	}
 	s->map_version++;
 	for (uint32_t i = 0; i < s->n; i++) {
 		struct sim_node *m = &s->nodes[i];
-		if (m->dead)
+		if (m->dead || m->out)
 			continue;
 		struct coral_grd_loss *L = &m->dir->loss[d - 1];
-		atomic_store(&L->incarnation, 1);
+		atomic_store(&L->incarnation, nd->inc);
 		uint64_t seq = atomic_fetch_add(&L->seq, 1) + 1;
 		grdd_forget(m->dir, d);
 		run_core(s, m);
-		gcs_core_node_lost(m->core, d, 1, seq, survivors);
+		gcs_core_node_lost(m->core, d, nd->inc, seq, survivors);
 	}
-	s->r->losses++;
+}
+
+/* ---- an lmsd's restart ----------------------------------------------------------------- */
+
+static void add_stats(struct gcs_sim_result *out, const struct gcs_core *c)
+{
+	const struct gcs_stats *st = gcs_core_stats(c);
+	out->two_way += st->two_way;
+	out->three_way += st->three_way;
+	out->disk_reads += st->disk_reads;
+	out->invalidations += st->invalidations;
+	out->retries += st->retries;
+	out->inv_held += st->inv_held;
+	out->log_waits += st->log_waits;
+}
+
+/* Node d's lmsd is killed and the supervisor starts another over the same SGA, which
+ * escalates (lmsd.c's lmsd_init and escalate): the node is out of the cluster from now on. */
+static void restart_lmsd(struct sim *s)
+{
+	uint32_t d = 1 + rndn(s, s->n);
+	while (s->nodes[d - 1].dead || s->nodes[d - 1].out)
+		d = 1 + d % s->n;
+	struct sim_node *nd = &s->nodes[d - 1];
+	nd->out = true;  /* first: no session steps in from here on (unlock_hook) */
+	/* the thread's checkpoint stays where the dead lmsd left it: nothing moves it now */
+	s->dead_ckpt[d - 1] = gcs_core_ckpt_lsn(nd->core, nd->lsn + 1);
+	if (s->dead_ckpt[d - 1] > nd->durable + 1)
+		s->dead_ckpt[d - 1] = nd->durable + 1;
+	/* the writes it had issued are in the page cache and land; those it had not, never */
+	land(s, nd, rndn(s, 2) == 0);
+	nd->syncing = false;
+	/* fenced at once (raftd's leave): the redo not durable yet never becomes so */
+	nd->force_to = nd->durable;
+	while (nd->nlog > 0 && nd->log[nd->nlog - 1].lsn > nd->durable)
+		nd->nlog--;
+	if (nd->exp_upto > nd->nlog)
+		nd->exp_upto = nd->nlog;
+	for (uint32_t b = 0; b < SIM_BLOCKS; b++) {
+		while (nd->nundisk[b] > 0 && nd->undisk[b][nd->nundisk[b] - 1].lsn > nd->durable)
+			nd->nundisk[b]--;
+		if (nd->lastmod[b] > nd->durable)
+			nd->lastmod[b] = 0;
+	}
+	nd->lsn = nd->durable;
+	/* its sessions: a wait's answer never comes (libcoral gives up on that call, asks again
+	 * after the rejoin); a change under a held pin is refused, the pin let go */
+	for (uint32_t k = 0; k < SIM_SESSIONS; k++) {
+		struct sim_session *ss = &nd->s[k];
+		if (ss->state == SS_HOLD)
+			coral_cache_unpin(nd->cache, coral_cache_buf(nd->cache, ss->buf), ss->pinned == 2);
+		ss->state = SS_IDLE;
+		ss->answered = false;
+	}
+	/* a new lmsd: the SGA as it was, nothing of the old one's memory */
+	add_stats(s->r, nd->core);
+	gcs_core_free(nd->core);
+	nd->core = gcs_core_new(nd->id, nd->cache, nd->dir, &s->ops[d - 1], 20, 100000);
+	gcs_core_clock(nd->core, s->now_ms * 1000 + 1000000);
+	nd->evict_at = s->now_ms + 1 + rndn(s, 300);
+	nd->rejoin_at = 0;
+	s->nrestarts++;
+	s->r->restarts++;
 	if (trace)
-		fprintf(stderr, "%llu: node %u lost (checkpoint %llu, durable %llu)\n", (unsigned long long)s->now_ms, d,
-			(unsigned long long)s->dead_ckpt[d - 1], (unsigned long long)nd->durable);
+		fprintf(stderr, "%llu: node %u's lmsd restarts: the node leaves (checkpoint %llu, durable %llu)\n",
+			(unsigned long long)s->now_ms, d, (unsigned long long)s->dead_ckpt[d - 1],
+			(unsigned long long)nd->durable);
+}
+
+static bool pending(const struct sim *s, uint32_t node);
+
+/* A node out after its lmsd's restart: evicted when its lease runs out (the others settle
+ * and recover it; its grdd drops the buckets it no longer masters, its lmsd the cache),
+ * then, once its recovery is closed, back under a new incarnation. */
+static void out_step(struct sim *s)
+{
+	for (uint32_t i = 0; i < s->n; i++) {
+		struct sim_node *nd = &s->nodes[i];
+		uint32_t d = i + 1;
+		if (!nd->out)
+			continue;
+		if (!nd->dead) {
+			if (s->now_ms < nd->evict_at)
+				continue;
+			evict(s, d);
+			for (uint32_t k = 0; k < nd->dir->capacity; k++) {
+				struct coral_grd_entry *e = coral_grd_dir_entry(nd->dir, k);
+				if (!(e->flags & CORAL_GRDE_USED))
+					continue;
+				uint32_t bk = e->bucket;
+				coral_grd_dir_lock(nd->dir, bk);
+				if ((e->flags & CORAL_GRDE_USED) &&
+				    (e->id.id2 >= SIM_BLOCKS || s->master[e->id.id2] != d))
+					coral_grd_dir_remove(nd->dir, e);
+				coral_grd_dir_unlock(nd->dir, bk);
+			}
+			run_core(s, nd);
+			gcs_core_self_lost(nd->core);
+			if (trace)
+				fprintf(stderr, "%llu: node %u evicted (incarnation %llu)\n", (unsigned long long)s->now_ms, d,
+					(unsigned long long)nd->inc);
+			continue;
+		}
+		if (pending(s, d))
+			continue;
+		if (nd->rejoin_at == 0) {
+			nd->rejoin_at = s->now_ms + 1 + rndn(s, 100);
+			continue;
+		}
+		if (s->now_ms < nd->rejoin_at)
+			continue;
+		nd->inc++;
+		nd->dead = false;
+		nd->out = false;
+		nd->rejoin_at = 0;
+		for (uint32_t j = 0; j < s->n; j++) {
+			struct sim_node *m = &s->nodes[j];
+			if (m == nd || m->dead || m->out)
+				continue;
+			run_core(s, m);
+			gcs_core_node_back(m->core, d);
+		}
+		if (trace)
+			fprintf(stderr, "%llu: node %u joins again (incarnation %llu)\n", (unsigned long long)s->now_ms, d,
+				(unsigned long long)nd->inc);
+	}
+}
+
+static bool any_out(const struct sim *s)
+{
+	for (uint32_t i = 0; i < s->n; i++)
+		if (s->nodes[i].out)
+			return true;
+	return false;
 }
 
 /* The newest durable change of block b in any thread: what recovery must give it. */
@@ -1018,7 +1194,7 @@ static void check_ckpt(struct sim *s)
 {
 	for (uint32_t i = 0; i < s->n && !s->failed; i++) {
 		struct sim_node *nd = &s->nodes[i];
-		if (nd->dead)
+		if (nd->dead || nd->out)
 			continue;
 		uint64_t ck = gcs_core_ckpt_lsn(nd->core, nd->lsn + 1);
 		for (uint32_t b = 0; b < SIM_BLOCKS; b++) {
@@ -1080,7 +1256,7 @@ static void add_thread(struct sim *s, struct recovery *r, const struct sim_node 
 /* The thread's checkpoint: the core's, or the lost node's when it was lost. */
 static uint64_t thread_ckpt(const struct sim *s, const struct sim_node *nd)
 {
-	return nd->dead ? s->dead_ckpt[nd->id - 1] : gcs_core_ckpt_lsn(nd->core, nd->lsn + 1);
+	return nd->dead || nd->out ? s->dead_ckpt[nd->id - 1] : gcs_core_ckpt_lsn(nd->core, nd->lsn + 1);
 }
 
 static void check_recovery(struct sim *s)
@@ -1213,8 +1389,10 @@ static void deliver(struct sim *s, bool all)
 		struct sim_msg m = s->msgs[k];
 		s->msgs[k] = s->msgs[--s->nmsgs];
 		struct sim_node *nd = &s->nodes[m.to - 1];
-		if (nd->dead || s->nodes[m.from - 1].dead) {
-			/* the lost node's connections are gone (its incarnation is fenced off) */
+		if (nd->dead || nd->out || s->nodes[m.from - 1].dead) {
+			/* the lost node's connections are gone (its incarnation is fenced off); a node
+			 * out of the cluster answers nobody (lmsd's kit_recv), though what its dead lmsd
+			 * sent may still arrive until it is evicted */
 			free(m.data);
 			continue;
 		}
@@ -1284,6 +1462,14 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 		if (s->kill_step + after < steps)
 			s->kill_step2 = s->kill_step + (uint32_t)after;
 	}
+	/* in the runs without a loss, a node's lmsd restarts, in half of them twice */
+	const char *restarts = getenv("GCS_SIM_RESTARTS");
+	if (!(restarts && restarts[0] == '0') && nodes >= 3 && s->kill_step == 0 && steps > 10) {
+		uint64_t h = seed * 0xd6e8feb86659fd93ull;
+		s->restart_step[0] = 1 + (uint32_t)((h >> 17) % (steps / 2));
+		if ((h >> 61) & 1)
+			s->restart_step[1] = s->restart_step[0] + 1 + (uint32_t)((h >> 29) % (steps / 2));
+	}
 	for (uint32_t b = 0; b < SIM_BLOCKS; b++) {
 		coral_block_format(s->disk[b], SIM_BS, 1, b, 0);
 		s->master[b] = 1 + (uint32_t)((b * 2654435761u) % nodes);
@@ -1309,8 +1495,10 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 			break;
 		}
 		args[i] = (struct sim_arg){s, nd};
-		ops.arg = &args[i];
-		nd->core = gcs_core_new(nd->id, nd->cache, nd->dir, &ops, 20, 100000);
+		nd->inc = 1;
+		s->ops[i] = ops;
+		s->ops[i].arg = &args[i];
+		nd->core = gcs_core_new(nd->id, nd->cache, nd->dir, &s->ops[i], 20, 100000);
 		gcs_core_clock(nd->core, 1000);
 	}
 	for (uint32_t t = 0; t < steps && !s->failed; t++) {
@@ -1320,14 +1508,14 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 		deliver(s, false);
 		log_step(s);
 		for (uint32_t i = 0; i < nodes && !s->failed; i++)
-			for (uint32_t k = 0; k < SIM_SESSIONS && !s->nodes[i].dead; k++)
+			for (uint32_t k = 0; k < SIM_SESSIONS && !s->nodes[i].dead && !s->nodes[i].out; k++)
 				session_step(s, &s->nodes[i], k);
 		for (uint32_t i = 0; i < nodes; i++)
-			if (!s->nodes[i].dead)
+			if (!s->nodes[i].dead && !s->nodes[i].out)
 				gcs_core_tick(s->nodes[i].core);
 		if (rndn(s, 60) == 0) {
 			uint32_t i = rndn(s, nodes);
-			if (!s->nodes[i].dead)
+			if (!s->nodes[i].dead && !s->nodes[i].out)
 				gcs_core_checkpoint(s->nodes[i].core);
 		}
 		remaster_step(s);
@@ -1335,6 +1523,10 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 			kill_node(s);
 		else if (t + 1 >= s->kill_step2 && s->kill_step2 && s->ndead == 1 && !s->mv.on)
 			kill_node(s);
+		else if (s->nrestarts < 2 && s->restart_step[s->nrestarts] && t + 1 >= s->restart_step[s->nrestarts] &&
+			 !s->mv.on && !s->recovering && !any_out(s))
+			restart_lmsd(s);
+		out_step(s);
 		if (s->recovering)
 			smond_step(s);
 		check(s);
@@ -1351,11 +1543,12 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 			gcs_core_clock(s->nodes[i].core, s->now_ms * 1000 + 1000000);
 		deliver(s, false);
 		log_step(s);
+		out_step(s);
 		if (s->recovering)
 			smond_step(s);
-		bool busy = s->nmsgs > 0 || s->mv.on || s->recovering;
+		bool busy = s->nmsgs > 0 || s->mv.on || s->recovering || any_out(s);
 		for (uint32_t i = 0; i < nodes; i++) {
-			if (s->nodes[i].dead)
+			if (s->nodes[i].dead || s->nodes[i].out)
 				continue;
 			for (uint32_t k = 0; k < SIM_SESSIONS; k++) {
 				struct sim_session *ss = &s->nodes[i].s[k];
@@ -1448,16 +1641,8 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 			     (unsigned long long)value_of(s->disk[b]), (unsigned long long)s->truth[b]);
 	for (uint32_t i = 0; i < nodes; i++) {
 		struct sim_node *nd = &s->nodes[i];
-		if (nd->core) {
-			const struct gcs_stats *st = gcs_core_stats(nd->core);
-			out->two_way += st->two_way;
-			out->three_way += st->three_way;
-			out->disk_reads += st->disk_reads;
-			out->invalidations += st->invalidations;
-			out->retries += st->retries;
-			out->inv_held += st->inv_held;
-			out->log_waits += st->log_waits;
-		}
+		if (nd->core)
+			add_stats(out, nd->core);
 		if (nd->cache)
 			out->evictions += atomic_load(&nd->cache->st.evictions);
 		gcs_core_free(nd->core);

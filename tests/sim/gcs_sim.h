@@ -18,6 +18,7 @@ struct gcs_sim_result {
 	uint64_t syncs_async;   /* checkpoints' syncs that ended steps after they began */
 	uint64_t log_waits;     /* ships and INVs that waited for the log so */
 	uint64_t losses, recovered_blocks;  /* nodes lost, and blocks their recovery wrote */
+	uint64_t restarts;      /* lmsd restarts (each: the node left, was recovered, joined again) */
 };
 
 /* 0 if every invariant held; else nonzero with the violation (and the step) in err. */

@@ -22,6 +22,7 @@ static uint64_t seeds(uint64_t first, int n, uint32_t nodes)
 		t.cr_reads += r.cr_reads;
 		t.interleaved += r.interleaved;
 		t.losses += r.losses;
+		t.restarts += r.restarts;
 	}
 	/* the schedule must exercise what the invariants are about */
 	cr_assert_gt(t.writes, (uint64_t)n * 100);
@@ -32,10 +33,14 @@ static uint64_t seeds(uint64_t first, int n, uint32_t nodes)
 	cr_assert_gt(t.lost, (uint64_t)n);
 	cr_assert_gt(t.cr_reads, (uint64_t)n);
 	cr_assert_gt(t.interleaved, (uint64_t)n * 100);
-	fprintf(stderr, "%d seeds x %u nodes: %llu writes, %llu reads, %llu 3-way, %llu 2-way, %llu PIs kept, %llu lost\n",
+	fprintf(stderr, "%d seeds x %u nodes: %llu writes, %llu reads, %llu 3-way, %llu 2-way, %llu PIs kept, %llu lost, "
+		"%llu nodes lost, %llu lmsd restarts\n",
 		n, nodes, (unsigned long long)t.writes, (unsigned long long)t.reads,
 		(unsigned long long)t.three_way, (unsigned long long)t.two_way, (unsigned long long)t.pi_kept,
-		(unsigned long long)t.lost);
+		(unsigned long long)t.lost, (unsigned long long)t.losses, (unsigned long long)t.restarts);
+	/* half the runs of three nodes or more restart an lmsd (gcs_sim.c) */
+	if (nodes >= 3)
+		cr_assert_gt(t.restarts, (uint64_t)n / 4, "only %llu lmsd restarts in %d runs", (unsigned long long)t.restarts, n);
 	return t.losses;
 }
 
