@@ -101,6 +101,16 @@ void coral_redo_set_fenced(struct coral_redo *r, bool fenced)
 	futex(&r->durable_seq, FUTEX_WAKE, INT_MAX, -1);
 }
 
+uint64_t coral_redo_drop_tail(struct coral_redo *r)
+{
+	coral_mutex_lock(&r->latch, repair_latch, NULL);
+	uint64_t d = atomic_load(&r->durable), t = atomic_load(&r->tail);
+	atomic_store(&r->tail, d);
+	coral_mutex_unlock(&r->latch);
+	atomic_fetch_add(&r->dropped, t - d);
+	return t - d;
+}
+
 int coral_redo_append(struct coral_redo *r, uint8_t type, uint8_t flags, uint64_t scn, uint32_t session,
 		      uint32_t file, uint64_t block, uint32_t offset, const void *bytes, const void *before,
 		      uint32_t nbytes, int timeout_ms, uint64_t *lsn)

@@ -75,6 +75,10 @@ struct coral_redo {
 	/* the thread's checkpoint (lmsd): recovery of this node reads its redo from ckpt_lsn;
 	 * every change before it is on disk. ckpt_ns: when it was taken (wall clock) */
 	_Atomic uint64_t ckpt_lsn, ckpt_ns;
+	/* the incarnation of this node the log writer last wrote under (0: none, or its tail was
+	 * dropped since): once raftd evicts it, the tail appended under it is dropped */
+	_Atomic uint64_t writer_inc;
+	_Atomic uint64_t dropped;      /* bytes appended and dropped so, never durable */
 	/* counters */
 	_Atomic uint64_t records, commits, bytes, syncs, sync_us, full_waits, errors;
 	_Atomic uint64_t commits_synced;
@@ -109,6 +113,12 @@ int coral_redo_poll(struct coral_redo *r, uint64_t lsn);
 /* The log writer: stopped (or resumed) because the node is fenced (unfenced); waiters are
  * woken to see it. */
 void coral_redo_set_fenced(struct coral_redo *r, bool fenced);
+
+/* The log writer, while fenced, after an eviction of the incarnation it wrote under: what
+ * was appended and is not durable is dropped (the next record goes where it began); returns
+ * its bytes. Its waiters have been told CORAL_EFENCED, and libcoral fails their commits
+ * (evicted since the transaction began). */
+uint64_t coral_redo_drop_tail(struct coral_redo *r);
 
 /* Wakes a log writer waiting for work (shutdown). */
 void coral_redo_kick(struct coral_redo *r);

@@ -48,16 +48,60 @@ static bool writer_fenced(struct replicad *r)
 	return fenced;
 }
 
+/* While fenced: once raftd has evicted the incarnation the writer wrote under, the redo
+ * appended under it and not durable is not the thread's any more. The others recovered
+ * the thread without it and its sessions' commits failed (libcoral: evicted since the
+ * transaction began); written after the node joins again it would lie past the thread's
+ * checkpoint as changes nobody applied, for the next recovery of this thread to apply over
+ * newer images. So it is dropped here, while fenced, before any session of the next
+ * incarnation can append (replicad(8), RESTART). */
+static void drop_evicted_tail(struct replicad *r)
+{
+	struct coral_cluster_view v;
+	coral_cluster_read(r->cl, &v);
+	uint64_t wi = atomic_load(&r->redo->writer_inc);
+	if (wi == 0 || v.evicted_inc < wi)
+		return;
+	uint64_t n = coral_redo_drop_tail(r->redo);
+	atomic_store(&r->redo->writer_inc, 0);
+	if (n > 0)
+		log_warn("incarnation %llu of this node was evicted: the %llu bytes of redo appended under it and not "
+			 "written are dropped (the other nodes recovered the thread without them; their commits failed)",
+			 (unsigned long long)wi, (unsigned long long)n);
+}
+
+/* Unfenced: the incarnation written under from now on. */
+static void note_incarnation(struct replicad *r)
+{
+	struct coral_cluster_view v;
+	coral_cluster_read(r->cl, &v);
+	uint64_t wi = atomic_load(&r->redo->writer_inc);
+	if (v.incarnation == 0 || wi == v.incarnation)
+		return;
+	if (wi != 0 && v.evicted_inc >= wi && atomic_load(&r->redo->tail) > atomic_load(&r->redo->durable))
+		log_error("this node's incarnation %llu was evicted while no log writer ran: the redo appended under it "
+			  "and not written cannot be told from the next incarnation's, and is written (the next recovery "
+			  "of this thread may apply changes whose commits failed)", (unsigned long long)wi);
+	atomic_store(&r->redo->writer_inc, v.incarnation);
+}
+
 /* The writer: nothing else runs in this thread, so a slow disk never stalls the loop. */
 static void *writer_main(void *arg)
 {
 	struct replicad *r = arg;
 	uint64_t errors = 0, ckpt_errors = 0, recycled = 0;
+	bool was_fenced = true;
 	while (!atomic_load(&r->stop)) {
 		if (writer_fenced(r)) {
+			drop_evicted_tail(r);
+			was_fenced = true;
 			struct timespec ts = {0, 10 * 1000000L};
 			nanosleep(&ts, NULL);
 			continue;
+		}
+		if (was_fenced) {
+			note_incarnation(r);
+			was_fenced = false;
 		}
 		int64_t n = log_writer_step(r->w, 50);
 		if (n >= 0 && log_writer_keep_ckpt(r->w, false) != 0 && ckpt_errors++ % 100 == 0)

@@ -591,3 +591,91 @@ Test(recovery, a_node_killed_and_restarted_at_once_is_recovered_before_it_serves
 	cr_expect_str_eq(jstr(ev, "result"), "done");
 	json_decref(ev);
 }
+
+/* Whether any segment of node's redo thread holds the 8 bytes of v. */
+static bool thread_holds(int node, uint64_t v)
+{
+	char dir[CORAL_STR_MAX + 64];
+	snprintf(dir, sizeof(dir), "%s/shared/redo/thread_%d", cl.dir, node);
+	run("ls %s", dir);
+	bool found = false;
+	char *names = strdup(res.out), *save = NULL;
+	for (char *n = strtok_r(names, "\n", &save); n && !found; n = strtok_r(NULL, "\n", &save)) {
+		char path[sizeof(dir) + 256];
+		snprintf(path, sizeof(path), "%s/%s", dir, n);
+		FILE *f = fopen(path, "rb");
+		if (f == NULL)
+			continue;
+		static uint8_t buf[1 << 22];
+		size_t len = fread(buf, 1, sizeof(buf), f);
+		fclose(f);
+		found = memmem(buf, len, &v, sizeof(v)) != NULL;
+	}
+	free(names);
+	return found;
+}
+
+/* A commit on node 3 appended while its log writer is stopped, then node 3 leaves (its lmsd
+ * killed: it escalates) and is evicted and recovered without that redo: the log writer,
+ * let go while the node is still fenced, drops it (replicad(8), RESTART), the commit fails,
+ * and once node 3 has joined again and written more, its thread does not hold the change
+ * (written then, the next recovery of the thread would apply a change whose commit failed). */
+Test(recovery, redo_an_evicted_node_had_not_written_is_dropped_not_written_after_it_rejoins)
+{
+	cl_prepare("rcd", rare_checkpoints);
+	start_all();
+	uint32_t fid = new_file("rcd", 4);
+	commit_on(3, fid, 0, 33);
+	const uint64_t lost = 0x5eadbeef0ddba11ull;
+	pid_t replicad = daemon_pid(3, "replicad");
+	cr_assert_gt(replicad, 0);
+	kill(replicad, SIGSTOP);
+	int ready[2];
+	cr_assert_eq(pipe(ready), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		struct coral_session *s;
+		struct coral_block *b = NULL;
+		if (coral_session_open(cl.conf, 3, "test", "lost-commit", &s) != 0 ||
+		    coral_block_get(s, fid, 0, CORAL_MODE_X, &b) != 0 || coral_block_modify(s, b, 0, &lost, sizeof(lost)) != 0)
+			_exit(2);
+		if (write(ready[1], "k", 1) != 1)
+			_exit(3);
+		_exit(coral_commit(s, NULL) == 0 ? 0 : 1);
+	}
+	char k;
+	cr_assert_eq(read(ready[0], &k, 1), 1, "the child's change was not made");
+	usleep(300000);  /* its commit record appended, waiting for the stopped writer */
+	pid_t lmsd = daemon_pid(3, "lmsd");
+	cr_assert_gt(lmsd, 0);
+	kill(lmsd, SIGKILL);
+	int i;
+	for (i = 0; i < 300; i++) {
+		if (run("grep -q 'the node left the cluster after lmsd pid %d' %s/node3/node.log", (int)lmsd, cl.dir)->code == 0)
+			break;
+		usleep(50000);
+	}
+	kill(replicad, SIGCONT);
+	cr_assert_lt(i, 300, "node 3 did not leave the cluster after its lmsd was killed");
+	for (i = 0; i < 100; i++) {
+		if (run("grep -q 'bytes of redo appended under it and not written are dropped' %s/node3/node.log", cl.dir)->code == 0)
+			break;
+		usleep(50000);
+	}
+	cr_expect_lt(i, 100, "node 3's replicad did not drop the evicted incarnation's redo");
+	int st = 0;
+	for (i = 0; i < 300 && waitpid(child, &st, WNOHANG) == 0; i++)
+		usleep(50000);
+	if (i == 300) {
+		kill(child, SIGKILL);
+		waitpid(child, &st, 0);
+	}
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "the commit whose redo was dropped did not fail (status %#x)", st);
+	wait_recovered(3, 1, 2);
+	cr_assert_gt(wait_full_map(3), 0, "node 3 did not join the map again");
+	cr_expect_eq(read_on(1, fid, 0), 33, "the failed commit's change is seen");
+	commit_on(3, fid, 1, 34);  /* node 3 writes its thread again */
+	cr_expect_eq(read_on(3, fid, 1), 34);
+	cr_expect_not(thread_holds(3, lost), "node 3's thread holds the change whose commit failed");
+}

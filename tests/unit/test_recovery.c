@@ -222,6 +222,35 @@ Test(recovery, abandoned_transactions_roll_back_and_committed_work_stays)
 	recovery_free(r);
 }
 
+/* After an eviction the log writer drops what was appended and not durable (replicad's
+ * drop_evicted_tail): the next record goes where the dropped ones began, and the thread
+ * read back holds the durable records and the new one only. */
+Test(recovery, a_dropped_tail_is_never_read)
+{
+	change(1, CORAL_REDO_F_BEGIN, 10, 7, 1, 0, "AA", "..");
+	commit(1, 11, 7);
+	uint64_t durable = atomic_load(&th[1]->tail);
+	coral_redo_made_durable(th[1], durable, 11, 1, 0);
+	change(1, CORAL_REDO_F_BEGIN, 12, 8, 2, 0, "XX", "..");
+	commit(1, 13, 8);
+	uint64_t dropped = atomic_load(&th[1]->tail) - durable;
+	cr_expect_eq(coral_redo_drop_tail(th[1]), dropped);
+	cr_expect_eq(atomic_load(&th[1]->tail), durable);
+	cr_expect_eq(atomic_load(&th[1]->dropped), dropped);
+	cr_expect_eq(coral_redo_drop_tail(th[1]), 0, "nothing left to drop");
+	cr_expect_eq(change(1, CORAL_REDO_F_BEGIN, 14, 9, 3, 0, "CC", ".."), durable);
+	commit(1, 15, 9);
+	write_thread(1);
+	struct recovery *r = recovery_new(1 << 20);
+	uint64_t end;
+	char why[256];
+	cr_assert_eq(recovery_read_thread(r, shared, 1, SEG, 0, &end, why, sizeof(why)), 4, "%s", why);
+	cr_expect_eq(recovery_plan(r), 2);
+	cr_expect(recovery_needs(r, 1, 1) && recovery_needs(r, 1, 3) && !recovery_needs(r, 1, 2),
+		  "block 2's dropped change was read");
+	recovery_free(r);
+}
+
 Test(recovery, the_reader_starts_at_a_checkpoint)
 {
 	change(1, CORAL_REDO_F_BEGIN, 10, 7, 1, 0, "AA", "..");
