@@ -1355,6 +1355,19 @@ static void h_fwd(struct gcs_core *c, const Coral__GcsMsg *m)
 	send_to_master(c, &a);
 }
 
+/* A CR request forwarded here as to the current holder: answered with a copy, or a retry
+ * (being changed), or a grant (the requester reads the disk, which has what this node last
+ * held). */
+static void cr_answer(struct gcs_core *c, const Coral__GcsMsg *m, int kind, int code)
+{
+	Coral__GcsMsg a;
+	msg_init(&a, kind, m->file, m->block);
+	a.rid = m->rid;
+	a.mode = GCS_MODE_CR;
+	a.code = code;
+	send_msg(c, m->requester, &a);
+}
+
 static void h_cr_fwd(struct gcs_core *c, const Coral__GcsMsg *m)
 {
 	if (m->requester < 1 || m->requester > CORAL_MAX_NODES) {
@@ -1364,31 +1377,37 @@ static void h_cr_fwd(struct gcs_core *c, const Coral__GcsMsg *m)
 	uint32_t ch = coral_cache_chain(c->cache, m->file, m->block);
 	coral_cache_lock(c->cache, ch);
 	struct coral_buf *b = coral_cache_find(c->cache, m->file, m->block, false);
-	if (b == NULL || b->mode == CORAL_BL_N)
+	bool pi_only = false;
+	if (b == NULL || b->mode == CORAL_BL_N) {
 		b = newest_pi(c, m->file, m->block);
+		pi_only = b != NULL;
+	}
 	if (b != NULL && (atomic_load(&b->pins) & CORAL_BUF_XPIN)) {
 		/* being changed: a copy now could be torn; the requester asks again */
 		coral_cache_unlock(c->cache, ch);
-		Coral__GcsMsg a;
-		msg_init(&a, GCS_RETRY, m->file, m->block);
-		a.rid = m->rid;
-		a.mode = GCS_MODE_CR;
-		a.code = CORAL_EBUSY;
-		send_msg(c, m->requester, &a);
+		cr_answer(c, m, GCS_RETRY, CORAL_EBUSY);
 		return;
 	}
 	if (b == NULL) {
 		coral_cache_unlock(c->cache, ch);
-		Coral__GcsMsg a;
-		msg_init(&a, GCS_GRANT, m->file, m->block);
-		a.rid = m->rid;
-		a.mode = GCS_MODE_CR;
-		send_msg(c, m->requester, &a);
+		cr_answer(c, m, GCS_GRANT, 0);
 		return;
 	}
 	memcpy(c->scratch, coral_cache_data(c->cache, coral_cache_index(c->cache, b)), c->cache->block_size);
 	struct img snap = img_of(b);
 	coral_cache_unlock(c->cache, ch);
+	if (pi_only) {
+		/* only a past image is left here: the current one went since the master looked,
+		 * or it was a copy this node let go (written first if dirty) whose release the
+		 * master took for a stale one. The disk may hold a newer image than the past one:
+		 * then the requester reads the disk (as a requester that finds only its own past
+		 * image does, h_block) */
+		int rc = c->ops.read(c->ops.arg, m->file, m->block, c->scratch2);
+		if (rc == 0 && ((const struct coral_block_hdr *)c->scratch2)->scn >= snap.scn) {
+			cr_answer(c, m, GCS_GRANT, 0);
+			return;
+		}
+	}
 	send_block(c, m->requester, snap, c->scratch, m->rid, 0, GCS_MODE_CR, false, GCS_CR_BLOCK);
 }
 

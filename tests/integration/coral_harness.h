@@ -1,6 +1,6 @@
 /* What the integration tests that link libcoral share on top of raft_harness.h: a session
  * that takes a block in X, changes its first 8 bytes and commits, the block left pinned; a
- * CR read of a block's first 8 bytes.
+ * CR read of a block's first 8 bytes; the check of a coral-bank run in the background.
  * Header-only, like the others. */
 #ifndef CORAL_TEST_CORAL_HARNESS_H
 #define CORAL_TEST_CORAL_HARNESS_H
@@ -29,6 +29,25 @@ static inline uint64_t cr_read(struct coral_session *s, uint32_t fid)
 	memcpy(&v, coral_block_data(b), sizeof(v));
 	coral_block_release(s, b);
 	return v;
+}
+
+/* A coral-bank run in the background (`--json >DIR/bank.json 2>DIR/bank.err`) ended: its
+ * check passed, the money adds up, it did real work, and at most max_lost sessions gave up. */
+static inline void bank_checked(pid_t bank, int max_lost)
+{
+	int st;
+	cr_assert_eq(waitpid(bank, &st, 0), bank);
+	run("cat %s/bank.err; cat %s/bank.json", cl.dir, cl.dir);
+	fprintf(stderr, "%s\n", res.out);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "coral-bank failed its check: %s", res.out);
+	run("cat %s/bank.json", cl.dir);
+	json_t *b = json_loads(res.out, 0, NULL);
+	cr_assert_not_null(b, "%s", res.out);
+	cr_expect(json_is_true(json_object_get(b, "ok")), "%s", res.out);
+	cr_expect_eq(jint(b, "total_before"), jint(b, "total_after"));
+	cr_expect_gt(jint(b, "transfers"), 100, "%s", res.out);
+	cr_expect_leq(jint(b, "sessions_lost"), max_lost, "sessions gave up: %s", res.out);
+	json_decref(b);
 }
 
 #endif

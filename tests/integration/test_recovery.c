@@ -467,20 +467,8 @@ Test(recovery, the_bank_goes_on_through_a_node_s_loss)
 	}
 	sleep(4);
 	kill_nodes(0, 3, 3);
-	int st;
-	cr_assert_eq(waitpid(bank, &st, 0), bank);
-	run("cat %s/bank.err; cat %s/bank.json", cl.dir, cl.dir);
-	fprintf(stderr, "%s", res.out);
-	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "coral-bank failed its check: %s", res.out);
-	run("cat %s/bank.json", cl.dir);
-	json_t *b = json_loads(res.out, 0, NULL);
-	cr_assert_not_null(b, "%s", res.out);
-	cr_expect(json_is_true(json_object_get(b, "ok")), "%s", res.out);
-	cr_expect_eq(jint(b, "total_before"), jint(b, "total_after"));
-	cr_expect_gt(jint(b, "transfers"), 100, "%s", res.out);
-	/* node 3's sessions at most (one may have been in a call until the end) */
-	cr_expect_leq(jint(b, "sessions_lost"), 2, "%s", res.out);
-	json_decref(b);
+	/* node 3's sessions at most may give up (one may have been in a call until the end) */
+	bank_checked(bank, 2);
 	wait_recovered(3, 1, 2);
 	run("grep -h 'recovery of node 3: done' %s/node1/node.log %s/node2/node.log", cl.dir, cl.dir);
 	fprintf(stderr, "%s", res.out);

@@ -7,6 +7,7 @@
  * block left wedged). */
 #include "harness.h"
 #include "raft_harness.h"
+#include "coral_harness.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -44,19 +45,7 @@ static pid_t bank_in_background(int seconds)
  * the same cluster passes (nothing wedged). */
 static void bank_passed(pid_t bank)
 {
-	int st;
-	cr_assert_eq(waitpid(bank, &st, 0), bank);
-	run("cat %s/bank.err; cat %s/bank.json", cl.dir, cl.dir);
-	fprintf(stderr, "%s\n", res.out);
-	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "coral-bank failed its check: %s", res.out);
-	run("cat %s/bank.json", cl.dir);
-	json_t *b = json_loads(res.out, 0, NULL);
-	cr_assert_not_null(b, "%s", res.out);
-	cr_expect(json_is_true(json_object_get(b, "ok")), "%s", res.out);
-	cr_expect_eq(jint(b, "total_before"), jint(b, "total_after"));
-	cr_expect_gt(jint(b, "transfers"), 100, "%s", res.out);
-	cr_expect_eq(jint(b, "sessions_lost"), 0, "a session gave up: %s", res.out);
-	json_decref(b);
+	bank_checked(bank, 0);
 	for (int n = 1; n <= 3; n++)
 		for (int i = 0; i < 150 && map_version(n) <= 0; i++)
 			usleep(100000);

@@ -52,3 +52,17 @@ Test(gcs_sim, five_nodes_two_losses, .timeout = 600)
 	uint64_t losses = seeds(700001, 16, 5);
 	cr_assert_gt(losses, 10, "only %llu nodes lost in 16 runs", (unsigned long long)losses);
 }
+
+/* Seeds that once failed, with the run that found them (gcs-sim's 4000 steps). 2857: a node
+ * whose S copy the master still counted (its release looked stale) served its older past
+ * image to a CR request; the holder now reads the disk when only a past image is left. */
+Test(gcs_sim, seeds_that_found_bugs, .timeout = 600)
+{
+	static const struct { uint64_t seed; uint32_t nodes; } found[] = {{2857, 3}};
+	for (size_t i = 0; i < sizeof(found) / sizeof(found[0]); i++) {
+		struct gcs_sim_result r;
+		char err[512];
+		cr_expect_eq(gcs_sim_run(found[i].seed, found[i].nodes, 4000, &r, err, sizeof(err)), 0, "seed %llu: %s",
+			     (unsigned long long)found[i].seed, err);
+	}
+}
