@@ -325,6 +325,25 @@ static struct coral_block *handle(struct coral_session *s, struct coral_block *h
 	return h;
 }
 
+/* lmsd died after it had pinned a buffer for this handle and recorded the pin in the
+ * session's slot, before its answer was sent: the pin is this session's and nobody else
+ * will drop it, so it is dropped here before the request is asked again. Left, the buffer
+ * would stay pinned for the session's life, and the block with it: no transfer takes a
+ * pinned image (after the node's eviction, the image the block gets again goes into that
+ * very buffer). */
+static void drop_orphan_pin(struct coral_session *s, int pin)
+{
+	_Atomic uint32_t *rec = &coral_cache_sess(s->cache, (uint32_t)s->slot)->pins[pin];
+	uint32_t v = atomic_load(rec);
+	if (v == 0)
+		return;
+	uint32_t buf = (v & ~CORAL_PINREC_X) - 1;
+	if (buf < s->cache->nbuf)
+		coral_cache_unpin_if(s->cache, coral_cache_buf(s->cache, buf), rec, v);
+	else
+		atomic_store(rec, 0);
+}
+
 /* The fast path: pins the current buffer if the node's mode covers the request. Returns 1
  * (pinned), 0 (not here: ask lmsd) or -1 (here, but pinned by another session: wait). */
 static int fast_pin(struct coral_session *s, uint32_t file, uint64_t block, int mode, int pin, uint32_t *buf,
@@ -651,6 +670,7 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 		if (rc == CORAL_ECLOSED || rc == CORAL_ECONN || rc == CORAL_ENOTRUNNING) {
 			/* lmsd died under the request: its restart is waited for, and the request
 			 * asked again (the new lmsd answers, or says the node is leaving) */
+			drop_orphan_pin(s, pin);
 			if (restart_t0 == 0)
 				restart_t0 = coral_now_mono_ns();
 			if (coral_now_mono_ns() - restart_t0 >= (uint64_t)s->conf.cache.restart_wait_ms * 1000000ull)

@@ -900,6 +900,10 @@ static void restart_lmsd(struct sim *s)
 		struct sim_session *ss = &nd->s[k];
 		if (ss->state == SS_HOLD)
 			coral_cache_unpin(nd->cache, coral_cache_buf(nd->cache, ss->buf), ss->pinned == 2);
+		/* an answer that came with a pin before the lmsd died: the session has it (the
+		 * socket kept it) and lets it go with its failed call */
+		if (ss->state == SS_WAIT && ss->answered && ss->code == 0 && ss->ans_pinned)
+			coral_cache_unpin(nd->cache, coral_cache_buf(nd->cache, ss->ans_buf), ss->ans_pinned == 2);
 		ss->state = SS_IDLE;
 		ss->answered = false;
 	}
@@ -1108,9 +1112,16 @@ static void smond_step(struct sim *s)
 			s->disk_scn[b] = h->scn;
 			s->r->recovered_blocks++;
 		}
+		if (trace)
+			fprintf(stderr, "%llu: recovery of node %u: block %u from %llu to %llu (entry cur %u op %u for %u)\n",
+				(unsigned long long)s->now_ms, d, b, (unsigned long long)s->truth[b],
+				(unsigned long long)value_of(img), e ? e->cur : 0, e ? e->op_phase : 0, e ? e->op_node : 0);
 		/* the lost node's changes that were not durable are gone (a CR read asked before
-		 * may have been promised one of them) */
-		s->truth[b] = value_of(img);
+		 * may have been promised one of them); a survivor's newer one stays (a grant to it
+		 * under way: its X image, still unacknowledged, is newer than what the disk and
+		 * the durable redo give) */
+		if (pending(s, s->truth_by[b]))
+			s->truth[b] = value_of(img);
 		for (uint32_t i = 0; i < s->n; i++)
 			for (uint32_t k = 0; k < SIM_SESSIONS; k++)
 				if (s->nodes[i].s[k].block == b && s->nodes[i].s[k].cr_floor > s->truth[b])
