@@ -43,7 +43,8 @@
 	X(ENOSPC, "no space left on the device")                          \
 	X(EROFS, "read-only file system")                                 \
 	X(EPENDING, "asked for: not done yet")                           \
-	X(EJOINING, "the node is not on the directory's ring yet: retry")
+	X(EJOINING, "the node is not on the directory's ring yet: retry") \
+	X(EDEADLK, "deadlock: this wait was chosen to break a cycle of waits")
 
 enum coral_err {
 	CORAL_OK = 0,

@@ -1,0 +1,378 @@
+/* lmdd's GES master core (daemons/lmdd/ges.c) driven by hand: the compatibility matrix,
+ * queue order, conversions and their deadlocks, the flags, value blocks, timeouts, the loss
+ * of a session and of a node, the bounds; then seeded random runs of every operation with
+ * the invariants checked after each step. */
+#include "ges.h"
+
+#include "errors.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+/* What ops.done and ops.bast reported, in order. */
+struct event {
+	char kind;  /* 'd' done, 'b' bast */
+	uint32_t node;
+	uint64_t lkid;
+	int code, mode;
+	bool demoted, lvb_valid;
+	uint8_t lvb[GES_LVB_MAX];
+};
+static struct event ev[4096];
+static int nev;
+
+static void on_done(void *arg, uint32_t node, uint64_t session, uint64_t lkid, int code, int gr, bool demoted,
+		    const uint8_t *lvb, bool lvb_valid)
+{
+	(void)arg;
+	(void)session;
+	if (nev < 4096) {
+		ev[nev] = (struct event){'d', node, lkid, code, gr, demoted, lvb_valid, {0}};
+		if (lvb)
+			memcpy(ev[nev].lvb, lvb, 32);
+		nev++;
+	}
+}
+
+static void on_bast(void *arg, uint32_t node, uint64_t session, uint64_t lkid, int mode)
+{
+	(void)arg;
+	(void)session;
+	if (nev < 4096)
+		ev[nev++] = (struct event){'b', node, lkid, 0, mode, false, false, {0}};
+}
+
+static const struct ges_ops ops = {on_done, on_bast, NULL};
+static struct ges_core *c;
+
+static void setup(void)
+{
+	nev = 0;
+	c = ges_core_new(64, 256, 32, &ops);
+	cr_assert_not_null(c);
+}
+
+static void teardown(void)
+{
+	char err[256];
+	cr_expect_eq(ges_check(c, err, sizeof(err)), 0, "%s", err);
+	ges_core_free(c);
+}
+
+TestSuite(ges, .init = setup, .fini = teardown);
+
+#define R "TX-1-2"
+
+/* Lock id k of node n (session n) asks for mode on R. */
+static int req(uint32_t n, uint64_t k, int mode, uint32_t flags)
+{
+	struct ges_answer a;
+	return ges_request(c, n, n, k, R, strlen(R), mode, flags, 0, 100, &a);
+}
+
+static int conv(uint32_t n, uint64_t k, int mode, uint32_t flags)
+{
+	struct ges_answer a;
+	return ges_convert(c, n, k, mode, flags, 0, NULL, 100, &a);
+}
+
+static int modes_of(struct ges_lock_view *v)
+{
+	return ges_resource(c, R, strlen(R), v, 16, NULL, NULL);
+}
+
+/* The last event of a kind for a lock (-1: none). */
+static int last_event(char kind, uint32_t node, uint64_t lkid)
+{
+	for (int i = nev - 1; i >= 0; i--)
+		if (ev[i].kind == kind && ev[i].node == node && ev[i].lkid == lkid)
+			return i;
+	return -1;
+}
+
+Test(ges, the_compatibility_matrix_is_the_dlms)
+{
+	static const char *const rows[GES_NMODES] = {"111111", "111110", "111000", "110100", "110000", "100000"};
+	for (int a = 0; a < GES_NMODES; a++)
+		for (int b = 0; b < GES_NMODES; b++) {
+			cr_expect_eq(ges_compat(a, b), rows[a][b] == '1', "%s/%s", ges_mode_name(a), ges_mode_name(b));
+			cr_expect_eq(ges_compat(a, b), ges_compat(b, a));
+		}
+	cr_expect_not(ges_compat(GES_NONE, GES_NL));
+	cr_expect_eq(ges_mode_parse("PW"), GES_PW);
+	cr_expect_eq(ges_mode_parse("XX"), GES_NONE);
+}
+
+Test(ges, compatible_requests_are_granted_at_once_and_others_wait_in_order)
+{
+	cr_expect_eq(req(1, 1, GES_PR, 0), 0);
+	cr_expect_eq(req(2, 1, GES_CR, 0), 0);
+	cr_expect_eq(req(3, 1, GES_EX, 0), CORAL_EPENDING);
+	/* compatible with what is granted, but behind a waiter: it waits (no starvation) */
+	cr_expect_eq(req(2, 2, GES_PR, 0), CORAL_EPENDING);
+	cr_expect_gt(last_event('b', 1, 1), -1, "the PR holder was not asked to give way to EX");
+	cr_expect_gt(last_event('b', 2, 1), -1, "the CR holder was not asked to give way to EX");
+	cr_expect_eq(ges_unlock(c, 1, 1, NULL, 101), 0);
+	cr_expect_eq(last_event('d', 3, 1), -1, "EX granted beside a CR");
+	cr_expect_eq(ges_unlock(c, 2, 1, NULL, 102), 0);
+	int e = last_event('d', 3, 1);
+	cr_assert_gt(e, -1, "EX not granted once alone");
+	cr_expect_eq(ev[e].code, 0);
+	cr_expect_eq(ev[e].mode, GES_EX);
+	cr_expect_eq(last_event('d', 2, 2), -1, "PR granted beside an EX");
+	cr_expect_eq(ges_unlock(c, 3, 1, NULL, 103), 0);
+	cr_expect_gt(last_event('d', 2, 2), -1);
+	struct ges_lock_view v[16];
+	cr_expect_eq(modes_of(v), 1);
+	cr_expect_eq(v[0].gr, GES_PR);
+}
+
+Test(ges, noqueue_is_refused_and_expedite_jumps_the_queue)
+{
+	cr_expect_eq(req(1, 1, GES_EX, 0), 0);
+	cr_expect_eq(req(2, 1, GES_PR, GES_F_NOQUEUE), CORAL_EHELD);
+	cr_expect_eq(req(2, 2, GES_PR, 0), CORAL_EPENDING);
+	cr_expect_eq(req(3, 1, GES_NL, 0), CORAL_EPENDING, "NL waits behind a waiter unless expedited");
+	cr_expect_eq(req(3, 2, GES_NL, GES_F_EXPEDITE), 0);
+	cr_expect_eq(req(3, 3, GES_PR, GES_F_EXPEDITE), CORAL_EINVAL, "expedite is for NL only");
+	cr_expect_eq(req(1, 1, GES_PR, 0), CORAL_EEXIST);
+}
+
+Test(ges, a_conversion_down_is_at_once_and_lets_waiters_in)
+{
+	cr_expect_eq(req(1, 1, GES_EX, 0), 0);
+	cr_expect_eq(req(2, 1, GES_PR, 0), CORAL_EPENDING);
+	cr_expect_eq(conv(1, 1, GES_PR, 0), 0);
+	int e = last_event('d', 2, 1);
+	cr_assert_gt(e, -1);
+	cr_expect_eq(ev[e].mode, GES_PR);
+	/* up again: blocked by the other PR */
+	cr_expect_eq(conv(1, 1, GES_EX, 0), CORAL_EPENDING);
+	cr_expect_eq(ges_unlock(c, 1, 1, NULL, 101), CORAL_EBUSY, "a queued conversion is cancelled, not unlocked");
+	cr_expect_eq(ges_unlock(c, 2, 1, NULL, 101), 0);
+	e = last_event('d', 1, 1);
+	cr_assert_gt(e, -1);
+	cr_expect_eq(ev[e].mode, GES_EX);
+}
+
+Test(ges, conversions_come_before_new_requests)
+{
+	cr_expect_eq(req(1, 1, GES_PR, 0), 0);
+	cr_expect_eq(req(2, 1, GES_PR, 0), 0);
+	cr_expect_eq(conv(1, 1, GES_EX, 0), CORAL_EPENDING);
+	cr_expect_eq(req(3, 1, GES_PR, 0), CORAL_EPENDING, "a new PR beside PRs, but a conversion waits");
+	cr_expect_eq(ges_unlock(c, 2, 1, NULL, 101), 0);
+	cr_expect_gt(last_event('d', 1, 1), -1, "the conversion was not granted first");
+	cr_expect_eq(last_event('d', 3, 1), -1);
+}
+
+Test(ges, quecvt_queues_a_conversion_that_would_fit)
+{
+	cr_expect_eq(req(1, 1, GES_PR, 0), 0);
+	cr_expect_eq(req(2, 1, GES_NL, 0), 0);
+	cr_expect_eq(req(3, 1, GES_PR, 0), 0);
+	cr_expect_eq(conv(1, 1, GES_EX, 0), CORAL_EPENDING);
+	cr_expect_eq(conv(2, 1, GES_CR, GES_F_QUECVT), CORAL_EPENDING, "QUECVT: behind the waiting conversion");
+	cr_expect_eq(conv(3, 1, GES_CR, 0), 0, "a conversion down is at once");
+}
+
+Test(ges, a_conversion_deadlock_is_refused_to_the_later_one)
+{
+	cr_expect_eq(req(1, 1, GES_PR, 0), 0);
+	cr_expect_eq(req(2, 1, GES_PR, 0), 0);
+	cr_expect_eq(conv(1, 1, GES_EX, 0), CORAL_EPENDING);
+	cr_expect_eq(conv(2, 1, GES_EX, 0), CORAL_EDEADLK);
+	struct ges_lock_view v[16];
+	cr_assert_eq(modes_of(v), 2);
+	cr_expect(v[0].node == 2 || v[1].node == 2);
+	for (int i = 0; i < 2; i++)
+		if (v[i].node == 2)
+			cr_expect(v[i].gr == GES_PR && v[i].queue == GES_Q_GRANTED, "the victim keeps what it held");
+	cr_expect_eq(ges_unlock(c, 2, 1, NULL, 101), 0);
+	cr_expect_gt(last_event('d', 1, 1), -1);
+}
+
+Test(ges, convdeadlk_takes_the_granted_mode_down_to_nl)
+{
+	cr_expect_eq(req(1, 1, GES_PR, 0), 0);
+	cr_expect_eq(req(2, 1, GES_PR, 0), 0);
+	cr_expect_eq(conv(1, 1, GES_EX, 0), CORAL_EPENDING);
+	cr_expect_eq(conv(2, 1, GES_EX, GES_F_CONVDEADLK), CORAL_EPENDING);
+	/* node 2 went to NL: node 1's conversion is granted, node 2's waits for it */
+	int e = last_event('d', 1, 1);
+	cr_assert_gt(e, -1);
+	cr_expect_eq(ev[e].mode, GES_EX);
+	cr_expect_eq(ges_unlock(c, 1, 1, NULL, 101), 0);
+	e = last_event('d', 2, 1);
+	cr_assert_gt(e, -1);
+	cr_expect_eq(ev[e].mode, GES_EX);
+	cr_expect(ev[e].demoted, "the grant does not say the mode was taken down meanwhile");
+}
+
+Test(ges, the_value_block_is_written_down_read_with_grants_and_lost_with_its_writer)
+{
+	struct ges_answer a;
+	uint8_t v1[32], got[GES_LVB_MAX];
+	memset(v1, 0x5a, sizeof(v1));
+	bool valid;
+	cr_assert_eq(ges_request(c, 1, 1, 1, R, strlen(R), GES_EX, GES_F_VALBLK, 0, 100, &a), 0);
+	cr_expect(a.lvb_valid);
+	cr_expect_eq(ges_convert(c, 1, 1, GES_PR, GES_F_VALBLK, 0, v1, 101, &a), 0);
+	cr_assert_eq(ges_request(c, 2, 2, 1, R, strlen(R), GES_PR, GES_F_VALBLK, 0, 102, &a), 0);
+	cr_expect(a.lvb_valid && memcmp(a.lvb, v1, 32) == 0, "the value written on the way down was not read");
+	/* a PR holder cannot write it */
+	uint8_t v2[32];
+	memset(v2, 0x77, sizeof(v2));
+	cr_expect_eq(ges_unlock(c, 2, 1, v2, 103), 0);
+	cr_expect_eq(ges_unlock(c, 1, 1, NULL, 103), 0);
+	cr_assert_geq(ges_resource(c, R, strlen(R), NULL, 0, got, &valid), 0, "a written value block was dropped");
+	cr_expect(valid && memcmp(got, v1, 32) == 0);
+	/* a PW holder that goes without writing: invalid until written again */
+	cr_assert_eq(ges_request(c, 3, 3, 1, R, strlen(R), GES_PW, GES_F_VALBLK, 0, 104, &a), 0);
+	ges_session_gone(c, 3, 3, 105);
+	cr_assert_geq(ges_resource(c, R, strlen(R), NULL, 0, got, &valid), 0);
+	cr_expect_not(valid);
+	cr_assert_eq(ges_request(c, 4, 4, 1, R, strlen(R), GES_EX, GES_F_VALBLK, 0, 106, &a), 0);
+	cr_expect_not(a.lvb_valid, "a stale value block was handed out as valid");
+	cr_expect_eq(ges_unlock(c, 4, 1, v2, 107), 0);
+	cr_assert_geq(ges_resource(c, R, strlen(R), NULL, 0, got, &valid), 0);
+	cr_expect(valid && memcmp(got, v2, 32) == 0);
+}
+
+Test(ges, a_request_past_its_timeout_is_refused_and_a_cancel_ends_a_wait)
+{
+	struct ges_answer a;
+	cr_expect_eq(req(1, 1, GES_EX, 0), 0);
+	cr_expect_eq(ges_request(c, 2, 2, 1, R, strlen(R), GES_PR, 0, 50, 100, &a), CORAL_EPENDING);
+	cr_expect_eq(req(3, 1, GES_PR, 0), CORAL_EPENDING);
+	ges_tick(c, 149);
+	cr_expect_eq(last_event('d', 2, 1), -1);
+	ges_tick(c, 150);
+	int e = last_event('d', 2, 1);
+	cr_assert_gt(e, -1);
+	cr_expect_eq(ev[e].code, CORAL_ETIMEDOUT);
+	cr_expect_eq(ges_cancel(c, 3, 1, 151), 0);
+	e = last_event('d', 3, 1);
+	cr_assert_gt(e, -1);
+	cr_expect_eq(ev[e].code, CORAL_ECANCELED);
+	cr_expect_eq(ges_cancel(c, 1, 1, 151), CORAL_EINVAL, "a granted lock is not cancelled");
+	cr_expect_eq(ges_core_locks(c), 1);
+}
+
+Test(ges, a_lost_nodes_locks_are_held_until_its_recovery)
+{
+	struct ges_answer a;
+	cr_expect_eq(ges_request(c, 3, 3, 1, R, strlen(R), GES_EX, GES_F_VALBLK, 0, 100, &a), 0);
+	cr_expect_eq(req(3, 2, GES_PR, 0), CORAL_EPENDING);
+	cr_expect_eq(req(1, 1, GES_PR, 0), CORAL_EPENDING);
+	ges_node_lost(c, 3, 200);
+	struct ges_lock_view v[16];
+	cr_assert_eq(modes_of(v), 2, "node 3's queued request stayed");
+	cr_expect(v[0].node == 3 && v[0].lost && v[0].gr == GES_EX);
+	cr_expect_eq(last_event('d', 1, 1), -1, "granted beside a lost node's EX before its recovery");
+	ges_node_recovered(c, 3, 300);
+	int e = last_event('d', 1, 1);
+	cr_assert_gt(e, -1);
+	cr_expect_eq(ges_core_locks(c), 1);
+	bool valid;
+	uint8_t lvb[GES_LVB_MAX];
+	cr_assert_geq(ges_resource(c, R, strlen(R), NULL, 0, lvb, &valid), 0);
+	cr_expect_not(valid, "the lost EX holder's value block is still valid");
+}
+
+Test(ges, the_tables_have_bounds)
+{
+	struct ges_answer a;
+	char name[16];
+	int got = 0;
+	for (int i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "R%d", i);
+		int rc = ges_request(c, 1, 1, (uint64_t)i + 1, name, strlen(name), GES_NL, 0, 0, 100, &a);
+		cr_assert(rc == 0 || rc == CORAL_EFULL);
+		got += rc == 0;
+	}
+	cr_expect_eq(got, 64);
+	cr_expect_eq(ges_core_resources(c), 64);
+	cr_expect_gt(ges_core_stats(c)->full, 0);
+	cr_expect_eq(ges_request(c, 1, 1, 1000, "", 0, GES_NL, 0, 0, 100, &a), CORAL_EINVAL);
+	char big[GES_NAME_MAX + 1];
+	memset(big, 'a', sizeof(big));
+	cr_expect_eq(ges_request(c, 1, 1, 1001, big, sizeof(big), GES_NL, 0, 0, 100, &a), CORAL_EINVAL);
+	ges_session_gone(c, 1, 1, 101);
+	cr_expect_eq(ges_core_resources(c), 0);
+	cr_expect_eq(ges_core_locks(c), 0);
+}
+
+/* ---- seeded random runs ------------------------------------------------------------------ */
+
+static uint64_t rng;
+static uint32_t rnd(uint32_t n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)(rng % n);
+}
+
+/* Random requests, conversions, unlocks, cancels, ticks, session and node losses on a few
+ * resources; after every step the invariants hold and every queued request is answered or
+ * still queued (never both, never twice). */
+Test(ges, random_operations_keep_the_invariants)
+{
+	static const char *const names[] = {"A", "B", "C"};
+	for (uint64_t seed = 1; seed <= 200; seed++) {
+		rng = seed * 0x9e3779b97f4a7c15ull + 1;
+		uint64_t now = 1000;
+		for (int step = 0; step < 400; step++, now += 1 + rnd(5)) {
+			nev = 0;
+			uint32_t node = 1 + rnd(3), kind = rnd(100);
+			uint64_t lkid = 1 + rnd(6);
+			const char *nm = names[rnd(3)];
+			struct ges_answer a;
+			uint32_t flags = (rnd(4) == 0 ? GES_F_NOQUEUE : 0) | (rnd(3) == 0 ? GES_F_VALBLK : 0) |
+					 (rnd(6) == 0 ? GES_F_CONVDEADLK : 0) | (rnd(10) == 0 ? GES_F_NODLCKWT : 0);
+			uint8_t lvb[32];
+			memset(lvb, (int)step, sizeof(lvb));
+			if (kind < 35)
+				ges_request(c, node, node, lkid, nm, 1, (int)rnd(GES_NMODES), flags, rnd(3) ? 0 : 1 + rnd(30), now,
+					    &a);
+			else if (kind < 60)
+				ges_convert(c, node, lkid, (int)rnd(GES_NMODES), flags | (rnd(5) == 0 ? GES_F_QUECVT : 0),
+					    rnd(3) ? 0 : 1 + rnd(30), lvb, now, &a);
+			else if (kind < 80)
+				ges_unlock(c, node, lkid, rnd(2) ? lvb : NULL, now);
+			else if (kind < 88)
+				ges_cancel(c, node, lkid, now);
+			else if (kind < 95)
+				ges_tick(c, now);
+			else if (kind < 97)
+				ges_session_gone(c, node, node, now);
+			else if (kind < 99)
+				ges_node_lost(c, node, now);
+			else
+				ges_node_recovered(c, node, now);
+			char err[256];
+			cr_assert_eq(ges_check(c, err, sizeof(err)), 0, "seed %llu step %d: %s", (unsigned long long)seed, step,
+				     err);
+			/* an answer for a lock that is still queued is a double answer */
+			for (int i = 0; i < nev; i++) {
+				if (ev[i].kind != 'd')
+					continue;
+				struct ges_lock_view v[64];
+				for (int r = 0; r < 3; r++) {
+					int n = ges_resource(c, names[r], 1, v, 64, NULL, NULL);
+					for (int k = 0; k < n && k < 64; k++)
+						cr_assert(!(v[k].node == ev[i].node && v[k].lkid == ev[i].lkid && v[k].queue != GES_Q_GRANTED),
+							  "seed %llu step %d: lock %u/%llu answered but still queued",
+							  (unsigned long long)seed, step, ev[i].node, (unsigned long long)ev[i].lkid);
+				}
+			}
+		}
+		for (uint32_t n = 1; n <= 3; n++) {
+			ges_node_lost(c, n, now);
+			ges_node_recovered(c, n, now);
+		}
+		cr_assert_eq(ges_core_locks(c), 0);
+	}
+}
