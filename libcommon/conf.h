@@ -21,6 +21,7 @@
 #define CORAL_PORT_GRDD 2         /* grdd interconnect */
 #define CORAL_PORT_LMSD 3         /* lmsd interconnect (cache fusion) */
 #define CORAL_PORT_LMSD_CR 4      /* lmsd: consistent-read copies for other nodes' sessions */
+#define CORAL_PORT_LMDD 5         /* lmdd interconnect (global enqueues) */
 #define CORAL_MAX_OPTS 48
 #define CORAL_ERRMSG_MAX 512
 

@@ -126,7 +126,9 @@ static int fail(struct coral_session *s, int code, const char *fmt, ...)
 _Static_assert(CORAL_ERR_INVAL == CORAL_EINVAL && CORAL_ERR_PERM == CORAL_EPERM &&
 		       CORAL_ERR_TIMEDOUT == CORAL_ETIMEDOUT && CORAL_ERR_BUSY == CORAL_EBUSY &&
 		       CORAL_ERR_FULL == CORAL_EFULL && CORAL_ERR_NOTRUNNING == CORAL_ENOTRUNNING &&
-		       CORAL_ERR_FENCED == CORAL_EFENCED && CORAL_ERR_CORRUPT == CORAL_ECORRUPT,
+		       CORAL_ERR_FENCED == CORAL_EFENCED && CORAL_ERR_CORRUPT == CORAL_ECORRUPT &&
+		       CORAL_ERR_NOENT == CORAL_ENOENT && CORAL_ERR_CANCELED == CORAL_ECANCELED &&
+		       CORAL_ERR_HELD == CORAL_EHELD && CORAL_ERR_DEADLOCK == CORAL_EDEADLK,
 	       "coral.h's error codes differ from errors.h's");
 
 /* Whether an image pinned, or a transaction begun, at cache incarnation `since` was made void
@@ -931,3 +933,119 @@ int coral_rollback(struct coral_session *s)
 }
 
 void coral_session_stats(const struct coral_session *s, struct coral_session_stats *out) { *out = s->st; }
+
+/* ---- global enqueues (lmdd) -------------------------------------------------------------- */
+
+/* One lock operation through the node's lmdd, answered once the resource's master has: the
+ * call waits the request's own timeout and a little more (forever for none). *out is the
+ * reply, to free, on 0. */
+static int ask_lmdd(struct coral_session *s, Coral__GesLockRequest *g, int timeout_ms, Coral__GesLockReply **out,
+		    Coral__CtlResponse **resp)
+{
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	hdr.sender = s->program;
+	req.hdr = &hdr;
+	g->session = s->id;
+	g->slot = (uint32_t)s->slot + 1;  /* lmdd releases the session's locks when its process ends */
+	g->timeout_ms = timeout_ms > 0 ? (uint32_t)timeout_ms : 0;
+	req.body_case = CORAL__CTL_REQUEST__BODY_GES_LOCK;
+	req.ges_lock = g;
+	char sock[CORAL_STR_MAX + 64], err[CORAL_ERRMSG_MAX];
+	coral_conf_sock_path(s->node, "lmdd", sock, sizeof(sock));
+	int wait = timeout_ms > 0 ? timeout_ms + 2000 : 7 * 24 * 3600 * 1000;
+	int rc = coral_ctl_call(sock, &req, (size_t)s->conf.cluster.max_frame, wait, resp, err, sizeof(err));
+	if (rc != 0)
+		return fail(s, rc, "lmdd (%s): %s", sock, err);
+	if ((*resp)->code != 0 || (*resp)->ges_lock == NULL) {
+		rc = (*resp)->code ? (*resp)->code : CORAL_EDECODE;
+		fail(s, rc, "%s", (*resp)->error && (*resp)->error[0] ? (*resp)->error : coral_strerror(rc));
+		coral_ctl_response_free(*resp);
+		*resp = NULL;
+		return rc;
+	}
+	*out = (*resp)->ges_lock;
+	return 0;
+}
+
+static void lvb_out(const Coral__GesLockReply *r, void *lvb, int *lvb_valid)
+{
+	if (lvb && r->lvb.len == CORAL_LVB_LEN)
+		memcpy(lvb, r->lvb.data, CORAL_LVB_LEN);
+	if (lvb_valid)
+		*lvb_valid = r->lvb.len == CORAL_LVB_LEN && r->lvb_valid;
+}
+
+#define LOCK_FLAGS 0x3fu
+
+int coral_lock(struct coral_session *s, const void *name, size_t len, int mode, unsigned flags, int timeout_ms,
+	       uint64_t *lkid, void *lvb, int *lvb_valid)
+{
+	if (s == NULL)
+		return CORAL_EINVAL;
+	if (name == NULL || len == 0 || len > 64 || mode < CORAL_LOCK_NL || mode > CORAL_LOCK_EX || (flags & ~LOCK_FLAGS) ||
+	    lkid == NULL || timeout_ms < 0)
+		return fail(s, CORAL_EINVAL, "a lock needs a name of 1 to 64 bytes, a mode CORAL_LOCK_NL..EX, known "
+					     "flags and somewhere to put its id");
+	Coral__GesLockRequest g = CORAL__GES_LOCK_REQUEST__INIT;
+	g.op = 1;
+	g.name.data = (uint8_t *)name;
+	g.name.len = len;
+	g.mode = (uint32_t)mode;
+	g.flags = flags;
+	Coral__GesLockReply *r;
+	Coral__CtlResponse *resp;
+	int rc = ask_lmdd(s, &g, timeout_ms, &r, &resp);
+	if (rc != 0)
+		return rc;
+	*lkid = r->lkid;
+	lvb_out(r, lvb, lvb_valid);
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+int coral_lock_convert(struct coral_session *s, uint64_t lkid, int mode, unsigned flags, int timeout_ms,
+		       const void *lvb_write, void *lvb_read, int *lvb_valid)
+{
+	if (s == NULL)
+		return CORAL_EINVAL;
+	if (mode < CORAL_LOCK_NL || mode > CORAL_LOCK_EX || (flags & ~LOCK_FLAGS) || timeout_ms < 0)
+		return fail(s, CORAL_EINVAL, "a conversion needs a mode CORAL_LOCK_NL..EX and known flags");
+	Coral__GesLockRequest g = CORAL__GES_LOCK_REQUEST__INIT;
+	g.op = 2;
+	g.lkid = lkid;
+	g.mode = (uint32_t)mode;
+	g.flags = flags;
+	if (lvb_write) {
+		g.lvb.data = (uint8_t *)lvb_write;
+		g.lvb.len = CORAL_LVB_LEN;
+	}
+	Coral__GesLockReply *r;
+	Coral__CtlResponse *resp;
+	int rc = ask_lmdd(s, &g, timeout_ms, &r, &resp);
+	if (rc != 0)
+		return rc;
+	lvb_out(r, lvb_read, lvb_valid);
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+int coral_unlock(struct coral_session *s, uint64_t lkid, const void *lvb_write)
+{
+	if (s == NULL)
+		return CORAL_EINVAL;
+	Coral__GesLockRequest g = CORAL__GES_LOCK_REQUEST__INIT;
+	g.op = 3;
+	g.lkid = lkid;
+	if (lvb_write) {
+		g.lvb.data = (uint8_t *)lvb_write;
+		g.lvb.len = CORAL_LVB_LEN;
+	}
+	Coral__GesLockReply *r;
+	Coral__CtlResponse *resp;
+	int rc = ask_lmdd(s, &g, 0, &r, &resp);
+	if (rc != 0)
+		return rc;
+	coral_ctl_response_free(resp);
+	return 0;
+}

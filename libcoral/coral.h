@@ -48,6 +48,10 @@ extern "C" {
 #define CORAL_ERR_NOTRUNNING (-980) /* the node's lmsd or log writer is not running */
 #define CORAL_ERR_FENCED (-974)     /* the node lost its lease or was evicted: see below */
 #define CORAL_ERR_CORRUPT (-964)    /* the block on disk fails its checksum */
+#define CORAL_ERR_NOENT (-996)      /* no such lock of this session */
+#define CORAL_ERR_CANCELED (-966)   /* the request was cancelled */
+#define CORAL_ERR_HELD (-965)       /* CORAL_LOCK_NOQUEUE: held in an incompatible mode */
+#define CORAL_ERR_DEADLOCK (-959)   /* the wait was chosen to break a deadlock: see below */
 
 /* Blocks one session may hold pinned at once. */
 #define CORAL_SESSION_MAX_PINS 64
@@ -131,6 +135,45 @@ int coral_commit(struct coral_session *s, uint64_t *scn);
  * with its own undo), then commits that: the blocks hold what they held before it. 0 if
  * there was nothing to take back. coral_session_close does it for a transaction left open. */
 int coral_rollback(struct coral_session *s);
+
+/* ---- Global enqueues (lmdd) --------------------------------------------------------------
+ * A named lock (1 to 64 bytes of name) in one of the six modes of a DLM, mastered by one
+ * node of the cluster (grdd's map), with a 32-byte value block. Modes (what goes with what):
+ * NL with all; CR with all but EX; CW with NL, CR, CW; PR with NL, CR, PR; PW with NL, CR;
+ * EX with NL. A request waits, in order behind the ones before it (conversions first), until
+ * its mode goes with every granted one, or its timeout passes (CORAL_ERR_TIMEDOUT).
+ * A conversion that closes a deadlock with another conversion on the same lock is refused
+ * with CORAL_ERR_DEADLOCK and keeps the mode it held (or, with CORAL_LOCK_CONVDEADLK, its
+ * granted mode is taken down to NL and it waits); deadlocks across locks are not detected
+ * yet: use a timeout. A lock of a session whose process ends is released; one held by a
+ * node that was lost stays until the node's redo has been recovered. The value block is
+ * written by a PW or EX holder as it converts down or unlocks (CORAL_LOCK_VALBLK) and read
+ * with a grant; it is not valid when a PW or EX holder was lost without writing it. */
+#define CORAL_LOCK_NL 0
+#define CORAL_LOCK_CR 1
+#define CORAL_LOCK_CW 2
+#define CORAL_LOCK_PR 3
+#define CORAL_LOCK_PW 4
+#define CORAL_LOCK_EX 5
+#define CORAL_LOCK_NOQUEUE 0x01      /* not granted at once: CORAL_ERR_HELD */
+#define CORAL_LOCK_QUECVT 0x02       /* a conversion waits behind those already waiting */
+#define CORAL_LOCK_CONVDEADLK 0x04   /* in a conversion deadlock, go down to NL and wait */
+#define CORAL_LOCK_VALBLK 0x08       /* read the value block with the grant, write it down */
+#define CORAL_LOCK_EXPEDITE 0x10     /* NL only: granted ahead of what waits */
+#define CORAL_LOCK_NODLCKWT 0x20     /* never chosen to break a deadlock: it waits */
+#define CORAL_LVB_LEN 32
+
+/* Takes lock name[len] in mode (waiting up to timeout_ms, 0: as long as it takes); *lkid
+ * names it from then on. With CORAL_LOCK_VALBLK, lvb (CORAL_LVB_LEN bytes) gets the value
+ * block and *lvb_valid whether it is valid (either may be NULL). */
+int coral_lock(struct coral_session *s, const void *name, size_t len, int mode, unsigned flags, int timeout_ms,
+	       uint64_t *lkid, void *lvb, int *lvb_valid);
+/* Converts a held lock to mode. lvb_write (NULL: none), from a PW or EX holder going down
+ * with CORAL_LOCK_VALBLK, becomes the value block; lvb_read gets it with the grant. */
+int coral_lock_convert(struct coral_session *s, uint64_t lkid, int mode, unsigned flags, int timeout_ms,
+		       const void *lvb_write, void *lvb_read, int *lvb_valid);
+/* Releases a held lock (lvb_write as for a conversion down). */
+int coral_unlock(struct coral_session *s, uint64_t lkid, const void *lvb_write);
 
 struct coral_session_stats {
 	uint64_t gets, local_hits, remote_gets, pin_waits, modifies, commits;

@@ -27,7 +27,7 @@ C=$B/corpus
 mkdir -p "$C/fuzz_conf"
 cp etc/*.conf tests/unit/conf/*.conf "$C/fuzz_conf/" 2>/dev/null
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_frame fuzz_ctl fuzz_grd fuzz_gcs fuzz_raft fuzz_conf fuzz_files fuzz_http fuzz_recovery)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_frame fuzz_ctl fuzz_grd fuzz_gcs fuzz_ges fuzz_raft fuzz_conf fuzz_files fuzz_http fuzz_recovery)
 # the targets' own files, removed at the end whatever happens
 CORAL_FUZZ_TMP=$(mktemp -d /tmp/coral-fuzz-run-XXXXXX) || exit 1
 export CORAL_FUZZ_TMP

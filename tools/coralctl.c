@@ -388,6 +388,8 @@ static const struct coralctl_cmd cmds[] = {
 	{"datafile", "list", -1, 0, 1, "[--verify]", "data files, and with --verify every damaged block", run_datafile_list},
 	{"gcs", "stats", CORAL_D_LMSD, 0, 0, "", "cache fusion: requests, local hits, 2-way/3-way, PIs, latency by kind", run_gcs_stats},
 	{"gcs", "block", CORAL_D_LMSD, 2, 2, "FILE BLOCK", "a block's master, holders, modes, past images, SCNs", run_gcs_block},
+	{"ges", "stats", CORAL_D_LMDD, 0, 0, "", "global enqueues: requests, grants, queues, refusals, value blocks, losses", run_ges_stats},
+	{"ges", "resource", CORAL_D_LMDD, 1, 1, "NAME", "a lock resource's master, its granted, converting and waiting locks", run_ges_resource},
 	{"recovery", "status", CORAL_D_SMOND, 0, 0, "", "smond: the cold start's recovery, dead processes' transactions waiting", run_recovery_status},
 	{"recovery", "history", CORAL_D_SMOND, 0, 0, "", "smond's recoveries: phases, records, blocks, changes taken back", run_recovery_history},
 	{"cache", NULL, -1, 0, 0, "", "the node's buffer cache: buffers, dirty, past images, hit ratio", run_cache},

@@ -77,6 +77,9 @@ int run_grd_unlock(int argc, char **argv);
 /* coralctl_storage.c */
 int run_datafile_create(int argc, char **argv);
 int run_datafile_list(int argc, char **argv);
+/* coralctl_ges.c */
+int run_ges_stats(int argc, char **argv);
+int run_ges_resource(int argc, char **argv);
 /* coralctl_gcs.c */
 int run_gcs_stats(int argc, char **argv);
 int run_gcs_block(int argc, char **argv);

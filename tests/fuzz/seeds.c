@@ -9,6 +9,7 @@
 #include "ctl.h"
 #include "frame.h"
 #include "gcs_msg.h"
+#include "ges_msg.h"
 #include "grd_msg.h"
 #include "raft_msg.h"
 #include "raft_store.h"
@@ -162,6 +163,37 @@ static void gcs_seeds(void)
 	seed_msg("fuzz_gcs", "ack", &node, 1, &m.base);
 }
 
+static void ges_seeds(void)
+{
+	Coral__GesMsg m = CORAL__GES_MSG__INIT;
+	uint8_t node = 1;
+	m.kind = GES_REQUEST;
+	m.name.data = (uint8_t *)"TX-1-2";
+	m.name.len = 6;
+	m.lkid = 7;
+	m.session = 3;
+	m.mode = 5;
+	m.flags = GES_F_VALBLK;
+	seed_msg("fuzz_ges", "request", &node, 1, &m.base);
+	uint8_t lvb[GES_MSG_LVB] = "value";
+	m.kind = GES_CONVERT;
+	m.mode = 0;
+	m.lvb.data = lvb;
+	m.lvb.len = sizeof(lvb);
+	seed_msg("fuzz_ges", "convert", &node, 1, &m.base);
+	node = 2;
+	m.kind = GES_REQUEST;
+	m.lkid = 8;
+	m.mode = 3;
+	m.lvb.len = 0;
+	m.timeout_ms = 20;
+	seed_msg("fuzz_ges", "wait", &node, 1, &m.base);
+	m.kind = GES_UNLOCK;
+	m.lkid = 7;
+	node = 1;
+	seed_msg("fuzz_ges", "unlock", &node, 1, &m.base);
+}
+
 static void raft_seeds(void)
 {
 	struct raft_entry e[2] = {{.term = 1, .index = 1, .type = 0, .data = (uint8_t *)"put", .len = 3},
@@ -272,6 +304,7 @@ int main(int argc, char **argv)
 	ctl_seeds();
 	grd_seeds();
 	gcs_seeds();
+	ges_seeds();
 	raft_seeds();
 	file_seeds();
 	http_seeds();

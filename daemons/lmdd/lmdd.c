@@ -1,0 +1,634 @@
+/* lmdd: the Global Enqueue Service. Its wiring on the daemon kit: the master side is the
+ * pure core (ges.c) over the resources grdd's bucket map gives this node; the requester
+ * side is this node's sessions' locks (own locks), each sent to its resource's master and
+ * answered to the session when the master says. Sessions ask through the control socket
+ * (GesLockRequest: lock, convert, unlock, cancel); coralctl reads ges stats and ges
+ * resource. What is not built yet is said in lmdd(8): deadlock detection across
+ * resources, blocking notifications delivered to sessions, the rebuild of a lost master's
+ * queues, a restart of lmdd itself. */
+#include "ges.h"
+#include "ges_msg.h"
+
+#include "bufcache.h"
+#include "cluster.h"
+#include "ctl.h"
+#include "daemon.h"
+#include "errors.h"
+#include "grd.h"
+#include "kit.h"
+#include "log.h"
+#include "util.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TICK_MS 10
+#define OWN_MAX 16384          /* this node's sessions' locks at once */
+#define MASTER_RES 65536       /* resources mastered here */
+#define MASTER_LOCKS 262144    /* locks on them */
+#define LVB_LEN GES_MSG_LVB
+#define RESEND_MS 200          /* a request refused by a node that is not its master: asked again */
+#define RESEND_MAX 50
+
+enum { OP_LOCK = 1, OP_CONVERT, OP_UNLOCK, OP_CANCEL };
+
+/* A lock of this node's sessions. */
+struct own {
+	bool used;
+	uint64_t lkid;
+	uint32_t session, slot;
+	uint8_t name[GES_NAME_MAX];
+	uint8_t len;
+	int mode;              /* granted (GES_NONE: not yet) */
+	uint32_t master;       /* where it was last sent */
+	/* the session's request waiting for the master's answer (cookie 0: none) */
+	uint64_t cookie;
+	uint32_t op, want, flags, timeout_ms;
+	uint8_t lvb[LVB_LEN];
+	bool has_lvb;
+	uint64_t resend_ms;    /* asked again then (0: not) */
+	uint32_t resends;
+	bool dying;            /* its session is gone (or never heard of it): being released */
+};
+
+struct lmdd {
+	struct coral_daemon *d;
+	struct coral_kit kit;
+	struct ges_core *core;
+	uint32_t self;
+	struct coral_cluster_sga *cl;
+	struct coral_grd_map_sga *map;
+	struct coral_grd_dir *dir;
+	struct coral_cache *cache;
+	struct own *own;
+	uint32_t nown;
+	uint64_t next_seq;
+	uint64_t lost_seen[CORAL_MAX_NODES], done_seen[CORAL_MAX_NODES];
+	uint64_t sent, not_master, refused_msgs, basts_received;
+};
+
+static uint64_t now_ms(void) { return coral_now_mono_ns() / 1000000ull; }
+
+/* The master of a resource name: its bucket in grdd's map, as for blocks (a hash of the
+ * name into a resource id of its own type). */
+static uint32_t master_of(const struct lmdd *m, const uint8_t *name, size_t len, uint64_t *version)
+{
+	uint64_t h1 = 14695981039346656037ull, h2 = 1099511628211ull;
+	for (size_t i = 0; i < len; i++) {
+		h1 = (h1 ^ name[i]) * 1099511628211ull;
+		h2 = (h2 + name[i]) * 0x9e3779b97f4a7c15ull;
+	}
+	struct coral_resid r = {.type = CORAL_RES_TYPE('E', 'Q'), .id1 = (uint32_t)(h2 >> 32), .id2 = h1};
+	struct coral_grd_where w;
+	coral_grd_lookup(m->map, &r, &w);
+	if (version)
+		*version = w.version;
+	return w.master;
+}
+
+static void send_msg(struct lmdd *m, uint32_t to, const Coral__GesMsg *g)
+{
+	uint8_t stack[512];
+	size_t len;
+	uint8_t *buf = ges_msg_pack(g, stack, sizeof(stack), &len);
+	if (buf == NULL)
+		return;
+	if (coral_kit_send(&m->kit, to, GES_NET_MSG, buf, len) == 0)
+		m->sent++;
+	if (buf != stack)
+		free(buf);
+}
+
+/* ---- own locks ------------------------------------------------------------------------- */
+
+static struct own *own_find(struct lmdd *m, uint64_t lkid)
+{
+	struct own *o = &m->own[lkid % OWN_MAX];
+	return o->used && o->lkid == lkid ? o : NULL;
+}
+
+static struct own *own_new(struct lmdd *m)
+{
+	for (uint32_t k = 0; k < OWN_MAX; k++) {
+		uint64_t seq = m->next_seq++;
+		uint64_t lkid = seq * OWN_MAX + (seq % OWN_MAX);
+		struct own *o = &m->own[lkid % OWN_MAX];
+		if (!o->used) {
+			memset(o, 0, sizeof(*o));
+			o->used = true;
+			o->lkid = lkid;
+			o->mode = GES_NONE;
+			m->nown++;
+			return o;
+		}
+	}
+	return NULL;
+}
+
+static void own_free(struct lmdd *m, struct own *o)
+{
+	o->used = false;
+	m->nown--;
+}
+
+/* Sends the session's operation on o to the resource's master. */
+static void own_send(struct lmdd *m, struct own *o)
+{
+	Coral__GesMsg g = CORAL__GES_MSG__INIT;
+	g.kind = o->op == OP_LOCK ? GES_REQUEST : o->op == OP_CONVERT ? GES_CONVERT : o->op == OP_UNLOCK ? GES_UNLOCK : GES_CANCEL;
+	g.name.data = o->name;
+	g.name.len = o->len;
+	g.lkid = o->lkid;
+	g.session = (uint64_t)o->slot << 32 | o->session;
+	g.mode = o->want;
+	g.flags = o->flags;
+	g.timeout_ms = o->timeout_ms;
+	if (o->has_lvb) {
+		g.lvb.data = o->lvb;
+		g.lvb.len = LVB_LEN;
+	}
+	o->master = master_of(m, o->name, o->len, &g.map_version);
+	if (o->master == 0) {
+		o->resend_ms = now_ms() + RESEND_MS;  /* no map yet */
+		return;
+	}
+	send_msg(m, o->master, &g);
+}
+
+static void own_release(struct lmdd *m, struct own *o);
+
+static void answer_session(struct lmdd *m, struct own *o, int code, int mode, const uint8_t *lvb, bool lvb_valid,
+			   bool demoted)
+{
+	uint64_t cookie = o->cookie;
+	o->cookie = 0;
+	struct coral_wait w;
+	if (cookie == 0 || !coral_kit_wait_take(&m->kit, cookie, &w)) {
+		/* nobody waits any more (the session's call ended): a grant it never heard of is
+		 * given back */
+		if (code == 0 && (o->op == OP_LOCK || o->op == OP_CONVERT))
+			own_release(m, o);
+		return;
+	}
+	if (code != 0) {
+		coral_daemon_answer_error(m->d, w.conn, w.req_id, code, "%s %.*s: %s",
+					  o->op == OP_LOCK ? "lock" : o->op == OP_CONVERT ? "convert" : o->op == OP_UNLOCK ? "unlock" : "cancel",
+					  (int)o->len, (const char *)o->name, coral_strerror(code));
+		return;
+	}
+	Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
+	r.lkid = o->lkid;
+	r.mode = (uint32_t)(mode < 0 ? 0 : mode);
+	if (lvb) {
+		r.lvb.data = (uint8_t *)lvb;
+		r.lvb.len = LVB_LEN;
+	}
+	r.lvb_valid = lvb_valid;
+	r.demoted = demoted;
+	r.master = o->master;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_LOCK;
+	resp.ges_lock = &r;
+	coral_daemon_answer(m->d, w.conn, w.req_id, &resp);
+}
+
+/* A lock of a session that has gone: its waiting operation is cancelled, then what it
+ * holds is unlocked; nothing is answered to anyone. */
+static void own_release(struct lmdd *m, struct own *o)
+{
+	o->dying = true;
+	o->has_lvb = false;
+	o->resend_ms = 0;
+	if (o->cookie != 0) {
+		struct coral_wait w;
+		coral_kit_wait_take(&m->kit, o->cookie, &w);  /* its connection is gone */
+		o->cookie = 0;
+		Coral__GesMsg g = CORAL__GES_MSG__INIT;
+		g.kind = GES_CANCEL;
+		g.lkid = o->lkid;
+		g.name.data = o->name;
+		g.name.len = o->len;
+		send_msg(m, o->master, &g);
+		return;  /* its refusal (ECANCELED) or grant comes back: then unlocked */
+	}
+	if (o->mode == GES_NONE) {
+		own_free(m, o);
+		return;
+	}
+	o->op = OP_UNLOCK;
+	own_send(m, o);
+}
+
+/* The master's answer about one of this node's locks: to the operation waiting on it (at
+ * once, g->op its kind), or the completion of one that was queued (g->op 0). */
+static void on_answer(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
+{
+	if (g->op == GES_CANCEL)
+		return;  /* the cancel itself: the cancelled operation's refusal says what matters */
+	struct own *o = own_find(m, g->lkid);
+	if (o == NULL || from != o->master) {
+		m->refused_msgs++;
+		return;
+	}
+	int code = g->code;
+	if (code == CORAL_ENOTMASTER && o->resends < RESEND_MAX) {
+		/* the map moved on: asked again in a moment, at the master this node's map names */
+		m->not_master++;
+		o->resends++;
+		o->resend_ms = now_ms() + RESEND_MS / 10;
+		return;
+	}
+	bool gone = false;
+	if (code == 0 && (o->op == OP_LOCK || o->op == OP_CONVERT))
+		o->mode = (int)g->mode;
+	else if (code == 0 && o->op == OP_UNLOCK)
+		gone = true;
+	else if (code != 0 && o->op == OP_LOCK)
+		gone = true;  /* never granted */
+	else if (code != 0 && o->op == OP_CONVERT && g->demoted)
+		o->mode = GES_NL;  /* refused, and taken down to NL meanwhile */
+	if (o->dying) {
+		if (gone)
+			own_free(m, o);
+		else if (o->op != OP_UNLOCK || code != 0)
+			own_release(m, o);  /* granted or refused: what it holds is unlocked */
+		return;
+	}
+	const uint8_t *lvb = g->lvb.len == LVB_LEN ? g->lvb.data : NULL;
+	answer_session(m, o, code, o->mode, lvb, g->lvb_valid, g->demoted);
+	if (gone)
+		own_free(m, o);
+}
+
+/* ---- the master side ------------------------------------------------------------------ */
+
+static void core_done(void *arg, uint32_t node, uint64_t session, uint64_t lkid, int code, int gr, bool demoted,
+		      const uint8_t *lvb, bool lvb_valid)
+{
+	(void)session;
+	struct lmdd *m = arg;
+	Coral__GesMsg g = CORAL__GES_MSG__INIT;
+	g.kind = GES_ANSWER;
+	g.lkid = lkid;
+	g.code = code;
+	g.mode = (uint32_t)(gr < 0 ? 0 : gr);
+	g.demoted = demoted;
+	if (lvb) {
+		g.lvb.data = (uint8_t *)lvb;
+		g.lvb.len = LVB_LEN;
+		g.lvb_valid = lvb_valid;
+	}
+	send_msg(m, node, &g);
+}
+
+static void core_bast(void *arg, uint32_t node, uint64_t session, uint64_t lkid, int mode)
+{
+	(void)session;
+	struct lmdd *m = arg;
+	Coral__GesMsg g = CORAL__GES_MSG__INIT;
+	g.kind = GES_BAST;
+	g.lkid = lkid;
+	g.mode = (uint32_t)mode;
+	send_msg(m, node, &g);
+}
+
+/* A requester's operation at this master: answered at once unless queued (then core_done
+ * answers). A node that is not the master at its own map answers so (the sender asks
+ * again). */
+static void on_request(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
+{
+	if (g->name.len > 0 && g->name.len <= GES_NAME_MAX && master_of(m, g->name.data, g->name.len, NULL) != m->self) {
+		Coral__GesMsg a = CORAL__GES_MSG__INIT;
+		a.kind = GES_ANSWER;
+		a.op = g->kind;
+		a.lkid = g->lkid;
+		a.code = CORAL_ENOTMASTER;
+		send_msg(m, from, &a);
+		return;
+	}
+	Coral__GesMsg a;
+	struct ges_answer ans;
+	if (!ges_msg_apply(m->core, from, g, now_ms(), &a, &ans))
+		return;  /* queued: core_done answers */
+	if (a.code == CORAL_EINVAL)
+		m->refused_msgs++;
+	send_msg(m, from, &a);
+}
+
+static void kit_recv(void *core, uint32_t from, uint8_t type, const uint8_t *data, size_t len)
+{
+	struct lmdd *m = core;
+	Coral__GesMsg *g = ges_msg_decode(type, data, len, &m->refused_msgs);
+	if (g == NULL)
+		return;
+	switch (g->kind) {
+	case GES_REQUEST:
+	case GES_CONVERT:
+	case GES_UNLOCK:
+	case GES_CANCEL:
+		on_request(m, from, g);
+		break;
+	case GES_ANSWER:
+		on_answer(m, from, g);
+		break;
+	case GES_BAST:
+		m->basts_received++;
+		break;
+	default:
+		m->refused_msgs++;
+	}
+	ges_msg_free(g);
+}
+
+static void kit_clock(void *core, uint64_t mono_ns, uint64_t real_ns)
+{
+	(void)core;
+	(void)mono_ns;
+	(void)real_ns;
+}
+
+/* ---- the tick ------------------------------------------------------------------------- */
+
+/* Losses as grdd counted them in the directory: a lost node's locks are held until its
+ * recovery closes (smond), then released. */
+static void check_losses(struct lmdd *m)
+{
+	uint64_t now = now_ms();
+	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
+		struct coral_grd_loss *L = &m->dir->loss[n - 1];
+		uint64_t seq = atomic_load(&L->seq), done = atomic_load(&L->done);
+		if (seq != 0 && seq != m->lost_seen[n - 1]) {
+			m->lost_seen[n - 1] = seq;
+			ges_node_lost(m->core, n, now);
+		}
+		if (done != 0 && done == seq && m->done_seen[n - 1] != done) {
+			m->done_seen[n - 1] = done;
+			ges_node_recovered(m->core, n, now);
+		}
+	}
+}
+
+static void on_tick(void *arg, const struct coral_cluster_view *v)
+{
+	(void)v;
+	struct lmdd *m = arg;
+	uint64_t now = now_ms();
+	ges_tick(m->core, now);
+	check_losses(m);
+	for (uint32_t k = 0; k < OWN_MAX && m->nown; k++) {
+		struct own *o = &m->own[k];
+		if (!o->used)
+			continue;
+		/* a session whose process ended: its locks go */
+		struct coral_sess_slot *ss = o->slot && o->slot <= CORAL_CACHE_SESSIONS ? coral_cache_sess(m->cache, o->slot - 1) : NULL;
+		if (!o->dying && ss && (atomic_load(&ss->pid) == 0 || ss->id != o->session)) {
+			own_release(m, o);
+			continue;
+		}
+		if (o->resend_ms && now >= o->resend_ms) {
+			o->resend_ms = 0;
+			own_send(m, o);
+		}
+	}
+}
+
+/* ---- control requests ----------------------------------------------------------------- */
+
+static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct lmdd *m = d->svc;
+	const Coral__GesLockRequest *q = req->ges_lock;
+	uint64_t id = coral_ctl_request_id(req);
+	if (q->op < OP_LOCK || q->op > OP_CANCEL || q->mode >= GES_NMODES || (q->flags & ~GES_F_ALL) ||
+	    (q->lvb.len && q->lvb.len > LVB_LEN) || (q->op == OP_LOCK && (q->name.len == 0 || q->name.len > GES_NAME_MAX))) {
+		coral_daemon_answer_error(d, conn, id, CORAL_EINVAL,
+					  "a lock request needs op 1-4, a mode NL..EX (0-5), known flags, a name of 1 to %d "
+					  "bytes and a value block of at most %d", GES_NAME_MAX, LVB_LEN);
+		return;
+	}
+	if (coral_cluster_fenced(m->cl)) {
+		char why[192];
+		coral_cluster_fence_reason(m->cl, why, sizeof(why));
+		coral_daemon_answer_error(d, conn, id, CORAL_EFENCED, "node %u is fenced (%s)", m->self, why);
+		return;
+	}
+	struct own *o;
+	if (q->op == OP_LOCK) {
+		o = own_new(m);
+		if (o == NULL) {
+			coral_daemon_answer_error(d, conn, id, CORAL_EFULL, "this node's sessions hold %d locks", OWN_MAX);
+			return;
+		}
+		memcpy(o->name, q->name.data, q->name.len);
+		o->len = (uint8_t)q->name.len;
+		o->session = q->session;
+		o->slot = q->slot;
+	} else {
+		o = own_find(m, q->lkid);
+		if (o == NULL || o->session != q->session || o->slot != q->slot) {
+			coral_daemon_answer_error(d, conn, id, CORAL_ENOENT, "no lock %llu of this session",
+						  (unsigned long long)q->lkid);
+			return;
+		}
+		if (o->cookie != 0 && q->op != OP_CANCEL) {
+			coral_daemon_answer_error(d, conn, id, CORAL_EBUSY, "lock %llu has an operation under way",
+						  (unsigned long long)q->lkid);
+			return;
+		}
+	}
+	uint64_t cookie = coral_kit_wait_add(&m->kit, conn, req, (uint32_t[3]){q->session, q->slot, 0});
+	if (cookie == 0) {
+		if (q->op == OP_LOCK)
+			own_free(m, o);
+		coral_daemon_answer_error(d, conn, id, CORAL_EBUSY, "too many lock requests waiting");
+		return;
+	}
+	if (q->op == OP_CANCEL && o->cookie != 0) {
+		/* the waiting operation is answered by the master's refusal; this one at once */
+		Coral__GesMsg g = CORAL__GES_MSG__INIT;
+		g.kind = GES_CANCEL;
+		g.lkid = o->lkid;
+		g.name.data = o->name;
+		g.name.len = o->len;
+		send_msg(m, o->master, &g);
+		struct coral_wait w;
+		if (coral_kit_wait_take(&m->kit, cookie, &w)) {
+			Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
+			r.lkid = o->lkid;
+			Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+			resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_LOCK;
+			resp.ges_lock = &r;
+			coral_daemon_answer(d, w.conn, w.req_id, &resp);
+		}
+		return;
+	}
+	o->cookie = cookie;
+	o->op = q->op;
+	o->want = q->mode;
+	o->flags = q->flags;
+	o->timeout_ms = q->timeout_ms;
+	o->has_lvb = q->lvb.len == LVB_LEN;
+	if (o->has_lvb)
+		memcpy(o->lvb, q->lvb.data, LVB_LEN);
+	o->resends = 0;
+	own_send(m, o);
+}
+
+static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct lmdd *m = d->svc;
+	const struct ges_stats *s = ges_core_stats(m->core);
+	Coral__GesStatsReply r = CORAL__GES_STATS_REPLY__INIT;
+	r.requests = s->requests;
+	r.granted_now = s->granted_now;
+	r.queued = s->queued;
+	r.converts = s->converts;
+	r.unlocks = s->unlocks;
+	r.cancels = s->cancels;
+	r.noqueue_refused = s->noqueue_refused;
+	r.timeouts = s->timeouts;
+	r.conv_deadlocks = s->conv_deadlocks;
+	r.demoted = s->demoted;
+	r.basts = s->basts;
+	r.full = s->full;
+	r.lvb_writes = s->lvb_writes;
+	r.lvb_invalidated = s->lvb_invalidated;
+	r.sessions_gone = s->sessions_gone;
+	r.nodes_lost = s->nodes_lost;
+	r.locks_lost = s->locks_lost;
+	r.resources = ges_core_resources(m->core);
+	r.locks = ges_core_locks(m->core);
+	r.own_locks = m->nown;
+	r.sent = m->sent;
+	r.not_master = m->not_master;
+	r.refused_msgs = m->refused_msgs;
+	r.basts_received = m->basts_received;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_STATS;
+	resp.ges_stats = &r;
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+}
+
+static void h_resource(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct lmdd *m = d->svc;
+	const Coral__GesResourceRequest *q = req->ges_resource;
+	if (q->name.len == 0 || q->name.len > GES_NAME_MAX) {
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_EINVAL, "a resource name has 1 to %d bytes",
+					  GES_NAME_MAX);
+		return;
+	}
+	static struct ges_lock_view v[256];
+	uint8_t lvb[GES_LVB_MAX];
+	bool valid = false;
+	int n = ges_resource(m->core, q->name.data, q->name.len, v, 256, lvb, &valid);
+	Coral__GesResourceReply r = CORAL__GES_RESOURCE_REPLY__INIT;
+	r.master = master_of(m, q->name.data, q->name.len, NULL);
+	r.here = n >= 0;
+	int shown = n < 0 ? 0 : n > 256 ? 256 : n;
+	static Coral__GesLockInfo info[256];
+	static Coral__GesLockInfo *infop[256];
+	static const char *const qn[3] = {"granted", "converting", "waiting"};
+	uint64_t now = now_ms();
+	for (int i = 0; i < shown; i++) {
+		coral__ges_lock_info__init(&info[i]);
+		info[i].node = v[i].node;
+		info[i].session = v[i].session;
+		info[i].lkid = v[i].lkid;
+		info[i].granted = (char *)(v[i].gr == GES_NONE ? "" : ges_mode_name(v[i].gr));
+		info[i].requested = (char *)(v[i].rq == GES_NONE ? "" : ges_mode_name(v[i].rq));
+		info[i].queue = (char *)qn[v[i].queue];
+		info[i].lost = v[i].lost;
+		info[i].waited_ms = v[i].wait_since_ms && now > v[i].wait_since_ms ? now - v[i].wait_since_ms : 0;
+		infop[i] = &info[i];
+	}
+	r.locks = infop;
+	r.n_locks = (size_t)shown;
+	if (n >= 0) {
+		r.lvb.data = lvb;
+		r.lvb.len = LVB_LEN;
+		r.lvb_valid = valid;
+	}
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_RESOURCE;
+	resp.ges_resource = &r;
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+}
+
+static const struct coral_daemon_request lmdd_requests[] = {
+	{CORAL__CTL_REQUEST__BODY_GES_LOCK, false, h_lock},
+	{CORAL__CTL_REQUEST__BODY_GES_STATS, false, h_stats},
+	{CORAL__CTL_REQUEST__BODY_GES_RESOURCE, false, h_resource},
+};
+
+/* ---- lifecycle ------------------------------------------------------------------------- */
+
+static const struct coral_kit_def lmdd_kit = {
+	.port = CORAL_PORT_LMDD, .tick_ms = TICK_MS, .selfq = 4096, .waits = 4096,
+	.clock = kit_clock, .recv = kit_recv, .tick = on_tick,
+};
+
+static int lmdd_init(struct coral_daemon *d)
+{
+	struct lmdd *m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return CORAL_ENOMEM;
+	d->svc = m;
+	m->d = d;
+	m->self = (uint32_t)d->node->id;
+	m->cl = coral_cluster_sga(&d->sga);
+	m->map = coral_grd_map_sga(&d->sga);
+	m->dir = coral_grd_dir_sga(&d->sga, "grd_dir");
+	m->cache = coral_cache_sga(&d->sga);
+	if (!m->cl || !m->map || !m->dir || !m->cache) {
+		log_error("the SGA has no cluster, grd_map, grd_dir or cache section: restart the node");
+		return CORAL_EVERSION;
+	}
+	m->own = calloc(OWN_MAX, sizeof(*m->own));
+	struct ges_ops ops = {.done = core_done, .bast = core_bast, .arg = m};
+	m->core = ges_core_new(MASTER_RES, MASTER_LOCKS, LVB_LEN, &ops);
+	if (m->own == NULL || m->core == NULL)
+		return CORAL_ENOMEM;
+	/* lock ids are not reused by a later lmdd: they start at the clock */
+	m->next_seq = coral_now_real_ns() / 1000ull;
+	/* the losses counted before this lmdd started are not news to it */
+	for (uint32_t n = 0; n < CORAL_MAX_NODES; n++) {
+		m->lost_seen[n] = atomic_load(&m->dir->loss[n].seq);
+		m->done_seen[n] = atomic_load(&m->dir->loss[n].done);
+	}
+	int rc = coral_kit_init(&m->kit, d, &lmdd_kit, m);
+	if (rc != 0)
+		return rc;
+	return coral_kit_start(&m->kit, m);  /* the "core" the kit hands recv is lmdd itself */
+}
+
+static void lmdd_fini(struct coral_daemon *d)
+{
+	struct lmdd *m = d->svc;
+	if (m == NULL)
+		return;
+	coral_kit_fini(&m->kit);
+	ges_core_free(m->core);
+	free(m->own);
+	free(m);
+	d->svc = NULL;
+}
+
+static const struct coral_daemon_def lmdd_def = {
+	.id = CORAL_D_LMDD,
+	.service = "Global Enqueue Service: named locks in six modes, queues, value blocks (lmdd(8): what is not built yet)",
+	.service_ready = true,
+	.init = lmdd_init,
+	.fini = lmdd_fini,
+	.requests = lmdd_requests,
+	.nrequests = CORAL_ARRAY_LEN(lmdd_requests),
+	.min_clients = CORAL_CACHE_SESSIONS + 8,
+	.clients_limit = "the node's 1024 session slots and [lmdd] max_clients",
+};
+
+int main(int argc, char **argv)
+{
+	return coral_daemon_main(argc, argv, &lmdd_def);
+}

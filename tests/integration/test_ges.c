@@ -1,0 +1,161 @@
+/* Global enqueues on three real nodes, through libcoral as a database engine takes them: a
+ * lock waits on one node for an incompatible holder on another and is granted once it goes;
+ * no-queue and timeouts refuse; the value block goes down with a PW/EX holder and up with a
+ * grant; a conversion deadlock is refused to the later conversion, which keeps its mode; a
+ * session whose process dies has its locks released. coralctl ges resource and ges stats
+ * show it. */
+#include "harness.h"
+#include "coral_harness.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+TestSuite(ges, .init = NULL, .fini = cl_teardown, .timeout = 240);
+
+static void start_three(void)
+{
+	cl_prepare("ges", NULL);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_geq(wait_leader(15000, 0xE), 1);
+	cr_assert_gt(wait_full_map(3), 0, "the map of 3 nodes did not reach every node");
+}
+
+static struct coral_session *open_on(int node)
+{
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(cl.conf, node, "test", "test_ges", &s), 0, "%s", coral_session_error(s));
+	return s;
+}
+
+/* A child process whose session on `node` takes `name` in `mode` (flags, timeout) and, if
+ * granted, holds it until killed or hold_ms passes; its exit status is 0 granted, 1 held
+ * elsewhere (no-queue), 2 timed out, 3 deadlock, 9 anything else. The pipe says when it
+ * asked. */
+static pid_t lock_child(int node, const char *name, int mode, unsigned flags, int timeout_ms, int hold_ms)
+{
+	int ready[2];
+	cr_assert_eq(pipe(ready), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct coral_session *s;
+		if (coral_session_open(cl.conf, node, "test", "ges-child", &s) != 0)
+			_exit(9);
+		if (write(ready[1], "k", 1) != 1)
+			_exit(9);
+		uint64_t lk;
+		int rc = coral_lock(s, name, strlen(name), mode, flags, timeout_ms, &lk, NULL, NULL);
+		if (rc == 0 && hold_ms > 0)
+			usleep((useconds_t)hold_ms * 1000);
+		_exit(rc == 0 ? 0 : rc == CORAL_ERR_HELD ? 1 : rc == CORAL_ERR_TIMEDOUT ? 2 : rc == CORAL_ERR_DEADLOCK ? 3 : 9);
+	}
+	char k;
+	cr_assert_eq(read(ready[0], &k, 1), 1);
+	close(ready[0]);
+	close(ready[1]);
+	return pid;
+}
+
+/* The child's exit status once it ends within ms (-1: still running). */
+static int child_status(pid_t pid, int ms)
+{
+	int st;
+	for (int i = 0; i <= ms / 10; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
+		usleep(10000);
+	}
+	return -1;
+}
+
+Test(ges, a_lock_waits_for_an_incompatible_holder_on_another_node_then_is_granted)
+{
+	start_three();
+	struct coral_session *a = open_on(1);
+	uint64_t lk;
+	cr_assert_eq(coral_lock(a, "row-7", 5, CORAL_LOCK_EX, 0, 0, &lk, NULL, NULL), 0, "%s", coral_session_error(a));
+	pid_t b = lock_child(2, "row-7", CORAL_LOCK_PR, 0, 20000, 0);
+	cr_expect_eq(child_status(b, 500), -1, "node 2's PR was granted beside node 1's EX");
+	cr_expect_eq(run("%s -c %s -n 1 ges resource row-7", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	fprintf(stderr, "%s", res.out);
+	cr_expect(strstr(res.out, "waiting") != NULL, "coralctl does not show the waiting request: %s", res.out);
+	/* no-queue is refused at once; a timeout refuses after it */
+	pid_t c = lock_child(3, "row-7", CORAL_LOCK_CR, CORAL_LOCK_NOQUEUE, 0, 0);
+	cr_expect_eq(child_status(c, 5000), 1, "a no-queue request was not refused");
+	pid_t d = lock_child(3, "row-7", CORAL_LOCK_EX, 0, 300, 0);
+	cr_expect_eq(child_status(d, 5000), 2, "a request past its timeout was not refused");
+	cr_assert_eq(coral_unlock(a, lk, NULL), 0, "%s", coral_session_error(a));
+	cr_expect_eq(child_status(b, 5000), 0, "node 2's PR was not granted once node 1's EX went");
+	cr_expect_eq(coral_unlock(a, lk, NULL), CORAL_ERR_NOENT, "a lock unlocked twice");
+	coral_session_close(a);
+	cr_expect_eq(run("%s -c %s -n 1 --json ges stats", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	fprintf(stderr, "%s\n", res.out);
+}
+
+Test(ges, the_value_block_goes_down_with_the_writer_and_up_with_the_grant)
+{
+	start_three();
+	struct coral_session *a = open_on(1), *b = open_on(3);
+	uint64_t la, lb;
+	char v[CORAL_LVB_LEN] = "sequence 1000", got[CORAL_LVB_LEN];
+	int valid = 0;
+	cr_assert_eq(coral_lock(a, "seq-orders", 10, CORAL_LOCK_EX, CORAL_LOCK_VALBLK, 0, &la, got, &valid), 0, "%s",
+		     coral_session_error(a));
+	cr_expect(valid, "a fresh value block is not valid");
+	cr_assert_eq(coral_lock_convert(a, la, CORAL_LOCK_NL, CORAL_LOCK_VALBLK, 0, v, NULL, NULL), 0, "%s",
+		     coral_session_error(a));
+	cr_assert_eq(coral_lock(b, "seq-orders", 10, CORAL_LOCK_PR, CORAL_LOCK_VALBLK, 0, &lb, got, &valid), 0, "%s",
+		     coral_session_error(b));
+	cr_expect(valid && strcmp(got, "sequence 1000") == 0, "node 3 read '%.32s' (valid %d)", got, valid);
+	cr_expect_eq(coral_unlock(b, lb, NULL), 0);
+	cr_expect_eq(coral_unlock(a, la, NULL), 0);
+	coral_session_close(a);
+	coral_session_close(b);
+}
+
+Test(ges, a_conversion_deadlock_is_refused_to_the_later_one_which_keeps_its_mode)
+{
+	start_three();
+	struct coral_session *b = open_on(2);
+	uint64_t lb;
+	cr_assert_eq(coral_lock(b, "tab-9", 5, CORAL_LOCK_PR, 0, 0, &lb, NULL, NULL), 0, "%s", coral_session_error(b));
+	/* node 1 takes PR, then asks for EX in a child: it waits for node 2's PR */
+	int ready[2];
+	cr_assert_eq(pipe(ready), 0);
+	pid_t a = fork();
+	cr_assert_geq(a, 0);
+	if (a == 0) {
+		struct coral_session *s;
+		uint64_t lk;
+		if (coral_session_open(cl.conf, 1, "test", "ges-child", &s) != 0 ||
+		    coral_lock(s, "tab-9", 5, CORAL_LOCK_PR, 0, 0, &lk, NULL, NULL) != 0 || write(ready[1], "k", 1) != 1)
+			_exit(9);
+		int rc = coral_lock_convert(s, lk, CORAL_LOCK_EX, 0, 20000, NULL, NULL, NULL);
+		_exit(rc == 0 ? 0 : rc == CORAL_ERR_DEADLOCK ? 3 : 9);
+	}
+	char k;
+	cr_assert_eq(read(ready[0], &k, 1), 1, "node 1's PR was not granted");
+	usleep(300000);  /* its conversion is queued */
+	cr_expect_eq(coral_lock_convert(b, lb, CORAL_LOCK_EX, 0, 20000, NULL, NULL, NULL), CORAL_ERR_DEADLOCK, "%s",
+		     coral_session_error(b));
+	/* node 2 still holds PR: node 1 waits until it lets it go */
+	cr_expect_eq(child_status(a, 300), -1, "node 1's EX was granted beside node 2's PR");
+	cr_expect_eq(coral_unlock(b, lb, NULL), 0, "%s", coral_session_error(b));
+	cr_expect_eq(child_status(a, 5000), 0, "node 1's conversion was not granted once node 2's PR went");
+	coral_session_close(b);
+}
+
+Test(ges, a_dead_sessions_locks_are_released)
+{
+	start_three();
+	pid_t holder = lock_child(3, "row-1", CORAL_LOCK_EX, 0, 0, 600000);
+	usleep(500000);
+	kill(holder, SIGKILL);
+	waitpid(holder, NULL, 0);
+	struct coral_session *a = open_on(1);
+	uint64_t lk;
+	int rc = coral_lock(a, "row-1", 5, CORAL_LOCK_EX, 0, 15000, &lk, NULL, NULL);
+	cr_expect_eq(rc, 0, "the dead session's EX was not released: %s", coral_session_error(a));
+	coral_session_close(a);
+}

@@ -1,0 +1,113 @@
+/* coralctl ges stats|resource: global enqueues as lmdd sees them (over its socket): its
+ * counters as a master and as a requester, and one resource's queues at its master. */
+#include "coralctl.h"
+#include "errors.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int ges_stats(void)
+{
+	Coral__CtlResponse *resp = daemon_ask(CORAL_D_LMDD, CORAL__CTL_REQUEST__BODY_GES_STATS, CORAL__CTL_RESPONSE__BODY_GES_STATS);
+	if (resp == NULL)
+		return 1;
+	const Coral__GesStatsReply *r = resp->ges_stats;
+	if (ctx.json) {
+		json_t *j = json_object();
+		json_object_set_new(j, "node", json_integer((json_int_t)ctx.node->id));
+#define F(x) json_object_set_new(j, #x, json_integer((json_int_t)r->x))
+		F(requests); F(granted_now); F(queued); F(converts); F(unlocks); F(cancels); F(noqueue_refused);
+		F(timeouts); F(conv_deadlocks); F(demoted); F(basts); F(full); F(lvb_writes); F(lvb_invalidated);
+		F(sessions_gone); F(nodes_lost); F(locks_lost); F(resources); F(locks); F(own_locks); F(sent);
+		F(not_master); F(refused_msgs); F(basts_received);
+#undef F
+		print_json(j);
+	} else {
+		printf("node %lld: masters %u resources with %u locks; its sessions hold %u locks\n", (long long)ctx.node->id,
+		       r->resources, r->locks, r->own_locks);
+		printf("  as master: %llu requests (%llu granted at once, %llu queued), %llu conversions, %llu unlocks, "
+		       "%llu cancels\n", (unsigned long long)r->requests, (unsigned long long)r->granted_now,
+		       (unsigned long long)r->queued, (unsigned long long)r->converts, (unsigned long long)r->unlocks,
+		       (unsigned long long)r->cancels);
+		printf("  refused: %llu no-queue, %llu timed out, %llu conversion deadlocks (%llu taken down to NL), %llu "
+		       "with the tables full\n", (unsigned long long)r->noqueue_refused, (unsigned long long)r->timeouts,
+		       (unsigned long long)r->conv_deadlocks, (unsigned long long)r->demoted, (unsigned long long)r->full);
+		printf("  blocking notifications: %llu sent, %llu received; value blocks: %llu written, %llu made invalid\n",
+		       (unsigned long long)r->basts, (unsigned long long)r->basts_received,
+		       (unsigned long long)r->lvb_writes, (unsigned long long)r->lvb_invalidated);
+		printf("  losses: %llu sessions, %llu nodes (%llu locks held for recovery); messages: %llu sent, %llu "
+		       "answered 'not the master', %llu refused\n", (unsigned long long)r->sessions_gone,
+		       (unsigned long long)r->nodes_lost, (unsigned long long)r->locks_lost, (unsigned long long)r->sent,
+		       (unsigned long long)r->not_master, (unsigned long long)r->refused_msgs);
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+int run_ges_stats(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return ges_stats();
+}
+
+/* The resource at this node's lmdd, or, when another node masters it, at that one's. */
+int run_ges_resource(int argc, char **argv)
+{
+	(void)argc;
+	const char *name = argv[0];
+	size_t len = strlen(name);
+	if (len == 0 || len > 64) {
+		fprintf(stderr, "coralctl: a resource name has 1 to 64 bytes\n");
+		return 2;
+	}
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__GesResourceRequest g = CORAL__GES_RESOURCE_REQUEST__INIT;
+	g.name.data = (uint8_t *)name;
+	g.name.len = len;
+	req.body_case = CORAL__CTL_REQUEST__BODY_GES_RESOURCE;
+	req.ges_resource = &g;
+	Coral__CtlResponse *resp = daemon_call(CORAL_D_LMDD, &req, CORAL__CTL_RESPONSE__BODY_GES_RESOURCE);
+	if (resp == NULL)
+		return 1;
+	uint32_t master = resp->ges_resource->master;
+	if (!resp->ges_resource->here && master != 0 && (int64_t)master != ctx.node->id) {
+		const struct coral_node_conf *mn = coral_conf_node_by_id(&ctx.conf, master);
+		if (mn != NULL) {
+			coral_ctl_response_free(resp);
+			ctx.node = mn;
+			resp = daemon_call(CORAL_D_LMDD, &req, CORAL__CTL_RESPONSE__BODY_GES_RESOURCE);
+			if (resp == NULL)
+				return 1;
+		}
+	}
+	const Coral__GesResourceReply *r = resp->ges_resource;
+	if (ctx.json) {
+		json_t *locks = json_array();
+		for (size_t i = 0; i < r->n_locks; i++) {
+			const Coral__GesLockInfo *l = r->locks[i];
+			json_array_append_new(locks, json_pack("{s:i, s:I, s:I, s:s, s:s, s:s, s:b, s:I}", "node", (int)l->node,
+							       "session", (json_int_t)l->session, "lkid", (json_int_t)l->lkid,
+							       "granted", l->granted, "requested", l->requested, "queue",
+							       l->queue, "lost", l->lost, "waited_ms", (json_int_t)l->waited_ms));
+		}
+		print_json(json_pack("{s:s, s:i, s:b, s:b, s:o}", "name", name, "master", (int)r->master, "known", r->here,
+				     "lvb_valid", r->lvb_valid, "locks", locks));
+	} else if (!r->here) {
+		printf("%s: mastered by node %u, which has no lock on it\n", name, r->master);
+	} else {
+		printf("%s: mastered by node %u, value block %s\n", name, r->master, r->lvb_valid ? "valid" : "NOT valid");
+		for (size_t i = 0; i < r->n_locks; i++) {
+			const Coral__GesLockInfo *l = r->locks[i];
+			printf("  %-10s node %u session %llu lock %llu: %s%s%s%s", l->queue, l->node,
+			       (unsigned long long)(l->session & 0xffffffffu), (unsigned long long)l->lkid,
+			       l->granted[0] ? l->granted : "-", l->requested[0] ? " -> " : "", l->requested,
+			       l->lost ? " (its node is lost: held until recovered)" : "");
+			if (l->waited_ms)
+				printf(", waiting %llu ms", (unsigned long long)l->waited_ms);
+			printf("\n");
+		}
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
