@@ -194,6 +194,17 @@ static void answer_session(struct lmdd *m, struct own *o, int code, int mode, co
 	coral_daemon_answer(m->d, w.conn, w.req_id, &resp);
 }
 
+/* Cancels the operation of o waiting at its master (the master refuses it: ECANCELED). */
+static void send_cancel(struct lmdd *m, const struct own *o)
+{
+	Coral__GesMsg g = CORAL__GES_MSG__INIT;
+	g.kind = GES_CANCEL;
+	g.lkid = o->lkid;
+	g.name.data = (uint8_t *)o->name;
+	g.name.len = o->len;
+	send_msg(m, o->master, &g);
+}
+
 /* A lock of a session that has gone: its waiting operation is cancelled, then what it
  * holds is unlocked; nothing is answered to anyone. */
 static void own_release(struct lmdd *m, struct own *o)
@@ -205,12 +216,7 @@ static void own_release(struct lmdd *m, struct own *o)
 		struct coral_wait w;
 		coral_kit_wait_take(&m->kit, o->cookie, &w);  /* its connection is gone */
 		o->cookie = 0;
-		Coral__GesMsg g = CORAL__GES_MSG__INIT;
-		g.kind = GES_CANCEL;
-		g.lkid = o->lkid;
-		g.name.data = o->name;
-		g.name.len = o->len;
-		send_msg(m, o->master, &g);
+		send_cancel(m, o);
 		return;  /* its refusal (ECANCELED) or grant comes back: then unlocked */
 	}
 	if (o->mode == GES_NONE) {
@@ -447,12 +453,7 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 	}
 	if (q->op == OP_CANCEL && o->cookie != 0) {
 		/* the waiting operation is answered by the master's refusal; this one at once */
-		Coral__GesMsg g = CORAL__GES_MSG__INIT;
-		g.kind = GES_CANCEL;
-		g.lkid = o->lkid;
-		g.name.data = o->name;
-		g.name.len = o->len;
-		send_msg(m, o->master, &g);
+		send_cancel(m, o);
 		struct coral_wait w;
 		if (coral_kit_wait_take(&m->kit, cookie, &w)) {
 			Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
