@@ -148,7 +148,9 @@ int coral_rollback(struct coral_session *s);
  * yet: use a timeout. A lock of a session whose process ends is released; one held by a
  * node that was lost stays until the node's redo has been recovered. The value block is
  * written by a PW or EX holder as it converts down or unlocks (CORAL_LOCK_VALBLK) and read
- * with a grant; it is not valid when a PW or EX holder was lost without writing it. */
+ * with a grant; it is not valid when a PW or EX holder was lost without writing it.
+ * Not yet: a lock granted before a node's loss or join (or a restart of lmdd) is not rebuilt
+ * at its resource's new master, and can be granted again there (lmdd(8), NOT BUILT YET). */
 #define CORAL_LOCK_NL 0
 #define CORAL_LOCK_CR 1
 #define CORAL_LOCK_CW 2
