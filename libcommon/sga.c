@@ -7,6 +7,7 @@
 #include "errors.h"
 #include "log.h"
 #include "cluster.h"
+#include "ges_own.h"
 #include "grd.h"
 #include "proc.h"
 #include "util.h"
@@ -28,6 +29,7 @@ static const struct coral_sga_subsys coral__registry[] = {
 	{"grd_held", coral_grd_held_sga_size, coral_grd_held_sga_init, coral_grd_dir_sga_fill},
 	{"cache", coral_cache_sga_size, coral_cache_sga_init, coral_cache_sga_fill},
 	{"redo", coral_redo_sga_size, coral_redo_sga_init, coral_redo_sga_fill},
+	{"ges_own", coral_ges_own_sga_size, coral_ges_own_sga_init, coral_ges_own_sga_fill},
 };
 
 const struct coral_sga_subsys *coral_sga_subsystems(size_t *n)

@@ -149,8 +149,8 @@ int coral_rollback(struct coral_session *s);
  * node that was lost stays until the node's redo has been recovered. The value block is
  * written by a PW or EX holder as it converts down or unlocks (CORAL_LOCK_VALBLK) and read
  * with a grant; it is not valid when a PW or EX holder was lost without writing it.
- * Not yet: a lock granted before a node's loss or join (or a restart of lmdd) is not rebuilt
- * at its resource's new master, and can be granted again there (lmdd(8), NOT BUILT YET). */
+ * When a node is lost or joins, or an lmdd restarts, the locks are put back at their
+ * resources' masters before anything is granted there (lmdd(8), REBUILD and RESTART). */
 #define CORAL_LOCK_NL 0
 #define CORAL_LOCK_CR 1
 #define CORAL_LOCK_CW 2

@@ -19,12 +19,17 @@ static int ges_stats(void)
 		F(requests); F(granted_now); F(queued); F(converts); F(unlocks); F(cancels); F(noqueue_refused);
 		F(timeouts); F(conv_deadlocks); F(demoted); F(basts); F(full); F(lvb_writes); F(lvb_invalidated);
 		F(sessions_gone); F(nodes_lost); F(locks_lost); F(resources); F(locks); F(own_locks); F(sent);
-		F(not_master); F(refused_msgs); F(basts_received);
+		F(not_master); F(refused_msgs); F(basts_received); F(rebuilt); F(dropped); F(map_version);
+		json_object_set_new(j, "held", json_boolean(r->held));
 #undef F
 		print_json(j);
 	} else {
 		printf("node %lld: masters %u resources with %u locks; its sessions hold %u locks\n", (long long)ctx.node->id,
 		       r->resources, r->locks, r->own_locks);
+		printf("  map version %llu: %s; %llu locks put back here by their holders after the map moved, %llu "
+		       "resources given up to their new masters\n", (unsigned long long)r->map_version,
+		       r->held ? "REBUILDING (nothing granted until every member has put its locks back)" : "granting",
+		       (unsigned long long)r->rebuilt, (unsigned long long)r->dropped);
 		printf("  as master: %llu requests (%llu granted at once, %llu queued), %llu conversions, %llu unlocks, "
 		       "%llu cancels\n", (unsigned long long)r->requests, (unsigned long long)r->granted_now,
 		       (unsigned long long)r->queued, (unsigned long long)r->converts, (unsigned long long)r->unlocks,

@@ -47,6 +47,7 @@ struct ges_core {
 	uint32_t res_buckets, lock_buckets;  /* powers of two */
 	struct res **res_tab;
 	struct lock **lock_tab;
+	bool held;            /* a rebuild under way: nothing is granted */
 	struct ges_stats st;
 };
 
@@ -378,6 +379,8 @@ static void send_basts(struct ges_core *c, struct res *r)
  * conversion does. Conversion deadlocks are ended as they are found. */
 static void grant_pending(struct ges_core *c, struct res *r)
 {
+	if (c->held)
+		return;
 	for (;;) {
 		bool changed = false;
 		while (r->q[GES_Q_CONVERT].head) {
@@ -441,8 +444,8 @@ int ges_request(struct ges_core *c, uint32_t node, uint64_t session, uint64_t lk
 		c->st.full++;
 		return CORAL_EFULL;
 	}
-	bool now = (flags & GES_F_EXPEDITE) ||
-		   (r->q[GES_Q_CONVERT].n == 0 && r->q[GES_Q_WAIT].n == 0 && fits_granted(r, NULL, mode));
+	bool now = !c->held && ((flags & GES_F_EXPEDITE) ||
+				(r->q[GES_Q_CONVERT].n == 0 && r->q[GES_Q_WAIT].n == 0 && fits_granted(r, NULL, mode)));
 	if (!now && (flags & GES_F_NOQUEUE)) {
 		c->st.noqueue_refused++;
 		res_maybe_free(c, r);
@@ -499,8 +502,8 @@ int ges_convert(struct ges_core *c, uint32_t node, uint64_t lkid, int mode, uint
 	l->flags = flags | (l->flags & GES_F_VALBLK);
 	write_lvb(c, l, mode, lvb);
 	/* down: at once; up: at once if it fits, unless it was asked to queue behind others */
-	bool now = not_stronger(mode, l->gr) ||
-		   (fits_granted(r, l, mode) && !((flags & GES_F_QUECVT) && r->q[GES_Q_CONVERT].n > 0));
+	bool now = !c->held && (not_stronger(mode, l->gr) ||
+				(fits_granted(r, l, mode) && !((flags & GES_F_QUECVT) && r->q[GES_Q_CONVERT].n > 0)));
 	if (now) {
 		l->gr = (int8_t)mode;
 		l->bast = GES_NONE;
@@ -667,6 +670,83 @@ void ges_node_recovered(struct ges_core *c, uint32_t node, uint64_t now_ms)
 	(void)now_ms;
 	struct who w = {node, 0, true};
 	each_lock(c, node_recovered_one, &w);
+}
+
+/* ---- the rebuild ------------------------------------------------------------------------ */
+
+void ges_hold(struct ges_core *c, bool hold)
+{
+	bool was = c->held;
+	c->held = hold;
+	if (was && !hold)
+		for (uint32_t b = 0; b < c->res_buckets; b++)
+			for (struct res *r = c->res_tab[b]; r; r = r->hnext)
+				grant_pending(c, r);
+}
+
+bool ges_held(const struct ges_core *c) { return c->held; }
+
+int ges_rebuild(struct ges_core *c, uint32_t node, uint64_t session, uint64_t lkid, const void *name, size_t len,
+		int gr, int rq, uint32_t flags, uint64_t now_ms)
+{
+	if (name == NULL || len == 0 || len > GES_NAME_MAX || (gr != GES_NONE && !valid_mode(gr)) ||
+	    (rq != GES_NONE && !valid_mode(rq)) || (gr == GES_NONE && rq == GES_NONE) || (flags & ~GES_F_ALL))
+		return CORAL_EINVAL;
+	if (lock_find(c, node, lkid) != NULL)
+		return CORAL_EEXIST;
+	if (c->nlocks >= c->max_locks) {
+		c->st.full++;
+		return CORAL_EFULL;
+	}
+	bool fresh = res_find(c, name, len) == NULL;
+	struct res *r = res_get(c, name, len);
+	if (r == NULL) {
+		c->st.full++;
+		return CORAL_EFULL;
+	}
+	if (fresh) {
+		r->lvb_valid = false;  /* the value stayed with the old master */
+		r->lvb_written = true;
+	}
+	struct lock *l = calloc(1, sizeof(*l));
+	if (l == NULL) {
+		res_maybe_free(c, r);
+		return CORAL_ENOMEM;
+	}
+	l->node = node;
+	l->session = session;
+	l->lkid = lkid;
+	l->gr = (int8_t)gr;
+	l->rq = (int8_t)rq;
+	l->bast = GES_NONE;
+	l->flags = flags;
+	l->res = r;
+	l->queue = gr == GES_NONE ? GES_Q_WAIT : rq == GES_NONE ? GES_Q_GRANTED : GES_Q_CONVERT;
+	if (rq != GES_NONE)
+		l->since_ms = now_ms ? now_ms : 1;
+	q_append(&r->q[l->queue], l);
+	uint32_t b = lock_hash(node, lkid) & (c->lock_buckets - 1);
+	l->hnext = c->lock_tab[b];
+	c->lock_tab[b] = l;
+	c->nlocks++;
+	c->st.rebuilt++;
+	return 0;
+}
+
+void ges_drop(struct ges_core *c, bool (*keep)(void *arg, const uint8_t *name, size_t len), void *arg)
+{
+	for (uint32_t b = 0; b < c->res_buckets; b++)
+		for (struct res *r = c->res_tab[b], *rn; r; r = rn) {
+			rn = r->hnext;
+			if (keep(arg, r->name, r->len))
+				continue;
+			for (int q = GES_Q_GRANTED; q <= GES_Q_WAIT; q++)
+				while (r->q[q].head)
+					lock_free(c, r->q[q].head);
+			r->lvb_written = false;
+			res_maybe_free(c, r);
+			c->st.dropped++;
+		}
 }
 
 /* ---- views and checks ------------------------------------------------------------------ */

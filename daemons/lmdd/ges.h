@@ -73,7 +73,7 @@ struct ges_ops {
 struct ges_stats {
 	uint64_t requests, granted_now, queued, converts, unlocks, cancels, noqueue_refused;
 	uint64_t timeouts, conv_deadlocks, demoted, basts, full, lvb_writes, lvb_invalidated;
-	uint64_t sessions_gone, nodes_lost, locks_lost;
+	uint64_t sessions_gone, nodes_lost, locks_lost, rebuilt, dropped;
 };
 
 struct ges_core;
@@ -116,6 +116,22 @@ void ges_session_gone(struct ges_core *c, uint32_t node, uint64_t session, uint6
  * or EX hold makes the value block invalid. */
 void ges_node_lost(struct ges_core *c, uint32_t node, uint64_t now_ms);
 void ges_node_recovered(struct ges_core *c, uint32_t node, uint64_t now_ms);
+
+/* The rebuild after grdd's map moved resources to this node (lmdd(8), REBUILD): while held,
+ * nothing is granted (requests and conversions queue, NOQUEUE ones are refused), so that
+ * no lock is granted before every holder has told the new master what it holds. */
+void ges_hold(struct ges_core *c, bool hold);
+bool ges_held(const struct ges_core *c);
+/* A lock a requester says it holds (gr) or waits for (rq), as its old master had it, put
+ * back on its resource's queues as it was (no grant, no check against the others: they
+ * were granted together); a resource made so has a value block that is not valid (its
+ * value stayed with the old master). 0, CORAL_EEXIST (known already), CORAL_EFULL,
+ * CORAL_EINVAL. */
+int ges_rebuild(struct ges_core *c, uint32_t node, uint64_t session, uint64_t lkid, const void *name, size_t len,
+		int gr, int rq, uint32_t flags, uint64_t now_ms);
+/* Every resource for which keep() says false goes, with its locks, and nothing is told:
+ * their holders rebuild them at their new masters. */
+void ges_drop(struct ges_core *c, bool (*keep)(void *arg, const uint8_t *name, size_t len), void *arg);
 
 const struct ges_stats *ges_core_stats(const struct ges_core *c);
 uint32_t ges_core_resources(const struct ges_core *c);

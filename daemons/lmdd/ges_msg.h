@@ -15,7 +15,10 @@
 
 #define GES_NET_MSG CORAL_NET_APP     /* the one interconnect message type lmdd uses */
 
-enum ges_kind { GES_REQUEST = 1, GES_CONVERT, GES_UNLOCK, GES_CANCEL, GES_ANSWER, GES_BAST, GES_NKINDS };
+enum ges_kind {
+	GES_REQUEST = 1, GES_CONVERT, GES_UNLOCK, GES_CANCEL, GES_ANSWER, GES_BAST, GES_REBUILD, GES_REBUILD_DONE,
+	GES_NKINDS
+};
 const char *ges_kind_name(int kind);
 
 /* The message, or NULL (refused: counted in *refused). Free with ges_msg_free. */

@@ -10,6 +10,7 @@
 #include "ges_msg.h"
 
 #include "bufcache.h"
+#include "ges_own.h"
 #include "cluster.h"
 #include "ctl.h"
 #include "daemon.h"
@@ -20,12 +21,13 @@
 #include "util.h"
 
 #include <stdatomic.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define TICK_MS 10
-#define OWN_MAX 16384          /* this node's sessions' locks at once */
+#define OWN_MAX CORAL_GES_OWN_MAX
 #define MASTER_RES 65536       /* resources mastered here */
 #define MASTER_LOCKS 262144    /* locks on them */
 #define LVB_LEN GES_MSG_LVB
@@ -34,24 +36,8 @@
 
 enum { OP_LOCK = 1, OP_CONVERT, OP_UNLOCK, OP_CANCEL };
 
-/* A lock of this node's sessions. */
-struct own {
-	bool used;
-	uint64_t lkid;
-	uint32_t session, slot;
-	uint8_t name[GES_NAME_MAX];
-	uint8_t len;
-	int mode;              /* granted (GES_NONE: not yet) */
-	uint32_t master;       /* where it was last sent */
-	/* the session's request waiting for the master's answer (cookie 0: none) */
-	uint64_t cookie;
-	uint32_t op, want, flags, timeout_ms;
-	uint8_t lvb[LVB_LEN];
-	bool has_lvb;
-	uint64_t resend_ms;    /* asked again then (0: not) */
-	uint32_t resends;
-	bool dying;            /* its session is gone (or never heard of it): being released */
-};
+/* A lock of this node's sessions: in the SGA (ges_own.h), so that a restarted lmdd has them. */
+#define own coral_ges_own_lock
 
 struct lmdd {
 	struct coral_daemon *d;
@@ -62,14 +48,25 @@ struct lmdd {
 	struct coral_grd_map_sga *map;
 	struct coral_grd_dir *dir;
 	struct coral_cache *cache;
+	struct coral_ges_own *ownsec;  /* the SGA's: locks, their count, the next lock id */
 	struct own *own;
-	uint32_t nown;
-	uint64_t next_seq;
+	uint64_t instance;             /* this lmdd's, told to the others with REBUILD_DONE */
+	bool restarted;                /* an lmdd served before this one: every lock is put back */
 	uint64_t lost_seen[CORAL_MAX_NODES], done_seen[CORAL_MAX_NODES];
+	/* the rebuild (lmdd(8), REBUILD): the map version it is for, the members that must say
+	 * they have rebuilt, and the newest version each has said so for */
+	uint64_t map_seen;
+	uint32_t ring[CORAL_MAX_NODES], nring;
+	uint64_t done_from[CORAL_MAX_NODES + 1];
+	uint64_t inst_from[CORAL_MAX_NODES + 1];  /* the instance of each node's lmdd, as last told */
+	uint64_t held_since_ms;
+	uint64_t rebuild_to;           /* nodes (bit id-1) still owed this node's locks and word */
+	uint64_t done_sent_ms;
 	uint64_t sent, not_master, refused_msgs, basts_received;
 };
 
 static uint64_t now_ms(void) { return coral_now_mono_ns() / 1000000ull; }
+static uint64_t bit(uint32_t n) { return 1ull << (n - 1); }
 
 /* The master of a resource name: its bucket in grdd's map, as for blocks (a hash of the
  * name into a resource id of its own type). */
@@ -88,17 +85,19 @@ static uint32_t master_of(const struct lmdd *m, const uint8_t *name, size_t len,
 	return w.master;
 }
 
-static void send_msg(struct lmdd *m, uint32_t to, const Coral__GesMsg *g)
+static int send_msg(struct lmdd *m, uint32_t to, const Coral__GesMsg *g)
 {
 	uint8_t stack[512];
 	size_t len;
 	uint8_t *buf = ges_msg_pack(g, stack, sizeof(stack), &len);
 	if (buf == NULL)
-		return;
-	if (coral_kit_send(&m->kit, to, GES_NET_MSG, buf, len) == 0)
+		return CORAL_ENOMEM;
+	int rc = coral_kit_send(&m->kit, to, GES_NET_MSG, buf, len);
+	if (rc == 0)
 		m->sent++;
 	if (buf != stack)
 		free(buf);
+	return rc;
 }
 
 /* ---- own locks ------------------------------------------------------------------------- */
@@ -112,15 +111,15 @@ static struct own *own_find(struct lmdd *m, uint64_t lkid)
 static struct own *own_new(struct lmdd *m)
 {
 	for (uint32_t k = 0; k < OWN_MAX; k++) {
-		uint64_t seq = m->next_seq++;
+		uint64_t seq = m->ownsec->next_seq++;
 		uint64_t lkid = seq * OWN_MAX + (seq % OWN_MAX);
 		struct own *o = &m->own[lkid % OWN_MAX];
 		if (!o->used) {
 			memset(o, 0, sizeof(*o));
 			o->used = true;
 			o->lkid = lkid;
-			o->mode = GES_NONE;
-			m->nown++;
+			o->mode = (int8_t)GES_NONE;
+			m->ownsec->nused++;
 			return o;
 		}
 	}
@@ -130,7 +129,7 @@ static struct own *own_new(struct lmdd *m)
 static void own_free(struct lmdd *m, struct own *o)
 {
 	o->used = false;
-	m->nown--;
+	m->ownsec->nused--;
 }
 
 /* Sends the session's operation on o to the resource's master. */
@@ -205,21 +204,33 @@ static void send_cancel(struct lmdd *m, const struct own *o)
 	send_msg(m, o->master, &g);
 }
 
-/* A lock of a session that has gone: its waiting operation is cancelled, then what it
- * holds is unlocked; nothing is answered to anyone. */
+/* A lock nobody will use any more (its session ended, its grant came to nobody, or its
+ * operation was under way when the lmdd before this one died): unlocked at its master,
+ * cancelled first if it is still queued there (on_answer), and forgotten then; nothing is
+ * answered to anyone. */
 static void own_release(struct lmdd *m, struct own *o)
 {
-	o->dying = true;
-	o->has_lvb = false;
+	o->dying = 1;
+	o->has_lvb = 0;
 	o->resend_ms = 0;
 	if (o->cookie != 0) {
 		struct coral_wait w;
 		coral_kit_wait_take(&m->kit, o->cookie, &w);  /* its connection is gone */
 		o->cookie = 0;
-		send_cancel(m, o);
-		return;  /* its refusal (ECANCELED) or grant comes back: then unlocked */
 	}
-	if (o->mode == GES_NONE) {
+	o->op = OP_UNLOCK;
+	own_send(m, o);
+}
+
+/* A released lock's answers: its unlock done (or nothing there to unlock) ends it; queued,
+ * it is cancelled, and whatever that ends in is unlocked again. */
+static void dying_answer(struct lmdd *m, struct own *o, const Coral__GesMsg *g)
+{
+	if (g->op == GES_UNLOCK && g->code == CORAL_EBUSY) {
+		send_cancel(m, o);
+		return;
+	}
+	if (g->op == GES_UNLOCK) {
 		own_free(m, o);
 		return;
 	}
@@ -246,6 +257,10 @@ static void on_answer(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 		o->resend_ms = now_ms() + RESEND_MS / 10;
 		return;
 	}
+	if (o->dying) {
+		dying_answer(m, o, g);
+		return;
+	}
 	bool gone = false;
 	if (code == 0 && (o->op == OP_LOCK || o->op == OP_CONVERT))
 		o->mode = (int)g->mode;
@@ -255,13 +270,6 @@ static void on_answer(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 		gone = true;  /* never granted */
 	else if (code != 0 && o->op == OP_CONVERT && g->demoted)
 		o->mode = GES_NL;  /* refused, and taken down to NL meanwhile */
-	if (o->dying) {
-		if (gone)
-			own_free(m, o);
-		else if (o->op != OP_UNLOCK || code != 0)
-			own_release(m, o);  /* granted or refused: what it holds is unlocked */
-		return;
-	}
 	const uint8_t *lvb = g->lvb.len == LVB_LEN ? g->lvb.data : NULL;
 	answer_session(m, o, code, o->mode, lvb, g->lvb_valid, g->demoted);
 	if (gone)
@@ -323,6 +331,22 @@ static void on_request(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 	send_msg(m, from, &a);
 }
 
+static void on_done(struct lmdd *m, uint32_t from, const Coral__GesMsg *g);
+static int send_rebuild(struct lmdd *m, struct own *o);
+static int send_done(struct lmdd *m, uint32_t to);
+
+/* A holder's lock, put back at this master after the map moved its resource here. */
+static void on_rebuild(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
+{
+	int gr = g->granted ? (int)g->granted - 1 : GES_NONE, rq = g->want ? (int)g->want - 1 : GES_NONE;
+	int rc = ges_rebuild(m->core, from, g->session, g->lkid, g->name.data, g->name.len, gr, rq, g->flags, now_ms());
+	if (rc != 0 && rc != CORAL_EEXIST) {
+		m->refused_msgs++;
+		log_warn("a lock of node %u (%llu) could not be put back on %.*s: %s", from, (unsigned long long)g->lkid,
+			 (int)g->name.len, (const char *)g->name.data, coral_strerror(rc));
+	}
+}
+
 static void kit_recv(void *core, uint32_t from, uint8_t type, const uint8_t *data, size_t len)
 {
 	struct lmdd *m = core;
@@ -341,6 +365,12 @@ static void kit_recv(void *core, uint32_t from, uint8_t type, const uint8_t *dat
 		break;
 	case GES_BAST:
 		m->basts_received++;
+		break;
+	case GES_REBUILD:
+		on_rebuild(m, from, g);
+		break;
+	case GES_REBUILD_DONE:
+		on_done(m, from, g);
 		break;
 	default:
 		m->refused_msgs++;
@@ -376,6 +406,178 @@ static void check_losses(struct lmdd *m)
 	}
 }
 
+/* This node has put back its locks for its map version (and which lmdd it is). */
+static int send_done(struct lmdd *m, uint32_t to)
+{
+	Coral__GesMsg d = CORAL__GES_MSG__INIT;
+	d.kind = GES_REBUILD_DONE;
+	d.map_version = m->map_seen;
+	d.lkid = m->instance;
+	return send_msg(m, to, &d);
+}
+
+/* A member says it has put back its locks for a map version. One whose lmdd is new to this
+ * node (it restarted: the queues it mastered are gone) gets back every lock of this node's
+ * sessions it masters; one this node has not told yet, this node's own word. */
+static void on_done(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
+{
+	if (from < 1 || from > CORAL_MAX_NODES)
+		return;
+	bool restarted = m->inst_from[from] != 0 && m->inst_from[from] != g->lkid;
+	bool first = m->inst_from[from] != g->lkid;
+	m->inst_from[from] = g->lkid;
+	if (restarted || g->map_version > m->done_from[from])
+		m->done_from[from] = g->map_version;
+	if (restarted && from != m->self)
+		log_notice("node %u's lmdd restarted: the locks of this node's sessions it masters are put back there",
+			   from);
+	if (first && from != m->self)
+		m->rebuild_to |= bit(from);  /* its queues may be new: this node's locks there, and its word */
+}
+
+static bool keep_mine(void *arg, const uint8_t *name, size_t len)
+{
+	struct lmdd *m = arg;
+	return master_of(m, name, len, NULL) == m->self;
+}
+
+/* Tells the new master of o's resource what o holds and waits for. */
+static int send_rebuild(struct lmdd *m, struct own *o)
+{
+	Coral__GesMsg g = CORAL__GES_MSG__INIT;
+	g.kind = GES_REBUILD;
+	g.name.data = o->name;
+	g.name.len = o->len;
+	g.lkid = o->lkid;
+	g.session = (uint64_t)o->slot << 32 | o->session;
+	g.flags = o->flags;
+	g.granted = o->mode == GES_NONE ? 0 : (uint32_t)o->mode + 1;
+	bool waiting = (o->cookie != 0 || o->orphan) && (o->op == OP_LOCK || o->op == OP_CONVERT);
+	g.want = waiting ? o->want + 1 : 0;
+	g.map_version = m->map_seen;
+	return g.granted || g.want ? send_msg(m, o->master, &g) : 0;
+}
+
+/* What this node owes each node in rebuild_to: every lock of its sessions mastered there
+ * (one it already has says so and is left alone; one being released is not sent, it could
+ * come back after its unlock), then its word for the map version. Kept owed while the
+ * interconnect refuses a message (not up yet, or the peer's connection down): asked again
+ * at the next tick, so that no lock is missing where a master starts granting. */
+static void flush_rebuilds(struct lmdd *m)
+{
+	if (m->rebuild_to == 0 || m->kit.net == NULL || m->map_seen == 0)
+		return;
+	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
+		if (!(m->rebuild_to & bit(n)))
+			continue;
+		int rc = 0;
+		for (uint32_t k = 0; k < OWN_MAX && m->ownsec->nused && rc == 0; k++) {
+			struct own *o = &m->own[k];
+			if (o->used && !o->dying && o->master == n && !(o->op == OP_UNLOCK && o->cookie != 0))
+				rc = send_rebuild(m, o);
+		}
+		if (rc == 0)
+			rc = send_done(m, n);
+		if (rc == 0)
+			m->rebuild_to &= ~bit(n);
+	}
+}
+
+/* grdd's map moved on: what this node no longer masters goes (its holders put it back at
+ * the new master), nothing is granted here until every member has said it has put back
+ * its locks for this version (and no lost node's recovery is pending), and this node's
+ * sessions' locks whose master changed are put back at their new masters. */
+static void check_map(struct lmdd *m)
+{
+	uint64_t v;
+	uint32_t ring[CORAL_MAX_NODES], nring;
+	uint32_t seq;
+	do {
+		seq = coral_seq_read_begin(&m->map->seq);
+		v = m->map->version;
+		nring = m->map->nmembers < CORAL_MAX_NODES ? m->map->nmembers : CORAL_MAX_NODES;
+		memcpy(ring, m->map->members, nring * sizeof(ring[0]));
+	} while (coral_seq_read_retry(&m->map->seq, seq));
+	if (v == 0 || v == m->map_seen || m->kit.net == NULL)
+		return;  /* (before the interconnect is up, nothing could be put back) */
+	m->map_seen = v;
+	m->nring = nring;
+	memcpy(m->ring, ring, sizeof(ring));
+	ges_drop(m->core, keep_mine, m);
+	if (!ges_held(m->core))
+		m->held_since_ms = now_ms();
+	ges_hold(m->core, true);
+	bool all = m->restarted;  /* the first map after a restart: every lock is put back */
+	m->restarted = false;
+	for (uint32_t k = 0; k < OWN_MAX && m->ownsec->nused; k++) {
+		struct own *o = &m->own[k];
+		if (!o->used)
+			continue;
+		uint32_t nm = master_of(m, o->name, o->len, NULL);
+		if (all) {
+			o->master = nm;
+			if (nm == 0)
+				continue;
+			if (o->dying || o->orphan) {
+				/* put back as it was, then released (its session's call is over) */
+				o->dying = 0;
+				send_rebuild(m, o);
+				o->orphan = 0;
+				own_release(m, o);
+			}
+			continue;
+		}
+		if (o->dying || nm == o->master)
+			continue;
+		o->master = nm;
+		if (nm == 0)
+			continue;
+		if (o->cookie != 0 && o->op == OP_UNLOCK) {
+			/* whether the old master had done it or not, the lock is gone now */
+			answer_session(m, o, 0, GES_NONE, NULL, false, false);
+			own_free(m, o);
+			continue;
+		}
+	}
+	for (uint32_t i = 0; i < nring; i++)
+		if (ring[i] >= 1 && ring[i] <= CORAL_MAX_NODES)
+			m->rebuild_to |= bit(ring[i]);
+	flush_rebuilds(m);
+}
+
+/* The rebuild is over once every member of the map has put back its locks for it and no
+ * lost node waits for its recovery (its locks, which nobody can put back, count as held
+ * until then). */
+static void check_rebuilt(struct lmdd *m)
+{
+	if (!ges_held(m->core))
+		return;
+	bool silent = false;
+	uint64_t now = now_ms();
+	for (uint32_t i = 0; i < m->nring; i++) {
+		uint32_t n = m->ring[i];
+		if (n >= 1 && n <= CORAL_MAX_NODES && m->done_from[n] < m->map_seen) {
+			silent = true;
+			if (now - m->done_sent_ms >= 500)
+				m->rebuild_to |= bit(n);  /* our word may not have reached it: it answers ours */
+		}
+	}
+	if (silent) {
+		if (now - m->done_sent_ms >= 500)
+			m->done_sent_ms = now;
+		return;
+	}
+	for (uint32_t n = 0; n < CORAL_MAX_NODES; n++) {
+		struct coral_grd_loss *L = &m->dir->loss[n];
+		uint64_t seq = atomic_load(&L->seq);
+		if (seq != 0 && atomic_load(&L->done) != seq)
+			return;
+	}
+	ges_hold(m->core, false);
+	log_info("map version %llu: every member has put its locks back; granting again after %llu ms",
+		 (unsigned long long)m->map_seen, (unsigned long long)(now_ms() - m->held_since_ms));
+}
+
 static void on_tick(void *arg, const struct coral_cluster_view *v)
 {
 	(void)v;
@@ -383,7 +585,10 @@ static void on_tick(void *arg, const struct coral_cluster_view *v)
 	uint64_t now = now_ms();
 	ges_tick(m->core, now);
 	check_losses(m);
-	for (uint32_t k = 0; k < OWN_MAX && m->nown; k++) {
+	check_map(m);
+	check_rebuilt(m);
+	flush_rebuilds(m);
+	for (uint32_t k = 0; k < OWN_MAX && m->ownsec->nused; k++) {
 		struct own *o = &m->own[k];
 		if (!o->used)
 			continue;
@@ -501,11 +706,15 @@ static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	r.locks_lost = s->locks_lost;
 	r.resources = ges_core_resources(m->core);
 	r.locks = ges_core_locks(m->core);
-	r.own_locks = m->nown;
+	r.own_locks = m->ownsec->nused;
 	r.sent = m->sent;
 	r.not_master = m->not_master;
 	r.refused_msgs = m->refused_msgs;
 	r.basts_received = m->basts_received;
+	r.rebuilt = s->rebuilt;
+	r.dropped = s->dropped;
+	r.held = ges_held(m->core);
+	r.map_version = m->map_seen;
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_STATS;
 	resp.ges_stats = &r;
@@ -587,13 +796,41 @@ static int lmdd_init(struct coral_daemon *d)
 		log_error("the SGA has no cluster, grd_map, grd_dir or cache section: restart the node");
 		return CORAL_EVERSION;
 	}
-	m->own = calloc(OWN_MAX, sizeof(*m->own));
+	m->ownsec = coral_ges_own_sga(&d->sga);
+	if (m->ownsec == NULL) {
+		log_error("the SGA has no ges_own section: restart the node");
+		return CORAL_EVERSION;
+	}
+	m->own = m->ownsec->locks;
 	struct ges_ops ops = {.done = core_done, .bast = core_bast, .arg = m};
 	m->core = ges_core_new(MASTER_RES, MASTER_LOCKS, LVB_LEN, &ops);
-	if (m->own == NULL || m->core == NULL)
+	if (m->core == NULL)
 		return CORAL_ENOMEM;
-	/* lock ids are not reused by a later lmdd: they start at the clock */
-	m->next_seq = coral_now_real_ns() / 1000ull;
+	m->instance = coral_now_real_ns();
+	if (m->ownsec->next_seq == 0)
+		m->ownsec->next_seq = coral_now_real_ns() / 1000ull;
+	/* an lmdd served before this one: what it was doing for the sessions is over (their
+	 * calls ended with its connections); the locks are put back at their masters with the
+	 * first map (check_map), waiting operations cancelled there */
+	m->restarted = m->ownsec->lmdd_pid != 0;
+	m->ownsec->lmdd_pid = (int32_t)getpid();
+	if (m->restarted) {
+		uint32_t n = 0;
+		for (uint32_t k = 0; k < OWN_MAX; k++) {
+			struct own *o = &m->own[k];
+			if (!o->used)
+				continue;
+			n++;
+			o->orphan = o->cookie != 0 && (o->op == OP_LOCK || o->op == OP_CONVERT);
+			if (o->cookie != 0 && o->op == OP_UNLOCK)
+				o->dying = 1;  /* unlocked again once put back */
+			o->cookie = 0;
+			o->resend_ms = 0;
+			o->resends = 0;
+		}
+		log_warn("an lmdd served before this one: its %u locks of this node's sessions are put back at their "
+			 "masters, and every node puts back the locks this node masters (lmdd(8), RESTART)", n);
+	}
 	/* the losses counted before this lmdd started are not news to it */
 	for (uint32_t n = 0; n < CORAL_MAX_NODES; n++) {
 		m->lost_seen[n] = atomic_load(&m->dir->loss[n].seq);
@@ -612,7 +849,6 @@ static void lmdd_fini(struct coral_daemon *d)
 		return;
 	coral_kit_fini(&m->kit);
 	ges_core_free(m->core);
-	free(m->own);
 	free(m);
 	d->svc = NULL;
 }

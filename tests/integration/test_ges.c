@@ -159,3 +159,134 @@ Test(ges, a_dead_sessions_locks_are_released)
 	cr_expect_eq(rc, 0, "the dead session's EX was not released: %s", coral_session_error(a));
 	coral_session_close(a);
 }
+
+/* The name of a resource node `want` masters (asked of node 1's lmdd). */
+static void name_mastered_by(int want, char *name, size_t n)
+{
+	for (int i = 0; i < 200; i++) {
+		snprintf(name, n, "row-%d", i);
+		char cmd[96];
+		snprintf(cmd, sizeof(cmd), "ges resource %s", name);
+		json_t *j = ctl_json(1, cmd);
+		cr_assert_not_null(j, "%s", res.out);
+		int master = (int)jint(j, "master");
+		json_decref(j);
+		if (master == want)
+			return;
+	}
+	cr_assert_fail("no resource of 200 is mastered by node %d", want);
+}
+
+/* Waits until no lmdd of nodes first..last holds its grants for a rebuild. */
+static void wait_rebuilt(int first, int last)
+{
+	for (int i = 0; i < 300; i++) {
+		bool all = true;
+		for (int n = first; n <= last && all; n++) {
+			json_t *j = ctl_json(n, "ges stats");
+			all = j && !json_is_true(json_object_get(j, "held"));
+			json_decref(j);
+		}
+		if (all)
+			return;
+		usleep(50000);
+	}
+	cr_assert_fail("a rebuild did not end");
+}
+
+/* Node 3 masters a lock node 1 holds in EX; node 3 is lost (kill -9 of everything): the
+ * new master gets the lock back from node 1 and grants nothing beside it (no-queue refused,
+ * a wait times out) until node 1 lets it go; node 3 comes back, the map moves again, and
+ * the lock is still held across that second rebuild. */
+Test(ges, a_lock_whose_master_is_lost_is_put_back_at_the_new_master)
+{
+	start_three();
+	char name[32];
+	name_mastered_by(3, name, sizeof(name));
+	struct coral_session *a = open_on(1);
+	uint64_t lk;
+	cr_assert_eq(coral_lock(a, name, strlen(name), CORAL_LOCK_EX, 0, 0, &lk, NULL, NULL), 0, "%s", coral_session_error(a));
+	run("kill -9 $(cat %s/node3/coral-node.pid) $(cat %s/node3/*.pid | sort -u) 2>/dev/null; true", cl.dir, cl.dir);
+	for (int i = 0; i < 50; i++) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		usleep(20000);
+	}
+	for (int i = 0; i < 300; i++) {
+		if (run("grep -q 'recovery of node 3: done' %s/node1/node.log && grep -q 'recovery of node 3: done' %s/node2/node.log",
+			cl.dir, cl.dir)->code == 0)
+			break;
+		usleep(100000);
+	}
+	wait_rebuilt(1, 2);
+	pid_t c = lock_child(2, name, CORAL_LOCK_EX, CORAL_LOCK_NOQUEUE, 0, 0);
+	cr_expect_eq(child_status(c, 5000), 1, "node 1's EX was forgotten with its lost master: granted again");
+	c = lock_child(2, name, CORAL_LOCK_PR, 0, 500, 0);
+	cr_expect_eq(child_status(c, 5000), 2, "node 1's EX was forgotten with its lost master: PR granted");
+	cr_expect_eq(run("%s -c %s -n 1 ges resource %s", CORALCTL, cl.conf, name)->code, 0, "%s", res.out);
+	fprintf(stderr, "%s", res.out);
+	/* node 3 again: the map moves its buckets back */
+	cr_assert_eq(run("%s -c %s start 3", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_gt(wait_full_map(3), 0, "node 3 did not join the map again");
+	wait_rebuilt(1, 3);
+	c = lock_child(3, name, CORAL_LOCK_EX, CORAL_LOCK_NOQUEUE, 0, 0);
+	cr_expect_eq(child_status(c, 5000), 1, "node 1's EX was forgotten when the map moved back");
+	pid_t w = lock_child(2, name, CORAL_LOCK_EX, 0, 20000, 0);
+	cr_expect_eq(child_status(w, 300), -1, "granted beside node 1's EX");
+	cr_expect_eq(coral_unlock(a, lk, NULL), 0, "%s", coral_session_error(a));
+	cr_expect_eq(child_status(w, 5000), 0, "node 2 was not granted the lock once node 1 let it go");
+	coral_session_close(a);
+	cr_expect_eq(run("%s -c %s -n 1 ges stats", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	fprintf(stderr, "%s", res.out);
+}
+
+/* Kills node n's lmdd and waits for the supervisor's new one. */
+static void restart_lmdd(int n)
+{
+	pid_t old = daemon_pid(n, "lmdd");
+	cr_assert_gt(old, 0);
+	kill(old, SIGKILL);
+	for (int i = 0; i < 100; i++) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		pid_t now = daemon_pid(n, "lmdd");
+		if (now > 0 && now != old)
+			return;
+		usleep(100000);
+	}
+	cr_assert_fail("node %d's lmdd was not restarted", n);
+}
+
+/* lmdd restarts, as master and as requester: node 1's session holds EX on a resource node 2
+ * masters and one node 1 masters; node 2's lmdd is killed (its queues are gone: node 1 puts
+ * its lock back there), then node 1's (its sessions' locks are in the SGA: it puts them all
+ * back); nobody else is granted either lock meanwhile, and node 1's session unlocks both by
+ * the ids it had. */
+Test(ges, locks_outlive_a_restart_of_lmdd_as_master_and_as_requester)
+{
+	start_three();
+	char n1[32], n2[32];
+	name_mastered_by(2, n2, sizeof(n2));
+	name_mastered_by(1, n1, sizeof(n1));
+	struct coral_session *a = open_on(1);
+	uint64_t l1, l2;
+	cr_assert_eq(coral_lock(a, n1, strlen(n1), CORAL_LOCK_EX, 0, 0, &l1, NULL, NULL), 0, "%s", coral_session_error(a));
+	cr_assert_eq(coral_lock(a, n2, strlen(n2), CORAL_LOCK_EX, 0, 0, &l2, NULL, NULL), 0, "%s", coral_session_error(a));
+	restart_lmdd(2);
+	wait_rebuilt(1, 3);
+	cr_expect_eq(child_status(lock_child(3, n2, CORAL_LOCK_EX, CORAL_LOCK_NOQUEUE, 0, 0), 5000), 1,
+		     "node 2's lmdd restarted and granted %s again", n2);
+	restart_lmdd(1);
+	wait_rebuilt(1, 3);
+	cr_expect_eq(child_status(lock_child(3, n1, CORAL_LOCK_EX, CORAL_LOCK_NOQUEUE, 0, 0), 5000), 1,
+		     "node 1's lmdd restarted and %s was granted again", n1);
+	cr_expect_eq(child_status(lock_child(3, n2, CORAL_LOCK_EX, CORAL_LOCK_NOQUEUE, 0, 0), 5000), 1,
+		     "node 1's lmdd restarted and %s was granted again", n2);
+	cr_expect_eq(coral_unlock(a, l1, NULL), 0, "%s", coral_session_error(a));
+	cr_expect_eq(coral_unlock(a, l2, NULL), 0, "%s", coral_session_error(a));
+	cr_expect_eq(child_status(lock_child(3, n2, CORAL_LOCK_EX, CORAL_LOCK_NOQUEUE, 0, 0), 5000), 0,
+		     "%s not granted once unlocked", n2);
+	coral_session_close(a);
+	run("grep -h 'lmdd restarted\\|an lmdd served before' %s/node*/node.log", cl.dir);
+	fprintf(stderr, "%s", res.out);
+}

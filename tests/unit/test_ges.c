@@ -376,3 +376,36 @@ Test(ges, random_operations_keep_the_invariants)
 		cr_assert_eq(ges_core_locks(c), 0);
 	}
 }
+
+static bool keep_none(void *arg, const uint8_t *name, size_t len)
+{
+	(void)arg, (void)name, (void)len;
+	return false;
+}
+
+/* A new master rebuilt from its holders: held, nothing granted (not even what would fit),
+ * the holders' modes as they were, the value block not valid; let go, the queue moves. */
+Test(ges, a_rebuild_holds_grants_until_every_holder_has_told)
+{
+	cr_expect_eq(req(1, 1, GES_PR, 0), 0);
+	ges_drop(c, keep_none, NULL);
+	cr_expect_eq(ges_core_locks(c), 0);
+	cr_expect_eq(ges_core_resources(c), 0);
+	ges_hold(c, true);
+	cr_expect_eq(ges_rebuild(c, 1, 1, 1, R, strlen(R), GES_EX, GES_NONE, 0, 200), 0);
+	cr_expect_eq(ges_rebuild(c, 1, 1, 1, R, strlen(R), GES_EX, GES_NONE, 0, 200), CORAL_EEXIST);
+	cr_expect_eq(ges_rebuild(c, 2, 2, 1, R, strlen(R), GES_NONE, GES_PR, 0, 200), 0);
+	cr_expect_eq(req(3, 1, GES_NL, GES_F_NOQUEUE), CORAL_EHELD, "granted during a rebuild");
+	cr_expect_eq(req(3, 2, GES_NL, 0), CORAL_EPENDING, "granted during a rebuild");
+	bool valid = true;
+	uint8_t lvb[GES_LVB_MAX];
+	struct ges_lock_view v[16];
+	cr_assert_eq(ges_resource(c, R, strlen(R), v, 16, lvb, &valid), 3);
+	cr_expect_not(valid, "a rebuilt value block is valid");
+	cr_expect(v[0].node == 1 && v[0].gr == GES_EX && v[0].queue == GES_Q_GRANTED);
+	ges_hold(c, false);
+	cr_expect_eq(last_event('d', 2, 1), -1, "PR granted beside the rebuilt EX");
+	cr_expect_eq(ges_unlock(c, 1, 1, NULL, 201), 0);
+	cr_expect_gt(last_event('d', 2, 1), -1);
+	cr_expect_gt(last_event('d', 3, 2), -1);
+}
