@@ -206,6 +206,28 @@ static struct lock *lock_find(const struct ges_core *c, uint32_t node, uint64_t 
 	return NULL;
 }
 
+/* A lock of r in the lock table, on no queue yet (NULL: no memory). */
+static struct lock *lock_new(struct ges_core *c, struct res *r, uint32_t node, uint64_t session, uint64_t lkid, int gr,
+			     int rq, uint32_t flags)
+{
+	struct lock *l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return NULL;
+	l->node = node;
+	l->session = session;
+	l->lkid = lkid;
+	l->gr = (int8_t)gr;
+	l->rq = (int8_t)rq;
+	l->bast = GES_NONE;
+	l->flags = flags;
+	l->res = r;
+	uint32_t b = lock_hash(node, lkid) & (c->lock_buckets - 1);
+	l->hnext = c->lock_tab[b];
+	c->lock_tab[b] = l;
+	c->nlocks++;
+	return l;
+}
+
 static void q_append(struct queue *q, struct lock *l)
 {
 	l->next = NULL;
@@ -451,23 +473,11 @@ int ges_request(struct ges_core *c, uint32_t node, uint64_t session, uint64_t lk
 		res_maybe_free(c, r);
 		return CORAL_EHELD;
 	}
-	struct lock *l = calloc(1, sizeof(*l));
+	struct lock *l = lock_new(c, r, node, session, lkid, GES_NONE, mode, flags);
 	if (l == NULL) {
 		res_maybe_free(c, r);
 		return CORAL_ENOMEM;
 	}
-	l->node = node;
-	l->session = session;
-	l->lkid = lkid;
-	l->gr = GES_NONE;
-	l->rq = (int8_t)mode;
-	l->bast = GES_NONE;
-	l->flags = flags;
-	l->res = r;
-	uint32_t b = lock_hash(node, lkid) & (c->lock_buckets - 1);
-	l->hnext = c->lock_tab[b];
-	c->lock_tab[b] = l;
-	c->nlocks++;
 	if (now) {
 		l->queue = GES_Q_GRANTED;
 		q_append(&r->q[GES_Q_GRANTED], l);
@@ -708,27 +718,15 @@ int ges_rebuild(struct ges_core *c, uint32_t node, uint64_t session, uint64_t lk
 		r->lvb_valid = false;  /* the value stayed with the old master */
 		r->lvb_written = true;
 	}
-	struct lock *l = calloc(1, sizeof(*l));
+	struct lock *l = lock_new(c, r, node, session, lkid, gr, rq, flags);
 	if (l == NULL) {
 		res_maybe_free(c, r);
 		return CORAL_ENOMEM;
 	}
-	l->node = node;
-	l->session = session;
-	l->lkid = lkid;
-	l->gr = (int8_t)gr;
-	l->rq = (int8_t)rq;
-	l->bast = GES_NONE;
-	l->flags = flags;
-	l->res = r;
 	l->queue = gr == GES_NONE ? GES_Q_WAIT : rq == GES_NONE ? GES_Q_GRANTED : GES_Q_CONVERT;
 	if (rq != GES_NONE)
 		l->since_ms = now_ms ? now_ms : 1;
 	q_append(&r->q[l->queue], l);
-	uint32_t b = lock_hash(node, lkid) & (c->lock_buckets - 1);
-	l->hnext = c->lock_tab[b];
-	c->lock_tab[b] = l;
-	c->nlocks++;
 	c->st.rebuilt++;
 	return 0;
 }
