@@ -144,8 +144,10 @@ int coral_rollback(struct coral_session *s);
  * its mode goes with every granted one, or its timeout passes (CORAL_ERR_TIMEDOUT).
  * A conversion that closes a deadlock with another conversion on the same lock is refused
  * with CORAL_ERR_DEADLOCK and keeps the mode it held (or, with CORAL_LOCK_CONVDEADLK, its
- * granted mode is taken down to NL and it waits); deadlocks across locks are not detected
- * yet: use a timeout. A lock of a session whose process ends is released; one held by a
+ * granted mode is taken down to NL and it waits). A cycle of waits across locks and nodes
+ * is found within milliseconds of closing: the wait that costs least to undo (its session
+ * holds the least there, then the newest wait) is refused with CORAL_ERR_DEADLOCK, and
+ * keeps what it held; the session rolls back and tries again. A lock of a session whose process ends is released; one held by a
  * node that was lost stays until the node's redo has been recovered. The value block is
  * written by a PW or EX holder as it converts down or unlocks (CORAL_LOCK_VALBLK) and read
  * with a grant; it is not valid when a PW or EX holder was lost without writing it.

@@ -16,9 +16,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct coralctl_ctx ctx;
+
+void coralctl_time(uint64_t ns, char *buf, size_t bufsz)
+{
+	time_t t = (time_t)(ns / 1000000000ull);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	size_t n = strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, bufsz - n, ".%03lluZ", (unsigned long long)(ns / 1000000ull % 1000));
+}
 
 void print_json(json_t *j)
 {
@@ -390,6 +400,7 @@ static const struct coralctl_cmd cmds[] = {
 	{"gcs", "block", CORAL_D_LMSD, 2, 2, "FILE BLOCK", "a block's master, holders, modes, past images, SCNs", run_gcs_block},
 	{"ges", "stats", CORAL_D_LMDD, 0, 0, "", "global enqueues: requests, grants, queues, refusals, value blocks, losses", run_ges_stats},
 	{"ges", "resource", CORAL_D_LMDD, 1, 1, "NAME", "a lock resource's master, its granted, converting and waiting locks", run_ges_resource},
+	{"ges", "deadlocks", CORAL_D_LMDD, 0, 0, "", "the deadlocks the coordinator found: each cycle of waits and its victim", run_ges_deadlocks},
 	{"recovery", "status", CORAL_D_SMOND, 0, 0, "", "smond: the cold start's recovery, dead processes' transactions waiting", run_recovery_status},
 	{"recovery", "history", CORAL_D_SMOND, 0, 0, "", "smond's recoveries: phases, records, blocks, changes taken back", run_recovery_history},
 	{"cache", NULL, -1, 0, 0, "", "the node's buffer cache: buffers, dirty, past images, hit ratio", run_cache},

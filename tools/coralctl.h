@@ -36,6 +36,8 @@ extern struct coralctl_ctx ctx;
 int coralctl_usage_error(void);
 
 void print_json(json_t *j);
+/* A wall-clock time in ns as 2026-12-05T23:13:01.123Z. */
+void coralctl_time(uint64_t ns, char *buf, size_t bufsz);
 /* On failure prints nothing, leaves what to do in err and returns NULL. */
 Coral__CtlResponse *call(int daemon, Coral__CtlRequest *req, char *err, size_t errsz);
 /* call(), and the error code (the daemon's, or the call's own) in *code on failure. */
@@ -80,6 +82,7 @@ int run_datafile_list(int argc, char **argv);
 /* coralctl_ges.c */
 int run_ges_stats(int argc, char **argv);
 int run_ges_resource(int argc, char **argv);
+int run_ges_deadlocks(int argc, char **argv);
 /* coralctl_gcs.c */
 int run_gcs_stats(int argc, char **argv);
 int run_gcs_block(int argc, char **argv);

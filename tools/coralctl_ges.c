@@ -20,6 +20,7 @@ static int ges_stats(void)
 		F(timeouts); F(conv_deadlocks); F(demoted); F(basts); F(full); F(lvb_writes); F(lvb_invalidated);
 		F(sessions_gone); F(nodes_lost); F(locks_lost); F(resources); F(locks); F(own_locks); F(sent);
 		F(not_master); F(refused_msgs); F(basts_received); F(rebuilt); F(dropped); F(map_version);
+		F(victims); F(deadlocks); F(coordinator); F(edges);
 		json_object_set_new(j, "held", json_boolean(r->held));
 #undef F
 		print_json(j);
@@ -40,6 +41,11 @@ static int ges_stats(void)
 		printf("  blocking notifications: %llu sent, %llu received; value blocks: %llu written, %llu made invalid\n",
 		       (unsigned long long)r->basts, (unsigned long long)r->basts_received,
 		       (unsigned long long)r->lvb_writes, (unsigned long long)r->lvb_invalidated);
+		printf("  deadlocks: coordinator node %u%s; %llu waits refused here as victims\n", r->coordinator,
+		       r->coordinator == (uint32_t)ctx.node->id ? " (this node)" : "", (unsigned long long)r->victims);
+		if (r->coordinator == (uint32_t)ctx.node->id)
+			printf("  as coordinator: %u edges in the wait-for graph, %llu cycles found (coralctl ges deadlocks)\n",
+			       r->edges, (unsigned long long)r->deadlocks);
 		printf("  losses: %llu sessions, %llu nodes (%llu locks held for recovery); messages: %llu sent, %llu "
 		       "answered 'not the master', %llu refused\n", (unsigned long long)r->sessions_gone,
 		       (unsigned long long)r->nodes_lost, (unsigned long long)r->locks_lost, (unsigned long long)r->sent,
@@ -111,6 +117,62 @@ int run_ges_resource(int argc, char **argv)
 			if (l->waited_ms)
 				printf(", waiting %llu ms", (unsigned long long)l->waited_ms);
 			printf("\n");
+		}
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+/* The deadlocks found by the coordinator (asked of this node, then of the coordinator). */
+int run_ges_deadlocks(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	Coral__CtlResponse *resp = daemon_ask(CORAL_D_LMDD, CORAL__CTL_REQUEST__BODY_GES_DEADLOCKS,
+					      CORAL__CTL_RESPONSE__BODY_GES_DEADLOCKS);
+	if (resp == NULL)
+		return 1;
+	uint32_t coord = resp->ges_deadlocks->coordinator;
+	if (coord != 0 && (int64_t)coord != ctx.node->id) {
+		const struct coral_node_conf *cn = coral_conf_node_by_id(&ctx.conf, coord);
+		if (cn != NULL) {
+			coral_ctl_response_free(resp);
+			ctx.node = cn;
+			resp = daemon_ask(CORAL_D_LMDD, CORAL__CTL_REQUEST__BODY_GES_DEADLOCKS,
+					  CORAL__CTL_RESPONSE__BODY_GES_DEADLOCKS);
+			if (resp == NULL)
+				return 1;
+		}
+	}
+	const Coral__GesDeadlocksReply *r = resp->ges_deadlocks;
+	if (ctx.json) {
+		json_t *all = json_array();
+		for (size_t i = 0; i < r->n_deadlocks; i++) {
+			const Coral__GesDeadlock *d = r->deadlocks[i];
+			json_t *cyc = json_array();
+			for (size_t k = 0; k < d->n_cycle; k++) {
+				const Coral__GesCycleStep *s = d->cycle[k];
+				json_array_append_new(cyc, json_pack("{s:i, s:I, s:s, s:i, s:I}", "node", (int)s->node, "session",
+								     (json_int_t)s->session, "resource", s->resource, "master",
+								     (int)s->master, "lkid", (json_int_t)s->lkid));
+			}
+			json_array_append_new(all, json_pack("{s:I, s:i, s:o}", "at_ms", (json_int_t)d->at_ms, "victim",
+							     (int)d->victim, "cycle", cyc));
+		}
+		print_json(json_pack("{s:i, s:o}", "coordinator", (int)r->coordinator, "deadlocks", all));
+	} else {
+		printf("coordinator: node %u; %zu deadlocks on record\n", r->coordinator, r->n_deadlocks);
+		for (size_t i = 0; i < r->n_deadlocks; i++) {
+			const Coral__GesDeadlock *d = r->deadlocks[i];
+			char when[64];
+			coralctl_time(d->at_ms * 1000000ull, when, sizeof(when));
+			printf("%s: %zu sessions in a cycle\n", when, d->n_cycle);
+			for (size_t k = 0; k < d->n_cycle; k++) {
+				const Coral__GesCycleStep *s = d->cycle[k];
+				printf("  node %u session %llu waits on %s (master node %u, lock %llu)%s\n", s->node,
+				       (unsigned long long)(s->session & 0xffffffffu), s->resource, s->master,
+				       (unsigned long long)s->lkid, k == d->victim ? ": VICTIM, refused (CORAL_ERR_DEADLOCK)" : "");
+			}
 		}
 	}
 	coral_ctl_response_free(resp);

@@ -32,15 +32,6 @@ static bool parse_id(const char *s, uint32_t *id)
 	return true;
 }
 
-static void fmt_time(uint64_t ns, char *buf, size_t bufsz)
-{
-	time_t t = (time_t)(ns / 1000000000ull);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	size_t n = strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, bufsz - n, ".%03lluZ", (unsigned long long)(ns / 1000000ull % 1000));
-}
-
 /* ---- raft ----------------------------------------------------------------------------- */
 
 static int raft_status(void)
@@ -127,7 +118,7 @@ static int raft_history(void)
 	for (size_t i = 0; i < h->n_events; i++) {
 		const Coral__RaftHistoryEvent *e = h->events[i];
 		char t[40];
-		fmt_time(e->at_ns, t, sizeof(t));
+		coralctl_time(e->at_ns, t, sizeof(t));
 		if (ctx.json)
 			json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:I, s:s, s:i, s:s}", "at", t,
 							     "at_ms", (json_int_t)(e->at_ns / 1000000ull),

@@ -382,6 +382,8 @@ static bool end_conv_deadlocks(struct ges_core *c, struct res *r)
  * told once per mode at least that strong. */
 static void send_basts(struct ges_core *c, struct res *r)
 {
+	if (c->ops.waits)
+		c->ops.waits(c->ops.arg, r->name, r->len);
 	for (int wq = GES_Q_CONVERT; wq <= GES_Q_WAIT; wq++)
 		for (struct lock *w = r->q[wq].head; w; w = w->next)
 			for (int q = GES_Q_GRANTED; q <= GES_Q_CONVERT; q++)
@@ -745,6 +747,68 @@ void ges_drop(struct ges_core *c, bool (*keep)(void *arg, const uint8_t *name, s
 			res_maybe_free(c, r);
 			c->st.dropped++;
 		}
+}
+
+/* ---- waits and deadlocks ---------------------------------------------------------------- */
+
+int ges_waits(const struct ges_core *c, const void *name, size_t len, struct ges_wait *out, int max)
+{
+	if (name == NULL || len == 0 || len > GES_NAME_MAX)
+		return 0;
+	const struct res *r = res_find(c, name, len);
+	if (r == NULL)
+		return 0;
+	int n = 0;
+	for (int wq = GES_Q_CONVERT; wq <= GES_Q_WAIT; wq++)
+		for (const struct lock *w = r->q[wq].head; w; w = w->next) {
+			if (w->flags & GES_F_NODLCKWT)
+				continue;
+			for (int q = GES_Q_GRANTED; q <= GES_Q_WAIT; q++)
+				for (const struct lock *h = r->q[q].head; h; h = h->next) {
+					if (h == w || (h->node == w->node && h->session == w->session))
+						continue;
+					bool before = false;  /* queued ahead of w in queue order */
+					if (q != GES_Q_GRANTED && (q < wq || q == wq)) {
+						if (q < wq)
+							before = true;
+						else
+							for (const struct lock *x = h->next; x && !before; x = x->next)
+								before = x == w;
+					}
+					bool in_way = (h->gr != GES_NONE && !compat[w->rq][h->gr]) ||
+						      (before && h->rq != GES_NONE && !compat[w->rq][h->rq]);
+					if (!in_way)
+						continue;
+					if (out && n < max)
+						out[n] = (struct ges_wait){w->node, h->node, w->session, h->session, w->lkid,
+									   w->since_ms, w->gr != GES_NONE};
+					n++;
+				}
+		}
+	return n;
+}
+
+void ges_each_waiting(const struct ges_core *c, void (*fn)(void *arg, const uint8_t *name, size_t len), void *arg)
+{
+	for (uint32_t b = 0; b < c->res_buckets; b++)
+		for (const struct res *r = c->res_tab[b]; r; r = r->hnext)
+			if (r->q[GES_Q_CONVERT].n || r->q[GES_Q_WAIT].n)
+				fn(arg, r->name, r->len);
+}
+
+int ges_victim(struct ges_core *c, uint32_t node, uint64_t lkid)
+{
+	struct lock *l = lock_find(c, node, lkid);
+	if (l == NULL)
+		return CORAL_ENOENT;
+	if (l->queue == GES_Q_GRANTED)
+		return CORAL_EINVAL;
+	c->st.deadlocks++;
+	struct res *r = l->res;
+	refuse(c, l, CORAL_EDEADLK);
+	grant_pending(c, r);
+	res_maybe_free(c, r);
+	return 0;
 }
 
 /* ---- views and checks ------------------------------------------------------------------ */

@@ -67,13 +67,16 @@ struct ges_ops {
 	/* A holder is in the way of a request for `mode`: it should give way (convert down or
 	 * unlock) when it can. */
 	void (*bast)(void *arg, uint32_t node, uint64_t session, uint64_t lkid, int mode);
+	/* The waits on resource name[len] may have changed (its edges are worth reporting to
+	 * the deadlock coordinator); NULL: not told. */
+	void (*waits)(void *arg, const uint8_t *name, size_t len);
 	void *arg;
 };
 
 struct ges_stats {
 	uint64_t requests, granted_now, queued, converts, unlocks, cancels, noqueue_refused;
 	uint64_t timeouts, conv_deadlocks, demoted, basts, full, lvb_writes, lvb_invalidated;
-	uint64_t sessions_gone, nodes_lost, locks_lost, rebuilt, dropped;
+	uint64_t sessions_gone, nodes_lost, locks_lost, rebuilt, dropped, deadlocks;
 };
 
 struct ges_core;
@@ -132,6 +135,23 @@ int ges_rebuild(struct ges_core *c, uint32_t node, uint64_t session, uint64_t lk
 /* Every resource for which keep() says false goes, with its locks, and nothing is told:
  * their holders rebuild them at their new masters. */
 void ges_drop(struct ges_core *c, bool (*keep)(void *arg, const uint8_t *name, size_t len), void *arg);
+
+/* A wait on resource name[len]: the queued lock (waiter) and one lock in its way (holder):
+ * a granted mode that does not go with what the waiter asks, or a lock queued before it
+ * asking for one that does not. held: whether the waiter holds a mode there (a conversion). */
+struct ges_wait {
+	uint32_t wnode, hnode;
+	uint64_t wsession, hsession, lkid, since_ms;
+	bool held;
+};
+/* The waits on the resource, locks with GES_F_NODLCKWT left out: up to max in out; returns
+ * how many there are (0 for an unknown resource). */
+int ges_waits(const struct ges_core *c, const void *name, size_t len, struct ges_wait *out, int max);
+/* Calls fn on the name of every resource with a queued lock. */
+void ges_each_waiting(const struct ges_core *c, void (*fn)(void *arg, const uint8_t *name, size_t len), void *arg);
+/* The deadlock coordinator chose lock (node, lkid) as the victim: refused with CORAL_EDEADLK
+ * if it still waits (a conversion keeps its mode). CORAL_ENOENT, CORAL_EINVAL (not queued). */
+int ges_victim(struct ges_core *c, uint32_t node, uint64_t lkid);
 
 const struct ges_stats *ges_core_stats(const struct ges_core *c);
 uint32_t ges_core_resources(const struct ges_core *c);

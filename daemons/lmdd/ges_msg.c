@@ -13,7 +13,8 @@ static const struct coral_codec_type ges_types[] = {
 static const struct coral_codec ges_codec = {"ges", ges_types, 1};
 
 static const char *const kind_names[GES_NKINDS] = {"?",      "request", "convert", "unlock",      "cancel",
-						   "answer", "bast",    "rebuild", "rebuild-done"};
+						   "answer", "bast",    "rebuild", "rebuild-done",
+						   "waits",  "victim"};
 
 const char *ges_kind_name(int kind) { return kind > 0 && kind < GES_NKINDS ? kind_names[kind] : "?"; }
 

@@ -8,6 +8,7 @@
  * queues, a restart of lmdd itself. */
 #include "ges.h"
 #include "ges_msg.h"
+#include "wfg.h"
 
 #include "bufcache.h"
 #include "ges_own.h"
@@ -33,6 +34,10 @@
 #define LVB_LEN GES_MSG_LVB
 #define RESEND_MS 200          /* a request refused by a node that is not its master: asked again */
 #define RESEND_MAX 50
+#define DIRTY_MAX 1024         /* resources whose waits changed, reported at the next tick */
+#define WFG_EDGES 65536        /* the coordinator's wait-for graph */
+#define WAITS_MAX 256          /* edges reported for one resource (more: the first ones) */
+#define DEADLOCK_HISTORY 64
 
 enum { OP_LOCK = 1, OP_CONVERT, OP_UNLOCK, OP_CANCEL };
 
@@ -63,6 +68,24 @@ struct lmdd {
 	uint64_t rebuild_to;           /* nodes (bit id-1) still owed this node's locks and word */
 	uint64_t done_sent_ms;
 	uint64_t sent, not_master, refused_msgs, basts_received;
+	/* deadlock detection (lmdd(8), DEADLOCKS): the resources whose waits changed since they
+	 * were last reported to the coordinator (all: too many to list), the coordinator they
+	 * were reported to, and, while this node is it, the wait-for graph and what it found */
+	uint8_t dirty[DIRTY_MAX][GES_NAME_MAX + 1];
+	uint32_t ndirty;
+	bool dirty_all;
+	uint32_t coordinator;
+	struct wfg *wfg;
+	struct deadlock {
+		uint64_t at_ms;
+		int n, victim;
+		struct wfg_edge cycle[WFG_CYCLE_MAX];
+	} history[DEADLOCK_HISTORY];
+	uint64_t nhistory;
+	struct {
+		uint64_t lkid, at_ms;
+	} pending_victim[16];          /* victims asked for this last second: not chosen again */
+	uint64_t victims, deadlocks;
 };
 
 static uint64_t now_ms(void) { return coral_now_mono_ns() / 1000000ull; }
@@ -332,6 +355,7 @@ static void on_request(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 }
 
 static void on_done(struct lmdd *m, uint32_t from, const Coral__GesMsg *g);
+static void on_waits(struct lmdd *m, uint32_t from, const Coral__GesMsg *g);
 static int send_rebuild(struct lmdd *m, struct own *o);
 static int send_done(struct lmdd *m, uint32_t to);
 
@@ -372,6 +396,13 @@ static void kit_recv(void *core, uint32_t from, uint8_t type, const uint8_t *dat
 	case GES_REBUILD_DONE:
 		on_done(m, from, g);
 		break;
+	case GES_WAITS:
+		on_waits(m, from, g);
+		break;
+	case GES_VICTIM:
+		if (from == m->coordinator && ges_victim(m->core, g->node, g->lkid) == 0)
+			m->victims++;
+		break;
 	default:
 		m->refused_msgs++;
 	}
@@ -383,6 +414,153 @@ static void kit_clock(void *core, uint64_t mono_ns, uint64_t real_ns)
 	(void)core;
 	(void)mono_ns;
 	(void)real_ns;
+}
+
+/* ---- deadlocks ------------------------------------------------------------------------- */
+
+static void core_waits(void *arg, const uint8_t *name, size_t len)
+{
+	struct lmdd *m = arg;
+	if (m->dirty_all)
+		return;
+	for (uint32_t i = 0; i < m->ndirty; i++)
+		if (m->dirty[i][0] == len && memcmp(m->dirty[i] + 1, name, len) == 0)
+			return;
+	if (m->ndirty == DIRTY_MAX) {
+		m->dirty_all = true;
+		return;
+	}
+	m->dirty[m->ndirty][0] = (uint8_t)len;
+	memcpy(m->dirty[m->ndirty] + 1, name, len);
+	m->ndirty++;
+}
+
+static void mark_dirty(void *arg, const uint8_t *name, size_t len) { core_waits(arg, name, len); }
+
+/* The waits on one resource, to the coordinator (0 if sent). */
+static int report_waits(struct lmdd *m, const uint8_t *name, size_t len)
+{
+	static struct ges_wait w[WAITS_MAX];
+	static Coral__GesEdge e[WAITS_MAX];
+	static Coral__GesEdge *ep[WAITS_MAX];
+	int n = ges_waits(m->core, name, len, w, WAITS_MAX);
+	if (n > WAITS_MAX)
+		n = WAITS_MAX;
+	for (int i = 0; i < n; i++) {
+		coral__ges_edge__init(&e[i]);
+		e[i].waiter_node = w[i].wnode;
+		e[i].waiter_session = w[i].wsession;
+		e[i].lkid = w[i].lkid;
+		e[i].since_ms = w[i].since_ms;
+		e[i].held = w[i].held;
+		e[i].holder_node = w[i].hnode;
+		e[i].holder_session = w[i].hsession;
+		ep[i] = &e[i];
+	}
+	Coral__GesMsg g = CORAL__GES_MSG__INIT;
+	g.kind = GES_WAITS;
+	g.name.data = (uint8_t *)name;
+	g.name.len = len;
+	g.edges = ep;
+	g.n_edges = (size_t)n;
+	return send_msg(m, m->coordinator, &g);
+}
+
+/* The coordinator is the lowest member of the map. A new one gets every wait reported anew;
+ * one that is no longer it forgets its graph. */
+static void report_all(struct lmdd *m)
+{
+	uint32_t coord = 0;
+	for (uint32_t i = 0; i < m->nring; i++)
+		if (m->ring[i] >= 1 && (coord == 0 || m->ring[i] < coord))
+			coord = m->ring[i];
+	if (coord != m->coordinator) {
+		m->coordinator = coord;
+		m->dirty_all = true;
+		if (coord != m->self && m->wfg) {
+			wfg_free(m->wfg);
+			m->wfg = NULL;
+		}
+	}
+	if (m->coordinator == 0 || m->kit.net == NULL)
+		return;
+	if (m->dirty_all) {
+		m->dirty_all = false;
+		m->ndirty = 0;
+		ges_each_waiting(m->core, mark_dirty, m);
+		if (m->dirty_all)
+			return;  /* more than the list holds: asked again at the next tick */
+	}
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < m->ndirty; i++)
+		if (report_waits(m, m->dirty[i] + 1, m->dirty[i][0]) != 0)
+			memmove(m->dirty[k++], m->dirty[i], sizeof(m->dirty[0]));  /* kept: sent again */
+	m->ndirty = k;
+}
+
+static bool victim_pending(const struct lmdd *m, uint64_t lkid)
+{
+	uint64_t now = now_ms();
+	for (int i = 0; i < 16; i++)
+		if (m->pending_victim[i].lkid == lkid && now - m->pending_victim[i].at_ms < 1000)
+			return true;
+	return false;
+}
+
+/* At the coordinator: a master's waits on one resource. Each waiter in the report is looked
+ * at for a cycle through it; one found (and not already being broken) is recorded and its
+ * cheapest wait refused at that wait's master. */
+static void on_waits(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
+{
+	if (m->coordinator != m->self || g->name.len == 0 || g->name.len > GES_NAME_MAX) {
+		m->refused_msgs++;
+		return;
+	}
+	if (m->wfg == NULL && (m->wfg = wfg_new(WFG_EDGES)) == NULL)
+		return;
+	static struct wfg_edge e[WAITS_MAX];
+	size_t n = g->n_edges < WAITS_MAX ? g->n_edges : WAITS_MAX;
+	for (size_t i = 0; i < n; i++) {
+		const Coral__GesEdge *x = g->edges[i];
+		memset(&e[i], 0, sizeof(e[i]));
+		e[i].waiter = (struct wfg_owner){x->waiter_node, x->waiter_session};
+		e[i].holder = (struct wfg_owner){x->holder_node, x->holder_session};
+		e[i].lkid = x->lkid;
+		e[i].since_ms = x->since_ms;
+		e[i].held = x->held ? 1 : 0;
+	}
+	if (wfg_set(m->wfg, from, g->name.data, g->name.len, e, (uint32_t)n) != 0) {
+		log_warn("the wait-for graph is full (%u edges): the waits on %.*s are not looked at", wfg_edges(m->wfg),
+			 (int)g->name.len, (const char *)g->name.data);
+		return;
+	}
+	struct wfg_edge cyc[WFG_CYCLE_MAX];
+	for (size_t i = 0; i < n; i++) {
+		int len = wfg_cycle_from(m->wfg, e[i].waiter, cyc);
+		if (len == 0)
+			continue;
+		int v = wfg_victim(cyc, len);
+		if (victim_pending(m, cyc[v].lkid))
+			continue;
+		m->pending_victim[m->deadlocks % 16].lkid = cyc[v].lkid;
+		m->pending_victim[m->deadlocks % 16].at_ms = now_ms();
+		m->deadlocks++;
+		struct deadlock *d = &m->history[m->nhistory++ % DEADLOCK_HISTORY];
+		d->at_ms = coral_now_real_ns() / 1000000ull;
+		d->n = len;
+		d->victim = v;
+		memcpy(d->cycle, cyc, (size_t)len * sizeof(cyc[0]));
+		log_notice("deadlock: %d sessions wait in a cycle; node %u's wait on %.*s (lock %llu) is refused",
+			   len, cyc[v].waiter.node, (int)cyc[v].len, (const char *)cyc[v].name,
+			   (unsigned long long)cyc[v].lkid);
+		Coral__GesMsg k = CORAL__GES_MSG__INIT;
+		k.kind = GES_VICTIM;
+		k.name.data = cyc[v].name;
+		k.name.len = cyc[v].len;
+		k.lkid = cyc[v].lkid;
+		k.node = cyc[v].waiter.node;
+		send_msg(m, cyc[v].master, &k);
+	}
 }
 
 /* ---- the tick ------------------------------------------------------------------------- */
@@ -503,6 +681,14 @@ static void check_map(struct lmdd *m)
 	m->map_seen = v;
 	m->nring = nring;
 	memcpy(m->ring, ring, sizeof(ring));
+	/* what masters no longer in the map reported of their waits is gone with them */
+	for (uint32_t n = 1; m->wfg && n <= CORAL_MAX_NODES; n++) {
+		bool in = false;
+		for (uint32_t i = 0; i < nring && !in; i++)
+			in = ring[i] == n;
+		if (!in)
+			wfg_drop_master(m->wfg, n);
+	}
 	ges_drop(m->core, keep_mine, m);
 	if (!ges_held(m->core))
 		m->held_since_ms = now_ms();
@@ -588,6 +774,7 @@ static void on_tick(void *arg, const struct coral_cluster_view *v)
 	check_map(m);
 	check_rebuilt(m);
 	flush_rebuilds(m);
+	report_all(m);
 	for (uint32_t k = 0; k < OWN_MAX && m->ownsec->nused; k++) {
 		struct own *o = &m->own[k];
 		if (!o->used)
@@ -715,6 +902,10 @@ static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	r.dropped = s->dropped;
 	r.held = ges_held(m->core);
 	r.map_version = m->map_seen;
+	r.victims = m->victims;
+	r.deadlocks = m->deadlocks;
+	r.coordinator = m->coordinator;
+	r.edges = m->wfg ? wfg_edges(m->wfg) : 0;
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_STATS;
 	resp.ges_stats = &r;
@@ -767,7 +958,50 @@ static void h_resource(struct coral_daemon *d, uint64_t conn, const Coral__CtlRe
 	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
 }
 
+/* coralctl ges deadlocks: the cycles this node found as the coordinator, oldest first. */
+static void h_deadlocks(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct lmdd *m = d->svc;
+	static Coral__GesDeadlock dl[DEADLOCK_HISTORY];
+	static Coral__GesDeadlock *dlp[DEADLOCK_HISTORY];
+	static Coral__GesCycleStep st[DEADLOCK_HISTORY][WFG_CYCLE_MAX];
+	static Coral__GesCycleStep *stp[DEADLOCK_HISTORY][WFG_CYCLE_MAX];
+	static char names[DEADLOCK_HISTORY][WFG_CYCLE_MAX][GES_NAME_MAX + 1];
+	uint64_t first = m->nhistory > DEADLOCK_HISTORY ? m->nhistory - DEADLOCK_HISTORY : 0;
+	size_t n = (size_t)(m->nhistory - first);
+	for (size_t i = 0; i < n; i++) {
+		const struct deadlock *x = &m->history[(first + i) % DEADLOCK_HISTORY];
+		coral__ges_deadlock__init(&dl[i]);
+		dl[i].at_ms = x->at_ms;
+		dl[i].victim = (uint32_t)x->victim;
+		for (int k = 0; k < x->n; k++) {
+			const struct wfg_edge *e = &x->cycle[k];
+			coral__ges_cycle_step__init(&st[i][k]);
+			st[i][k].node = e->waiter.node;
+			st[i][k].session = e->waiter.session;
+			memcpy(names[i][k], e->name, e->len);
+			names[i][k][e->len] = 0;
+			st[i][k].resource = names[i][k];
+			st[i][k].master = e->master;
+			st[i][k].lkid = e->lkid;
+			stp[i][k] = &st[i][k];
+		}
+		dl[i].cycle = stp[i];
+		dl[i].n_cycle = (size_t)x->n;
+		dlp[i] = &dl[i];
+	}
+	Coral__GesDeadlocksReply r = CORAL__GES_DEADLOCKS_REPLY__INIT;
+	r.coordinator = m->coordinator;
+	r.deadlocks = dlp;
+	r.n_deadlocks = n;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_DEADLOCKS;
+	resp.ges_deadlocks = &r;
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+}
+
 static const struct coral_daemon_request lmdd_requests[] = {
+	{CORAL__CTL_REQUEST__BODY_GES_DEADLOCKS, false, h_deadlocks},
 	{CORAL__CTL_REQUEST__BODY_GES_LOCK, false, h_lock},
 	{CORAL__CTL_REQUEST__BODY_GES_STATS, false, h_stats},
 	{CORAL__CTL_REQUEST__BODY_GES_RESOURCE, false, h_resource},
@@ -802,7 +1036,7 @@ static int lmdd_init(struct coral_daemon *d)
 		return CORAL_EVERSION;
 	}
 	m->own = m->ownsec->locks;
-	struct ges_ops ops = {.done = core_done, .bast = core_bast, .arg = m};
+	struct ges_ops ops = {.done = core_done, .bast = core_bast, .waits = core_waits, .arg = m};
 	m->core = ges_core_new(MASTER_RES, MASTER_LOCKS, LVB_LEN, &ops);
 	if (m->core == NULL)
 		return CORAL_ENOMEM;
@@ -849,6 +1083,7 @@ static void lmdd_fini(struct coral_daemon *d)
 		return;
 	coral_kit_fini(&m->kit);
 	ges_core_free(m->core);
+	wfg_free(m->wfg);
 	free(m);
 	d->svc = NULL;
 }

@@ -290,3 +290,48 @@ Test(ges, locks_outlive_a_restart_of_lmdd_as_master_and_as_requester)
 	run("grep -h 'lmdd restarted\\|an lmdd served before' %s/node*/node.log", cl.dir);
 	fprintf(stderr, "%s", res.out);
 }
+
+/* Two sessions on two nodes each hold a row and ask for the other's: a cycle through two
+ * masters. The coordinator finds it within a fraction of a second and refuses the newest
+ * wait (CORAL_ERR_DEADLOCK: that session keeps its row); once it lets its row go, the other
+ * is granted. coralctl ges deadlocks shows the cycle and the victim. */
+Test(ges, a_deadlock_across_nodes_is_found_and_its_newest_wait_refused)
+{
+	start_three();
+	char ra[32], rb[32];
+	name_mastered_by(2, ra, sizeof(ra));
+	name_mastered_by(3, rb, sizeof(rb));
+	struct coral_session *b = open_on(2);
+	uint64_t lb;
+	cr_assert_eq(coral_lock(b, rb, strlen(rb), CORAL_LOCK_EX, 0, 0, &lb, NULL, NULL), 0, "%s", coral_session_error(b));
+	/* node 1's session: holds ra, then waits for rb */
+	int ready[2];
+	cr_assert_eq(pipe(ready), 0);
+	pid_t a = fork();
+	cr_assert_geq(a, 0);
+	if (a == 0) {
+		struct coral_session *s;
+		uint64_t l1, l2;
+		if (coral_session_open(cl.conf, 1, "test", "ges-child", &s) != 0 ||
+		    coral_lock(s, ra, strlen(ra), CORAL_LOCK_EX, 0, 0, &l1, NULL, NULL) != 0 || write(ready[1], "k", 1) != 1)
+			_exit(9);
+		int rc = coral_lock(s, rb, strlen(rb), CORAL_LOCK_EX, 0, 30000, &l2, NULL, NULL);
+		_exit(rc == 0 ? 0 : rc == CORAL_ERR_DEADLOCK ? 3 : rc == CORAL_ERR_TIMEDOUT ? 2 : 9);
+	}
+	char k;
+	cr_assert_eq(read(ready[0], &k, 1), 1, "node 1's session did not take %s", ra);
+	usleep(300000);  /* its wait for rb is queued and reported */
+	uint64_t t0 = coral_now_mono_ns(), la;
+	int rc = coral_lock(b, ra, strlen(ra), CORAL_LOCK_EX, 0, 30000, &la, NULL, NULL);
+	uint64_t ms = (coral_now_mono_ns() - t0) / 1000000ull;
+	fprintf(stderr, "the deadlock was broken %llu ms after it closed\n", (unsigned long long)ms);
+	cr_expect_eq(rc, CORAL_ERR_DEADLOCK, "the newest wait was not refused as a deadlock: %s", coral_session_error(b));
+	cr_expect_lt(ms, 2000, "the deadlock took %llu ms to break", (unsigned long long)ms);
+	cr_expect_eq(child_status(a, 200), -1, "node 1's wait ended before node 2 let its row go");
+	cr_expect_eq(coral_unlock(b, lb, NULL), 0, "%s", coral_session_error(b));
+	cr_expect_eq(child_status(a, 5000), 0, "node 1's wait was not granted once node 2 let its row go");
+	coral_session_close(b);
+	cr_expect_eq(run("%s -c %s -n 3 ges deadlocks", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	fprintf(stderr, "%s", res.out);
+	cr_expect(strstr(res.out, "VICTIM") != NULL, "coralctl ges deadlocks does not show it: %s", res.out);
+}

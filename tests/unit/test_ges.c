@@ -43,7 +43,7 @@ static void on_bast(void *arg, uint32_t node, uint64_t session, uint64_t lkid, i
 		ev[nev++] = (struct event){'b', node, lkid, 0, mode, false, false, {0}};
 }
 
-static const struct ges_ops ops = {on_done, on_bast, NULL};
+static const struct ges_ops ops = {on_done, on_bast, NULL, NULL};
 static struct ges_core *c;
 
 static void setup(void)
@@ -408,4 +408,78 @@ Test(ges, a_rebuild_holds_grants_until_every_holder_has_told)
 	cr_expect_eq(ges_unlock(c, 1, 1, NULL, 201), 0);
 	cr_expect_gt(last_event('d', 2, 1), -1);
 	cr_expect_gt(last_event('d', 3, 2), -1);
+}
+
+/* ---- waits and the wait-for graph (wfg.c) -------------------------------------------- */
+
+#include "wfg.h"
+
+Test(ges, a_wait_is_an_edge_to_each_lock_in_its_way)
+{
+	cr_expect_eq(req(1, 1, GES_PR, 0), 0);
+	cr_expect_eq(req(2, 1, GES_CR, 0), 0);
+	cr_expect_eq(req(3, 1, GES_EX, 0), CORAL_EPENDING);
+	cr_expect_eq(req(4, 1, GES_CR, 0), CORAL_EPENDING);
+	struct ges_wait w[16];
+	int n = ges_waits(c, R, strlen(R), w, 16);
+	/* EX waits for the PR and the CR; the CR behind it waits for the EX queued before it */
+	cr_assert_eq(n, 3);
+	int to1 = 0, to2 = 0, to3 = 0;
+	for (int i = 0; i < n; i++) {
+		to1 += w[i].wnode == 3 && w[i].hnode == 1;
+		to2 += w[i].wnode == 3 && w[i].hnode == 2;
+		to3 += w[i].wnode == 4 && w[i].hnode == 3;
+	}
+	cr_expect(to1 == 1 && to2 == 1 && to3 == 1);
+	cr_expect_eq(ges_victim(c, 3, 1), 0);
+	int e = last_event('d', 3, 1);
+	cr_assert_gt(e, -1);
+	cr_expect_eq(ev[e].code, CORAL_EDEADLK);
+	cr_expect_gt(last_event('d', 4, 1), -1, "the CR behind the victim was not granted");
+	cr_expect_eq(ges_victim(c, 1, 1), CORAL_EINVAL, "a granted lock is no victim");
+}
+
+static struct wfg_edge edge(uint32_t wn, uint32_t hn, uint64_t lkid, uint64_t since, uint32_t held)
+{
+	struct wfg_edge e;
+	memset(&e, 0, sizeof(e));
+	e.waiter = (struct wfg_owner){wn, wn};
+	e.holder = (struct wfg_owner){hn, hn};
+	e.lkid = lkid;
+	e.since_ms = since;
+	e.held = held;
+	return e;
+}
+
+Test(ges, the_wait_for_graph_finds_cycles_across_masters_and_nothing_else)
+{
+	struct wfg *g = wfg_new(16);
+	cr_assert_not_null(g);
+	struct wfg_edge cyc[WFG_CYCLE_MAX];
+	struct wfg_edge ab = edge(1, 2, 11, 100, 1), bc = edge(2, 3, 21, 200, 1), ca = edge(3, 1, 31, 300, 1);
+	cr_assert_eq(wfg_set(g, 1, (const uint8_t *)"r1", 2, &ab, 1), 0);
+	cr_assert_eq(wfg_set(g, 2, (const uint8_t *)"r2", 2, &bc, 1), 0);
+	cr_expect_eq(wfg_cycle_from(g, (struct wfg_owner){1, 1}, cyc), 0, "a chain is no cycle");
+	cr_assert_eq(wfg_set(g, 3, (const uint8_t *)"r3", 2, &ca, 1), 0);
+	int n = wfg_cycle_from(g, (struct wfg_owner){3, 3}, cyc);
+	cr_assert_eq(n, 3);
+	cr_expect_eq(cyc[wfg_victim(cyc, n)].lkid, 31, "the newest wait is not the victim");
+	/* the report of r2 now says nothing waits there: the cycle is gone */
+	cr_assert_eq(wfg_set(g, 2, (const uint8_t *)"r2", 2, NULL, 0), 0);
+	cr_expect_eq(wfg_edges(g), 2);
+	cr_expect_eq(wfg_cycle_from(g, (struct wfg_owner){3, 3}, cyc), 0);
+	/* a cycle of two beside an unrelated one: the victim holds least */
+	struct wfg_edge two[2] = {edge(4, 5, 41, 500, 3), edge(5, 4, 51, 400, 0)};
+	cr_assert_eq(wfg_set(g, 1, (const uint8_t *)"r4", 2, &two[0], 1), 0);
+	cr_assert_eq(wfg_set(g, 2, (const uint8_t *)"r5", 2, &two[1], 1), 0);
+	n = wfg_cycle_from(g, (struct wfg_owner){4, 4}, cyc);
+	cr_assert_eq(n, 2);
+	cr_expect_eq(cyc[wfg_victim(cyc, n)].lkid, 51);
+	wfg_drop_master(g, 2);
+	cr_expect_eq(wfg_cycle_from(g, (struct wfg_owner){4, 4}, cyc), 0);
+	struct wfg_edge many[20];
+	for (int i = 0; i < 20; i++)
+		many[i] = edge(9, 8, (uint64_t)i, 1, 0);
+	cr_expect_eq(wfg_set(g, 7, (const uint8_t *)"r7", 2, many, 20), CORAL_EFULL);
+	wfg_free(g);
 }

@@ -1,0 +1,137 @@
+/* The global wait-for graph (wfg.h): the edges in one array, each tagged with the master and
+ * resource that reported it, so that a report replaces exactly its own. A search for a
+ * cycle walks the edges out of each session depth first (the graph is small: one edge per
+ * pair of a waiting lock and a lock in its way). */
+#include "wfg.h"
+
+#include "errors.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct wfg {
+	struct wfg_edge *e;
+	uint32_t n, cap;
+};
+
+struct wfg *wfg_new(uint32_t max_edges)
+{
+	if (max_edges == 0)
+		return NULL;
+	struct wfg *g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		return NULL;
+	g->e = calloc(max_edges, sizeof(*g->e));
+	if (g->e == NULL) {
+		free(g);
+		return NULL;
+	}
+	g->cap = max_edges;
+	return g;
+}
+
+void wfg_free(struct wfg *g)
+{
+	if (g == NULL)
+		return;
+	free(g->e);
+	free(g);
+}
+
+uint32_t wfg_edges(const struct wfg *g) { return g->n; }
+
+static bool same_res(const struct wfg_edge *e, uint32_t master, const uint8_t *name, size_t len)
+{
+	return e->master == master && e->len == len && memcmp(e->name, name, len) == 0;
+}
+
+int wfg_set(struct wfg *g, uint32_t master, const uint8_t *name, size_t len, const struct wfg_edge *e, uint32_t n)
+{
+	if (len == 0 || len > WFG_NAME_MAX)
+		return CORAL_EINVAL;
+	uint32_t old = 0;
+	for (uint32_t i = 0; i < g->n; i++)
+		old += same_res(&g->e[i], master, name, len);
+	if (g->n - old + n > g->cap)
+		return CORAL_EFULL;
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < g->n; i++)
+		if (!same_res(&g->e[i], master, name, len))
+			g->e[k++] = g->e[i];
+	for (uint32_t i = 0; i < n; i++) {
+		g->e[k] = e[i];
+		g->e[k].master = master;
+		memcpy(g->e[k].name, name, len);
+		g->e[k].len = (uint8_t)len;
+		k++;
+	}
+	g->n = k;
+	return 0;
+}
+
+void wfg_drop_master(struct wfg *g, uint32_t master)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < g->n; i++)
+		if (g->e[i].master != master)
+			g->e[k++] = g->e[i];
+	g->n = k;
+}
+
+static bool same_owner(struct wfg_owner a, struct wfg_owner b) { return a.node == b.node && a.session == b.session; }
+
+/* Depth-first from `at`, the path so far in path[0..depth): true once an edge leads back to
+ * the start. seen[]: the sessions already searched without success (as the waiter of edge i). */
+static bool dfs(const struct wfg *g, struct wfg_owner start, struct wfg_owner at, struct wfg_edge *path, int depth,
+		int *len, uint8_t *dead)
+{
+	if (depth >= WFG_CYCLE_MAX)
+		return false;
+	for (uint32_t i = 0; i < g->n; i++) {
+		const struct wfg_edge *e = &g->e[i];
+		if (!same_owner(e->waiter, at) || dead[i])
+			continue;
+		path[depth] = *e;
+		if (same_owner(e->holder, start)) {
+			*len = depth + 1;
+			return true;
+		}
+		bool on_path = false;
+		for (int d = 0; d < depth && !on_path; d++)
+			on_path = same_owner(path[d].waiter, e->holder);
+		if (on_path)
+			continue;  /* a cycle that does not pass through start: another search finds it */
+		if (dfs(g, start, e->holder, path, depth + 1, len, dead))
+			return true;
+		dead[i] = 1;   /* nothing back to start beyond this edge */
+	}
+	return false;
+}
+
+int wfg_cycle_from(const struct wfg *g, struct wfg_owner from, struct wfg_edge *cycle)
+{
+	if (g->n == 0)
+		return 0;
+	uint8_t *dead = calloc(g->n, 1);
+	if (dead == NULL)
+		return 0;
+	int len = 0;
+	bool found = dfs(g, from, from, cycle, 0, &len, dead);
+	free(dead);
+	return found ? len : 0;
+}
+
+int wfg_victim(const struct wfg_edge *cycle, int n)
+{
+	int best = 0;
+	for (int i = 1; i < n; i++) {
+		const struct wfg_edge *a = &cycle[i], *b = &cycle[best];
+		bool better = a->held != b->held ? a->held < b->held
+			      : a->since_ms != b->since_ms ? a->since_ms > b->since_ms
+			      : a->waiter.node != b->waiter.node ? a->waiter.node > b->waiter.node
+								  : a->waiter.session > b->waiter.session;
+		if (better)
+			best = i;
+	}
+	return best;
+}

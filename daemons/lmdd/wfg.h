@@ -1,0 +1,49 @@
+/* The global wait-for graph, as the deadlock coordinator keeps it (pure, no I/O): every
+ * master reports, for each resource whose waits changed, the edges "this waiting lock's
+ * session waits for that session" it sees there (wholly replacing what it said of that
+ * resource before); the graph is the union. After each report the coordinator asks for a
+ * cycle through the sessions that report touched: a deadlock, whose victim is the wait that
+ * costs least to undo (ges.c refuses it with CORAL_EDEADLK at its master). */
+#ifndef CORAL_LMDD_WFG_H
+#define CORAL_LMDD_WFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WFG_NAME_MAX 64
+#define WFG_CYCLE_MAX 32
+
+struct wfg_owner {
+	uint32_t node;
+	uint64_t session;
+};
+
+struct wfg_edge {
+	struct wfg_owner waiter, holder;
+	uint32_t master;        /* where the waiting lock is queued */
+	uint64_t lkid;          /* the waiting lock (its requester node's id) */
+	uint64_t since_ms;      /* when it began waiting (the master's clock) */
+	uint32_t held;          /* locks the waiter's session holds on that master */
+	uint8_t name[WFG_NAME_MAX];
+	uint8_t len;
+};
+
+struct wfg;
+
+/* At most max_edges edges at once (a report that would pass it is refused). */
+struct wfg *wfg_new(uint32_t max_edges);
+void wfg_free(struct wfg *g);
+/* Master `master`'s edges for resource name[len] are now e[0..n) (n 0: none). 0, or
+ * CORAL_EFULL (nothing changed). */
+int wfg_set(struct wfg *g, uint32_t master, const uint8_t *name, size_t len, const struct wfg_edge *e, uint32_t n);
+/* Everything master `master` reported goes (it left, or reports all again). */
+void wfg_drop_master(struct wfg *g, uint32_t master);
+uint32_t wfg_edges(const struct wfg *g);
+/* A cycle of waits through session `from` (its edges in order, up to WFG_CYCLE_MAX), or 0. */
+int wfg_cycle_from(const struct wfg *g, struct wfg_owner from, struct wfg_edge *cycle);
+/* The edge of the cycle to break: the wait that undoes least — its session holds the fewest
+ * locks, then it has waited the shortest (the newest), then the highest node and session. */
+int wfg_victim(const struct wfg_edge *cycle, int n);
+
+#endif
