@@ -8,8 +8,9 @@
 # cache's and the redo thread's figures, and stops the cluster cleanly, checking that
 # then kills node 3 under the bank's load (the survivors recover it while the bank goes on,
 # and it comes back), kills every node under the bank's load (a power loss), starts them
-# again (smond recovers every redo thread first) and checks the bank's total. (lmdd and
-# rsrcmgrd answer control requests only until their issues are done.)
+# again (smond recovers every redo thread first) and checks the bank's total. Between, the
+# bank with row locks (lmdd's global enqueues, their deadlocks found and broken). (rsrcmgrd
+# answers control requests only until its issue is done.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD_DIR:-build}
@@ -115,6 +116,14 @@ $ctl -n 1 redo
 $ctl -n 1 gcs block 1 0
 say "coralctl datafile list --verify"
 $ctl datafile list --verify
+
+say "coral-bank with row locks: an EX global enqueue (lmdd) on both accounts, taken in random order, on 40 accounts, 5 s: sessions deadlock, the coordinator breaks each cycle, the victims try again"
+$B/tools/coral-bank -c "$CONF" --file rows --accounts 40 --per-block 8 --sessions 2 --readers 0 --seconds 5 --row-locks
+say "coralctl -n 1 ges stats"
+$ctl -n 1 ges stats
+say "coralctl ges deadlocks (the last three the coordinator found)"
+$ctl -n 1 ges deadlocks | head -1
+$ctl -n 1 ges deadlocks | tail -9
 
 say "node 3 lost under load: coral-bank runs 12 s on the three nodes, node 3's supervisor and daemons get kill -9 after 4 s"
 $B/tools/coral-bank -c "$CONF" --accounts 1000 --per-block 8 --sessions 2 --readers 0 --seconds 12 \

@@ -19,9 +19,14 @@
  * session whose call failed opens a new session on its node, for up to MS, and stops if its
  * node does not come back by then.
  *
+ * With --row-locks each transfer first takes an EX global enqueue (lmdd) on each of its two
+ * accounts, in random order, so that sessions deadlock; the victim (CORAL_ERR_DEADLOCK) lets
+ * its first lock go and the transfer is tried again later. The report counts the deadlocks
+ * and the longest a victim waited before it was refused.
+ *
  * Usage: coral-bank [-c FILE] [--accounts N] [--per-block K] [--seconds S] [--sessions P]
  *                   [--readers R] [--nodes 1,2,3] [--file NAME] [--seed X] [--ride-through MS]
- *                   [--json] */
+ *                   [--row-locks] [--json] */
 #include "coral.h"
 
 #include "conf.h"
@@ -63,6 +68,8 @@ struct worker {
 	size_t nunk, capunk;
 	bool gone;                     /* its node did not come back within --ride-through */
 	uint32_t lat[LAT_BUCKETS];     /* 8 buckets per power of two of microseconds */
+	uint64_t deadlocks, victim_wait_us;  /* --row-locks: victims, and the longest one's wait */
+	uint64_t false_victims;        /* refused on its first lock: it held none, so no cycle was real */
 	struct coral_session_stats st;
 	char err[256];
 };
@@ -71,6 +78,7 @@ static const char *conf_path;
 static uint32_t file_id, accounts = 1000, per_block = 8;
 static double seconds = 5;
 static int64_t ride_ms;          /* --ride-through */
+static bool row_locks;           /* --row-locks */
 static _Atomic bool stop;
 
 static uint64_t rnd(uint64_t *s)
@@ -129,13 +137,8 @@ static int log_add(struct xfer **log, size_t *n, size_t *cap, const struct xfer 
 	return 0;
 }
 
-static int transfer(struct worker *w)
+static int move_money(struct worker *w, uint32_t a, uint32_t b, int32_t amount)
 {
-	uint32_t a = (uint32_t)(rnd(&w->rng) % accounts), b;
-	do
-		b = (uint32_t)(rnd(&w->rng) % accounts);
-	while (b == a);
-	int32_t amount = (int32_t)(1 + rnd(&w->rng) % 100);
 	uint64_t ba = block_of(a), bb = block_of(b);
 	uint64_t lo = ba < bb ? ba : bb, hi = ba < bb ? bb : ba;
 	struct coral_block *blo = NULL, *bhi = NULL;
@@ -192,6 +195,58 @@ static int transfer(struct worker *w)
 	x.from_scn = scn_a;
 	x.to_scn = scn_b;
 	return log_add(&w->log, &w->nlog, &w->caplog, &x);
+}
+
+/* --row-locks: EX on both accounts, in the order given (random: sessions deadlock). 0, 1 (a
+ * deadlock's victim: nothing held, try again), or an error. */
+static int lock_rows(struct worker *w, uint32_t first, uint32_t second, uint64_t lk[2])
+{
+	char n1[32], n2[32];
+	snprintf(n1, sizeof(n1), "acct-%u", first);
+	snprintf(n2, sizeof(n2), "acct-%u", second);
+	int rc = coral_lock(w->s, n1, strlen(n1), CORAL_LOCK_EX, 0, 30000, &lk[0], NULL, NULL);
+	if (rc != 0) {
+		snprintf(w->err, sizeof(w->err), "%s", coral_session_error(w->s));
+		if (rc != CORAL_ERR_DEADLOCK)
+			return rc;
+		w->false_victims++;
+		return 1;
+	}
+	uint64_t t0 = coral_now_mono_ns();
+	rc = coral_lock(w->s, n2, strlen(n2), CORAL_LOCK_EX, 0, 30000, &lk[1], NULL, NULL);
+	if (rc == 0)
+		return 0;
+	snprintf(w->err, sizeof(w->err), "%s", coral_session_error(w->s));
+	coral_unlock(w->s, lk[0], NULL);
+	if (rc != CORAL_ERR_DEADLOCK)
+		return rc;
+	uint64_t us = (coral_now_mono_ns() - t0) / 1000;
+	w->deadlocks++;
+	if (us > w->victim_wait_us)
+		w->victim_wait_us = us;
+	return 1;
+}
+
+/* One transfer between two random accounts: 0 (done, or refused for funds), 1 (nothing
+ * done: a deadlock's victim), or an error. */
+static int transfer(struct worker *w)
+{
+	uint32_t a = (uint32_t)(rnd(&w->rng) % accounts), b;
+	do
+		b = (uint32_t)(rnd(&w->rng) % accounts);
+	while (b == a);
+	int32_t amount = (int32_t)(1 + rnd(&w->rng) % 100);
+	if (!row_locks)
+		return move_money(w, a, b, amount);
+	uint64_t lk[2];
+	bool swap = rnd(&w->rng) & 1;
+	int rc = lock_rows(w, swap ? b : a, swap ? a : b, lk);
+	if (rc != 0)
+		return rc;
+	rc = move_money(w, a, b, amount);
+	coral_unlock(w->s, lk[1], NULL);
+	coral_unlock(w->s, lk[0], NULL);
+	return rc;
 }
 
 struct reader {
@@ -263,6 +318,8 @@ static void *worker_main(void *arg)
 	while (!atomic_load(&stop)) {
 		uint64_t t0 = coral_now_mono_ns();
 		int rc = transfer(w);
+		if (rc == 1)
+			continue;  /* a deadlock's victim: tried again */
 		if (rc != 0 && ride_ms > 0) {
 			w->errors++;
 			if (rc == CORAL_ENOMEM || (!reopen(w) && !atomic_load(&stop))) {
@@ -573,6 +630,7 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (strcmp(a, "--json") == 0) { json = true; continue; }
+		if (strcmp(a, "--row-locks") == 0) { row_locks = true; continue; }
 		if (v == NULL) goto usage;
 		if (strcmp(a, "-c") == 0) conf_path = v;
 		else if (strcmp(a, "--accounts") == 0) accounts = (uint32_t)strtoul(v, NULL, 10);
@@ -715,6 +773,7 @@ int main(int argc, char **argv)
 	/* the check: every account as its committed transfers say */
 	memcpy(expect, start, accounts * sizeof(int64_t));
 	uint64_t done = 0, refused = 0, errors = 0, gets = 0, hits = 0, commits = 0, waits = 0, unknown = 0;
+	uint64_t deadlocks = 0, victim_wait_us = 0, false_victims = 0;
 	int lost_sessions = 0;
 	uint32_t lat[LAT_BUCKETS] = {0};
 	for (int i = 0; i < nw; i++) {
@@ -723,6 +782,10 @@ int main(int argc, char **argv)
 			expect[w[i].log[k].to] += w[i].log[k].amount;
 		}
 		done += w[i].nlog;
+		deadlocks += w[i].deadlocks;
+		false_victims += w[i].false_victims;
+		if (w[i].victim_wait_us > victim_wait_us)
+			victim_wait_us = w[i].victim_wait_us;
 		refused += w[i].refused;
 		errors += w[i].errors;
 		gets += w[i].st.gets;
@@ -809,7 +872,8 @@ int main(int argc, char **argv)
 		       "\"wrong_accounts\":%u,\"gets\":%llu,\"local_hits\":%llu,\"two_way\":%llu,\"three_way\":%llu,"
 		       "\"redo_commits\":%lld,\"wrong_block_totals\":%u,\"cr_reads\":%llu,\"cr_torn\":%llu,"
 		       "\"cr_went_back\":%llu,\"cr_errors\":%llu,\"cr_direct\":%llu,\"indeterminate\":%llu,"
-		       "\"indeterminate_present\":%llu,\"sessions_lost\":%d}\n",
+		       "\"indeterminate_present\":%llu,\"sessions_lost\":%d,\"row_locks\":%s,\"deadlocks\":%llu,"
+		       "\"false_deadlocks\":%llu,\"victim_wait_max_ms\":%.1f}\n",
 		       ok ? "true" : "false", (unsigned long long)done, (double)done / elapsed,
 		       (unsigned long long)lat_pct(lat, 50), (unsigned long long)lat_pct(lat, 99),
 		       (unsigned long long)refused, (unsigned long long)errors, (long long)total0, (long long)total1,
@@ -818,7 +882,8 @@ int main(int argc, char **argv)
 		       redo_checked ? (long long)redo_commits : -1ll, wrong_totals, (unsigned long long)cr_reads,
 		       (unsigned long long)torn, (unsigned long long)went_back, (unsigned long long)cr_errors,
 		       (unsigned long long)cr_direct, (unsigned long long)unknown, (unsigned long long)present,
-		       lost_sessions);
+		       lost_sessions, row_locks ? "true" : "false", (unsigned long long)deadlocks,
+		       (unsigned long long)false_victims, (double)victim_wait_us / 1000.0);
 	} else {
 		printf("coral-bank: %u accounts in %llu blocks of data file %s (%u per block), %d sessions on each of %d nodes, %.1f s\n",
 		       accounts, (unsigned long long)((accounts + per_block - 1) / per_block), name, per_block, sessions, nn,
@@ -842,6 +907,12 @@ int main(int argc, char **argv)
 			       "older than the reader's previous copy, %llu errors\n",
 			       (unsigned long long)cr_reads, nr, (unsigned long long)cr_direct, (unsigned long long)torn,
 			       (unsigned long long)went_back, (unsigned long long)cr_errors);
+		if (row_locks)
+			printf("  row locks            EX on both accounts, in random order: %llu deadlocks found (each "
+			       "victim let go and tried again), the longest a victim waited %.1f ms; %llu sessions "
+			       "refused as victims while they held no row lock (no real cycle)\n",
+			       (unsigned long long)deadlocks, (double)victim_wait_us / 1000.0,
+			       (unsigned long long)false_victims);
 		if (ride_ms > 0)
 			printf("  indeterminate        %llu transfers whose commit failed: %llu of them present, the "
 			       "others absent%s; %d sessions whose node did not come back\n",
@@ -870,6 +941,7 @@ int main(int argc, char **argv)
 usage:
 	fprintf(stderr, "usage: coral-bank [-c FILE] [--accounts N] [--per-block K] [--seconds S] [--sessions P]\n"
 			"                  [--readers R] [--nodes 1,2,3] [--file NAME] [--seed X] [--ride-through MS]\n"
+			"                  [--row-locks]\n"
 			"                  [--json]\n");
 	return 2;
 }

@@ -20,7 +20,7 @@ static int ges_stats(void)
 		F(timeouts); F(conv_deadlocks); F(demoted); F(basts); F(full); F(lvb_writes); F(lvb_invalidated);
 		F(sessions_gone); F(nodes_lost); F(locks_lost); F(resources); F(locks); F(own_locks); F(sent);
 		F(not_master); F(refused_msgs); F(basts_received); F(rebuilt); F(dropped); F(map_version);
-		F(victims); F(deadlocks); F(coordinator); F(edges);
+		F(victims); F(deadlocks); F(coordinator); F(edges); F(phantoms); F(probes_lapsed); F(swept);
 		json_object_set_new(j, "held", json_boolean(r->held));
 #undef F
 		print_json(j);
@@ -44,8 +44,10 @@ static int ges_stats(void)
 		printf("  deadlocks: coordinator node %u%s; %llu waits refused here as victims\n", r->coordinator,
 		       r->coordinator == (uint32_t)ctx.node->id ? " (this node)" : "", (unsigned long long)r->victims);
 		if (r->coordinator == (uint32_t)ctx.node->id)
-			printf("  as coordinator: %u edges in the wait-for graph, %llu cycles found (coralctl ges deadlocks)\n",
-			       r->edges, (unsigned long long)r->deadlocks);
+			printf("  as coordinator: %u edges in the wait-for graph, %llu deadlocks found (coralctl ges deadlocks); "
+			       "%llu cycles gone when probed, %llu probes lapsed, %llu deadlocks found only by the sweep\n",
+			       r->edges, (unsigned long long)r->deadlocks, (unsigned long long)r->phantoms,
+			       (unsigned long long)r->probes_lapsed, (unsigned long long)r->swept);
 		printf("  losses: %llu sessions, %llu nodes (%llu locks held for recovery); messages: %llu sent, %llu "
 		       "answered 'not the master', %llu refused\n", (unsigned long long)r->sessions_gone,
 		       (unsigned long long)r->nodes_lost, (unsigned long long)r->locks_lost, (unsigned long long)r->sent,
@@ -123,27 +125,91 @@ int run_ges_resource(int argc, char **argv)
 	return 0;
 }
 
+/* The coordinator of deadlock detection as this node's lmdd knows it; then the request asked
+ * of that node's lmdd (NULL: said why). */
+static Coral__CtlResponse *ask_coordinator(Coral__CtlRequest__BodyCase body, Coral__CtlResponse__BodyCase want)
+{
+	Coral__CtlResponse *resp = daemon_ask(CORAL_D_LMDD, CORAL__CTL_REQUEST__BODY_GES_STATS,
+					      CORAL__CTL_RESPONSE__BODY_GES_STATS);
+	if (resp == NULL)
+		return NULL;
+	uint32_t coord = resp->ges_stats->coordinator;
+	coral_ctl_response_free(resp);
+	if (coord != 0 && (int64_t)coord != ctx.node->id) {
+		const struct coral_node_conf *cn = coral_conf_node_by_id(&ctx.conf, coord);
+		if (cn == NULL) {
+			fprintf(stderr, "coralctl: the coordinator, node %u, is not in the configuration\n", coord);
+			return NULL;
+		}
+		ctx.node = cn;
+	}
+	return daemon_ask(CORAL_D_LMDD, body, want);
+}
+
+/* The wait-for graph the coordinator has now: text, --dot (Graphviz), or --json. */
+int run_ges_graph(int argc, char **argv)
+{
+	bool dot = false;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--dot") == 0)
+			dot = true;
+		else if (strcmp(argv[i], "--json") == 0)
+			ctx.json = true;
+		else {
+			fprintf(stderr, "coralctl ges graph: unknown option %s (--dot or --json)\n", argv[i]);
+			return 2;
+		}
+	}
+	Coral__CtlResponse *resp = ask_coordinator(CORAL__CTL_REQUEST__BODY_GES_GRAPH, CORAL__CTL_RESPONSE__BODY_GES_GRAPH);
+	if (resp == NULL)
+		return 1;
+	const Coral__GesGraphReply *r = resp->ges_graph;
+	if (ctx.json) {
+		json_t *all = json_array();
+		for (size_t i = 0; i < r->n_edges; i++) {
+			const Coral__GesGraphEdge *e = r->edges[i];
+			json_array_append_new(all, json_pack("{s:i, s:I, s:i, s:I, s:s, s:i, s:I, s:I, s:i}", "waiter_node",
+							     (int)e->waiter_node, "waiter_session", (json_int_t)e->waiter_session,
+							     "holder_node", (int)e->holder_node, "holder_session",
+							     (json_int_t)e->holder_session, "resource", e->resource, "master",
+							     (int)e->master, "lkid", (json_int_t)e->lkid, "since_ms",
+							     (json_int_t)e->since_ms, "held", (int)e->held));
+		}
+		print_json(json_pack("{s:i, s:i, s:i, s:o}", "coordinator", (int)r->coordinator, "total", (int)r->total,
+				     "probing", (int)r->probing, "edges", all));
+	} else if (dot) {
+		printf("digraph ges_waits {\n  // coordinator node %u; %u edges%s\n", r->coordinator, r->total,
+		       r->total > r->n_edges ? " (the first ones only)" : "");
+		for (size_t i = 0; i < r->n_edges; i++) {
+			const Coral__GesGraphEdge *e = r->edges[i];
+			printf("  \"%u/%llu\" -> \"%u/%llu\" [label=\"%s@%u\"];\n", e->waiter_node,
+			       (unsigned long long)e->waiter_session, e->holder_node, (unsigned long long)e->holder_session,
+			       e->resource, e->master);
+		}
+		printf("}\n");
+	} else {
+		printf("coordinator: node %u; %u waits in the graph%s; %u cycles being probed\n", r->coordinator, r->total,
+		       r->total > r->n_edges ? " (the first ones listed)" : "", r->probing);
+		for (size_t i = 0; i < r->n_edges; i++) {
+			const Coral__GesGraphEdge *e = r->edges[i];
+			printf("  node %u session %llu waits for node %u session %llu on %s (master node %u, lock %llu)\n",
+			       e->waiter_node, (unsigned long long)e->waiter_session, e->holder_node,
+			       (unsigned long long)e->holder_session, e->resource, e->master, (unsigned long long)e->lkid);
+		}
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
 /* The deadlocks found by the coordinator (asked of this node, then of the coordinator). */
 int run_ges_deadlocks(int argc, char **argv)
 {
 	(void)argc;
 	(void)argv;
-	Coral__CtlResponse *resp = daemon_ask(CORAL_D_LMDD, CORAL__CTL_REQUEST__BODY_GES_DEADLOCKS,
-					      CORAL__CTL_RESPONSE__BODY_GES_DEADLOCKS);
+	Coral__CtlResponse *resp = ask_coordinator(CORAL__CTL_REQUEST__BODY_GES_DEADLOCKS,
+						   CORAL__CTL_RESPONSE__BODY_GES_DEADLOCKS);
 	if (resp == NULL)
 		return 1;
-	uint32_t coord = resp->ges_deadlocks->coordinator;
-	if (coord != 0 && (int64_t)coord != ctx.node->id) {
-		const struct coral_node_conf *cn = coral_conf_node_by_id(&ctx.conf, coord);
-		if (cn != NULL) {
-			coral_ctl_response_free(resp);
-			ctx.node = cn;
-			resp = daemon_ask(CORAL_D_LMDD, CORAL__CTL_REQUEST__BODY_GES_DEADLOCKS,
-					  CORAL__CTL_RESPONSE__BODY_GES_DEADLOCKS);
-			if (resp == NULL)
-				return 1;
-		}
-	}
 	const Coral__GesDeadlocksReply *r = resp->ges_deadlocks;
 	if (ctx.json) {
 		json_t *all = json_array();

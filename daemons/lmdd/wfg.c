@@ -39,6 +39,7 @@ void wfg_free(struct wfg *g)
 }
 
 uint32_t wfg_edges(const struct wfg *g) { return g->n; }
+const struct wfg_edge *wfg_edge_at(const struct wfg *g, uint32_t i) { return i < g->n ? &g->e[i] : NULL; }
 
 static bool same_res(const struct wfg_edge *e, uint32_t master, const uint8_t *name, size_t len)
 {
@@ -108,6 +109,53 @@ static bool dfs(const struct wfg *g, struct wfg_owner start, struct wfg_owner at
 	return false;
 }
 
+/* The position of owner o as a waiter in cycle[0..len), or -1. */
+static int pos_in(const struct wfg_edge *cycle, int len, struct wfg_owner o)
+{
+	for (int i = 0; i < len; i++)
+		if (same_owner(cycle[i].waiter, o))
+			return i;
+	return -1;
+}
+
+/* A cycle with a chord (an edge from one of its sessions to another further round than the
+ * next) is cut down to the shorter cycle through the chord, until none is left. Why: the
+ * search can walk the long way round, through a session that waits only behind another's
+ * request (queued ahead of it); chosen as the victim, it would be refused while the cycle
+ * through the chord went on. */
+static int shorten(const struct wfg *g, struct wfg_edge *cycle, int len)
+{
+	for (;;) {
+		int best_k = 1, bi = -1, bj = -1;
+		uint32_t be = 0;
+		for (uint32_t x = 0; x < g->n; x++) {
+			int i = pos_in(cycle, len, g->e[x].waiter);
+			if (i < 0)
+				continue;
+			int j = pos_in(cycle, len, g->e[x].holder);
+			if (j < 0)
+				continue;
+			int k = (j - i + len) % len;
+			if (k > best_k) {
+				best_k = k;
+				bi = i;
+				bj = j;
+				be = x;
+			}
+		}
+		if (bi < 0)
+			return len;
+		/* the chord, then the cycle from its holder round to the chord's waiter */
+		struct wfg_edge tmp[WFG_CYCLE_MAX];
+		int n = 0;
+		tmp[n++] = g->e[be];
+		for (int p = bj; p != bi; p = (p + 1) % len)
+			tmp[n++] = cycle[p];
+		memcpy(cycle, tmp, (size_t)n * sizeof(tmp[0]));
+		len = n;
+	}
+}
+
 int wfg_cycle_from(const struct wfg *g, struct wfg_owner from, struct wfg_edge *cycle)
 {
 	if (g->n == 0)
@@ -118,7 +166,31 @@ int wfg_cycle_from(const struct wfg *g, struct wfg_owner from, struct wfg_edge *
 	int len = 0;
 	bool found = dfs(g, from, from, cycle, 0, &len, dead);
 	free(dead);
-	return found ? len : 0;
+	return found ? shorten(g, cycle, len) : 0;
+}
+
+uint32_t wfg_waiters(const struct wfg *g, struct wfg_owner *out, uint32_t max)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < g->n && n < max; i++) {
+		bool seen = false;
+		for (uint32_t j = 0; j < n && !seen; j++)
+			seen = same_owner(out[j], g->e[i].waiter);
+		if (!seen)
+			out[n++] = g->e[i].waiter;
+	}
+	return n;
+}
+
+bool wfg_has(const struct wfg *g, const struct wfg_edge *e)
+{
+	for (uint32_t i = 0; i < g->n; i++) {
+		const struct wfg_edge *x = &g->e[i];
+		if (same_res(x, e->master, e->name, e->len) && x->lkid == e->lkid && x->since_ms == e->since_ms &&
+		    same_owner(x->waiter, e->waiter) && same_owner(x->holder, e->holder))
+			return true;
+	}
+	return false;
 }
 
 int wfg_victim(const struct wfg_edge *cycle, int n)

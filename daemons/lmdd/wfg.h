@@ -40,8 +40,17 @@ int wfg_set(struct wfg *g, uint32_t master, const uint8_t *name, size_t len, con
 /* Everything master `master` reported goes (it left, or reports all again). */
 void wfg_drop_master(struct wfg *g, uint32_t master);
 uint32_t wfg_edges(const struct wfg *g);
-/* A cycle of waits through session `from` (its edges in order, up to WFG_CYCLE_MAX), or 0. */
+/* Edge i (0 <= i < wfg_edges), in no particular order. */
+const struct wfg_edge *wfg_edge_at(const struct wfg *g, uint32_t i);
+/* A cycle of waits found from session `from` (its edges in order, up to WFG_CYCLE_MAX), or
+ * 0. It has no chord: one found through a session that a shorter cycle skips is cut down to
+ * that one (which may not pass through `from`). */
 int wfg_cycle_from(const struct wfg *g, struct wfg_owner from, struct wfg_edge *cycle);
+/* The distinct waiting sessions, up to max, into out; how many. */
+uint32_t wfg_waiters(const struct wfg *g, struct wfg_owner *out, uint32_t max);
+/* Whether the graph holds edge e as it stood: the same master, resource, waiting lock and
+ * wait (since_ms), waiter and holder. */
+bool wfg_has(const struct wfg *g, const struct wfg_edge *e);
 /* The edge of the cycle to break: the wait that undoes least — its session holds the fewest
  * locks, then it has waited the shortest (the newest), then the highest node and session. */
 int wfg_victim(const struct wfg_edge *cycle, int n);

@@ -483,3 +483,58 @@ Test(ges, the_wait_for_graph_finds_cycles_across_masters_and_nothing_else)
 	cr_expect_eq(wfg_set(g, 7, (const uint8_t *)"r7", 2, many, 20), CORAL_EFULL);
 	wfg_free(g);
 }
+
+/* A cycle's edges are checked against the masters' answers to a probe: the same wait, the
+ * same session in its way; a wait granted and asked again (a new since) is not the same. */
+Test(ges, an_edge_counts_only_as_the_same_wait_and_the_waiters_are_listed_once)
+{
+	struct wfg *g = wfg_new(16);
+	cr_assert_not_null(g);
+	struct wfg_edge two[2] = {edge(1, 2, 11, 100, 1), edge(1, 3, 11, 100, 1)};
+	cr_assert_eq(wfg_set(g, 2, (const uint8_t *)"r1", 2, two, 2), 0);
+	struct wfg_edge back = edge(2, 1, 21, 150, 1);
+	cr_assert_eq(wfg_set(g, 1, (const uint8_t *)"r2", 2, &back, 1), 0);
+	struct wfg_edge cyc[WFG_CYCLE_MAX];
+	int n = wfg_cycle_from(g, (struct wfg_owner){1, 1}, cyc);
+	cr_assert_eq(n, 2);
+	for (int i = 0; i < n; i++)
+		cr_expect(wfg_has(g, &cyc[i]), "edge %d of the cycle just found is not in the graph", i);
+	/* r2's master answers: node 2's session waits again, a new wait since 400 */
+	struct wfg_edge again = edge(2, 1, 21, 400, 1);
+	cr_assert_eq(wfg_set(g, 1, (const uint8_t *)"r2", 2, &again, 1), 0);
+	bool whole = true;
+	for (int i = 0; i < n; i++)
+		whole = whole && wfg_has(g, &cyc[i]);
+	cr_expect_not(whole, "a cycle through a wait that ended is still taken whole");
+	struct wfg_edge other = cyc[0];
+	other.master = 3;
+	cr_expect_not(wfg_has(g, &other), "an edge another master reported");
+	struct wfg_owner w[4];
+	cr_expect_eq(wfg_waiters(g, w, 4), 2, "node 1's session waits on two holders, listed once");
+	cr_expect_eq(wfg_waiters(g, w, 1), 1);
+	wfg_free(g);
+}
+
+/* S waits on r1 behind U's grant; T waits on r1 behind S's request (and U's grant), and U
+ * waits on r2 that T holds. The search from S walks S -> U -> T -> S, but T -> U is a chord:
+ * the deadlock is U <-> T, and S, holding nothing, must not be its victim. */
+Test(ges, a_cycle_with_a_chord_is_cut_down_to_the_real_deadlock)
+{
+	struct wfg *g = wfg_new(16);
+	cr_assert_not_null(g);
+	struct wfg_edge r1[3] = {edge(1, 2, 11, 300, 0) /* S waits for U */,
+				 edge(3, 2, 31, 200, 1) /* T waits for U */,
+				 edge(3, 1, 31, 200, 1) /* T waits for S, queued ahead */};
+	cr_assert_eq(wfg_set(g, 1, (const uint8_t *)"r1", 2, r1, 3), 0);
+	struct wfg_edge r2 = edge(2, 3, 21, 100, 1);  /* U waits for T */
+	cr_assert_eq(wfg_set(g, 2, (const uint8_t *)"r2", 2, &r2, 1), 0);
+	struct wfg_edge cyc[WFG_CYCLE_MAX];
+	int n = wfg_cycle_from(g, (struct wfg_owner){1, 1}, cyc);
+	cr_assert_eq(n, 2, "the cycle found from S has %d waits, not the two of U and T", n);
+	for (int i = 0; i < n; i++) {
+		cr_expect_neq(cyc[i].waiter.node, 1, "S is in the cycle");
+		cr_expect_eq(cyc[i].holder.node, cyc[(i + 1) % n].waiter.node, "the cycle does not close");
+	}
+	cr_expect_neq(cyc[wfg_victim(cyc, n)].waiter.node, 1);
+	wfg_free(g);
+}
