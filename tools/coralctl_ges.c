@@ -45,7 +45,7 @@ static int ges_stats(void)
 		       r->coordinator == (uint32_t)ctx.node->id ? " (this node)" : "", (unsigned long long)r->victims);
 		if (r->coordinator == (uint32_t)ctx.node->id)
 			printf("  as coordinator: %u edges in the wait-for graph, %llu deadlocks found (coralctl ges deadlocks); "
-			       "%llu cycles gone when probed, %llu probes lapsed, %llu deadlocks found only by the sweep\n",
+			       "%llu cycles gone when probed, %llu probes lapsed, %llu deadlocks the sweep found first\n",
 			       r->edges, (unsigned long long)r->deadlocks, (unsigned long long)r->phantoms,
 			       (unsigned long long)r->probes_lapsed, (unsigned long long)r->swept);
 		printf("  losses: %llu sessions, %llu nodes (%llu locks held for recovery); messages: %llu sent, %llu "

@@ -8,7 +8,7 @@
  * queues, a restart of lmdd itself. */
 #include "ges.h"
 #include "ges_msg.h"
-#include "wfg.h"
+#include "dlk.h"
 
 #include "bufcache.h"
 #include "ges_own.h"
@@ -38,7 +38,6 @@
 #define WFG_EDGES 65536        /* the coordinator's wait-for graph */
 #define WAITS_MAX 256          /* edges reported for one resource (more: the first ones) */
 #define DEADLOCK_HISTORY 64
-#define SUSPECTS 16            /* cycles being probed at once */
 #define PROBE_MS 2000          /* a probe not answered by then lapses */
 #define SWEEP_MS 100           /* the coordinator's sweep of the graph for missed cycles */
 #define SWEEP_WAITERS 256      /* waiters searched from at each sweep */
@@ -79,32 +78,14 @@ struct lmdd {
 	uint32_t ndirty;
 	bool dirty_all;
 	uint32_t coordinator;
-	struct wfg *wfg;
+	struct dlk *dlk;               /* the coordinator's graph and probes, while this node is it */
 	struct deadlock {
 		uint64_t at_ms;
 		int n, victim;
 		struct wfg_edge cycle[WFG_CYCLE_MAX];
 	} history[DEADLOCK_HISTORY];
 	uint64_t nhistory;
-	struct {
-		uint64_t lkid, at_ms;
-	} pending_victim[16];          /* victims asked for this last second: not chosen again */
-	/* a cycle found is a suspect until every master in it has answered a probe (its waits
-	 * now): only a cycle still whole in those answers is a deadlock (lmdd(8), DEADLOCKS) */
-	struct suspect {
-		uint64_t probe;        /* its probe's id; 0: the slot is free */
-		uint64_t at_ms;
-		int n, victim;
-		struct wfg_edge cycle[WFG_CYCLE_MAX];
-		bool fresh[WFG_CYCLE_MAX];  /* edge i's resource answered the probe */
-		struct wfg_owner from;      /* the session it was found from (maybe not in it) */
-		bool by_sweep;              /* found by the sweep, not at a report */
-	} suspects[SUSPECTS];
-	uint64_t probe_seq, phantoms, probes_lapsed;
-	uint64_t swept_ms, swept;      /* the last sweep; deadlocks only a sweep found */
-	uint32_t sweep_at;             /* the sweep's place in the graph's edges */
-	bool sweeping;
-	uint64_t victims, deadlocks;
+	uint64_t victims;
 };
 
 static uint64_t now_ms(void) { return coral_now_mono_ns() / 1000000ull; }
@@ -505,10 +486,9 @@ static void report_all(struct lmdd *m)
 	if (coord != m->coordinator) {
 		m->coordinator = coord;
 		m->dirty_all = true;
-		if (coord != m->self && m->wfg) {
-			wfg_free(m->wfg);
-			m->wfg = NULL;
-			memset(m->suspects, 0, sizeof(m->suspects));
+		if (coord != m->self && m->dlk) {
+			dlk_free(m->dlk);
+			m->dlk = NULL;
 		}
 	}
 	if (m->coordinator == 0 || m->kit.net == NULL)
@@ -527,26 +507,18 @@ static void report_all(struct lmdd *m)
 	m->ndirty = k;
 }
 
-static bool victim_pending(const struct lmdd *m, uint64_t lkid)
+/* A deadlock the coordinator confirmed: recorded, and its victim's wait refused at its master. */
+static void dlk_victim(void *arg, const struct wfg_edge *cyc, int len, int v, bool by_sweep)
 {
-	uint64_t now = now_ms();
-	for (int i = 0; i < 16; i++)
-		if (m->pending_victim[i].lkid == lkid && now - m->pending_victim[i].at_ms < 1000)
-			return true;
-	return false;
-}
-
-/* A cycle the probe confirmed: recorded, and its victim's wait refused at its master. */
-static void break_cycle(struct lmdd *m, const struct wfg_edge *cyc, int len, int v)
-{
-	m->pending_victim[m->deadlocks % 16].lkid = cyc[v].lkid;
-	m->pending_victim[m->deadlocks % 16].at_ms = now_ms();
-	m->deadlocks++;
+	struct lmdd *m = arg;
 	struct deadlock *d = &m->history[m->nhistory++ % DEADLOCK_HISTORY];
 	d->at_ms = coral_now_real_ns() / 1000000ull;
 	d->n = len;
 	d->victim = v;
 	memcpy(d->cycle, cyc, (size_t)len * sizeof(cyc[0]));
+	if (by_sweep)
+		log_warn("deadlock found first by the sweep, not the search at a report: %d sessions, victim node %u's wait on %.*s", len,
+			 cyc[v].waiter.node, (int)cyc[v].len, (const char *)cyc[v].name);
 	log_notice("deadlock: %d sessions wait in a cycle; node %u's wait on %.*s (lock %llu) is refused", len,
 		   cyc[v].waiter.node, (int)cyc[v].len, (const char *)cyc[v].name, (unsigned long long)cyc[v].lkid);
 	Coral__GesMsg k = CORAL__GES_MSG__INIT;
@@ -558,174 +530,30 @@ static void break_cycle(struct lmdd *m, const struct wfg_edge *cyc, int len, int
 	send_msg(m, cyc[v].master, &k);
 }
 
-static void suspect_cycle(struct lmdd *m, struct wfg_owner from, const struct wfg_edge *cyc, int len, int v);
-
-/* A cycle through each of sessions w[0..n), looked for in the graph: one found (and not
- * already being broken) becomes a suspect, probed before it counts. */
-static void search_from(struct lmdd *m, const struct wfg_owner *w, uint32_t n)
+/* The coordinator asks a master for its waits on a resource now (dlk.h). */
+static void dlk_probe(void *arg, uint32_t master, const uint8_t *name, size_t len, uint64_t probe)
 {
-	struct wfg_edge cyc[WFG_CYCLE_MAX];
-	for (uint32_t i = 0; i < n; i++) {
-		bool again = false;
-		for (uint32_t j = 0; j < i && !again; j++)
-			again = w[j].node == w[i].node && w[j].session == w[i].session;
-		if (again)
-			continue;
-		int len = wfg_cycle_from(m->wfg, w[i], cyc);
-		if (len == 0)
-			continue;
-		int v = wfg_victim(cyc, len);
-		if (!victim_pending(m, cyc[v].lkid))
-			suspect_cycle(m, w[i], cyc, len, v);
-	}
+	Coral__GesMsg p = CORAL__GES_MSG__INIT;
+	p.kind = GES_PROBE;
+	p.lkid = probe;
+	p.name.data = (uint8_t *)name;
+	p.name.len = len;
+	send_msg(arg, master, &p);  /* one not sent: probed again when it lapses */
 }
 
-/* Every master of suspect s is asked for its waits on the resources of the cycle now, under
- * a new probe id (an answer to an older probe does not count). */
-static void send_probes(struct lmdd *m, struct suspect *s)
-{
-	s->probe = ++m->probe_seq;
-	s->at_ms = now_ms();
-	memset(s->fresh, 0, sizeof(s->fresh));
-	for (int i = 0; i < s->n; i++) {
-		const struct wfg_edge *e = &s->cycle[i];
-		bool asked = false;
-		for (int j = 0; j < i && !asked; j++)
-			asked = s->cycle[j].master == e->master && s->cycle[j].len == e->len &&
-				memcmp(s->cycle[j].name, e->name, e->len) == 0;
-		if (asked)
-			continue;
-		Coral__GesMsg p = CORAL__GES_MSG__INIT;
-		p.kind = GES_PROBE;
-		p.lkid = s->probe;
-		p.name.data = (uint8_t *)e->name;
-		p.name.len = e->len;
-		send_msg(m, e->master, &p);  /* one not sent: probed again at PROBE_MS */
-	}
-}
-
-/* A cycle just found in the graph: its edges may be stale (a master reports at its tick, and
- * a wait it reported may have been granted since, the lock in its way let go), so it is a
- * suspect and every master in it is asked for its waits on that resource now. A session
- * waiting in a cycle cannot let go of what it holds, so a cycle whose every wait is still
- * there, the same wait, in the answers is real. */
-static void suspect_cycle(struct lmdd *m, struct wfg_owner from, const struct wfg_edge *cyc, int len, int v)
-{
-	struct suspect *free_slot = NULL;
-	for (int i = 0; i < SUSPECTS; i++) {
-		struct suspect *s = &m->suspects[i];
-		if (s->probe != 0 && s->cycle[s->victim].lkid == cyc[v].lkid)
-			return;  /* this victim's cycle is being probed already */
-		if (s->probe == 0 && free_slot == NULL)
-			free_slot = s;
-	}
-	if (free_slot == NULL) {
-		m->probes_lapsed++;  /* the sweep finds it again once a slot frees, if it is real */
-		return;
-	}
-	free_slot->from = from;
-	free_slot->by_sweep = m->sweeping;
-	free_slot->n = len;
-	free_slot->victim = v;
-	memcpy(free_slot->cycle, cyc, (size_t)len * sizeof(cyc[0]));
-	send_probes(m, free_slot);
-}
-
-/* The coordinator's tick: a probe not answered within PROBE_MS (a message lost, a master
- * gone) is sent again while its cycle is still whole in the graph, else dropped; cycles found
- * while every slot was taken are looked for again. */
-static void probe_tick(struct lmdd *m)
-{
-	if (m->wfg == NULL || m->coordinator != m->self)
-		return;
-	uint64_t now = now_ms();
-	for (int i = 0; i < SUSPECTS; i++) {
-		struct suspect *s = &m->suspects[i];
-		if (s->probe == 0 || now - s->at_ms < PROBE_MS)
-			continue;
-		m->probes_lapsed++;
-		bool whole = true;
-		for (int k = 0; k < s->n && whole; k++)
-			whole = wfg_has(m->wfg, &s->cycle[k]);
-		if (whole)
-			send_probes(m, s);
-		else
-			s->probe = 0;
-	}
-	/* The sweep: every SWEEP_MS a slice of the graph's waiters is searched again, so that a
-	 * cycle the searches at each report missed (their order, a lost message, no room to
-	 * probe it) is found within a bound all the same; one it finds is counted and logged. */
-	if (now - m->swept_ms < SWEEP_MS || wfg_edges(m->wfg) == 0)
-		return;
-	m->swept_ms = now;
-	uint32_t ne = wfg_edges(m->wfg), k = 0;
-	struct wfg_owner w[SWEEP_WAITERS];
-	if (m->sweep_at >= ne)
-		m->sweep_at = 0;
-	for (; m->sweep_at < ne && k < SWEEP_WAITERS; m->sweep_at++)
-		w[k++] = wfg_edge_at(m->wfg, m->sweep_at)->waiter;
-	m->sweeping = true;
-	search_from(m, w, k);
-	m->sweeping = false;
-}
-
-/* A master's answer to probe `probe` for name[len] is in the graph: the suspects it answers
- * for are settled once every resource in them has answered. */
-static void probe_answered(struct lmdd *m, uint32_t from, uint64_t probe, const uint8_t *name, size_t len)
-{
-	for (int i = 0; i < SUSPECTS; i++) {
-		struct suspect *s = &m->suspects[i];
-		if (s->probe != probe)
-			continue;
-		bool all = true;
-		for (int k = 0; k < s->n; k++) {
-			const struct wfg_edge *e = &s->cycle[k];
-			if (e->master == from && e->len == len && memcmp(e->name, name, len) == 0)
-				s->fresh[k] = true;
-			all = all && s->fresh[k];
-		}
-		if (!all)
-			continue;
-		bool whole = true;
-		for (int k = 0; k < s->n && whole; k++)
-			whole = wfg_has(m->wfg, &s->cycle[k]);
-		s->probe = 0;
-		if (whole) {
-			if (victim_pending(m, s->cycle[s->victim].lkid))
-				continue;
-			if (s->by_sweep) {
-				m->swept++;
-				log_warn("deadlock found by the sweep, not when it closed: %d sessions, victim node %u's "
-					 "wait on %.*s", s->n, s->cycle[s->victim].waiter.node, (int)s->cycle[s->victim].len,
-					 (const char *)s->cycle[s->victim].name);
-			}
-			break_cycle(m, s->cycle, s->n, s->victim);
-			continue;
-		}
-		m->phantoms++;
-		/* A real cycle through the same victim, or through the session it was found from
-		 * (a shorter cycle may leave it out), may be there too: looked for again from each,
-		 * in the graph as it is now. */
-		struct wfg_owner w[WFG_CYCLE_MAX + 1];
-		int nw = s->n;
-		for (int k = 0; k < nw; k++)
-			w[k] = s->cycle[k].waiter;
-		w[nw++] = s->from;
-		search_from(m, w, (uint32_t)nw);
-	}
-}
-
-/* At the coordinator: a master's waits on one resource (g->lkid: the probe it answers). Each
- * waiter in the report is looked at for a cycle through it; one found (and not already being
- * broken) becomes a suspect, probed before it counts. */
+/* At the coordinator: a master's waits on one resource (g->lkid: the probe it answers). */
 static void on_waits(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 {
 	if (m->coordinator != m->self || g->name.len == 0 || g->name.len > GES_NAME_MAX) {
 		m->refused_msgs++;
 		return;
 	}
-	if (m->wfg == NULL && (m->wfg = wfg_new(WFG_EDGES)) == NULL)
-		return;
+	if (m->dlk == NULL) {
+		struct dlk_conf dc = {WFG_EDGES, PROBE_MS, SWEEP_MS, SWEEP_WAITERS};
+		struct dlk_ops ops = {dlk_probe, dlk_victim, m};
+		if ((m->dlk = dlk_new(&dc, &ops)) == NULL)
+			return;
+	}
 	static struct wfg_edge e[WAITS_MAX];
 	size_t n = g->n_edges < WAITS_MAX ? g->n_edges : WAITS_MAX;
 	for (size_t i = 0; i < n; i++) {
@@ -737,17 +565,9 @@ static void on_waits(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 		e[i].since_ms = x->since_ms;
 		e[i].held = x->held ? 1 : 0;
 	}
-	if (wfg_set(m->wfg, from, g->name.data, g->name.len, e, (uint32_t)n) != 0) {
-		log_warn("the wait-for graph is full (%u edges): the waits on %.*s are not looked at", wfg_edges(m->wfg),
-			 (int)g->name.len, (const char *)g->name.data);
-		return;
-	}
-	if (g->lkid != 0)
-		probe_answered(m, from, g->lkid, g->name.data, g->name.len);
-	struct wfg_owner w[WAITS_MAX];
-	for (size_t i = 0; i < n; i++)
-		w[i] = e[i].waiter;
-	search_from(m, w, (uint32_t)n);
+	if (dlk_report(m->dlk, from, g->name.data, g->name.len, e, (uint32_t)n, g->lkid, now_ms()) == CORAL_EFULL)
+		log_warn("the wait-for graph is full (%u edges): the waits on %.*s are not looked at",
+			 wfg_edges(dlk_graph(m->dlk)), (int)g->name.len, (const char *)g->name.data);
 }
 
 /* ---- the tick ------------------------------------------------------------------------- */
@@ -869,12 +689,12 @@ static void check_map(struct lmdd *m)
 	m->nring = nring;
 	memcpy(m->ring, ring, sizeof(ring));
 	/* what masters no longer in the map reported of their waits is gone with them */
-	for (uint32_t n = 1; m->wfg && n <= CORAL_MAX_NODES; n++) {
+	for (uint32_t n = 1; m->dlk && n <= CORAL_MAX_NODES; n++) {
 		bool in = false;
 		for (uint32_t i = 0; i < nring && !in; i++)
 			in = ring[i] == n;
 		if (!in)
-			wfg_drop_master(m->wfg, n);
+			dlk_drop_master(m->dlk, n);
 	}
 	ges_drop(m->core, keep_mine, m);
 	if (!ges_held(m->core))
@@ -962,7 +782,8 @@ static void on_tick(void *arg, const struct coral_cluster_view *v)
 	check_rebuilt(m);
 	flush_rebuilds(m);
 	report_all(m);
-	probe_tick(m);
+	if (m->dlk && m->coordinator == m->self)
+		dlk_tick(m->dlk, now);
 	for (uint32_t k = 0; k < OWN_MAX && m->ownsec->nused; k++) {
 		struct own *o = &m->own[k];
 		if (!o->used)
@@ -1091,12 +912,13 @@ static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	r.held = ges_held(m->core);
 	r.map_version = m->map_seen;
 	r.victims = m->victims;
-	r.deadlocks = m->deadlocks;
+	const struct dlk_stats *ds = m->dlk ? dlk_stats(m->dlk) : &(struct dlk_stats){0};
+	r.deadlocks = ds->deadlocks;
 	r.coordinator = m->coordinator;
-	r.edges = m->wfg ? wfg_edges(m->wfg) : 0;
-	r.phantoms = m->phantoms;
-	r.probes_lapsed = m->probes_lapsed;
-	r.swept = m->swept;
+	r.edges = m->dlk ? wfg_edges(dlk_graph(m->dlk)) : 0;
+	r.phantoms = ds->phantoms;
+	r.probes_lapsed = ds->probes_lapsed;
+	r.swept = ds->swept;
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_STATS;
 	resp.ges_stats = &r;
@@ -1199,9 +1021,10 @@ static void h_graph(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	static Coral__GesGraphEdge e[GRAPH_MAX];
 	static Coral__GesGraphEdge *ep[GRAPH_MAX];
 	static char names[GRAPH_MAX][GES_NAME_MAX + 1];
-	uint32_t total = m->wfg ? wfg_edges(m->wfg) : 0, n = total < GRAPH_MAX ? total : GRAPH_MAX;
+	const struct wfg *wg = m->dlk ? dlk_graph(m->dlk) : NULL;
+	uint32_t total = wg ? wfg_edges(wg) : 0, n = total < GRAPH_MAX ? total : GRAPH_MAX;
 	for (uint32_t i = 0; i < n; i++) {
-		const struct wfg_edge *x = wfg_edge_at(m->wfg, i);
+		const struct wfg_edge *x = wfg_edge_at(wg, i);
 		coral__ges_graph_edge__init(&e[i]);
 		e[i].waiter_node = x->waiter.node;
 		e[i].waiter_session = x->waiter.session;
@@ -1221,8 +1044,7 @@ static void h_graph(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	r.edges = ep;
 	r.n_edges = n;
 	r.total = total;
-	for (int i = 0; i < SUSPECTS; i++)
-		r.probing += m->suspects[i].probe != 0;
+	r.probing = m->dlk ? dlk_probing(m->dlk) : 0;
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_GRAPH;
 	resp.ges_graph = &r;
@@ -1313,7 +1135,7 @@ static void lmdd_fini(struct coral_daemon *d)
 		return;
 	coral_kit_fini(&m->kit);
 	ges_core_free(m->core);
-	wfg_free(m->wfg);
+	dlk_free(m->dlk);
 	free(m);
 	d->svc = NULL;
 }

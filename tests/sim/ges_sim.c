@@ -1,0 +1,574 @@
+/* The GES model (see ges_sim.h). What is real: every master's GES core (ges.c) and the
+ * deadlock coordinator (dlk.c, with wfg.c). What is modelled, as lmdd wires them: each
+ * master reports the waits on a resource to the coordinator at its tick after they change
+ * and at once when probed; the coordinator's victims are refused at their masters; sessions
+ * (three a node) take EX on two of six resources in random order, hold them a few ms and let
+ * them go, each call waiting for its answer as libcoral's do (so a session that waits cannot
+ * let go of anything). The network keeps each link's order and delays each message 0..3 ms
+ * (one in fifty 15 ms); a connection breaks now and then, losing the probes and answers on
+ * it (each such loss allows one more probe interval to the bound); the coordinator's
+ * graph is lost now and then (a new coordinator), every master reporting anew once it sees it.
+ *
+ * Checked after every millisecond: every core's invariants (granted modes compatible, queues
+ * well formed); no session sits in a real cycle of waits (the masters' queues as they are)
+ * longer than the bound; and at each victim chosen, that it is in a real cycle then. */
+#include "ges_sim.h"
+
+#include "dlk.h"
+#include "errors.h"
+#include "ges.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAXN 6
+#define SESS 3
+#define NRES 6
+#define TICK_MS 10
+#define DELAY_MS 3
+#define LONG_DELAY_MS 15
+#define PROBE_MS 200
+#define SWEEP_MS 100
+
+enum kind { M_REQ, M_UNLOCK, M_ANSWER, M_UNLOCKED, M_WAITS, M_PROBE, M_VICTIM };
+enum { S_IDLE, S_WAIT1, S_WAIT2, S_HOLD, S_UNLOCKING };
+
+struct msg {
+	uint64_t at, seq;
+	uint32_t from, to, epoch;
+	int kind, res, code;
+	uint64_t session, lkid, probe;
+	uint32_t wnode;
+	struct wfg_edge *edges;
+	uint32_t nedges;
+};
+
+struct sess {
+	uint32_t node;
+	uint64_t id;
+	int state, res[2], unlocking;
+	uint64_t lk[2], until, cyc_since, resets_since;
+};
+
+struct sim;
+struct node {
+	struct sim *sim;
+	uint32_t id, epoch;       /* the coordinator epoch it has seen */
+	uint64_t notice_at;       /* when it sees the newest (0: seen) */
+	struct ges_core *core;
+	bool dirty[NRES];
+};
+
+struct sim {
+	uint64_t rng, now, seq, lkseq, resets;
+	uint32_t n, epoch;
+	struct node node[MAXN + 1];
+	struct sess s[MAXN * SESS];
+	int ns;
+	struct msg *q;
+	size_t nq, capq;
+	uint64_t last_at[MAXN + 1][MAXN + 1];
+	struct dlk *dlk;
+	uint32_t bound;
+	struct ges_sim_result *r;
+	char *err;
+	size_t errsz;
+	bool failed;
+};
+
+static bool tracing;
+
+static void trace(const struct sim *m, const char *fmt, ...)
+{
+	if (!tracing)
+		return;
+	printf("%6llu ", (unsigned long long)m->now);
+	va_list ap;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+static uint64_t rnd(struct sim *m)
+{
+	m->rng ^= m->rng << 13;
+	m->rng ^= m->rng >> 7;
+	m->rng ^= m->rng << 17;
+	return m->rng;
+}
+
+static void fail(struct sim *m, const char *fmt, ...)
+{
+	if (m->failed)
+		return;
+	m->failed = true;
+	int k = snprintf(m->err, m->errsz, "at %llu ms: ", (unsigned long long)m->now);
+	va_list ap;
+	va_start(ap, fmt);
+	if (k > 0 && (size_t)k < m->errsz)
+		vsnprintf(m->err + k, m->errsz - (size_t)k, fmt, ap);
+	va_end(ap);
+}
+
+static uint32_t master_of(const struct sim *m, int res) { return (uint32_t)res % m->n + 1; }
+
+static void res_name(int res, char *buf) { snprintf(buf, 8, "r%d", res); }
+
+static int res_of(const uint8_t *name, size_t len)
+{
+	return len == 2 && name[0] == 'r' && name[1] >= '0' && name[1] < '0' + NRES ? name[1] - '0' : -1;
+}
+
+static struct sess *sess_by_id(struct sim *m, uint64_t id)
+{
+	for (int i = 0; i < m->ns; i++)
+		if (m->s[i].id == id)
+			return &m->s[i];
+	return NULL;
+}
+
+static int sess_index(const struct sim *m, uint32_t node, uint64_t id)
+{
+	for (int i = 0; i < m->ns; i++)
+		if (m->s[i].node == node && m->s[i].id == id)
+			return i;
+	return -1;
+}
+
+/* A message on link from -> to: after 0..DELAY_MS (one in fifty LONG_DELAY_MS), never before
+ * one sent earlier on the same link. */
+static void send(struct sim *m, uint32_t from, uint32_t to, struct msg x)
+{
+	uint64_t d = rnd(m) % 50 == 0 ? LONG_DELAY_MS : rnd(m) % (DELAY_MS + 1);
+	uint64_t at = m->now + d;
+	if (at < m->last_at[from][to])
+		at = m->last_at[from][to];
+	m->last_at[from][to] = at;
+	if (m->nq == m->capq) {
+		m->capq = m->capq ? m->capq * 2 : 256;
+		m->q = realloc(m->q, m->capq * sizeof(*m->q));
+		if (m->q == NULL)
+			abort();
+	}
+	x.at = at;
+	x.seq = ++m->seq;
+	x.from = from;
+	x.to = to;
+	m->q[m->nq++] = x;
+	m->r->messages++;
+}
+
+/* The real cycles: on[i] when session i waits, through the masters' queues as they are now,
+ * on a session that waits ... on session i. */
+static void truth(struct sim *m, bool *on)
+{
+	static bool reach[MAXN * SESS][MAXN * SESS];
+	memset(reach, 0, sizeof(reach));
+	struct ges_wait w[64];
+	for (int r = 0; r < NRES; r++) {
+		char name[8];
+		res_name(r, name);
+		int k = ges_waits(m->node[master_of(m, r)].core, name, strlen(name), w, 64);
+		for (int i = 0; i < k && i < 64; i++) {
+			int a = sess_index(m, w[i].wnode, w[i].wsession), b = sess_index(m, w[i].hnode, w[i].hsession);
+			if (a >= 0 && b >= 0)
+				reach[a][b] = true;
+		}
+	}
+	for (int k = 0; k < m->ns; k++)
+		for (int i = 0; i < m->ns; i++)
+			if (reach[i][k])
+				for (int j = 0; j < m->ns; j++)
+					reach[i][j] |= reach[k][j];
+	for (int i = 0; i < m->ns; i++)
+		on[i] = reach[i][i];
+}
+
+/* ---- the masters' side ----------------------------------------------------------------- */
+
+static void core_done(void *arg, uint32_t node, uint64_t session, uint64_t lkid, int code, int gr, bool demoted,
+		      const uint8_t *lvb, bool lvb_valid)
+{
+	(void)gr, (void)demoted, (void)lvb, (void)lvb_valid;
+	struct node *n = arg;
+	send(n->sim, n->id, node, (struct msg){.kind = M_ANSWER, .session = session, .lkid = lkid, .code = code});
+}
+
+static void core_bast(void *arg, uint32_t node, uint64_t session, uint64_t lkid, int mode)
+{
+	(void)arg, (void)node, (void)session, (void)lkid, (void)mode;
+}
+
+static void core_waits(void *arg, const uint8_t *name, size_t len)
+{
+	struct node *n = arg;
+	int r = res_of(name, len);
+	if (r >= 0)
+		n->dirty[r] = true;
+}
+
+static void report(struct sim *m, struct node *n, int r, uint64_t probe)
+{
+	char name[8];
+	res_name(r, name);
+	struct ges_wait w[64];
+	int k = ges_waits(n->core, name, strlen(name), w, 64);
+	if (k > 64)
+		k = 64;
+	struct wfg_edge *e = k ? calloc((size_t)k, sizeof(*e)) : NULL;
+	for (int i = 0; i < k; i++) {
+		e[i].waiter = (struct wfg_owner){w[i].wnode, w[i].wsession};
+		e[i].holder = (struct wfg_owner){w[i].hnode, w[i].hsession};
+		e[i].lkid = w[i].lkid;
+		e[i].since_ms = w[i].since_ms;
+		e[i].held = w[i].held;
+	}
+	send(m, n->id, 1, (struct msg){.kind = M_WAITS, .res = r, .probe = probe, .epoch = n->epoch, .edges = e,
+				       .nedges = (uint32_t)k});
+}
+
+/* A master's tick: the coordinator it has just seen gets every wait anew; then each
+ * resource whose waits changed is reported. */
+static void master_tick(struct sim *m, struct node *n)
+{
+	if (n->notice_at && m->now >= n->notice_at) {
+		n->notice_at = 0;
+		n->epoch = m->epoch;
+		for (int r = 0; r < NRES; r++) {
+			char name[8];
+			res_name(r, name);
+			if (master_of(m, r) == n->id && ges_waits(n->core, name, strlen(name), NULL, 0) > 0)
+				n->dirty[r] = true;
+		}
+	}
+	for (int r = 0; r < NRES; r++)
+		if (n->dirty[r]) {
+			n->dirty[r] = false;
+			report(m, n, r, 0);
+		}
+}
+
+/* ---- the coordinator -------------------------------------------------------------------- */
+
+static void dlk_probe(void *arg, uint32_t master, const uint8_t *name, size_t len, uint64_t probe)
+{
+	struct sim *m = arg;
+	int r = res_of(name, len);
+	if (r < 0) {
+		fail(m, "a probe for a resource nobody reported");
+		return;
+	}
+	trace(m, "coord: probe %llu -> node %u for r%d", (unsigned long long)probe, master, r);
+	send(m, 1, master, (struct msg){.kind = M_PROBE, .res = r, .probe = probe, .epoch = m->epoch});
+}
+
+static void dlk_victim(void *arg, const struct wfg_edge *cyc, int len, int v, bool by_sweep)
+{
+	struct sim *m = arg;
+	(void)len;
+	m->r->swept += by_sweep;
+	trace(m, "coord: VICTIM%s lock %llu of %u/%llu on %.*s (cycle of %d)", by_sweep ? " (by the sweep)" : "", (unsigned long long)cyc[v].lkid,
+	      cyc[v].waiter.node, (unsigned long long)cyc[v].waiter.session, (int)cyc[v].len, (const char *)cyc[v].name, len);
+	bool on[MAXN * SESS];
+	truth(m, on);
+	int i = sess_index(m, cyc[v].waiter.node, cyc[v].waiter.session);
+	if (i < 0 || !on[i])
+		fail(m, "victim node %u session %llu (lock %llu on %.*s) was in no real cycle when chosen",
+		     cyc[v].waiter.node, (unsigned long long)cyc[v].waiter.session, (unsigned long long)cyc[v].lkid,
+		     (int)cyc[v].len, (const char *)cyc[v].name);
+	send(m, 1, cyc[v].master, (struct msg){.kind = M_VICTIM, .res = res_of(cyc[v].name, cyc[v].len),
+					       .lkid = cyc[v].lkid, .wnode = cyc[v].waiter.node});
+}
+
+static void take_stats(struct sim *m)
+{
+	if (m->dlk == NULL)
+		return;
+	const struct dlk_stats *ds = dlk_stats(m->dlk);
+	m->r->phantoms += ds->phantoms;
+	m->r->lapsed += ds->probes_lapsed;
+}
+
+static void new_coordinator_graph(struct sim *m)
+{
+	take_stats(m);
+	dlk_free(m->dlk);
+	struct dlk_conf dc = {4096, PROBE_MS, SWEEP_MS, 64};
+	struct dlk_ops ops = {dlk_probe, dlk_victim, m};
+	m->dlk = dlk_new(&dc, &ops);
+	if (m->dlk == NULL)
+		abort();
+}
+
+/* ---- sessions --------------------------------------------------------------------------- */
+
+static void request(struct sim *m, struct sess *s, int k)
+{
+	s->lk[k] = ((uint64_t)s->node << 40) | ++m->lkseq;
+	send(m, s->node, master_of(m, s->res[k]),
+	     (struct msg){.kind = M_REQ, .res = s->res[k], .session = s->id, .lkid = s->lk[k]});
+}
+
+static void unlock(struct sim *m, struct sess *s, int k)
+{
+	s->unlocking++;
+	send(m, s->node, master_of(m, s->res[k]), (struct msg){.kind = M_UNLOCK, .res = s->res[k], .lkid = s->lk[k]});
+}
+
+static void sess_step(struct sim *m, struct sess *s)
+{
+	if (s->state == S_IDLE && m->now >= s->until) {
+		s->res[0] = (int)(rnd(m) % NRES);
+		do
+			s->res[1] = (int)(rnd(m) % NRES);
+		while (s->res[1] == s->res[0]);
+		s->state = S_WAIT1;
+		request(m, s, 0);
+	} else if (s->state == S_HOLD && m->now >= s->until) {
+		s->state = S_UNLOCKING;
+		unlock(m, s, 1);
+		unlock(m, s, 0);
+		m->r->transfers++;
+	}
+}
+
+static void sess_answer(struct sim *m, struct sess *s, const struct msg *x)
+{
+	int k = s->state == S_WAIT1 ? 0 : s->state == S_WAIT2 ? 1 : -1;
+	if (k < 0 || x->lkid != s->lk[k]) {
+		fail(m, "session %llu got an answer for lock %llu it does not wait for", (unsigned long long)s->id,
+		     (unsigned long long)x->lkid);
+		return;
+	}
+	if (x->code == 0) {
+		m->r->grants++;
+		if (k == 0) {
+			s->state = S_WAIT2;
+			request(m, s, 1);
+		} else {
+			s->state = S_HOLD;
+			s->until = m->now + 1 + rnd(m) % 5;
+		}
+		return;
+	}
+	if (x->code != CORAL_EDEADLK) {
+		fail(m, "session %llu's lock %llu refused: %s", (unsigned long long)s->id, (unsigned long long)x->lkid,
+		     coral_strerror(x->code));
+		return;
+	}
+	if (k == 0) {
+		fail(m, "session %llu refused as a deadlock's victim while it held nothing", (unsigned long long)s->id);
+		return;
+	}
+	s->state = S_UNLOCKING;  /* the victim lets its first lock go and tries again later */
+	unlock(m, s, 0);
+}
+
+/* ---- delivery --------------------------------------------------------------------------- */
+
+static void deliver(struct sim *m, struct msg *x)
+{
+	struct node *n = &m->node[x->to];
+	char name[8];
+	res_name(x->res, name);
+	switch (x->kind) {
+	case M_REQ: {
+		struct ges_answer a;
+		int rc = ges_request(n->core, x->from, x->session, x->lkid, name, strlen(name), GES_EX, 0, 0, m->now, &a);
+		if (rc == 0)
+			send(m, n->id, x->from, (struct msg){.kind = M_ANSWER, .session = x->session, .lkid = x->lkid});
+		else if (rc != CORAL_EPENDING)
+			fail(m, "a request on %s refused: %s", name, coral_strerror(rc));
+		break;
+	}
+	case M_UNLOCK: {
+		int rc = ges_unlock(n->core, x->from, x->lkid, NULL, m->now);
+		if (rc != 0)
+			fail(m, "an unlock of lock %llu on %s refused: %s", (unsigned long long)x->lkid, name,
+			     coral_strerror(rc));
+		send(m, n->id, x->from, (struct msg){.kind = M_UNLOCKED, .lkid = x->lkid});
+		break;
+	}
+	case M_ANSWER: {
+		struct sess *s = sess_by_id(m, x->session);
+		if (s)
+			sess_answer(m, s, x);
+		break;
+	}
+	case M_UNLOCKED:
+		for (int i = 0; i < m->ns; i++) {
+			struct sess *s = &m->s[i];
+			if (s->node == x->to && (s->lk[0] == x->lkid || s->lk[1] == x->lkid) && s->unlocking > 0) {
+				if (--s->unlocking == 0) {
+					s->state = S_IDLE;
+					s->until = m->now + rnd(m) % 3;
+				}
+				break;
+			}
+		}
+		break;
+	case M_WAITS:
+		if (tracing) {
+			char b[512];
+			int o = 0;
+			for (uint32_t i = 0; i < x->nedges && o < 400; i++)
+				o += snprintf(b + o, sizeof(b) - (size_t)o, " %llu->%llu(l%llu)",
+					      (unsigned long long)x->edges[i].waiter.session,
+					      (unsigned long long)x->edges[i].holder.session,
+					      (unsigned long long)(x->edges[i].lkid & 0xffffff));
+			b[o] = 0;
+			trace(m, "coord: waits from node %u on %s (probe %llu, epoch %u/%u):%s", x->from, name,
+			      (unsigned long long)x->probe, x->epoch, m->epoch, b);
+		}
+		if (x->epoch == m->epoch &&
+		    dlk_report(m->dlk, x->from, (const uint8_t *)name, strlen(name), x->edges, x->nedges, x->probe,
+			       m->now) != 0)
+			fail(m, "the coordinator's graph refused a report");
+		break;
+	case M_PROBE:
+		trace(m, "node %u: probe %llu for %s (epoch %u/%u)", n->id, (unsigned long long)x->probe, name, x->epoch,
+		      n->epoch);
+		if (x->epoch == n->epoch)  /* a master answers only the coordinator it knows */
+			report(m, n, x->res, x->probe);
+		break;
+	case M_VICTIM:
+		if (ges_victim(n->core, x->wnode, x->lkid) == 0)
+			m->r->victims_refused++;
+		break;
+	}
+}
+
+/* ---- the run ---------------------------------------------------------------------------- */
+
+int ges_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct ges_sim_result *out, char *err, size_t errsz)
+{
+	struct ges_sim_result res0;
+	if (out == NULL)
+		out = &res0;
+	memset(out, 0, sizeof(*out));
+	if (nodes < 2 || nodes > MAXN)
+		return CORAL_EINVAL;
+	struct sim *m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return CORAL_ENOMEM;
+	tracing = getenv("GES_SIM_TRACE") != NULL;
+	m->rng = seed * 0x9e3779b97f4a7c15ull + 1;
+	m->n = nodes;
+	m->r = out;
+	m->err = err;
+	m->errsz = errsz;
+	/* lmdd(8)'s bound: from a cycle closing to its victim's refusal at most 100 ms (a report's
+	 * tick, its way, a probe's round trip and the victim's way, even at the long delay; a new
+	 * coordinator seen within two ticks); each connection broken meanwhile adds a probe's
+	 * lapse (below) */
+	m->bound = 100;
+	out->bound_ms = m->bound;
+	for (uint32_t i = 1; i <= nodes; i++) {
+		struct node *n = &m->node[i];
+		n->sim = m;
+		n->id = i;
+		struct ges_ops ops = {core_done, core_bast, core_waits, n};
+		n->core = ges_core_new(64, 256, 32, &ops);
+		if (n->core == NULL)
+			abort();
+		for (int k = 0; k < SESS; k++)
+			m->s[m->ns++] = (struct sess){.node = i, .id = i * 100 + (uint64_t)k};
+	}
+	new_coordinator_graph(m);
+	for (m->now = 1; m->now <= steps && !m->failed; m->now++) {
+		/* what is due, in the order sent */
+		for (;;) {
+			size_t best = m->nq;
+			for (size_t i = 0; i < m->nq; i++)
+				if (m->q[i].at <= m->now && (best == m->nq || m->q[i].seq < m->q[best].seq))
+					best = i;
+			if (best == m->nq)
+				break;
+			struct msg x = m->q[best];
+			m->q[best] = m->q[--m->nq];
+			deliver(m, &x);
+			free(x.edges);
+			if (m->failed)
+				break;
+		}
+		/* a connection between two nodes breaks: the probes and their answers on it are lost
+		 * (what the sessions' and masters' calls send is sent again by the kit) */
+		if (rnd(m) % 1500 == 0) {
+			uint32_t a = 1 + (uint32_t)(rnd(m) % nodes), b = 1 + (uint32_t)(rnd(m) % nodes);
+			if (a != b) {
+				m->resets++;
+				for (size_t i = 0; i < m->nq;)
+					if (m->q[i].from == a && m->q[i].to == b &&
+					    (m->q[i].kind == M_PROBE || (m->q[i].kind == M_WAITS && m->q[i].probe))) {
+						trace(m, "lost: kind %d %u -> %u r%d probe %llu", m->q[i].kind, a, b, m->q[i].res,
+						      (unsigned long long)m->q[i].probe);
+						free(m->q[i].edges);
+						m->q[i] = m->q[--m->nq];
+						m->r->lost++;
+					} else
+						i++;
+			}
+		}
+		for (int i = 0; i < m->ns; i++)
+			sess_step(m, &m->s[i]);
+		for (uint32_t i = 1; i <= nodes; i++)
+			if ((m->now + i * 3) % TICK_MS == 0)
+				master_tick(m, &m->node[i]);
+		if (m->now % TICK_MS == 0)
+			dlk_tick(m->dlk, m->now);
+		/* the coordinator's graph is lost (another node is it now): every master sees it
+		 * within two ticks and reports every wait anew */
+		if (rnd(m) % 4000 == 0) {
+			out->coordinator_changes++;
+			trace(m, "a new coordinator's graph");
+			m->epoch++;
+			new_coordinator_graph(m);
+			for (uint32_t i = 1; i <= nodes; i++)
+				m->node[i].notice_at = m->now + rnd(m) % (2 * TICK_MS);
+		}
+		for (uint32_t i = 1; i <= nodes && !m->failed; i++) {
+			char e[256];
+			if (ges_check(m->node[i].core, e, sizeof(e)) != 0)
+				fail(m, "node %u's GES core: %s", i, e);
+		}
+		bool on[MAXN * SESS];
+		truth(m, on);
+		for (int i = 0; i < m->ns && !m->failed; i++) {
+			struct sess *s = &m->s[i];
+			if (!on[i]) {
+				s->cyc_since = 0;
+				continue;
+			}
+			if (s->cyc_since == 0) {
+				s->cyc_since = m->now;
+				s->resets_since = m->resets;
+				trace(m, "truth: session %llu in a cycle", (unsigned long long)s->id);
+			}
+			uint32_t d = (uint32_t)(m->now - s->cyc_since);
+			if (d > out->worst_ms)
+				out->worst_ms = d;
+			if (m->resets == s->resets_since && d > out->worst_clean_ms)
+				out->worst_clean_ms = d;
+			/* each connection broken meanwhile may have cost a probe: one more lapse allowed */
+			uint32_t bound = m->bound + PROBE_MS * (uint32_t)(m->resets - s->resets_since);
+			if (d > bound)
+				fail(m, "node %u session %llu has been in a real cycle of waits for %u ms (bound %u ms)",
+				     s->node, (unsigned long long)s->id, d, bound);
+		}
+	}
+	take_stats(m);
+	out->deadlocks = out->victims_refused;
+	int rc = m->failed ? CORAL_EINVAL : 0;
+	for (size_t i = 0; i < m->nq; i++)
+		free(m->q[i].edges);
+	free(m->q);
+	dlk_free(m->dlk);
+	for (uint32_t i = 1; i <= nodes; i++)
+		ges_core_free(m->node[i].core);
+	free(m);
+	return rc;
+}
