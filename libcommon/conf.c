@@ -247,6 +247,22 @@ static const struct coral_opt coral__recovery_opts[] = {
 	    "the survivor that claimed a lost thread waits this long for the others' part"),
 };
 
+static const struct coral_opt coral__ges_opts[] = {
+	OPT(coral_ges_conf, max_resources, INT, "65536", 16, 1 << 24, false,
+	    "lock resources one node's lmdd masters; a request for a new one past it is refused (tables full)"),
+	OPT(coral_ges_conf, max_locks, INT, "262144", 16, 1 << 26, false,
+	    "locks on the resources one node masters; a request past it is refused (tables full)"),
+	OPT(coral_ges_conf, graph_edges, INT, "65536", 64, 1 << 24, false,
+	    "waits the deadlock coordinator keeps in its graph; a master's report past it is not looked at "
+	    "(logged, counted)"),
+	OPT(coral_ges_conf, probe_ms, INT, "2000", 10, 600000, false,
+	    "a deadlock probe not answered by every master in the cycle by then is sent again (if the "
+	    "cycle still stands)"),
+	OPT(coral_ges_conf, sweep_ms, INT, "100", 10, 60000, false,
+	    "the coordinator searches a slice of its graph for cycles this often, so that a deadlock the "
+	    "search at each report missed is broken within it"),
+};
+
 static const struct coral_opt coral__daemon_opts[] = {
 	OPT(coral_daemon_conf, log_level, LOGLEVEL, "info", 0, 4, true,
 	    "least severe level logged: debug, info, notice, warning, error"),
@@ -265,9 +281,9 @@ static const struct coral_opt coral__daemon_opts[] = {
 
 enum coral__sect_kind {
 	SK_CLUSTER, SK_STORAGE, SK_TLS, SK_SUPERVISOR, SK_RAFT, SK_INTERCONNECT, SK_GRD, SK_CACHE, /* one each */
-	SK_RECOVERY, SK_NODE, SK_DAEMON
+	SK_RECOVERY, SK_GES, SK_NODE, SK_DAEMON
 };
-#define SK_LAST_SINGLE SK_RECOVERY
+#define SK_LAST_SINGLE SK_GES
 
 struct coral__sect_def {
 	const char *name;
@@ -287,6 +303,7 @@ static const struct coral__sect_def coral__sections[] = {
 	SECT("grd", SK_GRD, coral__grd_opts),
 	SECT("cache", SK_CACHE, coral__cache_opts),
 	SECT("recovery", SK_RECOVERY, coral__recovery_opts),
+	SECT("ges", SK_GES, coral__ges_opts),
 	SECT("node", SK_NODE, coral__node_opts),
 	SECT("daemon", SK_DAEMON, coral__daemon_opts),
 };
@@ -311,6 +328,7 @@ static void *coral__sect_base(struct coral_conf *c, enum coral__sect_kind k, int
 	case SK_GRD: *meta = &c->grd_meta; return &c->grd;
 	case SK_CACHE: *meta = &c->cache_meta; return &c->cache;
 	case SK_RECOVERY: *meta = &c->recovery_meta; return &c->recovery;
+	case SK_GES: *meta = &c->ges_meta; return &c->ges;
 	case SK_NODE: *meta = &c->nodes[idx].meta; return &c->nodes[idx];
 	case SK_DAEMON: *meta = &c->daemon_meta[idx]; return &c->daemon[idx];
 	}

@@ -189,6 +189,15 @@ struct coral_recovery_conf {
 	int64_t peers_wait_ms;         /* the claimer waits this long for the other survivors' part */
 };
 
+/* Global enqueues (lmdd). */
+struct coral_ges_conf {
+	int64_t max_resources;         /* resources one node masters */
+	int64_t max_locks;             /* locks on them */
+	int64_t graph_edges;           /* the deadlock coordinator's wait-for graph */
+	int64_t probe_ms;              /* a deadlock probe not answered by then is sent again */
+	int64_t sweep_ms;              /* the coordinator sweeps the graph for missed cycles this often */
+};
+
 struct coral_supervisor_conf {
 	char bin_dir[CORAL_STR_MAX];
 	int64_t ready_timeout_ms;
@@ -220,9 +229,10 @@ struct coral_conf {
 	struct coral_grd_conf grd;
 	struct coral_cache_conf cache;
 	struct coral_recovery_conf recovery;
+	struct coral_ges_conf ges;
 	struct coral_daemon_conf daemon[CORAL_NDAEMONS];
 	struct coral_sect_meta cluster_meta, storage_meta, tls_meta, supervisor_meta, raft_meta,
-		interconnect_meta, grd_meta, cache_meta, recovery_meta;
+		interconnect_meta, grd_meta, cache_meta, recovery_meta, ges_meta;
 	struct coral_sect_meta daemon_meta[CORAL_NDAEMONS];
 	int nnodes;
 	struct coral_node_conf nodes[CORAL_MAX_NODES];

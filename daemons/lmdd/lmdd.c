@@ -29,17 +29,12 @@
 
 #define TICK_MS 10
 #define OWN_MAX CORAL_GES_OWN_MAX
-#define MASTER_RES 65536       /* resources mastered here */
-#define MASTER_LOCKS 262144    /* locks on them */
 #define LVB_LEN GES_MSG_LVB
 #define RESEND_MS 200          /* a request refused by a node that is not its master: asked again */
 #define RESEND_MAX 50
 #define DIRTY_MAX 1024         /* resources whose waits changed, reported at the next tick */
-#define WFG_EDGES 65536        /* the coordinator's wait-for graph */
 #define WAITS_MAX 256          /* edges reported for one resource (more: the first ones) */
 #define DEADLOCK_HISTORY 64
-#define PROBE_MS 2000          /* a probe not answered by then lapses */
-#define SWEEP_MS 100           /* the coordinator's sweep of the graph for missed cycles */
 #define SWEEP_WAITERS 256      /* waiters searched from at each sweep */
 
 enum { OP_LOCK = 1, OP_CONVERT, OP_UNLOCK, OP_CANCEL };
@@ -549,7 +544,9 @@ static void on_waits(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 		return;
 	}
 	if (m->dlk == NULL) {
-		struct dlk_conf dc = {WFG_EDGES, PROBE_MS, SWEEP_MS, SWEEP_WAITERS};
+		const struct coral_ges_conf *gc = &m->d->conf.ges;
+		struct dlk_conf dc = {(uint32_t)gc->graph_edges, (uint32_t)gc->probe_ms, (uint32_t)gc->sweep_ms,
+				      SWEEP_WAITERS};
 		struct dlk_ops ops = {dlk_probe, dlk_victim, m};
 		if ((m->dlk = dlk_new(&dc, &ops)) == NULL)
 			return;
@@ -1089,7 +1086,7 @@ static int lmdd_init(struct coral_daemon *d)
 	}
 	m->own = m->ownsec->locks;
 	struct ges_ops ops = {.done = core_done, .bast = core_bast, .waits = core_waits, .arg = m};
-	m->core = ges_core_new(MASTER_RES, MASTER_LOCKS, LVB_LEN, &ops);
+	m->core = ges_core_new((uint32_t)d->conf.ges.max_resources, (uint32_t)d->conf.ges.max_locks, LVB_LEN, &ops);
 	if (m->core == NULL)
 		return CORAL_ENOMEM;
 	m->instance = coral_now_real_ns();
