@@ -1,6 +1,7 @@
 /* What the integration tests that link libcoral share on top of raft_harness.h: a session
  * that takes a block in X, changes its first 8 bytes and commits, the block left pinned; a
- * CR read of a block's first 8 bytes; the check of a coral-bank run in the background.
+ * CR read of a block's first 8 bytes; the check of a coral-bank run in the background; the
+ * power loss of some nodes, and the wait for the survivors' recovery of one.
  * Header-only, like the others. */
 #ifndef CORAL_TEST_CORAL_HARNESS_H
 #define CORAL_TEST_CORAL_HARNESS_H
@@ -8,7 +9,11 @@
 #include "coral.h"
 #include "raft_harness.h"
 
+#include <signal.h>
+#include <stdbool.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static inline struct coral_block *x_change_commit(struct coral_session *s, uint32_t fid, uint64_t block,
 						  uint64_t v)
@@ -48,6 +53,38 @@ static inline void bank_checked(pid_t bank, int max_lost)
 	cr_expect_gt(jint(b, "transfers"), 100, "%s", res.out);
 	cr_expect_leq(jint(b, "sessions_lost"), max_lost, "sessions gave up: %s", res.out);
 	json_decref(b);
+}
+
+/* A power loss of nodes first..last: every supervisor and daemon (and child, if any) gets
+ * SIGKILL; their zombies are reaped (this process is their subreaper: a zombie counts as a
+ * running daemon). */
+static inline void kill_nodes(pid_t child, int first, int last)
+{
+	if (child > 0)
+		kill(child, SIGKILL);
+	for (int n = first; n <= last; n++)
+		run("kill -9 $(cat %s/node%d/coral-node.pid) $(cat %s/node%d/*.pid | sort -u) 2>/dev/null; true", cl.dir, n,
+		    cl.dir, n);
+	for (int i = 0; i < 50; i++) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		usleep(20000);
+	}
+}
+
+/* Waits until the survivors' smond say the recovery of `lost` is done. */
+static inline void wait_recovered(int lost, int first, int last)
+{
+	for (int i = 0; i < 300; i++) {
+		bool all = true;
+		for (int n = first; n <= last; n++)
+			all &= run("grep -q 'recovery of node %d: done' %s/node%d/node.log", lost, cl.dir, n)->code == 0;
+		if (all)
+			return;
+		usleep(100000);
+	}
+	run("grep -h 'recovery of node\\|lost' %s/node1/node.log %s/node2/node.log | tail -20", cl.dir, cl.dir);
+	cr_assert_fail("the recovery of node %d did not finish: %s", lost, res.out);
 }
 
 #endif

@@ -72,23 +72,6 @@ static uint64_t on_disk(uint32_t fid, uint64_t block)
 	return v;
 }
 
-/* A power loss of nodes first..last: every supervisor and daemon (and child, if any) gets
- * SIGKILL; their zombies are reaped (this process is their subreaper: a zombie counts as a
- * running daemon). */
-static void kill_nodes(pid_t child, int first, int last)
-{
-	if (child > 0)
-		kill(child, SIGKILL);
-	for (int n = first; n <= last; n++)
-		run("kill -9 $(cat %s/node%d/coral-node.pid) $(cat %s/node%d/*.pid | sort -u) 2>/dev/null; true", cl.dir, n,
-		    cl.dir, n);
-	for (int i = 0; i < 50; i++) {
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			;
-		usleep(20000);
-	}
-}
-
 static void kill_all(pid_t child) { kill_nodes(child, 1, 3); }
 
 #define BANK_ARGS "--accounts 200 --per-block 8 --sessions 2 --readers 0"
@@ -381,21 +364,6 @@ static json_t *last_recovery(int node)
 	json_decref(h);
 	cr_assert_not_null(last, "node %d has no recovery in its history", node);
 	return last;
-}
-
-/* Waits until the survivors' smond say the recovery of `lost` is done. */
-static void wait_recovered(int lost, int first, int last)
-{
-	for (int i = 0; i < 300; i++) {
-		bool all = true;
-		for (int n = first; n <= last; n++)
-			all &= run("grep -q 'recovery of node %d: done' %s/node%d/node.log", lost, cl.dir, n)->code == 0;
-		if (all)
-			return;
-		usleep(100000);
-	}
-	run("grep -h 'recovery of node\\|lost' %s/node1/node.log %s/node2/node.log | tail -20", cl.dir, cl.dir);
-	cr_assert_fail("the recovery of node %d did not finish: %s", lost, res.out);
 }
 
 /* One node lost while the others run, its cache holding committed changes the data files
