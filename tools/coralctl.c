@@ -401,6 +401,7 @@ static const struct coralctl_cmd cmds[] = {
 	{"ges", "stats", CORAL_D_LMDD, 0, 0, "", "global enqueues: requests, grants, queues, refusals, value blocks, losses", run_ges_stats},
 	{"ges", "resource", CORAL_D_LMDD, 1, 1, "NAME", "a lock resource's master, its granted, converting and waiting locks", run_ges_resource},
 	{"ges", "deadlocks", CORAL_D_LMDD, 0, 0, "", "the deadlocks the coordinator found: each cycle of waits and its victim", run_ges_deadlocks},
+	{"ges", "locks", CORAL_D_LMDD, 0, 3, "[--waiting] [--session ID]", "the locks this node's sessions hold and ask for, wherever mastered", run_ges_locks},
 	{"ges", "graph", CORAL_D_LMDD, 0, 1, "[--dot]", "the live wait-for graph at the coordinator (--dot: Graphviz)", run_ges_graph},
 	{"recovery", "status", CORAL_D_SMOND, 0, 0, "", "smond: the cold start's recovery, dead processes' transactions waiting", run_recovery_status},
 	{"recovery", "history", CORAL_D_SMOND, 0, 0, "", "smond's recoveries: phases, records, blocks, changes taken back", run_recovery_history},

@@ -84,6 +84,7 @@ int run_ges_stats(int argc, char **argv);
 int run_ges_resource(int argc, char **argv);
 int run_ges_deadlocks(int argc, char **argv);
 int run_ges_graph(int argc, char **argv);
+int run_ges_locks(int argc, char **argv);
 /* coralctl_gcs.c */
 int run_gcs_stats(int argc, char **argv);
 int run_gcs_block(int argc, char **argv);

@@ -4,6 +4,7 @@
 #include "errors.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int ges_stats(void)
@@ -195,6 +196,56 @@ int run_ges_graph(int argc, char **argv)
 			printf("  node %u session %llu waits for node %u session %llu on %s (master node %u, lock %llu)\n",
 			       e->waiter_node, (unsigned long long)e->waiter_session, e->holder_node,
 			       (unsigned long long)e->holder_session, e->resource, e->master, (unsigned long long)e->lkid);
+		}
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+/* The locks of this node's sessions: held, and asked for, wherever mastered. */
+int run_ges_locks(int argc, char **argv)
+{
+	Coral__GesLocksRequest g = CORAL__GES_LOCKS_REQUEST__INIT;
+	for (int i = 0; i < argc; i++) {
+		char *end = NULL;
+		if (strcmp(argv[i], "--waiting") == 0)
+			g.waiting = true;
+		else if (strcmp(argv[i], "--json") == 0)
+			ctx.json = true;
+		else if (strcmp(argv[i], "--session") == 0 && i + 1 < argc &&
+			 (g.session = (uint32_t)strtoul(argv[i + 1], &end, 10), end && *end == 0 && g.session != 0))
+			i++;
+		else {
+			fprintf(stderr, "coralctl ges locks: [--waiting] [--session ID] (ID: a session number, as shown)\n");
+			return 2;
+		}
+	}
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	req.body_case = CORAL__CTL_REQUEST__BODY_GES_LOCKS;
+	req.ges_locks = &g;
+	Coral__CtlResponse *resp = daemon_call(CORAL_D_LMDD, &req, CORAL__CTL_RESPONSE__BODY_GES_LOCKS);
+	if (resp == NULL)
+		return 1;
+	const Coral__GesLocksReply *r = resp->ges_locks;
+	if (ctx.json) {
+		json_t *all = json_array();
+		for (size_t i = 0; i < r->n_locks; i++) {
+			const Coral__GesOwnLock *l = r->locks[i];
+			json_array_append_new(all, json_pack("{s:i, s:I, s:s, s:i, s:s, s:s, s:s, s:b, s:b}", "session",
+							     (int)l->session, "lkid", (json_int_t)l->lkid, "resource",
+							     l->resource, "master", (int)l->master, "granted", l->granted, "op",
+							     l->op, "want", l->want, "orphan", l->orphan, "dying", l->dying));
+		}
+		print_json(json_pack("{s:i, s:i, s:o}", "node", (int)ctx.node->id, "total", (int)r->total, "locks", all));
+	} else {
+		printf("node %lld: %u locks of its sessions%s%s\n", (long long)ctx.node->id, r->total,
+		       g.waiting ? " with a request under way" : "", r->total > r->n_locks ? " (the first 4096 listed)" : "");
+		for (size_t i = 0; i < r->n_locks; i++) {
+			const Coral__GesOwnLock *l = r->locks[i];
+			printf("  session %u lock %llu on %s (master node %u): %s%s%s%s%s%s\n", l->session,
+			       (unsigned long long)l->lkid, l->resource, l->master, l->granted[0] ? l->granted : "-",
+			       l->op[0] ? ", " : "", l->op, l->want[0] ? " to " : "", l->want,
+			       l->dying ? " (its session ended: being released)" : l->orphan ? " (orphaned by an lmdd restart)" : "");
 		}
 	}
 	coral_ctl_response_free(resp);

@@ -118,6 +118,15 @@ static int send_msg(struct lmdd *m, uint32_t to, const Coral__GesMsg *g)
 	return rc;
 }
 
+/* A resource name for coralctl (a proto string): printable ASCII, the rest as '?'. */
+static char *printable(char *dst, const uint8_t *name, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		dst[i] = name[i] >= 0x20 && name[i] < 0x7f ? (char)name[i] : '?';
+	dst[len] = 0;
+	return dst;
+}
+
 /* ---- own locks ------------------------------------------------------------------------- */
 
 static struct own *own_find(struct lmdd *m, uint64_t lkid)
@@ -989,9 +998,7 @@ static void h_deadlocks(struct coral_daemon *d, uint64_t conn, const Coral__CtlR
 			coral__ges_cycle_step__init(&st[i][k]);
 			st[i][k].node = e->waiter.node;
 			st[i][k].session = e->waiter.session;
-			memcpy(names[i][k], e->name, e->len);
-			names[i][k][e->len] = 0;
-			st[i][k].resource = names[i][k];
+			st[i][k].resource = printable(names[i][k], e->name, e->len);
 			st[i][k].master = e->master;
 			st[i][k].lkid = e->lkid;
 			stp[i][k] = &st[i][k];
@@ -1027,9 +1034,7 @@ static void h_graph(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 		e[i].waiter_session = x->waiter.session;
 		e[i].holder_node = x->holder.node;
 		e[i].holder_session = x->holder.session;
-		memcpy(names[i], x->name, x->len);
-		names[i][x->len] = 0;
-		e[i].resource = names[i];
+		e[i].resource = printable(names[i], x->name, x->len);
 		e[i].master = x->master;
 		e[i].lkid = x->lkid;
 		e[i].since_ms = x->since_ms;
@@ -1048,7 +1053,50 @@ static void h_graph(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
 }
 
+/* coralctl ges locks: the locks of this node's sessions, held and asked for, wherever mastered. */
+static void h_locks(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct lmdd *m = d->svc;
+	const Coral__GesLocksRequest *q = req->ges_locks;
+	enum { LOCKS_MAX = 4096 };
+	static Coral__GesOwnLock l[LOCKS_MAX];
+	static Coral__GesOwnLock *lp[LOCKS_MAX];
+	static char names[LOCKS_MAX][GES_NAME_MAX + 1];
+	static const char *const ops[] = {"", "lock", "convert", "unlock", "cancel"};
+	uint32_t n = 0, total = 0;
+	for (uint32_t i = 0; i < OWN_MAX; i++) {
+		const struct own *o = &m->own[i];
+		bool under_way = o->cookie != 0 && o->op >= OP_LOCK && o->op <= OP_CANCEL;
+		if (!o->used || (q->waiting && !under_way) || (q->session && o->session != q->session))
+			continue;
+		total++;
+		if (n == LOCKS_MAX)
+			continue;
+		coral__ges_own_lock__init(&l[n]);
+		l[n].session = o->session;
+		l[n].lkid = o->lkid;
+		l[n].resource = printable(names[n], o->name, o->len);
+		l[n].master = o->master;
+		l[n].granted = (char *)(o->mode < 0 ? "" : ges_mode_name(o->mode));
+		l[n].op = (char *)(under_way ? ops[o->op] : "");
+		l[n].want = (char *)(under_way && o->op != OP_UNLOCK && o->op != OP_CANCEL ? ges_mode_name((int)o->want) : "");
+		l[n].orphan = o->orphan;
+		l[n].dying = o->dying;
+		lp[n] = &l[n];
+		n++;
+	}
+	Coral__GesLocksReply r = CORAL__GES_LOCKS_REPLY__INIT;
+	r.locks = lp;
+	r.n_locks = n;
+	r.total = total;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_LOCKS;
+	resp.ges_locks = &r;
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+}
+
 static const struct coral_daemon_request lmdd_requests[] = {
+	{CORAL__CTL_REQUEST__BODY_GES_LOCKS, false, h_locks},
 	{CORAL__CTL_REQUEST__BODY_GES_GRAPH, false, h_graph},
 	{CORAL__CTL_REQUEST__BODY_GES_DEADLOCKS, false, h_deadlocks},
 	{CORAL__CTL_REQUEST__BODY_GES_LOCK, false, h_lock},

@@ -80,6 +80,18 @@ Test(ges, a_lock_waits_for_an_incompatible_holder_on_another_node_then_is_grante
 	cr_expect_eq(run("%s -c %s -n 1 ges resource row-7", CORALCTL, cl.conf)->code, 0, "%s", res.out);
 	fprintf(stderr, "%s", res.out);
 	cr_expect(strstr(res.out, "waiting") != NULL, "coralctl does not show the waiting request: %s", res.out);
+	/* each node's own view: node 1's session holds EX, node 2's asks for PR */
+	cr_expect_eq(run("%s -c %s -n 1 ges locks", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_expect(strstr(res.out, "on row-7") && strstr(res.out, ": EX"), "ges locks on node 1: %s", res.out);
+	cr_expect_eq(run("%s -c %s -n 2 --json ges locks --waiting", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	json_t *w = json_loads(res.out, 0, NULL);
+	cr_expect_not_null(w, "%s", res.out);
+	json_t *wl = w ? json_array_get(json_object_get(w, "locks"), 0) : NULL;
+	cr_expect(wl && strcmp(jstr(wl, "op"), "lock") == 0 && strcmp(jstr(wl, "want"), "PR") == 0 &&
+		  strcmp(jstr(wl, "resource"), "row-7") == 0, "ges locks --waiting on node 2: %s", res.out);
+	json_decref(w);
+	cr_expect_eq(run("%s -c %s -n 3 ges locks --waiting", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_expect(strstr(res.out, "0 locks") != NULL, "node 3's sessions hold nothing: %s", res.out);
 	/* no-queue is refused at once; a timeout refuses after it */
 	pid_t c = lock_child(3, "row-7", CORAL_LOCK_CR, CORAL_LOCK_NOQUEUE, 0, 0);
 	cr_expect_eq(child_status(c, 5000), 1, "a no-queue request was not refused");
