@@ -21,6 +21,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -66,6 +67,8 @@ struct coral_session {
 	struct coral_cluster_sga *cl;
 	int fd;                   /* to lmsd */
 	char sock[CORAL_STR_MAX + 32];
+	int lmdd_fd;              /* to lmdd, kept from the first lock call on (-1: none yet) */
+	char lmdd_sock[CORAL_STR_MAX + 32];
 	uint32_t id;
 	char user[64], program[64];
 	struct coral_block pins[CORAL_SESSION_MAX_PINS];
@@ -100,16 +103,44 @@ static void cr_drop_conn(struct coral_session *s, uint32_t node)
  * waking at most every RECV_SLICE_MS to look at the call's deadline. */
 #define RECV_SLICE_MS 20
 
-static int lmsd_connect(struct coral_session *s)
+/* A connection to a daemon of the node, blocking in recv() for its answers. */
+static int sock_connect(struct coral_session *s, const char *sock, int *fd)
 {
-	int rc = coral_ctl_connect(s->sock, &s->fd, s->errmsg, sizeof(s->errmsg));
-	if (rc == 0 && coral_sock_blocking(s->fd, RECV_SLICE_MS) != 0) {
-		close(s->fd);
-		s->fd = -1;
-		snprintf(s->errmsg, sizeof(s->errmsg), "socket options on %s: %s", s->sock, strerror(errno));
+	int rc = coral_ctl_connect(sock, fd, s->errmsg, sizeof(s->errmsg));
+	if (rc == 0 && coral_sock_blocking(*fd, RECV_SLICE_MS) != 0) {
+		close(*fd);
+		*fd = -1;
+		snprintf(s->errmsg, sizeof(s->errmsg), "socket options on %s: %s", sock, strerror(errno));
 		rc = CORAL_ESYS;
 	}
 	return rc;
+}
+
+static int lmsd_connect(struct coral_session *s) { return sock_connect(s, s->sock, &s->fd); }
+
+/* A daemon's answer takes tens of microseconds: the session spins for it instead of sleeping,
+ * so that no wake-up is added to it, if few enough other sessions of the node spin already
+ * (their CPUs are the daemons' too). Marked in the session's slot, so that lmsd gives the
+ * count back if this process dies spinning. Returns whether it spins (for spin_end). */
+static bool spin_begin(struct coral_session *s)
+{
+	if (s->cache == NULL || s->slot < 0 || s->conf.cache.spin_us <= 0)
+		return false;
+	bool spin = atomic_fetch_add(&s->cache->spinners, 1) < s->max_spinners;
+	if (!spin) {
+		atomic_fetch_sub(&s->cache->spinners, 1);
+		return false;
+	}
+	atomic_store(&coral_cache_sess(s->cache, (uint32_t)s->slot)->spinning, 1);
+	coral_frame_spin((uint64_t)s->conf.cache.spin_us * 1000);
+	return true;
+}
+
+static void spin_end(struct coral_session *s, bool spin)
+{
+	coral_frame_spin(0);
+	if (spin && atomic_exchange(&coral_cache_sess(s->cache, (uint32_t)s->slot)->spinning, 0))
+		atomic_fetch_sub(&s->cache->spinners, 1);
 }
 
 static int fail(struct coral_session *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -211,6 +242,7 @@ int coral_session_open(const char *conf, int node, const char *user, const char 
 		return CORAL_ENOMEM;
 	*out = s;
 	s->fd = -1;
+	s->lmdd_fd = -1;
 	s->slot = -1;
 	for (int i = 0; i <= CORAL_MAX_NODES; i++)
 		s->cr_fd[i] = -1;
@@ -277,6 +309,8 @@ void coral_session_close(struct coral_session *s)
 	free(s->undo_bytes);
 	if (s->fd >= 0)
 		close(s->fd);
+	if (s->lmdd_fd >= 0)
+		close(s->lmdd_fd);
 	for (int i = 0; i <= CORAL_MAX_NODES; i++)
 		if (s->cr_fd[i] >= 0)
 			cr_drop_conn(s, (uint32_t)i);
@@ -394,17 +428,7 @@ static int ask_lmsd(struct coral_session *s, uint32_t file, uint64_t block, int 
 	req.gcs_get = &g;
 	Coral__CtlResponse *resp = NULL;
 	char err[CORAL_ERRMSG_MAX];
-	/* a transfer takes tens of microseconds: the session spins for the answer instead of
-	 * sleeping, so that no wake-up is added to it, if few enough other sessions of the node
-	 * spin already (their CPUs are lmsd's too) */
-	bool spin = s->conf.cache.spin_us > 0 && atomic_fetch_add(&s->cache->spinners, 1) < s->max_spinners;
-	if (s->conf.cache.spin_us > 0 && !spin)
-		atomic_fetch_sub(&s->cache->spinners, 1);
-	/* marked in the slot, so that lmsd gives the count back if this process dies spinning */
-	struct coral_sess_slot *slot = coral_cache_sess(s->cache, (uint32_t)s->slot);
-	if (spin)
-		atomic_store(&slot->spinning, 1);
-	coral_frame_spin(spin ? (uint64_t)s->conf.cache.spin_us * 1000 : 0);
+	bool spin = spin_begin(s);
 	int rc = coral_ctl_call_rd(s->fd, &s->rd, NULL, s->sock, &req, (size_t)s->conf.cluster.max_frame, timeout_ms, &resp,
 				   err, sizeof(err));
 	if ((rc == CORAL_ECLOSED || rc == CORAL_ECONN) && s->fd >= 0) {
@@ -416,9 +440,7 @@ static int ask_lmsd(struct coral_session *s, uint32_t file, uint64_t block, int 
 			rc = coral_ctl_call_rd(s->fd, &s->rd, NULL, s->sock, &req, (size_t)s->conf.cluster.max_frame,
 					       timeout_ms, &resp, err, sizeof(err));
 	}
-	coral_frame_spin(0);
-	if (spin && atomic_exchange(&slot->spinning, 0))
-		atomic_fetch_sub(&s->cache->spinners, 1);
+	spin_end(s, spin);
 	if (rc != 0) {
 		/* the connection is in an unknown state: a fresh one for the next call */
 		close(s->fd);
@@ -951,12 +973,34 @@ static int ask_lmdd(struct coral_session *s, Coral__GesLockRequest *g, int timeo
 	g->timeout_ms = timeout_ms > 0 ? (uint32_t)timeout_ms : 0;
 	req.body_case = CORAL__CTL_REQUEST__BODY_GES_LOCK;
 	req.ges_lock = g;
-	char sock[CORAL_STR_MAX + 64], err[CORAL_ERRMSG_MAX];
-	coral_conf_sock_path(s->node, "lmdd", sock, sizeof(sock));
+	char err[CORAL_ERRMSG_MAX];
+	/* One connection for the session's lock calls. One lmdd closed (idle past [lmdd]
+	 * client_idle_ms, or restarted) is seen before the request is written, and a new one
+	 * made: a request is never sent twice (a lock asked twice would be two locks). */
+	if (s->lmdd_fd >= 0) {
+		struct pollfd p = {.fd = s->lmdd_fd, .events = POLLIN | POLLRDHUP};
+		if (poll(&p, 1, 0) != 0) {
+			close(s->lmdd_fd);
+			s->lmdd_fd = -1;
+		}
+	}
+	if (s->lmdd_fd < 0) {
+		coral_conf_sock_path(s->node, "lmdd", s->lmdd_sock, sizeof(s->lmdd_sock));
+		int rc = sock_connect(s, s->lmdd_sock, &s->lmdd_fd);
+		if (rc != 0)
+			return fail(s, rc, "lmdd (%s): %s", s->lmdd_sock, s->errmsg);
+	}
 	int wait = timeout_ms > 0 ? timeout_ms + 2000 : 7 * 24 * 3600 * 1000;
-	int rc = coral_ctl_call(sock, &req, (size_t)s->conf.cluster.max_frame, wait, resp, err, sizeof(err));
-	if (rc != 0)
-		return fail(s, rc, "lmdd (%s): %s", sock, err);
+	bool spin = spin_begin(s);
+	int rc = coral_ctl_call_rd(s->lmdd_fd, &s->rd, NULL, s->lmdd_sock, &req, (size_t)s->conf.cluster.max_frame, wait,
+				   resp, err, sizeof(err));
+	spin_end(s, spin);
+	if (rc != 0) {
+		/* the connection is in an unknown state: a new one for the next call */
+		close(s->lmdd_fd);
+		s->lmdd_fd = -1;
+		return fail(s, rc, "lmdd (%s): %s", s->lmdd_sock, err);
+	}
 	if ((*resp)->code != 0 || (*resp)->ges_lock == NULL) {
 		rc = (*resp)->code ? (*resp)->code : CORAL_EDECODE;
 		fail(s, rc, "%s", (*resp)->error && (*resp)->error[0] ? (*resp)->error : coral_strerror(rc));
