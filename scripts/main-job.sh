@@ -117,8 +117,8 @@ $ctl -n 1 gcs block 1 0
 say "coralctl datafile list --verify"
 $ctl datafile list --verify
 
-say "coral-bank with row locks: an EX global enqueue (lmdd) on both accounts, taken in random order, on 40 accounts, 5 s: sessions deadlock, the coordinator breaks each cycle, the victims try again"
-$B/tools/coral-bank -c "$CONF" --file rows --accounts 40 --per-block 8 --sessions 2 --readers 0 --seconds 5 --row-locks
+say "coral-bank with row locks: an EX global enqueue (lmdd) on both accounts, taken in random order, on 16 accounts, 5 s: sessions deadlock, the coordinator breaks each cycle, the victims try again"
+$B/tools/coral-bank -c "$CONF" --file rows --accounts 16 --per-block 8 --sessions 2 --readers 0 --seconds 5 --row-locks
 say "coralctl -n 1 ges stats"
 $ctl -n 1 ges stats
 say "coralctl ges deadlocks (the last three the coordinator found)"
