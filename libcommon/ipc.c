@@ -33,6 +33,7 @@ struct coral_ipc_conn {
 	bool in_cb;
 	uint64_t id;       /* never reused: answers sent later find the client by it */
 	uint64_t active_ns; /* when it last sent a frame or was sent one */
+	bool keep;          /* never closed for being idle (coral_ipc_conn_keep) */
 	uint64_t tag;       /* the owner's */
 	SSL *ssl;           /* a TLS client's session (freed with bev) */
 	struct coral_ipc_conn *prev, *next;
@@ -185,7 +186,7 @@ static void coral__idle_tick(evutil_socket_t fd, short what, void *arg)
 	for (struct coral_ipc_conn *c = s->conns, *next; c; c = next) {
 		next = c->next;
 		bool busy = evbuffer_get_length(bufferevent_get_output(c->bev)) > 0;
-		if (!busy && now - c->active_ns > bound) {
+		if (!busy && !c->keep && now - c->active_ns > bound) {
 			log_info("closing client pid %d uid %d: idle for %lld ms", (int)c->peer.pid, (int)c->peer.uid,
 				 (long long)s->idle_ms);
 			coral__count(s->ctr.idle_closed);
@@ -382,6 +383,12 @@ void coral_ipc_server_free(struct coral_ipc_server *s)
 	if (!s->tcp)
 		unlink(s->path);
 	free(s);
+}
+
+void coral_ipc_conn_keep(struct coral_ipc_conn *conn)
+{
+	if (conn)
+		conn->keep = true;
 }
 
 uint64_t coral_ipc_conn_id(const struct coral_ipc_conn *c)

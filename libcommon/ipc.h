@@ -76,6 +76,9 @@ const struct coral_ipc_peer *coral_ipc_conn_peer(const struct coral_ipc_conn *co
 /* A client's id, never reused; an answer given later looks the client up by it (NULL if it
  * has gone). The table is bounded by max_clients, so the lookup walks at most that many. */
 uint64_t coral_ipc_conn_id(const struct coral_ipc_conn *conn);
+/* The client is not closed for being idle: it waits for what the daemon will send it (a
+ * session's subscription to its locks' events). */
+void coral_ipc_conn_keep(struct coral_ipc_conn *conn);
 struct coral_ipc_conn *coral_ipc_server_conn(struct coral_ipc_server *srv, uint64_t id);
 /* Queues msg as a frame to the client; past the queue bound the client is no longer read. */
 int coral_ipc_conn_send(struct coral_ipc_conn *conn, const ProtobufCMessage *msg);

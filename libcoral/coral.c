@@ -22,6 +22,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -68,6 +70,17 @@ struct coral_session {
 	int fd;                   /* to lmsd */
 	char sock[CORAL_STR_MAX + 32];
 	int lmdd_fd;              /* to lmdd, kept from the first lock call on (-1: none yet) */
+	int prio;                 /* for the choice of deadlock victims (coral_session_set_priority) */
+	/* the subscription to its locks' events (coral_lock_events): the connection, what was
+	 * read of it and not yet taken, and coral_lock_on_event's thread */
+	int ev_fd;
+	uint8_t *ev_buf;
+	size_t ev_len, ev_cap;
+	pthread_t ev_thread;
+	bool ev_threaded;
+	_Atomic bool ev_stop;
+	void (*ev_fn)(void *arg, const struct coral_lock_event *ev);
+	void *ev_arg;
 	char lmdd_sock[CORAL_STR_MAX + 32];
 	uint32_t id;
 	char user[64], program[64];
@@ -159,7 +172,8 @@ _Static_assert(CORAL_ERR_INVAL == CORAL_EINVAL && CORAL_ERR_PERM == CORAL_EPERM 
 		       CORAL_ERR_FULL == CORAL_EFULL && CORAL_ERR_NOTRUNNING == CORAL_ENOTRUNNING &&
 		       CORAL_ERR_FENCED == CORAL_EFENCED && CORAL_ERR_CORRUPT == CORAL_ECORRUPT &&
 		       CORAL_ERR_NOENT == CORAL_ENOENT && CORAL_ERR_CANCELED == CORAL_ECANCELED &&
-		       CORAL_ERR_HELD == CORAL_EHELD && CORAL_ERR_DEADLOCK == CORAL_EDEADLK,
+		       CORAL_ERR_HELD == CORAL_EHELD && CORAL_ERR_DEADLOCK == CORAL_EDEADLK &&
+		       CORAL_ERR_CLOSED == CORAL_ECLOSED,
 	       "coral.h's error codes differ from errors.h's");
 
 /* Whether an image pinned, or a transaction begun, at cache incarnation `since` was made void
@@ -243,6 +257,7 @@ int coral_session_open(const char *conf, int node, const char *user, const char 
 	*out = s;
 	s->fd = -1;
 	s->lmdd_fd = -1;
+	s->ev_fd = -1;
 	s->slot = -1;
 	for (int i = 0; i <= CORAL_MAX_NODES; i++)
 		s->cr_fd[i] = -1;
@@ -311,6 +326,13 @@ void coral_session_close(struct coral_session *s)
 		close(s->fd);
 	if (s->lmdd_fd >= 0)
 		close(s->lmdd_fd);
+	if (s->ev_threaded) {
+		atomic_store(&s->ev_stop, true);
+		pthread_join(s->ev_thread, NULL);
+	}
+	if (s->ev_fd >= 0)
+		close(s->ev_fd);
+	free(s->ev_buf);
 	for (int i = 0; i <= CORAL_MAX_NODES; i++)
 		if (s->cr_fd[i] >= 0)
 			cr_drop_conn(s, (uint32_t)i);
@@ -1022,6 +1044,171 @@ static void lvb_out(const Coral__GesLockReply *r, void *lvb, int *lvb_valid)
 
 #define LOCK_FLAGS 0x3fu
 
+/* ---- lock events ------------------------------------------------------------------------ */
+
+static void ev_close(struct coral_session *s)
+{
+	if (s->ev_fd >= 0)
+		close(s->ev_fd);
+	s->ev_fd = -1;
+	s->ev_len = 0;
+}
+
+/* The next whole frame read from the subscription: 1 with *ev, 0 when none is there yet,
+ * or an error (the subscription is closed then). */
+static int ev_take(struct coral_session *s, struct coral_lock_event *ev, bool quiet)
+{
+	for (;;) {
+		uint32_t len = 0;
+		int rc = coral_frame_check(s->ev_buf, s->ev_len, (size_t)s->conf.cluster.max_frame, &len);
+		if (rc < 0) {
+			ev_close(s);
+			return quiet ? rc : fail(s, rc, "lmdd's lock events: %s", coral_strerror(rc));
+		}
+		if (rc == 1) {
+			Coral__CtlResponse *r = coral__ctl_response__unpack(NULL, len, s->ev_buf + CORAL_FRAME_HDR);
+			memmove(s->ev_buf, s->ev_buf + CORAL_FRAME_HDR + len, s->ev_len - CORAL_FRAME_HDR - len);
+			s->ev_len -= CORAL_FRAME_HDR + len;
+			if (r == NULL || r->code != 0 || r->body_case != CORAL__CTL_RESPONSE__BODY_GES_EVENT) {
+				int code = r == NULL ? CORAL_EDECODE : r->code ? r->code : CORAL_EDECODE;
+				if (!quiet)
+					fail(s, code, "lmdd's lock events: %s",
+					     r && r->error && r->error[0] ? r->error : coral_strerror(code));
+				if (r)
+					coral__ctl_response__free_unpacked(r, NULL);
+				ev_close(s);
+				return code;
+			}
+			ev->kind = (int)r->ges_event->kind;
+			ev->lkid = r->ges_event->lkid;
+			ev->mode = (int)r->ges_event->mode;
+			coral__ctl_response__free_unpacked(r, NULL);
+			if (ev->kind == 0)
+				continue;  /* "subscribed" */
+			return 1;
+		}
+		if (s->ev_cap - s->ev_len < 4096) {
+			size_t cap = s->ev_cap ? s->ev_cap * 2 : 8192;
+			uint8_t *b = realloc(s->ev_buf, cap);
+			if (b == NULL)
+				return quiet ? CORAL_ENOMEM : fail(s, CORAL_ENOMEM, "no memory for lock events");
+			s->ev_buf = b;
+			s->ev_cap = cap;
+		}
+		ssize_t k = recv(s->ev_fd, s->ev_buf + s->ev_len, s->ev_cap - s->ev_len, MSG_DONTWAIT);
+		if (k > 0) {
+			s->ev_len += (size_t)k;
+			continue;
+		}
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return 0;
+		ev_close(s);
+		return quiet ? CORAL_ECLOSED
+			     : fail(s, CORAL_ECLOSED, "lmdd closed the session's lock events (it restarted?): subscribe again");
+	}
+}
+
+int coral_lock_events(struct coral_session *s, int *fd)
+{
+	if (s == NULL || fd == NULL)
+		return CORAL_EINVAL;
+	if (s->ev_fd >= 0) {
+		*fd = s->ev_fd;
+		return 0;
+	}
+	if (s->slot < 0)
+		return fail(s, CORAL_EINVAL, "the session has no slot on its node: it cannot hear lock events");
+	char sock[CORAL_STR_MAX + 32];
+	coral_conf_sock_path(s->node, "lmdd", sock, sizeof(sock));
+	int rc = sock_connect(s, sock, &s->ev_fd);
+	if (rc != 0)
+		return fail(s, rc, "lmdd (%s): %s", sock, s->errmsg);
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__Header hdr = CORAL__HEADER__INIT;
+	hdr.sender = s->program;
+	req.hdr = &hdr;
+	Coral__GesSubscribeRequest g = CORAL__GES_SUBSCRIBE_REQUEST__INIT;
+	g.session = s->id;
+	g.slot = (uint32_t)s->slot + 1;
+	req.body_case = CORAL__CTL_REQUEST__BODY_GES_SUBSCRIBE;
+	req.ges_subscribe = &g;
+	Coral__CtlResponse *resp = NULL;
+	char err[CORAL_ERRMSG_MAX];
+	/* the first answer says it is subscribed (or why not) */
+	rc = coral_ctl_call_fd(s->ev_fd, sock, &req, (size_t)s->conf.cluster.max_frame, 5000, &resp, err, sizeof(err));
+	if (rc == 0 && (resp->code != 0 || resp->body_case != CORAL__CTL_RESPONSE__BODY_GES_EVENT)) {
+		rc = resp->code ? resp->code : CORAL_EDECODE;
+		snprintf(err, sizeof(err), "%s", resp->error && resp->error[0] ? resp->error : coral_strerror(rc));
+	}
+	if (resp)
+		coral_ctl_response_free(resp);
+	if (rc != 0) {
+		ev_close(s);
+		return fail(s, rc, "lock events from lmdd: %s", err);
+	}
+	*fd = s->ev_fd;
+	return 0;
+}
+
+int coral_lock_event_next(struct coral_session *s, struct coral_lock_event *ev)
+{
+	if (s == NULL || ev == NULL)
+		return CORAL_EINVAL;
+	if (s->ev_threaded)
+		return fail(s, CORAL_EBUSY, "the session's lock events go to its callback (coral_lock_on_event)");
+	if (s->ev_fd < 0)
+		return fail(s, CORAL_ECLOSED, "the session is not subscribed to its lock events (coral_lock_events)");
+	return ev_take(s, ev, false);
+}
+
+/* coral_lock_on_event's thread: waits on the subscription and calls fn for each event, until
+ * the session closes (or the subscription ends: lmdd restarted). */
+static void *ev_main(void *arg)
+{
+	struct coral_session *s = arg;
+	while (!atomic_load(&s->ev_stop) && s->ev_fd >= 0) {
+		struct pollfd p = {.fd = s->ev_fd, .events = POLLIN};
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		struct coral_lock_event ev;
+		int rc;
+		while ((rc = ev_take(s, &ev, true)) == 1)
+			s->ev_fn(s->ev_arg, &ev);
+		if (rc < 0)
+			break;
+	}
+	return NULL;
+}
+
+int coral_lock_on_event(struct coral_session *s, void (*fn)(void *arg, const struct coral_lock_event *ev), void *arg)
+{
+	if (s == NULL || fn == NULL)
+		return CORAL_EINVAL;
+	if (s->ev_threaded)
+		return fail(s, CORAL_EEXIST, "the session's lock events already go to a callback");
+	int fd;
+	int rc = coral_lock_events(s, &fd);
+	if (rc != 0)
+		return rc;
+	s->ev_fn = fn;
+	s->ev_arg = arg;
+	atomic_store(&s->ev_stop, false);
+	if (pthread_create(&s->ev_thread, NULL, ev_main, s) != 0)
+		return fail(s, CORAL_ESYS, "no thread for the session's lock events: %s", strerror(errno));
+	s->ev_threaded = true;
+	return 0;
+}
+
+int coral_session_set_priority(struct coral_session *s, int priority)
+{
+	if (s == NULL)
+		return CORAL_EINVAL;
+	if (priority < -100 || priority > 100)
+		return fail(s, CORAL_EINVAL, "a session's priority is -100 to 100, not %d", priority);
+	s->prio = priority;
+	return 0;
+}
+
 int coral_lock(struct coral_session *s, const void *name, size_t len, int mode, unsigned flags, int timeout_ms,
 	       uint64_t *lkid, void *lvb, int *lvb_valid)
 {
@@ -1033,6 +1220,7 @@ int coral_lock(struct coral_session *s, const void *name, size_t len, int mode, 
 					     "flags and somewhere to put its id");
 	Coral__GesLockRequest g = CORAL__GES_LOCK_REQUEST__INIT;
 	g.op = 1;
+	g.priority = s->prio;
 	g.name.data = (uint8_t *)name;
 	g.name.len = len;
 	g.mode = (uint32_t)mode;

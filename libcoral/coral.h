@@ -52,6 +52,7 @@ extern "C" {
 #define CORAL_ERR_CANCELED (-966)   /* the request was cancelled */
 #define CORAL_ERR_HELD (-965)       /* CORAL_LOCK_NOQUEUE: held in an incompatible mode */
 #define CORAL_ERR_DEADLOCK (-959)   /* the wait was chosen to break a deadlock: see below */
+#define CORAL_ERR_CLOSED (-984)     /* a subscription to lock events ended (lmdd restarted) */
 
 /* Blocks one session may hold pinned at once. */
 #define CORAL_SESSION_MAX_PINS 64
@@ -145,8 +146,9 @@ int coral_rollback(struct coral_session *s);
  * A conversion that closes a deadlock with another conversion on the same lock is refused
  * with CORAL_ERR_DEADLOCK and keeps the mode it held (or, with CORAL_LOCK_CONVDEADLK, its
  * granted mode is taken down to NL and it waits). A cycle of waits across locks and nodes
- * is found within milliseconds of closing: the wait that costs least to undo (its session
- * holds the least there, then the newest wait) is refused with CORAL_ERR_DEADLOCK, and
+ * is found within milliseconds of closing: the wait of the session of lowest priority
+ * (coral_session_set_priority), then the one that costs least to undo (its session holds the
+ * least there, then the newest wait) is refused with CORAL_ERR_DEADLOCK, and
  * keeps what it held; the session rolls back and tries again. A lock of a session whose process ends is released; one held by a
  * node that was lost stays until the node's redo has been recovered. The value block is
  * written by a PW or EX holder as it converts down or unlocks (CORAL_LOCK_VALBLK) and read
@@ -172,6 +174,26 @@ int coral_rollback(struct coral_session *s);
  * block and *lvb_valid whether it is valid (either may be NULL). */
 int coral_lock(struct coral_session *s, const void *name, size_t len, int mode, unsigned flags, int timeout_ms,
 	       uint64_t *lkid, void *lvb, int *lvb_valid);
+/* The session's priority in the choice of a deadlock's victim, for the locks it asks for from
+ * now on: -100 (chosen first) to 100 (chosen last), 0 by default. CORAL_ERR_INVAL beyond. */
+int coral_session_set_priority(struct coral_session *s, int priority);
+/* Blocking notifications: a lock the session holds is in the way of another's request (a
+ * DLM's blocking AST), so that the session may give way (convert down, or unlock) when it
+ * can. The session subscribes once, on a connection of its own to lmdd, then either polls
+ * *fd (readable when an event waits) and takes each with coral_lock_event_next, or has
+ * libcoral's own thread call fn for each (coral_lock_on_event; fn must not use the session:
+ * it is not for two threads at once). An lmdd restart ends the subscription: the next call
+ * says so (CORAL_ERR_CLOSED) and subscribing again gives a new descriptor. */
+#define CORAL_LOCK_EVENT_BLOCKING 1
+struct coral_lock_event {
+	int kind;          /* CORAL_LOCK_EVENT_BLOCKING */
+	uint64_t lkid;     /* the session's lock in the way */
+	int mode;          /* the mode the other asks for */
+};
+int coral_lock_events(struct coral_session *s, int *fd);
+/* 1 with *ev, 0 when none waits, or an error (CORAL_ERR_CLOSED: subscribe again). */
+int coral_lock_event_next(struct coral_session *s, struct coral_lock_event *ev);
+int coral_lock_on_event(struct coral_session *s, void (*fn)(void *arg, const struct coral_lock_event *ev), void *arg);
 /* Converts a held lock to mode. lvb_write (NULL: none), from a PW or EX holder going down
  * with CORAL_LOCK_VALBLK, becomes the value block; lvb_read gets it with the grant. */
 int coral_lock_convert(struct coral_session *s, uint64_t lkid, int mode, unsigned flags, int timeout_ms,

@@ -21,7 +21,7 @@ static int ges_stats(void)
 		F(timeouts); F(conv_deadlocks); F(demoted); F(basts); F(full); F(lvb_writes); F(lvb_invalidated);
 		F(sessions_gone); F(nodes_lost); F(locks_lost); F(resources); F(locks); F(own_locks); F(sent);
 		F(not_master); F(refused_msgs); F(basts_received); F(rebuilt); F(dropped); F(map_version);
-		F(victims); F(deadlocks); F(coordinator); F(edges); F(phantoms); F(probes_lapsed); F(swept);
+		F(victims); F(deadlocks); F(coordinator); F(edges); F(phantoms); F(probes_lapsed); F(swept); F(basts_delivered);
 		json_object_set_new(j, "held", json_boolean(r->held));
 #undef F
 		print_json(j);
@@ -39,8 +39,10 @@ static int ges_stats(void)
 		printf("  refused: %llu no-queue, %llu timed out, %llu conversion deadlocks (%llu taken down to NL), %llu "
 		       "with the tables full\n", (unsigned long long)r->noqueue_refused, (unsigned long long)r->timeouts,
 		       (unsigned long long)r->conv_deadlocks, (unsigned long long)r->demoted, (unsigned long long)r->full);
-		printf("  blocking notifications: %llu sent, %llu received; value blocks: %llu written, %llu made invalid\n",
+		printf("  blocking notifications: %llu sent, %llu received, %llu handed to subscribed sessions; value blocks: "
+		       "%llu written, %llu made invalid\n",
 		       (unsigned long long)r->basts, (unsigned long long)r->basts_received,
+		       (unsigned long long)r->basts_delivered,
 		       (unsigned long long)r->lvb_writes, (unsigned long long)r->lvb_invalidated);
 		printf("  deadlocks: coordinator node %u%s; %llu waits refused here as victims\n", r->coordinator,
 		       r->coordinator == (uint32_t)ctx.node->id ? " (this node)" : "", (unsigned long long)r->victims);

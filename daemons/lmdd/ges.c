@@ -16,6 +16,7 @@ struct lock {
 	uint64_t session, lkid;
 	int8_t gr, rq;
 	int8_t bast;          /* the strongest mode a blocking notification was sent for */
+	int8_t prio;          /* its session's priority for the choice of deadlock victims */
 	bool lost;
 	bool demoted;         /* taken down to NL in a conversion deadlock, not reported yet */
 	uint8_t queue;
@@ -781,7 +782,7 @@ int ges_waits(const struct ges_core *c, const void *name, size_t len, struct ges
 						continue;
 					if (out && n < max)
 						out[n] = (struct ges_wait){w->node, h->node, w->session, h->session, w->lkid,
-									   w->since_ms, w->gr != GES_NONE};
+									   w->since_ms, w->gr != GES_NONE, w->prio};
 					n++;
 				}
 		}
@@ -794,6 +795,17 @@ void ges_each_waiting(const struct ges_core *c, void (*fn)(void *arg, const uint
 		for (const struct res *r = c->res_tab[b]; r; r = r->hnext)
 			if (r->q[GES_Q_CONVERT].n || r->q[GES_Q_WAIT].n)
 				fn(arg, r->name, r->len);
+}
+
+int ges_set_priority(struct ges_core *c, uint32_t node, uint64_t lkid, int prio)
+{
+	if (prio < GES_PRIO_MIN || prio > GES_PRIO_MAX)
+		return CORAL_EINVAL;
+	struct lock *l = lock_find(c, node, lkid);
+	if (l == NULL)
+		return CORAL_ENOENT;
+	l->prio = (int8_t)prio;
+	return 0;
 }
 
 int ges_victim(struct ges_core *c, uint32_t node, uint64_t lkid)

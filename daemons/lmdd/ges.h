@@ -143,12 +143,19 @@ struct ges_wait {
 	uint32_t wnode, hnode;
 	uint64_t wsession, hsession, lkid, since_ms;
 	bool held;
+	int prio;               /* the waiter's priority (ges_set_priority) */
 };
 /* The waits on the resource, locks with GES_F_NODLCKWT left out: up to max in out; returns
  * how many there are (0 for an unknown resource). */
 int ges_waits(const struct ges_core *c, const void *name, size_t len, struct ges_wait *out, int max);
 /* Calls fn on the name of every resource with a queued lock. */
 void ges_each_waiting(const struct ges_core *c, void (*fn)(void *arg, const uint8_t *name, size_t len), void *arg);
+/* Lock (node, lkid) gets the priority of its session for the choice of deadlock victims
+ * (GES_PRIO_MIN..GES_PRIO_MAX, 0 by default: the lowest is chosen first). CORAL_ENOENT,
+ * CORAL_EINVAL. */
+#define GES_PRIO_MIN (-100)
+#define GES_PRIO_MAX 100
+int ges_set_priority(struct ges_core *c, uint32_t node, uint64_t lkid, int prio);
 /* The deadlock coordinator chose lock (node, lkid) as the victim: refused with CORAL_EDEADLK
  * if it still waits (a conversion keeps its mode). CORAL_ENOENT, CORAL_EINVAL (not queued). */
 int ges_victim(struct ges_core *c, uint32_t node, uint64_t lkid);

@@ -50,6 +50,8 @@ bool ges_msg_apply(struct ges_core *c, uint32_t from, const Coral__GesMsg *g, ui
 	case GES_REQUEST:
 		rc = ges_request(c, from, g->session, g->lkid, g->name.data, g->name.len, (int)g->mode, g->flags,
 				 g->timeout_ms, now_ms, ans);
+		if ((rc == 0 || rc == CORAL_EPENDING) && g->priority != 0)
+			ges_set_priority(c, from, g->lkid, g->priority);  /* out of range: left at 0 */
 		break;
 	case GES_CONVERT:
 		rc = ges_convert(c, from, g->lkid, (int)g->mode, g->flags, g->timeout_ms, lvb, now_ms, ans);

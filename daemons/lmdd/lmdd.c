@@ -17,6 +17,7 @@
 #include "daemon.h"
 #include "errors.h"
 #include "grd.h"
+#include "ipc.h"
 #include "kit.h"
 #include "log.h"
 #include "util.h"
@@ -65,7 +66,12 @@ struct lmdd {
 	uint64_t held_since_ms;
 	uint64_t rebuild_to;           /* nodes (bit id-1) still owed this node's locks and word */
 	uint64_t done_sent_ms;
-	uint64_t sent, not_master, refused_msgs, basts_received;
+	uint64_t sent, not_master, refused_msgs, basts_received, basts_delivered;
+	/* sessions subscribed to their locks' events (coral_lock_events), by slot index */
+	struct sub {
+		uint64_t conn, req_id;
+		uint32_t session;
+	} subs[CORAL_CACHE_SESSIONS];
 	/* deadlock detection (lmdd(8), DEADLOCKS): the resources whose waits changed since they
 	 * were last reported to the coordinator (all: too many to list), the coordinator they
 	 * were reported to, and, while this node is it, the wait-for graph and what it found */
@@ -171,6 +177,7 @@ static void own_send(struct lmdd *m, struct own *o)
 	g.mode = o->want;
 	g.flags = o->flags;
 	g.timeout_ms = o->timeout_ms;
+	g.priority = o->prio;
 	if (o->has_lvb) {
 		g.lvb.data = o->lvb;
 		g.lvb.len = LVB_LEN;
@@ -369,11 +376,37 @@ static void on_rebuild(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 {
 	int gr = g->granted ? (int)g->granted - 1 : GES_NONE, rq = g->want ? (int)g->want - 1 : GES_NONE;
 	int rc = ges_rebuild(m->core, from, g->session, g->lkid, g->name.data, g->name.len, gr, rq, g->flags, now_ms());
+	if (rc == 0 && g->priority != 0)
+		ges_set_priority(m->core, from, g->lkid, g->priority);
 	if (rc != 0 && rc != CORAL_EEXIST) {
 		m->refused_msgs++;
 		log_warn("a lock of node %u (%llu) could not be put back on %.*s: %s", from, (unsigned long long)g->lkid,
 			 (int)g->name.len, (const char *)g->name.data, coral_strerror(rc));
 	}
+}
+
+/* A master says a lock of this node's sessions is in the way of a request for `mode`: the
+ * session hears it if it subscribed (one that did not, or whose connection is gone, does
+ * not: it is counted as received only). */
+static void deliver_bast(struct lmdd *m, uint64_t lkid, uint32_t mode)
+{
+	struct own *o = own_find(m, lkid);
+	if (o == NULL || o->slot == 0 || o->slot > CORAL_CACHE_SESSIONS)
+		return;
+	struct sub *s = &m->subs[o->slot - 1];
+	if (s->conn == 0 || s->session != o->session)
+		return;
+	Coral__GesEvent ev = CORAL__GES_EVENT__INIT;
+	ev.kind = 1;
+	ev.lkid = lkid;
+	ev.mode = mode;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_EVENT;
+	resp.ges_event = &ev;
+	if (coral_daemon_answer(m->d, s->conn, s->req_id, &resp) == 0)
+		m->basts_delivered++;
+	else
+		memset(s, 0, sizeof(*s));  /* the session's connection is gone */
 }
 
 static void kit_recv(void *core, uint32_t from, uint8_t type, const uint8_t *data, size_t len)
@@ -394,6 +427,7 @@ static void kit_recv(void *core, uint32_t from, uint8_t type, const uint8_t *dat
 		break;
 	case GES_BAST:
 		m->basts_received++;
+		deliver_bast(m, g->lkid, g->mode);
 		break;
 	case GES_REBUILD:
 		on_rebuild(m, from, g);
@@ -465,6 +499,7 @@ static int report_waits(struct lmdd *m, const uint8_t *name, size_t len, uint64_
 		e[i].lkid = w[i].lkid;
 		e[i].since_ms = w[i].since_ms;
 		e[i].held = w[i].held;
+		e[i].priority = w[i].prio;
 		e[i].holder_node = w[i].hnode;
 		e[i].holder_session = w[i].hsession;
 		ep[i] = &e[i];
@@ -570,6 +605,7 @@ static void on_waits(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 		e[i].lkid = x->lkid;
 		e[i].since_ms = x->since_ms;
 		e[i].held = x->held ? 1 : 0;
+		e[i].prio = x->priority;
 	}
 	if (dlk_report(m->dlk, from, g->name.data, g->name.len, e, (uint32_t)n, g->lkid, now_ms()) == CORAL_EFULL)
 		log_warn("the wait-for graph is full (%u edges): the waits on %.*s are not looked at",
@@ -645,6 +681,7 @@ static int send_rebuild(struct lmdd *m, struct own *o)
 	g.granted = o->mode == GES_NONE ? 0 : (uint32_t)o->mode + 1;
 	bool waiting = (o->cookie != 0 || o->orphan) && (o->op == OP_LOCK || o->op == OP_CONVERT);
 	g.want = waiting ? o->want + 1 : 0;
+	g.priority = o->prio;
 	g.map_version = m->map_seen;
 	return g.granted || g.want ? send_msg(m, o->master, &g) : 0;
 }
@@ -838,6 +875,8 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 		o->len = (uint8_t)q->name.len;
 		o->session = q->session;
 		o->slot = q->slot;
+		o->prio = (int8_t)(q->priority < GES_PRIO_MIN ? GES_PRIO_MIN : q->priority > GES_PRIO_MAX ? GES_PRIO_MAX
+													       : q->priority);
 	} else {
 		o = own_find(m, q->lkid);
 		if (o == NULL || o->session != q->session || o->slot != q->slot) {
@@ -913,6 +952,7 @@ static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	r.not_master = m->not_master;
 	r.refused_msgs = m->refused_msgs;
 	r.basts_received = m->basts_received;
+	r.basts_delivered = m->basts_delivered;
 	r.rebuilt = s->rebuilt;
 	r.dropped = s->dropped;
 	r.held = ges_held(m->core);
@@ -1053,6 +1093,34 @@ static void h_graph(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
 }
 
+/* A session subscribes to its locks' events: only the process holding its slot may. */
+static void h_subscribe(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct lmdd *m = d->svc;
+	const Coral__GesSubscribeRequest *q = req->ges_subscribe;
+	uint64_t id = coral_ctl_request_id(req);
+	const struct coral_ipc_peer *peer = coral_ipc_conn_peer(coral_ipc_server_conn(d->ipc, conn));
+	if (q->slot == 0 || q->slot > CORAL_CACHE_SESSIONS) {
+		coral_daemon_answer_error(d, conn, id, CORAL_EINVAL, "no session slot %u", q->slot);
+		return;
+	}
+	struct coral_sess_slot *sl = coral_cache_sess(m->cache, q->slot - 1);
+	int32_t pid = atomic_load(&sl->pid);
+	if (peer == NULL || pid <= 0 || (uint32_t)pid != (uint32_t)peer->pid || sl->id != q->session) {
+		coral_daemon_answer_error(d, conn, id, CORAL_EPERM,
+					  "session %u in slot %u is not this process's (pid %d): it may not hear its locks' events",
+					  q->session, q->slot, peer ? (int)peer->pid : -1);
+		return;
+	}
+	m->subs[q->slot - 1] = (struct sub){conn, id, q->session};
+	coral_ipc_conn_keep(coral_ipc_server_conn(d->ipc, conn));
+	Coral__GesEvent ev = CORAL__GES_EVENT__INIT;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_EVENT;
+	resp.ges_event = &ev;
+	coral_daemon_answer(d, conn, id, &resp);
+}
+
 /* coralctl ges locks: the locks of this node's sessions, held and asked for, wherever mastered. */
 static void h_locks(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
@@ -1097,6 +1165,7 @@ static void h_locks(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 
 static const struct coral_daemon_request lmdd_requests[] = {
 	{CORAL__CTL_REQUEST__BODY_GES_LOCKS, false, h_locks},
+	{CORAL__CTL_REQUEST__BODY_GES_SUBSCRIBE, false, h_subscribe},
 	{CORAL__CTL_REQUEST__BODY_GES_GRAPH, false, h_graph},
 	{CORAL__CTL_REQUEST__BODY_GES_DEADLOCKS, false, h_deadlocks},
 	{CORAL__CTL_REQUEST__BODY_GES_LOCK, false, h_lock},
@@ -1193,8 +1262,8 @@ static const struct coral_daemon_def lmdd_def = {
 	.fini = lmdd_fini,
 	.requests = lmdd_requests,
 	.nrequests = CORAL_ARRAY_LEN(lmdd_requests),
-	.min_clients = CORAL_CACHE_SESSIONS + 8,
-	.clients_limit = "the node's 1024 session slots and [lmdd] max_clients",
+	.min_clients = 2 * CORAL_CACHE_SESSIONS + 8,  /* a session's calls, and its events */
+	.clients_limit = "two for each of the node's 1024 session slots and [lmdd] max_clients",
 };
 
 int main(int argc, char **argv)

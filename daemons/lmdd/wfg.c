@@ -198,7 +198,8 @@ int wfg_victim(const struct wfg_edge *cycle, int n)
 	int best = 0;
 	for (int i = 1; i < n; i++) {
 		const struct wfg_edge *a = &cycle[i], *b = &cycle[best];
-		bool better = a->held != b->held ? a->held < b->held
+		bool better = a->prio != b->prio ? a->prio < b->prio
+			      : a->held != b->held ? a->held < b->held
 			      : a->since_ms != b->since_ms ? a->since_ms > b->since_ms
 			      : a->waiter.node != b->waiter.node ? a->waiter.node > b->waiter.node
 								  : a->waiter.session > b->waiter.session;

@@ -25,6 +25,7 @@ struct wfg_edge {
 	uint64_t lkid;          /* the waiting lock (its requester node's id) */
 	uint64_t since_ms;      /* when it began waiting (the master's clock) */
 	uint32_t held;          /* locks the waiter's session holds on that master */
+	int32_t prio;           /* the waiter's session's priority (the lowest is the victim first) */
 	uint8_t name[WFG_NAME_MAX];
 	uint8_t len;
 };
@@ -51,8 +52,9 @@ uint32_t wfg_waiters(const struct wfg *g, struct wfg_owner *out, uint32_t max);
 /* Whether the graph holds edge e as it stood: the same master, resource, waiting lock and
  * wait (since_ms), waiter and holder. */
 bool wfg_has(const struct wfg *g, const struct wfg_edge *e);
-/* The edge of the cycle to break: the wait that undoes least — its session holds the fewest
- * locks, then it has waited the shortest (the newest), then the highest node and session. */
+/* The edge of the cycle to break: the wait of the lowest priority, then the one that undoes
+ * least — its session holds the fewest locks, then it has waited the shortest (the newest),
+ * then the highest node and session. */
 int wfg_victim(const struct wfg_edge *cycle, int n);
 
 #endif

@@ -8,7 +8,9 @@
 #include "coral_harness.h"
 
 #include <criterion/criterion.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 
 TestSuite(ges, .init = NULL, .fini = cl_teardown, .timeout = 240);
@@ -297,16 +299,21 @@ Test(ges, locks_outlive_a_restart_of_lmdd_as_master_and_as_requester)
  * masters. The coordinator finds it within a fraction of a second and refuses the newest
  * wait (CORAL_ERR_DEADLOCK: that session keeps its row); once it lets its row go, the other
  * is granted. coralctl ges deadlocks shows the cycle and the victim. */
-Test(ges, a_deadlock_across_nodes_is_found_and_its_newest_wait_refused)
+/* Node 1's session (a child) holds a resource mastered on node 2 and waits for one node 2's
+ * session holds (mastered on node 3); node 2's session then asks for the first: a cycle
+ * across two nodes and two masters. With equal priorities the newest wait (node 2's) is
+ * refused; with node 2's session at priority 10, node 1's wait is. */
+static void deadlock_across_nodes(int b_priority)
 {
 	start_three();
 	char ra[32], rb[32];
 	name_mastered_by(2, ra, sizeof(ra));
 	name_mastered_by(3, rb, sizeof(rb));
 	struct coral_session *b = open_on(2);
+	cr_assert_eq(coral_session_set_priority(b, 101), CORAL_ERR_INVAL);
+	cr_assert_eq(coral_session_set_priority(b, b_priority), 0, "%s", coral_session_error(b));
 	uint64_t lb;
 	cr_assert_eq(coral_lock(b, rb, strlen(rb), CORAL_LOCK_EX, 0, 0, &lb, NULL, NULL), 0, "%s", coral_session_error(b));
-	/* node 1's session: holds ra, then waits for rb */
 	int ready[2];
 	cr_assert_eq(pipe(ready), 0);
 	pid_t a = fork();
@@ -326,17 +333,30 @@ Test(ges, a_deadlock_across_nodes_is_found_and_its_newest_wait_refused)
 	uint64_t t0 = coral_now_mono_ns(), la;
 	int rc = coral_lock(b, ra, strlen(ra), CORAL_LOCK_EX, 0, 30000, &la, NULL, NULL);
 	uint64_t ms = (coral_now_mono_ns() - t0) / 1000000ull;
-	fprintf(stderr, "the deadlock was broken %llu ms after it closed\n", (unsigned long long)ms);
-	cr_expect_eq(rc, CORAL_ERR_DEADLOCK, "the newest wait was not refused as a deadlock: %s", coral_session_error(b));
-	cr_expect_lt(ms, 2000, "the deadlock took %llu ms to break", (unsigned long long)ms);
-	cr_expect_eq(child_status(a, 200), -1, "node 1's wait ended before node 2 let its row go");
-	cr_expect_eq(coral_unlock(b, lb, NULL), 0, "%s", coral_session_error(b));
-	cr_expect_eq(child_status(a, 5000), 0, "node 1's wait was not granted once node 2 let its row go");
+	if (b_priority <= 0) {
+		fprintf(stderr, "the deadlock was broken %llu ms after it closed\n", (unsigned long long)ms);
+		cr_expect_eq(rc, CORAL_ERR_DEADLOCK, "the newest wait was not refused as a deadlock: %s",
+			     coral_session_error(b));
+		cr_expect_lt(ms, 2000, "the deadlock took %llu ms to break", (unsigned long long)ms);
+		cr_expect_eq(child_status(a, 200), -1, "node 1's wait ended before node 2 let its row go");
+		cr_expect_eq(coral_unlock(b, lb, NULL), 0, "%s", coral_session_error(b));
+		cr_expect_eq(child_status(a, 5000), 0, "node 1's wait was not granted once node 2 let its row go");
+	} else {
+		/* node 1's wait was the victim: its process ended, its lock went, node 2's was granted */
+		cr_expect_eq(rc, 0, "node 2's session of priority %d was not granted: %s", b_priority, coral_session_error(b));
+		cr_expect_eq(child_status(a, 5000), 3, "node 1's wait (priority 0) was not the victim");
+		cr_expect_lt(ms, 2000, "the deadlock took %llu ms to break", (unsigned long long)ms);
+		cr_expect_eq(coral_unlock(b, la, NULL), 0, "%s", coral_session_error(b));
+		cr_expect_eq(coral_unlock(b, lb, NULL), 0, "%s", coral_session_error(b));
+	}
 	coral_session_close(b);
 	cr_expect_eq(run("%s -c %s -n 3 ges deadlocks", CORALCTL, cl.conf)->code, 0, "%s", res.out);
 	fprintf(stderr, "%s", res.out);
 	cr_expect(strstr(res.out, "VICTIM") != NULL, "coralctl ges deadlocks does not show it: %s", res.out);
 }
+
+Test(ges, a_deadlock_across_nodes_is_found_and_its_newest_wait_refused) { deadlock_across_nodes(0); }
+Test(ges, a_session_of_higher_priority_is_not_the_victim) { deadlock_across_nodes(10); }
 
 /* coral-bank with row locks on three nodes: EX on both accounts in random order, on few
  * accounts, so that sessions deadlock often; every deadlock is broken (no session waits out
@@ -403,4 +423,64 @@ Test(ges, the_bank_with_row_locks_adds_up_through_a_node_s_loss)
 	cr_expect_eq(run("%s/tools/coral-bank -c %s --accounts 24 --per-block 8 --sessions 2 --readers 0 --row-locks "
 			 "--nodes 1,2 --seconds 2 --json", CORAL_BUILDDIR, cl.conf)->code, 0, "%s", res.out);
 	fprintf(stderr, "%s\n", res.out);
+}
+
+static _Atomic int callback_events;
+static _Atomic uint64_t callback_lkid;
+
+static void on_event(void *arg, const struct coral_lock_event *ev)
+{
+	(void)arg;
+	if (ev->kind == CORAL_LOCK_EVENT_BLOCKING) {
+		atomic_store(&callback_lkid, ev->lkid);
+		atomic_fetch_add(&callback_events, 1);
+	}
+}
+
+/* A holder hears that its lock is in another's way (a blocking notification), by polling its
+ * descriptor or through a callback, and gives way; the waiter is granted. */
+Test(ges, a_holder_hears_it_is_in_the_way_and_gives_way)
+{
+	start_three();
+	struct coral_session *a = open_on(1);
+	int fd = -1;
+	cr_assert_eq(coral_lock_events(a, &fd), 0, "%s", coral_session_error(a));
+	cr_assert_geq(fd, 0);
+	struct coral_lock_event ev;
+	cr_expect_eq(coral_lock_event_next(a, &ev), 0, "an event before anything happened");
+	uint64_t lk;
+	cr_assert_eq(coral_lock(a, "row-9", 5, CORAL_LOCK_EX, 0, 0, &lk, NULL, NULL), 0, "%s", coral_session_error(a));
+	pid_t b = lock_child(2, "row-9", CORAL_LOCK_PR, 0, 20000, 0);
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	cr_assert_eq(poll(&p, 1, 5000), 1, "no blocking notification within 5 s");
+	int rc = 0;
+	for (int i = 0; i < 50 && (rc = coral_lock_event_next(a, &ev)) == 0; i++)
+		usleep(10000);
+	cr_assert_eq(rc, 1, "%s", coral_session_error(a));
+	cr_expect_eq(ev.kind, CORAL_LOCK_EVENT_BLOCKING);
+	cr_expect_eq(ev.lkid, lk, "the notification names lock %llu, not the one held (%llu)",
+		     (unsigned long long)ev.lkid, (unsigned long long)lk);
+	cr_expect_eq(ev.mode, CORAL_LOCK_PR);
+	/* giving way: down to PR lets the waiter in */
+	cr_assert_eq(coral_lock_convert(a, lk, CORAL_LOCK_PR, 0, 0, NULL, NULL, NULL), 0, "%s", coral_session_error(a));
+	cr_expect_eq(child_status(b, 5000), 0, "the waiter was not granted once the holder gave way");
+	cr_assert_eq(coral_unlock(a, lk, NULL), 0, "%s", coral_session_error(a));
+	coral_session_close(a);
+	/* the same through a callback, on node 3 */
+	struct coral_session *c = open_on(3);
+	cr_assert_eq(coral_lock_on_event(c, on_event, NULL), 0, "%s", coral_session_error(c));
+	cr_assert_eq(coral_lock(c, "row-10", 6, CORAL_LOCK_PW, 0, 0, &lk, NULL, NULL), 0, "%s", coral_session_error(c));
+	pid_t d = lock_child(1, "row-10", CORAL_LOCK_EX, 0, 20000, 0);
+	for (int i = 0; i < 500 && atomic_load(&callback_events) == 0; i++)
+		usleep(10000);
+	cr_expect_eq(atomic_load(&callback_events), 1, "the callback heard %d notifications", atomic_load(&callback_events));
+	cr_expect_eq(atomic_load(&callback_lkid), lk);
+	cr_expect_eq(coral_lock_event_next(c, &ev), CORAL_ERR_BUSY, "events taken beside the callback");
+	cr_assert_eq(coral_unlock(c, lk, NULL), 0, "%s", coral_session_error(c));
+	cr_expect_eq(child_status(d, 5000), 0, "the waiter was not granted once the holder let go");
+	coral_session_close(c);
+	cr_expect_eq(run("%s -c %s -n 1 --json ges stats", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	json_t *j = json_loads(res.out, 0, NULL);
+	cr_expect(j && jint(j, "basts_delivered") >= 1, "node 1's lmdd handed no notification: %s", res.out);
+	json_decref(j);
 }

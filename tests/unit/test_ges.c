@@ -538,3 +538,26 @@ Test(ges, a_cycle_with_a_chord_is_cut_down_to_the_real_deadlock)
 	cr_expect_neq(cyc[wfg_victim(cyc, n)].waiter.node, 1);
 	wfg_free(g);
 }
+
+/* A session's priority goes with its waits to the coordinator, and the victim is the wait of
+ * the lowest priority, before what it holds or how new it is. */
+Test(ges, the_lowest_priority_is_the_victim_first)
+{
+	cr_assert_eq(req(1, 11, GES_EX, 0), 0);
+	cr_assert_eq(req(2, 21, GES_EX, 0), CORAL_EPENDING);
+	cr_expect_eq(ges_set_priority(c, 2, 21, 101), CORAL_EINVAL);
+	cr_expect_eq(ges_set_priority(c, 2, 99, 5), CORAL_ENOENT);
+	cr_assert_eq(ges_set_priority(c, 2, 21, -7), 0);
+	struct ges_wait w[4];
+	cr_assert_eq(ges_waits(c, R, strlen(R), w, 4), 1);
+	cr_expect_eq(w[0].prio, -7);
+	/* the newest wait, holding least, would be chosen; a higher priority keeps it */
+	struct wfg_edge cyc[2] = {edge(1, 2, 11, 100, 1), edge(2, 1, 21, 200, 0)};
+	cr_expect_eq(wfg_victim(cyc, 2), 1);
+	cyc[1].prio = 10;
+	cr_expect_eq(wfg_victim(cyc, 2), 0, "the wait of priority 10 was chosen over one of 0");
+	cyc[0].prio = 20;
+	cr_expect_eq(wfg_victim(cyc, 2), 1);
+	cr_assert_eq(ges_unlock(c, 1, 11, NULL, 100), 0);
+	cr_assert_eq(ges_unlock(c, 2, 21, NULL, 100), 0);
+}
