@@ -846,6 +846,27 @@ static void on_tick(void *arg, const struct coral_cluster_view *v)
 
 /* ---- control requests ----------------------------------------------------------------- */
 
+/* Whether session `session` in slot index slot-1 is the calling process's, by the
+ * connection's credentials (SO_PEERCRED), not by what the request says: no process takes,
+ * releases or hears another's locks. If not, it is answered why. */
+static bool session_is_callers(struct coral_daemon *d, uint64_t conn, uint64_t id, uint32_t session, uint32_t slot)
+{
+	struct lmdd *m = d->svc;
+	const struct coral_ipc_peer *peer = coral_ipc_conn_peer(coral_ipc_server_conn(d->ipc, conn));
+	if (slot == 0 || slot > CORAL_CACHE_SESSIONS) {
+		coral_daemon_answer_error(d, conn, id, CORAL_EINVAL, "no session slot %u", slot);
+		return false;
+	}
+	struct coral_sess_slot *sl = coral_cache_sess(m->cache, slot - 1);
+	int32_t pid = atomic_load(&sl->pid);
+	if (peer == NULL || pid <= 0 || (uint32_t)pid != (uint32_t)peer->pid || sl->id != session) {
+		coral_daemon_answer_error(d, conn, id, CORAL_EPERM, "session %u in slot %u is not this process's (pid %d)",
+					  session, slot, peer ? (int)peer->pid : -1);
+		return false;
+	}
+	return true;
+}
+
 static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
 	struct lmdd *m = d->svc;
@@ -864,6 +885,8 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 		coral_daemon_answer_error(d, conn, id, CORAL_EFENCED, "node %u is fenced (%s)", m->self, why);
 		return;
 	}
+	if (!session_is_callers(d, conn, id, q->session, q->slot))
+		return;
 	struct own *o;
 	if (q->op == OP_LOCK) {
 		o = own_new(m);
@@ -1099,19 +1122,8 @@ static void h_subscribe(struct coral_daemon *d, uint64_t conn, const Coral__CtlR
 	struct lmdd *m = d->svc;
 	const Coral__GesSubscribeRequest *q = req->ges_subscribe;
 	uint64_t id = coral_ctl_request_id(req);
-	const struct coral_ipc_peer *peer = coral_ipc_conn_peer(coral_ipc_server_conn(d->ipc, conn));
-	if (q->slot == 0 || q->slot > CORAL_CACHE_SESSIONS) {
-		coral_daemon_answer_error(d, conn, id, CORAL_EINVAL, "no session slot %u", q->slot);
+	if (!session_is_callers(d, conn, id, q->session, q->slot))
 		return;
-	}
-	struct coral_sess_slot *sl = coral_cache_sess(m->cache, q->slot - 1);
-	int32_t pid = atomic_load(&sl->pid);
-	if (peer == NULL || pid <= 0 || (uint32_t)pid != (uint32_t)peer->pid || sl->id != q->session) {
-		coral_daemon_answer_error(d, conn, id, CORAL_EPERM,
-					  "session %u in slot %u is not this process's (pid %d): it may not hear its locks' events",
-					  q->session, q->slot, peer ? (int)peer->pid : -1);
-		return;
-	}
 	m->subs[q->slot - 1] = (struct sub){conn, id, q->session};
 	coral_ipc_conn_keep(coral_ipc_server_conn(d->ipc, conn));
 	Coral__GesEvent ev = CORAL__GES_EVENT__INIT;

@@ -6,6 +6,7 @@
  * show it. */
 #include "harness.h"
 #include "coral_harness.h"
+#include "ctl.h"
 
 #include <criterion/criterion.h>
 #include <poll.h>
@@ -483,4 +484,26 @@ Test(ges, a_holder_hears_it_is_in_the_way_and_gives_way)
 	json_t *j = json_loads(res.out, 0, NULL);
 	cr_expect(j && jint(j, "basts_delivered") >= 1, "node 1's lmdd handed no notification: %s", res.out);
 	json_decref(j);
+	/* a process that holds no session slot takes, lets go of or hears no session's locks */
+	char sock[512];
+	snprintf(sock, sizeof(sock), "%s/node1/lmdd.sock", cl.dir);
+	for (uint32_t op = 1; op <= 3; op++) {
+		Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+		Coral__GesLockRequest g = CORAL__GES_LOCK_REQUEST__INIT;
+		g.op = op;
+		g.name.data = (uint8_t *)"row-9";
+		g.name.len = 5;
+		g.lkid = lk;
+		g.mode = CORAL_LOCK_EX;
+		g.session = 1;
+		g.slot = 1;
+		req.body_case = CORAL__CTL_REQUEST__BODY_GES_LOCK;
+		req.ges_lock = &g;
+		Coral__CtlResponse *resp = NULL;
+		char err[256];
+		cr_assert_eq(coral_ctl_call(sock, &req, 1 << 20, 5000, &resp, err, sizeof(err)), 0, "%s", err);
+		cr_expect_eq(resp->code, CORAL_ERR_PERM, "op %u for a slot of another process: %d %s", op, resp->code,
+			     resp->error ? resp->error : "");
+		coral_ctl_response_free(resp);
+	}
 }
