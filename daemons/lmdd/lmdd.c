@@ -80,6 +80,7 @@ struct lmdd {
 	bool dirty_all;
 	uint32_t coordinator;
 	struct dlk *dlk;               /* the coordinator's graph and probes, while this node is it */
+	struct dlk_stats dlk_before;   /* what earlier terms as the coordinator counted */
 	struct deadlock {
 		uint64_t at_ms;
 		int n, victim;
@@ -526,6 +527,12 @@ static void report_all(struct lmdd *m)
 		m->coordinator = coord;
 		m->dirty_all = true;
 		if (coord != m->self && m->dlk) {
+			const struct dlk_stats *ds = dlk_stats(m->dlk);
+			m->dlk_before.deadlocks += ds->deadlocks;
+			m->dlk_before.phantoms += ds->phantoms;
+			m->dlk_before.probes_lapsed += ds->probes_lapsed;
+			m->dlk_before.swept += ds->swept;
+			m->dlk_before.full += ds->full;
 			dlk_free(m->dlk);
 			m->dlk = NULL;
 		}
@@ -981,13 +988,13 @@ static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	r.held = ges_held(m->core);
 	r.map_version = m->map_seen;
 	r.victims = m->victims;
-	const struct dlk_stats *ds = m->dlk ? dlk_stats(m->dlk) : &(struct dlk_stats){0};
-	r.deadlocks = ds->deadlocks;
+	const struct dlk_stats *ds = m->dlk ? dlk_stats(m->dlk) : &(struct dlk_stats){0}, *b = &m->dlk_before;
+	r.deadlocks = b->deadlocks + ds->deadlocks;
 	r.coordinator = m->coordinator;
 	r.edges = m->dlk ? wfg_edges(dlk_graph(m->dlk)) : 0;
-	r.phantoms = ds->phantoms;
-	r.probes_lapsed = ds->probes_lapsed;
-	r.swept = ds->swept;
+	r.phantoms = b->phantoms + ds->phantoms;
+	r.probes_lapsed = b->probes_lapsed + ds->probes_lapsed;
+	r.swept = b->swept + ds->swept;
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_STATS;
 	resp.ges_stats = &r;

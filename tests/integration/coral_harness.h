@@ -1,7 +1,8 @@
 /* What the integration tests that link libcoral share on top of raft_harness.h: a session
  * that takes a block in X, changes its first 8 bytes and commits, the block left pinned; a
  * CR read of a block's first 8 bytes; the check of a coral-bank run in the background; the
- * power loss of some nodes, and the wait for the survivors' recovery of one.
+ * power loss of some nodes, and the wait for the survivors' recovery of one; a child process
+ * the test waits for until it is ready.
  * Header-only, like the others. */
 #ifndef CORAL_TEST_CORAL_HARNESS_H
 #define CORAL_TEST_CORAL_HARNESS_H
@@ -53,6 +54,26 @@ static inline void bank_checked(pid_t bank, int max_lost)
 	cr_expect_gt(jint(b, "transfers"), 100, "%s", res.out);
 	cr_expect_leq(jint(b, "sessions_lost"), max_lost, "sessions gave up: %s", res.out);
 	json_decref(b);
+}
+
+/* A child process that runs fn(arg, ready) and exits with what it returns; fn writes a byte
+ * to `ready` once it has done what the parent waits for (the parent fails with `what` if it
+ * never does). Returns the child's pid. */
+static inline pid_t fork_ready(int (*fn)(void *arg, int ready), void *arg, const char *what)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(p[0]);
+		_exit(fn(arg, p[1]));
+	}
+	close(p[1]);
+	char k;
+	cr_assert_eq(read(p[0], &k, 1), 1, "%s", what);
+	close(p[0]);
+	return pid;
 }
 
 /* A power loss of nodes first..last: every supervisor and daemon (and child, if any) gets

@@ -35,29 +35,53 @@ static struct coral_session *open_on(int node)
  * granted, holds it until killed or hold_ms passes; its exit status is 0 granted, 1 held
  * elsewhere (no-queue), 2 timed out, 3 deadlock, 9 anything else. The pipe says when it
  * asked. */
+struct lock_args {
+	int node;
+	const char *name;
+	int mode;
+	unsigned flags;
+	int timeout_ms, hold_ms;
+};
+
+static int lock_main(void *arg, int ready)
+{
+	const struct lock_args *a = arg;
+	struct coral_session *s;
+	if (coral_session_open(cl.conf, a->node, "test", "ges-child", &s) != 0 || write(ready, "k", 1) != 1)
+		return 9;
+	uint64_t lk;
+	int rc = coral_lock(s, a->name, strlen(a->name), a->mode, a->flags, a->timeout_ms, &lk, NULL, NULL);
+	if (rc == 0 && a->hold_ms > 0)
+		usleep((useconds_t)a->hold_ms * 1000);
+	return rc == 0 ? 0 : rc == CORAL_ERR_HELD ? 1 : rc == CORAL_ERR_TIMEDOUT ? 2 : rc == CORAL_ERR_DEADLOCK ? 3 : 9;
+}
+
 static pid_t lock_child(int node, const char *name, int mode, unsigned flags, int timeout_ms, int hold_ms)
 {
-	int ready[2];
-	cr_assert_eq(pipe(ready), 0);
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		struct coral_session *s;
-		if (coral_session_open(cl.conf, node, "test", "ges-child", &s) != 0)
-			_exit(9);
-		if (write(ready[1], "k", 1) != 1)
-			_exit(9);
-		uint64_t lk;
-		int rc = coral_lock(s, name, strlen(name), mode, flags, timeout_ms, &lk, NULL, NULL);
-		if (rc == 0 && hold_ms > 0)
-			usleep((useconds_t)hold_ms * 1000);
-		_exit(rc == 0 ? 0 : rc == CORAL_ERR_HELD ? 1 : rc == CORAL_ERR_TIMEDOUT ? 2 : rc == CORAL_ERR_DEADLOCK ? 3 : 9);
-	}
-	char k;
-	cr_assert_eq(read(ready[0], &k, 1), 1);
-	close(ready[0]);
-	close(ready[1]);
-	return pid;
+	struct lock_args a = {node, name, mode, flags, timeout_ms, hold_ms};
+	return fork_ready(lock_main, &a, "the child's session did not open");
+}
+
+/* A child's session on node 1 takes `first` in first_mode, says so, then asks for EX on
+ * `second` (NULL: converts `first` to EX), waiting up to 30 s: its exit status as
+ * lock_child's. */
+struct two_step {
+	const char *first;
+	int first_mode;
+	const char *second;
+};
+
+static int two_step_main(void *arg, int ready)
+{
+	const struct two_step *t = arg;
+	struct coral_session *s;
+	uint64_t l1, l2;
+	if (coral_session_open(cl.conf, 1, "test", "ges-child", &s) != 0 ||
+	    coral_lock(s, t->first, strlen(t->first), t->first_mode, 0, 0, &l1, NULL, NULL) != 0 || write(ready, "k", 1) != 1)
+		return 9;
+	int rc = t->second ? coral_lock(s, t->second, strlen(t->second), CORAL_LOCK_EX, 0, 30000, &l2, NULL, NULL)
+			   : coral_lock_convert(s, l1, CORAL_LOCK_EX, 0, 30000, NULL, NULL, NULL);
+	return rc == 0 ? 0 : rc == CORAL_ERR_HELD ? 1 : rc == CORAL_ERR_TIMEDOUT ? 2 : rc == CORAL_ERR_DEADLOCK ? 3 : 9;
 }
 
 /* The child's exit status once it ends within ms (-1: still running). */
@@ -136,21 +160,8 @@ Test(ges, a_conversion_deadlock_is_refused_to_the_later_one_which_keeps_its_mode
 	uint64_t lb;
 	cr_assert_eq(coral_lock(b, "tab-9", 5, CORAL_LOCK_PR, 0, 0, &lb, NULL, NULL), 0, "%s", coral_session_error(b));
 	/* node 1 takes PR, then asks for EX in a child: it waits for node 2's PR */
-	int ready[2];
-	cr_assert_eq(pipe(ready), 0);
-	pid_t a = fork();
-	cr_assert_geq(a, 0);
-	if (a == 0) {
-		struct coral_session *s;
-		uint64_t lk;
-		if (coral_session_open(cl.conf, 1, "test", "ges-child", &s) != 0 ||
-		    coral_lock(s, "tab-9", 5, CORAL_LOCK_PR, 0, 0, &lk, NULL, NULL) != 0 || write(ready[1], "k", 1) != 1)
-			_exit(9);
-		int rc = coral_lock_convert(s, lk, CORAL_LOCK_EX, 0, 20000, NULL, NULL, NULL);
-		_exit(rc == 0 ? 0 : rc == CORAL_ERR_DEADLOCK ? 3 : 9);
-	}
-	char k;
-	cr_assert_eq(read(ready[0], &k, 1), 1, "node 1's PR was not granted");
+	pid_t a = fork_ready(two_step_main, &(struct two_step){"tab-9", CORAL_LOCK_PR, NULL},
+			     "node 1's PR was not granted");
 	usleep(300000);  /* its conversion is queued */
 	cr_expect_eq(coral_lock_convert(b, lb, CORAL_LOCK_EX, 0, 20000, NULL, NULL, NULL), CORAL_ERR_DEADLOCK, "%s",
 		     coral_session_error(b));
@@ -315,21 +326,8 @@ static void deadlock_across_nodes(int b_priority)
 	cr_assert_eq(coral_session_set_priority(b, b_priority), 0, "%s", coral_session_error(b));
 	uint64_t lb;
 	cr_assert_eq(coral_lock(b, rb, strlen(rb), CORAL_LOCK_EX, 0, 0, &lb, NULL, NULL), 0, "%s", coral_session_error(b));
-	int ready[2];
-	cr_assert_eq(pipe(ready), 0);
-	pid_t a = fork();
-	cr_assert_geq(a, 0);
-	if (a == 0) {
-		struct coral_session *s;
-		uint64_t l1, l2;
-		if (coral_session_open(cl.conf, 1, "test", "ges-child", &s) != 0 ||
-		    coral_lock(s, ra, strlen(ra), CORAL_LOCK_EX, 0, 0, &l1, NULL, NULL) != 0 || write(ready[1], "k", 1) != 1)
-			_exit(9);
-		int rc = coral_lock(s, rb, strlen(rb), CORAL_LOCK_EX, 0, 30000, &l2, NULL, NULL);
-		_exit(rc == 0 ? 0 : rc == CORAL_ERR_DEADLOCK ? 3 : rc == CORAL_ERR_TIMEDOUT ? 2 : 9);
-	}
-	char k;
-	cr_assert_eq(read(ready[0], &k, 1), 1, "node 1's session did not take %s", ra);
+	pid_t a = fork_ready(two_step_main, &(struct two_step){ra, CORAL_LOCK_EX, rb},
+			     "node 1's session did not take its first lock");
 	usleep(300000);  /* its wait for rb is queued and reported */
 	uint64_t t0 = coral_now_mono_ns(), la;
 	int rc = coral_lock(b, ra, strlen(ra), CORAL_LOCK_EX, 0, 30000, &la, NULL, NULL);

@@ -125,33 +125,36 @@ static uint32_t new_file(const char *name, int blocks)
 /* A child process whose session on node `node` changes, in order, the first 8 bytes of each
  * block of ch[i][0] to ch[i][1] in one transaction, releases the blocks and waits, the
  * transaction open, to be killed. Returns once the changes are made. */
+struct txn_args {
+	int node;
+	uint32_t fid;
+	const uint64_t (*ch)[2];
+	int n;
+};
+
+static int open_txn_main(void *arg, int ready)
+{
+	const struct txn_args *t = arg;
+	struct coral_session *s;
+	if (coral_session_open(cl.conf, t->node, "test", "open-txn", &s) != 0)
+		return 1;
+	for (int i = 0; i < t->n; i++) {
+		struct coral_block *b = NULL;
+		if (coral_block_get(s, t->fid, t->ch[i][0], CORAL_MODE_X, &b) != 0 ||
+		    coral_block_modify(s, b, 0, &t->ch[i][1], sizeof(t->ch[i][1])) != 0)
+			return 2;
+		coral_block_release(s, b);
+	}
+	if (write(ready, "k", 1) != 1)
+		return 3;
+	pause();
+	return 0;
+}
+
 static pid_t open_txn_child(int node, uint32_t fid, const uint64_t (*ch)[2], int n)
 {
-	int ready[2];
-	cr_assert_eq(pipe(ready), 0);
-	pid_t child = fork();
-	cr_assert_geq(child, 0);
-	if (child == 0) {
-		struct coral_session *s;
-		if (coral_session_open(cl.conf, node, "test", "open-txn", &s) != 0)
-			_exit(1);
-		for (int i = 0; i < n; i++) {
-			struct coral_block *b = NULL;
-			if (coral_block_get(s, fid, ch[i][0], CORAL_MODE_X, &b) != 0 ||
-			    coral_block_modify(s, b, 0, &ch[i][1], sizeof(ch[i][1])) != 0)
-				_exit(2);
-			coral_block_release(s, b);
-		}
-		if (write(ready[1], "k", 1) != 1)
-			_exit(3);
-		pause();
-		_exit(0);
-	}
-	char k;
-	cr_assert_eq(read(ready[0], &k, 1), 1, "the child's transaction did not start");
-	close(ready[0]);
-	close(ready[1]);
-	return child;
+	struct txn_args t = {node, fid, ch, n};
+	return fork_ready(open_txn_main, &t, "the child's transaction did not start");
 }
 
 Test(recovery, every_node_killed_then_started_recovers_every_thread)
