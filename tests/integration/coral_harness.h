@@ -37,6 +37,22 @@ static inline uint64_t cr_read(struct coral_session *s, uint32_t fid)
 	return v;
 }
 
+/* coral-bank with `args` (and --json) in the background, its report in DIR/bank.json and its
+ * errors in DIR/bank.err (bank_checked reads them). */
+static inline pid_t bank_background(const char *args)
+{
+	pid_t bank = fork();
+	cr_assert_geq(bank, 0);
+	if (bank == 0) {
+		char cmd[1024];
+		snprintf(cmd, sizeof(cmd), "exec %s/tools/coral-bank -c %s %s --json >%s/bank.json 2>%s/bank.err",
+			 CORAL_BUILDDIR, cl.conf, args, cl.dir, cl.dir);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	return bank;
+}
+
 /* A coral-bank run in the background (`--json >DIR/bank.json 2>DIR/bank.err`) ended: its
  * check passed, the money adds up, it did real work, and at most max_lost sessions gave up. */
 static inline void bank_checked(pid_t bank, int max_lost)

@@ -397,17 +397,8 @@ Test(ges, the_bank_with_row_locks_deadlocks_and_still_adds_up)
 Test(ges, the_bank_with_row_locks_adds_up_through_a_node_s_loss)
 {
 	start_three();
-	pid_t bank = fork();
-	cr_assert_geq(bank, 0);
-	if (bank == 0) {
-		char cmd[800];
-		snprintf(cmd, sizeof(cmd),
-			 "exec %s/tools/coral-bank -c %s --accounts 24 --per-block 8 --sessions 2 --readers 0 --row-locks "
-			 "--seconds 12 --ride-through 4000 --json >%s/bank.json 2>%s/bank.err",
-			 CORAL_BUILDDIR, cl.conf, cl.dir, cl.dir);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
+	pid_t bank = bank_background("--accounts 24 --per-block 8 --sessions 2 --readers 0 --row-locks --seconds 12 "
+				     "--ride-through 4000");
 	sleep(4);
 	kill_nodes(0, 3, 3);
 	bank_checked(bank, 2);

@@ -425,17 +425,7 @@ Test(recovery, the_bank_goes_on_through_a_node_s_loss)
 	start_all();
 	cr_assert_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --json --seconds 1", CORAL_BUILDDIR, cl.conf)->code, 0,
 		     "%s", res.out);
-	pid_t bank = fork();
-	cr_assert_geq(bank, 0);
-	if (bank == 0) {
-		char cmd[800];
-		snprintf(cmd, sizeof(cmd),
-			 "exec %s/tools/coral-bank -c %s " BANK_ARGS " --seconds 14 --ride-through 4000 --json >%s/bank.json "
-			 "2>%s/bank.err",
-			 CORAL_BUILDDIR, cl.conf, cl.dir, cl.dir);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
+	pid_t bank = bank_background(BANK_ARGS " --seconds 14 --ride-through 4000");
 	sleep(4);
 	kill_nodes(0, 3, 3);
 	/* node 3's sessions at most may give up (one may have been in a call until the end) */

@@ -27,18 +27,9 @@ static void start_all(void)
 
 static pid_t bank_in_background(int seconds)
 {
-	pid_t bank = fork();
-	cr_assert_geq(bank, 0);
-	if (bank == 0) {
-		char cmd[800];
-		snprintf(cmd, sizeof(cmd),
-			 "exec %s/tools/coral-bank -c %s " BANK_ARGS " --seconds %d --ride-through 30000 --json >%s/bank.json "
-			 "2>%s/bank.err",
-			 CORAL_BUILDDIR, cl.conf, seconds, cl.dir, cl.dir);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		_exit(127);
-	}
-	return bank;
+	char args[256];
+	snprintf(args, sizeof(args), BANK_ARGS " --seconds %d --ride-through 30000", seconds);
+	return bank_background(args);
 }
 
 /* The bank's check passed, it did real work, and no session gave up; then a second run on
