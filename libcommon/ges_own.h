@@ -22,7 +22,8 @@ struct coral_ges_own_lock {
 	uint8_t orphan;           /* an operation waited when the lmdd before died: it is
 				   * cancelled once the lock is put back */
 	int8_t prio;              /* its session's priority for deadlock victims */
-	uint8_t pad;
+	uint8_t async;            /* the operation under way was asked asynchronously: it ends
+				   * as an event on the session's subscription */
 	uint32_t session, slot;   /* the session's id and its slot index + 1 */
 	uint32_t master;          /* where it was last sent */
 	uint32_t op, want, flags, timeout_ms, resends;

@@ -1079,9 +1079,17 @@ static int ev_take(struct coral_session *s, struct coral_lock_event *ev, bool qu
 				ev_close(s);
 				return code;
 			}
-			ev->kind = (int)r->ges_event->kind;
-			ev->lkid = r->ges_event->lkid;
-			ev->mode = (int)r->ges_event->mode;
+			const Coral__GesEvent *e = r->ges_event;
+			memset(ev, 0, sizeof(*ev));
+			ev->kind = (int)e->kind;
+			ev->lkid = e->lkid;
+			ev->mode = (int)e->mode;
+			ev->code = e->code;
+			if (e->lvb.len == CORAL_LVB_LEN) {
+				memcpy(ev->lvb, e->lvb.data, CORAL_LVB_LEN);
+				ev->lvb_valid = e->lvb_valid;
+			}
+			ev->demoted = e->demoted;
 			coral__ctl_response__free_unpacked(r, NULL);
 			if (ev->kind == 0)
 				continue;  /* "subscribed" */
@@ -1209,45 +1217,26 @@ int coral_session_set_priority(struct coral_session *s, int priority)
 	return 0;
 }
 
-int coral_lock(struct coral_session *s, const void *name, size_t len, int mode, unsigned flags, int timeout_ms,
-	       uint64_t *lkid, void *lvb, int *lvb_valid)
+/* A lock (name given) or a conversion (*lkid given), answered when done or, async, at once
+ * (its end comes as an event on the session's subscription). */
+static int lock_call(struct coral_session *s, const void *name, size_t len, uint64_t *lkid, int mode, unsigned flags,
+		     int timeout_ms, const void *lvb_write, void *lvb_read, int *lvb_valid, bool async)
 {
 	if (s == NULL)
 		return CORAL_EINVAL;
-	if (name == NULL || len == 0 || len > 64 || mode < CORAL_LOCK_NL || mode > CORAL_LOCK_EX || (flags & ~LOCK_FLAGS) ||
-	    lkid == NULL || timeout_ms < 0)
+	if ((name != NULL && (len == 0 || len > 64)) || mode < CORAL_LOCK_NL || mode > CORAL_LOCK_EX ||
+	    (flags & ~LOCK_FLAGS) || lkid == NULL || timeout_ms < 0)
 		return fail(s, CORAL_EINVAL, "a lock needs a name of 1 to 64 bytes, a mode CORAL_LOCK_NL..EX, known "
 					     "flags and somewhere to put its id");
 	Coral__GesLockRequest g = CORAL__GES_LOCK_REQUEST__INIT;
-	g.op = 1;
+	g.op = name ? 1 : 2;
 	g.priority = s->prio;
 	g.name.data = (uint8_t *)name;
-	g.name.len = len;
+	g.name.len = name ? len : 0;
+	g.lkid = name ? 0 : *lkid;
 	g.mode = (uint32_t)mode;
 	g.flags = flags;
-	Coral__GesLockReply *r;
-	Coral__CtlResponse *resp;
-	int rc = ask_lmdd(s, &g, timeout_ms, &r, &resp);
-	if (rc != 0)
-		return rc;
-	*lkid = r->lkid;
-	lvb_out(r, lvb, lvb_valid);
-	coral_ctl_response_free(resp);
-	return 0;
-}
-
-int coral_lock_convert(struct coral_session *s, uint64_t lkid, int mode, unsigned flags, int timeout_ms,
-		       const void *lvb_write, void *lvb_read, int *lvb_valid)
-{
-	if (s == NULL)
-		return CORAL_EINVAL;
-	if (mode < CORAL_LOCK_NL || mode > CORAL_LOCK_EX || (flags & ~LOCK_FLAGS) || timeout_ms < 0)
-		return fail(s, CORAL_EINVAL, "a conversion needs a mode CORAL_LOCK_NL..EX and known flags");
-	Coral__GesLockRequest g = CORAL__GES_LOCK_REQUEST__INIT;
-	g.op = 2;
-	g.lkid = lkid;
-	g.mode = (uint32_t)mode;
-	g.flags = flags;
+	g.async = async;
 	if (lvb_write) {
 		g.lvb.data = (uint8_t *)lvb_write;
 		g.lvb.len = CORAL_LVB_LEN;
@@ -1257,9 +1246,39 @@ int coral_lock_convert(struct coral_session *s, uint64_t lkid, int mode, unsigne
 	int rc = ask_lmdd(s, &g, timeout_ms, &r, &resp);
 	if (rc != 0)
 		return rc;
-	lvb_out(r, lvb_read, lvb_valid);
+	*lkid = r->lkid;
+	if (!async)
+		lvb_out(r, lvb_read, lvb_valid);
 	coral_ctl_response_free(resp);
 	return 0;
+}
+
+int coral_lock(struct coral_session *s, const void *name, size_t len, int mode, unsigned flags, int timeout_ms,
+	       uint64_t *lkid, void *lvb, int *lvb_valid)
+{
+	if (name == NULL)
+		return s ? fail(s, CORAL_EINVAL, "a lock needs a name") : CORAL_EINVAL;
+	return lock_call(s, name, len, lkid, mode, flags, timeout_ms, NULL, lvb, lvb_valid, false);
+}
+
+int coral_lock_convert(struct coral_session *s, uint64_t lkid, int mode, unsigned flags, int timeout_ms,
+		       const void *lvb_write, void *lvb_read, int *lvb_valid)
+{
+	return lock_call(s, NULL, 0, &lkid, mode, flags, timeout_ms, lvb_write, lvb_read, lvb_valid, false);
+}
+
+int coral_lock_async(struct coral_session *s, const void *name, size_t len, int mode, unsigned flags, int timeout_ms,
+		     uint64_t *lkid)
+{
+	if (name == NULL)
+		return s ? fail(s, CORAL_EINVAL, "a lock needs a name") : CORAL_EINVAL;
+	return lock_call(s, name, len, lkid, mode, flags, timeout_ms, NULL, NULL, NULL, true);
+}
+
+int coral_lock_convert_async(struct coral_session *s, uint64_t lkid, int mode, unsigned flags, int timeout_ms,
+			     const void *lvb_write)
+{
+	return lock_call(s, NULL, 0, &lkid, mode, flags, timeout_ms, lvb_write, NULL, NULL, true);
 }
 
 int coral_unlock(struct coral_session *s, uint64_t lkid, const void *lvb_write)

@@ -185,15 +185,28 @@ int coral_session_set_priority(struct coral_session *s, int priority);
  * it is not for two threads at once). An lmdd restart ends the subscription: the next call
  * says so (CORAL_ERR_CLOSED) and subscribing again gives a new descriptor. */
 #define CORAL_LOCK_EVENT_BLOCKING 1
+#define CORAL_LOCK_EVENT_DONE 2
 struct coral_lock_event {
-	int kind;          /* CORAL_LOCK_EVENT_BLOCKING */
-	uint64_t lkid;     /* the session's lock in the way */
-	int mode;          /* the mode the other asks for */
+	int kind;          /* CORAL_LOCK_EVENT_BLOCKING or CORAL_LOCK_EVENT_DONE */
+	uint64_t lkid;     /* blocking: the session's lock in the way; done: the lock asked for */
+	int mode;          /* blocking: the mode the other asks for; done: the mode now held */
+	int code;          /* done: 0 granted, or as coral_lock's (the lock is gone if it was new) */
+	unsigned char lvb[CORAL_LVB_LEN];  /* done, with CORAL_LOCK_VALBLK: the value block */
+	int lvb_valid;
+	int demoted;       /* done: taken down to NL in a conversion deadlock meanwhile */
 };
 int coral_lock_events(struct coral_session *s, int *fd);
 /* 1 with *ev, 0 when none waits, or an error (CORAL_ERR_CLOSED: subscribe again). */
 int coral_lock_event_next(struct coral_session *s, struct coral_lock_event *ev);
 int coral_lock_on_event(struct coral_session *s, void (*fn)(void *arg, const struct coral_lock_event *ev), void *arg);
+/* Asynchronous requests: answered at once with the lock's id (the request is under way); its
+ * end comes as a CORAL_LOCK_EVENT_DONE event on the session's subscription (coral_lock_events
+ * first, else CORAL_ERR_INVAL). An lmdd restart cancels those under way (as it does the
+ * synchronous ones) and ends the subscription. */
+int coral_lock_async(struct coral_session *s, const void *name, size_t len, int mode, unsigned flags, int timeout_ms,
+		     uint64_t *lkid);
+int coral_lock_convert_async(struct coral_session *s, uint64_t lkid, int mode, unsigned flags, int timeout_ms,
+			     const void *lvb_write);
 /* Converts a held lock to mode. lvb_write (NULL: none), from a PW or EX holder going down
  * with CORAL_LOCK_VALBLK, becomes the value block; lvb_read gets it with the grant. */
 int coral_lock_convert(struct coral_session *s, uint64_t lkid, int mode, unsigned flags, int timeout_ms,

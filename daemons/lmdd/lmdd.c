@@ -30,6 +30,7 @@
 
 #define TICK_MS 10
 #define OWN_MAX CORAL_GES_OWN_MAX
+#define ASYNC_COOKIE UINT64_MAX  /* an operation under way that no call waits for (kit.h: no wait) */
 #define LVB_LEN GES_MSG_LVB
 #define RESEND_MS 200          /* a request refused by a node that is not its master: asked again */
 #define RESEND_MAX 50
@@ -193,11 +194,31 @@ static void own_send(struct lmdd *m, struct own *o)
 
 static void own_release(struct lmdd *m, struct own *o);
 
+static bool send_event(struct lmdd *m, const struct own *o, Coral__GesEvent *ev);
+
 static void answer_session(struct lmdd *m, struct own *o, int code, int mode, const uint8_t *lvb, bool lvb_valid,
 			   bool demoted)
 {
 	uint64_t cookie = o->cookie;
 	o->cookie = 0;
+	if (o->async) {
+		/* asked asynchronously: the end goes to the session's subscription */
+		o->async = 0;
+		Coral__GesEvent ev = CORAL__GES_EVENT__INIT;
+		ev.kind = 2;
+		ev.lkid = o->lkid;
+		ev.code = code;
+		ev.mode = (uint32_t)(mode < 0 ? 0 : mode);
+		if (lvb) {
+			ev.lvb.data = (uint8_t *)lvb;
+			ev.lvb.len = LVB_LEN;
+		}
+		ev.lvb_valid = lvb_valid;
+		ev.demoted = demoted;
+		if (!send_event(m, o, &ev) && code == 0 && (o->op == OP_LOCK || o->op == OP_CONVERT))
+			own_release(m, o);  /* nobody hears it any more: given back, as below */
+		return;
+	}
 	struct coral_wait w;
 	if (cookie == 0 || !coral_kit_wait_take(&m->kit, cookie, &w)) {
 		/* nobody waits any more (the session's call ended): a grant it never heard of is
@@ -389,25 +410,34 @@ static void on_rebuild(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 /* A master says a lock of this node's sessions is in the way of a request for `mode`: the
  * session hears it if it subscribed (one that did not, or whose connection is gone, does
  * not: it is counted as received only). */
+/* An event of o's session on its subscription: whether it was handed over. */
+static bool send_event(struct lmdd *m, const struct own *o, Coral__GesEvent *ev)
+{
+	if (o->slot == 0 || o->slot > CORAL_CACHE_SESSIONS)
+		return false;
+	struct sub *s = &m->subs[o->slot - 1];
+	if (s->conn == 0 || s->session != o->session)
+		return false;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_EVENT;
+	resp.ges_event = ev;
+	if (coral_daemon_answer(m->d, s->conn, s->req_id, &resp) == 0)
+		return true;
+	memset(s, 0, sizeof(*s));  /* the session's connection is gone */
+	return false;
+}
+
 static void deliver_bast(struct lmdd *m, uint64_t lkid, uint32_t mode)
 {
 	struct own *o = own_find(m, lkid);
-	if (o == NULL || o->slot == 0 || o->slot > CORAL_CACHE_SESSIONS)
-		return;
-	struct sub *s = &m->subs[o->slot - 1];
-	if (s->conn == 0 || s->session != o->session)
+	if (o == NULL)
 		return;
 	Coral__GesEvent ev = CORAL__GES_EVENT__INIT;
 	ev.kind = 1;
 	ev.lkid = lkid;
 	ev.mode = mode;
-	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
-	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_EVENT;
-	resp.ges_event = &ev;
-	if (coral_daemon_answer(m->d, s->conn, s->req_id, &resp) == 0)
+	if (send_event(m, o, &ev))
 		m->basts_delivered++;
-	else
-		memset(s, 0, sizeof(*s));  /* the session's connection is gone */
 }
 
 static void kit_recv(void *core, uint32_t from, uint8_t type, const uint8_t *data, size_t len)
@@ -894,6 +924,13 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 	}
 	if (!session_is_callers(d, conn, id, q->session, q->slot))
 		return;
+	if (q->async && ((q->op != OP_LOCK && q->op != OP_CONVERT) || m->subs[q->slot - 1].conn == 0 ||
+			 m->subs[q->slot - 1].session != q->session)) {
+		coral_daemon_answer_error(d, conn, id, CORAL_EINVAL,
+					  "an asynchronous lock or conversion needs the session subscribed to its lock "
+					  "events (coral_lock_events), where its end is told");
+		return;
+	}
 	struct own *o;
 	if (q->op == OP_LOCK) {
 		o = own_new(m);
@@ -920,7 +957,9 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 			return;
 		}
 	}
-	uint64_t cookie = coral_kit_wait_add(&m->kit, conn, req, (uint32_t[3]){q->session, q->slot, 0});
+	/* an asynchronous operation waits for nobody: it is told on the subscription, and the
+	 * call is answered at once with the lock's id */
+	uint64_t cookie = q->async ? ASYNC_COOKIE : coral_kit_wait_add(&m->kit, conn, req, (uint32_t[3]){q->session, q->slot, 0});
 	if (cookie == 0) {
 		if (q->op == OP_LOCK)
 			own_free(m, o);
@@ -942,6 +981,7 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 		return;
 	}
 	o->cookie = cookie;
+	o->async = q->async;
 	o->op = q->op;
 	o->want = q->mode;
 	o->flags = q->flags;
@@ -950,6 +990,15 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 	if (o->has_lvb)
 		memcpy(o->lvb, q->lvb.data, LVB_LEN);
 	o->resends = 0;
+	if (q->async) {
+		Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
+		r.lkid = o->lkid;
+		r.mode = o->mode < 0 ? 0 : (uint32_t)o->mode;
+		Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+		resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_LOCK;
+		resp.ges_lock = &r;
+		coral_daemon_answer(d, conn, id, &resp);
+	}
 	own_send(m, o);
 }
 
@@ -1244,6 +1293,7 @@ static int lmdd_init(struct coral_daemon *d)
 			if (o->cookie != 0 && o->op == OP_UNLOCK)
 				o->dying = 1;  /* unlocked again once put back */
 			o->cookie = 0;
+			o->async = 0;
 			o->resend_ms = 0;
 			o->resends = 0;
 		}

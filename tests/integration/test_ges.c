@@ -496,3 +496,60 @@ Test(ges, a_holder_hears_it_is_in_the_way_and_gives_way)
 		coral_ctl_response_free(resp);
 	}
 }
+
+/* The next event of session s within ms (kind 0: none came). */
+static struct coral_lock_event next_event(struct coral_session *s, int fd, int ms)
+{
+	struct coral_lock_event ev = {0};
+	for (int waited = 0; waited <= ms; waited += 10) {
+		int rc = coral_lock_event_next(s, &ev);
+		cr_assert_geq(rc, 0, "%s", coral_session_error(s));
+		if (rc == 1)
+			return ev;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		poll(&p, 1, 10);
+	}
+	ev.kind = 0;
+	return ev;
+}
+
+/* An asynchronous lock is answered at once with its id; its grant, or its refusal, comes as
+ * an event on the session's subscription. */
+Test(ges, an_asynchronous_lock_ends_as_an_event)
+{
+	start_three();
+	struct coral_session *a = open_on(1), *b = open_on(2);
+	uint64_t la, lb, lt;
+	cr_expect_eq(coral_lock_async(b, "row-11", 6, CORAL_LOCK_PR, 0, 0, &lb), CORAL_ERR_INVAL,
+		     "an asynchronous lock without a subscription");
+	int fd;
+	cr_assert_eq(coral_lock_events(b, &fd), 0, "%s", coral_session_error(b));
+	cr_assert_eq(coral_lock(a, "row-11", 6, CORAL_LOCK_EX, 0, 0, &la, NULL, NULL), 0, "%s", coral_session_error(a));
+	uint64_t t0 = coral_now_mono_ns();
+	cr_assert_eq(coral_lock_async(b, "row-11", 6, CORAL_LOCK_PR, 0, 0, &lb), 0, "%s", coral_session_error(b));
+	cr_expect_lt((coral_now_mono_ns() - t0) / 1000000ull, 1000, "the asynchronous call waited for the grant");
+	cr_expect_eq(next_event(b, fd, 300).kind, 0, "an event before node 1's EX went");
+	cr_assert_eq(coral_unlock(a, la, NULL), 0, "%s", coral_session_error(a));
+	struct coral_lock_event ev = next_event(b, fd, 5000);
+	cr_expect_eq(ev.kind, CORAL_LOCK_EVENT_DONE);
+	cr_expect_eq(ev.lkid, lb);
+	cr_expect_eq(ev.code, 0);
+	cr_expect_eq(ev.mode, CORAL_LOCK_PR);
+	/* up to EX asynchronously, while node 1 holds PR: refused after its timeout */
+	cr_assert_eq(coral_lock(a, "row-11", 6, CORAL_LOCK_PR, 0, 0, &la, NULL, NULL), 0, "%s", coral_session_error(a));
+	cr_assert_eq(coral_lock_convert_async(b, lb, CORAL_LOCK_EX, 0, 300, NULL), 0, "%s", coral_session_error(b));
+	ev = next_event(b, fd, 5000);
+	cr_expect_eq(ev.kind, CORAL_LOCK_EVENT_DONE);
+	cr_expect_eq(ev.code, CORAL_ERR_TIMEDOUT, "the conversion ended with %d", ev.code);
+	cr_expect_eq(ev.mode, CORAL_LOCK_PR, "a conversion refused keeps its mode");
+	/* a new lock granted at once, asynchronously: the event comes all the same */
+	cr_assert_eq(coral_lock_async(b, "row-12", 6, CORAL_LOCK_EX, 0, 0, &lt), 0, "%s", coral_session_error(b));
+	ev = next_event(b, fd, 5000);
+	cr_expect(ev.kind == CORAL_LOCK_EVENT_DONE && ev.code == 0 && ev.lkid == lt, "row-12: kind %d code %d", ev.kind,
+		  ev.code);
+	cr_expect_eq(coral_unlock(b, lt, NULL), 0, "%s", coral_session_error(b));
+	cr_expect_eq(coral_unlock(b, lb, NULL), 0, "%s", coral_session_error(b));
+	cr_expect_eq(coral_unlock(a, la, NULL), 0, "%s", coral_session_error(a));
+	coral_session_close(a);
+	coral_session_close(b);
+}
