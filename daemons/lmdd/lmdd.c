@@ -1,11 +1,12 @@
 /* lmdd: the Global Enqueue Service. Its wiring on the daemon kit: the master side is the
  * pure core (ges.c) over the resources grdd's bucket map gives this node; the requester
- * side is this node's sessions' locks (own locks), each sent to its resource's master and
- * answered to the session when the master says. Sessions ask through the control socket
- * (GesLockRequest: lock, convert, unlock, cancel); coralctl reads ges stats and ges
- * resource. What is not built yet is said in lmdd(8): deadlock detection across
- * resources, blocking notifications delivered to sessions, the rebuild of a lost master's
- * queues, a restart of lmdd itself. */
+ * side is this node's sessions' locks (own locks, in the SGA: they outlive a restart of
+ * lmdd), each sent to its resource's master and answered to the session when the master
+ * says, or told on the session's subscription (blocking notifications, asynchronous ends).
+ * The rebuild puts the locks back at new masters when the map moves; the deadlock
+ * coordinator (the lowest member) runs the pure dlk.c over the masters' reports. Sessions
+ * ask through the control socket, their process checked against their slot. What is not
+ * built yet is said in lmdd(8). */
 #include "ges.h"
 #include "ges_msg.h"
 #include "dlk.h"
