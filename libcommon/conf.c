@@ -261,6 +261,9 @@ static const struct coral_opt coral__ges_opts[] = {
 	OPT(coral_ges_conf, sweep_ms, INT, "100", 10, 60000, false,
 	    "the coordinator searches a slice of its graph for cycles this often, so that a deadlock the "
 	    "search at each report missed is broken within it"),
+	OPT(coral_ges_conf, fast_path, BOOL, "yes", 0, 1, false,
+	    "a session grants itself, converts and unlocks a lock on a resource its node masters in the "
+	    "SGA, without asking lmdd, while nothing waits on it; no: every call goes to lmdd"),
 };
 
 static const struct coral_opt coral__daemon_opts[] = {

@@ -196,6 +196,7 @@ struct coral_ges_conf {
 	int64_t graph_edges;           /* the deadlock coordinator's wait-for graph */
 	int64_t probe_ms;              /* a deadlock probe not answered by then is sent again */
 	int64_t sweep_ms;              /* the coordinator sweeps the graph for missed cycles this often */
+	int64_t fast_path;             /* sessions grant themselves locks lmdd masters here, in the SGA */
 };
 
 struct coral_supervisor_conf {

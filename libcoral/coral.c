@@ -13,6 +13,7 @@
 #include "ctl.h"
 #include "errors.h"
 #include "frame.h"
+#include "ges_own.h"
 #include "net.h"
 #include "grd.h"
 #include "redo.h"
@@ -67,6 +68,9 @@ struct coral_session {
 	struct coral_cache *cache;
 	struct coral_redo *redo;
 	struct coral_cluster_sga *cl;
+	/* the fast path of locks this node masters (lmdd(8), FAST PATH): NULL when off */
+	struct coral_ges_own *ges;
+	const struct coral_grd_map_sga *map;
 	int fd;                   /* to lmsd */
 	char sock[CORAL_STR_MAX + 32];
 	int lmdd_fd;              /* to lmdd, kept from the first lock call on (-1: none yet) */
@@ -285,6 +289,12 @@ int coral_session_open(const char *conf, int node, const char *user, const char 
 		char err[256];
 		s->tls = coral_tls_ctx_from_conf(&s->conf, s->node, err, sizeof(err));
 		s->cr_direct = s->tls != NULL;
+	}
+	if (s->conf.ges.fast_path) {
+		s->ges = coral_ges_own_sga(&s->sga);
+		s->map = coral_grd_map_sga(&s->sga);
+		if (s->map == NULL)
+			s->ges = NULL;
 	}
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	s->max_spinners = cpus > 2 ? (uint32_t)(cpus / 2) : 1;
@@ -1228,6 +1238,21 @@ static int lock_call(struct coral_session *s, const void *name, size_t len, uint
 	    (flags & ~LOCK_FLAGS) || lkid == NULL || timeout_ms < 0)
 		return fail(s, CORAL_EINVAL, "a lock needs a name of 1 to 64 bytes, a mode CORAL_LOCK_NL..EX, known "
 					     "flags and somewhere to put its id");
+	if (!async && s->ges && s->slot >= 0 && !coral_cluster_fenced(s->cl)) {
+		/* granted, converted or refused in shared memory when nothing waits on a resource
+		 * this node masters; anything else goes to lmdd */
+		bool valid = false;
+		int rc = name ? coral_ges_fast_lock(s->ges, s->map, (uint32_t)s->node->id, name, len, mode, flags, s->id,
+						   (uint32_t)s->slot + 1, s->prio, lkid, lvb_read, &valid)
+			      : coral_ges_fast_convert(s->ges, *lkid, s->id, (uint32_t)s->slot + 1, mode, flags, lvb_write,
+						       lvb_read, &valid);
+		if (rc == 0 && lvb_valid)
+			*lvb_valid = valid;
+		if (rc == CORAL_EHELD)
+			return fail(s, rc, "%s: %s", name ? "lock" : "convert", coral_strerror(rc));
+		if (rc != CORAL_GES_SLOW)
+			return rc;
+	}
 	Coral__GesLockRequest g = CORAL__GES_LOCK_REQUEST__INIT;
 	g.op = name ? 1 : 2;
 	g.priority = s->prio;
@@ -1285,6 +1310,9 @@ int coral_unlock(struct coral_session *s, uint64_t lkid, const void *lvb_write)
 {
 	if (s == NULL)
 		return CORAL_EINVAL;
+	if (s->ges && s->slot >= 0 &&
+	    coral_ges_fast_unlock(s->ges, lkid, s->id, (uint32_t)s->slot + 1, lvb_write) == 0)
+		return 0;
 	Coral__GesLockRequest g = CORAL__GES_LOCK_REQUEST__INIT;
 	g.op = 3;
 	g.lkid = lkid;

@@ -154,7 +154,10 @@ int coral_rollback(struct coral_session *s);
  * written by a PW or EX holder as it converts down or unlocks (CORAL_LOCK_VALBLK) and read
  * with a grant; it is not valid when a PW or EX holder was lost without writing it.
  * When a node is lost or joins, or an lmdd restarts, the locks are put back at their
- * resources' masters before anything is granted there (lmdd(8), REBUILD and RESTART). */
+ * resources' masters before anything is granted there (lmdd(8), REBUILD and RESTART).
+ * A synchronous call on a resource the session's own node masters, while nothing waits on
+ * it, is done by the session in shared memory with no system call (lmdd(8), FAST PATH);
+ * every other call is a round trip to lmdd (and from there to the master). */
 #define CORAL_LOCK_NL 0
 #define CORAL_LOCK_CR 1
 #define CORAL_LOCK_CW 2

@@ -22,7 +22,10 @@ static int ges_stats(void)
 		F(sessions_gone); F(nodes_lost); F(locks_lost); F(resources); F(locks); F(own_locks); F(sent);
 		F(not_master); F(refused_msgs); F(basts_received); F(rebuilt); F(dropped); F(map_version);
 		F(victims); F(deadlocks); F(coordinator); F(edges); F(phantoms); F(probes_lapsed); F(swept); F(basts_delivered);
+		F(fast_grants); F(fast_converts); F(fast_unlocks); F(fast_refused); F(fast_fallbacks); F(fast_imports);
+		F(fast_repairs);
 		json_object_set_new(j, "held", json_boolean(r->held));
+		json_object_set_new(j, "fast_open", json_boolean(r->fast_open));
 #undef F
 		print_json(j);
 	} else {
@@ -51,6 +54,13 @@ static int ges_stats(void)
 			       "%llu cycles gone when probed, %llu probes lapsed, %llu deadlocks the sweep found first\n",
 			       r->edges, (unsigned long long)r->deadlocks, (unsigned long long)r->phantoms,
 			       (unsigned long long)r->probes_lapsed, (unsigned long long)r->swept);
+		printf("  fast path (%s): %llu grants, %llu conversions, %llu unlocks, %llu no-queue refusals by the "
+		       "sessions themselves; %llu calls went to lmdd instead, %llu resources taken over by lmdd, %llu "
+		       "buckets repaired\n", r->fast_open ? "open" : "CLOSED: a rebuild is under way",
+		       (unsigned long long)r->fast_grants, (unsigned long long)r->fast_converts,
+		       (unsigned long long)r->fast_unlocks, (unsigned long long)r->fast_refused,
+		       (unsigned long long)r->fast_fallbacks, (unsigned long long)r->fast_imports,
+		       (unsigned long long)r->fast_repairs);
 		printf("  losses: %llu sessions, %llu nodes (%llu locks held for recovery); messages: %llu sent, %llu "
 		       "answered 'not the master', %llu refused\n", (unsigned long long)r->sessions_gone,
 		       (unsigned long long)r->nodes_lost, (unsigned long long)r->locks_lost, (unsigned long long)r->sent,
@@ -233,10 +243,11 @@ int run_ges_locks(int argc, char **argv)
 		json_t *all = json_array();
 		for (size_t i = 0; i < r->n_locks; i++) {
 			const Coral__GesOwnLock *l = r->locks[i];
-			json_array_append_new(all, json_pack("{s:i, s:I, s:s, s:i, s:s, s:s, s:s, s:b, s:b}", "session",
-							     (int)l->session, "lkid", (json_int_t)l->lkid, "resource",
+			json_array_append_new(all, json_pack("{s:i, s:I, s:s, s:i, s:s, s:s, s:s, s:b, s:b, s:b}",
+							     "session", (int)l->session, "lkid", (json_int_t)l->lkid, "resource",
 							     l->resource, "master", (int)l->master, "granted", l->granted, "op",
-							     l->op, "want", l->want, "orphan", l->orphan, "dying", l->dying));
+							     l->op, "want", l->want, "orphan", l->orphan, "dying", l->dying,
+							     "fast", l->fast));
 		}
 		print_json(json_pack("{s:i, s:i, s:o}", "node", (int)ctx.node->id, "total", (int)r->total, "locks", all));
 	} else {
@@ -247,7 +258,8 @@ int run_ges_locks(int argc, char **argv)
 			printf("  session %u lock %llu on %s (master node %u): %s%s%s%s%s%s\n", l->session,
 			       (unsigned long long)l->lkid, l->resource, l->master, l->granted[0] ? l->granted : "-",
 			       l->op[0] ? ", " : "", l->op, l->want[0] ? " to " : "", l->want,
-			       l->dying ? " (its session ended: being released)" : l->orphan ? " (orphaned by an lmdd restart)" : "");
+			       l->dying ? " (its session ended: being released)" : l->orphan ? " (orphaned by an lmdd restart)"
+			       : l->fast ? " (fast: granted by its session)" : "");
 		}
 	}
 	coral_ctl_response_free(resp);

@@ -6,6 +6,7 @@
 #include "ges.h"
 
 #include "errors.h"
+#include "ges_own.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,17 +53,10 @@ struct ges_core {
 	struct ges_stats st;
 };
 
-/* The DLM's matrix: NL goes with everything, CR with all but EX, CW with CW and the weaker,
- * PR with PR and the weaker, PW with CR, EX with NL. */
-static const bool compat[GES_NMODES][GES_NMODES] = {
-	/*        NL     CR     CW     PR     PW     EX */
-	/* NL */ {true, true, true, true, true, true},
-	/* CR */ {true, true, true, true, true, false},
-	/* CW */ {true, true, true, false, false, false},
-	/* PR */ {true, true, false, true, false, false},
-	/* PW */ {true, true, false, false, false, false},
-	/* EX */ {true, false, false, false, false, false},
-};
+/* The DLM's matrix is libcommon's (ges_own.h): sessions' fast grants use it too. */
+#define compat coral_ges_compat_matrix
+_Static_assert(GES_F_NOQUEUE == CORAL_GES_F_NOQUEUE && GES_F_VALBLK == CORAL_GES_F_VALBLK && GES_NL == 0 && GES_EX == 5,
+	       "ges.h's flags and modes differ from ges_own.h's");
 
 static const char *const mode_names[GES_NMODES] = {"NL", "CR", "CW", "PR", "PW", "EX"};
 
@@ -80,14 +74,7 @@ int ges_mode_parse(const char *s)
 	return GES_NONE;
 }
 
-/* Whether `to` is at most as strong as `from`: it gets along with everything `from` does. */
-static bool not_stronger(int to, int from)
-{
-	for (int m = 0; m < GES_NMODES; m++)
-		if (compat[from][m] && !compat[to][m])
-			return false;
-	return true;
-}
+static bool not_stronger(int to, int from) { return coral_ges_not_stronger(to, from); }
 
 static uint32_t pow2_at_least(uint32_t n)
 {
@@ -748,6 +735,49 @@ void ges_drop(struct ges_core *c, bool (*keep)(void *arg, const uint8_t *name, s
 			res_maybe_free(c, r);
 			c->st.dropped++;
 		}
+}
+
+int ges_set_lvb(struct ges_core *c, const void *name, size_t len, const uint8_t *lvb, bool valid, bool written)
+{
+	if (name == NULL || len == 0 || len > GES_NAME_MAX || lvb == NULL)
+		return CORAL_EINVAL;
+	struct res *r = res_get(c, name, len);
+	if (r == NULL) {
+		c->st.full++;
+		return CORAL_EFULL;
+	}
+	memcpy(r->lvb, lvb, c->lvb_len);
+	r->lvb_valid = valid;
+	r->lvb_written = written;
+	res_maybe_free(c, r);
+	return 0;
+}
+
+int ges_take_idle(struct ges_core *c, const void *name, size_t len, uint8_t *lvb, bool *valid, bool *written)
+{
+	struct res *r = name && len && len <= GES_NAME_MAX ? res_find(c, name, len) : NULL;
+	if (r == NULL)
+		return CORAL_ENOENT;
+	if (r->q[0].n || r->q[1].n || r->q[2].n)
+		return CORAL_EBUSY;
+	memcpy(lvb, r->lvb, c->lvb_len);
+	*valid = r->lvb_valid;
+	*written = r->lvb_written;
+	r->lvb_written = false;
+	res_maybe_free(c, r);
+	return 0;
+}
+
+bool ges_has(const struct ges_core *c, const void *name, size_t len)
+{
+	return name && len && len <= GES_NAME_MAX && res_find(c, name, len) != NULL;
+}
+
+void ges_each_resource(const struct ges_core *c, void (*fn)(void *arg, const uint8_t *name, size_t len), void *arg)
+{
+	for (uint32_t b = 0; b < c->res_buckets; b++)
+		for (const struct res *r = c->res_tab[b]; r; r = r->hnext)
+			fn(arg, r->name, r->len);
 }
 
 /* ---- waits and deadlocks ---------------------------------------------------------------- */

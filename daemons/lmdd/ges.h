@@ -136,6 +136,16 @@ int ges_rebuild(struct ges_core *c, uint32_t node, uint64_t session, uint64_t lk
  * their holders rebuild them at their new masters. */
 void ges_drop(struct ges_core *c, bool (*keep)(void *arg, const uint8_t *name, size_t len), void *arg);
 
+/* The fast path (lmdd(8), FAST PATH) hands resources over both ways. ges_set_lvb: resource
+ * name[len] (made if new) gets this value block state, as the fast table had it (CORAL_EFULL).
+ * ges_take_idle: a resource with no lock goes, its value block state told (CORAL_ENOENT: no
+ * such resource, CORAL_EBUSY: it has locks). ges_has: whether it is here. */
+int ges_set_lvb(struct ges_core *c, const void *name, size_t len, const uint8_t *lvb, bool valid, bool written);
+int ges_take_idle(struct ges_core *c, const void *name, size_t len, uint8_t *lvb, bool *valid, bool *written);
+bool ges_has(const struct ges_core *c, const void *name, size_t len);
+/* Calls fn on the name of every resource here. */
+void ges_each_resource(const struct ges_core *c, void (*fn)(void *arg, const uint8_t *name, size_t len), void *arg);
+
 /* A wait on resource name[len]: the queued lock (waiter) and one lock in its way (holder):
  * a granted mode that does not go with what the waiter asks, or a lock queued before it
  * asking for one that does not. held: whether the waiter holds a mode there (a conversion). */

@@ -69,6 +69,7 @@ struct lmdd {
 	uint64_t rebuild_to;           /* nodes (bit id-1) still owed this node's locks and word */
 	uint64_t done_sent_ms;
 	uint64_t sent, not_master, refused_msgs, basts_received, basts_delivered;
+	uint32_t fast_overflow;        /* resources of the core counted in a bucket's overflow */
 	/* sessions subscribed to their locks' events (coral_lock_events), by slot index */
 	struct sub {
 		uint64_t conn, req_id;
@@ -99,12 +100,8 @@ static uint64_t bit(uint32_t n) { return 1ull << (n - 1); }
  * name into a resource id of its own type). */
 static uint32_t master_of(const struct lmdd *m, const uint8_t *name, size_t len, uint64_t *version)
 {
-	uint64_t h1 = 14695981039346656037ull, h2 = 1099511628211ull;
-	for (size_t i = 0; i < len; i++) {
-		h1 = (h1 ^ name[i]) * 1099511628211ull;
-		h2 = (h2 + name[i]) * 0x9e3779b97f4a7c15ull;
-	}
-	struct coral_resid r = {.type = CORAL_RES_TYPE('E', 'Q'), .id1 = (uint32_t)(h2 >> 32), .id2 = h1};
+	struct coral_resid r;
+	coral_ges_resid(name, len, &r);
 	struct coral_grd_where w;
 	coral_grd_lookup(m->map, &r, &w);
 	if (version)
@@ -138,35 +135,19 @@ static char *printable(char *dst, const uint8_t *name, size_t len)
 
 /* ---- own locks ------------------------------------------------------------------------- */
 
+/* Whether o is lmdd's (not free, not a session's fast lock). */
+static bool mine(const struct own *o) { return atomic_load(&o->used) == CORAL_GES_OWN_LMDD; }
+
+/* Own lock lkid, lmdd's (a fast lock is its session's: NULL). */
 static struct own *own_find(struct lmdd *m, uint64_t lkid)
 {
-	struct own *o = &m->own[lkid % OWN_MAX];
-	return o->used && o->lkid == lkid ? o : NULL;
+	struct own *o = coral_ges_own_find(m->ownsec, lkid);
+	return o && mine(o) ? o : NULL;
 }
 
-static struct own *own_new(struct lmdd *m)
-{
-	for (uint32_t k = 0; k < OWN_MAX; k++) {
-		uint64_t seq = m->ownsec->next_seq++;
-		uint64_t lkid = seq * OWN_MAX + (seq % OWN_MAX);
-		struct own *o = &m->own[lkid % OWN_MAX];
-		if (!o->used) {
-			memset(o, 0, sizeof(*o));
-			o->used = true;
-			o->lkid = lkid;
-			o->mode = (int8_t)GES_NONE;
-			m->ownsec->nused++;
-			return o;
-		}
-	}
-	return NULL;
-}
+static struct own *own_new(struct lmdd *m) { return coral_ges_own_claim(m->ownsec, CORAL_GES_OWN_LMDD); }
 
-static void own_free(struct lmdd *m, struct own *o)
-{
-	o->used = false;
-	m->ownsec->nused--;
-}
+static void own_free(struct lmdd *m, struct own *o) { coral_ges_own_free(m->ownsec, o); }
 
 /* Sends the session's operation on o to the resource's master. */
 static void own_send(struct lmdd *m, struct own *o)
@@ -365,6 +346,216 @@ static void core_bast(void *arg, uint32_t node, uint64_t session, uint64_t lkid,
 	send_msg(m, node, &g);
 }
 
+/* ---- the fast path (lmdd(8), FAST PATH) ---------------------------------------------------- */
+
+/* What the fast table says must hold: a resource in the core has an entry marked slow in
+ * its bucket, or is counted in the bucket's overflow (no session makes a new entry there
+ * then); a fast entry's locks are all CORAL_GES_OWN_FAST and nothing of it is in the core. */
+
+static struct coral_ges_fast_bucket *bucket(struct lmdd *m, uint32_t b) { return &coral_ges_fast_buckets(m->ownsec)[b]; }
+
+/* A bucket whose mutex's holder died (its mutex held here): its fast entries are made
+ * again from the fast locks that name them, value blocks not valid (a write may have been
+ * cut); a fast lock in no entry was being made by the dead process: it goes. */
+static void fast_repair(struct lmdd *m, uint32_t b)
+{
+	struct coral_ges_fast_bucket *bk = bucket(m, b);
+	for (int w = 0; w < CORAL_GES_FAST_WAYS; w++) {
+		struct coral_ges_fast_res *e = &bk->res[w];
+		if (!e->used || e->slow)
+			continue;
+		e->nholders = 0;
+		e->lvb_valid = 0;
+		e->lvb_written = 1;
+	}
+	for (uint32_t k = 0; k < OWN_MAX; k++) {
+		struct own *o = &m->own[k];
+		if (atomic_load(&o->used) != CORAL_GES_OWN_FAST || o->fast_b != b + 1)
+			continue;
+		struct coral_ges_fast_res *e = coral_ges_fast_find(bk, o->name, o->len);
+		if (e && !e->slow && e->nholders < CORAL_GES_FAST_HOLDERS)
+			e->holders[e->nholders++] = (uint16_t)(k + 1);
+		else
+			coral_ges_own_free(m->ownsec, o);
+	}
+	bk->dirty = 0;
+	atomic_fetch_add(&m->ownsec->fast_repairs, 1);
+	log_warn("fast table bucket %u: a process died holding its lock; its entries were made again", b);
+}
+
+/* false: the bucket's mutex cannot be taken (logged): nothing is done there */
+static bool fast_lock_bucket(struct lmdd *m, uint32_t b)
+{
+	if (!coral_ges_fast_lock_bucket(m->ownsec, b))
+		return false;
+	if (bucket(m, b)->dirty)
+		fast_repair(m, b);
+	return true;
+}
+
+/* lmdd takes resource name[len], which it masters and does not have in its core, over from
+ * the fast path: its fast locks go into the core's queues as granted (they become lmdd's
+ * own locks, mastered here), with its value block, and its entry says slow; with no entry,
+ * one is made slow, or the bucket counts it in its overflow. CORAL_EFULL: the core has no
+ * room for them (nothing changed). */
+static int fast_take(struct lmdd *m, const uint8_t *name, size_t len)
+{
+	uint32_t b = coral_ges_fast_bucket_of(name, len);
+	if (!fast_lock_bucket(m, b))
+		return CORAL_ESYS;
+	struct coral_ges_fast_bucket *bk = bucket(m, b);
+	struct coral_ges_fast_res *e = coral_ges_fast_find(bk, name, len);
+	int rc = 0;
+	if (e == NULL) {
+		for (int w = 0; w < CORAL_GES_FAST_WAYS && e == NULL; w++)
+			if (!bk->res[w].used)
+				e = &bk->res[w];
+		if (e == NULL) {
+			bk->overflow++;
+			m->fast_overflow++;
+		} else {
+			memset(e, 0, sizeof(*e));
+			e->used = 1;
+			e->slow = 1;
+			e->len = (uint8_t)len;
+			memcpy(e->name, name, len);
+		}
+	} else if (!e->slow) {
+		if (ges_core_resources(m->core) >= (uint32_t)m->d->conf.ges.max_resources ||
+		    ges_core_locks(m->core) + e->nholders > (uint32_t)m->d->conf.ges.max_locks) {
+			rc = CORAL_EFULL;
+		} else {
+			uint64_t now = now_ms();
+			for (int i = 0; i < e->nholders; i++) {
+				struct own *o = &m->own[e->holders[i] - 1];
+				uint64_t sess = (uint64_t)o->slot << 32 | o->session;
+				ges_rebuild(m->core, m->self, sess, o->lkid, name, len, o->mode, GES_NONE, o->flags, now);
+				if (o->prio != 0)
+					ges_set_priority(m->core, m->self, o->lkid, o->prio);
+				o->master = m->self;
+				o->op = 0;
+				o->fast_b = 0;
+				atomic_store(&o->used, CORAL_GES_OWN_LMDD);
+			}
+			ges_set_lvb(m->core, name, len, e->lvb, e->lvb_valid, e->lvb_written);
+			e->slow = 1;
+			e->nholders = 0;
+			atomic_fetch_add(&m->ownsec->fast_imports, 1);
+		}
+	}
+	coral_ges_fast_unlock_bucket(m->ownsec, b);
+	return rc;
+}
+
+/* Takes a resource over unless the core has it already (then its entry is slow). */
+static int fast_take_new(struct lmdd *m, const uint8_t *name, size_t len)
+{
+	return ges_has(m->core, name, len) ? 0 : fast_take(m, name, len);
+}
+
+static void take_each(void *arg, const uint8_t *name, size_t len) { fast_take((struct lmdd *)arg, name, len); }
+
+/* The fast path is closed while the map moves or an lmdd starts: no fast grant from now on,
+ * and every fast lock is taken over (so that the rebuild knows it). */
+static void fast_close(struct lmdd *m)
+{
+	atomic_store(&m->ownsec->fast_version, 0);
+	for (uint32_t b = 0; b < CORAL_GES_FAST_BUCKETS; b++) {
+		if (!fast_lock_bucket(m, b))
+			continue;
+		struct coral_ges_fast_bucket *bk = bucket(m, b);
+		uint8_t names[CORAL_GES_FAST_WAYS][GES_NAME_MAX];
+		uint8_t lens[CORAL_GES_FAST_WAYS];
+		int n = 0;
+		for (int w = 0; w < CORAL_GES_FAST_WAYS; w++)
+			if (bk->res[w].used && !bk->res[w].slow) {
+				memcpy(names[n], bk->res[w].name, bk->res[w].len);
+				lens[n++] = bk->res[w].len;
+			}
+		coral_ges_fast_unlock_bucket(m->ownsec, b);
+		for (int i = 0; i < n; i++)
+			if (fast_take(m, names[i], lens[i]) != 0)
+				log_error("the fast locks on %.*s could not be taken over: the core is full ([ges] "
+					  "max_resources, max_locks)", lens[i], (const char *)names[i]);
+	}
+}
+
+/* The fast table made right again for what the core has (after its resources moved, or a
+ * bucket overflowed and may have room now): entries of resources gone are freed, overflow
+ * counted anew. */
+static void fast_resync(struct lmdd *m)
+{
+	for (uint32_t b = 0; b < CORAL_GES_FAST_BUCKETS; b++) {
+		if (!fast_lock_bucket(m, b))
+			continue;
+		struct coral_ges_fast_bucket *bk = bucket(m, b);
+		for (int w = 0; w < CORAL_GES_FAST_WAYS; w++)
+			if (bk->res[w].used && bk->res[w].slow && !ges_has(m->core, bk->res[w].name, bk->res[w].len))
+				bk->res[w].used = 0;
+		bk->overflow = 0;
+		coral_ges_fast_unlock_bucket(m->ownsec, b);
+	}
+	m->fast_overflow = 0;
+	ges_each_resource(m->core, take_each, m);  /* each has its slow entry, or is counted */
+}
+
+/* Resources of the core with no lock left go back to the fast path, their value blocks with
+ * them; slow entries whose resource the core no longer has are freed. */
+static void fast_give_back(struct lmdd *m)
+{
+	if (atomic_load(&m->ownsec->fast_version) == 0)
+		return;
+	for (uint32_t b = 0; b < CORAL_GES_FAST_BUCKETS; b++) {
+		struct coral_ges_fast_bucket *bk = bucket(m, b);
+		bool any = false;
+		for (int w = 0; w < CORAL_GES_FAST_WAYS; w++)
+			any |= bk->res[w].used && bk->res[w].slow;  /* (only lmdd makes entries slow) */
+		if ((!any && !bk->dirty) || !fast_lock_bucket(m, b))
+			continue;
+		for (int w = 0; w < CORAL_GES_FAST_WAYS; w++) {
+			struct coral_ges_fast_res *e = &bk->res[w];
+			if (!e->used || !e->slow)
+				continue;
+			uint8_t lvb[LVB_LEN];
+			bool valid, written;
+			int rc = ges_take_idle(m->core, e->name, e->len, lvb, &valid, &written);
+			if (rc == CORAL_EBUSY)
+				continue;
+			e->slow = 0;
+			e->nholders = 0;
+			if (rc == 0 && written) {
+				memcpy(e->lvb, lvb, LVB_LEN);
+				e->lvb_valid = valid;
+				e->lvb_written = 1;
+			} else {
+				e->used = 0;
+			}
+		}
+		coral_ges_fast_unlock_bucket(m->ownsec, b);
+	}
+	if (m->fast_overflow)
+		fast_resync(m);
+}
+
+/* A fast lock whose session's process ended: it goes (a PW or EX one leaves the value block
+ * not valid). */
+static void fast_reap(struct lmdd *m, struct own *o)
+{
+	uint64_t lkid = o->lkid;
+	uint32_t fb = __atomic_load_n(&o->fast_b, __ATOMIC_ACQUIRE);
+	if (fb == 0 || fb > CORAL_GES_FAST_BUCKETS) {
+		/* its session ended while making it (only the session writes a fast lock not yet in
+		 * a bucket): in no entry, it goes */
+		coral_ges_own_free(m->ownsec, o);
+		return;
+	}
+	if (!fast_lock_bucket(m, fb - 1))
+		return;
+	if (atomic_load(&o->used) == CORAL_GES_OWN_FAST && o->lkid == lkid && o->fast_b == fb)
+		coral_ges_fast_drop(m->ownsec, o, true);
+	coral_ges_fast_unlock_bucket(m->ownsec, fb - 1);
+}
+
 /* A requester's operation at this master: answered at once unless queued (then core_done
  * answers). A node that is not the master at its own map answers so (the sender asks
  * again). */
@@ -376,6 +567,17 @@ static void on_request(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 		a.op = g->kind;
 		a.lkid = g->lkid;
 		a.code = CORAL_ENOTMASTER;
+		send_msg(m, from, &a);
+		return;
+	}
+	int taken = g->kind == GES_REQUEST && g->name.len > 0 && g->name.len <= GES_NAME_MAX
+			    ? fast_take_new(m, g->name.data, g->name.len) : 0;
+	if (taken != 0) {
+		Coral__GesMsg a = CORAL__GES_MSG__INIT;
+		a.kind = GES_ANSWER;
+		a.op = g->kind;
+		a.lkid = g->lkid;
+		a.code = taken;
 		send_msg(m, from, &a);
 		return;
 	}
@@ -398,6 +600,8 @@ static int send_done(struct lmdd *m, uint32_t to);
 static void on_rebuild(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 {
 	int gr = g->granted ? (int)g->granted - 1 : GES_NONE, rq = g->want ? (int)g->want - 1 : GES_NONE;
+	if (g->name.len > 0 && g->name.len <= GES_NAME_MAX)
+		fast_take_new(m, g->name.data, g->name.len);
 	int rc = ges_rebuild(m->core, from, g->session, g->lkid, g->name.data, g->name.len, gr, rq, g->flags, now_ms());
 	if (rc == 0 && g->priority != 0)
 		ges_set_priority(m->core, from, g->lkid, g->priority);
@@ -739,7 +943,7 @@ static void flush_rebuilds(struct lmdd *m)
 		int rc = 0;
 		for (uint32_t k = 0; k < OWN_MAX && m->ownsec->nused && rc == 0; k++) {
 			struct own *o = &m->own[k];
-			if (o->used && !o->dying && o->master == n && !(o->op == OP_UNLOCK && o->cookie != 0))
+			if (mine(o) && !o->dying && o->master == n && !(o->op == OP_UNLOCK && o->cookie != 0))
 				rc = send_rebuild(m, o);
 		}
 		if (rc == 0)
@@ -777,7 +981,10 @@ static void check_map(struct lmdd *m)
 		if (!in)
 			dlk_drop_master(m->dlk, n);
 	}
+	/* the fast locks are taken over first: the rebuild below sends them where they go now */
+	fast_close(m);
 	ges_drop(m->core, keep_mine, m);
+	fast_resync(m);
 	if (!ges_held(m->core))
 		m->held_since_ms = now_ms();
 	ges_hold(m->core, true);
@@ -785,7 +992,7 @@ static void check_map(struct lmdd *m)
 	m->restarted = false;
 	for (uint32_t k = 0; k < OWN_MAX && m->ownsec->nused; k++) {
 		struct own *o = &m->own[k];
-		if (!o->used)
+		if (!mine(o))
 			continue;
 		uint32_t nm = master_of(m, o->name, o->len, NULL);
 		if (all) {
@@ -848,6 +1055,7 @@ static void check_rebuilt(struct lmdd *m)
 			return;
 	}
 	ges_hold(m->core, false);
+	atomic_store(&m->ownsec->fast_version, m->map_seen);  /* sessions may grant themselves again */
 	log_info("map version %llu: every member has put its locks back; granting again after %llu ms",
 		 (unsigned long long)m->map_seen, (unsigned long long)(now_ms() - m->held_since_ms));
 }
@@ -865,13 +1073,21 @@ static void on_tick(void *arg, const struct coral_cluster_view *v)
 	report_all(m);
 	if (m->dlk && m->coordinator == m->self)
 		dlk_tick(m->dlk, now);
+	fast_give_back(m);
 	for (uint32_t k = 0; k < OWN_MAX && m->ownsec->nused; k++) {
 		struct own *o = &m->own[k];
-		if (!o->used)
+		uint8_t state = atomic_load(&o->used);
+		if (state == CORAL_GES_OWN_FREE)
 			continue;
 		/* a session whose process ended: its locks go */
 		struct coral_sess_slot *ss = o->slot && o->slot <= CORAL_CACHE_SESSIONS ? coral_cache_sess(m->cache, o->slot - 1) : NULL;
-		if (!o->dying && ss && (atomic_load(&ss->pid) == 0 || ss->id != o->session)) {
+		bool ended = ss && (atomic_load(&ss->pid) == 0 || ss->id != o->session);
+		if (state == CORAL_GES_OWN_FAST) {
+			if (ended)
+				fast_reap(m, o);
+			continue;
+		}
+		if (!o->dying && ended) {
 			own_release(m, o);
 			continue;
 		}
@@ -946,6 +1162,22 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 		o->prio = (int8_t)(q->priority < GES_PRIO_MIN ? GES_PRIO_MIN : q->priority > GES_PRIO_MAX ? GES_PRIO_MAX
 													       : q->priority);
 	} else {
+		o = coral_ges_own_find(m->ownsec, q->lkid);
+		if (o && atomic_load(&o->used) == CORAL_GES_OWN_FAST && o->session == q->session && o->slot == q->slot) {
+			/* a fast lock whose session could not do this itself (it would wait, or its
+			 * bucket is being repaired): its resource is taken over first */
+			uint8_t name[GES_NAME_MAX];
+			size_t len = o->len;
+			memcpy(name, o->name, len);
+			int rc = fast_take(m, name, len);
+			if (rc != 0) {
+				coral_daemon_answer_error(d, conn, id, rc, "lock %llu: %.*s cannot be taken over from the "
+							  "fast path: %s", (unsigned long long)q->lkid, (int)len,
+							  (const char *)name, rc == CORAL_EFULL ? "[ges] max_resources or "
+							  "max_locks reached" : coral_strerror(rc));
+				return;
+			}
+		}
 		o = own_find(m, q->lkid);
 		if (o == NULL || o->session != q->session || o->slot != q->slot) {
 			coral_daemon_answer_error(d, conn, id, CORAL_ENOENT, "no lock %llu of this session",
@@ -1045,6 +1277,15 @@ static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	r.phantoms = b->phantoms + ds->phantoms;
 	r.probes_lapsed = b->probes_lapsed + ds->probes_lapsed;
 	r.swept = b->swept + ds->swept;
+	struct coral_ges_own *f = m->ownsec;
+	r.fast_grants = atomic_load(&f->fast_grants);
+	r.fast_converts = atomic_load(&f->fast_converts);
+	r.fast_unlocks = atomic_load(&f->fast_unlocks);
+	r.fast_refused = atomic_load(&f->fast_refused);
+	r.fast_fallbacks = atomic_load(&f->fast_fallbacks);
+	r.fast_imports = atomic_load(&f->fast_imports);
+	r.fast_repairs = atomic_load(&f->fast_repairs);
+	r.fast_open = atomic_load(&f->fast_version) != 0;
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_STATS;
 	resp.ges_stats = &r;
@@ -1064,13 +1305,31 @@ static void h_resource(struct coral_daemon *d, uint64_t conn, const Coral__CtlRe
 	uint8_t lvb[GES_LVB_MAX];
 	bool valid = false;
 	int n = ges_resource(m->core, q->name.data, q->name.len, v, 256, lvb, &valid);
+	static const char *const qn[4] = {"granted", "converting", "waiting", "fast"};
+	if (n < 0) {
+		/* not in the core: its sessions' fast locks, if it has any */
+		uint32_t b = coral_ges_fast_bucket_of(q->name.data, q->name.len);
+		bool locked = fast_lock_bucket(m, b);
+		const struct coral_ges_fast_res *e = locked ? coral_ges_fast_find(bucket(m, b), q->name.data, q->name.len) : NULL;
+		if (e && !e->slow) {
+			n = e->nholders;
+			for (int i = 0; i < n; i++) {
+				const struct own *o = &m->own[e->holders[i] - 1];
+				v[i] = (struct ges_lock_view){m->self, (uint64_t)o->slot << 32 | o->session, o->lkid, o->mode,
+							     GES_NONE, o->flags, 3, false, 0};
+			}
+			memcpy(lvb, e->lvb, LVB_LEN);
+			valid = e->lvb_valid;
+		}
+		if (locked)
+			coral_ges_fast_unlock_bucket(m->ownsec, b);
+	}
 	Coral__GesResourceReply r = CORAL__GES_RESOURCE_REPLY__INIT;
 	r.master = master_of(m, q->name.data, q->name.len, NULL);
 	r.here = n >= 0;
 	int shown = n < 0 ? 0 : n > 256 ? 256 : n;
 	static Coral__GesLockInfo info[256];
 	static Coral__GesLockInfo *infop[256];
-	static const char *const qn[3] = {"granted", "converting", "waiting"};
 	uint64_t now = now_ms();
 	for (int i = 0; i < shown; i++) {
 		coral__ges_lock_info__init(&info[i]);
@@ -1204,7 +1463,8 @@ static void h_locks(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	for (uint32_t i = 0; i < OWN_MAX; i++) {
 		const struct own *o = &m->own[i];
 		bool under_way = o->cookie != 0 && o->op >= OP_LOCK && o->op <= OP_CANCEL;
-		if (!o->used || (q->waiting && !under_way) || (q->session && o->session != q->session))
+		uint8_t state = atomic_load(&o->used);
+		if (state == CORAL_GES_OWN_FREE || (q->waiting && !under_way) || (q->session && o->session != q->session))
 			continue;
 		total++;
 		if (n == LOCKS_MAX)
@@ -1219,6 +1479,7 @@ static void h_locks(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 		l[n].want = (char *)(under_way && o->op != OP_UNLOCK && o->op != OP_CANCEL ? ges_mode_name((int)o->want) : "");
 		l[n].orphan = o->orphan;
 		l[n].dying = o->dying;
+		l[n].fast = state == CORAL_GES_OWN_FAST;
 		lp[n] = &l[n];
 		n++;
 	}
@@ -1283,12 +1544,14 @@ static int lmdd_init(struct coral_daemon *d)
 	 * first map (check_map), waiting operations cancelled there */
 	m->restarted = m->ownsec->lmdd_pid != 0;
 	m->ownsec->lmdd_pid = (int32_t)getpid();
+	/* no session grants itself anything until this lmdd has the map and has rebuilt */
+	atomic_store(&m->ownsec->fast_version, 0);
 	if (m->restarted) {
 		uint32_t n = 0;
 		for (uint32_t k = 0; k < OWN_MAX; k++) {
 			struct own *o = &m->own[k];
-			if (!o->used)
-				continue;
+			if (!mine(o))
+				continue;  /* (a fast lock is its session's: taken over with the first map) */
 			n++;
 			o->orphan = o->cookie != 0 && (o->op == OP_LOCK || o->op == OP_CONVERT);
 			if (o->cookie != 0 && o->op == OP_UNLOCK)

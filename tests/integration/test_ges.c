@@ -7,6 +7,8 @@
 #include "harness.h"
 #include "coral_harness.h"
 #include "ctl.h"
+#include "ges_own.h"
+#include "sga.h"
 
 #include <criterion/criterion.h>
 #include <poll.h>
@@ -552,4 +554,109 @@ Test(ges, an_asynchronous_lock_ends_as_an_event)
 	cr_expect_eq(coral_unlock(a, la, NULL), 0, "%s", coral_session_error(a));
 	coral_session_close(a);
 	coral_session_close(b);
+}
+
+/* A child attaches node 1's SGA, takes the fast table's mutex of `name` and dies holding it. */
+static int die_in_bucket_main(void *arg, int ready)
+{
+	const char *name = arg;
+	struct coral_conf conf;
+	struct coral_sga sga;
+	if (coral_conf_load(&conf, cl.conf) != 0 ||
+	    coral_sga_attach(&sga, &conf, coral_conf_node_by_id(&conf, 1), false) != 0)
+		return 9;
+	struct coral_ges_own *o = coral_ges_own_sga(&sga);
+	if (o == NULL)
+		return 9;
+	coral_ges_fast_lock_bucket(o, coral_ges_fast_bucket_of(name, strlen(name)));
+	if (write(ready, "k", 1) != 1)
+		return 9;
+	_exit(0);
+}
+
+static int64_t ges_stat(int node, const char *field)
+{
+	json_t *j = ctl_json(node, "ges stats");
+	cr_assert_not_null(j, "%s", res.out);
+	int64_t v = jint(j, field);
+	json_decref(j);
+	return v;
+}
+
+/* The fast path (lmdd(8), FAST PATH): a lock on a resource node 1 masters is granted,
+ * converted and unlocked by its session in shared memory (lmdd counts no request), and shows
+ * in coralctl ges resource and ges locks; another node's request makes lmdd take it over (it
+ * waits, the holder hears it, converts down through lmdd with a value, the waiter is granted
+ * and reads it); once idle it is fast again, value block kept. A session killed holding a
+ * fast EX has it released; a process that dies holding a fast table mutex leaves the bucket
+ * to lmdd, which repairs it, and the locks there are still granted. */
+Test(ges, a_lock_its_node_masters_is_granted_in_shared_memory_until_another_node_asks)
+{
+	start_three();
+	wait_rebuilt(1, 3);
+	char name[32];
+	name_mastered_by(1, name, sizeof(name));
+	struct coral_session *a = open_on(1);
+	int fd;
+	cr_assert_eq(coral_lock_events(a, &fd), 0, "%s", coral_session_error(a));
+	int64_t req0 = ges_stat(1, "requests"), fast0 = ges_stat(1, "fast_grants");
+	uint64_t lk;
+	cr_assert_eq(coral_lock(a, name, strlen(name), CORAL_LOCK_EX, CORAL_LOCK_VALBLK, 0, &lk, NULL, NULL), 0, "%s",
+		     coral_session_error(a));
+	cr_expect_eq(ges_stat(1, "fast_grants"), fast0 + 1, "not granted by the session itself");
+	cr_expect_eq(ges_stat(1, "requests"), req0, "lmdd was asked");
+	cr_expect_eq(run("%s -c %s -n 1 ges resource %s", CORALCTL, cl.conf, name)->code, 0, "%s", res.out);
+	cr_expect(strstr(res.out, "fast") && strstr(res.out, "EX"), "ges resource does not show the fast lock: %s", res.out);
+	cr_expect_eq(run("%s -c %s -n 1 ges locks", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_expect(strstr(res.out, "fast: granted by its session") != NULL, "ges locks: %s", res.out);
+	/* node 2 asks: lmdd takes the resource over, node 2 waits, node 1's session hears it */
+	pid_t w = lock_child(2, name, CORAL_LOCK_PR, 0, 20000, 0);
+	struct coral_lock_event ev = next_event(a, fd, 5000);
+	cr_expect_eq(ev.kind, CORAL_LOCK_EVENT_BLOCKING, "no blocking notification for a fast lock taken over");
+	cr_expect_eq(ev.lkid, lk);
+	cr_expect_eq(child_status(w, 200), -1, "node 2 was granted PR beside a fast EX");
+	cr_expect_geq(ges_stat(1, "fast_imports"), 1);
+	uint8_t v[CORAL_LVB_LEN];
+	memset(v, 0x5a, sizeof(v));
+	cr_assert_eq(coral_lock_convert(a, lk, CORAL_LOCK_NL, CORAL_LOCK_VALBLK, 0, v, NULL, NULL), 0, "%s",
+		     coral_session_error(a));
+	cr_expect_eq(child_status(w, 5000), 0, "node 2 was not granted once the holder went down to NL");
+	cr_assert_eq(coral_unlock(a, lk, NULL), 0, "%s", coral_session_error(a));
+	/* idle again: back to the fast path, with its value */
+	uint8_t r[CORAL_LVB_LEN];
+	int valid = 0;
+	int64_t fast1 = 0;
+	for (int i = 0; i < 100; i++) {
+		fast1 = ges_stat(1, "fast_grants");
+		cr_assert_eq(coral_lock(a, name, strlen(name), CORAL_LOCK_PR, CORAL_LOCK_VALBLK, 0, &lk, r, &valid), 0, "%s",
+			     coral_session_error(a));
+		bool fast = ges_stat(1, "fast_grants") > fast1;
+		cr_assert_eq(coral_unlock(a, lk, NULL), 0, "%s", coral_session_error(a));
+		if (fast)
+			break;
+		fast1 = 0;
+		usleep(20000);
+	}
+	cr_expect_gt(fast1, 0, "the resource did not go back to the fast path");
+	cr_expect(valid && memcmp(r, v, sizeof(v)) == 0, "the value block written through lmdd was not kept");
+	/* a session killed holding a fast EX */
+	pid_t h = lock_child(1, name, CORAL_LOCK_EX, 0, 0, 600000);
+	kill(h, SIGKILL);
+	waitpid(h, NULL, 0);
+	pid_t c = lock_child(3, name, CORAL_LOCK_EX, 0, 15000, 0);
+	cr_expect_eq(child_status(c, 15000), 0, "the killed session's fast EX was not released");
+	/* a process dies holding the bucket's mutex: lmdd repairs the bucket, the lock is kept */
+	cr_assert_eq(coral_lock(a, name, strlen(name), CORAL_LOCK_EX, 0, 0, &lk, NULL, NULL), 0, "%s",
+		     coral_session_error(a));
+	pid_t dead = fork_ready(die_in_bucket_main, name, "the child did not take the bucket's mutex");
+	waitpid(dead, NULL, 0);
+	c = lock_child(1, name, CORAL_LOCK_EX, CORAL_LOCK_NOQUEUE, 0, 0);
+	cr_expect_eq(child_status(c, 5000), 1, "the EX was lost with the bucket's repair");
+	cr_expect_geq(ges_stat(1, "fast_repairs"), 1, "no repair counted");
+	cr_expect_eq(coral_unlock(a, lk, NULL), 0, "%s", coral_session_error(a));
+	c = lock_child(1, name, CORAL_LOCK_EX, CORAL_LOCK_NOQUEUE, 0, 0);
+	cr_expect_eq(child_status(c, 5000), 0, "not granted once unlocked");
+	coral_session_close(a);
+	cr_expect_eq(run("%s -c %s -n 1 ges stats", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	fprintf(stderr, "%s", res.out);
 }
