@@ -244,8 +244,12 @@ int coral_ges_fast_lock(struct coral_ges_own *o, const struct coral_grd_map_sga 
 	l->prio = (int8_t)(prio < -100 ? -100 : prio > 100 ? 100 : prio);
 	e->holders[e->nholders++] = (uint16_t)(l - o->locks + 1);
 	__atomic_store_n(&l->fast_b, (uint16_t)(b + 1), __ATOMIC_RELEASE);
-	if ((flags & CORAL_GES_F_VALBLK) && lvb)
-		memcpy(lvb, e->lvb, CORAL_GES_LVB);
+	if (flags & CORAL_GES_F_VALBLK) {
+		memcpy(l->lvb_cur, e->lvb, CORAL_GES_LVB);
+		l->lvb_cur_valid = e->lvb_valid;
+		if (lvb)
+			memcpy(lvb, e->lvb, CORAL_GES_LVB);
+	}
 	if (lvb_valid)
 		*lvb_valid = (flags & CORAL_GES_F_VALBLK) && e->lvb_valid;
 	*lkid = l->lkid;
@@ -314,6 +318,8 @@ int coral_ges_fast_convert(struct coral_ges_own *o, uint64_t lkid, uint32_t sess
 		l->mode = (int8_t)mode;
 		l->want = (uint32_t)mode;
 		l->flags = flags;
+		l->lvb_cur_valid = (flags & CORAL_GES_F_VALBLK) && e->lvb_valid;
+		memcpy(l->lvb_cur, e->lvb, CORAL_GES_LVB);
 		if ((flags & CORAL_GES_F_VALBLK) && lvb_read)
 			memcpy(lvb_read, e->lvb, CORAL_GES_LVB);
 		if (lvb_valid)

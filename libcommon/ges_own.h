@@ -55,7 +55,11 @@ struct coral_ges_own_lock {
 				   * after a restart of lmdd) */
 	uint64_t resend_ms;
 	uint8_t name[CORAL_GES_NAME_MAX];
-	uint8_t lvb[CORAL_GES_LVB];
+	uint8_t lvb[CORAL_GES_LVB];   /* the value the operation under way writes */
+	/* the value block as this lock last read (granted with CORAL_LOCK_VALBLK) or wrote it:
+	 * told to a new master by the rebuild, which takes it from a CW, PR, PW or EX holder */
+	uint8_t lvb_cur[CORAL_GES_LVB];
+	uint8_t lvb_cur_valid;
 };
 
 /* A resource in the fast table: its fast locks (own lock index + 1) and value block, or

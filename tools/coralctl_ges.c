@@ -18,7 +18,7 @@ static int ges_stats(void)
 		json_object_set_new(j, "node", json_integer((json_int_t)ctx.node->id));
 #define F(x) json_object_set_new(j, #x, json_integer((json_int_t)r->x))
 		F(requests); F(granted_now); F(queued); F(converts); F(unlocks); F(cancels); F(noqueue_refused);
-		F(timeouts); F(conv_deadlocks); F(demoted); F(basts); F(full); F(lvb_writes); F(lvb_invalidated);
+		F(timeouts); F(conv_deadlocks); F(demoted); F(basts); F(full); F(lvb_writes); F(lvb_invalidated); F(lvb_recovered);
 		F(sessions_gone); F(nodes_lost); F(locks_lost); F(resources); F(locks); F(own_locks); F(sent);
 		F(not_master); F(refused_msgs); F(basts_received); F(rebuilt); F(dropped); F(map_version);
 		F(victims); F(deadlocks); F(coordinator); F(edges); F(phantoms); F(probes_lapsed); F(swept); F(basts_delivered);
@@ -43,10 +43,10 @@ static int ges_stats(void)
 		       "with the tables full\n", (unsigned long long)r->noqueue_refused, (unsigned long long)r->timeouts,
 		       (unsigned long long)r->conv_deadlocks, (unsigned long long)r->demoted, (unsigned long long)r->full);
 		printf("  blocking notifications: %llu sent, %llu received, %llu handed to subscribed sessions; value blocks: "
-		       "%llu written, %llu made invalid\n",
+		       "%llu written, %llu made invalid, %llu taken from a holder's copy after a rebuild\n",
 		       (unsigned long long)r->basts, (unsigned long long)r->basts_received,
-		       (unsigned long long)r->basts_delivered,
-		       (unsigned long long)r->lvb_writes, (unsigned long long)r->lvb_invalidated);
+		       (unsigned long long)r->basts_delivered, (unsigned long long)r->lvb_writes,
+		       (unsigned long long)r->lvb_invalidated, (unsigned long long)r->lvb_recovered);
 		printf("  deadlocks: coordinator node %u%s; %llu waits refused here as victims\n", r->coordinator,
 		       r->coordinator == (uint32_t)ctx.node->id ? " (this node)" : "", (unsigned long long)r->victims);
 		if (r->coordinator == (uint32_t)ctx.node->id)

@@ -37,6 +37,8 @@ struct res {
 	uint8_t name[GES_NAME_MAX];
 	uint8_t len;
 	bool lvb_valid, lvb_written;  /* written: it has a state to keep (a value, or invalid) */
+	bool lvb_unknown;             /* put back by a rebuild: its value stayed with the old master
+				       * (a holder's copy may tell it: ges_recover_lvb) */
 	uint8_t lvb[GES_LVB_MAX];
 	struct queue q[3];
 	struct res *hnext;
@@ -425,15 +427,17 @@ static void write_lvb(struct ges_core *c, struct lock *l, int to, const uint8_t 
 	memcpy(l->res->lvb, lvb, c->lvb_len);
 	l->res->lvb_valid = true;
 	l->res->lvb_written = true;
+	l->res->lvb_unknown = false;
 	c->st.lvb_writes++;
 }
 
 /* A PW or EX holder goes without writing the value block: nobody knows what it holds. */
 static void lost_writer(struct ges_core *c, struct lock *l)
 {
-	if (l->gr >= GES_PW && l->res->lvb_valid) {
+	if (l->gr >= GES_PW && (l->res->lvb_valid || l->res->lvb_unknown)) {
 		l->res->lvb_valid = false;
 		l->res->lvb_written = true;
+		l->res->lvb_unknown = false;  /* not even a copy tells it now */
 		c->st.lvb_invalidated++;
 	}
 }
@@ -707,6 +711,7 @@ int ges_rebuild(struct ges_core *c, uint32_t node, uint64_t session, uint64_t lk
 	if (fresh) {
 		r->lvb_valid = false;  /* the value stayed with the old master */
 		r->lvb_written = true;
+		r->lvb_unknown = true;
 	}
 	struct lock *l = lock_new(c, r, node, session, lkid, gr, rq, flags);
 	if (l == NULL) {
@@ -749,7 +754,22 @@ int ges_set_lvb(struct ges_core *c, const void *name, size_t len, const uint8_t 
 	memcpy(r->lvb, lvb, c->lvb_len);
 	r->lvb_valid = valid;
 	r->lvb_written = written;
+	r->lvb_unknown = false;
 	res_maybe_free(c, r);
+	return 0;
+}
+
+int ges_recover_lvb(struct ges_core *c, const void *name, size_t len, int gr, const uint8_t *lvb)
+{
+	struct res *r = name && len && len <= GES_NAME_MAX && lvb ? res_find(c, name, len) : NULL;
+	if (r == NULL)
+		return CORAL_ENOENT;
+	if (!r->lvb_unknown || gr < GES_CW || gr > GES_EX)
+		return CORAL_EINVAL;
+	memcpy(r->lvb, lvb, c->lvb_len);
+	r->lvb_valid = true;
+	r->lvb_unknown = false;
+	c->st.lvb_recovered++;
 	return 0;
 }
 

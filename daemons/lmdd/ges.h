@@ -19,7 +19,8 @@
  *    asked to give way to;
  *  - the value block is written by a PW or EX holder as it converts down or unlocks, read with
  *    every grant of a request that asks for it, and marked invalid when a PW or EX holder is
- *    lost without writing it (its session or node died), until it is written again. */
+ *    lost without writing it (its session or node died), until it is written again; after a
+ *    rebuild it is unknown until a CW, PR, PW or EX holder's copy tells it (ges_recover_lvb). */
 #ifndef CORAL_LMDD_GES_H
 #define CORAL_LMDD_GES_H
 
@@ -76,7 +77,7 @@ struct ges_ops {
 struct ges_stats {
 	uint64_t requests, granted_now, queued, converts, unlocks, cancels, noqueue_refused;
 	uint64_t timeouts, conv_deadlocks, demoted, basts, full, lvb_writes, lvb_invalidated;
-	uint64_t sessions_gone, nodes_lost, locks_lost, rebuilt, dropped, deadlocks;
+	uint64_t sessions_gone, nodes_lost, locks_lost, rebuilt, dropped, deadlocks, lvb_recovered;
 };
 
 struct ges_core;
@@ -132,6 +133,12 @@ bool ges_held(const struct ges_core *c);
  * CORAL_EINVAL. */
 int ges_rebuild(struct ges_core *c, uint32_t node, uint64_t session, uint64_t lkid, const void *name, size_t len,
 		int gr, int rq, uint32_t flags, uint64_t now_ms);
+/* A holder put back by a rebuild says what value block it holds a copy of: it read it with
+ * its grant, or wrote it going down, and in mode gr (CW, PR, PW or EX) nobody could have
+ * written since, so that is the value. It is taken while the resource's value is unknown
+ * (put back, and no PW or EX holder lost since): then valid. CORAL_ENOENT, CORAL_EINVAL
+ * (known already, or a mode a writer could have held beside: CR or NL). */
+int ges_recover_lvb(struct ges_core *c, const void *name, size_t len, int gr, const uint8_t *lvb);
 /* Every resource for which keep() says false goes, with its locks, and nothing is told:
  * their holders rebuild them at their new masters. */
 void ges_drop(struct ges_core *c, bool (*keep)(void *arg, const uint8_t *name, size_t len), void *arg);

@@ -309,6 +309,12 @@ static void on_answer(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 	else if (code != 0 && o->op == OP_CONVERT && g->demoted)
 		o->mode = GES_NL;  /* refused, and taken down to NL meanwhile */
 	const uint8_t *lvb = g->lvb.len == LVB_LEN ? g->lvb.data : NULL;
+	if (code == 0 && (o->op == OP_LOCK || o->op == OP_CONVERT)) {
+		/* its copy of the value block, for a rebuild (only a grant with VALBLK has one) */
+		o->lvb_cur_valid = lvb && g->lvb_valid;
+		if (lvb)
+			memcpy(o->lvb_cur, lvb, LVB_LEN);
+	}
 	answer_session(m, o, code, o->mode, lvb, g->lvb_valid, g->demoted);
 	if (gone)
 		own_free(m, o);
@@ -605,6 +611,8 @@ static void on_rebuild(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 	int rc = ges_rebuild(m->core, from, g->session, g->lkid, g->name.data, g->name.len, gr, rq, g->flags, now_ms());
 	if (rc == 0 && g->priority != 0)
 		ges_set_priority(m->core, from, g->lkid, g->priority);
+	if (rc == 0 && g->lvb_valid && g->lvb.len == LVB_LEN)
+		ges_recover_lvb(m->core, g->name.data, g->name.len, gr, g->lvb.data);  /* (if still unknown) */
 	if (rc != 0 && rc != CORAL_EEXIST) {
 		m->refused_msgs++;
 		log_warn("a lock of node %u (%llu) could not be put back on %.*s: %s", from, (unsigned long long)g->lkid,
@@ -925,6 +933,11 @@ static int send_rebuild(struct lmdd *m, struct own *o)
 	g.want = waiting ? o->want + 1 : 0;
 	g.priority = o->prio;
 	g.map_version = m->map_seen;
+	if (o->lvb_cur_valid && o->mode >= GES_CW) {
+		g.lvb.data = o->lvb_cur;
+		g.lvb.len = LVB_LEN;
+		g.lvb_valid = true;
+	}
 	return g.granted || g.want ? send_msg(m, o->master, &g) : 0;
 }
 
@@ -1254,6 +1267,7 @@ static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	r.full = s->full;
 	r.lvb_writes = s->lvb_writes;
 	r.lvb_invalidated = s->lvb_invalidated;
+	r.lvb_recovered = s->lvb_recovered;
 	r.sessions_gone = s->sessions_gone;
 	r.nodes_lost = s->nodes_lost;
 	r.locks_lost = s->locks_lost;

@@ -660,3 +660,35 @@ Test(ges, a_lock_its_node_masters_is_granted_in_shared_memory_until_another_node
 	cr_expect_eq(run("%s -c %s -n 1 ges stats", CORALCTL, cl.conf)->code, 0, "%s", res.out);
 	fprintf(stderr, "%s", res.out);
 }
+
+/* A value block outlives its master's loss in a holder's copy: node 1's session writes it
+ * going down from EX to PR; node 3, its master, is lost; the new master takes the value from
+ * node 1's PR (no writer could have passed it) and node 2 reads it, valid. */
+Test(ges, a_value_block_outlives_its_masters_loss_in_a_holders_copy)
+{
+	start_three();
+	char name[32];
+	name_mastered_by(3, name, sizeof(name));
+	struct coral_session *a = open_on(1);
+	uint64_t lk;
+	uint8_t v[CORAL_LVB_LEN], r[CORAL_LVB_LEN];
+	memset(v, 0x3c, sizeof(v));
+	cr_assert_eq(coral_lock(a, name, strlen(name), CORAL_LOCK_EX, CORAL_LOCK_VALBLK, 0, &lk, NULL, NULL), 0, "%s",
+		     coral_session_error(a));
+	cr_assert_eq(coral_lock_convert(a, lk, CORAL_LOCK_PR, CORAL_LOCK_VALBLK, 0, v, NULL, NULL), 0, "%s",
+		     coral_session_error(a));
+	kill_nodes(0, 3, 3);
+	wait_recovered(3, 1, 2);
+	wait_rebuilt(1, 2);
+	struct coral_session *b = open_on(2);
+	uint64_t lb;
+	int valid = 0;
+	cr_assert_eq(coral_lock(b, name, strlen(name), CORAL_LOCK_PR, CORAL_LOCK_VALBLK, 10000, &lb, r, &valid), 0, "%s",
+		     coral_session_error(b));
+	cr_expect(valid, "the value block is not valid after its master's loss, though node 1's PR held a copy");
+	cr_expect_eq(memcmp(r, v, sizeof(v)), 0, "node 2 read another value than node 1 wrote");
+	cr_expect_eq(run("%s -c %s -n 1 ges resource %s", CORALCTL, cl.conf, name)->code, 0, "%s", res.out);
+	fprintf(stderr, "%s", res.out);
+	coral_session_close(b);
+	coral_session_close(a);
+}

@@ -410,6 +410,38 @@ Test(ges, a_rebuild_holds_grants_until_every_holder_has_told)
 	cr_expect_gt(last_event('d', 3, 2), -1);
 }
 
+/* After a rebuild the value block is unknown until a holder's copy tells it: one held in CW,
+ * PR, PW or EX is the value (nobody could have written since it read it); one in CR or NL is
+ * not taken (a PW holder beside it could have written); a PW or EX holder lost first leaves
+ * it not valid. */
+Test(ges, a_rebuilt_value_block_is_taken_from_a_holder_that_no_writer_could_pass)
+{
+	uint8_t v[GES_LVB_MAX], got[GES_LVB_MAX];
+	memset(v, 0x77, sizeof(v));
+	bool valid = true;
+	ges_hold(c, true);
+	cr_expect_eq(ges_rebuild(c, 1, 1, 1, R, strlen(R), GES_CR, GES_NONE, 0, 200), 0);
+	cr_expect_eq(ges_recover_lvb(c, R, strlen(R), GES_CR, v), CORAL_EINVAL, "a CR holder's copy taken");
+	ges_resource(c, R, strlen(R), NULL, 0, got, &valid);
+	cr_expect_not(valid);
+	cr_expect_eq(ges_rebuild(c, 2, 2, 1, R, strlen(R), GES_PR, GES_NONE, 0, 200), 0);
+	cr_expect_eq(ges_recover_lvb(c, R, strlen(R), GES_PR, v), 0);
+	ges_resource(c, R, strlen(R), NULL, 0, got, &valid);
+	cr_expect(valid);
+	cr_expect_eq(memcmp(got, v, 32), 0);
+	memset(v, 0x11, sizeof(v));
+	cr_expect_eq(ges_recover_lvb(c, R, strlen(R), GES_PR, v), CORAL_EINVAL, "taken twice");
+	cr_expect_eq(ges_recover_lvb(c, "other", 5, GES_PR, v), CORAL_ENOENT);
+	/* an EX holder lost before any copy told the value: not valid, and no copy makes it so */
+	const char *S = "TM-5";
+	cr_expect_eq(ges_rebuild(c, 3, 3, 7, S, strlen(S), GES_EX, GES_NONE, 0, 200), 0);
+	ges_node_lost(c, 3, 201);
+	cr_expect_eq(ges_recover_lvb(c, S, strlen(S), GES_EX, v), CORAL_EINVAL);
+	ges_resource(c, S, strlen(S), NULL, 0, got, &valid);
+	cr_expect_not(valid);
+	ges_hold(c, false);
+}
+
 /* ---- waits and the wait-for graph (wfg.c) -------------------------------------------- */
 
 #include "wfg.h"
