@@ -537,7 +537,15 @@ int coral_frame_read_rd(int fd, struct coral_frame_rd *rd, size_t max, uint64_t 
 			spun = true;
 			k = coral__spin_recv(fd, rd->buf + have, rd->cap - have);
 		} else {
-			k = recv(fd, rd->buf + have, rd->cap - have, 0);
+			/* poll() for the answer, not a blocking recv(): a task asleep in recv() on a
+			 * Unix socket is woken each time the server reads the request off it (its
+			 * send buffer has room again: one wait queue serves both directions), so
+			 * every call cost the server a wake-up and the caller a context switch for
+			 * nothing; a poll() for POLLIN is not woken by that */
+			int rc = coral__wait(fd, POLLIN, deadline_ns);
+			if (rc != 0)
+				return rc;
+			k = recv(fd, rd->buf + have, rd->cap - have, MSG_DONTWAIT);
 		}
 		if (k == 0)
 			return CORAL_ECLOSED;
