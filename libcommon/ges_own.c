@@ -199,6 +199,7 @@ int coral_ges_fast_lock(struct coral_ges_own *o, const struct coral_grd_map_sga 
 		return CORAL_GES_SLOW;
 	int rc = CORAL_GES_SLOW;
 	struct coral_ges_fast_res *e = NULL;
+	bool fresh = false;
 	/* the map this session read is the one the fast path is open for: a lock granted here
 	 * under an older one is found by lmdd's walk of the table when it closes the path */
 	if (bk->dirty || atomic_load(&o->fast_version) != w.version)
@@ -213,10 +214,14 @@ int coral_ges_fast_lock(struct coral_ges_own *o, const struct coral_grd_map_sga 
 		if (e == NULL)
 			goto out;
 		memset(e, 0, sizeof(*e));
+		fresh = true;
 		e->used = 1;
 		e->len = (uint8_t)len;
 		memcpy(e->name, name, len);
-		e->lvb_valid = 1;  /* never written: zeros, and that is its value */
+		/* never written: zeros, and that is its value; unless its bucket came from a lost
+		 * node, where it may have been written: not valid until written again */
+		e->lvb_valid = w.lost_owner == 0;
+		e->lvb_written = w.lost_owner != 0;
 	}
 	if (e->slow)
 		goto out;
@@ -256,7 +261,7 @@ int coral_ges_fast_lock(struct coral_ges_own *o, const struct coral_grd_map_sga 
 	atomic_fetch_add(&o->fast_grants, 1);
 	rc = 0;
 out:
-	if (rc != 0 && e && e->nholders == 0 && !e->lvb_written && !e->slow)
+	if (rc != 0 && fresh)
 		e->used = 0;  /* made for this request */
 	if (rc == CORAL_GES_SLOW)
 		atomic_fetch_add(&o->fast_fallbacks, 1);

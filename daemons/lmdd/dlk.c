@@ -31,12 +31,19 @@ struct dlk {
 	struct dlk_ops ops;
 	struct wfg *g;
 	struct suspect sus[DLK_SUSPECTS];
+	/* a victim asked for is the wait at its master as it stood (lock, master and since): the
+	 * same lock waiting again elsewhere (the rebuild put it back at a new master, the
+	 * victim's refusal lost with the old one) is another wait, chosen again at once */
 	struct pending {
-		uint64_t lkid, at_ms;
+		uint64_t lkid, since_ms, at_ms;
+		uint32_t master;
 	} pending[PENDING];
 	uint64_t probe_seq, now_ms, swept_ms;
 	uint32_t sweep_at;         /* the sweep's place in the graph's edges */
 	bool sweeping;
+	uint64_t lost;             /* nodes lost (bit id-1) */
+	struct wfg_edge *kept;     /* a report without the lost nodes' waits */
+	uint32_t nkept;
 	struct dlk_stats st;
 };
 
@@ -64,7 +71,25 @@ void dlk_free(struct dlk *d)
 	if (d == NULL)
 		return;
 	wfg_free(d->g);
+	free(d->kept);
 	free(d);
+}
+
+static void dismiss_broken(struct dlk *d);
+
+static bool is_lost(const struct dlk *d, uint32_t node) { return node >= 1 && node <= 64 && (d->lost >> (node - 1)) & 1; }
+
+void dlk_node_lost(struct dlk *d, uint32_t node, bool lost)
+{
+	if (node < 1 || node > 64)
+		return;
+	if (lost) {
+		d->lost |= 1ull << (node - 1);
+		wfg_drop_waiter_node(d->g, node);
+		dismiss_broken(d);
+	} else {
+		d->lost &= ~(1ull << (node - 1));
+	}
 }
 
 const struct dlk_stats *dlk_stats(const struct dlk *d) { return &d->st; }
@@ -78,13 +103,20 @@ uint32_t dlk_probing(const struct dlk *d)
 	return n;
 }
 
-void dlk_drop_master(struct dlk *d, uint32_t master) { wfg_drop_master(d->g, master); }
-
-static bool victim_pending(const struct dlk *d, uint64_t lkid)
+void dlk_drop_master(struct dlk *d, uint32_t master)
 {
-	for (int i = 0; i < PENDING; i++)
-		if (d->pending[i].lkid == lkid && d->now_ms - d->pending[i].at_ms < PENDING_MS)
+	wfg_drop_master(d->g, master);
+	dismiss_broken(d);
+}
+
+static bool victim_pending(const struct dlk *d, const struct wfg_edge *e)
+{
+	for (int i = 0; i < PENDING; i++) {
+		const struct pending *p = &d->pending[i];
+		if (p->lkid == e->lkid && p->master == e->master && p->since_ms == e->since_ms &&
+		    d->now_ms - p->at_ms < PENDING_MS)
 			return true;
+	}
 	return false;
 }
 
@@ -114,7 +146,8 @@ static void suspect_cycle(struct dlk *d, struct wfg_owner from, const struct wfg
 	struct suspect *free_slot = NULL;
 	for (int i = 0; i < DLK_SUSPECTS; i++) {
 		struct suspect *s = &d->sus[i];
-		if (s->probe != 0 && s->cycle[s->victim].lkid == cyc[v].lkid) {
+		const struct wfg_edge *sv = &s->cycle[s->victim];
+		if (s->probe != 0 && sv->lkid == cyc[v].lkid && sv->master == cyc[v].master && sv->since_ms == cyc[v].since_ms) {
 			/* this victim's cycle is being probed already; should it prove stale, the
 			 * search from `from` is made again (another cycle may pass through it) */
 			if (s->nalso < 8)
@@ -152,7 +185,7 @@ static void search_from(struct dlk *d, const struct wfg_owner *w, uint32_t n)
 		if (len == 0)
 			continue;
 		int v = wfg_victim(cyc, len);
-		if (!victim_pending(d, cyc[v].lkid))
+		if (!victim_pending(d, &cyc[v]))
 			suspect_cycle(d, w[i], cyc, len, v);
 	}
 }
@@ -163,6 +196,23 @@ static bool whole(const struct dlk *d, const struct suspect *s)
 		if (!wfg_has(d->g, &s->cycle[k]))
 			return false;
 	return true;
+}
+
+/* Suspect s (its probe over) is not a deadlock any more. A real cycle through the same
+ * victim, or through a session a search started from (the first cycle it finds may be this
+ * stale one, and a shorter cycle may leave it out), may be there too: looked for again from
+ * each, in the graph as it is now. */
+static void dismiss(struct dlk *d, struct suspect *s)
+{
+	d->st.phantoms++;
+	struct wfg_owner w[WFG_CYCLE_MAX + 9];
+	int nw = s->n;
+	for (int k = 0; k < nw; k++)
+		w[k] = s->cycle[k].waiter;
+	w[nw++] = s->from;
+	for (int k = 0; k < s->nalso; k++)
+		w[nw++] = s->also[k];
+	search_from(d, w, (uint32_t)nw);
 }
 
 /* A master's answer to probe `probe` for name[len] is in the graph: the suspects it answers
@@ -184,29 +234,34 @@ static void probe_answered(struct dlk *d, uint32_t master, uint64_t probe, const
 			continue;
 		s->probe = 0;
 		if (whole(d, s)) {
-			uint64_t lkid = s->cycle[s->victim].lkid;
-			if (victim_pending(d, lkid))
+			const struct wfg_edge *ve = &s->cycle[s->victim];
+			if (victim_pending(d, ve))
 				continue;
 			struct pending *p = &d->pending[d->st.deadlocks % PENDING];
-			p->lkid = lkid;
+			p->lkid = ve->lkid;
+			p->master = ve->master;
+			p->since_ms = ve->since_ms;
 			p->at_ms = d->now_ms;
 			d->st.deadlocks++;
 			d->st.swept += s->by_sweep;
 			d->ops.victim(d->ops.arg, s->cycle, s->n, s->victim, s->by_sweep);
 			continue;
 		}
-		d->st.phantoms++;
-		/* A real cycle through the same victim, or through a session a search started from
-		 * (the first cycle it finds may be this stale one, and a shorter cycle may leave it
-		 * out), may be there too: looked for again from each, in the graph as it is now. */
-		struct wfg_owner w[WFG_CYCLE_MAX + 9];
-		int nw = s->n;
-		for (int k = 0; k < nw; k++)
-			w[k] = s->cycle[k].waiter;
-		w[nw++] = s->from;
-		for (int k = 0; k < s->nalso; k++)
-			w[nw++] = s->also[k];
-		search_from(d, w, (uint32_t)nw);
+		dismiss(d, s);
+	}
+}
+
+/* Suspects no longer whole in the graph after a master's reports went (it left the map, or a
+ * node was lost) are dismissed at once: their probes could never all be answered, and a
+ * cycle through the same waits at their new masters is looked for now, not at the lapse. */
+static void dismiss_broken(struct dlk *d)
+{
+	for (int i = 0; i < DLK_SUSPECTS; i++) {
+		struct suspect *s = &d->sus[i];
+		if (s->probe != 0 && !whole(d, s)) {
+			s->probe = 0;
+			dismiss(d, s);
+		}
 	}
 }
 
@@ -216,6 +271,22 @@ int dlk_report(struct dlk *d, uint32_t master, const uint8_t *name, size_t len, 
 	if (name == NULL || len == 0 || len > WFG_NAME_MAX || (n > 0 && e == NULL))
 		return CORAL_EINVAL;
 	d->now_ms = now_ms;
+	if (d->lost) {
+		/* a lost node's waits, from a master that has not learnt of its loss yet: left out */
+		if (n > d->nkept) {
+			struct wfg_edge *k = realloc(d->kept, n * sizeof(*k));
+			if (k == NULL)
+				return CORAL_ENOMEM;
+			d->kept = k;
+			d->nkept = n;
+		}
+		uint32_t m = 0;
+		for (uint32_t i = 0; i < n; i++)
+			if (!is_lost(d, e[i].waiter.node))
+				d->kept[m++] = e[i];
+		e = d->kept;
+		n = m;
+	}
 	int rc = wfg_set(d->g, master, name, len, e, n);
 	if (rc != 0) {
 		d->st.full += rc == CORAL_EFULL;

@@ -48,6 +48,11 @@ int dlk_report(struct dlk *d, uint32_t master, const uint8_t *name, size_t len, 
 	       uint64_t probe, uint64_t now_ms);
 /* Everything master reported goes (it left the map). */
 void dlk_drop_master(struct dlk *d, uint32_t master);
+/* Node `node` was lost (lost: true) or is a member again: a lost node's sessions wait for
+ * nothing any more (their requests go at every master as it learns of the loss), so their
+ * waits are dropped, and left out of every report until then, from masters that have not
+ * learnt of it yet: a cycle through one is no deadlock (what it holds goes at its recovery). */
+void dlk_node_lost(struct dlk *d, uint32_t node, bool lost);
 /* Lapsed probes, and the sweep. */
 void dlk_tick(struct dlk *d, uint64_t now_ms);
 const struct dlk_stats *dlk_stats(const struct dlk *d);

@@ -94,6 +94,25 @@ struct lmdd {
 };
 
 static uint64_t now_ms(void) { return coral_now_mono_ns() / 1000000ull; }
+
+static bool in_ring(const struct lmdd *m, uint32_t n)
+{
+	for (uint32_t i = 0; i < m->nring; i++)
+		if (m->ring[i] == n)
+			return true;
+	return false;
+}
+
+/* The coordinator leaves out the waits of sessions of nodes not in the map (lost: their
+ * requests go at every master as it learns of the loss, so a cycle through one is no
+ * deadlock), even from masters that have not learnt of it yet. */
+static void dlk_members(struct lmdd *m)
+{
+	if (m->dlk == NULL || m->nring == 0)
+		return;
+	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++)
+		dlk_node_lost(m->dlk, n, !in_ring(m, n));
+}
 static uint64_t bit(uint32_t n) { return 1ull << (n - 1); }
 
 /* The master of a resource name: its bucket in grdd's map, as for blocks (a hash of the
@@ -107,6 +126,17 @@ static uint32_t master_of(const struct lmdd *m, const uint8_t *name, size_t len,
 	if (version)
 		*version = w.version;
 	return w.master;
+}
+
+/* Whether the resource's bucket came from a lost node (grdd's map says so until the node
+ * is back): a value block it had there was lost with it. */
+static bool from_lost(const struct lmdd *m, const uint8_t *name, size_t len)
+{
+	struct coral_resid r;
+	coral_ges_resid(name, len, &r);
+	struct coral_grd_where w;
+	coral_grd_lookup(m->map, &r, &w);
+	return w.lost_owner != 0;
 }
 
 static int send_msg(struct lmdd *m, uint32_t to, const Coral__GesMsg *g)
@@ -576,8 +606,17 @@ static void on_request(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 		send_msg(m, from, &a);
 		return;
 	}
-	int taken = g->kind == GES_REQUEST && g->name.len > 0 && g->name.len <= GES_NAME_MAX
-			    ? fast_take_new(m, g->name.data, g->name.len) : 0;
+	int taken = 0;
+	if (g->kind == GES_REQUEST && g->name.len > 0 && g->name.len <= GES_NAME_MAX &&
+	    !ges_has(m->core, g->name.data, g->name.len)) {
+		taken = fast_take(m, g->name.data, g->name.len);
+		if (taken == 0 && !ges_has(m->core, g->name.data, g->name.len) && from_lost(m, g->name.data, g->name.len)) {
+			/* new here, in a bucket a lost node mastered: its value may have been written
+			 * there, so it is not valid until written again (never zeros taken for a value) */
+			static const uint8_t zeros[GES_LVB_MAX];
+			ges_set_lvb(m->core, g->name.data, g->name.len, zeros, false, true);
+		}
+	}
 	if (taken != 0) {
 		Coral__GesMsg a = CORAL__GES_MSG__INIT;
 		a.kind = GES_ANSWER;
@@ -844,6 +883,7 @@ static void on_waits(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 		struct dlk_ops ops = {dlk_probe, dlk_victim, m};
 		if ((m->dlk = dlk_new(&dc, &ops)) == NULL)
 			return;
+		dlk_members(m);
 	}
 	static struct wfg_edge e[WAITS_MAX];
 	size_t n = g->n_edges < WAITS_MAX ? g->n_edges : WAITS_MAX;
@@ -987,13 +1027,10 @@ static void check_map(struct lmdd *m)
 	m->nring = nring;
 	memcpy(m->ring, ring, sizeof(ring));
 	/* what masters no longer in the map reported of their waits is gone with them */
-	for (uint32_t n = 1; m->dlk && n <= CORAL_MAX_NODES; n++) {
-		bool in = false;
-		for (uint32_t i = 0; i < nring && !in; i++)
-			in = ring[i] == n;
-		if (!in)
+	for (uint32_t n = 1; m->dlk && n <= CORAL_MAX_NODES; n++)
+		if (!in_ring(m, n))
 			dlk_drop_master(m->dlk, n);
-	}
+	dlk_members(m);
 	/* the fast locks are taken over first: the rebuild below sends them where they go now */
 	fast_close(m);
 	ges_drop(m->core, keep_mine, m);

@@ -79,6 +79,15 @@ void wfg_drop_master(struct wfg *g, uint32_t master)
 	g->n = k;
 }
 
+void wfg_drop_waiter_node(struct wfg *g, uint32_t node)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < g->n; i++)
+		if (g->e[i].waiter.node != node)
+			g->e[k++] = g->e[i];
+	g->n = k;
+}
+
 static bool same_owner(struct wfg_owner a, struct wfg_owner b) { return a.node == b.node && a.session == b.session; }
 
 /* Depth-first from `at`, the path so far in path[0..depth): true once an edge leads back to

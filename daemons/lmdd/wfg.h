@@ -40,6 +40,8 @@ void wfg_free(struct wfg *g);
 int wfg_set(struct wfg *g, uint32_t master, const uint8_t *name, size_t len, const struct wfg_edge *e, uint32_t n);
 /* Everything master `master` reported goes (it left, or reports all again). */
 void wfg_drop_master(struct wfg *g, uint32_t master);
+/* Every wait of a session of node `node` goes (the node was lost). */
+void wfg_drop_waiter_node(struct wfg *g, uint32_t node);
 uint32_t wfg_edges(const struct wfg *g);
 /* Edge i (0 <= i < wfg_edges), in no particular order. */
 const struct wfg_edge *wfg_edge_at(const struct wfg *g, uint32_t i);

@@ -663,7 +663,8 @@ Test(ges, a_lock_its_node_masters_is_granted_in_shared_memory_until_another_node
 
 /* A value block outlives its master's loss in a holder's copy: node 1's session writes it
  * going down from EX to PR; node 3, its master, is lost; the new master takes the value from
- * node 1's PR (no writer could have passed it) and node 2 reads it, valid. */
+ * node 1's PR (no writer could have passed it) and node 2 reads it, valid. One node 3 had
+ * with no lock on it reads as not valid (its value went with node 3). */
 Test(ges, a_value_block_outlives_its_masters_loss_in_a_holders_copy)
 {
 	start_three();
@@ -677,6 +678,22 @@ Test(ges, a_value_block_outlives_its_masters_loss_in_a_holders_copy)
 		     coral_session_error(a));
 	cr_assert_eq(coral_lock_convert(a, lk, CORAL_LOCK_PR, CORAL_LOCK_VALBLK, 0, v, NULL, NULL), 0, "%s",
 		     coral_session_error(a));
+	/* another one node 3 masters, written and let go: nobody holds a copy of it */
+	char gone[32];
+	for (int i = 0; i < 200; i++) {
+		snprintf(gone, sizeof(gone), "lvb-%d", i);
+		char cmd[96];
+		snprintf(cmd, sizeof(cmd), "ges resource %s", gone);
+		json_t *j = ctl_json(1, cmd);
+		int master = j ? (int)jint(j, "master") : 0;
+		json_decref(j);
+		if (master == 3)
+			break;
+	}
+	uint64_t lg;
+	cr_assert_eq(coral_lock(a, gone, strlen(gone), CORAL_LOCK_EX, CORAL_LOCK_VALBLK, 0, &lg, NULL, NULL), 0, "%s",
+		     coral_session_error(a));
+	cr_assert_eq(coral_unlock(a, lg, v), 0, "%s", coral_session_error(a));
 	kill_nodes(0, 3, 3);
 	wait_recovered(3, 1, 2);
 	wait_rebuilt(1, 2);
@@ -687,6 +704,10 @@ Test(ges, a_value_block_outlives_its_masters_loss_in_a_holders_copy)
 		     coral_session_error(b));
 	cr_expect(valid, "the value block is not valid after its master's loss, though node 1's PR held a copy");
 	cr_expect_eq(memcmp(r, v, sizeof(v)), 0, "node 2 read another value than node 1 wrote");
+	valid = 1;
+	cr_assert_eq(coral_lock(b, gone, strlen(gone), CORAL_LOCK_PR, CORAL_LOCK_VALBLK, 10000, &lb, r, &valid), 0, "%s",
+		     coral_session_error(b));
+	cr_expect(!valid, "%s's value was lost with its master, yet it reads as valid", gone);
 	cr_expect_eq(run("%s -c %s -n 1 ges resource %s", CORALCTL, cl.conf, name)->code, 0, "%s", res.out);
 	fprintf(stderr, "%s", res.out);
 	coral_session_close(b);

@@ -23,6 +23,8 @@ int main(int argc, char **argv)
 		tot.grants += r.grants; tot.transfers += r.transfers; tot.deadlocks += r.deadlocks;
 		tot.phantoms += r.phantoms; tot.swept += r.swept; tot.lapsed += r.lapsed;
 		tot.coordinator_changes += r.coordinator_changes; tot.messages += r.messages;
+		tot.node_losses += r.node_losses; tot.lvb_valid += r.lvb_valid; tot.lvb_invalid += r.lvb_invalid;
+		tot.lvb_recovered += r.lvb_recovered;
 		if (r.worst_ms > worst)
 			worst = r.worst_ms;
 		if (r.worst_clean_ms > clean)
@@ -35,5 +37,8 @@ int main(int argc, char **argv)
 	       "messages; longest in a real cycle %u ms (bound %u ms), %u ms when no connection broke meanwhile\n",
 	       a.seeds - failed, failed, tot.transfers / n, tot.grants / n, tot.deadlocks / n, tot.swept / n,
 	       tot.phantoms / n, tot.lapsed / n, tot.coordinator_changes / n, tot.messages / n, worst, bound, clean);
+	printf("node losses %llu; value blocks read valid %llu, not valid %llu; taken from a holder's copy after a "
+	       "rebuild %llu\n", (unsigned long long)tot.node_losses, (unsigned long long)tot.lvb_valid,
+	       (unsigned long long)tot.lvb_invalid, (unsigned long long)tot.lvb_recovered);
 	return failed ? 1 : 0;
 }

@@ -256,3 +256,18 @@ Test(ges_fast, racing_threads_hold_only_compatible_modes)
 		cr_assert_null(entry(name));
 	}
 }
+
+Test(ges_fast, a_new_resource_in_a_bucket_from_a_lost_node_has_no_valid_value)
+{
+	memset(map->lost_owner, 3, sizeof(map->lost_owner));
+	uint8_t r[CORAL_GES_LVB];
+	bool valid = true;
+	uint64_t k;
+	cr_assert_eq(coral_ges_fast_lock(own, map, SELF, "L", 1, PR, VALBLK, 1, 1, 0, &k, r, &valid), 0);
+	cr_expect_not(valid, "zeros taken for the value a lost master may have had");
+	uint64_t x;
+	cr_assert_eq(coral_ges_fast_lock(own, map, SELF, "L2", 2, EX, VALBLK | NOQUEUE, 1, 1, 0, &x, r, &valid), 0);
+	cr_assert_eq(coral_ges_fast_unlock(own, x, 1, 1, (uint8_t[CORAL_GES_LVB]){7}), 0);
+	cr_assert_eq(coral_ges_fast_lock(own, map, SELF, "L2", 2, PR, VALBLK, 2, 2, 0, &x, r, &valid), 0);
+	cr_expect(valid && r[0] == 7, "written again: valid");
+}
