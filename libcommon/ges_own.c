@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <string.h>
 
+_Static_assert(CORAL_GES_BUCKET_BYTES * 8 == CORAL_GRD_BUCKETS, "a bit of ges_own's inherited for each grdd bucket");
+
 /* The DLM's matrix: NL goes with everything, CR with all but EX, CW with CW and the weaker,
  * PR with PR and the weaker, PW with CR, EX with NL. */
 const bool coral_ges_compat_matrix[6][6] = {
@@ -220,8 +222,9 @@ int coral_ges_fast_lock(struct coral_ges_own *o, const struct coral_grd_map_sga 
 		memcpy(e->name, name, len);
 		/* never written: zeros, and that is its value; unless its bucket came from a lost
 		 * node, where it may have been written: not valid until written again */
-		e->lvb_valid = w.lost_owner == 0;
-		e->lvb_written = w.lost_owner != 0;
+		bool lost = w.lost_owner != 0 || coral_ges_inherited(o, w.bucket);
+		e->lvb_valid = !lost;
+		e->lvb_written = lost;
 	}
 	if (e->slow)
 		goto out;

@@ -32,6 +32,7 @@
 #define CORAL_GES_FAST_BUCKETS 1024 /* the fast table's buckets, each with its mutex */
 #define CORAL_GES_FAST_WAYS 4       /* resources a bucket has entries for */
 #define CORAL_GES_FAST_HOLDERS 8    /* fast locks on one resource at once */
+#define CORAL_GES_BUCKET_BYTES (65536 / 8) /* a bit for each of grdd's buckets (grd.h) */
 
 /* An own lock's state (its `used`): claimed by compare-and-swap, so that sessions (fast
  * locks) and lmdd (the others) take free ones side by side. */
@@ -94,6 +95,11 @@ struct coral_ges_own {
 	_Atomic uint64_t fast_grants, fast_converts, fast_unlocks, fast_refused, fast_fallbacks;
 	_Atomic uint64_t fast_imports, fast_repairs;
 	uint64_t buckets_off;     /* the fast table, from the section's start */
+	/* grdd buckets whose resources may have had a value block at a lost master (one that
+	 * this node got from a lost node, or from a node that had it so): a resource new here
+	 * in one starts with its value block not valid, never zeros taken for that value.
+	 * lmdd writes it as the map moves; sessions read it (bit b % 8 of byte b / 8). */
+	uint8_t inherited[CORAL_GES_BUCKET_BYTES];
 	struct coral_ges_own_lock locks[];
 };
 
@@ -112,6 +118,12 @@ static inline struct coral_ges_fast_bucket *coral_ges_fast_buckets(struct coral_
 struct coral_resid;
 void coral_ges_resid(const void *name, size_t len, struct coral_resid *r);
 uint32_t coral_ges_fast_bucket_of(const void *name, size_t len);
+
+/* Whether grdd's bucket b may have held a value block lost with its master. */
+static inline bool coral_ges_inherited(const struct coral_ges_own *o, uint32_t b)
+{
+	return b < CORAL_GES_BUCKET_BYTES * 8 && (__atomic_load_n(&o->inherited[b / 8], __ATOMIC_RELAXED) >> (b % 8)) & 1;
+}
 
 /* The DLM's compatibility of two modes (0 NL .. 5 EX), and whether `to` is at most as
  * strong as `from` (it gets along with everything `from` does). */

@@ -788,6 +788,36 @@ int ges_take_idle(struct ges_core *c, const void *name, size_t len, uint8_t *lvb
 	return 0;
 }
 
+int ges_lvb_state(const struct ges_core *c, const void *name, size_t len, uint8_t *lvb, bool *valid, bool *written)
+{
+	const struct res *r = name && len && len <= GES_NAME_MAX ? res_find(c, name, len) : NULL;
+	if (r == NULL)
+		return CORAL_ENOENT;
+	memcpy(lvb, r->lvb, c->lvb_len);
+	*valid = r->lvb_valid;
+	*written = r->lvb_written && !r->lvb_unknown;
+	return 0;
+}
+
+int ges_handoff_lvb(struct ges_core *c, const void *name, size_t len, const uint8_t *lvb, bool valid)
+{
+	if (name == NULL || len == 0 || len > GES_NAME_MAX || lvb == NULL)
+		return CORAL_EINVAL;
+	struct res *r = res_find(c, name, len);
+	if (r != NULL && r->lvb_written && !r->lvb_unknown)
+		return CORAL_EEXIST;  /* written here since: newer than the old master's */
+	if (r == NULL && (r = res_get(c, name, len)) == NULL) {
+		c->st.full++;
+		return CORAL_EFULL;
+	}
+	memcpy(r->lvb, lvb, c->lvb_len);
+	r->lvb_valid = valid;
+	r->lvb_written = true;
+	r->lvb_unknown = false;
+	c->st.lvb_recovered++;
+	return 0;
+}
+
 bool ges_has(const struct ges_core *c, const void *name, size_t len)
 {
 	return name && len && len <= GES_NAME_MAX && res_find(c, name, len) != NULL;

@@ -150,6 +150,13 @@ void ges_drop(struct ges_core *c, bool (*keep)(void *arg, const uint8_t *name, s
 int ges_set_lvb(struct ges_core *c, const void *name, size_t len, const uint8_t *lvb, bool valid, bool written);
 int ges_take_idle(struct ges_core *c, const void *name, size_t len, uint8_t *lvb, bool *valid, bool *written);
 bool ges_has(const struct ges_core *c, const void *name, size_t len);
+/* The value block's state of a resource here (written: it has one to keep, a value or not
+ * valid, known here). CORAL_ENOENT. */
+int ges_lvb_state(const struct ges_core *c, const void *name, size_t len, uint8_t *lvb, bool *valid, bool *written);
+/* The old master of a resource, alive, hands over its value block as the map moves it here:
+ * taken unless it was written here since (then that is newer), the resource made if new.
+ * CORAL_EEXIST (written here since), CORAL_EFULL, CORAL_EINVAL. */
+int ges_handoff_lvb(struct ges_core *c, const void *name, size_t len, const uint8_t *lvb, bool valid);
 /* Calls fn on the name of every resource here. */
 void ges_each_resource(const struct ges_core *c, void (*fn)(void *arg, const uint8_t *name, size_t len), void *arg);
 

@@ -36,6 +36,7 @@
 #define RESEND_MS 200          /* a request refused by a node that is not its master: asked again */
 #define RESEND_MAX 50
 #define DIRTY_MAX 1024         /* resources whose waits changed, reported at the next tick */
+#define HANDOFF_MAX 4096       /* value blocks handed over to new masters at a map change */
 #define WAITS_MAX 256          /* edges reported for one resource (more: the first ones) */
 #define DEADLOCK_HISTORY 64
 #define SWEEP_WAITERS 256      /* waiters searched from at each sweep */
@@ -70,6 +71,22 @@ struct lmdd {
 	uint64_t done_sent_ms;
 	uint64_t sent, not_master, refused_msgs, basts_received, basts_delivered;
 	uint32_t fast_overflow;        /* resources of the core counted in a bucket's overflow */
+	/* value blocks of the resources the map moved from this node to a live one, owed to
+	 * their new masters before this node's word (flush_rebuilds) */
+	struct handoff {
+		uint32_t to;
+		uint8_t len, valid;
+		uint8_t name[GES_NAME_MAX];
+		uint8_t lvb[LVB_LEN];
+	} *handoff;
+	uint32_t nhandoff;
+	uint64_t handoffs_lost;
+	/* buckets marked inherited (ges_own.h) that the map gave to another member: the mark is
+	 * owed to it with the value blocks */
+	struct bucket_handoff {
+		uint32_t bucket, to;
+	} *bhand;
+	uint32_t nbhand;
 	/* sessions subscribed to their locks' events (coral_lock_events), by slot index */
 	struct sub {
 		uint64_t conn, req_id;
@@ -128,15 +145,15 @@ static uint32_t master_of(const struct lmdd *m, const uint8_t *name, size_t len,
 	return w.master;
 }
 
-/* Whether the resource's bucket came from a lost node (grdd's map says so until the node
- * is back): a value block it had there was lost with it. */
+/* Whether the resource's bucket came from a lost node (grdd's map says so until its
+ * recovery, the inherited marks after): a value block it had there was lost with it. */
 static bool from_lost(const struct lmdd *m, const uint8_t *name, size_t len)
 {
 	struct coral_resid r;
 	coral_ges_resid(name, len, &r);
 	struct coral_grd_where w;
 	coral_grd_lookup(m->map, &r, &w);
-	return w.lost_owner != 0;
+	return w.lost_owner != 0 || coral_ges_inherited(m->ownsec, w.bucket);
 }
 
 static int send_msg(struct lmdd *m, uint32_t to, const Coral__GesMsg *g)
@@ -645,6 +662,26 @@ static int send_done(struct lmdd *m, uint32_t to);
 static void on_rebuild(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 {
 	int gr = g->granted ? (int)g->granted - 1 : GES_NONE, rq = g->want ? (int)g->want - 1 : GES_NONE;
+	if (gr == GES_NONE && rq == GES_NONE && g->name.len == 0) {
+		/* a bucket's inherited mark handed over (kept, and dropped at the next map if the
+		 * bucket is not this node's after all) */
+		if (g->lkid >= 1 && g->lkid <= CORAL_GRD_BUCKETS)
+			__atomic_or_fetch(&m->ownsec->inherited[(g->lkid - 1) / 8], (uint8_t)(1u << ((g->lkid - 1) % 8)),
+					  __ATOMIC_RELAXED);
+		else
+			m->refused_msgs++;
+		return;
+	}
+	if (gr == GES_NONE && rq == GES_NONE) {
+		/* the old master hands over a value block (this node may not have seen the map that
+		 * moves it here yet: kept, and dropped at that map if it is not this node's after all) */
+		if (g->lvb.len == LVB_LEN && g->name.len > 0 && g->name.len <= GES_NAME_MAX &&
+		    fast_take_new(m, g->name.data, g->name.len) == 0)
+			ges_handoff_lvb(m->core, g->name.data, g->name.len, g->lvb.data, g->lvb_valid);
+		else
+			m->refused_msgs++;
+		return;
+	}
 	if (g->name.len > 0 && g->name.len <= GES_NAME_MAX)
 		fast_take_new(m, g->name.data, g->name.len);
 	int rc = ges_rebuild(m->core, from, g->session, g->lkid, g->name.data, g->name.len, gr, rq, g->flags, now_ms());
@@ -958,6 +995,58 @@ static bool keep_mine(void *arg, const uint8_t *name, size_t len)
 	return master_of(m, name, len, NULL) == m->self;
 }
 
+/* The inherited marks (ges_own.h) for the map now: a bucket this node got while its owner is
+ * listed as lost is marked; one the map gives to another member loses its mark here, and the
+ * mark is owed to that member (what it inherits, this node had inherited). */
+static void mark_inherited(struct lmdd *m)
+{
+	static uint8_t owner[CORAL_GRD_BUCKETS], lost[CORAL_GRD_BUCKETS];
+	uint32_t seq;
+	do {
+		seq = coral_seq_read_begin(&m->map->seq);
+		memcpy(owner, m->map->owner, sizeof(owner));
+		memcpy(lost, m->map->lost_owner, sizeof(lost));
+	} while (coral_seq_read_retry(&m->map->seq, seq));
+	m->nbhand = 0;
+	uint8_t *bits = m->ownsec->inherited;
+	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++) {
+		bool had = coral_ges_inherited(m->ownsec, b);
+		if (owner[b] == m->self) {
+			if (lost[b] && !had)
+				__atomic_or_fetch(&bits[b / 8], (uint8_t)(1u << (b % 8)), __ATOMIC_RELAXED);
+		} else if (had) {
+			__atomic_and_fetch(&bits[b / 8], (uint8_t)~(1u << (b % 8)), __ATOMIC_RELAXED);
+			if (owner[b] != 0 && in_ring(m, owner[b]))
+				m->bhand[m->nbhand++] = (struct bucket_handoff){b, owner[b]};
+		}
+	}
+}
+
+/* A resource the map moves from this node to another, with a value block to keep: owed to
+ * its new master, which takes it unless written there since (a holder's copy tells it too,
+ * but a resource with no lock, or only CR and NL ones, has no other). */
+static void collect_handoff(void *arg, const uint8_t *name, size_t len)
+{
+	struct lmdd *m = arg;
+	uint32_t to = master_of(m, name, len, NULL);
+	uint8_t lvb[GES_LVB_MAX];
+	bool valid, written;
+	if (to == m->self || to == 0 || ges_lvb_state(m->core, name, len, lvb, &valid, &written) != 0 || !written)
+		return;
+	if (m->nhandoff == HANDOFF_MAX) {
+		if (m->handoffs_lost++ % 1024 == 0)
+			log_warn("more than %d value blocks to hand over at once: %.*s's starts afresh at node %u", HANDOFF_MAX,
+				 (int)len, (const char *)name, to);
+		return;
+	}
+	struct handoff *h = &m->handoff[m->nhandoff++];
+	h->to = to;
+	h->len = (uint8_t)len;
+	h->valid = valid;
+	memcpy(h->name, name, len);
+	memcpy(h->lvb, lvb, LVB_LEN);
+}
+
 /* Tells the new master of o's resource what o holds and waits for. */
 static int send_rebuild(struct lmdd *m, struct own *o)
 {
@@ -994,6 +1083,37 @@ static void flush_rebuilds(struct lmdd *m)
 		if (!(m->rebuild_to & bit(n)))
 			continue;
 		int rc = 0;
+		for (uint32_t i = 0; i < m->nbhand && rc == 0;) {
+			if (m->bhand[i].to != n) {
+				i++;
+				continue;
+			}
+			Coral__GesMsg g = CORAL__GES_MSG__INIT;
+			g.kind = GES_REBUILD;  /* no name: an inherited mark handed over, bucket + 1 */
+			g.lkid = m->bhand[i].bucket + 1;
+			g.map_version = m->map_seen;
+			rc = send_msg(m, n, &g);
+			if (rc == 0)
+				m->bhand[i] = m->bhand[--m->nbhand];
+		}
+		for (uint32_t i = 0; i < m->nhandoff && rc == 0;) {
+			struct handoff *h = &m->handoff[i];
+			if (h->to != n) {
+				i++;
+				continue;
+			}
+			Coral__GesMsg g = CORAL__GES_MSG__INIT;
+			g.kind = GES_REBUILD;  /* no mode held or asked: a value block handed over */
+			g.name.data = h->name;
+			g.name.len = h->len;
+			g.lvb.data = h->lvb;
+			g.lvb.len = LVB_LEN;
+			g.lvb_valid = h->valid;
+			g.map_version = m->map_seen;
+			rc = send_msg(m, n, &g);
+			if (rc == 0)
+				*h = m->handoff[--m->nhandoff];
+		}
 		for (uint32_t k = 0; k < OWN_MAX && m->ownsec->nused && rc == 0; k++) {
 			struct own *o = &m->own[k];
 			if (mine(o) && !o->dying && o->master == n && !(o->op == OP_UNLOCK && o->cookie != 0))
@@ -1033,6 +1153,9 @@ static void check_map(struct lmdd *m)
 	dlk_members(m);
 	/* the fast locks are taken over first: the rebuild below sends them where they go now */
 	fast_close(m);
+	m->nhandoff = 0;  /* (owed for an older map: the newer one decides where they go) */
+	mark_inherited(m);
+	ges_each_resource(m->core, collect_handoff, m);
 	ges_drop(m->core, keep_mine, m);
 	fast_resync(m);
 	if (!ges_held(m->core))
@@ -1583,6 +1706,10 @@ static int lmdd_init(struct coral_daemon *d)
 		return CORAL_EVERSION;
 	}
 	m->own = m->ownsec->locks;
+	m->handoff = calloc(HANDOFF_MAX, sizeof(*m->handoff));
+	m->bhand = calloc(CORAL_GRD_BUCKETS, sizeof(*m->bhand));
+	if (m->handoff == NULL || m->bhand == NULL)
+		return CORAL_ENOMEM;
 	struct ges_ops ops = {.done = core_done, .bast = core_bast, .waits = core_waits, .arg = m};
 	m->core = ges_core_new((uint32_t)d->conf.ges.max_resources, (uint32_t)d->conf.ges.max_locks, LVB_LEN, &ops);
 	if (m->core == NULL)
@@ -1634,6 +1761,8 @@ static void lmdd_fini(struct coral_daemon *d)
 	coral_kit_fini(&m->kit);
 	ges_core_free(m->core);
 	dlk_free(m->dlk);
+	free(m->handoff);
+	free(m->bhand);
 	free(m);
 	d->svc = NULL;
 }

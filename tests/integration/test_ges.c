@@ -708,6 +708,24 @@ Test(ges, a_value_block_outlives_its_masters_loss_in_a_holders_copy)
 	cr_assert_eq(coral_lock(b, gone, strlen(gone), CORAL_LOCK_PR, CORAL_LOCK_VALBLK, 10000, &lb, r, &valid), 0, "%s",
 		     coral_session_error(b));
 	cr_expect(!valid, "%s's value was lost with its master, yet it reads as valid", gone);
+	/* written again, let go; node 3 comes back and the map moves both back to it: the old
+	 * masters hand their values over */
+	uint8_t w[CORAL_LVB_LEN];
+	memset(w, 0x5e, sizeof(w));
+	cr_assert_eq(coral_lock_convert(b, lb, CORAL_LOCK_EX, CORAL_LOCK_VALBLK, 10000, NULL, NULL, NULL), 0, "%s",
+		     coral_session_error(b));
+	cr_assert_eq(coral_unlock(b, lb, w), 0, "%s", coral_session_error(b));
+	cr_assert_eq(run("%s -c %s start 3", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_gt(wait_full_map(3), 0, "node 3 did not join the map again");
+	wait_rebuilt(1, 3);
+	struct coral_session *c = open_on(3);
+	uint64_t lc;
+	valid = 0;
+	cr_assert_eq(coral_lock(c, gone, strlen(gone), CORAL_LOCK_PR, CORAL_LOCK_VALBLK, 10000, &lc, r, &valid), 0, "%s",
+		     coral_session_error(c));
+	cr_expect(valid && memcmp(r, w, sizeof(w)) == 0, "%s's value did not follow it back to node 3 (valid %d)", gone,
+		  valid);
+	coral_session_close(c);
 	cr_expect_eq(run("%s -c %s -n 1 ges resource %s", CORALCTL, cl.conf, name)->code, 0, "%s", res.out);
 	fprintf(stderr, "%s", res.out);
 	coral_session_close(b);
