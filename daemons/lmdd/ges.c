@@ -803,19 +803,13 @@ int ges_handoff_lvb(struct ges_core *c, const void *name, size_t len, const uint
 {
 	if (name == NULL || len == 0 || len > GES_NAME_MAX || lvb == NULL)
 		return CORAL_EINVAL;
-	struct res *r = res_find(c, name, len);
+	const struct res *r = res_find(c, name, len);
 	if (r != NULL && r->lvb_written && !r->lvb_unknown)
 		return CORAL_EEXIST;  /* written here since: newer than the old master's */
-	if (r == NULL && (r = res_get(c, name, len)) == NULL) {
-		c->st.full++;
-		return CORAL_EFULL;
-	}
-	memcpy(r->lvb, lvb, c->lvb_len);
-	r->lvb_valid = valid;
-	r->lvb_written = true;
-	r->lvb_unknown = false;
-	c->st.lvb_recovered++;
-	return 0;
+	int rc = ges_set_lvb(c, name, len, lvb, valid, true);
+	if (rc == 0)
+		c->st.lvb_recovered++;
+	return rc;
 }
 
 bool ges_has(const struct ges_core *c, const void *name, size_t len)

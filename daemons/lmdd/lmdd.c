@@ -612,15 +612,20 @@ static void fast_reap(struct lmdd *m, struct own *o)
 /* A requester's operation at this master: answered at once unless queued (then core_done
  * answers). A node that is not the master at its own map answers so (the sender asks
  * again). */
+static void refuse_request(struct lmdd *m, uint32_t from, const Coral__GesMsg *g, int code)
+{
+	Coral__GesMsg a = CORAL__GES_MSG__INIT;
+	a.kind = GES_ANSWER;
+	a.op = g->kind;
+	a.lkid = g->lkid;
+	a.code = code;
+	send_msg(m, from, &a);
+}
+
 static void on_request(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 {
 	if (g->name.len > 0 && g->name.len <= GES_NAME_MAX && master_of(m, g->name.data, g->name.len, NULL) != m->self) {
-		Coral__GesMsg a = CORAL__GES_MSG__INIT;
-		a.kind = GES_ANSWER;
-		a.op = g->kind;
-		a.lkid = g->lkid;
-		a.code = CORAL_ENOTMASTER;
-		send_msg(m, from, &a);
+		refuse_request(m, from, g, CORAL_ENOTMASTER);
 		return;
 	}
 	int taken = 0;
@@ -635,12 +640,7 @@ static void on_request(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 		}
 	}
 	if (taken != 0) {
-		Coral__GesMsg a = CORAL__GES_MSG__INIT;
-		a.kind = GES_ANSWER;
-		a.op = g->kind;
-		a.lkid = g->lkid;
-		a.code = taken;
-		send_msg(m, from, &a);
+		refuse_request(m, from, g, taken);
 		return;
 	}
 	Coral__GesMsg a;

@@ -188,11 +188,11 @@ Test(ges, a_dead_sessions_locks_are_released)
 	coral_session_close(a);
 }
 
-/* The name of a resource node `want` masters (asked of node 1's lmdd). */
-static void name_mastered_by(int want, char *name, size_t n)
+/* The name of a resource node `want` masters (asked of node 1's lmdd): `prefix` and a number. */
+static void name_with_master(int want, const char *prefix, char *name, size_t n)
 {
 	for (int i = 0; i < 200; i++) {
-		snprintf(name, n, "row-%d", i);
+		snprintf(name, n, "%s%d", prefix, i);
 		char cmd[96];
 		snprintf(cmd, sizeof(cmd), "ges resource %s", name);
 		json_t *j = ctl_json(1, cmd);
@@ -204,6 +204,8 @@ static void name_mastered_by(int want, char *name, size_t n)
 	}
 	cr_assert_fail("no resource of 200 is mastered by node %d", want);
 }
+
+static void name_mastered_by(int want, char *name, size_t n) { name_with_master(want, "row-", name, n); }
 
 /* Waits until no lmdd of nodes first..last holds its grants for a rebuild. */
 static void wait_rebuilt(int first, int last)
@@ -680,16 +682,7 @@ Test(ges, a_value_block_outlives_its_masters_loss_in_a_holders_copy)
 		     coral_session_error(a));
 	/* another one node 3 masters, written and let go: nobody holds a copy of it */
 	char gone[32];
-	for (int i = 0; i < 200; i++) {
-		snprintf(gone, sizeof(gone), "lvb-%d", i);
-		char cmd[96];
-		snprintf(cmd, sizeof(cmd), "ges resource %s", gone);
-		json_t *j = ctl_json(1, cmd);
-		int master = j ? (int)jint(j, "master") : 0;
-		json_decref(j);
-		if (master == 3)
-			break;
-	}
+	name_with_master(3, "lvb-", gone, sizeof(gone));
 	uint64_t lg;
 	cr_assert_eq(coral_lock(a, gone, strlen(gone), CORAL_LOCK_EX, CORAL_LOCK_VALBLK, 0, &lg, NULL, NULL), 0, "%s",
 		     coral_session_error(a));

@@ -442,6 +442,30 @@ Test(ges, a_rebuilt_value_block_is_taken_from_a_holder_that_no_writer_could_pass
 	ges_hold(c, false);
 }
 
+/* A live old master hands its value block over as the map moves the resource: taken when the
+ * resource is new here or its value unknown (put back by a holder), not once written here. */
+Test(ges, a_handed_over_value_block_is_taken_unless_written_here_since)
+{
+	uint8_t v[GES_LVB_MAX], w[GES_LVB_MAX], got[GES_LVB_MAX];
+	memset(v, 0x21, sizeof(v));
+	memset(w, 0x42, sizeof(w));
+	bool valid = false;
+	cr_expect_eq(ges_handoff_lvb(c, "new", 3, v, true), 0);
+	ges_resource(c, "new", 3, NULL, 0, got, &valid);
+	cr_expect(valid && memcmp(got, v, 32) == 0, "a resource new here did not take it");
+	ges_hold(c, true);
+	cr_expect_eq(ges_rebuild(c, 1, 1, 1, R, strlen(R), GES_NL, GES_NONE, 0, 200), 0);
+	cr_expect_eq(ges_handoff_lvb(c, R, strlen(R), v, true), 0, "an unknown value not taken");
+	ges_hold(c, false);
+	struct ges_answer a;
+	cr_expect_eq(ges_request(c, 2, 2, 5, R, strlen(R), GES_EX, GES_F_VALBLK, 0, 201, &a), 0);
+	cr_expect(a.lvb_valid && memcmp(a.lvb, v, 32) == 0);
+	cr_expect_eq(ges_unlock(c, 2, 5, w, 202), 0);
+	cr_expect_eq(ges_handoff_lvb(c, R, strlen(R), v, true), CORAL_EEXIST, "an older value over one written here");
+	ges_resource(c, R, strlen(R), NULL, 0, got, &valid);
+	cr_expect(valid && memcmp(got, w, 32) == 0);
+}
+
 /* ---- waits and the wait-for graph (wfg.c) -------------------------------------------- */
 
 #include "wfg.h"
