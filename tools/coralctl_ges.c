@@ -21,7 +21,7 @@ static int ges_stats(void)
 		F(timeouts); F(conv_deadlocks); F(demoted); F(basts); F(full); F(lvb_writes); F(lvb_invalidated); F(lvb_recovered);
 		F(sessions_gone); F(nodes_lost); F(locks_lost); F(resources); F(locks); F(own_locks); F(sent);
 		F(not_master); F(refused_msgs); F(basts_received); F(rebuilt); F(dropped); F(map_version);
-		F(victims); F(deadlocks); F(coordinator); F(edges); F(phantoms); F(probes_lapsed); F(swept); F(basts_delivered);
+		F(victims); F(deadlocks); F(coordinator); F(edges); F(phantoms); F(probes_lapsed); F(swept); F(basts_delivered); F(graph_full);
 		F(fast_grants); F(fast_converts); F(fast_unlocks); F(fast_refused); F(fast_fallbacks); F(fast_imports);
 		F(fast_repairs);
 		json_object_set_new(j, "held", json_boolean(r->held));
@@ -43,7 +43,7 @@ static int ges_stats(void)
 		       "with the tables full\n", (unsigned long long)r->noqueue_refused, (unsigned long long)r->timeouts,
 		       (unsigned long long)r->conv_deadlocks, (unsigned long long)r->demoted, (unsigned long long)r->full);
 		printf("  blocking notifications: %llu sent, %llu received, %llu handed to subscribed sessions; value blocks: "
-		       "%llu written, %llu made invalid, %llu taken from a holder's copy after a rebuild\n",
+		       "%llu written, %llu made invalid, %llu taken from a holder's copy or the old master after a rebuild\n",
 		       (unsigned long long)r->basts, (unsigned long long)r->basts_received,
 		       (unsigned long long)r->basts_delivered, (unsigned long long)r->lvb_writes,
 		       (unsigned long long)r->lvb_invalidated, (unsigned long long)r->lvb_recovered);
@@ -51,9 +51,11 @@ static int ges_stats(void)
 		       r->coordinator == (uint32_t)ctx.node->id ? " (this node)" : "", (unsigned long long)r->victims);
 		if (r->coordinator == (uint32_t)ctx.node->id)
 			printf("  as coordinator: %u edges in the wait-for graph, %llu deadlocks found (coralctl ges deadlocks); "
-			       "%llu cycles gone when probed, %llu probes lapsed, %llu deadlocks the sweep found first\n",
+			       "%llu cycles gone when probed, %llu probes lapsed, %llu deadlocks the sweep found first, "
+			       "%llu reports refused with the graph full ([ges] graph_edges)\n",
 			       r->edges, (unsigned long long)r->deadlocks, (unsigned long long)r->phantoms,
-			       (unsigned long long)r->probes_lapsed, (unsigned long long)r->swept);
+			       (unsigned long long)r->probes_lapsed, (unsigned long long)r->swept,
+			       (unsigned long long)r->graph_full);
 		printf("  fast path (%s): %llu grants, %llu conversions, %llu unlocks, %llu no-queue refusals by the "
 		       "sessions themselves; %llu calls went to lmdd instead, %llu resources taken over by lmdd, %llu "
 		       "buckets repaired\n", r->fast_open ? "open" : "CLOSED: a rebuild is under way",

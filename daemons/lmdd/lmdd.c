@@ -1451,6 +1451,7 @@ static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	r.phantoms = b->phantoms + ds->phantoms;
 	r.probes_lapsed = b->probes_lapsed + ds->probes_lapsed;
 	r.swept = b->swept + ds->swept;
+	r.graph_full = b->full + ds->full;
 	struct coral_ges_own *f = m->ownsec;
 	r.fast_grants = atomic_load(&f->fast_grants);
 	r.fast_converts = atomic_load(&f->fast_converts);
