@@ -9,10 +9,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The edges are kept in order of their waiter (node, session), so that a search finds a
+ * session's waits by bisection instead of a scan of the whole graph (a search visits many
+ * sessions: scanning every edge for each made it the graph's size times the sessions). */
 struct wfg {
 	struct wfg_edge *e;
+	struct wfg_edge *tmp;   /* wfg_set's merge */
 	uint32_t n, cap;
 };
+
+static int owner_cmp(struct wfg_owner a, struct wfg_owner b)
+{
+	if (a.node != b.node)
+		return a.node < b.node ? -1 : 1;
+	return a.session < b.session ? -1 : a.session > b.session;
+}
+
+/* The first edge whose waiter is not before o. */
+static uint32_t lower_bound(const struct wfg *g, struct wfg_owner o)
+{
+	uint32_t lo = 0, hi = g->n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (owner_cmp(g->e[mid].waiter, o) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int edge_cmp(const void *a, const void *b)
+{
+	return owner_cmp(((const struct wfg_edge *)a)->waiter, ((const struct wfg_edge *)b)->waiter);
+}
 
 struct wfg *wfg_new(uint32_t max_edges)
 {
@@ -22,7 +52,10 @@ struct wfg *wfg_new(uint32_t max_edges)
 	if (g == NULL)
 		return NULL;
 	g->e = calloc(max_edges, sizeof(*g->e));
-	if (g->e == NULL) {
+	g->tmp = calloc(max_edges, sizeof(*g->tmp));
+	if (g->e == NULL || g->tmp == NULL) {
+		free(g->e);
+		free(g->tmp);
 		free(g);
 		return NULL;
 	}
@@ -35,6 +68,7 @@ void wfg_free(struct wfg *g)
 	if (g == NULL)
 		return;
 	free(g->e);
+	free(g->tmp);
 	free(g);
 }
 
@@ -59,14 +93,25 @@ int wfg_set(struct wfg *g, uint32_t master, const uint8_t *name, size_t len, con
 	for (uint32_t i = 0; i < g->n; i++)
 		if (!same_res(&g->e[i], master, name, len))
 			g->e[k++] = g->e[i];
+	/* the new edges, in order, merged in (the rest stayed in order) */
+	struct wfg_edge *add = g->tmp;
 	for (uint32_t i = 0; i < n; i++) {
-		g->e[k] = e[i];
-		g->e[k].master = master;
-		memcpy(g->e[k].name, name, len);
-		g->e[k].len = (uint8_t)len;
-		k++;
+		add[i] = e[i];
+		add[i].master = master;
+		memcpy(add[i].name, name, len);
+		add[i].len = (uint8_t)len;
 	}
-	g->n = k;
+	qsort(add, n, sizeof(*add), edge_cmp);
+	/* merged from the back into e (room for k + n): what is kept moves only up, over slots
+	 * already read */
+	uint32_t i = k, j = n, w = k + n;
+	while (j > 0) {
+		if (i > 0 && edge_cmp(&g->e[i - 1], &add[j - 1]) > 0)
+			g->e[--w] = g->e[--i];
+		else
+			g->e[--w] = add[--j];
+	}
+	g->n = k + n;
 	return 0;
 }
 
@@ -97,9 +142,9 @@ static bool dfs(const struct wfg *g, struct wfg_owner start, struct wfg_owner at
 {
 	if (depth >= WFG_CYCLE_MAX)
 		return false;
-	for (uint32_t i = 0; i < g->n; i++) {
+	for (uint32_t i = lower_bound(g, at); i < g->n && same_owner(g->e[i].waiter, at); i++) {
 		const struct wfg_edge *e = &g->e[i];
-		if (!same_owner(e->waiter, at) || dead[i])
+		if (dead[i])
 			continue;
 		path[depth] = *e;
 		if (same_owner(e->holder, start)) {
@@ -137,10 +182,9 @@ static int shorten(const struct wfg *g, struct wfg_edge *cycle, int len)
 	for (;;) {
 		int best_k = 1, bi = -1, bj = -1;
 		uint32_t be = 0;
-		for (uint32_t x = 0; x < g->n; x++) {
-			int i = pos_in(cycle, len, g->e[x].waiter);
-			if (i < 0)
-				continue;
+		for (int c = 0; c < len; c++)
+		for (uint32_t x = lower_bound(g, cycle[c].waiter); x < g->n && same_owner(g->e[x].waiter, cycle[c].waiter); x++) {
+			int i = c;
 			int j = pos_in(cycle, len, g->e[x].holder);
 			if (j < 0)
 				continue;
@@ -181,22 +225,18 @@ int wfg_cycle_from(const struct wfg *g, struct wfg_owner from, struct wfg_edge *
 uint32_t wfg_waiters(const struct wfg *g, struct wfg_owner *out, uint32_t max)
 {
 	uint32_t n = 0;
-	for (uint32_t i = 0; i < g->n && n < max; i++) {
-		bool seen = false;
-		for (uint32_t j = 0; j < n && !seen; j++)
-			seen = same_owner(out[j], g->e[i].waiter);
-		if (!seen)
-			out[n++] = g->e[i].waiter;
-	}
+	for (uint32_t i = 0; i < g->n && n < max; i++)
+		if (i == 0 || !same_owner(g->e[i - 1].waiter, g->e[i].waiter))
+			out[n++] = g->e[i].waiter;  /* (a waiter's edges are together) */
 	return n;
 }
 
 bool wfg_has(const struct wfg *g, const struct wfg_edge *e)
 {
-	for (uint32_t i = 0; i < g->n; i++) {
+	for (uint32_t i = lower_bound(g, e->waiter); i < g->n && same_owner(g->e[i].waiter, e->waiter); i++) {
 		const struct wfg_edge *x = &g->e[i];
 		if (same_res(x, e->master, e->name, e->len) && x->lkid == e->lkid && x->since_ms == e->since_ms &&
-		    same_owner(x->waiter, e->waiter) && same_owner(x->holder, e->holder))
+		    same_owner(x->holder, e->holder))
 			return true;
 	}
 	return false;

@@ -43,7 +43,7 @@ void wfg_drop_master(struct wfg *g, uint32_t master);
 /* Every wait of a session of node `node` goes (the node was lost). */
 void wfg_drop_waiter_node(struct wfg *g, uint32_t node);
 uint32_t wfg_edges(const struct wfg *g);
-/* Edge i (0 <= i < wfg_edges), in no particular order. */
+/* Edge i (0 <= i < wfg_edges), in the order of their waiters (node, session). */
 const struct wfg_edge *wfg_edge_at(const struct wfg *g, uint32_t i);
 /* A cycle of waits found from session `from` (its edges in order, up to WFG_CYCLE_MAX), or
  * 0. It has no chord: one found through a session that a shorter cycle skips is cut down to

@@ -507,6 +507,62 @@ static struct wfg_edge edge(uint32_t wn, uint32_t hn, uint64_t lkid, uint64_t si
 	return e;
 }
 
+/* Random reports from several masters: the graph (kept in waiter order, searched by
+ * bisection) finds a cycle from a session exactly when one goes round through it by a
+ * brute-force walk of every edge, its cycle is made of edges it has, and it lists each
+ * waiter once. */
+Test(ges, random_reports_find_exactly_the_cycles_a_walk_of_every_edge_finds)
+{
+	struct wfg *g = wfg_new(4096);
+	cr_assert_not_null(g);
+	uint64_t seed = 12345;
+	enum { S = 12 };
+	for (int round = 0; round < 3000; round++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		uint32_t master = 1 + (uint32_t)(seed >> 60) % 3, res = (uint32_t)(seed >> 50) % 8;
+		uint32_t n = (uint32_t)(seed >> 40) % 4;
+		struct wfg_edge e[4];
+		for (uint32_t i = 0; i < n; i++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			uint32_t w = 1 + (uint32_t)(seed >> 33) % S, h = 1 + (uint32_t)(seed >> 45) % S;
+			e[i] = edge(w, h, seed >> 20, (uint64_t)round, 0);
+		}
+		char name[4] = {'r', (char)('0' + res), 0, 0};
+		cr_assert_eq(wfg_set(g, master, (const uint8_t *)name, 2, e, n), 0);
+		/* brute force: reach[a][b] through every edge */
+		static bool reach[S + 1][S + 1];
+		memset(reach, 0, sizeof(reach));
+		for (uint32_t i = 0; i < wfg_edges(g); i++) {
+			const struct wfg_edge *x = wfg_edge_at(g, i);
+			reach[x->waiter.node][x->holder.node] = true;
+		}
+		for (int k = 1; k <= S; k++)
+			for (int a = 1; a <= S; a++)
+				for (int b = 1; b <= S; b++)
+					reach[a][b] |= reach[a][k] && reach[k][b];
+		for (uint32_t s = 1; s <= S; s++) {
+			struct wfg_edge cyc[WFG_CYCLE_MAX];
+			int len = wfg_cycle_from(g, (struct wfg_owner){s, s}, cyc);
+			if (!reach[s][s]) {
+				cr_assert_eq(len, 0, "round %d: a cycle from %u that no walk finds", round, s);
+				continue;
+			}
+			/* found from s, or a shorter one its chord cuts it down to */
+			cr_assert_gt(len, 0, "round %d: no cycle found from %u, which a walk goes round", round, s);
+			for (int k = 0; k < len; k++) {
+				cr_assert(wfg_has(g, &cyc[k]), "round %d: a cycle edge the graph does not have", round);
+				cr_assert_eq(cyc[k].holder.node, cyc[(k + 1) % len].waiter.node, "round %d: not a cycle", round);
+			}
+		}
+		struct wfg_owner w[S + 1];
+		uint32_t nw = wfg_waiters(g, w, S + 1);
+		for (uint32_t a = 0; a < nw; a++)
+			for (uint32_t b = a + 1; b < nw; b++)
+				cr_assert(w[a].node != w[b].node, "round %d: waiter %u listed twice", round, w[a].node);
+	}
+	wfg_free(g);
+}
+
 Test(ges, the_wait_for_graph_finds_cycles_across_masters_and_nothing_else)
 {
 	struct wfg *g = wfg_new(16);
