@@ -11,7 +11,11 @@
  *
  * Checked after every millisecond: every core's invariants (granted modes compatible, queues
  * well formed); no session sits in a real cycle of waits (the masters' queues as they are)
- * longer than the bound; and at each victim chosen, that it is in a real cycle then. */
+ * longer than the bound; and at each victim chosen, that it is in a real cycle then. Checked
+ * as it happens: every grant of a queued lock is of the first queued on its resource (and
+ * none at once with one queued), EX is exclusive as the sessions know it, nothing the lost
+ * node held is granted before its recovery, and no value block read as valid holds another
+ * value than the last one a master took from a writer. */
 #include "ges_sim.h"
 
 #include "dlk.h"
@@ -76,6 +80,10 @@ struct node {
 	bool alive, noticed;      /* noticed: it has seen the map without the lost node */
 	uint64_t see_at;
 	bool done_from[MAXN + 1]; /* members that have put their locks back for that map */
+	/* the locks queued on each resource here, in the order they were queued: every grant of
+	 * a queued one must be of the first (EX: no one passes another) */
+	uint64_t fifo[NRES][MAXN * SESS * 2];
+	int nfifo[NRES];
 };
 
 struct sim {
@@ -258,14 +266,43 @@ static int res_of_lock(struct sim *m, uint64_t session, uint64_t lkid)
 	return s == NULL ? -1 : s->lk[0] == lkid ? s->res[0] : s->lk[1] == lkid ? s->res[1] : -1;
 }
 
+static void fifo_push(struct sim *m, struct node *n, int r, uint64_t lkid)
+{
+	if (r < 0 || n->nfifo[r] == MAXN * SESS * 2) {
+		fail(m, "node %u: more queued on r%d than sessions have locks", n->id, r);
+		return;
+	}
+	n->fifo[r][n->nfifo[r]++] = lkid;
+}
+
+/* lkid leaves r's queue at node n: granted (it must be the first), or refused (anywhere). */
+static void fifo_take(struct sim *m, struct node *n, int r, uint64_t lkid, bool granted)
+{
+	if (r < 0)
+		return;
+	for (int i = 0; i < n->nfifo[r]; i++)
+		if (n->fifo[r][i] == lkid) {
+			if (granted && i != 0)
+				fail(m, "node %u granted lock %llu on r%d ahead of %d queued before it", n->id,
+				     (unsigned long long)lkid, r, i);
+			memmove(&n->fifo[r][i], &n->fifo[r][i + 1], (size_t)(n->nfifo[r] - i - 1) * sizeof(uint64_t));
+			n->nfifo[r]--;
+			return;
+		}
+	if (granted)
+		fail(m, "node %u granted lock %llu on r%d, which was not queued there", n->id, (unsigned long long)lkid, r);
+}
+
 static void core_done(void *arg, uint32_t node, uint64_t session, uint64_t lkid, int code, int gr, bool demoted,
 		      const uint8_t *lvb, bool lvb_valid)
 {
 	(void)gr, (void)demoted;
 	struct node *n = arg;
 	struct sim *m = n->sim;
+	int r = res_of_lock(m, session, lkid);
+	fifo_take(m, n, r, lkid, code == 0);
 	if (code == 0)
-		check_read(m, res_of_lock(m, session, lkid), lvb, lvb_valid);
+		check_read(m, r, lvb, lvb_valid);
 	send(m, n->id, node, (struct msg){.kind = M_ANSWER, .session = session, .lkid = lkid, .code = code,
 					  .lvb_valid = lvb && lvb_valid, .lvb = lvb ? lvb_get(lvb) : 0});
 }
@@ -551,6 +588,14 @@ static void notice(struct sim *m, struct node *n)
 	n->noticed = true;
 	n->see_at = 0;
 	ges_node_lost(n->core, m->dead, m->now);
+	/* the lost node's queued requests went with it (its lock ids carry its node) */
+	for (int r = 0; r < NRES; r++) {
+		int k = 0;
+		for (int i = 0; i < n->nfifo[r]; i++)
+			if ((uint32_t)(n->fifo[r][i] >> 40) != m->dead)
+				n->fifo[r][k++] = n->fifo[r][i];
+		n->nfifo[r] = k;
+	}
 	if (m->recovered)
 		ges_node_recovered(n->core, m->dead, m->now);
 	ges_hold(n->core, true);
@@ -605,6 +650,11 @@ static void deliver(struct sim *m, struct msg *x)
 		struct ges_answer a;
 		int rc = ges_request(n->core, x->from, x->session, x->lkid, name, strlen(name), GES_EX, GES_F_VALBLK, 0,
 				     m->now, &a);
+		if (rc == CORAL_EPENDING)
+			fifo_push(m, n, x->res, x->lkid);
+		if (rc == 0 && n->nfifo[x->res] > 0)
+			fail(m, "node %u granted lock %llu on r%d at once, %d queued before it", n->id,
+			     (unsigned long long)x->lkid, x->res, n->nfifo[x->res]);
 		if (rc == 0) {
 			check_read(m, x->res, a.lvb, a.lvb_valid);
 			send(m, n->id, x->from, (struct msg){.kind = M_ANSWER, .session = x->session, .lkid = x->lkid,
@@ -639,6 +689,8 @@ static void deliver(struct sim *m, struct msg *x)
 		if (rc != 0)
 			fail(m, "a rebuild of lock %llu on %s refused: %s", (unsigned long long)x->lkid, name,
 			     coral_strerror(rc));
+		if (rc == 0 && x->rq)
+			fifo_push(m, n, x->res, x->lkid);  /* queued in the order put back */
 		if (rc == 0 && x->gr && x->lvb_valid) {
 			uint8_t v[GES_LVB_MAX] = {0};
 			memcpy(v, &x->lvb, sizeof(x->lvb));
