@@ -61,6 +61,7 @@ struct coral_ges_own_lock {
 	 * told to a new master by the rebuild, which takes it from a CW, PR, PW or EX holder */
 	uint8_t lvb_cur[CORAL_GES_LVB];
 	uint8_t lvb_cur_valid;
+	uint64_t tag;             /* the session's number for the lock call that made it */
 };
 
 /* A resource in the fast table: its fast locks (own lock index + 1) and value block, or

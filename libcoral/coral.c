@@ -75,6 +75,12 @@ struct coral_session {
 	char sock[CORAL_STR_MAX + 32];
 	int lmdd_fd;              /* to lmdd, kept from the first lock call on (-1: none yet) */
 	int prio;                 /* for the choice of deadlock victims (coral_session_set_priority) */
+	/* lock calls whose connection to lmdd broke before their answer came (lmdd restarted):
+	 * granted or not, they are let go at lmdd (op abandon) before the next lock call */
+	uint64_t lock_tag;
+	uint64_t abandon[16];
+	uint32_t nabandon;
+	bool lmdd_broke;          /* the last ask_lmdd failed on its connection, not by an answer */
 	/* the subscription to its locks' events (coral_lock_events): the connection, what was
 	 * read of it and not yet taken, and coral_lock_on_event's thread */
 	int ev_fd;
@@ -1019,9 +1025,12 @@ static int ask_lmdd(struct coral_session *s, Coral__GesLockRequest *g, int timeo
 	if (s->lmdd_fd < 0) {
 		coral_conf_sock_path(s->node, "lmdd", s->lmdd_sock, sizeof(s->lmdd_sock));
 		int rc = sock_connect(s, s->lmdd_sock, &s->lmdd_fd);
-		if (rc != 0)
+		if (rc != 0) {
+			s->lmdd_broke = true;  /* (nothing was sent) */
 			return fail(s, rc, "lmdd (%s): %s", s->lmdd_sock, s->errmsg);
+		}
 	}
+	s->lmdd_broke = false;
 	int wait = timeout_ms > 0 ? timeout_ms + 2000 : 7 * 24 * 3600 * 1000;
 	bool spin = spin_begin(s);
 	int rc = coral_ctl_call_rd(s->lmdd_fd, &s->rd, NULL, s->lmdd_sock, &req, (size_t)s->conf.cluster.max_frame, wait,
@@ -1031,6 +1040,7 @@ static int ask_lmdd(struct coral_session *s, Coral__GesLockRequest *g, int timeo
 		/* the connection is in an unknown state: a new one for the next call */
 		close(s->lmdd_fd);
 		s->lmdd_fd = -1;
+		s->lmdd_broke = true;
 		return fail(s, rc, "lmdd (%s): %s", s->lmdd_sock, err);
 	}
 	if ((*resp)->code != 0 || (*resp)->ges_lock == NULL) {
@@ -1227,6 +1237,25 @@ int coral_session_set_priority(struct coral_session *s, int priority)
 	return 0;
 }
 
+/* The lock calls whose answers were lost with their connection are let go at lmdd (the
+ * caller was told they failed): those lmdd cannot be told yet are kept for the next call. */
+static void abandon_lost(struct coral_session *s)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < s->nabandon; i++) {
+		Coral__GesLockRequest g = CORAL__GES_LOCK_REQUEST__INIT;
+		g.op = 5;
+		g.tag = s->abandon[i];
+		Coral__GesLockReply *r;
+		Coral__CtlResponse *resp;
+		if (ask_lmdd(s, &g, 5000, &r, &resp) == 0)
+			coral_ctl_response_free(resp);
+		else if (s->lmdd_broke)
+			s->abandon[k++] = s->abandon[i];  /* lmdd not there yet: again at the next call */
+	}
+	s->nabandon = k;
+}
+
 /* A lock (name given) or a conversion (*lkid given), answered when done or, async, at once
  * (its end comes as an event on the session's subscription). */
 static int lock_call(struct coral_session *s, const void *name, size_t len, uint64_t *lkid, int mode, unsigned flags,
@@ -1253,9 +1282,13 @@ static int lock_call(struct coral_session *s, const void *name, size_t len, uint
 		if (rc != CORAL_GES_SLOW)
 			return rc;
 	}
+	if (s->nabandon)
+		abandon_lost(s);
 	Coral__GesLockRequest g = CORAL__GES_LOCK_REQUEST__INIT;
 	g.op = name ? 1 : 2;
 	g.priority = s->prio;
+	if (name)
+		g.tag = ++s->lock_tag;
 	g.name.data = (uint8_t *)name;
 	g.name.len = name ? len : 0;
 	g.lkid = name ? 0 : *lkid;
@@ -1269,8 +1302,23 @@ static int lock_call(struct coral_session *s, const void *name, size_t len, uint
 	Coral__GesLockReply *r;
 	Coral__CtlResponse *resp;
 	int rc = ask_lmdd(s, &g, timeout_ms, &r, &resp);
-	if (rc != 0)
+	if (rc != 0) {
+		/* a lock asked for whose answer was lost may have been granted all the same: let go
+		 * at once if lmdd is back, else before the next call (a conversion's outcome is not
+		 * known either: lmdd(8), RESTART) */
+		if (name && s->lmdd_broke) {
+			if (s->nabandon == sizeof(s->abandon) / sizeof(s->abandon[0]))
+				memmove(s->abandon, s->abandon + 1, sizeof(s->abandon) - sizeof(s->abandon[0]));
+			else
+				s->nabandon++;
+			s->abandon[s->nabandon - 1] = g.tag;
+			char msg[CORAL_ERRMSG_MAX];
+			snprintf(msg, sizeof(msg), "%s", s->errmsg);
+			abandon_lost(s);
+			snprintf(s->errmsg, sizeof(s->errmsg), "%s", msg);
+		}
 		return rc;
+	}
 	*lkid = r->lkid;
 	if (!async)
 		lvb_out(r, lvb_read, lvb_valid);

@@ -41,7 +41,7 @@
 #define DEADLOCK_HISTORY 64
 #define SWEEP_WAITERS 256      /* waiters searched from at each sweep */
 
-enum { OP_LOCK = 1, OP_CONVERT, OP_UNLOCK, OP_CANCEL };
+enum { OP_LOCK = 1, OP_CONVERT, OP_UNLOCK, OP_CANCEL, OP_ABANDON };
 
 /* A lock of this node's sessions: in the SGA (ges_own.h), so that a restarted lmdd has them. */
 #define own coral_ges_own_lock
@@ -347,6 +347,8 @@ static void on_answer(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 		return;
 	}
 	bool gone = false;
+	if (code == CORAL_ENOENT && o->op == OP_UNLOCK)
+		code = 0;  /* the master has no such lock (its lmdd restarted since it was granted): gone */
 	if (code == 0 && (o->op == OP_LOCK || o->op == OP_CONVERT))
 		o->mode = (int)g->mode;
 	else if (code == 0 && o->op == OP_UNLOCK)
@@ -982,9 +984,21 @@ static void on_done(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 	m->inst_from[from] = g->lkid;
 	if (restarted || g->map_version > m->done_from[from])
 		m->done_from[from] = g->map_version;
-	if (restarted && from != m->self)
+	if (restarted && from != m->self) {
 		log_notice("node %u's lmdd restarted: the locks of this node's sessions it masters are put back there",
 			   from);
+		/* an unlock on its way there (a session's, or a release) is not put back: the new
+		 * lmdd has nothing of that lock, so it is done (its answer, if the old one sent it,
+		 * went with it; without this the session's call waited for ever) */
+		for (uint32_t k = 0; k < OWN_MAX && m->ownsec->nused; k++) {
+			struct own *o = &m->own[k];
+			if (!mine(o) || o->master != from || o->op != OP_UNLOCK || (o->cookie == 0 && !o->dying))
+				continue;
+			if (!o->dying)
+				answer_session(m, o, 0, GES_NONE, NULL, false, false);
+			own_free(m, o);
+		}
+	}
 	if (first && from != m->self)
 		m->rebuild_to |= bit(from);  /* its queues may be new: this node's locks there, and its word */
 }
@@ -1299,10 +1313,10 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 	struct lmdd *m = d->svc;
 	const Coral__GesLockRequest *q = req->ges_lock;
 	uint64_t id = coral_ctl_request_id(req);
-	if (q->op < OP_LOCK || q->op > OP_CANCEL || q->mode >= GES_NMODES || (q->flags & ~GES_F_ALL) ||
+	if (q->op < OP_LOCK || q->op > OP_ABANDON || q->mode >= GES_NMODES || (q->flags & ~GES_F_ALL) ||
 	    (q->lvb.len && q->lvb.len > LVB_LEN) || (q->op == OP_LOCK && (q->name.len == 0 || q->name.len > GES_NAME_MAX))) {
 		coral_daemon_answer_error(d, conn, id, CORAL_EINVAL,
-					  "a lock request needs op 1-4, a mode NL..EX (0-5), known flags, a name of 1 to %d "
+					  "a lock request needs op 1-5, a mode NL..EX (0-5), known flags, a name of 1 to %d "
 					  "bytes and a value block of at most %d", GES_NAME_MAX, LVB_LEN);
 		return;
 	}
@@ -1314,6 +1328,26 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 	}
 	if (!session_is_callers(d, conn, id, q->session, q->slot))
 		return;
+	if (q->op == OP_ABANDON) {
+		/* the session's lock call `tag` broke with its connection (this lmdd's predecessor
+		 * died, say) before its answer came: whatever became of it, granted or queued, is
+		 * let go, as the caller was told it failed */
+		uint32_t n = 0;
+		for (uint32_t k = 0; k < OWN_MAX && m->ownsec->nused && q->tag; k++) {
+			struct own *o = &m->own[k];
+			if (mine(o) && o->tag == q->tag && o->session == q->session && o->slot == q->slot && !o->dying) {
+				own_release(m, o);
+				n++;
+			}
+		}
+		Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
+		r.lkid = n;
+		Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+		resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_LOCK;
+		resp.ges_lock = &r;
+		coral_daemon_answer(d, conn, id, &resp);
+		return;
+	}
 	if (q->async && ((q->op != OP_LOCK && q->op != OP_CONVERT) || m->subs[q->slot - 1].conn == 0 ||
 			 m->subs[q->slot - 1].session != q->session)) {
 		coral_daemon_answer_error(d, conn, id, CORAL_EINVAL,
@@ -1332,6 +1366,7 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 		o->len = (uint8_t)q->name.len;
 		o->session = q->session;
 		o->slot = q->slot;
+		o->tag = q->tag;
 		o->prio = (int8_t)(q->priority < GES_PRIO_MIN ? GES_PRIO_MIN : q->priority > GES_PRIO_MAX ? GES_PRIO_MAX
 													       : q->priority);
 	} else {
@@ -1355,6 +1390,22 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 		if (o == NULL || o->session != q->session || o->slot != q->slot) {
 			coral_daemon_answer_error(d, conn, id, CORAL_ENOENT, "no lock %llu of this session",
 						  (unsigned long long)q->lkid);
+			return;
+		}
+		if (o->dying) {
+			/* being let go already (its unlock was under way when the lmdd before this one
+			 * died, say): an unlock is done; nothing else can be */
+			if (q->op == OP_UNLOCK) {
+				Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
+				r.lkid = o->lkid;
+				Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+				resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_LOCK;
+				resp.ges_lock = &r;
+				coral_daemon_answer(d, conn, id, &resp);
+			} else {
+				coral_daemon_answer_error(d, conn, id, CORAL_ENOENT, "lock %llu is being let go (its call "
+							  "broke when lmdd restarted)", (unsigned long long)q->lkid);
+			}
 			return;
 		}
 		if (o->cookie != 0 && q->op != OP_CANCEL) {
@@ -1723,8 +1774,12 @@ static int lmdd_init(struct coral_daemon *d)
 	 * first map (check_map), waiting operations cancelled there */
 	m->restarted = m->ownsec->lmdd_pid != 0;
 	m->ownsec->lmdd_pid = (int32_t)getpid();
-	/* no session grants itself anything until this lmdd has the map and has rebuilt */
+	/* nothing is granted, by this lmdd or by a session itself, until it has the map and every
+	 * member has put its locks back: a restarted lmdd's queues are empty until then, and a
+	 * request granted from them would pass a lock it does not know of yet */
 	atomic_store(&m->ownsec->fast_version, 0);
+	ges_hold(m->core, true);
+	m->held_since_ms = now_ms();
 	if (m->restarted) {
 		uint32_t n = 0;
 		for (uint32_t k = 0; k < OWN_MAX; k++) {
