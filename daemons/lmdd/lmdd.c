@@ -1218,8 +1218,8 @@ static void check_map(struct lmdd *m)
  * until then). */
 static void check_rebuilt(struct lmdd *m)
 {
-	if (!ges_held(m->core))
-		return;
+	if (!ges_held(m->core) || m->map_seen == 0)
+		return;  /* (held from the start until a map has been rebuilt: lmdd_init) */
 	bool silent = false;
 	uint64_t now = now_ms();
 	for (uint32_t i = 0; i < m->nring; i++) {
