@@ -81,6 +81,10 @@ struct coral_session {
 	uint64_t abandon[16];
 	uint32_t nabandon;
 	bool lmdd_broke;          /* the last ask_lmdd failed on its connection, not by an answer */
+	bool lmdd_unsent;         /* ... before its request was written (no connection) */
+	/* the lock whose last unlock's connection broke before the answer (0: none): lmdd may have
+	 * let it go and died before answering, so a retry answered "no such lock" is that unlock done */
+	uint64_t unlock_broke;
 	/* the subscription to its locks' events (coral_lock_events): the connection, what was
 	 * read of it and not yet taken, and coral_lock_on_event's thread */
 	int ev_fd;
@@ -1002,6 +1006,7 @@ void coral_session_stats(const struct coral_session *s, struct coral_session_sta
 static int ask_lmdd(struct coral_session *s, Coral__GesLockRequest *g, int timeout_ms, Coral__GesLockReply **out,
 		    Coral__CtlResponse **resp)
 {
+	*resp = NULL;
 	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
 	Coral__Header hdr = CORAL__HEADER__INIT;
 	hdr.sender = s->program;
@@ -1026,11 +1031,11 @@ static int ask_lmdd(struct coral_session *s, Coral__GesLockRequest *g, int timeo
 		coral_conf_sock_path(s->node, "lmdd", s->lmdd_sock, sizeof(s->lmdd_sock));
 		int rc = sock_connect(s, s->lmdd_sock, &s->lmdd_fd);
 		if (rc != 0) {
-			s->lmdd_broke = true;  /* (nothing was sent) */
+			s->lmdd_broke = s->lmdd_unsent = true;
 			return fail(s, rc, "lmdd (%s): %s", s->lmdd_sock, s->errmsg);
 		}
 	}
-	s->lmdd_broke = false;
+	s->lmdd_broke = s->lmdd_unsent = false;
 	int wait = timeout_ms > 0 ? timeout_ms + 2000 : 7 * 24 * 3600 * 1000;
 	bool spin = spin_begin(s);
 	int rc = coral_ctl_call_rd(s->lmdd_fd, &s->rd, NULL, s->lmdd_sock, &req, (size_t)s->conf.cluster.max_frame, wait,
@@ -1256,6 +1261,26 @@ static void abandon_lost(struct coral_session *s)
 	s->nabandon = k;
 }
 
+/* A conversion or an unlock whose connection to lmdd broke is asked again, as lmdd comes
+ * back (a restart, [cache] restart_wait_ms at most): the restarted lmdd has settled the one
+ * under way (CORAL_ERETRY until then: cancelled where it waited, the lock kept in the mode its
+ * master granted), and one still under way at an lmdd that did not restart ends first
+ * (CORAL_EBUSY until then); a conversion asked again to a mode already granted is granted at
+ * once. Whether rc (the last answer) is worth another try. */
+static bool ask_again(struct coral_session *s, int rc, bool *broke, uint64_t t0)
+{
+	if (rc == 0)
+		return false;
+	if (s->lmdd_broke && !s->lmdd_unsent)
+		*broke = true;
+	if (!(s->lmdd_broke || rc == CORAL_ERETRY || (*broke && rc == CORAL_EBUSY)))
+		return false;
+	if (coral_now_mono_ns() - t0 >= (uint64_t)s->conf.cache.restart_wait_ms * 1000000ull)
+		return false;
+	nap_ms(20);
+	return true;
+}
+
 /* A lock (name given) or a conversion (*lkid given), answered when done or, async, at once
  * (its end comes as an event on the session's subscription). */
 static int lock_call(struct coral_session *s, const void *name, size_t len, uint64_t *lkid, int mode, unsigned flags,
@@ -1302,6 +1327,9 @@ static int lock_call(struct coral_session *s, const void *name, size_t len, uint
 	Coral__GesLockReply *r;
 	Coral__CtlResponse *resp;
 	int rc = ask_lmdd(s, &g, timeout_ms, &r, &resp);
+	bool broke = false;
+	for (uint64_t t0 = coral_now_mono_ns(); !name && ask_again(s, rc, &broke, t0);)
+		rc = ask_lmdd(s, &g, timeout_ms, &r, &resp);
 	if (rc != 0) {
 		/* a lock asked for whose answer was lost may have been granted all the same: let go
 		 * at once if lmdd is back, else before the next call (a conversion's outcome is not
@@ -1371,8 +1399,21 @@ int coral_unlock(struct coral_session *s, uint64_t lkid, const void *lvb_write)
 	Coral__GesLockReply *r;
 	Coral__CtlResponse *resp;
 	int rc = ask_lmdd(s, &g, 0, &r, &resp);
+	bool broke = false;
+	for (uint64_t t0 = coral_now_mono_ns(); ask_again(s, rc, &broke, t0);)
+		rc = ask_lmdd(s, &g, 0, &r, &resp);
+	if (broke && rc == CORAL_ENOENT)
+		rc = 0;  /* the unlock that broke was done, its answer lost: the lmdd now has no such lock */
+	else if (broke && rc != 0)
+		s->unlock_broke = lkid;
+	else if (rc == CORAL_ENOENT && s->unlock_broke == lkid)
+		rc = 0;  /* (the same, asked again by the caller after a call that gave up) */
 	if (rc != 0)
 		return rc;
-	coral_ctl_response_free(resp);
+	if (s->unlock_broke == lkid)
+		s->unlock_broke = 0;
+	s->errmsg[0] = 0;
+	if (resp)
+		coral_ctl_response_free(resp);
 	return 0;
 }

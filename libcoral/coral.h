@@ -214,6 +214,10 @@ int coral_lock_convert_async(struct coral_session *s, uint64_t lkid, int mode, u
  * with CORAL_LOCK_VALBLK, becomes the value block; lvb_read gets it with the grant. */
 int coral_lock_convert(struct coral_session *s, uint64_t lkid, int mode, unsigned flags, int timeout_ms,
 		       const void *lvb_write, void *lvb_read, int *lvb_valid);
+/* A conversion or unlock whose connection to lmdd broke (lmdd restarted) is asked again as
+ * lmdd comes back ([cache] restart_wait_ms at most): it ends as if lmdd had not restarted.
+ * Past that bound it fails, and the lock's mode is the one before or the one asked for:
+ * convert again (or unlock) before relying on it. */
 /* Releases a held lock (lvb_write as for a conversion down). */
 int coral_unlock(struct coral_session *s, uint64_t lkid, const void *lvb_write);
 

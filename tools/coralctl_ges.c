@@ -22,6 +22,7 @@ static int ges_stats(void)
 		F(sessions_gone); F(nodes_lost); F(locks_lost); F(resources); F(locks); F(own_locks); F(sent);
 		F(not_master); F(refused_msgs); F(basts_received); F(rebuilt); F(dropped); F(map_version);
 		F(victims); F(deadlocks); F(coordinator); F(edges); F(phantoms); F(probes_lapsed); F(swept); F(basts_delivered); F(graph_full);
+		F(orphans_settled);
 		F(fast_grants); F(fast_converts); F(fast_unlocks); F(fast_refused); F(fast_fallbacks); F(fast_imports);
 		F(fast_repairs);
 		json_object_set_new(j, "held", json_boolean(r->held));
@@ -63,10 +64,11 @@ static int ges_stats(void)
 		       (unsigned long long)r->fast_unlocks, (unsigned long long)r->fast_refused,
 		       (unsigned long long)r->fast_fallbacks, (unsigned long long)r->fast_imports,
 		       (unsigned long long)r->fast_repairs);
-		printf("  losses: %llu sessions, %llu nodes (%llu locks held for recovery); messages: %llu sent, %llu "
-		       "answered 'not the master', %llu refused\n", (unsigned long long)r->sessions_gone,
-		       (unsigned long long)r->nodes_lost, (unsigned long long)r->locks_lost, (unsigned long long)r->sent,
-		       (unsigned long long)r->not_master, (unsigned long long)r->refused_msgs);
+		printf("  losses: %llu sessions, %llu nodes (%llu locks held for recovery), %llu conversions under way at "
+		       "an lmdd restart settled; messages: %llu sent, %llu answered 'not the master', %llu refused\n",
+		       (unsigned long long)r->sessions_gone, (unsigned long long)r->nodes_lost,
+		       (unsigned long long)r->locks_lost, (unsigned long long)r->orphans_settled,
+		       (unsigned long long)r->sent, (unsigned long long)r->not_master, (unsigned long long)r->refused_msgs);
 	}
 	coral_ctl_response_free(resp);
 	return 0;

@@ -573,6 +573,12 @@ int ges_cancel(struct ges_core *c, uint32_t node, uint64_t lkid, uint64_t now_ms
 	return 0;
 }
 
+int ges_lock_mode(const struct ges_core *c, uint32_t node, uint64_t lkid)
+{
+	const struct lock *l = lock_find(c, node, lkid);
+	return l ? l->gr : GES_NONE;
+}
+
 /* Calls fn on every lock (it may free the lock it is given, and its resource), then grants
  * what became grantable on every resource touched. */
 static void each_lock(struct ges_core *c, bool (*fn)(struct ges_core *, struct lock *, void *), void *arg)

@@ -111,6 +111,8 @@ int ges_unlock(struct ges_core *c, uint32_t node, uint64_t lkid, const uint8_t *
 /* A queued request goes, a queued conversion goes back to its granted mode; ops.done gets
  * CORAL_ECANCELED. CORAL_ENOENT, CORAL_EINVAL (not queued). */
 int ges_cancel(struct ges_core *c, uint32_t node, uint64_t lkid, uint64_t now_ms);
+/* The mode lock (node, lkid) is granted, GES_NONE if none (not granted yet, or no such lock). */
+int ges_lock_mode(const struct ges_core *c, uint32_t node, uint64_t lkid);
 /* Requests past their timeout are refused (CORAL_ETIMEDOUT). */
 void ges_tick(struct ges_core *c, uint64_t now_ms);
 /* A session ended: every lock of it goes (a PW or EX one makes the value block invalid). */

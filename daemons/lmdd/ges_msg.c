@@ -60,7 +60,10 @@ bool ges_msg_apply(struct ges_core *c, uint32_t from, const Coral__GesMsg *g, ui
 		rc = ges_unlock(c, from, g->lkid, lvb, now_ms);
 		break;
 	default:
+		/* answered with the mode the lock keeps: what a restarted lmdd settles a conversion
+		 * to whose answer was lost with its predecessor (lmdd(8), RESTART) */
 		rc = ges_cancel(c, from, g->lkid, now_ms);
+		ans->gr = ges_lock_mode(c, from, g->lkid);
 		break;
 	}
 	if (rc == CORAL_EPENDING)

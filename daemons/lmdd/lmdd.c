@@ -70,6 +70,7 @@ struct lmdd {
 	uint64_t rebuild_to;           /* nodes (bit id-1) still owed this node's locks and word */
 	uint64_t done_sent_ms;
 	uint64_t sent, not_master, refused_msgs, basts_received, basts_delivered;
+	uint64_t orphans_settled;  /* conversions under way at a restart, settled (settle_orphan) */
 	uint32_t fast_overflow;        /* resources of the core counted in a bucket's overflow */
 	/* value blocks of the resources the map moved from this node to a live one, owed to
 	 * their new masters before this node's word (flush_rebuilds) */
@@ -244,15 +245,16 @@ static void answer_session(struct lmdd *m, struct own *o, int code, int mode, co
 		}
 		ev.lvb_valid = lvb_valid;
 		ev.demoted = demoted;
-		if (!send_event(m, o, &ev) && code == 0 && (o->op == OP_LOCK || o->op == OP_CONVERT))
+		if (!send_event(m, o, &ev) && code == 0 && o->op == OP_LOCK)
 			own_release(m, o);  /* nobody hears it any more: given back, as below */
 		return;
 	}
 	struct coral_wait w;
 	if (cookie == 0 || !coral_kit_wait_take(&m->kit, cookie, &w)) {
-		/* nobody waits any more (the session's call ended): a grant it never heard of is
-		 * given back */
-		if (code == 0 && (o->op == OP_LOCK || o->op == OP_CONVERT))
+		/* nobody waits any more (the session's call ended): a new lock it never heard of
+		 * is given back; a conversion keeps its mode (never weaker than the one the session
+		 * knows of: only a conversion up waits) */
+		if (code == 0 && o->op == OP_LOCK)
 			own_release(m, o);
 		return;
 	}
@@ -279,14 +281,14 @@ static void answer_session(struct lmdd *m, struct own *o, int code, int mode, co
 }
 
 /* Cancels the operation of o waiting at its master (the master refuses it: ECANCELED). */
-static void send_cancel(struct lmdd *m, const struct own *o)
+static int send_cancel(struct lmdd *m, const struct own *o)
 {
 	Coral__GesMsg g = CORAL__GES_MSG__INIT;
 	g.kind = GES_CANCEL;
 	g.lkid = o->lkid;
 	g.name.data = (uint8_t *)o->name;
 	g.name.len = o->len;
-	send_msg(m, o->master, &g);
+	return send_msg(m, o->master, &g);
 }
 
 /* A lock nobody will use any more (its session ended, its grant came to nobody, or its
@@ -323,15 +325,41 @@ static void dying_answer(struct lmdd *m, struct own *o, const Coral__GesMsg *g)
 	own_send(m, o);
 }
 
+/* A conversion whose answer was lost with the lmdd before this one is over: cancelled at its
+ * master if it still waited there, the lock left in the mode the master has granted it (the
+ * one from before, or the new one if granted already). The session asks again (libcoral
+ * does: answered CORAL_ERETRY until here). */
+static void settle_orphan(struct lmdd *m, struct own *o, const Coral__GesMsg *g)
+{
+	o->orphan = 0;
+	o->op = 0;
+	if (g->code == CORAL_ENOENT) {
+		own_free(m, o);  /* the master has no such lock (nothing left to keep) */
+		return;
+	}
+	if ((int)g->mode != o->mode) {
+		o->mode = (int)g->mode;
+		o->lvb_cur_valid = 0;  /* (the value read with that grant was lost with it) */
+	}
+	m->orphans_settled++;
+}
+
 /* The master's answer about one of this node's locks: to the operation waiting on it (at
  * once, g->op its kind), or the completion of one that was queued (g->op 0). */
 static void on_answer(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 {
-	if (g->op == GES_CANCEL)
-		return;  /* the cancel itself: the cancelled operation's refusal says what matters */
 	struct own *o = own_find(m, g->lkid);
 	if (o == NULL || from != o->master) {
-		m->refused_msgs++;
+		if (g->op != GES_CANCEL)
+			m->refused_msgs++;
+		return;
+	}
+	if (g->op == GES_CANCEL) {
+		/* the cancel itself: the cancelled operation's refusal came before it and says
+		 * what matters, but for a conversion settled after a restart (its answer lost with
+		 * the lmdd before), whose mode is the one the master says the lock keeps */
+		if (o->orphan && o->op == OP_CANCEL)
+			settle_orphan(m, o, g);
 		return;
 	}
 	int code = g->code;
@@ -1072,7 +1100,8 @@ static int send_rebuild(struct lmdd *m, struct own *o)
 	g.session = (uint64_t)o->slot << 32 | o->session;
 	g.flags = o->flags;
 	g.granted = o->mode == GES_NONE ? 0 : (uint32_t)o->mode + 1;
-	bool waiting = (o->cookie != 0 || o->orphan) && (o->op == OP_LOCK || o->op == OP_CONVERT);
+	/* (an orphaned conversion is put back as granted: it is cancelled there, or settled) */
+	bool waiting = (o->cookie != 0 || (o->orphan && o->op == OP_LOCK)) && (o->op == OP_LOCK || o->op == OP_CONVERT);
 	g.want = waiting ? o->want + 1 : 0;
 	g.priority = o->prio;
 	g.map_version = m->map_seen;
@@ -1132,6 +1161,8 @@ static void flush_rebuilds(struct lmdd *m)
 			struct own *o = &m->own[k];
 			if (mine(o) && !o->dying && o->master == n && !(o->op == OP_UNLOCK && o->cookie != 0))
 				rc = send_rebuild(m, o);
+			if (rc == 0 && mine(o) && o->orphan && o->op == OP_CANCEL && o->master == n)
+				rc = send_cancel(m, o);  /* (after the lock, on the same connection) */
 		}
 		if (rc == 0)
 			rc = send_done(m, n);
@@ -1186,7 +1217,12 @@ static void check_map(struct lmdd *m)
 			o->master = nm;
 			if (nm == 0)
 				continue;
-			if (o->dying || o->orphan) {
+			if (o->orphan && o->op == OP_CONVERT) {
+				/* put back in the mode it had, its conversion cancelled where it may wait
+				 * still (flush_rebuilds, right behind the lock): the answer to the cancel
+				 * settles it (settle_orphan) */
+				o->op = OP_CANCEL;
+			} else if (o->dying || o->orphan) {
 				/* put back as it was, then released (its session's call is over) */
 				o->dying = 0;
 				send_rebuild(m, o);
@@ -1197,6 +1233,12 @@ static void check_map(struct lmdd *m)
 		}
 		if (o->dying || nm == o->master)
 			continue;
+		if (o->orphan) {
+			/* being settled at a master it is no longer at: put back at the new one in the
+			 * mode this node knows of (the session asks again) */
+			o->orphan = 0;
+			o->op = 0;
+		}
 		o->master = nm;
 		if (nm == 0)
 			continue;
@@ -1408,6 +1450,12 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 			}
 			return;
 		}
+		if (o->orphan) {
+			coral_daemon_answer_error(d, conn, id, CORAL_ERETRY, "lock %llu: its conversion under way when lmdd "
+						  "restarted is being settled at its master: again in a moment",
+						  (unsigned long long)q->lkid);
+			return;
+		}
 		if (o->cookie != 0 && q->op != OP_CANCEL) {
 			coral_daemon_answer_error(d, conn, id, CORAL_EBUSY, "lock %llu has an operation under way",
 						  (unsigned long long)q->lkid);
@@ -1487,6 +1535,7 @@ static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	r.own_locks = m->ownsec->nused;
 	r.sent = m->sent;
 	r.not_master = m->not_master;
+	r.orphans_settled = m->orphans_settled;
 	r.refused_msgs = m->refused_msgs;
 	r.basts_received = m->basts_received;
 	r.basts_delivered = m->basts_delivered;
