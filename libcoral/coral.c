@@ -1332,9 +1332,10 @@ static int lock_call(struct coral_session *s, const void *name, size_t len, uint
 		rc = ask_lmdd(s, &g, timeout_ms, &r, &resp);
 	if (rc != 0) {
 		/* a lock asked for whose answer was lost may have been granted all the same: let go
-		 * at once if lmdd is back, else before the next call (a conversion's outcome is not
-		 * known either: lmdd(8), RESTART) */
-		if (name && s->lmdd_broke) {
+		 * at once if lmdd is back, else before the next call (one never sent, with no
+		 * connection to lmdd, is not: 16 of those in a row would push out the one that
+		 * counts) */
+		if (name && s->lmdd_broke && !s->lmdd_unsent) {
 			if (s->nabandon == sizeof(s->abandon) / sizeof(s->abandon[0]))
 				memmove(s->abandon, s->abandon + 1, sizeof(s->abandon) - sizeof(s->abandon[0]));
 			else

@@ -64,6 +64,9 @@ struct lmdd {
 	 * they have rebuilt, and the newest version each has said so for */
 	uint64_t map_seen;
 	uint32_t ring[CORAL_MAX_NODES], nring;
+	/* each bucket's master in the map seen last and in the one before (mark_inherited): a
+	 * bucket's inherited mark or value blocks are taken only from one of them */
+	uint8_t owner_now[CORAL_GRD_BUCKETS], owner_before[CORAL_GRD_BUCKETS];
 	uint64_t done_from[CORAL_MAX_NODES + 1];
 	uint64_t inst_from[CORAL_MAX_NODES + 1];  /* the instance of each node's lmdd, as last told */
 	uint64_t held_since_ms;
@@ -144,6 +147,13 @@ static uint32_t master_of(const struct lmdd *m, const uint8_t *name, size_t len,
 	if (version)
 		*version = w.version;
 	return w.master;
+}
+
+static uint32_t bucket_of(const uint8_t *name, size_t len)
+{
+	struct coral_resid r;
+	coral_ges_resid(name, len, &r);
+	return coral_resid_bucket(&r);
 }
 
 /* Whether the resource's bucket came from a lost node (grdd's map says so until its
@@ -280,6 +290,18 @@ static void answer_session(struct lmdd *m, struct own *o, int code, int mode, co
 	coral_daemon_answer(m->d, w.conn, w.req_id, &resp);
 }
 
+/* The session is told its lock is gone (unlocked, or never granted) only once the lock is
+ * out of the SGA: the answer leaves at once (coral_frame_send), and an lmdd killed between
+ * the two would leave a record its successor puts back, a lock its session was told it no
+ * longer has (what the kill -9 races found, about one run in ten). */
+static void answer_gone(struct lmdd *m, struct own *o, int code, int mode, const uint8_t *lvb, bool lvb_valid,
+			bool demoted)
+{
+	struct own copy = *o;
+	own_free(m, o);
+	answer_session(m, &copy, code, mode, lvb, lvb_valid, demoted);
+}
+
 /* Cancels the operation of o waiting at its master (the master refuses it: ECANCELED). */
 static int send_cancel(struct lmdd *m, const struct own *o)
 {
@@ -392,9 +414,10 @@ static void on_answer(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 		if (lvb)
 			memcpy(o->lvb_cur, lvb, LVB_LEN);
 	}
-	answer_session(m, o, code, o->mode, lvb, g->lvb_valid, g->demoted);
 	if (gone)
-		own_free(m, o);
+		answer_gone(m, o, code, o->mode, lvb, g->lvb_valid, g->demoted);
+	else
+		answer_session(m, o, code, o->mode, lvb, g->lvb_valid, g->demoted);
 }
 
 /* ---- the master side ------------------------------------------------------------------ */
@@ -688,6 +711,17 @@ static int report_waits(struct lmdd *m, const uint8_t *name, size_t len, uint64_
 static int send_rebuild(struct lmdd *m, struct own *o);
 static int send_done(struct lmdd *m, uint32_t to);
 
+/* Whether node `from` mastered bucket b, in the map this node has or in the one before it (a
+ * node hands a bucket's marks and value blocks over as it sees the new map, which this one
+ * may not have seen yet): a hand-over from any other is refused. */
+static bool had_bucket(const struct lmdd *m, uint32_t from, uint32_t b)
+{
+	if (b >= CORAL_GRD_BUCKETS || from == 0)
+		return false;
+	return m->owner_now[b] == from || m->owner_before[b] == from ||
+	       __atomic_load_n(&m->map->owner[b], __ATOMIC_RELAXED) == from;
+}
+
 /* A holder's lock, put back at this master after the map moved its resource here. */
 static void on_rebuild(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 {
@@ -695,7 +729,7 @@ static void on_rebuild(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 	if (gr == GES_NONE && rq == GES_NONE && g->name.len == 0) {
 		/* a bucket's inherited mark handed over (kept, and dropped at the next map if the
 		 * bucket is not this node's after all) */
-		if (g->lkid >= 1 && g->lkid <= CORAL_GRD_BUCKETS)
+		if (g->lkid >= 1 && g->lkid <= CORAL_GRD_BUCKETS && had_bucket(m, from, (uint32_t)(g->lkid - 1)))
 			__atomic_or_fetch(&m->ownsec->inherited[(g->lkid - 1) / 8], (uint8_t)(1u << ((g->lkid - 1) % 8)),
 					  __ATOMIC_RELAXED);
 		else
@@ -706,7 +740,7 @@ static void on_rebuild(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 		/* the old master hands over a value block (this node may not have seen the map that
 		 * moves it here yet: kept, and dropped at that map if it is not this node's after all) */
 		if (g->lvb.len == LVB_LEN && g->name.len > 0 && g->name.len <= GES_NAME_MAX &&
-		    fast_take_new(m, g->name.data, g->name.len) == 0)
+		    had_bucket(m, from, bucket_of(g->name.data, g->name.len)) && fast_take_new(m, g->name.data, g->name.len) == 0)
 			ges_handoff_lvb(m->core, g->name.data, g->name.len, g->lvb.data, g->lvb_valid);
 		else
 			m->refused_msgs++;
@@ -1023,8 +1057,9 @@ static void on_done(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 			if (!mine(o) || o->master != from || o->op != OP_UNLOCK || (o->cookie == 0 && !o->dying))
 				continue;
 			if (!o->dying)
-				answer_session(m, o, 0, GES_NONE, NULL, false, false);
-			own_free(m, o);
+				answer_gone(m, o, 0, GES_NONE, NULL, false, false);
+			else
+				own_free(m, o);
 		}
 	}
 	if (first && from != m->self)
@@ -1049,6 +1084,8 @@ static void mark_inherited(struct lmdd *m)
 		memcpy(owner, m->map->owner, sizeof(owner));
 		memcpy(lost, m->map->lost_owner, sizeof(lost));
 	} while (coral_seq_read_retry(&m->map->seq, seq));
+	memcpy(m->owner_before, m->owner_now, sizeof(m->owner_before));
+	memcpy(m->owner_now, owner, sizeof(m->owner_now));
 	m->nbhand = 0;
 	uint8_t *bits = m->ownsec->inherited;
 	for (uint32_t b = 0; b < CORAL_GRD_BUCKETS; b++) {
@@ -1217,6 +1254,10 @@ static void check_map(struct lmdd *m)
 			o->master = nm;
 			if (nm == 0)
 				continue;
+			if (o->orphan || o->dying)
+				log_info("lock %llu of session %u (call %llu): %s", (unsigned long long)o->lkid, o->session,
+					 (unsigned long long)o->tag, o->orphan && o->op == OP_CONVERT ? "its conversion is settled"
+					 : o->orphan ? "its request was under way: let go" : "being let go");
 			if (o->orphan && o->op == OP_CONVERT) {
 				/* put back in the mode it had, its conversion cancelled where it may wait
 				 * still (flush_rebuilds, right behind the lock): the answer to the cancel
@@ -1244,8 +1285,7 @@ static void check_map(struct lmdd *m)
 			continue;
 		if (o->cookie != 0 && o->op == OP_UNLOCK) {
 			/* whether the old master had done it or not, the lock is gone now */
-			answer_session(m, o, 0, GES_NONE, NULL, false, false);
-			own_free(m, o);
+			answer_gone(m, o, 0, GES_NONE, NULL, false, false);
 			continue;
 		}
 	}
@@ -1382,6 +1422,8 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 				n++;
 			}
 		}
+		log_info("session %u: its lock call %llu broke before its answer: %u lock%s let go", q->session,
+			 (unsigned long long)q->tag, n, n == 1 ? "" : "s");
 		Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
 		r.lkid = n;
 		Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;

@@ -800,6 +800,7 @@ Test(ges, a_value_block_outlives_its_masters_loss_in_a_holders_copy)
  * + 1, set after the grant and cleared before the unlock), whether it was killed, its
  * operations, and what went wrong. */
 #define RACERS 6
+#define HIST 2048
 struct race {
 	_Atomic int holds[RACERS][2];
 	_Atomic int killed[RACERS];
@@ -811,7 +812,7 @@ struct race {
 		char what;
 		int rc;
 		uint64_t lkid;
-	} hist[RACERS][16];
+	} hist[RACERS][HIST];
 	_Atomic int nhist[RACERS];
 	_Atomic int pid[RACERS];
 };
@@ -819,7 +820,7 @@ struct race {
 static void note_call(struct race *r, int i, char what, int rc, uint64_t lkid)
 {
 	int n = atomic_fetch_add(&r->nhist[i], 1);
-	r->hist[i][n % 16] = (struct call){what, rc, lkid};
+	r->hist[i][n % HIST] = (struct call){what, rc, lkid};
 }
 
 struct racer_args {
@@ -937,15 +938,35 @@ static void race(bool fast, bool restart_lmdd_too)
 			run("%s -c %s -n %d ges locks", CORALCTL, cl.conf, n);
 			fprintf(stderr, "%s", res.out);
 		}
-		run("grep -h 'lmdd' %s/node1/node.log | grep -v deadlock | tail -30", cl.dir);
+		run("grep -h 'lmdd' %s/node1/node.log | grep -v deadlock | tail -60", cl.dir);
 		fprintf(stderr, "%s", res.out);
 		for (int i = 0; i < RACERS; i++) {
 			int n = atomic_load(&r->nhist[i]);
 			fprintf(stderr, "racer %d (pid %d, session ~%d):", i, atomic_load(&r->pid[i]), atomic_load(&r->pid[i]) << 8);
 			for (int j = n > 16 ? n - 16 : 0; j < n; j++)
-				fprintf(stderr, " %c%d:%llu", r->hist[i][j % 16].what, r->hist[i][j % 16].rc,
-					(unsigned long long)(r->hist[i][j % 16].lkid % 100000000));
+				fprintf(stderr, " %c%d:%llu", r->hist[i][j % HIST].what, r->hist[i][j % HIST].rc,
+					(unsigned long long)(r->hist[i][j % HIST].lkid % 100000000));
 			fprintf(stderr, "\n");
+		}
+		/* the calls of a racer on a lock node 1 still has for its session (a lock it does
+		 * not know it holds: what did it last do with it?) */
+		run("%s -c %s -n 1 ges locks", CORALCTL, cl.conf);
+		unsigned long long held[32];
+		int nheld = 0;
+		for (const char *p = res.out; (p = strstr(p, " lock ")) != NULL && nheld < 32; p++)
+			if (sscanf(p, " lock %llu", &held[nheld]) == 1)
+				nheld++;
+		for (int i = 0; i < RACERS; i++) {
+			int n = atomic_load(&r->nhist[i]);
+			for (int j = n > HIST ? n - HIST : 0; j < n; j++)
+				for (int h = 0; h < nheld; h++)
+					if (r->hist[i][j % HIST].lkid == held[h]) {
+						fprintf(stderr, "racer %d, call %d of %d, on lock %llu:", i, j, n, held[h]);
+						for (int k = j - 4 > (n > HIST ? n - HIST : 0) ? j - 4 : (n > HIST ? n - HIST : 0); k < n && k <= j + 4; k++)
+							fprintf(stderr, " %c%d:%llu", r->hist[i][k % HIST].what, r->hist[i][k % HIST].rc,
+								(unsigned long long)(r->hist[i][k % HIST].lkid % 100000000));
+						fprintf(stderr, "\n");
+					}
 		}
 	}
 	atomic_store(&r->stop, 1);
