@@ -317,10 +317,11 @@ static int send_cancel(struct lmdd *m, const struct own *o)
  * operation was under way when the lmdd before this one died): unlocked at its master,
  * cancelled first if it is still queued there (on_answer), and forgotten then; nothing is
  * answered to anyone. */
-static void own_release(struct lmdd *m, struct own *o)
+static void own_release_as(struct lmdd *m, struct own *o, bool keep_lvb)
 {
 	o->dying = 1;
-	o->has_lvb = 0;
+	if (!keep_lvb)
+		o->has_lvb = 0;
 	o->resend_ms = 0;
 	if (o->cookie != 0) {
 		struct coral_wait w;
@@ -330,6 +331,8 @@ static void own_release(struct lmdd *m, struct own *o)
 	o->op = OP_UNLOCK;
 	own_send(m, o);
 }
+
+static void own_release(struct lmdd *m, struct own *o) { own_release_as(m, o, false); }
 
 /* A released lock's answers: its unlock done (or nothing there to unlock) ends it; queued,
  * it is cancelled, and whatever that ends in is unlocked again. */
@@ -1264,11 +1267,15 @@ static void check_map(struct lmdd *m)
 				 * settles it (settle_orphan) */
 				o->op = OP_CANCEL;
 			} else if (o->dying || o->orphan) {
-				/* put back as it was, then released (its session's call is over) */
+				/* put back as it was, then released (its session's call is over); an
+				 * unlock under way keeps the value it writes: its session was told (or will
+				 * be) that it is done, and the value put back with the lock is the one
+				 * before it, which must not stay as the valid one */
+				bool writes = o->dying && o->op == OP_UNLOCK && o->has_lvb;
 				o->dying = 0;
 				send_rebuild(m, o);
 				o->orphan = 0;
-				own_release(m, o);
+				own_release_as(m, o, writes);
 			}
 			continue;
 		}
