@@ -312,6 +312,15 @@ Test(ges, locks_outlive_a_restart_of_lmdd_as_master_and_as_requester)
 	fprintf(stderr, "%s", res.out);
 }
 
+/* Three nodes started and rebuilt, a resource name node 1 masters, a session on `node`. */
+static struct coral_session *rebuilt_with_name(char *name, size_t n, int node)
+{
+	start_three();
+	wait_rebuilt(1, 3);
+	name_mastered_by(1, name, n);
+	return open_on(node);
+}
+
 /* A child whose session on `node` takes `name` in NL, says so, converts it to EX (waiting up
  * to 30 s), holds it hold_ms and unlocks it: exit 0 when both went well, 8 when the unlock
  * failed, else as lock_child's. */
@@ -353,11 +362,8 @@ static int convert_main(void *arg, int ready)
  * (the session believed it held NL, then found no such lock). */
 Test(ges, a_conversion_waiting_through_an_lmdd_restart_is_granted_all_the_same)
 {
-	start_three();
-	wait_rebuilt(1, 3);
 	char name[32];
-	name_mastered_by(1, name, sizeof(name));
-	struct coral_session *a = open_on(3);
+	struct coral_session *a = rebuilt_with_name(name, sizeof(name), 3);
 	for (int requester = 2; requester >= 1; requester--) {
 		uint64_t l;
 		cr_assert_eq(coral_lock(a, name, strlen(name), CORAL_LOCK_EX, 0, 0, &l, NULL, NULL), 0, "%s",
@@ -663,11 +669,8 @@ static int64_t ges_stat(int node, const char *field)
  * to lmdd, which repairs it, and the locks there are still granted. */
 Test(ges, a_lock_its_node_masters_is_granted_in_shared_memory_until_another_node_asks)
 {
-	start_three();
-	wait_rebuilt(1, 3);
 	char name[32];
-	name_mastered_by(1, name, sizeof(name));
-	struct coral_session *a = open_on(1);
+	struct coral_session *a = rebuilt_with_name(name, sizeof(name), 1);
 	int fd;
 	cr_assert_eq(coral_lock_events(a, &fd), 0, "%s", coral_session_error(a));
 	int64_t req0 = ges_stat(1, "requests"), fast0 = ges_stat(1, "fast_grants");
