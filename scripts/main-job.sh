@@ -37,11 +37,16 @@ for n in 1 2 3; do
 done
 
 say "waiting for raftd to form the cluster and elect a leader"
+# (every node: the third may still be joining when the first two have a leader)
 leader=0
-for _ in $(seq 1 200); do
-  leader=$($ctl -n 1 --json raft status 2>/dev/null | sed -n 's/^ *"leader": \([0-9]*\).*/\1/p')
-  fenced=$($ctl -n 1 --json raft status 2>/dev/null | grep -c '"fenced": true' || true)
-  if [ -n "$leader" ] && [ "$leader" != 0 ] && [ "$fenced" = 0 ]; then break; fi
+for _ in $(seq 1 400); do
+  ready=0
+  for n in 1 2 3; do
+    l=$($ctl -n "$n" --json raft status 2>/dev/null | sed -n 's/^ *"leader": \([0-9]*\).*/\1/p')
+    f=$($ctl -n "$n" --json raft status 2>/dev/null | grep -c '"fenced": true' || true)
+    if [ -n "$l" ] && [ "$l" != 0 ] && [ "$f" = 0 ]; then ready=$((ready + 1)); [ "$n" = 1 ] && leader=$l; fi
+  done
+  [ "$ready" = 3 ] && break
   sleep 0.05
 done
 say "coralctl -n 1 raft status (leader: node $leader)"
