@@ -35,14 +35,12 @@ static int op_send(void *arg, uint32_t to, uint8_t type, const uint8_t *buf, siz
 
 static void on_store_done(void *arg, int err, const Coral__CtlResponse *resp)
 {
-	uint64_t *cookie = arg;
-	struct grdd *g = (struct grdd *)(uintptr_t)cookie[1];
+	struct grdd *g = arg;
 	int code = err != 0 ? err : resp->code;
 	uint64_t index = err == 0 && resp->kv ? resp->kv->index : 0;
 	if (code != 0 && code != CORAL_ECONFLICT)
 		log_warn("storing the map in raftd failed: %s", err ? coral_strerror(err) : resp->error);
-	grd_core_store_done(core(g), cookie[0], code, index);
-	free(cookie);
+	grd_core_store_done(core(g), g->store_cookie, code, index);
 }
 
 static int op_store(void *arg, const uint8_t *buf, size_t len, uint64_t expect_index, uint64_t cookie)
@@ -51,15 +49,8 @@ static int op_store(void *arg, const uint8_t *buf, size_t len, uint64_t expect_i
 	struct coral_kv_req r;
 	coral_kv_cas(&r, GRD_MAP_KEY, buf, len, expect_index);
 	coral_kv_from(&r, "grdd", g->self);
-	uint64_t *ck = malloc(2 * sizeof(uint64_t));
-	if (ck == NULL)
-		return CORAL_ENOMEM;
-	ck[0] = cookie;
-	ck[1] = (uint64_t)(uintptr_t)g;
-	int rc = g->raft ? coral_ctl_client_call(g->raft, &r.req, 5000, on_store_done, ck) : CORAL_ECLOSED;
-	if (rc != 0)
-		free(ck);
-	return rc;
+	g->store_cookie = cookie;
+	return g->raft ? coral_ctl_client_call(g->raft, &r.req, 5000, on_store_done, g) : CORAL_ECLOSED;
 }
 
 static void op_answer(void *arg, uint64_t cookie, int code, const char *error, const struct grd_answer *a)

@@ -23,6 +23,9 @@ struct grdd {
 	bool read_done, get_out, watch_out;
 	bool raft_answered;  /* the current connection to raftd has answered */
 	uint64_t watch_index, raft_retry_ms;
+	/* the core's cookie of the map store under way: the core has one at most (store_busy),
+	 * so it lives here, not in an allocation a call dropped at shutdown would leak */
+	uint64_t store_cookie;
 };
 
 static inline struct grd_core *grdd_core(struct grdd *g) { return coral_kit_core(&g->kit); }
