@@ -266,6 +266,21 @@ static const struct coral_opt coral__ges_opts[] = {
 	    "SGA, without asking lmdd, while nothing waits on it; no: every call goes to lmdd"),
 };
 
+static const struct coral_opt coral__metrics_opts[] = {
+	OPT(coral_metrics_conf, enabled, BOOL, "yes", 0, 1, false,
+	    "coral-node serves the node's Prometheus metrics on base_port+6 (GET /metrics)"),
+	OPT(coral_metrics_conf, bind, STR, "", 0, S - 1, false,
+	    "the address the metrics port listens on; empty: the node's host"),
+	OPT(coral_metrics_conf, token_file, STR, "", 0, S - 1, false,
+	    "the token a scrape must carry (Authorization: Bearer TOKEN; Prometheus: authorization "
+	    "credentials_file), the first line of a file not readable by others; with [tls] on, the "
+	    "client certificate the cluster's CA signed is an identity too"),
+	OPT(coral_metrics_conf, open_reads, BOOL, "no", 0, 1, false,
+	    "serve the metrics to anyone who asks, without an identity"),
+	OPT(coral_metrics_conf, idle_ms, INT, "10000", 100, 3600000, false,
+	    "a metrics connection idle this long is closed"),
+};
+
 static const struct coral_opt coral__daemon_opts[] = {
 	OPT(coral_daemon_conf, log_level, LOGLEVEL, "info", 0, 4, true,
 	    "least severe level logged: debug, info, notice, warning, error"),
@@ -284,9 +299,9 @@ static const struct coral_opt coral__daemon_opts[] = {
 
 enum coral__sect_kind {
 	SK_CLUSTER, SK_STORAGE, SK_TLS, SK_SUPERVISOR, SK_RAFT, SK_INTERCONNECT, SK_GRD, SK_CACHE, /* one each */
-	SK_RECOVERY, SK_GES, SK_NODE, SK_DAEMON
+	SK_RECOVERY, SK_GES, SK_METRICS, SK_NODE, SK_DAEMON
 };
-#define SK_LAST_SINGLE SK_GES
+#define SK_LAST_SINGLE SK_METRICS
 
 struct coral__sect_def {
 	const char *name;
@@ -307,6 +322,7 @@ static const struct coral__sect_def coral__sections[] = {
 	SECT("cache", SK_CACHE, coral__cache_opts),
 	SECT("recovery", SK_RECOVERY, coral__recovery_opts),
 	SECT("ges", SK_GES, coral__ges_opts),
+	SECT("metrics", SK_METRICS, coral__metrics_opts),
 	SECT("node", SK_NODE, coral__node_opts),
 	SECT("daemon", SK_DAEMON, coral__daemon_opts),
 };
@@ -332,6 +348,7 @@ static void *coral__sect_base(struct coral_conf *c, enum coral__sect_kind k, int
 	case SK_CACHE: *meta = &c->cache_meta; return &c->cache;
 	case SK_RECOVERY: *meta = &c->recovery_meta; return &c->recovery;
 	case SK_GES: *meta = &c->ges_meta; return &c->ges;
+	case SK_METRICS: *meta = &c->metrics_meta; return &c->metrics;
 	case SK_NODE: *meta = &c->nodes[idx].meta; return &c->nodes[idx];
 	case SK_DAEMON: *meta = &c->daemon_meta[idx]; return &c->daemon[idx];
 	}

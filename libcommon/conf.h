@@ -22,6 +22,7 @@
 #define CORAL_PORT_LMSD 3         /* lmsd interconnect (cache fusion) */
 #define CORAL_PORT_LMSD_CR 4      /* lmsd: consistent-read copies for other nodes' sessions */
 #define CORAL_PORT_LMDD 5         /* lmdd interconnect (global enqueues) */
+#define CORAL_PORT_METRICS 6      /* coral-node: Prometheus metrics */
 #define CORAL_MAX_OPTS 48
 #define CORAL_ERRMSG_MAX 512
 
@@ -199,6 +200,15 @@ struct coral_ges_conf {
 	int64_t fast_path;             /* sessions grant themselves locks lmdd masters here, in the SGA */
 };
 
+/* The node's Prometheus metrics, served by coral-node on base_port+6. */
+struct coral_metrics_conf {
+	int64_t enabled;
+	char bind[CORAL_STR_MAX];      /* empty: the node's host */
+	char token_file[CORAL_STR_MAX];/* the token a scrape must carry */
+	int64_t open_reads;            /* no identity needed */
+	int64_t idle_ms;
+};
+
 struct coral_supervisor_conf {
 	char bin_dir[CORAL_STR_MAX];
 	int64_t ready_timeout_ms;
@@ -231,9 +241,10 @@ struct coral_conf {
 	struct coral_cache_conf cache;
 	struct coral_recovery_conf recovery;
 	struct coral_ges_conf ges;
+	struct coral_metrics_conf metrics;
 	struct coral_daemon_conf daemon[CORAL_NDAEMONS];
 	struct coral_sect_meta cluster_meta, storage_meta, tls_meta, supervisor_meta, raft_meta,
-		interconnect_meta, grd_meta, cache_meta, recovery_meta, ges_meta;
+		interconnect_meta, grd_meta, cache_meta, recovery_meta, ges_meta, metrics_meta;
 	struct coral_sect_meta daemon_meta[CORAL_NDAEMONS];
 	int nnodes;
 	struct coral_node_conf nodes[CORAL_MAX_NODES];

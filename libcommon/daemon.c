@@ -3,6 +3,7 @@
 #include "ctl.h"
 #include "errors.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <errno.h>
@@ -226,9 +227,69 @@ static void coral__on_frame(void *arg, struct coral_ipc_conn *conn, const uint8_
 	coral_ctl_request_free(req);
 }
 
+/* An answer to the daemon's own metrics request: its body's figures go to the slot. */
+static void coral__publish_answer(struct coral_daemon *d, const Coral__CtlResponse *resp)
+{
+	if (d->metrics == NULL || d->metrics_req == NULL || resp->code != 0)
+		return;
+	const ProtobufCFieldDescriptor *f =
+		protobuf_c_message_descriptor_get_field(&coral__ctl_response__descriptor, (unsigned)resp->body_case);
+	if (f == NULL || f->type != PROTOBUF_C_TYPE_MESSAGE)
+		return;
+	const ProtobufCMessage *body = *(const ProtobufCMessage *const *)((const char *)resp + f->offset);
+	char from[64];
+	snprintf(from, sizeof(from), "%s's %s answer", d->name, f->name);
+	coral_metrics_put_pb(d->metrics, d->metrics_req->metrics, body, d->metrics_req->gauges, from);
+}
+
+/* Once a second, from the heartbeat: the daemon asks itself each request it publishes and
+ * its answers fill its metrics slot (metrics.h). */
+static void coral__publish(struct coral_daemon *d)
+{
+	struct coral_metrics_sga *ms = coral_metrics_sga(&d->sga);
+	uint64_t now = coral_now_mono_ns();
+	if (ms == NULL || now - d->metrics_mono_ns < 1000000000ull)
+		return;
+	d->metrics_mono_ns = now;
+	struct coral_metrics_slot *slot = &ms->slot[d->def->id];
+	coral_metrics_begin(slot);
+	d->metrics = slot;
+	for (size_t i = 0; i < d->def->nrequests; i++) {
+		const struct coral_daemon_request *q = &d->def->requests[i];
+		if (q->metrics == NULL)
+			continue;
+		const ProtobufCFieldDescriptor *f =
+			protobuf_c_message_descriptor_get_field(&coral__ctl_request__descriptor, (unsigned)q->body);
+		if (f == NULL || f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		const ProtobufCMessageDescriptor *sd = f->descriptor;
+		void *body = calloc(1, sd->sizeof_message);
+		if (body == NULL)
+			continue;
+		protobuf_c_message_init(sd, body);
+		Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+		Coral__Header hdr = CORAL__HEADER__INIT;
+		req.hdr = &hdr;
+		req.body_case = (Coral__CtlRequest__BodyCase)q->body;
+		*(void **)((char *)&req + f->offset) = body;
+		d->metrics_req = q;
+		q->fn(d, CORAL_DAEMON_CONN_SELF, &req);
+		d->metrics_req = NULL;
+		free(body);
+	}
+	if (d->def->metrics)
+		d->def->metrics(d, slot);
+	d->metrics = NULL;
+	coral_metrics_end(slot, (int32_t)getpid());
+}
+
 int coral_daemon_answer(struct coral_daemon *d, uint64_t conn_id, uint64_t request_id,
 			Coral__CtlResponse *resp)
 {
+	if (conn_id == CORAL_DAEMON_CONN_SELF) {
+		coral__publish_answer(d, resp);
+		return 0;
+	}
 	struct coral_ipc_conn *conn = d->ipc ? coral_ipc_server_conn(d->ipc, conn_id) : NULL;
 	if (conn == NULL)
 		return CORAL_ECLOSED;
@@ -340,6 +401,7 @@ static void coral__on_heartbeat(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct coral_daemon *d = arg;
 	coral_proc_heartbeat(d->proc, d->def->id);
+	coral__publish(d);
 	coral__arm_heartbeat(d);
 }
 

@@ -21,6 +21,7 @@ struct event;
 struct coral_daemon;
 struct coral_ipc_conn;
 struct Coral__CtlRequest;
+struct coral_metrics_slot;
 
 /* A request of a daemon's own service. The handler answers through coral_daemon_answer(),
  * at once or later (it keeps the connection id and request id, not the request). */
@@ -28,7 +29,16 @@ struct coral_daemon_request {
 	int body;               /* Coral__CtlRequest__BodyCase */
 	bool admin;
 	void (*fn)(struct coral_daemon *d, uint64_t conn_id, const struct Coral__CtlRequest *req);
+	/* Published as Prometheus metrics coral_METRICS_FIELD (metrics.h) once a second from the
+	 * heartbeat timer: the daemon asks itself this request (empty) and flattens the answer,
+	 * so the metrics are the figures coralctl prints. NULL: not published. gauges: the
+	 * fields that are not counters (NULL terminated). The handler must answer at once. */
+	const char *metrics;
+	const char *const *gauges;
 };
+
+/* The connection id of the daemon's own metrics requests: coral_daemon_answer publishes. */
+#define CORAL_DAEMON_CONN_SELF UINT64_MAX
 
 struct coral_daemon_def {
 	int id;                 /* CORAL_D_* */
@@ -40,6 +50,8 @@ struct coral_daemon_def {
 	size_t nrequests;
 	int min_clients;            /* its socket serves at least this many clients */
 	const char *clients_limit;  /* what caps them, told to a client refused (NULL: max_clients) */
+	/* more figures for its metrics slot (histograms), after the requests' */
+	void (*metrics)(struct coral_daemon *d, struct coral_metrics_slot *s);
 };
 
 struct coral_daemon {
@@ -59,6 +71,9 @@ struct coral_daemon {
 	char sockpath[CORAL_STR_MAX + 32];
 	char who[64], limit[96];    /* "node 2's lmsd", "[lmsd] max_clients": for refused clients */
 	uint64_t start_mono_ns;
+	uint64_t metrics_mono_ns;   /* last published */
+	struct coral_metrics_slot *metrics;  /* while publishing: where answers go */
+	const struct coral_daemon_request *metrics_req;
 	int exit_code;
 	void *svc;              /* the daemon's own state, set by its init */
 };

@@ -10,6 +10,7 @@
 #include "conf.h"
 #include "errors.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "proc.h"
 #include "sga.h"
 #include "status.h"
@@ -71,6 +72,7 @@ struct supervisor {
 	struct event_base *base;
 	struct event *ev_sig[4];
 	struct event *ev_check;
+	struct metrics_http *metrics;
 	int pidfd;
 	bool stopping;
 	struct child child[NCHILDREN];
@@ -562,6 +564,9 @@ static int supervise(struct coral_conf *conf, const struct coral_node_conf *node
 	signal(SIGPIPE, SIG_IGN);
 	char err[512] = "";
 	int i;
+	sv->metrics = metrics_http_start(sv->base, conf, node, &sv->sga, err, sizeof(err));
+	if (sv->metrics == NULL && err[0])
+		rc = CORAL_ECONFIG;
 	for (i = 0; i < NCHILDREN && rc == 0; i++) {
 		struct child *c = &sv->child[i];
 		c->def = &children[i];
@@ -599,6 +604,7 @@ static int supervise(struct coral_conf *conf, const struct coral_node_conf *node
 	reap(sv); /* anything that died between readiness and the loop */
 	event_base_dispatch(sv->base);
 
+	metrics_http_stop(sv->metrics);
 	coral_sga_detach(&sv->sga);
 	int removed = remove_node_files(node, true);
 	log_info("node %lld stopped; removed %d files and the SGA", (long long)node->id, removed);

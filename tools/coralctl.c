@@ -8,6 +8,7 @@
 #include "log.h"
 #include "proc.h"
 #include "sga.h"
+#include "metrics.h"
 #include "status.h"
 #include "util.h"
 
@@ -161,6 +162,23 @@ static int run_sga(int argc, char **argv)
 		printf("  %llu bytes in sections and header, %s free\n", (unsigned long long)used_bytes, sz);
 	coral_sga_detach(&sga);
 	return 0;
+}
+
+/* The node's metrics in Prometheus' text format, read from the SGA as a scrape of
+ * coral-node's metrics port reads them (metrics.h), without asking a daemon. */
+static int run_metrics(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	struct coral_sga sga;
+	if (coral_sga_attach(&sga, &ctx.conf, ctx.node, true) != 0) {
+		fprintf(stderr, "coralctl: %s\n", sga.errmsg);
+		return 1;
+	}
+	int rc = coral_metrics_render(&sga, (uint32_t)ctx.node->id, stdout);
+	coral_sga_detach(&sga);
+	if (rc != 0)
+		fprintf(stderr, "coralctl: the SGA has no metrics section: %s\n", coral_strerror(rc));
+	return rc != 0;
 }
 
 struct cfg_json {
@@ -372,6 +390,7 @@ static int run_completion(int argc, char **argv);
 static const struct coralctl_cmd cmds[] = {
 	{"status", NULL, -1, 0, 0, "", "daemons of the node: pid, state, uptime, restarts, heartbeat", run_status},
 	{"sga", NULL, -1, 0, 0, "", "the node's shared memory: header and sections with fill", run_sga},
+	{"metrics", NULL, -1, 0, 0, "", "the node's figures in Prometheus' text format, as its metrics port serves them", run_metrics},
 	{"config", NULL, -1, 0, 1, "[DAEMON]", "effective configuration of the file, or running in DAEMON", run_config},
 	{"ping", NULL, -1, 1, 1, "DAEMON|all", "round trip to a daemon over its socket", run_ping},
 	{"reload", NULL, -1, 1, 1, "DAEMON|all", "re-read the file and apply reloadable options (admin)", run_reload},

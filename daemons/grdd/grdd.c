@@ -229,13 +229,18 @@ static void on_tick(void *arg, const struct coral_cluster_view *vp)
 	raft_poll(g);
 }
 
+/* grd status's figures that are levels, not counts (the rest are counters) */
+static const char *const grd_gauges[] = {"map_version", "coordinator", "load_stddev_pct", "resources",
+	"capacity", "held", "held_capacity", "frozen_buckets", "rebuilding_buckets", "lost_buckets",
+	"res_overrides", "bucket_overrides", "node_id", NULL};
+
 static const struct coral_daemon_request grdd_requests[] = {
-	{CORAL__CTL_REQUEST__BODY_GRD_STATUS, false, grdd_h_status},
-	{CORAL__CTL_REQUEST__BODY_GRD_RESOURCE, false, grdd_h_resource},
-	{CORAL__CTL_REQUEST__BODY_GRD_TOP, false, grdd_h_top},
-	{CORAL__CTL_REQUEST__BODY_GRD_REMASTER, true, grdd_h_remaster},
-	{CORAL__CTL_REQUEST__BODY_GRD_HISTORY, false, grdd_h_history},
-	{CORAL__CTL_REQUEST__BODY_GRD_LOCK, true, grdd_h_lock},
+	{CORAL__CTL_REQUEST__BODY_GRD_STATUS, false, grdd_h_status, "grd", grd_gauges},
+	{CORAL__CTL_REQUEST__BODY_GRD_RESOURCE, false, grdd_h_resource, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_GRD_TOP, false, grdd_h_top, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_GRD_REMASTER, true, grdd_h_remaster, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_GRD_HISTORY, false, grdd_h_history, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_GRD_LOCK, true, grdd_h_lock, NULL, NULL},
 };
 
 /* ---- start and stop --------------------------------------------------------------------- */

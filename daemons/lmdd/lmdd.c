@@ -1817,14 +1817,18 @@ static void h_locks(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
 }
 
+/* ges stats' figures that are levels, not counts (the rest are counters) */
+static const char *const ges_gauges[] = {"resources", "locks", "own_locks", "held", "map_version",
+	"coordinator", "edges", "fast_open", NULL};
+
 static const struct coral_daemon_request lmdd_requests[] = {
-	{CORAL__CTL_REQUEST__BODY_GES_LOCKS, false, h_locks},
-	{CORAL__CTL_REQUEST__BODY_GES_SUBSCRIBE, false, h_subscribe},
-	{CORAL__CTL_REQUEST__BODY_GES_GRAPH, false, h_graph},
-	{CORAL__CTL_REQUEST__BODY_GES_DEADLOCKS, false, h_deadlocks},
-	{CORAL__CTL_REQUEST__BODY_GES_LOCK, false, h_lock},
-	{CORAL__CTL_REQUEST__BODY_GES_STATS, false, h_stats},
-	{CORAL__CTL_REQUEST__BODY_GES_RESOURCE, false, h_resource},
+	{CORAL__CTL_REQUEST__BODY_GES_LOCKS, false, h_locks, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_GES_SUBSCRIBE, false, h_subscribe, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_GES_GRAPH, false, h_graph, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_GES_DEADLOCKS, false, h_deadlocks, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_GES_LOCK, false, h_lock, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_GES_STATS, false, h_stats, "ges", ges_gauges},
+	{CORAL__CTL_REQUEST__BODY_GES_RESOURCE, false, h_resource, NULL, NULL},
 };
 
 /* ---- lifecycle ------------------------------------------------------------------------- */

@@ -4,10 +4,16 @@
 #include "logwait.h"
 
 #include "errors.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <stdio.h>
 #include <string.h>
+
+static const char *const kind_names[GCS_SERVED_NKINDS] = {"?", "local", "2-way", "3-way", "disk", "cr"};
+
+/* gcs stats' figures that are levels, not counts (the rest are counters) */
+const char *const lmsd_gauges[] = {"scn", "inv_held", NULL};
 
 static void kind_stats(Coral__GcsKindStats *k, Coral__GcsKindStats **kp, const char *name,
 		       const struct gcs_hist *h)
@@ -55,18 +61,32 @@ void lmsd_h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest
 	r.log_waits = s->log_waits;
 	uint64_t waits;   /* the waiter's wake-ups: not reported */
 	lmsd_logwait_stats(l->logwait, &waits, &r.log_wait_us);
-	static const char *const names[GCS_SERVED_NKINDS] = {"?", "local", "2-way", "3-way", "disk", "cr"};
 	Coral__GcsKindStats k[GCS_SERVED_NKINDS], *kp[GCS_SERVED_NKINDS];
 	size_t n = 0;
 	/* local hits are served in the sessions (no latency to speak of): counted above */
 	for (int i = GCS_SERVED_2WAY; i < GCS_SERVED_NKINDS; i++, n++)
-		kind_stats(&k[n], &kp[n], names[i], &s->lat[i]);
+		kind_stats(&k[n], &kp[n], kind_names[i], &s->lat[i]);
 	r.kinds = kp;
 	r.n_kinds = n;
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_STATS;
 	resp.gcs_stats = &r;
 	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+}
+
+/* The latency of the requests lmsd served, by how, as Prometheus histograms. */
+void lmsd_metrics(struct coral_daemon *d, struct coral_metrics_slot *ms)
+{
+	struct lmsd *l = d->svc;
+	if (l == NULL || l->core == NULL)
+		return;
+	const struct gcs_stats *s = gcs_core_stats(l->core);
+	for (int i = GCS_SERVED_2WAY; i < GCS_SERVED_NKINDS; i++) {
+		char label[40];
+		snprintf(label, sizeof(label), "kind=\"%s\"", kind_names[i]);
+		coral_metrics_put_hist_log8(ms, "coral_gcs_request_seconds", label, s->lat[i].b, GCS_HIST, s->lat[i].n,
+					    s->lat[i].sum_us, "block requests lmsd served, by how: their latency");
+	}
 }
 
 void lmsd_h_block(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)

@@ -544,9 +544,9 @@ static void h_get(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest
 }
 
 static const struct coral_daemon_request lmsd_requests[] = {
-	{CORAL__CTL_REQUEST__BODY_GCS_GET, false, h_get},
-	{CORAL__CTL_REQUEST__BODY_GCS_STATS, false, lmsd_h_stats},
-	{CORAL__CTL_REQUEST__BODY_GCS_BLOCK, false, lmsd_h_block},
+	{CORAL__CTL_REQUEST__BODY_GCS_GET, false, h_get, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_GCS_STATS, false, lmsd_h_stats, "gcs", lmsd_gauges},
+	{CORAL__CTL_REQUEST__BODY_GCS_BLOCK, false, lmsd_h_block, NULL, NULL},
 };
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
@@ -697,6 +697,7 @@ static const struct coral_daemon_def lmsd_def = {
 	/* a connection per session slot, and a few for coralctl */
 	.min_clients = CORAL_CACHE_SESSIONS + 8,
 	.clients_limit = "the node's 1024 session slots and [lmsd] max_clients",
+	.metrics = lmsd_metrics,
 };
 
 int main(int argc, char **argv)

@@ -64,6 +64,8 @@ struct lmsd {
 
 /* ctl.c: coralctl gcs stats, gcs block */
 void lmsd_h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req);
+void lmsd_metrics(struct coral_daemon *d, struct coral_metrics_slot *s);
+extern const char *const lmsd_gauges[];
 void lmsd_h_block(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req);
 /* cr.c: the consistent-read port on base_port+4 ([cache] cr_direct) */
 int lmsd_cr_start(struct lmsd *l);

@@ -233,6 +233,11 @@ void raftd_status_fill(struct raftd *r, Coral__RaftStatusReply *st, Coral__RaftP
 	st->n_peers = n;
 }
 
+/* raft status's figures that are levels, not counts (the rest are counters) */
+static const char *const raft_gauges[] = {"node_id", "term", "leader", "commit", "applied", "last_index",
+	"snapshot_index", "log_bytes", "log_segments", "snapshot_bytes", "epoch", "incarnation", "fenced",
+	"lease_left_ms", "pending", NULL};
+
 static void h_raft_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
 	struct raftd *r = d->svc;
@@ -489,15 +494,15 @@ static void h_watch(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 }
 
 const struct coral_daemon_request raftd_requests[] = {
-	{CORAL__CTL_REQUEST__BODY_RAFT_STATUS, false, h_raft_status},
-	{CORAL__CTL_REQUEST__BODY_RAFT_HISTORY, false, h_raft_history},
-	{CORAL__CTL_REQUEST__BODY_RAFT_TRANSFER, true, h_transfer},
-	{CORAL__CTL_REQUEST__BODY_MEMBERS, false, h_members},
-	{CORAL__CTL_REQUEST__BODY_ADD_NODE, true, h_add_node},
-	{CORAL__CTL_REQUEST__BODY_REMOVE_NODE, true, h_remove_node},
-	{CORAL__CTL_REQUEST__BODY_KV, false, h_kv},
-	{CORAL__CTL_REQUEST__BODY_WATCH, false, h_watch},
-	{CORAL__CTL_REQUEST__BODY_RAFT_LEAVE, true, h_leave},
+	{CORAL__CTL_REQUEST__BODY_RAFT_STATUS, false, h_raft_status, "raft", raft_gauges},
+	{CORAL__CTL_REQUEST__BODY_RAFT_HISTORY, false, h_raft_history, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_RAFT_TRANSFER, true, h_transfer, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_MEMBERS, false, h_members, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_ADD_NODE, true, h_add_node, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_REMOVE_NODE, true, h_remove_node, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_KV, false, h_kv, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_WATCH, false, h_watch, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_RAFT_LEAVE, true, h_leave, NULL, NULL},
 };
 const size_t raftd_nrequests = sizeof(raftd_requests) / sizeof(raftd_requests[0]);
 

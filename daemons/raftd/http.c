@@ -11,6 +11,7 @@
 #include "http_route.h"
 
 #include "errors.h"
+#include "httpauth.h"
 #include "log.h"
 #include "util.h"
 
@@ -263,37 +264,10 @@ static void http_cb(struct evhttp_request *req, void *arg)
 	http_route_free(&rt);
 }
 
-/* The token of [raft] http_token_file: not readable by others, at least 16 characters, the
- * first line of the file. */
+/* The token of [raft] http_token_file (httpauth.h). */
 static int load_token(struct raftd *r, char *err, size_t errsz)
 {
-	const char *path = r->rc->http_token_file;
-	if (path[0] == '\0')
-		return 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		snprintf(err, errsz, "[raft] http_token_file %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return CORAL_ECONFIG;
-	}
-	char buf[512];
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (st.st_mode & (S_IROTH | S_IWOTH)) {
-		snprintf(err, errsz, "[raft] http_token_file %s is readable or writable by others: chmod o-rw %s", path, path);
-		return CORAL_ECONFIG;
-	}
-	buf[n > 0 ? n : 0] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
-	if (strlen(buf) < 16) {
-		snprintf(err, errsz, "[raft] http_token_file %s holds a token shorter than 16 characters", path);
-		return CORAL_ECONFIG;
-	}
-	r->http_token = strdup(buf);
-	OPENSSL_cleanse(buf, sizeof(buf));
-	return r->http_token ? 0 : CORAL_ENOMEM;
+	return coral_token_load(r->rc->http_token_file, "[raft] http_token_file", &r->http_token, err, errsz);
 }
 
 /* HTTPS: every connection a TLS one whose client certificate the cluster's CA signed. */
@@ -347,8 +321,6 @@ void http_stop(struct raftd *r)
 	if (r->http_ssl)
 		SSL_CTX_free(r->http_ssl);
 	r->http_ssl = NULL;
-	if (r->http_token)
-		OPENSSL_cleanse(r->http_token, strlen(r->http_token));
-	free(r->http_token);
+	coral_token_free(r->http_token);
 	r->http_token = NULL;
 }

@@ -1,6 +1,7 @@
 /* raftd's HTTP requests classified (see http_route.h). The identity check compares the token
  * in constant time; keys a daemon keeps are refused whatever the identity. */
 #include "http_route.h"
+#include "httpauth.h"
 
 #include "errors.h"
 #include "util.h"
@@ -37,16 +38,11 @@ static int identity(const struct http_route_conf *c, const char *h)
 {
 	if (c->cert_verified)
 		return ID_OK;
-	if (h == NULL)
-		return ID_NONE;
-	if (c->token == NULL || strncmp(h, "Bearer ", 7) != 0)
-		return ID_WRONG;
-	const char *t = h + 7;
-	size_t n = strlen(t), want = strlen(c->token);
-	/* the same work whatever the length, and no early exit on the first differing byte */
-	bool ok = n == want;
-	ok &= CRYPTO_memcmp(t, c->token, ok ? want : 0) == 0;
-	return ok ? ID_OK : ID_WRONG;
+	switch (coral_bearer_check(c->token, h)) {
+	case CORAL_BEARER_NONE: return ID_NONE;
+	case CORAL_BEARER_OK: return ID_OK;
+	default: return ID_WRONG;
+	}
 }
 
 static void set(struct http_route *r, int kind, int code, const char *error)

@@ -315,6 +315,10 @@ static void event_msg(const struct rcv_event *e, Coral__RecoveryEvent *x);
 
 /* coralctl recovery status|history: the recoveries this smond made, oldest first, and the
  * one under way. */
+/* recovery status as metrics: every figure is a level (current_*: the recovery under way,
+ * present only while one runs; current_at_seconds is when it began) */
+static const char *const recovery_gauges[] = {"dead_pending", "cold_start_ran", "current_*", NULL};
+
 static void h_recovery(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
 	struct smond *m = d->svc;
@@ -391,7 +395,7 @@ static void event_msg(const struct rcv_event *e, Coral__RecoveryEvent *x)
 }
 
 static const struct coral_daemon_request smond_requests[] = {
-	{CORAL__CTL_REQUEST__BODY_RECOVERY, false, h_recovery},
+	{CORAL__CTL_REQUEST__BODY_RECOVERY, false, h_recovery, "recovery", recovery_gauges},
 };
 
 static const struct coral_daemon_def smond_def = {

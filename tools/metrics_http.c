@@ -1,0 +1,175 @@
+/* coral-node's metrics port (metrics_http.h). Who may scrape: the holder of the token of
+ * [metrics] token_file (Authorization: Bearer TOKEN, as Prometheus sends it with
+ * authorization.credentials_file), or with [tls] on (HTTPS on the port) a client whose
+ * certificate the cluster's CA signed, which the handshake requires; anyone only with
+ * open_reads. Headers are bounded, bodies refused, idle connections closed. */
+#include "metrics_http.h"
+
+#include "errors.h"
+#include "httpauth.h"
+#include "log.h"
+#include "metrics.h"
+#include "net.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct metrics_http {
+	struct evhttp *http;
+	SSL_CTX *ssl;
+	char *token;
+	bool open;
+	const struct coral_sga *sga;
+	uint32_t node;
+	uint64_t scrapes, refused;
+};
+
+static void answer_text(struct evhttp_request *req, int status, const char *reason, const char *text)
+{
+	struct evbuffer *b = evbuffer_new();
+	if (b == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	evbuffer_add(b, text, strlen(text));
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; charset=utf-8");
+	evhttp_send_reply(req, status, reason, b);
+	evbuffer_free(b);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct metrics_http *m = arg;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	if (path == NULL || strcmp(path, "/metrics") != 0) {
+		answer_text(req, 404, "Not Found", "only /metrics is served here\n");
+		return;
+	}
+	if (!m->open && m->ssl == NULL) {
+		const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+		enum coral_bearer id = coral_bearer_check(m->token, h);
+		if (id != CORAL_BEARER_OK) {
+			m->refused++;
+			if (id == CORAL_BEARER_NONE)
+				evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+			answer_text(req, id == CORAL_BEARER_NONE ? 401 : 403, id == CORAL_BEARER_NONE ? "Unauthorized" : "Forbidden",
+				    m->token ? (id == CORAL_BEARER_NONE ? "this needs an identity: Authorization: Bearer TOKEN "
+									    "([metrics] token_file)\n"
+									  : "wrong token\n")
+					     : "the metrics need an identity and none is configured: set [metrics] "
+					       "token_file (or [tls], or open_reads = yes)\n");
+			return;
+		}
+	}
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (f == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	int rc = coral_metrics_render(m->sga, m->node, f);
+	m->scrapes++;
+	fprintf(f, "# HELP coral_metrics_scrapes_total scrapes of this node's metrics port answered\n"
+		   "# TYPE coral_metrics_scrapes_total counter\ncoral_metrics_scrapes_total{node=\"%u\"} %llu\n"
+		   "# HELP coral_metrics_refused_total scrapes refused for want of an identity\n"
+		   "# TYPE coral_metrics_refused_total counter\ncoral_metrics_refused_total{node=\"%u\"} %llu\n",
+		m->node, (unsigned long long)m->scrapes, m->node, (unsigned long long)m->refused);
+	fclose(f);
+	if (rc != 0) {
+		answer_text(req, 503, "Service Unavailable", coral_strerror(rc));
+	} else {
+		struct evbuffer *b = evbuffer_new();
+		if (b) {
+			evbuffer_add(b, text, len);
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+					  "text/plain; version=0.0.4; charset=utf-8");
+			evhttp_send_reply(req, 200, "OK", b);
+			evbuffer_free(b);
+		} else {
+			evhttp_send_error(req, 500, NULL);
+		}
+	}
+	free(text);
+}
+
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+{
+	struct metrics_http *m = arg;
+	SSL *ssl = SSL_new(m->ssl);
+	return ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
+		   : NULL;
+}
+
+struct metrics_http *metrics_http_start(struct event_base *base, const struct coral_conf *conf,
+					const struct coral_node_conf *node, const struct coral_sga *sga,
+					char *err, size_t errsz)
+{
+	err[0] = '\0';
+	const struct coral_metrics_conf *mc = &conf->metrics;
+	if (!mc->enabled)
+		return NULL;
+	struct metrics_http *m = calloc(1, sizeof(*m));
+	if (m == NULL) {
+		snprintf(err, errsz, "out of memory");
+		return NULL;
+	}
+	m->sga = sga;
+	m->node = (uint32_t)node->id;
+	m->open = mc->open_reads != 0;
+	m->http = evhttp_new(base);
+	int rc = m->http ? 0 : CORAL_ENOMEM;
+	if (rc != 0)
+		snprintf(err, errsz, "cannot create the metrics HTTP server");
+	if (rc == 0) {
+		evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+		evhttp_set_max_body_size(m->http, 0);
+		evhttp_set_max_headers_size(m->http, 8192);
+		struct timeval idle = {mc->idle_ms / 1000, (mc->idle_ms % 1000) * 1000};
+		evhttp_set_timeout_tv(m->http, &idle);
+		evhttp_set_gencb(m->http, on_request, m);
+		rc = coral_token_load(mc->token_file, "[metrics] token_file", &m->token, err, errsz);
+	}
+	if (rc == 0 && conf->tls.enabled) {
+		m->ssl = coral_tls_ctx_from_conf(conf, node, err, errsz);
+		if (m->ssl == NULL)
+			rc = CORAL_ECONFIG;
+		else
+			evhttp_set_bevcb(m->http, tls_bev, m);
+	}
+	const char *host = mc->bind[0] ? mc->bind : node->host;
+	int port = (int)(node->base_port + CORAL_PORT_METRICS);
+	if (rc == 0 && evhttp_bind_socket(m->http, host, (ev_uint16_t)port) != 0) {
+		snprintf(err, errsz, "cannot listen on %s:%d for the metrics ([metrics] bind, or enabled = no)", host, port);
+		rc = CORAL_ESYS;
+	}
+	if (rc != 0) {
+		metrics_http_stop(m);
+		return NULL;
+	}
+	if (m->token == NULL && !m->open && m->ssl == NULL)
+		log_warn("metrics on %s:%d refuse every scrape: no identity is configured ([metrics] token_file, [tls] "
+			 "or open_reads)", host, port);
+	else
+		log_info("metrics on %s://%s:%d/metrics (%s)", m->ssl ? "https" : "http", host, port,
+			 m->open ? "open to anyone" : m->ssl ? "client certificates" : "bearer token");
+	return m;
+}
+
+void metrics_http_stop(struct metrics_http *m)
+{
+	if (m == NULL)
+		return;
+	if (m->http)
+		evhttp_free(m->http);
+	if (m->ssl)
+		SSL_CTX_free(m->ssl);
+	coral_token_free(m->token);
+	free(m);
+}
