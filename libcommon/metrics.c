@@ -176,11 +176,12 @@ void coral_metrics_put_hist_log8(struct coral_metrics_slot *s, const char *name,
 	coral_strlcpy(h->help, help ? help : name, sizeof(h->help));
 	h->count = count;
 	h->sum = (double)sum_us / 1e6;
-	/* bucket k (1..): values with us + 1 < 2^k, i.e. us <= 2^k - 2 < le = 2^k - 1 */
+	/* bucket k (1..): values with us + 1 < 2^k, i.e. us <= 2^k - 2 < le = 2^k - 1. The last
+	 * of b also holds every larger value: it counts in +Inf only */
 	uint64_t cum = 0;
 	int next = 0;
 	for (int k = 1; k <= CORAL_METRICS_BUCKETS; k++) {
-		for (; next < 8 * k && next < nb; next++)
+		for (; next < 8 * k && next < nb - 1; next++)
 			cum += b[next];
 		h->le[k - 1] = cum;
 	}
