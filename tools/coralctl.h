@@ -53,6 +53,8 @@ Coral__CtlResponse *daemon_ask(int daemon, Coral__CtlRequest__BodyCase body, int
 Coral__CtlResponse *daemon_call_busy(int daemon, Coral__CtlRequest *req, int want, int busy_ms);
 
 /* The commands, by file (argc, argv: the arguments after AREA [VERB], counted already). */
+/* coralctl_top.c */
+int run_top(int argc, char **argv);
 /* coralctl_raft.c */
 int run_raft_status(int argc, char **argv);
 int run_raft_history(int argc, char **argv);

@@ -164,3 +164,42 @@ Test(metrics, prometheus_scrapes_three_nodes_and_counts_the_banks_transfers)
 	fprintf(stderr, "prometheus: 2-way p99 %.6f s\n", le);
 	cr_expect(le > 0 && le < 10, "the 2-way p99 from the histogram: %f", le);
 }
+
+/* coralctl top in a terminal (tmux): the screen shows the three nodes running, the leader
+ * marked, every daemon up; q leaves. */
+Test(metrics, coralctl_top_shows_the_three_nodes_and_the_leader)
+{
+	cr_assert_eq(run("command -v tmux")->code, 0, "tmux is not installed (scripts/install-deps.sh installs it)");
+	cl_prepare("top", with_token);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	int leader = wait_leader(15000, 0xE);
+	cr_assert_geq(leader, 1);
+	char sess[64];
+	snprintf(sess, sizeof(sess), "coraltop%d", (int)getpid());
+	cr_assert_eq(run("tmux new-session -d -s %s -x 200 -y 40 '%s/tools/coralctl -c %s top'", sess, CORAL_BUILDDIR,
+			 cl.conf)->code, 0, "%s", res.out);
+	bool seen = false;
+	char want[64];
+	snprintf(want, sizeof(want), "leader: node %d", leader);
+	for (int i = 0; i < 50 && !seen; i++) {
+		usleep(200000);
+		run("tmux capture-pane -p -t %s", sess);
+		seen = strstr(res.out, want) && strstr(res.out, "DAEMONS");
+	}
+	fprintf(stderr, "coralctl top:\n%s\n", res.out);
+	cr_expect(seen, "the screen does not name the leader: %s", res.out);
+	int running = 0;
+	for (const char *p = res.out; (p = strstr(p, " running ")) != NULL; p++)
+		running++;
+	cr_expect_eq(running, 3, "three nodes running: %s", res.out);
+	cr_expect_null(strstr(res.out, "DOWN"), "a daemon shown down: %s", res.out);
+	run("tmux send-keys -t %s q", sess);
+	bool gone = false;
+	for (int i = 0; i < 30 && !gone; i++) {
+		usleep(100000);
+		gone = run("tmux has-session -t %s 2>/dev/null", sess)->code != 0;
+	}
+	cr_expect(gone, "q did not end coralctl top");
+	if (!gone)
+		run("tmux kill-session -t %s", sess);
+}
