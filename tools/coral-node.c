@@ -589,6 +589,8 @@ static int supervise(struct coral_conf *conf, const struct coral_node_conf *node
 		/* said first, so that nothing in the clean-up can hide it (the caller waits for
 		 * this process to exit before it returns) */
 		report(fd, "ERR %s\n", err);
+		metrics_http_stop(sv->metrics);
+		sv->metrics = NULL;
 		stop_all(sv, "start-up failed");
 		remove_node_files(node, false);
 		return 1;

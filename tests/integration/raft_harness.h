@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 
 #define CORAL_NODE CORAL_BUILDDIR "/tools/coral-node"
 #define CORALCTL CORAL_BUILDDIR "/tools/coralctl"
@@ -39,6 +40,18 @@ static inline void cl_prepare(const char *prefix, char *(*edit)(char *text))
 	free(text);
 	/* daemons orphaned by a supervisor are re-parented to this process, which reaps them */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
+}
+
+/* A token file in the test's directory (DIR/name, mode 0640) holding token: its path in
+ * path. */
+static inline void write_token(const char *name, const char *token, char *path, size_t pathsz)
+{
+	snprintf(path, pathsz, "%s/%s", cl.dir, name);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "%s\n", token);
+	fclose(f);
+	cr_assert_eq(chmod(path, 0640), 0);
 }
 
 static inline void cl_teardown(void)

@@ -37,12 +37,7 @@ static char token_path[200];
 
 static char *with_token(char *text)
 {
-	snprintf(token_path, sizeof(token_path), "%s/metrics.token", cl.dir);
-	FILE *f = fopen(token_path, "w");
-	cr_assert_not_null(f);
-	fprintf(f, "%s\n", TOKEN);
-	fclose(f);
-	cr_assert_eq(chmod(token_path, 0640), 0);
+	write_token("metrics.token", TOKEN, token_path, sizeof(token_path));
 	char line[300];
 	snprintf(line, sizeof(line), "\ntoken_file = %s\n", token_path);
 	return replace_all(text, "\ntoken_file =\n", line);

@@ -23,12 +23,7 @@ TestSuite(security, .fini = cl_teardown, .timeout = 240);
 static char *with_token(char *text)
 {
 	char path[160], line[200];
-	snprintf(path, sizeof(path), "%s/http.token", cl.dir);
-	FILE *f = fopen(path, "w");
-	cr_assert_not_null(f);
-	fprintf(f, "%s\n", TOKEN);
-	fclose(f);
-	cr_assert_eq(chmod(path, 0640), 0);
+	write_token("http.token", TOKEN, path, sizeof(path));
 	snprintf(line, sizeof(line), "http_token_file = %s\n", path);
 	return replace_all(text, "http_token_file =\n", line);
 }
