@@ -11,6 +11,11 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 passed=0; failed=0; status=0
+# shared-memory segments already there (a run killed before its clean-up, another checkout's
+# cluster) are named, not counted against this run: only what this run leaves behind fails it
+shm_list() { ls /dev/shm 2>/dev/null | grep -E '^coral[.-]' | sort || true; }
+shm_before=$(shm_list)
+[ -z "$shm_before" ] || echo "== already in /dev/shm before the tests (not this run's): $(echo $shm_before)"
 run_suite() { # BUILD_DIR LABEL MESON_OPTIONS...
   local dir=$1 label=$2; shift 2
   echo "== $label: building in $dir"
@@ -59,7 +64,7 @@ echo "== fuzz: $fok targets without a crash, $fbad failed, $((SECONDS - start)) 
 passed=$((passed + fok)); failed=$((failed + fbad))
 [ "$fbad" -eq 0 ] || status=1
 
-leftover=$(ls /dev/shm 2>/dev/null | grep -E '^coral[.-]' || true)
+leftover=$(comm -13 <(echo "$shm_before") <(shm_list) | grep . || true)
 if [ -n "$leftover" ]; then
   echo "== left in /dev/shm after the tests: $leftover"; status=1
 fi
