@@ -210,7 +210,7 @@ int coral_datafile_create(const struct coral_conf *conf, const char *name, uint6
 	cf_path(conf, "control.lock", lpath, sizeof(lpath));
 	int lfd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-	if (lfd < 0 || fcntl(lfd, F_SETLKW, &fl) != 0) {
+	if (lfd < 0 || coral_own_like_dir(lfd, lpath, conf->storage.shared_dir) != 0 || fcntl(lfd, F_SETLKW, &fl) != 0) {
 		snprintf(err, errsz, "%s: %s", lpath, strerror(errno));
 		if (lfd >= 0)
 			close(lfd);
@@ -237,6 +237,14 @@ int coral_datafile_create(const struct coral_conf *conf, const char *name, uint6
 		snprintf(err, errsz, "%s: %s%s", path, strerror(errno),
 			 errno == EEXIST ? " (not in the control file: remove it or choose another name)" : "");
 		rc = errno == EEXIST ? CORAL_EEXIST : CORAL_EIO;
+	}
+	if (rc == 0 && coral_own_like_dir(fd, path, conf->storage.shared_dir) != 0) {
+		snprintf(err, errsz, "%s: cannot give it the owner of %s: %s", path, conf->storage.shared_dir,
+			 strerror(errno));
+		rc = CORAL_EIO;
+		close(fd);
+		unlink(path);
+		fd = -1;
 	}
 	if (rc == 0) {
 		uint32_t nid = cf->next_id;
@@ -355,6 +363,10 @@ int coral_instance_lock(const struct coral_conf *conf, bool exclusive, int wait_
 			return coral_err_from_errno(e);
 		}
 		*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+		if (*fd >= 0 && coral_own_like_dir(*fd, path, conf->storage.shared_dir) != 0) {
+			close(*fd);
+			*fd = -1;
+		}
 		if (*fd < 0) {
 			int e = errno;
 			snprintf(err, errsz, "cannot open %s: %s", path, strerror(e));

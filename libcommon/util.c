@@ -101,6 +101,29 @@ void coral_format_size(int64_t v, char *buf, size_t bufsz)
 	snprintf(buf, bufsz, "%lld B", (long long)v);
 }
 
+int coral_own_like_dir(int fd, const char *path, const char *dir)
+{
+	struct stat st;
+	if (geteuid() != 0 || stat(dir, &st) != 0 || (st.st_uid == 0 && st.st_gid == 0))
+		return 0;
+	return fd >= 0 ? fchown(fd, st.st_uid, st.st_gid) : chown(path, st.st_uid, st.st_gid);
+}
+
+/* mkdir of one component; a new one gets its parent's owner (coral_own_like_dir) */
+static int mkdir_owned(char *tmp, mode_t mode)
+{
+	if (mkdir(tmp, mode) != 0)
+		return errno == EEXIST ? 0 : -1;
+	char *slash = strrchr(tmp, '/');
+	if (slash == NULL || slash == tmp)
+		return 0;
+	*slash = '\0';
+	char parent[PATH_MAX];
+	coral_strlcpy(parent, tmp, sizeof(parent));
+	*slash = '/';
+	return coral_own_like_dir(-1, tmp, parent);
+}
+
 int coral_mkdir_p(const char *path, mode_t mode)
 {
 	char tmp[PATH_MAX];
@@ -110,11 +133,11 @@ int coral_mkdir_p(const char *path, mode_t mode)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+		if (mkdir_owned(tmp, mode) != 0)
 			return CORAL_ESYS;
 		*p = '/';
 	}
-	if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+	if (mkdir_owned(tmp, mode) != 0)
 		return CORAL_ESYS;
 	struct stat st;
 	if (stat(tmp, &st) != 0 || !S_ISDIR(st.st_mode))
@@ -283,7 +306,10 @@ int coral_write_file_atomic(const char *dir, const char *name, const void *data,
 	}
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	int e = 0;
-	if (fd < 0) {
+	if (fd >= 0 && coral_own_like_dir(fd, tmp, dir) != 0) {
+		e = errno;
+		close(fd);
+	} else if (fd < 0) {
 		e = errno;
 	} else {
 		const uint8_t *p = data;

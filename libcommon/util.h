@@ -34,6 +34,12 @@ void coral_format_size(int64_t v, char *buf, size_t bufsz);
 
 /* mkdir -p with the given mode for each created component. */
 int coral_mkdir_p(const char *path, mode_t mode);
+/* When this process is root and the directory dir belongs to another user (the daemons'
+ * own: shared storage, a run or data dir of a packaged install), gives the file it just
+ * made there (fd, or path when fd < 0) that directory's owner and group, so that what an
+ * operator creates as root (coralctl datafile create, coral-bank) the daemons can open.
+ * Otherwise does nothing. 0, or -1 with errno. */
+int coral_own_like_dir(int fd, const char *path, const char *dir);
 
 /* Writes dir/name whole or not at all: dir/name.tmp written and fsync'd, renamed over it, the
  * directory fsync'd (a reader finds the old file or the new one). 0, or a CORAL_E* code with

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -203,4 +204,35 @@ Test(crc32c, instruction_agrees_with_the_table_and_the_standard_vector)
 	uint32_t whole = coral_crc32c(0, buf, 8192);
 	uint32_t parts = coral_crc32c(coral_crc32c(coral_crc32c(0, buf, 13), buf + 13, 4000), buf + 4013, 8192 - 4013);
 	cr_expect_eq(parts, whole);
+}
+
+/* Files root makes in a shared_dir that belongs to the daemons' user (a packaged install)
+ * get that user: the control file, its lock, the data file, and a shared_dir root creates
+ * inside such a directory. */
+Test(storage, what_root_creates_in_the_daemons_directory_is_theirs)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root");
+	const uid_t uid = 65534;
+	const gid_t gid = 65534;
+	cr_assert_eq(chown(dir, uid, gid), 0);
+	char err[256];
+	cr_assert_eq(coral_datafile_create(&cf, "owned", 4, NULL, err, sizeof(err)), 0, "%s", err);
+	static const char *const names[] = {"", "/control", "/control.lock", "/owned.dbf"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char path[256];
+		snprintf(path, sizeof(path), "%s%s", cf.storage.shared_dir, names[i]);
+		struct stat st;
+		cr_assert_eq(stat(path, &st), 0, "%s", path);
+		cr_expect(st.st_uid == uid && st.st_gid == gid, "%s is %d:%d", path, (int)st.st_uid, (int)st.st_gid);
+	}
+	/* a directory of root's own: files stay root's */
+	cr_assert_eq(chown(dir, 0, 0), 0);
+	cr_assert_eq(chown(cf.storage.shared_dir, 0, 0), 0);
+	cr_assert_eq(coral_datafile_create(&cf, "rootown", 4, NULL, err, sizeof(err)), 0, "%s", err);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/rootown.dbf", cf.storage.shared_dir);
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0);
+	cr_expect_eq(st.st_uid, 0);
 }
