@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds Coral twice (plain, and with ASan+UBSan) and runs every test in both: criterion
 # unit tests and the integration tests that start real three-node clusters; then builds the
-# fuzz targets with clang and runs each for FUZZ_SECONDS (15). Ends with one line
+# fuzz targets with clang and runs each for FUZZ_SECONDS (15), then builds the Debian
+# packages, installs them, runs a cluster from them and removes them. Ends with one line
 # "Total: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +64,19 @@ if [ $frc -ne 0 ] && [ "$fbad" -eq 0 ]; then fbad=1; tail -20 fuzz-output.txt; f
 echo "== fuzz: $fok targets without a crash, $fbad failed, $((SECONDS - start)) s"
 passed=$((passed + fok)); failed=$((failed + fbad))
 [ "$fbad" -eq 0 ] || status=1
+
+# the Debian packages: built, installed, a cluster run from them, removed (scripts/test-deb.sh)
+echo "== package: scripts/test-deb.sh"
+start=$SECONDS
+./scripts/test-deb.sh > deb-output.txt 2>&1
+drc=$?
+grep -E '^deb: ' deb-output.txt | grep -vE ' checks passed, '
+dok=$(grep -cE '^deb: .*: ok$' deb-output.txt)
+dbad=$(grep -cE '^deb: .* FAILED' deb-output.txt)
+if [ $drc -ne 0 ] && [ "$dbad" -eq 0 ]; then dbad=1; tail -20 deb-output.txt; fi
+echo "== package: $dok checks passed, $dbad failed, $((SECONDS - start)) s"
+passed=$((passed + dok)); failed=$((failed + dbad))
+[ "$dbad" -eq 0 ] || status=1
 
 leftover=$(comm -13 <(echo "$shm_before") <(shm_list) | grep . || true)
 if [ -n "$leftover" ]; then

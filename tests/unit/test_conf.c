@@ -105,11 +105,26 @@ Test(conf, shipped_example_sets_every_option)
 	cr_expect_eq(unset, 0, "%d options are not in etc/coral.conf", unset);
 }
 
+/* The three-machine example as installed: its /etc/coral/ (certificates, token files) made
+ * in a temporary directory, the paths pointed there, and it loads with TLS on. */
 Test(conf, multi_machine_example_is_valid)
 {
+	char dir[] = "/tmp/coral-multi-XXXXXX", cmd[512], path[128];
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd),
+		 "mkdir -p %s/tls && touch %s/tls/ca.pem %s/tls/node1.pem %s/tls/node1.key %s/tls/node2.pem "
+		 "%s/tls/node2.key %s/tls/node3.pem %s/tls/node3.key && sed 's|/etc/coral/|%s/|g' %s > %s/coral.conf",
+		 dir, dir, dir, dir, dir, dir, dir, dir, dir, CORAL_SRCDIR "/etc/coral-multi.conf", dir);
+	cr_assert_eq(system(cmd), 0);
+	snprintf(path, sizeof(path), "%s/coral.conf", dir);
 	static struct coral_conf conf;
-	cr_assert_eq(coral_conf_load(&conf, CORAL_SRCDIR "/etc/coral-multi.conf"), 0, "%s", conf.errmsg);
+	int rc = coral_conf_load(&conf, path);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(rc, 0, "%s", conf.errmsg);
 	cr_expect_eq(conf.nnodes, 3);
+	cr_expect(conf.tls.enabled);
+	cr_expect_neq(conf.metrics.token_file[0], '\0');
 }
 
 static void write_file(const char *path, const char *text)
