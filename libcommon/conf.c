@@ -142,6 +142,9 @@ static const struct coral_opt coral__raft_opts[] = {
 	    "bytes of one HTTP request's headers; a longer request is refused (431)"),
 	OPT(coral_raft_conf, http_idle_ms, INT, "30000", 100, 3600000, false,
 	    "an HTTP connection idle this long is closed"),
+	OPT(coral_raft_conf, http_max_clients, INT, "128", 1, 4096, false,
+	    "HTTP connections held at once; at the bound the port stops accepting until one closes "
+	    "(clients wait in the kernel's backlog), so that idle clients cannot take raftd's descriptors"),
 };
 
 static const struct coral_opt coral__interconnect_opts[] = {
@@ -279,6 +282,8 @@ static const struct coral_opt coral__metrics_opts[] = {
 	    "serve the metrics to anyone who asks, without an identity"),
 	OPT(coral_metrics_conf, idle_ms, INT, "10000", 100, 3600000, false,
 	    "a metrics connection idle this long is closed"),
+	OPT(coral_metrics_conf, max_clients, INT, "16", 1, 1024, false,
+	    "metrics connections held at once; at the bound the port stops accepting until one closes"),
 };
 
 static const struct coral_opt coral__daemon_opts[] = {

@@ -137,6 +137,7 @@ struct coral_raft_conf {
 	int64_t http_open_reads;       /* reads need no identity */
 	int64_t http_max_header;       /* bytes of a request's headers */
 	int64_t http_idle_ms;          /* a connection idle this long is closed */
+	int64_t http_max_clients;      /* connections held at once */
 };
 
 /* TCP between the same daemon on every node. */
@@ -207,6 +208,7 @@ struct coral_metrics_conf {
 	char token_file[CORAL_STR_MAX];/* the token a scrape must carry */
 	int64_t open_reads;            /* no identity needed */
 	int64_t idle_ms;
+	int64_t max_clients;           /* connections held at once */
 };
 
 struct coral_supervisor_conf {

@@ -55,7 +55,7 @@ static int raft_status(void)
 				"last_error", p->last_error));
 		}
 		print_json(json_pack("{s:i, s:s, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, "
-				     "s:s, s:I, s:I, s:I, s:I, s:I, s:o}",
+				     "s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
 				     "node", (int)s->node_id, "role", s->role, "term", (json_int_t)s->term,
 				     "leader", (int)s->leader, "commit", (json_int_t)s->commit,
 				     "applied", (json_int_t)s->applied, "last_index", (json_int_t)s->last_index,
@@ -67,7 +67,9 @@ static int raft_status(void)
 				     "lease_left_ms", (json_int_t)s->lease_left_ms,
 				     "syncs", (json_int_t)s->syncs, "entries_synced", (json_int_t)s->entries_synced,
 				     "pending", (json_int_t)s->pending, "refused_busy", (json_int_t)s->refused_busy,
-				     "peers", peers));
+				     "http_clients", (json_int_t)s->http_clients,
+				     "http_clients_max", (json_int_t)s->http_clients_max,
+				     "http_full", (json_int_t)s->http_full, "peers", peers));
 	} else {
 		printf("node %u: %s, term %llu, leader %u\n", s->node_id, s->role,
 		       (unsigned long long)s->term, s->leader);
@@ -85,6 +87,10 @@ static int raft_status(void)
 		if (s->fenced)
 			printf("%s", s->fence_reason);
 		printf(", lease %lld ms left\n", (long long)s->lease_left_ms);
+		printf("HTTP: %u of %u connections", s->http_clients, s->http_clients_max);
+		if (s->http_full)
+			printf(", held the bound %llu time(s)", (unsigned long long)s->http_full);
+		printf("\n");
 		printf("%-4s %-8s %10s %8s %6s %8s %5s %9s %9s %s\n", "PEER", "ROLE", "MATCH", "LAG", "PHI",
 		       "RTT_US", "CONN", "HEARD_MS", "INC", "LAST_ERROR");
 		for (size_t i = 0; i < s->n_peers; i++) {

@@ -7,6 +7,7 @@
 
 #include "errors.h"
 #include "httpauth.h"
+#include "httpserve.h"
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
@@ -21,8 +22,7 @@
 #include <string.h>
 
 struct metrics_http {
-	struct evhttp *http;
-	SSL_CTX *ssl;
+	struct coral_http_server *http;
 	char *token;
 	bool open;
 	const struct coral_sga *sga;
@@ -51,7 +51,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 		answer_text(req, 404, "Not Found", "only /metrics is served here\n");
 		return;
 	}
-	if (!m->open && m->ssl == NULL) {
+	if (!m->open && !coral_http_server_tls(m->http)) {
 		const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
 		enum coral_bearer id = coral_bearer_check(m->token, h);
 		if (id != CORAL_BEARER_OK) {
@@ -81,6 +81,15 @@ static void on_request(struct evhttp_request *req, void *arg)
 		   "# HELP coral_metrics_refused_total scrapes refused for want of an identity\n"
 		   "# TYPE coral_metrics_refused_total counter\ncoral_metrics_refused_total{node=\"%u\"} %llu\n",
 		m->node, (unsigned long long)m->scrapes, m->node, (unsigned long long)m->refused);
+	struct coral_http_stats hs;
+	coral_http_server_stats(m->http, &hs);
+	fprintf(f, "# HELP coral_metrics_clients connections to this node's metrics port open now\n"
+		   "# TYPE coral_metrics_clients gauge\ncoral_metrics_clients{node=\"%u\"} %u\n"
+		   "# HELP coral_metrics_clients_max the connections the metrics port holds at once ([metrics] max_clients)\n"
+		   "# TYPE coral_metrics_clients_max gauge\ncoral_metrics_clients_max{node=\"%u\"} %u\n"
+		   "# HELP coral_metrics_full_total times the metrics port held max_clients and stopped accepting\n"
+		   "# TYPE coral_metrics_full_total counter\ncoral_metrics_full_total{node=\"%u\"} %llu\n",
+		m->node, hs.clients, m->node, hs.max_clients, m->node, (unsigned long long)hs.full);
 	fclose(f);
 	if (rc != 0) {
 		answer_text(req, 503, "Service Unavailable", coral_strerror(rc));
@@ -99,14 +108,6 @@ static void on_request(struct evhttp_request *req, void *arg)
 	free(text);
 }
 
-static struct bufferevent *tls_bev(struct event_base *base, void *arg)
-{
-	struct metrics_http *m = arg;
-	SSL *ssl = SSL_new(m->ssl);
-	return ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
-		   : NULL;
-}
-
 struct metrics_http *metrics_http_start(struct event_base *base, const struct coral_conf *conf,
 					const struct coral_node_conf *node, const struct coral_sga *sga,
 					char *err, size_t errsz)
@@ -123,42 +124,27 @@ struct metrics_http *metrics_http_start(struct event_base *base, const struct co
 	m->sga = sga;
 	m->node = (uint32_t)node->id;
 	m->open = mc->open_reads != 0;
-	m->http = evhttp_new(base);
-	int rc = m->http ? 0 : CORAL_ENOMEM;
-	if (rc != 0)
-		snprintf(err, errsz, "cannot create the metrics HTTP server");
-	if (rc == 0) {
-		evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-		evhttp_set_max_body_size(m->http, 0);
-		evhttp_set_max_headers_size(m->http, 8192);
-		struct timeval idle = {mc->idle_ms / 1000, (mc->idle_ms % 1000) * 1000};
-		evhttp_set_timeout_tv(m->http, &idle);
-		evhttp_set_gencb(m->http, on_request, m);
-		rc = coral_token_load(mc->token_file, "[metrics] token_file", &m->token, err, errsz);
-	}
-	if (rc == 0 && conf->tls.enabled) {
-		m->ssl = coral_tls_ctx_from_conf(conf, node, err, errsz);
-		if (m->ssl == NULL)
-			rc = CORAL_ECONFIG;
-		else
-			evhttp_set_bevcb(m->http, tls_bev, m);
-	}
+	int rc = coral_token_load(mc->token_file, "[metrics] token_file", &m->token, err, errsz);
 	const char *host = mc->bind[0] ? mc->bind : node->host;
 	int port = (int)(node->base_port + CORAL_PORT_METRICS);
-	if (rc == 0 && evhttp_bind_socket(m->http, host, (ev_uint16_t)port) != 0) {
-		snprintf(err, errsz, "cannot listen on %s:%d for the metrics ([metrics] bind, or enabled = no)", host, port);
+	struct coral_http_opts o = {
+		.host = host, .port = port, .methods = EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, .max_body = 0,
+		.max_header = 8192, .idle_ms = (int)mc->idle_ms, .max_clients = (int)mc->max_clients,
+		.what = "metrics", .cb = on_request, .arg = m,
+	};
+	if (rc == 0 && (m->http = coral_http_server_start(base, conf, node, &o, err, errsz)) == NULL)
 		rc = CORAL_ESYS;
-	}
 	if (rc != 0) {
 		metrics_http_stop(m);
 		return NULL;
 	}
-	if (m->token == NULL && !m->open && m->ssl == NULL)
+	bool tls = coral_http_server_tls(m->http);
+	if (m->token == NULL && !m->open && !tls)
 		log_warn("metrics on %s:%d refuse every scrape: no identity is configured ([metrics] token_file, [tls] "
 			 "or open_reads)", host, port);
 	else
-		log_info("metrics on %s://%s:%d/metrics (%s)", m->ssl ? "https" : "http", host, port,
-			 m->open ? "open to anyone" : m->ssl ? "client certificates" : "bearer token");
+		log_info("metrics on %s://%s:%d/metrics (%s)", tls ? "https" : "http", host, port,
+			 m->open ? "open to anyone" : tls ? "client certificates" : "bearer token");
 	return m;
 }
 
@@ -166,10 +152,7 @@ void metrics_http_stop(struct metrics_http *m)
 {
 	if (m == NULL)
 		return;
-	if (m->http)
-		evhttp_free(m->http);
-	if (m->ssl)
-		SSL_CTX_free(m->ssl);
+	coral_http_server_stop(m->http);
 	coral_token_free(m->token);
 	free(m);
 }

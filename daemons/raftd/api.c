@@ -5,6 +5,7 @@
  * the HTTP API (http.c). */
 #include "raftd.h"
 #include "http_route.h"
+#include "httpserve.h"
 #include "ctl.h"
 #include "errors.h"
 #include "log.h"
@@ -189,6 +190,11 @@ void raftd_status_fill(struct raftd *r, Coral__RaftStatusReply *st, Coral__RaftP
 	st->pending = r->pend_used;
 	st->proposals = r->proposals;
 	st->refused_busy = r->refused_busy;
+	struct coral_http_stats hs;
+	coral_http_server_stats(r->http, &hs);
+	st->http_clients = hs.clients;
+	st->http_clients_max = hs.max_clients;
+	st->http_full = hs.full;
 	size_t n = 0;
 	for (uint32_t id = 1; id <= CORAL_MAX_NODES; id++) {
 		bool voter = raft_conf_is_voter(&r->raft.conf, id), learner = raft_conf_is_learner(&r->raft.conf, id);
@@ -236,7 +242,7 @@ void raftd_status_fill(struct raftd *r, Coral__RaftStatusReply *st, Coral__RaftP
 /* raft status's figures that are levels, not counts (the rest are counters) */
 static const char *const raft_gauges[] = {"node_id", "term", "leader", "commit", "applied", "last_index",
 	"snapshot_index", "log_bytes", "log_segments", "snapshot_bytes", "epoch", "incarnation", "fenced",
-	"lease_left_ms", "pending", NULL};
+	"lease_left_ms", "pending", "http_clients", "http_clients_max", NULL};
 
 static void h_raft_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {

@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "httpauth.h"
+#include "httpserve.h"
 #include "log.h"
 #include "util.h"
 
@@ -223,7 +224,7 @@ static void http_cb(struct evhttp_request *req, void *arg)
 {
 	struct raftd *r = arg;
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
-	struct http_route_conf hc = {r->http_token, r->http_ssl != NULL, r->rc->http_open_reads,
+	struct http_route_conf hc = {r->http_token, coral_http_server_tls(r->http), r->rc->http_open_reads,
 				     (size_t)r->rc->kv_max_value};
 	struct http_route_in in = {http_route_method((int)evhttp_request_get_command(req)), evhttp_request_get_uri(req),
 				   evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"),
@@ -270,57 +271,36 @@ static int load_token(struct raftd *r, char *err, size_t errsz)
 	return coral_token_load(r->rc->http_token_file, "[raft] http_token_file", &r->http_token, err, errsz);
 }
 
-/* HTTPS: every connection a TLS one whose client certificate the cluster's CA signed. */
-static struct bufferevent *tls_bev(struct event_base *base, void *arg)
-{
-	struct raftd *r = arg;
-	SSL *ssl = SSL_new(r->http_ssl);
-	return ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
-		   : NULL;
-}
-
 int http_start(struct raftd *r, char *err, size_t errsz)
 {
 	g_http.r = r;
-	r->http = evhttp_new(r->d->base);
-	if (r->http == NULL) {
-		snprintf(err, errsz, "cannot create the HTTP server");
-		return CORAL_ENOMEM;
-	}
-	evhttp_set_allowed_methods(r->http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_POST |
-				   EVHTTP_REQ_DELETE);
-	evhttp_set_max_body_size(r->http, (ev_ssize_t)r->rc->kv_max_value + 1);
-	evhttp_set_max_headers_size(r->http, (ev_ssize_t)r->rc->http_max_header);
-	struct timeval idle = {r->rc->http_idle_ms / 1000, (r->rc->http_idle_ms % 1000) * 1000};
-	evhttp_set_timeout_tv(r->http, &idle);
-	evhttp_set_gencb(r->http, http_cb, r);
 	int rc = load_token(r, err, errsz);
-	if (rc == 0 && r->conf->tls.enabled) {
-		r->http_ssl = coral_tls_ctx_from_conf(r->conf, r->d->node, err, errsz);
-		if (r->http_ssl == NULL)
-			rc = CORAL_ECONFIG;
-		else
-			evhttp_set_bevcb(r->http, tls_bev, r);
-	}
-	const char *host = r->rc->http_bind[0] ? r->rc->http_bind : r->d->node->host;
-	int port = (int)(r->d->node->base_port + CORAL_PORT_RAFTD_HTTP);
-	if (rc == 0 && evhttp_bind_socket(r->http, host, (ev_uint16_t)port) != 0) {
-		snprintf(err, errsz, "cannot listen on %s:%d ([raft] http_bind)", host, port);
-		rc = CORAL_ESYS;
-	}
 	if (rc != 0)
+		return rc;
+	struct coral_http_opts o = {
+		.host = r->rc->http_bind[0] ? r->rc->http_bind : r->d->node->host,
+		.port = (int)(r->d->node->base_port + CORAL_PORT_RAFTD_HTTP),
+		.methods = EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE,
+		.max_body = (long)r->rc->kv_max_value + 1,
+		.max_header = (long)r->rc->http_max_header,
+		.idle_ms = (int)r->rc->http_idle_ms,
+		.max_clients = (int)r->rc->http_max_clients,
+		.what = "raftd HTTP",
+		.cb = http_cb,
+		.arg = r,
+	};
+	r->http = coral_http_server_start(r->d->base, r->conf, r->d->node, &o, err, errsz);
+	if (r->http == NULL) {
 		http_stop(r);
-	return rc;
+		return CORAL_ESYS;
+	}
+	return 0;
 }
 
 void http_stop(struct raftd *r)
 {
-	if (r->http)
-		evhttp_free(r->http);
+	coral_http_server_stop(r->http);
 	r->http = NULL;
-	if (r->http_ssl)
-		SSL_CTX_free(r->http_ssl);
-	r->http_ssl = NULL;
 	coral_token_free(r->http_token);
 	r->http_token = NULL;
 }

@@ -93,6 +93,8 @@ struct io_job {
 	uint64_t ns;
 };
 
+struct coral_http_server;
+
 struct raftd {
 	struct coral_daemon *d;
 	const struct coral_conf *conf;
@@ -149,8 +151,7 @@ struct raftd {
 
 	struct event *ev_tick, *ev_beat;
 	struct event *ev_lease;      /* fires when the lease runs out, so fencing is not a tick late */
-	struct evhttp *http;
-	SSL_CTX *http_ssl;           /* HTTPS ([tls] on): client certificates required */
+	struct coral_http_server *http; /* HTTPS with [tls] on: client certificates required */
 	char *http_token;            /* [raft] http_token_file's token */
 	uint64_t http_refused;       /* HTTP requests refused for want of an identity */
 	raftd_answer_fn answer[OR_INTERNAL];

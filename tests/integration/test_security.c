@@ -15,6 +15,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <errno.h>
 
 #define TOKEN "s3cret-token-of-the-test-0123456789"
 
@@ -143,4 +145,71 @@ Test(security, idle_clients_do_not_lock_coralctl_out)
 		close(fds[i]);
 	}
 	cr_expect_geq(closed, 60, "only %d of the idle clients were closed", closed);
+}
+
+static char *with_few_http_clients(char *text)
+{
+	text = replace_all(text, "http_max_clients = 128\n", "http_max_clients = 8\n");
+	return replace_all(text, "max_clients = 16\n", "max_clients = 4\n");
+}
+
+/* count idle TCP connections to 127.0.0.1:port, each kept open (fds[]); how many connected */
+static int crowd(int port, int *fds, int count)
+{
+	int n = 0;
+	for (int i = 0; i < count; i++) {
+		struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		cr_assert_geq(fd, 0);
+		/* non-blocking: past the bound and the backlog, connect stays in progress */
+		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 || errno == EINPROGRESS)
+			n++;
+		fds[i] = fd;
+	}
+	return n;
+}
+
+/* A crowd of idle connections on the two HTTP ports (raftd's API, the metrics) holds at most
+ * their max_clients: raftd keeps its descriptors and answers coralctl, a commit goes through,
+ * the bound and the count are shown; once the crowd is gone, both ports answer again. */
+Test(security, an_idle_crowd_on_the_http_ports_is_held_to_their_bound)
+{
+	cl_prepare("seh", with_few_http_clients);
+	cr_assert_eq(run("grep -c '^http_max_clients = 8$' %s", cl.conf)->code, 0, "not rewritten");
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_gt(wait_leader(20000, 0xE), 0, "no leader");
+	static int fds[2][300];
+	crowd(cl.base_port + 1, fds[0], 300);
+	crowd(cl.base_port + 6, fds[1], 300);
+	usleep(500000);
+	json_t *st = ctl_json(1, "raft status");
+	cr_assert_not_null(st, "%s", res.out);
+	cr_expect_leq(jint(st, "http_clients"), 9, "raftd holds %lld HTTP connections", (long long)jint(st, "http_clients"));
+	cr_expect_eq(jint(st, "http_clients_max"), 8);
+	cr_expect_geq(jint(st, "http_full"), 1);
+	json_decref(st);
+	char fdcount[64];
+	snprintf(fdcount, sizeof(fdcount), "ls /proc/%d/fd | wc -l", (int)raftd_pid(1));
+	cr_expect_lt(atoi(run("%s", fdcount)->out), 100, "raftd has %s descriptors", res.out);
+	cr_expect_eq(run("%s -c %s -n 1 kv put crowd/k v", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_expect_eq(run("grep -c 'raftd HTTP: .* not accepting until one closes' %s/node1/node.log", cl.dir)->code, 0,
+		     "the log does not say: %s", res.out);
+	cr_expect_eq(run("grep -c 'metrics: .* not accepting until one closes' %s/node1/node.log", cl.dir)->code, 0,
+		     "the log does not say: %s", res.out);
+	for (int p = 0; p < 2; p++)
+		for (int i = 0; i < 300; i++)
+			close(fds[p][i]);
+	int code = -1;
+	for (int i = 0; i < 50 && (code = http("GET", "/v1/kv/crowd/k", NULL, NULL)) != 200; i++)
+		usleep(100000);
+	cr_expect_eq(code, 200, "HTTP after the crowd left: %s", res.out);
+	int mcode = 0;
+	for (int i = 0; i < 50; i++) {
+		run("curl -s -m 2 -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/metrics", cl.base_port + 6);
+		if ((mcode = atoi(res.out)) == 401)
+			break;
+		usleep(100000);
+	}
+	cr_expect_eq(mcode, 401, "the metrics port after the crowd left (no token: 401): %s", res.out);
 }
