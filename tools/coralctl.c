@@ -390,7 +390,7 @@ static int run_completion(int argc, char **argv);
 static const struct coralctl_cmd cmds[] = {
 	{"status", NULL, -1, 0, 0, "", "daemons of the node: pid, state, uptime, restarts, heartbeat", run_status},
 	{"sga", NULL, -1, 0, 0, "", "the node's shared memory: header and sections with fill", run_sga},
-	{"top", NULL, -1, 0, 4, "[--interval MS] [--count N]", "a live view of every node: state, leader, daemons, transfers/s and p99, commits/s, recoveries, tables (q quits)", run_top},
+	{"top", NULL, -1, 0, 5, "[--interval MS] [--count N] [--scrape]", "a live view of every node: state, leader, daemons, transfers/s and p99, commits/s, recoveries, tables (q quits)", run_top},
 	{"metrics", NULL, -1, 0, 0, "", "the node's figures in Prometheus' text format, as its metrics port serves them", run_metrics},
 	{"config", NULL, -1, 0, 1, "[DAEMON]", "effective configuration of the file, or running in DAEMON", run_config},
 	{"ping", NULL, -1, 1, 1, "DAEMON|all", "round trip to a daemon over its socket", run_ping},

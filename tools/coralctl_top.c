@@ -1,18 +1,22 @@
 /* coralctl top: a live view of the whole cluster, refreshed each second, in the spirit of
  * crm_mon. Each node's figures are its Prometheus exposition (metrics.h): read from the SGA
  * when the node runs on this machine, else fetched from its metrics port (base_port+6) with
- * the token of [metrics] token_file; rates and latency percentiles are the differences
+ * the token of [metrics] token_file (with [tls] on, over HTTPS with the certificate of a node
+ * of this machine); rates and latency percentiles are the differences
  * between two refreshes. q (or ^C) leaves. Not a terminal: one frame per refresh, plain. */
 #include "coralctl.h"
 
 #include "errors.h"
 #include "httpauth.h"
 #include "metrics.h"
+#include "net.h"
 #include "sga.h"
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <openssl/ssl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
@@ -109,12 +113,60 @@ static bool fetch_local(const struct coral_node_conf *node, char **text)
 	return rc == 0;
 }
 
+/* With [tls] on the metrics port is HTTPS and wants a client certificate of the cluster's
+ * CA: coralctl shows the certificate of a node of this machine, and checks that the server
+ * shows the one of the node it asked. */
+static SSL_CTX *top_tls(char *err, size_t errsz)
+{
+	static SSL_CTX *tls;
+	static bool tried;
+	static char why[256];
+	if (!tried) {
+		tried = true;
+		const struct coral_node_conf *mine = NULL;
+		for (int i = 0; i < ctx.conf.nnodes && mine == NULL; i++)
+			if (coral_host_is_local(ctx.conf.nodes[i].host))
+				mine = &ctx.conf.nodes[i];
+		if (mine == NULL)
+			snprintf(why, sizeof(why), "[tls] is on and no node of the file is on this machine, whose "
+						   "certificate would let coralctl in");
+		else
+			tls = coral_tls_ctx_from_conf(&ctx.conf, mine, why, sizeof(why)); /* NULL: why says it */
+	}
+	if (tls == NULL)
+		snprintf(err, errsz, "%s", why);
+	return tls;
+}
+
+struct top_conn {
+	int fd;
+	SSL *ssl;
+};
+
+static bool conn_write(struct top_conn *c, const char *buf, size_t len)
+{
+	if (c->ssl)
+		return SSL_write(c->ssl, buf, (int)len) == (int)len;
+	return write(c->fd, buf, len) == (ssize_t)len;
+}
+
+/* bytes read; 0 at the end; -1 on an error */
+static ssize_t conn_read(struct top_conn *c, char *buf, size_t len)
+{
+	if (c->ssl == NULL)
+		return read(c->fd, buf, len);
+	int r = SSL_read(c->ssl, buf, (int)(len > INT_MAX ? INT_MAX : len));
+	if (r > 0)
+		return r;
+	int e = SSL_get_error(c->ssl, r);
+	return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+}
+
 static bool fetch_http(const struct coral_node_conf *node, const char *token, char **text, char *err, size_t errsz)
 {
-	if (ctx.conf.tls.enabled) {
-		snprintf(err, errsz, "not on this machine, and [tls] is on (HTTPS scrapes are Prometheus's)");
+	SSL_CTX *tls = NULL;
+	if (ctx.conf.tls.enabled && (tls = top_tls(err, errsz)) == NULL)
 		return false;
-	}
 	char port[16];
 	snprintf(port, sizeof(port), "%lld", (long long)(node->base_port + CORAL_PORT_METRICS));
 	const char *host = ctx.conf.metrics.bind[0] ? ctx.conf.metrics.bind : node->host;
@@ -123,24 +175,45 @@ static bool fetch_http(const struct coral_node_conf *node, const char *token, ch
 		snprintf(err, errsz, "cannot resolve %s", host);
 		return false;
 	}
-	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct top_conn c = {.fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)};
 	struct timeval tv = {1, 0};
-	if (fd >= 0) {
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (c.fd >= 0) {
+		setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
-	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+	if (c.fd < 0 || connect(c.fd, ai->ai_addr, ai->ai_addrlen) != 0) {
 		snprintf(err, errsz, "metrics port %s:%s: %s", host, port, strerror(errno));
 		freeaddrinfo(ai);
-		if (fd >= 0)
-			close(fd);
+		if (c.fd >= 0)
+			close(c.fd);
 		return false;
 	}
 	freeaddrinfo(ai);
+	if (tls) {
+		char why[160];
+		c.ssl = SSL_new(tls);
+		/* evhttp closes without a TLS close_notify: the end of the answer is the socket's
+		 * end, checked against Content-Length below */
+		if (c.ssl)
+			SSL_set_options(c.ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+		if (c.ssl == NULL || SSL_set_fd(c.ssl, c.fd) != 1 || SSL_connect(c.ssl) != 1) {
+			snprintf(err, errsz, "metrics port %s:%s: the TLS handshake failed", host, port);
+			if (c.ssl)
+				SSL_free(c.ssl);
+			close(c.fd);
+			return false;
+		}
+		if (coral_tls_peer_is(c.ssl, (uint32_t)node->id, why, sizeof(why)) != 0) {
+			snprintf(err, errsz, "metrics port %s:%s: %s", host, port, why);
+			SSL_free(c.ssl);
+			close(c.fd);
+			return false;
+		}
+	}
 	char req[512];
 	int n = snprintf(req, sizeof(req), "GET /metrics HTTP/1.0\r\nHost: %s\r\n%s%s%sConnection: close\r\n\r\n", host,
 			 token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
-	bool ok = n > 0 && n < (int)sizeof(req) && write(fd, req, (size_t)n) == n;
+	bool ok = n > 0 && n < (int)sizeof(req) && conn_write(&c, req, (size_t)n);
 	size_t len = 0, cap = 1 << 16;
 	char *buf = malloc(cap);
 	while (ok && buf) {
@@ -153,14 +226,18 @@ static bool fetch_http(const struct coral_node_conf *node, const char *token, ch
 			buf = nb;
 			cap *= 2;
 		}
-		ssize_t r = read(fd, buf + len, cap - len - 1);
+		ssize_t r = conn_read(&c, buf + len, cap - len - 1);
 		if (r <= 0) {
 			ok = r == 0;
 			break;
 		}
 		len += (size_t)r;
 	}
-	close(fd);
+	if (c.ssl) {
+		SSL_shutdown(c.ssl);
+		SSL_free(c.ssl);
+	}
+	close(c.fd);
 	if (!ok || buf == NULL) {
 		snprintf(err, errsz, "metrics port %s:%s: no answer", host, port);
 		free(buf);
@@ -176,16 +253,29 @@ static bool fetch_http(const struct coral_node_conf *node, const char *token, ch
 		free(buf);
 		return false;
 	}
+	long want = -1;
+	const char *cl_hdr = strcasestr(buf, "\r\nContent-Length:");
+	if (cl_hdr && cl_hdr < body)
+		want = atol(cl_hdr + 17);
+	if (want >= 0 && (size_t)want != strlen(body + 4)) {
+		snprintf(err, errsz, "metrics port %s:%s: the answer was cut short (%zu of %ld bytes)", host, port,
+			 strlen(body + 4), want);
+		free(buf);
+		return false;
+	}
 	memmove(buf, body + 4, strlen(body + 4) + 1);
 	*text = buf;
 	return true;
 }
 
+/* --scrape: every node through its metrics port, as Prometheus reads it, even on this machine */
+static bool top_scrape;
+
 static void fetch(const struct coral_node_conf *node, const char *token, const char *token_err, struct scrape *sc)
 {
 	char *text = NULL;
 	sc->at_ns = coral_now_mono_ns();
-	if (fetch_local(node, &text) || (token_err[0] == '\0' && fetch_http(node, token, &text, sc->err, sizeof(sc->err)))) {
+	if ((!top_scrape && fetch_local(node, &text)) || (token_err[0] == '\0' && fetch_http(node, token, &text, sc->err, sizeof(sc->err)))) {
 		parse(sc, text);
 		sc->ok = true;
 	} else if (token_err[0] && sc->err[0] == '\0') {
@@ -385,6 +475,8 @@ int run_top(int argc, char **argv)
 			interval_ms = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc)
 			count = atol(argv[++i]);
+		else if (strcmp(argv[i], "--scrape") == 0)
+			top_scrape = true;
 		else
 			return coralctl_usage_error();
 	}

@@ -197,4 +197,11 @@ Test(metrics, coralctl_top_shows_the_three_nodes_and_the_leader)
 	cr_expect(gone, "q did not end coralctl top");
 	if (!gone)
 		run("tmux kill-session -t %s", sess);
+	/* the same through the metrics ports, with the token, as from another machine */
+	cr_expect_eq(run("%s -c %s top --scrape --count 2 --interval 300", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_expect(strstr(res.out, "leader: node") != NULL, "top --scrape: %s", res.out);
+	running = 0;
+	for (const char *p = res.out; (p = strstr(p, " running ")) != NULL; p++)
+		running++;
+	cr_expect_geq(running, 3, "three nodes running through their ports: %s", res.out);
 }

@@ -88,6 +88,15 @@ Test(tls, cluster_forms_and_replicates_over_mutual_tls)
 	cr_expect_str_eq(res.out, "000", "HTTPS without a client certificate: %s", res.out);
 	run("curl -s -m 5 -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/v1/status", cl.base_port + 1);
 	cr_expect_str_eq(res.out, "000", "plain HTTP on a TLS cluster: %s", res.out);
+	/* the metrics ports are HTTPS too: coralctl top reads them with a node's certificate */
+	cr_expect_eq(run("%s -c %s top --scrape --count 1", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	int running = 0;
+	for (const char *p = res.out; (p = strstr(p, " running ")) != NULL; p++)
+		running++;
+	cr_expect_eq(running, 3, "coralctl top --scrape over HTTPS: %s", res.out);
+	run("curl -s -k -m 5 -o /dev/null -w '%%{http_code}' --cert %s/node1.pem --key %s/node1.key "
+	    "https://127.0.0.1:%d/metrics", tls, tls, cl.base_port + 6);
+	cr_expect_str_eq(res.out, "200", "a scrape with the cluster's certificate: %s", res.out);
 }
 
 Test(tls, node_with_a_certificate_from_another_ca_is_refused)
