@@ -1279,8 +1279,22 @@ static void check_map(struct lmdd *m)
 			}
 			continue;
 		}
-		if (o->dying || nm == o->master)
+		if (nm == o->master)
 			continue;
+		if (o->dying) {
+			/* being let go at a master it is no longer at (lost, or the bucket moved): its
+			 * unlock may never be answered there. Put back at the new master as it was,
+			 * then let go there, as after a restart; an unlock the old master did do
+			 * meets nothing at the new one, which ends it all the same. */
+			if (nm == 0)
+				continue;
+			bool writes = o->op == OP_UNLOCK && o->has_lvb;
+			o->master = nm;
+			o->dying = 0;
+			send_rebuild(m, o);
+			own_release_as(m, o, writes);
+			continue;
+		}
 		if (o->orphan) {
 			/* being settled at a master it is no longer at: put back at the new one in the
 			 * mode this node knows of (the session asks again) */

@@ -2,8 +2,9 @@
  * lock waits on one node for an incompatible holder on another and is granted once it goes;
  * no-queue and timeouts refuse; the value block goes down with a PW/EX holder and up with a
  * grant; a conversion deadlock is refused to the later conversion, which keeps its mode; a
- * session whose process dies has its locks released. coralctl ges resource and ges stats
- * show it. */
+ * session whose process dies has its locks released, even when their master is lost while
+ * they are let go; locks whose master is lost are put back at the new one. coralctl ges
+ * resource and ges stats show it. */
 #include "harness.h"
 #include "coral_harness.h"
 #include "ctl.h"
@@ -259,6 +260,59 @@ Test(ges, a_lock_whose_master_is_lost_is_put_back_at_the_new_master)
 	coral_session_close(a);
 	cr_expect_eq(run("%s -c %s -n 1 ges stats", CORALCTL, cl.conf)->code, 0, "%s", res.out);
 	fprintf(stderr, "%s", res.out);
+}
+
+/* How many of node n's lock records are on `name` (dying: only those being let go). */
+static int own_records(int n, const char *name, bool dying)
+{
+	json_t *j = ctl_json(n, "ges locks");
+	if (j == NULL)
+		return -1;
+	int c = 0;
+	json_t *l;
+	size_t i;
+	json_array_foreach(json_object_get(j, "locks"), i, l)
+	{
+		if (strcmp(jstr(l, "resource"), name) == 0 && (!dying || json_is_true(json_object_get(l, "dying"))))
+			c++;
+	}
+	json_decref(j);
+	return c;
+}
+
+/* A lock being let go (its session killed) while its master is lost: node 3's lmdd is
+ * stopped, so the unlock node 1 sends for the dead session is never answered there; then
+ * node 3 is killed. Node 1 puts the lock back at the new master and lets it go there:
+ * nothing of it stays on node 1, and node 2 gets it. */
+Test(ges, a_lock_let_go_while_its_master_is_lost_is_let_go_at_the_new_master)
+{
+	start_three();
+	char name[32];
+	name_mastered_by(3, name, sizeof(name));
+	pid_t holder = lock_child(1, name, CORAL_LOCK_EX, 0, 0, 600000);
+	int held = 0;
+	for (int i = 0; i < 100 && (held = own_records(1, name, false)) < 1; i++)
+		usleep(50000);
+	cr_assert_eq(held, 1, "the child's lock is not on node 1: %s", res.out);
+	usleep(300000);
+	pid_t m3 = daemon_pid(3, "lmdd");
+	cr_assert_gt(m3, 0);
+	kill(m3, SIGSTOP);
+	kill(holder, SIGKILL);
+	waitpid(holder, NULL, 0);
+	int dying = 0;
+	for (int i = 0; i < 100 && (dying = own_records(1, name, true)) < 1; i++)
+		usleep(50000);
+	cr_assert_eq(dying, 1, "node 1 is not letting the dead session's lock go: %s", res.out);
+	kill_nodes(0, 3, 3);
+	wait_recovered(3, 1, 2);
+	wait_rebuilt(1, 2);
+	int left = -1;
+	for (int i = 0; i < 100 && (left = own_records(1, name, false)) != 0; i++)
+		usleep(100000);
+	cr_expect_eq(left, 0, "node 1 still keeps the lock let go: %s", res.out);
+	pid_t c = lock_child(2, name, CORAL_LOCK_EX, CORAL_LOCK_NOQUEUE, 0, 0);
+	cr_expect_eq(child_status(c, 5000), 0, "the lock let go is still held somewhere");
 }
 
 /* Kills node n's lmdd and waits for the supervisor's new one. */
