@@ -50,33 +50,28 @@ run_suite() { # BUILD_DIR LABEL MESON_OPTIONS...
 run_suite build "plain build"
 run_suite build-asan "ASan+UBSan build" -Db_sanitize=address,undefined -Db_lundef=false
 
+# A stage that is a script printing "PREFIX: ..." lines: a line ending in OK_RE counts as
+# passed, one matching BAD_RE as failed, and a non-zero exit with no failed line as one.
+run_stage() { # LABEL PREFIX OK_RE BAD_RE OUTPUT COMMAND...
+  local label=$1 prefix=$2 okre=$3 badre=$4 out=$5; shift 5
+  echo "== $label: $*"
+  local start=$SECONDS
+  "$@" > "$out" 2>&1
+  local rc=$? ok bad
+  grep -E "^$prefix: " "$out" | grep -vE ' checks passed, '
+  ok=$(grep -cE "^$prefix: $okre" "$out")
+  bad=$(grep -cE "^$prefix: $badre" "$out")
+  if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; tail -20 "$out"; fi
+  echo "== $label: $ok passed, $bad failed, $((SECONDS - start)) s"
+  passed=$((passed + ok)); failed=$((failed + bad))
+  [ "$bad" -eq 0 ] || status=1
+}
+
 # the fuzz targets (tests/fuzz, clang's libFuzzer), each for a short while from its seeds;
 # scripts/fuzz.sh SECONDS runs them longer
-fuzz_s=${FUZZ_SECONDS:-15}
-echo "== fuzz: every target for ${fuzz_s} s (scripts/fuzz.sh)"
-start=$SECONDS
-./scripts/fuzz.sh "$fuzz_s" > fuzz-output.txt 2>&1
-frc=$?
-grep -E '^fuzz: ' fuzz-output.txt
-fok=$(grep -cE '^fuzz: [a-z_]+: .* no crash$' fuzz-output.txt)
-fbad=$(grep -cE '^fuzz: [a-z_]+ FAILED' fuzz-output.txt)
-if [ $frc -ne 0 ] && [ "$fbad" -eq 0 ]; then fbad=1; tail -20 fuzz-output.txt; fi
-echo "== fuzz: $fok targets without a crash, $fbad failed, $((SECONDS - start)) s"
-passed=$((passed + fok)); failed=$((failed + fbad))
-[ "$fbad" -eq 0 ] || status=1
-
-# the Debian packages: built, installed, a cluster run from them, removed (scripts/test-deb.sh)
-echo "== package: scripts/test-deb.sh"
-start=$SECONDS
-./scripts/test-deb.sh > deb-output.txt 2>&1
-drc=$?
-grep -E '^deb: ' deb-output.txt | grep -vE ' checks passed, '
-dok=$(grep -cE '^deb: .*: ok$' deb-output.txt)
-dbad=$(grep -cE '^deb: .* FAILED' deb-output.txt)
-if [ $drc -ne 0 ] && [ "$dbad" -eq 0 ]; then dbad=1; tail -20 deb-output.txt; fi
-echo "== package: $dok checks passed, $dbad failed, $((SECONDS - start)) s"
-passed=$((passed + dok)); failed=$((failed + dbad))
-[ "$dbad" -eq 0 ] || status=1
+run_stage fuzz fuzz '[a-z_]+: .* no crash$' '[a-z_]+ FAILED' fuzz-output.txt ./scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
+# the Debian packages: built, installed, a cluster run from them, removed
+run_stage package deb '.*: ok$' '.* FAILED' deb-output.txt ./scripts/test-deb.sh
 
 leftover=$(comm -13 <(echo "$shm_before") <(shm_list) | grep . || true)
 if [ -n "$leftover" ]; then
