@@ -143,8 +143,9 @@ static const struct coral_opt coral__raft_opts[] = {
 	OPT(coral_raft_conf, http_idle_ms, INT, "30000", 100, 3600000, false,
 	    "an HTTP connection idle this long is closed"),
 	OPT(coral_raft_conf, http_max_clients, INT, "128", 1, 4096, false,
-	    "HTTP connections held at once; at the bound the port stops accepting until one closes "
-	    "(clients wait in the kernel's backlog), so that idle clients cannot take raftd's descriptors"),
+	    "HTTP connections held at once; at the bound the one silent longest is closed if silent 3 s, "
+	    "else the port stops accepting until one closes (clients wait in the kernel's backlog), so "
+	    "that idle clients cannot take raftd's descriptors nor keep the port from others"),
 };
 
 static const struct coral_opt coral__interconnect_opts[] = {
@@ -283,7 +284,8 @@ static const struct coral_opt coral__metrics_opts[] = {
 	OPT(coral_metrics_conf, idle_ms, INT, "10000", 100, 3600000, false,
 	    "a metrics connection idle this long is closed"),
 	OPT(coral_metrics_conf, max_clients, INT, "16", 1, 1024, false,
-	    "metrics connections held at once; at the bound the port stops accepting until one closes"),
+	    "metrics connections held at once; at the bound the one silent longest is closed if silent 3 s, "
+	    "else the port stops accepting until one closes"),
 };
 
 static const struct coral_opt coral__daemon_opts[] = {

@@ -11,6 +11,7 @@
 #include <event2/listener.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +25,18 @@ struct coral_http_server {
 	char what[32];
 	int port;
 	uint32_t clients, max_clients;
-	uint64_t accepted, full;
+	uint64_t accepted, full, evicted;
 	bool paused;
+};
+
+/* At the bound, a connection that has sent nothing for this long is closed to make room. */
+#define EVICT_IDLE_MS 3000
+
+/* What count_clients saw: how many, and the one that has been silent longest. */
+struct clients_seen {
+	uint32_t n;
+	int idlest_fd;
+	uint32_t idlest_ms;
 };
 
 /* The connections evhttp holds, as the kernel has them: this process's TCP sockets whose
@@ -33,13 +44,18 @@ struct coral_http_server {
  * frees a connection (a pass-through filter's free callback would, but a filter holds back
  * a reply written later, which raftd's answers after consensus are), so the count since the
  * last look only grows; it is taken again here when it reaches the bound. */
-static uint32_t count_clients(const struct coral_http_server *s)
+static uint32_t count_clients(const struct coral_http_server *s, struct clients_seen *seen)
 {
+	struct clients_seen none;
+	if (seen == NULL)
+		seen = &none;
+	seen->n = 0;
+	seen->idlest_fd = -1;
+	seen->idlest_ms = 0;
 	DIR *d = opendir("/proc/self/fd");
 	if (d == NULL)
 		return s->clients;
 	int lfd = s->lev ? (int)evconnlistener_get_fd(s->lev) : -1;
-	uint32_t n = 0;
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
 		char *end;
@@ -53,11 +69,35 @@ static uint32_t count_clients(const struct coral_http_server *s)
 		int port = ss.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
 			   : ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
 						      : -1;
-		if (port == s->port)
-			n++;
+		if (port != s->port)
+			continue;
+		seen->n++;
+		struct tcp_info ti;
+		socklen_t tl = sizeof(ti);
+		/* one shut down already (FIN sent) is on its way out, not a candidate again */
+		if (getsockopt((int)fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 && ti.tcpi_state == TCP_ESTABLISHED &&
+		    ti.tcpi_last_data_recv > seen->idlest_ms) {
+			seen->idlest_ms = ti.tcpi_last_data_recv;
+			seen->idlest_fd = (int)fd;
+		}
 	}
 	closedir(d);
-	return n;
+	return seen->n;
+}
+
+/* At the bound: the connection silent longest, if silent EVICT_IDLE_MS, is shut down (evhttp
+ * sees its end and frees it), so that a crowd of idle clients cannot keep the port from
+ * everyone else. True if one was. */
+static bool evict_idlest(struct coral_http_server *s, const struct clients_seen *seen)
+{
+	if (seen->idlest_fd < 0 || seen->idlest_ms < EVICT_IDLE_MS)
+		return false;
+	if (shutdown(seen->idlest_fd, SHUT_RDWR) != 0)
+		return false;
+	s->evicted++;
+	log_info("%s: at its bound of %u connections: closed one silent for %u ms", s->what, s->max_clients,
+		 seen->idlest_ms);
+	return true;
 }
 
 static void recheck(evutil_socket_t fd, short what, void *arg)
@@ -65,8 +105,9 @@ static void recheck(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct coral_http_server *s = arg;
-	s->clients = count_clients(s);
-	if (s->clients < s->max_clients) {
+	struct clients_seen seen;
+	s->clients = count_clients(s, &seen);
+	if (s->clients < s->max_clients || evict_idlest(s, &seen)) {
 		s->paused = false;
 		evconnlistener_enable(s->lev);
 		log_info("%s: %u connections, below the bound: accepting again", s->what, s->clients);
@@ -82,7 +123,10 @@ static struct bufferevent *conn_new(struct event_base *base, void *arg)
 	struct coral_http_server *s = arg;
 	s->accepted++;
 	if (++s->clients >= s->max_clients) {
-		s->clients = count_clients(s); /* this one's socket is open already */
+		struct clients_seen seen;
+		s->clients = count_clients(s, &seen); /* this one's socket is open already */
+		if (s->clients >= s->max_clients && evict_idlest(s, &seen))
+			s->clients--;
 		if (s->clients >= s->max_clients && !s->paused && s->lev && s->recheck) {
 			s->paused = true;
 			s->full++;
@@ -156,9 +200,10 @@ bool coral_http_server_tls(const struct coral_http_server *s)
 void coral_http_server_stats(struct coral_http_server *s, struct coral_http_stats *out)
 {
 	if (s)
-		s->clients = count_clients(s);
+		s->clients = count_clients(s, NULL);
 	out->clients = s ? s->clients : 0;
 	out->max_clients = s ? s->max_clients : 0;
 	out->accepted = s ? s->accepted : 0;
 	out->full = s ? s->full : 0;
+	out->evicted = s ? s->evicted : 0;
 }

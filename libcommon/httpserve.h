@@ -1,8 +1,9 @@
 /* The HTTP ports' one server shape (raftd's API on base_port+1, coral-node's metrics on
  * base_port+6): libevent's evhttp with bounded headers, body and idle time, HTTPS with the
  * cluster's client certificates when [tls] is on, and a bound on the connections held at
- * once. At the bound the port stops accepting (new clients wait in the kernel's backlog)
- * until one closes: an idle crowd on an open port cannot take the daemon's descriptors,
+ * once. At the bound the connection silent longest is closed if it has been silent 3 s;
+ * if none has, the port stops accepting (new clients wait in the kernel's backlog) until one
+ * closes or falls silent: an idle crowd on an open port cannot take the daemon's descriptors,
  * which its control socket, its peers and its files need. libevent 2.1 has no connection
  * limit of its own and does not say when a connection is freed: the count is taken from the
  * kernel (httpserve.c). */
@@ -34,6 +35,7 @@ struct coral_http_stats {
 	uint32_t max_clients;
 	uint64_t accepted;    /* connections accepted since start */
 	uint64_t full;        /* times the bound was reached and accepting paused */
+	uint64_t evicted;     /* connections closed at the bound for being silent (3 s or more) */
 };
 
 struct coral_http_server;

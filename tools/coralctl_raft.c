@@ -55,7 +55,7 @@ static int raft_status(void)
 				"last_error", p->last_error));
 		}
 		print_json(json_pack("{s:i, s:s, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, "
-				     "s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+				     "s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
 				     "node", (int)s->node_id, "role", s->role, "term", (json_int_t)s->term,
 				     "leader", (int)s->leader, "commit", (json_int_t)s->commit,
 				     "applied", (json_int_t)s->applied, "last_index", (json_int_t)s->last_index,
@@ -69,7 +69,8 @@ static int raft_status(void)
 				     "pending", (json_int_t)s->pending, "refused_busy", (json_int_t)s->refused_busy,
 				     "http_clients", (json_int_t)s->http_clients,
 				     "http_clients_max", (json_int_t)s->http_clients_max,
-				     "http_full", (json_int_t)s->http_full, "peers", peers));
+				     "http_full", (json_int_t)s->http_full, "http_closed_idle",
+				     (json_int_t)s->http_closed_idle, "peers", peers));
 	} else {
 		printf("node %u: %s, term %llu, leader %u\n", s->node_id, s->role,
 		       (unsigned long long)s->term, s->leader);
@@ -90,6 +91,8 @@ static int raft_status(void)
 		printf("HTTP: %u of %u connections", s->http_clients, s->http_clients_max);
 		if (s->http_full)
 			printf(", held the bound %llu time(s)", (unsigned long long)s->http_full);
+		if (s->http_closed_idle)
+			printf(", %llu silent one(s) closed at the bound", (unsigned long long)s->http_closed_idle);
 		printf("\n");
 		printf("%-4s %-8s %10s %8s %6s %8s %5s %9s %9s %s\n", "PEER", "ROLE", "MATCH", "LAG", "PHI",
 		       "RTT_US", "CONN", "HEARD_MS", "INC", "LAST_ERROR");

@@ -88,8 +88,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 		   "# HELP coral_metrics_clients_max the connections the metrics port holds at once ([metrics] max_clients)\n"
 		   "# TYPE coral_metrics_clients_max gauge\ncoral_metrics_clients_max{node=\"%u\"} %u\n"
 		   "# HELP coral_metrics_full_total times the metrics port held max_clients and stopped accepting\n"
-		   "# TYPE coral_metrics_full_total counter\ncoral_metrics_full_total{node=\"%u\"} %llu\n",
-		m->node, hs.clients, m->node, hs.max_clients, m->node, (unsigned long long)hs.full);
+		   "# TYPE coral_metrics_full_total counter\ncoral_metrics_full_total{node=\"%u\"} %llu\n"
+		   "# HELP coral_metrics_closed_idle_total connections closed at the bound for being silent\n"
+		   "# TYPE coral_metrics_closed_idle_total counter\ncoral_metrics_closed_idle_total{node=\"%u\"} %llu\n",
+		m->node, hs.clients, m->node, hs.max_clients, m->node, (unsigned long long)hs.full, m->node,
+		(unsigned long long)hs.evicted);
 	fclose(f);
 	if (rc != 0) {
 		answer_text(req, 503, "Service Unavailable", coral_strerror(rc));

@@ -195,6 +195,7 @@ void raftd_status_fill(struct raftd *r, Coral__RaftStatusReply *st, Coral__RaftP
 	st->http_clients = hs.clients;
 	st->http_clients_max = hs.max_clients;
 	st->http_full = hs.full;
+	st->http_closed_idle = hs.evicted;
 	size_t n = 0;
 	for (uint32_t id = 1; id <= CORAL_MAX_NODES; id++) {
 		bool voter = raft_conf_is_voter(&r->raft.conf, id), learner = raft_conf_is_learner(&r->raft.conf, id);

@@ -172,7 +172,9 @@ static int crowd(int port, int *fds, int count)
 
 /* A crowd of idle connections on the two HTTP ports (raftd's API, the metrics) holds at most
  * their max_clients: raftd keeps its descriptors and answers coralctl, a commit goes through,
- * the bound and the count are shown; once the crowd is gone, both ports answer again. */
+ * the bound and the count are shown; once the crowd has been silent 3 s its members are
+ * closed to make room and a real client is answered beside it; once it is gone, both ports
+ * answer. */
 Test(security, an_idle_crowd_on_the_http_ports_is_held_to_their_bound)
 {
 	cl_prepare("seh", with_few_http_clients);
@@ -197,10 +199,23 @@ Test(security, an_idle_crowd_on_the_http_ports_is_held_to_their_bound)
 		     "the log does not say: %s", res.out);
 	cr_expect_eq(run("grep -c 'metrics: .* not accepting until one closes' %s/node1/node.log", cl.dir)->code, 0,
 		     "the log does not say: %s", res.out);
+	/* the crowd stays, silent: past 3 s its members are closed to make room, and a client
+	 * that asks gets its answer while the rest of the crowd is still connected */
+	sleep(4);
+	int code = -1;
+	for (int i = 0; i < 5 && (code = http("GET", "/v1/kv/crowd/k", NULL, NULL)) != 200; i++)
+		usleep(200000);
+	cr_expect_eq(code, 200, "HTTP beside a silent crowd: %s", res.out);
+	st = ctl_json(1, "raft status");
+	cr_assert_not_null(st, "%s", res.out);
+	cr_expect_geq(jint(st, "http_closed_idle"), 1, "no silent connection closed at the bound");
+	cr_expect_leq(jint(st, "http_clients"), 9);
+	json_decref(st);
+	run("curl -s -m 5 -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/metrics", cl.base_port + 6);
+	cr_expect_str_eq(res.out, "401", "the metrics port beside a silent crowd (no token: 401): %s", res.out);
 	for (int p = 0; p < 2; p++)
 		for (int i = 0; i < 300; i++)
 			close(fds[p][i]);
-	int code = -1;
 	for (int i = 0; i < 50 && (code = http("GET", "/v1/kv/crowd/k", NULL, NULL)) != 200; i++)
 		usleep(100000);
 	cr_expect_eq(code, 200, "HTTP after the crowd left: %s", res.out);
