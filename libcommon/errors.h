@@ -44,7 +44,8 @@
 	X(EROFS, "read-only file system")                                 \
 	X(EPENDING, "asked for: not done yet")                           \
 	X(EJOINING, "the node is not on the directory's ring yet: retry") \
-	X(EDEADLK, "deadlock: this wait was chosen to break a cycle of waits")
+	X(EDEADLK, "deadlock: this wait was chosen to break a cycle of waits")  \
+	X(EDIVERGED, "the copies of a redo thread diverge: another history")
 
 enum coral_err {
 	CORAL_OK = 0,
