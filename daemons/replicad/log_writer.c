@@ -1,6 +1,8 @@
 /* The log writer (see log_writer.h). */
 #include "log_writer.h"
 
+#include "thread_file.h"
+
 #include "errors.h"
 #include "util.h"
 
@@ -15,10 +17,7 @@
 
 struct log_writer {
 	struct coral_redo *r;
-	char dir[CORAL_STR_MAX + 64];
-	uint64_t segsize;
-	int fd;
-	uint64_t fd_seg;
+	struct thread_file f;
 	char error[CORAL_STR_MAX + 160];  /* the last failure: the cause and the file */
 	uint32_t thread;
 	uint64_t ckpt_kept, ckpt_kept_ns;  /* the checkpoint last written to the thread's directory */
@@ -26,48 +25,28 @@ struct log_writer {
 	uint64_t recycled;                 /* segments removed */
 };
 
-static int scan_end_fn(void *arg, const struct coral_redo_rec *rec, const uint8_t *bytes)
-{
-	(void)bytes;
-	*(uint64_t *)arg = rec->lsn;
-	return 0;
-}
-
 /* A new ring starts where the thread's last whole record ends; what follows is cut. The
  * thread is read from its kept checkpoint (everything before it is on the data files and
  * whole), unless the checkpoint is past the files' end. */
 static int start_at_end(struct log_writer *w, const char *shared_dir, uint32_t thread, char *err, size_t errsz)
 {
-	uint64_t last = 0, end = 0, from = 0;
+	uint64_t end = 0, from = 0;
 	struct coral_redo_ckpt k;
 	char kerr[CORAL_STR_MAX + 64];
 	if (coral_redo_ckpt_read(shared_dir, thread, &k, kerr, sizeof(kerr)) == 0 && k.lsn > 0) {
-		char p[sizeof(w->dir) + 32];
+		char p[sizeof(w->f.dir) + 32];
 		struct stat st;
-		coral_redo_seg_path(w->dir, k.lsn / w->segsize, p, sizeof(p));
-		if (stat(p, &st) == 0 && (uint64_t)st.st_size >= k.lsn % w->segsize) {
+		thread_file_seg_path(&w->f, k.lsn / w->f.segsize, p, sizeof(p));
+		if (stat(p, &st) == 0 && (uint64_t)st.st_size >= k.lsn % w->f.segsize) {
 			from = k.lsn;
 			w->ckpt_kept = k.lsn;
 			atomic_store(&w->r->ckpt_lsn, k.lsn);
 			atomic_store(&w->r->ckpt_ns, k.ns);
 		}
 	}
-	int64_t n = coral_redo_scan(shared_dir, thread, w->segsize, from, scan_end_fn, &last, &end, err, errsz);
-	if (n < 0)
-		return (int)n;
-	err[0] = '\0';
-	uint64_t seg = end / w->segsize;
-	char p[sizeof(w->dir) + 32];
-	coral_redo_seg_path(w->dir, seg, p, sizeof(p));
-	if (truncate(p, (off_t)(end % w->segsize)) != 0 && errno != ENOENT) {
-		snprintf(err, errsz, "cannot cut %s at the end of its last whole record: %s", p, strerror(errno));
-		return CORAL_EIO;
-	}
-	for (uint64_t k = seg + 1;; k++) {
-		coral_redo_seg_path(w->dir, k, p, sizeof(p));
-		if (unlink(p) != 0)
-			break;
-	}
+	int rc = thread_file_cut_at_end(&w->f, shared_dir, from, &end, err, errsz);
+	if (rc != 0)
+		return rc;
 	coral_redo_start_at(w->r, end);
 	return 0;
 }
@@ -80,12 +59,10 @@ int log_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t threa
 		return CORAL_ENOMEM;
 	w->r = r;
 	w->thread = thread;
-	w->segsize = segment_size;
-	w->fd = -1;
-	if (coral_redo_thread_dir(shared_dir, thread, w->dir, sizeof(w->dir)) != 0 || coral_mkdir_p(w->dir, 0750) != 0) {
-		snprintf(err, errsz, "cannot create the redo thread directory %s: %s", w->dir, strerror(errno));
+	int frc = thread_file_open(&w->f, shared_dir, thread, segment_size, err, errsz);
+	if (frc != 0) {
 		free(w);
-		return CORAL_EIO;
+		return frc;
 	}
 	uint64_t nseg, first, last;
 	if (coral_redo_segments(shared_dir, thread, &nseg, &first, &last) == 0 && nseg > 0)
@@ -100,29 +77,6 @@ int log_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t threa
 	atomic_store(&r->writer_pid, (int32_t)getpid());
 	*out = w;
 	return 0;
-}
-
-static int seg_fd(struct log_writer *w, uint64_t seg)
-{
-	if (w->fd >= 0 && w->fd_seg == seg)
-		return w->fd;
-	if (w->fd >= 0) {
-		fdatasync(w->fd);
-		close(w->fd);
-	}
-	char p[sizeof(w->dir) + 32];
-	coral_redo_seg_path(w->dir, seg, p, sizeof(p));
-	w->fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
-	w->fd_seg = seg;
-	if (w->fd >= 0) {
-		/* a new segment's name must survive a crash too */
-		int dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
-	}
-	return w->fd;
 }
 
 /* The commits and the highest SCN in [d, t); CORAL_ECORRUPT if the ring is not records. */
@@ -146,8 +100,8 @@ static int count(struct coral_redo *r, uint64_t d, uint64_t t, uint64_t *commits
  * kept for the log, and published so that committers give up with it. */
 static int64_t failed(struct log_writer *w, uint64_t seg, const char *what, int e)
 {
-	char p[sizeof(w->dir) + 32];
-	coral_redo_seg_path(w->dir, seg, p, sizeof(p));
+	char p[sizeof(w->f.dir) + 32];
+	thread_file_seg_path(&w->f, seg, p, sizeof(p));
 	snprintf(w->error, sizeof(w->error), "%s %s: %s", what, p, strerror(e));
 	int code = coral_err_from_errno(e);
 	atomic_fetch_add(&w->r->errors, 1);
@@ -164,7 +118,7 @@ int log_writer_keep_ckpt(struct log_writer *w, bool now)
 	if (lsn <= w->ckpt_kept || (!now && t - w->ckpt_kept_ns < 1000000000ull))
 		return 0;
 	char err[CORAL_STR_MAX + 160];
-	int rc = coral_redo_ckpt_write(w->dir, w->thread, lsn, atomic_load(&w->r->ckpt_ns), err, sizeof(err));
+	int rc = coral_redo_ckpt_write(w->f.dir, w->thread, lsn, atomic_load(&w->r->ckpt_ns), err, sizeof(err));
 	if (rc != 0) {
 		snprintf(w->error, sizeof(w->error), "%s", err);
 		return rc;
@@ -173,10 +127,10 @@ int log_writer_keep_ckpt(struct log_writer *w, bool now)
 	w->ckpt_kept_ns = t;
 	/* segments wholly below the kept checkpoint hold nothing recovery reads: recycled
 	 * (every change in them is on the data files, and no open transaction began there) */
-	uint64_t below = lsn / w->segsize;
+	uint64_t below = lsn / w->f.segsize;
 	for (; w->recycle_from < below; w->recycle_from++) {
-		char p[sizeof(w->dir) + 32];
-		coral_redo_seg_path(w->dir, w->recycle_from, p, sizeof(p));
+		char p[sizeof(w->f.dir) + 32];
+		thread_file_seg_path(&w->f, w->recycle_from, p, sizeof(p));
 		if (unlink(p) == 0)
 			w->recycled++;
 		else if (errno != ENOENT) {
@@ -206,23 +160,18 @@ int64_t log_writer_step(struct log_writer *w, int wait_ms)
 		return CORAL_ECORRUPT;
 	}
 	for (uint64_t at = d; at < t;) {
-		uint64_t seg = at / w->segsize, off = at % w->segsize, in_ring;
+		uint64_t in_ring;
 		const uint8_t *src = coral_redo_ring_at(r, at, &in_ring);
-		uint64_t n = t - at;
-		if (n > w->segsize - off)
-			n = w->segsize - off;
-		if (n > in_ring)
-			n = in_ring;
-		int fd = seg_fd(w, seg);
-		if (fd < 0)
-			return failed(w, seg, "opening", errno);
-		ssize_t k = pwrite(fd, src, (size_t)n, (off_t)off);
-		if (k != (ssize_t)n)
-			return failed(w, seg, "writing", k < 0 ? errno : ENOSPC); /* short: the device filled */
+		uint64_t n = t - at < in_ring ? t - at : in_ring;
+		const char *what = "";
+		int e = thread_file_write(&w->f, at, src, (size_t)n, &what);
+		if (e != 0)
+			return failed(w, w->f.err_seg, what, e);
 		at += n;
 	}
-	if (fdatasync(w->fd) != 0)
-		return failed(w, w->fd_seg, "syncing", errno);
+	int e = thread_file_sync(&w->f);
+	if (e != 0)
+		return failed(w, w->f.err_seg, "syncing", e);
 	if (atomic_load(&r->io_error) != 0)
 		coral_redo_io_error(r, 0, 0);
 	coral_redo_made_durable(r, t, scn, commits, (coral_now_mono_ns() - t0) / 1000);
@@ -233,9 +182,6 @@ void log_writer_close(struct log_writer *w)
 {
 	if (w == NULL)
 		return;
-	if (w->fd >= 0) {
-		fdatasync(w->fd);
-		close(w->fd);
-	}
+	thread_file_close(&w->f);
 	free(w);
 }

@@ -1,11 +1,17 @@
 /* Redo shipping's core (daemons/replicad/ship.c): resuming in the middle of a record from
  * what the standby says it has, a gap asked again once, duplicates skipped, the window and
- * the primary's durable LSN obeyed, a standby with another history refused. The seeded model
- * is tests/sim/test_ship_sim.c. */
+ * the primary's durable LSN obeyed, a standby with another history refused; a real thread
+ * copied range by range into a standby's files and resumed after a cut. The seeded model is
+ * tests/sim/test_ship_sim.c. */
 #include "errors.h"
+#include "redo.h"
 #include "ship.h"
+#include "thread_file.h"
 
 #include <criterion/criterion.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 Test(ship, resumes_in_the_middle_of_a_record_from_what_the_standby_has)
 {
@@ -113,4 +119,95 @@ Test(ship, a_standby_with_another_history_is_refused)
 	cr_expect_not(t.connected);
 	cr_expect_eq(ship_tx_connected(&t, 6000, 4000), CORAL_EINVAL);
 	cr_expect_eq(ship_tx_connected(&t, 5000, 5000), 0);
+}
+
+/* A real thread (records with their checksums, from a redo ring) shipped in ranges cut at
+ * random places, written by the standby into its own thread files (thread_file.c, as the log
+ * writer writes): the copy reads back record for record; cut in the middle of a record, a
+ * restarted standby finds the end of its last whole record, cuts the rest and resumes there. */
+static int count_fn(void *arg, const struct coral_redo_rec *rec, const uint8_t *bytes)
+{
+	(void)rec;
+	(void)bytes;
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* Ships what the primary has to the standby's files, range by range, each written, synced and
+ * acknowledged, until the standby's copy reaches cut (its process dying there). */
+static void copy_until(struct ship_tx *t, struct ship_rx *r, struct thread_file *f, const uint8_t *thread, uint64_t cut)
+{
+	uint64_t from, to;
+	while (r->received < cut && ship_tx_next(t, &from, &to)) {
+		ship_tx_sent(t, to);
+		uint64_t skip;
+		cr_assert_eq(ship_rx_range(r, from, to - from, &skip), SHIP_APPEND);
+		uint64_t end = to < cut ? to : cut;
+		const char *what = "";
+		cr_assert_eq(thread_file_write(f, from + skip, thread + from + skip, end - from - skip, &what), 0, "%s", what);
+		ship_rx_written(r, end);
+		cr_assert_eq(thread_file_sync(f), 0);
+		ship_rx_synced(r, end);
+		cr_assert_eq(ship_tx_ack(t, r->durable), 0);
+	}
+}
+
+Test(ship, a_thread_copied_range_by_range_reads_back_and_resumes_after_a_cut)
+{
+	char dir[] = "/tmp/coral-ship-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	size_t sz = coral_redo_size(1 << 20);
+	struct coral_redo *ring = aligned_alloc(64, (sz + 63) / 64 * 64);
+	cr_assert_not_null(ring);
+	cr_assert_eq(coral_redo_init(ring, sz, 1 << 20, 7), 0);
+	atomic_store(&ring->writer_pid, 1); /* appends need a log writer to be there */
+	int records = 0;
+	uint64_t lsn = 0;
+	uint8_t bytes[300];
+	for (int i = 0; i < 500; i++) {
+		memset(bytes, i, sizeof(bytes));
+		uint32_t n = 1 + (uint32_t)(i * 37 % 299);
+		cr_assert_eq(coral_redo_append(ring, i % 5 ? CORAL_REDO_CHANGE : CORAL_REDO_COMMIT, 0, (uint64_t)i + 1, 1, 1,
+					       (uint64_t)i, 0, i % 5 ? bytes : NULL, NULL, i % 5 ? n : 0, 100, &lsn),
+			     0);
+		records++;
+	}
+	/* the primary's thread, as bytes; the standby's copy under dir, segments of 4 KiB */
+	uint8_t *thread = malloc(lsn);
+	cr_assert_not_null(thread);
+	coral_redo_ring_read(ring, 0, thread, lsn);
+	struct ship_tx t;
+	struct ship_rx r;
+	ship_tx_init(&t, 1 << 16, 1000);
+	ship_tx_durable(&t, lsn);
+	ship_rx_init(&r, 0);
+	cr_assert_eq(ship_tx_connected(&t, 0, 0), 0);
+	struct thread_file f;
+	char err[256];
+	cr_assert_eq(thread_file_open(&f, dir, 7, 4096, err, sizeof(err)), 0, "%s", err);
+	uint64_t cut = lsn / 2 + 13; /* the standby's process dies there, mid-record */
+	copy_until(&t, &r, &f, thread, cut);
+	thread_file_close(&f);
+	/* restarted: the copy's last whole record, the torn one cut off */
+	uint64_t has = 0;
+	cr_assert_eq(thread_file_open(&f, dir, 7, 4096, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(thread_file_cut_at_end(&f, dir, 0, &has, err, sizeof(err)), 0, "%s", err);
+	cr_expect_lt(has, cut);
+	cr_expect_gt(has, cut - 400, "the last whole record ends at %llu, the cut at %llu", (unsigned long long)has,
+		     (unsigned long long)cut);
+	ship_rx_init(&r, has);
+	cr_assert_eq(ship_tx_connected(&t, r.durable, r.received), 0);
+	copy_until(&t, &r, &f, thread, UINT64_MAX);
+	thread_file_close(&f);
+	cr_expect_eq(r.durable, lsn);
+	int read = 0;
+	uint64_t end = 0;
+	cr_expect_eq(coral_redo_scan(dir, 7, 4096, 0, count_fn, &read, &end, err, sizeof(err)), records, "%s", err);
+	cr_expect_eq(read, records);
+	cr_expect_eq(end, lsn);
+	free(thread);
+	free(ring);
+	char cmd[64];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
 }
