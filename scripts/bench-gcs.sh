@@ -2,7 +2,9 @@
 # lmsd's benchmark (cache fusion), each figure next to its peer in the same run, alternating
 # (tests/bench/gcs-bench.c says what each part does):
 #  1. block ping-pong in X between two nodes, 2-way and 3-way, clean and dirty, against a raw
-#     loopback TCP round trip with an 8 KiB reply (goals: 2-way p50 <= 3x, 3-way p50 <= 4.5x);
+#     loopback TCP round trip with an 8 KiB reply (goals: 2-way p50 <= 3x, 3-way p50 <= 4.5x),
+#     and the CPU time per transfer of every process involved against the round trip's (goals
+#     2-way <= 3x, 3-way <= 4.5x);
 #  2. a local hit (goal under 1 us) against a mutex lock + unlock and the raw round trip;
 #  3. block serving to 50 concurrent requesters against redis-benchmark GET of 8 KiB values
 #     at 50 clients on a redis-server started here (goal >= 0.8x);
