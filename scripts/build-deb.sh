@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds Coral's Debian packages (coral, libcoral1, libcoral-dev) with dpkg-buildpackage:
-# the committed tree (git ls-files, plus uncommitted changes to those files) is copied to a
+# the working tree (the files git tracks or would: git ls-files, ignored ones left out) is copied to a
 # temporary directory, packaging/debian becomes its debian/, and the .deb files land in
 # OUT_DIR (default build-deb/). Needs debhelper and dpkg-dev (scripts/install-deps.sh).
 set -euo pipefail
@@ -15,7 +15,7 @@ work=$(mktemp -d /tmp/coral-deb-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 src="$work/coral-$version"
 mkdir -p "$src"
-git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$src"
+git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$src"
 cp -a packaging/debian "$src/debian"
 echo "build-deb: building coral $version in $src"
 (cd "$src" && DEB_BUILD_OPTIONS="parallel=$(nproc)" dpkg-buildpackage -us -uc -b) \

@@ -5,9 +5,10 @@ set -euo pipefail
 pkgs=(gcc pkg-config meson ninja-build libevent-dev libssl-dev libprotobuf-c-dev
       protobuf-c-compiler liblz4-dev libinih-dev libjansson-dev libcriterion-dev
       util-linux procps iproute2 openssl curl clang libclang-rt-14-dev
-      prometheus tmux debhelper dpkg-dev man-db systemd)
+      prometheus tmux debhelper dpkg-dev man-db systemd lintian)
 # prometheus and promtool: the metrics port's test and the alert rules' tests; tmux: coralctl
-# top's; debhelper, dpkg-dev, man-db and systemd (systemd-analyze): the Debian packages' test
+# top's; debhelper, dpkg-dev, man-db, systemd (systemd-analyze) and lintian: the Debian
+# packages' test
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The Debian packages' test: builds them (scripts/build-deb.sh), installs them with dpkg -i,
+# The Debian packages' test: builds them (scripts/build-deb.sh), has lintian look at them,
+# installs them with dpkg -i,
 # checks the installed configuration (coral-node -n), the man pages, the systemd unit
 # (systemd-analyze verify, and its exposure score), a program built against libcoral-dev
 # with pkg-config, then starts the three nodes of /etc/coral/coral.conf as the user coral
@@ -39,6 +40,9 @@ if ! ./scripts/build-deb.sh "$work/debs" > "$work/build.txt" 2>&1; then
   fail "build" "$(tail -30 "$work/build.txt")"; finish
 fi
 pass "build ($(ls "$work/debs" | grep -vc dbgsym) packages)"
+lint=$(lintian --tag-display-limit 0 "$work"/debs/coral_*.deb "$work"/debs/libcoral1_*.deb \
+  "$work"/debs/libcoral-dev_*.deb 2>&1 | grep -v 'running with root privileges')
+if [ -z "$lint" ]; then pass "lintian: nothing to say"; else fail "lintian" "$lint"; fi
 
 check "dpkg -i" dpkg -i "$work"/debs/libcoral1_*.deb "$work"/debs/libcoral-dev_*.deb "$work"/debs/coral_*.deb
 check "coral-node -n on the installed configuration" coral-node -n
