@@ -1,0 +1,117 @@
+/* The resource manager's core (no I/O): consumer groups, the rules that map a session to a
+ * group, plans with their per-group directives and their validation, the CPU share
+ * arithmetic (DBRM's emphasis method: levels, each sharing what the levels above left), and
+ * token buckets for I/O. rsrcmgrd will keep these in raftd's store and enforce them (cgroups,
+ * libcoral's call brackets); this file decides, it does not act.
+ *
+ * Issue 21's first piece: this core and tests/unit/test_rsrc.c. Not wired into rsrcmgrd yet. */
+#ifndef CORAL_RSRC_H
+#define CORAL_RSRC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RSRC_NAME_MAX 32
+#define RSRC_GROUPS_MAX 64
+#define RSRC_RULES_MAX 256
+#define RSRC_DIRECTIVES_MAX 64
+#define RSRC_LEVELS 8
+
+/* The groups every plan may name without creating them. */
+#define RSRC_SYS "SYS"
+#define RSRC_INTERACTIVE "INTERACTIVE"
+#define RSRC_BATCH "BATCH"
+#define RSRC_MAINTENANCE "MAINTENANCE"
+#define RSRC_OTHER "OTHER"
+
+/* What a session says of itself (libcoral's coral_session_open and its attributes). */
+enum rsrc_attr { RSRC_USER, RSRC_PROGRAM, RSRC_MACHINE, RSRC_SERVICE, RSRC_MODULE, RSRC_NATTR };
+
+struct rsrc_session_attrs {
+	const char *v[RSRC_NATTR];   /* NULL or "": not given */
+};
+
+/* A mapping rule: attribute `attr` matches `pattern` (exact, or a prefix ending in '*',
+ * case-sensitive), within a window of the week (days: bit 0 Sunday .. bit 6 Saturday, 0:
+ * every day; from_min..to_min minutes of the day, to_min < from_min wrapping past midnight,
+ * both 0: all day); the lowest `priority` wins, then the earlier rule. */
+struct rsrc_rule {
+	enum rsrc_attr attr;
+	char pattern[RSRC_NAME_MAX * 2];
+	char group[RSRC_NAME_MAX];
+	int priority;
+	uint8_t days;
+	uint16_t from_min, to_min;
+};
+
+/* The rule that maps a session, as of a time of the week (day 0-6, minute 0-1439): its
+ * index, or -1 (the session goes to OTHER). */
+int rsrc_map(const struct rsrc_rule *rules, size_t n, const struct rsrc_session_attrs *s, int day, int minute);
+
+enum rsrc_exec_action { RSRC_ACT_NONE, RSRC_ACT_SWITCH, RSRC_ACT_CANCEL_CALL, RSRC_ACT_KILL_SESSION };
+
+/* One group's directive in a plan (or a sub-plan's, when `subplan` is set: its share is
+ * divided among that plan's groups). 0 in a limit: no limit. */
+struct rsrc_directive {
+	char group[RSRC_NAME_MAX];
+	bool subplan;
+	int level;                   /* 1..RSRC_LEVELS */
+	int share;                   /* percent of what its level has, 0..100 */
+	int cap;                     /* utilization cap, percent of the machine; 0: none */
+	int pool;                    /* active sessions at once; 0: no pool */
+	int queue_timeout_ms;
+	int max_dop;
+	int idle_ms, idle_blocker_ms;
+	int exec_ms;
+	enum rsrc_exec_action exec_action;
+	char switch_to[RSRC_NAME_MAX];
+	int io_mbps, io_iops;
+};
+
+struct rsrc_plan {
+	char name[RSRC_NAME_MAX];
+	struct rsrc_directive d[RSRC_DIRECTIVES_MAX];
+	size_t n;
+};
+
+/* Where plans and groups are looked up while validating (sub-plans, switch targets). */
+struct rsrc_catalog {
+	const struct rsrc_plan *plans;
+	size_t nplans;
+	const char (*groups)[RSRC_NAME_MAX];   /* custom groups; the system ones are known */
+	size_t ngroups;
+};
+
+/* Every problem of plan `name` in the catalog, one line each ("group X: ...") into out
+ * (NUL-separated lines, at most outsz bytes); how many. A plan with problems must not be
+ * activated: a group that can never run, shares that add up past 100 at a level, a group
+ * or sub-plan that does not exist, a cycle of sub-plans, a cap below a share, a switch to a
+ * group that does not exist, no directive for OTHER. */
+int rsrc_validate(const struct rsrc_catalog *c, const char *name, char *out, size_t outsz);
+
+/* The share of the machine each group of plan `name` is guaranteed when every group is busy
+ * (sub-plans expanded), as fractions summing to 1: level 1 shares its percentages of the
+ * whole, level 2 of what level 1 left, and so on; what the last level leaves goes to every
+ * group in proportion to what it has. groups[] and frac[] get up to max entries; how many,
+ * or -1 if the plan does not validate. */
+int rsrc_cpu_shares(const struct rsrc_catalog *c, const char *name, char (*groups)[RSRC_NAME_MAX], double *frac,
+		    size_t max);
+/* A fraction as a cgroup v2 cpu.weight (1..10000) and a v1 cpu.shares (2..262144). */
+uint32_t rsrc_weight_v2(double frac);
+uint32_t rsrc_shares_v1(double frac);
+
+/* A token bucket (I/O limits): rate tokens a second, at most burst kept. */
+struct rsrc_bucket {
+	double rate, burst, tokens;
+	uint64_t at_ns;
+	uint64_t waited_ns;          /* how long takers were told to wait, in all */
+};
+void rsrc_bucket_init(struct rsrc_bucket *b, double rate, double burst, uint64_t now_ns);
+/* Takes n tokens at now_ns: 0 if there were enough, else how many ns until there will be
+ * (the taker waits that long and tries again; nothing is taken meanwhile). A taking larger
+ * than burst is allowed once the bucket is full (it goes below zero), so that nothing waits
+ * forever. */
+uint64_t rsrc_bucket_take(struct rsrc_bucket *b, double n, uint64_t now_ns);
+
+#endif
