@@ -2,8 +2,9 @@
 # Builds the libFuzzer targets of tests/fuzz with clang (ASan+UBSan) in build-fuzz/ and runs
 # each for SECONDS (default 60) from a seed corpus fuzz-seeds writes (the configuration target
 # from etc/ and the unit tests' configuration files), keeping what each finds in
-# build-fuzz/corpus/TARGET. Usage: scripts/fuzz.sh [SECONDS [TARGET...]]. A crash, leak or
-# sanitizer report stops with the input that caused it (crash-* in build-fuzz/) and exit 1.
+# build-fuzz/corpus/TARGET, as many at once as there are CPUs (FUZZ_JOBS). Usage:
+# scripts/fuzz.sh [SECONDS [TARGET...]]. A crash, leak or sanitizer report stops that target
+# with the input that caused it (crash-* in build-fuzz/), and the script exits 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
@@ -34,21 +35,39 @@ export CORAL_FUZZ_TMP
 trap 'rm -rf "$CORAL_FUZZ_TMP"' EXIT
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-status=0
-for t in "${targets[@]}"; do
+# one target: its summary line (and the first lines of a report) in $B/$t.result
+run_one() {
+  local t=$1 out=$B/$1.log rc runs cov
   mkdir -p "$C/$t"
-  out=$B/$t.log
   (cd "$B" && "./tests/fuzz/$t" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 \
       -print_final_stats=1 "corpus/$t") > "$out" 2>&1
   rc=$?
   runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$out" | grep -oE '[0-9]+$' || echo "?")
   cov=$(grep -oE 'cov: [0-9]+' "$out" | tail -1 | grep -oE '[0-9]+' || echo "?")
   if [ $rc -eq 0 ]; then
-    echo "fuzz: $t: $runs inputs in ${secs}s, coverage $cov edges, no crash"
+    echo "fuzz: $t: $runs inputs in ${secs}s, coverage $cov edges, no crash" > "$B/$t.result"
   else
-    echo "fuzz: $t FAILED (exit $rc): see $out"
-    grep -E 'ERROR|SUMMARY|Test unit written' "$out" | head -5
-    status=1
+    { echo "fuzz: $t FAILED (exit $rc): see $out"
+      grep -E 'ERROR|SUMMARY|Test unit written' "$out" | head -5; } > "$B/$t.result"
   fi
+}
+# as many targets at once as there are CPUs (FUZZ_JOBS): each is one busy thread, so the
+# stage takes SECONDS times the targets over the CPUs, each target still a whole CPU
+jobs=${FUZZ_JOBS:-$(nproc)}
+running=0
+for t in "${targets[@]}"; do
+  rm -f "$B/$t.result"
+  run_one "$t" &
+  running=$((running + 1))
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n
+    running=$((running - 1))
+  fi
+done
+wait
+status=0
+for t in "${targets[@]}"; do
+  if [ -f "$B/$t.result" ]; then cat "$B/$t.result"; else echo "fuzz: $t FAILED (no result)"; fi
+  grep -q ' FAILED' "$B/$t.result" 2>/dev/null && status=1
 done
 exit $status
