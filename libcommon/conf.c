@@ -288,6 +288,34 @@ static const struct coral_opt coral__metrics_opts[] = {
 	    "else the port stops accepting until one closes"),
 };
 
+static const struct coral_opt coral__replication_opts[] = {
+	OPT(coral_replication_conf, role, STR, "primary", 1, 16, false,
+	    "primary: this cluster takes writes and ships its redo to the standby named below (if any); "
+	    "standby: it receives the redo of primary_cluster on each node's base_port+7"),
+	OPT(coral_replication_conf, standby, STR, "", 0, S - 1, false,
+	    "on a primary, HOST:PORT of the standby's receiver (a standby node's base_port+7): every node "
+	    "ships its redo thread there; empty: no standby"),
+	OPT(coral_replication_conf, primary_cluster, STR, "", 0, S - 1, false,
+	    "on a standby, the [cluster] name of the primary whose redo it accepts"),
+	OPT(coral_replication_conf, token_file, STR, "", 0, S - 1, false,
+	    "the secret both sides hold, the first line of a file not readable by others: the primary "
+	    "proves it holds it (HMAC-SHA256 of the standby's challenge), the token itself never crosses "
+	    "the network; required when a standby is named or role = standby"),
+	OPT(coral_replication_conf, window, SIZE, "4M", 4096, (int64_t)1 << 30, false,
+	    "redo bytes sent to the standby and not yet acknowledged durable, at most"),
+	OPT(coral_replication_conf, chunk, SIZE, "256K", 512, 4 << 20, false,
+	    "redo bytes in one message, at most (lz4-compressed on the way when that shrinks them)"),
+	OPT(coral_replication_conf, slot_max_bytes, SIZE, "1G", 1 << 20, (int64_t)1 << 44, false,
+	    "redo a primary node keeps for a standby that has not acknowledged it (its slot), at most; "
+	    "past it the slot is dropped (logged, counted): the segments are recycled and the standby "
+	    "must be seeded again"),
+	OPT(coral_replication_conf, reconnect_ms, INT, "500", 10, 600000, false,
+	    "a primary node dials the standby again this long after a failed or lost connection"),
+	OPT(coral_replication_conf, stall_ms, INT, "2000", 50, 600000, false,
+	    "nothing acknowledged this long with redo outstanding: it is sent again from what the standby "
+	    "has"),
+};
+
 static const struct coral_opt coral__daemon_opts[] = {
 	OPT(coral_daemon_conf, log_level, LOGLEVEL, "info", 0, 4, true,
 	    "least severe level logged: debug, info, notice, warning, error"),
@@ -306,9 +334,9 @@ static const struct coral_opt coral__daemon_opts[] = {
 
 enum coral__sect_kind {
 	SK_CLUSTER, SK_STORAGE, SK_TLS, SK_SUPERVISOR, SK_RAFT, SK_INTERCONNECT, SK_GRD, SK_CACHE, /* one each */
-	SK_RECOVERY, SK_GES, SK_METRICS, SK_NODE, SK_DAEMON
+	SK_RECOVERY, SK_GES, SK_METRICS, SK_REPLICATION, SK_NODE, SK_DAEMON
 };
-#define SK_LAST_SINGLE SK_METRICS
+#define SK_LAST_SINGLE SK_REPLICATION
 
 struct coral__sect_def {
 	const char *name;
@@ -330,6 +358,7 @@ static const struct coral__sect_def coral__sections[] = {
 	SECT("recovery", SK_RECOVERY, coral__recovery_opts),
 	SECT("ges", SK_GES, coral__ges_opts),
 	SECT("metrics", SK_METRICS, coral__metrics_opts),
+	SECT("replication", SK_REPLICATION, coral__replication_opts),
 	SECT("node", SK_NODE, coral__node_opts),
 	SECT("daemon", SK_DAEMON, coral__daemon_opts),
 };
@@ -356,6 +385,7 @@ static void *coral__sect_base(struct coral_conf *c, enum coral__sect_kind k, int
 	case SK_RECOVERY: *meta = &c->recovery_meta; return &c->recovery;
 	case SK_GES: *meta = &c->ges_meta; return &c->ges;
 	case SK_METRICS: *meta = &c->metrics_meta; return &c->metrics;
+	case SK_REPLICATION: *meta = &c->replication_meta; return &c->replication;
 	case SK_NODE: *meta = &c->nodes[idx].meta; return &c->nodes[idx];
 	case SK_DAEMON: *meta = &c->daemon_meta[idx]; return &c->daemon[idx];
 	}
@@ -774,6 +804,45 @@ static void coral__validate(struct coral__parse *p)
 			    "[raft] founders: %s", why);
 		return;
 	}
+	const struct coral_replication_conf *rp = &c->replication;
+	const struct coral_sect_meta *rm = &c->replication_meta;
+#define RLINE(i) (rm->opt_line[i] ? rm->opt_line[i] : rm->line)
+	bool standby = strcmp(rp->role, "standby") == 0;
+	if (!standby && strcmp(rp->role, "primary") != 0) {
+		coral__fail(p, RLINE(0), "[replication] role: '%s' is neither primary nor standby", rp->role);
+		return;
+	}
+	if (rp->standby[0] != '\0') {
+		char host[CORAL_STR_MAX];
+		int port;
+		if (standby) {
+			coral__fail(p, RLINE(1), "[replication] standby: a standby (role = standby) ships to no one");
+			return;
+		}
+		if (!coral_parse_hostport(rp->standby, host, sizeof(host), &port)) {
+			coral__fail(p, RLINE(1), "[replication] standby: '%s' is not HOST:PORT", rp->standby);
+			return;
+		}
+	}
+	if (standby && rp->primary_cluster[0] == '\0') {
+		coral__fail(p, RLINE(2), "[replication] primary_cluster: a standby must name the primary cluster");
+		return;
+	}
+	if (standby && strcmp(rp->primary_cluster, c->cluster.name) == 0) {
+		coral__fail(p, RLINE(2), "[replication] primary_cluster: '%s' is this cluster's own name (a "
+			    "standby is a cluster of another name)", rp->primary_cluster);
+		return;
+	}
+	if ((standby || rp->standby[0] != '\0') && rp->token_file[0] == '\0') {
+		coral__fail(p, RLINE(3), "[replication] token_file: required to %s (nothing is shipped or "
+			    "accepted without an identity)", standby ? "accept a primary's redo" : "ship redo to a standby");
+		return;
+	}
+	if (rp->chunk > rp->window) {
+		coral__fail(p, RLINE(5), "[replication] chunk: more than window (%lld)", (long long)rp->window);
+		return;
+	}
+#undef RLINE
 	if ((c->storage.block_size & (c->storage.block_size - 1)) != 0) {
 		coral__fail(p, c->storage_meta.opt_line[1], "[storage] block_size: %lld is not a power of two",
 			    (long long)c->storage.block_size);

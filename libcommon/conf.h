@@ -23,6 +23,7 @@
 #define CORAL_PORT_LMSD_CR 4      /* lmsd: consistent-read copies for other nodes' sessions */
 #define CORAL_PORT_LMDD 5         /* lmdd interconnect (global enqueues) */
 #define CORAL_PORT_METRICS 6      /* coral-node: Prometheus metrics */
+#define CORAL_PORT_REPLICAD 7     /* replicad: a standby's receiver of the primary's redo */
 #define CORAL_MAX_OPTS 48
 #define CORAL_ERRMSG_MAX 512
 
@@ -211,6 +212,20 @@ struct coral_metrics_conf {
 	int64_t max_clients;           /* connections held at once */
 };
 
+/* Redo shipping to a standby cluster (replicad). A primary names the standby's receiver; a
+ * standby names the primary cluster it takes redo from. Both hold the same token. */
+struct coral_replication_conf {
+	char role[CORAL_STR_MAX];      /* primary or standby */
+	char standby[CORAL_STR_MAX];   /* primary: HOST:PORT of the standby's receiver; empty: none */
+	char primary_cluster[CORAL_STR_MAX]; /* standby: the primary cluster's name */
+	char token_file[CORAL_STR_MAX];/* the secret both sides prove they hold */
+	int64_t window;                /* bytes sent and not acknowledged, at most */
+	int64_t chunk;                 /* bytes in one message, at most */
+	int64_t slot_max_bytes;        /* redo kept for a standby that lags, at most */
+	int64_t reconnect_ms;
+	int64_t stall_ms;              /* nothing acknowledged this long: send again */
+};
+
 struct coral_supervisor_conf {
 	char bin_dir[CORAL_STR_MAX];
 	int64_t ready_timeout_ms;
@@ -244,9 +259,10 @@ struct coral_conf {
 	struct coral_recovery_conf recovery;
 	struct coral_ges_conf ges;
 	struct coral_metrics_conf metrics;
+	struct coral_replication_conf replication;
 	struct coral_daemon_conf daemon[CORAL_NDAEMONS];
 	struct coral_sect_meta cluster_meta, storage_meta, tls_meta, supervisor_meta, raft_meta,
-		interconnect_meta, grd_meta, cache_meta, recovery_meta, ges_meta, metrics_meta;
+		interconnect_meta, grd_meta, cache_meta, recovery_meta, ges_meta, metrics_meta, replication_meta;
 	struct coral_sect_meta daemon_meta[CORAL_NDAEMONS];
 	int nnodes;
 	struct coral_node_conf nodes[CORAL_MAX_NODES];

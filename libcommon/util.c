@@ -187,6 +187,30 @@ bool coral_host_is_local(const char *host)
 	return coral__addr_is_mine(host);
 }
 
+bool coral_parse_hostport(const char *s, char *host, size_t hostsz, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	if (colon == NULL || colon == s)
+		return false;
+	const char *h = s;
+	size_t hl = (size_t)(colon - s);
+	if (s[0] == '[') {
+		if (colon[-1] != ']' || hl < 3)
+			return false;
+		h++;
+		hl -= 2;
+	}
+	if (hl >= hostsz)
+		return false;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	int64_t p;
+	if (!coral_parse_int(colon + 1, &p) || p < 1 || p > 65535 || !coral_host_is_valid(host))
+		return false;
+	*port = (int)p;
+	return true;
+}
+
 bool coral_host_is_valid(const char *host)
 {
 	unsigned char buf[16];

@@ -51,6 +51,9 @@ int coral_write_file_atomic(const char *dir, const char *name, const void *data,
 bool coral_host_is_local(const char *host);
 /* True if host is a valid IPv4/IPv6 literal or a syntactically valid host name. */
 bool coral_host_is_valid(const char *host);
+/* "HOST:PORT" (an IPv6 address in brackets: "[::1]:7407") into host and port: false if it is
+ * not one (a valid host, a port 1-65535). */
+bool coral_parse_hostport(const char *s, char *host, size_t hostsz, int *port);
 
 /* Directory holding the running executable, from /proc/self/exe. */
 int coral_self_dir(char *buf, size_t bufsz);

@@ -425,6 +425,7 @@ static const struct coralctl_cmd cmds[] = {
 	{"ges", "graph", CORAL_D_LMDD, 0, 1, "[--dot]", "the live wait-for graph at the coordinator (--dot: Graphviz)", run_ges_graph},
 	{"recovery", "status", CORAL_D_SMOND, 0, 0, "", "smond: the cold start's recovery, dead processes' transactions waiting", run_recovery_status},
 	{"recovery", "history", CORAL_D_SMOND, 0, 0, "", "smond's recoveries: phases, records, blocks, changes taken back", run_recovery_history},
+	{"standby", "status", CORAL_D_REPLICAD, 0, 1, "[--all]", "redo shipping: the thread shipped and the standby's lag (a primary), the copies kept (a standby)", run_standby_status},
 	{"cache", NULL, -1, 0, 0, "", "the node's buffer cache: buffers, dirty, past images, hit ratio", run_cache},
 	{"redo", NULL, -1, 0, 0, "", "the node's redo thread: LSN, durable LSN/SCN, group-commit batches", run_redo},
 	{"completion", "bash", -1, 0, 0, "", "the bash completion script for coralctl, made from this table", run_completion},

@@ -23,6 +23,7 @@ struct log_writer {
 	uint64_t ckpt_kept, ckpt_kept_ns;  /* the checkpoint last written to the thread's directory */
 	uint64_t recycle_from;             /* the first segment that may still exist */
 	uint64_t recycled;                 /* segments removed */
+	_Atomic uint64_t hold;             /* a standby's slot: nothing at or past it is recycled */
 };
 
 /* A new ring starts where the thread's last whole record ends; what follows is cut. The
@@ -59,6 +60,7 @@ int log_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t threa
 		return CORAL_ENOMEM;
 	w->r = r;
 	w->thread = thread;
+	atomic_store(&w->hold, UINT64_MAX);
 	int frc = thread_file_open(&w->f, shared_dir, thread, segment_size, err, errsz);
 	if (frc != 0) {
 		free(w);
@@ -127,7 +129,8 @@ int log_writer_keep_ckpt(struct log_writer *w, bool now)
 	w->ckpt_kept_ns = t;
 	/* segments wholly below the kept checkpoint hold nothing recovery reads: recycled
 	 * (every change in them is on the data files, and no open transaction began there) */
-	uint64_t below = lsn / w->f.segsize;
+	uint64_t hold = atomic_load(&w->hold);
+	uint64_t below = (hold < lsn ? hold : lsn) / w->f.segsize;
 	for (; w->recycle_from < below; w->recycle_from++) {
 		char p[sizeof(w->f.dir) + 32];
 		thread_file_seg_path(&w->f, w->recycle_from, p, sizeof(p));
@@ -142,6 +145,8 @@ int log_writer_keep_ckpt(struct log_writer *w, bool now)
 }
 
 uint64_t log_writer_recycled(const struct log_writer *w) { return w->recycled; }
+
+void log_writer_hold(struct log_writer *w, uint64_t lsn) { atomic_store(&w->hold, lsn); }
 
 int64_t log_writer_step(struct log_writer *w, int wait_ms)
 {

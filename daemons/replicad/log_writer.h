@@ -26,6 +26,9 @@ void log_writer_close(struct log_writer *w);
 int log_writer_keep_ckpt(struct log_writer *w, bool now);
 /* Segments removed so far. */
 uint64_t log_writer_recycled(const struct log_writer *w);
+/* A standby's slot (any thread): segments holding LSN lsn or later are not recycled, even
+ * below the checkpoint, until the standby has them; UINT64_MAX: no slot. */
+void log_writer_hold(struct log_writer *w, uint64_t lsn);
 /* The last failure, with its cause and file ("writing SEG: No space left on device"). */
 const char *log_writer_error(const struct log_writer *w);
 

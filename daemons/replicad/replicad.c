@@ -1,18 +1,23 @@
 /* replicad: the node's redo. How it is wired: a worker thread runs the log writer
  * (log_writer.c), which group-commits the redo buffer in the SGA to the node's redo thread
  * in shared storage and wakes every committer waiting for it, and stops writing while the
- * node is fenced; the event loop answers control requests (redo status). Shipping redo to
- * standbys is a later part of this daemon. */
+ * node is fenced; the event loop ships the thread to a standby (sender.c) on a primary, or
+ * keeps the primary's threads (receiver.c) on a standby, and answers control requests
+ * (standby status). The standby's apply, sync modes, seeding and role changes are later
+ * parts of this daemon (issue 20). */
 #include "cluster.h"
 #include "ctl.h"
 #include "daemon.h"
 #include "errors.h"
 #include "log.h"
 #include "log_writer.h"
+#include "metrics.h"
+#include "repl.h"
 #include "util.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +26,8 @@ struct replicad {
 	struct coral_redo *redo;
 	struct coral_cluster_sga *cl;
 	struct log_writer *w;
+	struct sender *sender;
+	struct receiver *receiver;
 	pthread_t thread;
 	bool started;
 	_Atomic bool stop;
@@ -104,6 +111,8 @@ static void *writer_main(void *arg)
 			was_fenced = false;
 		}
 		int64_t n = log_writer_step(r->w, 50);
+		if (n > 0)
+			sender_kick(r->sender);
 		if (n >= 0 && log_writer_keep_ckpt(r->w, false) != 0 && ckpt_errors++ % 100 == 0)
 			log_error("the redo thread's checkpoint cannot be kept: %s", log_writer_error(r->w));
 		if (log_writer_recycled(r->w) != recycled) {
@@ -156,6 +165,11 @@ static int replicad_init(struct coral_daemon *d)
 	atomic_store(&r->redo->fail_after_ms, (uint32_t)d->conf.cache.log_error_ms);
 	log_info("redo thread %lld opened at LSN %llu under %s/redo", (long long)d->node->id,
 		 (unsigned long long)atomic_load(&r->redo->durable), d->conf.storage.shared_dir);
+	r->sender = sender_new(d, r->redo, r->w, &rc);
+	if (rc == 0)
+		r->receiver = receiver_new(d, &rc);
+	if (rc != 0)
+		return rc;
 	if (pthread_create(&r->thread, NULL, writer_main, r) != 0)
 		return CORAL_ESYS;
 	r->started = true;
@@ -172,6 +186,8 @@ static void replicad_fini(struct coral_daemon *d)
 		coral_redo_kick(r->redo);
 		pthread_join(r->thread, NULL);
 	}
+	sender_free(r->sender);
+	receiver_free(r->receiver);
 	if (r->redo)
 		atomic_store(&r->redo->writer_pid, 0);
 	log_writer_close(r->w);
@@ -179,12 +195,76 @@ static void replicad_fini(struct coral_daemon *d)
 	d->svc = NULL;
 }
 
+/* coralctl standby status: the thread this node ships (a primary) or the copies it keeps (a
+ * standby). */
+static void h_standby(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct replicad *r = d->svc;
+	Coral__StandbyThread th[CORAL_MAX_NODES];
+	Coral__StandbyThread *thp[CORAL_MAX_NODES];
+	Coral__StandbyStatusReply st = CORAL__STANDBY_STATUS_REPLY__INIT;
+	st.role = d->conf.replication.role;
+	uint64_t bad = 0;
+	size_t n = sender_threads(r->sender, th, CORAL_MAX_NODES);
+	n += receiver_threads(r->receiver, th + n, CORAL_MAX_NODES - n, &bad);
+	st.cluster = r->receiver ? d->conf.replication.primary_cluster : d->conf.replication.standby;
+	for (size_t i = 0; i < n; i++)
+		thp[i] = &th[i];
+	st.threads = thp;
+	st.n_threads = n;
+	st.bad_hellos = bad;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_STANDBY_STATUS;
+	resp.standby_status = &st;
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+}
+
+/* Per thread, labelled thread="N": how far the standby is behind (a primary's view) and what
+ * the copies hold (a standby's). */
+static void replicad_metrics(struct coral_daemon *d, struct coral_metrics_slot *m)
+{
+	struct replicad *r = d->svc;
+	if (r == NULL)
+		return;
+	Coral__StandbyThread th[CORAL_MAX_NODES];
+	uint64_t bad = 0;
+	size_t n = sender_threads(r->sender, th, CORAL_MAX_NODES);
+	n += receiver_threads(r->receiver, th + n, CORAL_MAX_NODES - n, &bad);
+	for (size_t i = 0; i < n; i++) {
+		char l[32];
+		snprintf(l, sizeof(l), "thread=\"%u\"", th[i].thread);
+		coral_metrics_put(m, "coral_standby_connected", l, CORAL_METRIC_GAUGE, th[i].connected,
+				  "1 while the thread's replication connection is up");
+		coral_metrics_put(m, "coral_standby_durable_lsn", l, CORAL_METRIC_GAUGE, (double)th[i].durable,
+				  "primary: the thread's durable LSN; standby: its copy's");
+		coral_metrics_put(m, "coral_standby_lag_bytes", l, CORAL_METRIC_GAUGE, (double)th[i].lag_bytes,
+				  "redo durable on the primary and not yet on the standby");
+		coral_metrics_put(m, "coral_standby_lag_seconds", l, CORAL_METRIC_GAUGE, (double)th[i].lag_ms / 1000.0,
+				  "how long the oldest redo the standby lacks has been durable on the primary");
+		coral_metrics_put(m, "coral_standby_shipped_bytes_total", l, CORAL_METRIC_COUNTER,
+				  (double)th[i].sent_bytes, "redo bytes sent (primary) or written (standby)");
+		coral_metrics_put(m, "coral_standby_slot_drops_total", l, CORAL_METRIC_COUNTER, (double)th[i].slot_drops,
+				  "slots dropped past [replication] slot_max_bytes");
+	}
+	if (r->receiver)
+		coral_metrics_put(m, "coral_standby_bad_hellos_total", NULL, CORAL_METRIC_COUNTER, (double)bad,
+				  "replication connections refused (no or a wrong hello, too many)");
+}
+
+static const struct coral_daemon_request replicad_requests[] = {
+	{CORAL__CTL_REQUEST__BODY_STANDBY_STATUS, false, h_standby, NULL, NULL},
+};
+
 static const struct coral_daemon_def replicad_def = {
 	.id = CORAL_D_REPLICAD,
-	.service = "log writer: group commit of the node's redo thread (shipping to standbys: not yet)",
+	.service = "log writer: group commit of the node's redo thread; its shipping to a standby, a standby's "
+		   "copies of the primary's threads (apply: not yet)",
 	.service_ready = true,
 	.init = replicad_init,
 	.fini = replicad_fini,
+	.requests = replicad_requests,
+	.nrequests = CORAL_ARRAY_LEN(replicad_requests),
+	.metrics = replicad_metrics,
 };
 
 int main(int argc, char **argv)

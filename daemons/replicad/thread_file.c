@@ -117,6 +117,35 @@ int thread_file_cut_at_end(struct thread_file *f, const char *shared_dir, uint64
 	return 0;
 }
 
+int thread_file_read(struct thread_file *f, uint64_t lsn, void *buf, size_t n)
+{
+	uint8_t *dst = buf;
+	for (uint64_t at = lsn, end = lsn + n; at < end;) {
+		uint64_t seg = at / f->segsize, off = at % f->segsize;
+		uint64_t k = end - at;
+		if (k > f->segsize - off)
+			k = f->segsize - off;
+		f->err_seg = seg;
+		if (f->fd < 0 || f->fd_seg != seg) {
+			if (f->fd >= 0)
+				close(f->fd);
+			char p[sizeof(f->dir) + 32];
+			coral_redo_seg_path(f->dir, seg, p, sizeof(p));
+			f->fd = open(p, O_RDONLY | O_CLOEXEC);
+			f->fd_seg = seg;
+			if (f->fd < 0)
+				return errno;
+		}
+		ssize_t r = pread(f->fd, dst + (at - lsn), (size_t)k, (off_t)off);
+		if (r < 0)
+			return errno;
+		if (r != (ssize_t)k)
+			return ENODATA;
+		at += k;
+	}
+	return 0;
+}
+
 void thread_file_close(struct thread_file *f)
 {
 	if (f->fd >= 0) {

@@ -34,6 +34,10 @@ void thread_file_seg_path(const struct thread_file *f, uint64_t seg, char *out, 
  * files are cut there (a torn last write removed, later segments too). */
 int thread_file_cut_at_end(struct thread_file *f, const char *shared_dir, uint64_t from, uint64_t *end, char *err,
 			   size_t errsz);
+/* Reads n bytes at LSN lsn (a reader's thread_file: its fd is opened read-only, apart from
+ * any writer's). 0, or an errno: ENOENT when a segment is gone (recycled), ENODATA when a
+ * segment ends before lsn + n. */
+int thread_file_read(struct thread_file *f, uint64_t lsn, void *buf, size_t n);
 void thread_file_close(struct thread_file *f);
 
 #endif

@@ -1,0 +1,578 @@
+/* The sender: a primary node's redo thread shipped to the standby (repl.h). One connection,
+ * dialed again [replication] reconnect_ms after it fails or breaks (up to 30 s apart while
+ * the standby keeps refusing). What is sent is read from the thread's files, never from the
+ * SGA's ring: only durable bytes go, and a resend after a reconnect finds them wherever the
+ * ring has moved since. */
+#include "repl.h"
+#include "repl_msg.h"
+
+#include "log_writer.h"
+#include "ship.h"
+#include "thread_file.h"
+
+#include "daemon.h"
+#include "errors.h"
+#include "frame.h"
+#include "httpauth.h"
+#include "log.h"
+#include "metrics.h"
+#include "net.h"
+#include "redo.h"
+#include "util.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <lz4.h>
+#include <netdb.h>
+#include <openssl/ssl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+enum sstate { S_IDLE, S_DIALING, S_HELLO, S_SHIPPING };
+
+#define LAG_SAMPLES 64
+
+struct sender {
+	struct coral_daemon *d;
+	const struct coral_replication_conf *rc;
+	struct coral_redo *redo;
+	struct log_writer *w;
+	uint32_t thread;
+	char host[CORAL_STR_MAX];
+	int port;
+	char peer[CORAL_STR_MAX + 16];
+	char *token;
+	SSL_CTX *ssl;
+	size_t max_frame;
+	struct thread_file rf;         /* reads the thread's durable bytes */
+	struct ship_tx tx;
+	enum sstate state;
+	struct bufferevent *bev;
+	uint8_t nonce[REPL_NONCE];     /* the standby signs it in its welcome */
+	struct event *ev_retry, *ev_tick, *ev_kick, *ev_hello;
+	int kick_fd;
+	int backoff_ms;
+	uint64_t progress_ns;          /* the last ack that moved, or the connection's start */
+	/* when durable passed each LSN, for the lag in ms */
+	struct { uint64_t lsn, ns; } lag[LAG_SAMPLES];
+	unsigned lag_head, lag_n;
+	uint8_t *rbuf, *cbuf;
+	size_t cbuf_cap;
+	/* the slot */
+	bool slot_dropped;
+	uint64_t slot_drops;
+	/* counters */
+	uint64_t wire_bytes, connects, refusals;
+	bool need_seed;
+	char last_error[256];
+};
+
+static void dial(struct sender *s);
+
+static void schedule_retry(struct sender *s)
+{
+	struct timeval tv = {s->backoff_ms / 1000, (s->backoff_ms % 1000) * 1000};
+	evtimer_add(s->ev_retry, &tv);
+}
+
+/* Ends the connection; the next dial comes after the backoff (longer when refused). */
+static void drop(struct sender *s, bool refused)
+{
+	if (s->bev) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	evtimer_del(s->ev_hello);
+	if (s->state == S_SHIPPING)
+		ship_tx_disconnected(&s->tx);
+	s->state = S_IDLE;
+	if (refused) {
+		s->refusals++;
+		s->backoff_ms = s->backoff_ms * 2 > 30000 ? 30000 : s->backoff_ms * 2;
+	}
+	schedule_retry(s);
+}
+
+/* Segments at or past what the standby has stay until it has them, unless that holds more
+ * than slot_max_bytes: then the slot is dropped (once, logged) and the thread recycles as if
+ * there were no standby; the standby needs seeding again if what it lacks goes. */
+static void keep_slot(struct sender *s)
+{
+	uint64_t durable = atomic_load(&s->redo->durable);
+	uint64_t behind = durable > s->tx.acked ? durable - s->tx.acked : 0;
+	if (behind > (uint64_t)s->rc->slot_max_bytes) {
+		if (!s->slot_dropped) {
+			s->slot_dropped = true;
+			s->slot_drops++;
+			log_warn("the standby's slot on thread %u is dropped: it lacks %llu bytes of redo, more than "
+				 "[replication] slot_max_bytes (%lld); the thread's segments are recycled without it (the "
+				 "standby may need seeding again)", s->thread, (unsigned long long)behind,
+				 (long long)s->rc->slot_max_bytes);
+		}
+		log_writer_hold(s->w, UINT64_MAX);
+		return;
+	}
+	if (s->slot_dropped)
+		log_notice("the standby's slot on thread %u holds again (it lacks %llu bytes)", s->thread,
+			   (unsigned long long)behind);
+	s->slot_dropped = false;
+	log_writer_hold(s->w, s->tx.acked);
+}
+
+static void note_durable(struct sender *s, uint64_t durable, uint64_t now)
+{
+	unsigned last = (s->lag_head + LAG_SAMPLES - 1) % LAG_SAMPLES;
+	if (s->lag_n > 0 && s->lag[last].lsn >= durable)
+		return;
+	/* at most one sample per 10 ms: the lag is told in ms, the ring spans 640 ms at least */
+	if (s->lag_n > 0 && now - s->lag[last].ns < 10000000ull) {
+		s->lag[last].lsn = durable;
+		return;
+	}
+	s->lag[s->lag_head].lsn = durable;
+	s->lag[s->lag_head].ns = now;
+	s->lag_head = (s->lag_head + 1) % LAG_SAMPLES;
+	if (s->lag_n < LAG_SAMPLES)
+		s->lag_n++;
+}
+
+/* How long the oldest byte the standby lacks has been durable here. */
+static uint64_t lag_ms(const struct sender *s, uint64_t now)
+{
+	if (s->tx.acked >= s->tx.durable)
+		return 0;
+	uint64_t since = 0;
+	for (unsigned i = 0; i < s->lag_n; i++) {
+		unsigned k = (s->lag_head + LAG_SAMPLES - s->lag_n + i) % LAG_SAMPLES;
+		if (s->lag[k].lsn > s->tx.acked) {
+			since = s->lag[k].ns;
+			break;
+		}
+	}
+	if (since == 0 && s->lag_n > 0)
+		since = s->lag[(s->lag_head + LAG_SAMPLES - s->lag_n) % LAG_SAMPLES].ns;
+	return since && now > since ? (now - since) / 1000000 : 0;
+}
+
+/* Sends what the window allows of what is durable. */
+static void pump(struct sender *s)
+{
+	uint64_t now = coral_now_mono_ns();
+	uint64_t durable = atomic_load(&s->redo->durable);
+	ship_tx_durable(&s->tx, durable);
+	note_durable(s, durable, now);
+	if (s->state != S_SHIPPING)
+		return;
+	uint64_t from, to;
+	while (ship_tx_next(&s->tx, &from, &to)) {
+		size_t n = (size_t)(to - from);
+		int e = thread_file_read(&s->rf, from, s->rbuf, n);
+		if (e != 0) {
+			char p[sizeof(s->rf.dir) + 32];
+			thread_file_seg_path(&s->rf, s->rf.err_seg, p, sizeof(p));
+			if (e == ENOENT) {
+				s->need_seed = true;
+				snprintf(s->last_error, sizeof(s->last_error),
+					 "the standby needs seeding: thread %u's redo at LSN %llu is recycled (%s)", s->thread,
+					 (unsigned long long)from, p);
+			} else {
+				snprintf(s->last_error, sizeof(s->last_error), "reading %s: %s", p, strerror(e));
+			}
+			log_error("shipping to the standby %s stops: %s", s->peer, s->last_error);
+			drop(s, true);
+			return;
+		}
+		Coral__ReplData dm = CORAL__REPL_DATA__INIT;
+		dm.from = from;
+		dm.raw_len = (uint32_t)n;
+		dm.durable = durable;
+		size_t c = repl_compress(s->rbuf, n, s->cbuf, s->cbuf_cap);
+		dm.lz4 = c > 0;
+		dm.bytes.data = c > 0 ? s->cbuf : s->rbuf;
+		dm.bytes.len = c > 0 ? c : n;
+		Coral__ReplMsg m = CORAL__REPL_MSG__INIT;
+		m.body_case = CORAL__REPL_MSG__BODY_DATA;
+		m.data = &dm;
+		if (repl_send(s->bev, &m, s->max_frame) != 0) {
+			snprintf(s->last_error, sizeof(s->last_error), "a range of %zu bytes does not fit in a frame", n);
+			log_error("shipping to the standby %s stops: %s", s->peer, s->last_error);
+			drop(s, true);
+			return;
+		}
+		s->wire_bytes += dm.bytes.len;
+		ship_tx_sent(&s->tx, to);
+	}
+}
+
+static void on_challenge(struct sender *s, const Coral__ReplChallenge *c)
+{
+	if (c->version != REPL_VERSION || c->nonce.len != REPL_NONCE) {
+		snprintf(s->last_error, sizeof(s->last_error), "the standby speaks protocol version %u (this node: %u)",
+			 c->version, REPL_VERSION);
+		log_error("standby %s: %s", s->peer, s->last_error);
+		drop(s, true);
+		return;
+	}
+	uint8_t mac[REPL_MAC];
+	repl_mac(s->token, "primary", c->nonce.data, s->d->conf.cluster.name, s->thread, mac);
+	if (repl_nonce(s->nonce) != 0) {
+		drop(s, false);
+		return;
+	}
+	Coral__ReplHello h = CORAL__REPL_HELLO__INIT;
+	h.version = REPL_VERSION;
+	h.cluster = s->d->conf.cluster.name;
+	h.thread = s->thread;
+	h.mac = (ProtobufCBinaryData){REPL_MAC, mac};
+	h.nonce = (ProtobufCBinaryData){REPL_NONCE, s->nonce};
+	h.durable = atomic_load(&s->redo->durable);
+	Coral__ReplMsg m = CORAL__REPL_MSG__INIT;
+	m.body_case = CORAL__REPL_MSG__BODY_HELLO;
+	m.hello = &h;
+	repl_send(s->bev, &m, s->max_frame);
+	s->state = S_HELLO;
+}
+
+static void on_welcome(struct sender *s, const Coral__ReplWelcome *w)
+{
+	if (w->code != 0) {
+		snprintf(s->last_error, sizeof(s->last_error), "the standby refused thread %u: %s", s->thread,
+			 w->error);
+		log_error("standby %s: %s", s->peer, s->last_error);
+		drop(s, true);
+		return;
+	}
+	if (!repl_mac_ok(s->token, "standby", s->nonce, s->d->conf.cluster.name, s->thread, &w->mac)) {
+		snprintf(s->last_error, sizeof(s->last_error),
+			 "the standby did not prove it holds [replication] token_file: nothing is shipped to it");
+		log_error("standby %s: %s", s->peer, s->last_error);
+		drop(s, true);
+		return;
+	}
+	ship_tx_durable(&s->tx, atomic_load(&s->redo->durable));
+	int rc = ship_tx_connected(&s->tx, w->durable, w->received);
+	if (rc != 0) {
+		snprintf(s->last_error, sizeof(s->last_error),
+			 "its copy of thread %u (durable %llu, written %llu) %s (this thread is durable up to %llu): "
+			 "it is not a copy of this history and is not written over; seed the standby again",
+			 s->thread, (unsigned long long)w->durable, (unsigned long long)w->received,
+			 rc == CORAL_EDIVERGED ? "goes past this one's" : "is inconsistent",
+			 (unsigned long long)s->tx.durable);
+		log_error("standby %s: %s", s->peer, s->last_error);
+		drop(s, true);
+		return;
+	}
+	evtimer_del(s->ev_hello);
+	s->state = S_SHIPPING;
+	s->connects++;
+	s->backoff_ms = (int)s->rc->reconnect_ms;
+	s->progress_ns = coral_now_mono_ns();
+	s->need_seed = false;
+	s->last_error[0] = '\0';
+	log_info("shipping thread %u to the standby %s from LSN %llu (it has %llu durable; this node %llu)", s->thread,
+		 s->peer, (unsigned long long)w->received, (unsigned long long)w->durable,
+		 (unsigned long long)s->tx.durable);
+	keep_slot(s);
+	pump(s);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct sender *s = arg;
+	(void)bev;
+	Coral__ReplMsg *m;
+	int rc;
+	while (s->bev && (rc = repl_next(s->bev, s->max_frame, &m)) != 0) {
+		if (rc < 0) {
+			snprintf(s->last_error, sizeof(s->last_error), "an undecodable frame from the standby: %s",
+				 coral_strerror(rc));
+			log_error("standby %s: %s", s->peer, s->last_error);
+			drop(s, true);
+			return;
+		}
+		bool bad = false;
+		int e = 0;
+		switch (m->body_case) {
+		case CORAL__REPL_MSG__BODY_CHALLENGE:
+			if (s->state != S_DIALING)
+				bad = true;
+			else
+				on_challenge(s, m->challenge);
+			break;
+		case CORAL__REPL_MSG__BODY_WELCOME:
+			if (s->state != S_HELLO)
+				bad = true;
+			else
+				on_welcome(s, m->welcome);
+			break;
+		case CORAL__REPL_MSG__BODY_ACK:
+			if (s->state != S_SHIPPING) {
+				bad = true;
+				break;
+			}
+			if (m->ack->durable > s->tx.acked)
+				s->progress_ns = coral_now_mono_ns();
+			if ((e = ship_tx_ack(&s->tx, m->ack->durable)) == 0) {
+				keep_slot(s);
+				pump(s);
+			}
+			break;
+		case CORAL__REPL_MSG__BODY_RESEND:
+			if (s->state != S_SHIPPING) {
+				bad = true;
+				break;
+			}
+			if ((e = ship_tx_resend(&s->tx, m->resend->from)) == 0)
+				pump(s);
+			break;
+		default:
+			bad = true;
+		}
+		coral__repl_msg__free_unpacked(m, NULL);
+		if (bad || e != 0) {
+			snprintf(s->last_error, sizeof(s->last_error), "the standby sent %s",
+				 bad ? "a message out of turn" : "an acknowledgement or resend of bytes never sent");
+			log_error("standby %s: %s", s->peer, s->last_error);
+			drop(s, true);
+			return;
+		}
+	}
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct sender *s = arg;
+	(void)bev;
+	if (what & BEV_EVENT_CONNECTED)
+		return; /* the standby speaks first */
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		int e = EVUTIL_SOCKET_ERROR();
+		if (s->state == S_SHIPPING)
+			log_warn("the connection to the standby %s broke (thread %u acknowledged up to %llu)", s->peer,
+				 s->thread, (unsigned long long)s->tx.acked);
+		snprintf(s->last_error, sizeof(s->last_error), "%s",
+			 (what & BEV_EVENT_EOF) ? "the standby closed the connection"
+						: (e ? evutil_socket_error_to_string(e) : "connection failed"));
+		drop(s, false);
+	}
+}
+
+static void on_hello_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct sender *s = arg;
+	(void)fd, (void)what;
+	snprintf(s->last_error, sizeof(s->last_error), "no answer to the hello within [interconnect] connect_timeout_ms");
+	drop(s, false);
+}
+
+static void dial(struct sender *s)
+{
+	struct addrinfo *ai;
+	char err[256];
+	if (coral_tcp_resolve(s->host, s->port, 0, &ai, err, sizeof(err)) != 0) {
+		snprintf(s->last_error, sizeof(s->last_error), "%s", err);
+		schedule_retry(s);
+		return;
+	}
+	if (s->ssl) {
+		SSL *ssl = SSL_new(s->ssl);
+		s->bev = ssl ? bufferevent_openssl_socket_new(s->d->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+							      BEV_OPT_CLOSE_ON_FREE)
+			     : NULL;
+	} else {
+		s->bev = bufferevent_socket_new(s->d->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (s->bev == NULL) {
+		freeaddrinfo(ai);
+		schedule_retry(s);
+		return;
+	}
+	bufferevent_setcb(s->bev, on_read, NULL, on_event, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	int rc = bufferevent_socket_connect(s->bev, ai->ai_addr, (int)ai->ai_addrlen);
+	freeaddrinfo(ai);
+	s->state = S_DIALING;
+	if (rc != 0) {
+		drop(s, false);
+		return;
+	}
+	int ms = (int)s->d->conf.interconnect.connect_timeout_ms;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(s->ev_hello, &tv);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	dial(arg);
+}
+
+/* Every 100 ms: what the log writer made durable without a kick reaching us, the lag's
+ * samples, and the stall: bytes outstanding and nothing acknowledged for stall_ms are sent
+ * again from what the standby has (lost on the way, or its ask for them lost). */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct sender *s = arg;
+	(void)fd, (void)what;
+	uint64_t now = coral_now_mono_ns();
+	if (s->state == S_SHIPPING && s->tx.high > s->tx.acked &&
+	    now - s->progress_ns > (uint64_t)s->rc->stall_ms * 1000000ull) {
+		log_warn("thread %u: nothing acknowledged by the standby %s for %lld ms: sending again from %llu",
+			 s->thread, s->peer, (long long)s->rc->stall_ms, (unsigned long long)s->tx.acked);
+		ship_tx_stalled(&s->tx);
+		s->progress_ns = now;
+	}
+	if (s->state == S_SHIPPING)
+		keep_slot(s);
+	pump(s);
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	uint64_t v;
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_debug("eventfd: %s", strerror(errno));
+	pump(arg);
+}
+
+void sender_kick(struct sender *s)
+{
+	if (s == NULL)
+		return;
+	uint64_t one = 1;
+	if (write(s->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		return;
+}
+
+struct sender *sender_new(struct coral_daemon *d, struct coral_redo *redo, struct log_writer *w, int *rc)
+{
+	const struct coral_replication_conf *rcf = &d->conf.replication;
+	*rc = 0;
+	if (strcmp(rcf->role, "primary") != 0 || rcf->standby[0] == '\0')
+		return NULL;
+	struct sender *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		*rc = CORAL_ENOMEM;
+		return NULL;
+	}
+	s->d = d;
+	s->rc = rcf;
+	s->redo = redo;
+	s->w = w;
+	s->kick_fd = -1;
+	s->thread = (uint32_t)d->node->id;
+	s->max_frame = (size_t)d->conf.cluster.max_frame;
+	s->backoff_ms = (int)rcf->reconnect_ms;
+	coral_parse_hostport(rcf->standby, s->host, sizeof(s->host), &s->port); /* checked by the conf */
+	snprintf(s->peer, sizeof(s->peer), "%s", rcf->standby);
+	char err[CORAL_ERRMSG_MAX];
+	size_t chunk = (size_t)rcf->chunk;
+	if (chunk + 256 > s->max_frame) {
+		log_error("[replication] chunk (%zu) does not fit in [cluster] max_frame (%zu)", chunk, s->max_frame);
+		*rc = CORAL_ECONFIG;
+		goto fail;
+	}
+	if ((*rc = coral_token_load(rcf->token_file, "[replication] token_file", &s->token, err, sizeof(err))) != 0) {
+		log_error("%s", err);
+		goto fail;
+	}
+	if (d->conf.tls.enabled && (s->ssl = coral_tls_ctx_from_conf(&d->conf, d->node, err, sizeof(err))) == NULL) {
+		log_error("replication over TLS: %s", err);
+		*rc = CORAL_ECONFIG;
+		goto fail;
+	}
+	if ((*rc = thread_file_open(&s->rf, d->conf.storage.shared_dir, s->thread, (uint64_t)d->conf.cache.redo_segment,
+				    err, sizeof(err))) != 0) {
+		log_error("%s", err);
+		goto fail;
+	}
+	ship_tx_init(&s->tx, (uint64_t)rcf->window, chunk);
+	s->rbuf = malloc(chunk);
+	s->cbuf_cap = (size_t)LZ4_compressBound((int)chunk);
+	s->cbuf = malloc(s->cbuf_cap);
+	s->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	s->ev_retry = evtimer_new(d->base, on_retry, s);
+	s->ev_hello = evtimer_new(d->base, on_hello_timeout, s);
+	s->ev_tick = event_new(d->base, -1, EV_PERSIST, on_tick, s);
+	s->ev_kick = s->kick_fd >= 0 ? event_new(d->base, s->kick_fd, EV_READ | EV_PERSIST, on_kick, s) : NULL;
+	if (!s->rbuf || !s->cbuf || !s->ev_retry || !s->ev_hello || !s->ev_tick || !s->ev_kick) {
+		*rc = CORAL_ENOMEM;
+		goto fail;
+	}
+	struct timeval tv = {0, 100000};
+	evtimer_add(s->ev_tick, &tv);
+	event_add(s->ev_kick, NULL);
+	/* until the standby says what it has, everything the thread holds is kept (the slot's
+	 * bound still applies) */
+	log_writer_hold(w, 0);
+	log_info("thread %u ships to the standby %s (window %lld bytes, slot at most %lld)", s->thread, s->peer,
+		 (long long)rcf->window, (long long)rcf->slot_max_bytes);
+	dial(s);
+	return s;
+fail:
+	sender_free(s);
+	return NULL;
+}
+
+void sender_free(struct sender *s)
+{
+	if (s == NULL)
+		return;
+	if (s->bev)
+		bufferevent_free(s->bev);
+	if (s->ev_retry)
+		event_free(s->ev_retry);
+	if (s->ev_hello)
+		event_free(s->ev_hello);
+	if (s->ev_tick)
+		event_free(s->ev_tick);
+	if (s->ev_kick)
+		event_free(s->ev_kick);
+	if (s->kick_fd >= 0)
+		close(s->kick_fd);
+	if (s->ssl)
+		SSL_CTX_free(s->ssl);
+	thread_file_close(&s->rf);
+	coral_token_free(s->token);
+	free(s->rbuf);
+	free(s->cbuf);
+	free(s);
+}
+
+size_t sender_threads(struct sender *s, Coral__StandbyThread *t, size_t max)
+{
+	if (s == NULL || max == 0)
+		return 0;
+	uint64_t now = coral_now_mono_ns();
+	uint64_t durable = atomic_load(&s->redo->durable);
+	ship_tx_durable(&s->tx, durable);
+	note_durable(s, durable, now);
+	coral__standby_thread__init(t);
+	t->thread = s->thread;
+	t->connected = s->state == S_SHIPPING;
+	t->peer = s->peer;
+	t->durable = durable;
+	t->sent = s->tx.high;
+	t->acked = s->tx.acked;
+	t->lag_bytes = durable > s->tx.acked ? durable - s->tx.acked : 0;
+	t->lag_ms = lag_ms(s, now);
+	t->sent_bytes = s->tx.sent_bytes;
+	t->resent_bytes = s->tx.resent_bytes;
+	t->wire_bytes = s->wire_bytes;
+	t->gaps = s->tx.gaps;
+	t->connects = s->connects;
+	t->refusals = s->refusals;
+	t->slot_bytes = s->slot_dropped ? 0 : t->lag_bytes;
+	t->slot_dropped = s->slot_dropped;
+	t->slot_drops = s->slot_drops;
+	t->last_error = s->last_error;
+	return 1;
+}

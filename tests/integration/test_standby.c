@@ -1,0 +1,240 @@
+/* Redo shipping on real processes: a three-node primary and a one-node standby cluster
+ * (its own name, directory, SGA and ports: base_port+48 of the test's range). coral-bank on
+ * the primary; every byte each primary thread made durable is then on the standby, the same
+ * bytes (its copies compared with the primary's segment files), also when replicad on either
+ * side is killed with SIGKILL in the middle. A primary without the token ships nothing. */
+#include "harness.h"
+#include "coral_harness.h"
+#include "raft_harness.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+TestSuite(standby, .init = NULL, .fini = NULL, .timeout = 240);
+
+#define BANK_ARGS "--accounts 200 --per-block 8 --sessions 2 --readers 0"
+#define TOKEN "replication-token-0123456789"
+
+static struct {
+	char dir[160], conf[200], name[48];
+	int port;                    /* the standby's receiver */
+} sb;
+
+static const char *primary_token = TOKEN;
+
+/* Small segments, so that shipping crosses them and the primary recycles under the slot. */
+static char *small_segments(char *text)
+{
+	text = replace_all(text, "redo_segment = 64M", "redo_segment = 1M");
+	return text;
+}
+
+static char *primary_edit(char *text)
+{
+	char tok[256], to[600];
+	write_token("repl.token", primary_token, tok, sizeof(tok));
+	snprintf(to, sizeof(to), "role = primary\nstandby = 127.0.0.1:%d\nprimary_cluster =\ntoken_file = %s",
+		 cl.base_port + 48 + 7, tok);
+	text = replace_all(text, "role = primary\nstandby =\nprimary_cluster =\ntoken_file =", to);
+	return small_segments(text);
+}
+
+/* The standby: the test's configuration with one node on ports base+48.., its own directory
+ * and name, role standby of the test's cluster. */
+static void standby_prepare(void)
+{
+	snprintf(sb.dir, sizeof(sb.dir), "%s/standby", cl.dir);
+	cr_assert_eq(mkdir(sb.dir, 0755), 0);
+	snprintf(sb.conf, sizeof(sb.conf), "%s/coral.conf", sb.dir);
+	snprintf(sb.name, sizeof(sb.name), "%ssb", cl.name);
+	char *text = test_conf_text(sb.dir, sb.name, NULL);
+	char *n2 = strstr(text, "[node.2]"), *st = strstr(text, "[storage]");
+	cr_assert(n2 && st && n2 < st);
+	memmove(n2, st, strlen(st) + 1);
+	char from[64], to[600], tok[300];
+	snprintf(from, sizeof(from), "base_port = %d", cl.base_port);
+	snprintf(to, sizeof(to), "base_port = %d", cl.base_port + 48);
+	text = replace_all(text, from, to);
+	snprintf(tok, sizeof(tok), "%s/repl.token", sb.dir);
+	FILE *f = fopen(tok, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "%s\n", TOKEN);
+	fclose(f);
+	chmod(tok, 0600);
+	snprintf(to, sizeof(to), "role = standby\nstandby =\nprimary_cluster = %s\ntoken_file = %s", cl.name, tok);
+	text = replace_all(text, "role = primary\nstandby =\nprimary_cluster =\ntoken_file =", to);
+	text = small_segments(text);
+	f = fopen(sb.conf, "w");
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+	free(text);
+	sb.port = cl.base_port + 48 + 7;
+}
+
+static void start_both(void)
+{
+	cl_prepare("sb", primary_edit);
+	standby_prepare();
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, sb.conf)->code, 0, "%s", res.out);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_geq(wait_leader(15000, 0xe), 1);
+	cr_assert_gt(wait_full_map(3), 0);
+	cr_assert_eq(run("%s -c %s datafile create bank 64", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+}
+
+static void stop_both(void)
+{
+	if (sb.conf[0] && run("%s -c %s stop all", CORAL_NODE, sb.conf)->code != 0)
+		fprintf(stderr, "teardown: %s\n", res.out);
+	print_node_log_errors(sb.dir);
+	cl_teardown();
+	memset(&sb, 0, sizeof(sb));
+}
+
+/* A primary node's view of its thread: durable, what the standby acknowledged, connected. */
+static bool thread_view(int node, int64_t *durable, int64_t *acked, bool *connected, char *err, size_t errsz)
+{
+	json_t *j = ctl_json(node, "standby status");
+	if (j == NULL)
+		return false;
+	json_t *t = json_array_get(json_object_get(j, "threads"), 0);
+	bool ok = t != NULL;
+	if (ok) {
+		*durable = jint(t, "durable");
+		*acked = jint(t, "acked");
+		*connected = json_is_true(json_object_get(t, "connected"));
+		snprintf(err, errsz, "%s", jstr(t, "last_error"));
+	}
+	json_decref(j);
+	return ok;
+}
+
+/* Every primary thread acknowledged by the standby up to its durable LSN, within ms. */
+static void wait_caught_up(int ms)
+{
+	for (int node = 1; node <= 3; node++) {
+		int64_t durable = -1, acked = -2;
+		bool connected = false;
+		char err[300] = "";
+		for (int waited = 0; waited < ms; waited += 100) {
+			if (thread_view(node, &durable, &acked, &connected, err, sizeof(err)) && connected && durable > 0 &&
+			    acked == durable)
+				break;
+			usleep(100000);
+		}
+		cr_assert(connected && acked == durable && durable > 0,
+			  "thread %d: durable %lld, the standby has %lld (connected %d; %s)", node, (long long)durable,
+			  (long long)acked, connected, err);
+	}
+}
+
+/* Every segment of every primary thread the standby should have is there, the same bytes;
+ * the standby has each thread up to the primary's durable LSN. */
+static void copies_equal(void)
+{
+	for (int t = 1; t <= 3; t++) {
+		char pdir[300], sdir[400];
+		snprintf(pdir, sizeof(pdir), "%s/shared/redo/thread_%d", cl.dir, t);
+		snprintf(sdir, sizeof(sdir), "%s/shared/standby/%s/redo/thread_%d", sb.dir, cl.name, t);
+		/* segments the primary still has (older ones it recycled) */
+		cr_assert_eq(run("cd %s && ls *.redo", pdir)->code, 0, "%s", res.out);
+		char list[4096];
+		snprintf(list, sizeof(list), "%s", res.out);
+		int n = 0;
+		for (char *save = NULL, *seg = strtok_r(list, "\n", &save); seg; seg = strtok_r(NULL, "\n", &save)) {
+			cr_expect_eq(run("cmp %s/%s %s/%s", pdir, seg, sdir, seg)->code, 0, "thread %d segment %s: %s", t,
+				     seg, res.out);
+			n++;
+		}
+		cr_assert_gt(n, 0);
+		/* and nothing on the standby past the primary's last segment */
+		cr_expect_eq(run("test \"$(cd %s && ls *.redo | tail -n1)\" = \"$(cd %s && ls *.redo | tail -n1)\"", pdir,
+				 sdir)->code,
+			     0, "thread %d: the copies end in another segment", t);
+	}
+}
+
+static int64_t thread_bytes(int node)
+{
+	int64_t durable = 0, acked = 0;
+	bool connected;
+	char err[300];
+	thread_view(node, &durable, &acked, &connected, err, sizeof(err));
+	return durable;
+}
+
+Test(standby, every_durable_byte_of_every_primary_thread_is_on_the_standby, .fini = stop_both)
+{
+	start_both();
+	pid_t bank = bank_background(BANK_ARGS " --seconds 6");
+	bank_checked(bank, 0);
+	wait_caught_up(20000);
+	copies_equal();
+	/* real redo went out: more than one segment of it on some thread */
+	int64_t most = 0;
+	for (int n = 1; n <= 3; n++)
+		if (thread_bytes(n) > most)
+			most = thread_bytes(n);
+	cr_expect_gt(most, 1 << 20, "the bank wrote %lld bytes of redo on its busiest thread", (long long)most);
+	json_t *j = json_loads(run("%s -c %s -n 1 --json standby status", CORALCTL, sb.conf)->out, 0, NULL);
+	cr_assert_not_null(j, "%s", res.out);
+	cr_expect_str_eq(jstr(j, "role"), "standby");
+	cr_expect_eq(json_array_size(json_object_get(j, "threads")), 3, "%s", res.out);
+	json_decref(j);
+}
+
+/* SIGKILL of the primary's replicad on node 2 (its supervisor starts it again) and of the
+ * standby's replicad, each in the middle of the bank: shipping resumes from what the standby
+ * has durable and its copies are the primary's threads byte for byte. */
+Test(standby, replicad_killed_on_either_side_resumes_without_a_gap, .fini = stop_both)
+{
+	start_both();
+	pid_t bank = bank_background(BANK_ARGS " --seconds 10");
+	sleep(2);
+	pid_t p = daemon_pid(2, "replicad");
+	cr_assert_gt(p, 0);
+	kill(p, SIGKILL);
+	sleep(2);
+	char pidf[300];
+	snprintf(pidf, sizeof(pidf), "%s/node1/replicad.pid", sb.dir);
+	cr_assert_eq(run("kill -KILL $(cat %s)", pidf)->code, 0, "%s", res.out);
+	sleep(2);
+	p = daemon_pid(1, "replicad");
+	cr_assert_gt(p, 0);
+	kill(p, SIGKILL);
+	bank_checked(bank, 2);
+	wait_caught_up(30000);
+	copies_equal();
+	/* each side saw the breaks: a node reconnected */
+	json_t *j = ctl_json(3, "standby status");
+	cr_assert_not_null(j);
+	cr_expect_geq(jint(json_array_get(json_object_get(j, "threads"), 0), "connects"), 2, "%s", res.out);
+	json_decref(j);
+}
+
+/* A primary that holds another token is refused at the hello: nothing of it is written on
+ * the standby, the primary says why, the standby counts the refusals. */
+Test(standby, a_primary_without_the_token_ships_nothing, .fini = stop_both)
+{
+	primary_token = "not-the-replication-token-42";
+	start_both();
+	primary_token = TOKEN;
+	int64_t durable = 0, acked = 0;
+	bool connected = true;
+	char err[300] = "";
+	for (int i = 0; i < 50 && strstr(err, "token") == NULL; i++) {
+		usleep(100000);
+		thread_view(1, &durable, &acked, &connected, err, sizeof(err));
+	}
+	cr_expect(!connected);
+	cr_expect_neq(strstr(err, "token"), NULL, "the primary's last error: %s", err);
+	json_t *j = json_loads(run("%s -c %s -n 1 --json standby status", CORALCTL, sb.conf)->out, 0, NULL);
+	cr_assert_not_null(j, "%s", res.out);
+	cr_expect_eq(json_array_size(json_object_get(j, "threads")), 0, "%s", res.out);
+	cr_expect_gt(jint(j, "bad_hellos"), 0, "%s", res.out);
+	json_decref(j);
+	cr_expect_neq(run("ls %s/shared/standby/%s/redo 2>/dev/null | grep thread", sb.dir, cl.name)->code, 0,
+		      "the standby made copies: %s", res.out);
+}

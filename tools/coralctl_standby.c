@@ -1,0 +1,114 @@
+/* coralctl standby status: redo shipping as replicad sees it. On a primary node, the thread
+ * it ships (sent, acknowledged durable by the standby, lag in bytes and ms, the slot); on a
+ * standby node, the copies of the primary's threads it keeps. --all asks every node of the
+ * configuration this machine reaches. */
+#include "coralctl.h"
+#include "errors.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static json_t *thread_json(const Coral__StandbyThread *t)
+{
+	json_t *j = json_pack("{s:i, s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "thread", (int)t->thread, "connected",
+			      (int)t->connected, "peer", t->peer, "durable", (json_int_t)t->durable, "sent",
+			      (json_int_t)t->sent, "acked", (json_int_t)t->acked, "received", (json_int_t)t->received,
+			      "lag_bytes", (json_int_t)t->lag_bytes, "lag_ms", (json_int_t)t->lag_ms);
+	json_object_set_new(j, "sent_bytes", json_integer((json_int_t)t->sent_bytes));
+	json_object_set_new(j, "resent_bytes", json_integer((json_int_t)t->resent_bytes));
+	json_object_set_new(j, "wire_bytes", json_integer((json_int_t)t->wire_bytes));
+	json_object_set_new(j, "gaps", json_integer((json_int_t)t->gaps));
+	json_object_set_new(j, "connects", json_integer((json_int_t)t->connects));
+	json_object_set_new(j, "refusals", json_integer((json_int_t)t->refusals));
+	json_object_set_new(j, "slot_bytes", json_integer((json_int_t)t->slot_bytes));
+	json_object_set_new(j, "slot_dropped", json_boolean(t->slot_dropped));
+	json_object_set_new(j, "slot_drops", json_integer((json_int_t)t->slot_drops));
+	json_object_set_new(j, "last_error", json_string(t->last_error));
+	return j;
+}
+
+static void thread_lines(const Coral__StandbyStatusReply *r)
+{
+	bool standby = strcmp(r->role, "standby") == 0;
+	if (standby)
+		printf("node %lld: standby of cluster %s; %zu thread cop%s; %llu connection%s refused\n",
+		       (long long)ctx.node->id, r->cluster, r->n_threads, r->n_threads == 1 ? "y" : "ies",
+		       (unsigned long long)r->bad_hellos, r->bad_hellos == 1 ? "" : "s");
+	else if (r->n_threads == 0)
+		printf("node %lld: primary; no standby named ([replication] standby)\n", (long long)ctx.node->id);
+	else
+		printf("node %lld: primary, shipping to the standby %s\n", (long long)ctx.node->id, r->cluster);
+	for (size_t i = 0; i < r->n_threads; i++) {
+		const Coral__StandbyThread *t = r->threads[i];
+		if (standby)
+			printf("  thread %u: %s%s; durable %llu, written %llu; %llu bytes behind the primary; %llu bytes "
+			       "received (%llu on the wire), %llu gaps, %llu connections\n",
+			       t->thread, t->connected ? "connected from " : "not connected", t->connected ? t->peer : "",
+			       (unsigned long long)t->durable, (unsigned long long)t->received,
+			       (unsigned long long)t->lag_bytes, (unsigned long long)t->sent_bytes,
+			       (unsigned long long)t->wire_bytes, (unsigned long long)t->gaps,
+			       (unsigned long long)t->connects);
+		else
+			printf("  thread %u: %s; durable %llu, sent %llu, standby durable %llu; lag %llu bytes, %llu ms; "
+			       "slot %s%llu bytes; %llu bytes sent (%llu again, %llu on the wire), %llu connections, %llu "
+			       "refusals\n",
+			       t->thread, t->connected ? "connected" : "not connected", (unsigned long long)t->durable,
+			       (unsigned long long)t->sent, (unsigned long long)t->acked, (unsigned long long)t->lag_bytes,
+			       (unsigned long long)t->lag_ms, t->slot_dropped ? "dropped, " : "",
+			       (unsigned long long)t->slot_bytes, (unsigned long long)t->sent_bytes,
+			       (unsigned long long)t->resent_bytes, (unsigned long long)t->wire_bytes,
+			       (unsigned long long)t->connects, (unsigned long long)t->refusals);
+		if (t->last_error[0])
+			printf("    last error: %s\n", t->last_error);
+	}
+}
+
+static int one(json_t *out)
+{
+	Coral__CtlResponse *resp =
+		daemon_ask(CORAL_D_REPLICAD, CORAL__CTL_REQUEST__BODY_STANDBY_STATUS, CORAL__CTL_RESPONSE__BODY_STANDBY_STATUS);
+	if (resp == NULL)
+		return 1;
+	const Coral__StandbyStatusReply *r = resp->standby_status;
+	if (out) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < r->n_threads; i++)
+			json_array_append_new(arr, thread_json(r->threads[i]));
+		json_array_append_new(out, json_pack("{s:I, s:s, s:s, s:I, s:o}", "node", (json_int_t)ctx.node->id, "role",
+						     r->role, "peer", r->cluster, "bad_hellos",
+						     (json_int_t)r->bad_hellos, "threads", arr));
+	} else {
+		thread_lines(r);
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+int run_standby_status(int argc, char **argv)
+{
+	bool all = false;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--all") == 0)
+			all = true;
+		else
+			return coralctl_usage_error();
+	}
+	json_t *out = ctx.json ? json_array() : NULL;
+	int rc = 0;
+	if (!all) {
+		rc = one(out);
+	} else {
+		for (int i = 0; i < ctx.conf.nnodes; i++) {
+			ctx.node = &ctx.conf.nodes[i];
+			if (one(out) != 0)
+				rc = 1;
+		}
+	}
+	if (out) {
+		if (rc == 0 || json_array_size(out) > 0)
+			print_json(all ? out : json_incref(json_array_get(out, 0)));
+		if (!all)
+			json_decref(out);
+	}
+	return rc;
+}
