@@ -111,10 +111,27 @@ uint64_t coral_redo_drop_tail(struct coral_redo *r)
 	return t - d;
 }
 
+void coral_redo_mark(struct coral_redo *r, _Atomic uint64_t *clock, uint64_t *lsn, uint64_t *scn)
+{
+	coral_mutex_lock(&r->latch, repair_latch, NULL);
+	*scn = atomic_load(clock);
+	*lsn = atomic_load(&r->tail);
+	coral_mutex_unlock(&r->latch);
+}
+
 int coral_redo_append(struct coral_redo *r, uint8_t type, uint8_t flags, uint64_t scn, uint32_t session,
 		      uint32_t file, uint64_t block, uint32_t offset, const void *bytes, const void *before,
 		      uint32_t nbytes, int timeout_ms, uint64_t *lsn)
 {
+	return coral_redo_append_clocked(r, NULL, type, flags, &scn, session, file, block, offset, bytes, before, nbytes,
+					 timeout_ms, lsn);
+}
+
+int coral_redo_append_clocked(struct coral_redo *r, _Atomic uint64_t *clock, uint8_t type, uint8_t flags,
+			      uint64_t *scn_io, uint32_t session, uint32_t file, uint64_t block, uint32_t offset,
+			      const void *bytes, const void *before, uint32_t nbytes, int timeout_ms, uint64_t *lsn)
+{
+	uint64_t scn = *scn_io;
 	if (nbytes > CORAL_REDO_MAX_BYTES)
 		return CORAL_EINVAL;
 	flags = (uint8_t)((flags & ~CORAL_REDO_F_UNDO) | (before ? CORAL_REDO_F_UNDO : 0));
@@ -146,6 +163,8 @@ int coral_redo_append(struct coral_redo *r, uint8_t type, uint8_t flags, uint64_
 			return CORAL_ETIMEDOUT;
 	}
 	h.lsn = tail + len;
+	if (clock)
+		h.scn = *scn_io = atomic_fetch_add(clock, 1) + 1;
 	uint32_t crc = coral_crc32c(0, &h, sizeof(h));
 	crc = coral_crc32c(crc, bytes, nbytes);
 	if (before)
@@ -447,10 +466,10 @@ static uint32_t ckpt_crc(const struct coral_redo_ckpt *c)
 	return coral_crc32c(0, &x, sizeof(x));
 }
 
-int coral_redo_ckpt_write(const char *thread_dir, uint32_t thread, uint64_t lsn, uint64_t ns, char *err,
-			  size_t errsz)
+int coral_redo_ckpt_write(const char *thread_dir, uint32_t thread, uint64_t lsn, uint64_t ns, uint64_t scn,
+			  char *err, size_t errsz)
 {
-	struct coral_redo_ckpt c = {CORAL_REDO_CKPT_MAGIC, thread, lsn, ns, 0, 0};
+	struct coral_redo_ckpt c = {CORAL_REDO_CKPT_MAGIC, thread, lsn, ns, scn, 0, 0};
 	c.crc = ckpt_crc(&c);
 	return coral_write_file_atomic(thread_dir, "checkpoint", &c, sizeof(c), 0640, err, errsz);
 }

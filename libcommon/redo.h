@@ -102,6 +102,17 @@ int coral_redo_init(struct coral_redo *r, size_t size, uint64_t ring, uint32_t t
 int coral_redo_append(struct coral_redo *r, uint8_t type, uint8_t flags, uint64_t scn, uint32_t session,
 		      uint32_t file, uint64_t block, uint32_t offset, const void *bytes, const void *before,
 		      uint32_t nbytes, int timeout_ms, uint64_t *lsn);
+/* The same with the record's SCN taken from the node's SCN clock (atomic increment) under the
+ * redo latch, into *scn: a thread's records are then in SCN order as well as LSN order, which
+ * is what lets a standby know, from a mark (coral_redo_mark), that it has every record of a
+ * thread up to an SCN. Sessions append so. */
+int coral_redo_append_clocked(struct coral_redo *r, _Atomic uint64_t *clock, uint8_t type, uint8_t flags,
+			      uint64_t *scn, uint32_t session, uint32_t file, uint64_t block, uint32_t offset,
+			      const void *bytes, const void *before, uint32_t nbytes, int timeout_ms, uint64_t *lsn);
+/* A mark of the thread: every record whose SCN is at most *scn (the clock now) ends at or
+ * before *lsn (the tail now), both read under the latch; records appended later get higher
+ * SCNs (if appended with coral_redo_append_clocked). */
+void coral_redo_mark(struct coral_redo *r, _Atomic uint64_t *clock, uint64_t *lsn, uint64_t *scn);
 /* Waits until everything up to lsn is durable; CORAL_ETIMEDOUT after timeout_ms,
  * CORAL_EFENCED at once while the log writer is stopped by a fence, and the writer's cause
  * (CORAL_ENOSPC, CORAL_EROFS, CORAL_EIO) once it has failed to write for fail_after_ms. A
@@ -142,19 +153,22 @@ void coral_redo_io_error(struct coral_redo *r, int code, uint64_t seg);
 void coral_redo_made_durable(struct coral_redo *r, uint64_t lsn, uint64_t scn, uint64_t commits, uint64_t sync_us);
 
 /* The thread's checkpoint kept in its directory (SHARED_DIR/redo/thread_N/checkpoint): the
- * LSN recovery reads the thread from, and about when that redo was written. Written whole
+ * LSN recovery reads the thread from, about when that redo was written, and an SCN at least
+ * the highest of the thread's records when it was written (a restarted node's SCN clock
+ * starts above it, so that the thread stays in SCN order). Written whole
  * (a temporary file, fsync, rename, the directory fsync'd) by the log writer as lmsd moves
  * it; read by recovery and coralctl. A missing file is LSN 0 (read the whole thread). */
 struct coral_redo_ckpt {
 	uint32_t magic;        /* CORAL_REDO_CKPT_MAGIC */
 	uint32_t thread;
 	uint64_t lsn, ns;
+	uint64_t scn;
 	uint32_t pad;
 	uint32_t crc;          /* CRC32C of the rest, this field zero */
 };
 #define CORAL_REDO_CKPT_MAGIC 0x54504b43u /* "CKPT" */
-int coral_redo_ckpt_write(const char *thread_dir, uint32_t thread, uint64_t lsn, uint64_t ns, char *err,
-			  size_t errsz);
+int coral_redo_ckpt_write(const char *thread_dir, uint32_t thread, uint64_t lsn, uint64_t ns, uint64_t scn,
+			  char *err, size_t errsz);
 int coral_redo_ckpt_read(const char *shared_dir, uint32_t thread, struct coral_redo_ckpt *out, char *err,
 			 size_t errsz);
 

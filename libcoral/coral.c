@@ -846,10 +846,12 @@ static int modify(struct coral_session *s, struct coral_block *b, uint32_t offse
 		atomic_fetch_add(&s->cache->dirty, 1);
 	}
 	coral_cache_unlock(s->cache, ch);
-	uint64_t scn = coral_scn_next(s->cache);
+	/* the SCN is taken under the redo latch: the thread is in SCN order (a standby's apply
+	 * relies on it, see coral_redo_mark) */
+	uint64_t scn = 0;
 	uint64_t lsn;
-	int rc = coral_redo_append(s->redo, CORAL_REDO_CHANGE, flags, scn, s->id, b->file, b->block, offset, bytes, at,
-				   len, (int)s->conf.cache.commit_timeout_ms, &lsn);
+	int rc = coral_redo_append_clocked(s->redo, &s->cache->scn, CORAL_REDO_CHANGE, flags, &scn, s->id, b->file,
+					   b->block, offset, bytes, at, len, (int)s->conf.cache.commit_timeout_ms, &lsn);
 	if (rc != 0) {
 		if (keep_undo)
 			s->undo_used -= s->undo[--s->nundo].len;
@@ -901,10 +903,11 @@ static int commit(struct coral_session *s, uint64_t *scn_out)
 		return CORAL_EFENCED;
 	if (s->txn && evicted_since(s, s->txn_since, "this transaction began"))
 		return CORAL_EFENCED;
-	uint64_t scn = coral_scn_next(s->cache), lsn;
+	uint64_t scn = 0, lsn;
 	uint64_t t0 = coral_now_mono_ns();
 	int timeout = (int)s->conf.cache.commit_timeout_ms;
-	int rc = coral_redo_append(s->redo, CORAL_REDO_COMMIT, 0, scn, s->id, 0, 0, 0, NULL, NULL, 0, timeout, &lsn);
+	int rc = coral_redo_append_clocked(s->redo, &s->cache->scn, CORAL_REDO_COMMIT, 0, &scn, s->id, 0, 0, 0, NULL,
+					   NULL, 0, timeout, &lsn);
 	if (rc != 0)
 		return fail(s, rc, "commit record: %s%s", coral_strerror(rc),
 			    rc == CORAL_ENOTRUNNING ? " (the log writer, replicad, is not running)"

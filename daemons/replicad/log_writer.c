@@ -29,7 +29,8 @@ struct log_writer {
 /* A new ring starts where the thread's last whole record ends; what follows is cut. The
  * thread is read from its kept checkpoint (everything before it is on the data files and
  * whole), unless the checkpoint is past the files' end. */
-static int start_at_end(struct log_writer *w, const char *shared_dir, uint32_t thread, char *err, size_t errsz)
+static int start_at_end(struct log_writer *w, const char *shared_dir, uint32_t thread, _Atomic uint64_t *clock,
+			char *err, size_t errsz)
 {
 	uint64_t end = 0, from = 0;
 	struct coral_redo_ckpt k;
@@ -45,15 +46,24 @@ static int start_at_end(struct log_writer *w, const char *shared_dir, uint32_t t
 			atomic_store(&w->r->ckpt_ns, k.ns);
 		}
 	}
-	int rc = thread_file_cut_at_end(&w->f, shared_dir, from, &end, err, errsz);
+	uint64_t scn = k.scn;
+	int rc = thread_file_cut_at_end(&w->f, shared_dir, from, &end, &scn, err, errsz);
 	if (rc != 0)
 		return rc;
 	coral_redo_start_at(w->r, end);
+	/* the node's SCN clock starts above every SCN of its thread: the records it appends
+	 * from now on keep the thread in SCN order (coral_redo_append_clocked) */
+	atomic_store(&w->r->durable_scn, scn);
+	if (clock) {
+		uint64_t cur = atomic_load(clock);
+		while (scn > cur && !atomic_compare_exchange_weak(clock, &cur, scn))
+			;
+	}
 	return 0;
 }
 
-int log_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t thread, uint64_t segment_size,
-		    struct log_writer **out, char *err, size_t errsz)
+int log_writer_open(struct coral_redo *r, _Atomic uint64_t *clock, const char *shared_dir, uint32_t thread,
+		    uint64_t segment_size, struct log_writer **out, char *err, size_t errsz)
 {
 	struct log_writer *w = calloc(1, sizeof(*w));
 	if (w == NULL)
@@ -70,7 +80,7 @@ int log_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t threa
 	if (coral_redo_segments(shared_dir, thread, &nseg, &first, &last) == 0 && nseg > 0)
 		w->recycle_from = first;
 	if (atomic_load(&r->tail) == 0 && atomic_load(&r->base) == 0) {
-		int rc = start_at_end(w, shared_dir, thread, err, errsz);
+		int rc = start_at_end(w, shared_dir, thread, clock, err, errsz);
 		if (rc != 0) {
 			free(w);
 			return rc;
@@ -120,7 +130,8 @@ int log_writer_keep_ckpt(struct log_writer *w, bool now)
 	if (lsn <= w->ckpt_kept || (!now && t - w->ckpt_kept_ns < 1000000000ull))
 		return 0;
 	char err[CORAL_STR_MAX + 160];
-	int rc = coral_redo_ckpt_write(w->f.dir, w->thread, lsn, atomic_load(&w->r->ckpt_ns), err, sizeof(err));
+	int rc = coral_redo_ckpt_write(w->f.dir, w->thread, lsn, atomic_load(&w->r->ckpt_ns),
+				       atomic_load(&w->r->durable_scn), err, sizeof(err));
 	if (rc != 0) {
 		snprintf(w->error, sizeof(w->error), "%s", err);
 		return rc;

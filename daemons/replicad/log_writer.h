@@ -13,9 +13,10 @@
 struct log_writer;
 
 /* Opens the node's thread under shared_dir (creating it); a new ring (a new SGA) goes on
- * where the thread's files end, a torn last record cut off. */
-int log_writer_open(struct coral_redo *r, const char *shared_dir, uint32_t thread, uint64_t segment_size,
-		    struct log_writer **out, char *err, size_t errsz);
+ * where the thread's files end, a torn last record cut off, and the node's SCN clock (if
+ * not NULL) is raised above the thread's highest SCN. */
+int log_writer_open(struct coral_redo *r, _Atomic uint64_t *clock, const char *shared_dir, uint32_t thread,
+		    uint64_t segment_size, struct log_writer **out, char *err, size_t errsz);
 /* Writes and syncs what is there; waits up to wait_ms for work when there is none. Returns
  * the number of bytes made durable, or a negative CORAL_E* code. */
 int64_t log_writer_step(struct log_writer *w, int wait_ms);

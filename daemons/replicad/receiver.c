@@ -137,7 +137,7 @@ static int thread_open(struct receiver *r, uint32_t id, char *err, size_t errsz)
 	int rc = thread_file_open(&t->f, r->dir, id, (uint64_t)r->d->conf.cache.redo_segment, err, errsz);
 	uint64_t end = 0;
 	if (rc == 0)
-		rc = thread_file_cut_at_end(&t->f, r->dir, 0, &end, err, errsz);
+		rc = thread_file_cut_at_end(&t->f, r->dir, 0, &end, NULL, err, errsz);
 	if (rc != 0)
 		return rc;
 	ship_rx_init(&t->rx, end);

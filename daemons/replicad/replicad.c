@@ -9,6 +9,7 @@
 #include "ctl.h"
 #include "daemon.h"
 #include "errors.h"
+#include "bufcache.h"
 #include "log.h"
 #include "log_writer.h"
 #include "metrics.h"
@@ -156,7 +157,8 @@ static int replicad_init(struct coral_daemon *d)
 		return CORAL_EVERSION;
 	}
 	char err[CORAL_ERRMSG_MAX];
-	int rc = log_writer_open(r->redo, d->conf.storage.shared_dir, (uint32_t)d->node->id,
+	struct coral_cache *cache = coral_cache_sga(&d->sga);
+	int rc = log_writer_open(r->redo, cache ? &cache->scn : NULL, d->conf.storage.shared_dir, (uint32_t)d->node->id,
 					(uint64_t)d->conf.cache.redo_segment, &r->w, err, sizeof(err));
 	if (rc != 0) {
 		log_error("redo thread %lld: %s", (long long)d->node->id, err);

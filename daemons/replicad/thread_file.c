@@ -89,16 +89,20 @@ int thread_file_sync(struct thread_file *f)
 static int scan_end_fn(void *arg, const struct coral_redo_rec *rec, const uint8_t *bytes)
 {
 	(void)bytes;
-	*(uint64_t *)arg = rec->lsn;
+	uint64_t *scn = arg;
+	if (rec->scn > *scn)
+		*scn = rec->scn;
 	return 0;
 }
 
-int thread_file_cut_at_end(struct thread_file *f, const char *shared_dir, uint64_t from, uint64_t *end, char *err,
-			   size_t errsz)
+int thread_file_cut_at_end(struct thread_file *f, const char *shared_dir, uint64_t from, uint64_t *end,
+			   uint64_t *scn, char *err, size_t errsz)
 {
-	uint64_t last = 0;
+	uint64_t top = scn ? *scn : 0;
 	*end = 0;
-	int64_t n = coral_redo_scan(shared_dir, f->thread, f->segsize, from, scan_end_fn, &last, end, err, errsz);
+	int64_t n = coral_redo_scan(shared_dir, f->thread, f->segsize, from, scan_end_fn, &top, end, err, errsz);
+	if (scn)
+		*scn = top;
 	if (n < 0)
 		return (int)n;
 	err[0] = '\0';

@@ -31,9 +31,10 @@ int thread_file_sync(struct thread_file *f);
 /* The path of segment seg, for messages. */
 void thread_file_seg_path(const struct thread_file *f, uint64_t seg, char *out, size_t n);
 /* Where the thread's last whole record ends, reading from `from` (a record's start); the
- * files are cut there (a torn last write removed, later segments too). */
-int thread_file_cut_at_end(struct thread_file *f, const char *shared_dir, uint64_t from, uint64_t *end, char *err,
-			   size_t errsz);
+ * files are cut there (a torn last write removed, later segments too). *scn (if not NULL) is
+ * raised to the highest SCN of the records read. */
+int thread_file_cut_at_end(struct thread_file *f, const char *shared_dir, uint64_t from, uint64_t *end,
+			   uint64_t *scn, char *err, size_t errsz);
 /* Reads n bytes at LSN lsn (a reader's thread_file: its fd is opened read-only, apart from
  * any writer's). 0, or an errno: ENOENT when a segment is gone (recycled), ENODATA when a
  * segment ends before lsn + n. */

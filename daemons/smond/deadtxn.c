@@ -108,10 +108,10 @@ static int undo_one(struct coral_cache *c, struct coral_redo *r, uint32_t sessio
 		atomic_fetch_add(&c->dirty, 1);
 	}
 	coral_cache_unlock(c, ch);
-	uint64_t scn = coral_scn_next(c), lsn;
+	uint64_t scn = 0, lsn;
 	const uint8_t *old = x->bytes + x->nbytes;
-	int rc = coral_redo_append(r, CORAL_REDO_CHANGE, 0, scn, session, x->file, x->block, x->offset, old, now,
-				   x->nbytes, timeout_ms, &lsn);
+	int rc = coral_redo_append_clocked(r, &c->scn, CORAL_REDO_CHANGE, 0, &scn, session, x->file, x->block, x->offset,
+					   old, now, x->nbytes, timeout_ms, &lsn);
 	free(now);
 	if (rc != 0)
 		return rc;
@@ -168,9 +168,9 @@ static int rollback_slot(struct smond_deadtxn *dt, uint32_t i)
 			undone++;
 	}
 	if (rc == 0 && undone > 0) {
-		uint64_t lsn;
-		rc = coral_redo_append(r, CORAL_REDO_COMMIT, 0, coral_scn_next(c), ss->id, 0, 0, 0, NULL, NULL, 0, timeout,
-				       &lsn);
+		uint64_t lsn, scn = 0;
+		rc = coral_redo_append_clocked(r, &c->scn, CORAL_REDO_COMMIT, 0, &scn, ss->id, 0, 0, 0, NULL, NULL, 0,
+					       timeout, &lsn);
 		if (rc == 0)
 			rc = coral_redo_wait(r, lsn, timeout);
 	}

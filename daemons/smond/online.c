@@ -768,7 +768,8 @@ static int close_thread(struct run *x, const struct part *p, char *err, size_t e
 	const char *shared = x->o->conf->storage.shared_dir;
 	char dir[CORAL_STR_MAX + 64];
 	coral_redo_thread_dir(shared, p->lost, dir, sizeof(dir));
-	int rc = coral_redo_ckpt_write(dir, p->lost, p->lost_end, coral_now_real_ns(), err, errsz);
+	int rc = coral_redo_ckpt_write(dir, p->lost, p->lost_end, coral_now_real_ns(), recovery_stats(x->r)->max_scn, err,
+				       errsz);
 	if (rc != 0)
 		return rc;
 	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;

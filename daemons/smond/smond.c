@@ -160,7 +160,7 @@ static int cold_recover(const struct coral_conf *conf, struct rcv_event *ev, cha
 		for (int i = 0; i < n && rc == 0; i++) {
 			char dir[CORAL_STR_MAX + 64];
 			coral_redo_thread_dir(shared, ids[i], dir, sizeof(dir));
-			rc = coral_redo_ckpt_write(dir, ids[i], ends[i], coral_now_real_ns(), err, errsz);
+			rc = coral_redo_ckpt_write(dir, ids[i], ends[i], coral_now_real_ns(), st->max_scn, err, errsz);
 		}
 	}
 	*ev = (struct rcv_event){.kind = "cold start", .at_ms = coral_now_real_ns() / 1000000ull - ms_since(t0),

@@ -9,7 +9,9 @@
 #include "thread_file.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -191,7 +193,7 @@ Test(ship, a_thread_copied_range_by_range_reads_back_and_resumes_after_a_cut)
 	/* restarted: the copy's last whole record, the torn one cut off */
 	uint64_t has = 0;
 	cr_assert_eq(thread_file_open(&f, dir, 7, 4096, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(thread_file_cut_at_end(&f, dir, 0, &has, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(thread_file_cut_at_end(&f, dir, 0, &has, NULL, err, sizeof(err)), 0, "%s", err);
 	cr_expect_lt(has, cut);
 	cr_expect_gt(has, cut - 400, "the last whole record ends at %llu, the cut at %llu", (unsigned long long)has,
 		     (unsigned long long)cut);
@@ -210,4 +212,84 @@ Test(ship, a_thread_copied_range_by_range_reads_back_and_resumes_after_a_cut)
 	char cmd[64];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	cr_assert_eq(system(cmd), 0);
+}
+
+/* Sessions append with the SCN taken under the redo latch while a marker takes marks: the
+ * thread is in SCN order, and every mark (L, C) holds: each record with an SCN at most C
+ * ends at or before L, each one after L has a higher SCN. A standby's apply counts on both. */
+struct clocked_arg {
+	struct coral_redo *ring;
+	_Atomic uint64_t *clock;
+	int n;
+};
+
+static void *clocked_appender(void *p)
+{
+	struct clocked_arg *a = p;
+	uint8_t bytes[24] = {1};
+	for (int i = 0; i < a->n; i++) {
+		uint64_t scn = 0, lsn;
+		int rc = coral_redo_append_clocked(a->ring, a->clock, CORAL_REDO_CHANGE, 0, &scn, 1, 1, (uint64_t)i, 0, bytes,
+						   NULL, sizeof(bytes), 1000, &lsn);
+		if (rc != 0 || scn == 0)
+			return (void *)1;
+		if (i % 97 == 0) /* a block from another node: the clock jumps */
+			atomic_fetch_add(a->clock, 5);
+	}
+	return NULL;
+}
+
+struct mark { uint64_t lsn, scn; };
+
+Test(ship, clocked_appends_keep_the_thread_in_scn_order_and_marks_hold)
+{
+	size_t sz = coral_redo_size(4 << 20);
+	struct coral_redo *ring = aligned_alloc(64, (sz + 63) / 64 * 64);
+	cr_assert_not_null(ring);
+	cr_assert_eq(coral_redo_init(ring, sz, 4 << 20, 3), 0);
+	atomic_store(&ring->writer_pid, 1);
+	_Atomic uint64_t clock = 100;
+	struct clocked_arg a = {ring, &clock, 4000};
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, clocked_appender, &a), 0);
+	static struct mark marks[2000];
+	int nm = 0, taken = 0;
+	for (bool busy = true; busy; taken++) {
+		/* the last 2000 are kept (spread out once there are more: every other one) */
+		struct mark *m = &marks[nm < 2000 ? nm++ : 1000 + taken % 1000];
+		coral_redo_mark(ring, &clock, &m->lsn, &m->scn);
+		busy = m->lsn < 4ull * 4000 * 64;
+	}
+	for (int i = 0; i < 4; i++) {
+		void *rv;
+		pthread_join(th[i], &rv);
+		cr_assert_null(rv, "an append failed");
+	}
+	uint64_t end = atomic_load(&ring->tail);
+	uint8_t *thread = malloc(end);
+	cr_assert_not_null(thread);
+	coral_redo_ring_read(ring, 0, thread, end);
+	uint64_t prev = 0;
+	int records = 0;
+	for (uint64_t at = 0; at < end;) {
+		struct coral_redo_rec h;
+		memcpy(&h, thread + at, sizeof(h));
+		cr_assert_eq(h.magic, CORAL_REDO_MAGIC);
+		cr_assert_gt(h.scn, prev, "record %d (LSN %llu) has SCN %llu after %llu", records, (unsigned long long)h.lsn,
+			     (unsigned long long)h.scn, (unsigned long long)prev);
+		prev = h.scn;
+		for (int m = 0; m < nm; m++) {
+			if (h.scn <= marks[m].scn)
+				cr_assert_leq(h.lsn, marks[m].lsn, "mark %d: SCN %llu ends at %llu, past the mark's LSN %llu", m,
+					      (unsigned long long)h.scn, (unsigned long long)h.lsn,
+					      (unsigned long long)marks[m].lsn);
+		}
+		at += h.len;
+		records++;
+	}
+	cr_expect_eq(records, 16000);
+	cr_expect_gt(taken, 10, "the marks were taken while the sessions appended");
+	free(thread);
+	free(ring);
 }
