@@ -897,6 +897,26 @@ void coral_block_release(struct coral_session *s, struct coral_block *b)
 	b->used = false;
 }
 
+/* The blocks the transaction changed carry its commit's SCN from now on (they are still
+ * held): whoever changes one next, here or on another node (which observes the SCN with the
+ * block), does so above the commit. Commit SCNs then follow the order in which a block's
+ * transactions ended, which a standby's apply needs to hold a state the primary was in (the
+ * transactions committed up to an SCN). */
+static void stamp_commit(struct coral_session *s, uint64_t scn)
+{
+	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++) {
+		struct coral_block *k = &s->pins[i];
+		if (!k->used || !k->changed || k->own)
+			continue;
+		struct coral_buf *buf = coral_cache_buf(s->cache, k->buf);
+		uint32_t ch = coral_cache_chain(s->cache, k->file, k->block);
+		coral_cache_lock(s->cache, ch);
+		if (scn > buf->scn)
+			buf->scn = scn;
+		coral_cache_unlock(s->cache, ch);
+	}
+}
+
 static int commit(struct coral_session *s, uint64_t *scn_out)
 {
 	if (wait_unfenced(s, 0) != 0)
@@ -908,6 +928,8 @@ static int commit(struct coral_session *s, uint64_t *scn_out)
 	int timeout = (int)s->conf.cache.commit_timeout_ms;
 	int rc = coral_redo_append_clocked(s->redo, &s->cache->scn, CORAL_REDO_COMMIT, 0, &scn, s->id, 0, 0, 0, NULL,
 					   NULL, 0, timeout, &lsn);
+	if (rc == 0)
+		stamp_commit(s, scn);
 	if (rc != 0)
 		return fail(s, rc, "commit record: %s%s", coral_strerror(rc),
 			    rc == CORAL_ENOTRUNNING ? " (the log writer, replicad, is not running)"

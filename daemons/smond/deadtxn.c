@@ -171,8 +171,23 @@ static int rollback_slot(struct smond_deadtxn *dt, uint32_t i)
 		uint64_t lsn, scn = 0;
 		rc = coral_redo_append_clocked(r, &c->scn, CORAL_REDO_COMMIT, 0, &scn, ss->id, 0, 0, 0, NULL, NULL, 0,
 					       timeout, &lsn);
-		if (rc == 0)
+		if (rc == 0) {
+			/* the blocks carry the commit's SCN before their pins go (as libcoral's
+			 * commit does): whoever changes one next does so above it */
+			for (int k = 0; k < CORAL_CACHE_SLOT_PINS; k++) {
+				uint32_t v = atomic_load(&ss->pins[k]);
+				uint32_t idx = (v & ~CORAL_PINREC_X) - 1;
+				if (v == 0 || !(v & CORAL_PINREC_X) || idx >= c->nbuf)
+					continue;
+				struct coral_buf *b = coral_cache_buf(c, idx);
+				uint32_t ch = coral_cache_chain(c, b->file, b->block);
+				coral_cache_lock(c, ch);
+				if (scn > b->scn)
+					b->scn = scn;
+				coral_cache_unlock(c, ch);
+			}
 			rc = coral_redo_wait(r, lsn, timeout);
+		}
 	}
 	clear(&col);
 	free(col.v);
