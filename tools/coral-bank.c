@@ -26,7 +26,11 @@
  *
  * Usage: coral-bank [-c FILE] [--accounts N] [--per-block K] [--seconds S] [--sessions P]
  *                   [--readers R] [--nodes 1,2,3] [--file NAME] [--seed X] [--ride-through MS]
- *                   [--row-locks] [--json] */
+ *                   [--row-locks] [--json]
+ *        coral-bank -c STANDBY_FILE --check-copy [--accounts N] [--per-block K] [--file NAME] [--json]
+ *
+ * --check-copy reads a standby's copy of the accounts instead (replicad's apply, see
+ * replicad(8)): the money adds up and every block's balances to its total. */
 #include "coral.h"
 
 #include "conf.h"
@@ -36,7 +40,11 @@
 #include "storage.h"
 #include "util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -621,9 +629,93 @@ static int gcs_counts(const struct coral_conf *conf, int node, uint64_t *two, ui
 	return 0;
 }
 
+/* --check-copy: a standby's copy of the accounts (its apply's data files under
+ * SHARED/standby/PRIMARY, read under the apply's lock, shared): every block's balances add up
+ * to its total and the money to what the accounts began with. No cluster is asked. */
+static int check_copy(const struct coral_conf *sconf, const char *name, bool json)
+{
+	if (strcmp(sconf->replication.role, "standby") != 0) {
+		fprintf(stderr, "coral-bank: --check-copy reads a standby's copy: %s is not a standby's configuration\n",
+			sconf->path);
+		return 2;
+	}
+	static struct coral_conf pc;
+	pc = *sconf;
+	coral_strlcpy(pc.cluster.name, sconf->replication.primary_cluster, sizeof(pc.cluster.name));
+	snprintf(pc.storage.shared_dir, sizeof(pc.storage.shared_dir), "%s/standby/%s", sconf->storage.shared_dir,
+		 sconf->replication.primary_cluster);
+	static struct coral_ctlfile cf;
+	char err[512], path[CORAL_STR_MAX + 64];
+	if (coral_ctlfile_load(&pc, &cf, err, sizeof(err)) != 0) {
+		fprintf(stderr, "coral-bank: the standby's copy: %s\n", err);
+		return 1;
+	}
+	uint32_t k = 0;
+	while (k < cf.nfiles && strcmp(cf.files[k].name, name) != 0)
+		k++;
+	if (k == cf.nfiles) {
+		fprintf(stderr, "coral-bank: the standby's copy has no data file '%s' (seeded before it was created?)\n", name);
+		return 1;
+	}
+	coral_datafile_path(&pc, name, path, sizeof(path));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(err, sizeof(err), "%s/apply.lock", pc.storage.shared_dir);
+	int lk = open(err, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || lk < 0) {
+		fprintf(stderr, "coral-bank: %s: %s\n", fd < 0 ? path : err, strerror(errno));
+		return 1;
+	}
+	flock(lk, LOCK_SH); /* no batch of the apply half written meanwhile */
+	uint8_t *img = malloc(cf.block_size);
+	int64_t total = 0;
+	uint32_t wrong = 0;
+	uint64_t nblocks = (accounts + per_block - 1) / per_block, top = 0;
+	int rc = 0;
+	for (uint64_t blk = 0; blk < nblocks && rc == 0; blk++) {
+		if ((rc = coral_block_read(fd, cf.block_size, cf.files[k].id, blk, img, err, sizeof(err))) != 0) {
+			fprintf(stderr, "coral-bank: the standby's copy: %s\n", err);
+			break;
+		}
+		const uint8_t *data = img + CORAL_BLOCK_HDR;
+		int64_t sum = 0, bt;
+		for (uint32_t a = (uint32_t)(blk * per_block); a < accounts && block_of(a) == blk; a++) {
+			int64_t v;
+			memcpy(&v, data + slot_of(a) + 8, 8);
+			sum += v;
+		}
+		memcpy(&bt, data + total_at(), 8);
+		if (sum != bt)
+			wrong++;
+		total += sum;
+		uint64_t scn = ((struct coral_block_hdr *)img)->scn;
+		if (scn > top)
+			top = scn;
+	}
+	flock(lk, LOCK_UN);
+	close(lk);
+	close(fd);
+	free(img);
+	if (rc != 0)
+		return 1;
+	int64_t want = (int64_t)accounts * INITIAL;
+	bool ok = total == want && wrong == 0;
+	if (json)
+		printf("{\"ok\":%s,\"copy\":\"%s\",\"accounts\":%u,\"total\":%lld,\"expected_total\":%lld,"
+		       "\"wrong_block_totals\":%u,\"blocks\":%llu,\"max_scn\":%llu}\n",
+		       ok ? "true" : "false", path, accounts, (long long)total, (long long)want, wrong,
+		       (unsigned long long)nblocks, (unsigned long long)top);
+	else
+		printf("coral-bank: the standby's copy %s: %u accounts in %llu blocks hold %lld (%s %lld), %u block%s whose "
+		       "balances do not add up to their total; highest block SCN %llu: %s\n",
+		       path, accounts, (unsigned long long)nblocks, (long long)total, total == want ? "as they began:" : "they began with",
+		       (long long)want, wrong, wrong == 1 ? "" : "s", (unsigned long long)top, ok ? "OK" : "WRONG");
+	return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	const char *name = "bank", *nodes_arg = NULL;
+	bool check_copy_only = false;
 	int sessions = 4, readers = 0;
 	bool json = false;
 	uint64_t seed = 1;
@@ -631,6 +723,7 @@ int main(int argc, char **argv)
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (strcmp(a, "--json") == 0) { json = true; continue; }
 		if (strcmp(a, "--row-locks") == 0) { row_locks = true; continue; }
+		if (strcmp(a, "--check-copy") == 0) { check_copy_only = true; continue; }
 		if (v == NULL) goto usage;
 		if (strcmp(a, "-c") == 0) conf_path = v;
 		else if (strcmp(a, "--accounts") == 0) accounts = (uint32_t)strtoul(v, NULL, 10);
@@ -653,6 +746,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	uint32_t payload = (uint32_t)conf->storage.block_size - CORAL_BLOCK_HDR;
+	if (check_copy_only && accounts >= 2 && per_block >= 1 && per_block * ACCT_BYTES + 8 <= payload)
+		return check_copy(conf, name, json);
 	if (accounts < 2 || per_block < 1 || per_block * ACCT_BYTES + 8 > payload || sessions < 1 || readers < 0 ||
 	    seconds <= 0) {
 		fprintf(stderr, "coral-bank: need at least 2 accounts, 1..%u per block, 1 session, 0 or more readers "
@@ -942,6 +1037,7 @@ usage:
 	fprintf(stderr, "usage: coral-bank [-c FILE] [--accounts N] [--per-block K] [--seconds S] [--sessions P]\n"
 			"                  [--readers R] [--nodes 1,2,3] [--file NAME] [--seed X] [--ride-through MS]\n"
 			"                  [--row-locks]\n"
-			"                  [--json]\n");
+			"                  [--json]\n"
+			"       coral-bank -c STANDBY_FILE --check-copy [--accounts N] [--per-block K] [--file NAME] [--json]\n");
 	return 2;
 }

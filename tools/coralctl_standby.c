@@ -1,4 +1,4 @@
-/* coralctl standby status: redo shipping as replicad sees it. On a primary node, the thread
+/* coralctl standby status|seed: redo shipping as replicad sees it. On a primary node, the thread
  * it ships (sent, acknowledged durable by the standby, lag in bytes and ms, the slot); on a
  * standby node, the copies of the primary's threads it keeps. --all asks every node of the
  * configuration this machine reaches. */
@@ -24,6 +24,25 @@ static json_t *thread_json(const Coral__StandbyThread *t)
 	json_object_set_new(j, "slot_dropped", json_boolean(t->slot_dropped));
 	json_object_set_new(j, "slot_drops", json_integer((json_int_t)t->slot_drops));
 	json_object_set_new(j, "last_error", json_string(t->last_error));
+	return j;
+}
+
+static json_t *apply_json(const Coral__StandbyApply *a)
+{
+	json_t *j = json_pack("{s:s, s:I, s:b, s:I, s:I, s:i, s:I, s:I}", "state", a->state, "applied_scn",
+			      (json_int_t)a->applied_scn, "consistent", (int)a->consistent, "consistent_at",
+			      (json_int_t)a->consistent_at, "horizon", (json_int_t)a->horizon, "waiting_for",
+			      (int)a->waiting_for, "txns_applied", (json_int_t)a->txns_applied, "changes_applied",
+			      (json_int_t)a->changes_applied);
+	json_object_set_new(j, "blocks_written", json_integer((json_int_t)a->blocks_written));
+	json_object_set_new(j, "open_txns", json_integer((json_int_t)a->open_txns));
+	json_object_set_new(j, "pending_bytes", json_integer((json_int_t)a->pending_bytes));
+	json_object_set_new(j, "abandoned", json_integer((json_int_t)a->abandoned));
+	json_object_set_new(j, "batches", json_integer((json_int_t)a->batches));
+	json_object_set_new(j, "lag_ms", json_integer((json_int_t)a->lag_ms));
+	json_object_set_new(j, "last_batch_us", json_integer((json_int_t)a->last_batch_us));
+	json_object_set_new(j, "seeded_from", json_string(a->seeded_from));
+	json_object_set_new(j, "seeded_ms", json_integer((json_int_t)a->seeded_ms));
 	return j;
 }
 
@@ -61,6 +80,26 @@ static void thread_lines(const Coral__StandbyStatusReply *r)
 		if (t->last_error[0])
 			printf("    last error: %s\n", t->last_error);
 	}
+	const Coral__StandbyApply *a = r->apply;
+	if (a) {
+		printf("  apply: %s", a->state);
+		if (a->seeded_from[0])
+			printf(" (seeded from %s)", a->seeded_from);
+		printf("\n    applied SCN %llu (%s), horizon %llu", (unsigned long long)a->applied_scn,
+		       a->consistent ? "a state the primary was in"
+				     : "not yet a state the primary was in",
+		       (unsigned long long)a->horizon);
+		if (!a->consistent && a->consistent_at)
+			printf(" (consistent from SCN %llu)", (unsigned long long)a->consistent_at);
+		if (a->waiting_for)
+			printf(", thread %u lowest", a->waiting_for);
+		printf("\n    %llu transactions applied (%llu changes, %llu block writes, %llu batches, the last %llu us); "
+		       "%llu open (%llu bytes held), %llu never committed; lag %llu ms\n",
+		       (unsigned long long)a->txns_applied, (unsigned long long)a->changes_applied,
+		       (unsigned long long)a->blocks_written, (unsigned long long)a->batches,
+		       (unsigned long long)a->last_batch_us, (unsigned long long)a->open_txns,
+		       (unsigned long long)a->pending_bytes, (unsigned long long)a->abandoned, (unsigned long long)a->lag_ms);
+	}
 }
 
 static int one(json_t *out)
@@ -74,9 +113,11 @@ static int one(json_t *out)
 		json_t *arr = json_array();
 		for (size_t i = 0; i < r->n_threads; i++)
 			json_array_append_new(arr, thread_json(r->threads[i]));
-		json_array_append_new(out, json_pack("{s:I, s:s, s:s, s:I, s:o}", "node", (json_int_t)ctx.node->id, "role",
-						     r->role, "peer", r->cluster, "bad_hellos",
-						     (json_int_t)r->bad_hellos, "threads", arr));
+		json_t *j = json_pack("{s:I, s:s, s:s, s:I, s:o}", "node", (json_int_t)ctx.node->id, "role", r->role,
+				      "peer", r->cluster, "bad_hellos", (json_int_t)r->bad_hellos, "threads", arr);
+		if (r->apply)
+			json_object_set_new(j, "apply", apply_json(r->apply));
+		json_array_append_new(out, j);
 	} else {
 		thread_lines(r);
 	}
@@ -111,4 +152,23 @@ int run_standby_status(int argc, char **argv)
 			json_decref(out);
 	}
 	return rc;
+}
+
+int run_standby_seed(int argc, char **argv)
+{
+	(void)argc;
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__StandbySeedRequest body = CORAL__STANDBY_SEED_REQUEST__INIT;
+	body.source = argv[0];
+	req.body_case = CORAL__CTL_REQUEST__BODY_STANDBY_SEED;
+	req.standby_seed = &body;
+	Coral__CtlResponse *resp = daemon_call(CORAL_D_REPLICAD, &req, CORAL__CTL_RESPONSE__BODY_STANDBY_SEED);
+	if (resp == NULL)
+		return 1;
+	if (ctx.json)
+		print_json(json_pack("{s:s}", "result", resp->standby_seed->result));
+	else
+		printf("%s\n", resp->standby_seed->result);
+	coral_ctl_response_free(resp);
+	return 0;
 }

@@ -72,6 +72,7 @@ struct receiver {
 	uint64_t bad_hellos, refused_conns;
 	uint8_t *buf;                  /* a range's bytes, decompressed */
 	size_t buf_cap;
+	struct standby_feed feed;
 };
 
 static void conn_close(struct rconn *c)
@@ -117,10 +118,18 @@ static void refuse(struct rconn *c, int code, const char *why)
 
 static void send_msg(struct rconn *c, Coral__ReplMsg *m) { repl_send(c->bev, m, c->r->max_frame); }
 
+static void publish(struct receiver *r, struct rx_thread *t)
+{
+	pthread_mutex_lock(&r->feed.mu);
+	r->feed.durable[t->thread] = t->rx.durable;
+	pthread_mutex_unlock(&r->feed.mu);
+}
+
 static void send_ack(struct rconn *c)
 {
 	Coral__ReplAck a = CORAL__REPL_ACK__INIT;
 	a.durable = c->t->rx.durable;
+	a.scn = atomic_load(&c->r->feed.max_scn);
 	Coral__ReplMsg m = CORAL__REPL_MSG__INIT;
 	m.body_case = CORAL__REPL_MSG__BODY_ACK;
 	m.ack = &a;
@@ -135,14 +144,26 @@ static int thread_open(struct receiver *r, uint32_t id, char *err, size_t errsz)
 	if (t->open)
 		return 0;
 	int rc = thread_file_open(&t->f, r->dir, id, (uint64_t)r->d->conf.cache.redo_segment, err, errsz);
-	uint64_t end = 0;
+	uint64_t end = 0, first = 0;
+	char p[sizeof(t->f.dir) + 16];
+	snprintf(p, sizeof(p), "%s/first_lsn", t->f.dir);
+	FILE *f = rc == 0 ? fopen(p, "r") : NULL;
+	if (f) {
+		unsigned long long v;
+		if (fscanf(f, "%llu", &v) == 1)
+			first = v;
+		fclose(f);
+	}
 	if (rc == 0)
-		rc = thread_file_cut_at_end(&t->f, r->dir, 0, &end, NULL, err, errsz);
+		rc = thread_file_cut_at_end(&t->f, r->dir, first, &end, NULL, err, errsz);
+	if (rc == 0 && end < first)
+		end = first;
 	if (rc != 0)
 		return rc;
 	ship_rx_init(&t->rx, end);
 	t->thread = id;
 	t->open = true;
+	publish(r, t);
 	log_info("the copy of the primary's thread %u holds %llu bytes (%s)", id, (unsigned long long)end, t->f.dir);
 	return 0;
 }
@@ -186,6 +207,12 @@ static void on_hello(struct rconn *c, const Coral__ReplHello *h)
 	t->conn = c;
 	c->t = t;
 	t->connects++;
+	pthread_mutex_lock(&r->feed.mu);
+	for (size_t i = 0; i < h->n_threads; i++)
+		if (h->threads[i] >= 1 && h->threads[i] <= CORAL_MAX_NODES)
+			r->feed.known[h->threads[i]] = true;
+	r->feed.known[h->thread] = true;
+	pthread_mutex_unlock(&r->feed.mu);
 	t->primary_durable = h->durable;
 	snprintf(t->peer, sizeof(t->peer), "%s", c->peer);
 	evtimer_del(c->ev_hello);
@@ -275,9 +302,16 @@ static void on_read(struct bufferevent *bev, void *arg)
 				return; /* refused: nothing more is read */
 			continue;
 		}
-		if (m->body_case == CORAL__REPL_MSG__BODY_DATA && c->t != NULL)
+		if (m->body_case == CORAL__REPL_MSG__BODY_DATA && c->t != NULL) {
 			e = on_data(c, m->data);
-		else
+		} else if (m->body_case == CORAL__REPL_MSG__BODY_MARK && c->t != NULL) {
+			pthread_mutex_lock(&c->r->feed.mu);
+			if (m->mark->scn > c->r->feed.mark_scn[c->t->thread]) {
+				c->r->feed.mark_lsn[c->t->thread] = m->mark->lsn;
+				c->r->feed.mark_scn[c->t->thread] = m->mark->scn;
+			}
+			pthread_mutex_unlock(&c->r->feed.mu);
+		} else
 			e = CORAL_EINVAL;
 		coral__repl_msg__free_unpacked(m, NULL);
 		if (e < 0) {
@@ -306,6 +340,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	ship_rx_synced(&t->rx, t->rx.received);
+	publish(c->r, t);
 	send_ack(c);
 }
 
@@ -409,6 +444,7 @@ struct receiver *receiver_new(struct coral_daemon *d, int *rc)
 	}
 	r->d = d;
 	r->rc = rcf;
+	pthread_mutex_init(&r->feed.mu, NULL);
 	r->max_frame = (size_t)d->conf.cluster.max_frame;
 	r->buf_cap = (size_t)rcf->chunk > (4u << 20) ? (size_t)rcf->chunk : (4u << 20);
 	r->buf = malloc(r->buf_cap);
@@ -462,7 +498,39 @@ void receiver_free(struct receiver *r)
 		SSL_CTX_free(r->ssl);
 	coral_token_free(r->token);
 	free(r->buf);
+	pthread_mutex_destroy(&r->feed.mu);
 	free(r);
+}
+
+struct standby_feed *receiver_feed(struct receiver *r) { return r ? &r->feed : NULL; }
+
+bool receiver_seed_thread(struct receiver *r, uint32_t id, uint64_t from)
+{
+	char err[CORAL_ERRMSG_MAX];
+	if (id < 1 || id > CORAL_MAX_NODES || thread_open(r, id, err, sizeof(err)) != 0)
+		return false;
+	struct rx_thread *t = &r->threads[id];
+	if (t->rx.received >= from)
+		return true;
+	if (t->rx.received > 0)
+		return false;
+	/* an empty copy: it starts at the seed's LSN (kept in the copy's directory, for the
+	 * cut at a restart) */
+	char p[sizeof(t->f.dir) + 16];
+	snprintf(p, sizeof(p), "%s/first_lsn", t->f.dir);
+	FILE *f = fopen(p, "w");
+	if (f == NULL || fprintf(f, "%llu\n", (unsigned long long)from) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+		if (f)
+			fclose(f);
+		return false;
+	}
+	fclose(f);
+	if (t->conn)
+		conn_close(t->conn);
+	ship_rx_init(&t->rx, from);
+	publish(r, t);
+	log_info("the copy of thread %u starts at LSN %llu (the seed's)", id, (unsigned long long)from);
+	return true;
 }
 
 size_t receiver_threads(struct receiver *r, Coral__StandbyThread *out, size_t max, uint64_t *bad_hellos)

@@ -16,7 +16,23 @@
 #ifndef CORAL_REPLICAD_REPL_H
 #define CORAL_REPLICAD_REPL_H
 
+#include "conf.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
+
+/* What a standby's receiver (the event loop) knows that its apply (a thread of its own)
+ * reads: the primary's threads (from the hellos), how far each copy is durable, the last
+ * mark of each; and back, the highest SCN the apply has seen (the acks' hint). */
+struct standby_feed {
+	pthread_mutex_t mu;
+	bool known[CORAL_MAX_NODES + 1];
+	uint64_t durable[CORAL_MAX_NODES + 1];
+	uint64_t mark_lsn[CORAL_MAX_NODES + 1], mark_scn[CORAL_MAX_NODES + 1];
+	_Atomic uint64_t max_scn;
+};
 
 struct coral_daemon;
 struct coral_redo;
@@ -32,6 +48,25 @@ void sender_free(struct sender *s);
 
 struct receiver *receiver_new(struct coral_daemon *d, int *rc);
 void receiver_free(struct receiver *r);
+struct standby_feed *receiver_feed(struct receiver *r);
+/* Before a seed: thread t's copy is to begin at LSN from (the primary's checkpoint) if it
+ * holds nothing before it (a copy that is empty starts there; its connection is closed so
+ * that the primary resumes from there). false: the copy ends before from with something in
+ * it (it goes on from where it is). */
+bool receiver_seed_thread(struct receiver *r, uint32_t t, uint64_t from);
+
+/* The standby's apply (standby_apply.c): a thread of its own that reads the copies up to
+ * what is durable, applies what apply.c releases to the copy of the data files under
+ * SHARED/standby/PRIMARY/, and keeps its state there (apply.state); seeding makes that copy. */
+struct applier;
+struct applier *applier_new(struct coral_daemon *d, struct receiver *r, int *rc);
+void applier_free(struct applier *a);
+/* Starts a seed from the primary's shared storage at source (checked first: 0, or an error
+ * and why in msg); its end shows in the status. */
+int applier_seed(struct applier *a, const char *source, char *msg, size_t msgsz);
+struct Coral__StandbyApply;
+/* strings point into buffers of the caller's (state, source: 256 bytes each) */
+void applier_status(struct applier *a, struct Coral__StandbyApply *out, char *state, char *source);
 
 /* The threads each side ships or keeps, as status entries (at most max; strings point into
  * the side's state, valid until its next event). */

@@ -29,6 +29,7 @@ struct replicad {
 	struct log_writer *w;
 	struct sender *sender;
 	struct receiver *receiver;
+	struct applier *applier;
 	pthread_t thread;
 	bool started;
 	_Atomic bool stop;
@@ -170,6 +171,8 @@ static int replicad_init(struct coral_daemon *d)
 	r->sender = sender_new(d, r->redo, r->w, &rc);
 	if (rc == 0)
 		r->receiver = receiver_new(d, &rc);
+	if (rc == 0)
+		r->applier = applier_new(d, r->receiver, &rc);
 	if (rc != 0)
 		return rc;
 	if (pthread_create(&r->thread, NULL, writer_main, r) != 0)
@@ -189,6 +192,7 @@ static void replicad_fini(struct coral_daemon *d)
 		pthread_join(r->thread, NULL);
 	}
 	sender_free(r->sender);
+	applier_free(r->applier);
 	receiver_free(r->receiver);
 	if (r->redo)
 		atomic_store(&r->redo->writer_pid, 0);
@@ -215,6 +219,12 @@ static void h_standby(struct coral_daemon *d, uint64_t conn, const Coral__CtlReq
 	st.threads = thp;
 	st.n_threads = n;
 	st.bad_hellos = bad;
+	Coral__StandbyApply ap;
+	char state[256], source[256];
+	if (r->applier) {
+		applier_status(r->applier, &ap, state, source);
+		st.apply = &ap;
+	}
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_STANDBY_STATUS;
 	resp.standby_status = &st;
@@ -251,16 +261,53 @@ static void replicad_metrics(struct coral_daemon *d, struct coral_metrics_slot *
 	if (r->receiver)
 		coral_metrics_put(m, "coral_standby_bad_hellos_total", NULL, CORAL_METRIC_COUNTER, (double)bad,
 				  "replication connections refused (no or a wrong hello, too many)");
+	if (r->applier) {
+		Coral__StandbyApply ap;
+		char state[256], source[256];
+		applier_status(r->applier, &ap, state, source);
+		coral_metrics_put(m, "coral_standby_applied_scn", NULL, CORAL_METRIC_GAUGE, (double)ap.applied_scn,
+				  "the standby's copy holds every transaction committed up to this SCN");
+		coral_metrics_put(m, "coral_standby_consistent", NULL, CORAL_METRIC_GAUGE, ap.consistent,
+				  "1 while the copy is a state the primary was in");
+		coral_metrics_put(m, "coral_standby_apply_lag_seconds", NULL, CORAL_METRIC_GAUGE, (double)ap.lag_ms / 1000.0,
+				  "how long redo has waited to be applied");
+		coral_metrics_put(m, "coral_standby_txns_applied_total", NULL, CORAL_METRIC_COUNTER, (double)ap.txns_applied,
+				  "transactions applied to the standby's copy");
+		coral_metrics_put(m, "coral_standby_open_txns", NULL, CORAL_METRIC_GAUGE, (double)ap.open_txns,
+				  "transactions held by the apply, not committed yet");
+	}
+}
+
+/* coralctl standby seed DIR (admin): the copy of the primary's data files made from DIR;
+ * answered once it has started (its end shows in standby status). */
+static void h_seed(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct replicad *r = d->svc;
+	char msg[CORAL_ERRMSG_MAX];
+	const char *src = req->standby_seed->source ? req->standby_seed->source : "";
+	int rc = applier_seed(r->applier, src, msg, sizeof(msg));
+	if (rc != 0) {
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), rc, "%s", msg);
+		return;
+	}
+	log_notice("%s", msg);
+	Coral__StandbySeedReply sr = CORAL__STANDBY_SEED_REPLY__INIT;
+	sr.result = msg;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_STANDBY_SEED;
+	resp.standby_seed = &sr;
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
 }
 
 static const struct coral_daemon_request replicad_requests[] = {
 	{CORAL__CTL_REQUEST__BODY_STANDBY_STATUS, false, h_standby, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_STANDBY_SEED, true, h_seed, NULL, NULL},
 };
 
 static const struct coral_daemon_def replicad_def = {
 	.id = CORAL_D_REPLICAD,
-	.service = "log writer: group commit of the node's redo thread; its shipping to a standby, a standby's "
-		   "copies of the primary's threads (apply: not yet)",
+	.service = "log writer: group commit of the node's redo thread; its shipping to a standby; on a standby, the "
+		   "copies of the primary's threads and their apply",
 	.service_ready = true,
 	.init = replicad_init,
 	.fini = replicad_fini,

@@ -10,6 +10,7 @@
 #include "ship.h"
 #include "thread_file.h"
 
+#include "bufcache.h"
 #include "daemon.h"
 #include "errors.h"
 #include "frame.h"
@@ -43,8 +44,11 @@ struct sender {
 	struct coral_daemon *d;
 	const struct coral_replication_conf *rc;
 	struct coral_redo *redo;
+	struct coral_cache *cache;     /* the node's SCN clock */
 	struct log_writer *w;
 	uint32_t thread;
+	uint64_t mark_lsn, mark_scn;   /* the last mark sent */
+	uint64_t marks;
 	char host[CORAL_STR_MAX];
 	int port;
 	char peer[CORAL_STR_MAX + 16];
@@ -161,6 +165,29 @@ static uint64_t lag_ms(const struct sender *s, uint64_t now)
 	return since && now > since ? (now - since) / 1000000 : 0;
 }
 
+/* A mark of the thread for the standby's apply (coral_redo_mark), once what it covers is
+ * durable here: an idle thread does not hold the standby's horizon back. */
+static void send_mark(struct sender *s)
+{
+	if (s->state != S_SHIPPING || s->cache == NULL)
+		return;
+	uint64_t lsn, scn;
+	coral_redo_mark(s->redo, &s->cache->scn, &lsn, &scn);
+	if (lsn > atomic_load(&s->redo->durable) || (lsn == s->mark_lsn && scn == s->mark_scn))
+		return; /* not durable yet: the next tick takes another */
+	Coral__ReplMark mk = CORAL__REPL_MARK__INIT;
+	mk.lsn = lsn;
+	mk.scn = scn;
+	Coral__ReplMsg m = CORAL__REPL_MSG__INIT;
+	m.body_case = CORAL__REPL_MSG__BODY_MARK;
+	m.mark = &mk;
+	if (repl_send(s->bev, &m, s->max_frame) == 0) {
+		s->mark_lsn = lsn;
+		s->mark_scn = scn;
+		s->marks++;
+	}
+}
+
 /* Sends what the window allows of what is durable. */
 static void pump(struct sender *s)
 {
@@ -233,6 +260,11 @@ static void on_challenge(struct sender *s, const Coral__ReplChallenge *c)
 	h.mac = (ProtobufCBinaryData){REPL_MAC, mac};
 	h.nonce = (ProtobufCBinaryData){REPL_NONCE, s->nonce};
 	h.durable = atomic_load(&s->redo->durable);
+	uint32_t ids[CORAL_MAX_NODES];
+	for (int i = 0; i < s->d->conf.nnodes; i++)
+		ids[i] = (uint32_t)s->d->conf.nodes[i].id;
+	h.threads = ids;
+	h.n_threads = (size_t)s->d->conf.nnodes;
 	Coral__ReplMsg m = CORAL__REPL_MSG__INIT;
 	m.body_case = CORAL__REPL_MSG__BODY_HELLO;
 	m.hello = &h;
@@ -276,6 +308,7 @@ static void on_welcome(struct sender *s, const Coral__ReplWelcome *w)
 	s->progress_ns = coral_now_mono_ns();
 	s->need_seed = false;
 	s->last_error[0] = '\0';
+	s->mark_lsn = s->mark_scn = 0;
 	log_info("shipping thread %u to the standby %s from LSN %llu (it has %llu durable; this node %llu)", s->thread,
 		 s->peer, (unsigned long long)w->received, (unsigned long long)w->durable,
 		 (unsigned long long)s->tx.durable);
@@ -322,6 +355,12 @@ static void on_read(struct bufferevent *bev, void *arg)
 			if ((e = ship_tx_ack(&s->tx, m->ack->durable)) == 0) {
 				keep_slot(s);
 				pump(s);
+				/* the standby has another thread this far: this node's clock follows, so
+				 * that its next mark lets the standby apply up to there */
+				if (s->cache && m->ack->scn > atomic_load(&s->cache->scn)) {
+					coral_scn_observe(s->cache, m->ack->scn);
+					send_mark(s);
+				}
 			}
 			break;
 		case CORAL__REPL_MSG__BODY_RESEND:
@@ -432,6 +471,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	if (s->state == S_SHIPPING)
 		keep_slot(s);
 	pump(s);
+	send_mark(s);
 }
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)
@@ -466,6 +506,7 @@ struct sender *sender_new(struct coral_daemon *d, struct coral_redo *redo, struc
 	s->d = d;
 	s->rc = rcf;
 	s->redo = redo;
+	s->cache = coral_cache_sga(&d->sga);
 	s->w = w;
 	s->kick_fd = -1;
 	s->thread = (uint32_t)d->node->id;
