@@ -10,25 +10,46 @@
 # and it comes back), kills every node under the bank's load (a power loss), starts them
 # again (smond recovers every redo thread first) and checks the bank's total. Between, the
 # bank with row locks (lmdd's global enqueues, their deadlocks found and broken). (rsrcmgrd
-# answers control requests only until its issue is done.)
+# answers control requests only until its issue is done.) A one-node standby cluster
+# (etc/coral-standby.conf) receives every node's redo from the start; it is seeded from the
+# primary's shared storage once the bank's files exist, applies the primary's transactions
+# through the node loss and the power loss, and at the end its copy of the accounts is
+# checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD_DIR:-build}
-CONF=${CORAL_CONF:-etc/coral.conf}
+SCONF=etc/coral-standby.conf
+# the primary: etc/coral.conf shipping its redo to the standby (with the standby's token)
+mkdir -p /tmp/coral-standby
+printf 'main-job-replication-token-%s\n' "$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')" > /tmp/coral-standby/repl.token
+chmod 600 /tmp/coral-standby/repl.token
+if [ -z "${CORAL_CONF:-}" ]; then
+  awk '/^\[/ { sec = $0 }
+       sec == "[replication]" && /^standby =/ { print "standby = 127.0.0.1:7407"; next }
+       sec == "[replication]" && /^token_file =/ { print "token_file = /tmp/coral-standby/repl.token"; next }
+       { print }' etc/coral.conf > /tmp/coral-standby/primary.conf
+fi
+CONF=${CORAL_CONF:-/tmp/coral-standby/primary.conf}
 node="$B/tools/coral-node -c $CONF"
 ctl="$B/tools/coralctl -c $CONF"
+snode="$B/tools/coral-node -c $SCONF"
+sctl="$B/tools/coralctl -c $SCONF"
 
 say() { printf '\n== %s\n' "$*"; }
 
-say "checking $CONF"
+say "checking $CONF (etc/coral.conf shipping its redo to the standby) and $SCONF"
 $node -n
+$snode -n
 
-say "stopping anything left from an earlier run; a fresh cluster (data dirs removed)"
+say "stopping anything left from an earlier run; a fresh cluster and standby (data dirs removed)"
 $node stop all
+$snode stop all
 rm -rf /tmp/coral/node1/data /tmp/coral/node2/data /tmp/coral/node3/data /tmp/coral/shared
+rm -rf /tmp/coral-standby/node1 /tmp/coral-standby/shared
 
-trap '$node stop all >/dev/null 2>&1 || true' EXIT
-say "starting every node of $CONF on this machine"
+trap '$node stop all >/dev/null 2>&1 || true; $snode stop all >/dev/null 2>&1 || true' EXIT
+say "starting the standby (one node, receiving on 127.0.0.1:7407), then every node of $CONF on this machine"
+$snode start all
 $node start all
 
 for n in 1 2 3; do
@@ -130,6 +151,14 @@ say "coralctl ges deadlocks (the last three the coordinator found)"
 $ctl -n 1 ges deadlocks | head -1
 $ctl -n 1 ges deadlocks | tail -9
 
+say "seeding the standby from the primary's shared storage while the primary runs (its thread checkpoints, then every block, then the control file)"
+$sctl standby seed /tmp/coral/shared
+for _ in $(seq 1 100); do
+  $sctl standby status | grep -q 'apply: applying' && break
+  sleep 0.1
+done
+$sctl standby status
+
 say "node 3 lost under load: coral-bank runs 12 s on the three nodes, node 3's supervisor and daemons get kill -9 after 4 s"
 $B/tools/coral-bank -c "$CONF" --accounts 1000 --per-block 8 --sessions 2 --readers 0 --seconds 12 \
   --ride-through 3000 >/tmp/coral/bank-loss.txt 2>&1 &
@@ -196,13 +225,28 @@ done
 say "coral-bank again, 2 s: the total it finds before it starts must be 1000 accounts x 1000"
 $B/tools/coral-bank -c "$CONF" --accounts 1000 --per-block 8 --sessions 2 --readers 1 --seconds 2
 
-say "stopping the cluster"
+say "the primary's redo as each node ships it to the standby"
+$ctl standby status --all
+say "the standby: every thread's copy caught up, the apply settled"
+for _ in $(seq 1 300); do
+  st=$($sctl --json standby status)
+  lag=$(printf '%s' "$st" | sed -n 's/^ *"lag_bytes": \([0-9]*\).*/\1/p' | sort -n | tail -1)
+  if printf '%s' "$st" | grep -q '"consistent": true' && printf '%s' "$st" | grep -q '"open_txns": 0' &&
+     [ "${lag:-1}" = 0 ]; then break; fi
+  sleep 0.1
+done
+$sctl standby status
+say "the standby's copy of the accounts (coral-bank --check-copy): the money adds up, as on the primary"
+$B/tools/coral-bank -c "$SCONF" --accounts 1000 --per-block 8 --check-copy
+
+say "stopping the cluster and the standby"
 $node stop all
+$snode stop all
 trap - EXIT
 
 say "what is left"
-left=$(ls /dev/shm | grep '^coral\.coral\.' || true)
-socks=$(ls /tmp/coral/node*/ 2>/dev/null | grep -E '\.(sock|pid)$' || true)
+left=$(ls /dev/shm | grep -E '^coral\.coral(-standby)?\.' || true)
+socks=$(ls /tmp/coral/node*/ /tmp/coral-standby/node1/ 2>/dev/null | grep -E '\.(sock|pid)$' || true)
 if [ -z "$left" ] && [ -z "$socks" ]; then
   echo "nothing: no SGA in /dev/shm, no socket or pidfile in the run directories"
 else

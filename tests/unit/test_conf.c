@@ -135,6 +135,22 @@ Test(conf, multi_machine_example_is_valid)
 	cr_expect_neq(conf.metrics.token_file[0], '\0');
 }
 
+/* The standby example loads, names the cluster of etc/coral.conf as its primary, and does
+ * not overlap its ports or directories. */
+Test(conf, standby_example_is_valid)
+{
+	static struct coral_conf sconf, pconf;
+	cr_assert_eq(coral_conf_load(&sconf, CORAL_SRCDIR "/etc/coral-standby.conf"), 0, "%s", sconf.errmsg);
+	cr_assert_eq(coral_conf_load(&pconf, CORAL_SRCDIR "/etc/coral.conf"), 0, "%s", pconf.errmsg);
+	cr_expect_str_eq(sconf.replication.role, "standby");
+	cr_expect_str_eq(sconf.replication.primary_cluster, pconf.cluster.name);
+	cr_expect_str_neq(sconf.cluster.name, pconf.cluster.name);
+	cr_expect_neq(strcmp(sconf.storage.shared_dir, pconf.storage.shared_dir), 0);
+	for (int i = 0; i < pconf.nnodes; i++)
+		cr_expect(sconf.nodes[0].base_port >= pconf.nodes[i].base_port + CORAL_PORTS_PER_NODE ||
+			  sconf.nodes[0].base_port + CORAL_PORTS_PER_NODE <= pconf.nodes[i].base_port);
+}
+
 static void write_file(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "w");
