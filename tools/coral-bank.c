@@ -746,8 +746,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	uint32_t payload = (uint32_t)conf->storage.block_size - CORAL_BLOCK_HDR;
-	if (check_copy_only && accounts >= 2 && per_block >= 1 && per_block * ACCT_BYTES + 8 <= payload)
-		return check_copy(conf, name, json);
+	if (check_copy_only && accounts >= 2 && per_block >= 1 && per_block * ACCT_BYTES + 8 <= payload) {
+		int rc = check_copy(conf, name, json);
+		free(conf);
+		return rc;
+	}
 	if (accounts < 2 || per_block < 1 || per_block * ACCT_BYTES + 8 > payload || sessions < 1 || readers < 0 ||
 	    seconds <= 0) {
 		fprintf(stderr, "coral-bank: need at least 2 accounts, 1..%u per block, 1 session, 0 or more readers "

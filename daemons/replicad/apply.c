@@ -278,7 +278,8 @@ size_t apply_release(struct apply *a, const struct apply_change **out)
 		}
 	}
 sort:
-	qsort(a->batch, a->nbatch, sizeof(*a->batch), cmp_change);
+	if (a->nbatch > 1)
+		qsort(a->batch, a->nbatch, sizeof(*a->batch), cmp_change);
 	*out = a->batch;
 	return a->nbatch;
 }
