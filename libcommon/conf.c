@@ -293,8 +293,8 @@ static const struct coral_opt coral__replication_opts[] = {
 	    "primary: this cluster takes writes and ships its redo to the standby named below (if any); "
 	    "standby: it receives the redo of primary_cluster on each node's base_port+7"),
 	OPT(coral_replication_conf, standby, STR, "", 0, S - 1, false,
-	    "on a primary, HOST:PORT of the standby's receiver (a standby node's base_port+7): every node "
-	    "ships its redo thread there; empty: no standby"),
+	    "on a primary, HOST:PORT of each standby's receiver (a standby node's base_port+7), comma-separated, "
+	    "at most 8: every node ships its redo thread to each; empty: no standby"),
 	OPT(coral_replication_conf, primary_cluster, STR, "", 0, S - 1, false,
 	    "on a standby, the [cluster] name of the primary whose redo it accepts"),
 	OPT(coral_replication_conf, token_file, STR, "", 0, S - 1, false,
@@ -314,7 +314,122 @@ static const struct coral_opt coral__replication_opts[] = {
 	OPT(coral_replication_conf, stall_ms, INT, "2000", 50, 600000, false,
 	    "nothing acknowledged this long with redo outstanding: it is sent again from what the standby "
 	    "has"),
+	OPT(coral_replication_conf, sync, STR, "", 0, S - 1, true,
+	    "empty: asynchronous; FIRST k (a, b, c): a commit returns once the first k connected of these "
+	    "standbys (their [cluster] names, in priority order) have its redo durable; ANY k (a, b, c): once "
+	    "any k have"),
+	OPT(coral_replication_conf, sync_fallback_ms, INT, "0", 0, 86400000, true,
+	    "0: strict (with fewer than k sync standbys, commits wait: no acknowledged commit is ever missing "
+	    "on them); else, after this long short of k (or past the RPO), commits stop waiting (async), "
+	    "recorded in the history, until the standbys are back and caught up"),
+	OPT(coral_replication_conf, max_lag_bytes, SIZE, "0", 0, (int64_t)1 << 40, true,
+	    "the RPO in bytes: commits wait while the best standby lacks more than this of the node's redo "
+	    "(flow control; 0: no bound)"),
+	OPT(coral_replication_conf, max_lag_ms, INT, "0", 0, 86400000, true,
+	    "the RPO in time: commits wait while the oldest redo the best standby lacks is older than this "
+	    "(0: no bound)"),
 };
+
+int coral_sync_spec_parse(const char *s, struct coral_sync_spec *o, char *why, size_t whysz)
+{
+	memset(o, 0, sizeof(*o));
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s == '\0')
+		return 0;
+	if (strncasecmp(s, "FIRST", 5) == 0 && (s[5] == ' ' || s[5] == '\t')) {
+		s += 5;
+	} else if (strncasecmp(s, "ANY", 3) == 0 && (s[3] == ' ' || s[3] == '\t')) {
+		o->any = true;
+		s += 3;
+	} else {
+		snprintf(why, whysz, "'%s': expected FIRST k (names) or ANY k (names), or nothing for asynchronous", s);
+		return CORAL_EINVAL;
+	}
+	char *end;
+	long k = strtol(s, &end, 10);
+	if (end == s || k < 1 || k > CORAL_SYNC_MAX) {
+		snprintf(why, whysz, "k must be a number from 1 to %d", CORAL_SYNC_MAX);
+		return CORAL_EINVAL;
+	}
+	s = end;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s++ != '(') {
+		snprintf(why, whysz, "expected '(' and the standbys' names after k");
+		return CORAL_EINVAL;
+	}
+	for (;;) {
+		while (*s == ' ' || *s == '\t')
+			s++;
+		size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_");
+		if (n == 0 || n >= sizeof(o->names[0])) {
+			snprintf(why, whysz, "a standby's name (its [cluster] name: letters, digits, - and _) expected");
+			return CORAL_EINVAL;
+		}
+		if (o->n == CORAL_SYNC_MAX) {
+			snprintf(why, whysz, "at most %d standbys", CORAL_SYNC_MAX);
+			return CORAL_EINVAL;
+		}
+		memcpy(o->names[o->n], s, n);
+		o->names[o->n][n] = '\0';
+		for (int i = 0; i < o->n; i++)
+			if (strcmp(o->names[i], o->names[o->n]) == 0) {
+				snprintf(why, whysz, "'%s' is named twice", o->names[i]);
+				return CORAL_EINVAL;
+			}
+		o->n++;
+		s += n;
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (*s == ',') {
+			s++;
+			continue;
+		}
+		if (*s++ != ')') {
+			snprintf(why, whysz, "expected ',' or ')' after a name");
+			return CORAL_EINVAL;
+		}
+		break;
+	}
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s != '\0') {
+		snprintf(why, whysz, "'%s' after the list", s);
+		return CORAL_EINVAL;
+	}
+	if (k > o->n) {
+		snprintf(why, whysz, "k is %ld but only %d standbys are named", k, o->n);
+		return CORAL_EINVAL;
+	}
+	o->k = (int)k;
+	return 0;
+}
+
+int coral_standby_list(const char *s, char hosts[][CORAL_STR_MAX], int *ports, int max, char *why, size_t whysz)
+{
+	char buf[CORAL_STR_MAX];
+	coral_strlcpy(buf, s, sizeof(buf));
+	int n = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		if (n == max) {
+			snprintf(why, whysz, "at most %d standbys", max);
+			return -1;
+		}
+		if (!coral_parse_hostport(tok, hosts[n], CORAL_STR_MAX, &ports[n])) {
+			snprintf(why, whysz, "'%s' is not HOST:PORT", tok);
+			return -1;
+		}
+		for (int i = 0; i < n; i++)
+			if (strcmp(hosts[i], hosts[n]) == 0 && ports[i] == ports[n]) {
+				snprintf(why, whysz, "'%s' is named twice", tok);
+				return -1;
+			}
+		n++;
+	}
+	return n;
+}
 
 static const struct coral_opt coral__daemon_opts[] = {
 	OPT(coral_daemon_conf, log_level, LOGLEVEL, "info", 0, 4, true,
@@ -813,14 +928,33 @@ static void coral__validate(struct coral__parse *p)
 		return;
 	}
 	if (rp->standby[0] != '\0') {
-		char host[CORAL_STR_MAX];
-		int port;
+		static char hosts[CORAL_STANDBY_MAX][CORAL_STR_MAX];
+		int ports[CORAL_STANDBY_MAX];
+		char why[200];
 		if (standby) {
 			coral__fail(p, RLINE(1), "[replication] standby: a standby (role = standby) ships to no one");
 			return;
 		}
-		if (!coral_parse_hostport(rp->standby, host, sizeof(host), &port)) {
-			coral__fail(p, RLINE(1), "[replication] standby: '%s' is not HOST:PORT", rp->standby);
+		if (coral_standby_list(rp->standby, hosts, ports, CORAL_STANDBY_MAX, why, sizeof(why)) < 0) {
+			coral__fail(p, RLINE(1), "[replication] standby: %s", why);
+			return;
+		}
+	}
+	{
+		struct coral_sync_spec spec;
+		char why[200];
+		if (coral_sync_spec_parse(rp->sync, &spec, why, sizeof(why)) != 0) {
+			coral__fail(p, RLINE(9), "[replication] sync: %s", why);
+			return;
+		}
+		if (spec.k > 0 && rp->standby[0] == '\0') {
+			coral__fail(p, RLINE(9), "[replication] sync: no standby is named ([replication] standby)");
+			return;
+		}
+		if ((rp->max_lag_bytes > 0 || rp->max_lag_ms > 0) && rp->standby[0] == '\0') {
+			coral__fail(p, rp->max_lag_bytes > 0 ? RLINE(11) : RLINE(12),
+				    "[replication] max_lag_%s: an RPO needs a standby ([replication] standby)",
+				    rp->max_lag_bytes > 0 ? "bytes" : "ms");
 			return;
 		}
 	}

@@ -224,7 +224,26 @@ struct coral_replication_conf {
 	int64_t slot_max_bytes;        /* redo kept for a standby that lags, at most */
 	int64_t reconnect_ms;
 	int64_t stall_ms;              /* nothing acknowledged this long: send again */
+	char sync[CORAL_STR_MAX];      /* "" (async), FIRST k (a, b) or ANY k (a, b) */
+	int64_t sync_fallback_ms;      /* 0: strict; else async after the sync set is short this long */
+	int64_t max_lag_bytes;         /* the RPO: commits wait past it (0: none) */
+	int64_t max_lag_ms;
 };
+
+/* [replication] sync, parsed: commits wait for k of the named standbys (their [cluster]
+ * names); FIRST: the first k connected in the order given; ANY: any k. k == 0: async. */
+#define CORAL_SYNC_MAX 8
+#define CORAL_STANDBY_MAX 8
+struct coral_sync_spec {
+	int k;
+	bool any;
+	int n;
+	char names[CORAL_SYNC_MAX][64];
+};
+int coral_sync_spec_parse(const char *s, struct coral_sync_spec *out, char *why, size_t whysz);
+/* [replication] standby: HOST:PORT[, HOST:PORT...] (at most CORAL_STANDBY_MAX); how many,
+ * or -1 with why. */
+int coral_standby_list(const char *s, char hosts[][CORAL_STR_MAX], int *ports, int max, char *why, size_t whysz);
 
 struct coral_supervisor_conf {
 	char bin_dir[CORAL_STR_MAX];

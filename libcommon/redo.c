@@ -222,6 +222,45 @@ int coral_redo_wait(struct coral_redo *r, uint64_t lsn, int timeout_ms)
 	}
 }
 
+int coral_redo_gate_wait(struct coral_redo *r, uint64_t lsn, int timeout_ms)
+{
+	if (!atomic_load(&r->gate_on) || atomic_load(&r->gate_lsn) >= lsn)
+		return 0;
+	uint64_t t0 = coral_now_mono_ns(), deadline = t0 + (uint64_t)timeout_ms * 1000000ull;
+	int rc = 0;
+	atomic_fetch_add(&r->gate_waiters, 1);
+	atomic_fetch_add(&r->gate_waits, 1);
+	for (;;) {
+		uint32_t seq = atomic_load(&r->gate_seq);
+		if (!atomic_load(&r->gate_on) || atomic_load(&r->gate_lsn) >= lsn)
+			break;
+		uint64_t now = coral_now_mono_ns();
+		if (now >= deadline) {
+			atomic_fetch_add(&r->gate_timeouts, 1);
+			rc = CORAL_ETIMEDOUT;
+			break;
+		}
+		int ms = (int)((deadline - now) / 1000000ull) + 1;
+		futex(&r->gate_seq, FUTEX_WAIT, seq, ms < 100 ? ms : 100);
+	}
+	atomic_fetch_sub(&r->gate_waiters, 1);
+	atomic_fetch_add(&r->gate_wait_us, (coral_now_mono_ns() - t0) / 1000);
+	return rc;
+}
+
+void coral_redo_gate_set(struct coral_redo *r, bool on, uint64_t lsn)
+{
+	bool was = atomic_load(&r->gate_on) != 0;
+	uint64_t old = atomic_load(&r->gate_lsn);
+	if (was == on && (!on || old == lsn))
+		return;
+	atomic_store(&r->gate_lsn, lsn);
+	atomic_store(&r->gate_on, on ? 1u : 0u);
+	atomic_fetch_add(&r->gate_seq, 1);
+	if (atomic_load(&r->gate_waiters) > 0)
+		futex(&r->gate_seq, FUTEX_WAKE, INT_MAX, -1);
+}
+
 /* ---- for the log writer (replicad/log_writer.c) --------------------------------------------- */
 
 void coral_redo_seg_path(const char *dir, uint64_t seg, char *out, size_t n)

@@ -79,6 +79,14 @@ struct coral_redo {
 	 * dropped since): once raftd evicts it, the tail appended under it is dropped */
 	_Atomic uint64_t writer_inc;
 	_Atomic uint64_t dropped;      /* bytes appended and dropped so, never durable */
+	/* the standbys' gate for commits (replicad): while gate_on, a commit returns only once
+	 * gate_lsn has reached its LSN (synchronous: k standbys have it durable; the RPO: the best
+	 * standby is close enough). gate_seq is the futex bumped when either moves. */
+	_Atomic uint32_t gate_on;
+	_Atomic uint32_t gate_seq;
+	_Atomic uint64_t gate_lsn;
+	_Atomic uint32_t gate_waiters;  /* commits waiting at the gate now */
+	_Atomic uint64_t gate_waits, gate_wait_us, gate_timeouts;
 	/* counters */
 	_Atomic uint64_t records, commits, bytes, syncs, sync_us, full_waits, errors;
 	_Atomic uint64_t commits_synced;
@@ -118,6 +126,11 @@ void coral_redo_mark(struct coral_redo *r, _Atomic uint64_t *clock, uint64_t *ls
  * (CORAL_ENOSPC, CORAL_EROFS, CORAL_EIO) once it has failed to write for fail_after_ms. A
  * wait given up so may still become durable if the writer succeeds later. */
 int coral_redo_wait(struct coral_redo *r, uint64_t lsn, int timeout_ms);
+/* A commit durable at lsn waits at the standbys' gate (if on) until it passes lsn: 0, or
+ * CORAL_ETIMEDOUT after timeout_ms (its redo stays durable here). */
+int coral_redo_gate_wait(struct coral_redo *r, uint64_t lsn, int timeout_ms);
+/* replicad: the gate is on at lsn, or off; waiters are woken when it moves. */
+void coral_redo_gate_set(struct coral_redo *r, bool on, uint64_t lsn);
 /* The same without waiting: 0 if durable, the error coral_redo_wait would give now, else
  * the log writer is asked to write up to lsn and CORAL_EPENDING. */
 int coral_redo_poll(struct coral_redo *r, uint64_t lsn);

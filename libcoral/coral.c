@@ -960,6 +960,13 @@ static int commit(struct coral_session *s, uint64_t *scn_out)
 	if (rc != 0)
 		return fail(s, rc, "commit at LSN %llu not durable within %d ms: is replicad running? (coralctl status)",
 			    (unsigned long long)lsn, timeout);
+	/* synchronous commit, or the RPO: the standbys' gate ([replication] sync, max_lag_*) */
+	int left = timeout - (int)((coral_now_mono_ns() - t0) / 1000000ull);
+	rc = coral_redo_gate_wait(s->redo, lsn, left > 0 ? left : 0);
+	if (rc != 0)
+		return fail(s, rc, "commit at LSN %llu is durable on this node, but the standbys did not acknowledge it "
+			    "within %d ms ([replication] sync, max_lag_bytes, max_lag_ms; coralctl standby status): it stays "
+			    "committed here and reaches them when they come back", (unsigned long long)lsn, timeout);
 	s->st.commits++;
 	s->st.commit_wait_us += (coral_now_mono_ns() - t0) / 1000;
 	if (scn_out)

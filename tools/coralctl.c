@@ -427,6 +427,8 @@ static const struct coralctl_cmd cmds[] = {
 	{"recovery", "history", CORAL_D_SMOND, 0, 0, "", "smond's recoveries: phases, records, blocks, changes taken back", run_recovery_history},
 	{"standby", "status", CORAL_D_REPLICAD, 0, 1, "[--all]", "redo shipping: the thread shipped and the standby's lag (a primary), the copies kept (a standby)", run_standby_status},
 	{"standby", "seed", CORAL_D_REPLICAD, 1, 1, "PRIMARY_SHARED_DIR", "on a standby: copy the primary's data files from its shared storage (mounted here) and apply from its checkpoints (admin)", run_standby_seed},
+	{"standby", "history", CORAL_D_REPLICAD, 0, 0, "", "replication events: commit mode switches and why, slots dropped, seeds, the apply's stops", run_standby_history},
+	{"standby", "finish", CORAL_D_REPLICAD, 0, 0, "", "on a standby whose primary is gone: apply everything the copies hold, take no more redo (admin)", run_standby_finish},
 	{"cache", NULL, -1, 0, 0, "", "the node's buffer cache: buffers, dirty, past images, hit ratio", run_cache},
 	{"redo", NULL, -1, 0, 0, "", "the node's redo thread: LSN, durable LSN/SCN, group-commit batches", run_redo},
 	{"completion", "bash", -1, 0, 0, "", "the bash completion script for coralctl, made from this table", run_completion},

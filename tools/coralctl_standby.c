@@ -80,6 +80,16 @@ static void thread_lines(const Coral__StandbyStatusReply *r)
 		if (t->last_error[0])
 			printf("    last error: %s\n", t->last_error);
 	}
+	const Coral__StandbyCommit *c = r->commit;
+	if (c) {
+		printf("  commits: %s%s%s; gate %s", c->mode, c->rpo[0] ? "; RPO " : "", c->rpo,
+		       c->gate_on ? "on at LSN " : "off");
+		if (c->gate_on)
+			printf("%llu (durable %llu)", (unsigned long long)c->gate_lsn, (unsigned long long)c->durable);
+		printf("; %u waiting now, %llu waited (%llu us in all), %llu gave up; %llu mode switches%s%s\n", c->waiting,
+		       (unsigned long long)c->waits, (unsigned long long)c->wait_us, (unsigned long long)c->timeouts,
+		       (unsigned long long)c->switches, c->last_switch[0] ? ", the last: " : "", c->last_switch);
+	}
 	const Coral__StandbyApply *a = r->apply;
 	if (a) {
 		printf("  apply: %s", a->state);
@@ -117,6 +127,16 @@ static int one(json_t *out)
 				      "peer", r->cluster, "bad_hellos", (json_int_t)r->bad_hellos, "threads", arr);
 		if (r->apply)
 			json_object_set_new(j, "apply", apply_json(r->apply));
+		if (r->commit) {
+			const Coral__StandbyCommit *c = r->commit;
+			json_t *cj = json_pack("{s:s, s:s, s:b, s:I, s:I, s:i, s:I, s:I, s:I, s:b, s:I, s:s}", "mode", c->mode,
+					       "rpo", c->rpo, "gate_on", (int)c->gate_on, "gate_lsn", (json_int_t)c->gate_lsn,
+					       "durable", (json_int_t)c->durable, "waiting", (int)c->waiting, "waits",
+					       (json_int_t)c->waits, "wait_us", (json_int_t)c->wait_us, "timeouts",
+					       (json_int_t)c->timeouts, "fallen_back", (int)c->fallen_back, "switches",
+					       (json_int_t)c->switches, "last_switch", c->last_switch);
+			json_object_set_new(j, "commit", cj);
+		}
 		json_array_append_new(out, j);
 	} else {
 		thread_lines(r);
@@ -169,6 +189,48 @@ int run_standby_seed(int argc, char **argv)
 		print_json(json_pack("{s:s}", "result", resp->standby_seed->result));
 	else
 		printf("%s\n", resp->standby_seed->result);
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+int run_standby_history(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	Coral__CtlResponse *resp = daemon_ask(CORAL_D_REPLICAD, CORAL__CTL_REQUEST__BODY_STANDBY_HISTORY,
+					      CORAL__CTL_RESPONSE__BODY_STANDBY_HISTORY);
+	if (resp == NULL)
+		return 1;
+	const Coral__StandbyHistoryReply *h = resp->standby_history;
+	if (ctx.json) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < h->n_events; i++)
+			json_array_append_new(arr, json_pack("{s:I, s:s, s:s}", "at_ms", (json_int_t)h->events[i]->at_ms, "kind",
+							     h->events[i]->kind, "text", h->events[i]->text));
+		print_json(arr);
+	} else {
+		if (h->n_events == 0)
+			printf("node %lld: no replication event since replicad started\n", (long long)ctx.node->id);
+		for (size_t i = 0; i < h->n_events; i++) {
+			char when[40];
+			coralctl_time(h->events[i]->at_ms * 1000000ull, when, sizeof(when));
+			printf("%s %-14s %s\n", when, h->events[i]->kind, h->events[i]->text);
+		}
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+int run_standby_finish(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	Coral__CtlResponse *resp = daemon_ask(CORAL_D_REPLICAD, CORAL__CTL_REQUEST__BODY_STANDBY_FINISH,
+					      CORAL__CTL_RESPONSE__BODY_STANDBY_FINISH);
+	if (resp == NULL)
+		return 1;
+	if (ctx.json)
+		print_json(json_pack("{s:s}", "result", resp->standby_finish->result));
+	else
+		printf("%s\n", resp->standby_finish->result);
 	coral_ctl_response_free(resp);
 	return 0;
 }

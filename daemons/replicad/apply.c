@@ -202,14 +202,16 @@ uint64_t apply_horizon(const struct apply *a, uint32_t *lowest)
 {
 	uint64_t h = UINT64_MAX;
 	uint32_t at = 0;
+	bool any = false;
 	for (uint32_t i = 1; i <= CORAL_MAX_NODES; i++)
-		if (a->th[i].known && a->th[i].horizon < h) {
+		if (a->th[i].known && (!any || a->th[i].horizon < h)) {
 			h = a->th[i].horizon;
 			at = i;
+			any = true;
 		}
 	if (lowest)
 		*lowest = at;
-	return at ? h : 0;
+	return any ? h : 0;
 }
 
 static int cmp_change(const void *x, const void *y)

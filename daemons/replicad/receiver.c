@@ -183,6 +183,11 @@ static void on_hello(struct rconn *c, const Coral__ReplHello *h)
 		refuse(c, CORAL_ECLUSTER, why);
 		return;
 	}
+	if (atomic_load(&r->feed.finished)) {
+		refuse(c, CORAL_EFENCED, "this standby has finished its apply (a failover): it takes no more redo from "
+			    "this primary");
+		return;
+	}
 	if (h->thread == 0 || h->thread > CORAL_MAX_NODES) {
 		snprintf(why, sizeof(why), "thread %u is out of range 1-%d", h->thread, CORAL_MAX_NODES);
 		refuse(c, CORAL_EINVAL, why);

@@ -32,19 +32,21 @@ struct standby_feed {
 	uint64_t durable[CORAL_MAX_NODES + 1];
 	uint64_t mark_lsn[CORAL_MAX_NODES + 1], mark_scn[CORAL_MAX_NODES + 1];
 	_Atomic uint64_t max_scn;
+	_Atomic bool finished;         /* the apply finished (a failover): no more redo is taken */
 };
 
 struct coral_daemon;
 struct coral_redo;
 struct log_writer;
-struct sender;
 struct receiver;
 
-/* NULL with nothing to do (no standby named), or on error (logged; *rc the code). */
-struct sender *sender_new(struct coral_daemon *d, struct coral_redo *redo, struct log_writer *w, int *rc);
+/* A primary node's standbys (primary.c): NULL with nothing to do (no standby named), or on
+ * error (logged; *rc the code). */
+struct ship_set;
+struct ship_set *ship_set_new(struct coral_daemon *d, struct coral_redo *redo, struct log_writer *w, int *rc);
 /* The log writer made more durable (any thread may call it). */
-void sender_kick(struct sender *s);
-void sender_free(struct sender *s);
+void ship_set_kick(struct ship_set *set);
+void ship_set_free(struct ship_set *set);
 
 struct receiver *receiver_new(struct coral_daemon *d, int *rc);
 void receiver_free(struct receiver *r);
@@ -64,6 +66,9 @@ void applier_free(struct applier *a);
 /* Starts a seed from the primary's shared storage at source (checked first: 0, or an error
  * and why in msg); its end shows in the status. */
 int applier_seed(struct applier *a, const char *source, char *msg, size_t msgsz);
+/* The primary is gone (a failover): applies everything the copies hold, every horizon
+ * lifted, and takes no more redo from the primary, for good. 0, or an error and why. */
+int applier_finish(struct applier *a, char *msg, size_t msgsz);
 struct Coral__StandbyApply;
 /* strings point into buffers of the caller's (state, source: 256 bytes each) */
 void applier_status(struct applier *a, struct Coral__StandbyApply *out, char *state, char *source);
@@ -72,7 +77,8 @@ void applier_status(struct applier *a, struct Coral__StandbyApply *out, char *st
  * the side's state, valid until its next event). */
 #include "repl.pb-c.h"
 #include <stddef.h>
-size_t sender_threads(struct sender *s, Coral__StandbyThread *out, size_t max);
+size_t ship_set_threads(struct ship_set *set, Coral__StandbyThread *out, size_t max);
+void ship_set_commit(struct ship_set *set, Coral__StandbyCommit *out);
 size_t receiver_threads(struct receiver *r, Coral__StandbyThread *out, size_t max, uint64_t *bad_hellos);
 
 #endif

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "log_writer.h"
 #include "metrics.h"
+#include "history.h"
 #include "repl.h"
 #include "util.h"
 
@@ -27,7 +28,7 @@ struct replicad {
 	struct coral_redo *redo;
 	struct coral_cluster_sga *cl;
 	struct log_writer *w;
-	struct sender *sender;
+	struct ship_set *ships;
 	struct receiver *receiver;
 	struct applier *applier;
 	pthread_t thread;
@@ -114,7 +115,7 @@ static void *writer_main(void *arg)
 		}
 		int64_t n = log_writer_step(r->w, 50);
 		if (n > 0)
-			sender_kick(r->sender);
+			ship_set_kick(r->ships);
 		if (n >= 0 && log_writer_keep_ckpt(r->w, false) != 0 && ckpt_errors++ % 100 == 0)
 			log_error("the redo thread's checkpoint cannot be kept: %s", log_writer_error(r->w));
 		if (log_writer_recycled(r->w) != recycled) {
@@ -168,7 +169,7 @@ static int replicad_init(struct coral_daemon *d)
 	atomic_store(&r->redo->fail_after_ms, (uint32_t)d->conf.cache.log_error_ms);
 	log_info("redo thread %lld opened at LSN %llu under %s/redo", (long long)d->node->id,
 		 (unsigned long long)atomic_load(&r->redo->durable), d->conf.storage.shared_dir);
-	r->sender = sender_new(d, r->redo, r->w, &rc);
+	r->ships = ship_set_new(d, r->redo, r->w, &rc);
 	if (rc == 0)
 		r->receiver = receiver_new(d, &rc);
 	if (rc == 0)
@@ -191,7 +192,7 @@ static void replicad_fini(struct coral_daemon *d)
 		coral_redo_kick(r->redo);
 		pthread_join(r->thread, NULL);
 	}
-	sender_free(r->sender);
+	ship_set_free(r->ships);
 	applier_free(r->applier);
 	receiver_free(r->receiver);
 	if (r->redo)
@@ -211,7 +212,7 @@ static void h_standby(struct coral_daemon *d, uint64_t conn, const Coral__CtlReq
 	Coral__StandbyStatusReply st = CORAL__STANDBY_STATUS_REPLY__INIT;
 	st.role = d->conf.replication.role;
 	uint64_t bad = 0;
-	size_t n = sender_threads(r->sender, th, CORAL_MAX_NODES);
+	size_t n = ship_set_threads(r->ships, th, CORAL_MAX_NODES);
 	n += receiver_threads(r->receiver, th + n, CORAL_MAX_NODES - n, &bad);
 	st.cluster = r->receiver ? d->conf.replication.primary_cluster : d->conf.replication.standby;
 	for (size_t i = 0; i < n; i++)
@@ -224,6 +225,11 @@ static void h_standby(struct coral_daemon *d, uint64_t conn, const Coral__CtlReq
 	if (r->applier) {
 		applier_status(r->applier, &ap, state, source);
 		st.apply = &ap;
+	}
+	Coral__StandbyCommit cm;
+	if (r->ships) {
+		ship_set_commit(r->ships, &cm);
+		st.commit = &cm;
 	}
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_STANDBY_STATUS;
@@ -240,7 +246,7 @@ static void replicad_metrics(struct coral_daemon *d, struct coral_metrics_slot *
 		return;
 	Coral__StandbyThread th[CORAL_MAX_NODES];
 	uint64_t bad = 0;
-	size_t n = sender_threads(r->sender, th, CORAL_MAX_NODES);
+	size_t n = ship_set_threads(r->ships, th, CORAL_MAX_NODES);
 	n += receiver_threads(r->receiver, th + n, CORAL_MAX_NODES - n, &bad);
 	for (size_t i = 0; i < n; i++) {
 		char l[32];
@@ -299,9 +305,52 @@ static void h_seed(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
 }
 
+/* coralctl standby finish (admin): the primary is gone; apply everything, take no more. */
+static void h_finish(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct replicad *r = d->svc;
+	char msg[CORAL_ERRMSG_MAX];
+	int rc = applier_finish(r->applier, msg, sizeof(msg));
+	if (rc != 0) {
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), rc, "%s", msg);
+		return;
+	}
+	Coral__StandbyFinishReply fr = CORAL__STANDBY_FINISH_REPLY__INIT;
+	fr.result = msg;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_STANDBY_FINISH;
+	resp.standby_finish = &fr;
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+}
+
+/* coralctl standby history: the replication events this replicad saw, oldest first. */
+static void h_history(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	static struct repl_event ev[REPL_HISTORY];
+	static Coral__StandbyEvent m[REPL_HISTORY];
+	static Coral__StandbyEvent *mp[REPL_HISTORY];
+	size_t n = repl_history_get(ev, REPL_HISTORY);
+	for (size_t i = 0; i < n; i++) {
+		coral__standby_event__init(&m[i]);
+		m[i].at_ms = ev[i].at_ms;
+		m[i].kind = ev[i].kind;
+		m[i].text = ev[i].text;
+		mp[i] = &m[i];
+	}
+	Coral__StandbyHistoryReply h = CORAL__STANDBY_HISTORY_REPLY__INIT;
+	h.events = mp;
+	h.n_events = n;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_STANDBY_HISTORY;
+	resp.standby_history = &h;
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+}
+
 static const struct coral_daemon_request replicad_requests[] = {
+	{CORAL__CTL_REQUEST__BODY_STANDBY_HISTORY, false, h_history, NULL, NULL},
 	{CORAL__CTL_REQUEST__BODY_STANDBY_STATUS, false, h_standby, NULL, NULL},
 	{CORAL__CTL_REQUEST__BODY_STANDBY_SEED, true, h_seed, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_STANDBY_FINISH, true, h_finish, NULL, NULL},
 };
 
 static const struct coral_daemon_def replicad_def = {

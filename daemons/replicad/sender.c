@@ -3,8 +3,10 @@
  * the standby keeps refusing). What is sent is read from the thread's files, never from the
  * SGA's ring: only durable bytes go, and a resend after a reconnect finds them wherever the
  * ring has moved since. */
+#include "history.h"
 #include "repl.h"
 #include "repl_msg.h"
+#include "sender.h"
 
 #include "log_writer.h"
 #include "ship.h"
@@ -42,11 +44,13 @@ enum sstate { S_IDLE, S_DIALING, S_HELLO, S_SHIPPING };
 
 struct sender {
 	struct coral_daemon *d;
+	struct ship_set *set;
 	const struct coral_replication_conf *rc;
 	struct coral_redo *redo;
 	struct coral_cache *cache;     /* the node's SCN clock */
-	struct log_writer *w;
 	uint32_t thread;
+	char name[64];                 /* the standby's [cluster] name, from its challenge */
+	char peer_label[CORAL_STR_MAX + 96];
 	uint64_t mark_lsn, mark_scn;   /* the last mark sent */
 	uint64_t marks;
 	char host[CORAL_STR_MAX];
@@ -60,10 +64,10 @@ struct sender {
 	enum sstate state;
 	struct bufferevent *bev;
 	uint8_t nonce[REPL_NONCE];     /* the standby signs it in its welcome */
-	struct event *ev_retry, *ev_tick, *ev_kick, *ev_hello;
-	int kick_fd;
+	struct event *ev_retry, *ev_tick, *ev_hello;
 	int backoff_ms;
 	uint64_t progress_ns;          /* the last ack that moved, or the connection's start */
+	uint64_t ack_ns;               /* the last ack at all (a standby that answers nothing is gone) */
 	/* when durable passed each LSN, for the lag in ms */
 	struct { uint64_t lsn, ns; } lag[LAG_SAMPLES];
 	unsigned lag_head, lag_n;
@@ -94,9 +98,12 @@ static void drop(struct sender *s, bool refused)
 		s->bev = NULL;
 	}
 	evtimer_del(s->ev_hello);
-	if (s->state == S_SHIPPING)
+	bool was = s->state == S_SHIPPING;
+	if (was)
 		ship_tx_disconnected(&s->tx);
 	s->state = S_IDLE;
+	if (was)
+		ship_set_changed(s->set);
 	if (refused) {
 		s->refusals++;
 		s->backoff_ms = s->backoff_ms * 2 > 30000 ? 30000 : s->backoff_ms * 2;
@@ -106,28 +113,30 @@ static void drop(struct sender *s, bool refused)
 
 /* Segments at or past what the standby has stay until it has them, unless that holds more
  * than slot_max_bytes: then the slot is dropped (once, logged) and the thread recycles as if
- * there were no standby; the standby needs seeding again if what it lacks goes. */
-static void keep_slot(struct sender *s)
+ * there were no such standby; it needs seeding again if what it lacks goes. */
+bool sender_slot(struct sender *s, uint64_t durable, uint64_t *from)
 {
-	uint64_t durable = atomic_load(&s->redo->durable);
 	uint64_t behind = durable > s->tx.acked ? durable - s->tx.acked : 0;
 	if (behind > (uint64_t)s->rc->slot_max_bytes) {
 		if (!s->slot_dropped) {
 			s->slot_dropped = true;
 			s->slot_drops++;
-			log_warn("the standby's slot on thread %u is dropped: it lacks %llu bytes of redo, more than "
+			log_warn("the slot of standby %s on thread %u is dropped: it lacks %llu bytes of redo, more than "
 				 "[replication] slot_max_bytes (%lld); the thread's segments are recycled without it (the "
-				 "standby may need seeding again)", s->thread, (unsigned long long)behind,
+				 "standby may need seeding again)", s->peer, s->thread, (unsigned long long)behind,
 				 (long long)s->rc->slot_max_bytes);
+			repl_history_add("slot dropped", "standby %s%s%s, thread %u: it lacked %llu bytes, more than "
+					 "slot_max_bytes (%lld)", s->name, s->name[0] ? "@" : "", s->peer, s->thread,
+					 (unsigned long long)behind, (long long)s->rc->slot_max_bytes);
 		}
-		log_writer_hold(s->w, UINT64_MAX);
-		return;
+		return false;
 	}
 	if (s->slot_dropped)
-		log_notice("the standby's slot on thread %u holds again (it lacks %llu bytes)", s->thread,
+		log_notice("the slot of standby %s on thread %u holds again (it lacks %llu bytes)", s->peer, s->thread,
 			   (unsigned long long)behind);
 	s->slot_dropped = false;
-	log_writer_hold(s->w, s->tx.acked);
+	*from = s->tx.acked;
+	return true;
 }
 
 static void note_durable(struct sender *s, uint64_t durable, uint64_t now)
@@ -247,6 +256,7 @@ static void on_challenge(struct sender *s, const Coral__ReplChallenge *c)
 		drop(s, true);
 		return;
 	}
+	coral_strlcpy(s->name, c->cluster ? c->cluster : "", sizeof(s->name));
 	uint8_t mac[REPL_MAC];
 	repl_mac(s->token, "primary", c->nonce.data, s->d->conf.cluster.name, s->thread, mac);
 	if (repl_nonce(s->nonce) != 0) {
@@ -305,14 +315,14 @@ static void on_welcome(struct sender *s, const Coral__ReplWelcome *w)
 	s->state = S_SHIPPING;
 	s->connects++;
 	s->backoff_ms = (int)s->rc->reconnect_ms;
-	s->progress_ns = coral_now_mono_ns();
+	s->progress_ns = s->ack_ns = coral_now_mono_ns();
 	s->need_seed = false;
 	s->last_error[0] = '\0';
 	s->mark_lsn = s->mark_scn = 0;
 	log_info("shipping thread %u to the standby %s from LSN %llu (it has %llu durable; this node %llu)", s->thread,
 		 s->peer, (unsigned long long)w->received, (unsigned long long)w->durable,
 		 (unsigned long long)s->tx.durable);
-	keep_slot(s);
+	ship_set_changed(s->set);
 	pump(s);
 }
 
@@ -350,10 +360,11 @@ static void on_read(struct bufferevent *bev, void *arg)
 				bad = true;
 				break;
 			}
+			s->ack_ns = coral_now_mono_ns();
 			if (m->ack->durable > s->tx.acked)
-				s->progress_ns = coral_now_mono_ns();
+				s->progress_ns = s->ack_ns;
 			if ((e = ship_tx_ack(&s->tx, m->ack->durable)) == 0) {
-				keep_slot(s);
+				ship_set_changed(s->set);
 				pump(s);
 				/* the standby has another thread this far: this node's clock follows, so
 				 * that its next mark lets the standby apply up to there */
@@ -462,58 +473,64 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 	uint64_t now = coral_now_mono_ns();
 	if (s->state == S_SHIPPING && s->tx.high > s->tx.acked &&
+	    now - s->ack_ns > 3 * (uint64_t)s->rc->stall_ms * 1000000ull) {
+		/* connected, and silent through two resends: it is gone (a stopped process, a dead
+		 * host behind a live route); the sync standbys' count must say so */
+		snprintf(s->last_error, sizeof(s->last_error), "no acknowledgement for %lld ms with redo outstanding",
+			 3 * (long long)s->rc->stall_ms);
+		log_warn("standby %s: %s: the connection is closed", s->peer, s->last_error);
+		drop(s, false);
+		return;
+	}
+	if (s->state == S_SHIPPING && s->tx.high > s->tx.acked &&
 	    now - s->progress_ns > (uint64_t)s->rc->stall_ms * 1000000ull) {
 		log_warn("thread %u: nothing acknowledged by the standby %s for %lld ms: sending again from %llu",
 			 s->thread, s->peer, (long long)s->rc->stall_ms, (unsigned long long)s->tx.acked);
 		ship_tx_stalled(&s->tx);
 		s->progress_ns = now;
 	}
-	if (s->state == S_SHIPPING)
-		keep_slot(s);
+	ship_set_changed(s->set);
 	pump(s);
 	send_mark(s);
 }
 
-static void on_kick(evutil_socket_t fd, short what, void *arg)
+void sender_pump(struct sender *s) { pump(s); }
+
+bool sender_connected(const struct sender *s) { return s->state == S_SHIPPING; }
+
+uint64_t sender_acked(const struct sender *s) { return s->tx.acked; }
+
+const char *sender_name(const struct sender *s) { return s->name; }
+
+uint64_t sender_lag_ms(struct sender *s, uint64_t now)
 {
-	(void)what;
-	uint64_t v;
-	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_debug("eventfd: %s", strerror(errno));
-	pump(arg);
+	uint64_t durable = atomic_load(&s->redo->durable);
+	ship_tx_durable(&s->tx, durable);
+	note_durable(s, durable, now);
+	return lag_ms(s, now);
 }
 
-void sender_kick(struct sender *s)
-{
-	if (s == NULL)
-		return;
-	uint64_t one = 1;
-	if (write(s->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		return;
-}
-
-struct sender *sender_new(struct coral_daemon *d, struct coral_redo *redo, struct log_writer *w, int *rc)
+struct sender *sender_new(struct coral_daemon *d, struct ship_set *set, struct coral_redo *redo, const char *host,
+			  int port, int *rc)
 {
 	const struct coral_replication_conf *rcf = &d->conf.replication;
 	*rc = 0;
-	if (strcmp(rcf->role, "primary") != 0 || rcf->standby[0] == '\0')
-		return NULL;
 	struct sender *s = calloc(1, sizeof(*s));
 	if (s == NULL) {
 		*rc = CORAL_ENOMEM;
 		return NULL;
 	}
 	s->d = d;
+	s->set = set;
 	s->rc = rcf;
 	s->redo = redo;
 	s->cache = coral_cache_sga(&d->sga);
-	s->w = w;
-	s->kick_fd = -1;
 	s->thread = (uint32_t)d->node->id;
 	s->max_frame = (size_t)d->conf.cluster.max_frame;
 	s->backoff_ms = (int)rcf->reconnect_ms;
-	coral_parse_hostport(rcf->standby, s->host, sizeof(s->host), &s->port); /* checked by the conf */
-	snprintf(s->peer, sizeof(s->peer), "%s", rcf->standby);
+	coral_strlcpy(s->host, host, sizeof(s->host));
+	s->port = port;
+	snprintf(s->peer, sizeof(s->peer), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 	char err[CORAL_ERRMSG_MAX];
 	size_t chunk = (size_t)rcf->chunk;
 	if (chunk + 256 > s->max_frame) {
@@ -539,21 +556,15 @@ struct sender *sender_new(struct coral_daemon *d, struct coral_redo *redo, struc
 	s->rbuf = malloc(chunk);
 	s->cbuf_cap = (size_t)LZ4_compressBound((int)chunk);
 	s->cbuf = malloc(s->cbuf_cap);
-	s->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	s->ev_retry = evtimer_new(d->base, on_retry, s);
 	s->ev_hello = evtimer_new(d->base, on_hello_timeout, s);
 	s->ev_tick = event_new(d->base, -1, EV_PERSIST, on_tick, s);
-	s->ev_kick = s->kick_fd >= 0 ? event_new(d->base, s->kick_fd, EV_READ | EV_PERSIST, on_kick, s) : NULL;
-	if (!s->rbuf || !s->cbuf || !s->ev_retry || !s->ev_hello || !s->ev_tick || !s->ev_kick) {
+	if (!s->rbuf || !s->cbuf || !s->ev_retry || !s->ev_hello || !s->ev_tick) {
 		*rc = CORAL_ENOMEM;
 		goto fail;
 	}
 	struct timeval tv = {0, 100000};
 	evtimer_add(s->ev_tick, &tv);
-	event_add(s->ev_kick, NULL);
-	/* until the standby says what it has, everything the thread holds is kept (the slot's
-	 * bound still applies) */
-	log_writer_hold(w, 0);
 	log_info("thread %u ships to the standby %s (window %lld bytes, slot at most %lld)", s->thread, s->peer,
 		 (long long)rcf->window, (long long)rcf->slot_max_bytes);
 	dial(s);
@@ -575,10 +586,6 @@ void sender_free(struct sender *s)
 		event_free(s->ev_hello);
 	if (s->ev_tick)
 		event_free(s->ev_tick);
-	if (s->ev_kick)
-		event_free(s->ev_kick);
-	if (s->kick_fd >= 0)
-		close(s->kick_fd);
 	if (s->ssl)
 		SSL_CTX_free(s->ssl);
 	thread_file_close(&s->rf);
@@ -588,10 +595,8 @@ void sender_free(struct sender *s)
 	free(s);
 }
 
-size_t sender_threads(struct sender *s, Coral__StandbyThread *t, size_t max)
+void sender_status(struct sender *s, Coral__StandbyThread *t)
 {
-	if (s == NULL || max == 0)
-		return 0;
 	uint64_t now = coral_now_mono_ns();
 	uint64_t durable = atomic_load(&s->redo->durable);
 	ship_tx_durable(&s->tx, durable);
@@ -599,7 +604,8 @@ size_t sender_threads(struct sender *s, Coral__StandbyThread *t, size_t max)
 	coral__standby_thread__init(t);
 	t->thread = s->thread;
 	t->connected = s->state == S_SHIPPING;
-	t->peer = s->peer;
+	snprintf(s->peer_label, sizeof(s->peer_label), "%s%s%s", s->name, s->name[0] ? "@" : "", s->peer);
+	t->peer = s->peer_label;
 	t->durable = durable;
 	t->sent = s->tx.high;
 	t->acked = s->tx.acked;
@@ -615,5 +621,4 @@ size_t sender_threads(struct sender *s, Coral__StandbyThread *t, size_t max)
 	t->slot_dropped = s->slot_dropped;
 	t->slot_drops = s->slot_drops;
 	t->last_error = s->last_error;
-	return 1;
 }

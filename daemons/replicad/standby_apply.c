@@ -18,6 +18,7 @@
 #include "repl.h"
 
 #include "apply.h"
+#include "history.h"
 
 #include "crc32c.h"
 #include "daemon.h"
@@ -40,7 +41,7 @@
 #include <unistd.h>
 
 #define STATE_MAGIC 0x59504c41u /* "APLY" */
-#define STATE_VERSION 1
+#define STATE_VERSION 2
 
 struct state {
 	uint32_t magic, version;
@@ -50,6 +51,8 @@ struct state {
 	char source[256];
 	uint8_t known[CORAL_MAX_NODES + 1];
 	uint64_t resume[CORAL_MAX_NODES + 1];
+	uint64_t finished_ns;         /* the apply finished (a failover): no more redo */
+	uint64_t end[CORAL_MAX_NODES + 1];  /* ... each copy's end then */
 	uint32_t pad;
 	uint32_t crc;
 };
@@ -66,6 +69,7 @@ struct applier {
 	pthread_mutex_t mu;           /* the fields below, and the status */
 	char seed_source[256];        /* a seed asked for */
 	bool seed_asked, seeding;
+	bool finish_asked;
 	char state_text[256];
 	struct state st;              /* as last written */
 	bool seeded;
@@ -341,6 +345,41 @@ static int step(struct applier *a, char *err, size_t errsz)
 	return 0;
 }
 
+/* The failover's apply: every copy read to its durable end, every horizon lifted (no more
+ * redo comes), every committed transaction applied; the state says so for good. */
+static int finish_apply(struct applier *a, char *err, size_t errsz)
+{
+	atomic_store(&a->feed->finished, true);
+	int rc = read_copies(a, err, errsz);
+	if (rc != 0)
+		return rc;
+	for (uint32_t t = 1; t <= CORAL_MAX_NODES; t++)
+		if (a->in_core[t])
+			apply_mark(a->core, t, UINT64_MAX);
+	if ((rc = step(a, err, errsz)) != 0)
+		return rc;
+	const struct apply_stats *cs = apply_stats(a->core);
+	char ends[512] = "";
+	for (uint32_t t = 1; t <= CORAL_MAX_NODES; t++)
+		if (a->in_core[t]) {
+			a->st.end[t] = a->fed[t];
+			snprintf(ends + strlen(ends), sizeof(ends) - strlen(ends), "%sthread %u to LSN %llu", ends[0] ? ", " : "",
+				 t, (unsigned long long)a->fed[t]);
+		}
+	a->st.finished_ns = coral_now_real_ns();
+	a->st.applied_scn = cs->applied_scn;
+	if ((rc = state_write(a, &a->st, err, errsz)) != 0)
+		return rc;
+	set_state(a, "finished (failover): applied SCN %llu; %s; %llu transactions open at the end were never applied; "
+		  "redo the primary made durable past these ends is missing here", (unsigned long long)cs->applied_scn, ends,
+		  (unsigned long long)cs->open_txns);
+	log_notice("the apply finished: every transaction the copies hold is applied (SCN %llu; %s); no more redo is taken",
+		   (unsigned long long)cs->applied_scn, ends);
+	repl_history_add("finished", "applied SCN %llu; %s; %llu open transactions never applied",
+			 (unsigned long long)cs->applied_scn, ends, (unsigned long long)cs->open_txns);
+	return 0;
+}
+
 /* Copies one data file block by block (a block whose checksum fails is one the primary was
  * writing: read again, up to a second). The highest block SCN into *top. */
 static int copy_file(struct applier *a, const struct coral_conf *src, const struct coral_datafile *df, uint32_t bs,
@@ -453,6 +492,7 @@ static int seed(struct applier *a, const char *source, char *err, size_t errsz)
 	if ((rc = state_write(a, &st, err, errsz)) != 0)
 		return rc;
 	a->st = st;
+	atomic_store(&a->feed->finished, false);
 	log_notice("seeded from %s: %u data files; the apply reads each thread from its checkpoint; the copy is a state of "
 		   "the primary's once the applied SCN passes %llu", source, scf.nfiles, (unsigned long long)top);
 	return 0;
@@ -482,18 +522,37 @@ static void *applier_main(void *arg)
 			pthread_mutex_unlock(&a->mu);
 			if (rc != 0) {
 				log_error("seeding from %s failed: %s", source, err);
+				repl_history_add("seed failed", "from %s: %s", source, err);
 				set_state(a, "not seeded: the seed from %s failed: %s", source, err);
 				continue;
 			}
 			a->seeded = true;
 			core_start(a);
 			set_state(a, "applying");
+			repl_history_add("seeded", "from %s: %u data files; consistent once the applied SCN passes %llu", source,
+					 a->cf->nfiles, (unsigned long long)a->st.torn_scn);
 		}
-		if (a->seeded) {
+		pthread_mutex_lock(&a->mu);
+		bool finish = a->finish_asked && a->seeded && !a->st.finished_ns;
+		pthread_mutex_unlock(&a->mu);
+		if (finish) {
+			int rc = finish_apply(a, err, sizeof(err));
+			if (rc != 0) {
+				log_error("finishing the apply: %s; trying again", err);
+				set_state(a, "finishing: %s", err);
+				core_start(a);
+				struct timespec ts = {1, 0};
+				nanosleep(&ts, NULL);
+				continue;
+			}
+		}
+		if (a->seeded && !a->st.finished_ns) {
 			int rc = step(a, err, sizeof(err));
 			if (rc != 0) {
 				if (errors++ % 50 == 0)
 					log_error("the apply stops here, trying again: %s", err);
+				if (errors == 1)
+					repl_history_add("apply stopped", "%s", err);
 				set_state(a, "stopped: %s", err);
 				/* what was read is read again: the core starts over from the state */
 				core_start(a);
@@ -503,6 +562,7 @@ static void *applier_main(void *arg)
 			}
 			if (errors) {
 				log_notice("the apply goes on after %llu failed attempts", (unsigned long long)errors);
+				repl_history_add("apply again", "after %llu failed attempts", (unsigned long long)errors);
 				errors = 0;
 				set_state(a, "applying");
 			}
@@ -551,6 +611,12 @@ struct applier *applier_new(struct coral_daemon *d, struct receiver *r, int *rc)
 		a->seeded = true;
 		core_start(a);
 		snprintf(a->state_text, sizeof(a->state_text), "applying");
+		if (a->st.finished_ns) {
+			atomic_store(&a->feed->finished, true);
+			snprintf(a->state_text, sizeof(a->state_text),
+				 "finished (failover): applied SCN %llu; no more redo is taken",
+				 (unsigned long long)a->st.applied_scn);
+		}
 		log_info("the standby's apply goes on from SCN %llu (seeded from %s)", (unsigned long long)a->st.applied_scn,
 			 a->st.source);
 	} else {
@@ -640,6 +706,42 @@ int applier_seed(struct applier *a, const char *source, char *msg, size_t msgsz)
 	}
 	snprintf(msg, msgsz, "seeding from %s: %u data files, %d threads (coralctl standby status shows its end)", source,
 		 scf.nfiles, nt);
+	return 0;
+}
+
+int applier_finish(struct applier *a, char *msg, size_t msgsz)
+{
+	if (a == NULL) {
+		snprintf(msg, msgsz, "this node is not a standby ([replication] role)");
+		return CORAL_EINVAL;
+	}
+	pthread_mutex_lock(&a->mu);
+	bool seeded = a->seeded, done = a->st.finished_ns != 0;
+	if (seeded && !done)
+		a->finish_asked = true;
+	pthread_mutex_unlock(&a->mu);
+	if (!seeded) {
+		snprintf(msg, msgsz, "the standby is not seeded: there is nothing to apply");
+		return CORAL_ENOTRUNNING;
+	}
+	if (done) {
+		snprintf(msg, msgsz, "the apply has finished already");
+		return CORAL_EEXIST;
+	}
+	/* from now on no hello is taken: what the copies hold is what there is */
+	atomic_store(&a->feed->finished, true);
+	for (int i = 0; i < 300; i++) {
+		pthread_mutex_lock(&a->mu);
+		done = a->st.finished_ns != 0;
+		pthread_mutex_unlock(&a->mu);
+		if (done)
+			break;
+		struct timespec ts = {0, 10 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	pthread_mutex_lock(&a->mu);
+	snprintf(msg, msgsz, "%s", done ? a->state_text : "finishing (coralctl standby status shows its end)");
+	pthread_mutex_unlock(&a->mu);
 	return 0;
 }
 

@@ -22,6 +22,9 @@ static struct {
 } sb;
 
 static const char *primary_token = TOKEN;
+/* [replication] sync, sync_fallback_ms and max_lag_bytes for the next start_both (empty: as
+ * etc/coral.conf has them) */
+static char primary_sync[128], primary_fallback[32], primary_lag[32];
 
 /* Small segments, so that shipping crosses them and the primary recycles under the slot. */
 static char *small_segments(char *text)
@@ -37,6 +40,20 @@ static char *primary_edit(char *text)
 	snprintf(to, sizeof(to), "role = primary\nstandby = 127.0.0.1:%d\nprimary_cluster =\ntoken_file = %s",
 		 cl.base_port + 48 + 7, tok);
 	text = replace_all(text, "role = primary\nstandby =\nprimary_cluster =\ntoken_file =", to);
+	char line[200];
+	if (primary_sync[0]) {
+		snprintf(line, sizeof(line), "sync = %s\n", primary_sync);
+		text = replace_all(text, "sync =\n", line);
+	}
+	if (primary_fallback[0]) {
+		snprintf(line, sizeof(line), "sync_fallback_ms = %s\n", primary_fallback);
+		text = replace_all(text, "sync_fallback_ms = 0\n", line);
+	}
+	if (primary_lag[0]) {
+		snprintf(line, sizeof(line), "max_lag_bytes = %s\n", primary_lag);
+		text = replace_all(text, "max_lag_bytes = 0\n", line);
+	}
+	primary_sync[0] = primary_fallback[0] = primary_lag[0] = '\0';
 	return small_segments(text);
 }
 
@@ -360,4 +377,218 @@ Test(standby, the_apply_killed_in_the_middle_goes_on_and_loses_nothing, .fini = 
 	copy_equals_primary();
 	/* the restarts went through the apply's state: the log says it went on */
 	cr_expect_eq(run("grep -c 'apply goes on from SCN' %s/node1/node.log", sb.dir)->code, 0, "%s", res.out);
+}
+
+/* ---- synchronous commit and the RPO ---------------------------------------------------- */
+
+#include <stdatomic.h>
+#include <sys/mman.h>
+
+#define CNT_BLOCKS 8
+
+/* Committers: one process per primary node, each adding 1 to the first 8 bytes of its own
+ * block of file cnt, commit by commit; acked[n] is the last value whose commit returned. */
+static _Atomic uint64_t *acked;
+
+static void committer(int node, uint32_t fid)
+{
+	struct coral_session *s;
+	if (coral_session_open(cl.conf, node, "test", "test_standby", &s) != 0)
+		_exit(1);
+	for (uint64_t v = 1;; v++) {
+		struct coral_block *b;
+		if (coral_block_get(s, fid, (uint64_t)(node - 1), CORAL_MODE_X, &b) != 0)
+			_exit(2);
+		if (coral_block_modify(s, b, 0, &v, sizeof(v)) != 0)
+			_exit(3);
+		coral_block_release(s, b);
+		if (coral_commit(s, NULL) != 0)
+			_exit(4); /* the node is gone, or the gate held it past commit_timeout_ms */
+		atomic_store(&acked[node], v);
+	}
+}
+
+static uint32_t cnt_file_id(void)
+{
+	cr_assert_eq(run("%s -c %s --json datafile list", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	json_t *j = json_loads(res.out, 0, NULL);
+	cr_assert_not_null(j, "%s", res.out);
+	json_t *files = json_object_get(j, "files") ? json_object_get(j, "files") : j;
+	uint32_t id = 0;
+	for (size_t i = 0; i < json_array_size(files); i++)
+		if (strcmp(jstr(json_array_get(files, i), "name"), "cnt") == 0)
+			id = (uint32_t)jint(json_array_get(files, i), "id");
+	json_decref(j);
+	cr_assert_gt(id, 0);
+	return id;
+}
+
+static void start_committers(pid_t pids[4])
+{
+	acked = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(acked, MAP_FAILED);
+	uint32_t fid = cnt_file_id();
+	for (int n = 1; n <= 3; n++) {
+		pids[n] = fork();
+		cr_assert_geq(pids[n], 0);
+		if (pids[n] == 0)
+			committer(n, fid);
+	}
+}
+
+static void stop_committers(pid_t pids[4])
+{
+	for (int n = 1; n <= 3; n++) {
+		kill(pids[n], SIGKILL);
+		waitpid(pids[n], NULL, 0);
+	}
+}
+
+/* The first 8 payload bytes of block b of the standby's copy of file cnt. */
+static uint64_t copy_counter(int b)
+{
+	char path[400];
+	snprintf(path, sizeof(path), "%s/shared/standby/%s/cnt.dbf", sb.dir, cl.name);
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f, "%s", path);
+	uint8_t blk[8192];
+	cr_assert_eq(fseek(f, (long)b * 8192, SEEK_SET), 0);
+	cr_assert_eq(fread(blk, 1, sizeof(blk), f), sizeof(blk));
+	fclose(f);
+	uint64_t v;
+	memcpy(&v, blk + 32, 8);
+	return v;
+}
+
+static void seed_and_wait(void)
+{
+	cr_assert_eq(run("%s -c %s datafile create cnt %d", CORALCTL, cl.conf, CNT_BLOCKS)->code, 0, "%s", res.out);
+	cr_assert_eq(run("%s -c %s -n 1 standby seed %s/shared", CORALCTL, sb.conf, cl.dir)->code, 0, "%s", res.out);
+	for (int i = 0; i < 100; i++) {
+		json_t *a = standby_apply();
+		bool ok = a && strcmp(jstr(a, "state"), "applying") == 0;
+		json_decref(a);
+		if (ok)
+			return;
+		usleep(100000);
+	}
+	cr_assert_fail("the standby did not start applying");
+}
+
+static json_t *commit_view(int node)
+{
+	json_t *j = ctl_json(node, "standby status");
+	cr_assert_not_null(j);
+	json_t *c = json_incref(json_object_get(j, "commit"));
+	json_decref(j);
+	cr_assert_not_null(c);
+	return c;
+}
+
+/* Strict synchronous commit (FIRST 1 of the standby), and every primary node killed with
+ * SIGKILL in the middle of the commits: once the standby has applied what it holds (finish,
+ * the failover's first step), every commit that returned on the primary is there. */
+Test(standby, strict_sync_loses_no_acknowledged_commit_when_every_primary_node_dies, .fini = stop_both)
+{
+	snprintf(primary_sync, sizeof(primary_sync), "FIRST 1 (sb%dsb)", (int)getpid());
+	start_both();
+	seed_and_wait();
+	json_t *c = commit_view(1);
+	cr_expect_neq(strstr(jstr(c, "mode"), "sync FIRST 1"), NULL, "%s", jstr(c, "mode"));
+	json_decref(c);
+	pid_t pids[4];
+	start_committers(pids);
+	sleep(3);
+	c = commit_view(2);
+	cr_expect_gt(jint(c, "waits"), 10, "commits did not wait for the standby: %s", json_dumps(c, 0));
+	json_decref(c);
+	kill_nodes(0, 1, 3);
+	stop_committers(pids);
+	uint64_t got[4];
+	for (int n = 1; n <= 3; n++)
+		got[n] = atomic_load(&acked[n]);
+	cr_assert_gt(got[1] + got[2] + got[3], 30, "the committers did too little to tell");
+	cr_assert_eq(run("%s -c %s -n 1 standby finish", CORALCTL, sb.conf)->code, 0, "%s", res.out);
+	cr_expect_neq(strstr(res.out, "finished"), NULL, "%s", res.out);
+	for (int n = 1; n <= 3; n++)
+		cr_expect_geq(copy_counter(n - 1), got[n], "node %d: its commit of %llu returned, the standby has %llu", n,
+			      (unsigned long long)got[n], (unsigned long long)copy_counter(n - 1));
+	/* the standby takes no more redo from this primary */
+	cr_assert_eq(run("%s -c %s -n 1 --json standby status", CORALCTL, sb.conf)->code, 0);
+	cr_expect_neq(strstr(res.out, "finished (failover)"), NULL, "%s", res.out);
+	munmap((void *)acked, 4096);
+}
+
+/* With sync_fallback_ms, the standby stopped: commits wait, then fall back to asynchronous
+ * after it (recorded with the reason), go on, and wait again once the standby is back and
+ * caught up. */
+Test(standby, sync_falls_back_after_the_timeout_and_returns_when_the_standby_is_back, .fini = stop_both)
+{
+	snprintf(primary_sync, sizeof(primary_sync), "FIRST 1 (sb%dsb)", (int)getpid());
+	snprintf(primary_fallback, sizeof(primary_fallback), "1500");
+	start_both();
+	seed_and_wait();
+	pid_t pids[4];
+	start_committers(pids);
+	sleep(1);
+	cr_assert_eq(run("%s -c %s stop all", CORAL_NODE, sb.conf)->code, 0, "%s", res.out);
+	uint64_t at_stop = atomic_load(&acked[1]);
+	sleep(4);
+	uint64_t later = atomic_load(&acked[1]);
+	cr_expect_gt(later, at_stop + 10, "commits did not go on after the fallback (%llu then %llu)",
+		     (unsigned long long)at_stop, (unsigned long long)later);
+	json_t *c = commit_view(1);
+	cr_expect(json_is_true(json_object_get(c, "fallen_back")), "%s", json_dumps(c, 0));
+	json_decref(c);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, sb.conf)->code, 0, "%s", res.out);
+	bool again = false;
+	for (int i = 0; i < 150 && !again; i++) {
+		usleep(100000);
+		c = commit_view(1);
+		again = !json_is_true(json_object_get(c, "fallen_back")) && jint(c, "switches") >= 2;
+		json_decref(c);
+	}
+	cr_expect(again, "commits did not become synchronous again");
+	stop_committers(pids);
+	cr_assert_eq(run("%s -c %s -n 1 standby history", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_expect_neq(strstr(res.out, "fell back"), NULL, "%s", res.out);
+	cr_expect_neq(strstr(res.out, "sync again"), NULL, "%s", res.out);
+	munmap((void *)acked, 4096);
+}
+
+/* Asynchronous with an RPO of 64 KiB: the standby's replicad stopped (SIGSTOP) for a while,
+ * commits wait once it lacks more than that; every primary node killed afterwards: what the
+ * standby lacks of any node's acknowledged commits is within the bound. */
+Test(standby, async_with_an_rpo_loses_at_most_the_bound, .fini = stop_both)
+{
+	snprintf(primary_lag, sizeof(primary_lag), "64K");
+	start_both();
+	seed_and_wait();
+	pid_t pids[4];
+	start_committers(pids);
+	sleep(1);
+	char pidf[300];
+	snprintf(pidf, sizeof(pidf), "%s/node1/replicad.pid", sb.dir);
+	cr_assert_eq(run("kill -STOP $(cat %s)", pidf)->code, 0, "%s", res.out);
+	uint64_t at_stop = atomic_load(&acked[1]);
+	sleep(2);
+	uint64_t held = atomic_load(&acked[1]);
+	json_t *c = commit_view(1);
+	cr_expect_gt(jint(c, "waiting") + jint(c, "waits"), 0, "no commit waited at the RPO: %s", json_dumps(c, 0));
+	json_decref(c);
+	/* about 64 KiB of commits (each some 200 bytes of redo) went on, then they waited */
+	cr_expect_lt(held - at_stop, 2000, "commits went on past the RPO (%llu then %llu)", (unsigned long long)at_stop,
+		     (unsigned long long)held);
+	cr_assert_eq(run("kill -CONT $(cat %s)", pidf)->code, 0, "%s", res.out);
+	sleep(1);
+	kill_nodes(0, 1, 3);
+	stop_committers(pids);
+	cr_assert_eq(run("%s -c %s -n 1 standby finish", CORALCTL, sb.conf)->code, 0, "%s", res.out);
+	for (int n = 1; n <= 3; n++) {
+		uint64_t want = atomic_load(&acked[n]), have = copy_counter(n - 1);
+		/* a commit is some 200 bytes: 64 KiB is at most ~330 of them */
+		cr_expect_leq(want - (have < want ? have : want), 400, "node %d: %llu acknowledged, %llu on the standby", n,
+			      (unsigned long long)want, (unsigned long long)have);
+	}
+	munmap((void *)acked, 4096);
 }

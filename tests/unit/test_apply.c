@@ -145,3 +145,21 @@ Test(apply, a_block_takes_the_changes_above_its_scn_only)
 	cr_expect_eq(apply_block(&bad, 1, img, sizeof(img)), CORAL_ECORRUPT);
 	cr_expect_eq(h->scn, 30, "left as it was");
 }
+
+Test(apply, every_horizon_lifted_releases_everything)
+{
+	struct apply *a = two_threads();
+	rec(a, 1, CORAL_REDO_CHANGE, CORAL_REDO_F_BEGIN, 7, 10, 3, 0, 111);
+	rec(a, 1, CORAL_REDO_COMMIT, 0, 7, 11, 0, 0, 0);
+	rec(a, 2, CORAL_REDO_CHANGE, CORAL_REDO_F_BEGIN, 9, 5, 4, 0, 222);
+	rec(a, 2, CORAL_REDO_COMMIT, 0, 9, 6, 0, 0, 0);
+	/* a failover: no more redo comes from any thread */
+	apply_mark(a, 1, UINT64_MAX);
+	apply_mark(a, 2, UINT64_MAX);
+	cr_expect_eq(apply_horizon(a, NULL), UINT64_MAX);
+	const struct apply_change *c;
+	cr_expect_eq(apply_release(a, &c), 2);
+	apply_done(a);
+	cr_expect_eq(apply_stats(a)->txns_applied, 2);
+	apply_free(a);
+}
