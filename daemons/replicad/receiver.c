@@ -375,10 +375,21 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 	struct receiver *r = arg;
 	(void)lis, (void)salen;
 	if (r->nconns >= RX_MAX_CONNS) {
+		/* full: the oldest connection that has not said hello goes (a primary's never
+		 * does), else the new one is refused */
+		struct rconn *old = NULL;
+		for (struct rconn *c = r->conns; c; c = c->next)
+			if (c->t == NULL)
+				old = c; /* the list is newest first */
 		r->refused_conns++;
-		log_warn("replication port: %d connections already: one more refused", r->nconns);
-		close(fd);
-		return;
+		if (old == NULL) {
+			log_warn("replication port: %d connections, every one a primary's: one more refused", r->nconns);
+			close(fd);
+			return;
+		}
+		log_warn("replication port: %d connections already: the oldest without a hello (%s) is closed", r->nconns,
+			 old->peer);
+		conn_close(old);
 	}
 	struct rconn *c = calloc(1, sizeof(*c));
 	if (c == NULL) {

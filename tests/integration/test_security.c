@@ -230,88 +230,6 @@ Test(security, an_idle_crowd_on_the_http_ports_is_held_to_their_bound)
 	cr_expect_eq(mcode, 401, "the metrics port after the crowd left (no token: 401): %s", res.out);
 }
 
-/* seeded bytes for the garbage test */
-static uint64_t junk_state;
-static uint8_t junk_byte(void)
-{
-	junk_state ^= junk_state << 13;
-	junk_state ^= junk_state >> 7;
-	junk_state ^= junk_state << 17;
-	return (uint8_t)junk_state;
-}
-
-/* Opens a connection to node 1's TCP port base+off, or its Unix socket path; -1 if nothing
- * listens there. */
-static int junk_connect(int off, const char *path)
-{
-	int fd;
-	if (path) {
-		struct sockaddr_un sun = {.sun_family = AF_UNIX};
-		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-			close(fd);
-			return -1;
-		}
-		return fd;
-	}
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(cl.base_port + off))};
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* What is thrown at each port: random bytes of random lengths, a frame header claiming 4 GiB,
- * an HTTP request, a TLS ClientHello's first bytes, 64 KiB of zeros, and a connection closed
- * half-way. Returns how many connections were taken. */
-static int throw_junk(int off, const char *path)
-{
-	static const char http_req[] = "GET /v1/kv/x HTTP/1.1\r\nHost: x\r\n\r\n";
-	static const uint8_t tls_hello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03};
-	static const uint8_t huge[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1, 2, 3, 4};
-	static uint8_t buf[65536];
-	int taken = 0;
-	for (int k = 0; k < 24; k++) {
-		int fd = junk_connect(off, path);
-		if (fd < 0)
-			return taken;
-		taken++;
-		size_t n;
-		const void *p = buf;
-		if (k == 0) {
-			p = http_req;
-			n = sizeof(http_req) - 1;
-		} else if (k == 1) {
-			p = tls_hello;
-			n = sizeof(tls_hello);
-		} else if (k == 2) {
-			p = huge;
-			n = sizeof(huge);
-		} else if (k == 3) {
-			memset(buf, 0, sizeof(buf));
-			n = sizeof(buf);
-		} else {
-			n = 1 + junk_byte() % 4096u;
-			for (size_t i = 0; i < n; i++)
-				buf[i] = junk_byte();
-		}
-		/* the peer may close as soon as it sees what this is: a short write is fine */
-		if (send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-			/* refused at once */
-		}
-		if (k % 4 == 0)
-			shutdown(fd, SHUT_WR); /* half-closed: the peer must not wait on it forever */
-		else
-			usleep(2000);
-		close(fd);
-	}
-	return taken;
-}
-
 /* Garbage on every port of node 1 (each TCP port of its range that listens, each daemon's
  * Unix socket): no daemon dies or restarts, the node stays healthy, the cluster keeps its
  * leader and commits. Under ASan+UBSan the harness also reads the node logs for reports. */
@@ -323,7 +241,7 @@ Test(security, garbage_on_every_port_is_refused_and_hurts_nobody)
 	junk_state = 0x9e3779b97f4a7c15ull;
 	int ports = 0, conns = 0;
 	for (int off = 0; off < 16; off++) {
-		int t = throw_junk(off, NULL);
+		int t = throw_junk(cl.base_port + off, NULL);
 		ports += t > 0;
 		conns += t;
 	}

@@ -103,9 +103,14 @@ static void start_both(void)
 
 static void stop_both(void)
 {
+	/* both stopped before either's logs are read: a sanitizer's report there ends the
+	 * program, which must not leave the other cluster running */
 	if (sb.conf[0] && run("%s -c %s stop all", CORAL_NODE, sb.conf)->code != 0)
 		fprintf(stderr, "teardown: %s\n", res.out);
-	print_node_log_errors(sb.dir);
+	if (run("%s -c %s stop all", CORAL_NODE, cl.conf)->code != 0)
+		fprintf(stderr, "teardown: %s\n", res.out);
+	if (sb.dir[0])
+		print_node_log_errors(sb.dir);
 	cl_teardown();
 	memset(&sb, 0, sizeof(sb));
 }
@@ -591,4 +596,40 @@ Test(standby, async_with_an_rpo_loses_at_most_the_bound, .fini = stop_both)
 			      (unsigned long long)want, (unsigned long long)have);
 	}
 	munmap((void *)acked, 4096);
+}
+
+/* Garbage on the standby's receiver (random bytes, a frame claiming 4 GiB, HTTP, a TLS hello,
+ * zeros, half-closed connections), and 200 connections that say nothing: the receiver counts
+ * and closes them, replicad does not restart, and the primary's threads keep arriving. */
+Test(standby, garbage_and_idle_connections_on_the_receiver_hurt_nothing, .fini = stop_both)
+{
+	start_both();
+	cr_assert_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --seconds 1", CORAL_BUILDDIR, cl.conf)->code, 0, "%s",
+		     res.out);
+	wait_caught_up(20000);
+	junk_state = 0x2545f4914f6cdd1dull;
+	int conns = 0;
+	for (int round = 0; round < 8; round++)
+		conns += throw_junk(sb.port, NULL);
+	cr_expect_geq(conns, 150);
+	/* idle ones: at most 128 held, the rest refused; the held ones closed after the hello's time */
+	int idle[200], held = 0;
+	for (int i = 0; i < 200; i++)
+		if ((idle[i] = junk_connect(sb.port, NULL)) >= 0)
+			held++;
+	cr_expect_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --seconds 2", CORAL_BUILDDIR, cl.conf)->code, 0, "%s",
+		     res.out);
+	for (int i = 0; i < 200; i++)
+		if (idle[i] >= 0)
+			close(idle[i]);
+	wait_caught_up(20000);
+	copies_equal();
+	json_t *j = json_loads(run("%s -c %s -n 1 --json standby status", CORALCTL, sb.conf)->out, 0, NULL);
+	cr_assert_not_null(j, "%s", res.out);
+	cr_expect_gt(jint(j, "bad_hellos"), 100, "%s", res.out);
+	json_decref(j);
+	cr_expect_eq(run("%s -c %s --json status 1", CORAL_NODE, sb.conf)->code, 0, "the standby is not healthy: %s",
+		     res.out);
+	cr_expect_eq(run("grep -c 'replicad killed\\|replicad exited' %s/node1/node.log", sb.dir)->code, 1,
+		     "replicad restarted: %s", res.out);
 }
