@@ -267,6 +267,15 @@ uint64_t coral_scn_next(struct coral_cache *c)
 	return atomic_fetch_add(&c->scn, 1) + 1;
 }
 
+void coral_cache_stamp_scn(struct coral_cache *c, struct coral_buf *b, uint64_t scn)
+{
+	uint32_t ch = coral_cache_chain(c, b->file, b->block);
+	coral_cache_lock(c, ch);
+	if (scn > b->scn)
+		b->scn = scn;
+	coral_cache_unlock(c, ch);
+}
+
 uint64_t coral_scn_observe(struct coral_cache *c, uint64_t seen)
 {
 	uint64_t cur = atomic_load(&c->scn);

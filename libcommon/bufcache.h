@@ -184,6 +184,10 @@ void coral_buf_wait(struct coral_buf *b, uint32_t seen, int timeout_ms);
 
 /* The SCN: next for a change, and merged with one that came in a message. */
 uint64_t coral_scn_next(struct coral_cache *c);
+/* A commit's SCN on a buffer it changed, before the buffer's pin goes (libcoral's commit,
+ * smond's rollback of a dead process's transaction): whoever changes it next, here or on
+ * another node, does so above the commit. Never lowers it. */
+void coral_cache_stamp_scn(struct coral_cache *c, struct coral_buf *b, uint64_t scn);
 uint64_t coral_scn_observe(struct coral_cache *c, uint64_t seen);
 static inline uint64_t coral_scn_current(const struct coral_cache *c)
 {

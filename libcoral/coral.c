@@ -908,12 +908,7 @@ static void stamp_commit(struct coral_session *s, uint64_t scn)
 		struct coral_block *k = &s->pins[i];
 		if (!k->used || !k->changed || k->own)
 			continue;
-		struct coral_buf *buf = coral_cache_buf(s->cache, k->buf);
-		uint32_t ch = coral_cache_chain(s->cache, k->file, k->block);
-		coral_cache_lock(s->cache, ch);
-		if (scn > buf->scn)
-			buf->scn = scn;
-		coral_cache_unlock(s->cache, ch);
+		coral_cache_stamp_scn(s->cache, coral_cache_buf(s->cache, k->buf), scn);
 	}
 }
 

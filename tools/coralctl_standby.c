@@ -174,6 +174,22 @@ int run_standby_status(int argc, char **argv)
 	return rc;
 }
 
+/* An admin request that answers with a line of what it did. */
+static int action(Coral__CtlRequest *req, int want)
+{
+	Coral__CtlResponse *resp = daemon_call(CORAL_D_REPLICAD, req, want);
+	if (resp == NULL)
+		return 1;
+	const Coral__StandbyActionReply *a =
+		want == CORAL__CTL_RESPONSE__BODY_STANDBY_SEED ? resp->standby_seed : resp->standby_finish;
+	if (ctx.json)
+		print_json(json_pack("{s:s}", "result", a->result));
+	else
+		printf("%s\n", a->result);
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
 int run_standby_seed(int argc, char **argv)
 {
 	(void)argc;
@@ -182,15 +198,7 @@ int run_standby_seed(int argc, char **argv)
 	body.source = argv[0];
 	req.body_case = CORAL__CTL_REQUEST__BODY_STANDBY_SEED;
 	req.standby_seed = &body;
-	Coral__CtlResponse *resp = daemon_call(CORAL_D_REPLICAD, &req, CORAL__CTL_RESPONSE__BODY_STANDBY_SEED);
-	if (resp == NULL)
-		return 1;
-	if (ctx.json)
-		print_json(json_pack("{s:s}", "result", resp->standby_seed->result));
-	else
-		printf("%s\n", resp->standby_seed->result);
-	coral_ctl_response_free(resp);
-	return 0;
+	return action(&req, CORAL__CTL_RESPONSE__BODY_STANDBY_SEED);
 }
 
 int run_standby_history(int argc, char **argv)
@@ -223,14 +231,9 @@ int run_standby_history(int argc, char **argv)
 int run_standby_finish(int argc, char **argv)
 {
 	(void)argc, (void)argv;
-	Coral__CtlResponse *resp = daemon_ask(CORAL_D_REPLICAD, CORAL__CTL_REQUEST__BODY_STANDBY_FINISH,
-					      CORAL__CTL_RESPONSE__BODY_STANDBY_FINISH);
-	if (resp == NULL)
-		return 1;
-	if (ctx.json)
-		print_json(json_pack("{s:s}", "result", resp->standby_finish->result));
-	else
-		printf("%s\n", resp->standby_finish->result);
-	coral_ctl_response_free(resp);
-	return 0;
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__StandbyFinishRequest body = CORAL__STANDBY_FINISH_REQUEST__INIT;
+	req.body_case = CORAL__CTL_REQUEST__BODY_STANDBY_FINISH;
+	req.standby_finish = &body;
+	return action(&req, CORAL__CTL_RESPONSE__BODY_STANDBY_FINISH);
 }

@@ -224,6 +224,17 @@ static int cmp_change(const void *x, const void *y)
 	return a->scn < b->scn ? -1 : a->scn > b->scn;
 }
 
+/* A transaction taken off its thread's queue goes back at its head (memory ran out): it is
+ * released next time. */
+static void put_back(struct apply *a, struct thr *th, struct txn *t)
+{
+	t->qnext = th->qhead;
+	th->qhead = t;
+	if (th->qtail == NULL)
+		th->qtail = t;
+	a->batch_scn = 0;
+}
+
 size_t apply_release(struct apply *a, const struct apply_change **out)
 {
 	if (a->nrel > 0) {
@@ -244,12 +255,7 @@ size_t apply_release(struct apply *a, const struct apply_change **out)
 				size_t cap = a->rel_cap ? a->rel_cap * 2 : 64;
 				struct txn **r = realloc(a->rel, cap * sizeof(*r));
 				if (r == NULL) {
-					/* put it back: released next time */
-					t->qnext = th->qhead;
-					th->qhead = t;
-					if (th->qtail == NULL)
-						th->qtail = t;
-					a->batch_scn = 0;
+					put_back(a, th, t);
 					goto sort;
 				}
 				a->rel = r;
@@ -263,11 +269,7 @@ size_t apply_release(struct apply *a, const struct apply_change **out)
 				struct apply_change *b = realloc(a->batch, cap * sizeof(*b));
 				if (b == NULL) {
 					a->nrel--;
-					t->qnext = th->qhead;
-					th->qhead = t;
-					if (th->qtail == NULL)
-						th->qtail = t;
-					a->batch_scn = 0;
+					put_back(a, th, t);
 					goto sort;
 				}
 				a->batch = b;

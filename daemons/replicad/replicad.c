@@ -284,6 +284,26 @@ static void replicad_metrics(struct coral_daemon *d, struct coral_metrics_slot *
 	}
 }
 
+/* The answer of an admin request that says what it did in a line (seed, finish). */
+static void answer_action(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req, int rc,
+			  const char *msg, Coral__CtlResponse__BodyCase body)
+{
+	if (rc != 0) {
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), rc, "%s", msg);
+		return;
+	}
+	log_notice("%s", msg);
+	Coral__StandbyActionReply ar = CORAL__STANDBY_ACTION_REPLY__INIT;
+	ar.result = (char *)msg;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = body;
+	if (body == CORAL__CTL_RESPONSE__BODY_STANDBY_SEED)
+		resp.standby_seed = &ar;
+	else
+		resp.standby_finish = &ar;
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+}
+
 /* coralctl standby seed DIR (admin): the copy of the primary's data files made from DIR;
  * answered once it has started (its end shows in standby status). */
 static void h_seed(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
@@ -292,17 +312,7 @@ static void h_seed(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 	char msg[CORAL_ERRMSG_MAX];
 	const char *src = req->standby_seed->source ? req->standby_seed->source : "";
 	int rc = applier_seed(r->applier, src, msg, sizeof(msg));
-	if (rc != 0) {
-		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), rc, "%s", msg);
-		return;
-	}
-	log_notice("%s", msg);
-	Coral__StandbySeedReply sr = CORAL__STANDBY_SEED_REPLY__INIT;
-	sr.result = msg;
-	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
-	resp.body_case = CORAL__CTL_RESPONSE__BODY_STANDBY_SEED;
-	resp.standby_seed = &sr;
-	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+	answer_action(d, conn, req, rc, msg, CORAL__CTL_RESPONSE__BODY_STANDBY_SEED);
 }
 
 /* coralctl standby finish (admin): the primary is gone; apply everything, take no more. */
@@ -311,16 +321,7 @@ static void h_finish(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 	struct replicad *r = d->svc;
 	char msg[CORAL_ERRMSG_MAX];
 	int rc = applier_finish(r->applier, msg, sizeof(msg));
-	if (rc != 0) {
-		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), rc, "%s", msg);
-		return;
-	}
-	Coral__StandbyFinishReply fr = CORAL__STANDBY_FINISH_REPLY__INIT;
-	fr.result = msg;
-	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
-	resp.body_case = CORAL__CTL_RESPONSE__BODY_STANDBY_FINISH;
-	resp.standby_finish = &fr;
-	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+	answer_action(d, conn, req, rc, msg, CORAL__CTL_RESPONSE__BODY_STANDBY_FINISH);
 }
 
 /* coralctl standby history: the replication events this replicad saw, oldest first. */

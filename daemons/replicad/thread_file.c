@@ -54,14 +54,20 @@ static int seg_fd(struct thread_file *f, uint64_t seg)
 	return f->fd;
 }
 
+/* The part of [at, end) in at's segment: its segment, offset there and length. */
+static uint64_t span(const struct thread_file *f, uint64_t at, uint64_t end, uint64_t *seg, uint64_t *off)
+{
+	*seg = at / f->segsize;
+	*off = at % f->segsize;
+	uint64_t k = end - at;
+	return k > f->segsize - *off ? f->segsize - *off : k;
+}
+
 int thread_file_write(struct thread_file *f, uint64_t lsn, const void *buf, size_t n, const char **what)
 {
 	const uint8_t *src = buf;
 	for (uint64_t at = lsn, end = lsn + n; at < end;) {
-		uint64_t seg = at / f->segsize, off = at % f->segsize;
-		uint64_t k = end - at;
-		if (k > f->segsize - off)
-			k = f->segsize - off;
+		uint64_t seg, off, k = span(f, at, end, &seg, &off);
 		f->err_seg = seg;
 		int fd = seg_fd(f, seg);
 		if (fd < 0) {
@@ -125,10 +131,7 @@ int thread_file_read(struct thread_file *f, uint64_t lsn, void *buf, size_t n)
 {
 	uint8_t *dst = buf;
 	for (uint64_t at = lsn, end = lsn + n; at < end;) {
-		uint64_t seg = at / f->segsize, off = at % f->segsize;
-		uint64_t k = end - at;
-		if (k > f->segsize - off)
-			k = f->segsize - off;
+		uint64_t seg, off, k = span(f, at, end, &seg, &off);
 		f->err_seg = seg;
 		if (f->fd < 0 || f->fd_seg != seg) {
 			if (f->fd >= 0)

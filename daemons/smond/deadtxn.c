@@ -74,16 +74,20 @@ static int collect_fn(void *arg, const struct coral_redo_rec *h, const uint8_t *
 	return 0;
 }
 
+/* The buffer the slot's k-th pin holds in X, or NULL. */
+static struct coral_buf *x_pinned(struct coral_cache *c, struct coral_sess_slot *ss, int k)
+{
+	uint32_t v = atomic_load(&ss->pins[k]);
+	uint32_t idx = (v & ~CORAL_PINREC_X) - 1;
+	return v == 0 || !(v & CORAL_PINREC_X) || idx >= c->nbuf ? NULL : coral_cache_buf(c, idx);
+}
+
 /* The slot's X pin on (file, block): its record index, or -1. */
 static int pin_of(struct coral_cache *c, struct coral_sess_slot *ss, uint32_t file, uint64_t block)
 {
 	for (int k = 0; k < CORAL_CACHE_SLOT_PINS; k++) {
-		uint32_t v = atomic_load(&ss->pins[k]);
-		uint32_t idx = (v & ~CORAL_PINREC_X) - 1;
-		if (v == 0 || !(v & CORAL_PINREC_X) || idx >= c->nbuf)
-			continue;
-		struct coral_buf *b = coral_cache_buf(c, idx);
-		if (b->file == file && b->block == block)
+		struct coral_buf *b = x_pinned(c, ss, k);
+		if (b && b->file == file && b->block == block)
 			return k;
 	}
 	return -1;
@@ -175,16 +179,9 @@ static int rollback_slot(struct smond_deadtxn *dt, uint32_t i)
 			/* the blocks carry the commit's SCN before their pins go (as libcoral's
 			 * commit does): whoever changes one next does so above it */
 			for (int k = 0; k < CORAL_CACHE_SLOT_PINS; k++) {
-				uint32_t v = atomic_load(&ss->pins[k]);
-				uint32_t idx = (v & ~CORAL_PINREC_X) - 1;
-				if (v == 0 || !(v & CORAL_PINREC_X) || idx >= c->nbuf)
-					continue;
-				struct coral_buf *b = coral_cache_buf(c, idx);
-				uint32_t ch = coral_cache_chain(c, b->file, b->block);
-				coral_cache_lock(c, ch);
-				if (scn > b->scn)
-					b->scn = scn;
-				coral_cache_unlock(c, ch);
+				struct coral_buf *b = x_pinned(c, ss, k);
+				if (b)
+					coral_cache_stamp_scn(c, b, scn);
 			}
 			rc = coral_redo_wait(r, lsn, timeout);
 		}
