@@ -328,6 +328,10 @@ static const struct coral_opt coral__replication_opts[] = {
 	OPT(coral_replication_conf, max_lag_ms, INT, "0", 0, 86400000, true,
 	    "the RPO in time: commits wait while the oldest redo the best standby lacks is older than this "
 	    "(0: no bound)"),
+	OPT(coral_replication_conf, open_wait_ms, INT, "10000", 0, 86400000, false,
+	    "a primary node starting holds its commits until a standby has answered (and said whether it "
+	    "took over: then the node is fenced), at most this long; then it opens without knowing (logged, "
+	    "in the history)"),
 };
 
 int coral_sync_spec_parse(const char *s, struct coral_sync_spec *o, char *why, size_t whysz)

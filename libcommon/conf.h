@@ -228,6 +228,7 @@ struct coral_replication_conf {
 	int64_t sync_fallback_ms;      /* 0: strict; else async after the sync set is short this long */
 	int64_t max_lag_bytes;         /* the RPO: commits wait past it (0: none) */
 	int64_t max_lag_ms;
+	int64_t open_wait_ms;          /* a primary starting waits this long to hear of a failover */
 };
 
 /* [replication] sync, parsed: commits wait for k of the named standbys (their [cluster]

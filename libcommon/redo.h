@@ -87,6 +87,9 @@ struct coral_redo {
 	_Atomic uint64_t gate_lsn;
 	_Atomic uint32_t gate_waiters;  /* commits waiting at the gate now */
 	_Atomic uint64_t gate_waits, gate_wait_us, gate_timeouts;
+	/* this cluster was failed over from (a standby took over at this site epoch, replicad
+	 * learned it): no change and no commit is taken (0: none) */
+	_Atomic uint64_t site_fenced;
 	/* counters */
 	_Atomic uint64_t records, commits, bytes, syncs, sync_us, full_waits, errors;
 	_Atomic uint64_t commits_synced;

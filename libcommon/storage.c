@@ -276,6 +276,64 @@ int coral_datafile_create(const struct coral_conf *conf, const char *name, uint6
 	return rc;
 }
 
+int coral_datafile_adopt(const struct coral_conf *conf, const struct coral_ctlfile *from, const char *from_dir,
+			 char *err, size_t errsz)
+{
+	if (from->block_size != (uint32_t)conf->storage.block_size) {
+		snprintf(err, errsz, "the files have blocks of %u bytes, this storage %lld", from->block_size,
+			 (long long)conf->storage.block_size);
+		return CORAL_EINVAL;
+	}
+	if (coral_mkdir_p(conf->storage.shared_dir, 0750) != 0) {
+		snprintf(err, errsz, "%s: %s", conf->storage.shared_dir, strerror(errno));
+		return CORAL_EIO;
+	}
+	char lpath[CORAL_STR_MAX + 32];
+	cf_path(conf, "control.lock", lpath, sizeof(lpath));
+	int lfd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	if (lfd < 0 || fcntl(lfd, F_SETLKW, &fl) != 0) {
+		snprintf(err, errsz, "%s: %s", lpath, strerror(errno));
+		if (lfd >= 0)
+			close(lfd);
+		return CORAL_EIO;
+	}
+	struct coral_ctlfile *cf = malloc(sizeof(*cf));
+	int rc = cf ? coral_ctlfile_load(conf, cf, err, errsz) : CORAL_ENOMEM;
+	for (uint32_t i = 0; i < from->nfiles && rc == 0; i++) {
+		for (uint32_t j = 0; j < cf->nfiles && rc == 0; j++)
+			if (strcmp(cf->files[j].name, from->files[i].name) == 0 || cf->files[j].id == from->files[i].id) {
+				snprintf(err, errsz, "this storage has a data file %s (id %u) already: %s (id %u) cannot come in",
+					 cf->files[j].name, cf->files[j].id, from->files[i].name, from->files[i].id);
+				rc = CORAL_EEXIST;
+			}
+		if (rc == 0 && cf->nfiles + from->nfiles > CORAL_MAX_DATAFILES) {
+			snprintf(err, errsz, "more than %d data files", CORAL_MAX_DATAFILES);
+			rc = CORAL_EFULL;
+		}
+	}
+	for (uint32_t i = 0; i < from->nfiles && rc == 0; i++) {
+		char src[CORAL_STR_MAX + 64], dst[CORAL_STR_MAX + 64];
+		snprintf(src, sizeof(src), "%s/%s.dbf", from_dir, from->files[i].name);
+		coral_datafile_path(conf, from->files[i].name, dst, sizeof(dst));
+		if (rename(src, dst) != 0) {
+			snprintf(err, errsz, "moving %s to %s: %s", src, dst, strerror(errno));
+			rc = CORAL_EIO;
+			break;
+		}
+		cf->files[cf->nfiles++] = from->files[i];
+		if (from->files[i].id >= cf->next_id)
+			cf->next_id = from->files[i].id + 1;
+	}
+	if (rc == 0 && (rc = fsync_dir(conf->storage.shared_dir)) == 0)
+		rc = ctlfile_store(conf, cf, err, errsz);
+	free(cf);
+	fl.l_type = F_UNLCK;
+	fcntl(lfd, F_SETLK, &fl);
+	close(lfd);
+	return rc;
+}
+
 void coral_block_format(void *buf, uint32_t block_size, uint32_t file, uint64_t block, uint64_t scn)
 {
 	memset(buf, 0, block_size);

@@ -66,6 +66,12 @@ int coral_ctlfile_load(const struct coral_conf *conf, struct coral_ctlfile *cf, 
 int coral_datafile_create(const struct coral_conf *conf, const char *name, uint64_t blocks, uint32_t *id,
 			  char *err, size_t errsz);
 
+/* Takes the data files `from` lists, kept in from_dir (a standby's copy after its failover),
+ * into this storage: each file moved (renamed: the same file system) under its name and id,
+ * the control file written under the lock with them added. A name or id this storage has
+ * already is refused (CORAL_EEXIST), and nothing is moved. */
+int coral_datafile_adopt(const struct coral_conf *conf, const struct coral_ctlfile *from, const char *from_dir,
+			 char *err, size_t errsz);
 /* shared_dir/NAME.dbf into buf. */
 void coral_datafile_path(const struct coral_conf *conf, const char *name, char *buf, size_t bufsz);
 

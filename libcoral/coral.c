@@ -846,6 +846,9 @@ static int modify(struct coral_session *s, struct coral_block *b, uint32_t offse
 		atomic_fetch_add(&s->cache->dirty, 1);
 	}
 	coral_cache_unlock(s->cache, ch);
+	if (atomic_load(&s->redo->site_fenced))
+		return fail(s, CORAL_EFENCED, "this cluster was failed over from (a standby took over at site epoch %llu): "
+			    "it takes no change; coralctl standby status", (unsigned long long)atomic_load(&s->redo->site_fenced));
 	/* the SCN is taken under the redo latch: the thread is in SCN order (a standby's apply
 	 * relies on it, see coral_redo_mark) */
 	uint64_t scn = 0;
@@ -918,6 +921,9 @@ static int commit(struct coral_session *s, uint64_t *scn_out)
 		return CORAL_EFENCED;
 	if (s->txn && evicted_since(s, s->txn_since, "this transaction began"))
 		return CORAL_EFENCED;
+	if (atomic_load(&s->redo->site_fenced))
+		return fail(s, CORAL_EFENCED, "this cluster was failed over from (a standby took over at site epoch %llu): "
+			    "it takes no commit; coralctl standby status", (unsigned long long)atomic_load(&s->redo->site_fenced));
 	uint64_t scn = 0, lsn;
 	uint64_t t0 = coral_now_mono_ns();
 	int timeout = (int)s->conf.cache.commit_timeout_ms;

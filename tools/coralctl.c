@@ -429,6 +429,7 @@ static const struct coralctl_cmd cmds[] = {
 	{"standby", "seed", CORAL_D_REPLICAD, 1, 1, "PRIMARY_SHARED_DIR", "on a standby: copy the primary's data files from its shared storage (mounted here) and apply from its checkpoints (admin)", run_standby_seed},
 	{"standby", "history", CORAL_D_REPLICAD, 0, 0, "", "replication events: commit mode switches and why, slots dropped, seeds, the apply's stops", run_standby_history},
 	{"standby", "finish", CORAL_D_REPLICAD, 0, 0, "", "on a standby whose primary is gone: apply everything the copies hold, take no more redo (admin)", run_standby_finish},
+	{"standby", "failover", CORAL_D_REPLICAD, 0, 0, "", "on a standby whose primary is gone: finish, then take over (the copy's data files become this cluster's under the next site epoch) (admin)", run_standby_failover},
 	{"cache", NULL, -1, 0, 0, "", "the node's buffer cache: buffers, dirty, past images, hit ratio", run_cache},
 	{"redo", NULL, -1, 0, 0, "", "the node's redo thread: LSN, durable LSN/SCN, group-commit batches", run_redo},
 	{"completion", "bash", -1, 0, 0, "", "the bash completion script for coralctl, made from this table", run_completion},

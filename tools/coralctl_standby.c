@@ -43,6 +43,7 @@ static json_t *apply_json(const Coral__StandbyApply *a)
 	json_object_set_new(j, "last_batch_us", json_integer((json_int_t)a->last_batch_us));
 	json_object_set_new(j, "seeded_from", json_string(a->seeded_from));
 	json_object_set_new(j, "seeded_ms", json_integer((json_int_t)a->seeded_ms));
+	json_object_set_new(j, "failed_over_epoch", json_integer((json_int_t)a->failed_over_epoch));
 	return j;
 }
 
@@ -82,6 +83,11 @@ static void thread_lines(const Coral__StandbyStatusReply *r)
 	}
 	const Coral__StandbyCommit *c = r->commit;
 	if (c) {
+		if (c->fenced_epoch)
+			printf("  FENCED: this cluster was failed over from (site epoch %llu): %s\n",
+			       (unsigned long long)c->fenced_epoch, c->fenced_why);
+		printf("  site epoch %llu%s\n", (unsigned long long)c->site_epoch,
+		       c->opened ? "" : "; starting: commits wait until a standby answers (open_wait_ms)");
 		printf("  commits: %s%s%s; gate %s", c->mode, c->rpo[0] ? "; RPO " : "", c->rpo,
 		       c->gate_on ? "on at LSN " : "off");
 		if (c->gate_on)
@@ -135,6 +141,10 @@ static int one(json_t *out)
 					       (json_int_t)c->waits, "wait_us", (json_int_t)c->wait_us, "timeouts",
 					       (json_int_t)c->timeouts, "fallen_back", (int)c->fallen_back, "switches",
 					       (json_int_t)c->switches, "last_switch", c->last_switch);
+			json_object_set_new(cj, "site_epoch", json_integer((json_int_t)c->site_epoch));
+			json_object_set_new(cj, "fenced_epoch", json_integer((json_int_t)c->fenced_epoch));
+			json_object_set_new(cj, "fenced_why", json_string(c->fenced_why));
+			json_object_set_new(cj, "opened", json_boolean(c->opened));
 			json_object_set_new(j, "commit", cj);
 		}
 		json_array_append_new(out, j);
@@ -180,8 +190,9 @@ static int action(Coral__CtlRequest *req, int want)
 	Coral__CtlResponse *resp = daemon_call(CORAL_D_REPLICAD, req, want);
 	if (resp == NULL)
 		return 1;
-	const Coral__StandbyActionReply *a =
-		want == CORAL__CTL_RESPONSE__BODY_STANDBY_SEED ? resp->standby_seed : resp->standby_finish;
+	const Coral__StandbyActionReply *a = want == CORAL__CTL_RESPONSE__BODY_STANDBY_SEED	 ? resp->standby_seed
+					     : want == CORAL__CTL_RESPONSE__BODY_STANDBY_FINISH ? resp->standby_finish
+												: resp->standby_failover;
 	if (ctx.json)
 		print_json(json_pack("{s:s}", "result", a->result));
 	else
@@ -236,4 +247,14 @@ int run_standby_finish(int argc, char **argv)
 	req.body_case = CORAL__CTL_REQUEST__BODY_STANDBY_FINISH;
 	req.standby_finish = &body;
 	return action(&req, CORAL__CTL_RESPONSE__BODY_STANDBY_FINISH);
+}
+
+int run_standby_failover(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__StandbyFailoverRequest body = CORAL__STANDBY_FAILOVER_REQUEST__INIT;
+	req.body_case = CORAL__CTL_REQUEST__BODY_STANDBY_FAILOVER;
+	req.standby_failover = &body;
+	return action(&req, CORAL__CTL_RESPONSE__BODY_STANDBY_FAILOVER);
 }

@@ -11,6 +11,7 @@
 #include "log_writer.h"
 #include "repl.h"
 #include "sender.h"
+#include "site.h"
 
 #include "daemon.h"
 #include "errors.h"
@@ -37,8 +38,14 @@ struct ship_set {
 	struct event *ev_kick;
 	struct gate gate;
 	char sync_seen[CORAL_STR_MAX];  /* [replication] sync as last evaluated */
+	bool sync_known;
 	char mode[CORAL_STR_MAX + 64], rpo[96];
 	bool evaluating;
+	uint64_t epoch;                  /* this site's epoch */
+	uint64_t fenced;                 /* a failover happened at this epoch (0: none) */
+	char fenced_why[512];
+	bool opened;                     /* a standby answered, or open_wait_ms passed */
+	uint64_t open_deadline_ns;
 };
 
 static void mode_text(struct ship_set *set, const struct gate_conf *c)
@@ -79,9 +86,10 @@ void ship_set_changed(struct ship_set *set)
 	c.max_lag_bytes = (uint64_t)rc->max_lag_bytes;
 	c.max_lag_ms = (uint64_t)rc->max_lag_ms;
 	c.catch_up = (uint64_t)rc->chunk > 65536 ? (uint64_t)rc->chunk : 65536;
-	if (strcmp(set->sync_seen, rc->sync) != 0) {
-		if (set->sync_seen[0] || rc->sync[0])
+	if (!set->sync_known || strcmp(set->sync_seen, rc->sync) != 0) {
+		if (set->sync_known)
 			repl_history_add("sync changed", "[replication] sync: '%s' -> '%s'", set->sync_seen, rc->sync);
+		set->sync_known = true;
 		coral_strlcpy(set->sync_seen, rc->sync, sizeof(set->sync_seen));
 		set->gate.fallen = false;
 		set->gate.short_since_ns = 0;
@@ -96,6 +104,24 @@ void ship_set_changed(struct ship_set *set)
 	bool on;
 	uint64_t lsn;
 	enum gate_event ev = gate_eval(&set->gate, &c, gs, set->n, durable, now, &on, &lsn);
+	if (!set->opened) {
+		/* starting: no commit until a standby has said whether it took over */
+		bool heard = false;
+		for (int i = 0; i < set->n; i++)
+			heard = heard || sender_answered(set->s[i]);
+		if (heard) {
+			set->opened = true;
+		} else if (now >= set->open_deadline_ns) {
+			set->opened = true;
+			log_warn("no standby answered within [replication] open_wait_ms (%lld): commits are taken without "
+				 "knowing whether one took over", (long long)rc->open_wait_ms);
+			repl_history_add("opened blind", "no standby answered within open_wait_ms (%lld ms): a failover "
+					 "there would not be known here", (long long)rc->open_wait_ms);
+		} else {
+			on = true;
+			lsn = 0;
+		}
+	}
 	if (ev == GATE_FELL_BACK) {
 		log_warn("commits fall back to asynchronous: %s", set->gate.why);
 		repl_history_add("fell back", "%s", set->gate.why);
@@ -120,6 +146,22 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 	ship_set_changed(set);
 }
 
+void ship_set_fence(struct ship_set *set, uint64_t epoch, const char *why)
+{
+	if (set->fenced >= epoch)
+		return;
+	char err[CORAL_ERRMSG_MAX];
+	set->fenced = epoch;
+	coral_strlcpy(set->fenced_why, why, sizeof(set->fenced_why));
+	atomic_store(&set->redo->site_fenced, epoch);
+	if (site_fence_write(set->d->conf.storage.shared_dir, epoch, why, err, sizeof(err)) != 0)
+		log_error("the fence cannot be kept in the shared storage (%s): it holds until replicad stops", err);
+	log_error("this cluster was failed over from: %s; no change and no commit is taken from now on", why);
+	repl_history_add("fenced", "%s", why);
+}
+
+uint64_t ship_set_epoch(const struct ship_set *set) { return set->epoch; }
+
 void ship_set_kick(struct ship_set *set)
 {
 	if (set == NULL)
@@ -135,6 +177,12 @@ struct ship_set *ship_set_new(struct coral_daemon *d, struct coral_redo *redo, s
 	*rc = 0;
 	if (strcmp(rcf->role, "primary") != 0 || rcf->standby[0] == '\0') {
 		coral_redo_gate_set(redo, false, 0); /* none left from an earlier configuration */
+		char why[512];
+		uint64_t f = site_fence_read(d->conf.storage.shared_dir, why, sizeof(why));
+		atomic_store(&redo->site_fenced, strcmp(rcf->role, "primary") == 0 ? f : 0);
+		if (f && strcmp(rcf->role, "primary") == 0)
+			log_error("this cluster was failed over from (site epoch %llu: %s): no change and no commit is taken",
+				  (unsigned long long)f, why);
 		return NULL;
 	}
 	struct ship_set *set = calloc(1, sizeof(*set));
@@ -145,6 +193,17 @@ struct ship_set *ship_set_new(struct coral_daemon *d, struct coral_redo *redo, s
 	set->d = d;
 	set->redo = redo;
 	set->w = w;
+	set->epoch = site_epoch_read(d->conf.storage.shared_dir);
+	set->fenced = site_fence_read(d->conf.storage.shared_dir, set->fenced_why, sizeof(set->fenced_why));
+	atomic_store(&redo->site_fenced, set->fenced);
+	if (set->fenced) {
+		log_error("this cluster was failed over from (site epoch %llu: %s): no change and no commit is taken",
+			  (unsigned long long)set->fenced, set->fenced_why);
+		repl_history_add("fenced", "at the start, from the shared storage: site epoch %llu: %s",
+				 (unsigned long long)set->fenced, set->fenced_why);
+	}
+	set->open_deadline_ns = coral_now_mono_ns() + (uint64_t)rcf->open_wait_ms * 1000000ull;
+	set->opened = rcf->open_wait_ms == 0;
 	set->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	set->ev_kick = set->kick_fd >= 0 ? event_new(d->base, set->kick_fd, EV_READ | EV_PERSIST, on_kick, set) : NULL;
 	if (set->ev_kick == NULL) {
@@ -213,4 +272,8 @@ void ship_set_commit(struct ship_set *set, Coral__StandbyCommit *o)
 	o->fallen_back = set->gate.fallen;
 	o->switches = set->gate.switches;
 	o->last_switch = set->gate.why;
+	o->site_epoch = set->epoch;
+	o->fenced_epoch = set->fenced;
+	o->fenced_why = set->fenced_why;
+	o->opened = set->opened;
 }

@@ -101,13 +101,16 @@ static void on_refused_sent(struct bufferevent *bev, void *arg)
 	conn_close(arg);
 }
 
-static void refuse(struct rconn *c, int code, const char *why)
+static void refuse_signed(struct rconn *c, int code, const char *why, const uint8_t *mac)
 {
 	c->r->bad_hellos++;
 	log_warn("replication connection from %s refused: %s", c->peer, why);
 	Coral__ReplWelcome w = CORAL__REPL_WELCOME__INIT;
 	w.code = code;
 	w.error = (char *)why;
+	w.site_epoch = atomic_load(&c->r->feed.took_over);
+	if (mac)
+		w.mac = (ProtobufCBinaryData){REPL_MAC, (uint8_t *)mac};
 	Coral__ReplMsg m = CORAL__REPL_MSG__INIT;
 	m.body_case = CORAL__REPL_MSG__BODY_WELCOME;
 	m.welcome = &w;
@@ -115,6 +118,8 @@ static void refuse(struct rconn *c, int code, const char *why)
 	bufferevent_disable(c->bev, EV_READ);
 	bufferevent_setcb(c->bev, NULL, on_refused_sent, NULL, c);
 }
+
+static void refuse(struct rconn *c, int code, const char *why) { refuse_signed(c, code, why, NULL); }
 
 static void send_msg(struct rconn *c, Coral__ReplMsg *m) { repl_send(c->bev, m, c->r->max_frame); }
 
@@ -183,11 +188,6 @@ static void on_hello(struct rconn *c, const Coral__ReplHello *h)
 		refuse(c, CORAL_ECLUSTER, why);
 		return;
 	}
-	if (atomic_load(&r->feed.finished)) {
-		refuse(c, CORAL_EFENCED, "this standby has finished its apply (a failover): it takes no more redo from "
-			    "this primary");
-		return;
-	}
 	if (h->thread == 0 || h->thread > CORAL_MAX_NODES) {
 		snprintf(why, sizeof(why), "thread %u is out of range 1-%d", h->thread, CORAL_MAX_NODES);
 		refuse(c, CORAL_EINVAL, why);
@@ -195,6 +195,23 @@ static void on_hello(struct rconn *c, const Coral__ReplHello *h)
 	}
 	if (!repl_mac_ok(r->token, "primary", c->nonce, h->cluster, h->thread, &h->mac) || h->nonce.len != REPL_NONCE) {
 		refuse(c, CORAL_EPERM, "the hello does not prove the token of [replication] token_file");
+		return;
+	}
+	if (h->site_epoch > atomic_load(&r->feed.primary_epoch))
+		atomic_store(&r->feed.primary_epoch, h->site_epoch);
+	if (atomic_load(&r->feed.finished)) {
+		/* said to a primary that proved the token, and proved back: an old primary fences
+		 * itself on it, so nobody else may make it say so */
+		uint64_t e = atomic_load(&r->feed.took_over);
+		if (e)
+			snprintf(why, sizeof(why), "this standby took over (a failover, site epoch %llu): the old primary "
+				 "takes no more commits", (unsigned long long)e);
+		else
+			snprintf(why, sizeof(why), "this standby has finished its apply (a failover under way): it takes no "
+				 "more redo from this primary");
+		uint8_t mac[REPL_MAC];
+		repl_mac(r->token, "standby", h->nonce.data, h->cluster, h->thread, mac);
+		refuse_signed(c, CORAL_EFENCED, why, mac);
 		return;
 	}
 	char err[CORAL_ERRMSG_MAX];

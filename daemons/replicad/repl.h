@@ -33,6 +33,8 @@ struct standby_feed {
 	uint64_t mark_lsn[CORAL_MAX_NODES + 1], mark_scn[CORAL_MAX_NODES + 1];
 	_Atomic uint64_t max_scn;
 	_Atomic bool finished;         /* the apply finished (a failover): no more redo is taken */
+	_Atomic uint64_t primary_epoch; /* the highest site epoch a primary's hello said */
+	_Atomic uint64_t took_over;    /* this standby took over at this site epoch (0: not) */
 };
 
 struct coral_daemon;
@@ -69,6 +71,9 @@ int applier_seed(struct applier *a, const char *source, char *msg, size_t msgsz)
 /* The primary is gone (a failover): applies everything the copies hold, every horizon
  * lifted, and takes no more redo from the primary, for good. 0, or an error and why. */
 int applier_finish(struct applier *a, char *msg, size_t msgsz);
+/* The primary is gone: finish, then the copy's data files become this cluster's own under
+ * the next site epoch; the old primary is fenced when it comes back. */
+int applier_failover(struct applier *a, char *msg, size_t msgsz);
 struct Coral__StandbyApply;
 /* strings point into buffers of the caller's (state, source: 256 bytes each) */
 void applier_status(struct applier *a, struct Coral__StandbyApply *out, char *state, char *source);

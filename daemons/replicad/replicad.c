@@ -299,8 +299,10 @@ static void answer_action(struct coral_daemon *d, uint64_t conn, const Coral__Ct
 	resp.body_case = body;
 	if (body == CORAL__CTL_RESPONSE__BODY_STANDBY_SEED)
 		resp.standby_seed = &ar;
-	else
+	else if (body == CORAL__CTL_RESPONSE__BODY_STANDBY_FINISH)
 		resp.standby_finish = &ar;
+	else
+		resp.standby_failover = &ar;
 	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
 }
 
@@ -322,6 +324,15 @@ static void h_finish(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 	char msg[CORAL_ERRMSG_MAX];
 	int rc = applier_finish(r->applier, msg, sizeof(msg));
 	answer_action(d, conn, req, rc, msg, CORAL__CTL_RESPONSE__BODY_STANDBY_FINISH);
+}
+
+/* coralctl standby failover (admin): finish, then the copy is this cluster's. */
+static void h_failover(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct replicad *r = d->svc;
+	char msg[CORAL_ERRMSG_MAX];
+	int rc = applier_failover(r->applier, msg, sizeof(msg));
+	answer_action(d, conn, req, rc, msg, CORAL__CTL_RESPONSE__BODY_STANDBY_FAILOVER);
 }
 
 /* coralctl standby history: the replication events this replicad saw, oldest first. */
@@ -352,6 +363,7 @@ static const struct coral_daemon_request replicad_requests[] = {
 	{CORAL__CTL_REQUEST__BODY_STANDBY_STATUS, false, h_standby, NULL, NULL},
 	{CORAL__CTL_REQUEST__BODY_STANDBY_SEED, true, h_seed, NULL, NULL},
 	{CORAL__CTL_REQUEST__BODY_STANDBY_FINISH, true, h_finish, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_STANDBY_FAILOVER, true, h_failover, NULL, NULL},
 };
 
 static const struct coral_daemon_def replicad_def = {

@@ -79,6 +79,7 @@ struct sender {
 	/* counters */
 	uint64_t wire_bytes, connects, refusals;
 	bool need_seed;
+	bool answered;                 /* a welcome came (or a refusal) since the start */
 	char last_error[256];
 };
 
@@ -275,6 +276,7 @@ static void on_challenge(struct sender *s, const Coral__ReplChallenge *c)
 		ids[i] = (uint32_t)s->d->conf.nodes[i].id;
 	h.threads = ids;
 	h.n_threads = (size_t)s->d->conf.nnodes;
+	h.site_epoch = ship_set_epoch(s->set);
 	Coral__ReplMsg m = CORAL__REPL_MSG__INIT;
 	m.body_case = CORAL__REPL_MSG__BODY_HELLO;
 	m.hello = &h;
@@ -284,6 +286,15 @@ static void on_challenge(struct sender *s, const Coral__ReplChallenge *c)
 
 static void on_welcome(struct sender *s, const Coral__ReplWelcome *w)
 {
+	s->answered = true;
+	if (w->code == CORAL_EFENCED && w->site_epoch > ship_set_epoch(s->set) &&
+	    repl_mac_ok(s->token, "standby", s->nonce, s->d->conf.cluster.name, s->thread, &w->mac)) {
+		snprintf(s->last_error, sizeof(s->last_error), "standby %s took over at site epoch %llu: %s",
+			 s->name[0] ? s->name : s->peer, (unsigned long long)w->site_epoch, w->error);
+		ship_set_fence(s->set, w->site_epoch, s->last_error);
+		drop(s, true);
+		return;
+	}
 	if (w->code != 0) {
 		snprintf(s->last_error, sizeof(s->last_error), "the standby refused thread %u: %s", s->thread,
 			 w->error);
@@ -497,6 +508,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 void sender_pump(struct sender *s) { pump(s); }
 
 bool sender_connected(const struct sender *s) { return s->state == S_SHIPPING; }
+
+bool sender_answered(const struct sender *s) { return s->answered; }
 
 uint64_t sender_acked(const struct sender *s) { return s->tx.acked; }
 

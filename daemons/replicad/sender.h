@@ -31,7 +31,15 @@ bool sender_slot(struct sender *s, uint64_t durable, uint64_t *from);
 /* Its status entry. */
 void sender_status(struct sender *s, Coral__StandbyThread *t);
 
+/* Whether the standby has answered a hello since the start (welcomed or refused). */
+bool sender_answered(const struct sender *s);
+
 /* The set, called by a sender when what it knows changed (an ack, a connection). */
 void ship_set_changed(struct ship_set *set);
+/* A standby refused this node because it took over at site epoch `epoch`: the node is
+ * fenced, for good. */
+void ship_set_fence(struct ship_set *set, uint64_t epoch, const char *why);
+/* This node's site epoch (the hello says it). */
+uint64_t ship_set_epoch(const struct ship_set *set);
 
 #endif

@@ -19,6 +19,7 @@
 
 #include "apply.h"
 #include "history.h"
+#include "site.h"
 
 #include "crc32c.h"
 #include "daemon.h"
@@ -41,7 +42,7 @@
 #include <unistd.h>
 
 #define STATE_MAGIC 0x59504c41u /* "APLY" */
-#define STATE_VERSION 2
+#define STATE_VERSION 3
 
 struct state {
 	uint32_t magic, version;
@@ -53,6 +54,7 @@ struct state {
 	uint64_t resume[CORAL_MAX_NODES + 1];
 	uint64_t finished_ns;         /* the apply finished (a failover): no more redo */
 	uint64_t end[CORAL_MAX_NODES + 1];  /* ... each copy's end then */
+	uint64_t took_over;           /* the copy became this cluster's at this site epoch */
 	uint32_t pad;
 	uint32_t crc;
 };
@@ -613,9 +615,15 @@ struct applier *applier_new(struct coral_daemon *d, struct receiver *r, int *rc)
 		snprintf(a->state_text, sizeof(a->state_text), "applying");
 		if (a->st.finished_ns) {
 			atomic_store(&a->feed->finished, true);
-			snprintf(a->state_text, sizeof(a->state_text),
-				 "finished (failover): applied SCN %llu; no more redo is taken",
-				 (unsigned long long)a->st.applied_scn);
+			atomic_store(&a->feed->took_over, a->st.took_over);
+			if (a->st.took_over)
+				snprintf(a->state_text, sizeof(a->state_text),
+					 "took over at site epoch %llu (the copy is this cluster's): applied SCN %llu",
+					 (unsigned long long)a->st.took_over, (unsigned long long)a->st.applied_scn);
+			else
+				snprintf(a->state_text, sizeof(a->state_text),
+					 "finished (failover): applied SCN %llu; no more redo is taken",
+					 (unsigned long long)a->st.applied_scn);
 		}
 		log_info("the standby's apply goes on from SCN %llu (seeded from %s)", (unsigned long long)a->st.applied_scn,
 			 a->st.source);
@@ -745,6 +753,69 @@ int applier_finish(struct applier *a, char *msg, size_t msgsz)
 	return 0;
 }
 
+int applier_failover(struct applier *a, char *msg, size_t msgsz)
+{
+	if (a == NULL) {
+		snprintf(msg, msgsz, "this node is not a standby ([replication] role)");
+		return CORAL_EINVAL;
+	}
+	pthread_mutex_lock(&a->mu);
+	uint64_t took = a->st.took_over;
+	bool finished = a->st.finished_ns != 0;
+	pthread_mutex_unlock(&a->mu);
+	if (took) {
+		snprintf(msg, msgsz, "this standby took over already, at site epoch %llu", (unsigned long long)took);
+		return CORAL_EEXIST;
+	}
+	if (!finished) {
+		int rc = applier_finish(a, msg, msgsz);
+		if (rc != 0)
+			return rc;
+		pthread_mutex_lock(&a->mu);
+		finished = a->st.finished_ns != 0;
+		pthread_mutex_unlock(&a->mu);
+		if (!finished) {
+			snprintf(msg, msgsz, "the apply is still finishing: ask again");
+			return CORAL_EBUSY;
+		}
+	}
+	/* the apply does nothing more once finished: its files are this thread's to move */
+	char err[CORAL_ERRMSG_MAX];
+	const char *own = a->d->conf.storage.shared_dir;
+	uint64_t e = site_epoch_read(own), pe = atomic_load(&a->feed->primary_epoch);
+	uint64_t epoch = (e > pe ? e : pe) + 1;
+	pthread_mutex_lock(&a->mu);
+	close_files(a);
+	int rc = coral_datafile_adopt(&a->d->conf, a->cf, a->dir, err, sizeof(err));
+	if (rc == 0)
+		rc = site_epoch_write(own, epoch, err, sizeof(err));
+	if (rc == 0) {
+		a->st.took_over = epoch;
+		rc = state_write(a, &a->st, err, sizeof(err));
+	}
+	if (rc == 0) {
+		snprintf(a->state_text, sizeof(a->state_text),
+			 "took over at site epoch %llu (the copy is this cluster's): applied SCN %llu",
+			 (unsigned long long)epoch, (unsigned long long)a->st.applied_scn);
+		atomic_store(&a->feed->took_over, epoch);
+	}
+	uint32_t nfiles = a->cf->nfiles;
+	uint64_t applied = a->st.applied_scn;
+	pthread_mutex_unlock(&a->mu);
+	if (rc != 0) {
+		snprintf(msg, msgsz, "the failover stopped: %s", err);
+		repl_history_add("failover failed", "%s", err);
+		return rc;
+	}
+	snprintf(msg, msgsz,
+		 "took over at site epoch %llu: the %u data files of the copy are this cluster's now (applied SCN %llu); "
+		 "sessions may change them; the old primary is fenced when it reaches this standby",
+		 (unsigned long long)epoch, nfiles, (unsigned long long)applied);
+	repl_history_add("failover", "took over at site epoch %llu: %u data files, applied SCN %llu",
+			 (unsigned long long)epoch, nfiles, (unsigned long long)applied);
+	return 0;
+}
+
 void applier_status(struct applier *a, Coral__StandbyApply *o, char *state, char *source)
 {
 	coral__standby_apply__init(o);
@@ -767,6 +838,7 @@ void applier_status(struct applier *a, Coral__StandbyApply *o, char *state, char
 	o->abandoned = a->cs.txns_abandoned;
 	o->batches = a->batches;
 	o->last_batch_us = a->last_batch_us;
+	o->failed_over_epoch = a->st.took_over;
 	uint64_t now = coral_now_mono_ns();
 	o->lag_ms = a->moved_ns && a->cs.pending_bytes ? (now - a->moved_ns) / 1000000ull : 0;
 	pthread_mutex_unlock(&a->mu);

@@ -633,3 +633,59 @@ Test(standby, garbage_and_idle_connections_on_the_receiver_hurt_nothing, .fini =
 	cr_expect_eq(run("grep -c 'replicad killed\\|replicad exited' %s/node1/node.log", sb.dir)->code, 1,
 		     "replicad restarted: %s", res.out);
 }
+
+/* A failover: strict synchronous commit, coral-bank on the primary, every primary node
+ * killed with SIGKILL in the middle; the standby finishes and takes over: the bank's accounts
+ * there add up and take transfers (the bank passes on the new primary). The old primary,
+ * started again, learns of it from the standby and is fenced: it takes no commit, and says
+ * why. */
+Test(standby, failover_opens_the_standby_and_the_old_primary_is_fenced, .fini = stop_both)
+{
+	snprintf(primary_sync, sizeof(primary_sync), "FIRST 1 (sb%dsb)", (int)getpid());
+	start_both();
+	cr_assert_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --seconds 1", CORAL_BUILDDIR, cl.conf)->code, 0, "%s",
+		     res.out);
+	seed_and_wait();
+	pid_t bank = bank_background(BANK_ARGS " --seconds 10");
+	sleep(3);
+	kill_nodes(bank, 1, 3);
+	cr_assert_eq(run("%s -c %s -n 1 standby failover", CORALCTL, sb.conf)->code, 0, "%s", res.out);
+	cr_expect_neq(strstr(res.out, "took over at site epoch 2"), NULL, "%s", res.out);
+	/* the new primary: the accounts add up, and it takes transfers */
+	cr_assert_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --seconds 2 --json", CORAL_BUILDDIR, sb.conf)->code, 0,
+		     "the bank on the new primary: %s", res.out);
+	json_t *b = json_loads(strchr(res.out, '{'), 0, NULL);
+	cr_assert_not_null(b, "%s", res.out);
+	cr_expect_eq(jint(b, "total_before"), 200 * 1000, "%s", res.out);
+	cr_expect_gt(jint(b, "transfers"), 50, "%s", res.out);
+	json_decref(b);
+	/* the old primary comes back: fenced */
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	int fenced = 0;
+	for (int i = 0; i < 200 && fenced < 3; i++) {
+		usleep(100000);
+		fenced = 0;
+		for (int n = 1; n <= 3; n++) {
+			json_t *j = ctl_json(n, "standby status");
+			json_t *c = j ? json_object_get(j, "commit") : NULL;
+			fenced += c && jint(c, "fenced_epoch") == 2;
+			json_decref(j);
+		}
+	}
+	cr_assert_eq(fenced, 3, "the old primary's nodes did not learn of the failover");
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(cl.conf, 1, "test", "test_standby", &s), 0, "%s", coral_session_error(s));
+	struct coral_block *blk = NULL;
+	int rc = coral_block_get(s, 1, 0, CORAL_MODE_X, &blk);
+	if (rc == 0) {
+		uint64_t v = 7;
+		rc = coral_block_modify(s, blk, 0, &v, sizeof(v));
+	}
+	cr_expect_eq(rc, CORAL_ERR_FENCED, "the old primary took a change: %s", coral_session_error(s));
+	cr_expect_neq(strstr(coral_session_error(s), "failed over"), NULL, "%s", coral_session_error(s));
+	coral_session_close(s);
+	cr_assert_eq(run("%s -c %s -n 2 standby history", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_expect_neq(strstr(res.out, "fenced"), NULL, "%s", res.out);
+	/* for good: the fence is in the old primary's storage */
+	cr_expect_eq(run("test -s %s/shared/fenced", cl.dir)->code, 0);
+}
