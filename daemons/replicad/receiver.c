@@ -19,6 +19,8 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -413,6 +415,8 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 		close(fd);
 		return;
 	}
+	int one = 1; /* an acknowledgement goes at once: a synchronous commit waits on it */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->r = r;
 	char host[INET6_ADDRSTRLEN] = "?";
 	int port = 0;

@@ -30,6 +30,8 @@
 #include <event2/event.h>
 #include <lz4.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -410,9 +412,12 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct sender *s = arg;
-	(void)bev;
-	if (what & BEV_EVENT_CONNECTED)
+	if (what & BEV_EVENT_CONNECTED) {
+		/* acknowledgements and small ranges go at once: a synchronous commit waits on them */
+		int one = 1;
+		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		return; /* the standby speaks first */
+	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		int e = EVUTIL_SOCKET_ERROR();
 		if (s->state == S_SHIPPING)
