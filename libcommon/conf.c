@@ -298,8 +298,8 @@ static const struct coral_opt coral__replication_opts[] = {
 	OPT(coral_replication_conf, primary_cluster, STR, "", 0, S - 1, false,
 	    "on a standby, the [cluster] name of the primary whose redo it accepts"),
 	OPT(coral_replication_conf, token_file, STR, "", 0, S - 1, false,
-	    "the secret both sides hold, the first line of a file not readable by others: the primary "
-	    "proves it holds it (HMAC-SHA256 of the standby's challenge), the token itself never crosses "
+	    "the secret both sides hold, the first line of a file not readable by others: each side "
+	    "proves it holds it (HMAC-SHA256 of the other's challenge), the token itself never crosses "
 	    "the network; required when a standby is named or role = standby"),
 	OPT(coral_replication_conf, window, SIZE, "4M", 4096, (int64_t)1 << 30, false,
 	    "redo bytes sent to the standby and not yet acknowledged durable, at most"),

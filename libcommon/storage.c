@@ -153,6 +153,30 @@ static int ctlfile_store(const struct coral_conf *conf, struct coral_ctlfile *cf
 	return rc;
 }
 
+/* The control lock (control.lock, fcntl, exclusive: every node and tool that changes the
+ * control file takes it): its descriptor, or a CORAL_E* code with why in err. */
+static int ctl_lock(const struct coral_conf *conf, char *err, size_t errsz)
+{
+	char lpath[CORAL_STR_MAX + 32];
+	cf_path(conf, "control.lock", lpath, sizeof(lpath));
+	int lfd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	if (lfd < 0 || coral_own_like_dir(lfd, lpath, conf->storage.shared_dir) != 0 || fcntl(lfd, F_SETLKW, &fl) != 0) {
+		snprintf(err, errsz, "%s: %s", lpath, strerror(errno));
+		if (lfd >= 0)
+			close(lfd);
+		return CORAL_EIO;
+	}
+	return lfd;
+}
+
+static void ctl_unlock(int lfd)
+{
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+	fcntl(lfd, F_SETLK, &fl);
+	close(lfd);
+}
+
 static bool name_ok(const char *s)
 {
 	size_t n = strlen(s);
@@ -206,16 +230,9 @@ int coral_datafile_create(const struct coral_conf *conf, const char *name, uint6
 		snprintf(err, errsz, "%s: %s", conf->storage.shared_dir, strerror(errno));
 		return CORAL_EIO;
 	}
-	char lpath[CORAL_STR_MAX + 32];
-	cf_path(conf, "control.lock", lpath, sizeof(lpath));
-	int lfd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-	if (lfd < 0 || coral_own_like_dir(lfd, lpath, conf->storage.shared_dir) != 0 || fcntl(lfd, F_SETLKW, &fl) != 0) {
-		snprintf(err, errsz, "%s: %s", lpath, strerror(errno));
-		if (lfd >= 0)
-			close(lfd);
-		return CORAL_EIO;
-	}
+	int lfd = ctl_lock(conf, err, errsz);
+	if (lfd < 0)
+		return lfd;
 	struct coral_ctlfile *cf = malloc(sizeof(*cf));
 	int rc = cf ? coral_ctlfile_load(conf, cf, err, errsz) : CORAL_ENOMEM;
 	char path[CORAL_STR_MAX + 64];
@@ -270,9 +287,7 @@ int coral_datafile_create(const struct coral_conf *conf, const char *name, uint6
 			unlink(path);
 	}
 	free(cf);
-	fl.l_type = F_UNLCK;
-	fcntl(lfd, F_SETLK, &fl);
-	close(lfd);
+	ctl_unlock(lfd);
 	return rc;
 }
 
@@ -288,16 +303,9 @@ int coral_datafile_adopt(const struct coral_conf *conf, const struct coral_ctlfi
 		snprintf(err, errsz, "%s: %s", conf->storage.shared_dir, strerror(errno));
 		return CORAL_EIO;
 	}
-	char lpath[CORAL_STR_MAX + 32];
-	cf_path(conf, "control.lock", lpath, sizeof(lpath));
-	int lfd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-	if (lfd < 0 || fcntl(lfd, F_SETLKW, &fl) != 0) {
-		snprintf(err, errsz, "%s: %s", lpath, strerror(errno));
-		if (lfd >= 0)
-			close(lfd);
-		return CORAL_EIO;
-	}
+	int lfd = ctl_lock(conf, err, errsz);
+	if (lfd < 0)
+		return lfd;
 	struct coral_ctlfile *cf = malloc(sizeof(*cf));
 	int rc = cf ? coral_ctlfile_load(conf, cf, err, errsz) : CORAL_ENOMEM;
 	for (uint32_t i = 0; i < from->nfiles && rc == 0; i++) {
@@ -328,9 +336,7 @@ int coral_datafile_adopt(const struct coral_conf *conf, const struct coral_ctlfi
 	if (rc == 0 && (rc = fsync_dir(conf->storage.shared_dir)) == 0)
 		rc = ctlfile_store(conf, cf, err, errsz);
 	free(cf);
-	fl.l_type = F_UNLCK;
-	fcntl(lfd, F_SETLK, &fl);
-	close(lfd);
+	ctl_unlock(lfd);
 	return rc;
 }
 

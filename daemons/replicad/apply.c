@@ -5,6 +5,7 @@
 #include "errors.h"
 #include "storage.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -325,13 +326,16 @@ const struct apply_stats *apply_stats(const struct apply *a) { return &a->st; }
 
 int apply_block(const struct apply_change *c, size_t n, uint8_t *image, uint32_t block_size)
 {
-	struct coral_block_hdr *h = (struct coral_block_hdr *)image;
+	/* the header's SCN through memcpy: an image need not be aligned */
+	uint8_t *at_scn = image + offsetof(struct coral_block_hdr, scn);
 	uint32_t payload = block_size - CORAL_BLOCK_HDR;
 	for (size_t k = 0; k < n; k++)
 		if ((uint64_t)c[k].offset + c[k].nbytes > payload)
 			return CORAL_ECORRUPT;
 	/* against the image's own SCN: changes of one SCN all apply or none */
-	uint64_t base = h->scn, scn = h->scn;
+	uint64_t base, scn;
+	memcpy(&base, at_scn, sizeof(base));
+	scn = base;
 	int applied = 0;
 	for (size_t k = 0; k < n; k++) {
 		if (c[k].scn <= base)
@@ -341,6 +345,6 @@ int apply_block(const struct apply_change *c, size_t n, uint8_t *image, uint32_t
 		scn = c[k].scn;
 		applied++;
 	}
-	h->scn = scn;
+	memcpy(at_scn, &scn, sizeof(scn));
 	return applied;
 }

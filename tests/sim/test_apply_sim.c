@@ -73,13 +73,13 @@ struct node {
 struct model {
 	uint64_t seed;
 	struct node nd[NODES + 1];
-	uint8_t img[BLOCKS][BS];        /* the primary's current blocks */
+	_Alignas(8) uint8_t img[BLOCKS][BS];   /* the primary's current blocks */
 	int holder[BLOCKS];             /* node holding it (0: disk) */
 	int held_by_sess[BLOCKS];       /* node*8+session+1 while a transaction holds it */
 	struct ctxn *committed;
 	int ncommitted;
 	/* the standby */
-	uint8_t sb[BLOCKS][BS];         /* its copy, as written */
+	_Alignas(8) uint8_t sb[BLOCKS][BS];    /* its copy, as written */
 	struct apply *ap;
 	int fed[NODES + 1];             /* records added, per thread */
 	uint64_t resume[NODES + 1], applied_scn;  /* as of the last finished batch */
@@ -317,7 +317,7 @@ static void standby_start(struct model *m)
 
 static void check(struct model *m)
 {
-	static uint8_t want[BLOCKS][BS];
+	static _Alignas(8) uint8_t want[BLOCKS][BS];
 	uint64_t h = apply_stats(m->ap)->applied_scn;
 	expected(m, h, want);
 	int64_t sum = 0;

@@ -126,7 +126,7 @@ Test(apply, the_bytes_held_are_bounded)
 
 Test(apply, a_block_takes_the_changes_above_its_scn_only)
 {
-	uint8_t img[256] = {0};
+	_Alignas(8) uint8_t img[256] = {0};
 	struct coral_block_hdr *h = (struct coral_block_hdr *)img;
 	h->scn = 20;
 	uint64_t a = 1, b = 2, c = 3;
