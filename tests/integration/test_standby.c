@@ -24,7 +24,7 @@ static struct {
 static const char *primary_token = TOKEN;
 /* [replication] sync, sync_fallback_ms and max_lag_bytes for the next start_both (empty: as
  * etc/coral.conf has them) */
-static char primary_sync[128], primary_fallback[32], primary_lag[32];
+static char primary_sync[128], primary_fallback[32], primary_lag[32], primary_slot[32];
 
 /* Small segments, so that shipping crosses them and the primary recycles under the slot. */
 static char *small_segments(char *text)
@@ -53,7 +53,11 @@ static char *primary_edit(char *text)
 		snprintf(line, sizeof(line), "max_lag_bytes = %s\n", primary_lag);
 		text = replace_all(text, "max_lag_bytes = 0\n", line);
 	}
-	primary_sync[0] = primary_fallback[0] = primary_lag[0] = '\0';
+	if (primary_slot[0]) {
+		snprintf(line, sizeof(line), "slot_max_bytes = %s\n", primary_slot);
+		text = replace_all(text, "slot_max_bytes = 1G\n", line);
+	}
+	primary_sync[0] = primary_fallback[0] = primary_lag[0] = primary_slot[0] = '\0';
 	return small_segments(text);
 }
 
@@ -688,4 +692,51 @@ Test(standby, failover_opens_the_standby_and_the_old_primary_is_fenced, .fini = 
 	cr_expect_neq(strstr(res.out, "fenced"), NULL, "%s", res.out);
 	/* for good: the fence is in the old primary's storage */
 	cr_expect_eq(run("test -s %s/shared/fenced", cl.dir)->code, 0);
+}
+
+/* The slot at its cap: the standby stopped while the primary writes more than
+ * slot_max_bytes (1 MiB here) of redo on a thread: the slot is dropped (in the history), the
+ * segments are recycled as if there were no standby instead of filling the disk, and the
+ * standby, started again, is told it needs seeding. */
+Test(standby, a_slot_past_its_cap_is_dropped_and_the_standby_is_told_to_seed_again, .fini = stop_both)
+{
+	snprintf(primary_slot, sizeof(primary_slot), "1M");
+	start_both();
+	cr_assert_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --seconds 1", CORAL_BUILDDIR, cl.conf)->code, 0, "%s",
+		     res.out);
+	wait_caught_up(20000);
+	cr_assert_eq(run("%s -c %s stop all", CORAL_NODE, sb.conf)->code, 0, "%s", res.out);
+	int dropped = 0;
+	for (int round = 0; round < 15 && dropped == 0; round++) {
+		cr_assert_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --seconds 3", CORAL_BUILDDIR, cl.conf)->code, 0,
+			     "%s", res.out);
+		for (int n = 1; n <= 3; n++) {
+			json_t *j = ctl_json(n, "standby status");
+			json_t *t = j ? json_array_get(json_object_get(j, "threads"), 0) : NULL;
+			if (t && json_is_true(json_object_get(t, "slot_dropped")))
+				dropped = n;
+			json_decref(j);
+		}
+	}
+	cr_assert_gt(dropped, 0, "no slot was dropped: the bank wrote too little redo");
+	cr_assert_eq(run("%s -c %s -n %d standby history", CORALCTL, cl.conf, dropped)->code, 0, "%s", res.out);
+	cr_expect_neq(strstr(res.out, "slot dropped"), NULL, "%s", res.out);
+	/* recycled without the standby as the checkpoint moves on: the first segments go */
+	bool gone = false;
+	for (int i = 0; i < 30 && !gone; i++) {
+		gone = run("test -e %s/shared/redo/thread_%d/00000000.redo", cl.dir, dropped)->code != 0;
+		if (!gone)
+			run("%s/tools/coral-bank -c %s " BANK_ARGS " --nodes %d --seconds 1", CORAL_BUILDDIR, cl.conf, dropped);
+	}
+	cr_expect(gone, "thread %d still holds its first segment", dropped);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, sb.conf)->code, 0, "%s", res.out);
+	bool told = false;
+	for (int i = 0; i < 100 && !told; i++) {
+		usleep(100000);
+		json_t *j = ctl_json(dropped, "standby status");
+		json_t *t = j ? json_array_get(json_object_get(j, "threads"), 0) : NULL;
+		told = t && strstr(jstr(t, "last_error"), "needs seeding") != NULL;
+		json_decref(j);
+	}
+	cr_expect(told, "node %d's replicad did not say the standby needs seeding", dropped);
 }
