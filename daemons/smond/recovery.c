@@ -20,6 +20,7 @@ struct change {
 struct txn {
 	uint32_t thread, session;
 	bool committed, open;  /* open: still the session's current one while reading */
+	uint64_t commit_scn;   /* its commit record's (0: none read) */
 };
 
 #define RECOVERY_MAX_LIVE 64
@@ -105,7 +106,7 @@ static int64_t new_txn(struct recovery *r, uint32_t thread, uint32_t session)
 		r->open = p;
 		r->capopen = cap;
 	}
-	r->tx[r->ntx] = (struct txn){thread, session, false, true};
+	r->tx[r->ntx] = (struct txn){thread, session, false, true, 0};
 	r->open[r->nopen++] = r->ntx;
 	r->st.txns++;
 	return r->ntx++;
@@ -124,6 +125,7 @@ int recovery_add_record(struct recovery *r, uint32_t thread, const struct coral_
 		r->st.commits++;
 		if (t >= 0) {
 			r->tx[t].committed = true;
+			r->tx[t].commit_scn = rec->scn;
 			close_txn(r, (uint32_t)t);
 		}
 		return 0;
@@ -301,9 +303,14 @@ int recovery_apply(struct recovery *r, uint64_t i, uint8_t *image, uint32_t bloc
 	uint8_t *data = image + CORAL_BLOCK_HDR;
 	/* against the image's own SCN: changes of one SCN (none from libcoral, but records are
 	 * not trusted to be so) all apply or none */
-	uint64_t base = h->scn, scn = h->scn, applied = 0, skipped = 0, undone = 0, kept = 0;
+	uint64_t base = h->scn, scn = h->scn, applied = 0, skipped = 0, undone = 0, kept = 0, stamp = 0;
 	for (uint64_t k = a; k < b; k++) {
 		const struct change *c = &r->ch[k];
+		/* the lost node's commit stamped its blocks with the commit's SCN (libcoral): the
+		 * image carries it as a live one would, or a node reading it next could change it
+		 * below that commit (and a reader who saw the stamped copy see the SCN go back) */
+		if (r->tx[c->txn].committed && r->tx[c->txn].commit_scn > stamp)
+			stamp = r->tx[c->txn].commit_scn;
 		if (c->scn <= base) {
 			skipped++;
 			continue;
@@ -336,7 +343,7 @@ int recovery_apply(struct recovery *r, uint64_t i, uint8_t *image, uint32_t bloc
 		/* an image that no node ever held: newer than every one that was */
 		scn = r->st.max_scn + 1;
 	}
-	h->scn = scn;
+	h->scn = stamp > scn ? stamp : scn;
 	__atomic_fetch_add(&r->st.applied, applied, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&r->st.skipped, skipped, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&r->st.undone, undone, __ATOMIC_RELAXED);

@@ -149,7 +149,8 @@ Test(recovery, committed_changes_are_applied_and_an_open_transaction_rolled_back
 	image(img, 6, 0, "........");
 	apply(r, 6, img);
 	cr_expect(memcmp(payload(img), "....xx..", 8) == 0, "%.8s", payload(img));
-	cr_expect_eq(scn_of(img), 11);
+	cr_expect_eq(scn_of(img), 12, "the image carries its commit's SCN, as the live node's did (%llu)",
+		     (unsigned long long)scn_of(img));
 	const struct recovery_stats *st = recovery_stats(r);
 	cr_expect_eq(st->txns, 2);
 	cr_expect_eq(st->txns_open, 1);
@@ -166,10 +167,10 @@ Test(recovery, an_image_already_newer_skips_what_it_has)
 	write_thread(1);
 	struct recovery *r = read_all(4, NULL);
 	uint8_t img[BS];
-	image(img, 5, 20, "CCCC"); /* the disk has both */
+	image(img, 5, 20, "CCCC"); /* the disk has both (written before the commit's stamp) */
 	apply(r, 5, img);
 	cr_expect(memcmp(payload(img), "CCCC", 4) == 0);
-	cr_expect_eq(scn_of(img), 20);
+	cr_expect_eq(scn_of(img), 21, "the commit's SCN, not the change's: %llu", (unsigned long long)scn_of(img));
 	cr_expect_eq(recovery_stats(r)->skipped, 2);
 	cr_expect_eq(recovery_stats(r)->applied, 0);
 	recovery_free(r);
