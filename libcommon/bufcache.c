@@ -262,6 +262,12 @@ void coral_buf_wait(struct coral_buf *b, uint32_t seen, int timeout_ms)
 	atomic_fetch_sub(&b->waiters, 1);
 }
 
+void coral_buf_wake(struct coral_buf *b)
+{
+	atomic_fetch_add(&b->wake, 1);
+	coral__wake_waiters(b);
+}
+
 uint64_t coral_scn_next(struct coral_cache *c)
 {
 	return atomic_fetch_add(&c->scn, 1) + 1;

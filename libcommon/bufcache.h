@@ -32,6 +32,9 @@ enum {
 	CORAL_BUFF_SYNCING = 1 << 6,   /* written back, its data file's sync under way: it does
 					* not leave the node before (another node's newer write
 					* could otherwise be overwritten by this one's) */
+	CORAL_BUFF_WRITEWAIT = 1 << 7, /* the checkpoint found it dirty and exclusively pinned (or
+					* about to be shipped): no new exclusive pin until lmsd has
+					* copied it to write (a hot block is written all the same) */
 };
 enum { CORAL_ROLE_LOCAL, CORAL_ROLE_GLOBAL };
 
@@ -181,6 +184,8 @@ void coral_cache_unpin_rec(struct coral_cache *c, struct coral_buf *b, bool excl
 bool coral_cache_unpin_if(struct coral_cache *c, struct coral_buf *b, _Atomic uint32_t *rec, uint32_t v);
 /* Sleeps until the buffer's pins change or timeout_ms passes (futex on wake). */
 void coral_buf_wait(struct coral_buf *b, uint32_t seen, int timeout_ms);
+/* Wakes the sessions waiting on b (coral_buf_wait) after a mark that held them went. */
+void coral_buf_wake(struct coral_buf *b);
 
 /* The SCN: next for a change, and merged with one that came in a message. */
 uint64_t coral_scn_next(struct coral_cache *c);

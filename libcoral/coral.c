@@ -433,8 +433,10 @@ static int fast_pin(struct coral_session *s, uint32_t file, uint64_t block, int 
 	struct coral_buf *b = coral_cache_find(c, file, block, false);
 	int want = mode == CORAL_MODE_CR ? CORAL_BL_S : mode;
 	int r = 0;
+	/* a block the checkpoint waits to copy takes no new exclusive pin: waited for as a pin */
+	bool wwait = b && mode == CORAL_MODE_X && (b->flags & CORAL_BUFF_WRITEWAIT);
 	if (b && b->mode >= want && !(b->flags & CORAL_BUFF_SHIPWAIT)) {
-		if (coral_buf_try_pin(b, mode == CORAL_MODE_X)) {
+		if (!wwait && coral_buf_try_pin(b, mode == CORAL_MODE_X)) {
 			b->ref = 1;
 			*buf = coral_cache_index(c, b);
 			/* recorded in the latch hold that pins: a process that dies now leaves a

@@ -46,6 +46,7 @@ static int gcs_stats(void)
 		json_object_set_new(j, "write_errors", json_integer((json_int_t)r->write_errors));
 		json_object_set_new(j, "inv_held", json_integer((json_int_t)r->inv_held));
 		json_object_set_new(j, "log_waits", json_integer((json_int_t)r->log_waits));
+		json_object_set_new(j, "write_waits", json_integer((json_int_t)r->write_waits));
 		json_object_set_new(j, "log_wait_us", json_integer((json_int_t)r->log_wait_us));
 		json_object_set_new(j, "dropped_out", json_integer((json_int_t)r->dropped_out));
 		json_object_set_new(j, "kinds", kinds);
@@ -79,6 +80,8 @@ static int gcs_stats(void)
 		printf("  ships and invalidations that waited for their redo %llu (lmsd serving on meanwhile; "
 		       "the log waiter waited %.1f ms in all)\n",
 		       (unsigned long long)r->log_waits, (double)r->log_wait_us / 1000.0);
+		printf("  blocks the checkpoint found pinned or shipping, written at their unpin %llu\n",
+		       (unsigned long long)r->write_waits);
 		printf("  %-8s %10s %10s %10s\n", "KIND", "COUNT", "AVG_US", "P99_US");
 		for (size_t i = 0; i < r->n_kinds; i++)
 			printf("  %-8s %10llu %10llu %10llu\n", r->kinds[i]->kind, (unsigned long long)r->kinds[i]->count,

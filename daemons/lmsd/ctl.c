@@ -59,6 +59,7 @@ void lmsd_h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest
 	r.write_errors = s->write_errors;
 	r.inv_held = s->inv_held;
 	r.log_waits = s->log_waits;
+	r.write_waits = s->write_waits;
 	uint64_t waits;   /* the waiter's wake-ups: not reported */
 	lmsd_logwait_stats(l->logwait, &waits, &r.log_wait_us);
 	Coral__GcsKindStats k[GCS_SERVED_NKINDS], *kp[GCS_SERVED_NKINDS];

@@ -58,6 +58,7 @@ struct gcs_blk {
 struct gcs_written {
 	uint32_t buf, file;
 	uint64_t block, scn, gen;
+	uint64_t lsn;         /* the redo the image holds ends here */
 };
 
 #define GCS_MAX_QUERY 1024   /* transfers to a lost node being settled with their shipper */
@@ -117,6 +118,8 @@ struct gcs_core {
 	uint32_t freeidx[GCS_MAX_WAITS], nfree;
 	uint32_t *deferred;
 	uint32_t ndeferred;
+	uint32_t *wwait;              /* buffers marked CORAL_BUFF_WRITEWAIT: written at their unpin */
+	uint32_t nwwait;
 	uint8_t *scratch;             /* one block: what is shipped or written is copied here */
 	uint8_t *scratch2;            /* one more, for a disk image to compare with */
 	uint32_t *ckpt;               /* checkpoint: the buffers to write */
@@ -225,6 +228,7 @@ struct gcs_core *gcs_core_new(uint32_t self, struct coral_cache *cache, struct c
 		return NULL;
 	c->waits = calloc(GCS_MAX_WAITS, sizeof(*c->waits));
 	c->deferred = calloc(cache->nbuf, sizeof(*c->deferred));
+	c->wwait = calloc(cache->nbuf, sizeof(*c->wwait));
 	c->scratch = malloc(cache->block_size);
 	c->scratch2 = malloc(cache->block_size);
 	c->unacked = calloc(cache->nbuf, sizeof(*c->unacked));
@@ -232,7 +236,7 @@ struct gcs_core *gcs_core_new(uint32_t self, struct coral_cache *cache, struct c
 	c->ckpt_w = calloc(GCS_CKPT_BATCH, sizeof(*c->ckpt_w));
 	c->ckpt_io = calloc(GCS_CKPT_BATCH, sizeof(*c->ckpt_io));
 	c->ckpt_data = malloc((size_t)GCS_CKPT_BATCH * cache->block_size);
-	if (c->waits == NULL || c->deferred == NULL || c->scratch == NULL || c->scratch2 == NULL || c->unacked == NULL ||
+	if (c->waits == NULL || c->deferred == NULL || c->wwait == NULL || c->scratch == NULL || c->scratch2 == NULL || c->unacked == NULL ||
 	    c->ckpt == NULL || c->ckpt_w == NULL || c->ckpt_io == NULL || c->ckpt_data == NULL) {
 		gcs_core_free(c);
 		return NULL;
@@ -267,6 +271,7 @@ void gcs_core_free(struct gcs_core *c)
 		return;
 	free(c->waits);
 	free(c->deferred);
+	free(c->wwait);
 	free(c->scratch);
 	free(c->scratch2);
 	free(c->unacked);
@@ -291,7 +296,7 @@ void gcs_core_clock(struct gcs_core *c, uint64_t now_us)
 
 const struct gcs_stats *gcs_core_stats(const struct gcs_core *c) { return &c->st; }
 uint32_t gcs_core_waits(const struct gcs_core *c) { return c->nwaits; }
-uint32_t gcs_core_deferred(const struct gcs_core *c) { return c->ndeferred; }
+uint32_t gcs_core_deferred(const struct gcs_core *c) { return c->ndeferred + c->nwwait; }
 
 /* ---- messages ----------------------------------------------------------------------- */
 
@@ -418,22 +423,24 @@ static struct coral_buf *newest_pi(struct gcs_core *c, uint32_t file, uint64_t b
 /* Write-back in steps, so a checkpoint writes and syncs many blocks at once, off the loop:
  * the image is copied (to dst) while no session can be changing it (no exclusive pin) after
  * the redo that made it is durable; then written and synced; then the buffer is clean if it
- * did not change meanwhile, this node's older past images go, and the master hears of it. */
-static int wb_copy(struct gcs_core *c, struct coral_buf *b, uint8_t *dst, uint64_t *scn_out)
+ * did not change meanwhile, this node's older past images go, and the master hears of it.
+ * *w: what is written (the buffer may be another block's by the time it is synced: a
+ * checkpoint's sync runs off the loop). */
+static int wb_copy(struct gcs_core *c, struct coral_buf *b, uint8_t *dst, struct gcs_written *w)
 {
 	uint32_t i = coral_cache_index(c->cache, b);
 	uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
-	uint64_t forced = 0, scn;
+	uint64_t forced = 0;
 	for (;;) {
 		coral_cache_lock(c->cache, ch);
 		bool busy = (atomic_load(&b->pins) & CORAL_BUF_XPIN) != 0;
 		uint64_t lsn = b->redo_lsn;
 		if (!busy && lsn <= forced) {
 			memcpy(dst, coral_cache_data(c->cache, i), c->cache->block_size);
-			scn = b->scn;
+			*w = (struct gcs_written){i, b->file, b->block, b->scn, b->gen, lsn};
 			coral_cache_unlock(c->cache, ch);
-			TR(c, "wb-copy %u:%llu scn %llu flags %#x", b->file, (unsigned long long)b->block,
-			   (unsigned long long)scn, b->flags);
+			TR(c, "wb-copy %u:%llu scn %llu flags %#x", w->file, (unsigned long long)w->block,
+			   (unsigned long long)w->scn, b->flags);
 			break;
 		}
 		coral_cache_unlock(c->cache, ch);
@@ -445,7 +452,6 @@ static int wb_copy(struct gcs_core *c, struct coral_buf *b, uint8_t *dst, uint64
 		c->st.log_forces += (uint64_t)rc;
 		forced = lsn;
 	}
-	*scn_out = scn;
 	return 0;
 }
 
@@ -460,13 +466,6 @@ static int wb_write(struct gcs_core *c, uint32_t file, uint64_t block, uint8_t *
 	return rc;
 }
 
-/* What a write-back wrote: the buffer may have been reused for another block by the time
- * the data file is synced (a checkpoint's sync runs off the loop). */
-static struct gcs_written written_of(struct gcs_core *c, struct coral_buf *b, uint64_t scn)
-{
-	return (struct gcs_written){coral_cache_index(c->cache, b), b->file, b->block, scn, b->gen};
-}
-
 static void wb_done(struct gcs_core *c, const struct gcs_written *w)
 {
 	c->st.writes++;
@@ -477,10 +476,17 @@ static void wb_done(struct gcs_core *c, const struct gcs_written *w)
 	TR(c, "written %u:%llu scn %llu now %llu flags %#x", w->file, (unsigned long long)w->block,
 	   (unsigned long long)w->scn, (unsigned long long)b->scn, b->flags);
 	if ((b->flags & CORAL_BUFF_VALID) && b->file == w->file && b->block == w->block &&
-	    (b->flags & CORAL_BUFF_DIRTY) && b->scn == w->scn) {
-		b->flags &= (uint16_t)~CORAL_BUFF_DIRTY;
-		b->first_lsn = 0;
-		atomic_fetch_sub(&c->cache->dirty, 1);
+	    (b->flags & CORAL_BUFF_DIRTY)) {
+		if (b->scn == w->scn) {
+			b->flags &= (uint16_t)~CORAL_BUFF_DIRTY;
+			b->first_lsn = 0;
+			atomic_fetch_sub(&c->cache->dirty, 1);
+		} else if (b->first_lsn != 0 && b->first_lsn <= w->lsn) {
+			/* changed since the copy: every change the copy holds is on disk, and the
+			 * next began at or after its end. Else a block changed all the time, written
+			 * again and again, held the thread's checkpoint where it first became dirty */
+			b->first_lsn = w->lsn + 1;
+		}
 	}
 	coral_cache_unlock(c->cache, ch);
 	uint32_t file = w->file;
@@ -499,16 +505,70 @@ static void wb_done(struct gcs_core *c, const struct gcs_written *w)
 
 static int write_back(struct gcs_core *c, struct coral_buf *b)
 {
-	uint64_t scn;
-	int rc = wb_copy(c, b, c->scratch, &scn);
-	struct gcs_written w = written_of(c, b, scn);
+	struct gcs_written w;
+	int rc = wb_copy(c, b, c->scratch, &w);
 	if (rc == 0)
-		rc = wb_write(c, w.file, w.block, c->scratch, scn);
+		rc = wb_write(c, w.file, w.block, c->scratch, w.scn);
 	if (rc == 0)
 		rc = c->ops.sync(c->ops.arg);
 	if (rc == 0)
 		wb_done(c, &w);
 	return rc;
+}
+
+/* The checkpoint found b dirty and exclusively pinned, or about to be shipped. A hot block
+ * may never be found otherwise (its sessions pin it again at once, or it goes from node to
+ * node, a past image left behind each time): this node's checkpoint, and a lost node's
+ * recovery waiting for the images here that may hold its changes, would wait for ever. So
+ * no new exclusive pin is given (sessions wait as for a pin: a copy takes microseconds) and
+ * it is written at its unpin, before any ship. Latch held. */
+static void wwait_mark(struct gcs_core *c, struct coral_buf *b)
+{
+	if (b->flags & CORAL_BUFF_WRITEWAIT)
+		return;
+	b->flags |= CORAL_BUFF_WRITEWAIT;
+	idx_set_add(c->wwait, &c->nwwait, c->cache->nbuf, coral_cache_index(c->cache, b));
+	c->st.write_waits++;
+}
+
+/* The mark goes, and the sessions waiting on it are woken. Latch not held. */
+static void wwait_clear(struct gcs_core *c, struct coral_buf *b)
+{
+	uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
+	coral_cache_lock(c->cache, ch);
+	bool had = (b->flags & CORAL_BUFF_WRITEWAIT) != 0;
+	b->flags &= (uint16_t)~CORAL_BUFF_WRITEWAIT;
+	coral_cache_unlock(c->cache, ch);
+	if (had)
+		coral_buf_wake(b);
+}
+
+/* The marked buffers whose exclusive pin went: written now, on the loop (a few a second
+ * at most: a block is marked once a checkpoint). One whose redo is not durable yet waits
+ * for it (gcs_core_log_ready); a failed write leaves it dirty for the next checkpoint. */
+static void run_write_waits(struct gcs_core *c)
+{
+	for (uint32_t k = 0; k < c->nwwait;) {
+		struct coral_buf *b = coral_cache_buf(c->cache, c->wwait[k]);
+		uint32_t ch = coral_cache_chain(c->cache, b->file, b->block);
+		coral_cache_lock(c->cache, ch);
+		uint16_t f = b->flags;
+		bool want = (f & CORAL_BUFF_VALID) && (f & CORAL_BUFF_WRITEWAIT) && (f & CORAL_BUFF_DIRTY) &&
+			    !(f & CORAL_BUFF_PI);
+		bool busy = (atomic_load(&b->pins) & CORAL_BUF_XPIN) || (f & CORAL_BUFF_SYNCING);
+		coral_cache_unlock(c->cache, ch);
+		if (want && busy) {
+			k++;
+			continue;
+		}
+		int rc = want ? write_back(c, b) : 0;
+		if (rc == CORAL_EPENDING || rc == CORAL_EBUSY) {
+			k++;
+			continue;
+		}
+		c->wwait[k] = c->wwait[--c->nwwait];
+		wwait_clear(c, b);
+	}
 }
 
 static void send_release(struct gcs_core *c, uint32_t file, uint64_t block, uint64_t gen)
@@ -751,7 +811,8 @@ void gcs_core_get(struct gcs_core *c, uint32_t file, uint64_t block, int mode, u
 	int want = mode == GCS_MODE_CR ? CORAL_BL_S : mode;
 	if (b && b->mode >= want && !(b->flags & CORAL_BUFF_SHIPWAIT)) {
 		bool excl = mode == CORAL_BL_X;
-		int pinned = coral_buf_try_pin(b, excl) ? (excl ? 2 : 1) : 0;
+		/* none while the checkpoint waits to copy it: the session waits as for a pin */
+		int pinned = !(excl && (b->flags & CORAL_BUFF_WRITEWAIT)) && coral_buf_try_pin(b, excl) ? (excl ? 2 : 1) : 0;
 		b->ref = 1;
 		coral_cache_unlock(c->cache, ch);
 		c->st.local_hits++;
@@ -1476,6 +1537,7 @@ static bool io_pending(struct gcs_core *c, struct coral_buf *b)
 /* Transfers and invalidations that waited for a session's pin or for the log. */
 static void run_deferred(struct gcs_core *c)
 {
+	run_write_waits(c);  /* first: a marked block is written before it is shipped */
 	for (uint32_t k = 0; k < c->ndeferred;) {
 		uint32_t i = c->deferred[k];
 		struct coral_buf *b = coral_cache_buf(c->cache, i);
@@ -2320,7 +2382,7 @@ void gcs_core_self_lost(struct gcs_core *c)
 				b->flags &= (uint16_t)~CORAL_BUFF_DIRTY;
 				atomic_fetch_sub(&c->cache->dirty, 1);
 			}
-			b->flags &= (uint16_t)~(CORAL_BUFF_SHIPWAIT | CORAL_BUFF_UNACKED);
+			b->flags &= (uint16_t)~(CORAL_BUFF_SHIPWAIT | CORAL_BUFF_UNACKED | CORAL_BUFF_WRITEWAIT);
 			b->first_lsn = 0;
 			retire_locked(b);
 			free_it = atomic_load(&b->pins) == 0;
@@ -2333,6 +2395,7 @@ void gcs_core_self_lost(struct gcs_core *c)
 		}
 	}
 	c->ndeferred = 0;
+	c->nwwait = 0;
 	c->nunacked = 0;
 	c->nops = 0;
 	c->npidrop = 0;
@@ -2768,9 +2831,10 @@ int gcs_core_checkpoint(struct gcs_core *c)
 		coral_cache_lock(c->cache, ch);
 		/* an invalidation waits for the write of its dirty copy: that is written too */
 		bool inv = (b->flags & CORAL_BUFF_SHIPWAIT) && b->ship_kind == SHIP_INV;
-		bool want = (b->flags & CORAL_BUFF_VALID) && (b->flags & CORAL_BUFF_DIRTY) &&
-			    !(b->flags & CORAL_BUFF_PI) && (!(b->flags & CORAL_BUFF_SHIPWAIT) || inv) &&
-			    !(atomic_load(&b->pins) & CORAL_BUF_XPIN);
+		bool cand = (b->flags & CORAL_BUFF_VALID) && (b->flags & CORAL_BUFF_DIRTY) && !(b->flags & CORAL_BUFF_PI);
+		bool want = cand && (!(b->flags & CORAL_BUFF_SHIPWAIT) || inv) && !(atomic_load(&b->pins) & CORAL_BUF_XPIN);
+		if (cand && !want)
+			wwait_mark(c, b);
 		if (want && b->redo_lsn > lsn)
 			lsn = b->redo_lsn;
 		coral_cache_unlock(c->cache, ch);
@@ -2791,10 +2855,9 @@ int gcs_core_checkpoint(struct gcs_core *c)
 	for (uint32_t k = 0; k < n && m < GCS_CKPT_BATCH; k++) {
 		struct coral_buf *b = coral_cache_buf(c->cache, list[k]);
 		uint8_t *dst = c->ckpt_data + (size_t)m * c->cache->block_size;
-		uint64_t scn;
-		if (wb_copy(c, b, dst, &scn) == 0) {
-			c->ckpt_w[m] = written_of(c, b, scn);
-			c->ckpt_io[m] = (struct gcs_write){c->ckpt_w[m].file, c->ckpt_w[m].block, scn, dst};
+		if (wb_copy(c, b, dst, &c->ckpt_w[m]) == 0) {
+			wwait_clear(c, b);  /* copied: marked at an earlier checkpoint */
+			c->ckpt_io[m] = (struct gcs_write){c->ckpt_w[m].file, c->ckpt_w[m].block, c->ckpt_w[m].scn, dst};
 			m++;
 		}
 	}

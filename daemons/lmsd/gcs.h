@@ -116,6 +116,7 @@ struct gcs_stats {
 	uint64_t invalidations, pi_kept, pi_dropped, writes, write_errors, log_forces, cr_served;
 	uint64_t inv_held;      /* INVs left unanswered: the dirty image could not be written */
 	uint64_t log_waits;     /* ships and INVs that waited for their redo to become durable */
+	uint64_t write_waits;   /* blocks the checkpoint found pinned or shipping, written at the unpin */
 	uint64_t shipped, deferred, mastered, not_master, timeouts, full, refused_msgs;
 	struct gcs_hist lat[GCS_SERVED_NKINDS];
 };

@@ -488,6 +488,49 @@ Test(lmsd, the_checkpoint_stays_behind_an_unwritten_change_and_then_catches_up)
 	cr_expect_eq(kept, ckpt, "the thread's directory does not keep the checkpoint");
 }
 
+/* A hot block: two blocks' accounts moved between by sessions on two nodes, each block
+ * always pinned or on its way to the other node (a past image left behind each time). The
+ * checkpoint still writes it: it takes no new exclusive pin until lmsd has copied it at its
+ * unpin, and it is written before it is shipped. Without that, the thread's checkpoint stayed
+ * where the bank began (and a lost node's recovery, waiting for these images, for ever). */
+Test(lmsd, a_hot_block_passed_between_nodes_is_written_all_the_same)
+{
+	start_three("lmh", NULL);
+	pid_t bank = bank_background("--accounts 16 --per-block 8 --sessions 2 --readers 0 --nodes 1,2 --seconds 8");
+	sleep(3);
+	int64_t lsn[3];
+	for (int n = 1; n <= 2; n++) {
+		json_t *j = redo_json(n);
+		lsn[n] = jint(j, "lsn");
+		json_decref(j);
+	}
+	int64_t ckpt[3] = {0, 0, 0};
+	for (int i = 0; i < 40 && (ckpt[1] <= lsn[1] || ckpt[2] <= lsn[2]); i++) {
+		usleep(100000);
+		for (int n = 1; n <= 2; n++) {
+			json_t *j = redo_json(n);
+			ckpt[n] = jint(j, "checkpoint_lsn");
+			json_decref(j);
+		}
+	}
+	for (int n = 1; n <= 2; n++) {
+		fprintf(stderr, "node %d: the thread at %lld under the bank, its checkpoint at %lld soon after\n", n,
+			(long long)lsn[n], (long long)ckpt[n]);
+		cr_expect_gt(ckpt[n], lsn[n], "node %d's checkpoint did not pass the changes the bank made (%lld <= %lld)", n,
+			     (long long)ckpt[n], (long long)lsn[n]);
+	}
+	int64_t waits = 0;
+	for (int n = 1; n <= 2; n++) {
+		json_t *g = ctl_json(n, "gcs stats");
+		cr_assert_not_null(g, "%s", res.out);
+		waits += jint(g, "write_waits");
+		json_decref(g);
+	}
+	fprintf(stderr, "write waits: %lld\n", (long long)waits);
+	cr_expect_gt(waits, 0, "no block was found pinned or shipping by a checkpoint");
+	bank_checked(bank, 0);
+}
+
 /* libcoral's transactions (coral.h): a block changed and released before the commit stays
  * the transaction's; a session of another node reading it waits, and reads what was there
  * before once the change is rolled back (by coral_rollback, or by closing the session with

@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -221,13 +222,18 @@ struct clocked_arg {
 	struct coral_redo *ring;
 	_Atomic uint64_t *clock;
 	int n;
+	_Atomic bool go;
 };
 
 static void *clocked_appender(void *p)
 {
 	struct clocked_arg *a = p;
 	uint8_t bytes[24] = {1};
+	while (!atomic_load(&a->go))
+		sched_yield();
 	for (int i = 0; i < a->n; i++) {
+		if (i % 32 == 0)
+			sched_yield(); /* the marker interleaves even on a loaded machine */
 		uint64_t scn = 0, lsn;
 		int rc = coral_redo_append_clocked(a->ring, a->clock, CORAL_REDO_CHANGE, 0, &scn, 1, 1, (uint64_t)i, 0, bytes,
 						   NULL, sizeof(bytes), 1000, &lsn);
@@ -249,12 +255,13 @@ Test(ship, clocked_appends_keep_the_thread_in_scn_order_and_marks_hold)
 	cr_assert_eq(coral_redo_init(ring, sz, 4 << 20, 3), 0);
 	atomic_store(&ring->writer_pid, 1);
 	_Atomic uint64_t clock = 100;
-	struct clocked_arg a = {ring, &clock, 4000};
+	struct clocked_arg a = {ring, &clock, 4000, false};
 	pthread_t th[4];
 	for (int i = 0; i < 4; i++)
 		cr_assert_eq(pthread_create(&th[i], NULL, clocked_appender, &a), 0);
 	static struct mark marks[2000];
 	int nm = 0, taken = 0;
+	atomic_store(&a.go, true);
 	for (bool busy = true; busy; taken++) {
 		/* the last 2000 are kept (spread out once there are more: every other one) */
 		struct mark *m = &marks[nm < 2000 ? nm++ : 1000 + taken % 1000];
