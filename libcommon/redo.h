@@ -90,6 +90,8 @@ struct coral_redo {
 	/* this cluster was failed over from (a standby took over at this site epoch, replicad
 	 * learned it): no change and no commit is taken (0: none) */
 	_Atomic uint64_t site_fenced;
+	/* this cluster is a standby that has not taken over (replicad): no change is taken */
+	_Atomic uint32_t standby;
 	/* counters */
 	_Atomic uint64_t records, commits, bytes, syncs, sync_us, full_waits, errors;
 	_Atomic uint64_t commits_synced;

@@ -851,6 +851,9 @@ static int modify(struct coral_session *s, struct coral_block *b, uint32_t offse
 	if (atomic_load(&s->redo->site_fenced))
 		return fail(s, CORAL_EFENCED, "this cluster was failed over from (a standby took over at site epoch %llu): "
 			    "it takes no change; coralctl standby status", (unsigned long long)atomic_load(&s->redo->site_fenced));
+	if (atomic_load(&s->redo->standby))
+		return fail(s, CORAL_EPERM, "this cluster is a standby ([replication] role): it takes no change until it "
+			    "takes over (coralctl standby failover); coralctl standby status");
 	/* the SCN is taken under the redo latch: the thread is in SCN order (a standby's apply
 	 * relies on it, see coral_redo_mark) */
 	uint64_t scn = 0;

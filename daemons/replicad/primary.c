@@ -175,6 +175,8 @@ struct ship_set *ship_set_new(struct coral_daemon *d, struct coral_redo *redo, s
 {
 	const struct coral_replication_conf *rcf = &d->conf.replication;
 	*rc = 0;
+	if (strcmp(rcf->role, "primary") == 0)
+		atomic_store(&redo->standby, 0u); /* none left from an earlier configuration */
 	if (strcmp(rcf->role, "primary") != 0 || rcf->standby[0] == '\0') {
 		coral_redo_gate_set(redo, false, 0); /* none left from an earlier configuration */
 		char why[512];

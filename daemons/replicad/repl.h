@@ -1,13 +1,14 @@
 /* replicad's two sides of redo shipping, wired on its event loop (the protocol's core is
- * ship.c, the messages repl_msg.c).
+ * ship.c, the messages repl_msg.c), and the standby's apply (standby_apply.c).
  *
- * The sender (a primary node): one connection to [replication] standby for this node's
- * redo thread. The standby speaks first (a challenge), the sender proves the token and says
- * which thread, the standby proves it too and says what its copy holds; then the durable
- * bytes of the thread are read from its files in shared storage and sent in ranges, at most
- * a window unacknowledged, lz4 when it shrinks them, and the standby acknowledges what it
- * made durable. The sender holds the log writer's recycling at what the standby has (the
- * slot) up to [replication] slot_max_bytes.
+ * The senders (a primary node, primary.c and sender.c): one connection to each standby of
+ * [replication] standby for this node's redo thread. The standby speaks first (a
+ * challenge), the sender proves the token and says which thread, the standby proves it too
+ * and says what its copy holds; then the durable bytes of the thread are read from its files
+ * in shared storage and sent in ranges, at most a window unacknowledged, lz4 when it shrinks
+ * them, and the standby acknowledges what it made durable. The set holds the log writer's
+ * recycling at what the standbys have (their slots, each up to [replication]
+ * slot_max_bytes) and keeps the gate synchronous commits wait at.
  *
  * The receiver (a standby node): listens on base_port+7; one connection per primary thread
  * (a newer one for the same thread replaces the older); the copies are kept under

@@ -1,8 +1,10 @@
-/* The sender: a primary node's redo thread shipped to the standby (repl.h). One connection,
- * dialed again [replication] reconnect_ms after it fails or breaks (up to 30 s apart while
- * the standby keeps refusing). What is sent is read from the thread's files, never from the
- * SGA's ring: only durable bytes go, and a resend after a reconnect finds them wherever the
- * ring has moved since. */
+/* A sender: a primary node's redo thread shipped to one standby (repl.h, sender.h; the set
+ * of them is primary.c). One connection, dialed again [replication] reconnect_ms after it
+ * fails or breaks (up to 30 s apart while the standby keeps refusing), closed when the
+ * standby stays silent through two resends. What is sent is read from the thread's files,
+ * never from the SGA's ring: only durable bytes go, and a resend after a reconnect finds them
+ * wherever the ring has moved since; marks of the thread follow for the standby's apply. A
+ * refusal that says the standby took over, with its proof of the token, fences this node. */
 #include "history.h"
 #include "repl.h"
 #include "repl_msg.h"

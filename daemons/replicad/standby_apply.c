@@ -61,6 +61,7 @@ struct state {
 
 struct applier {
 	struct coral_daemon *d;
+	struct coral_redo *redo;      /* the node's: its standby flag (sessions' changes refused) */
 	struct receiver *r;
 	struct standby_feed *feed;
 	struct coral_conf pconf;      /* the copy as a configuration: the primary's name, our dir */
@@ -504,7 +505,7 @@ static void *applier_main(void *arg)
 {
 	struct applier *a = arg;
 	char err[CORAL_ERRMSG_MAX];
-	uint64_t errors = 0;
+	uint64_t errors = 0, checked_ns = 0;
 	while (!atomic_load(&a->stop)) {
 		pthread_mutex_lock(&a->mu);
 		bool asked = a->seed_asked;
@@ -569,6 +570,17 @@ static void *applier_main(void *arg)
 				set_state(a, "applying");
 			}
 		}
+		/* another node of this standby may have taken over (the state is shared): its
+		 * sessions may change blocks from then on here too */
+		if (a->redo && atomic_load(&a->redo->standby) && coral_now_mono_ns() - checked_ns > 1000000000ull) {
+			struct state st;
+			checked_ns = coral_now_mono_ns();
+			if (state_read(a, &st) == 0 && st.took_over) {
+				atomic_store(&a->redo->standby, 0u);
+				log_notice("this standby took over at site epoch %llu (another node did it): its sessions may "
+					   "change blocks", (unsigned long long)st.took_over);
+			}
+		}
 		struct timespec ts = {0, 20 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
@@ -608,6 +620,7 @@ struct applier *applier_new(struct coral_daemon *d, struct receiver *r, int *rc)
 		return NULL;
 	}
 	char err[CORAL_ERRMSG_MAX];
+	a->redo = coral_redo_sga(&d->sga);
 	int s = state_read(a, &a->st);
 	if (s == 0 && open_copy(a, err, sizeof(err)) == 0) {
 		a->seeded = true;
@@ -633,6 +646,9 @@ struct applier *applier_new(struct coral_daemon *d, struct receiver *r, int *rc)
 		if (s == CORAL_ECORRUPT || s == 0)
 			log_error("the standby's apply: %s (seed again)", a->state_text);
 	}
+	/* a standby takes no change of its sessions until it has taken over */
+	if (a->redo)
+		atomic_store(&a->redo->standby, a->st.took_over ? 0u : 1u);
 	if (pthread_create(&a->thread, NULL, applier_main, a) != 0) {
 		*rc = CORAL_ESYS;
 		applier_free(a);
@@ -798,6 +814,8 @@ int applier_failover(struct applier *a, char *msg, size_t msgsz)
 			 "took over at site epoch %llu (the copy is this cluster's): applied SCN %llu",
 			 (unsigned long long)epoch, (unsigned long long)a->st.applied_scn);
 		atomic_store(&a->feed->took_over, epoch);
+		if (a->redo)
+			atomic_store(&a->redo->standby, 0u);
 	}
 	uint32_t nfiles = a->cf->nfiles;
 	uint64_t applied = a->st.applied_scn;

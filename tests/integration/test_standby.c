@@ -209,6 +209,17 @@ Test(standby, every_durable_byte_of_every_primary_thread_is_on_the_standby, .fin
 	cr_expect_str_eq(jstr(j, "role"), "standby");
 	cr_expect_eq(json_array_size(json_object_get(j, "threads")), 3, "%s", res.out);
 	json_decref(j);
+	/* a standby's sessions read, and change nothing until it takes over */
+	cr_assert_eq(run("%s -c %s datafile create own 4", CORALCTL, sb.conf)->code, 0, "%s", res.out);
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(sb.conf, 1, "test", "test_standby", &s), 0, "%s", coral_session_error(s));
+	struct coral_block *b = NULL;
+	cr_assert_eq(coral_block_get(s, 1, 0, CORAL_MODE_X, &b), 0, "%s", coral_session_error(s));
+	uint64_t v = 5;
+	cr_expect_eq(coral_block_modify(s, b, 0, &v, sizeof(v)), CORAL_ERR_PERM, "the standby took a change");
+	cr_expect_neq(strstr(coral_session_error(s), "is a standby"), NULL, "%s", coral_session_error(s));
+	coral_block_release(s, b);
+	coral_session_close(s);
 }
 
 /* SIGKILL of the primary's replicad on node 2 (its supervisor starts it again) and of the
