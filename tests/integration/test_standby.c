@@ -741,8 +741,10 @@ Test(standby, a_slot_past_its_cap_is_dropped_and_the_standby_is_told_to_seed_aga
 	}
 	cr_expect(gone, "thread %d still holds its first segment", dropped);
 	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, sb.conf)->code, 0, "%s", res.out);
+	/* the standby's start and the sender's reconnection: seconds on a loaded machine
+	 * (ASan), so up to 40 */
 	bool told = false;
-	for (int i = 0; i < 100 && !told; i++) {
+	for (int i = 0; i < 400 && !told; i++) {
 		usleep(100000);
 		json_t *j = ctl_json(dropped, "standby status");
 		json_t *t = j ? json_array_get(json_object_get(j, "threads"), 0) : NULL;
