@@ -2,6 +2,8 @@
  * file is small (a header and one 72-byte entry per data file) and always written whole
  * through a temporary file and a rename, so a crash leaves the old one or the new one. */
 #include "storage.h"
+
+#include "copy.h"
 #include "crc32c.h"
 #include "errors.h"
 #include "util.h"
@@ -219,6 +221,23 @@ int coral_datafile_create(const struct coral_conf *conf, const char *name, uint6
 		snprintf(err, errsz, "'%s' is not a data file name: 1-%d letters, digits, '_' or '-'", name,
 			 CORAL_DATAFILE_NAME_MAX);
 		return CORAL_EINVAL;
+	}
+	if (coral_copy_is_standby(conf)) {
+		/* its storage takes the primary's data files at its takeover, ids and all: one of
+		 * its own before would stand in their way (and nothing may change it meanwhile) */
+		struct coral_conf *pc = malloc(sizeof(*pc));
+		struct coral_copy_state st;
+		if (pc == NULL)
+			return CORAL_ENOMEM;
+		coral_copy_conf(conf, pc);
+		int r = coral_copy_state_read(pc->storage.shared_dir, &st);
+		free(pc);
+		if (r != 0 || st.took_over == 0) {
+			snprintf(err, errsz, "this cluster is a standby of '%s' that has not taken over: its data files are the "
+				 "primary's (create %s there; the standby's copy has it from its next seed)",
+				 conf->replication.primary_cluster, name);
+			return CORAL_EPERM;
+		}
 	}
 	uint32_t bs = (uint32_t)conf->storage.block_size;
 	if (blocks == 0 || blocks > (UINT64_C(1) << 40) / bs) {

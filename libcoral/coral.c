@@ -10,6 +10,7 @@
 #include "bufcache.h"
 #include "cluster.h"
 #include "conf.h"
+#include "copy.h"
 #include "ctl.h"
 #include "errors.h"
 #include "frame.h"
@@ -22,15 +23,18 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #define CR_HINTS 4096             /* blocks whose holder the session remembers (direct-mapped) */
@@ -115,8 +119,20 @@ struct coral_session {
 	uint8_t *undo_bytes;
 	size_t undo_used, undo_cap;
 	struct coral_session_stats st;
+	struct standby_copy *copy;               /* on a standby: its copy of the primary, read */
 	char errmsg[CORAL_ERRMSG_MAX];
 };
+
+/* A standby's copy of its primary's data files, as its sessions read it (copy.h). */
+struct standby_copy {
+	struct coral_conf conf;                  /* the copy's: the primary's name, its directory */
+	struct coral_ctlfile cf;
+	int fds[CORAL_MAX_DATAFILES + 1];        /* by file id, -1: not open */
+	int lock_fd;                             /* apply.lock: shared while a block is read */
+	bool held;                               /* ... and from coral_standby_hold to its release */
+};
+
+static void copy_close(struct coral_session *s);
 
 static void cr_drop_conn(struct coral_session *s, uint32_t node)
 {
@@ -359,6 +375,7 @@ void coral_session_close(struct coral_session *s)
 	SSL_CTX_free(s->tls);
 	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
 		free(s->pins[i].copy);
+	copy_close(s);
 	if (s->cache)
 		coral_cache_sess_free(s->cache, s->slot);
 	free(s->hints);
@@ -662,6 +679,167 @@ static int cr_direct(struct coral_session *s, struct coral_block *h, uint32_t no
 	return 0;
 }
 
+static int copy_open(struct coral_session *s);
+static int copy_check(struct coral_session *s);
+
+static void copy_close(struct coral_session *s)
+{
+	struct standby_copy *c = s->copy;
+	if (c == NULL)
+		return;
+	coral_standby_release(s);
+	for (int i = 0; i <= CORAL_MAX_DATAFILES; i++)
+		if (c->fds[i] >= 0)
+			close(c->fds[i]);
+	if (c->lock_fd >= 0)
+		close(c->lock_fd);
+	free(c);
+	s->copy = NULL;
+}
+
+/* The copy's data file `file` (its control file read again for one it does not know: one
+ * the seed copied since), open. */
+static int copy_fd(struct coral_session *s, uint32_t file)
+{
+	struct standby_copy *c = s->copy;
+	if (file < 1 || file > CORAL_MAX_DATAFILES)
+		return fail(s, CORAL_EINVAL, "data file %u: ids are 1 to %d", file, CORAL_MAX_DATAFILES);
+	if (c->fds[file] >= 0)
+		return c->fds[file];
+	char err[CORAL_ERRMSG_MAX], path[CORAL_STR_MAX + 300];
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t k = 0; k < c->cf.nfiles; k++) {
+			if (c->cf.files[k].id != file)
+				continue;
+			coral_datafile_path(&c->conf, c->cf.files[k].name, path, sizeof(path));
+			c->fds[file] = open(path, O_RDONLY | O_CLOEXEC);
+			if (c->fds[file] < 0)
+				return fail(s, coral_err_from_errno(errno), "the standby's copy of %s: %s", path, strerror(errno));
+			return c->fds[file];
+		}
+		if (pass == 0 && coral_ctlfile_load(&c->conf, &c->cf, err, sizeof(err)) != 0)
+			return fail(s, CORAL_EIO, "the standby's copy: %s", err);
+	}
+	return fail(s, CORAL_ENOENT, "the standby's copy of '%s' has no data file %u (created on the primary after the "
+		    "seed? seed again: coralctl standby seed)", c->conf.cluster.name, file);
+}
+
+/* On a standby that has not taken over: a CR get reads the copy the apply writes, under its
+ * lock (no batch is half written meanwhile), at the applied SCN; S and X are refused (the
+ * cluster changes nothing until it takes over). */
+static int standby_get(struct coral_session *s, struct coral_block *h, uint32_t file, uint64_t block, int mode,
+		       struct coral_block **out)
+{
+	if (mode != CORAL_MODE_CR)
+		return fail(s, CORAL_EPERM, "this cluster is a standby of '%s' ([replication] role): its sessions read the "
+			    "copy in CORAL_MODE_CR, at the applied SCN, and change nothing until it takes over (coralctl "
+			    "standby failover)", s->conf.replication.primary_cluster);
+	int rc = copy_open(s);
+	if (rc != 0)
+		return rc;
+	struct standby_copy *c = s->copy;
+	char err[CORAL_ERRMSG_MAX];
+	if (h->copy == NULL && (h->copy = malloc(s->cache->block_size + CR_ARENA_EXTRA)) == NULL)
+		return fail(s, CORAL_ENOMEM, "out of memory");
+	if (!c->held)
+		flock(c->lock_fd, LOCK_SH);
+	rc = c->held ? 0 : copy_check(s);
+	int fd = rc == 0 ? copy_fd(s, file) : rc;
+	if (fd < 0)
+		rc = fd;
+	else if ((rc = coral_block_read(fd, s->cache->block_size, file, block, h->copy, err, sizeof(err))) != 0)
+		rc = fail(s, rc, "the standby's copy: %s", err);
+	if (!c->held)
+		flock(c->lock_fd, LOCK_UN);
+	if (rc != 0)
+		return rc;
+	h->used = true;
+	h->own = true;
+	h->cr = true;
+	h->pinned = 1;
+	h->buf = 0;
+	h->file = file;
+	h->block = block;
+	memcpy(&h->scn, h->copy + offsetof(struct coral_block_hdr, scn), sizeof(h->scn));
+	h->payload = h->copy + CORAL_BLOCK_HDR;
+	s->st.gets++;
+	*out = h;
+	return 0;
+}
+
+/* The copy's lock held: whether it is a state of the primary's (*applied: its SCN). */
+static int copy_check_at(struct coral_session *s, uint64_t *applied)
+{
+	struct coral_copy_state st;
+	int rc = coral_copy_state_read(s->copy->conf.storage.shared_dir, &st);
+	if (rc == CORAL_ENOENT)
+		return fail(s, rc, "this standby has no copy of '%s' yet: coralctl standby seed", s->copy->conf.cluster.name);
+	if (rc != 0)
+		return fail(s, rc, "the standby's apply state: %s (coralctl standby status)", coral_strerror(rc));
+	if (!coral_copy_consistent(&st))
+		return fail(s, CORAL_EBUSY, "the standby's copy is not a state of the primary's yet (applied SCN %llu, a "
+			    "batch written in part reached %llu): read again once the apply has passed it",
+			    (unsigned long long)st.applied_scn, (unsigned long long)st.torn_scn);
+	if (applied)
+		*applied = st.applied_scn;
+	return 0;
+}
+
+static int copy_check(struct coral_session *s) { return copy_check_at(s, NULL); }
+
+int coral_standby_hold(struct coral_session *s, uint64_t *applied_scn)
+{
+	if (s == NULL || s->redo == NULL)
+		return CORAL_EINVAL;
+	if (!atomic_load(&s->redo->standby))
+		return fail(s, CORAL_EINVAL, "this cluster is not a standby (or it has taken over): nothing to hold");
+	int rc = copy_open(s);
+	if (rc != 0)
+		return rc;
+	if (s->copy->held)
+		return fail(s, CORAL_EINVAL, "the copy is held already (coral_standby_release first)");
+	flock(s->copy->lock_fd, LOCK_SH);
+	if ((rc = copy_check_at(s, applied_scn)) != 0) {
+		flock(s->copy->lock_fd, LOCK_UN);
+		return rc;
+	}
+	s->copy->held = true;
+	return 0;
+}
+
+void coral_standby_release(struct coral_session *s)
+{
+	if (s == NULL || s->copy == NULL || !s->copy->held)
+		return;
+	flock(s->copy->lock_fd, LOCK_UN);
+	s->copy->held = false;
+}
+
+/* The session's reader of the copy, made at its first use. */
+static int copy_open(struct coral_session *s)
+{
+	if (s->copy == NULL) {
+		struct standby_copy *c = calloc(1, sizeof(*c));
+		if (c == NULL)
+			return fail(s, CORAL_ENOMEM, "out of memory");
+		for (int i = 0; i <= CORAL_MAX_DATAFILES; i++)
+			c->fds[i] = -1;
+		c->lock_fd = -1;
+		coral_copy_conf(&s->conf, &c->conf);
+		s->copy = c;
+	}
+	struct standby_copy *c = s->copy;
+	if (c->lock_fd < 0) {
+		char p[CORAL_STR_MAX + 320];
+		snprintf(p, sizeof(p), "%s/apply.lock", c->conf.storage.shared_dir);
+		c->lock_fd = open(p, O_RDONLY | O_CLOEXEC);
+		if (c->lock_fd < 0)
+			return fail(s, CORAL_ENOENT, "this standby has no copy of '%s' to read yet (%s: %s): coralctl standby "
+				    "seed", c->conf.cluster.name, p, strerror(errno));
+	}
+	return 0;
+}
+
 int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int mode, struct coral_block **out)
 {
 	*out = NULL;
@@ -688,6 +866,8 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 	struct coral_block *h = free_slot(s);  /* the handle this get fills */
 	if (h == NULL)
 		return fail(s, CORAL_EFULL, "the session already holds %d pinned blocks", CORAL_SESSION_MAX_PINS);
+	if (atomic_load(&s->redo->standby))
+		return standby_get(s, h, file, block, mode, out);
 	int pin = (int)(h - s->pins);
 	s->st.gets++;
 	int timeout = (int)s->conf.cache.get_timeout_ms;
@@ -820,6 +1000,13 @@ static int modify(struct coral_session *s, struct coral_block *b, uint32_t offse
 	if (evicted_since(s, b->since, "this block was taken") ||
 	    (s->txn && evicted_since(s, s->txn_since, "this transaction began")))
 		return CORAL_EFENCED;
+	/* refused before anything is kept of it (its undo, the buffer's dirty mark) */
+	if (atomic_load(&s->redo->site_fenced))
+		return fail(s, CORAL_EFENCED, "this cluster was failed over from (a standby took over at site epoch %llu): "
+			    "it takes no change; coralctl standby status", (unsigned long long)atomic_load(&s->redo->site_fenced));
+	if (atomic_load(&s->redo->standby))
+		return fail(s, CORAL_EPERM, "this cluster is a standby ([replication] role): it takes no change until it "
+			    "takes over (coralctl standby failover); coralctl standby status");
 	uint8_t *at = coral_cache_data(s->cache, b->buf) + CORAL_BLOCK_HDR + offset;
 	if (keep_undo) {
 		int rc = undo_push(s, (uint32_t)(b - s->pins), offset, at, len);
@@ -848,12 +1035,6 @@ static int modify(struct coral_session *s, struct coral_block *b, uint32_t offse
 		atomic_fetch_add(&s->cache->dirty, 1);
 	}
 	coral_cache_unlock(s->cache, ch);
-	if (atomic_load(&s->redo->site_fenced))
-		return fail(s, CORAL_EFENCED, "this cluster was failed over from (a standby took over at site epoch %llu): "
-			    "it takes no change; coralctl standby status", (unsigned long long)atomic_load(&s->redo->site_fenced));
-	if (atomic_load(&s->redo->standby))
-		return fail(s, CORAL_EPERM, "this cluster is a standby ([replication] role): it takes no change until it "
-			    "takes over (coralctl standby failover); coralctl standby status");
 	/* the SCN is taken under the redo latch: the thread is in SCN order (a standby's apply
 	 * relies on it, see coral_redo_mark) */
 	uint64_t scn = 0;

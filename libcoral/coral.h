@@ -126,6 +126,18 @@ int coral_block_modify(struct coral_session *s, struct coral_block *b, uint32_t 
  * mode until another node asks for the block. */
 void coral_block_release(struct coral_session *s, struct coral_block *b);
 
+/* On a standby ([replication] role = standby, until it takes over) a session reads the copy
+ * of the primary's data files that its apply keeps (replicad(8)): coral_block_get in
+ * CORAL_MODE_CR returns a block as of the applied SCN (every transaction the primary committed
+ * up to it, none after), file ids as on the primary; S and X fail with CORAL_ERR_PERM, and so
+ * does any change. A read while the copy is not a state of the primary's (seeding, or after a
+ * crash in the middle of a batch) fails with CORAL_ERR_BUSY: read again. Each block is read
+ * at the SCN the apply has reached then; coral_standby_hold keeps the copy at one applied SCN
+ * (*applied_scn) for every read until coral_standby_release (the apply waits meanwhile: hold
+ * it briefly). CORAL_ERR_INVAL on a cluster that is not a standby. */
+int coral_standby_hold(struct coral_session *s, uint64_t *applied_scn);
+void coral_standby_release(struct coral_session *s);
+
 /* Writes a commit record and waits until the redo up to it is durable (group commit with
  * every other session of the node). *scn (if not NULL) gets the commit's SCN. Whatever it
  * returns, the transaction is over and its blocks are released; after a failure its outcome

@@ -27,13 +27,16 @@
  * Usage: coral-bank [-c FILE] [--accounts N] [--per-block K] [--seconds S] [--sessions P]
  *                   [--readers R] [--nodes 1,2,3] [--file NAME] [--seed X] [--ride-through MS]
  *                   [--row-locks] [--json]
- *        coral-bank -c STANDBY_FILE --check-copy [--accounts N] [--per-block K] [--file NAME] [--json]
+ *        coral-bank -c STANDBY_FILE --check-copy [--accounts N] [--per-block K] [--file NAME] [--nodes N]
+ *                   [--json]
  *
  * --check-copy reads a standby's copy of the accounts instead (replicad's apply, see
- * replicad(8)): the money adds up and every block's balances to its total. */
+ * replicad(8)), through a session of a standby node held at one applied SCN: the money adds
+ * up and every block's balances to its total. */
 #include "coral.h"
 
 #include "conf.h"
+#include "copy.h"
 #include "ctl.h"
 #include "errors.h"
 #include "redo.h"
@@ -41,9 +44,7 @@
 #include "util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <sys/file.h>
 #include <unistd.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -629,23 +630,21 @@ static int gcs_counts(const struct coral_conf *conf, int node, uint64_t *two, ui
 	return 0;
 }
 
-/* --check-copy: a standby's copy of the accounts (its apply's data files under
- * SHARED/standby/PRIMARY, read under the apply's lock, shared): every block's balances add up
- * to its total and the money to what the accounts began with. No cluster is asked. */
-static int check_copy(const struct coral_conf *sconf, const char *name, bool json)
+/* --check-copy: a standby's copy of the accounts, read by a session of the standby's node
+ * (its apply's copy of the primary's data files, libcoral's CR reads there) held at one
+ * applied SCN: every block's balances add up to its total and the money to what the accounts
+ * began with. */
+static int check_copy(const struct coral_conf *sconf, const char *name, int node, bool json)
 {
-	if (strcmp(sconf->replication.role, "standby") != 0) {
+	if (!coral_copy_is_standby(sconf)) {
 		fprintf(stderr, "coral-bank: --check-copy reads a standby's copy: %s is not a standby's configuration\n",
 			sconf->path);
 		return 2;
 	}
 	static struct coral_conf pc;
-	pc = *sconf;
-	coral_strlcpy(pc.cluster.name, sconf->replication.primary_cluster, sizeof(pc.cluster.name));
-	snprintf(pc.storage.shared_dir, sizeof(pc.storage.shared_dir), "%s/standby/%s", sconf->storage.shared_dir,
-		 sconf->replication.primary_cluster);
+	coral_copy_conf(sconf, &pc);
 	static struct coral_ctlfile cf;
-	char err[512], path[CORAL_STR_MAX + 64];
+	char err[512];
 	if (coral_ctlfile_load(&pc, &cf, err, sizeof(err)) != 0) {
 		fprintf(stderr, "coral-bank: the standby's copy: %s\n", err);
 		return 1;
@@ -657,58 +656,54 @@ static int check_copy(const struct coral_conf *sconf, const char *name, bool jso
 		fprintf(stderr, "coral-bank: the standby's copy has no data file '%s' (seeded before it was created?)\n", name);
 		return 1;
 	}
-	coral_datafile_path(&pc, name, path, sizeof(path));
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	snprintf(err, sizeof(err), "%s/apply.lock", pc.storage.shared_dir);
-	int lk = open(err, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || lk < 0) {
-		fprintf(stderr, "coral-bank: %s: %s\n", fd < 0 ? path : err, strerror(errno));
+	file_id = cf.files[k].id;
+	struct coral_session *s;
+	uint64_t applied = 0;
+	int rc = coral_session_open(conf_path, node, "bank", "coral-bank-copy", &s);
+	if (rc == 0)
+		rc = coral_standby_hold(s, &applied); /* no batch of the apply in the middle of the reads */
+	if (rc != 0) {
+		fprintf(stderr, "coral-bank: the standby's copy on node %d: %s\n", node, coral_session_error(s));
+		coral_session_close(s);
 		return 1;
 	}
-	flock(lk, LOCK_SH); /* no batch of the apply half written meanwhile */
-	uint8_t *img = malloc(cf.block_size);
 	int64_t total = 0;
 	uint32_t wrong = 0;
 	uint64_t nblocks = (accounts + per_block - 1) / per_block, top = 0;
-	int rc = 0;
 	for (uint64_t blk = 0; blk < nblocks && rc == 0; blk++) {
-		if ((rc = coral_block_read(fd, cf.block_size, cf.files[k].id, blk, img, err, sizeof(err))) != 0) {
-			fprintf(stderr, "coral-bank: the standby's copy: %s\n", err);
+		struct coral_block *b;
+		if ((rc = coral_block_get(s, file_id, blk, CORAL_MODE_CR, &b)) != 0) {
+			fprintf(stderr, "coral-bank: the standby's copy: %s\n", coral_session_error(s));
 			break;
 		}
-		const uint8_t *data = img + CORAL_BLOCK_HDR;
-		int64_t sum = 0, bt;
-		for (uint32_t a = (uint32_t)(blk * per_block); a < accounts && block_of(a) == blk; a++) {
-			int64_t v;
-			memcpy(&v, data + slot_of(a) + 8, 8);
-			sum += v;
-		}
-		memcpy(&bt, data + total_at(), 8);
+		int64_t sum, bt;
+		block_sums(b, blk, &sum, &bt);
 		if (sum != bt)
 			wrong++;
 		total += sum;
-		uint64_t scn = ((struct coral_block_hdr *)img)->scn;
+		uint64_t scn = coral_block_scn(s, b);
 		if (scn > top)
 			top = scn;
+		coral_block_release(s, b);
 	}
-	flock(lk, LOCK_UN);
-	close(lk);
-	close(fd);
-	free(img);
+	coral_standby_release(s);
+	coral_session_close(s);
 	if (rc != 0)
 		return 1;
 	int64_t want = (int64_t)accounts * INITIAL;
-	bool ok = total == want && wrong == 0;
+	bool ok = total == want && wrong == 0 && top <= applied;
 	if (json)
 		printf("{\"ok\":%s,\"copy\":\"%s\",\"accounts\":%u,\"total\":%lld,\"expected_total\":%lld,"
-		       "\"wrong_block_totals\":%u,\"blocks\":%llu,\"max_scn\":%llu}\n",
-		       ok ? "true" : "false", path, accounts, (long long)total, (long long)want, wrong,
-		       (unsigned long long)nblocks, (unsigned long long)top);
+		       "\"wrong_block_totals\":%u,\"blocks\":%llu,\"max_scn\":%llu,\"applied_scn\":%llu}\n",
+		       ok ? "true" : "false", pc.storage.shared_dir, accounts, (long long)total, (long long)want, wrong,
+		       (unsigned long long)nblocks, (unsigned long long)top, (unsigned long long)applied);
 	else
-		printf("coral-bank: the standby's copy %s: %u accounts in %llu blocks hold %lld (%s %lld), %u block%s whose "
-		       "balances do not add up to their total; highest block SCN %llu: %s\n",
-		       path, accounts, (unsigned long long)nblocks, (long long)total, total == want ? "as they began:" : "they began with",
-		       (long long)want, wrong, wrong == 1 ? "" : "s", (unsigned long long)top, ok ? "OK" : "WRONG");
+		printf("coral-bank: the standby's copy in %s at applied SCN %llu: %u accounts in %llu blocks hold %lld (%s "
+		       "%lld), %u block%s whose balances do not add up to their total; highest block SCN %llu%s: %s\n",
+		       pc.storage.shared_dir, (unsigned long long)applied, accounts, (unsigned long long)nblocks,
+		       (long long)total, total == want ? "as they began:" : "they began with", (long long)want, wrong,
+		       wrong == 1 ? "" : "s", (unsigned long long)top, top > applied ? " (past the applied SCN!)" : "",
+		       ok ? "OK" : "WRONG");
 	return ok ? 0 : 1;
 }
 
@@ -747,7 +742,8 @@ int main(int argc, char **argv)
 	}
 	uint32_t payload = (uint32_t)conf->storage.block_size - CORAL_BLOCK_HDR;
 	if (check_copy_only && accounts >= 2 && per_block >= 1 && per_block * ACCT_BYTES + 8 <= payload) {
-		int rc = check_copy(conf, name, json);
+		/* a session on the first node of --nodes, or of the standby's configuration */
+		int rc = check_copy(conf, name, nodes_arg ? atoi(nodes_arg) : (int)conf->nodes[0].id, json);
 		free(conf);
 		return rc;
 	}

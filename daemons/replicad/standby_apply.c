@@ -13,15 +13,16 @@
  * writing), then the control file; the apply reads each thread from its checkpoint, and the
  * copy is a state of the primary's once the applied SCN passes the highest block SCN copied.
  *
- * Readers of the copy (coral-bank --check-copy) take SHARED/standby/PRIMARY/apply.lock
- * shared; a batch is written under it exclusive. */
+ * Readers of the copy (libcoral's sessions on a standby, coral-bank --check-copy through them)
+ * take SHARED/standby/PRIMARY/apply.lock shared; a batch and the state around it are written
+ * under it exclusive. */
 #include "repl.h"
 
 #include "apply.h"
+#include "copy.h"
 #include "history.h"
 #include "site.h"
 
-#include "crc32c.h"
 #include "daemon.h"
 #include "errors.h"
 #include "log.h"
@@ -41,24 +42,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STATE_MAGIC 0x59504c41u /* "APLY" */
-#define STATE_VERSION 3
-
-struct state {
-	uint32_t magic, version;
-	uint64_t applied_scn;
-	uint64_t torn_scn;            /* not a state of the primary's until applied_scn >= it */
-	uint64_t seeded_ns;
-	char source[256];
-	uint8_t known[CORAL_MAX_NODES + 1];
-	uint64_t resume[CORAL_MAX_NODES + 1];
-	uint64_t finished_ns;         /* the apply finished (a failover): no more redo */
-	uint64_t end[CORAL_MAX_NODES + 1];  /* ... each copy's end then */
-	uint64_t took_over;           /* the copy became this cluster's at this site epoch */
-	uint32_t pad;
-	uint32_t crc;
-};
-
 struct applier {
 	struct coral_daemon *d;
 	struct coral_redo *redo;      /* the node's: its standby flag (sessions' changes refused) */
@@ -74,7 +57,7 @@ struct applier {
 	bool seed_asked, seeding;
 	bool finish_asked;
 	char state_text[256];
-	struct state st;              /* as last written */
+	struct coral_copy_state st;   /* as last written */
 	bool seeded;
 	struct apply *core;
 	uint64_t fed[CORAL_MAX_NODES + 1];
@@ -90,34 +73,12 @@ struct applier {
 	uint8_t *img;
 };
 
-static uint32_t state_crc(const struct state *s)
+static int state_write(struct applier *a, struct coral_copy_state *s, char *err, size_t errsz)
 {
-	struct state x = *s;
-	x.crc = 0;
-	return coral_crc32c(0, &x, sizeof(x));
+	return coral_copy_state_write(a->dir, s, err, errsz);
 }
 
-static int state_write(struct applier *a, struct state *s, char *err, size_t errsz)
-{
-	s->magic = STATE_MAGIC;
-	s->version = STATE_VERSION;
-	s->crc = state_crc(s);
-	return coral_write_file_atomic(a->dir, "apply.state", s, sizeof(*s), 0640, err, errsz);
-}
-
-static int state_read(struct applier *a, struct state *s)
-{
-	char p[sizeof(a->dir) + 16];
-	snprintf(p, sizeof(p), "%s/apply.state", a->dir);
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? CORAL_ENOENT : CORAL_EIO;
-	ssize_t n = read(fd, s, sizeof(*s));
-	close(fd);
-	if (n != (ssize_t)sizeof(*s) || s->magic != STATE_MAGIC || s->version != STATE_VERSION || s->crc != state_crc(s))
-		return CORAL_ECORRUPT;
-	return 0;
-}
+static int state_read(struct applier *a, struct coral_copy_state *s) { return coral_copy_state_read(a->dir, s); }
 
 static void set_state(struct applier *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_state(struct applier *a, const char *fmt, ...)
@@ -259,13 +220,12 @@ static int read_copies(struct applier *a, char *err, size_t errsz)
 	return 0;
 }
 
-/* Writes a released batch: block by block, under the copy's lock, then syncs. */
+/* Writes a released batch: block by block, then syncs (the copy's lock held). */
 static int write_batch(struct applier *a, const struct apply_change *c, size_t n, char *err, size_t errsz)
 {
 	uint32_t bs = a->cf->block_size;
 	bool touched[CORAL_MAX_DATAFILES] = {false};
 	int rc = 0;
-	flock(a->lock_fd, LOCK_EX);
 	for (size_t i = 0; i < n && rc == 0;) {
 		size_t j = i;
 		while (j < n && c[j].file == c[i].file && c[j].block == c[i].block)
@@ -298,15 +258,28 @@ static int write_batch(struct applier *a, const struct apply_change *c, size_t n
 			snprintf(err, errsz, "syncing the copy of %s: %s", a->cf->files[f].name, strerror(errno));
 			rc = coral_err_from_errno(errno);
 		}
-	flock(a->lock_fd, LOCK_UN);
 	return rc;
 }
 
+static int step_locked(struct applier *a, char *err, size_t errsz);
+
+/* Reads what came, applies what it releases. The state and the blocks change under the
+ * copy's lock, exclusive: a reader holding it shared (libcoral on a standby) finds the blocks
+ * at the applied SCN the state says, or the state saying the copy is between two. */
 static int step(struct applier *a, char *err, size_t errsz)
 {
 	int rc = read_copies(a, err, errsz);
 	if (rc != 0)
 		return rc;
+	flock(a->lock_fd, LOCK_EX);
+	rc = step_locked(a, err, errsz);
+	flock(a->lock_fd, LOCK_UN);
+	return rc;
+}
+
+static int step_locked(struct applier *a, char *err, size_t errsz)
+{
+	int rc;
 	const struct apply_change *c;
 	uint64_t t0 = coral_now_mono_ns();
 	size_t n = apply_release(a->core, &c);
@@ -441,7 +414,7 @@ static int seed(struct applier *a, const char *source, char *err, size_t errsz)
 		return rc;
 	uint32_t ids[CORAL_MAX_NODES];
 	int nt = coral_redo_threads(source, ids, CORAL_MAX_NODES);
-	struct state st;
+	struct coral_copy_state st;
 	memset(&st, 0, sizeof(st));
 	for (int i = 0; i < nt; i++) {
 		struct coral_redo_ckpt k;
@@ -573,7 +546,7 @@ static void *applier_main(void *arg)
 		/* another node of this standby may have taken over (the state is shared): its
 		 * sessions may change blocks from then on here too */
 		if (a->redo && atomic_load(&a->redo->standby) && coral_now_mono_ns() - checked_ns > 1000000000ull) {
-			struct state st;
+			struct coral_copy_state st;
 			checked_ns = coral_now_mono_ns();
 			if (state_read(a, &st) == 0 && st.took_over) {
 				atomic_store(&a->redo->standby, 0u);
@@ -604,10 +577,8 @@ struct applier *applier_new(struct coral_daemon *d, struct receiver *r, int *rc)
 	for (int i = 0; i < CORAL_MAX_DATAFILES; i++)
 		a->fds[i] = -1;
 	pthread_mutex_init(&a->mu, NULL);
-	a->pconf = d->conf;
-	coral_strlcpy(a->pconf.cluster.name, d->conf.replication.primary_cluster, sizeof(a->pconf.cluster.name));
-	snprintf(a->dir, sizeof(a->dir), "%s/standby/%s", d->conf.storage.shared_dir, d->conf.replication.primary_cluster);
-	coral_strlcpy(a->pconf.storage.shared_dir, a->dir, sizeof(a->pconf.storage.shared_dir));
+	coral_copy_conf(&d->conf, &a->pconf);
+	coral_strlcpy(a->dir, a->pconf.storage.shared_dir, sizeof(a->dir));
 	a->cf = calloc(1, sizeof(*a->cf));
 	a->img = malloc((size_t)d->conf.storage.block_size);
 	char p[sizeof(a->dir) + 16];

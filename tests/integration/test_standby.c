@@ -209,16 +209,17 @@ Test(standby, every_durable_byte_of_every_primary_thread_is_on_the_standby, .fin
 	cr_expect_str_eq(jstr(j, "role"), "standby");
 	cr_expect_eq(json_array_size(json_object_get(j, "threads")), 3, "%s", res.out);
 	json_decref(j);
-	/* a standby's sessions read, and change nothing until it takes over */
-	cr_assert_eq(run("%s -c %s datafile create own 4", CORALCTL, sb.conf)->code, 0, "%s", res.out);
+	/* a standby's sessions change nothing until it takes over, and have nothing to read
+	 * before it is seeded; nor does its storage take a data file of its own meanwhile */
+	cr_expect_neq(run("%s -c %s datafile create own 4", CORALCTL, sb.conf)->code, 0, "%s", res.out);
+	cr_expect_neq(strstr(res.out, "is a standby"), NULL, "%s", res.out);
 	struct coral_session *s;
 	cr_assert_eq(coral_session_open(sb.conf, 1, "test", "test_standby", &s), 0, "%s", coral_session_error(s));
 	struct coral_block *b = NULL;
-	cr_assert_eq(coral_block_get(s, 1, 0, CORAL_MODE_X, &b), 0, "%s", coral_session_error(s));
-	uint64_t v = 5;
-	cr_expect_eq(coral_block_modify(s, b, 0, &v, sizeof(v)), CORAL_ERR_PERM, "the standby took a change");
+	cr_expect_eq(coral_block_get(s, 1, 0, CORAL_MODE_X, &b), CORAL_ERR_PERM, "the standby gave a block in X");
 	cr_expect_neq(strstr(coral_session_error(s), "is a standby"), NULL, "%s", coral_session_error(s));
-	coral_block_release(s, b);
+	cr_expect_eq(coral_block_get(s, 1, 0, CORAL_MODE_CR, &b), CORAL_ERR_NOENT, "%s", coral_session_error(s));
+	cr_expect_neq(strstr(coral_session_error(s), "standby seed"), NULL, "%s", coral_session_error(s));
 	coral_session_close(s);
 }
 
@@ -358,6 +359,43 @@ Test(standby, the_standby_applies_the_primarys_transactions_and_its_copy_adds_up
 		json_decref(a);
 	}
 	cr_expect_gt(checked, 5, "the copy was a state of the primary's only %d times of 20", checked);
+	/* a session on the standby reads the copy meanwhile: every block a state the primary had
+	 * (its balances add up to its total), never older than the one read before; S and X
+	 * are refused */
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(sb.conf, 1, "test", "test_standby", &s), 0, "%s", coral_session_error(s));
+	uint64_t seen[25] = {0}, reads = 0, went_back = 0, busy = 0;
+	for (int i = 0; i < 2000; i++) {
+		struct coral_block *b;
+		uint64_t blk = (uint64_t)i % 25;
+		int rc = coral_block_get(s, 1, blk, CORAL_MODE_CR, &b);
+		if (rc == CORAL_ERR_BUSY) {
+			busy++;
+			continue;
+		}
+		cr_assert_eq(rc, 0, "%s", coral_session_error(s));
+		const uint8_t *p = coral_block_data(b);
+		int64_t sum = 0, total, v;
+		for (int a = 0; a < 8 && blk * 8 + (uint64_t)a < 200; a++) {
+			memcpy(&v, p + (size_t)a * 16 + 8, 8);
+			sum += v;
+		}
+		memcpy(&total, p + 8 * 16, 8);
+		cr_expect_eq(sum, total, "block %llu read on the standby: balances %lld, total %lld", (unsigned long long)blk,
+			     (long long)sum, (long long)total);
+		uint64_t scn = coral_block_scn(s, b);
+		went_back += scn < seen[blk];
+		seen[blk] = scn;
+		coral_block_release(s, b);
+		reads++;
+	}
+	fprintf(stderr, "reads on the standby: %llu (%llu while the copy was between states)\n", (unsigned long long)reads,
+		(unsigned long long)busy);
+	cr_expect_gt(reads, 1000);
+	cr_expect_eq(went_back, 0, "a block read on the standby went back");
+	struct coral_block *x;
+	cr_expect_eq(coral_block_get(s, 1, 0, CORAL_MODE_S, &x), CORAL_ERR_PERM, "%s", coral_session_error(s));
+	coral_session_close(s);
 	bank_checked(bank, 0);
 	wait_caught_up(20000);
 	json_t *a = wait_applied(30000);
