@@ -2,6 +2,8 @@
  * tables below are the single declaration of every option; etc/coral.conf and coral.conf(5)
  * document the same names and defaults. */
 #include "conf.h"
+
+#include "copy.h"
 #include "errors.h"
 #include "util.h"
 
@@ -291,12 +293,16 @@ static const struct coral_opt coral__metrics_opts[] = {
 static const struct coral_opt coral__replication_opts[] = {
 	OPT(coral_replication_conf, role, STR, "primary", 1, 16, false,
 	    "primary: this cluster takes writes and ships its redo to the standby named below (if any); "
-	    "standby: it receives the redo of primary_cluster on each node's base_port+7"),
+	    "standby: it receives the redo of primary_cluster on each node's base_port+7; SHARED/role, written "
+	    "by a takeover or coralctl standby rejoin, says it instead when it exists"),
 	OPT(coral_replication_conf, standby, STR, "", 0, S - 1, false,
-	    "on a primary, HOST:PORT of each standby's receiver (a standby node's base_port+7), comma-separated, "
-	    "at most 8: every node ships its redo thread to each; empty: no standby"),
+	    "as a primary, HOST:PORT of each standby's receiver (a standby node's base_port+7), comma-separated, "
+	    "at most 8: every node ships its redo thread to each; empty: no standby (a standby may name one: "
+	    "where it ships once a switchover made it the primary)"),
 	OPT(coral_replication_conf, primary_cluster, STR, "", 0, S - 1, false,
-	    "on a standby, the [cluster] name of the primary whose redo it accepts"),
+	    "as a standby, the [cluster] name of the primary whose redo it accepts (a primary may name one: the "
+	    "cluster it becomes a standby of after a switchover; its old primary is refused with this "
+	    "cluster's epoch)"),
 	OPT(coral_replication_conf, token_file, STR, "", 0, S - 1, false,
 	    "the secret both sides hold, the first line of a file not readable by others: each side "
 	    "proves it holds it (HMAC-SHA256 of the other's challenge), the token itself never crosses "
@@ -935,10 +941,6 @@ static void coral__validate(struct coral__parse *p)
 		static char hosts[CORAL_STANDBY_MAX][CORAL_STR_MAX];
 		int ports[CORAL_STANDBY_MAX];
 		char why[200];
-		if (standby) {
-			coral__fail(p, RLINE(1), "[replication] standby: a standby (role = standby) ships to no one");
-			return;
-		}
 		if (coral_standby_list(rp->standby, hosts, ports, CORAL_STANDBY_MAX, why, sizeof(why)) < 0) {
 			coral__fail(p, RLINE(1), "[replication] standby: %s", why);
 			return;
@@ -966,7 +968,7 @@ static void coral__validate(struct coral__parse *p)
 		coral__fail(p, RLINE(2), "[replication] primary_cluster: a standby must name the primary cluster");
 		return;
 	}
-	if (standby && strcmp(rp->primary_cluster, c->cluster.name) == 0) {
+	if (strcmp(rp->primary_cluster, c->cluster.name) == 0) {
 		coral__fail(p, RLINE(2), "[replication] primary_cluster: '%s' is this cluster's own name (a "
 			    "standby is a cluster of another name)", rp->primary_cluster);
 		return;
@@ -1036,6 +1038,17 @@ int coral_conf_load(struct coral_conf *conf, const char *path)
 		coral__fail(&p, 0, "could not parse the file (error %d)", rc);
 	if (!p.failed && conf->nnodes == 0 && p.line == 0)
 		coral__fail(&p, 0, "the file is empty: a cluster needs [cluster] and at least one [node.LABEL]");
+	/* the role a switchover or a rejoin gave the cluster, over the file's */
+	char role[16];
+	int rr = !p.failed && conf->storage.shared_dir[0] ? coral_role_read(conf->storage.shared_dir, role, sizeof(role))
+							   : CORAL_ENOENT;
+	if (rr == 0) {
+		coral_strlcpy(conf->replication.role, role, sizeof(conf->replication.role));
+		conf->replication.role_from_file = true;
+	} else if (rr == CORAL_ECORRUPT) {
+		coral__fail(&p, 0, "%s/role holds neither primary nor standby (a switchover or coralctl standby rejoin "
+			    "writes it): fix or remove it", conf->storage.shared_dir);
+	}
 	if (!p.failed)
 		coral__validate(&p);
 	return p.failed ? CORAL_ECONFIG : 0;

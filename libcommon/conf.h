@@ -213,11 +213,13 @@ struct coral_metrics_conf {
 };
 
 /* Redo shipping to a standby cluster (replicad). A primary names the standby's receiver; a
- * standby names the primary cluster it takes redo from. Both hold the same token. */
+ * standby names the primary cluster it takes redo from. Both hold the same token. Each may
+ * name both, for the other role: a switchover swaps the roles (SHARED/role). */
 struct coral_replication_conf {
-	char role[CORAL_STR_MAX];      /* primary or standby */
-	char standby[CORAL_STR_MAX];   /* primary: HOST:PORT of the standby's receiver; empty: none */
-	char primary_cluster[CORAL_STR_MAX]; /* standby: the primary cluster's name */
+	char role[CORAL_STR_MAX];      /* primary or standby (SHARED/role's if it exists) */
+	bool role_from_file;           /* ... it does: a switchover or coralctl standby rejoin wrote it */
+	char standby[CORAL_STR_MAX];   /* as a primary: HOST:PORT of the standby's receiver; empty: none */
+	char primary_cluster[CORAL_STR_MAX]; /* as a standby: the primary cluster's name */
 	char token_file[CORAL_STR_MAX];/* the secret both sides prove they hold */
 	int64_t window;                /* bytes sent and not acknowledged, at most */
 	int64_t chunk;                 /* bytes in one message, at most */

@@ -50,3 +50,27 @@ int coral_copy_state_read(const char *dir, struct coral_copy_state *s)
 		return CORAL_ECORRUPT;
 	return 0;
 }
+
+int coral_role_read(const char *shared_dir, char *role, size_t rolesz)
+{
+	char p[CORAL_STR_MAX + 16], buf[32] = "";
+	snprintf(p, sizeof(p), "%s/role", shared_dir);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? CORAL_ENOENT : CORAL_EIO;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	buf[strcspn(buf, " \t\r\n")] = '\0';
+	if (strcmp(buf, "primary") != 0 && strcmp(buf, "standby") != 0)
+		return CORAL_ECORRUPT;
+	snprintf(role, rolesz, "%s", buf);
+	return 0;
+}
+
+int coral_role_write(const char *shared_dir, const char *role, char *err, size_t errsz)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%s\n", role);
+	return coral_write_file_atomic(shared_dir, "role", buf, (size_t)n, 0640, err, errsz);
+}

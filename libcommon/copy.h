@@ -38,6 +38,12 @@ void coral_copy_conf(const struct coral_conf *standby, struct coral_conf *copy);
 /* The copy's apply state: 0, CORAL_ENOENT (never seeded), CORAL_ECORRUPT, CORAL_EIO. */
 int coral_copy_state_read(const char *dir, struct coral_copy_state *s);
 int coral_copy_state_write(const char *dir, struct coral_copy_state *s, char *err, size_t errsz);
+/* SHARED/role: the role a switchover or coralctl standby rejoin gave the cluster, which
+ * overrides [replication] role (the configuration loader reads it). read: 0 with "primary"
+ * or "standby" in role, CORAL_ENOENT without one, CORAL_ECORRUPT for anything else. */
+int coral_role_read(const char *shared_dir, char *role, size_t rolesz);
+int coral_role_write(const char *shared_dir, const char *role, char *err, size_t errsz);
+
 /* Whether the copy is a state the primary was in (seeded, and past a batch written in part). */
 static inline bool coral_copy_consistent(const struct coral_copy_state *s) { return s->applied_scn >= s->torn_scn; }
 

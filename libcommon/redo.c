@@ -150,6 +150,11 @@ int coral_redo_append_clocked(struct coral_redo *r, _Atomic uint64_t *clock, uin
 	uint64_t tail;
 	for (;;) {
 		coral_mutex_lock(&r->latch, repair_latch, NULL);
+		if (atomic_load(&r->closed) && (type == CORAL_REDO_CHANGE || type == CORAL_REDO_COMMIT) &&
+		    !(flags & CORAL_REDO_F_ROLLBACK)) {
+			coral_mutex_unlock(&r->latch);
+			return CORAL_EFENCED;
+		}
 		tail = atomic_load(&r->tail);
 		if (tail + len - atomic_load(&r->durable) <= r->size)
 			break;
@@ -185,6 +190,15 @@ int coral_redo_append_clocked(struct coral_redo *r, _Atomic uint64_t *clock, uin
 		atomic_fetch_add(&r->commits, 1);
 	*lsn = tail + len;
 	return 0;
+}
+
+uint64_t coral_redo_close(struct coral_redo *r, bool closed)
+{
+	coral_mutex_lock(&r->latch, repair_latch, NULL);
+	atomic_store(&r->closed, closed ? 1u : 0u);
+	uint64_t tail = atomic_load(&r->tail);
+	coral_mutex_unlock(&r->latch);
+	return tail;
 }
 
 int coral_redo_poll(struct coral_redo *r, uint64_t lsn)

@@ -27,7 +27,9 @@ enum { CORAL_REDO_CHANGE = 1, CORAL_REDO_COMMIT = 2 };
  * many), so that recovery can take back a change whose transaction never committed. BEGIN:
  * the first change of its session's transaction (a session whose earlier transaction has no
  * commit record by then abandoned it). */
-enum { CORAL_REDO_F_UNDO = 1, CORAL_REDO_F_BEGIN = 2 };
+/* F_ROLLBACK: a rollback's change or commit; a thread closed for a switchover still takes
+ * them (a transaction it refused is taken back: nothing past the switchover's end commits) */
+enum { CORAL_REDO_F_UNDO = 1, CORAL_REDO_F_BEGIN = 2, CORAL_REDO_F_ROLLBACK = 4 };
 
 #define CORAL_REDO_MAGIC 0x4f444552u /* "REDO" */
 #define CORAL_REDO_MAX_BYTES 65536   /* largest change one record carries */
@@ -92,6 +94,9 @@ struct coral_redo {
 	_Atomic uint64_t site_fenced;
 	/* this cluster is a standby that has not taken over (replicad): no change is taken */
 	_Atomic uint32_t standby;
+	/* a switchover is under way (replicad, coral_redo_close): the thread takes no more
+	 * changes and commits; set under the latch, so that no record gets past the end told */
+	_Atomic uint32_t closed;
 	/* counters */
 	_Atomic uint64_t records, commits, bytes, syncs, sync_us, full_waits, errors;
 	_Atomic uint64_t commits_synced;
@@ -115,6 +120,10 @@ int coral_redo_init(struct coral_redo *r, size_t size, uint64_t ring, uint32_t t
 int coral_redo_append(struct coral_redo *r, uint8_t type, uint8_t flags, uint64_t scn, uint32_t session,
 		      uint32_t file, uint64_t block, uint32_t offset, const void *bytes, const void *before,
 		      uint32_t nbytes, int timeout_ms, uint64_t *lsn);
+/* Closes the thread to changes and commits (closed: a switchover; appends of them fail with
+ * CORAL_EFENCED from now on) or opens it again; returns the tail then: every record appended
+ * before ends by it. */
+uint64_t coral_redo_close(struct coral_redo *r, bool closed);
 /* The same with the record's SCN taken from the node's SCN clock (atomic increment) under the
  * redo latch, into *scn: a thread's records are then in SCN order as well as LSN order, which
  * is what lets a standby know, from a mark (coral_redo_mark), that it has every record of a

@@ -323,7 +323,9 @@ int coral_write_file_atomic(const char *dir, const char *name, const void *data,
 			    size_t errsz)
 {
 	char tmp[PATH_MAX], path[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name) >= (int)sizeof(tmp) ||
+	/* the temporary file is this process's: several may write the same file at once (every
+	 * node of a cluster its shared fence), and the last rename wins whole */
+	if (snprintf(tmp, sizeof(tmp), "%s/%s.%d.tmp", dir, name, (int)getpid()) >= (int)sizeof(tmp) ||
 	    snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path)) {
 		snprintf(err, errsz, "%s/%s: path too long", dir, name);
 		return CORAL_EINVAL;

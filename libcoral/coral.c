@@ -134,6 +134,11 @@ struct standby_copy {
 
 static void copy_close(struct coral_session *s);
 
+/* A switchover closed the node's thread (replicad; coral_redo_close). */
+#define SWITCHING_MSG                                                                                                  \
+	"a switchover to the standby is under way: this cluster takes no change and no commit (coralctl standby "      \
+	"status); once the standby has taken over, its sessions take them"
+
 static void cr_drop_conn(struct coral_session *s, uint32_t node)
 {
 	SSL_free(s->cr_ssl[node]);
@@ -1007,6 +1012,8 @@ static int modify(struct coral_session *s, struct coral_block *b, uint32_t offse
 	if (atomic_load(&s->redo->standby))
 		return fail(s, CORAL_EPERM, "this cluster is a standby ([replication] role): it takes no change until it "
 			    "takes over (coralctl standby failover); coralctl standby status");
+	if (keep_undo && atomic_load(&s->redo->closed))
+		return fail(s, CORAL_EFENCED, SWITCHING_MSG);
 	uint8_t *at = coral_cache_data(s->cache, b->buf) + CORAL_BLOCK_HDR + offset;
 	if (keep_undo) {
 		int rc = undo_push(s, (uint32_t)(b - s->pins), offset, at, len);
@@ -1039,11 +1046,15 @@ static int modify(struct coral_session *s, struct coral_block *b, uint32_t offse
 	 * relies on it, see coral_redo_mark) */
 	uint64_t scn = 0;
 	uint64_t lsn;
+	if (!keep_undo)
+		flags |= CORAL_REDO_F_ROLLBACK;
 	int rc = coral_redo_append_clocked(s->redo, &s->cache->scn, CORAL_REDO_CHANGE, flags, &scn, s->id, b->file,
 					   b->block, offset, bytes, at, len, (int)s->conf.cache.commit_timeout_ms, &lsn);
 	if (rc != 0) {
 		if (keep_undo)
 			s->undo_used -= s->undo[--s->nundo].len;
+		if (rc == CORAL_EFENCED)
+			return fail(s, rc, SWITCHING_MSG);
 		return fail(s, rc, "redo for block %u:%llu: %s%s", b->file, (unsigned long long)b->block,
 			    coral_strerror(rc), rc == CORAL_ENOTRUNNING ? " (the log writer, replicad, is not running)" : "");
 	}
@@ -1101,7 +1112,8 @@ static void stamp_commit(struct coral_session *s, uint64_t scn)
 	}
 }
 
-static int commit(struct coral_session *s, uint64_t *scn_out)
+/* rollback: the commit that ends a rollback (taken by a thread closed for a switchover). */
+static int commit(struct coral_session *s, uint64_t *scn_out, bool rollback)
 {
 	if (wait_unfenced(s, 0) != 0)
 		return CORAL_EFENCED;
@@ -1110,13 +1122,18 @@ static int commit(struct coral_session *s, uint64_t *scn_out)
 	if (atomic_load(&s->redo->site_fenced))
 		return fail(s, CORAL_EFENCED, "this cluster was failed over from (a standby took over at site epoch %llu): "
 			    "it takes no commit; coralctl standby status", (unsigned long long)atomic_load(&s->redo->site_fenced));
+	if (!rollback && atomic_load(&s->redo->closed))
+		return fail(s, CORAL_EFENCED, SWITCHING_MSG);
 	uint64_t scn = 0, lsn;
 	uint64_t t0 = coral_now_mono_ns();
 	int timeout = (int)s->conf.cache.commit_timeout_ms;
-	int rc = coral_redo_append_clocked(s->redo, &s->cache->scn, CORAL_REDO_COMMIT, 0, &scn, s->id, 0, 0, 0, NULL,
+	int rc = coral_redo_append_clocked(s->redo, &s->cache->scn, CORAL_REDO_COMMIT,
+					   rollback ? CORAL_REDO_F_ROLLBACK : 0, &scn, s->id, 0, 0, 0, NULL,
 					   NULL, 0, timeout, &lsn);
 	if (rc == 0)
 		stamp_commit(s, scn);
+	if (rc == CORAL_EFENCED)
+		return fail(s, rc, SWITCHING_MSG);
 	if (rc != 0)
 		return fail(s, rc, "commit record: %s%s", coral_strerror(rc),
 			    rc == CORAL_ENOTRUNNING ? " (the log writer, replicad, is not running)"
@@ -1183,9 +1200,20 @@ static void txn_end(struct coral_session *s, bool committed)
 		atomic_store(&coral_cache_sess(s->cache, (uint32_t)s->slot)->txn_first, 0);
 }
 
+static int rollback(struct coral_session *s);
+
 int coral_commit(struct coral_session *s, uint64_t *scn_out)
 {
-	int rc = commit(s, scn_out);
+	int rc = commit(s, scn_out, false);
+	if (rc == CORAL_EFENCED && s->txn && atomic_load(&s->redo->closed)) {
+		/* refused by a switchover: it did not commit, and is taken back here (the thread
+		 * still takes a rollback) rather than left in the blocks for the next session */
+		char why[CORAL_ERRMSG_MAX];
+		snprintf(why, sizeof(why), "%s", s->errmsg);
+		int r = rollback(s);
+		fail(s, rc, "%s (%s)", why, r == 0 ? "the transaction was taken back" : "taking it back failed too");
+		return rc;
+	}
 	txn_end(s, rc == 0);
 	return rc;
 }
@@ -1196,6 +1224,11 @@ int coral_rollback(struct coral_session *s)
 		return CORAL_EINVAL;
 	if (!s->txn)
 		return 0;
+	return rollback(s);
+}
+
+static int rollback(struct coral_session *s)
+{
 	int rc = 0;
 	/* newest first: each change is taken back by a change of its own (its redo carries
 	 * what it undoes too), and the whole ends with a commit: recovery replays the pair or,
@@ -1210,7 +1243,7 @@ int coral_rollback(struct coral_session *s)
 		rc = modify(s, b, u->offset, s->undo_bytes + u->at, u->len, false);
 	}
 	if (rc == 0)
-		rc = commit(s, NULL);
+		rc = commit(s, NULL, true);
 	txn_end(s, rc == 0);
 	return rc;
 }

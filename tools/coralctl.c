@@ -430,6 +430,8 @@ static const struct coralctl_cmd cmds[] = {
 	{"standby", "history", CORAL_D_REPLICAD, 0, 0, "", "replication events: commit mode switches and why, slots dropped, seeds, the apply's stops", run_standby_history},
 	{"standby", "finish", CORAL_D_REPLICAD, 0, 0, "", "on a standby whose primary is gone: apply everything the copies hold, take no more redo (admin)", run_standby_finish},
 	{"standby", "failover", CORAL_D_REPLICAD, 0, 0, "", "on a standby whose primary is gone: finish, then take over (the copy's data files become this cluster's under the next site epoch) (admin)", run_standby_failover},
+	{"standby", "switchover", CORAL_D_REPLICAD, 0, 2, "[--wait-ms MS]", "on the standby its primary ships to: every primary node closes its thread, the standby takes over with all of it, the old primary is fenced; roles swapped (admin)", run_standby_switchover},
+	{"standby", "rejoin", -1, 0, 1, "[PRIMARY_SHARED_DIR]", "an old primary, fenced and stopped: set its data aside and make it a standby of primary_cluster (seeded from PRIMARY_SHARED_DIR once started)", run_standby_rejoin},
 	{"cache", NULL, -1, 0, 0, "", "the node's buffer cache: buffers, dirty, past images, hit ratio", run_cache},
 	{"redo", NULL, -1, 0, 0, "", "the node's redo thread: LSN, durable LSN/SCN, group-commit batches", run_redo},
 	{"completion", "bash", -1, 0, 0, "", "the bash completion script for coralctl, made from this table", run_completion},

@@ -84,6 +84,8 @@ int run_standby_seed(int argc, char **argv);
 int run_standby_history(int argc, char **argv);
 int run_standby_finish(int argc, char **argv);
 int run_standby_failover(int argc, char **argv);
+int run_standby_switchover(int argc, char **argv);
+int run_standby_rejoin(int argc, char **argv);
 /* coralctl_storage.c */
 int run_datafile_create(int argc, char **argv);
 int run_datafile_list(int argc, char **argv);

@@ -1,12 +1,22 @@
-/* coralctl standby status|seed: redo shipping as replicad sees it. On a primary node, the thread
- * it ships (sent, acknowledged durable by the standby, lag in bytes and ms, the slot); on a
- * standby node, the copies of the primary's threads it keeps. --all asks every node of the
- * configuration this machine reaches. */
+/* coralctl standby status|seed|history|finish|failover|switchover|rejoin: redo shipping as
+ * replicad sees it, and the changes of role. On a primary node, the thread it ships (sent,
+ * acknowledged durable by the standby, lag in bytes and ms, the slot); on a standby node, the
+ * copies of the primary's threads it keeps. --all asks every node of the configuration this
+ * machine reaches. rejoin is done here, on the files, with the cluster stopped. */
 #include "coralctl.h"
+#include "copy.h"
 #include "errors.h"
+#include "sga.h"
+#include "site.h"
+#include "util.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 static json_t *thread_json(const Coral__StandbyThread *t)
 {
@@ -24,6 +34,7 @@ static json_t *thread_json(const Coral__StandbyThread *t)
 	json_object_set_new(j, "slot_dropped", json_boolean(t->slot_dropped));
 	json_object_set_new(j, "slot_drops", json_integer((json_int_t)t->slot_drops));
 	json_object_set_new(j, "last_error", json_string(t->last_error));
+	json_object_set_new(j, "needs_seed", json_boolean(t->needs_seed));
 	return j;
 }
 
@@ -78,14 +89,19 @@ static void thread_lines(const Coral__StandbyStatusReply *r)
 			       (unsigned long long)t->slot_bytes, (unsigned long long)t->sent_bytes,
 			       (unsigned long long)t->resent_bytes, (unsigned long long)t->wire_bytes,
 			       (unsigned long long)t->connects, (unsigned long long)t->refusals);
+		if (t->needs_seed)
+			printf("    the standby NEEDS SEEDING: it lacks redo this node has recycled\n");
 		if (t->last_error[0])
 			printf("    last error: %s\n", t->last_error);
 	}
 	const Coral__StandbyCommit *c = r->commit;
 	if (c) {
 		if (c->fenced_epoch)
-			printf("  FENCED: this cluster was failed over from (site epoch %llu): %s\n",
+			printf("  FENCED: this cluster was failed or switched over from (site epoch %llu): %s\n",
 			       (unsigned long long)c->fenced_epoch, c->fenced_why);
+		else if (c->closed_at)
+			printf("  CLOSED for a switchover: no change or commit is taken (the thread's tail %llu)\n",
+			       (unsigned long long)c->closed_at);
 		printf("  site epoch %llu%s\n", (unsigned long long)c->site_epoch,
 		       c->opened ? "" : "; starting: commits wait until a standby answers (open_wait_ms)");
 		printf("  commits: %s%s%s; gate %s", c->mode, c->rpo[0] ? "; RPO " : "", c->rpo,
@@ -145,6 +161,7 @@ static int one(json_t *out)
 			json_object_set_new(cj, "fenced_epoch", json_integer((json_int_t)c->fenced_epoch));
 			json_object_set_new(cj, "fenced_why", json_string(c->fenced_why));
 			json_object_set_new(cj, "opened", json_boolean(c->opened));
+			json_object_set_new(cj, "closed_at", json_integer((json_int_t)c->closed_at));
 			json_object_set_new(j, "commit", cj);
 		}
 		json_array_append_new(out, j);
@@ -192,7 +209,9 @@ static int action(Coral__CtlRequest *req, int want)
 		return 1;
 	const Coral__StandbyActionReply *a = want == CORAL__CTL_RESPONSE__BODY_STANDBY_SEED	 ? resp->standby_seed
 					     : want == CORAL__CTL_RESPONSE__BODY_STANDBY_FINISH ? resp->standby_finish
-												: resp->standby_failover;
+					     : want == CORAL__CTL_RESPONSE__BODY_STANDBY_SWITCHOVER
+						     ? resp->standby_switchover
+						     : resp->standby_failover;
 	if (ctx.json)
 		print_json(json_pack("{s:s}", "result", a->result));
 	else
@@ -257,4 +276,128 @@ int run_standby_failover(int argc, char **argv)
 	req.body_case = CORAL__CTL_REQUEST__BODY_STANDBY_FAILOVER;
 	req.standby_failover = &body;
 	return action(&req, CORAL__CTL_RESPONSE__BODY_STANDBY_FAILOVER);
+}
+
+int run_standby_switchover(int argc, char **argv)
+{
+	uint32_t wait_ms = 30000;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--wait-ms") == 0 && i + 1 < argc) {
+			char *end;
+			unsigned long v = strtoul(argv[++i], &end, 10);
+			if (*end != '\0' || v < 100 || v > 3600000)
+				return coralctl_usage_error();
+			wait_ms = (uint32_t)v;
+		} else {
+			return coralctl_usage_error();
+		}
+	}
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__StandbySwitchoverRequest body = CORAL__STANDBY_SWITCHOVER_REQUEST__INIT;
+	body.wait_ms = wait_ms;
+	req.body_case = CORAL__CTL_REQUEST__BODY_STANDBY_SWITCHOVER;
+	req.standby_switchover = &body;
+	/* answered at its end: the closes, the copies catching up, the takeover */
+	ctx.conf.cluster.ipc_timeout_ms = (int64_t)wait_ms + 20000;
+	return action(&req, CORAL__CTL_RESPONSE__BODY_STANDBY_SWITCHOVER);
+}
+
+/* Moves SHARED/name into dir if it is there; 0, or -1 after saying why. */
+static int retire(const char *shared, const char *dir, const char *name)
+{
+	char from[CORAL_STR_MAX + 300], to[2 * CORAL_STR_MAX + 300];
+	snprintf(from, sizeof(from), "%s/%s", shared, name);
+	snprintf(to, sizeof(to), "%s/%s", dir, name);
+	if (rename(from, to) == 0 || errno == ENOENT)
+		return 0;
+	fprintf(stderr, "coralctl: moving %s to %s: %s\n", from, to, strerror(errno));
+	return -1;
+}
+
+/* coralctl standby rejoin [PRIMARY_SHARED_DIR]: an old primary, fenced by a failover or a
+ * switchover and stopped, becomes a standby of the cluster that took over
+ * ([replication] primary_cluster): its data files, control file, redo threads and old copies
+ * are moved aside (SHARED/retired-eEPOCH-TIME), its fence with them, and SHARED/role says
+ * standby; with PRIMARY_SHARED_DIR its apply seeds itself from there once it starts. */
+int run_standby_rejoin(int argc, char **argv)
+{
+	const struct coral_conf *c = &ctx.conf;
+	const char *shared = c->storage.shared_dir;
+	if (c->replication.primary_cluster[0] == '\0') {
+		fprintf(stderr, "coralctl: [replication] primary_cluster must name the cluster this one rejoins as a standby "
+				"(the one that took over)\n");
+		return 1;
+	}
+	char why[512];
+	uint64_t fenced = coral_site_fence_read(shared, why, sizeof(why));
+	if (fenced == 0) {
+		fprintf(stderr, "coralctl: %s holds no fence: only a cluster that was failed or switched over from is made a "
+				"standby (its data would be set aside)\n", shared);
+		return 1;
+	}
+	for (int i = 0; i < c->nnodes; i++)
+		if (coral_sga_exists(c->nodes[i].sga_name)) {
+			fprintf(stderr, "coralctl: node %lld is running (its shared memory %s is here): stop the cluster first "
+					"(coral-node -c %s stop all), on every machine\n",
+				(long long)c->nodes[i].id, c->nodes[i].sga_name, c->path);
+			return 1;
+		}
+	char dir[CORAL_STR_MAX + 100], when[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(dir, sizeof(dir), "%s/retired-e%llu-%s", shared, (unsigned long long)fenced, when);
+	if (mkdir(dir, 0750) != 0) {
+		fprintf(stderr, "coralctl: %s: %s\n", dir, strerror(errno));
+		return 1;
+	}
+	int moved = 0;
+	DIR *d = opendir(shared);
+	struct dirent *e;
+	while (d && (e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		bool dbf = n > 4 && strcmp(e->d_name + n - 4, ".dbf") == 0;
+		if (!dbf)
+			continue;
+		if (retire(shared, dir, e->d_name) != 0) {
+			closedir(d);
+			return 1;
+		}
+		moved++;
+	}
+	if (d)
+		closedir(d);
+	static const char *const names[] = {"control", "redo", "standby", "fenced"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (retire(shared, dir, names[i]) != 0)
+			return 1;
+	char err[CORAL_ERRMSG_MAX];
+	if (coral_role_write(shared, "standby", err, sizeof(err)) != 0) {
+		fprintf(stderr, "coralctl: %s\n", err);
+		return 1;
+	}
+	char seed_note[CORAL_STR_MAX + 200] = "";
+	if (argc == 1) {
+		static struct coral_conf pc;
+		coral_copy_conf(c, &pc);
+		char line[CORAL_STR_MAX + 2];
+		int n = snprintf(line, sizeof(line), "%s\n", argv[0]);
+		if (coral_mkdir_p(pc.storage.shared_dir, 0750) != 0 ||
+		    coral_write_file_atomic(pc.storage.shared_dir, "seed_from", line, (size_t)n, 0640, err, sizeof(err)) != 0) {
+			fprintf(stderr, "coralctl: %s: %s\n", pc.storage.shared_dir, err[0] ? err : strerror(errno));
+			return 1;
+		}
+		snprintf(seed_note, sizeof(seed_note), "; its apply seeds itself from %s once it starts", argv[0]);
+	}
+	if (ctx.json)
+		print_json(json_pack("{s:s, s:s, s:i, s:I}", "role", "standby", "retired", dir, "data_files", moved, "fenced_epoch",
+				     (json_int_t)fenced));
+	else
+		printf("cluster %s is a standby of %s now (%s/role): its %d data files, control file, redo threads and old "
+		       "copies are in %s, with its fence (site epoch %llu)%s. Start it: coral-node -c %s start all%s\n",
+		       c->cluster.name, c->replication.primary_cluster, shared, moved, dir, (unsigned long long)fenced,
+		       seed_note, c->path,
+		       argc == 1 ? "" : "; then seed it: coralctl standby seed PRIMARY_SHARED_DIR");
+	return 0;
 }

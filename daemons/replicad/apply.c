@@ -44,6 +44,7 @@ struct apply {
 	struct txn **rel;
 	size_t nrel, rel_cap;
 	uint64_t batch_scn;
+	uint64_t top_scn;              /* the highest SCN of a record or a mark (not a lifted horizon) */
 	struct apply_stats st;
 };
 
@@ -142,6 +143,8 @@ int apply_add(struct apply *a, uint32_t tid, const struct coral_redo_rec *rec, c
 		return CORAL_EINVAL;
 	struct thr *th = &a->th[tid];
 	a->st.records++;
+	if (rec->scn > a->top_scn)
+		a->top_scn = rec->scn;
 	if (rec->scn < th->horizon)
 		a->st.disorder++;
 	else
@@ -197,6 +200,8 @@ void apply_mark(struct apply *a, uint32_t t, uint64_t scn)
 {
 	if (t >= 1 && t <= CORAL_MAX_NODES && a->th[t].known && scn > a->th[t].horizon)
 		a->th[t].horizon = scn;
+	if (scn != UINT64_MAX && scn > a->top_scn)
+		a->top_scn = scn;
 }
 
 uint64_t apply_horizon(const struct apply *a, uint32_t *lowest)
@@ -244,7 +249,9 @@ size_t apply_release(struct apply *a, const struct apply_change **out)
 		return a->nbatch;
 	}
 	uint64_t h = apply_horizon(a, NULL);
-	a->batch_scn = h;
+	/* every horizon lifted (the apply finishing): the copy then holds every transaction up to
+	 * the highest SCN there is, not up to an SCN no clock could take after it */
+	a->batch_scn = h == UINT64_MAX ? (a->top_scn > a->st.applied_scn ? a->top_scn : a->st.applied_scn) : h;
 	for (uint32_t i = 1; i <= CORAL_MAX_NODES; i++) {
 		struct thr *th = &a->th[i];
 		while (th->qhead && th->qhead->commit_scn <= h) {

@@ -154,7 +154,7 @@ void ship_set_fence(struct ship_set *set, uint64_t epoch, const char *why)
 	set->fenced = epoch;
 	coral_strlcpy(set->fenced_why, why, sizeof(set->fenced_why));
 	atomic_store(&set->redo->site_fenced, epoch);
-	if (site_fence_write(set->d->conf.storage.shared_dir, epoch, why, err, sizeof(err)) != 0)
+	if (coral_site_fence_write(set->d->conf.storage.shared_dir, epoch, why, err, sizeof(err)) != 0)
 		log_error("the fence cannot be kept in the shared storage (%s): it holds until replicad stops", err);
 	log_error("this cluster was failed over from: %s; no change and no commit is taken from now on", why);
 	repl_history_add("fenced", "%s", why);
@@ -180,7 +180,7 @@ struct ship_set *ship_set_new(struct coral_daemon *d, struct coral_redo *redo, s
 	if (strcmp(rcf->role, "primary") != 0 || rcf->standby[0] == '\0') {
 		coral_redo_gate_set(redo, false, 0); /* none left from an earlier configuration */
 		char why[512];
-		uint64_t f = site_fence_read(d->conf.storage.shared_dir, why, sizeof(why));
+		uint64_t f = coral_site_fence_read(d->conf.storage.shared_dir, why, sizeof(why));
 		atomic_store(&redo->site_fenced, strcmp(rcf->role, "primary") == 0 ? f : 0);
 		if (f && strcmp(rcf->role, "primary") == 0)
 			log_error("this cluster was failed over from (site epoch %llu: %s): no change and no commit is taken",
@@ -195,8 +195,8 @@ struct ship_set *ship_set_new(struct coral_daemon *d, struct coral_redo *redo, s
 	set->d = d;
 	set->redo = redo;
 	set->w = w;
-	set->epoch = site_epoch_read(d->conf.storage.shared_dir);
-	set->fenced = site_fence_read(d->conf.storage.shared_dir, set->fenced_why, sizeof(set->fenced_why));
+	set->epoch = coral_site_epoch_read(d->conf.storage.shared_dir);
+	set->fenced = coral_site_fence_read(d->conf.storage.shared_dir, set->fenced_why, sizeof(set->fenced_why));
 	atomic_store(&redo->site_fenced, set->fenced);
 	if (set->fenced) {
 		log_error("this cluster was failed over from (site epoch %llu: %s): no change and no commit is taken",
@@ -278,4 +278,5 @@ void ship_set_commit(struct ship_set *set, Coral__StandbyCommit *o)
 	o->fenced_epoch = set->fenced;
 	o->fenced_why = set->fenced_why;
 	o->opened = set->opened;
+	o->closed_at = atomic_load(&r->closed) ? atomic_load(&r->tail) : 0;
 }

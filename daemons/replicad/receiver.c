@@ -4,6 +4,7 @@
  * holds it too (the primary ships to nobody else). Connections without a hello are bounded
  * and closed after [interconnect] connect_timeout_ms. */
 #include "repl.h"
+#include "site.h"
 #include "repl_msg.h"
 
 #include "ship.h"
@@ -45,6 +46,9 @@ struct rx_thread {
 	struct ship_rx rx;
 	struct rconn *conn;
 	uint64_t primary_durable;      /* as the last range said */
+	uint64_t conn_seq;             /* moves with each welcomed connection */
+	bool switch_ready;             /* a switchover: the node closed its thread ... */
+	uint64_t switch_end;           /* ... which ends here */
 	uint64_t wire_bytes, bytes, connects;
 	char peer[64];
 	char last_error[256];
@@ -206,8 +210,8 @@ static void on_hello(struct rconn *c, const Coral__ReplHello *h)
 		 * itself on it, so nobody else may make it say so */
 		uint64_t e = atomic_load(&r->feed.took_over);
 		if (e)
-			snprintf(why, sizeof(why), "this standby took over (a failover, site epoch %llu): the old primary "
-				 "takes no more commits", (unsigned long long)e);
+			snprintf(why, sizeof(why), "this standby took over (a failover or a switchover, site epoch %llu): the "
+				 "old primary takes no more commits", (unsigned long long)e);
 		else
 			snprintf(why, sizeof(why), "this standby has finished its apply (a failover under way): it takes no "
 				 "more redo from this primary");
@@ -231,6 +235,8 @@ static void on_hello(struct rconn *c, const Coral__ReplHello *h)
 	t->conn = c;
 	c->t = t;
 	t->connects++;
+	t->conn_seq++;
+	t->switch_ready = false;
 	pthread_mutex_lock(&r->feed.mu);
 	for (size_t i = 0; i < h->n_threads; i++)
 		if (h->threads[i] >= 1 && h->threads[i] <= CORAL_MAX_NODES)
@@ -328,6 +334,9 @@ static void on_read(struct bufferevent *bev, void *arg)
 		}
 		if (m->body_case == CORAL__REPL_MSG__BODY_DATA && c->t != NULL) {
 			e = on_data(c, m->data);
+		} else if (m->body_case == CORAL__REPL_MSG__BODY_SWITCHOVER_READY && c->t != NULL) {
+			c->t->switch_ready = true;
+			c->t->switch_end = m->switchover_ready->end;
 		} else if (m->body_case == CORAL__REPL_MSG__BODY_MARK && c->t != NULL) {
 			pthread_mutex_lock(&c->r->feed.mu);
 			if (m->mark->scn > c->r->feed.mark_scn[c->t->thread]) {
@@ -472,7 +481,10 @@ struct receiver *receiver_new(struct coral_daemon *d, int *rc)
 {
 	const struct coral_replication_conf *rcf = &d->conf.replication;
 	*rc = 0;
-	if (strcmp(rcf->role, "standby") != 0)
+	/* a primary that names a primary cluster took over from it (a failover or a switchover):
+	 * its receiver is there to tell that cluster's old primary so, with its epoch */
+	bool standby = strcmp(rcf->role, "standby") == 0;
+	if (!standby && rcf->primary_cluster[0] == '\0')
 		return NULL;
 	struct receiver *r = calloc(1, sizeof(*r));
 	if (r == NULL) {
@@ -511,6 +523,13 @@ struct receiver *receiver_new(struct coral_daemon *d, int *rc)
 		log_error("the standby's receiver: %s", err);
 		*rc = CORAL_ESYS;
 		goto fail;
+	}
+	if (!standby) {
+		atomic_store(&r->feed.finished, true);
+		atomic_store(&r->feed.took_over, coral_site_epoch_read(d->conf.storage.shared_dir));
+		log_info("a primary that took over from cluster %s: its old primary is refused on %s:%d (site epoch %llu)",
+			 rcf->primary_cluster, d->node->host, port, (unsigned long long)atomic_load(&r->feed.took_over));
+		return r;
 	}
 	log_info("standby of cluster %s: receiving its redo on %s:%d into %s", rcf->primary_cluster, d->node->host, port,
 		 r->dir);
@@ -568,6 +587,37 @@ bool receiver_seed_thread(struct receiver *r, uint32_t id, uint64_t from)
 	publish(r, t);
 	log_info("the copy of thread %u starts at LSN %llu (the seed's)", id, (unsigned long long)from);
 	return true;
+}
+
+int receiver_switch_send(struct receiver *r, uint32_t id, uint32_t step, uint64_t epoch, const char *why)
+{
+	if (id < 1 || id > CORAL_MAX_NODES || r->threads[id].conn == NULL)
+		return CORAL_ECONN;
+	Coral__ReplSwitch w = CORAL__REPL_SWITCH__INIT;
+	w.step = step;
+	w.epoch = epoch;
+	w.why = (char *)(why ? why : "");
+	Coral__ReplMsg m = CORAL__REPL_MSG__INIT;
+	m.body_case = CORAL__REPL_MSG__BODY_SWITCHOVER;
+	m.switchover = &w;
+	send_msg(r->threads[id].conn, &m);
+	return 0;
+}
+
+void receiver_switch_state(struct receiver *r, uint32_t id, uint64_t *conn, bool *ready, uint64_t *end,
+			   uint64_t *durable)
+{
+	const struct rx_thread *t = &r->threads[id];
+	*conn = t->conn ? t->conn_seq : 0;
+	*ready = t->conn && t->switch_ready;
+	*end = t->switch_end;
+	*durable = t->rx.durable;
+}
+
+void receiver_switch_clear(struct receiver *r)
+{
+	for (int i = 0; i <= CORAL_MAX_NODES; i++)
+		r->threads[i].switch_ready = false;
 }
 
 size_t receiver_threads(struct receiver *r, Coral__StandbyThread *out, size_t max, uint64_t *bad_hellos)

@@ -59,6 +59,14 @@ struct standby_feed *receiver_feed(struct receiver *r);
  * that the primary resumes from there). false: the copy ends before from with something in
  * it (it goes on from where it is). */
 bool receiver_seed_thread(struct receiver *r, uint32_t t, uint64_t from);
+/* A switchover (switchover.c): step (ReplSwitch) sent to thread t's primary node, 0 or
+ * CORAL_ECONN without a connection; and what the thread says: its connection (a count that
+ * moves with each new one: 0 none), whether the node said its thread is closed and where it
+ * ends, and what the copy has durable. */
+int receiver_switch_send(struct receiver *r, uint32_t t, uint32_t step, uint64_t epoch, const char *why);
+void receiver_switch_state(struct receiver *r, uint32_t t, uint64_t *conn, bool *ready, uint64_t *end,
+			   uint64_t *durable);
+void receiver_switch_clear(struct receiver *r);
 
 /* The standby's apply (standby_apply.c): a thread of its own that reads the copies up to
  * what is durable, applies what apply.c releases to the copy of the data files under
@@ -75,6 +83,10 @@ int applier_finish(struct applier *a, char *msg, size_t msgsz);
 /* The primary is gone: finish, then the copy's data files become this cluster's own under
  * the next site epoch; the old primary is fenced when it comes back. */
 int applier_failover(struct applier *a, char *msg, size_t msgsz);
+/* The site epoch this standby took over at (0: not), and whether it is seeded and applying
+ * (not finished). */
+uint64_t applier_took_over(struct applier *a);
+bool applier_applying(struct applier *a);
 struct Coral__StandbyApply;
 /* strings point into buffers of the caller's (state, source: 256 bytes each) */
 void applier_status(struct applier *a, struct Coral__StandbyApply *out, char *state, char *source);

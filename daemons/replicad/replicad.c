@@ -10,11 +10,13 @@
 #include "daemon.h"
 #include "errors.h"
 #include "bufcache.h"
+#include "copy.h"
 #include "log.h"
 #include "log_writer.h"
 #include "metrics.h"
 #include "history.h"
 #include "repl.h"
+#include "switchover.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -31,6 +33,7 @@ struct replicad {
 	struct ship_set *ships;
 	struct receiver *receiver;
 	struct applier *applier;
+	struct switchover *sw;
 	pthread_t thread;
 	bool started;
 	_Atomic bool stop;
@@ -167,6 +170,17 @@ static int replicad_init(struct coral_daemon *d)
 		return rc;
 	}
 	atomic_store(&r->redo->fail_after_ms, (uint32_t)d->conf.cache.log_error_ms);
+	/* a cluster that took over its primary's copy: its node's clock starts above every SCN
+	 * the copy holds (else its redo could sit below them for long, and a standby seeded
+	 * from it would wait that long to be consistent) */
+	struct coral_conf *pc = malloc(sizeof(*pc));
+	struct coral_copy_state cst;
+	if (pc && cache && d->conf.replication.primary_cluster[0]) {
+		coral_copy_conf(&d->conf, pc);
+		if (coral_copy_state_read(pc->storage.shared_dir, &cst) == 0 && cst.took_over)
+			coral_scn_observe(cache, cst.applied_scn > cst.torn_scn ? cst.applied_scn : cst.torn_scn);
+	}
+	free(pc);
 	log_info("redo thread %lld opened at LSN %llu under %s/redo", (long long)d->node->id,
 		 (unsigned long long)atomic_load(&r->redo->durable), d->conf.storage.shared_dir);
 	r->ships = ship_set_new(d, r->redo, r->w, &rc);
@@ -176,6 +190,7 @@ static int replicad_init(struct coral_daemon *d)
 		r->applier = applier_new(d, r->receiver, &rc);
 	if (rc != 0)
 		return rc;
+	r->sw = switchover_new(d, r->receiver, r->applier);
 	if (pthread_create(&r->thread, NULL, writer_main, r) != 0)
 		return CORAL_ESYS;
 	r->started = true;
@@ -193,6 +208,7 @@ static void replicad_fini(struct coral_daemon *d)
 		pthread_join(r->thread, NULL);
 	}
 	ship_set_free(r->ships);
+	switchover_free(r->sw);
 	applier_free(r->applier);
 	receiver_free(r->receiver);
 	if (r->redo)
@@ -214,7 +230,8 @@ static void h_standby(struct coral_daemon *d, uint64_t conn, const Coral__CtlReq
 	uint64_t bad = 0;
 	size_t n = ship_set_threads(r->ships, th, CORAL_MAX_NODES);
 	n += receiver_threads(r->receiver, th + n, CORAL_MAX_NODES - n, &bad);
-	st.cluster = r->receiver ? d->conf.replication.primary_cluster : d->conf.replication.standby;
+	bool standby = strcmp(d->conf.replication.role, "standby") == 0;
+	st.cluster = standby ? d->conf.replication.primary_cluster : d->conf.replication.standby;
 	for (size_t i = 0; i < n; i++)
 		thp[i] = &th[i];
 	st.threads = thp;
@@ -335,6 +352,17 @@ static void h_failover(struct coral_daemon *d, uint64_t conn, const Coral__CtlRe
 	answer_action(d, conn, req, rc, msg, CORAL__CTL_RESPONSE__BODY_STANDBY_FAILOVER);
 }
 
+/* coralctl standby switchover (admin, on the standby): answered at its end. */
+static void h_switchover(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct replicad *r = d->svc;
+	char msg[CORAL_ERRMSG_MAX];
+	int rc = switchover_start(r->sw, conn, coral_ctl_request_id(req), req->standby_switchover->wait_ms, msg,
+				  sizeof(msg));
+	if (rc != 0)
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), rc, "%s", msg);
+}
+
 /* coralctl standby history: the replication events this replicad saw, oldest first. */
 static void h_history(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
@@ -364,6 +392,7 @@ static const struct coral_daemon_request replicad_requests[] = {
 	{CORAL__CTL_REQUEST__BODY_STANDBY_SEED, true, h_seed, NULL, NULL},
 	{CORAL__CTL_REQUEST__BODY_STANDBY_FINISH, true, h_finish, NULL, NULL},
 	{CORAL__CTL_REQUEST__BODY_STANDBY_FAILOVER, true, h_failover, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_STANDBY_SWITCHOVER, true, h_switchover, NULL, NULL},
 };
 
 static const struct coral_daemon_def replicad_def = {

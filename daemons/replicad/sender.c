@@ -84,10 +84,15 @@ struct sender {
 	uint64_t wire_bytes, connects, refusals;
 	bool need_seed;
 	bool answered;                 /* a welcome came (or a refusal) since the start */
+	/* a switchover this standby asked for: the node's thread closed at switch_end, told
+	 * once durable (switch_told) */
+	bool switching, switch_told;
+	uint64_t switch_end;
 	char last_error[256];
 };
 
 static void dial(struct sender *s);
+static void switch_reopen(struct sender *s, const char *why);
 
 static void schedule_retry(struct sender *s)
 {
@@ -211,6 +216,17 @@ static void pump(struct sender *s)
 	note_durable(s, durable, now);
 	if (s->state != S_SHIPPING)
 		return;
+	if (s->switching && !s->switch_told && durable >= s->switch_end) {
+		/* everything before the close is durable here: the standby takes over once it has
+		 * it too (what follows, a rollback's records, is never applied there) */
+		Coral__ReplSwitchReady r = CORAL__REPL_SWITCH_READY__INIT;
+		r.end = s->switch_end;
+		Coral__ReplMsg m = CORAL__REPL_MSG__INIT;
+		m.body_case = CORAL__REPL_MSG__BODY_SWITCHOVER_READY;
+		m.switchover_ready = &r;
+		repl_send(s->bev, &m, s->max_frame);
+		s->switch_told = true;
+	}
 	uint64_t from, to;
 	while (ship_tx_next(&s->tx, &from, &to)) {
 		size_t n = (size_t)(to - from);
@@ -219,6 +235,10 @@ static void pump(struct sender *s)
 			char p[sizeof(s->rf.dir) + 32];
 			thread_file_seg_path(&s->rf, s->rf.err_seg, p, sizeof(p));
 			if (e == ENOENT) {
+				if (!s->need_seed)
+					repl_history_add("needs seed", "standby %s lacks thread %u's redo from LSN %llu, "
+							 "recycled here: seed it again", s->name[0] ? s->name : s->peer,
+							 s->thread, (unsigned long long)from);
 				s->need_seed = true;
 				snprintf(s->last_error, sizeof(s->last_error),
 					 "the standby needs seeding: thread %u's redo at LSN %llu is recycled (%s)", s->thread,
@@ -230,6 +250,7 @@ static void pump(struct sender *s)
 			drop(s, true);
 			return;
 		}
+		s->need_seed = false;
 		Coral__ReplData dm = CORAL__REPL_DATA__INIT;
 		dm.from = from;
 		dm.raw_len = (uint32_t)n;
@@ -327,18 +348,60 @@ static void on_welcome(struct sender *s, const Coral__ReplWelcome *w)
 		return;
 	}
 	evtimer_del(s->ev_hello);
+	if (s->switching)
+		switch_reopen(s, "the standby answered anew without having taken over");
 	s->state = S_SHIPPING;
 	s->connects++;
 	s->backoff_ms = (int)s->rc->reconnect_ms;
 	s->progress_ns = s->ack_ns = coral_now_mono_ns();
-	s->need_seed = false;
-	s->last_error[0] = '\0';
+	if (!s->need_seed) /* said until a range goes again (pump) */
+		s->last_error[0] = '\0';
 	s->mark_lsn = s->mark_scn = 0;
 	log_info("shipping thread %u to the standby %s from LSN %llu (it has %llu durable; this node %llu)", s->thread,
 		 s->peer, (unsigned long long)w->received, (unsigned long long)w->durable,
 		 (unsigned long long)s->tx.durable);
 	ship_set_changed(s->set);
 	pump(s);
+}
+
+/* The thread opened again: the switchover did not happen (logged, in the history). */
+static void switch_reopen(struct sender *s, const char *why)
+{
+	coral_redo_close(s->redo, false);
+	s->switching = false;
+	log_notice("the switchover to standby %s is abandoned (%s): the thread takes changes and commits again",
+		   s->name[0] ? s->name : s->peer, why);
+	repl_history_add("switchover", "abandoned (%s): the thread is open again", why);
+	ship_set_changed(s->set);
+}
+
+/* A switchover, asked by the standby over this connection (its hello proved the token both
+ * ways): close the thread and say where it ends; fence once it took over; or open again. */
+static void on_switch(struct sender *s, const Coral__ReplSwitch *w)
+{
+	const char *who = s->name[0] ? s->name : s->peer;
+	if (w->step == 1) {
+		s->switch_end = coral_redo_close(s->redo, true);
+		s->switching = true;
+		s->switch_told = false;
+		log_notice("standby %s asks for a switchover: the thread takes no more changes or commits; it ends at "
+			   "LSN %llu", who, (unsigned long long)s->switch_end);
+		repl_history_add("switchover", "asked by standby %s: the thread closed at LSN %llu", who,
+				 (unsigned long long)s->switch_end);
+		ship_set_changed(s->set);
+		pump(s);
+	} else if (w->step == 2 && w->epoch > ship_set_epoch(s->set)) {
+		char why[300];
+		snprintf(why, sizeof(why), "a switchover: standby %s took over at site epoch %llu with this cluster's "
+			 "thread %u to LSN %llu", who, (unsigned long long)w->epoch, s->thread,
+			 (unsigned long long)s->switch_end);
+		s->switching = false;
+		ship_set_fence(s->set, w->epoch, why);
+	} else if (w->step == 3 && s->switching) {
+		char why[300];
+		snprintf(why, sizeof(why), "by the standby: %.200s", w->why ? w->why : "");
+		switch_reopen(s, why);
+	}
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -396,6 +459,12 @@ static void on_read(struct bufferevent *bev, void *arg)
 			}
 			if ((e = ship_tx_resend(&s->tx, m->resend->from)) == 0)
 				pump(s);
+			break;
+		case CORAL__REPL_MSG__BODY_SWITCHOVER:
+			if (s->state != S_SHIPPING)
+				bad = true;
+			else
+				on_switch(s, m->switchover);
 			break;
 		default:
 			bad = true;
@@ -641,4 +710,5 @@ void sender_status(struct sender *s, Coral__StandbyThread *t)
 	t->slot_dropped = s->slot_dropped;
 	t->slot_drops = s->slot_drops;
 	t->last_error = s->last_error;
+	t->needs_seed = s->need_seed;
 }

@@ -20,6 +20,8 @@
 
 #include "apply.h"
 #include "copy.h"
+
+#include "bufcache.h"
 #include "history.h"
 #include "site.h"
 
@@ -32,7 +34,9 @@
 #include "util.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +75,28 @@ struct applier {
 	int fds[CORAL_MAX_DATAFILES];
 	int lock_fd;
 	uint8_t *img;
+	/* one node of a standby applies its copy (the shared one): the one holding applier.lock,
+	 * taken by the node that seeds it, or that finds it seeded at its start */
+	int own_fd;
+	bool owns;
+	struct event *ev_seed_from;   /* on the loop: the seed coralctl standby rejoin asked for */
 };
+
+/* Whether this node applies the copy (it holds applier.lock, or has just taken it). */
+static bool own_copy(struct applier *a)
+{
+	if (a->owns)
+		return true;
+	if (a->own_fd < 0) {
+		char p[sizeof(a->dir) + 16];
+		snprintf(p, sizeof(p), "%s/applier.lock", a->dir);
+		a->own_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+		if (a->own_fd < 0)
+			return false;
+	}
+	a->owns = flock(a->own_fd, LOCK_EX | LOCK_NB) == 0;
+	return a->owns;
+}
 
 static int state_write(struct applier *a, struct coral_copy_state *s, char *err, size_t errsz)
 {
@@ -478,7 +503,7 @@ static void *applier_main(void *arg)
 {
 	struct applier *a = arg;
 	char err[CORAL_ERRMSG_MAX];
-	uint64_t errors = 0, checked_ns = 0;
+	uint64_t errors = 0, checked_ns = 0, role_checked_ns = 0, role_seen_ns = 0;
 	while (!atomic_load(&a->stop)) {
 		pthread_mutex_lock(&a->mu);
 		bool asked = a->seed_asked;
@@ -543,6 +568,25 @@ static void *applier_main(void *arg)
 				set_state(a, "applying");
 			}
 		}
+		/* taken over (here or on another node of this standby: the role is shared): the
+		 * cluster is the primary now, and replicad starts again as one, a second later (what
+		 * the takeover answered and told the old primary has gone out by then) */
+		char role[16];
+		if (coral_now_mono_ns() - role_checked_ns > 500000000ull) {
+			role_checked_ns = coral_now_mono_ns();
+			bool other = coral_role_read(a->d->conf.storage.shared_dir, role, sizeof(role)) == 0 &&
+				     strcmp(role, a->d->conf.replication.role) != 0;
+			if (!other)
+				role_seen_ns = 0;
+			else if (role_seen_ns == 0)
+				role_seen_ns = role_checked_ns;
+			else if (role_checked_ns - role_seen_ns >= 1000000000ull) {
+				log_notice("this cluster is the %s now (%s/role, written by a takeover): replicad starts again "
+					   "in that role", role, a->d->conf.storage.shared_dir);
+				kill(getpid(), SIGTERM);
+				break;
+			}
+		}
 		/* another node of this standby may have taken over (the state is shared): its
 		 * sessions may change blocks from then on here too */
 		if (a->redo && atomic_load(&a->redo->standby) && coral_now_mono_ns() - checked_ns > 1000000000ull) {
@@ -560,11 +604,52 @@ static void *applier_main(void *arg)
 	return NULL;
 }
 
+/* On the loop, every half second until it is done: the seed coralctl standby rejoin asked for
+ * (SHARED/standby/PRIMARY/seed_from), made as coralctl standby seed makes one, by the node the
+ * primary ships to (once a thread of it has said hello). */
+static void on_seed_from(evutil_socket_t fd, short what, void *arg)
+{
+	struct applier *a = arg;
+	(void)fd, (void)what;
+	pthread_mutex_lock(&a->mu);
+	bool busy = a->seeded || a->seed_asked || a->seeding;
+	pthread_mutex_unlock(&a->mu);
+	char sf[sizeof(a->dir) + 16];
+	snprintf(sf, sizeof(sf), "%s/seed_from", a->dir);
+	if (busy || access(sf, F_OK) != 0)
+		return; /* nothing asked (the timer stops) */
+	bool hello = false;
+	pthread_mutex_lock(&a->feed->mu);
+	for (int t = 1; t <= CORAL_MAX_NODES; t++)
+		hello |= a->feed->known[t];
+	pthread_mutex_unlock(&a->feed->mu);
+	char src[CORAL_STR_MAX] = "";
+	FILE *f = hello ? fopen(sf, "r") : NULL;
+	if (f) {
+		if (fgets(src, sizeof(src), f) == NULL)
+			src[0] = '\0';
+		fclose(f);
+		src[strcspn(src, "\r\n")] = '\0';
+		char msg[CORAL_ERRMSG_MAX];
+		int r = applier_seed(a, src, msg, sizeof(msg));
+		if (r == 0)
+			log_notice("seeding from %s, as coralctl standby rejoin asked", src);
+		else if (r != CORAL_EBUSY)
+			log_error("the seed coralctl standby rejoin asked for (from %s): %s; coralctl standby seed", src, msg);
+		if (r != CORAL_EBUSY) {
+			unlink(sf);
+			return;
+		}
+	}
+	struct timeval tv = {0, 500000};
+	evtimer_add(a->ev_seed_from, &tv);
+}
+
 struct applier *applier_new(struct coral_daemon *d, struct receiver *r, int *rc)
 {
 	*rc = 0;
-	if (r == NULL)
-		return NULL;
+	if (r == NULL || strcmp(d->conf.replication.role, "standby") != 0)
+		return NULL; /* a primary's receiver only refuses its old primary */
 	struct applier *a = calloc(1, sizeof(*a));
 	if (a == NULL) {
 		*rc = CORAL_ENOMEM;
@@ -573,7 +658,7 @@ struct applier *applier_new(struct coral_daemon *d, struct receiver *r, int *rc)
 	a->d = d;
 	a->r = r;
 	a->feed = receiver_feed(r);
-	a->lock_fd = -1;
+	a->lock_fd = a->own_fd = -1;
 	for (int i = 0; i < CORAL_MAX_DATAFILES; i++)
 		a->fds[i] = -1;
 	pthread_mutex_init(&a->mu, NULL);
@@ -593,7 +678,12 @@ struct applier *applier_new(struct coral_daemon *d, struct receiver *r, int *rc)
 	char err[CORAL_ERRMSG_MAX];
 	a->redo = coral_redo_sga(&d->sga);
 	int s = state_read(a, &a->st);
-	if (s == 0 && open_copy(a, err, sizeof(err)) == 0) {
+	bool passive = s == 0 && !own_copy(a);
+	if (passive) {
+		snprintf(a->state_text, sizeof(a->state_text),
+			 "passive: another node of this standby applies its copy (the node its primary ships to)");
+		log_info("the standby's apply: %s", a->state_text);
+	} else if (s == 0 && open_copy(a, err, sizeof(err)) == 0) {
 		a->seeded = true;
 		core_start(a);
 		snprintf(a->state_text, sizeof(a->state_text), "applying");
@@ -626,6 +716,9 @@ struct applier *applier_new(struct coral_daemon *d, struct receiver *r, int *rc)
 		return NULL;
 	}
 	a->started = true;
+	a->ev_seed_from = evtimer_new(d->base, on_seed_from, a);
+	if (a->ev_seed_from)
+		on_seed_from(-1, 0, a);
 	return a;
 }
 
@@ -633,6 +726,8 @@ void applier_free(struct applier *a)
 {
 	if (a == NULL)
 		return;
+	if (a->ev_seed_from)
+		event_free(a->ev_seed_from);
 	if (a->started) {
 		atomic_store(&a->stop, true);
 		pthread_join(a->thread, NULL);
@@ -641,6 +736,8 @@ void applier_free(struct applier *a)
 	close_files(a);
 	if (a->lock_fd >= 0)
 		close(a->lock_fd);
+	if (a->own_fd >= 0)
+		close(a->own_fd); /* the lock goes with it */
 	free(a->cf);
 	free(a->img);
 	pthread_mutex_destroy(&a->mu);
@@ -656,6 +753,11 @@ int applier_seed(struct applier *a, const char *source, char *msg, size_t msgsz)
 	if (source[0] != '/') {
 		snprintf(msg, msgsz, "'%s' is not an absolute path", source);
 		return CORAL_EINVAL;
+	}
+	if (!own_copy(a)) {
+		snprintf(msg, msgsz, "another node of this standby applies its copy (%s/applier.lock): seed it there, the "
+			 "node its primary ships to", a->dir);
+		return CORAL_EBUSY;
 	}
 	static struct coral_conf src;
 	static struct coral_ctlfile scf;
@@ -769,18 +871,37 @@ int applier_failover(struct applier *a, char *msg, size_t msgsz)
 	/* the apply does nothing more once finished: its files are this thread's to move */
 	char err[CORAL_ERRMSG_MAX];
 	const char *own = a->d->conf.storage.shared_dir;
-	uint64_t e = site_epoch_read(own), pe = atomic_load(&a->feed->primary_epoch);
+	uint64_t e = coral_site_epoch_read(own), pe = atomic_load(&a->feed->primary_epoch);
 	uint64_t epoch = (e > pe ? e : pe) + 1;
 	pthread_mutex_lock(&a->mu);
 	close_files(a);
 	int rc = coral_datafile_adopt(&a->d->conf, a->cf, a->dir, err, sizeof(err));
 	if (rc == 0)
-		rc = site_epoch_write(own, epoch, err, sizeof(err));
+		rc = coral_site_epoch_write(own, epoch, err, sizeof(err));
 	if (rc == 0) {
 		a->st.took_over = epoch;
 		rc = state_write(a, &a->st, err, sizeof(err));
 	}
+	/* the cluster is the primary now, whatever its configuration says (replicad starts again
+	 * in that role: applier_main); a fence of its own from an earlier life as a primary is
+	 * older than this epoch */
+	if (rc == 0)
+		rc = coral_role_write(own, "primary", err, sizeof(err));
+	char fwhy[64];
+	uint64_t fe = rc == 0 ? coral_site_fence_read(own, fwhy, sizeof(fwhy)) : 0;
+	if (fe != 0 && fe < epoch) {
+		char p[CORAL_STR_MAX + 16];
+		snprintf(p, sizeof(p), "%s/fenced", own);
+		if (unlink(p) != 0 && errno != ENOENT)
+			log_warn("%s: %s (an older fence: remove it)", p, strerror(errno));
+	}
 	if (rc == 0) {
+		/* this node's clock above every SCN of the copy (replicad_init does it for the others
+		 * as they start in the primary's role) */
+		struct coral_cache *cache = coral_cache_sga(&a->d->sga);
+		uint64_t top = atomic_load(&a->feed->max_scn);
+		if (cache)
+			coral_scn_observe(cache, a->st.applied_scn > top ? a->st.applied_scn : top);
 		snprintf(a->state_text, sizeof(a->state_text),
 			 "took over at site epoch %llu (the copy is this cluster's): applied SCN %llu",
 			 (unsigned long long)epoch, (unsigned long long)a->st.applied_scn);
@@ -803,6 +924,26 @@ int applier_failover(struct applier *a, char *msg, size_t msgsz)
 	repl_history_add("failover", "took over at site epoch %llu: %u data files, applied SCN %llu",
 			 (unsigned long long)epoch, nfiles, (unsigned long long)applied);
 	return 0;
+}
+
+uint64_t applier_took_over(struct applier *a)
+{
+	if (a == NULL)
+		return 0;
+	pthread_mutex_lock(&a->mu);
+	uint64_t e = a->st.took_over;
+	pthread_mutex_unlock(&a->mu);
+	return e;
+}
+
+bool applier_applying(struct applier *a)
+{
+	if (a == NULL)
+		return false;
+	pthread_mutex_lock(&a->mu);
+	bool ok = a->seeded && a->st.finished_ns == 0 && !a->seeding && !a->seed_asked;
+	pthread_mutex_unlock(&a->mu);
+	return ok;
 }
 
 void applier_status(struct applier *a, Coral__StandbyApply *o, char *state, char *source)

@@ -114,8 +114,9 @@ static int undo_one(struct coral_cache *c, struct coral_redo *r, uint32_t sessio
 	coral_cache_unlock(c, ch);
 	uint64_t scn = 0, lsn;
 	const uint8_t *old = x->bytes + x->nbytes;
-	int rc = coral_redo_append_clocked(r, &c->scn, CORAL_REDO_CHANGE, 0, &scn, session, x->file, x->block, x->offset,
-					   old, now, x->nbytes, timeout_ms, &lsn);
+	/* a rollback: taken by a thread closed for a switchover too */
+	int rc = coral_redo_append_clocked(r, &c->scn, CORAL_REDO_CHANGE, CORAL_REDO_F_ROLLBACK, &scn, session, x->file,
+					   x->block, x->offset, old, now, x->nbytes, timeout_ms, &lsn);
 	free(now);
 	if (rc != 0)
 		return rc;
@@ -173,7 +174,8 @@ static int rollback_slot(struct smond_deadtxn *dt, uint32_t i)
 	}
 	if (rc == 0 && undone > 0) {
 		uint64_t lsn, scn = 0;
-		rc = coral_redo_append_clocked(r, &c->scn, CORAL_REDO_COMMIT, 0, &scn, ss->id, 0, 0, 0, NULL, NULL, 0,
+		rc = coral_redo_append_clocked(r, &c->scn, CORAL_REDO_COMMIT, CORAL_REDO_F_ROLLBACK, &scn, ss->id, 0, 0, 0,
+					       NULL, NULL, 0,
 					       timeout, &lsn);
 		if (rc == 0) {
 			/* the blocks carry the commit's SCN before their pins go (as libcoral's

@@ -25,6 +25,9 @@ static const char *primary_token = TOKEN;
 /* [replication] sync, sync_fallback_ms and max_lag_bytes for the next start_both (empty: as
  * etc/coral.conf has them) */
 static char primary_sync[128], primary_fallback[32], primary_lag[32], primary_slot[32];
+/* for the next start_both: each cluster names the other for both roles (a switchover swaps
+ * them): the primary its standby's name, the standby the primary's node 1 receiver */
+static bool both_roles;
 
 /* Small segments, so that shipping crosses them and the primary recycles under the slot. */
 static char *small_segments(char *text)
@@ -37,8 +40,8 @@ static char *primary_edit(char *text)
 {
 	char tok[256], to[600];
 	write_token("repl.token", primary_token, tok, sizeof(tok));
-	snprintf(to, sizeof(to), "role = primary\nstandby = 127.0.0.1:%d\nprimary_cluster =\ntoken_file = %s",
-		 cl.base_port + 48 + 7, tok);
+	snprintf(to, sizeof(to), "role = primary\nstandby = 127.0.0.1:%d\nprimary_cluster = %s%s\ntoken_file = %s",
+		 cl.base_port + 48 + 7, both_roles ? cl.name : "", both_roles ? "sb" : "", tok);
 	text = replace_all(text, "role = primary\nstandby =\nprimary_cluster =\ntoken_file =", to);
 	char line[200];
 	if (primary_sync[0]) {
@@ -57,6 +60,8 @@ static char *primary_edit(char *text)
 		snprintf(line, sizeof(line), "slot_max_bytes = %s\n", primary_slot);
 		text = replace_all(text, "slot_max_bytes = 1G\n", line);
 	}
+	if (both_roles)
+		text = replace_all(text, "open_wait_ms = 10000", "open_wait_ms = 1000");
 	primary_sync[0] = primary_fallback[0] = primary_lag[0] = primary_slot[0] = '\0';
 	return small_segments(text);
 }
@@ -83,8 +88,14 @@ static void standby_prepare(void)
 	fprintf(f, "%s\n", TOKEN);
 	fclose(f);
 	chmod(tok, 0600);
-	snprintf(to, sizeof(to), "role = standby\nstandby =\nprimary_cluster = %s\ntoken_file = %s", cl.name, tok);
+	char peer[64] = "";
+	if (both_roles)
+		snprintf(peer, sizeof(peer), "127.0.0.1:%d", cl.base_port + 7);
+	snprintf(to, sizeof(to), "role = standby\nstandby = %s\nprimary_cluster = %s\ntoken_file = %s", peer, cl.name, tok);
 	text = replace_all(text, "role = primary\nstandby =\nprimary_cluster =\ntoken_file =", to);
+	if (both_roles)
+		text = replace_all(text, "open_wait_ms = 10000", "open_wait_ms = 1000");
+	both_roles = false;
 	text = small_segments(text);
 	f = fopen(sb.conf, "w");
 	cr_assert_not_null(f);
@@ -448,23 +459,26 @@ Test(standby, the_apply_killed_in_the_middle_goes_on_and_loses_nothing, .fini = 
  * block of file cnt, commit by commit; acked[n] is the last value whose commit returned. */
 static _Atomic uint64_t *acked;
 
-static void committer(int node, uint32_t fid)
+/* The committer of acked[slot]: block `block` of file fid, on node of the cluster of conf. */
+static void committer_on(const char *conf, int node, uint32_t fid, uint64_t block, int slot)
 {
 	struct coral_session *s;
-	if (coral_session_open(cl.conf, node, "test", "test_standby", &s) != 0)
+	if (coral_session_open(conf, node, "test", "test_standby", &s) != 0)
 		_exit(1);
 	for (uint64_t v = 1;; v++) {
 		struct coral_block *b;
-		if (coral_block_get(s, fid, (uint64_t)(node - 1), CORAL_MODE_X, &b) != 0)
+		if (coral_block_get(s, fid, block, CORAL_MODE_X, &b) != 0)
 			_exit(2);
 		if (coral_block_modify(s, b, 0, &v, sizeof(v)) != 0)
 			_exit(3);
 		coral_block_release(s, b);
 		if (coral_commit(s, NULL) != 0)
 			_exit(4); /* the node is gone, or the gate held it past commit_timeout_ms */
-		atomic_store(&acked[node], v);
+		atomic_store(&acked[slot], v);
 	}
 }
+
+static void committer(int node, uint32_t fid) { committer_on(cl.conf, node, fid, (uint64_t)(node - 1), node); }
 
 static uint32_t cnt_file_id(void)
 {
@@ -770,14 +784,27 @@ Test(standby, a_slot_past_its_cap_is_dropped_and_the_standby_is_told_to_seed_aga
 	cr_assert_gt(dropped, 0, "no slot was dropped: the bank wrote too little redo");
 	cr_assert_eq(run("%s -c %s -n %d standby history", CORALCTL, cl.conf, dropped)->code, 0, "%s", res.out);
 	cr_expect_neq(strstr(res.out, "slot dropped"), NULL, "%s", res.out);
-	/* recycled without the standby as the checkpoint moves on: the first segments go */
+	/* recycled without the standby as the checkpoint moves on: the segment the standby's copy
+	 * ends in goes (1 MiB segments) */
+	int64_t durable = 0, acked = 0;
+	bool connected;
+	char err[300];
+	cr_assert(thread_view(dropped, &durable, &acked, &connected, err, sizeof(err)));
 	bool gone = false;
-	for (int i = 0; i < 30 && !gone; i++) {
-		gone = run("test -e %s/shared/redo/thread_%d/00000000.redo", cl.dir, dropped)->code != 0;
+	for (int i = 0; i < 60 && !gone; i++) {
+		gone = run("test -e %s/shared/redo/thread_%d/%08lld.redo", cl.dir, dropped, (long long)(acked >> 20))->code != 0;
 		if (!gone)
 			run("%s/tools/coral-bank -c %s " BANK_ARGS " --nodes %d --seconds 1", CORAL_BUILDDIR, cl.conf, dropped);
 	}
-	cr_expect(gone, "thread %d still holds its first segment", dropped);
+	cr_assert(gone, "thread %d still holds segment %lld, where the standby's copy ends (LSN %lld)", dropped,
+		  (long long)(acked >> 20), (long long)acked);
+	/* a sender that still has the segment open reads it all the same: its replicad starts
+	 * again without it (the redo is gone, as on a machine that restarted) */
+	pid_t p = daemon_pid(dropped, "replicad");
+	cr_assert_gt(p, 0);
+	kill(p, SIGKILL);
+	for (int i = 0; i < 100 && (daemon_pid(dropped, "replicad") <= 0 || daemon_pid(dropped, "replicad") == p); i++)
+		usleep(100000);
 	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, sb.conf)->code, 0, "%s", res.out);
 	/* the standby's start and the sender's reconnection: seconds on a loaded machine
 	 * (ASan), so up to 40 */
@@ -786,8 +813,164 @@ Test(standby, a_slot_past_its_cap_is_dropped_and_the_standby_is_told_to_seed_aga
 		usleep(100000);
 		json_t *j = ctl_json(dropped, "standby status");
 		json_t *t = j ? json_array_get(json_object_get(j, "threads"), 0) : NULL;
-		told = t && strstr(jstr(t, "last_error"), "needs seeding") != NULL;
+		told = t && json_is_true(json_object_get(t, "needs_seed")) &&
+		       strstr(jstr(t, "last_error"), "needs seeding") != NULL;
 		json_decref(j);
 	}
 	cr_expect(told, "node %d's replicad did not say the standby needs seeding", dropped);
+}
+
+/* ---- switchover ---------------------------------------------------------------------- */
+
+static json_t *status_of(const char *conf, int node)
+{
+	if (run("%s -c %s -n %d --json standby status", CORALCTL, conf, node)->code != 0)
+		return NULL;
+	return json_loads(res.out, 0, NULL);
+}
+
+/* The first 8 bytes of block b of file fid, read in CR by a session of node of conf. */
+static uint64_t counter_via(const char *conf, int node, uint32_t fid, uint64_t b)
+{
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(conf, node, "test", "test_standby", &s), 0, "%s", coral_session_error(s));
+	struct coral_block *blk;
+	cr_assert_eq(coral_block_get(s, fid, b, CORAL_MODE_CR, &blk), 0, "%s", coral_session_error(s));
+	uint64_t v;
+	memcpy(&v, coral_block_data(blk), sizeof(v));
+	coral_block_release(s, blk);
+	coral_session_close(s);
+	return v;
+}
+
+/* One commit of v to block b on node of conf: 0, or the error. */
+static int commit_one(const char *conf, int node, uint32_t fid, uint64_t b, uint64_t v, char *err, size_t errsz)
+{
+	struct coral_session *s;
+	int rc = coral_session_open(conf, node, "test", "test_standby", &s);
+	struct coral_block *blk = NULL;
+	if (rc == 0)
+		rc = coral_block_get(s, fid, b, CORAL_MODE_X, &blk);
+	if (rc == 0)
+		rc = coral_block_modify(s, blk, 0, &v, sizeof(v));
+	if (blk)
+		coral_block_release(s, blk);
+	if (rc == 0)
+		rc = coral_commit(s, NULL);
+	snprintf(err, errsz, "%s", coral_session_error(s));
+	coral_session_close(s);
+	return rc;
+}
+
+/* Every node of conf's cluster fenced at epoch (its status says so), within 20 s. */
+static void wait_fenced_at(const char *conf, int nodes, int64_t epoch)
+{
+	int fenced = 0;
+	for (int i = 0; i < 200 && fenced < nodes; i++) {
+		fenced = 0;
+		for (int n = 1; n <= nodes; n++) {
+			json_t *j = status_of(conf, n);
+			json_t *c = j ? json_object_get(j, "commit") : NULL;
+			fenced += c && jint(c, "fenced_epoch") == epoch;
+			json_decref(j);
+		}
+		if (fenced < nodes)
+			usleep(100000);
+	}
+	cr_assert_eq(fenced, nodes, "%d of %d nodes of %s fenced at epoch %lld", fenced, nodes, conf, (long long)epoch);
+}
+
+/* Node of conf is the primary, its replicad started again in that role (within 20 s). */
+static void wait_primary(const char *conf, int node)
+{
+	bool ok = false;
+	for (int i = 0; i < 200 && !ok; i++) {
+		json_t *j = status_of(conf, node);
+		ok = j && strcmp(jstr(j, "role"), "primary") == 0 && json_object_get(j, "commit") != NULL;
+		json_decref(j);
+		if (!ok)
+			usleep(100000);
+	}
+	cr_assert(ok, "node %d of %s did not become the primary: %s", node, conf, res.out);
+}
+
+/* A switchover under load, and back. Committers on every node of the primary; the standby
+ * switches over in the middle: every commit that returned on the old primary is on the new
+ * one, which takes commits; the old primary's nodes are fenced. The old primary, stopped,
+ * rejoins as a standby of the new one (coralctl standby rejoin, seeded from its storage) and
+ * is started; a committer on the new primary, and the switch back: its commits are on the
+ * first cluster, which is the primary again and takes commits; the other is fenced. */
+Test(standby, a_switchover_and_back_under_load_loses_nothing, .fini = stop_both, .timeout = 300)
+{
+	both_roles = true;
+	start_both();
+	seed_and_wait();
+	uint32_t fid = cnt_file_id();
+	pid_t pids[4];
+	start_committers(pids);
+	sleep(2);
+	cr_assert_eq(run("%s -c %s -n 1 standby switchover", CORALCTL, sb.conf)->code, 0, "%s", res.out);
+	fprintf(stderr, "switchover: %s", res.out);
+	cr_expect_neq(strstr(res.out, "switched over"), NULL, "%s", res.out);
+	usleep(300000);
+	stop_committers(pids);
+	uint64_t got[4], total = 0;
+	for (int n = 1; n <= 3; n++)
+		total += got[n] = atomic_load(&acked[n]);
+	cr_assert_gt(total, 30, "the committers did too little to tell");
+	for (int n = 1; n <= 3; n++) {
+		uint64_t v = counter_via(sb.conf, 1, fid, (uint64_t)(n - 1));
+		cr_expect(v == got[n] || v == got[n] + 1, "node %d: its commit of %llu returned, the new primary has %llu",
+			  n, (unsigned long long)got[n], (unsigned long long)v);
+	}
+	wait_fenced_at(cl.conf, 3, 2);
+	wait_primary(sb.conf, 1);
+	char err[512];
+	cr_assert_eq(commit_one(sb.conf, 1, fid, 5, 4242, err, sizeof(err)), 0, "the new primary: %s", err);
+	cr_expect_neq(commit_one(cl.conf, 2, fid, 5, 1, err, sizeof(err)), 0, "the old primary took a commit");
+	/* the old primary rejoins as a standby, seeded from the new primary's storage */
+	cr_assert_eq(run("%s -c %s stop all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_eq(run("%s -c %s standby rejoin %s/shared", CORALCTL, cl.conf, sb.dir)->code, 0, "%s", res.out);
+	fprintf(stderr, "rejoin: %s", res.out);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_geq(wait_leader(15000, 0xe), 1);
+	bool applying = false;
+	for (int i = 0; i < 300 && !applying; i++) {
+		json_t *j = status_of(cl.conf, 1);
+		json_t *a = j ? json_object_get(j, "apply") : NULL;
+		applying = a && strcmp(jstr(a, "state"), "applying") == 0 && json_is_true(json_object_get(a, "consistent"));
+		json_decref(j);
+		if (!applying)
+			usleep(100000);
+	}
+	if (!applying) {
+		char mine[8192];
+		snprintf(mine, sizeof(mine), "%s", res.out);
+		run("%s -c %s -n 1 standby status; %s -c %s -n 1 standby history; %s -c %s -n 1 gcs stats | grep -i scn",
+		    CORALCTL, sb.conf, CORALCTL, sb.conf, CORALCTL, sb.conf);
+		cr_assert_fail("the old primary, a standby now, is not applying: %s\nthe new primary: %s", mine, res.out);
+	}
+	/* load on the new primary, and the switch back */
+	acked[4] = 0;
+	pid_t c = fork();
+	cr_assert_geq(c, 0);
+	if (c == 0)
+		committer_on(sb.conf, 1, fid, 6, 4);
+	sleep(2);
+	cr_assert_eq(run("%s -c %s -n 1 standby switchover", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	fprintf(stderr, "switch back: %s", res.out);
+	usleep(300000);
+	kill(c, SIGKILL);
+	waitpid(c, NULL, 0);
+	uint64_t g = atomic_load(&acked[4]);
+	cr_assert_gt(g, 10, "the committer on the new primary did too little to tell");
+	uint64_t v = counter_via(cl.conf, 1, fid, 6);
+	cr_expect(v == g || v == g + 1, "its commit of %llu returned on the second primary, the first has %llu",
+		  (unsigned long long)g, (unsigned long long)v);
+	wait_fenced_at(sb.conf, 1, 3);
+	for (int n = 1; n <= 3; n++)
+		wait_primary(cl.conf, n);
+	cr_expect_eq(counter_via(cl.conf, 2, fid, 5), 4242);
+	cr_expect_eq(commit_one(cl.conf, 3, fid, 7, 99, err, sizeof(err)), 0, "the first cluster again: %s", err);
+	munmap((void *)acked, 4096);
 }

@@ -161,5 +161,8 @@ Test(apply, every_horizon_lifted_releases_everything)
 	cr_expect_eq(apply_release(a, &c), 2);
 	apply_done(a);
 	cr_expect_eq(apply_stats(a)->txns_applied, 2);
+	/* the copy holds everything up to the highest SCN there was, not "up to infinity" (a
+	 * cluster taking it over raises its clocks to it) */
+	cr_expect_eq(apply_stats(a)->applied_scn, 11, "applied SCN %llu", (unsigned long long)apply_stats(a)->applied_scn);
 	apply_free(a);
 }

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t site_epoch_read(const char *shared_dir)
+uint64_t coral_site_epoch_read(const char *shared_dir)
 {
 	char p[4200];
 	snprintf(p, sizeof(p), "%s/site_epoch", shared_dir);
@@ -22,14 +22,14 @@ uint64_t site_epoch_read(const char *shared_dir)
 	return e;
 }
 
-int site_epoch_write(const char *shared_dir, uint64_t epoch, char *err, size_t errsz)
+int coral_site_epoch_write(const char *shared_dir, uint64_t epoch, char *err, size_t errsz)
 {
 	char buf[32];
 	int n = snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)epoch);
 	return coral_write_file_atomic(shared_dir, "site_epoch", buf, (size_t)n, 0640, err, errsz);
 }
 
-uint64_t site_fence_read(const char *shared_dir, char *why, size_t whysz)
+uint64_t coral_site_fence_read(const char *shared_dir, char *why, size_t whysz)
 {
 	char p[4200];
 	snprintf(p, sizeof(p), "%s/fenced", shared_dir);
@@ -49,7 +49,7 @@ uint64_t site_fence_read(const char *shared_dir, char *why, size_t whysz)
 	return e;
 }
 
-int site_fence_write(const char *shared_dir, uint64_t epoch, const char *why, char *err, size_t errsz)
+int coral_site_fence_write(const char *shared_dir, uint64_t epoch, const char *why, char *err, size_t errsz)
 {
 	char buf[600];
 	int n = snprintf(buf, sizeof(buf), "%llu %s\n", (unsigned long long)epoch, why);
