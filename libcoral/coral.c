@@ -555,6 +555,20 @@ static void hint_set(struct coral_session *s, uint32_t file, uint64_t block, uin
  * the answer's small parts besides the block: */
 #define CR_ARENA_EXTRA 2048
 
+/* h holds a CR copy in the session's own memory (h->copy): read-only, no pin of the cache. */
+static void own_cr(struct coral_block *h, uint32_t file, uint64_t block, uint64_t scn, const uint8_t *payload)
+{
+	h->used = true;
+	h->own = true;
+	h->cr = true;
+	h->pinned = 1;
+	h->buf = 0;
+	h->file = file;
+	h->block = block;
+	h->scn = scn;
+	h->payload = payload;
+}
+
 /* A CR copy of the block from the lmsd of `node`, which served it last: 0 and *out, or an
  * error after which the caller takes the full path (the node no longer holds the block, is
  * changing it, or cannot be reached). */
@@ -670,15 +684,7 @@ static int cr_direct(struct coral_session *s, struct coral_block *h, uint32_t no
 		return rc;
 	}
 	/* nothing to free: the answer lives in h->copy until the slot's next use */
-	h->used = true;
-	h->own = true;
-	h->cr = true;
-	h->pinned = 1;
-	h->buf = 0;
-	h->file = file;
-	h->block = block;
-	h->scn = r->scn;
-	h->payload = r->data.data + CORAL_BLOCK_HDR;
+	own_cr(h, file, block, r->scn, r->data.data + CORAL_BLOCK_HDR);
 	coral_scn_observe(s->cache, r->scn);
 	*out = h;
 	return 0;
@@ -758,15 +764,9 @@ static int standby_get(struct coral_session *s, struct coral_block *h, uint32_t 
 		flock(c->lock_fd, LOCK_UN);
 	if (rc != 0)
 		return rc;
-	h->used = true;
-	h->own = true;
-	h->cr = true;
-	h->pinned = 1;
-	h->buf = 0;
-	h->file = file;
-	h->block = block;
-	memcpy(&h->scn, h->copy + offsetof(struct coral_block_hdr, scn), sizeof(h->scn));
-	h->payload = h->copy + CORAL_BLOCK_HDR;
+	uint64_t scn;
+	memcpy(&scn, h->copy + offsetof(struct coral_block_hdr, scn), sizeof(scn));
+	own_cr(h, file, block, scn, h->copy + CORAL_BLOCK_HDR);
 	s->st.gets++;
 	*out = h;
 	return 0;

@@ -39,6 +39,21 @@ static inline uint64_t cr_read(struct coral_session *s, uint32_t fid)
 
 /* coral-bank with `args` (and --json) in the background, its report in DIR/bank.json and its
  * errors in DIR/bank.err (bank_checked reads them). */
+/* The first 8 bytes of block `block` of file fid, read in mode by a session of node of the
+ * cluster of conf. */
+static inline uint64_t read_u64(const char *conf, int node, uint32_t fid, uint64_t block, int mode)
+{
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(conf, node, "test", "test", &s), 0, "%s", coral_session_error(s));
+	struct coral_block *b = NULL;
+	cr_assert_eq(coral_block_get(s, fid, block, mode, &b), 0, "%s", coral_session_error(s));
+	uint64_t v;
+	memcpy(&v, coral_block_data(b), sizeof(v));
+	coral_block_release(s, b);
+	coral_session_close(s);
+	return v;
+}
+
 static inline pid_t bank_background(const char *args)
 {
 	pid_t bank = fork();

@@ -39,15 +39,7 @@ static void commit_on(int node, uint32_t fid, uint64_t block, uint64_t v)
 
 static uint64_t read_on(int node, uint32_t fid, uint64_t block)
 {
-	struct coral_session *s;
-	cr_assert_eq(coral_session_open(cl.conf, node, "test", "test_recovery", &s), 0, "%s", coral_session_error(s));
-	struct coral_block *b = NULL;
-	cr_assert_eq(coral_block_get(s, fid, block, CORAL_MODE_S, &b), 0, "%s", coral_session_error(s));
-	uint64_t v;
-	memcpy(&v, coral_block_data(b), sizeof(v));
-	coral_block_release(s, b);
-	coral_session_close(s);
-	return v;
+	return read_u64(cl.conf, node, fid, block, CORAL_MODE_S);
 }
 
 /* The first 8 payload bytes of a block as the data file has them. */

@@ -832,15 +832,7 @@ static json_t *status_of(const char *conf, int node)
 /* The first 8 bytes of block b of file fid, read in CR by a session of node of conf. */
 static uint64_t counter_via(const char *conf, int node, uint32_t fid, uint64_t b)
 {
-	struct coral_session *s;
-	cr_assert_eq(coral_session_open(conf, node, "test", "test_standby", &s), 0, "%s", coral_session_error(s));
-	struct coral_block *blk;
-	cr_assert_eq(coral_block_get(s, fid, b, CORAL_MODE_CR, &blk), 0, "%s", coral_session_error(s));
-	uint64_t v;
-	memcpy(&v, coral_block_data(blk), sizeof(v));
-	coral_block_release(s, blk);
-	coral_session_close(s);
-	return v;
+	return read_u64(conf, node, fid, b, CORAL_MODE_CR);
 }
 
 /* One commit of v to block b on node of conf: 0, or the error. */
