@@ -338,6 +338,10 @@ static const struct coral_opt coral__replication_opts[] = {
 	    "a primary node starting holds its commits until a standby has answered (and said whether it "
 	    "took over: then the node is fenced), at most this long; then it opens without knowing (logged, "
 	    "in the history)"),
+	OPT(coral_replication_conf, reseed_from, STR, "", 0, S - 1, false,
+	    "on a standby, the primary's shared storage as this node sees it (a mount): when the primary says "
+	    "the copy needs seeding again (it recycled redo the copy lacks: the slot was dropped), the standby "
+	    "seeds itself from there; empty: it says so and waits for coralctl standby seed"),
 };
 
 int coral_sync_spec_parse(const char *s, struct coral_sync_spec *o, char *why, size_t whysz)

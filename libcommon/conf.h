@@ -231,6 +231,7 @@ struct coral_replication_conf {
 	int64_t max_lag_bytes;         /* the RPO: commits wait past it (0: none) */
 	int64_t max_lag_ms;
 	int64_t open_wait_ms;          /* a primary starting waits this long to hear of a failover */
+	char reseed_from[CORAL_STR_MAX]; /* a standby told it needs seeding seeds itself from here */
 };
 
 /* [replication] sync, parsed: commits wait for k of the named standbys (their [cluster]

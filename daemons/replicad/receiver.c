@@ -3,6 +3,7 @@
  * and named a cluster and thread this standby takes; the welcome then proves the standby
  * holds it too (the primary ships to nobody else). Connections without a hello are bounded
  * and closed after [interconnect] connect_timeout_ms. */
+#include "history.h"
 #include "repl.h"
 #include "site.h"
 #include "repl_msg.h"
@@ -28,6 +29,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <dirent.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,6 +336,17 @@ static void on_read(struct bufferevent *bev, void *arg)
 		}
 		if (m->body_case == CORAL__REPL_MSG__BODY_DATA && c->t != NULL) {
 			e = on_data(c, m->data);
+		} else if (m->body_case == CORAL__REPL_MSG__BODY_NEED_SEED && c->t != NULL) {
+			snprintf(c->t->last_error, sizeof(c->t->last_error),
+				 "the primary recycled this thread's redo from LSN %llu on: the copy needs seeding again",
+				 (unsigned long long)m->need_seed->lsn);
+			if (atomic_load(&c->r->feed.need_seed_thread) == 0) {
+				log_error("thread %u: %s", c->t->thread, c->t->last_error);
+				repl_history_add("needs seed", "thread %u: the primary recycled its redo from LSN %llu",
+						 c->t->thread, (unsigned long long)m->need_seed->lsn);
+			}
+			atomic_store(&c->r->feed.need_seed_lsn, m->need_seed->lsn);
+			atomic_store(&c->r->feed.need_seed_thread, c->t->thread);
 		} else if (m->body_case == CORAL__REPL_MSG__BODY_SWITCHOVER_READY && c->t != NULL) {
 			c->t->switch_ready = true;
 			c->t->switch_end = m->switchover_ready->end;
@@ -568,8 +581,29 @@ bool receiver_seed_thread(struct receiver *r, uint32_t id, uint64_t from)
 	struct rx_thread *t = &r->threads[id];
 	if (t->rx.received >= from)
 		return true;
-	if (t->rx.received > 0)
-		return false;
+	if (t->rx.received > 0) {
+		/* a copy that ends before the checkpoint (the primary recycled what it lacked:
+		 * seeded again): what it holds is older than the seed's files, so it goes, and
+		 * the copy starts at the seed's LSN */
+		if (t->conn)
+			conn_close(t->conn);
+		thread_file_close(&t->f);
+		t->open = false;
+		DIR *d = opendir(t->f.dir);
+		struct dirent *e;
+		while (d && (e = readdir(d)) != NULL) {
+			size_t n = strlen(e->d_name);
+			if (n > 5 && strcmp(e->d_name + n - 5, ".redo") == 0) {
+				char p[sizeof(t->f.dir) + 300];
+				snprintf(p, sizeof(p), "%s/%s", t->f.dir, e->d_name);
+				unlink(p);
+			}
+		}
+		if (d)
+			closedir(d);
+		log_notice("the copy of thread %u ended at LSN %llu, before the seed's %llu: it starts anew there", id,
+			   (unsigned long long)t->rx.received, (unsigned long long)from);
+	}
 	/* an empty copy: it starts at the seed's LSN (kept in the copy's directory, for the
 	 * cut at a restart) */
 	char p[sizeof(t->f.dir) + 16];
@@ -583,6 +617,8 @@ bool receiver_seed_thread(struct receiver *r, uint32_t id, uint64_t from)
 	fclose(f);
 	if (t->conn)
 		conn_close(t->conn);
+	if (!t->open && thread_open(r, id, err, sizeof(err)) != 0)
+		return false;
 	ship_rx_init(&t->rx, from);
 	publish(r, t);
 	log_info("the copy of thread %u starts at LSN %llu (the seed's)", id, (unsigned long long)from);

@@ -36,6 +36,10 @@ struct standby_feed {
 	_Atomic bool finished;         /* the apply finished (a failover): no more redo is taken */
 	_Atomic uint64_t primary_epoch; /* the highest site epoch a primary's hello said */
 	_Atomic uint64_t took_over;    /* this standby took over at this site epoch (0: not) */
+	/* the primary said the copy needs seeding (a thread's redo it lacks is recycled there):
+	 * the thread and its LSN, 0 when not (a seed clears it) */
+	_Atomic uint32_t need_seed_thread;
+	_Atomic uint64_t need_seed_lsn;
 };
 
 struct coral_daemon;

@@ -92,6 +92,38 @@ struct sender {
 };
 
 static void dial(struct sender *s);
+
+/* A connection given up after a last message: freed once that has gone, or on an error. */
+static void on_sent_close(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_free(bev);
+}
+
+static void on_sent_error(struct bufferevent *bev, short what, void *arg)
+{
+	(void)what, (void)arg;
+	bufferevent_free(bev);
+}
+
+/* The standby is told it needs seeding (it can say so, or seed itself again), and the
+ * connection goes once that has been sent. */
+static void tell_need_seed(struct sender *s, uint64_t from)
+{
+	Coral__ReplNeedSeed ns = CORAL__REPL_NEED_SEED__INIT;
+	ns.lsn = from;
+	Coral__ReplMsg m = CORAL__REPL_MSG__INIT;
+	m.body_case = CORAL__REPL_MSG__BODY_NEED_SEED;
+	m.need_seed = &ns;
+	repl_send(s->bev, &m, s->max_frame);
+	struct bufferevent *bev = s->bev;
+	s->bev = NULL;
+	bufferevent_setcb(bev, NULL, on_sent_close, on_sent_error, NULL);
+	bufferevent_disable(bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_free(bev);
+}
 static void switch_reopen(struct sender *s, const char *why);
 
 static void schedule_retry(struct sender *s)
@@ -247,6 +279,8 @@ static void pump(struct sender *s)
 				snprintf(s->last_error, sizeof(s->last_error), "reading %s: %s", p, strerror(e));
 			}
 			log_error("shipping to the standby %s stops: %s", s->peer, s->last_error);
+			if (e == ENOENT)
+				tell_need_seed(s, from);
 			drop(s, true);
 			return;
 		}

@@ -68,6 +68,7 @@ struct applier {
 	bool in_core[CORAL_MAX_NODES + 1];
 	/* figures for the status */
 	uint64_t blocks_written, batches, last_batch_us, moved_ns, horizon;
+	uint64_t state_ns;            /* apply.state last written */
 	uint32_t waiting_for;
 	struct apply_stats cs;
 	/* the copy's data files */
@@ -80,6 +81,7 @@ struct applier {
 	int own_fd;
 	bool owns;
 	struct event *ev_seed_from;   /* on the loop: the seed coralctl standby rejoin asked for */
+	uint64_t reseed_ns;           /* the last seed [replication] reseed_from made */
 };
 
 /* Whether this node applies the copy (it holds applier.lock, or has just taken it). */
@@ -322,7 +324,12 @@ static int step_locked(struct applier *a, char *err, size_t errsz)
 	const struct apply_stats *cs = apply_stats(a->core);
 	bool moved = cs->applied_scn > before;
 	uint64_t now = coral_now_mono_ns();
-	bool write = n > 0 || (moved && now - a->moved_ns > 1000000000ull);
+	/* the state with every batch; an applied SCN that moved by marks alone (no block written)
+	 * at most once a second, and at once when it makes the copy consistent again (readers of
+	 * the copy go by the file) */
+	bool behind = cs->applied_scn != a->st.applied_scn;
+	bool write = n > 0 || (behind && (now - a->state_ns > 1000000000ull ||
+					  (a->st.torn_scn && cs->applied_scn >= a->st.torn_scn)));
 	pthread_mutex_lock(&a->mu);
 	a->cs = *cs;
 	a->horizon = apply_horizon(a->core, &a->waiting_for);
@@ -342,6 +349,7 @@ static int step_locked(struct applier *a, char *err, size_t errsz)
 				a->st.resume[t] = apply_resume_lsn(a->core, t);
 		if ((rc = state_write(a, &a->st, err, errsz)) != 0)
 			return rc;
+		a->state_ns = now;
 	}
 	return 0;
 }
@@ -604,45 +612,58 @@ static void *applier_main(void *arg)
 	return NULL;
 }
 
-/* On the loop, every half second until it is done: the seed coralctl standby rejoin asked for
- * (SHARED/standby/PRIMARY/seed_from), made as coralctl standby seed makes one, by the node the
- * primary ships to (once a thread of it has said hello). */
+/* On the loop, every half second: a seed this node is to make by itself, as coralctl standby
+ * seed makes one, by the node the primary ships to. The one coralctl standby rejoin asked for
+ * (SHARED/standby/PRIMARY/seed_from, once a thread of the primary has said hello), and the one
+ * [replication] reseed_from makes when the primary says the copy needs seeding again. */
 static void on_seed_from(evutil_socket_t fd, short what, void *arg)
 {
 	struct applier *a = arg;
 	(void)fd, (void)what;
+	struct timeval tv = {0, 500000};
+	evtimer_add(a->ev_seed_from, &tv);
 	pthread_mutex_lock(&a->mu);
-	bool busy = a->seeded || a->seed_asked || a->seeding;
+	bool busy = a->seed_asked || a->seeding, seeded = a->seeded;
 	pthread_mutex_unlock(&a->mu);
-	char sf[sizeof(a->dir) + 16];
+	if (busy)
+		return;
+	char sf[sizeof(a->dir) + 16], src[CORAL_STR_MAX] = "";
 	snprintf(sf, sizeof(sf), "%s/seed_from", a->dir);
-	if (busy || access(sf, F_OK) != 0)
-		return; /* nothing asked (the timer stops) */
-	bool hello = false;
-	pthread_mutex_lock(&a->feed->mu);
-	for (int t = 1; t <= CORAL_MAX_NODES; t++)
-		hello |= a->feed->known[t];
-	pthread_mutex_unlock(&a->feed->mu);
-	char src[CORAL_STR_MAX] = "";
-	FILE *f = hello ? fopen(sf, "r") : NULL;
-	if (f) {
+	const char *why = NULL;
+	uint32_t nt = atomic_load(&a->feed->need_seed_thread);
+	if (!seeded && access(sf, F_OK) == 0) {
+		bool hello = false;
+		pthread_mutex_lock(&a->feed->mu);
+		for (int t = 1; t <= CORAL_MAX_NODES; t++)
+			hello |= a->feed->known[t];
+		pthread_mutex_unlock(&a->feed->mu);
+		FILE *f = hello ? fopen(sf, "r") : NULL;
+		if (f == NULL)
+			return;
 		if (fgets(src, sizeof(src), f) == NULL)
 			src[0] = '\0';
 		fclose(f);
 		src[strcspn(src, "\r\n")] = '\0';
-		char msg[CORAL_ERRMSG_MAX];
-		int r = applier_seed(a, src, msg, sizeof(msg));
-		if (r == 0)
-			log_notice("seeding from %s, as coralctl standby rejoin asked", src);
-		else if (r != CORAL_EBUSY)
-			log_error("the seed coralctl standby rejoin asked for (from %s): %s; coralctl standby seed", src, msg);
-		if (r != CORAL_EBUSY) {
-			unlink(sf);
-			return;
-		}
+		why = "as coralctl standby rejoin asked";
+	} else if (nt != 0 && a->d->conf.replication.reseed_from[0] && !atomic_load(&a->feed->finished) &&
+		   coral_now_mono_ns() - a->reseed_ns > 30000000000ull) {
+		a->reseed_ns = coral_now_mono_ns(); /* a failed one is tried again 30 s later */
+		coral_strlcpy(src, a->d->conf.replication.reseed_from, sizeof(src));
+		why = "again: the primary recycled redo the copy lacked ([replication] reseed_from)";
+	} else {
+		return;
 	}
-	struct timeval tv = {0, 500000};
-	evtimer_add(a->ev_seed_from, &tv);
+	char msg[CORAL_ERRMSG_MAX];
+	int r = applier_seed(a, src, msg, sizeof(msg));
+	if (r == 0) {
+		log_notice("seeding from %s, %s", src, why);
+		atomic_store(&a->feed->need_seed_thread, 0u);
+		unlink(sf);
+	} else if (r != CORAL_EBUSY) {
+		log_error("the seed from %s (%s): %s", src, why, msg);
+		if (nt == 0)
+			unlink(sf); /* coralctl standby seed from here */
+	}
 }
 
 struct applier *applier_new(struct coral_daemon *d, struct receiver *r, int *rc)
@@ -801,6 +822,7 @@ int applier_seed(struct applier *a, const char *source, char *msg, size_t msgsz)
 		snprintf(msg, msgsz, "a seed is under way");
 		return CORAL_EBUSY;
 	}
+	atomic_store(&a->feed->need_seed_thread, 0u); /* what the primary said is answered */
 	snprintf(msg, msgsz, "seeding from %s: %u data files, %d threads (coralctl standby status shows its end)", source,
 		 scf.nfiles, nt);
 	return 0;
@@ -952,6 +974,11 @@ void applier_status(struct applier *a, Coral__StandbyApply *o, char *state, char
 	pthread_mutex_lock(&a->mu);
 	coral_strlcpy(state, a->state_text, 256);
 	coral_strlcpy(source, a->st.source, 256);
+	uint32_t nt = atomic_load(&a->feed->need_seed_thread);
+	if (nt != 0 && !a->seeding && !a->seed_asked)
+		snprintf(state, 256, "needs seeding: the primary recycled thread %u's redo from LSN %llu, which the copy "
+			 "lacks (coralctl standby seed, or [replication] reseed_from)", nt,
+			 (unsigned long long)atomic_load(&a->feed->need_seed_lsn));
 	o->state = state;
 	o->seeded_from = source;
 	o->seeded_ms = a->st.seeded_ns / 1000000ull;

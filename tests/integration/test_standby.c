@@ -28,6 +28,9 @@ static char primary_sync[128], primary_fallback[32], primary_lag[32], primary_sl
 /* for the next start_both: each cluster names the other for both roles (a switchover swaps
  * them): the primary its standby's name, the standby the primary's node 1 receiver */
 static bool both_roles;
+/* for the next start_both: the standby seeds itself again from the primary's storage when told
+ * it needs seeding ([replication] reseed_from) */
+static bool standby_reseeds;
 
 /* Small segments, so that shipping crosses them and the primary recycles under the slot. */
 static char *small_segments(char *text)
@@ -96,6 +99,12 @@ static void standby_prepare(void)
 	if (both_roles)
 		text = replace_all(text, "open_wait_ms = 10000", "open_wait_ms = 1000");
 	both_roles = false;
+	if (standby_reseeds) {
+		char line[400];
+		snprintf(line, sizeof(line), "reseed_from = %s/shared\n", cl.dir);
+		text = replace_all(text, "reseed_from =\n", line);
+		standby_reseeds = false;
+	}
 	text = small_segments(text);
 	f = fopen(sb.conf, "w");
 	cr_assert_not_null(f);
@@ -764,6 +773,7 @@ Test(standby, failover_opens_the_standby_and_the_old_primary_is_fenced, .fini = 
 Test(standby, a_slot_past_its_cap_is_dropped_and_the_standby_is_told_to_seed_again, .fini = stop_both)
 {
 	snprintf(primary_slot, sizeof(primary_slot), "1M");
+	standby_reseeds = true;
 	start_both();
 	cr_assert_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --seconds 1", CORAL_BUILDDIR, cl.conf)->code, 0, "%s",
 		     res.out);
@@ -811,13 +821,27 @@ Test(standby, a_slot_past_its_cap_is_dropped_and_the_standby_is_told_to_seed_aga
 	bool told = false;
 	for (int i = 0; i < 400 && !told; i++) {
 		usleep(100000);
+		/* said in the status until the standby has seeded itself again (quickly, with
+		 * reseed_from), and kept in the history */
 		json_t *j = ctl_json(dropped, "standby status");
 		json_t *t = j ? json_array_get(json_object_get(j, "threads"), 0) : NULL;
 		told = t && json_is_true(json_object_get(t, "needs_seed")) &&
 		       strstr(jstr(t, "last_error"), "needs seeding") != NULL;
 		json_decref(j);
+		told = told || (run("%s -c %s -n %d standby history", CORALCTL, cl.conf, dropped)->code == 0 &&
+				strstr(res.out, "needs seed") != NULL);
 	}
 	cr_expect(told, "node %d's replicad did not say the standby needs seeding", dropped);
+	/* the standby heard it and, with reseed_from, seeded itself from the primary's storage:
+	 * its copy is a state of the primary's again, whose accounts add up */
+	json_t *a = wait_applied(60000);
+	cr_assert_not_null(a, "the standby did not seed itself again: %s", res.out);
+	cr_expect_gt(jint(a, "seeded_ms"), 0, "%s", json_dumps(a, 0));
+	json_decref(a);
+	cr_assert_eq(run("%s -c %s -n 1 standby history", CORALCTL, sb.conf)->code, 0, "%s", res.out);
+	cr_expect_neq(strstr(res.out, "needs seed"), NULL, "%s", res.out);
+	cr_expect_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --check-copy", CORAL_BUILDDIR, sb.conf)->code, 0, "%s",
+		     res.out);
 }
 
 /* ---- switchover ---------------------------------------------------------------------- */
