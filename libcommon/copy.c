@@ -17,6 +17,8 @@ void coral_copy_conf(const struct coral_conf *standby, struct coral_conf *copy)
 {
 	*copy = *standby;
 	coral_strlcpy(copy->cluster.name, standby->replication.primary_cluster, sizeof(copy->cluster.name));
+	/* the primary's storage, as the apply keeps it */
+	coral_strlcpy(copy->replication.role, "primary", sizeof(copy->replication.role));
 	snprintf(copy->storage.shared_dir, sizeof(copy->storage.shared_dir), "%s/standby/%s",
 		 standby->storage.shared_dir, standby->replication.primary_cluster);
 }

@@ -49,6 +49,7 @@ struct rx_thread {
 	struct rconn *conn;
 	uint64_t primary_durable;      /* as the last range said */
 	uint64_t conn_seq;             /* moves with each welcomed connection */
+	uint64_t told_scn;             /* the highest SCN an acknowledgement told its node */
 	bool switch_ready;             /* a switchover: the node closed its thread ... */
 	uint64_t switch_end;           /* ... which ends here */
 	uint64_t wire_bytes, bytes, connects;
@@ -81,6 +82,7 @@ struct receiver {
 	uint8_t *buf;                  /* a range's bytes, decompressed */
 	size_t buf_cap;
 	struct standby_feed feed;
+	struct event *ev_tick;         /* idle threads are told the highest SCN (tell_idle) */
 };
 
 static void conn_close(struct rconn *c)
@@ -143,10 +145,27 @@ static void send_ack(struct rconn *c)
 	Coral__ReplAck a = CORAL__REPL_ACK__INIT;
 	a.durable = c->t->rx.durable;
 	a.scn = atomic_load(&c->r->feed.max_scn);
+	c->t->told_scn = a.scn;
 	Coral__ReplMsg m = CORAL__REPL_MSG__INIT;
 	m.body_case = CORAL__REPL_MSG__BODY_ACK;
 	m.ack = &a;
 	send_msg(c, &m);
+}
+
+/* Every 200 ms: a thread whose node ships nothing (idle) is acknowledged again when another
+ * thread brought a higher SCN, so that its node's clock follows and its next mark lets the
+ * apply pass that SCN (without it, a commit on one node waited for every other node to do
+ * something). */
+static void tell_idle(evutil_socket_t fd, short what, void *arg)
+{
+	struct receiver *r = arg;
+	(void)fd, (void)what;
+	uint64_t top = atomic_load(&r->feed.max_scn);
+	for (uint32_t i = 1; i <= CORAL_MAX_NODES; i++) {
+		struct rx_thread *t = &r->threads[i];
+		if (t->open && t->conn && top > t->told_scn)
+			send_ack(t->conn);
+	}
 }
 
 /* The thread's copy, opened at its first hello: it holds what its files hold up to the last
@@ -530,6 +549,12 @@ struct receiver *receiver_new(struct coral_daemon *d, int *rc)
 		*rc = CORAL_EIO;
 		goto fail;
 	}
+	struct timeval every = {0, 200000};
+	r->ev_tick = event_new(d->base, -1, EV_PERSIST, tell_idle, r);
+	if (r->ev_tick == NULL || event_add(r->ev_tick, &every) != 0) {
+		*rc = CORAL_ESYS;
+		goto fail;
+	}
 	int port = (int)d->node->base_port + CORAL_PORT_REPLICAD;
 	r->lis = coral_tcp_listen(d->base, d->node->host, port, on_accept, r, err, sizeof(err));
 	if (r->lis == NULL) {
@@ -561,6 +586,8 @@ void receiver_free(struct receiver *r)
 	for (int i = 0; i <= CORAL_MAX_NODES; i++)
 		if (r->threads[i].open)
 			thread_file_close(&r->threads[i].f);
+	if (r->ev_tick)
+		event_free(r->ev_tick);
 	if (r->lis)
 		evconnlistener_free(r->lis);
 	if (r->ssl)

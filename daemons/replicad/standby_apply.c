@@ -141,7 +141,64 @@ static int open_copy(struct applier *a, char *err, size_t errsz)
 	return 0;
 }
 
+static int fd_known(struct applier *a, uint32_t file, char *err, size_t errsz);
+
+/* A data file the primary created after the seed, made in the copy as the primary made it
+ * (blocks formatted, nothing in them: every change since is in the redo), when
+ * [replication] reseed_from shows the primary's control file; 0, or why not. */
+static int copy_new_file(struct applier *a, uint32_t file, char *err, size_t errsz)
+{
+	const char *src = a->d->conf.replication.reseed_from;
+	if (src[0] == '\0') {
+		snprintf(err, errsz, "data file %u is not in the copy's control file (created on the primary after the seed: "
+			 "seed again, or set [replication] reseed_from for the apply to make it)", file);
+		return CORAL_ENOENT;
+	}
+	static struct coral_conf pc;
+	static struct coral_ctlfile pcf;
+	pc = a->pconf;
+	coral_strlcpy(pc.storage.shared_dir, src, sizeof(pc.storage.shared_dir));
+	int rc = coral_ctlfile_load(&pc, &pcf, err, errsz);
+	if (rc != 0)
+		return rc;
+	uint32_t k = 0;
+	while (k < pcf.nfiles && pcf.files[k].id != file)
+		k++;
+	if (k == pcf.nfiles) {
+		snprintf(err, errsz, "data file %u is neither in the copy's control file nor in the primary's (%s)", file, src);
+		return CORAL_ENOENT;
+	}
+	uint32_t id = 0;
+	rc = coral_datafile_create(&a->pconf, pcf.files[k].name, pcf.files[k].blocks, &id, err, errsz);
+	if (rc == 0 && id != file) {
+		snprintf(err, errsz, "data file %s got id %u in the copy, %u on the primary: seed again", pcf.files[k].name, id,
+			 file);
+		rc = CORAL_EINVAL;
+	}
+	if (rc == 0)
+		rc = coral_ctlfile_load(&a->pconf, a->cf, err, errsz);
+	if (rc == 0) {
+		log_notice("data file %s (id %u, %llu blocks), created on the primary after the seed, is made in the copy",
+			   pcf.files[k].name, file, (unsigned long long)pcf.files[k].blocks);
+		repl_history_add("file made", "%s (id %u), created on the primary after the seed", pcf.files[k].name, file);
+	}
+	return rc;
+}
+
 static int fd_of(struct applier *a, uint32_t file, char *err, size_t errsz)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		int fd = fd_known(a, file, err, errsz);
+		if (fd != CORAL_ENOENT || pass == 1)
+			return fd;
+		int rc = copy_new_file(a, file, err, errsz);
+		if (rc != 0)
+			return rc;
+	}
+	return CORAL_ENOENT;
+}
+
+static int fd_known(struct applier *a, uint32_t file, char *err, size_t errsz)
 {
 	for (uint32_t k = 0; k < a->cf->nfiles; k++) {
 		if (a->cf->files[k].id != file)

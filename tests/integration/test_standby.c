@@ -358,8 +358,12 @@ static void copy_equals_primary(void)
 /* The standby seeded from the primary's shared storage while the primary runs, then the bank
  * on the primary: the standby's copy is a state the primary was in (the bank's check there
  * passes), and once the bank stops, every block holds what the primary's does. */
+static uint32_t file_id_of(const char *name);
+static int commit_one(const char *conf, int node, uint32_t fid, uint64_t b, uint64_t v, char *err, size_t errsz);
+
 Test(standby, the_standby_applies_the_primarys_transactions_and_its_copy_adds_up, .fini = stop_both)
 {
+	standby_reseeds = true; /* the primary's storage for the apply: a data file made after the seed */
 	start_both();
 	/* something committed before the seed */
 	cr_assert_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --seconds 1", CORAL_BUILDDIR, cl.conf)->code, 0, "%s",
@@ -423,6 +427,27 @@ Test(standby, the_standby_applies_the_primarys_transactions_and_its_copy_adds_up
 	json_decref(a);
 	cr_assert_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --check-copy --json", CORAL_BUILDDIR, sb.conf)->code, 0,
 		     "%s", res.out);
+	/* a data file created on the primary after the seed: the apply makes it in the copy (from
+	 * the primary's control file, [replication] reseed_from) and applies its changes */
+	cr_assert_eq(run("%s -c %s datafile create late 4", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	uint32_t late = file_id_of("late");
+	char err[512];
+	cr_assert_eq(commit_one(cl.conf, 2, late, 2, 77, err, sizeof(err)), 0, "%s", err);
+	uint64_t got = 0;
+	for (int i = 0; i < 100 && got != 77; i++) {
+		struct coral_session *s;
+		struct coral_block *b;
+		if (coral_session_open(sb.conf, 1, "test", "test_standby", &s) == 0 &&
+		    coral_block_get(s, late, 2, CORAL_MODE_CR, &b) == 0) {
+			memcpy(&got, coral_block_data(b), sizeof(got));
+			coral_block_release(s, b);
+		}
+		coral_session_close(s);
+		if (got != 77)
+			usleep(100000);
+	}
+	cr_expect_eq(got, 77, "the standby's copy of a data file made after the seed: %s",
+		     run("%s -c %s -n 1 standby status", CORALCTL, sb.conf)->out);
 	cr_assert_eq(run("%s -c %s stop all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
 	copy_equals_primary();
 }
@@ -489,7 +514,7 @@ static void committer_on(const char *conf, int node, uint32_t fid, uint64_t bloc
 
 static void committer(int node, uint32_t fid) { committer_on(cl.conf, node, fid, (uint64_t)(node - 1), node); }
 
-static uint32_t cnt_file_id(void)
+static uint32_t file_id_of(const char *name)
 {
 	cr_assert_eq(run("%s -c %s --json datafile list", CORALCTL, cl.conf)->code, 0, "%s", res.out);
 	json_t *j = json_loads(res.out, 0, NULL);
@@ -497,12 +522,14 @@ static uint32_t cnt_file_id(void)
 	json_t *files = json_object_get(j, "files") ? json_object_get(j, "files") : j;
 	uint32_t id = 0;
 	for (size_t i = 0; i < json_array_size(files); i++)
-		if (strcmp(jstr(json_array_get(files, i), "name"), "cnt") == 0)
+		if (strcmp(jstr(json_array_get(files, i), "name"), name) == 0)
 			id = (uint32_t)jint(json_array_get(files, i), "id");
 	json_decref(j);
 	cr_assert_gt(id, 0);
 	return id;
 }
+
+static uint32_t cnt_file_id(void) { return file_id_of("cnt"); }
 
 static void start_committers(pid_t pids[4])
 {
