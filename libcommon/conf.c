@@ -342,6 +342,10 @@ static const struct coral_opt coral__replication_opts[] = {
 	    "on a standby, the primary's shared storage as this node sees it (a mount): when the primary says "
 	    "the copy needs seeding again (it recycled redo the copy lacks: the slot was dropped), the standby "
 	    "seeds itself from there; empty: it says so and waits for coralctl standby seed"),
+	OPT(coral_replication_conf, witness_file, STR, "", 0, S - 1, false,
+	    "a file both sites see (a third site's mount): a takeover writes its site epoch and cluster there, "
+	    "and a primary reads it at its start (it opens at once when it says nothing newer) and every "
+	    "second: a newer takeover fences it even when it cannot reach its standby; empty: none"),
 };
 
 int coral_sync_spec_parse(const char *s, struct coral_sync_spec *o, char *why, size_t whysz)

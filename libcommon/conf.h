@@ -232,6 +232,7 @@ struct coral_replication_conf {
 	int64_t max_lag_ms;
 	int64_t open_wait_ms;          /* a primary starting waits this long to hear of a failover */
 	char reseed_from[CORAL_STR_MAX]; /* a standby told it needs seeding seeds itself from here */
+	char witness_file[CORAL_STR_MAX]; /* both sites see it: a takeover writes its epoch there */
 };
 
 /* [replication] sync, parsed: commits wait for k of the named standbys (their [cluster]

@@ -4,6 +4,7 @@
 #include "errors.h"
 #include "util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,4 +56,34 @@ int coral_site_fence_write(const char *shared_dir, uint64_t epoch, const char *w
 	int n = snprintf(buf, sizeof(buf), "%llu %s\n", (unsigned long long)epoch, why);
 	return coral_write_file_atomic(shared_dir, "fenced", buf, (size_t)(n < (int)sizeof(buf) ? n : (int)sizeof(buf) - 1),
 				       0640, err, errsz);
+}
+
+int coral_site_witness_read(const char *path, uint64_t *epoch, char *cluster, size_t clustersz)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return errno == ENOENT ? CORAL_ENOENT : CORAL_EIO;
+	unsigned long long e = 0;
+	char name[256] = "";
+	int n = fscanf(f, "%llu %255s", &e, name);
+	fclose(f);
+	if (n != 2 || e == 0)
+		return CORAL_ECORRUPT;
+	*epoch = e;
+	snprintf(cluster, clustersz, "%s", name);
+	return 0;
+}
+
+int coral_site_witness_write(const char *path, uint64_t epoch, const char *cluster, char *err, size_t errsz)
+{
+	char dir[4200], buf[300];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash == NULL) {
+		snprintf(err, errsz, "%s: the witness file needs an absolute path", path);
+		return CORAL_EINVAL;
+	}
+	*slash = '\0';
+	int n = snprintf(buf, sizeof(buf), "%llu %s\n", (unsigned long long)epoch, cluster);
+	return coral_write_file_atomic(dir[0] ? dir : "/", slash + 1, buf, (size_t)n, 0640, err, errsz);
 }

@@ -16,5 +16,10 @@ int coral_site_epoch_write(const char *shared_dir, uint64_t epoch, char *err, si
 /* The fence: its epoch (0: not fenced) and why. */
 uint64_t coral_site_fence_read(const char *shared_dir, char *why, size_t whysz);
 int coral_site_fence_write(const char *shared_dir, uint64_t epoch, const char *why, char *err, size_t errsz);
+/* The witness ([replication] witness_file): the last takeover, "EPOCH CLUSTER", written whole.
+ * read: 0 with them, CORAL_ENOENT when there is none yet, CORAL_EIO when it cannot be read
+ * (the site that wrote it unreachable), CORAL_ECORRUPT. */
+int coral_site_witness_read(const char *path, uint64_t *epoch, char *cluster, size_t clustersz);
+int coral_site_witness_write(const char *path, uint64_t epoch, const char *cluster, char *err, size_t errsz);
 
 #endif

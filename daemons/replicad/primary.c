@@ -46,7 +46,10 @@ struct ship_set {
 	char fenced_why[512];
 	bool opened;                     /* a standby answered, or open_wait_ms passed */
 	uint64_t open_deadline_ns;
+	uint64_t witness_ns;             /* [replication] witness_file last read */
 };
+
+static void witness_check(struct ship_set *set);
 
 static void mode_text(struct ship_set *set, const struct gate_conf *c)
 {
@@ -103,6 +106,7 @@ void ship_set_changed(struct ship_set *set)
 	}
 	bool on;
 	uint64_t lsn;
+	witness_check(set);
 	enum gate_event ev = gate_eval(&set->gate, &c, gs, set->n, durable, now, &on, &lsn);
 	if (!set->opened) {
 		/* starting: no commit until a standby has said whether it took over */
@@ -144,6 +148,41 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < set->n; i++)
 		sender_pump(set->s[i]);
 	ship_set_changed(set);
+}
+
+/* The witness, once a second: a takeover newer than this site's epoch by another cluster
+ * fences this one, even when its standby is out of reach; one that says nothing newer opens a
+ * starting node at once (a witness not there yet is written, this site's epoch in it). */
+static void witness_check(struct ship_set *set)
+{
+	const char *w = set->d->conf.replication.witness_file;
+	uint64_t now = coral_now_mono_ns();
+	if (w[0] == '\0' || set->fenced || (set->witness_ns && now - set->witness_ns < 1000000000ull))
+		return;
+	set->witness_ns = now;
+	uint64_t e = 0;
+	char who[256], err[CORAL_ERRMSG_MAX];
+	const char *me = set->d->conf.cluster.name;
+	int rc = coral_site_witness_read(w, &e, who, sizeof(who));
+	if (rc == CORAL_ENOENT && coral_site_witness_write(w, set->epoch, me, err, sizeof(err)) == 0) {
+		rc = 0;
+		e = set->epoch;
+		coral_strlcpy(who, me, sizeof(who));
+	}
+	if (rc == 0 && e > set->epoch && strcmp(who, me) != 0) {
+		char why[600];
+		snprintf(why, sizeof(why), "the witness %s says cluster %s took over at site epoch %llu", w, who,
+			 (unsigned long long)e);
+		ship_set_fence(set, e, why);
+		return;
+	}
+	if (rc == 0 && !set->opened) {
+		set->opened = true;
+		log_info("the witness %s says no cluster took over after site epoch %llu: commits are taken", w,
+			 (unsigned long long)set->epoch);
+		repl_history_add("opened", "the witness %s knows of no takeover after site epoch %llu", w,
+				 (unsigned long long)set->epoch);
+	}
 }
 
 void ship_set_fence(struct ship_set *set, uint64_t epoch, const char *why)

@@ -966,6 +966,13 @@ int applier_failover(struct applier *a, char *msg, size_t msgsz)
 	 * older than this epoch */
 	if (rc == 0)
 		rc = coral_role_write(own, "primary", err, sizeof(err));
+	/* the witness, for an old primary that cannot reach this standby: a failure is said, the
+	 * takeover stands */
+	const char *w = a->d->conf.replication.witness_file;
+	char werr[CORAL_ERRMSG_MAX];
+	if (rc == 0 && w[0] && coral_site_witness_write(w, epoch, a->d->conf.cluster.name, werr, sizeof(werr)) != 0)
+		log_error("the witness %s cannot say this takeover (site epoch %llu): %s; an old primary that cannot "
+			  "reach this cluster opens after open_wait_ms", w, (unsigned long long)epoch, werr);
 	char fwhy[64];
 	uint64_t fe = rc == 0 ? coral_site_fence_read(own, fwhy, sizeof(fwhy)) : 0;
 	if (fe != 0 && fe < epoch) {

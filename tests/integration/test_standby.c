@@ -31,6 +31,15 @@ static bool both_roles;
 /* for the next start_both: the standby seeds itself again from the primary's storage when told
  * it needs seeding ([replication] reseed_from) */
 static bool standby_reseeds;
+/* for the next start_both: both clusters name one witness file (DIR/witness) */
+static bool with_witness;
+
+static char *witness_edit(char *text)
+{
+	char line[400];
+	snprintf(line, sizeof(line), "witness_file = %s/witness\n", cl.dir);
+	return replace_all(text, "witness_file =\n", line);
+}
 
 /* Small segments, so that shipping crosses them and the primary recycles under the slot. */
 static char *small_segments(char *text)
@@ -65,6 +74,8 @@ static char *primary_edit(char *text)
 	}
 	if (both_roles)
 		text = replace_all(text, "open_wait_ms = 10000", "open_wait_ms = 1000");
+	if (with_witness)
+		text = witness_edit(text);
 	primary_sync[0] = primary_fallback[0] = primary_lag[0] = primary_slot[0] = '\0';
 	return small_segments(text);
 }
@@ -99,6 +110,9 @@ static void standby_prepare(void)
 	if (both_roles)
 		text = replace_all(text, "open_wait_ms = 10000", "open_wait_ms = 1000");
 	both_roles = false;
+	if (with_witness)
+		text = witness_edit(text);
+	with_witness = false;
 	if (standby_reseeds) {
 		char line[400];
 		snprintf(line, sizeof(line), "reseed_from = %s/shared\n", cl.dir);
@@ -745,6 +759,7 @@ Test(standby, garbage_and_idle_connections_on_the_receiver_hurt_nothing, .fini =
 Test(standby, failover_opens_the_standby_and_the_old_primary_is_fenced, .fini = stop_both)
 {
 	snprintf(primary_sync, sizeof(primary_sync), "FIRST 1 (sb%dsb)", (int)getpid());
+	with_witness = true;
 	start_both();
 	cr_assert_eq(run("%s/tools/coral-bank -c %s " BANK_ARGS " --seconds 1", CORAL_BUILDDIR, cl.conf)->code, 0, "%s",
 		     res.out);
@@ -762,7 +777,9 @@ Test(standby, failover_opens_the_standby_and_the_old_primary_is_fenced, .fini = 
 	cr_expect_eq(jint(b, "total_before"), 200 * 1000, "%s", res.out);
 	cr_expect_gt(jint(b, "transfers"), 50, "%s", res.out);
 	json_decref(b);
-	/* the old primary comes back: fenced */
+	/* the old primary comes back while the new one is out of its reach (stopped): the witness
+	 * says a takeover happened, and it is fenced all the same */
+	cr_assert_eq(run("%s -c %s stop all", CORAL_NODE, sb.conf)->code, 0, "%s", res.out);
 	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
 	int fenced = 0;
 	for (int i = 0; i < 200 && fenced < 3; i++) {
@@ -776,6 +793,10 @@ Test(standby, failover_opens_the_standby_and_the_old_primary_is_fenced, .fini = 
 		}
 	}
 	cr_assert_eq(fenced, 3, "the old primary's nodes did not learn of the failover");
+	json_t *j1 = ctl_json(1, "standby status");
+	cr_expect_neq(strstr(j1 ? jstr(json_object_get(j1, "commit"), "fenced_why") : "", "witness"), NULL,
+		      "fenced but not by the witness: %s", res.out);
+	json_decref(j1);
 	struct coral_session *s;
 	cr_assert_eq(coral_session_open(cl.conf, 1, "test", "test_standby", &s), 0, "%s", coral_session_error(s));
 	struct coral_block *blk = NULL;
