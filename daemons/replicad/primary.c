@@ -47,6 +47,8 @@ struct ship_set {
 	bool opened;                     /* a standby answered, or open_wait_ms passed */
 	uint64_t open_deadline_ns;
 	uint64_t witness_ns;             /* [replication] witness_file last read */
+	bool was_closed;                 /* found closed for a switchover at the start: a standby's
+					  * answer opens it, not the witness */
 };
 
 static void witness_check(struct ship_set *set);
@@ -176,7 +178,7 @@ static void witness_check(struct ship_set *set)
 		ship_set_fence(set, e, why);
 		return;
 	}
-	if (rc == 0 && !set->opened) {
+	if (rc == 0 && !set->opened && !set->was_closed) {
 		set->opened = true;
 		log_info("the witness %s says no cluster took over after site epoch %llu: commits are taken", w,
 			 (unsigned long long)set->epoch);
@@ -237,6 +239,15 @@ struct ship_set *ship_set_new(struct coral_daemon *d, struct coral_redo *redo, s
 	set->epoch = coral_site_epoch_read(d->conf.storage.shared_dir);
 	set->fenced = coral_site_fence_read(d->conf.storage.shared_dir, set->fenced_why, sizeof(set->fenced_why));
 	atomic_store(&redo->site_fenced, set->fenced);
+	/* a switchover the replicad before this one was in: the standby abandoned it when the
+	 * connection broke, or took over, which its answer to the next hello says (commits wait
+	 * for that answer: open_wait_ms) */
+	if (atomic_load(&redo->closed) && !set->fenced) {
+		set->was_closed = true;
+		coral_redo_close(redo, false);
+		log_notice("the thread was closed for a switchover when replicad stopped: open again (a standby that took "
+			   "over says so at the next hello, before any commit)");
+	}
 	if (set->fenced) {
 		log_error("this cluster was failed over from (site epoch %llu: %s): no change and no commit is taken",
 			  (unsigned long long)set->fenced, set->fenced_why);
