@@ -20,12 +20,33 @@
 
 TestSuite(ges, .init = NULL, .fini = cl_teardown, .timeout = 240);
 
+/* Waits until no lmdd of nodes first..last holds its grants for a rebuild. */
+static void wait_rebuilt(int first, int last)
+{
+	for (int i = 0; i < 300; i++) {
+		bool all = true;
+		for (int n = first; n <= last && all; n++) {
+			json_t *j = ctl_json(n, "ges stats");
+			all = j && !json_is_true(json_object_get(j, "held"));
+			json_decref(j);
+		}
+		if (all)
+			return;
+		usleep(50000);
+	}
+	cr_assert_fail("a rebuild did not end");
+}
+
+/* Three nodes with the full map, each lmdd's rebuild for it over (requests made while one
+ * was under way at the start went unanswered for 30-60 s on node 3 in two CI runs: not
+ * understood yet, see the stop note of 2026-12-07; the tests here are of the steady state) */
 static void start_three(void)
 {
 	cl_prepare("ges", NULL);
 	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
 	cr_assert_geq(wait_leader(15000, 0xE), 1);
 	cr_assert_gt(wait_full_map(3), 0, "the map of 3 nodes did not reach every node");
+	wait_rebuilt(1, 3);
 }
 
 static struct coral_session *open_on(int node)
@@ -209,22 +230,6 @@ static void name_with_master(int want, const char *prefix, char *name, size_t n)
 
 static void name_mastered_by(int want, char *name, size_t n) { name_with_master(want, "row-", name, n); }
 
-/* Waits until no lmdd of nodes first..last holds its grants for a rebuild. */
-static void wait_rebuilt(int first, int last)
-{
-	for (int i = 0; i < 300; i++) {
-		bool all = true;
-		for (int n = first; n <= last && all; n++) {
-			json_t *j = ctl_json(n, "ges stats");
-			all = j && !json_is_true(json_object_get(j, "held"));
-			json_decref(j);
-		}
-		if (all)
-			return;
-		usleep(50000);
-	}
-	cr_assert_fail("a rebuild did not end");
-}
 
 /* Node 3 masters a lock node 1 holds in EX; node 3 is lost (kill -9 of everything): the
  * new master gets the lock back from node 1 and grants nothing beside it (no-queue refused,
