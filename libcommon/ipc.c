@@ -34,6 +34,7 @@ struct coral_ipc_conn {
 	uint64_t id;       /* never reused: answers sent later find the client by it */
 	uint64_t active_ns; /* when it last sent a frame or was sent one */
 	bool keep;          /* never closed for being idle (coral_ipc_conn_keep) */
+	uint32_t waiting;   /* requests to be answered later (coral_ipc_conn_waiting): not idle */
 	uint64_t tag;       /* the owner's */
 	SSL *ssl;           /* a TLS client's session (freed with bev) */
 	struct coral_ipc_conn *prev, *next;
@@ -186,7 +187,7 @@ static void coral__idle_tick(evutil_socket_t fd, short what, void *arg)
 	for (struct coral_ipc_conn *c = s->conns, *next; c; c = next) {
 		next = c->next;
 		bool busy = evbuffer_get_length(bufferevent_get_output(c->bev)) > 0;
-		if (!busy && !c->keep && now - c->active_ns > bound) {
+		if (!busy && !c->keep && c->waiting == 0 && now - c->active_ns > bound) {
 			log_info("closing client pid %d uid %d: idle for %lld ms", (int)c->peer.pid, (int)c->peer.uid,
 				 (long long)s->idle_ms);
 			coral__count(s->ctr.idle_closed);
@@ -389,6 +390,16 @@ void coral_ipc_conn_keep(struct coral_ipc_conn *conn)
 {
 	if (conn)
 		conn->keep = true;
+}
+
+void coral_ipc_conn_waiting(struct coral_ipc_conn *conn, bool more)
+{
+	if (conn == NULL)
+		return;
+	if (more)
+		conn->waiting++;
+	else if (conn->waiting > 0)
+		conn->waiting--;
 }
 
 uint64_t coral_ipc_conn_id(const struct coral_ipc_conn *c)

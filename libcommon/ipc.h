@@ -79,6 +79,9 @@ uint64_t coral_ipc_conn_id(const struct coral_ipc_conn *conn);
 /* The client is not closed for being idle: it waits for what the daemon will send it (a
  * session's subscription to its locks' events). */
 void coral_ipc_conn_keep(struct coral_ipc_conn *conn);
+/* One more (more true) or one fewer request of the client waits for an answer given later
+ * (a lock queued behind its holder): a client that waits is not idle, however long. */
+void coral_ipc_conn_waiting(struct coral_ipc_conn *conn, bool more);
 struct coral_ipc_conn *coral_ipc_server_conn(struct coral_ipc_server *srv, uint64_t id);
 /* Queues msg as a frame to the client; past the queue bound the client is no longer read. */
 int coral_ipc_conn_send(struct coral_ipc_conn *conn, const ProtobufCMessage *msg);

@@ -22,7 +22,7 @@ static int ges_stats(void)
 		F(sessions_gone); F(nodes_lost); F(locks_lost); F(resources); F(locks); F(own_locks); F(sent);
 		F(not_master); F(refused_msgs); F(basts_received); F(rebuilt); F(dropped); F(map_version);
 		F(victims); F(deadlocks); F(coordinator); F(edges); F(phantoms); F(probes_lapsed); F(swept); F(basts_delivered); F(graph_full);
-		F(orphans_settled);
+		F(orphans_settled); F(owed); F(owed_total); F(owed_refused);
 		F(fast_grants); F(fast_converts); F(fast_unlocks); F(fast_refused); F(fast_fallbacks); F(fast_imports);
 		F(fast_repairs);
 		json_object_set_new(j, "held", json_boolean(r->held));
@@ -69,6 +69,9 @@ static int ges_stats(void)
 		       (unsigned long long)r->sessions_gone, (unsigned long long)r->nodes_lost,
 		       (unsigned long long)r->locks_lost, (unsigned long long)r->orphans_settled,
 		       (unsigned long long)r->sent, (unsigned long long)r->not_master, (unsigned long long)r->refused_msgs);
+		printf("  owed to peers whose connection could not take them: %llu now, %llu in all, %llu refused past "
+		       "the bound\n", (unsigned long long)r->owed, (unsigned long long)r->owed_total,
+		       (unsigned long long)r->owed_refused);
 	}
 	coral_ctl_response_free(resp);
 	return 0;

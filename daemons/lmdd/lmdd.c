@@ -35,6 +35,7 @@
 #define LVB_LEN GES_MSG_LVB
 #define RESEND_MS 200          /* a request refused by a node that is not its master: asked again */
 #define RESEND_MAX 50
+#define OWED_BYTES_MAX (8u << 20)  /* owed to one peer (send_msg); more is refused, counted */
 #define DIRTY_MAX 1024         /* resources whose waits changed, reported at the next tick */
 #define HANDOFF_MAX 4096       /* value blocks handed over to new masters at a map change */
 #define WAITS_MAX 256          /* edges reported for one resource (more: the first ones) */
@@ -75,6 +76,16 @@ struct lmdd {
 	uint64_t sent, not_master, refused_msgs, basts_received, basts_delivered;
 	uint64_t orphans_settled;  /* conversions under way at a restart, settled (settle_orphan) */
 	uint32_t fast_overflow;        /* resources of the core counted in a bucket's overflow */
+	/* messages each peer is owed (send_msg): its connection was not up, or full */
+	struct owed {
+		struct owed_msg {
+			uint8_t *buf;
+			size_t len;
+		} *msg;
+		uint32_t head, n, cap;
+		size_t bytes;
+	} owed[CORAL_MAX_NODES + 1];
+	uint64_t owed_now, owed_total, owed_refused;
 	/* value blocks of the resources the map moved from this node to a live one, owed to
 	 * their new masters before this node's word (flush_rebuilds) */
 	struct handoff {
@@ -167,16 +178,91 @@ static bool from_lost(const struct lmdd *m, const uint8_t *name, size_t len)
 	return w.lost_owner != 0 || coral_ges_inherited(m->ownsec, w.bucket);
 }
 
+/* Messages to a peer the interconnect could not take (its connection not up yet: a node's
+ * first second, when its peers are still in their reconnect backoff towards it; or its send
+ * queue full), in order, sent at the next tick before anything newer. A message the
+ * interconnect refuses is otherwise lost, and a request, answer or unlock lost waits for
+ * ever (a session's call, or every lock behind one never let go). */
+static void owed_drop(struct lmdd *m, uint32_t to)
+{
+	struct owed *q = &m->owed[to];
+	for (uint32_t i = 0; i < q->n; i++)
+		free(q->msg[(q->head + i) % q->cap].buf);
+	m->owed_now -= q->n;
+	free(q->msg);
+	memset(q, 0, sizeof(*q));
+}
+
+static int owed_push(struct lmdd *m, uint32_t to, const uint8_t *buf, size_t len)
+{
+	struct owed *q = &m->owed[to];
+	if (q->bytes + len > OWED_BYTES_MAX) {
+		m->owed_refused++;
+		log_warn("%llu messages (%zu bytes) wait for node %u's connection: "
+				      "more are refused ([ges] and lmdd(8): MESSAGES OWED)", (unsigned long long)q->n, q->bytes, to);
+		return CORAL_EBUSY;
+	}
+	if (q->n == q->cap) {
+		uint32_t cap = q->cap ? q->cap * 2 : 64;
+		struct owed_msg *a = malloc(cap * sizeof(*a));
+		if (a == NULL)
+			return CORAL_ENOMEM;
+		for (uint32_t i = 0; i < q->n; i++)
+			a[i] = q->msg[(q->head + i) % q->cap];
+		free(q->msg);
+		q->msg = a;
+		q->cap = cap;
+		q->head = 0;
+	}
+	uint8_t *copy = malloc(len ? len : 1);
+	if (copy == NULL)
+		return CORAL_ENOMEM;
+	memcpy(copy, buf, len);
+	q->msg[(q->head + q->n) % q->cap] = (struct owed_msg){copy, len};
+	q->n++;
+	q->bytes += len;
+	m->owed_now++;
+	m->owed_total++;
+	return 0;
+}
+
+/* What is owed to each peer, oldest first, as far as its connection takes it. */
+static void owed_flush(struct lmdd *m)
+{
+	if (m->owed_now == 0)
+		return;
+	for (uint32_t to = 1; to <= CORAL_MAX_NODES; to++) {
+		struct owed *q = &m->owed[to];
+		while (q->n > 0) {
+			struct owed_msg *o = &q->msg[q->head];
+			if (coral_kit_send(&m->kit, to, GES_NET_MSG, o->buf, o->len) != 0)
+				break;
+			m->sent++;
+			q->bytes -= o->len;
+			free(o->buf);
+			q->head = (q->head + 1) % q->cap;
+			q->n--;
+			m->owed_now--;
+		}
+	}
+}
+
+/* Sends g to node `to`: 0 once the interconnect has it or it is owed (above), in order with
+ * what went before. */
 static int send_msg(struct lmdd *m, uint32_t to, const Coral__GesMsg *g)
 {
+	if (to < 1 || to > CORAL_MAX_NODES)
+		return CORAL_EINVAL;
 	uint8_t stack[512];
 	size_t len;
 	uint8_t *buf = ges_msg_pack(g, stack, sizeof(stack), &len);
 	if (buf == NULL)
 		return CORAL_ENOMEM;
-	int rc = coral_kit_send(&m->kit, to, GES_NET_MSG, buf, len);
+	int rc = m->owed[to].n ? CORAL_EBUSY : coral_kit_send(&m->kit, to, GES_NET_MSG, buf, len);
 	if (rc == 0)
 		m->sent++;
+	else if (rc == CORAL_ENOTCONN || rc == CORAL_EBUSY)
+		rc = owed_push(m, to, buf, len);
 	if (buf != stack)
 		free(buf);
 	return rc;
@@ -189,6 +275,24 @@ static char *printable(char *dst, const uint8_t *name, size_t len)
 		dst[i] = name[i] >= 0x20 && name[i] < 0x7f ? (char)name[i] : '?';
 	dst[len] = 0;
 	return dst;
+}
+
+/* A session's call answered later (a lock queued behind its holder, for as long as it
+ * takes): its connection is not closed as idle meanwhile ([lmdd] client_idle_ms). */
+static uint64_t wait_add(struct lmdd *m, uint64_t conn, const Coral__CtlRequest *req, const uint32_t aux[3])
+{
+	uint64_t cookie = coral_kit_wait_add(&m->kit, conn, req, aux);
+	if (cookie != 0)
+		coral_ipc_conn_waiting(coral_ipc_server_conn(m->d->ipc, conn), true);
+	return cookie;
+}
+
+static bool wait_take(struct lmdd *m, uint64_t cookie, struct coral_wait *w)
+{
+	if (!coral_kit_wait_take(&m->kit, cookie, w))
+		return false;
+	coral_ipc_conn_waiting(coral_ipc_server_conn(m->d->ipc, w->conn), false);
+	return true;
 }
 
 /* ---- own locks ------------------------------------------------------------------------- */
@@ -260,7 +364,7 @@ static void answer_session(struct lmdd *m, struct own *o, int code, int mode, co
 		return;
 	}
 	struct coral_wait w;
-	if (cookie == 0 || !coral_kit_wait_take(&m->kit, cookie, &w)) {
+	if (cookie == 0 || !wait_take(m, cookie, &w)) {
 		/* nobody waits any more (the session's call ended): a new lock it never heard of
 		 * is given back; a conversion keeps its mode (never weaker than the one the session
 		 * knows of: only a conversion up waits) */
@@ -325,7 +429,7 @@ static void own_release_as(struct lmdd *m, struct own *o, bool keep_lvb)
 	o->resend_ms = 0;
 	if (o->cookie != 0) {
 		struct coral_wait w;
-		coral_kit_wait_take(&m->kit, o->cookie, &w);  /* its connection is gone */
+		wait_take(m, o->cookie, &w);  /* its connection is gone */
 		o->cookie = 0;
 	}
 	o->op = OP_UNLOCK;
@@ -1163,8 +1267,8 @@ static void flush_rebuilds(struct lmdd *m)
 	if (m->rebuild_to == 0 || m->kit.net == NULL || m->map_seen == 0)
 		return;
 	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++) {
-		if (!(m->rebuild_to & bit(n)))
-			continue;
+		if (!(m->rebuild_to & bit(n)) || m->owed[n].n)
+			continue;  /* (one owed messages gets its locks once they have gone: not twice) */
 		int rc = 0;
 		for (uint32_t i = 0; i < m->nbhand && rc == 0;) {
 			if (m->bhand[i].to != n) {
@@ -1231,6 +1335,11 @@ static void check_map(struct lmdd *m)
 	m->map_seen = v;
 	m->nring = nring;
 	memcpy(m->ring, ring, sizeof(ring));
+	/* a node out of the map is lost: what it was owed goes (the rebuild after it comes back
+	 * puts back what matters) */
+	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++)
+		if (m->owed[n].n && !in_ring(m, n))
+			owed_drop(m, n);
 	/* what masters no longer in the map reported of their waits is gone with them */
 	for (uint32_t n = 1; m->dlk && n <= CORAL_MAX_NODES; n++)
 		if (!in_ring(m, n))
@@ -1355,6 +1464,7 @@ static void on_tick(void *arg, const struct coral_cluster_view *v)
 	(void)v;
 	struct lmdd *m = arg;
 	uint64_t now = now_ms();
+	owed_flush(m);
 	ges_tick(m->core, now);
 	check_losses(m);
 	check_map(m);
@@ -1527,7 +1637,7 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 	}
 	/* an asynchronous operation waits for nobody: it is told on the subscription, and the
 	 * call is answered at once with the lock's id */
-	uint64_t cookie = q->async ? ASYNC_COOKIE : coral_kit_wait_add(&m->kit, conn, req, (uint32_t[3]){q->session, q->slot, 0});
+	uint64_t cookie = q->async ? ASYNC_COOKIE : wait_add(m, conn, req, (uint32_t[3]){q->session, q->slot, 0});
 	if (cookie == 0) {
 		if (q->op == OP_LOCK)
 			own_free(m, o);
@@ -1538,7 +1648,7 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 		/* the waiting operation is answered by the master's refusal; this one at once */
 		send_cancel(m, o);
 		struct coral_wait w;
-		if (coral_kit_wait_take(&m->kit, cookie, &w)) {
+		if (wait_take(m, cookie, &w)) {
 			Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
 			r.lkid = o->lkid;
 			Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
@@ -1600,6 +1710,9 @@ static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	r.not_master = m->not_master;
 	r.orphans_settled = m->orphans_settled;
 	r.refused_msgs = m->refused_msgs;
+	r.owed = m->owed_now;
+	r.owed_total = m->owed_total;
+	r.owed_refused = m->owed_refused;
 	r.basts_received = m->basts_received;
 	r.basts_delivered = m->basts_delivered;
 	r.rebuilt = s->rebuilt;
@@ -1934,6 +2047,8 @@ static void lmdd_fini(struct coral_daemon *d)
 	ges_core_free(m->core);
 	dlk_free(m->dlk);
 	free(m->handoff);
+	for (uint32_t n = 1; n <= CORAL_MAX_NODES; n++)
+		owed_drop(m, n);
 	free(m->bhand);
 	free(m);
 	d->svc = NULL;

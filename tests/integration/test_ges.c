@@ -495,6 +495,66 @@ static void deadlock_across_nodes(int b_priority)
 Test(ges, a_deadlock_across_nodes_is_found_and_its_newest_wait_refused) { deadlock_across_nodes(0); }
 Test(ges, a_session_of_higher_priority_is_not_the_victim) { deadlock_across_nodes(10); }
 
+/* Clients idle for a second are closed (a waiting lock call is not idle). */
+static char *idle_1s(char *text) { return replace_all(text, "client_idle_ms = 60000", "client_idle_ms = 1000"); }
+
+/* Locks asked the moment the cluster's map is whole, while each lmdd may still be putting
+ * back what it has for it: each is answered (held until the rebuild ends, then granted),
+ * none waits out its timeout. Then a lock that waits longer than [lmdd] client_idle_ms for
+ * its holder: its call is not taken for an idle client and closed. */
+Test(ges, locks_asked_as_the_cluster_starts_are_granted)
+{
+	cl_prepare("ges", idle_1s);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_geq(wait_leader(15000, 0xE), 1);
+	cr_assert_gt(wait_full_map(3), 0, "the map of 3 nodes did not reach every node");
+	enum { PER_NODE = 4 };
+	pid_t c[3 * PER_NODE];
+	char names[3 * PER_NODE][16];
+	for (int i = 0; i < 3 * PER_NODE; i++) {
+		snprintf(names[i], sizeof(names[i]), "start-%d", i);
+		c[i] = lock_child(1 + i % 3, names[i], CORAL_LOCK_EX, 0, 20000, 0);
+	}
+	for (int i = 0; i < 3 * PER_NODE; i++)
+		cr_expect_eq(child_status(c[i], 30000), 0, "the lock on %s asked on node %d as the cluster started",
+			     names[i], 1 + i % 3);
+	for (int n = 1; n <= 3; n++) {
+		json_t *j = ctl_json(n, "ges stats");
+		fprintf(stderr, "node %d: %lld messages owed to a peer whose connection was not up yet\n", n,
+			j ? (long long)jint(j, "owed_total") : -1);
+		json_decref(j);
+	}
+	pid_t holder = lock_child(1, "idle-wait", CORAL_LOCK_EX, 0, 0, 3500);
+	usleep(200000);
+	pid_t waiter = lock_child(2, "idle-wait", CORAL_LOCK_EX, 0, 20000, 0);
+	cr_expect_eq(child_status(waiter, 15000), 0, "a lock call that waited 3 s with client_idle_ms at 1 s");
+	cr_expect_eq(child_status(holder, 5000), 0);
+}
+
+/* A node started seconds after the others: their connections to it are in their reconnect
+ * backoff when its first requests reach them, so their answers cannot go at once. Each must
+ * reach it all the same (an answer the interconnect could not take was dropped, and the
+ * session waited for ever). */
+Test(ges, a_node_started_late_hears_every_answer)
+{
+	cl_prepare("ges", NULL);
+	cr_assert_eq(run("%s -c %s start 1 && %s -c %s start 2", CORAL_NODE, cl.conf, CORAL_NODE, cl.conf)->code, 0,
+		     "%s", res.out);
+	cr_assert_geq(wait_leader(15000, 0x6), 1);
+	sleep(4);  /* nodes 1 and 2 dial node 3 in vain: their backoff grows to reconnect_max_ms */
+	cr_assert_eq(run("%s -c %s start 3", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_gt(wait_full_map(3), 0, "the map of 3 nodes did not reach every node");
+	enum { N = 12 };
+	pid_t c[N];
+	char names[N][16];
+	for (int i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "late-%d", i);
+		c[i] = lock_child(3, names[i], CORAL_LOCK_EX, 0, 10000, 0);
+	}
+	for (int i = 0; i < N; i++)
+		cr_expect_eq(child_status(c[i], 15000), 0, "node 3's lock on %s", names[i]);
+}
+
 /* coral-bank with row locks on three nodes: EX on both accounts in random order, on few
  * accounts, so that sessions deadlock often; every deadlock is broken (no session waits out
  * its timeout), the victims try again, and the bank's check passes. */
