@@ -342,19 +342,41 @@ int run_standby_rejoin(int argc, char **argv)
 				(long long)c->nodes[i].id, c->nodes[i].sga_name, c->path);
 			return 1;
 		}
-	char dir[CORAL_STR_MAX + 100], when[32];
-	time_t now = time(NULL);
-	struct tm tm;
-	gmtime_r(&now, &tm);
-	strftime(when, sizeof(when), "%Y%m%dT%H%M%SZ", &tm);
-	snprintf(dir, sizeof(dir), "%s/retired-e%llu-%s", shared, (unsigned long long)fenced, when);
-	if (mkdir(dir, 0750) != 0) {
-		fprintf(stderr, "coralctl: %s: %s\n", dir, strerror(errno));
+	/* Restartable: the role first, the fence last (the seed's source, in the copy's
+	 * directory, after the old copies went). Killed half way, the
+	 * cluster is still fenced (it takes no commit) and a second rejoin finishes the move,
+	 * into the same directory. */
+	char err[CORAL_ERRMSG_MAX];
+	if (coral_role_write(shared, "standby", err, sizeof(err)) != 0) {
+		fprintf(stderr, "coralctl: %s\n", err);
 		return 1;
 	}
-	int moved = 0;
+	char dir[CORAL_STR_MAX + 300], prefix[64];
+	snprintf(prefix, sizeof(prefix), "retired-e%llu-", (unsigned long long)fenced);
+	dir[0] = '\0';
 	DIR *d = opendir(shared);
 	struct dirent *e;
+	while (d && (e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+			snprintf(dir, sizeof(dir), "%s/%s", shared, e->d_name);  /* a rejoin cut short */
+			break;
+		}
+	if (d)
+		closedir(d);
+	if (dir[0] == '\0') {
+		char when[32];
+		time_t now = time(NULL);
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(when, sizeof(when), "%Y%m%dT%H%M%SZ", &tm);
+		snprintf(dir, sizeof(dir), "%s/%s%s", shared, prefix, when);
+		if (mkdir(dir, 0750) != 0) {
+			fprintf(stderr, "coralctl: %s: %s\n", dir, strerror(errno));
+			return 1;
+		}
+	}
+	int moved = 0;
+	d = opendir(shared);
 	while (d && (e = readdir(d)) != NULL) {
 		size_t n = strlen(e->d_name);
 		bool dbf = n > 4 && strcmp(e->d_name + n - 4, ".dbf") == 0;
@@ -368,15 +390,10 @@ int run_standby_rejoin(int argc, char **argv)
 	}
 	if (d)
 		closedir(d);
-	static const char *const names[] = {"control", "redo", "standby", "fenced"};
+	static const char *const names[] = {"control", "redo", "standby"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (retire(shared, dir, names[i]) != 0)
 			return 1;
-	char err[CORAL_ERRMSG_MAX];
-	if (coral_role_write(shared, "standby", err, sizeof(err)) != 0) {
-		fprintf(stderr, "coralctl: %s\n", err);
-		return 1;
-	}
 	char seed_note[CORAL_STR_MAX + 200] = "";
 	if (argc == 1) {
 		static struct coral_conf pc;
@@ -390,6 +407,8 @@ int run_standby_rejoin(int argc, char **argv)
 		}
 		snprintf(seed_note, sizeof(seed_note), "; its apply seeds itself from %s once it starts", argv[0]);
 	}
+	if (retire(shared, dir, "fenced") != 0)
+		return 1;
 	if (ctx.json)
 		print_json(json_pack("{s:s, s:s, s:i, s:I}", "role", "standby", "retired", dir, "data_files", moved, "fenced_epoch",
 				     (json_int_t)fenced));

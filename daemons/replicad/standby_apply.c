@@ -768,6 +768,18 @@ struct applier *applier_new(struct coral_daemon *d, struct receiver *r, int *rc)
 		if (a->st.finished_ns) {
 			atomic_store(&a->feed->finished, true);
 			atomic_store(&a->feed->took_over, a->st.took_over);
+			char role[16];
+			const char *own = a->d->conf.storage.shared_dir;
+			if (a->st.took_over && (coral_role_read(own, role, sizeof(role)) != 0 || strcmp(role, "primary") != 0)) {
+				/* a takeover cut short between its state and the role (applier_failover):
+				 * finished here; applier_main restarts replicad in the primary's role */
+				if (coral_role_write(own, "primary", err, sizeof(err)) != 0)
+					log_error("the copy took over at site epoch %llu but %s/role cannot say so: %s",
+						  (unsigned long long)a->st.took_over, own, err);
+				else
+					log_notice("the copy took over at site epoch %llu: %s/role says primary now (the "
+						   "takeover had stopped before it)", (unsigned long long)a->st.took_over, own);
+			}
 			if (a->st.took_over)
 				snprintf(a->state_text, sizeof(a->state_text),
 					 "took over at site epoch %llu (the copy is this cluster's): applied SCN %llu",
