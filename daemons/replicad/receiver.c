@@ -62,6 +62,8 @@ struct rconn {
 	struct bufferevent *bev;
 	struct event *ev_hello;
 	uint8_t nonce[REPL_NONCE];
+	uint8_t hello_nonce[REPL_NONCE]; /* the primary's, from its hello: signed in a switchover */
+	char cluster[256];               /* the primary's, from its hello */
 	struct rx_thread *t;           /* set once welcomed */
 	char peer[64];
 	struct rconn *prev, *next;     /* every connection of the receiver */
@@ -255,6 +257,8 @@ static void on_hello(struct rconn *c, const Coral__ReplHello *h)
 	}
 	t->conn = c;
 	c->t = t;
+	memcpy(c->hello_nonce, h->nonce.data, REPL_NONCE);
+	snprintf(c->cluster, sizeof(c->cluster), "%s", h->cluster);
 	t->connects++;
 	t->conn_seq++;
 	t->switch_ready = false;
@@ -660,10 +664,14 @@ int receiver_switch_send(struct receiver *r, uint32_t id, uint32_t step, uint64_
 	w.step = step;
 	w.epoch = epoch;
 	w.why = (char *)(why ? why : "");
+	struct rconn *c = r->threads[id].conn;
+	uint8_t mac[REPL_MAC];
+	repl_switch_mac(r->token, c->hello_nonce, c->cluster, id, step, epoch, mac);
+	w.mac = (ProtobufCBinaryData){REPL_MAC, mac};
 	Coral__ReplMsg m = CORAL__REPL_MSG__INIT;
 	m.body_case = CORAL__REPL_MSG__BODY_SWITCHOVER;
 	m.switchover = &w;
-	send_msg(r->threads[id].conn, &m);
+	send_msg(c, &m);
 	return 0;
 }
 

@@ -62,6 +62,28 @@ bool repl_mac_ok(const char *token, const char *side, const uint8_t nonce[REPL_N
 	return CRYPTO_memcmp(want, mac->data, REPL_MAC) == 0;
 }
 
+/* The label of a switchover step's proof: the step and the epoch are signed with it. */
+static void switch_side(char *side, size_t sz, uint32_t step, uint64_t epoch)
+{
+	snprintf(side, sz, "switch %u %llu", step, (unsigned long long)epoch);
+}
+
+void repl_switch_mac(const char *token, const uint8_t nonce[REPL_NONCE], const char *cluster, uint32_t thread,
+		     uint32_t step, uint64_t epoch, uint8_t out[REPL_MAC])
+{
+	char side[48];
+	switch_side(side, sizeof(side), step, epoch);
+	repl_mac(token, side, nonce, cluster, thread, out);
+}
+
+bool repl_switch_mac_ok(const char *token, const uint8_t nonce[REPL_NONCE], const char *cluster, uint32_t thread,
+			uint32_t step, uint64_t epoch, const ProtobufCBinaryData *mac)
+{
+	char side[48];
+	switch_side(side, sizeof(side), step, epoch);
+	return repl_mac_ok(token, side, nonce, cluster, thread, mac);
+}
+
 int repl_nonce(uint8_t out[REPL_NONCE])
 {
 	return getrandom(out, REPL_NONCE, 0) == REPL_NONCE ? 0 : CORAL_ESYS;

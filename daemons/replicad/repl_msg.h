@@ -29,6 +29,12 @@ void repl_mac(const char *token, const char *side, const uint8_t nonce[REPL_NONC
 	      uint32_t thread, uint8_t out[REPL_MAC]);
 bool repl_mac_ok(const char *token, const char *side, const uint8_t nonce[REPL_NONCE], const char *cluster,
 		 uint32_t thread, const ProtobufCBinaryData *mac);
+/* A switchover step's proof (ReplSwitch.mac): the standby's, over the nonce of the
+ * primary's hello on the same connection, the step and the epoch. */
+void repl_switch_mac(const char *token, const uint8_t nonce[REPL_NONCE], const char *cluster, uint32_t thread,
+		     uint32_t step, uint64_t epoch, uint8_t out[REPL_MAC]);
+bool repl_switch_mac_ok(const char *token, const uint8_t nonce[REPL_NONCE], const char *cluster, uint32_t thread,
+			uint32_t step, uint64_t epoch, const ProtobufCBinaryData *mac);
 /* 32 random bytes (getrandom). */
 int repl_nonce(uint8_t out[REPL_NONCE]);
 

@@ -414,6 +414,11 @@ static void switch_reopen(struct sender *s, const char *why)
 static void on_switch(struct sender *s, const Coral__ReplSwitch *w)
 {
 	const char *who = s->name[0] ? s->name : s->peer;
+	if (!repl_switch_mac_ok(s->token, s->nonce, s->d->conf.cluster.name, s->thread, w->step, w->epoch, &w->mac)) {
+		/* (not the standby that proved the token at the hello: nothing is closed or fenced) */
+		log_error("standby %s: a switchover step %u without the standby's proof of the token: ignored", who, w->step);
+		return;
+	}
 	if (w->step == 1) {
 		s->switch_end = coral_redo_close(s->redo, true);
 		s->switching = true;
