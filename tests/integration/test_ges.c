@@ -37,9 +37,8 @@ static void wait_rebuilt(int first, int last)
 	cr_assert_fail("a rebuild did not end");
 }
 
-/* Three nodes with the full map, each lmdd's rebuild for it over (requests made while one
- * was under way at the start went unanswered for 30-60 s on node 3 in two CI runs: not
- * understood yet, see the stop note of 2026-12-07; the tests here are of the steady state) */
+/* Three nodes with the full map, each lmdd's rebuild for it over: the tests that start here
+ * are of the steady state (locks_asked_as_the_cluster_starts_are_granted is of the start) */
 static void start_three(void)
 {
 	cl_prepare("ges", NULL);
