@@ -3,7 +3,7 @@
 # each for SECONDS (default 60) from a seed corpus fuzz-seeds writes (the configuration target
 # from etc/ and the unit tests' configuration files), keeping what each finds in
 # build-fuzz/corpus/TARGET, as many at once as there are CPUs (FUZZ_JOBS). Usage:
-# scripts/fuzz.sh [SECONDS [TARGET...]]. A crash, leak or sanitizer report stops that target
+# scripts/fuzz.sh [SECONDS [TARGET...]]; FUZZ_BUILD_ONLY=1 builds and runs nothing. A crash, leak or sanitizer report stops that target
 # with the input that caused it (crash-* in build-fuzz/), and the script exits 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,7 @@ if [ ! -f "$B/build.ninja" ]; then
   CC=clang meson setup "$B" -Dfuzz=true -Dtests=false -Db_sanitize=address,undefined -Db_lundef=false >/dev/null || exit 1
 fi
 ninja -C "$B" >/dev/null || { echo "fuzz: build failed"; exit 1; }
+[ "${FUZZ_BUILD_ONLY:-0}" = 1 ] && exit 0
 C=$B/corpus
 "$B/tests/fuzz/fuzz-seeds" "$C" || exit 1
 mkdir -p "$C/fuzz_conf"

@@ -530,30 +530,6 @@ Test(ges, locks_asked_as_the_cluster_starts_are_granted)
 	cr_expect_eq(child_status(holder, 5000), 0);
 }
 
-/* A node started seconds after the others: their connections to it are in their reconnect
- * backoff when its first requests reach them, so their answers cannot go at once. Each must
- * reach it all the same (an answer the interconnect could not take was dropped, and the
- * session waited for ever). */
-Test(ges, a_node_started_late_hears_every_answer)
-{
-	cl_prepare("ges", NULL);
-	cr_assert_eq(run("%s -c %s start 1 && %s -c %s start 2", CORAL_NODE, cl.conf, CORAL_NODE, cl.conf)->code, 0,
-		     "%s", res.out);
-	cr_assert_geq(wait_leader(15000, 0x6), 1);
-	sleep(4);  /* nodes 1 and 2 dial node 3 in vain: their backoff grows to reconnect_max_ms */
-	cr_assert_eq(run("%s -c %s start 3", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
-	cr_assert_gt(wait_full_map(3), 0, "the map of 3 nodes did not reach every node");
-	enum { N = 12 };
-	pid_t c[N];
-	char names[N][16];
-	for (int i = 0; i < N; i++) {
-		snprintf(names[i], sizeof(names[i]), "late-%d", i);
-		c[i] = lock_child(3, names[i], CORAL_LOCK_EX, 0, 10000, 0);
-	}
-	for (int i = 0; i < N; i++)
-		cr_expect_eq(child_status(c[i], 15000), 0, "node 3's lock on %s", names[i]);
-}
-
 /* coral-bank with row locks on three nodes: EX on both accounts in random order, on few
  * accounts, so that sessions deadlock often; every deadlock is broken (no session waits out
  * its timeout), the victims try again, and the bank's check passes. */
