@@ -198,8 +198,8 @@ static int owed_push(struct lmdd *m, uint32_t to, const uint8_t *buf, size_t len
 	struct owed *q = &m->owed[to];
 	if (q->bytes + len > OWED_BYTES_MAX) {
 		m->owed_refused++;
-		log_warn("%llu messages (%zu bytes) wait for node %u's connection: "
-				      "more are refused ([ges] and lmdd(8): MESSAGES OWED)", (unsigned long long)q->n, q->bytes, to);
+		log_warn("%llu messages (%zu bytes) wait for node %u's connection: more are refused (lmdd(8), "
+			 "Messages owed)", (unsigned long long)q->n, q->bytes, to);
 		return CORAL_EBUSY;
 	}
 	if (q->n == q->cap) {
@@ -333,7 +333,8 @@ static void own_send(struct lmdd *m, struct own *o)
 		o->resend_ms = now_ms() + RESEND_MS;  /* no map yet */
 		return;
 	}
-	send_msg(m, o->master, &g);
+	if (send_msg(m, o->master, &g) != 0)
+		o->resend_ms = now_ms() + RESEND_MS;  /* not taken, not even owed (its bound): again */
 }
 
 static void own_release(struct lmdd *m, struct own *o);
