@@ -22,7 +22,7 @@ B=build-fuzz
 if [ ! -f "$B/build.ninja" ]; then
   CC=clang meson setup "$B" -Dfuzz=true -Dtests=false -Db_sanitize=address,undefined -Db_lundef=false >/dev/null || exit 1
 fi
-ninja -C "$B" >/dev/null || { echo "fuzz: build failed"; exit 1; }
+ninja -C "$B" ${BUILD_JOBS:+-j "$BUILD_JOBS"} >/dev/null || { echo "fuzz: build failed"; exit 1; }
 [ "${FUZZ_BUILD_ONLY:-0}" = 1 ] && exit 0
 C=$B/corpus
 "$B/tests/fuzz/fuzz-seeds" "$C" || exit 1

@@ -2,11 +2,14 @@
  * more, each run loses one. */
 #include "ges_sim.h"
 
+#include "sim_scale.h"
+
 #include <criterion/criterion.h>
 #include <stdio.h>
 
 static void seeds(uint64_t first, int n, uint32_t nodes)
 {
+	n = sim_seeds(n);
 	struct ges_sim_result t = {0};
 	uint32_t worst = 0;
 	for (int i = 0; i < n; i++) {

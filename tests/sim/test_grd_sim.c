@@ -1,11 +1,14 @@
 /* The grdd model over a few hundred seeds (grd-sim runs more by hand). */
 #include "grd_sim.h"
 
+#include "sim_scale.h"
+
 #include <criterion/criterion.h>
 #include <stdio.h>
 
 static void seeds(uint64_t first, int n, uint32_t nodes)
 {
+	n = sim_seeds(n);
 	uint64_t remasters = 0, versions = 0, granted = 0, losses = 0, joins = 0;
 	for (int i = 0; i < n; i++) {
 		struct grd_sim_result r;

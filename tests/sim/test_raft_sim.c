@@ -2,11 +2,14 @@
  * 1,000 steps each. tools: raft-sim runs more (the note quotes a 10,000-seed run). */
 #include "raft_sim.h"
 
+#include "sim_scale.h"
+
 #include <criterion/criterion.h>
 
 static void run_seeds(int nodes, uint64_t first, uint64_t count)
 {
 	int failed = 0;
+	count = (uint64_t)sim_seeds((int)count);
 	for (uint64_t seed = first; seed < first + count; seed++) {
 		struct sim_opts o = {.seed = seed, .nodes = nodes, .fault_steps = 1000, .heal_steps = 600,
 				     .membership = true, .snapshots = true};
