@@ -958,7 +958,8 @@ static void wait_primary(const char *conf, int node)
 	cr_assert(ok, "node %d of %s did not become the primary: %s", node, conf, res.out);
 }
 
-/* A switchover under load, and back. Committers on every node of the primary; the standby
+/* A switchover abandoned (a node of the primary stopped), then one under load, and back.
+ * Committers on every node of the primary; the standby
  * switches over in the middle: every commit that returned on the old primary is on the new
  * one, which takes commits; the old primary's nodes are fenced. The old primary, stopped,
  * rejoins as a standby of the new one (coralctl standby rejoin, seeded from its storage) and
@@ -970,6 +971,24 @@ Test(standby, a_switchover_and_back_under_load_loses_nothing, .fini = stop_both,
 	start_both();
 	seed_and_wait();
 	uint32_t fid = cnt_file_id();
+	char err[512];
+	/* first one abandoned: node 3's replicad stopped, its thread cannot close in time; the
+	 * nodes that closed open again, and node 3, woken, takes the close and the abandon */
+	pid_t r3 = daemon_pid(3, "replicad");
+	cr_assert_gt(r3, 0);
+	cr_assert_eq(kill(r3, SIGSTOP), 0);
+	int code = run("%s -c %s -n 1 standby switchover --wait-ms 1500", CORALCTL, sb.conf)->code;
+	kill(r3, SIGCONT);
+	fprintf(stderr, "switchover with node 3 stopped: %s", res.out);
+	cr_expect_neq(code, 0, "a switchover went through without node 3's thread: %s", res.out);
+	cr_expect_neq(strstr(res.out, "abandoned"), NULL, "%s", res.out);
+	for (int n = 1; n <= 3; n++) {
+		int rc = -1;
+		for (int i = 0; i < 100 && rc != 0; i++)
+			if ((rc = commit_one(cl.conf, n, fid, 7, (uint64_t)n, err, sizeof(err))) != 0)
+				usleep(100000);
+		cr_expect_eq(rc, 0, "node %d of the primary takes no commit after the abandoned switchover: %s", n, err);
+	}
 	pid_t pids[4];
 	start_committers(pids);
 	sleep(2);
@@ -989,7 +1008,6 @@ Test(standby, a_switchover_and_back_under_load_loses_nothing, .fini = stop_both,
 	}
 	wait_fenced_at(cl.conf, 3, 2);
 	wait_primary(sb.conf, 1);
-	char err[512];
 	cr_assert_eq(commit_one(sb.conf, 1, fid, 5, 4242, err, sizeof(err)), 0, "the new primary: %s", err);
 	cr_expect_neq(commit_one(cl.conf, 2, fid, 5, 1, err, sizeof(err)), 0, "the old primary took a commit");
 	/* the old primary rejoins as a standby, seeded from the new primary's storage */
