@@ -414,7 +414,7 @@ int coral_block_read(int fd, uint32_t block_size, uint32_t file, uint64_t block,
 		if (k <= 0) {
 			snprintf(err, errsz, "data file %u block %llu: %s", file, (unsigned long long)block,
 				 k == 0 ? "past the end of the file" : strerror(errno));
-			return CORAL_EIO;
+			return k == 0 ? CORAL_EINVAL : CORAL_EIO;
 		}
 		p += k;
 		left -= (size_t)k;

@@ -84,7 +84,8 @@ void coral_block_seal(void *buf, uint32_t block_size);
 int coral_block_check(const void *buf, uint32_t block_size, uint32_t file, uint64_t block, char *err,
 		      size_t errsz);
 
-/* pread of one block, checked. CORAL_EIO past the end or on a read error. */
+/* pread of one block, checked. CORAL_EINVAL past the end of the file (a block that does not
+ * exist: the caller's), CORAL_EIO on a read error. */
 int coral_block_read(int fd, uint32_t block_size, uint32_t file, uint64_t block, void *buf, char *err,
 		     size_t errsz);
 /* The instance lock (see above; an open file description lock, released when fd is closed or

@@ -122,7 +122,9 @@ static int op_read(void *arg, uint32_t file, uint64_t block, uint8_t *data)
 		return fd;
 	char err[CORAL_ERRMSG_MAX];
 	int rc = coral_block_read(fd, l->cache->block_size, file, block, data, err, sizeof(err));
-	if (rc != 0)
+	if (rc == CORAL_EINVAL)
+		log_info("block %u:%llu asked for: %s", file, (unsigned long long)block, err);  /* a session's mistake */
+	else if (rc != 0)
 		log_error("block %u:%llu: %s", file, (unsigned long long)block, err);
 	return rc;
 }

@@ -105,6 +105,12 @@ Test(lmsd, bank_on_three_nodes_then_a_damaged_block_is_refused)
 	cr_expect(strstr(coral_session_error(s), want) && strstr(coral_session_error(s), "damaged"),
 		  "the error does not name the block: %s", coral_session_error(s));
 	fprintf(stderr, "damaged block: %s\n", coral_session_error(s));
+	/* a block past the end of the file is the caller's mistake, not the disk's, twice */
+	for (int i = 0; i < 2; i++) {
+		cr_expect_eq(coral_block_get(s, fid, 4, CORAL_MODE_X, &blk), CORAL_ERR_INVAL, "block 4 of a 4-block file: %s",
+			     coral_session_error(s));
+		fprintf(stderr, "past the end: %s\n", coral_session_error(s));
+	}
 	cr_expect_eq(coral_block_get(s, fid, 1, CORAL_MODE_X, &blk), 0, "%s", coral_session_error(s));
 	if (blk) {
 		uint64_t v = 42;
