@@ -97,7 +97,7 @@ size_t coral_block_payload(const struct coral_session *s);
  * blocks being recovered (up to get_timeout_ms, then CORAL_ERR_TIMEDOUT naming the block).
  * A node that has just joined is served no block until grdd has put it on the directory's
  * ring (a session waits for that too, bounded the same way): lost before, it held nothing
- * that would need recovery. */
+ * that would need recovery. A block past the end of its data file is CORAL_ERR_INVAL. */
 int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int mode,
 		    struct coral_block **out);
 /* The payload of a pinned block (valid until it is released). */

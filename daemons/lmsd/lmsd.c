@@ -349,6 +349,8 @@ static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinn
 								      "recovery status, on any survivor)"
 					  : code == CORAL_EJOINING ? ": this node is not on the directory's ring yet: its masters "
 								     "serve it nothing until grdd's join commits (coralctl grd status)"
+					  : code == CORAL_EINVAL ? " (a block past the end of its data file: coralctl datafile "
+								   "list gives their sizes)"
 								: "");
 		return;
 	}

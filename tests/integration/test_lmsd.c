@@ -109,6 +109,7 @@ Test(lmsd, bank_on_three_nodes_then_a_damaged_block_is_refused)
 	for (int i = 0; i < 2; i++) {
 		cr_expect_eq(coral_block_get(s, fid, 4, CORAL_MODE_X, &blk), CORAL_ERR_INVAL, "block 4 of a 4-block file: %s",
 			     coral_session_error(s));
+		cr_expect(strstr(coral_session_error(s), "past the end") != NULL, "%s", coral_session_error(s));
 		fprintf(stderr, "past the end: %s\n", coral_session_error(s));
 	}
 	cr_expect_eq(coral_block_get(s, fid, 1, CORAL_MODE_X, &blk), 0, "%s", coral_session_error(s));
