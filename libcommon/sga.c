@@ -8,6 +8,7 @@
 #include "log.h"
 #include "cluster.h"
 #include "ges_own.h"
+#include "rsrc_sga.h"
 #include "metrics.h"
 #include "grd.h"
 #include "proc.h"
@@ -31,6 +32,7 @@ static const struct coral_sga_subsys coral__registry[] = {
 	{"cache", coral_cache_sga_size, coral_cache_sga_init, coral_cache_sga_fill},
 	{"redo", coral_redo_sga_size, coral_redo_sga_init, coral_redo_sga_fill},
 	{"ges_own", coral_ges_own_sga_size, coral_ges_own_sga_init, coral_ges_own_sga_fill},
+	{"rsrc", coral_rsrc_sga_size, coral_rsrc_sga_init, coral_rsrc_sga_fill},
 	{"metrics", coral_metrics_sga_size, coral_metrics_sga_init, coral_metrics_sga_fill},
 };
 

@@ -4,7 +4,11 @@
 #include "log.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 int coral_mutex_init_shared(pthread_mutex_t *m)
 {
@@ -43,4 +47,15 @@ int coral_mutex_lock(pthread_mutex_t *m, void (*repair)(void *arg), void *arg)
 void coral_mutex_unlock(pthread_mutex_t *m)
 {
 	pthread_mutex_unlock(m);
+}
+
+void coral_futex_wait(_Atomic uint32_t *addr, uint32_t val, int timeout_ms)
+{
+	struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT, val, timeout_ms >= 0 ? &ts : NULL, NULL, 0);
+}
+
+void coral_futex_wake(_Atomic uint32_t *addr, int n)
+{
+	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE, n, NULL, NULL, 0);
 }

@@ -17,6 +17,11 @@ int coral_mutex_init_shared(pthread_mutex_t *m);
 int coral_mutex_lock(pthread_mutex_t *m, void (*repair)(void *arg), void *arg);
 void coral_mutex_unlock(pthread_mutex_t *m);
 
+/* A futex on a word of shared memory: sleeps while *addr is val, up to timeout_ms (negative:
+ * no bound); wakes up to n sleepers. */
+void coral_futex_wait(_Atomic uint32_t *addr, uint32_t val, int timeout_ms);
+void coral_futex_wake(_Atomic uint32_t *addr, int n);
+
 /* Sequence counter: odd while a write is in progress. Writers must already be serialised
  * (by a mutex); readers retry until they saw an even, unchanged value. */
 struct coral_seq {

@@ -18,6 +18,7 @@
 #include "net.h"
 #include "grd.h"
 #include "redo.h"
+#include "rsrc_sga.h"
 #include "sga.h"
 #include "storage.h"
 #include "util.h"
@@ -120,6 +121,7 @@ struct coral_session {
 	size_t undo_used, undo_cap;
 	struct coral_session_stats st;
 	struct standby_copy *copy;               /* on a standby: its copy of the primary, read */
+	struct coral_rsrc *rsrc;                 /* the resource manager's section (its group, calls) */
 	char errmsg[CORAL_ERRMSG_MAX];
 };
 
@@ -346,6 +348,15 @@ int coral_session_open(const char *conf, int node, const char *user, const char 
 			    "node %d has %d sessions open already (those of processes that died are freed by lmsd "
 			    "within a second)",
 			    node, CORAL_CACHE_SESSIONS);
+	/* its consumer group, by the rules rsrcmgrd put in force (rsrcmgrd(8)) */
+	s->rsrc = coral_rsrc_sga(&s->sga);
+	if (s->rsrc) {
+		char host[CORAL_RSRC_ATTR] = "";
+		gethostname(host, sizeof(host) - 1);
+		const char *attrs[CORAL_RSRC_NATTR] = {[CORAL_RSRC_USER] = s->user, [CORAL_RSRC_PROGRAM] = s->program,
+						       [CORAL_RSRC_MACHINE] = host};
+		coral_rsrc_sess_open(s->rsrc, s->slot, s->id, attrs);
+	}
 	return 0;
 }
 
@@ -381,6 +392,8 @@ void coral_session_close(struct coral_session *s)
 	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
 		free(s->pins[i].copy);
 	copy_close(s);
+	if (s->rsrc)
+		coral_rsrc_sess_close(s->rsrc, s->slot);
 	if (s->cache)
 		coral_cache_sess_free(s->cache, s->slot);
 	free(s->hints);
@@ -1668,5 +1681,63 @@ int coral_unlock(struct coral_session *s, uint64_t lkid, const void *lvb_write)
 	s->errmsg[0] = 0;
 	if (resp)
 		coral_ctl_response_free(resp);
+	return 0;
+}
+
+/* ---- the resource manager (rsrcmgrd(8)) ------------------------------------------------ */
+
+int coral_session_set_attr(struct coral_session *s, const char *name, const char *value)
+{
+	int a = name ? coral_rsrc_attr_parse(name) : -1;
+	if (a != CORAL_RSRC_SERVICE && a != CORAL_RSRC_MODULE)
+		return fail(s, CORAL_EINVAL, "a session sets its service or its module (\"%s\" is neither)", name ? name : "");
+	if (value == NULL || strlen(value) >= CORAL_RSRC_ATTR)
+		return fail(s, CORAL_EINVAL, "a %s name has at most %d bytes", name, CORAL_RSRC_ATTR - 1);
+	if (s->rsrc == NULL || s->slot < 0)
+		return fail(s, CORAL_EINVAL, "the session has no slot on its node");
+	coral_rsrc_sess_set(s->rsrc, s->slot, a, value);
+	return 0;
+}
+
+int coral_session_group(struct coral_session *s, char *buf, size_t len)
+{
+	if (buf == NULL || len == 0)
+		return fail(s, CORAL_EINVAL, "no buffer for the group's name");
+	buf[0] = '\0';
+	if (s->rsrc == NULL || s->slot < 0)
+		return fail(s, CORAL_EINVAL, "the session has no slot on its node");
+	uint32_t g = atomic_load(&s->rsrc->sess[s->slot].group);
+	if (g == 0 || g > CORAL_RSRC_GROUPS)
+		return fail(s, CORAL_ENOENT, "the session is in no group");
+	char name[CORAL_RSRC_NAME];
+	memcpy(name, s->rsrc->groups[g - 1].name, sizeof(name));
+	name[sizeof(name) - 1] = '\0';
+	snprintf(buf, len, "%s", name);
+	return 0;
+}
+
+int coral_call_begin(struct coral_session *s, int timeout_ms)
+{
+	if (s->rsrc == NULL || s->slot < 0)
+		return fail(s, CORAL_EINVAL, "the session has no slot on its node");
+	int rc = coral_rsrc_call_begin(s->rsrc, s->slot, timeout_ms);
+	if (rc == CORAL_ETIMEDOUT) {
+		char g[CORAL_RSRC_NAME];
+		coral_session_group(s, g, sizeof(g));
+		return fail(s, rc, "the call waited in group %s's queue for its active session pool past its "
+			    "queue timeout (coralctl rsrc groups shows the pool)", g);
+	}
+	if (rc == CORAL_EINVAL)
+		return fail(s, rc, "a call of this session is under way already (coral_call_end ends it)");
+	return rc;
+}
+
+int coral_call_end(struct coral_session *s)
+{
+	if (s->rsrc == NULL || s->slot < 0)
+		return fail(s, CORAL_EINVAL, "the session has no slot on its node");
+	int rc = coral_rsrc_call_end(s->rsrc, s->slot);
+	if (rc != 0)
+		return fail(s, rc, "no call of this session is under way (coral_call_begin begins one)");
 	return 0;
 }

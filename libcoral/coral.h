@@ -233,6 +233,22 @@ int coral_lock_convert(struct coral_session *s, uint64_t lkid, int mode, unsigne
 /* Releases a held lock (lvb_write as for a conversion down). */
 int coral_unlock(struct coral_session *s, uint64_t lkid, const void *lvb_write);
 
+/* The resource manager (rsrcmgrd(8)). A session belongs to a consumer group: the mapping rule
+ * of highest priority that matches its attributes (user and program as given to
+ * coral_session_open, machine: the host's name, service and module: as set below) puts it
+ * there when it opens and whenever they or the rules change; OTHER if none matches. The
+ * plan in force gives each group its limits. A unit of work (a database call) is bracketed by
+ * coral_call_begin and coral_call_end: in a group with an active session pool of N, at most N
+ * calls run at once on the node and the others wait in order of arrival, up to the group's
+ * queue timeout (then CORAL_ERR_TIMEDOUT: nothing was begun). timeout_ms (negative: the
+ * group's alone) shortens the wait. A group with no pool costs the call no system call. A
+ * process that dies in a call gives its place back within about a second. */
+int coral_session_set_attr(struct coral_session *s, const char *name, const char *value); /* "service", "module" */
+/* The name of the session's group now, into buf. */
+int coral_session_group(struct coral_session *s, char *buf, size_t len);
+int coral_call_begin(struct coral_session *s, int timeout_ms);
+int coral_call_end(struct coral_session *s);
+
 struct coral_session_stats {
 	uint64_t gets, local_hits, remote_gets, pin_waits, modifies, commits;
 	uint64_t cr_direct;          /* CR copies read straight from the holder's lmsd */

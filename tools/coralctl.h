@@ -95,6 +95,16 @@ int run_ges_resource(int argc, char **argv);
 int run_ges_deadlocks(int argc, char **argv);
 int run_ges_graph(int argc, char **argv);
 int run_ges_locks(int argc, char **argv);
+/* coralctl_rsrc.c */
+int run_rsrc_load(int argc, char **argv);
+int run_rsrc_activate(int argc, char **argv);
+int run_rsrc_switch(int argc, char **argv);
+int run_rsrc_groups(int argc, char **argv);
+int run_rsrc_rules(int argc, char **argv);
+int run_rsrc_plans(int argc, char **argv);
+int run_rsrc_plan(int argc, char **argv);
+int run_rsrc_sessions(int argc, char **argv);
+int run_rsrc_stats(int argc, char **argv);
 /* coralctl_gcs.c */
 int run_gcs_stats(int argc, char **argv);
 int run_gcs_block(int argc, char **argv);

@@ -2,48 +2,13 @@
 #include "rsrc.h"
 
 #include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 static const char *const system_groups[] = {RSRC_SYS, RSRC_INTERACTIVE, RSRC_BATCH, RSRC_MAINTENANCE, RSRC_OTHER};
-
-/* ---- mapping ------------------------------------------------------------------------ */
-
-static bool pattern_matches(const char *pattern, const char *v)
-{
-	size_t n = strlen(pattern);
-	if (n > 0 && pattern[n - 1] == '*')
-		return strncmp(pattern, v, n - 1) == 0;
-	return strcmp(pattern, v) == 0;
-}
-
-static bool in_window(const struct rsrc_rule *r, int day, int minute)
-{
-	if (r->days && !(r->days & (1u << day)))
-		return false;
-	if (r->from_min == 0 && r->to_min == 0)
-		return true;
-	if (r->from_min <= r->to_min)
-		return minute >= r->from_min && minute < r->to_min;
-	return minute >= r->from_min || minute < r->to_min; /* past midnight */
-}
-
-int rsrc_map(const struct rsrc_rule *rules, size_t n, const struct rsrc_session_attrs *s, int day, int minute)
-{
-	int best = -1;
-	for (size_t i = 0; i < n; i++) {
-		const struct rsrc_rule *r = &rules[i];
-		if ((unsigned)r->attr >= RSRC_NATTR)
-			continue;
-		const char *v = s->v[r->attr];
-		if (v == NULL || v[0] == '\0' || !pattern_matches(r->pattern, v) || !in_window(r, day, minute))
-			continue;
-		if (best < 0 || r->priority < rules[best].priority)
-			best = (int)i;
-	}
-	return best;
-}
 
 /* ---- plans -------------------------------------------------------------------------- */
 
@@ -70,6 +35,7 @@ struct problems {
 	char *out;
 	size_t size, used;
 	int n;
+	bool as_subplan;     /* the plan is checked as a part of another: it needs no OTHER */
 };
 
 static void problem(struct problems *p, const char *fmt, ...)
@@ -144,7 +110,7 @@ static void validate_plan(const struct rsrc_catalog *c, const struct rsrc_plan *
 	for (int l = 1; l <= RSRC_LEVELS; l++)
 		if (sum[l] > 100)
 			problem(p, "plan %s: the shares of level %d add up to %d%%, past 100", pl->name, l, sum[l]);
-	if (depth == 0 && !other)
+	if (depth == 0 && !other && !p->as_subplan)
 		problem(p, "plan %s: no directive for OTHER: sessions no rule maps could never run", pl->name);
 }
 
@@ -238,9 +204,9 @@ int rsrc_cpu_shares(const struct rsrc_catalog *c, const char *name, char (*group
 	return compute_shares(c, find_plan(c, name), groups, frac, max);
 }
 
-int rsrc_validate(const struct rsrc_catalog *c, const char *name, char *out, size_t outsz)
+static int validate(const struct rsrc_catalog *c, const char *name, char *out, size_t outsz, bool as_subplan)
 {
-	struct problems p = {out, outsz, 0, 0};
+	struct problems p = {out, outsz, 0, 0, as_subplan};
 	if (out && outsz)
 		out[0] = '\0';
 	const struct rsrc_plan *pl = find_plan(c, name);
@@ -262,6 +228,11 @@ int rsrc_validate(const struct rsrc_catalog *c, const char *name, char *out, siz
 					    "could never run on a busy machine", name, g[i]);
 	}
 	return p.n;
+}
+
+int rsrc_validate(const struct rsrc_catalog *c, const char *name, char *out, size_t outsz)
+{
+	return validate(c, name, out, outsz, false);
 }
 
 uint32_t rsrc_weight_v2(double frac)
@@ -301,4 +272,375 @@ uint64_t rsrc_bucket_take(struct rsrc_bucket *b, double n, uint64_t now_ns)
 	uint64_t wait = (uint64_t)ceil(need / b->rate * 1e9);
 	b->waited_ns += wait;
 	return wait ? wait : 1;
+}
+
+/* ---- the catalog's text ------------------------------------------------------------------ */
+
+static const char *const day_names[7] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
+
+struct parse {
+	int line;
+	char *err;
+	size_t errsz;
+};
+
+static int perr(struct parse *p, const char *fmt, ...)
+{
+	int k = snprintf(p->err, p->errsz, "line %d: ", p->line);
+	if (k >= 0 && (size_t)k < p->errsz) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(p->err + k, p->errsz - (size_t)k, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static bool name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n >= RSRC_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+		      s[i] == '_' || s[i] == '-' || s[i] == '.'))
+			return false;
+	return true;
+}
+
+static int int_arg(struct parse *p, const char *key, const char *v, int lo, int hi, int *out)
+{
+	char *end;
+	long x = strtol(v, &end, 10);
+	if (*v == '\0' || *end != '\0' || x < lo || x > hi)
+		return perr(p, "%s=%s: a whole number from %d to %d is wanted", key, v, lo, hi);
+	*out = (int)x;
+	return 0;
+}
+
+static int day_arg(const char *s)
+{
+	for (int i = 0; i < 7; i++)
+		if (strcmp(s, day_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* "mon-fri", "sat,sun", "mon,wed-fri" as bits (bit 0 Sunday) */
+static int days_arg(struct parse *p, const char *v, uint8_t *out)
+{
+	char buf[64];
+	snprintf(buf, sizeof(buf), "%s", v);
+	uint8_t bits = 0;
+	char *save = NULL;
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		char *dash = strchr(t, '-');
+		if (dash)
+			*dash = '\0';
+		int a = day_arg(t), b = dash ? day_arg(dash + 1) : a;
+		if (a < 0 || b < 0)
+			return perr(p, "days=%s: days are sun mon tue wed thu fri sat, as mon-fri or sat,sun", v);
+		for (int d = a;; d = (d + 1) % 7) {
+			bits |= (uint8_t)(1u << d);
+			if (d == b)
+				break;
+		}
+	}
+	*out = bits;
+	return 0;
+}
+
+static int time_arg(struct parse *p, const char *key, const char *v, uint16_t *out)
+{
+	unsigned h, m;
+	char c;
+	if (sscanf(v, "%u:%u%c", &h, &m, &c) != 2 || h > 24 || m > 59 || (h == 24 && m != 0))
+		return perr(p, "%s=%s: a time of day HH:MM is wanted", key, v);
+	*out = (uint16_t)((h * 60 + m) % 1440);
+	return 0;
+}
+
+static int parse_rule(struct parse *p, struct rsrc_def *d, char **w, int nw)
+{
+	if (d->nrules >= CORAL_RSRC_RULES)
+		return perr(p, "more than %d rules", CORAL_RSRC_RULES);
+	struct coral_rsrc_rule r = {.attr = -1, .priority = 100};
+	bool from = false, to = false;
+	for (int i = 1; i < nw; i++) {
+		char *eq = strchr(w[i], '=');
+		if (eq == NULL)
+			return perr(p, "'%s': rule words are KEY=VALUE", w[i]);
+		*eq = '\0';
+		const char *k = w[i], *v = eq + 1;
+		int a = coral_rsrc_attr_parse(k);
+		if (a >= 0) {
+			if (r.attr >= 0)
+				return perr(p, "a rule matches one attribute (user, program, machine, service or module)");
+			if (*v == '\0' || strlen(v) >= CORAL_RSRC_ATTR)
+				return perr(p, "%s=: a pattern of 1 to %d bytes is wanted", k, CORAL_RSRC_ATTR - 1);
+			r.attr = a;
+			snprintf(r.pattern, sizeof(r.pattern), "%s", v);
+		} else if (strcmp(k, "group") == 0) {
+			if (!name_ok(v))
+				return perr(p, "group=%s: not a group name", v);
+			snprintf(r.group, sizeof(r.group), "%s", v);
+		} else if (strcmp(k, "priority") == 0) {
+			if (int_arg(p, k, v, 0, 1000000, &r.priority))
+				return -1;
+		} else if (strcmp(k, "days") == 0) {
+			if (days_arg(p, v, &r.days))
+				return -1;
+		} else if (strcmp(k, "from") == 0) {
+			if (time_arg(p, k, v, &r.from_min))
+				return -1;
+			from = true;
+		} else if (strcmp(k, "to") == 0) {
+			if (time_arg(p, k, v, &r.to_min))
+				return -1;
+			to = true;
+		} else {
+			return perr(p, "rule: unknown word '%s' (user program machine service module group priority days "
+				       "from to)", k);
+		}
+	}
+	if (r.attr < 0)
+		return perr(p, "a rule names the attribute it matches: user=, program=, machine=, service= or module=");
+	if (r.group[0] == '\0')
+		return perr(p, "a rule names its group: group=NAME");
+	if (from != to)
+		return perr(p, "a rule's window has both from= and to=");
+	if (from && r.from_min == r.to_min)
+		return perr(p, "a rule's window from=%02u:%02u to the same time is empty", r.from_min / 60,
+			    r.from_min % 60);
+	d->rules[d->nrules++] = r;
+	return 0;
+}
+
+static int parse_directive(struct parse *p, struct rsrc_plan *pl, bool subplan, char **w, int nw)
+{
+	if (nw < 2 || !name_ok(w[1]))
+		return perr(p, "%s: the %s's name is wanted first", w[0], subplan ? "plan" : "group");
+	if (pl->n >= RSRC_DIRECTIVES_MAX)
+		return perr(p, "plan %s: more than %d directives", pl->name, RSRC_DIRECTIVES_MAX);
+	struct rsrc_directive x = {.subplan = subplan, .level = 1};
+	snprintf(x.group, sizeof(x.group), "%s", w[1]);
+	for (int i = 2; i < nw; i++) {
+		char *eq = strchr(w[i], '=');
+		if (eq == NULL)
+			return perr(p, "'%s': directive words are KEY=VALUE", w[i]);
+		*eq = '\0';
+		const char *k = w[i], *v = eq + 1;
+		static const struct {
+			const char *key;
+			size_t off;
+			int lo, hi;
+		} ints[] = {
+			{"level", offsetof(struct rsrc_directive, level), 1, RSRC_LEVELS},
+			{"share", offsetof(struct rsrc_directive, share), 0, 100},
+			{"cap", offsetof(struct rsrc_directive, cap), 0, 100},
+			{"pool", offsetof(struct rsrc_directive, pool), 0, 100000},
+			{"queue_timeout", offsetof(struct rsrc_directive, queue_timeout_ms), 0, 86400000},
+			{"max_dop", offsetof(struct rsrc_directive, max_dop), 0, 4096},
+			{"idle", offsetof(struct rsrc_directive, idle_ms), 0, 86400000},
+			{"idle_blocker", offsetof(struct rsrc_directive, idle_blocker_ms), 0, 86400000},
+			{"exec", offsetof(struct rsrc_directive, exec_ms), 0, 86400000},
+			{"io_mbps", offsetof(struct rsrc_directive, io_mbps), 0, 1000000},
+			{"io_iops", offsetof(struct rsrc_directive, io_iops), 0, 10000000},
+		};
+		bool done = false;
+		for (size_t j = 0; j < sizeof(ints) / sizeof(ints[0]) && !done; j++)
+			if (strcmp(k, ints[j].key) == 0) {
+				if (subplan && j > 1)
+					return perr(p, "subplan %s: a sub-plan has a level and a share only", x.group);
+				if (int_arg(p, k, v, ints[j].lo, ints[j].hi, (int *)((char *)&x + ints[j].off)))
+					return -1;
+				done = true;
+			}
+		if (done)
+			continue;
+		if (strcmp(k, "action") == 0 && !subplan) {
+			if (strcmp(v, "cancel") == 0)
+				x.exec_action = RSRC_ACT_CANCEL_CALL;
+			else if (strcmp(v, "kill") == 0)
+				x.exec_action = RSRC_ACT_KILL_SESSION;
+			else if (strncmp(v, "switch:", 7) == 0 && name_ok(v + 7)) {
+				x.exec_action = RSRC_ACT_SWITCH;
+				snprintf(x.switch_to, sizeof(x.switch_to), "%s", v + 7);
+			} else
+				return perr(p, "action=%s: cancel, kill or switch:GROUP", v);
+			continue;
+		}
+		return perr(p, "%s %s: unknown word '%s'", w[0], x.group, k);
+	}
+	pl->d[pl->n++] = x;
+	return 0;
+}
+
+int rsrc_def_parse(const char *text, struct rsrc_def *d, char *err, size_t errsz)
+{
+	memset(d, 0, sizeof(*d));
+	struct parse p = {0, err, errsz};
+	if (err && errsz)
+		err[0] = '\0';
+	struct rsrc_plan *plan = NULL;
+	const char *at = text;
+	while (*at) {
+		p.line++;
+		const char *nl = strchr(at, '\n');
+		size_t len = nl ? (size_t)(nl - at) : strlen(at);
+		char line[1024];
+		if (len >= sizeof(line))
+			return perr(&p, "longer than %zu bytes", sizeof(line) - 1);
+		memcpy(line, at, len);
+		line[len] = '\0';
+		at += len + (nl ? 1 : 0);
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = '\0';
+		char *w[40];
+		int nw = 0;
+		char *save = NULL;
+		for (char *t = strtok_r(line, " \t\r", &save); t; t = strtok_r(NULL, " \t\r", &save)) {
+			if (nw == 40)
+				return perr(&p, "more than 40 words");
+			w[nw++] = t;
+		}
+		if (nw == 0)
+			continue;
+		if (strcmp(w[0], "group") == 0) {
+			if (nw != 2 || !name_ok(w[1]))
+				return perr(&p, "group NAME (letters, digits, _ - ., up to %d)", RSRC_NAME_MAX - 1);
+			if (d->ngroups >= RSRC_GROUPS_MAX - 5)
+				return perr(&p, "more than %d custom groups", RSRC_GROUPS_MAX - 5);
+			snprintf(d->groups[d->ngroups++], RSRC_NAME_MAX, "%s", w[1]);
+			plan = NULL;
+		} else if (strcmp(w[0], "rule") == 0) {
+			if (parse_rule(&p, d, w, nw))
+				return -1;
+			plan = NULL;
+		} else if (strcmp(w[0], "plan") == 0) {
+			if (nw != 2 || !name_ok(w[1]))
+				return perr(&p, "plan NAME (letters, digits, _ - ., up to %d)", RSRC_NAME_MAX - 1);
+			if (d->nplans >= RSRC_PLANS_MAX)
+				return perr(&p, "more than %d plans", RSRC_PLANS_MAX);
+			for (size_t i = 0; i < d->nplans; i++)
+				if (strcmp(d->plans[i].name, w[1]) == 0)
+					return perr(&p, "plan %s is defined twice", w[1]);
+			plan = &d->plans[d->nplans++];
+			snprintf(plan->name, sizeof(plan->name), "%s", w[1]);
+		} else if (strcmp(w[0], "directive") == 0 || strcmp(w[0], "subplan") == 0) {
+			if (plan == NULL)
+				return perr(&p, "%s outside a plan: a 'plan NAME' line comes first", w[0]);
+			if (parse_directive(&p, plan, w[0][0] == 's', w, nw))
+				return -1;
+		} else {
+			return perr(&p, "unknown definition '%s' (group, rule, plan, directive, subplan)", w[0]);
+		}
+	}
+	return 0;
+}
+
+struct rsrc_catalog rsrc_def_catalog(const struct rsrc_def *d)
+{
+	return (struct rsrc_catalog){d->plans, d->nplans, (const char(*)[RSRC_NAME_MAX])d->groups, d->ngroups};
+}
+
+const struct rsrc_plan *rsrc_def_plan(const struct rsrc_def *d, const char *name)
+{
+	struct rsrc_catalog c = rsrc_def_catalog(d);
+	return find_plan(&c, name);
+}
+
+int rsrc_def_check(const struct rsrc_def *d, char *out, size_t outsz)
+{
+	struct problems p = {out, outsz, 0, 0, false};
+	if (out && outsz)
+		out[0] = '\0';
+	struct rsrc_catalog c = rsrc_def_catalog(d);
+	for (size_t i = 0; i < d->ngroups; i++) {
+		for (size_t j = 0; j < sizeof(system_groups) / sizeof(system_groups[0]); j++)
+			if (strcmp(d->groups[i], system_groups[j]) == 0)
+				problem(&p, "group %s is a system group: it is there without being defined", d->groups[i]);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(d->groups[i], d->groups[j]) == 0)
+				problem(&p, "group %s is defined twice", d->groups[i]);
+	}
+	for (size_t i = 0; i < d->nrules; i++)
+		if (!group_exists(&c, d->rules[i].group))
+			problem(&p, "rule %zu maps to group %s, which does not exist", i + 1, d->rules[i].group);
+	for (size_t i = 0; i < d->nplans; i++) {
+		/* a plan some other plan takes as a sub-plan needs no directive for OTHER (it cannot
+		 * be activated alone without one: rsrc_validate says so then) */
+		bool sub = false;
+		for (size_t j = 0; j < d->nplans; j++)
+			for (size_t k = 0; k < d->plans[j].n; k++)
+				sub |= d->plans[j].d[k].subplan && strcmp(d->plans[j].d[k].group, d->plans[i].name) == 0;
+		char buf[2048];
+		int n = validate(&c, d->plans[i].name, buf, sizeof(buf), sub);
+		for (size_t at = 0; n > 0 && at < sizeof(buf) && buf[at]; at += strlen(buf + at) + 1)
+			problem(&p, "%s", buf + at);
+	}
+	return p.n;
+}
+
+const struct rsrc_directive *rsrc_def_directive(const struct rsrc_def *d, const char *plan, const char *group)
+{
+	struct rsrc_catalog c = rsrc_def_catalog(d);
+	const struct rsrc_plan *stack[16];
+	size_t sp = 0;
+	const struct rsrc_plan *pl = find_plan(&c, plan);
+	if (pl)
+		stack[sp++] = pl;
+	while (sp > 0) {
+		const struct rsrc_plan *x = stack[--sp];
+		for (size_t i = 0; i < x->n; i++) {
+			if (!x->d[i].subplan && strcmp(x->d[i].group, group) == 0)
+				return &x->d[i];
+			const struct rsrc_plan *sub = x->d[i].subplan ? find_plan(&c, x->d[i].group) : NULL;
+			if (sub && sp < 16)
+				stack[sp++] = sub;
+		}
+	}
+	return NULL;
+}
+
+void rsrc_directive_text(const struct rsrc_directive *x, char *buf, size_t n)
+{
+	int k = snprintf(buf, n, "level=%d share=%d", x->level, x->share);
+#define ADD(cond, ...)                                                                                                 \
+	do {                                                                                                           \
+		if ((cond) && k >= 0 && (size_t)k < n)                                                                 \
+			k += snprintf(buf + k, n - (size_t)k, __VA_ARGS__);                                            \
+	} while (0)
+	ADD(x->cap, " cap=%d", x->cap);
+	ADD(x->pool, " pool=%d", x->pool);
+	ADD(x->queue_timeout_ms, " queue_timeout=%d", x->queue_timeout_ms);
+	ADD(x->max_dop, " max_dop=%d", x->max_dop);
+	ADD(x->idle_ms, " idle=%d", x->idle_ms);
+	ADD(x->idle_blocker_ms, " idle_blocker=%d", x->idle_blocker_ms);
+	ADD(x->exec_ms, " exec=%d", x->exec_ms);
+	ADD(x->exec_action == RSRC_ACT_CANCEL_CALL, " action=cancel");
+	ADD(x->exec_action == RSRC_ACT_KILL_SESSION, " action=kill");
+	ADD(x->exec_action == RSRC_ACT_SWITCH, " action=switch:%s", x->switch_to);
+	ADD(x->io_mbps, " io_mbps=%d", x->io_mbps);
+	ADD(x->io_iops, " io_iops=%d", x->io_iops);
+#undef ADD
+}
+
+void rsrc_rule_text(const struct coral_rsrc_rule *r, char *buf, size_t n)
+{
+	int k = snprintf(buf, n, "%s=%s group=%s priority=%d", coral_rsrc_attr_name(r->attr), r->pattern, r->group,
+			 r->priority);
+	if (r->days && k >= 0 && (size_t)k < n) {
+		k += snprintf(buf + k, n - (size_t)k, " days=");
+		bool first = true;
+		for (int i = 0; i < 7 && k >= 0 && (size_t)k < n; i++)
+			if (r->days & (1u << i)) {
+				k += snprintf(buf + k, n - (size_t)k, "%s%s", first ? "" : ",", day_names[i]);
+				first = false;
+			}
+	}
+	if ((r->from_min || r->to_min) && k >= 0 && (size_t)k < n)
+		snprintf(buf + k, n - (size_t)k, " from=%02u:%02u to=%02u:%02u", r->from_min / 60u, r->from_min % 60u,
+			 r->to_min / 60u, r->to_min % 60u);
 }

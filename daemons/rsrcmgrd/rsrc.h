@@ -1,16 +1,18 @@
 /* The resource manager's core (no I/O): consumer groups, the rules that map a session to a
  * group, plans with their per-group directives and their validation, the CPU share
  * arithmetic (DBRM's emphasis method: levels, each sharing what the levels above left), and
- * token buckets for I/O. rsrcmgrd will keep these in raftd's store and enforce them (cgroups,
- * libcoral's call brackets); this file decides, it does not act.
- *
- * Issue 21's first piece: this core and tests/unit/test_rsrc.c. Not wired into rsrcmgrd yet. */
+ * token buckets for I/O, and the catalog's text (what an operator loads: groups, rules, plans).
+ * The rules and their matching are in libcommon's rsrc_sga.h, as sessions match them too.
+ * This file decides, it does not act: rsrcmgrd.c keeps the catalog in raftd's store and puts
+ * the plan in force into the SGA. */
 #ifndef CORAL_RSRC_H
 #define CORAL_RSRC_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "rsrc_sga.h"
 
 #define RSRC_NAME_MAX 32
 #define RSRC_GROUPS_MAX 64
@@ -24,30 +26,6 @@
 #define RSRC_BATCH "BATCH"
 #define RSRC_MAINTENANCE "MAINTENANCE"
 #define RSRC_OTHER "OTHER"
-
-/* What a session says of itself (libcoral's coral_session_open and its attributes). */
-enum rsrc_attr { RSRC_USER, RSRC_PROGRAM, RSRC_MACHINE, RSRC_SERVICE, RSRC_MODULE, RSRC_NATTR };
-
-struct rsrc_session_attrs {
-	const char *v[RSRC_NATTR];   /* NULL or "": not given */
-};
-
-/* A mapping rule: attribute `attr` matches `pattern` (exact, or a prefix ending in '*',
- * case-sensitive), within a window of the week (days: bit 0 Sunday .. bit 6 Saturday, 0:
- * every day; from_min..to_min minutes of the day, to_min < from_min wrapping past midnight,
- * both 0: all day); the lowest `priority` wins, then the earlier rule. */
-struct rsrc_rule {
-	enum rsrc_attr attr;
-	char pattern[RSRC_NAME_MAX * 2];
-	char group[RSRC_NAME_MAX];
-	int priority;
-	uint8_t days;
-	uint16_t from_min, to_min;
-};
-
-/* The rule that maps a session, as of a time of the week (day 0-6, minute 0-1439): its
- * index, or -1 (the session goes to OTHER). */
-int rsrc_map(const struct rsrc_rule *rules, size_t n, const struct rsrc_session_attrs *s, int day, int minute);
 
 enum rsrc_exec_action { RSRC_ACT_NONE, RSRC_ACT_SWITCH, RSRC_ACT_CANCEL_CALL, RSRC_ACT_KILL_SESSION };
 
@@ -100,6 +78,44 @@ int rsrc_cpu_shares(const struct rsrc_catalog *c, const char *name, char (*group
 /* A fraction as a cgroup v2 cpu.weight (1..10000) and a v1 cpu.shares (2..262144). */
 uint32_t rsrc_weight_v2(double frac);
 uint32_t rsrc_shares_v1(double frac);
+
+/* ---- the catalog ---------------------------------------------------------------------- */
+
+#define RSRC_PLANS_MAX 16
+
+/* Everything an operator defines: custom groups, the mapping rules, the plans. */
+struct rsrc_def {
+	char groups[RSRC_GROUPS_MAX][RSRC_NAME_MAX];
+	size_t ngroups;
+	struct coral_rsrc_rule rules[CORAL_RSRC_RULES];
+	size_t nrules;
+	struct rsrc_plan plans[RSRC_PLANS_MAX];
+	size_t nplans;
+};
+
+/* Parses a catalog's text (rsrcmgrd(8), CATALOG: one definition a line; `#` comments):
+ *   group NAME
+ *   rule ATTR=PATTERN group=GROUP [priority=N] [days=mon-fri|sat,sun|...] [from=HH:MM to=HH:MM]
+ *   plan NAME
+ *   directive GROUP [level=N] [share=PCT] [cap=PCT] [pool=N] [queue_timeout=MS] [max_dop=N]
+ *             [idle=MS] [idle_blocker=MS] [exec=MS action=cancel|kill|switch:GROUP]
+ *             [io_mbps=N] [io_iops=N]
+ *   subplan PLAN [level=N] [share=PCT]
+ * (directives and sub-plans belong to the plan above them). 0, or -1 with "line N: what is
+ * wrong" in err. The text is only read: every plan's validation is rsrc_def_check's. */
+int rsrc_def_parse(const char *text, struct rsrc_def *out, char *err, size_t errsz);
+/* The catalog view of a definition (for rsrc_validate and rsrc_cpu_shares). */
+struct rsrc_catalog rsrc_def_catalog(const struct rsrc_def *d);
+/* Every problem of the definition: each plan's (rsrc_validate), rules that name a group that
+ * does not exist, custom groups named twice or as a system group. NUL-separated lines in out;
+ * how many. A definition with problems is not loaded. */
+int rsrc_def_check(const struct rsrc_def *d, char *out, size_t outsz);
+/* A plan's directive for group (sub-plans searched too, the first met), or NULL. */
+const struct rsrc_directive *rsrc_def_directive(const struct rsrc_def *d, const char *plan, const char *group);
+const struct rsrc_plan *rsrc_def_plan(const struct rsrc_def *d, const char *name);
+/* A directive as catalog text ("level=1 share=75 pool=4 ..."), for the operator. */
+void rsrc_directive_text(const struct rsrc_directive *x, char *buf, size_t n);
+void rsrc_rule_text(const struct coral_rsrc_rule *r, char *buf, size_t n);
 
 /* A token bucket (I/O limits): rate tokens a second, at most burst kept. */
 struct rsrc_bucket {

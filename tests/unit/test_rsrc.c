@@ -4,34 +4,41 @@
  * method, with sub-plans, as cgroup weights; token buckets. */
 #include "rsrc.h"
 
+#include "util.h"
+#include "errors.h"
+
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-static const struct rsrc_rule rules[] = {
-	{RSRC_USER, "batch_*", "BATCH", 10, 0, 0, 0},
-	{RSRC_PROGRAM, "report", "REPORTS", 5, 0, 0, 0},
-	{RSRC_USER, "batch_etl", "ETL", 1, 0, 0, 0},
+static const struct coral_rsrc_rule rules[] = {
+	{CORAL_RSRC_USER, "batch_*", "BATCH", 10, 0, 0, 0},
+	{CORAL_RSRC_PROGRAM, "report", "REPORTS", 5, 0, 0, 0},
+	{CORAL_RSRC_USER, "batch_etl", "ETL", 1, 0, 0, 0},
 	/* nightly, Monday to Friday, 22:00 to 06:00 */
-	{RSRC_MODULE, "nightly", "MAINTENANCE", 2, 0x3e, 22 * 60, 6 * 60},
+	{CORAL_RSRC_MODULE, "nightly", "MAINTENANCE", 2, 0x3e, 22 * 60, 6 * 60},
 };
 
 Test(rsrc, a_session_goes_by_the_rule_of_lowest_priority_that_matches_now)
 {
-	struct rsrc_session_attrs s = {{[RSRC_USER] = "batch_load", [RSRC_PROGRAM] = "sqlplus"}};
-	cr_expect_eq(rsrc_map(rules, 4, &s, 1, 600), 0);
-	s.v[RSRC_PROGRAM] = "report";
-	cr_expect_eq(rsrc_map(rules, 4, &s, 1, 600), 1, "priority 5 beats 10");
-	s.v[RSRC_USER] = "batch_etl";
-	cr_expect_eq(rsrc_map(rules, 4, &s, 1, 600), 2, "priority 1 beats both");
-	struct rsrc_session_attrs n = {{[RSRC_USER] = "alice", [RSRC_MODULE] = "nightly"}};
-	cr_expect_eq(rsrc_map(rules, 4, &n, 2, 23 * 60), 3, "Tuesday 23:00");
-	cr_expect_eq(rsrc_map(rules, 4, &n, 3, 5 * 60), 3, "Wednesday 05:00, past midnight");
-	cr_expect_eq(rsrc_map(rules, 4, &n, 2, 12 * 60), -1, "Tuesday noon: OTHER");
-	cr_expect_eq(rsrc_map(rules, 4, &n, 0, 23 * 60), -1, "Sunday: not in the window's days");
-	struct rsrc_session_attrs none = {{0}};
-	cr_expect_eq(rsrc_map(rules, 4, &none, 1, 0), -1);
+	const char *s[CORAL_RSRC_NATTR] = {[CORAL_RSRC_USER] = "batch_load", [CORAL_RSRC_PROGRAM] = "sqlplus"};
+	cr_expect_eq(coral_rsrc_map(rules, 4, s, 1, 600), 0);
+	s[CORAL_RSRC_PROGRAM] = "report";
+	cr_expect_eq(coral_rsrc_map(rules, 4, s, 1, 600), 1, "priority 5 beats 10");
+	s[CORAL_RSRC_USER] = "batch_etl";
+	cr_expect_eq(coral_rsrc_map(rules, 4, s, 1, 600), 2, "priority 1 beats both");
+	const char *n[CORAL_RSRC_NATTR] = {[CORAL_RSRC_USER] = "alice", [CORAL_RSRC_MODULE] = "nightly"};
+	cr_expect_eq(coral_rsrc_map(rules, 4, n, 2, 23 * 60), 3, "Tuesday 23:00");
+	cr_expect_eq(coral_rsrc_map(rules, 4, n, 3, 5 * 60), 3, "Wednesday 05:00, past midnight");
+	cr_expect_eq(coral_rsrc_map(rules, 4, n, 2, 12 * 60), -1, "Tuesday noon: OTHER");
+	cr_expect_eq(coral_rsrc_map(rules, 4, n, 0, 23 * 60), -1, "Sunday: not in the window's days");
+	const char *none[CORAL_RSRC_NATTR] = {0};
+	cr_expect_eq(coral_rsrc_map(rules, 4, none, 1, 0), -1);
 }
 
 static const char groups[][RSRC_NAME_MAX] = {"REPORTS", "ETL"};
@@ -192,4 +199,228 @@ Test(rsrc, a_token_bucket_makes_takers_wait_for_their_rate)
 	cr_expect_eq(rsrc_bucket_take(&b, 500, 0), 0);
 	cr_expect(b.tokens < 0);
 	cr_expect_neq(rsrc_bucket_take(&b, 1, 100000000), 0, "in debt after the large one");
+}
+
+/* ---- the catalog's text ------------------------------------------------------------------ */
+
+static const char good[] = "# groups\n"
+			   "group OLTP\n"
+			   "group REPORTS   # trailing comment\n"
+			   "rule user=oltp* group=OLTP priority=10\n"
+			   "rule module=nightly group=MAINTENANCE days=mon-fri from=22:00 to=06:00\n"
+			   "plan DAY\n"
+			   "  directive OLTP level=1 share=60 pool=8 queue_timeout=5000\n"
+			   "  subplan NIGHT level=1 share=20\n"
+			   "  directive OTHER level=2 share=100\n"
+			   "plan NIGHT\n"
+			   "  directive REPORTS share=80 exec=60000 action=switch:BATCH\n"
+			   "  directive OTHER share=20\n";
+
+Test(rsrc, a_catalog_reads_into_groups_rules_and_plans)
+{
+	static struct rsrc_def d;
+	char err[256];
+	cr_assert_eq(rsrc_def_parse(good, &d, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(d.ngroups, 2);
+	cr_expect_eq(d.nrules, 2);
+	cr_expect_eq(d.nplans, 2);
+	cr_expect_eq(d.rules[1].attr, CORAL_RSRC_MODULE);
+	cr_expect_eq(d.rules[1].days, 0x3e, "mon-fri");
+	cr_expect_eq(d.rules[1].from_min, 22 * 60);
+	cr_expect_eq(d.rules[1].to_min, 6 * 60);
+	cr_expect_eq(d.rules[1].priority, 100, "the default priority");
+	cr_expect_eq(d.plans[0].n, 3);
+	cr_expect(d.plans[0].d[1].subplan);
+	char problems[1024];
+	cr_expect_eq(rsrc_def_check(&d, problems, sizeof(problems)), 0, "%s", problems);
+	/* a directive found through a sub-plan */
+	const struct rsrc_directive *x = rsrc_def_directive(&d, "DAY", "REPORTS");
+	cr_assert_not_null(x);
+	cr_expect_eq(x->exec_action, RSRC_ACT_SWITCH);
+	cr_expect_str_eq(x->switch_to, "BATCH");
+	cr_expect_null(rsrc_def_directive(&d, "DAY", "SYS"));
+	x = rsrc_def_directive(&d, "DAY", "OLTP");
+	cr_assert_not_null(x);
+	char t[200];
+	rsrc_directive_text(x, t, sizeof(t));
+	cr_expect_str_eq(t, "level=1 share=60 pool=8 queue_timeout=5000");
+	rsrc_rule_text(&d.rules[1], t, sizeof(t));
+	cr_expect_str_eq(t, "module=nightly group=MAINTENANCE priority=100 days=mon,tue,wed,thu,fri from=22:00 to=06:00");
+	/* what it says reads back the same */
+	static struct rsrc_def again;
+	char line[300];
+	snprintf(line, sizeof(line), "rule %s\n", t);
+	cr_assert_eq(rsrc_def_parse(line, &again, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(memcmp(&again.rules[0], &d.rules[1], sizeof(d.rules[1])), 0);
+}
+
+Test(rsrc, the_example_catalog_in_etc_is_good)
+{
+	FILE *f = fopen(CORAL_SRCDIR "/etc/rsrc-catalog", "r");
+	cr_assert_not_null(f);
+	static char text[65536];
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	static struct rsrc_def d;
+	char err[256], problems[2048];
+	cr_assert_eq(rsrc_def_parse(text, &d, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(rsrc_def_check(&d, problems, sizeof(problems)), 0, "%s", problems);
+	struct rsrc_catalog c = rsrc_def_catalog(&d);
+	cr_expect_eq(rsrc_validate(&c, "REPORTING", NULL, 0), 1, "a sub-plan alone has no OTHER: not activated");
+	cr_expect_eq(rsrc_validate(&c, "NIGHT", NULL, 0), 0);
+}
+
+static void bad(const char *text, const char *want)
+{
+	static struct rsrc_def d;
+	char err[256];
+	cr_expect_eq(rsrc_def_parse(text, &d, err, sizeof(err)), -1, "read: %s", text);
+	cr_expect(strstr(err, want), "'%s' says '%s', not '%s'", text, err, want);
+}
+
+Test(rsrc, a_bad_catalog_is_refused_at_its_line_with_what_is_wrong)
+{
+	bad("group OLTP\nfrobnicate X\n", "line 2: unknown definition 'frobnicate'");
+	bad("directive OLTP share=5\n", "line 1: directive outside a plan");
+	bad("plan P\n directive OLTP share=abc\n", "line 2: share=abc: a whole number from 0 to 100");
+	bad("plan P\n directive OLTP share=101\n", "from 0 to 100");
+	bad("plan P\n directive OLTP colour=red\n", "unknown word 'colour'");
+	bad("plan P\n directive OLTP action=explode\n", "action=explode");
+	bad("plan P\n subplan Q pool=3\n", "a sub-plan has a level and a share only");
+	bad("rule user=a group=G days=someday\n", "days=someday");
+	bad("rule user=a group=G from=08:00\n", "both from= and to=");
+	bad("rule user=a group=G from=25:00 to=01:00\n", "HH:MM");
+	bad("rule group=G\n", "names the attribute");
+	bad("rule user=a\n", "names its group");
+	bad("rule user=a program=b group=G\n", "one attribute");
+	bad("group bad/name\n", "group NAME");
+	bad("plan P\nplan P\n", "defined twice");
+	char big[2000];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	bad(big, "longer than");
+	/* what reads but does not hold together */
+	static struct rsrc_def d;
+	char err[256], problems[1024];
+	cr_assert_eq(rsrc_def_parse("group SYS\ngroup A\ngroup A\nrule user=x group=NOPE\nplan P\n directive A "
+				    "share=50\n",
+				    &d, err, sizeof(err)),
+		     0, "%s", err);
+	cr_expect_geq(rsrc_def_check(&d, problems, sizeof(problems)), 4);
+	size_t at = 0;
+	const char *want[] = {"group SYS is a system group", "group A is defined twice", "group NOPE, which does not exist",
+			      "no directive for OTHER"};
+	for (size_t i = 0; i < 4; i++) {
+		cr_expect(at < sizeof(problems) && strstr(problems + at, want[i]), "problem %zu: '%s' wanted", i, want[i]);
+		at += strlen(problems + at) + 1;
+	}
+}
+
+/* ---- the pool (libcommon's rsrc_sga.c, on the heap) -------------------------------------- */
+
+static struct coral_rsrc *pool_section(uint32_t limit, uint32_t timeout_ms)
+{
+	static struct coral_rsrc *r;
+	if (r == NULL)
+		r = malloc(sizeof(*r));
+	cr_assert_not_null(r);
+	coral_rsrc_init(r);
+	int g = coral_rsrc_group_find(r, "BATCH");
+	atomic_store(&r->groups[g].pool, limit);
+	atomic_store(&r->groups[g].queue_timeout_ms, timeout_ms);
+	r->nrules = 1;
+	r->rules[0] = (struct coral_rsrc_rule){.attr = CORAL_RSRC_PROGRAM, .pattern = "batch", .group = "BATCH"};
+	const char *a[CORAL_RSRC_NATTR] = {[CORAL_RSRC_PROGRAM] = "batch"};
+	for (int i = 0; i < 6; i++)
+		coral_rsrc_sess_open(r, i, 100 + (uint32_t)i, a);
+	return r;
+}
+
+static struct coral_rsrc *pr;
+static _Atomic int admitted[8], nadmitted;
+
+static void *queued_call(void *arg)
+{
+	int slot = (int)(intptr_t)arg;
+	if (coral_rsrc_call_begin(pr, slot, -1) == 0)
+		admitted[atomic_fetch_add(&nadmitted, 1)] = slot;
+	return NULL;
+}
+
+Test(rsrc, a_pool_admits_its_limit_and_queues_the_rest_in_order)
+{
+	pr = pool_section(2, 0);
+	int g = coral_rsrc_group_find(pr, "BATCH");
+	cr_expect_eq(atomic_load(&pr->groups[g].sessions), 6);
+	cr_expect_eq(coral_rsrc_call_begin(pr, 0, -1), 0);
+	cr_expect_eq(coral_rsrc_call_begin(pr, 1, -1), 0);
+	cr_expect_eq(coral_rsrc_call_begin(pr, 1, -1), CORAL_EINVAL, "a call under way already");
+	pthread_t t[3];
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(pthread_create(&t[i], NULL, queued_call, (void *)(intptr_t)(2 + i)), 0);
+		while (atomic_load(&pr->groups[g].queued) != (uint32_t)i + 1)
+			usleep(1000);
+	}
+	cr_expect_eq(atomic_load(&nadmitted), 0);
+	cr_expect_eq(coral_rsrc_call_end(pr, 0), 0);
+	cr_expect_eq(coral_rsrc_call_end(pr, 0), CORAL_EINVAL, "no call under way");
+	cr_expect_eq(coral_rsrc_call_end(pr, 1), 0);
+	pthread_join(t[0], NULL);
+	pthread_join(t[1], NULL);
+	cr_expect_eq(admitted[0], 2);
+	cr_expect_eq(admitted[1], 3);
+	cr_expect_eq(atomic_load(&pr->groups[g].active), 2);
+	cr_expect_eq(coral_rsrc_call_end(pr, 2), 0);
+	pthread_join(t[2], NULL);
+	cr_expect_eq(admitted[2], 4);
+	cr_expect_eq(atomic_load(&pr->groups[g].active_max), 2);
+	cr_expect_eq(atomic_load(&pr->groups[g].queued_total), 3);
+	/* a session whose process is gone: its call's place back, once */
+	cr_expect(coral_rsrc_sess_reap(pr, 3));
+	cr_expect(!coral_rsrc_sess_reap(pr, 3));
+	cr_expect_eq(atomic_load(&pr->groups[g].active), 1);
+	cr_expect_eq(coral_rsrc_call_end(pr, 3), CORAL_EINVAL, "reaped already");
+	coral_rsrc_call_end(pr, 4);
+	cr_expect_eq(atomic_load(&pr->groups[g].active), 0);
+}
+
+Test(rsrc, a_queued_call_leaves_at_its_timeout_and_a_limit_raised_admits_the_queue)
+{
+	pr = pool_section(1, 150);
+	int g = coral_rsrc_group_find(pr, "BATCH");
+	cr_expect_eq(coral_rsrc_call_begin(pr, 0, -1), 0);
+	uint64_t t0 = coral_now_mono_ns();
+	cr_expect_eq(coral_rsrc_call_begin(pr, 1, -1), CORAL_ETIMEDOUT, "the group's 150 ms");
+	uint64_t ms = (coral_now_mono_ns() - t0) / 1000000;
+	cr_expect(ms >= 140 && ms < 2000, "%llu ms", (unsigned long long)ms);
+	cr_expect_eq(coral_rsrc_call_begin(pr, 1, 20), CORAL_ETIMEDOUT, "the caller's 20 ms, shorter");
+	cr_expect_eq(atomic_load(&pr->groups[g].queued), 0);
+	cr_expect_eq(atomic_load(&pr->groups[g].timeouts), 2);
+	/* no timeout: waits until the limit rises */
+	atomic_store(&pr->groups[g].queue_timeout_ms, 0);
+	atomic_store(&nadmitted, 0);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, queued_call, (void *)(intptr_t)1), 0);
+	while (atomic_load(&pr->groups[g].queued) != 1)
+		usleep(1000);
+	atomic_store(&pr->groups[g].pool, 2);
+	coral_rsrc_group_admit(pr, (uint32_t)g);
+	pthread_join(t, NULL);
+	cr_expect_eq(atomic_load(&nadmitted), 1);
+	cr_expect_eq(atomic_load(&pr->groups[g].active), 2);
+	/* a group with no limit counts its calls, queues nothing */
+	int o = coral_rsrc_group_find(pr, "OTHER");
+	const char *a[CORAL_RSRC_NATTR] = {[CORAL_RSRC_PROGRAM] = "other"};
+	coral_rsrc_sess_open(pr, 7, 7, a);
+	cr_expect_eq(atomic_load(&pr->sess[7].group), (uint32_t)o + 1);
+	cr_expect_eq(coral_rsrc_call_begin(pr, 7, -1), 0);
+	cr_expect_eq(atomic_load(&pr->groups[o].active), 1);
+	cr_expect_eq(coral_rsrc_call_end(pr, 7), 0);
+	/* a group the plan does not name is governed by OTHER's directive */
+	atomic_store(&pr->groups[g].governs, (uint32_t)o);
+	cr_expect_eq(coral_rsrc_call_begin(pr, 2, -1), 0, "OTHER has no limit");
+	cr_expect_eq(atomic_load(&pr->groups[o].active), 1);
+	coral_rsrc_call_end(pr, 2);
+	cr_expect_eq(atomic_load(&pr->groups[o].active), 0);
 }

@@ -1,0 +1,785 @@
+/* rsrcmgrd: the resource manager's wiring. The catalog (consumer groups, mapping rules,
+ * plans) and the plan in force live in raftd's store, under keys only rsrcmgrd writes
+ * (rsrcmgrd/catalog: its text; rsrcmgrd/active: the plan's name and the cause): set once on
+ * any node, every node's rsrcmgrd watches them and puts them in force in its SGA (rsrc_sga.h),
+ * where the sessions map themselves and take their places in the active session pools.
+ * rsrcmgrd also frees what sessions of dead processes held there, and answers coralctl rsrc.
+ * Not built yet: CPU through cgroups, schedules, execution and idle limits, parallel degree,
+ * I/O buckets, cluster-wide pools (rsrcmgrd(8), NOT BUILT YET). */
+#include "ctl.h"
+#include "daemon.h"
+#include "errors.h"
+#include "kv.h"
+#include "log.h"
+#include "rsrc.h"
+#include "rsrc_sga.h"
+#include "util.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CATALOG_KEY "rsrcmgrd/catalog"
+#define ACTIVE_KEY "rsrcmgrd/active"
+#define PREFIX "rsrcmgrd/"
+#define TICK_MS 100
+#define SWEEP_MS 1000
+#define SWITCHES_MAX 64
+#define CATALOG_TEXT_MAX (256 * 1024)
+
+struct rsrc_switch {
+	uint64_t at_ms;
+	char plan[RSRC_NAME_MAX], previous[RSRC_NAME_MAX];
+	char cause[200];
+};
+
+struct rsrcmgrd {
+	struct coral_daemon *d;
+	struct coral_rsrc *sec;
+	struct event *ev_tick;
+	uint64_t last_sweep_ms, swept;
+	/* raftd */
+	struct coral_ctl_client *raft;
+	bool raft_answered, read_done, list_out, watch_out;
+	uint64_t watch_index, raft_retry_ms;
+	/* what the store holds, as last read */
+	char *catalog_text;              /* NULL: none loaded */
+	uint64_t catalog_index;
+	char active_plan[RSRC_NAME_MAX];
+	char active_cause[200];
+	uint64_t active_index;
+	char catalog_error[300];
+	struct rsrc_def *def;            /* the catalog in force (NULL: none) */
+	/* what is in force here */
+	char plan[RSRC_NAME_MAX];
+	struct rsrc_switch sw[SWITCHES_MAX];
+	size_t nsw, swhead;
+};
+
+static uint64_t now_ms(void)
+{
+	return coral_now_mono_ns() / 1000000ull;
+}
+
+/* ---- putting the catalog and the plan in force --------------------------------------- */
+
+static void record_switch(struct rsrcmgrd *m, const char *plan, const char *cause)
+{
+	struct rsrc_switch *s = &m->sw[(m->swhead + m->nsw) % SWITCHES_MAX];
+	if (m->nsw == SWITCHES_MAX)
+		m->swhead = (m->swhead + 1) % SWITCHES_MAX;
+	else
+		m->nsw++;
+	s->at_ms = coral_now_real_ns() / 1000000ull;
+	snprintf(s->plan, sizeof(s->plan), "%s", plan);
+	snprintf(s->previous, sizeof(s->previous), "%s", m->plan);
+	snprintf(s->cause, sizeof(s->cause), "%s", cause);
+	log_notice("plan %s in force (was %s): %s", plan[0] ? plan : "(none)", m->plan[0] ? m->plan : "(none)", cause);
+	snprintf(m->plan, sizeof(m->plan), "%s", plan);
+}
+
+/* The group table: the names kept at their indexes (sessions hold them), groups new to the
+ * catalog in free entries, groups gone from it kept while sessions or calls are in them. */
+static void put_groups(struct rsrcmgrd *m, const struct rsrc_def *def)
+{
+	struct coral_rsrc *r = m->sec;
+	for (size_t i = 0; def && i < def->ngroups; i++) {
+		if (coral_rsrc_group_find(r, def->groups[i]) >= 0)
+			continue;
+		int at = -1;
+		for (uint32_t j = 5; j < CORAL_RSRC_GROUPS && at < 0; j++) {
+			struct coral_rsrc_group *G = &r->groups[j];
+			bool named = G->name[0] != '\0';
+			bool wanted = false;
+			for (size_t k = 0; named && k < def->ngroups; k++)
+				wanted |= strcmp(def->groups[k], G->name) == 0;
+			if (!named || (!wanted && atomic_load(&G->sessions) == 0 && atomic_load(&G->active) == 0 &&
+				       atomic_load(&G->queued) == 0))
+				at = (int)j;
+		}
+		if (at < 0) {
+			log_error("group %s: the node's table of %d groups is full of groups with sessions in them",
+				  def->groups[i], CORAL_RSRC_GROUPS);
+			continue;
+		}
+		struct coral_rsrc_group *G = &r->groups[at];
+		memset(G->name, 0, sizeof(G->name));
+		snprintf(G->name, sizeof(G->name), "%s", def->groups[i]);
+		atomic_store(&G->calls, 0);
+		atomic_store(&G->queued_total, 0);
+		atomic_store(&G->timeouts, 0);
+		atomic_store(&G->queue_wait_ns, 0);
+		atomic_store(&G->reaped, 0);
+		if ((uint32_t)at >= r->ngroups)
+			r->ngroups = (uint32_t)at + 1;
+	}
+}
+
+/* Puts def (the catalog) and plan (in it, or "") in force in the SGA and maps every session
+ * again; the pools' queues are admitted to their new limits. */
+static void put_in_force(struct rsrcmgrd *m, const struct rsrc_def *def, const char *plan)
+{
+	struct coral_rsrc *r = m->sec;
+	char gname[RSRC_GROUPS_MAX][RSRC_NAME_MAX];
+	double frac[RSRC_GROUPS_MAX];
+	int nshare = 0;
+	if (def && plan[0]) {
+		struct rsrc_catalog c = rsrc_def_catalog(def);
+		nshare = rsrc_cpu_shares(&c, plan, gname, frac, RSRC_GROUPS_MAX);
+	}
+	coral_mutex_lock(&r->wmu, NULL, NULL);
+	bool switching = strncmp(r->plan, plan, sizeof(r->plan)) != 0;
+	coral_seq_write_begin(&r->seq);
+	put_groups(m, def);
+	int other = coral_rsrc_group_find(r, RSRC_OTHER);
+	for (uint32_t i = 0; i < r->ngroups; i++) {
+		struct coral_rsrc_group *G = &r->groups[i];
+		const struct rsrc_directive *x = def && plan[0] && G->name[0] ? rsrc_def_directive(def, plan, G->name) : NULL;
+		uint32_t governs = x || !plan[0] || other < 0 ? i : (uint32_t)other;
+		atomic_store(&G->governs, governs);
+		atomic_store(&G->pool, x ? (uint32_t)x->pool : 0);
+		atomic_store(&G->queue_timeout_ms, x ? (uint32_t)x->queue_timeout_ms : 0);
+		uint32_t ppm = 0;
+		for (int k = 0; k < nshare; k++)
+			if (strcmp(gname[k], G->name) == 0)
+				ppm = (uint32_t)(frac[k] * 1e6 + 0.5);
+		atomic_store(&G->share_ppm, ppm);
+		if (switching)
+			atomic_store(&G->active_max, atomic_load(&G->active));
+	}
+	size_t nr = def ? def->nrules : 0;
+	for (size_t i = 0; i < nr; i++)
+		r->rules[i] = def->rules[i];
+	r->nrules = (uint32_t)nr;
+	if (switching || atomic_load(&r->plan_since_ns) == 0) {
+		memset(r->plan, 0, sizeof(r->plan));
+		snprintf(r->plan, sizeof(r->plan), "%s", plan);
+		atomic_store(&r->plan_since_ns, coral_now_real_ns());
+	}
+	atomic_store(&r->version, m->catalog_index);
+	coral_seq_write_end(&r->seq);
+	coral_mutex_unlock(&r->wmu);
+	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++)
+		if (atomic_load(&r->sess[i].pid) != 0)
+			coral_rsrc_sess_map(r, i);
+	for (uint32_t i = 0; i < r->ngroups; i++)
+		coral_rsrc_group_admit(r, i);
+}
+
+/* The store's keys as last read: the catalog parsed and checked again (a value in the store
+ * is not trusted because rsrcmgrd wrote it: a bad one is refused and the last good one stays),
+ * then the plan. */
+static void apply_store(struct rsrcmgrd *m, bool catalog_changed)
+{
+	if (catalog_changed) {
+		struct rsrc_def *def = NULL;
+		if (m->catalog_text) {
+			def = calloc(1, sizeof(*def));
+			char err[256], problems[1024];
+			if (def == NULL) {
+				snprintf(m->catalog_error, sizeof(m->catalog_error), "out of memory");
+			} else if (rsrc_def_parse(m->catalog_text, def, err, sizeof(err)) != 0) {
+				snprintf(m->catalog_error, sizeof(m->catalog_error), "catalog at index %llu: %s",
+					 (unsigned long long)m->catalog_index, err);
+			} else if (rsrc_def_check(def, problems, sizeof(problems)) != 0) {
+				snprintf(m->catalog_error, sizeof(m->catalog_error), "catalog at index %llu: %s",
+					 (unsigned long long)m->catalog_index, problems);
+			} else {
+				m->catalog_error[0] = '\0';
+				free(m->def);
+				m->def = def;
+				def = NULL;
+				log_notice("catalog at index %llu in force: %zu groups, %zu rules, %zu plans",
+					   (unsigned long long)m->catalog_index, m->def->ngroups, m->def->nrules,
+					   m->def->nplans);
+			}
+			if (m->catalog_error[0])
+				log_error("%s: the catalog before stays in force", m->catalog_error);
+			free(def);
+		}
+	}
+	char plan[RSRC_NAME_MAX];
+	char cause[300];
+	snprintf(plan, sizeof(plan), "%s", m->active_plan);
+	snprintf(cause, sizeof(cause), "%s",
+		 m->active_cause[0] ? m->active_cause : "rsrcmgrd started: raftd's store names no plan");
+	if (plan[0] && (m->def == NULL || rsrc_def_plan(m->def, plan) == NULL)) {
+		snprintf(cause, sizeof(cause), "plan %s, asked for (%s), is not in the catalog in force", plan,
+			 m->active_cause);
+		plan[0] = '\0';
+	}
+	if (strcmp(plan, m->plan) != 0 || (plan[0] == '\0' && m->plan[0] == '\0' && m->nsw == 0))
+		record_switch(m, plan, cause);
+	put_in_force(m, m->def, plan);
+}
+
+/* Takes one key's value from the store (deleted: value NULL); whether it changed the catalog. */
+static bool take_key(struct rsrcmgrd *m, const char *key, const uint8_t *v, size_t len, uint64_t index, bool *active)
+{
+	if (strcmp(key, CATALOG_KEY) == 0) {
+		free(m->catalog_text);
+		m->catalog_text = NULL;
+		if (v) {
+			m->catalog_text = malloc(len + 1);
+			if (m->catalog_text) {
+				memcpy(m->catalog_text, v, len);
+				m->catalog_text[len] = '\0';
+			}
+		}
+		m->catalog_index = index;
+		return true;
+	}
+	if (strcmp(key, ACTIVE_KEY) == 0) {
+		char buf[RSRC_NAME_MAX + 260];
+		size_t n = v ? (len < sizeof(buf) - 1 ? len : sizeof(buf) - 1) : 0;
+		memcpy(buf, v ? (const char *)v : "", n);
+		buf[n] = '\0';
+		char *nl = strchr(buf, '\n');
+		if (nl)
+			*nl++ = '\0';
+		snprintf(m->active_plan, sizeof(m->active_plan), "%s", buf);
+		snprintf(m->active_cause, sizeof(m->active_cause), "%s", nl ? nl : "");
+		m->active_index = index;
+		*active = true;
+	}
+	return false;
+}
+
+/* ---- raftd ------------------------------------------------------------------------------ */
+
+static void raft_poll(struct rsrcmgrd *m);
+
+static int raft_call(struct rsrcmgrd *m, struct coral_kv_req *r, int timeout, coral_ctl_done_fn fn, void *arg)
+{
+	coral_kv_from(r, "rsrcmgrd", (uint32_t)m->d->node->id);
+	if (m->raft == NULL || coral_ctl_client_call(m->raft, &r->req, timeout, fn, arg) != 0)
+		return CORAL_ENOTCONN;
+	return 0;
+}
+
+static void on_list(void *arg, int err, const Coral__CtlResponse *resp)
+{
+	struct rsrcmgrd *m = arg;
+	m->list_out = false;
+	m->raft_answered |= err == 0;
+	int code = err ? err : resp->code;
+	if ((code != 0 && code != CORAL_ENOENT) || resp->kv == NULL) {
+		m->raft_retry_ms = now_ms() + 200;
+		return;
+	}
+	bool cat = false, act = false, had_cat = false;
+	for (size_t i = 0; i < resp->kv->n_kv; i++) {
+		const Coral__RegKV *p = resp->kv->kv[i];
+		had_cat |= strcmp(p->key, CATALOG_KEY) == 0;
+		cat |= take_key(m, p->key, p->value.data, p->value.len, p->mod_index, &act);
+	}
+	if (!had_cat && m->catalog_text) /* deleted while not watched */
+		cat |= take_key(m, CATALOG_KEY, NULL, 0, 0, &act);
+	m->read_done = true;
+	m->watch_index = resp->kv->index;
+	apply_store(m, cat || m->def == NULL);
+	raft_poll(m);
+}
+
+static void on_watch(void *arg, int err, const Coral__CtlResponse *resp)
+{
+	struct rsrcmgrd *m = arg;
+	m->watch_out = false;
+	m->raft_answered |= err == 0;
+	int code = err ? err : resp->code;
+	if (code != 0 || resp->watch == NULL) {
+		if (code != CORAL_ETIMEDOUT)
+			m->raft_retry_ms = now_ms() + 200;
+		return;
+	}
+	const Coral__WatchReply *w = resp->watch;
+	if (w->compacted) {
+		m->read_done = false;
+		return;
+	}
+	bool cat = false, act = false;
+	for (size_t i = 0; i < w->n_events; i++) {
+		const Coral__WatchEvent *e = w->events[i];
+		cat |= take_key(m, e->key, e->deleted ? NULL : e->value.data, e->value.len, e->value_index, &act);
+	}
+	if (w->index > m->watch_index)
+		m->watch_index = w->index;
+	if (cat || act)
+		apply_store(m, cat);
+	raft_poll(m);
+}
+
+static void raft_poll(struct rsrcmgrd *m)
+{
+	if (m->list_out || m->watch_out || now_ms() < m->raft_retry_ms)
+		return;
+	struct coral_kv_req r;
+	if (!m->read_done) {
+		coral_kv_list(&r, PREFIX, false);
+		m->list_out = true;
+		if (raft_call(m, &r, 5000, on_list, m) != 0) {
+			m->list_out = false;
+			m->raft_retry_ms = now_ms() + 200;
+		}
+		return;
+	}
+	coral_kv_watch(&r, PREFIX, false, m->watch_index, 10000);
+	m->watch_out = true;
+	if (raft_call(m, &r, 12000, on_watch, m) != 0) {
+		m->watch_out = false;
+		m->raft_retry_ms = now_ms() + 200;
+	}
+}
+
+/* raftd restarted by the supervisor: connect again and read the keys again. */
+static void raft_reconnect(struct rsrcmgrd *m)
+{
+	if (m->raft != NULL && !coral_ctl_client_closed(m->raft))
+		return;
+	if (m->raft != NULL) {
+		coral_ctl_client_free(m->raft);
+		m->raft = NULL;
+		if (m->raft_answered)
+			log_notice("connection to raftd lost: connecting again");
+		m->raft_answered = false;
+	}
+	char sock[CORAL_STR_MAX + 32];
+	coral_conf_sock_path(m->d->node, "raftd", sock, sizeof(sock));
+	m->raft = coral_ctl_client_new(m->d->base, sock, (size_t)m->d->conf.cluster.max_frame);
+	if (m->raft == NULL)
+		return;
+	m->list_out = m->watch_out = false;
+	m->read_done = false;
+	m->raft_retry_ms = 0;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct rsrcmgrd *m = arg;
+	raft_reconnect(m);
+	raft_poll(m);
+	uint64_t now = now_ms();
+	if (now - m->last_sweep_ms >= SWEEP_MS) {
+		m->last_sweep_ms = now;
+		int n = coral_rsrc_sweep(m->sec);
+		if (n > 0) {
+			m->swept += (uint64_t)n;
+			log_info("%d sessions of dead processes held a call or a place in a queue: given back", n);
+		}
+		/* a safety net for a wake lost to a process that died between a call's end and its
+		 * admitting the next (the ends and the sweep admit at once otherwise) */
+		for (uint32_t i = 0; i < m->sec->ngroups; i++)
+			coral_rsrc_group_admit(m->sec, i);
+	}
+}
+
+/* ---- control requests -------------------------------------------------------------------- */
+
+struct put_wait {
+	struct rsrcmgrd *m;
+	uint64_t conn, req_id;
+	int body;
+	char what[200];
+};
+
+static void answer_action(struct coral_daemon *d, uint64_t conn, uint64_t req_id, int body, int code,
+			  const char *result, char **problems, size_t nproblems, uint64_t index)
+{
+	Coral__RsrcActionReply a = CORAL__RSRC_ACTION_REPLY__INIT;
+	a.result = (char *)(result ? result : "");
+	a.problems = problems;
+	a.n_problems = nproblems;
+	a.index = index;
+	/* a refusal's text carries its problems: coralctl prints the error alone */
+	char error[4096] = "";
+	int k = snprintf(error, sizeof(error), "%s", code && result ? result : "");
+	for (size_t i = 0; code && i < nproblems && k >= 0 && (size_t)k < sizeof(error); i++)
+		k += snprintf(error + k, sizeof(error) - (size_t)k, "\n  %s", problems[i]);
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.code = code;
+	resp.error = error;
+	resp.body_case = (Coral__CtlResponse__BodyCase)body;
+	if (body == CORAL__CTL_RESPONSE__BODY_RSRC_LOAD)
+		resp.rsrc_load = &a;
+	else if (body == CORAL__CTL_RESPONSE__BODY_RSRC_ACTIVATE)
+		resp.rsrc_activate = &a;
+	else
+		resp.rsrc_switch = &a;
+	coral_daemon_answer(d, conn, req_id, &resp);
+}
+
+static void on_put(void *arg, int err, const Coral__CtlResponse *resp)
+{
+	struct put_wait *w = arg;
+	int code = err ? err : resp->code;
+	char msg[400];
+	if (code != 0)
+		snprintf(msg, sizeof(msg), "raftd did not take it: %s", err ? coral_strerror(err) : resp->error);
+	else
+		snprintf(msg, sizeof(msg), "%s: in force on every node as its rsrcmgrd reads it", w->what);
+	answer_action(w->m->d, w->conn, w->req_id, w->body, code, msg, NULL, 0,
+		      code == 0 && resp->kv ? resp->kv->index : 0);
+	free(w);
+}
+
+static void put_key(struct rsrcmgrd *m, uint64_t conn, const Coral__CtlRequest *req, int body, const char *key,
+		    const char *value, const char *what)
+{
+	struct put_wait *w = calloc(1, sizeof(*w));
+	if (w == NULL) {
+		coral_daemon_answer_error(m->d, conn, coral_ctl_request_id(req), CORAL_ENOMEM, "out of memory");
+		return;
+	}
+	*w = (struct put_wait){m, conn, coral_ctl_request_id(req), body, ""};
+	snprintf(w->what, sizeof(w->what), "%s", what);
+	struct coral_kv_req r;
+	coral_kv_put(&r, key, value, strlen(value));
+	if (raft_call(m, &r, 10000, on_put, w) != 0) {
+		free(w);
+		coral_daemon_answer_error(m->d, conn, coral_ctl_request_id(req), CORAL_ENOTCONN,
+					  "raftd is not reachable from rsrcmgrd: nothing was changed");
+	}
+}
+
+/* The problems' lines (NUL separated in buf) as an array for the answer. */
+static size_t split_lines(char *buf, size_t size, char **out, size_t max)
+{
+	size_t n = 0;
+	for (size_t at = 0; at < size && buf[at] && n < max; at += strlen(buf + at) + 1)
+		out[n++] = buf + at;
+	return n;
+}
+
+static void h_load(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct rsrcmgrd *m = d->svc;
+	const Coral__RsrcLoadRequest *q = req->rsrc_load;
+	int body = CORAL__CTL_RESPONSE__BODY_RSRC_LOAD;
+	uint64_t id = coral_ctl_request_id(req);
+	if (q->text == NULL || strlen(q->text) > CATALOG_TEXT_MAX) {
+		answer_action(d, conn, id, body, CORAL_EINVAL, "a catalog of at most 256 KiB is wanted", NULL, 0, 0);
+		return;
+	}
+	struct rsrc_def *def = calloc(1, sizeof(*def));
+	if (def == NULL) {
+		coral_daemon_answer_error(d, conn, id, CORAL_ENOMEM, "out of memory");
+		return;
+	}
+	char err[300];
+	char problems[8192];
+	char *lines[64];
+	if (rsrc_def_parse(q->text, def, err, sizeof(err)) != 0) {
+		char *l[1] = {err};
+		answer_action(d, conn, id, body, CORAL_EINVAL, "the catalog does not read: nothing was loaded", l, 1, 0);
+	} else if (rsrc_def_check(def, problems, sizeof(problems)) != 0) {
+		size_t n = split_lines(problems, sizeof(problems), lines, 64);
+		answer_action(d, conn, id, body, CORAL_EINVAL, "the catalog has problems: nothing was loaded", lines, n, 0);
+	} else if (m->plan[0] && rsrc_def_plan(def, m->plan) == NULL) {
+		snprintf(err, sizeof(err), "plan %s is in force and this catalog has no such plan: activate another "
+			 "first (coralctl rsrc activate PLAN, or \"\" for none)", m->plan);
+		char *l[1] = {err};
+		answer_action(d, conn, id, body, CORAL_EINVAL, "nothing was loaded", l, 1, 0);
+	} else if (q->dry_run) {
+		snprintf(err, sizeof(err), "the catalog is good (%zu groups, %zu rules, %zu plans): nothing was loaded "
+			 "(a dry run)", def->ngroups, def->nrules, def->nplans);
+		answer_action(d, conn, id, body, 0, err, NULL, 0, 0);
+	} else {
+		snprintf(err, sizeof(err), "catalog loaded (%zu groups, %zu rules, %zu plans)", def->ngroups, def->nrules,
+			 def->nplans);
+		put_key(m, conn, req, body, CATALOG_KEY, q->text, err);
+	}
+	free(def);
+}
+
+static void h_activate(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct rsrcmgrd *m = d->svc;
+	const Coral__RsrcActivateRequest *q = req->rsrc_activate;
+	int body = CORAL__CTL_RESPONSE__BODY_RSRC_ACTIVATE;
+	uint64_t id = coral_ctl_request_id(req);
+	const char *plan = q->plan ? q->plan : "";
+	char msg[400];
+	if (plan[0]) {
+		if (m->def == NULL || rsrc_def_plan(m->def, plan) == NULL) {
+			snprintf(msg, sizeof(msg), "plan %s is not in the catalog in force (coralctl rsrc plans lists them)",
+				 plan);
+			answer_action(d, conn, id, body, CORAL_ENOENT, msg, NULL, 0, 0);
+			return;
+		}
+		char problems[4096];
+		struct rsrc_catalog c = rsrc_def_catalog(m->def);
+		if (rsrc_validate(&c, plan, problems, sizeof(problems)) != 0) {
+			char *lines[32];
+			size_t n = split_lines(problems, sizeof(problems), lines, 32);
+			answer_action(d, conn, id, body, CORAL_EINVAL, "the plan has problems: not activated", lines, n, 0);
+			return;
+		}
+	}
+	const struct coral_ipc_peer *peer = coral_ipc_conn_peer(coral_ipc_server_conn(d->ipc, conn));
+	char value[RSRC_NAME_MAX + 260];
+	snprintf(value, sizeof(value), "%s\nactivated through node %d's rsrcmgrd by pid %d (uid %u)%s%.120s", plan,
+		 (int)d->node->id, peer ? (int)peer->pid : 0, peer ? (unsigned)peer->uid : 0,
+		 q->cause && q->cause[0] ? ": " : "", q->cause ? q->cause : "");
+	snprintf(msg, sizeof(msg), "plan %s activated", plan[0] ? plan : "(none)");
+	put_key(m, conn, req, body, ACTIVE_KEY, value, msg);
+}
+
+static void h_switch(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct rsrcmgrd *m = d->svc;
+	const Coral__RsrcSwitchRequest *q = req->rsrc_switch;
+	uint64_t id = coral_ctl_request_id(req);
+	char msg[200];
+	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
+		struct coral_rsrc_sess *s = &m->sec->sess[i];
+		if (atomic_load(&s->pid) == 0 || s->id != q->session)
+			continue;
+		if (coral_rsrc_sess_switch(m->sec, i, q->group ? q->group : "") != 0) {
+			snprintf(msg, sizeof(msg), "group %s does not exist on this node", q->group ? q->group : "");
+			answer_action(d, conn, id, CORAL__CTL_RESPONSE__BODY_RSRC_SWITCH, CORAL_ENOENT, msg, NULL, 0, 0);
+			return;
+		}
+		log_notice("session %u (pid %d) switched to group %s by an operator", q->session, (int)s->pid, q->group);
+		snprintf(msg, sizeof(msg), "session %u switched to group %s (its call under way ends where it began)",
+			 q->session, q->group);
+		answer_action(d, conn, id, CORAL__CTL_RESPONSE__BODY_RSRC_SWITCH, 0, msg, NULL, 0, 0);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "no session %u on this node (coralctl rsrc sessions lists them)", q->session);
+	answer_action(d, conn, id, CORAL__CTL_RESPONSE__BODY_RSRC_SWITCH, CORAL_ENOENT, msg, NULL, 0, 0);
+}
+
+static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct rsrcmgrd *m = d->svc;
+	struct coral_rsrc *r = m->sec;
+	Coral__RsrcStatusReply rep = CORAL__RSRC_STATUS_REPLY__INIT;
+	rep.plan = m->plan;
+	rep.plan_since_ms = atomic_load(&r->plan_since_ns) / 1000000ull;
+	rep.cause = m->nsw ? m->sw[(m->swhead + m->nsw - 1) % SWITCHES_MAX].cause : "";
+	rep.catalog_index = m->def ? m->catalog_index : 0;
+	rep.store_read = m->read_done;
+	rep.swept = m->swept;
+	rep.catalog_error = m->catalog_error;
+	/* groups */
+	Coral__RsrcGroup gs[CORAL_RSRC_GROUPS], *gp[CORAL_RSRC_GROUPS];
+	char dtext[CORAL_RSRC_GROUPS][200];
+	size_t ng = 0;
+	for (uint32_t i = 0; i < r->ngroups && i < CORAL_RSRC_GROUPS; i++) {
+		struct coral_rsrc_group *G = &r->groups[i];
+		if (G->name[0] == '\0')
+			continue;
+		Coral__RsrcGroup *g = &gs[ng];
+		coral__rsrc_group__init(g);
+		g->name = G->name;
+		g->system = i < 5;
+		uint32_t gov = atomic_load(&G->governs);
+		g->governed_by = gov < CORAL_RSRC_GROUPS ? r->groups[gov].name : "";
+		const struct rsrc_directive *x = m->def && m->plan[0] ? rsrc_def_directive(m->def, m->plan, G->name) : NULL;
+		dtext[ng][0] = '\0';
+		if (x)
+			rsrc_directive_text(x, dtext[ng], sizeof(dtext[ng]));
+		g->directive = dtext[ng];
+		g->share_ppm = atomic_load(&G->share_ppm);
+		g->pool = atomic_load(&G->pool);
+		g->queue_timeout_ms = atomic_load(&G->queue_timeout_ms);
+		g->sessions = atomic_load(&G->sessions);
+		g->active = atomic_load(&G->active);
+		g->queued = atomic_load(&G->queued);
+		g->active_max = atomic_load(&G->active_max);
+		g->calls = atomic_load(&G->calls);
+		g->queued_total = atomic_load(&G->queued_total);
+		g->timeouts = atomic_load(&G->timeouts);
+		g->queue_wait_us = atomic_load(&G->queue_wait_ns) / 1000;
+		g->reaped = atomic_load(&G->reaped);
+		gp[ng] = g;
+		ng++;
+	}
+	rep.groups = gp;
+	rep.n_groups = ng;
+	/* rules and plans, from the catalog in force */
+	size_t nrules = m->def ? m->def->nrules : 0, nplans = m->def ? m->def->nplans : 0;
+	char(*rtext)[200] = calloc(nrules + 1, sizeof(*rtext));
+	char **rp = calloc(nrules + 1, sizeof(*rp));
+	Coral__RsrcPlan *ps = calloc(nplans + 1, sizeof(*ps));
+	Coral__RsrcPlan **pp = calloc(nplans + 1, sizeof(*pp));
+	size_t ndir = 0;
+	for (size_t i = 0; i < nplans; i++)
+		ndir += m->def->plans[i].n;
+	char(*ptext)[260] = calloc(ndir + 1, sizeof(*ptext));
+	char **pl = calloc(ndir + 1, sizeof(*pl));
+	/* sessions */
+	Coral__RsrcSession *ss = calloc(CORAL_RSRC_SESSIONS, sizeof(*ss));
+	Coral__RsrcSession **sp = calloc(CORAL_RSRC_SESSIONS, sizeof(*sp));
+	char(*stext)[CORAL_RSRC_NATTR][CORAL_RSRC_ATTR + 12] = calloc(CORAL_RSRC_SESSIONS, sizeof(*stext));
+	char *(*sattr)[CORAL_RSRC_NATTR] = calloc(CORAL_RSRC_SESSIONS, sizeof(*sattr));
+	char(*srule)[220] = calloc(CORAL_RSRC_SESSIONS, sizeof(*srule));
+	Coral__RsrcSwitch sw[SWITCHES_MAX], *swp[SWITCHES_MAX];
+	if (!rtext || !rp || !ps || !pp || !ptext || !pl || !ss || !sp || !stext || !sattr || !srule) {
+		coral_daemon_answer_error(d, conn, coral_ctl_request_id(req), CORAL_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < nrules; i++) {
+		rsrc_rule_text(&m->def->rules[i], rtext[i], sizeof(rtext[i]));
+		rp[i] = rtext[i];
+	}
+	rep.rules = rp;
+	rep.n_rules = nrules;
+	size_t k = 0;
+	for (size_t i = 0; i < nplans; i++) {
+		const struct rsrc_plan *p = &m->def->plans[i];
+		coral__rsrc_plan__init(&ps[i]);
+		ps[i].name = (char *)p->name;
+		ps[i].directives = &pl[k];
+		for (size_t j = 0; j < p->n; j++) {
+			char t[200];
+			rsrc_directive_text(&p->d[j], t, sizeof(t));
+			if (p->d[j].subplan)
+				snprintf(ptext[k], sizeof(ptext[k]), "subplan %s level=%d share=%d", p->d[j].group,
+					 p->d[j].level, p->d[j].share);
+			else
+				snprintf(ptext[k], sizeof(ptext[k]), "%s %s", p->d[j].group, t);
+			pl[k] = ptext[k];
+			k++;
+		}
+		ps[i].n_directives = p->n;
+		pp[i] = &ps[i];
+	}
+	rep.plans = pp;
+	rep.n_plans = nplans;
+	size_t ns = 0;
+	uint64_t now = coral_now_mono_ns();
+	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
+		struct coral_rsrc_sess *s = &r->sess[i];
+		int32_t pid = atomic_load(&s->pid);
+		if (pid <= 0)
+			continue;
+		Coral__RsrcSession *x = &ss[ns];
+		coral__rsrc_session__init(x);
+		x->id = s->id;
+		x->pid = pid;
+		uint32_t g = atomic_load(&s->group);
+		x->group = g && g <= CORAL_RSRC_GROUPS ? r->groups[g - 1].name : "";
+		int rule = atomic_load(&s->rule);
+		if (rule == -2)
+			snprintf(srule[ns], sizeof(srule[ns]), "switched by an operator");
+		else if (rule >= 0 && (uint32_t)rule < r->nrules)
+			rsrc_rule_text(&r->rules[rule], srule[ns], sizeof(srule[ns]));
+		else
+			snprintf(srule[ns], sizeof(srule[ns]), "none (OTHER)");
+		x->rule = srule[ns];
+		size_t na = 0;
+		for (int a = 0; a < CORAL_RSRC_NATTR; a++) {
+			char v[CORAL_RSRC_ATTR];
+			memcpy(v, s->attrs[a], sizeof(v));
+			v[sizeof(v) - 1] = '\0';
+			if (v[0] == '\0')
+				continue;
+			snprintf(stext[ns][na], sizeof(stext[ns][na]), "%s=%s", coral_rsrc_attr_name(a), v);
+			sattr[ns][na] = stext[ns][na];
+			na++;
+		}
+		x->attrs = sattr[ns];
+		x->n_attrs = na;
+		bool in_call = atomic_load(&s->in_call) != 0, queued = atomic_load(&s->queued_in) != 0;
+		x->state = queued ? "queued" : in_call ? "in a call" : "idle";
+		uint64_t since = atomic_load(&s->since_ns);
+		x->since_ms = (queued || in_call) && since && now > since ? (now - since) / 1000000ull : 0;
+		x->calls = atomic_load(&s->calls);
+		sp[ns] = x;
+		ns++;
+	}
+	rep.sessions = sp;
+	rep.n_sessions = ns;
+	for (size_t i = 0; i < m->nsw; i++) {
+		const struct rsrc_switch *s = &m->sw[(m->swhead + i) % SWITCHES_MAX];
+		coral__rsrc_switch__init(&sw[i]);
+		sw[i].at_ms = s->at_ms;
+		sw[i].plan = (char *)s->plan;
+		sw[i].previous = (char *)s->previous;
+		sw[i].cause = (char *)s->cause;
+		swp[i] = &sw[i];
+	}
+	rep.switches = swp;
+	rep.n_switches = m->nsw;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_RSRC_STATUS;
+	resp.rsrc_status = &rep;
+	coral_daemon_answer(d, conn, coral_ctl_request_id(req), &resp);
+out:
+	free(rtext);
+	free(rp);
+	free(ps);
+	free(pp);
+	free(ptext);
+	free(pl);
+	free(ss);
+	free(sp);
+	free(stext);
+	free(sattr);
+	free(srule);
+}
+
+/* ---- the daemon -------------------------------------------------------------------------- */
+
+static int rsrcmgrd_init(struct coral_daemon *d)
+{
+	struct rsrcmgrd *m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return CORAL_ENOMEM;
+	d->svc = m;
+	m->d = d;
+	m->sec = coral_rsrc_sga(&d->sga);
+	if (m->sec == NULL) {
+		log_error("the SGA has no rsrc section: restart the node (coral-node stop, start)");
+		return CORAL_EVERSION;
+	}
+	atomic_store(&m->sec->rsrcmgrd_pid, (int32_t)getpid());
+	m->ev_tick = event_new(d->base, -1, EV_PERSIST, on_tick, m);
+	struct timeval tv = {0, TICK_MS * 1000};
+	if (m->ev_tick == NULL || event_add(m->ev_tick, &tv) != 0)
+		return CORAL_ENOMEM;
+	return 0;
+}
+
+static void rsrcmgrd_fini(struct coral_daemon *d)
+{
+	struct rsrcmgrd *m = d->svc;
+	if (m == NULL)
+		return;
+	if (m->ev_tick)
+		event_free(m->ev_tick);
+	if (m->raft)
+		coral_ctl_client_free(m->raft);
+	free(m->catalog_text);
+	free(m->def);
+	free(m);
+	d->svc = NULL;
+}
+
+static const struct coral_daemon_request rsrcmgrd_requests[] = {
+	{CORAL__CTL_REQUEST__BODY_RSRC_STATUS, false, h_status, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_RSRC_LOAD, true, h_load, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_RSRC_ACTIVATE, true, h_activate, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_RSRC_SWITCH, true, h_switch, NULL, NULL},
+};
+
+static const struct coral_daemon_def rsrcmgrd_def = {
+	.id = CORAL_D_RSRCMGRD,
+	.service = "resource manager: consumer groups, mapping rules and plans from raftd's store, active session "
+		   "pools (CPU, schedules, time, parallel and I/O limits not built yet)",
+	.service_ready = true,
+	.init = rsrcmgrd_init,
+	.fini = rsrcmgrd_fini,
+	.requests = rsrcmgrd_requests,
+	.nrequests = CORAL_ARRAY_LEN(rsrcmgrd_requests),
+};
+
+int main(int argc, char **argv)
+{
+	return coral_daemon_main(argc, argv, &rsrcmgrd_def);
+}

@@ -1,0 +1,453 @@
+/* The resource manager's SGA section (rsrc_sga.h): groups, rules, sessions, and the active
+ * session pool's admission. Lock order: the section's wmu, then a group's mu. */
+#include "rsrc_sga.h"
+
+#include "errors.h"
+#include "log.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const attr_names[CORAL_RSRC_NATTR] = {"user", "program", "machine", "service", "module"};
+static const char *const system_groups[] = {"SYS", "INTERACTIVE", "BATCH", "MAINTENANCE", "OTHER"};
+
+const char *coral_rsrc_attr_name(int attr)
+{
+	return attr >= 0 && attr < CORAL_RSRC_NATTR ? attr_names[attr] : "?";
+}
+
+int coral_rsrc_attr_parse(const char *name)
+{
+	for (int i = 0; i < CORAL_RSRC_NATTR; i++)
+		if (strcmp(attr_names[i], name) == 0)
+			return i;
+	return -1;
+}
+
+/* ---- mapping ------------------------------------------------------------------------ */
+
+static bool pattern_matches(const char *pattern, const char *v)
+{
+	size_t n = strnlen(pattern, CORAL_RSRC_ATTR);
+	if (n > 0 && pattern[n - 1] == '*')
+		return strncmp(pattern, v, n - 1) == 0;
+	return strncmp(pattern, v, CORAL_RSRC_ATTR) == 0;
+}
+
+static bool in_window(const struct coral_rsrc_rule *r, int day, int minute)
+{
+	if (r->days && !(r->days & (1u << day)))
+		return false;
+	if (r->from_min == 0 && r->to_min == 0)
+		return true;
+	if (r->from_min <= r->to_min)
+		return minute >= r->from_min && minute < r->to_min;
+	return minute >= r->from_min || minute < r->to_min; /* past midnight */
+}
+
+int coral_rsrc_map(const struct coral_rsrc_rule *rules, size_t n, const char *const v[CORAL_RSRC_NATTR], int day,
+		   int minute)
+{
+	int best = -1;
+	for (size_t i = 0; i < n; i++) {
+		const struct coral_rsrc_rule *r = &rules[i];
+		if (r->attr < 0 || r->attr >= CORAL_RSRC_NATTR)
+			continue;
+		const char *val = v[r->attr];
+		if (val == NULL || val[0] == '\0' || !pattern_matches(r->pattern, val) || !in_window(r, day, minute))
+			continue;
+		if (best < 0 || r->priority < rules[best].priority)
+			best = (int)i;
+	}
+	return best;
+}
+
+/* ---- the section ---------------------------------------------------------------------- */
+
+void coral_rsrc_init(struct coral_rsrc *r)
+{
+	memset(r, 0, sizeof(*r));
+	coral_mutex_init_shared(&r->wmu);
+	for (size_t i = 0; i < CORAL_RSRC_GROUPS; i++) {
+		coral_mutex_init_shared(&r->groups[i].mu);
+		atomic_store(&r->groups[i].governs, (uint32_t)i);
+	}
+	for (size_t i = 0; i < CORAL_ARRAY_LEN(system_groups); i++)
+		snprintf(r->groups[i].name, CORAL_RSRC_NAME, "%s", system_groups[i]);
+	r->ngroups = (uint32_t)CORAL_ARRAY_LEN(system_groups);
+}
+
+size_t coral_rsrc_sga_size(const struct coral_conf *conf)
+{
+	(void)conf;
+	return sizeof(struct coral_rsrc);
+}
+
+int coral_rsrc_sga_init(void *section, size_t size, const struct coral_conf *conf, const struct coral_node_conf *node)
+{
+	(void)conf;
+	(void)node;
+	if (size < sizeof(struct coral_rsrc))
+		return CORAL_ESIZE;
+	coral_rsrc_init(section);
+	return 0;
+}
+
+void coral_rsrc_sga_fill(const void *section, uint64_t *used, uint64_t *capacity)
+{
+	const struct coral_rsrc *r = section;
+	uint64_t n = 0;
+	for (size_t i = 0; i < CORAL_RSRC_SESSIONS; i++)
+		n += atomic_load(&r->sess[i].pid) != 0;
+	*used = n;
+	*capacity = CORAL_RSRC_SESSIONS;
+}
+
+struct coral_rsrc *coral_rsrc_sga(const struct coral_sga *sga)
+{
+	size_t size = 0;
+	void *p = coral_sga_section(sga, "rsrc", &size);
+	return p && size >= sizeof(struct coral_rsrc) ? p : NULL;
+}
+
+int coral_rsrc_group_find(const struct coral_rsrc *r, const char *name)
+{
+	for (uint32_t i = 0; i < r->ngroups && i < CORAL_RSRC_GROUPS; i++)
+		if (strncmp(r->groups[i].name, name, CORAL_RSRC_NAME) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int other_group(const struct coral_rsrc *r)
+{
+	int o = coral_rsrc_group_find(r, "OTHER");
+	return o < 0 ? 0 : o;
+}
+
+/* A repair after a process died holding a lock of the section: the counts it was changing
+ * may be one off; the sweep's reaping puts the pool's places back, so nothing more here. */
+static void lock(pthread_mutex_t *m)
+{
+	coral_mutex_lock(m, NULL, NULL);
+}
+
+/* ---- sessions ------------------------------------------------------------------------- */
+
+static void time_of_week(int *day, int *minute)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	*day = tm.tm_wday;
+	*minute = tm.tm_hour * 60 + tm.tm_min;
+}
+
+/* With wmu held. */
+static void map_locked(struct coral_rsrc *r, struct coral_rsrc_sess *s)
+{
+	if (atomic_load(&s->rule) == -2 && atomic_load(&s->group) != 0)
+		return; /* switched by an operator: stays */
+	const char *v[CORAL_RSRC_NATTR];
+	for (int i = 0; i < CORAL_RSRC_NATTR; i++)
+		v[i] = s->attrs[i];
+	int day, minute;
+	time_of_week(&day, &minute);
+	int rule = coral_rsrc_map(r->rules, r->nrules, v, day, minute);
+	int g = rule >= 0 ? coral_rsrc_group_find(r, r->rules[rule].group) : -1;
+	if (g < 0)
+		g = other_group(r);
+	uint32_t old = atomic_exchange(&s->group, (uint32_t)g + 1);
+	if (old != 0)
+		atomic_fetch_sub(&r->groups[old - 1].sessions, 1);
+	atomic_fetch_add(&r->groups[g].sessions, 1);
+	atomic_store(&s->rule, rule);
+}
+
+void coral_rsrc_sess_map(struct coral_rsrc *r, int slot)
+{
+	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS)
+		return;
+	lock(&r->wmu);
+	if (atomic_load(&r->sess[slot].pid) != 0)
+		map_locked(r, &r->sess[slot]);
+	coral_mutex_unlock(&r->wmu);
+}
+
+void coral_rsrc_sess_set(struct coral_rsrc *r, int slot, int attr, const char *value)
+{
+	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS || attr < 0 || attr >= CORAL_RSRC_NATTR)
+		return;
+	lock(&r->wmu);
+	struct coral_rsrc_sess *s = &r->sess[slot];
+	if (atomic_load(&s->pid) != 0) {
+		snprintf(s->attrs[attr], CORAL_RSRC_ATTR, "%s", value ? value : "");
+		map_locked(r, s);
+	}
+	coral_mutex_unlock(&r->wmu);
+}
+
+/* With wmu held: the slot's session gone, whatever it held given back. */
+static bool free_locked(struct coral_rsrc *r, int slot)
+{
+	struct coral_rsrc_sess *s = &r->sess[slot];
+	bool held = coral_rsrc_sess_reap(r, slot);
+	uint32_t g = atomic_exchange(&s->group, 0);
+	if (g != 0)
+		atomic_fetch_sub(&r->groups[g - 1].sessions, 1);
+	atomic_store(&s->pid, 0);
+	return held;
+}
+
+void coral_rsrc_sess_open(struct coral_rsrc *r, int slot, uint32_t id, const char *const attrs[CORAL_RSRC_NATTR])
+{
+	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS)
+		return;
+	struct coral_rsrc_sess *s = &r->sess[slot];
+	lock(&r->wmu);
+	if (atomic_load(&s->pid) != 0)
+		free_locked(r, slot); /* the cache slot was free: its last process is gone */
+	s->id = id;
+	s->start = coral_pid_start(getpid());
+	for (int i = 0; i < CORAL_RSRC_NATTR; i++)
+		snprintf(s->attrs[i], CORAL_RSRC_ATTR, "%s", attrs[i] ? attrs[i] : "");
+	atomic_store(&s->rule, -1);
+	atomic_store(&s->in_call, 0);
+	atomic_store(&s->queued_in, 0);
+	atomic_store(&s->admit, 0);
+	atomic_store(&s->calls, 0);
+	atomic_store(&s->since_ns, 0);
+	atomic_store(&s->pid, (int32_t)getpid());
+	map_locked(r, s);
+	coral_mutex_unlock(&r->wmu);
+}
+
+void coral_rsrc_sess_close(struct coral_rsrc *r, int slot)
+{
+	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS)
+		return;
+	lock(&r->wmu);
+	if (atomic_load(&r->sess[slot].pid) == (int32_t)getpid())
+		free_locked(r, slot);
+	coral_mutex_unlock(&r->wmu);
+}
+
+int coral_rsrc_sess_switch(struct coral_rsrc *r, int slot, const char *group)
+{
+	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS)
+		return CORAL_ENOENT;
+	lock(&r->wmu);
+	struct coral_rsrc_sess *s = &r->sess[slot];
+	int g = coral_rsrc_group_find(r, group);
+	int rc = CORAL_ENOENT;
+	if (g >= 0 && atomic_load(&s->pid) != 0) {
+		uint32_t old = atomic_exchange(&s->group, (uint32_t)g + 1);
+		if (old != 0)
+			atomic_fetch_sub(&r->groups[old - 1].sessions, 1);
+		atomic_fetch_add(&r->groups[g].sessions, 1);
+		atomic_store(&s->rule, -2);
+		rc = 0;
+	}
+	coral_mutex_unlock(&r->wmu);
+	return rc;
+}
+
+/* ---- the pool --------------------------------------------------------------------------- */
+
+static void note_active(struct coral_rsrc_group *G, uint32_t now)
+{
+	uint32_t m = atomic_load(&G->active_max);
+	while (now > m && !atomic_compare_exchange_weak(&G->active_max, &m, now))
+		;
+}
+
+/* With G->mu held: queued calls admitted while there is room. */
+static void admit_locked(struct coral_rsrc *r, uint32_t g)
+{
+	struct coral_rsrc_group *G = &r->groups[g];
+	while (G->qlen > 0) {
+		uint32_t limit = atomic_load(&G->pool);
+		if (limit != 0 && atomic_load(&G->active) >= limit)
+			break;
+		uint16_t t = G->q[G->qhead];
+		G->qhead = (G->qhead + 1) % CORAL_RSRC_SESSIONS;
+		G->qlen--;
+		struct coral_rsrc_sess *s = &r->sess[t];
+		note_active(G, atomic_fetch_add(&G->active, 1) + 1);
+		atomic_store(&s->in_call, g + 1);
+		atomic_store(&s->queued_in, 0);
+		atomic_fetch_sub(&G->queued, 1);
+		atomic_store(&s->admit, 1);
+		coral_futex_wake(&s->admit, 1);
+	}
+}
+
+void coral_rsrc_group_admit(struct coral_rsrc *r, uint32_t g)
+{
+	if (g >= CORAL_RSRC_GROUPS)
+		return;
+	struct coral_rsrc_group *G = &r->groups[g];
+	if (atomic_load(&G->queued) == 0)
+		return;
+	lock(&G->mu);
+	admit_locked(r, g);
+	coral_mutex_unlock(&G->mu);
+}
+
+/* With G->mu held: slot taken out of G's queue; whether it was there. */
+static bool unqueue_locked(struct coral_rsrc_group *G, int slot)
+{
+	for (uint32_t i = 0; i < G->qlen; i++) {
+		uint32_t at = (G->qhead + i) % CORAL_RSRC_SESSIONS;
+		if (G->q[at] != slot)
+			continue;
+		for (uint32_t j = i; j + 1 < G->qlen; j++)
+			G->q[(G->qhead + j) % CORAL_RSRC_SESSIONS] = G->q[(G->qhead + j + 1) % CORAL_RSRC_SESSIONS];
+		G->qlen--;
+		atomic_fetch_sub(&G->queued, 1);
+		return true;
+	}
+	return false;
+}
+
+int coral_rsrc_call_begin(struct coral_rsrc *r, int slot, int timeout_ms)
+{
+	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS)
+		return CORAL_EINVAL;
+	struct coral_rsrc_sess *s = &r->sess[slot];
+	uint32_t mapped = atomic_load(&s->group);
+	if (atomic_load(&s->pid) == 0 || atomic_load(&s->in_call) != 0 || mapped == 0 ||
+	    mapped > CORAL_RSRC_GROUPS)
+		return CORAL_EINVAL;
+	uint32_t g = atomic_load(&r->groups[mapped - 1].governs);
+	if (g >= CORAL_RSRC_GROUPS)
+		g = mapped - 1;
+	struct coral_rsrc_group *G = &r->groups[g];
+	uint64_t t0 = coral_now_mono_ns();
+	atomic_store(&s->since_ns, t0);
+	atomic_fetch_add(&s->calls, 1);
+	atomic_fetch_add(&G->calls, 1);
+	if (atomic_load(&G->pool) == 0) {
+		/* no limit: counted, nothing taken */
+		atomic_store(&s->in_call, g + 1);
+		note_active(G, atomic_fetch_add(&G->active, 1) + 1);
+		return 0;
+	}
+	lock(&G->mu);
+	uint32_t limit = atomic_load(&G->pool);
+	if (G->qlen == 0 && (limit == 0 || atomic_load(&G->active) < limit)) {
+		atomic_store(&s->in_call, g + 1);
+		note_active(G, atomic_fetch_add(&G->active, 1) + 1);
+		coral_mutex_unlock(&G->mu);
+		return 0;
+	}
+	atomic_store(&s->admit, 0);
+	G->q[(G->qhead + G->qlen) % CORAL_RSRC_SESSIONS] = (uint16_t)slot;
+	G->qlen++;
+	atomic_fetch_add(&G->queued, 1);
+	atomic_fetch_add(&G->queued_total, 1);
+	atomic_store(&s->queued_in, g + 1);
+	uint32_t qt = atomic_load(&G->queue_timeout_ms);
+	coral_mutex_unlock(&G->mu);
+
+	int64_t wait_ms = qt ? (int64_t)qt : -1;
+	if (timeout_ms >= 0 && (wait_ms < 0 || timeout_ms < wait_ms))
+		wait_ms = timeout_ms;
+	uint64_t deadline = wait_ms < 0 ? UINT64_MAX : t0 + (uint64_t)wait_ms * 1000000ull;
+	for (;;) {
+		if (atomic_load(&s->admit) == 1)
+			break;
+		uint64_t now = coral_now_mono_ns();
+		if (now >= deadline)
+			break;
+		int ms = deadline == UINT64_MAX ? 1000 : (int)((deadline - now + 999999) / 1000000);
+		coral_futex_wait(&s->admit, 0, ms > 1000 ? 1000 : ms);
+	}
+	if (atomic_load(&s->admit) != 1) {
+		lock(&G->mu);
+		bool out = atomic_load(&s->admit) != 1 && unqueue_locked(G, slot);
+		if (out) {
+			atomic_store(&s->queued_in, 0);
+			atomic_fetch_add(&G->timeouts, 1);
+		}
+		coral_mutex_unlock(&G->mu);
+		if (out) {
+			atomic_fetch_add(&G->queue_wait_ns, coral_now_mono_ns() - t0);
+			return CORAL_ETIMEDOUT;
+		}
+	}
+	uint64_t now = coral_now_mono_ns();
+	atomic_fetch_add(&G->queue_wait_ns, now - t0);
+	atomic_store(&s->since_ns, now);
+	return 0;
+}
+
+/* The place of a call in group g+1 given back. */
+static void leave(struct coral_rsrc *r, uint32_t g1)
+{
+	if (g1 == 0 || g1 > CORAL_RSRC_GROUPS)
+		return;
+	struct coral_rsrc_group *G = &r->groups[g1 - 1];
+	if (atomic_load(&G->pool) == 0 && atomic_load(&G->queued) == 0) {
+		atomic_fetch_sub(&G->active, 1);
+		return;
+	}
+	lock(&G->mu);
+	atomic_fetch_sub(&G->active, 1);
+	admit_locked(r, g1 - 1);
+	coral_mutex_unlock(&G->mu);
+}
+
+int coral_rsrc_call_end(struct coral_rsrc *r, int slot)
+{
+	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS)
+		return CORAL_EINVAL;
+	uint32_t g1 = atomic_exchange(&r->sess[slot].in_call, 0);
+	if (g1 == 0)
+		return CORAL_EINVAL;
+	leave(r, g1);
+	return 0;
+}
+
+bool coral_rsrc_sess_reap(struct coral_rsrc *r, int slot)
+{
+	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS)
+		return false;
+	struct coral_rsrc_sess *s = &r->sess[slot];
+	bool held = false;
+	uint32_t q = atomic_load(&s->queued_in);
+	if (q != 0 && q <= CORAL_RSRC_GROUPS) {
+		struct coral_rsrc_group *G = &r->groups[q - 1];
+		lock(&G->mu);
+		if (atomic_load(&s->queued_in) == q && unqueue_locked(G, slot)) {
+			atomic_store(&s->queued_in, 0);
+			held = true;
+		}
+		coral_mutex_unlock(&G->mu);
+	}
+	uint32_t g1 = atomic_exchange(&s->in_call, 0);
+	if (g1 != 0) {
+		atomic_fetch_add(&r->groups[g1 - 1].reaped, 1);
+		leave(r, g1);
+		held = true;
+	}
+	return held;
+}
+
+int coral_rsrc_sweep(struct coral_rsrc *r)
+{
+	int n = 0;
+	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
+		struct coral_rsrc_sess *s = &r->sess[i];
+		int32_t pid = atomic_load(&s->pid);
+		if (pid <= 0 || coral_pid_start(pid) == s->start)
+			continue;
+		lock(&r->wmu);
+		if (atomic_load(&s->pid) == pid && coral_pid_start(pid) != s->start)
+			n += free_locked(r, i);
+		coral_mutex_unlock(&r->wmu);
+	}
+	return n;
+}

@@ -1,0 +1,294 @@
+/* The resource manager on real processes (three nodes): a catalog loaded through one node
+ * and a plan activated through another are in force on all three, each switch recorded with
+ * its cause; a bad catalog is refused with its problems named and nothing changes; sessions
+ * land in the group their attributes map them to (and an operator's switch moves one); an
+ * active session pool of 2 never has more than 2 calls at once, admits the queued ones in
+ * their order of arrival, times a queued call out at the group's queue timeout, and gets the
+ * place of a process killed in a call back. */
+#include "harness.h"
+#include "coral_harness.h"
+#include "raft_harness.h"
+
+#include "coral.h"
+#include "util.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+
+TestSuite(rsrc, .init = NULL, .fini = cl_teardown, .timeout = 240);
+
+static const char catalog[] = "# the test's catalog\n"
+			      "group OLTP\n"
+			      "group REPORTS\n"
+			      "rule user=oltp* group=OLTP priority=10\n"
+			      "rule program=report group=REPORTS priority=5\n"
+			      "plan DAY\n"
+			      "  directive OLTP level=1 share=60\n"
+			      "  directive REPORTS level=1 share=20 pool=2 queue_timeout=1500\n"
+			      "  directive OTHER level=2 share=100\n"
+			      "plan NIGHT\n"
+			      "  directive REPORTS level=1 share=80\n"
+			      "  directive OTHER level=1 share=20\n";
+
+static void write_file(const char *name, const char *text, char *path, size_t n)
+{
+	snprintf(path, n, "%s/%s", cl.dir, name);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Waits until node's rsrcmgrd has plan in force; false after ms. */
+static bool wait_plan(int node, const char *plan, int ms)
+{
+	uint64_t end = coral_now_mono_ns() + (uint64_t)ms * 1000000ull;
+	while (coral_now_mono_ns() < end) {
+		json_t *j = ctl_json(node, "rsrc stats");
+		bool ok = j && strcmp(jstr(j, "plan"), plan) == 0;
+		json_decref(j);
+		if (ok)
+			return true;
+		usleep(100000);
+	}
+	return false;
+}
+
+/* A group's figure on a node (rsrc groups --json). */
+static int64_t group_figure(int node, const char *group, const char *key)
+{
+	json_t *j = ctl_json(node, "rsrc groups");
+	cr_assert_not_null(j, "%s", res.out);
+	int64_t v = -1;
+	json_t *g;
+	size_t i;
+	json_array_foreach(json_object_get(j, "groups"), i, g)
+	{
+		if (strcmp(jstr(g, "name"), group) == 0)
+			v = jint(g, key);
+	}
+	json_decref(j);
+	return v;
+}
+
+static struct coral_session *open_as(int node, const char *user, const char *program)
+{
+	struct coral_session *s;
+	cr_assert_eq(coral_session_open(cl.conf, node, user, program, &s), 0, "%s", coral_session_error(s));
+	return s;
+}
+
+static void expect_group(struct coral_session *s, const char *want)
+{
+	char g[64];
+	cr_assert_eq(coral_session_group(s, g, sizeof(g)), 0, "%s", coral_session_error(s));
+	cr_expect_str_eq(g, want);
+}
+
+/* ---- the pool's callers ------------------------------------------------------------------ */
+
+static _Atomic int inside, most, order_at;
+static int order[8];
+
+struct caller {
+	struct coral_session *s;
+	int id;
+	int rc;
+	int calls;
+	int hold_ms;
+};
+
+static void *call_loop(void *arg)
+{
+	struct caller *c = arg;
+	for (int i = 0; i < c->calls; i++) {
+		c->rc = coral_call_begin(c->s, -1);
+		if (c->rc != 0)
+			return NULL;
+		int now = atomic_fetch_add(&inside, 1) + 1;
+		int m = atomic_load(&most);
+		while (now > m && !atomic_compare_exchange_weak(&most, &m, now))
+			;
+		order[atomic_fetch_add(&order_at, 1) % 8] = c->id;
+		usleep((useconds_t)c->hold_ms * 1000);
+		atomic_fetch_sub(&inside, 1);
+		coral_call_end(c->s);
+	}
+	return NULL;
+}
+
+Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
+{
+	cl_prepare("rsrc", NULL);
+	cr_assert_eq(run("%s -c %s start all", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	cr_assert_geq(wait_leader(20000, 0xe), 1);
+	cr_assert_gt(wait_full_map(3), 0);
+
+	/* a bad catalog: refused, each problem named, nothing loaded */
+	char path[256];
+	write_file("bad.rsrc", "group OLTP\nplan P\n  directive OLTP share=120\n", path, sizeof(path));
+	cr_expect_neq(run("%s -c %s -n 1 rsrc load %s", CORALCTL, cl.conf, path)->code, 0);
+	cr_expect(strstr(res.out, "line 3") && strstr(res.out, "share=120"), "%s", res.out);
+	write_file("bad2.rsrc", "group OLTP\nrule user=x group=NOPE\nplan P\n  directive OLTP share=50\n", path,
+		   sizeof(path));
+	cr_expect_neq(run("%s -c %s -n 1 rsrc load %s", CORALCTL, cl.conf, path)->code, 0);
+	cr_expect(strstr(res.out, "NOPE") && strstr(res.out, "no directive for OTHER"), "%s", res.out);
+	cr_expect_neq(run("%s -c %s -n 1 rsrc activate DAY", CORALCTL, cl.conf)->code, 0, "no catalog yet: %s", res.out);
+	/* garbage of every kind on the catalog's way in: refused, nothing loaded */
+	run("head -c 3000 /dev/urandom | tr -d '\\000' > %s/junk.rsrc", cl.dir);
+	snprintf(path, sizeof(path), "%s/junk.rsrc", cl.dir);
+	cr_expect_neq(run("%s -c %s -n 1 rsrc load %s", CORALCTL, cl.conf, path)->code, 0, "%s", res.out);
+	run("%s -c %s -n 1 rsrc plans", CORALCTL, cl.conf);
+	cr_expect(strstr(res.out, "no catalog loaded"), "%s", res.out);
+
+	/* loaded through node 1, activated through node 2: in force on all three */
+	write_file("day.rsrc", catalog, path, sizeof(path));
+	cr_assert_eq(run("%s -c %s -n 1 rsrc load %s --dry-run", CORALCTL, cl.conf, path)->code, 0, "%s", res.out);
+	cr_expect(strstr(res.out, "dry run"), "%s", res.out);
+	cr_assert_eq(run("%s -c %s -n 1 rsrc load %s", CORALCTL, cl.conf, path)->code, 0, "%s", res.out);
+	cr_assert_eq(run("%s -c %s -n 2 rsrc activate DAY --cause 'the day shift'", CORALCTL, cl.conf)->code, 0, "%s",
+		     res.out);
+	for (int n = 1; n <= 3; n++)
+		cr_assert(wait_plan(n, "DAY", 10000), "node %d never had plan DAY in force", n);
+	json_t *st = ctl_json(3, "rsrc stats");
+	cr_assert_not_null(st);
+	cr_expect(strstr(jstr(st, "cause"), "the day shift") && strstr(jstr(st, "cause"), "node 2"), "%s",
+		  jstr(st, "cause"));
+	json_decref(st);
+	cr_expect_eq(group_figure(3, "REPORTS", "pool"), 2);
+
+	/* sessions in the groups their attributes map them to */
+	struct coral_session *o = open_as(3, "oltp7", "app"), *x = open_as(3, "somebody", "app");
+	struct coral_session *rep[5];
+	for (int i = 0; i < 5; i++)
+		rep[i] = open_as(3, "oltp1", "report"); /* priority 5 beats the user's rule */
+	expect_group(o, "OLTP");
+	expect_group(x, "OTHER");
+	expect_group(rep[0], "REPORTS");
+	cr_expect_eq(coral_session_set_attr(x, "colour", "red"), CORAL_ERR_INVAL);
+	cr_expect_eq(group_figure(3, "REPORTS", "sessions"), 5);
+
+	/* the pool: 2 calls held; three more queue and are admitted in their order of arrival */
+	cr_assert_eq(coral_call_begin(rep[0], -1), 0, "%s", coral_session_error(rep[0]));
+	cr_assert_eq(coral_call_begin(rep[1], -1), 0, "%s", coral_session_error(rep[1]));
+	cr_expect_eq(coral_call_begin(rep[1], -1), CORAL_ERR_INVAL, "a second begin of one session");
+	struct caller c[3];
+	pthread_t t[3];
+	atomic_store(&order_at, 0);
+	for (int i = 0; i < 3; i++) {
+		c[i] = (struct caller){rep[2 + i], 2 + i, -1, 1, 50};
+		cr_assert_eq(pthread_create(&t[i], NULL, call_loop, &c[i]), 0);
+		usleep(150000); /* each queued before the next arrives */
+	}
+	cr_expect_eq(group_figure(3, "REPORTS", "queued"), 3);
+	cr_expect_eq(group_figure(3, "REPORTS", "active"), 2);
+	coral_call_end(rep[0]);
+	coral_call_end(rep[1]);
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < 3; i++)
+		cr_expect_eq(c[i].rc, 0, "%s", coral_session_error(rep[2 + i]));
+	cr_expect(order[0] == 2 && order[1] == 3 && order[2] == 4, "admitted in the order %d %d %d, not 2 3 4",
+		  order[0], order[1], order[2]);
+
+	/* five sessions calling at once: never more than 2 inside */
+	struct caller b[5];
+	pthread_t bt[5];
+	atomic_store(&most, 0);
+	for (int i = 0; i < 5; i++) {
+		b[i] = (struct caller){rep[i], i, -1, 6, 20};
+		cr_assert_eq(pthread_create(&bt[i], NULL, call_loop, &b[i]), 0);
+	}
+	for (int i = 0; i < 5; i++)
+		pthread_join(bt[i], NULL);
+	for (int i = 0; i < 5; i++)
+		cr_expect_eq(b[i].rc, 0, "%s", coral_session_error(rep[i]));
+	cr_expect_eq(atomic_load(&most), 2, "%d calls at once in a pool of 2", atomic_load(&most));
+	cr_expect_eq(group_figure(3, "REPORTS", "active_max"), 2);
+
+	/* a queued call past the group's queue timeout (1.5 s): refused, and it left the queue */
+	cr_assert_eq(coral_call_begin(rep[0], -1), 0);
+	cr_assert_eq(coral_call_begin(rep[1], -1), 0);
+	uint64_t t0 = coral_now_mono_ns();
+	cr_expect_eq(coral_call_begin(rep[2], -1), CORAL_ERR_TIMEDOUT);
+	uint64_t waited = (coral_now_mono_ns() - t0) / 1000000ull;
+	cr_expect(waited >= 1400 && waited < 6000, "a queue timeout of 1500 ms came after %llu ms",
+		  (unsigned long long)waited);
+	cr_expect(strstr(coral_session_error(rep[2]), "REPORTS"), "%s", coral_session_error(rep[2]));
+	cr_expect_eq(group_figure(3, "REPORTS", "queued"), 0);
+	cr_expect_geq(group_figure(3, "REPORTS", "timeouts"), 1);
+	coral_call_end(rep[0]);
+
+	/* a process killed in a call: its place comes back */
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		struct coral_session *k;
+		if (coral_session_open(cl.conf, 3, "x", "report", &k) != 0 || coral_call_begin(k, -1) != 0)
+			_exit(1);
+		if (write(pfd[1], "k", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	char ch;
+	cr_assert_eq(read(pfd[0], &ch, 1), 1, "the child did not get into a call");
+	cr_expect_eq(group_figure(3, "REPORTS", "active"), 2);
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	t0 = coral_now_mono_ns();
+	cr_expect_eq(coral_call_begin(rep[3], 5000), 0, "the dead process's place never came back: %s",
+		     coral_session_error(rep[3]));
+	fprintf(stderr, "a killed process's place came back after %llu ms\n",
+		(unsigned long long)((coral_now_mono_ns() - t0) / 1000000ull));
+	cr_expect_geq(group_figure(3, "REPORTS", "reaped"), 1);
+	coral_call_end(rep[3]);
+	coral_call_end(rep[1]);
+
+	/* an operator's switch moves a session; a new plan through node 3 reaches every node */
+	run("%s -c %s -n 3 --json rsrc sessions", CORALCTL, cl.conf);
+	json_t *ss = json_loads(res.out, 0, NULL);
+	cr_assert_not_null(ss, "%s", res.out);
+	long long xid = -1;
+	json_t *e;
+	size_t i;
+	json_array_foreach(ss, i, e)
+	{
+		if (strcmp(jstr(e, "group"), "OTHER") == 0)
+			xid = (long long)jint(e, "id");
+	}
+	json_decref(ss);
+	cr_assert_geq(xid, 0);
+	cr_expect_eq(run("%s -c %s -n 3 rsrc switch %lld NOPE", CORALCTL, cl.conf, xid)->code, 1, "%s", res.out);
+	cr_expect_eq(run("%s -c %s -n 3 rsrc switch %lld BATCH", CORALCTL, cl.conf, xid)->code, 0, "%s", res.out);
+	expect_group(x, "BATCH");
+	cr_assert_eq(run("%s -c %s -n 3 rsrc activate NIGHT", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	for (int n = 1; n <= 3; n++)
+		cr_expect(wait_plan(n, "NIGHT", 10000), "node %d never had plan NIGHT in force", n);
+	cr_expect_eq(group_figure(3, "REPORTS", "pool"), 0, "NIGHT has no pool");
+	expect_group(x, "BATCH"); /* switched by hand: stays */
+	cr_expect_eq(coral_call_begin(rep[0], -1), 0);
+	cr_expect_eq(coral_call_begin(rep[1], -1), 0);
+	cr_expect_eq(coral_call_begin(rep[2], -1), 0, "no pool under NIGHT");
+	for (int k = 0; k < 3; k++)
+		coral_call_end(rep[k]);
+	/* a catalog without the plan in force is refused */
+	write_file("other.rsrc", "plan P\n  directive OTHER share=100\n", path, sizeof(path));
+	cr_expect_neq(run("%s -c %s -n 1 rsrc load %s", CORALCTL, cl.conf, path)->code, 0);
+	cr_expect(strstr(res.out, "NIGHT is in force"), "%s", res.out);
+	/* every switch on record with its cause, on a node that did not ask for either */
+	run("%s -c %s -n 1 rsrc stats", CORALCTL, cl.conf);
+	fprintf(stderr, "%s\n", res.out);
+	cr_expect(strstr(res.out, "(none) -> DAY") && strstr(res.out, "DAY -> NIGHT"), "%s", res.out);
+	run("%s -c %s -n 3 rsrc groups", CORALCTL, cl.conf);
+	fprintf(stderr, "%s\n", res.out);
+
+	coral_session_close(o);
+	coral_session_close(x);
+	for (int k = 0; k < 5; k++)
+		coral_session_close(rep[k]);
+}

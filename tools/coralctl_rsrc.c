@@ -1,0 +1,353 @@
+/* coralctl rsrc ...: the resource manager. The catalog (groups, rules, plans) is loaded and
+ * a plan activated through any node's rsrcmgrd, which keeps them in raftd's store for every
+ * node; the views (groups, rules, plans, sessions, stats) are of the node addressed. */
+#include "coralctl.h"
+#include "errors.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int action(Coral__CtlRequest *req, int want)
+{
+	Coral__CtlResponse *resp = daemon_call(CORAL_D_RSRCMGRD, req, want);
+	if (resp == NULL)
+		return 1;
+	const Coral__RsrcActionReply *a = want == CORAL__CTL_RESPONSE__BODY_RSRC_LOAD	   ? resp->rsrc_load
+					  : want == CORAL__CTL_RESPONSE__BODY_RSRC_ACTIVATE ? resp->rsrc_activate
+											    : resp->rsrc_switch;
+	if (ctx.json)
+		print_json(json_pack("{s:s, s:I}", "result", a->result, "index", (json_int_t)a->index));
+	else
+		printf("%s\n", a->result);
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+int run_rsrc_load(int argc, char **argv)
+{
+	const char *file = NULL;
+	bool dry = false;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--dry-run") == 0)
+			dry = true;
+		else if (file == NULL)
+			file = argv[i];
+		else
+			return coralctl_usage_error();
+	}
+	if (file == NULL)
+		return coralctl_usage_error();
+	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+	if (f == NULL) {
+		fprintf(stderr, "coralctl: %s: %s\n", file, strerror(errno));
+		return 1;
+	}
+	size_t cap = 256 * 1024 + 2, len = 0;
+	char *text = malloc(cap);
+	if (text == NULL)
+		return 1;
+	len = fread(text, 1, cap - 1, f);
+	if (f != stdin)
+		fclose(f);
+	if (len >= cap - 1) {
+		fprintf(stderr, "coralctl: %s: a catalog has at most 256 KiB\n", file);
+		free(text);
+		return 1;
+	}
+	text[len] = '\0';
+	if (strlen(text) != len) {
+		fprintf(stderr, "coralctl: %s: not text (a NUL byte at %zu)\n", file, strlen(text));
+		free(text);
+		return 1;
+	}
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__RsrcLoadRequest body = CORAL__RSRC_LOAD_REQUEST__INIT;
+	body.text = text;
+	body.dry_run = dry;
+	req.body_case = CORAL__CTL_REQUEST__BODY_RSRC_LOAD;
+	req.rsrc_load = &body;
+	int rc = action(&req, CORAL__CTL_RESPONSE__BODY_RSRC_LOAD);
+	free(text);
+	return rc;
+}
+
+int run_rsrc_activate(int argc, char **argv)
+{
+	if (argc < 1 || argc > 3)
+		return coralctl_usage_error();
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__RsrcActivateRequest body = CORAL__RSRC_ACTIVATE_REQUEST__INIT;
+	body.plan = strcmp(argv[0], "--none") == 0 ? "" : argv[0];
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--cause") == 0 && i + 1 < argc)
+			body.cause = argv[++i];
+		else
+			return coralctl_usage_error();
+	}
+	req.body_case = CORAL__CTL_REQUEST__BODY_RSRC_ACTIVATE;
+	req.rsrc_activate = &body;
+	return action(&req, CORAL__CTL_RESPONSE__BODY_RSRC_ACTIVATE);
+}
+
+int run_rsrc_switch(int argc, char **argv)
+{
+	(void)argc;
+	char *end;
+	unsigned long id = strtoul(argv[0], &end, 10);
+	if (*end != '\0' || argv[0][0] == '\0' || id > UINT32_MAX)
+		return coralctl_usage_error();
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__RsrcSwitchRequest body = CORAL__RSRC_SWITCH_REQUEST__INIT;
+	body.session = (uint32_t)id;
+	body.group = argv[1];
+	req.body_case = CORAL__CTL_REQUEST__BODY_RSRC_SWITCH;
+	req.rsrc_switch = &body;
+	return action(&req, CORAL__CTL_RESPONSE__BODY_RSRC_SWITCH);
+}
+
+static Coral__CtlResponse *status(void)
+{
+	return daemon_ask(CORAL_D_RSRCMGRD, CORAL__CTL_REQUEST__BODY_RSRC_STATUS, CORAL__CTL_RESPONSE__BODY_RSRC_STATUS);
+}
+
+static json_t *group_json(const Coral__RsrcGroup *g)
+{
+	json_t *j = json_pack("{s:s, s:b, s:s, s:s, s:f, s:i, s:i}", "name", g->name, "system", (int)g->system,
+			      "governed_by", g->governed_by, "directive", g->directive, "cpu_share", g->share_ppm / 1e6,
+			      "pool", (int)g->pool, "queue_timeout_ms", (int)g->queue_timeout_ms);
+	json_object_set_new(j, "sessions", json_integer(g->sessions));
+	json_object_set_new(j, "active", json_integer(g->active));
+	json_object_set_new(j, "queued", json_integer(g->queued));
+	json_object_set_new(j, "active_max", json_integer(g->active_max));
+	json_object_set_new(j, "calls", json_integer((json_int_t)g->calls));
+	json_object_set_new(j, "queued_total", json_integer((json_int_t)g->queued_total));
+	json_object_set_new(j, "timeouts", json_integer((json_int_t)g->timeouts));
+	json_object_set_new(j, "queue_wait_us", json_integer((json_int_t)g->queue_wait_us));
+	json_object_set_new(j, "reaped", json_integer((json_int_t)g->reaped));
+	return j;
+}
+
+static json_t *strings_json(char **v, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+static json_t *plan_json(const Coral__RsrcPlan *p)
+{
+	return json_pack("{s:s, s:o}", "name", p->name, "directives", strings_json(p->directives, p->n_directives));
+}
+
+static void plan_head(const Coral__RsrcStatusReply *r)
+{
+	char when[40] = "";
+	if (r->plan_since_ms)
+		coralctl_time(r->plan_since_ms * 1000000ull, when, sizeof(when));
+	if (r->plan[0])
+		printf("node %lld: plan %s in force since %s (%s)\n", (long long)ctx.node->id, r->plan, when, r->cause);
+	else
+		printf("node %lld: no plan in force (no group is limited)%s%s\n", (long long)ctx.node->id,
+		       r->cause[0] ? ": " : "", r->cause);
+	if (!r->store_read)
+		printf("  raftd's store not read yet: what is shown may not be the cluster's\n");
+	if (r->catalog_error[0])
+		printf("  refused from the store: %s\n", r->catalog_error);
+}
+
+int run_rsrc_groups(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	Coral__CtlResponse *resp = status();
+	if (resp == NULL)
+		return 1;
+	const Coral__RsrcStatusReply *r = resp->rsrc_status;
+	if (ctx.json) {
+		json_t *a = json_array();
+		for (size_t i = 0; i < r->n_groups; i++)
+			json_array_append_new(a, group_json(r->groups[i]));
+		print_json(json_pack("{s:s, s:o}", "plan", r->plan, "groups", a));
+	} else {
+		plan_head(r);
+		printf("%-16s %6s %5s %8s %6s %6s %9s %9s %8s %10s  %s\n", "GROUP", "CPU%", "POOL", "SESSIONS", "ACTIVE",
+		       "QUEUED", "CALLS", "QUEUED_N", "TIMEOUTS", "WAIT_MS", "DIRECTIVE");
+		for (size_t i = 0; i < r->n_groups; i++) {
+			const Coral__RsrcGroup *g = r->groups[i];
+			char pool[16];
+			snprintf(pool, sizeof(pool), "%u", g->pool);
+			char dir[220];
+			if (g->directive[0])
+				snprintf(dir, sizeof(dir), "%s", g->directive);
+			else if (r->plan[0])
+				snprintf(dir, sizeof(dir), "(none: as %s)", g->governed_by);
+			else
+				dir[0] = '\0';
+			printf("%-16s %6.1f %5s %8u %6u %6u %9llu %9llu %8llu %10.1f  %s\n", g->name, g->share_ppm / 1e4,
+			       g->pool ? pool : "-", g->sessions, g->active, g->queued, (unsigned long long)g->calls,
+			       (unsigned long long)g->queued_total, (unsigned long long)g->timeouts, g->queue_wait_us / 1e3,
+			       dir);
+		}
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+int run_rsrc_rules(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	Coral__CtlResponse *resp = status();
+	if (resp == NULL)
+		return 1;
+	const Coral__RsrcStatusReply *r = resp->rsrc_status;
+	if (ctx.json) {
+		print_json(strings_json(r->rules, r->n_rules));
+	} else {
+		if (r->n_rules == 0)
+			printf("no mapping rule: every session is in OTHER\n");
+		for (size_t i = 0; i < r->n_rules; i++)
+			printf("%3zu  %s\n", i + 1, r->rules[i]);
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+static int plans(const char *only)
+{
+	Coral__CtlResponse *resp = status();
+	if (resp == NULL)
+		return 1;
+	const Coral__RsrcStatusReply *r = resp->rsrc_status;
+	int rc = 0;
+	bool found = false;
+	json_t *a = json_array();
+	for (size_t i = 0; i < r->n_plans; i++) {
+		const Coral__RsrcPlan *p = r->plans[i];
+		if (only && strcmp(only, p->name) != 0)
+			continue;
+		found = true;
+		if (ctx.json) {
+			json_t *j = plan_json(p);
+			json_object_set_new(j, "in_force", json_boolean(strcmp(p->name, r->plan) == 0));
+			json_array_append_new(a, j);
+			continue;
+		}
+		printf("plan %s%s\n", p->name, strcmp(p->name, r->plan) == 0 ? "  (in force)" : "");
+		for (size_t k = 0; k < p->n_directives; k++)
+			printf("  %s\n", p->directives[k]);
+	}
+	if (only && !found) {
+		if (ctx.json)
+			print_json(json_pack("{s:s}", "error", "no such plan"));
+		else
+			fprintf(stderr, "coralctl: no plan %s in the catalog in force (coralctl rsrc plans)\n", only);
+		rc = 1;
+	} else if (ctx.json) {
+		print_json(only ? json_incref(json_array_get(a, 0)) : json_incref(a));
+	} else if (!only && r->n_plans == 0) {
+		printf("no catalog loaded (coralctl rsrc load FILE)\n");
+	}
+	json_decref(a);
+	coral_ctl_response_free(resp);
+	return rc;
+}
+
+int run_rsrc_plans(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	return plans(NULL);
+}
+
+int run_rsrc_plan(int argc, char **argv)
+{
+	(void)argc;
+	return plans(argv[0]);
+}
+
+int run_rsrc_sessions(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	Coral__CtlResponse *resp = status();
+	if (resp == NULL)
+		return 1;
+	const Coral__RsrcStatusReply *r = resp->rsrc_status;
+	if (ctx.json) {
+		json_t *a = json_array();
+		for (size_t i = 0; i < r->n_sessions; i++) {
+			const Coral__RsrcSession *s = r->sessions[i];
+			json_t *j = json_pack("{s:I, s:i, s:s, s:s, s:s, s:I, s:I}", "id", (json_int_t)s->id, "pid", (int)s->pid,
+					      "group", s->group, "rule", s->rule, "state", s->state, "since_ms",
+					      (json_int_t)s->since_ms, "calls", (json_int_t)s->calls);
+			json_object_set_new(j, "attrs", strings_json(s->attrs, s->n_attrs));
+			json_array_append_new(a, j);
+		}
+		print_json(a);
+	} else {
+		printf("%-12s %8s %-16s %-10s %9s %9s  %s\n", "SESSION", "PID", "GROUP", "STATE", "SINCE_MS", "CALLS",
+		       "ATTRIBUTES / RULE");
+		for (size_t i = 0; i < r->n_sessions; i++) {
+			const Coral__RsrcSession *s = r->sessions[i];
+			printf("%-12u %8d %-16s %-10s %9llu %9llu  ", s->id, (int)s->pid, s->group, s->state,
+			       (unsigned long long)s->since_ms, (unsigned long long)s->calls);
+			for (size_t k = 0; k < s->n_attrs; k++)
+				printf("%s%s", k ? " " : "", s->attrs[k]);
+			printf(" / %s\n", s->rule);
+		}
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+int run_rsrc_stats(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	Coral__CtlResponse *resp = status();
+	if (resp == NULL)
+		return 1;
+	const Coral__RsrcStatusReply *r = resp->rsrc_status;
+	if (ctx.json) {
+		json_t *g = json_array(), *sw = json_array();
+		for (size_t i = 0; i < r->n_groups; i++)
+			json_array_append_new(g, group_json(r->groups[i]));
+		for (size_t i = 0; i < r->n_switches; i++)
+			json_array_append_new(sw, json_pack("{s:I, s:s, s:s, s:s}", "at_ms", (json_int_t)r->switches[i]->at_ms,
+							    "plan", r->switches[i]->plan, "previous",
+							    r->switches[i]->previous, "cause", r->switches[i]->cause));
+		json_t *j = json_pack("{s:I, s:s, s:s, s:I, s:I, s:b, s:I, s:o, s:o}", "node", (json_int_t)ctx.node->id,
+				      "plan", r->plan, "cause", r->cause, "plan_since_ms", (json_int_t)r->plan_since_ms,
+				      "catalog_index", (json_int_t)r->catalog_index, "store_read", (int)r->store_read,
+				      "sessions", (json_int_t)r->n_sessions, "groups", g, "switches", sw);
+		json_object_set_new(j, "swept", json_integer((json_int_t)r->swept));
+		json_object_set_new(j, "catalog_error", json_string(r->catalog_error));
+		print_json(j);
+	} else {
+		plan_head(r);
+		uint64_t calls = 0, queued = 0, timeouts = 0, wait_us = 0;
+		uint32_t active = 0, waiting = 0;
+		for (size_t i = 0; i < r->n_groups; i++) {
+			calls += r->groups[i]->calls;
+			queued += r->groups[i]->queued_total;
+			timeouts += r->groups[i]->timeouts;
+			wait_us += r->groups[i]->queue_wait_us;
+			active += r->groups[i]->active;
+			waiting += r->groups[i]->queued;
+		}
+		printf("  catalog: raftd index %llu, %zu rules, %zu plans; %zu sessions, %u in a call, %u queued\n",
+		       (unsigned long long)r->catalog_index, r->n_rules, r->n_plans, r->n_sessions, active, waiting);
+		printf("  calls %llu, queued %llu (%.1f ms waited in all), queue timeouts %llu; dead processes' places "
+		       "given back %llu\n",
+		       (unsigned long long)calls, (unsigned long long)queued, wait_us / 1e3, (unsigned long long)timeouts,
+		       (unsigned long long)r->swept);
+		printf("  plan switches seen by this rsrcmgrd (oldest first):\n");
+		for (size_t i = 0; i < r->n_switches; i++) {
+			char when[40];
+			coralctl_time(r->switches[i]->at_ms * 1000000ull, when, sizeof(when));
+			printf("    %s %s -> %s: %s\n", when, r->switches[i]->previous[0] ? r->switches[i]->previous : "(none)",
+			       r->switches[i]->plan[0] ? r->switches[i]->plan : "(none)", r->switches[i]->cause);
+		}
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
