@@ -272,6 +272,17 @@ static const struct coral_opt coral__ges_opts[] = {
 	    "SGA, without asking lmdd, while nothing waits on it; no: every call goes to lmdd"),
 };
 
+static const struct coral_opt coral__rsrc_opts[] = {
+	OPT(coral_rsrc_conf, cgroup, STR, "auto", 2, 15, false,
+	    "how rsrcmgrd enforces the plan's CPU shares and caps: v1 (a cgroup per consumer group under the "
+	    "cpu controller's hierarchy, each session's thread in its group's), v2 (cpu.weight and cpu.max, "
+	    "each session's process in its group's cgroup), auto (v1 where its cpu controller is mounted, "
+	    "else v2 where the cpu controller is enabled), off (shares computed and shown, not enforced)"),
+	OPT(coral_rsrc_conf, cgroup_root, STR, "", 0, S - 1, false,
+	    "the cgroup directory under which rsrcmgrd makes the node's (coral-CLUSTER-nNODE/GROUP); empty: "
+	    "/sys/fs/cgroup/cpu for v1, /sys/fs/cgroup or /sys/fs/cgroup/unified for v2"),
+};
+
 static const struct coral_opt coral__metrics_opts[] = {
 	OPT(coral_metrics_conf, enabled, BOOL, "yes", 0, 1, false,
 	    "coral-node serves the node's Prometheus metrics on base_port+6 (GET /metrics)"),
@@ -467,9 +478,9 @@ static const struct coral_opt coral__daemon_opts[] = {
 
 enum coral__sect_kind {
 	SK_CLUSTER, SK_STORAGE, SK_TLS, SK_SUPERVISOR, SK_RAFT, SK_INTERCONNECT, SK_GRD, SK_CACHE, /* one each */
-	SK_RECOVERY, SK_GES, SK_METRICS, SK_REPLICATION, SK_NODE, SK_DAEMON
+	SK_RECOVERY, SK_GES, SK_METRICS, SK_REPLICATION, SK_RSRC, SK_NODE, SK_DAEMON
 };
-#define SK_LAST_SINGLE SK_REPLICATION
+#define SK_LAST_SINGLE SK_RSRC
 
 struct coral__sect_def {
 	const char *name;
@@ -492,6 +503,7 @@ static const struct coral__sect_def coral__sections[] = {
 	SECT("ges", SK_GES, coral__ges_opts),
 	SECT("metrics", SK_METRICS, coral__metrics_opts),
 	SECT("replication", SK_REPLICATION, coral__replication_opts),
+	SECT("rsrc", SK_RSRC, coral__rsrc_opts),
 	SECT("node", SK_NODE, coral__node_opts),
 	SECT("daemon", SK_DAEMON, coral__daemon_opts),
 };
@@ -519,6 +531,7 @@ static void *coral__sect_base(struct coral_conf *c, enum coral__sect_kind k, int
 	case SK_GES: *meta = &c->ges_meta; return &c->ges;
 	case SK_METRICS: *meta = &c->metrics_meta; return &c->metrics;
 	case SK_REPLICATION: *meta = &c->replication_meta; return &c->replication;
+	case SK_RSRC: *meta = &c->rsrc_meta; return &c->rsrc;
 	case SK_NODE: *meta = &c->nodes[idx].meta; return &c->nodes[idx];
 	case SK_DAEMON: *meta = &c->daemon_meta[idx]; return &c->daemon[idx];
 	}
@@ -935,6 +948,12 @@ static void coral__validate(struct coral__parse *p)
 	if (coral_conf_founders(c, &founders, why, sizeof(why)) != 0) {
 		coral__fail(p, c->raft_meta.opt_line[18] ? c->raft_meta.opt_line[18] : c->raft_meta.line,
 			    "[raft] founders: %s", why);
+		return;
+	}
+	const char *cg = c->rsrc.cgroup;
+	if (strcmp(cg, "auto") != 0 && strcmp(cg, "v1") != 0 && strcmp(cg, "v2") != 0 && strcmp(cg, "off") != 0) {
+		coral__fail(p, c->rsrc_meta.opt_line[0] ? c->rsrc_meta.opt_line[0] : c->rsrc_meta.line,
+			    "[rsrc] cgroup: '%s' is not auto, v1, v2 or off", cg);
 		return;
 	}
 	const struct coral_replication_conf *rp = &c->replication;

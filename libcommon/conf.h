@@ -202,6 +202,12 @@ struct coral_ges_conf {
 	int64_t fast_path;             /* sessions grant themselves locks lmdd masters here, in the SGA */
 };
 
+/* The resource manager (rsrcmgrd): where it puts the CPU shares of the plan in force. */
+struct coral_rsrc_conf {
+	char cgroup[16];               /* auto, v1, v2 or off */
+	char cgroup_root[CORAL_STR_MAX]; /* the cpu hierarchy's mount; empty: the usual place */
+};
+
 /* The node's Prometheus metrics, served by coral-node on base_port+6. */
 struct coral_metrics_conf {
 	int64_t enabled;
@@ -284,9 +290,11 @@ struct coral_conf {
 	struct coral_ges_conf ges;
 	struct coral_metrics_conf metrics;
 	struct coral_replication_conf replication;
+	struct coral_rsrc_conf rsrc;
 	struct coral_daemon_conf daemon[CORAL_NDAEMONS];
 	struct coral_sect_meta cluster_meta, storage_meta, tls_meta, supervisor_meta, raft_meta,
-		interconnect_meta, grd_meta, cache_meta, recovery_meta, ges_meta, metrics_meta, replication_meta;
+		interconnect_meta, grd_meta, cache_meta, recovery_meta, ges_meta, metrics_meta, replication_meta,
+		rsrc_meta;
 	struct coral_sect_meta daemon_meta[CORAL_NDAEMONS];
 	int nnodes;
 	struct coral_node_conf nodes[CORAL_MAX_NODES];

@@ -219,6 +219,7 @@ void coral_rsrc_sess_open(struct coral_rsrc *r, int slot, uint32_t id, const cha
 	atomic_store(&s->admit, 0);
 	atomic_store(&s->calls, 0);
 	atomic_store(&s->since_ns, 0);
+	atomic_store(&s->tid, (int32_t)gettid());
 	atomic_store(&s->pid, (int32_t)getpid());
 	map_locked(r, s);
 	coral_mutex_unlock(&r->wmu);

@@ -73,6 +73,7 @@ struct coral_rsrc_group {
 
 struct coral_rsrc_sess {
 	_Atomic int32_t pid;                /* 0: free */
+	_Atomic int32_t tid;                /* the session's thread (rsrcmgrd puts it in its cgroup) */
 	uint64_t start;                     /* coral_pid_start(): a reused pid is not it */
 	uint32_t id;                        /* the session's number */
 	_Atomic uint32_t group;             /* index + 1 of the group it is mapped to (0: none yet) */

@@ -126,6 +126,8 @@ static json_t *group_json(const Coral__RsrcGroup *g)
 	json_object_set_new(j, "timeouts", json_integer((json_int_t)g->timeouts));
 	json_object_set_new(j, "queue_wait_us", json_integer((json_int_t)g->queue_wait_us));
 	json_object_set_new(j, "reaped", json_integer((json_int_t)g->reaped));
+	json_object_set_new(j, "cgroup", json_string(g->cgroup));
+	json_object_set_new(j, "throttled_ms", json_integer((json_int_t)g->throttled_ms));
 	return j;
 }
 
@@ -156,6 +158,7 @@ static void plan_head(const Coral__RsrcStatusReply *r)
 		printf("  raftd's store not read yet: what is shown may not be the cluster's\n");
 	if (r->catalog_error[0])
 		printf("  refused from the store: %s\n", r->catalog_error);
+	printf("  CPU: %s\n", r->cpu);
 }
 
 int run_rsrc_groups(int argc, char **argv)
@@ -172,8 +175,8 @@ int run_rsrc_groups(int argc, char **argv)
 		print_json(json_pack("{s:s, s:o}", "plan", r->plan, "groups", a));
 	} else {
 		plan_head(r);
-		printf("%-16s %6s %5s %8s %6s %6s %9s %9s %8s %10s  %s\n", "GROUP", "CPU%", "POOL", "SESSIONS", "ACTIVE",
-		       "QUEUED", "CALLS", "QUEUED_N", "TIMEOUTS", "WAIT_MS", "DIRECTIVE");
+		printf("%-16s %6s %5s %8s %6s %6s %9s %9s %8s %10s %10s  %s\n", "GROUP", "CPU%", "POOL", "SESSIONS",
+		       "ACTIVE", "QUEUED", "CALLS", "QUEUED_N", "TIMEOUTS", "WAIT_MS", "THROTTLED", "DIRECTIVE");
 		for (size_t i = 0; i < r->n_groups; i++) {
 			const Coral__RsrcGroup *g = r->groups[i];
 			char pool[16];
@@ -185,9 +188,10 @@ int run_rsrc_groups(int argc, char **argv)
 				snprintf(dir, sizeof(dir), "(none: as %s)", g->governed_by);
 			else
 				dir[0] = '\0';
-			printf("%-16s %6.1f %5s %8u %6u %6u %9llu %9llu %8llu %10.1f  %s\n", g->name, g->share_ppm / 1e4,
-			       g->pool ? pool : "-", g->sessions, g->active, g->queued, (unsigned long long)g->calls,
-			       (unsigned long long)g->queued_total, (unsigned long long)g->timeouts, g->queue_wait_us / 1e3,
+			printf("%-16s %6.1f %5s %8u %6u %6u %9llu %9llu %8llu %10.1f %10llu  %s\n", g->name,
+			       g->share_ppm / 1e4, g->pool ? pool : "-", g->sessions, g->active, g->queued,
+			       (unsigned long long)g->calls, (unsigned long long)g->queued_total,
+			       (unsigned long long)g->timeouts, g->queue_wait_us / 1e3, (unsigned long long)g->throttled_ms,
 			       dir);
 		}
 	}
@@ -281,6 +285,7 @@ int run_rsrc_sessions(int argc, char **argv)
 					      "group", s->group, "rule", s->rule, "state", s->state, "since_ms",
 					      (json_int_t)s->since_ms, "calls", (json_int_t)s->calls);
 			json_object_set_new(j, "attrs", strings_json(s->attrs, s->n_attrs));
+			json_object_set_new(j, "cgroup", json_string(s->cgroup));
 			json_array_append_new(a, j);
 		}
 		print_json(a);
@@ -321,6 +326,10 @@ int run_rsrc_stats(int argc, char **argv)
 				      "sessions", (json_int_t)r->n_sessions, "groups", g, "switches", sw);
 		json_object_set_new(j, "swept", json_integer((json_int_t)r->swept));
 		json_object_set_new(j, "catalog_error", json_string(r->catalog_error));
+		json_object_set_new(j, "cpu", json_string(r->cpu));
+		json_object_set_new(j, "cgroup_refused", json_integer((json_int_t)r->cgroup_refused));
+		json_object_set_new(j, "cgroup_moves", json_integer((json_int_t)r->cgroup_moves));
+		json_object_set_new(j, "cgroup_error", json_string(r->cgroup_error));
 		print_json(j);
 	} else {
 		plan_head(r);
@@ -340,6 +349,8 @@ int run_rsrc_stats(int argc, char **argv)
 		       "given back %llu\n",
 		       (unsigned long long)calls, (unsigned long long)queued, wait_us / 1e3, (unsigned long long)timeouts,
 		       (unsigned long long)r->swept);
+		printf("  cgroups: %llu sessions placed, %llu writes refused%s%s\n", (unsigned long long)r->cgroup_moves,
+		       (unsigned long long)r->cgroup_refused, r->cgroup_error[0] ? "; last: " : "", r->cgroup_error);
 		printf("  plan switches seen by this rsrcmgrd (oldest first):\n");
 		for (size_t i = 0; i < r->n_switches; i++) {
 			char when[40];

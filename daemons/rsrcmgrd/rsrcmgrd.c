@@ -6,6 +6,7 @@
  * rsrcmgrd also frees what sessions of dead processes held there, and answers coralctl rsrc.
  * Not built yet: CPU through cgroups, schedules, execution and idle limits, parallel degree,
  * I/O buckets, cluster-wide pools (rsrcmgrd(8), NOT BUILT YET). */
+#include "cgroup.h"
 #include "ctl.h"
 #include "daemon.h"
 #include "errors.h"
@@ -56,6 +57,7 @@ struct rsrcmgrd {
 	char plan[RSRC_NAME_MAX];
 	struct rsrc_switch sw[SWITCHES_MAX];
 	size_t nsw, swhead;
+	struct rsrc_cg *cg;              /* the CPU shares enforced */
 };
 
 static uint64_t now_ms(void)
@@ -166,6 +168,8 @@ static void put_in_force(struct rsrcmgrd *m, const struct rsrc_def *def, const c
 			coral_rsrc_sess_map(r, i);
 	for (uint32_t i = 0; i < r->ngroups; i++)
 		coral_rsrc_group_admit(r, i);
+	rsrc_cg_plan(m->cg, r, def, plan);
+	rsrc_cg_place(m->cg, r);
 }
 
 /* The store's keys as last read: the catalog parsed and checked again (a value in the store
@@ -362,6 +366,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	struct rsrcmgrd *m = arg;
 	raft_reconnect(m);
 	raft_poll(m);
+	rsrc_cg_place(m->cg, m->sec); /* new sessions, remapped ones, closed ones */
 	uint64_t now = now_ms();
 	if (now - m->last_sweep_ms >= SWEEP_MS) {
 		m->last_sweep_ms = now;
@@ -565,9 +570,20 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 	rep.store_read = m->read_done;
 	rep.swept = m->swept;
 	rep.catalog_error = m->catalog_error;
+	char cpu[CORAL_STR_MAX + 500];
+	if (m->cg->mode == RSRC_CG_OFF)
+		snprintf(cpu, sizeof(cpu), "not enforced: %s", m->cg->why);
+	else
+		snprintf(cpu, sizeof(cpu), "cgroup %s %s (%s)", m->cg->mode == RSRC_CG_V1 ? "v1" : "v2", m->cg->base,
+			 m->cg->mode == RSRC_CG_V1 ? "each session's thread" : "each session's process");
+	rep.cpu = cpu;
+	rep.cgroup_refused = m->cg->refused;
+	rep.cgroup_moves = m->cg->moves;
+	rep.cgroup_error = m->cg->last_error;
 	/* groups */
 	Coral__RsrcGroup gs[CORAL_RSRC_GROUPS], *gp[CORAL_RSRC_GROUPS];
 	char dtext[CORAL_RSRC_GROUPS][200];
+	char cgpath[CORAL_RSRC_GROUPS][CORAL_STR_MAX + 64];
 	size_t ng = 0;
 	for (uint32_t i = 0; i < r->ngroups && i < CORAL_RSRC_GROUPS; i++) {
 		struct coral_rsrc_group *G = &r->groups[i];
@@ -596,6 +612,8 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 		g->timeouts = atomic_load(&G->timeouts);
 		g->queue_wait_us = atomic_load(&G->queue_wait_ns) / 1000;
 		g->reaped = atomic_load(&G->reaped);
+		rsrc_cg_group_info(m->cg, G->name, cgpath[ng], sizeof(cgpath[ng]), &g->throttled_ms);
+		g->cgroup = cgpath[ng];
 		gp[ng] = g;
 		ng++;
 	}
@@ -690,6 +708,8 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 		uint64_t since = atomic_load(&s->since_ns);
 		x->since_ms = (queued || in_call) && since && now > since ? (now - since) / 1000000ull : 0;
 		x->calls = atomic_load(&s->calls);
+		uint32_t placed = m->cg->placed[i].tid == atomic_load(&s->tid) ? m->cg->placed[i].group : 0;
+		x->cgroup = placed && placed <= CORAL_RSRC_GROUPS ? r->groups[placed - 1].name : "";
 		sp[ns] = x;
 		ns++;
 	}
@@ -739,6 +759,12 @@ static int rsrcmgrd_init(struct coral_daemon *d)
 		return CORAL_EVERSION;
 	}
 	atomic_store(&m->sec->rsrcmgrd_pid, (int32_t)getpid());
+	m->cg = calloc(1, sizeof(*m->cg));
+	if (m->cg == NULL)
+		return CORAL_ENOMEM;
+	rsrc_cg_init(m->cg, d->conf.rsrc.cgroup, d->conf.rsrc.cgroup_root, d->conf.cluster.name, (uint32_t)d->node->id);
+	if (m->cg->mode == RSRC_CG_OFF)
+		log_notice("CPU shares not enforced: %s", m->cg->why);
 	m->ev_tick = event_new(d->base, -1, EV_PERSIST, on_tick, m);
 	struct timeval tv = {0, TICK_MS * 1000};
 	if (m->ev_tick == NULL || event_add(m->ev_tick, &tv) != 0)
@@ -755,6 +781,10 @@ static void rsrcmgrd_fini(struct coral_daemon *d)
 		event_free(m->ev_tick);
 	if (m->raft)
 		coral_ctl_client_free(m->raft);
+	if (m->cg) {
+		rsrc_cg_fini(m->cg);
+		free(m->cg);
+	}
 	free(m->catalog_text);
 	free(m->def);
 	free(m);

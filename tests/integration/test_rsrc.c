@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
+#include <time.h>
 
 TestSuite(rsrc, .init = NULL, .fini = cl_teardown, .timeout = 240);
 
@@ -30,6 +31,10 @@ static const char catalog[] = "# the test's catalog\n"
 			      "  directive OTHER level=2 share=100\n"
 			      "plan NIGHT\n"
 			      "  directive REPORTS level=1 share=80\n"
+			      "  directive OTHER level=1 share=20\n"
+			      "plan CPU\n"
+			      "  directive OLTP level=1 share=60\n"
+			      "  directive REPORTS level=1 share=20\n"
 			      "  directive OTHER level=1 share=20\n";
 
 static void write_file(const char *name, const char *text, char *path, size_t n)
@@ -119,6 +124,100 @@ static void *call_loop(void *arg)
 	return NULL;
 }
 
+/* ---- CPU shares through the kernel ------------------------------------------------------ */
+
+static _Atomic int spin_go, spin_ready;
+
+struct spinner {
+	const char *user, *program;
+	double cpu_s;
+};
+
+static void *spin(void *arg)
+{
+	struct spinner *sp = arg;
+	struct coral_session *s;
+	if (coral_session_open(cl.conf, 3, sp->user, sp->program, &s) != 0)
+		return NULL;
+	atomic_fetch_add(&spin_ready, 1);
+	while (atomic_load(&spin_go) == 0)
+		usleep(1000);
+	struct timespec a, b;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+	volatile uint64_t x = 0;
+	while (atomic_load(&spin_go) == 1)
+		for (int i = 0; i < 100000; i++)
+			x += (uint64_t)i;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+	sp->cpu_s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+	coral_session_close(s);
+	return NULL;
+}
+
+/* Plan CPU gives OLTP 60% and REPORTS 20% at level 1: 3 to 1 between them. Four sessions of
+ * each spinning on two CPUs: each group's threads together get their share of what the two
+ * groups get, within a few points. The kernel does it (cgroup v1 cpu.shares here). */
+static void cpu_shares_hold(void)
+{
+	json_t *st = ctl_json(3, "rsrc stats");
+	cr_assert_not_null(st);
+	bool enforced = strncmp(jstr(st, "cpu"), "cgroup", 6) == 0;
+	fprintf(stderr, "CPU: %s\n", jstr(st, "cpu"));
+	json_decref(st);
+	if (!enforced) {
+		cr_skip_test("no writable cgroup hierarchy with the cpu controller on this machine");
+		return;
+	}
+	cr_assert_eq(run("%s -c %s -n 1 rsrc activate CPU", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_assert(wait_plan(3, "CPU", 10000));
+	struct spinner sp[8];
+	pthread_t t[8];
+	for (int i = 0; i < 8; i++) {
+		sp[i] = (struct spinner){i < 4 ? "oltp1" : "rep", i < 4 ? "app" : "report", 0};
+		cr_assert_eq(pthread_create(&t[i], NULL, spin, &sp[i]), 0);
+	}
+	while (atomic_load(&spin_ready) < 8)
+		usleep(10000);
+	/* every one of them in its group's cgroup */
+	uint64_t end = coral_now_mono_ns() + 5000000000ull;
+	int placed = 0;
+	while (coral_now_mono_ns() < end && placed < 8) {
+		json_t *ss = ctl_json(3, "rsrc sessions");
+		placed = 0;
+		json_t *e;
+		size_t i;
+		json_array_foreach(ss, i, e)
+		{
+			placed += strcmp(jstr(e, "cgroup"), jstr(e, "group")) == 0 &&
+				  (strcmp(jstr(e, "group"), "OLTP") == 0 || strcmp(jstr(e, "group"), "REPORTS") == 0);
+		}
+		json_decref(ss);
+		usleep(100000);
+	}
+	cr_expect_eq(placed, 8, "sessions in their group's cgroup");
+	atomic_store(&spin_go, 1);
+	sleep(4);
+	atomic_store(&spin_go, 2);
+	double a = 0, b = 0;
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		if (i < 4)
+			a += sp[i].cpu_s;
+		else
+			b += sp[i].cpu_s;
+	}
+	double share = a / (a + b);
+	fprintf(stderr, "CPU under saturation: OLTP %.2f s, REPORTS %.2f s: OLTP's part %.1f%% (plan: 75%%)\n", a, b,
+		share * 100);
+	cr_expect(share > 0.68 && share < 0.82, "OLTP had %.1f%% of the two groups' CPU, not 75%% within a few points",
+		  share * 100);
+	run("%s -c %s -n 3 rsrc groups", CORALCTL, cl.conf);
+	fprintf(stderr, "%s\n", res.out);
+	/* the sessions closed: their threads are back where they were */
+	run("cat /proc/%d/task/*/cgroup | grep ':cpu:' | sort | uniq -c", (int)getpid());
+	cr_expect(strstr(res.out, "coral-") == NULL, "threads left in the node's cgroups: %s", res.out);
+}
+
 Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 {
 	cl_prepare("rsrc", NULL);
@@ -178,13 +277,16 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 	pthread_t t[3];
 	atomic_store(&order_at, 0);
 	for (int i = 0; i < 3; i++) {
-		c[i] = (struct caller){rep[2 + i], 2 + i, -1, 1, 50};
+		c[i] = (struct caller){rep[2 + i], 2 + i, -1, 1, 300};
 		cr_assert_eq(pthread_create(&t[i], NULL, call_loop, &c[i]), 0);
 		usleep(150000); /* each queued before the next arrives */
 	}
 	cr_expect_eq(group_figure(3, "REPORTS", "queued"), 3);
 	cr_expect_eq(group_figure(3, "REPORTS", "active"), 2);
+	/* one place at a time, each admission seen before the next place is given */
 	coral_call_end(rep[0]);
+	while (atomic_load(&order_at) < 1)
+		usleep(1000);
 	coral_call_end(rep[1]);
 	for (int i = 0; i < 3; i++)
 		pthread_join(t[i], NULL);
@@ -291,4 +393,6 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 	coral_session_close(x);
 	for (int k = 0; k < 5; k++)
 		coral_session_close(rep[k]);
+
+	cpu_shares_hold();
 }
