@@ -136,7 +136,7 @@ static void lock(pthread_mutex_t *m)
 
 /* ---- sessions ------------------------------------------------------------------------- */
 
-static void time_of_week(int *day, int *minute)
+void coral_rsrc_time_of_week(int *day, int *minute)
 {
 	time_t t = time(NULL);
 	struct tm tm;
@@ -154,7 +154,7 @@ static void map_locked(struct coral_rsrc *r, struct coral_rsrc_sess *s)
 	for (int i = 0; i < CORAL_RSRC_NATTR; i++)
 		v[i] = s->attrs[i];
 	int day, minute;
-	time_of_week(&day, &minute);
+	coral_rsrc_time_of_week(&day, &minute);
 	int rule = coral_rsrc_map(r->rules, r->nrules, v, day, minute);
 	int g = rule >= 0 ? coral_rsrc_group_find(r, r->rules[rule].group) : -1;
 	if (g < 0)

@@ -54,6 +54,9 @@ struct coral_rsrc_rule {
 int coral_rsrc_map(const struct coral_rsrc_rule *rules, size_t n, const char *const v[CORAL_RSRC_NATTR], int day,
 		   int minute);
 
+/* Now as a time of the week in local time: day 0-6 from Sunday, minute of the day. */
+void coral_rsrc_time_of_week(int *day, int *minute);
+
 struct coral_rsrc_group {
 	char name[CORAL_RSRC_NAME];
 	/* the group whose directive governs this one's sessions under the plan in force (itself,

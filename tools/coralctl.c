@@ -438,6 +438,7 @@ static const struct coralctl_cmd cmds[] = {
 	{"rsrc", "rules", CORAL_D_RSRCMGRD, 0, 0, "", "the mapping rules, in the catalog's order", run_rsrc_rules},
 	{"rsrc", "plans", CORAL_D_RSRCMGRD, 0, 0, "", "the catalog's plans and their directives", run_rsrc_plans},
 	{"rsrc", "plan", CORAL_D_RSRCMGRD, 1, 1, "PLAN", "one plan's directives", run_rsrc_plan},
+	{"rsrc", "schedule", CORAL_D_RSRCMGRD, 0, 0, "", "the schedules' windows (a plan in force within each, whatever plan was activated) and the one open now", run_rsrc_schedule},
 	{"rsrc", "sessions", CORAL_D_RSRCMGRD, 0, 0, "", "the node's sessions: group, the rule that put them there, in a call or queued", run_rsrc_sessions},
 	{"rsrc", "switch", CORAL_D_RSRCMGRD, 2, 2, "SESSION GROUP", "move a session to a group until it closes (admin)", run_rsrc_switch},
 	{"rsrc", "stats", CORAL_D_RSRCMGRD, 0, 0, "", "the plan in force and why, calls, queueing, timeouts, the plan switches seen", run_rsrc_stats},

@@ -362,3 +362,24 @@ int run_rsrc_stats(int argc, char **argv)
 	coral_ctl_response_free(resp);
 	return 0;
 }
+
+int run_rsrc_schedule(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	Coral__CtlResponse *resp = status();
+	if (resp == NULL)
+		return 1;
+	const Coral__RsrcStatusReply *r = resp->rsrc_status;
+	if (ctx.json) {
+		print_json(json_pack("{s:o, s:i, s:s}", "schedules", strings_json(r->schedules, r->n_schedules), "open",
+				     (int)r->schedule_open, "plan", r->plan));
+	} else {
+		plan_head(r);
+		if (r->n_schedules == 0)
+			printf("  no schedule: the plan activated is in force at every hour\n");
+		for (size_t i = 0; i < r->n_schedules; i++)
+			printf("  %2zu %s%s\n", i + 1, r->schedules[i], r->schedule_open == i + 1 ? "  (its window is open)" : "");
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}

@@ -476,6 +476,82 @@ static int parse_directive(struct parse *p, struct rsrc_plan *pl, bool subplan, 
 	return 0;
 }
 
+static int parse_schedule(struct parse *p, struct rsrc_def *d, char **w, int nw)
+{
+	if (nw < 2 || !name_ok(w[1]))
+		return perr(p, "schedule PLAN [days=...] from=HH:MM to=HH:MM");
+	if (d->nschedules >= RSRC_SCHEDULES_MAX)
+		return perr(p, "more than %d schedules", RSRC_SCHEDULES_MAX);
+	struct rsrc_schedule x = {0};
+	snprintf(x.plan, sizeof(x.plan), "%s", w[1]);
+	bool from = false, to = false;
+	for (int i = 2; i < nw; i++) {
+		char *eq = strchr(w[i], '=');
+		if (eq == NULL)
+			return perr(p, "'%s': schedule words are KEY=VALUE", w[i]);
+		*eq = '\0';
+		const char *k = w[i], *v = eq + 1;
+		if (strcmp(k, "days") == 0) {
+			if (days_arg(p, v, &x.days))
+				return -1;
+		} else if (strcmp(k, "from") == 0) {
+			if (time_arg(p, k, v, &x.from_min))
+				return -1;
+			from = true;
+		} else if (strcmp(k, "to") == 0) {
+			if (time_arg(p, k, v, &x.to_min))
+				return -1;
+			to = true;
+		} else {
+			return perr(p, "schedule: unknown word '%s' (days from to)", k);
+		}
+	}
+	if (!from || !to)
+		return perr(p, "a schedule has its window: from=HH:MM to=HH:MM");
+	if (x.from_min == x.to_min)
+		return perr(p, "a schedule's window from=%02u:%02u to the same time is empty", x.from_min / 60u,
+			    x.from_min % 60u);
+	d->schedules[d->nschedules++] = x;
+	return 0;
+}
+
+int rsrc_def_scheduled(const struct rsrc_def *d, int day, int minute)
+{
+	for (size_t i = 0; i < d->nschedules; i++) {
+		const struct rsrc_schedule *x = &d->schedules[i];
+		/* a window past midnight belongs to the day it began on */
+		bool in;
+		int dd = day;
+		if (x->from_min < x->to_min) {
+			in = minute >= x->from_min && minute < x->to_min;
+		} else {
+			in = minute >= x->from_min || minute < x->to_min;
+			if (minute < x->to_min)
+				dd = (day + 6) % 7;
+		}
+		if (in && (x->days == 0 || (x->days & (1u << dd))))
+			return (int)i;
+	}
+	return -1;
+}
+
+void rsrc_schedule_text(const struct rsrc_schedule *x, char *buf, size_t n)
+{
+	int k = snprintf(buf, n, "%s", x->plan);
+	if (x->days && k >= 0 && (size_t)k < n) {
+		k += snprintf(buf + k, n - (size_t)k, " days=");
+		bool first = true;
+		for (int i = 0; i < 7 && k >= 0 && (size_t)k < n; i++)
+			if (x->days & (1u << i)) {
+				k += snprintf(buf + k, n - (size_t)k, "%s%s", first ? "" : ",", day_names[i]);
+				first = false;
+			}
+	}
+	if (k >= 0 && (size_t)k < n)
+		snprintf(buf + k, n - (size_t)k, " from=%02u:%02u to=%02u:%02u", x->from_min / 60u, x->from_min % 60u,
+			 x->to_min / 60u, x->to_min % 60u);
+}
+
 int rsrc_def_parse(const char *text, struct rsrc_def *d, char *err, size_t errsz)
 {
 	memset(d, 0, sizeof(*d));
@@ -528,13 +604,17 @@ int rsrc_def_parse(const char *text, struct rsrc_def *d, char *err, size_t errsz
 					return perr(&p, "plan %s is defined twice", w[1]);
 			plan = &d->plans[d->nplans++];
 			snprintf(plan->name, sizeof(plan->name), "%s", w[1]);
+		} else if (strcmp(w[0], "schedule") == 0) {
+			if (parse_schedule(&p, d, w, nw))
+				return -1;
+			plan = NULL;
 		} else if (strcmp(w[0], "directive") == 0 || strcmp(w[0], "subplan") == 0) {
 			if (plan == NULL)
 				return perr(&p, "%s outside a plan: a 'plan NAME' line comes first", w[0]);
 			if (parse_directive(&p, plan, w[0][0] == 's', w, nw))
 				return -1;
 		} else {
-			return perr(&p, "unknown definition '%s' (group, rule, plan, directive, subplan)", w[0]);
+			return perr(&p, "unknown definition '%s' (group, rule, plan, directive, subplan, schedule)", w[0]);
 		}
 	}
 	return 0;
@@ -568,6 +648,14 @@ int rsrc_def_check(const struct rsrc_def *d, char *out, size_t outsz)
 	for (size_t i = 0; i < d->nrules; i++)
 		if (!group_exists(&c, d->rules[i].group))
 			problem(&p, "rule %zu maps to group %s, which does not exist", i + 1, d->rules[i].group);
+	for (size_t i = 0; i < d->nschedules; i++) {
+		const char *pl = d->schedules[i].plan;
+		if (find_plan(&c, pl) == NULL)
+			problem(&p, "schedule %zu puts plan %s in force, which does not exist", i + 1, pl);
+		else if (rsrc_validate(&c, pl, NULL, 0) != 0)
+			problem(&p, "schedule %zu puts plan %s in force, which cannot be activated alone (its own "
+				    "problems, or no directive for OTHER)", i + 1, pl);
+	}
 	for (size_t i = 0; i < d->nplans; i++) {
 		/* a plan some other plan takes as a sub-plan needs no directive for OTHER (it cannot
 		 * be activated alone without one: rsrc_validate says so then) */

@@ -82,6 +82,14 @@ uint32_t rsrc_shares_v1(double frac);
 /* ---- the catalog ---------------------------------------------------------------------- */
 
 #define RSRC_PLANS_MAX 16
+#define RSRC_SCHEDULES_MAX 32
+
+/* A window of the week in which a plan is in force, whatever plan was activated. */
+struct rsrc_schedule {
+	char plan[RSRC_NAME_MAX];
+	uint8_t days;                /* bit 0 Sunday; 0: every day */
+	uint16_t from_min, to_min;   /* to < from: past midnight */
+};
 
 /* Everything an operator defines: custom groups, the mapping rules, the plans. */
 struct rsrc_def {
@@ -91,6 +99,8 @@ struct rsrc_def {
 	size_t nrules;
 	struct rsrc_plan plans[RSRC_PLANS_MAX];
 	size_t nplans;
+	struct rsrc_schedule schedules[RSRC_SCHEDULES_MAX];
+	size_t nschedules;
 };
 
 /* Parses a catalog's text (rsrcmgrd(8), CATALOG: one definition a line; `#` comments):
@@ -101,6 +111,7 @@ struct rsrc_def {
  *             [idle=MS] [idle_blocker=MS] [exec=MS action=cancel|kill|switch:GROUP]
  *             [io_mbps=N] [io_iops=N]
  *   subplan PLAN [level=N] [share=PCT]
+ *   schedule PLAN [days=...] from=HH:MM to=HH:MM
  * (directives and sub-plans belong to the plan above them). 0, or -1 with "line N: what is
  * wrong" in err. The text is only read: every plan's validation is rsrc_def_check's. */
 int rsrc_def_parse(const char *text, struct rsrc_def *out, char *err, size_t errsz);
@@ -116,6 +127,10 @@ const struct rsrc_plan *rsrc_def_plan(const struct rsrc_def *d, const char *name
 /* A directive as catalog text ("level=1 share=75 pool=4 ..."), for the operator. */
 void rsrc_directive_text(const struct rsrc_directive *x, char *buf, size_t n);
 void rsrc_rule_text(const struct coral_rsrc_rule *r, char *buf, size_t n);
+void rsrc_schedule_text(const struct rsrc_schedule *x, char *buf, size_t n);
+/* The schedule whose window holds this time of the week (day 0-6 from Sunday, minute of the
+ * day), the first in the catalog's order: its index, or -1 (the activated plan is in force). */
+int rsrc_def_scheduled(const struct rsrc_def *d, int day, int minute);
 
 /* A token bucket (I/O limits): rate tokens a second, at most burst kept. */
 struct rsrc_bucket {

@@ -33,7 +33,7 @@
 struct rsrc_switch {
 	uint64_t at_ms;
 	char plan[RSRC_NAME_MAX], previous[RSRC_NAME_MAX];
-	char cause[200];
+	char cause[400];
 };
 
 struct rsrcmgrd {
@@ -58,7 +58,17 @@ struct rsrcmgrd {
 	struct rsrc_switch sw[SWITCHES_MAX];
 	size_t nsw, swhead;
 	struct rsrc_cg *cg;              /* the CPU shares enforced */
+	int sched;                       /* the schedule whose window is open (-1: none) */
 };
+
+static int scheduled_now(const struct rsrcmgrd *m)
+{
+	if (m->def == NULL || m->def->nschedules == 0)
+		return -1;
+	int day, minute;
+	coral_rsrc_time_of_week(&day, &minute);
+	return rsrc_def_scheduled(m->def, day, minute);
+}
 
 static uint64_t now_ms(void)
 {
@@ -205,15 +215,28 @@ static void apply_store(struct rsrcmgrd *m, bool catalog_changed)
 		}
 	}
 	char plan[RSRC_NAME_MAX];
-	char cause[300];
-	snprintf(plan, sizeof(plan), "%s", m->active_plan);
-	snprintf(cause, sizeof(cause), "%s",
-		 m->active_cause[0] ? m->active_cause : "rsrcmgrd started: raftd's store names no plan");
-	if (plan[0] && (m->def == NULL || rsrc_def_plan(m->def, plan) == NULL)) {
-		snprintf(cause, sizeof(cause), "plan %s, asked for (%s), is not in the catalog in force", plan,
-			 m->active_cause);
-		plan[0] = '\0';
+	char cause[600];
+	int sc = scheduled_now(m);
+	if (sc >= 0) {
+		char w[160];
+		rsrc_schedule_text(&m->def->schedules[sc], w, sizeof(w));
+		snprintf(plan, sizeof(plan), "%s", m->def->schedules[sc].plan);
+		snprintf(cause, sizeof(cause), "schedule %d (%s): its window is open; the plan activated (%s) comes "
+			 "back when it closes", sc + 1, w, m->active_plan[0] ? m->active_plan : "none");
+	} else {
+		snprintf(plan, sizeof(plan), "%s", m->active_plan);
+		char was[200] = "";
+		if (m->sched >= 0)
+			snprintf(was, sizeof(was), "the window of the schedule that had %s in force closed; ", m->plan);
+		snprintf(cause, sizeof(cause), "%s%s", was,
+			 m->active_cause[0] ? m->active_cause : "rsrcmgrd started: raftd's store names no plan");
+		if (plan[0] && (m->def == NULL || rsrc_def_plan(m->def, plan) == NULL)) {
+			snprintf(cause, sizeof(cause), "plan %s, asked for (%s), is not in the catalog in force", plan,
+				 m->active_cause);
+			plan[0] = '\0';
+		}
 	}
+	m->sched = sc;
 	if (strcmp(plan, m->plan) != 0 || (plan[0] == '\0' && m->plan[0] == '\0' && m->nsw == 0))
 		record_switch(m, plan, cause);
 	put_in_force(m, m->def, plan);
@@ -370,6 +393,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = now_ms();
 	if (now - m->last_sweep_ms >= SWEEP_MS) {
 		m->last_sweep_ms = now;
+		/* a schedule's window opened or closed */
+		if (m->read_done && scheduled_now(m) != m->sched)
+			apply_store(m, false);
 		int n = coral_rsrc_sweep(m->sec);
 		if (n > 0) {
 			m->swept += (uint64_t)n;
@@ -669,6 +695,16 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 	}
 	rep.plans = pp;
 	rep.n_plans = nplans;
+	char sch[RSRC_SCHEDULES_MAX][160];
+	char *schp[RSRC_SCHEDULES_MAX];
+	size_t nsch = m->def ? m->def->nschedules : 0;
+	for (size_t i = 0; i < nsch; i++) {
+		rsrc_schedule_text(&m->def->schedules[i], sch[i], sizeof(sch[i]));
+		schp[i] = sch[i];
+	}
+	rep.schedules = schp;
+	rep.n_schedules = nsch;
+	rep.schedule_open = m->sched + 1;
 	size_t ns = 0;
 	uint64_t now = coral_now_mono_ns();
 	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
@@ -753,6 +789,7 @@ static int rsrcmgrd_init(struct coral_daemon *d)
 		return CORAL_ENOMEM;
 	d->svc = m;
 	m->d = d;
+	m->sched = -1;
 	m->sec = coral_rsrc_sga(&d->sga);
 	if (m->sec == NULL) {
 		log_error("the SGA has no rsrc section: restart the node (coral-node stop, start)");

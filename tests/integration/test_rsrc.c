@@ -394,5 +394,31 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 	for (int k = 0; k < 5; k++)
 		coral_session_close(rep[k]);
 
+	/* a schedule whose window holds now: its plan in force on every node, the activated
+	 * one back once the schedule is gone; both switches with their causes */
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	int m0 = (tm.tm_hour * 60 + tm.tm_min + 1440 - 2) % 1440, m1 = (m0 + 6) % 1440;
+	char sched[2048];
+	snprintf(sched, sizeof(sched), "%sschedule DAY from=%02d:%02d to=%02d:%02d\n", catalog, m0 / 60, m0 % 60, m1 / 60,
+		 m1 % 60);
+	write_file("sched.rsrc", sched, path, sizeof(path));
+	cr_assert_eq(run("%s -c %s -n 2 rsrc load %s", CORALCTL, cl.conf, path)->code, 0, "%s", res.out);
+	for (int n = 1; n <= 3; n++)
+		cr_expect(wait_plan(n, "DAY", 10000), "node %d: the schedule's plan DAY not in force", n);
+	st = ctl_json(1, "rsrc stats");
+	cr_expect(st && strstr(jstr(st, "cause"), "schedule 1"), "%s", st ? jstr(st, "cause") : res.out);
+	json_decref(st);
+	run("%s -c %s -n 1 rsrc schedule", CORALCTL, cl.conf);
+	cr_expect(strstr(res.out, "(its window is open)"), "%s", res.out);
+	write_file("day.rsrc", catalog, path, sizeof(path));
+	cr_assert_eq(run("%s -c %s -n 2 rsrc load %s", CORALCTL, cl.conf, path)->code, 0, "%s", res.out);
+	for (int n = 1; n <= 3; n++)
+		cr_expect(wait_plan(n, "NIGHT", 10000), "node %d: the activated NIGHT not back", n);
+	st = ctl_json(1, "rsrc stats");
+	cr_expect(st && strstr(jstr(st, "cause"), "closed"), "%s", st ? jstr(st, "cause") : res.out);
+	json_decref(st);
+
 	cpu_shares_hold();
 }

@@ -271,6 +271,37 @@ Test(rsrc, the_example_catalog_in_etc_is_good)
 	cr_expect_eq(rsrc_validate(&c, "NIGHT", NULL, 0), 0);
 }
 
+static void bad(const char *text, const char *want);
+
+Test(rsrc, a_schedule_puts_its_plan_in_force_within_its_window)
+{
+	static struct rsrc_def d;
+	char err[256], problems[1024];
+	cr_assert_eq(rsrc_def_parse("plan P\n directive OTHER share=100\n"
+				    "schedule P days=mon-fri from=22:00 to=06:00\n"
+				    "schedule P days=sat from=10:00 to=12:00\n",
+				    &d, err, sizeof(err)),
+		     0, "%s", err);
+	cr_expect_eq(rsrc_def_check(&d, problems, sizeof(problems)), 0, "%s", problems);
+	cr_expect_eq(rsrc_def_scheduled(&d, 1, 23 * 60), 0, "Monday 23:00");
+	cr_expect_eq(rsrc_def_scheduled(&d, 2, 5 * 60), 0, "Tuesday 05:00: Monday's window past midnight");
+	cr_expect_eq(rsrc_def_scheduled(&d, 1, 5 * 60), -1, "Monday 05:00: Sunday's night has no window");
+	cr_expect_eq(rsrc_def_scheduled(&d, 6, 5 * 60), 0, "Saturday 05:00: Friday's night");
+	cr_expect_eq(rsrc_def_scheduled(&d, 6, 11 * 60), 1, "Saturday 11:00");
+	cr_expect_eq(rsrc_def_scheduled(&d, 6, 12 * 60), -1, "Saturday noon: the window has closed");
+	char t[160];
+	rsrc_schedule_text(&d.schedules[0], t, sizeof(t));
+	cr_expect_str_eq(t, "P days=mon,tue,wed,thu,fri from=22:00 to=06:00");
+	/* a schedule of a plan that does not exist, or cannot be activated alone */
+	cr_assert_eq(rsrc_def_parse("plan S\n directive SYS share=10\nplan P\n directive OTHER share=50\n subplan S "
+				    "share=50\nschedule NOPE from=01:00 to=02:00\nschedule S from=01:00 to=02:00\n",
+				    &d, err, sizeof(err)),
+		     0, "%s", err);
+	cr_expect_eq(rsrc_def_check(&d, problems, sizeof(problems)), 2, "%s", problems);
+	cr_expect(strstr(problems, "NOPE"), "%s", problems);
+	bad("schedule P from=01:00\n", "from=HH:MM to=HH:MM");
+}
+
 static void bad(const char *text, const char *want)
 {
 	static struct rsrc_def d;
