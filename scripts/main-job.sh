@@ -9,8 +9,10 @@
 # then kills node 3 under the bank's load (the survivors recover it while the bank goes on,
 # and it comes back), kills every node under the bank's load (a power loss), starts them
 # again (smond recovers every redo thread first) and checks the bank's total. Between, the
-# bank with row locks (lmdd's global enqueues, their deadlocks found and broken). (rsrcmgrd
-# answers control requests only until its issue is done.) A one-node standby cluster
+# bank with row locks (lmdd's global enqueues, their deadlocks found and broken). Before the
+# first bank run the resource manager's example catalog is loaded and a plan activated: the
+# bank's sessions and its readers run in two consumer groups, the readers' pool queues them.
+# A one-node standby cluster
 # (etc/coral-standby.conf) receives every node's redo from the start; it is seeded from the
 # primary's shared storage once the bank's files exist, applies the primary's transactions
 # through the node loss and the power loss, and at the end its copy of the accounts is
@@ -130,8 +132,22 @@ for n in 1 2 3; do
   echo "node $n: map version ${v:-none}"
 done
 
-say "coral-bank: 1000 accounts, 8 per block, 2 sessions and 1 reader on each node, 5 s"
-$B/tools/coral-bank -c "$CONF" --accounts 1000 --per-block 8 --sessions 2 --readers 1 --seconds 5
+say "the resource manager: etc/rsrc-catalog loaded through node 1, plan DAYTIME activated through node 2 (in force on every node: the bank's sessions in OLTP, its readers in REPORTS, a pool of 2 calls per node)"
+$ctl -n 1 rsrc load etc/rsrc-catalog
+$ctl -n 2 rsrc activate DAYTIME --cause "the main job"
+for n in 1 2 3; do
+  for _ in $(seq 1 50); do
+    $ctl -n "$n" rsrc stats | grep -q 'plan DAYTIME in force' && break
+    sleep 0.1
+  done
+done
+$ctl -n 3 rsrc plan DAYTIME
+
+say "coral-bank: 1000 accounts, 8 per block, 2 sessions and 3 readers on each node, 5 s"
+$B/tools/coral-bank -c "$CONF" --accounts 1000 --per-block 8 --sessions 2 --readers 3 --seconds 5
+say "coralctl -n 1 rsrc groups; coralctl -n 1 rsrc stats (the readers queued for REPORTS' pool of 2)"
+$ctl -n 1 rsrc groups
+$ctl -n 1 rsrc stats
 for n in 1 2 3; do
   say "coralctl -n $n gcs stats"
   $ctl -n "$n" gcs stats

@@ -79,6 +79,7 @@ struct worker {
 	uint32_t lat[LAT_BUCKETS];     /* 8 buckets per power of two of microseconds */
 	uint64_t deadlocks, victim_wait_us;  /* --row-locks: victims, and the longest one's wait */
 	uint64_t false_victims;        /* refused on its first lock: it held none, so no cycle was real */
+	uint64_t queue_timeouts;       /* calls its group's active session pool did not admit in time */
 	struct coral_session_stats st;
 	char err[256];
 };
@@ -264,7 +265,7 @@ struct reader {
 	uint64_t rng;
 	struct coral_session *s;
 	uint64_t *seen;               /* per block: the SCN of the last copy read */
-	uint64_t reads, torn, went_back, errors;
+	uint64_t reads, torn, went_back, errors, queue_timeouts;
 	struct coral_session_stats st;
 	char err[256];
 };
@@ -276,7 +277,15 @@ static void *reader_main(void *arg)
 	while (!atomic_load(&stop)) {
 		uint64_t blk = rnd(&r->rng) % blocks;
 		struct coral_block *b;
-		if (coral_block_get(r->s, file_id, blk, CORAL_MODE_CR, &b) != 0) {
+		int q = coral_call_begin(r->s, -1); /* a read is one call: its group's pool */
+		if (q == CORAL_ERR_TIMEDOUT) {
+			r->queue_timeouts++;
+			continue;
+		}
+		int rc = coral_block_get(r->s, file_id, blk, CORAL_MODE_CR, &b);
+		if (rc != 0 && q == 0)
+			coral_call_end(r->s);
+		if (rc != 0) {
 			snprintf(r->err, sizeof(r->err), "%s", coral_session_error(r->s));
 			if (++r->errors > 100)
 				break;
@@ -286,6 +295,8 @@ static void *reader_main(void *arg)
 		block_sums(b, blk, &sum, &total);
 		uint64_t scn = coral_block_scn(r->s, b);
 		coral_block_release(r->s, b);
+		if (q == 0)
+			coral_call_end(r->s);
 		r->reads++;
 		if (sum != total && r->torn++ == 0)
 			snprintf(r->err, sizeof(r->err), "block %llu (SCN %llu): balances add up to %lld, its total is %lld",
@@ -326,7 +337,15 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	while (!atomic_load(&stop)) {
 		uint64_t t0 = coral_now_mono_ns();
+		/* one transfer is one call for the resource manager (rsrcmgrd(8)): its group's pool */
+		int q = coral_call_begin(w->s, -1);
+		if (q == CORAL_ERR_TIMEDOUT) {
+			w->queue_timeouts++;
+			continue;
+		}
 		int rc = transfer(w);
+		if (q == 0)
+			coral_call_end(w->s);
 		if (rc == 1)
 			continue;  /* a deadlock's victim: tried again */
 		if (rc != 0 && ride_ms > 0) {
@@ -842,10 +861,11 @@ int main(int argc, char **argv)
 	atomic_store(&stop, true);
 	for (int i = 0; i < nw; i++)
 		pthread_join(w[i].t, NULL);
-	uint64_t cr_reads = 0, torn = 0, went_back = 0, cr_errors = 0, cr_direct = 0;
+	uint64_t cr_reads = 0, torn = 0, went_back = 0, cr_errors = 0, cr_direct = 0, queue_timeouts = 0;
 	for (int i = 0; i < nr; i++) {
 		pthread_join(rd[i].t, NULL);
 		cr_reads += rd[i].reads;
+		queue_timeouts += rd[i].queue_timeouts;
 		torn += rd[i].torn;
 		went_back += rd[i].went_back;
 		cr_errors += rd[i].errors;
@@ -877,6 +897,7 @@ int main(int argc, char **argv)
 		}
 		done += w[i].nlog;
 		deadlocks += w[i].deadlocks;
+		queue_timeouts += w[i].queue_timeouts;
 		false_victims += w[i].false_victims;
 		if (w[i].victim_wait_us > victim_wait_us)
 			victim_wait_us = w[i].victim_wait_us;
@@ -967,7 +988,7 @@ int main(int argc, char **argv)
 		       "\"redo_commits\":%lld,\"wrong_block_totals\":%u,\"cr_reads\":%llu,\"cr_torn\":%llu,"
 		       "\"cr_went_back\":%llu,\"cr_errors\":%llu,\"cr_direct\":%llu,\"indeterminate\":%llu,"
 		       "\"indeterminate_present\":%llu,\"sessions_lost\":%d,\"row_locks\":%s,\"deadlocks\":%llu,"
-		       "\"false_deadlocks\":%llu,\"victim_wait_max_ms\":%.1f}\n",
+		       "\"false_deadlocks\":%llu,\"victim_wait_max_ms\":%.1f,\"queue_timeouts\":%llu}\n",
 		       ok ? "true" : "false", (unsigned long long)done, (double)done / elapsed,
 		       (unsigned long long)lat_pct(lat, 50), (unsigned long long)lat_pct(lat, 99),
 		       (unsigned long long)refused, (unsigned long long)errors, (long long)total0, (long long)total1,
@@ -977,7 +998,8 @@ int main(int argc, char **argv)
 		       (unsigned long long)torn, (unsigned long long)went_back, (unsigned long long)cr_errors,
 		       (unsigned long long)cr_direct, (unsigned long long)unknown, (unsigned long long)present,
 		       lost_sessions, row_locks ? "true" : "false", (unsigned long long)deadlocks,
-		       (unsigned long long)false_victims, (double)victim_wait_us / 1000.0);
+		       (unsigned long long)false_victims, (double)victim_wait_us / 1000.0,
+		       (unsigned long long)queue_timeouts);
 	} else {
 		printf("coral-bank: %u accounts in %llu blocks of data file %s (%u per block), %d sessions on each of %d nodes, %.1f s\n",
 		       accounts, (unsigned long long)((accounts + per_block - 1) / per_block), name, per_block, sessions, nn,
@@ -1007,6 +1029,9 @@ int main(int argc, char **argv)
 			       "refused as victims while they held no row lock (no real cycle)\n",
 			       (unsigned long long)deadlocks, (double)victim_wait_us / 1000.0,
 			       (unsigned long long)false_victims);
+		if (queue_timeouts)
+			printf("  resource manager     %llu calls not admitted by their group's active session pool "
+			       "within its queue timeout (not tried)\n", (unsigned long long)queue_timeouts);
 		if (ride_ms > 0)
 			printf("  indeterminate        %llu transfers whose commit failed: %llu of them present, the "
 			       "others absent%s; %d sessions whose node did not come back\n",

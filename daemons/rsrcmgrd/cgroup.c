@@ -228,10 +228,17 @@ static void put_back(struct rsrc_cg *cg, struct rsrc_cg_placed *pl)
 	memset(pl, 0, sizeof(*pl));
 }
 
-void rsrc_cg_place(struct rsrc_cg *cg, struct coral_rsrc *r)
+void rsrc_cg_place(struct rsrc_cg *cg, struct coral_rsrc *r, bool enforce)
 {
 	if (cg->mode == RSRC_CG_OFF)
 		return;
+	if (!enforce) {
+		/* no plan: nothing to enforce, and a session's thread is not moved for nothing */
+		for (int i = 0; i < CORAL_RSRC_SESSIONS; i++)
+			if (cg->placed[i].tid)
+				put_back(cg, &cg->placed[i]);
+		return;
+	}
 	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
 		struct coral_rsrc_sess *s = &r->sess[i];
 		struct rsrc_cg_placed *pl = &cg->placed[i];

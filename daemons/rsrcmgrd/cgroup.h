@@ -40,8 +40,9 @@ struct rsrc_cg {
 void rsrc_cg_init(struct rsrc_cg *cg, const char *mode, const char *root, const char *cluster, uint32_t node);
 /* The groups' cgroups made and given the plan's shares and caps (after the SGA has it). */
 void rsrc_cg_plan(struct rsrc_cg *cg, struct coral_rsrc *r, const struct rsrc_def *def, const char *plan);
-/* Every session in its governing group's cgroup; those gone put back where they were. */
-void rsrc_cg_place(struct rsrc_cg *cg, struct coral_rsrc *r);
+/* Every session in its governing group's cgroup; those gone put back where they were. With no
+ * plan in force (enforce false) every session is put back: nothing is moved for nothing. */
+void rsrc_cg_place(struct rsrc_cg *cg, struct coral_rsrc *r, bool enforce);
 /* A group's cgroup ("" if none) and the CPU time its sessions were throttled (its cap). */
 void rsrc_cg_group_info(const struct rsrc_cg *cg, const char *name, char *path, size_t n, uint64_t *throttled_ms);
 /* Every session put back, the cgroups removed. */

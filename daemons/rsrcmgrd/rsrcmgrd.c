@@ -179,7 +179,7 @@ static void put_in_force(struct rsrcmgrd *m, const struct rsrc_def *def, const c
 	for (uint32_t i = 0; i < r->ngroups; i++)
 		coral_rsrc_group_admit(r, i);
 	rsrc_cg_plan(m->cg, r, def, plan);
-	rsrc_cg_place(m->cg, r);
+	rsrc_cg_place(m->cg, r, plan[0] != '\0');
 }
 
 /* The store's keys as last read: the catalog parsed and checked again (a value in the store
@@ -389,7 +389,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	struct rsrcmgrd *m = arg;
 	raft_reconnect(m);
 	raft_poll(m);
-	rsrc_cg_place(m->cg, m->sec); /* new sessions, remapped ones, closed ones */
+	rsrc_cg_place(m->cg, m->sec, m->plan[0] != '\0'); /* new sessions, remapped ones, closed ones */
 	uint64_t now = now_ms();
 	if (now - m->last_sweep_ms >= SWEEP_MS) {
 		m->last_sweep_ms = now;
