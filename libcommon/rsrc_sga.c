@@ -148,8 +148,8 @@ void coral_rsrc_time_of_week(int *day, int *minute)
 /* With wmu held. */
 static void map_locked(struct coral_rsrc *r, struct coral_rsrc_sess *s)
 {
-	if (atomic_load(&s->rule) == -2 && atomic_load(&s->group) != 0)
-		return; /* switched by an operator: stays */
+	if (atomic_load(&s->rule) <= -2 && atomic_load(&s->group) != 0)
+		return; /* switched by an operator or a directive: stays */
 	const char *v[CORAL_RSRC_NATTR];
 	for (int i = 0; i < CORAL_RSRC_NATTR; i++)
 		v[i] = s->attrs[i];
@@ -218,7 +218,9 @@ void coral_rsrc_sess_open(struct coral_rsrc *r, int slot, uint32_t id, const cha
 	atomic_store(&s->queued_in, 0);
 	atomic_store(&s->admit, 0);
 	atomic_store(&s->calls, 0);
-	atomic_store(&s->since_ns, 0);
+	atomic_store(&s->cancel_call, 0);
+	atomic_store(&s->ended, 0);
+	atomic_store(&s->since_ns, coral_now_mono_ns());
 	atomic_store(&s->tid, (int32_t)gettid());
 	atomic_store(&s->pid, (int32_t)getpid());
 	map_locked(r, s);
@@ -235,7 +237,7 @@ void coral_rsrc_sess_close(struct coral_rsrc *r, int slot)
 	coral_mutex_unlock(&r->wmu);
 }
 
-int coral_rsrc_sess_switch(struct coral_rsrc *r, int slot, const char *group)
+int coral_rsrc_sess_switch(struct coral_rsrc *r, int slot, const char *group, int rule)
 {
 	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS)
 		return CORAL_ENOENT;
@@ -248,7 +250,7 @@ int coral_rsrc_sess_switch(struct coral_rsrc *r, int slot, const char *group)
 		if (old != 0)
 			atomic_fetch_sub(&r->groups[old - 1].sessions, 1);
 		atomic_fetch_add(&r->groups[g].sessions, 1);
-		atomic_store(&s->rule, -2);
+		atomic_store(&s->rule, rule);
 		rc = 0;
 	}
 	coral_mutex_unlock(&r->wmu);
@@ -319,6 +321,8 @@ int coral_rsrc_call_begin(struct coral_rsrc *r, int slot, int timeout_ms)
 		return CORAL_EINVAL;
 	struct coral_rsrc_sess *s = &r->sess[slot];
 	uint32_t mapped = atomic_load(&s->group);
+	if (atomic_load(&s->ended))
+		return CORAL_ECANCELED;
 	if (atomic_load(&s->pid) == 0 || atomic_load(&s->in_call) != 0 || mapped == 0 ||
 	    mapped > CORAL_RSRC_GROUPS)
 		return CORAL_EINVAL;
@@ -405,10 +409,33 @@ int coral_rsrc_call_end(struct coral_rsrc *r, int slot)
 {
 	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS)
 		return CORAL_EINVAL;
-	uint32_t g1 = atomic_exchange(&r->sess[slot].in_call, 0);
+	struct coral_rsrc_sess *s = &r->sess[slot];
+	uint32_t g1 = atomic_exchange(&s->in_call, 0);
 	if (g1 == 0)
 		return CORAL_EINVAL;
+	atomic_store(&s->since_ns, coral_now_mono_ns()); /* idle from now */
 	leave(r, g1);
+	return atomic_load(&s->cancel_call) == atomic_load(&s->calls) ? CORAL_ECANCELED : 0;
+}
+
+int coral_rsrc_sess_stopped(const struct coral_rsrc *r, int slot, char *why, size_t whysz)
+{
+	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS)
+		return 0;
+	const struct coral_rsrc_sess *s = &r->sess[slot];
+	uint32_t ended = atomic_load(&s->ended);
+	if (ended) {
+		snprintf(why, whysz, "the resource manager ended this session: %s (rsrcmgrd(8), LIMITS): close it",
+			 ended == 1 ? "a call ran past its group's execution-time limit" :
+				      "it stayed idle past its group's idle limit");
+		return CORAL_ECANCELED;
+	}
+	uint64_t c = atomic_load(&s->cancel_call);
+	if (c != 0 && c == atomic_load(&s->calls) && atomic_load(&s->in_call) != 0) {
+		snprintf(why, whysz, "the resource manager cancelled this call: it ran past its group's execution-time "
+			 "limit (rsrcmgrd(8), LIMITS): roll back and end the call");
+		return CORAL_ECANCELED;
+	}
 	return 0;
 }
 

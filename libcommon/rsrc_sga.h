@@ -72,6 +72,8 @@ struct coral_rsrc_group {
 	_Atomic uint32_t sessions;          /* sessions mapped to it */
 	_Atomic uint64_t calls, queued_total, timeouts, queue_wait_ns, reaped;
 	_Atomic uint32_t active_max;        /* the most at once since the plan came into force */
+	/* the limits of its directive rsrcmgrd acted on (rsrcmgrd writes these) */
+	_Atomic uint64_t exec_cancels, exec_switches, exec_kills, idle_kills;
 };
 
 struct coral_rsrc_sess {
@@ -80,12 +82,18 @@ struct coral_rsrc_sess {
 	uint64_t start;                     /* coral_pid_start(): a reused pid is not it */
 	uint32_t id;                        /* the session's number */
 	_Atomic uint32_t group;             /* index + 1 of the group it is mapped to (0: none yet) */
-	_Atomic int32_t rule;               /* the rule that mapped it, -1 none, -2 switched by hand */
+	_Atomic int32_t rule;               /* the rule that mapped it, -1 none, -2 switched by an
+					     * operator, -3 by its group's execution-time limit */
 	_Atomic uint32_t in_call;           /* 0; else the governing group's index + 1 of its call */
 	_Atomic uint32_t admit;             /* futex: 1 once a queued call is admitted */
 	_Atomic uint32_t queued_in;         /* index + 1 of the group it queues in (0: none) */
-	_Atomic uint64_t since_ns;          /* monotonic: when the call began, or queued */
+	_Atomic uint64_t since_ns;          /* monotonic: when the call began, queued, or (idle) ended */
 	_Atomic uint64_t calls;
+	/* the resource manager's limits acted on it (rsrcmgrd writes, the session reads):
+	 * cancel_call: the number of the call cancelled (its `calls` then; 0: none); ended: the
+	 * session was ended (1: its call ran past its limit, 2: it stayed idle past its limit) */
+	_Atomic uint64_t cancel_call;
+	_Atomic uint32_t ended;
 	char attrs[CORAL_RSRC_NATTR][CORAL_RSRC_ATTR];
 };
 
@@ -123,8 +131,10 @@ void coral_rsrc_sess_close(struct coral_rsrc *r, int slot);
 void coral_rsrc_sess_map(struct coral_rsrc *r, int slot);
 /* Sets one attribute of the session at slot and maps it again. */
 void coral_rsrc_sess_set(struct coral_rsrc *r, int slot, int attr, const char *value);
-/* The operator's switch of a session to a group; CORAL_ENOENT: no such group or session. */
-int coral_rsrc_sess_switch(struct coral_rsrc *r, int slot, const char *group);
+/* A switch of a session to a group, by an operator (rule -2) or by a directive's execution-time
+ * limit (rule -3): it stays there until it closes (the rules do not map it again). CORAL_ENOENT:
+ * no such group or session. */
+int coral_rsrc_sess_switch(struct coral_rsrc *r, int slot, const char *group, int rule);
 
 /* A call of the session at slot begins: at once when its group has room or no limit, else
  * after waiting its turn in the group's queue (the group's queue timeout at most, or
@@ -136,6 +146,12 @@ int coral_rsrc_call_end(struct coral_rsrc *r, int slot);
 /* Whatever the session at slot holds in its group (a call, a place in the queue) given back,
  * for a session whose process is gone. true if it held something. */
 bool coral_rsrc_sess_reap(struct coral_rsrc *r, int slot);
+/* Why the session at slot may not go on (0: it may): CORAL_ECANCELED when its call under way
+ * was cancelled (past its group's execution-time limit) or the session was ended (past its
+ * execution-time or idle limit), with the reason in why. libcoral asks before a session's
+ * block gets, changes, commits and lock calls. */
+int coral_rsrc_sess_stopped(const struct coral_rsrc *r, int slot, char *why, size_t whysz);
+
 /* Frees the slots of sessions whose process is gone (what they held given back): how many of
  * them held a call or a place in a queue. rsrcmgrd's sweep. */
 int coral_rsrc_sweep(struct coral_rsrc *r);

@@ -194,6 +194,9 @@ static void spin_end(struct coral_session *s, bool spin)
 }
 
 static int fail(struct coral_session *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* CORAL_ECANCELED (explained) when the resource manager cancelled the session's call or ended
+ * the session (rsrcmgrd(8), LIMITS), else 0. */
+static int call_stopped(struct coral_session *s);
 static int fail(struct coral_session *s, int code, const char *fmt, ...)
 {
 	va_list ap;
@@ -865,6 +868,8 @@ int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int 
 		return CORAL_EINVAL;
 	if (mode != CORAL_MODE_S && mode != CORAL_MODE_X && mode != CORAL_MODE_CR)
 		return fail(s, CORAL_EINVAL, "mode %d: use CORAL_MODE_S, CORAL_MODE_X or CORAL_MODE_CR", mode);
+	if (s->rsrc && call_stopped(s) != 0)
+		return CORAL_ECANCELED;
 	if (wait_unfenced(s, 0) != 0)
 		return CORAL_EFENCED;
 	if (wait_lmsd(s) != 0)
@@ -1089,6 +1094,8 @@ int coral_block_modify(struct coral_session *s, struct coral_block *b, uint32_t 
 		return fail(s, CORAL_EINVAL, "not a pinned block");
 	if (b->pinned != 2)
 		return fail(s, CORAL_EPERM, "block %u:%llu is not pinned in X", b->file, (unsigned long long)b->block);
+	if (s->rsrc && call_stopped(s) != 0)
+		return CORAL_ECANCELED;
 	size_t payload = coral_block_payload(s);
 	if ((size_t)offset + len > payload)
 		return fail(s, CORAL_EINVAL, "change of %u bytes at %u is past the %zu-byte payload", len, offset,
@@ -1217,6 +1224,8 @@ static int rollback(struct coral_session *s);
 
 int coral_commit(struct coral_session *s, uint64_t *scn_out)
 {
+	if (s->rsrc && call_stopped(s) != 0)
+		return CORAL_ECANCELED; /* nothing committed: the caller rolls back */
 	int rc = commit(s, scn_out, false);
 	if (rc == CORAL_EFENCED && s->txn && atomic_load(&s->redo->closed)) {
 		/* refused by a switchover: it did not commit, and is taken back here (the thread
@@ -1686,6 +1695,14 @@ int coral_unlock(struct coral_session *s, uint64_t lkid, const void *lvb_write)
 
 /* ---- the resource manager (rsrcmgrd(8)) ------------------------------------------------ */
 
+static int call_stopped(struct coral_session *s)
+{
+	char why[256];
+	if (s->rsrc == NULL || s->slot < 0 || coral_rsrc_sess_stopped(s->rsrc, s->slot, why, sizeof(why)) == 0)
+		return 0;
+	return fail(s, CORAL_ECANCELED, "%s", why);
+}
+
 int coral_session_set_attr(struct coral_session *s, const char *name, const char *value)
 {
 	int a = name ? coral_rsrc_attr_parse(name) : -1;
@@ -1721,6 +1738,8 @@ int coral_call_begin(struct coral_session *s, int timeout_ms)
 	if (s->rsrc == NULL || s->slot < 0)
 		return fail(s, CORAL_EINVAL, "the session has no slot on its node");
 	int rc = coral_rsrc_call_begin(s->rsrc, s->slot, timeout_ms);
+	if (rc == CORAL_ECANCELED)
+		return call_stopped(s);
 	if (rc == CORAL_ETIMEDOUT) {
 		char g[CORAL_RSRC_NAME];
 		coral_session_group(s, g, sizeof(g));
@@ -1737,6 +1756,9 @@ int coral_call_end(struct coral_session *s)
 	if (s->rsrc == NULL || s->slot < 0)
 		return fail(s, CORAL_EINVAL, "the session has no slot on its node");
 	int rc = coral_rsrc_call_end(s->rsrc, s->slot);
+	if (rc == CORAL_ECANCELED)
+		return fail(s, rc, "the call was cancelled by the resource manager: it ran past its group's "
+			    "execution-time limit (it has ended; roll back what it changed if not done)");
 	if (rc != 0)
 		return fail(s, rc, "no call of this session is under way (coral_call_begin begins one)");
 	return 0;

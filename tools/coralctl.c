@@ -440,6 +440,7 @@ static const struct coralctl_cmd cmds[] = {
 	{"rsrc", "plan", CORAL_D_RSRCMGRD, 1, 1, "PLAN", "one plan's directives", run_rsrc_plan},
 	{"rsrc", "schedule", CORAL_D_RSRCMGRD, 0, 0, "", "the schedules' windows (a plan in force within each, whatever plan was activated) and the one open now", run_rsrc_schedule},
 	{"rsrc", "sessions", CORAL_D_RSRCMGRD, 0, 0, "", "the node's sessions: group, the rule that put them there, in a call or queued", run_rsrc_sessions},
+	{"rsrc", "session", CORAL_D_RSRCMGRD, 1, 1, "ID", "why a session is slow: its group and the rule, its place in a queue, the limits it hit, its CPU share and throttling", run_rsrc_session},
 	{"rsrc", "switch", CORAL_D_RSRCMGRD, 2, 2, "SESSION GROUP", "move a session to a group until it closes (admin)", run_rsrc_switch},
 	{"rsrc", "stats", CORAL_D_RSRCMGRD, 0, 0, "", "the plan in force and why, calls, queueing, timeouts, the plan switches seen", run_rsrc_stats},
 	{"cache", NULL, -1, 0, 0, "", "the node's buffer cache: buffers, dirty, past images, hit ratio", run_cache},

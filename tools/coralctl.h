@@ -106,6 +106,7 @@ int run_rsrc_plan(int argc, char **argv);
 int run_rsrc_sessions(int argc, char **argv);
 int run_rsrc_stats(int argc, char **argv);
 int run_rsrc_schedule(int argc, char **argv);
+int run_rsrc_session(int argc, char **argv);
 /* coralctl_gcs.c */
 int run_gcs_stats(int argc, char **argv);
 int run_gcs_block(int argc, char **argv);

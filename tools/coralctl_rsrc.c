@@ -128,6 +128,10 @@ static json_t *group_json(const Coral__RsrcGroup *g)
 	json_object_set_new(j, "reaped", json_integer((json_int_t)g->reaped));
 	json_object_set_new(j, "cgroup", json_string(g->cgroup));
 	json_object_set_new(j, "throttled_ms", json_integer((json_int_t)g->throttled_ms));
+	json_object_set_new(j, "exec_cancels", json_integer((json_int_t)g->exec_cancels));
+	json_object_set_new(j, "exec_switches", json_integer((json_int_t)g->exec_switches));
+	json_object_set_new(j, "exec_kills", json_integer((json_int_t)g->exec_kills));
+	json_object_set_new(j, "idle_kills", json_integer((json_int_t)g->idle_kills));
 	return j;
 }
 
@@ -286,6 +290,7 @@ int run_rsrc_sessions(int argc, char **argv)
 					      (json_int_t)s->since_ms, "calls", (json_int_t)s->calls);
 			json_object_set_new(j, "attrs", strings_json(s->attrs, s->n_attrs));
 			json_object_set_new(j, "cgroup", json_string(s->cgroup));
+			json_object_set_new(j, "queue_position", json_integer(s->queue_position));
 			json_array_append_new(a, j);
 		}
 		print_json(a);
@@ -380,6 +385,84 @@ int run_rsrc_schedule(int argc, char **argv)
 		for (size_t i = 0; i < r->n_schedules; i++)
 			printf("  %2zu %s%s\n", i + 1, r->schedules[i], r->schedule_open == i + 1 ? "  (its window is open)" : "");
 	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
+/* coralctl rsrc session ID: why a session is where it is and waits for what. */
+int run_rsrc_session(int argc, char **argv)
+{
+	(void)argc;
+	char *end;
+	unsigned long id = strtoul(argv[0], &end, 10);
+	if (*end != '\0' || argv[0][0] == '\0' || id > UINT32_MAX)
+		return coralctl_usage_error();
+	Coral__CtlResponse *resp = status();
+	if (resp == NULL)
+		return 1;
+	const Coral__RsrcStatusReply *r = resp->rsrc_status;
+	const Coral__RsrcSession *s = NULL;
+	for (size_t i = 0; i < r->n_sessions && s == NULL; i++)
+		if (r->sessions[i]->id == id)
+			s = r->sessions[i];
+	if (s == NULL) {
+		if (ctx.json)
+			print_json(json_pack("{s:s}", "error", "no such session"));
+		else
+			fprintf(stderr, "coralctl: no session %lu on node %lld (coralctl rsrc sessions lists them)\n", id,
+				(long long)ctx.node->id);
+		coral_ctl_response_free(resp);
+		return 1;
+	}
+	const Coral__RsrcGroup *g = NULL, *gov = NULL;
+	for (size_t i = 0; i < r->n_groups; i++)
+		if (strcmp(r->groups[i]->name, s->group) == 0)
+			g = r->groups[i];
+	for (size_t i = 0; g && i < r->n_groups; i++)
+		if (strcmp(r->groups[i]->name, g->governed_by) == 0)
+			gov = r->groups[i];
+	if (gov == NULL)
+		gov = g;
+	if (ctx.json) {
+		json_t *j = json_pack("{s:I, s:i, s:s, s:s, s:s, s:I, s:I, s:s, s:i}", "id", (json_int_t)s->id, "pid",
+				      (int)s->pid, "group", s->group, "rule", s->rule, "state", s->state, "since_ms",
+				      (json_int_t)s->since_ms, "calls", (json_int_t)s->calls, "cgroup", s->cgroup,
+				      "queue_position", (int)s->queue_position);
+		json_object_set_new(j, "attrs", strings_json(s->attrs, s->n_attrs));
+		json_object_set_new(j, "plan", json_string(r->plan));
+		json_object_set_new(j, "governing_group", gov ? group_json(gov) : json_null());
+		print_json(j);
+		coral_ctl_response_free(resp);
+		return 0;
+	}
+	printf("session %u (pid %d) on node %lld: group %s, by %s\n", s->id, (int)s->pid, (long long)ctx.node->id,
+	       s->group, s->rule);
+	printf("  attributes:");
+	for (size_t k = 0; k < s->n_attrs; k++)
+		printf(" %s", s->attrs[k]);
+	printf("\n  now: %s for %llu ms; %llu calls so far\n", s->state, (unsigned long long)s->since_ms,
+	       (unsigned long long)s->calls);
+	if (s->queue_position && gov)
+		printf("  waiting: place %u in %s's queue (%u queued): its pool of %u has %u calls under way; a call "
+		       "waits at most %u ms%s\n",
+		       s->queue_position, s->queue_group, gov->queued, gov->pool, gov->active, gov->queue_timeout_ms,
+		       gov->queue_timeout_ms ? "" : " (no queue timeout: as long as it takes)");
+	if (!r->plan[0])
+		printf("  limits: none (no plan in force)\n");
+	else if (gov)
+		printf("  limits: plan %s, %s%s%s: %s\n", r->plan, gov->name, strcmp(gov->name, s->group) ? " (its group "
+		       "has no directive: OTHER's governs it)" : "", "", gov->directive[0] ? gov->directive : "(none)");
+	if (gov)
+		printf("  CPU: %s; its group's share %.1f%%%s, held back %llu ms by its cap (%s)\n",
+		       s->cgroup[0] ? "in its group's cgroup" : "not in a cgroup", gov->share_ppm / 1e4,
+		       s->cgroup[0] ? "" : " (not enforced for it)", (unsigned long long)gov->throttled_ms, r->cpu);
+	if (gov)
+		printf("  its group's limits hit: %llu calls queued (%.1f ms waited in all), %llu queue timeouts, "
+		       "%llu calls cancelled, %llu switched, %llu sessions ended for a long call, %llu for idling\n",
+		       (unsigned long long)gov->queued_total, gov->queue_wait_us / 1e3, (unsigned long long)gov->timeouts,
+		       (unsigned long long)gov->exec_cancels, (unsigned long long)gov->exec_switches,
+		       (unsigned long long)gov->exec_kills, (unsigned long long)gov->idle_kills);
+	printf("  not measured yet: its I/O waits for tokens (I/O limits are not built)\n");
 	coral_ctl_response_free(resp);
 	return 0;
 }

@@ -59,6 +59,14 @@ struct rsrcmgrd {
 	size_t nsw, swhead;
 	struct rsrc_cg *cg;              /* the CPU shares enforced */
 	int sched;                       /* the schedule whose window is open (-1: none) */
+	/* each group's time limits under the plan in force (by index), and per session slot the
+	 * call a directive switched (so that it is switched once) */
+	struct limits {
+		uint32_t exec_ms, idle_ms;
+		int action;
+		char switch_to[RSRC_NAME_MAX];
+	} lim[CORAL_RSRC_GROUPS];
+	uint64_t switched_call[CORAL_RSRC_SESSIONS];
 };
 
 static int scheduled_now(const struct rsrcmgrd *m)
@@ -153,6 +161,10 @@ static void put_in_force(struct rsrcmgrd *m, const struct rsrc_def *def, const c
 		atomic_store(&G->governs, governs);
 		atomic_store(&G->pool, x ? (uint32_t)x->pool : 0);
 		atomic_store(&G->queue_timeout_ms, x ? (uint32_t)x->queue_timeout_ms : 0);
+		m->lim[i] = (struct limits){x ? (uint32_t)x->exec_ms : 0, x ? (uint32_t)x->idle_ms : 0,
+					    x ? (int)x->exec_action : RSRC_ACT_NONE, ""};
+		if (x)
+			snprintf(m->lim[i].switch_to, sizeof(m->lim[i].switch_to), "%s", x->switch_to);
 		uint32_t ppm = 0;
 		for (int k = 0; k < nshare; k++)
 			if (strcmp(gname[k], G->name) == 0)
@@ -274,6 +286,67 @@ static bool take_key(struct rsrcmgrd *m, const char *key, const uint8_t *v, size
 	return false;
 }
 
+/* ---- execution-time and idle limits ------------------------------------------------------- */
+
+/* A session's call past its group's execution-time limit: switched to another group, cancelled
+ * (its next block get, change, commit or lock call fails, and so does its call's end) or the
+ * session ended; a session idle past its group's idle limit: ended. Looked at every tick (100
+ * ms), so a limit acts within a tenth of a second of its passing. */
+static void enforce_limits(struct rsrcmgrd *m)
+{
+	struct coral_rsrc *r = m->sec;
+	if (m->plan[0] == '\0')
+		return;
+	uint64_t now = coral_now_mono_ns();
+	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
+		struct coral_rsrc_sess *s = &r->sess[i];
+		int32_t pid = atomic_load(&s->pid);
+		if (pid <= 0 || atomic_load(&s->ended))
+			continue;
+		uint32_t call = atomic_load(&s->in_call), mapped = atomic_load(&s->group);
+		uint64_t since = atomic_load(&s->since_ns);
+		if (since == 0 || now < since)
+			continue;
+		uint64_t ms = (now - since) / 1000000ull;
+		if (call != 0 && call <= CORAL_RSRC_GROUPS) {
+			const struct limits *l = &m->lim[call - 1];
+			struct coral_rsrc_group *G = &r->groups[call - 1];
+			uint64_t n = atomic_load(&s->calls);
+			if (l->exec_ms == 0 || ms < l->exec_ms)
+				continue;
+			if (l->action == RSRC_ACT_SWITCH && m->switched_call[i] != n) {
+				m->switched_call[i] = n;
+				if (coral_rsrc_sess_switch(r, i, l->switch_to, -3) == 0) {
+					atomic_fetch_add(&G->exec_switches, 1);
+					log_notice("session %u (pid %d): its call in %s ran %llu ms, past %u: switched to %s",
+						   s->id, (int)pid, G->name, (unsigned long long)ms, l->exec_ms, l->switch_to);
+				}
+			} else if (l->action == RSRC_ACT_CANCEL_CALL && atomic_load(&s->cancel_call) != n) {
+				atomic_store(&s->cancel_call, n);
+				atomic_fetch_add(&G->exec_cancels, 1);
+				log_notice("session %u (pid %d): its call in %s ran %llu ms, past %u: cancelled", s->id,
+					   (int)pid, G->name, (unsigned long long)ms, l->exec_ms);
+			} else if (l->action == RSRC_ACT_KILL_SESSION) {
+				atomic_store(&s->ended, 1);
+				atomic_fetch_add(&G->exec_kills, 1);
+				log_notice("session %u (pid %d): its call in %s ran %llu ms, past %u: session ended", s->id,
+					   (int)pid, G->name, (unsigned long long)ms, l->exec_ms);
+			}
+		} else if (call == 0 && atomic_load(&s->queued_in) == 0 && mapped != 0 && mapped <= CORAL_RSRC_GROUPS) {
+			uint32_t gov = atomic_load(&r->groups[mapped - 1].governs);
+			if (gov >= CORAL_RSRC_GROUPS)
+				continue;
+			const struct limits *l = &m->lim[gov];
+			if (l->idle_ms == 0 || ms < l->idle_ms)
+				continue;
+			atomic_store(&s->ended, 2);
+			atomic_fetch_add(&r->groups[gov].idle_kills, 1);
+			log_notice("session %u (pid %d) in %s: idle %llu ms, past %u: session ended", s->id, (int)pid,
+				   r->groups[gov].name, (unsigned long long)ms, l->idle_ms);
+		}
+	}
+}
+
 /* ---- raftd ------------------------------------------------------------------------------ */
 
 static void raft_poll(struct rsrcmgrd *m);
@@ -390,6 +463,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	raft_reconnect(m);
 	raft_poll(m);
 	rsrc_cg_place(m->cg, m->sec, m->plan[0] != '\0'); /* new sessions, remapped ones, closed ones */
+	enforce_limits(m);
 	uint64_t now = now_ms();
 	if (now - m->last_sweep_ms >= SWEEP_MS) {
 		m->last_sweep_ms = now;
@@ -569,7 +643,7 @@ static void h_switch(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 		struct coral_rsrc_sess *s = &m->sec->sess[i];
 		if (atomic_load(&s->pid) == 0 || s->id != q->session)
 			continue;
-		if (coral_rsrc_sess_switch(m->sec, i, q->group ? q->group : "") != 0) {
+		if (coral_rsrc_sess_switch(m->sec, i, q->group ? q->group : "", -2) != 0) {
 			snprintf(msg, sizeof(msg), "group %s does not exist on this node", q->group ? q->group : "");
 			answer_action(d, conn, id, CORAL__CTL_RESPONSE__BODY_RSRC_SWITCH, CORAL_ENOENT, msg, NULL, 0, 0);
 			return;
@@ -638,6 +712,10 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 		g->timeouts = atomic_load(&G->timeouts);
 		g->queue_wait_us = atomic_load(&G->queue_wait_ns) / 1000;
 		g->reaped = atomic_load(&G->reaped);
+		g->exec_cancels = atomic_load(&G->exec_cancels);
+		g->exec_switches = atomic_load(&G->exec_switches);
+		g->exec_kills = atomic_load(&G->exec_kills);
+		g->idle_kills = atomic_load(&G->idle_kills);
 		rsrc_cg_group_info(m->cg, G->name, cgpath[ng], sizeof(cgpath[ng]), &g->throttled_ms);
 		g->cgroup = cgpath[ng];
 		gp[ng] = g;
@@ -721,6 +799,8 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 		int rule = atomic_load(&s->rule);
 		if (rule == -2)
 			snprintf(srule[ns], sizeof(srule[ns]), "switched by an operator");
+		else if (rule == -3)
+			snprintf(srule[ns], sizeof(srule[ns]), "switched by its group's execution-time limit");
 		else if (rule >= 0 && (uint32_t)rule < r->nrules)
 			rsrc_rule_text(&r->rules[rule], srule[ns], sizeof(srule[ns]));
 		else
@@ -740,10 +820,28 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 		x->attrs = sattr[ns];
 		x->n_attrs = na;
 		bool in_call = atomic_load(&s->in_call) != 0, queued = atomic_load(&s->queued_in) != 0;
-		x->state = queued ? "queued" : in_call ? "in a call" : "idle";
+		uint32_t ended = atomic_load(&s->ended);
+		bool cancelled = in_call && atomic_load(&s->cancel_call) == atomic_load(&s->calls);
+		x->state = ended == 1   ? "ended (a call past its execution-time limit)"
+			   : ended == 2 ? "ended (idle past its limit)"
+			   : queued	? "queued"
+			   : cancelled	? "in a call, cancelled (past its execution-time limit)"
+			   : in_call	? "in a call"
+					: "idle";
 		uint64_t since = atomic_load(&s->since_ns);
-		x->since_ms = (queued || in_call) && since && now > since ? (now - since) / 1000000ull : 0;
+		x->since_ms = since && now > since ? (now - since) / 1000000ull : 0;
 		x->calls = atomic_load(&s->calls);
+		uint32_t qg = atomic_load(&s->queued_in);
+		x->queue_group = "";
+		if (qg && qg <= CORAL_RSRC_GROUPS) {
+			struct coral_rsrc_group *Q = &r->groups[qg - 1];
+			coral_mutex_lock(&Q->mu, NULL, NULL);
+			for (uint32_t k = 0; k < Q->qlen; k++)
+				if (Q->q[(Q->qhead + k) % CORAL_RSRC_SESSIONS] == i)
+					x->queue_position = k + 1;
+			coral_mutex_unlock(&Q->mu);
+			x->queue_group = Q->name;
+		}
 		uint32_t placed = m->cg->placed[i].tid == atomic_load(&s->tid) ? m->cg->placed[i].group : 0;
 		x->cgroup = placed && placed <= CORAL_RSRC_GROUPS ? r->groups[placed - 1].name : "";
 		sp[ns] = x;

@@ -32,6 +32,11 @@ static const char catalog[] = "# the test's catalog\n"
 			      "plan NIGHT\n"
 			      "  directive REPORTS level=1 share=80\n"
 			      "  directive OTHER level=1 share=20\n"
+			      "plan LIMITS\n"
+			      "  directive OLTP level=1 share=50 exec=300 action=cancel\n"
+			      "  directive REPORTS level=1 share=30 exec=300 action=switch:BATCH idle=400\n"
+			      "  directive BATCH level=1 share=10\n"
+			      "  directive OTHER level=1 share=10 exec=300 action=kill\n"
 			      "plan CPU\n"
 			      "  directive OLTP level=1 share=60\n"
 			      "  directive REPORTS level=1 share=20\n"
@@ -122,6 +127,65 @@ static void *call_loop(void *arg)
 		coral_call_end(c->s);
 	}
 	return NULL;
+}
+
+/* ---- execution-time and idle limits --------------------------------------------------- */
+
+static void limits_act(void)
+{
+	cr_assert_eq(run("%s -c %s -n 1 rsrc activate LIMITS", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_assert(wait_plan(3, "LIMITS", 10000));
+	struct coral_session *o = open_as(3, "oltp1", "app"), *idle = open_as(3, "y", "report"),
+			     *x = open_as(3, "z", "app");
+	/* OLTP: a call past 300 ms is cancelled; the next one goes */
+	cr_assert_eq(coral_call_begin(o, -1), 0);
+	usleep(800000);
+	cr_expect_eq(coral_commit(o, NULL), CORAL_ERR_CANCELED, "a cancelled call's commit");
+	cr_expect(strstr(coral_session_error(o), "cancelled"), "%s", coral_session_error(o));
+	cr_expect_eq(coral_call_end(o), CORAL_ERR_CANCELED);
+	cr_expect_eq(coral_call_begin(o, -1), 0, "%s", coral_session_error(o));
+	cr_expect_eq(coral_commit(o, NULL), 0, "%s", coral_session_error(o));
+	cr_expect_eq(coral_call_end(o), 0);
+	/* REPORTS: a call past 300 ms is switched to BATCH, and stays there (its call begun at once:
+	 * REPORTS ends a session idle for 400 ms) */
+	struct coral_session *rp = open_as(3, "x", "report");
+	cr_assert_eq(coral_call_begin(rp, -1), 0, "%s", coral_session_error(rp));
+	usleep(800000);
+	expect_group(rp, "BATCH");
+	cr_expect_eq(coral_call_end(rp), 0);
+	/* REPORTS: a session idle past 400 ms is ended */
+	cr_expect_eq(coral_call_begin(idle, -1), CORAL_ERR_CANCELED, "an idle session ended");
+	cr_expect(strstr(coral_session_error(idle), "idle"), "%s", coral_session_error(idle));
+	/* OTHER: a call past 300 ms ends its session */
+	cr_assert_eq(coral_call_begin(x, -1), 0);
+	usleep(800000);
+	cr_expect_eq(coral_commit(x, NULL), CORAL_ERR_CANCELED);
+	cr_expect(strstr(coral_session_error(x), "ended"), "%s", coral_session_error(x));
+	coral_call_end(x);
+	cr_expect_eq(group_figure(3, "OLTP", "exec_cancels"), 1);
+	cr_expect_eq(group_figure(3, "REPORTS", "exec_switches"), 1);
+	cr_expect_geq(group_figure(3, "REPORTS", "idle_kills"), 1);
+	cr_expect_eq(group_figure(3, "OTHER", "exec_kills"), 1);
+	/* why is it slow: the session's own account */
+	char *id = NULL;
+	run("%s -c %s -n 3 --json rsrc sessions", CORALCTL, cl.conf);
+	json_t *ss = json_loads(res.out, 0, NULL), *e;
+	size_t i;
+	json_array_foreach(ss, i, e)
+	{
+		if (strcmp(jstr(e, "group"), "OTHER") == 0 && id == NULL)
+			id = strdup(json_dumps(json_object_get(e, "id"), JSON_ENCODE_ANY));
+	}
+	json_decref(ss);
+	cr_assert_not_null(id);
+	run("%s -c %s -n 3 rsrc session %s", CORALCTL, cl.conf, id);
+	fprintf(stderr, "%s\n", res.out);
+	cr_expect(strstr(res.out, "ended") && strstr(res.out, "limits: plan LIMITS"), "%s", res.out);
+	free(id);
+	coral_session_close(o);
+	coral_session_close(rp);
+	coral_session_close(idle);
+	coral_session_close(x);
 }
 
 /* ---- CPU shares through the kernel ------------------------------------------------------ */
@@ -420,5 +484,6 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 	cr_expect(st && strstr(jstr(st, "cause"), "closed"), "%s", st ? jstr(st, "cause") : res.out);
 	json_decref(st);
 
+	limits_act();
 	cpu_shares_hold();
 }
