@@ -167,21 +167,20 @@ static void limits_act(void)
 	cr_expect_geq(group_figure(3, "REPORTS", "idle_kills"), 1);
 	cr_expect_eq(group_figure(3, "OTHER", "exec_kills"), 1);
 	/* why is it slow: the session's own account */
-	char *id = NULL;
+	long long id = -1;
 	run("%s -c %s -n 3 --json rsrc sessions", CORALCTL, cl.conf);
 	json_t *ss = json_loads(res.out, 0, NULL), *e;
 	size_t i;
 	json_array_foreach(ss, i, e)
 	{
-		if (strcmp(jstr(e, "group"), "OTHER") == 0 && id == NULL)
-			id = strdup(json_dumps(json_object_get(e, "id"), JSON_ENCODE_ANY));
+		if (strcmp(jstr(e, "group"), "OTHER") == 0 && id < 0)
+			id = (long long)jint(e, "id");
 	}
 	json_decref(ss);
-	cr_assert_not_null(id);
-	run("%s -c %s -n 3 rsrc session %s", CORALCTL, cl.conf, id);
+	cr_assert_geq(id, 0);
+	run("%s -c %s -n 3 rsrc session %lld", CORALCTL, cl.conf, id);
 	fprintf(stderr, "%s\n", res.out);
 	cr_expect(strstr(res.out, "ended") && strstr(res.out, "limits: plan LIMITS"), "%s", res.out);
-	free(id);
 	coral_session_close(o);
 	coral_session_close(rp);
 	coral_session_close(idle);

@@ -394,8 +394,11 @@ Test(rsrc, a_pool_admits_its_limit_and_queues_the_rest_in_order)
 			usleep(1000);
 	}
 	cr_expect_eq(atomic_load(&nadmitted), 0);
+	/* one place at a time: each admission seen before the next place is given */
 	cr_expect_eq(coral_rsrc_call_end(pr, 0), 0);
 	cr_expect_eq(coral_rsrc_call_end(pr, 0), CORAL_EINVAL, "no call under way");
+	while (atomic_load(&nadmitted) < 1)
+		usleep(1000);
 	cr_expect_eq(coral_rsrc_call_end(pr, 1), 0);
 	pthread_join(t[0], NULL);
 	pthread_join(t[1], NULL);
