@@ -6,6 +6,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -73,6 +74,7 @@ void coral_rsrc_init(struct coral_rsrc *r)
 	coral_mutex_init_shared(&r->wmu);
 	for (size_t i = 0; i < CORAL_RSRC_GROUPS; i++) {
 		coral_mutex_init_shared(&r->groups[i].mu);
+		coral_mutex_init_shared(&r->groups[i].io_mu);
 		atomic_store(&r->groups[i].governs, (uint32_t)i);
 	}
 	for (size_t i = 0; i < CORAL_ARRAY_LEN(system_groups); i++)
@@ -220,6 +222,7 @@ void coral_rsrc_sess_open(struct coral_rsrc *r, int slot, uint32_t id, const cha
 	atomic_store(&s->calls, 0);
 	atomic_store(&s->cancel_call, 0);
 	atomic_store(&s->ended, 0);
+	atomic_store(&s->io_wait_ns, 0);
 	atomic_store(&s->since_ns, coral_now_mono_ns());
 	atomic_store(&s->tid, (int32_t)gettid());
 	atomic_store(&s->pid, (int32_t)getpid());
@@ -478,4 +481,99 @@ int coral_rsrc_sweep(struct coral_rsrc *r)
 		coral_mutex_unlock(&r->wmu);
 	}
 	return n;
+}
+
+/* ---- token buckets --------------------------------------------------------------------- */
+
+void coral_rsrc_bucket_init(struct coral_rsrc_bucket *b, double rate, double burst, uint64_t now_ns)
+{
+	*b = (struct coral_rsrc_bucket){.rate = rate, .burst = burst, .tokens = burst, .at_ns = now_ns};
+}
+
+uint64_t coral_rsrc_bucket_take(struct coral_rsrc_bucket *b, double n, uint64_t now_ns)
+{
+	if (now_ns > b->at_ns) {
+		b->tokens += b->rate * (double)(now_ns - b->at_ns) / 1e9;
+		if (b->tokens > b->burst)
+			b->tokens = b->burst;
+		b->at_ns = now_ns;
+	}
+	if (b->tokens >= n || (n > b->burst && b->tokens >= b->burst)) {
+		b->tokens -= n;
+		return 0;
+	}
+	if (b->rate <= 0)
+		return UINT64_MAX;
+	double need = (n > b->burst ? b->burst : n) - b->tokens;
+	uint64_t wait = (uint64_t)ceil(need / b->rate * 1e9);
+	b->waited_ns += wait;
+	return wait ? wait : 1;
+}
+
+
+/* ---- I/O limits ------------------------------------------------------------------------- */
+
+/* A bucket for rate a second: a tenth of a second's worth at most kept (at least one taking) */
+static void io_bucket(struct coral_rsrc_bucket *b, double rate, double least, uint64_t now)
+{
+	double burst = rate / 10.0 < least ? least : rate / 10.0;
+	coral_rsrc_bucket_init(b, rate, burst, now);
+}
+
+void coral_rsrc_io_limit(struct coral_rsrc *r, uint32_t g, uint32_t iops, uint32_t mbps)
+{
+	if (g >= CORAL_RSRC_GROUPS)
+		return;
+	struct coral_rsrc_group *G = &r->groups[g];
+	lock(&G->io_mu);
+	uint64_t now = coral_now_mono_ns();
+	io_bucket(&G->io_req, iops, 1, now);
+	io_bucket(&G->io_byte, (double)mbps * 1048576.0, 8192, now);
+	atomic_store(&G->io_iops, iops);
+	atomic_store(&G->io_mbps, mbps);
+	coral_mutex_unlock(&G->io_mu);
+}
+
+uint64_t coral_rsrc_io_charge(struct coral_rsrc *r, int slot, uint32_t reqs, uint64_t bytes)
+{
+	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS)
+		return 0;
+	struct coral_rsrc_sess *s = &r->sess[slot];
+	uint32_t mapped = atomic_load(&s->group);
+	if (mapped == 0 || mapped > CORAL_RSRC_GROUPS)
+		return 0;
+	uint32_t g = atomic_load(&r->groups[mapped - 1].governs);
+	struct coral_rsrc_group *G = &r->groups[g < CORAL_RSRC_GROUPS ? g : mapped - 1];
+	atomic_fetch_add(&G->io_reqs, reqs);
+	atomic_fetch_add(&G->io_bytes, bytes);
+	uint32_t iops = atomic_load(&G->io_iops), mbps = atomic_load(&G->io_mbps);
+	if (iops == 0 && mbps == 0)
+		return 0;
+	uint64_t waited = 0;
+	for (;;) {
+		lock(&G->io_mu);
+		uint64_t now = coral_now_mono_ns(), w = 0;
+		iops = atomic_load(&G->io_iops);
+		mbps = atomic_load(&G->io_mbps);
+		if (iops && reqs)
+			w = coral_rsrc_bucket_take(&G->io_req, reqs, now);
+		if (w == 0 && mbps && bytes) {
+			w = coral_rsrc_bucket_take(&G->io_byte, (double)bytes, now);
+			if (w != 0 && iops && reqs)
+				G->io_req.tokens += reqs; /* not taken after all: both or neither */
+		}
+		coral_mutex_unlock(&G->io_mu);
+		if (w == 0)
+			break;
+		uint64_t nap = w > 100000000ull ? 100000000ull : w;
+		struct timespec ts = {(time_t)(nap / 1000000000ull), (long)(nap % 1000000000ull)};
+		nanosleep(&ts, NULL);
+		waited += nap;
+	}
+	if (waited) {
+		atomic_fetch_add(&G->io_waits, 1);
+		atomic_fetch_add(&G->io_wait_ns, waited);
+		atomic_fetch_add(&s->io_wait_ns, waited);
+	}
+	return waited;
 }

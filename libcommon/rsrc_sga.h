@@ -54,6 +54,19 @@ struct coral_rsrc_rule {
 int coral_rsrc_map(const struct coral_rsrc_rule *rules, size_t n, const char *const v[CORAL_RSRC_NATTR], int day,
 		   int minute);
 
+/* A token bucket (I/O limits): rate tokens a second, at most burst kept. */
+struct coral_rsrc_bucket {
+	double rate, burst, tokens;
+	uint64_t at_ns;
+	uint64_t waited_ns;          /* how long takers were told to wait, in all */
+};
+void coral_rsrc_bucket_init(struct coral_rsrc_bucket *b, double rate, double burst, uint64_t now_ns);
+/* Takes n tokens at now_ns: 0 if there were enough, else how many ns until there will be
+ * (the taker waits that long and tries again; nothing is taken meanwhile). A taking larger
+ * than burst is allowed once the bucket is full (it goes below zero), so that nothing waits
+ * forever. */
+uint64_t coral_rsrc_bucket_take(struct coral_rsrc_bucket *b, double n, uint64_t now_ns);
+
 /* Now as a time of the week in local time: day 0-6 from Sunday, minute of the day. */
 void coral_rsrc_time_of_week(int *day, int *minute);
 
@@ -74,6 +87,12 @@ struct coral_rsrc_group {
 	_Atomic uint32_t active_max;        /* the most at once since the plan came into force */
 	/* the limits of its directive rsrcmgrd acted on (rsrcmgrd writes these) */
 	_Atomic uint64_t exec_cancels, exec_switches, exec_kills, idle_kills;
+	/* I/O: its limits in force (0: none) and their token buckets (under io_mu), what its
+	 * sessions were charged and how long they waited for tokens */
+	pthread_mutex_t io_mu;
+	struct coral_rsrc_bucket io_req, io_byte;
+	_Atomic uint32_t io_iops, io_mbps;
+	_Atomic uint64_t io_reqs, io_bytes, io_waits, io_wait_ns;
 };
 
 struct coral_rsrc_sess {
@@ -94,6 +113,7 @@ struct coral_rsrc_sess {
 	 * session was ended (1: its call ran past its limit, 2: it stayed idle past its limit) */
 	_Atomic uint64_t cancel_call;
 	_Atomic uint32_t ended;
+	_Atomic uint64_t io_wait_ns;        /* waited for its group's I/O tokens, in all */
 	char attrs[CORAL_RSRC_NATTR][CORAL_RSRC_ATTR];
 };
 
@@ -151,6 +171,13 @@ bool coral_rsrc_sess_reap(struct coral_rsrc *r, int slot);
  * execution-time or idle limit), with the reason in why. libcoral asks before a session's
  * block gets, changes, commits and lock calls. */
 int coral_rsrc_sess_stopped(const struct coral_rsrc *r, int slot, char *why, size_t whysz);
+
+/* Group g's I/O limits put in force (requests and MB a second; 0: none), its buckets full. */
+void coral_rsrc_io_limit(struct coral_rsrc *r, uint32_t g, uint32_t iops, uint32_t mbps);
+/* Charges the session at slot's governing group with reqs block reads and bytes (of blocks
+ * read, or of redo written), waiting for the group's tokens if it has I/O limits (sleeping, a
+ * tenth of a second at most at a time): the ns waited. No limit: counted, no wait, no lock. */
+uint64_t coral_rsrc_io_charge(struct coral_rsrc *r, int slot, uint32_t reqs, uint64_t bytes);
 
 /* Frees the slots of sessions whose process is gone (what they held given back): how many of
  * them held a call or a place in a queue. rsrcmgrd's sweep. */

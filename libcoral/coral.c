@@ -122,6 +122,7 @@ struct coral_session {
 	struct coral_session_stats st;
 	struct standby_copy *copy;               /* on a standby: its copy of the primary, read */
 	struct coral_rsrc *rsrc;                 /* the resource manager's section (its group, calls) */
+	uint64_t txn_redo_bytes;                 /* the open transaction's change records' bytes */
 	char errmsg[CORAL_ERRMSG_MAX];
 };
 
@@ -861,7 +862,20 @@ static int copy_open(struct coral_session *s)
 	return 0;
 }
 
+static int block_get(struct coral_session *s, uint32_t file, uint64_t block, int mode, struct coral_block **out);
+
+/* A block read the node did not have (2-way, 3-way, from disk, or a CR copy from another
+ * node) is charged to the session's consumer group: its I/O limits pace it (rsrcmgrd(8)). */
 int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int mode, struct coral_block **out)
+{
+	uint64_t hits = s ? s->st.local_hits : 0;
+	int rc = block_get(s, file, block, mode, out);
+	if (rc == 0 && s->rsrc && s->slot >= 0 && s->st.local_hits == hits)
+		coral_rsrc_io_charge(s->rsrc, s->slot, 1, s->cache->block_size);
+	return rc;
+}
+
+static int block_get(struct coral_session *s, uint32_t file, uint64_t block, int mode, struct coral_block **out)
 {
 	*out = NULL;
 	if (s == NULL || s->cache == NULL)
@@ -1077,6 +1091,7 @@ static int modify(struct coral_session *s, struct coral_block *b, uint32_t offse
 			    coral_strerror(rc), rc == CORAL_ENOTRUNNING ? " (the log writer, replicad, is not running)" : "");
 	}
 	s->txn = true;
+	s->txn_redo_bytes += 2u * len + 64u; /* the record: its header, the old bytes and the new */
 	b->changed = true;
 	memcpy(at, bytes, len);
 	coral_cache_lock(s->cache, ch);
@@ -1213,6 +1228,7 @@ static void txn_end(struct coral_session *s, bool committed)
 			coral_block_release(s, k);
 		}
 	}
+	s->txn_redo_bytes = 0;
 	s->nundo = 0;
 	s->undo_used = 0;
 	s->txn = false;
@@ -1226,7 +1242,10 @@ int coral_commit(struct coral_session *s, uint64_t *scn_out)
 {
 	if (s->rsrc && call_stopped(s) != 0)
 		return CORAL_ECANCELED; /* nothing committed: the caller rolls back */
+	uint64_t redo_bytes = s->txn_redo_bytes;
 	int rc = commit(s, scn_out, false);
+	if (rc == 0 && redo_bytes && s->rsrc && s->slot >= 0)
+		coral_rsrc_io_charge(s->rsrc, s->slot, 0, redo_bytes); /* its redo, to its group's I/O limit */
 	if (rc == CORAL_EFENCED && s->txn && atomic_load(&s->redo->closed)) {
 		/* refused by a switchover: it did not commit, and is taken back here (the thread
 		 * still takes a rollback) rather than left in the blocks for the next session */

@@ -132,6 +132,10 @@ static json_t *group_json(const Coral__RsrcGroup *g)
 	json_object_set_new(j, "exec_switches", json_integer((json_int_t)g->exec_switches));
 	json_object_set_new(j, "exec_kills", json_integer((json_int_t)g->exec_kills));
 	json_object_set_new(j, "idle_kills", json_integer((json_int_t)g->idle_kills));
+	json_object_set_new(j, "io_reqs", json_integer((json_int_t)g->io_reqs));
+	json_object_set_new(j, "io_bytes", json_integer((json_int_t)g->io_bytes));
+	json_object_set_new(j, "io_waits", json_integer((json_int_t)g->io_waits));
+	json_object_set_new(j, "io_wait_us", json_integer((json_int_t)g->io_wait_us));
 	return j;
 }
 
@@ -291,6 +295,7 @@ int run_rsrc_sessions(int argc, char **argv)
 			json_object_set_new(j, "attrs", strings_json(s->attrs, s->n_attrs));
 			json_object_set_new(j, "cgroup", json_string(s->cgroup));
 			json_object_set_new(j, "queue_position", json_integer(s->queue_position));
+			json_object_set_new(j, "io_wait_us", json_integer((json_int_t)s->io_wait_us));
 			json_array_append_new(a, j);
 		}
 		print_json(a);
@@ -431,6 +436,7 @@ int run_rsrc_session(int argc, char **argv)
 		json_object_set_new(j, "attrs", strings_json(s->attrs, s->n_attrs));
 		json_object_set_new(j, "plan", json_string(r->plan));
 		json_object_set_new(j, "governing_group", gov ? group_json(gov) : json_null());
+		json_object_set_new(j, "io_wait_us", json_integer((json_int_t)s->io_wait_us));
 		print_json(j);
 		coral_ctl_response_free(resp);
 		return 0;
@@ -462,7 +468,12 @@ int run_rsrc_session(int argc, char **argv)
 		       (unsigned long long)gov->queued_total, gov->queue_wait_us / 1e3, (unsigned long long)gov->timeouts,
 		       (unsigned long long)gov->exec_cancels, (unsigned long long)gov->exec_switches,
 		       (unsigned long long)gov->exec_kills, (unsigned long long)gov->idle_kills);
-	printf("  not measured yet: its I/O waits for tokens (I/O limits are not built)\n");
+	printf("  I/O: it waited %.1f ms for its group's tokens", s->io_wait_us / 1e3);
+	if (gov)
+		printf(" (its group: %llu block reads, %.1f MiB charged, %llu waits, %.1f ms)",
+		       (unsigned long long)gov->io_reqs, gov->io_bytes / 1048576.0, (unsigned long long)gov->io_waits,
+		       gov->io_wait_us / 1e3);
+	printf("\n");
 	coral_ctl_response_free(resp);
 	return 0;
 }

@@ -247,33 +247,6 @@ uint32_t rsrc_shares_v1(double frac)
 	return s < 2 ? 2 : s > 262144 ? 262144 : (uint32_t)s;
 }
 
-/* ---- token buckets --------------------------------------------------------------------- */
-
-void rsrc_bucket_init(struct rsrc_bucket *b, double rate, double burst, uint64_t now_ns)
-{
-	*b = (struct rsrc_bucket){.rate = rate, .burst = burst, .tokens = burst, .at_ns = now_ns};
-}
-
-uint64_t rsrc_bucket_take(struct rsrc_bucket *b, double n, uint64_t now_ns)
-{
-	if (now_ns > b->at_ns) {
-		b->tokens += b->rate * (double)(now_ns - b->at_ns) / 1e9;
-		if (b->tokens > b->burst)
-			b->tokens = b->burst;
-		b->at_ns = now_ns;
-	}
-	if (b->tokens >= n || (n > b->burst && b->tokens >= b->burst)) {
-		b->tokens -= n;
-		return 0;
-	}
-	if (b->rate <= 0)
-		return UINT64_MAX;
-	double need = (n > b->burst ? b->burst : n) - b->tokens;
-	uint64_t wait = (uint64_t)ceil(need / b->rate * 1e9);
-	b->waited_ns += wait;
-	return wait ? wait : 1;
-}
-
 /* ---- the catalog's text ------------------------------------------------------------------ */
 
 static const char *const day_names[7] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};

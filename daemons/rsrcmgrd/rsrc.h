@@ -1,7 +1,6 @@
 /* The resource manager's core (no I/O): consumer groups, the rules that map a session to a
  * group, plans with their per-group directives and their validation, the CPU share
- * arithmetic (DBRM's emphasis method: levels, each sharing what the levels above left), and
- * token buckets for I/O, and the catalog's text (what an operator loads: groups, rules, plans).
+ * arithmetic (DBRM's emphasis method: levels, each sharing what the levels above left), and the catalog's text (what an operator loads: groups, rules, plans).
  * The rules and their matching are in libcommon's rsrc_sga.h, as sessions match them too.
  * This file decides, it does not act: rsrcmgrd.c keeps the catalog in raftd's store and puts
  * the plan in force into the SGA. */
@@ -132,17 +131,6 @@ void rsrc_schedule_text(const struct rsrc_schedule *x, char *buf, size_t n);
  * day), the first in the catalog's order: its index, or -1 (the activated plan is in force). */
 int rsrc_def_scheduled(const struct rsrc_def *d, int day, int minute);
 
-/* A token bucket (I/O limits): rate tokens a second, at most burst kept. */
-struct rsrc_bucket {
-	double rate, burst, tokens;
-	uint64_t at_ns;
-	uint64_t waited_ns;          /* how long takers were told to wait, in all */
-};
-void rsrc_bucket_init(struct rsrc_bucket *b, double rate, double burst, uint64_t now_ns);
-/* Takes n tokens at now_ns: 0 if there were enough, else how many ns until there will be
- * (the taker waits that long and tries again; nothing is taken meanwhile). A taking larger
- * than burst is allowed once the bucket is full (it goes below zero), so that nothing waits
- * forever. */
-uint64_t rsrc_bucket_take(struct rsrc_bucket *b, double n, uint64_t now_ns);
+
 
 #endif

@@ -161,6 +161,7 @@ static void put_in_force(struct rsrcmgrd *m, const struct rsrc_def *def, const c
 		atomic_store(&G->governs, governs);
 		atomic_store(&G->pool, x ? (uint32_t)x->pool : 0);
 		atomic_store(&G->queue_timeout_ms, x ? (uint32_t)x->queue_timeout_ms : 0);
+		coral_rsrc_io_limit(r, i, x ? (uint32_t)x->io_iops : 0, x ? (uint32_t)x->io_mbps : 0);
 		m->lim[i] = (struct limits){x ? (uint32_t)x->exec_ms : 0, x ? (uint32_t)x->idle_ms : 0,
 					    x ? (int)x->exec_action : RSRC_ACT_NONE, ""};
 		if (x)
@@ -716,6 +717,10 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 		g->exec_switches = atomic_load(&G->exec_switches);
 		g->exec_kills = atomic_load(&G->exec_kills);
 		g->idle_kills = atomic_load(&G->idle_kills);
+		g->io_reqs = atomic_load(&G->io_reqs);
+		g->io_bytes = atomic_load(&G->io_bytes);
+		g->io_waits = atomic_load(&G->io_waits);
+		g->io_wait_us = atomic_load(&G->io_wait_ns) / 1000;
 		rsrc_cg_group_info(m->cg, G->name, cgpath[ng], sizeof(cgpath[ng]), &g->throttled_ms);
 		g->cgroup = cgpath[ng];
 		gp[ng] = g;
@@ -831,6 +836,7 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 		uint64_t since = atomic_load(&s->since_ns);
 		x->since_ms = since && now > since ? (now - since) / 1000000ull : 0;
 		x->calls = atomic_load(&s->calls);
+		x->io_wait_us = atomic_load(&s->io_wait_ns) / 1000;
 		uint32_t qg = atomic_load(&s->queued_in);
 		x->queue_group = "";
 		if (qg && qg <= CORAL_RSRC_GROUPS) {

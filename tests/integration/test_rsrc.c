@@ -37,6 +37,9 @@ static const char catalog[] = "# the test's catalog\n"
 			      "  directive REPORTS level=1 share=30 exec=300 action=switch:BATCH idle=400\n"
 			      "  directive BATCH level=1 share=10\n"
 			      "  directive OTHER level=1 share=10 exec=300 action=kill\n"
+			      "plan IO\n"
+			      "  directive REPORTS level=1 share=50 io_iops=40\n"
+			      "  directive OTHER level=1 share=50\n"
 			      "plan CPU\n"
 			      "  directive OLTP level=1 share=60\n"
 			      "  directive REPORTS level=1 share=20\n"
@@ -187,6 +190,35 @@ static void limits_act(void)
 	coral_session_close(x);
 }
 
+/* ---- I/O limits --------------------------------------------------------------------------- */
+
+/* 40 CR reads by a REPORTS session on node 3 of a block node 1 holds in X, each one a block the
+ * node did not have: at io_iops=40 they take about a second (4 kept at the start), and the
+ * group says it waited. */
+static void io_paced(void)
+{
+	json_t *df = ctl_json(1, "datafile create io 4");
+	cr_assert_not_null(df, "%s", res.out);
+	uint32_t fid = (uint32_t)jint(df, "id");
+	json_decref(df);
+	cr_assert_eq(run("%s -c %s -n 1 rsrc activate IO", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_assert(wait_plan(3, "IO", 10000));
+	struct coral_session *w = open_as(1, "w", "app"), *rd = open_as(3, "r", "report");
+	coral_block_release(w, x_change_commit(w, fid, 0, 42));
+	uint64_t t0 = coral_now_mono_ns();
+	for (int i = 0; i < 40; i++)
+		cr_assert_eq(cr_read(rd, fid), 42);
+	uint64_t ms = (coral_now_mono_ns() - t0) / 1000000;
+	int64_t reqs = group_figure(3, "REPORTS", "io_reqs"), waits = group_figure(3, "REPORTS", "io_waits");
+	fprintf(stderr, "40 CR reads from another node at io_iops=40: %llu ms; REPORTS charged %lld reads, waited %lld "
+		"times\n", (unsigned long long)ms, (long long)reqs, (long long)waits);
+	cr_expect_geq(reqs, 40);
+	cr_expect(ms >= 700, "40 reads at 40 a second in %llu ms", (unsigned long long)ms);
+	cr_expect_gt(waits, 0);
+	coral_session_close(w);
+	coral_session_close(rd);
+}
+
 /* ---- CPU shares through the kernel ------------------------------------------------------ */
 
 static _Atomic int spin_go, spin_ready;
@@ -276,8 +308,13 @@ static void cpu_shares_hold(void)
 		  share * 100);
 	run("%s -c %s -n 3 rsrc groups", CORALCTL, cl.conf);
 	fprintf(stderr, "%s\n", res.out);
-	/* the sessions closed: their threads are back where they were */
-	run("cat /proc/%d/task/*/cgroup | grep ':cpu:' | sort | uniq -c", (int)getpid());
+	/* the sessions closed: their threads are back where they were (at rsrcmgrd's next tick) */
+	for (int i = 0; i < 30; i++) {
+		run("grep -H ':cpu:' /proc/%d/task/*/cgroup; echo main thread %d", (int)getpid(), (int)gettid());
+		if (strstr(res.out, "coral-") == NULL)
+			break;
+		usleep(100000);
+	}
 	cr_expect(strstr(res.out, "coral-") == NULL, "threads left in the node's cgroups: %s", res.out);
 }
 
@@ -484,5 +521,6 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 	json_decref(st);
 
 	limits_act();
+	io_paced();
 	cpu_shares_hold();
 }

@@ -185,20 +185,20 @@ Test(rsrc, a_plan_with_problems_names_each)
 
 Test(rsrc, a_token_bucket_makes_takers_wait_for_their_rate)
 {
-	struct rsrc_bucket b;
-	rsrc_bucket_init(&b, 1000, 100, 0); /* 1000 a second, 100 at most */
-	cr_expect_eq(rsrc_bucket_take(&b, 100, 0), 0);
-	uint64_t w = rsrc_bucket_take(&b, 50, 0);
+	struct coral_rsrc_bucket b;
+	coral_rsrc_bucket_init(&b, 1000, 100, 0); /* 1000 a second, 100 at most */
+	cr_expect_eq(coral_rsrc_bucket_take(&b, 100, 0), 0);
+	uint64_t w = coral_rsrc_bucket_take(&b, 50, 0);
 	cr_expect_eq(w, 50000000, "50 tokens at 1000/s: 50 ms, not %llu ns", (unsigned long long)w);
-	cr_expect_eq(rsrc_bucket_take(&b, 50, 50000000), 0);
+	cr_expect_eq(coral_rsrc_bucket_take(&b, 50, 50000000), 0);
 	/* idle for a minute: no more than the burst saved up */
-	cr_expect_eq(rsrc_bucket_take(&b, 100, 60000000000ull), 0);
-	cr_expect_neq(rsrc_bucket_take(&b, 1, 60000000000ull), 0);
+	cr_expect_eq(coral_rsrc_bucket_take(&b, 100, 60000000000ull), 0);
+	cr_expect_neq(coral_rsrc_bucket_take(&b, 1, 60000000000ull), 0);
 	/* a taking past the burst goes through once the bucket is full, never waits forever */
-	rsrc_bucket_init(&b, 1000, 100, 0);
-	cr_expect_eq(rsrc_bucket_take(&b, 500, 0), 0);
+	coral_rsrc_bucket_init(&b, 1000, 100, 0);
+	cr_expect_eq(coral_rsrc_bucket_take(&b, 500, 0), 0);
 	cr_expect(b.tokens < 0);
-	cr_expect_neq(rsrc_bucket_take(&b, 1, 100000000), 0, "in debt after the large one");
+	cr_expect_neq(coral_rsrc_bucket_take(&b, 1, 100000000), 0, "in debt after the large one");
 }
 
 /* ---- the catalog's text ------------------------------------------------------------------ */
@@ -457,4 +457,33 @@ Test(rsrc, a_queued_call_leaves_at_its_timeout_and_a_limit_raised_admits_the_que
 	cr_expect_eq(atomic_load(&pr->groups[o].active), 1);
 	coral_rsrc_call_end(pr, 2);
 	cr_expect_eq(atomic_load(&pr->groups[o].active), 0);
+}
+
+Test(rsrc, io_limits_pace_a_group_s_reads_and_redo)
+{
+	pr = pool_section(0, 0);
+	int g = coral_rsrc_group_find(pr, "BATCH");
+	/* no limit: counted, no wait */
+	cr_expect_eq(coral_rsrc_io_charge(pr, 0, 1, 8192), 0);
+	cr_expect_eq(atomic_load(&pr->groups[g].io_reqs), 1);
+	/* 20 reads a second: 12 reads take about half a second (2 kept at the start) */
+	coral_rsrc_io_limit(pr, (uint32_t)g, 20, 0);
+	uint64_t t0 = coral_now_mono_ns();
+	for (int i = 0; i < 12; i++)
+		coral_rsrc_io_charge(pr, 0, 1, 8192);
+	uint64_t ms = (coral_now_mono_ns() - t0) / 1000000;
+	cr_expect(ms >= 400 && ms < 3000, "12 reads at 20/s in %llu ms", (unsigned long long)ms);
+	cr_expect_gt(atomic_load(&pr->sess[0].io_wait_ns), 0);
+	cr_expect_gt(atomic_load(&pr->groups[g].io_waits), 0);
+	/* 1 MB a second: 512 KiB of redo in 64 pieces takes about half a second */
+	coral_rsrc_io_limit(pr, (uint32_t)g, 0, 1);
+	t0 = coral_now_mono_ns();
+	for (int i = 0; i < 64; i++)
+		coral_rsrc_io_charge(pr, 1, 0, 8192);
+	ms = (coral_now_mono_ns() - t0) / 1000000;
+	cr_expect(ms >= 350 && ms < 3000, "512 KiB at 1 MB/s in %llu ms", (unsigned long long)ms);
+	/* another group is not held back */
+	const char *a[CORAL_RSRC_NATTR] = {[CORAL_RSRC_PROGRAM] = "other"};
+	coral_rsrc_sess_open(pr, 7, 7, a);
+	cr_expect_eq(coral_rsrc_io_charge(pr, 7, 100, 1 << 20), 0);
 }
