@@ -281,6 +281,9 @@ static const struct coral_opt coral__rsrc_opts[] = {
 	OPT(coral_rsrc_conf, cgroup_root, STR, "", 0, S - 1, false,
 	    "the cgroup directory under which rsrcmgrd makes the node's (coral-CLUSTER-nNODE/GROUP); empty: "
 	    "/sys/fs/cgroup/cpu for v1, /sys/fs/cgroup or /sys/fs/cgroup/unified for v2"),
+	OPT(coral_rsrc_conf, px_servers, INT, "0", 0, 4096, false,
+	    "the node's pool of parallel servers that coral_px_request grants from (a statement that "
+	    "finds too few free waits its turn); 0: twice the node's CPUs"),
 };
 
 static const struct coral_opt coral__metrics_opts[] = {

@@ -206,6 +206,7 @@ struct coral_ges_conf {
 struct coral_rsrc_conf {
 	char cgroup[16];               /* auto, v1, v2 or off */
 	char cgroup_root[CORAL_STR_MAX]; /* the cpu hierarchy's mount; empty: the usual place */
+	int64_t px_servers;            /* the node's parallel servers; 0: twice its CPUs */
 };
 
 /* The node's Prometheus metrics, served by coral-node on base_port+6. */

@@ -72,6 +72,9 @@ void coral_rsrc_init(struct coral_rsrc *r)
 {
 	memset(r, 0, sizeof(*r));
 	coral_mutex_init_shared(&r->wmu);
+	coral_mutex_init_shared(&r->px_mu);
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	r->px_total = cpus > 0 ? 2u * (uint32_t)cpus : 2u;
 	for (size_t i = 0; i < CORAL_RSRC_GROUPS; i++) {
 		coral_mutex_init_shared(&r->groups[i].mu);
 		coral_mutex_init_shared(&r->groups[i].io_mu);
@@ -90,11 +93,13 @@ size_t coral_rsrc_sga_size(const struct coral_conf *conf)
 
 int coral_rsrc_sga_init(void *section, size_t size, const struct coral_conf *conf, const struct coral_node_conf *node)
 {
-	(void)conf;
 	(void)node;
 	if (size < sizeof(struct coral_rsrc))
 		return CORAL_ESIZE;
 	coral_rsrc_init(section);
+	struct coral_rsrc *r = section;
+	if (conf->rsrc.px_servers > 0)
+		r->px_total = (uint32_t)conf->rsrc.px_servers;
 	return 0;
 }
 
@@ -464,6 +469,19 @@ bool coral_rsrc_sess_reap(struct coral_rsrc *r, int slot)
 		leave(r, g1);
 		held = true;
 	}
+	/* parallel servers held, or a place in their queue */
+	lock(&r->px_mu);
+	for (uint32_t i = 0; i < r->px_qlen; i++)
+		if (r->px_q[(r->px_qhead + i) % CORAL_RSRC_SESSIONS] == slot) {
+			for (uint32_t j = i; j + 1 < r->px_qlen; j++)
+				r->px_q[(r->px_qhead + j) % CORAL_RSRC_SESSIONS] =
+					r->px_q[(r->px_qhead + j + 1) % CORAL_RSRC_SESSIONS];
+			r->px_qlen--;
+			held = true;
+			break;
+		}
+	coral_mutex_unlock(&r->px_mu);
+	held |= coral_rsrc_px_release(r, slot) != 0;
 	return held;
 }
 
@@ -576,4 +594,109 @@ uint64_t coral_rsrc_io_charge(struct coral_rsrc *r, int slot, uint32_t reqs, uin
 		atomic_fetch_add(&s->io_wait_ns, waited);
 	}
 	return waited;
+}
+
+/* ---- parallel servers --------------------------------------------------------------------- */
+
+/* With px_mu held: the statements at the head of the queue granted while their servers are free. */
+static void px_admit_locked(struct coral_rsrc *r)
+{
+	while (r->px_qlen > 0) {
+		uint16_t t = r->px_q[r->px_qhead];
+		struct coral_rsrc_sess *s = &r->sess[t];
+		if (r->px_used + s->px_want > r->px_total)
+			break; /* in order: the head waits, and those behind it */
+		r->px_qhead = (r->px_qhead + 1) % CORAL_RSRC_SESSIONS;
+		r->px_qlen--;
+		r->px_used += s->px_want;
+		s->px_held = s->px_want;
+		atomic_store(&s->px_admit, 1);
+		coral_futex_wake(&s->px_admit, 1);
+	}
+}
+
+int coral_rsrc_px_request(struct coral_rsrc *r, int slot, uint32_t dop, int timeout_ms, uint32_t *granted)
+{
+	*granted = 0;
+	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS || dop < 1)
+		return CORAL_EINVAL;
+	struct coral_rsrc_sess *s = &r->sess[slot];
+	uint32_t mapped = atomic_load(&s->group);
+	if (mapped == 0 || mapped > CORAL_RSRC_GROUPS)
+		return CORAL_EINVAL;
+	uint32_t g = atomic_load(&r->groups[mapped - 1].governs);
+	struct coral_rsrc_group *G = &r->groups[g < CORAL_RSRC_GROUPS ? g : mapped - 1];
+	atomic_fetch_add(&G->px_requests, 1);
+	uint32_t want = dop, cap = atomic_load(&G->max_dop);
+	if (cap && want > cap)
+		want = cap;
+	lock(&r->px_mu);
+	if (s->px_held) {
+		coral_mutex_unlock(&r->px_mu);
+		return CORAL_EINVAL;
+	}
+	if (want > r->px_total)
+		want = r->px_total;
+	if (want < dop)
+		atomic_fetch_add(&G->px_downgraded, 1);
+	s->px_want = want;
+	if (r->px_qlen == 0 && r->px_used + want <= r->px_total) {
+		r->px_used += want;
+		s->px_held = want;
+		coral_mutex_unlock(&r->px_mu);
+		*granted = want;
+		return 0;
+	}
+	atomic_store(&s->px_admit, 0);
+	r->px_q[(r->px_qhead + r->px_qlen) % CORAL_RSRC_SESSIONS] = (uint16_t)slot;
+	r->px_qlen++;
+	coral_mutex_unlock(&r->px_mu);
+	atomic_fetch_add(&G->px_queued, 1);
+	uint32_t qt = atomic_load(&G->queue_timeout_ms);
+	int64_t wait_ms = qt ? (int64_t)qt : -1;
+	if (timeout_ms >= 0 && (wait_ms < 0 || timeout_ms < wait_ms))
+		wait_ms = timeout_ms;
+	uint64_t t0 = coral_now_mono_ns();
+	uint64_t deadline = wait_ms < 0 ? UINT64_MAX : t0 + (uint64_t)wait_ms * 1000000ull;
+	while (atomic_load(&s->px_admit) != 1) {
+		uint64_t now = coral_now_mono_ns();
+		if (now >= deadline)
+			break;
+		int ms = deadline == UINT64_MAX ? 1000 : (int)((deadline - now + 999999) / 1000000);
+		coral_futex_wait(&s->px_admit, 0, ms > 1000 ? 1000 : ms);
+	}
+	lock(&r->px_mu);
+	bool admitted = atomic_load(&s->px_admit) == 1;
+	if (!admitted) {
+		for (uint32_t i = 0; i < r->px_qlen; i++)
+			if (r->px_q[(r->px_qhead + i) % CORAL_RSRC_SESSIONS] == slot) {
+				for (uint32_t j = i; j + 1 < r->px_qlen; j++)
+					r->px_q[(r->px_qhead + j) % CORAL_RSRC_SESSIONS] =
+						r->px_q[(r->px_qhead + j + 1) % CORAL_RSRC_SESSIONS];
+				r->px_qlen--;
+				break;
+			}
+		px_admit_locked(r); /* those behind it may fit now */
+	}
+	coral_mutex_unlock(&r->px_mu);
+	if (!admitted) {
+		atomic_fetch_add(&G->px_timeouts, 1);
+		return CORAL_ETIMEDOUT;
+	}
+	*granted = want;
+	return 0;
+}
+
+uint32_t coral_rsrc_px_release(struct coral_rsrc *r, int slot)
+{
+	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS)
+		return 0;
+	struct coral_rsrc_sess *s = &r->sess[slot];
+	lock(&r->px_mu);
+	uint32_t held = s->px_held;
+	s->px_held = 0;
+	r->px_used -= held <= r->px_used ? held : r->px_used;
+	px_admit_locked(r);
+	coral_mutex_unlock(&r->px_mu);
+	return held;
 }

@@ -93,6 +93,8 @@ struct coral_rsrc_group {
 	struct coral_rsrc_bucket io_req, io_byte;
 	_Atomic uint32_t io_iops, io_mbps;
 	_Atomic uint64_t io_reqs, io_bytes, io_waits, io_wait_ns;
+	_Atomic uint32_t max_dop;           /* parallel servers one of its statements gets (0: any) */
+	_Atomic uint64_t px_requests, px_downgraded, px_queued, px_timeouts;
 };
 
 struct coral_rsrc_sess {
@@ -114,6 +116,9 @@ struct coral_rsrc_sess {
 	_Atomic uint64_t cancel_call;
 	_Atomic uint32_t ended;
 	_Atomic uint64_t io_wait_ns;        /* waited for its group's I/O tokens, in all */
+	/* parallel servers: held (under the section's px_mu), and the futex of a queued request */
+	uint32_t px_held, px_want;
+	_Atomic uint32_t px_admit;
 	char attrs[CORAL_RSRC_NATTR][CORAL_RSRC_ATTR];
 };
 
@@ -125,6 +130,12 @@ struct coral_rsrc {
 	_Atomic uint64_t version;           /* of the catalog in force (raftd's index) */
 	uint32_t ngroups, nrules;
 	_Atomic int32_t rsrcmgrd_pid;
+	/* the node's pool of parallel servers ([rsrc] px_servers) and the statements queued for it,
+	 * in order of arrival (a statement waits until the servers it was granted are free) */
+	pthread_mutex_t px_mu;
+	uint32_t px_total, px_used;
+	uint32_t px_qhead, px_qlen;
+	uint16_t px_q[CORAL_RSRC_SESSIONS];
 	struct coral_rsrc_rule rules[CORAL_RSRC_RULES];
 	struct coral_rsrc_group groups[CORAL_RSRC_GROUPS];
 	struct coral_rsrc_sess sess[CORAL_RSRC_SESSIONS];
@@ -178,6 +189,15 @@ void coral_rsrc_io_limit(struct coral_rsrc *r, uint32_t g, uint32_t iops, uint32
  * read, or of redo written), waiting for the group's tokens if it has I/O limits (sleeping, a
  * tenth of a second at most at a time): the ns waited. No limit: counted, no wait, no lock. */
 uint64_t coral_rsrc_io_charge(struct coral_rsrc *r, int slot, uint32_t reqs, uint64_t bytes);
+
+/* Parallel servers for a statement of the session at slot: at most its governing group's
+ * max_dop (and the pool's size), as *granted; when the pool has not that many free, or others
+ * queue already, it waits its turn (FIFO) up to its group's queue timeout or timeout_ms if
+ * shorter and not negative (CORAL_ETIMEDOUT: none granted). CORAL_EINVAL: dop < 1, or servers
+ * held already (coral_rsrc_px_release first). */
+int coral_rsrc_px_request(struct coral_rsrc *r, int slot, uint32_t dop, int timeout_ms, uint32_t *granted);
+/* Gives the servers back (0 if none were held). */
+uint32_t coral_rsrc_px_release(struct coral_rsrc *r, int slot);
 
 /* Frees the slots of sessions whose process is gone (what they held given back): how many of
  * them held a call or a place in a queue. rsrcmgrd's sweep. */

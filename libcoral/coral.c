@@ -1782,3 +1782,29 @@ int coral_call_end(struct coral_session *s)
 		return fail(s, rc, "no call of this session is under way (coral_call_begin begins one)");
 	return 0;
 }
+
+int coral_px_request(struct coral_session *s, int dop, int timeout_ms, int *granted)
+{
+	if (granted == NULL || dop < 1)
+		return fail(s, CORAL_EINVAL, "a degree of parallelism of at least 1, and where to put the servers granted");
+	*granted = 0;
+	if (s->rsrc == NULL || s->slot < 0)
+		return fail(s, CORAL_EINVAL, "the session has no slot on its node");
+	uint32_t g = 0;
+	int rc = coral_rsrc_px_request(s->rsrc, s->slot, (uint32_t)dop, timeout_ms, &g);
+	if (rc == CORAL_EINVAL)
+		return fail(s, rc, "the session holds parallel servers already (coral_px_release gives them back)");
+	if (rc == CORAL_ETIMEDOUT)
+		return fail(s, rc, "the statement waited for parallel servers past its group's queue timeout (coralctl "
+			    "rsrc stats shows the node's pool)");
+	*granted = (int)g;
+	return rc;
+}
+
+int coral_px_release(struct coral_session *s)
+{
+	if (s->rsrc == NULL || s->slot < 0)
+		return fail(s, CORAL_EINVAL, "the session has no slot on its node");
+	coral_rsrc_px_release(s->rsrc, s->slot);
+	return 0;
+}

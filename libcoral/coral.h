@@ -248,6 +248,19 @@ int coral_session_set_attr(struct coral_session *s, const char *name, const char
 int coral_session_group(struct coral_session *s, char *buf, size_t len);
 int coral_call_begin(struct coral_session *s, int timeout_ms);
 int coral_call_end(struct coral_session *s);
+/* A call past its group's execution-time limit may be cancelled: its next block get, change or
+ * commit fails with CORAL_ERR_CANCELED, and so does coral_call_end (roll back what it changed);
+ * or its session ended (every call fails so until it is closed); or moved to another group.
+ * A session idle past its group's idle limit is ended the same way. Its group's I/O limits pace
+ * the blocks it reads that the node did not have and the redo it commits (the get or commit
+ * waits for tokens). */
+/* Parallel servers for a statement of the session: at most its group's max_dop and the node's
+ * pool ([rsrc] px_servers), in *granted; when the pool has too few free it waits its turn, in
+ * order of arrival, up to the group's queue timeout or timeout_ms if shorter (negative: the
+ * group's alone): then CORAL_ERR_TIMEDOUT and none granted. coral_px_release gives them back
+ * (before the next request; closing the session does too). */
+int coral_px_request(struct coral_session *s, int dop, int timeout_ms, int *granted);
+int coral_px_release(struct coral_session *s);
 
 struct coral_session_stats {
 	uint64_t gets, local_hits, remote_gets, pin_waits, modifies, commits;

@@ -136,6 +136,11 @@ static json_t *group_json(const Coral__RsrcGroup *g)
 	json_object_set_new(j, "io_bytes", json_integer((json_int_t)g->io_bytes));
 	json_object_set_new(j, "io_waits", json_integer((json_int_t)g->io_waits));
 	json_object_set_new(j, "io_wait_us", json_integer((json_int_t)g->io_wait_us));
+	json_object_set_new(j, "max_dop", json_integer(g->max_dop));
+	json_object_set_new(j, "px_requests", json_integer((json_int_t)g->px_requests));
+	json_object_set_new(j, "px_downgraded", json_integer((json_int_t)g->px_downgraded));
+	json_object_set_new(j, "px_queued", json_integer((json_int_t)g->px_queued));
+	json_object_set_new(j, "px_timeouts", json_integer((json_int_t)g->px_timeouts));
 	return j;
 }
 
@@ -296,6 +301,7 @@ int run_rsrc_sessions(int argc, char **argv)
 			json_object_set_new(j, "cgroup", json_string(s->cgroup));
 			json_object_set_new(j, "queue_position", json_integer(s->queue_position));
 			json_object_set_new(j, "io_wait_us", json_integer((json_int_t)s->io_wait_us));
+			json_object_set_new(j, "px_held", json_integer(s->px_held));
 			json_array_append_new(a, j);
 		}
 		print_json(a);
@@ -340,6 +346,9 @@ int run_rsrc_stats(int argc, char **argv)
 		json_object_set_new(j, "cgroup_refused", json_integer((json_int_t)r->cgroup_refused));
 		json_object_set_new(j, "cgroup_moves", json_integer((json_int_t)r->cgroup_moves));
 		json_object_set_new(j, "cgroup_error", json_string(r->cgroup_error));
+		json_object_set_new(j, "px_servers", json_integer(r->px_servers));
+		json_object_set_new(j, "px_used", json_integer(r->px_used));
+		json_object_set_new(j, "px_queued", json_integer(r->px_queued));
 		print_json(j);
 	} else {
 		plan_head(r);
@@ -359,6 +368,8 @@ int run_rsrc_stats(int argc, char **argv)
 		       "given back %llu\n",
 		       (unsigned long long)calls, (unsigned long long)queued, wait_us / 1e3, (unsigned long long)timeouts,
 		       (unsigned long long)r->swept);
+		printf("  parallel servers: %u of %u held, %u statements queued for them\n", r->px_used, r->px_servers,
+		       r->px_queued);
 		printf("  cgroups: %llu sessions placed, %llu writes refused%s%s\n", (unsigned long long)r->cgroup_moves,
 		       (unsigned long long)r->cgroup_refused, r->cgroup_error[0] ? "; last: " : "", r->cgroup_error);
 		printf("  plan switches seen by this rsrcmgrd (oldest first):\n");

@@ -5,7 +5,8 @@
  * so two sessions of one process may be in two groups. v2: the session's process
  * (cgroup.procs; threads of a process may not be split among domain cgroups), so the last
  * session placed decides for its process. Where a session's thread was before, it goes back
- * to when the session closes (or its process is gone). Every write the kernel refuses is
+ * to when the session closes (or its process is gone); a thread found in a node's cgroup
+ * (coral-*) goes back to the root instead. Every write the kernel refuses is
  * counted and logged once per cause; where no hierarchy is writable the shares are computed
  * and shown and the status says why they are not enforced. */
 #include "cgroup.h"
@@ -260,8 +261,12 @@ void rsrc_cg_place(struct rsrc_cg *cg, struct coral_rsrc *r, bool enforce)
 			continue; /* its process died: the sweep frees the slot */
 		if (pl->tid == 0) {
 			where_now(cg, pid, tid, pl->orig, sizeof(pl->orig));
-			if (strncmp(pl->orig, cg->base + strlen(cg->root), strlen(cg->base) - strlen(cg->root)) == 0)
-				snprintf(pl->orig, sizeof(pl->orig), "/"); /* left there by an rsrcmgrd before */
+			/* a node's cgroup is no place to go back to: this rsrcmgrd's (another session of
+			 * the thread), one before it, or another node's on this machine (a process with
+			 * sessions on two nodes: each node's rsrcmgrd moves the thread, and going back
+			 * there would leave it in a group of the other's after both let it go) */
+			if (strncmp(pl->orig, "/coral-", 7) == 0)
+				snprintf(pl->orig, sizeof(pl->orig), "/");
 		}
 		char dir[CORAL_STR_MAX + 64];
 		group_dir(cg, r->groups[gov].name, dir, sizeof(dir));

@@ -162,6 +162,7 @@ static void put_in_force(struct rsrcmgrd *m, const struct rsrc_def *def, const c
 		atomic_store(&G->pool, x ? (uint32_t)x->pool : 0);
 		atomic_store(&G->queue_timeout_ms, x ? (uint32_t)x->queue_timeout_ms : 0);
 		coral_rsrc_io_limit(r, i, x ? (uint32_t)x->io_iops : 0, x ? (uint32_t)x->io_mbps : 0);
+		atomic_store(&G->max_dop, x ? (uint32_t)x->max_dop : 0);
 		m->lim[i] = (struct limits){x ? (uint32_t)x->exec_ms : 0, x ? (uint32_t)x->idle_ms : 0,
 					    x ? (int)x->exec_action : RSRC_ACT_NONE, ""};
 		if (x)
@@ -721,6 +722,11 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 		g->io_bytes = atomic_load(&G->io_bytes);
 		g->io_waits = atomic_load(&G->io_waits);
 		g->io_wait_us = atomic_load(&G->io_wait_ns) / 1000;
+		g->max_dop = atomic_load(&G->max_dop);
+		g->px_requests = atomic_load(&G->px_requests);
+		g->px_downgraded = atomic_load(&G->px_downgraded);
+		g->px_queued = atomic_load(&G->px_queued);
+		g->px_timeouts = atomic_load(&G->px_timeouts);
 		rsrc_cg_group_info(m->cg, G->name, cgpath[ng], sizeof(cgpath[ng]), &g->throttled_ms);
 		g->cgroup = cgpath[ng];
 		gp[ng] = g;
@@ -788,6 +794,11 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 	rep.schedules = schp;
 	rep.n_schedules = nsch;
 	rep.schedule_open = m->sched + 1;
+	coral_mutex_lock(&r->px_mu, NULL, NULL);
+	rep.px_servers = r->px_total;
+	rep.px_used = r->px_used;
+	rep.px_queued = r->px_qlen;
+	coral_mutex_unlock(&r->px_mu);
 	size_t ns = 0;
 	uint64_t now = coral_now_mono_ns();
 	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
@@ -837,6 +848,7 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 		x->since_ms = since && now > since ? (now - since) / 1000000ull : 0;
 		x->calls = atomic_load(&s->calls);
 		x->io_wait_us = atomic_load(&s->io_wait_ns) / 1000;
+		x->px_held = s->px_held;
 		uint32_t qg = atomic_load(&s->queued_in);
 		x->queue_group = "";
 		if (qg && qg <= CORAL_RSRC_GROUPS) {

@@ -34,7 +34,7 @@ static const char catalog[] = "# the test's catalog\n"
 			      "  directive OTHER level=1 share=20\n"
 			      "plan LIMITS\n"
 			      "  directive OLTP level=1 share=50 exec=300 action=cancel\n"
-			      "  directive REPORTS level=1 share=30 exec=300 action=switch:BATCH idle=400\n"
+			      "  directive REPORTS level=1 share=30 exec=300 action=switch:BATCH idle=400 max_dop=2\n"
 			      "  directive BATCH level=1 share=10\n"
 			      "  directive OTHER level=1 share=10 exec=300 action=kill\n"
 			      "plan IO\n"
@@ -132,6 +132,14 @@ static void *call_loop(void *arg)
 	return NULL;
 }
 
+static void st_px_used_is(int n)
+{
+	json_t *st = ctl_json(3, "rsrc stats");
+	cr_assert_not_null(st);
+	cr_expect_eq(jint(st, "px_used"), n, "parallel servers held on node 3");
+	json_decref(st);
+}
+
 /* ---- execution-time and idle limits --------------------------------------------------- */
 
 static void limits_act(void)
@@ -156,6 +164,15 @@ static void limits_act(void)
 	usleep(800000);
 	expect_group(rp, "BATCH");
 	cr_expect_eq(coral_call_end(rp), 0);
+	/* REPORTS: a statement gets 2 parallel servers at most (max_dop), held until released */
+	struct coral_session *px = open_as(3, "p", "report");
+	int got = 0;
+	cr_expect_eq(coral_px_request(px, 8, -1, &got), 0, "%s", coral_session_error(px));
+	cr_expect_eq(got, 2);
+	st_px_used_is(2);
+	coral_px_release(px);
+	st_px_used_is(0);
+	coral_session_close(px);
 	/* REPORTS: a session idle past 400 ms is ended */
 	cr_expect_eq(coral_call_begin(idle, -1), CORAL_ERR_CANCELED, "an idle session ended");
 	cr_expect(strstr(coral_session_error(idle), "idle"), "%s", coral_session_error(idle));

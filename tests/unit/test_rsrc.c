@@ -487,3 +487,46 @@ Test(rsrc, io_limits_pace_a_group_s_reads_and_redo)
 	coral_rsrc_sess_open(pr, 7, 7, a);
 	cr_expect_eq(coral_rsrc_io_charge(pr, 7, 100, 1 << 20), 0);
 }
+
+static _Atomic int px_got = -1;
+
+static void *px_waiter(void *arg)
+{
+	uint32_t g = 0;
+	if (coral_rsrc_px_request(pr, (int)(intptr_t)arg, 3, -1, &g) == 0)
+		atomic_store(&px_got, (int)g);
+	return NULL;
+}
+
+Test(rsrc, parallel_servers_are_granted_up_to_max_dop_and_queued_in_order)
+{
+	pr = pool_section(0, 0);
+	int g = coral_rsrc_group_find(pr, "BATCH");
+	pr->px_total = 4;
+	uint32_t got;
+	/* more than the pool: clamped to it */
+	cr_expect_eq(coral_rsrc_px_request(pr, 0, 16, -1, &got), 0);
+	cr_expect_eq(got, 4);
+	cr_expect_eq(coral_rsrc_px_request(pr, 0, 1, -1, &got), CORAL_EINVAL, "servers held already");
+	/* none free: a statement waits its turn and is granted when they come back */
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, px_waiter, (void *)(intptr_t)1), 0);
+	while (pr->px_qlen != 1)
+		usleep(1000);
+	cr_expect_eq(coral_rsrc_px_request(pr, 2, 1, 50, &got), CORAL_ETIMEDOUT, "behind the queued one, 50 ms");
+	cr_expect_eq(coral_rsrc_px_release(pr, 0), 4);
+	pthread_join(t, NULL);
+	cr_expect_eq(atomic_load(&px_got), 3);
+	cr_expect_eq(pr->px_used, 3);
+	/* the group's max_dop */
+	atomic_store(&pr->groups[g].max_dop, 1);
+	cr_expect_eq(coral_rsrc_px_request(pr, 2, 8, -1, &got), 0);
+	cr_expect_eq(got, 1);
+	cr_expect_geq(atomic_load(&pr->groups[g].px_downgraded), 2);
+	cr_expect_eq(atomic_load(&pr->groups[g].px_timeouts), 1);
+	/* a session whose process is gone gives its servers back */
+	cr_expect(coral_rsrc_sess_reap(pr, 1));
+	cr_expect_eq(pr->px_used, 1);
+	coral_rsrc_px_release(pr, 2);
+	cr_expect_eq(pr->px_used, 0);
+}
