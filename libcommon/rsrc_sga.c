@@ -128,6 +128,17 @@ int coral_rsrc_group_find(const struct coral_rsrc *r, const char *name)
 	return -1;
 }
 
+int coral_rsrc_sess_governing(const struct coral_rsrc *r, int slot)
+{
+	if (slot < 0 || slot >= CORAL_RSRC_SESSIONS)
+		return -1;
+	uint32_t mapped = atomic_load(&r->sess[slot].group);
+	if (mapped == 0 || mapped > CORAL_RSRC_GROUPS)
+		return -1;
+	uint32_t g = atomic_load(&r->groups[mapped - 1].governs);
+	return g < CORAL_RSRC_GROUPS ? (int)g : (int)mapped - 1;
+}
+
 static int other_group(const struct coral_rsrc *r)
 {
 	int o = coral_rsrc_group_find(r, "OTHER");

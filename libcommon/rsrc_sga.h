@@ -75,7 +75,9 @@ struct coral_rsrc_group {
 	/* the group whose directive governs this one's sessions under the plan in force (itself,
 	 * or OTHER's index when the plan names it not) */
 	_Atomic uint32_t governs;
-	_Atomic uint32_t pool;              /* calls at once; 0: no limit */
+	_Atomic uint32_t pool;              /* calls at once on this node; 0: no limit here */
+	_Atomic uint32_t cluster_pool;      /* calls at once across the cluster (scope=cluster:
+					     * slots taken as lmdd locks by libcoral); 0: none */
 	_Atomic uint32_t queue_timeout_ms;  /* 0: a queued call waits as long as it takes */
 	_Atomic uint32_t share_ppm;         /* its CPU share under the plan, for the operator */
 	pthread_mutex_t mu;                 /* the queue and `active` of a pooled group */
@@ -148,6 +150,9 @@ struct coral_rsrc *coral_rsrc_sga(const struct coral_sga *sga);
 /* Initialises a section in memory (the SGA's, or the heap's for tests): the system groups,
  * no plan. */
 void coral_rsrc_init(struct coral_rsrc *r);
+
+/* The group whose directive governs the session at slot (its index), or -1 (no session). */
+int coral_rsrc_sess_governing(const struct coral_rsrc *r, int slot);
 
 /* The index of a group by name, or -1. */
 int coral_rsrc_group_find(const struct coral_rsrc *r, const char *name);

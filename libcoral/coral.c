@@ -123,6 +123,7 @@ struct coral_session {
 	struct standby_copy *copy;               /* on a standby: its copy of the primary, read */
 	struct coral_rsrc *rsrc;                 /* the resource manager's section (its group, calls) */
 	uint64_t txn_redo_bytes;                 /* the open transaction's change records' bytes */
+	uint64_t pool_lkid;                      /* its call's slot of a cluster-wide pool (lmdd lock) */
 	char errmsg[CORAL_ERRMSG_MAX];
 };
 
@@ -1752,18 +1753,87 @@ int coral_session_group(struct coral_session *s, char *buf, size_t len)
 	return 0;
 }
 
+/* A slot of group g's cluster-wide active session pool (scope=cluster): one of n EX locks
+ * "rsrc-pool:GROUP:K" at lmdd, the first free one (tried without waiting, from a place of the
+ * session's own so that sessions spread), else a wait on one for a fifth of a second at a
+ * time and a new round, up to the group's queue timeout or timeout_ms if shorter. lmdd gives
+ * the slot back if the process dies, and after its node's loss once smond has recovered it. */
+static int cluster_slot(struct coral_session *s, int g, uint32_t n, int timeout_ms)
+{
+	struct coral_rsrc_group *G = &s->rsrc->groups[g];
+	char gname[CORAL_RSRC_NAME];
+	memcpy(gname, G->name, sizeof(gname));
+	gname[sizeof(gname) - 1] = '\0';
+	uint32_t qt = atomic_load(&G->queue_timeout_ms);
+	int64_t wait_ms = qt ? (int64_t)qt : -1;
+	if (timeout_ms >= 0 && (wait_ms < 0 || timeout_ms < wait_ms))
+		wait_ms = timeout_ms;
+	uint64_t t0 = coral_now_mono_ns();
+	uint64_t deadline = wait_ms < 0 ? UINT64_MAX : t0 + (uint64_t)wait_ms * 1000000ull;
+	uint32_t start = s->id % n;
+	char name[96];
+	for (;;) {
+		for (uint32_t i = 0; i < n; i++) {
+			int len = snprintf(name, sizeof(name), "rsrc-pool:%s:%u", gname, (start + i) % n);
+			uint64_t lkid = 0;
+			int rc = coral_lock(s, name, (size_t)len, CORAL_LOCK_EX, CORAL_LOCK_NOQUEUE | CORAL_LOCK_NODLCKWT, 0,
+					    &lkid, NULL, NULL);
+			if (rc == 0) {
+				s->pool_lkid = lkid;
+				return 0;
+			}
+			if (rc != CORAL_ERR_HELD)
+				return rc;
+		}
+		uint64_t now = coral_now_mono_ns();
+		if (now >= deadline) {
+			atomic_fetch_add(&G->timeouts, 1);
+			return fail(s, CORAL_ETIMEDOUT, "the call waited for group %s's cluster-wide active session pool "
+				    "(%u calls across the cluster) past its queue timeout", gname, n);
+		}
+		uint64_t left_ms = deadline == UINT64_MAX ? 200 : (deadline - now) / 1000000ull + 1;
+		int len = snprintf(name, sizeof(name), "rsrc-pool:%s:%u", gname, start);
+		uint64_t lkid = 0;
+		int rc = coral_lock(s, name, (size_t)len, CORAL_LOCK_EX, CORAL_LOCK_NODLCKWT, left_ms < 200 ? (int)left_ms : 200,
+				    &lkid, NULL, NULL);
+		if (rc == 0) {
+			s->pool_lkid = lkid;
+			return 0;
+		}
+		if (rc != CORAL_ETIMEDOUT)
+			return rc;
+		start = (start + 1) % n;
+	}
+}
+
 int coral_call_begin(struct coral_session *s, int timeout_ms)
 {
 	if (s->rsrc == NULL || s->slot < 0)
 		return fail(s, CORAL_EINVAL, "the session has no slot on its node");
+	if (call_stopped(s) != 0)
+		return CORAL_ECANCELED;
+	if (atomic_load(&s->rsrc->sess[s->slot].in_call) != 0)
+		return fail(s, CORAL_EINVAL, "a call of this session is under way already (coral_call_end ends it)");
+	/* a cluster-wide pool's slot first (the group has no pool of the node's then) */
+	int g = coral_rsrc_sess_governing(s->rsrc, s->slot);
+	uint32_t n = g >= 0 ? atomic_load(&s->rsrc->groups[g].cluster_pool) : 0;
+	if (n) {
+		int rc = cluster_slot(s, g, n, timeout_ms);
+		if (rc != 0)
+			return rc;
+	}
 	int rc = coral_rsrc_call_begin(s->rsrc, s->slot, timeout_ms);
+	if (rc != 0 && s->pool_lkid) {
+		coral_unlock(s, s->pool_lkid, NULL);
+		s->pool_lkid = 0;
+	}
 	if (rc == CORAL_ECANCELED)
 		return call_stopped(s);
 	if (rc == CORAL_ETIMEDOUT) {
-		char g[CORAL_RSRC_NAME];
-		coral_session_group(s, g, sizeof(g));
+		char gr[CORAL_RSRC_NAME];
+		coral_session_group(s, gr, sizeof(gr));
 		return fail(s, rc, "the call waited in group %s's queue for its active session pool past its "
-			    "queue timeout (coralctl rsrc groups shows the pool)", g);
+			    "queue timeout (coralctl rsrc groups shows the pool)", gr);
 	}
 	if (rc == CORAL_EINVAL)
 		return fail(s, rc, "a call of this session is under way already (coral_call_end ends it)");
@@ -1775,6 +1845,10 @@ int coral_call_end(struct coral_session *s)
 	if (s->rsrc == NULL || s->slot < 0)
 		return fail(s, CORAL_EINVAL, "the session has no slot on its node");
 	int rc = coral_rsrc_call_end(s->rsrc, s->slot);
+	if (rc != CORAL_EINVAL && s->pool_lkid) {
+		coral_unlock(s, s->pool_lkid, NULL); /* its slot of the cluster-wide pool */
+		s->pool_lkid = 0;
+	}
 	if (rc == CORAL_ECANCELED)
 		return fail(s, rc, "the call was cancelled by the resource manager: it ran past its group's "
 			    "execution-time limit (it has ended; roll back what it changed if not done)");

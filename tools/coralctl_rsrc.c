@@ -137,6 +137,7 @@ static json_t *group_json(const Coral__RsrcGroup *g)
 	json_object_set_new(j, "io_waits", json_integer((json_int_t)g->io_waits));
 	json_object_set_new(j, "io_wait_us", json_integer((json_int_t)g->io_wait_us));
 	json_object_set_new(j, "max_dop", json_integer(g->max_dop));
+	json_object_set_new(j, "cluster_pool", json_integer(g->cluster_pool));
 	json_object_set_new(j, "px_requests", json_integer((json_int_t)g->px_requests));
 	json_object_set_new(j, "px_downgraded", json_integer((json_int_t)g->px_downgraded));
 	json_object_set_new(j, "px_queued", json_integer((json_int_t)g->px_queued));
@@ -193,7 +194,10 @@ int run_rsrc_groups(int argc, char **argv)
 		for (size_t i = 0; i < r->n_groups; i++) {
 			const Coral__RsrcGroup *g = r->groups[i];
 			char pool[16];
-			snprintf(pool, sizeof(pool), "%u", g->pool);
+			if (g->cluster_pool)
+				snprintf(pool, sizeof(pool), "%uc", g->cluster_pool);
+			else
+				snprintf(pool, sizeof(pool), "%u", g->pool);
 			char dir[220];
 			if (g->directive[0])
 				snprintf(dir, sizeof(dir), "%s", g->directive);
@@ -202,7 +206,7 @@ int run_rsrc_groups(int argc, char **argv)
 			else
 				dir[0] = '\0';
 			printf("%-16s %6.1f %5s %8u %6u %6u %9llu %9llu %8llu %10.1f %10llu  %s\n", g->name,
-			       g->share_ppm / 1e4, g->pool ? pool : "-", g->sessions, g->active, g->queued,
+			       g->share_ppm / 1e4, g->pool || g->cluster_pool ? pool : "-", g->sessions, g->active, g->queued,
 			       (unsigned long long)g->calls, (unsigned long long)g->queued_total,
 			       (unsigned long long)g->timeouts, g->queue_wait_us / 1e3, (unsigned long long)g->throttled_ms,
 			       dir);

@@ -79,6 +79,8 @@ static void validate_plan(const struct rsrc_catalog *c, const struct rsrc_plan *
 		if (d->exec_action == RSRC_ACT_SWITCH && !group_exists(c, d->switch_to))
 			problem(p, "plan %s: %s: switches to group %s, which does not exist", pl->name, d->group,
 				d->switch_to[0] ? d->switch_to : "(none)");
+		if (d->pool_cluster && d->pool == 0)
+			problem(p, "plan %s: %s: scope=cluster without a pool", pl->name, d->group);
 		if (d->exec_action != RSRC_ACT_NONE && d->exec_ms == 0)
 			problem(p, "plan %s: %s: an execution-time action without a time limit", pl->name, d->group);
 		if (d->subplan) {
@@ -431,6 +433,12 @@ static int parse_directive(struct parse *p, struct rsrc_plan *pl, bool subplan, 
 			}
 		if (done)
 			continue;
+		if (strcmp(k, "scope") == 0 && !subplan) {
+			if (strcmp(v, "cluster") != 0 && strcmp(v, "node") != 0)
+				return perr(p, "scope=%s: node (each node's pool) or cluster (one pool across them)", v);
+			x.pool_cluster = strcmp(v, "cluster") == 0;
+			continue;
+		}
 		if (strcmp(k, "action") == 0 && !subplan) {
 			if (strcmp(v, "cancel") == 0)
 				x.exec_action = RSRC_ACT_CANCEL_CALL;
@@ -675,6 +683,7 @@ void rsrc_directive_text(const struct rsrc_directive *x, char *buf, size_t n)
 	} while (0)
 	ADD(x->cap, " cap=%d", x->cap);
 	ADD(x->pool, " pool=%d", x->pool);
+	ADD(x->pool && x->pool_cluster, " scope=cluster");
 	ADD(x->queue_timeout_ms, " queue_timeout=%d", x->queue_timeout_ms);
 	ADD(x->max_dop, " max_dop=%d", x->max_dop);
 	ADD(x->idle_ms, " idle=%d", x->idle_ms);

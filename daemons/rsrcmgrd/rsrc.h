@@ -37,6 +37,7 @@ struct rsrc_directive {
 	int share;                   /* percent of what its level has, 0..100 */
 	int cap;                     /* utilization cap, percent of the machine; 0: none */
 	int pool;                    /* active sessions at once; 0: no pool */
+	bool pool_cluster;           /* ... across every node (scope=cluster), not on each */
 	int queue_timeout_ms;
 	int max_dop;
 	int idle_ms, idle_blocker_ms;
@@ -106,7 +107,8 @@ struct rsrc_def {
  *   group NAME
  *   rule ATTR=PATTERN group=GROUP [priority=N] [days=mon-fri|sat,sun|...] [from=HH:MM to=HH:MM]
  *   plan NAME
- *   directive GROUP [level=N] [share=PCT] [cap=PCT] [pool=N] [queue_timeout=MS] [max_dop=N]
+ *   directive GROUP [level=N] [share=PCT] [cap=PCT] [pool=N] [scope=node|cluster]
+ *             [queue_timeout=MS] [max_dop=N]
  *             [idle=MS] [idle_blocker=MS] [exec=MS action=cancel|kill|switch:GROUP]
  *             [io_mbps=N] [io_iops=N]
  *   subplan PLAN [level=N] [share=PCT]

@@ -159,7 +159,9 @@ static void put_in_force(struct rsrcmgrd *m, const struct rsrc_def *def, const c
 		const struct rsrc_directive *x = def && plan[0] && G->name[0] ? rsrc_def_directive(def, plan, G->name) : NULL;
 		uint32_t governs = x || !plan[0] || other < 0 ? i : (uint32_t)other;
 		atomic_store(&G->governs, governs);
-		atomic_store(&G->pool, x ? (uint32_t)x->pool : 0);
+		/* a cluster-wide pool is no limit on the node: its slots are lmdd's locks */
+		atomic_store(&G->pool, x && !x->pool_cluster ? (uint32_t)x->pool : 0);
+		atomic_store(&G->cluster_pool, x && x->pool_cluster ? (uint32_t)x->pool : 0);
 		atomic_store(&G->queue_timeout_ms, x ? (uint32_t)x->queue_timeout_ms : 0);
 		coral_rsrc_io_limit(r, i, x ? (uint32_t)x->io_iops : 0, x ? (uint32_t)x->io_mbps : 0);
 		atomic_store(&G->max_dop, x ? (uint32_t)x->max_dop : 0);
@@ -704,6 +706,7 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 		g->directive = dtext[ng];
 		g->share_ppm = atomic_load(&G->share_ppm);
 		g->pool = atomic_load(&G->pool);
+		g->cluster_pool = atomic_load(&G->cluster_pool);
 		g->queue_timeout_ms = atomic_load(&G->queue_timeout_ms);
 		g->sessions = atomic_load(&G->sessions);
 		g->active = atomic_load(&G->active);

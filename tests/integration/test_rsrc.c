@@ -40,6 +40,9 @@ static const char catalog[] = "# the test's catalog\n"
 			      "plan IO\n"
 			      "  directive REPORTS level=1 share=50 io_iops=40\n"
 			      "  directive OTHER level=1 share=50\n"
+			      "plan CLUSTERPOOL\n"
+			      "  directive REPORTS level=1 share=50 pool=2 scope=cluster queue_timeout=800\n"
+			      "  directive OTHER level=1 share=50\n"
 			      "plan CPU\n"
 			      "  directive OLTP level=1 share=60\n"
 			      "  directive REPORTS level=1 share=20\n"
@@ -234,6 +237,38 @@ static void io_paced(void)
 	cr_expect_gt(waits, 0);
 	coral_session_close(w);
 	coral_session_close(rd);
+}
+
+/* ---- a cluster-wide pool ----------------------------------------------------------------- */
+
+/* REPORTS' pool of 2 across the cluster: two calls on node 2 hold it, a third on node 3 waits
+ * and times out; one ended on node 2, node 3's goes. */
+static void cluster_pool_holds(void)
+{
+	cr_assert_eq(run("%s -c %s -n 2 rsrc activate CLUSTERPOOL", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	for (int n = 2; n <= 3; n++)
+		cr_assert(wait_plan(n, "CLUSTERPOOL", 10000));
+	cr_expect_eq(group_figure(3, "REPORTS", "cluster_pool"), 2);
+	struct coral_session *a = open_as(2, "a", "report"), *b = open_as(2, "b", "report"),
+			     *c = open_as(3, "c", "report");
+	cr_assert_eq(coral_call_begin(a, -1), 0, "%s", coral_session_error(a));
+	cr_assert_eq(coral_call_begin(b, -1), 0, "%s", coral_session_error(b));
+	uint64_t t0 = coral_now_mono_ns();
+	cr_expect_eq(coral_call_begin(c, -1), CORAL_ERR_TIMEDOUT, "a third call across the cluster: %s",
+		     coral_session_error(c));
+	uint64_t ms = (coral_now_mono_ns() - t0) / 1000000;
+	cr_expect(ms >= 700, "the queue timeout of 800 ms came after %llu ms", (unsigned long long)ms);
+	cr_expect(strstr(coral_session_error(c), "cluster-wide"), "%s", coral_session_error(c));
+	cr_expect_eq(coral_call_end(a), 0);
+	t0 = coral_now_mono_ns();
+	cr_expect_eq(coral_call_begin(c, 5000), 0, "a slot freed on node 2: %s", coral_session_error(c));
+	fprintf(stderr, "a slot of the cluster-wide pool freed on node 2 went to node 3's call in %llu ms\n",
+		(unsigned long long)((coral_now_mono_ns() - t0) / 1000000));
+	coral_call_end(c);
+	coral_call_end(b);
+	coral_session_close(a);
+	coral_session_close(b);
+	coral_session_close(c);
 }
 
 /* ---- CPU shares through the kernel ------------------------------------------------------ */
@@ -539,5 +574,6 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 
 	limits_act();
 	io_paced();
+	cluster_pool_holds();
 	cpu_shares_hold();
 }

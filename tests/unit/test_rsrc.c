@@ -319,6 +319,7 @@ Test(rsrc, a_bad_catalog_is_refused_at_its_line_with_what_is_wrong)
 	bad("plan P\n directive OLTP colour=red\n", "unknown word 'colour'");
 	bad("plan P\n directive OLTP action=explode\n", "action=explode");
 	bad("plan P\n subplan Q pool=3\n", "a sub-plan has a level and a share only");
+	bad("plan P\n directive OLTP pool=3 scope=world\n", "scope=world");
 	bad("rule user=a group=G days=someday\n", "days=someday");
 	bad("rule user=a group=G from=08:00\n", "both from= and to=");
 	bad("rule user=a group=G from=25:00 to=01:00\n", "HH:MM");
