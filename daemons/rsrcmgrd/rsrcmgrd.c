@@ -12,6 +12,7 @@
 #include "errors.h"
 #include "kv.h"
 #include "log.h"
+#include "metrics.h"
 #include "rsrc.h"
 #include "rsrc_sga.h"
 #include "util.h"
@@ -899,6 +900,53 @@ out:
 	free(srule);
 }
 
+/* ---- metrics --------------------------------------------------------------------------------- */
+
+/* Per consumer group with sessions or calls (labelled group="NAME"; at most 12 groups, the
+ * metrics slot's bound), and the node's plan, pool of parallel servers and cgroup refusals. */
+static void rsrcmgrd_metrics(struct coral_daemon *d, struct coral_metrics_slot *ms)
+{
+	struct rsrcmgrd *m = d->svc;
+	if (m == NULL || m->sec == NULL)
+		return;
+	struct coral_rsrc *r = m->sec;
+	char l[96];
+	snprintf(l, sizeof(l), "plan=\"%s\"", m->plan[0] ? m->plan : "none");
+	coral_metrics_put(ms, "coral_rsrc_plan_info", l, CORAL_METRIC_GAUGE, 1, "the plan in force on the node");
+	coral_metrics_put(ms, "coral_rsrc_plan_switches_total", NULL, CORAL_METRIC_COUNTER, (double)m->nsw,
+			  "plan switches this rsrcmgrd saw (the last 64)");
+	coral_metrics_put(ms, "coral_rsrc_px_servers", NULL, CORAL_METRIC_GAUGE, r->px_total, "the node's parallel servers");
+	coral_metrics_put(ms, "coral_rsrc_px_used", NULL, CORAL_METRIC_GAUGE, r->px_used, "parallel servers held");
+	coral_metrics_put(ms, "coral_rsrc_cgroup_refused_total", NULL, CORAL_METRIC_COUNTER, (double)m->cg->refused,
+			  "cgroup writes the kernel refused");
+	int shown = 0;
+	for (uint32_t i = 0; i < r->ngroups && i < CORAL_RSRC_GROUPS && shown < 12; i++) {
+		struct coral_rsrc_group *G = &r->groups[i];
+		if (G->name[0] == '\0' || (atomic_load(&G->sessions) == 0 && atomic_load(&G->calls) == 0))
+			continue;
+		shown++;
+		snprintf(l, sizeof(l), "group=\"%s\"", G->name);
+		coral_metrics_put(ms, "coral_rsrc_sessions", l, CORAL_METRIC_GAUGE, atomic_load(&G->sessions),
+				  "sessions in the consumer group");
+		coral_metrics_put(ms, "coral_rsrc_active", l, CORAL_METRIC_GAUGE, atomic_load(&G->active),
+				  "calls under way in the group");
+		coral_metrics_put(ms, "coral_rsrc_queued", l, CORAL_METRIC_GAUGE, atomic_load(&G->queued),
+				  "calls waiting for the group's active session pool");
+		coral_metrics_put(ms, "coral_rsrc_calls_total", l, CORAL_METRIC_COUNTER, (double)atomic_load(&G->calls),
+				  "calls begun in the group");
+		coral_metrics_put(ms, "coral_rsrc_queue_timeouts_total", l, CORAL_METRIC_COUNTER,
+				  (double)atomic_load(&G->timeouts), "calls not admitted within the queue timeout");
+		coral_metrics_put(ms, "coral_rsrc_queue_wait_seconds_total", l, CORAL_METRIC_COUNTER,
+				  (double)atomic_load(&G->queue_wait_ns) / 1e9, "time calls waited in the pool's queue");
+		coral_metrics_put(ms, "coral_rsrc_io_wait_seconds_total", l, CORAL_METRIC_COUNTER,
+				  (double)atomic_load(&G->io_wait_ns) / 1e9, "time sessions waited for I/O tokens");
+		coral_metrics_put(ms, "coral_rsrc_limit_actions_total", l, CORAL_METRIC_COUNTER,
+				  (double)(atomic_load(&G->exec_cancels) + atomic_load(&G->exec_switches) +
+					   atomic_load(&G->exec_kills) + atomic_load(&G->idle_kills)),
+				  "calls cancelled or switched and sessions ended by its limits");
+	}
+}
+
 /* ---- the daemon -------------------------------------------------------------------------- */
 
 static int rsrcmgrd_init(struct coral_daemon *d)
@@ -963,6 +1011,7 @@ static const struct coral_daemon_def rsrcmgrd_def = {
 	.fini = rsrcmgrd_fini,
 	.requests = rsrcmgrd_requests,
 	.nrequests = CORAL_ARRAY_LEN(rsrcmgrd_requests),
+	.metrics = rsrcmgrd_metrics,
 };
 
 int main(int argc, char **argv)

@@ -271,6 +271,36 @@ static void cluster_pool_holds(void)
 	coral_session_close(c);
 }
 
+/* ---- what Prometheus sees; rsrcmgrd killed ------------------------------------------------ */
+
+/* The groups' figures in the node's metrics; then node 3's rsrcmgrd killed with SIGKILL while a
+ * call holds a place in a pool: the supervisor starts it again, it reads the plan from raftd's
+ * store, and the pool, which lives in the SGA, went on meanwhile. */
+static void metrics_and_restart(void)
+{
+	bool seen = false;
+	for (int i = 0; i < 30 && !seen; i++) {
+		run("%s -c %s -n 3 metrics", CORALCTL, cl.conf);
+		seen = strstr(res.out, "coral_rsrc_calls_total{") && strstr(res.out, "group=\"REPORTS\"") &&
+		       strstr(res.out, "coral_rsrc_plan_info{");
+		if (!seen)
+			usleep(100000);
+	}
+	cr_expect(seen, "the groups' figures are not in node 3's metrics: %.2000s", res.out);
+	struct coral_session *a = open_as(3, "a", "report");
+	cr_assert_eq(coral_call_begin(a, -1), 0, "%s", coral_session_error(a));
+	pid_t old = daemon_pid(3, "rsrcmgrd");
+	cr_assert_gt(old, 0);
+	kill(old, SIGKILL);
+	pid_t now = 0;
+	for (int i = 0; i < 100 && ((now = daemon_pid(3, "rsrcmgrd")) <= 0 || now == old); i++)
+		usleep(100000);
+	cr_expect(now > 0 && now != old, "rsrcmgrd not started again");
+	cr_expect(wait_plan(3, "CLUSTERPOOL", 10000), "the plan not read again from the store");
+	cr_expect_eq(coral_call_end(a), 0, "a call begun before the restart ends after it");
+	coral_session_close(a);
+}
+
 /* ---- CPU shares through the kernel ------------------------------------------------------ */
 
 static _Atomic int spin_go, spin_ready;
@@ -575,5 +605,6 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 	limits_act();
 	io_paced();
 	cluster_pool_holds();
+	metrics_and_restart();
 	cpu_shares_hold();
 }
