@@ -437,7 +437,7 @@ static const struct coralctl_cmd cmds[] = {
 	{"rsrc", "groups", CORAL_D_RSRCMGRD, 0, 0, "", "consumer groups: CPU share and pool under the plan in force, sessions, calls active and queued", run_rsrc_groups},
 	{"rsrc", "rules", CORAL_D_RSRCMGRD, 0, 0, "", "the mapping rules, in the catalog's order", run_rsrc_rules},
 	{"rsrc", "plans", CORAL_D_RSRCMGRD, 0, 0, "", "the catalog's plans and their directives", run_rsrc_plans},
-	{"rsrc", "plan", CORAL_D_RSRCMGRD, 1, 1, "PLAN", "one plan's directives", run_rsrc_plan},
+	{"rsrc", "plan", CORAL_D_RSRCMGRD, 1, 4, "PLAN | simulate PLAN [--seconds N]", "one plan's directives; or what it would have done to the groups' demand of the last minutes (queued, throttled, acted on)", run_rsrc_plan},
 	{"rsrc", "schedule", CORAL_D_RSRCMGRD, 0, 0, "", "the schedules' windows (a plan in force within each, whatever plan was activated) and the one open now", run_rsrc_schedule},
 	{"rsrc", "sessions", CORAL_D_RSRCMGRD, 0, 0, "", "the node's sessions: group, the rule that put them there, in a call or queued", run_rsrc_sessions},
 	{"rsrc", "session", CORAL_D_RSRCMGRD, 1, 1, "ID", "why a session is slow: its group and the rule, its place in a queue, the limits it hit, its CPU share and throttling", run_rsrc_session},

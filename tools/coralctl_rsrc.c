@@ -281,9 +281,85 @@ int run_rsrc_plans(int argc, char **argv)
 	return plans(NULL);
 }
 
+static int simulate(int argc, char **argv)
+{
+	if (argc < 1)
+		return coralctl_usage_error();
+	Coral__RsrcSimulateRequest body = CORAL__RSRC_SIMULATE_REQUEST__INIT;
+	body.plan = argv[0];
+	for (int i = 1; i < argc; i++) {
+		char *end;
+		if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+			unsigned long v = strtoul(argv[++i], &end, 10);
+			if (*end != '\0' || v < 1 || v > 3600)
+				return coralctl_usage_error();
+			body.seconds = (uint32_t)v;
+		} else {
+			return coralctl_usage_error();
+		}
+	}
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	req.body_case = CORAL__CTL_REQUEST__BODY_RSRC_SIMULATE;
+	req.rsrc_simulate = &body;
+	Coral__CtlResponse *resp = daemon_call(CORAL_D_RSRCMGRD, &req, CORAL__CTL_RESPONSE__BODY_RSRC_SIMULATE);
+	if (resp == NULL)
+		return 1;
+	const Coral__RsrcSimulateReply *r = resp->rsrc_simulate;
+	if (ctx.json) {
+		json_t *a = json_array();
+		for (size_t i = 0; i < r->n_groups; i++) {
+			const Coral__RsrcSimGroup *g = r->groups[i];
+			json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:s}", "group", g->group, "governed_by",
+					      g->governed_by, "pool", (int)g->pool, "io_iops", (int)g->io_iops, "io_mbps",
+					      (int)g->io_mbps, "exec_ms", (int)g->exec_ms, "action", g->action);
+			json_object_set_new(j, "seconds", json_integer(g->seconds));
+			json_object_set_new(j, "demand_max", json_integer(g->demand_max));
+			json_object_set_new(j, "demand_avg", json_real(g->demand_avg));
+			json_object_set_new(j, "calls", json_integer((json_int_t)g->calls));
+			json_object_set_new(j, "queued_seconds", json_integer(g->queued_seconds));
+			json_object_set_new(j, "queued_call_seconds", json_integer((json_int_t)g->queued_call_seconds));
+			json_object_set_new(j, "io_seconds", json_integer(g->io_seconds));
+			json_object_set_new(j, "io_excess_reqs", json_integer((json_int_t)g->io_excess_reqs));
+			json_object_set_new(j, "io_excess_bytes", json_integer((json_int_t)g->io_excess_bytes));
+			json_object_set_new(j, "calls_past_exec", json_integer((json_int_t)g->calls_past_exec));
+			json_array_append_new(a, j);
+		}
+		print_json(json_pack("{s:s, s:s, s:i, s:o, s:o}", "plan", r->plan, "plan_now", r->plan_now, "seconds",
+				     (int)r->seconds, "groups", a, "shares", strings_json(r->shares, r->n_shares)));
+	} else {
+		printf("node %lld: plan %s against the last %u s of recorded demand (in force: %s)\n",
+		       (long long)ctx.node->id, r->plan, r->seconds, r->plan_now[0] ? r->plan_now : "none");
+		printf("%-14s %-12s %6s %7s %9s %5s %9s %11s %7s %10s %8s\n", "GROUP", "UNDER", "DEMAND", "AVG", "CALLS",
+		       "POOL", "QUEUED_S", "QUEUED_CxS", "IO_S", "IO_EXCESS", "PAST_EXEC");
+		for (size_t i = 0; i < r->n_groups; i++) {
+			const Coral__RsrcSimGroup *g = r->groups[i];
+			char pool[16] = "-", past[32] = "-";
+			if (g->pool)
+				snprintf(pool, sizeof(pool), "%u", g->pool);
+			if (g->exec_ms && g->action[0])
+				snprintf(past, sizeof(past), "%llu (%s)", (unsigned long long)g->calls_past_exec, g->action);
+			printf("%-14s %-12s %6u %7.2f %9llu %5s %9u %11llu %7u %10llu %8s\n", g->group, g->governed_by,
+			       g->demand_max, g->demand_avg, (unsigned long long)g->calls, pool, g->queued_seconds,
+			       (unsigned long long)g->queued_call_seconds, g->io_seconds,
+			       (unsigned long long)g->io_excess_reqs, past);
+		}
+		if (r->n_groups == 0)
+			printf("  no demand recorded yet (rsrcmgrd records the last 5 minutes)\n");
+		printf("CPU shares under saturation, now -> under %s:", r->plan);
+		for (size_t i = 0; i < r->n_shares; i++)
+			printf("%s %s", i ? "," : "", r->shares[i]);
+		printf("\n");
+	}
+	coral_ctl_response_free(resp);
+	return 0;
+}
+
 int run_rsrc_plan(int argc, char **argv)
 {
-	(void)argc;
+	if (strcmp(argv[0], "simulate") == 0)
+		return simulate(argc - 1, argv + 1);
+	if (argc != 1)
+		return coralctl_usage_error();
 	return plans(argv[0]);
 }
 

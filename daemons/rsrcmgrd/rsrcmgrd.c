@@ -7,6 +7,7 @@
  * Not built yet: CPU through cgroups, schedules, execution and idle limits, parallel degree,
  * I/O buckets, cluster-wide pools (rsrcmgrd(8), NOT BUILT YET). */
 #include "cgroup.h"
+#include "history.h"
 #include "ctl.h"
 #include "daemon.h"
 #include "errors.h"
@@ -68,6 +69,14 @@ struct rsrcmgrd {
 		char switch_to[RSRC_NAME_MAX];
 	} lim[CORAL_RSRC_GROUPS];
 	uint64_t switched_call[CORAL_RSRC_SESSIONS];
+	/* the demand recorded for coralctl rsrc plan simulate, and per session slot the call last
+	 * seen under way: its number, group and how long it had run */
+	struct rsrc_hist *hist;
+	struct seen_call {
+		uint64_t call, ms;
+		uint32_t group;
+		int32_t pid;
+	} seen[CORAL_RSRC_SESSIONS];
 };
 
 static int scheduled_now(const struct rsrcmgrd *m)
@@ -352,6 +361,112 @@ static void enforce_limits(struct rsrcmgrd *m)
 	}
 }
 
+/* ---- the recorded demand ---------------------------------------------------------------------- */
+
+/* Each tick: every group's calls under way and queued (the most in a second is kept), its
+ * counters; each call seen under way, so that its length is known when it has ended (calls
+ * shorter than a tick are seen by their count only). */
+static void record_demand(struct rsrcmgrd *m)
+{
+	struct coral_rsrc *r = m->sec;
+	uint64_t now_ns = coral_now_mono_ns(), sec = now_ns / 1000000000ull;
+	for (uint32_t i = 0; i < r->ngroups && i < CORAL_RSRC_GROUPS; i++) {
+		struct coral_rsrc_group *G = &r->groups[i];
+		if (G->name[0] == '\0')
+			continue;
+		rsrc_hist_sample(m->hist, sec, i, G->name, atomic_load(&G->active) + atomic_load(&G->queued),
+				 atomic_load(&G->calls), atomic_load(&G->io_reqs), atomic_load(&G->io_bytes));
+	}
+	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
+		struct coral_rsrc_sess *s = &r->sess[i];
+		struct seen_call *c = &m->seen[i];
+		int32_t pid = atomic_load(&s->pid);
+		uint32_t in = atomic_load(&s->in_call);
+		uint64_t n = atomic_load(&s->calls);
+		if (c->call && (pid != c->pid || in == 0 || n != c->call)) {
+			rsrc_hist_call(m->hist, sec, c->group, c->ms); /* it has ended */
+			c->call = 0;
+		}
+		if (pid > 0 && in != 0 && in <= CORAL_RSRC_GROUPS) {
+			uint64_t since = atomic_load(&s->since_ns);
+			*c = (struct seen_call){n, since && now_ns > since ? (now_ns - since) / 1000000ull : 0, in - 1, pid};
+		}
+	}
+}
+
+static const char *action_name(int a)
+{
+	return a == RSRC_ACT_SWITCH ? "switch" : a == RSRC_ACT_CANCEL_CALL ? "cancel" : a == RSRC_ACT_KILL_SESSION ? "kill" : "";
+}
+
+static void h_simulate(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct rsrcmgrd *m = d->svc;
+	const Coral__RsrcSimulateRequest *q = req->rsrc_simulate;
+	uint64_t id = coral_ctl_request_id(req);
+	const char *plan = q->plan ? q->plan : "";
+	if (m->def == NULL || rsrc_def_plan(m->def, plan) == NULL) {
+		coral_daemon_answer_error(d, conn, id, CORAL_ENOENT,
+					  "plan %s is not in the catalog in force (coralctl rsrc plans lists them)", plan);
+		return;
+	}
+	struct rsrc_sim sim[RSRC_GROUPS_MAX];
+	int n = rsrc_simulate(m->hist, m->def, plan, q->seconds, sim, RSRC_GROUPS_MAX);
+	Coral__RsrcSimGroup gs[RSRC_GROUPS_MAX], *gp[RSRC_GROUPS_MAX];
+	for (int i = 0; i < n; i++) {
+		Coral__RsrcSimGroup *g = &gs[i];
+		coral__rsrc_sim_group__init(g);
+		g->group = sim[i].group;
+		g->governed_by = sim[i].governed_by;
+		g->pool = (uint32_t)sim[i].pool;
+		g->io_iops = (uint32_t)sim[i].io_iops;
+		g->io_mbps = (uint32_t)sim[i].io_mbps;
+		g->exec_ms = (uint32_t)sim[i].exec_ms;
+		g->action = (char *)action_name(sim[i].action);
+		g->seconds = sim[i].seconds;
+		g->demand_max = sim[i].demand_max;
+		g->demand_avg = sim[i].demand_avg;
+		g->calls = sim[i].calls;
+		g->queued_seconds = sim[i].queued_seconds;
+		g->queued_call_seconds = sim[i].queued_call_seconds;
+		g->io_seconds = sim[i].io_seconds;
+		g->io_excess_reqs = sim[i].io_excess_reqs;
+		g->io_excess_bytes = sim[i].io_excess_bytes;
+		g->calls_past_exec = sim[i].calls_past_exec;
+		gp[i] = g;
+	}
+	/* the CPU shares under saturation, now and under the plan */
+	char gn[2][RSRC_GROUPS_MAX][RSRC_NAME_MAX];
+	double fr[2][RSRC_GROUPS_MAX];
+	struct rsrc_catalog c = rsrc_def_catalog(m->def);
+	int nn = m->plan[0] ? rsrc_cpu_shares(&c, m->plan, gn[0], fr[0], RSRC_GROUPS_MAX) : 0;
+	int np = rsrc_cpu_shares(&c, plan, gn[1], fr[1], RSRC_GROUPS_MAX);
+	char st[RSRC_GROUPS_MAX][96];
+	char *sp[RSRC_GROUPS_MAX];
+	size_t ns = 0;
+	for (int i = 0; i < np && ns < RSRC_GROUPS_MAX; i++) {
+		double now = 0;
+		for (int k = 0; k < nn; k++)
+			if (strcmp(gn[0][k], gn[1][i]) == 0)
+				now = fr[0][k];
+		snprintf(st[ns], sizeof(st[ns]), "%s %.1f%% -> %.1f%%", gn[1][i], now * 100, fr[1][i] * 100);
+		sp[ns] = st[ns];
+		ns++;
+	}
+	Coral__RsrcSimulateReply rep = CORAL__RSRC_SIMULATE_REPLY__INIT;
+	rep.plan = (char *)plan;
+	rep.plan_now = m->plan;
+	rep.seconds = n > 0 ? sim[0].seconds : 0;
+	rep.groups = gp;
+	rep.n_groups = n > 0 ? (size_t)n : 0;
+	rep.shares = sp;
+	rep.n_shares = ns;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_RSRC_SIMULATE;
+	resp.rsrc_simulate = &rep;
+	coral_daemon_answer(d, conn, id, &resp);
+}
+
 /* ---- raftd ------------------------------------------------------------------------------ */
 
 static void raft_poll(struct rsrcmgrd *m);
@@ -469,6 +584,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	raft_poll(m);
 	rsrc_cg_place(m->cg, m->sec, m->plan[0] != '\0'); /* new sessions, remapped ones, closed ones */
 	enforce_limits(m);
+	record_demand(m);
 	uint64_t now = now_ms();
 	if (now - m->last_sweep_ms >= SWEEP_MS) {
 		m->last_sweep_ms = now;
@@ -963,6 +1079,10 @@ static int rsrcmgrd_init(struct coral_daemon *d)
 		return CORAL_EVERSION;
 	}
 	atomic_store(&m->sec->rsrcmgrd_pid, (int32_t)getpid());
+	m->hist = malloc(sizeof(*m->hist));
+	if (m->hist == NULL)
+		return CORAL_ENOMEM;
+	rsrc_hist_init(m->hist, coral_now_mono_ns() / 1000000000ull);
 	m->cg = calloc(1, sizeof(*m->cg));
 	if (m->cg == NULL)
 		return CORAL_ENOMEM;
@@ -991,6 +1111,7 @@ static void rsrcmgrd_fini(struct coral_daemon *d)
 	}
 	free(m->catalog_text);
 	free(m->def);
+	free(m->hist);
 	free(m);
 	d->svc = NULL;
 }
@@ -1000,6 +1121,7 @@ static const struct coral_daemon_request rsrcmgrd_requests[] = {
 	{CORAL__CTL_REQUEST__BODY_RSRC_LOAD, true, h_load, NULL, NULL},
 	{CORAL__CTL_REQUEST__BODY_RSRC_ACTIVATE, true, h_activate, NULL, NULL},
 	{CORAL__CTL_REQUEST__BODY_RSRC_SWITCH, true, h_switch, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_RSRC_SIMULATE, false, h_simulate, NULL, NULL},
 };
 
 static const struct coral_daemon_def rsrcmgrd_def = {

@@ -210,6 +210,42 @@ static void limits_act(void)
 	coral_session_close(x);
 }
 
+/* ---- a plan replayed against the recorded demand ------------------------------------------- */
+
+static json_t *sim_group(json_t *sim, const char *group)
+{
+	json_t *g;
+	size_t i;
+	json_array_foreach(json_object_get(sim, "groups"), i, g)
+	{
+		if (strcmp(jstr(g, "group"), group) == 0)
+			return g;
+	}
+	return NULL;
+}
+
+/* Node 3 recorded five REPORTS sessions calling at once (under DAY's pool of 2, then under
+ * NIGHT's none) and OLTP's call of 800 ms: DAY replayed would have queued REPORTS' calls,
+ * NIGHT none, and LIMITS would have cancelled OLTP's long call. */
+static void simulate_replays(void)
+{
+	json_t *day = ctl_json(3, "rsrc plan simulate DAY"), *night = ctl_json(3, "rsrc plan simulate NIGHT"),
+	       *lim = ctl_json(3, "rsrc plan simulate LIMITS --seconds 120");
+	cr_assert(day && night && lim, "%s", res.out);
+	json_t *d = sim_group(day, "REPORTS"), *n = sim_group(night, "REPORTS"), *l = sim_group(lim, "OLTP");
+	cr_assert(d && n && l);
+	cr_expect_geq(jint(d, "demand_max"), 3, "REPORTS' recorded demand");
+	cr_expect_geq(jint(d, "queued_seconds"), 1, "DAY's pool of 2 would have queued");
+	cr_expect_eq(jint(n, "queued_seconds"), 0, "NIGHT has no pool");
+	cr_expect_geq(jint(l, "calls_past_exec"), 1, "LIMITS' exec=300 for OLTP's call of 800 ms");
+	json_decref(day);
+	json_decref(night);
+	json_decref(lim);
+	run("%s -c %s -n 3 rsrc plan simulate DAY", CORALCTL, cl.conf);
+	fprintf(stderr, "%s\n", res.out);
+	cr_expect_neq(run("%s -c %s -n 3 rsrc plan simulate NOPE", CORALCTL, cl.conf)->code, 0);
+}
+
 /* ---- I/O limits --------------------------------------------------------------------------- */
 
 /* 40 CR reads by a REPORTS session on node 3 of a block node 1 holds in X, each one a block the
@@ -603,6 +639,7 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 	json_decref(st);
 
 	limits_act();
+	simulate_replays();
 	io_paced();
 	cluster_pool_holds();
 	metrics_and_restart();

@@ -3,6 +3,7 @@
  * (a group that can never run is an error, not a hang); the CPU shares of the emphasis
  * method, with sub-plans, as cgroup weights; token buckets. */
 #include "rsrc.h"
+#include "history.h"
 
 #include "util.h"
 #include "errors.h"
@@ -530,4 +531,41 @@ Test(rsrc, parallel_servers_are_granted_up_to_max_dop_and_queued_in_order)
 	cr_expect_eq(pr->px_used, 1);
 	coral_rsrc_px_release(pr, 2);
 	cr_expect_eq(pr->px_used, 0);
+}
+
+Test(rsrc, a_plan_replayed_against_recorded_demand_says_what_it_would_have_done)
+{
+	static struct rsrc_def d;
+	static struct rsrc_hist h;
+	char err[256];
+	cr_assert_eq(rsrc_def_parse("group A\nplan P\n directive A share=50 pool=2 io_iops=10 exec=1000 action=cancel\n"
+				    " directive OTHER share=50\nplan Q\n directive OTHER share=100\n",
+				    &d, err, sizeof(err)),
+		     0, "%s", err);
+	rsrc_hist_init(&h, 100);
+	/* 10 seconds: A with 4 calls under way, 30 reads a second; one 3 s call ended */
+	for (uint64_t sec = 100; sec < 110; sec++)
+		rsrc_hist_sample(&h, sec, 5, "A", 4, (sec - 99) * 7, (sec - 99) * 30, 0);
+	rsrc_hist_call(&h, 109, 5, 3000);
+	rsrc_hist_call(&h, 109, 5, 50);
+	struct rsrc_sim out[8];
+	int n = rsrc_simulate(&h, &d, "P", 0, out, 8);
+	cr_assert_eq(n, 1);
+	cr_expect_str_eq(out[0].group, "A");
+	cr_expect_eq(out[0].demand_max, 4);
+	cr_expect_eq(out[0].queued_seconds, 10);
+	cr_expect_eq(out[0].queued_call_seconds, 20);
+	cr_expect_eq(out[0].io_seconds, 9, "the first second's reads are its baseline");
+	cr_expect_eq(out[0].io_excess_reqs, 9 * 20);
+	cr_expect_eq(out[0].calls_past_exec, 1);
+	/* under Q, A falls under OTHER: nothing limits it */
+	n = rsrc_simulate(&h, &d, "Q", 0, out, 8);
+	cr_assert_eq(n, 1);
+	cr_expect_str_eq(out[0].governed_by, "OTHER");
+	cr_expect_eq(out[0].queued_seconds, 0);
+	cr_expect_eq(out[0].calls_past_exec, 0);
+	/* the last 3 seconds only */
+	n = rsrc_simulate(&h, &d, "P", 3, out, 8);
+	cr_expect_eq(out[0].seconds, 3);
+	cr_expect_eq(rsrc_simulate(&h, &d, "NOPE", 0, out, 8), -1);
 }
