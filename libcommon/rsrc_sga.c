@@ -318,20 +318,47 @@ void coral_rsrc_group_admit(struct coral_rsrc *r, uint32_t g)
 	coral_mutex_unlock(&G->mu);
 }
 
-/* With G->mu held: slot taken out of G's queue; whether it was there. */
-static bool unqueue_locked(struct coral_rsrc_group *G, int slot)
+/* Slot taken out of a FIFO of session slots (under its lock); whether it was there. */
+static bool fifo_remove(uint16_t *q, uint32_t head, uint32_t *len, int slot)
 {
-	for (uint32_t i = 0; i < G->qlen; i++) {
-		uint32_t at = (G->qhead + i) % CORAL_RSRC_SESSIONS;
-		if (G->q[at] != slot)
+	for (uint32_t i = 0; i < *len; i++) {
+		if (q[(head + i) % CORAL_RSRC_SESSIONS] != slot)
 			continue;
-		for (uint32_t j = i; j + 1 < G->qlen; j++)
-			G->q[(G->qhead + j) % CORAL_RSRC_SESSIONS] = G->q[(G->qhead + j + 1) % CORAL_RSRC_SESSIONS];
-		G->qlen--;
-		atomic_fetch_sub(&G->queued, 1);
+		for (uint32_t j = i; j + 1 < *len; j++)
+			q[(head + j) % CORAL_RSRC_SESSIONS] = q[(head + j + 1) % CORAL_RSRC_SESSIONS];
+		(*len)--;
 		return true;
 	}
 	return false;
+}
+
+/* With G->mu held: slot taken out of G's queue; whether it was there. */
+static bool unqueue_locked(struct coral_rsrc_group *G, int slot)
+{
+	if (!fifo_remove(G->q, G->qhead, &G->qlen, slot))
+		return false;
+	atomic_fetch_sub(&G->queued, 1);
+	return true;
+}
+
+/* Sleeps on the futex *w until it reads 1 or deadline passes (a second at most a sleep). */
+static void wait_admit(_Atomic uint32_t *w, uint64_t deadline)
+{
+	while (atomic_load(w) != 1) {
+		uint64_t now = coral_now_mono_ns();
+		if (now >= deadline)
+			return;
+		int ms = deadline == UINT64_MAX ? 1000 : (int)((deadline - now + 999999) / 1000000);
+		coral_futex_wait(w, 0, ms > 1000 ? 1000 : ms);
+	}
+}
+
+uint64_t coral_rsrc_deadline(uint32_t queue_timeout_ms, int timeout_ms, uint64_t now_ns)
+{
+	int64_t wait_ms = queue_timeout_ms ? (int64_t)queue_timeout_ms : -1;
+	if (timeout_ms >= 0 && (wait_ms < 0 || timeout_ms < wait_ms))
+		wait_ms = timeout_ms;
+	return wait_ms < 0 ? UINT64_MAX : now_ns + (uint64_t)wait_ms * 1000000ull;
 }
 
 int coral_rsrc_call_begin(struct coral_rsrc *r, int slot, int timeout_ms)
@@ -376,19 +403,7 @@ int coral_rsrc_call_begin(struct coral_rsrc *r, int slot, int timeout_ms)
 	uint32_t qt = atomic_load(&G->queue_timeout_ms);
 	coral_mutex_unlock(&G->mu);
 
-	int64_t wait_ms = qt ? (int64_t)qt : -1;
-	if (timeout_ms >= 0 && (wait_ms < 0 || timeout_ms < wait_ms))
-		wait_ms = timeout_ms;
-	uint64_t deadline = wait_ms < 0 ? UINT64_MAX : t0 + (uint64_t)wait_ms * 1000000ull;
-	for (;;) {
-		if (atomic_load(&s->admit) == 1)
-			break;
-		uint64_t now = coral_now_mono_ns();
-		if (now >= deadline)
-			break;
-		int ms = deadline == UINT64_MAX ? 1000 : (int)((deadline - now + 999999) / 1000000);
-		coral_futex_wait(&s->admit, 0, ms > 1000 ? 1000 : ms);
-	}
+	wait_admit(&s->admit, coral_rsrc_deadline(qt, timeout_ms, t0));
 	if (atomic_load(&s->admit) != 1) {
 		lock(&G->mu);
 		bool out = atomic_load(&s->admit) != 1 && unqueue_locked(G, slot);
@@ -482,15 +497,7 @@ bool coral_rsrc_sess_reap(struct coral_rsrc *r, int slot)
 	}
 	/* parallel servers held, or a place in their queue */
 	lock(&r->px_mu);
-	for (uint32_t i = 0; i < r->px_qlen; i++)
-		if (r->px_q[(r->px_qhead + i) % CORAL_RSRC_SESSIONS] == slot) {
-			for (uint32_t j = i; j + 1 < r->px_qlen; j++)
-				r->px_q[(r->px_qhead + j) % CORAL_RSRC_SESSIONS] =
-					r->px_q[(r->px_qhead + j + 1) % CORAL_RSRC_SESSIONS];
-			r->px_qlen--;
-			held = true;
-			break;
-		}
+	held |= fifo_remove(r->px_q, r->px_qhead, &r->px_qlen, slot);
 	coral_mutex_unlock(&r->px_mu);
 	held |= coral_rsrc_px_release(r, slot) != 0;
 	return held;
@@ -663,30 +670,11 @@ int coral_rsrc_px_request(struct coral_rsrc *r, int slot, uint32_t dop, int time
 	r->px_qlen++;
 	coral_mutex_unlock(&r->px_mu);
 	atomic_fetch_add(&G->px_queued, 1);
-	uint32_t qt = atomic_load(&G->queue_timeout_ms);
-	int64_t wait_ms = qt ? (int64_t)qt : -1;
-	if (timeout_ms >= 0 && (wait_ms < 0 || timeout_ms < wait_ms))
-		wait_ms = timeout_ms;
-	uint64_t t0 = coral_now_mono_ns();
-	uint64_t deadline = wait_ms < 0 ? UINT64_MAX : t0 + (uint64_t)wait_ms * 1000000ull;
-	while (atomic_load(&s->px_admit) != 1) {
-		uint64_t now = coral_now_mono_ns();
-		if (now >= deadline)
-			break;
-		int ms = deadline == UINT64_MAX ? 1000 : (int)((deadline - now + 999999) / 1000000);
-		coral_futex_wait(&s->px_admit, 0, ms > 1000 ? 1000 : ms);
-	}
+	wait_admit(&s->px_admit, coral_rsrc_deadline(atomic_load(&G->queue_timeout_ms), timeout_ms, coral_now_mono_ns()));
 	lock(&r->px_mu);
 	bool admitted = atomic_load(&s->px_admit) == 1;
 	if (!admitted) {
-		for (uint32_t i = 0; i < r->px_qlen; i++)
-			if (r->px_q[(r->px_qhead + i) % CORAL_RSRC_SESSIONS] == slot) {
-				for (uint32_t j = i; j + 1 < r->px_qlen; j++)
-					r->px_q[(r->px_qhead + j) % CORAL_RSRC_SESSIONS] =
-						r->px_q[(r->px_qhead + j + 1) % CORAL_RSRC_SESSIONS];
-				r->px_qlen--;
-				break;
-			}
+		fifo_remove(r->px_q, r->px_qhead, &r->px_qlen, slot);
 		px_admit_locked(r); /* those behind it may fit now */
 	}
 	coral_mutex_unlock(&r->px_mu);

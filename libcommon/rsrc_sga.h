@@ -177,6 +177,9 @@ int coral_rsrc_sess_switch(struct coral_rsrc *r, int slot, const char *group, in
  * timeout_ms if that is shorter and not negative). 0, or CORAL_ETIMEDOUT (not admitted, left
  * the queue), or CORAL_EINVAL (a call already under way, or no session at slot). */
 int coral_rsrc_call_begin(struct coral_rsrc *r, int slot, int timeout_ms);
+/* When a wait for a place ends: the group's queue timeout, or timeout_ms if that is shorter and
+ * not negative (0 for a queue timeout: no bound); UINT64_MAX: no bound. */
+uint64_t coral_rsrc_deadline(uint32_t queue_timeout_ms, int timeout_ms, uint64_t now_ns);
 /* Ends it: its place goes to the first queued call. CORAL_EINVAL when no call was under way. */
 int coral_rsrc_call_end(struct coral_rsrc *r, int slot);
 /* Whatever the session at slot holds in its group (a call, a place in the queue) given back,

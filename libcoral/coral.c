@@ -1764,12 +1764,7 @@ static int cluster_slot(struct coral_session *s, int g, uint32_t n, int timeout_
 	char gname[CORAL_RSRC_NAME];
 	memcpy(gname, G->name, sizeof(gname));
 	gname[sizeof(gname) - 1] = '\0';
-	uint32_t qt = atomic_load(&G->queue_timeout_ms);
-	int64_t wait_ms = qt ? (int64_t)qt : -1;
-	if (timeout_ms >= 0 && (wait_ms < 0 || timeout_ms < wait_ms))
-		wait_ms = timeout_ms;
-	uint64_t t0 = coral_now_mono_ns();
-	uint64_t deadline = wait_ms < 0 ? UINT64_MAX : t0 + (uint64_t)wait_ms * 1000000ull;
+	uint64_t deadline = coral_rsrc_deadline(atomic_load(&G->queue_timeout_ms), timeout_ms, coral_now_mono_ns());
 	uint32_t start = s->id % n;
 	char name[96];
 	for (;;) {

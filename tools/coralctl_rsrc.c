@@ -107,9 +107,16 @@ int run_rsrc_switch(int argc, char **argv)
 	return action(&req, CORAL__CTL_RESPONSE__BODY_RSRC_SWITCH);
 }
 
-static Coral__CtlResponse *status(void)
+/* One of the node's views: rsrcmgrd's status shown by show (with arg); its exit status. */
+static int view(int (*show)(const Coral__RsrcStatusReply *r, const void *arg), const void *arg)
 {
-	return daemon_ask(CORAL_D_RSRCMGRD, CORAL__CTL_REQUEST__BODY_RSRC_STATUS, CORAL__CTL_RESPONSE__BODY_RSRC_STATUS);
+	Coral__CtlResponse *resp =
+		daemon_ask(CORAL_D_RSRCMGRD, CORAL__CTL_REQUEST__BODY_RSRC_STATUS, CORAL__CTL_RESPONSE__BODY_RSRC_STATUS);
+	if (resp == NULL)
+		return 1;
+	int rc = show(resp->rsrc_status, arg);
+	coral_ctl_response_free(resp);
+	return rc;
 }
 
 static json_t *group_json(const Coral__RsrcGroup *g)
@@ -175,13 +182,9 @@ static void plan_head(const Coral__RsrcStatusReply *r)
 	printf("  CPU: %s\n", r->cpu);
 }
 
-int run_rsrc_groups(int argc, char **argv)
+static int show_groups(const Coral__RsrcStatusReply *r, const void *arg)
 {
-	(void)argc, (void)argv;
-	Coral__CtlResponse *resp = status();
-	if (resp == NULL)
-		return 1;
-	const Coral__RsrcStatusReply *r = resp->rsrc_status;
+	(void)arg;
 	if (ctx.json) {
 		json_t *a = json_array();
 		for (size_t i = 0; i < r->n_groups; i++)
@@ -212,17 +215,18 @@ int run_rsrc_groups(int argc, char **argv)
 			       dir);
 		}
 	}
-	coral_ctl_response_free(resp);
 	return 0;
 }
 
-int run_rsrc_rules(int argc, char **argv)
+int run_rsrc_groups(int argc, char **argv)
 {
 	(void)argc, (void)argv;
-	Coral__CtlResponse *resp = status();
-	if (resp == NULL)
-		return 1;
-	const Coral__RsrcStatusReply *r = resp->rsrc_status;
+	return view(show_groups, NULL);
+}
+
+static int show_rules(const Coral__RsrcStatusReply *r, const void *arg)
+{
+	(void)arg;
 	if (ctx.json) {
 		print_json(strings_json(r->rules, r->n_rules));
 	} else {
@@ -231,16 +235,18 @@ int run_rsrc_rules(int argc, char **argv)
 		for (size_t i = 0; i < r->n_rules; i++)
 			printf("%3zu  %s\n", i + 1, r->rules[i]);
 	}
-	coral_ctl_response_free(resp);
 	return 0;
 }
 
-static int plans(const char *only)
+int run_rsrc_rules(int argc, char **argv)
 {
-	Coral__CtlResponse *resp = status();
-	if (resp == NULL)
-		return 1;
-	const Coral__RsrcStatusReply *r = resp->rsrc_status;
+	(void)argc, (void)argv;
+	return view(show_rules, NULL);
+}
+
+static int show_plans(const Coral__RsrcStatusReply *r, const void *arg)
+{
+	const char *only = arg;
 	int rc = 0;
 	bool found = false;
 	json_t *a = json_array();
@@ -271,8 +277,12 @@ static int plans(const char *only)
 		printf("no catalog loaded (coralctl rsrc load FILE)\n");
 	}
 	json_decref(a);
-	coral_ctl_response_free(resp);
 	return rc;
+}
+
+static int plans(const char *only)
+{
+	return view(show_plans, only);
 }
 
 int run_rsrc_plans(int argc, char **argv)
@@ -363,13 +373,9 @@ int run_rsrc_plan(int argc, char **argv)
 	return plans(argv[0]);
 }
 
-int run_rsrc_sessions(int argc, char **argv)
+static int show_sessions(const Coral__RsrcStatusReply *r, const void *arg)
 {
-	(void)argc, (void)argv;
-	Coral__CtlResponse *resp = status();
-	if (resp == NULL)
-		return 1;
-	const Coral__RsrcStatusReply *r = resp->rsrc_status;
+	(void)arg;
 	if (ctx.json) {
 		json_t *a = json_array();
 		for (size_t i = 0; i < r->n_sessions; i++) {
@@ -397,17 +403,18 @@ int run_rsrc_sessions(int argc, char **argv)
 			printf(" / %s\n", s->rule);
 		}
 	}
-	coral_ctl_response_free(resp);
 	return 0;
 }
 
-int run_rsrc_stats(int argc, char **argv)
+int run_rsrc_sessions(int argc, char **argv)
 {
 	(void)argc, (void)argv;
-	Coral__CtlResponse *resp = status();
-	if (resp == NULL)
-		return 1;
-	const Coral__RsrcStatusReply *r = resp->rsrc_status;
+	return view(show_sessions, NULL);
+}
+
+static int show_stats(const Coral__RsrcStatusReply *r, const void *arg)
+{
+	(void)arg;
 	if (ctx.json) {
 		json_t *g = json_array(), *sw = json_array();
 		for (size_t i = 0; i < r->n_groups; i++)
@@ -460,17 +467,18 @@ int run_rsrc_stats(int argc, char **argv)
 			       r->switches[i]->plan[0] ? r->switches[i]->plan : "(none)", r->switches[i]->cause);
 		}
 	}
-	coral_ctl_response_free(resp);
 	return 0;
 }
 
-int run_rsrc_schedule(int argc, char **argv)
+int run_rsrc_stats(int argc, char **argv)
 {
 	(void)argc, (void)argv;
-	Coral__CtlResponse *resp = status();
-	if (resp == NULL)
-		return 1;
-	const Coral__RsrcStatusReply *r = resp->rsrc_status;
+	return view(show_stats, NULL);
+}
+
+static int show_schedule(const Coral__RsrcStatusReply *r, const void *arg)
+{
+	(void)arg;
 	if (ctx.json) {
 		print_json(json_pack("{s:o, s:i, s:s}", "schedules", strings_json(r->schedules, r->n_schedules), "open",
 				     (int)r->schedule_open, "plan", r->plan));
@@ -481,22 +489,19 @@ int run_rsrc_schedule(int argc, char **argv)
 		for (size_t i = 0; i < r->n_schedules; i++)
 			printf("  %2zu %s%s\n", i + 1, r->schedules[i], r->schedule_open == i + 1 ? "  (its window is open)" : "");
 	}
-	coral_ctl_response_free(resp);
 	return 0;
 }
 
-/* coralctl rsrc session ID: why a session is where it is and waits for what. */
-int run_rsrc_session(int argc, char **argv)
+int run_rsrc_schedule(int argc, char **argv)
 {
-	(void)argc;
-	char *end;
-	unsigned long id = strtoul(argv[0], &end, 10);
-	if (*end != '\0' || argv[0][0] == '\0' || id > UINT32_MAX)
-		return coralctl_usage_error();
-	Coral__CtlResponse *resp = status();
-	if (resp == NULL)
-		return 1;
-	const Coral__RsrcStatusReply *r = resp->rsrc_status;
+	(void)argc, (void)argv;
+	return view(show_schedule, NULL);
+}
+
+/* coralctl rsrc session ID: why a session is where it is and waits for what. */
+static int show_session(const Coral__RsrcStatusReply *r, const void *arg)
+{
+	unsigned long id = *(const unsigned long *)arg;
 	const Coral__RsrcSession *s = NULL;
 	for (size_t i = 0; i < r->n_sessions && s == NULL; i++)
 		if (r->sessions[i]->id == id)
@@ -507,7 +512,6 @@ int run_rsrc_session(int argc, char **argv)
 		else
 			fprintf(stderr, "coralctl: no session %lu on node %lld (coralctl rsrc sessions lists them)\n", id,
 				(long long)ctx.node->id);
-		coral_ctl_response_free(resp);
 		return 1;
 	}
 	const Coral__RsrcGroup *g = NULL, *gov = NULL;
@@ -529,7 +533,6 @@ int run_rsrc_session(int argc, char **argv)
 		json_object_set_new(j, "governing_group", gov ? group_json(gov) : json_null());
 		json_object_set_new(j, "io_wait_us", json_integer((json_int_t)s->io_wait_us));
 		print_json(j);
-		coral_ctl_response_free(resp);
 		return 0;
 	}
 	printf("session %u (pid %d) on node %lld: group %s, by %s\n", s->id, (int)s->pid, (long long)ctx.node->id,
@@ -565,6 +568,15 @@ int run_rsrc_session(int argc, char **argv)
 		       (unsigned long long)gov->io_reqs, gov->io_bytes / 1048576.0, (unsigned long long)gov->io_waits,
 		       gov->io_wait_us / 1e3);
 	printf("\n");
-	coral_ctl_response_free(resp);
 	return 0;
+}
+
+int run_rsrc_session(int argc, char **argv)
+{
+	(void)argc;
+	char *end;
+	unsigned long id = strtoul(argv[0], &end, 10);
+	if (*end != '\0' || argv[0][0] == '\0' || id > UINT32_MAX)
+		return coralctl_usage_error();
+	return view(show_session, &id);
 }

@@ -335,6 +335,40 @@ static int time_arg(struct parse *p, const char *key, const char *v, uint16_t *o
 	return 0;
 }
 
+/* A window's word (days=, from=, to=): 1 taken, 0 not a window's word, -1 wrong. */
+static int window_word(struct parse *p, const char *k, const char *v, uint8_t *days, uint16_t *from, uint16_t *to,
+		       bool *has_from, bool *has_to)
+{
+	if (strcmp(k, "days") == 0)
+		return days_arg(p, v, days) ? -1 : 1;
+	if (strcmp(k, "from") == 0) {
+		*has_from = true;
+		return time_arg(p, k, v, from) ? -1 : 1;
+	}
+	if (strcmp(k, "to") == 0) {
+		*has_to = true;
+		return time_arg(p, k, v, to) ? -1 : 1;
+	}
+	return 0;
+}
+
+/* " days=mon,tue from=HH:MM to=HH:MM" after what buf holds (k bytes of n) */
+static void window_text(char *buf, size_t n, int k, uint8_t days, uint16_t from, uint16_t to, bool always)
+{
+	if (days && k >= 0 && (size_t)k < n) {
+		k += snprintf(buf + k, n - (size_t)k, " days=");
+		bool first = true;
+		for (int i = 0; i < 7 && k >= 0 && (size_t)k < n; i++)
+			if (days & (1u << i)) {
+				k += snprintf(buf + k, n - (size_t)k, "%s%s", first ? "" : ",", day_names[i]);
+				first = false;
+			}
+	}
+	if ((always || from || to) && k >= 0 && (size_t)k < n)
+		snprintf(buf + k, n - (size_t)k, " from=%02u:%02u to=%02u:%02u", from / 60u, from % 60u, to / 60u,
+			 to % 60u);
+}
+
 static int parse_rule(struct parse *p, struct rsrc_def *d, char **w, int nw)
 {
 	if (d->nrules >= CORAL_RSRC_RULES)
@@ -362,17 +396,9 @@ static int parse_rule(struct parse *p, struct rsrc_def *d, char **w, int nw)
 		} else if (strcmp(k, "priority") == 0) {
 			if (int_arg(p, k, v, 0, 1000000, &r.priority))
 				return -1;
-		} else if (strcmp(k, "days") == 0) {
-			if (days_arg(p, v, &r.days))
+		} else if ((a = window_word(p, k, v, &r.days, &r.from_min, &r.to_min, &from, &to)) != 0) {
+			if (a < 0)
 				return -1;
-		} else if (strcmp(k, "from") == 0) {
-			if (time_arg(p, k, v, &r.from_min))
-				return -1;
-			from = true;
-		} else if (strcmp(k, "to") == 0) {
-			if (time_arg(p, k, v, &r.to_min))
-				return -1;
-			to = true;
 		} else {
 			return perr(p, "rule: unknown word '%s' (user program machine service module group priority days "
 				       "from to)", k);
@@ -472,20 +498,11 @@ static int parse_schedule(struct parse *p, struct rsrc_def *d, char **w, int nw)
 			return perr(p, "'%s': schedule words are KEY=VALUE", w[i]);
 		*eq = '\0';
 		const char *k = w[i], *v = eq + 1;
-		if (strcmp(k, "days") == 0) {
-			if (days_arg(p, v, &x.days))
-				return -1;
-		} else if (strcmp(k, "from") == 0) {
-			if (time_arg(p, k, v, &x.from_min))
-				return -1;
-			from = true;
-		} else if (strcmp(k, "to") == 0) {
-			if (time_arg(p, k, v, &x.to_min))
-				return -1;
-			to = true;
-		} else {
+		int a = window_word(p, k, v, &x.days, &x.from_min, &x.to_min, &from, &to);
+		if (a < 0)
+			return -1;
+		if (a == 0)
 			return perr(p, "schedule: unknown word '%s' (days from to)", k);
-		}
 	}
 	if (!from || !to)
 		return perr(p, "a schedule has its window: from=HH:MM to=HH:MM");
@@ -518,19 +535,7 @@ int rsrc_def_scheduled(const struct rsrc_def *d, int day, int minute)
 
 void rsrc_schedule_text(const struct rsrc_schedule *x, char *buf, size_t n)
 {
-	int k = snprintf(buf, n, "%s", x->plan);
-	if (x->days && k >= 0 && (size_t)k < n) {
-		k += snprintf(buf + k, n - (size_t)k, " days=");
-		bool first = true;
-		for (int i = 0; i < 7 && k >= 0 && (size_t)k < n; i++)
-			if (x->days & (1u << i)) {
-				k += snprintf(buf + k, n - (size_t)k, "%s%s", first ? "" : ",", day_names[i]);
-				first = false;
-			}
-	}
-	if (k >= 0 && (size_t)k < n)
-		snprintf(buf + k, n - (size_t)k, " from=%02u:%02u to=%02u:%02u", x->from_min / 60u, x->from_min % 60u,
-			 x->to_min / 60u, x->to_min % 60u);
+	window_text(buf, n, snprintf(buf, n, "%s", x->plan), x->days, x->from_min, x->to_min, true);
 }
 
 int rsrc_def_parse(const char *text, struct rsrc_def *d, char *err, size_t errsz)
@@ -701,16 +706,5 @@ void rsrc_rule_text(const struct coral_rsrc_rule *r, char *buf, size_t n)
 {
 	int k = snprintf(buf, n, "%s=%s group=%s priority=%d", coral_rsrc_attr_name(r->attr), r->pattern, r->group,
 			 r->priority);
-	if (r->days && k >= 0 && (size_t)k < n) {
-		k += snprintf(buf + k, n - (size_t)k, " days=");
-		bool first = true;
-		for (int i = 0; i < 7 && k >= 0 && (size_t)k < n; i++)
-			if (r->days & (1u << i)) {
-				k += snprintf(buf + k, n - (size_t)k, "%s%s", first ? "" : ",", day_names[i]);
-				first = false;
-			}
-	}
-	if ((r->from_min || r->to_min) && k >= 0 && (size_t)k < n)
-		snprintf(buf + k, n - (size_t)k, " from=%02u:%02u to=%02u:%02u", r->from_min / 60u, r->from_min % 60u,
-			 r->to_min / 60u, r->to_min % 60u);
+	window_text(buf, n, k, r->days, r->from_min, r->to_min, false);
 }

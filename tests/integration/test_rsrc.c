@@ -103,6 +103,20 @@ static void expect_group(struct coral_session *s, const char *want)
 	cr_expect_str_eq(g, want);
 }
 
+/* Catalog text loaded through node 2; plan in force on every node, node 1 saying why (cause
+ * holds `why`). */
+static void load_and_expect(const char *text, const char *plan, const char *why)
+{
+	char path[256];
+	write_file("load.rsrc", text, path, sizeof(path));
+	cr_assert_eq(run("%s -c %s -n 2 rsrc load %s", CORALCTL, cl.conf, path)->code, 0, "%s", res.out);
+	for (int n = 1; n <= 3; n++)
+		cr_expect(wait_plan(n, plan, 10000), "node %d: plan %s not in force", n, plan);
+	json_t *st = ctl_json(1, "rsrc stats");
+	cr_expect(st && strstr(jstr(st, "cause"), why), "%s", st ? jstr(st, "cause") : res.out);
+	json_decref(st);
+}
+
 /* ---- the pool's callers ------------------------------------------------------------------ */
 
 static _Atomic int inside, most, order_at;
@@ -626,22 +640,10 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 	char sched[2048];
 	snprintf(sched, sizeof(sched), "%sschedule DAY from=%02d:%02d to=%02d:%02d\n", catalog, m0 / 60, m0 % 60, m1 / 60,
 		 m1 % 60);
-	write_file("sched.rsrc", sched, path, sizeof(path));
-	cr_assert_eq(run("%s -c %s -n 2 rsrc load %s", CORALCTL, cl.conf, path)->code, 0, "%s", res.out);
-	for (int n = 1; n <= 3; n++)
-		cr_expect(wait_plan(n, "DAY", 10000), "node %d: the schedule's plan DAY not in force", n);
-	st = ctl_json(1, "rsrc stats");
-	cr_expect(st && strstr(jstr(st, "cause"), "schedule 1"), "%s", st ? jstr(st, "cause") : res.out);
-	json_decref(st);
+	load_and_expect(sched, "DAY", "schedule 1");
 	run("%s -c %s -n 1 rsrc schedule", CORALCTL, cl.conf);
 	cr_expect(strstr(res.out, "(its window is open)"), "%s", res.out);
-	write_file("day.rsrc", catalog, path, sizeof(path));
-	cr_assert_eq(run("%s -c %s -n 2 rsrc load %s", CORALCTL, cl.conf, path)->code, 0, "%s", res.out);
-	for (int n = 1; n <= 3; n++)
-		cr_expect(wait_plan(n, "NIGHT", 10000), "node %d: the activated NIGHT not back", n);
-	st = ctl_json(1, "rsrc stats");
-	cr_expect(st && strstr(jstr(st, "cause"), "closed"), "%s", st ? jstr(st, "cause") : res.out);
-	json_decref(st);
+	load_and_expect(catalog, "NIGHT", "closed");
 
 	limits_act();
 	simulate_replays();
