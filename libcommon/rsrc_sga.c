@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -698,4 +699,34 @@ uint32_t coral_rsrc_px_release(struct coral_rsrc *r, int slot)
 	px_admit_locked(r);
 	coral_mutex_unlock(&r->px_mu);
 	return held;
+}
+
+/* ---- the node's cgroups, removed ----------------------------------------------------------- */
+
+int coral_rsrc_cgroup_cleanup(const struct coral_conf *conf, uint32_t node)
+{
+	const char *roots[] = {conf->rsrc.cgroup_root[0] ? conf->rsrc.cgroup_root : "/sys/fs/cgroup/cpu",
+			       conf->rsrc.cgroup_root[0] ? NULL : "/sys/fs/cgroup",
+			       conf->rsrc.cgroup_root[0] ? NULL : "/sys/fs/cgroup/unified"};
+	int n = 0;
+	for (size_t i = 0; i < CORAL_ARRAY_LEN(roots); i++) {
+		if (roots[i] == NULL)
+			continue;
+		char base[CORAL_STR_MAX + 96];
+		snprintf(base, sizeof(base), "%s/coral-%s-n%u", roots[i], conf->cluster.name, node);
+		DIR *d = opendir(base);
+		if (d == NULL)
+			continue;
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL) {
+			if (e->d_name[0] == '.' || e->d_type != DT_DIR)
+				continue;
+			char p[2 * CORAL_STR_MAX + 128];
+			snprintf(p, sizeof(p), "%s/%s", base, e->d_name);
+			n += rmdir(p) == 0;
+		}
+		closedir(d);
+		n += rmdir(base) == 0;
+	}
+	return n;
 }

@@ -207,6 +207,10 @@ int coral_rsrc_px_request(struct coral_rsrc *r, int slot, uint32_t dop, int time
 /* Gives the servers back (0 if none were held). */
 uint32_t coral_rsrc_px_release(struct coral_rsrc *r, int slot);
 
+/* The node's cgroups (rsrcmgrd(8), CPU) removed where they are empty: coral-node's stop, after
+ * an rsrcmgrd killed left them. How many directories went. */
+int coral_rsrc_cgroup_cleanup(const struct coral_conf *conf, uint32_t node);
+
 /* Frees the slots of sessions whose process is gone (what they held given back): how many of
  * them held a call or a place in a queue. rsrcmgrd's sweep. */
 int coral_rsrc_sweep(struct coral_rsrc *r);

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics_http.h"
 #include "proc.h"
+#include "rsrc_sga.h"
 #include "sga.h"
 #include "status.h"
 #include "util.h"
@@ -250,7 +251,8 @@ static void stop_pid(pid_t pid, bool is_child, int64_t grace_ms, const char *nam
 }
 
 /* Removes what a node leaves in its run directory and /dev/shm. */
-static int remove_node_files(const struct coral_node_conf *node, bool with_supervisor_pidfile)
+static int remove_node_files(const struct coral_conf *conf, const struct coral_node_conf *node,
+			     bool with_supervisor_pidfile)
 {
 	int removed = 0;
 	char path[CORAL_STR_MAX + 32], name[48];
@@ -266,6 +268,8 @@ static int remove_node_files(const struct coral_node_conf *node, bool with_super
 		removed += unlink(path) == 0;
 	}
 	removed += coral_sga_destroy(node->sga_name) == 0;
+	/* the cgroups an rsrcmgrd killed left (one that stops removes its own) */
+	removed += coral_rsrc_cgroup_cleanup(conf, (uint32_t)node->id);
 	return removed;
 }
 
@@ -538,7 +542,7 @@ static int supervise(struct coral_conf *conf, const struct coral_node_conf *node
 	 * caller), so it holds nothing of value. */
 	if (coral_sga_exists(node->sga_name)) {
 		log_warn("removing stale SGA %s left by an earlier run", node->sga_name);
-		remove_node_files(node, false);
+		remove_node_files(conf, node, false);
 	}
 	int rc = coral_sga_create(&sv->sga, conf, node);
 	if (rc != 0) {
@@ -592,7 +596,7 @@ static int supervise(struct coral_conf *conf, const struct coral_node_conf *node
 		metrics_http_stop(sv->metrics);
 		sv->metrics = NULL;
 		stop_all(sv, "start-up failed");
-		remove_node_files(node, false);
+		remove_node_files(conf, node, false);
 		return 1;
 	}
 	coral_proc_set_node(sv->proc, CORAL_NODE_RUNNING, "", 0);
@@ -608,7 +612,7 @@ static int supervise(struct coral_conf *conf, const struct coral_node_conf *node
 
 	metrics_http_stop(sv->metrics);
 	coral_sga_detach(&sv->sga);
-	int removed = remove_node_files(node, true);
+	int removed = remove_node_files(conf, node, true);
 	log_info("node %lld stopped; removed %d files and the SGA", (long long)node->id, removed);
 	for (i = 0; i < NCHILDREN; i++)
 		if (sv->child[i].restart_timer)
@@ -724,7 +728,7 @@ static int cmd_stop(struct coral_conf *conf, const struct coral_node_conf *node)
 	int n = orphans(conf, node, pids, names, sizeof(names));
 	for (int i = NCHILDREN - 1; i >= 0; i--)
 		stop_pid(pids[i], false, conf->supervisor.stop_grace_ms, children[i].name);
-	int removed = remove_node_files(node, true);
+	int removed = remove_node_files(conf, node, true);
 	if (sp > 0)
 		printf("node %lld stopped\n", (long long)node->id);
 	else if (n > 0 || removed > 0)

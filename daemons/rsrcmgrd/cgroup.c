@@ -110,20 +110,30 @@ void rsrc_cg_init(struct rsrc_cg *cg, const char *mode, const char *root, const 
 	cg->mode = v1 ? RSRC_CG_V1 : RSRC_CG_V2;
 	snprintf(cg->root, sizeof(cg->root), "%s", dir);
 	snprintf(cg->base, sizeof(cg->base), "%s/coral-%s-n%u", dir, cluster, node);
+	log_notice("cgroups under %s once a plan is in force (%s)", cg->base,
+		   v1 ? "v1, each session's thread" : "v2, each session's process");
+}
+
+/* The node's cgroup made (the first time a plan comes in force: a node that never has one
+ * leaves nothing in the hierarchy); false, and off with why, when it cannot be. */
+static bool make_base(struct rsrc_cg *cg)
+{
+	if (cg->made)
+		return true;
 	if (mkdir(cg->base, 0755) != 0 && errno != EEXIST) {
 		char e[64];
 		snprintf(e, sizeof(e), "%s", strerror(errno));
 		set_off(cg, "cannot make %s (%s): the plan's shares are computed and shown, not enforced", cg->base, e);
 		cg->refused++;
-		return;
+		return false;
 	}
 	if (cg->mode == RSRC_CG_V2) {
 		/* the children of base get the cpu controller */
 		write_file(cg, cg->root, "cgroup.subtree_control", "+cpu");
 		write_file(cg, cg->base, "cgroup.subtree_control", "+cpu");
 	}
-	log_notice("cgroup %s: the plan's CPU shares go there (%s)", cg->base, v1 ? "v1, each session's thread"
-										 : "v2, each session's process");
+	cg->made = true;
+	return true;
 }
 
 /* The directory of group g's cgroup. */
@@ -134,7 +144,7 @@ static void group_dir(const struct rsrc_cg *cg, const char *name, char *out, siz
 
 void rsrc_cg_plan(struct rsrc_cg *cg, struct coral_rsrc *r, const struct rsrc_def *def, const char *plan)
 {
-	if (cg->mode == RSRC_CG_OFF)
+	if (cg->mode == RSRC_CG_OFF || (plan[0] == '\0' && !cg->made) || !make_base(cg))
 		return;
 	cg->gen++; /* every session placed again: a group's cgroup may have been made anew */
 	for (uint32_t i = 0; i < r->ngroups && i < CORAL_RSRC_GROUPS; i++) {
@@ -231,7 +241,7 @@ static void put_back(struct rsrc_cg *cg, struct rsrc_cg_placed *pl)
 
 void rsrc_cg_place(struct rsrc_cg *cg, struct coral_rsrc *r, bool enforce)
 {
-	if (cg->mode == RSRC_CG_OFF)
+	if (cg->mode == RSRC_CG_OFF || !cg->made)
 		return;
 	if (!enforce) {
 		/* no plan: nothing to enforce, and a session's thread is not moved for nothing */
@@ -287,7 +297,7 @@ void rsrc_cg_group_info(const struct rsrc_cg *cg, const char *name, char *path, 
 {
 	*throttled_ms = 0;
 	path[0] = '\0';
-	if (cg->mode == RSRC_CG_OFF)
+	if (cg->mode == RSRC_CG_OFF || !cg->made)
 		return;
 	char dir[CORAL_STR_MAX + 64];
 	group_dir(cg, name, dir, sizeof(dir));
@@ -312,7 +322,7 @@ void rsrc_cg_group_info(const struct rsrc_cg *cg, const char *name, char *path, 
 
 void rsrc_cg_fini(struct rsrc_cg *cg)
 {
-	if (cg->mode == RSRC_CG_OFF)
+	if (cg->mode == RSRC_CG_OFF || !cg->made)
 		return;
 	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++)
 		if (cg->placed[i].tid)

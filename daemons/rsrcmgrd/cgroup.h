@@ -24,6 +24,7 @@ struct rsrc_cg_placed {
 
 struct rsrc_cg {
 	int mode;
+	bool made;                    /* base made (a plan came in force once) */
 	int ncpus;
 	char root[CORAL_STR_MAX];     /* the hierarchy's directory */
 	char base[CORAL_STR_MAX + 64];/* root/coral-CLUSTER-nNODE */

@@ -455,6 +455,21 @@ static void cpu_shares_hold(void)
 	cr_expect(strstr(res.out, "coral-") == NULL, "threads left in the node's cgroups: %s", res.out);
 }
 
+/* Node 3 killed whole (supervisor and daemons, kill -9: its rsrcmgrd removes nothing), then
+ * `coral-node stop 3`: its cgroups are gone from the hierarchy all the same. */
+static void no_cgroup_left(void)
+{
+	char base[160];
+	snprintf(base, sizeof(base), "/sys/fs/cgroup/cpu/coral-%s-n3", cl.name);
+	if (access("/sys/fs/cgroup/cpu/cpu.shares", W_OK) != 0)
+		return; /* no v1 cpu hierarchy here: nothing was made */
+	cr_expect_eq(access(base, F_OK), 0, "%s was never made", base);
+	run("kill -9 $(cat %s/node3/*.pid | sort -u) 2>/dev/null; true", cl.dir);
+	usleep(200000);
+	run("%s -c %s stop 3", CORAL_NODE, cl.conf);
+	cr_expect_neq(access(base, F_OK), 0, "%s left after node 3's stop: %s", base, res.out);
+}
+
 Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 {
 	cl_prepare("rsrc", NULL);
@@ -651,4 +666,5 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 	cluster_pool_holds();
 	metrics_and_restart();
 	cpu_shares_hold();
+	no_cgroup_left();
 }
