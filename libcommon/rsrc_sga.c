@@ -461,8 +461,9 @@ int coral_rsrc_sess_stopped(const struct coral_rsrc *r, int slot, char *why, siz
 	uint32_t ended = atomic_load(&s->ended);
 	if (ended) {
 		snprintf(why, whysz, "the resource manager ended this session: %s (rsrcmgrd(8), LIMITS): close it",
-			 ended == 1 ? "a call ran past its group's execution-time limit" :
-				      "it stayed idle past its group's idle limit");
+			 ended == 1   ? "a call ran past its group's execution-time limit"
+			 : ended == 2 ? "it stayed idle past its group's idle limit"
+				      : "an operator killed it (coralctl rsrc kill)");
 		return CORAL_ECANCELED;
 	}
 	uint64_t c = atomic_load(&s->cancel_call);

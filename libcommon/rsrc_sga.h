@@ -114,7 +114,8 @@ struct coral_rsrc_sess {
 	_Atomic uint64_t calls;
 	/* the resource manager's limits acted on it (rsrcmgrd writes, the session reads):
 	 * cancel_call: the number of the call cancelled (its `calls` then; 0: none); ended: the
-	 * session was ended (1: its call ran past its limit, 2: it stayed idle past its limit) */
+	 * session was ended (1: its call ran past its limit, 2: it stayed idle past its limit,
+	 * 3: by an operator, coralctl rsrc kill) */
 	_Atomic uint64_t cancel_call;
 	_Atomic uint32_t ended;
 	_Atomic uint64_t io_wait_ns;        /* waited for its group's I/O tokens, in all */

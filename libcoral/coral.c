@@ -372,6 +372,12 @@ void coral_session_close(struct coral_session *s)
 	/* an open transaction is taken back: nobody else has seen its changes */
 	if (s->txn)
 		coral_rollback(s);
+	/* a call's slot of a cluster-wide pool goes back at once, not when lmdd sees the
+	 * session gone */
+	if (s->pool_lkid) {
+		coral_unlock(s, s->pool_lkid, NULL);
+		s->pool_lkid = 0;
+	}
 	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
 		if (s->pins[i].used) {
 			s->pins[i].changed = false;

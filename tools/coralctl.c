@@ -442,6 +442,7 @@ static const struct coralctl_cmd cmds[] = {
 	{"rsrc", "sessions", CORAL_D_RSRCMGRD, 0, 0, "", "the node's sessions: group, the rule that put them there, in a call or queued", run_rsrc_sessions},
 	{"rsrc", "session", CORAL_D_RSRCMGRD, 1, 1, "ID", "why a session is slow: its group and the rule, its place in a queue, the limits it hit, its CPU share and throttling", run_rsrc_session},
 	{"rsrc", "switch", CORAL_D_RSRCMGRD, 2, 2, "SESSION GROUP", "move a session to a group until it closes (admin)", run_rsrc_switch},
+	{"rsrc", "kill", CORAL_D_RSRCMGRD, 1, 1, "SESSION", "end a session: its calls fail until it is closed (admin)", run_rsrc_kill},
 	{"rsrc", "stats", CORAL_D_RSRCMGRD, 0, 0, "", "the plan in force and why, calls, queueing, timeouts, the plan switches seen", run_rsrc_stats},
 	{"cache", NULL, -1, 0, 0, "", "the node's buffer cache: buffers, dirty, past images, hit ratio", run_cache},
 	{"redo", NULL, -1, 0, 0, "", "the node's redo thread: LSN, durable LSN/SCN, group-commit batches", run_redo},

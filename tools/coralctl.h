@@ -99,6 +99,7 @@ int run_ges_locks(int argc, char **argv);
 int run_rsrc_load(int argc, char **argv);
 int run_rsrc_activate(int argc, char **argv);
 int run_rsrc_switch(int argc, char **argv);
+int run_rsrc_kill(int argc, char **argv);
 int run_rsrc_groups(int argc, char **argv);
 int run_rsrc_rules(int argc, char **argv);
 int run_rsrc_plans(int argc, char **argv);

@@ -16,6 +16,7 @@ static int action(Coral__CtlRequest *req, int want)
 		return 1;
 	const Coral__RsrcActionReply *a = want == CORAL__CTL_RESPONSE__BODY_RSRC_LOAD	   ? resp->rsrc_load
 					  : want == CORAL__CTL_RESPONSE__BODY_RSRC_ACTIVATE ? resp->rsrc_activate
+					  : want == CORAL__CTL_RESPONSE__BODY_RSRC_KILL	   ? resp->rsrc_kill
 											    : resp->rsrc_switch;
 	if (ctx.json)
 		print_json(json_pack("{s:s, s:I}", "result", a->result, "index", (json_int_t)a->index));
@@ -89,6 +90,21 @@ int run_rsrc_activate(int argc, char **argv)
 	req.body_case = CORAL__CTL_REQUEST__BODY_RSRC_ACTIVATE;
 	req.rsrc_activate = &body;
 	return action(&req, CORAL__CTL_RESPONSE__BODY_RSRC_ACTIVATE);
+}
+
+int run_rsrc_kill(int argc, char **argv)
+{
+	(void)argc;
+	char *end;
+	unsigned long id = strtoul(argv[0], &end, 10);
+	if (*end != '\0' || argv[0][0] == '\0' || id > UINT32_MAX)
+		return coralctl_usage_error();
+	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
+	Coral__RsrcKillRequest body = CORAL__RSRC_KILL_REQUEST__INIT;
+	body.session = (uint32_t)id;
+	req.body_case = CORAL__CTL_REQUEST__BODY_RSRC_KILL;
+	req.rsrc_kill = &body;
+	return action(&req, CORAL__CTL_RESPONSE__BODY_RSRC_KILL);
 }
 
 int run_rsrc_switch(int argc, char **argv)

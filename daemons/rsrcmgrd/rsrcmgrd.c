@@ -633,6 +633,8 @@ static void answer_action(struct coral_daemon *d, uint64_t conn, uint64_t req_id
 		resp.rsrc_load = &a;
 	else if (body == CORAL__CTL_RESPONSE__BODY_RSRC_ACTIVATE)
 		resp.rsrc_activate = &a;
+	else if (body == CORAL__CTL_RESPONSE__BODY_RSRC_KILL)
+		resp.rsrc_kill = &a;
 	else
 		resp.rsrc_switch = &a;
 	coral_daemon_answer(d, conn, req_id, &resp);
@@ -752,6 +754,31 @@ static void h_activate(struct coral_daemon *d, uint64_t conn, const Coral__CtlRe
 		 q->cause && q->cause[0] ? ": " : "", q->cause ? q->cause : "");
 	snprintf(msg, sizeof(msg), "plan %s activated", plan[0] ? plan : "(none)");
 	put_key(m, conn, req, body, ACTIVE_KEY, value, msg);
+}
+
+/* coralctl rsrc kill ID: the session ended (every block get, change, commit and call of it fails
+ * with CORAL_ERR_CANCELED until it is closed; its call's place stays until its call ends or its
+ * process dies). */
+static void h_kill(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
+{
+	struct rsrcmgrd *m = d->svc;
+	uint32_t id = req->rsrc_kill->session;
+	char msg[200];
+	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
+		struct coral_rsrc_sess *s = &m->sec->sess[i];
+		int32_t pid = atomic_load(&s->pid);
+		if (pid <= 0 || s->id != id)
+			continue;
+		atomic_store(&s->ended, 3);
+		const struct coral_ipc_peer *peer = coral_ipc_conn_peer(coral_ipc_server_conn(d->ipc, conn));
+		log_notice("session %u (pid %d) killed by an operator (pid %d, uid %u)", id, (int)pid,
+			   peer ? (int)peer->pid : 0, peer ? (unsigned)peer->uid : 0);
+		snprintf(msg, sizeof(msg), "session %u (pid %d) ended: its calls fail until it is closed", id, (int)pid);
+		answer_action(d, conn, coral_ctl_request_id(req), CORAL__CTL_RESPONSE__BODY_RSRC_KILL, 0, msg, NULL, 0, 0);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "no session %u on this node (coralctl rsrc sessions lists them)", id);
+	answer_action(d, conn, coral_ctl_request_id(req), CORAL__CTL_RESPONSE__BODY_RSRC_KILL, CORAL_ENOENT, msg, NULL, 0, 0);
 }
 
 static void h_switch(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
@@ -960,6 +987,7 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 		bool cancelled = in_call && atomic_load(&s->cancel_call) == atomic_load(&s->calls);
 		x->state = ended == 1   ? "ended (a call past its execution-time limit)"
 			   : ended == 2 ? "ended (idle past its limit)"
+			   : ended == 3 ? "ended (killed by an operator)"
 			   : queued	? "queued"
 			   : cancelled	? "in a call, cancelled (past its execution-time limit)"
 			   : in_call	? "in a call"
@@ -1122,6 +1150,7 @@ static const struct coral_daemon_request rsrcmgrd_requests[] = {
 	{CORAL__CTL_REQUEST__BODY_RSRC_ACTIVATE, true, h_activate, NULL, NULL},
 	{CORAL__CTL_REQUEST__BODY_RSRC_SWITCH, true, h_switch, NULL, NULL},
 	{CORAL__CTL_REQUEST__BODY_RSRC_SIMULATE, false, h_simulate, NULL, NULL},
+	{CORAL__CTL_REQUEST__BODY_RSRC_KILL, true, h_kill, NULL, NULL},
 };
 
 static const struct coral_daemon_def rsrcmgrd_def = {

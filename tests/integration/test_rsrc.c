@@ -218,6 +218,24 @@ static void limits_act(void)
 	run("%s -c %s -n 3 rsrc session %lld", CORALCTL, cl.conf, id);
 	fprintf(stderr, "%s\n", res.out);
 	cr_expect(strstr(res.out, "ended") && strstr(res.out, "limits: plan LIMITS"), "%s", res.out);
+	/* an operator's kill; a session that does not exist, refused by each command */
+	run("%s -c %s -n 3 --json rsrc sessions", CORALCTL, cl.conf);
+	ss = json_loads(res.out, 0, NULL);
+	long long oid = -1;
+	json_array_foreach(ss, i, e)
+	{
+		if (strcmp(jstr(e, "group"), "OLTP") == 0)
+			oid = (long long)jint(e, "id");
+	}
+	json_decref(ss);
+	cr_assert_geq(oid, 0);
+	cr_expect_eq(run("%s -c %s -n 3 rsrc kill %lld", CORALCTL, cl.conf, oid)->code, 0, "%s", res.out);
+	cr_expect_eq(coral_call_begin(o, -1), CORAL_ERR_CANCELED);
+	cr_expect(strstr(coral_session_error(o), "operator"), "%s", coral_session_error(o));
+	cr_expect_eq(run("%s -c %s -n 3 rsrc kill 4000000000", CORALCTL, cl.conf)->code, 1, "%s", res.out);
+	cr_expect_eq(run("%s -c %s -n 3 rsrc session 4000000000", CORALCTL, cl.conf)->code, 1, "%s", res.out);
+	cr_expect_eq(run("%s -c %s -n 3 rsrc switch 4000000000 BATCH", CORALCTL, cl.conf)->code, 1, "%s", res.out);
+	cr_expect_eq(run("%s -c %s -n 3 rsrc kill x12", CORALCTL, cl.conf)->code, 2, "a usage error: %s", res.out);
 	coral_session_close(o);
 	coral_session_close(rp);
 	coral_session_close(idle);
