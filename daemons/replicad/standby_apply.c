@@ -432,13 +432,23 @@ static int finish_apply(struct applier *a, char *err, size_t errsz)
 			snprintf(ends + strlen(ends), sizeof(ends) - strlen(ends), "%sthread %u to LSN %llu", ends[0] ? ", " : "",
 				 t, (unsigned long long)a->fed[t]);
 		}
-	a->st.finished_ns = coral_now_real_ns();
-	a->st.applied_scn = cs->applied_scn;
-	if ((rc = state_write(a, &a->st, err, errsz)) != 0)
+	/* written first, then shown: finished_ns and the state's text change together under mu,
+	 * so that coralctl standby finish, which waits for finished_ns, never answers with the
+	 * text from before ("applying": integration-standby saw it once in six runs), and a
+	 * failed write leaves the apply unfinished, to be tried again, rather than finished in
+	 * memory only */
+	struct coral_copy_state st = a->st;
+	st.finished_ns = coral_now_real_ns();
+	st.applied_scn = cs->applied_scn;
+	if ((rc = state_write(a, &st, err, errsz)) != 0)
 		return rc;
-	set_state(a, "finished (failover): applied SCN %llu; %s; %llu transactions open at the end were never applied; "
-		  "redo the primary made durable past these ends is missing here", (unsigned long long)cs->applied_scn, ends,
-		  (unsigned long long)cs->open_txns);
+	pthread_mutex_lock(&a->mu);
+	a->st = st;
+	snprintf(a->state_text, sizeof(a->state_text),
+		 "finished (failover): applied SCN %llu; %s; %llu transactions open at the end were never applied; "
+		 "redo the primary made durable past these ends is missing here",
+		 (unsigned long long)cs->applied_scn, ends, (unsigned long long)cs->open_txns);
+	pthread_mutex_unlock(&a->mu);
 	log_notice("the apply finished: every transaction the copies hold is applied (SCN %llu; %s); no more redo is taken",
 		   (unsigned long long)cs->applied_scn, ends);
 	repl_history_add("finished", "applied SCN %llu; %s; %llu open transactions never applied",
