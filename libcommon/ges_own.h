@@ -62,6 +62,10 @@ struct coral_ges_own_lock {
 	uint8_t lvb_cur[CORAL_GES_LVB];
 	uint8_t lvb_cur_valid;
 	uint64_t tag;             /* the session's number for the lock call that made it */
+	/* since when (monotonic ms) its master has said it is in the way of a queued request
+	 * (a blocking notification), 0: in nobody's way; the master says when that ends. Read
+	 * by rsrcmgrd for the idle-blocker limit. */
+	_Atomic uint64_t blocking_ms;
 };
 
 /* A resource in the fast table: its fast locks (own lock index + 1) and value block, or

@@ -368,8 +368,22 @@ static bool end_conv_deadlocks(struct ges_core *c, struct res *r)
 	return false;
 }
 
+/* Whether holder h is in the way of a request queued on its resource. */
+static bool in_the_way(const struct res *r, const struct lock *h)
+{
+	if (h->gr == GES_NONE || h->lost)
+		return false;
+	for (int wq = GES_Q_CONVERT; wq <= GES_Q_WAIT; wq++)
+		for (const struct lock *w = r->q[wq].head; w; w = w->next)
+			if (w != h && !compat[w->rq][h->gr])
+				return true;
+	return false;
+}
+
 /* Blocking notifications owed: each holder in the way of a queued lock's requested mode is
- * told once per mode at least that strong. */
+ * told once per mode at least that strong; a holder told before that is in nobody's way now
+ * (the waiters gave up, were granted elsewhere or went) is told that too (ops.unbast), so
+ * that its node knows which of its locks block someone (rsrcmgrd's idle-blocker limit). */
 static void send_basts(struct ges_core *c, struct res *r)
 {
 	if (c->ops.waits)
@@ -386,6 +400,14 @@ static void send_basts(struct ges_core *c, struct res *r)
 					c->st.basts++;
 					c->ops.bast(c->ops.arg, h->node, h->session, h->lkid, w->rq);
 				}
+	for (int q = GES_Q_GRANTED; q <= GES_Q_CONVERT; q++)
+		for (struct lock *h = r->q[q].head; h; h = h->next)
+			if (h->bast != GES_NONE && !in_the_way(r, h)) {
+				h->bast = GES_NONE;
+				c->st.unbasts++;
+				if (c->ops.unbast)
+					c->ops.unbast(c->ops.arg, h->node, h->session, h->lkid);
+			}
 }
 
 /* Grants what can be granted, conversions first, each queue in its order; a lock that
@@ -952,6 +974,11 @@ int ges_check(const struct ges_core *c, char *err, size_t n)
 						snprintf(err, n, "lock %u/%llu on queue %d: granted %s, requested %s",
 							 l->node, (unsigned long long)l->lkid, q, ges_mode_name(l->gr),
 							 ges_mode_name(l->rq));
+						return -1;
+					}
+					if (!c->held && l->bast != GES_NONE && !in_the_way(r, l)) {
+						snprintf(err, n, "lock %u/%llu was told it blocks (%s) and blocks nobody",
+							 l->node, (unsigned long long)l->lkid, ges_mode_name(l->bast));
 						return -1;
 					}
 					if (l->gr != GES_NONE && !fits_granted(r, l, l->gr)) {

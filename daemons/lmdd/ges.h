@@ -72,11 +72,13 @@ struct ges_ops {
 	 * the deadlock coordinator); NULL: not told. */
 	void (*waits)(void *arg, const uint8_t *name, size_t len);
 	void *arg;
+	/* A holder told it was in the way (bast) is in nobody's way now; NULL: not told. */
+	void (*unbast)(void *arg, uint32_t node, uint64_t session, uint64_t lkid);
 };
 
 struct ges_stats {
 	uint64_t requests, granted_now, queued, converts, unlocks, cancels, noqueue_refused;
-	uint64_t timeouts, conv_deadlocks, demoted, basts, full, lvb_writes, lvb_invalidated;
+	uint64_t timeouts, conv_deadlocks, demoted, basts, unbasts, full, lvb_writes, lvb_invalidated;
 	uint64_t sessions_gone, nodes_lost, locks_lost, rebuilt, dropped, deadlocks, lvb_recovered;
 };
 

@@ -14,7 +14,7 @@ static const struct coral_codec ges_codec = {"ges", ges_types, 1};
 
 static const char *const kind_names[GES_NKINDS] = {"?",      "request", "convert", "unlock",      "cancel",
 						   "answer", "bast",    "rebuild", "rebuild-done",
-						   "waits",  "victim",  "probe"};
+						   "waits",  "victim",  "probe",   "unbast"};
 
 const char *ges_kind_name(int kind) { return kind > 0 && kind < GES_NKINDS ? kind_names[kind] : "?"; }
 

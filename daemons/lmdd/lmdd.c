@@ -507,8 +507,10 @@ static void on_answer(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 	bool gone = false;
 	if (code == CORAL_ENOENT && o->op == OP_UNLOCK)
 		code = 0;  /* the master has no such lock (its lmdd restarted since it was granted): gone */
-	if (code == 0 && (o->op == OP_LOCK || o->op == OP_CONVERT))
+	if (code == 0 && (o->op == OP_LOCK || o->op == OP_CONVERT)) {
 		o->mode = (int)g->mode;
+		atomic_store(&o->blocking_ms, 0);  /* the master says again if it is in the way */
+	}
 	else if (code == 0 && o->op == OP_UNLOCK)
 		gone = true;
 	else if (code != 0 && o->op == OP_LOCK)
@@ -557,6 +559,16 @@ static void core_bast(void *arg, uint32_t node, uint64_t session, uint64_t lkid,
 	g.kind = GES_BAST;
 	g.lkid = lkid;
 	g.mode = (uint32_t)mode;
+	send_msg(m, node, &g);
+}
+
+static void core_unbast(void *arg, uint32_t node, uint64_t session, uint64_t lkid)
+{
+	(void)session;
+	struct lmdd *m = arg;
+	Coral__GesMsg g = CORAL__GES_MSG__INIT;
+	g.kind = GES_UNBAST;
+	g.lkid = lkid;
 	send_msg(m, node, &g);
 }
 
@@ -893,6 +905,8 @@ static void deliver_bast(struct lmdd *m, uint64_t lkid, uint32_t mode)
 	struct own *o = own_find(m, lkid);
 	if (o == NULL)
 		return;
+	uint64_t zero = 0;
+	atomic_compare_exchange_strong(&o->blocking_ms, &zero, now_ms());
 	Coral__GesEvent ev = CORAL__GES_EVENT__INIT;
 	ev.kind = 1;
 	ev.lkid = lkid;
@@ -921,6 +935,13 @@ static void kit_recv(void *core, uint32_t from, uint8_t type, const uint8_t *dat
 		m->basts_received++;
 		deliver_bast(m, g->lkid, g->mode);
 		break;
+	case GES_UNBAST: {
+		/* in nobody's way now (what the idle-blocker limit reads); the session is not told */
+		struct own *o = own_find(m, g->lkid);
+		if (o && from == o->master)
+			atomic_store(&o->blocking_ms, 0);
+		break;
+	}
 	case GES_REBUILD:
 		on_rebuild(m, from, g);
 		break;
@@ -1239,6 +1260,7 @@ static int send_rebuild(struct lmdd *m, struct own *o)
 {
 	Coral__GesMsg g = CORAL__GES_MSG__INIT;
 	g.kind = GES_REBUILD;
+	atomic_store(&o->blocking_ms, 0);  /* the new master says again if it is in the way */
 	g.name.data = o->name;
 	g.name.len = o->len;
 	g.lkid = o->lkid;
@@ -1992,7 +2014,7 @@ static int lmdd_init(struct coral_daemon *d)
 	m->bhand = calloc(CORAL_GRD_BUCKETS, sizeof(*m->bhand));
 	if (m->handoff == NULL || m->bhand == NULL)
 		return CORAL_ENOMEM;
-	struct ges_ops ops = {.done = core_done, .bast = core_bast, .waits = core_waits, .arg = m};
+	struct ges_ops ops = {.done = core_done, .bast = core_bast, .waits = core_waits, .arg = m, .unbast = core_unbast};
 	m->core = ges_core_new((uint32_t)d->conf.ges.max_resources, (uint32_t)d->conf.ges.max_locks, LVB_LEN, &ops);
 	if (m->core == NULL)
 		return CORAL_ENOMEM;

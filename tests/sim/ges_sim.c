@@ -784,7 +784,9 @@ int ges_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct ges_sim_re
 		struct node *n = &m->node[i];
 		n->sim = m;
 		n->id = i;
-		struct ges_ops ops = {core_done, core_bast, core_waits, n};
+		/* (a holder told it is in the way is told when it no longer is: ges_check, run at
+		 * every step, holds the core to it) */
+		struct ges_ops ops = {core_done, core_bast, core_waits, n, NULL};
 		n->core = ges_core_new(64, 256, LVB, &ops);
 		if (n->core == NULL)
 			abort();

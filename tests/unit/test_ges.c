@@ -12,7 +12,7 @@
 
 /* What ops.done and ops.bast reported, in order. */
 struct event {
-	char kind;  /* 'd' done, 'b' bast */
+	char kind;  /* 'd' done, 'b' bast, 'u' in nobody's way now */
 	uint32_t node;
 	uint64_t lkid;
 	int code, mode;
@@ -43,7 +43,15 @@ static void on_bast(void *arg, uint32_t node, uint64_t session, uint64_t lkid, i
 		ev[nev++] = (struct event){'b', node, lkid, 0, mode, false, false, {0}};
 }
 
-static const struct ges_ops ops = {on_done, on_bast, NULL, NULL};
+static void on_unbast(void *arg, uint32_t node, uint64_t session, uint64_t lkid)
+{
+	(void)arg;
+	(void)session;
+	if (nev < 4096)
+		ev[nev++] = (struct event){'u', node, lkid, 0, -1, false, false, {0}};
+}
+
+static const struct ges_ops ops = {on_done, on_bast, NULL, NULL, on_unbast};
 static struct ges_core *c;
 
 static void setup(void)
@@ -258,6 +266,35 @@ Test(ges, a_request_past_its_timeout_is_refused_and_a_cancel_ends_a_wait)
 	cr_expect_eq(ev[e].code, CORAL_ECANCELED);
 	cr_expect_eq(ges_cancel(c, 1, 1, 151), CORAL_EINVAL, "a granted lock is not cancelled");
 	cr_expect_eq(ges_core_locks(c), 1);
+}
+
+/* A holder told it is in the way is told when it no longer is: the waiters timed out, were
+ * cancelled or granted (what rsrcmgrd's idle-blocker limit reads on the holder's node). */
+Test(ges, a_holder_told_it_blocks_is_told_when_it_blocks_nobody)
+{
+	struct ges_answer a;
+	cr_expect_eq(req(1, 1, GES_PR, 0), 0);
+	cr_expect_eq(req(4, 1, GES_PR, 0), 0);
+	cr_expect_eq(ges_request(c, 2, 2, 1, R, strlen(R), GES_EX, 0, 50, 100, &a), CORAL_EPENDING);
+	cr_expect_gt(last_event('b', 1, 1), -1);
+	cr_expect_gt(last_event('b', 4, 1), -1);
+	cr_expect_eq(req(3, 1, GES_PW, 0), CORAL_EPENDING);
+	cr_expect_eq(last_event('u', 1, 1), -1);
+	ges_tick(c, 150);  /* the EX request times out; the PW one still waits for both */
+	cr_expect_eq(last_event('u', 1, 1), -1, "PW still waits for the PR holders");
+	cr_expect_eq(ges_cancel(c, 3, 1, 151), 0);
+	int u1 = last_event('u', 1, 1), u4 = last_event('u', 4, 1);
+	cr_expect_gt(u1, -1, "nobody waits: holder 1 is told");
+	cr_expect_gt(u4, -1, "and holder 4");
+	/* told again when a new request queues, and told it is over when that is granted */
+	cr_expect_eq(req(2, 2, GES_EX, 0), CORAL_EPENDING);
+	cr_expect_gt(last_event('b', 1, 1), u1);
+	cr_expect_eq(ges_unlock(c, 1, 1, NULL, 160), 0);
+	cr_expect_eq(last_event('d', 2, 2), -1);
+	cr_expect_eq(ges_unlock(c, 4, 1, NULL, 160), 0);
+	cr_expect_gt(last_event('d', 2, 2), -1);
+	cr_expect_eq(last_event('u', 2, 2), -1, "the new holder blocks nobody and was never told");
+	cr_expect_eq(ges_core_stats(c)->unbasts, 2);
 }
 
 Test(ges, a_lost_nodes_locks_are_held_until_its_recovery)
