@@ -224,6 +224,8 @@ int coral_cache_sess_claim(struct coral_cache *c, uint32_t id)
 			atomic_store(&s->spinning, 0);
 			atomic_store(&s->txn_first, 0);
 			atomic_store(&s->txn_dead, 0);
+			atomic_store(&s->busy, 0);
+			atomic_store(&s->revoked, 0);
 			atomic_store(&s->pid, me);
 			return i;
 		}
@@ -233,9 +235,70 @@ int coral_cache_sess_claim(struct coral_cache *c, uint32_t id)
 
 void coral_cache_sess_free(struct coral_cache *c, int slot)
 {
-	if (slot >= 0 && slot < CORAL_CACHE_SESSIONS) {
-		atomic_store(&coral_cache_sess(c, (uint32_t)slot)->txn_first, 0);
-		atomic_store(&coral_cache_sess(c, (uint32_t)slot)->pid, 0);
+	if (slot < 0 || slot >= CORAL_CACHE_SESSIONS)
+		return;
+	struct coral_sess_slot *s = coral_cache_sess(c, (uint32_t)slot);
+	uint32_t r = atomic_load(&s->revoked);
+	while (r & CORAL_REVOKE_ASKED) {
+		if (r & CORAL_REVOKE_DONE)
+			break; /* reclaimed: freed here */
+		/* not reclaimed yet: the reaper frees it once it has (its transaction, pins and
+		 * locks are still the slot's until then) */
+		if (atomic_compare_exchange_weak(&s->revoked, &r, r | CORAL_REVOKE_CLOSED))
+			return;
+	}
+	atomic_store(&s->txn_first, 0);
+	atomic_store(&s->pid, 0);
+}
+
+int coral_cache_sess_enter(struct coral_cache *c, int slot)
+{
+	if (slot < 0 || slot >= CORAL_CACHE_SESSIONS)
+		return 0;
+	struct coral_sess_slot *s = coral_cache_sess(c, (uint32_t)slot);
+	atomic_fetch_add(&s->busy, 1);
+	if (atomic_load(&s->revoked) != 0) {
+		atomic_fetch_sub(&s->busy, 1);
+		return CORAL_ECANCELED;
+	}
+	return 0;
+}
+
+void coral_cache_sess_leave(struct coral_cache *c, int slot)
+{
+	if (slot >= 0 && slot < CORAL_CACHE_SESSIONS)
+		atomic_fetch_sub(&coral_cache_sess(c, (uint32_t)slot)->busy, 1);
+}
+
+int coral_cache_sess_revoke(struct coral_cache *c, int slot, uint32_t id)
+{
+	if (slot < 0 || slot >= CORAL_CACHE_SESSIONS)
+		return CORAL_ENOENT;
+	struct coral_sess_slot *s = coral_cache_sess(c, (uint32_t)slot);
+	if (atomic_load(&s->pid) <= 0 || s->id != id)
+		return CORAL_ENOENT;
+	uint32_t zero = 0;
+	atomic_compare_exchange_strong(&s->revoked, &zero, CORAL_REVOKE_ASKED);
+	return 0;
+}
+
+bool coral_cache_sess_revocable(struct coral_sess_slot *s)
+{
+	uint32_t r = atomic_load(&s->revoked);
+	return (r & CORAL_REVOKE_ASKED) && !(r & CORAL_REVOKE_DONE) && atomic_load(&s->busy) == 0;
+}
+
+void coral_cache_sess_revoke_done(struct coral_sess_slot *s)
+{
+	uint32_t r = atomic_load(&s->revoked);
+	for (;;) {
+		if (r & CORAL_REVOKE_CLOSED) {
+			atomic_store(&s->txn_first, 0);
+			atomic_store(&s->pid, 0);
+			return;
+		}
+		if (atomic_compare_exchange_weak(&s->revoked, &r, r | CORAL_REVOKE_DONE))
+			return;
 	}
 }
 

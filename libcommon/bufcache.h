@@ -73,6 +73,7 @@ struct coral_cache_stats {
 	_Atomic uint64_t pin_waits, full, cr_copies;
 	_Atomic uint64_t dead_sessions, dead_pins;   /* pins of sessions whose process died, released */
 	_Atomic uint64_t dead_txns, dead_txn_changes; /* their open transactions smond took back */
+	_Atomic uint64_t revoked;                     /* live sessions revoked (rsrcmgrd), reclaimed */
 };
 
 /* The sessions of the node's processes and the pins each holds, so that lmsd can release the
@@ -98,7 +99,19 @@ struct coral_sess_slot {
 	 * every change of a transaction that may still roll back. */
 	_Atomic uint64_t txn_first;
 	_Atomic uint32_t pins[CORAL_CACHE_SLOT_PINS];
+	/* Revoking a live session (rsrcmgrd(8), LIMITS: a session ended by the resource manager):
+	 * its transaction taken back, its pins and locks released, as for a dead process, while
+	 * the process lives on with its session open (its calls fail). busy counts the session's
+	 * libcoral calls under way; revoked is CORAL_REVOKE_* bits. Nothing of the slot is touched
+	 * while busy: a call sees the revocation as it enters (both sides are sequentially
+	 * consistent: either the call sees it, or the reaper sees the call). */
+	_Atomic uint32_t busy;
+	_Atomic uint32_t revoked;
 };
+
+#define CORAL_REVOKE_ASKED 1u   /* the reaper takes it over once no call is under way */
+#define CORAL_REVOKE_DONE 2u    /* its transaction, pins and locks are gone */
+#define CORAL_REVOKE_CLOSED 4u  /* the session closed first: the reaper frees the slot when done */
 
 struct coral_cache {
 	uint32_t nbuf, nchain, block_size, pad;
@@ -151,7 +164,21 @@ static inline struct coral_sess_slot *coral_cache_sess(struct coral_cache *c, ui
 /* A session slot for the calling process's session id (its index), or -1 when all
  * CORAL_CACHE_SESSIONS are taken. */
 int coral_cache_sess_claim(struct coral_cache *c, uint32_t id);
+/* Frees the slot as its session closes (a revoked slot not yet reclaimed: when it is). */
 void coral_cache_sess_free(struct coral_cache *c, int slot);
+/* A call of the session enters: CORAL_ECANCELED if its slot is revoked (nothing held any
+ * more), else 0 and the call is counted in busy until coral_cache_sess_leave. */
+int coral_cache_sess_enter(struct coral_cache *c, int slot);
+void coral_cache_sess_leave(struct coral_cache *c, int slot);
+/* Asks for the revocation of slot `slot` if it still holds session `id` of a live process:
+ * 0, or CORAL_ENOENT (not that session any more). */
+int coral_cache_sess_revoke(struct coral_cache *c, int slot, uint32_t id);
+/* Whether the reaper may reclaim the slot now as if its process had died: revocation asked,
+ * not done, and no call under way. */
+bool coral_cache_sess_revocable(struct coral_sess_slot *s);
+/* The reaper (lmsd, or smond for an open transaction) has released what a revoked slot held:
+ * freed if its session closed meanwhile, else marked done (its close frees it). */
+void coral_cache_sess_revoke_done(struct coral_sess_slot *s);
 uint32_t coral_cache_chain(const struct coral_cache *c, uint32_t file, uint64_t block);
 void coral_cache_lock(struct coral_cache *c, uint32_t chain);
 void coral_cache_unlock(struct coral_cache *c, uint32_t chain);

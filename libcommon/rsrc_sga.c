@@ -463,6 +463,8 @@ int coral_rsrc_sess_stopped(const struct coral_rsrc *r, int slot, char *why, siz
 		snprintf(why, whysz, "the resource manager ended this session: %s (rsrcmgrd(8), LIMITS): close it",
 			 ended == 1   ? "a call ran past its group's execution-time limit"
 			 : ended == 2 ? "it stayed idle past its group's idle limit"
+			 : ended == 4 ? "it stayed idle past its group's idle-blocker limit while another session waited "
+					"for a lock or a block it held"
 				      : "an operator killed it (coralctl rsrc kill)");
 		return CORAL_ECANCELED;
 	}

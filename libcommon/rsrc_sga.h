@@ -88,7 +88,7 @@ struct coral_rsrc_group {
 	_Atomic uint64_t calls, queued_total, timeouts, queue_wait_ns, reaped;
 	_Atomic uint32_t active_max;        /* the most at once since the plan came into force */
 	/* the limits of its directive rsrcmgrd acted on (rsrcmgrd writes these) */
-	_Atomic uint64_t exec_cancels, exec_switches, exec_kills, idle_kills;
+	_Atomic uint64_t exec_cancels, exec_switches, exec_kills, idle_kills, idle_blocker_kills;
 	/* I/O: its limits in force (0: none) and their token buckets (under io_mu), what its
 	 * sessions were charged and how long they waited for tokens */
 	pthread_mutex_t io_mu;
@@ -115,7 +115,8 @@ struct coral_rsrc_sess {
 	/* the resource manager's limits acted on it (rsrcmgrd writes, the session reads):
 	 * cancel_call: the number of the call cancelled (its `calls` then; 0: none); ended: the
 	 * session was ended (1: its call ran past its limit, 2: it stayed idle past its limit,
-	 * 3: by an operator, coralctl rsrc kill) */
+	 * 3: by an operator, coralctl rsrc kill, 4: it stayed idle in another session's way past its
+	 * limit); its cache slot is revoked too (bufcache.h) */
 	_Atomic uint64_t cancel_call;
 	_Atomic uint32_t ended;
 	_Atomic uint64_t io_wait_ns;        /* waited for its group's I/O tokens, in all */

@@ -67,6 +67,9 @@ struct undo_ent {
 
 struct coral_session {
 	struct coral_conf conf;
+	/* the resource manager ended the session and its slot was revoked: what it held locally
+	 * (pins, the transaction) was forgotten, as the node reclaims it (enter()) */
+	bool revoked;
 	const struct coral_node_conf *node;
 	struct coral_sga sga;
 	bool attached;
@@ -206,6 +209,39 @@ static int fail(struct coral_session *s, int code, const char *fmt, ...)
 	vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
 	va_end(ap);
 	return code;
+}
+
+/* Every call that touches the session's slot (its pins, its transaction, its locks) enters
+ * and leaves: counted as under way, the node reclaims nothing of it meanwhile; once the
+ * resource manager has ended the session and revoked its slot (rsrcmgrd(8), LIMITS), the
+ * node takes its transaction back and releases its pins and locks as for a dead process,
+ * and each call fails here, having forgotten what the session held. */
+static int enter(struct coral_session *s)
+{
+	if (s->revoked)
+		return fail(s, CORAL_ECANCELED, "the resource manager ended this session: its transaction was taken back and "
+			    "its blocks and locks released (rsrcmgrd(8), LIMITS): close it");
+	if (s->cache == NULL || s->slot < 0 || coral_cache_sess_enter(s->cache, s->slot) == 0)
+		return 0;
+	s->revoked = true;
+	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
+		s->pins[i].used = s->pins[i].changed = s->pins[i].held = false;
+	s->txn = false;
+	s->nundo = 0;
+	s->undo_used = 0;
+	s->txn_redo_bytes = 0;
+	s->pool_lkid = 0;
+	char why[256] = "";
+	if (s->rsrc)
+		coral_rsrc_sess_stopped(s->rsrc, s->slot, why, sizeof(why));
+	return fail(s, CORAL_ECANCELED, "%s%sits transaction was taken back and its blocks and locks released: close it",
+		    why, why[0] ? "; " : "the resource manager ended this session: ");
+}
+
+static void leave(struct coral_session *s)
+{
+	if (s->cache && s->slot >= 0)
+		coral_cache_sess_leave(s->cache, s->slot);
 }
 
 /* coral.h's codes are errors.h's */
@@ -369,20 +405,23 @@ void coral_session_close(struct coral_session *s)
 {
 	if (s == NULL)
 		return;
-	/* an open transaction is taken back: nobody else has seen its changes */
-	if (s->txn)
-		coral_rollback(s);
-	/* a call's slot of a cluster-wide pool goes back at once, not when lmdd sees the
-	 * session gone */
-	if (s->pool_lkid) {
-		coral_unlock(s, s->pool_lkid, NULL);
-		s->pool_lkid = 0;
-	}
-	for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
-		if (s->pins[i].used) {
-			s->pins[i].changed = false;
-			coral_block_release(s, &s->pins[i]);
+	if (enter(s) == 0) {
+		/* an open transaction is taken back: nobody else has seen its changes */
+		if (s->txn)
+			coral_rollback(s);
+		/* a call's slot of a cluster-wide pool goes back at once, not when lmdd sees the
+		 * session gone */
+		if (s->pool_lkid) {
+			coral_unlock(s, s->pool_lkid, NULL);
+			s->pool_lkid = 0;
 		}
+		for (int i = 0; i < CORAL_SESSION_MAX_PINS; i++)
+			if (s->pins[i].used) {
+				s->pins[i].changed = false;
+				coral_block_release(s, &s->pins[i]);
+			}
+		leave(s);
+	}  /* (revoked: what it held is the node's to reclaim, and is forgotten here) */
 	free(s->undo);
 	free(s->undo_bytes);
 	if (s->fd >= 0)
@@ -875,8 +914,15 @@ static int block_get(struct coral_session *s, uint32_t file, uint64_t block, int
  * node) is charged to the session's consumer group: its I/O limits pace it (rsrcmgrd(8)). */
 int coral_block_get(struct coral_session *s, uint32_t file, uint64_t block, int mode, struct coral_block **out)
 {
-	uint64_t hits = s ? s->st.local_hits : 0;
-	int rc = block_get(s, file, block, mode, out);
+	if (s == NULL || out == NULL)
+		return CORAL_EINVAL;
+	*out = NULL;
+	uint64_t hits = s->st.local_hits;
+	int rc = enter(s);
+	if (rc != 0)
+		return rc;
+	rc = block_get(s, file, block, mode, out);
+	leave(s);
 	if (rc == 0 && s->rsrc && s->slot >= 0 && s->st.local_hits == hits)
 		coral_rsrc_io_charge(s->rsrc, s->slot, 1, s->cache->block_size);
 	return rc;
@@ -1109,8 +1155,24 @@ static int modify(struct coral_session *s, struct coral_block *b, uint32_t offse
 	return 0;
 }
 
+static int block_modify(struct coral_session *s, struct coral_block *b, uint32_t offset, const void *bytes,
+			uint32_t len);
+
 int coral_block_modify(struct coral_session *s, struct coral_block *b, uint32_t offset, const void *bytes,
 		       uint32_t len)
+{
+	if (s == NULL)
+		return CORAL_EINVAL;
+	int rc = enter(s);
+	if (rc != 0)
+		return rc;
+	rc = block_modify(s, b, offset, bytes, len);
+	leave(s);
+	return rc;
+}
+
+static int block_modify(struct coral_session *s, struct coral_block *b, uint32_t offset, const void *bytes,
+			uint32_t len)
 {
 	if (b == NULL || !b->used || b->held)
 		return fail(s, CORAL_EINVAL, "not a pinned block");
@@ -1133,10 +1195,13 @@ void coral_block_release(struct coral_session *s, struct coral_block *b)
 		b->held = true; /* until the transaction ends */
 		return;
 	}
+	if (enter(s) != 0)
+		return; /* revoked: the node released it */
 	if (!b->own)
 		coral_cache_unpin_rec(s->cache, coral_cache_buf(s->cache, b->buf), b->pinned == 2,
 				      &coral_cache_sess(s->cache, (uint32_t)s->slot)->pins[b - s->pins]);
 	b->used = false;
+	leave(s);
 }
 
 /* The blocks the transaction changed carry its commit's SCN from now on (they are still
@@ -1245,7 +1310,21 @@ static void txn_end(struct coral_session *s, bool committed)
 
 static int rollback(struct coral_session *s);
 
+static int commit_call(struct coral_session *s, uint64_t *scn_out);
+
 int coral_commit(struct coral_session *s, uint64_t *scn_out)
+{
+	if (s == NULL)
+		return CORAL_EINVAL;
+	int rc = enter(s);
+	if (rc != 0)
+		return rc;
+	rc = commit_call(s, scn_out);
+	leave(s);
+	return rc;
+}
+
+static int commit_call(struct coral_session *s, uint64_t *scn_out)
 {
 	if (s->rsrc && call_stopped(s) != 0)
 		return CORAL_ECANCELED; /* nothing committed: the caller rolls back */
@@ -1272,7 +1351,12 @@ int coral_rollback(struct coral_session *s)
 		return CORAL_EINVAL;
 	if (!s->txn)
 		return 0;
-	return rollback(s);
+	int rc = enter(s);
+	if (rc != 0)
+		return rc;
+	rc = rollback(s);
+	leave(s);
+	return rc;
 }
 
 static int rollback(struct coral_session *s)
@@ -1583,11 +1667,25 @@ static bool ask_again(struct coral_session *s, int rc, bool *broke, uint64_t t0)
 
 /* A lock (name given) or a conversion (*lkid given), answered when done or, async, at once
  * (its end comes as an event on the session's subscription). */
+static int lock_call_in(struct coral_session *s, const void *name, size_t len, uint64_t *lkid, int mode, unsigned flags,
+			int timeout_ms, const void *lvb_write, void *lvb_read, int *lvb_valid, bool async);
+
 static int lock_call(struct coral_session *s, const void *name, size_t len, uint64_t *lkid, int mode, unsigned flags,
 		     int timeout_ms, const void *lvb_write, void *lvb_read, int *lvb_valid, bool async)
 {
 	if (s == NULL)
 		return CORAL_EINVAL;
+	int rc = enter(s);
+	if (rc != 0)
+		return rc;
+	rc = lock_call_in(s, name, len, lkid, mode, flags, timeout_ms, lvb_write, lvb_read, lvb_valid, async);
+	leave(s);
+	return rc;
+}
+
+static int lock_call_in(struct coral_session *s, const void *name, size_t len, uint64_t *lkid, int mode, unsigned flags,
+			int timeout_ms, const void *lvb_write, void *lvb_read, int *lvb_valid, bool async)
+{
 	if ((name != NULL && (len == 0 || len > 64)) || mode < CORAL_LOCK_NL || mode > CORAL_LOCK_EX ||
 	    (flags & ~LOCK_FLAGS) || lkid == NULL || timeout_ms < 0)
 		return fail(s, CORAL_EINVAL, "a lock needs a name of 1 to 64 bytes, a mode CORAL_LOCK_NL..EX, known "
@@ -1683,10 +1781,22 @@ int coral_lock_convert_async(struct coral_session *s, uint64_t lkid, int mode, u
 	return lock_call(s, NULL, 0, &lkid, mode, flags, timeout_ms, lvb_write, NULL, NULL, true);
 }
 
+static int unlock_in(struct coral_session *s, uint64_t lkid, const void *lvb_write);
+
 int coral_unlock(struct coral_session *s, uint64_t lkid, const void *lvb_write)
 {
 	if (s == NULL)
 		return CORAL_EINVAL;
+	int rc = enter(s);
+	if (rc != 0)
+		return rc;
+	rc = unlock_in(s, lkid, lvb_write);
+	leave(s);
+	return rc;
+}
+
+static int unlock_in(struct coral_session *s, uint64_t lkid, const void *lvb_write)
+{
 	if (s->ges && s->slot >= 0 &&
 	    coral_ges_fast_unlock(s->ges, lkid, s->id, (uint32_t)s->slot + 1, lvb_write) == 0)
 		return 0;

@@ -250,8 +250,13 @@ int coral_call_begin(struct coral_session *s, int timeout_ms);
 int coral_call_end(struct coral_session *s);
 /* A call past its group's execution-time limit may be cancelled: its next block get, change or
  * commit fails with CORAL_ERR_CANCELED, and so does coral_call_end (roll back what it changed);
- * or its session ended (every call fails so until it is closed); or moved to another group.
- * A session idle past its group's idle limit is ended the same way. Its group's I/O limits pace
+ * or its session ended; or moved to another group. A session idle (in no call) past its
+ * group's idle limit is ended, and so is one idle past its idle-blocker limit while another
+ * session waits for a lock or a block it holds. An ended session (these, or coralctl rsrc
+ * kill) loses what it held: once no call of it is under way, the node takes its open
+ * transaction back and releases its blocks and locks, as for a process that died; its every
+ * call fails with CORAL_ERR_CANCELED, saying why, until it is closed (a coral_block_data
+ * pointer it kept reads a buffer that is no longer its own). Its group's I/O limits pace
  * the blocks it reads that the node did not have and the redo it commits (the get or commit
  * waits for tokens). */
 /* Parallel servers for a statement of the session: at most its group's max_dop and the node's

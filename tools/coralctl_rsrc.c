@@ -155,6 +155,7 @@ static json_t *group_json(const Coral__RsrcGroup *g)
 	json_object_set_new(j, "exec_switches", json_integer((json_int_t)g->exec_switches));
 	json_object_set_new(j, "exec_kills", json_integer((json_int_t)g->exec_kills));
 	json_object_set_new(j, "idle_kills", json_integer((json_int_t)g->idle_kills));
+	json_object_set_new(j, "idle_blocker_kills", json_integer((json_int_t)g->idle_blocker_kills));
 	json_object_set_new(j, "io_reqs", json_integer((json_int_t)g->io_reqs));
 	json_object_set_new(j, "io_bytes", json_integer((json_int_t)g->io_bytes));
 	json_object_set_new(j, "io_waits", json_integer((json_int_t)g->io_waits));
@@ -574,10 +575,12 @@ static int show_session(const Coral__RsrcStatusReply *r, const void *arg)
 		       s->cgroup[0] ? "" : " (not enforced for it)", (unsigned long long)gov->throttled_ms, r->cpu);
 	if (gov)
 		printf("  its group's limits hit: %llu calls queued (%.1f ms waited in all), %llu queue timeouts, "
-		       "%llu calls cancelled, %llu switched, %llu sessions ended for a long call, %llu for idling\n",
+		       "%llu calls cancelled, %llu switched, %llu sessions ended for a long call, %llu for idling, %llu for "
+		       "idling in another's way\n",
 		       (unsigned long long)gov->queued_total, gov->queue_wait_us / 1e3, (unsigned long long)gov->timeouts,
 		       (unsigned long long)gov->exec_cancels, (unsigned long long)gov->exec_switches,
-		       (unsigned long long)gov->exec_kills, (unsigned long long)gov->idle_kills);
+		       (unsigned long long)gov->exec_kills, (unsigned long long)gov->idle_kills,
+		       (unsigned long long)gov->idle_blocker_kills);
 	printf("  I/O: it waited %.1f ms for its group's tokens", s->io_wait_us / 1e3);
 	if (gov)
 		printf(" (its group: %llu block reads, %.1f MiB charged, %llu waits, %.1f ms)",

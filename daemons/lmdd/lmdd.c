@@ -1502,9 +1502,11 @@ static void on_tick(void *arg, const struct coral_cluster_view *v)
 		uint8_t state = atomic_load(&o->used);
 		if (state == CORAL_GES_OWN_FREE)
 			continue;
-		/* a session whose process ended: its locks go */
+		/* a session whose process ended, or that the resource manager ended (once its
+		 * transaction was taken back, as a dead process's is): its locks go */
 		struct coral_sess_slot *ss = o->slot && o->slot <= CORAL_CACHE_SESSIONS ? coral_cache_sess(m->cache, o->slot - 1) : NULL;
-		bool ended = ss && (atomic_load(&ss->pid) == 0 || ss->id != o->session);
+		bool ended = ss && (atomic_load(&ss->pid) == 0 || ss->id != o->session ||
+				    (atomic_load(&ss->revoked) & CORAL_REVOKE_DONE));
 		if (state == CORAL_GES_OWN_FAST) {
 			if (ended)
 				fast_reap(m, o);
@@ -1539,6 +1541,12 @@ static bool session_is_callers(struct coral_daemon *d, uint64_t conn, uint64_t i
 	if (peer == NULL || pid <= 0 || (uint32_t)pid != (uint32_t)peer->pid || sl->id != session) {
 		coral_daemon_answer_error(d, conn, id, CORAL_EPERM, "session %u in slot %u is not this process's (pid %d)",
 					  session, slot, peer ? (int)peer->pid : -1);
+		return false;
+	}
+	if (atomic_load(&sl->revoked)) {
+		coral_daemon_answer_error(d, conn, id, CORAL_ECANCELED,
+					  "session %u was ended by the resource manager: its locks are released (rsrcmgrd(8), LIMITS)",
+					  session);
 		return false;
 	}
 	return true;

@@ -52,8 +52,11 @@ int lmsd_sess_reap(struct coral_cache *c, uint64_t *pins)
 		}
 		if (atomic_load(&s->txn_dead))
 			continue; /* smond's */
+		/* a live session revoked by the resource manager is reclaimed as a dead one is, but
+		 * its slot stays its own until it closes (coral_cache_sess_revoke_done) */
+		bool revoke = coral_cache_sess_revocable(s);
 		uint64_t start = coral_pid_start(pid);
-		if (start != 0 && (start == s->start || start == UINT64_MAX || s->start == UINT64_MAX))
+		if (!revoke && start != 0 && (start == s->start || start == UINT64_MAX || s->start == UINT64_MAX))
 			continue;
 		if (atomic_exchange(&s->spinning, 0))
 			atomic_fetch_sub(&c->spinners, 1);
@@ -61,7 +64,7 @@ int lmsd_sess_reap(struct coral_cache *c, uint64_t *pins)
 			/* its open transaction's blocks stay pinned in X, so that nobody sees or
 			 * builds on its changes, until smond has taken it back */
 			atomic_store(&s->txn_dead, 1);
-			dead++;
+			dead += !revoke;
 			continue;
 		}
 		for (int k = 0; k < CORAL_CACHE_SLOT_PINS; k++) {
@@ -72,6 +75,11 @@ int lmsd_sess_reap(struct coral_cache *c, uint64_t *pins)
 			/* a pinned buffer stays in its chain: its block names the latch */
 			if (coral_cache_unpin_if(c, coral_cache_buf(c, idx), &s->pins[k], v))
 				(*pins)++;
+		}
+		if (revoke) {
+			atomic_fetch_add(&c->st.revoked, 1);
+			coral_cache_sess_revoke_done(s);
+			continue;
 		}
 		atomic_store(&s->pid, 0);
 		dead++;

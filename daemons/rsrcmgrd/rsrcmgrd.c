@@ -3,10 +3,12 @@
  * (rsrcmgrd/catalog: its text; rsrcmgrd/active: the plan's name and the cause): set once on
  * any node, every node's rsrcmgrd watches them and puts them in force in its SGA (rsrc_sga.h),
  * where the sessions map themselves and take their places in the active session pools.
- * rsrcmgrd also frees what sessions of dead processes held there, and answers coralctl rsrc.
- * Not built yet: CPU through cgroups, schedules, execution and idle limits, parallel degree,
- * I/O buckets, cluster-wide pools (rsrcmgrd(8), NOT BUILT YET). */
+ * rsrcmgrd also frees what sessions of dead processes held there, enforces the plan's time
+ * limits (ending a session revokes its slot: the node takes back its transaction and releases
+ * its blocks and locks, as for a dead process), and answers coralctl rsrc. */
+#include "bufcache.h"
 #include "cgroup.h"
+#include "ges_own.h"
 #include "history.h"
 #include "ctl.h"
 #include "daemon.h"
@@ -41,6 +43,8 @@ struct rsrc_switch {
 struct rsrcmgrd {
 	struct coral_daemon *d;
 	struct coral_rsrc *sec;
+	struct coral_cache *cache;       /* the sessions' slots: revoked when they are ended */
+	struct coral_ges_own *own;       /* their locks: which block someone (NULL: none) */
 	struct event *ev_tick;
 	uint64_t last_sweep_ms, swept;
 	/* raftd */
@@ -67,8 +71,13 @@ struct rsrcmgrd {
 		uint32_t exec_ms, idle_ms;
 		int action;
 		char switch_to[RSRC_NAME_MAX];
+		uint32_t idle_blocker_ms;
 	} lim[CORAL_RSRC_GROUPS];
 	uint64_t switched_call[CORAL_RSRC_SESSIONS];
+	/* per session slot, since when (monotonic ms; 0: not) it blocks someone: by its locks
+	 * (the earliest blocking notification of those it holds) and by its blocks (a pinned one
+	 * another session waits for, seen by rsrcmgrd at every tick since) */
+	uint64_t lock_blocks_ms[CORAL_RSRC_SESSIONS], pin_blocks_ms[CORAL_RSRC_SESSIONS];
 	/* the demand recorded for coralctl rsrc plan simulate, and per session slot the call last
 	 * seen under way: its number, group and how long it had run */
 	struct rsrc_hist *hist;
@@ -176,7 +185,8 @@ static void put_in_force(struct rsrcmgrd *m, const struct rsrc_def *def, const c
 		coral_rsrc_io_limit(r, i, x ? (uint32_t)x->io_iops : 0, x ? (uint32_t)x->io_mbps : 0);
 		atomic_store(&G->max_dop, x ? (uint32_t)x->max_dop : 0);
 		m->lim[i] = (struct limits){x ? (uint32_t)x->exec_ms : 0, x ? (uint32_t)x->idle_ms : 0,
-					    x ? (int)x->exec_action : RSRC_ACT_NONE, ""};
+					    x ? (int)x->exec_action : RSRC_ACT_NONE, "",
+					    x ? (uint32_t)x->idle_blocker_ms : 0};
 		if (x)
 			snprintf(m->lim[i].switch_to, sizeof(m->lim[i].switch_to), "%s", x->switch_to);
 		uint32_t ppm = 0;
@@ -302,9 +312,81 @@ static bool take_key(struct rsrcmgrd *m, const char *key, const uint8_t *v, size
 
 /* ---- execution-time and idle limits ------------------------------------------------------- */
 
+/* A session ended (why: 1 a call past its limit, 2 idle, 3 an operator, 4 an idle blocker): its
+ * calls fail, and its slot is revoked: once no call of it is under way, lmsd (or smond, for an
+ * open transaction) reclaims what it holds as for a dead process, then lmdd its locks. */
+static void end_session(struct rsrcmgrd *m, int i, uint32_t why)
+{
+	struct coral_rsrc_sess *s = &m->sec->sess[i];
+	atomic_store(&s->ended, why);
+	if (m->cache)
+		coral_cache_sess_revoke(m->cache, i, s->id);
+}
+
+/* Whether a block the session pins is wanted by another: a session of this node sleeps on it,
+ * or another node asked for it (lmsd waits for the pin to go). */
+static bool pins_wanted(struct rsrcmgrd *m, int i)
+{
+	struct coral_cache *c = m->cache;
+	struct coral_sess_slot *ss = coral_cache_sess(c, (uint32_t)i);
+	for (int k = 0; k < CORAL_CACHE_SLOT_PINS; k++) {
+		uint32_t v = atomic_load(&ss->pins[k]);
+		uint32_t idx = (v & ~CORAL_PINREC_X) - 1;
+		if (v == 0 || idx >= c->nbuf)
+			continue;
+		struct coral_buf *b = coral_cache_buf(c, idx);
+		if (atomic_load(&b->waiters) > 0)
+			return true;
+		uint32_t ch = coral_cache_chain(c, b->file, b->block);
+		coral_cache_lock(c, ch);
+		bool asked = b->ship_rid != 0 && (atomic_load(&b->pins) & CORAL_BUF_XPIN);
+		coral_cache_unlock(c, ch);
+		if (asked)
+			return true;
+	}
+	return false;
+}
+
+/* What blocks someone, for the idle-blocker limit: per slot, the earliest blocking notification
+ * of a lock it holds (lmdd's, node-local clock) and since when a block it pins is wanted. Only
+ * when a group in force has the limit. */
+static void find_blockers(struct rsrcmgrd *m, uint64_t now_ms_)
+{
+	bool any = false;
+	for (int g = 0; g < CORAL_RSRC_GROUPS && !any; g++)
+		any = m->lim[g].idle_blocker_ms != 0;
+	memset(m->lock_blocks_ms, 0, sizeof(m->lock_blocks_ms));
+	if (!any) {
+		memset(m->pin_blocks_ms, 0, sizeof(m->pin_blocks_ms));
+		return;
+	}
+	struct coral_rsrc *r = m->sec;
+	for (uint32_t k = 0; m->own && k < CORAL_GES_OWN_MAX; k++) {
+		struct coral_ges_own_lock *o = &m->own->locks[k];
+		if (atomic_load(&o->used) == CORAL_GES_OWN_FREE)
+			continue;
+		uint64_t b = atomic_load(&o->blocking_ms);
+		uint32_t slot = o->slot;
+		if (b == 0 || slot == 0 || slot > CORAL_RSRC_SESSIONS || r->sess[slot - 1].id != o->session)
+			continue;
+		if (m->lock_blocks_ms[slot - 1] == 0 || b < m->lock_blocks_ms[slot - 1])
+			m->lock_blocks_ms[slot - 1] = b;
+	}
+	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
+		struct coral_rsrc_sess *s = &r->sess[i];
+		bool idle = atomic_load(&s->pid) > 0 && !atomic_load(&s->ended) && atomic_load(&s->in_call) == 0;
+		if (!idle || m->cache == NULL || coral_cache_sess(m->cache, (uint32_t)i)->id != s->id ||
+		    !pins_wanted(m, i))
+			m->pin_blocks_ms[i] = 0;
+		else if (m->pin_blocks_ms[i] == 0)
+			m->pin_blocks_ms[i] = now_ms_;
+	}
+}
+
 /* A session's call past its group's execution-time limit: switched to another group, cancelled
  * (its next block get, change, commit or lock call fails, and so does its call's end) or the
- * session ended; a session idle past its group's idle limit: ended. Looked at every tick (100
+ * session ended; a session idle past its group's idle limit, or idle past its idle-blocker
+ * limit while another waits for a lock or a block it holds: ended. Looked at every tick (100
  * ms), so a limit acts within a tenth of a second of its passing. */
 static void enforce_limits(struct rsrcmgrd *m)
 {
@@ -312,6 +394,7 @@ static void enforce_limits(struct rsrcmgrd *m)
 	if (m->plan[0] == '\0')
 		return;
 	uint64_t now = coral_now_mono_ns();
+	find_blockers(m, now / 1000000ull);
 	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
 		struct coral_rsrc_sess *s = &r->sess[i];
 		int32_t pid = atomic_load(&s->pid);
@@ -341,7 +424,7 @@ static void enforce_limits(struct rsrcmgrd *m)
 				log_notice("session %u (pid %d): its call in %s ran %llu ms, past %u: cancelled", s->id,
 					   (int)pid, G->name, (unsigned long long)ms, l->exec_ms);
 			} else if (l->action == RSRC_ACT_KILL_SESSION) {
-				atomic_store(&s->ended, 1);
+				end_session(m, i, 1);
 				atomic_fetch_add(&G->exec_kills, 1);
 				log_notice("session %u (pid %d): its call in %s ran %llu ms, past %u: session ended", s->id,
 					   (int)pid, G->name, (unsigned long long)ms, l->exec_ms);
@@ -351,9 +434,27 @@ static void enforce_limits(struct rsrcmgrd *m)
 			if (gov >= CORAL_RSRC_GROUPS)
 				continue;
 			const struct limits *l = &m->lim[gov];
+			uint64_t lb = m->lock_blocks_ms[i], pb = m->pin_blocks_ms[i];
+			uint64_t blocks = lb && pb ? (lb < pb ? lb : pb) : lb ? lb : pb;
+			if (l->idle_blocker_ms && blocks) {
+				/* idle and in someone's way, both for the limit */
+				uint64_t from = since / 1000000ull > blocks ? since / 1000000ull : blocks;
+				uint64_t both = now / 1000000ull > from ? now / 1000000ull - from : 0;
+				if (both >= l->idle_blocker_ms) {
+					end_session(m, i, 4);
+					atomic_fetch_add(&r->groups[gov].idle_blocker_kills, 1);
+					log_notice("session %u (pid %d) in %s: idle %llu ms, %llu ms of it in the way of another "
+						   "session (%s), past %u: session ended, its transaction taken back and what it "
+						   "held released", s->id, (int)pid, r->groups[gov].name, (unsigned long long)ms,
+						   (unsigned long long)both,
+						   lb && pb ? "a lock and a block it holds" : lb ? "a lock it holds" : "a block it holds",
+						   l->idle_blocker_ms);
+					continue;
+				}
+			}
 			if (l->idle_ms == 0 || ms < l->idle_ms)
 				continue;
-			atomic_store(&s->ended, 2);
+			end_session(m, i, 2);
 			atomic_fetch_add(&r->groups[gov].idle_kills, 1);
 			log_notice("session %u (pid %d) in %s: idle %llu ms, past %u: session ended", s->id, (int)pid,
 				   r->groups[gov].name, (unsigned long long)ms, l->idle_ms);
@@ -769,11 +870,13 @@ static void h_kill(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 		int32_t pid = atomic_load(&s->pid);
 		if (pid <= 0 || s->id != id)
 			continue;
-		atomic_store(&s->ended, 3);
+		end_session(m, i, 3);
 		const struct coral_ipc_peer *peer = coral_ipc_conn_peer(coral_ipc_server_conn(d->ipc, conn));
 		log_notice("session %u (pid %d) killed by an operator (pid %d, uid %u)", id, (int)pid,
 			   peer ? (int)peer->pid : 0, peer ? (unsigned)peer->uid : 0);
-		snprintf(msg, sizeof(msg), "session %u (pid %d) ended: its calls fail until it is closed", id, (int)pid);
+		snprintf(msg, sizeof(msg),
+			 "session %u (pid %d) ended: its transaction is taken back and its blocks and locks released once no "
+			 "call of it is under way; its calls fail until it is closed", id, (int)pid);
 		answer_action(d, conn, coral_ctl_request_id(req), CORAL__CTL_RESPONSE__BODY_RSRC_KILL, 0, msg, NULL, 0, 0);
 		return;
 	}
@@ -865,6 +968,7 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 		g->exec_switches = atomic_load(&G->exec_switches);
 		g->exec_kills = atomic_load(&G->exec_kills);
 		g->idle_kills = atomic_load(&G->idle_kills);
+		g->idle_blocker_kills = atomic_load(&G->idle_blocker_kills);
 		g->io_reqs = atomic_load(&G->io_reqs);
 		g->io_bytes = atomic_load(&G->io_bytes);
 		g->io_waits = atomic_load(&G->io_waits);
@@ -988,6 +1092,7 @@ static void h_status(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequ
 		x->state = ended == 1   ? "ended (a call past its execution-time limit)"
 			   : ended == 2 ? "ended (idle past its limit)"
 			   : ended == 3 ? "ended (killed by an operator)"
+			   : ended == 4 ? "ended (idle while blocking another session, past its limit)"
 			   : queued	? "queued"
 			   : cancelled	? "in a call, cancelled (past its execution-time limit)"
 			   : in_call	? "in a call"
@@ -1086,7 +1191,8 @@ static void rsrcmgrd_metrics(struct coral_daemon *d, struct coral_metrics_slot *
 				  (double)atomic_load(&G->io_wait_ns) / 1e9, "time sessions waited for I/O tokens");
 		coral_metrics_put(ms, "coral_rsrc_limit_actions_total", l, CORAL_METRIC_COUNTER,
 				  (double)(atomic_load(&G->exec_cancels) + atomic_load(&G->exec_switches) +
-					   atomic_load(&G->exec_kills) + atomic_load(&G->idle_kills)),
+					   atomic_load(&G->exec_kills) + atomic_load(&G->idle_kills) +
+					   atomic_load(&G->idle_blocker_kills)),
 				  "calls cancelled or switched and sessions ended by its limits");
 	}
 }
@@ -1106,6 +1212,8 @@ static int rsrcmgrd_init(struct coral_daemon *d)
 		log_error("the SGA has no rsrc section: restart the node (coral-node stop, start)");
 		return CORAL_EVERSION;
 	}
+	m->cache = coral_cache_sga(&d->sga);
+	m->own = coral_ges_own_sga(&d->sga);
 	atomic_store(&m->sec->rsrcmgrd_pid, (int32_t)getpid());
 	m->hist = malloc(sizeof(*m->hist));
 	if (m->hist == NULL)

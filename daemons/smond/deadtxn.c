@@ -160,6 +160,8 @@ static int rollback_slot(struct smond_deadtxn *dt, uint32_t i)
 	struct rcv_event ev = {.kind = "dead transaction", .at_ms = coral_now_real_ns() / 1000000ull,
 			       .session = ss->id, .pid = atomic_load(&ss->pid), .txns = 1, .txns_open = 1,
 			       .records = col.n};
+	if (atomic_load(&ss->revoked) & CORAL_REVOKE_ASKED)
+		snprintf(ev.kind, sizeof(ev.kind), "ended session");
 	for (uint32_t k = col.n; k-- > 0 && rc == 0;) {
 		const struct rec *x = &col.v[k];
 		int pin = pin_of(c, ss, x->file, x->block);
@@ -203,8 +205,11 @@ static int rollback_slot(struct smond_deadtxn *dt, uint32_t i)
 		if (v != 0 && idx < c->nbuf && coral_cache_unpin_if(c, coral_cache_buf(c, idx), &ss->pins[k], v))
 			pins++;
 	}
-	log_notice("took back the open transaction of a process that died (pid %d, session %u): %u change%s, %u left "
-		   "(blocks no longer pinned); %u block%s released", (int)atomic_load(&ss->pid), ss->id, undone,
+	log_notice("took back the open transaction of a %s (pid %d, session %u): %u change%s, %u left "
+		   "(blocks no longer pinned); %u block%s released",
+		   (atomic_load(&ss->revoked) & CORAL_REVOKE_ASKED) ? "session ended by the resource manager"
+								     : "process that died",
+		   (int)atomic_load(&ss->pid), ss->id, undone,
 		   undone == 1 ? "" : "s", left, pins, pins == 1 ? "" : "s");
 	ev.undone = undone;
 	ev.kept = left;
@@ -218,7 +223,16 @@ static int rollback_slot(struct smond_deadtxn *dt, uint32_t i)
 	atomic_fetch_add(&c->st.dead_pins, pins);
 	atomic_store(&ss->txn_first, 0);
 	atomic_store(&ss->txn_dead, 0);
-	atomic_store(&ss->pid, 0);
+	int32_t pid = atomic_load(&ss->pid);
+	uint64_t start = pid > 0 ? coral_pid_start(pid) : 0;
+	bool alive = start != 0 && (start == ss->start || start == UINT64_MAX || ss->start == UINT64_MAX);
+	if ((atomic_load(&ss->revoked) & CORAL_REVOKE_ASKED) && alive) {
+		/* a live session revoked by the resource manager: its slot stays its own until it
+		 * closes */
+		atomic_fetch_add(&c->st.revoked, 1);
+		coral_cache_sess_revoke_done(ss);
+	} else
+		atomic_store(&ss->pid, 0);
 	return 0;
 }
 

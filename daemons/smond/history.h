@@ -8,7 +8,8 @@
 #define RECOVERY_HISTORY 64
 
 struct rcv_event {
-	char kind[24];         /* "cold start", "lost node", "dead transaction", "not recovered" */
+	char kind[24];         /* "cold start", "lost node", "dead transaction", "ended session"
+				* (revoked by rsrcmgrd), "not recovered" */
 	uint64_t at_ms;        /* wall clock, when it began */
 	char result[200];      /* "done", or what stopped it */
 	uint32_t threads;

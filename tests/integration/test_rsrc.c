@@ -43,6 +43,9 @@ static const char catalog[] = "# the test's catalog\n"
 			      "plan CLUSTERPOOL\n"
 			      "  directive REPORTS level=1 share=50 pool=2 scope=cluster queue_timeout=800\n"
 			      "  directive OTHER level=1 share=50\n"
+			      "plan BLOCKER\n"
+			      "  directive OLTP level=1 share=50 idle_blocker=600\n"
+			      "  directive OTHER level=1 share=50\n"
 			      "plan CPU\n"
 			      "  directive OLTP level=1 share=60\n"
 			      "  directive REPORTS level=1 share=20\n"
@@ -240,6 +243,117 @@ static void limits_act(void)
 	coral_session_close(rp);
 	coral_session_close(idle);
 	coral_session_close(x);
+}
+
+/* ---- the idle-blocker limit -------------------------------------------------------------- */
+
+struct waiter {
+	const char *conf;
+	int node;
+	uint32_t fid;
+	bool lock;          /* a lock on "row-1", else block 1 of fid in X */
+	int rc;
+	uint64_t ms, seen;  /* how long it waited; the block's first 8 bytes once it had it */
+};
+
+static void *wait_for(void *arg)
+{
+	struct waiter *w = arg;
+	struct coral_session *s = open_as(w->node, "w", "other");
+	uint64_t t0 = coral_now_mono_ns(), lk = 0;
+	struct coral_block *b = NULL;
+	if (w->lock) {
+		w->rc = coral_lock(s, "row-1", 5, CORAL_LOCK_EX, 0, 15000, &lk, NULL, NULL);
+		w->ms = (coral_now_mono_ns() - t0) / 1000000;
+		if (w->rc == 0)
+			w->rc = coral_block_get(s, w->fid, 0, CORAL_MODE_S, &b);
+	} else {
+		w->rc = coral_block_get(s, w->fid, 1, CORAL_MODE_X, &b);
+		w->ms = (coral_now_mono_ns() - t0) / 1000000;
+	}
+	if (w->rc == 0) {
+		memcpy(&w->seen, coral_block_data(b), sizeof(w->seen));
+		coral_block_release(s, b);
+	}
+	coral_session_close(s);
+	return NULL;
+}
+
+/* OLTP's idle_blocker=600: a session idle with a transaction open, in the way of a lock request
+ * from node 1 (its lock) and of a block request from node 2 (a block it changed), is ended
+ * after 600 ms of both; its transaction is taken back and what it held released, so both
+ * waiters go on and see the block as it was. A session idle as long, holding a lock nobody
+ * wants, is left alone. */
+static void idle_blocker_ends(void)
+{
+	json_t *df = ctl_json(1, "datafile create blocker 4");
+	cr_assert_not_null(df, "%s", res.out);
+	uint32_t fid = (uint32_t)jint(df, "id");
+	json_decref(df);
+	struct coral_session *w = open_as(1, "w", "app");
+	coral_block_release(w, x_change_commit(w, fid, 0, 7));
+	coral_block_release(w, x_change_commit(w, fid, 1, 8));
+	coral_session_close(w);
+	cr_assert_eq(run("%s -c %s -n 1 rsrc activate BLOCKER", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_assert(wait_plan(3, "BLOCKER", 10000));
+	cr_assert(wait_plan(1, "BLOCKER", 10000));
+	struct coral_session *a = open_as(3, "oltp-a", "app"), *c = open_as(3, "oltp-c", "app"),
+			     *n = open_as(3, "oltp-n", "app");
+	expect_group(a, "OLTP");
+	uint64_t lk = 0, lkn = 0, v = 1000;
+	struct coral_block *b = NULL, *bc = NULL;
+	/* a: the lock on row-1 and block 0 changed, uncommitted, then idle */
+	cr_assert_eq(coral_call_begin(a, -1), 0, "%s", coral_session_error(a));
+	cr_assert_eq(coral_lock(a, "row-1", 5, CORAL_LOCK_EX, 0, 5000, &lk, NULL, NULL), 0, "%s", coral_session_error(a));
+	cr_assert_eq(coral_block_get(a, fid, 0, CORAL_MODE_X, &b), 0, "%s", coral_session_error(a));
+	cr_assert_eq(coral_block_modify(a, b, 0, &v, sizeof(v)), 0, "%s", coral_session_error(a));
+	coral_block_release(a, b);
+	cr_assert_eq(coral_call_end(a), 0);
+	/* c: block 1 changed, uncommitted, then idle (no lock) */
+	cr_assert_eq(coral_call_begin(c, -1), 0);
+	cr_assert_eq(coral_block_get(c, fid, 1, CORAL_MODE_X, &bc), 0, "%s", coral_session_error(c));
+	cr_assert_eq(coral_block_modify(c, bc, 0, &v, sizeof(v)), 0, "%s", coral_session_error(c));
+	coral_block_release(c, bc);
+	cr_assert_eq(coral_call_end(c), 0);
+	/* n: a lock nobody asks for, then idle */
+	cr_assert_eq(coral_call_begin(n, -1), 0);
+	cr_assert_eq(coral_lock(n, "row-2", 5, CORAL_LOCK_EX, 0, 5000, &lkn, NULL, NULL), 0, "%s", coral_session_error(n));
+	cr_assert_eq(coral_call_end(n), 0);
+	usleep(1000000);  /* idle for a second first, in nobody's way: nothing happens */
+	cr_expect_eq(group_figure(3, "OLTP", "idle_blocker_kills"), 0);
+	struct waiter wl = {cl.conf, 1, fid, true, -1, 0, 0}, wb = {cl.conf, 2, fid, false, -1, 0, 0};
+	pthread_t tl, tb;
+	pthread_create(&tl, NULL, wait_for, &wl);
+	pthread_create(&tb, NULL, wait_for, &wb);
+	pthread_join(tl, NULL);
+	pthread_join(tb, NULL);
+	fprintf(stderr, "idle blockers ended: a lock waiter on node 1 waited %llu ms, a block waiter on node 2 %llu ms "
+		"(limit 600 ms)\n", (unsigned long long)wl.ms, (unsigned long long)wb.ms);
+	cr_expect_eq(wl.rc, 0, "the lock's waiter");
+	cr_expect_eq(wb.rc, 0, "the block's waiter");
+	cr_expect_eq(wl.seen, 7, "a's change was taken back");
+	cr_expect_eq(wb.seen, 8, "c's change was taken back");
+	cr_expect_geq(wl.ms, 500, "not before the limit: %llu ms", (unsigned long long)wl.ms);
+	cr_expect_eq(group_figure(3, "OLTP", "idle_blocker_kills"), 2);
+	/* the ended sessions are told why; the one in nobody's way goes on */
+	cr_expect_eq(coral_call_begin(a, -1), CORAL_ERR_CANCELED);
+	cr_expect(strstr(coral_session_error(a), "idle-blocker"), "%s", coral_session_error(a));
+	cr_expect_eq(coral_commit(a, NULL), CORAL_ERR_CANCELED);
+	cr_expect(strstr(coral_session_error(a), "taken back"), "%s", coral_session_error(a));
+	cr_expect_eq(coral_unlock(a, lk, NULL), CORAL_ERR_CANCELED);
+	cr_expect_eq(coral_commit(c, NULL), CORAL_ERR_CANCELED);
+	cr_expect_eq(coral_call_begin(n, -1), 0, "%s", coral_session_error(n));
+	cr_expect_eq(coral_unlock(n, lkn, NULL), 0, "%s", coral_session_error(n));
+	cr_expect_eq(coral_call_end(n), 0);
+	run("%s -c %s -n 3 rsrc sessions", CORALCTL, cl.conf);
+	cr_expect(strstr(res.out, "idle while blocking"), "%s", res.out);
+	coral_session_close(a);
+	coral_session_close(c);
+	coral_session_close(n);
+	/* the slots were freed with their close: a new session takes the same block at once */
+	struct coral_session *z = open_as(3, "oltp-z", "app");
+	cr_expect_eq(read_u64(cl.conf, 3, fid, 0, CORAL_MODE_X), 7);
+	coral_session_close(z);
 }
 
 /* ---- a plan replayed against the recorded demand ------------------------------------------- */
@@ -679,6 +793,7 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 	load_and_expect(catalog, "NIGHT", "closed");
 
 	limits_act();
+	idle_blocker_ends();
 	simulate_replays();
 	io_paced();
 	cluster_pool_holds();

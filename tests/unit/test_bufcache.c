@@ -5,6 +5,7 @@
  * child can claim a slot and die. */
 #include "bufcache.h"
 #include "cache.h"
+#include "errors.h"
 #include "util.h"
 
 #include <criterion/criterion.h>
@@ -125,4 +126,49 @@ Test(sessions, a_slot_half_claimed_by_a_dead_process_is_freed)
 	cr_assert_eq(atomic_load(&a->pid), 0);
 	cr_assert_eq(atomic_load(&b->pid), -(int32_t)getpid());
 	cr_assert_eq(coral_cache_sess_claim(c, 1), 0, "the freed slot is claimed again");
+}
+
+/* A live session revoked by the resource manager: nothing is reclaimed while a call of it is
+ * under way; then its pins go as a dead process's would, but the slot stays its own (its calls
+ * fail) until it closes; closed before the reclaim, the reaper frees it when done. A transaction
+ * left open is smond's (txn_dead), as for a dead process. */
+Test(sessions, a_revoked_session_is_reclaimed_once_no_call_is_under_way_and_freed_at_its_close)
+{
+	int s = coral_cache_sess_claim(c, 21);
+	cr_assert_geq(s, 0);
+	struct coral_sess_slot *ss = coral_cache_sess(c, (uint32_t)s);
+	pin_recorded(s, 0, 5, 30, true);
+	cr_assert_eq(coral_cache_sess_enter(c, s), 0, "a call enters");
+	cr_assert_eq(coral_cache_sess_revoke(c, s, 99), CORAL_ENOENT, "not that session");
+	cr_assert_eq(coral_cache_sess_revoke(c, s, 21), 0);
+	uint64_t pins = 0;
+	cr_assert_eq(lmsd_sess_reap(c, &pins), 0);
+	cr_assert_eq(atomic_load(&coral_cache_buf(c, 5)->pins), CORAL_BUF_XPIN, "kept while the call is under way");
+	cr_assert_eq(coral_cache_sess_enter(c, s), CORAL_ECANCELED, "a new call is refused");
+	coral_cache_sess_leave(c, s);
+	cr_assert_eq(lmsd_sess_reap(c, &pins), 0, "not counted as a dead process");
+	cr_assert_eq(pins, 1);
+	cr_assert_eq(atomic_load(&coral_cache_buf(c, 5)->pins), 0, "its X pin is released");
+	cr_assert_eq(atomic_load(&ss->pid), (int32_t)getpid(), "the slot stays the session's");
+	cr_assert_eq(atomic_load(&ss->revoked), CORAL_REVOKE_ASKED | CORAL_REVOKE_DONE);
+	cr_assert_eq(atomic_load(&c->st.revoked), 1);
+	cr_assert_eq(lmsd_sess_reap(c, &pins), 0);
+	cr_assert_eq(pins, 0, "nothing twice");
+	coral_cache_sess_free(c, s);
+	cr_assert_eq(atomic_load(&ss->pid), 0, "freed by its close");
+
+	/* closed before the reclaim: freed by the reaper; an open transaction is left to smond */
+	s = coral_cache_sess_claim(c, 22);
+	ss = coral_cache_sess(c, (uint32_t)s);
+	cr_assert_eq(atomic_load(&ss->revoked), 0, "a new claim starts clean");
+	pin_recorded(s, 0, 6, 31, true);
+	atomic_store(&ss->txn_first, 5);
+	cr_assert_eq(coral_cache_sess_revoke(c, s, 22), 0);
+	coral_cache_sess_free(c, s);
+	cr_assert_eq(atomic_load(&ss->pid), (int32_t)getpid(), "not freed before the reclaim");
+	cr_assert_eq(lmsd_sess_reap(c, &pins), 0);
+	cr_assert_eq(atomic_load(&ss->txn_dead), 1, "its transaction is smond's");
+	cr_assert_eq(atomic_load(&coral_cache_buf(c, 6)->pins), CORAL_BUF_XPIN, "its blocks stay pinned meanwhile");
+	coral_cache_sess_revoke_done(ss);  /* as smond does once it has taken it back */
+	cr_assert_eq(atomic_load(&ss->pid), 0, "freed: its session had closed");
 }
