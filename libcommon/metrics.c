@@ -328,6 +328,8 @@ static void render_cache(FILE *out, const struct coral_sga *sga, uint32_t node)
 		{"coral_cache_dead_pins_total", "pins of dead sessions released", (double)atomic_load(&st->dead_pins)},
 		{"coral_cache_dead_txns_total", "open transactions of dead sessions taken back",
 		 (double)atomic_load(&st->dead_txns)},
+		{"coral_cache_revoked_sessions_total", "sessions ended by the resource manager, what they held reclaimed",
+		 (double)atomic_load(&st->revoked)},
 	};
 	for (size_t i = 0; i < CORAL_ARRAY_LEN(c); i++)
 		one(out, c[i].name, "counter", c[i].help, node, c[i].v);

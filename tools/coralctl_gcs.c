@@ -221,6 +221,7 @@ int run_cache(int argc, char **argv)
 		json_object_set_new(j, "dead_transactions", json_integer((json_int_t)atomic_load(&c->st.dead_txns)));
 		json_object_set_new(j, "dead_transaction_changes",
 				    json_integer((json_int_t)atomic_load(&c->st.dead_txn_changes)));
+		json_object_set_new(j, "revoked_sessions", json_integer((json_int_t)atomic_load(&c->st.revoked)));
 		print_json(j);
 	} else {
 		printf("node %lld cache: %u buffers of %u bytes: %u in use (S %u, X %u, past images %u, CR %u), "
@@ -234,10 +235,12 @@ int run_cache(int argc, char **argv)
 		       (unsigned long long)atomic_load(&c->st.writes), (unsigned long long)atomic_load(&c->st.full),
 		       (unsigned long long)atomic_load(&c->st.pin_waits));
 		printf("  sessions %u of %d (holding %u pins); sessions of dead processes cleaned up %llu, their pins "
-		       "released %llu, their open transactions taken back by smond %llu (%llu changes)\n",
+		       "released %llu, their open transactions taken back by smond %llu (%llu changes); sessions ended by "
+		       "the resource manager, what they held reclaimed, %llu\n",
 		       sessions, CORAL_CACHE_SESSIONS, session_pins, (unsigned long long)atomic_load(&c->st.dead_sessions),
 		       (unsigned long long)atomic_load(&c->st.dead_pins), (unsigned long long)atomic_load(&c->st.dead_txns),
-		       (unsigned long long)atomic_load(&c->st.dead_txn_changes));
+		       (unsigned long long)atomic_load(&c->st.dead_txn_changes),
+		       (unsigned long long)atomic_load(&c->st.revoked));
 	}
 	coral_sga_detach(&sga);
 	return 0;

@@ -347,6 +347,10 @@ static void idle_blocker_ends(void)
 	cr_expect_eq(coral_call_end(n), 0);
 	run("%s -c %s -n 3 rsrc sessions", CORALCTL, cl.conf);
 	cr_expect(strstr(res.out, "idle while blocking"), "%s", res.out);
+	json_t *cs = ctl_json(3, "cache");
+	cr_assert_not_null(cs, "%s", res.out);
+	cr_expect_geq(jint(cs, "revoked_sessions"), 2, "%s", res.out);
+	json_decref(cs);
 	coral_session_close(a);
 	coral_session_close(c);
 	coral_session_close(n);
