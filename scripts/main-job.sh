@@ -164,8 +164,10 @@ $B/tools/coral-bank -c "$CONF" --file rows --accounts 16 --per-block 8 --session
 say "coralctl -n 1 ges stats"
 $ctl -n 1 ges stats
 say "coralctl ges deadlocks (the last three the coordinator found)"
-$ctl -n 1 ges deadlocks | head -1
-$ctl -n 1 ges deadlocks | tail -9
+# (read whole, not cut by head: coralctl would die of SIGPIPE past a pipe's first write)
+dl=$($ctl -n 1 ges deadlocks)
+echo "$dl" | sed -n 1p
+echo "$dl" | tail -9
 
 say "seeding the standby from the primary's shared storage while the primary runs (its thread checkpoints, then every block, then the control file)"
 $sctl standby seed /tmp/coral/shared

@@ -1263,8 +1263,8 @@ static const struct coral_daemon_request rsrcmgrd_requests[] = {
 
 static const struct coral_daemon_def rsrcmgrd_def = {
 	.id = CORAL_D_RSRCMGRD,
-	.service = "resource manager: consumer groups, mapping rules and plans from raftd's store, active session "
-		   "pools (CPU, schedules, time, parallel and I/O limits not built yet)",
+	.service = "resource manager: consumer groups, rules, plans and schedules from raftd's store; CPU, active "
+		   "session pools, parallel servers, I/O, time and idle-blocker limits",
 	.service_ready = true,
 	.init = rsrcmgrd_init,
 	.fini = rsrcmgrd_fini,
