@@ -9,7 +9,9 @@
 #include "util.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -171,4 +173,61 @@ Test(sessions, a_revoked_session_is_reclaimed_once_no_call_is_under_way_and_free
 	cr_assert_eq(atomic_load(&coral_cache_buf(c, 6)->pins), CORAL_BUF_XPIN, "its blocks stay pinned meanwhile");
 	coral_cache_sess_revoke_done(ss);  /* as smond does once it has taken it back */
 	cr_assert_eq(atomic_load(&ss->pid), 0, "freed: its session had closed");
+}
+
+/* The revocation's handshake under a race, seeded: a thread enters and leaves calls as fast as
+ * it can, marking each one under way; the reaper's side asks for the revocation at a random
+ * moment and then reclaims as soon as the slot is revocable. It must never find a call under
+ * way when it may reclaim, and no call may enter after it did. */
+static _Atomic int call_inside, call_entered_after, stop_calls;
+static _Atomic int reclaimed;
+static _Atomic long calls_made;
+static int race_slot;
+
+static void *caller(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stop_calls)) {
+		if (coral_cache_sess_enter(c, race_slot) != 0)
+			continue;
+		atomic_store(&call_inside, 1);
+		atomic_fetch_add(&calls_made, 1);
+		if (atomic_load(&reclaimed))
+			atomic_store(&call_entered_after, 1);
+		atomic_store(&call_inside, 0);
+		coral_cache_sess_leave(c, race_slot);
+	}
+	return NULL;
+}
+
+Test(sessions, a_call_under_way_is_never_reclaimed_and_none_enters_after)
+{
+	unsigned seed = 12345;
+	for (int round = 0; round < 200; round++) {
+		race_slot = coral_cache_sess_claim(c, (uint32_t)(100 + round));
+		cr_assert_geq(race_slot, 0);
+		atomic_store(&stop_calls, 0);
+		atomic_store(&reclaimed, 0);
+		pthread_t t;
+		atomic_store(&calls_made, 0);
+		pthread_create(&t, NULL, caller, NULL);
+		while (atomic_load(&calls_made) < 100)
+			;  /* the caller is running */
+		for (int k = rand_r(&seed) % 2000; k > 0; k--)
+			__asm__ volatile("" ::: "memory");
+		cr_assert_eq(coral_cache_sess_revoke(c, race_slot, (uint32_t)(100 + round)), 0);
+		struct coral_sess_slot *ss = coral_cache_sess(c, (uint32_t)race_slot);
+		while (!coral_cache_sess_revocable(ss))
+			;
+		cr_assert_eq(atomic_load(&call_inside), 0, "round %d: a call was under way at the reclaim", round);
+		atomic_store(&reclaimed, 1);
+		for (int k = 0; k < 20000; k++)
+			__asm__ volatile("" ::: "memory");
+		atomic_store(&stop_calls, 1);
+		pthread_join(t, NULL);
+		cr_assert_eq(atomic_load(&call_entered_after), 0, "round %d: a call entered after the reclaim", round);
+		coral_cache_sess_revoke_done(ss);
+		coral_cache_sess_free(c, race_slot);
+		cr_assert_eq(atomic_load(&ss->pid), 0);
+	}
 }
