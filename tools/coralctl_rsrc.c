@@ -349,10 +349,17 @@ static int simulate(int argc, char **argv)
 			json_object_set_new(j, "io_excess_reqs", json_integer((json_int_t)g->io_excess_reqs));
 			json_object_set_new(j, "io_excess_bytes", json_integer((json_int_t)g->io_excess_bytes));
 			json_object_set_new(j, "calls_past_exec", json_integer((json_int_t)g->calls_past_exec));
+			json_object_set_new(j, "cpu_ms", json_integer((json_int_t)g->cpu_ms));
+			json_object_set_new(j, "cpu_would_ms", json_integer((json_int_t)g->cpu_would_ms));
+			json_object_set_new(j, "cpu_held_ms", json_integer((json_int_t)g->cpu_held_ms));
+			json_object_set_new(j, "cpu_held_seconds", json_integer(g->cpu_held_seconds));
+			json_object_set_new(j, "cap", json_integer(g->cap));
+			json_object_set_new(j, "share", json_real(g->share));
 			json_array_append_new(a, j);
 		}
-		print_json(json_pack("{s:s, s:s, s:i, s:o, s:o}", "plan", r->plan, "plan_now", r->plan_now, "seconds",
-				     (int)r->seconds, "groups", a, "shares", strings_json(r->shares, r->n_shares)));
+		print_json(json_pack("{s:s, s:s, s:i, s:i, s:o, s:o}", "plan", r->plan, "plan_now", r->plan_now, "seconds",
+				     (int)r->seconds, "ncpu", (int)r->ncpu, "groups", a, "shares",
+				     strings_json(r->shares, r->n_shares)));
 	} else {
 		printf("node %lld: plan %s against the last %u s of recorded demand (in force: %s)\n",
 		       (long long)ctx.node->id, r->plan, r->seconds, r->plan_now[0] ? r->plan_now : "none");
@@ -372,6 +379,19 @@ static int simulate(int argc, char **argv)
 		}
 		if (r->n_groups == 0)
 			printf("  no demand recorded yet (rsrcmgrd records the last 5 minutes)\n");
+		/* CPU: what each group's sessions used, against what the plan would have given them */
+		printf("CPU on %u CPUs (what each group used, taken as what it wanted; what %s would have given it, "
+		       "held back, and in how many seconds):\n", r->ncpu, r->plan);
+		printf("  %-14s %7s %5s %10s %10s %10s %7s\n", "GROUP", "SHARE%", "CAP%", "USED_S", "WOULD_S", "HELD_S",
+		       "HELD_N");
+		for (size_t i = 0; i < r->n_groups; i++) {
+			const Coral__RsrcSimGroup *g = r->groups[i];
+			char cap[16] = "-";
+			if (g->cap)
+				snprintf(cap, sizeof(cap), "%u", g->cap);
+			printf("  %-14s %7.1f %5s %10.2f %10.2f %10.2f %7u\n", g->group, g->share * 100, cap, g->cpu_ms / 1e3,
+			       g->cpu_would_ms / 1e3, g->cpu_held_ms / 1e3, g->cpu_held_seconds);
+		}
 		printf("CPU shares under saturation, now -> under %s:", r->plan);
 		for (size_t i = 0; i < r->n_shares; i++)
 			printf("%s %s", i ? "," : "", r->shares[i]);

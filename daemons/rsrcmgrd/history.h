@@ -17,6 +17,7 @@
 struct rsrc_hist_sec {
 	uint16_t demand;              /* calls under way and queued, the most seen in the second */
 	uint16_t pad;
+	uint32_t cpu_ms;              /* CPU time its sessions' threads used in the second */
 	uint32_t calls;               /* calls begun */
 	uint32_t io_reqs;             /* block reads charged */
 	uint32_t dur[RSRC_DUR_BUCKETS]; /* calls that ended, by how long they ran */
@@ -38,6 +39,8 @@ void rsrc_hist_sample(struct rsrc_hist *h, uint64_t now_sec, uint32_t g, const c
 		      uint64_t calls, uint64_t io_reqs, uint64_t io_bytes);
 /* A call of group g that ended after dur_ms, at second now_sec. */
 void rsrc_hist_call(struct rsrc_hist *h, uint64_t now_sec, uint32_t g, uint64_t dur_ms);
+/* CPU time (ms) group g's sessions used, counted at second now_sec. */
+void rsrc_hist_cpu(struct rsrc_hist *h, uint64_t now_sec, uint32_t g, uint32_t ms);
 
 /* What plan would have done to one group's recorded demand. */
 struct rsrc_sim {
@@ -53,11 +56,20 @@ struct rsrc_sim {
 	uint32_t io_seconds;               /* seconds past an I/O limit */
 	uint64_t io_excess_reqs, io_excess_bytes;
 	uint64_t calls_past_exec;          /* calls that ran past exec= (at least, by bucket) */
+	/* CPU: what its sessions used, what the plan would have given them of it, each second
+	 * the node's CPUs shared by the plan's shares and caps among the groups that wanted
+	 * them (work-conserving: what one leaves goes to the others), and the difference */
+	uint64_t cpu_ms, cpu_would_ms, cpu_held_ms;
+	uint32_t cpu_held_seconds;         /* seconds in which it would have been held back */
+	int cap;                           /* its directive's cap (% of the node; 0: none) */
+	double share;                      /* its part of the node under saturation */
 };
 
 /* Replays the last `seconds` (at most what is recorded) against plan (which must validate in
- * d): one entry per group with a record, into out[max]; how many, or -1 (no such plan). */
+ * d) on a node of ncpu CPUs: one entry per group with a record, into out[max]; how many, or
+ * -1 (no such plan). The CPU a group used is taken as what it wanted: a group the plan in
+ * force held back wanted more than the record shows. */
 int rsrc_simulate(const struct rsrc_hist *h, const struct rsrc_def *d, const char *plan, uint32_t seconds,
-		  struct rsrc_sim *out, size_t max);
+		  uint32_t ncpu, struct rsrc_sim *out, size_t max);
 
 #endif

@@ -86,7 +86,60 @@ struct rsrcmgrd {
 		uint32_t group;
 		int32_t pid;
 	} seen[CORAL_RSRC_SESSIONS];
+	/* per session slot, its thread's CPU time when last read (once a second) */
+	struct seen_cpu {
+		int32_t pid, tid;
+		uint64_t ns;
+	} cpu[CORAL_RSRC_SESSIONS];
+	uint64_t cpu_sec;
+	uint32_t ncpu;
 };
+
+/* CPU time (ns) thread tid of process pid has run, from the kernel's schedstat; 0 if unknown. */
+static uint64_t thread_cpu_ns(int32_t pid, int32_t tid)
+{
+	char path[64], buf[96];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)pid, (int)tid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	unsigned long long ns = 0;
+	if (fgets(buf, sizeof(buf), f) == NULL || sscanf(buf, "%llu", &ns) != 1)
+		ns = 0;
+	fclose(f);
+	return ns;
+}
+
+/* Once a second: the CPU each session's thread used since the last look, to its group's
+ * record (the dry run's CPU). A thread two sessions share is counted for the first. */
+static void record_cpu(struct rsrcmgrd *m, uint64_t sec)
+{
+	if (sec == m->cpu_sec)
+		return;
+	m->cpu_sec = sec;
+	struct coral_rsrc *r = m->sec;
+	uint64_t per[CORAL_RSRC_GROUPS] = {0};
+	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
+		struct coral_rsrc_sess *s = &r->sess[i];
+		struct seen_cpu *c = &m->cpu[i];
+		int32_t pid = atomic_load(&s->pid), tid = atomic_load(&s->tid);
+		uint32_t g = atomic_load(&s->group);
+		if (pid <= 0 || tid <= 0) {
+			c->pid = 0;
+			continue;
+		}
+		bool dup = false;
+		for (int k = 0; k < i && !dup; k++)
+			dup = m->cpu[k].pid == pid && m->cpu[k].tid == tid;
+		uint64_t ns = dup ? 0 : thread_cpu_ns(pid, tid);
+		if (c->pid == pid && c->tid == tid && ns >= c->ns && g && g <= CORAL_RSRC_GROUPS)
+			per[g - 1] += ns - c->ns;
+		*c = (struct seen_cpu){dup ? 0 : pid, tid, ns};
+	}
+	for (uint32_t g = 0; g < r->ngroups && g < CORAL_RSRC_GROUPS; g++)
+		if (per[g])
+			rsrc_hist_cpu(m->hist, sec, g, (uint32_t)(per[g] / 1000000ull));
+}
 
 static int scheduled_now(const struct rsrcmgrd *m)
 {
@@ -478,6 +531,7 @@ static void record_demand(struct rsrcmgrd *m)
 		rsrc_hist_sample(m->hist, sec, i, G->name, atomic_load(&G->active) + atomic_load(&G->queued),
 				 atomic_load(&G->calls), atomic_load(&G->io_reqs), atomic_load(&G->io_bytes));
 	}
+	record_cpu(m, sec);
 	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
 		struct coral_rsrc_sess *s = &r->sess[i];
 		struct seen_call *c = &m->seen[i];
@@ -512,7 +566,7 @@ static void h_simulate(struct coral_daemon *d, uint64_t conn, const Coral__CtlRe
 		return;
 	}
 	struct rsrc_sim sim[RSRC_GROUPS_MAX];
-	int n = rsrc_simulate(m->hist, m->def, plan, q->seconds, sim, RSRC_GROUPS_MAX);
+	int n = rsrc_simulate(m->hist, m->def, plan, q->seconds, m->ncpu, sim, RSRC_GROUPS_MAX);
 	Coral__RsrcSimGroup gs[RSRC_GROUPS_MAX], *gp[RSRC_GROUPS_MAX];
 	for (int i = 0; i < n; i++) {
 		Coral__RsrcSimGroup *g = &gs[i];
@@ -534,6 +588,12 @@ static void h_simulate(struct coral_daemon *d, uint64_t conn, const Coral__CtlRe
 		g->io_excess_reqs = sim[i].io_excess_reqs;
 		g->io_excess_bytes = sim[i].io_excess_bytes;
 		g->calls_past_exec = sim[i].calls_past_exec;
+		g->cpu_ms = sim[i].cpu_ms;
+		g->cpu_would_ms = sim[i].cpu_would_ms;
+		g->cpu_held_ms = sim[i].cpu_held_ms;
+		g->cpu_held_seconds = sim[i].cpu_held_seconds;
+		g->cap = (uint32_t)sim[i].cap;
+		g->share = sim[i].share;
 		gp[i] = g;
 	}
 	/* the CPU shares under saturation, now and under the plan */
@@ -562,6 +622,7 @@ static void h_simulate(struct coral_daemon *d, uint64_t conn, const Coral__CtlRe
 	rep.n_groups = n > 0 ? (size_t)n : 0;
 	rep.shares = sp;
 	rep.n_shares = ns;
+	rep.ncpu = m->ncpu;
 	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
 	resp.body_case = CORAL__CTL_RESPONSE__BODY_RSRC_SIMULATE;
 	resp.rsrc_simulate = &rep;
@@ -1212,6 +1273,8 @@ static int rsrcmgrd_init(struct coral_daemon *d)
 		log_error("the SGA has no rsrc section: restart the node (coral-node stop, start)");
 		return CORAL_EVERSION;
 	}
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	m->ncpu = cpus > 0 ? (uint32_t)cpus : 1;
 	m->cache = coral_cache_sga(&d->sga);
 	m->own = coral_ges_own_sga(&d->sga);
 	atomic_store(&m->sec->rsrcmgrd_pid, (int32_t)getpid());

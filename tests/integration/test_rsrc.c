@@ -46,6 +46,10 @@ static const char catalog[] = "# the test's catalog\n"
 			      "plan BLOCKER\n"
 			      "  directive OLTP level=1 share=50 idle_blocker=600\n"
 			      "  directive OTHER level=1 share=50\n"
+			      "plan CAPPED\n"
+			      "  directive OLTP level=1 share=70\n"
+			      "  directive REPORTS level=1 share=10 cap=10\n"
+			      "  directive OTHER level=1 share=20\n"
 			      "plan CPU\n"
 			      "  directive OLTP level=1 share=60\n"
 			      "  directive REPORTS level=1 share=20\n"
@@ -580,6 +584,23 @@ static void cpu_shares_hold(void)
 	cr_expect(share > 0.68 && share < 0.82, "OLTP had %.1f%% of the two groups' CPU, not 75%% within a few points",
 		  share * 100);
 	run("%s -c %s -n 3 rsrc groups", CORALCTL, cl.conf);
+	fprintf(stderr, "%s\n", res.out);
+	/* the dry run's CPU: what each group used, as recorded; under CPU (in force) nothing held
+	 * back; under CAPPED, REPORTS' cap of 10% (0.2 CPU of 2) would have held back most of its */
+	json_t *now = ctl_json(3, "rsrc plan simulate CPU --seconds 10"), *cap = ctl_json(3, "rsrc plan simulate CAPPED --seconds 10");
+	cr_assert(now && cap, "%s", res.out);
+	json_t *no = sim_group(now, "OLTP"), *nr = sim_group(now, "REPORTS"), *cr = sim_group(cap, "REPORTS");
+	cr_assert(no && nr && cr);
+	cr_expect(jint(no, "cpu_ms") > a * 500 && jint(no, "cpu_ms") < a * 1500 + 500, "OLTP used %.2f s, recorded %lld ms",
+		  a, (long long)jint(no, "cpu_ms"));
+	cr_expect(jint(nr, "cpu_ms") > b * 500 && jint(nr, "cpu_ms") < b * 1500 + 500, "REPORTS used %.2f s, recorded %lld ms",
+		  b, (long long)jint(nr, "cpu_ms"));
+	cr_expect_lt(jint(nr, "cpu_held_ms"), jint(nr, "cpu_ms") / 5, "the plan in force gave what was used");
+	cr_expect_gt(jint(cr, "cpu_held_ms"), jint(cr, "cpu_ms") / 3, "a cap of 10%%: %lld of %lld ms held back",
+		     (long long)jint(cr, "cpu_held_ms"), (long long)jint(cr, "cpu_ms"));
+	json_decref(now);
+	json_decref(cap);
+	run("%s -c %s -n 3 rsrc plan simulate CAPPED --seconds 10", CORALCTL, cl.conf);
 	fprintf(stderr, "%s\n", res.out);
 	/* the sessions closed: their threads are back where they were (at rsrcmgrd's next tick) */
 	for (int i = 0; i < 30; i++) {

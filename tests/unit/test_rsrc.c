@@ -549,7 +549,7 @@ Test(rsrc, a_plan_replayed_against_recorded_demand_says_what_it_would_have_done)
 	rsrc_hist_call(&h, 109, 5, 3000);
 	rsrc_hist_call(&h, 109, 5, 50);
 	struct rsrc_sim out[8];
-	int n = rsrc_simulate(&h, &d, "P", 0, out, 8);
+	int n = rsrc_simulate(&h, &d, "P", 0, 2, out, 8);
 	cr_assert_eq(n, 1);
 	cr_expect_str_eq(out[0].group, "A");
 	cr_expect_eq(out[0].demand_max, 4);
@@ -559,13 +559,67 @@ Test(rsrc, a_plan_replayed_against_recorded_demand_says_what_it_would_have_done)
 	cr_expect_eq(out[0].io_excess_reqs, 9 * 20);
 	cr_expect_eq(out[0].calls_past_exec, 1);
 	/* under Q, A falls under OTHER: nothing limits it */
-	n = rsrc_simulate(&h, &d, "Q", 0, out, 8);
+	n = rsrc_simulate(&h, &d, "Q", 0, 2, out, 8);
 	cr_assert_eq(n, 1);
 	cr_expect_str_eq(out[0].governed_by, "OTHER");
 	cr_expect_eq(out[0].queued_seconds, 0);
 	cr_expect_eq(out[0].calls_past_exec, 0);
 	/* the last 3 seconds only */
-	n = rsrc_simulate(&h, &d, "P", 3, out, 8);
+	n = rsrc_simulate(&h, &d, "P", 3, 2, out, 8);
 	cr_expect_eq(out[0].seconds, 3);
-	cr_expect_eq(rsrc_simulate(&h, &d, "NOPE", 0, out, 8), -1);
+	cr_expect_eq(rsrc_simulate(&h, &d, "NOPE", 0, 2, out, 8), -1);
+}
+
+/* The dry run's CPU: each second the node's CPUs shared by the plan's shares and caps among
+ * the groups that used some, what one leaves going to the others. */
+Test(rsrc, a_plan_replayed_says_how_much_cpu_it_would_have_held_back)
+{
+	static struct rsrc_def d;
+	static struct rsrc_hist h;
+	char err[256];
+	cr_assert_eq(rsrc_def_parse("group A\ngroup B\nplan P\n directive A share=60\n directive B share=20\n"
+				    " directive OTHER level=2 share=100\n"
+				    "plan CAPPED\n directive A share=50 cap=50\n directive B share=50\n"
+				    " directive OTHER level=2 share=100\n",
+				    &d, err, sizeof(err)),
+		     0, "%s", err);
+	rsrc_hist_init(&h, 100);
+	/* 10 s in which A and B each used a whole CPU of 2 (the machine saturated by both), then
+	 * 10 s in which only A used 1.8 CPUs (B idle) */
+	for (uint64_t sec = 100; sec < 120; sec++) {
+		rsrc_hist_sample(&h, sec, 5, "A", 1, 0, 0, 0);
+		rsrc_hist_sample(&h, sec, 6, "B", sec < 110, 0, 0, 0);
+		rsrc_hist_cpu(&h, sec, 5, sec < 110 ? 1000 : 1800);
+		if (sec < 110)
+			rsrc_hist_cpu(&h, sec, 6, 1000);
+	}
+	struct rsrc_sim out[8];
+	int n = rsrc_simulate(&h, &d, "P", 0, 2, out, 8);
+	cr_assert_eq(n, 2);
+	const struct rsrc_sim *a = strcmp(out[0].group, "A") == 0 ? &out[0] : &out[1], *b = a == &out[0] ? &out[1] : &out[0];
+	cr_expect_eq(a->cpu_ms, 10 * 1000 + 10 * 1800);
+	cr_expect_eq(b->cpu_ms, 10 * 1000);
+	/* saturated: 60/20 (OTHER's 20 unused) of 2000 ms; A wanted 1000 of its 1500, B gets
+	 * the 1000 A left: nobody is held back */
+	cr_expect_eq(a->cpu_held_ms, 0);
+	cr_expect_eq(b->cpu_held_ms, 0);
+	/* capped at 50% (1000 ms a second): A is held back 800 ms a second when alone */
+	n = rsrc_simulate(&h, &d, "CAPPED", 0, 2, out, 8);
+	a = strcmp(out[0].group, "A") == 0 ? &out[0] : &out[1];
+	b = a == &out[0] ? &out[1] : &out[0];
+	cr_expect_eq(a->cap, 50);
+	cr_expect_eq(a->cpu_held_ms, 10 * 800, "%llu", (unsigned long long)a->cpu_held_ms);
+	cr_expect_eq(a->cpu_held_seconds, 10);
+	cr_expect_eq(a->cpu_would_ms, 20 * 1000);
+	cr_expect_eq(b->cpu_held_ms, 0);
+	/* on one CPU, saturated by A and B each wanting a whole one: 60:20, so 75/25, under P */
+	n = rsrc_simulate(&h, &d, "P", 0, 1, out, 8);
+	a = strcmp(out[0].group, "A") == 0 ? &out[0] : &out[1];
+	b = a == &out[0] ? &out[1] : &out[0];
+	cr_expect_eq(a->cpu_would_ms, 10 * 750 + 10 * 1000, "%llu", (unsigned long long)a->cpu_would_ms);
+	cr_expect_eq(b->cpu_would_ms, 10 * 250, "%llu", (unsigned long long)b->cpu_would_ms);
+	cr_expect_eq(b->cpu_held_seconds, 10);
+	cr_expect_eq(b->cpu_held_ms, 10 * 750);
+	cr_expect_eq(a->cpu_held_ms, 10 * 250 + 10 * 800);
+	cr_expect(a->share > 0.59 && a->share < 0.61, "%f", a->share);
 }
