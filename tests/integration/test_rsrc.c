@@ -521,6 +521,51 @@ static void *spin(void *arg)
 	return NULL;
 }
 
+/* nolt sessions of OLTP and nrep of REPORTS on node 3 spinning for `seconds` once each is in
+ * its group's cgroup: the CPU time each group's threads had, into *a and *b. */
+static void spin_for(int nolt, int nrep, int seconds, double *a, double *b)
+{
+	struct spinner sp[8];
+	pthread_t t[8];
+	int n = nolt + nrep;
+	atomic_store(&spin_go, 0);
+	atomic_store(&spin_ready, 0);
+	for (int i = 0; i < n; i++) {
+		sp[i] = (struct spinner){i < nolt ? "oltp1" : "rep", i < nolt ? "app" : "report", 0};
+		cr_assert_eq(pthread_create(&t[i], NULL, spin, &sp[i]), 0);
+	}
+	while (atomic_load(&spin_ready) < n)
+		usleep(10000);
+	/* every one of them in its group's cgroup */
+	uint64_t end = coral_now_mono_ns() + 5000000000ull;
+	int placed = 0;
+	while (coral_now_mono_ns() < end && placed < n) {
+		json_t *ss = ctl_json(3, "rsrc sessions");
+		placed = 0;
+		json_t *e;
+		size_t i;
+		json_array_foreach(ss, i, e)
+		{
+			placed += strcmp(jstr(e, "cgroup"), jstr(e, "group")) == 0 &&
+				  (strcmp(jstr(e, "group"), "OLTP") == 0 || strcmp(jstr(e, "group"), "REPORTS") == 0);
+		}
+		json_decref(ss);
+		usleep(100000);
+	}
+	cr_expect_eq(placed, n, "sessions in their group's cgroup");
+	atomic_store(&spin_go, 1);
+	sleep((unsigned)seconds);
+	atomic_store(&spin_go, 2);
+	*a = *b = 0;
+	for (int i = 0; i < n; i++) {
+		pthread_join(t[i], NULL);
+		if (i < nolt)
+			*a += sp[i].cpu_s;
+		else
+			*b += sp[i].cpu_s;
+	}
+}
+
 /* Plan CPU gives OLTP 60% and REPORTS 20% at level 1: 3 to 1 between them. Four sessions of
  * each spinning on two CPUs: each group's threads together get their share of what the two
  * groups get, within a few points. The kernel does it (cgroup v1 cpu.shares here). */
@@ -542,42 +587,8 @@ static void cpu_shares_hold(void)
 #endif
 	cr_assert_eq(run("%s -c %s -n 1 rsrc activate CPU", CORALCTL, cl.conf)->code, 0, "%s", res.out);
 	cr_assert(wait_plan(3, "CPU", 10000));
-	struct spinner sp[8];
-	pthread_t t[8];
-	for (int i = 0; i < 8; i++) {
-		sp[i] = (struct spinner){i < 4 ? "oltp1" : "rep", i < 4 ? "app" : "report", 0};
-		cr_assert_eq(pthread_create(&t[i], NULL, spin, &sp[i]), 0);
-	}
-	while (atomic_load(&spin_ready) < 8)
-		usleep(10000);
-	/* every one of them in its group's cgroup */
-	uint64_t end = coral_now_mono_ns() + 5000000000ull;
-	int placed = 0;
-	while (coral_now_mono_ns() < end && placed < 8) {
-		json_t *ss = ctl_json(3, "rsrc sessions");
-		placed = 0;
-		json_t *e;
-		size_t i;
-		json_array_foreach(ss, i, e)
-		{
-			placed += strcmp(jstr(e, "cgroup"), jstr(e, "group")) == 0 &&
-				  (strcmp(jstr(e, "group"), "OLTP") == 0 || strcmp(jstr(e, "group"), "REPORTS") == 0);
-		}
-		json_decref(ss);
-		usleep(100000);
-	}
-	cr_expect_eq(placed, 8, "sessions in their group's cgroup");
-	atomic_store(&spin_go, 1);
-	sleep(4);
-	atomic_store(&spin_go, 2);
 	double a = 0, b = 0;
-	for (int i = 0; i < 8; i++) {
-		pthread_join(t[i], NULL);
-		if (i < 4)
-			a += sp[i].cpu_s;
-		else
-			b += sp[i].cpu_s;
-	}
+	spin_for(4, 4, 4, &a, &b);
 	double share = a / (a + b);
 	fprintf(stderr, "CPU under saturation: OLTP %.2f s, REPORTS %.2f s: OLTP's part %.1f%% (plan: 75%%)\n", a, b,
 		share * 100);
@@ -602,6 +613,18 @@ static void cpu_shares_hold(void)
 	json_decref(cap);
 	run("%s -c %s -n 3 rsrc plan simulate CAPPED --seconds 10", CORALCTL, cl.conf);
 	fprintf(stderr, "%s\n", res.out);
+	/* the cap, by the kernel: under CAPPED, REPORTS alone on an idle machine gets 10% of it
+	 * (cpu.cfs_quota_us here), and its cgroup says how long it was held back */
+	cr_assert_eq(run("%s -c %s -n 1 rsrc activate CAPPED", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_assert(wait_plan(3, "CAPPED", 10000));
+	double o2 = 0, r2 = 0;
+	spin_for(0, 4, 3, &o2, &r2);
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	fprintf(stderr, "CPU capped at 10%% of %ld CPUs: REPORTS alone had %.2f CPU s in 3 s (%.1f%% of the node)\n", ncpu,
+		r2, r2 / (3.0 * (double)ncpu) * 100);
+	cr_expect(r2 < 3.0 * (double)ncpu * 0.15, "REPORTS had %.2f s of CPU in 3 s past its cap of 10%%", r2);
+	cr_expect(r2 > 3.0 * (double)ncpu * 0.05, "REPORTS had %.2f s of CPU in 3 s: the cap is no stop", r2);
+	cr_expect_gt(group_figure(3, "REPORTS", "throttled_ms"), 500, "the cgroup's throttled time");
 	/* the sessions closed: their threads are back where they were (at rsrcmgrd's next tick) */
 	for (int i = 0; i < 30; i++) {
 		run("grep -H ':cpu:' /proc/%d/task/*/cgroup; echo main thread %d", (int)getpid(), (int)gettid());

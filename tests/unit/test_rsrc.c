@@ -3,6 +3,7 @@
  * (a group that can never run is an error, not a hang); the CPU shares of the emphasis
  * method, with sub-plans, as cgroup weights; token buckets. */
 #include "rsrc.h"
+#include "cgroup.h"
 #include "history.h"
 
 #include "util.h"
@@ -622,4 +623,103 @@ Test(rsrc, a_plan_replayed_says_how_much_cpu_it_would_have_held_back)
 	cr_expect_eq(b->cpu_held_ms, 10 * 750);
 	cr_expect_eq(a->cpu_held_ms, 10 * 250 + 10 * 800);
 	cr_expect(a->share > 0.59 && a->share < 0.61, "%f", a->share);
+}
+
+/* ---- cgroups (cgroup.c) over a made-up hierarchy ---------------------------------------- */
+
+/* A directory standing for a cgroup hierarchy's root of version v (1: cpu.shares at the root;
+ * 2: cgroup.controllers naming cpu), with the node's cgroup and one per group made ahead with
+ * their interface files (the kernel makes those in a real one). */
+static void fake_hierarchy(int v, char *root, size_t n, struct coral_rsrc *r)
+{
+	snprintf(root, n, "/tmp/coral-cgtest-XXXXXX");
+	cr_assert_not_null(mkdtemp(root));
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), v == 1 ? "cd %s && touch cpu.shares tasks && mkdir coral-t-n1"
+					  : "cd %s && echo 'cpu io memory' > cgroup.controllers && touch cgroup.subtree_control "
+					    "cgroup.procs && mkdir coral-t-n1 && touch coral-t-n1/cgroup.subtree_control",
+		 root);
+	cr_assert_eq(system(cmd), 0);
+	for (uint32_t i = 0; i < r->ngroups; i++) {
+		if (r->groups[i].name[0] == '\0')
+			continue;
+		snprintf(cmd, sizeof(cmd), "mkdir %s/coral-t-n1/%s && cd %s/coral-t-n1/%s && touch %s", root,
+			 r->groups[i].name, root, r->groups[i].name,
+			 v == 1 ? "cpu.shares cpu.cfs_period_us cpu.cfs_quota_us tasks" : "cpu.weight cpu.max cgroup.procs");
+		cr_assert_eq(system(cmd), 0);
+	}
+}
+
+static void file_is(const char *root, const char *rel, const char *want)
+{
+	char p[512], got[128] = "";
+	snprintf(p, sizeof(p), "%s/%s", root, rel);
+	FILE *f = fopen(p, "r");
+	cr_assert_not_null(f, "%s", p);
+	if (fgets(got, sizeof(got), f) == NULL)
+		got[0] = '\0';
+	fclose(f);
+	got[strcspn(got, "\n")] = '\0';
+	cr_expect_str_eq(got, want, "%s", p);
+}
+
+/* The plan's shares and caps written as each version wants them, and a session's thread (v1)
+ * or process (v2) placed in its group's cgroup: the v2 path is taken on a machine whose cpu
+ * controller is bound to v1 (as this one), where the kernel could not be asked. */
+Test(rsrc, the_shares_and_caps_are_written_as_each_cgroup_version_wants)
+{
+	static struct rsrc_def d;
+	char err[256];
+	cr_assert_eq(rsrc_def_parse("plan P\n directive BATCH share=60 cap=30\n directive OTHER share=40\n", &d, err,
+				    sizeof(err)),
+		     0, "%s", err);
+	for (int v = 1; v <= 2; v++) {
+		static struct coral_rsrc r;
+		coral_rsrc_init(&r);
+		int b = coral_rsrc_group_find(&r, "BATCH"), o = coral_rsrc_group_find(&r, "OTHER");
+		for (uint32_t i = 0; i < r.ngroups; i++)
+			atomic_store(&r.groups[i].governs, i);
+		atomic_store(&r.groups[b].share_ppm, 600000);
+		atomic_store(&r.groups[o].share_ppm, 400000);
+		r.nrules = 1;
+		r.rules[0] = (struct coral_rsrc_rule){.attr = CORAL_RSRC_PROGRAM, .pattern = "batch", .group = "BATCH"};
+		const char *a[CORAL_RSRC_NATTR] = {[CORAL_RSRC_PROGRAM] = "batch"};
+		coral_rsrc_sess_open(&r, 0, 7, a);
+		char root[64], want[64];
+		fake_hierarchy(v, root, sizeof(root), &r);
+		static struct rsrc_cg cg;
+		rsrc_cg_init(&cg, "auto", root, "t", 1);
+		cr_assert_eq(cg.mode, v == 1 ? RSRC_CG_V1 : RSRC_CG_V2, "%s", cg.why);
+		rsrc_cg_plan(&cg, &r, &d, "P");
+		rsrc_cg_place(&cg, &r, true);
+		if (v == 1) {
+			snprintf(want, sizeof(want), "%u", rsrc_shares_v1(0.6));
+			file_is(root, "coral-t-n1/BATCH/cpu.shares", want);
+			snprintf(want, sizeof(want), "%d", 30 * cg.ncpus * 1000);
+			file_is(root, "coral-t-n1/BATCH/cpu.cfs_quota_us", want);
+			file_is(root, "coral-t-n1/BATCH/cpu.cfs_period_us", "100000");
+			file_is(root, "coral-t-n1/OTHER/cpu.cfs_quota_us", "-1");
+			snprintf(want, sizeof(want), "%d", (int)gettid());
+			file_is(root, "coral-t-n1/BATCH/tasks", want);
+		} else {
+			file_is(root, "cgroup.subtree_control", "+cpu");
+			file_is(root, "coral-t-n1/cgroup.subtree_control", "+cpu");
+			snprintf(want, sizeof(want), "%u", rsrc_weight_v2(0.6));
+			file_is(root, "coral-t-n1/BATCH/cpu.weight", want);
+			snprintf(want, sizeof(want), "%d 100000", 30 * cg.ncpus * 1000);
+			file_is(root, "coral-t-n1/BATCH/cpu.max", want);
+			file_is(root, "coral-t-n1/OTHER/cpu.max", "max 100000");
+			snprintf(want, sizeof(want), "%d", (int)getpid());
+			file_is(root, "coral-t-n1/BATCH/cgroup.procs", want);
+		}
+		cr_expect_eq(cg.moves, 1);
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+		cr_expect_eq(system(cmd), 0);
+	}
+	/* neither: off, saying why, and nothing written */
+	static struct rsrc_cg off;
+	rsrc_cg_init(&off, "auto", "/nonexistent-cgroup-root", "t", 1);
+	cr_expect_eq(off.mode, RSRC_CG_OFF);
+	cr_expect(strstr(off.why, "not enforced"), "%s", off.why);
 }
