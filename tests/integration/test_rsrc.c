@@ -194,6 +194,16 @@ static void limits_act(void)
 	cr_expect_eq(coral_px_request(px, 8, -1, &got), 0, "%s", coral_session_error(px));
 	cr_expect_eq(got, 2);
 	st_px_used_is(2);
+	run("%s -c %s -n 3 --json rsrc sessions", CORALCTL, cl.conf);
+	json_t *pxs = json_loads(res.out, 0, NULL), *pe;
+	size_t pi;
+	int held = 0;
+	json_array_foreach(pxs, pi, pe)
+	{
+		held += (int)jint(pe, "px_held");
+	}
+	json_decref(pxs);
+	cr_expect_eq(held, 2, "the statement's servers, on its session: %s", res.out);
 	coral_px_release(px);
 	st_px_used_is(0);
 	coral_session_close(px);
@@ -472,7 +482,8 @@ static void metrics_and_restart(void)
 	for (int i = 0; i < 30 && !seen; i++) {
 		run("%s -c %s -n 3 metrics", CORALCTL, cl.conf);
 		seen = strstr(res.out, "coral_rsrc_calls_total{") && strstr(res.out, "group=\"REPORTS\"") &&
-		       strstr(res.out, "coral_rsrc_plan_info{");
+		       strstr(res.out, "coral_rsrc_plan_info{") && strstr(res.out, "coral_rsrc_io_wait_seconds_total{") &&
+		       strstr(res.out, "coral_cache_revoked_sessions_total");
 		if (!seen)
 			usleep(100000);
 	}
@@ -683,6 +694,10 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 		     res.out);
 	for (int n = 1; n <= 3; n++)
 		cr_assert(wait_plan(n, "DAY", 10000), "node %d never had plan DAY in force", n);
+	/* a plan by its name, with its directives, on any node */
+	cr_expect_eq(run("%s -c %s -n 2 rsrc plan DAY", CORALCTL, cl.conf)->code, 0, "%s", res.out);
+	cr_expect(strstr(res.out, "REPORTS") && strstr(res.out, "pool=2") && strstr(res.out, "queue_timeout=1500"), "%s",
+		  res.out);
 	json_t *st = ctl_json(3, "rsrc stats");
 	cr_assert_not_null(st);
 	cr_expect(strstr(jstr(st, "cause"), "the day shift") && strstr(jstr(st, "cause"), "node 2"), "%s",
