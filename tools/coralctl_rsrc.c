@@ -92,16 +92,22 @@ int run_rsrc_activate(int argc, char **argv)
 	return action(&req, CORAL__CTL_RESPONSE__BODY_RSRC_ACTIVATE);
 }
 
+/* A session's number as given on the command line; false if it is not one. */
+static bool session_arg(const char *a, uint32_t *id)
+{
+	char *end;
+	unsigned long v = strtoul(a, &end, 10);
+	*id = (uint32_t)v;
+	return *end == '\0' && a[0] != '\0' && v <= UINT32_MAX;
+}
+
 int run_rsrc_kill(int argc, char **argv)
 {
 	(void)argc;
-	char *end;
-	unsigned long id = strtoul(argv[0], &end, 10);
-	if (*end != '\0' || argv[0][0] == '\0' || id > UINT32_MAX)
-		return coralctl_usage_error();
 	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
 	Coral__RsrcKillRequest body = CORAL__RSRC_KILL_REQUEST__INIT;
-	body.session = (uint32_t)id;
+	if (!session_arg(argv[0], &body.session))
+		return coralctl_usage_error();
 	req.body_case = CORAL__CTL_REQUEST__BODY_RSRC_KILL;
 	req.rsrc_kill = &body;
 	return action(&req, CORAL__CTL_RESPONSE__BODY_RSRC_KILL);
@@ -110,13 +116,10 @@ int run_rsrc_kill(int argc, char **argv)
 int run_rsrc_switch(int argc, char **argv)
 {
 	(void)argc;
-	char *end;
-	unsigned long id = strtoul(argv[0], &end, 10);
-	if (*end != '\0' || argv[0][0] == '\0' || id > UINT32_MAX)
-		return coralctl_usage_error();
 	Coral__CtlRequest req = CORAL__CTL_REQUEST__INIT;
 	Coral__RsrcSwitchRequest body = CORAL__RSRC_SWITCH_REQUEST__INIT;
-	body.session = (uint32_t)id;
+	if (!session_arg(argv[0], &body.session))
+		return coralctl_usage_error();
 	body.group = argv[1];
 	req.body_case = CORAL__CTL_REQUEST__BODY_RSRC_SWITCH;
 	req.rsrc_switch = &body;
@@ -538,7 +541,7 @@ int run_rsrc_schedule(int argc, char **argv)
 /* coralctl rsrc session ID: why a session is where it is and waits for what. */
 static int show_session(const Coral__RsrcStatusReply *r, const void *arg)
 {
-	unsigned long id = *(const unsigned long *)arg;
+	uint32_t id = *(const uint32_t *)arg;
 	const Coral__RsrcSession *s = NULL;
 	for (size_t i = 0; i < r->n_sessions && s == NULL; i++)
 		if (r->sessions[i]->id == id)
@@ -547,7 +550,7 @@ static int show_session(const Coral__RsrcStatusReply *r, const void *arg)
 		if (ctx.json)
 			print_json(json_pack("{s:s}", "error", "no such session"));
 		else
-			fprintf(stderr, "coralctl: no session %lu on node %lld (coralctl rsrc sessions lists them)\n", id,
+			fprintf(stderr, "coralctl: no session %u on node %lld (coralctl rsrc sessions lists them)\n", id,
 				(long long)ctx.node->id);
 		return 1;
 	}
@@ -613,9 +616,8 @@ static int show_session(const Coral__RsrcStatusReply *r, const void *arg)
 int run_rsrc_session(int argc, char **argv)
 {
 	(void)argc;
-	char *end;
-	unsigned long id = strtoul(argv[0], &end, 10);
-	if (*end != '\0' || argv[0][0] == '\0' || id > UINT32_MAX)
+	uint32_t id;
+	if (!session_arg(argv[0], &id))
 		return coralctl_usage_error();
 	return view(show_session, &id);
 }
