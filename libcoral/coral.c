@@ -234,6 +234,9 @@ static int enter(struct coral_session *s)
 	char why[256] = "";
 	if (s->rsrc)
 		coral_rsrc_sess_stopped(s->rsrc, s->slot, why, sizeof(why));
+	size_t n = strlen(why), tail = strlen(": close it");
+	if (n > tail && strcmp(why + n - tail, ": close it") == 0)
+		why[n - tail] = '\0'; /* said once, at the end */
 	return fail(s, CORAL_ECANCELED, "%s%sits transaction was taken back and its blocks and locks released: close it",
 		    why, why[0] ? "; " : "the resource manager ended this session: ");
 }

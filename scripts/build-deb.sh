@@ -18,7 +18,7 @@ mkdir -p "$src"
 git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$src"
 cp -a packaging/debian "$src/debian"
 echo "build-deb: building coral $version in $src"
-(cd "$src" && DEB_BUILD_OPTIONS="parallel=$(nproc)" dpkg-buildpackage -us -uc -b) \
+(cd "$src" && DEB_BUILD_OPTIONS="parallel=${BUILD_JOBS:-$(nproc)}" dpkg-buildpackage -us -uc -b) \
   > "$work/build.log" 2>&1 || { tail -60 "$work/build.log"; echo "build-deb: dpkg-buildpackage failed" >&2; exit 1; }
 mkdir -p "$out"
 rm -f "$out"/*.deb

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds Coral twice (plain, and with ASan+UBSan) and runs every test in both: criterion
 # unit tests and the integration tests that start real three-node clusters; then builds the
-# fuzz targets with clang and runs each for FUZZ_SECONDS (10), then builds the Debian
-# packages, installs them, runs a cluster from them and removes them. Ends with one line
+# fuzz targets with clang and runs each for FUZZ_SECONDS (10), then (built in the background
+# during the ASan run) installs the Debian packages, runs a cluster from them and removes them. Ends with one line
 # "Total: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +62,14 @@ if ./scripts/build.sh build > /dev/null 2>&1; then
 fi
 run_suite build "plain build"
 [ -z "$prebuild_pid" ] || wait "$prebuild_pid"
+# the Debian packages are built meanwhile, as the ASan build was during the plain run: one job
+# at idle priority, while the ASan+UBSan tests (mostly waiting on their clusters) run
+debs="$PWD/build-debs-ci"
+rm -rf "$debs"
+io_idle=()
+command -v ionice >/dev/null && io_idle=(ionice -c 3)
+( BUILD_JOBS=1 "${io_idle[@]}" "${idle[@]}" ./scripts/build-deb.sh "$debs" ) > deb-build.log 2>&1 &
+debbuild_pid=$!
 # (the model tests run half their seeds there: tests/sim/sim_scale.h)
 CORAL_SIM_SCALE=50 run_suite build-asan "ASan+UBSan build" "${ASAN_MESON[@]}"
 
@@ -86,7 +94,14 @@ run_stage() { # LABEL PREFIX OK_RE BAD_RE OUTPUT COMMAND...
 # scripts/fuzz.sh SECONDS runs them longer
 run_stage fuzz fuzz '[a-z_]+: .* no crash$' '[a-z_]+ FAILED' fuzz-output.txt ./scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
 # the Debian packages: built, installed, a cluster run from them, removed
-run_stage package deb '.*: ok$' '.* FAILED' deb-output.txt ./scripts/test-deb.sh
+if wait "$debbuild_pid"; then
+  run_stage package deb '.*: ok$' '.* FAILED' deb-output.txt env CORAL_DEBS="$debs" ./scripts/test-deb.sh
+else
+  echo "== the packages' build in the background failed (deb-build.log): built again in the foreground"
+  tail -20 deb-build.log
+  run_stage package deb '.*: ok$' '.* FAILED' deb-output.txt ./scripts/test-deb.sh
+fi
+rm -rf "$debs"
 
 leftover=$(comm -13 <(echo "$shm_before") <(shm_list) | grep . || true)
 if [ -n "$leftover" ]; then

@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	static struct ges_core *c;
 	static uint64_t now = 1000, refused;
 	if (c == NULL) {
-		struct ges_ops ops = {on_done, on_bast, NULL, NULL};
+		struct ges_ops ops = {on_done, on_bast, NULL, NULL, NULL};
 		c = ges_core_new(64, 256, GES_MSG_LVB, &ops);
 	}
 	if (len < 1)

@@ -2,9 +2,11 @@
  * and a plan activated through another are in force on all three, each switch recorded with
  * its cause; a bad catalog is refused with its problems named and nothing changes; sessions
  * land in the group their attributes map them to (and an operator's switch moves one); an
- * active session pool of 2 never has more than 2 calls at once, admits the queued ones in
+ * active session pool of 4 never has more than 4 calls at once, admits the queued ones in
  * their order of arrival, times a queued call out at the group's queue timeout, and gets the
- * place of a process killed in a call back. */
+ * place of a process killed in a call back; then the limits (execution time, idle, idle
+ * blocker, kill), the dry run, I/O, a cluster-wide pool, rsrcmgrd's restart, CPU shares and
+ * a cap on the kernel, and nothing left in the cgroups. */
 #include "harness.h"
 #include "coral_harness.h"
 #include "raft_harness.h"
@@ -27,7 +29,7 @@ static const char catalog[] = "# the test's catalog\n"
 			      "rule program=report group=REPORTS priority=5\n"
 			      "plan DAY\n"
 			      "  directive OLTP level=1 share=60\n"
-			      "  directive REPORTS level=1 share=20 pool=2 queue_timeout=1500\n"
+			      "  directive REPORTS level=1 share=20 pool=4 queue_timeout=1500\n"
 			      "  directive OTHER level=2 share=100\n"
 			      "plan NIGHT\n"
 			      "  directive REPORTS level=1 share=80\n"
@@ -374,6 +376,68 @@ static void idle_blocker_ends(void)
 	coral_session_close(z);
 }
 
+/* The bank on three nodes with row locks, its sessions ended by an operator at random moments
+ * (seeded) in the middle of their transfers: each ended session's transaction is taken back
+ * and its blocks and locks released while its process lives on; the bank opens another
+ * session and goes on, and the money adds up. */
+static void bank_sessions_ended(void)
+{
+	long long revoked0 = 0;
+	for (int node = 1; node <= 3; node++) {
+		json_t *c = ctl_json(node, "cache");
+		cr_assert_not_null(c, "%s", res.out);
+		revoked0 += jint(c, "revoked_sessions");
+		json_decref(c);
+	}
+	pid_t bank = bank_background("--accounts 24 --per-block 8 --sessions 2 --readers 0 --row-locks --seconds 6 "
+				     "--ride-through 3000");
+	unsigned seed = 2112;
+	int killed = 0;
+	usleep(1000000);
+	for (uint64_t end = coral_now_mono_ns() + 4000000000ull; coral_now_mono_ns() < end;) {
+		int node = 1 + (int)(rand_r(&seed) % 3);
+		run("%s -c %s -n %d --json rsrc sessions", CORALCTL, cl.conf, node);
+		json_t *ss = json_loads(res.out, 0, NULL), *e;
+		size_t i;
+		long long ids[16];
+		int n = 0;
+		json_array_foreach(ss, i, e)
+		{
+			/* a transfer's session (not the one that checks the money at the end) */
+			json_t *at = json_object_get(e, "attrs"), *x;
+			size_t k;
+			bool worker = false;
+			json_array_foreach(at, k, x)
+			{
+				worker |= json_is_string(x) && strcmp(json_string_value(x), "program=coral-bank") == 0;
+			}
+			if (jint(e, "pid") == bank && worker && strncmp(jstr(e, "state"), "ended", 5) != 0 && n < 16)
+				ids[n++] = (long long)jint(e, "id");
+		}
+		json_decref(ss);
+		if (n > 0 && run("%s -c %s -n %d rsrc kill %lld", CORALCTL, cl.conf, node, ids[rand_r(&seed) % n])->code == 0)
+			killed++;
+		usleep(150000 + rand_r(&seed) % 250000);
+	}
+	bank_checked(bank, 0);
+	run("cat %s/bank.json", cl.dir);
+	json_t *b = json_loads(res.out, 0, NULL);
+	cr_assert_not_null(b, "%s", res.out);
+	long long errors = jint(b, "errors");
+	json_decref(b);
+	long long revoked = -revoked0;
+	for (int node = 1; node <= 3; node++) {
+		json_t *c = ctl_json(node, "cache");
+		cr_assert_not_null(c, "%s", res.out);
+		revoked += jint(c, "revoked_sessions");
+		json_decref(c);
+	}
+	fprintf(stderr, "the bank with %d of its sessions ended by an operator under load: %lld calls failed and were "
+		"done again on a new session, %lld slots reclaimed; the money adds up\n", killed, errors, revoked);
+	cr_expect_geq(killed, 3, "only %d sessions ended", killed);
+	cr_expect_geq(revoked, killed, "every ended session's slot reclaimed");
+}
+
 /* ---- a plan replayed against the recorded demand ------------------------------------------- */
 
 static json_t *sim_group(json_t *sim, const char *group)
@@ -388,7 +452,7 @@ static json_t *sim_group(json_t *sim, const char *group)
 	return NULL;
 }
 
-/* Node 3 recorded five REPORTS sessions calling at once (under DAY's pool of 2, then under
+/* Node 3 recorded eight REPORTS sessions calling at once (under DAY's pool of 4, then under
  * NIGHT's none) and OLTP's call of 800 ms: DAY replayed would have queued REPORTS' calls,
  * NIGHT none, and LIMITS would have cancelled OLTP's long call. */
 static void simulate_replays(void)
@@ -399,7 +463,7 @@ static void simulate_replays(void)
 	json_t *d = sim_group(day, "REPORTS"), *n = sim_group(night, "REPORTS"), *l = sim_group(lim, "OLTP");
 	cr_assert(d && n && l);
 	cr_expect_geq(jint(d, "demand_max"), 3, "REPORTS' recorded demand");
-	cr_expect_geq(jint(d, "queued_seconds"), 1, "DAY's pool of 2 would have queued");
+	cr_expect_geq(jint(d, "queued_seconds"), 1, "DAY's pool of 4 would have queued");
 	cr_expect_eq(jint(n, "queued_seconds"), 0, "NIGHT has no pool");
 	cr_expect_geq(jint(l, "calls_past_exec"), 1, "LIMITS' exec=300 for OLTP's call of 800 ms");
 	json_decref(day);
@@ -696,40 +760,41 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 		cr_assert(wait_plan(n, "DAY", 10000), "node %d never had plan DAY in force", n);
 	/* a plan by its name, with its directives, on any node */
 	cr_expect_eq(run("%s -c %s -n 2 rsrc plan DAY", CORALCTL, cl.conf)->code, 0, "%s", res.out);
-	cr_expect(strstr(res.out, "REPORTS") && strstr(res.out, "pool=2") && strstr(res.out, "queue_timeout=1500"), "%s",
+	cr_expect(strstr(res.out, "REPORTS") && strstr(res.out, "pool=4") && strstr(res.out, "queue_timeout=1500"), "%s",
 		  res.out);
 	json_t *st = ctl_json(3, "rsrc stats");
 	cr_assert_not_null(st);
 	cr_expect(strstr(jstr(st, "cause"), "the day shift") && strstr(jstr(st, "cause"), "node 2"), "%s",
 		  jstr(st, "cause"));
 	json_decref(st);
-	cr_expect_eq(group_figure(3, "REPORTS", "pool"), 2);
+	cr_expect_eq(group_figure(3, "REPORTS", "pool"), 4);
 
 	/* sessions in the groups their attributes map them to */
 	struct coral_session *o = open_as(3, "oltp7", "app"), *x = open_as(3, "somebody", "app");
-	struct coral_session *rep[5];
-	for (int i = 0; i < 5; i++)
+	enum { POOL = 4, NREP = 8 };
+	struct coral_session *rep[NREP];
+	for (int i = 0; i < NREP; i++)
 		rep[i] = open_as(3, "oltp1", "report"); /* priority 5 beats the user's rule */
 	expect_group(o, "OLTP");
 	expect_group(x, "OTHER");
 	expect_group(rep[0], "REPORTS");
 	cr_expect_eq(coral_session_set_attr(x, "colour", "red"), CORAL_ERR_INVAL);
-	cr_expect_eq(group_figure(3, "REPORTS", "sessions"), 5);
+	cr_expect_eq(group_figure(3, "REPORTS", "sessions"), NREP);
 
-	/* the pool: 2 calls held; three more queue and are admitted in their order of arrival */
-	cr_assert_eq(coral_call_begin(rep[0], -1), 0, "%s", coral_session_error(rep[0]));
-	cr_assert_eq(coral_call_begin(rep[1], -1), 0, "%s", coral_session_error(rep[1]));
+	/* the pool of 4: 4 calls held; three more queue and are admitted in their order of arrival */
+	for (int i = 0; i < POOL; i++)
+		cr_assert_eq(coral_call_begin(rep[i], -1), 0, "%s", coral_session_error(rep[i]));
 	cr_expect_eq(coral_call_begin(rep[1], -1), CORAL_ERR_INVAL, "a second begin of one session");
 	struct caller c[3];
 	pthread_t t[3];
 	atomic_store(&order_at, 0);
 	for (int i = 0; i < 3; i++) {
-		c[i] = (struct caller){rep[2 + i], 2 + i, -1, 1, 300};
+		c[i] = (struct caller){rep[POOL + i], POOL + i, -1, 1, 300};
 		cr_assert_eq(pthread_create(&t[i], NULL, call_loop, &c[i]), 0);
 		usleep(150000); /* each queued before the next arrives */
 	}
 	cr_expect_eq(group_figure(3, "REPORTS", "queued"), 3);
-	cr_expect_eq(group_figure(3, "REPORTS", "active"), 2);
+	cr_expect_eq(group_figure(3, "REPORTS", "active"), POOL);
 	/* one place at a time, each admission seen before the next place is given */
 	coral_call_end(rep[0]);
 	while (atomic_load(&order_at) < 1)
@@ -737,35 +802,37 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 	coral_call_end(rep[1]);
 	for (int i = 0; i < 3; i++)
 		pthread_join(t[i], NULL);
+	coral_call_end(rep[2]);
+	coral_call_end(rep[3]);
 	for (int i = 0; i < 3; i++)
-		cr_expect_eq(c[i].rc, 0, "%s", coral_session_error(rep[2 + i]));
-	cr_expect(order[0] == 2 && order[1] == 3 && order[2] == 4, "admitted in the order %d %d %d, not 2 3 4",
-		  order[0], order[1], order[2]);
+		cr_expect_eq(c[i].rc, 0, "%s", coral_session_error(rep[POOL + i]));
+	cr_expect(order[0] == POOL && order[1] == POOL + 1 && order[2] == POOL + 2,
+		  "admitted in the order %d %d %d, not 4 5 6", order[0], order[1], order[2]);
 
-	/* five sessions calling at once: never more than 2 inside */
-	struct caller b[5];
-	pthread_t bt[5];
+	/* eight sessions calling at once: never more than 4 inside */
+	struct caller b[NREP];
+	pthread_t bt[NREP];
 	atomic_store(&most, 0);
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < NREP; i++) {
 		b[i] = (struct caller){rep[i], i, -1, 6, 20};
 		cr_assert_eq(pthread_create(&bt[i], NULL, call_loop, &b[i]), 0);
 	}
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < NREP; i++)
 		pthread_join(bt[i], NULL);
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < NREP; i++)
 		cr_expect_eq(b[i].rc, 0, "%s", coral_session_error(rep[i]));
-	cr_expect_eq(atomic_load(&most), 2, "%d calls at once in a pool of 2", atomic_load(&most));
-	cr_expect_eq(group_figure(3, "REPORTS", "active_max"), 2);
+	cr_expect_eq(atomic_load(&most), POOL, "%d calls at once in a pool of 4", atomic_load(&most));
+	cr_expect_eq(group_figure(3, "REPORTS", "active_max"), POOL);
 
 	/* a queued call past the group's queue timeout (1.5 s): refused, and it left the queue */
-	cr_assert_eq(coral_call_begin(rep[0], -1), 0);
-	cr_assert_eq(coral_call_begin(rep[1], -1), 0);
+	for (int i = 0; i < POOL; i++)
+		cr_assert_eq(coral_call_begin(rep[i], -1), 0);
 	uint64_t t0 = coral_now_mono_ns();
-	cr_expect_eq(coral_call_begin(rep[2], -1), CORAL_ERR_TIMEDOUT);
+	cr_expect_eq(coral_call_begin(rep[POOL], -1), CORAL_ERR_TIMEDOUT);
 	uint64_t waited = (coral_now_mono_ns() - t0) / 1000000ull;
 	cr_expect(waited >= 1400 && waited < 6000, "a queue timeout of 1500 ms came after %llu ms",
 		  (unsigned long long)waited);
-	cr_expect(strstr(coral_session_error(rep[2]), "REPORTS"), "%s", coral_session_error(rep[2]));
+	cr_expect(strstr(coral_session_error(rep[POOL]), "REPORTS"), "%s", coral_session_error(rep[POOL]));
 	cr_expect_eq(group_figure(3, "REPORTS", "queued"), 0);
 	cr_expect_geq(group_figure(3, "REPORTS", "timeouts"), 1);
 	coral_call_end(rep[0]);
@@ -786,17 +853,17 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 	}
 	char ch;
 	cr_assert_eq(read(pfd[0], &ch, 1), 1, "the child did not get into a call");
-	cr_expect_eq(group_figure(3, "REPORTS", "active"), 2);
+	cr_expect_eq(group_figure(3, "REPORTS", "active"), POOL);
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	t0 = coral_now_mono_ns();
-	cr_expect_eq(coral_call_begin(rep[3], 5000), 0, "the dead process's place never came back: %s",
-		     coral_session_error(rep[3]));
+	cr_expect_eq(coral_call_begin(rep[POOL], 5000), 0, "the dead process's place never came back: %s",
+		     coral_session_error(rep[POOL]));
 	fprintf(stderr, "a killed process's place came back after %llu ms\n",
 		(unsigned long long)((coral_now_mono_ns() - t0) / 1000000ull));
 	cr_expect_geq(group_figure(3, "REPORTS", "reaped"), 1);
-	coral_call_end(rep[3]);
-	coral_call_end(rep[1]);
+	for (int i = 1; i <= POOL; i++)
+		coral_call_end(rep[i]);
 
 	/* an operator's switch moves a session; a new plan through node 3 reaches every node */
 	run("%s -c %s -n 3 --json rsrc sessions", CORALCTL, cl.conf);
@@ -838,7 +905,7 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 
 	coral_session_close(o);
 	coral_session_close(x);
-	for (int k = 0; k < 5; k++)
+	for (int k = 0; k < NREP; k++)
 		coral_session_close(rep[k]);
 
 	/* a schedule whose window holds now: its plan in force on every node, the activated
@@ -857,6 +924,7 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 
 	limits_act();
 	idle_blocker_ends();
+	bank_sessions_ended();
 	simulate_replays();
 	io_paced();
 	cluster_pool_holds();
