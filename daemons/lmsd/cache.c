@@ -35,6 +35,16 @@ void lmsd_cache_unlink(struct coral_cache *c, uint32_t i)
 	coral_cache_unlock(c, ch);
 }
 
+bool lmsd_sess_revoke_pending(struct coral_cache *c)
+{
+	for (uint32_t i = 0; i < CORAL_CACHE_SESSIONS; i++) {
+		struct coral_sess_slot *s = coral_cache_sess(c, i);
+		if (atomic_load(&s->pid) > 0 && !atomic_load(&s->txn_dead) && coral_cache_sess_revocable(s))
+			return true;
+	}
+	return false;
+}
+
 int lmsd_sess_reap(struct coral_cache *c, uint64_t *pins)
 {
 	int dead = 0;

@@ -16,5 +16,9 @@ void lmsd_cache_unlink(struct coral_cache *c, uint32_t i);
  * dead session with a transaction open keeps its slot and X pins: it is marked for smond,
  * which takes the transaction back first (smond/deadtxn.c). */
 int lmsd_sess_reap(struct coral_cache *c, uint64_t *pins);
+/* Whether a session revoked by the resource manager can be reclaimed now (no call of it under
+ * way, no transaction of it left to smond): a cheap look, every 50 ms, so that what an ended
+ * session held goes then rather than at the next reap (once a second). */
+bool lmsd_sess_revoke_pending(struct coral_cache *c);
 
 #endif

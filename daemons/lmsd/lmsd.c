@@ -505,8 +505,14 @@ static void on_tick(void *arg, const struct coral_cluster_view *v)
 		publish_ckpt(l);
 	}
 	/* once a second: the pins of sessions whose process died go (a pinned buffer is never
-	 * shipped, written back or evicted) */
-	if (now >= l->next_reap_ms) {
+	 * shipped, written back or evicted); at once, those of a session the resource manager
+	 * ended (rsrcmgrd(8), LIMITS), looked for every 50 ms */
+	bool revoked = false;
+	if (now >= l->next_revoke_ms) {
+		l->next_revoke_ms = now + 50;
+		revoked = lmsd_sess_revoke_pending(l->cache);
+	}
+	if (now >= l->next_reap_ms || revoked) {
 		l->next_reap_ms = now + 1000;
 		uint64_t pins = 0;
 		int dead = lmsd_sess_reap(l->cache, &pins);

@@ -36,7 +36,7 @@ struct lmsd {
 	struct coral_cache *cache;
 	struct coral_redo *redo;
 	bool fenced;                       /* the node is fenced: no sessions served, no writes */
-	uint64_t next_checkpoint_ms, next_reap_ms;
+	uint64_t next_checkpoint_ms, next_reap_ms, next_revoke_ms;
 	int fds[CORAL_MAX_DATAFILES + 1];
 	char *paths[CORAL_MAX_DATAFILES + 1];  /* each open data file's path, for the log */
 	bool unsynced[CORAL_MAX_DATAFILES + 1];

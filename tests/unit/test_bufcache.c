@@ -147,8 +147,11 @@ Test(sessions, a_revoked_session_is_reclaimed_once_no_call_is_under_way_and_free
 	cr_assert_eq(lmsd_sess_reap(c, &pins), 0);
 	cr_assert_eq(atomic_load(&coral_cache_buf(c, 5)->pins), CORAL_BUF_XPIN, "kept while the call is under way");
 	cr_assert_eq(coral_cache_sess_enter(c, s), CORAL_ECANCELED, "a new call is refused");
+	cr_assert(!lmsd_sess_revoke_pending(c), "nothing to reclaim while a call is under way");
 	coral_cache_sess_leave(c, s);
+	cr_assert(lmsd_sess_revoke_pending(c), "lmsd's quick look sees it");
 	cr_assert_eq(lmsd_sess_reap(c, &pins), 0, "not counted as a dead process");
+	cr_assert(!lmsd_sess_revoke_pending(c), "reclaimed: nothing more");
 	cr_assert_eq(pins, 1);
 	cr_assert_eq(atomic_load(&coral_cache_buf(c, 5)->pins), 0, "its X pin is released");
 	cr_assert_eq(atomic_load(&ss->pid), (int32_t)getpid(), "the slot stays the session's");
