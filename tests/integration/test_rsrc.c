@@ -166,6 +166,23 @@ static void st_px_used_is(int n)
 	json_decref(st);
 }
 
+/* The id of a session of node 3 in group (the first listed, or the last), or -1. */
+static long long session_in(const char *group, bool last)
+{
+	long long id = -1;
+	run("%s -c %s -n 3 --json rsrc sessions", CORALCTL, cl.conf);
+	json_t *ss = json_loads(res.out, 0, NULL), *e;
+	cr_assert_not_null(ss, "%s", res.out);
+	size_t i;
+	json_array_foreach(ss, i, e)
+	{
+		if (strcmp(jstr(e, "group"), group) == 0 && (last || id < 0))
+			id = (long long)jint(e, "id");
+	}
+	json_decref(ss);
+	return id;
+}
+
 /* ---- execution-time and idle limits --------------------------------------------------- */
 
 static void limits_act(void)
@@ -223,30 +240,13 @@ static void limits_act(void)
 	cr_expect_geq(group_figure(3, "REPORTS", "idle_kills"), 1);
 	cr_expect_eq(group_figure(3, "OTHER", "exec_kills"), 1);
 	/* why is it slow: the session's own account */
-	long long id = -1;
-	run("%s -c %s -n 3 --json rsrc sessions", CORALCTL, cl.conf);
-	json_t *ss = json_loads(res.out, 0, NULL), *e;
-	size_t i;
-	json_array_foreach(ss, i, e)
-	{
-		if (strcmp(jstr(e, "group"), "OTHER") == 0 && id < 0)
-			id = (long long)jint(e, "id");
-	}
-	json_decref(ss);
+	long long id = session_in("OTHER", false);
 	cr_assert_geq(id, 0);
 	run("%s -c %s -n 3 rsrc session %lld", CORALCTL, cl.conf, id);
 	fprintf(stderr, "%s\n", res.out);
 	cr_expect(strstr(res.out, "ended") && strstr(res.out, "limits: plan LIMITS"), "%s", res.out);
 	/* an operator's kill; a session that does not exist, refused by each command */
-	run("%s -c %s -n 3 --json rsrc sessions", CORALCTL, cl.conf);
-	ss = json_loads(res.out, 0, NULL);
-	long long oid = -1;
-	json_array_foreach(ss, i, e)
-	{
-		if (strcmp(jstr(e, "group"), "OLTP") == 0)
-			oid = (long long)jint(e, "id");
-	}
-	json_decref(ss);
+	long long oid = session_in("OLTP", true);
 	cr_assert_geq(oid, 0);
 	cr_expect_eq(run("%s -c %s -n 3 rsrc kill %lld", CORALCTL, cl.conf, oid)->code, 0, "%s", res.out);
 	cr_expect_eq(coral_call_begin(o, -1), CORAL_ERR_CANCELED);
@@ -873,18 +873,7 @@ Test(rsrc, a_catalog_and_a_plan_are_in_force_on_every_node_and_its_pool_holds)
 		coral_call_end(rep[i]);
 
 	/* an operator's switch moves a session; a new plan through node 3 reaches every node */
-	run("%s -c %s -n 3 --json rsrc sessions", CORALCTL, cl.conf);
-	json_t *ss = json_loads(res.out, 0, NULL);
-	cr_assert_not_null(ss, "%s", res.out);
-	long long xid = -1;
-	json_t *e;
-	size_t i;
-	json_array_foreach(ss, i, e)
-	{
-		if (strcmp(jstr(e, "group"), "OTHER") == 0)
-			xid = (long long)jint(e, "id");
-	}
-	json_decref(ss);
+	long long xid = session_in("OTHER", true);
 	cr_assert_geq(xid, 0);
 	cr_expect_eq(run("%s -c %s -n 3 rsrc switch %lld NOPE", CORALCTL, cl.conf, xid)->code, 1, "%s", res.out);
 	cr_expect_eq(run("%s -c %s -n 3 rsrc switch %lld BATCH", CORALCTL, cl.conf, xid)->code, 0, "%s", res.out);
