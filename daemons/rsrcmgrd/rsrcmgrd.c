@@ -376,6 +376,26 @@ static void end_session(struct rsrcmgrd *m, int i, uint32_t why)
 		coral_cache_sess_revoke(m->cache, i, s->id);
 }
 
+/* A session ended by an rsrcmgrd killed between its two stores (ended set, the slot not yet
+ * revoked) would keep its locks and pins while its calls fail, and a restarted rsrcmgrd skips
+ * ended sessions: finish every such ending as it starts. Revoking twice is harmless (only the
+ * first asks), and a slot now of another session (another id) is left alone. */
+static int finish_endings(struct rsrcmgrd *m)
+{
+	int n = 0;
+	if (m->cache == NULL)
+		return 0;
+	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
+		struct coral_rsrc_sess *s = &m->sec->sess[i];
+		if (atomic_load(&s->pid) <= 0 || atomic_load(&s->ended) == 0)
+			continue;
+		struct coral_sess_slot *c = coral_cache_sess(m->cache, (uint32_t)i);
+		if (atomic_load(&c->revoked) == 0 && coral_cache_sess_revoke(m->cache, i, s->id) == 0)
+			n++;
+	}
+	return n;
+}
+
 /* Whether a block the session pins is wanted by another: a session of this node sleeps on it,
  * or another node asked for it (lmsd waits for the pin to go). */
 static bool pins_wanted(struct rsrcmgrd *m, int i)
@@ -1278,6 +1298,10 @@ static int rsrcmgrd_init(struct coral_daemon *d)
 	m->cache = coral_cache_sga(&d->sga);
 	m->own = coral_ges_own_sga(&d->sga);
 	atomic_store(&m->sec->rsrcmgrd_pid, (int32_t)getpid());
+	int finished = finish_endings(m);
+	if (finished > 0)
+		log_notice("%d sessions ended before a restart still held what they had: their slots revoked now",
+			   finished);
 	m->hist = malloc(sizeof(*m->hist));
 	if (m->hist == NULL)
 		return CORAL_ENOMEM;

@@ -11,7 +11,10 @@
 #include "coral_harness.h"
 #include "raft_harness.h"
 
+#include "conf.h"
 #include "coral.h"
+#include "rsrc_sga.h"
+#include "sga.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -561,8 +564,29 @@ static void metrics_and_restart(void)
 	cr_expect(seen, "the groups' figures are not in node 3's metrics: %.2000s", res.out);
 	struct coral_session *a = open_as(3, "a", "report");
 	cr_assert_eq(coral_call_begin(a, -1), 0, "%s", coral_session_error(a));
+	/* h holds a lock; rsrcmgrd dies between ending h and revoking its slot (stopped, h's
+	 * `ended` stored by hand, then SIGKILL): the new rsrcmgrd finishes the ending */
+	struct coral_conf conf;
+	struct coral_sga sga;
+	cr_assert_eq(coral_conf_load(&conf, cl.conf), 0);
+	cr_assert_eq(coral_sga_attach(&sga, &conf, coral_conf_node_by_id(&conf, 3), false), 0);
+	struct coral_rsrc *r = coral_rsrc_sga(&sga);
+	cr_assert_not_null(r);
+	bool mine[CORAL_RSRC_SESSIONS];
+	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++)
+		mine[i] = atomic_load(&r->sess[i].pid) == getpid();
+	struct coral_session *h = open_as(3, "h", "app");
+	uint64_t lk = 0;
+	cr_assert_eq(coral_lock(h, "row-9", 5, CORAL_LOCK_EX, 0, 5000, &lk, NULL, NULL), 0, "%s", coral_session_error(h));
+	int hi = -1;
+	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++)
+		if (!mine[i] && atomic_load(&r->sess[i].pid) == getpid())
+			hi = i;
+	cr_assert_geq(hi, 0, "h's slot not found");
 	pid_t old = daemon_pid(3, "rsrcmgrd");
 	cr_assert_gt(old, 0);
+	kill(old, SIGSTOP);
+	atomic_store(&r->sess[hi].ended, 3);
 	kill(old, SIGKILL);
 	pid_t now = 0;
 	for (int i = 0; i < 100 && ((now = daemon_pid(3, "rsrcmgrd")) <= 0 || now == old); i++)
@@ -571,6 +595,16 @@ static void metrics_and_restart(void)
 	cr_expect(wait_plan(3, "CLUSTERPOOL", 10000), "the plan not read again from the store");
 	cr_expect_eq(coral_call_end(a), 0, "a call begun before the restart ends after it");
 	coral_session_close(a);
+	struct coral_session *w = open_as(1, "w", "other");
+	uint64_t t0 = coral_now_mono_ns(), lw = 0;
+	int rc = coral_lock(w, "row-9", 5, CORAL_LOCK_EX, 0, 5000, &lw, NULL, NULL);
+	fprintf(stderr, "a session ended as rsrcmgrd died: its lock's waiter on node 1 waited %llu ms\n",
+		(unsigned long long)((coral_now_mono_ns() - t0) / 1000000));
+	cr_expect_eq(rc, 0, "h's lock never released: %s", coral_session_error(w));
+	coral_session_close(w);
+	cr_expect_eq(coral_call_begin(h, -1), CORAL_ERR_CANCELED);
+	coral_session_close(h);
+	coral_sga_detach(&sga);
 }
 
 /* ---- CPU shares through the kernel ------------------------------------------------------ */
