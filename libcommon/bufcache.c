@@ -25,7 +25,7 @@ static uint32_t coral__nchain(uint32_t nbuf)
 	return n;
 }
 
-size_t coral_cache_size(uint32_t nbuf, uint32_t block_size)
+size_t coral_cache_size(uint32_t nbuf, uint32_t block_size, uint32_t nclone)
 {
 	uint32_t nc = coral__nchain(nbuf);
 	size_t n = coral__align(sizeof(struct coral_cache));
@@ -33,8 +33,19 @@ size_t coral_cache_size(uint32_t nbuf, uint32_t block_size)
 	n += coral__align((size_t)nc * sizeof(pthread_mutex_t));
 	n += coral__align((size_t)nc * sizeof(uint32_t));
 	n += coral__align((size_t)CORAL_CACHE_SESSIONS * sizeof(struct coral_sess_slot));
+	n += coral__align((size_t)nclone * sizeof(struct coral_clone));
+	n += (size_t)nclone * block_size;
 	n += (size_t)nbuf * block_size;
 	return n;
+}
+
+static struct coral_clone *coral__clones(struct coral_cache *c)
+{
+	return (struct coral_clone *)((char *)c + c->off_clones);
+}
+static uint8_t *coral__clone_data(struct coral_cache *c, uint32_t i)
+{
+	return (uint8_t *)c + c->off_clone_data + (size_t)i * c->block_size;
 }
 
 static pthread_mutex_t *coral__latches(struct coral_cache *c)
@@ -46,9 +57,9 @@ static uint32_t *coral__heads(struct coral_cache *c)
 	return (uint32_t *)((char *)c + c->off_heads);
 }
 
-int coral_cache_init(struct coral_cache *c, size_t size, uint32_t nbuf, uint32_t block_size)
+int coral_cache_init(struct coral_cache *c, size_t size, uint32_t nbuf, uint32_t block_size, uint32_t nclone)
 {
-	if (size < coral_cache_size(nbuf, block_size) || block_size < 512)
+	if (size < coral_cache_size(nbuf, block_size, nclone) || block_size < 512)
 		return CORAL_EINVAL;
 	memset(c, 0, sizeof(*c));
 	c->nbuf = nbuf;
@@ -63,7 +74,13 @@ int coral_cache_init(struct coral_cache *c, size_t size, uint32_t nbuf, uint32_t
 	off += coral__align((size_t)c->nchain * sizeof(uint32_t));
 	c->off_sess = off;
 	off += coral__align((size_t)CORAL_CACHE_SESSIONS * sizeof(struct coral_sess_slot));
+	c->nclone = nclone;
+	c->off_clones = off;
+	off += coral__align((size_t)nclone * sizeof(struct coral_clone));
+	c->off_clone_data = off;
+	off += (size_t)nclone * block_size;
 	c->off_data = off;
+	memset(coral__clones(c), 0, (size_t)nclone * sizeof(struct coral_clone));
 	memset(coral_cache_buf(c, 0), 0, (size_t)nbuf * sizeof(struct coral_buf));
 	memset(coral_cache_sess(c, 0), 0, (size_t)CORAL_CACHE_SESSIONS * sizeof(struct coral_sess_slot));
 	for (uint32_t i = 0; i < c->nchain; i++) {
@@ -79,7 +96,8 @@ int coral_cache_init(struct coral_cache *c, size_t size, uint32_t nbuf, uint32_t
 
 size_t coral_cache_sga_size(const struct coral_conf *conf)
 {
-	return coral_cache_size((uint32_t)conf->cache.buffers, (uint32_t)conf->storage.block_size);
+	return coral_cache_size((uint32_t)conf->cache.buffers, (uint32_t)conf->storage.block_size,
+				(uint32_t)conf->cache.cr_clones);
 }
 
 int coral_cache_sga_init(void *section, size_t size, const struct coral_conf *conf,
@@ -87,7 +105,7 @@ int coral_cache_sga_init(void *section, size_t size, const struct coral_conf *co
 {
 	(void)node;
 	return coral_cache_init(section, size, (uint32_t)conf->cache.buffers,
-				(uint32_t)conf->storage.block_size);
+				(uint32_t)conf->storage.block_size, (uint32_t)conf->cache.cr_clones);
 }
 
 void coral_cache_sga_fill(const void *section, uint64_t *used, uint64_t *capacity)
@@ -179,12 +197,90 @@ static long coral__futex(_Atomic uint32_t *addr, int op, uint32_t val, const str
 	return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
 }
 
-/* With the latch held: one pin less; the waiters are woken after the latch goes */
-static void coral__unpin_locked(struct coral_buf *b, bool exclusive)
+/* With the latch held: b's consistent image given back (its transaction's X pin goes). */
+static void coral__clone_drop(struct coral_cache *c, struct coral_buf *b)
 {
-	if (exclusive)
+	uint32_t i = b->clone;
+	b->clone = 0;
+	if (i == 0 || i > c->nclone)
+		return;
+	atomic_store(&coral__clones(c)[i - 1].state, 0);
+	atomic_fetch_sub(&c->clones_used, 1);
+}
+
+int coral_cache_clone_make(struct coral_cache *c, struct coral_buf *b)
+{
+	if (b->clone != 0)
+		return 0;
+	uint32_t n = c->nclone;
+	if (n == 0)
+		return CORAL_EFULL;
+	uint32_t bi = coral_cache_index(c, b), start = atomic_fetch_add(&c->clone_hint, 1) % n;
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = (start + k) % n;
+		struct coral_clone *cl = &coral__clones(c)[i];
+		uint64_t zero = 0;
+		if (atomic_load(&cl->state) != 0)
+			continue;
+		/* the allocation's number: a sweep tells a new taking of the slot from an old one */
+		uint64_t v = (uint64_t)(bi + 1) << 32 | ((atomic_load(&c->st.clones) + 1) & 0xffffffffu);
+		if (!atomic_compare_exchange_strong(&cl->state, &zero, v))
+			continue;
+		memcpy(coral__clone_data(c, i), coral_cache_data(c, bi), c->block_size);
+		cl->scn = b->scn;
+		b->clone = i + 1;
+		atomic_fetch_add(&c->clones_used, 1);
+		atomic_fetch_add(&c->st.clones, 1);
+		return 0;
+	}
+	atomic_fetch_add(&c->st.clone_full, 1);
+	return CORAL_EFULL;
+}
+
+const uint8_t *coral_cache_clone_of(struct coral_cache *c, const struct coral_buf *b, uint64_t *scn)
+{
+	uint32_t i = b->clone;
+	if (i == 0 || i > c->nclone || !(atomic_load(&b->pins) & CORAL_BUF_XPIN))
+		return NULL;
+	*scn = coral__clones(c)[i - 1].scn;
+	atomic_fetch_add(&c->st.clone_reads, 1);
+	return coral__clone_data(c, i - 1);
+}
+
+uint32_t coral_cache_clone_sweep(struct coral_cache *c)
+{
+	uint32_t freed = 0;
+	for (uint32_t i = 0; i < c->nclone; i++) {
+		struct coral_clone *cl = &coral__clones(c)[i];
+		uint64_t v = atomic_load(&cl->state);
+		uint32_t bi = (uint32_t)(v >> 32);
+		if (v == 0 || bi == 0 || bi > c->nbuf)
+			continue;
+		struct coral_buf *b = coral_cache_buf(c, bi - 1);
+		/* under the latch of the buffer the slot names: a taking is whole there (the slot,
+		 * the copy and the buffer's mark in one hold), so a slot its buffer does not point
+		 * at, still of the same taking, is lost. The buffer's identity changes only by lmsd,
+		 * which calls this. */
+		uint32_t ch = coral_cache_chain(c, b->file, b->block);
+		coral_cache_lock(c, ch);
+		if (b->clone != i + 1 && atomic_compare_exchange_strong(&cl->state, &v, 0)) {
+			atomic_fetch_sub(&c->clones_used, 1);
+			atomic_fetch_add(&c->st.clone_leaks, 1);
+			freed++;
+		}
+		coral_cache_unlock(c, ch);
+	}
+	return freed;
+}
+
+/* With the latch held: one pin less; the waiters are woken after the latch goes */
+static void coral__unpin_locked(struct coral_cache *c, struct coral_buf *b, bool exclusive)
+{
+	if (exclusive) {
 		atomic_fetch_and(&b->pins, ~CORAL_BUF_XPIN);
-	else if ((atomic_load(&b->pins) & ~CORAL_BUF_XPIN) > 0)
+		if (b->clone != 0)
+			coral__clone_drop(c, b);
+	} else if ((atomic_load(&b->pins) & ~CORAL_BUF_XPIN) > 0)
 		atomic_fetch_sub(&b->pins, 1);
 	atomic_fetch_add(&b->wake, 1);
 }
@@ -199,7 +295,7 @@ void coral_cache_unpin_rec(struct coral_cache *c, struct coral_buf *b, bool excl
 {
 	uint32_t ch = coral_cache_chain(c, b->file, b->block);
 	coral_cache_lock(c, ch);
-	coral__unpin_locked(b, exclusive);
+	coral__unpin_locked(c, b, exclusive);
 	if (rec)
 		atomic_store(rec, 0);
 	coral_cache_unlock(c, ch);
@@ -308,7 +404,7 @@ bool coral_cache_unpin_if(struct coral_cache *c, struct coral_buf *b, _Atomic ui
 	coral_cache_lock(c, ch);
 	bool still = atomic_load(rec) == v;
 	if (still) {
-		coral__unpin_locked(b, (v & CORAL_PINREC_X) != 0);
+		coral__unpin_locked(c, b, (v & CORAL_PINREC_X) != 0);
 		atomic_store(rec, 0);
 	}
 	coral_cache_unlock(c, ch);

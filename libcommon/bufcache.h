@@ -60,6 +60,10 @@ struct coral_buf {
 	uint8_t ack_pi;                /* UNACKED: the ACK's "the sender kept a PI" */
 	uint32_t ack_from;             /* UNACKED: the node that shipped it (0: disk); a CR copy:
 					* the node that served it (sessions read it again there) */
+	uint32_t clone;                /* X-pinned by an open transaction that changed it: index + 1
+					* of its consistent image (the image before the transaction's
+					* first change), 0: none. Set by the pin's holder, dropped
+					* with the X pin, both under the latch */
 	uint64_t ack_ms;               /* UNACKED: when the ACK was last sent */
 	/* where this node's redo of the changes to the image not yet on disk begins, plus one
 	 * (0: none; a thread's first record is at LSN 0): set by the session that dirties it,
@@ -74,6 +78,22 @@ struct coral_cache_stats {
 	_Atomic uint64_t dead_sessions, dead_pins;   /* pins of sessions whose process died, released */
 	_Atomic uint64_t dead_txns, dead_txn_changes; /* their open transactions smond took back */
 	_Atomic uint64_t revoked;                     /* live sessions revoked (rsrcmgrd), reclaimed */
+	/* consistent images of blocks under change: made, served to readers, not made because
+	 * every one was in use (those readers wait for the change's end), lost ones given back */
+	_Atomic uint64_t clones, clone_reads, clone_full, clone_leaks;
+};
+
+/* A consistent image of a block an open transaction has changed (Oracle builds the same from
+ * undo): made by the transaction's session from the buffer just before its first change of
+ * the block, so that a consistent read of it — on this node, or asked by another node — is
+ * answered at once with the last committed image instead of waiting for the transaction's
+ * end. A fixed number ([cache] cr_clones) in the SGA: with none free the change goes on
+ * without one and readers of that block wait as before (counted in clone_full). `state` is
+ * 0 when free, else the buffer's index + 1 in its upper half and the image's allocation
+ * number in its lower: taken and given back only under the block's chain latch. */
+struct coral_clone {
+	_Atomic uint64_t state;
+	uint64_t scn;                  /* the image's SCN */
 };
 
 /* The sessions of the node's processes and the pins each holds, so that lmsd can release the
@@ -116,6 +136,10 @@ struct coral_sess_slot {
 struct coral_cache {
 	uint32_t nbuf, nchain, block_size, pad;
 	uint64_t off_bufs, off_latches, off_heads, off_data, off_sess; /* from the start of this struct */
+	uint64_t off_clones, off_clone_data;
+	uint32_t nclone;               /* [cache] cr_clones */
+	_Atomic uint32_t clone_hint;   /* where the next search for a free one starts */
+	_Atomic uint32_t clones_used;
 	_Atomic uint64_t scn;          /* the node's SCN: a Lamport clock */
 	uint32_t hand;                 /* clock hand (lmsd) */
 	uint32_t free_head;            /* index + 1 of the first buffer never used (lmsd) */
@@ -135,9 +159,9 @@ static inline bool coral_cache_void(struct coral_cache *c, uint64_t evicted_inc)
 	return since != 0 && evicted_inc >= since;
 }
 
-size_t coral_cache_size(uint32_t nbuf, uint32_t block_size);
+size_t coral_cache_size(uint32_t nbuf, uint32_t block_size, uint32_t nclone);
 /* Initialises a cache in memory of coral_cache_size() bytes (the SGA, or the heap for tests). */
-int coral_cache_init(struct coral_cache *c, size_t size, uint32_t nbuf, uint32_t block_size);
+int coral_cache_init(struct coral_cache *c, size_t size, uint32_t nbuf, uint32_t block_size, uint32_t nclone);
 
 size_t coral_cache_sga_size(const struct coral_conf *conf);
 int coral_cache_sga_init(void *section, size_t size, const struct coral_conf *conf,
@@ -213,6 +237,17 @@ bool coral_cache_unpin_if(struct coral_cache *c, struct coral_buf *b, _Atomic ui
 void coral_buf_wait(struct coral_buf *b, uint32_t seen, int timeout_ms);
 /* Wakes the sessions waiting on b (coral_buf_wait) after a mark that held them went. */
 void coral_buf_wake(struct coral_buf *b);
+
+/* Consistent images. With the chain latch held by the session that holds b in X, before its
+ * transaction's first change of it: b's image kept as its consistent image (0; also if one is
+ * kept already), or CORAL_EFULL when every one is in use (counted; readers then wait). */
+int coral_cache_clone_make(struct coral_cache *c, struct coral_buf *b);
+/* With the chain latch held: b's consistent image (its bytes, the whole block, and *scn), or
+ * NULL when it has none (not pinned in X by a transaction that changed it, or none was free). */
+const uint8_t *coral_cache_clone_of(struct coral_cache *c, const struct coral_buf *b, uint64_t *scn);
+/* lmsd, now and then: images whose buffer no longer points at them (a process that died in
+ * the latch hold that took one) are given back; the number given back. */
+uint32_t coral_cache_clone_sweep(struct coral_cache *c);
 
 /* The SCN: next for a change, and merged with one that came in a message. */
 uint64_t coral_scn_next(struct coral_cache *c);

@@ -221,6 +221,10 @@ static const struct coral_opt coral__cache_opts[] = {
 	OPT(coral_cache_conf, spin_us, INT, "200", 0, 100000, false,
 	    "a session waiting for its lmsd spins this long before it sleeps (at most half the "
 	    "node's CPUs spin at once; 0: never)"),
+	OPT(coral_cache_conf, cr_clones, INT, "256", 0, 65536, false,
+	    "consistent images of blocks that open transactions are changing, kept in the SGA (each a "
+	    "block): a consistent read of such a block is answered from it at once; with every one in "
+	    "use, readers of a block changed meanwhile wait for its transaction's end (0: always)"),
 };
 
 static const struct coral_opt coral__supervisor_opts[] = {

@@ -182,6 +182,7 @@ struct coral_cache_conf {
 	int64_t log_error_ms;          /* ... and sooner, with the cause, once the log writer has failed this long */
 	int64_t cr_direct;             /* sessions read CR copies straight from the holder */
 	int64_t spin_us;               /* a session spins this long for lmsd's answer */
+	int64_t cr_clones;             /* consistent images of blocks under change, in the SGA */
 };
 
 /* Instance recovery (smond). */

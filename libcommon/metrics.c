@@ -330,9 +330,19 @@ static void render_cache(FILE *out, const struct coral_sga *sga, uint32_t node)
 		 (double)atomic_load(&st->dead_txns)},
 		{"coral_cache_revoked_sessions_total", "sessions ended by the resource manager, what they held reclaimed",
 		 (double)atomic_load(&st->revoked)},
+		{"coral_cache_cr_clones_total", "consistent images kept of blocks open transactions changed",
+		 (double)atomic_load(&st->clones)},
+		{"coral_cache_cr_clone_reads_total", "consistent reads answered from such an image at once",
+		 (double)atomic_load(&st->clone_reads)},
+		{"coral_cache_cr_clones_full_total", "changes made with every image in use: their readers waited",
+		 (double)atomic_load(&st->clone_full)},
 	};
 	for (size_t i = 0; i < CORAL_ARRAY_LEN(c); i++)
 		one(out, c[i].name, "counter", c[i].help, node, c[i].v);
+	one(out, "coral_cache_cr_clones_in_use", "gauge", "consistent images of blocks under change in use",
+	    node, (double)atomic_load(&k->clones_used));
+	one(out, "coral_cache_cr_clones_capacity", "gauge", "consistent images the cache holds at most ([cache] cr_clones)",
+	    node, (double)k->nclone);
 }
 
 /* Each SGA section's entries in use and capacity: the tables' fill. */

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #define CORAL_SGA_MAGIC 0x4147534c41524f43ull /* "CORALSGA" little-endian */
-#define CORAL_SGA_VERSION 19u  /* 2: the cache section has session slots; 3: with start times;
+#define CORAL_SGA_VERSION 20u  /* 2: the cache section has session slots; 3: with start times;
 				  * 4: the redo section keeps the log writer's I/O error; 5: buffers
 				  * keep their first change's LSN, the redo section the checkpoint; 6: session
 				  * slots their open transaction's first LSN; 7: and whether it
@@ -28,7 +28,8 @@
 				  * after a failover; 16: and a standby's refusal of changes;
 				  * 17: and a thread closed for a switchover; 18: the
 				  * resource manager's section; 19: session slots can be
-				  * revoked, own locks say whether they block someone */
+				  * revoked, own locks say whether they block someone; 20: the
+				  * cache keeps consistent images of blocks under change */
 #define CORAL_SGA_MAX_SECTIONS 16
 #define CORAL_SGA_ALIGN 64
 

@@ -510,17 +510,45 @@ static void drop_orphan_pin(struct coral_session *s, int pin)
 		atomic_store(rec, 0);
 }
 
+/* A direct CR answer is decoded into the pin slot's own memory: the block's bytes are copied
+ * once, from the receive buffer to where the session reads them, with no malloc. Room for
+ * the answer's small parts besides the block: */
+#define CR_ARENA_EXTRA 2048
+
+/* h holds a CR copy in the session's own memory (h->copy): read-only, no pin of the cache. */
+static void own_cr(struct coral_block *h, uint32_t file, uint64_t block, uint64_t scn, const uint8_t *payload)
+{
+	h->used = true;
+	h->own = true;
+	h->cr = true;
+	h->pinned = 1;
+	h->buf = 0;
+	h->file = file;
+	h->block = block;
+	h->scn = scn;
+	h->payload = payload;
+}
+
 /* The fast path: pins the current buffer if the node's mode covers the request. Returns 1
- * (pinned), 0 (not here: ask lmsd) or -1 (here, but pinned by another session: wait). */
+ * (pinned), 2 (a CR read of a block an open transaction is changing, answered from its
+ * consistent image into the slot's own memory), 0 (not here: ask lmsd) or -1 (here, but
+ * pinned by another session: wait). */
 static int fast_pin(struct coral_session *s, uint32_t file, uint64_t block, int mode, int pin, uint32_t *buf,
 		    uint32_t *seen)
 {
 	struct coral_cache *c = s->cache;
+	struct coral_block *h = &s->pins[pin];
+	/* a CR read may be answered from a block's consistent image, copied into the slot's own
+	 * memory (allocated once per slot, outside the latch) */
+	if (mode == CORAL_MODE_CR && h->copy == NULL)
+		h->copy = malloc(c->block_size + CR_ARENA_EXTRA);
 	uint32_t ch = coral_cache_chain(c, file, block);
 	coral_cache_lock(c, ch);
 	struct coral_buf *b = coral_cache_find(c, file, block, false);
 	int want = mode == CORAL_MODE_CR ? CORAL_BL_S : mode;
 	int r = 0;
+	const uint8_t *img;
+	uint64_t scn;
 	/* a block the checkpoint waits to copy takes no new exclusive pin: waited for as a pin */
 	bool wwait = b && mode == CORAL_MODE_X && (b->flags & CORAL_BUFF_WRITEWAIT);
 	if (b && b->mode >= want && !(b->flags & CORAL_BUFF_SHIPWAIT)) {
@@ -532,6 +560,12 @@ static int fast_pin(struct coral_session *s, uint32_t file, uint64_t block, int 
 			atomic_store(&coral_cache_sess(c, (uint32_t)s->slot)->pins[pin],
 				     (*buf + 1) | (mode == CORAL_MODE_X ? CORAL_PINREC_X : 0));
 			r = 1;
+		} else if (mode == CORAL_MODE_CR && h->copy != NULL &&
+			   (img = coral_cache_clone_of(c, b, &scn)) != NULL) {
+			/* being changed by an open transaction: its last committed image, at once */
+			memcpy(h->copy, img, c->block_size);
+			own_cr(h, file, block, scn, h->copy + CORAL_BLOCK_HDR);
+			r = 2;
 		} else {
 			*seen = atomic_load(&b->wake);
 			*buf = coral_cache_index(c, b);
@@ -615,25 +649,6 @@ static void hint_set(struct coral_session *s, uint32_t file, uint64_t block, uin
 	*hint_slot(s, file, block) = (struct cr_hint){file, node, block};
 }
 
-
-/* A direct CR answer is decoded into the pin slot's own memory: the block's bytes are copied
- * once, from the receive buffer to where the session reads them, with no malloc. Room for
- * the answer's small parts besides the block: */
-#define CR_ARENA_EXTRA 2048
-
-/* h holds a CR copy in the session's own memory (h->copy): read-only, no pin of the cache. */
-static void own_cr(struct coral_block *h, uint32_t file, uint64_t block, uint64_t scn, const uint8_t *payload)
-{
-	h->used = true;
-	h->own = true;
-	h->cr = true;
-	h->pinned = 1;
-	h->buf = 0;
-	h->file = file;
-	h->block = block;
-	h->scn = scn;
-	h->payload = payload;
-}
 
 /* A CR copy of the block from the lmsd of `node`, which served it last: 0 and *out, or an
  * error after which the caller takes the full path (the node no longer holds the block, is
@@ -969,6 +984,13 @@ static int block_get(struct coral_session *s, uint32_t file, uint64_t block, int
 	for (;;) {
 		uint32_t buf = 0, seen = 0;
 		int r = fast_pin(s, file, block, mode, pin, &buf, &seen);
+		if (r == 2) {
+			s->st.local_hits++;
+			atomic_fetch_add(&s->cache->st.gets, 1);
+			atomic_fetch_add(&s->cache->st.local_hits, 1);
+			*out = h;
+			return 0;
+		}
 		if (r == 1) {
 			s->st.local_hits++;
 			atomic_fetch_add(&s->cache->st.gets, 1);
@@ -1123,6 +1145,11 @@ static int modify(struct coral_session *s, struct coral_block *b, uint32_t offse
 	/* dirty before the redo exists, with where it will begin at the latest: lmsd's
 	 * checkpoint never passes a change it has not seen (the X pin keeps the buffer here) */
 	coral_cache_lock(s->cache, ch);
+	/* the transaction's first change of the block: its image as it is (the last committed)
+	 * kept for consistent reads, which are answered from it until the X pin goes instead of
+	 * waiting for the transaction (none free: they wait) */
+	if (keep_undo && !b->changed)
+		(void)coral_cache_clone_make(s->cache, buf);
 	if (buf->first_lsn == 0)
 		buf->first_lsn = atomic_load(&s->redo->tail) + 1;
 	if (!(buf->flags & CORAL_BUFF_DIRTY)) {

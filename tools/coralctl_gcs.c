@@ -222,6 +222,12 @@ int run_cache(int argc, char **argv)
 		json_object_set_new(j, "dead_transaction_changes",
 				    json_integer((json_int_t)atomic_load(&c->st.dead_txn_changes)));
 		json_object_set_new(j, "revoked_sessions", json_integer((json_int_t)atomic_load(&c->st.revoked)));
+		json_object_set_new(j, "cr_clones", json_integer((json_int_t)c->nclone));
+		json_object_set_new(j, "cr_clones_in_use", json_integer((json_int_t)atomic_load(&c->clones_used)));
+		json_object_set_new(j, "cr_clones_made", json_integer((json_int_t)atomic_load(&c->st.clones)));
+		json_object_set_new(j, "cr_clone_reads", json_integer((json_int_t)atomic_load(&c->st.clone_reads)));
+		json_object_set_new(j, "cr_clones_full", json_integer((json_int_t)atomic_load(&c->st.clone_full)));
+		json_object_set_new(j, "cr_clones_lost", json_integer((json_int_t)atomic_load(&c->st.clone_leaks)));
 		print_json(j);
 	} else {
 		printf("node %lld cache: %u buffers of %u bytes: %u in use (S %u, X %u, past images %u, CR %u), "
@@ -241,6 +247,11 @@ int run_cache(int argc, char **argv)
 		       (unsigned long long)atomic_load(&c->st.dead_pins), (unsigned long long)atomic_load(&c->st.dead_txns),
 		       (unsigned long long)atomic_load(&c->st.dead_txn_changes),
 		       (unsigned long long)atomic_load(&c->st.revoked));
+		printf("  consistent images of blocks under change: %u of %u in use, %llu made, %llu reads answered "
+		       "from one, %llu changes without one (all in use: their readers waited), %llu lost and given back\n",
+		       atomic_load(&c->clones_used), c->nclone, (unsigned long long)atomic_load(&c->st.clones),
+		       (unsigned long long)atomic_load(&c->st.clone_reads), (unsigned long long)atomic_load(&c->st.clone_full),
+		       (unsigned long long)atomic_load(&c->st.clone_leaks));
 	}
 	coral_sga_detach(&sga);
 	return 0;

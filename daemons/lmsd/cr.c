@@ -13,6 +13,7 @@
 #include "util.h"
 
 #include <openssl/ssl.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* A session of another node asks for a CR copy straight from this node, which it last saw
@@ -116,12 +117,18 @@ static void on_cr_frame(void *arg, struct coral_ipc_conn *conn, const uint8_t *d
 	 * a local reader); the pin goes before this handler returns, so nothing of lmsd's own
 	 * ever finds it */
 	bool pinned = held && coral_buf_try_pin(b, false);
+	/* being changed by an open transaction: a copy of its consistent image (the last
+	 * committed), taken under the latch that keeps the image */
+	const uint8_t *img = NULL;
 	if (pinned)
 		r.scn = b->scn;
+	else if (held && l->cr_scratch != NULL && (img = coral_cache_clone_of(l->cache, b, &r.scn)) != NULL)
+		memcpy(l->cr_scratch, img, l->cache->block_size);
 	coral_cache_unlock(l->cache, ch);
-	if (pinned) {
+	if (pinned || img != NULL) {
 		l->cr_direct++;
-		r.data.data = (uint8_t *)coral_cache_data(l->cache, coral_cache_index(l->cache, b));
+		r.data.data = img != NULL ? l->cr_scratch
+					  : (uint8_t *)coral_cache_data(l->cache, coral_cache_index(l->cache, b));
 		r.data.len = l->cache->block_size;
 		resp.body_case = CORAL__CTL_RESPONSE__BODY_GCS_CR_READ;
 		resp.gcs_cr_read = &r;
@@ -140,6 +147,9 @@ int lmsd_cr_start(struct lmsd *l)
 	const struct coral_conf *conf = &l->d->conf;
 	if (!conf->cache.cr_direct)
 		return 0;
+	l->cr_scratch = malloc(l->cache->block_size);
+	if (l->cr_scratch == NULL)
+		return CORAL_ENOMEM;
 	char err[256];
 	if (conf->tls.enabled) {
 		/* the interconnect's certificates: a client shows its node's, signed by the CA */

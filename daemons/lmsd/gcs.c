@@ -1444,9 +1444,20 @@ static void h_cr_fwd(struct gcs_core *c, const Coral__GcsMsg *m)
 		pi_only = b != NULL;
 	}
 	if (b != NULL && (atomic_load(&b->pins) & CORAL_BUF_XPIN)) {
-		/* being changed: a copy now could be torn; the requester asks again */
+		/* being changed by an open transaction: its consistent image (the last committed)
+		 * at once; without one (none was free, or an X pin outside a transaction, held for
+		 * a moment) a copy now could be torn: the requester asks again */
+		uint64_t scn = 0;
+		const uint8_t *img = coral_cache_clone_of(c->cache, b, &scn);
+		if (img == NULL) {
+			coral_cache_unlock(c->cache, ch);
+			cr_answer(c, m, GCS_RETRY, CORAL_EBUSY);
+			return;
+		}
+		memcpy(c->scratch, img, c->cache->block_size);
+		struct img snap = {m->file, m->block, scn};
 		coral_cache_unlock(c->cache, ch);
-		cr_answer(c, m, GCS_RETRY, CORAL_EBUSY);
+		send_block(c, m->requester, snap, c->scratch, m->rid, 0, GCS_MODE_CR, false, GCS_CR_BLOCK);
 		return;
 	}
 	if (b == NULL) {

@@ -519,6 +519,10 @@ static void on_tick(void *arg, const struct coral_cluster_view *v)
 		if (dead > 0)
 			log_notice("%d session%s of processes that died: %llu pinned block%s released", dead,
 				   dead == 1 ? "" : "s", (unsigned long long)pins, pins == 1 ? "" : "s");
+		uint32_t lost = coral_cache_clone_sweep(l->cache);
+		if (lost > 0)
+			log_notice("%u consistent image%s of blocks no longer under change given back (a process died "
+				   "taking one)", lost, lost == 1 ? "" : "s");
 	}
 }
 
@@ -685,6 +689,7 @@ static void lmsd_fini(struct coral_daemon *d)
 		close(l->lock_fd); /* after the last checkpoint's writes */
 	coral_ipc_server_free(l->cr_srv);
 	SSL_CTX_free(l->cr_tls);
+	free(l->cr_scratch);
 	coral_kit_fini(&l->kit);
 	gcs_core_free(l->core);
 	for (int i = 0; i <= CORAL_MAX_DATAFILES; i++) {

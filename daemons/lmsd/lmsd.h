@@ -45,6 +45,7 @@ struct lmsd {
 	uint32_t nflush;
 	struct coral_ipc_server *cr_srv;   /* base_port+4: CR copies for other nodes' sessions */
 	struct ssl_ctx_st *cr_tls;         /* ... over TLS when [tls] is on */
+	uint8_t *cr_scratch;               /* ... a block's consistent image copied out of the latch */
 	uint64_t cr_direct, cr_direct_refused;
 	uint64_t cr_port_refused;          /* CR connections closed: no hello, or a wrong one */
 	struct lmsd_lsn_at lsn_hist[LSN_HIST];  /* ... one a checkpoint */

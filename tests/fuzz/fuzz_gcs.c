@@ -19,10 +19,10 @@ static void op_done(void *a, uint64_t c, int code, uint32_t b, int p, int s) { (
 
 static struct gcs_core *make_core(void)
 {
-	size_t cs = coral_cache_size(8, BS), ds = coral_grd_dir_size(64);
+	size_t cs = coral_cache_size(8, BS, 4), ds = coral_grd_dir_size(64);
 	struct coral_cache *cache = aligned_alloc(64, (cs + 63) & ~(size_t)63);
 	struct coral_grd_dir *dir = aligned_alloc(64, (ds + 63) & ~(size_t)63);
-	coral_cache_init(cache, cs, 8, BS);
+	coral_cache_init(cache, cs, 8, BS, 4);
 	coral_grd_dir_init(dir, ds, 64);
 	struct gcs_ops ops = {.send = op_send, .master = op_master, .read = op_read, .write = op_write, .sync = op_sync,
 			      .log_force = op_force, .done = op_done};

@@ -577,3 +577,63 @@ Test(lmsd, nobody_sees_an_uncommitted_change_and_rollback_takes_it_back)
 		cr_expect_eq(f.v, 5, "round %d: node 2 read %llu, not what was committed", round, (unsigned long long)f.v);
 	}
 }
+
+/* Readers never wait for writers (issue 23): a block an open transaction of node 1 changed is
+ * read as a CR copy at once, with what was committed before the change, by a session of
+ * node 1 (from the block's consistent image in the SGA), of node 2 through its own lmsd (the
+ * holder's lmsd answers from the image instead of "ask again") and again straight from node
+ * 1's CR port; an S read still waits for the transaction's end. After the commit the CR
+ * copies are the new image, and the image is given back. */
+Test(lmsd, a_consistent_read_of_a_block_under_change_is_answered_at_once)
+{
+	uint32_t fid = start_three_with_file("lmi", "cri");
+	put(1, fid, 5);
+	struct coral_session *w, *r1, *r2;
+	cr_assert_eq(coral_session_open(cl.conf, 1, "test", "writer", &w), 0, "%s", coral_session_error(w));
+	cr_assert_eq(coral_session_open(cl.conf, 1, "test", "reader1", &r1), 0, "%s", coral_session_error(r1));
+	cr_assert_eq(coral_session_open(cl.conf, 2, "test", "reader2", &r2), 0, "%s", coral_session_error(r2));
+	json_t *c = ctl_json(1, "cache");
+	cr_assert_not_null(c, "%s", res.out);
+	int64_t made0 = jint(c, "cr_clones_made");
+	json_decref(c);
+	struct coral_block *b = NULL;
+	cr_assert_eq(coral_block_get(w, fid, 0, CORAL_MODE_X, &b), 0, "%s", coral_session_error(w));
+	uint64_t v = 99;
+	cr_assert_eq(coral_block_modify(w, b, 0, &v, sizeof(v)), 0, "%s", coral_session_error(w));
+	coral_block_release(w, b);
+	/* each of these would wait for the commit (and fail at get_timeout_ms) if readers waited */
+	uint64_t t0 = coral_now_mono_ns();
+	cr_expect_eq(cr_read(r1, fid), 5, "node 1's CR read saw the uncommitted change");
+	cr_expect_eq(cr_read(r2, fid), 5, "node 2's CR read (its own lmsd) saw the uncommitted change");
+	cr_expect_eq(cr_read(r2, fid), 5, "node 2's CR read (node 1's CR port) saw the uncommitted change");
+	uint64_t ms = (coral_now_mono_ns() - t0) / 1000000ull;
+	struct coral_session_stats st;
+	coral_session_stats(r2, &st);
+	cr_expect_eq(st.cr_direct, 1, "the second read of node 2 came straight from node 1");
+	struct far_read f = {.fid = fid, .rc = -1};
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, far_read_run, &f), 0);
+	usleep(500000);
+	cr_expect(!atomic_load(&f.done), "an S read of node 2 read the block (%llu) while a transaction held it",
+		  (unsigned long long)f.v);
+	c = ctl_json(1, "cache");
+	cr_assert_not_null(c, "%s", res.out);
+	cr_expect_eq(jint(c, "cr_clones_in_use"), 1, "%s", res.out);
+	cr_expect_geq(jint(c, "cr_clone_reads"), 3, "%s", res.out);
+	json_decref(c);
+	cr_expect_eq(coral_commit(w, NULL), 0, "%s", coral_session_error(w));
+	pthread_join(t, NULL);
+	cr_expect_eq(f.rc, 0, "node 2's S read: %s", f.err);
+	cr_expect_eq(f.v, 99);
+	cr_expect_eq(cr_read(r2, fid), 99, "after the commit");
+	cr_expect_eq(cr_read(r1, fid), 99, "after the commit");
+	c = ctl_json(1, "cache");
+	cr_assert_not_null(c, "%s", res.out);
+	cr_expect_eq(jint(c, "cr_clones_in_use"), 0, "%s", res.out);
+	cr_expect_eq(jint(c, "cr_clones_made"), made0 + 1, "one image, made at the first change: %s", res.out);
+	json_decref(c);
+	fprintf(stderr, "three CR reads of a block under change answered in %llu ms in all\n", (unsigned long long)ms);
+	coral_session_close(w);
+	coral_session_close(r1);
+	coral_session_close(r2);
+}

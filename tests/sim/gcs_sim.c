@@ -69,6 +69,7 @@
 #define SIM_BLOCKS 6
 #define SIM_BS 512
 #define SIM_NBUF 10
+#define SIM_NCLONE 3     /* fewer than the blocks a transaction may change: some changes go without one */
 #define SIM_SESSIONS 3
 #define SIM_MSGS 20000
 #define SIM_PIS 256
@@ -80,7 +81,7 @@ struct sim_msg {
 	uint8_t *data;
 };
 
-enum { SS_IDLE, SS_WAIT, SS_HOLD };
+enum { SS_IDLE, SS_WAIT, SS_HOLD, SS_COMMIT };
 
 struct sim_session {
 	int state;
@@ -89,7 +90,8 @@ struct sim_session {
 	uint64_t hold_until;
 	uint32_t buf;
 	int pinned;
-	uint64_t cr_floor; /* CR: the value when it asked */
+	uint64_t cr_floor; /* CR: the last committed value when it asked */
+	uint64_t wrote;    /* SS_COMMIT: the value it changed the block to, X pin kept */
 	bool answered;
 	int code, ans_pinned;
 	uint32_t ans_buf;
@@ -139,6 +141,10 @@ struct sim {
 	uint8_t disk[SIM_BLOCKS][SIM_BS];
 	uint64_t disk_scn[SIM_BLOCKS];
 	uint64_t truth[SIM_BLOCKS];
+	/* the value as of the last X pin let go after a change (its transaction's end): a CR read
+	 * must never see a newer one (readers do not see uncommitted changes, and are answered
+	 * from the block's consistent image rather than wait) */
+	uint64_t committed[SIM_BLOCKS];
 	uint32_t truth_by[SIM_BLOCKS];  /* the node that wrote it, and at which LSN */
 	uint64_t truth_lsn[SIM_BLOCKS];
 	uint64_t nchecks;
@@ -412,8 +418,9 @@ static void op_done(void *arg, uint64_t cookie, int code, uint32_t buf, int pinn
 /* ---- sessions -------------------------------------------------------------------------- */
 
 /* What libcoral's fast path does: under the chain latch, pin the current buffer if its mode
- * covers the request and no transfer waits for it. */
-static int fast_pin(struct sim_node *nd, uint32_t block, int mode, uint32_t *buf)
+ * covers the request and no transfer waits for it; a CR read of a block an open transaction
+ * is changing is answered from its consistent image (3, its value in *v). */
+static int fast_pin_v(struct sim_node *nd, uint32_t block, int mode, uint32_t *buf, uint64_t *v)
 {
 	struct coral_cache *c = nd->cache;
 	uint32_t ch = coral_cache_chain(c, 1, block);
@@ -423,13 +430,51 @@ static int fast_pin(struct sim_node *nd, uint32_t block, int mode, uint32_t *buf
 	int pinned = 0;
 	if (b && b->mode >= want && !(b->flags & CORAL_BUFF_SHIPWAIT)) {
 		bool excl = mode == CORAL_BL_X;
+		uint64_t scn;
+		const uint8_t *img;
 		if (coral_buf_try_pin(b, excl)) {
 			pinned = excl ? 2 : 1;
 			*buf = coral_cache_index(c, b);
+		} else if (mode == GCS_MODE_CR && v != NULL && (img = coral_cache_clone_of(c, b, &scn)) != NULL) {
+			*v = value_of(img);
+			pinned = 3;
 		}
 	}
 	coral_cache_unlock(c, ch);
 	return pinned;
+}
+static int fast_pin(struct sim_node *nd, uint32_t block, int mode, uint32_t *buf)
+{
+	return fast_pin_v(nd, block, mode, buf, NULL);
+}
+
+static void cr_check(struct sim *s, struct sim_node *nd, struct sim_session *ss, uint64_t v, const char *how)
+{
+	if (v < ss->cr_floor || v > s->committed[ss->block])
+		fail(s, "node %u: CR read of block %u (%s) saw %llu, outside [%llu, %llu] (last written %llu)", nd->id,
+		     ss->block, how, (unsigned long long)v, (unsigned long long)ss->cr_floor,
+		     (unsigned long long)s->committed[ss->block], (unsigned long long)s->truth[ss->block]);
+	s->r->cr_reads++;
+}
+
+/* A session's CR read, at once or after a wait: pinned, or answered from the image. */
+static void pinned_now(struct sim *s, struct sim_node *nd, struct sim_session *ss);
+static bool cr_or_pinned(struct sim *s, struct sim_node *nd, struct sim_session *ss)
+{
+	uint64_t v = 0;
+	ss->pinned = fast_pin_v(nd, ss->block, ss->mode, &ss->buf, &v);
+	if (ss->pinned == 3) {
+		cr_check(s, nd, ss, v, "from its consistent image");
+		s->r->clone_reads++;
+		ss->pinned = 0;
+		ss->state = SS_IDLE;
+		return true;
+	}
+	if (ss->pinned) {
+		pinned_now(s, nd, ss);
+		return true;
+	}
+	return false;
 }
 
 static void pinned_now(struct sim *s, struct sim_node *nd, struct sim_session *ss)
@@ -442,11 +487,7 @@ static void pinned_now(struct sim *s, struct sim_node *nd, struct sim_session *s
 		fail(s, "node %u: session got buffer of block %llu for block %u", nd->id,
 		     (unsigned long long)b->block, ss->block);
 	if (ss->mode == GCS_MODE_CR) {
-		if (v < ss->cr_floor || v > s->truth[ss->block])
-			fail(s, "node %u: CR read of block %u saw %llu, outside [%llu, %llu]", nd->id, ss->block,
-			     (unsigned long long)v, (unsigned long long)ss->cr_floor,
-			     (unsigned long long)s->truth[ss->block]);
-		s->r->cr_reads++;
+		cr_check(s, nd, ss, v, "a copy");
 	} else if (v != s->truth[ss->block]) {
 		fail(s, "node %u: %s read of block %u saw %llu, last written %llu", nd->id,
 		     ss->mode == CORAL_BL_X ? "X" : "S", ss->block, (unsigned long long)v,
@@ -504,6 +545,9 @@ static void session_release(struct sim *s, struct sim_node *nd, struct sim_sessi
 		/* as libcoral: dirty, with where its redo will begin, before the redo exists */
 		uint32_t pch = coral_cache_chain(c, 1, ss->block);
 		coral_cache_lock(c, pch);
+		/* the transaction's first change: the image as it was kept for CR reads (libcoral's
+		 * modify; none free: CR readers wait as for an X pin without a change) */
+		(void)coral_cache_clone_make(c, b);
 		if (b->first_lsn == 0)
 			b->first_lsn = nd->lsn + 1 + 1;
 		coral_cache_unlock(c, pch);
@@ -536,9 +580,39 @@ static void session_release(struct sim *s, struct sim_node *nd, struct sim_sessi
 		if (trace)
 			fprintf(stderr, "%llu: node %u writes blk %u val %llu scn %llu\n", (unsigned long long)s->now_ms,
 				nd->id, ss->block, (unsigned long long)v, (unsigned long long)b->scn);
+		/* half the time the transaction ends some steps later (its commit waits for the
+		 * log): the X pin is kept, and CR readers meanwhile get the image before it */
+		if (rndn(s, 2) == 0) {
+			ss->wrote = v;
+			ss->state = SS_COMMIT;
+			ss->hold_until = s->now_ms + 1 + rndn(s, 4);
+			return;
+		}
+		s->committed[ss->block] = v;
 	}
 	ss->state = SS_IDLE;
 	coral_cache_unpin(c, b, ss->pinned == 2);
+}
+
+/* The transaction's end: committed, its X pin (and the block's consistent image) let go. A
+ * node lost meanwhile took the change with it, or recovery kept it (see committed_settle). */
+static void session_commit(struct sim *s, struct sim_node *nd, struct sim_session *ss)
+{
+	if (s->truth[ss->block] == ss->wrote)
+		s->committed[ss->block] = ss->wrote;
+	ss->state = SS_IDLE;
+	coral_cache_unpin(nd->cache, coral_cache_buf(nd->cache, ss->buf), true);
+}
+
+/* After a loss: the model keeps a lost node's durable changes (recovery here has no undo), so
+ * a block it was changing reads as its last durable value; and a change that never became
+ * durable is gone. */
+static bool pending(const struct sim *s, uint32_t node);
+static void committed_settle(struct sim *s)
+{
+	for (uint32_t b = 0; b < SIM_BLOCKS; b++)
+		if (s->committed[b] > s->truth[b] || pending(s, s->truth_by[b]))
+			s->committed[b] = s->truth[b];
 }
 
 static void session_step_(struct sim *s, struct sim_node *nd, uint32_t k);
@@ -559,12 +633,9 @@ static void session_step_(struct sim *s, struct sim_node *nd, uint32_t k)
 		ss->block = rndn(s, SIM_BLOCKS);
 		uint32_t r = rndn(s, 100);
 		ss->mode = r < 45 ? CORAL_BL_X : r < 90 ? CORAL_BL_S : GCS_MODE_CR;
-		ss->cr_floor = s->truth[ss->block];
-		ss->pinned = fast_pin(nd, ss->block, ss->mode, &ss->buf);
-		if (ss->pinned) {
-			pinned_now(s, nd, ss);
+		ss->cr_floor = s->committed[ss->block];
+		if (cr_or_pinned(s, nd, ss))
 			return;
-		}
 		ss->state = SS_WAIT;
 		ss->answered = false;
 		run_core(s, nd);
@@ -586,17 +657,18 @@ static void session_step_(struct sim *s, struct sim_node *nd, uint32_t k)
 			pinned_now(s, nd, ss);
 			return;
 		}
-		ss->pinned = fast_pin(nd, ss->block, ss->mode, &ss->buf);
-		if (ss->pinned) {
-			pinned_now(s, nd, ss);
+		if (cr_or_pinned(s, nd, ss))
 			return;
-		}
 		run_core(s, nd);
 		gcs_core_get(nd->core, 1, ss->block, ss->mode, (uint64_t)nd->id << 32 | k);
 		return;
 	case SS_HOLD:
 		if (s->now_ms >= ss->hold_until)
 			session_release(s, nd, ss);
+		return;
+	case SS_COMMIT:
+		if (s->now_ms >= ss->hold_until)
+			session_commit(s, nd, ss);
 		return;
 	}
 }
@@ -637,6 +709,16 @@ static void unlock_hook(struct coral_cache *c)
 	} else if (ss->state == SS_HOLD) {
 		s->r->interleaved++;
 		session_release(s, nd, ss);
+	} else if (ss->state == SS_IDLE && !s->healing && rndn(s, 2)) {
+		/* a CR read on the fast path, in the middle of lmsd's work */
+		ss->block = rndn(s, SIM_BLOCKS);
+		ss->mode = GCS_MODE_CR;
+		ss->cr_floor = s->committed[ss->block];
+		if (cr_or_pinned(s, nd, ss)) {
+			s->r->interleaved++;
+			if (ss->state == SS_HOLD)
+				session_release(s, nd, ss);
+		}
 	}
 	in_hook = false;
 }
@@ -898,8 +980,11 @@ static void restart_lmsd(struct sim *s)
 	 * after the rejoin); a change under a held pin is refused, the pin let go */
 	for (uint32_t k = 0; k < SIM_SESSIONS; k++) {
 		struct sim_session *ss = &nd->s[k];
-		if (ss->state == SS_HOLD)
+		if (ss->state == SS_HOLD || ss->state == SS_COMMIT)
 			coral_cache_unpin(nd->cache, coral_cache_buf(nd->cache, ss->buf), ss->pinned == 2);
+		/* a change under way: it stays if durable (recovery), else goes (committed_settle) */
+		if (ss->state == SS_COMMIT && s->truth[ss->block] == ss->wrote)
+			s->committed[ss->block] = ss->wrote;
 		/* an answer that came with a pin before the lmsd died: the session has it (the
 		 * socket kept it) and lets it go with its failed call */
 		if (ss->state == SS_WAIT && ss->answered && ss->code == 0 && ss->ans_pinned)
@@ -1161,6 +1246,7 @@ static void smond_step(struct sim *s)
 			struct coral_grd_loss *L = &s->nodes[i].dir->loss[d - 1];
 			atomic_store(&L->released, atomic_load(&L->seq));
 		}
+	committed_settle(s);
 	s->applied = true;
 	if (trace)
 		fprintf(stderr, "%llu: the lost nodes' blocks recovered (%#llx)\n", (unsigned long long)s->now_ms,
@@ -1337,6 +1423,25 @@ static void check(struct sim *s)
 		if (x == 1 && sh > 0)
 			fail(s, "block %u held in X by node %u and in S by %u other nodes", blk, xnode, sh);
 	}
+	/* consistent images: each kept only while its buffer is pinned in X, and counted */
+	for (uint32_t i = 0; i < s->n; i++) {
+		struct coral_cache *c = s->nodes[i].cache;
+		if (s->nodes[i].dead || c == NULL)
+			continue;
+		uint32_t with = 0;
+		for (uint32_t k = 0; k < c->nbuf; k++) {
+			const struct coral_buf *b = coral_cache_buf(c, k);
+			if (b->clone == 0)
+				continue;
+			with++;
+			if (!(atomic_load(&b->pins) & CORAL_BUF_XPIN))
+				fail(s, "node %u: buffer %u (block %llu) keeps a consistent image with no X pin", i + 1, k,
+				     (unsigned long long)b->block);
+		}
+		if (with != atomic_load(&c->clones_used))
+			fail(s, "node %u: %u buffers keep a consistent image, %u counted in use", i + 1, with,
+			     atomic_load(&c->clones_used));
+	}
 	/* past images: any that vanished must be covered by the disk */
 	struct sim_pi now[SIM_PIS];
 	uint32_t nnow = 0;
@@ -1495,11 +1600,11 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 	for (uint32_t i = 0; i < nodes; i++) {
 		struct sim_node *nd = &s->nodes[i];
 		nd->id = i + 1;
-		size_t cs = coral_cache_size(SIM_NBUF, SIM_BS);
+		size_t cs = coral_cache_size(SIM_NBUF, SIM_BS, SIM_NCLONE);
 		nd->cache = aligned_alloc(64, (cs + 63) & ~(size_t)63);
 		size_t ds = coral_grd_dir_size(64);
 		nd->dir = aligned_alloc(64, (ds + 63) & ~(size_t)63);
-		if (nd->cache == NULL || nd->dir == NULL || coral_cache_init(nd->cache, cs, SIM_NBUF, SIM_BS) != 0 ||
+		if (nd->cache == NULL || nd->dir == NULL || coral_cache_init(nd->cache, cs, SIM_NBUF, SIM_BS, SIM_NCLONE) != 0 ||
 		    coral_grd_dir_init(nd->dir, ds, 64) != 0) {
 			snprintf(err, errsz, "cannot set up node %u", i + 1);
 			s->failed = true;
@@ -1621,7 +1726,7 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 					gcs_core_clock(s->nodes[j].core, s->now_ms * 1000 + 1000000);
 				deliver(s, false);
 				log_step(s);
-				if (ss->state == SS_HOLD)
+				if (ss->state == SS_HOLD || ss->state == SS_COMMIT)
 					ss->hold_until = 0;
 				session_step(s, nd, 0);
 				for (uint32_t j = 0; j < nodes; j++)
@@ -1654,8 +1759,13 @@ int gcs_sim_run(uint64_t seed, uint32_t nodes, uint32_t steps, struct gcs_sim_re
 		struct sim_node *nd = &s->nodes[i];
 		if (nd->core)
 			add_stats(out, nd->core);
-		if (nd->cache)
+		if (nd->cache) {
 			out->evictions += atomic_load(&nd->cache->st.evictions);
+			out->clone_served += atomic_load(&nd->cache->st.clone_reads);
+			if (!nd->dead && atomic_load(&nd->cache->clones_used) != 0 && !s->failed)
+				fail(s, "node %u: %u consistent images still in use at the end", nd->id,
+				     atomic_load(&nd->cache->clones_used));
+		}
 		gcs_core_free(nd->core);
 		free(nd->cache);
 		free(nd->dir);

@@ -19,6 +19,8 @@ struct gcs_sim_result {
 	uint64_t log_waits;     /* ships and INVs that waited for the log so */
 	uint64_t losses, recovered_blocks;  /* nodes lost, and blocks their recovery wrote */
 	uint64_t restarts;      /* lmsd restarts (each: the node left, was recovered, joined again) */
+	uint64_t clone_reads;   /* CR reads a session answered from a consistent image on its node */
+	uint64_t clone_served;  /* ... and all such, by the sessions and by lmsd for other nodes */
 };
 
 /* 0 if every invariant held; else nonzero with the violation (and the step) in err. */

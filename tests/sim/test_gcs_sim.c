@@ -26,6 +26,8 @@ static uint64_t seeds(uint64_t first, int n, uint32_t nodes)
 		t.interleaved += r.interleaved;
 		t.losses += r.losses;
 		t.restarts += r.restarts;
+		t.clone_reads += r.clone_reads;
+		t.clone_served += r.clone_served;
 	}
 	/* the schedule must exercise what the invariants are about */
 	cr_assert_gt(t.writes, (uint64_t)n * 100);
@@ -36,6 +38,9 @@ static uint64_t seeds(uint64_t first, int n, uint32_t nodes)
 	cr_assert_gt(t.lost, (uint64_t)n);
 	cr_assert_gt(t.cr_reads, (uint64_t)n);
 	cr_assert_gt(t.interleaved, (uint64_t)n * 100);
+	/* CR reads answered from a block's consistent image, on its node and for other nodes */
+	cr_assert_gt(t.clone_reads, (uint64_t)n);
+	cr_assert_gt(t.clone_served, t.clone_reads);
 	fprintf(stderr, "%d seeds x %u nodes: %llu writes, %llu reads, %llu 3-way, %llu 2-way, %llu PIs kept, %llu lost, "
 		"%llu nodes lost, %llu lmsd restarts\n",
 		n, nodes, (unsigned long long)t.writes, (unsigned long long)t.reads,

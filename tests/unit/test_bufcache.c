@@ -6,6 +6,7 @@
 #include "bufcache.h"
 #include "cache.h"
 #include "errors.h"
+#include "storage.h"
 #include "util.h"
 
 #include <criterion/criterion.h>
@@ -18,16 +19,17 @@
 
 #define NBUF 8
 #define BS 4096
+#define NCLONE 2
 
 static struct coral_cache *c;
 static size_t csize;
 
 static void setup(void)
 {
-	csize = coral_cache_size(NBUF, BS);
+	csize = coral_cache_size(NBUF, BS, NCLONE);
 	c = mmap(NULL, csize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	cr_assert_neq(c, MAP_FAILED);
-	cr_assert_eq(coral_cache_init(c, csize, NBUF, BS), 0);
+	cr_assert_eq(coral_cache_init(c, csize, NBUF, BS, NCLONE), 0);
 }
 
 static void teardown(void)
@@ -233,4 +235,87 @@ Test(sessions, a_call_under_way_is_never_reclaimed_and_none_enters_after)
 		coral_cache_sess_free(c, race_slot);
 		cr_assert_eq(atomic_load(&ss->pid), 0);
 	}
+}
+
+/* Consistent images (bufcache.h): made from the buffer before a transaction's first change,
+ * read while the X pin lasts, given back with it (also when the reaper drops a dead
+ * session's pin); with every one in use a change goes without one (counted) and readers
+ * find none; one lost by a process that died while taking it is given back by the sweep. */
+static uint64_t word_of(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p + CORAL_BLOCK_HDR, sizeof(v));
+	return v;
+}
+
+static void set_word(uint32_t i, uint64_t v)
+{
+	memcpy(coral_cache_data(c, i) + CORAL_BLOCK_HDR, &v, sizeof(v));
+}
+
+static int make_locked(uint32_t i, uint64_t block)
+{
+	uint32_t ch = coral_cache_chain(c, 1, block);
+	coral_cache_lock(c, ch);
+	int rc = coral_cache_clone_make(c, coral_cache_buf(c, i));
+	coral_cache_unlock(c, ch);
+	return rc;
+}
+
+Test(sessions, a_changed_block_keeps_its_consistent_image_until_its_x_pin_goes)
+{
+	int slot = coral_cache_sess_claim(c, 7);
+	cr_assert_geq(slot, 0);
+	for (uint32_t i = 0; i < 3; i++) {
+		pin_recorded(slot, (int)i, i, 10 + i, true);
+		coral_cache_buf(c, i)->scn = 100 + i;
+		set_word(i, 1000 + i);
+	}
+	uint64_t scn = 0;
+	cr_assert_null(coral_cache_clone_of(c, coral_cache_buf(c, 0), &scn), "none before a change");
+	cr_assert_eq(make_locked(0, 10), 0);
+	cr_assert_eq(make_locked(0, 10), 0, "a second change keeps the first image");
+	set_word(0, 2000); /* the change */
+	coral_cache_buf(c, 0)->scn = 200;
+	const uint8_t *img = coral_cache_clone_of(c, coral_cache_buf(c, 0), &scn);
+	cr_assert_not_null(img);
+	cr_expect_eq(word_of(img), 1000, "the image before the change");
+	cr_expect_eq(scn, 100);
+	cr_assert_eq(make_locked(1, 11), 0);
+	/* two in the pool: the third change goes without one */
+	cr_expect_eq(make_locked(2, 12), CORAL_EFULL);
+	cr_expect_eq(atomic_load(&c->st.clone_full), 1);
+	cr_expect_null(coral_cache_clone_of(c, coral_cache_buf(c, 2), &scn));
+	cr_expect_eq(atomic_load(&c->clones_used), 2);
+	/* the transaction ends: the image goes with the pin, and the next change may have it */
+	coral_cache_unpin_rec(c, coral_cache_buf(c, 0), true, &coral_cache_sess(c, (uint32_t)slot)->pins[0]);
+	cr_expect_eq(coral_cache_buf(c, 0)->clone, 0);
+	cr_expect_eq(atomic_load(&c->clones_used), 1);
+	cr_expect_eq(make_locked(2, 12), 0);
+	/* a shared pin's end leaves the image alone */
+	pin_recorded(slot, 5, 3, 13, false);
+	coral_cache_unpin_rec(c, coral_cache_buf(c, 3), false, &coral_cache_sess(c, (uint32_t)slot)->pins[5]);
+	cr_expect_eq(atomic_load(&c->clones_used), 2);
+	/* the process dies: the reaper drops its X pins, and their images with them */
+	atomic_store(&coral_cache_sess(c, (uint32_t)slot)->pid, 999999);
+	uint64_t pins = 0;
+	cr_expect_eq(lmsd_sess_reap(c, &pins), 1);
+	cr_expect_eq(atomic_load(&c->clones_used), 0);
+	cr_expect_eq(coral_cache_buf(c, 1)->clone, 0);
+	cr_expect_eq(coral_cache_buf(c, 2)->clone, 0);
+	cr_expect_eq(coral_cache_clone_sweep(c), 0, "nothing lost");
+}
+
+Test(sessions, a_consistent_image_lost_in_a_latch_hold_is_given_back_by_the_sweep)
+{
+	int slot = coral_cache_sess_claim(c, 8);
+	pin_recorded(slot, 0, 4, 20, true);
+	cr_assert_eq(make_locked(4, 20), 0);
+	cr_expect_eq(coral_cache_clone_sweep(c), 0, "in use: kept");
+	/* a process that died between taking the image and marking the buffer */
+	coral_cache_buf(c, 4)->clone = 0;
+	cr_expect_eq(coral_cache_clone_sweep(c), 1);
+	cr_expect_eq(atomic_load(&c->clones_used), 0);
+	cr_expect_eq(atomic_load(&c->st.clone_leaks), 1);
+	cr_expect_eq(make_locked(4, 20), 0, "and taken again");
 }
