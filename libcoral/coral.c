@@ -551,7 +551,21 @@ static int fast_pin(struct coral_session *s, uint32_t file, uint64_t block, int 
 	uint64_t scn;
 	/* a block the checkpoint waits to copy takes no new exclusive pin: waited for as a pin */
 	bool wwait = b && mode == CORAL_MODE_X && (b->flags & CORAL_BUFF_WRITEWAIT);
-	if (b && b->mode >= want && !(b->flags & CORAL_BUFF_SHIPWAIT)) {
+	if (b && mode == CORAL_MODE_CR && b->mode >= want && (b->flags & CORAL_BUFF_SHIPWAIT) && h->copy != NULL) {
+		/* another node asked for the block and its ship waits for the pins to go (no new
+		 * pin): a CR read copies the image without one, from its consistent image while an
+		 * open transaction has it, else from the buffer, which nobody changes then */
+		img = coral_cache_clone_of(c, b, &scn);
+		if (img == NULL && !(atomic_load(&b->pins) & CORAL_BUF_XPIN)) {
+			img = coral_cache_data(c, coral_cache_index(c, b));
+			scn = b->scn;
+		}
+		if (img != NULL) {
+			memcpy(h->copy, img, c->block_size);
+			own_cr(h, file, block, scn, h->copy + CORAL_BLOCK_HDR);
+			r = 2;
+		}
+	} else if (b && b->mode >= want && !(b->flags & CORAL_BUFF_SHIPWAIT)) {
 		if (!wwait && coral_buf_try_pin(b, mode == CORAL_MODE_X)) {
 			b->ref = 1;
 			*buf = coral_cache_index(c, b);
@@ -559,6 +573,11 @@ static int fast_pin(struct coral_session *s, uint32_t file, uint64_t block, int 
 			 * pin lmsd can find */
 			atomic_store(&coral_cache_sess(c, (uint32_t)s->slot)->pins[pin],
 				     (*buf + 1) | (mode == CORAL_MODE_X ? CORAL_PINREC_X : 0));
+			/* an X pin's image as it is (the last committed) kept for CR readers from the
+			 * start: a transaction often holds a block a while before it changes it (while
+			 * it gets its next one) */
+			if (mode == CORAL_MODE_X)
+				(void)coral_cache_clone_make(c, b);
 			r = 1;
 		} else if (mode == CORAL_MODE_CR && h->copy != NULL &&
 			   (img = coral_cache_clone_of(c, b, &scn)) != NULL) {
@@ -1058,6 +1077,14 @@ static int block_get(struct coral_session *s, uint32_t file, uint64_t block, int
 		if (rc != 0)
 			return rc;
 		if (pinned) {
+			if (pinned == 2) {
+				/* as on the fast path: the image kept for CR readers while the X pin lasts */
+				struct coral_buf *xb = coral_cache_buf(s->cache, buf);
+				uint32_t ch = coral_cache_chain(s->cache, file, block);
+				coral_cache_lock(s->cache, ch);
+				(void)coral_cache_clone_make(s->cache, xb);
+				coral_cache_unlock(s->cache, ch);
+			}
 			*out = handle(s, h, buf, pinned, file, block);
 			/* a CR copy remembers who served it: the next read of the block goes there */
 			const struct coral_buf *cb = coral_cache_buf(s->cache, buf);
@@ -1147,7 +1174,8 @@ static int modify(struct coral_session *s, struct coral_block *b, uint32_t offse
 	coral_cache_lock(s->cache, ch);
 	/* the transaction's first change of the block: its image as it is (the last committed)
 	 * kept for consistent reads, which are answered from it until the X pin goes instead of
-	 * waiting for the transaction (none free: they wait) */
+	 * waiting for the transaction (kept already at the X pin unless none was free then;
+	 * none free now either: they wait) */
 	if (keep_undo && !b->changed)
 		(void)coral_cache_clone_make(s->cache, buf);
 	if (buf->first_lsn == 0)

@@ -122,6 +122,18 @@ tail -n +"$(( seen3 + 1 ))" /tmp/coral/node3/node.log |
   grep -E 'ended while the cache served|warning: leaving the cluster|the node left the cluster|joining again' |
   sed 's/^[^ ]* //' || true
 
+say "waiting for node 3 to be a member again (nodes 1 and 2 recover it first; its sessions wait until then)"
+t0=$(date +%s%N)
+for _ in $(seq 1 400); do
+  if $ctl -n 3 raft status 2>/dev/null | grep -q 'not fenced'; then break; fi
+  sleep 0.05
+done
+if $ctl -n 3 raft status 2>/dev/null | grep -q 'not fenced'; then
+  echo "node 3 is a member again, not fenced, $(( ($(date +%s%N) - t0) / 1000000 )) ms after it began to join"
+else
+  echo "node 3 is still fenced after 20 s: its sessions wait in the bank below"
+fi
+
 say "waiting for every node's grdd to hold the agreed bucket map (block masters come from it)"
 for n in 1 2 3; do
   for _ in $(seq 1 200); do

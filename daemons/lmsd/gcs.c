@@ -300,6 +300,12 @@ uint32_t gcs_core_deferred(const struct gcs_core *c) { return c->ndeferred + c->
 
 /* ---- messages ----------------------------------------------------------------------- */
 
+/* a CR read told "ask again" while the image moves asks again this soon (ms), not after
+ * gcs_retry_ms: see cr_soon */
+#define GCS_CR_BUSY_MS 5
+struct gcs_wait;
+static void cr_soon(struct gcs_core *c, struct gcs_wait *w);
+
 static void send_msg(struct gcs_core *c, uint32_t to, Coral__GcsMsg *m)
 {
 	m->scn = coral_scn_current(c->cache);
@@ -947,12 +953,18 @@ static void r_grant(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m)
 		 * when the block is written */
 		uint64_t own_scn = own ? own->scn : 0;
 		bool own_pi = own && (own->flags & CORAL_BUFF_PI);
-		if (own && !busy)
+		/* being changed by an open transaction here: its consistent image */
+		const uint8_t *img = busy ? coral_cache_clone_of(c->cache, own, &own_scn) : NULL;
+		if (img != NULL) {
+			memcpy(c->scratch2, img, c->cache->block_size);
+			busy = false;
+		} else if (own && !busy)
 			memcpy(c->scratch2, coral_cache_data(c->cache, coral_cache_index(c->cache, own)),
 			       c->cache->block_size);
 		coral_cache_unlock(c->cache, ch);
 		if (busy) {
 			w->sent_ms = c->now_ms; /* being changed here: ask again */
+			cr_soon(c, w);
 			return;
 		}
 		int64_t i = buf_alloc(c);
@@ -1181,6 +1193,15 @@ static void r_acked(struct gcs_core *c, const Coral__GcsMsg *m)
 	coral_cache_unlock(c->cache, ch);
 }
 
+/* A CR read told "ask again" because the image is moving between nodes (or a session holds it
+ * in X without a consistent image): that lasts a transfer, not a retry timer (a reader never
+ * waits for a writer's transaction): asked again at the next tick. */
+static void cr_soon(struct gcs_core *c, struct gcs_wait *w)
+{
+	if (c->now_ms + GCS_CR_BUSY_MS >= c->retry_ms && c->retry_ms > GCS_CR_BUSY_MS)
+		w->sent_ms = c->now_ms + GCS_CR_BUSY_MS - c->retry_ms;
+}
+
 static void r_retry(struct gcs_core *c, const Coral__GcsMsg *m)
 {
 	struct gcs_wait *w = wait_find_rid(c, m->file, m->block, m->mode == GCS_MODE_CR, m->rid);
@@ -1194,6 +1215,8 @@ static void r_retry(struct gcs_core *c, const Coral__GcsMsg *m)
 	if (m->code == CORAL_ERECOVERY || m->code == CORAL_EJOINING)
 		w->code = m->code;
 	w->sent_ms = c->now_ms; /* asked again after retry_ms, at the master of that moment */
+	if (w->cr && m->code == CORAL_EBUSY)
+		cr_soon(c, w);
 }
 
 /* ---- the holder --------------------------------------------------------------------- */
@@ -1439,6 +1462,12 @@ static void h_cr_fwd(struct gcs_core *c, const Coral__GcsMsg *m)
 	coral_cache_lock(c->cache, ch);
 	struct coral_buf *b = coral_cache_find(c->cache, m->file, m->block, false);
 	bool pi_only = false;
+	if ((b == NULL || b->mode == CORAL_BL_N) && m->code == CORAL_EBUSY) {
+		/* forwarded while an operation moves the block: this node let it go meanwhile */
+		coral_cache_unlock(c->cache, ch);
+		cr_answer(c, m, GCS_RETRY, CORAL_EBUSY);
+		return;
+	}
 	if (b == NULL || b->mode == CORAL_BL_N) {
 		b = newest_pi(c, m->file, m->block);
 		pi_only = b != NULL;
@@ -1784,8 +1813,9 @@ static void m_req(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, boo
 		return;
 	}
 	c->st.mastered++;
-	if (cr && e->op_phase != OP_IDLE) {
-		/* where the current image is becomes known when the operation completes */
+	if (cr && e->op_phase != OP_IDLE && e->cur == 0) {
+		/* the image is on its way from the disk to the operation's requester, who may
+		 * commit over it before the operation completes: asked again then */
 		m_unlock(c, e, bucket);
 		Coral__GcsMsg a;
 		msg_init(&a, GCS_RETRY, m->file, m->block);
@@ -1804,7 +1834,23 @@ static void m_req(struct gcs_core *c, uint32_t from, const Coral__GcsMsg *m, boo
 		a.requester = from;
 		a.mode = GCS_MODE_CR;
 		a.from = e->cur;
+		/* an operation under way (the holder's image waits for its transaction to let it
+		 * go, or is on its way): the holder answers while it still has the current image
+		 * (or its consistent image), and says "ask again" once it has let it go, never
+		 * with a past image or the disk then (the new holder may have committed over them) */
+		a.code = e->op_phase != OP_IDLE ? CORAL_EBUSY : 0;
 		uint32_t to = e->cur && e->cur != from ? e->cur : from;
+		if (a.code != 0 && e->cur == from) {
+			/* the requester's node holds the current image itself, its ship to the
+			 * operation's requester waiting for its sessions' pins: it answers itself as
+			 * a holder does (never with a past image or the disk while the image moves) */
+			msg_init(&a, GCS_CR_FWD, m->file, m->block);
+			a.rid = m->rid;
+			a.requester = from;
+			a.mode = GCS_MODE_CR;
+			a.from = e->cur;
+			a.code = CORAL_EBUSY;
+		}
 		m_unlock(c, e, bucket);
 		send_msg(c, to, &a);
 		return;

@@ -428,13 +428,26 @@ static int fast_pin_v(struct sim_node *nd, uint32_t block, int mode, uint32_t *b
 	struct coral_buf *b = coral_cache_find(c, 1, block, false);
 	int want = mode == GCS_MODE_CR ? CORAL_BL_S : mode;
 	int pinned = 0;
-	if (b && b->mode >= want && !(b->flags & CORAL_BUFF_SHIPWAIT)) {
+	if (b && mode == GCS_MODE_CR && v != NULL && b->mode >= want && (b->flags & CORAL_BUFF_SHIPWAIT)) {
+		/* a ship waits for the pins: a CR read copies without a pin (its consistent image,
+		 * or the buffer when no X pin changes it) */
+		uint64_t scn;
+		const uint8_t *img = coral_cache_clone_of(c, b, &scn);
+		if (img == NULL && !(atomic_load(&b->pins) & CORAL_BUF_XPIN))
+			img = coral_cache_data(c, coral_cache_index(c, b));
+		if (img != NULL) {
+			*v = value_of(img);
+			pinned = 3;
+		}
+	} else if (b && b->mode >= want && !(b->flags & CORAL_BUFF_SHIPWAIT)) {
 		bool excl = mode == CORAL_BL_X;
 		uint64_t scn;
 		const uint8_t *img;
 		if (coral_buf_try_pin(b, excl)) {
 			pinned = excl ? 2 : 1;
 			*buf = coral_cache_index(c, b);
+			if (excl)
+				(void)coral_cache_clone_make(c, b); /* libcoral keeps it from the X pin on */
 		} else if (mode == GCS_MODE_CR && v != NULL && (img = coral_cache_clone_of(c, b, &scn)) != NULL) {
 			*v = value_of(img);
 			pinned = 3;
@@ -654,6 +667,13 @@ static void session_step_(struct sim *s, struct sim_node *nd, uint32_t k)
 		if (ss->ans_pinned) {
 			ss->buf = ss->ans_buf;
 			ss->pinned = ss->ans_pinned;
+			if (ss->pinned == 2) {
+				/* as libcoral after lmsd's answer: the X pin's consistent image */
+				uint32_t ch = coral_cache_chain(nd->cache, 1, ss->block);
+				coral_cache_lock(nd->cache, ch);
+				(void)coral_cache_clone_make(nd->cache, coral_cache_buf(nd->cache, ss->buf));
+				coral_cache_unlock(nd->cache, ch);
+			}
 			pinned_now(s, nd, ss);
 			return;
 		}
