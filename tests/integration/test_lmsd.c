@@ -366,6 +366,18 @@ static void *far_read_run(void *arg)
 	return NULL;
 }
 
+/* An S read by a session of node 2 in a thread of its own, which must still be waiting ms
+ * later (a transaction holds the block): its thread, to join once the transaction ends. */
+static pthread_t far_read_waits(struct far_read *f, int ms)
+{
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, far_read_run, f), 0);
+	usleep((useconds_t)ms * 1000);
+	cr_expect(!atomic_load(&f->done), "node 2's S read read the block (%llu) while a transaction held it",
+		  (unsigned long long)f->v);
+	return t;
+}
+
 /* Node 1's log writer stops (replicad SIGSTOPped) while a session there has changed a block
  * (its redo in the buffer, not durable), and node 2 asks for the block. The session keeps the
  * block until its commit gives up (commit_timeout_ms 1000 for it; the change is then of
@@ -561,11 +573,7 @@ Test(lmsd, nobody_sees_an_uncommitted_change_and_rollback_takes_it_back)
 		coral_block_release(s, again);
 
 		struct far_read f = {.fid = fid, .rc = -1};
-		pthread_t t;
-		cr_assert_eq(pthread_create(&t, NULL, far_read_run, &f), 0);
-		usleep(700000);
-		cr_expect(!atomic_load(&f.done), "node 2 read the block (%llu) while a transaction held it",
-			  (unsigned long long)f.v);
+		pthread_t t = far_read_waits(&f, 700);
 		if (round == 0) {
 			cr_expect_eq(coral_rollback(s), 0, "%s", coral_session_error(s));
 		} else {
@@ -611,11 +619,7 @@ Test(lmsd, a_consistent_read_of_a_block_under_change_is_answered_at_once)
 	coral_session_stats(r2, &st);
 	cr_expect_eq(st.cr_direct, 1, "the second read of node 2 came straight from node 1");
 	struct far_read f = {.fid = fid, .rc = -1};
-	pthread_t t;
-	cr_assert_eq(pthread_create(&t, NULL, far_read_run, &f), 0);
-	usleep(500000);
-	cr_expect(!atomic_load(&f.done), "an S read of node 2 read the block (%llu) while a transaction held it",
-		  (unsigned long long)f.v);
+	pthread_t t = far_read_waits(&f, 500);
 	c = ctl_json(1, "cache");
 	cr_assert_not_null(c, "%s", res.out);
 	cr_expect_eq(jint(c, "cr_clones_in_use"), 1, "%s", res.out);
