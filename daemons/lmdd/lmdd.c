@@ -74,6 +74,7 @@ struct lmdd {
 	uint64_t rebuild_to;           /* nodes (bit id-1) still owed this node's locks and word */
 	uint64_t done_sent_ms;
 	uint64_t sent, not_master, refused_msgs, basts_received, basts_delivered;
+	uint64_t joining_refused, joining_waits; /* see on_request */
 	uint64_t orphans_settled;  /* conversions under way at a restart, settled (settle_orphan) */
 	uint32_t fast_overflow;        /* resources of the core counted in a bucket's overflow */
 	/* messages each peer is owed (send_msg): its connection was not up, or full */
@@ -493,6 +494,13 @@ static void on_answer(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 		return;
 	}
 	int code = g->code;
+	if (code == CORAL_EJOINING && !o->dying) {
+		/* this node is not on the master's ring yet: asked again until it is (the
+		 * request's own timeout bounds the wait) */
+		m->joining_waits++;
+		o->resend_ms = now_ms() + RESEND_MS / 10;
+		return;
+	}
 	if (code == CORAL_ENOTMASTER && o->resends < RESEND_MAX) {
 		/* the map moved on: asked again in a moment, at the master this node's map names */
 		m->not_master++;
@@ -799,6 +807,15 @@ static void on_request(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 {
 	if (g->name.len > 0 && g->name.len <= GES_NAME_MAX && master_of(m, g->name.data, g->name.len, NULL) != m->self) {
 		refuse_request(m, from, g, CORAL_ENOTMASTER);
+		return;
+	}
+	if ((g->kind == GES_REQUEST || g->kind == GES_CONVERT) && m->nring > 0 && !in_ring(m, from)) {
+		/* a node not on grdd's ring at this master's map (it joined the cluster, its buckets
+		 * are still on their way): nothing is granted to it, as lmsd gives it no block.
+		 * Evicted before it comes on the ring, it is no loss in the map, so nothing would
+		 * ever release a lock it held here */
+		m->joining_refused++;
+		refuse_request(m, from, g, CORAL_EJOINING);
 		return;
 	}
 	int taken = 0;
@@ -1739,6 +1756,8 @@ static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	r.own_locks = m->ownsec->nused;
 	r.sent = m->sent;
 	r.not_master = m->not_master;
+	r.joining_refused = m->joining_refused;
+	r.joining_waits = m->joining_waits;
 	r.orphans_settled = m->orphans_settled;
 	r.refused_msgs = m->refused_msgs;
 	r.owed = m->owed_now;

@@ -530,6 +530,57 @@ Test(ges, locks_asked_as_the_cluster_starts_are_granted)
 	cr_expect_eq(child_status(holder, 5000), 0);
 }
 
+/* A node that has joined the cluster but is not on grdd's ring yet (its buckets still to come:
+ * here the grdds of nodes 1 and 2, which would move them, are stopped) is granted no lock:
+ * evicted then, it would be no loss in the map and nothing would ever release what it held.
+ * Its request is refused and asked again until it is on the ring (or its timeout). */
+Test(ges, a_node_not_yet_on_the_ring_is_granted_no_lock)
+{
+	cl_prepare("ges", NULL);
+	for (int n = 1; n <= 2; n++)
+		cr_assert_eq(run("%s -c %s start %d", CORAL_NODE, cl.conf, n)->code, 0, "%s", res.out);
+	cr_assert_geq(wait_leader(15000, 0x6), 1);
+	cr_assert_gt(wait_full_map(2), 0, "the map of nodes 1 and 2");
+	pid_t g1 = daemon_pid(1, "grdd"), g2 = daemon_pid(2, "grdd");
+	cr_assert(g1 > 0 && g2 > 0);
+	kill(g1, SIGSTOP);
+	kill(g2, SIGSTOP);
+	cr_assert_eq(run("%s -c %s start 3", CORAL_NODE, cl.conf)->code, 0, "%s", res.out);
+	bool member = false;
+	for (int i = 0; i < 100 && !member; i++) {
+		json_t *st = ctl_json(3, "raft status");
+		member = st && !json_is_true(json_object_get(st, "fenced"));
+		json_decref(st);
+		if (!member)
+			usleep(50000);
+	}
+	cr_expect(member, "node 3 did not join the cluster");
+	struct coral_session *s = open_on(3);
+	uint64_t lk = 0;
+	int rc = coral_lock(s, "joining-1", 9, CORAL_LOCK_EX, 0, 1500, &lk, NULL, NULL);
+	cr_expect_eq(rc, CORAL_ERR_TIMEDOUT, "a lock granted to a node not on the ring (%d: %s)", rc,
+		     rc ? coral_session_error(s) : "granted");
+	json_t *j = ctl_json(3, "ges stats");
+	cr_assert_not_null(j, "%s", res.out);
+	cr_expect_gt(jint(j, "joining_waits"), 0, "%s", res.out);
+	json_decref(j);
+	int64_t refused = 0;
+	for (int n = 1; n <= 2; n++) {
+		j = ctl_json(n, "ges stats");
+		refused += j ? jint(j, "joining_refused") : 0;
+		json_decref(j);
+	}
+	cr_expect_gt(refused, 0, "no master refused node 3");
+	kill(g1, SIGCONT);
+	kill(g2, SIGCONT);
+	cr_assert_gt(wait_full_map(3), 0, "node 3 did not come on the ring");
+	rc = coral_lock(s, "joining-1", 9, CORAL_LOCK_EX, 0, 10000, &lk, NULL, NULL);
+	cr_expect_eq(rc, 0, "once on the ring: %s", coral_session_error(s));
+	if (rc == 0)
+		cr_expect_eq(coral_unlock(s, lk, NULL), 0, "%s", coral_session_error(s));
+	coral_session_close(s);
+}
+
 /* coral-bank with row locks on three nodes: EX on both accounts in random order, on few
  * accounts, so that sessions deadlock often; every deadlock is broken (no session waits out
  * its timeout), the victims try again, and the bank's check passes. */
