@@ -119,6 +119,11 @@ static void record_cpu(struct rsrcmgrd *m, uint64_t sec)
 	m->cpu_sec = sec;
 	struct coral_rsrc *r = m->sec;
 	uint64_t per[CORAL_RSRC_GROUPS] = {0};
+	/* threads already counted this second (several sessions of one thread count it once):
+	 * an open-addressed set, twice the sessions, so a look is a probe or two */
+	enum { SEEN = 2 * CORAL_RSRC_SESSIONS };
+	static uint64_t seen[SEEN];
+	memset(seen, 0, sizeof(seen));
 	for (int i = 0; i < CORAL_RSRC_SESSIONS; i++) {
 		struct coral_rsrc_sess *s = &r->sess[i];
 		struct seen_cpu *c = &m->cpu[i];
@@ -128,9 +133,12 @@ static void record_cpu(struct rsrcmgrd *m, uint64_t sec)
 			c->pid = 0;
 			continue;
 		}
-		bool dup = false;
-		for (int k = 0; k < i && !dup; k++)
-			dup = m->cpu[k].pid == pid && m->cpu[k].tid == tid;
+		uint64_t key = (uint64_t)(uint32_t)pid << 32 | (uint32_t)tid;
+		uint32_t h = (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> 40) % SEEN;
+		while (seen[h] != 0 && seen[h] != key)
+			h = (h + 1) % SEEN;
+		bool dup = seen[h] == key;
+		seen[h] = key;
 		uint64_t ns = dup ? 0 : thread_cpu_ns(pid, tid);
 		if (c->pid == pid && c->tid == tid && ns >= c->ns && g && g <= CORAL_RSRC_GROUPS)
 			per[g - 1] += ns - c->ns;
