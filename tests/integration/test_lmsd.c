@@ -235,7 +235,9 @@ Test(lmsd, cr_copies_come_straight_from_the_holder)
 
 /* A process killed while its session holds blocks pinned (one pinned on the fast path, one
  * pinned by lmsd for it): lmsd releases both within a second or so, and another node then
- * gets them in X (a pinned buffer is never shipped: before, they stayed on node 1 for good). */
+ * gets them in X (a pinned buffer is never shipped: before, they stayed on node 1 for good).
+ * Meanwhile CR reads of both are answered from their consistent images, which go with the
+ * pins. */
 Test(lmsd, pins_of_a_killed_session_are_released)
 {
 	uint32_t fid = start_three_with_file("lmk", "pins");
@@ -269,7 +271,25 @@ Test(lmsd, pins_of_a_killed_session_are_released)
 	json_t *c = ctl_json(1, "cache");
 	cr_assert_not_null(c, "%s", res.out);
 	cr_expect_geq(jint(c, "session_pins"), 2, "%s", res.out);
+	/* each X pin keeps its block's consistent image: a CR read of either, on node 1 or on
+	 * node 2, is answered at once while the victim holds them */
+	cr_expect_eq(jint(c, "cr_clones_in_use"), 2, "%s", res.out);
 	json_decref(c);
+	struct coral_session *r1, *r2;
+	cr_assert_eq(coral_session_open(cl.conf, 1, "test", "reader", &r1), 0, "%s", coral_session_error(r1));
+	cr_assert_eq(coral_session_open(cl.conf, 2, "test", "reader", &r2), 0, "%s", coral_session_error(r2));
+	for (uint64_t blk = 0; blk < 2; blk++) {
+		struct coral_block *b = NULL;
+		cr_expect_eq(coral_block_get(r1, fid, blk, CORAL_MODE_CR, &b), 0, "%s", coral_session_error(r1));
+		if (b)
+			coral_block_release(r1, b);
+		b = NULL;
+		cr_expect_eq(coral_block_get(r2, fid, blk, CORAL_MODE_CR, &b), 0, "%s", coral_session_error(r2));
+		if (b)
+			coral_block_release(r2, b);
+	}
+	coral_session_close(r1);
+	coral_session_close(r2);
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 
@@ -291,6 +311,7 @@ Test(lmsd, pins_of_a_killed_session_are_released)
 	cr_expect_eq(jint(c, "dead_sessions"), 1, "%s", res.out);
 	cr_expect_eq(jint(c, "dead_session_pins"), 2, "%s", res.out);
 	cr_expect_eq(jint(c, "session_pins"), 0, "%s", res.out);
+	cr_expect_eq(jint(c, "cr_clones_in_use"), 0, "the images went with the dead session's pins: %s", res.out);
 	json_decref(c);
 }
 
