@@ -26,6 +26,9 @@
 #include <stdint.h>
 
 #define CORAL_GRD_BUCKETS 65536u
+/* The key of grdd's map record in raftd's config store (grdd writes it; raftd reads it for a
+ * rejoin). */
+#define CORAL_GRD_MAP_KEY "grd/map"
 #define CORAL_GRD_VNODES 256u
 #define CORAL_GRD_PROBES 8u
 #define CORAL_GRD_CONVQ 8

@@ -25,7 +25,7 @@ enum grd_msg {
 };
 
 /* The key of the map record in raftd's config store. */
-#define GRD_MAP_KEY "grd/map"
+#define GRD_MAP_KEY CORAL_GRD_MAP_KEY
 
 /* A message of that type, or NULL (refused: counted in *refused). Free with grd_msg_free. */
 const ProtobufCMessage *grd_msg_decode(uint8_t type, const uint8_t *data, size_t len, uint64_t *refused);

@@ -7,6 +7,8 @@
  * surely run out; a node without a lease, or evicted, marks itself fenced in the SGA. */
 #include "raftd.h"
 #include "ctl.h"
+#include "grd.h"
+#include "grd.pb-c.h"
 #include "errors.h"
 #include "log.h"
 #include "util.h"
@@ -404,6 +406,8 @@ static void history_recovery(struct raftd *r, const struct reg_result *res)
 			      inc, claimer, claimer_inc);
 }
 
+static bool grd_ring_has(struct raftd *r, uint32_t node);
+
 static void apply_committed(struct raftd *r, const struct raft_entry *es, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -428,6 +432,11 @@ static void apply_committed(struct raftd *r, const struct raft_entry *es, size_t
 						r->evicted_inc = m->incarnation;
 						publish(r);
 					}
+					/* evicted before it came on grdd's ring: nothing to recover
+					 * (rejoin_allowed); only as the eviction is applied, when the
+					 * map is the one it was evicted under */
+					if (res.node == r->self && !grd_ring_has(r, r->self))
+						r->evicted_off_ring = m->incarnation;
 					coral_net_fence_peer(r->net, res.node, m->incarnation + 1);
 					r->peers[res.node].evict_sent_ns = 0;
 					break;
@@ -976,17 +985,55 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	pump(r);
 }
 
+/* Whether node is on grdd's ring, or lost from it and not recovered yet, in the map record
+ * raftd has applied so far (the record unreadable: taken as on it; none: no ring). Asked as
+ * the node's eviction is applied, it tells whether the evicted incarnation ever came on the
+ * ring: a member's departure from it is always a loss in the map (grdd's commit_leave), which
+ * stays in the record until the node's recovery is over. */
+static bool grd_ring_has(struct raftd *r, uint32_t node)
+{
+	const struct reg_kv *kv = registry_get(&r->reg, CORAL_GRD_MAP_KEY);
+	if (kv == NULL)
+		return false;
+	Coral__GrdMapRecord *m = coral__grd_map_record__unpack(NULL, kv->vlen, kv->value);
+	if (m == NULL)
+		return true;
+	bool on = false;
+	for (size_t i = 0; i < m->n_members && !on; i++)
+		on = m->members[i] == node;
+	for (size_t i = 0; i < m->n_lost && !on; i++)
+		on = m->lost[i] && m->lost[i]->node == node;
+	coral__grd_map_record__free_unpacked(m, NULL);
+	return on;
+}
+
 /* Whether this node, evicted, may join again: once the others have recovered the evicted
  * incarnation (smond's recovery/<node> says done for it), as until then they read its redo
- * thread, which the new incarnation would write to (and move the checkpoint of). Past
- * [recovery] rejoin_wait_ms (no recovery came: the node was not on grdd's ring, or no
- * survivor runs) it joins anyway, said as an error, as smond does at a start. */
+ * thread, which the new incarnation would write to (and move the checkpoint of). An
+ * incarnation evicted before it came on grdd's ring is no loss in the map and nobody
+ * recovers it, and there is nothing to: the masters gave it no block (lmsd) and no lock
+ * (lmdd) off the ring, so its thread has nothing of it; it joins again at once. Past
+ * [recovery] rejoin_wait_ms (no recovery came: no survivor runs) it joins anyway, said as an
+ * error, as smond does at a start. */
 static bool rejoin_allowed(struct raftd *r, const struct reg_member *me)
 {
 	if (me->state != CORAL_MEMBER_EVICTED) {
 		r->rejoin_wait_ns = 0;
+		r->off_ring_said = false;
 		return true;
 	}
+	if (r->evicted_off_ring == me->incarnation) {
+		if (!r->off_ring_said) {
+			log_notice("evicted incarnation %llu never came on grdd's ring: nothing of it to recover, joining "
+				   "again", (unsigned long long)me->incarnation);
+			raftd_history(r, "fenced", r->self, "incarnation %llu evicted before it came on grdd's ring: "
+				      "nothing to recover", (unsigned long long)me->incarnation);
+			r->off_ring_said = true;
+		}
+		r->rejoin_wait_ns = 0;
+		return true;
+	}
+	r->off_ring_said = false;
 	char key[32];
 	snprintf(key, sizeof(key), "recovery/%u", r->self);
 	const struct reg_kv *kv = registry_get(&r->reg, key);

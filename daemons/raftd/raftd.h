@@ -162,6 +162,8 @@ struct raftd {
 	 * the request, evicted from leave_at_ns */
 	uint64_t leave_inc, leave_at_ns, leave_sent_ns, leave_xfer_ns;
 	uint64_t rejoin_wait_ns;     /* evicted: since when the join waits for the recovery */
+	bool off_ring_said;          /* evicted off grdd's ring: said once (rejoin_allowed) */
+	uint64_t evicted_off_ring;   /* the incarnation evicted before it came on grdd's ring (0: none) */
 	char leave_reason[160];
 };
 

@@ -533,7 +533,8 @@ Test(ges, locks_asked_as_the_cluster_starts_are_granted)
 /* A node that has joined the cluster but is not on grdd's ring yet (its buckets still to come:
  * here the grdds of nodes 1 and 2, which would move them, are stopped) is granted no lock:
  * evicted then, it would be no loss in the map and nothing would ever release what it held.
- * Its request is refused and asked again until it is on the ring (or its timeout). */
+ * Its request is refused and asked again until it is on the ring (or its timeout). Evicted
+ * off the ring (its lmsd killed), it has nothing to recover and joins again at once. */
 Test(ges, a_node_not_yet_on_the_ring_is_granted_no_lock)
 {
 	cl_prepare("ges", NULL);
@@ -571,6 +572,31 @@ Test(ges, a_node_not_yet_on_the_ring_is_granted_no_lock)
 		json_decref(j);
 	}
 	cr_expect_gt(refused, 0, "no master refused node 3");
+	/* node 3's lmsd killed off the ring: the node leaves and is evicted, with nothing to
+	 * recover (it held no block and no lock), so it joins again at once rather than after
+	 * [recovery] rejoin_wait_ms (8 s) with an error */
+	pid_t lm = daemon_pid(3, "lmsd");
+	cr_assert_gt(lm, 0);
+	kill(lm, SIGKILL);
+	bool left = false, back = false;
+	uint64_t t0 = coral_now_mono_ns();
+	for (int i = 0; i < 200 && !back; i++) {
+		usleep(50000);
+		left = left || run("grep -q 'evicted before it came on\\|never came on grdd' %s/node3/node.log", cl.dir)->code == 0;
+		if (!left)
+			continue;
+		json_t *st = ctl_json(3, "raft status");
+		back = st && !json_is_true(json_object_get(st, "fenced"));
+		json_decref(st);
+	}
+	uint64_t ms = (coral_now_mono_ns() - t0) / 1000000ull;
+	fprintf(stderr, "node 3, evicted off the ring, a member again %llu ms after its lmsd was killed\n",
+		(unsigned long long)ms);
+	cr_expect(left && back, "node 3 did not leave and join again (left %d)", left);
+	cr_expect_lt(ms, 6000, "node 3 waited for a recovery of nothing");
+	cr_expect_neq(run("grep -q 'joining anyway' %s/node3/node.log", cl.dir)->code, 0, "%s", res.out);
+	coral_session_close(s);
+	s = open_on(3);
 	kill(g1, SIGCONT);
 	kill(g2, SIGCONT);
 	cr_assert_gt(wait_full_map(3), 0, "node 3 did not come on the ring");
