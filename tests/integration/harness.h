@@ -1,17 +1,22 @@
 /* What the integration tests share: running a command and capturing its output, and
  * writing a copy of etc/coral.conf for a test with its own directory, cluster name and
- * ports (10000-28047: below Linux's ephemeral range, which starts at 32768, so an outgoing
- * connection never holds a port a test is about to listen on, and away from a developer's
- * cluster on 7100-7399). Header-only: each test program is one file. */
+ * ports (a block of 128 in 10000-28047, reserved: below Linux's ephemeral range, which starts
+ * at 32768, so an outgoing connection never holds a port a test is about to listen on, and
+ * away from a developer's cluster on 7100-7399). Header-only: each test program is one file. */
 #ifndef CORAL_TEST_HARNESS_H
 #define CORAL_TEST_HARNESS_H
 
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <errno.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -82,6 +87,64 @@ static char *replace_all(char *text, const char *from, const char *to)
 	return out;
 }
 
+/* This test process's block of TEST_PORT_BLOCK ports: nodes 1-3 take +0..47, a standby
+ * cluster +48..63, nodes 4 and 5 +64..95, a test's own listener the rest. Test programs run
+ * side by side (meson runs several, criterion two tests of each), so a block is reserved:
+ * an flock on /tmp/coral-test-ports/<base> held by this process and, through the inherited
+ * descriptor, by every daemon it starts, so a block is not handed out again while anything
+ * of the test that had it may still listen there; and no port of it may be held by anyone
+ * else (a developer's cluster, a stray process). The search starts at a block derived from
+ * the pid and walks on. */
+#define TEST_PORT_BLOCK 128
+#define TEST_PORT_FIRST 10000
+#define TEST_PORT_BLOCKS ((28048 - TEST_PORT_FIRST) / TEST_PORT_BLOCK)
+
+static bool test_ports_free(int base)
+{
+	for (int p = base; p < base + TEST_PORT_BLOCK; p++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd < 0)
+			return false;
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		int rc = bind(fd, (struct sockaddr *)&sin, sizeof(sin));
+		close(fd);
+		if (rc != 0)
+			return false;
+	}
+	return true;
+}
+
+static int test_port_base(void)
+{
+	static pid_t owner;
+	static int held;
+	if (owner == getpid())
+		return held;
+	mkdir("/tmp/coral-test-ports", 01777);
+	chmod("/tmp/coral-test-ports", 01777);
+	int first = (int)(getpid() % TEST_PORT_BLOCKS);
+	for (int i = 0; i < TEST_PORT_BLOCKS; i++) {
+		int base = TEST_PORT_FIRST + ((first + i) % TEST_PORT_BLOCKS) * TEST_PORT_BLOCK;
+		char path[64];
+		snprintf(path, sizeof(path), "/tmp/coral-test-ports/%d", base);
+		int fd = open(path, O_RDWR | O_CREAT, 0666);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) != 0 || !test_ports_free(base)) {
+			close(fd);
+			continue;
+		}
+		owner = getpid();
+		held = base;  /* fd stays open: the reservation lasts as long as the process */
+		return base;
+	}
+	cr_assert_fail("no free block of %d test ports in %d..28047", TEST_PORT_BLOCK, TEST_PORT_FIRST);
+	return -1;
+}
+
 /* etc/coral.conf with run directories under dir, cluster name `name`, and ports of this
  * process's own; the caller applies its own replacements and writes it. */
 static char *test_conf_text(const char *dir, const char *name, int *base_port)
@@ -97,7 +160,7 @@ static char *test_conf_text(const char *dir, const char *name, int *base_port)
 	char buf[64];
 	snprintf(buf, sizeof(buf), "name = %s", name);
 	text = replace_all(text, "name = coral", buf);
-	int base = 10000 + (int)(getpid() % 282) * 64;
+	int base = test_port_base();
 	for (int i = 1; i <= 3; i++) {
 		char from[32], to[32];
 		snprintf(from, sizeof(from), "base_port = 7%d00", i);

@@ -447,8 +447,8 @@ Test(recovery, the_bank_goes_on_through_a_node_s_loss)
 static char *five_nodes(char *text)
 {
 	text = rare_checkpoints(text);
-	/* nodes 4 and 5 in ports of their own: every test's first three take base .. base+47 */
-	int base = 28200 + (int)(getpid() % 64) * 32;
+	/* nodes 4 and 5 in their ports of the test's block (harness.h) */
+	int base = cl.base_port + 64;
 	char more[1024];
 	snprintf(more, sizeof(more),
 		 "[node.4]\nid = 4\nhost = 127.0.0.1\nbase_port = %d\nrun_dir = %s/node4\nsga_size = 64M\nsga_name =\n"

@@ -204,8 +204,16 @@ static void copies_equal(void)
 		snprintf(list, sizeof(list), "%s", res.out);
 		int n = 0;
 		for (char *save = NULL, *seg = strtok_r(list, "\n", &save); seg; seg = strtok_r(NULL, "\n", &save)) {
-			cr_expect_eq(run("cmp %s/%s %s/%s", pdir, seg, sdir, seg)->code, 0, "thread %d segment %s: %s", t,
-				     seg, res.out);
+			int rc = run("cmp %s/%s %s/%s", pdir, seg, sdir, seg)->code;
+			char cmp_out[1024];
+			snprintf(cmp_out, sizeof(cmp_out), "%s", res.out);
+			char gone[700];
+			snprintf(gone, sizeof(gone), "%s/%s", pdir, seg);
+			/* recycled on the primary since the listing (its checkpoint moved past it): there
+			 * is nothing of the primary's left to compare it with */
+			if (rc != 0 && access(gone, F_OK) != 0 && errno == ENOENT)
+				continue;
+			cr_expect_eq(rc, 0, "thread %d segment %s: %s", t, seg, cmp_out);
 			n++;
 		}
 		cr_assert_gt(n, 0);

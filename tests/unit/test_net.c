@@ -68,7 +68,7 @@ static void setup(void)
 	base = event_base_new();
 	memset(nodes, 0, sizeof(nodes));
 	/* below the ephemeral range (32768 up), where an outgoing connection of a test running
-	 * alongside could hold the port; integration tests use 10000-28047 */
+	 * alongside could hold the port; integration tests use 10000-28047 (harness.h) */
 	port0 = 28100 + (int)(getpid() % 1500) * 3;
 }
 
