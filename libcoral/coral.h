@@ -230,7 +230,10 @@ int coral_lock_convert(struct coral_session *s, uint64_t lkid, int mode, unsigne
  * lmdd comes back ([cache] restart_wait_ms at most): it ends as if lmdd had not restarted.
  * Past that bound it fails, and the lock's mode is the one before or the one asked for:
  * convert again (or unlock) before relying on it. */
-/* Releases a held lock (lvb_write as for a conversion down). */
+/* Releases a held lock (lvb_write as for a conversion down). Done when it returns as far as
+ * the session is concerned; the master frees the lock a moment later (a remote master's lock:
+ * the call returns once the unlock has left the node, before anything the node asks after
+ * it), and another node's request waits there until it has. */
 int coral_unlock(struct coral_session *s, uint64_t lkid, const void *lvb_write);
 
 /* The resource manager (rsrcmgrd(8)). A session belongs to a consumer group: the mapping rule

@@ -20,7 +20,7 @@ static int ges_stats(void)
 		F(requests); F(granted_now); F(queued); F(converts); F(unlocks); F(cancels); F(noqueue_refused);
 		F(timeouts); F(conv_deadlocks); F(demoted); F(basts); F(full); F(lvb_writes); F(lvb_invalidated); F(lvb_recovered);
 		F(sessions_gone); F(nodes_lost); F(locks_lost); F(resources); F(locks); F(own_locks); F(sent);
-		F(not_master); F(joining_refused); F(joining_waits); F(refused_msgs); F(basts_received); F(rebuilt); F(dropped); F(map_version);
+		F(not_master); F(joining_refused); F(joining_waits); F(unlocks_early); F(refused_msgs); F(basts_received); F(rebuilt); F(dropped); F(map_version);
 		F(victims); F(deadlocks); F(coordinator); F(edges); F(phantoms); F(probes_lapsed); F(swept); F(basts_delivered); F(graph_full);
 		F(orphans_settled); F(owed); F(owed_total); F(owed_refused);
 		F(fast_grants); F(fast_converts); F(fast_unlocks); F(fast_refused); F(fast_fallbacks); F(fast_imports);
@@ -71,6 +71,7 @@ static int ges_stats(void)
 		       (unsigned long long)r->sent, (unsigned long long)r->not_master, (unsigned long long)r->refused_msgs);
 		printf("  requests of nodes not yet on grdd's ring refused here %llu; this node's refused so, asked again "
 		       "%llu\n", (unsigned long long)r->joining_refused, (unsigned long long)r->joining_waits);
+		printf("  unlocks answered as they left for their master %llu\n", (unsigned long long)r->unlocks_early);
 		printf("  owed to peers whose connection could not take them: %llu now, %llu in all, %llu refused past "
 		       "the bound\n", (unsigned long long)r->owed, (unsigned long long)r->owed_total,
 		       (unsigned long long)r->owed_refused);

@@ -75,6 +75,7 @@ struct lmdd {
 	uint64_t done_sent_ms;
 	uint64_t sent, not_master, refused_msgs, basts_received, basts_delivered;
 	uint64_t joining_refused, joining_waits; /* see on_request */
+	uint64_t unlocks_early;                 /* see h_lock */
 	uint64_t orphans_settled;  /* conversions under way at a restart, settled (settle_orphan) */
 	uint32_t fast_overflow;        /* resources of the core counted in a bucket's overflow */
 	/* messages each peer is owed (send_msg): its connection was not up, or full */
@@ -1683,6 +1684,32 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 			return;
 		}
 	}
+	if (q->op == OP_UNLOCK && o->cookie == 0) {
+		/* An unlock of a lock with nothing under way is answered as soon as it is on its
+		 * way to the master, not after the master's answer (a DLM's unlock is asynchronous
+		 * too; this saves a synchronous caller the round trip to the master). Nothing is
+		 * lost by it: the lock is let go as a released one is (dying: sent again until the
+		 * master answers, put back and let go there if the map moves meanwhile, with the
+		 * value block it writes); the master takes it before anything this node asks later
+		 * (one connection, in order), a later request of the same session does not wait on
+		 * it as a deadlock would (a session never waits for itself there), and a request of
+		 * another node waits at the master until it arrives, as it would have anyway. If
+		 * this node is lost first, its locks are held for recovery as every lost node's are
+		 * (the value block marked invalid): what the caller was told still holds, since it
+		 * had let the lock go. */
+		o->has_lvb = q->lvb.len == LVB_LEN;
+		if (o->has_lvb)
+			memcpy(o->lvb, q->lvb.data, LVB_LEN);
+		own_release_as(m, o, true);
+		m->unlocks_early++;
+		Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
+		r.lkid = q->lkid;
+		Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+		resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_LOCK;
+		resp.ges_lock = &r;
+		coral_daemon_answer(d, conn, id, &resp);
+		return;
+	}
 	/* an asynchronous operation waits for nobody: it is told on the subscription, and the
 	 * call is answered at once with the lock's id */
 	uint64_t cookie = q->async ? ASYNC_COOKIE : wait_add(m, conn, req, (uint32_t[3]){q->session, q->slot, 0});
@@ -1758,6 +1785,7 @@ static void h_stats(struct coral_daemon *d, uint64_t conn, const Coral__CtlReque
 	r.not_master = m->not_master;
 	r.joining_refused = m->joining_refused;
 	r.joining_waits = m->joining_waits;
+	r.unlocks_early = m->unlocks_early;
 	r.orphans_settled = m->orphans_settled;
 	r.refused_msgs = m->refused_msgs;
 	r.owed = m->owed_now;

@@ -234,6 +234,69 @@ static void name_mastered_by(int want, char *name, size_t n) { name_with_master(
  * new master gets the lock back from node 1 and grants nothing beside it (no-queue refused,
  * a wait times out) until node 1 lets it go; node 3 comes back, the map moves again, and
  * the lock is still held across that second rebuild. */
+/* An unlock of a remote master's lock is answered as it leaves the node (lmdd(8)): nothing is
+ * lost by it. The same session takes the lock again at once, many times (it never waits on
+ * its own lock on the way out); a session on another node waiting for it is granted with the
+ * value block the unlock wrote; a session of the master's node then reads it too; and
+ * coralctl counts the unlocks so answered. */
+Test(ges, an_unlock_answered_as_it_leaves_loses_nothing)
+{
+	start_three();
+	char name[64];
+	name_mastered_by(3, name, sizeof(name));
+	struct coral_session *a = open_on(1), *c = open_on(3);
+	uint64_t la, lc;
+	char v[CORAL_LVB_LEN], got[CORAL_LVB_LEN];
+	int valid = 0;
+	for (int i = 0; i < 200; i++) {
+		cr_assert_eq(coral_lock(a, name, strlen(name), CORAL_LOCK_EX, CORAL_LOCK_VALBLK | CORAL_LOCK_NOQUEUE, 0, &la,
+					got, &valid), 0, "round %d: %s", i, coral_session_error(a));
+		if (i > 0)
+			cr_assert(valid && atoi(got) == i - 1, "round %d read '%.32s' (valid %d)", i, got, valid);
+		memset(v, 0, sizeof(v));
+		snprintf(v, sizeof(v), "%d", i);
+		cr_assert_eq(coral_unlock(a, la, v), 0, "%s", coral_session_error(a));
+	}
+	/* node 2 waits for node 1's lock; node 1 lets it go with a value */
+	cr_assert_eq(coral_lock(a, name, strlen(name), CORAL_LOCK_EX, CORAL_LOCK_VALBLK, 0, &la, got, &valid), 0, "%s",
+		     coral_session_error(a));
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct coral_session *s2;
+		uint64_t l2;
+		char g2[CORAL_LVB_LEN] = "";
+		int v2 = 0;
+		if (coral_session_open(cl.conf, 2, "test", "ges-child", &s2) != 0 || write(p[1], "k", 1) != 1)
+			_exit(9);
+		int rc = coral_lock(s2, name, strlen(name), CORAL_LOCK_PR, CORAL_LOCK_VALBLK, 20000, &l2, g2, &v2);
+		_exit(rc != 0 ? 2 : v2 && strcmp(g2, "from node 1") == 0 ? 0 : 1);
+	}
+	char k;
+	cr_assert_eq(read(p[0], &k, 1), 1);
+	usleep(300000);  /* node 2's request waits at the master */
+	cr_expect_eq(child_status(pid, 0), -1, "node 2 was granted while node 1 held EX");
+	memset(v, 0, sizeof(v));
+	strcpy(v, "from node 1");
+	cr_assert_eq(coral_unlock(a, la, v), 0, "%s", coral_session_error(a));
+	cr_expect_eq(child_status(pid, 10000), 0, "node 2's wait did not end granted with node 1's value block");
+	/* the master's node reads it too */
+	cr_assert_eq(coral_lock(c, name, strlen(name), CORAL_LOCK_PR, CORAL_LOCK_VALBLK, 10000, &lc, got, &valid), 0,
+		     "%s", coral_session_error(c));
+	cr_expect(valid && strcmp(got, "from node 1") == 0, "node 3 read '%.32s' (valid %d)", got, valid);
+	cr_expect_eq(coral_unlock(c, lc, NULL), 0);
+	json_t *j = ctl_json(1, "ges stats");
+	cr_assert_not_null(j);
+	cr_expect_geq(jint(j, "unlocks_early"), 201, "unlocks answered as they left: %lld", (long long)jint(j, "unlocks_early"));
+	json_decref(j);
+	close(p[0]);
+	close(p[1]);
+	coral_session_close(a);
+	coral_session_close(c);
+}
+
 Test(ges, a_lock_whose_master_is_lost_is_put_back_at_the_new_master)
 {
 	start_three();
