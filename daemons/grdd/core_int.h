@@ -139,6 +139,7 @@ struct grd_core {
 
 	struct grd_pending *pending;
 	size_t npending_cap;
+	size_t npending_used;     /* entries of pending[] in use: the tick walks none when 0 */
 	uint64_t next_req_id;
 
 	double tokens;

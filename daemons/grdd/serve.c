@@ -257,6 +257,7 @@ static void pending_done(struct grd_core *c, struct grd_pending *p, int code, co
 	else
 		c->st.refused++;
 	p->used = false;
+	c->npending_used--;
 	c->ops.answer(c->ops.arg, p->cookie, code, err, &a);
 }
 
@@ -265,7 +266,7 @@ int grd_core_lock(struct grd_core *c, const struct coral_resid *id, int op, int 
 	c->st.requests++;
 	/* one request per resource at a time from a node: answers of overlapping requests
 	 * could otherwise be applied to the held table in another order than the master's */
-	for (size_t i = 0; i < c->npending_cap; i++)
+	for (size_t i = 0; c->npending_used && i < c->npending_cap; i++)
 		if (c->pending[i].used && coral_resid_eq(&c->pending[i].id, id))
 			return CORAL_EBUSY;
 	/* a release stops the use first: the held table never claims more than the master knows */
@@ -277,6 +278,7 @@ int grd_core_lock(struct grd_core *c, const struct coral_resid *id, int op, int 
 			continue;
 		memset(p, 0, sizeof(*p));
 		p->used = true;
+		c->npending_used++;
 		p->cookie = cookie;
 		p->id = *id;
 		p->op = op;
@@ -354,7 +356,7 @@ void grd_on_reply(struct grd_core *c, uint32_t from, const void *msg)
 
 void grd_pending_tick(struct grd_core *c)
 {
-	for (size_t i = 0; i < c->npending_cap; i++) {
+	for (size_t i = 0; c->npending_used && i < c->npending_cap; i++) {
 		struct grd_pending *p = &c->pending[i];
 		if (!p->used)
 			continue;

@@ -52,8 +52,13 @@ struct ges_core {
 	struct res **res_tab;
 	struct lock **lock_tab;
 	bool held;            /* a rebuild under way: nothing is granted */
+	uint64_t next_deadline_ms;  /* no queued lock's timeout passes before (0: none queued
+				     * with one): ges_tick scans nothing until then */
 	struct ges_stats st;
 };
+
+/* A queued lock's timeout, noted for ges_tick. */
+static void note_deadline(struct ges_core *c, const struct lock *l);
 
 /* The DLM's matrix is libcommon's (ges_own.h): sessions' fast grants use it too. */
 #define compat coral_ges_compat_matrix
@@ -506,6 +511,7 @@ int ges_request(struct ges_core *c, uint32_t node, uint64_t session, uint64_t lk
 	l->queue = GES_Q_WAIT;
 	l->since_ms = now_ms ? now_ms : 1;
 	l->deadline_ms = timeout_ms ? now_ms + timeout_ms : 0;
+	note_deadline(c, l);
 	q_append(&r->q[GES_Q_WAIT], l);
 	c->st.queued++;
 	send_basts(c, r);
@@ -545,6 +551,7 @@ int ges_convert(struct ges_core *c, uint32_t node, uint64_t lkid, int mode, uint
 	l->rq = (int8_t)mode;
 	l->since_ms = now_ms ? now_ms : 1;
 	l->deadline_ms = timeout_ms ? now_ms + timeout_ms : 0;
+	note_deadline(c, l);
 	move_to(l, GES_Q_CONVERT);
 	c->st.queued++;
 	/* a conversion deadlock it closes is answered now, to it if it is the victim */
@@ -601,6 +608,12 @@ int ges_lock_mode(const struct ges_core *c, uint32_t node, uint64_t lkid)
 	return l ? l->gr : GES_NONE;
 }
 
+static void note_deadline(struct ges_core *c, const struct lock *l)
+{
+	if (l->deadline_ms != 0 && (c->next_deadline_ms == 0 || l->deadline_ms < c->next_deadline_ms))
+		c->next_deadline_ms = l->deadline_ms;
+}
+
 /* Calls fn on every lock (it may free the lock it is given, and its resource), then grants
  * what became grantable on every resource touched. */
 static void each_lock(struct ges_core *c, bool (*fn)(struct ges_core *, struct lock *, void *), void *arg)
@@ -625,14 +638,28 @@ static void each_lock(struct ges_core *c, bool (*fn)(struct ges_core *, struct l
 static bool timeout_one(struct ges_core *c, struct lock *l, void *arg)
 {
 	uint64_t now = *(const uint64_t *)arg;
-	if (l->queue == GES_Q_GRANTED || l->deadline_ms == 0 || l->deadline_ms > now)
+	if (l->queue == GES_Q_GRANTED || l->deadline_ms == 0)
 		return false;
+	if (l->deadline_ms > now) {
+		note_deadline(c, l);  /* the next scan's time, from what still waits */
+		return false;
+	}
 	c->st.timeouts++;
 	refuse(c, l, CORAL_ETIMEDOUT);
 	return true;
 }
 
-void ges_tick(struct ges_core *c, uint64_t now_ms) { each_lock(c, timeout_one, &now_ms); }
+/* Refuses the queued requests whose timeout passed. The scan of every resource runs only
+ * once the earliest timeout noted is due (every tick it cost an idle lmdd most of its CPU:
+ * a walk of the whole table); a lock granted or gone before its timeout leaves the noted
+ * time early, which costs one scan that notes the next. */
+void ges_tick(struct ges_core *c, uint64_t now_ms)
+{
+	if (c->next_deadline_ms == 0 || now_ms < c->next_deadline_ms)
+		return;
+	c->next_deadline_ms = 0;
+	each_lock(c, timeout_one, &now_ms);
+}
 
 struct who {
 	uint32_t node;

@@ -41,6 +41,7 @@
 #define WAITS_MAX 256          /* edges reported for one resource (more: the first ones) */
 #define DEADLOCK_HISTORY 64
 #define SWEEP_WAITERS 256      /* waiters searched from at each sweep */
+#define OWN_PASS_TICKS 5       /* on_tick: the pass for ended sessions' locks, every 50 ms */
 
 enum { OP_LOCK = 1, OP_CONVERT, OP_UNLOCK, OP_CANCEL, OP_ABANDON };
 
@@ -76,6 +77,10 @@ struct lmdd {
 	uint64_t sent, not_master, refused_msgs, basts_received, basts_delivered;
 	uint64_t joining_refused, joining_waits; /* see on_request */
 	uint64_t unlocks_early;                 /* see h_lock */
+	uint32_t slow_made;                     /* entries made slow since fast_give_back's last full pass */
+	uint32_t give_back_ticks;               /* ticks since then */
+	uint64_t next_resend_ms;                /* no lock of this node's is sent again before (0: none known) */
+	uint32_t own_ticks;                     /* ticks since the last pass over this node's locks */
 	uint64_t orphans_settled;  /* conversions under way at a restart, settled (settle_orphan) */
 	uint32_t fast_overflow;        /* resources of the core counted in a bucket's overflow */
 	/* messages each peer is owed (send_msg): its connection was not up, or full */
@@ -314,6 +319,14 @@ static struct own *own_new(struct lmdd *m) { return coral_ges_own_claim(m->ownse
 static void own_free(struct lmdd *m, struct own *o) { coral_ges_own_free(m->ownsec, o); }
 
 /* Sends the session's operation on o to the resource's master. */
+/* o is sent again in ms (on_tick's pass over the node's locks does it). */
+static void set_resend(struct lmdd *m, struct own *o, uint64_t ms)
+{
+	o->resend_ms = now_ms() + ms;
+	if (m->next_resend_ms == 0 || o->resend_ms < m->next_resend_ms)
+		m->next_resend_ms = o->resend_ms;
+}
+
 static void own_send(struct lmdd *m, struct own *o)
 {
 	Coral__GesMsg g = CORAL__GES_MSG__INIT;
@@ -332,11 +345,11 @@ static void own_send(struct lmdd *m, struct own *o)
 	}
 	o->master = master_of(m, o->name, o->len, &g.map_version);
 	if (o->master == 0) {
-		o->resend_ms = now_ms() + RESEND_MS;  /* no map yet */
+		set_resend(m, o, RESEND_MS);  /* no map yet */
 		return;
 	}
 	if (send_msg(m, o->master, &g) != 0)
-		o->resend_ms = now_ms() + RESEND_MS;  /* not taken, not even owed (its bound): again */
+		set_resend(m, o, RESEND_MS);  /* not taken, not even owed (its bound): again */
 }
 
 static void own_release(struct lmdd *m, struct own *o);
@@ -499,14 +512,14 @@ static void on_answer(struct lmdd *m, uint32_t from, const Coral__GesMsg *g)
 		/* this node is not on the master's ring yet: asked again until it is (the
 		 * request's own timeout bounds the wait) */
 		m->joining_waits++;
-		o->resend_ms = now_ms() + RESEND_MS / 10;
+		set_resend(m, o, RESEND_MS / 10);
 		return;
 	}
 	if (code == CORAL_ENOTMASTER && o->resends < RESEND_MAX) {
 		/* the map moved on: asked again in a moment, at the master this node's map names */
 		m->not_master++;
 		o->resends++;
-		o->resend_ms = now_ms() + RESEND_MS / 10;
+		set_resend(m, o, RESEND_MS / 10);
 		return;
 	}
 	if (o->dying) {
@@ -652,6 +665,7 @@ static int fast_take(struct lmdd *m, const uint8_t *name, size_t len)
 			memset(e, 0, sizeof(*e));
 			e->used = 1;
 			e->slow = 1;
+			m->slow_made++;
 			e->len = (uint8_t)len;
 			memcpy(e->name, name, len);
 		}
@@ -674,6 +688,7 @@ static int fast_take(struct lmdd *m, const uint8_t *name, size_t len)
 			}
 			ges_set_lvb(m->core, name, len, e->lvb, e->lvb_valid, e->lvb_written);
 			e->slow = 1;
+			m->slow_made++;
 			e->nholders = 0;
 			atomic_fetch_add(&m->ownsec->fast_imports, 1);
 		}
@@ -740,13 +755,26 @@ static void fast_give_back(struct lmdd *m)
 {
 	if (atomic_load(&m->ownsec->fast_version) == 0)
 		return;
+	/* The pass reads every bucket of the table (most of an idle lmdd's CPU when it ran every
+	 * tick): it runs while slow entries may be left (lmdd alone makes them: counted as made,
+	 * and again from what a pass leaves), and once a second all the same (a bucket a dead
+	 * process left marked is repaired then, if nothing locked it before; and the first pass
+	 * after a restart finds what the lmdd before this one left slow). */
+	if (m->slow_made == 0 && ++m->give_back_ticks < 1000 / TICK_MS)
+		return;
+	m->give_back_ticks = 0;
+	uint32_t left = 0;
 	for (uint32_t b = 0; b < CORAL_GES_FAST_BUCKETS; b++) {
 		struct coral_ges_fast_bucket *bk = bucket(m, b);
 		bool any = false;
 		for (int w = 0; w < CORAL_GES_FAST_WAYS; w++)
 			any |= bk->res[w].used && bk->res[w].slow;  /* (only lmdd makes entries slow) */
-		if ((!any && !bk->dirty) || !fast_lock_bucket(m, b))
+		if (!any && !bk->dirty)
 			continue;
+		if (!fast_lock_bucket(m, b)) {
+			left += any;
+			continue;
+		}
 		for (int w = 0; w < CORAL_GES_FAST_WAYS; w++) {
 			struct coral_ges_fast_res *e = &bk->res[w];
 			if (!e->used || !e->slow)
@@ -754,8 +782,10 @@ static void fast_give_back(struct lmdd *m)
 			uint8_t lvb[LVB_LEN];
 			bool valid, written;
 			int rc = ges_take_idle(m->core, e->name, e->len, lvb, &valid, &written);
-			if (rc == CORAL_EBUSY)
+			if (rc == CORAL_EBUSY) {
+				left++;
 				continue;
+			}
 			e->slow = 0;
 			e->nholders = 0;
 			if (rc == 0 && written) {
@@ -768,6 +798,7 @@ static void fast_give_back(struct lmdd *m)
 		}
 		coral_ges_fast_unlock_bucket(m->ownsec, b);
 	}
+	m->slow_made = left;
 	if (m->fast_overflow)
 		fast_resync(m);
 }
@@ -1515,6 +1546,14 @@ static void on_tick(void *arg, const struct coral_cluster_view *v)
 	if (m->dlk && m->coordinator == m->self)
 		dlk_tick(m->dlk, now);
 	fast_give_back(m);
+	/* The pass over the node's locks (a table of OWN_MAX in the SGA) runs when a lock's
+	 * resend is due, and every OWN_PASS_TICKS for the locks of sessions that ended */
+	bool resend_due = m->next_resend_ms != 0 && now >= m->next_resend_ms;
+	if (!resend_due && ++m->own_ticks < OWN_PASS_TICKS)
+		return;
+	m->own_ticks = 0;
+	if (resend_due)
+		m->next_resend_ms = 0;  /* noted again below from what is left to send */
 	for (uint32_t k = 0; k < OWN_MAX && m->ownsec->nused; k++) {
 		struct own *o = &m->own[k];
 		uint8_t state = atomic_load(&o->used);
@@ -1537,6 +1576,8 @@ static void on_tick(void *arg, const struct coral_cluster_view *v)
 		if (o->resend_ms && now >= o->resend_ms) {
 			o->resend_ms = 0;
 			own_send(m, o);
+		} else if (o->resend_ms && (m->next_resend_ms == 0 || o->resend_ms < m->next_resend_ms)) {
+			m->next_resend_ms = o->resend_ms;
 		}
 	}
 }

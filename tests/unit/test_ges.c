@@ -268,6 +268,38 @@ Test(ges, a_request_past_its_timeout_is_refused_and_a_cancel_ends_a_wait)
 	cr_expect_eq(ges_core_locks(c), 1);
 }
 
+/* ges_tick walks the resources only once the earliest timeout noted is due: a wait granted
+ * before its timeout leaves that time noted early, and the scan then notes the next one, so
+ * a later timeout still ends its wait on time, and a conversion's too. */
+Test(ges, timeouts_are_kept_when_an_earlier_wait_ends_before_its_own)
+{
+	struct ges_answer a;
+	cr_expect_eq(req(1, 1, GES_EX, 0), 0);
+	cr_expect_eq(ges_request(c, 2, 2, 1, R, strlen(R), GES_PR, 0, 50, 100, &a), CORAL_EPENDING);   /* due 150 */
+	cr_expect_eq(ges_request(c, 3, 3, 1, R, strlen(R), GES_EX, 0, 200, 100, &a), CORAL_EPENDING);  /* due 300 */
+	cr_expect_eq(ges_unlock(c, 1, 1, NULL, 120), 0);  /* PR granted before its timeout; EX waits for it */
+	int g2 = last_event('d', 2, 1);
+	cr_assert(g2 > -1 && ev[g2].code == 0, "the PR wait was not granted");
+	ges_tick(c, 150);  /* the noted time is due: a scan, which notes the EX wait's */
+	cr_expect_eq(last_event('d', 3, 1), -1, "refused before its timeout");
+	ges_tick(c, 299);
+	cr_expect_eq(last_event('d', 3, 1), -1, "refused before its timeout");
+	ges_tick(c, 300);
+	int e = last_event('d', 3, 1);
+	cr_assert_gt(e, -1, "the EX wait's timeout passed unseen");
+	cr_expect_eq(ev[e].code, CORAL_ETIMEDOUT);
+	/* a conversion up of holder 2 behind a new PR holder, due 600 */
+	cr_expect_eq(req(4, 1, GES_PR, 0), 0);
+	cr_expect_eq(ges_convert(c, 2, 1, GES_EX, 0, 400, NULL, 200, &a), CORAL_EPENDING);
+	ges_tick(c, 599);
+	cr_expect(last_event('d', 2, 1) == g2, "refused before its timeout");
+	ges_tick(c, 600);
+	e = last_event('d', 2, 1);
+	cr_assert_gt(e, g2, "the conversion's timeout passed unseen");
+	cr_expect_eq(ev[e].code, CORAL_ETIMEDOUT);
+	cr_expect_eq(ges_lock_mode(c, 2, 1), GES_PR, "a refused conversion keeps its mode");
+}
+
 /* A holder told it is in the way is told when it no longer is: the waiters timed out, were
  * cancelled or granted (what rsrcmgrd's idle-blocker limit reads on the holder's node). */
 Test(ges, a_holder_told_it_blocks_is_told_when_it_blocks_nobody)
