@@ -424,6 +424,11 @@ static int read_rec(struct reader *r, uint64_t at, struct coral_redo_rec *h, uin
 		*why = "a record's header is not whole";
 		return -1;
 	}
+	/* zeros: the end of what was written (the log writer writes a segment's zeros ahead of
+	 * its records; bytes it never wrote read as zeros, never as a record) */
+	static const struct coral_redo_rec zero;
+	if (memcmp(h, &zero, sizeof(*h)) == 0)
+		return 0;
 	if (h->magic != CORAL_REDO_MAGIC || h->len < sizeof(*h) || h->len > sizeof(*h) + 2 * CORAL_REDO_MAX_BYTES + 8 ||
 	    h->len % 8 != 0 || h->lsn != at + h->len ||
 	    (uint64_t)h->nbytes * ((h->flags & CORAL_REDO_F_UNDO) ? 2 : 1) > h->len - sizeof(*h)) {

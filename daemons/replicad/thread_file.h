@@ -17,14 +17,17 @@ struct thread_file {
 	uint32_t thread;
 	int fd;              /* the segment last written (-1: none) */
 	uint64_t fd_seg;
+	uint64_t size;       /* fd's segment's size: data, then zeros ahead (thread_file.c) */
 	uint64_t err_seg;    /* the segment of the last failure */
 };
 
 /* The thread's directory under shared_dir, created if missing. CORAL_EIO with why in err. */
 int thread_file_open(struct thread_file *f, const char *shared_dir, uint32_t thread, uint64_t segment_size,
 		     char *err, size_t errsz);
-/* Writes n bytes at LSN lsn. 0, or an errno (the segment in err_seg; a short write is ENOSPC:
- * the device filled). `what` says which step failed ("opening", "writing"). */
+/* Writes n bytes at LSN lsn, and zeros ahead of them up to the next MiB of the segment when
+ * they pass what the segment holds (if the device has room for them). 0, or an errno (the
+ * segment in err_seg; a short write is ENOSPC: the device filled). `what` says which step
+ * failed ("opening", "writing"). */
 int thread_file_write(struct thread_file *f, uint64_t lsn, const void *buf, size_t n, const char **what);
 /* fdatasync of the segment last written. 0 or an errno (err_seg says which). */
 int thread_file_sync(struct thread_file *f);

@@ -8,6 +8,8 @@
 #include "ship.h"
 #include "thread_file.h"
 
+#include <sys/stat.h>
+
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <sched.h>
@@ -208,6 +210,80 @@ Test(ship, a_thread_copied_range_by_range_reads_back_and_resumes_after_a_cut)
 	cr_expect_eq(coral_redo_scan(dir, 7, 4096, 0, count_fn, &read, &end, err, sizeof(err)), records, "%s", err);
 	cr_expect_eq(read, records);
 	cr_expect_eq(end, lsn);
+	free(thread);
+	free(ring);
+	char cmd[64];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+/* A segment is written ahead of its records with zeros up to the next MiB (thread_file.c):
+ * the file's size moves once a MiB, not at every write; the zeros end the thread for a
+ * reader, with no error; a torn record before them is cut at a restart, and the thread goes
+ * on there, zeroed ahead again. */
+Test(ship, a_segment_is_zeroed_ahead_and_its_zeros_end_the_thread)
+{
+	char dir[] = "/tmp/coral-ship-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	size_t sz = coral_redo_size(4 << 20);
+	struct coral_redo *ring = aligned_alloc(64, (sz + 63) / 64 * 64);
+	cr_assert_not_null(ring);
+	cr_assert_eq(coral_redo_init(ring, sz, 4 << 20, 7), 0);
+	atomic_store(&ring->writer_pid, 1);
+	uint64_t lsn = 0;
+	uint8_t bytes[200];
+	memset(bytes, 0x5a, sizeof(bytes));
+	int records = 0;
+	for (int i = 0; i < 6000; i++, records++)
+		cr_assert_eq(coral_redo_append(ring, CORAL_REDO_CHANGE, 0, (uint64_t)i + 1, 1, 1, (uint64_t)i, 0, bytes,
+					       NULL, sizeof(bytes), 100, &lsn), 0);
+	cr_assert_gt(lsn, 1u << 20, "the thread should pass one MiB");
+	uint8_t *thread = malloc(lsn);
+	cr_assert_not_null(thread);
+	coral_redo_ring_read(ring, 0, thread, lsn);
+	const uint64_t seg = 4u << 20;
+	struct thread_file f;
+	char err[256], path[400];
+	cr_assert_eq(thread_file_open(&f, dir, 7, seg, err, sizeof(err)), 0, "%s", err);
+	const char *what = "";
+	uint64_t half = lsn / 2 + 5;  /* mid-record */
+	for (uint64_t at = 0; at < half; at += 700) {
+		uint64_t n = half - at < 700 ? half - at : 700;
+		cr_assert_eq(thread_file_write(&f, at, thread + at, n, &what), 0, "%s", what);
+	}
+	cr_assert_eq(thread_file_sync(&f), 0);
+	thread_file_close(&f);
+	thread_file_seg_path(&f, 0, path, sizeof(path));
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0);
+	cr_expect_eq((uint64_t)st.st_size, (half / (1u << 20) + 1) * (1u << 20), "size %lld after %llu bytes",
+		     (long long)st.st_size, (unsigned long long)half);
+	/* a reader stops at the zeros after the torn record's start, saying why (torn), and
+	 * nothing follows */
+	int read = 0;
+	uint64_t end = 0;
+	int64_t n = coral_redo_scan(dir, 7, seg, 0, count_fn, &read, &end, err, sizeof(err));
+	cr_expect_geq(n, 0, "%s", err);
+	cr_expect_lt(end, half);
+	cr_expect_gt(end, half - 300);
+	/* restarted: cut at the last whole record, written on from there to the end */
+	cr_assert_eq(thread_file_open(&f, dir, 7, seg, err, sizeof(err)), 0, "%s", err);
+	uint64_t has = 0;
+	cr_assert_eq(thread_file_cut_at_end(&f, dir, 0, &has, NULL, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(has, end);
+	cr_assert_eq(thread_file_write(&f, has, thread + has, lsn - has, &what), 0, "%s", what);
+	cr_assert_eq(thread_file_sync(&f), 0);
+	thread_file_close(&f);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_expect_eq((uint64_t)st.st_size, (lsn / (1u << 20) + 1) * (1u << 20));
+	/* the whole thread reads back, and its end is clean: no error past it */
+	read = 0;
+	err[0] = 'x';
+	err[1] = 0;
+	cr_expect_eq(coral_redo_scan(dir, 7, seg, 0, count_fn, &read, &end, err, sizeof(err)), records, "%s", err);
+	cr_expect_eq(read, records);
+	cr_expect_eq(end, lsn);
+	cr_expect_str_empty(err, "a clean end read as: %s", err);
 	free(thread);
 	free(ring);
 	char cmd[64];
