@@ -378,10 +378,15 @@ int coral_session_open(const char *conf, int node, const char *user, const char 
 	 * delays it: three nodes on two CPUs did 12-36% more bank transfers without spinning. */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int here = 0;
+	bool first = true;  /* the lowest id of the nodes on this host */
 	for (int i = 0; i < s->conf.nnodes; i++)
-		here += strcmp(s->conf.nodes[i].host, s->node->host) == 0;
+		if (strcmp(s->conf.nodes[i].host, s->node->host) == 0) {
+			here++;
+			first &= s->conf.nodes[i].id >= s->node->id;
+		}
 	long share = cpus / (here > 0 ? here : 1);
-	s->max_spinners = share >= 2 ? (uint32_t)(share / 2) : 0;
+	/* under two CPUs each, the machine's one spinner is the first node's */
+	s->max_spinners = share >= 2 ? (uint32_t)(share / 2) : first && cpus >= 2 ? 1 : 0;
 	if (s->cr_direct && (s->hints = calloc(CR_HINTS, sizeof(*s->hints))) == NULL)
 		return CORAL_ENOMEM;
 	coral_conf_sock_path(s->node, "lmsd", s->sock, sizeof(s->sock));
