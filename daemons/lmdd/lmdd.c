@@ -1611,6 +1611,18 @@ static bool session_is_callers(struct coral_daemon *d, uint64_t conn, uint64_t i
 	return true;
 }
 
+/* A lock call's answer that says no more than a lock id (and a mode). */
+static void answer_lkid(struct coral_daemon *d, uint64_t conn, uint64_t id, uint64_t lkid, uint32_t mode)
+{
+	Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
+	r.lkid = lkid;
+	r.mode = mode;
+	Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
+	resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_LOCK;
+	resp.ges_lock = &r;
+	coral_daemon_answer(d, conn, id, &resp);
+}
+
 static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlRequest *req)
 {
 	struct lmdd *m = d->svc;
@@ -1645,12 +1657,7 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 		}
 		log_info("session %u: its lock call %llu broke before its answer: %u lock%s let go", q->session,
 			 (unsigned long long)q->tag, n, n == 1 ? "" : "s");
-		Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
-		r.lkid = n;
-		Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
-		resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_LOCK;
-		resp.ges_lock = &r;
-		coral_daemon_answer(d, conn, id, &resp);
+		answer_lkid(d, conn, id, n, 0);
 		return;
 	}
 	if (q->async && ((q->op != OP_LOCK && q->op != OP_CONVERT) || m->subs[q->slot - 1].conn == 0 ||
@@ -1701,12 +1708,7 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 			/* being let go already (its unlock was under way when the lmdd before this one
 			 * died, say): an unlock is done; nothing else can be */
 			if (q->op == OP_UNLOCK) {
-				Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
-				r.lkid = o->lkid;
-				Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
-				resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_LOCK;
-				resp.ges_lock = &r;
-				coral_daemon_answer(d, conn, id, &resp);
+				answer_lkid(d, conn, id, o->lkid, 0);
 			} else {
 				coral_daemon_answer_error(d, conn, id, CORAL_ENOENT, "lock %llu is being let go (its call "
 							  "broke when lmdd restarted)", (unsigned long long)q->lkid);
@@ -1743,12 +1745,7 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 			memcpy(o->lvb, q->lvb.data, LVB_LEN);
 		own_release_as(m, o, true);
 		m->unlocks_early++;
-		Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
-		r.lkid = q->lkid;
-		Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
-		resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_LOCK;
-		resp.ges_lock = &r;
-		coral_daemon_answer(d, conn, id, &resp);
+		answer_lkid(d, conn, id, q->lkid, 0);
 		return;
 	}
 	/* an asynchronous operation waits for nobody: it is told on the subscription, and the
@@ -1764,14 +1761,8 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 		/* the waiting operation is answered by the master's refusal; this one at once */
 		send_cancel(m, o);
 		struct coral_wait w;
-		if (wait_take(m, cookie, &w)) {
-			Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
-			r.lkid = o->lkid;
-			Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
-			resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_LOCK;
-			resp.ges_lock = &r;
-			coral_daemon_answer(d, w.conn, w.req_id, &resp);
-		}
+		if (wait_take(m, cookie, &w))
+			answer_lkid(d, w.conn, w.req_id, o->lkid, 0);
 		return;
 	}
 	o->cookie = cookie;
@@ -1784,15 +1775,8 @@ static void h_lock(struct coral_daemon *d, uint64_t conn, const Coral__CtlReques
 	if (o->has_lvb)
 		memcpy(o->lvb, q->lvb.data, LVB_LEN);
 	o->resends = 0;
-	if (q->async) {
-		Coral__GesLockReply r = CORAL__GES_LOCK_REPLY__INIT;
-		r.lkid = o->lkid;
-		r.mode = o->mode < 0 ? 0 : (uint32_t)o->mode;
-		Coral__CtlResponse resp = CORAL__CTL_RESPONSE__INIT;
-		resp.body_case = CORAL__CTL_RESPONSE__BODY_GES_LOCK;
-		resp.ges_lock = &r;
-		coral_daemon_answer(d, conn, id, &resp);
-	}
+	if (q->async)
+		answer_lkid(d, conn, id, o->lkid, o->mode < 0 ? 0 : (uint32_t)o->mode);
 	own_send(m, o);
 }
 

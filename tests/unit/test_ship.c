@@ -157,15 +157,22 @@ static void copy_until(struct ship_tx *t, struct ship_rx *r, struct thread_file 
 	}
 }
 
+/* Thread 7's redo ring of `bytes` in memory (free it), as if its log writer ran. */
+static struct coral_redo *test_ring(size_t bytes)
+{
+	size_t sz = coral_redo_size(bytes);
+	struct coral_redo *ring = aligned_alloc(64, (sz + 63) / 64 * 64);
+	cr_assert_not_null(ring);
+	cr_assert_eq(coral_redo_init(ring, sz, bytes, 7), 0);
+	atomic_store(&ring->writer_pid, 1); /* appends need a log writer to be there */
+	return ring;
+}
+
 Test(ship, a_thread_copied_range_by_range_reads_back_and_resumes_after_a_cut)
 {
 	char dir[] = "/tmp/coral-ship-XXXXXX";
 	cr_assert_not_null(mkdtemp(dir));
-	size_t sz = coral_redo_size(1 << 20);
-	struct coral_redo *ring = aligned_alloc(64, (sz + 63) / 64 * 64);
-	cr_assert_not_null(ring);
-	cr_assert_eq(coral_redo_init(ring, sz, 1 << 20, 7), 0);
-	atomic_store(&ring->writer_pid, 1); /* appends need a log writer to be there */
+	struct coral_redo *ring = test_ring(1 << 20);
 	int records = 0;
 	uint64_t lsn = 0;
 	uint8_t bytes[300];
@@ -225,11 +232,7 @@ Test(ship, a_segment_is_zeroed_ahead_and_its_zeros_end_the_thread)
 {
 	char dir[] = "/tmp/coral-ship-XXXXXX";
 	cr_assert_not_null(mkdtemp(dir));
-	size_t sz = coral_redo_size(4 << 20);
-	struct coral_redo *ring = aligned_alloc(64, (sz + 63) / 64 * 64);
-	cr_assert_not_null(ring);
-	cr_assert_eq(coral_redo_init(ring, sz, 4 << 20, 7), 0);
-	atomic_store(&ring->writer_pid, 1);
+	struct coral_redo *ring = test_ring(4 << 20);
 	uint64_t lsn = 0;
 	uint8_t bytes[200];
 	memset(bytes, 0x5a, sizeof(bytes));
